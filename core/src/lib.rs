@@ -1,0 +1,39 @@
+//! The sans-IO core of muster.
+//!
+//! Everything muster decides is decided here, and nothing here touches the outside world: no
+//! sockets, no files, no clocks, no threads, no global randomness, no async. A [`Node`] takes
+//! inputs (datagrams, stream frames, the expiry of its own deadline, commands), each stamped with
+//! the current [`Instant`], and yields outputs (state to persist, messages to send, events, the
+//! next deadline). Two drivers run it: the tokio shell in the `muster` crate, over real sockets
+//! and disks, and the simulator in `muster-sim`, over a virtual network, disk and clock in which
+//! any run can be replayed from its seed.
+//!
+//! The drive contract is written once, on [`Node`]. In short:
+//!
+//! ```text
+//!            handle_datagram / handle_stream_frame / handle_timeout / handle_command
+//!   driver ─────────────────────────────────────────────────────────────────────────▶ Node
+//!     ▲  ◀── poll_persist ── write + fsync ── on_persisted ──▶                         │
+//!     └──────────── poll_transmit / poll_event / poll_timeout ◀────────────────────────┘
+//! ```
+//!
+//! Rules the compiler enforces (`core/clippy.toml`): no `Instant::now`, `SystemTime::now`,
+//! `thread_rng` or `HashMap` in this crate; `unsafe` is forbidden.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+mod limits;
+mod node;
+pub mod ping;
+mod rng;
+mod time;
+pub mod wire;
+
+pub use limits::*;
+pub use node::{
+    Channel, Command, CommandError, Config, ConfigError, Event, Node, Persist, PersistId,
+    StableState, Stats, Transmit,
+};
+pub use rng::Rng;
+pub use time::{Instant, Monotonic};

@@ -1,0 +1,164 @@
+//! The command line, in Consul's dialect.
+//!
+//! Consul's flags are Go-style: one dash for long names (`-dev`, `-http-addr=...`), with two
+//! dashes accepted too. clap speaks GNU style, so [`normalize`] rewrites a single-dash long flag
+//! into its two-dash form before clap sees it; `-h` stays the short help flag.
+
+use std::ffi::OsString;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// The `muster` command.
+#[derive(Debug, Parser)]
+#[command(
+    name = "muster",
+    about = "Consul-compatible service discovery and configuration",
+    disable_version_flag = true
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Subcommands,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Subcommands {
+    /// Runs a muster agent.
+    Agent(AgentArgs),
+    /// Prints the muster version.
+    Version,
+}
+
+/// Flags of `muster agent`, named as Consul names them.
+#[derive(Debug, Args)]
+pub(crate) struct AgentArgs {
+    /// Development mode: binds to 127.0.0.1 and keeps all state in memory.
+    #[arg(long)]
+    pub(crate) dev: bool,
+    /// The node's name; defaults to the host name.
+    #[arg(long = "node")]
+    pub(crate) node: Option<String>,
+    /// The address gossip binds to.
+    #[arg(long = "bind")]
+    pub(crate) bind: Option<IpAddr>,
+    /// The address advertised to other nodes; defaults to the bind address.
+    #[arg(long = "advertise")]
+    pub(crate) advertise: Option<IpAddr>,
+    /// The LAN gossip port.
+    #[arg(long = "serf-lan-port", default_value_t = 8301)]
+    pub(crate) serf_lan_port: u16,
+    /// Where durable state lives. Required unless -dev.
+    #[arg(long = "data-dir")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// An agent to join at start (host:port, or an IP for the default port). Repeatable.
+    #[arg(long = "join")]
+    pub(crate) join: Vec<String>,
+}
+
+/// Rewrites Consul's single-dash long flags (`-dev`, `-data-dir=x`) to clap's `--dev`,
+/// `--data-dir=x`. Stops at `--`, leaves `-h`, plain values and negative numbers alone.
+pub(crate) fn normalize(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    let mut out = Vec::new();
+    let mut passthrough = false;
+    for arg in args {
+        let rewritten = match arg.to_str() {
+            Some("--") => {
+                passthrough = true;
+                None
+            }
+            Some(text) if !passthrough && is_single_dash_long(text) => {
+                Some(format!("-{text}").into())
+            }
+            _ => None,
+        };
+        out.push(rewritten.unwrap_or(arg));
+    }
+    out
+}
+
+fn is_single_dash_long(text: &str) -> bool {
+    let Some(rest) = text.strip_prefix('-') else {
+        return false;
+    };
+    let name = rest.split('=').next().unwrap_or("");
+    !rest.starts_with('-') && name.len() > 1 && name.starts_with(|c: char| c.is_ascii_alphabetic())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(args: &[&str]) -> Vec<String> {
+        normalize(args.iter().map(OsString::from))
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn single_dash_long_flags_become_double_dash() {
+        assert_eq!(
+            norm(&[
+                "muster",
+                "agent",
+                "-dev",
+                "-data-dir=/tmp/x",
+                "--node",
+                "a",
+                "-h",
+                "-5",
+                "--",
+                "-raw"
+            ]),
+            [
+                "muster",
+                "agent",
+                "--dev",
+                "--data-dir=/tmp/x",
+                "--node",
+                "a",
+                "-h",
+                "-5",
+                "--",
+                "-raw"
+            ]
+        );
+    }
+
+    #[test]
+    fn consul_style_agent_flags_parse() {
+        let cli = Cli::try_parse_from(normalize(
+            [
+                "muster",
+                "agent",
+                "-dev",
+                "-node=n1",
+                "-bind",
+                "127.0.0.2",
+                "-join=127.0.0.3:8301",
+            ]
+            .map(OsString::from),
+        ))
+        .unwrap();
+        let Subcommands::Agent(agent) = cli.command else {
+            panic!("not agent")
+        };
+        assert!(agent.dev);
+        assert_eq!(agent.node.as_deref(), Some("n1"));
+        assert_eq!(agent.bind, Some("127.0.0.2".parse().unwrap()));
+        assert_eq!(agent.join, ["127.0.0.3:8301"]);
+        assert_eq!(agent.serf_lan_port, 8301);
+    }
+
+    #[test]
+    fn unknown_flags_are_refused() {
+        let error =
+            Cli::try_parse_from(normalize(["muster", "agent", "-bogus"].map(OsString::from)))
+                .unwrap_err();
+        assert!(
+            error.to_string().contains("unexpected argument '--bogus'"),
+            "{error}"
+        );
+    }
+}

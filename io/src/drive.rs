@@ -1,0 +1,277 @@
+//! The drive loop: feeds a [`Node`] its inputs and carries out its outputs.
+//!
+//! Two layers, so that every driver shares the part that matters:
+//!
+//! - [`drain`] is synchronous: it empties a node's outputs into a [`Host`]. The in-process
+//!   simulator harness implements `Host` over a virtual network; [`run`] implements it over
+//!   sockets.
+//! - [`run`] is the async loop. It is written against `tokio` as re-exported by `madsim-tokio`:
+//!   real tokio in the agent, madsim's deterministic runtime in the simulator. Both therefore run
+//!   this same code; only the sockets and the [`Storage`] differ.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use muster_core::wire::{frame_len, frame_prefix, FRAME_PREFIX_BYTES};
+use muster_core::{
+    Channel, Command, CommandError, Event, Instant, Node, Persist, PersistId, StableState,
+    Transmit, DATAGRAM_BYTES_MAX,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+/// Where a node's outputs go. Implemented by [`run`] over sockets and by the simulator's harness
+/// over its virtual network.
+pub trait Host {
+    /// Begin making `persist` durable; acknowledge it with [`Node::on_persisted`] when done.
+    fn persist(&mut self, persist: Persist);
+    /// Send `transmit`. Loss is allowed: the protocols above tolerate it.
+    fn transmit(&mut self, transmit: Transmit);
+    /// Report `event` to the application.
+    fn event(&mut self, event: Event);
+}
+
+/// Empties every output of `node` into `host` and returns the next deadline.
+///
+/// Call after every input. Persists are handed over before transmits, so a host that makes them
+/// durable synchronously and acknowledges at once still sends in a correct order.
+pub fn drain(node: &mut Node, host: &mut impl Host) -> Option<Instant> {
+    while let Some(persist) = node.poll_persist() {
+        host.persist(persist);
+    }
+    while let Some(transmit) = node.poll_transmit() {
+        host.transmit(transmit);
+    }
+    while let Some(event) = node.poll_event() {
+        host.event(event);
+    }
+    node.poll_timeout()
+}
+
+/// Durable storage for a node's [`StableState`].
+pub trait Storage: Send + 'static {
+    /// Makes `state` durable, replacing the previous state atomically. When the future resolves
+    /// to `Ok`, a crash of the process or the machine will not lose it.
+    fn save(&mut self, state: StableState) -> impl Future<Output = io::Result<()>> + Send;
+}
+
+/// A command for a running node, with a channel for its result.
+pub type CommandRequest = (Command, oneshot::Sender<Result<(), CommandError>>);
+
+/// The sockets a node speaks over: one datagram socket and one stream listener, both bound to
+/// the node's bind address.
+#[derive(Debug)]
+pub struct Sockets {
+    /// The datagram socket.
+    pub udp: UdpSocket,
+    /// The stream listener.
+    pub tcp: TcpListener,
+}
+
+/// Runs `node` until `commands` is closed or the storage fails.
+///
+/// `origin` is the instant the node's [`Instant::ZERO`] corresponds to. `on_event` is called for
+/// every event, in order, on the loop's task.
+pub async fn run<S: Storage>(
+    mut node: Node,
+    origin: tokio::time::Instant,
+    sockets: Sockets,
+    storage: S,
+    mut commands: mpsc::Receiver<CommandRequest>,
+    mut on_event: impl FnMut(Event),
+) -> io::Result<()> {
+    let now = move || core_now(origin);
+    let Sockets { udp, tcp } = sockets;
+    let (persist_tx, persist_rx) = mpsc::channel::<Persist>(CHANNEL_CAPACITY);
+    let (persisted_tx, mut persisted_rx) = mpsc::channel::<io::Result<PersistId>>(CHANNEL_CAPACITY);
+    let (frame_tx, mut frame_rx) = mpsc::channel::<(SocketAddr, Bytes)>(CHANNEL_CAPACITY);
+    let storage_task = tokio::spawn(persist_in_order(storage, persist_rx, persisted_tx));
+    let accept_task = tokio::spawn(accept_streams(tcp, frame_tx));
+    let mut outbox = Outbox::default();
+    let mut datagram = vec![0u8; DATAGRAM_BYTES_MAX];
+
+    let result = loop {
+        let deadline = drain(&mut node, &mut outbox);
+        while let Some(event) = outbox.events.pop_front() {
+            on_event(event);
+        }
+        for persist in outbox.persists.drain(..) {
+            if persist_tx.send(persist).await.is_err() {
+                break;
+            }
+        }
+        for transmit in outbox.transmits.drain(..) {
+            send(&udp, transmit).await;
+        }
+        let sleep = match deadline {
+            Some(deadline) => origin + Duration::from_nanos(deadline.as_nanos()),
+            None => origin + Duration::from_secs(IDLE_WAKEUP_SECS) + elapsed(origin),
+        };
+        tokio::select! {
+            biased;
+            persisted = persisted_rx.recv() => match persisted {
+                Some(Ok(id)) => node.on_persisted(now(), id),
+                Some(Err(error)) => break Err(error),
+                None => break Err(io::Error::other("the storage task stopped")),
+            },
+            received = udp.recv_from(&mut datagram) => match received {
+                Ok((len, from)) => node.handle_datagram(now(), from, &datagram[..len]),
+                Err(error) => tracing::debug!(%error, "datagram receive failed"),
+            },
+            Some((from, frame)) = frame_rx.recv() => node.handle_stream_frame(now(), from, &frame),
+            request = commands.recv() => match request {
+                Some((command, reply)) => {
+                    let _ = reply.send(node.handle_command(now(), command));
+                }
+                None => break Ok(()),
+            },
+            () = tokio::time::sleep_until(sleep) => node.handle_timeout(now()),
+        }
+    };
+    storage_task.abort();
+    accept_task.abort();
+    result
+}
+
+/// Collects a node's outputs so the async loop can carry them out after [`drain`] returns.
+#[derive(Debug, Default)]
+struct Outbox {
+    persists: Vec<Persist>,
+    transmits: Vec<Transmit>,
+    events: VecDeque<Event>,
+}
+
+impl Host for Outbox {
+    fn persist(&mut self, persist: Persist) {
+        self.persists.push(persist);
+    }
+
+    fn transmit(&mut self, transmit: Transmit) {
+        self.transmits.push(transmit);
+    }
+
+    fn event(&mut self, event: Event) {
+        self.events.push_back(event);
+    }
+}
+
+/// The node's clock: time since `origin`, in the core's representation.
+fn core_now(origin: tokio::time::Instant) -> Instant {
+    Instant::from_nanos(u64::try_from(elapsed(origin).as_nanos()).unwrap_or(u64::MAX))
+}
+
+fn elapsed(origin: tokio::time::Instant) -> Duration {
+    tokio::time::Instant::now().duration_since(origin)
+}
+
+/// Saves persists one at a time, in order, and reports each id once it is durable.
+async fn persist_in_order<S: Storage>(
+    mut storage: S,
+    mut persists: mpsc::Receiver<Persist>,
+    persisted: mpsc::Sender<io::Result<PersistId>>,
+) {
+    while let Some(persist) = persists.recv().await {
+        let result = storage.save(persist.state).await.map(|()| persist.id);
+        let failed = result.is_err();
+        if persisted.send(result).await.is_err() || failed {
+            return;
+        }
+    }
+}
+
+async fn send(udp: &UdpSocket, transmit: Transmit) {
+    match transmit.channel {
+        Channel::Datagram => {
+            if let Err(error) = udp.send_to(&transmit.payload, transmit.dst).await {
+                tracing::debug!(dst = %transmit.dst, %error, "datagram send failed");
+            }
+        }
+        // Stream messages are rare (a probe's last attempt), so each gets its own short-lived
+        // connection rather than a pool; the reply comes back on a connection the peer opens.
+        Channel::Stream => {
+            tokio::spawn(async move {
+                let sent = tokio::time::timeout(STREAM_SEND_TIMEOUT, async {
+                    let mut stream = TcpStream::connect(transmit.dst).await?;
+                    stream
+                        .write_all(&frame_prefix(transmit.payload.len()))
+                        .await?;
+                    stream.write_all(&transmit.payload).await?;
+                    stream.flush().await
+                })
+                .await;
+                if !matches!(sent, Ok(Ok(()))) {
+                    tracing::debug!(dst = %transmit.dst, "stream send failed or timed out");
+                }
+            });
+        }
+    }
+}
+
+/// Accepts stream connections and forwards each frame read from them, with a bound on how many
+/// connections are read at once.
+async fn accept_streams(listener: TcpListener, frames: mpsc::Sender<(SocketAddr, Bytes)>) {
+    let permits = Arc::new(Semaphore::new(STREAMS_INBOUND_MAX));
+    loop {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let (stream, from) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::debug!(%error, "stream accept failed");
+                continue;
+            }
+        };
+        let frames = frames.clone();
+        tokio::spawn(async move {
+            if let Err(error) = read_frames(stream, from, &frames).await {
+                tracing::debug!(%from, %error, "stream closed");
+            }
+            drop(permit);
+        });
+    }
+}
+
+async fn read_frames(
+    mut stream: TcpStream,
+    from: SocketAddr,
+    frames: &mpsc::Sender<(SocketAddr, Bytes)>,
+) -> io::Result<()> {
+    loop {
+        let mut prefix = [0u8; FRAME_PREFIX_BYTES];
+        let read = tokio::time::timeout(STREAM_IDLE_TIMEOUT, stream.read_exact(&mut prefix)).await;
+        match read {
+            Err(_elapsed) => return Ok(()),
+            Ok(Err(error)) if error.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+            Ok(result) => result?,
+        };
+        let len = frame_len(prefix).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let mut frame = vec![0u8; len];
+        stream.read_exact(&mut frame).await?;
+        if frames.send((from, Bytes::from(frame))).await.is_err() {
+            return Ok(());
+        }
+    }
+}
+
+/// Depth of the channels between the loop and its helper tasks. They only buffer bursts: the
+/// loop drains them on every turn.
+const CHANNEL_CAPACITY: usize = 256;
+
+/// Inbound stream connections read at once; more wait in the listen backlog.
+const STREAMS_INBOUND_MAX: usize = 256;
+
+/// How long a stream send may take, connection included (memberlist's `TCPTimeout` is 10 s).
+const STREAM_SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long an inbound stream may sit idle before it is closed.
+const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long the loop sleeps when the node has no deadline at all.
+const IDLE_WAKEUP_SECS: u64 = 3600;

@@ -1,0 +1,13 @@
+//! The muster agent's shell: it drives [`muster_core::Node`] over real sockets, disks and clocks.
+//!
+//! [`drive`] holds the one drive loop, written against `tokio` through `madsim-tokio`, so the
+//! simulator (`muster-sim`, compiled with `--cfg madsim`) runs this very loop over madsim's
+//! simulated network and clock. [`storage`] makes state durable on a real file system.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod drive;
+#[cfg(not(madsim))]
+pub mod storage;
+pub mod version;

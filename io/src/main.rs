@@ -1,0 +1,187 @@
+//! The `muster` binary.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::ExitCode;
+
+use clap::Parser;
+use muster::drive::{self, CommandRequest, Sockets};
+use muster::storage::{FileStorage, MemoryStorage};
+use muster::version;
+use muster_core::{Command, Config, Event, Instant, Node, StableState};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{mpsc, oneshot};
+
+mod cli;
+
+fn main() -> ExitCode {
+    let args = cli::normalize(std::env::args_os());
+    let cli = match cli::Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            // Consul exits 1 on a usage error; help itself is a success.
+            return if error.use_stderr() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match cli.command {
+        cli::Subcommands::Version => {
+            print!("{}", version::version_text());
+            ExitCode::SUCCESS
+        }
+        cli::Subcommands::Agent(args) => match agent(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("==> {message}");
+                ExitCode::from(1)
+            }
+        },
+    }
+}
+
+fn agent(args: cli::AgentArgs) -> Result<(), String> {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MUSTER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+
+    let bind = match (args.bind, args.dev) {
+        (Some(ip), _) => ip,
+        (None, true) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        (None, false) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    };
+    let advertise_ip = args.advertise.unwrap_or(bind);
+    if advertise_ip.is_unspecified() {
+        return Err(
+            "-advertise is required when -bind is 0.0.0.0 (no private address detection yet)"
+                .into(),
+        );
+    }
+    let bind = SocketAddr::new(bind, args.serf_lan_port);
+    let advertise = SocketAddr::new(advertise_ip, args.serf_lan_port);
+    let joins = args
+        .join
+        .iter()
+        .map(|text| parse_join(text, args.serf_lan_port))
+        .collect::<Result<Vec<_>, _>>()?;
+    let node_name = args
+        .node
+        .clone()
+        .unwrap_or_else(|| hostname().unwrap_or_else(|| "muster".into()));
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("Error starting runtime: {e}"))?;
+    runtime.block_on(async move {
+        let udp = UdpSocket::bind(bind)
+            .await
+            .map_err(|e| format!("Error binding UDP {bind}: {e}"))?;
+        let tcp = TcpListener::bind(bind)
+            .await
+            .map_err(|e| format!("Error binding TCP {bind}: {e}"))?;
+        let origin = tokio::time::Instant::now();
+        let seed = seed_from_os();
+        let (tx, rx) = mpsc::channel::<CommandRequest>(16);
+
+        println!("==> Starting muster agent...");
+        println!("           Version: '{}'", version::MUSTER_VERSION);
+        println!("         Node name: '{node_name}'");
+        println!("         Bind addr: {bind}");
+        println!("    Advertise addr: {advertise}");
+        println!("          Dev mode: {}", args.dev);
+        println!();
+        println!("==> muster agent running!");
+
+        let on_event = |event: Event| tracing::info!(?event, "agent: member event");
+        let joiner = tokio::spawn(join_all(tx.clone(), joins));
+        let shutdown = tokio::spawn(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("agent: caught interrupt, shutting down");
+            drop(tx);
+        });
+        let result = if args.dev {
+            let node = new_node(advertise, seed, None)?;
+            drive::run(
+                node,
+                origin,
+                Sockets { udp, tcp },
+                MemoryStorage::default(),
+                rx,
+                on_event,
+            )
+            .await
+        } else {
+            let Some(dir) = args.data_dir.clone() else {
+                return Err("data_dir cannot be empty".to_owned());
+            };
+            let storage = FileStorage::open(&dir)
+                .map_err(|e| format!("Error opening data dir {}: {e}", dir.display()))?;
+            let restored = storage
+                .load()
+                .map_err(|e| format!("Error reading data dir: {e}"))?;
+            let node = new_node(advertise, seed, restored)?;
+            drive::run(node, origin, Sockets { udp, tcp }, storage, rx, on_event).await
+        };
+        joiner.abort();
+        shutdown.abort();
+        result.map_err(|e| format!("agent stopped: {e}"))
+    })
+}
+
+fn new_node(
+    advertise: SocketAddr,
+    seed: u64,
+    restored: Option<StableState>,
+) -> Result<Node, String> {
+    Node::new(Config::new(advertise, seed), restored, Instant::ZERO)
+        .map_err(|e| format!("Error: {e}"))
+}
+
+async fn join_all(commands: mpsc::Sender<CommandRequest>, peers: Vec<SocketAddr>) {
+    for peer in peers {
+        let (reply_tx, reply_rx) = oneshot::channel();
+        if commands
+            .send((Command::Join { peer }, reply_tx))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        match reply_rx.await {
+            Ok(Ok(())) => tracing::info!(%peer, "agent: join requested"),
+            Ok(Err(error)) => tracing::warn!(%peer, %error, "agent: join refused"),
+            Err(_) => return,
+        }
+    }
+}
+
+fn parse_join(text: &str, default_port: u16) -> Result<SocketAddr, String> {
+    text.parse::<SocketAddr>()
+        .or_else(|_| {
+            text.parse::<IpAddr>()
+                .map(|ip| SocketAddr::new(ip, default_port))
+        })
+        .map_err(|_| format!("Error parsing -join address {text:?}: expected IP or IP:port"))
+}
+
+fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+}
+
+/// The agent's randomness is seeded from the OS once, here at the edge; the core only ever sees
+/// the seed. Logged so a surprising run can be reasoned about.
+fn seed_from_os() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    let seed = RandomState::new().hash_one(std::process::id());
+    tracing::debug!(seed, "agent: rng seed");
+    seed
+}
