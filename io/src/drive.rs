@@ -188,7 +188,7 @@ async fn persist_in_order<S: Storage>(
 async fn send(udp: &UdpSocket, transmit: Transmit) {
     match transmit.channel {
         Channel::Datagram => {
-            if let Err(error) = udp.send_to(&transmit.payload, transmit.dst).await {
+            if let Err(error) = send_datagram(udp, transmit.dst, &transmit.payload).await {
                 tracing::debug!(dst = %transmit.dst, %error, "datagram send failed");
             }
         }
@@ -211,6 +211,14 @@ async fn send(udp: &UdpSocket, transmit: Transmit) {
             });
         }
     }
+}
+
+/// `send_to`, papering over madsim's argument order (destination first) and return type.
+async fn send_datagram(udp: &UdpSocket, dst: SocketAddr, payload: &[u8]) -> io::Result<()> {
+    #[cfg(not(madsim))]
+    return udp.send_to(payload, dst).await.map(drop);
+    #[cfg(madsim)]
+    return udp.send_to(dst, payload).await;
 }
 
 /// Accepts stream connections and forwards each frame read from them, with a bound on how many

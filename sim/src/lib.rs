@@ -1,1 +1,19 @@
+//! Deterministic simulation of muster, in two tiers.
+//!
+//! - [`harness`]: an in-process cluster of [`muster_core::Node`]s over a virtual network, disk
+//!   and clock, driven through the same [`muster::drive::drain`] step as the agent. Needs no
+//!   special build; runs under plain `cargo test`. Latency, loss, duplication, reordering,
+//!   partitions, crashes that lose unsynced writes, and restarts.
+//! - [`world`] (only with `--cfg madsim`, through `cargo simtest`): N nodes each running the real
+//!   async [`muster::drive::run`] loop over madsim's simulated UDP, TCP and time, with madsim's
+//!   partitions (clog/unclog), kills and restarts.
+//!
+//! Both tiers take every random choice from one seed ([`seed`]), print it, and print the exact
+//! command that replays a failing seed. Runs are summarised by a [`trace::Trace`] hash: the same
+//! seed gives the same hash.
 
+pub mod harness;
+pub mod seed;
+pub mod trace;
+#[cfg(madsim)]
+pub mod world;

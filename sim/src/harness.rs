@@ -1,0 +1,573 @@
+//! The in-process simulation harness: a cluster of nodes over a virtual network, disk and clock.
+//!
+//! Everything is driven from one seed. Time jumps straight to the next thing that happens (a
+//! delivery, an fsync completing, a node's deadline), so a minute of cluster time costs
+//! milliseconds. Nodes are driven through [`muster::drive::drain`], the step the agent uses.
+//!
+//! The network delivers each datagram after a random latency, so datagrams reorder; it may lose
+//! or duplicate them. Streams are reliable (no loss, no duplication) but share the latency
+//! model. Partitions drop everything on a blocked directed link at send time. A crash discards
+//! the node and every write it had not yet synced; a restart boots a new [`Node`] from what was
+//! durable.
+//!
+//! An oracle checks, at every send, the property persistence ordering exists for: a message
+//! claiming an incarnation leaves only after that incarnation is durable on the sender's disk,
+//! so no two lives of a node ever speak with the same incarnation. Each node's own
+//! `check_invariants` runs after every input (the `invariants` feature of `muster-core`).
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use muster::drive::{drain, Host};
+use muster_core::ping::{self, Status};
+use muster_core::wire::Message;
+use muster_core::{
+    Channel, Command, Config, Event, Instant, Node, Persist, PersistId, Rng, StableState, Transmit,
+};
+
+use crate::trace::Trace;
+
+/// How the virtual network and disks behave.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetConfig {
+    /// The shortest one-way delay.
+    pub latency_min: Duration,
+    /// The longest one-way delay; datagrams sent in order may arrive out of order.
+    pub latency_max: Duration,
+    /// Probability that a datagram is lost.
+    pub loss: f64,
+    /// Probability that a datagram is delivered twice.
+    pub duplicate: f64,
+    /// The shortest time a write takes to become durable.
+    pub fsync_min: Duration,
+    /// The longest time a write takes to become durable.
+    pub fsync_max: Duration,
+}
+
+impl NetConfig {
+    /// A quiet LAN: 0.2 to 2 ms latency, nothing lost, fast disks.
+    pub fn lan() -> NetConfig {
+        NetConfig {
+            latency_min: Duration::from_micros(200),
+            latency_max: Duration::from_millis(2),
+            loss: 0.0,
+            duplicate: 0.0,
+            fsync_min: Duration::from_micros(500),
+            fsync_max: Duration::from_millis(5),
+        }
+    }
+
+    /// A hostile network drawn from `rng`: up to 100 ms latency (so heavy reordering), up to 20 %
+    /// loss, up to 10 % duplication, fsyncs of up to 200 ms (so crashes often lose writes).
+    pub fn hostile(rng: &mut Rng) -> NetConfig {
+        let latency_max =
+            rng.duration_between(Duration::from_millis(1), Duration::from_millis(100));
+        NetConfig {
+            latency_min: rng.duration_between(Duration::from_micros(50), latency_max),
+            latency_max,
+            loss: rng.below(21) as f64 / 100.0,
+            duplicate: rng.below(11) as f64 / 100.0,
+            fsync_min: Duration::from_micros(100),
+            fsync_max: rng.duration_between(Duration::from_millis(1), Duration::from_millis(200)),
+        }
+    }
+}
+
+/// What the network and disks did, for assertions and reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NetStats {
+    /// Messages handed to a live node.
+    pub delivered: u64,
+    /// Datagrams lost at random.
+    pub lost: u64,
+    /// Datagrams delivered a second time.
+    pub duplicated: u64,
+    /// Messages dropped by a partition.
+    pub partitioned: u64,
+    /// Messages that arrived at a crashed node, or were sent to no node at all.
+    pub undeliverable: u64,
+    /// Writes that had not become durable when their node crashed.
+    pub writes_lost: u64,
+}
+
+/// Returned by [`Cluster::run_until`] when the condition did not hold in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stuck {
+    /// How long the cluster ran.
+    pub waited: Duration,
+}
+
+/// A simulated cluster.
+#[derive(Debug)]
+pub struct Cluster {
+    now: Instant,
+    rng: Rng,
+    net: NetConfig,
+    ping: ping::Config,
+    members: Vec<Member>,
+    by_addr: BTreeMap<SocketAddr, usize>,
+    /// Messages in flight, by arrival time and then send order, so that simultaneous arrivals
+    /// are handled in the same order on every run.
+    in_flight: BTreeMap<(Instant, u64), InFlight>,
+    sends: u64,
+    /// Directed links that drop everything: (from, to).
+    blocked: BTreeSet<(usize, usize)>,
+    stats: NetStats,
+    trace: Trace,
+}
+
+#[derive(Debug)]
+struct Member {
+    addr: SocketAddr,
+    /// `None` while crashed.
+    node: Option<Node>,
+    disk: Disk,
+    /// Peers this member joined through, joined again after each restart.
+    joins: Vec<SocketAddr>,
+    /// Starts with 1; each restart adds one.
+    boot: u32,
+    events: Vec<(Instant, Event)>,
+}
+
+#[derive(Debug, Default)]
+struct Disk {
+    durable: Option<StableState>,
+    /// Writes in progress, completing in order at the given instants.
+    pending: VecDeque<(Instant, PersistId, StableState)>,
+}
+
+#[derive(Debug)]
+struct InFlight {
+    from: usize,
+    to: usize,
+    channel: Channel,
+    payload: Bytes,
+}
+
+/// Collects a node's outputs during [`drain`].
+#[derive(Debug, Default)]
+struct Outputs {
+    persists: Vec<Persist>,
+    transmits: Vec<Transmit>,
+    events: Vec<Event>,
+}
+
+impl Host for Outputs {
+    fn persist(&mut self, persist: Persist) {
+        self.persists.push(persist);
+    }
+
+    fn transmit(&mut self, transmit: Transmit) {
+        self.transmits.push(transmit);
+    }
+
+    fn event(&mut self, event: Event) {
+        self.events.push(event);
+    }
+}
+
+impl Cluster {
+    /// `size` nodes at 10.0.0.1:8301, 10.0.0.2:8301, ..., all booted at time zero.
+    pub fn new(seed: u64, size: usize, net: NetConfig) -> Cluster {
+        Cluster::with_ping_config(seed, size, net, ping::Config::default())
+    }
+
+    /// Like [`Cluster::new`], with the nodes' ping timings given.
+    pub fn with_ping_config(seed: u64, size: usize, net: NetConfig, ping: ping::Config) -> Cluster {
+        assert!(
+            (1..=250).contains(&size),
+            "10.0.0.x addresses one to 250 nodes"
+        );
+        let mut cluster = Cluster {
+            now: Instant::ZERO,
+            rng: Rng::from_seed(seed),
+            net,
+            ping,
+            members: Vec::with_capacity(size),
+            by_addr: BTreeMap::new(),
+            in_flight: BTreeMap::new(),
+            sends: 0,
+            blocked: BTreeSet::new(),
+            stats: NetStats::default(),
+            trace: Trace::default(),
+        };
+        for index in 0..size {
+            let addr = SocketAddr::from(([10, 0, 0, index as u8 + 1], 8301));
+            cluster.by_addr.insert(addr, index);
+            cluster.members.push(Member {
+                addr,
+                node: None,
+                disk: Disk::default(),
+                joins: Vec::new(),
+                boot: 0,
+                events: Vec::new(),
+            });
+            cluster.boot(index);
+        }
+        cluster
+    }
+
+    /// The advertise address of node `index`.
+    pub fn addr(&self, index: usize) -> SocketAddr {
+        self.members[index].addr
+    }
+
+    /// The current virtual time.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Node `from` starts probing node `to`, now and after every restart.
+    pub fn join(&mut self, from: usize, to: usize) {
+        let peer = self.addr(to);
+        self.members[from].joins.push(peer);
+        if self.members[from].node.is_some() {
+            self.command(from, Command::Join { peer });
+        }
+    }
+
+    /// Every node joins node `seed`.
+    pub fn join_all_to(&mut self, seed: usize) {
+        for index in 0..self.members.len() {
+            if index != seed {
+                self.join(index, seed);
+            }
+        }
+    }
+
+    /// Runs the cluster for `duration` of virtual time.
+    pub fn run_for(&mut self, duration: Duration) {
+        let end = self.now + duration;
+        while let Some(next) = self.next_instant() {
+            if next > end {
+                break;
+            }
+            self.step(next);
+        }
+        self.now = end;
+    }
+
+    /// Runs until `done` holds (checked after every step) or `limit` has passed.
+    pub fn run_until(
+        &mut self,
+        limit: Duration,
+        mut done: impl FnMut(&Cluster) -> bool,
+    ) -> Result<Duration, Stuck> {
+        let start = self.now;
+        let end = self.now + limit;
+        while !done(self) {
+            match self.next_instant() {
+                Some(next) if next <= end => self.step(next),
+                _ => {
+                    self.now = end;
+                    return Err(Stuck { waited: limit });
+                }
+            }
+        }
+        Ok(self.now.saturating_duration_since(start))
+    }
+
+    /// Crashes node `index`: its process state and unsynced writes are lost.
+    pub fn crash(&mut self, index: usize) {
+        let member = &mut self.members[index];
+        assert!(member.node.take().is_some(), "node {index} is already down");
+        let lost = member.disk.pending.len() as u64;
+        member.disk.pending.clear();
+        self.stats.writes_lost += lost;
+        self.trace
+            .record(self.now.as_nanos(), index, &("crash", lost));
+    }
+
+    /// Restarts crashed node `index` from its durable state.
+    pub fn restart(&mut self, index: usize) {
+        assert!(self.members[index].node.is_none(), "node {index} is up");
+        self.boot(index);
+    }
+
+    /// Whether node `index` is up.
+    pub fn is_up(&self, index: usize) -> bool {
+        self.members[index].node.is_some()
+    }
+
+    /// Blocks every link between nodes of different groups, in both directions.
+    pub fn partition(&mut self, groups: &[&[usize]]) {
+        for (g, group) in groups.iter().enumerate() {
+            for other in &groups[g + 1..] {
+                for &a in *group {
+                    for &b in *other {
+                        self.block(a, b);
+                        self.block(b, a);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Cuts node `index` off from every other node, both ways.
+    pub fn isolate(&mut self, index: usize) {
+        for other in 0..self.members.len() {
+            if other != index {
+                self.block(index, other);
+                self.block(other, index);
+            }
+        }
+    }
+
+    /// Drops everything `from` sends to `to` (one direction only).
+    pub fn block(&mut self, from: usize, to: usize) {
+        self.blocked.insert((from, to));
+        self.trace.record(self.now.as_nanos(), from, &("block", to));
+    }
+
+    /// Removes every partition.
+    pub fn heal(&mut self) {
+        self.blocked.clear();
+        self.trace.record(self.now.as_nanos(), 0, &"heal");
+    }
+
+    /// Node `observer`'s view of node `peer`, if it knows it and is up.
+    pub fn status(&self, observer: usize, peer: usize) -> Option<Status> {
+        self.peer_view(observer, peer).map(|(status, _)| status)
+    }
+
+    /// The highest incarnation node `observer` has heard from node `peer`.
+    pub fn incarnation_seen(&self, observer: usize, peer: usize) -> Option<u64> {
+        self.peer_view(observer, peer)
+            .map(|(_, incarnation)| incarnation)
+    }
+
+    /// Node `index`, if up.
+    pub fn node(&self, index: usize) -> Option<&Node> {
+        self.members[index].node.as_ref()
+    }
+
+    /// Every event node `index` reported, across all its lives.
+    pub fn events(&self, index: usize) -> &[(Instant, Event)] {
+        &self.members[index].events
+    }
+
+    /// What the network and disks did.
+    pub fn stats(&self) -> NetStats {
+        self.stats
+    }
+
+    /// The run's trace.
+    pub fn trace(&self) -> &Trace {
+        &self.trace
+    }
+
+    /// The number of nodes, up or down.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Whether the cluster has no nodes (never: it is built with at least one).
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    fn peer_view(&self, observer: usize, peer: usize) -> Option<(Status, u64)> {
+        let addr = self.addr(peer);
+        let node = self.members[observer].node.as_ref()?;
+        node.peers()
+            .find(|(a, _, _)| *a == addr)
+            .map(|(_, status, incarnation)| (status, incarnation))
+    }
+
+    fn boot(&mut self, index: usize) {
+        let rng_seed = self.rng.next_u64();
+        let member = &mut self.members[index];
+        member.boot += 1;
+        let config = Config {
+            ping: self.ping.clone(),
+            ..Config::new(member.addr, rng_seed)
+        };
+        let node =
+            Node::new(config, member.disk.durable, self.now).expect("harness config is valid");
+        self.trace.record(
+            self.now.as_nanos(),
+            index,
+            &("boot", member.boot, node.incarnation()),
+        );
+        member.node = Some(node);
+        self.after_input(index);
+        for peer in self.members[index].joins.clone() {
+            self.command(index, Command::Join { peer });
+        }
+    }
+
+    fn command(&mut self, index: usize, command: Command) {
+        let now = self.now;
+        let node = self.members[index]
+            .node
+            .as_mut()
+            .expect("commands go to live nodes");
+        node.handle_command(now, command)
+            .expect("harness commands are valid");
+        self.after_input(index);
+    }
+
+    /// The earliest instant at which anything happens.
+    fn next_instant(&self) -> Option<Instant> {
+        let deliveries = self.in_flight.keys().next().map(|&(at, _)| at);
+        let members = self.members.iter().flat_map(|m| {
+            let fsync = m.disk.pending.front().map(|&(at, _, _)| at);
+            let timer = m.node.as_ref().and_then(Node::poll_timeout);
+            fsync.into_iter().chain(timer)
+        });
+        deliveries
+            .into_iter()
+            .chain(members)
+            .min()
+            .map(|at| at.max(self.now))
+    }
+
+    /// Handles everything due at `at`: completed fsyncs, then deliveries, then timers, each in
+    /// a fixed order.
+    fn step(&mut self, at: Instant) {
+        assert!(at >= self.now, "virtual time went backwards");
+        self.now = at;
+        for index in 0..self.members.len() {
+            while let Some(&(done, id, state)) = self.members[index].disk.pending.front() {
+                if done > at {
+                    break;
+                }
+                let member = &mut self.members[index];
+                member.disk.pending.pop_front();
+                member.disk.durable = Some(state);
+                let node = member.node.as_mut().expect("a crash clears pending writes");
+                node.on_persisted(at, id);
+                self.trace
+                    .record(at.as_nanos(), index, &("durable", id.get()));
+                self.after_input(index);
+            }
+        }
+        while let Some(entry) = self.in_flight.first_entry() {
+            if entry.key().0 > at {
+                break;
+            }
+            let message = entry.remove();
+            self.deliver(message);
+        }
+        for index in 0..self.members.len() {
+            let Some(node) = self.members[index].node.as_mut() else {
+                continue;
+            };
+            if node.poll_timeout().is_some_and(|deadline| deadline <= at) {
+                node.handle_timeout(at);
+                self.after_input(index);
+            }
+        }
+    }
+
+    fn deliver(&mut self, message: InFlight) {
+        let now = self.now;
+        let from = self.addr(message.from);
+        let Some(node) = self.members[message.to].node.as_mut() else {
+            self.stats.undeliverable += 1;
+            return;
+        };
+        match message.channel {
+            Channel::Datagram => node.handle_datagram(now, from, &message.payload),
+            Channel::Stream => node.handle_stream_frame(now, from, &message.payload),
+        }
+        self.stats.delivered += 1;
+        self.after_input(message.to);
+    }
+
+    /// Drains node `index` and carries out its outputs.
+    fn after_input(&mut self, index: usize) {
+        let mut outputs = Outputs::default();
+        let node = self.members[index]
+            .node
+            .as_mut()
+            .expect("only live nodes take input");
+        drain(node, &mut outputs);
+        let incarnation = node.incarnation();
+        for persist in outputs.persists {
+            let latency = self
+                .rng
+                .duration_between(self.net.fsync_min, self.net.fsync_max);
+            let pending = &mut self.members[index].disk.pending;
+            // One disk, one queue: a write completes no earlier than the one before it.
+            let done = pending
+                .back()
+                .map_or(self.now, |&(at, _, _)| at)
+                .max(self.now + latency);
+            pending.push_back((done, persist.id, persist.state));
+        }
+        for transmit in outputs.transmits {
+            self.check_sent_incarnation_is_durable(index, incarnation, &transmit);
+            self.route(index, transmit);
+        }
+        for event in outputs.events {
+            self.trace.record(self.now.as_nanos(), index, &event);
+            self.members[index].events.push((self.now, event));
+        }
+    }
+
+    /// The oracle: a message leaves only once the incarnation it claims is durable.
+    fn check_sent_incarnation_is_durable(
+        &self,
+        index: usize,
+        incarnation: u64,
+        transmit: &Transmit,
+    ) {
+        let message = Message::decode(&transmit.payload).expect("nodes send decodable messages");
+        assert_eq!(
+            message.incarnation, incarnation,
+            "node {index} sent another life's incarnation"
+        );
+        let durable = self.members[index].disk.durable.map(|s| s.incarnation);
+        assert!(
+            durable >= Some(incarnation),
+            "node {index} sent incarnation {incarnation} before it was durable (durable: {durable:?}) \
+             at {:?}: persistence ordering is broken",
+            self.now
+        );
+    }
+
+    fn route(&mut self, from: usize, transmit: Transmit) {
+        self.trace.record(
+            self.now.as_nanos(),
+            from,
+            &(transmit.dst, transmit.channel, &transmit.payload[..]),
+        );
+        let Some(&to) = self.by_addr.get(&transmit.dst) else {
+            self.stats.undeliverable += 1;
+            return;
+        };
+        if self.blocked.contains(&(from, to)) {
+            self.stats.partitioned += 1;
+            return;
+        }
+        let copies = match transmit.channel {
+            Channel::Stream => 1,
+            Channel::Datagram if self.rng.chance(self.net.loss) => {
+                self.stats.lost += 1;
+                0
+            }
+            Channel::Datagram if self.rng.chance(self.net.duplicate) => {
+                self.stats.duplicated += 1;
+                2
+            }
+            Channel::Datagram => 1,
+        };
+        for _ in 0..copies {
+            let latency = self
+                .rng
+                .duration_between(self.net.latency_min, self.net.latency_max);
+            self.sends += 1;
+            let message = InFlight {
+                from,
+                to,
+                channel: transmit.channel,
+                payload: transmit.payload.clone(),
+            };
+            self.in_flight
+                .insert((self.now + latency, self.sends), message);
+        }
+    }
+}
