@@ -117,9 +117,7 @@ fn agent(args: cli::AgentArgs) -> Result<(), String> {
             )
             .await
         } else {
-            let Some(dir) = args.data_dir.clone() else {
-                return Err("data_dir cannot be empty".to_owned());
-            };
+            let dir = args.data_dir.clone().expect("checked before start-up");
             let storage = FileStorage::open(&dir)
                 .map_err(|e| format!("Error opening data dir {}: {e}", dir.display()))?;
             let restored = storage
