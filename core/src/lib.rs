@@ -25,15 +25,15 @@
 
 mod limits;
 mod node;
-pub mod ping;
 mod rng;
+pub mod swim;
 mod time;
 pub mod wire;
 
 pub use limits::*;
 pub use node::{
-    Channel, Command, CommandError, Config, ConfigError, Event, Node, Persist, PersistId,
-    StableState, Stats, Transmit,
+    Channel, Command, CommandError, Config, ConfigError, Event, Node, Persist, PersistId, StableState, Stats,
+    Transmit,
 };
 pub use rng::Rng;
 pub use time::{Instant, Monotonic};

@@ -5,10 +5,10 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
-use crate::limits::OUTPUTS_QUEUED_MAX;
-use crate::ping::{self, Pinger};
+use crate::limits::{META_BYTES_MAX, NODE_NAME_BYTES_MAX, OUTPUTS_QUEUED_MAX};
+use crate::swim::{self, MemberEvent, MemberView, Swim};
 use crate::time::Monotonic;
-use crate::wire::Message;
+use crate::wire::{decode_datagram, Message, NodeAddr};
 use crate::{Instant, Rng};
 
 /// One muster node's protocol state: everything it knows and everything it has decided to do,
@@ -43,47 +43,46 @@ use crate::{Instant, Rng};
 /// Two nodes wired back to back, with "disk" and "network" done by hand:
 ///
 /// ```
-/// use std::time::Duration;
-/// use muster_core::{Channel, Config, Event, Instant, Node};
+/// use muster_core::{Channel, Command, Config, Event, Instant, Node};
+/// use muster_core::swim::MemberEventKind;
 ///
 /// let a_addr = "10.0.0.1:8301".parse().unwrap();
 /// let b_addr = "10.0.0.2:8301".parse().unwrap();
-/// let mut now = Instant::ZERO;
-/// let mut a = Node::new(Config::new(a_addr, 1), None, now).unwrap();
-/// let mut b = Node::new(Config::new(b_addr, 2), None, now).unwrap();
-/// a.handle_command(now, muster_core::Command::Join { peer: b_addr }).unwrap();
+/// let now = Instant::ZERO;
+/// let mut a = Node::new(Config::new("a", a_addr, 1), None, now).unwrap();
+/// let mut b = Node::new(Config::new("b", b_addr, 2), None, now).unwrap();
 ///
-/// // Each node first persists its incarnation; nothing is sent before that is durable.
+/// // Each node first persists its boot epoch; nothing is sent before that is durable.
 /// for node in [&mut a, &mut b] {
-///     let persist = node.poll_persist().expect("the boot incarnation");
-///     assert_eq!(persist.state.incarnation, 1);
+///     let persist = node.poll_persist().expect("the boot epoch");
+///     assert_eq!(persist.state.boot_epoch, 1);
 ///     node.on_persisted(now, persist.id);
 /// }
 ///
-/// // Run a's timer: it pings b, b acks, a learns b is reachable.
-/// let mut reachable = false;
-/// while !reachable {
-///     now = a.poll_timeout().unwrap();
-///     a.handle_timeout(now);
-///     while let Some(ping) = a.poll_transmit() {
-///         assert_eq!((ping.dst, ping.channel), (b_addr, Channel::Datagram));
-///         b.handle_datagram(now, a_addr, &ping.payload);
-///         while let Some(ack) = b.poll_transmit() {
-///             a.handle_datagram(now, b_addr, &ack.payload);
-///         }
-///     }
-///     while let Some(event) = a.poll_event() {
-///         reachable |= event == Event::PeerReachable { peer: b_addr, incarnation: 1 };
-///     }
-/// }
-/// assert!(now <= Instant::ZERO + Duration::from_secs(1));
+/// // b joins through a's address: a push/pull of full state over the stream channel.
+/// b.handle_command(now, Command::Join { peer: a_addr }).unwrap();
+/// let push = b.poll_transmit().unwrap();
+/// assert_eq!((push.dst, push.channel), (a_addr, Channel::Stream));
+/// a.handle_stream_frame(now, b_addr, &push.payload);
+/// let reply = a.poll_transmit().unwrap();
+/// b.handle_stream_frame(now, a_addr, &reply.payload);
+///
+/// // Each now knows the other.
+/// let joined = |node: &mut Node| match node.poll_event() {
+///     Some(Event::Member(event)) => (event.kind, event.node.name),
+///     other => panic!("{other:?}"),
+/// };
+/// assert_eq!(joined(&mut a), (MemberEventKind::Join, "b".to_owned()));
+/// assert_eq!(joined(&mut b), (MemberEventKind::Join, "a".to_owned()));
 /// ```
 #[derive(Debug)]
 pub struct Node {
     config: Config,
     clock: Monotonic,
-    incarnation: u64,
-    pinger: Pinger,
+    boot_epoch: u32,
+    swim: Swim,
+    /// Whether [`Event::Left`] was reported.
+    left_reported: bool,
     persists: VecDeque<Persist>,
     /// Id of the newest persist handed out (0: none yet).
     persist_issued: u64,
@@ -98,41 +97,32 @@ pub struct Node {
 impl Node {
     /// A node starting at `now`, from the durable state of its previous life if there was one.
     ///
-    /// Its first output is a [`Persist`] of its new incarnation (one above the restored one), and
-    /// it sends nothing before that is acknowledged.
-    pub fn new(
-        config: Config,
-        restored: Option<StableState>,
-        now: Instant,
-    ) -> Result<Node, ConfigError> {
-        config.ping.validate()?;
-        let incarnation = match restored {
+    /// Its first output is a [`Persist`] of its new boot epoch (one above the restored one), and
+    /// it sends nothing before that is acknowledged. Its gossip incarnation starts at
+    /// `boot_epoch << 32`, above every incarnation of its previous lives.
+    pub fn new(config: Config, restored: Option<StableState>, now: Instant) -> Result<Node, ConfigError> {
+        config.validate()?;
+        let boot_epoch = match restored {
             None => 1,
-            Some(state) => state
-                .incarnation
-                .checked_add(1)
-                .ok_or(ConfigError::IncarnationExhausted)?,
+            Some(state) => state.boot_epoch.checked_add(1).ok_or(ConfigError::BootEpochExhausted)?,
         };
         let mut rng = Rng::from_seed(config.rng_seed);
-        let pinger = Pinger::new(
-            config.ping.clone(),
-            config.advertise,
-            incarnation,
-            rng.fork(),
-            now,
-        );
+        let me = NodeAddr { name: config.name.clone(), addr: config.advertise };
+        let incarnation = u64::from(boot_epoch) << 32;
+        let swim = Swim::new(config.swim.clone(), me, config.meta.clone(), incarnation, rng.fork(), now);
         let mut node = Node {
             config,
             clock: Monotonic::new(now),
-            incarnation,
-            pinger,
+            boot_epoch,
+            swim,
+            left_reported: false,
             persists: VecDeque::new(),
             persist_issued: 0,
             persist_durable: 0,
             held: VecDeque::new(),
             stats: Stats::default(),
         };
-        node.issue_persist(StableState { incarnation });
+        node.issue_persist(StableState { boot_epoch });
         node.finish_step();
         Ok(node)
     }
@@ -143,21 +133,21 @@ impl Node {
     /// network never panics the node and never changes its state.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, payload: &[u8]) {
         self.clock.advance(now);
-        self.handle_payload(Channel::Datagram, from, payload);
+        self.handle_payload(now, Channel::Datagram, from, payload);
         self.finish_step();
     }
 
     /// Feeds one frame (length prefix removed) read from a stream whose remote end is `from`.
     pub fn handle_stream_frame(&mut self, now: Instant, from: SocketAddr, frame: &[u8]) {
         self.clock.advance(now);
-        self.handle_payload(Channel::Stream, from, frame);
+        self.handle_payload(now, Channel::Stream, from, frame);
         self.finish_step();
     }
 
     /// Runs every timer due at or before `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.clock.advance(now);
-        self.pinger.handle_timeout(now);
+        self.swim.handle_timeout(now);
         self.finish_step();
     }
 
@@ -165,8 +155,29 @@ impl Node {
     pub fn handle_command(&mut self, now: Instant, command: Command) -> Result<(), CommandError> {
         self.clock.advance(now);
         let result = match command {
-            Command::Join { peer } => self.pinger.add_peer(peer),
-            Command::Forget { peer } => self.pinger.remove_peer(peer),
+            Command::Join { peer } if peer == self.config.advertise => Err(CommandError::IsSelf { peer }),
+            Command::Join { peer } => {
+                self.swim.trigger_join(now, peer);
+                Ok(())
+            }
+            Command::Leave => {
+                self.swim.trigger_leave(now);
+                Ok(())
+            }
+            Command::UpdateMeta { meta } if meta.len() > META_BYTES_MAX => {
+                Err(CommandError::MetaTooLarge { len: meta.len(), max: META_BYTES_MAX })
+            }
+            Command::UpdateMeta { meta } => {
+                self.swim.trigger_update_meta(meta);
+                Ok(())
+            }
+            Command::ForceLeave { name } => {
+                if self.swim.trigger_force_leave(now, &name) {
+                    Ok(())
+                } else {
+                    Err(CommandError::NotFailed { name })
+                }
+            }
         };
         self.finish_step();
         result
@@ -177,15 +188,8 @@ impl Node {
     /// Persists must be acknowledged in the order they were polled, each exactly once.
     pub fn on_persisted(&mut self, now: Instant, id: PersistId) {
         self.clock.advance(now);
-        assert_eq!(
-            id.0,
-            self.persist_durable + 1,
-            "persists are acknowledged in order, once"
-        );
-        assert!(
-            id.0 <= self.persist_issued,
-            "persist {id:?} was never issued"
-        );
+        assert_eq!(id.0, self.persist_durable + 1, "persists are acknowledged in order, once");
+        assert!(id.0 <= self.persist_issued, "persist {id:?} was never issued");
         self.persist_durable = id.0;
         self.finish_step();
     }
@@ -208,12 +212,20 @@ impl Node {
 
     /// The next event for the application.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.pinger.poll_event()
+        if let Some(event) = self.swim.poll_event() {
+            return Some(Event::Member(event));
+        }
+        if self.swim.has_left() && !self.left_reported {
+            self.left_reported = true;
+            return Some(Event::Left);
+        }
+        None
     }
 
-    /// The instant at which [`handle_timeout`](Node::handle_timeout) must next be called.
+    /// The instant at which [`handle_timeout`](Node::handle_timeout) must next be called;
+    /// `None` once the node has left and has nothing more to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        Some(self.pinger.poll_timeout())
+        self.swim.poll_timeout()
     }
 
     /// This node's advertise address.
@@ -221,28 +233,59 @@ impl Node {
         self.config.advertise
     }
 
-    /// This node's incarnation, one more than in its previous life.
-    pub fn incarnation(&self) -> u64 {
-        self.incarnation
+    /// This node's name.
+    pub fn name(&self) -> &str {
+        &self.config.name
     }
 
-    /// Every known peer with its status and the highest incarnation heard from it, by address.
-    pub fn peers(&self) -> impl Iterator<Item = (SocketAddr, ping::Status, u64)> + '_ {
-        self.pinger.peers()
+    /// This life's boot epoch, one more than the previous life's.
+    pub fn boot_epoch(&self) -> u32 {
+        self.boot_epoch
+    }
+
+    /// This node's gossip incarnation: its boot epoch in the high 32 bits, refutations within
+    /// this life in the low 32.
+    pub fn incarnation(&self) -> u64 {
+        self.swim.incarnation()
+    }
+
+    /// Every member this node knows (itself excluded), by name.
+    pub fn members(&self) -> impl Iterator<Item = MemberView> + '_ {
+        self.swim.members()
+    }
+
+    /// One member's view, by name.
+    pub fn member(&self, name: &str) -> Option<MemberView> {
+        self.swim.member(name)
+    }
+
+    /// Whether a graceful leave has completed.
+    pub fn has_left(&self) -> bool {
+        self.swim.has_left()
+    }
+
+    /// Lifeguard's local health score (0 is healthy).
+    pub fn health_score(&self) -> u32 {
+        self.swim.awareness_score()
     }
 
     /// Counters of what the node saw.
     pub fn stats(&self) -> Stats {
-        Stats {
-            ping: self.pinger.stats(),
-            ..self.stats
-        }
+        Stats { swim: self.swim.stats(), ..self.stats }
     }
 
-    fn handle_payload(&mut self, channel: Channel, from: SocketAddr, payload: &[u8]) {
+    fn handle_payload(&mut self, now: Instant, channel: Channel, from: SocketAddr, payload: &[u8]) {
         self.stats.messages_received += 1;
-        match Message::decode(payload) {
-            Ok(message) => self.pinger.handle_message(channel, message),
+        let decoded = match channel {
+            Channel::Datagram => decode_datagram(payload),
+            Channel::Stream => Message::decode_frame(payload).map(|message| vec![message]),
+        };
+        match decoded {
+            Ok(messages) => {
+                for message in messages {
+                    self.swim.handle_message(now, channel, message);
+                }
+            }
             Err(error) => {
                 self.stats.decode_errors += 1;
                 tracing::debug!(%from, ?channel, %error, "dropped undecodable message");
@@ -252,26 +295,17 @@ impl Node {
 
     fn issue_persist(&mut self, state: StableState) {
         self.persist_issued += 1;
-        self.persists.push_back(Persist {
-            id: PersistId(self.persist_issued),
-            state,
-        });
+        self.persists.push_back(Persist { id: PersistId(self.persist_issued), state });
     }
 
     /// Moves the sub-machines' new transmits behind the current persist barrier, then checks
     /// invariants. Runs at the end of every input.
     fn finish_step(&mut self) {
-        while let Some(transmit) = self.pinger.poll_transmit() {
+        while let Some(transmit) = self.swim.poll_transmit() {
             self.held.push_back((self.persist_issued, transmit));
         }
-        assert!(
-            self.held.len() <= OUTPUTS_QUEUED_MAX,
-            "driver stopped draining transmits"
-        );
-        assert!(
-            self.persists.len() <= OUTPUTS_QUEUED_MAX,
-            "driver stopped draining persists"
-        );
+        assert!(self.held.len() <= OUTPUTS_QUEUED_MAX, "driver stopped draining transmits");
+        assert!(self.persists.len() <= OUTPUTS_QUEUED_MAX, "driver stopped draining persists");
         #[cfg(any(test, feature = "invariants"))]
         self.check_invariants();
     }
@@ -280,63 +314,89 @@ impl Node {
     #[cfg(any(test, feature = "invariants"))]
     pub fn check_invariants(&self) {
         assert!(self.persist_durable <= self.persist_issued);
-        assert!(self.incarnation >= 1);
+        assert!(self.boot_epoch >= 1);
+        assert!(
+            self.swim.incarnation() >> 32 >= u64::from(self.boot_epoch),
+            "incarnations never fall below the boot epoch"
+        );
         let mut barrier_previous = 0;
         for &(barrier, _) in &self.held {
-            assert!(
-                barrier <= self.persist_issued,
-                "barrier beyond the newest persist"
-            );
-            assert!(
-                barrier >= barrier_previous,
-                "barriers are ordered along the queue"
-            );
+            assert!(barrier <= self.persist_issued, "barrier beyond the newest persist");
+            assert!(barrier >= barrier_previous, "barriers are ordered along the queue");
             barrier_previous = barrier;
         }
         // The boot persist is issued before anything else, so no transmit is ever unbarriered.
         assert!(self.persist_issued >= 1);
-        self.pinger.check_invariants();
+        self.swim.check_invariants();
     }
 }
 
 /// How a node is set up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
+    /// The node's name, unique in the cluster.
+    pub name: String,
     /// The address peers reach this node at, and the one it names as sender in every message.
     pub advertise: SocketAddr,
+    /// The node's tags, gossiped to every member (at most [`META_BYTES_MAX`] bytes).
+    pub meta: Bytes,
     /// Seeds every random choice the node makes.
     pub rng_seed: u64,
-    /// Timing of the ping protocol.
-    pub ping: ping::Config,
+    /// Gossip timings and fan-outs.
+    pub swim: swim::Config,
 }
 
 impl Config {
-    /// Defaults for a node advertised at `advertise` with randomness seeded by `rng_seed`.
-    pub fn new(advertise: SocketAddr, rng_seed: u64) -> Config {
-        Config {
-            advertise,
-            rng_seed,
-            ping: ping::Config::default(),
+    /// LAN defaults for a node named `name` advertised at `advertise`, randomness seeded by
+    /// `rng_seed`.
+    pub fn new(name: &str, advertise: SocketAddr, rng_seed: u64) -> Config {
+        Config { name: name.to_owned(), advertise, meta: Bytes::new(), rng_seed, swim: swim::Config::lan() }
+    }
+
+    /// Checks the configuration; the node refuses to start with an invalid one.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.name.is_empty() || self.name.len() > NODE_NAME_BYTES_MAX {
+            return Err(ConfigError::NodeName { len: self.name.len(), max: NODE_NAME_BYTES_MAX });
         }
+        if self.meta.len() > META_BYTES_MAX {
+            return Err(ConfigError::MetaTooLarge { len: self.meta.len(), max: META_BYTES_MAX });
+        }
+        Ok(self.swim.validate()?)
     }
 }
 
 /// Why a node could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
-    /// The ping protocol's settings are inconsistent.
+    /// Gossip settings are inconsistent.
     #[error(transparent)]
-    Ping(#[from] ping::ConfigError),
-    /// The restored incarnation is the largest there is; the node cannot restart again.
-    #[error("the restored incarnation is at its maximum")]
-    IncarnationExhausted,
+    Swim(#[from] swim::ConfigError),
+    /// The node name is empty or too long.
+    #[error("node name must be 1 to {max} bytes, not {len}")]
+    NodeName {
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The tags do not fit in gossip.
+    #[error("node meta data of {len} bytes exceeds the {max}-byte limit")]
+    MetaTooLarge {
+        /// Its size.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The restored boot epoch is the largest there is; the node cannot restart again.
+    #[error("the restored boot epoch is at its maximum")]
+    BootEpochExhausted,
 }
 
 /// The state a node must find again after a crash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StableState {
-    /// The incarnation of the node's latest life.
-    pub incarnation: u64,
+    /// The boot epoch of the node's latest life.
+    pub boot_epoch: u32,
 }
 
 /// Names one [`Persist`] when acknowledging it.
@@ -381,51 +441,39 @@ pub enum Channel {
 }
 
 /// Something the application should know.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Event {
-    /// A node we did not know contacted us.
-    PeerDiscovered {
-        /// Its advertise address.
-        peer: SocketAddr,
-    },
-    /// A peer acknowledged a probe after being unknown or unreachable.
-    PeerReachable {
-        /// Its advertise address.
-        peer: SocketAddr,
-        /// Its incarnation at the time.
-        incarnation: u64,
-    },
-    /// A peer failed to acknowledge every attempt of a probe.
-    PeerUnreachable {
-        /// Its advertise address.
-        peer: SocketAddr,
-    },
-    /// A peer spoke with a higher incarnation than before: it restarted.
-    PeerRestarted {
-        /// Its advertise address.
-        peer: SocketAddr,
-        /// Its new incarnation.
-        incarnation: u64,
-    },
+    /// Membership changed.
+    Member(MemberEvent),
+    /// A graceful leave completed: the node has stopped and may be shut down.
+    Left,
 }
 
 /// Input from the application.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    /// Start probing `peer` (joining through a seed address).
+    /// Join the cluster through the node at `peer` (a push/pull of full state with it), retried
+    /// every `join_retry_interval` until a push/pull is answered.
     Join {
-        /// The peer's advertise address.
+        /// A member's gossip address.
         peer: SocketAddr,
     },
-    /// Stop probing `peer`.
-    Forget {
-        /// The peer's advertise address.
-        peer: SocketAddr,
+    /// Leave the cluster gracefully; [`Event::Left`] follows when done.
+    Leave,
+    /// Replace this node's tags and announce them (serf's `SetTags`).
+    UpdateMeta {
+        /// The new tags, at most [`META_BYTES_MAX`] bytes.
+        meta: Bytes,
+    },
+    /// Mark a failed member as left, so it is not expected back (serf's force-leave).
+    ForceLeave {
+        /// The member's name.
+        name: String,
     },
 }
 
 /// Why a command was refused. A refused command changed nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CommandError {
     /// A node cannot join itself.
     #[error("{peer} is this node's own address")]
@@ -433,17 +481,19 @@ pub enum CommandError {
         /// The address given.
         peer: SocketAddr,
     },
-    /// The peer table is full.
-    #[error("cannot track more than {max} peers")]
-    PeersFull {
+    /// The tags do not fit in gossip.
+    #[error("node meta data of {len} bytes exceeds the {max}-byte limit")]
+    MetaTooLarge {
+        /// Their size.
+        len: usize,
         /// The limit.
         max: usize,
     },
-    /// The peer is not known.
-    #[error("{peer} is not a known peer")]
-    UnknownPeer {
-        /// The address given.
-        peer: SocketAddr,
+    /// Force-leave applies to failed members only.
+    #[error("no failed member named {name:?}")]
+    NotFailed {
+        /// The name given.
+        name: String,
     },
 }
 
@@ -454,8 +504,8 @@ pub struct Stats {
     pub messages_received: u64,
     /// Of those, the ones that did not decode.
     pub decode_errors: u64,
-    /// The ping protocol's counters.
-    pub ping: ping::Stats,
+    /// The gossip protocol's counters.
+    pub swim: swim::Stats,
 }
 
 #[cfg(test)]

@@ -21,18 +21,14 @@ pub struct Rng {
 impl Rng {
     /// A generator whose whole output is fixed by `seed`.
     pub fn from_seed(seed: u64) -> Rng {
-        Rng {
-            inner: ChaCha8Rng::seed_from_u64(seed),
-        }
+        Rng { inner: ChaCha8Rng::seed_from_u64(seed) }
     }
 
     /// A child generator seeded from this one's output.
     pub fn fork(&mut self) -> Rng {
         let mut seed = [0u8; 32];
         self.inner.fill_bytes(&mut seed);
-        Rng {
-            inner: ChaCha8Rng::from_seed(seed),
-        }
+        Rng { inner: ChaCha8Rng::from_seed(seed) }
     }
 
     /// A uniformly distributed integer in `0..bound`. `bound` must be positive.

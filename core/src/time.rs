@@ -28,9 +28,7 @@ impl Instant {
 
     /// The instant `millis` milliseconds after the origin.
     pub const fn from_millis(millis: u64) -> Instant {
-        Instant {
-            nanos: millis.saturating_mul(1_000_000),
-        }
+        Instant { nanos: millis.saturating_mul(1_000_000) }
     }
 
     /// Nanoseconds since the origin.
@@ -41,16 +39,12 @@ impl Instant {
     /// `self + duration`, clamped at the largest representable instant (about 584 years).
     pub fn saturating_add(self, duration: Duration) -> Instant {
         let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
-        Instant {
-            nanos: self.nanos.saturating_add(nanos),
-        }
+        Instant { nanos: self.nanos.saturating_add(nanos) }
     }
 
     /// The time elapsed from `earlier` to `self`, or `None` if `earlier` is later.
     pub fn checked_duration_since(self, earlier: Instant) -> Option<Duration> {
-        self.nanos
-            .checked_sub(earlier.nanos)
-            .map(Duration::from_nanos)
+        self.nanos.checked_sub(earlier.nanos).map(Duration::from_nanos)
     }
 
     /// The time elapsed from `earlier` to `self`, or zero if `earlier` is later.
@@ -70,12 +64,7 @@ impl Add<Duration> for Instant {
 
 impl fmt::Debug for Instant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}.{:09}s",
-            self.nanos / 1_000_000_000,
-            self.nanos % 1_000_000_000
-        )
+        write!(f, "{}.{:09}s", self.nanos / 1_000_000_000, self.nanos % 1_000_000_000)
     }
 }
 
@@ -103,11 +92,7 @@ impl Monotonic {
 
     /// Records `now`, asserting that it is not earlier than any instant seen before.
     pub fn advance(&mut self, now: Instant) {
-        assert!(
-            now >= self.last,
-            "time went backwards: {now:?} after {:?}",
-            self.last
-        );
+        assert!(now >= self.last, "time went backwards: {now:?} after {:?}", self.last);
         self.last = now;
     }
 

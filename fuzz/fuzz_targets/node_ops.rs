@@ -1,15 +1,18 @@
-//! A node driven by an arbitrary sequence of inputs: raw and well-formed messages on both
+//! A node driven by an arbitrary sequence of inputs: raw bytes and well-formed messages on both
 //! channels, commands, timer expiries and persist acknowledgements. The node checks its
-//! invariants after every step (feature `invariants`); the target checks the drive contract.
+//! invariants after every step (feature `invariants`); the target checks the drive contract:
+//! nothing is sent before the boot epoch is durable, and a node never sends to itself.
 
 #![no_main]
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use arbitrary::Arbitrary;
+use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use muster_core::wire::{Body, Message};
-use muster_core::{Command, Config, Instant, Node, Persist};
+use muster_core::wire::{DatagramBuilder, MemberState, Message, NodeAddr, PushPullMember};
+use muster_core::{Command, Config, Instant, Node, Persist, StableState, DATAGRAM_BYTES_TARGET};
 
 #[derive(Debug, Arbitrary)]
 enum Op {
@@ -17,106 +20,130 @@ enum Op {
     RawFrame(Vec<u8>),
     Message {
         stream: bool,
-        sender: u8,
-        incarnation: u8,
-        ack: bool,
-        seq: u8,
+        message: Msg,
     },
     Join(u8),
-    Forget(u8),
+    Leave,
+    ForceLeave(u8),
+    UpdateMeta(Vec<u8>),
     /// Advance time by this many milliseconds and run due timers.
     Tick(u16),
     /// Acknowledge the oldest outstanding persist.
     Persisted,
 }
 
-fn addr(last: u8) -> SocketAddr {
-    SocketAddr::from(([10, 0, 0, last], 8301))
+#[derive(Debug, Arbitrary)]
+enum Msg {
+    Ping { seq: u8, target: u8, source: u8 },
+    IndirectPing { seq: u8, target: u8, nack: bool, source: u8 },
+    Ack { seq: u8 },
+    Nack { seq: u8 },
+    Alive { incarnation: u64, node: u8, meta: Vec<u8> },
+    Suspect { incarnation: u64, node: u8, from: u8 },
+    Dead { incarnation: u64, node: u8, from: u8 },
+    PushPull { reply: bool, source: u8, members: Vec<(u8, u64, u8)> },
+}
+
+/// Node 0 is the node under test; the others are peers it may hear of.
+fn node(index: u8) -> NodeAddr {
+    let index = index % 6;
+    NodeAddr { name: format!("n{index}"), addr: SocketAddr::from(([10, 0, 0, index + 1], 8301)) }
+}
+
+fn to_message(msg: Msg) -> Message {
+    match msg {
+        Msg::Ping { seq, target, source } => {
+            Message::Ping { seq: seq.into(), target: node(target).name, source: node(source) }
+        }
+        Msg::IndirectPing { seq, target, nack, source } => {
+            Message::IndirectPing { seq: seq.into(), target: node(target), nack, source: node(source) }
+        }
+        Msg::Ack { seq } => Message::Ack { seq: seq.into() },
+        Msg::Nack { seq } => Message::Nack { seq: seq.into() },
+        Msg::Alive { incarnation, node: n, mut meta } => {
+            meta.truncate(64);
+            Message::Alive { incarnation, node: node(n), meta: Bytes::from(meta) }
+        }
+        Msg::Suspect { incarnation, node: n, from } => {
+            Message::Suspect { incarnation, node: node(n).name, from: node(from).name }
+        }
+        Msg::Dead { incarnation, node: n, from } => {
+            Message::Dead { incarnation, node: node(n).name, from: node(from).name }
+        }
+        Msg::PushPull { reply, source, mut members } => {
+            members.truncate(8);
+            let members = members
+                .into_iter()
+                .map(|(n, incarnation, state)| PushPullMember {
+                    node: node(n),
+                    meta: Bytes::new(),
+                    incarnation,
+                    state: [MemberState::Alive, MemberState::Suspect, MemberState::Dead, MemberState::Left]
+                        [usize::from(state % 4)],
+                })
+                .collect();
+            Message::PushPull { join: false, reply, source: node(source), members }
+        }
+    }
 }
 
 fuzz_target!(|ops: Vec<Op>| {
-    let me = addr(0);
+    let me = node(0);
     let mut now = Instant::ZERO;
-    let Ok(mut node) = Node::new(Config::new(me, 7), None, now) else {
+    let Ok(mut subject) =
+        Node::new(Config::new(&me.name, me.addr, 7), Some(StableState { boot_epoch: 3 }), now)
+    else {
         return;
     };
     let mut unacked: Vec<Persist> = Vec::new();
-    let mut durable_incarnation = 0;
+    let mut durable_epoch = 3;
     for op in ops {
         match op {
-            Op::RawDatagram(bytes) => node.handle_datagram(now, addr(1), &bytes),
-            Op::RawFrame(bytes) => node.handle_stream_frame(now, addr(1), &bytes),
-            Op::Message {
-                stream,
-                sender,
-                incarnation,
-                ack,
-                seq,
-            } => {
-                let body = if ack {
-                    Body::Ack { seq: seq.into() }
-                } else {
-                    Body::Ping { seq: seq.into() }
-                };
-                let message = Message {
-                    sender: addr(sender % 8),
-                    incarnation: incarnation.into(),
-                    body,
-                };
-                let bytes = message.encode();
+            Op::RawDatagram(bytes) => subject.handle_datagram(now, node(1).addr, &bytes),
+            Op::RawFrame(bytes) => subject.handle_stream_frame(now, node(1).addr, &bytes),
+            Op::Message { stream, message } => {
+                let message = to_message(message);
                 if stream {
-                    node.handle_stream_frame(now, addr(1), &bytes);
+                    subject.handle_stream_frame(now, node(1).addr, &message.encode_frame());
                 } else {
-                    node.handle_datagram(now, addr(1), &bytes);
+                    let mut datagram = DatagramBuilder::new(DATAGRAM_BYTES_TARGET);
+                    if datagram.push_entry(&message.encode_entry()) {
+                        subject.handle_datagram(now, node(1).addr, &datagram.finish());
+                    }
                 }
             }
             Op::Join(peer) => {
-                let _ = node.handle_command(
-                    now,
-                    Command::Join {
-                        peer: addr(peer % 8),
-                    },
-                );
+                let _ = subject.handle_command(now, Command::Join { peer: node(peer).addr });
             }
-            Op::Forget(peer) => {
-                let _ = node.handle_command(
-                    now,
-                    Command::Forget {
-                        peer: addr(peer % 8),
-                    },
-                );
+            Op::Leave => subject.handle_command(now, Command::Leave).expect("leave never fails"),
+            Op::ForceLeave(peer) => {
+                let _ = subject.handle_command(now, Command::ForceLeave { name: node(peer).name });
+            }
+            Op::UpdateMeta(meta) => {
+                let _ = subject.handle_command(now, Command::UpdateMeta { meta: Bytes::from(meta) });
             }
             Op::Tick(millis) => {
-                now = now + std::time::Duration::from_millis(millis.into());
-                if node.poll_timeout().is_some_and(|deadline| deadline <= now) {
-                    node.handle_timeout(now);
+                now = now + Duration::from_millis(millis.into());
+                if subject.poll_timeout().is_some_and(|deadline| deadline <= now) {
+                    subject.handle_timeout(now);
                 }
             }
             Op::Persisted => {
                 if !unacked.is_empty() {
                     let persist = unacked.remove(0);
-                    durable_incarnation = persist.state.incarnation;
-                    node.on_persisted(now, persist.id);
+                    durable_epoch = persist.state.boot_epoch;
+                    subject.on_persisted(now, persist.id);
                 }
             }
         }
-        while let Some(persist) = node.poll_persist() {
+        while let Some(persist) = subject.poll_persist() {
             unacked.push(persist);
         }
-        while let Some(transmit) = node.poll_transmit() {
-            let message =
-                Message::decode(&transmit.payload).expect("the node sends what it can decode");
-            assert_eq!(message.sender, me);
-            assert!(
-                message.incarnation <= durable_incarnation,
-                "sent before durable"
-            );
-            assert_ne!(transmit.dst, me, "a node never sends to itself");
+        while let Some(transmit) = subject.poll_transmit() {
+            assert_eq!(durable_epoch, subject.boot_epoch(), "sent before the boot epoch was durable");
+            assert_ne!(transmit.dst, me.addr, "a node never sends to itself");
         }
-        while node.poll_event().is_some() {}
-        assert!(
-            node.poll_timeout().is_some(),
-            "a node always has its next round scheduled"
-        );
+        while subject.poll_event().is_some() {}
+        assert!(subject.incarnation() >> 32 >= u64::from(subject.boot_epoch()));
     }
 });

@@ -4,15 +4,19 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use muster_core::wire::{frame_len, Message, FRAME_PREFIX_BYTES};
+use muster_core::wire::{decode_datagram, frame_len, DatagramBuilder, Message, FRAME_PREFIX_BYTES};
+use muster_core::DATAGRAM_BYTES_MAX;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(message) = Message::decode(data) {
-        assert_eq!(
-            &message.encode()[..],
-            data,
-            "decode accepted a non-canonical encoding"
-        );
+    if let Ok(messages) = decode_datagram(data) {
+        let mut datagram = DatagramBuilder::new(DATAGRAM_BYTES_MAX);
+        for message in &messages {
+            assert!(datagram.push_entry(&message.encode_entry()));
+        }
+        assert_eq!(&datagram.finish()[..], data, "decode accepted a non-canonical datagram");
+    }
+    if let Ok(message) = Message::decode_frame(data) {
+        assert_eq!(&message.encode_frame()[..], data, "decode accepted a non-canonical frame");
     }
     if let Some(prefix) = data.first_chunk::<FRAME_PREFIX_BYTES>() {
         if let Ok(len) = frame_len(*prefix) {

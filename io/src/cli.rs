@@ -67,9 +67,7 @@ pub(crate) fn normalize(args: impl IntoIterator<Item = OsString>) -> Vec<OsStrin
                 passthrough = true;
                 None
             }
-            Some(text) if !passthrough && is_single_dash_long(text) => {
-                Some(format!("-{text}").into())
-            }
+            Some(text) if !passthrough && is_single_dash_long(text) => Some(format!("-{text}").into()),
             _ => None,
         };
         out.push(rewritten.unwrap_or(arg));
@@ -90,60 +88,25 @@ mod tests {
     use super::*;
 
     fn norm(args: &[&str]) -> Vec<String> {
-        normalize(args.iter().map(OsString::from))
-            .into_iter()
-            .map(|a| a.into_string().unwrap())
-            .collect()
+        normalize(args.iter().map(OsString::from)).into_iter().map(|a| a.into_string().unwrap()).collect()
     }
 
     #[test]
     fn single_dash_long_flags_become_double_dash() {
         assert_eq!(
-            norm(&[
-                "muster",
-                "agent",
-                "-dev",
-                "-data-dir=/tmp/x",
-                "--node",
-                "a",
-                "-h",
-                "-5",
-                "--",
-                "-raw"
-            ]),
-            [
-                "muster",
-                "agent",
-                "--dev",
-                "--data-dir=/tmp/x",
-                "--node",
-                "a",
-                "-h",
-                "-5",
-                "--",
-                "-raw"
-            ]
+            norm(&["muster", "agent", "-dev", "-data-dir=/tmp/x", "--node", "a", "-h", "-5", "--", "-raw"]),
+            ["muster", "agent", "--dev", "--data-dir=/tmp/x", "--node", "a", "-h", "-5", "--", "-raw"]
         );
     }
 
     #[test]
     fn consul_style_agent_flags_parse() {
         let cli = Cli::try_parse_from(normalize(
-            [
-                "muster",
-                "agent",
-                "-dev",
-                "-node=n1",
-                "-bind",
-                "127.0.0.2",
-                "-join=127.0.0.3:8301",
-            ]
-            .map(OsString::from),
+            ["muster", "agent", "-dev", "-node=n1", "-bind", "127.0.0.2", "-join=127.0.0.3:8301"]
+                .map(OsString::from),
         ))
         .unwrap();
-        let Subcommands::Agent(agent) = cli.command else {
-            panic!("not agent")
-        };
+        let Subcommands::Agent(agent) = cli.command else { panic!("not agent") };
         assert!(agent.dev);
         assert_eq!(agent.node.as_deref(), Some("n1"));
         assert_eq!(agent.bind, Some("127.0.0.2".parse().unwrap()));
@@ -154,11 +117,7 @@ mod tests {
     #[test]
     fn unknown_flags_are_refused() {
         let error =
-            Cli::try_parse_from(normalize(["muster", "agent", "-bogus"].map(OsString::from)))
-                .unwrap_err();
-        assert!(
-            error.to_string().contains("unexpected argument '--bogus'"),
-            "{error}"
-        );
+            Cli::try_parse_from(normalize(["muster", "agent", "-bogus"].map(OsString::from))).unwrap_err();
+        assert!(error.to_string().contains("unexpected argument '--bogus'"), "{error}");
     }
 }

@@ -19,8 +19,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use muster_core::wire::{frame_len, frame_prefix, FRAME_PREFIX_BYTES};
 use muster_core::{
-    Channel, Command, CommandError, Event, Instant, Node, Persist, PersistId, StableState,
-    Transmit, DATAGRAM_BYTES_MAX,
+    Channel, Command, CommandError, Event, Instant, Node, Persist, PersistId, StableState, Transmit,
+    DATAGRAM_BYTES_MAX,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -198,9 +198,7 @@ async fn send(udp: &UdpSocket, transmit: Transmit) {
             tokio::spawn(async move {
                 let sent = tokio::time::timeout(STREAM_SEND_TIMEOUT, async {
                     let mut stream = TcpStream::connect(transmit.dst).await?;
-                    stream
-                        .write_all(&frame_prefix(transmit.payload.len()))
-                        .await?;
+                    stream.write_all(&frame_prefix(transmit.payload.len())).await?;
                     stream.write_all(&transmit.payload).await?;
                     stream.flush().await
                 })

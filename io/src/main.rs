@@ -7,7 +7,7 @@ use clap::Parser;
 use muster::drive::{self, CommandRequest, Sockets};
 use muster::storage::{FileStorage, MemoryStorage};
 use muster::version;
-use muster_core::{Command, Config, Event, Instant, Node, StableState};
+use muster_core::{swim, Command, Config, Event, Instant, Node, StableState};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 
@@ -20,11 +20,7 @@ fn main() -> ExitCode {
         Err(error) => {
             let _ = error.print();
             // Consul exits 1 on a usage error; help itself is a success.
-            return if error.use_stderr() {
-                ExitCode::from(1)
-            } else {
-                ExitCode::SUCCESS
-            };
+            return if error.use_stderr() { ExitCode::from(1) } else { ExitCode::SUCCESS };
         }
     };
     match cli.command {
@@ -45,10 +41,7 @@ fn main() -> ExitCode {
 fn agent(args: cli::AgentArgs) -> Result<(), String> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("MUSTER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
 
     let bind = match (args.bind, args.dev) {
         (Some(ip), _) => ip,
@@ -57,34 +50,21 @@ fn agent(args: cli::AgentArgs) -> Result<(), String> {
     };
     let advertise_ip = args.advertise.unwrap_or(bind);
     if advertise_ip.is_unspecified() {
-        return Err(
-            "-advertise is required when -bind is 0.0.0.0 (no private address detection yet)"
-                .into(),
-        );
+        return Err("-advertise is required when -bind is 0.0.0.0 (no private address detection yet)".into());
     }
     let bind = SocketAddr::new(bind, args.serf_lan_port);
     let advertise = SocketAddr::new(advertise_ip, args.serf_lan_port);
-    let joins = args
-        .join
-        .iter()
-        .map(|text| parse_join(text, args.serf_lan_port))
-        .collect::<Result<Vec<_>, _>>()?;
-    let node_name = args
-        .node
-        .clone()
-        .unwrap_or_else(|| hostname().unwrap_or_else(|| "muster".into()));
+    let joins =
+        args.join.iter().map(|text| parse_join(text, args.serf_lan_port)).collect::<Result<Vec<_>, _>>()?;
+    let node_name = args.node.clone().unwrap_or_else(|| hostname().unwrap_or_else(|| "muster".into()));
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("Error starting runtime: {e}"))?;
     runtime.block_on(async move {
-        let udp = UdpSocket::bind(bind)
-            .await
-            .map_err(|e| format!("Error binding UDP {bind}: {e}"))?;
-        let tcp = TcpListener::bind(bind)
-            .await
-            .map_err(|e| format!("Error binding TCP {bind}: {e}"))?;
+        let udp = UdpSocket::bind(bind).await.map_err(|e| format!("Error binding UDP {bind}: {e}"))?;
+        let tcp = TcpListener::bind(bind).await.map_err(|e| format!("Error binding TCP {bind}: {e}"))?;
         let origin = tokio::time::Instant::now();
         let seed = seed_from_os();
         let (tx, rx) = mpsc::channel::<CommandRequest>(16);
@@ -98,32 +78,40 @@ fn agent(args: cli::AgentArgs) -> Result<(), String> {
         println!();
         println!("==> muster agent running!");
 
-        let on_event = |event: Event| tracing::info!(?event, "agent: member event");
+        // SIGINT or SIGTERM: leave gracefully (Consul's default for agents), then stop once the
+        // leave has gone out or after a grace period.
+        let (left_tx, mut left_rx) = mpsc::channel::<()>(1);
+        let on_event = move |event: Event| match event {
+            Event::Member(member) => tracing::info!(
+                "serf: EventMember{:?}: {} {}",
+                member.kind,
+                member.node.name,
+                member.node.addr.ip()
+            ),
+            Event::Left => {
+                tracing::info!("agent: graceful leave complete");
+                let _ = left_tx.try_send(());
+            }
+        };
         let joiner = tokio::spawn(join_all(tx.clone(), joins));
         let shutdown = tokio::spawn(async move {
-            let _ = tokio::signal::ctrl_c().await;
-            tracing::info!("agent: caught interrupt, shutting down");
+            wait_for_signal().await;
+            tracing::info!("agent: caught signal, gracefully leaving");
+            let (reply, _) = oneshot::channel();
+            if tx.send((Command::Leave, reply)).await.is_ok() {
+                let _ = tokio::time::timeout(LEAVE_GRACE, left_rx.recv()).await;
+            }
             drop(tx);
         });
         let result = if args.dev {
-            let node = new_node(advertise, seed, None)?;
-            drive::run(
-                node,
-                origin,
-                Sockets { udp, tcp },
-                MemoryStorage::default(),
-                rx,
-                on_event,
-            )
-            .await
+            let node = new_node(&node_name, advertise, true, seed, None)?;
+            drive::run(node, origin, Sockets { udp, tcp }, MemoryStorage::default(), rx, on_event).await
         } else {
             let dir = args.data_dir.clone().expect("checked before start-up");
             let storage = FileStorage::open(&dir)
                 .map_err(|e| format!("Error opening data dir {}: {e}", dir.display()))?;
-            let restored = storage
-                .load()
-                .map_err(|e| format!("Error reading data dir: {e}"))?;
-            let node = new_node(advertise, seed, restored)?;
+            let restored = storage.load().map_err(|e| format!("Error reading data dir: {e}"))?;
+            let node = new_node(&node_name, advertise, false, seed, restored)?;
             drive::run(node, origin, Sockets { udp, tcp }, storage, rx, on_event).await
         };
         joiner.abort();
@@ -133,22 +121,38 @@ fn agent(args: cli::AgentArgs) -> Result<(), String> {
 }
 
 fn new_node(
+    name: &str,
     advertise: SocketAddr,
+    dev: bool,
     seed: u64,
     restored: Option<StableState>,
 ) -> Result<Node, String> {
-    Node::new(Config::new(advertise, seed), restored, Instant::ZERO)
-        .map_err(|e| format!("Error: {e}"))
+    let mut config = Config::new(name, advertise, seed);
+    if dev {
+        config.swim = swim::Config::dev();
+    }
+    Node::new(config, restored, Instant::ZERO).map_err(|e| format!("Error: {e}"))
 }
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut terminate) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}
+
+/// How long a leaving agent waits for its leave to go out (Consul: a 5 s broadcast timeout).
+const LEAVE_GRACE: std::time::Duration = std::time::Duration::from_secs(6);
 
 async fn join_all(commands: mpsc::Sender<CommandRequest>, peers: Vec<SocketAddr>) {
     for peer in peers {
         let (reply_tx, reply_rx) = oneshot::channel();
-        if commands
-            .send((Command::Join { peer }, reply_tx))
-            .await
-            .is_err()
-        {
+        if commands.send((Command::Join { peer }, reply_tx)).await.is_err() {
             return;
         }
         match reply_rx.await {
@@ -161,10 +165,7 @@ async fn join_all(commands: mpsc::Sender<CommandRequest>, peers: Vec<SocketAddr>
 
 fn parse_join(text: &str, default_port: u16) -> Result<SocketAddr, String> {
     text.parse::<SocketAddr>()
-        .or_else(|_| {
-            text.parse::<IpAddr>()
-                .map(|ip| SocketAddr::new(ip, default_port))
-        })
+        .or_else(|_| text.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, default_port)))
         .map_err(|_| format!("Error parsing -join address {text:?}: expected IP or IP:port"))
 }
 

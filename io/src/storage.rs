@@ -80,7 +80,7 @@ impl Storage for MemoryStorage {
 fn encode(state: StableState) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(STATE_BYTES);
     bytes.extend_from_slice(MAGIC);
-    bytes.extend_from_slice(&state.incarnation.to_be_bytes());
+    bytes.extend_from_slice(&state.boot_epoch.to_be_bytes());
     let crc = crc32c::crc32c(&bytes);
     bytes.extend_from_slice(&crc.to_be_bytes());
     assert_eq!(bytes.len(), STATE_BYTES);
@@ -88,17 +88,10 @@ fn encode(state: StableState) -> Vec<u8> {
 }
 
 fn decode(bytes: &[u8]) -> io::Result<StableState> {
-    let corrupt = |why: &str| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{STATE_FILE} is corrupt: {why}"),
-        )
-    };
+    let corrupt =
+        |why: &str| io::Error::new(io::ErrorKind::InvalidData, format!("{STATE_FILE} is corrupt: {why}"));
     if bytes.len() != STATE_BYTES {
-        return Err(corrupt(&format!(
-            "{} bytes, expected {STATE_BYTES}",
-            bytes.len()
-        )));
+        return Err(corrupt(&format!("{} bytes, expected {STATE_BYTES}", bytes.len())));
     }
     let (body, crc) = bytes.split_at(STATE_BYTES - 4);
     if crc32c::crc32c(body).to_be_bytes() != crc {
@@ -107,23 +100,22 @@ fn decode(bytes: &[u8]) -> io::Result<StableState> {
     if &body[..MAGIC.len()] != MAGIC {
         return Err(corrupt("unknown format"));
     }
-    let incarnation = u64::from_be_bytes(body[MAGIC.len()..].try_into().expect("8 bytes"));
-    Ok(StableState { incarnation })
+    let boot_epoch = u32::from_be_bytes(body[MAGIC.len()..].try_into().expect("4 bytes"));
+    Ok(StableState { boot_epoch })
 }
 
 const STATE_FILE: &str = "node-state";
 const STATE_FILE_TMP: &str = "node-state.tmp";
 /// Format tag and version of the state file.
 const MAGIC: &[u8; 8] = b"MUSTER\x00\x01";
-const STATE_BYTES: usize = 8 + 8 + 4;
+const STATE_BYTES: usize = MAGIC.len() + 4 + 4;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn temp_dir(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("muster-storage-{name}-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("muster-storage-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         dir
     }
@@ -133,13 +125,10 @@ mod tests {
         let dir = temp_dir("reopen");
         let mut storage = FileStorage::open(&dir).unwrap();
         assert_eq!(storage.load().unwrap(), None);
-        storage.save(StableState { incarnation: 7 }).await.unwrap();
-        storage.save(StableState { incarnation: 8 }).await.unwrap();
+        storage.save(StableState { boot_epoch: 7 }).await.unwrap();
+        storage.save(StableState { boot_epoch: 8 }).await.unwrap();
         let reopened = FileStorage::open(&dir).unwrap();
-        assert_eq!(
-            reopened.load().unwrap(),
-            Some(StableState { incarnation: 8 })
-        );
+        assert_eq!(reopened.load().unwrap(), Some(StableState { boot_epoch: 8 }));
         assert!(!dir.join(STATE_FILE_TMP).exists());
         fs::remove_dir_all(dir).unwrap();
     }
@@ -148,20 +137,14 @@ mod tests {
     fn corruption_is_a_clear_error() {
         let dir = temp_dir("corrupt");
         let storage = FileStorage::open(&dir).unwrap();
-        let mut bytes = encode(StableState { incarnation: 3 });
+        let mut bytes = encode(StableState { boot_epoch: 3 });
         bytes[10] ^= 0x40;
         fs::write(dir.join(STATE_FILE), &bytes).unwrap();
         let error = storage.load().unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::InvalidData);
-        assert_eq!(
-            error.to_string(),
-            "node-state is corrupt: checksum mismatch"
-        );
+        assert_eq!(error.to_string(), "node-state is corrupt: checksum mismatch");
         fs::write(dir.join(STATE_FILE), &bytes[..5]).unwrap();
-        assert_eq!(
-            storage.load().unwrap_err().to_string(),
-            "node-state is corrupt: 5 bytes, expected 20"
-        );
+        assert_eq!(storage.load().unwrap_err().to_string(), "node-state is corrupt: 5 bytes, expected 16");
         fs::remove_dir_all(dir).unwrap();
     }
 }

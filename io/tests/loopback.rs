@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use muster::drive::{self, CommandRequest, Sockets};
 use muster::storage::FileStorage;
-use muster_core::wire::{frame_len, frame_prefix, Body, Message, FRAME_PREFIX_BYTES};
+use muster_core::swim::{self, MemberEvent, MemberEventKind};
+use muster_core::wire::{frame_len, frame_prefix, Message, NodeAddr, FRAME_PREFIX_BYTES};
 use muster_core::{Command, Config, Event, Instant, Node};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -26,10 +27,7 @@ async fn bind_pair() -> (Sockets, SocketAddr) {
 }
 
 async fn bind_at(addr: SocketAddr) -> Sockets {
-    Sockets {
-        udp: UdpSocket::bind(addr).await.unwrap(),
-        tcp: TcpListener::bind(addr).await.unwrap(),
-    }
+    Sockets { udp: UdpSocket::bind(addr).await.unwrap(), tcp: TcpListener::bind(addr).await.unwrap() }
 }
 
 struct Running {
@@ -38,38 +36,34 @@ struct Running {
     task: JoinHandle<std::io::Result<()>>,
 }
 
-fn start(sockets: Sockets, addr: SocketAddr, dir: &PathBuf) -> Running {
+fn start(name: &str, sockets: Sockets, addr: SocketAddr, dir: &PathBuf) -> Running {
     let storage = FileStorage::open(dir).unwrap();
     let restored = storage.load().unwrap();
-    let node = Node::new(Config::new(addr, 1), restored, Instant::ZERO).unwrap();
+    let mut config = Config::new(name, addr, 1);
+    // Consul's -dev timings keep failure detection within a second.
+    config.swim = swim::Config::dev();
+    let node = Node::new(config, restored, Instant::ZERO).unwrap();
     let (commands, receiver) = mpsc::channel(8);
     let (event_tx, events) = mpsc::unbounded_channel();
     let origin = tokio::time::Instant::now();
-    let task = tokio::spawn(drive::run(
-        node,
-        origin,
-        sockets,
-        storage,
-        receiver,
-        move |e| {
-            let _ = event_tx.send(e);
-        },
-    ));
-    Running {
-        commands,
-        events,
-        task,
-    }
+    let task = tokio::spawn(drive::run(node, origin, sockets, storage, receiver, move |e| {
+        let _ = event_tx.send(e);
+    }));
+    Running { commands, events, task }
 }
 
-async fn join(running: &Running, peer: SocketAddr) {
+async fn command(running: &Running, command: Command) {
     let (reply, result) = oneshot::channel();
-    running
-        .commands
-        .send((Command::Join { peer }, reply))
-        .await
-        .unwrap();
+    running.commands.send((command, reply)).await.unwrap();
     result.await.unwrap().unwrap();
+}
+
+fn member(kind: MemberEventKind, name: &str, addr: SocketAddr, boot_epoch: u64) -> Event {
+    Event::Member(MemberEvent {
+        kind,
+        node: NodeAddr { name: name.into(), addr },
+        incarnation: boot_epoch << 32,
+    })
 }
 
 async fn expect_event(running: &mut Running, wanted: Event) {
@@ -93,69 +87,27 @@ fn temp_dir(name: &str) -> PathBuf {
 }
 
 #[tokio::test(flavor = "current_thread")]
-async fn two_agents_find_each_other_and_a_restart_is_seen_with_the_persisted_incarnation() {
+async fn agents_join_leave_and_rejoin_with_a_higher_incarnation_from_the_data_dir() {
     let (dir_a, dir_b) = (temp_dir("a"), temp_dir("b"));
     let (sockets_a, addr_a) = bind_pair().await;
     let (sockets_b, addr_b) = bind_pair().await;
-    let mut a = start(sockets_a, addr_a, &dir_a);
-    let mut b = start(sockets_b, addr_b, &dir_b);
-    join(&b, addr_a).await;
-    expect_event(
-        &mut b,
-        Event::PeerReachable {
-            peer: addr_a,
-            incarnation: 1,
-        },
-    )
-    .await;
-    expect_event(
-        &mut a,
-        Event::PeerReachable {
-            peer: addr_b,
-            incarnation: 1,
-        },
-    )
-    .await;
+    let mut a = start("a", sockets_a, addr_a, &dir_a);
+    let mut b = start("b", sockets_b, addr_b, &dir_b);
+    command(&b, Command::Join { peer: addr_a }).await;
+    expect_event(&mut b, member(MemberEventKind::Join, "a", addr_a, 1)).await;
+    expect_event(&mut a, member(MemberEventKind::Join, "b", addr_b, 1)).await;
 
-    // Stop b cleanly and start it again from its data directory, on the same address.
+    // b leaves gracefully, stops, and starts again from its data directory.
+    command(&b, Command::Leave).await;
+    expect_event(&mut b, Event::Left).await;
+    expect_event(&mut a, member(MemberEventKind::Leave, "b", addr_b, 1)).await;
     drop(b.commands);
     b.task.await.unwrap().unwrap();
-    assert_eq!(
-        FileStorage::open(&dir_b)
-            .unwrap()
-            .load()
-            .unwrap()
-            .unwrap()
-            .incarnation,
-        1
-    );
-    let mut b = start(bind_at(addr_b).await, addr_b, &dir_b);
-    join(&b, addr_a).await;
-    expect_event(
-        &mut a,
-        Event::PeerRestarted {
-            peer: addr_b,
-            incarnation: 2,
-        },
-    )
-    .await;
-    expect_event(
-        &mut b,
-        Event::PeerReachable {
-            peer: addr_a,
-            incarnation: 1,
-        },
-    )
-    .await;
-    assert_eq!(
-        FileStorage::open(&dir_b)
-            .unwrap()
-            .load()
-            .unwrap()
-            .unwrap()
-            .incarnation,
-        2
-    );
+    assert_eq!(FileStorage::open(&dir_b).unwrap().load().unwrap().unwrap().boot_epoch, 1);
+    let b = start("b", bind_at(addr_b).await, addr_b, &dir_b);
+    command(&b, Command::Join { peer: addr_a }).await;
+    expect_event(&mut a, member(MemberEventKind::Join, "b", addr_b, 2)).await;
+    assert_eq!(FileStorage::open(&dir_b).unwrap().load().unwrap().unwrap().boot_epoch, 2);
 
     drop(a.commands);
     drop(b.commands);
@@ -166,53 +118,75 @@ async fn two_agents_find_each_other_and_a_restart_is_seen_with_the_persisted_inc
 }
 
 #[tokio::test(flavor = "current_thread")]
+async fn three_agents_detect_a_crashed_one_and_force_leave_it() {
+    let names = ["a", "b", "c"];
+    let mut agents = Vec::new();
+    let mut addrs = Vec::new();
+    let mut dirs = Vec::new();
+    for name in names {
+        let dir = temp_dir(&format!("crash-{name}"));
+        let (sockets, addr) = bind_pair().await;
+        agents.push(start(name, sockets, addr, &dir));
+        addrs.push(addr);
+        dirs.push(dir);
+    }
+    command(&agents[1], Command::Join { peer: addrs[0] }).await;
+    command(&agents[2], Command::Join { peer: addrs[0] }).await;
+    expect_event(&mut agents[1], member(MemberEventKind::Join, "c", addrs[2], 1)).await;
+    expect_event(&mut agents[2], member(MemberEventKind::Join, "b", addrs[1], 1)).await;
+
+    // Crash c: its task and sockets vanish without a word.
+    let c = agents.pop().unwrap();
+    c.task.abort();
+    let _ = c.task.await;
+    for agent in agents.iter_mut() {
+        expect_event(agent, member(MemberEventKind::Failed, "c", addrs[2], 1)).await;
+    }
+    command(&agents[0], Command::ForceLeave { name: "c".into() }).await;
+    for agent in agents.iter_mut() {
+        expect_event(agent, member(MemberEventKind::Leave, "c", addrs[2], 1)).await;
+    }
+    for agent in agents {
+        drop(agent.commands);
+        agent.task.await.unwrap().unwrap();
+    }
+    for dir in dirs {
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
 async fn a_ping_over_tcp_is_acked_over_tcp_and_a_bad_frame_only_closes_its_connection() {
     let dir = temp_dir("tcp");
     let (sockets, addr) = bind_pair().await;
-    let mut node = start(sockets, addr, &dir);
+    let mut node = start("a", sockets, addr, &dir);
     // No wait for start-up: the ack is held back until the boot incarnation is durable.
 
     // The test plays a peer whose advertise address is its own TCP listener.
     let (peer_sockets, peer_addr) = bind_pair().await;
-    let ping = Message {
-        sender: peer_addr,
-        incarnation: 3,
-        body: Body::Ping { seq: 99 },
-    }
-    .encode();
+    let me = NodeAddr { name: "tester".into(), addr: peer_addr };
+    let ping = Message::Ping { seq: 99, target: "a".into(), source: me }.encode_frame();
 
     // A frame announcing more than the limit is refused before any allocation; the node lives on.
     let mut bad = TcpStream::connect(addr).await.unwrap();
     bad.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
     let mut rest = Vec::new();
     let closed = tokio::time::timeout(Duration::from_secs(5), bad.read_to_end(&mut rest)).await;
-    assert!(
-        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
-        "the node closes a connection with a bad frame"
-    );
+    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "the node closes a connection with a bad frame");
 
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream.write_all(&frame_prefix(ping.len())).await.unwrap();
     stream.write_all(&ping).await.unwrap();
-    expect_event(&mut node, Event::PeerDiscovered { peer: peer_addr }).await;
 
     // The ack arrives on a connection the node opens to our advertise address.
-    let (mut inbound, _) = tokio::time::timeout(Duration::from_secs(5), peer_sockets.tcp.accept())
-        .await
-        .unwrap()
-        .unwrap();
+    let (mut inbound, _) =
+        tokio::time::timeout(Duration::from_secs(5), peer_sockets.tcp.accept()).await.unwrap().unwrap();
     let mut prefix = [0u8; FRAME_PREFIX_BYTES];
     inbound.read_exact(&mut prefix).await.unwrap();
     let mut frame = vec![0u8; frame_len(prefix).unwrap()];
     inbound.read_exact(&mut frame).await.unwrap();
-    assert_eq!(
-        Message::decode(&frame).unwrap(),
-        Message {
-            sender: addr,
-            incarnation: 1,
-            body: Body::Ack { seq: 99 }
-        }
-    );
+    assert_eq!(Message::decode_frame(&frame).unwrap(), Message::Ack { seq: 99 });
+    assert!(node.events.try_recv().is_err(), "a ping alone changes no membership");
 
     drop(node.commands);
     node.task.await.unwrap().unwrap();

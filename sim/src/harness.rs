@@ -8,21 +8,21 @@
 //! or duplicate them. Streams are reliable (no loss, no duplication) but share the latency
 //! model. Partitions drop everything on a blocked directed link at send time. A crash discards
 //! the node and every write it had not yet synced; a restart boots a new [`Node`] from what was
-//! durable.
+//! durable. A *slow* node takes 1 to 3 s extra to process each message it receives, like a
+//! process starved of CPU: the situation Lifeguard is designed for.
 //!
-//! An oracle checks, at every send, the property persistence ordering exists for: a message
-//! claiming an incarnation leaves only after that incarnation is durable on the sender's disk,
-//! so no two lives of a node ever speak with the same incarnation. Each node's own
-//! `check_invariants` runs after every input (the `invariants` feature of `muster-core`).
+//! An oracle checks, at every send, the property persistence ordering exists for: a node sends
+//! nothing until its boot epoch is durable, so no two lives of a node speak with the same
+//! incarnations. Each node's own `check_invariants` runs after every input (the `invariants`
+//! feature of `muster-core`).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use bytes::Bytes;
 use muster::drive::{drain, Host};
-use muster_core::ping::{self, Status};
-use muster_core::wire::Message;
+use muster_core::swim::{self, MemberView, State};
 use muster_core::{
     Channel, Command, Config, Event, Instant, Node, Persist, PersistId, Rng, StableState, Transmit,
 };
@@ -62,8 +62,7 @@ impl NetConfig {
     /// A hostile network drawn from `rng`: up to 100 ms latency (so heavy reordering), up to 20 %
     /// loss, up to 10 % duplication, fsyncs of up to 200 ms (so crashes often lose writes).
     pub fn hostile(rng: &mut Rng) -> NetConfig {
-        let latency_max =
-            rng.duration_between(Duration::from_millis(1), Duration::from_millis(100));
+        let latency_max = rng.duration_between(Duration::from_millis(1), Duration::from_millis(100));
         NetConfig {
             latency_min: rng.duration_between(Duration::from_micros(50), latency_max),
             latency_max,
@@ -90,6 +89,8 @@ pub struct NetStats {
     pub undeliverable: u64,
     /// Writes that had not become durable when their node crashed.
     pub writes_lost: u64,
+    /// Payload bytes sent, all nodes together.
+    pub bytes_sent: u64,
 }
 
 /// Returned by [`Cluster::run_until`] when the condition did not hold in time.
@@ -105,13 +106,17 @@ pub struct Cluster {
     now: Instant,
     rng: Rng,
     net: NetConfig,
-    ping: ping::Config,
+    swim: swim::Config,
     members: Vec<Member>,
     by_addr: BTreeMap<SocketAddr, usize>,
     /// Messages in flight, by arrival time and then send order, so that simultaneous arrivals
     /// are handled in the same order on every run.
     in_flight: BTreeMap<(Instant, u64), InFlight>,
     sends: u64,
+    /// Each live node's next deadline, by time then node.
+    timers: BTreeSet<(Instant, usize)>,
+    /// Each node's oldest pending write, by completion time then node.
+    fsyncs: BTreeSet<(Instant, usize)>,
     /// Directed links that drop everything: (from, to).
     blocked: BTreeSet<(usize, usize)>,
     stats: NetStats,
@@ -120,14 +125,19 @@ pub struct Cluster {
 
 #[derive(Debug)]
 struct Member {
+    name: String,
     addr: SocketAddr,
     /// `None` while crashed.
     node: Option<Node>,
+    /// The deadline registered in `timers`.
+    timer: Option<Instant>,
     disk: Disk,
     /// Peers this member joined through, joined again after each restart.
     joins: Vec<SocketAddr>,
     /// Starts with 1; each restart adds one.
     boot: u32,
+    /// While set, each message it receives waits a random 1 to 3 s before it is processed.
+    slow_until: Option<Instant>,
     events: Vec<(Instant, Event)>,
 }
 
@@ -144,6 +154,8 @@ struct InFlight {
     to: usize,
     channel: Channel,
     payload: Bytes,
+    /// Already held back once by a slow receiver.
+    delayed: bool,
 }
 
 /// Collects a node's outputs during [`drain`].
@@ -169,39 +181,43 @@ impl Host for Outputs {
 }
 
 impl Cluster {
-    /// `size` nodes at 10.0.0.1:8301, 10.0.0.2:8301, ..., all booted at time zero.
+    /// `size` nodes named n0, n1, ... at 10.0.0.1:8301, 10.0.0.2:8301, ..., with LAN gossip
+    /// settings, all booted at time zero.
     pub fn new(seed: u64, size: usize, net: NetConfig) -> Cluster {
-        Cluster::with_ping_config(seed, size, net, ping::Config::default())
+        Cluster::with_swim_config(seed, size, net, swim::Config::lan())
     }
 
-    /// Like [`Cluster::new`], with the nodes' ping timings given.
-    pub fn with_ping_config(seed: u64, size: usize, net: NetConfig, ping: ping::Config) -> Cluster {
-        assert!(
-            (1..=250).contains(&size),
-            "10.0.0.x addresses one to 250 nodes"
-        );
+    /// Like [`Cluster::new`], with the nodes' gossip settings given.
+    pub fn with_swim_config(seed: u64, size: usize, net: NetConfig, swim: swim::Config) -> Cluster {
+        assert!((1..=1 << 20).contains(&size));
         let mut cluster = Cluster {
             now: Instant::ZERO,
             rng: Rng::from_seed(seed),
             net,
-            ping,
+            swim,
             members: Vec::with_capacity(size),
             by_addr: BTreeMap::new(),
             in_flight: BTreeMap::new(),
             sends: 0,
+            timers: BTreeSet::new(),
+            fsyncs: BTreeSet::new(),
             blocked: BTreeSet::new(),
             stats: NetStats::default(),
             trace: Trace::default(),
         };
         for index in 0..size {
-            let addr = SocketAddr::from(([10, 0, 0, index as u8 + 1], 8301));
+            let ip = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 0, 0)) + index as u32 + 1);
+            let addr = SocketAddr::from((ip, 8301));
             cluster.by_addr.insert(addr, index);
             cluster.members.push(Member {
+                name: format!("n{index}"),
                 addr,
                 node: None,
+                timer: None,
                 disk: Disk::default(),
                 joins: Vec::new(),
                 boot: 0,
+                slow_until: None,
                 events: Vec::new(),
             });
             cluster.boot(index);
@@ -209,9 +225,14 @@ impl Cluster {
         cluster
     }
 
-    /// The advertise address of node `index`.
+    /// The gossip address of node `index`.
     pub fn addr(&self, index: usize) -> SocketAddr {
         self.members[index].addr
+    }
+
+    /// The name of node `index`.
+    pub fn name(&self, index: usize) -> &str {
+        &self.members[index].name
     }
 
     /// The current virtual time.
@@ -219,7 +240,7 @@ impl Cluster {
         self.now
     }
 
-    /// Node `from` starts probing node `to`, now and after every restart.
+    /// Node `from` joins through node `to`, now and after every restart.
     pub fn join(&mut self, from: usize, to: usize) {
         let peer = self.addr(to);
         self.members[from].joins.push(peer);
@@ -228,13 +249,21 @@ impl Cluster {
         }
     }
 
-    /// Every node joins node `seed`.
+    /// Every node joins through node `seed`.
     pub fn join_all_to(&mut self, seed: usize) {
         for index in 0..self.members.len() {
             if index != seed {
                 self.join(index, seed);
             }
         }
+    }
+
+    /// Sends `command` to node `index`, which must be up; panics if the node refuses it.
+    pub fn command(&mut self, index: usize, command: Command) {
+        let now = self.now;
+        let node = self.members[index].node.as_mut().expect("commands go to live nodes");
+        node.handle_command(now, command).expect("harness commands are valid");
+        self.after_input(index);
     }
 
     /// Runs the cluster for `duration` of virtual time.
@@ -273,11 +302,16 @@ impl Cluster {
     pub fn crash(&mut self, index: usize) {
         let member = &mut self.members[index];
         assert!(member.node.take().is_some(), "node {index} is already down");
+        if let Some(timer) = member.timer.take() {
+            self.timers.remove(&(timer, index));
+        }
+        if let Some(&(at, _, _)) = member.disk.pending.front() {
+            self.fsyncs.remove(&(at, index));
+        }
         let lost = member.disk.pending.len() as u64;
         member.disk.pending.clear();
         self.stats.writes_lost += lost;
-        self.trace
-            .record(self.now.as_nanos(), index, &("crash", lost));
+        self.trace.record(self.now.as_nanos(), index, &("crash", lost));
     }
 
     /// Restarts crashed node `index` from its durable state.
@@ -289,6 +323,13 @@ impl Cluster {
     /// Whether node `index` is up.
     pub fn is_up(&self, index: usize) -> bool {
         self.members[index].node.is_some()
+    }
+
+    /// Makes node `index` slow until `duration` from now: each message it receives is processed
+    /// 1 to 3 s late.
+    pub fn slow(&mut self, index: usize, duration: Duration) {
+        self.members[index].slow_until = Some(self.now + duration);
+        self.trace.record(self.now.as_nanos(), index, &("slow", duration));
     }
 
     /// Blocks every link between nodes of different groups, in both directions.
@@ -327,15 +368,30 @@ impl Cluster {
         self.trace.record(self.now.as_nanos(), 0, &"heal");
     }
 
-    /// Node `observer`'s view of node `peer`, if it knows it and is up.
-    pub fn status(&self, observer: usize, peer: usize) -> Option<Status> {
-        self.peer_view(observer, peer).map(|(status, _)| status)
+    /// Node `observer`'s view of node `peer`, if it is up and knows it.
+    pub fn view(&self, observer: usize, peer: usize) -> Option<MemberView> {
+        self.members[observer].node.as_ref()?.member(&self.members[peer].name)
     }
 
-    /// The highest incarnation node `observer` has heard from node `peer`.
-    pub fn incarnation_seen(&self, observer: usize, peer: usize) -> Option<u64> {
-        self.peer_view(observer, peer)
-            .map(|(_, incarnation)| incarnation)
+    /// Node `observer`'s belief about node `peer`'s state.
+    pub fn state(&self, observer: usize, peer: usize) -> Option<State> {
+        self.view(observer, peer).map(|view| view.state)
+    }
+
+    /// Whether every live node sees every other live node alive, at its current incarnation,
+    /// and every crashed node as suspect, dead or left (or not at all).
+    pub fn converged(&self) -> bool {
+        let live: Vec<usize> = (0..self.len()).filter(|&i| self.is_up(i)).collect();
+        live.iter().all(|&observer| {
+            (0..self.len()).filter(|&peer| peer != observer).all(|peer| match self.view(observer, peer) {
+                Some(view) if self.is_up(peer) => {
+                    view.state == State::Alive
+                        && view.incarnation == self.node(peer).map_or(0, Node::incarnation)
+                }
+                Some(view) => view.state != State::Alive,
+                None => !self.is_up(peer),
+            })
+        })
     }
 
     /// Node `index`, if up.
@@ -368,29 +424,13 @@ impl Cluster {
         self.members.is_empty()
     }
 
-    fn peer_view(&self, observer: usize, peer: usize) -> Option<(Status, u64)> {
-        let addr = self.addr(peer);
-        let node = self.members[observer].node.as_ref()?;
-        node.peers()
-            .find(|(a, _, _)| *a == addr)
-            .map(|(_, status, incarnation)| (status, incarnation))
-    }
-
     fn boot(&mut self, index: usize) {
         let rng_seed = self.rng.next_u64();
         let member = &mut self.members[index];
         member.boot += 1;
-        let config = Config {
-            ping: self.ping.clone(),
-            ..Config::new(member.addr, rng_seed)
-        };
-        let node =
-            Node::new(config, member.disk.durable, self.now).expect("harness config is valid");
-        self.trace.record(
-            self.now.as_nanos(),
-            index,
-            &("boot", member.boot, node.incarnation()),
-        );
+        let config = Config { swim: self.swim.clone(), ..Config::new(&member.name, member.addr, rng_seed) };
+        let node = Node::new(config, member.disk.durable, self.now).expect("harness config is valid");
+        self.trace.record(self.now.as_nanos(), index, &("boot", member.boot, node.boot_epoch()));
         member.node = Some(node);
         self.after_input(index);
         for peer in self.members[index].joins.clone() {
@@ -398,30 +438,12 @@ impl Cluster {
         }
     }
 
-    fn command(&mut self, index: usize, command: Command) {
-        let now = self.now;
-        let node = self.members[index]
-            .node
-            .as_mut()
-            .expect("commands go to live nodes");
-        node.handle_command(now, command)
-            .expect("harness commands are valid");
-        self.after_input(index);
-    }
-
     /// The earliest instant at which anything happens.
     fn next_instant(&self) -> Option<Instant> {
-        let deliveries = self.in_flight.keys().next().map(|&(at, _)| at);
-        let members = self.members.iter().flat_map(|m| {
-            let fsync = m.disk.pending.front().map(|&(at, _, _)| at);
-            let timer = m.node.as_ref().and_then(Node::poll_timeout);
-            fsync.into_iter().chain(timer)
-        });
-        deliveries
-            .into_iter()
-            .chain(members)
-            .min()
-            .map(|at| at.max(self.now))
+        let delivery = self.in_flight.keys().next().map(|&(at, _)| at);
+        let timer = self.timers.first().map(|&(at, _)| at);
+        let fsync = self.fsyncs.first().map(|&(at, _)| at);
+        [delivery, timer, fsync].into_iter().flatten().min().map(|at| at.max(self.now))
     }
 
     /// Handles everything due at `at`: completed fsyncs, then deliveries, then timers, each in
@@ -429,20 +451,21 @@ impl Cluster {
     fn step(&mut self, at: Instant) {
         assert!(at >= self.now, "virtual time went backwards");
         self.now = at;
-        for index in 0..self.members.len() {
-            while let Some(&(done, id, state)) = self.members[index].disk.pending.front() {
-                if done > at {
-                    break;
-                }
-                let member = &mut self.members[index];
-                member.disk.pending.pop_front();
-                member.disk.durable = Some(state);
-                let node = member.node.as_mut().expect("a crash clears pending writes");
-                node.on_persisted(at, id);
-                self.trace
-                    .record(at.as_nanos(), index, &("durable", id.get()));
-                self.after_input(index);
+        while let Some(&(done, index)) = self.fsyncs.first() {
+            if done > at {
+                break;
             }
+            self.fsyncs.pop_first();
+            let member = &mut self.members[index];
+            let (_, id, state) = member.disk.pending.pop_front().expect("an fsync entry has a pending write");
+            member.disk.durable = Some(state);
+            if let Some(&(next, _, _)) = member.disk.pending.front() {
+                self.fsyncs.insert((next, index));
+            }
+            let node = member.node.as_mut().expect("a crash clears pending writes");
+            node.on_persisted(at, id);
+            self.trace.record(at.as_nanos(), index, &("durable", id.get()));
+            self.after_input(index);
         }
         while let Some(entry) = self.in_flight.first_entry() {
             if entry.key().0 > at {
@@ -451,19 +474,28 @@ impl Cluster {
             let message = entry.remove();
             self.deliver(message);
         }
-        for index in 0..self.members.len() {
-            let Some(node) = self.members[index].node.as_mut() else {
-                continue;
-            };
-            if node.poll_timeout().is_some_and(|deadline| deadline <= at) {
-                node.handle_timeout(at);
-                self.after_input(index);
+        while let Some(&(deadline, index)) = self.timers.first() {
+            if deadline > at {
+                break;
             }
+            self.timers.pop_first();
+            self.members[index].timer = None;
+            let node = self.members[index].node.as_mut().expect("crashed nodes have no timers");
+            node.handle_timeout(at);
+            self.after_input(index);
         }
     }
 
-    fn deliver(&mut self, message: InFlight) {
+    fn deliver(&mut self, mut message: InFlight) {
         let now = self.now;
+        let slow = self.members[message.to].slow_until.is_some_and(|until| until > now);
+        if slow && !message.delayed {
+            let delay = self.rng.duration_between(SLOW_DELAY_MIN, SLOW_DELAY_MAX);
+            message.delayed = true;
+            self.sends += 1;
+            self.in_flight.insert((now + delay, self.sends), message);
+            return;
+        }
         let from = self.addr(message.from);
         let Some(node) = self.members[message.to].node.as_mut() else {
             self.stats.undeliverable += 1;
@@ -477,29 +509,34 @@ impl Cluster {
         self.after_input(message.to);
     }
 
-    /// Drains node `index` and carries out its outputs.
+    /// Drains node `index`, carries out its outputs, and re-registers its deadline.
     fn after_input(&mut self, index: usize) {
         let mut outputs = Outputs::default();
-        let node = self.members[index]
-            .node
-            .as_mut()
-            .expect("only live nodes take input");
-        drain(node, &mut outputs);
-        let incarnation = node.incarnation();
+        let member = &mut self.members[index];
+        let node = member.node.as_mut().expect("only live nodes take input");
+        let deadline = drain(node, &mut outputs);
+        let boot_epoch = node.boot_epoch();
+        if member.timer != deadline {
+            if let Some(old) = member.timer.take() {
+                self.timers.remove(&(old, index));
+            }
+            if let Some(new) = deadline {
+                self.timers.insert((new, index));
+            }
+            member.timer = deadline;
+        }
         for persist in outputs.persists {
-            let latency = self
-                .rng
-                .duration_between(self.net.fsync_min, self.net.fsync_max);
+            let latency = self.rng.duration_between(self.net.fsync_min, self.net.fsync_max);
             let pending = &mut self.members[index].disk.pending;
             // One disk, one queue: a write completes no earlier than the one before it.
-            let done = pending
-                .back()
-                .map_or(self.now, |&(at, _, _)| at)
-                .max(self.now + latency);
+            let done = pending.back().map_or(self.now, |&(at, _, _)| at).max(self.now + latency);
+            if pending.is_empty() {
+                self.fsyncs.insert((done, index));
+            }
             pending.push_back((done, persist.id, persist.state));
         }
         for transmit in outputs.transmits {
-            self.check_sent_incarnation_is_durable(index, incarnation, &transmit);
+            self.check_boot_epoch_is_durable(index, boot_epoch);
             self.route(index, transmit);
         }
         for event in outputs.events {
@@ -508,23 +545,13 @@ impl Cluster {
         }
     }
 
-    /// The oracle: a message leaves only once the incarnation it claims is durable.
-    fn check_sent_incarnation_is_durable(
-        &self,
-        index: usize,
-        incarnation: u64,
-        transmit: &Transmit,
-    ) {
-        let message = Message::decode(&transmit.payload).expect("nodes send decodable messages");
-        assert_eq!(
-            message.incarnation, incarnation,
-            "node {index} sent another life's incarnation"
-        );
-        let durable = self.members[index].disk.durable.map(|s| s.incarnation);
+    /// The oracle: a node sends nothing before its boot epoch is durable.
+    fn check_boot_epoch_is_durable(&self, index: usize, boot_epoch: u32) {
+        let durable = self.members[index].disk.durable.map(|s| s.boot_epoch);
         assert!(
-            durable >= Some(incarnation),
-            "node {index} sent incarnation {incarnation} before it was durable (durable: {durable:?}) \
-             at {:?}: persistence ordering is broken",
+            durable >= Some(boot_epoch),
+            "node {index} sent in boot epoch {boot_epoch} before it was durable (durable: {durable:?}) at {:?}: \
+             persistence ordering is broken",
             self.now
         );
     }
@@ -533,8 +560,9 @@ impl Cluster {
         self.trace.record(
             self.now.as_nanos(),
             from,
-            &(transmit.dst, transmit.channel, &transmit.payload[..]),
+            &(transmit.dst, transmit.channel, transmit.payload.len()),
         );
+        self.stats.bytes_sent += transmit.payload.len() as u64;
         let Some(&to) = self.by_addr.get(&transmit.dst) else {
             self.stats.undeliverable += 1;
             return;
@@ -556,18 +584,21 @@ impl Cluster {
             Channel::Datagram => 1,
         };
         for _ in 0..copies {
-            let latency = self
-                .rng
-                .duration_between(self.net.latency_min, self.net.latency_max);
+            let latency = self.rng.duration_between(self.net.latency_min, self.net.latency_max);
             self.sends += 1;
             let message = InFlight {
                 from,
                 to,
                 channel: transmit.channel,
                 payload: transmit.payload.clone(),
+                delayed: false,
             };
-            self.in_flight
-                .insert((self.now + latency, self.sends), message);
+            self.in_flight.insert((self.now + latency, self.sends), message);
         }
     }
 }
+
+/// The least extra time a slow node takes to process a message.
+const SLOW_DELAY_MIN: Duration = Duration::from_secs(1);
+/// The most extra time a slow node takes to process a message.
+const SLOW_DELAY_MAX: Duration = Duration::from_secs(3);

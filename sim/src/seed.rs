@@ -19,10 +19,7 @@ pub struct Replay {
 impl Replay {
     /// The shell command that replays `seed`.
     pub fn command_for(&self, seed: u64) -> String {
-        format!(
-            "MUSTER_SEED={seed} {} -- {} --exact --nocapture",
-            self.command, self.test
-        )
+        format!("MUSTER_SEED={seed} {} -- {} --exact --nocapture", self.command, self.test)
     }
 }
 
@@ -32,8 +29,9 @@ pub fn seeds(default: Range<u64>) -> Range<u64> {
         return seed..seed + 1;
     }
     match std::env::var("MUSTER_SEEDS") {
-        Ok(text) => parse_range(&text)
-            .unwrap_or_else(|| panic!("MUSTER_SEEDS={text:?} is not of the form a..b")),
+        Ok(text) => {
+            parse_range(&text).unwrap_or_else(|| panic!("MUSTER_SEEDS={text:?} is not of the form a..b"))
+        }
         Err(_) => default,
     }
 }
@@ -56,11 +54,7 @@ pub fn for_each_seed(replay: Replay, default: Range<u64>, mut body: impl FnMut(u
 
 fn env_u64(name: &str) -> Option<u64> {
     let text = std::env::var(name).ok()?;
-    Some(
-        text.trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={text:?} is not a number")),
-    )
+    Some(text.trim().parse().unwrap_or_else(|_| panic!("{name}={text:?} is not a number")))
 }
 
 fn parse_range(text: &str) -> Option<Range<u64>> {
@@ -78,10 +72,7 @@ mod tests {
         assert_eq!(parse_range("3..7"), Some(3..7));
         assert_eq!(parse_range("7..3"), None);
         assert_eq!(parse_range("x"), None);
-        let replay = Replay {
-            command: "cargo test -p muster-sim --test harness",
-            test: "sweep",
-        };
+        let replay = Replay { command: "cargo test -p muster-sim --test harness", test: "sweep" };
         assert_eq!(
             replay.command_for(42),
             "MUSTER_SEED=42 cargo test -p muster-sim --test harness -- sweep --exact --nocapture"

@@ -17,11 +17,7 @@ pub struct Trace {
 
 impl Default for Trace {
     fn default() -> Trace {
-        Trace {
-            hash: FNV_OFFSET,
-            records: 0,
-            print: std::env::var_os("MUSTER_TRACE").is_some(),
-        }
+        Trace { hash: FNV_OFFSET, records: 0, print: std::env::var_os("MUSTER_TRACE").is_some() }
     }
 }
 

@@ -21,7 +21,7 @@ use madsim::net::NetSim;
 use madsim::rand::Rng as _;
 use madsim::runtime::{Handle, NodeHandle, Runtime};
 use muster::drive::{self, CommandRequest, Sockets, Storage};
-use muster_core::ping::Status;
+use muster_core::swim::{MemberEventKind, State};
 use muster_core::{Command, Config, Event, Instant, Node, StableState};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
@@ -77,6 +77,8 @@ pub struct World {
     shared: Arc<Shared>,
     clogged_links: BTreeSet<(usize, usize)>,
     clogged_hosts: BTreeSet<usize>,
+    /// Hosts not killed (or restarted since): the ones that should be up.
+    up: Vec<bool>,
 }
 
 /// State shared between the supervisor and the simulated hosts: what survives a kill.
@@ -84,10 +86,10 @@ struct Shared {
     origin: std::time::Instant,
     /// Durable state per host; writes still in flight when a host is killed never land here.
     disks: Mutex<Vec<Option<StableState>>>,
-    /// Each host's current life's view of its peers, built from its events.
-    views: Mutex<Vec<BTreeMap<SocketAddr, (Status, u64)>>>,
-    /// Each host's incarnation in its current life (0 while down).
-    incarnations: Mutex<Vec<u64>>,
+    /// Each host's current life's view of its peers by name, built from its member events.
+    views: Mutex<Vec<BTreeMap<String, (State, u64)>>>,
+    /// Each host's boot epoch in its current life (0 while down).
+    epochs: Mutex<Vec<u32>>,
     trace: Mutex<Trace>,
 }
 
@@ -98,7 +100,7 @@ impl World {
             origin: std::time::Instant::now(),
             disks: Mutex::new(vec![None; config.size]),
             views: Mutex::new(vec![BTreeMap::new(); config.size]),
-            incarnations: Mutex::new(vec![0; config.size]),
+            epochs: Mutex::new(vec![0; config.size]),
             trace: Mutex::new(Trace::default()),
         });
         let hosts = (0..config.size)
@@ -115,13 +117,8 @@ impl World {
                     .build()
             })
             .collect();
-        World {
-            handle,
-            hosts,
-            shared,
-            clogged_links: BTreeSet::new(),
-            clogged_hosts: BTreeSet::new(),
-        }
+        let up = vec![true; config.size];
+        World { handle, hosts, shared, clogged_links: BTreeSet::new(), clogged_hosts: BTreeSet::new(), up }
     }
 
     /// The advertise address of host `index`.
@@ -139,30 +136,36 @@ impl World {
         self.hosts.is_empty()
     }
 
-    /// Host `observer`'s current view of host `peer`.
-    pub fn status(&self, observer: usize, peer: usize) -> Option<Status> {
-        self.shared.views.lock().unwrap()[observer]
-            .get(&addr(peer))
-            .map(|&(status, _)| status)
+    /// Host `observer`'s current view of host `peer`'s state.
+    pub fn state(&self, observer: usize, peer: usize) -> Option<State> {
+        self.shared.views.lock().unwrap()[observer].get(&name(peer)).map(|&(state, _)| state)
     }
 
     /// The incarnation host `observer` last heard from host `peer`.
     pub fn incarnation_seen(&self, observer: usize, peer: usize) -> Option<u64> {
-        self.shared.views.lock().unwrap()[observer]
-            .get(&addr(peer))
-            .map(|&(_, inc)| inc)
+        self.shared.views.lock().unwrap()[observer].get(&name(peer)).map(|&(_, inc)| inc)
     }
 
-    /// Host `index`'s incarnation in its current life.
-    pub fn incarnation(&self, index: usize) -> u64 {
-        self.shared.incarnations.lock().unwrap()[index]
+    /// Host `index`'s boot epoch in its current life (0 while down).
+    pub fn boot_epoch(&self, index: usize) -> u32 {
+        self.shared.epochs.lock().unwrap()[index]
     }
 
-    /// Every host joined to host 0 sees it reachable, and host 0 sees them all reachable.
-    pub fn star_converged(&self) -> bool {
-        (1..self.len()).all(|i| {
-            self.status(0, i) == Some(Status::Reachable)
-                && self.status(i, 0) == Some(Status::Reachable)
+    /// Every host that should be up has booted and sees every other such host alive in its
+    /// current life.
+    pub fn converged(&self) -> bool {
+        let epochs = self.shared.epochs.lock().unwrap().clone();
+        let views = self.shared.views.lock().unwrap();
+        let live: Vec<usize> = (0..self.len()).filter(|&i| self.up[i]).collect();
+        if live.iter().any(|&i| epochs[i] == 0) {
+            return false;
+        }
+        live.iter().all(|&observer| {
+            live.iter().filter(|&&peer| peer != observer).all(|&peer| {
+                views[observer].get(&name(peer)).is_some_and(|&(state, inc)| {
+                    state == State::Alive && inc >> 32 == u64::from(epochs[peer])
+                })
+            })
         })
     }
 
@@ -172,11 +175,7 @@ impl World {
     }
 
     /// Waits until `done` holds, checking every 10 ms of simulated time, for at most `limit`.
-    pub async fn run_until(
-        &self,
-        limit: Duration,
-        done: impl Fn(&World) -> bool,
-    ) -> Result<Duration, Stuck> {
+    pub async fn run_until(&self, limit: Duration, done: impl Fn(&World) -> bool) -> Result<Duration, Stuck> {
         let start = madsim::time::Instant::now();
         while !done(self) {
             if start.elapsed() >= limit {
@@ -190,14 +189,16 @@ impl World {
     /// Kills host `index` (a crash: writes not yet durable are lost).
     pub fn kill(&mut self, index: usize) {
         self.handle.kill(self.hosts[index].id());
+        self.up[index] = false;
         self.shared.views.lock().unwrap()[index].clear();
-        self.shared.incarnations.lock().unwrap()[index] = 0;
+        self.shared.epochs.lock().unwrap()[index] = 0;
         self.shared.record(index, &"kill");
     }
 
     /// Restarts host `index`; it boots from its durable state.
     pub fn restart(&mut self, index: usize) {
         self.handle.restart(self.hosts[index].id());
+        self.up[index] = true;
         self.shared.views.lock().unwrap()[index].clear();
         self.shared.record(index, &"restart");
     }
@@ -255,77 +256,53 @@ impl Shared {
 
     fn on_event(&self, index: usize, event: Event) {
         self.record(index, &event);
+        let Event::Member(member) = event else { return };
+        // The oracle: nobody hears an incarnation whose boot epoch its owner could still lose.
+        let owner = index_of(member.node.addr);
+        let durable = self.disks.lock().unwrap()[owner].map(|s| u64::from(s.boot_epoch));
+        assert!(
+            durable >= Some(member.incarnation >> 32),
+            "host {index} heard incarnation {:#x} of host {owner}, whose disk holds epoch {durable:?}: \
+             persistence ordering is broken",
+            member.incarnation
+        );
         let mut views = self.views.lock().unwrap();
         let view = &mut views[index];
-        let heard = match event {
-            Event::PeerDiscovered { peer } => {
-                view.entry(peer).or_insert((Status::Unknown, 0));
-                None
-            }
-            Event::PeerReachable { peer, incarnation } => {
-                view.insert(peer, (Status::Reachable, incarnation));
-                Some((peer, incarnation))
-            }
-            Event::PeerUnreachable { peer } => {
-                view.entry(peer).or_insert((Status::Unknown, 0)).0 = Status::Unreachable;
-                None
-            }
-            Event::PeerRestarted { peer, incarnation } => {
-                view.entry(peer).or_insert((Status::Unknown, 0)).1 = incarnation;
-                Some((peer, incarnation))
+        let state = match member.kind {
+            MemberEventKind::Join | MemberEventKind::Update | MemberEventKind::Restart => State::Alive,
+            MemberEventKind::Failed => State::Dead,
+            MemberEventKind::Leave => State::Left,
+            MemberEventKind::Reap => {
+                view.remove(&member.node.name);
+                return;
             }
         };
-        // The oracle: nobody hears an incarnation that its owner could still lose.
-        if let Some((peer, incarnation)) = heard {
-            let owner = index_of(peer);
-            let durable = self.disks.lock().unwrap()[owner].map(|s| s.incarnation);
-            assert!(
-                durable >= Some(incarnation),
-                "host {index} heard incarnation {incarnation} of host {owner}, whose disk holds \
-                 {durable:?}: persistence ordering is broken"
-            );
-        }
+        view.insert(member.node.name, (state, member.incarnation));
     }
 }
 
 /// The task each simulated host runs; madsim runs it again on every restart.
-async fn host_main(
-    index: usize,
-    shared: Arc<Shared>,
-    fsync: Range<Duration>,
-    joins: Vec<SocketAddr>,
-) {
+async fn host_main(index: usize, shared: Arc<Shared>, fsync: Range<Duration>, joins: Vec<SocketAddr>) {
     let me = addr(index);
     let udp = UdpSocket::bind(me).await.expect("bind udp");
     let tcp = TcpListener::bind(me).await.expect("bind tcp");
     let restored = shared.disks.lock().unwrap()[index];
     let seed = madsim::rand::thread_rng().gen::<u64>();
-    let node = Node::new(Config::new(me, seed), restored, Instant::ZERO).expect("valid config");
-    shared.incarnations.lock().unwrap()[index] = node.incarnation();
-    shared.record(index, &("boot", node.incarnation()));
+    let node = Node::new(Config::new(&name(index), me, seed), restored, Instant::ZERO).expect("valid config");
+    shared.epochs.lock().unwrap()[index] = node.boot_epoch();
+    shared.record(index, &("boot", node.boot_epoch()));
 
     let (commands, receiver) = mpsc::channel::<CommandRequest>(16);
     for peer in joins {
         let (reply, _) = oneshot::channel();
-        commands
-            .try_send((Command::Join { peer }, reply))
-            .expect("room for the joins");
+        commands.try_send((Command::Join { peer }, reply)).expect("room for the joins");
     }
-    let storage = SimDisk {
-        index,
-        shared: shared.clone(),
-        fsync,
-    };
+    let storage = SimDisk { index, shared: shared.clone(), fsync };
     let events = shared.clone();
     let origin = tokio::time::Instant::now();
-    let result = drive::run(
-        node,
-        origin,
-        Sockets { udp, tcp },
-        storage,
-        receiver,
-        move |event| events.on_event(index, event),
-    )
+    let result = drive::run(node, origin, Sockets { udp, tcp }, storage, receiver, move |event| {
+        events.on_event(index, event)
+    })
     .await;
     drop(commands);
     panic!("host {index}'s drive loop ended: {result:?}");
@@ -344,10 +321,13 @@ impl Storage for SimDisk {
         let latency = madsim::rand::thread_rng().gen_range(self.fsync.clone());
         madsim::time::sleep(latency).await;
         self.shared.disks.lock().unwrap()[self.index] = Some(state);
-        self.shared
-            .record(self.index, &("durable", state.incarnation));
+        self.shared.record(self.index, &("durable", state.boot_epoch));
         Ok(())
     }
+}
+
+fn name(index: usize) -> String {
+    format!("n{index}")
 }
 
 fn addr(index: usize) -> SocketAddr {

@@ -1,100 +1,182 @@
 use std::time::Duration;
 
 use super::*;
-use crate::wire::Body;
+use crate::swim::{MemberEventKind, State};
+use crate::wire::DatagramBuilder;
 
 fn addr(last: u8) -> SocketAddr {
     SocketAddr::from(([10, 0, 0, last], 8301))
 }
 
-fn joined_node(restored: Option<StableState>) -> Node {
-    let mut node = Node::new(Config::new(addr(1), 5), restored, Instant::ZERO).unwrap();
-    node.handle_command(Instant::ZERO, Command::Join { peer: addr(2) })
-        .unwrap();
+fn booted(name: &str, last: u8, restored: Option<StableState>) -> Node {
+    let mut node =
+        Node::new(Config::new(name, addr(last), u64::from(last)), restored, Instant::ZERO).unwrap();
+    let persist = node.poll_persist().expect("boot persist");
+    node.on_persisted(Instant::ZERO, persist.id);
     node
 }
 
-#[test]
-fn nothing_is_sent_before_the_boot_incarnation_is_durable() {
-    let mut node = joined_node(None);
-    let persist = node.poll_persist().expect("boot persist");
-    assert_eq!(persist.state, StableState { incarnation: 1 });
-    assert_eq!(node.poll_persist(), None);
-
-    // The first round's ping is produced but held back.
-    let round = node.poll_timeout().unwrap();
-    node.handle_timeout(round);
-    assert_eq!(node.poll_transmit(), None);
-
-    node.on_persisted(round, persist.id);
-    let ping = node
-        .poll_transmit()
-        .expect("released by the acknowledgement");
-    assert_eq!(ping.dst, addr(2));
-    assert_eq!(
-        Message::decode(&ping.payload).unwrap(),
-        Message {
-            sender: addr(1),
-            incarnation: 1,
-            body: Body::Ping { seq: 0 }
+/// Delivers every transmit between `nodes` (indexed by the last address byte minus one) until
+/// none is left.
+fn exchange(now: Instant, nodes: &mut [Node]) {
+    loop {
+        let mut moved = false;
+        for i in 0..nodes.len() {
+            while let Some(t) = nodes[i].poll_transmit() {
+                moved = true;
+                let from = nodes[i].advertise();
+                let to = nodes.iter().position(|n| n.advertise() == t.dst).expect("known destination");
+                match t.channel {
+                    Channel::Datagram => nodes[to].handle_datagram(now, from, &t.payload),
+                    Channel::Stream => nodes[to].handle_stream_frame(now, from, &t.payload),
+                }
+            }
         }
-    );
-    assert_eq!(node.poll_transmit(), None);
+        if !moved {
+            return;
+        }
+    }
 }
 
 #[test]
-fn a_restarted_node_takes_the_next_incarnation() {
-    let mut node = joined_node(Some(StableState { incarnation: 41 }));
-    assert_eq!(node.incarnation(), 42);
-    assert_eq!(
-        node.poll_persist().unwrap().state,
-        StableState { incarnation: 42 }
-    );
-    let exhausted = Node::new(
-        Config::new(addr(1), 5),
-        Some(StableState {
-            incarnation: u64::MAX,
-        }),
-        Instant::ZERO,
-    );
-    assert_eq!(exhausted.unwrap_err(), ConfigError::IncarnationExhausted);
+fn nothing_is_sent_before_the_boot_epoch_is_durable() {
+    let mut node = Node::new(Config::new("a", addr(1), 5), None, Instant::ZERO).unwrap();
+    let persist = node.poll_persist().expect("boot persist");
+    assert_eq!(persist.state, StableState { boot_epoch: 1 });
+    assert_eq!(node.poll_persist(), None);
+
+    node.handle_command(Instant::ZERO, Command::Join { peer: addr(2) }).unwrap();
+    assert_eq!(node.poll_transmit(), None, "the join is held back");
+
+    node.on_persisted(Instant::ZERO, persist.id);
+    let join = node.poll_transmit().expect("released by the acknowledgement");
+    assert_eq!((join.dst, join.channel), (addr(2), Channel::Stream));
+    match Message::decode_frame(&join.payload).unwrap() {
+        Message::PushPull { join: true, reply: false, source, members } => {
+            assert_eq!(source, NodeAddr { name: "a".into(), addr: addr(1) });
+            assert_eq!(members.len(), 1, "only itself");
+            assert_eq!(members[0].incarnation, 1 << 32);
+        }
+        other => panic!("expected a push/pull, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_restarted_node_takes_the_next_boot_epoch_and_outranks_its_past() {
+    let node = booted("a", 1, Some(StableState { boot_epoch: 41 }));
+    assert_eq!(node.boot_epoch(), 42);
+    assert_eq!(node.incarnation(), 42 << 32);
+    let exhausted =
+        Node::new(Config::new("a", addr(1), 5), Some(StableState { boot_epoch: u32::MAX }), Instant::ZERO);
+    assert_eq!(exhausted.unwrap_err(), ConfigError::BootEpochExhausted);
+}
+
+#[test]
+fn join_exchanges_state_both_ways() {
+    let mut nodes = vec![booted("a", 1, None), booted("b", 2, None), booted("c", 3, None)];
+    nodes[1].handle_command(Instant::ZERO, Command::Join { peer: addr(1) }).unwrap();
+    exchange(Instant::ZERO, &mut nodes);
+    nodes[2].handle_command(Instant::ZERO, Command::Join { peer: addr(1) }).unwrap();
+    exchange(Instant::ZERO, &mut nodes);
+    // c learned b from a's push/pull reply; b learns c by gossip later.
+    let names = |n: &Node| n.members().map(|m| m.node.name).collect::<Vec<_>>();
+    assert_eq!(names(&nodes[0]), ["b", "c"]);
+    assert_eq!(names(&nodes[2]), ["a", "b"]);
+    let events: Vec<_> = std::iter::from_fn(|| nodes[2].poll_event()).collect();
+    assert_eq!(events.len(), 2);
+    assert!(events.iter().all(|e| matches!(e, Event::Member(m) if m.kind == MemberEventKind::Join)));
 }
 
 #[test]
 fn garbage_input_is_counted_and_changes_nothing() {
-    let mut node = joined_node(None);
-    let persist = node.poll_persist().unwrap();
-    node.on_persisted(Instant::ZERO, persist.id);
+    let mut node = booted("a", 1, None);
     let deadline = node.poll_timeout();
-    for garbage in [&b""[..], &[1], &[1, 1, 9, 9], &[0xFF; 100]] {
+    let mut empty = DatagramBuilder::new(64);
+    empty.push_entry(&[3, 0, 4, 0, 0, 0, 1]);
+    let valid_datagram = empty.finish();
+    let mut truncated = valid_datagram.to_vec();
+    truncated.pop();
+    for garbage in [&b""[..], &[1], &[1, 1, 9, 9], &[0xFF; 100], &truncated] {
         node.handle_datagram(Instant::ZERO, addr(3), garbage);
         node.handle_stream_frame(Instant::ZERO, addr(3), garbage);
     }
-    assert_eq!(node.stats().decode_errors, 8);
-    assert_eq!(node.stats().messages_received, 8);
+    assert_eq!(node.stats().decode_errors, 10);
     assert_eq!(node.poll_transmit(), None);
     assert_eq!(node.poll_event(), None);
     assert_eq!(node.poll_timeout(), deadline);
-    assert_eq!(
-        node.peers().map(|(a, _, _)| a).collect::<Vec<_>>(),
-        vec![addr(2)]
-    );
+    assert_eq!(node.members().count(), 0);
+    // The valid one decodes (an unmatched ack) and is counted as such.
+    node.handle_datagram(Instant::ZERO, addr(3), &valid_datagram);
+    assert_eq!(node.stats().swim.acks_unmatched, 1);
 }
 
 #[test]
 fn invalid_config_is_refused() {
-    let mut config = Config::new(addr(1), 5);
-    config.ping.ping_timeout = Duration::ZERO;
-    assert!(matches!(
-        Node::new(config, None, Instant::ZERO),
-        Err(ConfigError::Ping(_))
-    ));
+    let mut config = Config::new("a", addr(1), 5);
+    config.swim.probe_timeout = Duration::ZERO;
+    assert!(matches!(Node::new(config, None, Instant::ZERO), Err(ConfigError::Swim(_))));
+    let nameless = Config::new("", addr(1), 5);
+    assert_eq!(
+        Node::new(nameless, None, Instant::ZERO).unwrap_err(),
+        ConfigError::NodeName { len: 0, max: 255 }
+    );
+    let mut fat = Config::new("a", addr(1), 5);
+    fat.meta = Bytes::from(vec![0u8; 513]);
+    assert_eq!(
+        Node::new(fat, None, Instant::ZERO).unwrap_err(),
+        ConfigError::MetaTooLarge { len: 513, max: 512 }
+    );
+}
+
+#[test]
+fn refused_commands_change_nothing() {
+    let mut node = booted("a", 1, None);
+    assert_eq!(
+        node.handle_command(Instant::ZERO, Command::Join { peer: addr(1) }),
+        Err(CommandError::IsSelf { peer: addr(1) })
+    );
+    assert_eq!(
+        node.handle_command(Instant::ZERO, Command::ForceLeave { name: "ghost".into() }),
+        Err(CommandError::NotFailed { name: "ghost".into() })
+    );
+    assert_eq!(node.poll_transmit(), None);
+    assert_eq!(node.poll_event(), None);
+}
+
+#[test]
+fn leaving_alone_completes_at_once_and_the_node_goes_quiet() {
+    let mut node = booted("a", 1, None);
+    node.handle_command(Instant::ZERO, Command::Leave).unwrap();
+    assert_eq!(node.poll_event(), Some(Event::Left));
+    assert_eq!(node.poll_event(), None);
+    assert!(node.has_left());
+    assert_eq!(node.poll_timeout(), None);
+}
+
+#[test]
+fn leave_is_gossiped_and_peers_see_left() {
+    let mut nodes = vec![booted("a", 1, None), booted("b", 2, None)];
+    nodes[1].handle_command(Instant::ZERO, Command::Join { peer: addr(1) }).unwrap();
+    exchange(Instant::ZERO, &mut nodes);
+    nodes[1].handle_command(Instant::ZERO, Command::Leave).unwrap();
+    let mut now = Instant::ZERO;
+    while !nodes[1].has_left() {
+        now = nodes.iter().filter_map(Node::poll_timeout).min().unwrap();
+        for node in nodes.iter_mut() {
+            if node.poll_timeout().is_some_and(|t| t <= now) {
+                node.handle_timeout(now);
+            }
+        }
+        exchange(now, &mut nodes);
+    }
+    assert_eq!(nodes[0].member("b").unwrap().state, State::Left);
+    assert!(now < Instant::ZERO + Duration::from_secs(5), "left before the leave timeout: {now:?}");
 }
 
 #[test]
 #[should_panic(expected = "time went backwards")]
 fn time_going_backwards_is_a_driver_bug() {
-    let mut node = joined_node(None);
+    let mut node = booted("a", 1, None);
     node.handle_timeout(Instant::from_millis(10));
     node.handle_timeout(Instant::from_millis(9));
 }
@@ -102,7 +184,7 @@ fn time_going_backwards_is_a_driver_bug() {
 #[test]
 #[should_panic(expected = "acknowledged in order")]
 fn acknowledging_a_persist_twice_is_a_driver_bug() {
-    let mut node = joined_node(None);
+    let mut node = Node::new(Config::new("a", addr(1), 5), None, Instant::ZERO).unwrap();
     let persist = node.poll_persist().unwrap();
     node.on_persisted(Instant::ZERO, persist.id);
     node.on_persisted(Instant::ZERO, persist.id);

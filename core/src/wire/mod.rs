@@ -1,25 +1,39 @@
-//! The wire format: every message a node sends or receives, with its encoder and decoder.
+//! The wire format: every message nodes exchange, with total encoders and decoders.
 //!
-//! Decoding is total: any byte string yields a message or a [`DecodeError`], never a panic and
-//! never an allocation larger than the input. Every message starts with a version byte so that
-//! a later format can be told apart and refused cleanly.
-//!
-//! Layout of a message (all integers big-endian):
+//! Decoding never panics and never allocates more than the input justifies: any byte string
+//! yields messages or a [`DecodeError`]. Each datagram and frame starts with a version byte, so a
+//! later format can be told apart and refused cleanly.
 //!
 //! ```text
-//! version: u8 = 1 | kind: u8 | sender: addr | incarnation: u64 | body
-//! addr  = family: u8 (4 | 6) | ip: [u8; 4] or [u8; 16] | port: u16
-//! body  = Ping: seq u32 | Ack: seq u32
+//! datagram = version:u8 entry+              (at most DATAGRAM_BYTES_MAX bytes)
+//! entry    = kind:u8 len:u16 body[len]      (one message; several entries make a compound)
+//! frame    = version:u8 kind:u8 body        (streams; behind a u32 length prefix)
+//!
+//! node     = name:str addr
+//! addr     = family:u8 (4|6) ip[4|16] port:u16
+//! str      = len:u8 utf8[len]               bytes = len:u16 raw[len]
+//!
+//! Ping          seq:u32 target:str source:node
+//! IndirectPing  seq:u32 target:node nack:u8 source:node
+//! Ack           seq:u32
+//! Nack          seq:u32
+//! Alive         incarnation:u64 node meta:bytes
+//! Suspect       incarnation:u64 node:str from:str
+//! Dead          incarnation:u64 node:str from:str
+//! PushPull      flags:u8 source:node count:u32 (node meta:bytes incarnation:u64 state:u8)*
 //! ```
 //!
-//! Stream frames (the reliable channel) carry the same messages behind a `u32` length prefix; see
-//! [`frame_len`].
+//! All integers are big-endian. A datagram carries the message it was sent for first, then
+//! piggybacked gossip; entries are length-delimited so that a receiver can skip nothing and
+//! trust nothing: every entry must decode, and the lengths must add up exactly.
 
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::limits::{DATAGRAM_BYTES_MAX, STREAM_FRAME_BYTES_MAX};
+use crate::limits::{
+    DATAGRAM_BYTES_MAX, MEMBERS_MAX, META_BYTES_MAX, NODE_NAME_BYTES_MAX, STREAM_FRAME_BYTES_MAX,
+};
 
 /// The only version of the format this build speaks.
 pub const WIRE_VERSION: u8 = 1;
@@ -27,34 +41,119 @@ pub const WIRE_VERSION: u8 = 1;
 /// Bytes of the length prefix in front of each stream frame.
 pub const FRAME_PREFIX_BYTES: usize = 4;
 
-/// A message as it travels between nodes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Message {
-    /// The address the sender wants replies sent to (its advertise address). Replies go here,
-    /// not to the transport's source address, which on a stream is an ephemeral port.
-    pub sender: SocketAddr,
-    /// The sender's incarnation: a number that grows with every restart of the sender.
+/// Bytes an entry adds around its message body in a datagram (kind and length).
+pub const ENTRY_OVERHEAD_BYTES: usize = 3;
+
+/// A node's identity on the wire: its unique name and the address it is reached at.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodeAddr {
+    /// The node's name, unique in the cluster.
+    pub name: String,
+    /// The address the node's gossip listens on (its advertise address).
+    pub addr: SocketAddr,
+}
+
+/// A member's state as one node believes it (SWIM §4, memberlist's states).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum MemberState {
+    /// Answering probes.
+    Alive,
+    /// Failed a probe; declared dead unless it refutes before the suspicion timeout.
+    Suspect,
+    /// Declared failed.
+    Dead,
+    /// Left gracefully.
+    Left,
+}
+
+/// One member's entry in a push/pull exchange.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushPullMember {
+    /// Who.
+    pub node: NodeAddr,
+    /// Its tags, opaque to gossip.
+    pub meta: Bytes,
+    /// The incarnation the state belongs to.
     pub incarnation: u64,
-    /// What the message says.
-    pub body: Body,
+    /// Its state as the sender believes it.
+    pub state: MemberState,
 }
 
-/// The kinds of message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Body {
-    /// "Are you there?" The receiver answers with an [`Body::Ack`] carrying the same `seq`.
+/// Every message of the gossip protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// "Are you there?", answered with an [`Message::Ack`] of the same `seq` to `source`.
     Ping {
-        /// Chosen by the sender to match the ack to the probe.
+        /// Chosen by the prober to match the ack.
+        seq: u32,
+        /// The name the prober believes lives at the address; a different node ignores it.
+        target: String,
+        /// The prober.
+        source: NodeAddr,
+    },
+    /// "Ping `target` for me": the receiver pings it and forwards the ack, or a nack when asked.
+    IndirectPing {
+        /// The requester's seq, used in the forwarded ack or the nack.
+        seq: u32,
+        /// The node to probe.
+        target: NodeAddr,
+        /// Whether to answer with a [`Message::Nack`] if the target does not ack in time.
+        nack: bool,
+        /// The requester.
+        source: NodeAddr,
+    },
+    /// The answer to a ping.
+    Ack {
+        /// The ping's seq.
         seq: u32,
     },
-    /// The answer to a [`Body::Ping`].
-    Ack {
-        /// The `seq` of the ping being answered.
+    /// "I could not reach the target of your indirect ping" (Lifeguard: it proves the relay and
+    /// the requester's own network are working).
+    Nack {
+        /// The indirect ping's seq.
         seq: u32,
+    },
+    /// `node` is alive at `incarnation`.
+    Alive {
+        /// Orders claims about the node; only the node itself raises it.
+        incarnation: u64,
+        /// The node.
+        node: NodeAddr,
+        /// Its tags.
+        meta: Bytes,
+    },
+    /// `from` suspects `node` at `incarnation`.
+    Suspect {
+        /// The incarnation suspected.
+        incarnation: u64,
+        /// The suspect's name.
+        node: String,
+        /// The accuser's name.
+        from: String,
+    },
+    /// `from` declares `node` dead at `incarnation`; when `from == node` the node left.
+    Dead {
+        /// The incarnation declared dead.
+        incarnation: u64,
+        /// The dead node's name.
+        node: String,
+        /// Who declares it.
+        from: String,
+    },
+    /// A full-state exchange over a stream: join, and periodic anti-entropy.
+    PushPull {
+        /// The sender is joining (answered as any other push/pull, kept for the receiver's logs).
+        join: bool,
+        /// This is the answer to a push/pull, not to be answered again.
+        reply: bool,
+        /// The sender, where the answer goes.
+        source: NodeAddr,
+        /// Every member the sender knows, itself included.
+        members: Vec<PushPullMember>,
     },
 }
 
-/// Why a byte string is not a message.
+/// Why bytes are not a valid datagram, frame or message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     /// The input ended inside a field.
@@ -72,13 +171,27 @@ pub enum DecodeError {
     /// An address with a family other than 4 or 6.
     #[error("unknown address family {0}")]
     UnknownAddressFamily(u8),
-    /// Bytes were left over after a complete message.
+    /// A member state byte out of range.
+    #[error("unknown member state {0}")]
+    UnknownMemberState(u8),
+    /// A flag byte with bits this version does not define.
+    #[error("invalid flag byte {0:#04x}")]
+    InvalidFlags(u8),
+    /// A name that is not UTF-8.
+    #[error("a node name is not valid UTF-8")]
+    InvalidName,
+    /// Bytes were left over inside an entry or a frame after its message.
     #[error("{0} trailing bytes after the message")]
     TrailingBytes(usize),
-    /// The input is larger than any message may be.
-    #[error("message of {size} bytes exceeds the {max}-byte limit")]
+    /// A datagram with a version byte and no message.
+    #[error("datagram carries no message")]
+    Empty,
+    /// The input, or a field in it, is larger than allowed.
+    #[error("{what} of {size} bytes exceeds the {max}-byte limit")]
     TooLarge {
-        /// Size of the input.
+        /// What was too large.
+        what: &'static str,
+        /// Its size.
         size: usize,
         /// The limit it broke.
         max: usize,
@@ -86,68 +199,151 @@ pub enum DecodeError {
 }
 
 impl Message {
-    /// Encodes the message into a new buffer.
-    pub fn encode(&self) -> Bytes {
-        let mut buf = BytesMut::with_capacity(Message::ENCODED_BYTES_MAX);
-        self.encode_into(&mut buf);
+    /// The message kind's byte on the wire.
+    pub fn kind(&self) -> u8 {
+        match self {
+            Message::Ping { .. } => 1,
+            Message::IndirectPing { .. } => 2,
+            Message::Ack { .. } => 3,
+            Message::Nack { .. } => 4,
+            Message::Alive { .. } => 5,
+            Message::Suspect { .. } => 6,
+            Message::Dead { .. } => 7,
+            Message::PushPull { .. } => 8,
+        }
+    }
+
+    /// Encodes the message as a datagram entry: kind, length, body.
+    pub fn encode_entry(&self) -> Bytes {
+        let mut buf = BytesMut::with_capacity(64);
+        buf.put_u8(self.kind());
+        buf.put_u16(0);
+        self.encode_body(&mut buf);
+        let body_len = buf.len() - ENTRY_OVERHEAD_BYTES;
+        let len = u16::try_from(body_len).expect("datagram messages are far below 64 KiB");
+        buf[1..3].copy_from_slice(&len.to_be_bytes());
         buf.freeze()
     }
 
-    /// Appends the encoded message to `buf`.
-    pub fn encode_into(&self, buf: &mut BytesMut) {
-        let start = buf.len();
+    /// Encodes the message as a stream frame (without its length prefix).
+    pub fn encode_frame(&self) -> Bytes {
+        let mut buf = BytesMut::with_capacity(64);
         buf.put_u8(WIRE_VERSION);
-        buf.put_u8(self.body.kind());
-        put_addr(buf, self.sender);
-        buf.put_u64(self.incarnation);
-        match self.body {
-            Body::Ping { seq } | Body::Ack { seq } => buf.put_u32(seq),
-        }
-        debug_assert!(buf.len() - start <= Message::ENCODED_BYTES_MAX);
+        buf.put_u8(self.kind());
+        self.encode_body(&mut buf);
+        assert!(buf.len() <= STREAM_FRAME_BYTES_MAX, "frame of {} bytes over the limit", buf.len());
+        buf.freeze()
     }
 
-    /// Decodes exactly one message from `bytes`; anything left over is an error.
-    pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
-        if bytes.len() > DATAGRAM_BYTES_MAX {
-            return Err(DecodeError::TooLarge {
-                size: bytes.len(),
-                max: DATAGRAM_BYTES_MAX,
-            });
+    /// Decodes one stream frame (length prefix already removed).
+    pub fn decode_frame(bytes: &[u8]) -> Result<Message, DecodeError> {
+        if bytes.len() > STREAM_FRAME_BYTES_MAX {
+            return Err(too_large("frame", bytes.len(), STREAM_FRAME_BYTES_MAX));
         }
         let mut reader = Reader { bytes };
-        let version = reader.u8()?;
-        if version != WIRE_VERSION {
-            return Err(DecodeError::UnsupportedVersion(version));
-        }
+        check_version(reader.u8()?)?;
         let kind = reader.u8()?;
-        let sender = reader.addr()?;
-        let incarnation = reader.u64()?;
-        let body = match kind {
-            KIND_PING => Body::Ping { seq: reader.u32()? },
-            KIND_ACK => Body::Ack { seq: reader.u32()? },
-            other => return Err(DecodeError::UnknownKind(other)),
-        };
-        if !reader.bytes.is_empty() {
-            return Err(DecodeError::TrailingBytes(reader.bytes.len()));
-        }
-        Ok(Message {
-            sender,
-            incarnation,
-            body,
-        })
+        let message = decode_body(kind, &mut reader)?;
+        reader.finish()?;
+        Ok(message)
     }
 
-    /// The largest encoding of any message (an IPv6 sender).
-    pub const ENCODED_BYTES_MAX: usize = 1 + 1 + (1 + 16 + 2) + 8 + 4;
+    fn encode_body(&self, buf: &mut BytesMut) {
+        match self {
+            Message::Ping { seq, target, source } => {
+                buf.put_u32(*seq);
+                put_str(buf, target);
+                put_node(buf, source);
+            }
+            Message::IndirectPing { seq, target, nack, source } => {
+                buf.put_u32(*seq);
+                put_node(buf, target);
+                buf.put_u8(u8::from(*nack));
+                put_node(buf, source);
+            }
+            Message::Ack { seq } | Message::Nack { seq } => buf.put_u32(*seq),
+            Message::Alive { incarnation, node, meta } => {
+                buf.put_u64(*incarnation);
+                put_node(buf, node);
+                put_bytes(buf, meta);
+            }
+            Message::Suspect { incarnation, node, from } | Message::Dead { incarnation, node, from } => {
+                buf.put_u64(*incarnation);
+                put_str(buf, node);
+                put_str(buf, from);
+            }
+            Message::PushPull { join, reply, source, members } => {
+                buf.put_u8(u8::from(*join) | u8::from(*reply) << 1);
+                put_node(buf, source);
+                buf.put_u32(u32::try_from(members.len()).expect("member count fits u32"));
+                for member in members {
+                    put_node(buf, &member.node);
+                    put_bytes(buf, &member.meta);
+                    buf.put_u64(member.incarnation);
+                    buf.put_u8(state_byte(member.state));
+                }
+            }
+        }
+    }
 }
 
-impl Body {
-    fn kind(&self) -> u8 {
-        match self {
-            Body::Ping { .. } => KIND_PING,
-            Body::Ack { .. } => KIND_ACK,
-        }
+/// Builds a datagram: the version byte, then entries, within a byte budget.
+#[derive(Debug)]
+pub struct DatagramBuilder {
+    buf: BytesMut,
+    budget: usize,
+}
+
+impl DatagramBuilder {
+    /// An empty datagram that will hold at most `budget` bytes (version byte included).
+    pub fn new(budget: usize) -> DatagramBuilder {
+        assert!(budget <= DATAGRAM_BYTES_MAX);
+        let mut buf = BytesMut::with_capacity(budget.min(1500));
+        buf.put_u8(WIRE_VERSION);
+        DatagramBuilder { buf, budget }
     }
+
+    /// Appends an encoded entry (from [`Message::encode_entry`]); `false` if it does not fit.
+    pub fn push_entry(&mut self, entry: &[u8]) -> bool {
+        if self.buf.len() + entry.len() > self.budget {
+            return false;
+        }
+        self.buf.put_slice(entry);
+        true
+    }
+
+    /// Bytes still free.
+    pub fn remaining(&self) -> usize {
+        self.budget - self.buf.len()
+    }
+
+    /// The finished datagram.
+    pub fn finish(self) -> Bytes {
+        assert!(self.buf.len() > 1, "a datagram carries at least one message");
+        self.buf.freeze()
+    }
+}
+
+/// Decodes a datagram into its messages, in order.
+pub fn decode_datagram(bytes: &[u8]) -> Result<Vec<Message>, DecodeError> {
+    if bytes.len() > DATAGRAM_BYTES_MAX {
+        return Err(too_large("datagram", bytes.len(), DATAGRAM_BYTES_MAX));
+    }
+    let mut reader = Reader { bytes };
+    check_version(reader.u8()?)?;
+    if reader.bytes.is_empty() {
+        return Err(DecodeError::Empty);
+    }
+    let mut messages = Vec::new();
+    while !reader.bytes.is_empty() {
+        let kind = reader.u8()?;
+        let len = usize::from(reader.u16()?);
+        let body = reader.take(len)?;
+        let mut entry = Reader { bytes: body };
+        messages.push(decode_body(kind, &mut entry)?);
+        entry.finish()?;
+    }
+    Ok(messages)
 }
 
 /// Reads the length prefix of a stream frame, refusing lengths over the frame limit before the
@@ -155,25 +351,111 @@ impl Body {
 pub fn frame_len(prefix: [u8; FRAME_PREFIX_BYTES]) -> Result<usize, DecodeError> {
     let len = u32::from_be_bytes(prefix) as usize;
     if len > STREAM_FRAME_BYTES_MAX {
-        return Err(DecodeError::TooLarge {
-            size: len,
-            max: STREAM_FRAME_BYTES_MAX,
-        });
+        return Err(too_large("frame", len, STREAM_FRAME_BYTES_MAX));
     }
     Ok(len)
 }
 
 /// The length prefix for a frame carrying `payload_len` bytes.
 pub fn frame_prefix(payload_len: usize) -> [u8; FRAME_PREFIX_BYTES] {
-    assert!(
-        payload_len <= STREAM_FRAME_BYTES_MAX,
-        "frame of {payload_len} bytes is over the limit"
-    );
+    assert!(payload_len <= STREAM_FRAME_BYTES_MAX, "frame of {payload_len} bytes is over the limit");
     (payload_len as u32).to_be_bytes()
 }
 
-fn put_addr(buf: &mut BytesMut, addr: SocketAddr) {
-    match addr.ip() {
+fn decode_body(kind: u8, reader: &mut Reader<'_>) -> Result<Message, DecodeError> {
+    Ok(match kind {
+        1 => Message::Ping { seq: reader.u32()?, target: reader.str()?, source: reader.node()? },
+        2 => Message::IndirectPing {
+            seq: reader.u32()?,
+            target: reader.node()?,
+            nack: match reader.u8()? {
+                0 => false,
+                1 => true,
+                other => return Err(DecodeError::InvalidFlags(other)),
+            },
+            source: reader.node()?,
+        },
+        3 => Message::Ack { seq: reader.u32()? },
+        4 => Message::Nack { seq: reader.u32()? },
+        5 => Message::Alive { incarnation: reader.u64()?, node: reader.node()?, meta: reader.bytes()? },
+        6 => Message::Suspect { incarnation: reader.u64()?, node: reader.str()?, from: reader.str()? },
+        7 => Message::Dead { incarnation: reader.u64()?, node: reader.str()?, from: reader.str()? },
+        8 => {
+            let flags = reader.u8()?;
+            if flags & !PUSH_PULL_FLAGS != 0 {
+                return Err(DecodeError::InvalidFlags(flags));
+            }
+            let source = reader.node()?;
+            let count = reader.u32()? as usize;
+            if count > MEMBERS_MAX {
+                return Err(too_large("push/pull member list", count, MEMBERS_MAX));
+            }
+            // Each member takes at least MEMBER_BYTES_MIN bytes: refuse counts the input cannot
+            // hold before reserving room for them.
+            if count > reader.bytes.len() / MEMBER_BYTES_MIN {
+                return Err(DecodeError::Truncated { needed: count * MEMBER_BYTES_MIN - reader.bytes.len() });
+            }
+            let mut members = Vec::with_capacity(count);
+            for _ in 0..count {
+                members.push(PushPullMember {
+                    node: reader.node()?,
+                    meta: reader.bytes()?,
+                    incarnation: reader.u64()?,
+                    state: member_state(reader.u8()?)?,
+                });
+            }
+            Message::PushPull { join: flags & 1 != 0, reply: flags & 2 != 0, source, members }
+        }
+        other => return Err(DecodeError::UnknownKind(other)),
+    })
+}
+
+fn check_version(version: u8) -> Result<(), DecodeError> {
+    if version == WIRE_VERSION {
+        Ok(())
+    } else {
+        Err(DecodeError::UnsupportedVersion(version))
+    }
+}
+
+fn too_large(what: &'static str, size: usize, max: usize) -> DecodeError {
+    DecodeError::TooLarge { what, size, max }
+}
+
+fn state_byte(state: MemberState) -> u8 {
+    match state {
+        MemberState::Alive => 0,
+        MemberState::Suspect => 1,
+        MemberState::Dead => 2,
+        MemberState::Left => 3,
+    }
+}
+
+fn member_state(byte: u8) -> Result<MemberState, DecodeError> {
+    Ok(match byte {
+        0 => MemberState::Alive,
+        1 => MemberState::Suspect,
+        2 => MemberState::Dead,
+        3 => MemberState::Left,
+        other => return Err(DecodeError::UnknownMemberState(other)),
+    })
+}
+
+fn put_str(buf: &mut BytesMut, text: &str) {
+    assert!(text.len() <= NODE_NAME_BYTES_MAX, "name of {} bytes over the limit", text.len());
+    buf.put_u8(text.len() as u8);
+    buf.put_slice(text.as_bytes());
+}
+
+fn put_bytes(buf: &mut BytesMut, bytes: &[u8]) {
+    assert!(bytes.len() <= META_BYTES_MAX, "meta of {} bytes over the limit", bytes.len());
+    buf.put_u16(bytes.len() as u16);
+    buf.put_slice(bytes);
+}
+
+fn put_node(buf: &mut BytesMut, node: &NodeAddr) {
+    put_str(buf, &node.name);
+    match node.addr.ip() {
         IpAddr::V4(ip) => {
             buf.put_u8(4);
             buf.put_slice(&ip.octets());
@@ -183,7 +465,7 @@ fn put_addr(buf: &mut BytesMut, addr: SocketAddr) {
             buf.put_slice(&ip.octets());
         }
     }
-    buf.put_u16(addr.port());
+    buf.put_u16(node.addr.port());
 }
 
 /// A cursor that fails with [`DecodeError::Truncated`] instead of panicking.
@@ -191,15 +473,18 @@ struct Reader<'a> {
     bytes: &'a [u8],
 }
 
-impl Reader<'_> {
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
-        let Some((head, rest)) = self.bytes.split_first_chunk::<N>() else {
-            return Err(DecodeError::Truncated {
-                needed: N - self.bytes.len(),
-            });
-        };
+impl<'a> Reader<'a> {
+    fn take(&mut self, len: usize) -> Result<&'a [u8], DecodeError> {
+        if self.bytes.len() < len {
+            return Err(DecodeError::Truncated { needed: len - self.bytes.len() });
+        }
+        let (head, rest) = self.bytes.split_at(len);
         self.bytes = rest;
-        Ok(*head)
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        Ok(self.take(N)?.try_into().expect("took N bytes"))
     }
 
     fn u8(&mut self) -> Result<u8, DecodeError> {
@@ -218,106 +503,44 @@ impl Reader<'_> {
         Ok(u64::from_be_bytes(self.array()?))
     }
 
-    fn addr(&mut self) -> Result<SocketAddr, DecodeError> {
+    fn str(&mut self) -> Result<String, DecodeError> {
+        let len = usize::from(self.u8()?);
+        let raw = self.take(len)?;
+        std::str::from_utf8(raw).map(str::to_owned).map_err(|_| DecodeError::InvalidName)
+    }
+
+    fn bytes(&mut self) -> Result<Bytes, DecodeError> {
+        let len = usize::from(self.u16()?);
+        if len > META_BYTES_MAX {
+            return Err(too_large("meta", len, META_BYTES_MAX));
+        }
+        Ok(Bytes::copy_from_slice(self.take(len)?))
+    }
+
+    fn node(&mut self) -> Result<NodeAddr, DecodeError> {
+        let name = self.str()?;
         let ip = match self.u8()? {
             4 => IpAddr::V4(Ipv4Addr::from(self.array::<4>()?)),
             6 => IpAddr::V6(Ipv6Addr::from(self.array::<16>()?)),
             other => return Err(DecodeError::UnknownAddressFamily(other)),
         };
-        Ok(SocketAddr::new(ip, self.u16()?))
+        Ok(NodeAddr { name, addr: SocketAddr::new(ip, self.u16()?) })
+    }
+
+    fn finish(self) -> Result<(), DecodeError> {
+        if self.bytes.is_empty() {
+            Ok(())
+        } else {
+            Err(DecodeError::TrailingBytes(self.bytes.len()))
+        }
     }
 }
 
-const KIND_PING: u8 = 1;
-const KIND_ACK: u8 = 2;
+/// The flag bits of a push/pull: join (bit 0), reply (bit 1).
+const PUSH_PULL_FLAGS: u8 = 0b11;
+
+/// The smallest encoding of a push/pull member: empty name, IPv4, empty meta.
+const MEMBER_BYTES_MIN: usize = 1 + (1 + 4 + 2) + 2 + 8 + 1;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ping_v4() -> Message {
-        Message {
-            sender: "10.0.0.1:8301".parse().unwrap(),
-            incarnation: 0x0102_0304_0506_0708,
-            body: Body::Ping { seq: 0xA0B0_C0D0 },
-        }
-    }
-
-    #[test]
-    fn ping_encodes_to_the_documented_layout() {
-        let bytes = ping_v4().encode();
-        assert_eq!(
-            &bytes[..],
-            &[
-                1, 1, // version, kind
-                4, 10, 0, 0, 1, 0x20, 0x6D, // family, ip, port 8301
-                1, 2, 3, 4, 5, 6, 7, 8, // incarnation
-                0xA0, 0xB0, 0xC0, 0xD0, // seq
-            ]
-        );
-        assert_eq!(Message::decode(&bytes), Ok(ping_v4()));
-    }
-
-    #[test]
-    fn ack_with_ipv6_sender_round_trips_at_the_size_bound() {
-        let ack = Message {
-            sender: "[2001:db8::1]:8302".parse().unwrap(),
-            incarnation: u64::MAX,
-            body: Body::Ack { seq: 0 },
-        };
-        let bytes = ack.encode();
-        assert_eq!(bytes.len(), Message::ENCODED_BYTES_MAX);
-        assert_eq!(Message::decode(&bytes), Ok(ack));
-    }
-
-    #[test]
-    fn every_truncation_is_an_error_not_a_panic() {
-        let bytes = ping_v4().encode();
-        for len in 0..bytes.len() {
-            assert!(
-                matches!(
-                    Message::decode(&bytes[..len]),
-                    Err(DecodeError::Truncated { .. })
-                ),
-                "prefix of {len} bytes"
-            );
-        }
-    }
-
-    #[test]
-    fn malformed_headers_and_trailing_bytes_are_named() {
-        let bytes = ping_v4().encode().to_vec();
-        let with = |i: usize, b: u8| {
-            let mut v = bytes.clone();
-            v[i] = b;
-            Message::decode(&v)
-        };
-        assert_eq!(with(0, 9), Err(DecodeError::UnsupportedVersion(9)));
-        assert_eq!(with(1, 77), Err(DecodeError::UnknownKind(77)));
-        assert_eq!(with(2, 5), Err(DecodeError::UnknownAddressFamily(5)));
-        let mut long = bytes.clone();
-        long.extend_from_slice(&[0, 0]);
-        assert_eq!(Message::decode(&long), Err(DecodeError::TrailingBytes(2)));
-        let huge = vec![0u8; DATAGRAM_BYTES_MAX + 1];
-        assert_eq!(
-            Message::decode(&huge),
-            Err(DecodeError::TooLarge {
-                size: DATAGRAM_BYTES_MAX + 1,
-                max: DATAGRAM_BYTES_MAX
-            })
-        );
-    }
-
-    #[test]
-    fn frame_prefix_round_trips_and_oversized_frames_are_refused() {
-        assert_eq!(frame_len(frame_prefix(300)), Ok(300));
-        let over = (STREAM_FRAME_BYTES_MAX as u32 + 1).to_be_bytes();
-        assert_eq!(
-            frame_len(over),
-            Err(DecodeError::TooLarge {
-                size: STREAM_FRAME_BYTES_MAX + 1,
-                max: STREAM_FRAME_BYTES_MAX
-            })
-        );
-    }
-}
+mod tests;

@@ -1,0 +1,1234 @@
+//! SWIM membership with the Lifeguard extensions, after memberlist.
+//!
+//! Each node keeps a table of members (alive, suspect, dead, left), each with the incarnation its
+//! state belongs to. Failures are detected by probing (SWIM §4): every probe interval one member,
+//! taken round-robin from a shuffled list, is pinged; without an ack within the probe timeout,
+//! `indirect_checks` other members are asked to ping it (and to nack if they cannot reach it),
+//! and a ping goes to it over the stream channel; without any ack by the end of the interval it
+//! is suspected. A suspected member is declared dead when its suspicion times out, unless it
+//! refutes by announcing itself alive with a higher incarnation. State changes spread by gossip:
+//! each is queued in a [`BroadcastQueue`] and piggybacked on pings, acks and periodic gossip
+//! datagrams to `gossip_nodes` random members, until sent a retransmit limit of times. A periodic
+//! push/pull over the stream channel exchanges full state, and joining is one push/pull with a
+//! seed address.
+//!
+//! Lifeguard (Dadgar et al., 2018) makes a slow node less likely to accuse healthy ones: local
+//! health awareness ([`awareness`]) slows a node's probing when its probes fail without nacks;
+//! suspicion timeouts start long and shrink with independent confirmations ([`suspicion`]); and a
+//! suspect is told it is suspected in the very ping that probes it ("buddy system"), so it can
+//! refute at once. [`Config::lifeguard`] turns all three off for comparison.
+//!
+//! Incarnations are 64-bit: the high 32 bits are the node's boot epoch, made durable before the
+//! node's first message (see [`crate::Node`]), and the low 32 bits count refutations within one
+//! life. A restarted node therefore always outranks every claim about its previous lives, without
+//! an fsync on the refutation path.
+
+mod awareness;
+mod broadcast;
+mod suspicion;
+
+use core::net::SocketAddr;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use self::awareness::Awareness;
+use self::broadcast::{retransmit_limit, BroadcastQueue};
+use self::suspicion::Suspicion;
+use crate::limits::{DATAGRAM_BYTES_TARGET, MEMBERS_MAX, META_BYTES_MAX, NODE_NAME_BYTES_MAX, RELAYS_MAX};
+use crate::node::{Channel, Transmit};
+use crate::wire::{DatagramBuilder, MemberState, Message, NodeAddr, PushPullMember};
+use crate::{Instant, Rng};
+
+pub use crate::wire::MemberState as State;
+
+/// Timings and fan-outs of the protocol; memberlist's names and defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// How often a member is probed (`ProbeInterval`).
+    pub probe_interval: Duration,
+    /// How long a direct ping waits for its ack before indirect probes (`ProbeTimeout`).
+    pub probe_timeout: Duration,
+    /// Members asked to ping a target that did not answer directly (`IndirectChecks`).
+    pub indirect_checks: u8,
+    /// Scales the minimum suspicion timeout (`SuspicionMult`).
+    pub suspicion_mult: u32,
+    /// The maximum suspicion timeout as a multiple of the minimum (`SuspicionMaxTimeoutMult`).
+    pub suspicion_max_timeout_mult: u32,
+    /// Scales how many times each broadcast is sent (`RetransmitMult`).
+    pub retransmit_mult: u32,
+    /// How often queued broadcasts are gossiped (`GossipInterval`).
+    pub gossip_interval: Duration,
+    /// Members gossiped to each interval (`GossipNodes`).
+    pub gossip_nodes: u8,
+    /// How long dead members still receive gossip, so they can learn they are thought dead and
+    /// refute (`GossipToTheDeadTime`).
+    pub gossip_to_the_dead_time: Duration,
+    /// How often full state is exchanged with a random member (`PushPullInterval`); scaled up
+    /// above 32 members.
+    pub push_pull_interval: Duration,
+    /// Local health awareness never multiplies timings beyond this (`AwarenessMaxMultiplier`).
+    pub awareness_max_multiplier: u32,
+    /// After this long dead or left, a member's name may be taken by a node at a new address
+    /// (Consul's `DeadNodeReclaimTime`).
+    pub dead_node_reclaim_time: Duration,
+    /// How often a join that got no answer is tried again (Consul's `retry_interval`).
+    pub join_retry_interval: Duration,
+    /// How often a push/pull is tried with a random dead member, so that both sides of a healed
+    /// partition find each other again (serf's `ReconnectInterval`).
+    pub reconnect_interval: Duration,
+    /// Dead members are forgotten after this long (Consul's `reconnect_timeout`, 72 h).
+    pub reconnect_timeout: Duration,
+    /// Left members are forgotten after this long (serf's `TombstoneTimeout`, 24 h).
+    pub tombstone_timeout: Duration,
+    /// How long a leave waits for its broadcast to go out before completing anyway.
+    pub leave_timeout: Duration,
+    /// Skip the stream-channel fallback ping (`DisableTcpPings`).
+    pub disable_tcp_pings: bool,
+    /// Lifeguard: awareness, shrinking suspicion timeouts, nacks and the buddy system.
+    pub lifeguard: bool,
+}
+
+impl Config {
+    /// memberlist's `DefaultLANConfig`, as Consul uses it.
+    pub fn lan() -> Config {
+        Config {
+            probe_interval: Duration::from_secs(1),
+            probe_timeout: Duration::from_millis(500),
+            indirect_checks: 3,
+            suspicion_mult: 4,
+            suspicion_max_timeout_mult: 6,
+            retransmit_mult: 4,
+            gossip_interval: Duration::from_millis(200),
+            gossip_nodes: 3,
+            gossip_to_the_dead_time: Duration::from_secs(30),
+            push_pull_interval: Duration::from_secs(30),
+            awareness_max_multiplier: 8,
+            dead_node_reclaim_time: Duration::from_secs(30),
+            join_retry_interval: Duration::from_secs(30),
+            reconnect_interval: Duration::from_secs(30),
+            reconnect_timeout: Duration::from_secs(72 * 3600),
+            tombstone_timeout: Duration::from_secs(24 * 3600),
+            leave_timeout: Duration::from_secs(5),
+            disable_tcp_pings: false,
+            lifeguard: true,
+        }
+    }
+
+    /// memberlist's `DefaultWANConfig`.
+    pub fn wan() -> Config {
+        Config {
+            probe_interval: Duration::from_secs(5),
+            probe_timeout: Duration::from_secs(3),
+            suspicion_mult: 6,
+            gossip_interval: Duration::from_millis(500),
+            gossip_nodes: 4,
+            gossip_to_the_dead_time: Duration::from_secs(60),
+            push_pull_interval: Duration::from_secs(60),
+            ..Config::lan()
+        }
+    }
+
+    /// Consul's `-dev` gossip: everything at 100 ms.
+    pub fn dev() -> Config {
+        Config {
+            probe_interval: Duration::from_millis(100),
+            probe_timeout: Duration::from_millis(100),
+            suspicion_mult: 3,
+            gossip_interval: Duration::from_millis(100),
+            ..Config::lan()
+        }
+    }
+
+    /// Checks the relations the protocol relies on.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("probe_interval", self.probe_interval),
+            ("probe_timeout", self.probe_timeout),
+            ("gossip_interval", self.gossip_interval),
+            ("push_pull_interval", self.push_pull_interval),
+            ("reconnect_interval", self.reconnect_interval),
+            ("join_retry_interval", self.join_retry_interval),
+        ];
+        for (name, value) in positive {
+            if value < TIMING_MIN {
+                return Err(ConfigError::TooShort { name, value, min: TIMING_MIN });
+            }
+        }
+        if self.probe_timeout > self.probe_interval {
+            return Err(ConfigError::ProbeTimeoutAboveInterval {
+                timeout: self.probe_timeout,
+                interval: self.probe_interval,
+            });
+        }
+        let counts = [
+            ("suspicion_mult", self.suspicion_mult),
+            ("suspicion_max_timeout_mult", self.suspicion_max_timeout_mult),
+            ("retransmit_mult", self.retransmit_mult),
+            ("awareness_max_multiplier", self.awareness_max_multiplier),
+            ("gossip_nodes", u32::from(self.gossip_nodes)),
+        ];
+        for (name, value) in counts {
+            if !(1..=MULTIPLIER_MAX).contains(&value) {
+                return Err(ConfigError::OutOfRange { name, value, max: MULTIPLIER_MAX });
+            }
+        }
+        if u32::from(self.indirect_checks) > MULTIPLIER_MAX {
+            return Err(ConfigError::OutOfRange {
+                name: "indirect_checks",
+                value: self.indirect_checks.into(),
+                max: MULTIPLIER_MAX,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config::lan()
+    }
+}
+
+/// A gossip configuration the protocol cannot run with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A timing below the floor.
+    #[error("{name} of {value:?} is below the minimum of {min:?}")]
+    TooShort {
+        /// The setting.
+        name: &'static str,
+        /// Its value.
+        value: Duration,
+        /// The floor.
+        min: Duration,
+    },
+    /// The direct probe must end within the probe interval, or indirect probes have no time.
+    #[error("probe_timeout {timeout:?} must not exceed probe_interval {interval:?}")]
+    ProbeTimeoutAboveInterval {
+        /// The timeout.
+        timeout: Duration,
+        /// The interval.
+        interval: Duration,
+    },
+    /// A multiplier or count out of range.
+    #[error("{name} of {value} must be between 1 and {max}")]
+    OutOfRange {
+        /// The setting.
+        name: &'static str,
+        /// Its value.
+        value: u32,
+        /// The largest allowed.
+        max: u32,
+    },
+}
+
+/// A change in membership, for the application (serf's member events).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MemberEvent {
+    /// What happened.
+    pub kind: MemberEventKind,
+    /// To whom.
+    pub node: NodeAddr,
+    /// The member's incarnation after the change.
+    pub incarnation: u64,
+}
+
+/// The kinds of [`MemberEvent`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum MemberEventKind {
+    /// A member appeared, or came back after failing or leaving.
+    Join,
+    /// A member left gracefully.
+    Leave,
+    /// A member was declared dead.
+    Failed,
+    /// A member's tags changed.
+    Update,
+    /// A member came back in a new life (a higher boot epoch) before anyone declared it failed.
+    Restart,
+    /// A dead or left member was forgotten.
+    Reap,
+}
+
+/// A member as this node sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberView {
+    /// Name and address.
+    pub node: NodeAddr,
+    /// Its state.
+    pub state: MemberState,
+    /// The incarnation the state belongs to.
+    pub incarnation: u64,
+    /// Its tags.
+    pub meta: Bytes,
+}
+
+/// Counters of what the protocol did, for metrics and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Direct pings sent (the stream fallback included).
+    pub pings_sent: u64,
+    /// Indirect ping requests sent.
+    pub indirect_pings_sent: u64,
+    /// Probes that ended without an ack.
+    pub probes_failed: u64,
+    /// Acks that matched no probe or relay.
+    pub acks_unmatched: u64,
+    /// Nacks sent as a relay.
+    pub nacks_sent: u64,
+    /// Suspicions this node raised or adopted.
+    pub suspicions: u64,
+    /// Members this node declared dead when their suspicion timed out.
+    pub deaths_declared: u64,
+    /// Times this node refuted a suspicion or death of itself.
+    pub refutations: u64,
+    /// Gossip datagrams sent.
+    pub gossip_sent: u64,
+    /// Push/pull exchanges started (joins included).
+    pub push_pulls_sent: u64,
+    /// Messages ignored: about unknown members, stale, addressed to another node, or claiming a
+    /// name held by a live node at another address.
+    pub messages_ignored: u64,
+    /// Members or relays refused because a table was full.
+    pub refused_full: u64,
+}
+
+/// The SWIM state machine of one node.
+#[derive(Debug)]
+pub(crate) struct Swim {
+    config: Config,
+    me: NodeAddr,
+    meta: Bytes,
+    incarnation: u64,
+    members: BTreeMap<String, Member>,
+    /// Every member's name in probe order; reshuffled at the end of each pass.
+    probe_order: Vec<String>,
+    probe_index: usize,
+    probe: Option<Probe>,
+    /// Indirect pings relayed for others, by the seq of our own ping to the target.
+    relays: BTreeMap<u32, Relay>,
+    relay_deadlines: BTreeSet<(Instant, u32)>,
+    suspicions: BTreeMap<String, Suspicion>,
+    /// Suspicion deadlines, ordered by time then name so that ties fire in the same order.
+    suspicion_deadlines: BTreeSet<(Instant, String)>,
+    broadcasts: BroadcastQueue,
+    awareness: Awareness,
+    probe_next: Instant,
+    gossip_next: Instant,
+    push_pull_next: Instant,
+    reconnect_next: Instant,
+    reap_next: Instant,
+    /// Seeds joined through that have not answered yet; retried until one push/pull reply
+    /// arrives from anyone (Consul's `retry_join`).
+    joins_pending: BTreeSet<SocketAddr>,
+    join_retry_next: Option<Instant>,
+    leave: Leave,
+    seq_next: u32,
+    rng: Rng,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<MemberEvent>,
+    stats: Stats,
+}
+
+#[derive(Debug, Clone)]
+struct Member {
+    addr: SocketAddr,
+    meta: Bytes,
+    incarnation: u64,
+    state: MemberState,
+    state_change: Instant,
+}
+
+#[derive(Debug, Clone)]
+struct Probe {
+    target: String,
+    seq: u32,
+    /// When the direct ping gives up and indirect probes start; `None` once they have.
+    direct_deadline: Option<Instant>,
+    nacks_expected: u32,
+    nacks: u32,
+}
+
+#[derive(Debug, Clone)]
+struct Relay {
+    requester: SocketAddr,
+    seq: u32,
+    nack: bool,
+    deadline: Instant,
+}
+
+/// Where a graceful leave stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leave {
+    Staying,
+    /// The leave broadcast is going out; complete when it is sent or at the deadline.
+    Leaving {
+        deadline: Instant,
+    },
+    Left,
+}
+
+impl Swim {
+    pub(crate) fn new(
+        config: Config,
+        me: NodeAddr,
+        meta: Bytes,
+        incarnation: u64,
+        mut rng: Rng,
+        now: Instant,
+    ) -> Swim {
+        assert!(me.name.len() <= NODE_NAME_BYTES_MAX);
+        assert!(meta.len() <= META_BYTES_MAX);
+        // Stagger the periodic work so nodes started together do not act in lockstep.
+        let probe_next = now + rng.duration_between(Duration::ZERO, config.probe_interval);
+        let gossip_next = now + rng.duration_between(Duration::ZERO, config.gossip_interval);
+        let push_pull_next = now + rng.duration_between(Duration::ZERO, config.push_pull_interval);
+        let reconnect_next = now + rng.duration_between(Duration::ZERO, config.reconnect_interval);
+        Swim {
+            awareness: Awareness::new(config.awareness_max_multiplier),
+            me,
+            meta,
+            incarnation,
+            members: BTreeMap::new(),
+            probe_order: Vec::new(),
+            probe_index: 0,
+            probe: None,
+            relays: BTreeMap::new(),
+            relay_deadlines: BTreeSet::new(),
+            suspicions: BTreeMap::new(),
+            suspicion_deadlines: BTreeSet::new(),
+            broadcasts: BroadcastQueue::default(),
+            probe_next,
+            gossip_next,
+            push_pull_next,
+            reconnect_next,
+            reap_next: now + REAP_INTERVAL,
+            joins_pending: BTreeSet::new(),
+            join_retry_next: None,
+            leave: Leave::Staying,
+            seq_next: 0,
+            rng,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: Stats::default(),
+            config,
+        }
+    }
+
+    /// Joins through `seed`: a push/pull of full state with whatever node answers there, tried
+    /// again every `join_retry_interval` until some push/pull is answered.
+    pub(crate) fn trigger_join(&mut self, now: Instant, seed: SocketAddr) {
+        if self.leave != Leave::Staying {
+            return;
+        }
+        self.joins_pending.insert(seed);
+        self.join_retry_next.get_or_insert(now + self.config.join_retry_interval);
+        self.send_push_pull(seed, true, false);
+    }
+
+    /// Leaves gracefully: announces it, then completes when the announcement has been gossiped
+    /// its full count of times, or at the leave timeout.
+    pub(crate) fn trigger_leave(&mut self, now: Instant) {
+        if self.leave != Leave::Staying {
+            return;
+        }
+        self.leave = Leave::Leaving { deadline: now + self.config.leave_timeout };
+        let dead = Message::Dead {
+            incarnation: self.incarnation,
+            node: self.me.name.clone(),
+            from: self.me.name.clone(),
+        };
+        self.broadcasts.push(&self.me.name, dead.encode_entry());
+        self.check_leave_complete(now);
+    }
+
+    /// Marks a failed member as left (serf's force-leave): it is no longer expected back.
+    /// Returns whether `name` was a dead member.
+    pub(crate) fn trigger_force_leave(&mut self, now: Instant, name: &str) -> bool {
+        let Some(member) = self.members.get(name) else { return false };
+        if member.state != MemberState::Dead {
+            return false;
+        }
+        let message =
+            Message::Dead { incarnation: member.incarnation, node: name.to_owned(), from: name.to_owned() };
+        self.handle_dead(now, message);
+        true
+    }
+
+    pub(crate) fn handle_message(&mut self, now: Instant, channel: Channel, message: Message) {
+        if self.leave == Leave::Left {
+            self.stats.messages_ignored += 1;
+            return;
+        }
+        // A message naming this node as its source or relay target is a loop or a forgery:
+        // answering it would make the node send to itself.
+        let from_self = match &message {
+            Message::Ping { source, .. } | Message::PushPull { source, .. } => self.is_me(source),
+            Message::IndirectPing { target, source, .. } => self.is_me(source) || self.is_me(target),
+            _ => false,
+        };
+        if from_self {
+            self.stats.messages_ignored += 1;
+            return;
+        }
+        match message {
+            Message::Ping { seq, target, source } => {
+                if !target.is_empty() && target != self.me.name {
+                    self.stats.messages_ignored += 1;
+                    return;
+                }
+                self.send(source.addr, channel, Message::Ack { seq });
+            }
+            Message::IndirectPing { seq, target, nack, source } => {
+                self.handle_indirect_ping(now, seq, target, nack, source)
+            }
+            Message::Ack { seq } => self.handle_ack(seq),
+            Message::Nack { seq } => match &mut self.probe {
+                Some(probe) if probe.seq == seq => probe.nacks += 1,
+                _ => self.stats.acks_unmatched += 1,
+            },
+            Message::Alive { .. } => self.handle_alive(now, message),
+            Message::Suspect { .. } => self.handle_suspect(now, message),
+            Message::Dead { .. } => self.handle_dead(now, message),
+            Message::PushPull { join: _, reply, source, members } => {
+                if reply {
+                    self.joins_pending.clear();
+                    self.join_retry_next = None;
+                }
+                self.merge_remote_state(now, &source, members);
+                if !reply {
+                    self.send_push_pull(source.addr, false, true);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        if self.leave == Leave::Left {
+            return;
+        }
+        while let Some((deadline, name)) = self.suspicion_deadlines.first().cloned() {
+            if deadline > now {
+                break;
+            }
+            self.suspicion_deadlines.pop_first();
+            self.handle_timeout_suspicion(now, name);
+        }
+        while let Some(&(deadline, seq)) = self.relay_deadlines.first() {
+            if deadline > now {
+                break;
+            }
+            self.relay_deadlines.pop_first();
+            let relay = self.relays.remove(&seq).expect("a relay deadline has a relay");
+            if relay.nack {
+                self.send(relay.requester, Channel::Datagram, Message::Nack { seq: relay.seq });
+                self.stats.nacks_sent += 1;
+            }
+        }
+        self.check_leave_complete(now);
+        if self.leave == Leave::Left {
+            return;
+        }
+        if self.probe.as_ref().and_then(|p| p.direct_deadline).is_some_and(|d| d <= now) {
+            self.handle_timeout_direct_probe();
+        }
+        if self.probe_next <= now {
+            self.handle_timeout_probe_round(now);
+        }
+        if self.gossip_next <= now {
+            self.gossip_next = now + self.config.gossip_interval;
+            self.gossip(now);
+        }
+        if self.push_pull_next <= now {
+            self.push_pull_next = now + push_pull_scale(self.config.push_pull_interval, self.live_members());
+            if let Some(peer) = self.random_members(1, |m| m.state == MemberState::Alive).pop() {
+                let addr = self.members[&peer].addr;
+                self.send_push_pull(addr, false, false);
+            }
+        }
+        if self.reconnect_next <= now {
+            self.reconnect_next = now + self.config.reconnect_interval;
+            self.reconnect();
+        }
+        if self.join_retry_next.is_some_and(|at| at <= now) {
+            self.join_retry_next = Some(now + self.config.join_retry_interval);
+            for seed in self.joins_pending.clone() {
+                self.send_push_pull(seed, true, false);
+            }
+        }
+        if self.reap_next <= now {
+            self.reap_next = now + REAP_INTERVAL;
+            self.reap(now);
+        }
+    }
+
+    /// Replaces this node's tags (serf's `SetTags`): a new incarnation, announced to everyone.
+    pub(crate) fn trigger_update_meta(&mut self, meta: Bytes) {
+        assert!(meta.len() <= META_BYTES_MAX, "the caller checks the size");
+        self.meta = meta;
+        self.incarnation += 1;
+        let alive =
+            Message::Alive { incarnation: self.incarnation, node: self.me.clone(), meta: self.meta.clone() };
+        self.broadcasts.push(&self.me.name, alive.encode_entry());
+    }
+
+    pub(crate) fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    pub(crate) fn poll_event(&mut self) -> Option<MemberEvent> {
+        self.events.pop_front()
+    }
+
+    /// The next instant at which [`Swim::handle_timeout`] has work.
+    /// `None` once the node has left: it has nothing more to do.
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        let leave = match self.leave {
+            Leave::Left => return None,
+            Leave::Leaving { deadline } => Some(deadline),
+            Leave::Staying => None,
+        };
+        let suspicion = self.suspicion_deadlines.first().map(|(at, _)| *at);
+        let relay = self.relay_deadlines.first().map(|&(at, _)| at);
+        let direct = self.probe.as_ref().and_then(|p| p.direct_deadline);
+        let periodic =
+            [self.probe_next, self.gossip_next, self.push_pull_next, self.reconnect_next, self.reap_next];
+        periodic.into_iter().chain(suspicion).chain(relay).chain(direct).chain(leave).min()
+    }
+
+    pub(crate) fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    pub(crate) fn has_left(&self) -> bool {
+        self.leave == Leave::Left
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    pub(crate) fn awareness_score(&self) -> u32 {
+        self.awareness.score()
+    }
+
+    pub(crate) fn members(&self) -> impl Iterator<Item = MemberView> + '_ {
+        self.members.iter().map(|(name, m)| MemberView {
+            node: NodeAddr { name: name.clone(), addr: m.addr },
+            state: m.state,
+            incarnation: m.incarnation,
+            meta: m.meta.clone(),
+        })
+    }
+
+    pub(crate) fn member(&self, name: &str) -> Option<MemberView> {
+        self.members.get(name).map(|m| MemberView {
+            node: NodeAddr { name: name.to_owned(), addr: m.addr },
+            state: m.state,
+            incarnation: m.incarnation,
+            meta: m.meta.clone(),
+        })
+    }
+
+    // --- probing -------------------------------------------------------------------------
+
+    fn handle_timeout_probe_round(&mut self, now: Instant) {
+        if let Some(probe) = self.probe.take() {
+            self.handle_probe_failed(now, probe);
+        }
+        self.probe_next = now + self.awareness.scale(self.config.probe_interval);
+        let Some(target) = self.next_probe_target() else { return };
+        let seq = self.next_seq();
+        let member = &self.members[&target];
+        let (addr, state, incarnation) = (member.addr, member.state, member.incarnation);
+        let ping = Message::Ping { seq, target: target.clone(), source: self.me.clone() };
+        let mut extra = Vec::new();
+        if state == MemberState::Suspect && self.config.lifeguard {
+            // The buddy system: tell the suspect, so it can refute before the timeout.
+            extra.push(Message::Suspect { incarnation, node: target.clone(), from: self.me.name.clone() });
+        }
+        self.send_with(addr, Channel::Datagram, ping, &extra);
+        self.stats.pings_sent += 1;
+        let direct_deadline = now + self.awareness.scale(self.config.probe_timeout);
+        self.probe =
+            Some(Probe { target, seq, direct_deadline: Some(direct_deadline), nacks_expected: 0, nacks: 0 });
+    }
+
+    /// The direct ping went unanswered: ask others, and try the stream channel.
+    fn handle_timeout_direct_probe(&mut self) {
+        let probe = self.probe.as_mut().expect("checked by the caller");
+        probe.direct_deadline = None;
+        let (target, seq) = (probe.target.clone(), probe.seq);
+        let Some(member) = self.members.get(&target) else { return };
+        let target_node = NodeAddr { name: target.clone(), addr: member.addr };
+        let relays =
+            self.random_members(usize::from(self.config.indirect_checks), |m| m.state == MemberState::Alive);
+        let relays: Vec<String> = relays.into_iter().filter(|name| *name != target).collect();
+        for relay in &relays {
+            let request = Message::IndirectPing {
+                seq,
+                target: target_node.clone(),
+                nack: self.config.lifeguard,
+                source: self.me.clone(),
+            };
+            self.send(self.members[relay].addr, Channel::Datagram, request);
+            self.stats.indirect_pings_sent += 1;
+        }
+        if self.config.lifeguard {
+            self.probe.as_mut().expect("still probing").nacks_expected = relays.len() as u32;
+        }
+        if !self.config.disable_tcp_pings {
+            let ping = Message::Ping { seq, target: target.clone(), source: self.me.clone() };
+            self.send(target_node.addr, Channel::Stream, ping);
+            self.stats.pings_sent += 1;
+        }
+    }
+
+    fn handle_probe_failed(&mut self, now: Instant, probe: Probe) {
+        self.stats.probes_failed += 1;
+        if self.config.lifeguard {
+            // Lifeguard: missing nacks suggest our own network or process is the problem.
+            let delta = if probe.nacks_expected > 0 {
+                i64::from(probe.nacks_expected - probe.nacks.min(probe.nacks_expected))
+            } else {
+                1
+            };
+            self.awareness.apply(delta);
+        }
+        let Some(member) = self.members.get(&probe.target) else { return };
+        if member.state != MemberState::Alive && member.state != MemberState::Suspect {
+            return;
+        }
+        let suspect = Message::Suspect {
+            incarnation: member.incarnation,
+            node: probe.target.clone(),
+            from: self.me.name.clone(),
+        };
+        self.handle_suspect(now, suspect);
+    }
+
+    fn handle_ack(&mut self, seq: u32) {
+        if self.probe.as_ref().is_some_and(|p| p.seq == seq) {
+            self.probe = None;
+            if self.config.lifeguard {
+                self.awareness.apply(-1);
+            }
+            return;
+        }
+        if let Some(relay) = self.relays.remove(&seq) {
+            let removed = self.relay_deadlines.remove(&(relay.deadline, seq));
+            assert!(removed, "a relay has a deadline");
+            self.send(relay.requester, Channel::Datagram, Message::Ack { seq: relay.seq });
+            return;
+        }
+        self.stats.acks_unmatched += 1;
+    }
+
+    fn handle_indirect_ping(
+        &mut self,
+        now: Instant,
+        seq: u32,
+        target: NodeAddr,
+        nack: bool,
+        source: NodeAddr,
+    ) {
+        if self.relays.len() >= RELAYS_MAX {
+            self.stats.refused_full += 1;
+            return;
+        }
+        let our_seq = self.next_seq();
+        let deadline = now + self.config.probe_timeout;
+        self.relays.insert(our_seq, Relay { requester: source.addr, seq, nack, deadline });
+        self.relay_deadlines.insert((deadline, our_seq));
+        let ping = Message::Ping { seq: our_seq, target: target.name, source: self.me.clone() };
+        self.send(target.addr, Channel::Datagram, ping);
+        self.stats.pings_sent += 1;
+    }
+
+    /// The next member to probe: round-robin over a list reshuffled after each pass, skipping
+    /// dead and left members.
+    fn next_probe_target(&mut self) -> Option<String> {
+        for _ in 0..=self.probe_order.len() {
+            if self.probe_index >= self.probe_order.len() {
+                self.rng.shuffle(&mut self.probe_order);
+                self.probe_index = 0;
+            }
+            let name = self.probe_order.get(self.probe_index)?.clone();
+            self.probe_index += 1;
+            if matches!(self.members[&name].state, MemberState::Alive | MemberState::Suspect) {
+                return Some(name);
+            }
+        }
+        None
+    }
+
+    // --- state changes (memberlist's aliveNode, suspectNode, deadNode) ---------------------
+
+    fn handle_alive(&mut self, now: Instant, message: Message) {
+        let Message::Alive { incarnation, node, meta } = &message else { unreachable!("alive only") };
+        if node.name == self.me.name {
+            // Someone claims we are alive with an incarnation we never used: refute it.
+            if *incarnation > self.incarnation
+                || (*incarnation == self.incarnation && node.addr != self.me.addr)
+            {
+                self.refute(*incarnation);
+            }
+            return;
+        }
+        let Some(member) = self.members.get(&node.name) else {
+            if self.members.len() >= MEMBERS_MAX {
+                self.stats.refused_full += 1;
+                return;
+            }
+            self.members.insert(
+                node.name.clone(),
+                Member {
+                    addr: node.addr,
+                    meta: meta.clone(),
+                    incarnation: *incarnation,
+                    state: MemberState::Alive,
+                    state_change: now,
+                },
+            );
+            // A new member goes to a random place in the probe order.
+            let at = self.rng.below(self.probe_order.len() as u64 + 1) as usize;
+            self.probe_order.insert(at, node.name.clone());
+            if at < self.probe_index {
+                self.probe_index += 1;
+            }
+            self.broadcasts.push(&node.name, message.encode_entry());
+            let kind = MemberEventKind::Join;
+            self.events.push_back(MemberEvent { kind, node: node.clone(), incarnation: *incarnation });
+            return;
+        };
+        let gone = matches!(member.state, MemberState::Dead | MemberState::Left);
+        let reclaims = member.addr != node.addr
+            && gone
+            && now.saturating_duration_since(member.state_change) >= self.config.dead_node_reclaim_time;
+        if member.addr != node.addr && !reclaims {
+            // The name is held by a live node elsewhere (or died too recently to be reclaimed).
+            self.stats.messages_ignored += 1;
+            return;
+        }
+        if *incarnation <= member.incarnation && !reclaims {
+            return;
+        }
+        self.cancel_suspicion(&node.name);
+        self.broadcasts.push(&node.name, message.encode_entry());
+        let member = self.members.get_mut(&node.name).expect("looked up above");
+        let meta_changed = member.meta != *meta;
+        let restarted = *incarnation >> 32 > member.incarnation >> 32;
+        member.incarnation = *incarnation;
+        member.addr = node.addr;
+        member.meta = meta.clone();
+        if member.state != MemberState::Alive {
+            member.state = MemberState::Alive;
+            member.state_change = now;
+        }
+        let kind = if gone {
+            Some(MemberEventKind::Join)
+        } else if restarted {
+            Some(MemberEventKind::Restart)
+        } else if meta_changed {
+            Some(MemberEventKind::Update)
+        } else {
+            None
+        };
+        if let Some(kind) = kind {
+            self.events.push_back(MemberEvent { kind, node: node.clone(), incarnation: *incarnation });
+        }
+    }
+
+    fn handle_suspect(&mut self, now: Instant, message: Message) {
+        let Message::Suspect { incarnation, node, from } = &message else { unreachable!("suspect only") };
+        if *node == self.me.name {
+            if self.leave == Leave::Staying {
+                self.refute(*incarnation);
+            }
+            return;
+        }
+        let Some(member) = self.members.get(node) else {
+            self.stats.messages_ignored += 1;
+            return;
+        };
+        if *incarnation < member.incarnation {
+            return;
+        }
+        if let Some(suspicion) = self.suspicions.get_mut(node) {
+            if suspicion.incarnation == *incarnation {
+                let old = suspicion.deadline();
+                if suspicion.confirm(from) {
+                    let new = suspicion.deadline();
+                    let removed = self.suspicion_deadlines.remove(&(old, node.clone()));
+                    assert!(removed, "a suspicion has a deadline");
+                    self.suspicion_deadlines.insert((new, node.clone()));
+                    self.broadcasts.push(node, message.encode_entry());
+                }
+                return;
+            }
+        }
+        if member.state != MemberState::Alive
+            && !(member.state == MemberState::Suspect && *incarnation > member.incarnation)
+        {
+            return;
+        }
+        self.cancel_suspicion(node);
+        self.broadcasts.push(node, message.encode_entry());
+        self.stats.suspicions += 1;
+        let live = self.live_members();
+        let mut k = if self.config.lifeguard { self.config.suspicion_mult.saturating_sub(2) } else { 0 };
+        if (live as u32).saturating_sub(2) < k {
+            k = 0;
+        }
+        let min = suspicion::timeout_min(self.config.suspicion_mult, live, self.config.probe_interval);
+        let max = if self.config.lifeguard { min * self.config.suspicion_max_timeout_mult } else { min };
+        let suspicion = Suspicion::new(*incarnation, from.clone(), k, min, max, now);
+        self.suspicion_deadlines.insert((suspicion.deadline(), node.clone()));
+        self.suspicions.insert(node.clone(), suspicion);
+        let member = self.members.get_mut(node).expect("looked up above");
+        member.incarnation = *incarnation;
+        member.state = MemberState::Suspect;
+        member.state_change = now;
+    }
+
+    fn handle_timeout_suspicion(&mut self, now: Instant, name: String) {
+        let suspicion = self.suspicions.remove(&name).expect("a suspicion deadline has a suspicion");
+        let member = &self.members[&name];
+        assert_eq!(member.state, MemberState::Suspect, "a suspicion is cancelled when its member changes");
+        assert_eq!(member.incarnation, suspicion.incarnation);
+        self.stats.deaths_declared += 1;
+        let dead =
+            Message::Dead { incarnation: suspicion.incarnation, node: name, from: self.me.name.clone() };
+        self.handle_dead(now, dead);
+    }
+
+    fn handle_dead(&mut self, now: Instant, message: Message) {
+        let Message::Dead { incarnation, node, from } = &message else { unreachable!("dead only") };
+        if *node == self.me.name {
+            if self.leave == Leave::Staying {
+                self.refute(*incarnation);
+            }
+            return;
+        }
+        let Some(member) = self.members.get(node) else {
+            self.stats.messages_ignored += 1;
+            return;
+        };
+        if *incarnation < member.incarnation {
+            return;
+        }
+        let leaving = node == from;
+        let target = if leaving { MemberState::Left } else { MemberState::Dead };
+        match member.state {
+            MemberState::Left => return,
+            // Only a leave moves a dead member on (a late leave, or a force-leave).
+            MemberState::Dead if !leaving => return,
+            _ => {}
+        }
+        self.cancel_suspicion(node);
+        self.broadcasts.push(node, message.encode_entry());
+        let member = self.members.get_mut(node).expect("looked up above");
+        member.incarnation = *incarnation;
+        member.state = target;
+        member.state_change = now;
+        let kind = if leaving { MemberEventKind::Leave } else { MemberEventKind::Failed };
+        let node = NodeAddr { name: node.clone(), addr: member.addr };
+        self.events.push_back(MemberEvent { kind, node, incarnation: *incarnation });
+    }
+
+    /// Announces this node alive with an incarnation above `accused`.
+    ///
+    /// A claim from a later boot epoch than ours, or one that leaves no room in this epoch, is
+    /// not about this life: another node uses our name, or the message is forged. Refuting it
+    /// would hand our incarnation to whoever sent it, so it is ignored and counted.
+    fn refute(&mut self, accused: u64) {
+        let epoch = self.incarnation >> 32;
+        if accused >> 32 > epoch || accused == (epoch << 32 | u64::from(u32::MAX)) {
+            self.stats.messages_ignored += 1;
+            return;
+        }
+        self.incarnation = self.incarnation.max(accused) + 1;
+        self.stats.refutations += 1;
+        if self.config.lifeguard {
+            self.awareness.apply(1);
+        }
+        let alive =
+            Message::Alive { incarnation: self.incarnation, node: self.me.clone(), meta: self.meta.clone() };
+        self.broadcasts.push(&self.me.name, alive.encode_entry());
+    }
+
+    fn cancel_suspicion(&mut self, name: &str) {
+        if let Some(suspicion) = self.suspicions.remove(name) {
+            let removed = self.suspicion_deadlines.remove(&(suspicion.deadline(), name.to_owned()));
+            assert!(removed, "a suspicion has a deadline");
+        }
+    }
+
+    fn merge_remote_state(&mut self, now: Instant, source: &NodeAddr, members: Vec<PushPullMember>) {
+        for remote in members {
+            let PushPullMember { node, meta, incarnation, state } = remote;
+            let message = match state {
+                MemberState::Alive => Message::Alive { incarnation, node, meta },
+                MemberState::Left => Message::Dead { incarnation, node: node.name.clone(), from: node.name },
+                // memberlist prefers suspicion to death for remote claims: the member gets a
+                // chance to refute.
+                MemberState::Dead | MemberState::Suspect => {
+                    // An unknown member reported dead is learned first, so it can be suspected.
+                    if !self.members.contains_key(&node.name) && node.name != self.me.name {
+                        continue;
+                    }
+                    Message::Suspect { incarnation, node: node.name, from: source.name.clone() }
+                }
+            };
+            match message {
+                Message::Alive { .. } => self.handle_alive(now, message),
+                Message::Dead { .. } => self.handle_dead(now, message),
+                _ => self.handle_suspect(now, message),
+            }
+        }
+    }
+
+    fn reap(&mut self, now: Instant) {
+        let expired: Vec<String> = self
+            .members
+            .iter()
+            .filter(|(_, m)| {
+                let age = now.saturating_duration_since(m.state_change);
+                match m.state {
+                    MemberState::Dead => age >= self.config.reconnect_timeout,
+                    MemberState::Left => age >= self.config.tombstone_timeout,
+                    _ => false,
+                }
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in expired {
+            let member = self.members.remove(&name).expect("listed above");
+            let at =
+                self.probe_order.iter().position(|n| *n == name).expect("every member is in the probe order");
+            self.probe_order.remove(at);
+            if at < self.probe_index {
+                self.probe_index -= 1;
+            }
+            if self.probe.as_ref().is_some_and(|p| p.target == name) {
+                self.probe = None;
+            }
+            let node = NodeAddr { name, addr: member.addr };
+            let kind = MemberEventKind::Reap;
+            self.events.push_back(MemberEvent { kind, node, incarnation: member.incarnation });
+        }
+    }
+
+    /// serf's reconnect: a push/pull with a random dead member, attempted with probability
+    /// `dead / live` so that a large healthy cluster does not hammer a few dead nodes.
+    fn reconnect(&mut self) {
+        let dead = self.members.values().filter(|m| m.state == MemberState::Dead).count();
+        if dead == 0 {
+            return;
+        }
+        let live = self.live_members();
+        if self.rng.below(live as u64) >= dead as u64 {
+            return;
+        }
+        if let Some(name) = self.random_members(1, |m| m.state == MemberState::Dead).pop() {
+            let addr = self.members[&name].addr;
+            self.send_push_pull(addr, false, false);
+        }
+    }
+
+    fn check_leave_complete(&mut self, now: Instant) {
+        let Leave::Leaving { deadline } = self.leave else { return };
+        let nobody_to_tell = self.live_members() <= 1;
+        if nobody_to_tell || !self.broadcasts.contains(&self.me.name) || now >= deadline {
+            self.leave = Leave::Left;
+            self.probe = None;
+        }
+    }
+
+    // --- sending -------------------------------------------------------------------------
+
+    /// Gossips queued broadcasts to `gossip_nodes` random members: live ones, and those dead for
+    /// less than `gossip_to_the_dead_time`.
+    fn gossip(&mut self, now: Instant) {
+        let to_the_dead = self.config.gossip_to_the_dead_time;
+        let targets = self.random_members(usize::from(self.config.gossip_nodes), |m| match m.state {
+            MemberState::Alive | MemberState::Suspect => true,
+            MemberState::Dead => now.saturating_duration_since(m.state_change) < to_the_dead,
+            MemberState::Left => false,
+        });
+        let limit = retransmit_limit(self.config.retransmit_mult, self.live_members());
+        for target in targets {
+            if self.broadcasts.len() == 0 {
+                break;
+            }
+            let mut datagram = DatagramBuilder::new(DATAGRAM_BYTES_TARGET);
+            if self.broadcasts.fill(&mut datagram, limit) == 0 {
+                break;
+            }
+            let addr = self.members[&target].addr;
+            self.transmits.push_back(Transmit {
+                dst: addr,
+                channel: Channel::Datagram,
+                payload: datagram.finish(),
+            });
+            self.stats.gossip_sent += 1;
+        }
+    }
+
+    fn send(&mut self, dst: SocketAddr, channel: Channel, message: Message) {
+        self.send_with(dst, channel, message, &[]);
+    }
+
+    /// Sends `message` (and `extra` messages) to `dst`; datagrams also carry as much queued
+    /// gossip as fits.
+    fn send_with(&mut self, dst: SocketAddr, channel: Channel, message: Message, extra: &[Message]) {
+        let payload = match channel {
+            Channel::Stream => message.encode_frame(),
+            Channel::Datagram => {
+                let mut datagram = DatagramBuilder::new(DATAGRAM_BYTES_TARGET);
+                let pushed = datagram.push_entry(&message.encode_entry());
+                assert!(pushed, "a single message fits a datagram");
+                for message in extra {
+                    datagram.push_entry(&message.encode_entry());
+                }
+                let limit = retransmit_limit(self.config.retransmit_mult, self.live_members());
+                self.broadcasts.fill(&mut datagram, limit);
+                datagram.finish()
+            }
+        };
+        self.transmits.push_back(Transmit { dst, channel, payload });
+    }
+
+    fn send_push_pull(&mut self, dst: SocketAddr, join: bool, reply: bool) {
+        let mut members: Vec<PushPullMember> = self
+            .members
+            .iter()
+            .map(|(name, m)| PushPullMember {
+                node: NodeAddr { name: name.clone(), addr: m.addr },
+                meta: m.meta.clone(),
+                incarnation: m.incarnation,
+                state: m.state,
+            })
+            .collect();
+        let my_state = if self.leave == Leave::Staying { MemberState::Alive } else { MemberState::Left };
+        members.push(PushPullMember {
+            node: self.me.clone(),
+            meta: self.meta.clone(),
+            incarnation: self.incarnation,
+            state: my_state,
+        });
+        let message = Message::PushPull { join, reply, source: self.me.clone(), members };
+        self.send(dst, Channel::Stream, message);
+        if !reply {
+            self.stats.push_pulls_sent += 1;
+        }
+    }
+
+    // --- helpers -------------------------------------------------------------------------
+
+    fn is_me(&self, node: &NodeAddr) -> bool {
+        node.name == self.me.name || node.addr == self.me.addr
+    }
+
+    fn next_seq(&mut self) -> u32 {
+        let seq = self.seq_next;
+        self.seq_next = self.seq_next.wrapping_add(1);
+        seq
+    }
+
+    /// Members that are alive or suspect, this node included: the cluster size estimate that
+    /// scales timeouts and retransmits.
+    fn live_members(&self) -> usize {
+        1 + self
+            .members
+            .values()
+            .filter(|m| matches!(m.state, MemberState::Alive | MemberState::Suspect))
+            .count()
+    }
+
+    /// Up to `count` distinct members passing `filter`, chosen at random (memberlist's
+    /// `kRandomNodes`: at most 3 × n draws, so it stays cheap in large clusters).
+    fn random_members(&mut self, count: usize, filter: impl Fn(&Member) -> bool) -> Vec<String> {
+        let n = self.probe_order.len();
+        let mut chosen: Vec<String> = Vec::with_capacity(count);
+        for _ in 0..3 * n {
+            if chosen.len() >= count {
+                break;
+            }
+            let name = &self.probe_order[self.rng.below(n as u64) as usize];
+            if chosen.contains(name) || !filter(&self.members[name]) {
+                continue;
+            }
+            chosen.push(name.clone());
+        }
+        chosen
+    }
+
+    /// Checks the tables against each other.
+    #[cfg(any(test, feature = "invariants"))]
+    pub(crate) fn check_invariants(&self) {
+        assert!(!self.members.contains_key(&self.me.name), "a node never lists itself");
+        assert!(self.members.len() <= MEMBERS_MAX);
+        assert_eq!(self.probe_order.len(), self.members.len(), "probe order lists every member once");
+        let listed: BTreeSet<&String> = self.probe_order.iter().collect();
+        assert_eq!(listed.len(), self.members.len());
+        assert!(listed.iter().all(|name| self.members.contains_key(*name)));
+        assert!(self.probe_index <= self.probe_order.len());
+        assert_eq!(self.suspicions.len(), self.suspicion_deadlines.len(), "one deadline per suspicion");
+        for (name, member) in &self.members {
+            let suspected = member.state == MemberState::Suspect;
+            assert_eq!(suspected, self.suspicions.contains_key(name), "suspects and timers match");
+        }
+        for (deadline, name) in &self.suspicion_deadlines {
+            let suspicion = &self.suspicions[name];
+            assert_eq!(suspicion.deadline(), *deadline);
+            let member = &self.members[name];
+            assert_eq!(member.state, MemberState::Suspect, "only suspects have suspicion timers");
+            assert_eq!(member.incarnation, suspicion.incarnation);
+        }
+        assert_eq!(self.relays.len(), self.relay_deadlines.len());
+        assert!(self.relays.len() <= RELAYS_MAX);
+        for &(deadline, seq) in &self.relay_deadlines {
+            assert_eq!(self.relays[&seq].deadline, deadline);
+        }
+        if let Some(probe) = &self.probe {
+            assert!(self.members.contains_key(&probe.target), "probes target members");
+            assert!(probe.nacks_expected <= u32::from(self.config.indirect_checks));
+        }
+        assert!(self.awareness.score() < self.config.awareness_max_multiplier);
+        assert_eq!(
+            self.joins_pending.is_empty(),
+            self.join_retry_next.is_none(),
+            "retries only while joins are pending"
+        );
+        self.broadcasts.check_invariants();
+        assert!(self.broadcasts.len() <= self.members.len() + 1, "one broadcast per node at most");
+    }
+}
+
+/// The push/pull interval for `nodes` members: memberlist's `pushPullScale`, which stretches it
+/// above 32 members so the bandwidth of full-state exchanges stays flat.
+fn push_pull_scale(interval: Duration, nodes: usize) -> Duration {
+    if nodes <= PUSH_PULL_SCALE_THRESHOLD {
+        return interval;
+    }
+    let multiplier = ((nodes as f64).log2() - (PUSH_PULL_SCALE_THRESHOLD as f64).log2()).ceil() as u32 + 1;
+    interval * multiplier
+}
+
+/// Above this many members the push/pull interval grows (memberlist's `pushPullScaleThreshold`).
+const PUSH_PULL_SCALE_THRESHOLD: usize = 32;
+
+/// How often dead and left members are checked for reaping (serf's `ReapInterval`).
+const REAP_INTERVAL: Duration = Duration::from_secs(15);
+
+/// The floor on every protocol timing: faster only floods the network.
+const TIMING_MIN: Duration = Duration::from_millis(10);
+
+/// The ceiling on multipliers and fan-outs.
+const MULTIPLIER_MAX: u32 = 64;
+
+#[cfg(test)]
+mod tests;
