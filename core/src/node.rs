@@ -5,7 +5,8 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
-use crate::limits::{META_BYTES_MAX, NODE_NAME_BYTES_MAX, OUTPUTS_QUEUED_MAX};
+use crate::keyring::{Keyring, KeyringError, ENVELOPE_OVERHEAD_BYTES, NONCE_BYTES};
+use crate::limits::{DATAGRAM_BYTES_TARGET, META_BYTES_MAX, NODE_NAME_BYTES_MAX, OUTPUTS_QUEUED_MAX};
 use crate::swim::{self, MemberEvent, MemberView, Swim};
 use crate::time::Monotonic;
 use crate::wire::{decode_datagram, Message, NodeAddr};
@@ -81,6 +82,10 @@ pub struct Node {
     clock: Monotonic,
     boot_epoch: u32,
     swim: Swim,
+    /// Encrypts everything sent and decrypts everything received, when configured.
+    keyring: Option<Keyring>,
+    /// Draws the encryption nonces.
+    nonce_rng: Rng,
     /// Whether [`Event::Left`] was reported.
     left_reported: bool,
     persists: VecDeque<Persist>,
@@ -109,12 +114,27 @@ impl Node {
         let mut rng = Rng::from_seed(config.rng_seed);
         let me = NodeAddr { name: config.name.clone(), addr: config.advertise };
         let incarnation = u64::from(boot_epoch) << 32;
-        let swim = Swim::new(config.swim.clone(), me, config.meta.clone(), incarnation, rng.fork(), now);
+        let keyring = match config.encrypt_keys.split_first() {
+            None => None,
+            Some((primary, others)) => {
+                let mut keyring = Keyring::new(primary)?;
+                for key in others {
+                    keyring.install(key)?;
+                }
+                Some(keyring)
+            }
+        };
+        // Encrypted datagrams carry the envelope too, and must still fit the target size.
+        let budget = DATAGRAM_BYTES_TARGET - if keyring.is_some() { ENVELOPE_OVERHEAD_BYTES } else { 0 };
+        let swim =
+            Swim::new(config.swim.clone(), me, config.meta.clone(), incarnation, budget, rng.fork(), now);
         let mut node = Node {
             config,
             clock: Monotonic::new(now),
             boot_epoch,
             swim,
+            keyring,
+            nonce_rng: rng.fork(),
             left_reported: false,
             persists: VecDeque::new(),
             persist_issued: 0,
@@ -171,6 +191,9 @@ impl Node {
                 self.swim.trigger_update_meta(meta);
                 Ok(())
             }
+            Command::InstallKey { key } => self.keyring_mut().and_then(|ring| Ok(ring.install(&key)?)),
+            Command::UseKey { key } => self.keyring_mut().and_then(|ring| Ok(ring.use_key(&key)?)),
+            Command::RemoveKey { key } => self.keyring_mut().and_then(|ring| Ok(ring.remove(&key)?)),
             Command::ForceLeave { name } => {
                 if self.swim.trigger_force_leave(now, &name) {
                     Ok(())
@@ -259,6 +282,11 @@ impl Node {
         self.swim.member(name)
     }
 
+    /// The installed gossip keys, the primary first; empty when encryption is off.
+    pub fn keys(&self) -> Vec<Bytes> {
+        self.keyring.iter().flat_map(Keyring::keys).map(Bytes::copy_from_slice).collect()
+    }
+
     /// Whether a graceful leave has completed.
     pub fn has_left(&self) -> bool {
         self.swim.has_left()
@@ -274,8 +302,27 @@ impl Node {
         Stats { swim: self.swim.stats(), ..self.stats }
     }
 
+    fn keyring_mut(&mut self) -> Result<&mut Keyring, CommandError> {
+        self.keyring.as_mut().ok_or(CommandError::EncryptionDisabled)
+    }
+
     fn handle_payload(&mut self, now: Instant, channel: Channel, from: SocketAddr, payload: &[u8]) {
         self.stats.messages_received += 1;
+        let decrypted;
+        let payload = match &self.keyring {
+            None => payload,
+            Some(keyring) => match keyring.decrypt(payload) {
+                Ok(plaintext) => {
+                    decrypted = plaintext;
+                    &decrypted[..]
+                }
+                Err(error) => {
+                    self.stats.decrypt_failures += 1;
+                    tracing::debug!(%from, ?channel, %error, "dropped a message no key opens");
+                    return;
+                }
+            },
+        };
         let decoded = match channel {
             Channel::Datagram => decode_datagram(payload),
             Channel::Stream => Message::decode_frame(payload).map(|message| vec![message]),
@@ -301,7 +348,13 @@ impl Node {
     /// Moves the sub-machines' new transmits behind the current persist barrier, then checks
     /// invariants. Runs at the end of every input.
     fn finish_step(&mut self) {
-        while let Some(transmit) = self.swim.poll_transmit() {
+        while let Some(mut transmit) = self.swim.poll_transmit() {
+            if let Some(keyring) = &self.keyring {
+                let mut nonce = [0u8; NONCE_BYTES];
+                nonce[..8].copy_from_slice(&self.nonce_rng.next_u64().to_le_bytes());
+                nonce[8..].copy_from_slice(&self.nonce_rng.next_u64().to_le_bytes()[..4]);
+                transmit.payload = Bytes::from(keyring.encrypt(&transmit.payload, nonce));
+            }
             self.held.push_back((self.persist_issued, transmit));
         }
         assert!(self.held.len() <= OUTPUTS_QUEUED_MAX, "driver stopped draining transmits");
@@ -344,13 +397,22 @@ pub struct Config {
     pub rng_seed: u64,
     /// Gossip timings and fan-outs.
     pub swim: swim::Config,
+    /// Gossip encryption keys (16, 24 or 32 bytes), the primary first; empty for none.
+    pub encrypt_keys: Vec<Bytes>,
 }
 
 impl Config {
     /// LAN defaults for a node named `name` advertised at `advertise`, randomness seeded by
     /// `rng_seed`.
     pub fn new(name: &str, advertise: SocketAddr, rng_seed: u64) -> Config {
-        Config { name: name.to_owned(), advertise, meta: Bytes::new(), rng_seed, swim: swim::Config::lan() }
+        Config {
+            name: name.to_owned(),
+            advertise,
+            meta: Bytes::new(),
+            rng_seed,
+            swim: swim::Config::lan(),
+            encrypt_keys: Vec::new(),
+        }
     }
 
     /// Checks the configuration; the node refuses to start with an invalid one.
@@ -387,6 +449,9 @@ pub enum ConfigError {
         /// The limit.
         max: usize,
     },
+    /// An encryption key is unusable.
+    #[error("invalid encryption key: {0}")]
+    Keyring(#[from] KeyringError),
     /// The restored boot epoch is the largest there is; the node cannot restart again.
     #[error("the restored boot epoch is at its maximum")]
     BootEpochExhausted,
@@ -465,6 +530,21 @@ pub enum Command {
         /// The new tags, at most [`META_BYTES_MAX`] bytes.
         meta: Bytes,
     },
+    /// Install a gossip encryption key (on this node only).
+    InstallKey {
+        /// 16, 24 or 32 bytes.
+        key: Bytes,
+    },
+    /// Make an installed key the primary, which encrypts (on this node only).
+    UseKey {
+        /// An installed key.
+        key: Bytes,
+    },
+    /// Remove an installed key other than the primary (on this node only).
+    RemoveKey {
+        /// An installed key.
+        key: Bytes,
+    },
     /// Mark a failed member as left, so it is not expected back (serf's force-leave).
     ForceLeave {
         /// The member's name.
@@ -489,6 +569,12 @@ pub enum CommandError {
         /// The limit.
         max: usize,
     },
+    /// The keyring refused the change.
+    #[error(transparent)]
+    Keyring(#[from] KeyringError),
+    /// Key commands need encryption to be configured at start.
+    #[error("encryption is not enabled on this agent")]
+    EncryptionDisabled,
     /// Force-leave applies to failed members only.
     #[error("no failed member named {name:?}")]
     NotFailed {
@@ -504,6 +590,8 @@ pub struct Stats {
     pub messages_received: u64,
     /// Of those, the ones that did not decode.
     pub decode_errors: u64,
+    /// Of those, the ones no installed key could open (a wrong key, or tampering).
+    pub decrypt_failures: u64,
     /// The gossip protocol's counters.
     pub swim: swim::Stats,
 }

@@ -28,6 +28,8 @@ pub(crate) enum Subcommands {
     Agent(AgentArgs),
     /// Prints the muster version.
     Version,
+    /// Generates a new 32-byte gossip encryption key, base64 encoded.
+    Keygen,
 }
 
 /// Flags of `muster agent`, named as Consul names them.
@@ -51,9 +53,13 @@ pub(crate) struct AgentArgs {
     /// Where durable state lives. Required unless -dev.
     #[arg(long = "data-dir")]
     pub(crate) data_dir: Option<PathBuf>,
-    /// An agent to join at start (host:port, or an IP for the default port). Repeatable.
-    #[arg(long = "join")]
+    /// An agent to join at start (host:port, or an IP for the default port). Repeatable. Joins
+    /// are retried every 30 s until one is answered, as with Consul's -retry-join.
+    #[arg(long = "join", alias = "retry-join")]
     pub(crate) join: Vec<String>,
+    /// The gossip encryption key: 16, 24 or 32 bytes, base64 encoded (`muster keygen` makes one).
+    #[arg(long = "encrypt")]
+    pub(crate) encrypt: Option<String>,
 }
 
 /// Rewrites Consul's single-dash long flags (`-dev`, `-data-dir=x`) to clap's `--dev`,

@@ -28,6 +28,16 @@ fn main() -> ExitCode {
             print!("{}", version::version_text());
             ExitCode::SUCCESS
         }
+        cli::Subcommands::Keygen => match keygen() {
+            Ok(key) => {
+                println!("{key}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("Error reading random data: {error}");
+                ExitCode::from(1)
+            }
+        },
         cli::Subcommands::Agent(args) => match agent(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(message) => {
@@ -41,7 +51,8 @@ fn main() -> ExitCode {
 fn agent(args: cli::AgentArgs) -> Result<(), String> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("MUSTER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi).init();
 
     let bind = match (args.bind, args.dev) {
         (Some(ip), _) => ip,
@@ -57,6 +68,10 @@ fn agent(args: cli::AgentArgs) -> Result<(), String> {
     let joins =
         args.join.iter().map(|text| parse_join(text, args.serf_lan_port)).collect::<Result<Vec<_>, _>>()?;
     let node_name = args.node.clone().unwrap_or_else(|| hostname().unwrap_or_else(|| "muster".into()));
+    let encrypt_key = args.encrypt.as_deref().map(decode_key).transpose()?;
+    if !args.dev && args.data_dir.is_none() {
+        return Err("data_dir cannot be empty".to_owned());
+    }
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -75,6 +90,7 @@ fn agent(args: cli::AgentArgs) -> Result<(), String> {
         println!("         Bind addr: {bind}");
         println!("    Advertise addr: {advertise}");
         println!("          Dev mode: {}", args.dev);
+        println!("        Encrypt: Gossip: {}", encrypt_key.is_some());
         println!();
         println!("==> muster agent running!");
 
@@ -104,14 +120,14 @@ fn agent(args: cli::AgentArgs) -> Result<(), String> {
             drop(tx);
         });
         let result = if args.dev {
-            let node = new_node(&node_name, advertise, true, seed, None)?;
+            let node = new_node(&node_name, advertise, true, seed, encrypt_key.clone(), None)?;
             drive::run(node, origin, Sockets { udp, tcp }, MemoryStorage::default(), rx, on_event).await
         } else {
             let dir = args.data_dir.clone().expect("checked before start-up");
             let storage = FileStorage::open(&dir)
                 .map_err(|e| format!("Error opening data dir {}: {e}", dir.display()))?;
             let restored = storage.load().map_err(|e| format!("Error reading data dir: {e}"))?;
-            let node = new_node(&node_name, advertise, false, seed, restored)?;
+            let node = new_node(&node_name, advertise, false, seed, encrypt_key.clone(), restored)?;
             drive::run(node, origin, Sockets { udp, tcp }, storage, rx, on_event).await
         };
         joiner.abort();
@@ -125,12 +141,14 @@ fn new_node(
     advertise: SocketAddr,
     dev: bool,
     seed: u64,
+    encrypt_key: Option<bytes::Bytes>,
     restored: Option<StableState>,
 ) -> Result<Node, String> {
     let mut config = Config::new(name, advertise, seed);
     if dev {
         config.swim = swim::Config::dev();
     }
+    config.encrypt_keys = encrypt_key.into_iter().collect();
     Node::new(config, restored, Instant::ZERO).map_err(|e| format!("Error: {e}"))
 }
 
@@ -161,6 +179,27 @@ async fn join_all(commands: mpsc::Sender<CommandRequest>, peers: Vec<SocketAddr>
             Err(_) => return,
         }
     }
+}
+
+/// Decodes `-encrypt`: base64 of 16, 24 or 32 bytes, as Consul's `encrypt`.
+fn decode_key(text: &str) -> Result<bytes::Bytes, String> {
+    use base64::Engine;
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .map_err(|e| format!("Error decoding the encryption key: {e}"))?;
+    if ![16, 24, 32].contains(&key.len()) {
+        return Err(format!("Error: the encryption key must be 16, 24 or 32 bytes, not {}", key.len()));
+    }
+    Ok(bytes::Bytes::from(key))
+}
+
+/// `muster keygen`: 32 random bytes from the operating system, base64 encoded.
+fn keygen() -> std::io::Result<String> {
+    use base64::Engine;
+    use std::io::Read;
+    let mut key = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut key)?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(key))
 }
 
 fn parse_join(text: &str, default_port: u16) -> Result<SocketAddr, String> {

@@ -192,3 +192,44 @@ async fn a_ping_over_tcp_is_acked_over_tcp_and_a_bad_frame_only_closes_its_conne
     node.task.await.unwrap().unwrap();
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn with_encryption_on_a_node_holding_the_wrong_key_cannot_join() {
+    let keyed = |name: &str, key: u8, sockets: Sockets, addr: SocketAddr, dir: &PathBuf| {
+        let storage = FileStorage::open(dir).unwrap();
+        let mut config = Config::new(name, addr, 1);
+        config.swim = swim::Config::dev();
+        config.encrypt_keys = vec![bytes::Bytes::from(vec![key; 32])];
+        let node = Node::new(config, None, Instant::ZERO).unwrap();
+        let (commands, receiver) = mpsc::channel(8);
+        let (event_tx, events) = mpsc::unbounded_channel();
+        let origin = tokio::time::Instant::now();
+        let task = tokio::spawn(drive::run(node, origin, sockets, storage, receiver, move |e| {
+            let _ = event_tx.send(e);
+        }));
+        Running { commands, events, task }
+    };
+    let dirs: Vec<PathBuf> = ["ka", "kb", "kc"].iter().map(|n| temp_dir(n)).collect();
+    let (sockets_a, addr_a) = bind_pair().await;
+    let (sockets_b, addr_b) = bind_pair().await;
+    let (sockets_c, addr_c) = bind_pair().await;
+    let mut a = keyed("a", 1, sockets_a, addr_a, &dirs[0]);
+    let b = keyed("b", 1, sockets_b, addr_b, &dirs[1]);
+    let mut c = keyed("c", 2, sockets_c, addr_c, &dirs[2]);
+    command(&b, Command::Join { peer: addr_a }).await;
+    expect_event(&mut a, member(MemberEventKind::Join, "b", addr_b, 1)).await;
+    command(&c, Command::Join { peer: addr_a }).await;
+    // Give the wrong-key join ample time; a must never learn of c, nor c of anyone.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    while let Ok(event) = a.events.try_recv() {
+        assert!(!matches!(&event, Event::Member(m) if m.node.name == "c"), "{event:?}");
+    }
+    assert!(c.events.try_recv().is_err(), "c joined nobody");
+    for agent in [a, b, c] {
+        drop(agent.commands);
+        agent.task.await.unwrap().unwrap();
+    }
+    for dir in dirs {
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -136,8 +136,9 @@ struct Member {
     joins: Vec<SocketAddr>,
     /// Starts with 1; each restart adds one.
     boot: u32,
-    /// While set, each message it receives waits a random 1 to 3 s before it is processed.
+    /// While set, each message it receives or sends waits a random extra delay in `slow_delay`.
     slow_until: Option<Instant>,
+    slow_delay: (Duration, Duration),
     events: Vec<(Instant, Event)>,
 }
 
@@ -218,6 +219,7 @@ impl Cluster {
                 joins: Vec::new(),
                 boot: 0,
                 slow_until: None,
+                slow_delay: (Duration::ZERO, Duration::ZERO),
                 events: Vec::new(),
             });
             cluster.boot(index);
@@ -278,7 +280,9 @@ impl Cluster {
         self.now = end;
     }
 
-    /// Runs until `done` holds (checked after every step) or `limit` has passed.
+    /// Runs until `done` holds or `limit` has passed. `done` is checked after a step at most once
+    /// per [`CHECK_INTERVAL`] of virtual time (predicates over a whole cluster are costly), so the
+    /// duration returned is exact to within that.
     pub fn run_until(
         &mut self,
         limit: Duration,
@@ -286,16 +290,25 @@ impl Cluster {
     ) -> Result<Duration, Stuck> {
         let start = self.now;
         let end = self.now + limit;
-        while !done(self) {
+        let mut checked = self.now;
+        if done(self) {
+            return Ok(Duration::ZERO);
+        }
+        loop {
             match self.next_instant() {
                 Some(next) if next <= end => self.step(next),
                 _ => {
                     self.now = end;
-                    return Err(Stuck { waited: limit });
+                    return if done(self) { Ok(limit) } else { Err(Stuck { waited: limit }) };
+                }
+            }
+            if self.now >= checked + CHECK_INTERVAL {
+                checked = self.now;
+                if done(self) {
+                    return Ok(self.now.saturating_duration_since(start));
                 }
             }
         }
-        Ok(self.now.saturating_duration_since(start))
     }
 
     /// Crashes node `index`: its process state and unsynced writes are lost.
@@ -326,10 +339,13 @@ impl Cluster {
     }
 
     /// Makes node `index` slow until `duration` from now: each message it receives is processed
-    /// 1 to 3 s late.
-    pub fn slow(&mut self, index: usize, duration: Duration) {
+    /// late, and each message it sends leaves late, by a random delay between `delay_min` and
+    /// `delay_max`.
+    pub fn slow(&mut self, index: usize, duration: Duration, delay_min: Duration, delay_max: Duration) {
+        assert!(delay_min <= delay_max);
         self.members[index].slow_until = Some(self.now + duration);
-        self.trace.record(self.now.as_nanos(), index, &("slow", duration));
+        self.members[index].slow_delay = (delay_min, delay_max);
+        self.trace.record(self.now.as_nanos(), index, &("slow", duration, delay_min, delay_max));
     }
 
     /// Blocks every link between nodes of different groups, in both directions.
@@ -490,7 +506,8 @@ impl Cluster {
         let now = self.now;
         let slow = self.members[message.to].slow_until.is_some_and(|until| until > now);
         if slow && !message.delayed {
-            let delay = self.rng.duration_between(SLOW_DELAY_MIN, SLOW_DELAY_MAX);
+            let (low, high) = self.members[message.to].slow_delay;
+            let delay = self.rng.duration_between(low, high);
             message.delayed = true;
             self.sends += 1;
             self.in_flight.insert((now + delay, self.sends), message);
@@ -583,8 +600,13 @@ impl Cluster {
             }
             Channel::Datagram => 1,
         };
+        let sender_slow = self.members[from].slow_until.is_some_and(|until| until > self.now);
         for _ in 0..copies {
-            let latency = self.rng.duration_between(self.net.latency_min, self.net.latency_max);
+            let mut latency = self.rng.duration_between(self.net.latency_min, self.net.latency_max);
+            if sender_slow {
+                let (low, high) = self.members[from].slow_delay;
+                latency += self.rng.duration_between(low, high);
+            }
             self.sends += 1;
             let message = InFlight {
                 from,
@@ -598,7 +620,5 @@ impl Cluster {
     }
 }
 
-/// The least extra time a slow node takes to process a message.
-const SLOW_DELAY_MIN: Duration = Duration::from_secs(1);
-/// The most extra time a slow node takes to process a message.
-const SLOW_DELAY_MAX: Duration = Duration::from_secs(3);
+/// How often [`Cluster::run_until`] evaluates its condition, in virtual time.
+pub const CHECK_INTERVAL: Duration = Duration::from_millis(10);

@@ -223,7 +223,12 @@ fn random_faults(seed: u64) -> (u64, u64) {
                 cluster.partition(&[&left, &right]);
             }
             4 => cluster.block(node, swarm.below(size as u64) as usize),
-            5 => cluster.slow(node, swarm.duration_between(Duration::from_secs(1), Duration::from_secs(10))),
+            5 => cluster.slow(
+                node,
+                swarm.duration_between(Duration::from_secs(1), Duration::from_secs(10)),
+                Duration::from_secs(1),
+                Duration::from_secs(3),
+            ),
             _ => cluster.heal(),
         }
     }

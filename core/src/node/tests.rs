@@ -189,3 +189,45 @@ fn acknowledging_a_persist_twice_is_a_driver_bug() {
     node.on_persisted(Instant::ZERO, persist.id);
     node.on_persisted(Instant::ZERO, persist.id);
 }
+
+fn booted_with_keys(name: &str, last: u8, keys: &[&[u8]]) -> Node {
+    let mut config = Config::new(name, addr(last), u64::from(last));
+    config.encrypt_keys = keys.iter().map(|k| Bytes::copy_from_slice(k)).collect();
+    let mut node = Node::new(config, None, Instant::ZERO).unwrap();
+    let persist = node.poll_persist().unwrap();
+    node.on_persisted(Instant::ZERO, persist.id);
+    node
+}
+
+#[test]
+fn encrypted_nodes_with_a_shared_key_join_and_a_wrong_key_cannot() {
+    let key = [7u8; 32];
+    let mut nodes = vec![booted_with_keys("a", 1, &[&key]), booted_with_keys("b", 2, &[&[9u8; 16], &key])];
+    nodes[1].handle_command(Instant::ZERO, Command::Join { peer: addr(1) }).unwrap();
+    // b encrypts with its primary, which a lacks: a drops the join.
+    exchange(Instant::ZERO, &mut nodes);
+    assert_eq!(nodes[0].stats().decrypt_failures, 1);
+    assert_eq!(nodes[0].members().count(), 0);
+
+    // Rotate b's primary to the shared key: now they talk. What b sent is sealed, not plain.
+    nodes[1].handle_command(Instant::ZERO, Command::UseKey { key: Bytes::copy_from_slice(&key) }).unwrap();
+    nodes[1].handle_command(Instant::ZERO, Command::Join { peer: addr(1) }).unwrap();
+    let join = nodes[1].poll_transmit().unwrap();
+    assert!(Message::decode_frame(&join.payload).is_err(), "encrypted on the wire");
+    nodes[0].handle_stream_frame(Instant::ZERO, addr(2), &join.payload);
+    exchange(Instant::ZERO, &mut nodes);
+    assert_eq!(nodes[0].members().count(), 1);
+    assert_eq!(nodes[1].members().count(), 1);
+    assert_eq!(nodes[1].keys(), vec![Bytes::copy_from_slice(&key), Bytes::copy_from_slice(&[9u8; 16])]);
+
+    // A plaintext node cannot talk to them either.
+    let mut plain = [nodes.remove(0), booted("c", 3, None)];
+    plain[1].handle_command(Instant::ZERO, Command::Join { peer: addr(1) }).unwrap();
+    let join = plain[1].poll_transmit().unwrap();
+    plain[0].handle_stream_frame(Instant::ZERO, addr(3), &join.payload);
+    assert_eq!(plain[0].stats().decrypt_failures, 2);
+    assert_eq!(
+        plain[1].handle_command(Instant::ZERO, Command::InstallKey { key: Bytes::from_static(&[1; 16]) }),
+        Err(CommandError::EncryptionDisabled)
+    );
+}

@@ -325,6 +325,11 @@ pub(crate) struct Swim {
     joins_pending: BTreeSet<SocketAddr>,
     join_retry_next: Option<Instant>,
     leave: Leave,
+    /// The most bytes of one datagram before encryption.
+    datagram_budget: usize,
+    /// How many times `check_invariants` ran, to pace its full checks.
+    #[cfg(any(test, feature = "invariants"))]
+    invariant_checks: std::cell::Cell<u64>,
     seq_next: u32,
     rng: Rng,
     transmits: VecDeque<Transmit>,
@@ -376,9 +381,11 @@ impl Swim {
         me: NodeAddr,
         meta: Bytes,
         incarnation: u64,
+        datagram_budget: usize,
         mut rng: Rng,
         now: Instant,
     ) -> Swim {
+        assert!(datagram_budget <= DATAGRAM_BYTES_TARGET);
         assert!(me.name.len() <= NODE_NAME_BYTES_MAX);
         assert!(meta.len() <= META_BYTES_MAX);
         // Stagger the periodic work so nodes started together do not act in lockstep.
@@ -408,6 +415,9 @@ impl Swim {
             joins_pending: BTreeSet::new(),
             join_retry_next: None,
             leave: Leave::Staying,
+            datagram_budget,
+            #[cfg(any(test, feature = "invariants"))]
+            invariant_checks: std::cell::Cell::new(0),
             seq_next: 0,
             rng,
             transmits: VecDeque::new(),
@@ -1063,7 +1073,7 @@ impl Swim {
             if self.broadcasts.len() == 0 {
                 break;
             }
-            let mut datagram = DatagramBuilder::new(DATAGRAM_BYTES_TARGET);
+            let mut datagram = DatagramBuilder::new(self.datagram_budget);
             if self.broadcasts.fill(&mut datagram, limit) == 0 {
                 break;
             }
@@ -1087,7 +1097,7 @@ impl Swim {
         let payload = match channel {
             Channel::Stream => message.encode_frame(),
             Channel::Datagram => {
-                let mut datagram = DatagramBuilder::new(DATAGRAM_BYTES_TARGET);
+                let mut datagram = DatagramBuilder::new(self.datagram_budget);
                 let pushed = datagram.push_entry(&message.encode_entry());
                 assert!(pushed, "a single message fits a datagram");
                 for message in extra {
@@ -1168,10 +1178,23 @@ impl Swim {
 
     /// Checks the tables against each other.
     #[cfg(any(test, feature = "invariants"))]
+    ///
+    /// The checks that walk whole tables cost O(n log n): they run after every step while the
+    /// table is small, and after every [`FULL_CHECK_EVERY`]th step beyond that, so that a
+    /// simulated 1,000-node cluster stays tractable. The O(1) checks always run.
     pub(crate) fn check_invariants(&self) {
         assert!(!self.members.contains_key(&self.me.name), "a node never lists itself");
         assert!(self.members.len() <= MEMBERS_MAX);
         assert_eq!(self.probe_order.len(), self.members.len(), "probe order lists every member once");
+        assert!(self.probe_index <= self.probe_order.len());
+        assert_eq!(self.suspicions.len(), self.suspicion_deadlines.len(), "one deadline per suspicion");
+        assert_eq!(self.relays.len(), self.relay_deadlines.len());
+        assert!(self.awareness.score() < self.config.awareness_max_multiplier);
+        let checks = self.invariant_checks.get() + 1;
+        self.invariant_checks.set(checks);
+        if self.members.len() > FULL_CHECK_MEMBERS_MAX && checks % FULL_CHECK_EVERY != 0 {
+            return;
+        }
         let listed: BTreeSet<&String> = self.probe_order.iter().collect();
         assert_eq!(listed.len(), self.members.len());
         assert!(listed.iter().all(|name| self.members.contains_key(*name)));
@@ -1217,6 +1240,14 @@ fn push_pull_scale(interval: Duration, nodes: usize) -> Duration {
     let multiplier = ((nodes as f64).log2() - (PUSH_PULL_SCALE_THRESHOLD as f64).log2()).ceil() as u32 + 1;
     interval * multiplier
 }
+
+/// Up to this many members, `check_invariants` walks every table after every step.
+#[cfg(any(test, feature = "invariants"))]
+const FULL_CHECK_MEMBERS_MAX: usize = 64;
+
+/// Beyond [`FULL_CHECK_MEMBERS_MAX`] members, the tables are walked every this many steps.
+#[cfg(any(test, feature = "invariants"))]
+const FULL_CHECK_EVERY: u64 = 1024;
 
 /// Above this many members the push/pull interval grows (memberlist's `pushPullScaleThreshold`).
 const PUSH_PULL_SCALE_THRESHOLD: usize = 32;

@@ -25,7 +25,8 @@ fn swim_with(others: &[&str]) -> Swim {
 }
 
 fn swim_with_config(config: Config, others: &[&str]) -> Swim {
-    let mut swim = Swim::new(config, node("a"), Bytes::new(), INC_A, Rng::from_seed(3), at(0));
+    let mut swim =
+        Swim::new(config, node("a"), Bytes::new(), INC_A, DATAGRAM_BYTES_TARGET, Rng::from_seed(3), at(0));
     for name in others {
         swim.handle_message(at(0), Channel::Datagram, alive(name, 1 << 32));
     }
@@ -73,7 +74,15 @@ fn pings_only(sent: Vec<Sent>) -> Vec<Sent> {
 
 #[test]
 fn new_members_are_announced_with_a_join_event_and_gossiped() {
-    let mut swim = Swim::new(Config::lan(), node("a"), Bytes::new(), INC_A, Rng::from_seed(3), at(0));
+    let mut swim = Swim::new(
+        Config::lan(),
+        node("a"),
+        Bytes::new(),
+        INC_A,
+        DATAGRAM_BYTES_TARGET,
+        Rng::from_seed(3),
+        at(0),
+    );
     swim.handle_message(at(0), Channel::Datagram, alive("b", 5));
     let (sent, events) = drain(&mut swim);
     assert!(sent.is_empty());
