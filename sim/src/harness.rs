@@ -362,6 +362,13 @@ impl Cluster {
         }
     }
 
+    /// Splits `left` from `right` both ways, except through `via`, which reaches both sides
+    /// (a bridge: the two sides can only hear of each other through it).
+    pub fn bridge(&mut self, left: &[usize], via: usize, right: &[usize]) {
+        assert!(!left.contains(&via) && !right.contains(&via), "the bridge belongs to neither side");
+        self.partition(&[left, right]);
+    }
+
     /// Cuts node `index` off from every other node, both ways.
     pub fn isolate(&mut self, index: usize) {
         for other in 0..self.members.len() {

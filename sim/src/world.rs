@@ -203,6 +203,13 @@ impl World {
         self.shared.record(index, &"restart");
     }
 
+    /// Splits `left` from `right` both ways, except through `via`, which reaches both sides
+    /// (a bridge: the two sides can only hear of each other through it).
+    pub fn bridge(&mut self, left: &[usize], via: usize, right: &[usize]) {
+        assert!(!left.contains(&via) && !right.contains(&via), "the bridge belongs to neither side");
+        self.partition(&[left, right]);
+    }
+
     /// Cuts host `index` off from everyone, both ways.
     pub fn isolate(&mut self, index: usize) {
         NetSim::current().clog_node(self.hosts[index].id());

@@ -86,6 +86,20 @@ mod madsim_tier {
                     world.heal();
                     world.run_until(Duration::from_secs(120), World::converged).await.expect("heals");
 
+                    // A bridge: {0, 1} and {3, 4} reach each other only through 2. Probes across
+                    // succeed when the bridge relays them; a member suspected or even declared dead
+                    // on the way refutes through the bridge, so the bridge sees everyone alive again.
+                    world.bridge(&[0, 1], 2, &[3, 4]);
+                    world.run_for(Duration::from_secs(30)).await;
+                    world
+                        .run_until(Duration::from_secs(60), |w| {
+                            (0..5).filter(|&i| i != 2).all(|i| w.state(2, i) == Some(State::Alive))
+                        })
+                        .await
+                        .expect("everyone is alive again in the bridge's view");
+                    world.heal();
+                    world.run_until(Duration::from_secs(120), World::converged).await.expect("heals");
+
                     // Asymmetric: 0 → 2 cut only. Indirect probes through the others keep both alive.
                     world.block(0, 2);
                     world.run_for(Duration::from_secs(30)).await;

@@ -72,6 +72,11 @@ impl BroadcastQueue {
         self.queue.len()
     }
 
+    /// Whether nothing is queued.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
     /// Checks that the two indexes describe the same messages.
     #[cfg(any(test, feature = "invariants"))]
     pub(crate) fn check_invariants(&self) {

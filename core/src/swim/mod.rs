@@ -1062,6 +1062,10 @@ impl Swim {
     /// Gossips queued broadcasts to `gossip_nodes` random members: live ones, and those dead for
     /// less than `gossip_to_the_dead_time`.
     fn gossip(&mut self, now: Instant) {
+        // The common case in a quiet cluster: nothing to say, so no targets to pick.
+        if self.broadcasts.is_empty() {
+            return;
+        }
         let to_the_dead = self.config.gossip_to_the_dead_time;
         let targets = self.random_members(usize::from(self.config.gossip_nodes), |m| match m.state {
             MemberState::Alive | MemberState::Suspect => true,
@@ -1070,7 +1074,7 @@ impl Swim {
         });
         let limit = retransmit_limit(self.config.retransmit_mult, self.live_members());
         for target in targets {
-            if self.broadcasts.len() == 0 {
+            if self.broadcasts.is_empty() {
                 break;
             }
             let mut datagram = DatagramBuilder::new(self.datagram_budget);
@@ -1103,8 +1107,10 @@ impl Swim {
                 for message in extra {
                     datagram.push_entry(&message.encode_entry());
                 }
-                let limit = retransmit_limit(self.config.retransmit_mult, self.live_members());
-                self.broadcasts.fill(&mut datagram, limit);
+                if !self.broadcasts.is_empty() {
+                    let limit = retransmit_limit(self.config.retransmit_mult, self.live_members());
+                    self.broadcasts.fill(&mut datagram, limit);
+                }
                 datagram.finish()
             }
         };
