@@ -22,6 +22,15 @@ pub const MEMBERS_MAX: usize = 65_536;
 /// The largest encoded tag set of a node (memberlist's `MetaMaxSize`).
 pub const META_BYTES_MAX: usize = 512;
 
+/// The most bytes of a user event's name and payload together that any configuration may allow
+/// (the default limit is 512, as serf's `UserEventSizeLimit`): an event must fit one datagram
+/// with its envelope, since events travel only by gossip.
+pub const USER_EVENT_BYTES_MAX: usize = 1_024;
+
+/// How many recent user-event Lamport times are remembered to drop duplicates (serf's
+/// `EventBuffer`); older events are ignored.
+pub const USER_EVENT_BUFFER: u64 = 512;
+
 /// The longest node name, in bytes (its length travels in one byte).
 pub const NODE_NAME_BYTES_MAX: usize = 255;
 
@@ -45,3 +54,6 @@ const _: () =
 // A push/pull of MEMBERS_MAX members with the longest names and full tags... would not fit a frame;
 // the member count is therefore also bounded by the frame size at decode time.
 const _: () = assert!(OUTPUTS_QUEUED_MAX > 2 * MEMBERS_MAX);
+// A user event at the limit, with its entry header, Lamport time and the encryption envelope,
+// fits one datagram.
+const _: () = assert!(1 + 3 + 8 + 1 + 2 + USER_EVENT_BYTES_MAX + 29 < DATAGRAM_BYTES_TARGET);

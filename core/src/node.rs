@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use crate::keyring::{Keyring, KeyringError, ENVELOPE_OVERHEAD_BYTES, NONCE_BYTES};
 use crate::limits::{DATAGRAM_BYTES_TARGET, META_BYTES_MAX, NODE_NAME_BYTES_MAX, OUTPUTS_QUEUED_MAX};
-use crate::swim::{self, MemberEvent, MemberView, Swim};
+use crate::swim::{self, FireError, MemberEvent, MemberView, Swim, UserEvent};
 use crate::time::Monotonic;
 use crate::wire::{decode_datagram, Message, NodeAddr};
 use crate::{Instant, Rng};
@@ -191,6 +191,7 @@ impl Node {
                 self.swim.trigger_update_meta(meta);
                 Ok(())
             }
+            Command::FireEvent { name, payload } => Ok(self.swim.trigger_user_event(name, payload)?),
             Command::InstallKey { key } => self.keyring_mut().and_then(|ring| Ok(ring.install(&key)?)),
             Command::UseKey { key } => self.keyring_mut().and_then(|ring| Ok(ring.use_key(&key)?)),
             Command::RemoveKey { key } => self.keyring_mut().and_then(|ring| Ok(ring.remove(&key)?)),
@@ -237,6 +238,9 @@ impl Node {
     pub fn poll_event(&mut self) -> Option<Event> {
         if let Some(event) = self.swim.poll_event() {
             return Some(Event::Member(event));
+        }
+        if let Some(event) = self.swim.poll_user_event() {
+            return Some(Event::User(event));
         }
         if self.swim.has_left() && !self.left_reported {
             self.left_reported = true;
@@ -510,6 +514,8 @@ pub enum Channel {
 pub enum Event {
     /// Membership changed.
     Member(MemberEvent),
+    /// A user event arrived (or was fired here).
+    User(UserEvent),
     /// A graceful leave completed: the node has stopped and may be shut down.
     Left,
 }
@@ -529,6 +535,13 @@ pub enum Command {
     UpdateMeta {
         /// The new tags, at most [`META_BYTES_MAX`] bytes.
         meta: Bytes,
+    },
+    /// Fire a user event to the whole cluster (serf's `UserEvent`).
+    FireEvent {
+        /// The event's name.
+        name: String,
+        /// Its payload.
+        payload: Bytes,
     },
     /// Install a gossip encryption key (on this node only).
     InstallKey {
@@ -569,6 +582,9 @@ pub enum CommandError {
         /// The limit.
         max: usize,
     },
+    /// The event cannot be fired.
+    #[error(transparent)]
+    Fire(#[from] FireError),
     /// The keyring refused the change.
     #[error(transparent)]
     Keyring(#[from] KeyringError),

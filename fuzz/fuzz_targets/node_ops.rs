@@ -26,6 +26,7 @@ enum Op {
     Leave,
     ForceLeave(u8),
     UpdateMeta(Vec<u8>),
+    FireEvent(u8, Vec<u8>),
     /// Advance time by this many milliseconds and run due timers.
     Tick(u16),
     /// Acknowledge the oldest outstanding persist.
@@ -42,6 +43,7 @@ enum Msg {
     Suspect { incarnation: u64, node: u8, from: u8 },
     Dead { incarnation: u64, node: u8, from: u8 },
     PushPull { reply: bool, source: u8, members: Vec<(u8, u64, u8)> },
+    UserEvent { ltime: u64, name: u8, payload: Vec<u8> },
 }
 
 /// Node 0 is the node under test; the others are peers it may hear of.
@@ -69,6 +71,10 @@ fn to_message(msg: Msg) -> Message {
         }
         Msg::Dead { incarnation, node: n, from } => {
             Message::Dead { incarnation, node: node(n).name, from: node(from).name }
+        }
+        Msg::UserEvent { ltime, name, mut payload } => {
+            payload.truncate(600);
+            Message::UserEvent { ltime, name: format!("event-{name}"), payload: Bytes::from(payload) }
         }
         Msg::PushPull { reply, source, mut members } => {
             members.truncate(8);
@@ -121,6 +127,11 @@ fuzz_target!(|ops: Vec<Op>| {
             }
             Op::UpdateMeta(meta) => {
                 let _ = subject.handle_command(now, Command::UpdateMeta { meta: Bytes::from(meta) });
+            }
+            Op::FireEvent(name, payload) => {
+                let command =
+                    Command::FireEvent { name: format!("event-{name}"), payload: Bytes::from(payload) };
+                let _ = subject.handle_command(now, command);
             }
             Op::Tick(millis) => {
                 now = now + Duration::from_millis(millis.into());

@@ -104,6 +104,14 @@ fn agent(args: cli::AgentArgs) -> Result<(), String> {
                 member.node.name,
                 member.node.addr.ip()
             ),
+            Event::User(user) => {
+                tracing::info!(
+                    "serf: EventUser: {} (ltime {}, {} bytes)",
+                    user.name,
+                    user.ltime,
+                    user.payload.len()
+                )
+            }
             Event::Left => {
                 tracing::info!("agent: graceful leave complete");
                 let _ = left_tx.try_send(());

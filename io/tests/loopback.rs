@@ -37,11 +37,23 @@ struct Running {
 }
 
 fn start(name: &str, sockets: Sockets, addr: SocketAddr, dir: &PathBuf) -> Running {
+    start_with(name, sockets, addr, dir, |_| {})
+}
+
+/// Starts a node with Consul's -dev timings (failure detection within a second), restored from
+/// `dir`, after `configure` has had its say.
+fn start_with(
+    name: &str,
+    sockets: Sockets,
+    addr: SocketAddr,
+    dir: &PathBuf,
+    configure: impl FnOnce(&mut Config),
+) -> Running {
     let storage = FileStorage::open(dir).unwrap();
     let restored = storage.load().unwrap();
     let mut config = Config::new(name, addr, 1);
-    // Consul's -dev timings keep failure detection within a second.
     config.swim = swim::Config::dev();
+    configure(&mut config);
     let node = Node::new(config, restored, Instant::ZERO).unwrap();
     let (commands, receiver) = mpsc::channel(8);
     let (event_tx, events) = mpsc::unbounded_channel();
@@ -196,18 +208,9 @@ async fn a_ping_over_tcp_is_acked_over_tcp_and_a_bad_frame_only_closes_its_conne
 #[tokio::test(flavor = "current_thread")]
 async fn with_encryption_on_a_node_holding_the_wrong_key_cannot_join() {
     let keyed = |name: &str, key: u8, sockets: Sockets, addr: SocketAddr, dir: &PathBuf| {
-        let storage = FileStorage::open(dir).unwrap();
-        let mut config = Config::new(name, addr, 1);
-        config.swim = swim::Config::dev();
-        config.encrypt_keys = vec![bytes::Bytes::from(vec![key; 32])];
-        let node = Node::new(config, None, Instant::ZERO).unwrap();
-        let (commands, receiver) = mpsc::channel(8);
-        let (event_tx, events) = mpsc::unbounded_channel();
-        let origin = tokio::time::Instant::now();
-        let task = tokio::spawn(drive::run(node, origin, sockets, storage, receiver, move |e| {
-            let _ = event_tx.send(e);
-        }));
-        Running { commands, events, task }
+        start_with(name, sockets, addr, dir, |config| {
+            config.encrypt_keys = vec![bytes::Bytes::from(vec![key; 32])]
+        })
     };
     let dirs: Vec<PathBuf> = ["ka", "kb", "kc"].iter().map(|n| temp_dir(n)).collect();
     let (sockets_a, addr_a) = bind_pair().await;

@@ -350,15 +350,8 @@ impl Cluster {
 
     /// Blocks every link between nodes of different groups, in both directions.
     pub fn partition(&mut self, groups: &[&[usize]]) {
-        for (g, group) in groups.iter().enumerate() {
-            for other in &groups[g + 1..] {
-                for &a in *group {
-                    for &b in *other {
-                        self.block(a, b);
-                        self.block(b, a);
-                    }
-                }
-            }
+        for (from, to) in crate::links_across(groups) {
+            self.block(from, to);
         }
     }
 

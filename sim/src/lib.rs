@@ -17,3 +17,19 @@ pub mod seed;
 pub mod trace;
 #[cfg(madsim)]
 pub mod world;
+
+/// Every directed link between nodes of different groups: what a partition into `groups` cuts.
+pub fn links_across(groups: &[&[usize]]) -> Vec<(usize, usize)> {
+    let mut links = Vec::new();
+    for (g, group) in groups.iter().enumerate() {
+        for other in &groups[g + 1..] {
+            for &a in *group {
+                for &b in *other {
+                    links.push((a, b));
+                    links.push((b, a));
+                }
+            }
+        }
+    }
+    links
+}

@@ -219,15 +219,8 @@ impl World {
 
     /// Blocks every link between hosts of different groups, both ways.
     pub fn partition(&mut self, groups: &[&[usize]]) {
-        for (g, group) in groups.iter().enumerate() {
-            for other in &groups[g + 1..] {
-                for &a in *group {
-                    for &b in *other {
-                        self.block(a, b);
-                        self.block(b, a);
-                    }
-                }
-            }
+        for (from, to) in crate::links_across(groups) {
+            self.block(from, to);
         }
     }
 

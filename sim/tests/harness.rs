@@ -162,6 +162,41 @@ fn tag_updates_reach_everyone() {
 }
 
 #[test]
+fn user_events_reach_every_node_exactly_once() {
+    for_each_seed(replay("user_events_reach_every_node_exactly_once"), 0..10, |seed| {
+        let net = NetConfig { loss: 0.1, ..NetConfig::lan() };
+        let mut cluster = Cluster::new(seed, 10, net);
+        cluster.join_all_to(0);
+        cluster.run_until(Duration::from_secs(60), Cluster::converged).expect("converges");
+        for (node, name) in [(3, "deploy"), (7, "restart"), (3, "deploy-again")] {
+            cluster
+                .command(node, Command::FireEvent { name: name.into(), payload: Bytes::from_static(b"v") });
+        }
+        let received = |c: &Cluster, i: usize| {
+            let mut names: Vec<(u64, String)> = c
+                .events(i)
+                .iter()
+                .filter_map(|(_, e)| match e {
+                    Event::User(u) => Some((u.ltime, u.name.clone())),
+                    _ => None,
+                })
+                .collect();
+            names.sort();
+            names
+        };
+        cluster
+            .run_until(Duration::from_secs(10), |c| (0..10).all(|i| received(c, i).len() == 3))
+            .expect("delivered");
+        cluster.run_for(Duration::from_secs(10));
+        let expected = received(&cluster, 3);
+        assert_eq!(expected.iter().map(|(_, n)| n.as_str()).collect::<Vec<_>>().len(), 3);
+        for i in 0..10 {
+            assert_eq!(received(&cluster, i), expected, "node {i} got each event exactly once");
+        }
+    });
+}
+
+#[test]
 fn lossy_network_without_partitions_never_declares_a_live_node_failed() {
     // Every probe's fallback goes over the reliable stream within the probe interval, so loss
     // alone never fails a probe: no suspicion, no failure.

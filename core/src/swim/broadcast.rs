@@ -4,7 +4,7 @@
 //! has been sent `retransmit_mult × ceil(log10(n + 1))` times: enough for epidemic spread to reach
 //! everyone with high probability, without flooding. Messages sent fewest times go first, newest
 //! first among equals. A newer message about a node replaces the queued one, so the queue holds
-//! at most one message per member.
+//! at most one message per member, plus one per recent user event.
 
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
@@ -13,26 +13,40 @@ use bytes::Bytes;
 
 use crate::wire::DatagramBuilder;
 
+/// What a queued message is about: a newer message about the same subject replaces it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Subject {
+    /// A member's state.
+    Node(String),
+    /// One user event, by its Lamport time and its place among events of that time.
+    Event(u64, usize),
+}
+
 /// Queued broadcasts, keyed for "fewest transmits, then newest" order.
 #[derive(Debug, Default)]
 pub(crate) struct BroadcastQueue {
-    /// (transmits so far, newest first) → (node the message is about, encoded entry).
-    queue: BTreeMap<(u32, Reverse<u64>), (String, Bytes)>,
-    /// node → its message's key in `queue`.
-    by_node: BTreeMap<String, (u32, Reverse<u64>)>,
+    /// (transmits so far, newest first) → (what the message is about, encoded entry).
+    queue: BTreeMap<(u32, Reverse<u64>), (Subject, Bytes)>,
+    /// subject → its message's key in `queue`.
+    by_node: BTreeMap<Subject, (u32, Reverse<u64>)>,
     next_id: u64,
 }
 
 impl BroadcastQueue {
     /// Queues `entry` (an encoded message about `node`), replacing any older message about it.
     pub(crate) fn push(&mut self, node: &str, entry: Bytes) {
-        if let Some(key) = self.by_node.remove(node) {
+        self.push_subject(Subject::Node(node.to_owned()), entry);
+    }
+
+    /// Queues `entry` about `subject`, replacing any older message about it.
+    pub(crate) fn push_subject(&mut self, subject: Subject, entry: Bytes) {
+        if let Some(key) = self.by_node.remove(&subject) {
             self.queue.remove(&key).expect("by_node and queue agree");
         }
         self.next_id += 1;
         let key = (0, Reverse(self.next_id));
-        self.queue.insert(key, (node.to_owned(), entry));
-        self.by_node.insert(node.to_owned(), key);
+        self.by_node.insert(subject.clone(), key);
+        self.queue.insert(key, (subject, entry));
     }
 
     /// Fills `datagram` with as many queued entries as fit, counting a transmit for each and
@@ -64,10 +78,11 @@ impl BroadcastQueue {
 
     /// Whether a message about `node` is still queued.
     pub(crate) fn contains(&self, node: &str) -> bool {
-        self.by_node.contains_key(node)
+        self.by_node.contains_key(&Subject::Node(node.to_owned()))
     }
 
     /// Queued messages.
+    #[cfg(any(test, feature = "invariants"))]
     pub(crate) fn len(&self) -> usize {
         self.queue.len()
     }

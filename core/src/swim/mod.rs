@@ -34,9 +34,12 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use self::awareness::Awareness;
-use self::broadcast::{retransmit_limit, BroadcastQueue};
+use self::broadcast::{retransmit_limit, BroadcastQueue, Subject};
 use self::suspicion::Suspicion;
-use crate::limits::{DATAGRAM_BYTES_TARGET, MEMBERS_MAX, META_BYTES_MAX, NODE_NAME_BYTES_MAX, RELAYS_MAX};
+use crate::limits::{
+    DATAGRAM_BYTES_TARGET, MEMBERS_MAX, META_BYTES_MAX, NODE_NAME_BYTES_MAX, RELAYS_MAX, USER_EVENT_BUFFER,
+    USER_EVENT_BYTES_MAX,
+};
 use crate::node::{Channel, Transmit};
 use crate::wire::{DatagramBuilder, MemberState, Message, NodeAddr, PushPullMember};
 use crate::{Instant, Rng};
@@ -84,6 +87,9 @@ pub struct Config {
     pub tombstone_timeout: Duration,
     /// How long a leave waits for its broadcast to go out before completing anyway.
     pub leave_timeout: Duration,
+    /// The most bytes of a user event's name and payload together (serf's
+    /// `UserEventSizeLimit`, 512 by default, at most [`USER_EVENT_BYTES_MAX`]).
+    pub user_event_size_limit: usize,
     /// Skip the stream-channel fallback ping (`DisableTcpPings`).
     pub disable_tcp_pings: bool,
     /// Lifeguard: awareness, shrinking suspicion timeouts, nacks and the buddy system.
@@ -111,6 +117,7 @@ impl Config {
             reconnect_timeout: Duration::from_secs(72 * 3600),
             tombstone_timeout: Duration::from_secs(24 * 3600),
             leave_timeout: Duration::from_secs(5),
+            user_event_size_limit: 512,
             disable_tcp_pings: false,
             lifeguard: true,
         }
@@ -173,6 +180,13 @@ impl Config {
             if !(1..=MULTIPLIER_MAX).contains(&value) {
                 return Err(ConfigError::OutOfRange { name, value, max: MULTIPLIER_MAX });
             }
+        }
+        if self.user_event_size_limit > USER_EVENT_BYTES_MAX {
+            return Err(ConfigError::OutOfRange {
+                name: "user_event_size_limit",
+                value: self.user_event_size_limit as u32,
+                max: USER_EVENT_BYTES_MAX as u32,
+            });
         }
         if u32::from(self.indirect_checks) > MULTIPLIER_MAX {
             return Err(ConfigError::OutOfRange {
@@ -252,6 +266,38 @@ pub enum MemberEventKind {
     Reap,
 }
 
+/// An application event fired somewhere in the cluster (serf's user event). Delivered at most
+/// once per node; like serf's, delivery is best effort and unordered: the Lamport time orders
+/// events but does not promise each arrives.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UserEvent {
+    /// The event's Lamport time.
+    pub ltime: u64,
+    /// Its name.
+    pub name: String,
+    /// Its payload.
+    pub payload: Bytes,
+}
+
+/// Why an event could not be fired. Nothing was sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FireError {
+    /// Name and payload exceed the configured limit.
+    #[error("user event exceeds configured limit of {max} bytes before encoding (is {size})")]
+    TooLarge {
+        /// Name plus payload bytes.
+        size: usize,
+        /// The configured limit.
+        max: usize,
+    },
+    /// The event clock has reached its end (only a forged event can put it there).
+    #[error("the user event clock is exhausted")]
+    ClockExhausted,
+    /// Event names are at most 255 bytes.
+    #[error("user event name of {0} bytes is too long")]
+    NameTooLong(usize),
+}
+
 /// A member as this node sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberView {
@@ -291,8 +337,10 @@ pub struct Stats {
     /// Messages ignored: about unknown members, stale, addressed to another node, or claiming a
     /// name held by a live node at another address.
     pub messages_ignored: u64,
-    /// Members or relays refused because a table was full.
+    /// Members, relays or user events refused because a table was full.
     pub refused_full: u64,
+    /// User events dropped for being older than the duplicate buffer remembers.
+    pub user_events_too_old: u64,
 }
 
 /// The SWIM state machine of one node.
@@ -334,8 +382,17 @@ pub(crate) struct Swim {
     rng: Rng,
     transmits: VecDeque<Transmit>,
     events: VecDeque<MemberEvent>,
+    /// The Lamport clock of user events: the time the next event fired here gets.
+    event_clock: u64,
+    /// The events seen at each of the last [`USER_EVENT_BUFFER`] Lamport times, by
+    /// `ltime % USER_EVENT_BUFFER`, to drop duplicates (serf's `eventBuffer`).
+    events_seen: Vec<Option<SeenEvents>>,
+    user_events: VecDeque<UserEvent>,
     stats: Stats,
 }
+
+/// The user events seen at one Lamport time: (time, [(name, payload)]).
+type SeenEvents = (u64, Vec<(String, Bytes)>);
 
 #[derive(Debug, Clone)]
 struct Member {
@@ -422,9 +479,28 @@ impl Swim {
             rng,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            event_clock: 0,
+            events_seen: vec![None; USER_EVENT_BUFFER as usize],
+            user_events: VecDeque::new(),
             stats: Stats::default(),
             config,
         }
+    }
+
+    /// Fires a user event: stamped with the event clock, delivered here, and gossiped.
+    pub(crate) fn trigger_user_event(&mut self, name: String, payload: Bytes) -> Result<(), FireError> {
+        if name.len() > NODE_NAME_BYTES_MAX {
+            return Err(FireError::NameTooLong(name.len()));
+        }
+        let size = name.len() + payload.len();
+        if size > self.config.user_event_size_limit {
+            return Err(FireError::TooLarge { size, max: self.config.user_event_size_limit });
+        }
+        let ltime = self.event_clock;
+        // A forged event at the end of time can push the clock there; refuse rather than wrap.
+        self.event_clock = ltime.checked_add(1).ok_or(FireError::ClockExhausted)?;
+        self.handle_user_event(ltime, name, payload);
+        Ok(())
     }
 
     /// Joins through `seed`: a push/pull of full state with whatever node answers there, tried
@@ -502,6 +578,7 @@ impl Swim {
             Message::Alive { .. } => self.handle_alive(now, message),
             Message::Suspect { .. } => self.handle_suspect(now, message),
             Message::Dead { .. } => self.handle_dead(now, message),
+            Message::UserEvent { ltime, name, payload } => self.handle_user_event(ltime, name, payload),
             Message::PushPull { join: _, reply, source, members } => {
                 if reply {
                     self.joins_pending.clear();
@@ -590,6 +667,10 @@ impl Swim {
 
     pub(crate) fn poll_event(&mut self) -> Option<MemberEvent> {
         self.events.pop_front()
+    }
+
+    pub(crate) fn poll_user_event(&mut self) -> Option<UserEvent> {
+        self.user_events.pop_front()
     }
 
     /// The next instant at which [`Swim::handle_timeout`] has work.
@@ -853,19 +934,7 @@ impl Swim {
 
     fn handle_suspect(&mut self, now: Instant, message: Message) {
         let Message::Suspect { incarnation, node, from } = &message else { unreachable!("suspect only") };
-        if *node == self.me.name {
-            if self.leave == Leave::Staying {
-                self.refute(*incarnation);
-            }
-            return;
-        }
-        let Some(member) = self.members.get(node) else {
-            self.stats.messages_ignored += 1;
-            return;
-        };
-        if *incarnation < member.incarnation {
-            return;
-        }
+        let Some((state, known_incarnation)) = self.accused_member(*incarnation, node) else { return };
         if let Some(suspicion) = self.suspicions.get_mut(node) {
             if suspicion.incarnation == *incarnation {
                 let old = suspicion.deadline();
@@ -879,8 +948,7 @@ impl Swim {
                 return;
             }
         }
-        if member.state != MemberState::Alive
-            && !(member.state == MemberState::Suspect && *incarnation > member.incarnation)
+        if state != MemberState::Alive && !(state == MemberState::Suspect && *incarnation > known_incarnation)
         {
             return;
         }
@@ -916,22 +984,10 @@ impl Swim {
 
     fn handle_dead(&mut self, now: Instant, message: Message) {
         let Message::Dead { incarnation, node, from } = &message else { unreachable!("dead only") };
-        if *node == self.me.name {
-            if self.leave == Leave::Staying {
-                self.refute(*incarnation);
-            }
-            return;
-        }
-        let Some(member) = self.members.get(node) else {
-            self.stats.messages_ignored += 1;
-            return;
-        };
-        if *incarnation < member.incarnation {
-            return;
-        }
+        let Some((state, _)) = self.accused_member(*incarnation, node) else { return };
         let leaving = node == from;
         let target = if leaving { MemberState::Left } else { MemberState::Dead };
-        match member.state {
+        match state {
             MemberState::Left => return,
             // Only a leave moves a dead member on (a late leave, or a force-leave).
             MemberState::Dead if !leaving => return,
@@ -946,6 +1002,53 @@ impl Swim {
         let kind = if leaving { MemberEventKind::Leave } else { MemberEventKind::Failed };
         let node = NodeAddr { name: node.clone(), addr: member.addr };
         self.events.push_back(MemberEvent { kind, node, incarnation: *incarnation });
+    }
+
+    /// The member a suspicion or death claim at `incarnation` is about, if the claim applies:
+    /// a claim about this node is refuted instead (unless it is leaving), one about an unknown
+    /// member is ignored, and one about an older incarnation is stale.
+    /// Returns its state and incarnation.
+    fn accused_member(&mut self, incarnation: u64, node: &str) -> Option<(MemberState, u64)> {
+        if node == self.me.name {
+            if self.leave == Leave::Staying {
+                self.refute(incarnation);
+            }
+            return None;
+        }
+        let Some(member) = self.members.get(node) else {
+            self.stats.messages_ignored += 1;
+            return None;
+        };
+        (incarnation >= member.incarnation).then_some((member.state, member.incarnation))
+    }
+
+    /// serf's `handleUserEvent`: witness the Lamport time, drop what is too old or already seen,
+    /// deliver and gossip the rest.
+    fn handle_user_event(&mut self, ltime: u64, name: String, payload: Bytes) {
+        // Witness: the clock moves past every time seen, so events fired here come later.
+        self.event_clock = self.event_clock.max(ltime.saturating_add(1));
+        if self.event_clock > USER_EVENT_BUFFER && ltime < self.event_clock - USER_EVENT_BUFFER {
+            self.stats.user_events_too_old += 1;
+            return;
+        }
+        let slot = &mut self.events_seen[(ltime % USER_EVENT_BUFFER) as usize];
+        match slot {
+            Some((seen, events)) if *seen == ltime => {
+                if events.iter().any(|(n, p)| *n == name && *p == payload) {
+                    return;
+                }
+                if events.len() >= USER_EVENTS_PER_LTIME_MAX {
+                    self.stats.refused_full += 1;
+                    return;
+                }
+                events.push((name.clone(), payload.clone()));
+            }
+            _ => *slot = Some((ltime, vec![(name.clone(), payload.clone())])),
+        }
+        let place = slot.as_ref().expect("filled above").1.len() - 1;
+        let message = Message::UserEvent { ltime, name: name.clone(), payload: payload.clone() };
+        self.broadcasts.push_subject(Subject::Event(ltime, place), message.encode_entry());
+        self.user_events.push_back(UserEvent { ltime, name, payload });
     }
 
     /// Announces this node alive with an incarnation above `accused`.
@@ -1233,7 +1336,9 @@ impl Swim {
             "retries only while joins are pending"
         );
         self.broadcasts.check_invariants();
-        assert!(self.broadcasts.len() <= self.members.len() + 1, "one broadcast per node at most");
+        let events_max = USER_EVENT_BUFFER as usize * USER_EVENTS_PER_LTIME_MAX;
+        assert!(self.broadcasts.len() <= self.members.len() + 1 + events_max, "one broadcast per subject");
+        assert_eq!(self.events_seen.len(), USER_EVENT_BUFFER as usize);
     }
 }
 
@@ -1246,6 +1351,10 @@ fn push_pull_scale(interval: Duration, nodes: usize) -> Duration {
     let multiplier = ((nodes as f64).log2() - (PUSH_PULL_SCALE_THRESHOLD as f64).log2()).ceil() as u32 + 1;
     interval * multiplier
 }
+
+/// The most distinct user events remembered per Lamport time; more are dropped, so a flood of
+/// forged events at one time cannot grow memory.
+const USER_EVENTS_PER_LTIME_MAX: usize = 64;
 
 /// Up to this many members, `check_invariants` walks every table after every step.
 #[cfg(any(test, feature = "invariants"))]

@@ -490,3 +490,72 @@ fn push_pull_interval_scales_above_32_members() {
     assert_eq!(push_pull_scale(base, 64), base * 2);
     assert_eq!(push_pull_scale(base, 1000), base * 6);
 }
+
+#[test]
+fn user_events_are_delivered_once_stamped_by_a_lamport_clock_and_gossiped() {
+    let mut swim = swim_with(&["b"]);
+    swim.trigger_user_event("deploy".into(), Bytes::from_static(b"v1")).unwrap();
+    assert_eq!(
+        swim.poll_user_event(),
+        Some(UserEvent { ltime: 0, name: "deploy".into(), payload: Bytes::from_static(b"v1") })
+    );
+    // A remote event at time 9 moves the clock past it: the next local event gets 10.
+    let remote = Message::UserEvent { ltime: 9, name: "restart".into(), payload: Bytes::new() };
+    swim.handle_message(at(0), Channel::Datagram, remote.clone());
+    swim.handle_message(at(0), Channel::Datagram, remote.clone());
+    assert_eq!(swim.poll_user_event().map(|e| e.ltime), Some(9));
+    assert_eq!(swim.poll_user_event(), None, "the duplicate is dropped");
+    swim.trigger_user_event("deploy".into(), Bytes::from_static(b"v2")).unwrap();
+    assert_eq!(swim.poll_user_event().map(|e| e.ltime), Some(10));
+    // Another event at the same time but with another payload is a different event.
+    swim.handle_message(
+        at(0),
+        Channel::Datagram,
+        Message::UserEvent { ltime: 9, name: "restart".into(), payload: Bytes::from_static(b"x") },
+    );
+    assert_eq!(swim.poll_user_event().map(|e| e.payload), Some(Bytes::from_static(b"x")));
+    // All of them are gossiped on.
+    let t = swim.gossip_next;
+    let (sent, _) = tick(&mut swim, t);
+    let gossiped: Vec<u64> = sent
+        .iter()
+        .flat_map(|(_, _, m)| m)
+        .filter_map(|m| match m {
+            Message::UserEvent { ltime, .. } => Some(*ltime),
+            _ => None,
+        })
+        .collect();
+    for ltime in [0, 9, 10] {
+        assert!(gossiped.contains(&ltime), "{gossiped:?}");
+    }
+}
+
+#[test]
+fn user_events_older_than_the_buffer_or_over_the_limit_are_refused() {
+    let mut swim = swim_with(&["b"]);
+    swim.handle_message(
+        at(0),
+        Channel::Datagram,
+        Message::UserEvent { ltime: 1000, name: "e".into(), payload: Bytes::new() },
+    );
+    swim.poll_user_event();
+    swim.handle_message(
+        at(0),
+        Channel::Datagram,
+        Message::UserEvent { ltime: 100, name: "old".into(), payload: Bytes::new() },
+    );
+    assert_eq!(swim.poll_user_event(), None);
+    assert_eq!(swim.stats().user_events_too_old, 1);
+    assert_eq!(
+        swim.trigger_user_event("big".into(), Bytes::from(vec![0u8; 510])),
+        Err(FireError::TooLarge { size: 513, max: 512 })
+    );
+    assert_eq!(swim.poll_user_event(), None, "a refused event is not delivered");
+    // A forged event at the end of time pins the clock; firing is refused, not wrapped.
+    swim.handle_message(
+        at(0),
+        Channel::Datagram,
+        Message::UserEvent { ltime: u64::MAX, name: "x".into(), payload: Bytes::new() },
+    );
+    assert_eq!(swim.trigger_user_event("e".into(), Bytes::new()), Err(FireError::ClockExhausted));
+}

@@ -21,6 +21,7 @@
 //! Suspect       incarnation:u64 node:str from:str
 //! Dead          incarnation:u64 node:str from:str
 //! PushPull      flags:u8 source:node count:u32 (node meta:bytes incarnation:u64 state:u8)*
+//! UserEvent     ltime:u64 name:str payload:bytes
 //! ```
 //!
 //! All integers are big-endian. A datagram carries the message it was sent for first, then
@@ -33,6 +34,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::limits::{
     DATAGRAM_BYTES_MAX, MEMBERS_MAX, META_BYTES_MAX, NODE_NAME_BYTES_MAX, STREAM_FRAME_BYTES_MAX,
+    USER_EVENT_BYTES_MAX,
 };
 
 /// The only version of the format this build speaks.
@@ -140,6 +142,15 @@ pub enum Message {
         /// Who declares it.
         from: String,
     },
+    /// An application event fired somewhere in the cluster (serf's user event), spread by gossip.
+    UserEvent {
+        /// The event's Lamport time: orders events and keys duplicate suppression.
+        ltime: u64,
+        /// The event's name.
+        name: String,
+        /// Opaque payload.
+        payload: Bytes,
+    },
     /// A full-state exchange over a stream: join, and periodic anti-entropy.
     PushPull {
         /// The sender is joining (answered as any other push/pull, kept for the receiver's logs).
@@ -210,6 +221,7 @@ impl Message {
             Message::Suspect { .. } => 6,
             Message::Dead { .. } => 7,
             Message::PushPull { .. } => 8,
+            Message::UserEvent { .. } => 9,
         }
     }
 
@@ -265,7 +277,12 @@ impl Message {
             Message::Alive { incarnation, node, meta } => {
                 buf.put_u64(*incarnation);
                 put_node(buf, node);
-                put_bytes(buf, meta);
+                put_bytes(buf, meta, META_BYTES_MAX);
+            }
+            Message::UserEvent { ltime, name, payload } => {
+                buf.put_u64(*ltime);
+                put_str(buf, name);
+                put_bytes(buf, payload, USER_EVENT_BYTES_MAX);
             }
             Message::Suspect { incarnation, node, from } | Message::Dead { incarnation, node, from } => {
                 buf.put_u64(*incarnation);
@@ -278,7 +295,7 @@ impl Message {
                 buf.put_u32(u32::try_from(members.len()).expect("member count fits u32"));
                 for member in members {
                     put_node(buf, &member.node);
-                    put_bytes(buf, &member.meta);
+                    put_bytes(buf, &member.meta, META_BYTES_MAX);
                     buf.put_u64(member.incarnation);
                     buf.put_u8(state_byte(member.state));
                 }
@@ -377,7 +394,16 @@ fn decode_body(kind: u8, reader: &mut Reader<'_>) -> Result<Message, DecodeError
         },
         3 => Message::Ack { seq: reader.u32()? },
         4 => Message::Nack { seq: reader.u32()? },
-        5 => Message::Alive { incarnation: reader.u64()?, node: reader.node()?, meta: reader.bytes()? },
+        5 => Message::Alive {
+            incarnation: reader.u64()?,
+            node: reader.node()?,
+            meta: reader.bytes("meta", META_BYTES_MAX)?,
+        },
+        9 => Message::UserEvent {
+            ltime: reader.u64()?,
+            name: reader.str()?,
+            payload: reader.bytes("user event payload", USER_EVENT_BYTES_MAX)?,
+        },
         6 => Message::Suspect { incarnation: reader.u64()?, node: reader.str()?, from: reader.str()? },
         7 => Message::Dead { incarnation: reader.u64()?, node: reader.str()?, from: reader.str()? },
         8 => {
@@ -399,7 +425,7 @@ fn decode_body(kind: u8, reader: &mut Reader<'_>) -> Result<Message, DecodeError
             for _ in 0..count {
                 members.push(PushPullMember {
                     node: reader.node()?,
-                    meta: reader.bytes()?,
+                    meta: reader.bytes("meta", META_BYTES_MAX)?,
                     incarnation: reader.u64()?,
                     state: member_state(reader.u8()?)?,
                 });
@@ -447,8 +473,8 @@ fn put_str(buf: &mut BytesMut, text: &str) {
     buf.put_slice(text.as_bytes());
 }
 
-fn put_bytes(buf: &mut BytesMut, bytes: &[u8]) {
-    assert!(bytes.len() <= META_BYTES_MAX, "meta of {} bytes over the limit", bytes.len());
+fn put_bytes(buf: &mut BytesMut, bytes: &[u8], max: usize) {
+    assert!(bytes.len() <= max, "field of {} bytes over the {max}-byte limit", bytes.len());
     buf.put_u16(bytes.len() as u16);
     buf.put_slice(bytes);
 }
@@ -509,10 +535,10 @@ impl<'a> Reader<'a> {
         std::str::from_utf8(raw).map(str::to_owned).map_err(|_| DecodeError::InvalidName)
     }
 
-    fn bytes(&mut self) -> Result<Bytes, DecodeError> {
+    fn bytes(&mut self, what: &'static str, max: usize) -> Result<Bytes, DecodeError> {
         let len = usize::from(self.u16()?);
-        if len > META_BYTES_MAX {
-            return Err(too_large("meta", len, META_BYTES_MAX));
+        if len > max {
+            return Err(too_large(what, len, max));
         }
         Ok(Bytes::copy_from_slice(self.take(len)?))
     }
