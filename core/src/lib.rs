@@ -33,8 +33,8 @@ pub mod wire;
 
 pub use limits::*;
 pub use node::{
-    Channel, Command, CommandError, Config, ConfigError, Event, Node, Persist, PersistId, StableState, Stats,
-    Transmit,
+    Channel, Command, CommandError, Config, ConfigError, Event, KeyringOp, KeyringResult, Node, Persist,
+    PersistId, StableState, Stats, Transmit,
 };
 pub use rng::Rng;
 pub use time::{Instant, Monotonic};

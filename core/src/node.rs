@@ -7,7 +7,9 @@ use bytes::Bytes;
 
 use crate::keyring::{Keyring, KeyringError, ENVELOPE_OVERHEAD_BYTES, NONCE_BYTES};
 use crate::limits::{DATAGRAM_BYTES_TARGET, META_BYTES_MAX, NODE_NAME_BYTES_MAX, OUTPUTS_QUEUED_MAX};
-use crate::swim::{self, FireError, MemberEvent, MemberView, Swim, UserEvent};
+use std::collections::BTreeMap;
+
+use crate::swim::{self, FireError, MemberEvent, MemberView, QueryRequest, QueryResult, Swim, UserEvent};
 use crate::time::Monotonic;
 use crate::wire::{decode_datagram, Message, NodeAddr};
 use crate::{Instant, Rng};
@@ -86,6 +88,10 @@ pub struct Node {
     keyring: Option<Keyring>,
     /// Draws the encryption nonces.
     nonce_rng: Rng,
+    /// Cluster-wide keyring operations asked here, by query id.
+    keyring_ops: BTreeMap<u32, KeyringOp>,
+    /// Finished keyring operations, for `poll_event`.
+    keyring_results: VecDeque<KeyringResult>,
     /// Whether [`Event::Left`] was reported.
     left_reported: bool,
     persists: VecDeque<Persist>,
@@ -135,6 +141,8 @@ impl Node {
             swim,
             keyring,
             nonce_rng: rng.fork(),
+            keyring_ops: BTreeMap::new(),
+            keyring_results: VecDeque::new(),
             left_reported: false,
             persists: VecDeque::new(),
             persist_issued: 0,
@@ -192,6 +200,19 @@ impl Node {
                 Ok(())
             }
             Command::FireEvent { name, payload } => Ok(self.swim.trigger_user_event(name, payload)?),
+            Command::Keyring { op, key } => {
+                if op != KeyringOp::List && ![16, 24, 32].contains(&key.len()) {
+                    Err(CommandError::Keyring(KeyringError::InvalidKeySize(key.len())))
+                } else {
+                    let name = op.query_name().to_owned();
+                    self.swim
+                        .trigger_query(now, name, key)
+                        .map(|id| {
+                            self.keyring_ops.insert(id, op);
+                        })
+                        .map_err(CommandError::from)
+                }
+            }
             Command::InstallKey { key } => self.keyring_mut().and_then(|ring| Ok(ring.install(&key)?)),
             Command::UseKey { key } => self.keyring_mut().and_then(|ring| Ok(ring.use_key(&key)?)),
             Command::RemoveKey { key } => self.keyring_mut().and_then(|ring| Ok(ring.remove(&key)?)),
@@ -241,6 +262,9 @@ impl Node {
         }
         if let Some(event) = self.swim.poll_user_event() {
             return Some(Event::User(event));
+        }
+        if let Some(result) = self.keyring_results.pop_front() {
+            return Some(Event::Keyring(result));
         }
         if self.swim.has_left() && !self.left_reported {
             self.left_reported = true;
@@ -306,6 +330,31 @@ impl Node {
         Stats { swim: self.swim.stats(), ..self.stats }
     }
 
+    /// Answers the internal queries this node understands; others go unanswered, as in serf.
+    fn answer_query(&mut self, request: &QueryRequest) -> Option<Bytes> {
+        let op = KeyringOp::from_query_name(&request.name)?;
+        let Some(keyring) = self.keyring.as_mut() else {
+            return Some(answer_error("encryption is not enabled on this agent"));
+        };
+        let done = match op {
+            KeyringOp::Install => keyring.install(&request.payload),
+            KeyringOp::Use => keyring.use_key(&request.payload),
+            KeyringOp::Remove => keyring.remove(&request.payload),
+            KeyringOp::List => {
+                let mut answer = vec![ANSWER_OK];
+                for key in keyring.keys() {
+                    answer.push(key.len() as u8);
+                    answer.extend_from_slice(key);
+                }
+                return Some(Bytes::from(answer));
+            }
+        };
+        Some(match done {
+            Ok(()) => Bytes::from_static(&[ANSWER_OK]),
+            Err(error) => answer_error(&error.to_string()),
+        })
+    }
+
     fn keyring_mut(&mut self) -> Result<&mut Keyring, CommandError> {
         self.keyring.as_mut().ok_or(CommandError::EncryptionDisabled)
     }
@@ -352,6 +401,16 @@ impl Node {
     /// Moves the sub-machines' new transmits behind the current persist barrier, then checks
     /// invariants. Runs at the end of every input.
     fn finish_step(&mut self) {
+        while let Some(request) = self.swim.poll_query_request() {
+            if let Some(answer) = self.answer_query(&request) {
+                self.swim.respond(&request, answer);
+            }
+        }
+        while let Some(result) = self.swim.poll_query_result() {
+            if let Some(op) = self.keyring_ops.remove(&result.id) {
+                self.keyring_results.push_back(KeyringResult::from_answers(op, result));
+            }
+        }
         while let Some(mut transmit) = self.swim.poll_transmit() {
             if let Some(keyring) = &self.keyring {
                 let mut nonce = [0u8; NONCE_BYTES];
@@ -509,6 +568,92 @@ pub enum Channel {
     Stream,
 }
 
+/// A cluster-wide keyring operation, as `consul keyring` performs them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum KeyringOp {
+    /// Install a key on every member.
+    Install,
+    /// Make a key the primary on every member.
+    Use,
+    /// Remove a key from every member.
+    Remove,
+    /// List every member's keys.
+    List,
+}
+
+impl KeyringOp {
+    fn query_name(self) -> &'static str {
+        match self {
+            KeyringOp::Install => "_muster_keyring_install",
+            KeyringOp::Use => "_muster_keyring_use",
+            KeyringOp::Remove => "_muster_keyring_remove",
+            KeyringOp::List => "_muster_keyring_list",
+        }
+    }
+
+    fn from_query_name(name: &str) -> Option<KeyringOp> {
+        [KeyringOp::Install, KeyringOp::Use, KeyringOp::Remove, KeyringOp::List]
+            .into_iter()
+            .find(|op| op.query_name() == name)
+    }
+}
+
+/// What the members answered to a keyring operation.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KeyringResult {
+    /// The operation.
+    pub op: KeyringOp,
+    /// Live members when it was asked, this node included.
+    pub members: usize,
+    /// Members that answered.
+    pub responses: usize,
+    /// Members that answered with an error, and the error.
+    pub errors: BTreeMap<String, String>,
+    /// For [`KeyringOp::List`]: each key and how many members hold it.
+    pub keys: BTreeMap<Bytes, usize>,
+}
+
+impl KeyringResult {
+    fn from_answers(op: KeyringOp, result: QueryResult) -> KeyringResult {
+        let mut errors = BTreeMap::new();
+        let mut keys = BTreeMap::new();
+        for (member, answer) in &result.responses {
+            match answer.split_first() {
+                Some((&ANSWER_OK, mut listed)) => {
+                    while let Some((&len, rest)) = listed.split_first() {
+                        let Some(key) = rest.get(..usize::from(len)) else {
+                            errors.insert(member.clone(), "malformed key list".to_owned());
+                            break;
+                        };
+                        *keys.entry(Bytes::copy_from_slice(key)).or_insert(0) += 1;
+                        listed = &rest[usize::from(len)..];
+                    }
+                }
+                Some((_, message)) => {
+                    errors.insert(member.clone(), String::from_utf8_lossy(message).into_owned());
+                }
+                None => {
+                    errors.insert(member.clone(), "empty answer".to_owned());
+                }
+            }
+        }
+        KeyringResult { op, members: result.members, responses: result.responses.len(), errors, keys }
+    }
+}
+
+fn answer_error(message: &str) -> Bytes {
+    let mut answer = vec![ANSWER_ERROR];
+    answer.extend_from_slice(&message.as_bytes()[..message.len().min(ANSWER_ERROR_BYTES_MAX)]);
+    Bytes::from(answer)
+}
+
+/// First byte of a query answer: success.
+const ANSWER_OK: u8 = 0;
+/// First byte of a query answer: an error message follows.
+const ANSWER_ERROR: u8 = 1;
+/// Error messages in answers are cut to this many bytes.
+const ANSWER_ERROR_BYTES_MAX: usize = 256;
+
 /// Something the application should know.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Event {
@@ -516,6 +661,8 @@ pub enum Event {
     Member(MemberEvent),
     /// A user event arrived (or was fired here).
     User(UserEvent),
+    /// A cluster-wide keyring operation asked here has finished.
+    Keyring(KeyringResult),
     /// A graceful leave completed: the node has stopped and may be shut down.
     Left,
 }
@@ -542,6 +689,14 @@ pub enum Command {
         name: String,
         /// Its payload.
         payload: Bytes,
+    },
+    /// Apply a keyring operation on every member (Consul's `keyring`); a
+    /// [`Event::Keyring`] reports the answers after the query timeout.
+    Keyring {
+        /// The operation.
+        op: KeyringOp,
+        /// The key (ignored by [`KeyringOp::List`]).
+        key: Bytes,
     },
     /// Install a gossip encryption key (on this node only).
     InstallKey {

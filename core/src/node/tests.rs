@@ -231,3 +231,75 @@ fn encrypted_nodes_with_a_shared_key_join_and_a_wrong_key_cannot() {
         Err(CommandError::EncryptionDisabled)
     );
 }
+
+/// Runs every node's timers and deliveries up to `end`.
+fn run_until(nodes: &mut [Node], mut now: Instant, end: Instant) -> Instant {
+    while let Some(next) = nodes.iter().filter_map(Node::poll_timeout).min().filter(|t| *t <= end) {
+        assert!(
+            next >= now,
+            "a deadline in the past: {next:?} < {now:?}: {:?}",
+            nodes.iter().map(|n| n.poll_timeout()).collect::<Vec<_>>()
+        );
+        now = next;
+        for node in nodes.iter_mut() {
+            if node.poll_timeout().is_some_and(|t| t <= now) {
+                node.handle_timeout(now);
+            }
+        }
+        exchange(now, nodes);
+    }
+    end
+}
+
+#[test]
+fn keyring_operations_reach_every_member_and_report_their_answers() {
+    let (k1, k2) = ([1u8; 32], [2u8; 16]);
+    let mut nodes: Vec<Node> = (1..=3).map(|i| booted_with_keys(&format!("n{i}"), i, &[&k1])).collect();
+    for i in 1..3 {
+        nodes[i].handle_command(Instant::ZERO, Command::Join { peer: addr(1) }).unwrap();
+        exchange(Instant::ZERO, &mut nodes);
+    }
+    let mut now = run_until(&mut nodes, Instant::ZERO, Instant::from_millis(2000));
+    for node in nodes.iter_mut() {
+        while node.poll_event().is_some() {}
+    }
+    let keyring_events = |node: &mut Node| -> Vec<KeyringResult> {
+        std::iter::from_fn(|| node.poll_event())
+            .filter_map(|e| match e {
+                Event::Keyring(result) => Some(result),
+                _ => None,
+            })
+            .collect()
+    };
+
+    let install = Command::Keyring { op: KeyringOp::Install, key: Bytes::copy_from_slice(&k2) };
+    nodes[0].handle_command(now, install).unwrap();
+    now = run_until(&mut nodes, now, now + Duration::from_secs(5));
+    let results = keyring_events(&mut nodes[0]);
+    assert_eq!(results.len(), 1);
+    assert_eq!((results[0].op, results[0].members, results[0].responses), (KeyringOp::Install, 3, 3));
+    assert!(results[0].errors.is_empty(), "{:?}", results[0].errors);
+    for node in &nodes {
+        assert_eq!(node.keys().len(), 2, "{} has the new key", node.name());
+    }
+
+    // Installing it again: every member answers with the keyring's error.
+    nodes[1]
+        .handle_command(now, Command::Keyring { op: KeyringOp::Install, key: Bytes::copy_from_slice(&k2) })
+        .unwrap();
+    now = run_until(&mut nodes, now, now + Duration::from_secs(5));
+    let results = keyring_events(&mut nodes[1]);
+    assert_eq!(results[0].errors.len(), 3);
+    assert_eq!(results[0].errors["n1"], "key is already installed");
+
+    nodes[2].handle_command(now, Command::Keyring { op: KeyringOp::List, key: Bytes::new() }).unwrap();
+    now = run_until(&mut nodes, now, now + Duration::from_secs(5));
+    let results = keyring_events(&mut nodes[2]);
+    let counts: Vec<(Bytes, usize)> = results[0].keys.clone().into_iter().collect();
+    assert_eq!(counts, vec![(Bytes::copy_from_slice(&k1), 3), (Bytes::copy_from_slice(&k2), 3)]);
+    assert_eq!(
+        nodes[0]
+            .handle_command(now, Command::Keyring { op: KeyringOp::Use, key: Bytes::from_static(b"short") }),
+        Err(CommandError::Keyring(KeyringError::InvalidKeySize(5)))
+    );
+}

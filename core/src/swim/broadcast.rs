@@ -20,6 +20,8 @@ pub(crate) enum Subject {
     Node(String),
     /// One user event, by its Lamport time and its place among events of that time.
     Event(u64, usize),
+    /// One query, by its Lamport time and its place among queries of that time.
+    Query(u64, usize),
 }
 
 /// Queued broadcasts, keyed for "fewest transmits, then newest" order.

@@ -279,6 +279,34 @@ pub struct UserEvent {
     pub payload: Bytes,
 }
 
+/// A query to answer: from another member, or asked here (serf's query).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryRequest {
+    /// The asker's id for it.
+    pub id: u32,
+    /// Its Lamport time.
+    pub ltime: u64,
+    /// What is asked.
+    pub name: String,
+    /// Its argument.
+    pub payload: Bytes,
+    /// The asker.
+    pub source: NodeAddr,
+}
+
+/// The answers to a query asked here, once its timeout has passed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryResult {
+    /// The id [`Swim::trigger_query`] returned.
+    pub id: u32,
+    /// What was asked.
+    pub name: String,
+    /// Each answering member's name and answer, by name.
+    pub responses: BTreeMap<String, Bytes>,
+    /// Live members (this node included) when the query was asked.
+    pub members: usize,
+}
+
 /// Why an event could not be fired. Nothing was sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FireError {
@@ -388,7 +416,26 @@ pub(crate) struct Swim {
     /// `ltime % USER_EVENT_BUFFER`, to drop duplicates (serf's `eventBuffer`).
     events_seen: Vec<Option<SeenEvents>>,
     user_events: VecDeque<UserEvent>,
+    /// The Lamport clock of queries.
+    query_clock: u64,
+    /// The queries seen at each of the last [`QUERY_BUFFER`] Lamport times, as (asker, id).
+    queries_seen: Vec<Option<(u64, Vec<(String, u32)>)>>,
+    /// Queries asked here, waiting for answers until their deadline.
+    queries_pending: BTreeMap<u32, PendingQuery>,
+    query_deadlines: BTreeSet<(Instant, u32)>,
+    query_id_next: u32,
+    query_requests: VecDeque<QueryRequest>,
+    query_results: VecDeque<QueryResult>,
     stats: Stats,
+}
+
+#[derive(Debug, Clone)]
+struct PendingQuery {
+    ltime: u64,
+    name: String,
+    deadline: Instant,
+    responses: BTreeMap<String, Bytes>,
+    members: usize,
 }
 
 /// The user events seen at one Lamport time: (time, [(name, payload)]).
@@ -482,6 +529,13 @@ impl Swim {
             event_clock: 0,
             events_seen: vec![None; USER_EVENT_BUFFER as usize],
             user_events: VecDeque::new(),
+            query_clock: 0,
+            queries_seen: vec![None; QUERY_BUFFER as usize],
+            queries_pending: BTreeMap::new(),
+            query_deadlines: BTreeSet::new(),
+            query_id_next: 0,
+            query_requests: VecDeque::new(),
+            query_results: VecDeque::new(),
             stats: Stats::default(),
             config,
         }
@@ -501,6 +555,63 @@ impl Swim {
         self.event_clock = ltime.checked_add(1).ok_or(FireError::ClockExhausted)?;
         self.handle_user_event(ltime, name, payload);
         Ok(())
+    }
+
+    /// Asks every member `name` (serf's query): answers are collected until a timeout of
+    /// `16 × gossip_interval × ⌈log10(n + 1)⌉` (serf's default), then reported as a
+    /// [`QueryResult`]. The query is also delivered here, like any other member's.
+    pub(crate) fn trigger_query(
+        &mut self,
+        now: Instant,
+        name: String,
+        payload: Bytes,
+    ) -> Result<u32, FireError> {
+        if name.len() > NODE_NAME_BYTES_MAX {
+            return Err(FireError::NameTooLong(name.len()));
+        }
+        if name.len() + payload.len() > USER_EVENT_BYTES_MAX {
+            return Err(FireError::TooLarge { size: name.len() + payload.len(), max: USER_EVENT_BYTES_MAX });
+        }
+        let ltime = self.query_clock;
+        self.query_clock = ltime.checked_add(1).ok_or(FireError::ClockExhausted)?;
+        let id = self.query_id_next;
+        self.query_id_next = self.query_id_next.wrapping_add(1);
+        let members = self.live_members();
+        let scale = ((members + 1) as f64).log10().ceil() as u32;
+        let timeout = self.config.gossip_interval * QUERY_TIMEOUT_MULT * scale.max(1);
+        let deadline = now + timeout;
+        if let Some(stale) = self.queries_pending.insert(
+            id,
+            PendingQuery { ltime, name: name.clone(), deadline, responses: BTreeMap::new(), members },
+        ) {
+            // The id space wrapped onto a query still waiting: end the old one first.
+            self.query_deadlines.remove(&(stale.deadline, id));
+        }
+        self.query_deadlines.insert((deadline, id));
+        let timeout_ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
+        let source = self.me.clone();
+        self.handle_query(Message::Query { id, ltime, name, payload, source, timeout_ms });
+        Ok(id)
+    }
+
+    /// Answers a query delivered by [`Swim::poll_query_request`].
+    pub(crate) fn respond(&mut self, request: &QueryRequest, payload: Bytes) {
+        assert!(payload.len() <= USER_EVENT_BYTES_MAX, "the caller bounds answers");
+        if request.source.name == self.me.name {
+            self.handle_query_response(request.id, request.ltime, self.me.name.clone(), payload);
+            return;
+        }
+        let from = self.me.name.clone();
+        let response = Message::QueryResponse { id: request.id, ltime: request.ltime, from, payload };
+        self.send(request.source.addr, Channel::Datagram, response);
+    }
+
+    pub(crate) fn poll_query_request(&mut self) -> Option<QueryRequest> {
+        self.query_requests.pop_front()
+    }
+
+    pub(crate) fn poll_query_result(&mut self) -> Option<QueryResult> {
+        self.query_results.pop_front()
     }
 
     /// Joins through `seed`: a push/pull of full state with whatever node answers there, tried
@@ -551,7 +662,9 @@ impl Swim {
         // A message naming this node as its source or relay target is a loop or a forgery:
         // answering it would make the node send to itself.
         let from_self = match &message {
-            Message::Ping { source, .. } | Message::PushPull { source, .. } => self.is_me(source),
+            Message::Ping { source, .. }
+            | Message::PushPull { source, .. }
+            | Message::Query { source, .. } => self.is_me(source),
             Message::IndirectPing { target, source, .. } => self.is_me(source) || self.is_me(target),
             _ => false,
         };
@@ -579,6 +692,10 @@ impl Swim {
             Message::Suspect { .. } => self.handle_suspect(now, message),
             Message::Dead { .. } => self.handle_dead(now, message),
             Message::UserEvent { ltime, name, payload } => self.handle_user_event(ltime, name, payload),
+            Message::Query { .. } => self.handle_query(message),
+            Message::QueryResponse { id, ltime, from, payload } => {
+                self.handle_query_response(id, ltime, from, payload)
+            }
             Message::PushPull { join: _, reply, source, members } => {
                 if reply {
                     self.joins_pending.clear();
@@ -602,6 +719,15 @@ impl Swim {
             }
             self.suspicion_deadlines.pop_first();
             self.handle_timeout_suspicion(now, name);
+        }
+        while let Some(&(deadline, id)) = self.query_deadlines.first() {
+            if deadline > now {
+                break;
+            }
+            self.query_deadlines.pop_first();
+            let pending = self.queries_pending.remove(&id).expect("a query deadline has a query");
+            let PendingQuery { name, responses, members, .. } = pending;
+            self.query_results.push_back(QueryResult { id, name, responses, members });
         }
         while let Some(&(deadline, seq)) = self.relay_deadlines.first() {
             if deadline > now {
@@ -683,10 +809,12 @@ impl Swim {
         };
         let suspicion = self.suspicion_deadlines.first().map(|(at, _)| *at);
         let relay = self.relay_deadlines.first().map(|&(at, _)| at);
+        let query = self.query_deadlines.first().map(|&(at, _)| at);
         let direct = self.probe.as_ref().and_then(|p| p.direct_deadline);
         let periodic =
             [self.probe_next, self.gossip_next, self.push_pull_next, self.reconnect_next, self.reap_next];
-        periodic.into_iter().chain(suspicion).chain(relay).chain(direct).chain(leave).min()
+        let timers = [suspicion, relay, query, direct, leave, self.join_retry_next];
+        periodic.into_iter().chain(timers.into_iter().flatten()).min()
     }
 
     pub(crate) fn incarnation(&self) -> u64 {
@@ -1051,6 +1179,51 @@ impl Swim {
         self.user_events.push_back(UserEvent { ltime, name, payload });
     }
 
+    /// serf's `handleQuery`: witness the clock, drop old and duplicate queries, gossip the rest
+    /// on and hand them to the node to answer.
+    fn handle_query(&mut self, message: Message) {
+        let Message::Query { id, ltime, name, payload, source, .. } = &message else {
+            unreachable!("query only")
+        };
+        self.query_clock = self.query_clock.max(ltime.saturating_add(1));
+        if self.query_clock > QUERY_BUFFER && *ltime < self.query_clock - QUERY_BUFFER {
+            self.stats.user_events_too_old += 1;
+            return;
+        }
+        let slot = &mut self.queries_seen[(ltime % QUERY_BUFFER) as usize];
+        match slot {
+            Some((seen, queries)) if *seen == *ltime => {
+                if queries.iter().any(|(asker, q)| *asker == source.name && q == id) {
+                    return;
+                }
+                if queries.len() >= USER_EVENTS_PER_LTIME_MAX {
+                    self.stats.refused_full += 1;
+                    return;
+                }
+                queries.push((source.name.clone(), *id));
+            }
+            _ => *slot = Some((*ltime, vec![(source.name.clone(), *id)])),
+        }
+        let place = slot.as_ref().expect("filled above").1.len() - 1;
+        self.broadcasts.push_subject(Subject::Query(*ltime, place), message.encode_entry());
+        self.query_requests.push_back(QueryRequest {
+            id: *id,
+            ltime: *ltime,
+            name: name.clone(),
+            payload: payload.clone(),
+            source: source.clone(),
+        });
+    }
+
+    fn handle_query_response(&mut self, id: u32, ltime: u64, from: String, payload: Bytes) {
+        match self.queries_pending.get_mut(&id) {
+            Some(pending) if pending.ltime == ltime && pending.responses.len() < MEMBERS_MAX => {
+                pending.responses.insert(from, payload);
+            }
+            _ => self.stats.messages_ignored += 1,
+        }
+    }
+
     /// Announces this node alive with an incarnation above `accused`.
     ///
     /// A claim from a later boot epoch than ours, or one that leaves no room in this epoch, is
@@ -1336,9 +1509,13 @@ impl Swim {
             "retries only while joins are pending"
         );
         self.broadcasts.check_invariants();
-        let events_max = USER_EVENT_BUFFER as usize * USER_EVENTS_PER_LTIME_MAX;
+        let events_max = (USER_EVENT_BUFFER + QUERY_BUFFER) as usize * USER_EVENTS_PER_LTIME_MAX;
         assert!(self.broadcasts.len() <= self.members.len() + 1 + events_max, "one broadcast per subject");
         assert_eq!(self.events_seen.len(), USER_EVENT_BUFFER as usize);
+        assert_eq!(self.queries_pending.len(), self.query_deadlines.len(), "one deadline per pending query");
+        for &(deadline, id) in &self.query_deadlines {
+            assert_eq!(self.queries_pending[&id].deadline, deadline);
+        }
     }
 }
 
@@ -1351,6 +1528,12 @@ fn push_pull_scale(interval: Duration, nodes: usize) -> Duration {
     let multiplier = ((nodes as f64).log2() - (PUSH_PULL_SCALE_THRESHOLD as f64).log2()).ceil() as u32 + 1;
     interval * multiplier
 }
+
+/// How many recent query Lamport times are remembered to drop duplicates.
+const QUERY_BUFFER: u64 = 512;
+
+/// Scales the query timeout (serf's `QueryTimeoutMult`).
+const QUERY_TIMEOUT_MULT: u32 = 16;
 
 /// The most distinct user events remembered per Lamport time; more are dropped, so a flood of
 /// forged events at one time cannot grow memory.

@@ -22,6 +22,8 @@
 //! Dead          incarnation:u64 node:str from:str
 //! PushPull      flags:u8 source:node count:u32 (node meta:bytes incarnation:u64 state:u8)*
 //! UserEvent     ltime:u64 name:str payload:bytes
+//! Query         id:u32 ltime:u64 name:str payload:bytes source:node timeout_ms:u32
+//! QueryResponse id:u32 ltime:u64 from:str payload:bytes
 //! ```
 //!
 //! All integers are big-endian. A datagram carries the message it was sent for first, then
@@ -151,6 +153,33 @@ pub enum Message {
         /// Opaque payload.
         payload: Bytes,
     },
+    /// A question to every member, spread by gossip (serf's query); each member that handles it
+    /// answers `source` directly with a [`Message::QueryResponse`].
+    Query {
+        /// Chosen by the asker; with `ltime` and `source` it identifies the query.
+        id: u32,
+        /// The query's Lamport time.
+        ltime: u64,
+        /// What is asked (internal queries start with `_muster_`).
+        name: String,
+        /// Its argument.
+        payload: Bytes,
+        /// The asker, where answers go.
+        source: NodeAddr,
+        /// How long the asker waits for answers.
+        timeout_ms: u32,
+    },
+    /// One member's answer to a [`Message::Query`].
+    QueryResponse {
+        /// The query's id.
+        id: u32,
+        /// The query's Lamport time.
+        ltime: u64,
+        /// The answering member's name.
+        from: String,
+        /// The answer.
+        payload: Bytes,
+    },
     /// A full-state exchange over a stream: join, and periodic anti-entropy.
     PushPull {
         /// The sender is joining (answered as any other push/pull, kept for the receiver's logs).
@@ -222,6 +251,8 @@ impl Message {
             Message::Dead { .. } => 7,
             Message::PushPull { .. } => 8,
             Message::UserEvent { .. } => 9,
+            Message::Query { .. } => 10,
+            Message::QueryResponse { .. } => 11,
         }
     }
 
@@ -282,6 +313,20 @@ impl Message {
             Message::UserEvent { ltime, name, payload } => {
                 buf.put_u64(*ltime);
                 put_str(buf, name);
+                put_bytes(buf, payload, USER_EVENT_BYTES_MAX);
+            }
+            Message::Query { id, ltime, name, payload, source, timeout_ms } => {
+                buf.put_u32(*id);
+                buf.put_u64(*ltime);
+                put_str(buf, name);
+                put_bytes(buf, payload, USER_EVENT_BYTES_MAX);
+                put_node(buf, source);
+                buf.put_u32(*timeout_ms);
+            }
+            Message::QueryResponse { id, ltime, from, payload } => {
+                buf.put_u32(*id);
+                buf.put_u64(*ltime);
+                put_str(buf, from);
                 put_bytes(buf, payload, USER_EVENT_BYTES_MAX);
             }
             Message::Suspect { incarnation, node, from } | Message::Dead { incarnation, node, from } => {
@@ -403,6 +448,20 @@ fn decode_body(kind: u8, reader: &mut Reader<'_>) -> Result<Message, DecodeError
             ltime: reader.u64()?,
             name: reader.str()?,
             payload: reader.bytes("user event payload", USER_EVENT_BYTES_MAX)?,
+        },
+        10 => Message::Query {
+            id: reader.u32()?,
+            ltime: reader.u64()?,
+            name: reader.str()?,
+            payload: reader.bytes("query payload", USER_EVENT_BYTES_MAX)?,
+            source: reader.node()?,
+            timeout_ms: reader.u32()?,
+        },
+        11 => Message::QueryResponse {
+            id: reader.u32()?,
+            ltime: reader.u64()?,
+            from: reader.str()?,
+            payload: reader.bytes("query response", USER_EVENT_BYTES_MAX)?,
         },
         6 => Message::Suspect { incarnation: reader.u64()?, node: reader.str()?, from: reader.str()? },
         7 => Message::Dead { incarnation: reader.u64()?, node: reader.str()?, from: reader.str()? },

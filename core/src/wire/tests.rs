@@ -18,6 +18,15 @@ fn every_kind() -> Vec<Message> {
         Message::Suspect { incarnation: 3, node: "b".into(), from: "a".into() },
         Message::Dead { incarnation: 4, node: "b".into(), from: "b".into() },
         Message::UserEvent { ltime: 42, name: "deploy".into(), payload: Bytes::from_static(b"v2") },
+        Message::Query {
+            id: 3,
+            ltime: 8,
+            name: "_muster_keyring_list".into(),
+            payload: Bytes::new(),
+            source: node("a", 1),
+            timeout_ms: 3200,
+        },
+        Message::QueryResponse { id: 3, ltime: 8, from: "b".into(), payload: Bytes::from_static(b"\x00") },
         Message::PushPull {
             join: true,
             reply: false,
