@@ -196,8 +196,11 @@ impl Node {
                 Err(CommandError::MetaTooLarge { len: meta.len(), max: META_BYTES_MAX })
             }
             Command::UpdateMeta { meta } => {
-                self.swim.trigger_update_meta(meta);
-                Ok(())
+                if self.swim.trigger_update_meta(meta) {
+                    Ok(())
+                } else {
+                    Err(CommandError::NotStaying)
+                }
             }
             Command::FireEvent { name, payload } => Ok(self.swim.trigger_user_event(name, payload)?),
             Command::Keyring { op, key } => {
@@ -383,6 +386,12 @@ impl Node {
         match decoded {
             Ok(messages) => {
                 for message in messages {
+                    // Full state travels only over streams: a spoofable datagram must not make
+                    // this node send its whole table to an address of the sender's choosing.
+                    if channel == Channel::Datagram && matches!(message, Message::PushPull { .. }) {
+                        self.stats.decode_errors += 1;
+                        continue;
+                    }
                     self.swim.handle_message(now, channel, message);
                 }
             }
@@ -418,9 +427,14 @@ impl Node {
                 nonce[8..].copy_from_slice(&self.nonce_rng.next_u64().to_le_bytes()[..4]);
                 transmit.payload = Bytes::from(keyring.encrypt(&transmit.payload, nonce));
             }
+            // Held transmits wait for an fsync; a flood of pings during a slow one must not grow
+            // the queue without bound. Gossip tolerates loss, so the excess is dropped.
+            if self.held.len() >= OUTPUTS_QUEUED_MAX {
+                self.stats.transmits_dropped += 1;
+                continue;
+            }
             self.held.push_back((self.persist_issued, transmit));
         }
-        assert!(self.held.len() <= OUTPUTS_QUEUED_MAX, "driver stopped draining transmits");
         assert!(self.persists.len() <= OUTPUTS_QUEUED_MAX, "driver stopped draining persists");
         #[cfg(any(test, feature = "invariants"))]
         self.check_invariants();
@@ -737,6 +751,9 @@ pub enum CommandError {
         /// The limit.
         max: usize,
     },
+    /// The node is leaving (or has used up this life's incarnations) and announces nothing new.
+    #[error("the agent is leaving")]
+    NotStaying,
     /// The event cannot be fired.
     #[error(transparent)]
     Fire(#[from] FireError),
@@ -763,6 +780,8 @@ pub struct Stats {
     pub decode_errors: u64,
     /// Of those, the ones no installed key could open (a wrong key, or tampering).
     pub decrypt_failures: u64,
+    /// Transmits dropped because too many were waiting for a persist.
+    pub transmits_dropped: u64,
     /// The gossip protocol's counters.
     pub swim: swim::Stats,
 }

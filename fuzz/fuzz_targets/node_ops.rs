@@ -12,7 +12,7 @@ use arbitrary::Arbitrary;
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use muster_core::wire::{DatagramBuilder, MemberState, Message, NodeAddr, PushPullMember};
-use muster_core::{Command, Config, Instant, Node, Persist, StableState, DATAGRAM_BYTES_TARGET};
+use muster_core::{Command, Config, Instant, KeyringOp, Node, Persist, StableState, DATAGRAM_BYTES_TARGET};
 
 #[derive(Debug, Arbitrary)]
 enum Op {
@@ -27,6 +27,7 @@ enum Op {
     ForceLeave(u8),
     UpdateMeta(Vec<u8>),
     FireEvent(u8, Vec<u8>),
+    Keyring(u8, Vec<u8>),
     /// Advance time by this many milliseconds and run due timers.
     Tick(u16),
     /// Acknowledge the oldest outstanding persist.
@@ -44,6 +45,8 @@ enum Msg {
     Dead { incarnation: u64, node: u8, from: u8 },
     PushPull { reply: bool, source: u8, members: Vec<(u8, u64, u8)> },
     UserEvent { ltime: u64, name: u8, payload: Vec<u8> },
+    Query { id: u8, ltime: u64, name: u8, payload: Vec<u8>, source: u8 },
+    QueryResponse { id: u8, ltime: u64, from: u8, payload: Vec<u8> },
 }
 
 /// Node 0 is the node under test; the others are peers it may hear of.
@@ -75,6 +78,33 @@ fn to_message(msg: Msg) -> Message {
         Msg::UserEvent { ltime, name, mut payload } => {
             payload.truncate(600);
             Message::UserEvent { ltime, name: format!("event-{name}"), payload: Bytes::from(payload) }
+        }
+        Msg::Query { id, ltime, name, mut payload, source } => {
+            payload.truncate(600);
+            let names = [
+                "_muster_keyring_install",
+                "_muster_keyring_use",
+                "_muster_keyring_remove",
+                "_muster_keyring_list",
+                "other",
+            ];
+            Message::Query {
+                id: id.into(),
+                ltime,
+                name: names[usize::from(name % 5)].into(),
+                payload: Bytes::from(payload),
+                source: node(source),
+                timeout_ms: 1000,
+            }
+        }
+        Msg::QueryResponse { id, ltime, from, mut payload } => {
+            payload.truncate(600);
+            Message::QueryResponse {
+                id: id.into(),
+                ltime,
+                from: node(from).name,
+                payload: Bytes::from(payload),
+            }
         }
         Msg::PushPull { reply, source, mut members } => {
             members.truncate(8);
@@ -132,6 +162,11 @@ fuzz_target!(|ops: Vec<Op>| {
                 let command =
                     Command::FireEvent { name: format!("event-{name}"), payload: Bytes::from(payload) };
                 let _ = subject.handle_command(now, command);
+            }
+            Op::Keyring(op, key) => {
+                let op = [KeyringOp::Install, KeyringOp::Use, KeyringOp::Remove, KeyringOp::List]
+                    [usize::from(op % 4)];
+                let _ = subject.handle_command(now, Command::Keyring { op, key: Bytes::from(key) });
             }
             Op::Tick(millis) => {
                 now = now + Duration::from_millis(millis.into());

@@ -93,6 +93,7 @@ pub async fn run<S: Storage>(
     let (frame_tx, mut frame_rx) = mpsc::channel::<(SocketAddr, Bytes)>(CHANNEL_CAPACITY);
     let storage_task = tokio::spawn(persist_in_order(storage, persist_rx, persisted_tx));
     let accept_task = tokio::spawn(accept_streams(tcp, frame_tx));
+    let outbound = Arc::new(Semaphore::new(STREAMS_OUTBOUND_MAX));
     let mut outbox = Outbox::default();
     let mut datagram = vec![0u8; DATAGRAM_BYTES_MAX];
 
@@ -107,12 +108,15 @@ pub async fn run<S: Storage>(
             }
         }
         for transmit in outbox.transmits.drain(..) {
-            send(&udp, transmit).await;
+            send(&udp, &outbound, transmit).await;
         }
         let sleep = match deadline {
             Some(deadline) => origin + Duration::from_nanos(deadline.as_nanos()),
             None => origin + Duration::from_secs(IDLE_WAKEUP_SECS) + elapsed(origin),
         };
+        // Biased, in this order: durability first (it releases sends), then the node's own
+        // deadline (so a flood of datagrams cannot starve probes and suspicion timeouts), then
+        // commands, stream frames and datagrams.
         tokio::select! {
             biased;
             persisted = persisted_rx.recv() => match persisted {
@@ -120,18 +124,18 @@ pub async fn run<S: Storage>(
                 Some(Err(error)) => break Err(error),
                 None => break Err(io::Error::other("the storage task stopped")),
             },
-            received = udp.recv_from(&mut datagram) => match received {
-                Ok((len, from)) => node.handle_datagram(now(), from, &datagram[..len]),
-                Err(error) => tracing::debug!(%error, "datagram receive failed"),
-            },
-            Some((from, frame)) = frame_rx.recv() => node.handle_stream_frame(now(), from, &frame),
+            () = tokio::time::sleep_until(sleep) => node.handle_timeout(now()),
             request = commands.recv() => match request {
                 Some((command, reply)) => {
                     let _ = reply.send(node.handle_command(now(), command));
                 }
                 None => break Ok(()),
             },
-            () = tokio::time::sleep_until(sleep) => node.handle_timeout(now()),
+            Some((from, frame)) = frame_rx.recv() => node.handle_stream_frame(now(), from, &frame),
+            received = udp.recv_from(&mut datagram) => match received {
+                Ok((len, from)) => node.handle_datagram(now(), from, &datagram[..len]),
+                Err(error) => tracing::debug!(%error, "datagram receive failed"),
+            },
         }
     };
     storage_task.abort();
@@ -185,7 +189,7 @@ async fn persist_in_order<S: Storage>(
     }
 }
 
-async fn send(udp: &UdpSocket, transmit: Transmit) {
+async fn send(udp: &UdpSocket, outbound: &Arc<Semaphore>, transmit: Transmit) {
     match transmit.channel {
         Channel::Datagram => {
             if let Err(error) = send_datagram(udp, transmit.dst, &transmit.payload).await {
@@ -195,7 +199,14 @@ async fn send(udp: &UdpSocket, transmit: Transmit) {
         // Stream messages are rare (a probe's last attempt), so each gets its own short-lived
         // connection rather than a pool; the reply comes back on a connection the peer opens.
         Channel::Stream => {
+            // A bounded number of stream sends at once; beyond it the message is dropped, as a
+            // lost datagram would be, rather than piling up tasks and buffers.
+            let Ok(permit) = outbound.clone().try_acquire_owned() else {
+                tracing::debug!(dst = %transmit.dst, "too many stream sends in flight; dropped");
+                return;
+            };
             tokio::spawn(async move {
+                let _permit = permit;
                 let sent = tokio::time::timeout(STREAM_SEND_TIMEOUT, async {
                     let mut stream = TcpStream::connect(transmit.dst).await?;
                     stream.write_all(&frame_prefix(transmit.payload.len())).await?;
@@ -230,7 +241,9 @@ async fn accept_streams(listener: TcpListener, frames: mpsc::Sender<(SocketAddr,
         let (stream, from) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(error) => {
+                // Out of descriptors, most likely: back off instead of spinning.
                 tracing::debug!(%error, "stream accept failed");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
         };
@@ -258,8 +271,18 @@ async fn read_frames(
             Ok(result) => result?,
         };
         let len = frame_len(prefix).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        let mut frame = vec![0u8; len];
-        stream.read_exact(&mut frame).await?;
+        // The body must arrive within the deadline, and the buffer grows with what arrives
+        // rather than trusting the announced length: a peer that announces 16 MiB and sends
+        // nothing ties up neither memory nor the connection for long.
+        let mut frame = Vec::with_capacity(len.min(FRAME_PREALLOCATE_BYTES_MAX));
+        let mut body = (&mut stream).take(len as u64);
+        match tokio::time::timeout(STREAM_FRAME_TIMEOUT, body.read_to_end(&mut frame)).await {
+            Err(_elapsed) => return Err(io::Error::new(io::ErrorKind::TimedOut, "frame body too slow")),
+            Ok(result) => result?,
+        };
+        if frame.len() != len {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "frame cut short"));
+        }
         if frames.send((from, Bytes::from(frame))).await.is_err() {
             return Ok(());
         }
@@ -278,6 +301,19 @@ const STREAM_SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long an inbound stream may sit idle before it is closed.
 const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Outbound stream sends in flight at once.
+const STREAMS_OUTBOUND_MAX: usize = 64;
+
+/// How long a frame's body may take to arrive once its length is known (memberlist's
+/// `TCPTimeout`).
+const STREAM_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The most memory reserved for a frame before its bytes arrive.
+const FRAME_PREALLOCATE_BYTES_MAX: usize = 64 * 1024;
+
+/// The pause after a failed accept (typically: out of file descriptors).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// How long the loop sleeps when the node has no deadline at all.
 const IDLE_WAKEUP_SECS: u64 = 3600;

@@ -112,6 +112,13 @@ fn agent(args: cli::AgentArgs) -> Result<(), String> {
                     user.payload.len()
                 )
             }
+            Event::Keyring(result) => tracing::info!(
+                "agent: keyring {:?}: {} of {} members answered, {} errors",
+                result.op,
+                result.responses,
+                result.members,
+                result.errors.len()
+            ),
             Event::Left => {
                 tracing::info!("agent: graceful leave complete");
                 let _ = left_tx.try_send(());

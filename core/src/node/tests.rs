@@ -303,3 +303,19 @@ fn keyring_operations_reach_every_member_and_report_their_answers() {
         Err(CommandError::Keyring(KeyringError::InvalidKeySize(5)))
     );
 }
+
+#[test]
+fn full_state_is_never_accepted_over_a_datagram() {
+    let mut node = booted("a", 1, None);
+    let push = Message::PushPull {
+        join: true,
+        reply: false,
+        source: NodeAddr { name: "b".into(), addr: addr(2) },
+        members: vec![],
+    };
+    let mut datagram = DatagramBuilder::new(1400);
+    datagram.push_entry(&push.encode_entry());
+    node.handle_datagram(Instant::ZERO, addr(2), &datagram.finish());
+    assert_eq!(node.poll_transmit(), None, "no reply goes to an address a datagram named");
+    assert_eq!(node.stats().decode_errors, 1);
+}

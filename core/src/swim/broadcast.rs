@@ -27,12 +27,17 @@ pub(crate) enum Subject {
 /// Queued broadcasts, keyed for "fewest transmits, then newest" order.
 #[derive(Debug, Default)]
 pub(crate) struct BroadcastQueue {
-    /// (transmits so far, newest first) → (what the message is about, encoded entry).
-    queue: BTreeMap<(u32, Reverse<u64>), (Subject, Bytes)>,
+    /// (class, transmits so far, newest first) → (what the message is about, encoded entry).
+    /// Membership messages (class 0) go before events and queries (class 1), so that a flood of
+    /// events cannot hold back a refutation.
+    queue: BTreeMap<Key, (Subject, Bytes)>,
     /// subject → its message's key in `queue`.
-    by_node: BTreeMap<Subject, (u32, Reverse<u64>)>,
+    by_node: BTreeMap<Subject, Key>,
     next_id: u64,
 }
+
+/// Orders the queue: class, then fewest transmits, then newest.
+type Key = (u8, u32, Reverse<u64>);
 
 impl BroadcastQueue {
     /// Queues `entry` (an encoded message about `node`), replacing any older message about it.
@@ -46,7 +51,8 @@ impl BroadcastQueue {
             self.queue.remove(&key).expect("by_node and queue agree");
         }
         self.next_id += 1;
-        let key = (0, Reverse(self.next_id));
+        let class = u8::from(!matches!(subject, Subject::Node(_)));
+        let key = (class, 0, Reverse(self.next_id));
         self.by_node.insert(subject.clone(), key);
         self.queue.insert(key, (subject, entry));
     }
@@ -66,16 +72,23 @@ impl BroadcastQueue {
         }
         for key in &sent {
             let (node, entry) = self.queue.remove(key).expect("key from the queue");
-            let transmits = key.0 + 1;
+            let transmits = key.1 + 1;
             if transmits >= transmit_limit {
                 self.by_node.remove(&node).expect("by_node and queue agree");
             } else {
-                let requeued = (transmits, key.1);
+                let requeued = (key.0, transmits, key.2);
                 self.by_node.insert(node.clone(), requeued);
                 self.queue.insert(requeued, (node, entry));
             }
         }
         sent.len()
+    }
+
+    /// Drops the message about `subject`, if queued.
+    pub(crate) fn remove(&mut self, subject: &Subject) {
+        if let Some(key) = self.by_node.remove(subject) {
+            self.queue.remove(&key).expect("by_node and queue agree");
+        }
     }
 
     /// Whether a message about `node` is still queued.
@@ -106,8 +119,18 @@ impl BroadcastQueue {
 
 /// The retransmit limit for a cluster of `nodes`: `mult × ceil(log10(nodes + 1))`.
 pub(crate) fn retransmit_limit(mult: u32, nodes: usize) -> u32 {
-    let scale = ((nodes + 1) as f64).log10().ceil() as u32;
-    (mult * scale).max(1)
+    (mult * log10_ceil(nodes + 1)).max(1)
+}
+
+/// `⌈log10 n⌉` in integers (so every platform agrees exactly, even at powers of ten).
+pub(crate) fn log10_ceil(n: usize) -> u32 {
+    let mut digits = 0;
+    let mut power = 1usize;
+    while power < n {
+        power = power.saturating_mul(10);
+        digits += 1;
+    }
+    digits
 }
 
 /// The smallest entry (an ack: kind, length, seq); below this much room, stop looking.

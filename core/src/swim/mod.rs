@@ -37,8 +37,8 @@ use self::awareness::Awareness;
 use self::broadcast::{retransmit_limit, BroadcastQueue, Subject};
 use self::suspicion::Suspicion;
 use crate::limits::{
-    DATAGRAM_BYTES_TARGET, MEMBERS_MAX, META_BYTES_MAX, NODE_NAME_BYTES_MAX, RELAYS_MAX, USER_EVENT_BUFFER,
-    USER_EVENT_BYTES_MAX,
+    DATAGRAM_BYTES_TARGET, MEMBERS_MAX, META_BYTES_MAX, NODE_NAME_BYTES_MAX, RELAYS_MAX,
+    STREAM_FRAME_BYTES_MAX, USER_EVENT_BUFFER, USER_EVENT_BYTES_MAX,
 };
 use crate::node::{Channel, Transmit};
 use crate::wire::{DatagramBuilder, MemberState, Message, NodeAddr, PushPullMember};
@@ -369,6 +369,8 @@ pub struct Stats {
     pub refused_full: u64,
     /// User events dropped for being older than the duplicate buffer remembers.
     pub user_events_too_old: u64,
+    /// Push/pulls sent without some dead or left members because the frame was full.
+    pub push_pull_truncated: u64,
 }
 
 /// The SWIM state machine of one node.
@@ -419,7 +421,7 @@ pub(crate) struct Swim {
     /// The Lamport clock of queries.
     query_clock: u64,
     /// The queries seen at each of the last [`QUERY_BUFFER`] Lamport times, as (asker, id).
-    queries_seen: Vec<Option<(u64, Vec<(String, u32)>)>>,
+    queries_seen: Vec<Option<SeenQueries>>,
     /// Queries asked here, waiting for answers until their deadline.
     queries_pending: BTreeMap<u32, PendingQuery>,
     query_deadlines: BTreeSet<(Instant, u32)>,
@@ -440,6 +442,9 @@ struct PendingQuery {
 
 /// The user events seen at one Lamport time: (time, [(name, payload)]).
 type SeenEvents = (u64, Vec<(String, Bytes)>);
+
+/// The queries seen at one Lamport time: (time, [(asker, id)]).
+type SeenQueries = (u64, Vec<(String, u32)>);
 
 #[derive(Debug, Clone)]
 struct Member {
@@ -577,8 +582,8 @@ impl Swim {
         let id = self.query_id_next;
         self.query_id_next = self.query_id_next.wrapping_add(1);
         let members = self.live_members();
-        let scale = ((members + 1) as f64).log10().ceil() as u32;
-        let timeout = self.config.gossip_interval * QUERY_TIMEOUT_MULT * scale.max(1);
+        let timeout =
+            self.config.gossip_interval * QUERY_TIMEOUT_MULT * broadcast::log10_ceil(members + 1).max(1);
         let deadline = now + timeout;
         if let Some(stale) = self.queries_pending.insert(
             id,
@@ -778,13 +783,19 @@ impl Swim {
     }
 
     /// Replaces this node's tags (serf's `SetTags`): a new incarnation, announced to everyone.
-    pub(crate) fn trigger_update_meta(&mut self, meta: Bytes) {
+    /// Returns `false`, changing nothing, while leaving or when this life has used up its
+    /// incarnations.
+    pub(crate) fn trigger_update_meta(&mut self, meta: Bytes) -> bool {
         assert!(meta.len() <= META_BYTES_MAX, "the caller checks the size");
+        if self.leave != Leave::Staying || self.incarnation & u64::from(u32::MAX) == u64::from(u32::MAX) {
+            return false;
+        }
         self.meta = meta;
         self.incarnation += 1;
         let alive =
             Message::Alive { incarnation: self.incarnation, node: self.me.clone(), meta: self.meta.clone() };
         self.broadcasts.push(&self.me.name, alive.encode_entry());
+        true
     }
 
     pub(crate) fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -988,10 +999,11 @@ impl Swim {
     fn handle_alive(&mut self, now: Instant, message: Message) {
         let Message::Alive { incarnation, node, meta } = &message else { unreachable!("alive only") };
         if node.name == self.me.name {
-            // Someone claims we are alive with an incarnation we never used: refute it.
-            if *incarnation > self.incarnation
-                || (*incarnation == self.incarnation && node.addr != self.me.addr)
-            {
+            // Someone claims we are alive with an incarnation we never used: refute it, unless
+            // we are leaving (a refutation would replace the leave in the broadcast queue).
+            let newer = *incarnation > self.incarnation;
+            let moved = *incarnation == self.incarnation && node.addr != self.me.addr;
+            if (newer || moved) && self.leave == Leave::Staying {
                 self.refute(*incarnation);
             }
             return;
@@ -1171,11 +1183,23 @@ impl Swim {
                 }
                 events.push((name.clone(), payload.clone()));
             }
-            _ => *slot = Some((ltime, vec![(name.clone(), payload.clone())])),
+            _ => {
+                // The slot's previous Lamport time is forgotten: so are its queued broadcasts.
+                if let Some((old, events)) = slot.replace((ltime, vec![(name.clone(), payload.clone())])) {
+                    for place in 0..events.len() {
+                        self.broadcasts.remove(&Subject::Event(old, place));
+                    }
+                }
+            }
         }
+        let slot = &self.events_seen[(ltime % USER_EVENT_BUFFER) as usize];
         let place = slot.as_ref().expect("filled above").1.len() - 1;
         let message = Message::UserEvent { ltime, name: name.clone(), payload: payload.clone() };
-        self.broadcasts.push_subject(Subject::Event(ltime, place), message.encode_entry());
+        let entry = message.encode_entry();
+        // An entry no datagram can carry would sit in the queue forever: deliver, do not gossip.
+        if entry.len() < self.datagram_budget {
+            self.broadcasts.push_subject(Subject::Event(ltime, place), entry);
+        }
         self.user_events.push_back(UserEvent { ltime, name, payload });
     }
 
@@ -1202,10 +1226,20 @@ impl Swim {
                 }
                 queries.push((source.name.clone(), *id));
             }
-            _ => *slot = Some((*ltime, vec![(source.name.clone(), *id)])),
+            _ => {
+                if let Some((old, queries)) = slot.replace((*ltime, vec![(source.name.clone(), *id)])) {
+                    for place in 0..queries.len() {
+                        self.broadcasts.remove(&Subject::Query(old, place));
+                    }
+                }
+            }
         }
+        let slot = &self.queries_seen[(ltime % QUERY_BUFFER) as usize];
         let place = slot.as_ref().expect("filled above").1.len() - 1;
-        self.broadcasts.push_subject(Subject::Query(*ltime, place), message.encode_entry());
+        let entry = message.encode_entry();
+        if entry.len() < self.datagram_budget {
+            self.broadcasts.push_subject(Subject::Query(*ltime, place), entry);
+        }
         self.query_requests.push_back(QueryRequest {
             id: *id,
             ltime: *ltime,
@@ -1261,8 +1295,14 @@ impl Swim {
                 // memberlist prefers suspicion to death for remote claims: the member gets a
                 // chance to refute.
                 MemberState::Dead | MemberState::Suspect => {
-                    // An unknown member reported dead is learned first, so it can be suspected.
-                    if !self.members.contains_key(&node.name) && node.name != self.me.name {
+                    // An unknown member reported dead is not learned; nor is a claim about a name
+                    // now held at another address (a replacement node must not inherit it).
+                    let known_addr = if node.name == self.me.name {
+                        Some(self.me.addr)
+                    } else {
+                        self.members.get(&node.name).map(|m| m.addr)
+                    };
+                    if known_addr != Some(node.addr) {
                         continue;
                     }
                     Message::Suspect { incarnation, node: node.name, from: source.name.clone() }
@@ -1394,23 +1434,39 @@ impl Swim {
     }
 
     fn send_push_pull(&mut self, dst: SocketAddr, join: bool, reply: bool) {
-        let mut members: Vec<PushPullMember> = self
-            .members
-            .iter()
-            .map(|(name, m)| PushPullMember {
-                node: NodeAddr { name: name.clone(), addr: m.addr },
-                meta: m.meta.clone(),
-                incarnation: m.incarnation,
-                state: m.state,
-            })
-            .collect();
         let my_state = if self.leave == Leave::Staying { MemberState::Alive } else { MemberState::Left };
-        members.push(PushPullMember {
+        let me = PushPullMember {
             node: self.me.clone(),
             meta: self.meta.clone(),
             incarnation: self.incarnation,
             state: my_state,
-        });
+        };
+        // The frame must stay within its limit however many (and however large) members are
+        // known: this node first, then live members, then dead and left ones, until it is full.
+        let mut budget = STREAM_FRAME_BYTES_MAX - PUSH_PULL_HEADER_BYTES_MAX - push_pull_member_bytes(&me);
+        let mut members = vec![me];
+        let live_first = self
+            .members
+            .iter()
+            .filter(|(_, m)| matches!(m.state, MemberState::Alive | MemberState::Suspect))
+            .chain(
+                self.members.iter().filter(|(_, m)| matches!(m.state, MemberState::Dead | MemberState::Left)),
+            );
+        for (name, m) in live_first {
+            let member = PushPullMember {
+                node: NodeAddr { name: name.clone(), addr: m.addr },
+                meta: m.meta.clone(),
+                incarnation: m.incarnation,
+                state: m.state,
+            };
+            let size = push_pull_member_bytes(&member);
+            if size > budget {
+                self.stats.push_pull_truncated += 1;
+                break;
+            }
+            budget -= size;
+            members.push(member);
+        }
         let message = Message::PushPull { join, reply, source: self.me.clone(), members };
         self.send(dst, Channel::Stream, message);
         if !reply {
@@ -1525,9 +1581,18 @@ fn push_pull_scale(interval: Duration, nodes: usize) -> Duration {
     if nodes <= PUSH_PULL_SCALE_THRESHOLD {
         return interval;
     }
-    let multiplier = ((nodes as f64).log2() - (PUSH_PULL_SCALE_THRESHOLD as f64).log2()).ceil() as u32 + 1;
-    interval * multiplier
+    // ⌈log2 n⌉ − log2 32 + 1, in integers so that every platform computes the same schedule.
+    let log2_ceil = usize::BITS - (nodes - 1).leading_zeros();
+    interval * (log2_ceil - PUSH_PULL_SCALE_THRESHOLD.trailing_zeros() + 1)
 }
+
+/// The encoded size of one push/pull member entry (an IPv6 address at most).
+fn push_pull_member_bytes(member: &PushPullMember) -> usize {
+    (1 + member.node.name.len()) + (1 + 16 + 2) + (2 + member.meta.len()) + 8 + 1
+}
+
+/// A push/pull frame's bytes besides its members: version, kind, flags, source, count.
+const PUSH_PULL_HEADER_BYTES_MAX: usize = 1 + 1 + 1 + (1 + NODE_NAME_BYTES_MAX + 19) + 4;
 
 /// How many recent query Lamport times are remembered to drop duplicates.
 const QUERY_BUFFER: u64 = 512;

@@ -45,6 +45,10 @@ pub const WIRE_VERSION: u8 = 1;
 /// Bytes of the length prefix in front of each stream frame.
 pub const FRAME_PREFIX_BYTES: usize = 4;
 
+/// The most messages one datagram may carry (memberlist's compound limit): bounds the work and
+/// the replies one datagram can cause.
+pub const DATAGRAM_MESSAGES_MAX: usize = 255;
+
 /// Bytes an entry adds around its message body in a datagram (kind and length).
 pub const ENTRY_OVERHEAD_BYTES: usize = 3;
 
@@ -398,6 +402,9 @@ pub fn decode_datagram(bytes: &[u8]) -> Result<Vec<Message>, DecodeError> {
     }
     let mut messages = Vec::new();
     while !reader.bytes.is_empty() {
+        if messages.len() == DATAGRAM_MESSAGES_MAX {
+            return Err(too_large("messages in a datagram", messages.len() + 1, DATAGRAM_MESSAGES_MAX));
+        }
         let kind = reader.u8()?;
         let len = usize::from(reader.u16()?);
         let body = reader.take(len)?;

@@ -163,3 +163,20 @@ fn frame_prefix_round_trips_and_oversized_frames_are_refused() {
         })
     );
 }
+
+#[test]
+fn a_datagram_carries_at_most_255_messages() {
+    let entry = Message::Ack { seq: 1 }.encode_entry();
+    let mut datagram = DatagramBuilder::new(DATAGRAM_BYTES_MAX);
+    for _ in 0..DATAGRAM_MESSAGES_MAX {
+        datagram.push_entry(&entry);
+    }
+    let full = datagram.finish();
+    assert_eq!(decode_datagram(&full).unwrap().len(), 255);
+    let mut over = full.to_vec();
+    over.extend_from_slice(&entry);
+    assert_eq!(
+        decode_datagram(&over),
+        Err(DecodeError::TooLarge { what: "messages in a datagram", size: 256, max: 255 })
+    );
+}
