@@ -106,23 +106,33 @@ fn fan_out_example_16_nodes() {
         );
     }
     rounds_to_all.sort();
-    let median = rounds_to_all[rounds_to_all.len() / 2];
-    let max = *rounds_to_all.last().unwrap();
-    println!(
-        "rounds to all 16: median {median}, max {max}; {} of {ran} runs reached all 16 by gossip alone",
-        rounds_to_all.len()
-    );
     let synchronous_rounds = expected.iter().position(|&e| e >= 15.5).expect("the model converges");
     assert_eq!(synchronous_rounds, 3);
-    assert!(median <= synchronous_rounds, "median {median} rounds, synchronous model {synchronous_rounds}");
-    for (round, &model) in expected.iter().enumerate().take(6) {
-        let mean = curves.iter().map(|c| c[round]).sum::<usize>() as f64 / curves.len() as f64;
-        assert!(
-            mean + 0.5 >= model,
-            "round {round}: measured {mean:.2} behind the synchronous model {model:.2}"
-        );
+    for curve in &curves {
+        assert!(curve.windows(2).all(|w| w[0] <= w[1]), "infection never recedes: {curve:?}");
+        assert!(curve[rounds_max] >= 15, "gossip alone misses at most one node: {curve:?}");
     }
-    assert!(rounds_to_all.len() as u64 * 100 >= ran * 95, "almost every run reaches everyone");
+    // Aggregates over many seeds; a replay of one seed checks only the per-seed properties above.
+    if ran >= 10 {
+        let median = rounds_to_all[rounds_to_all.len() / 2];
+        let max = *rounds_to_all.last().unwrap();
+        println!(
+            "rounds to all 16: median {median}, max {max}; {} of {ran} runs reached all 16 by gossip alone",
+            rounds_to_all.len()
+        );
+        assert!(
+            median <= synchronous_rounds,
+            "median {median} rounds, synchronous model {synchronous_rounds}"
+        );
+        for (round, &model) in expected.iter().enumerate().take(6) {
+            let mean = curves.iter().map(|c| c[round]).sum::<usize>() as f64 / curves.len() as f64;
+            assert!(
+                mean + 0.5 >= model,
+                "round {round}: measured {mean:.2} behind the synchronous model {model:.2}"
+            );
+        }
+        assert!(rounds_to_all.len() as u64 * 100 >= ran * 95, "almost every run reaches everyone");
+    }
 }
 
 /// Scenario 2, failure detection: 50 nodes, one crashes; how long until every live member marks
@@ -143,6 +153,11 @@ fn failure_detection_50_nodes() {
                 (0..50).filter(|&i| i != 17).all(|i| c.state(i, 17) == Some(State::Dead))
             })
             .expect("detected");
+        // Never faster than the minimum suspicion timeout, never slower than the maximum plus
+        // the time to fail a probe and spread the news.
+        let min = swim_timeout_min(50);
+        assert!(took >= min, "detected after {took:?}, below the minimum suspicion timeout {min:?}");
+        assert!(took <= min * 6 + Duration::from_secs(5), "detected after {took:?}");
         detection.push(took);
         // Nobody else was declared dead, and each node declared n17 dead at most once.
         for i in (0..50).filter(|&i| i != 17) {

