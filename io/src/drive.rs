@@ -77,7 +77,8 @@ pub struct Sockets {
 /// Runs `node` until `commands` is closed or the storage fails.
 ///
 /// `origin` is the instant the node's [`Instant::ZERO`] corresponds to. `on_event` is called for
-/// every event, in order, on the loop's task.
+/// every event, in order, on the loop's task; `on_step` after every input, with the node, for
+/// whoever needs to look at its state (the simulator's views, later the agent's API).
 pub async fn run<S: Storage>(
     mut node: Node,
     origin: tokio::time::Instant,
@@ -85,6 +86,7 @@ pub async fn run<S: Storage>(
     storage: S,
     mut commands: mpsc::Receiver<CommandRequest>,
     mut on_event: impl FnMut(Event),
+    mut on_step: impl FnMut(&Node),
 ) -> io::Result<()> {
     let now = move || core_now(origin);
     let Sockets { udp, tcp } = sockets;
@@ -102,6 +104,7 @@ pub async fn run<S: Storage>(
         while let Some(event) = outbox.events.pop_front() {
             on_event(event);
         }
+        on_step(&node);
         for persist in outbox.persists.drain(..) {
             if persist_tx.send(persist).await.is_err() {
                 break;

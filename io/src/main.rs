@@ -136,14 +136,15 @@ fn agent(args: cli::AgentArgs) -> Result<(), String> {
         });
         let result = if args.dev {
             let node = new_node(&node_name, advertise, true, seed, encrypt_key.clone(), None)?;
-            drive::run(node, origin, Sockets { udp, tcp }, MemoryStorage::default(), rx, on_event).await
+            drive::run(node, origin, Sockets { udp, tcp }, MemoryStorage::default(), rx, on_event, |_| {})
+                .await
         } else {
             let dir = args.data_dir.clone().expect("checked before start-up");
             let storage = FileStorage::open(&dir)
                 .map_err(|e| format!("Error opening data dir {}: {e}", dir.display()))?;
             let restored = storage.load().map_err(|e| format!("Error reading data dir: {e}"))?;
             let node = new_node(&node_name, advertise, false, seed, encrypt_key.clone(), restored)?;
-            drive::run(node, origin, Sockets { udp, tcp }, storage, rx, on_event).await
+            drive::run(node, origin, Sockets { udp, tcp }, storage, rx, on_event, |_| {}).await
         };
         joiner.abort();
         shutdown.abort();

@@ -58,9 +58,10 @@ fn start_with(
     let (commands, receiver) = mpsc::channel(8);
     let (event_tx, events) = mpsc::unbounded_channel();
     let origin = tokio::time::Instant::now();
-    let task = tokio::spawn(drive::run(node, origin, sockets, storage, receiver, move |e| {
+    let on_event = move |e| {
         let _ = event_tx.send(e);
-    }));
+    };
+    let task = tokio::spawn(drive::run(node, origin, sockets, storage, receiver, on_event, |_| {}));
     Running { commands, events, task }
 }
 

@@ -21,7 +21,7 @@ use madsim::net::NetSim;
 use madsim::rand::Rng as _;
 use madsim::runtime::{Handle, NodeHandle, Runtime};
 use muster::drive::{self, CommandRequest, Sockets, Storage};
-use muster_core::swim::{MemberEventKind, State};
+use muster_core::swim::State;
 use muster_core::{Command, Config, Event, Instant, Node, StableState};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
@@ -86,7 +86,7 @@ struct Shared {
     origin: std::time::Instant,
     /// Durable state per host; writes still in flight when a host is killed never land here.
     disks: Mutex<Vec<Option<StableState>>>,
-    /// Each host's current life's view of its peers by name, built from its member events.
+    /// Each host's current life's view of its peers by name: a copy of its member table.
     views: Mutex<Vec<BTreeMap<String, (State, u64)>>>,
     /// Each host's boot epoch in its current life (0 while down).
     epochs: Mutex<Vec<u32>>,
@@ -167,6 +167,21 @@ impl World {
                 })
             })
         })
+    }
+
+    /// Every host's view, one line per host, for failure messages.
+    pub fn describe(&self) -> String {
+        let views = self.shared.views.lock().unwrap();
+        let epochs = self.shared.epochs.lock().unwrap();
+        let mut text = String::new();
+        for (index, view) in views.iter().enumerate() {
+            text += &format!("n{index} (epoch {}, up {}):", epochs[index], self.up[index]);
+            for (name, (state, incarnation)) in view {
+                text += &format!(" {name}={state:?}@{}.{}", incarnation >> 32, incarnation & 0xFFFF_FFFF);
+            }
+            text += "\n";
+        }
+        text
     }
 
     /// Sleeps `duration` of simulated time.
@@ -266,18 +281,18 @@ impl Shared {
              persistence ordering is broken",
             member.incarnation
         );
+    }
+
+    /// Copies host `index`'s member table after each of its steps: the world's views are the
+    /// nodes' own tables, not a reconstruction from events (some changes, a refutation for one,
+    /// raise no event).
+    fn on_step(&self, index: usize, node: &Node) {
         let mut views = self.views.lock().unwrap();
         let view = &mut views[index];
-        let state = match member.kind {
-            MemberEventKind::Join | MemberEventKind::Update | MemberEventKind::Restart => State::Alive,
-            MemberEventKind::Failed => State::Dead,
-            MemberEventKind::Leave => State::Left,
-            MemberEventKind::Reap => {
-                view.remove(&member.node.name);
-                return;
-            }
-        };
-        view.insert(member.node.name, (state, member.incarnation));
+        view.clear();
+        for member in node.members() {
+            view.insert(member.node.name, (member.state, member.incarnation));
+        }
     }
 }
 
@@ -300,10 +315,10 @@ async fn host_main(index: usize, shared: Arc<Shared>, fsync: Range<Duration>, jo
     let storage = SimDisk { index, shared: shared.clone(), fsync };
     let events = shared.clone();
     let origin = tokio::time::Instant::now();
-    let result = drive::run(node, origin, Sockets { udp, tcp }, storage, receiver, move |event| {
-        events.on_event(index, event)
-    })
-    .await;
+    let views = shared.clone();
+    let on_event = move |event| events.on_event(index, event);
+    let on_step = move |node: &Node| views.on_step(index, node);
+    let result = drive::run(node, origin, Sockets { udp, tcp }, storage, receiver, on_event, on_step).await;
     drop(commands);
     panic!("host {index}'s drive loop ended: {result:?}");
 }

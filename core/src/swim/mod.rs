@@ -1106,9 +1106,20 @@ impl Swim {
         self.suspicion_deadlines.insert((suspicion.deadline(), node.clone()));
         self.suspicions.insert(node.clone(), suspicion);
         let member = self.members.get_mut(node).expect("looked up above");
+        // A suspicion can be the first news of a member's new life: say so, or its later
+        // refutation (same epoch) would raise no event and the restart would go unreported.
+        let restarted = *incarnation >> 32 > member.incarnation >> 32;
         member.incarnation = *incarnation;
         member.state = MemberState::Suspect;
         member.state_change = now;
+        if restarted {
+            let node = NodeAddr { name: node.clone(), addr: member.addr };
+            self.events.push_back(MemberEvent {
+                kind: MemberEventKind::Restart,
+                node,
+                incarnation: *incarnation,
+            });
+        }
     }
 
     fn handle_timeout_suspicion(&mut self, now: Instant, name: String) {

@@ -559,3 +559,22 @@ fn user_events_older_than_the_buffer_or_over_the_limit_are_refused() {
     );
     assert_eq!(swim.trigger_user_event("e".into(), Bytes::new()), Err(FireError::ClockExhausted));
 }
+
+#[test]
+fn a_suspicion_carrying_a_new_boot_epoch_reports_the_restart() {
+    let mut swim = swim_with(&["b", "c"]);
+    swim.handle_message(
+        at(0),
+        Channel::Datagram,
+        Message::Suspect { incarnation: 2 << 32, node: "b".into(), from: "c".into() },
+    );
+    let (_, events) = drain(&mut swim);
+    assert_eq!(
+        events,
+        vec![MemberEvent { kind: MemberEventKind::Restart, node: node("b"), incarnation: 2 << 32 }]
+    );
+    // Its refutation in the same epoch is then no news.
+    swim.handle_message(at(1), Channel::Datagram, alive("b", (2 << 32) + 1));
+    assert_eq!(drain(&mut swim).1, vec![]);
+    assert_eq!(swim.member("b").unwrap().state, State::Alive);
+}
