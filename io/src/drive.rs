@@ -146,12 +146,16 @@ pub async fn run<S: Storage>(
     result
 }
 
-/// Collects a node's outputs so the async loop can carry them out after [`drain`] returns.
+/// A [`Host`] that collects a node's outputs, in order, to be carried out after [`drain`]
+/// returns: by the async loop here, by the simulator's harness over its virtual network.
 #[derive(Debug, Default)]
-struct Outbox {
-    persists: Vec<Persist>,
-    transmits: Vec<Transmit>,
-    events: VecDeque<Event>,
+pub struct Outbox {
+    /// Persists, oldest first.
+    pub persists: Vec<Persist>,
+    /// Transmits, oldest first.
+    pub transmits: Vec<Transmit>,
+    /// Events, oldest first.
+    pub events: VecDeque<Event>,
 }
 
 impl Host for Outbox {

@@ -21,11 +21,9 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use bytes::Bytes;
-use muster::drive::{drain, Host};
+use muster::drive::{drain, Outbox};
 use muster_core::swim::{self, MemberView, State};
-use muster_core::{
-    Channel, Command, Config, Event, Instant, Node, Persist, PersistId, Rng, StableState, Transmit,
-};
+use muster_core::{Channel, Command, Config, Event, Instant, Node, PersistId, Rng, StableState, Transmit};
 
 use crate::trace::Trace;
 
@@ -157,28 +155,6 @@ struct InFlight {
     payload: Bytes,
     /// Already held back once by a slow receiver.
     delayed: bool,
-}
-
-/// Collects a node's outputs during [`drain`].
-#[derive(Debug, Default)]
-struct Outputs {
-    persists: Vec<Persist>,
-    transmits: Vec<Transmit>,
-    events: Vec<Event>,
-}
-
-impl Host for Outputs {
-    fn persist(&mut self, persist: Persist) {
-        self.persists.push(persist);
-    }
-
-    fn transmit(&mut self, transmit: Transmit) {
-        self.transmits.push(transmit);
-    }
-
-    fn event(&mut self, event: Event) {
-        self.events.push(event);
-    }
 }
 
 impl Cluster {
@@ -528,7 +504,7 @@ impl Cluster {
 
     /// Drains node `index`, carries out its outputs, and re-registers its deadline.
     fn after_input(&mut self, index: usize) {
-        let mut outputs = Outputs::default();
+        let mut outputs = Outbox::default();
         let member = &mut self.members[index];
         let node = member.node.as_mut().expect("only live nodes take input");
         let deadline = drain(node, &mut outputs);
