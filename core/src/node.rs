@@ -292,7 +292,8 @@ impl Node {
         &self.config.name
     }
 
-    /// This life's boot epoch, one more than the previous life's.
+    /// This life's boot epoch: one more than the restored one, or the one adopted to outrank a
+    /// previous life that peers still remember (after a restart with a fresh data dir).
     pub fn boot_epoch(&self) -> u32 {
         self.boot_epoch
     }
@@ -410,6 +411,13 @@ impl Node {
     /// Moves the sub-machines' new transmits behind the current persist barrier, then checks
     /// invariants. Runs at the end of every input.
     fn finish_step(&mut self) {
+        // Every transmit polled below waits for the adopted epoch to be durable, so no message of
+        // the new epoch can outlive a crash that loses it.
+        if let Some(epoch) = self.swim.take_epoch_adopted() {
+            assert!(epoch > self.boot_epoch, "an adopted epoch outranks the current one");
+            self.boot_epoch = epoch;
+            self.issue_persist(StableState { boot_epoch: epoch });
+        }
         while let Some(request) = self.swim.poll_query_request() {
             if let Some(answer) = self.answer_query(&request) {
                 self.swim.respond(&request, answer);
@@ -446,8 +454,8 @@ impl Node {
         assert!(self.persist_durable <= self.persist_issued);
         assert!(self.boot_epoch >= 1);
         assert!(
-            self.swim.incarnation() >> 32 >= u64::from(self.boot_epoch),
-            "incarnations never fall below the boot epoch"
+            self.swim.incarnation() >> 32 == u64::from(self.boot_epoch),
+            "the incarnation belongs to the boot epoch being persisted"
         );
         let mut barrier_previous = 0;
         for &(barrier, _) in &self.held {

@@ -12,8 +12,8 @@
 //! process starved of CPU: the situation Lifeguard is designed for.
 //!
 //! An oracle checks, at every send, the property persistence ordering exists for: a node sends
-//! nothing until its boot epoch is durable, so no two lives of a node speak with the same
-//! incarnations. Each node's own `check_invariants` runs after every input (the `invariants`
+//! nothing until a boot epoch is durable, and no incarnation of itself from an epoch not yet
+//! durable, so no two lives of a node speak with the same incarnations. Each node's own `check_invariants` runs after every input (the `invariants`
 //! feature of `muster-core`).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -23,6 +23,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use muster::drive::{drain, Outbox};
 use muster_core::swim::{self, MemberView, State};
+use muster_core::wire::{self, Message};
 use muster_core::{Channel, Command, Config, Event, Instant, Node, PersistId, Rng, StableState, Transmit};
 
 use crate::trace::Trace;
@@ -303,6 +304,13 @@ impl Cluster {
         self.trace.record(self.now.as_nanos(), index, &("crash", lost));
     }
 
+    /// Erases crashed node `index`'s data dir: it will boot as if for the first time.
+    pub fn wipe(&mut self, index: usize) {
+        assert!(self.members[index].node.is_none(), "node {index} is up");
+        self.members[index].disk.durable = None;
+        self.trace.record(self.now.as_nanos(), index, &"wipe");
+    }
+
     /// Restarts crashed node `index` from its durable state.
     pub fn restart(&mut self, index: usize) {
         assert!(self.members[index].node.is_none(), "node {index} is up");
@@ -508,7 +516,6 @@ impl Cluster {
         let member = &mut self.members[index];
         let node = member.node.as_mut().expect("only live nodes take input");
         let deadline = drain(node, &mut outputs);
-        let boot_epoch = node.boot_epoch();
         if member.timer != deadline {
             if let Some(old) = member.timer.take() {
                 self.timers.remove(&(old, index));
@@ -529,7 +536,7 @@ impl Cluster {
             pending.push_back((done, persist.id, persist.state));
         }
         for transmit in outputs.transmits {
-            self.check_boot_epoch_is_durable(index, boot_epoch);
+            self.check_epochs_sent_are_durable(index, &transmit);
             self.route(index, transmit);
         }
         for event in outputs.events {
@@ -538,13 +545,29 @@ impl Cluster {
         }
     }
 
-    /// The oracle: a node sends nothing before its boot epoch is durable.
-    fn check_boot_epoch_is_durable(&self, index: usize, boot_epoch: u32) {
+    /// The oracle: a node sends nothing before a boot epoch is durable, and never an incarnation
+    /// of itself from an epoch its disk could still lose. Otherwise a crash could make two lives
+    /// of the node speak with the same incarnations.
+    fn check_epochs_sent_are_durable(&self, index: usize, transmit: &Transmit) {
         let durable = self.members[index].disk.durable.map(|s| s.boot_epoch);
+        let name = &self.members[index].name;
+        let messages = match transmit.channel {
+            Channel::Datagram => wire::decode_datagram(&transmit.payload),
+            Channel::Stream => Message::decode_frame(&transmit.payload).map(|m| vec![m]),
+        }
+        .expect("nodes send what they can decode");
+        let own_incarnations = messages.iter().flat_map(|message| match message {
+            Message::Alive { incarnation, node, .. } if node.name == *name => vec![*incarnation],
+            Message::PushPull { members, .. } => {
+                members.iter().filter(|m| m.node.name == *name).map(|m| m.incarnation).collect()
+            }
+            _ => Vec::new(),
+        });
+        let epoch_sent = own_incarnations.map(|i| (i >> 32) as u32).max().unwrap_or(1);
         assert!(
-            durable >= Some(boot_epoch),
-            "node {index} sent in boot epoch {boot_epoch} before it was durable (durable: {durable:?}) at {:?}: \
-             persistence ordering is broken",
+            durable >= Some(epoch_sent),
+            "node {index} sent an incarnation of boot epoch {epoch_sent} before it was durable \
+             (durable: {durable:?}) at {:?}: persistence ordering is broken",
             self.now
         );
     }

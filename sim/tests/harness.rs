@@ -118,6 +118,49 @@ fn leave_shows_left_crash_shows_failed_force_leave_and_restart_rejoins() {
 }
 
 #[test]
+fn a_node_back_with_a_wiped_data_dir_is_alive_again_whether_or_not_it_was_failed() {
+    // A container replaced under the same name and address, with an empty volume: it boots in
+    // epoch 1, below the life its peers remember, and must adopt an epoch above that one.
+    for_each_seed(
+        replay("a_node_back_with_a_wiped_data_dir_is_alive_again_whether_or_not_it_was_failed"),
+        0..10,
+        |seed| {
+            let mut cluster = Cluster::new(seed, 5, NetConfig::lan());
+            cluster.join_all_to(0);
+            cluster.run_until(Duration::from_secs(10), Cluster::converged).expect("converges");
+            // A plain restart first, so the remembered life (epoch 2) is above a fresh boot's.
+            cluster.crash(4);
+            cluster.restart(4);
+            cluster.run_until(Duration::from_secs(30), Cluster::converged).expect("converges");
+            for wait_for_failure in [false, true] {
+                let remembered = cluster.view(0, 4).unwrap().incarnation >> 32;
+                assert!(remembered >= 2);
+                cluster.crash(4);
+                if wait_for_failure {
+                    cluster
+                        .run_until(Duration::from_secs(60), |c| {
+                            (0..4).all(|i| c.state(i, 4) == Some(State::Dead))
+                        })
+                        .expect("failed");
+                }
+                cluster.wipe(4);
+                cluster.restart(4);
+                cluster
+                    .run_until(Duration::from_secs(30), |c| {
+                        (0..4).all(|i| {
+                            c.view(i, 4)
+                                .is_some_and(|v| v.state == State::Alive && v.incarnation >> 32 > remembered)
+                        })
+                    })
+                    .expect("alive again in an epoch above the remembered one");
+                assert_eq!(u64::from(cluster.node(4).unwrap().boot_epoch()), remembered + 1);
+                cluster.run_until(Duration::from_secs(30), Cluster::converged).expect("converges");
+            }
+        },
+    );
+}
+
+#[test]
 fn crash_before_fsync_loses_the_new_boot_epoch_and_the_next_boot_reuses_it_safely() {
     // A restart persists boot epoch 2; the node crashes before the write is durable, so nothing
     // of epoch 2 was ever sent. The next boot takes epoch 2 again.

@@ -72,6 +72,64 @@ fn a_restarted_node_takes_the_next_boot_epoch_and_outranks_its_past() {
 }
 
 #[test]
+fn a_node_back_with_a_fresh_data_dir_adopts_an_epoch_above_its_remembered_life() {
+    // "a" lived in epoch 6 and comes back with no state: it boots in epoch 1, below what "b"
+    // remembers. b's push/pull reply names a's old life at a's own address, so a adopts epoch 7,
+    // persists it, and sends nothing more until that is durable.
+    let mut a = booted("a", 1, None);
+    let mut b = booted("b", 2, Some(StableState { boot_epoch: 2 }));
+    let old_life = Message::Alive {
+        incarnation: 6 << 32 | 3,
+        node: NodeAddr { name: "a".into(), addr: addr(1) },
+        meta: Bytes::new(),
+    };
+    let mut datagram = DatagramBuilder::new(DATAGRAM_BYTES_TARGET);
+    datagram.push_entry(&old_life.encode_entry());
+    b.handle_datagram(Instant::ZERO, addr(1), &datagram.finish());
+    assert_eq!(b.member("a").unwrap().incarnation, 6 << 32 | 3);
+    let _ = std::iter::from_fn(|| b.poll_transmit()).count();
+
+    a.handle_command(Instant::ZERO, Command::Join { peer: addr(2) }).unwrap();
+    let join = a.poll_transmit().unwrap();
+    b.handle_stream_frame(Instant::ZERO, addr(1), &join.payload);
+    let reply = b.poll_transmit().unwrap();
+    a.handle_stream_frame(Instant::ZERO, addr(2), &reply.payload);
+
+    assert_eq!(a.boot_epoch(), 7);
+    assert_eq!(a.incarnation(), 7 << 32);
+    let persist = a.poll_persist().expect("the adopted epoch is persisted");
+    assert_eq!(persist.state, StableState { boot_epoch: 7 });
+    a.handle_timeout(Instant::ZERO + Duration::from_secs(1));
+    assert_eq!(a.poll_transmit(), None, "held until the epoch is durable");
+    a.on_persisted(Instant::ZERO + Duration::from_secs(1), persist.id);
+    let mut nodes = vec![a, b];
+    exchange(Instant::ZERO + Duration::from_secs(1), &mut nodes);
+    for _ in 0..10 {
+        let now = Instant::ZERO + Duration::from_secs(2);
+        nodes.iter_mut().for_each(|n| n.handle_timeout(now));
+        exchange(now, &mut nodes);
+    }
+    let view = nodes[1].member("a").unwrap();
+    assert_eq!((view.state, view.incarnation), (State::Alive, 7 << 32));
+}
+
+#[test]
+fn a_later_epoch_claimed_for_another_address_is_ignored() {
+    // Another node using our name, or a forgery: adopting its epoch would start an epoch race.
+    let mut a = booted("a", 1, None);
+    let impostor = Message::Alive {
+        incarnation: 9 << 32,
+        node: NodeAddr { name: "a".into(), addr: addr(9) },
+        meta: Bytes::new(),
+    };
+    let mut datagram = DatagramBuilder::new(DATAGRAM_BYTES_TARGET);
+    datagram.push_entry(&impostor.encode_entry());
+    a.handle_datagram(Instant::ZERO, addr(9), &datagram.finish());
+    assert_eq!((a.boot_epoch(), a.incarnation()), (1, 1 << 32));
+    assert_eq!(a.poll_persist(), None);
+}
+
+#[test]
 fn join_exchanges_state_both_ways() {
     let mut nodes = vec![booted("a", 1, None), booted("b", 2, None), booted("c", 3, None)];
     nodes[1].handle_command(Instant::ZERO, Command::Join { peer: addr(1) }).unwrap();

@@ -403,6 +403,8 @@ pub(crate) struct Swim {
     joins_pending: BTreeSet<SocketAddr>,
     join_retry_next: Option<Instant>,
     leave: Leave,
+    /// A boot epoch adopted to outrank a previous life, not yet taken by the node to persist.
+    epoch_adopted: Option<u32>,
     /// The most bytes of one datagram before encryption.
     datagram_budget: usize,
     /// How many times `check_invariants` ran, to pace its full checks.
@@ -524,6 +526,7 @@ impl Swim {
             joins_pending: BTreeSet::new(),
             join_retry_next: None,
             leave: Leave::Staying,
+            epoch_adopted: None,
             datagram_budget,
             #[cfg(any(test, feature = "invariants"))]
             invariant_checks: std::cell::Cell::new(0),
@@ -1004,7 +1007,7 @@ impl Swim {
             let newer = *incarnation > self.incarnation;
             let moved = *incarnation == self.incarnation && node.addr != self.me.addr;
             if (newer || moved) && self.leave == Leave::Staying {
-                self.refute(*incarnation);
+                self.refute(*incarnation, Some(node.addr));
             }
             return;
         }
@@ -1162,7 +1165,7 @@ impl Swim {
     fn accused_member(&mut self, incarnation: u64, node: &str) -> Option<(MemberState, u64)> {
         if node == self.me.name {
             if self.leave == Leave::Staying {
-                self.refute(incarnation);
+                self.refute(incarnation, None);
             }
             return None;
         }
@@ -1272,15 +1275,26 @@ impl Swim {
     /// Announces this node alive with an incarnation above `accused`.
     ///
     /// A claim from a later boot epoch than ours, or one that leaves no room in this epoch, is
-    /// not about this life: another node uses our name, or the message is forged. Refuting it
-    /// would hand our incarnation to whoever sent it, so it is ignored and counted.
-    fn refute(&mut self, accused: u64) {
+    /// about a life this one cannot outrank by counting. If it names our own address (`claim_addr`),
+    /// it is our previous life: this node came back with a fresh data dir and restored an older
+    /// epoch. It then adopts the epoch after the claim's, which [`crate::Node`] makes durable before
+    /// anything more is sent. A later-epoch claim at another address, or one without an address
+    /// (a gossiped suspicion), may be another node using our name or a forgery; adopting its epoch
+    /// would start an epoch race, so it is ignored and counted, and push/pull corrects it.
+    fn refute(&mut self, accused: u64, claim_addr: Option<SocketAddr>) {
         let epoch = self.incarnation >> 32;
-        if accused >> 32 > epoch || accused == (epoch << 32 | u64::from(u32::MAX)) {
-            self.stats.messages_ignored += 1;
-            return;
+        let exhausted = accused >= (epoch << 32 | u64::from(u32::MAX));
+        if accused >> 32 > epoch || exhausted {
+            let next_epoch = (accused >> 32) + 1;
+            if claim_addr != Some(self.me.addr) || next_epoch > u64::from(u32::MAX) {
+                self.stats.messages_ignored += 1;
+                return;
+            }
+            self.incarnation = next_epoch << 32;
+            self.epoch_adopted = Some(next_epoch as u32);
+        } else {
+            self.incarnation = self.incarnation.max(accused) + 1;
         }
-        self.incarnation = self.incarnation.max(accused) + 1;
         self.stats.refutations += 1;
         if self.config.lifeguard {
             self.awareness.apply(1);
@@ -1288,6 +1302,12 @@ impl Swim {
         let alive =
             Message::Alive { incarnation: self.incarnation, node: self.me.clone(), meta: self.meta.clone() };
         self.broadcasts.push(&self.me.name, alive.encode_entry());
+    }
+
+    /// The boot epoch this node adopted to outrank a previous life, once: the caller must make
+    /// it durable before sending anything more.
+    pub(crate) fn take_epoch_adopted(&mut self) -> Option<u32> {
+        self.epoch_adopted.take()
     }
 
     fn cancel_suspicion(&mut self, name: &str) {
@@ -1306,14 +1326,17 @@ impl Swim {
                 // memberlist prefers suspicion to death for remote claims: the member gets a
                 // chance to refute.
                 MemberState::Dead | MemberState::Suspect => {
+                    // A claim about this node at this address is refuted at once (and may be
+                    // about a previous life, whose epoch the refutation must outrank).
+                    if node.name == self.me.name {
+                        if node.addr == self.me.addr && self.leave == Leave::Staying {
+                            self.refute(incarnation, Some(node.addr));
+                        }
+                        continue;
+                    }
                     // An unknown member reported dead is not learned; nor is a claim about a name
                     // now held at another address (a replacement node must not inherit it).
-                    let known_addr = if node.name == self.me.name {
-                        Some(self.me.addr)
-                    } else {
-                        self.members.get(&node.name).map(|m| m.addr)
-                    };
-                    if known_addr != Some(node.addr) {
+                    if self.members.get(&node.name).map(|m| m.addr) != Some(node.addr) {
                         continue;
                     }
                     Message::Suspect { incarnation, node: node.name, from: source.name.clone() }
