@@ -31,6 +31,14 @@ pub const USER_EVENT_BYTES_MAX: usize = 1_024;
 /// `EventBuffer`); older events are ignored.
 pub const USER_EVENT_BUFFER: u64 = 512;
 
+/// The most distinct user events remembered per Lamport time; more are dropped, so a flood of
+/// forged events at one time cannot grow memory.
+pub const USER_EVENTS_PER_LTIME_MAX: usize = 64;
+
+/// The most bytes of recent user events one push/pull carries (newest first), so that the
+/// event history never crowds members out of the frame.
+pub const PUSH_PULL_EVENT_BYTES_MAX: usize = 1 << 20;
+
 /// The longest node name, in bytes (its length travels in one byte).
 pub const NODE_NAME_BYTES_MAX: usize = 255;
 

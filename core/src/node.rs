@@ -304,6 +304,11 @@ impl Node {
         self.swim.incarnation()
     }
 
+    /// This node's own status: alive, leaving while its leave goes out, then left.
+    pub fn status(&self) -> crate::swim::Status {
+        self.swim.status()
+    }
+
     /// Every member this node knows (itself excluded), by name.
     pub fn members(&self) -> impl Iterator<Item = MemberView> + '_ {
         self.swim.members()

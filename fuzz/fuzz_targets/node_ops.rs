@@ -11,7 +11,9 @@ use std::time::Duration;
 use arbitrary::Arbitrary;
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use muster_core::wire::{DatagramBuilder, MemberState, Message, NodeAddr, PushPullMember};
+use muster_core::wire::{
+    DatagramBuilder, MemberState, Message, NodeAddr, PushPullEvent, PushPullMember, SerfState,
+};
 use muster_core::{Command, Config, Instant, KeyringOp, Node, Persist, StableState, DATAGRAM_BYTES_TARGET};
 
 #[derive(Debug, Arbitrary)]
@@ -43,7 +45,14 @@ enum Msg {
     Alive { incarnation: u64, node: u8, meta: Vec<u8> },
     Suspect { incarnation: u64, node: u8, from: u8 },
     Dead { incarnation: u64, node: u8, from: u8 },
-    PushPull { reply: bool, source: u8, members: Vec<(u8, u64, u8)> },
+    PushPull {
+        reply: bool,
+        source: u8,
+        members: Vec<(u8, u64, u8)>,
+        event_clock: u64,
+        query_clock: u64,
+        events: Vec<(u64, u8, Vec<u8>)>,
+    },
     UserEvent { ltime: u64, name: u8, payload: Vec<u8> },
     Query { id: u8, ltime: u64, name: u8, payload: Vec<u8>, source: u8 },
     QueryResponse { id: u8, ltime: u64, from: u8, payload: Vec<u8> },
@@ -106,8 +115,17 @@ fn to_message(msg: Msg) -> Message {
                 payload: Bytes::from(payload),
             }
         }
-        Msg::PushPull { reply, source, mut members } => {
+        Msg::PushPull { reply, source, mut members, event_clock, query_clock, mut events } => {
             members.truncate(8);
+            events.truncate(8);
+            let events = events
+                .into_iter()
+                .map(|(ltime, name, mut payload)| {
+                    payload.truncate(512);
+                    PushPullEvent { ltime, name: format!("e{name}"), payload: Bytes::from(payload) }
+                })
+                .collect();
+            let serf = SerfState { event_clock, query_clock, events };
             let members = members
                 .into_iter()
                 .map(|(n, incarnation, state)| PushPullMember {
@@ -118,7 +136,7 @@ fn to_message(msg: Msg) -> Message {
                         [usize::from(state % 4)],
                 })
                 .collect();
-            Message::PushPull { join: false, reply, source: node(source), members }
+            Message::PushPull { join: false, reply, source: node(source), members, serf }
         }
     }
 }

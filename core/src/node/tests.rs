@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::swim::{MemberEventKind, State};
+use crate::swim::{MemberEventKind, State, Status};
 use crate::wire::DatagramBuilder;
 
 fn addr(last: u8) -> SocketAddr {
@@ -52,7 +52,8 @@ fn nothing_is_sent_before_the_boot_epoch_is_durable() {
     let join = node.poll_transmit().expect("released by the acknowledgement");
     assert_eq!((join.dst, join.channel), (addr(2), Channel::Stream));
     match Message::decode_frame(&join.payload).unwrap() {
-        Message::PushPull { join: true, reply: false, source, members } => {
+        Message::PushPull { join: true, reply: false, source, members, serf } => {
+            assert_eq!(serf, crate::wire::SerfState::default(), "no events yet, clocks at zero");
             assert_eq!(source, NodeAddr { name: "a".into(), addr: addr(1) });
             assert_eq!(members.len(), 1, "only itself");
             assert_eq!(members[0].incarnation, 1 << 32);
@@ -216,7 +217,9 @@ fn leave_is_gossiped_and_peers_see_left() {
     let mut nodes = vec![booted("a", 1, None), booted("b", 2, None)];
     nodes[1].handle_command(Instant::ZERO, Command::Join { peer: addr(1) }).unwrap();
     exchange(Instant::ZERO, &mut nodes);
+    assert_eq!(nodes[1].status(), Status::Alive);
     nodes[1].handle_command(Instant::ZERO, Command::Leave).unwrap();
+    assert_eq!(nodes[1].status(), Status::Leaving, "while the leave goes out");
     let mut now = Instant::ZERO;
     while !nodes[1].has_left() {
         now = nodes.iter().filter_map(Node::poll_timeout).min().unwrap();
@@ -228,6 +231,9 @@ fn leave_is_gossiped_and_peers_see_left() {
         exchange(now, &mut nodes);
     }
     assert_eq!(nodes[0].member("b").unwrap().state, State::Left);
+    assert_eq!(nodes[0].member("b").unwrap().status(), Status::Left);
+    assert_eq!((Status::Left.as_str(), Status::Left.code()), ("left", 3));
+    assert_eq!(nodes[1].status(), Status::Left);
     assert!(now < Instant::ZERO + Duration::from_secs(5), "left before the leave timeout: {now:?}");
 }
 
@@ -370,6 +376,7 @@ fn full_state_is_never_accepted_over_a_datagram() {
         reply: false,
         source: NodeAddr { name: "b".into(), addr: addr(2) },
         members: vec![],
+        serf: crate::wire::SerfState::default(),
     };
     let mut datagram = DatagramBuilder::new(1400);
     datagram.push_entry(&push.encode_entry());

@@ -37,11 +37,13 @@ use self::awareness::Awareness;
 use self::broadcast::{retransmit_limit, BroadcastQueue, Subject};
 use self::suspicion::Suspicion;
 use crate::limits::{
-    DATAGRAM_BYTES_TARGET, MEMBERS_MAX, META_BYTES_MAX, NODE_NAME_BYTES_MAX, RELAYS_MAX,
-    STREAM_FRAME_BYTES_MAX, USER_EVENT_BUFFER, USER_EVENT_BYTES_MAX,
+    DATAGRAM_BYTES_TARGET, MEMBERS_MAX, META_BYTES_MAX, NODE_NAME_BYTES_MAX, PUSH_PULL_EVENT_BYTES_MAX,
+    RELAYS_MAX, STREAM_FRAME_BYTES_MAX, USER_EVENTS_PER_LTIME_MAX, USER_EVENT_BUFFER, USER_EVENT_BYTES_MAX,
 };
 use crate::node::{Channel, Transmit};
-use crate::wire::{DatagramBuilder, MemberState, Message, NodeAddr, PushPullMember};
+use crate::wire::{
+    DatagramBuilder, MemberState, Message, NodeAddr, PushPullEvent, PushPullMember, SerfState,
+};
 use crate::{Instant, Rng};
 
 pub use crate::wire::MemberState as State;
@@ -339,6 +341,53 @@ pub struct MemberView {
     pub meta: Bytes,
 }
 
+impl MemberView {
+    /// The member's status as serf reports it: a suspect is still alive, a dead member failed.
+    pub fn status(&self) -> Status {
+        match self.state {
+            MemberState::Alive | MemberState::Suspect => Status::Alive,
+            MemberState::Dead => Status::Failed,
+            MemberState::Left => Status::Left,
+        }
+    }
+}
+
+/// A member's status as serf reports it and Consul shows it (`consul members`, and the numbers
+/// in `/v1/agent/members`).
+///
+/// Serf shows `leaving` on every member between a leave intent and memberlist's leave notice.
+/// Here the leave intent and the leave are one message (ordered by incarnation rather than by a
+/// separate intent clock), so peers go from `alive` to `left`, and `leaving` is the status a
+/// node reports of itself while its leave is going out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Status {
+    /// Answering, or suspected but not yet failed.
+    Alive = 1,
+    /// Announcing its graceful leave.
+    Leaving = 2,
+    /// Left gracefully.
+    Left = 3,
+    /// Declared dead, and expected back.
+    Failed = 4,
+}
+
+impl Status {
+    /// Consul's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Alive => "alive",
+            Status::Leaving => "leaving",
+            Status::Left => "left",
+            Status::Failed => "failed",
+        }
+    }
+
+    /// Consul's number for it (`Status` in `/v1/agent/members`).
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+}
+
 /// Counters of what the protocol did, for metrics and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -416,6 +465,8 @@ pub(crate) struct Swim {
     events: VecDeque<MemberEvent>,
     /// The Lamport clock of user events: the time the next event fired here gets.
     event_clock: u64,
+    /// Events before this Lamport time are not delivered: they happened before this node joined.
+    event_min_time: u64,
     /// The events seen at each of the last [`USER_EVENT_BUFFER`] Lamport times, by
     /// `ltime % USER_EVENT_BUFFER`, to drop duplicates (serf's `eventBuffer`).
     events_seen: Vec<Option<SeenEvents>>,
@@ -535,6 +586,7 @@ impl Swim {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             event_clock: 0,
+            event_min_time: 0,
             events_seen: vec![None; USER_EVENT_BUFFER as usize],
             user_events: VecDeque::new(),
             query_clock: 0,
@@ -704,12 +756,15 @@ impl Swim {
             Message::QueryResponse { id, ltime, from, payload } => {
                 self.handle_query_response(id, ltime, from, payload)
             }
-            Message::PushPull { join: _, reply, source, members } => {
+            Message::PushPull { join: _, reply, source, members, serf } => {
+                // The answer to our own join: what happened before it is not ours to deliver.
+                let joined = reply && !self.joins_pending.is_empty();
                 if reply {
                     self.joins_pending.clear();
                     self.join_retry_next = None;
                 }
                 self.merge_remote_state(now, &source, members);
+                self.merge_serf_state(serf, joined);
                 if !reply {
                     self.send_push_pull(source.addr, false, true);
                 }
@@ -833,6 +888,15 @@ impl Swim {
 
     pub(crate) fn incarnation(&self) -> u64 {
         self.incarnation
+    }
+
+    /// This node's own status.
+    pub(crate) fn status(&self) -> Status {
+        match self.leave {
+            Leave::Staying => Status::Alive,
+            Leave::Leaving { .. } => Status::Leaving,
+            Leave::Left => Status::Left,
+        }
     }
 
     pub(crate) fn has_left(&self) -> bool {
@@ -1181,7 +1245,8 @@ impl Swim {
     fn handle_user_event(&mut self, ltime: u64, name: String, payload: Bytes) {
         // Witness: the clock moves past every time seen, so events fired here come later.
         self.event_clock = self.event_clock.max(ltime.saturating_add(1));
-        if self.event_clock > USER_EVENT_BUFFER && ltime < self.event_clock - USER_EVENT_BUFFER {
+        let forgotten = self.event_clock > USER_EVENT_BUFFER && ltime < self.event_clock - USER_EVENT_BUFFER;
+        if forgotten || ltime < self.event_min_time {
             self.stats.user_events_too_old += 1;
             return;
         }
@@ -1350,6 +1415,45 @@ impl Swim {
         }
     }
 
+    /// serf's merge of a push/pull's user state: witness both clocks, so that events and
+    /// queries fired here are ordered after everything the sender has seen, then take the recent
+    /// events gossip may have missed. After a join, events older than the join are not delivered
+    /// (Consul joins without `-replay`).
+    fn merge_serf_state(&mut self, serf: SerfState, joined: bool) {
+        self.event_clock = self.event_clock.max(serf.event_clock);
+        self.query_clock = self.query_clock.max(serf.query_clock);
+        if joined {
+            self.event_min_time = self.event_min_time.max(serf.event_clock);
+        }
+        for event in serf.events {
+            self.handle_user_event(event.ltime, event.name, event.payload);
+        }
+    }
+
+    /// This node's clocks and the user events it still remembers, newest first, within
+    /// [`PUSH_PULL_EVENT_BYTES_MAX`].
+    fn serf_state(&self) -> SerfState {
+        let mut remembered: Vec<_> = self
+            .events_seen
+            .iter()
+            .flatten()
+            .filter(|(ltime, _)| ltime.saturating_add(USER_EVENT_BUFFER) >= self.event_clock)
+            .collect();
+        remembered.sort_unstable_by_key(|(ltime, _)| core::cmp::Reverse(*ltime));
+        let mut events = Vec::new();
+        let mut bytes = 0;
+        'fill: for (ltime, seen) in remembered {
+            for (name, payload) in seen {
+                bytes += push_pull_event_bytes(name, payload);
+                if bytes > PUSH_PULL_EVENT_BYTES_MAX {
+                    break 'fill;
+                }
+                events.push(PushPullEvent { ltime: *ltime, name: name.clone(), payload: payload.clone() });
+            }
+        }
+        SerfState { event_clock: self.event_clock, query_clock: self.query_clock, events }
+    }
+
     fn reap(&mut self, now: Instant) {
         let expired: Vec<String> = self
             .members
@@ -1477,7 +1581,10 @@ impl Swim {
         };
         // The frame must stay within its limit however many (and however large) members are
         // known: this node first, then live members, then dead and left ones, until it is full.
-        let mut budget = STREAM_FRAME_BYTES_MAX - PUSH_PULL_HEADER_BYTES_MAX - push_pull_member_bytes(&me);
+        let serf = self.serf_state();
+        let serf_bytes: usize = serf.events.iter().map(|e| push_pull_event_bytes(&e.name, &e.payload)).sum();
+        let mut budget =
+            STREAM_FRAME_BYTES_MAX - PUSH_PULL_HEADER_BYTES_MAX - serf_bytes - push_pull_member_bytes(&me);
         let mut members = vec![me];
         let live_first = self
             .members
@@ -1501,7 +1608,7 @@ impl Swim {
             budget -= size;
             members.push(member);
         }
-        let message = Message::PushPull { join, reply, source: self.me.clone(), members };
+        let message = Message::PushPull { join, reply, source: self.me.clone(), members, serf };
         self.send(dst, Channel::Stream, message);
         if !reply {
             self.stats.push_pulls_sent += 1;
@@ -1625,18 +1732,19 @@ fn push_pull_member_bytes(member: &PushPullMember) -> usize {
     (1 + member.node.name.len()) + (1 + 16 + 2) + (2 + member.meta.len()) + 8 + 1
 }
 
-/// A push/pull frame's bytes besides its members: version, kind, flags, source, count.
-const PUSH_PULL_HEADER_BYTES_MAX: usize = 1 + 1 + 1 + (1 + NODE_NAME_BYTES_MAX + 19) + 4;
+fn push_pull_event_bytes(name: &str, payload: &[u8]) -> usize {
+    8 + (1 + name.len()) + (2 + payload.len())
+}
+
+/// A push/pull frame's bytes besides its members and events: version, kind, flags, source,
+/// member count, both clocks, event count.
+const PUSH_PULL_HEADER_BYTES_MAX: usize = 1 + 1 + 1 + (1 + NODE_NAME_BYTES_MAX + 19) + 4 + 8 + 8 + 4;
 
 /// How many recent query Lamport times are remembered to drop duplicates.
 const QUERY_BUFFER: u64 = 512;
 
 /// Scales the query timeout (serf's `QueryTimeoutMult`).
 const QUERY_TIMEOUT_MULT: u32 = 16;
-
-/// The most distinct user events remembered per Lamport time; more are dropped, so a flood of
-/// forged events at one time cannot grow memory.
-const USER_EVENTS_PER_LTIME_MAX: usize = 64;
 
 /// Up to this many members, `check_invariants` walks every table after every step.
 #[cfg(any(test, feature = "invariants"))]

@@ -330,7 +330,13 @@ fn messages_claiming_to_come_from_this_node_are_ignored() {
         Message::Ping { seq: 1, target: "a".into(), source: node("a") },
         Message::IndirectPing { seq: 2, target: node("a"), nack: true, source: node("b") },
         Message::IndirectPing { seq: 3, target: node("b"), nack: true, source: node("a") },
-        Message::PushPull { join: true, reply: false, source: node("a"), members: vec![] },
+        Message::PushPull {
+            join: true,
+            reply: false,
+            source: node("a"),
+            members: vec![],
+            serf: SerfState::default(),
+        },
     ];
     for message in forged {
         swim.handle_message(at(0), Channel::Datagram, message);
@@ -429,6 +435,7 @@ fn push_pull_merges_remote_state_preferring_suspicion_to_death() {
             member("d", 3 << 32, State::Alive),
             member("e", 1 << 32, State::Dead),
         ],
+        serf: SerfState::default(),
     };
     swim.handle_message(at(0), Channel::Stream, push);
     assert_eq!(swim.member("b").unwrap().state, State::Suspect, "remote death is only suspicion here");
@@ -577,4 +584,66 @@ fn a_suspicion_carrying_a_new_boot_epoch_reports_the_restart() {
     swim.handle_message(at(1), Channel::Datagram, alive("b", (2 << 32) + 1));
     assert_eq!(drain(&mut swim).1, vec![]);
     assert_eq!(swim.member("b").unwrap().state, State::Alive);
+}
+
+fn event(ltime: u64, name: &str) -> PushPullEvent {
+    PushPullEvent { ltime, name: name.into(), payload: Bytes::new() }
+}
+
+#[test]
+fn a_join_takes_the_clusters_clocks_and_skips_the_events_before_it() {
+    let mut swim = swim_with(&[]);
+    swim.trigger_join(at(0), node("b").addr);
+    drain(&mut swim);
+    let reply = Message::PushPull {
+        join: false,
+        reply: true,
+        source: node("b"),
+        members: vec![PushPullMember {
+            node: node("b"),
+            meta: Bytes::new(),
+            incarnation: 1 << 32,
+            state: State::Alive,
+        }],
+        serf: SerfState { event_clock: 700, query_clock: 40, events: vec![event(699, "deploy")] },
+    };
+    swim.handle_message(at(1), Channel::Stream, reply);
+    assert_eq!(swim.poll_user_event(), None, "an event from before the join is not delivered");
+    // Gossip of the same old event is ignored too, but a newer one is delivered.
+    let old = Message::UserEvent { ltime: 650, name: "old".into(), payload: Bytes::new() };
+    swim.handle_message(at(2), Channel::Datagram, old);
+    assert_eq!(swim.poll_user_event(), None);
+    assert_eq!(swim.stats().user_events_too_old, 2);
+    swim.trigger_user_event("restart".into(), Bytes::new()).unwrap();
+    assert_eq!(swim.poll_user_event().map(|e| e.ltime), Some(700), "fired after everything seen");
+    assert_eq!(swim.query_clock, 40);
+}
+
+#[test]
+fn a_periodic_push_pull_carries_recent_events_that_gossip_missed() {
+    let mut swim = swim_with(&["b"]);
+    swim.trigger_user_event("mine".into(), Bytes::new()).unwrap();
+    assert_eq!(swim.poll_user_event().map(|e| e.ltime), Some(0));
+    let push = Message::PushPull {
+        join: false,
+        reply: false,
+        source: node("b"),
+        members: vec![],
+        serf: SerfState {
+            event_clock: 5,
+            query_clock: 0,
+            events: vec![event(4, "missed"), event(0, "mine")],
+        },
+    };
+    swim.handle_message(at(1), Channel::Stream, push);
+    assert_eq!(swim.poll_user_event().map(|e| (e.ltime, e.name)), Some((4, "missed".to_owned())));
+    assert_eq!(swim.poll_user_event(), None, "the event fired here is not delivered twice");
+    // The reply carries both, newest first, and the witnessed clock.
+    let (sent, _) = drain(&mut swim);
+    let reply = sent.iter().find(|(to, c, _)| to == "b" && *c == Channel::Stream).expect("a reply");
+    let Message::PushPull { reply: true, serf, .. } = &reply.2[0] else { panic!("{reply:?}") };
+    assert_eq!(
+        *serf,
+        SerfState { event_clock: 5, query_clock: 0, events: vec![event(4, "missed"), event(0, "mine")] }
+    );
 }

@@ -21,6 +21,7 @@
 //! Suspect       incarnation:u64 node:str from:str
 //! Dead          incarnation:u64 node:str from:str
 //! PushPull      flags:u8 source:node count:u32 (node meta:bytes incarnation:u64 state:u8)*
+//!               event_clock:u64 query_clock:u64 count:u32 (ltime:u64 name:str payload:bytes)*
 //! UserEvent     ltime:u64 name:str payload:bytes
 //! Query         id:u32 ltime:u64 name:str payload:bytes source:node timeout_ms:u32
 //! QueryResponse id:u32 ltime:u64 from:str payload:bytes
@@ -36,7 +37,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::limits::{
     DATAGRAM_BYTES_MAX, MEMBERS_MAX, META_BYTES_MAX, NODE_NAME_BYTES_MAX, STREAM_FRAME_BYTES_MAX,
-    USER_EVENT_BYTES_MAX,
+    USER_EVENTS_PER_LTIME_MAX, USER_EVENT_BUFFER, USER_EVENT_BYTES_MAX,
 };
 
 /// The only version of the format this build speaks.
@@ -72,6 +73,30 @@ pub enum MemberState {
     Dead,
     /// Left gracefully.
     Left,
+}
+
+/// The serf layer's share of a push/pull (serf's `messagePushPull`): its clocks, so a node that
+/// joins or heals fires events later than everything the cluster has seen, and its recent user
+/// events, so one missed by gossip still arrives.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SerfState {
+    /// The sender's user event clock: the time its next event gets.
+    pub event_clock: u64,
+    /// The sender's query clock.
+    pub query_clock: u64,
+    /// User events the sender still remembers, newest first.
+    pub events: Vec<PushPullEvent>,
+}
+
+/// A recent user event in a push/pull.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushPullEvent {
+    /// Its Lamport time.
+    pub ltime: u64,
+    /// Its name.
+    pub name: String,
+    /// Its payload.
+    pub payload: Bytes,
 }
 
 /// One member's entry in a push/pull exchange.
@@ -194,6 +219,8 @@ pub enum Message {
         source: NodeAddr,
         /// Every member the sender knows, itself included.
         members: Vec<PushPullMember>,
+        /// The sender's Lamport clocks and recent user events.
+        serf: SerfState,
     },
 }
 
@@ -338,7 +365,7 @@ impl Message {
                 put_str(buf, node);
                 put_str(buf, from);
             }
-            Message::PushPull { join, reply, source, members } => {
+            Message::PushPull { join, reply, source, members, serf } => {
                 buf.put_u8(u8::from(*join) | u8::from(*reply) << 1);
                 put_node(buf, source);
                 buf.put_u32(u32::try_from(members.len()).expect("member count fits u32"));
@@ -347,6 +374,15 @@ impl Message {
                     put_bytes(buf, &member.meta, META_BYTES_MAX);
                     buf.put_u64(member.incarnation);
                     buf.put_u8(state_byte(member.state));
+                }
+                buf.put_u64(serf.event_clock);
+                buf.put_u64(serf.query_clock);
+                assert!(serf.events.len() <= PUSH_PULL_EVENTS_MAX, "the sender bounds its event history");
+                buf.put_u32(serf.events.len() as u32);
+                for event in &serf.events {
+                    buf.put_u64(event.ltime);
+                    put_str(buf, &event.name);
+                    put_bytes(buf, &event.payload, USER_EVENT_BYTES_MAX);
                 }
             }
         }
@@ -496,7 +532,25 @@ fn decode_body(kind: u8, reader: &mut Reader<'_>) -> Result<Message, DecodeError
                     state: member_state(reader.u8()?)?,
                 });
             }
-            Message::PushPull { join: flags & 1 != 0, reply: flags & 2 != 0, source, members }
+            let event_clock = reader.u64()?;
+            let query_clock = reader.u64()?;
+            let count = reader.u32()? as usize;
+            if count > PUSH_PULL_EVENTS_MAX {
+                return Err(too_large("push/pull event list", count, PUSH_PULL_EVENTS_MAX));
+            }
+            if count > reader.bytes.len() / EVENT_BYTES_MIN {
+                return Err(DecodeError::Truncated { needed: count * EVENT_BYTES_MIN - reader.bytes.len() });
+            }
+            let mut events = Vec::with_capacity(count);
+            for _ in 0..count {
+                events.push(PushPullEvent {
+                    ltime: reader.u64()?,
+                    name: reader.str()?,
+                    payload: reader.bytes("user event payload", USER_EVENT_BYTES_MAX)?,
+                });
+            }
+            let serf = SerfState { event_clock, query_clock, events };
+            Message::PushPull { join: flags & 1 != 0, reply: flags & 2 != 0, source, members, serf }
         }
         other => return Err(DecodeError::UnknownKind(other)),
     })
@@ -633,6 +687,12 @@ const PUSH_PULL_FLAGS: u8 = 0b11;
 
 /// The smallest encoding of a push/pull member: empty name, IPv4, empty meta.
 const MEMBER_BYTES_MIN: usize = 1 + (1 + 4 + 2) + 2 + 8 + 1;
+
+/// The smallest encoding of a push/pull event: ltime, empty name, empty payload.
+const EVENT_BYTES_MIN: usize = 8 + 1 + 2;
+
+/// The most events a push/pull may carry: every one a node can remember.
+pub const PUSH_PULL_EVENTS_MAX: usize = USER_EVENT_BUFFER as usize * USER_EVENTS_PER_LTIME_MAX;
 
 #[cfg(test)]
 mod tests;

@@ -45,6 +45,15 @@ fn every_kind() -> Vec<Message> {
                     state: MemberState::Left,
                 },
             ],
+            serf: SerfState {
+                event_clock: 9,
+                query_clock: 3,
+                events: vec![PushPullEvent {
+                    ltime: 8,
+                    name: "deploy".into(),
+                    payload: Bytes::from_static(b"v2"),
+                }],
+            },
         },
     ]
 }
