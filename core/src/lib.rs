@@ -28,6 +28,7 @@ mod limits;
 mod node;
 mod rng;
 pub mod swim;
+pub mod tags;
 mod time;
 pub mod wire;
 

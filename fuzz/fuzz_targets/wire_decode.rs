@@ -5,6 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use muster_core::wire::{decode_datagram, frame_len, DatagramBuilder, Message, FRAME_PREFIX_BYTES};
+use muster_core::tags::Tags;
 use muster_core::DATAGRAM_BYTES_MAX;
 
 fuzz_target!(|data: &[u8]| {
@@ -17,6 +18,10 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(message) = Message::decode_frame(data) {
         assert_eq!(&message.encode_frame()[..], data, "decode accepted a non-canonical frame");
+    }
+    // Empty meta means no tags; any other accepted tag set is in canonical form.
+    if let (false, Ok(tags)) = (data.is_empty(), Tags::decode(data)) {
+        assert_eq!(&tags.encode().expect("decoded tags fit")[..], data, "non-canonical tags");
     }
     if let Some(prefix) = data.first_chunk::<FRAME_PREFIX_BYTES>() {
         if let Ok(len) = frame_len(*prefix) {

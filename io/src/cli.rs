@@ -50,6 +50,15 @@ pub(crate) struct AgentArgs {
     /// The LAN gossip port.
     #[arg(long = "serf-lan-port", default_value_t = 8301)]
     pub(crate) serf_lan_port: u16,
+    /// The WAN gossip port (servers only).
+    #[arg(long = "serf-wan-port", default_value_t = 8302)]
+    pub(crate) serf_wan_port: u16,
+    /// Server mode: also joins the WAN pool of servers across datacenters. -dev implies it.
+    #[arg(long)]
+    pub(crate) server: bool,
+    /// The datacenter this agent belongs to.
+    #[arg(long = "datacenter", default_value = "dc1")]
+    pub(crate) datacenter: String,
     /// Where durable state lives. Required unless -dev.
     #[arg(long = "data-dir")]
     pub(crate) data_dir: Option<PathBuf>,
@@ -57,6 +66,10 @@ pub(crate) struct AgentArgs {
     /// are retried every 30 s until one is answered, as with Consul's -retry-join.
     #[arg(long = "join", alias = "retry-join")]
     pub(crate) join: Vec<String>,
+    /// A server to join in the WAN pool at start (host:port, or an IP for the default WAN
+    /// port). Repeatable; retried like -join.
+    #[arg(long = "join-wan", alias = "retry-join-wan")]
+    pub(crate) join_wan: Vec<String>,
     /// The gossip encryption key: 16, 24 or 32 bytes, base64 encoded (`muster keygen` makes one).
     #[arg(long = "encrypt")]
     pub(crate) encrypt: Option<String>,
@@ -118,6 +131,25 @@ mod tests {
         assert_eq!(agent.bind, Some("127.0.0.2".parse().unwrap()));
         assert_eq!(agent.join, ["127.0.0.3:8301"]);
         assert_eq!(agent.serf_lan_port, 8301);
+        assert_eq!((agent.serf_wan_port, agent.server, agent.datacenter.as_str()), (8302, false, "dc1"));
+
+        let cli = Cli::try_parse_from(normalize(
+            [
+                "muster",
+                "agent",
+                "-server",
+                "-datacenter=east",
+                "-join-wan",
+                "10.0.0.9",
+                "-serf-wan-port=9302",
+            ]
+            .map(OsString::from),
+        ))
+        .unwrap();
+        let Subcommands::Agent(agent) = cli.command else { panic!("not agent") };
+        assert!(agent.server);
+        assert_eq!((agent.datacenter.as_str(), agent.serf_wan_port), ("east", 9302));
+        assert_eq!(agent.join_wan, ["10.0.0.9"]);
     }
 
     #[test]

@@ -5,9 +5,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use muster::drive::{self, CommandRequest, Sockets};
-use muster::storage::{FileStorage, MemoryStorage};
+use muster::storage::{AgentStorage, FileStorage, MemoryStorage};
 use muster::version;
-use muster_core::{swim, Command, Config, Event, Instant, Node, StableState};
+use muster_core::tags::Tags;
+use muster_core::{swim, Command, Config, Event, Instant, Node};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 
@@ -54,118 +55,195 @@ fn agent(args: cli::AgentArgs) -> Result<(), String> {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi).init();
 
-    let bind = match (args.bind, args.dev) {
+    let bind_ip = match (args.bind, args.dev) {
         (Some(ip), _) => ip,
         (None, true) => IpAddr::V4(Ipv4Addr::LOCALHOST),
         (None, false) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
     };
-    let advertise_ip = args.advertise.unwrap_or(bind);
+    let advertise_ip = args.advertise.unwrap_or(bind_ip);
     if advertise_ip.is_unspecified() {
         return Err("-advertise is required when -bind is 0.0.0.0 (no private address detection yet)".into());
     }
-    let bind = SocketAddr::new(bind, args.serf_lan_port);
-    let advertise = SocketAddr::new(advertise_ip, args.serf_lan_port);
-    let joins =
-        args.join.iter().map(|text| parse_join(text, args.serf_lan_port)).collect::<Result<Vec<_>, _>>()?;
+    let server = args.server || args.dev;
     let node_name = args.node.clone().unwrap_or_else(|| hostname().unwrap_or_else(|| "muster".into()));
     let encrypt_key = args.encrypt.as_deref().map(decode_key).transpose()?;
     if !args.dev && args.data_dir.is_none() {
         return Err("data_dir cannot be empty".to_owned());
     }
+    if args.datacenter.is_empty()
+        || !args.datacenter.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(format!("Invalid datacenter {:?}: use letters, digits, '-' and '_'", args.datacenter));
+    }
+    let tags = node_tags(server, &args.datacenter);
+    let lan = PoolPlan {
+        label: "serf.lan",
+        name: node_name.clone(),
+        port: args.serf_lan_port,
+        joins: parse_joins(&args.join, args.serf_lan_port, "-join")?,
+        swim: if args.dev { swim::Config::dev() } else { swim::Config::lan() },
+        dir: args.data_dir.clone(),
+    };
+    // Servers also gossip with the servers of every datacenter, as "<node>.<dc>" (Consul's WAN
+    // pool); clients only ever join their own LAN.
+    let wan = server.then(|| -> Result<PoolPlan, String> {
+        Ok(PoolPlan {
+            label: "serf.wan",
+            name: format!("{node_name}.{}", args.datacenter),
+            port: args.serf_wan_port,
+            joins: parse_joins(&args.join_wan, args.serf_wan_port, "-join-wan")?,
+            swim: if args.dev { swim::Config::dev() } else { swim::Config::wan() },
+            dir: args.data_dir.as_ref().map(|dir| dir.join("wan")),
+        })
+    });
+    let wan = wan.transpose()?;
+    let plans: Vec<PoolPlan> = std::iter::once(lan).chain(wan).collect();
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("Error starting runtime: {e}"))?;
     runtime.block_on(async move {
-        let udp = UdpSocket::bind(bind).await.map_err(|e| format!("Error binding UDP {bind}: {e}"))?;
-        let tcp = TcpListener::bind(bind).await.map_err(|e| format!("Error binding TCP {bind}: {e}"))?;
         let origin = tokio::time::Instant::now();
-        let seed = seed_from_os();
-        let (tx, rx) = mpsc::channel::<CommandRequest>(16);
+        let mut pools = Vec::new();
+        for plan in plans {
+            let bind = SocketAddr::new(bind_ip, plan.port);
+            let advertise = SocketAddr::new(advertise_ip, plan.port);
+            let udp = UdpSocket::bind(bind).await.map_err(|e| format!("Error binding UDP {bind}: {e}"))?;
+            let tcp = TcpListener::bind(bind).await.map_err(|e| format!("Error binding TCP {bind}: {e}"))?;
+            let (storage, restored) = match &plan.dir {
+                None => (AgentStorage::Memory(MemoryStorage::default()), None),
+                Some(dir) => {
+                    let storage = FileStorage::open(dir)
+                        .map_err(|e| format!("Error opening data dir {}: {e}", dir.display()))?;
+                    let restored = storage.load().map_err(|e| format!("Error reading data dir: {e}"))?;
+                    (AgentStorage::File(storage), restored)
+                }
+            };
+            let mut config = Config::new(&plan.name, advertise, seed_from_os());
+            config.swim = plan.swim.clone();
+            config.meta = tags.clone();
+            config.encrypt_keys = encrypt_key.iter().cloned().collect();
+            let node = Node::new(config, restored, Instant::ZERO).map_err(|e| format!("Error: {e}"))?;
+            pools.push((plan, Sockets { udp, tcp }, storage, node));
+        }
 
         println!("==> Starting muster agent...");
-        println!("           Version: '{}'", version::MUSTER_VERSION);
-        println!("         Node name: '{node_name}'");
-        println!("         Bind addr: {bind}");
-        println!("    Advertise addr: {advertise}");
-        println!("          Dev mode: {}", args.dev);
-        println!("        Encrypt: Gossip: {}", encrypt_key.is_some());
+        println!("               Version: '{}'", version::MUSTER_VERSION);
+        println!("             Node name: '{node_name}'");
+        println!("            Datacenter: '{}'", args.datacenter);
+        println!("                Server: {server} (Bootstrap: false)");
+        let wan_port = if server { args.serf_wan_port.to_string() } else { "-1".to_owned() };
+        println!("          Cluster Addr: {advertise_ip} (LAN: {}, WAN: {wan_port})", args.serf_lan_port);
+        println!("     Gossip Encryption: {}", encrypt_key.is_some());
         println!();
         println!("==> muster agent running!");
 
-        // SIGINT or SIGTERM: leave gracefully (Consul's default for agents), then stop once the
-        // leave has gone out or after a grace period.
-        let (left_tx, mut left_rx) = mpsc::channel::<()>(1);
-        let on_event = move |event: Event| match event {
-            Event::Member(member) => tracing::info!(
-                "serf: EventMember{:?}: {} {}",
-                member.kind,
-                member.node.name,
-                member.node.addr.ip()
-            ),
-            Event::User(user) => {
-                tracing::info!(
-                    "serf: EventUser: {} (ltime {}, {} bytes)",
-                    user.name,
-                    user.ltime,
-                    user.payload.len()
-                )
-            }
-            Event::Keyring(result) => tracing::info!(
-                "agent: keyring {:?}: {} of {} members answered, {} errors",
-                result.op,
-                result.responses,
-                result.members,
-                result.errors.len()
-            ),
-            Event::Left => {
-                tracing::info!("agent: graceful leave complete");
-                let _ = left_tx.try_send(());
-            }
-        };
-        let joiner = tokio::spawn(join_all(tx.clone(), joins));
+        // SIGINT or SIGTERM: every pool leaves gracefully (Consul's default for agents); the
+        // agent stops once every leave has gone out, or after a grace period.
+        let (left_tx, mut left_rx) = mpsc::channel::<()>(pools.len());
+        let mut leavers = Vec::new();
+        let mut running = tokio::task::JoinSet::new();
+        for (plan, sockets, storage, node) in pools {
+            let (tx, rx) = mpsc::channel::<CommandRequest>(16);
+            let joiner = tokio::spawn(join_all(tx.clone(), plan.joins.clone(), plan.label));
+            leavers.push(tx);
+            let on_event = event_logger(plan.label, left_tx.clone());
+            running.spawn(async move {
+                let result = drive::run(node, origin, sockets, storage, rx, on_event, |_| {}).await;
+                joiner.abort();
+                result
+            });
+        }
+        drop(left_tx);
+        let pool_count = leavers.len();
         let shutdown = tokio::spawn(async move {
             wait_for_signal().await;
             tracing::info!("agent: caught signal, gracefully leaving");
-            let (reply, _) = oneshot::channel();
-            if tx.send((Command::Leave, reply)).await.is_ok() {
-                let _ = tokio::time::timeout(LEAVE_GRACE, left_rx.recv()).await;
+            for tx in &leavers {
+                let (reply, _) = oneshot::channel();
+                let _ = tx.send((Command::Leave, reply)).await;
             }
-            drop(tx);
+            let all_left = async {
+                for _ in 0..pool_count {
+                    let _ = left_rx.recv().await;
+                }
+            };
+            let _ = tokio::time::timeout(LEAVE_GRACE, all_left).await;
+            drop(leavers);
         });
-        let result = if args.dev {
-            let node = new_node(&node_name, advertise, true, seed, encrypt_key.clone(), None)?;
-            drive::run(node, origin, Sockets { udp, tcp }, MemoryStorage::default(), rx, on_event, |_| {})
-                .await
-        } else {
-            let dir = args.data_dir.clone().expect("checked before start-up");
-            let storage = FileStorage::open(&dir)
-                .map_err(|e| format!("Error opening data dir {}: {e}", dir.display()))?;
-            let restored = storage.load().map_err(|e| format!("Error reading data dir: {e}"))?;
-            let node = new_node(&node_name, advertise, false, seed, encrypt_key.clone(), restored)?;
-            drive::run(node, origin, Sockets { udp, tcp }, storage, rx, on_event, |_| {}).await
-        };
-        joiner.abort();
+        let mut result = Ok(());
+        while let Some(joined) = running.join_next().await {
+            let outcome = joined.map_err(|e| format!("agent stopped: {e}"))?;
+            if let Err(error) = outcome {
+                // One pool failing stops the agent: a half-present server misleads everyone.
+                result = Err(format!("agent stopped: {error}"));
+                running.abort_all();
+            }
+        }
         shutdown.abort();
-        result.map_err(|e| format!("agent stopped: {e}"))
+        result
     })
 }
 
-fn new_node(
-    name: &str,
-    advertise: SocketAddr,
-    dev: bool,
-    seed: u64,
-    encrypt_key: Option<bytes::Bytes>,
-    restored: Option<StableState>,
-) -> Result<Node, String> {
-    let mut config = Config::new(name, advertise, seed);
-    if dev {
-        config.swim = swim::Config::dev();
+/// One gossip pool the agent runs: the LAN pool always, the WAN pool on servers.
+struct PoolPlan {
+    label: &'static str,
+    name: String,
+    port: u16,
+    joins: Vec<SocketAddr>,
+    swim: swim::Config,
+    dir: Option<std::path::PathBuf>,
+}
+
+/// The tags every member learns about this agent, as Consul sets them.
+fn node_tags(server: bool, datacenter: &str) -> bytes::Bytes {
+    let mut tags = Tags::default()
+        .with("role", if server { "consul" } else { "node" })
+        .with("dc", datacenter)
+        .with("vsn", version::PROTOCOL_DEFAULT.to_string())
+        .with("build", format!("{}:muster", version::CONSUL_COMPATIBLE_VERSION));
+    if server {
+        tags = tags.with("port", SERVER_RPC_PORT.to_string());
     }
-    config.encrypt_keys = encrypt_key.into_iter().collect();
-    Node::new(config, restored, Instant::ZERO).map_err(|e| format!("Error: {e}"))
+    tags.encode().expect("the agent's own tags are small")
+}
+
+/// The port servers answer RPC and Raft on (Consul's `server` port).
+const SERVER_RPC_PORT: u16 = 8300;
+
+fn event_logger(pool: &'static str, left: mpsc::Sender<()>) -> impl FnMut(Event) {
+    move |event: Event| match event {
+        Event::Member(member) => tracing::info!(
+            "{pool}: EventMember{:?}: {} {}",
+            member.kind,
+            member.node.name,
+            member.node.addr.ip()
+        ),
+        Event::User(user) => {
+            tracing::info!(
+                "{pool}: EventUser: {} (ltime {}, {} bytes)",
+                user.name,
+                user.ltime,
+                user.payload.len()
+            )
+        }
+        Event::Keyring(result) => tracing::info!(
+            "agent: {pool} keyring {:?}: {} of {} members answered, {} errors",
+            result.op,
+            result.responses,
+            result.members,
+            result.errors.len()
+        ),
+        Event::Left => {
+            tracing::info!("agent: {pool}: graceful leave complete");
+            let _ = left.try_send(());
+        }
+    }
+}
+
+fn parse_joins(texts: &[String], default_port: u16, flag: &str) -> Result<Vec<SocketAddr>, String> {
+    texts.iter().map(|text| parse_join(text, default_port, flag)).collect()
 }
 
 async fn wait_for_signal() {
@@ -183,15 +261,15 @@ async fn wait_for_signal() {
 /// How long a leaving agent waits for its leave to go out (Consul: a 5 s broadcast timeout).
 const LEAVE_GRACE: std::time::Duration = std::time::Duration::from_secs(6);
 
-async fn join_all(commands: mpsc::Sender<CommandRequest>, peers: Vec<SocketAddr>) {
+async fn join_all(commands: mpsc::Sender<CommandRequest>, peers: Vec<SocketAddr>, pool: &'static str) {
     for peer in peers {
         let (reply_tx, reply_rx) = oneshot::channel();
         if commands.send((Command::Join { peer }, reply_tx)).await.is_err() {
             return;
         }
         match reply_rx.await {
-            Ok(Ok(())) => tracing::info!(%peer, "agent: join requested"),
-            Ok(Err(error)) => tracing::warn!(%peer, %error, "agent: join refused"),
+            Ok(Ok(())) => tracing::info!(%peer, "agent: {pool}: join requested"),
+            Ok(Err(error)) => tracing::warn!(%peer, %error, "agent: {pool}: join refused"),
             Err(_) => return,
         }
     }
@@ -218,10 +296,10 @@ fn keygen() -> std::io::Result<String> {
     Ok(base64::engine::general_purpose::STANDARD.encode(key))
 }
 
-fn parse_join(text: &str, default_port: u16) -> Result<SocketAddr, String> {
+fn parse_join(text: &str, default_port: u16, flag: &str) -> Result<SocketAddr, String> {
     text.parse::<SocketAddr>()
         .or_else(|_| text.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, default_port)))
-        .map_err(|_| format!("Error parsing -join address {text:?}: expected IP or IP:port"))
+        .map_err(|_| format!("Error parsing {flag} address {text:?}: expected IP or IP:port"))
 }
 
 fn hostname() -> Option<String> {

@@ -148,3 +148,21 @@ mod tests {
         fs::remove_dir_all(dir).unwrap();
     }
 }
+
+/// The agent's storage: in memory under `-dev`, on disk otherwise.
+#[derive(Debug, Clone)]
+pub enum AgentStorage {
+    /// `-dev`.
+    Memory(MemoryStorage),
+    /// `-data-dir`.
+    File(FileStorage),
+}
+
+impl Storage for AgentStorage {
+    async fn save(&mut self, state: StableState) -> io::Result<()> {
+        match self {
+            AgentStorage::Memory(storage) => storage.save(state).await,
+            AgentStorage::File(storage) => storage.save(state).await,
+        }
+    }
+}

@@ -587,7 +587,7 @@ fn member_state(byte: u8) -> Result<MemberState, DecodeError> {
     })
 }
 
-fn put_str(buf: &mut BytesMut, text: &str) {
+pub(crate) fn put_str(buf: &mut BytesMut, text: &str) {
     assert!(text.len() <= NODE_NAME_BYTES_MAX, "name of {} bytes over the limit", text.len());
     buf.put_u8(text.len() as u8);
     buf.put_slice(text.as_bytes());
@@ -615,12 +615,16 @@ fn put_node(buf: &mut BytesMut, node: &NodeAddr) {
 }
 
 /// A cursor that fails with [`DecodeError::Truncated`] instead of panicking.
-struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     bytes: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, len: usize) -> Result<&'a [u8], DecodeError> {
+    pub(crate) fn new(bytes: &'a [u8]) -> Reader<'a> {
+        Reader { bytes }
+    }
+
+    pub(crate) fn take(&mut self, len: usize) -> Result<&'a [u8], DecodeError> {
         if self.bytes.len() < len {
             return Err(DecodeError::Truncated { needed: len - self.bytes.len() });
         }
@@ -629,33 +633,33 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+    pub(crate) fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
         Ok(self.take(N)?.try_into().expect("took N bytes"))
     }
 
-    fn u8(&mut self) -> Result<u8, DecodeError> {
+    pub(crate) fn u8(&mut self) -> Result<u8, DecodeError> {
         Ok(self.array::<1>()?[0])
     }
 
-    fn u16(&mut self) -> Result<u16, DecodeError> {
+    pub(crate) fn u16(&mut self) -> Result<u16, DecodeError> {
         Ok(u16::from_be_bytes(self.array()?))
     }
 
-    fn u32(&mut self) -> Result<u32, DecodeError> {
+    pub(crate) fn u32(&mut self) -> Result<u32, DecodeError> {
         Ok(u32::from_be_bytes(self.array()?))
     }
 
-    fn u64(&mut self) -> Result<u64, DecodeError> {
+    pub(crate) fn u64(&mut self) -> Result<u64, DecodeError> {
         Ok(u64::from_be_bytes(self.array()?))
     }
 
-    fn str(&mut self) -> Result<String, DecodeError> {
+    pub(crate) fn str(&mut self) -> Result<String, DecodeError> {
         let len = usize::from(self.u8()?);
         let raw = self.take(len)?;
         std::str::from_utf8(raw).map(str::to_owned).map_err(|_| DecodeError::InvalidName)
     }
 
-    fn bytes(&mut self, what: &'static str, max: usize) -> Result<Bytes, DecodeError> {
+    pub(crate) fn bytes(&mut self, what: &'static str, max: usize) -> Result<Bytes, DecodeError> {
         let len = usize::from(self.u16()?);
         if len > max {
             return Err(too_large(what, len, max));
@@ -673,7 +677,7 @@ impl<'a> Reader<'a> {
         Ok(NodeAddr { name, addr: SocketAddr::new(ip, self.u16()?) })
     }
 
-    fn finish(self) -> Result<(), DecodeError> {
+    pub(crate) fn finish(self) -> Result<(), DecodeError> {
         if self.bytes.is_empty() {
             Ok(())
         } else {

@@ -1,0 +1,120 @@
+//! The `muster` binary itself: `muster agent -dev` answers on its LAN and WAN gossip ports with
+//! the real wire protocol, gossips Consul's tags, and leaves both pools on SIGTERM.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use muster_core::tags::Tags;
+use muster_core::wire::{
+    decode_datagram, frame_len, frame_prefix, DatagramBuilder, Message, NodeAddr, SerfState,
+    FRAME_PREFIX_BYTES,
+};
+use muster_core::DATAGRAM_BYTES_TARGET;
+
+/// A port nothing listens on right now, for UDP and TCP alike.
+fn free_port() -> u16 {
+    loop {
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+struct Agent {
+    child: Child,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_dev_agent(lan: u16, wan: u16) -> (Agent, Vec<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_muster"))
+        .args(["agent", "-dev", "-node=smoke", &format!("-serf-lan-port={lan}")])
+        .arg(format!("--serf-wan-port={wan}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the binary starts");
+    let mut banner = Vec::new();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let done = line.contains("agent running");
+        banner.push(line);
+        if done {
+            break;
+        }
+    }
+    (Agent { child }, banner)
+}
+
+fn ping(port: u16, seq: u32) -> Message {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let source = NodeAddr { name: "probe".into(), addr: socket.local_addr().unwrap() };
+    let mut datagram = DatagramBuilder::new(DATAGRAM_BYTES_TARGET);
+    datagram.push_entry(&Message::Ping { seq, target: String::new(), source }.encode_entry());
+    socket.send_to(&datagram.finish(), ("127.0.0.1", port)).unwrap();
+    let mut buf = [0u8; 2048];
+    let (len, _) = socket.recv_from(&mut buf).expect("an answer");
+    decode_datagram(&buf[..len]).unwrap().remove(0)
+}
+
+#[test]
+fn dev_agent_answers_on_lan_and_wan_gossips_its_tags_and_leaves_on_sigterm() {
+    let (lan, wan) = (free_port(), free_port());
+    let (mut agent, banner) = start_dev_agent(lan, wan);
+    assert!(banner.iter().any(|l| l.trim() == "Server: true (Bootstrap: false)"), "{banner:?}");
+    assert!(
+        banner.iter().any(|l| l.trim() == format!("Cluster Addr: 127.0.0.1 (LAN: {lan}, WAN: {wan})")),
+        "{banner:?}"
+    );
+    assert!(banner.iter().any(|l| l.trim() == "Gossip Encryption: false"), "{banner:?}");
+
+    assert_eq!(ping(lan, 7), Message::Ack { seq: 7 });
+    assert_eq!(ping(wan, 8), Message::Ack { seq: 8 });
+
+    // A listener at a real address hears the LAN pool's push/pull reply, with the tags.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let me = listener.local_addr().unwrap();
+    let push = Message::PushPull {
+        join: true,
+        reply: false,
+        source: NodeAddr { name: "probe".into(), addr: me },
+        members: vec![],
+        serf: SerfState::default(),
+    }
+    .encode_frame();
+    let mut stream = TcpStream::connect(("127.0.0.1", lan)).unwrap();
+    stream.write_all(&frame_prefix(push.len())).unwrap();
+    stream.write_all(&push).unwrap();
+    let (mut reply_stream, _) = listener.accept().unwrap();
+    reply_stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut prefix = [0u8; FRAME_PREFIX_BYTES];
+    reply_stream.read_exact(&mut prefix).unwrap();
+    let mut body = vec![0; frame_len(prefix).unwrap()];
+    reply_stream.read_exact(&mut body).unwrap();
+    let Message::PushPull { reply: true, members, .. } = Message::decode_frame(&body).unwrap() else {
+        panic!("expected a push/pull reply")
+    };
+    let agent_entry = members.iter().find(|m| m.node.name == "smoke").expect("the agent names itself");
+    let tags = Tags::decode(&agent_entry.meta).unwrap();
+    assert_eq!(
+        (tags.get("role"), tags.get("dc"), tags.get("port")),
+        (Some("consul"), Some("dc1"), Some("8300"))
+    );
+
+    let pid = agent.child.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    let status = agent.child.wait().unwrap();
+    assert!(status.success(), "a graceful leave exits 0, got {status:?}");
+}
