@@ -26,6 +26,7 @@
 pub mod keyring;
 mod limits;
 mod node;
+pub mod raft;
 mod rng;
 pub mod swim;
 pub mod tags;

@@ -310,9 +310,18 @@ fn partition_12_8_for_60_s_heals_by_itself() {
 /// 200 ms gossip rounds it takes to reach 99.99 % of the cluster, beside Serf's convergence model
 /// (fan-out 3, 200 ms: about 10.8 rounds at 1,000 nodes), and the bytes each node sends per
 /// second in steady state.
+///
+/// `MUSTER_SCALE_NODES=10000` runs the same scenario at another size (in release: see the
+/// README for the figures measured at 10,000).
 #[test]
 fn scale_1000_nodes() {
-    let size = 1000;
+    let size: usize = std::env::var("MUSTER_SCALE_NODES").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
+    // Serf's convergence model (fan-out 3, 200 ms), as its documentation tabulates it.
+    let model = match size {
+        10_000 => "about 12.3",
+        1000 => "about 10.8",
+        _ => "(tabulated for 1,000 and 10,000 only)",
+    };
     let ran = for_each_seed(replay("scale_1000_nodes"), 0..1, |seed| {
         let mut cluster = Cluster::new(seed, size, NetConfig::lan());
         cluster.join_all_to(0);
@@ -354,10 +363,10 @@ fn scale_1000_nodes() {
         }
         println!("scale: infected per 200 ms round: {curve:?}");
         let rounds = rounds_to_target.expect("the update reaches 99.99 % within 60 rounds");
-        println!(
-            "scale: 99.99 % ({target} of {size}) reached after {rounds} rounds; Serf's model: about 10.8"
-        );
-        assert!(rounds <= 16, "{rounds} rounds");
+        println!("scale: 99.99 % ({target} of {size}) reached after {rounds} rounds; Serf's model: {model}");
+        // The bound grows with log(N): two rounds beyond the model per decade.
+        let bound = 16 + 2 * (size as f64 / 1000.0).log10().max(0.0).ceil() as usize;
+        assert!(rounds <= bound, "{rounds} rounds (bound {bound})");
         assert!(per_node < 4_000.0, "{per_node} bytes/s per node");
     });
     assert_eq!(ran, 1);

@@ -1,0 +1,106 @@
+//! The in-memory image of the Raft log: every entry after the snapshot point, and how far the
+//! entries are durable.
+
+use super::{Entry, Index, Term};
+
+/// Entries `first_index()..=last_index()`, contiguous. Index 0 with term 0 is the empty log's
+/// sentinel (and, once snapshots exist, the snapshot's last entry stands there).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Log {
+    entries: Vec<Entry>,
+    /// The index and term just before the first entry held.
+    base: (Index, Term),
+}
+
+impl Log {
+    pub(crate) fn from_entries(entries: Vec<Entry>) -> Log {
+        let log = Log { entries, base: (0, 0) };
+        log.check();
+        log
+    }
+
+    pub(crate) fn last_index(&self) -> Index {
+        self.base.0 + self.entries.len() as Index
+    }
+
+    pub(crate) fn last_term(&self) -> Term {
+        self.entries.last().map_or(self.base.1, |e| e.term)
+    }
+
+    /// The term of the entry at `index`, if the log holds it (or it is the base).
+    pub(crate) fn term_at(&self, index: Index) -> Option<Term> {
+        if index == self.base.0 {
+            return Some(self.base.1);
+        }
+        self.get(index).map(|e| e.term)
+    }
+
+    pub(crate) fn get(&self, index: Index) -> Option<&Entry> {
+        let offset = index.checked_sub(self.base.0 + 1)?;
+        self.entries.get(usize::try_from(offset).ok()?)
+    }
+
+    /// Up to `count_max` entries from `from`, cut to `bytes_max` payload bytes (at least one
+    /// entry when any is there, so an oversized entry still travels).
+    pub(crate) fn slice(&self, from: Index, count_max: usize, bytes_max: usize) -> Vec<Entry> {
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        let mut index = from;
+        while out.len() < count_max {
+            let Some(entry) = self.get(index) else { break };
+            bytes += entry.payload_len();
+            if !out.is_empty() && bytes > bytes_max {
+                break;
+            }
+            out.push(entry.clone());
+            index += 1;
+        }
+        out
+    }
+
+    /// The first index of the run of entries with term `term` that contains `index`.
+    pub(crate) fn first_index_of_term_at(&self, index: Index) -> Index {
+        let term = self.term_at(index).expect("the caller holds the entry");
+        let mut first = index;
+        while first > self.base.0 + 1 && self.term_at(first - 1) == Some(term) {
+            first -= 1;
+        }
+        first
+    }
+
+    /// The last index whose entry has term `term`, if any entry does.
+    pub(crate) fn last_index_of_term(&self, term: Term) -> Option<Index> {
+        self.entries.iter().rev().find(|e| e.term == term).map(|e| e.index)
+    }
+
+    /// Appends entries that continue the log.
+    pub(crate) fn append(&mut self, entries: &[Entry]) {
+        for entry in entries {
+            assert_eq!(entry.index, self.last_index() + 1, "entries are appended in order");
+            assert!(entry.term >= self.last_term(), "terms never decrease along the log");
+            self.entries.push(entry.clone());
+        }
+    }
+
+    /// Drops every entry from `index` on.
+    pub(crate) fn truncate_from(&mut self, index: Index) {
+        assert!(index > self.base.0, "the base is committed and never truncated");
+        let keep = usize::try_from(index - self.base.0 - 1).expect("in memory");
+        self.entries.truncate(keep);
+    }
+
+    /// Whether a log ending at (`last_index`, `last_term`) is at least as up to date as this
+    /// one (Raft §5.4.1).
+    pub(crate) fn is_up_to_date(&self, last_index: Index, last_term: Term) -> bool {
+        (last_term, last_index) >= (self.last_term(), self.last_index())
+    }
+
+    pub(crate) fn check(&self) {
+        let mut previous = self.base;
+        for entry in &self.entries {
+            assert_eq!(entry.index, previous.0 + 1, "indexes are contiguous");
+            assert!(entry.term >= previous.1, "terms never decrease along the log");
+            previous = (entry.index, entry.term);
+        }
+    }
+}

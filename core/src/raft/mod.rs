@@ -1,0 +1,1445 @@
+//! Raft consensus (Ongaro and Ousterhout, 2014; Ongaro's thesis for pre-vote, check-quorum,
+//! leases and ReadIndex), as a sans-IO state machine.
+//!
+//! A [`Raft`] is one server. Like [`crate::Node`], it takes inputs stamped with `now`
+//! (`handle_message`, `handle_timeout`, and the commands `propose` and `read_index`) and yields
+//! outputs through `poll_*`: log writes to make durable ([`Persist`]), messages to send, committed
+//! entries to apply, and events. Persistence ordering is enforced here, not left to the driver:
+//! a message whose meaning depends on state not yet durable (a vote, an append acknowledgement,
+//! a candidate's request for votes) is held until [`Raft::on_persisted`] acknowledges the write
+//! it depends on. Only a leader's own appends and heartbeats leave at once: they promise nothing
+//! about the leader's disk, and the leader counts itself towards a commit only for entries it
+//! has made durable, so its fsync runs in parallel with its followers'.
+//!
+//! What this adds to the paper's core:
+//! - **Pre-vote** (thesis §9.6): a server whose election timer fires first asks whether it
+//!   could win, without raising its term, so a server cut off from the cluster cannot force an
+//!   election on its return.
+//! - **Check-quorum** (thesis §6.2): a leader that has not heard from a majority within an
+//!   election timeout steps down, and a follower that has heard from a leader within the minimum
+//!   election timeout ignores requests for votes (leader stickiness).
+//! - **ReadIndex** (thesis §6.4) for consistent reads, confirmed by a heartbeat round, and a
+//!   **leader lease** for default-mode reads: a leader that heard from a majority within the
+//!   lease may serve reads without a round trip. The lease is shorter than the minimum election
+//!   timeout, so no other leader can exist while it holds (bounded clock drift assumed).
+//! - **Pipelined, batched replication** with the fast backtracking of §5.3's optimisation: a
+//!   rejection names the conflicting term and its first index, so a follower's divergent suffix
+//!   costs one round trip per term, not per entry.
+//!
+//! Membership is fixed by [`Config::voters`] for now; membership changes and snapshots are to
+//! come (see ARCHITECTURE.md).
+
+mod log;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use self::log::Log;
+use crate::{Instant, Monotonic, Rng};
+
+/// A server's id, unique in the cluster.
+pub type ServerId = u64;
+/// A Raft term.
+pub type Term = u64;
+/// A position in the log, from 1.
+pub type Index = u64;
+
+/// The largest payload one entry may carry; larger proposals are refused (Consul's limit on a
+/// KV value is 512 KiB, and a transaction's operations travel together).
+pub const ENTRY_BYTES_MAX: usize = 4 << 20;
+
+/// Entries the leader holds beyond the commit index before it refuses new proposals: the
+/// back-pressure that keeps a leader cut off from its followers from growing without bound.
+pub const UNCOMMITTED_ENTRIES_MAX: u64 = 64 * 1024;
+
+/// Reads waiting for their heartbeat round; more are refused.
+pub const PENDING_READS_MAX: usize = 64 * 1024;
+
+/// Timings and limits of one server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// This server.
+    pub id: ServerId,
+    /// Every voting server, this one included.
+    pub voters: BTreeSet<ServerId>,
+    /// The minimum election timeout; each timer is drawn from `[min, 2 × min)`.
+    pub election_timeout: Duration,
+    /// How often a leader sends heartbeats.
+    pub heartbeat_interval: Duration,
+    /// How long after a majority last answered a leader may serve reads without asking again.
+    /// Must be below `election_timeout`.
+    pub leader_lease: Duration,
+    /// The most entries in one append.
+    pub entries_per_append_max: usize,
+    /// The most payload bytes in one append (one entry always goes, whatever its size).
+    pub append_bytes_max: usize,
+    /// Appends in flight to one follower before the leader waits for answers.
+    pub inflight_appends_max: usize,
+    /// Seeds the election timers.
+    pub rng_seed: u64,
+    /// A deliberately broken rule, for proving that the simulator's checkers catch it.
+    #[cfg(any(test, feature = "invariants"))]
+    #[doc(hidden)]
+    pub planted_bug: Option<PlantedBug>,
+}
+
+/// Known bugs the simulator must catch (issue 4's "planted bugs"); compiled only into test,
+/// simulation and fuzz builds.
+#[cfg(any(test, feature = "invariants"))]
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlantedBug {
+    /// The leader commits as soon as it has appended, without a majority.
+    CommitWithoutMajority,
+    /// Votes leave before the vote is durable.
+    VoteBeforeFsync,
+    /// Appends from an older term are accepted.
+    AcceptStaleTermAppend,
+    /// A consistent read is answered without confirming leadership.
+    ReadWithoutReadIndex,
+}
+
+impl Config {
+    /// Consul's timings at `raft_multiplier` 1 (Consul's production default is 5): election
+    /// timeout 1 s, heartbeats every 100 ms, lease 500 ms.
+    pub fn new(id: ServerId, voters: impl IntoIterator<Item = ServerId>, rng_seed: u64) -> Config {
+        Config {
+            id,
+            voters: voters.into_iter().collect(),
+            election_timeout: Duration::from_secs(1),
+            heartbeat_interval: Duration::from_millis(100),
+            leader_lease: Duration::from_millis(500),
+            entries_per_append_max: 64,
+            append_bytes_max: 1 << 20,
+            inflight_appends_max: 64,
+            rng_seed,
+            #[cfg(any(test, feature = "invariants"))]
+            planted_bug: None,
+        }
+    }
+
+    /// Checks the relations the protocol relies on.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.voters.contains(&self.id) {
+            return Err(ConfigError::NotAVoter(self.id));
+        }
+        if self.heartbeat_interval.is_zero() || self.heartbeat_interval * 2 > self.election_timeout {
+            return Err(ConfigError::Timing(
+                "heartbeat_interval must be positive and at most half the election timeout",
+            ));
+        }
+        if self.leader_lease >= self.election_timeout {
+            return Err(ConfigError::Timing("leader_lease must be below the election timeout"));
+        }
+        if self.entries_per_append_max == 0 || self.inflight_appends_max == 0 {
+            return Err(ConfigError::Timing(
+                "entries_per_append_max and inflight_appends_max must be positive",
+            ));
+        }
+        Ok(())
+    }
+
+    fn bug(&self, _bug: PlantedBugName) -> bool {
+        #[cfg(any(test, feature = "invariants"))]
+        {
+            self.planted_bug == Some(_bug.0)
+        }
+        #[cfg(not(any(test, feature = "invariants")))]
+        {
+            false
+        }
+    }
+}
+
+/// A configuration Raft cannot run with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The server must be one of the voters.
+    #[error("server {0} is not among the voters")]
+    NotAVoter(ServerId),
+    /// A timing relation is broken.
+    #[error("{0}")]
+    Timing(&'static str),
+}
+
+#[cfg(any(test, feature = "invariants"))]
+#[derive(Debug, Clone, Copy)]
+struct PlantedBugName(PlantedBug);
+#[cfg(not(any(test, feature = "invariants")))]
+#[derive(Debug, Clone, Copy)]
+struct PlantedBugName(());
+
+macro_rules! planted {
+    ($bug:ident) => {{
+        #[cfg(any(test, feature = "invariants"))]
+        {
+            PlantedBugName(PlantedBug::$bug)
+        }
+        #[cfg(not(any(test, feature = "invariants")))]
+        {
+            PlantedBugName(())
+        }
+    }};
+}
+
+/// One log entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Its position.
+    pub index: Index,
+    /// The term of the leader that created it.
+    pub term: Term,
+    /// What it carries.
+    pub payload: Payload,
+}
+
+impl Entry {
+    fn payload_len(&self) -> usize {
+        match &self.payload {
+            Payload::Noop => 0,
+            Payload::Command(bytes) => bytes.len(),
+        }
+    }
+}
+
+/// What an entry carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    /// Appended by each new leader, so that it can commit entries of earlier terms (§5.4.2) and
+    /// serve reads.
+    Noop,
+    /// An application command, opaque to Raft.
+    Command(Bytes),
+}
+
+/// The state that must survive a crash besides the log: the current term and the vote cast in
+/// it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HardState {
+    /// The latest term this server has seen.
+    pub term: Term,
+    /// Whom it voted for in that term.
+    pub vote: Option<ServerId>,
+}
+
+/// What a server restarts from: its hard state and its log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Restored {
+    /// The hard state last made durable.
+    pub hard_state: HardState,
+    /// Every durable entry, in order from index 1.
+    pub entries: Vec<Entry>,
+}
+
+/// Names one [`Persist`] when acknowledging it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PersistId(u64);
+
+impl PersistId {
+    /// Its sequence number: persists are numbered from 1 in the order they are issued.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+/// A write to make durable, then acknowledge with [`Raft::on_persisted`]. Writes must become
+/// durable in the order they are polled: a driver may make several durable with one fsync
+/// (group commit) and acknowledge the newest.
+#[must_use = "messages that depend on this write are held until it is acknowledged"]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Persist {
+    /// Acknowledge with this.
+    pub id: PersistId,
+    /// A new hard state, if it changed.
+    pub hard_state: Option<HardState>,
+    /// Drop every durable entry from this index on before appending.
+    pub truncate_from: Option<Index>,
+    /// Entries to append.
+    pub entries: Vec<Entry>,
+}
+
+/// The messages servers exchange. Every one carries the sender's term.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// "Could I win an election for `term`?" Sent without raising the sender's term.
+    PreVote {
+        /// The term the sender would stand in.
+        term: Term,
+        /// The sender's last log index.
+        last_index: Index,
+        /// The sender's last log term.
+        last_term: Term,
+    },
+    /// The answer to a [`Message::PreVote`].
+    PreVoteResponse {
+        /// The asked term when granted; the responder's term otherwise.
+        term: Term,
+        /// Whether the responder would vote.
+        granted: bool,
+    },
+    /// A candidate asks for a vote.
+    RequestVote {
+        /// The candidate's term.
+        term: Term,
+        /// The candidate's last log index.
+        last_index: Index,
+        /// The candidate's last log term.
+        last_term: Term,
+    },
+    /// The answer to a [`Message::RequestVote`].
+    VoteResponse {
+        /// The responder's term.
+        term: Term,
+        /// Whether it voted for the candidate.
+        granted: bool,
+    },
+    /// The leader replicates entries following (`prev_index`, `prev_term`).
+    AppendEntries {
+        /// The leader's term.
+        term: Term,
+        /// The index just before the entries.
+        prev_index: Index,
+        /// Its term.
+        prev_term: Term,
+        /// The entries, possibly none.
+        entries: Vec<Entry>,
+        /// The leader's commit index.
+        commit: Index,
+    },
+    /// The answer to a [`Message::AppendEntries`].
+    AppendResponse {
+        /// The responder's term.
+        term: Term,
+        /// The `prev_index` of the append answered, so the leader can ignore stale answers.
+        prev_index: Index,
+        /// What became of it.
+        result: AppendResult,
+    },
+    /// The leader asserts its leadership and confirms reads; carries no entries.
+    Heartbeat {
+        /// The leader's term.
+        term: Term,
+        /// The commit index, limited to what the follower is known to hold.
+        commit: Index,
+        /// The read round it confirms.
+        round: u64,
+    },
+    /// The answer to a [`Message::Heartbeat`].
+    HeartbeatResponse {
+        /// The responder's term.
+        term: Term,
+        /// The round answered.
+        round: u64,
+    },
+}
+
+impl Message {
+    /// The sender's term.
+    pub fn term(&self) -> Term {
+        match self {
+            Message::PreVote { term, .. }
+            | Message::PreVoteResponse { term, .. }
+            | Message::RequestVote { term, .. }
+            | Message::VoteResponse { term, .. }
+            | Message::AppendEntries { term, .. }
+            | Message::AppendResponse { term, .. }
+            | Message::Heartbeat { term, .. }
+            | Message::HeartbeatResponse { term, .. } => *term,
+        }
+    }
+}
+
+/// The outcome of an append at a follower.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendResult {
+    /// The log now matches the leader's through `match_index` (durably: the answer waited).
+    Accepted {
+        /// The last index known to match.
+        match_index: Index,
+    },
+    /// The entry before the append did not match.
+    Rejected {
+        /// Where the leader should look next: the first index of the conflicting term, or the
+        /// follower's last index + 1 if its log is shorter.
+        conflict_index: Index,
+        /// The term of the follower's entry at `prev_index`, if it has one.
+        conflict_term: Option<Term>,
+    },
+}
+
+/// A message to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// The destination.
+    pub to: ServerId,
+    /// The message.
+    pub message: Message,
+}
+
+/// A server's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    /// Following a leader, or waiting for one.
+    Follower,
+    /// Asking whether it could win an election.
+    PreCandidate,
+    /// Standing for election.
+    Candidate,
+    /// Leading.
+    Leader,
+}
+
+/// What the application hears from Raft.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The role, the term or the known leader changed.
+    Role {
+        /// The role now.
+        role: Role,
+        /// The term now.
+        term: Term,
+        /// The leader, if known.
+        leader: Option<ServerId>,
+    },
+    /// A consistent read asked with [`Raft::read_index`] may be served once entries through
+    /// `index` are applied; they have been handed out already.
+    ReadReady {
+        /// The caller's tag.
+        ctx: u64,
+        /// The read index.
+        index: Index,
+    },
+    /// A read could not be confirmed: leadership was lost. Retry at the new leader.
+    ReadFailed {
+        /// The caller's tag.
+        ctx: u64,
+    },
+}
+
+/// Why a proposal or a read was refused. Nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProposeError {
+    /// Only the leader takes proposals and reads.
+    #[error("not the leader (leader: {leader_hint:?})")]
+    NotLeader {
+        /// The leader, if known.
+        leader_hint: Option<ServerId>,
+    },
+    /// The payload exceeds [`ENTRY_BYTES_MAX`].
+    #[error("entry of {size} bytes exceeds the limit of {max}")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Too much is uncommitted or waiting; the cluster is not keeping up.
+    #[error("too many operations in flight ({0})")]
+    Busy(&'static str),
+    /// The leader has not yet committed an entry of its term, so it does not know the commit
+    /// index; reads must wait (thesis §6.4).
+    #[error("leader has not committed in its term yet")]
+    NotReady,
+}
+
+/// A follower as the leader tracks it (raft-rs's `Progress`).
+#[derive(Debug, Clone)]
+struct Progress {
+    /// The highest index known to match.
+    match_index: Index,
+    /// The next index to send.
+    next_index: Index,
+    /// Probing: one append at a time until one is accepted. Replicating: pipelined.
+    probing: bool,
+    /// While probing: an append is out and unanswered.
+    probe_sent: bool,
+    /// While replicating: the last index of each append in flight.
+    inflight: VecDeque<Index>,
+    /// Answered anything since the last check-quorum.
+    active: bool,
+    /// The newest heartbeat round it answered.
+    round_acked: u64,
+}
+
+impl Progress {
+    fn new(next_index: Index) -> Progress {
+        Progress {
+            match_index: 0,
+            next_index,
+            probing: true,
+            probe_sent: false,
+            inflight: VecDeque::new(),
+            active: false,
+            round_acked: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Leader {
+    progress: BTreeMap<ServerId, Progress>,
+    heartbeat_next: Instant,
+    check_quorum_next: Instant,
+    /// The newest heartbeat round started, and when each unconfirmed one was sent.
+    round: u64,
+    rounds_sent: VecDeque<(u64, Instant)>,
+    /// Reads waiting for their round: (round, ctx, read index).
+    reads: VecDeque<(u64, u64, Index)>,
+    /// Reads whose round is confirmed, waiting for their index to be applied.
+    reads_confirmed: VecDeque<(u64, Index)>,
+    /// The lease holds until this instant.
+    lease_until: Option<Instant>,
+}
+
+/// One Raft server.
+#[derive(Debug)]
+pub struct Raft {
+    config: Config,
+    clock: Monotonic,
+    rng: Rng,
+    hard: HardState,
+    role: Role,
+    leader: Option<ServerId>,
+    leader_state: Option<Leader>,
+    /// Votes granted to this (pre-)candidate.
+    votes: BTreeSet<ServerId>,
+    log: Log,
+    commit: Index,
+    /// Entries through this index have been handed to the application.
+    applied: Index,
+    /// Entries through this index are durable here.
+    durable_index: Index,
+    election_deadline: Instant,
+    /// When a leader was last heard from, for leader stickiness.
+    leader_contact: Option<Instant>,
+    /// The log write under construction in this step.
+    pending: Option<Persist>,
+    persists: VecDeque<Persist>,
+    persist_issued: u64,
+    persist_durable: u64,
+    /// For each persist not yet acknowledged, the last log index it leaves durable.
+    persist_log_ends: VecDeque<(u64, Index)>,
+    /// Messages waiting for a persist, each behind the newest persist issued when it was made.
+    held: VecDeque<(u64, Transmit)>,
+    ready: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    /// The role, term and leader last reported in an [`Event::Role`].
+    reported: (Role, Term, Option<ServerId>),
+    stats: Stats,
+}
+
+/// Counters of what the server did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Elections this server stood in (after a successful pre-vote).
+    pub elections: u64,
+    /// Times it became leader.
+    pub leaderships: u64,
+    /// Messages ignored as stale or misdirected.
+    pub messages_ignored: u64,
+    /// Appends rejected for a log mismatch.
+    pub appends_rejected: u64,
+    /// Times a leader stepped down for lack of a quorum.
+    pub quorum_lost: u64,
+}
+
+impl Raft {
+    /// A server starting at `now` from what it made durable before (or nothing).
+    pub fn new(config: Config, restored: Restored, now: Instant) -> Result<Raft, ConfigError> {
+        config.validate()?;
+        let mut rng = Rng::from_seed(config.rng_seed);
+        let log = Log::from_entries(restored.entries);
+        let durable_index = log.last_index();
+        let election_deadline =
+            now + rng.duration_between(config.election_timeout, config.election_timeout * 2);
+        let raft = Raft {
+            clock: Monotonic::new(now),
+            rng,
+            hard: restored.hard_state,
+            role: Role::Follower,
+            leader: None,
+            leader_state: None,
+            votes: BTreeSet::new(),
+            log,
+            commit: 0,
+            applied: 0,
+            durable_index,
+            election_deadline,
+            leader_contact: None,
+            pending: None,
+            persists: VecDeque::new(),
+            persist_issued: 0,
+            persist_durable: 0,
+            persist_log_ends: VecDeque::new(),
+            held: VecDeque::new(),
+            ready: VecDeque::new(),
+            events: VecDeque::new(),
+            reported: (Role::Follower, restored.hard_state.term, None),
+            stats: Stats::default(),
+            config,
+        };
+        raft.check_invariants();
+        Ok(raft)
+    }
+
+    // --- inputs ------------------------------------------------------------------------------
+
+    /// Feeds a message from server `from`.
+    pub fn handle_message(&mut self, now: Instant, from: ServerId, message: Message) {
+        self.clock.advance(now);
+        if from == self.config.id || !self.config.voters.contains(&from) {
+            self.stats.messages_ignored += 1;
+            return;
+        }
+        self.step(now, from, message);
+        self.finish_step();
+    }
+
+    /// Runs the timers due at or before `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.clock.advance(now);
+        if self.role == Role::Leader {
+            let leader = self.leader_state.as_ref().expect("a leader has leader state");
+            let (heartbeat_due, check_due) = (leader.heartbeat_next <= now, leader.check_quorum_next <= now);
+            if check_due {
+                self.check_quorum(now);
+            }
+            if self.role == Role::Leader && heartbeat_due {
+                self.broadcast_heartbeat(now);
+            }
+        } else if self.election_deadline <= now {
+            self.start_pre_vote(now);
+        }
+        self.finish_step();
+    }
+
+    /// Appends a command to the log, if this server leads. Returns the entry's index: the
+    /// command took effect when an entry at that index *and this term* is committed.
+    pub fn propose(&mut self, now: Instant, command: Bytes) -> Result<(Index, Term), ProposeError> {
+        self.clock.advance(now);
+        self.check_leader()?;
+        if command.len() > ENTRY_BYTES_MAX {
+            return Err(ProposeError::TooLarge { size: command.len(), max: ENTRY_BYTES_MAX });
+        }
+        if self.log.last_index() - self.commit >= UNCOMMITTED_ENTRIES_MAX {
+            return Err(ProposeError::Busy("uncommitted entries"));
+        }
+        let index = self.append_as_leader(Payload::Command(command));
+        self.replicate_all(now);
+        self.finish_step();
+        Ok((index, self.hard.term))
+    }
+
+    /// Asks for a consistent read (ReadIndex): answered by [`Event::ReadReady`] once a
+    /// heartbeat round confirms this server still leads and the commit index it read is
+    /// applied, or [`Event::ReadFailed`] if leadership is lost first.
+    pub fn read_index(&mut self, now: Instant, ctx: u64) -> Result<(), ProposeError> {
+        self.clock.advance(now);
+        self.check_leader()?;
+        if !self.committed_in_term() {
+            return Err(ProposeError::NotReady);
+        }
+        let leader = self.leader_state.as_mut().expect("leader");
+        if leader.reads.len() >= PENDING_READS_MAX {
+            return Err(ProposeError::Busy("pending reads"));
+        }
+        let commit = self.commit;
+        if self.config.voters.len() == 1 || self.config.bug(planted!(ReadWithoutReadIndex)) {
+            leader.reads_confirmed.push_back((ctx, commit));
+        } else {
+            // The read waits for the next round sent. One round is out at a time, and each
+            // confirms every read asked before it left: reads batch themselves under load.
+            leader.reads.push_back((leader.round + 1, ctx, commit));
+            if leader.rounds_sent.is_empty() {
+                self.broadcast_heartbeat(now);
+            }
+        }
+        self.release_reads();
+        self.finish_step();
+        Ok(())
+    }
+
+    /// A default-mode read: the commit index, if this leader's lease still holds (a majority
+    /// answered within the lease). The caller serves the read once that index is applied.
+    pub fn lease_read(&self, now: Instant) -> Result<Index, ProposeError> {
+        self.check_leader()?;
+        if !self.committed_in_term() {
+            return Err(ProposeError::NotReady);
+        }
+        let leader = self.leader_state.as_ref().expect("leader");
+        let holds = self.config.voters.len() == 1 || leader.lease_until.is_some_and(|until| now < until);
+        if holds {
+            Ok(self.commit)
+        } else {
+            Err(ProposeError::NotReady)
+        }
+    }
+
+    /// Reports that the persist `id`, and so every persist before it, is durable.
+    pub fn on_persisted(&mut self, now: Instant, id: PersistId) {
+        self.clock.advance(now);
+        assert!(
+            id.0 > self.persist_durable && id.0 <= self.persist_issued,
+            "persist {id:?} acknowledged out of order"
+        );
+        self.persist_durable = id.0;
+        while let Some(&(persist, end)) = self.persist_log_ends.front() {
+            if persist > id.0 {
+                break;
+            }
+            self.persist_log_ends.pop_front();
+            self.durable_index = end;
+        }
+        if self.role == Role::Leader {
+            self.maybe_commit();
+        }
+        self.finish_step();
+    }
+
+    // --- outputs -----------------------------------------------------------------------------
+
+    /// The next write to make durable.
+    pub fn poll_persist(&mut self) -> Option<Persist> {
+        self.persists.pop_front()
+    }
+
+    /// The next message to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        if let Some(transmit) = self.ready.pop_front() {
+            return Some(transmit);
+        }
+        match self.held.front() {
+            Some(&(barrier, _)) if barrier <= self.persist_durable => self.held.pop_front().map(|(_, t)| t),
+            _ => None,
+        }
+    }
+
+    /// The next committed entry to apply, in log order, each once.
+    pub fn poll_apply(&mut self) -> Option<Entry> {
+        if self.applied >= self.commit {
+            return None;
+        }
+        self.applied += 1;
+        let entry = self.log.get(self.applied).expect("committed entries are in the log").clone();
+        if self.role == Role::Leader {
+            self.release_reads();
+        }
+        Some(entry)
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Raft::handle_timeout`] must next run.
+    pub fn poll_timeout(&self) -> Instant {
+        match &self.leader_state {
+            Some(leader) => leader.heartbeat_next.min(leader.check_quorum_next),
+            None => self.election_deadline,
+        }
+    }
+
+    // --- getters -----------------------------------------------------------------------------
+
+    /// This server's id.
+    pub fn id(&self) -> ServerId {
+        self.config.id
+    }
+
+    /// Its role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Its current term.
+    pub fn term(&self) -> Term {
+        self.hard.term
+    }
+
+    /// The leader it knows of.
+    pub fn leader(&self) -> Option<ServerId> {
+        self.leader
+    }
+
+    /// The highest index known committed.
+    pub fn commit_index(&self) -> Index {
+        self.commit
+    }
+
+    /// The last index in its log.
+    pub fn last_index(&self) -> Index {
+        self.log.last_index()
+    }
+
+    /// The entry at `index`, if held.
+    pub fn entry(&self, index: Index) -> Option<&Entry> {
+        self.log.get(index)
+    }
+
+    /// Its counters.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    // --- message handling --------------------------------------------------------------------
+
+    fn step(&mut self, now: Instant, from: ServerId, message: Message) {
+        let term = message.term();
+        // Leader stickiness: while a leader is heard from, requests for votes are ignored, so a
+        // server that was cut off cannot depose a healthy leader on its return.
+        if let Message::PreVote { .. } | Message::RequestVote { .. } = message {
+            if self.in_leader_lease(now) {
+                self.stats.messages_ignored += 1;
+                if let Message::PreVote { .. } = message {
+                    self.send(from, Message::PreVoteResponse { term: self.hard.term, granted: false });
+                }
+                return;
+            }
+        }
+        match &message {
+            // A pre-vote does not raise anyone's term; an answer granting one carries the asked
+            // term, not a term anyone is in.
+            Message::PreVote { .. } => {}
+            Message::PreVoteResponse { granted: true, .. } => {}
+            _ if term > self.hard.term => {
+                let leader = match message {
+                    Message::AppendEntries { .. } | Message::Heartbeat { .. } => Some(from),
+                    _ => None,
+                };
+                self.become_follower(now, term, leader);
+            }
+            _ if term < self.hard.term => {
+                let stale_append = matches!(message, Message::AppendEntries { .. });
+                if !(stale_append && self.config.bug(planted!(AcceptStaleTermAppend))) {
+                    self.stats.messages_ignored += 1;
+                    // Tell a stale leader or candidate about the newer term, so it steps down.
+                    match message {
+                        Message::AppendEntries { .. } | Message::Heartbeat { .. } => {
+                            self.send(from, Message::HeartbeatResponse { term: self.hard.term, round: 0 })
+                        }
+                        Message::RequestVote { .. } => {
+                            self.send(from, Message::VoteResponse { term: self.hard.term, granted: false })
+                        }
+                        _ => {}
+                    }
+                    return;
+                }
+            }
+            _ => {}
+        }
+        match message {
+            Message::PreVote { term, last_index, last_term } => {
+                let granted = term > self.hard.term && self.log.is_up_to_date(last_index, last_term);
+                let term = if granted { term } else { self.hard.term };
+                self.send(from, Message::PreVoteResponse { term, granted });
+            }
+            Message::PreVoteResponse { term, granted } => {
+                self.handle_pre_vote_response(now, from, term, granted)
+            }
+            Message::RequestVote { term, last_index, last_term } => {
+                let free = self.hard.vote.is_none_or(|vote| vote == from);
+                let granted = free && self.log.is_up_to_date(last_index, last_term);
+                if granted {
+                    self.hard.vote = Some(from);
+                    self.hard_state_changed();
+                    self.reset_election_timer(now);
+                }
+                let response = Message::VoteResponse { term, granted };
+                if self.config.bug(planted!(VoteBeforeFsync)) {
+                    self.ready.push_back(Transmit { to: from, message: response });
+                } else {
+                    self.send(from, response);
+                }
+            }
+            Message::VoteResponse { granted, .. } => {
+                if self.role == Role::Candidate && granted {
+                    self.votes.insert(from);
+                    if self.has_quorum(&self.votes) {
+                        self.become_leader(now);
+                    }
+                }
+            }
+            Message::AppendEntries { prev_index, prev_term, entries, commit, .. } => {
+                self.follow(now, from);
+                self.handle_append(from, prev_index, prev_term, entries, commit);
+            }
+            Message::AppendResponse { prev_index, result, .. } => {
+                if self.role == Role::Leader {
+                    self.handle_append_response(now, from, prev_index, result);
+                }
+            }
+            Message::Heartbeat { commit, round, .. } => {
+                self.follow(now, from);
+                // The leader sends at most what this follower is known to hold.
+                self.commit = self.commit.max(commit.min(self.log.last_index()));
+                self.send(from, Message::HeartbeatResponse { term: self.hard.term, round });
+            }
+            Message::HeartbeatResponse { round, .. } => {
+                if self.role == Role::Leader {
+                    self.handle_heartbeat_response(now, from, round);
+                }
+            }
+        }
+    }
+
+    fn handle_pre_vote_response(&mut self, now: Instant, from: ServerId, term: Term, granted: bool) {
+        if self.role != Role::PreCandidate {
+            return;
+        }
+        if !granted {
+            if term > self.hard.term {
+                self.become_follower(now, term, None);
+            }
+            return;
+        }
+        if term != self.hard.term + 1 {
+            return;
+        }
+        self.votes.insert(from);
+        if self.has_quorum(&self.votes) {
+            self.start_election(now);
+        }
+    }
+
+    fn handle_append(
+        &mut self,
+        from: ServerId,
+        prev_index: Index,
+        prev_term: Term,
+        entries: Vec<Entry>,
+        commit: Index,
+    ) {
+        let term = self.hard.term;
+        let reject = |conflict_index, conflict_term| Message::AppendResponse {
+            term,
+            prev_index,
+            result: AppendResult::Rejected { conflict_index, conflict_term },
+        };
+        if prev_index < self.commit {
+            // Everything through the commit index matches the leader's log already; answer from
+            // there so the leader moves on.
+            let skip = (self.commit - prev_index) as usize;
+            if skip >= entries.len() {
+                let match_index = self.commit;
+                self.send(
+                    from,
+                    Message::AppendResponse {
+                        term,
+                        prev_index,
+                        result: AppendResult::Accepted { match_index },
+                    },
+                );
+                return;
+            }
+            let prev_index = self.commit;
+            let prev_term = self.log.term_at(prev_index).expect("committed entries are held");
+            let entries = entries[skip..].to_vec();
+            return self.handle_append(from, prev_index, prev_term, entries, commit);
+        }
+        match self.log.term_at(prev_index) {
+            None => {
+                self.stats.appends_rejected += 1;
+                self.send(from, reject(self.log.last_index() + 1, None));
+                return;
+            }
+            Some(held) if held != prev_term => {
+                self.stats.appends_rejected += 1;
+                let first = self.log.first_index_of_term_at(prev_index);
+                self.send(from, reject(first, Some(held)));
+                return;
+            }
+            Some(_) => {}
+        }
+        // Skip what is already there; truncate at the first conflict; append the rest.
+        let mut new_from = entries.len();
+        for (i, entry) in entries.iter().enumerate() {
+            match self.log.term_at(entry.index) {
+                Some(held) if held == entry.term => continue,
+                Some(_) => {
+                    assert!(entry.index > self.commit, "a committed entry never conflicts (log matching)");
+                    self.log.truncate_from(entry.index);
+                    // Writes in flight that end past the cut leave only what precedes it.
+                    self.durable_index = self.durable_index.min(entry.index - 1);
+                    for (_, end) in self.persist_log_ends.iter_mut() {
+                        *end = (*end).min(entry.index - 1);
+                    }
+                    let pending = self.pending_persist();
+                    pending.truncate_from =
+                        Some(pending.truncate_from.map_or(entry.index, |t| t.min(entry.index)));
+                    pending.entries.retain(|e| e.index < entry.index);
+                    new_from = i;
+                }
+                None => new_from = i,
+            }
+            break;
+        }
+        let last_new = prev_index + entries.len() as Index;
+        if new_from < entries.len() {
+            self.log.append(&entries[new_from..]);
+            self.pending_persist().entries.extend_from_slice(&entries[new_from..]);
+        }
+        self.commit = self.commit.max(commit.min(last_new));
+        self.send(
+            from,
+            Message::AppendResponse {
+                term,
+                prev_index,
+                result: AppendResult::Accepted { match_index: last_new },
+            },
+        );
+    }
+
+    fn handle_append_response(
+        &mut self,
+        now: Instant,
+        from: ServerId,
+        prev_index: Index,
+        result: AppendResult,
+    ) {
+        let last_index = self.log.last_index();
+        let leader = self.leader_state.as_mut().expect("leader");
+        let progress = leader.progress.get_mut(&from).expect("every voter has progress");
+        progress.active = true;
+        match result {
+            AppendResult::Accepted { match_index } => {
+                if match_index > last_index {
+                    // Only a confused follower claims entries this leader never sent.
+                    self.stats.messages_ignored += 1;
+                    return;
+                }
+                if match_index > progress.match_index {
+                    progress.match_index = match_index;
+                }
+                progress.next_index = progress.next_index.max(match_index + 1);
+                while progress.inflight.front().is_some_and(|&end| end <= match_index) {
+                    progress.inflight.pop_front();
+                }
+                if progress.probing {
+                    progress.probing = false;
+                    progress.probe_sent = false;
+                    progress.inflight.clear();
+                    progress.next_index = progress.match_index + 1;
+                }
+                self.maybe_commit();
+            }
+            AppendResult::Rejected { conflict_index, conflict_term } => {
+                // Stale: an answer to an append sent before the follower matched further, or to
+                // one other than the probe now out.
+                let stale = if progress.probing {
+                    prev_index + 1 != progress.next_index
+                } else {
+                    prev_index <= progress.match_index
+                };
+                if stale {
+                    self.stats.messages_ignored += 1;
+                    return;
+                }
+                let hinted = match conflict_term {
+                    Some(term) => match self.log.last_index_of_term(term) {
+                        Some(last) => last + 1,
+                        None => conflict_index,
+                    },
+                    None => conflict_index,
+                };
+                progress.next_index =
+                    hinted.clamp(progress.match_index + 1, prev_index.max(progress.match_index + 1));
+                progress.probing = true;
+                progress.probe_sent = false;
+                progress.inflight.clear();
+            }
+        }
+        self.replicate(now, from);
+    }
+
+    fn handle_heartbeat_response(&mut self, now: Instant, from: ServerId, round: u64) {
+        let last_index = self.log.last_index();
+        let leader = self.leader_state.as_mut().expect("leader");
+        let progress = leader.progress.get_mut(&from).expect("every voter has progress");
+        progress.active = true;
+        progress.round_acked = progress.round_acked.max(round);
+        // A lost append leaves a follower behind with nothing in flight to reveal it: a probe
+        // (possibly empty) makes it answer with where it stands.
+        let behind = progress.match_index < last_index;
+        let mut probe = None;
+        if behind && progress.probing {
+            progress.probe_sent = false;
+        } else if behind {
+            // An empty append at the pipeline's end: accepted if what is in flight arrived,
+            // rejected (and so probed) if some of it was lost.
+            let prev_index = progress.next_index - 1;
+            let prev_term = self.log.term_at(prev_index).expect("sent entries are held");
+            probe = Some(Message::AppendEntries {
+                term: self.hard.term,
+                prev_index,
+                prev_term,
+                entries: Vec::new(),
+                commit: self.commit,
+            });
+        }
+        if let Some(message) = probe {
+            self.ready.push_back(Transmit { to: from, message });
+        }
+        self.confirm_rounds(now);
+        self.replicate(now, from);
+    }
+
+    // --- roles -------------------------------------------------------------------------------
+
+    fn start_pre_vote(&mut self, now: Instant) {
+        self.reset_election_timer(now);
+        if self.config.voters.len() == 1 {
+            return self.start_election(now);
+        }
+        self.set_role(Role::PreCandidate, None);
+        self.votes = BTreeSet::from([self.config.id]);
+        let message = Message::PreVote {
+            term: self.hard.term + 1,
+            last_index: self.log.last_index(),
+            last_term: self.log.last_term(),
+        };
+        for peer in self.peers().collect::<Vec<_>>() {
+            self.send(peer, message.clone());
+        }
+    }
+
+    fn start_election(&mut self, now: Instant) {
+        self.stats.elections += 1;
+        self.reset_election_timer(now);
+        self.hard = HardState { term: self.hard.term + 1, vote: Some(self.config.id) };
+        self.hard_state_changed();
+        self.set_role(Role::Candidate, None);
+        self.votes = BTreeSet::from([self.config.id]);
+        if self.has_quorum(&self.votes) {
+            return self.become_leader(now);
+        }
+        let message = Message::RequestVote {
+            term: self.hard.term,
+            last_index: self.log.last_index(),
+            last_term: self.log.last_term(),
+        };
+        for peer in self.peers().collect::<Vec<_>>() {
+            self.send(peer, message.clone());
+        }
+    }
+
+    fn become_follower(&mut self, now: Instant, term: Term, leader: Option<ServerId>) {
+        if term > self.hard.term {
+            self.hard = HardState { term, vote: None };
+            self.hard_state_changed();
+        }
+        self.step_down_reads();
+        self.leader_state = None;
+        self.votes.clear();
+        self.reset_election_timer(now);
+        if leader.is_some() {
+            self.leader_contact = Some(now);
+        }
+        self.set_role(Role::Follower, leader);
+    }
+
+    /// An append or heartbeat of the current term: its sender leads.
+    fn follow(&mut self, now: Instant, leader: ServerId) {
+        assert_ne!(self.role, Role::Leader, "two leaders in term {}", self.hard.term);
+        self.leader_contact = Some(now);
+        self.reset_election_timer(now);
+        if self.role != Role::Follower || self.leader != Some(leader) {
+            self.votes.clear();
+            self.set_role(Role::Follower, Some(leader));
+        }
+    }
+
+    fn become_leader(&mut self, now: Instant) {
+        self.stats.leaderships += 1;
+        let next = self.log.last_index() + 1;
+        let progress = self.peers().map(|peer| (peer, Progress::new(next))).collect();
+        self.leader_state = Some(Leader {
+            progress,
+            heartbeat_next: now,
+            check_quorum_next: now + self.config.election_timeout,
+            round: 0,
+            rounds_sent: VecDeque::new(),
+            reads: VecDeque::new(),
+            reads_confirmed: VecDeque::new(),
+            lease_until: None,
+        });
+        self.votes.clear();
+        self.set_role(Role::Leader, Some(self.config.id));
+        self.append_as_leader(Payload::Noop);
+        self.replicate_all(now);
+        self.broadcast_heartbeat(now);
+    }
+
+    fn set_role(&mut self, role: Role, leader: Option<ServerId>) {
+        self.role = role;
+        self.leader = leader;
+    }
+
+    fn check_quorum(&mut self, now: Instant) {
+        let leader = self.leader_state.as_mut().expect("leader");
+        leader.check_quorum_next = now + self.config.election_timeout;
+        let mut active = BTreeSet::from([self.config.id]);
+        for (&peer, progress) in leader.progress.iter_mut() {
+            if std::mem::take(&mut progress.active) {
+                active.insert(peer);
+            }
+        }
+        if !self.has_quorum(&active) {
+            self.stats.quorum_lost += 1;
+            self.become_follower(now, self.hard.term, None);
+        }
+    }
+
+    // --- replication -------------------------------------------------------------------------
+
+    fn append_as_leader(&mut self, payload: Payload) -> Index {
+        let entry = Entry { index: self.log.last_index() + 1, term: self.hard.term, payload };
+        let index = entry.index;
+        self.log.append(std::slice::from_ref(&entry));
+        self.pending_persist().entries.push(entry);
+        if self.config.bug(planted!(CommitWithoutMajority)) {
+            self.commit = index;
+        }
+        index
+    }
+
+    fn replicate_all(&mut self, now: Instant) {
+        for peer in self.peers().collect::<Vec<_>>() {
+            self.replicate(now, peer);
+        }
+    }
+
+    /// Sends `peer` what it lacks, as far as its state allows: one append while probing, a
+    /// pipeline of appends while replicating.
+    fn replicate(&mut self, _now: Instant, peer: ServerId) {
+        let last_index = self.log.last_index();
+        loop {
+            let leader = self.leader_state.as_mut().expect("leader");
+            let progress = leader.progress.get_mut(&peer).expect("peer");
+            if progress.probing {
+                if progress.probe_sent {
+                    return;
+                }
+            } else if progress.next_index > last_index
+                || progress.inflight.len() >= self.config.inflight_appends_max
+            {
+                return;
+            }
+            let prev_index = progress.next_index - 1;
+            let Some(prev_term) = self.log.term_at(prev_index) else {
+                unreachable!("the log is never compacted past a follower's next index without snapshots")
+            };
+            let entries = self.log.slice(
+                progress.next_index,
+                self.config.entries_per_append_max,
+                self.config.append_bytes_max,
+            );
+            let sent_through = prev_index + entries.len() as Index;
+            if progress.probing {
+                progress.probe_sent = true;
+            } else {
+                progress.inflight.push_back(sent_through);
+                progress.next_index = sent_through + 1;
+            }
+            let commit = self.commit;
+            let message =
+                Message::AppendEntries { term: self.hard.term, prev_index, prev_term, entries, commit };
+            self.ready.push_back(Transmit { to: peer, message });
+            let leader = self.leader_state.as_ref().expect("leader");
+            if leader.progress[&peer].probing {
+                return;
+            }
+        }
+    }
+
+    /// Commits the highest index a majority holds durably, if it is of this term (§5.4.2).
+    fn maybe_commit(&mut self) {
+        let leader = self.leader_state.as_ref().expect("leader");
+        let mut matched: Vec<Index> = leader.progress.values().map(|p| p.match_index).collect();
+        matched.push(self.durable_index);
+        matched.sort_unstable_by(|a, b| b.cmp(a));
+        let quorum_index = matched[self.config.voters.len() / 2];
+        if quorum_index > self.commit && self.log.term_at(quorum_index) == Some(self.hard.term) {
+            self.commit = quorum_index;
+            self.release_reads();
+        }
+    }
+
+    fn broadcast_heartbeat(&mut self, now: Instant) {
+        let leader = self.leader_state.as_mut().expect("leader");
+        leader.heartbeat_next = now + self.config.heartbeat_interval;
+        leader.round += 1;
+        let round = leader.round;
+        leader.rounds_sent.push_back((round, now));
+        let mut sends = Vec::new();
+        for (&peer, progress) in &leader.progress {
+            let commit = self.commit.min(progress.match_index);
+            sends.push(Transmit {
+                to: peer,
+                message: Message::Heartbeat { term: self.hard.term, commit, round },
+            });
+        }
+        self.ready.extend(sends);
+    }
+
+    /// Confirms the heartbeat rounds a majority has answered: they extend the lease and release
+    /// the reads waiting for them.
+    fn confirm_rounds(&mut self, now: Instant) {
+        let quorum = self.config.voters.len() / 2 + 1;
+        let leader = self.leader_state.as_mut().expect("leader");
+        let mut acked: Vec<u64> = leader.progress.values().map(|p| p.round_acked).collect();
+        acked.push(leader.round);
+        acked.sort_unstable_by(|a, b| b.cmp(a));
+        let confirmed = acked[quorum - 1];
+        while let Some(&(round, sent_at)) = leader.rounds_sent.front() {
+            if round > confirmed {
+                break;
+            }
+            leader.rounds_sent.pop_front();
+            // A majority heard from this leader no earlier than `sent_at`, so none of them will
+            // vote for another before `sent_at + election_timeout`.
+            let until = sent_at + self.config.leader_lease;
+            leader.lease_until = Some(leader.lease_until.map_or(until, |u| u.max(until)));
+        }
+        while leader.reads.front().is_some_and(|&(round, _, _)| round <= confirmed) {
+            let (_, ctx, index) = leader.reads.pop_front().expect("checked");
+            leader.reads_confirmed.push_back((ctx, index));
+        }
+        let waiting = leader.reads.front().is_some_and(|&(round, _, _)| round > leader.round);
+        if waiting && leader.rounds_sent.is_empty() {
+            self.broadcast_heartbeat(now);
+        }
+        self.release_reads();
+    }
+
+    /// Emits the confirmed reads whose index has been handed to the application.
+    fn release_reads(&mut self) {
+        let Some(leader) = self.leader_state.as_mut() else { return };
+        while leader.reads_confirmed.front().is_some_and(|&(_, index)| index <= self.applied) {
+            let (ctx, index) = leader.reads_confirmed.pop_front().expect("checked");
+            self.events.push_back(Event::ReadReady { ctx, index });
+        }
+    }
+
+    fn step_down_reads(&mut self) {
+        if let Some(leader) = self.leader_state.take() {
+            for (_, ctx, _) in leader.reads {
+                self.events.push_back(Event::ReadFailed { ctx });
+            }
+            for (ctx, _) in leader.reads_confirmed {
+                self.events.push_back(Event::ReadFailed { ctx });
+            }
+        }
+    }
+
+    // --- helpers -----------------------------------------------------------------------------
+
+    fn check_leader(&self) -> Result<(), ProposeError> {
+        if self.role == Role::Leader {
+            Ok(())
+        } else {
+            Err(ProposeError::NotLeader { leader_hint: self.leader })
+        }
+    }
+
+    /// Whether this leader has committed an entry of its own term, and so knows the commit
+    /// index (its no-op is the first such entry).
+    fn committed_in_term(&self) -> bool {
+        self.log.term_at(self.commit) == Some(self.hard.term)
+    }
+
+    fn in_leader_lease(&self, now: Instant) -> bool {
+        match self.role {
+            Role::Leader => true,
+            _ => {
+                self.leader.is_some()
+                    && self.leader_contact.is_some_and(|at| now < at + self.config.election_timeout)
+            }
+        }
+    }
+
+    fn has_quorum(&self, servers: &BTreeSet<ServerId>) -> bool {
+        servers.intersection(&self.config.voters).count() > self.config.voters.len() / 2
+    }
+
+    fn peers(&self) -> impl Iterator<Item = ServerId> + '_ {
+        self.config.voters.iter().copied().filter(move |&id| id != self.config.id)
+    }
+
+    fn reset_election_timer(&mut self, now: Instant) {
+        let timeout =
+            self.rng.duration_between(self.config.election_timeout, self.config.election_timeout * 2);
+        self.election_deadline = now + timeout;
+    }
+
+    /// Queues a message that may only leave once everything persisted so far is durable.
+    fn send(&mut self, to: ServerId, message: Message) {
+        self.held
+            .push_back((self.persist_issued + u64::from(self.pending.is_some()), Transmit { to, message }));
+    }
+
+    fn pending_persist(&mut self) -> &mut Persist {
+        let id = self.persist_issued + 1;
+        self.pending.get_or_insert_with(|| Persist {
+            id: PersistId(id),
+            hard_state: None,
+            truncate_from: None,
+            entries: Vec::new(),
+        })
+    }
+
+    fn hard_state_changed(&mut self) {
+        let hard = self.hard;
+        self.pending_persist().hard_state = Some(hard);
+    }
+
+    /// Issues this step's write, if any, then checks invariants. Runs at the end of every input.
+    fn finish_step(&mut self) {
+        let now = (self.role, self.hard.term, self.leader);
+        if self.reported != now {
+            self.reported = now;
+            self.events.push_back(Event::Role { role: now.0, term: now.1, leader: now.2 });
+        }
+        if let Some(persist) = self.pending.take() {
+            self.persist_issued = persist.id.0;
+            self.persist_log_ends.push_back((persist.id.0, self.log.last_index()));
+            self.persists.push_back(persist);
+        }
+        self.check_invariants();
+    }
+
+    /// Checks the server's invariants; a no-op outside test, simulation and fuzz builds.
+    pub fn check_invariants(&self) {
+        #[cfg(any(test, feature = "invariants"))]
+        {
+            self.log.check();
+            assert!(self.hard.term >= self.log.last_term(), "no entry is from a future term");
+            assert!(self.applied <= self.commit, "only committed entries are applied");
+            if !self.config.bug(planted!(CommitWithoutMajority)) {
+                assert!(self.commit <= self.log.last_index(), "the commit index is in the log");
+            }
+            assert!(self.durable_index <= self.log.last_index());
+            assert!(self.persist_durable <= self.persist_issued);
+            assert!(self.pending.is_none(), "every step issues its write");
+            assert_eq!(self.role == Role::Leader, self.leader_state.is_some());
+            if self.role == Role::Leader {
+                assert_eq!(self.leader, Some(self.config.id));
+                assert_eq!(self.hard.vote, Some(self.config.id), "a leader voted for itself");
+                let leader = self.leader_state.as_ref().expect("checked");
+                for progress in leader.progress.values() {
+                    assert!(progress.match_index < progress.next_index, "next is past match");
+                    assert!(progress.match_index <= self.log.last_index());
+                }
+            }
+            let mut previous = 0;
+            for &(barrier, _) in &self.held {
+                assert!(barrier >= previous && barrier <= self.persist_issued);
+                previous = barrier;
+            }
+        }
+    }
+}

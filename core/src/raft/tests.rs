@@ -1,0 +1,339 @@
+//! Unit tests of one Raft server and of small clusters driven by hand: each asserts exact
+//! messages, roles and logs. The randomized, fault-injecting runs live in `muster-sim`.
+
+use std::collections::BTreeSet;
+
+use super::*;
+
+fn at(millis: u64) -> Instant {
+    Instant::from_millis(millis)
+}
+
+fn cmd(text: &'static str) -> Bytes {
+    Bytes::from_static(text.as_bytes())
+}
+
+/// Servers 1..=n on a perfect network with instant disks, except for links in `blocked`.
+struct Net {
+    servers: Vec<Raft>,
+    now: Instant,
+    blocked: BTreeSet<(ServerId, ServerId)>,
+    applied: Vec<Vec<Entry>>,
+    events: Vec<Vec<Event>>,
+    /// Persist writes automatically; when false, tests acknowledge by hand.
+    auto_persist: bool,
+}
+
+impl Net {
+    fn new(n: u64) -> Net {
+        let servers = (1..=n)
+            .map(|id| Raft::new(Config::new(id, 1..=n, id), Restored::default(), at(0)).unwrap())
+            .collect();
+        Net {
+            servers,
+            now: at(0),
+            blocked: BTreeSet::new(),
+            applied: vec![Vec::new(); n as usize],
+            events: vec![Vec::new(); n as usize],
+            auto_persist: true,
+        }
+    }
+
+    fn server(&mut self, id: ServerId) -> &mut Raft {
+        &mut self.servers[id as usize - 1]
+    }
+
+    fn propose(&mut self, id: ServerId, command: Bytes) -> Result<(Index, Term), ProposeError> {
+        let now = self.now;
+        self.server(id).propose(now, command)
+    }
+
+    fn read_index(&mut self, id: ServerId, ctx: u64) -> Result<(), ProposeError> {
+        let now = self.now;
+        self.server(id).read_index(now, ctx)
+    }
+
+    fn lease_read(&mut self, id: ServerId) -> Result<Index, ProposeError> {
+        let now = self.now;
+        self.server(id).lease_read(now)
+    }
+
+    fn isolate(&mut self, id: ServerId) {
+        for other in 1..=self.servers.len() as u64 {
+            self.blocked.insert((id, other));
+            self.blocked.insert((other, id));
+        }
+    }
+
+    /// Delivers messages, persists and applies until nothing moves.
+    fn settle(&mut self) {
+        loop {
+            let mut moved = false;
+            for i in 0..self.servers.len() {
+                let now = self.now;
+                if self.auto_persist {
+                    while let Some(persist) = self.servers[i].poll_persist() {
+                        self.servers[i].on_persisted(now, persist.id);
+                        moved = true;
+                    }
+                }
+                while let Some(entry) = self.servers[i].poll_apply() {
+                    self.applied[i].push(entry);
+                }
+                while let Some(event) = self.servers[i].poll_event() {
+                    self.events[i].push(event);
+                }
+                let from = self.servers[i].id();
+                while let Some(Transmit { to, message }) = self.servers[i].poll_transmit() {
+                    moved = true;
+                    if !self.blocked.contains(&(from, to)) {
+                        self.server(to).handle_message(now, from, message);
+                    }
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    /// Runs timers and traffic until `until`.
+    fn run_until(&mut self, until: Instant) {
+        loop {
+            self.settle();
+            let next = self.servers.iter().map(Raft::poll_timeout).min().unwrap();
+            if next > until {
+                self.now = until;
+                return;
+            }
+            self.now = self.now.max(next);
+            let now = self.now;
+            for server in &mut self.servers {
+                if server.poll_timeout() <= now {
+                    server.handle_timeout(now);
+                }
+            }
+        }
+    }
+
+    fn leaders(&self) -> Vec<ServerId> {
+        self.servers.iter().filter(|s| s.role() == Role::Leader).map(Raft::id).collect()
+    }
+
+    fn commands_applied(&self, id: ServerId) -> Vec<Bytes> {
+        self.applied[id as usize - 1]
+            .iter()
+            .filter_map(|e| match &e.payload {
+                Payload::Command(bytes) => Some(bytes.clone()),
+                Payload::Noop => None,
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn a_single_server_elects_itself_and_commits_once_durable() {
+    let mut raft = Raft::new(Config::new(1, [1], 7), Restored::default(), at(0)).unwrap();
+    let deadline = raft.poll_timeout();
+    assert!(deadline >= at(1000) && deadline < at(2000), "{deadline:?}");
+    raft.handle_timeout(deadline);
+    assert_eq!(raft.role(), Role::Leader);
+    assert_eq!(raft.term(), 1);
+    let (index, term) = raft.propose(deadline, cmd("x")).unwrap();
+    assert_eq!((index, term), (2, 1), "after the leader's no-op");
+    assert_eq!(raft.commit_index(), 0, "nothing is committed before it is durable");
+    let persist = raft.poll_persist().unwrap();
+    assert_eq!(persist.hard_state, Some(HardState { term: 1, vote: Some(1) }));
+    assert_eq!(persist.entries.iter().map(|e| e.index).collect::<Vec<_>>(), [1]);
+    let second = raft.poll_persist().unwrap();
+    assert_eq!(second.entries.len(), 1);
+    raft.on_persisted(deadline, second.id);
+    assert_eq!(raft.commit_index(), 2);
+    assert_eq!(raft.poll_apply().map(|e| e.payload), Some(Payload::Noop));
+    assert_eq!(raft.poll_apply().map(|e| e.payload), Some(Payload::Command(cmd("x"))));
+    assert_eq!(raft.poll_apply(), None);
+}
+
+#[test]
+fn three_servers_elect_one_leader_and_replicate_in_order() {
+    let mut net = Net::new(3);
+    net.run_until(at(3000));
+    let leaders = net.leaders();
+    assert_eq!(leaders.len(), 1, "{leaders:?}");
+    let leader = leaders[0];
+    for text in ["a", "b", "c"] {
+        net.propose(leader, cmd(text)).unwrap();
+    }
+    net.run_until(net.now + Duration::from_millis(300));
+    for id in 1..=3 {
+        assert_eq!(net.commands_applied(id), [cmd("a"), cmd("b"), cmd("c")], "server {id}");
+        assert_eq!(net.server(id).leader(), Some(leader));
+    }
+    let follower = (1..=3).find(|&id| id != leader).unwrap();
+    assert_eq!(net.propose(follower, cmd("d")), Err(ProposeError::NotLeader { leader_hint: Some(leader) }));
+    let big = Bytes::from(vec![0; ENTRY_BYTES_MAX + 1]);
+    assert_eq!(
+        net.propose(leader, big),
+        Err(ProposeError::TooLarge { size: ENTRY_BYTES_MAX + 1, max: ENTRY_BYTES_MAX })
+    );
+}
+
+#[test]
+fn a_vote_leaves_only_once_it_is_durable() {
+    let mut voter = Raft::new(Config::new(2, [1, 2, 3], 2), Restored::default(), at(0)).unwrap();
+    voter.handle_message(at(5000), 1, Message::RequestVote { term: 1, last_index: 0, last_term: 0 });
+    assert_eq!(voter.poll_transmit(), None, "held until the vote is durable");
+    let persist = voter.poll_persist().unwrap();
+    assert_eq!(persist.hard_state, Some(HardState { term: 1, vote: Some(1) }));
+    voter.on_persisted(at(5000), persist.id);
+    assert_eq!(
+        voter.poll_transmit(),
+        Some(Transmit { to: 1, message: Message::VoteResponse { term: 1, granted: true } })
+    );
+    // A second candidate in the same term is refused.
+    voter.handle_message(at(5000), 3, Message::RequestVote { term: 1, last_index: 9, last_term: 1 });
+    assert_eq!(
+        voter.poll_transmit(),
+        Some(Transmit { to: 3, message: Message::VoteResponse { term: 1, granted: false } })
+    );
+}
+
+#[test]
+fn an_append_acknowledgement_waits_for_its_entries_to_be_durable() {
+    let mut follower = Raft::new(Config::new(2, [1, 2, 3], 2), Restored::default(), at(0)).unwrap();
+    let entry = Entry { index: 1, term: 1, payload: Payload::Noop };
+    let append = Message::AppendEntries {
+        term: 1,
+        prev_index: 0,
+        prev_term: 0,
+        entries: vec![entry.clone()],
+        commit: 0,
+    };
+    follower.handle_message(at(10), 1, append);
+    assert_eq!(follower.poll_transmit(), None);
+    let persist = follower.poll_persist().unwrap();
+    assert_eq!(persist.entries, [entry]);
+    assert_eq!(persist.hard_state, Some(HardState { term: 1, vote: None }));
+    follower.on_persisted(at(10), persist.id);
+    let accepted = AppendResult::Accepted { match_index: 1 };
+    assert_eq!(
+        follower.poll_transmit(),
+        Some(Transmit {
+            to: 1,
+            message: Message::AppendResponse { term: 1, prev_index: 0, result: accepted }
+        })
+    );
+}
+
+#[test]
+fn a_divergent_follower_is_repaired_one_term_at_a_time() {
+    // The follower holds entries of terms 1, 2, 2, 2 the leader never committed; the leader's
+    // log is 1, 3, 3. The rejection names term 2 and its first index, so the leader jumps there.
+    let entries = |terms: &[Term]| -> Vec<Entry> {
+        terms
+            .iter()
+            .enumerate()
+            .map(|(i, &term)| Entry { index: i as Index + 1, term, payload: Payload::Noop })
+            .collect()
+    };
+    let restored =
+        Restored { hard_state: HardState { term: 2, vote: None }, entries: entries(&[1, 2, 2, 2]) };
+    let mut follower = Raft::new(Config::new(2, [1, 2, 3], 2), restored, at(0)).unwrap();
+    let append = Message::AppendEntries { term: 3, prev_index: 3, prev_term: 3, entries: vec![], commit: 1 };
+    follower.handle_message(at(10), 1, append);
+    let persist = follower.poll_persist().unwrap();
+    follower.on_persisted(at(10), persist.id);
+    let rejected = AppendResult::Rejected { conflict_index: 2, conflict_term: Some(2) };
+    assert_eq!(
+        follower.poll_transmit(),
+        Some(Transmit {
+            to: 1,
+            message: Message::AppendResponse { term: 3, prev_index: 3, result: rejected }
+        })
+    );
+    assert_eq!(follower.stats().appends_rejected, 1);
+    // The leader's entries from index 2 replace the follower's suffix.
+    let fix = Message::AppendEntries {
+        term: 3,
+        prev_index: 1,
+        prev_term: 1,
+        entries: entries(&[1, 3, 3])[1..].to_vec(),
+        commit: 3,
+    };
+    follower.handle_message(at(20), 1, fix);
+    let persist = follower.poll_persist().unwrap();
+    assert_eq!(persist.truncate_from, Some(2));
+    assert_eq!(persist.entries.len(), 2);
+    assert_eq!(follower.last_index(), 3);
+    assert_eq!(follower.entry(3).unwrap().term, 3);
+    assert_eq!(follower.commit_index(), 3);
+}
+
+#[test]
+fn a_leader_cut_off_from_its_majority_steps_down_and_the_majority_elects_another() {
+    let mut net = Net::new(3);
+    net.run_until(at(3000));
+    let old = net.leaders()[0];
+    let term = net.server(old).term();
+    net.isolate(old);
+    net.run_until(net.now + Duration::from_secs(5));
+    // It stepped down, and its pre-votes since then have not raised its term.
+    assert_ne!(net.server(old).role(), Role::Leader, "check-quorum");
+    assert_eq!(net.server(old).term(), term);
+    assert_eq!(net.server(old).stats().quorum_lost, 1);
+    let leaders = net.leaders();
+    assert_eq!(leaders.len(), 1);
+    assert_ne!(leaders[0], old);
+    assert!(net.server(leaders[0]).term() > net.server(old).term());
+}
+
+#[test]
+fn pre_vote_keeps_a_returning_server_from_deposing_a_healthy_leader() {
+    let mut net = Net::new(3);
+    net.run_until(at(3000));
+    let leader = net.leaders()[0];
+    let term = net.server(leader).term();
+    let other = (1..=3).find(|&id| id != leader).unwrap();
+    net.isolate(other);
+    net.run_until(net.now + Duration::from_secs(10));
+    assert_eq!(net.server(other).term(), term, "pre-votes do not raise the term");
+    net.blocked.clear();
+    net.run_until(net.now + Duration::from_secs(3));
+    assert_eq!(net.leaders(), [leader]);
+    assert_eq!(net.server(leader).term(), term);
+    assert_eq!(net.server(other).leader(), Some(leader));
+}
+
+#[test]
+fn read_index_waits_for_a_heartbeat_round_and_the_lease_expires_without_one() {
+    let mut net = Net::new(3);
+    net.run_until(at(3000));
+    let leader = net.leaders()[0];
+    net.propose(leader, cmd("w")).unwrap();
+    net.settle();
+    net.read_index(leader, 42).unwrap();
+    net.settle();
+    let commit = net.server(leader).commit_index();
+    let ready: Vec<_> =
+        net.events[leader as usize - 1].iter().filter(|e| matches!(e, Event::ReadReady { .. })).collect();
+    assert_eq!(ready, [&Event::ReadReady { ctx: 42, index: commit }]);
+    assert_eq!(net.lease_read(leader), Ok(net.server(leader).commit_index()));
+
+    // Cut off, the leader's lease runs out before anyone else could be elected, and a read
+    // asked now fails when it steps down.
+    net.isolate(leader);
+    net.read_index(leader, 43).unwrap();
+    net.run_until(net.now + Duration::from_millis(600));
+    assert_eq!(net.lease_read(leader), Err(ProposeError::NotReady));
+    net.run_until(net.now + Duration::from_secs(3));
+    assert!(net.events[leader as usize - 1].contains(&Event::ReadFailed { ctx: 43 }));
+}
+
+#[test]
+fn a_stale_leader_learns_the_new_term_from_any_answer() {
+    let mut raft = Raft::new(Config::new(1, [1, 2, 3], 1), Restored::default(), at(0)).unwrap();
+    raft.handle_timeout(raft.poll_timeout());
+    assert_eq!(raft.role(), Role::PreCandidate);
+    raft.handle_message(at(2000), 2, Message::PreVoteResponse { term: 5, granted: false });
+    assert_eq!((raft.role(), raft.term()), (Role::Follower, 5));
+}
