@@ -13,6 +13,8 @@
 //! seed gives the same hash.
 
 pub mod harness;
+pub mod linearizability;
+pub mod raft;
 pub mod seed;
 pub mod trace;
 #[cfg(madsim)]

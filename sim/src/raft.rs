@@ -1,0 +1,1112 @@
+//! The Raft simulation: a cluster of [`Raft`] servers over a virtual network, disks and clocks,
+//! with clients, a nemesis and checkers, all driven from one seed.
+//!
+//! - **Network**: each message takes a random latency, so messages reorder; some are lost, some
+//!   duplicated. Partitions drop messages on blocked links at send time.
+//! - **Disks**: each write becomes durable after a random fsync latency, in order. A crash loses
+//!   every write not yet durable, except that the oldest may be *torn*: its hard state and a
+//!   prefix of its entries survive (a write-ahead log cut mid-record recovers to its last whole
+//!   record).
+//! - **Clocks**: each server's clock runs fast or slow by a fixed drift, within
+//!   [`RaftNet::drift_ppm_max`].
+//! - **Clients** send writes, compare-and-sets, lease reads and ReadIndex reads to whichever
+//!   server they believe leads, and record each operation's call and return in a history.
+//! - **Checkers**, run as the simulation goes: *election safety* (one leader per term, and one
+//!   vote per server per term, across crashes),
+//!   *leader completeness* (a new leader holds every entry known committed), *state machine
+//!   safety* (every server applies the same entry at each index), *no committed entry is ever
+//!   truncated* from any log; and at the end *log matching*
+//!   across servers and the [`linearizability`](crate::linearizability) of the client history.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use muster_core::raft::{
+    Config, Entry, Event, HardState, Index, Message, Payload, Persist, PlantedBug, ProposeError, Raft,
+    Restored, Role, ServerId, Term,
+};
+use muster_core::{Instant, Rng};
+
+use crate::linearizability::{self, Kind, Op};
+use crate::trace::Trace;
+
+/// How the virtual network, disks and clocks behave.
+#[derive(Debug, Clone)]
+pub struct RaftNet {
+    /// The shortest one-way latency.
+    pub latency_min: Duration,
+    /// The longest.
+    pub latency_max: Duration,
+    /// Probability a message is lost, in parts per million.
+    pub loss_ppm: u64,
+    /// Probability a message is delivered twice, in parts per million.
+    pub duplicate_ppm: u64,
+    /// The shortest time a write takes to become durable.
+    pub fsync_min: Duration,
+    /// The longest.
+    pub fsync_max: Duration,
+    /// Clocks run fast or slow by up to this much, in parts per million.
+    pub drift_ppm_max: u64,
+}
+
+impl RaftNet {
+    /// A healthy LAN with SSDs: 0.2–2 ms latency, 0.1 % loss and duplication, 0.5–3 ms fsyncs,
+    /// clocks within 0.1 %.
+    pub fn lan() -> RaftNet {
+        RaftNet {
+            latency_min: Duration::from_micros(200),
+            latency_max: Duration::from_millis(2),
+            loss_ppm: 1_000,
+            duplicate_ppm: 1_000,
+            fsync_min: Duration::from_micros(500),
+            fsync_max: Duration::from_millis(3),
+            drift_ppm_max: 1_000,
+        }
+    }
+
+    /// A hostile network: latency up to 50 ms, 5 % loss, 2 % duplication, slow disks.
+    pub fn hostile() -> RaftNet {
+        RaftNet {
+            latency_min: Duration::from_millis(1),
+            latency_max: Duration::from_millis(50),
+            loss_ppm: 50_000,
+            duplicate_ppm: 20_000,
+            fsync_min: Duration::from_millis(1),
+            fsync_max: Duration::from_millis(30),
+            drift_ppm_max: 10_000,
+        }
+    }
+}
+
+/// A checker's finding: the simulation is wrong, or the code under test is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Violation {
+    /// Two leaders in one term.
+    ElectionSafety {
+        /// The term.
+        term: Term,
+        /// Both leaders.
+        leaders: (ServerId, ServerId),
+    },
+    /// A server voted for two candidates in one term (its first vote was lost to a crash).
+    DoubleVote {
+        /// The voter.
+        voter: ServerId,
+        /// The term.
+        term: Term,
+        /// The two candidates.
+        candidates: (ServerId, ServerId),
+    },
+    /// A new leader lacks an entry known committed.
+    LeaderCompleteness {
+        /// The leader.
+        leader: ServerId,
+        /// Its term.
+        term: Term,
+        /// The missing index.
+        index: Index,
+    },
+    /// Two servers applied different entries at one index.
+    StateMachineSafety {
+        /// The index.
+        index: Index,
+        /// The server that disagreed.
+        server: ServerId,
+    },
+    /// A server dropped an entry known committed from its log.
+    CommittedTruncated {
+        /// The server.
+        server: ServerId,
+        /// The first committed index it dropped.
+        index: Index,
+    },
+    /// Two logs hold the same (index, term) but differ before it.
+    LogMatching {
+        /// The servers.
+        servers: (ServerId, ServerId),
+        /// Where they differ.
+        index: Index,
+    },
+    /// The client history has no linearization.
+    Linearizability(linearizability::Violation),
+    /// A server panicked (an invariant or assertion in the core).
+    Panic(String),
+}
+
+/// Counts of what happened, for scenario reports.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RaftStats {
+    /// Messages delivered.
+    pub delivered: u64,
+    /// Messages lost, partitioned or sent to a crashed server.
+    pub dropped: u64,
+    /// Writes lost or torn by crashes.
+    pub writes_lost: u64,
+    /// Client operations that completed, and that never learned their outcome.
+    pub ops_completed: u64,
+    /// Client operations whose outcome is unknown.
+    pub ops_unknown: u64,
+    /// Fsync batches: persists made durable together.
+    pub fsyncs: u64,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Disk {
+    hard: HardState,
+    entries: Vec<Entry>,
+    /// Writes in progress, each durable at its instant, in order.
+    pending: VecDeque<(Instant, Persist)>,
+}
+
+impl Disk {
+    fn apply(&mut self, persist: &Persist) {
+        if let Some(hard) = persist.hard_state {
+            self.hard = hard;
+        }
+        self.apply_entries(persist.truncate_from, &persist.entries);
+    }
+
+    fn apply_entries(&mut self, truncate_from: Option<Index>, entries: &[Entry]) {
+        if let Some(from) = truncate_from {
+            self.entries.truncate(from as usize - 1);
+        }
+        for entry in entries {
+            assert_eq!(entry.index as usize, self.entries.len() + 1, "a write continues the durable log");
+            self.entries.push(entry.clone());
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Server {
+    raft: Option<Raft>,
+    disk: Disk,
+    /// The log as the server has written it: durable entries and writes in flight.
+    log: Vec<Entry>,
+    /// The register state machine, rebuilt from the log on restart.
+    kv: BTreeMap<u64, u64>,
+    /// Parts per million this clock runs fast (or slow, negative).
+    drift_ppm: i64,
+    timer: Option<Instant>,
+    boots: u64,
+}
+
+/// A client operation in flight.
+#[derive(Debug, Clone)]
+struct Pending {
+    op: usize,
+    server: usize,
+    /// What completes it: a write at (index, term), or a read confirmed by ctx.
+    wait: Wait,
+    deadline: Instant,
+}
+
+/// What a client asks.
+enum Request {
+    Propose(Kind, Bytes),
+    LeaseRead,
+    ReadIndex(u64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    Entry(Index, Term),
+    Read(u64),
+}
+
+/// Clients, each with its own idea of who leads.
+const CLIENTS: usize = 4;
+
+/// How long a client waits before giving an operation up as unknown.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The registers clients use: few enough to collide, enough to keep each key's history short.
+const KEYS: u64 = 24;
+
+/// A simulated Raft cluster.
+pub struct RaftCluster {
+    rng: Rng,
+    now: Instant,
+    net: RaftNet,
+    servers: Vec<Server>,
+    base_config: Config,
+    in_flight: BTreeMap<(Instant, u64), (usize, usize, Message)>,
+    sends: u64,
+    timers: BTreeSet<(Instant, usize)>,
+    fsyncs: BTreeSet<(Instant, usize)>,
+    blocked: BTreeSet<(usize, usize)>,
+    /// Until then, every server that grants a vote crashes right after its answer leaves, and
+    /// restarts at once.
+    vote_trap_until: Option<Instant>,
+    /// Links whose messages take seconds longer until an instant (a stalled TCP connection, a
+    /// paused process): messages of a deposed leader arrive in a later term.
+    stalled: BTreeMap<(usize, usize), (Instant, Duration)>,
+    // Checker state.
+    leaders: BTreeMap<Term, ServerId>,
+    /// Every vote granted, by (voter, term): a server votes once per term, across restarts.
+    votes: BTreeMap<(ServerId, Term), ServerId>,
+    committed: BTreeMap<Index, Entry>,
+    /// When each committed entry was first applied anywhere.
+    first_applied: BTreeMap<Index, Instant>,
+    violation: Option<Violation>,
+    // Clients.
+    history: Vec<Op>,
+    pending: Vec<Pending>,
+    next_value: u64,
+    last_written: BTreeMap<u64, u64>,
+    /// Operations known not to have happened (their entry lost its index to another).
+    void: BTreeSet<usize>,
+    /// What each operation of the history waited for, if anything.
+    waits: Vec<Option<Wait>>,
+    next_ctx: u64,
+    /// The server each client believes leads. Clients learn only from the answers they get,
+    /// so while a deposed leader still believes it leads, some clients talk to it and others
+    /// to its successor, as Consul's agents do.
+    leader_guess: [usize; CLIENTS],
+    /// When each server last became leader, and when the first write it acknowledged returned.
+    pub leader_log: Vec<(Instant, ServerId, Term)>,
+    /// Completed writes: (return time, server).
+    pub writes_acked: Vec<(Instant, usize)>,
+    trace: Trace,
+    stats: RaftStats,
+}
+
+impl RaftCluster {
+    /// `servers` servers (ids 1..=n) with default timings, everything drawn from `seed`.
+    pub fn new(seed: u64, servers: usize, net: RaftNet, planted_bug: Option<PlantedBug>) -> RaftCluster {
+        let mut rng = Rng::from_seed(seed);
+        let ids = 1..=servers as ServerId;
+        let mut base_config = Config::new(1, ids, 0);
+        base_config.planted_bug = planted_bug;
+        let drift_max = net.drift_ppm_max as i64;
+        let servers = (0..servers)
+            .map(|_| Server {
+                raft: None,
+                disk: Disk::default(),
+                log: Vec::new(),
+                kv: BTreeMap::new(),
+                drift_ppm: rng.below(2 * drift_max as u64 + 1) as i64 - drift_max,
+                timer: None,
+                boots: 0,
+            })
+            .collect();
+        let mut cluster = RaftCluster {
+            rng,
+            now: Instant::ZERO,
+            net,
+            servers,
+            base_config,
+            in_flight: BTreeMap::new(),
+            sends: 0,
+            timers: BTreeSet::new(),
+            fsyncs: BTreeSet::new(),
+            blocked: BTreeSet::new(),
+            vote_trap_until: None,
+            stalled: BTreeMap::new(),
+            leaders: BTreeMap::new(),
+            votes: BTreeMap::new(),
+            committed: BTreeMap::new(),
+            first_applied: BTreeMap::new(),
+            violation: None,
+            history: Vec::new(),
+            pending: Vec::new(),
+            next_value: 1,
+            last_written: BTreeMap::new(),
+            void: BTreeSet::new(),
+            waits: Vec::new(),
+            next_ctx: 1,
+            leader_guess: [0; CLIENTS],
+            leader_log: Vec::new(),
+            writes_acked: Vec::new(),
+            trace: Trace::default(),
+            stats: RaftStats::default(),
+        };
+        for index in 0..cluster.servers.len() {
+            cluster.boot(index);
+        }
+        cluster
+    }
+
+    // --- faults ------------------------------------------------------------------------------
+
+    /// Crashes server `index`: unsynced writes are lost, the oldest perhaps torn.
+    pub fn crash(&mut self, index: usize) {
+        let server = &mut self.servers[index];
+        assert!(server.raft.take().is_some(), "server {index} is already down");
+        if let Some(timer) = server.timer.take() {
+            self.timers.remove(&(timer, index));
+        }
+        if let Some(&(at, _)) = server.disk.pending.front() {
+            self.fsyncs.remove(&(at, index));
+        }
+        let mut lost = std::mem::take(&mut server.disk.pending);
+        self.stats.writes_lost += lost.len() as u64;
+        if let Some((_, torn)) = lost.pop_front() {
+            // Half the time the oldest write is torn: its hard state and some of its entries
+            // reached the disk whole.
+            if self.rng.chance(0.5) {
+                let keep = self.rng.below(torn.entries.len() as u64 + 1) as usize;
+                if let Some(hard) = torn.hard_state {
+                    server.disk.hard = hard;
+                }
+                server.disk.apply_entries(torn.truncate_from, &torn.entries[..keep]);
+            }
+        }
+        self.trace.record(self.now.as_nanos(), index, &"crash");
+    }
+
+    /// Restarts crashed server `index` from its disk.
+    pub fn restart(&mut self, index: usize) {
+        assert!(self.servers[index].raft.is_none(), "server {index} is up");
+        self.boot(index);
+    }
+
+    /// Whether server `index` is up.
+    pub fn is_up(&self, index: usize) -> bool {
+        self.servers[index].raft.is_some()
+    }
+
+    /// Blocks every link between servers of different groups.
+    pub fn partition(&mut self, groups: &[&[usize]]) {
+        self.blocked.clear();
+        for (from, to) in crate::links_across(groups) {
+            self.blocked.insert((from, to));
+        }
+        self.trace.record(self.now.as_nanos(), 0, &("partition", groups));
+    }
+
+    /// For `duration`, every server that grants a vote crashes the moment its answer leaves and
+    /// restarts at once: the window in which persistence ordering decides whether one term can
+    /// have two leaders.
+    pub fn crash_after_votes(&mut self, duration: Duration) {
+        self.vote_trap_until = Some(self.now + duration);
+    }
+
+    /// For `duration`, each directed link stalls with probability `fraction`: each of its
+    /// messages takes 1 to 4 s longer (one delay per link).
+    pub fn stall_links(&mut self, duration: Duration, fraction: f64) {
+        let n = self.servers.len();
+        for from in 0..n {
+            for to in 0..n {
+                if from != to && self.rng.chance(fraction) {
+                    let stall = self.rng.duration_between(Duration::from_secs(1), Duration::from_secs(4));
+                    self.stalled.insert((from, to), (self.now + duration, stall));
+                }
+            }
+        }
+        self.trace.record(self.now.as_nanos(), 0, &"stall");
+    }
+
+    /// Restores every link.
+    pub fn heal(&mut self) {
+        self.blocked.clear();
+        self.stalled.clear();
+        self.trace.record(self.now.as_nanos(), 0, &"heal");
+    }
+
+    // --- clients -----------------------------------------------------------------------------
+
+    /// Starts one random client operation at the server the clients believe leads.
+    pub fn client_op(&mut self) {
+        let key = self.rng.below(KEYS);
+        let choice = self.rng.below(100);
+        let client = self.rng.below(CLIENTS as u64) as usize;
+        let server = self.leader_guess[client];
+        if self.servers[server].raft.is_none() {
+            self.leader_guess[client] = self.rng.below(self.servers.len() as u64) as usize;
+            return;
+        }
+        let call = self.now.as_nanos();
+        // 40 % writes, 20 % compare-and-sets, 20 % lease reads, 20 % ReadIndex reads.
+        let request = match choice {
+            0..40 => {
+                let value = self.fresh_value(key);
+                Request::Propose(Kind::Write(value), encode_command(key, None, value))
+            }
+            40..60 => {
+                // Expect the value last written, so that compare-and-sets often succeed.
+                let expected = self.last_written.get(&key).copied();
+                let new = self.fresh_value(key);
+                Request::Propose(
+                    Kind::Cas { expected, new, ok: false },
+                    encode_command(key, Some(expected), new),
+                )
+            }
+            60..80 => Request::LeaseRead,
+            _ => {
+                self.next_ctx += 1;
+                Request::ReadIndex(self.next_ctx)
+            }
+        };
+        // The request runs first and the server is drained only once the client is waiting, so
+        // an entry applied within the same step still finds its client.
+        let mut outcome = None;
+        self.call(server, |raft, now| {
+            outcome = Some(match &request {
+                Request::Propose(_, command) => {
+                    raft.propose(now, command.clone()).map(|(index, term)| Some(Wait::Entry(index, term)))
+                }
+                Request::LeaseRead => raft.lease_read(now).map(|_| None),
+                Request::ReadIndex(ctx) => raft.read_index(now, *ctx).map(|()| Some(Wait::Read(*ctx))),
+            })
+        });
+        let kind = match &request {
+            Request::Propose(kind, _) => *kind,
+            Request::LeaseRead | Request::ReadIndex(_) => Kind::Read(None),
+        };
+        match outcome {
+            // A lease read is served at once, from the server's applied state.
+            Some(Ok(None)) => {
+                let seen = self.servers[server].kv.get(&key).copied();
+                self.history.push(Op { key, call, ret: Some(call), kind: Kind::Read(seen) });
+                self.waits.push(None);
+                self.stats.ops_completed += 1;
+            }
+            Some(Ok(Some(wait))) => {
+                self.history.push(Op { key, call, ret: None, kind });
+                self.waits.push(Some(wait));
+                let op = self.history.len() - 1;
+                self.pending.push(Pending { op, server, wait, deadline: self.now + CLIENT_TIMEOUT });
+            }
+            Some(Err(ProposeError::NotLeader { leader_hint: Some(hint) })) => {
+                self.leader_guess[client] = hint as usize - 1
+            }
+            Some(Err(_)) | None => {
+                self.leader_guess[client] = self.rng.below(self.servers.len() as u64) as usize
+            }
+        }
+        if self.servers[server].raft.is_some() && self.violation.is_none() {
+            self.after_input(server);
+        }
+    }
+
+    fn fresh_value(&mut self, key: u64) -> u64 {
+        let value = self.next_value;
+        self.next_value += 1;
+        self.last_written.insert(key, value);
+        value
+    }
+
+    /// Runs the cluster with a client operation every `op_interval` on average, until `until`.
+    pub fn run_with_clients(&mut self, duration: Duration, op_interval: Duration) {
+        let until = self.now + duration;
+        while self.now < until && self.violation.is_none() {
+            let gap = self.rng.duration_between(Duration::ZERO, op_interval * 2);
+            self.run_for(gap.min(until.saturating_duration_since(self.now)));
+            if self.now < until {
+                self.client_op();
+            }
+        }
+    }
+
+    // --- running -----------------------------------------------------------------------------
+
+    /// Runs for `duration` of simulated time.
+    pub fn run_for(&mut self, duration: Duration) {
+        let until = self.now + duration;
+        while self.violation.is_none() {
+            match self.next_instant() {
+                Some(at) if at <= until => self.step(at),
+                _ => break,
+            }
+        }
+        self.now = self.now.max(until);
+        self.expire_clients();
+    }
+
+    /// Runs until `done` holds (checked every 10 ms) or `limit` passes; returns how long it took.
+    pub fn run_until(
+        &mut self,
+        limit: Duration,
+        mut done: impl FnMut(&RaftCluster) -> bool,
+    ) -> Option<Duration> {
+        let start = self.now;
+        while self.now < start + limit {
+            if done(self) {
+                return Some(self.now.saturating_duration_since(start));
+            }
+            self.run_for(Duration::from_millis(10));
+            if self.violation.is_some() {
+                return None;
+            }
+        }
+        done(self).then(|| self.now.saturating_duration_since(start))
+    }
+
+    /// The current leader, if exactly one server believes it leads in the highest term.
+    pub fn leader(&self) -> Option<usize> {
+        let mut best: Option<(Term, usize)> = None;
+        for (i, server) in self.servers.iter().enumerate() {
+            if let Some(raft) = &server.raft {
+                if raft.role() == Role::Leader && best.is_none_or(|(t, _)| raft.term() > t) {
+                    best = Some((raft.term(), i));
+                }
+            }
+        }
+        best.map(|(_, i)| i)
+    }
+
+    /// Server `index`'s Raft, if up.
+    pub fn raft(&self, index: usize) -> Option<&Raft> {
+        self.servers[index].raft.as_ref()
+    }
+
+    /// The durable log of server `index`.
+    pub fn durable_entries(&self, index: usize) -> &[Entry] {
+        &self.servers[index].disk.entries
+    }
+
+    /// Now, in simulated time.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> RaftStats {
+        self.stats
+    }
+
+    /// The trace hash.
+    pub fn trace_hash(&self) -> u64 {
+        self.trace.hash()
+    }
+
+    /// The client history so far.
+    pub fn history(&self) -> &[Op] {
+        &self.history
+    }
+
+    /// Every entry known committed, by index.
+    pub fn committed(&self) -> &BTreeMap<Index, Entry> {
+        &self.committed
+    }
+
+    /// The first violation found, if any; then runs the end-of-run checks (log matching and
+    /// linearizability) when none was found during the run.
+    pub fn check(&mut self) -> Result<(), Violation> {
+        if let Some(violation) = self.violation.clone() {
+            return Err(violation);
+        }
+        self.check_log_matching()?;
+        let history = self.resolved_history();
+        linearizability::check(&history).map_err(Violation::Linearizability)
+    }
+
+    /// The client history with every write whose client gave up resolved from the committed
+    /// log, as Jepsen resolves indeterminate operations where it can: an entry committed at its
+    /// index and term took effect no later than its first application anywhere (and a
+    /// compare-and-set's outcome is replayed from the log); one whose index went to another
+    /// entry never happened. Left unresolved, each such write could fall anywhere after its
+    /// call, and the search grows exponentially with their number.
+    fn resolved_history(&self) -> Vec<Op> {
+        // Replay the committed log once for the outcome of every compare-and-set.
+        let mut kv: BTreeMap<u64, u64> = BTreeMap::new();
+        let mut outcomes: BTreeMap<Index, bool> = BTreeMap::new();
+        for (&index, entry) in &self.committed {
+            if let Payload::Command(command) = &entry.payload {
+                let (key, expected, value) = decode_command(command);
+                let ok = expected.is_none_or(|expected| expected == kv.get(&key).copied());
+                if ok {
+                    kv.insert(key, value);
+                }
+                outcomes.insert(index, ok);
+            }
+        }
+        let mut history = Vec::with_capacity(self.history.len());
+        for (i, op) in self.history.iter().enumerate() {
+            let mut op = *op;
+            if self.void.contains(&i) {
+                continue;
+            }
+            if let (None, Some(Wait::Entry(index, term))) = (op.ret, self.waits[i]) {
+                match self.committed.get(&index) {
+                    Some(entry) if entry.term == term => {
+                        op.ret = Some(self.first_applied[&index].as_nanos());
+                        if let Kind::Cas { ok, .. } = &mut op.kind {
+                            *ok = outcomes[&index];
+                        }
+                    }
+                    Some(_) => continue,
+                    None => {}
+                }
+            }
+            history.push(op);
+        }
+        history
+    }
+
+    // --- the event loop ----------------------------------------------------------------------
+
+    fn boot(&mut self, index: usize) {
+        let seed = self.rng.next_u64();
+        let server = &mut self.servers[index];
+        server.boots += 1;
+        let config = Config { id: index as ServerId + 1, rng_seed: seed, ..self.base_config.clone() };
+        let restored = Restored { hard_state: server.disk.hard, entries: server.disk.entries.clone() };
+        server.kv.clear();
+        server.log = server.disk.entries.clone();
+        let now = local_time(self.now, server.drift_ppm);
+        server.raft = Some(Raft::new(config, restored, now).expect("valid config"));
+        self.trace.record(self.now.as_nanos(), index, &("boot", server.boots));
+        self.after_input(index);
+    }
+
+    fn next_instant(&self) -> Option<Instant> {
+        let delivery = self.in_flight.keys().next().map(|&(at, _)| at);
+        let timer = self.timers.first().map(|&(at, _)| at);
+        let fsync = self.fsyncs.first().map(|&(at, _)| at);
+        [delivery, timer, fsync].into_iter().flatten().min().map(|at| at.max(self.now))
+    }
+
+    fn step(&mut self, at: Instant) {
+        self.now = at;
+        while let Some(&(done, index)) = self.fsyncs.first() {
+            if done > at {
+                break;
+            }
+            self.fsyncs.remove(&(done, index));
+            self.complete_fsync(index);
+        }
+        while let Some((&(when, seq), _)) = self.in_flight.first_key_value() {
+            if when > at {
+                break;
+            }
+            let (from, to, message) = self.in_flight.remove(&(when, seq)).expect("present");
+            self.deliver(from, to, message);
+        }
+        while let Some(&(when, index)) = self.timers.first() {
+            if when > at {
+                break;
+            }
+            self.timers.remove(&(when, index));
+            self.servers[index].timer = None;
+            if self.servers[index].raft.is_some() {
+                self.input(index, |raft, now| raft.handle_timeout(now));
+            }
+        }
+    }
+
+    /// Makes durable every write whose fsync completed, all in one batch (group commit), and
+    /// acknowledges the newest.
+    fn complete_fsync(&mut self, index: usize) {
+        let server = &mut self.servers[index];
+        let mut newest = None;
+        while let Some((done, _)) = server.disk.pending.front() {
+            if *done > self.now {
+                break;
+            }
+            let (_, persist) = server.disk.pending.pop_front().expect("checked");
+            server.disk.apply(&persist);
+            newest = Some(persist.id);
+        }
+        if let Some(&(next, _)) = server.disk.pending.front() {
+            self.fsyncs.insert((next, index));
+        }
+        let Some(id) = newest else { return };
+        self.stats.fsyncs += 1;
+        if server.raft.is_some() {
+            self.input(index, |raft, now| raft.on_persisted(now, id));
+        }
+    }
+
+    fn deliver(&mut self, from: usize, to: usize, message: Message) {
+        if self.servers[to].raft.is_none() {
+            self.stats.dropped += 1;
+            return;
+        }
+        self.stats.delivered += 1;
+        self.input(to, |raft, now| raft.handle_message(now, from as ServerId + 1, message));
+    }
+
+    /// Feeds server `index` one input at its local time, then drains it. A panic in the core
+    /// (an invariant, an assertion) is a finding, not a crash of the simulator.
+    fn input(&mut self, index: usize, input: impl FnOnce(&mut Raft, Instant)) {
+        let now = local_time(self.now, self.servers[index].drift_ppm);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            input(self.servers[index].raft.as_mut().expect("up"), now);
+            self.drain(index);
+        }));
+        self.record_panic(result);
+    }
+
+    /// Like [`RaftCluster::input`], without draining.
+    fn call(&mut self, index: usize, input: impl FnOnce(&mut Raft, Instant)) {
+        let now = local_time(self.now, self.servers[index].drift_ppm);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            input(self.servers[index].raft.as_mut().expect("up"), now);
+        }));
+        self.record_panic(result);
+    }
+
+    /// Drains server `index` after an input: writes, applies, events, messages, its timer.
+    fn after_input(&mut self, index: usize) {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.drain(index)));
+        self.record_panic(result);
+    }
+
+    fn record_panic(&mut self, result: std::thread::Result<()>) {
+        if let Err(panic) = result {
+            let text = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_default();
+            self.violation.get_or_insert(Violation::Panic(text));
+        }
+    }
+
+    fn drain(&mut self, index: usize) {
+        let mut persists = Vec::new();
+        let mut applied = Vec::new();
+        let mut events = Vec::new();
+        let mut transmits = Vec::new();
+        let deadline;
+        {
+            let raft = self.servers[index].raft.as_mut().expect("only live servers take input");
+            while let Some(persist) = raft.poll_persist() {
+                persists.push(persist);
+            }
+            while let Some(entry) = raft.poll_apply() {
+                applied.push(entry);
+            }
+            while let Some(event) = raft.poll_event() {
+                events.push(event);
+            }
+            while let Some(transmit) = raft.poll_transmit() {
+                transmits.push(transmit);
+            }
+            deadline = raft.poll_timeout();
+        }
+        for persist in persists {
+            // No server ever truncates a committed entry: only entries that conflict with a
+            // leader's can go, and a committed one never does (leader completeness).
+            let shadow = &mut self.servers[index].log;
+            if let Some(from) = persist.truncate_from {
+                let dropped = shadow.get(from as usize - 1..).unwrap_or_default();
+                if let Some(entry) = dropped.iter().find(|e| self.committed.get(&e.index) == Some(e)) {
+                    let server = index as ServerId + 1;
+                    self.violation
+                        .get_or_insert(Violation::CommittedTruncated { server, index: entry.index });
+                }
+            }
+            let mut image = Disk { entries: std::mem::take(shadow), ..Disk::default() };
+            image.apply_entries(persist.truncate_from, &persist.entries);
+            self.servers[index].log = image.entries;
+            let latency = self.rng.duration_between(self.net.fsync_min, self.net.fsync_max);
+            let disk = &mut self.servers[index].disk;
+            let done = disk.pending.back().map_or(self.now, |(at, _)| *at).max(self.now + latency);
+            if disk.pending.is_empty() {
+                self.fsyncs.insert((done, index));
+            }
+            disk.pending.push_back((done, persist));
+        }
+        for entry in applied {
+            self.apply(index, entry);
+        }
+        for event in events {
+            self.trace.record(self.now.as_nanos(), index, &event);
+            match event {
+                Event::Role { role: Role::Leader, term, .. } => self.on_leader(index, term),
+                Event::ReadReady { ctx, .. } => self.complete_read(index, ctx, true),
+                Event::ReadFailed { ctx } => self.complete_read(index, ctx, false),
+                Event::Role { .. } => {}
+            }
+        }
+        let mut trap_sprung = None;
+        for transmit in transmits {
+            let to = transmit.to as usize - 1;
+            if let Message::VoteResponse { term, granted: true } = transmit.message {
+                let voter = index as ServerId + 1;
+                let first = *self.votes.entry((voter, term)).or_insert(transmit.to);
+                if first != transmit.to {
+                    let violation = Violation::DoubleVote { voter, term, candidates: (first, transmit.to) };
+                    self.violation.get_or_insert(violation);
+                }
+            }
+            let trapped = self.vote_trap_until.is_some_and(|until| self.now < until)
+                && matches!(transmit.message, Message::VoteResponse { granted: true, .. });
+            if trapped {
+                trap_sprung = Some(to);
+            }
+            self.send(index, to, transmit.message);
+        }
+        if let Some(candidate) = trap_sprung {
+            // Power lost the instant the vote left: whatever was not durable is gone. The server
+            // is back at once, but the candidate's next messages to it straggle, so it may time
+            // out and hear other candidates of the same term before it hears the winner.
+            let stall = self.rng.duration_between(Duration::from_secs(1), Duration::from_secs(4));
+            self.stalled.insert((candidate, index), (self.now + Duration::from_secs(5), stall));
+            self.crash(index);
+            self.restart(index);
+            return;
+        }
+        let global = global_time(deadline, self.servers[index].drift_ppm);
+        let server = &mut self.servers[index];
+        if server.timer != Some(global) && server.raft.is_some() {
+            if let Some(old) = server.timer.take() {
+                self.timers.remove(&(old, index));
+            }
+            self.timers.insert((global, index));
+            server.timer = Some(global);
+        }
+    }
+
+    fn send(&mut self, from: usize, to: usize, message: Message) {
+        if self.blocked.contains(&(from, to)) || self.rng.below(1_000_000) < self.net.loss_ppm {
+            self.stats.dropped += 1;
+            return;
+        }
+        let copies = if self.rng.below(1_000_000) < self.net.duplicate_ppm { 2 } else { 1 };
+        for _ in 0..copies {
+            let mut latency = self.rng.duration_between(self.net.latency_min, self.net.latency_max);
+            if let Some(&(until, stall)) = self.stalled.get(&(from, to)) {
+                if self.now < until {
+                    latency += stall;
+                }
+            }
+            self.sends += 1;
+            self.in_flight.insert((self.now + latency, self.sends), (from, to, message.clone()));
+        }
+    }
+
+    // --- checkers ----------------------------------------------------------------------------
+
+    fn on_leader(&mut self, index: usize, term: Term) {
+        let id = index as ServerId + 1;
+        self.leader_log.push((self.now, id, term));
+        if let Some(&other) = self.leaders.get(&term) {
+            if other != id {
+                self.violation.get_or_insert(Violation::ElectionSafety { term, leaders: (other, id) });
+                return;
+            }
+        }
+        self.leaders.insert(term, id);
+        let raft = self.servers[index].raft.as_ref().expect("up");
+        for (&committed, entry) in &self.committed {
+            if raft.entry(committed).map(|e| e.term) != Some(entry.term) {
+                self.violation.get_or_insert(Violation::LeaderCompleteness {
+                    leader: id,
+                    term,
+                    index: committed,
+                });
+                return;
+            }
+        }
+    }
+
+    fn apply(&mut self, index: usize, entry: Entry) {
+        match self.committed.get(&entry.index) {
+            Some(known) if *known != entry => {
+                let violation =
+                    Violation::StateMachineSafety { index: entry.index, server: index as ServerId + 1 };
+                self.violation.get_or_insert(violation);
+                return;
+            }
+            Some(_) => {}
+            None => {
+                self.committed.insert(entry.index, entry.clone());
+                self.first_applied.insert(entry.index, self.now);
+            }
+        }
+        let Payload::Command(command) = &entry.payload else { return };
+        let (key, expected, value) = decode_command(command);
+        let kv = &mut self.servers[index].kv;
+        let current = kv.get(&key).copied();
+        let ok = expected.is_none_or(|expected| expected == current);
+        if ok {
+            kv.insert(key, value);
+        }
+        // The client that proposed this entry here learns its outcome now.
+        let wait = Wait::Entry(entry.index, entry.term);
+        if let Some(at) = self.pending.iter().position(|p| p.server == index && p.wait == wait) {
+            let pending = self.pending.swap_remove(at);
+            let op = &mut self.history[pending.op];
+            op.ret = Some(self.now.as_nanos());
+            if let Kind::Cas { ok: outcome, .. } = &mut op.kind {
+                *outcome = ok;
+            }
+            self.stats.ops_completed += 1;
+            self.writes_acked.push((self.now, index));
+        }
+        // Another entry at an index a client waits on here: that client's command lost.
+        let lost: Vec<usize> = self
+            .pending
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| {
+                p.server == index
+                    && matches!(p.wait, Wait::Entry(i, t) if i == entry.index && t != entry.term)
+            })
+            .map(|(at, _)| at)
+            .collect();
+        for at in lost.into_iter().rev() {
+            let pending = self.pending.swap_remove(at);
+            self.void.insert(pending.op);
+        }
+    }
+
+    fn complete_read(&mut self, index: usize, ctx: u64, ready: bool) {
+        let Some(at) = self.pending.iter().position(|p| p.server == index && p.wait == Wait::Read(ctx))
+        else {
+            return;
+        };
+        let pending = self.pending.swap_remove(at);
+        let op = &mut self.history[pending.op];
+        if ready {
+            let seen = self.servers[index].kv.get(&op.key).copied();
+            op.kind = Kind::Read(seen);
+            op.ret = Some(self.now.as_nanos());
+            self.stats.ops_completed += 1;
+        }
+    }
+
+    /// Gives up on operations past their deadline or whose server crashed: their outcome is
+    /// unknown.
+    fn expire_clients(&mut self) {
+        let now = self.now;
+        let servers = &self.servers;
+        let before = self.pending.len();
+        self.pending.retain(|p| p.deadline > now && servers[p.server].raft.is_some());
+        self.stats.ops_unknown += (before - self.pending.len()) as u64;
+    }
+
+    fn check_log_matching(&self) -> Result<(), Violation> {
+        let logs: Vec<&[Entry]> = self.servers.iter().map(|s| s.disk.entries.as_slice()).collect();
+        for a in 0..logs.len() {
+            for b in a + 1..logs.len() {
+                let common = logs[a].len().min(logs[b].len());
+                // Find the last index where both hold the same term: everything before it must
+                // be identical.
+                if let Some(last) = (0..common).rev().find(|&i| logs[a][i].term == logs[b][i].term) {
+                    if let Some(i) = (0..=last).find(|&i| logs[a][i] != logs[b][i]) {
+                        return Err(Violation::LogMatching {
+                            servers: (a as ServerId + 1, b as ServerId + 1),
+                            index: i as Index + 1,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A server's local clock at global instant `at`.
+fn local_time(at: Instant, drift_ppm: i64) -> Instant {
+    let nanos = at.as_nanos() as i128;
+    Instant::from_nanos((nanos + nanos * drift_ppm as i128 / 1_000_000) as u64)
+}
+
+/// The first global instant at which a server's clock reads `local` or later.
+fn global_time(local: Instant, drift_ppm: i64) -> Instant {
+    let local_nanos = local.as_nanos() as i128;
+    let mut global = Instant::from_nanos((local_nanos * 1_000_000 / (1_000_000 + drift_ppm as i128)) as u64);
+    while local_time(global, drift_ppm) < local {
+        global = Instant::from_nanos(global.as_nanos() + 1);
+    }
+    global
+}
+
+/// A register command: key, an optional expected value (a compare-and-set), the new value.
+fn encode_command(key: u64, expected: Option<Option<u64>>, value: u64) -> Bytes {
+    let mut buf = BytesMut::with_capacity(26);
+    buf.put_u64(key);
+    match expected {
+        None => buf.put_u8(0),
+        Some(None) => buf.put_u8(1),
+        Some(Some(v)) => {
+            buf.put_u8(2);
+            buf.put_u64(v);
+        }
+    }
+    buf.put_u64(value);
+    buf.freeze()
+}
+
+fn decode_command(mut bytes: &[u8]) -> (u64, Option<Option<u64>>, u64) {
+    let key = bytes.get_u64();
+    let expected = match bytes.get_u8() {
+        0 => None,
+        1 => Some(None),
+        _ => Some(Some(bytes.get_u64())),
+    };
+    (key, expected, bytes.get_u64())
+}
+
+/// The nemesis: for `duration`, with clients running, a fault drawn from the seed every 0.2 to
+/// 3 s: a partition (majority/minority, or the leader isolated), a crash of any server or of the
+/// leader, a restart, a heal, seconds of extra delay on some links, or a leader crash whose
+/// election runs while every voter crashes right after voting (and the winner's next messages
+/// to it straggle). Then everything heals and restarts, and the cluster must elect a
+/// leader and serve writes again within `recovery`. Returns the number of faults injected.
+pub fn nemesis(cluster: &mut RaftCluster, duration: Duration, recovery: Duration) -> Result<u64, Violation> {
+    let n = cluster.servers.len();
+    let end = cluster.now + duration;
+    let mut faults = 0;
+    while cluster.now < end && cluster.violation.is_none() {
+        let gap = cluster.rng.duration_between(Duration::from_millis(200), Duration::from_secs(3));
+        cluster.run_with_clients(gap, Duration::from_millis(20));
+        faults += 1;
+        let up: Vec<usize> = (0..n).filter(|&i| cluster.is_up(i)).collect();
+        let down: Vec<usize> = (0..n).filter(|&i| !cluster.is_up(i)).collect();
+        match cluster.rng.below(8) {
+            0 => {
+                let mut order: Vec<usize> = (0..n).collect();
+                cluster.rng.shuffle(&mut order);
+                let cut = 1 + cluster.rng.below(n as u64 - 1) as usize;
+                let (left, right) = order.split_at(cut);
+                cluster.partition(&[left, right]);
+            }
+            1 => {
+                if let Some(leader) = cluster.leader() {
+                    let rest: Vec<usize> = (0..n).filter(|&i| i != leader).collect();
+                    cluster.partition(&[&[leader], &rest]);
+                }
+            }
+            2 if up.len() > 1 => {
+                let victim = up[cluster.rng.below(up.len() as u64) as usize];
+                cluster.crash(victim);
+            }
+            3 => {
+                if let Some(leader) = cluster.leader() {
+                    cluster.crash(leader);
+                }
+            }
+            4 if !down.is_empty() => {
+                let back = down[cluster.rng.below(down.len() as u64) as usize];
+                cluster.restart(back);
+            }
+            // An election inside a window of crashes right after voting.
+            6 => cluster.stall_links(Duration::from_secs(3), 1.0 / 3.0),
+            // An election in which every voter crashes right after its vote.
+            5 => {
+                cluster.crash_after_votes(Duration::from_secs(5));
+                if let Some(leader) = cluster.leader() {
+                    cluster.crash(leader);
+                }
+            }
+            _ => cluster.heal(),
+        }
+    }
+    cluster.heal();
+    for i in 0..n {
+        if !cluster.is_up(i) {
+            cluster.restart(i);
+        }
+    }
+    // Liveness: a leader, and a write acknowledged through it, within `recovery`.
+    let acked = cluster.writes_acked.len();
+    let start = cluster.now;
+    while cluster.violation.is_none() && cluster.writes_acked.len() == acked {
+        if cluster.now >= start + recovery {
+            panic!(
+                "no write acknowledged within {recovery:?} after healing (leader: {:?})",
+                cluster.leader()
+            );
+        }
+        cluster.run_with_clients(Duration::from_millis(100), Duration::from_millis(10));
+    }
+    cluster.run_for(CLIENT_TIMEOUT);
+    cluster.check().map(|()| faults)
+}

@@ -1,0 +1,212 @@
+//! Raft under simulation: the nemesis with every checker on, the scenarios (leader loss,
+//! partitions, full-cluster restart), determinism, and the planted bugs each checker must catch.
+
+use std::time::Duration;
+
+use muster_core::raft::{PlantedBug, Role};
+use muster_sim::raft::{nemesis, RaftCluster, RaftNet, Violation};
+use muster_sim::seed::{for_each_seed, Replay};
+
+fn replay(test: &'static str) -> Replay {
+    Replay { command: "cargo test -p muster-sim --test raft", test }
+}
+
+/// 3 servers for even seeds, 5 for odd; a hostile network one seed in four.
+fn cluster_for(seed: u64, bug: Option<PlantedBug>) -> RaftCluster {
+    let servers = if seed % 2 == 0 { 3 } else { 5 };
+    let net = if seed % 4 == 3 { RaftNet::hostile() } else { RaftNet::lan() };
+    RaftCluster::new(seed, servers, net, bug)
+}
+
+#[test]
+fn nemesis_never_breaks_safety_and_the_cluster_always_recovers() {
+    let mut faults = 0;
+    let mut ops = 0;
+    let ran =
+        for_each_seed(replay("nemesis_never_breaks_safety_and_the_cluster_always_recovers"), 0..20, |seed| {
+            let mut cluster = cluster_for(seed, None);
+            match nemesis(&mut cluster, Duration::from_secs(20), Duration::from_secs(30)) {
+                Ok(count) => faults += count,
+                Err(violation) => panic!("seed {seed}: {violation:?}"),
+            }
+            // Some seeds spend most of their time without a majority; the liveness check inside
+            // `nemesis` is what each seed must pass.
+            assert!(cluster.stats().ops_completed > 0, "clients made progress: {:?}", cluster.stats());
+            ops += cluster.stats().ops_completed;
+        });
+    println!("raft nemesis: {ran} seeds, {faults} faults, {ops} client operations checked linearizable");
+    assert!(ops >= 100 * ran, "clients made progress overall: {ops} operations in {ran} seeds");
+}
+
+#[test]
+fn same_seed_same_trace() {
+    let run = |seed| {
+        let mut cluster = cluster_for(seed, None);
+        nemesis(&mut cluster, Duration::from_secs(5), Duration::from_secs(30)).unwrap();
+        cluster.trace_hash()
+    };
+    assert_eq!(run(7), run(7));
+    assert_ne!(run(7), run(8));
+}
+
+/// Seeds until a planted bug is caught, at most `budget`.
+fn seeds_to_catch(bug: PlantedBug, budget: u64) -> Option<(u64, Violation)> {
+    for seed in 0..budget {
+        let mut cluster = cluster_for(seed, Some(bug));
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            nemesis(&mut cluster, Duration::from_secs(20), Duration::from_secs(30))
+        }));
+        match outcome {
+            Ok(Err(violation)) => return Some((seed + 1, violation)),
+            Err(_) => return Some((seed + 1, Violation::Panic("liveness".into()))),
+            Ok(Ok(_)) => {}
+        }
+    }
+    None
+}
+
+fn summary(violation: &Violation) -> String {
+    match violation {
+        Violation::Linearizability(v) => {
+            format!("Linearizability (key {}, {} operations)", v.key, v.ops.len())
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+#[test]
+fn every_planted_bug_is_caught_within_a_bounded_number_of_seeds() {
+    let bugs = [
+        PlantedBug::CommitWithoutMajority,
+        PlantedBug::VoteBeforeFsync,
+        PlantedBug::AcceptStaleTermAppend,
+        PlantedBug::ReadWithoutReadIndex,
+    ];
+    println!("planted bug                | seeds until caught | caught by");
+    for bug in bugs {
+        let caught = seeds_to_catch(bug, 300);
+        match &caught {
+            Some((seeds, violation)) => {
+                println!("{:<26} | {seeds:>18} | {}", format!("{bug:?}"), summary(violation))
+            }
+            None => println!("{:<26} | not within 300 seeds", format!("{bug:?}")),
+        }
+        assert!(caught.is_some(), "{bug:?} went unnoticed for 300 seeds");
+    }
+}
+
+#[test]
+fn leader_loss_3_and_5_servers() {
+    for servers in [3, 5] {
+        let mut to_leader = Vec::new();
+        let mut to_write = Vec::new();
+        let test = "leader_loss_3_and_5_servers";
+        for_each_seed(replay(test), 0..100, |seed| {
+            let mut cluster = RaftCluster::new(seed, servers, RaftNet::lan(), None);
+            cluster.run_until(Duration::from_secs(10), |c| c.leader().is_some()).expect("a first leader");
+            cluster.run_with_clients(Duration::from_secs(1), Duration::from_millis(10));
+            let old = cluster.leader().expect("a leader");
+            let old_term = cluster.raft(old).unwrap().term();
+            cluster.crash(old);
+            let acked = cluster.writes_acked.len();
+            let killed = cluster.now();
+            let elected = cluster
+                .run_until(Duration::from_secs(30), |c| {
+                    c.leader().is_some_and(|l| c.raft(l).unwrap().term() > old_term)
+                })
+                .expect("a new leader");
+            let start = cluster.now();
+            while cluster.writes_acked.len() == acked {
+                assert!(cluster.now() < start + Duration::from_secs(30), "no write after failover");
+                cluster.run_with_clients(Duration::from_millis(5), Duration::from_millis(2));
+            }
+            let first_write = cluster.writes_acked[acked].0.saturating_duration_since(killed);
+            to_leader.push(elected);
+            to_write.push(first_write);
+            assert_eq!(cluster.check(), Ok(()));
+        });
+        to_leader.sort();
+        to_write.sort();
+        let pct = |v: &[Duration], p: usize| v[(v.len() * p / 100).min(v.len() - 1)];
+        println!(
+            "leader loss, {servers} servers, {} seeds: new leader median {:?} p99 {:?}; first acknowledged write median {:?} p99 {:?} (election timeout 1-2 s)",
+            to_leader.len(),
+            pct(&to_leader, 50),
+            pct(&to_leader, 99),
+            pct(&to_write, 50),
+            pct(&to_write, 99),
+        );
+        assert!(pct(&to_leader, 50) < Duration::from_secs(4));
+    }
+}
+
+#[test]
+fn a_minority_leader_steps_down_and_its_uncommitted_entries_vanish_after_heal() {
+    for_each_seed(
+        replay("a_minority_leader_steps_down_and_its_uncommitted_entries_vanish_after_heal"),
+        0..20,
+        |seed| {
+            let mut cluster = RaftCluster::new(seed, 5, RaftNet::lan(), None);
+            cluster.run_until(Duration::from_secs(10), |c| c.leader().is_some()).expect("a leader");
+            cluster.run_with_clients(Duration::from_secs(1), Duration::from_millis(10));
+            let old = cluster.leader().unwrap();
+            let others: Vec<usize> = (0..5).filter(|&i| i != old).collect();
+            let minority = [old, others[0]];
+            let majority = &others[1..];
+            cluster.partition(&[&minority, majority]);
+            // Clients keep talking to the old leader: its entries cannot commit.
+            cluster.run_with_clients(Duration::from_millis(500), Duration::from_millis(5));
+            let stranded = cluster.raft(old).unwrap().last_index();
+            assert!(
+                stranded > cluster.raft(old).unwrap().commit_index(),
+                "uncommitted entries at the old leader"
+            );
+            cluster
+                .run_until(Duration::from_secs(10), |c| {
+                    c.raft(old).unwrap().role() != Role::Leader
+                        && majority.iter().any(|&i| c.raft(i).unwrap().role() == Role::Leader)
+                })
+                .expect("the old leader steps down and the majority elects");
+            cluster.run_with_clients(Duration::from_secs(1), Duration::from_millis(10));
+            cluster.heal();
+            cluster.run_with_clients(Duration::from_secs(3), Duration::from_millis(10));
+            // Everyone now holds the majority's log, which never had the stranded entries.
+            let leader = cluster.leader().unwrap();
+            let commit = cluster.raft(leader).unwrap().commit_index();
+            for i in 0..5 {
+                let raft = cluster.raft(i).unwrap();
+                assert!(raft.commit_index() > 0);
+                for index in 1..=commit.min(raft.last_index()) {
+                    assert_eq!(
+                        raft.entry(index),
+                        cluster.raft(leader).unwrap().entry(index),
+                        "server {i} index {index}"
+                    );
+                }
+            }
+            assert_eq!(cluster.check(), Ok(()));
+        },
+    );
+}
+
+#[test]
+fn a_full_cluster_restart_keeps_every_acknowledged_write() {
+    for_each_seed(replay("a_full_cluster_restart_keeps_every_acknowledged_write"), 0..20, |seed| {
+        let servers = if seed % 2 == 0 { 3 } else { 5 };
+        let mut cluster = RaftCluster::new(seed, servers, RaftNet::lan(), None);
+        cluster.run_with_clients(Duration::from_secs(5), Duration::from_millis(5));
+        let acked = cluster.writes_acked.len();
+        assert!(acked > 100, "{acked} writes acknowledged");
+        for i in 0..servers {
+            cluster.crash(i);
+        }
+        for i in 0..servers {
+            cluster.restart(i);
+        }
+        cluster.run_until(Duration::from_secs(10), |c| c.leader().is_some()).expect("a leader returns");
+        // Reads after the restart must see every acknowledged write: linearizability says so.
+        cluster.run_with_clients(Duration::from_secs(3), Duration::from_millis(5));
+        assert!(cluster.writes_acked.len() > acked, "writes resume");
+        assert_eq!(cluster.check(), Ok(()));
+    });
+}
