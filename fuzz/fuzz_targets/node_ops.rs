@@ -38,13 +38,38 @@ enum Op {
 
 #[derive(Debug, Arbitrary)]
 enum Msg {
-    Ping { seq: u8, target: u8, source: u8 },
-    IndirectPing { seq: u8, target: u8, nack: bool, source: u8 },
-    Ack { seq: u8 },
-    Nack { seq: u8 },
-    Alive { incarnation: u64, node: u8, meta: Vec<u8> },
-    Suspect { incarnation: u64, node: u8, from: u8 },
-    Dead { incarnation: u64, node: u8, from: u8 },
+    Ping {
+        seq: u8,
+        target: u8,
+        source: u8,
+    },
+    IndirectPing {
+        seq: u8,
+        target: u8,
+        nack: bool,
+        source: u8,
+    },
+    Ack {
+        seq: u8,
+    },
+    Nack {
+        seq: u8,
+    },
+    Alive {
+        incarnation: u64,
+        node: u8,
+        meta: Vec<u8>,
+    },
+    Suspect {
+        incarnation: u64,
+        node: u8,
+        from: u8,
+    },
+    Dead {
+        incarnation: u64,
+        node: u8,
+        from: u8,
+    },
     PushPull {
         reply: bool,
         source: u8,
@@ -53,9 +78,24 @@ enum Msg {
         query_clock: u64,
         events: Vec<(u64, u8, Vec<u8>)>,
     },
-    UserEvent { ltime: u64, name: u8, payload: Vec<u8> },
-    Query { id: u8, ltime: u64, name: u8, payload: Vec<u8>, source: u8 },
-    QueryResponse { id: u8, ltime: u64, from: u8, payload: Vec<u8> },
+    UserEvent {
+        ltime: u64,
+        name: u8,
+        payload: Vec<u8>,
+    },
+    Query {
+        id: u8,
+        ltime: u64,
+        name: u8,
+        payload: Vec<u8>,
+        source: u8,
+    },
+    QueryResponse {
+        id: u8,
+        ltime: u64,
+        from: u8,
+        payload: Vec<u8>,
+    },
 }
 
 /// Node 0 is the node under test; the others are peers it may hear of.

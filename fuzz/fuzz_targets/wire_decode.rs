@@ -4,8 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use muster_core::wire::{decode_datagram, frame_len, DatagramBuilder, Message, FRAME_PREFIX_BYTES};
 use muster_core::tags::Tags;
+use muster_core::wire::{decode_datagram, frame_len, DatagramBuilder, Message, FRAME_PREFIX_BYTES};
 use muster_core::DATAGRAM_BYTES_MAX;
 
 fuzz_target!(|data: &[u8]| {

@@ -2,7 +2,8 @@
 //!
 //! [`drive`] holds the one drive loop, written against `tokio` through `madsim-tokio`, so the
 //! simulator (`muster-sim`, compiled with `--cfg madsim`) runs this very loop over madsim's
-//! simulated network and clock. [`storage`] makes state durable on a real file system.
+//! simulated network and clock. [`storage`] makes the gossip node's state durable on a real file
+//! system; [`wal`] is Raft's write-ahead log.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -11,3 +12,5 @@ pub mod drive;
 #[cfg(not(madsim))]
 pub mod storage;
 pub mod version;
+#[cfg(not(madsim))]
+pub mod wal;

@@ -29,6 +29,7 @@
 //! Membership is fixed by [`Config::voters`] for now; membership changes and snapshots are to
 //! come (see ARCHITECTURE.md).
 
+pub mod journal;
 mod log;
 #[cfg(test)]
 mod tests;
@@ -243,6 +244,12 @@ impl PersistId {
     /// Its sequence number: persists are numbered from 1 in the order they are issued.
     pub fn get(self) -> u64 {
         self.0
+    }
+
+    /// The id numbered `n`, for storage code tested without a Raft. A Raft asserts that every
+    /// id it is given back is one it issued.
+    pub fn from_raw(n: u64) -> PersistId {
+        PersistId(n)
     }
 }
 

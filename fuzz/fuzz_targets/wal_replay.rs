@@ -1,0 +1,22 @@
+//! Raft's write-ahead log records on arbitrary bytes (what a damaged disk can hold): replay may
+//! refuse them but must not panic, and whatever prefix it accepts as valid must replay the same
+//! way again as a complete older segment.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use muster_core::raft::journal::replay;
+use muster_core::raft::Restored;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&flags, bytes)) = data.split_first() else { return };
+    let is_last = flags & 1 == 1;
+    let mut restored = Restored::default();
+    if let Ok(valid) = replay(bytes, is_last, &mut restored) {
+        let valid = usize::try_from(valid).expect("fits");
+        assert!(valid <= bytes.len());
+        let mut again = Restored::default();
+        assert_eq!(replay(&bytes[..valid], false, &mut again), Ok(valid as u64));
+        assert_eq!(again, restored);
+    }
+});
