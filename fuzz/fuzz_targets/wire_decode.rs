@@ -4,6 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use muster_core::raft;
 use muster_core::tags::Tags;
 use muster_core::wire::{decode_datagram, frame_len, DatagramBuilder, Message, FRAME_PREFIX_BYTES};
 use muster_core::DATAGRAM_BYTES_MAX;
@@ -22,6 +23,9 @@ fuzz_target!(|data: &[u8]| {
     // Empty meta means no tags; any other accepted tag set is in canonical form.
     if let (false, Ok(tags)) = (data.is_empty(), Tags::decode(data)) {
         assert_eq!(&tags.encode().expect("decoded tags fit")[..], data, "non-canonical tags");
+    }
+    if let Ok((from, message)) = raft::wire::decode(data) {
+        assert_eq!(&raft::wire::encode(from, &message)[..], data, "non-canonical raft frame");
     }
     if let Some(prefix) = data.first_chunk::<FRAME_PREFIX_BYTES>() {
         if let Ok(len) = frame_len(*prefix) {

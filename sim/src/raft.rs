@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use muster_core::raft::{
-    Config, Entry, Event, HardState, Index, Message, Payload, Persist, PlantedBug, ProposeError, Raft,
+    wire, Config, Entry, Event, HardState, Index, Message, Payload, Persist, PlantedBug, ProposeError, Raft,
     Restored, Role, ServerId, Term,
 };
 use muster_core::{Instant, Rng};
@@ -711,6 +711,10 @@ impl RaftCluster {
     }
 
     fn deliver(&mut self, from: usize, to: usize, message: Message) {
+        // Every message crosses the real codec, as it would the TCP transport.
+        let frame = wire::encode(from as ServerId + 1, &message);
+        let (sender, message) = wire::decode(&frame).expect("what a server sends decodes");
+        assert_eq!(sender, from as ServerId + 1);
         if self.servers[to].raft.is_none() {
             self.stats.dropped += 1;
             return;

@@ -33,6 +33,7 @@ pub mod journal;
 mod log;
 #[cfg(test)]
 mod tests;
+pub mod wire;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
@@ -133,8 +134,9 @@ impl Config {
                 "heartbeat_interval must be positive and at most half the election timeout",
             ));
         }
-        if self.leader_lease >= self.election_timeout {
-            return Err(ConfigError::Timing("leader_lease must be below the election timeout"));
+        // A tenth of the election timeout is left for clocks that run at different rates.
+        if self.leader_lease * 10 > self.election_timeout * 9 {
+            return Err(ConfigError::Timing("leader_lease must be at most 90 % of the election timeout"));
         }
         if self.entries_per_append_max == 0 || self.inflight_appends_max == 0 {
             return Err(ConfigError::Timing(
@@ -576,7 +578,10 @@ impl Raft {
             applied: 0,
             durable_index,
             election_deadline,
-            leader_contact: None,
+            // A restarted server may have answered a leader's heartbeat just before it went down,
+            // and that leader may be serving reads under a lease that counts on it: refuse
+            // votes for one election timeout, as if the leader had just been heard.
+            leader_contact: Some(now),
             pending: None,
             persists: VecDeque::new(),
             persist_issued: 0,
@@ -1359,14 +1364,13 @@ impl Raft {
         self.log.term_at(self.commit) == Some(self.hard.term)
     }
 
+    /// Whether a leader may still hold a lease that counted on this server: it heard from one
+    /// within the minimum election timeout. Contact alone decides, not whether a leader is
+    /// known now: a higher term learned from a stray answer forgets the leader but not the
+    /// promise made to it, and a restart counts as contact (see [`Raft::new`]).
     fn in_leader_lease(&self, now: Instant) -> bool {
-        match self.role {
-            Role::Leader => true,
-            _ => {
-                self.leader.is_some()
-                    && self.leader_contact.is_some_and(|at| now < at + self.config.election_timeout)
-            }
-        }
+        self.role == Role::Leader
+            || self.leader_contact.is_some_and(|at| now < at + self.config.election_timeout)
     }
 
     fn has_quorum(&self, servers: &BTreeSet<ServerId>) -> bool {

@@ -337,3 +337,43 @@ fn a_stale_leader_learns_the_new_term_from_any_answer() {
     raft.handle_message(at(2000), 2, Message::PreVoteResponse { term: 5, granted: false });
     assert_eq!((raft.role(), raft.term()), (Role::Follower, 5));
 }
+
+#[test]
+fn a_restarted_server_refuses_votes_for_an_election_timeout_so_a_lease_it_backed_holds() {
+    // It may have answered a leader's heartbeat just before going down; that leader may be
+    // serving lease reads that count on it.
+    let mut raft = Raft::new(Config::new(2, [1, 2, 3], 2), Restored::default(), at(10_000)).unwrap();
+    raft.handle_message(at(10_100), 3, Message::PreVote { term: 1, last_index: 0, last_term: 0 });
+    raft.handle_message(at(10_100), 3, Message::RequestVote { term: 1, last_index: 0, last_term: 0 });
+    assert_eq!(raft.term(), 0, "a vote request inside the lease does not even raise the term");
+    assert_eq!(
+        std::iter::from_fn(|| raft.poll_transmit()).collect::<Vec<_>>(),
+        [Transmit { to: 3, message: Message::PreVoteResponse { term: 0, granted: false } }]
+    );
+    raft.handle_message(at(11_000), 3, Message::PreVote { term: 1, last_index: 0, last_term: 0 });
+    assert_eq!(
+        raft.poll_transmit(),
+        Some(Transmit { to: 3, message: Message::PreVoteResponse { term: 1, granted: true } }),
+        "after an election timeout it may vote"
+    );
+}
+
+#[test]
+fn a_higher_term_from_a_stray_answer_does_not_free_a_follower_from_its_leader() {
+    let mut net = Net::new(3);
+    net.run_until(at(3000));
+    let leader = net.leaders()[0];
+    let follower = (1..=3).find(|&id| id != leader).unwrap();
+    let other = (1..=3).find(|&id| id != leader && id != follower).unwrap();
+    let now = net.now;
+    let term = net.server(follower).term();
+    net.server(follower).handle_message(now, other, Message::PreVoteResponse { term: term + 1, granted: false });
+    assert_eq!(net.server(follower).leader(), None);
+    net.server(follower).handle_message(now, other, Message::PreVote { term: term + 2, last_index: 99, last_term: 99 });
+    let server = net.server(follower);
+    while let Some(persist) = server.poll_persist() {
+        server.on_persisted(now, persist.id);
+    }
+    let answer = std::iter::from_fn(|| server.poll_transmit()).find(|t| t.to == other);
+    assert_eq!(answer.map(|t| t.message), Some(Message::PreVoteResponse { term: term + 1, granted: false }));
+}

@@ -624,6 +624,10 @@ impl<'a> Reader<'a> {
         Reader { bytes }
     }
 
+    pub(crate) fn remaining(&self) -> usize {
+        self.bytes.len()
+    }
+
     pub(crate) fn take(&mut self, len: usize) -> Result<&'a [u8], DecodeError> {
         if self.bytes.len() < len {
             return Err(DecodeError::Truncated { needed: len - self.bytes.len() });

@@ -1,0 +1,271 @@
+//! Raft's messages on the wire between servers (TCP on 8300, one length-prefixed frame per
+//! message, as the gossip streams frame theirs). Total and canonical like the gossip codec:
+//! any bytes decode to a message or a [`DecodeError`], never a panic, and what decodes
+//! re-encodes to the same bytes.
+//!
+//! ```text
+//! frame   = version:u8 kind:u8 from:u64 term:u64 body
+//! kind 1  PreVote            last_index:u64 last_term:u64
+//! kind 2  PreVoteResponse    granted:u8
+//! kind 3  RequestVote        last_index:u64 last_term:u64
+//! kind 4  VoteResponse       granted:u8
+//! kind 5  AppendEntries      prev_index:u64 prev_term:u64 commit:u64 count:u32 entry*
+//! kind 6  AppendResponse     prev_index:u64 (0 match_index:u64 | 1 conflict_index:u64 has_term:u8 conflict_term:u64)
+//! kind 7  Heartbeat          commit:u64 round:u64
+//! kind 8  HeartbeatResponse  round:u64
+//! entry   = index:u64 term:u64 type:u8 (0 | 1 len:u32 payload[len])
+//! ```
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::{AppendResult, Entry, Message, Payload, ServerId, ENTRY_BYTES_MAX};
+use crate::limits::STREAM_FRAME_BYTES_MAX;
+use crate::wire::{DecodeError, Reader, WIRE_VERSION};
+
+/// The most entries one append may carry on the wire.
+pub const ENTRIES_PER_MESSAGE_MAX: usize = 65_536;
+
+/// The smallest encoding of an entry: index, term, type.
+const ENTRY_BYTES_MIN: usize = 8 + 8 + 1;
+
+/// Encodes `message` from server `from` as one frame body (without the length prefix).
+///
+/// The sender keeps appends within [`STREAM_FRAME_BYTES_MAX`] (its `append_bytes_max` is far
+/// below); an append over it is a bug and asserted.
+pub fn encode(from: ServerId, message: &Message) -> Bytes {
+    let mut buf = BytesMut::with_capacity(64);
+    buf.put_u8(WIRE_VERSION);
+    buf.put_u8(kind(message));
+    buf.put_u64(from);
+    buf.put_u64(message.term());
+    match message {
+        Message::PreVote { last_index, last_term, .. }
+        | Message::RequestVote { last_index, last_term, .. } => {
+            buf.put_u64(*last_index);
+            buf.put_u64(*last_term);
+        }
+        Message::PreVoteResponse { granted, .. } | Message::VoteResponse { granted, .. } => {
+            buf.put_u8(u8::from(*granted))
+        }
+        Message::AppendEntries { prev_index, prev_term, entries, commit, .. } => {
+            buf.put_u64(*prev_index);
+            buf.put_u64(*prev_term);
+            buf.put_u64(*commit);
+            assert!(entries.len() <= ENTRIES_PER_MESSAGE_MAX, "appends are bounded by the sender");
+            buf.put_u32(entries.len() as u32);
+            for entry in entries {
+                buf.put_u64(entry.index);
+                buf.put_u64(entry.term);
+                match &entry.payload {
+                    Payload::Noop => buf.put_u8(0),
+                    Payload::Command(bytes) => {
+                        buf.put_u8(1);
+                        buf.put_u32(bytes.len() as u32);
+                        buf.put_slice(bytes);
+                    }
+                }
+            }
+        }
+        Message::AppendResponse { prev_index, result, .. } => {
+            buf.put_u64(*prev_index);
+            match result {
+                AppendResult::Accepted { match_index } => {
+                    buf.put_u8(0);
+                    buf.put_u64(*match_index);
+                }
+                AppendResult::Rejected { conflict_index, conflict_term } => {
+                    buf.put_u8(1);
+                    buf.put_u64(*conflict_index);
+                    buf.put_u8(u8::from(conflict_term.is_some()));
+                    buf.put_u64(conflict_term.unwrap_or(0));
+                }
+            }
+        }
+        Message::Heartbeat { commit, round, .. } => {
+            buf.put_u64(*commit);
+            buf.put_u64(*round);
+        }
+        Message::HeartbeatResponse { round, .. } => buf.put_u64(*round),
+    }
+    assert!(buf.len() <= STREAM_FRAME_BYTES_MAX, "an append of {} bytes is over the frame limit", buf.len());
+    buf.freeze()
+}
+
+/// Decodes one frame body: the sender and its message.
+pub fn decode(bytes: &[u8]) -> Result<(ServerId, Message), DecodeError> {
+    if bytes.len() > STREAM_FRAME_BYTES_MAX {
+        return Err(DecodeError::TooLarge {
+            what: "raft frame",
+            size: bytes.len(),
+            max: STREAM_FRAME_BYTES_MAX,
+        });
+    }
+    let mut reader = Reader::new(bytes);
+    let version = reader.u8()?;
+    if version != WIRE_VERSION {
+        return Err(DecodeError::UnsupportedVersion(version));
+    }
+    let kind = reader.u8()?;
+    let from = reader.u64()?;
+    let term = reader.u64()?;
+    let message = match kind {
+        1 => Message::PreVote { term, last_index: reader.u64()?, last_term: reader.u64()? },
+        2 => Message::PreVoteResponse { term, granted: flag(&mut reader)? },
+        3 => Message::RequestVote { term, last_index: reader.u64()?, last_term: reader.u64()? },
+        4 => Message::VoteResponse { term, granted: flag(&mut reader)? },
+        5 => {
+            let prev_index = reader.u64()?;
+            let prev_term = reader.u64()?;
+            let commit = reader.u64()?;
+            let count = reader.u32()? as usize;
+            if count > ENTRIES_PER_MESSAGE_MAX {
+                return Err(DecodeError::TooLarge {
+                    what: "entries in an append",
+                    size: count,
+                    max: ENTRIES_PER_MESSAGE_MAX,
+                });
+            }
+            // Refuse counts the input cannot hold before reserving room for them.
+            if count > reader.remaining() / ENTRY_BYTES_MIN {
+                return Err(DecodeError::Truncated { needed: count * ENTRY_BYTES_MIN - reader.remaining() });
+            }
+            let mut entries = Vec::with_capacity(count);
+            for _ in 0..count {
+                let index = reader.u64()?;
+                let term = reader.u64()?;
+                let payload = match reader.u8()? {
+                    0 => Payload::Noop,
+                    1 => {
+                        let len = reader.u32()? as usize;
+                        if len > ENTRY_BYTES_MAX {
+                            return Err(DecodeError::TooLarge {
+                                what: "entry",
+                                size: len,
+                                max: ENTRY_BYTES_MAX,
+                            });
+                        }
+                        Payload::Command(Bytes::copy_from_slice(reader.take(len)?))
+                    }
+                    other => return Err(DecodeError::InvalidFlags(other)),
+                };
+                entries.push(Entry { index, term, payload });
+            }
+            Message::AppendEntries { term, prev_index, prev_term, entries, commit }
+        }
+        6 => {
+            let prev_index = reader.u64()?;
+            let result = match reader.u8()? {
+                0 => AppendResult::Accepted { match_index: reader.u64()? },
+                1 => {
+                    let conflict_index = reader.u64()?;
+                    let has_term = flag(&mut reader)?;
+                    let conflict_term = reader.u64()?;
+                    if !has_term && conflict_term != 0 {
+                        return Err(DecodeError::InvalidFlags(0));
+                    }
+                    AppendResult::Rejected {
+                        conflict_index,
+                        conflict_term: has_term.then_some(conflict_term),
+                    }
+                }
+                other => return Err(DecodeError::InvalidFlags(other)),
+            };
+            Message::AppendResponse { term, prev_index, result }
+        }
+        7 => Message::Heartbeat { term, commit: reader.u64()?, round: reader.u64()? },
+        8 => Message::HeartbeatResponse { term, round: reader.u64()? },
+        other => return Err(DecodeError::UnknownKind(other)),
+    };
+    reader.finish()?;
+    Ok((from, message))
+}
+
+fn kind(message: &Message) -> u8 {
+    match message {
+        Message::PreVote { .. } => 1,
+        Message::PreVoteResponse { .. } => 2,
+        Message::RequestVote { .. } => 3,
+        Message::VoteResponse { .. } => 4,
+        Message::AppendEntries { .. } => 5,
+        Message::AppendResponse { .. } => 6,
+        Message::Heartbeat { .. } => 7,
+        Message::HeartbeatResponse { .. } => 8,
+    }
+}
+
+fn flag(reader: &mut Reader<'_>) -> Result<bool, DecodeError> {
+    match reader.u8()? {
+        0 => Ok(false),
+        1 => Ok(true),
+        other => Err(DecodeError::InvalidFlags(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn samples() -> Vec<Message> {
+        vec![
+            Message::PreVote { term: 4, last_index: 10, last_term: 3 },
+            Message::PreVoteResponse { term: 4, granted: true },
+            Message::RequestVote { term: 4, last_index: 10, last_term: 3 },
+            Message::VoteResponse { term: 4, granted: false },
+            Message::AppendEntries {
+                term: 4,
+                prev_index: 9,
+                prev_term: 3,
+                entries: vec![
+                    Entry { index: 10, term: 4, payload: Payload::Noop },
+                    Entry { index: 11, term: 4, payload: Payload::Command(Bytes::from_static(b"put a 1")) },
+                ],
+                commit: 9,
+            },
+            Message::AppendResponse {
+                term: 4,
+                prev_index: 9,
+                result: AppendResult::Accepted { match_index: 11 },
+            },
+            Message::AppendResponse {
+                term: 4,
+                prev_index: 9,
+                result: AppendResult::Rejected { conflict_index: 5, conflict_term: Some(2) },
+            },
+            Message::AppendResponse {
+                term: 4,
+                prev_index: 9,
+                result: AppendResult::Rejected { conflict_index: 7, conflict_term: None },
+            },
+            Message::Heartbeat { term: 4, commit: 11, round: 77 },
+            Message::HeartbeatResponse { term: 4, round: 77 },
+        ]
+    }
+
+    #[test]
+    fn every_message_round_trips_and_every_prefix_is_refused() {
+        for message in samples() {
+            let bytes = encode(3, &message);
+            assert_eq!(decode(&bytes), Ok((3, message.clone())));
+            for cut in 0..bytes.len() {
+                assert!(decode(&bytes[..cut]).is_err(), "{message:?} cut at {cut}");
+            }
+            let mut longer = bytes.to_vec();
+            longer.push(0);
+            assert_eq!(decode(&longer), Err(DecodeError::TrailingBytes(1)));
+        }
+    }
+
+    #[test]
+    fn a_huge_entry_count_is_refused_before_allocating() {
+        let mut bytes = encode(
+            1,
+            &Message::AppendEntries { term: 1, prev_index: 0, prev_term: 0, entries: vec![], commit: 0 },
+        )
+        .to_vec();
+        let count_at = bytes.len() - 4;
+        bytes[count_at..].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(matches!(decode(&bytes), Err(DecodeError::TooLarge { what: "entries in an append", .. })));
+        bytes[count_at..].copy_from_slice(&1000u32.to_be_bytes());
+        assert!(matches!(decode(&bytes), Err(DecodeError::Truncated { .. })));
+    }
+}
