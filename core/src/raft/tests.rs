@@ -367,9 +367,17 @@ fn a_higher_term_from_a_stray_answer_does_not_free_a_follower_from_its_leader() 
     let other = (1..=3).find(|&id| id != leader && id != follower).unwrap();
     let now = net.now;
     let term = net.server(follower).term();
-    net.server(follower).handle_message(now, other, Message::PreVoteResponse { term: term + 1, granted: false });
+    net.server(follower).handle_message(
+        now,
+        other,
+        Message::PreVoteResponse { term: term + 1, granted: false },
+    );
     assert_eq!(net.server(follower).leader(), None);
-    net.server(follower).handle_message(now, other, Message::PreVote { term: term + 2, last_index: 99, last_term: 99 });
+    net.server(follower).handle_message(
+        now,
+        other,
+        Message::PreVote { term: term + 2, last_index: 99, last_term: 99 },
+    );
     let server = net.server(follower);
     while let Some(persist) = server.poll_persist() {
         server.on_persisted(now, persist.id);
