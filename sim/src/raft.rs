@@ -398,6 +398,17 @@ impl RaftCluster {
         self.trace.record(self.now.as_nanos(), 0, &"stall");
     }
 
+    /// Asks the leader, if any, to hand leadership to server `target`.
+    pub fn transfer_leadership(&mut self, target: usize) {
+        if let Some(leader) = self.leader() {
+            let id = target as ServerId + 1;
+            self.input(leader, |raft, now| {
+                let _ = raft.transfer_leadership(now, id);
+            });
+            self.trace.record(self.now.as_nanos(), leader, &("transfer", id));
+        }
+    }
+
     /// Restores every link.
     pub fn heal(&mut self) {
         self.blocked.clear();
@@ -1040,7 +1051,8 @@ fn decode_command(mut bytes: &[u8]) -> (u64, Option<Option<u64>>, u64) {
 
 /// The nemesis: for `duration`, with clients running, a fault drawn from the seed every 0.2 to
 /// 3 s: a partition (majority/minority, or the leader isolated), a crash of any server or of the
-/// leader, a restart, a heal, seconds of extra delay on some links, or a leader crash whose
+/// leader, a restart, a heal, seconds of extra delay on some links, a leadership transfer, or a
+/// leader crash whose
 /// election runs while every voter crashes right after voting (and the winner's next messages
 /// to it straggle). Then everything heals and restarts, and the cluster must elect a
 /// leader and serve writes again within `recovery`. Returns the number of faults injected.
@@ -1054,7 +1066,7 @@ pub fn nemesis(cluster: &mut RaftCluster, duration: Duration, recovery: Duration
         faults += 1;
         let up: Vec<usize> = (0..n).filter(|&i| cluster.is_up(i)).collect();
         let down: Vec<usize> = (0..n).filter(|&i| !cluster.is_up(i)).collect();
-        match cluster.rng.below(8) {
+        match cluster.rng.below(9) {
             0 => {
                 let mut order: Vec<usize> = (0..n).collect();
                 cluster.rng.shuffle(&mut order);
@@ -1083,6 +1095,10 @@ pub fn nemesis(cluster: &mut RaftCluster, duration: Duration, recovery: Duration
             }
             // An election inside a window of crashes right after voting.
             6 => cluster.stall_links(Duration::from_secs(3), 1.0 / 3.0),
+            7 => {
+                let target = cluster.rng.below(n as u64) as usize;
+                cluster.transfer_leadership(target);
+            }
             // An election in which every voter crashes right after its vote.
             5 => {
                 cluster.crash_after_votes(Duration::from_secs(5));

@@ -298,6 +298,9 @@ pub enum Message {
         last_index: Index,
         /// The candidate's last log term.
         last_term: Term,
+        /// The leader handed over to this candidate ([`Message::TimeoutNow`]): voters set
+        /// leader stickiness aside.
+        transfer: bool,
     },
     /// The answer to a [`Message::RequestVote`].
     VoteResponse {
@@ -344,6 +347,12 @@ pub enum Message {
         /// The round answered.
         round: u64,
     },
+    /// The leader hands over: the receiver, whose log is up to date, stands for election at
+    /// once (thesis §3.10).
+    TimeoutNow {
+        /// The leader's term.
+        term: Term,
+    },
 }
 
 impl Message {
@@ -357,7 +366,8 @@ impl Message {
             | Message::AppendEntries { term, .. }
             | Message::AppendResponse { term, .. }
             | Message::Heartbeat { term, .. }
-            | Message::HeartbeatResponse { term, .. } => *term,
+            | Message::HeartbeatResponse { term, .. }
+            | Message::TimeoutNow { term } => *term,
         }
     }
 }
@@ -449,6 +459,9 @@ pub enum ProposeError {
     /// Too much is uncommitted or waiting; the cluster is not keeping up.
     #[error("too many operations in flight ({0})")]
     Busy(&'static str),
+    /// Not a voter of this cluster, or this server itself.
+    #[error("server {0} cannot take over leadership")]
+    NotAVoter(ServerId),
     /// The leader has not yet committed an entry of its term, so it does not know the commit
     /// index; reads must wait (thesis §6.4).
     #[error("leader has not committed in its term yet")]
@@ -502,6 +515,8 @@ struct Leader {
     reads_confirmed: VecDeque<(u64, Index)>,
     /// The lease holds until this instant.
     lease_until: Option<Instant>,
+    /// A leadership transfer under way: the target, and when to give up on it.
+    transfer: Option<(ServerId, Instant)>,
 }
 
 /// One Raft server.
@@ -620,6 +635,11 @@ impl Raft {
             if check_due {
                 self.check_quorum(now);
             }
+            if let Some(leader) = self.leader_state.as_mut() {
+                if leader.transfer.is_some_and(|(_, deadline)| deadline <= now) {
+                    leader.transfer = None;
+                }
+            }
             if self.role == Role::Leader && heartbeat_due {
                 self.broadcast_heartbeat(now);
             }
@@ -639,6 +659,10 @@ impl Raft {
         }
         if self.log.last_index() - self.commit >= UNCOMMITTED_ENTRIES_MAX {
             return Err(ProposeError::Busy("uncommitted entries"));
+        }
+        if self.leader_state.as_ref().is_some_and(|l| l.transfer.is_some()) {
+            // New entries would only delay the target's catching up (thesis §3.10).
+            return Err(ProposeError::Busy("leadership transfer"));
         }
         let index = self.append_as_leader(Payload::Command(command));
         self.replicate_all(now);
@@ -671,6 +695,23 @@ impl Raft {
             }
         }
         self.release_reads();
+        self.finish_step();
+        Ok(())
+    }
+
+    /// Hands leadership to `target` (Consul's `operator raft transfer-leader`): once its log is
+    /// up to date, it is told to stand for election at once, and wins it. Proposals are refused
+    /// meanwhile; the transfer is abandoned after an election timeout.
+    pub fn transfer_leadership(&mut self, now: Instant, target: ServerId) -> Result<(), ProposeError> {
+        self.clock.advance(now);
+        self.check_leader()?;
+        if target == self.config.id || !self.config.voters.contains(&target) {
+            return Err(ProposeError::NotAVoter(target));
+        }
+        let leader = self.leader_state.as_mut().expect("leader");
+        leader.transfer = Some((target, now + self.config.election_timeout));
+        self.maybe_hand_over(target);
+        self.replicate(now, target);
         self.finish_step();
         Ok(())
     }
@@ -804,7 +845,7 @@ impl Raft {
         let term = message.term();
         // Leader stickiness: while a leader is heard from, requests for votes are ignored, so a
         // server that was cut off cannot depose a healthy leader on its return.
-        if let Message::PreVote { .. } | Message::RequestVote { .. } = message {
+        if let Message::PreVote { .. } | Message::RequestVote { transfer: false, .. } = message {
             if self.in_leader_lease(now) {
                 self.stats.messages_ignored += 1;
                 if let Message::PreVote { .. } = message {
@@ -853,7 +894,7 @@ impl Raft {
             Message::PreVoteResponse { term, granted } => {
                 self.handle_pre_vote_response(now, from, term, granted)
             }
-            Message::RequestVote { term, last_index, last_term } => {
+            Message::RequestVote { term, last_index, last_term, .. } => {
                 let free = self.hard.vote.is_none_or(|vote| vote == from);
                 let granted = free && self.log.is_up_to_date(last_index, last_term);
                 if granted {
@@ -896,6 +937,14 @@ impl Raft {
                     self.handle_heartbeat_response(now, from, round);
                 }
             }
+            Message::TimeoutNow { .. } => {
+                // From the leader of our term (a stale one was refused above): stand at once,
+                // skipping pre-vote, which the leader's followers would refuse.
+                if self.role != Role::Leader {
+                    self.leader_contact = None;
+                    self.start_election(now, true);
+                }
+            }
         }
     }
 
@@ -914,7 +963,7 @@ impl Raft {
         }
         self.votes.insert(from);
         if self.has_quorum(&self.votes) {
-            self.start_election(now);
+            self.start_election(now, false);
         }
     }
 
@@ -1038,6 +1087,7 @@ impl Raft {
                     progress.next_index = progress.match_index + 1;
                 }
                 self.maybe_commit();
+                self.maybe_hand_over(from);
             }
             AppendResult::Rejected { conflict_index, conflict_term } => {
                 // Stale: an answer to an append sent before the follower matched further, or to
@@ -1105,7 +1155,7 @@ impl Raft {
     fn start_pre_vote(&mut self, now: Instant) {
         self.reset_election_timer(now);
         if self.config.voters.len() == 1 {
-            return self.start_election(now);
+            return self.start_election(now, false);
         }
         self.set_role(Role::PreCandidate, None);
         self.votes = BTreeSet::from([self.config.id]);
@@ -1119,7 +1169,7 @@ impl Raft {
         }
     }
 
-    fn start_election(&mut self, now: Instant) {
+    fn start_election(&mut self, now: Instant, transfer: bool) {
         self.stats.elections += 1;
         self.reset_election_timer(now);
         self.hard = HardState { term: self.hard.term + 1, vote: Some(self.config.id) };
@@ -1133,6 +1183,7 @@ impl Raft {
             term: self.hard.term,
             last_index: self.log.last_index(),
             last_term: self.log.last_term(),
+            transfer,
         };
         for peer in self.peers().collect::<Vec<_>>() {
             self.send(peer, message.clone());
@@ -1178,6 +1229,7 @@ impl Raft {
             reads: VecDeque::new(),
             reads_confirmed: VecDeque::new(),
             lease_until: None,
+            transfer: None,
         });
         self.votes.clear();
         self.set_role(Role::Leader, Some(self.config.id));
@@ -1265,6 +1317,18 @@ impl Raft {
             if leader.progress[&peer].probing {
                 return;
             }
+        }
+    }
+
+    /// Sends `TimeoutNow` to the transfer's target once its log matches this leader's.
+    fn maybe_hand_over(&mut self, peer: ServerId) {
+        let last_index = self.log.last_index();
+        let leader = self.leader_state.as_ref().expect("leader");
+        if leader.transfer.is_some_and(|(target, _)| target == peer)
+            && leader.progress[&peer].match_index == last_index
+        {
+            self.ready
+                .push_back(Transmit { to: peer, message: Message::TimeoutNow { term: self.hard.term } });
         }
     }
 

@@ -181,7 +181,11 @@ fn three_servers_elect_one_leader_and_replicate_in_order() {
 #[test]
 fn a_vote_leaves_only_once_it_is_durable() {
     let mut voter = Raft::new(Config::new(2, [1, 2, 3], 2), Restored::default(), at(0)).unwrap();
-    voter.handle_message(at(5000), 1, Message::RequestVote { term: 1, last_index: 0, last_term: 0 });
+    voter.handle_message(
+        at(5000),
+        1,
+        Message::RequestVote { term: 1, last_index: 0, last_term: 0, transfer: false },
+    );
     assert_eq!(voter.poll_transmit(), None, "held until the vote is durable");
     let persist = voter.poll_persist().unwrap();
     assert_eq!(persist.hard_state, Some(HardState { term: 1, vote: Some(1) }));
@@ -191,7 +195,11 @@ fn a_vote_leaves_only_once_it_is_durable() {
         Some(Transmit { to: 1, message: Message::VoteResponse { term: 1, granted: true } })
     );
     // A second candidate in the same term is refused.
-    voter.handle_message(at(5000), 3, Message::RequestVote { term: 1, last_index: 9, last_term: 1 });
+    voter.handle_message(
+        at(5000),
+        3,
+        Message::RequestVote { term: 1, last_index: 9, last_term: 1, transfer: false },
+    );
     assert_eq!(
         voter.poll_transmit(),
         Some(Transmit { to: 3, message: Message::VoteResponse { term: 1, granted: false } })
@@ -344,7 +352,11 @@ fn a_restarted_server_refuses_votes_for_an_election_timeout_so_a_lease_it_backed
     // serving lease reads that count on it.
     let mut raft = Raft::new(Config::new(2, [1, 2, 3], 2), Restored::default(), at(10_000)).unwrap();
     raft.handle_message(at(10_100), 3, Message::PreVote { term: 1, last_index: 0, last_term: 0 });
-    raft.handle_message(at(10_100), 3, Message::RequestVote { term: 1, last_index: 0, last_term: 0 });
+    raft.handle_message(
+        at(10_100),
+        3,
+        Message::RequestVote { term: 1, last_index: 0, last_term: 0, transfer: false },
+    );
     assert_eq!(raft.term(), 0, "a vote request inside the lease does not even raise the term");
     assert_eq!(
         std::iter::from_fn(|| raft.poll_transmit()).collect::<Vec<_>>(),
@@ -384,4 +396,27 @@ fn a_higher_term_from_a_stray_answer_does_not_free_a_follower_from_its_leader() 
     }
     let answer = std::iter::from_fn(|| server.poll_transmit()).find(|t| t.to == other);
     assert_eq!(answer.map(|t| t.message), Some(Message::PreVoteResponse { term: term + 1, granted: false }));
+}
+
+#[test]
+fn leadership_moves_to_the_chosen_server_once_its_log_is_up_to_date() {
+    let mut net = Net::new(3);
+    net.run_until(at(3000));
+    let old = net.leaders()[0];
+    let target = (1..=3).find(|&id| id != old).unwrap();
+    net.propose(old, cmd("before")).unwrap();
+    let now = net.now;
+    net.server(old).transfer_leadership(now, target).unwrap();
+    assert_eq!(net.propose(old, cmd("during")), Err(ProposeError::Busy("leadership transfer")));
+    net.settle();
+    assert_eq!(net.leaders(), [target], "handed over within round trips, no timeout waited");
+    assert_eq!(net.server(target).term(), net.server(old).term());
+    net.propose(target, cmd("after")).unwrap();
+    net.run_until(net.now + Duration::from_millis(300));
+    for id in 1..=3 {
+        assert_eq!(net.commands_applied(id), [cmd("before"), cmd("after")]);
+    }
+    let now = net.now;
+    assert_eq!(net.server(target).transfer_leadership(now, target), Err(ProposeError::NotAVoter(target)));
+    assert_eq!(net.server(target).transfer_leadership(now, 9), Err(ProposeError::NotAVoter(9)));
 }

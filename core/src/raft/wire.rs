@@ -7,12 +7,13 @@
 //! frame   = version:u8 kind:u8 from:u64 term:u64 body
 //! kind 1  PreVote            last_index:u64 last_term:u64
 //! kind 2  PreVoteResponse    granted:u8
-//! kind 3  RequestVote        last_index:u64 last_term:u64
+//! kind 3  RequestVote        last_index:u64 last_term:u64 transfer:u8
 //! kind 4  VoteResponse       granted:u8
 //! kind 5  AppendEntries      prev_index:u64 prev_term:u64 commit:u64 count:u32 entry*
 //! kind 6  AppendResponse     prev_index:u64 (0 match_index:u64 | 1 conflict_index:u64 has_term:u8 conflict_term:u64)
 //! kind 7  Heartbeat          commit:u64 round:u64
 //! kind 8  HeartbeatResponse  round:u64
+//! kind 9  TimeoutNow
 //! entry   = index:u64 term:u64 type:u8 (0 | 1 len:u32 payload[len])
 //! ```
 
@@ -39,10 +40,14 @@ pub fn encode(from: ServerId, message: &Message) -> Bytes {
     buf.put_u64(from);
     buf.put_u64(message.term());
     match message {
-        Message::PreVote { last_index, last_term, .. }
-        | Message::RequestVote { last_index, last_term, .. } => {
+        Message::PreVote { last_index, last_term, .. } => {
             buf.put_u64(*last_index);
             buf.put_u64(*last_term);
+        }
+        Message::RequestVote { last_index, last_term, transfer, .. } => {
+            buf.put_u64(*last_index);
+            buf.put_u64(*last_term);
+            buf.put_u8(u8::from(*transfer));
         }
         Message::PreVoteResponse { granted, .. } | Message::VoteResponse { granted, .. } => {
             buf.put_u8(u8::from(*granted))
@@ -86,6 +91,7 @@ pub fn encode(from: ServerId, message: &Message) -> Bytes {
             buf.put_u64(*round);
         }
         Message::HeartbeatResponse { round, .. } => buf.put_u64(*round),
+        Message::TimeoutNow { .. } => {}
     }
     assert!(buf.len() <= STREAM_FRAME_BYTES_MAX, "an append of {} bytes is over the frame limit", buf.len());
     buf.freeze()
@@ -111,7 +117,12 @@ pub fn decode(bytes: &[u8]) -> Result<(ServerId, Message), DecodeError> {
     let message = match kind {
         1 => Message::PreVote { term, last_index: reader.u64()?, last_term: reader.u64()? },
         2 => Message::PreVoteResponse { term, granted: flag(&mut reader)? },
-        3 => Message::RequestVote { term, last_index: reader.u64()?, last_term: reader.u64()? },
+        3 => Message::RequestVote {
+            term,
+            last_index: reader.u64()?,
+            last_term: reader.u64()?,
+            transfer: flag(&mut reader)?,
+        },
         4 => Message::VoteResponse { term, granted: flag(&mut reader)? },
         5 => {
             let prev_index = reader.u64()?;
@@ -174,6 +185,7 @@ pub fn decode(bytes: &[u8]) -> Result<(ServerId, Message), DecodeError> {
         }
         7 => Message::Heartbeat { term, commit: reader.u64()?, round: reader.u64()? },
         8 => Message::HeartbeatResponse { term, round: reader.u64()? },
+        9 => Message::TimeoutNow { term },
         other => return Err(DecodeError::UnknownKind(other)),
     };
     reader.finish()?;
@@ -190,6 +202,7 @@ fn kind(message: &Message) -> u8 {
         Message::AppendResponse { .. } => 6,
         Message::Heartbeat { .. } => 7,
         Message::HeartbeatResponse { .. } => 8,
+        Message::TimeoutNow { .. } => 9,
     }
 }
 
@@ -209,7 +222,7 @@ mod tests {
         vec![
             Message::PreVote { term: 4, last_index: 10, last_term: 3 },
             Message::PreVoteResponse { term: 4, granted: true },
-            Message::RequestVote { term: 4, last_index: 10, last_term: 3 },
+            Message::RequestVote { term: 4, last_index: 10, last_term: 3, transfer: true },
             Message::VoteResponse { term: 4, granted: false },
             Message::AppendEntries {
                 term: 4,
@@ -238,6 +251,7 @@ mod tests {
             },
             Message::Heartbeat { term: 4, commit: 11, round: 77 },
             Message::HeartbeatResponse { term: 4, round: 77 },
+            Message::TimeoutNow { term: 4 },
         ]
     }
 
