@@ -23,8 +23,8 @@ use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use muster_core::raft::{
-    wire, Config, Entry, Event, HardState, Index, Message, Payload, Persist, PlantedBug, ProposeError, Raft,
-    Restored, Role, ServerId, Term,
+    wire, Config, Entry, Event, HardState, Index, MembershipChange, Message, Payload, Persist, PlantedBug,
+    ProposeError, Raft, Restored, Role, ServerId, Term,
 };
 use muster_core::{Instant, Rng};
 
@@ -249,6 +249,9 @@ pub struct RaftCluster {
     committed: BTreeMap<Index, Entry>,
     /// When each committed entry was first applied anywhere.
     first_applied: BTreeMap<Index, Instant>,
+    /// For each committed entry, the term of the server that first applied it: no earlier than
+    /// the term in which it was committed.
+    committed_by_term: BTreeMap<Index, Term>,
     violation: Option<Violation>,
     // Clients.
     history: Vec<Op>,
@@ -275,8 +278,21 @@ pub struct RaftCluster {
 impl RaftCluster {
     /// `servers` servers (ids 1..=n) with default timings, everything drawn from `seed`.
     pub fn new(seed: u64, servers: usize, net: RaftNet, planted_bug: Option<PlantedBug>) -> RaftCluster {
+        RaftCluster::with_spares(seed, servers, 0, net, planted_bug)
+    }
+
+    /// `voters` servers bootstrapped as the cluster (ids 1..=voters), and `spares` more started
+    /// with no membership, which the nemesis may add, promote and remove.
+    pub fn with_spares(
+        seed: u64,
+        voters: usize,
+        spares: usize,
+        net: RaftNet,
+        planted_bug: Option<PlantedBug>,
+    ) -> RaftCluster {
+        let servers = voters + spares;
         let mut rng = Rng::from_seed(seed);
-        let ids = 1..=servers as ServerId;
+        let ids = 1..=voters as ServerId;
         let mut base_config = Config::new(1, ids, 0);
         base_config.planted_bug = planted_bug;
         let drift_max = net.drift_ppm_max as i64;
@@ -308,6 +324,7 @@ impl RaftCluster {
             votes: BTreeMap::new(),
             committed: BTreeMap::new(),
             first_applied: BTreeMap::new(),
+            committed_by_term: BTreeMap::new(),
             violation: None,
             history: Vec::new(),
             pending: Vec::new(),
@@ -407,6 +424,31 @@ impl RaftCluster {
             });
             self.trace.record(self.now.as_nanos(), leader, &("transfer", id));
         }
+    }
+
+    /// Asks the leader, if any, for one membership change that applies: add a spare as a
+    /// learner, promote a learner, or remove a learner or (while more than three vote) a voter.
+    pub fn change_membership(&mut self) {
+        let Some(leader) = self.leader() else { return };
+        let membership = self.servers[leader].raft.as_ref().expect("up").membership().clone();
+        let all: Vec<ServerId> = (1..=self.servers.len() as ServerId).collect();
+        let mut options = Vec::new();
+        options.extend(
+            all.iter().filter(|&&id| !membership.contains(id)).map(|&id| MembershipChange::AddLearner(id)),
+        );
+        options.extend(membership.learners.iter().map(|&id| MembershipChange::Promote(id)));
+        options.extend(membership.learners.iter().map(|&id| MembershipChange::Remove(id)));
+        if membership.voters.len() > 3 {
+            options.extend(membership.voters.iter().map(|&id| MembershipChange::Remove(id)));
+        }
+        if options.is_empty() {
+            return;
+        }
+        let change = options[self.rng.below(options.len() as u64) as usize];
+        self.input(leader, |raft, now| {
+            let _ = raft.change_membership(now, change);
+        });
+        self.trace.record(self.now.as_nanos(), leader, &("membership", change));
     }
 
     /// Restores every link.
@@ -653,7 +695,11 @@ impl RaftCluster {
         let seed = self.rng.next_u64();
         let server = &mut self.servers[index];
         server.boots += 1;
-        let config = Config { id: index as ServerId + 1, rng_seed: seed, ..self.base_config.clone() };
+        let mut config = Config { id: index as ServerId + 1, rng_seed: seed, ..self.base_config.clone() };
+        if !config.voters.contains(&config.id) {
+            // A spare: it learns its membership from a leader's log.
+            config.voters.clear();
+        }
         let restored = Restored { hard_state: server.disk.hard, entries: server.disk.entries.clone() };
         server.kv.clear();
         server.log = server.disk.entries.clone();
@@ -898,7 +944,13 @@ impl RaftCluster {
         }
         self.leaders.insert(term, id);
         let raft = self.servers[index].raft.as_ref().expect("up");
+        // Only entries known committed in an earlier term count: a stale leader (its votes
+        // delayed past a later election) need not hold what a later term committed. The term
+        // of the server that first applied an entry bounds the term that committed it.
         for (&committed, entry) in &self.committed {
+            if self.committed_by_term[&committed] >= term {
+                continue;
+            }
             if raft.entry(committed).map(|e| e.term) != Some(entry.term) {
                 self.violation.get_or_insert(Violation::LeaderCompleteness {
                     leader: id,
@@ -922,6 +974,8 @@ impl RaftCluster {
             None => {
                 self.committed.insert(entry.index, entry.clone());
                 self.first_applied.insert(entry.index, self.now);
+                let term = self.servers[index].raft.as_ref().map_or(0, Raft::term);
+                self.committed_by_term.insert(entry.index, term);
             }
         }
         let Payload::Command(command) = &entry.payload else { return };
@@ -1051,8 +1105,8 @@ fn decode_command(mut bytes: &[u8]) -> (u64, Option<Option<u64>>, u64) {
 
 /// The nemesis: for `duration`, with clients running, a fault drawn from the seed every 0.2 to
 /// 3 s: a partition (majority/minority, or the leader isolated), a crash of any server or of the
-/// leader, a restart, a heal, seconds of extra delay on some links, a leadership transfer, or a
-/// leader crash whose
+/// leader, a restart, a heal, seconds of extra delay on some links, a leadership transfer, a
+/// membership change, or a leader crash whose
 /// election runs while every voter crashes right after voting (and the winner's next messages
 /// to it straggle). Then everything heals and restarts, and the cluster must elect a
 /// leader and serve writes again within `recovery`. Returns the number of faults injected.
@@ -1066,7 +1120,7 @@ pub fn nemesis(cluster: &mut RaftCluster, duration: Duration, recovery: Duration
         faults += 1;
         let up: Vec<usize> = (0..n).filter(|&i| cluster.is_up(i)).collect();
         let down: Vec<usize> = (0..n).filter(|&i| !cluster.is_up(i)).collect();
-        match cluster.rng.below(9) {
+        match cluster.rng.below(10) {
             0 => {
                 let mut order: Vec<usize> = (0..n).collect();
                 cluster.rng.shuffle(&mut order);
@@ -1099,6 +1153,7 @@ pub fn nemesis(cluster: &mut RaftCluster, duration: Duration, recovery: Duration
                 let target = cluster.rng.below(n as u64) as usize;
                 cluster.transfer_leadership(target);
             }
+            8 => cluster.change_membership(),
             // An election in which every voter crashes right after its vote.
             5 => {
                 cluster.crash_after_votes(Duration::from_secs(5));

@@ -11,11 +11,12 @@ fn replay(test: &'static str) -> Replay {
     Replay { command: "cargo test -p muster-sim --test raft", test }
 }
 
-/// 3 servers for even seeds, 5 for odd; a hostile network one seed in four.
+/// 3 voters for even seeds, 5 for odd, and one spare the nemesis may add; a hostile network
+/// one seed in four.
 fn cluster_for(seed: u64, bug: Option<PlantedBug>) -> RaftCluster {
-    let servers = if seed % 2 == 0 { 3 } else { 5 };
+    let voters = if seed % 2 == 0 { 3 } else { 5 };
     let net = if seed % 4 == 3 { RaftNet::hostile() } else { RaftNet::lan() };
-    RaftCluster::new(seed, servers, net, bug)
+    RaftCluster::with_spares(seed, voters, 1, net, bug)
 }
 
 #[test]

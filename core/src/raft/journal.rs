@@ -6,12 +6,12 @@
 //! record  = len:u32 crc:u32 kind:u8 body[len - 1]     crc = CRC32C(kind body), big-endian
 //! kind 1  hard state   term:u64 voted:u8 vote:u64
 //! kind 2  truncate     from:u64                       drop every entry from this index on
-//! kind 3  entry        index:u64 term:u64 type:u8 payload     type 0 no-op, 1 command
+//! kind 3  entry        index:u64 term:u64 type:u8 payload     type 0 no-op, 1 command, 2 membership
 //! ```
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{Entry, HardState, Index, Payload, Persist, Restored, ENTRY_BYTES_MAX};
+use super::{Entry, HardState, Index, Membership, Payload, Persist, Restored, ENTRY_BYTES_MAX};
 
 /// The largest record a log may hold: an entry at the size limit, plus its fields.
 pub const RECORD_BYTES_MAX: usize = ENTRY_BYTES_MAX + 64;
@@ -43,6 +43,10 @@ pub fn encode_persist(persist: &Persist, buf: &mut BytesMut) {
                 Payload::Command(bytes) => {
                     b.put_u8(1);
                     b.put_slice(bytes);
+                }
+                Payload::Membership(membership) => {
+                    b.put_u8(2);
+                    membership.encode(b);
                 }
             }
         });
@@ -141,6 +145,7 @@ fn apply_record(kind: u8, mut body: &[u8], restored: &mut Restored) -> Result<()
             let payload = match payload_kind {
                 0 if rest.is_empty() => Payload::Noop,
                 1 => Payload::Command(Bytes::copy_from_slice(rest)),
+                2 => Payload::Membership(Membership::decode(rest).ok_or("malformed membership")?),
                 _ => return Err("malformed entry payload".into()),
             };
             if index != restored.entries.len() as Index + 1 {

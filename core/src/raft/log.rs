@@ -1,7 +1,7 @@
 //! The in-memory image of the Raft log: every entry after the snapshot point, and how far the
 //! entries are durable.
 
-use super::{Entry, Index, Term};
+use super::{Entry, Index, Membership, Payload, Term};
 
 /// Entries `first_index()..=last_index()`, contiguous. Index 0 with term 0 is the empty log's
 /// sentinel (and, once snapshots exist, the snapshot's last entry stands there).
@@ -73,6 +73,14 @@ impl Log {
         self.entries.iter().rev().find(|e| e.term == term).map(|e| e.index)
     }
 
+    /// The last membership entry held, with its index.
+    pub(crate) fn last_membership(&self) -> Option<(Membership, Index)> {
+        self.entries.iter().rev().find_map(|e| match &e.payload {
+            Payload::Membership(membership) => Some((membership.clone(), e.index)),
+            _ => None,
+        })
+    }
+
     /// Appends entries that continue the log.
     pub(crate) fn append(&mut self, entries: &[Entry]) {
         for entry in entries {
@@ -95,6 +103,7 @@ impl Log {
         (last_term, last_index) >= (self.last_term(), self.last_index())
     }
 
+    #[cfg(any(test, feature = "invariants"))]
     /// Checks the log's shape in O(1): `append` and `from_entries` check each entry's index and
     /// term as it arrives, so the ends are all that can drift.
     pub(crate) fn check(&self) {

@@ -66,7 +66,9 @@ pub const PENDING_READS_MAX: usize = 64 * 1024;
 pub struct Config {
     /// This server.
     pub id: ServerId,
-    /// Every voting server, this one included.
+    /// The voters the cluster bootstraps with, this one included; empty for a server that
+    /// joins a running cluster (it learns the membership from the leader's log). Once the log
+    /// holds a membership entry, the latest one rules.
     pub voters: BTreeSet<ServerId>,
     /// The minimum election timeout; each timer is drawn from `[min, 2 × min)`.
     pub election_timeout: Duration,
@@ -126,8 +128,13 @@ impl Config {
 
     /// Checks the relations the protocol relies on.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if !self.voters.contains(&self.id) {
+        // No voters: a server that joins an existing cluster and learns its membership from
+        // the leader's log. Otherwise this server is one of the voters it bootstraps with.
+        if !self.voters.is_empty() && !self.voters.contains(&self.id) {
             return Err(ConfigError::NotAVoter(self.id));
+        }
+        if self.voters.len() > SERVERS_MAX {
+            return Err(ConfigError::Timing("more voters than SERVERS_MAX"));
         }
         if self.heartbeat_interval.is_zero() || self.heartbeat_interval * 2 > self.election_timeout {
             return Err(ConfigError::Timing(
@@ -203,7 +210,7 @@ pub struct Entry {
 impl Entry {
     fn payload_len(&self) -> usize {
         match &self.payload {
-            Payload::Noop => 0,
+            Payload::Noop | Payload::Membership(_) => 0,
             Payload::Command(bytes) => bytes.len(),
         }
     }
@@ -217,7 +224,84 @@ pub enum Payload {
     Noop,
     /// An application command, opaque to Raft.
     Command(Bytes),
+    /// A new membership. It takes effect on every server as soon as it is in the log, committed
+    /// or not (thesis §4.1).
+    Membership(Membership),
 }
+
+/// The servers of the cluster: voters elect and commit; learners (Consul's non-voters, and
+/// servers being added) receive the log without counting.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Membership {
+    /// The voting servers.
+    pub voters: BTreeSet<ServerId>,
+    /// The non-voting servers.
+    pub learners: BTreeSet<ServerId>,
+}
+
+impl Membership {
+    /// Whether `id` is a voter or a learner.
+    pub fn contains(&self, id: ServerId) -> bool {
+        self.voters.contains(&id) || self.learners.contains(&id)
+    }
+
+    /// `voters:u16 id:u64* learners:u16 id:u64*`, ids ascending.
+    pub(crate) fn encode(&self, buf: &mut bytes::BytesMut) {
+        use bytes::BufMut;
+        for set in [&self.voters, &self.learners] {
+            buf.put_u16(set.len() as u16);
+            for &id in set {
+                buf.put_u64(id);
+            }
+        }
+    }
+
+    /// The inverse of `encode`, strict: ascending ids, no server in both sets, at most
+    /// [`SERVERS_MAX`] in all, nothing left over. `None` otherwise.
+    pub(crate) fn decode(mut bytes: &[u8]) -> Option<Membership> {
+        let mut sets = [BTreeSet::new(), BTreeSet::new()];
+        for set in &mut sets {
+            let (count, rest) = bytes.split_first_chunk::<2>()?;
+            bytes = rest;
+            let count = usize::from(u16::from_be_bytes(*count));
+            if count > SERVERS_MAX {
+                return None;
+            }
+            for _ in 0..count {
+                let (id, rest) = bytes.split_first_chunk::<8>()?;
+                bytes = rest;
+                let id = u64::from_be_bytes(*id);
+                if set.last().is_some_and(|&last| last >= id) {
+                    return None;
+                }
+                set.insert(id);
+            }
+        }
+        let [voters, learners] = sets;
+        let valid =
+            bytes.is_empty() && voters.is_disjoint(&learners) && voters.len() + learners.len() <= SERVERS_MAX;
+        valid.then_some(Membership { voters, learners })
+    }
+
+    pub(crate) fn encoded_len(&self) -> usize {
+        4 + 8 * (self.voters.len() + self.learners.len())
+    }
+}
+
+/// One change of membership, the only kind Raft makes (single-server changes, thesis §4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MembershipChange {
+    /// Start replicating to a new server, which does not vote yet.
+    AddLearner(ServerId),
+    /// Make a learner a voter (once it has caught up: the caller's judgement, as Consul's
+    /// autopilot makes it).
+    Promote(ServerId),
+    /// Take a voter or learner out.
+    Remove(ServerId),
+}
+
+/// The most servers, voters and learners together.
+pub const SERVERS_MAX: usize = 64;
 
 /// The state that must survive a crash besides the log: the current term and the vote cast in
 /// it.
@@ -462,6 +546,10 @@ pub enum ProposeError {
     /// Not a voter of this cluster, or this server itself.
     #[error("server {0} cannot take over leadership")]
     NotAVoter(ServerId),
+    /// The membership change does not apply to the current membership, or another one is not
+    /// committed yet.
+    #[error("membership change refused: {0}")]
+    Membership(&'static str),
     /// The leader has not yet committed an entry of its term, so it does not know the commit
     /// index; reads must wait (thesis §6.4).
     #[error("leader has not committed in its term yet")]
@@ -532,6 +620,10 @@ pub struct Raft {
     /// Votes granted to this (pre-)candidate.
     votes: BTreeSet<ServerId>,
     log: Log,
+    /// The latest membership in the log (or the bootstrap one), and the index of its entry
+    /// (0 for the bootstrap one).
+    membership: Membership,
+    membership_index: Index,
     commit: Index,
     /// Entries through this index have been handed to the application.
     applied: Index,
@@ -578,6 +670,7 @@ impl Raft {
         let mut rng = Rng::from_seed(config.rng_seed);
         let log = Log::from_entries(restored.entries);
         let durable_index = log.last_index();
+        let (membership, membership_index) = latest_membership(&log, &config);
         let election_deadline =
             now + rng.duration_between(config.election_timeout, config.election_timeout * 2);
         let raft = Raft {
@@ -589,6 +682,8 @@ impl Raft {
             leader_state: None,
             votes: BTreeSet::new(),
             log,
+            membership,
+            membership_index,
             commit: 0,
             applied: 0,
             durable_index,
@@ -618,7 +713,7 @@ impl Raft {
     /// Feeds a message from server `from`.
     pub fn handle_message(&mut self, now: Instant, from: ServerId, message: Message) {
         self.clock.advance(now);
-        if from == self.config.id || !self.config.voters.contains(&from) {
+        if from == self.config.id {
             self.stats.messages_ignored += 1;
             return;
         }
@@ -679,12 +774,13 @@ impl Raft {
         if !self.committed_in_term() {
             return Err(ProposeError::NotReady);
         }
+        let sole_voter = self.is_sole_voter();
         let leader = self.leader_state.as_mut().expect("leader");
         if leader.reads.len() >= PENDING_READS_MAX {
             return Err(ProposeError::Busy("pending reads"));
         }
         let commit = self.commit;
-        if self.config.voters.len() == 1 || self.config.bug(planted!(ReadWithoutReadIndex)) {
+        if sole_voter || self.config.bug(planted!(ReadWithoutReadIndex)) {
             leader.reads_confirmed.push_back((ctx, commit));
         } else {
             // The read waits for the next round sent. One round is out at a time, and each
@@ -705,7 +801,7 @@ impl Raft {
     pub fn transfer_leadership(&mut self, now: Instant, target: ServerId) -> Result<(), ProposeError> {
         self.clock.advance(now);
         self.check_leader()?;
-        if target == self.config.id || !self.config.voters.contains(&target) {
+        if target == self.config.id || !self.membership.voters.contains(&target) {
             return Err(ProposeError::NotAVoter(target));
         }
         let leader = self.leader_state.as_mut().expect("leader");
@@ -716,6 +812,59 @@ impl Raft {
         Ok(())
     }
 
+    /// Proposes one membership change (thesis §4.1): at most one may be uncommitted at a time,
+    /// and only once this leader has committed an entry of its term (the rule that makes
+    /// single-server changes safe across leader changes). Returns the entry's index.
+    pub fn change_membership(
+        &mut self,
+        now: Instant,
+        change: MembershipChange,
+    ) -> Result<Index, ProposeError> {
+        self.clock.advance(now);
+        self.check_leader()?;
+        if !self.committed_in_term() {
+            return Err(ProposeError::NotReady);
+        }
+        if self.membership_index > self.commit {
+            return Err(ProposeError::Membership("another change is not committed yet"));
+        }
+        let mut next = self.membership.clone();
+        match change {
+            MembershipChange::AddLearner(id) if next.contains(id) => {
+                return Err(ProposeError::Membership("already a member"));
+            }
+            MembershipChange::AddLearner(_) if next.voters.len() + next.learners.len() >= SERVERS_MAX => {
+                return Err(ProposeError::Membership("too many servers"));
+            }
+            MembershipChange::AddLearner(id) => {
+                next.learners.insert(id);
+            }
+            MembershipChange::Promote(id) => {
+                if !next.learners.remove(&id) {
+                    return Err(ProposeError::Membership("not a learner"));
+                }
+                next.voters.insert(id);
+            }
+            MembershipChange::Remove(id) => {
+                if next.voters.contains(&id) && next.voters.len() == 1 {
+                    return Err(ProposeError::Membership("cannot remove the last voter"));
+                }
+                if !next.voters.remove(&id) && !next.learners.remove(&id) {
+                    return Err(ProposeError::Membership("not a member"));
+                }
+            }
+        }
+        let index = self.append_as_leader(Payload::Membership(next));
+        self.replicate_all(now);
+        self.finish_step();
+        Ok(index)
+    }
+
+    /// The membership in effect: the latest in the log, committed or not.
+    pub fn membership(&self) -> &Membership {
+        &self.membership
+    }
+
     /// A default-mode read: the commit index, if this leader's lease still holds (a majority
     /// answered within the lease). The caller serves the read once that index is applied.
     pub fn lease_read(&self, now: Instant) -> Result<Index, ProposeError> {
@@ -724,7 +873,7 @@ impl Raft {
             return Err(ProposeError::NotReady);
         }
         let leader = self.leader_state.as_ref().expect("leader");
-        let holds = self.config.voters.len() == 1 || leader.lease_until.is_some_and(|until| now < until);
+        let holds = self.is_sole_voter() || leader.lease_until.is_some_and(|until| now < until);
         if holds {
             Ok(self.commit)
         } else {
@@ -1024,6 +1173,10 @@ impl Raft {
                 Some(_) => {
                     assert!(entry.index > self.commit, "a committed entry never conflicts (log matching)");
                     self.log.truncate_from(entry.index);
+                    if self.membership_index >= entry.index {
+                        // The membership in effect came from a dropped entry: back to the one before.
+                        (self.membership, self.membership_index) = latest_membership(&self.log, &self.config);
+                    }
                     // Writes in flight that end past the cut leave only what precedes it.
                     self.durable_index = self.durable_index.min(entry.index - 1);
                     for (_, end) in self.persist_log_ends.iter_mut() {
@@ -1042,6 +1195,7 @@ impl Raft {
         let last_new = prev_index + entries.len() as Index;
         if new_from < entries.len() {
             self.log.append(&entries[new_from..]);
+            self.note_memberships(&entries[new_from..]);
             self.pending_persist().entries.extend_from_slice(&entries[new_from..]);
         }
         self.commit = self.commit.max(commit.min(last_new));
@@ -1064,7 +1218,11 @@ impl Raft {
     ) {
         let last_index = self.log.last_index();
         let leader = self.leader_state.as_mut().expect("leader");
-        let progress = leader.progress.get_mut(&from).expect("every voter has progress");
+        let Some(progress) = leader.progress.get_mut(&from) else {
+            // A server removed from (or never in) the membership answering late.
+            self.stats.messages_ignored += 1;
+            return;
+        };
         progress.active = true;
         match result {
             AppendResult::Accepted { match_index } => {
@@ -1087,6 +1245,10 @@ impl Raft {
                     progress.next_index = progress.match_index + 1;
                 }
                 self.maybe_commit();
+                if self.role != Role::Leader {
+                    // Its own removal committed: it stepped down.
+                    return;
+                }
                 self.maybe_hand_over(from);
             }
             AppendResult::Rejected { conflict_index, conflict_term } => {
@@ -1121,7 +1283,11 @@ impl Raft {
     fn handle_heartbeat_response(&mut self, now: Instant, from: ServerId, round: u64) {
         let last_index = self.log.last_index();
         let leader = self.leader_state.as_mut().expect("leader");
-        let progress = leader.progress.get_mut(&from).expect("every voter has progress");
+        let Some(progress) = leader.progress.get_mut(&from) else {
+            // A server removed from (or never in) the membership answering late.
+            self.stats.messages_ignored += 1;
+            return;
+        };
         progress.active = true;
         progress.round_acked = progress.round_acked.max(round);
         // A lost append leaves a follower behind with nothing in flight to reveal it: a probe
@@ -1154,7 +1320,11 @@ impl Raft {
 
     fn start_pre_vote(&mut self, now: Instant) {
         self.reset_election_timer(now);
-        if self.config.voters.len() == 1 {
+        // Learners and removed servers never stand.
+        if !self.membership.voters.contains(&self.config.id) {
+            return;
+        }
+        if self.is_sole_voter() {
             return self.start_election(now, false);
         }
         self.set_role(Role::PreCandidate, None);
@@ -1164,7 +1334,7 @@ impl Raft {
             last_index: self.log.last_index(),
             last_term: self.log.last_term(),
         };
-        for peer in self.peers().collect::<Vec<_>>() {
+        for peer in self.voter_peers() {
             self.send(peer, message.clone());
         }
     }
@@ -1185,7 +1355,7 @@ impl Raft {
             last_term: self.log.last_term(),
             transfer,
         };
-        for peer in self.peers().collect::<Vec<_>>() {
+        for peer in self.voter_peers() {
             self.send(peer, message.clone());
         }
     }
@@ -1264,11 +1434,32 @@ impl Raft {
         let entry = Entry { index: self.log.last_index() + 1, term: self.hard.term, payload };
         let index = entry.index;
         self.log.append(std::slice::from_ref(&entry));
+        self.note_memberships(std::slice::from_ref(&entry));
         self.pending_persist().entries.push(entry);
         if self.config.bug(planted!(CommitWithoutMajority)) {
             self.commit = index;
         }
         index
+    }
+
+    /// Adopts the last membership among newly appended entries; a leader starts or stops
+    /// tracking the servers it adds or removes.
+    fn note_memberships(&mut self, appended: &[Entry]) {
+        let latest = appended.iter().rev().find_map(|e| match &e.payload {
+            Payload::Membership(membership) => Some((membership.clone(), e.index)),
+            _ => None,
+        });
+        let Some((membership, index)) = latest else { return };
+        self.membership = membership;
+        self.membership_index = index;
+        let members: BTreeSet<ServerId> = self.peers().collect();
+        let next = self.log.last_index() + 1;
+        if let Some(leader) = self.leader_state.as_mut() {
+            leader.progress.retain(|id, _| members.contains(id));
+            for id in members {
+                leader.progress.entry(id).or_insert_with(|| Progress::new(next));
+            }
+        }
     }
 
     fn replicate_all(&mut self, now: Instant) {
@@ -1334,14 +1525,17 @@ impl Raft {
 
     /// Commits the highest index a majority holds durably, if it is of this term (§5.4.2).
     fn maybe_commit(&mut self) {
-        let leader = self.leader_state.as_ref().expect("leader");
-        let mut matched: Vec<Index> = leader.progress.values().map(|p| p.match_index).collect();
-        matched.push(self.durable_index);
-        matched.sort_unstable_by(|a, b| b.cmp(a));
-        let quorum_index = matched[self.config.voters.len() / 2];
+        let now = self.clock.last();
+        let quorum_index = self.quorum_value(self.durable_index, |p| p.match_index);
         if quorum_index > self.commit && self.log.term_at(quorum_index) == Some(self.hard.term) {
             self.commit = quorum_index;
             self.release_reads();
+            // A leader the committed membership leaves out hands over by stepping down; the
+            // remaining voters elect one of their own (thesis §4.2.2).
+            if self.membership_index <= self.commit && !self.membership.voters.contains(&self.config.id) {
+                let term = self.hard.term;
+                self.become_follower(now, term, None);
+            }
         }
     }
 
@@ -1365,12 +1559,9 @@ impl Raft {
     /// Confirms the heartbeat rounds a majority has answered: they extend the lease and release
     /// the reads waiting for them.
     fn confirm_rounds(&mut self, now: Instant) {
-        let quorum = self.config.voters.len() / 2 + 1;
+        let own_round = self.leader_state.as_ref().expect("leader").round;
+        let confirmed = self.quorum_value(own_round, |p| p.round_acked);
         let leader = self.leader_state.as_mut().expect("leader");
-        let mut acked: Vec<u64> = leader.progress.values().map(|p| p.round_acked).collect();
-        acked.push(leader.round);
-        acked.sort_unstable_by(|a, b| b.cmp(a));
-        let confirmed = acked[quorum - 1];
         while let Some(&(round, sent_at)) = leader.rounds_sent.front() {
             if round > confirmed {
                 break;
@@ -1438,11 +1629,37 @@ impl Raft {
     }
 
     fn has_quorum(&self, servers: &BTreeSet<ServerId>) -> bool {
-        servers.intersection(&self.config.voters).count() > self.config.voters.len() / 2
+        let voters = &self.membership.voters;
+        !voters.is_empty() && servers.intersection(voters).count() > voters.len() / 2
     }
 
+    /// The largest value a majority of voters has reached: this server's own value, if it
+    /// votes, and each other voter's from its progress.
+    fn quorum_value(&self, own: u64, value: impl Fn(&Progress) -> u64) -> u64 {
+        let leader = self.leader_state.as_ref().expect("leader");
+        let mut values: Vec<u64> = self
+            .membership
+            .voters
+            .iter()
+            .map(|&id| if id == self.config.id { own } else { leader.progress.get(&id).map_or(0, &value) })
+            .collect();
+        values.sort_unstable_by(|a, b| b.cmp(a));
+        values[values.len() / 2]
+    }
+
+    fn is_sole_voter(&self) -> bool {
+        self.membership.voters.len() == 1 && self.membership.voters.contains(&self.config.id)
+    }
+
+    /// Every other member, voter or learner: whom a leader replicates to.
     fn peers(&self) -> impl Iterator<Item = ServerId> + '_ {
-        self.config.voters.iter().copied().filter(move |&id| id != self.config.id)
+        let members = self.membership.voters.iter().chain(&self.membership.learners);
+        members.copied().filter(move |&id| id != self.config.id)
+    }
+
+    /// Every other voter: whom a candidate asks.
+    fn voter_peers(&self) -> Vec<ServerId> {
+        self.membership.voters.iter().copied().filter(|&id| id != self.config.id).collect()
     }
 
     fn reset_election_timer(&mut self, now: Instant) {
@@ -1517,4 +1734,10 @@ impl Raft {
             }
         }
     }
+}
+
+/// The last membership in `log`, or the bootstrap one from `config`, with its entry's index.
+fn latest_membership(log: &Log, config: &Config) -> (Membership, Index) {
+    log.last_membership()
+        .unwrap_or_else(|| (Membership { voters: config.voters.clone(), learners: BTreeSet::new() }, 0))
 }

@@ -125,7 +125,7 @@ impl Net {
             .iter()
             .filter_map(|e| match &e.payload {
                 Payload::Command(bytes) => Some(bytes.clone()),
-                Payload::Noop => None,
+                Payload::Noop | Payload::Membership(_) => None,
             })
             .collect()
     }
@@ -419,4 +419,95 @@ fn leadership_moves_to_the_chosen_server_once_its_log_is_up_to_date() {
     let now = net.now;
     assert_eq!(net.server(target).transfer_leadership(now, target), Err(ProposeError::NotAVoter(target)));
     assert_eq!(net.server(target).transfer_leadership(now, 9), Err(ProposeError::NotAVoter(9)));
+}
+
+/// Three voters (1, 2, 3) bootstrapped, and server 4 started with no membership, to be added.
+fn net_with_spare() -> Net {
+    let mut net = Net::new(3);
+    let spare = Config { voters: BTreeSet::new(), ..Config::new(4, [], 4) };
+    net.servers.push(Raft::new(spare, Restored::default(), at(0)).unwrap());
+    net.applied.push(Vec::new());
+    net.events.push(Vec::new());
+    net
+}
+
+#[test]
+fn a_server_joins_as_a_learner_catches_up_is_promoted_and_then_votes() {
+    let mut net = net_with_spare();
+    net.run_until(at(3000));
+    let leader = net.leaders()[0];
+    net.propose(leader, cmd("a")).unwrap();
+    net.settle();
+    let now = net.now;
+    net.server(leader).change_membership(now, MembershipChange::AddLearner(4)).unwrap();
+    assert_eq!(
+        net.server(leader).change_membership(now, MembershipChange::Promote(4)),
+        Err(ProposeError::Membership("another change is not committed yet"))
+    );
+    net.run_until(net.now + Duration::from_millis(500));
+    assert_eq!(net.commands_applied(4), [cmd("a")], "the learner received the log");
+    assert_eq!(net.server(4).membership().learners, BTreeSet::from([4]));
+    assert_eq!(net.server(4).role(), Role::Follower, "a learner never stands");
+    let now = net.now;
+    net.server(leader).change_membership(now, MembershipChange::Promote(4)).unwrap();
+    net.run_until(net.now + Duration::from_millis(500));
+    assert_eq!(net.server(1).membership().voters, BTreeSet::from([1, 2, 3, 4]));
+    // With four voters, the leader and one other are no longer a majority.
+    let others: Vec<ServerId> = (1..=4).filter(|&id| id != leader).collect();
+    net.isolate(others[0]);
+    net.isolate(others[1]);
+    net.propose(leader, cmd("b")).unwrap();
+    net.run_until(net.now + Duration::from_millis(300));
+    assert!(!net.commands_applied(leader).contains(&cmd("b")), "needs 3 of 4");
+    net.blocked.clear();
+    net.run_until(net.now + Duration::from_millis(500));
+    assert!(net.commands_applied(4).contains(&cmd("b")));
+}
+
+#[test]
+fn a_removed_leader_steps_down_once_its_removal_commits_and_the_rest_carry_on() {
+    let mut net = Net::new(3);
+    net.run_until(at(3000));
+    let leader = net.leaders()[0];
+    let now = net.now;
+    net.server(leader).change_membership(now, MembershipChange::Remove(leader)).unwrap();
+    net.run_until(net.now + Duration::from_secs(4));
+    assert_ne!(net.server(leader).role(), Role::Leader);
+    let leaders = net.leaders();
+    assert_eq!(leaders.len(), 1);
+    assert_ne!(leaders[0], leader);
+    let remaining: BTreeSet<ServerId> = (1..=3).filter(|&id| id != leader).collect();
+    assert_eq!(net.server(leaders[0]).membership().voters, remaining);
+    net.propose(leaders[0], cmd("after")).unwrap();
+    net.run_until(net.now + Duration::from_millis(300));
+    for &id in &remaining {
+        assert_eq!(net.commands_applied(id), [cmd("after")]);
+    }
+    // The removed server never stands again.
+    net.run_until(net.now + Duration::from_secs(10));
+    assert_eq!(net.leaders(), leaders);
+}
+
+#[test]
+fn membership_changes_that_do_not_apply_are_refused() {
+    let mut net = Net::new(1);
+    net.run_until(at(3000));
+    let now = net.now;
+    let raft = net.server(1);
+    assert_eq!(
+        raft.change_membership(now, MembershipChange::Promote(2)),
+        Err(ProposeError::Membership("not a learner"))
+    );
+    assert_eq!(
+        raft.change_membership(now, MembershipChange::Remove(2)),
+        Err(ProposeError::Membership("not a member"))
+    );
+    assert_eq!(
+        raft.change_membership(now, MembershipChange::Remove(1)),
+        Err(ProposeError::Membership("cannot remove the last voter"))
+    );
+    assert_eq!(
+        raft.change_membership(now, MembershipChange::AddLearner(1)),
+        Err(ProposeError::Membership("already a member"))
+    );
 }

@@ -14,12 +14,13 @@
 //! kind 7  Heartbeat          commit:u64 round:u64
 //! kind 8  HeartbeatResponse  round:u64
 //! kind 9  TimeoutNow
-//! entry   = index:u64 term:u64 type:u8 (0 | 1 len:u32 payload[len])
+//! entry   = index:u64 term:u64 type:u8 (0 | 1 len:u32 payload[len] | 2 len:u32 membership)
+//! membership = voters:u16 id:u64* learners:u16 id:u64*    ids ascending
 //! ```
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{AppendResult, Entry, Message, Payload, ServerId, ENTRY_BYTES_MAX};
+use super::{AppendResult, Entry, Membership, Message, Payload, ServerId, ENTRY_BYTES_MAX};
 use crate::limits::STREAM_FRAME_BYTES_MAX;
 use crate::wire::{DecodeError, Reader, WIRE_VERSION};
 
@@ -67,6 +68,11 @@ pub fn encode(from: ServerId, message: &Message) -> Bytes {
                         buf.put_u8(1);
                         buf.put_u32(bytes.len() as u32);
                         buf.put_slice(bytes);
+                    }
+                    Payload::Membership(membership) => {
+                        buf.put_u8(2);
+                        buf.put_u32(membership.encoded_len() as u32);
+                        membership.encode(&mut buf);
                     }
                 }
             }
@@ -157,6 +163,11 @@ pub fn decode(bytes: &[u8]) -> Result<(ServerId, Message), DecodeError> {
                         }
                         Payload::Command(Bytes::copy_from_slice(reader.take(len)?))
                     }
+                    2 => {
+                        let len = reader.u32()? as usize;
+                        let bytes = reader.take(len)?;
+                        Payload::Membership(Membership::decode(bytes).ok_or(DecodeError::InvalidFlags(2))?)
+                    }
                     other => return Err(DecodeError::InvalidFlags(other)),
                 };
                 entries.push(Entry { index, term, payload });
@@ -231,6 +242,14 @@ mod tests {
                 entries: vec![
                     Entry { index: 10, term: 4, payload: Payload::Noop },
                     Entry { index: 11, term: 4, payload: Payload::Command(Bytes::from_static(b"put a 1")) },
+                    Entry {
+                        index: 12,
+                        term: 4,
+                        payload: Payload::Membership(Membership {
+                            voters: [1, 2, 3].into(),
+                            learners: [7].into(),
+                        }),
+                    },
                 ],
                 commit: 9,
             },
