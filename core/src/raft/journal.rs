@@ -169,13 +169,12 @@ mod tests {
     use super::*;
     use crate::raft::PersistId;
 
+    /// A command entry, or a no-op for an empty text.
     fn entry(index: Index, term: u64, text: &'static str) -> Entry {
-        let payload = if text.is_empty() {
-            Payload::Noop
-        } else {
-            Payload::Command(Bytes::from_static(text.as_bytes()))
-        };
-        Entry { index, term, payload }
+        match text {
+            "" => Entry { index, term, payload: Payload::Noop },
+            text => Entry::command(index, term, Bytes::from_static(text.as_bytes())),
+        }
     }
 
     #[test]

@@ -208,6 +208,11 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// A command entry.
+    pub fn command(index: Index, term: Term, command: Bytes) -> Entry {
+        Entry { index, term, payload: Payload::Command(command) }
+    }
+
     fn payload_len(&self) -> usize {
         match &self.payload {
             Payload::Noop | Payload::Membership(_) => 0,
@@ -1071,7 +1076,7 @@ impl Raft {
                 self.handle_append(from, prev_index, prev_term, entries, commit);
             }
             Message::AppendResponse { prev_index, result, .. } => {
-                if self.role == Role::Leader {
+                if self.role == Role::Leader && self.tracks(from) {
                     self.handle_append_response(now, from, prev_index, result);
                 }
             }
@@ -1082,7 +1087,7 @@ impl Raft {
                 self.send(from, Message::HeartbeatResponse { term: self.hard.term, round });
             }
             Message::HeartbeatResponse { round, .. } => {
-                if self.role == Role::Leader {
+                if self.role == Role::Leader && self.tracks(from) {
                     self.handle_heartbeat_response(now, from, round);
                 }
             }
@@ -1218,11 +1223,7 @@ impl Raft {
     ) {
         let last_index = self.log.last_index();
         let leader = self.leader_state.as_mut().expect("leader");
-        let Some(progress) = leader.progress.get_mut(&from) else {
-            // A server removed from (or never in) the membership answering late.
-            self.stats.messages_ignored += 1;
-            return;
-        };
+        let progress = leader.progress.get_mut(&from).expect("checked by tracks()");
         progress.active = true;
         match result {
             AppendResult::Accepted { match_index } => {
@@ -1283,11 +1284,7 @@ impl Raft {
     fn handle_heartbeat_response(&mut self, now: Instant, from: ServerId, round: u64) {
         let last_index = self.log.last_index();
         let leader = self.leader_state.as_mut().expect("leader");
-        let Some(progress) = leader.progress.get_mut(&from) else {
-            // A server removed from (or never in) the membership answering late.
-            self.stats.messages_ignored += 1;
-            return;
-        };
+        let progress = leader.progress.get_mut(&from).expect("checked by tracks()");
         progress.active = true;
         progress.round_acked = progress.round_acked.max(round);
         // A lost append leaves a follower behind with nothing in flight to reveal it: a probe
@@ -1645,6 +1642,16 @@ impl Raft {
             .collect();
         values.sort_unstable_by(|a, b| b.cmp(a));
         values[values.len() / 2]
+    }
+
+    /// Whether this leader replicates to `from`; an answer from a server removed from (or never
+    /// in) the membership is counted and ignored.
+    fn tracks(&mut self, from: ServerId) -> bool {
+        let known = self.leader_state.as_ref().is_some_and(|l| l.progress.contains_key(&from));
+        if !known {
+            self.stats.messages_ignored += 1;
+        }
+        known
     }
 
     fn is_sole_voter(&self) -> bool {
