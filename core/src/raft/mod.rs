@@ -26,8 +26,10 @@
 //!   rejection names the conflicting term and its first index, so a follower's divergent suffix
 //!   costs one round trip per term, not per entry.
 //!
-//! Membership is fixed by [`Config::voters`] for now; membership changes and snapshots are to
-//! come (see ARCHITECTURE.md).
+//! - **Leadership transfer** (thesis §3.10) and **membership changes one server at a time**
+//!   (thesis §4.1): learners, promotion, removal; see [`Raft::change_membership`].
+//!
+//! Snapshots are to come (see ARCHITECTURE.md): the log is never compacted yet.
 
 pub mod journal;
 mod log;
