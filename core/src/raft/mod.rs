@@ -1095,8 +1095,9 @@ impl Raft {
             }
             Message::TimeoutNow { .. } => {
                 // From the leader of our term (a stale one was refused above): stand at once,
-                // skipping pre-vote, which the leader's followers would refuse.
-                if self.role != Role::Leader {
+                // skipping pre-vote, which the leader's followers would refuse. Only a voter
+                // stands; a learner told to (its promotion lost, say) ignores it.
+                if self.role != Role::Leader && self.membership.voters.contains(&self.config.id) {
                     self.leader_contact = None;
                     self.start_election(now, true);
                 }

@@ -511,3 +511,15 @@ fn membership_changes_that_do_not_apply_are_refused() {
         Err(ProposeError::Membership("already a member"))
     );
 }
+
+#[test]
+fn a_learner_told_to_stand_does_not() {
+    let mut learner =
+        Raft::new(Config { voters: BTreeSet::new(), ..Config::new(4, [], 4) }, Restored::default(), at(0))
+            .unwrap();
+    learner.handle_message(at(10), 1, Message::TimeoutNow { term: 1 });
+    assert_eq!(learner.role(), Role::Follower);
+    assert_eq!(learner.stats().elections, 0);
+    learner.handle_timeout(learner.poll_timeout());
+    assert_eq!(learner.role(), Role::Follower, "nor does its election timer make it stand");
+}
