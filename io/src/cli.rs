@@ -102,6 +102,18 @@ fn is_single_dash_long(text: &str) -> bool {
     !rest.starts_with('-') && name.len() > 1 && name.starts_with(|c: char| c.is_ascii_alphabetic())
 }
 
+/// What Consul prints for a usage error it shares with Go's flag package, if this is one: an
+/// undefined flag reads `flag provided but not defined: -bogus` (one dash, however it was typed).
+pub(crate) fn consul_usage_error(error: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if error.kind() != ErrorKind::UnknownArgument {
+        return None;
+    }
+    let Some(ContextValue::String(arg)) = error.get(ContextKind::InvalidArg) else { return None };
+    let name = arg.trim_start_matches('-').split('=').next().unwrap_or_default();
+    Some(format!("flag provided but not defined: -{name}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,6 +168,9 @@ mod tests {
     fn unknown_flags_are_refused() {
         let error =
             Cli::try_parse_from(normalize(["muster", "agent", "-bogus"].map(OsString::from))).unwrap_err();
-        assert!(error.to_string().contains("unexpected argument '--bogus'"), "{error}");
+        assert_eq!(consul_usage_error(&error).as_deref(), Some("flag provided but not defined: -bogus"));
+        let error =
+            Cli::try_parse_from(normalize(["muster", "agent", "--bogus=3"].map(OsString::from))).unwrap_err();
+        assert_eq!(consul_usage_error(&error).as_deref(), Some("flag provided but not defined: -bogus"));
     }
 }

@@ -19,7 +19,22 @@ fn main() -> ExitCode {
     let cli = match cli::Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(error) => {
-            let _ = error.print();
+            match cli::consul_usage_error(&error) {
+                // Consul's words for what its scripts match on, then the usage clap prints.
+                Some(message) => eprintln!(
+                    "{message}\n{}",
+                    error
+                        .render()
+                        .to_string()
+                        .lines()
+                        .filter(|l| l.starts_with("Usage:"))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                ),
+                None => {
+                    let _ = error.print();
+                }
+            }
             // Consul exits 1 on a usage error; help itself is a success.
             return if error.use_stderr() { ExitCode::from(1) } else { ExitCode::SUCCESS };
         }

@@ -118,3 +118,11 @@ fn dev_agent_answers_on_lan_and_wan_gossips_its_tags_and_leaves_on_sigterm() {
     let status = agent.child.wait().unwrap();
     assert!(status.success(), "a graceful leave exits 0, got {status:?}");
 }
+
+#[test]
+fn an_undefined_flag_is_refused_in_consuls_words_with_exit_code_1() {
+    let output = Command::new(env!("CARGO_BIN_EXE_muster")).args(["agent", "-bogus"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().next(), Some("flag provided but not defined: -bogus"), "{stderr}");
+}
