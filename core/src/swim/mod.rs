@@ -430,6 +430,9 @@ pub(crate) struct Swim {
     meta: Bytes,
     incarnation: u64,
     members: BTreeMap<String, Member>,
+    /// Members alive or suspect (this node excluded), kept as states change: the cluster size
+    /// every suspicion and retransmit limit is computed from, without a scan of the table.
+    live_others: usize,
     /// Every member's name in probe order; reshuffled at the end of each pass.
     probe_order: Vec<String>,
     probe_index: usize,
@@ -561,6 +564,7 @@ impl Swim {
             meta,
             incarnation,
             members: BTreeMap::new(),
+            live_others: 0,
             probe_order: Vec::new(),
             probe_index: 0,
             probe: None,
@@ -1090,6 +1094,7 @@ impl Swim {
                     state_change: now,
                 },
             );
+            self.live_others += 1;
             // A new member goes to a random place in the probe order.
             let at = self.rng.below(self.probe_order.len() as u64 + 1) as usize;
             self.probe_order.insert(at, node.name.clone());
@@ -1115,6 +1120,9 @@ impl Swim {
         }
         self.cancel_suspicion(&node.name);
         self.broadcasts.push(&node.name, message.encode_entry());
+        if !is_live(self.members[&node.name].state) {
+            self.live_others += 1;
+        }
         let member = self.members.get_mut(&node.name).expect("looked up above");
         let meta_changed = member.meta != *meta;
         let restarted = *incarnation >> 32 > member.incarnation >> 32;
@@ -1172,6 +1180,9 @@ impl Swim {
         let suspicion = Suspicion::new(*incarnation, from.clone(), k, min, max, now);
         self.suspicion_deadlines.insert((suspicion.deadline(), node.clone()));
         self.suspicions.insert(node.clone(), suspicion);
+        if !is_live(self.members[node].state) {
+            self.live_others += 1;
+        }
         let member = self.members.get_mut(node).expect("looked up above");
         // A suspicion can be the first news of a member's new life: say so, or its later
         // refutation (same epoch) would raise no event and the restart would go unreported.
@@ -1213,6 +1224,9 @@ impl Swim {
         }
         self.cancel_suspicion(node);
         self.broadcasts.push(node, message.encode_entry());
+        if is_live(self.members[node].state) {
+            self.live_others -= 1;
+        }
         let member = self.members.get_mut(node).expect("looked up above");
         member.incarnation = *incarnation;
         member.state = target;
@@ -1470,6 +1484,7 @@ impl Swim {
             .collect();
         for name in expired {
             let member = self.members.remove(&name).expect("listed above");
+            assert!(!is_live(member.state), "only dead and left members are reaped");
             let at =
                 self.probe_order.iter().position(|n| *n == name).expect("every member is in the probe order");
             self.probe_order.remove(at);
@@ -1630,11 +1645,7 @@ impl Swim {
     /// Members that are alive or suspect, this node included: the cluster size estimate that
     /// scales timeouts and retransmits.
     fn live_members(&self) -> usize {
-        1 + self
-            .members
-            .values()
-            .filter(|m| matches!(m.state, MemberState::Alive | MemberState::Suspect))
-            .count()
+        1 + self.live_others
     }
 
     /// Up to `count` distinct members passing `filter`, chosen at random (memberlist's
@@ -1676,6 +1687,8 @@ impl Swim {
         }
         let listed: BTreeSet<&String> = self.probe_order.iter().collect();
         assert_eq!(listed.len(), self.members.len());
+        let live = self.members.values().filter(|m| is_live(m.state)).count();
+        assert_eq!(self.live_others, live, "the live count follows every state change");
         assert!(listed.iter().all(|name| self.members.contains_key(*name)));
         assert!(self.probe_index <= self.probe_order.len());
         assert_eq!(self.suspicions.len(), self.suspicion_deadlines.len(), "one deadline per suspicion");
@@ -1768,3 +1781,7 @@ const MULTIPLIER_MAX: u32 = 64;
 
 #[cfg(test)]
 mod tests;
+
+fn is_live(state: MemberState) -> bool {
+    matches!(state, MemberState::Alive | MemberState::Suspect)
+}
