@@ -9,10 +9,10 @@
 //!   real tokio in the agent, madsim's deterministic runtime in the simulator. Both therefore run
 //!   this same code; only the sockets and the [`Storage`] differ.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -238,9 +238,11 @@ async fn send_datagram(udp: &UdpSocket, dst: SocketAddr, payload: &[u8]) -> io::
 }
 
 /// Accepts stream connections and forwards each frame read from them, with a bound on how many
-/// connections are read at once.
+/// connections are read at once, and on how many of them one source address may hold (so one
+/// host cannot take every slot and shut the others out).
 async fn accept_streams(listener: TcpListener, frames: mpsc::Sender<(SocketAddr, Bytes)>) {
     let permits = Arc::new(Semaphore::new(STREAMS_INBOUND_MAX));
+    let per_source: Arc<std::sync::Mutex<BTreeMap<IpAddr, usize>>> = Arc::default();
     loop {
         let Ok(permit) = permits.clone().acquire_owned().await else {
             return;
@@ -254,13 +256,48 @@ async fn accept_streams(listener: TcpListener, frames: mpsc::Sender<(SocketAddr,
                 continue;
             }
         };
+        let Some(slot) = SourceSlot::take(&per_source, from.ip()) else {
+            tracing::debug!(%from, "stream refused: too many from this source");
+            drop(stream);
+            continue;
+        };
         let frames = frames.clone();
         tokio::spawn(async move {
             if let Err(error) = read_frames(stream, from, &frames).await {
                 tracing::debug!(%from, %error, "stream closed");
             }
+            drop(slot);
             drop(permit);
         });
+    }
+}
+
+/// One source address's hold on an inbound stream; released when dropped.
+struct SourceSlot {
+    counts: Arc<std::sync::Mutex<BTreeMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl SourceSlot {
+    fn take(counts: &Arc<std::sync::Mutex<BTreeMap<IpAddr, usize>>>, ip: IpAddr) -> Option<SourceSlot> {
+        let mut map = counts.lock().expect("never held across a panic");
+        let held = map.entry(ip).or_insert(0);
+        if *held >= STREAMS_PER_SOURCE_MAX {
+            return None;
+        }
+        *held += 1;
+        Some(SourceSlot { counts: counts.clone(), ip })
+    }
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        let mut map = self.counts.lock().expect("never held across a panic");
+        let held = map.get_mut(&self.ip).expect("a slot's source is counted");
+        *held -= 1;
+        if *held == 0 {
+            map.remove(&self.ip);
+        }
     }
 }
 
@@ -302,6 +339,11 @@ const CHANNEL_CAPACITY: usize = 256;
 
 /// Inbound stream connections read at once; more wait in the listen backlog.
 const STREAMS_INBOUND_MAX: usize = 256;
+
+/// Inbound streams one source address may hold at once. Peers' streams are short (one message
+/// each), so even many agents sharing one address (a laptop running a test cluster) stay far
+/// below it.
+pub const STREAMS_PER_SOURCE_MAX: usize = 32;
 
 /// How long a stream send may take, connection included (memberlist's `TCPTimeout` is 10 s).
 const STREAM_SEND_TIMEOUT: Duration = Duration::from_secs(10);

@@ -237,3 +237,34 @@ async fn with_encryption_on_a_node_holding_the_wrong_key_cannot_join() {
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn one_source_cannot_hold_more_than_its_share_of_inbound_streams() {
+    let dir = temp_dir("per-source");
+    let (sockets, addr) = bind_pair().await;
+    let node = start("a", sockets, addr, &dir);
+    // Idle connections up to the cap are kept open...
+    let mut held = Vec::new();
+    for _ in 0..drive::STREAMS_PER_SOURCE_MAX {
+        held.push(TcpStream::connect(addr).await.unwrap());
+    }
+    // ... the next one from the same address is closed at once, and the node serves on.
+    let mut extra = TcpStream::connect(addr).await.unwrap();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), extra.read_to_end(&mut rest)).await;
+    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "the extra stream is closed: {closed:?}");
+    let mut first = held.remove(0);
+    let mut probe = [0u8; 1];
+    let still_open = tokio::time::timeout(Duration::from_millis(200), first.read(&mut probe)).await;
+    assert!(still_open.is_err(), "streams within the cap stay open (idle, nothing to read)");
+    // Once one closes, a new one is accepted again.
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut again = TcpStream::connect(addr).await.unwrap();
+    let waiting = tokio::time::timeout(Duration::from_millis(200), again.read(&mut probe)).await;
+    assert!(waiting.is_err(), "accepted and kept open");
+    drop(held);
+    drop(node.commands);
+    node.task.await.unwrap().unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+}
