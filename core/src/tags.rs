@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::limits::META_BYTES_MAX;
-use crate::wire::{put_str, DecodeError, Reader};
+use crate::wire::{put_str, too_large, DecodeError, Reader};
 
 /// A node's tags, by key.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -83,7 +83,7 @@ impl Tags {
             return Ok(Tags::default());
         }
         if bytes.len() > META_BYTES_MAX {
-            return Err(DecodeError::TooLarge { what: "tags", size: bytes.len(), max: META_BYTES_MAX });
+            return Err(too_large("tags", bytes.len(), META_BYTES_MAX));
         }
         let mut reader = Reader::new(bytes);
         let count = reader.u8()?;

@@ -259,14 +259,7 @@ fuzz_target!(|ops: Vec<Op>| {
             }
             .expect("a node sends what it can decode");
             for message in messages {
-                let own: Vec<u64> = match message {
-                    Message::Alive { incarnation, node, .. } if node.name == me.name => vec![incarnation],
-                    Message::PushPull { members, .. } => {
-                        members.iter().filter(|m| m.node.name == me.name).map(|m| m.incarnation).collect()
-                    }
-                    _ => Vec::new(),
-                };
-                for incarnation in own {
+                for incarnation in message.incarnations_of(&me.name) {
                     assert!(incarnation >> 32 <= u64::from(durable_epoch), "sent an epoch not yet durable");
                 }
             }

@@ -556,13 +556,7 @@ impl Cluster {
             Channel::Stream => Message::decode_frame(&transmit.payload).map(|m| vec![m]),
         }
         .expect("nodes send what they can decode");
-        let own_incarnations = messages.iter().flat_map(|message| match message {
-            Message::Alive { incarnation, node, .. } if node.name == *name => vec![*incarnation],
-            Message::PushPull { members, .. } => {
-                members.iter().filter(|m| m.node.name == *name).map(|m| m.incarnation).collect()
-            }
-            _ => Vec::new(),
-        });
+        let own_incarnations = messages.iter().flat_map(|message| message.incarnations_of(name));
         let epoch_sent = own_incarnations.map(|i| (i >> 32) as u32).max().unwrap_or(1);
         assert!(
             durable >= Some(epoch_sent),

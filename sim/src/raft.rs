@@ -783,21 +783,17 @@ impl RaftCluster {
     /// Feeds server `index` one input at its local time, then drains it. A panic in the core
     /// (an invariant, an assertion) is a finding, not a crash of the simulator.
     fn input(&mut self, index: usize, input: impl FnOnce(&mut Raft, Instant)) {
-        let now = local_time(self.now, self.servers[index].drift_ppm);
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            input(self.servers[index].raft.as_mut().expect("up"), now);
-            self.drain(index);
-        }));
-        self.record_panic(result);
+        if self.call(index, input) {
+            self.after_input(index);
+        }
     }
 
-    /// Like [`RaftCluster::input`], without draining.
-    fn call(&mut self, index: usize, input: impl FnOnce(&mut Raft, Instant)) {
+    /// Like [`RaftCluster::input`], without draining; `false` if the input panicked.
+    fn call(&mut self, index: usize, input: impl FnOnce(&mut Raft, Instant)) -> bool {
         let now = local_time(self.now, self.servers[index].drift_ppm);
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            input(self.servers[index].raft.as_mut().expect("up"), now);
-        }));
-        self.record_panic(result);
+        let raft = self.servers[index].raft.as_mut().expect("up");
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| input(raft, now)));
+        self.record_panic(result)
     }
 
     /// Drains server `index` after an input: writes, applies, events, messages, its timer.
@@ -806,15 +802,16 @@ impl RaftCluster {
         self.record_panic(result);
     }
 
-    fn record_panic(&mut self, result: std::thread::Result<()>) {
-        if let Err(panic) = result {
-            let text = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                .unwrap_or_default();
-            self.violation.get_or_insert(Violation::Panic(text));
-        }
+    /// Records a panic as a finding; `true` if there was none.
+    fn record_panic(&mut self, result: std::thread::Result<()>) -> bool {
+        let Err(panic) = result else { return true };
+        let text = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_default();
+        self.violation.get_or_insert(Violation::Panic(text));
+        false
     }
 
     fn drain(&mut self, index: usize) {

@@ -22,7 +22,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::{AppendResult, Entry, Membership, Message, Payload, ServerId, ENTRY_BYTES_MAX};
 use crate::limits::STREAM_FRAME_BYTES_MAX;
-use crate::wire::{DecodeError, Reader, WIRE_VERSION};
+use crate::wire::{too_large, DecodeError, Reader, WIRE_VERSION};
 
 /// The most entries one append may carry on the wire.
 pub const ENTRIES_PER_MESSAGE_MAX: usize = 65_536;
@@ -106,11 +106,7 @@ pub fn encode(from: ServerId, message: &Message) -> Bytes {
 /// Decodes one frame body: the sender and its message.
 pub fn decode(bytes: &[u8]) -> Result<(ServerId, Message), DecodeError> {
     if bytes.len() > STREAM_FRAME_BYTES_MAX {
-        return Err(DecodeError::TooLarge {
-            what: "raft frame",
-            size: bytes.len(),
-            max: STREAM_FRAME_BYTES_MAX,
-        });
+        return Err(too_large("raft frame", bytes.len(), STREAM_FRAME_BYTES_MAX));
     }
     let mut reader = Reader::new(bytes);
     let version = reader.u8()?;
@@ -136,42 +132,13 @@ pub fn decode(bytes: &[u8]) -> Result<(ServerId, Message), DecodeError> {
             let commit = reader.u64()?;
             let count = reader.u32()? as usize;
             if count > ENTRIES_PER_MESSAGE_MAX {
-                return Err(DecodeError::TooLarge {
-                    what: "entries in an append",
-                    size: count,
-                    max: ENTRIES_PER_MESSAGE_MAX,
-                });
+                return Err(too_large("entries in an append", count, ENTRIES_PER_MESSAGE_MAX));
             }
             // Refuse counts the input cannot hold before reserving room for them.
             if count > reader.remaining() / ENTRY_BYTES_MIN {
                 return Err(DecodeError::Truncated { needed: count * ENTRY_BYTES_MIN - reader.remaining() });
             }
-            let mut entries = Vec::with_capacity(count);
-            for _ in 0..count {
-                let index = reader.u64()?;
-                let term = reader.u64()?;
-                let payload = match reader.u8()? {
-                    0 => Payload::Noop,
-                    1 => {
-                        let len = reader.u32()? as usize;
-                        if len > ENTRY_BYTES_MAX {
-                            return Err(DecodeError::TooLarge {
-                                what: "entry",
-                                size: len,
-                                max: ENTRY_BYTES_MAX,
-                            });
-                        }
-                        Payload::Command(Bytes::copy_from_slice(reader.take(len)?))
-                    }
-                    2 => {
-                        let len = reader.u32()? as usize;
-                        let bytes = reader.take(len)?;
-                        Payload::Membership(Membership::decode(bytes).ok_or(DecodeError::InvalidFlags(2))?)
-                    }
-                    other => return Err(DecodeError::InvalidFlags(other)),
-                };
-                entries.push(Entry { index, term, payload });
-            }
+            let entries = (0..count).map(|_| decode_entry(&mut reader)).collect::<Result<_, _>>()?;
             Message::AppendEntries { term, prev_index, prev_term, entries, commit }
         }
         6 => {
@@ -201,6 +168,26 @@ pub fn decode(bytes: &[u8]) -> Result<(ServerId, Message), DecodeError> {
     };
     reader.finish()?;
     Ok((from, message))
+}
+
+fn decode_entry(reader: &mut Reader<'_>) -> Result<Entry, DecodeError> {
+    let index = reader.u64()?;
+    let term = reader.u64()?;
+    let kind = reader.u8()?;
+    if kind == 0 {
+        return Ok(Entry { index, term, payload: Payload::Noop });
+    }
+    let len = reader.u32()? as usize;
+    if len > ENTRY_BYTES_MAX {
+        return Err(too_large("entry", len, ENTRY_BYTES_MAX));
+    }
+    let bytes = reader.take(len)?;
+    let payload = match kind {
+        1 => Payload::Command(Bytes::copy_from_slice(bytes)),
+        2 => Payload::Membership(Membership::decode(bytes).ok_or(DecodeError::InvalidFlags(2))?),
+        other => return Err(DecodeError::InvalidFlags(other)),
+    };
+    Ok(Entry { index, term, payload })
 }
 
 fn kind(message: &Message) -> u8 {

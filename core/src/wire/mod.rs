@@ -270,6 +270,18 @@ pub enum DecodeError {
 }
 
 impl Message {
+    /// The incarnations this message claims for node `name`: an `Alive` about it, or its entry
+    /// in a push/pull. What persistence ordering must cover before the message leaves `name`.
+    pub fn incarnations_of<'a>(&'a self, name: &'a str) -> impl Iterator<Item = u64> + 'a {
+        let (alive, members): (Option<u64>, &[PushPullMember]) = match self {
+            Message::Alive { incarnation, node, .. } if node.name == name => (Some(*incarnation), &[]),
+            Message::PushPull { members, .. } => (None, members),
+            _ => (None, &[]),
+        };
+        let listed = members.iter().filter(move |m| m.node.name == name).map(|m| m.incarnation);
+        alive.into_iter().chain(listed)
+    }
+
     /// The message kind's byte on the wire.
     pub fn kind(&self) -> u8 {
         match self {
@@ -564,7 +576,7 @@ fn check_version(version: u8) -> Result<(), DecodeError> {
     }
 }
 
-fn too_large(what: &'static str, size: usize, max: usize) -> DecodeError {
+pub(crate) fn too_large(what: &'static str, size: usize, max: usize) -> DecodeError {
     DecodeError::TooLarge { what, size, max }
 }
 
