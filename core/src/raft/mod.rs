@@ -1618,14 +1618,15 @@ impl Raft {
     /// votes, and each other voter's from its progress.
     fn quorum_value(&self, own: u64, value: impl Fn(&Progress) -> u64) -> u64 {
         let leader = self.leader_state.as_ref().expect("leader");
-        let mut values: Vec<u64> = self
-            .membership
-            .voters
-            .iter()
-            .map(|&id| if id == self.config.id { own } else { leader.progress.get(&id).map_or(0, &value) })
-            .collect();
+        // On every acknowledgement: no allocation, memberships hold at most SERVERS_MAX.
+        let mut values = [0u64; SERVERS_MAX];
+        let voters = self.membership.voters.len();
+        for (slot, &id) in values.iter_mut().zip(&self.membership.voters) {
+            *slot = if id == self.config.id { own } else { leader.progress.get(&id).map_or(0, &value) };
+        }
+        let values = &mut values[..voters];
         values.sort_unstable_by(|a, b| b.cmp(a));
-        values[values.len() / 2]
+        values[voters / 2]
     }
 
     /// Whether this leader replicates to `from`; an answer from a server removed from (or never
