@@ -64,6 +64,7 @@ fn run(dir: &PathBuf, writes: u64, depth: usize) -> (f64, f64, Duration) {
             let persist = Persist {
                 id: PersistId::from_raw(next),
                 hard_state: None,
+                snapshot: None,
                 truncate_from: None,
                 entries: vec![entry],
             };

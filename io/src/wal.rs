@@ -1,13 +1,21 @@
 //! Raft's durable state in `-data-dir`: a segmented write-ahead log of CRC32C-framed records,
-//! with group commit.
+//! with group commit, and snapshot files.
 //!
 //! Every [`Persist`] the core issues becomes records appended to the newest segment: a hard
-//! state, a truncation, entries (the record format is the core's [`journal`], pure code, fuzzed). Nothing is rewritten in place, so a crash can only leave a torn
-//! tail, which recovery cuts off; a bad record with valid data after it, or in an older segment,
-//! is corruption, and recovery refuses it with the segment and offset rather than guess.
+//! state, a truncation, entries (the record format is the core's [`journal`], pure code,
+//! fuzzed). Nothing is rewritten in place, so a crash can only leave a torn tail, which
+//! recovery cuts off; a bad record with valid data after it, or in an older segment, is
+//! corruption, and recovery refuses it with the segment and offset rather than guess.
+//!
+//! A persist's snapshot is written before its records, the atomic way: a temporary file,
+//! fsync, rename, fsync of the directory. Once it is durable, the oldest segments whose log
+//! ends at or before the snapshot are deleted, and all but the newest [`SNAPSHOTS_KEPT`]
+//! snapshots. Each new segment starts with the current hard state, so deleting older segments
+//! never loses the term and vote.
 //!
 //! ```text
-//! segment = record*       wal-<seq:016>.log, a new one past SEGMENT_BYTES_MAX
+//! segment  = record*      wal-<seq:016>.log, a new one past SEGMENT_BYTES_MAX
+//! snapshot                snapshot-<index:020>.snap (the core's journal::encode_snapshot)
 //! ```
 //!
 //! Group commit: [`GroupCommit::run`] takes every persist queued while the previous fdatasync
@@ -20,10 +28,16 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
 use bytes::BytesMut;
-use muster_core::raft::{journal, Persist, PersistId, Restored};
+use muster_core::raft::{journal, HardState, Index, Persist, PersistId, Restored, Snapshot};
 
 /// A segment is closed and a new one started past this size.
 pub const SEGMENT_BYTES_MAX: u64 = 64 << 20;
+
+/// Snapshots kept on disk (Consul keeps 2): the newest, and one to fall back on if the newest
+/// is found damaged (usable only while the log still reaches back to it).
+pub const SNAPSHOTS_KEPT: usize = 2;
+
+const SNAPSHOT_TMP: &str = "snapshot.tmp";
 
 /// Why a log could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +45,14 @@ pub enum WalError {
     /// The file system failed.
     #[error("write-ahead log I/O error: {0}")]
     Io(#[from] io::Error),
+    /// Every snapshot file is damaged.
+    #[error("no readable snapshot in {}: {why}; refusing to start rather than lose acknowledged writes", dir.display())]
+    Snapshot {
+        /// The log's directory.
+        dir: PathBuf,
+        /// What is wrong with the newest.
+        why: String,
+    },
     /// A record is damaged where a crash cannot have left it.
     #[error("write-ahead log is corrupt in {} at byte {offset}: {why}; refusing to start rather than lose acknowledged writes", segment.display())]
     Corrupt {
@@ -51,6 +73,12 @@ pub struct Wal {
     segment_seq: u64,
     segment_bytes: u64,
     segment_bytes_max: u64,
+    /// Closed segments, oldest first, with where the log ended after each.
+    sealed: Vec<(u64, Index)>,
+    /// Where the log ends after everything appended.
+    log_end: Index,
+    /// The hard state last appended, repeated at the head of each new segment.
+    hard: HardState,
     buf: BytesMut,
     syncs: u64,
 }
@@ -70,11 +98,16 @@ impl Wal {
         let dir = dir.into();
         fs::create_dir_all(&dir)?;
         let segments = list_segments(&dir)?;
-        let mut restored = Restored::default();
+        let mut restored = Restored { snapshot: read_snapshot(&dir)?, ..Restored::default() };
         let mut last = None;
+        let mut sealed = Vec::new();
         for (i, &(seq, ref path)) in segments.iter().enumerate() {
             let is_last = i + 1 == segments.len();
             let valid_bytes = replay_segment(path, is_last, &mut restored)?;
+            let log_end = restored.entries.last().map_or(0, |e| e.index);
+            if !is_last {
+                sealed.push((seq, log_end));
+            }
             last = Some((seq, path.clone(), valid_bytes));
         }
         let (segment_seq, file, segment_bytes) = match last {
@@ -94,13 +127,27 @@ impl Wal {
                 (1, file, 0)
             }
         };
-        let wal =
-            Wal { dir, file, segment_seq, segment_bytes, segment_bytes_max, buf: BytesMut::new(), syncs: 0 };
+        let wal = Wal {
+            dir,
+            file,
+            segment_seq,
+            segment_bytes,
+            segment_bytes_max,
+            sealed,
+            log_end: restored.entries.last().map_or(0, |e| e.index),
+            hard: restored.hard_state,
+            buf: BytesMut::new(),
+            syncs: 0,
+        };
         Ok((wal, restored))
     }
 
-    /// Appends the records of `persist` (written, not yet synced).
+    /// Stores the snapshot of `persist`, if any (durably, before anything else), then appends
+    /// its records (written, not yet synced).
     pub fn append(&mut self, persist: &Persist) -> io::Result<()> {
+        if let Some(snapshot) = &persist.snapshot {
+            self.write_snapshot(snapshot)?;
+        }
         self.buf.clear();
         journal::encode_persist(persist, &mut self.buf);
         if self.segment_bytes > 0 && self.segment_bytes + self.buf.len() as u64 > self.segment_bytes_max {
@@ -108,6 +155,42 @@ impl Wal {
         }
         self.file.write_all(&self.buf)?;
         self.segment_bytes += self.buf.len() as u64;
+        if let Some(hard) = persist.hard_state {
+            self.hard = hard;
+        }
+        if let Some(from) = persist.truncate_from {
+            self.log_end = self.log_end.min(from - 1);
+        }
+        if let Some(last) = persist.entries.last() {
+            self.log_end = last.index;
+        }
+        Ok(())
+    }
+
+    /// How many segment files the log spans now.
+    pub fn segments(&self) -> usize {
+        self.sealed.len() + 1
+    }
+
+    /// Writes `snapshot` atomically, then deletes what it makes unnecessary: the oldest sealed
+    /// segments whose log ends at or before it, and the snapshots beyond [`SNAPSHOTS_KEPT`].
+    fn write_snapshot(&mut self, snapshot: &Snapshot) -> io::Result<()> {
+        let index = snapshot.meta.index;
+        let tmp = self.dir.join(SNAPSHOT_TMP);
+        let mut file = File::create(&tmp)?;
+        file.write_all(&journal::encode_snapshot(snapshot))?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&tmp, self.dir.join(snapshot_name(index)))?;
+        File::open(&self.dir)?.sync_all()?;
+        // From here on, the snapshot stands in for everything it covers.
+        let deletable = self.sealed.iter().take_while(|&&(_, log_end)| log_end <= index).count();
+        for (seq, _) in self.sealed.drain(..deletable) {
+            fs::remove_file(self.dir.join(segment_name(seq)))?;
+        }
+        for (_, path) in list_snapshots(&self.dir)?.into_iter().skip(SNAPSHOTS_KEPT) {
+            fs::remove_file(path)?;
+        }
         Ok(())
     }
 
@@ -127,9 +210,13 @@ impl Wal {
     /// segment is made durable before anything is written to it.
     fn rotate(&mut self) -> io::Result<()> {
         self.file.sync_data()?;
+        self.sealed.push((self.segment_seq, self.log_end));
         self.segment_seq += 1;
         self.file = create_segment(&self.dir, self.segment_seq)?;
-        self.segment_bytes = 0;
+        let mut head = BytesMut::new();
+        journal::encode_hard_state(self.hard, &mut head);
+        self.file.write_all(&head)?;
+        self.segment_bytes = head.len() as u64;
         Ok(())
     }
 }
@@ -176,6 +263,51 @@ fn corrupt(path: &Path, offset: usize, why: String) -> WalError {
     WalError::Corrupt { segment: path.to_owned(), offset: offset as u64, why }
 }
 
+/// The newest snapshot that reads back whole; a damaged newer one is skipped with a warning
+/// (its fallback is only usable while the log reaches back to it, which `Raft::new` checks).
+fn read_snapshot(dir: &Path) -> Result<Option<Snapshot>, WalError> {
+    let _ = fs::remove_file(dir.join(SNAPSHOT_TMP));
+    let mut first_damage = None;
+    for (index, path) in list_snapshots(dir)? {
+        match journal::decode_snapshot(&fs::read(&path)?) {
+            Ok(snapshot) if snapshot.meta.index == index => return Ok(Some(snapshot)),
+            Ok(_) => first_damage.get_or_insert(format!("{} is misnamed", path.display())),
+            Err(why) => {
+                tracing::warn!(snapshot = %path.display(), %why, "wal: skipping a damaged snapshot");
+                first_damage.get_or_insert(format!("{}: {why}", path.display()))
+            }
+        };
+    }
+    match first_damage {
+        Some(why) => Err(WalError::Snapshot { dir: dir.to_owned(), why }),
+        None => Ok(None),
+    }
+}
+
+/// The snapshot files, newest first.
+fn list_snapshots(dir: &Path) -> io::Result<Vec<(Index, PathBuf)>> {
+    let mut snapshots = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if let Some(index) = name.strip_prefix("snapshot-").and_then(|n| n.strip_suffix(".snap")) {
+            if let Ok(index) = index.parse::<Index>() {
+                snapshots.push((index, path));
+            }
+        }
+    }
+    snapshots.sort_by(|a, b| b.cmp(a));
+    Ok(snapshots)
+}
+
+fn snapshot_name(index: Index) -> String {
+    format!("snapshot-{index:020}.snap")
+}
+
+fn segment_name(seq: u64) -> String {
+    format!("wal-{seq:016}.log")
+}
+
 fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     let mut segments = Vec::new();
     for entry in fs::read_dir(dir)? {
@@ -192,7 +324,7 @@ fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
 }
 
 fn create_segment(dir: &Path, seq: u64) -> io::Result<File> {
-    let path = dir.join(format!("wal-{seq:016}.log"));
+    let path = dir.join(segment_name(seq));
     let file = OpenOptions::new().read(true).write(true).create_new(true).open(path)?;
     // The new name must survive a crash before any record in it is acknowledged.
     File::open(dir)?.sync_all()?;
@@ -202,7 +334,7 @@ fn create_segment(dir: &Path, seq: u64) -> io::Result<File> {
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
-    use muster_core::raft::{Entry, HardState, Index, Payload};
+    use muster_core::raft::{Entry, Membership, Payload, SnapshotMeta};
 
     use super::*;
 
@@ -226,7 +358,7 @@ mod tests {
         truncate_from: Option<Index>,
         entries: Vec<Entry>,
     ) -> Persist {
-        Persist { id: PersistId::from_raw(id), hard_state: hard, truncate_from, entries }
+        Persist { id: PersistId::from_raw(id), hard_state: hard, snapshot: None, truncate_from, entries }
     }
 
     #[test]
@@ -301,6 +433,53 @@ mod tests {
         let (_, restored) = Wal::open_with_segment_size(&dir, 100).unwrap();
         assert_eq!(restored.entries.len(), 20);
         assert!(restored.entries.iter().enumerate().all(|(i, e)| e.index == i as u64 + 1));
+    }
+
+    fn snapshot(index: Index, text: &'static str) -> Snapshot {
+        let membership = Membership { voters: [1].into(), learners: [].into() };
+        Snapshot {
+            meta: SnapshotMeta { index, term: 1, membership },
+            data: Bytes::from_static(text.as_bytes()),
+        }
+    }
+
+    #[test]
+    fn a_snapshot_deletes_the_segments_it_covers_and_the_hard_state_survives() {
+        let dir = temp_dir("snapshot");
+        let (mut wal, _) = Wal::open_with_segment_size(&dir, 100).unwrap();
+        let hard = HardState { term: 1, vote: Some(1) };
+        wal.append(&persist(1, Some(hard), None, vec![entry(1, 1, "0123456789")])).unwrap();
+        for i in 2..=40 {
+            wal.append(&persist(i, None, None, vec![entry(i, 1, "0123456789")])).unwrap();
+        }
+        let before = list_segments(&dir).unwrap().len();
+        for (index, text) in [(10, "first"), (20, "second"), (30, "third")] {
+            let mut with_snapshot = persist(40 + index, None, None, vec![]);
+            with_snapshot.snapshot = Some(snapshot(index, text));
+            wal.append(&with_snapshot).unwrap();
+        }
+        wal.sync().unwrap();
+        let after = list_segments(&dir).unwrap().len();
+        assert!(after < before - 10, "segments up to the snapshot went: {before} -> {after}");
+        assert_eq!(list_snapshots(&dir).unwrap().len(), SNAPSHOTS_KEPT);
+        drop(wal);
+        let (_, restored) = Wal::open_with_segment_size(&dir, 100).unwrap();
+        assert_eq!(restored.hard_state, hard, "carried into every new segment");
+        assert_eq!(restored.snapshot, Some(snapshot(30, "third")));
+        let first = restored.entries.first().unwrap().index;
+        assert!(first > 1 && first <= 31, "the log reaches back to the snapshot: {first}");
+        assert_eq!(restored.entries.last().unwrap().index, 40);
+
+        // A damaged newest snapshot falls back to the one before; with both damaged, no start.
+        let newest = dir.join(snapshot_name(30));
+        let mut bytes = fs::read(&newest).unwrap();
+        bytes[10] ^= 0xFF;
+        fs::write(&newest, &bytes).unwrap();
+        let (_, restored) = Wal::open_with_segment_size(&dir, 100).unwrap();
+        assert_eq!(restored.snapshot, Some(snapshot(20, "second")));
+        fs::write(dir.join(snapshot_name(20)), b"junk").unwrap();
+        let error = Wal::open_with_segment_size(&dir, 100).unwrap_err();
+        assert!(matches!(error, WalError::Snapshot { .. }), "{error}");
     }
 
     #[test]

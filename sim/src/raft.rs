@@ -4,9 +4,13 @@
 //! - **Network**: each message takes a random latency, so messages reorder; some are lost, some
 //!   duplicated. Partitions drop messages on blocked links at send time.
 //! - **Disks**: each write becomes durable after a random fsync latency, in order. A crash loses
-//!   every write not yet durable, except that the oldest may be *torn*: its hard state and a
-//!   prefix of its entries survive (a write-ahead log cut mid-record recovers to its last whole
-//!   record).
+//!   every write not yet durable, except that the oldest may be *torn*: its snapshot (written
+//!   and renamed first), its hard state and a prefix of its entries survive (a write-ahead log
+//!   cut mid-record recovers to its last whole record). Once a snapshot is durable, the entries
+//!   it covers may be dropped from the disk, as deleted log segments are.
+//! - **Snapshots**: each cluster draws its snapshot threshold, trailing entries and chunk size
+//!   from the seed, small enough that servers snapshot, compact and send snapshots in chunks to
+//!   followers that fell behind.
 //! - **Clocks**: each server's clock runs fast or slow by a fixed drift, within
 //!   [`RaftNet::drift_ppm_max`].
 //! - **Clients** send writes, compare-and-sets, lease reads and ReadIndex reads to whichever
@@ -14,7 +18,8 @@
 //! - **Checkers**, run as the simulation goes: *election safety* (one leader per term, and one
 //!   vote per server per term, across crashes),
 //!   *leader completeness* (a new leader holds every entry known committed), *state machine
-//!   safety* (every server applies the same entry at each index), *no committed entry is ever
+//!   safety* (every server applies the same entry at each index, and the same snapshot state
+//!   at each snapshot index), *no committed entry is ever
 //!   truncated* from any log; and at the end *log matching*
 //!   across servers and the [`linearizability`](crate::linearizability) of the client history.
 
@@ -23,8 +28,8 @@ use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use muster_core::raft::{
-    wire, Config, Entry, Event, HardState, Index, MembershipChange, Message, Payload, Persist, PlantedBug,
-    ProposeError, Raft, Restored, Role, ServerId, Term,
+    wire, Apply, Config, Entry, Event, HardState, Index, MembershipChange, Message, Payload, Persist,
+    PlantedBug, ProposeError, Raft, Restored, Role, ServerId, Snapshot, Term,
 };
 use muster_core::{Instant, Rng};
 
@@ -149,11 +154,17 @@ pub struct RaftStats {
     pub ops_unknown: u64,
     /// Fsync batches: persists made durable together.
     pub fsyncs: u64,
+    /// Snapshots taken by servers of their own state.
+    pub snapshots_taken: u64,
+    /// Snapshots servers loaded from a leader's chunks.
+    pub snapshots_installed: u64,
 }
 
 #[derive(Debug, Default, Clone)]
 struct Disk {
     hard: HardState,
+    snapshot: Option<Snapshot>,
+    /// The durable log: contiguous, starting at 1 or anywhere a snapshot covers what precedes.
     entries: Vec<Entry>,
     /// Writes in progress, each durable at its instant, in order.
     pending: VecDeque<(Instant, Persist)>,
@@ -161,6 +172,9 @@ struct Disk {
 
 impl Disk {
     fn apply(&mut self, persist: &Persist) {
+        if let Some(snapshot) = &persist.snapshot {
+            self.snapshot = Some(snapshot.clone());
+        }
         if let Some(hard) = persist.hard_state {
             self.hard = hard;
         }
@@ -169,10 +183,12 @@ impl Disk {
 
     fn apply_entries(&mut self, truncate_from: Option<Index>, entries: &[Entry]) {
         if let Some(from) = truncate_from {
-            self.entries.truncate(from as usize - 1);
+            self.entries.retain(|e| e.index < from);
         }
         for entry in entries {
-            assert_eq!(entry.index as usize, self.entries.len() + 1, "a write continues the durable log");
+            if let Some(last) = self.entries.last() {
+                assert_eq!(entry.index, last.index + 1, "a write continues the durable log");
+            }
             self.entries.push(entry.clone());
         }
     }
@@ -184,8 +200,10 @@ struct Server {
     disk: Disk,
     /// The log as the server has written it: durable entries and writes in flight.
     log: Vec<Entry>,
-    /// The register state machine, rebuilt from the log on restart.
+    /// The register state machine, rebuilt from the snapshot and the log on restart.
     kv: BTreeMap<u64, u64>,
+    /// The last index applied to `kv`.
+    applied: Index,
     /// Parts per million this clock runs fast (or slow, negative).
     drift_ppm: i64,
     timer: Option<Instant>,
@@ -252,6 +270,8 @@ pub struct RaftCluster {
     /// For each committed entry, the term of the server that first applied it: no earlier than
     /// the term in which it was committed.
     committed_by_term: BTreeMap<Index, Term>,
+    /// The first snapshot state seen at each index: every other must equal it.
+    snapshots: BTreeMap<Index, Bytes>,
     violation: Option<Violation>,
     // Clients.
     history: Vec<Op>,
@@ -295,6 +315,10 @@ impl RaftCluster {
         let ids = 1..=voters as ServerId;
         let mut base_config = Config::new(1, ids, 0);
         base_config.planted_bug = planted_bug;
+        // Small enough that a run snapshots, compacts and ships snapshots in several chunks.
+        base_config.snapshot_threshold = [16, 64, 256, 1024][rng.below(4) as usize];
+        base_config.snapshot_trailing = [0, 4, 32][rng.below(3) as usize];
+        base_config.snapshot_chunk_bytes = [16, 100, 4096][rng.below(3) as usize];
         let drift_max = net.drift_ppm_max as i64;
         let servers = (0..servers)
             .map(|_| Server {
@@ -302,6 +326,7 @@ impl RaftCluster {
                 disk: Disk::default(),
                 log: Vec::new(),
                 kv: BTreeMap::new(),
+                applied: 0,
                 drift_ppm: rng.below(2 * drift_max as u64 + 1) as i64 - drift_max,
                 timer: None,
                 boots: 0,
@@ -325,6 +350,7 @@ impl RaftCluster {
             committed: BTreeMap::new(),
             first_applied: BTreeMap::new(),
             committed_by_term: BTreeMap::new(),
+            snapshots: BTreeMap::new(),
             violation: None,
             history: Vec::new(),
             pending: Vec::new(),
@@ -364,6 +390,9 @@ impl RaftCluster {
             // reached the disk whole.
             if self.rng.chance(0.5) {
                 let keep = self.rng.below(torn.entries.len() as u64 + 1) as usize;
+                if let Some(snapshot) = torn.snapshot {
+                    server.disk.snapshot = Some(snapshot);
+                }
                 if let Some(hard) = torn.hard_state {
                     server.disk.hard = hard;
                 }
@@ -700,8 +729,13 @@ impl RaftCluster {
             // A spare: it learns its membership from a leader's log.
             config.voters.clear();
         }
-        let restored = Restored { hard_state: server.disk.hard, entries: server.disk.entries.clone() };
+        let restored = Restored {
+            hard_state: server.disk.hard,
+            snapshot: server.disk.snapshot.clone(),
+            entries: server.disk.entries.clone(),
+        };
         server.kv.clear();
+        server.applied = 0;
         server.log = server.disk.entries.clone();
         let now = local_time(self.now, server.drift_ppm);
         server.raft = Some(Raft::new(config, restored, now).expect("valid config"));
@@ -755,6 +789,12 @@ impl RaftCluster {
             }
             let (_, persist) = server.disk.pending.pop_front().expect("checked");
             server.disk.apply(&persist);
+            if let Some(snapshot) = &persist.snapshot {
+                // Half the time the log segments the snapshot covers are deleted at once.
+                if self.rng.chance(0.5) {
+                    server.disk.entries.retain(|e| e.index > snapshot.meta.index);
+                }
+            }
             newest = Some(persist.id);
         }
         if let Some(&(next, _)) = server.disk.pending.front() {
@@ -817,6 +857,7 @@ impl RaftCluster {
     fn drain(&mut self, index: usize) {
         let mut persists = Vec::new();
         let mut applied = Vec::new();
+        let mut installed = 0;
         let mut events = Vec::new();
         let mut transmits = Vec::new();
         let deadline;
@@ -825,8 +866,12 @@ impl RaftCluster {
             while let Some(persist) = raft.poll_persist() {
                 persists.push(persist);
             }
-            while let Some(entry) = raft.poll_apply() {
-                applied.push(entry);
+            while let Some(apply) = raft.poll_apply() {
+                if let Apply::Snapshot(_) = apply {
+                    // Loading a snapshot from disk at boot is not an install.
+                    installed += u64::from(raft.stats().snapshots_installed > 0);
+                }
+                applied.push(apply);
             }
             while let Some(event) = raft.poll_event() {
                 events.push(event);
@@ -839,10 +884,12 @@ impl RaftCluster {
         for persist in persists {
             // No server ever truncates a committed entry: only entries that conflict with a
             // leader's can go, and a committed one never does (leader completeness).
+            // Entries a snapshot in the same write covers are not lost but compacted.
             let shadow = &mut self.servers[index].log;
+            let covered = persist.snapshot.as_ref().map_or(0, |s| s.meta.index);
             if let Some(from) = persist.truncate_from {
-                let dropped = shadow.get(from as usize - 1..).unwrap_or_default();
-                if let Some(entry) = dropped.iter().find(|e| self.committed.get(&e.index) == Some(e)) {
+                let mut dropped = shadow.iter().filter(|e| e.index >= from && e.index > covered);
+                if let Some(entry) = dropped.find(|e| self.committed.get(&e.index) == Some(e)) {
                     let server = index as ServerId + 1;
                     self.violation
                         .get_or_insert(Violation::CommittedTruncated { server, index: entry.index });
@@ -859,15 +906,21 @@ impl RaftCluster {
             }
             disk.pending.push_back((done, persist));
         }
-        for entry in applied {
-            self.apply(index, entry);
+        self.stats.snapshots_installed += installed;
+        for apply in applied {
+            match apply {
+                Apply::Entry(entry) => self.apply(index, entry),
+                Apply::Snapshot(snapshot) => self.load_snapshot(index, snapshot),
+            }
         }
+        let mut snapshot_due = false;
         for event in events {
             self.trace.record(self.now.as_nanos(), index, &event);
             match event {
                 Event::Role { role: Role::Leader, term, .. } => self.on_leader(index, term),
                 Event::ReadReady { ctx, .. } => self.complete_read(index, ctx, true),
                 Event::ReadFailed { ctx } => self.complete_read(index, ctx, false),
+                Event::SnapshotDue { .. } => snapshot_due = true,
                 Event::Role { .. } => {}
             }
         }
@@ -908,6 +961,35 @@ impl RaftCluster {
             self.timers.insert((global, index));
             server.timer = Some(global);
         }
+        if snapshot_due {
+            // The application snapshots its state at once (it is small) and hands it over.
+            let (applied, data) = (server.applied, encode_kv(&server.kv));
+            self.stats.snapshots_taken += 1;
+            self.input(index, |raft, now| {
+                // Stale only if a leader's snapshot was installed since: nothing to do then.
+                let _ = raft.snapshot_taken(now, applied, data);
+            });
+        }
+    }
+
+    /// Replaces server `index`'s state with a snapshot's, checking it against every other
+    /// snapshot and entry known at its index.
+    fn load_snapshot(&mut self, index: usize, snapshot: Snapshot) {
+        let meta = &snapshot.meta;
+        let server = index as ServerId + 1;
+        let known = self.snapshots.entry(meta.index).or_insert_with(|| snapshot.data.clone());
+        let term_agrees = self.committed.get(&meta.index).is_none_or(|e| e.term == meta.term);
+        if *known != snapshot.data || !term_agrees {
+            self.violation.get_or_insert(Violation::StateMachineSafety { index: meta.index, server });
+            return;
+        }
+        self.servers[index].kv = decode_kv(&snapshot.data);
+        self.servers[index].applied = meta.index;
+        // Writes this server was to report on are now inside the snapshot: outcome unknown.
+        let before = self.pending.len();
+        self.pending
+            .retain(|p| !(p.server == index && matches!(p.wait, Wait::Entry(i, _) if i <= meta.index)));
+        self.stats.ops_unknown += (before - self.pending.len()) as u64;
     }
 
     fn send(&mut self, from: usize, to: usize, message: Message) {
@@ -945,7 +1027,7 @@ impl RaftCluster {
         // delayed past a later election) need not hold what a later term committed. The term
         // of the server that first applied an entry bounds the term that committed it.
         for (&committed, entry) in &self.committed {
-            if self.committed_by_term[&committed] >= term {
+            if self.committed_by_term[&committed] >= term || committed <= raft.snapshot_index() {
                 continue;
             }
             if raft.entry(committed).map(|e| e.term) != Some(entry.term) {
@@ -975,6 +1057,7 @@ impl RaftCluster {
                 self.committed_by_term.insert(entry.index, term);
             }
         }
+        self.servers[index].applied = entry.index;
         let Payload::Command(command) = &entry.payload else { return };
         let (key, expected, value) = decode_command(command);
         let kv = &mut self.servers[index].kv;
@@ -1041,21 +1124,53 @@ impl RaftCluster {
         let logs: Vec<&[Entry]> = self.servers.iter().map(|s| s.disk.entries.as_slice()).collect();
         for a in 0..logs.len() {
             for b in a + 1..logs.len() {
-                let common = logs[a].len().min(logs[b].len());
-                // Find the last index where both hold the same term: everything before it must
-                // be identical.
-                if let Some(last) = (0..common).rev().find(|&i| logs[a][i].term == logs[b][i].term) {
-                    if let Some(i) = (0..=last).find(|&i| logs[a][i] != logs[b][i]) {
-                        return Err(Violation::LogMatching {
-                            servers: (a as ServerId + 1, b as ServerId + 1),
-                            index: i as Index + 1,
-                        });
-                    }
+                let (Some(first), Some(last)) = (
+                    logs[a].first().zip(logs[b].first()).map(|(x, y)| x.index.max(y.index)),
+                    logs[a].last().zip(logs[b].last()).map(|(x, y)| x.index.min(y.index)),
+                ) else {
+                    continue;
+                };
+                let both =
+                    |i: Index| (entry_at(logs[a], i).expect("held"), entry_at(logs[b], i).expect("held"));
+                // Find the last index both hold with the same term: everything from the first
+                // index both hold up to it must be identical.
+                let Some(agreed) = (first..=last).rev().find(|&i| both(i).0.term == both(i).1.term) else {
+                    continue;
+                };
+                if let Some(i) = (first..=agreed).find(|&i| both(i).0 != both(i).1) {
+                    return Err(Violation::LogMatching {
+                        servers: (a as ServerId + 1, b as ServerId + 1),
+                        index: i,
+                    });
                 }
             }
         }
         Ok(())
     }
+}
+
+/// The entry at `index` of a contiguous log that may start past 1.
+fn entry_at(log: &[Entry], index: Index) -> Option<&Entry> {
+    let first = log.first()?.index;
+    log.get(usize::try_from(index.checked_sub(first)?).ok()?)
+}
+
+/// The register state as a snapshot: (key, value) pairs, ascending.
+fn encode_kv(kv: &BTreeMap<u64, u64>) -> Bytes {
+    let mut buf = BytesMut::with_capacity(kv.len() * 16);
+    for (&key, &value) in kv {
+        buf.put_u64(key);
+        buf.put_u64(value);
+    }
+    buf.freeze()
+}
+
+fn decode_kv(mut data: &[u8]) -> BTreeMap<u64, u64> {
+    let mut kv = BTreeMap::new();
+    while data.has_remaining() {
+        kv.insert(data.get_u64(), data.get_u64());
+    }
+    kv
 }
 
 /// A server's local clock at global instant `at`.

@@ -8,10 +8,24 @@
 //! kind 2  truncate     from:u64                       drop every entry from this index on
 //! kind 3  entry        index:u64 term:u64 type:u8 payload     type 0 no-op, 1 command, 2 membership
 //! ```
+//!
+//! The log may begin anywhere once a snapshot covers what came before it: the driver deletes
+//! old segments, and a truncation that empties the log (a leader's snapshot replacing it) lets
+//! the next entry start past the snapshot. Replay accepts any first index into an empty log;
+//! [`crate::raft::Raft::new`] checks that the log continues the snapshot.
+//!
+//! A snapshot is a file of its own, written whole and renamed into place by the driver:
+//!
+//! ```text
+//! snapshot = magic:u32 version:u8 index:u64 term:u64 len:u32 membership data_len:u64 data crc:u32
+//! ```
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{Entry, HardState, Index, Membership, Payload, Persist, Restored, ENTRY_BYTES_MAX};
+use super::{
+    Entry, HardState, Index, Membership, Payload, Persist, Restored, Snapshot, SnapshotMeta, ENTRY_BYTES_MAX,
+    SNAPSHOT_BYTES_MAX,
+};
 
 /// The largest record a log may hold: an entry at the size limit, plus its fields.
 pub const RECORD_BYTES_MAX: usize = ENTRY_BYTES_MAX + 64;
@@ -23,13 +37,10 @@ const KIND_ENTRY: u8 = 3;
 
 /// Appends the records of `persist` to `buf`: its hard state, its truncation, its entries, in
 /// that order (so a torn write keeps a prefix of them, never a later one without an earlier).
+/// Its snapshot is not among them: the driver stores it first, as a file of its own.
 pub fn encode_persist(persist: &Persist, buf: &mut BytesMut) {
     if let Some(hard) = persist.hard_state {
-        encode_record(buf, KIND_HARD_STATE, |b| {
-            b.put_u64(hard.term);
-            b.put_u8(u8::from(hard.vote.is_some()));
-            b.put_u64(hard.vote.unwrap_or(0));
-        });
+        encode_hard_state(hard, buf);
     }
     if let Some(from) = persist.truncate_from {
         encode_record(buf, KIND_TRUNCATE, |b| b.put_u64(from));
@@ -51,6 +62,67 @@ pub fn encode_persist(persist: &Persist, buf: &mut BytesMut) {
             }
         });
     }
+}
+
+/// Appends a hard state record: the driver repeats the current one at the head of each new
+/// segment, so deleting older segments never loses it.
+pub fn encode_hard_state(hard: HardState, buf: &mut BytesMut) {
+    encode_record(buf, KIND_HARD_STATE, |b| {
+        b.put_u64(hard.term);
+        b.put_u8(u8::from(hard.vote.is_some()));
+        b.put_u64(hard.vote.unwrap_or(0));
+    });
+}
+
+const SNAPSHOT_MAGIC: u32 = 0x4d53_4e50; // "MSNP"
+const SNAPSHOT_VERSION: u8 = 1;
+
+/// The file image of `snapshot`.
+pub fn encode_snapshot(snapshot: &Snapshot) -> BytesMut {
+    let meta = &snapshot.meta;
+    let mut buf = BytesMut::with_capacity(snapshot.data.len() + 64);
+    buf.put_u32(SNAPSHOT_MAGIC);
+    buf.put_u8(SNAPSHOT_VERSION);
+    buf.put_u64(meta.index);
+    buf.put_u64(meta.term);
+    buf.put_u32(meta.membership.encoded_len() as u32);
+    meta.membership.encode(&mut buf);
+    buf.put_u64(snapshot.data.len() as u64);
+    buf.put_slice(&snapshot.data);
+    let crc = crc32c::crc32c(&buf);
+    buf.put_u32(crc);
+    buf
+}
+
+/// The inverse of [`encode_snapshot`]; any damage is an error, never a panic.
+pub fn decode_snapshot(bytes: &[u8]) -> Result<Snapshot, String> {
+    let (content, crc) = bytes.split_last_chunk::<4>().ok_or("snapshot file too short")?;
+    if crc32c::crc32c(content) != u32::from_be_bytes(*crc) {
+        return Err("snapshot checksum mismatch".into());
+    }
+    let mut body = content;
+    let magic = u32::from_be_bytes(*take::<4>(&mut body)?);
+    let version = take::<1>(&mut body)?[0];
+    if magic != SNAPSHOT_MAGIC || version != SNAPSHOT_VERSION {
+        return Err(format!("not a snapshot of version {SNAPSHOT_VERSION}"));
+    }
+    let index = u64_field(&mut body)?;
+    let term = u64_field(&mut body)?;
+    let len = u32::from_be_bytes(*take::<4>(&mut body)?) as usize;
+    let membership = body.get(..len).and_then(Membership::decode).ok_or("malformed snapshot membership")?;
+    body = &body[len..];
+    let data_len = u64_field(&mut body)?;
+    if data_len > SNAPSHOT_BYTES_MAX || data_len != body.len() as u64 {
+        return Err(format!("snapshot data of {data_len} bytes does not fill the file"));
+    }
+    let data = Bytes::copy_from_slice(body);
+    Ok(Snapshot { meta: SnapshotMeta { index, term, membership }, data })
+}
+
+fn take<'a, const N: usize>(body: &mut &'a [u8]) -> Result<&'a [u8; N], String> {
+    let (head, rest) = body.split_first_chunk::<N>().ok_or("short field")?;
+    *body = rest;
+    Ok(head)
 }
 
 fn encode_record(buf: &mut BytesMut, kind: u8, body: impl FnOnce(&mut BytesMut)) {
@@ -133,10 +205,12 @@ fn apply_record(kind: u8, mut body: &[u8], restored: &mut Restored) -> Result<()
         }
         KIND_TRUNCATE => {
             let from = u64_field(&mut body)?;
-            if !body.is_empty() || from == 0 || from > restored.entries.len() as Index + 1 {
+            let end = restored.entries.last().map_or(Index::MAX, |e| e.index + 1);
+            if !body.is_empty() || from == 0 || from > end {
                 return Err(format!("truncation at {from} beyond the log"));
             }
-            restored.entries.truncate(from as usize - 1);
+            let first = restored.entries.first().map_or(from, |e| e.index);
+            restored.entries.truncate(from.saturating_sub(first) as usize);
         }
         KIND_ENTRY => {
             let index = u64_field(&mut body)?;
@@ -148,8 +222,9 @@ fn apply_record(kind: u8, mut body: &[u8], restored: &mut Restored) -> Result<()
                 2 => Payload::Membership(Membership::decode(rest).ok_or("malformed membership")?),
                 _ => return Err("malformed entry payload".into()),
             };
-            if index != restored.entries.len() as Index + 1 {
-                return Err(format!("entry {index} does not continue a log of {}", restored.entries.len()));
+            let next = restored.entries.last().map_or(index, |e| e.index + 1);
+            if index == 0 || index != next {
+                return Err(format!("entry {index} does not continue a log ending at {}", next - 1));
             }
             restored.entries.push(Entry { index, term, payload });
         }
@@ -182,6 +257,7 @@ mod tests {
         let persist = Persist {
             id: PersistId::from_raw(1),
             hard_state: Some(HardState { term: 3, vote: Some(2) }),
+            snapshot: None,
             truncate_from: None,
             entries: vec![entry(1, 1, ""), entry(2, 3, "put k v")],
         };
@@ -191,7 +267,11 @@ mod tests {
         assert_eq!(replay(&buf, true, &mut restored), Ok(buf.len() as u64));
         assert_eq!(
             restored,
-            Restored { hard_state: persist.hard_state.unwrap(), entries: persist.entries.clone() }
+            Restored {
+                hard_state: persist.hard_state.unwrap(),
+                snapshot: None,
+                entries: persist.entries.clone()
+            }
         );
         // Any crash point: a valid prefix of the records survives, the rest is a torn tail.
         for cut in 0..buf.len() {
@@ -209,12 +289,60 @@ mod tests {
     #[test]
     fn well_framed_nonsense_is_corruption_even_at_the_tail() {
         let mut buf = BytesMut::new();
-        encode_record(&mut buf, KIND_ENTRY, |b| {
-            b.put_u64(5);
-            b.put_u64(1);
-            b.put_u8(0);
-        });
+        for index in [1, 5] {
+            encode_record(&mut buf, KIND_ENTRY, |b| {
+                b.put_u64(index);
+                b.put_u64(1);
+                b.put_u8(0);
+            });
+        }
+        let second = buf.len() / 2;
         let error = replay(&buf, true, &mut Restored::default()).unwrap_err();
-        assert_eq!(error, (0, "entry 5 does not continue a log of 0".to_owned()));
+        assert_eq!(error, (second, "entry 5 does not continue a log ending at 1".to_owned()));
+    }
+
+    #[test]
+    fn a_log_after_deleted_segments_or_a_reset_starts_anywhere() {
+        // The first surviving segment starts mid-log; a truncation at 1 then empties it, and
+        // the entries after a leader's snapshot follow.
+        let mut buf = BytesMut::new();
+        let persist = |truncate_from, entries| Persist {
+            id: PersistId::from_raw(1),
+            hard_state: None,
+            snapshot: None,
+            truncate_from,
+            entries,
+        };
+        encode_persist(&persist(None, vec![entry(40, 2, "a"), entry(41, 2, "b")]), &mut buf);
+        encode_persist(&persist(Some(41), vec![entry(41, 3, "c")]), &mut buf);
+        let mut restored = Restored::default();
+        replay(&buf, false, &mut restored).unwrap();
+        assert_eq!(restored.entries, [entry(40, 2, "a"), entry(41, 3, "c")]);
+        encode_persist(&persist(Some(1), vec![entry(90, 4, "d")]), &mut buf);
+        let mut restored = Restored::default();
+        replay(&buf, true, &mut restored).unwrap();
+        assert_eq!(restored.entries, [entry(90, 4, "d")]);
+    }
+
+    #[test]
+    fn snapshot_files_round_trip_and_any_damage_is_refused() {
+        let snapshot = Snapshot {
+            meta: SnapshotMeta {
+                index: 77,
+                term: 5,
+                membership: Membership { voters: [1, 2, 3].into(), learners: [9].into() },
+            },
+            data: Bytes::from_static(b"the state machine"),
+        };
+        let bytes = encode_snapshot(&snapshot);
+        assert_eq!(decode_snapshot(&bytes), Ok(snapshot));
+        for cut in 0..bytes.len() {
+            assert!(decode_snapshot(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        for at in [0, 5, 20, bytes.len() - 1] {
+            let mut damaged = bytes.to_vec();
+            damaged[at] ^= 1;
+            assert!(decode_snapshot(&damaged).is_err(), "flip at {at}");
+        }
     }
 }

@@ -13,10 +13,16 @@ pub(crate) struct Log {
 }
 
 impl Log {
-    pub(crate) fn from_entries(entries: Vec<Entry>) -> Log {
-        let log = Log { entries, base: (0, 0) };
+    /// A log whose entries follow `base` (the snapshot's last entry, or `(0, 0)`).
+    pub(crate) fn with_base(base: (Index, Term), entries: Vec<Entry>) -> Log {
+        let log = Log { entries, base };
         log.check_all();
         log
+    }
+
+    /// The index and term just before the first entry held: what a snapshot covers.
+    pub(crate) fn base(&self) -> (Index, Term) {
+        self.base
     }
 
     pub(crate) fn last_index(&self) -> Index {
@@ -75,10 +81,30 @@ impl Log {
 
     /// The last membership entry held, with its index.
     pub(crate) fn last_membership(&self) -> Option<(Membership, Index)> {
-        self.entries.iter().rev().find_map(|e| match &e.payload {
+        self.membership_at(self.last_index())
+    }
+
+    /// The last membership entry held at or before `index`, with its index.
+    pub(crate) fn membership_at(&self, index: Index) -> Option<(Membership, Index)> {
+        let held = usize::try_from(index.saturating_sub(self.base.0)).unwrap_or(usize::MAX);
+        self.entries[..held.min(self.entries.len())].iter().rev().find_map(|e| match &e.payload {
             Payload::Membership(membership) => Some((membership.clone(), e.index)),
             _ => None,
         })
+    }
+
+    /// Drops the entries through `index`, which a snapshot now covers; `index` becomes the base.
+    pub(crate) fn compact_through(&mut self, index: Index) {
+        let term = self.term_at(index).expect("compaction stops at an entry held");
+        let drop = usize::try_from(index - self.base.0).expect("in memory");
+        self.entries.drain(..drop);
+        self.base = (index, term);
+    }
+
+    /// Drops every entry: the log now continues a snapshot ending at `base`.
+    pub(crate) fn reset(&mut self, base: (Index, Term)) {
+        self.entries.clear();
+        self.base = base;
     }
 
     /// Appends entries that continue the log.
@@ -104,7 +130,7 @@ impl Log {
     }
 
     #[cfg(any(test, feature = "invariants"))]
-    /// Checks the log's shape in O(1): `append` and `from_entries` check each entry's index and
+    /// Checks the log's shape in O(1): `append` and `with_base` check each entry's index and
     /// term as it arrives, so the ends are all that can drift.
     pub(crate) fn check(&self) {
         if let (Some(first), Some(last)) = (self.entries.first(), self.entries.last()) {

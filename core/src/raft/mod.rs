@@ -29,7 +29,11 @@
 //! - **Leadership transfer** (thesis §3.10) and **membership changes one server at a time**
 //!   (thesis §4.1): learners, promotion, removal; see [`Raft::change_membership`].
 //!
-//! Snapshots are to come (see ARCHITECTURE.md): the log is never compacted yet.
+//! - **Snapshots** (§7): the application snapshots its applied state when Raft asks
+//!   ([`Event::SnapshotDue`], Consul's threshold of 16384 entries) and hands it over with
+//!   [`Raft::snapshot_taken`]; the log then keeps a trailing 10240 entries. A follower behind the
+//!   leader's log receives the snapshot in chunks ([`Message::InstallSnapshot`]), stop-and-wait,
+//!   and a restarted server resumes from its snapshot and the entries after it.
 
 pub mod journal;
 mod log;
@@ -63,6 +67,13 @@ pub const UNCOMMITTED_ENTRIES_MAX: u64 = 64 * 1024;
 /// Reads waiting for their heartbeat round; more are refused.
 pub const PENDING_READS_MAX: usize = 64 * 1024;
 
+/// The largest chunk of a snapshot one message carries (the configured size must be below).
+pub const SNAPSHOT_CHUNK_BYTES_MAX: usize = 8 << 20;
+
+/// The largest snapshot a follower assembles from a leader's chunks; past it the transfer is
+/// refused rather than allowed to exhaust memory.
+pub const SNAPSHOT_BYTES_MAX: u64 = 4 << 30;
+
 /// Timings and limits of one server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -85,6 +96,14 @@ pub struct Config {
     pub append_bytes_max: usize,
     /// Appends in flight to one follower before the leader waits for answers.
     pub inflight_appends_max: usize,
+    /// Applied entries since the last snapshot before Raft asks for a new one
+    /// ([`Event::SnapshotDue`]).
+    pub snapshot_threshold: u64,
+    /// Entries the log keeps behind a snapshot taken here, so that a follower a little behind
+    /// catches up from the log rather than by a whole snapshot.
+    pub snapshot_trailing: u64,
+    /// The bytes of a snapshot sent in one [`Message::InstallSnapshot`].
+    pub snapshot_chunk_bytes: usize,
     /// Seeds the election timers.
     pub rng_seed: u64,
     /// A deliberately broken rule, for proving that the simulator's checkers catch it.
@@ -111,7 +130,8 @@ pub enum PlantedBug {
 
 impl Config {
     /// Consul's timings at `raft_multiplier` 1 (Consul's production default is 5): election
-    /// timeout 1 s, heartbeats every 100 ms, lease 500 ms.
+    /// timeout 1 s, heartbeats every 100 ms, lease 500 ms; and Consul's snapshot policy: a
+    /// snapshot every 16384 entries, 10240 kept behind it.
     pub fn new(id: ServerId, voters: impl IntoIterator<Item = ServerId>, rng_seed: u64) -> Config {
         Config {
             id,
@@ -122,6 +142,9 @@ impl Config {
             entries_per_append_max: 64,
             append_bytes_max: 1 << 20,
             inflight_appends_max: 64,
+            snapshot_threshold: 16384,
+            snapshot_trailing: 10240,
+            snapshot_chunk_bytes: 1 << 20,
             rng_seed,
             #[cfg(any(test, feature = "invariants"))]
             planted_bug: None,
@@ -152,6 +175,14 @@ impl Config {
                 "entries_per_append_max and inflight_appends_max must be positive",
             ));
         }
+        if self.snapshot_threshold == 0
+            || self.snapshot_chunk_bytes == 0
+            || self.snapshot_chunk_bytes > SNAPSHOT_CHUNK_BYTES_MAX
+        {
+            return Err(ConfigError::Timing(
+                "snapshot_threshold must be positive and snapshot_chunk_bytes within 1..=SNAPSHOT_CHUNK_BYTES_MAX",
+            ));
+        }
         Ok(())
     }
 
@@ -177,6 +208,9 @@ pub enum ConfigError {
     /// A timing relation is broken.
     #[error("{0}")]
     Timing(&'static str),
+    /// What storage restored does not form a log (a bug of the storage, or damage it missed).
+    #[error("stored Raft state is inconsistent: {0}")]
+    Restore(&'static str),
 }
 
 /// One log entry.
@@ -276,6 +310,49 @@ impl Membership {
     }
 }
 
+/// What a snapshot stands for: the application's state after every entry through `index`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SnapshotMeta {
+    /// The last entry it covers.
+    pub index: Index,
+    /// That entry's term.
+    pub term: Term,
+    /// The membership in effect at `index`.
+    pub membership: Membership,
+}
+
+/// A snapshot: its meta and the application's state, opaque to Raft.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// What it covers.
+    pub meta: SnapshotMeta,
+    /// The application's encoding of its state.
+    pub data: Bytes,
+}
+
+/// What the application applies next, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Apply {
+    /// Replace the whole state with this snapshot's (on restart, or when a leader sent one).
+    Snapshot(Snapshot),
+    /// Apply one committed entry.
+    Entry(Entry),
+}
+
+/// Why [`Raft::snapshot_taken`] refused a snapshot. Nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotError {
+    /// A snapshot at or past this index is already held (one arrived from the leader while
+    /// the application was taking this one).
+    #[error("snapshot at {index} is not newer than the one held at {held}")]
+    Stale {
+        /// The refused snapshot's index.
+        index: Index,
+        /// The index of the snapshot held.
+        held: Index,
+    },
+}
+
 /// One change of membership, the only kind Raft makes (single-server changes, thesis §4.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MembershipChange {
@@ -301,12 +378,15 @@ pub struct HardState {
     pub vote: Option<ServerId>,
 }
 
-/// What a server restarts from: its hard state and its log.
+/// What a server restarts from: its hard state, its latest snapshot and its log.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Restored {
     /// The hard state last made durable.
     pub hard_state: HardState,
-    /// Every durable entry, in order from index 1.
+    /// The latest durable snapshot, if any.
+    pub snapshot: Option<Snapshot>,
+    /// The durable entries, contiguous and in order: from index 1 without a snapshot; with one,
+    /// from anywhere up to just after it (older entries may have been dropped, newer ones kept).
     pub entries: Vec<Entry>,
 }
 
@@ -337,6 +417,9 @@ pub struct Persist {
     pub id: PersistId,
     /// A new hard state, if it changed.
     pub hard_state: Option<HardState>,
+    /// A snapshot to store first, durably and atomically replacing the one before. Once it is
+    /// durable, the durable entries through its index are no longer needed.
+    pub snapshot: Option<Snapshot>,
     /// Drop every durable entry from this index on before appending.
     pub truncate_from: Option<Index>,
     /// Entries to append.
@@ -425,6 +508,31 @@ pub enum Message {
         /// The leader's term.
         term: Term,
     },
+    /// One chunk of the leader's snapshot, for a follower behind the leader's log (§7).
+    InstallSnapshot {
+        /// The leader's term.
+        term: Term,
+        /// What the snapshot covers.
+        meta: SnapshotMeta,
+        /// Where this chunk starts in the snapshot's data.
+        offset: u64,
+        /// The chunk.
+        data: Bytes,
+        /// Whether it is the last chunk.
+        done: bool,
+    },
+    /// The answer to a [`Message::InstallSnapshot`].
+    SnapshotResponse {
+        /// The responder's term.
+        term: Term,
+        /// The index of the snapshot answered.
+        index: Index,
+        /// The bytes the responder holds: where the next chunk must start.
+        received: u64,
+        /// The snapshot is installed (durably: the answer waited), or the responder already
+        /// held everything it covers.
+        installed: bool,
+    },
 }
 
 impl Message {
@@ -439,7 +547,9 @@ impl Message {
             | Message::AppendResponse { term, .. }
             | Message::Heartbeat { term, .. }
             | Message::HeartbeatResponse { term, .. }
-            | Message::TimeoutNow { term } => *term,
+            | Message::TimeoutNow { term }
+            | Message::InstallSnapshot { term, .. }
+            | Message::SnapshotResponse { term, .. } => *term,
         }
     }
 }
@@ -509,6 +619,13 @@ pub enum Event {
         /// The caller's tag.
         ctx: u64,
     },
+    /// `snapshot_threshold` entries were applied since the last snapshot: snapshot the applied
+    /// state (entries through `index`, or later ones applied since) and hand it over with
+    /// [`Raft::snapshot_taken`]. Asked once until a snapshot is taken or installed.
+    SnapshotDue {
+        /// The last entry applied when asked.
+        index: Index,
+    },
 }
 
 /// Why a proposal or a read was refused. Nothing changed.
@@ -561,6 +678,26 @@ struct Progress {
     active: bool,
     /// The newest heartbeat round it answered.
     round_acked: u64,
+    /// Behind the log's base: receiving the snapshot instead of entries.
+    snapshot: Option<SnapshotSend>,
+}
+
+/// A snapshot on its way to one follower, a chunk at a time.
+#[derive(Debug, Clone)]
+struct SnapshotSend {
+    /// The snapshot's index (a newer snapshot taken meanwhile restarts the transfer).
+    index: Index,
+    /// The bytes the follower acknowledged: the next chunk starts here.
+    offset: u64,
+    /// When the chunk now out left, if one is.
+    sent_at: Option<Instant>,
+}
+
+/// A snapshot a follower is assembling from the leader's chunks.
+#[derive(Debug)]
+struct Incoming {
+    meta: SnapshotMeta,
+    data: bytes::BytesMut,
 }
 
 impl Progress {
@@ -573,6 +710,7 @@ impl Progress {
             inflight: VecDeque::new(),
             active: false,
             round_acked: 0,
+            snapshot: None,
         }
     }
 }
@@ -617,6 +755,14 @@ pub struct Raft {
     applied: Index,
     /// Entries through this index are durable here.
     durable_index: Index,
+    /// The latest snapshot, taken here or installed from a leader: what lagging followers get.
+    snapshot: Option<Snapshot>,
+    /// A snapshot the application has yet to load (it precedes any entry in `poll_apply`).
+    snapshot_to_apply: Option<Snapshot>,
+    /// [`Event::SnapshotDue`] was emitted and no snapshot has come since.
+    snapshot_asked: bool,
+    /// The snapshot a leader is sending this follower, as far as it arrived.
+    incoming: Option<Incoming>,
     election_deadline: Instant,
     /// When a leader was last heard from, for leader stickiness.
     leader_contact: Option<Instant>,
@@ -649,6 +795,10 @@ pub struct Stats {
     pub appends_rejected: u64,
     /// Times a leader stepped down for lack of a quorum.
     pub quorum_lost: u64,
+    /// Snapshot chunks sent to followers.
+    pub snapshot_chunks_sent: u64,
+    /// Snapshots installed from a leader.
+    pub snapshots_installed: u64,
 }
 
 impl Raft {
@@ -656,9 +806,11 @@ impl Raft {
     pub fn new(config: Config, restored: Restored, now: Instant) -> Result<Raft, ConfigError> {
         config.validate()?;
         let mut rng = Rng::from_seed(config.rng_seed);
-        let log = Log::from_entries(restored.entries);
+        let log = restore_log(restored.snapshot.as_ref(), restored.entries)?;
         let durable_index = log.last_index();
-        let (membership, membership_index) = latest_membership(&log, &config);
+        let (membership, membership_index) = latest_membership(&log, restored.snapshot.as_ref(), &config);
+        // Everything a snapshot covers was committed; the application loads it first.
+        let snapshot_index = restored.snapshot.as_ref().map_or(0, |s| s.meta.index);
         let election_deadline =
             now + rng.duration_between(config.election_timeout, config.election_timeout * 2);
         let raft = Raft {
@@ -672,9 +824,13 @@ impl Raft {
             log,
             membership,
             membership_index,
-            commit: 0,
-            applied: 0,
+            commit: snapshot_index,
+            applied: snapshot_index,
             durable_index,
+            snapshot_to_apply: restored.snapshot.clone(),
+            snapshot: restored.snapshot,
+            snapshot_asked: false,
+            incoming: None,
             election_deadline,
             // A restarted server may have answered a leader's heartbeat just before it went down,
             // and that leader may be serving reads under a lease that counts on it: refuse
@@ -869,6 +1025,33 @@ impl Raft {
         }
     }
 
+    /// Takes the application's snapshot of its state through `index` (an applied entry, usually
+    /// after [`Event::SnapshotDue`]): it is persisted, sent to followers too far behind, and the
+    /// log is compacted up to `snapshot_trailing` entries before it.
+    pub fn snapshot_taken(&mut self, now: Instant, index: Index, data: Bytes) -> Result<(), SnapshotError> {
+        self.clock.advance(now);
+        assert!(index <= self.applied, "a snapshot covers only applied entries");
+        let held = self.snapshot_index();
+        if index <= held {
+            return Err(SnapshotError::Stale { index, held });
+        }
+        let term = self.log.term_at(index).expect("entries after the snapshot are held");
+        let membership = match self.log.membership_at(index) {
+            Some((membership, _)) => membership,
+            None => latest_membership(&Log::default(), self.snapshot.as_ref(), &self.config).0,
+        };
+        let snapshot = Snapshot { meta: SnapshotMeta { index, term, membership }, data };
+        let compact_to = index.saturating_sub(self.config.snapshot_trailing);
+        if compact_to > self.log.base().0 {
+            self.log.compact_through(compact_to);
+        }
+        self.snapshot = Some(snapshot.clone());
+        self.snapshot_asked = false;
+        self.pending_persist().snapshot = Some(snapshot);
+        self.finish_step();
+        Ok(())
+    }
+
     /// Reports that the persist `id`, and so every persist before it, is durable.
     pub fn on_persisted(&mut self, now: Instant, id: PersistId) {
         self.clock.advance(now);
@@ -908,8 +1091,12 @@ impl Raft {
         }
     }
 
-    /// The next committed entry to apply, in log order, each once.
-    pub fn poll_apply(&mut self) -> Option<Entry> {
+    /// What to apply next: a snapshot to load, or the next committed entry in log order, each
+    /// once.
+    pub fn poll_apply(&mut self) -> Option<Apply> {
+        if let Some(snapshot) = self.snapshot_to_apply.take() {
+            return Some(Apply::Snapshot(snapshot));
+        }
         if self.applied >= self.commit {
             return None;
         }
@@ -918,7 +1105,11 @@ impl Raft {
         if self.role == Role::Leader {
             self.release_reads();
         }
-        Some(entry)
+        if !self.snapshot_asked && self.applied - self.snapshot_index() >= self.config.snapshot_threshold {
+            self.snapshot_asked = true;
+            self.events.push_back(Event::SnapshotDue { index: self.applied });
+        }
+        Some(Apply::Entry(entry))
     }
 
     /// The next event.
@@ -971,6 +1162,11 @@ impl Raft {
         self.log.get(index)
     }
 
+    /// The index of the latest snapshot (0 without one): entries through it may be compacted.
+    pub fn snapshot_index(&self) -> Index {
+        self.snapshot.as_ref().map_or(0, |s| s.meta.index)
+    }
+
     /// Its counters.
     pub fn stats(&self) -> Stats {
         self.stats
@@ -998,7 +1194,9 @@ impl Raft {
             Message::PreVoteResponse { granted: true, .. } => {}
             _ if term > self.hard.term => {
                 let leader = match message {
-                    Message::AppendEntries { .. } | Message::Heartbeat { .. } => Some(from),
+                    Message::AppendEntries { .. }
+                    | Message::Heartbeat { .. }
+                    | Message::InstallSnapshot { .. } => Some(from),
                     _ => None,
                 };
                 self.become_follower(now, term, leader);
@@ -1009,7 +1207,9 @@ impl Raft {
                     self.stats.messages_ignored += 1;
                     // Tell a stale leader or candidate about the newer term, so it steps down.
                     match message {
-                        Message::AppendEntries { .. } | Message::Heartbeat { .. } => {
+                        Message::AppendEntries { .. }
+                        | Message::Heartbeat { .. }
+                        | Message::InstallSnapshot { .. } => {
                             self.send(from, Message::HeartbeatResponse { term: self.hard.term, round: 0 })
                         }
                         Message::RequestVote { .. } => {
@@ -1072,6 +1272,15 @@ impl Raft {
             Message::HeartbeatResponse { round, .. } => {
                 if self.role == Role::Leader && self.tracks(from) {
                     self.handle_heartbeat_response(now, from, round);
+                }
+            }
+            Message::InstallSnapshot { meta, offset, data, done, .. } => {
+                self.follow(now, from);
+                self.handle_snapshot_chunk(from, meta, offset, data, done);
+            }
+            Message::SnapshotResponse { index, received, installed, .. } => {
+                if self.role == Role::Leader && self.tracks(from) {
+                    self.handle_snapshot_response(now, from, index, received, installed);
                 }
             }
             Message::TimeoutNow { .. } => {
@@ -1164,7 +1373,8 @@ impl Raft {
                     self.log.truncate_from(entry.index);
                     if self.membership_index >= entry.index {
                         // The membership in effect came from a dropped entry: back to the one before.
-                        (self.membership, self.membership_index) = latest_membership(&self.log, &self.config);
+                        (self.membership, self.membership_index) =
+                            latest_membership(&self.log, self.snapshot.as_ref(), &self.config);
                     }
                     // Writes in flight that end past the cut leave only what precedes it.
                     self.durable_index = self.durable_index.min(entry.index - 1);
@@ -1219,6 +1429,11 @@ impl Raft {
                 if match_index > progress.match_index {
                     progress.match_index = match_index;
                 }
+                if progress.snapshot.is_some() && match_index >= self.log.base().0 {
+                    // An append in flight before the transfer began reached it: the log will do.
+                    progress.snapshot = None;
+                    progress.probing = true;
+                }
                 progress.next_index = progress.next_index.max(match_index + 1);
                 while progress.inflight.front().is_some_and(|&end| end <= match_index) {
                     progress.inflight.pop_front();
@@ -1238,8 +1453,10 @@ impl Raft {
             }
             AppendResult::Rejected { conflict_index, conflict_term } => {
                 // Stale: an answer to an append sent before the follower matched further, or to
-                // one other than the probe now out.
-                let stale = if progress.probing {
+                // one other than the probe now out, or from before a snapshot transfer began.
+                let stale = if progress.snapshot.is_some() {
+                    true
+                } else if progress.probing {
                     prev_index + 1 != progress.next_index
                 } else {
                     prev_index <= progress.match_index
@@ -1275,26 +1492,185 @@ impl Raft {
         // (possibly empty) makes it answer with where it stands.
         let behind = progress.match_index < last_index;
         let mut probe = None;
-        if behind && progress.probing {
+        if let Some(send) = progress.snapshot.as_mut() {
+            // A chunk unanswered for two heartbeats was lost (or its answer was): send it again.
+            if send.sent_at.is_some_and(|at| now >= at + self.config.heartbeat_interval * 2) {
+                send.sent_at = None;
+            }
+        } else if behind && progress.probing {
             progress.probe_sent = false;
         } else if behind {
             // An empty append at the pipeline's end: accepted if what is in flight arrived,
-            // rejected (and so probed) if some of it was lost.
+            // rejected (and so probed) if some of it was lost. (If the log was compacted past
+            // it, `replicate` below turns to the snapshot instead.)
             let prev_index = progress.next_index - 1;
-            let prev_term = self.log.term_at(prev_index).expect("sent entries are held");
-            probe = Some(Message::AppendEntries {
-                term: self.hard.term,
-                prev_index,
-                prev_term,
-                entries: Vec::new(),
-                commit: self.commit,
-            });
+            if let Some(prev_term) = self.log.term_at(prev_index) {
+                probe = Some(Message::AppendEntries {
+                    term: self.hard.term,
+                    prev_index,
+                    prev_term,
+                    entries: Vec::new(),
+                    commit: self.commit,
+                });
+            }
         }
         if let Some(message) = probe {
             self.ready.push_back(Transmit { to: from, message });
         }
         self.confirm_rounds(now);
         self.replicate(now, from);
+    }
+
+    /// A chunk of the leader's snapshot. Chunks are taken in order only; anything else is
+    /// answered with where the transfer stands, so the leader resumes from there.
+    fn handle_snapshot_chunk(
+        &mut self,
+        from: ServerId,
+        meta: SnapshotMeta,
+        offset: u64,
+        data: Bytes,
+        done: bool,
+    ) {
+        let term = self.hard.term;
+        let index = meta.index;
+        if index <= self.commit {
+            // Everything it covers is committed here already (an earlier transfer finished, or
+            // appends overtook it): the log serves from here.
+            self.incoming = None;
+            let message = Message::SnapshotResponse { term, index, received: offset, installed: true };
+            return self.send(from, message);
+        }
+        let mut incoming = match self.incoming.take() {
+            Some(incoming) if incoming.meta == meta => incoming,
+            _ => Incoming { meta, data: bytes::BytesMut::new() },
+        };
+        let received = incoming.data.len() as u64;
+        let size = offset.saturating_add(data.len() as u64);
+        if offset != received || size > SNAPSHOT_BYTES_MAX {
+            self.stats.messages_ignored += 1;
+            if received > 0 {
+                self.incoming = Some(incoming);
+            }
+            // Progress only: nothing here needs to be durable first.
+            let message = Message::SnapshotResponse { term, index, received, installed: false };
+            return self.ready.push_back(Transmit { to: from, message });
+        }
+        incoming.data.extend_from_slice(&data);
+        if !done {
+            let message = Message::SnapshotResponse { term, index, received: size, installed: false };
+            self.incoming = Some(incoming);
+            return self.ready.push_back(Transmit { to: from, message });
+        }
+        self.install_snapshot(Snapshot { meta: incoming.meta, data: incoming.data.freeze() });
+        // Held until the snapshot is durable: the leader counts this server as holding it.
+        self.send(from, Message::SnapshotResponse { term, index, received: size, installed: true });
+    }
+
+    /// Replaces the log's committed prefix with a leader's snapshot (§7): a log that holds the
+    /// snapshot's last entry keeps what follows it; any other log is dropped whole.
+    fn install_snapshot(&mut self, snapshot: Snapshot) {
+        let meta = &snapshot.meta;
+        assert!(meta.index > self.commit, "only a snapshot past the commit index is installed");
+        self.stats.snapshots_installed += 1;
+        if self.log.term_at(meta.index) == Some(meta.term) {
+            self.log.compact_through(meta.index);
+        } else {
+            self.log.reset((meta.index, meta.term));
+            // Writes in flight may extend the log the snapshot replaces; the truncation below
+            // drops them with the rest, so nothing past the snapshot counts as durable.
+            self.durable_index = self.durable_index.min(meta.index);
+            for (_, end) in self.persist_log_ends.iter_mut() {
+                *end = (*end).min(meta.index);
+            }
+            let pending = self.pending_persist();
+            pending.truncate_from = Some(1);
+            pending.entries.clear();
+        }
+        self.commit = meta.index;
+        self.applied = meta.index;
+        (self.membership, self.membership_index) =
+            latest_membership(&self.log, Some(&snapshot), &self.config);
+        self.incoming = None;
+        self.snapshot_asked = false;
+        self.snapshot = Some(snapshot.clone());
+        self.snapshot_to_apply = Some(snapshot.clone());
+        self.pending_persist().snapshot = Some(snapshot);
+    }
+
+    fn handle_snapshot_response(
+        &mut self,
+        now: Instant,
+        from: ServerId,
+        index: Index,
+        received: u64,
+        installed: bool,
+    ) {
+        let held = self.snapshot.as_ref().map(|s| (s.meta.index, s.data.len() as u64));
+        let leader = self.leader_state.as_mut().expect("leader");
+        let progress = leader.progress.get_mut(&from).expect("checked by tracks()");
+        progress.active = true;
+        if installed {
+            if index <= progress.match_index || index > self.log.last_index() {
+                self.stats.messages_ignored += 1;
+                return;
+            }
+            progress.match_index = index;
+            progress.next_index = index + 1;
+            progress.snapshot = None;
+            progress.probing = true;
+            progress.probe_sent = false;
+            progress.inflight.clear();
+            self.maybe_commit();
+            if self.role != Role::Leader {
+                return;
+            }
+            self.maybe_hand_over(from);
+        } else {
+            let current = progress.snapshot.as_mut().filter(|send| send.index == index);
+            match (current, held) {
+                (Some(send), Some((held_index, len))) if held_index == index && received <= len => {
+                    send.offset = received;
+                    send.sent_at = None;
+                }
+                _ => {
+                    self.stats.messages_ignored += 1;
+                    return;
+                }
+            }
+        }
+        self.replicate(now, from);
+    }
+
+    /// Sends `peer` the next chunk of the snapshot, unless one is out.
+    fn send_snapshot_chunk(&mut self, now: Instant, peer: ServerId) {
+        let snapshot = self.snapshot.as_ref().expect("the log is compacted only behind a snapshot");
+        let leader = self.leader_state.as_mut().expect("leader");
+        let progress = leader.progress.get_mut(&peer).expect("peer");
+        let index = snapshot.meta.index;
+        if progress.snapshot.as_ref().is_none_or(|send| send.index != index) {
+            // Start, or start over with a newer snapshot than the one being sent.
+            progress.snapshot = Some(SnapshotSend { index, offset: 0, sent_at: None });
+            progress.probing = true;
+            progress.probe_sent = false;
+            progress.inflight.clear();
+        }
+        let send = progress.snapshot.as_mut().expect("set above");
+        if send.sent_at.is_some() {
+            return;
+        }
+        send.sent_at = Some(now);
+        let len = snapshot.data.len();
+        let start = usize::try_from(send.offset).expect("within the data, checked on the answer");
+        let end = (start + self.config.snapshot_chunk_bytes).min(len);
+        let message = Message::InstallSnapshot {
+            term: self.hard.term,
+            meta: snapshot.meta.clone(),
+            offset: send.offset,
+            data: snapshot.data.slice(start..end),
+            done: end == len,
+        };
+        self.stats.snapshot_chunks_sent += 1;
+        self.ready.push_back(Transmit { to: peer, message });
     }
 
     // --- roles -------------------------------------------------------------------------------
@@ -1451,11 +1827,16 @@ impl Raft {
 
     /// Sends `peer` what it lacks, as far as its state allows: one append while probing, a
     /// pipeline of appends while replicating.
-    fn replicate(&mut self, _now: Instant, peer: ServerId) {
+    fn replicate(&mut self, now: Instant, peer: ServerId) {
         let last_index = self.log.last_index();
+        let base = self.log.base().0;
         loop {
             let leader = self.leader_state.as_mut().expect("leader");
             let progress = leader.progress.get_mut(&peer).expect("peer");
+            if progress.snapshot.is_some() || progress.next_index <= base {
+                // What it lacks is compacted away: the snapshot instead.
+                return self.send_snapshot_chunk(now, peer);
+            }
             if progress.probing {
                 if progress.probe_sent {
                     return;
@@ -1466,9 +1847,7 @@ impl Raft {
                 return;
             }
             let prev_index = progress.next_index - 1;
-            let Some(prev_term) = self.log.term_at(prev_index) else {
-                unreachable!("the log is never compacted past a follower's next index without snapshots")
-            };
+            let prev_term = self.log.term_at(prev_index).expect("next_index is past the base");
             let entries = self.log.slice(
                 progress.next_index,
                 self.config.entries_per_append_max,
@@ -1671,6 +2050,7 @@ impl Raft {
         self.pending.get_or_insert_with(|| Persist {
             id: PersistId(id),
             hard_state: None,
+            snapshot: None,
             truncate_from: None,
             entries: Vec::new(),
         })
@@ -1703,6 +2083,13 @@ impl Raft {
             self.log.check();
             assert!(self.hard.term >= self.log.last_term(), "no entry is from a future term");
             assert!(self.applied <= self.commit, "only committed entries are applied");
+            let base = self.log.base();
+            assert!(base.0 <= self.snapshot_index(), "only a snapshot lets the log be compacted");
+            assert!(self.snapshot_index() <= self.applied, "a snapshot covers applied entries only");
+            if let Some(snapshot) = &self.snapshot {
+                let term = self.log.term_at(snapshot.meta.index);
+                assert!(term.is_none_or(|t| t == snapshot.meta.term), "the log agrees with its snapshot");
+            }
             if !self.config.bug(PlantedBug::CommitWithoutMajority) {
                 assert!(self.commit <= self.log.last_index(), "the commit index is in the log");
             }
@@ -1728,8 +2115,36 @@ impl Raft {
     }
 }
 
-/// The last membership in `log`, or the bootstrap one from `config`, with its entry's index.
-fn latest_membership(log: &Log, config: &Config) -> (Membership, Index) {
-    log.last_membership()
-        .unwrap_or_else(|| (Membership { voters: config.voters.clone(), learners: BTreeSet::new() }, 0))
+/// The last membership in `log`, else the snapshot's, else the bootstrap one from `config`,
+/// with the index it took effect at.
+fn latest_membership(log: &Log, snapshot: Option<&Snapshot>, config: &Config) -> (Membership, Index) {
+    log.last_membership().unwrap_or_else(|| match snapshot {
+        Some(snapshot) => (snapshot.meta.membership.clone(), snapshot.meta.index),
+        None => (Membership { voters: config.voters.clone(), learners: BTreeSet::new() }, 0),
+    })
+}
+
+/// The log a server restarts with: the restored entries after its snapshot. The snapshot is
+/// written before the log writes of its persist, so a crash between them leaves a log that
+/// either holds the snapshot's last entry (the rest follows) or conflicts with or stops short
+/// of it (a leader's snapshot was replacing it: all of it goes).
+fn restore_log(snapshot: Option<&Snapshot>, mut entries: Vec<Entry>) -> Result<Log, ConfigError> {
+    let Some(snapshot) = snapshot else {
+        if entries.first().is_some_and(|e| e.index != 1) {
+            return Err(ConfigError::Restore("the log starts after index 1 and there is no snapshot"));
+        }
+        return Ok(Log::with_base((0, 0), entries));
+    };
+    let meta = &snapshot.meta;
+    let first = entries.first().map_or(meta.index + 1, |e| e.index);
+    if first > meta.index + 1 {
+        return Err(ConfigError::Restore("entries are missing between the snapshot and the log"));
+    }
+    let kept = match entries.iter().position(|e| e.index == meta.index) {
+        Some(at) if entries[at].term == meta.term => entries.split_off(at + 1),
+        Some(_) => Vec::new(),
+        None if first == meta.index + 1 => entries,
+        None => Vec::new(),
+    };
+    Ok(Log::with_base((meta.index, meta.term), kept))
 }

@@ -18,7 +18,11 @@ struct Net {
     servers: Vec<Raft>,
     now: Instant,
     blocked: BTreeSet<(ServerId, ServerId)>,
-    applied: Vec<Vec<Entry>>,
+    /// Each server's state machine: the commands applied, in order (a snapshot holds them
+    /// joined by newlines).
+    state: Vec<Vec<Bytes>>,
+    /// The last index each server applied.
+    applied: Vec<Index>,
     events: Vec<Vec<Event>>,
     /// Persist writes automatically; when false, tests acknowledge by hand.
     auto_persist: bool,
@@ -26,14 +30,23 @@ struct Net {
 
 impl Net {
     fn new(n: u64) -> Net {
+        Net::with_config(n, |_| {})
+    }
+
+    fn with_config(n: u64, adjust: impl Fn(&mut Config)) -> Net {
         let servers = (1..=n)
-            .map(|id| Raft::new(Config::new(id, 1..=n, id), Restored::default(), at(0)).unwrap())
+            .map(|id| {
+                let mut config = Config::new(id, 1..=n, id);
+                adjust(&mut config);
+                Raft::new(config, Restored::default(), at(0)).unwrap()
+            })
             .collect();
         Net {
             servers,
             now: at(0),
             blocked: BTreeSet::new(),
-            applied: vec![Vec::new(); n as usize],
+            state: vec![Vec::new(); n as usize],
+            applied: vec![0; n as usize],
             events: vec![Vec::new(); n as usize],
             auto_persist: true,
         }
@@ -77,10 +90,28 @@ impl Net {
                         moved = true;
                     }
                 }
-                while let Some(entry) = self.servers[i].poll_apply() {
-                    self.applied[i].push(entry);
+                while let Some(apply) = self.servers[i].poll_apply() {
+                    match apply {
+                        Apply::Entry(entry) => {
+                            self.applied[i] = entry.index;
+                            if let Payload::Command(command) = entry.payload {
+                                self.state[i].push(command);
+                            }
+                        }
+                        Apply::Snapshot(snapshot) => {
+                            self.applied[i] = snapshot.meta.index;
+                            self.state[i] = decode_state(&snapshot.data);
+                        }
+                    }
                 }
                 while let Some(event) = self.servers[i].poll_event() {
+                    if let Event::SnapshotDue { .. } = event {
+                        // Snapshot at once, as an application with a cheap state would.
+                        let data = encode_state(&self.state[i]);
+                        let (index, now) = (self.applied[i], self.now);
+                        self.servers[i].snapshot_taken(now, index, data).unwrap();
+                        moved = true;
+                    }
                     self.events[i].push(event);
                 }
                 let from = self.servers[i].id();
@@ -121,13 +152,18 @@ impl Net {
     }
 
     fn commands_applied(&self, id: ServerId) -> Vec<Bytes> {
-        self.applied[id as usize - 1]
-            .iter()
-            .filter_map(|e| match &e.payload {
-                Payload::Command(bytes) => Some(bytes.clone()),
-                Payload::Noop | Payload::Membership(_) => None,
-            })
-            .collect()
+        self.state[id as usize - 1].clone()
+    }
+}
+
+fn encode_state(commands: &[Bytes]) -> Bytes {
+    Bytes::from(commands.iter().map(|c| std::str::from_utf8(c).unwrap()).collect::<Vec<_>>().join("\n"))
+}
+
+fn decode_state(data: &[u8]) -> Vec<Bytes> {
+    match data {
+        [] => Vec::new(),
+        data => data.split(|&b| b == b'\n').map(Bytes::copy_from_slice).collect(),
     }
 }
 
@@ -149,8 +185,8 @@ fn a_single_server_elects_itself_and_commits_once_durable() {
     assert_eq!(second.entries.len(), 1);
     raft.on_persisted(deadline, second.id);
     assert_eq!(raft.commit_index(), 2);
-    assert_eq!(raft.poll_apply().map(|e| e.payload), Some(Payload::Noop));
-    assert_eq!(raft.poll_apply().map(|e| e.payload), Some(Payload::Command(cmd("x"))));
+    assert_eq!(raft.poll_apply(), Some(Apply::Entry(Entry { index: 1, term: 1, payload: Payload::Noop })));
+    assert_eq!(raft.poll_apply(), Some(Apply::Entry(Entry::command(2, 1, cmd("x")))));
     assert_eq!(raft.poll_apply(), None);
 }
 
@@ -244,8 +280,11 @@ fn a_divergent_follower_is_repaired_one_term_at_a_time() {
             .map(|(i, &term)| Entry { index: i as Index + 1, term, payload: Payload::Noop })
             .collect()
     };
-    let restored =
-        Restored { hard_state: HardState { term: 2, vote: None }, entries: entries(&[1, 2, 2, 2]) };
+    let restored = Restored {
+        hard_state: HardState { term: 2, vote: None },
+        snapshot: None,
+        entries: entries(&[1, 2, 2, 2]),
+    };
     let mut follower = Raft::new(Config::new(2, [1, 2, 3], 2), restored, at(0)).unwrap();
     let append = Message::AppendEntries { term: 3, prev_index: 3, prev_term: 3, entries: vec![], commit: 1 };
     follower.handle_message(at(10), 1, append);
@@ -426,7 +465,8 @@ fn net_with_spare() -> Net {
     let mut net = Net::new(3);
     let spare = Config { voters: BTreeSet::new(), ..Config::new(4, [], 4) };
     net.servers.push(Raft::new(spare, Restored::default(), at(0)).unwrap());
-    net.applied.push(Vec::new());
+    net.state.push(Vec::new());
+    net.applied.push(0);
     net.events.push(Vec::new());
     net
 }
@@ -522,4 +562,110 @@ fn a_learner_told_to_stand_does_not() {
     assert_eq!(learner.stats().elections, 0);
     learner.handle_timeout(learner.poll_timeout());
     assert_eq!(learner.role(), Role::Follower, "nor does its election timer make it stand");
+}
+
+#[test]
+fn a_follower_behind_the_compacted_log_catches_up_by_a_snapshot_in_chunks() {
+    let mut net = Net::with_config(3, |config| {
+        config.snapshot_threshold = 4;
+        config.snapshot_trailing = 1;
+        config.snapshot_chunk_bytes = 5;
+    });
+    net.run_until(at(3000));
+    let leader = net.leaders()[0];
+    let behind = if leader == 3 { 2 } else { 3 };
+    net.isolate(behind);
+    let commands: Vec<Bytes> = (0..10).map(|i| Bytes::from(format!("c{i}"))).collect();
+    for command in &commands {
+        net.propose(leader, command.clone()).unwrap();
+        net.settle();
+    }
+    assert!(net.server(leader).snapshot_index() >= 8, "the leader snapshotted");
+    assert_eq!(net.server(leader).entry(1), None, "and compacted its log");
+    net.blocked.clear();
+    net.run_until(at(4000));
+    assert_eq!(net.commands_applied(behind), commands, "the snapshot and the log after it");
+    let stats = net.server(behind).stats();
+    assert_eq!(stats.snapshots_installed, 1);
+    // The snapshot at 8 holds c0..c6: 20 bytes, four chunks of 5.
+    assert_eq!(net.server(leader).snapshot_index(), 8);
+    assert_eq!(net.server(leader).stats().snapshot_chunks_sent, 4);
+    // Replication goes on from the log afterwards.
+    net.propose(leader, cmd("after")).unwrap();
+    net.run_until(at(4500));
+    assert_eq!(net.commands_applied(behind).last(), Some(&cmd("after")));
+}
+
+/// Applies persists the way a disk would: the snapshot first, then the log writes.
+fn write(restored: &mut Restored, persist: Persist) {
+    if let Some(hard) = persist.hard_state {
+        restored.hard_state = hard;
+    }
+    if let Some(snapshot) = persist.snapshot {
+        restored.snapshot = Some(snapshot);
+    }
+    if let Some(from) = persist.truncate_from {
+        restored.entries.retain(|e| e.index < from);
+    }
+    restored.entries.extend(persist.entries);
+}
+
+#[test]
+fn a_server_restarts_from_its_snapshot_and_the_entries_after_it() {
+    let mut config = Config::new(1, [1], 7);
+    config.snapshot_threshold = 3;
+    config.snapshot_trailing = 1;
+    let mut raft = Raft::new(config.clone(), Restored::default(), at(0)).unwrap();
+    let mut disk = Restored::default();
+    let now = raft.poll_timeout();
+    raft.handle_timeout(now);
+    for text in ["a", "b", "c", "d"] {
+        raft.propose(now, cmd(text)).unwrap();
+    }
+    while let Some(persist) = raft.poll_persist() {
+        raft.on_persisted(now, persist.id);
+        write(&mut disk, persist);
+    }
+    // Entries 1..=5 (the no-op, a, b, c, d); the snapshot is asked for after the third.
+    let mut applied = Vec::new();
+    while let Some(apply) = raft.poll_apply() {
+        applied.push(apply);
+    }
+    assert_eq!(applied.len(), 5);
+    assert_eq!(raft.poll_event(), Some(Event::Role { role: Role::Leader, term: 1, leader: Some(1) }));
+    assert_eq!(raft.poll_event(), Some(Event::SnapshotDue { index: 3 }));
+    assert_eq!(raft.snapshot_taken(now, 4, cmd("a b c")), Ok(()));
+    assert_eq!(raft.snapshot_taken(now, 4, cmd("a b c")), Err(SnapshotError::Stale { index: 4, held: 4 }));
+    assert_eq!(raft.entry(3), None, "compacted up to one trailing entry");
+    assert_eq!(raft.entry(4).map(|e| e.index), Some(4));
+    let persist = raft.poll_persist().unwrap();
+    let meta = SnapshotMeta {
+        index: 4,
+        term: 1,
+        membership: Membership { voters: [1].into(), learners: [].into() },
+    };
+    assert_eq!(persist.snapshot.as_ref().map(|s| &s.meta), Some(&meta));
+    write(&mut disk, persist);
+    // The driver dropped the segments the snapshot covers: the log on disk starts at 4.
+    disk.entries.retain(|e| e.index >= 4);
+
+    let mut raft = Raft::new(config.clone(), disk.clone(), at(10_000)).unwrap();
+    assert_eq!((raft.commit_index(), raft.snapshot_index(), raft.last_index()), (4, 4, 5));
+    let Some(Apply::Snapshot(snapshot)) = raft.poll_apply() else { panic!("the snapshot comes first") };
+    assert_eq!((snapshot.meta, snapshot.data), (meta, cmd("a b c")));
+    assert_eq!(raft.poll_apply(), None, "entry 5 waits to be committed again");
+    let now = raft.poll_timeout();
+    raft.handle_timeout(now);
+    while let Some(persist) = raft.poll_persist() {
+        raft.on_persisted(now, persist.id);
+    }
+    assert_eq!(raft.poll_apply(), Some(Apply::Entry(Entry::command(5, 1, cmd("d")))));
+
+    // A log that stops short of the snapshot is dropped; one with a gap is refused.
+    let short = Restored { entries: vec![Entry::command(1, 1, cmd("a"))], ..disk.clone() };
+    assert_eq!(Raft::new(config.clone(), short, at(0)).unwrap().last_index(), 4);
+    let gap = Restored { entries: vec![Entry::command(6, 1, cmd("e"))], ..disk.clone() };
+    assert!(matches!(Raft::new(config.clone(), gap, at(0)), Err(ConfigError::Restore(_))));
+    let no_snapshot = Restored { snapshot: None, ..disk };
+    assert!(matches!(Raft::new(config, no_snapshot, at(0)), Err(ConfigError::Restore(_))));
 }

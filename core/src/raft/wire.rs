@@ -14,13 +14,18 @@
 //! kind 7  Heartbeat          commit:u64 round:u64
 //! kind 8  HeartbeatResponse  round:u64
 //! kind 9  TimeoutNow
+//! kind 10 InstallSnapshot    index:u64 snapshot_term:u64 len:u32 membership offset:u64 done:u8 len:u32 data[len]
+//! kind 11 SnapshotResponse   index:u64 received:u64 installed:u8
 //! entry   = index:u64 term:u64 type:u8 (0 | 1 len:u32 payload[len] | 2 len:u32 membership)
 //! membership = voters:u16 id:u64* learners:u16 id:u64*    ids ascending
 //! ```
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{AppendResult, Entry, Membership, Message, Payload, ServerId, ENTRY_BYTES_MAX};
+use super::{
+    AppendResult, Entry, Membership, Message, Payload, ServerId, SnapshotMeta, ENTRY_BYTES_MAX,
+    SNAPSHOT_CHUNK_BYTES_MAX,
+};
 use crate::limits::STREAM_FRAME_BYTES_MAX;
 use crate::wire::{too_large, DecodeError, Reader, WIRE_VERSION};
 
@@ -98,6 +103,22 @@ pub fn encode(from: ServerId, message: &Message) -> Bytes {
         }
         Message::HeartbeatResponse { round, .. } => buf.put_u64(*round),
         Message::TimeoutNow { .. } => {}
+        Message::InstallSnapshot { meta, offset, data, done, .. } => {
+            buf.put_u64(meta.index);
+            buf.put_u64(meta.term);
+            buf.put_u32(meta.membership.encoded_len() as u32);
+            meta.membership.encode(&mut buf);
+            buf.put_u64(*offset);
+            buf.put_u8(u8::from(*done));
+            assert!(data.len() <= SNAPSHOT_CHUNK_BYTES_MAX, "chunks are bounded by the sender");
+            buf.put_u32(data.len() as u32);
+            buf.put_slice(data);
+        }
+        Message::SnapshotResponse { index, received, installed, .. } => {
+            buf.put_u64(*index);
+            buf.put_u64(*received);
+            buf.put_u8(u8::from(*installed));
+        }
     }
     assert!(buf.len() <= STREAM_FRAME_BYTES_MAX, "an append of {} bytes is over the frame limit", buf.len());
     buf.freeze()
@@ -164,6 +185,27 @@ pub fn decode(bytes: &[u8]) -> Result<(ServerId, Message), DecodeError> {
         7 => Message::Heartbeat { term, commit: reader.u64()?, round: reader.u64()? },
         8 => Message::HeartbeatResponse { term, round: reader.u64()? },
         9 => Message::TimeoutNow { term },
+        10 => {
+            let index = reader.u64()?;
+            let snapshot_term = reader.u64()?;
+            let len = reader.u32()? as usize;
+            let membership = Membership::decode(reader.take(len)?).ok_or(DecodeError::InvalidFlags(2))?;
+            let meta = SnapshotMeta { index, term: snapshot_term, membership };
+            let offset = reader.u64()?;
+            let done = flag(&mut reader)?;
+            let len = reader.u32()? as usize;
+            if len > SNAPSHOT_CHUNK_BYTES_MAX {
+                return Err(too_large("snapshot chunk", len, SNAPSHOT_CHUNK_BYTES_MAX));
+            }
+            let data = Bytes::copy_from_slice(reader.take(len)?);
+            Message::InstallSnapshot { term, meta, offset, data, done }
+        }
+        11 => Message::SnapshotResponse {
+            term,
+            index: reader.u64()?,
+            received: reader.u64()?,
+            installed: flag(&mut reader)?,
+        },
         other => return Err(DecodeError::UnknownKind(other)),
     };
     reader.finish()?;
@@ -201,6 +243,8 @@ fn kind(message: &Message) -> u8 {
         Message::Heartbeat { .. } => 7,
         Message::HeartbeatResponse { .. } => 8,
         Message::TimeoutNow { .. } => 9,
+        Message::InstallSnapshot { .. } => 10,
+        Message::SnapshotResponse { .. } => 11,
     }
 }
 
@@ -258,6 +302,18 @@ mod tests {
             Message::Heartbeat { term: 4, commit: 11, round: 77 },
             Message::HeartbeatResponse { term: 4, round: 77 },
             Message::TimeoutNow { term: 4 },
+            Message::InstallSnapshot {
+                term: 4,
+                meta: SnapshotMeta {
+                    index: 900,
+                    term: 3,
+                    membership: Membership { voters: [1, 2, 3].into(), learners: [].into() },
+                },
+                offset: 4096,
+                data: Bytes::from_static(b"chunk of state"),
+                done: true,
+            },
+            Message::SnapshotResponse { term: 4, index: 900, received: 4110, installed: false },
         ]
     }
 
