@@ -173,7 +173,7 @@ impl Host for Outbox {
 }
 
 /// The node's clock: time since `origin`, in the core's representation.
-fn core_now(origin: tokio::time::Instant) -> Instant {
+pub(crate) fn core_now(origin: tokio::time::Instant) -> Instant {
     Instant::from_nanos(u64::try_from(elapsed(origin).as_nanos()).unwrap_or(u64::MAX))
 }
 
@@ -240,7 +240,7 @@ async fn send_datagram(udp: &UdpSocket, dst: SocketAddr, payload: &[u8]) -> io::
 /// Accepts stream connections and forwards each frame read from them, with a bound on how many
 /// connections are read at once, and on how many of them one source address may hold (so one
 /// host cannot take every slot and shut the others out).
-async fn accept_streams(listener: TcpListener, frames: mpsc::Sender<(SocketAddr, Bytes)>) {
+pub(crate) async fn accept_streams(listener: TcpListener, frames: mpsc::Sender<(SocketAddr, Bytes)>) {
     let permits = Arc::new(Semaphore::new(STREAMS_INBOUND_MAX));
     let per_source: Arc<std::sync::Mutex<BTreeMap<IpAddr, usize>>> = Arc::default();
     loop {

@@ -3,12 +3,16 @@
 //! [`drive`] holds the one drive loop, written against `tokio` through `madsim-tokio`, so the
 //! simulator (`muster-sim`, compiled with `--cfg madsim`) runs this very loop over madsim's
 //! simulated network and clock. [`storage`] makes the gossip node's state durable on a real file
-//! system; [`wal`] is Raft's write-ahead log.
+//! system; [`wal`] is Raft's write-ahead log and snapshot files, [`raft_net`] its TCP transport
+//! on 8300, and [`raft_server`] runs a Raft server on them.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod drive;
+pub mod raft_net;
+#[cfg(not(madsim))]
+pub mod raft_server;
 #[cfg(not(madsim))]
 pub mod storage;
 pub mod version;

@@ -1,0 +1,392 @@
+//! A Raft server on real parts: the core's [`Raft`] driven by a tokio task, its writes made
+//! durable by the write-ahead log on a thread of its own (group commit), its messages carried
+//! by [`RaftTransport`], its committed entries applied to the application's [`StateMachine`].
+//!
+//! The task owns the `Raft` and the state machine, so neither needs a lock: inputs (messages,
+//! timer, fsync acknowledgements, commands from [`RaftHandle`]) arrive one at a time, and after
+//! each the task drains every output. A proposal's caller waits until its entry is applied and
+//! gets the state machine's answer; a consistent read's caller waits until its read index is
+//! applied. If the log writer fails, the server stops: what was acknowledged stays
+//! acknowledged, but nothing more may be.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::mpsc as std_mpsc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use muster_core::raft::{
+    Apply, Config, ConfigError, Event, Index, Message, Payload, Persist, PersistId, ProposeError, Raft, Role,
+    ServerId, Stats, Term,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::drive::core_now;
+use crate::raft_net::RaftTransport;
+use crate::wal::{GroupCommit, Wal, WalError};
+
+/// The application's replicated state.
+pub trait StateMachine: Send + 'static {
+    /// What applying a command answers its proposer.
+    type Output: Send + 'static;
+
+    /// Applies the committed command at `index`.
+    fn apply(&mut self, index: Index, command: &Bytes) -> Self::Output;
+
+    /// The whole state, encoded (taken when Raft asks, to compact the log).
+    fn snapshot(&self) -> Bytes;
+
+    /// Replaces the whole state with a snapshot's.
+    fn restore(&mut self, snapshot: &Bytes);
+}
+
+/// Why a write did not take effect, or may not have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    /// Raft refused it; nothing changed.
+    #[error(transparent)]
+    Refused(#[from] ProposeError),
+    /// Its entry was replaced by another leader's: it did not take effect.
+    #[error("leadership changed before the write committed")]
+    Lost,
+    /// A snapshot from the leader covered its entry here: it may or may not have taken effect.
+    #[error("outcome unknown: the entry was compacted into a snapshot")]
+    Unknown,
+    /// The server stopped.
+    #[error("the Raft server stopped")]
+    Stopped,
+}
+
+/// What a server reports about itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Status {
+    /// Its role.
+    pub role: Role,
+    /// Its term.
+    pub term: Term,
+    /// The leader it knows.
+    pub leader: Option<ServerId>,
+    /// The commit index.
+    pub commit: Index,
+    /// The last index applied to the state machine.
+    pub applied: Index,
+    /// The index of the latest snapshot.
+    pub snapshot_index: Index,
+    /// The core's counters.
+    pub stats: Stats,
+}
+
+/// Where a write's caller waits for its outcome.
+type WriteReply<O> = oneshot::Sender<Result<O, WriteError>>;
+
+enum Command<O> {
+    Propose(Bytes, WriteReply<O>),
+    Read(oneshot::Sender<Result<Index, WriteError>>),
+}
+
+/// Owns a running server: stopping it, or dropping it with every [`RaftClient`], ends it.
+#[derive(Debug)]
+pub struct RaftHandle<O> {
+    client: RaftClient<O>,
+    task: JoinHandle<()>,
+}
+
+/// Asks a running server for writes, reads and its status; cheap to clone.
+#[derive(Debug)]
+pub struct RaftClient<O> {
+    commands: mpsc::Sender<Command<O>>,
+    status: watch::Receiver<Status>,
+}
+
+impl<O> Clone for RaftClient<O> {
+    fn clone(&self) -> Self {
+        RaftClient { commands: self.commands.clone(), status: self.status.clone() }
+    }
+}
+
+impl<O> std::fmt::Debug for Command<O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Command::Propose(..) => "Propose",
+            Command::Read(..) => "Read",
+        })
+    }
+}
+
+/// Commands waiting for the server task; more make callers wait.
+const COMMAND_QUEUE_MAX: usize = 4096;
+
+impl<O: Send + 'static> RaftHandle<O> {
+    /// A client of the server.
+    pub fn client(&self) -> RaftClient<O> {
+        self.client.clone()
+    }
+
+    /// Stops the server and waits for its task to end.
+    pub async fn stop(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+impl<O> std::ops::Deref for RaftHandle<O> {
+    type Target = RaftClient<O>;
+
+    fn deref(&self) -> &RaftClient<O> {
+        &self.client
+    }
+}
+
+impl<O: Send + 'static> RaftClient<O> {
+    /// Proposes `command`; answers once it is committed and applied here (this server must
+    /// lead).
+    pub async fn propose(&self, command: Bytes) -> Result<O, WriteError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(Command::Propose(command, tx)).await.map_err(|_| WriteError::Stopped)?;
+        rx.await.unwrap_or(Err(WriteError::Stopped))
+    }
+
+    /// A consistent read barrier (ReadIndex): once it returns, the state machine here reflects
+    /// every write acknowledged anywhere before the call. Returns the read index.
+    pub async fn read_barrier(&self) -> Result<Index, WriteError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(Command::Read(tx)).await.map_err(|_| WriteError::Stopped)?;
+        rx.await.unwrap_or(Err(WriteError::Stopped))
+    }
+
+    /// The server's latest status.
+    pub fn status(&self) -> Status {
+        *self.status.borrow()
+    }
+
+    /// Waits until the status satisfies `ready`.
+    pub async fn wait_for(&mut self, ready: impl FnMut(&Status) -> bool) -> Result<Status, WriteError> {
+        self.status.wait_for(ready).await.map(|s| *s).map_err(|_| WriteError::Stopped)
+    }
+}
+
+/// Why a server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The log could not be opened.
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    /// The configuration, or what the log holds, is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// Starts a server: opens the log in `dir`, restores the state machine from its snapshot and
+/// runs until stopped.
+pub fn start<S: StateMachine>(
+    config: Config,
+    dir: impl Into<PathBuf>,
+    transport: RaftTransport,
+    inbound: mpsc::Receiver<(ServerId, Message)>,
+    state_machine: S,
+) -> Result<RaftHandle<S::Output>, StartError> {
+    let (mut wal, restored) = Wal::open(dir)?;
+    let origin = tokio::time::Instant::now();
+    let raft = Raft::new(config, restored, core_now(origin))?;
+    let (persist_tx, persist_rx) = std_mpsc::channel();
+    let (durable_tx, durable_rx) = mpsc::unbounded_channel();
+    // The log writer blocks on the disk: a thread of its own, group-committing what queues up.
+    std::thread::Builder::new()
+        .name(format!("raft-wal-{}", raft.id()))
+        .spawn(move || {
+            let result = GroupCommit::run(&mut wal, persist_rx, |id, _| {
+                let _ = durable_tx.send(Ok(id));
+            });
+            if let Err(error) = result {
+                let _ = durable_tx.send(Err(error));
+            }
+        })
+        .map_err(WalError::Io)?;
+    let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE_MAX);
+    let status = Status {
+        role: Role::Follower,
+        term: raft.term(),
+        leader: None,
+        commit: 0,
+        applied: 0,
+        snapshot_index: raft.snapshot_index(),
+        stats: raft.stats(),
+    };
+    let (status_tx, status_rx) = watch::channel(status);
+    let server = Server {
+        raft,
+        origin,
+        transport,
+        state_machine,
+        persist_tx,
+        applied: 0,
+        writes: BTreeMap::new(),
+        reads: BTreeMap::new(),
+        next_read: 0,
+        status: status_tx,
+    };
+    let task = tokio::spawn(server.run(inbound, durable_rx, commands_rx));
+    Ok(RaftHandle { client: RaftClient { commands: commands_tx, status: status_rx }, task })
+}
+
+struct Server<S: StateMachine> {
+    raft: Raft,
+    origin: tokio::time::Instant,
+    transport: RaftTransport,
+    state_machine: S,
+    persist_tx: std_mpsc::Sender<Persist>,
+    applied: Index,
+    /// Proposals waiting for their entry: index → (term, caller).
+    writes: BTreeMap<Index, (Term, WriteReply<S::Output>)>,
+    /// Reads waiting for their index: ctx → caller.
+    reads: BTreeMap<u64, oneshot::Sender<Result<Index, WriteError>>>,
+    next_read: u64,
+    status: watch::Sender<Status>,
+}
+
+impl<S: StateMachine> Server<S> {
+    async fn run(
+        mut self,
+        mut inbound: mpsc::Receiver<(ServerId, Message)>,
+        mut durable: mpsc::UnboundedReceiver<std::io::Result<PersistId>>,
+        mut commands: mpsc::Receiver<Command<S::Output>>,
+    ) {
+        self.drain();
+        loop {
+            let deadline = self.origin + Duration::from_nanos(self.raft.poll_timeout().as_nanos());
+            tokio::select! {
+                Some((from, message)) = inbound.recv() => {
+                    let now = core_now(self.origin);
+                    self.raft.handle_message(now, from, message);
+                }
+                Some(result) = durable.recv() => match result {
+                    Ok(id) => self.raft.on_persisted(core_now(self.origin), id),
+                    Err(error) => {
+                        tracing::error!(%error, "raft: the log writer failed; stopping this server");
+                        return;
+                    }
+                },
+                command = commands.recv() => match command {
+                    Some(command) => self.command(command),
+                    None => return,
+                },
+                () = tokio::time::sleep_until(deadline) => {
+                    self.raft.handle_timeout(core_now(self.origin));
+                }
+            }
+            self.drain();
+        }
+    }
+
+    fn command(&mut self, command: Command<S::Output>) {
+        let now = core_now(self.origin);
+        match command {
+            Command::Propose(bytes, reply) => match self.raft.propose(now, bytes) {
+                Ok((index, term)) => {
+                    self.writes.insert(index, (term, reply));
+                }
+                Err(error) => {
+                    let _ = reply.send(Err(error.into()));
+                }
+            },
+            Command::Read(reply) => {
+                self.next_read += 1;
+                match self.raft.read_index(now, self.next_read) {
+                    Ok(()) => {
+                        self.reads.insert(self.next_read, reply);
+                    }
+                    Err(error) => {
+                        let _ = reply.send(Err(error.into()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hands every output of the core to its destination, until there are none.
+    fn drain(&mut self) {
+        loop {
+            let mut moved = false;
+            while let Some(persist) = self.raft.poll_persist() {
+                moved = true;
+                // The writer thread only stops on an I/O error, reported on `durable`.
+                let _ = self.persist_tx.send(persist);
+            }
+            while let Some(transmit) = self.raft.poll_transmit() {
+                self.transport.send(transmit.to, &transmit.message);
+            }
+            while let Some(apply) = self.raft.poll_apply() {
+                self.apply(apply);
+            }
+            while let Some(event) = self.raft.poll_event() {
+                match event {
+                    Event::ReadReady { ctx, index } => {
+                        if let Some(reply) = self.reads.remove(&ctx) {
+                            let _ = reply.send(Ok(index));
+                        }
+                    }
+                    Event::ReadFailed { ctx } => {
+                        if let Some(reply) = self.reads.remove(&ctx) {
+                            let leader_hint = self.raft.leader();
+                            let _ = reply.send(Err(ProposeError::NotLeader { leader_hint }.into()));
+                        }
+                    }
+                    Event::SnapshotDue { .. } => {
+                        moved = true;
+                        let data = self.state_machine.snapshot();
+                        let now = core_now(self.origin);
+                        // Stale only if a leader's snapshot arrived meanwhile: nothing to do.
+                        let _ = self.raft.snapshot_taken(now, self.applied, data);
+                    }
+                    Event::Role { role, term, leader } => {
+                        tracing::info!(id = self.raft.id(), ?role, term, ?leader, "raft: role");
+                    }
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+        let status = Status {
+            role: self.raft.role(),
+            term: self.raft.term(),
+            leader: self.raft.leader(),
+            commit: self.raft.commit_index(),
+            applied: self.applied,
+            snapshot_index: self.raft.snapshot_index(),
+            stats: self.raft.stats(),
+        };
+        self.status.send_if_modified(|old| std::mem::replace(old, status) != status);
+    }
+
+    fn apply(&mut self, apply: Apply) {
+        match apply {
+            Apply::Entry(entry) => {
+                self.applied = entry.index;
+                let waiting = self.writes.remove(&entry.index);
+                let output = match &entry.payload {
+                    Payload::Command(command) => Some(self.state_machine.apply(entry.index, command)),
+                    Payload::Noop | Payload::Membership(_) => None,
+                };
+                if let Some((term, reply)) = waiting {
+                    let result = match output {
+                        Some(output) if term == entry.term => Ok(output),
+                        _ => Err(WriteError::Lost),
+                    };
+                    let _ = reply.send(result);
+                }
+            }
+            Apply::Snapshot(snapshot) => {
+                self.applied = snapshot.meta.index;
+                self.state_machine.restore(&snapshot.data);
+                let covered: Vec<Index> =
+                    self.writes.range(..=snapshot.meta.index).map(|(&i, _)| i).collect();
+                for index in covered {
+                    let (_, reply) = self.writes.remove(&index).expect("listed");
+                    let _ = reply.send(Err(WriteError::Unknown));
+                }
+            }
+        }
+    }
+}
