@@ -216,6 +216,9 @@ impl Wal {
         let mut head = BytesMut::new();
         journal::encode_hard_state(self.hard, &mut head);
         self.file.write_all(&head)?;
+        // Durable before anything else: a snapshot in this same batch may delete the segment
+        // just sealed, the only other copy of the hard state.
+        self.file.sync_data()?;
         self.segment_bytes = head.len() as u64;
         Ok(())
     }

@@ -399,6 +399,15 @@ impl RaftCluster {
                 server.disk.apply_entries(torn.truncate_from, &torn.entries[..keep]);
             }
         }
+        // A snapshot file is synced when the log writer reaches its persist, before the batch's
+        // fdatasync: a later write's snapshot may survive while the records before it are lost.
+        for (_, persist) in lost {
+            if let Some(snapshot) = persist.snapshot {
+                if self.rng.chance(0.5) {
+                    server.disk.snapshot = Some(snapshot);
+                }
+            }
+        }
         self.trace.record(self.now.as_nanos(), index, &"crash");
     }
 

@@ -87,6 +87,11 @@ fn summary(violation: &Violation) -> String {
     }
 }
 
+/// The seeds each planted bug must be caught within. Catches are geometric: the rarer bugs
+/// (a vote lost between its send and its fsync must meet a second candidate of the same term)
+/// have taken about 200 seeds; the bound leaves room for traces to shift.
+const PLANTED_BUG_SEEDS_MAX: u64 = 1000;
+
 #[test]
 fn every_planted_bug_is_caught_within_a_bounded_number_of_seeds() {
     let bugs = [
@@ -97,14 +102,14 @@ fn every_planted_bug_is_caught_within_a_bounded_number_of_seeds() {
     ];
     println!("planted bug                | seeds until caught | caught by");
     for bug in bugs {
-        let caught = seeds_to_catch(bug, 300);
+        let caught = seeds_to_catch(bug, PLANTED_BUG_SEEDS_MAX);
         match &caught {
             Some((seeds, violation)) => {
                 println!("{:<26} | {seeds:>18} | {}", format!("{bug:?}"), summary(violation))
             }
-            None => println!("{:<26} | not within 300 seeds", format!("{bug:?}")),
+            None => println!("{:<26} | not within {PLANTED_BUG_SEEDS_MAX} seeds", format!("{bug:?}")),
         }
-        assert!(caught.is_some(), "{bug:?} went unnoticed for 300 seeds");
+        assert!(caught.is_some(), "{bug:?} went unnoticed for {PLANTED_BUG_SEEDS_MAX} seeds");
     }
 }
 

@@ -685,8 +685,10 @@ struct Progress {
 /// A snapshot on its way to one follower, a chunk at a time.
 #[derive(Debug, Clone)]
 struct SnapshotSend {
-    /// The snapshot's index (a newer snapshot taken meanwhile restarts the transfer).
-    index: Index,
+    /// The snapshot being sent. A newer one taken meanwhile waits for this transfer to finish:
+    /// restarting at every snapshot could starve a follower that needs longer than the
+    /// threshold's worth of writes to receive one.
+    snapshot: Snapshot,
     /// The bytes the follower acknowledged: the next chunk starts here.
     offset: u64,
     /// When the chunk now out left, if one is.
@@ -697,6 +699,10 @@ struct SnapshotSend {
 #[derive(Debug)]
 struct Incoming {
     meta: SnapshotMeta,
+    /// The term of the leader sending it: another leader's snapshot at the same index may hold
+    /// other bytes (an application's encoding need not be canonical), so its chunks never
+    /// continue this one.
+    term: Term,
     data: bytes::BytesMut,
 }
 
@@ -811,12 +817,19 @@ impl Raft {
         let (membership, membership_index) = latest_membership(&log, restored.snapshot.as_ref(), &config);
         // Everything a snapshot covers was committed; the application loads it first.
         let snapshot_index = restored.snapshot.as_ref().map_or(0, |s| s.meta.index);
+        // A leader's snapshot is written (and synced) before the records of its persist, so a
+        // crash can keep it and lose the hard state that raised the term to the snapshot's.
+        // That term is certain to have existed; taking it without a vote promises nothing.
+        let mut hard = restored.hard_state;
+        if hard.term < log.last_term() {
+            hard = HardState { term: log.last_term(), vote: None };
+        }
         let election_deadline =
             now + rng.duration_between(config.election_timeout, config.election_timeout * 2);
         let raft = Raft {
             clock: Monotonic::new(now),
             rng,
-            hard: restored.hard_state,
+            hard,
             role: Role::Follower,
             leader: None,
             leader_state: None,
@@ -844,7 +857,7 @@ impl Raft {
             held: VecDeque::new(),
             ready: VecDeque::new(),
             events: VecDeque::new(),
-            reported: (Role::Follower, restored.hard_state.term, None),
+            reported: (Role::Follower, hard.term, None),
             stats: Stats::default(),
             config,
         };
@@ -1175,6 +1188,11 @@ impl Raft {
     // --- message handling --------------------------------------------------------------------
 
     fn step(&mut self, now: Instant, from: ServerId, message: Message) {
+        if !well_formed(&message) {
+            // Decodable but impossible from a correct peer: ignored, never asserted on.
+            self.stats.messages_ignored += 1;
+            return;
+        }
         let term = message.term();
         // Leader stickiness: while a leader is heard from, requests for votes are ignored, so a
         // server that was cut off cannot depose a healthy leader on its return.
@@ -1255,7 +1273,9 @@ impl Raft {
                 }
             }
             Message::AppendEntries { prev_index, prev_term, entries, commit, .. } => {
-                self.follow(now, from);
+                if !self.follow(now, from, term) {
+                    return;
+                }
                 self.handle_append(from, prev_index, prev_term, entries, commit);
             }
             Message::AppendResponse { prev_index, result, .. } => {
@@ -1264,7 +1284,9 @@ impl Raft {
                 }
             }
             Message::Heartbeat { commit, round, .. } => {
-                self.follow(now, from);
+                if !self.follow(now, from, term) {
+                    return;
+                }
                 // The leader sends at most what this follower is known to hold.
                 self.commit = self.commit.max(commit.min(self.log.last_index()));
                 self.send(from, Message::HeartbeatResponse { term: self.hard.term, round });
@@ -1275,7 +1297,9 @@ impl Raft {
                 }
             }
             Message::InstallSnapshot { meta, offset, data, done, .. } => {
-                self.follow(now, from);
+                if !self.follow(now, from, term) {
+                    return;
+                }
                 self.handle_snapshot_chunk(from, meta, offset, data, done);
             }
             Message::SnapshotResponse { index, received, installed, .. } => {
@@ -1541,8 +1565,8 @@ impl Raft {
             return self.send(from, message);
         }
         let mut incoming = match self.incoming.take() {
-            Some(incoming) if incoming.meta == meta => incoming,
-            _ => Incoming { meta, data: bytes::BytesMut::new() },
+            Some(incoming) if incoming.meta == meta && incoming.term == term => incoming,
+            _ => Incoming { meta, term, data: bytes::BytesMut::new() },
         };
         let received = incoming.data.len() as u64;
         let size = offset.saturating_add(data.len() as u64);
@@ -1605,7 +1629,6 @@ impl Raft {
         received: u64,
         installed: bool,
     ) {
-        let held = self.snapshot.as_ref().map(|s| (s.meta.index, s.data.len() as u64));
         let leader = self.leader_state.as_mut().expect("leader");
         let progress = leader.progress.get_mut(&from).expect("checked by tracks()");
         progress.active = true;
@@ -1626,9 +1649,15 @@ impl Raft {
             }
             self.maybe_hand_over(from);
         } else {
-            let current = progress.snapshot.as_mut().filter(|send| send.index == index);
-            match (current, held) {
-                (Some(send), Some((held_index, len))) if held_index == index && received <= len => {
+            let current = progress.snapshot.as_mut().filter(|send| send.snapshot.meta.index == index);
+            match current {
+                // The follower stands where the chunk out started: an answer to a duplicate, or
+                // a refusal. The chunk out (or its resend after two heartbeats) will do.
+                Some(send) if received == send.offset && send.sent_at.is_some() => {
+                    self.stats.messages_ignored += 1;
+                    return;
+                }
+                Some(send) if received <= send.snapshot.data.len() as u64 => {
                     send.offset = received;
                     send.sent_at = None;
                 }
@@ -1643,13 +1672,11 @@ impl Raft {
 
     /// Sends `peer` the next chunk of the snapshot, unless one is out.
     fn send_snapshot_chunk(&mut self, now: Instant, peer: ServerId) {
-        let snapshot = self.snapshot.as_ref().expect("the log is compacted only behind a snapshot");
+        let latest = self.snapshot.as_ref().expect("the log is compacted only behind a snapshot");
         let leader = self.leader_state.as_mut().expect("leader");
         let progress = leader.progress.get_mut(&peer).expect("peer");
-        let index = snapshot.meta.index;
-        if progress.snapshot.as_ref().is_none_or(|send| send.index != index) {
-            // Start, or start over with a newer snapshot than the one being sent.
-            progress.snapshot = Some(SnapshotSend { index, offset: 0, sent_at: None });
+        if progress.snapshot.is_none() {
+            progress.snapshot = Some(SnapshotSend { snapshot: latest.clone(), offset: 0, sent_at: None });
             progress.probing = true;
             progress.probe_sent = false;
             progress.inflight.clear();
@@ -1658,7 +1685,12 @@ impl Raft {
         if send.sent_at.is_some() {
             return;
         }
+        if send.offset == 0 && send.snapshot.meta.index < latest.meta.index {
+            // Nothing of it has arrived (the follower was down, say): send the newest instead.
+            send.snapshot = latest.clone();
+        }
         send.sent_at = Some(now);
+        let snapshot = &send.snapshot;
         let len = snapshot.data.len();
         let start = usize::try_from(send.offset).expect("within the data, checked on the answer");
         let end = (start + self.config.snapshot_chunk_bytes).min(len);
@@ -1732,15 +1764,27 @@ impl Raft {
         self.set_role(Role::Follower, leader);
     }
 
-    /// An append or heartbeat of the current term: its sender leads.
-    fn follow(&mut self, now: Instant, leader: ServerId) {
-        assert_ne!(self.role, Role::Leader, "two leaders in term {}", self.hard.term);
+    /// Follows `leader`, which claims this term (an append, heartbeat or snapshot chunk). `false` (and the message is ignored) if this
+    /// server leads the term itself: a correct cluster never has two leaders in a term (the
+    /// simulator's election-safety checker holds it to that), so the claim comes from a
+    /// confused or forged peer and must not crash this one.
+    fn follow(&mut self, now: Instant, leader: ServerId, term: Term) -> bool {
+        if self.role == Role::Leader {
+            if term < self.hard.term && self.config.bug(PlantedBug::AcceptStaleTermAppend) {
+                // The planted bug, whole: with no term check, a leader yields to any append.
+                self.become_follower(now, self.hard.term, Some(leader));
+            } else {
+                self.stats.messages_ignored += 1;
+                return false;
+            }
+        }
         self.leader_contact = Some(now);
         self.reset_election_timer(now);
         if self.role != Role::Follower || self.leader != Some(leader) {
             self.votes.clear();
             self.set_role(Role::Follower, Some(leader));
         }
+        true
     }
 
     fn become_leader(&mut self, now: Instant) {
@@ -2114,6 +2158,42 @@ impl Raft {
         }
     }
 }
+
+/// Indexes past this are refused on the wire: far beyond any real log, and far enough from
+/// `u64::MAX` that index arithmetic cannot overflow.
+const INDEX_MAX: Index = 1 << 62;
+
+/// Whether a message is one a correct peer could send: an append's entries follow its
+/// `prev_index` one by one with terms that never decrease and never pass the sender's; a
+/// snapshot is from no later term than its sender's. The core asserts these shapes, so a
+/// message without them is dropped before it reaches the log.
+fn well_formed(message: &Message) -> bool {
+    match message {
+        Message::AppendEntries { term, prev_index, prev_term, entries, commit } => {
+            let mut previous = (*prev_index, *prev_term);
+            let entries_fit = entries.iter().all(|entry| {
+                let fits = entry.index == previous.0 + 1 && entry.term >= previous.1 && entry.term <= *term;
+                previous = (entry.index, entry.term);
+                fits
+            });
+            *prev_index < INDEX_MAX - ENTRIES_PER_APPEND_LIMIT
+                && *commit < INDEX_MAX
+                && prev_term <= term
+                && entries_fit
+        }
+        Message::InstallSnapshot { term, meta, offset, .. } => {
+            meta.index < INDEX_MAX && meta.term <= *term && *offset < SNAPSHOT_BYTES_MAX
+        }
+        Message::PreVote { last_index, .. } | Message::RequestVote { last_index, .. } => {
+            *last_index < INDEX_MAX
+        }
+        Message::Heartbeat { commit, .. } => *commit < INDEX_MAX,
+        _ => true,
+    }
+}
+
+/// The most entries one append can carry on the wire (the decoder's bound).
+const ENTRIES_PER_APPEND_LIMIT: Index = wire::ENTRIES_PER_MESSAGE_MAX as Index;
 
 /// The last membership in `log`, else the snapshot's, else the bootstrap one from `config`,
 /// with the index it took effect at.

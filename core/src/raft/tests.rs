@@ -669,3 +669,78 @@ fn a_server_restarts_from_its_snapshot_and_the_entries_after_it() {
     let no_snapshot = Restored { snapshot: None, ..disk };
     assert!(matches!(Raft::new(config, no_snapshot, at(0)), Err(ConfigError::Restore(_))));
 }
+
+#[test]
+fn impossible_messages_from_a_confused_or_forged_peer_are_ignored_not_asserted_on() {
+    let mut net = Net::new(3);
+    net.run_until(at(3000));
+    let leader = net.leaders()[0];
+    let other = if leader == 1 { 2 } else { 1 };
+    let (now, term) = (net.now, net.server(leader).term());
+    let ignored = net.server(leader).stats().messages_ignored;
+    // A second "leader" of this term, and an append whose entries skip an index.
+    net.server(leader).handle_message(now, other, Message::Heartbeat { term, commit: 0, round: 1 });
+    let gap = vec![Entry::command(3, term, cmd("a")), Entry::command(5, term, cmd("b"))];
+    let append = Message::AppendEntries { term, prev_index: 2, prev_term: term, entries: gap, commit: 0 };
+    net.server(other).handle_message(now, leader, append);
+    let snapshot = Message::InstallSnapshot {
+        term,
+        meta: SnapshotMeta { index: u64::MAX, term, membership: Membership::default() },
+        offset: 0,
+        data: cmd("x"),
+        done: true,
+    };
+    net.server(other).handle_message(now, leader, snapshot);
+    assert_eq!(net.server(leader).role(), Role::Leader);
+    assert_eq!(net.server(leader).stats().messages_ignored, ignored + 1);
+    assert_eq!(net.server(other).last_index(), net.server(leader).last_index(), "its log is untouched");
+    assert_eq!(net.server(other).snapshot_index(), 0);
+}
+
+#[test]
+fn a_snapshot_from_a_new_leader_never_continues_chunks_of_another() {
+    let mut raft = Raft::new(Config::new(2, 1..=3, 2), Restored::default(), at(0)).unwrap();
+    let meta = SnapshotMeta {
+        index: 10,
+        term: 1,
+        membership: Membership { voters: [1, 2, 3].into(), learners: [].into() },
+    };
+    let chunk = |term, offset, data: &'static str, done| Message::InstallSnapshot {
+        term,
+        meta: meta.clone(),
+        offset,
+        data: cmd(data),
+        done,
+    };
+    raft.handle_message(at(1), 1, chunk(2, 0, "abc", false));
+    // Leader 3 of term 3 has a snapshot with the same meta but other bytes: it must start over.
+    raft.handle_message(at(2), 3, chunk(3, 3, "XYZ", true));
+    let answers: Vec<Message> = std::iter::from_fn(|| raft.poll_transmit()).map(|t| t.message).collect();
+    assert_eq!(
+        answers.last(),
+        Some(&Message::SnapshotResponse { term: 3, index: 10, received: 0, installed: false })
+    );
+    raft.handle_message(at(3), 3, chunk(3, 0, "XYZXYZ", true));
+    while let Some(persist) = raft.poll_persist() {
+        raft.on_persisted(at(3), persist.id);
+    }
+    let Some(Apply::Snapshot(snapshot)) = raft.poll_apply() else { panic!("installed") };
+    assert_eq!(snapshot.data, cmd("XYZXYZ"));
+}
+
+#[test]
+fn a_restart_with_a_snapshot_newer_than_its_hard_state_takes_the_snapshot_term() {
+    let meta = SnapshotMeta {
+        index: 10,
+        term: 4,
+        membership: Membership { voters: [1, 2, 3].into(), learners: [].into() },
+    };
+    let restored = Restored {
+        hard_state: HardState { term: 2, vote: Some(1) },
+        snapshot: Some(Snapshot { meta, data: cmd("state") }),
+        entries: Vec::new(),
+    };
+    let raft = Raft::new(Config::new(2, 1..=3, 2), restored, at(0)).unwrap();
+    assert_eq!(raft.term(), 4);
+    assert_eq!(raft.commit_index(), 10);
+}
