@@ -894,8 +894,9 @@ impl RaftCluster {
             // No server ever truncates a committed entry: only entries that conflict with a
             // leader's can go, and a committed one never does (leader completeness).
             // Entries a snapshot in the same write covers are not lost but compacted.
+            let held = self.servers[index].raft.as_ref().map_or(0, Raft::snapshot_index);
             let shadow = &mut self.servers[index].log;
-            let covered = persist.snapshot.as_ref().map_or(0, |s| s.meta.index);
+            let covered = persist.snapshot.as_ref().map_or(held, |s| s.meta.index.max(held));
             if let Some(from) = persist.truncate_from {
                 let mut dropped = shadow.iter().filter(|e| e.index >= from && e.index > covered);
                 if let Some(entry) = dropped.find(|e| self.committed.get(&e.index) == Some(e)) {

@@ -812,7 +812,7 @@ impl Raft {
     pub fn new(config: Config, restored: Restored, now: Instant) -> Result<Raft, ConfigError> {
         config.validate()?;
         let mut rng = Rng::from_seed(config.rng_seed);
-        let log = restore_log(restored.snapshot.as_ref(), restored.entries)?;
+        let (log, drop_durable_log) = restore_log(restored.snapshot.as_ref(), restored.entries)?;
         let durable_index = log.last_index();
         let (membership, membership_index) = latest_membership(&log, restored.snapshot.as_ref(), &config);
         // Everything a snapshot covers was committed; the application loads it first.
@@ -826,7 +826,7 @@ impl Raft {
         }
         let election_deadline =
             now + rng.duration_between(config.election_timeout, config.election_timeout * 2);
-        let raft = Raft {
+        let mut raft = Raft {
             clock: Monotonic::new(now),
             rng,
             hard,
@@ -861,6 +861,12 @@ impl Raft {
             stats: Stats::default(),
             config,
         };
+        if drop_durable_log {
+            // The durable log conflicts with the snapshot or stops short of it: it must go from
+            // the disk too, or the entries appended after the snapshot would not continue it.
+            raft.pending_persist().truncate_from = Some(1);
+            raft.finish_step();
+        }
         raft.check_invariants();
         Ok(raft)
     }
@@ -2208,23 +2214,27 @@ fn latest_membership(log: &Log, snapshot: Option<&Snapshot>, config: &Config) ->
 /// written before the log writes of its persist, so a crash between them leaves a log that
 /// either holds the snapshot's last entry (the rest follows) or conflicts with or stops short
 /// of it (a leader's snapshot was replacing it: all of it goes).
-fn restore_log(snapshot: Option<&Snapshot>, mut entries: Vec<Entry>) -> Result<Log, ConfigError> {
+/// Also says whether the durable entries must all be dropped (they do not continue the
+/// snapshot).
+fn restore_log(snapshot: Option<&Snapshot>, mut entries: Vec<Entry>) -> Result<(Log, bool), ConfigError> {
     let Some(snapshot) = snapshot else {
         if entries.first().is_some_and(|e| e.index != 1) {
             return Err(ConfigError::Restore("the log starts after index 1 and there is no snapshot"));
         }
-        return Ok(Log::with_base((0, 0), entries));
+        return Ok((Log::with_base((0, 0), entries), false));
     };
     let meta = &snapshot.meta;
     let first = entries.first().map_or(meta.index + 1, |e| e.index);
     if first > meta.index + 1 {
         return Err(ConfigError::Restore("entries are missing between the snapshot and the log"));
     }
+    let held_any = !entries.is_empty();
     let kept = match entries.iter().position(|e| e.index == meta.index) {
-        Some(at) if entries[at].term == meta.term => entries.split_off(at + 1),
-        Some(_) => Vec::new(),
-        None if first == meta.index + 1 => entries,
-        None => Vec::new(),
+        Some(at) if entries[at].term == meta.term => Some(entries.split_off(at + 1)),
+        Some(_) => None,
+        None if first == meta.index + 1 => Some(entries),
+        None => None,
     };
-    Ok(Log::with_base((meta.index, meta.term), kept))
+    let drop_durable_log = kept.is_none() && held_any;
+    Ok((Log::with_base((meta.index, meta.term), kept.unwrap_or_default()), drop_durable_log))
 }

@@ -663,7 +663,10 @@ fn a_server_restarts_from_its_snapshot_and_the_entries_after_it() {
 
     // A log that stops short of the snapshot is dropped; one with a gap is refused.
     let short = Restored { entries: vec![Entry::command(1, 1, cmd("a"))], ..disk.clone() };
-    assert_eq!(Raft::new(config.clone(), short, at(0)).unwrap().last_index(), 4);
+    let mut dropped = Raft::new(config.clone(), short, at(0)).unwrap();
+    assert_eq!(dropped.last_index(), 4);
+    let persist = dropped.poll_persist().expect("the disk drops it too");
+    assert_eq!((persist.truncate_from, persist.entries.len()), (Some(1), 0));
     let gap = Restored { entries: vec![Entry::command(6, 1, cmd("e"))], ..disk.clone() };
     assert!(matches!(Raft::new(config.clone(), gap, at(0)), Err(ConfigError::Restore(_))));
     let no_snapshot = Restored { snapshot: None, ..disk };
