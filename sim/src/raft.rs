@@ -314,7 +314,13 @@ impl RaftCluster {
         let mut rng = Rng::from_seed(seed);
         let ids = 1..=voters as ServerId;
         let mut base_config = Config::new(1, ids, 0);
-        base_config.planted_bug = planted_bug;
+        // Planted bugs exist only in builds that check invariants (the sim's default).
+        #[cfg(feature = "invariants")]
+        {
+            base_config.planted_bug = planted_bug;
+        }
+        #[cfg(not(feature = "invariants"))]
+        assert!(planted_bug.is_none(), "planted bugs need muster-sim's `invariants` feature");
         // Small enough that a run snapshots, compacts and ships snapshots in several chunks.
         base_config.snapshot_threshold = [16, 64, 256, 1024][rng.below(4) as usize];
         base_config.snapshot_trailing = [0, 4, 32][rng.below(3) as usize];
