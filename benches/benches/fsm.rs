@@ -1,11 +1,16 @@
 //! The replicated state machine (issue 5): apply cost per command type, reads at 100,000 keys,
-//! and the cost of one write's wake-ups with 10,000 blocked readers on unrelated keys.
+//! the cost of one write's wake-ups with 10,000 blocked readers on unrelated keys, and the
+//! catalog at 10,000 instances of one service (health queries, a check flapping, a
+//! registration).
 
 use std::hint::black_box;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
-use muster_core::fsm::{Command, Fsm, KvCas, KvDelete, KvDeleteTree, KvSet, Touched, WatchTarget, Watches};
+use muster_core::fsm::{
+    Check, Command, Fsm, Health, KvCas, KvDelete, KvDeleteTree, KvSet, Node, Register, Service, Touched,
+    WatchTarget, Watches,
+};
 
 const KEYS: usize = 100_000;
 
@@ -19,7 +24,7 @@ fn store() -> Fsm {
     let value = Bytes::from(vec![b'v'; 128]);
     for i in 0..KEYS {
         let command = Command::KvSet(KvSet { key: key(i), value: value.clone(), flags: 0 });
-        fsm.apply(i as u64 + 1, &command.encode()).unwrap();
+        fsm.apply(i as u64 + 1, &command.encode(0)).unwrap();
     }
     fsm
 }
@@ -34,7 +39,7 @@ fn apply(c: &mut Criterion) {
         b.iter(|| {
             next += 1;
             let command = Command::KvSet(KvSet { key: key(4242), value: value.clone(), flags: 1 });
-            black_box(fsm.apply(next, &command.encode()).unwrap())
+            black_box(fsm.apply(next, &command.encode(0)).unwrap())
         })
     });
     group.bench_function("cas_success", |b| {
@@ -42,16 +47,16 @@ fn apply(c: &mut Criterion) {
             let expected = fsm.kv().get(&key(4242)).0;
             next += 1;
             let set = KvSet { key: key(4242), value: value.clone(), flags: 0 };
-            black_box(fsm.apply(next, &Command::KvCas(KvCas { set, index: expected }).encode()).unwrap())
+            black_box(fsm.apply(next, &Command::KvCas(KvCas { set, index: expected }).encode(0)).unwrap())
         })
     });
     group.bench_function("create_then_delete", |b| {
         b.iter(|| {
             next += 2;
             let set = Command::KvSet(KvSet { key: "fresh/key".into(), value: value.clone(), flags: 0 });
-            fsm.apply(next - 1, &set.encode()).unwrap();
+            fsm.apply(next - 1, &set.encode(0)).unwrap();
             black_box(
-                fsm.apply(next, &Command::KvDelete(KvDelete { key: "fresh/key".into() }).encode()).unwrap(),
+                fsm.apply(next, &Command::KvDelete(KvDelete { key: "fresh/key".into() }).encode(0)).unwrap(),
             )
         })
     });
@@ -63,10 +68,10 @@ fn apply(c: &mut Criterion) {
                     next += 1;
                     let set =
                         Command::KvSet(KvSet { key: format!("tree/{i:04}"), value: value.clone(), flags: 0 });
-                    fsm.apply(next, &set.encode()).unwrap();
+                    fsm.apply(next, &set.encode(0)).unwrap();
                 }
                 next += 1;
-                let tree = Command::KvDeleteTree(KvDeleteTree { prefix: "tree/".into() }).encode();
+                let tree = Command::KvDeleteTree(KvDeleteTree { prefix: "tree/".into() }).encode(0);
                 let start = std::time::Instant::now();
                 black_box(fsm.apply(next, &tree).unwrap());
                 total += start.elapsed();
@@ -97,11 +102,88 @@ fn wake(c: &mut Criterion) {
             if i % 2 == 0 { WatchTarget::Key(key(i)) } else { WatchTarget::Prefix(format!("other/{i}/")) };
         watches.register(target);
     }
-    let touched = Touched { keys: vec![key(99_999)] };
+    let touched = Touched { keys: vec![key(99_999)], ..Touched::default() };
     c.bench_function("wake_one_write_10k_unrelated_watchers", |b| {
         b.iter(|| black_box(watches.wake(black_box(&touched))))
     });
 }
 
-criterion_group!(benches, apply, reads, wake);
+const INSTANCES: usize = 10_000;
+
+fn registration(i: usize, web_status: Health) -> Command {
+    let node = format!("node-{i:05}");
+    Command::Register(Box::new(Register {
+        node: Node {
+            node: node.clone(),
+            address: format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255),
+            ..Node::default()
+        },
+        skip_node_update: false,
+        service: Some(Service {
+            id: "web".into(),
+            service: "web".into(),
+            tags: vec![if i % 2 == 0 { "rails".into() } else { "django".into() }],
+            port: 80,
+            ..Service::default()
+        }),
+        checks: vec![
+            Check {
+                check_id: "serfHealth".into(),
+                name: "Serf Health Status".into(),
+                status: Health::Passing,
+                ..Check::default()
+            },
+            Check {
+                check_id: "web-http".into(),
+                name: "web".into(),
+                service_id: "web".into(),
+                status: web_status,
+                ..Check::default()
+            },
+        ],
+    }))
+}
+
+/// `web` on 10,000 nodes, each with `serfHealth` and an HTTP check; one in ten critical.
+fn catalog() -> Fsm {
+    let mut fsm = Fsm::new();
+    for i in 0..INSTANCES {
+        let status = if i % 10 == 0 { Health::Critical } else { Health::Passing };
+        fsm.apply(i as u64 + 1, &registration(i, status).encode(0)).unwrap();
+    }
+    fsm
+}
+
+fn catalog_queries(c: &mut Criterion) {
+    let mut fsm = catalog();
+    let mut group = c.benchmark_group("catalog_10k_instances");
+    group.bench_function("health_service_passing", |b| {
+        b.iter(|| black_box(fsm.catalog().health_service(black_box("web"), &[], true).1.len()))
+    });
+    group.bench_function("health_service_tag_rails", |b| {
+        b.iter(|| black_box(fsm.catalog().health_service(black_box("web"), &["rails"], false).1.len()))
+    });
+    group.bench_function("catalog_services", |b| b.iter(|| black_box(fsm.catalog().services().1.len())));
+    let mut next = INSTANCES as u64;
+    let mut flip = false;
+    // One check flapping on one node: the write a health-checking agent sends most.
+    group.bench_function("check_status_change", |b| {
+        b.iter(|| {
+            next += 1;
+            flip = !flip;
+            let status = if flip { Health::Critical } else { Health::Passing };
+            black_box(fsm.apply(next, &registration(4242, status).encode(0)).unwrap())
+        })
+    });
+    group.bench_function("reregister_unchanged", |b| {
+        let same = registration(4243, Health::Passing).encode(0);
+        b.iter(|| {
+            next += 1;
+            black_box(fsm.apply(next, &same).unwrap())
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, apply, reads, wake, catalog_queries);
 criterion_main!(benches);

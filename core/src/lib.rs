@@ -23,6 +23,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod duration;
 pub mod fsm;
 pub mod keyring;
 mod limits;

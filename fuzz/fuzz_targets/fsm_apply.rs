@@ -1,14 +1,49 @@
 //! The state machine on arbitrary log entries: raw bytes (the command decoder must refuse or
-//! decode, never panic) and well-formed command sequences (applied with invariants checked
-//! after each, feature `invariants`). At the end, the snapshot restores to the same state and
-//! re-encodes to the same bytes, and a snapshot read from the raw bytes never panics.
+//! decode, never panic) and well-formed command sequences over KV, locks, sessions, the
+//! catalog and transactions (applied with invariants checked after each, feature
+//! `invariants`). Names come from small alphabets so operations collide. At the end, the
+//! snapshot restores to the same state and re-encodes to the same bytes, and a snapshot read
+//! from raw bytes never panics.
 
 #![no_main]
 
 use arbitrary::Arbitrary;
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use muster_core::fsm::{Command, Fsm, KvCas, KvDelete, KvDeleteCas, KvDeleteTree, KvSet, TombstoneReap};
+use muster_core::fsm::{
+    Behavior, CatalogVerb, Check, Command, Deregister, Fsm, Health, KvCas, KvDelete, KvDeleteCas,
+    KvDeleteTree, KvLock, KvOperand, KvSet, KvUnlock, KvVerb, Node, Register, Service, Session,
+    SessionDestroy, Stamped, TombstoneReap, Txn, TxnOp,
+};
+
+const NAMES: [&str; 4] = ["a", "a/b", "b", "serfHealth"];
+
+fn name(n: u8) -> String {
+    NAMES[usize::from(n) % NAMES.len()].to_owned()
+}
+
+fn health(n: u8) -> Health {
+    [Health::Passing, Health::Warning, Health::Critical][usize::from(n) % 3]
+}
+
+const KV_VERBS: [KvVerb; 13] = [
+    KvVerb::Set,
+    KvVerb::Cas,
+    KvVerb::Lock,
+    KvVerb::Unlock,
+    KvVerb::Get,
+    KvVerb::GetOrEmpty,
+    KvVerb::GetTree,
+    KvVerb::CheckIndex,
+    KvVerb::CheckSession,
+    KvVerb::CheckNotExists,
+    KvVerb::Delete,
+    KvVerb::DeleteTree,
+    KvVerb::DeleteCas,
+];
+
+const CATALOG_VERBS: [CatalogVerb; 5] =
+    [CatalogVerb::Set, CatalogVerb::Cas, CatalogVerb::Get, CatalogVerb::Delete, CatalogVerb::DeleteCas];
 
 #[derive(Debug, Arbitrary)]
 enum Op {
@@ -19,13 +54,72 @@ enum Op {
     DeleteCas { key: String, index: u8 },
     DeleteTree(String),
     Reap(u8),
+    Lock { key: u8, session: u8, value: u8 },
+    Unlock { key: u8, session: u8 },
+    SessionCreate { id: u8, node: u8, delete: bool, lock_delay_ms: u8, check: Option<u8> },
+    SessionDestroy(u8),
+    Register { node: u8, address: bool, service: Option<(u8, u8)>, check: Option<(u8, bool, u8)>, skip: bool },
+    Deregister { node: u8, service: Option<u8>, check: Option<u8> },
+    Txn(Vec<TxnPart>),
+}
+
+#[derive(Debug, Arbitrary)]
+enum TxnPart {
+    Kv { verb: u8, key: u8, index: u8, session: u8 },
+    Node { verb: u8, node: u8, index: u8 },
+    Service { verb: u8, node: u8, service: u8, index: u8 },
+    Check { verb: u8, node: u8, check: u8, status: u8, index: u8 },
+}
+
+fn txn_op(part: TxnPart) -> TxnOp {
+    match part {
+        TxnPart::Kv { verb, key, index, session } => TxnOp::Kv(
+            KV_VERBS[usize::from(verb) % KV_VERBS.len()],
+            KvOperand {
+                key: name(key),
+                value: Bytes::from_static(b"t"),
+                flags: 0,
+                index: u64::from(index),
+                session: name(session),
+            },
+        ),
+        TxnPart::Node { verb, node, index } => TxnOp::Node(
+            CATALOG_VERBS[usize::from(verb) % CATALOG_VERBS.len()],
+            Box::new(Node {
+                node: name(node),
+                address: "10.0.0.1".into(),
+                modify_index: u64::from(index),
+                ..Node::default()
+            }),
+        ),
+        TxnPart::Service { verb, node, service, index } => TxnOp::Service(
+            CATALOG_VERBS[usize::from(verb) % CATALOG_VERBS.len()],
+            name(node),
+            Box::new(Service {
+                service: name(service),
+                modify_index: u64::from(index),
+                ..Service::default()
+            }),
+        ),
+        TxnPart::Check { verb, node, check, status, index } => TxnOp::Check(
+            CATALOG_VERBS[usize::from(verb) % CATALOG_VERBS.len()],
+            Box::new(Check {
+                node: name(node),
+                check_id: name(check),
+                status: health(status),
+                modify_index: u64::from(index),
+                ..Check::default()
+            }),
+        ),
+    }
 }
 
 fuzz_target!(|ops: Vec<Op>| {
     let mut fsm = Fsm::new();
     let mut index = 0;
-    for op in ops {
+    for (step, op) in ops.into_iter().enumerate() {
         index += 1;
+        let now_ms = step as u64 * 5;
         let command = match op {
             Op::Raw(bytes) => {
                 let _ = Fsm::restore(&bytes);
@@ -43,9 +137,54 @@ fuzz_target!(|ops: Vec<Op>| {
             }
             Op::DeleteTree(prefix) => Command::KvDeleteTree(KvDeleteTree { prefix }),
             Op::Reap(up_to) => Command::TombstoneReap(TombstoneReap { up_to: u64::from(up_to) }),
+            Op::Lock { key, session, value } => Command::KvLock(KvLock {
+                set: KvSet { key: name(key), value: Bytes::from(vec![value]), flags: 0 },
+                session: name(session),
+            }),
+            Op::Unlock { key, session } => Command::KvUnlock(KvUnlock {
+                set: KvSet { key: name(key), value: Bytes::new(), flags: 0 },
+                session: name(session),
+            }),
+            Op::SessionCreate { id, node, delete, lock_delay_ms, check } => Command::SessionCreate(Session {
+                id: name(id),
+                node: name(node),
+                behavior: if delete { Behavior::Delete } else { Behavior::Release },
+                lock_delay_ms: u64::from(lock_delay_ms),
+                node_checks: check.map(name).into_iter().collect(),
+                ..Session::default()
+            }),
+            Op::SessionDestroy(id) => Command::SessionDestroy(SessionDestroy { id: name(id) }),
+            Op::Register { node, address, service, check, skip } => Command::Register(Box::new(Register {
+                node: Node {
+                    node: name(node),
+                    address: if address { "10.0.0.1".into() } else { String::new() },
+                    ..Node::default()
+                },
+                skip_node_update: skip,
+                service: service.map(|(id, service)| Service {
+                    id: name(id),
+                    service: name(service),
+                    ..Service::default()
+                }),
+                checks: check
+                    .map(|(id, bound, status)| Check {
+                        check_id: name(id),
+                        service_id: if bound { name(id) } else { String::new() },
+                        status: health(status),
+                        ..Check::default()
+                    })
+                    .into_iter()
+                    .collect(),
+            })),
+            Op::Deregister { node, service, check } => Command::Deregister(Deregister {
+                node: name(node),
+                service_id: service.map(name),
+                check_id: check.map(name),
+            }),
+            Op::Txn(parts) => Command::Txn(Txn { ops: parts.into_iter().map(txn_op).collect() }),
         };
-        let encoded = command.encode();
-        assert_eq!(Command::decode(&encoded), Ok(Some(command)));
+        let encoded = command.encode(now_ms);
+        assert_eq!(Command::decode(&encoded), Ok(Some(Stamped { now_ms, command })));
         fsm.apply(index, &encoded).expect("a well-formed command applies");
     }
     let snapshot = fsm.snapshot();

@@ -10,26 +10,41 @@
 //! Commands on the wire and in the log:
 //!
 //! ```text
-//! command  = version:u8 type:u8 body       body = postcard encoding of the type's fields
+//! command  = version:u8 type:u8 now_ms:u64le body
+//!            now_ms = the leader's clock (Unix ms) when it proposed the entry: the only time
+//!                     `apply` knows (lock delays); body = postcard encoding of the type's fields
 //! type     < 0x80: must be understood; a server that does not know it stops applying (fatal)
 //! type    >= 0x80: may be skipped by a server that does not know it (forward compatibility)
-//! snapshot = "MFSM" version:u8 postcard(applied index, tables)
+//! snapshot = "MFSM" version:u8 postcard(applied index, kv, catalog, sessions)
 //! ```
 //!
-//! Slice 1 (this module today): the KV store with flags, check-and-set, deletes, delete-tree,
-//! tombstones and their reaping, and the watch registry. Sessions, locks, transactions and the
-//! catalog follow (issue 5).
+//! The state: the KV store ([`kv`]), the catalog of nodes, services and checks ([`catalog`]),
+//! sessions ([`session`]); transactions over all of them ([`txn`]); and the watch registry
+//! that tells the shell which blocked readers an applied entry wakes ([`watch`]).
 
+pub mod catalog;
 pub mod kv;
+pub mod session;
 #[cfg(test)]
 mod tests;
+pub mod txn;
 pub mod watch;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-pub use self::kv::{Kv, KvEntry, VALUE_BYTES_MAX};
-pub use self::watch::{Touched, WatchId, WatchTarget, Watches};
+pub use self::catalog::{
+    Catalog, CatalogError, Check, CheckDefinition, Health, Instance, Node, Service, Weights,
+};
+pub use self::kv::{Kv, KvEntry, LockError, VALUE_BYTES_MAX};
+pub use self::session::{Behavior, Session, SessionError, SessionTimers, Sessions};
+pub use self::txn::{
+    CatalogVerb, KvOperand, KvVerb, Txn, TxnError, TxnOp, TxnOutcome, TxnResult, TXN_OPS_MAX,
+};
+pub use self::watch::{Table, Touched, WatchId, WatchTarget, Watches};
+
+use self::catalog::Changes;
+use self::kv::Locked;
 
 /// A Raft log index, as the state machine stamps it on what it writes.
 pub type Index = u64;
@@ -40,6 +55,11 @@ pub const COMMAND_VERSION: u8 = 1;
 /// Command types at or above this may be skipped by servers that do not know them.
 pub const IGNORABLE_TYPE_MIN: u8 = 0x80;
 
+/// The node-level check the leader keeps from gossip; a node whose `serfHealth` is not
+/// critical keeps its name against a registration with another node ID.
+pub const SERF_HEALTH: &str = "serfHealth";
+
+const HEADER_BYTES: usize = 2 + 8;
 const SNAPSHOT_MAGIC: &[u8; 4] = b"MFSM";
 const SNAPSHOT_VERSION: u8 = 1;
 
@@ -93,6 +113,56 @@ pub struct TombstoneReap {
     pub up_to: Index,
 }
 
+/// Takes `key`'s lock for a session and writes (Consul's `PUT ?acquire=`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvLock {
+    /// The write.
+    pub set: KvSet,
+    /// The session.
+    pub session: String,
+}
+
+/// Releases `key`'s lock held by a session and writes (Consul's `PUT ?release=`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvUnlock {
+    /// The write.
+    pub set: KvSet,
+    /// The session.
+    pub session: String,
+}
+
+/// Registers a node, and optionally a service and checks on it (Consul's
+/// `PUT /v1/catalog/register`, and what agents sync).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Register {
+    /// The node (its indexes are ignored).
+    pub node: Node,
+    /// Leave an existing node's row as it is.
+    pub skip_node_update: bool,
+    /// A service on the node.
+    pub service: Option<Service>,
+    /// Checks on the node (the HTTP layer folds `Check` into `Checks`).
+    pub checks: Vec<Check>,
+}
+
+/// Deregisters a node with everything on it, or one service with its checks, or one check.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deregister {
+    /// The node.
+    pub node: String,
+    /// Only this service (wins over `check_id`, as in Consul).
+    pub service_id: Option<String>,
+    /// Only this check.
+    pub check_id: Option<String>,
+}
+
+/// Invalidates a session: destroyed by a client, or its TTL ran out on the leader.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionDestroy {
+    /// The session.
+    pub id: String,
+}
+
 /// What a log entry asks of the state machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -108,79 +178,160 @@ pub enum Command {
     KvDeleteTree(KvDeleteTree),
     /// [`TombstoneReap`].
     TombstoneReap(TombstoneReap),
+    /// [`KvLock`].
+    KvLock(KvLock),
+    /// [`KvUnlock`].
+    KvUnlock(KvUnlock),
+    /// [`Register`].
+    Register(Box<Register>),
+    /// [`Deregister`].
+    Deregister(Deregister),
+    /// Creates a session (its ID chosen by the proposer).
+    SessionCreate(Session),
+    /// [`SessionDestroy`].
+    SessionDestroy(SessionDestroy),
+    /// [`Txn`].
+    Txn(Txn),
+}
+
+/// A command with the time its leader stamped on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamped {
+    /// The leader's clock at proposal, Unix milliseconds.
+    pub now_ms: u64,
+    /// The command.
+    pub command: Command,
+}
+
+macro_rules! commands {
+    ($($code:literal => $variant:ident),* $(,)?) => {
+        impl Command {
+            /// Its type code in the encoding.
+            fn type_code(&self) -> u8 {
+                match self {
+                    $(Command::$variant(_) => $code,)*
+                }
+            }
+
+            fn encode_body(&self, out: Vec<u8>) -> postcard::Result<Vec<u8>> {
+                match self {
+                    $(Command::$variant(body) => postcard::to_extend(body, out),)*
+                }
+            }
+
+            fn decode_body(type_code: u8, body: &[u8]) -> Result<Option<Command>, DecodeError> {
+                Ok(Some(match type_code {
+                    $($code => Command::$variant(body_of(body)?),)*
+                    unknown if unknown >= IGNORABLE_TYPE_MIN => return Ok(None),
+                    unknown => return Err(DecodeError::UnknownType(unknown)),
+                }))
+            }
+        }
+    };
+}
+
+// Codes are forever: a code once used is never reused for another command.
+commands! {
+    1 => KvSet,
+    2 => KvCas,
+    3 => KvDelete,
+    4 => KvDeleteCas,
+    5 => KvDeleteTree,
+    6 => TombstoneReap,
+    7 => KvLock,
+    8 => KvUnlock,
+    9 => Register,
+    10 => Deregister,
+    11 => SessionCreate,
+    12 => SessionDestroy,
+    13 => Txn,
 }
 
 impl Command {
-    /// Its type code in the encoding.
-    fn type_code(&self) -> u8 {
-        match self {
-            Command::KvSet(_) => 1,
-            Command::KvCas(_) => 2,
-            Command::KvDelete(_) => 3,
-            Command::KvDeleteCas(_) => 4,
-            Command::KvDeleteTree(_) => 5,
-            Command::TombstoneReap(_) => 6,
-        }
-    }
-
-    /// Its encoding, for a Raft proposal.
-    pub fn encode(&self) -> Bytes {
-        let mut out = vec![COMMAND_VERSION, self.type_code()];
-        let body = match self {
-            Command::KvSet(body) => postcard::to_extend(body, out),
-            Command::KvCas(body) => postcard::to_extend(body, out),
-            Command::KvDelete(body) => postcard::to_extend(body, out),
-            Command::KvDeleteCas(body) => postcard::to_extend(body, out),
-            Command::KvDeleteTree(body) => postcard::to_extend(body, out),
-            Command::TombstoneReap(body) => postcard::to_extend(body, out),
-        };
-        out = body.expect("encoding into a Vec cannot fail");
-        Bytes::from(out)
+    /// Its encoding for a Raft proposal, stamped with the proposing leader's clock.
+    pub fn encode(&self, now_ms: u64) -> Bytes {
+        let mut out = Vec::with_capacity(64);
+        out.extend_from_slice(&[COMMAND_VERSION, self.type_code()]);
+        out.extend_from_slice(&now_ms.to_le_bytes());
+        Bytes::from(self.encode_body(out).expect("encoding into a Vec cannot fail"))
     }
 
     /// Decodes a command. `Ok(None)`: an ignorable type this server does not know.
-    pub fn decode(bytes: &[u8]) -> Result<Option<Command>, DecodeError> {
-        let [version, type_code, body @ ..] = bytes else {
+    pub fn decode(bytes: &[u8]) -> Result<Option<Stamped>, DecodeError> {
+        if bytes.len() < HEADER_BYTES {
             return Err(DecodeError::Truncated);
-        };
-        if *version != COMMAND_VERSION {
-            return Err(DecodeError::UnsupportedVersion(*version));
         }
-        let command = match type_code {
-            1 => Command::KvSet(body_of(body)?),
-            2 => Command::KvCas(body_of(body)?),
-            3 => Command::KvDelete(body_of(body)?),
-            4 => Command::KvDeleteCas(body_of(body)?),
-            5 => Command::KvDeleteTree(body_of(body)?),
-            6 => Command::TombstoneReap(body_of(body)?),
-            &unknown if unknown >= IGNORABLE_TYPE_MIN => return Ok(None),
-            &unknown => return Err(DecodeError::UnknownType(unknown)),
-        };
-        Ok(Some(command))
+        let (header, body) = bytes.split_at(HEADER_BYTES);
+        if header[0] != COMMAND_VERSION {
+            return Err(DecodeError::UnsupportedVersion(header[0]));
+        }
+        let now_ms = u64::from_le_bytes(header[2..].try_into().expect("eight bytes"));
+        Ok(Command::decode_body(header[1], body)?.map(|command| Stamped { now_ms, command }))
     }
 
     /// Refuses what no proposer should send, before it is proposed (and again when applied,
-    /// so a bad entry changes nothing).
+    /// so a bad entry changes nothing). State-dependent rules are checked when applied.
     pub fn validate(&self) -> Result<(), CommandError> {
-        let set = match self {
-            Command::KvSet(set) | Command::KvCas(KvCas { set, .. }) => set,
+        match self {
+            Command::KvSet(set)
+            | Command::KvCas(KvCas { set, .. })
+            | Command::KvLock(KvLock { set, .. })
+            | Command::KvUnlock(KvUnlock { set, .. }) => validate_write(&set.key, &set.value),
             Command::KvDelete(KvDelete { key }) | Command::KvDeleteCas(KvDeleteCas { key, .. }) => {
-                return if key.is_empty() { Err(CommandError::MissingKey) } else { Ok(()) };
+                if key.is_empty() {
+                    Err(CommandError::MissingKey)
+                } else {
+                    Ok(())
+                }
             }
-            Command::KvDeleteTree(_) | Command::TombstoneReap(_) => return Ok(()),
-        };
-        if set.key.is_empty() {
-            return Err(CommandError::MissingKey);
+            Command::KvDeleteTree(_) | Command::TombstoneReap(_) => Ok(()),
+            Command::Register(register) if register.node.node.is_empty() => {
+                Err(CommandError::Catalog(CatalogError::MissingNode))
+            }
+            Command::Deregister(Deregister { node, .. }) if node.is_empty() => {
+                Err(CommandError::Catalog(CatalogError::MissingNode))
+            }
+            Command::Register(_) | Command::Deregister(_) => Ok(()),
+            Command::SessionCreate(session) if session.id.is_empty() => {
+                Err(CommandError::Session(SessionError::MissingId))
+            }
+            Command::SessionCreate(session) if session.node.is_empty() => {
+                Err(CommandError::Session(SessionError::MissingNode))
+            }
+            Command::SessionCreate(session) => Ok(Session::check_ttl(&session.ttl)?),
+            Command::SessionDestroy(SessionDestroy { id }) if id.is_empty() => {
+                Err(CommandError::Session(SessionError::MissingId))
+            }
+            Command::SessionDestroy(_) => Ok(()),
+            Command::Txn(Txn { ops }) => {
+                if ops.len() > TXN_OPS_MAX {
+                    return Err(CommandError::TooManyOps { count: ops.len(), max: TXN_OPS_MAX });
+                }
+                for op in ops {
+                    if let TxnOp::Kv(_, operand) = op {
+                        if operand.value.len() > VALUE_BYTES_MAX {
+                            return Err(value_too_large(&operand.key, operand.value.len()));
+                        }
+                    }
+                }
+                Ok(())
+            }
         }
-        if set.value.len() > VALUE_BYTES_MAX {
-            return Err(CommandError::ValueTooLarge {
-                key: set.key.clone(),
-                size: set.value.len(),
-                max: VALUE_BYTES_MAX,
-            });
-        }
-        Ok(())
     }
+}
+
+fn validate_write(key: &str, value: &Bytes) -> Result<(), CommandError> {
+    if key.is_empty() {
+        return Err(CommandError::MissingKey);
+    }
+    if value.len() > VALUE_BYTES_MAX {
+        return Err(value_too_large(key, value.len()));
+    }
+    Ok(())
+}
+
+fn value_too_large(key: &str, size: usize) -> CommandError {
+    CommandError::ValueTooLarge { key: key.to_owned(), size, max: VALUE_BYTES_MAX }
 }
 
 /// Decodes a whole body: trailing bytes are an error, so every command has one encoding.
@@ -212,7 +363,7 @@ pub enum DecodeError {
     TrailingBytes(usize),
 }
 
-/// Why a command was refused; nothing changed.
+/// Why a command was refused; nothing changed. Messages are Consul's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CommandError {
     /// A key is required.
@@ -228,15 +379,35 @@ pub enum CommandError {
         /// The limit.
         max: usize,
     },
+    /// A transaction over [`TXN_OPS_MAX`].
+    #[error("Transaction contains too many operations ({count} > {max})")]
+    TooManyOps {
+        /// Its operations.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A lock or unlock without a live session.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// A catalog write that breaks the catalog's rules.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// A session that cannot be created.
+    #[error(transparent)]
+    Session(#[from] SessionError),
 }
 
 /// What applying a command answers its proposer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Response {
-    /// Consul's `true`/`false` (CAS and delete-CAS answer `false` on a mismatch).
+    /// Consul's `true`/`false` (CAS, delete-CAS, lock and unlock answer `false` when they do
+    /// not happen).
     Bool(bool),
     /// How many tombstones a reap dropped.
     Reaped(usize),
+    /// A transaction's results or errors.
+    Txn(TxnOutcome),
     /// Refused; nothing changed.
     Rejected(CommandError),
     /// An ignorable command this server does not know; nothing changed.
@@ -252,10 +423,13 @@ pub struct Applied {
     pub touched: Touched,
 }
 
-/// The whole replicated state.
+/// The whole replicated state. Cloning it is O(1) (persistent maps): a snapshot can encode a
+/// clone while the original goes on applying.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Fsm {
     kv: Kv,
+    catalog: Catalog,
+    sessions: Sessions,
     applied: Index,
 }
 
@@ -285,9 +459,11 @@ pub enum SnapshotError {
 }
 
 #[derive(Serialize, Deserialize)]
-struct SnapshotBody<T> {
+struct SnapshotBody<K, C, S> {
     applied: Index,
-    kv: T,
+    kv: K,
+    catalog: C,
+    sessions: S,
 }
 
 impl Fsm {
@@ -301,6 +477,16 @@ impl Fsm {
         &self.kv
     }
 
+    /// The catalog.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// The sessions.
+    pub fn sessions(&self) -> &Sessions {
+        &self.sessions
+    }
+
     /// The index of the last entry applied.
     pub fn applied(&self) -> Index {
         self.applied
@@ -311,7 +497,7 @@ impl Fsm {
     /// treat as fatal.
     pub fn apply(&mut self, index: Index, entry: &[u8]) -> Result<Applied, ApplyError> {
         match Command::decode(entry) {
-            Ok(Some(command)) => Ok(self.apply_command(index, &command)),
+            Ok(Some(Stamped { now_ms, command })) => Ok(self.apply_command(index, now_ms, &command)),
             Ok(None) => {
                 self.advance(index);
                 Ok(Applied { response: Response::Ignored, touched: Touched::default() })
@@ -320,8 +506,8 @@ impl Fsm {
         }
     }
 
-    /// Applies a decoded command at `index`.
-    pub fn apply_command(&mut self, index: Index, command: &Command) -> Applied {
+    /// Applies a decoded command at `index`, proposed when the leader's clock read `now_ms`.
+    pub fn apply_command(&mut self, index: Index, now_ms: u64, command: &Command) -> Applied {
         self.advance(index);
         let mut touched = Touched::default();
         if let Err(error) = command.validate() {
@@ -329,14 +515,14 @@ impl Fsm {
         }
         let response = match command {
             Command::KvSet(set) => {
-                self.kv.set(index, &set.key, set.value.clone(), set.flags);
-                touched.keys.push(set.key.clone());
+                if self.kv.set(index, &set.key, set.value.clone(), set.flags) {
+                    touched.keys.push(set.key.clone());
+                }
                 Response::Bool(true)
             }
             Command::KvCas(KvCas { set, index: expected }) => {
                 let ok = self.kv.modify_index_of(&set.key) == *expected;
-                if ok {
-                    self.kv.set(index, &set.key, set.value.clone(), set.flags);
+                if ok && self.kv.set(index, &set.key, set.value.clone(), set.flags) {
                     touched.keys.push(set.key.clone());
                 }
                 Response::Bool(ok)
@@ -349,8 +535,11 @@ impl Fsm {
                 Response::Bool(true)
             }
             Command::KvDeleteCas(KvDeleteCas { key, index: expected }) => {
-                let ok = *expected != 0 && self.kv.modify_index_of(key) == *expected;
-                if ok {
+                // A missing key counts as deleted (Consul's `kvsDeleteCASTxn`); a present one
+                // never has ModifyIndex 0, so 0 never deletes it.
+                let current = self.kv.modify_index_of(key);
+                let ok = current == 0 || current == *expected;
+                if current != 0 && ok {
                     self.kv.delete(index, key);
                     touched.keys.push(key.clone());
                 }
@@ -360,7 +549,47 @@ impl Fsm {
                 touched.keys = self.kv.delete_tree(index, prefix);
                 Response::Bool(true)
             }
-            Command::TombstoneReap(TombstoneReap { up_to }) => Response::Reaped(self.kv.reap(index, *up_to)),
+            Command::TombstoneReap(TombstoneReap { up_to }) => Response::Reaped(self.kv.reap(*up_to, now_ms)),
+            Command::KvLock(KvLock { set, session }) => match self.session_of(session) {
+                Err(error) => Response::Rejected(error.into()),
+                Ok(_) => match self.kv.lock(index, now_ms, &set.key, set.value.clone(), set.flags, session) {
+                    Locked::Held => {
+                        touched.keys.push(set.key.clone());
+                        Response::Bool(true)
+                    }
+                    Locked::HeldByOther | Locked::Delayed => Response::Bool(false),
+                },
+            },
+            Command::KvUnlock(KvUnlock { set, session }) => match self.session_of(session) {
+                Err(error) => Response::Rejected(error.into()),
+                Ok(_) => {
+                    let ok = self.kv.unlock(index, &set.key, set.value.clone(), set.flags, session);
+                    if ok {
+                        touched.keys.push(set.key.clone());
+                    }
+                    Response::Bool(ok)
+                }
+            },
+            Command::Register(register) => match self.register(index, now_ms, register, &mut touched) {
+                Ok(()) => Response::Bool(true),
+                Err(error) => Response::Rejected(error),
+            },
+            Command::Deregister(deregister) => {
+                self.deregister(index, now_ms, deregister, &mut touched);
+                Response::Bool(true)
+            }
+            Command::SessionCreate(session) => match self.create_session(index, session) {
+                Ok(()) => {
+                    touched.tables.push(Table::Sessions);
+                    Response::Bool(true)
+                }
+                Err(error) => Response::Rejected(error.into()),
+            },
+            Command::SessionDestroy(SessionDestroy { id }) => {
+                self.invalidate_session(index, now_ms, id, &mut touched);
+                Response::Bool(true)
+            }
+            Command::Txn(txn) => Response::Txn(self.apply_txn(index, now_ms, txn, &mut touched)),
         };
         self.check_invariants();
         Applied { response, touched }
@@ -375,11 +604,113 @@ impl Fsm {
         self.applied = index;
     }
 
+    /// The live session `id`, as a lock needs it.
+    fn session_of(&self, id: &str) -> Result<&Session, LockError> {
+        if id.is_empty() {
+            return Err(LockError::MissingSession);
+        }
+        self.sessions.get(id).ok_or_else(|| LockError::InvalidSession(id.to_owned()))
+    }
+
+    /// Registers (see [`Register`]); a refused registration changes nothing.
+    fn register(
+        &mut self,
+        index: Index,
+        now_ms: u64,
+        register: &Register,
+        touched: &mut Touched,
+    ) -> Result<(), CommandError> {
+        let renamed_from = self.catalog.check_register(register)?;
+        let mut changes = Changes::default();
+        if let Some(old_name) = renamed_from {
+            // The node ID moved to a new name: the old node goes, with everything on it.
+            self.catalog.deregister(
+                index,
+                &Deregister { node: old_name, ..Deregister::default() },
+                &mut changes,
+            );
+        }
+        self.catalog.register(index, register, &mut changes);
+        self.settle(index, now_ms, changes, touched);
+        Ok(())
+    }
+
+    /// Deregisters (see [`Deregister`]); what does not exist is not an error.
+    fn deregister(&mut self, index: Index, now_ms: u64, deregister: &Deregister, touched: &mut Touched) {
+        let mut changes = Changes::default();
+        self.catalog.deregister(index, deregister, &mut changes);
+        self.settle(index, now_ms, changes, touched);
+    }
+
+    /// Reports a catalog write's changes and invalidates the sessions it kills: those of
+    /// deleted nodes, and those bound to checks deleted or now critical.
+    fn settle(&mut self, index: Index, now_ms: u64, changes: Changes, touched: &mut Touched) {
+        let mut doomed = std::collections::BTreeSet::new();
+        for node in &changes.deleted_nodes {
+            doomed.extend(self.sessions.of_node_ids(node));
+        }
+        for (node, check) in &changes.failed_checks {
+            doomed.extend(self.sessions.bound_to_check(node, check));
+        }
+        for id in doomed {
+            self.invalidate_session(index, now_ms, &id, touched);
+        }
+        for (changed, table) in [
+            (changes.nodes_table, Table::Nodes),
+            (changes.services_table, Table::Services),
+            (changes.checks_table, Table::Checks),
+        ] {
+            if changed && !touched.tables.contains(&table) {
+                touched.tables.push(table);
+            }
+        }
+        touched.services.extend(changes.services);
+        touched.nodes.extend(changes.nodes);
+    }
+
+    fn create_session(&mut self, index: Index, session: &Session) -> Result<(), SessionError> {
+        if self.sessions.get(&session.id).is_some() {
+            return Err(SessionError::IdTaken(session.id.clone()));
+        }
+        if self.catalog.node(&session.node).is_none() {
+            return Err(SessionError::UnknownNode);
+        }
+        for check_id in session.node_checks.iter().chain(&session.service_checks) {
+            let check = self
+                .catalog
+                .check(&session.node, check_id)
+                .ok_or_else(|| SessionError::UnknownCheck(check_id.clone()))?;
+            if check.status == Health::Critical {
+                return Err(SessionError::CriticalCheck(check_id.clone()));
+            }
+        }
+        self.sessions.insert(index, session.clone());
+        Ok(())
+    }
+
+    /// Ends a session: its keys are released or deleted per its behavior and closed to new
+    /// locks for its lock delay (at most a minute). An unknown session is a no-op.
+    fn invalidate_session(&mut self, index: Index, now_ms: u64, id: &str, touched: &mut Touched) {
+        let Some(session) = self.sessions.remove(index, id) else { return };
+        let delay_ms = session.lock_delay_ms.min(session::LOCK_DELAY_MAX_MS);
+        let until_ms = (delay_ms > 0).then(|| now_ms.saturating_add(delay_ms));
+        let delete = session.behavior == Behavior::Delete;
+        touched.keys.extend(self.kv.invalidate(index, id, delete, until_ms));
+        if !touched.tables.contains(&Table::Sessions) {
+            touched.tables.push(Table::Sessions);
+        }
+    }
+
     /// The whole state, encoded: identical states give identical bytes.
     pub fn snapshot(&self) -> Bytes {
         let mut out = SNAPSHOT_MAGIC.to_vec();
         out.push(SNAPSHOT_VERSION);
-        let body = SnapshotBody { applied: self.applied, kv: &self.kv };
+        let body = SnapshotBody {
+            applied: self.applied,
+            kv: &self.kv,
+            catalog: &self.catalog,
+            sessions: &self.sessions,
+        };
         Bytes::from(postcard::to_extend(&body, out).expect("encoding into a Vec cannot fail"))
     }
 
@@ -389,35 +720,38 @@ impl Fsm {
             .strip_prefix(SNAPSHOT_MAGIC)
             .and_then(|rest| rest.strip_prefix(&[SNAPSHOT_VERSION]))
             .ok_or(SnapshotError::Format)?;
-        let body: SnapshotBody<Kv> = match postcard::take_from_bytes(body) {
+        let body: SnapshotBody<Kv, Catalog, Sessions> = match postcard::take_from_bytes(body) {
             Ok((body, [])) => body,
             Ok(_) => return Err(SnapshotError::Malformed("trailing bytes".into())),
             Err(error) => return Err(SnapshotError::Malformed(error.to_string())),
         };
-        let fsm = Fsm { kv: body.kv, applied: body.applied };
-        fsm.validate()?;
+        let mut fsm =
+            Fsm { kv: body.kv, catalog: body.catalog, sessions: body.sessions, applied: body.applied };
+        fsm.kv.rebuild();
+        fsm.catalog.rebuild();
+        fsm.sessions.rebuild();
+        fsm.validate().map_err(SnapshotError::Inconsistent)?;
         Ok(fsm)
     }
 
     /// The state's rules, checked on what arrives from outside (a snapshot).
-    fn validate(&self) -> Result<(), SnapshotError> {
-        let kv = &self.kv;
-        if kv.index > self.applied {
-            return Err(SnapshotError::Inconsistent("the KV index is past the applied index"));
-        }
-        for (key, entry) in &kv.entries {
-            if *key != entry.key {
-                return Err(SnapshotError::Inconsistent("an entry is filed under another key"));
+    fn validate(&self) -> Result<(), &'static str> {
+        self.kv.validate(self.applied)?;
+        self.catalog.validate(self.applied)?;
+        self.sessions.validate(self.applied)?;
+        for session in self.sessions.list().1 {
+            if self.catalog.node(&session.node).is_none() {
+                return Err("a session is bound to a missing node");
             }
-            if entry.create_index > entry.modify_index || entry.modify_index > kv.index {
-                return Err(SnapshotError::Inconsistent("an entry's indexes are out of order"));
-            }
-            if entry.value.len() > VALUE_BYTES_MAX {
-                return Err(SnapshotError::Inconsistent("a value is over the size limit"));
+            let checks = session.node_checks.iter().chain(&session.service_checks);
+            if checks.into_iter().any(|check| self.catalog.check(&session.node, check).is_none()) {
+                return Err("a session is bound to a missing check");
             }
         }
-        if kv.tombstones.values().any(|&deleted| deleted > kv.index) {
-            return Err(SnapshotError::Inconsistent("a tombstone is past the KV index"));
+        for entry in self.kv.entries.values() {
+            if entry.session.as_ref().is_some_and(|id| self.sessions.get(id).is_none()) {
+                return Err("a key is locked by a missing session");
+            }
         }
         Ok(())
     }
@@ -425,6 +759,13 @@ impl Fsm {
     /// Checks the state's invariants; a no-op outside test, simulation and fuzz builds.
     pub fn check_invariants(&self) {
         #[cfg(any(test, feature = "invariants"))]
-        self.kv.check(self.applied);
+        {
+            self.kv.check(self.applied);
+            self.catalog.check_invariants(self.applied);
+            self.sessions.check(self.applied);
+            if let Err(broken) = self.validate() {
+                panic!("state invariant: {broken}");
+            }
+        }
     }
 }

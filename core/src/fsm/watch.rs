@@ -4,14 +4,29 @@
 //! The cost of a write must not grow with the number of unrelated readers (issue 5: 10,000
 //! blocked readers, 100,000 keys). A written key wakes the readers of that key (one map
 //! lookup) and the readers of every prefix of it (one lookup per prefix length), so a write
-//! costs O(key length × log readers), whatever else is being watched. Local to each server:
-//! never replicated, never in a snapshot.
+//! costs O(key length × log readers), whatever else is being watched. Catalog readers wait on
+//! a service name or a node (one lookup each per name the write touched) or on a whole table
+//! (every node list reader wakes on any node change, as its answer may have changed). Local
+//! to each server: never replicated, never in a snapshot.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Names one registered reader.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct WatchId(u64);
+
+/// A table whose every change wakes its readers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Table {
+    /// Catalog nodes (`/v1/catalog/nodes`).
+    Nodes,
+    /// Catalog services (`/v1/catalog/services`).
+    Services,
+    /// Health checks (`/v1/health/state/...`).
+    Checks,
+    /// Sessions (`/v1/session/list`, ...).
+    Sessions,
+}
 
 /// What a reader's result depends on.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -20,6 +35,12 @@ pub enum WatchTarget {
     Key(String),
     /// Every key under a prefix (`""` is the whole store).
     Prefix(String),
+    /// A whole table.
+    Table(Table),
+    /// The instances of a service name, their checks and nodes (present or not).
+    Service(String),
+    /// A node, its services and checks (present or not).
+    Node(String),
 }
 
 /// What one applied entry changed.
@@ -27,12 +48,30 @@ pub enum WatchTarget {
 pub struct Touched {
     /// Keys written or deleted.
     pub keys: Vec<String>,
+    /// Tables changed.
+    pub tables: Vec<Table>,
+    /// Service names whose instances, checks or nodes changed.
+    pub services: Vec<String>,
+    /// Nodes whose row, services or checks changed.
+    pub nodes: Vec<String>,
 }
 
 impl Touched {
     /// Whether nothing changed.
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.keys.is_empty() && self.tables.is_empty() && self.services.is_empty() && self.nodes.is_empty()
+    }
+
+    /// Adds another entry's (or operation's) changes.
+    pub fn merge(&mut self, other: Touched) {
+        self.keys.extend(other.keys);
+        for table in other.tables {
+            if !self.tables.contains(&table) {
+                self.tables.push(table);
+            }
+        }
+        self.services.extend(other.services);
+        self.nodes.extend(other.nodes);
     }
 }
 
@@ -42,6 +81,8 @@ pub struct Watches {
     next: u64,
     keys: BTreeMap<String, BTreeSet<WatchId>>,
     prefixes: BTreeMap<String, BTreeSet<WatchId>>,
+    /// Tables, services and nodes.
+    others: BTreeMap<WatchTarget, BTreeSet<WatchId>>,
     targets: BTreeMap<WatchId, WatchTarget>,
 }
 
@@ -55,11 +96,11 @@ impl Watches {
     pub fn register(&mut self, target: WatchTarget) -> WatchId {
         self.next += 1;
         let id = WatchId(self.next);
-        let map = match &target {
-            WatchTarget::Key(key) => self.keys.entry(key.clone()),
-            WatchTarget::Prefix(prefix) => self.prefixes.entry(prefix.clone()),
+        match &target {
+            WatchTarget::Key(key) => self.keys.entry(key.clone()).or_default().insert(id),
+            WatchTarget::Prefix(prefix) => self.prefixes.entry(prefix.clone()).or_default().insert(id),
+            other => self.others.entry(other.clone()).or_default().insert(id),
         };
-        map.or_default().insert(id);
         self.targets.insert(id, target);
         id
     }
@@ -67,15 +108,10 @@ impl Watches {
     /// Forgets a reader that gave up (timed out); unknown ids are ignored.
     pub fn cancel(&mut self, id: WatchId) {
         let Some(target) = self.targets.remove(&id) else { return };
-        let (map, name) = match &target {
-            WatchTarget::Key(key) => (&mut self.keys, key),
-            WatchTarget::Prefix(prefix) => (&mut self.prefixes, prefix),
-        };
-        if let Some(ids) = map.get_mut(name) {
-            ids.remove(&id);
-            if ids.is_empty() {
-                map.remove(name);
-            }
+        match &target {
+            WatchTarget::Key(key) => forget(&mut self.keys, key, id),
+            WatchTarget::Prefix(prefix) => forget(&mut self.prefixes, prefix, id),
+            other => forget(&mut self.others, other, id),
         }
     }
 
@@ -91,6 +127,19 @@ impl Watches {
             }
             for end in (0..=key.len()).filter(|&end| key.is_char_boundary(end)) {
                 if let Some(ids) = self.prefixes.remove(&key[..end]) {
+                    woken.extend(ids);
+                }
+            }
+        }
+        if !self.others.is_empty() {
+            let others = touched
+                .tables
+                .iter()
+                .map(|table| WatchTarget::Table(*table))
+                .chain(touched.services.iter().map(|name| WatchTarget::Service(name.clone())))
+                .chain(touched.nodes.iter().map(|name| WatchTarget::Node(name.clone())));
+            for target in others {
+                if let Some(ids) = self.others.remove(&target) {
                     woken.extend(ids);
                 }
             }
@@ -112,12 +161,25 @@ impl Watches {
     }
 }
 
+fn forget<K: Ord + ?Sized, Q: Ord + Clone + std::borrow::Borrow<K>>(
+    map: &mut BTreeMap<Q, BTreeSet<WatchId>>,
+    name: &K,
+    id: WatchId,
+) {
+    if let Some(ids) = map.get_mut(name) {
+        ids.remove(&id);
+        if ids.is_empty() {
+            map.remove(name);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn touched(keys: &[&str]) -> Touched {
-        Touched { keys: keys.iter().map(|k| (*k).to_owned()).collect() }
+        Touched { keys: keys.iter().map(|k| (*k).to_owned()).collect(), ..Touched::default() }
     }
 
     #[test]
@@ -135,6 +197,29 @@ mod tests {
         watches.cancel(other_key);
         assert_eq!(watches.wake(&touched(&["web/b"])), []);
         assert_eq!(watches.wake(&touched(&["web/a/x", "db/1"])), [db, longer]);
+        assert!(watches.is_empty());
+    }
+
+    #[test]
+    fn catalog_readers_wake_on_their_service_node_or_table_only() {
+        let mut watches = Watches::new();
+        let web = watches.register(WatchTarget::Service("web".into()));
+        let db = watches.register(WatchTarget::Service("db".into()));
+        let node = watches.register(WatchTarget::Node("n1".into()));
+        let nodes = watches.register(WatchTarget::Table(Table::Nodes));
+        let key = watches.register(WatchTarget::Key("web".into()));
+        let write = Touched {
+            tables: vec![Table::Services],
+            services: vec!["web".into()],
+            nodes: vec!["n1".into()],
+            ..Touched::default()
+        };
+        assert_eq!(watches.wake(&write), [web, node], "a service registered on n1");
+        let node_change = Touched { tables: vec![Table::Nodes], ..Touched::default() };
+        assert_eq!(watches.wake(&node_change), [nodes]);
+        assert_eq!(watches.len(), 2, "db and the key still wait");
+        watches.cancel(db);
+        assert_eq!(watches.wake(&touched(&["web"])), [key], "a key named like a service is a key");
         assert!(watches.is_empty());
     }
 }
