@@ -26,25 +26,6 @@ fn health(n: u8) -> Health {
     [Health::Passing, Health::Warning, Health::Critical][usize::from(n) % 3]
 }
 
-const KV_VERBS: [KvVerb; 13] = [
-    KvVerb::Set,
-    KvVerb::Cas,
-    KvVerb::Lock,
-    KvVerb::Unlock,
-    KvVerb::Get,
-    KvVerb::GetOrEmpty,
-    KvVerb::GetTree,
-    KvVerb::CheckIndex,
-    KvVerb::CheckSession,
-    KvVerb::CheckNotExists,
-    KvVerb::Delete,
-    KvVerb::DeleteTree,
-    KvVerb::DeleteCas,
-];
-
-const CATALOG_VERBS: [CatalogVerb; 5] =
-    [CatalogVerb::Set, CatalogVerb::Cas, CatalogVerb::Get, CatalogVerb::Delete, CatalogVerb::DeleteCas];
-
 #[derive(Debug, Arbitrary)]
 enum Op {
     Raw(Vec<u8>),
@@ -74,7 +55,7 @@ enum TxnPart {
 fn txn_op(part: TxnPart) -> TxnOp {
     match part {
         TxnPart::Kv { verb, key, index, session } => TxnOp::Kv(
-            KV_VERBS[usize::from(verb) % KV_VERBS.len()],
+            KvVerb::ALL[usize::from(verb) % KvVerb::ALL.len()],
             KvOperand {
                 key: name(key),
                 value: Bytes::from_static(b"t"),
@@ -84,7 +65,7 @@ fn txn_op(part: TxnPart) -> TxnOp {
             },
         ),
         TxnPart::Node { verb, node, index } => TxnOp::Node(
-            CATALOG_VERBS[usize::from(verb) % CATALOG_VERBS.len()],
+            CatalogVerb::ALL[usize::from(verb) % CatalogVerb::ALL.len()],
             Box::new(Node {
                 node: name(node),
                 address: "10.0.0.1".into(),
@@ -93,7 +74,7 @@ fn txn_op(part: TxnPart) -> TxnOp {
             }),
         ),
         TxnPart::Service { verb, node, service, index } => TxnOp::Service(
-            CATALOG_VERBS[usize::from(verb) % CATALOG_VERBS.len()],
+            CatalogVerb::ALL[usize::from(verb) % CatalogVerb::ALL.len()],
             name(node),
             Box::new(Service {
                 service: name(service),
@@ -102,7 +83,7 @@ fn txn_op(part: TxnPart) -> TxnOp {
             }),
         ),
         TxnPart::Check { verb, node, check, status, index } => TxnOp::Check(
-            CATALOG_VERBS[usize::from(verb) % CATALOG_VERBS.len()],
+            CatalogVerb::ALL[usize::from(verb) % CatalogVerb::ALL.len()],
             Box::new(Check {
                 node: name(node),
                 check_id: name(check),

@@ -1100,3 +1100,14 @@ fn the_leaders_timers_expire_sessions_after_twice_their_ttl_unless_renewed() {
     timers.remove("a");
     assert!(timers.is_empty() && timers.next_deadline().is_none());
 }
+
+#[test]
+fn every_verb_parses_from_its_consul_spelling() {
+    for verb in KvVerb::ALL {
+        assert_eq!(KvVerb::parse(verb.as_str()), Some(verb));
+    }
+    for verb in CatalogVerb::ALL {
+        assert_eq!(CatalogVerb::parse(verb.as_str()), Some(verb));
+    }
+    assert_eq!(KvVerb::parse("get_tree"), None);
+}

@@ -47,6 +47,23 @@ pub enum KvVerb {
 }
 
 impl KvVerb {
+    /// Every verb.
+    pub const ALL: [KvVerb; 13] = [
+        KvVerb::Set,
+        KvVerb::Cas,
+        KvVerb::Lock,
+        KvVerb::Unlock,
+        KvVerb::Get,
+        KvVerb::GetOrEmpty,
+        KvVerb::GetTree,
+        KvVerb::CheckIndex,
+        KvVerb::CheckSession,
+        KvVerb::CheckNotExists,
+        KvVerb::Delete,
+        KvVerb::DeleteTree,
+        KvVerb::DeleteCas,
+    ];
+
     /// Consul's spelling (`get-tree`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -68,22 +85,7 @@ impl KvVerb {
 
     /// Parses Consul's spelling.
     pub fn parse(text: &str) -> Option<KvVerb> {
-        let verbs = [
-            KvVerb::Set,
-            KvVerb::Cas,
-            KvVerb::Lock,
-            KvVerb::Unlock,
-            KvVerb::Get,
-            KvVerb::GetOrEmpty,
-            KvVerb::GetTree,
-            KvVerb::CheckIndex,
-            KvVerb::CheckSession,
-            KvVerb::CheckNotExists,
-            KvVerb::Delete,
-            KvVerb::DeleteTree,
-            KvVerb::DeleteCas,
-        ];
-        verbs.into_iter().find(|verb| verb.as_str() == text)
+        KvVerb::ALL.into_iter().find(|verb| verb.as_str() == text)
     }
 
     /// Whether the verb only reads.
@@ -116,6 +118,10 @@ pub enum CatalogVerb {
 }
 
 impl CatalogVerb {
+    /// Every verb.
+    pub const ALL: [CatalogVerb; 5] =
+        [CatalogVerb::Set, CatalogVerb::Cas, CatalogVerb::Get, CatalogVerb::Delete, CatalogVerb::DeleteCas];
+
     /// Consul's spelling.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -129,9 +135,7 @@ impl CatalogVerb {
 
     /// Parses Consul's spelling.
     pub fn parse(text: &str) -> Option<CatalogVerb> {
-        [CatalogVerb::Set, CatalogVerb::Cas, CatalogVerb::Get, CatalogVerb::Delete, CatalogVerb::DeleteCas]
-            .into_iter()
-            .find(|verb| verb.as_str() == text)
+        CatalogVerb::ALL.into_iter().find(|verb| verb.as_str() == text)
     }
 }
 
