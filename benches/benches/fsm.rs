@@ -8,7 +8,8 @@ use std::hint::black_box;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
 use muster_core::fsm::{
-    Check, Command, Fsm, Health, KvCas, KvDelete, KvDeleteTree, KvSet, Node, Register, Service, Touched,
+    Check, Command, Deregister, Fsm, Health, KvCas, KvDelete, KvDeleteTree, KvLock, KvOperand, KvSet,
+    KvUnlock, KvVerb, Node, Register, Service, Session, SessionDestroy, Table, Touched, Txn, TxnOp,
     WatchTarget, Watches,
 };
 
@@ -58,6 +59,51 @@ fn apply(c: &mut Criterion) {
             black_box(
                 fsm.apply(next, &Command::KvDelete(KvDelete { key: "fresh/key".into() }).encode(0)).unwrap(),
             )
+        })
+    });
+    // Sessions and locks need a node to live on.
+    next += 1;
+    let node = Node { node: "n1".into(), address: "10.0.0.1".into(), ..Node::default() };
+    let register = Command::Register(Box::new(Register { node, ..Register::default() }));
+    fsm.apply(next, &register.encode(0)).unwrap();
+    next += 1;
+    let session = Session { id: "s-bench".into(), node: "n1".into(), ..Session::default() };
+    fsm.apply(next, &Command::SessionCreate(session).encode(0)).unwrap();
+    group.bench_function("lock_then_unlock", |b| {
+        b.iter(|| {
+            next += 2;
+            let set = KvSet { key: key(4242), value: value.clone(), flags: 0 };
+            let lock = Command::KvLock(KvLock { set: set.clone(), session: "s-bench".into() });
+            fsm.apply(next - 1, &lock.encode(0)).unwrap();
+            let unlock = Command::KvUnlock(KvUnlock { set, session: "s-bench".into() });
+            black_box(fsm.apply(next, &unlock.encode(0)).unwrap())
+        })
+    });
+    group.bench_function("session_create_then_destroy", |b| {
+        b.iter(|| {
+            next += 2;
+            let session =
+                Session { id: "s-churn".into(), node: "n1".into(), ttl: "30s".into(), ..Session::default() };
+            fsm.apply(next - 1, &Command::SessionCreate(session).encode(0)).unwrap();
+            let destroy = Command::SessionDestroy(SessionDestroy { id: "s-churn".into() });
+            black_box(fsm.apply(next, &destroy.encode(0)).unwrap())
+        })
+    });
+    group.bench_function("txn_4_ops", |b| {
+        b.iter(|| {
+            next += 1;
+            let operand = |verb: KvVerb, k: usize| {
+                TxnOp::Kv(verb, KvOperand { key: key(k), value: value.clone(), ..KvOperand::default() })
+            };
+            let txn = Txn {
+                ops: vec![
+                    operand(KvVerb::Set, 1),
+                    operand(KvVerb::Set, 2),
+                    operand(KvVerb::Get, 3),
+                    operand(KvVerb::Delete, 99_999_999),
+                ],
+            };
+            black_box(fsm.apply(next, &Command::Txn(txn).encode(0)).unwrap())
         })
     });
     group.bench_function("delete_tree_1000", |b| {
@@ -175,6 +221,20 @@ fn catalog_queries(c: &mut Criterion) {
             black_box(fsm.apply(next, &registration(4242, status).encode(0)).unwrap())
         })
     });
+    group.bench_function("deregister_then_register_instance", |b| {
+        let deregister = Command::Deregister(Deregister {
+            node: "node-04244".into(),
+            service_id: Some("web".into()),
+            check_id: None,
+        })
+        .encode(0);
+        let register = registration(4244, Health::Passing).encode(0);
+        b.iter(|| {
+            next += 2;
+            fsm.apply(next - 1, &deregister).unwrap();
+            black_box(fsm.apply(next, &register).unwrap())
+        })
+    });
     group.bench_function("reregister_unchanged", |b| {
         let same = registration(4243, Health::Passing).encode(0);
         b.iter(|| {
@@ -185,5 +245,27 @@ fn catalog_queries(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, apply, reads, wake, catalog_queries);
+fn wake_catalog(c: &mut Criterion) {
+    let mut watches = Watches::new();
+    for i in 0..10_000 {
+        let target = match i % 3 {
+            0 => WatchTarget::Service(format!("svc-{i}")),
+            1 => WatchTarget::Node(format!("node-{i}")),
+            _ => WatchTarget::Key(key(i)),
+        };
+        watches.register(target);
+    }
+    // A check flapping on a node nobody watches, of a service nobody watches.
+    let touched = Touched {
+        tables: vec![Table::Checks],
+        services: vec!["web".into()],
+        nodes: vec!["node-unwatched".into()],
+        ..Touched::default()
+    };
+    c.bench_function("wake_one_catalog_write_10k_unrelated_watchers", |b| {
+        b.iter(|| black_box(watches.wake(black_box(&touched))))
+    });
+}
+
+criterion_group!(benches, apply, reads, wake, wake_catalog, catalog_queries);
 criterion_main!(benches);

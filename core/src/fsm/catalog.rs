@@ -391,18 +391,17 @@ impl Catalog {
     ) -> (Index, Vec<Instance<'_>>) {
         let mut out = Vec::new();
         for (node, service) in self.instances(name, tags) {
-            let checks: Vec<&Check> = self
-                .checks_of(&node.node)
-                .filter(|check| check.service_id.is_empty() || check.service_id == service.id)
-                .collect();
-            // Node-level checks first, as Consul lists them.
-            let (mut node_level, service_level): (Vec<&Check>, Vec<&Check>) =
-                checks.into_iter().partition(|check| check.service_id.is_empty());
-            node_level.extend(service_level);
-            if passing_only && node_level.iter().any(|check| check.status != Health::Passing) {
+            let on_node = self.checks.get(&node.node);
+            let node_level =
+                || on_node.into_iter().flat_map(OrdMap::values).filter(|c| c.service_id.is_empty());
+            let service_level =
+                || on_node.into_iter().flat_map(OrdMap::values).filter(|c| c.service_id == service.id);
+            if passing_only && node_level().chain(service_level()).any(|c| c.status != Health::Passing) {
                 continue;
             }
-            out.push(Instance { node, service, checks: node_level });
+            // Node-level checks first, as Consul lists them.
+            let checks = node_level().chain(service_level()).collect();
+            out.push(Instance { node, service, checks });
         }
         (self.service_index(name), out)
     }

@@ -19,14 +19,16 @@
 //! ```
 //!
 //! The state: the KV store ([`kv`]), the catalog of nodes, services and checks ([`catalog`]),
-//! sessions ([`session`]); transactions over all of them ([`txn`]); and the watch registry
-//! that tells the shell which blocked readers an applied entry wakes ([`watch`]).
+//! sessions ([`session`]); transactions over all of them ([`txn`]); the watch registry that
+//! tells the shell which blocked readers an applied entry wakes ([`watch`]); and the leader's
+//! timers that propose what time decides (`SessionTimers`, [`TombstoneGc`]).
 
 pub mod catalog;
 pub mod kv;
 pub mod session;
 #[cfg(test)]
 mod tests;
+pub mod tombstone_gc;
 pub mod txn;
 pub mod watch;
 
@@ -38,6 +40,7 @@ pub use self::catalog::{
 };
 pub use self::kv::{Kv, KvEntry, LockError, VALUE_BYTES_MAX};
 pub use self::session::{Behavior, Session, SessionError, SessionTimers, Sessions};
+pub use self::tombstone_gc::TombstoneGc;
 pub use self::txn::{
     CatalogVerb, KvOperand, KvVerb, Txn, TxnError, TxnOp, TxnOutcome, TxnResult, TXN_OPS_MAX,
 };
