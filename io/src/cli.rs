@@ -25,7 +25,7 @@ pub(crate) struct Cli {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Subcommands {
     /// Runs a muster agent.
-    Agent(AgentArgs),
+    Agent(Box<AgentArgs>),
     /// Prints the muster version.
     Version,
     /// Generates a new 32-byte gossip encryption key, base64 encoded.
@@ -73,6 +73,19 @@ pub(crate) struct AgentArgs {
     /// The gossip encryption key: 16, 24 or 32 bytes, base64 encoded (`muster keygen` makes one).
     #[arg(long = "encrypt")]
     pub(crate) encrypt: Option<String>,
+    /// Bootstrap mode: this server elects itself and forms a one-server cluster. -dev implies
+    /// it.
+    #[arg(long)]
+    pub(crate) bootstrap: bool,
+    /// The address the HTTP API (and later DNS) binds to.
+    #[arg(long = "client")]
+    pub(crate) client: Option<IpAddr>,
+    /// The HTTP API's port; -1 disables it.
+    #[arg(long = "http-port", default_value_t = 8500, allow_negative_numbers = true)]
+    pub(crate) http_port: i32,
+    /// The port servers serve Raft (and later RPC) on.
+    #[arg(long = "server-port", default_value_t = 8300)]
+    pub(crate) server_port: u16,
 }
 
 /// Rewrites Consul's single-dash long flags (`-dev`, `-data-dir=x`) to clap's `--dev`,

@@ -4,17 +4,22 @@
 //! simulator (`muster-sim`, compiled with `--cfg madsim`) runs this very loop over madsim's
 //! simulated network and clock. [`storage`] makes the gossip node's state durable on a real file
 //! system; [`wal`] is Raft's write-ahead log and snapshot files, [`raft_net`] its TCP transport
-//! on 8300, and [`raft_server`] runs a Raft server on them.
+//! on 8300, and [`raft_server`] runs a Raft server on them. [`store`] holds the replicated state
+//! machine a server applies and its HTTP readers block on; `http` is the API on 8500.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod drive;
+#[cfg(all(feature = "agent", not(madsim)))]
+pub mod http;
 pub mod raft_net;
 #[cfg(not(madsim))]
 pub mod raft_server;
 #[cfg(not(madsim))]
 pub mod storage;
+#[cfg(not(madsim))]
+pub mod store;
 pub mod version;
 #[cfg(not(madsim))]
 pub mod wal;

@@ -2,11 +2,16 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
 use muster::drive::{self, CommandRequest, Sockets};
+use muster::http;
+use muster::raft_server::RaftHandle;
 use muster::storage::{AgentStorage, FileStorage, MemoryStorage};
+use muster::store::{self, Store};
 use muster::version;
+use muster_core::raft;
 use muster_core::tags::Tags;
 use muster_core::{swim, Command, Config, Event, Instant, Node};
 use tokio::net::{TcpListener, UdpSocket};
@@ -54,7 +59,7 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        cli::Subcommands::Agent(args) => match agent(args) {
+        cli::Subcommands::Agent(args) => match agent(*args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(message) => {
                 eprintln!("==> {message}");
@@ -114,11 +119,29 @@ fn agent(args: cli::AgentArgs) -> Result<(), String> {
     let wan = wan.transpose()?;
     let plans: Vec<PoolPlan> = std::iter::once(lan).chain(wan).collect();
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    if args.bootstrap && !server {
+        return Err("bootstrap mode requires server mode (-server)".to_owned());
+    }
+    let bootstrap = args.bootstrap || args.dev;
+    let client_ip = args.client.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let http_port = match args.http_port {
+        -1 => None,
+        port => Some(u16::try_from(port).map_err(|_| format!("Invalid -http-port {port}"))?),
+    };
+    // -dev keeps nothing: its Raft log lives in a directory of its own, removed at exit.
+    let raft_dir = match (&args.data_dir, args.dev) {
+        (_, true) => std::env::temp_dir().join(format!("muster-dev-{}", std::process::id())),
+        (Some(dir), false) => dir.join("raft"),
+        (None, false) => unreachable!("checked above"),
+    };
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("Error starting runtime: {e}"))?;
-    runtime.block_on(async move {
+    let dev = args.dev;
+    let dev_dir = raft_dir.clone();
+    let result = runtime.block_on(async move {
         let origin = tokio::time::Instant::now();
         let mut pools = Vec::new();
         for plan in plans {
@@ -143,11 +166,41 @@ fn agent(args: cli::AgentArgs) -> Result<(), String> {
             pools.push((plan, Sockets { udp, tcp }, storage, node));
         }
 
+        // A bootstrapping server runs Raft and the state machine, and serves the HTTP API.
+        let server_addr = SocketAddr::new(advertise_ip, args.server_port);
+        let consensus = match bootstrap {
+            false => None,
+            true => Some(start_consensus(dev, SocketAddr::new(bind_ip, args.server_port), &raft_dir).await?),
+        };
+        if let (Some((handle, store)), Some(port)) = (&consensus, http_port) {
+            let api = Arc::new(http::Api {
+                store: store.clone(),
+                raft: handle.client(),
+                datacenter: args.datacenter.clone(),
+                node_name: node_name.clone(),
+                node_id: node_id(args.data_dir.as_deref().filter(|_| !dev))?,
+                server_addrs: vec![(RAFT_SERVER_ID, server_addr)],
+                session_ttl: http::SessionTtl::default(),
+            });
+            tokio::spawn(register_self(api.clone(), advertise_ip, args.server_port));
+            tokio::spawn(http::run_ttl_timers(api.clone()));
+            let addr = SocketAddr::new(client_ip, port);
+            let listener =
+                TcpListener::bind(addr).await.map_err(|e| format!("Error binding HTTP {addr}: {e}"))?;
+            tokio::spawn(async move {
+                if let Err(error) = http::serve(listener, api).await {
+                    tracing::error!(%error, "agent: the HTTP server stopped");
+                }
+            });
+        }
+
         println!("==> Starting muster agent...");
         println!("               Version: '{}'", version::MUSTER_VERSION);
         println!("             Node name: '{node_name}'");
         println!("            Datacenter: '{}'", args.datacenter);
-        println!("                Server: {server} (Bootstrap: false)");
+        println!("                Server: {server} (Bootstrap: {bootstrap})");
+        let http = http_port.map_or("-1".to_owned(), |port| port.to_string());
+        println!("           Client Addr: [{client_ip}] (HTTP: {http}, HTTPS: -1, gRPC: -1, DNS: -1)");
         let wan_port = if server { args.serf_wan_port.to_string() } else { "-1".to_owned() };
         println!("          Cluster Addr: {advertise_ip} (LAN: {}, WAN: {wan_port})", args.serf_lan_port);
         println!("     Gossip Encryption: {}", encrypt_key.is_some());
@@ -197,8 +250,98 @@ fn agent(args: cli::AgentArgs) -> Result<(), String> {
             }
         }
         shutdown.abort();
+        if let Some((handle, _)) = consensus {
+            handle.stop().await;
+        }
         result
-    })
+    });
+    if dev {
+        let _ = std::fs::remove_dir_all(&dev_dir);
+    }
+    result
+}
+
+/// Registers this agent in the catalog once there is a leader: its node, the `serfHealth` check
+/// gossip keeps (passing while it runs), and the `consul` service every server carries. The
+/// leader's reconciliation of gossip membership into the catalog replaces this (issue 7).
+async fn register_self(api: Arc<http::Api>, address: IpAddr, server_port: u16) {
+    use muster_core::fsm::{Check, Command, Health, Node, Register, Service, SERF_HEALTH};
+    let mut raft = api.raft.clone();
+    if raft.wait_for(|status| status.leader.is_some()).await.is_err() {
+        return;
+    }
+    let address = address.to_string();
+    let tagged = [("lan", &address), ("lan_ipv4", &address), ("wan", &address), ("wan_ipv4", &address)];
+    let register = Register {
+        node: Node {
+            id: api.node_id.clone(),
+            node: api.node_name.clone(),
+            address: address.clone(),
+            datacenter: api.datacenter.clone(),
+            tagged_addresses: tagged.iter().map(|(k, v)| ((*k).to_owned(), (*v).clone())).collect(),
+            meta: [("consul-network-segment".to_owned(), String::new())].into_iter().collect(),
+            ..Node::default()
+        },
+        skip_node_update: false,
+        service: Some(Service {
+            id: "consul".into(),
+            service: "consul".into(),
+            port: server_port,
+            ..Service::default()
+        }),
+        checks: vec![Check {
+            check_id: SERF_HEALTH.into(),
+            name: "Serf Health Status".into(),
+            status: Health::Passing,
+            output: "Agent alive and reachable".into(),
+            ..Check::default()
+        }],
+    };
+    if let Err(error) = api.write(&Command::Register(Box::new(register))).await {
+        tracing::warn!(reason = %error.reason, "agent: registering this node in the catalog failed");
+    }
+}
+
+/// The node's ID: a random UUID, kept in `<data-dir>/node-id` so it survives restarts (Consul's
+/// file and format); -dev makes a new one each run.
+fn node_id(data_dir: Option<&std::path::Path>) -> Result<String, String> {
+    let Some(dir) = data_dir else { return Ok(uuid::Uuid::new_v4().to_string()) };
+    let path = dir.join("node-id");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let id = text.trim().to_owned();
+            muster_core::fsm::catalog::parse_uuid(&id)
+                .map_err(|reason| format!("Error reading {}: {reason}", path.display()))?;
+            Ok(id)
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let id = uuid::Uuid::new_v4().to_string();
+            std::fs::create_dir_all(dir).map_err(|e| format!("Error creating {}: {e}", dir.display()))?;
+            std::fs::write(&path, &id).map_err(|e| format!("Error writing {}: {e}", path.display()))?;
+            Ok(id)
+        }
+        Err(error) => Err(format!("Error reading {}: {error}", path.display())),
+    }
+}
+
+/// The one server of a bootstrapped cluster (-dev, -bootstrap) calls itself this.
+const RAFT_SERVER_ID: u64 = 1;
+
+/// Starts this server's Raft over its log in `dir` and the state machine it applies to.
+async fn start_consensus(
+    dev: bool,
+    bind: SocketAddr,
+    dir: &std::path::Path,
+) -> Result<(RaftHandle<http::Output>, Arc<Store>), String> {
+    let mut config = raft::Config::new(RAFT_SERVER_ID, [RAFT_SERVER_ID], seed_from_os());
+    if dev {
+        // Consul's dev timings are tens of milliseconds: a leader at once, and nothing else to
+        // wait for with one server.
+        config.election_timeout = std::time::Duration::from_millis(100);
+        config.heartbeat_interval = std::time::Duration::from_millis(20);
+        config.leader_lease = std::time::Duration::from_millis(50);
+    }
+    store::bootstrap_single(RAFT_SERVER_ID, config, bind, dir).await
 }
 
 /// One gossip pool the agent runs: the LAN pool always, the WAN pool on servers.

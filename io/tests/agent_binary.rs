@@ -35,10 +35,11 @@ impl Drop for Agent {
     }
 }
 
-fn start_dev_agent(lan: u16, wan: u16) -> (Agent, Vec<String>) {
+fn start_dev_agent(lan: u16, wan: u16, http: u16, server: u16) -> (Agent, Vec<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_muster"))
         .args(["agent", "-dev", "-node=smoke", &format!("-serf-lan-port={lan}")])
         .arg(format!("--serf-wan-port={wan}"))
+        .args([format!("-http-port={http}"), format!("-server-port={server}")])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -70,9 +71,36 @@ fn ping(port: u16, seq: u32) -> Message {
 
 #[test]
 fn dev_agent_answers_on_lan_and_wan_gossips_its_tags_and_leaves_on_sigterm() {
-    let (lan, wan) = (free_port(), free_port());
-    let (mut agent, banner) = start_dev_agent(lan, wan);
-    assert!(banner.iter().any(|l| l.trim() == "Server: true (Bootstrap: false)"), "{banner:?}");
+    let (lan, wan, http, server) = (free_port(), free_port(), free_port(), free_port());
+    let (mut agent, banner) = start_dev_agent(lan, wan, http, server);
+    assert!(banner.iter().any(|l| l.trim() == "Server: true (Bootstrap: true)"), "{banner:?}");
+    assert!(
+        banner
+            .iter()
+            .any(|l| l.trim()
+                == format!("Client Addr: [127.0.0.1] (HTTP: {http}, HTTPS: -1, gRPC: -1, DNS: -1)")),
+        "{banner:?}"
+    );
+
+    // The HTTP API answers once the one-server cluster has its leader (well under a second).
+    let api: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let base = format!("http://127.0.0.1:{http}");
+    let leader = (0..100)
+        .find_map(|_| {
+            let body =
+                api.get(format!("{base}/v1/status/leader")).call().ok()?.body_mut().read_to_string().ok()?;
+            if body == format!("\"127.0.0.1:{server}\"") {
+                return Some(body);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            None
+        })
+        .expect("a leader within 5 s");
+    assert_eq!(leader, format!("\"127.0.0.1:{server}\""));
+    let mut put = api.put(format!("{base}/v1/kv/smoke/key")).send(&b"value"[..]).unwrap();
+    assert_eq!(put.body_mut().read_to_string().unwrap(), "true");
+    let mut raw = api.get(format!("{base}/v1/kv/smoke/key?raw")).call().unwrap();
+    assert_eq!(raw.body_mut().read_to_string().unwrap(), "value");
     assert!(
         banner.iter().any(|l| l.trim() == format!("Cluster Addr: 127.0.0.1 (LAN: {lan}, WAN: {wan})")),
         "{banner:?}"

@@ -1,0 +1,287 @@
+//! The HTTP API on 8500, in Consul's shapes (`../shared/reference/consul-behaviour.md` §0,
+//! §1): the conventions every endpoint shares live here (query parameters, consistency modes,
+//! blocking queries, `X-Consul-*` headers, errors as plain text with Consul's status codes);
+//! the endpoints live in their own modules.
+
+mod body;
+mod kv;
+mod query;
+mod session;
+mod status;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use bytes::Bytes;
+use muster_core::fsm::{ApplyError, Command, Fsm, Index, Response as FsmResponse, WatchTarget};
+use muster_core::raft::{ProposeError, Role};
+use serde::Serialize;
+use tokio::net::TcpListener;
+
+use crate::raft_server::{RaftClient, WriteError};
+use crate::store::Store;
+
+pub use self::query::Query;
+pub use self::session::{run_ttl_timers, SessionTtl};
+
+/// What a proposal answers, as the Raft server hands it back.
+pub type Output = Result<FsmResponse, ApplyError>;
+
+/// The longest a blocking query waits (Consul's cap); longer `wait`s are cut to it.
+pub const BLOCKING_WAIT_MAX: Duration = Duration::from_secs(600);
+/// How long a blocking query waits without `wait` (Consul's default).
+pub const BLOCKING_WAIT_DEFAULT: Duration = Duration::from_secs(300);
+
+/// Everything the endpoints need from the agent.
+#[derive(Debug)]
+pub struct Api {
+    /// The replicated state this server holds.
+    pub store: Arc<Store>,
+    /// Its Raft server.
+    pub raft: RaftClient<Output>,
+    /// The agent's datacenter.
+    pub datacenter: String,
+    /// The agent's node name.
+    pub node_name: String,
+    /// The agent's node ID (a UUID).
+    pub node_id: String,
+    /// Raft server ID → the address it serves RPC on (for `/v1/status/...`).
+    pub server_addrs: Vec<(u64, SocketAddr)>,
+    /// The leader's session TTL timers.
+    pub session_ttl: SessionTtl,
+}
+
+/// Serves the API on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, api: Arc<Api>) -> std::io::Result<()> {
+    axum::serve(listener, router(api)).await
+}
+
+/// Every route.
+pub fn router(api: Arc<Api>) -> Router {
+    Router::new()
+        .merge(kv::routes())
+        .merge(session::routes())
+        .merge(status::routes())
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(api)
+}
+
+/// An error as Consul writes one: a status and a plain-text reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpError {
+    /// The status.
+    pub status: StatusCode,
+    /// The reason (the whole body).
+    pub reason: String,
+}
+
+impl HttpError {
+    /// 400 with `reason`.
+    pub fn bad_request(reason: impl Into<String>) -> HttpError {
+        HttpError { status: StatusCode::BAD_REQUEST, reason: reason.into() }
+    }
+
+    /// 500 with `reason`.
+    pub fn internal(reason: impl Into<String>) -> HttpError {
+        HttpError { status: StatusCode::INTERNAL_SERVER_ERROR, reason: reason.into() }
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, self.reason).into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        response
+    }
+}
+
+/// A JSON body, compact or (`?pretty`) indented by four spaces with a final newline, as
+/// Consul writes them.
+pub fn json<T: Serialize>(query: &Query, value: &T) -> (HeaderMap, Bytes) {
+    let body = if query.has("pretty") {
+        let mut out = Vec::new();
+        let formatter = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+        let mut serializer = serde_json::Serializer::with_formatter(&mut out, formatter);
+        value.serialize(&mut serializer).expect("answers serialize");
+        out.push(b'\n');
+        out
+    } else {
+        serde_json::to_vec(value).expect("answers serialize")
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    (headers, Bytes::from(body))
+}
+
+/// How a read may be served (`?stale`, `?consistent`, or neither).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consistency {
+    /// The leader answers from its state (its lease vouches for it).
+    Default,
+    /// Any server answers from its state.
+    Stale,
+    /// The leader confirms its leadership with a quorum first (ReadIndex).
+    Consistent,
+}
+
+/// A read's common parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadOptions {
+    /// Its consistency mode.
+    pub consistency: Consistency,
+    /// `?index` (and how long to wait past it), for a blocking query.
+    pub blocking: Option<(Index, Duration)>,
+}
+
+impl Api {
+    /// Checks `?dc` against the local datacenter (there is no other yet).
+    pub fn check_datacenter(&self, query: &Query) -> Result<(), HttpError> {
+        match query.get("dc") {
+            Some(dc) if !dc.is_empty() && dc != self.datacenter => {
+                Err(HttpError::internal("No path to datacenter"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Parses a read's parameters and waits until this server may answer in its mode.
+    pub async fn prepare_read(&self, query: &Query) -> Result<ReadOptions, HttpError> {
+        self.check_datacenter(query)?;
+        let consistency = match (query.has("stale"), query.has("consistent")) {
+            (true, true) => {
+                return Err(HttpError::bad_request(
+                    "Cannot specify ?stale with ?consistent, conflicting semantics.",
+                ))
+            }
+            (true, false) => Consistency::Stale,
+            (false, true) => Consistency::Consistent,
+            (false, false) => Consistency::Default,
+        };
+        let blocking = match query.get("index") {
+            None => None,
+            Some(text) => {
+                let index: Index = text.parse().map_err(|_| HttpError::bad_request("Invalid index"))?;
+                let wait = match query.get("wait") {
+                    None => BLOCKING_WAIT_DEFAULT,
+                    Some(text) => muster_core::duration::parse(text)
+                        .map_err(|_| HttpError::bad_request("Invalid wait time"))?,
+                };
+                (index > 0).then_some((index, wait.min(BLOCKING_WAIT_MAX)))
+            }
+        };
+        match consistency {
+            Consistency::Stale => {}
+            Consistency::Default => {
+                if self.raft.status().role != Role::Leader {
+                    return Err(no_leader());
+                }
+            }
+            Consistency::Consistent => {
+                self.raft.read_barrier().await.map_err(write_error)?;
+            }
+        }
+        Ok(ReadOptions { consistency, blocking })
+    }
+
+    /// Answers a read: at once, or (blocking) once its index passes the one the reader holds
+    /// or its wait runs out (with a random extra of up to 1/16 of the wait, as Consul, so
+    /// readers that started together do not all return together).
+    pub async fn read<R>(
+        &self,
+        options: ReadOptions,
+        targets: impl Fn() -> Vec<WatchTarget>,
+        read: impl Fn(&Fsm) -> (Index, R),
+    ) -> (Index, R) {
+        let Some((min_index, wait)) = options.blocking else {
+            return self.store.read(&read);
+        };
+        let deadline = tokio::time::Instant::now() + wait + jitter(wait / 16);
+        loop {
+            let attempt = self.store.read_or_watch(
+                |fsm| {
+                    let (index, answer) = read(fsm);
+                    ((index, answer), index > min_index)
+                },
+                &targets,
+            );
+            match attempt {
+                Ok(answer) => return answer,
+                Err((answer, waiter)) => {
+                    if tokio::time::timeout_at(deadline, waiter.changed()).await.is_err() {
+                        return answer;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The headers every indexed read carries.
+    pub fn meta_headers(&self, index: Index) -> HeaderMap {
+        let status = self.raft.status();
+        let mut headers = HeaderMap::new();
+        // Never 0: clients treat 0 as "no index" and would not block on it.
+        headers.insert("X-Consul-Index", HeaderValue::from(index.max(1)));
+        let known = if status.leader.is_some() { "true" } else { "false" };
+        headers.insert("X-Consul-KnownLeader", HeaderValue::from_static(known));
+        // Only leaders answer non-stale reads yet, and a leader's last contact is now.
+        headers.insert("X-Consul-LastContact", HeaderValue::from_static("0"));
+        headers
+    }
+
+    /// Proposes a command through Raft, stamped with this server's clock, and waits for the
+    /// state machine's answer.
+    pub async fn write(&self, command: &Command) -> Result<FsmResponse, HttpError> {
+        if let Err(error) = command.validate() {
+            return Err(rejected(error));
+        }
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX));
+        match self.raft.propose(command.encode(now_ms)).await {
+            Ok(Ok(FsmResponse::Rejected(error))) => Err(rejected(error)),
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(error)) => Err(HttpError::internal(error.to_string())),
+            Err(error) => Err(write_error(error)),
+        }
+    }
+}
+
+/// A refused command, with Consul's status for it.
+fn rejected(error: muster_core::fsm::CommandError) -> HttpError {
+    use muster_core::fsm::CommandError;
+    let status = match error {
+        CommandError::ValueTooLarge { .. } | CommandError::TooManyOps { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        CommandError::MissingKey | CommandError::Catalog(_) => StatusCode::BAD_REQUEST,
+        CommandError::Lock(_) | CommandError::Session(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    HttpError { status, reason: error.to_string() }
+}
+
+/// Consul's answer when no leader can take a request.
+fn no_leader() -> HttpError {
+    HttpError::internal("No cluster leader")
+}
+
+fn write_error(error: WriteError) -> HttpError {
+    match error {
+        WriteError::Refused(ProposeError::NotLeader { .. }) => no_leader(),
+        other => HttpError::internal(other.to_string()),
+    }
+}
+
+/// A random duration up to `max`, from the OS-seeded hasher (the shell's only randomness).
+fn jitter(max: Duration) -> Duration {
+    use std::hash::{BuildHasher, RandomState};
+    let max_nanos = u64::try_from(max.as_nanos()).unwrap_or(u64::MAX);
+    if max_nanos == 0 {
+        return Duration::ZERO;
+    }
+    let draw = RandomState::new().hash_one(std::time::SystemTime::now());
+    Duration::from_nanos(draw % max_nanos)
+}

@@ -1,0 +1,291 @@
+//! `/v1/session/...`: create, destroy, info, node, list, renew
+//! (`../shared/reference/consul-behaviour.md` §1.6), and the leader's TTL timers that destroy
+//! sessions nobody renewed (core's `SessionTimers`, driven here by the clock).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::Router;
+use muster_core::fsm::{Behavior, Command, Session, SessionDestroy, SessionTimers, Table, WatchTarget};
+use muster_core::Instant;
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::Notify;
+
+use super::body::{decode_failed, Object};
+use super::{json, Api, HttpError, Query};
+
+/// Consul's lock delay when a session names none.
+const LOCK_DELAY_DEFAULT: Duration = Duration::from_secs(15);
+
+pub(super) fn routes() -> Router<Arc<Api>> {
+    Router::new()
+        .route("/v1/session/create", put(create))
+        .route("/v1/session/destroy/{id}", put(destroy))
+        .route("/v1/session/renew/{id}", put(renew))
+        .route("/v1/session/info/{id}", get(info))
+        .route("/v1/session/node/{node}", get(of_node))
+        .route("/v1/session/list", get(list))
+}
+
+/// Consul's `Session` JSON, in its field order.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct SessionJson<'a> {
+    #[serde(rename = "ID")]
+    id: &'a str,
+    name: &'a str,
+    node: &'a str,
+    /// Nanoseconds.
+    lock_delay: u64,
+    behavior: &'static str,
+    #[serde(rename = "TTL")]
+    ttl: &'a str,
+    node_checks: &'a [String],
+    service_checks: Option<Vec<ServiceCheck<'a>>>,
+    create_index: u64,
+    modify_index: u64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ServiceCheck<'a> {
+    #[serde(rename = "ID")]
+    id: &'a str,
+    namespace: &'static str,
+}
+
+impl<'a> From<&'a Session> for SessionJson<'a> {
+    fn from(session: &'a Session) -> SessionJson<'a> {
+        SessionJson {
+            id: &session.id,
+            name: &session.name,
+            node: &session.node,
+            lock_delay: session.lock_delay_ms.saturating_mul(1_000_000),
+            behavior: session.behavior.as_str(),
+            ttl: &session.ttl,
+            node_checks: &session.node_checks,
+            service_checks: (!session.service_checks.is_empty()).then(|| {
+                session.service_checks.iter().map(|id| ServiceCheck { id, namespace: "" }).collect()
+            }),
+            create_index: session.create_index,
+            modify_index: session.modify_index,
+        }
+    }
+}
+
+/// The leader's session TTL timers and the task that fires them.
+#[derive(Debug)]
+pub struct SessionTtl {
+    timers: Mutex<SessionTimers>,
+    changed: Notify,
+    origin: tokio::time::Instant,
+}
+
+impl Default for SessionTtl {
+    fn default() -> SessionTtl {
+        SessionTtl { timers: Mutex::default(), changed: Notify::new(), origin: tokio::time::Instant::now() }
+    }
+}
+
+impl SessionTtl {
+    fn now(&self) -> Instant {
+        Instant::from_nanos(u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    fn timers(&self) -> std::sync::MutexGuard<'_, SessionTimers> {
+        self.timers.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn reset(&self, session: &Session) {
+        if let Some(ttl) = session.ttl() {
+            let now = self.now();
+            self.timers().reset(&session.id, ttl, now);
+            self.changed.notify_one();
+        }
+    }
+
+    fn remove(&self, id: &str) {
+        self.timers().remove(id);
+    }
+}
+
+/// Runs the leader's TTL timers: starts one for every session with a TTL, then destroys each
+/// session whose timer runs out (TTL × 2 without a renewal, as Consul).
+pub async fn run_ttl_timers(api: Arc<Api>) {
+    let ttl = &api.session_ttl;
+    {
+        let now = ttl.now();
+        api.store.read(|fsm| ttl.timers().reset_all(fsm.sessions(), now));
+    }
+    loop {
+        let next = ttl.timers().next_deadline();
+        let sleep = match next {
+            Some(deadline) => Duration::from_nanos(deadline.as_nanos()).saturating_sub(ttl.origin.elapsed()),
+            None => Duration::from_secs(3600),
+        };
+        tokio::select! {
+            () = tokio::time::sleep(sleep) => {}
+            () = ttl.changed.notified() => continue,
+        }
+        let expired = ttl.timers().expired(ttl.now());
+        for id in expired {
+            tracing::info!(session = %id, "session: TTL expired, invalidating");
+            if let Err(error) = api.write(&Command::SessionDestroy(SessionDestroy { id: id.clone() })).await {
+                tracing::warn!(session = %id, reason = %error.reason, "session: invalidation failed");
+            }
+        }
+    }
+}
+
+async fn create(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery, body: Bytes) -> Response {
+    let query = Query::parse(raw.as_deref());
+    match create_inner(&api, &query, &body).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn create_inner(api: &Api, query: &Query, body: &[u8]) -> Result<Response, HttpError> {
+    api.check_datacenter(query)?;
+    let object = Object::parse(body)?;
+    let node = match object.string("Node")? {
+        node if node.is_empty() => api.node_name.clone(),
+        node => node,
+    };
+    // Consul binds a session to the node's serfHealth unless the client names the checks.
+    let node_checks = if object.has("NodeChecks") || object.has("Checks") {
+        let mut checks = object.strings("NodeChecks")?;
+        checks.extend(object.strings("Checks")?);
+        checks
+    } else {
+        vec![muster_core::fsm::SERF_HEALTH.to_owned()]
+    };
+    let service_checks = match object.get("ServiceChecks") {
+        None => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| Object::from_value(item, "ServiceChecks").and_then(|check| check.string("ID")))
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(decode_failed("ServiceChecks: expected a list")),
+    };
+    let lock_delay = match object.get("LockDelay") {
+        None => LOCK_DELAY_DEFAULT,
+        // A bare number under 1000 means seconds (Consul's compatibility rule).
+        Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n < 1000) => {
+            Duration::from_secs(n.as_u64().expect("checked"))
+        }
+        Some(value) => {
+            super::body::duration(value).map_err(|reason| decode_failed(format!("LockDelay: {reason}")))?
+        }
+    };
+    let behavior = match object.string("Behavior")?.as_str() {
+        "" | "release" => Behavior::Release,
+        "delete" => Behavior::Delete,
+        other => return Err(HttpError::internal(format!("Invalid Behavior setting '{other}'"))),
+    };
+    let ttl = match object.get("TTL") {
+        None => String::new(),
+        Some(Value::String(text)) => text.clone(),
+        Some(value) => {
+            let duration =
+                super::body::duration(value).map_err(|reason| decode_failed(format!("TTL: {reason}")))?;
+            muster_core::duration::format(duration)
+        }
+    };
+    Session::check_ttl(&ttl).map_err(|error| HttpError::internal(error.to_string()))?;
+    let session = Session {
+        id: uuid::Uuid::new_v4().to_string(),
+        name: object.string("Name")?,
+        node,
+        lock_delay_ms: u64::try_from(lock_delay.as_millis()).unwrap_or(u64::MAX),
+        behavior,
+        ttl,
+        node_checks,
+        service_checks,
+        ..Session::default()
+    };
+    api.write(&Command::SessionCreate(session.clone())).await?;
+    api.session_ttl.reset(&session);
+    #[derive(Serialize)]
+    struct Created<'a> {
+        #[serde(rename = "ID")]
+        id: &'a str,
+    }
+    Ok(json(query, &Created { id: &session.id }).into_response())
+}
+
+async fn destroy(State(api): State<Arc<Api>>, Path(id): Path<String>, RawQuery(raw): RawQuery) -> Response {
+    let query = Query::parse(raw.as_deref());
+    let result = async {
+        api.check_datacenter(&query)?;
+        api.write(&Command::SessionDestroy(SessionDestroy { id: id.clone() })).await?;
+        api.session_ttl.remove(&id);
+        Ok::<_, HttpError>(json(&query, &true).into_response())
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Renewal restarts the leader's timer; it never reaches the log.
+async fn renew(State(api): State<Arc<Api>>, Path(id): Path<String>, RawQuery(raw): RawQuery) -> Response {
+    let query = Query::parse(raw.as_deref());
+    let result = async {
+        let options = api.prepare_read(&query).await?;
+        let _ = options;
+        let session = api.store.read(|fsm| fsm.sessions().get(&id).cloned());
+        let Some(session) = session else {
+            return Err(HttpError {
+                status: StatusCode::NOT_FOUND,
+                reason: format!("Session id '{id}' not found"),
+            });
+        };
+        api.session_ttl.reset(&session);
+        Ok(json(&query, &[SessionJson::from(&session)]).into_response())
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn info(State(api): State<Arc<Api>>, Path(id): Path<String>, RawQuery(raw): RawQuery) -> Response {
+    sessions(api, raw, move |fsm| {
+        let (index, session) = fsm.sessions().info(&id);
+        (index, session.into_iter().cloned().collect())
+    })
+    .await
+}
+
+async fn of_node(State(api): State<Arc<Api>>, Path(node): Path<String>, RawQuery(raw): RawQuery) -> Response {
+    sessions(api, raw, move |fsm| {
+        let (index, sessions) = fsm.sessions().of_node(&node);
+        (index, sessions.into_iter().cloned().collect())
+    })
+    .await
+}
+
+async fn list(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response {
+    sessions(api, raw, |fsm| {
+        let (index, sessions) = fsm.sessions().list();
+        (index, sessions.into_iter().cloned().collect())
+    })
+    .await
+}
+
+/// A session read: blocking on the session table, answered as a list (`[]` when empty).
+async fn sessions(
+    api: Arc<Api>,
+    raw: Option<String>,
+    read: impl Fn(&muster_core::fsm::Fsm) -> (u64, Vec<Session>),
+) -> Response {
+    let query = Query::parse(raw.as_deref());
+    let options = match api.prepare_read(&query).await {
+        Ok(options) => options,
+        Err(error) => return error.into_response(),
+    };
+    let (index, sessions) = api.read(options, || vec![WatchTarget::Table(Table::Sessions)], read).await;
+    let shaped: Vec<SessionJson<'_>> = sessions.iter().map(SessionJson::from).collect();
+    (api.meta_headers(index), json(&query, &shaped)).into_response()
+}

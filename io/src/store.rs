@@ -1,0 +1,180 @@
+//! The replicated state as a server's HTTP readers see it: the [`Fsm`] behind a lock, applied
+//! to by the Raft server task, with the watch registry that wakes blocked readers.
+//!
+//! A blocking query reads under the lock and, if its answer is not newer than the index it
+//! waits past, registers what its answer depends on before the lock is released: no entry can
+//! be applied between the read and the registration, so no change is missed. Each applied
+//! entry wakes exactly the readers its touched set names ([`Watches::wake`]); a woken reader
+//! reads again, and answers or waits again.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use muster_core::fsm::{ApplyError, Fsm, Response, WatchId, WatchTarget, Watches};
+use tokio::sync::Notify;
+
+use crate::raft_server::StateMachine;
+
+/// The state machine and its blocked readers.
+#[derive(Debug, Default)]
+pub struct Store {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    fsm: Fsm,
+    watches: Watches,
+    /// Each registered target's reader.
+    waiting: BTreeMap<WatchId, Arc<Notify>>,
+}
+
+impl Store {
+    /// An empty state.
+    pub fn new() -> Arc<Store> {
+        Arc::new(Store::default())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while applying would have stopped the server; the state is still whole
+        // (every apply either completes or asserts before changing anything it checks).
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Reads the state.
+    pub fn read<R>(&self, read: impl FnOnce(&Fsm) -> R) -> R {
+        read(&self.lock().fsm)
+    }
+
+    /// Reads the state and, if `ready` says the answer is not yet newer than what the reader
+    /// waits past, registers `targets` in the same critical section. `Err(waiter)`: await it,
+    /// then read again.
+    pub fn read_or_watch<R>(
+        self: &Arc<Self>,
+        read: impl FnOnce(&Fsm) -> (R, bool),
+        targets: impl FnOnce() -> Vec<WatchTarget>,
+    ) -> Result<R, (R, Waiter)> {
+        let mut inner = self.lock();
+        let (answer, ready) = read(&inner.fsm);
+        if ready {
+            return Ok(answer);
+        }
+        let notify = Arc::new(Notify::new());
+        let mut ids = Vec::new();
+        for target in targets() {
+            let id = inner.watches.register(target);
+            inner.waiting.insert(id, notify.clone());
+            ids.push(id);
+        }
+        Err((answer, Waiter { store: self.clone(), ids, notify }))
+    }
+
+    /// Applies a committed entry and wakes the readers it concerns.
+    pub fn apply(&self, index: u64, entry: &[u8]) -> Result<Response, ApplyError> {
+        let mut inner = self.lock();
+        let applied = inner.fsm.apply(index, entry)?;
+        if !applied.touched.is_empty() {
+            for id in inner.watches.wake(&applied.touched) {
+                if let Some(notify) = inner.waiting.remove(&id) {
+                    notify.notify_one();
+                }
+            }
+        }
+        Ok(applied.response)
+    }
+
+    /// The whole state, encoded.
+    pub fn snapshot(&self) -> Bytes {
+        self.lock().fsm.snapshot()
+    }
+
+    /// Replaces the whole state; every blocked reader is woken to read it.
+    pub fn restore(&self, snapshot: &[u8]) -> Result<(), muster_core::fsm::SnapshotError> {
+        let fsm = Fsm::restore(snapshot)?;
+        let mut inner = self.lock();
+        inner.fsm = fsm;
+        for notify in std::mem::take(&mut inner.waiting).into_values() {
+            notify.notify_one();
+        }
+        inner.watches = Watches::new();
+        Ok(())
+    }
+
+    /// Readers registered (targets, not readers: one reader may wait on several).
+    pub fn watching(&self) -> usize {
+        self.lock().waiting.len()
+    }
+}
+
+/// A blocked reader's registration: await [`Waiter::changed`]; dropping it unregisters.
+#[derive(Debug)]
+pub struct Waiter {
+    store: Arc<Store>,
+    ids: Vec<WatchId>,
+    notify: Arc<Notify>,
+}
+
+impl Waiter {
+    /// Resolves once an entry touched one of the targets (or a snapshot replaced the state).
+    pub async fn changed(&self) {
+        self.notify.notified().await;
+    }
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        let mut inner = self.store.lock();
+        for id in &self.ids {
+            if inner.waiting.remove(id).is_some() {
+                inner.watches.cancel(*id);
+            }
+        }
+    }
+}
+
+/// Starts a one-server cluster (-dev, -bootstrap): Raft as server `id`, the only voter, over
+/// its log in `dir`, listening for peers on `bind`, applying to a new store.
+pub async fn bootstrap_single(
+    id: muster_core::raft::ServerId,
+    mut config: muster_core::raft::Config,
+    bind: std::net::SocketAddr,
+    dir: &std::path::Path,
+) -> Result<(crate::raft_server::RaftHandle<<StoreMachine as StateMachine>::Output>, Arc<Store>), String> {
+    let (transport, inbound) = crate::raft_net::RaftTransport::bind(id, bind)
+        .await
+        .map_err(|e| format!("Error binding the server port {bind}: {e}"))?;
+    config.id = id;
+    config.voters = [id].into_iter().collect();
+    let store = Store::new();
+    let handle = crate::raft_server::start(config, dir, transport, inbound, StoreMachine(store.clone()))
+        .map_err(|e| format!("Error starting Raft in {}: {e}", dir.display()))?;
+    Ok((handle, store))
+}
+
+/// The Raft server's view of the store.
+#[derive(Debug, Clone)]
+pub struct StoreMachine(pub Arc<Store>);
+
+impl StateMachine for StoreMachine {
+    type Output = Result<Response, ApplyError>;
+
+    fn apply(&mut self, index: u64, command: &Bytes) -> Self::Output {
+        let result = self.0.apply(index, command);
+        if let Err(error) = &result {
+            // Skipping the entry would make this server's state diverge from the others'.
+            tracing::error!(%error, "state machine: a committed entry cannot be applied");
+        }
+        result
+    }
+
+    fn snapshot(&self) -> Bytes {
+        self.0.snapshot()
+    }
+
+    fn restore(&mut self, snapshot: &Bytes) {
+        if let Err(error) = self.0.restore(snapshot) {
+            tracing::error!(%error, "state machine: a snapshot from the leader cannot be restored");
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! The KV API over real HTTP against a one-server cluster (Raft with its log on disk, the state
+//! machine, axum on a loopback port), answered as Consul answers (`consul-behaviour.md` §0, §1.1).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use muster::http::{self, Api};
+use muster::store;
+use muster_core::fsm::{Check, Command, Health, Node, Register, SERF_HEALTH};
+use muster_core::raft::Config;
+use tokio::net::TcpListener;
+
+/// A running one-server agent's HTTP address; everything stops with the runtime.
+async fn start(name: &str) -> SocketAddr {
+    start_with_api(name).await.0
+}
+
+/// The same, with the agent's API for the tests that write the catalog directly (its HTTP
+/// endpoints come later) and with its node `node1` registered, as the agent registers itself.
+async fn start_with_api(name: &str) -> (SocketAddr, Arc<Api>) {
+    let dir = std::env::temp_dir().join(format!("muster-http-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut config = Config::new(1, [1], 7);
+    config.election_timeout = Duration::from_millis(100);
+    config.heartbeat_interval = Duration::from_millis(20);
+    config.leader_lease = Duration::from_millis(50);
+    let (handle, store) =
+        store::bootstrap_single(1, config, "127.0.0.1:0".parse().unwrap(), &dir).await.unwrap();
+    let mut raft = handle.client();
+    raft.wait_for(|status| status.leader == Some(1)).await.unwrap();
+    let api = Arc::new(Api {
+        store,
+        raft,
+        datacenter: "dc1".into(),
+        node_name: "node1".into(),
+        node_id: "6a2f6a0e-0c3c-4c5e-9b0e-2f0b6f8f2a11".into(),
+        server_addrs: vec![(1, "127.0.0.1:8300".parse().unwrap())],
+        session_ttl: http::SessionTtl::default(),
+    });
+    let node = Node { node: "node1".into(), address: "127.0.0.1".into(), ..Node::default() };
+    let serf = Check { check_id: SERF_HEALTH.into(), status: Health::Passing, ..Check::default() };
+    let register = Register { node, skip_node_update: false, service: None, checks: vec![serf] };
+    api.write(&Command::Register(Box::new(register))).await.unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(http::run_ttl_timers(api.clone()));
+    let served = api.clone();
+    tokio::spawn(async move {
+        let _keep = handle;
+        http::serve(listener, served).await
+    });
+    (addr, api)
+}
+
+/// Status, the headers the tests look at, and the body.
+struct Answer {
+    status: u16,
+    index: Option<u64>,
+    content_type: Option<String>,
+    body: String,
+}
+
+/// One request, on a blocking thread (ureq is synchronous).
+async fn call(method: &'static str, url: String, body: &'static [u8]) -> Answer {
+    tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let response = match method {
+            "GET" => agent.get(&url).call(),
+            "PUT" => agent.put(&url).send(body),
+            "DELETE" => agent.delete(&url).call(),
+            _ => unreachable!(),
+        };
+        let mut response = response.expect("the agent answers");
+        let header = |name: &str| response.headers().get(name).map(|v| v.to_str().unwrap().to_owned());
+        let index = header("X-Consul-Index").map(|v| v.parse().unwrap());
+        let content_type = header("Content-Type");
+        let status = response.status().as_u16();
+        let body = response.body_mut().read_to_string().unwrap();
+        Answer { status, index, content_type, body }
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_reads_and_writes_answer_as_consul_does() {
+    let addr = start("kv").await;
+    let url = |path: &str| format!("http://{addr}{path}");
+
+    let missing = call("GET", url("/v1/kv/web/config"), b"").await;
+    assert_eq!((missing.status, missing.body.as_str()), (404, ""));
+    assert!(missing.index.unwrap() >= 1, "a 404 still carries an index to block on");
+
+    let put = call("PUT", url("/v1/kv/web/config?flags=42"), b"hello").await;
+    assert_eq!(
+        (put.status, put.body.as_str(), put.content_type.as_deref()),
+        (200, "true", Some("application/json"))
+    );
+    let got = call("GET", url("/v1/kv/web/config"), b"").await;
+    let index = got.index.unwrap();
+    assert_eq!(
+        got.body,
+        format!(
+            r#"[{{"LockIndex":0,"Key":"web/config","Flags":42,"Value":"aGVsbG8=","CreateIndex":{index},"ModifyIndex":{index}}}]"#
+        )
+    );
+    let raw = call("GET", url("/v1/kv/web/config?raw"), b"").await;
+    assert_eq!((raw.body.as_str(), raw.content_type.as_deref()), ("hello", Some("text/plain")));
+
+    // An empty value is `null`.
+    call("PUT", url("/v1/kv/web/sub/empty"), b"").await;
+    let empty = call("GET", url("/v1/kv/web/sub/empty"), b"").await;
+    assert!(empty.body.contains(r#""Value":null"#), "{}", empty.body);
+
+    let keys = call("GET", url("/v1/kv/web/?keys&separator=/"), b"").await;
+    assert_eq!(keys.body, r#"["web/config","web/sub/"]"#);
+    let root = call("GET", url("/v1/kv/?keys"), b"").await;
+    assert_eq!(root.body, r#"["web/config","web/sub/empty"]"#);
+    let none = call("GET", url("/v1/kv/nothing/?keys"), b"").await;
+    assert_eq!(none.status, 404);
+    let tree = call("GET", url("/v1/kv/web?recurse"), b"").await;
+    assert_eq!(tree.body.matches("\"Key\"").count(), 2);
+    let pretty = call("GET", url("/v1/kv/web/config?pretty"), b"").await;
+    assert!(pretty.body.starts_with("[\n    {\n        \"LockIndex\": 0,") && pretty.body.ends_with("]\n"));
+
+    // Check-and-set: 0 creates only; the current ModifyIndex wins once.
+    assert_eq!(call("PUT", url("/v1/kv/web/config?cas=0"), b"x").await.body, "false");
+    assert_eq!(call("PUT", url(&format!("/v1/kv/web/config?cas={index}")), b"new").await.body, "true");
+    assert_eq!(call("PUT", url(&format!("/v1/kv/web/config?cas={index}")), b"again").await.body, "false");
+    assert_eq!(call("DELETE", url("/v1/kv/web/config?cas=1"), b"").await.body, "false");
+    assert_eq!(call("DELETE", url("/v1/kv/web?recurse"), b"").await.body, "true");
+    assert_eq!(call("GET", url("/v1/kv/web?recurse"), b"").await.status, 404);
+    assert_eq!(call("GET", url("/v1/kv/?keys"), b"").await.body, "[]", "the root answers an empty list");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_consul_errors_and_change_nothing() {
+    let addr = start("bad").await;
+    let url = |path: &str| format!("http://{addr}{path}");
+    let before = call("GET", url("/v1/kv/?recurse"), b"").await.index.unwrap();
+    let cases: [(&str, String, &[u8], u16, &str); 8] = [
+        ("GET", url("/v1/kv/"), b"", 400, "Missing key name"),
+        ("PUT", url("/v1/kv/"), b"v", 400, "Missing key name"),
+        ("PUT", url("/v1/kv/k?cas=1&acquire=s"), b"v", 400, "Conflicting flags: acquire=s&cas=1\n"),
+        ("DELETE", url("/v1/kv/k?recurse&cas=1"), b"", 400, "Conflicting flags: cas=1&recurse=\n"),
+        ("PUT", url("/v1/kv/k?flags=x"), b"v", 400, "strconv.ParseUint: parsing \"x\": invalid syntax"),
+        (
+            "GET",
+            url("/v1/kv/k?stale&consistent"),
+            b"",
+            400,
+            "Cannot specify ?stale with ?consistent, conflicting semantics.",
+        ),
+        ("GET", url("/v1/kv/k?dc=dc9"), b"", 500, "No path to datacenter"),
+        ("PUT", url("/v1/kv/k?acquire=no-such-session"), b"v", 500, "invalid session \"no-such-session\""),
+    ];
+    for (method, url, body, status, reason) in cases {
+        let answer = call(method, url.clone(), body).await;
+        assert_eq!((answer.status, answer.body.as_str()), (status, reason), "{method} {url}");
+    }
+    static BIG: [u8; 600_000] = [b'x'; 600_000];
+    let big = call("PUT", url("/v1/kv/big"), &BIG).await;
+    assert_eq!(big.status, 413);
+    assert!(
+        big.body.starts_with("Request body(600000 bytes) too large, max size: 524288 bytes."),
+        "{}",
+        big.body
+    );
+    let after = call("GET", url("/v1/kv/?recurse"), b"").await;
+    assert_eq!((after.status, after.index.unwrap()), (404, before), "nothing was written");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocking_read_returns_when_its_key_changes_and_not_for_other_keys() {
+    let addr = start("blocking").await;
+    let url = move |path: &str| format!("http://{addr}{path}");
+    call("PUT", url("/v1/kv/watched"), b"1").await;
+    let index = call("GET", url("/v1/kv/watched"), b"").await.index.unwrap();
+
+    // Nothing changes: the read waits out its wait and answers the same index.
+    let quiet = call("GET", url(&format!("/v1/kv/watched?index={index}&wait=300ms")), b"").await;
+    assert_eq!(quiet.index, Some(index));
+
+    let blocked = tokio::spawn(call("GET", url(&format!("/v1/kv/watched?index={index}&wait=30s")), b""));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    call("PUT", url("/v1/kv/other"), b"unrelated").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!blocked.is_finished(), "a write to another key does not answer the reader");
+    call("PUT", url("/v1/kv/watched"), b"2").await;
+    let answer = tokio::time::timeout(Duration::from_secs(10), blocked).await.expect("woken").unwrap();
+    assert!(answer.index.unwrap() > index);
+    assert!(answer.body.contains(r#""Value":"Mg==""#), "{}", answer.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_names_the_leader_and_peers() {
+    let addr = start("status").await;
+    assert_eq!(call("GET", format!("http://{addr}/v1/status/leader"), b"").await.body, r#""127.0.0.1:8300""#);
+    assert_eq!(
+        call("GET", format!("http://{addr}/v1/status/peers"), b"").await.body,
+        r#"["127.0.0.1:8300"]"#
+    );
+}
+
+/// The `ID` of a session-create answer.
+fn session_id(body: &str) -> String {
+    let id = body.strip_prefix(r#"{"ID":""#).and_then(|rest| rest.strip_suffix(r#""}"#)).expect(body);
+    assert_eq!(id.len(), 36, "a UUID: {id}");
+    id.to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_hold_locks_and_their_end_releases_them_behind_a_lock_delay() {
+    let addr = start("sessions").await;
+    let url = move |path: &str| format!("http://{addr}{path}");
+    let first = session_id(&call("PUT", url("/v1/session/create"), br#"{"Name": "web-lock"}"#).await.body);
+    let second = session_id(&call("PUT", url("/v1/session/create"), b"").await.body);
+    let info = call("GET", url(&format!("/v1/session/info/{first}")), b"").await;
+    // Entries: 1 the leader's no-op, 2 node1's registration, 3 and 4 the sessions.
+    let expected = format!(
+        r#"[{{"ID":"{first}","Name":"web-lock","Node":"node1","LockDelay":15000000000,"Behavior":"release","TTL":"","NodeChecks":["serfHealth"],"ServiceChecks":null,"CreateIndex":3,"ModifyIndex":3}}]"#
+    );
+    assert_eq!((info.body, info.index), (expected, Some(4)), "answered with the session table's index");
+    assert_eq!(call("GET", url("/v1/session/list"), b"").await.body.matches("\"ID\"").count(), 2);
+    assert_eq!(call("GET", url("/v1/session/node/node1"), b"").await.body.matches("\"ID\"").count(), 2);
+    assert_eq!(call("GET", url("/v1/session/info/nope"), b"").await.body, "[]");
+
+    let acquire = |session: &str| url(&format!("/v1/kv/service/leader?acquire={session}"));
+    assert_eq!(call("PUT", acquire(&first), b"me").await.body, "true");
+    assert_eq!(call("PUT", acquire(&second), b"you").await.body, "false", "held by the first");
+    let held = call("GET", url("/v1/kv/service/leader"), b"").await.body;
+    assert!(
+        held.contains(&format!(
+            r#""LockIndex":1,"Key":"service/leader","Flags":0,"Value":"bWU=","Session":"{first}""#
+        )),
+        "{held}"
+    );
+
+    let renewed = call("PUT", url(&format!("/v1/session/renew/{first}")), b"").await;
+    assert!(renewed.body.starts_with(&format!(r#"[{{"ID":"{first}""#)), "{}", renewed.body);
+    let unknown = call("PUT", url("/v1/session/renew/nope"), b"").await;
+    assert_eq!((unknown.status, unknown.body.as_str()), (404, "Session id 'nope' not found"));
+
+    assert_eq!(call("PUT", url(&format!("/v1/session/destroy/{first}")), b"").await.body, "true");
+    let released = call("GET", url("/v1/kv/service/leader"), b"").await.body;
+    assert!(!released.contains("Session"), "the lock went with its session: {released}");
+    assert_eq!(call("PUT", acquire(&second), b"you").await.body, "false", "15 s of lock delay");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_session_requests_are_refused_with_consul_messages() {
+    let addr = start("bad-sessions").await;
+    let url = move |path: &str| format!("http://{addr}{path}");
+    let cases: [(&[u8], u16, &str); 5] = [
+        (br#"{"Node": "ghost"}"#, 500, "Missing node registration"),
+        (br#"{"Behavior": "explode"}"#, 500, "Invalid Behavior setting 'explode'"),
+        (br#"{"TTL": "5s"}"#, 500, "Invalid Session TTL '5000000000', must be between [10s=24h0m0s]"),
+        (br#"{"NodeChecks": ["nope"]}"#, 500, "Missing check 'nope' registration"),
+        (b"[]", 400, "Request decode failed: expected a JSON object, got a list"),
+    ];
+    for (body, status, reason) in cases {
+        let answer = call("PUT", url("/v1/session/create"), body).await;
+        assert_eq!(
+            (answer.status, answer.body.as_str()),
+            (status, reason),
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    assert_eq!(call("GET", url("/v1/session/list"), b"").await.body, "[]", "nothing was created");
+}
