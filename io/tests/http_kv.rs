@@ -1,87 +1,11 @@
-//! The KV API over real HTTP against a one-server cluster (Raft with its log on disk, the state
-//! machine, axum on a loopback port), answered as Consul answers (`consul-behaviour.md` §0, §1.1).
+//! The KV, session and status APIs over real HTTP against a one-server cluster, answered as
+//! Consul answers (`consul-behaviour.md` §0, §1.1, §1.6, §1.7).
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
-use muster::http::{self, Api};
-use muster::store;
-use muster_core::fsm::{Check, Command, Health, Node, Register, SERF_HEALTH};
-use muster_core::raft::Config;
-use tokio::net::TcpListener;
-
-/// A running one-server agent's HTTP address; everything stops with the runtime.
-async fn start(name: &str) -> SocketAddr {
-    start_with_api(name).await.0
-}
-
-/// The same, with the agent's API for the tests that write the catalog directly (its HTTP
-/// endpoints come later) and with its node `node1` registered, as the agent registers itself.
-async fn start_with_api(name: &str) -> (SocketAddr, Arc<Api>) {
-    let dir = std::env::temp_dir().join(format!("muster-http-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut config = Config::new(1, [1], 7);
-    config.election_timeout = Duration::from_millis(100);
-    config.heartbeat_interval = Duration::from_millis(20);
-    config.leader_lease = Duration::from_millis(50);
-    let (handle, store) =
-        store::bootstrap_single(1, config, "127.0.0.1:0".parse().unwrap(), &dir).await.unwrap();
-    let mut raft = handle.client();
-    raft.wait_for(|status| status.leader == Some(1)).await.unwrap();
-    let api = Arc::new(Api {
-        store,
-        raft,
-        datacenter: "dc1".into(),
-        node_name: "node1".into(),
-        node_id: "6a2f6a0e-0c3c-4c5e-9b0e-2f0b6f8f2a11".into(),
-        server_addrs: vec![(1, "127.0.0.1:8300".parse().unwrap())],
-        session_ttl: http::SessionTtl::default(),
-    });
-    let node = Node { node: "node1".into(), address: "127.0.0.1".into(), ..Node::default() };
-    let serf = Check { check_id: SERF_HEALTH.into(), status: Health::Passing, ..Check::default() };
-    let register = Register { node, skip_node_update: false, service: None, checks: vec![serf] };
-    api.write(&Command::Register(Box::new(register))).await.unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(http::run_ttl_timers(api.clone()));
-    let served = api.clone();
-    tokio::spawn(async move {
-        let _keep = handle;
-        http::serve(listener, served).await
-    });
-    (addr, api)
-}
-
-/// Status, the headers the tests look at, and the body.
-struct Answer {
-    status: u16,
-    index: Option<u64>,
-    content_type: Option<String>,
-    body: String,
-}
-
-/// One request, on a blocking thread (ureq is synchronous).
-async fn call(method: &'static str, url: String, body: &'static [u8]) -> Answer {
-    tokio::task::spawn_blocking(move || {
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-        let response = match method {
-            "GET" => agent.get(&url).call(),
-            "PUT" => agent.put(&url).send(body),
-            "DELETE" => agent.delete(&url).call(),
-            _ => unreachable!(),
-        };
-        let mut response = response.expect("the agent answers");
-        let header = |name: &str| response.headers().get(name).map(|v| v.to_str().unwrap().to_owned());
-        let index = header("X-Consul-Index").map(|v| v.parse().unwrap());
-        let content_type = header("Content-Type");
-        let status = response.status().as_u16();
-        let body = response.body_mut().read_to_string().unwrap();
-        Answer { status, index, content_type, body }
-    })
-    .await
-    .unwrap()
-}
+use common::{call, start};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kv_reads_and_writes_answer_as_consul_does() {
@@ -269,4 +193,72 @@ async fn bad_session_requests_are_refused_with_consul_messages() {
         );
     }
     assert_eq!(call("GET", url("/v1/session/list"), b"").await.body, "[]", "nothing was created");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_commit_all_or_nothing_with_consul_results_and_errors() {
+    let addr = start("txn").await;
+    let url = move |path: &str| format!("http://{addr}{path}");
+    let ok = call(
+        "PUT",
+        url("/v1/txn"),
+        br#"[{"KV": {"Verb": "set", "Key": "t/a", "Value": "MQ=="}},
+             {"KV": {"Verb": "get", "Key": "t/a"}},
+             {"KV": {"Verb": "delete", "Key": "t/none"}}]"#,
+    )
+    .await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    let results: serde_json::Value = serde_json::from_str(&ok.body).unwrap();
+    assert_eq!(results["Errors"], serde_json::Value::Null);
+    assert_eq!(results["Results"].as_array().unwrap().len(), 2, "a delete yields no result");
+    assert_eq!(
+        results["Results"][0]["KV"]["Value"],
+        serde_json::Value::Null,
+        "a write answers without its value"
+    );
+    assert_eq!(results["Results"][1]["KV"]["Value"], "MQ==");
+    let index = results["Results"][1]["KV"]["ModifyIndex"].as_u64().unwrap();
+
+    let conflict = call(
+        "PUT",
+        url("/v1/txn"),
+        format!(
+            r#"[{{"KV": {{"Verb": "set", "Key": "t/b", "Value": "Mg=="}}}},
+                {{"KV": {{"Verb": "cas", "Key": "t/a", "Value": "Mw==", "Index": {}}}}},
+                {{"KV": {{"Verb": "frob", "Key": "t/a"}}}}]"#,
+            index + 100
+        ),
+    )
+    .await;
+    assert_eq!(
+        (conflict.status, conflict.body.as_str()),
+        (409, r#"{"Results":null,"Errors":[{"OpIndex":2,"What":"unknown KV verb \"frob\""}]}"#)
+    );
+    let stale = call(
+        "PUT",
+        url("/v1/txn"),
+        br#"[{"KV": {"Verb": "set", "Key": "t/b", "Value": "Mg=="}}, {"KV": {"Verb": "cas", "Key": "t/a", "Value": "Mw==", "Index": 1}}]"#,
+    )
+    .await;
+    assert_eq!(
+        (stale.status, stale.body.as_str()),
+        (
+            409,
+            r#"{"Results":null,"Errors":[{"OpIndex":1,"What":"failed to set key \"t/a\", index is stale"}]}"#
+        )
+    );
+    assert_eq!(call("GET", url("/v1/kv/t/b"), b"").await.status, 404, "rolled back");
+
+    let read = call("PUT", url("/v1/txn"), br#"[{"KV": {"Verb": "get-tree", "Key": "t/"}}]"#).await;
+    assert_eq!(read.status, 200);
+    assert!(read.index.is_some(), "a read-only transaction carries read headers");
+    let too_many = format!("[{}]", vec![r#"{"KV": {"Verb": "get", "Key": "k"}}"#; 129].join(","));
+    let refused = call("PUT", url("/v1/txn"), too_many).await;
+    assert_eq!(
+        (refused.status, refused.body.as_str()),
+        (413, "Transaction contains too many operations (129 > 128)")
+    );
+    let garbage = call("PUT", url("/v1/txn"), b"{").await;
+    assert_eq!(garbage.status, 400);
+    assert!(garbage.body.starts_with("Failed to parse body: "), "{}", garbage.body);
 }

@@ -43,7 +43,7 @@ pub(super) fn routes() -> Router<Arc<Api>> {
 /// Consul's `DirEntry`, field for field and in its order.
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
-struct DirEntry<'a> {
+pub(super) struct DirEntry<'a> {
     lock_index: u64,
     key: &'a str,
     flags: u64,

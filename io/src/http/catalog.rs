@@ -1,0 +1,637 @@
+//! `/v1/catalog/...` and `/v1/health/...` (`../shared/reference/consul-behaviour.md` §1.3,
+//! §1.4): register and deregister, the node and service lists, a service's instances with or
+//! without their checks, a node's services and checks, checks by state; in Consul's JSON shapes,
+//! blocking on exactly what each answer depends on.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::Router;
+use muster_core::duration;
+use muster_core::fsm::{
+    Check, CheckDefinition, Command, Deregister, Fsm, Health, Index, Node, Register, Service, Table,
+    WatchTarget, Weights,
+};
+use serde::Serialize;
+use serde_json::{json as value, Map, Value};
+
+use super::body::{decode_failed, Object};
+use super::{json, Api, HttpError, Query};
+
+pub(super) fn routes() -> Router<Arc<Api>> {
+    Router::new()
+        .route("/v1/catalog/register", put(register))
+        .route("/v1/catalog/deregister", put(deregister))
+        .route("/v1/catalog/datacenters", get(datacenters))
+        .route("/v1/catalog/nodes", get(nodes))
+        .route("/v1/catalog/services", get(services))
+        .route("/v1/catalog/service/{name}", get(service_nodes))
+        .route("/v1/catalog/node/{node}", get(node_services_map))
+        .route("/v1/catalog/node-services/{node}", get(node_services_list))
+        .route("/v1/health/node/{node}", get(node_checks))
+        .route("/v1/health/checks/{name}", get(service_checks))
+        .route("/v1/health/service/{name}", get(health_service))
+        .route("/v1/health/state/{state}", get(checks_in_state))
+}
+
+// --- Consul's JSON shapes ---------------------------------------------------------------------
+
+/// A map, or `null` when empty (how Consul's Go maps without entries come out).
+fn map_or_null<V: Serialize>(map: &BTreeMap<String, V>) -> Value {
+    if map.is_empty() {
+        Value::Null
+    } else {
+        serde_json::to_value(map).expect("maps serialize")
+    }
+}
+
+pub(super) fn node_json(node: &Node) -> Value {
+    value!({
+        "ID": node.id,
+        "Node": node.node,
+        "Address": node.address,
+        "Datacenter": node.datacenter,
+        "TaggedAddresses": map_or_null(&node.tagged_addresses),
+        "Meta": map_or_null(&node.meta),
+        "CreateIndex": node.create_index,
+        "ModifyIndex": node.modify_index,
+    })
+}
+
+fn weights_json(weights: Weights) -> Value {
+    value!({"Passing": weights.passing, "Warning": weights.warning})
+}
+
+fn tagged_service_addresses(service: &Service) -> Option<Value> {
+    (!service.tagged_addresses.is_empty()).then(|| {
+        let map: Map<String, Value> = service
+            .tagged_addresses
+            .iter()
+            .map(|(name, a)| (name.clone(), value!({"Address": a.address, "Port": a.port})))
+            .collect();
+        Value::Object(map)
+    })
+}
+
+/// Consul's `NodeService` (`AgentService` in the agent endpoints).
+pub(super) fn service_json(service: &Service) -> Value {
+    let mut out = Map::new();
+    if !service.kind.is_empty() {
+        out.insert("Kind".into(), value!(service.kind));
+    }
+    out.insert("ID".into(), value!(service.id));
+    out.insert("Service".into(), value!(service.service));
+    out.insert("Tags".into(), value!(service.tags));
+    out.insert("Address".into(), value!(service.address));
+    if let Some(tagged) = tagged_service_addresses(service) {
+        out.insert("TaggedAddresses".into(), tagged);
+    }
+    out.insert("Meta".into(), map_or_null(&service.meta));
+    out.insert("Port".into(), value!(service.port));
+    if !service.socket_path.is_empty() {
+        out.insert("SocketPath".into(), value!(service.socket_path));
+    }
+    out.insert("Weights".into(), weights_json(service.weights));
+    out.insert("EnableTagOverride".into(), value!(service.enable_tag_override));
+    out.insert("Proxy".into(), value!({"Mode": "", "MeshGateway": {}, "Expose": {}}));
+    out.insert("Connect".into(), value!({}));
+    out.insert("CreateIndex".into(), value!(service.create_index));
+    out.insert("ModifyIndex".into(), value!(service.modify_index));
+    Value::Object(out)
+}
+
+/// Consul's `ServiceNode`: one instance flattened with its node (`/v1/catalog/service/...`).
+fn service_node_json(node: &Node, service: &Service) -> Value {
+    let mut out = Map::new();
+    out.insert("ID".into(), value!(node.id));
+    out.insert("Node".into(), value!(node.node));
+    out.insert("Address".into(), value!(node.address));
+    out.insert("Datacenter".into(), value!(node.datacenter));
+    out.insert("TaggedAddresses".into(), map_or_null(&node.tagged_addresses));
+    out.insert("NodeMeta".into(), map_or_null(&node.meta));
+    out.insert("ServiceKind".into(), value!(service.kind));
+    out.insert("ServiceID".into(), value!(service.id));
+    out.insert("ServiceName".into(), value!(service.service));
+    out.insert("ServiceTags".into(), value!(service.tags));
+    out.insert("ServiceAddress".into(), value!(service.address));
+    if let Some(tagged) = tagged_service_addresses(service) {
+        out.insert("ServiceTaggedAddresses".into(), tagged);
+    }
+    out.insert("ServiceWeights".into(), weights_json(service.weights));
+    out.insert("ServiceMeta".into(), map_or_null(&service.meta));
+    out.insert("ServicePort".into(), value!(service.port));
+    out.insert("ServiceSocketPath".into(), value!(service.socket_path));
+    out.insert("ServiceEnableTagOverride".into(), value!(service.enable_tag_override));
+    out.insert("ServiceProxy".into(), value!({"Mode": "", "MeshGateway": {}, "Expose": {}}));
+    out.insert("ServiceConnect".into(), value!({}));
+    out.insert("CreateIndex".into(), value!(service.create_index));
+    out.insert("ModifyIndex".into(), value!(service.modify_index));
+    Value::Object(out)
+}
+
+/// Consul's `HealthCheckDefinition`: only what is set, durations as Go strings.
+fn definition_json(definition: &CheckDefinition) -> Value {
+    let mut out = Map::new();
+    let mut text = |name: &str, text: &str| {
+        if !text.is_empty() {
+            out.insert(name.into(), value!(text));
+        }
+    };
+    text("HTTP", &definition.http);
+    text("Method", &definition.method);
+    text("Body", &definition.body);
+    text("TLSServerName", &definition.tls_server_name);
+    text("TCP", &definition.tcp);
+    text("UDP", &definition.udp);
+    text("GRPC", &definition.grpc);
+    text("AliasNode", &definition.alias_node);
+    text("AliasService", &definition.alias_service);
+    if !definition.header.is_empty() {
+        out.insert("Header".into(), value!(definition.header));
+    }
+    for (name, set) in [
+        ("TLSSkipVerify", definition.tls_skip_verify),
+        ("TCPUseTLS", definition.tcp_use_tls),
+        ("GRPCUseTLS", definition.grpc_use_tls),
+        ("DisableRedirects", definition.disable_redirects),
+    ] {
+        if set {
+            out.insert(name.into(), value!(true));
+        }
+    }
+    for (name, nanos) in [
+        ("Interval", definition.interval_ns),
+        ("Timeout", definition.timeout_ns),
+        ("TTL", definition.ttl_ns),
+        ("DeregisterCriticalServiceAfter", definition.deregister_critical_service_after_ns),
+    ] {
+        if nanos > 0 {
+            out.insert(name.into(), value!(duration::format(std::time::Duration::from_nanos(nanos))));
+        }
+    }
+    Value::Object(out)
+}
+
+/// Consul's `HealthCheck`.
+pub(super) fn check_json(check: &Check) -> Value {
+    let go = |nanos: u64| {
+        if nanos == 0 {
+            String::new()
+        } else {
+            duration::format(std::time::Duration::from_nanos(nanos))
+        }
+    };
+    value!({
+        "Node": check.node,
+        "CheckID": check.check_id,
+        "Name": check.name,
+        "Status": check.status.as_str(),
+        "Notes": check.notes,
+        "Output": check.output,
+        "ServiceID": check.service_id,
+        "ServiceName": check.service_name,
+        "ServiceTags": check.service_tags,
+        "Type": check.kind,
+        "Interval": go(check.definition.interval_ns),
+        "Timeout": go(check.definition.timeout_ns),
+        "ExposedPort": 0,
+        "Definition": definition_json(&check.definition),
+        "CreateIndex": check.create_index,
+        "ModifyIndex": check.modify_index,
+    })
+}
+
+// --- request bodies -----------------------------------------------------------------------------
+
+pub(super) fn string_map(object: &Object, name: &str) -> Result<BTreeMap<String, String>, HttpError> {
+    match object.get(name) {
+        None => Ok(BTreeMap::new()),
+        Some(Value::Object(map)) => map
+            .iter()
+            .map(|(key, value)| match value {
+                Value::String(text) => Ok((key.clone(), text.clone())),
+                _ => Err(decode_failed(format!("{name}.{key}: expected a string"))),
+            })
+            .collect(),
+        Some(_) => Err(decode_failed(format!("{name}: expected an object"))),
+    }
+}
+
+fn boolean(object: &Object, name: &str) -> Result<bool, HttpError> {
+    match object.get(name) {
+        None => Ok(false),
+        Some(Value::Bool(set)) => Ok(*set),
+        Some(_) => Err(decode_failed(format!("{name}: expected a boolean"))),
+    }
+}
+
+pub(super) fn integer<T: TryFrom<u64>>(object: &Object, name: &str) -> Result<Option<T>, HttpError> {
+    match object.get(name) {
+        None => Ok(None),
+        Some(Value::Number(number)) => number
+            .as_u64()
+            .and_then(|n| T::try_from(n).ok())
+            .map(Some)
+            .ok_or_else(|| decode_failed(format!("{name}: {number} is out of range"))),
+        Some(_) => Err(decode_failed(format!("{name}: expected a number"))),
+    }
+}
+
+fn duration_ns(object: &Object, name: &str) -> Result<u64, HttpError> {
+    match object.get(name) {
+        None => Ok(0),
+        Some(v) => super::body::duration(v)
+            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+            .map_err(|reason| decode_failed(format!("{name}: {reason}"))),
+    }
+}
+
+/// A `Service` object of a registration.
+pub(super) fn parse_service(object: &Object) -> Result<Service, HttpError> {
+    let tagged_addresses = match object.get("TaggedAddresses") {
+        None => BTreeMap::new(),
+        Some(Value::Object(map)) => map
+            .iter()
+            .map(|(name, value)| {
+                let address = Object::from_value(value, "TaggedAddresses")?;
+                let entry = muster_core::fsm::catalog::ServiceAddress {
+                    address: address.string("Address")?,
+                    port: integer(&address, "Port")?.unwrap_or(0),
+                };
+                Ok((name.clone(), entry))
+            })
+            .collect::<Result<_, HttpError>>()?,
+        Some(_) => return Err(decode_failed("TaggedAddresses: expected an object")),
+    };
+    let weights = match object.get("Weights") {
+        None => Weights::default(),
+        Some(value) => {
+            let weights = Object::from_value(value, "Weights")?;
+            Weights {
+                passing: integer(&weights, "Passing")?.unwrap_or(1),
+                warning: integer(&weights, "Warning")?.unwrap_or(1),
+            }
+        }
+    };
+    Ok(Service {
+        kind: object.string("Kind")?,
+        id: object.string("ID")?,
+        service: object.string("Service")?,
+        tags: object.strings("Tags")?,
+        address: object.string("Address")?,
+        tagged_addresses,
+        meta: string_map(object, "Meta")?,
+        port: integer(object, "Port")?.unwrap_or(0),
+        socket_path: object.string("SocketPath")?,
+        weights,
+        enable_tag_override: boolean(object, "EnableTagOverride")?,
+        ..Service::default()
+    })
+}
+
+/// A `Check` object of a registration: its status must be one of Consul's three (critical
+/// when absent).
+pub(super) fn parse_check(object: &Object) -> Result<Check, HttpError> {
+    let status = match object.string("Status")?.as_str() {
+        "" => Health::Critical,
+        text => Health::parse(text)
+            .ok_or_else(|| HttpError::bad_request(format!("Invalid check status: '{text}'")))?,
+    };
+    let definition = match object.get("Definition") {
+        None => CheckDefinition::default(),
+        Some(value) => {
+            let d = Object::from_value(value, "Definition")?;
+            let header = match d.get("Header") {
+                None => BTreeMap::new(),
+                Some(value) => serde_json::from_value(value.clone())
+                    .map_err(|e| decode_failed(format!("Definition.Header: {e}")))?,
+            };
+            CheckDefinition {
+                http: d.string("HTTP")?,
+                method: d.string("Method")?,
+                header,
+                body: d.string("Body")?,
+                disable_redirects: boolean(&d, "DisableRedirects")?,
+                tls_server_name: d.string("TLSServerName")?,
+                tls_skip_verify: boolean(&d, "TLSSkipVerify")?,
+                tcp: d.string("TCP")?,
+                tcp_use_tls: boolean(&d, "TCPUseTLS")?,
+                udp: d.string("UDP")?,
+                grpc: d.string("GRPC")?,
+                grpc_use_tls: boolean(&d, "GRPCUseTLS")?,
+                alias_node: d.string("AliasNode")?,
+                alias_service: d.string("AliasService")?,
+                interval_ns: duration_ns(&d, "Interval")?,
+                timeout_ns: duration_ns(&d, "Timeout")?,
+                ttl_ns: duration_ns(&d, "TTL")?,
+                deregister_critical_service_after_ns: duration_ns(&d, "DeregisterCriticalServiceAfter")?,
+            }
+        }
+    };
+    Ok(Check {
+        node: object.string("Node")?,
+        check_id: object.string("CheckID")?,
+        name: object.string("Name")?,
+        status,
+        notes: object.string("Notes")?,
+        output: object.string("Output")?,
+        service_id: object.string("ServiceID")?,
+        kind: object.string("Type")?,
+        definition,
+        ..Check::default()
+    })
+}
+
+fn parse_register(body: &[u8]) -> Result<Register, HttpError> {
+    let object = Object::parse(body)?;
+    let node = Node {
+        id: object.string("ID")?,
+        node: object.string("Node")?,
+        address: object.string("Address")?,
+        datacenter: object.string("Datacenter")?,
+        tagged_addresses: string_map(&object, "TaggedAddresses")?,
+        meta: string_map(&object, "NodeMeta")?,
+        ..Node::default()
+    };
+    let service = object.get("Service").map(|value| Object::from_value(value, "Service")).transpose()?;
+    let mut checks = Vec::new();
+    if let Some(value) = object.get("Check") {
+        checks.push(parse_check(&Object::from_value(value, "Check")?)?);
+    }
+    match object.get("Checks") {
+        None => {}
+        Some(Value::Array(items)) => {
+            for item in items {
+                checks.push(parse_check(&Object::from_value(item, "Checks")?)?);
+            }
+        }
+        Some(_) => return Err(decode_failed("Checks: expected a list")),
+    }
+    Ok(Register {
+        node,
+        skip_node_update: boolean(&object, "SkipNodeUpdate")?,
+        service: service.as_ref().map(parse_service).transpose()?,
+        checks,
+    })
+}
+
+// --- handlers -----------------------------------------------------------------------------------
+
+async fn register(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery, body: Bytes) -> Response {
+    let query = Query::parse(raw.as_deref());
+    let result = async {
+        api.check_datacenter(&query)?;
+        let mut register = parse_register(&body)?;
+        if register.node.datacenter.is_empty() {
+            register.node.datacenter = api.datacenter.clone();
+        }
+        api.write(&Command::Register(Box::new(register))).await?;
+        Ok::<_, HttpError>(json(&query, &true).into_response())
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn deregister(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery, body: Bytes) -> Response {
+    let query = Query::parse(raw.as_deref());
+    let result = async {
+        api.check_datacenter(&query)?;
+        let object = Object::parse(&body)?;
+        let nonempty = |text: String| (!text.is_empty()).then_some(text);
+        let deregister = Deregister {
+            node: object.string("Node")?,
+            service_id: nonempty(object.string("ServiceID")?),
+            check_id: nonempty(object.string("CheckID")?),
+        };
+        api.write(&Command::Deregister(deregister)).await?;
+        Ok::<_, HttpError>(json(&query, &true).into_response())
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn datacenters(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response {
+    let query = Query::parse(raw.as_deref());
+    json(&query, &[&api.datacenter]).into_response()
+}
+
+/// A blocking catalog read answered as JSON.
+async fn answer(
+    api: Arc<Api>,
+    raw: Option<String>,
+    targets: impl Fn() -> Vec<WatchTarget>,
+    read: impl Fn(&Fsm, &Query) -> (Index, Value),
+) -> Response {
+    let query = Query::parse(raw.as_deref());
+    let options = match api.prepare_read(&query).await {
+        Ok(options) => options,
+        Err(error) => return error.into_response(),
+    };
+    let (index, body) = api.read(options, targets, |fsm| read(fsm, &query)).await;
+    (api.meta_headers(index), json(&query, &body)).into_response()
+}
+
+/// `?node-meta=key:value` (repeatable): every pair must match.
+fn node_meta_matches(query: &Query, node: &Node) -> bool {
+    query.all("node-meta").all(|pair| {
+        let (key, wanted) = pair.split_once(':').unwrap_or((pair, ""));
+        node.meta.get(key).is_some_and(|value| value == wanted)
+    })
+}
+
+async fn nodes(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response {
+    answer(
+        api,
+        raw,
+        || vec![WatchTarget::Table(Table::Nodes)],
+        |fsm, query| {
+            let (index, nodes) = fsm.catalog().nodes();
+            let shaped = nodes.into_iter().filter(|n| node_meta_matches(query, n)).map(node_json).collect();
+            (index, Value::Array(shaped))
+        },
+    )
+    .await
+}
+
+async fn services(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response {
+    answer(
+        api,
+        raw,
+        || vec![WatchTarget::Table(Table::Services)],
+        |fsm, _| {
+            let (index, names) = fsm.catalog().services();
+            let map: Map<String, Value> =
+                names.into_iter().map(|(name, tags)| (name.to_owned(), value!(tags))).collect();
+            (index, Value::Object(map))
+        },
+    )
+    .await
+}
+
+async fn service_nodes(
+    State(api): State<Arc<Api>>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let target = WatchTarget::Service(name.clone());
+    answer(
+        api,
+        raw,
+        move || vec![target.clone()],
+        move |fsm, query| {
+            let tags: Vec<&str> = query.all("tag").collect();
+            let (index, instances) = fsm.catalog().service_nodes(&name, &tags);
+            let shaped = instances
+                .into_iter()
+                .filter(|(node, _)| node_meta_matches(query, node))
+                .map(|(node, service)| service_node_json(node, service))
+                .collect();
+            (index, Value::Array(shaped))
+        },
+    )
+    .await
+}
+
+async fn node_services_map(
+    State(api): State<Arc<Api>>,
+    Path(node): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    node_services(api, node, raw, |services| {
+        Value::Object(services.iter().map(|s| (s.id.clone(), service_json(s))).collect())
+    })
+    .await
+}
+
+async fn node_services_list(
+    State(api): State<Arc<Api>>,
+    Path(node): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    node_services(api, node, raw, |services| Value::Array(services.iter().map(|s| service_json(s)).collect()))
+        .await
+}
+
+async fn node_services(
+    api: Arc<Api>,
+    node: String,
+    raw: Option<String>,
+    shape: fn(&[&Service]) -> Value,
+) -> Response {
+    let target = WatchTarget::Node(node.clone());
+    answer(
+        api,
+        raw,
+        move || vec![target.clone()],
+        move |fsm, _| {
+            let (index, found) = fsm.catalog().node_services(&node);
+            let body = match found {
+                // An unknown node is `200 null`, as in Consul.
+                None => Value::Null,
+                Some((node, services)) => value!({"Node": node_json(node), "Services": shape(&services)}),
+            };
+            (index, body)
+        },
+    )
+    .await
+}
+
+async fn node_checks(
+    State(api): State<Arc<Api>>,
+    Path(node): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let target = WatchTarget::Node(node.clone());
+    answer(
+        api,
+        raw,
+        move || vec![target.clone()],
+        move |fsm, _| {
+            let (index, checks) = fsm.catalog().node_checks(&node);
+            (index, Value::Array(checks.into_iter().map(check_json).collect()))
+        },
+    )
+    .await
+}
+
+async fn service_checks(
+    State(api): State<Arc<Api>>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let target = WatchTarget::Service(name.clone());
+    answer(
+        api,
+        raw,
+        move || vec![target.clone()],
+        move |fsm, _| {
+            let (index, checks) = fsm.catalog().service_checks(&name);
+            (index, Value::Array(checks.into_iter().map(check_json).collect()))
+        },
+    )
+    .await
+}
+
+async fn health_service(
+    State(api): State<Arc<Api>>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let query = Query::parse(raw.as_deref());
+    // `?passing` alone means true; a value must parse as Go's booleans.
+    let passing = match query.get("passing") {
+        None => false,
+        Some("" | "1" | "t" | "T" | "true" | "TRUE" | "True") => true,
+        Some("0" | "f" | "F" | "false" | "FALSE" | "False") => false,
+        Some(_) => return HttpError::bad_request("Invalid value for ?passing").into_response(),
+    };
+    let target = WatchTarget::Service(name.clone());
+    answer(
+        api,
+        raw,
+        move || vec![target.clone()],
+        move |fsm, query| {
+            let tags: Vec<&str> = query.all("tag").collect();
+            let (index, instances) = fsm.catalog().health_service(&name, &tags, passing);
+            let shaped = instances
+                .into_iter()
+                .filter(|instance| node_meta_matches(query, instance.node))
+                .map(|instance| {
+                    value!({
+                        "Node": node_json(instance.node),
+                        "Service": service_json(instance.service),
+                        "Checks": instance.checks.into_iter().map(check_json).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            (index, Value::Array(shaped))
+        },
+    )
+    .await
+}
+
+async fn checks_in_state(
+    State(api): State<Arc<Api>>,
+    Path(state): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let wanted = match state.as_str() {
+        "any" => None,
+        other => match Health::parse(other) {
+            Some(health) => Some(health),
+            None => return HttpError::bad_request(format!("Invalid check state: '{other}'")).into_response(),
+        },
+    };
+    answer(
+        api,
+        raw,
+        || vec![WatchTarget::Table(Table::Checks)],
+        move |fsm, _| {
+            let (index, checks) = fsm.catalog().checks_in_state(wanted);
+            (index, Value::Array(checks.into_iter().map(check_json).collect()))
+        },
+    )
+    .await
+}

@@ -1,0 +1,87 @@
+//! What the HTTP API tests share: a one-server agent over real sockets (Raft with its log on
+//! disk, the state machine, axum on a loopback port) and a real HTTP client.
+
+#![allow(dead_code, reason = "each test binary uses its own part")]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use muster::http::{self, Api};
+use muster::store;
+use muster_core::fsm::{Check, Command, Health, Node, Register, SERF_HEALTH};
+use muster_core::raft::Config;
+use tokio::net::TcpListener;
+
+/// A running one-server agent's HTTP address; everything stops with the runtime.
+pub async fn start(name: &str) -> SocketAddr {
+    start_with_api(name).await.0
+}
+
+/// The same, with the agent's API for the tests that write the catalog directly (its HTTP
+/// endpoints come later) and with its node `node1` registered, as the agent registers itself.
+pub async fn start_with_api(name: &str) -> (SocketAddr, Arc<Api>) {
+    let dir = std::env::temp_dir().join(format!("muster-http-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut config = Config::new(1, [1], 7);
+    config.election_timeout = Duration::from_millis(100);
+    config.heartbeat_interval = Duration::from_millis(20);
+    config.leader_lease = Duration::from_millis(50);
+    let (handle, store) =
+        store::bootstrap_single(1, config, "127.0.0.1:0".parse().unwrap(), &dir).await.unwrap();
+    let mut raft = handle.client();
+    raft.wait_for(|status| status.leader == Some(1)).await.unwrap();
+    let api = Arc::new(Api {
+        store,
+        raft,
+        datacenter: "dc1".into(),
+        node_name: "node1".into(),
+        node_id: "6a2f6a0e-0c3c-4c5e-9b0e-2f0b6f8f2a11".into(),
+        server_addrs: vec![(1, "127.0.0.1:8300".parse().unwrap())],
+        session_ttl: http::SessionTtl::default(),
+    });
+    let node = Node { node: "node1".into(), address: "127.0.0.1".into(), ..Node::default() };
+    let serf = Check { check_id: SERF_HEALTH.into(), status: Health::Passing, ..Check::default() };
+    let register = Register { node, skip_node_update: false, service: None, checks: vec![serf] };
+    api.write(&Command::Register(Box::new(register))).await.unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(http::run_ttl_timers(api.clone()));
+    let served = api.clone();
+    tokio::spawn(async move {
+        let _keep = handle;
+        http::serve(listener, served).await
+    });
+    (addr, api)
+}
+
+/// Status, the headers the tests look at, and the body.
+pub struct Answer {
+    pub status: u16,
+    pub index: Option<u64>,
+    pub content_type: Option<String>,
+    pub body: String,
+}
+
+/// One request, on a blocking thread (ureq is synchronous).
+pub async fn call(method: &'static str, url: String, body: impl Into<Vec<u8>>) -> Answer {
+    let body: Vec<u8> = body.into();
+    tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let response = match method {
+            "GET" => agent.get(&url).call(),
+            "PUT" => agent.put(&url).send(&body[..]),
+            "DELETE" => agent.delete(&url).call(),
+            _ => unreachable!(),
+        };
+        let mut response = response.expect("the agent answers");
+        let header = |name: &str| response.headers().get(name).map(|v| v.to_str().unwrap().to_owned());
+        let index = header("X-Consul-Index").map(|v| v.parse().unwrap());
+        let content_type = header("Content-Type");
+        let status = response.status().as_u16();
+        let body = response.body_mut().read_to_string().unwrap();
+        Answer { status, index, content_type, body }
+    })
+    .await
+    .unwrap()
+}
