@@ -3,11 +3,14 @@
 //! blocking queries, `X-Consul-*` headers, errors as plain text with Consul's status codes);
 //! the endpoints live in their own modules.
 
+mod agent;
 mod body;
+mod catalog;
 mod kv;
 mod query;
 mod session;
 mod status;
+mod txn;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -63,9 +66,12 @@ pub async fn serve(listener: TcpListener, api: Arc<Api>) -> std::io::Result<()> 
 /// Every route.
 pub fn router(api: Arc<Api>) -> Router {
     Router::new()
+        .merge(agent::routes())
+        .merge(catalog::routes())
         .merge(kv::routes())
         .merge(session::routes())
         .merge(status::routes())
+        .merge(txn::routes())
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(api)
 }

@@ -1,0 +1,350 @@
+//! `/v1/agent/...` (`../shared/reference/consul-behaviour.md` §1.5), first part: `self`, the
+//! services and checks of this agent (register, deregister, list, one), and TTL check updates.
+//!
+//! Until the agent keeps local state with anti-entropy (issue 6, next), registrations go
+//! straight into the catalog under this agent's node, and the agent's lists are the catalog's
+//! view of its node. Checks are stored with their definitions; only TTL checks change state
+//! yet (through the update endpoints): the executors and TTL expiry are issue 8.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::Router;
+use muster_core::fsm::{Check, CheckDefinition, Command, Deregister, Health, Register, Service};
+use serde_json::{json as value, Map, Value};
+
+use super::body::{decode_failed, Object};
+use super::catalog::{check_json, integer, parse_service};
+use super::{json, Api, HttpError, Query};
+
+/// The most output a check keeps (Consul's default `OutputMaxSize`).
+const CHECK_OUTPUT_BYTES_MAX: usize = 4096;
+
+pub(super) fn routes() -> Router<Arc<Api>> {
+    Router::new()
+        .route("/v1/agent/self", get(agent_self))
+        .route("/v1/agent/services", get(services))
+        .route("/v1/agent/service/{id}", get(service))
+        .route("/v1/agent/service/register", put(register_service))
+        .route("/v1/agent/service/deregister/{id}", put(deregister_service))
+        .route("/v1/agent/checks", get(checks))
+        .route("/v1/agent/check/register", put(register_check))
+        .route("/v1/agent/check/deregister/{id}", put(deregister_check))
+        .route("/v1/agent/check/pass/{id}", put(|s, p, q| ttl_update(s, p, q, Health::Passing)))
+        .route("/v1/agent/check/warn/{id}", put(|s, p, q| ttl_update(s, p, q, Health::Warning)))
+        .route("/v1/agent/check/fail/{id}", put(|s, p, q| ttl_update(s, p, q, Health::Critical)))
+        .route("/v1/agent/check/update/{id}", put(update_check))
+}
+
+async fn agent_self(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response {
+    let query = Query::parse(raw.as_deref());
+    let body = value!({
+        "Config": {
+            "Datacenter": api.datacenter,
+            "PrimaryDatacenter": api.datacenter,
+            "NodeName": api.node_name,
+            "NodeID": api.node_id,
+            "Server": true,
+            "Revision": crate::version::GIT_REVISION,
+            "Version": crate::version::CONSUL_COMPATIBLE_VERSION,
+            "BuildDate": "",
+        },
+        "DebugConfig": {},
+        "Coord": null,
+        "Member": {
+            "Name": api.node_name,
+            "Status": 1,
+            "Tags": {"role": "consul", "dc": api.datacenter},
+        },
+        "Stats": {},
+        "Meta": {},
+        "xDS": null,
+    });
+    json(&query, &body).into_response()
+}
+
+/// Consul's `AgentService`.
+fn agent_service_json(service: &Service, datacenter: &str) -> Value {
+    let mut out = Map::new();
+    if !service.kind.is_empty() {
+        out.insert("Kind".into(), value!(service.kind));
+    }
+    out.insert("ID".into(), value!(service.id));
+    out.insert("Service".into(), value!(service.service));
+    out.insert("Tags".into(), value!(service.tags));
+    out.insert("Meta".into(), value!(service.meta));
+    out.insert("Port".into(), value!(service.port));
+    out.insert("Address".into(), value!(service.address));
+    out.insert(
+        "Weights".into(),
+        value!({"Passing": service.weights.passing, "Warning": service.weights.warning}),
+    );
+    out.insert("EnableTagOverride".into(), value!(service.enable_tag_override));
+    out.insert("Datacenter".into(), value!(datacenter));
+    Value::Object(out)
+}
+
+async fn services(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response {
+    let query = Query::parse(raw.as_deref());
+    let services = api.store.read(|fsm| {
+        let (_, found) = fsm.catalog().node_services(&api.node_name);
+        found.map(|(_, services)| services.into_iter().cloned().collect::<Vec<_>>()).unwrap_or_default()
+    });
+    let map: Map<String, Value> =
+        services.iter().map(|s| (s.id.clone(), agent_service_json(s, &api.datacenter))).collect();
+    json(&query, &Value::Object(map)).into_response()
+}
+
+async fn service(State(api): State<Arc<Api>>, Path(id): Path<String>, RawQuery(raw): RawQuery) -> Response {
+    let query = Query::parse(raw.as_deref());
+    let found = api.store.read(|fsm| fsm.catalog().service(&api.node_name, &id).cloned());
+    match found {
+        Some(service) => json(&query, &agent_service_json(&service, &api.datacenter)).into_response(),
+        None => HttpError { status: StatusCode::NOT_FOUND, reason: format!("unknown service ID: {id}") }
+            .into_response(),
+    }
+}
+
+async fn checks(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response {
+    let query = Query::parse(raw.as_deref());
+    let checks = api.store.read(|fsm| {
+        let (_, checks) = fsm.catalog().node_checks(&api.node_name);
+        checks.into_iter().map(|c| (c.check_id.clone(), check_json(c))).collect::<Map<String, Value>>()
+    });
+    json(&query, &Value::Object(checks)).into_response()
+}
+
+/// A check definition as the agent API takes one (Consul's `CheckType`).
+fn parse_agent_check(object: &Object) -> Result<Check, HttpError> {
+    let script = !object.strings("Args")?.is_empty() || !object.strings("ScriptArgs")?.is_empty();
+    if script {
+        return Err(HttpError::bad_request(
+            "Scripts are disabled on this agent; to enable, configure 'enable_script_checks' or \
+             'enable_local_script_checks' to true",
+        ));
+    }
+    let duration = |name: &str| -> Result<u64, HttpError> {
+        match object.get(name) {
+            None => Ok(0),
+            Some(v) => super::body::duration(v)
+                .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+                .map_err(|reason| decode_failed(format!("{name}: {reason}"))),
+        }
+    };
+    let definition = CheckDefinition {
+        http: object.string("HTTP")?,
+        method: object.string("Method")?,
+        body: object.string("Body")?,
+        tls_server_name: object.string("TLSServerName")?,
+        tcp: object.string("TCP")?,
+        udp: object.string("UDP")?,
+        grpc: object.string("GRPC")?,
+        alias_node: object.string("AliasNode")?,
+        alias_service: object.string("AliasService")?,
+        interval_ns: duration("Interval")?,
+        timeout_ns: duration("Timeout")?,
+        ttl_ns: duration("TTL")?,
+        deregister_critical_service_after_ns: duration("DeregisterCriticalServiceAfter")?,
+        ..CheckDefinition::default()
+    };
+    let kind = if definition.ttl_ns > 0 {
+        "ttl"
+    } else if !definition.http.is_empty() {
+        "http"
+    } else if !definition.tcp.is_empty() {
+        "tcp"
+    } else if !definition.udp.is_empty() {
+        "udp"
+    } else if !definition.grpc.is_empty() {
+        "grpc"
+    } else if !definition.alias_service.is_empty() {
+        "alias"
+    } else {
+        return Err(HttpError::bad_request(
+            "Invalid check: TTL or Script/HTTP/TCP/UDP/GRPC/alias must be set",
+        ));
+    };
+    if !matches!(kind, "ttl" | "alias") && definition.interval_ns == 0 {
+        return Err(HttpError::bad_request(
+            "Interval must be > 0 for Script, HTTP, H2PING, TCP, UDP or GRPC checks",
+        ));
+    }
+    let status = match object.string("Status")?.as_str() {
+        "" => Health::Critical,
+        text => Health::parse(text)
+            .ok_or_else(|| HttpError::bad_request(format!("Invalid check status: '{text}'")))?,
+    };
+    let id = match object.string("CheckID")? {
+        id if id.is_empty() => object.string("ID")?,
+        id => id,
+    };
+    Ok(Check {
+        check_id: id,
+        name: object.string("Name")?,
+        status,
+        notes: object.string("Notes")?,
+        service_id: object.string("ServiceID")?,
+        kind: kind.to_owned(),
+        definition,
+        ..Check::default()
+    })
+}
+
+/// Registers on this agent's node, keeping the node's row as it is.
+async fn register_here(api: &Api, service: Option<Service>, checks: Vec<Check>) -> Result<(), HttpError> {
+    let node = api
+        .store
+        .read(|fsm| fsm.catalog().node(&api.node_name).cloned())
+        .ok_or_else(|| HttpError::internal("this agent's node is not registered yet"))?;
+    let register = Register { node, skip_node_update: true, service, checks };
+    api.write(&Command::Register(Box::new(register))).await.map(|_| ())
+}
+
+async fn register_service(State(api): State<Arc<Api>>, body: Bytes) -> Response {
+    let result = async {
+        let object = Object::parse(&body)?;
+        let name = object.string("Name")?;
+        if name.is_empty() {
+            return Err(HttpError::bad_request("Missing service name"));
+        }
+        // The agent API names the service `Name`; the catalog's shape calls it `Service`.
+        let mut service = parse_service(&object)?;
+        service.service = name.clone();
+        if service.id.is_empty() {
+            service.id = name.clone();
+        }
+        if let Some(weights) = object.get("Weights") {
+            let weights = Object::from_value(weights, "Weights")?;
+            if integer::<u32>(&weights, "Passing")?.unwrap_or(1) == 0 {
+                return Err(HttpError::bad_request("Passing must be greater than 0"));
+            }
+        }
+        let mut definitions = Vec::new();
+        if let Some(check) = object.get("Check") {
+            definitions.push(Object::from_value(check, "Check")?);
+        }
+        match object.get("Checks") {
+            None => {}
+            Some(Value::Array(items)) => {
+                for item in items {
+                    definitions.push(Object::from_value(item, "Checks")?);
+                }
+            }
+            Some(_) => return Err(decode_failed("Checks: expected a list")),
+        }
+        let several = definitions.len() > 1;
+        let mut checks = Vec::new();
+        for (n, definition) in definitions.iter().enumerate() {
+            let mut check = parse_agent_check(definition)?;
+            // Consul's generated IDs and name for a service's own checks.
+            if check.check_id.is_empty() {
+                check.check_id = if several {
+                    format!("service:{}:{}", service.id, n + 1)
+                } else {
+                    format!("service:{}", service.id)
+                };
+            }
+            if check.name.is_empty() {
+                check.name = format!("Service '{name}' check");
+            }
+            check.service_id = service.id.clone();
+            checks.push(check);
+        }
+        register_here(&api, Some(service), checks).await?;
+        Ok(StatusCode::OK.into_response())
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn deregister_service(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Response {
+    let deregister = Deregister { node: api.node_name.clone(), service_id: Some(id), check_id: None };
+    match api.write(&Command::Deregister(deregister)).await {
+        Ok(_) => StatusCode::OK.into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn register_check(State(api): State<Arc<Api>>, body: Bytes) -> Response {
+    let result = async {
+        let object = Object::parse(&body)?;
+        let mut check = parse_agent_check(&object)?;
+        if check.name.is_empty() {
+            return Err(HttpError::bad_request("Missing check name"));
+        }
+        if check.check_id.is_empty() {
+            check.check_id = check.name.clone();
+        }
+        if !check.service_id.is_empty()
+            && api.store.read(|fsm| fsm.catalog().service(&api.node_name, &check.service_id).is_none())
+        {
+            return Err(HttpError::bad_request(format!("ServiceID \"{}\" does not exist", check.service_id)));
+        }
+        register_here(&api, None, vec![check]).await?;
+        Ok(StatusCode::OK.into_response())
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn deregister_check(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Response {
+    let deregister = Deregister { node: api.node_name.clone(), service_id: None, check_id: Some(id) };
+    match api.write(&Command::Deregister(deregister)).await {
+        Ok(_) => StatusCode::OK.into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn ttl_update(
+    State(api): State<Arc<Api>>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+    status: Health,
+) -> Response {
+    let query = Query::parse(raw.as_deref());
+    let note = query.get("note").unwrap_or("").to_owned();
+    set_ttl_status(&api, &id, status, note).await.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn update_check(State(api): State<Arc<Api>>, Path(id): Path<String>, body: Bytes) -> Response {
+    let result = async {
+        let object = Object::parse(&body)?;
+        let status = object.string("Status")?;
+        let status = Health::parse(&status)
+            .ok_or_else(|| HttpError::bad_request(format!("Invalid check status: '{status}'")))?;
+        set_ttl_status(&api, &id, status, object.string("Output")?).await
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// A TTL check's new state and output (cut to [`CHECK_OUTPUT_BYTES_MAX`] with Consul's note).
+async fn set_ttl_status(api: &Api, id: &str, status: Health, output: String) -> Result<Response, HttpError> {
+    let Some(mut check) = api.store.read(|fsm| fsm.catalog().check(&api.node_name, id).cloned()) else {
+        return Err(HttpError {
+            status: StatusCode::NOT_FOUND,
+            reason: format!(
+                "Unknown check ID \"{id}\". Ensure that the check ID is passed, not the check name."
+            ),
+        });
+    };
+    if check.kind != "ttl" {
+        return Err(HttpError::internal(format!("CheckID \"{id}\" does not have associated TTL")));
+    }
+    check.status = status;
+    check.output = truncate_output(output);
+    register_here(api, None, vec![check]).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+fn truncate_output(output: String) -> String {
+    if output.len() <= CHECK_OUTPUT_BYTES_MAX {
+        return output;
+    }
+    let mut cut = CHECK_OUTPUT_BYTES_MAX;
+    while !output.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{} ... (captured {cut} of {} bytes)", &output[..cut], output.len())
+}

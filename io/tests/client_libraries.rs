@@ -1,0 +1,82 @@
+//! Unmodified Consul client libraries against the real `muster agent -dev` binary. Each needs
+//! its library installed (`.ci/run` installs them); without it the test says so and skips,
+//! except in CI, where a missing library is a failure.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+struct Agent(Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A dev agent on free ports; returns it with its HTTP port once its API has a leader.
+fn dev_agent() -> (Agent, u16) {
+    let (http, server, lan, wan) = (free_port(), free_port(), free_port(), free_port());
+    let child = Command::new(env!("CARGO_BIN_EXE_muster"))
+        .args(["agent", "-dev", "-node=client-test"])
+        .args([
+            format!("-http-port={http}"),
+            format!("-server-port={server}"),
+            format!("-serf-lan-port={lan}"),
+            format!("-serf-wan-port={wan}"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the binary starts");
+    let agent = Agent(child);
+    let api: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    for _ in 0..200 {
+        let ready = api
+            .get(format!("http://127.0.0.1:{http}/v1/catalog/services"))
+            .call()
+            .ok()
+            .and_then(|mut r| r.body_mut().read_to_string().ok())
+            .is_some_and(|body| body.contains("consul"));
+        if ready {
+            return (agent, http);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("the dev agent did not register itself within 10 s");
+}
+
+/// Whether `python3` can import `module`; outside CI a missing one skips the test.
+fn python_has(module: &str) -> bool {
+    let found = Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .status()
+        .is_ok_and(|status| status.success());
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install the Python module {module} (.ci/run does)"
+        );
+        eprintln!("skipped: python3 cannot import {module} (pip install py-consul)");
+    }
+    found
+}
+
+#[test]
+fn py_consul_works_unmodified() {
+    if !python_has("consul") {
+        return;
+    }
+    let (_agent, http) = dev_agent();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/py_consul.py");
+    let output = Command::new("python3").arg(script).arg(http.to_string()).output().expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "py-consul failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("every step answered as Consul answers"), "{stdout}");
+}

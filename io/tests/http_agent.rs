@@ -1,0 +1,96 @@
+//! The agent API over real HTTP against a one-server agent: services and checks registered on
+//! the agent's node, TTL checks driven by their update endpoints, as Consul answers them
+//! (`consul-behaviour.md` §1.5).
+
+mod common;
+
+use common::{call, start};
+use serde_json::{json, Value};
+
+fn parse(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_with_ttl_checks_are_registered_updated_and_found_healthy() {
+    let addr = start("agent").await;
+    let url = move |path: &str| format!("http://{addr}{path}");
+    let me = parse(&call("GET", url("/v1/agent/self"), b"").await.body);
+    assert_eq!(me["Config"]["NodeName"], "node1");
+    assert_eq!(me["Config"]["Datacenter"], "dc1");
+
+    let register = br#"{"Name": "web", "Tags": ["rails"], "Port": 80,
+        "Checks": [{"TTL": "30s"}, {"Name": "web-tcp", "TCP": "127.0.0.1:1", "Interval": "10s"}]}"#;
+    let answer = call("PUT", url("/v1/agent/service/register"), register).await;
+    assert_eq!((answer.status, answer.body.as_str()), (200, ""));
+    let services = parse(&call("GET", url("/v1/agent/services"), b"").await.body);
+    assert_eq!(
+        services["web"],
+        json!({"ID": "web", "Service": "web", "Tags": ["rails"], "Meta": {}, "Port": 80, "Address": "",
+               "Weights": {"Passing": 1, "Warning": 1}, "EnableTagOverride": false, "Datacenter": "dc1"})
+    );
+    let checks = parse(&call("GET", url("/v1/agent/checks"), b"").await.body);
+    assert_eq!(checks["service:web:1"]["Name"], "Service 'web' check", "Consul's generated ID and name");
+    assert_eq!(checks["service:web:1"]["Status"], "critical", "a new check starts critical");
+    assert_eq!(checks["service:web:1"]["Type"], "ttl");
+    assert_eq!(
+        (checks["service:web:2"]["Name"].clone(), checks["service:web:2"]["Type"].clone()),
+        (json!("web-tcp"), json!("tcp")),
+        "a service's checks get generated IDs even when named"
+    );
+    assert_eq!(parse(&call("GET", url("/v1/health/service/web?passing"), b"").await.body), json!([]));
+
+    assert_eq!(call("PUT", url("/v1/agent/check/pass/service:web:1?note=all%20good"), b"").await.status, 200);
+    let checks = parse(&call("GET", url("/v1/agent/checks"), b"").await.body);
+    assert_eq!(
+        (checks["service:web:1"]["Status"].clone(), checks["service:web:1"]["Output"].clone()),
+        (json!("passing"), json!("all good"))
+    );
+    let update = call(
+        "PUT",
+        url("/v1/agent/check/update/service:web:1"),
+        br#"{"Status": "warning", "Output": "slow"}"#,
+    )
+    .await;
+    assert_eq!(update.status, 200);
+    let checks = parse(&call("GET", url("/v1/agent/checks"), b"").await.body);
+    assert_eq!(checks["service:web:1"]["Status"], "warning");
+
+    let unknown = call("PUT", url("/v1/agent/check/pass/nope"), b"").await;
+    assert_eq!(
+        (unknown.status, unknown.body.as_str()),
+        (404, "Unknown check ID \"nope\". Ensure that the check ID is passed, not the check name.")
+    );
+    let not_ttl = call("PUT", url("/v1/agent/check/pass/service:web:2"), b"").await;
+    assert_eq!(
+        (not_ttl.status, not_ttl.body.as_str()),
+        (500, "CheckID \"service:web:2\" does not have associated TTL")
+    );
+
+    assert_eq!(call("PUT", url("/v1/agent/service/deregister/web"), b"").await.status, 200);
+    assert_eq!(parse(&call("GET", url("/v1/agent/services"), b"").await.body), json!({}));
+    assert_eq!(
+        parse(&call("GET", url("/v1/agent/checks"), b"").await.body).as_object().unwrap().len(),
+        1,
+        "serfHealth stays"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_agent_registrations_are_refused_and_change_nothing() {
+    let addr = start("agent-bad").await;
+    let url = move |path: &str| format!("http://{addr}{path}");
+    let cases: [(&str, &[u8], &str); 6] = [
+        ("/v1/agent/service/register", br#"{"Port": 80}"#, "Missing service name"),
+        ("/v1/agent/service/register", br#"{"Name": "w", "Check": {"HTTP": "http://x"}}"#, "Interval must be > 0 for Script, HTTP, H2PING, TCP, UDP or GRPC checks"),
+        ("/v1/agent/service/register", br#"{"Name": "w", "Check": {"Args": ["/bin/true"], "Interval": "10s"}}"#, "Scripts are disabled on this agent; to enable, configure 'enable_script_checks' or 'enable_local_script_checks' to true"),
+        ("/v1/agent/service/register", br#"{"Name": "w", "Weights": {"Passing": 0}}"#, "Passing must be greater than 0"),
+        ("/v1/agent/check/register", br#"{"Name": "c", "TTL": "10s", "ServiceID": "ghost"}"#, "ServiceID \"ghost\" does not exist"),
+        ("/v1/agent/check/register", br#"{"Name": "c", "TTL": "-5s"}"#, "Request decode failed: TTL: time: negative duration \"-5s\""),
+    ];
+    for (path, body, reason) in cases {
+        let answer = call("PUT", url(path), body).await;
+        assert_eq!((answer.status, answer.body.as_str()), (400, reason), "{}", String::from_utf8_lossy(body));
+    }
+    assert_eq!(parse(&call("GET", url("/v1/agent/services"), b"").await.body), json!({}));
+}
