@@ -94,3 +94,44 @@ async fn bad_agent_registrations_are_refused_and_change_nothing() {
     }
     assert_eq!(parse(&call("GET", url("/v1/agent/services"), b"").await.body), json!({}));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_mode_takes_a_node_or_a_service_out_of_passing_answers() {
+    let addr = start("maintenance").await;
+    let url = move |path: &str| format!("http://{addr}{path}");
+    let web = br#"{"Name": "web", "Port": 80, "Check": {"TTL": "30s", "Status": "passing"}}"#;
+    assert_eq!(call("PUT", url("/v1/agent/service/register"), web).await.status, 200);
+    let passing = || call("GET", url("/v1/health/service/web?passing"), b"");
+    assert_eq!(parse(&passing().await.body).as_array().unwrap().len(), 1);
+
+    assert_eq!(
+        call("PUT", url("/v1/agent/service/maintenance/web?enable=true&reason=deploy"), b"").await.status,
+        200
+    );
+    assert_eq!(parse(&passing().await.body), json!([]));
+    let checks = parse(&call("GET", url("/v1/agent/checks"), b"").await.body);
+    let check = &checks["_service_maintenance:web"];
+    assert_eq!(
+        (check["Status"].clone(), check["Notes"].clone(), check["Name"].clone()),
+        (json!("critical"), json!("deploy"), json!("Service Maintenance Mode"))
+    );
+    assert_eq!(call("PUT", url("/v1/agent/service/maintenance/web?enable=false"), b"").await.status, 200);
+    assert_eq!(parse(&passing().await.body).as_array().unwrap().len(), 1);
+
+    assert_eq!(call("PUT", url("/v1/agent/maintenance?enable=true"), b"").await.status, 200);
+    assert_eq!(parse(&passing().await.body), json!([]), "a node in maintenance takes its services with it");
+    let checks = parse(&call("GET", url("/v1/agent/checks"), b"").await.body);
+    assert_eq!(
+        checks["_node_maintenance"]["Notes"],
+        "Maintenance mode is enabled for this node, but no reason was provided. This is a default message."
+    );
+    assert_eq!(call("PUT", url("/v1/agent/maintenance?enable=false"), b"").await.status, 200);
+    assert_eq!(parse(&passing().await.body).as_array().unwrap().len(), 1);
+
+    let missing = call("PUT", url("/v1/agent/maintenance"), b"").await;
+    assert_eq!((missing.status, missing.body.as_str()), (400, "Missing value for enable"));
+    let bad = call("PUT", url("/v1/agent/maintenance?enable=maybe"), b"").await;
+    assert_eq!((bad.status, bad.body.as_str()), (400, "Invalid value for enable: \"maybe\""));
+    let unknown = call("PUT", url("/v1/agent/service/maintenance/ghost?enable=true"), b"").await;
+    assert_eq!((unknown.status, unknown.body.as_str()), (404, "Unknown service ID \"ghost\""));
+}

@@ -152,3 +152,41 @@ async fn bad_registrations_are_refused_with_consul_messages_and_change_nothing()
     let after = call("GET", url("/v1/catalog/nodes"), b"").await;
     assert_eq!((after.body, after.index), (before.body, before.index), "nothing was written");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filter_expressions_select_what_they_name() {
+    let addr = start("filter").await;
+    let url = move |path: &str| format!("http://{addr}{path}");
+    assert_eq!(call("PUT", url("/v1/catalog/register"), WEB).await.body, "true");
+    let other = br#"{"Node": "web-2", "Address": "10.0.0.7", "NodeMeta": {"rack": "r2"},
+        "Service": {"Service": "web", "Tags": ["django"], "Port": 8080}}"#;
+    assert_eq!(call("PUT", url("/v1/catalog/register"), other).await.body, "true");
+    let filtered = |filter: &str| {
+        let encoded: String = form_urlencoded::byte_serialize(filter.as_bytes()).collect();
+        call("GET", url(&format!("/v1/health/service/web?filter={encoded}")), b"")
+    };
+    let nodes = |body: &str| -> Vec<String> {
+        parse(body)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["Node"]["Node"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(nodes(&filtered(r#""rails" in Service.Tags"#).await.body), ["web-1"]);
+    assert_eq!(
+        nodes(&filtered(r#"Node.Meta.rack == "r2" or Service.Port == 80"#).await.body),
+        ["web-1", "web-2"]
+    );
+    assert_eq!(nodes(&filtered("Checks is empty").await.body), ["web-2"]);
+    let service = call("GET", url("/v1/catalog/service/web?filter=ServicePort%20%3D%3D%208080"), b"").await;
+    assert_eq!(parse(&service.body)[0]["Node"], "web-2");
+    let bad = filtered("Service.Port ==").await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.body.starts_with("Failed to create boolean expression evaluator: "), "{}", bad.body);
+    let typo = filtered("Servcie.Port == 80").await;
+    assert_eq!(
+        (typo.status, typo.body.as_str()),
+        (400, "Failed to create boolean expression evaluator: Selector \"Servcie.Port\" is not valid")
+    );
+}

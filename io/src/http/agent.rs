@@ -19,6 +19,7 @@ use serde_json::{json as value, Map, Value};
 
 use super::body::{decode_failed, Object};
 use super::catalog::{check_json, integer, parse_service};
+use super::filter::Filter;
 use super::{json, Api, HttpError, Query};
 
 /// The most output a check keeps (Consul's default `OutputMaxSize`).
@@ -38,6 +39,86 @@ pub(super) fn routes() -> Router<Arc<Api>> {
         .route("/v1/agent/check/warn/{id}", put(|s, p, q| ttl_update(s, p, q, Health::Warning)))
         .route("/v1/agent/check/fail/{id}", put(|s, p, q| ttl_update(s, p, q, Health::Critical)))
         .route("/v1/agent/check/update/{id}", put(update_check))
+        .route("/v1/agent/maintenance", put(node_maintenance))
+        .route("/v1/agent/service/maintenance/{id}", put(service_maintenance))
+}
+
+/// The node maintenance check's ID (Consul's `structs.NodeMaint`).
+const NODE_MAINTENANCE: &str = "_node_maintenance";
+
+/// `?enable=` as Go's `strconv.ParseBool` reads it, with Consul's refusals.
+fn enable(query: &Query) -> Result<bool, HttpError> {
+    match query.get("enable") {
+        None | Some("") => Err(HttpError::bad_request("Missing value for enable")),
+        Some("1" | "t" | "T" | "true" | "TRUE" | "True") => Ok(true),
+        Some("0" | "f" | "F" | "false" | "FALSE" | "False") => Ok(false),
+        Some(other) => Err(HttpError::bad_request(format!("Invalid value for enable: {other:?}"))),
+    }
+}
+
+/// Puts the node in maintenance (a critical `_node_maintenance` check, so every service on it
+/// drops out of `?passing` and DNS) or takes it out.
+async fn node_maintenance(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response {
+    let query = Query::parse(raw.as_deref());
+    let result = async {
+        let check = Check {
+            check_id: NODE_MAINTENANCE.to_owned(),
+            name: "Node Maintenance Mode".to_owned(),
+            notes: maintenance_notes(&query, "node"),
+            kind: "maintenance".to_owned(),
+            ..Check::default()
+        };
+        set_maintenance(&api, enable(&query)?, check).await
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The same for one service (`_service_maintenance:<id>`).
+async fn service_maintenance(
+    State(api): State<Arc<Api>>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let query = Query::parse(raw.as_deref());
+    let result = async {
+        let enabled = enable(&query)?;
+        if api.store.read(|fsm| fsm.catalog().service(&api.node_name, &id).is_none()) {
+            return Err(HttpError {
+                status: StatusCode::NOT_FOUND,
+                reason: format!("Unknown service ID {id:?}"),
+            });
+        }
+        let check = Check {
+            check_id: format!("_service_maintenance:{id}"),
+            name: "Service Maintenance Mode".to_owned(),
+            notes: maintenance_notes(&query, "service"),
+            service_id: id.clone(),
+            kind: "maintenance".to_owned(),
+            ..Check::default()
+        };
+        set_maintenance(&api, enabled, check).await
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+fn maintenance_notes(query: &Query, what: &str) -> String {
+    match query.get("reason") {
+        Some(reason) if !reason.is_empty() => reason.to_owned(),
+        _ => format!(
+            "Maintenance mode is enabled for this {what}, but no reason was provided. This is a default message."
+        ),
+    }
+}
+
+async fn set_maintenance(api: &Api, enabled: bool, check: Check) -> Result<Response, HttpError> {
+    if enabled {
+        register_here(api, None, vec![check]).await?;
+    } else {
+        let deregister =
+            Deregister { node: api.node_name.clone(), service_id: None, check_id: Some(check.check_id) };
+        api.write(&Command::Deregister(deregister)).await?;
+    }
+    Ok(StatusCode::OK.into_response())
 }
 
 async fn agent_self(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response {
@@ -96,7 +177,7 @@ async fn services(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Respo
     });
     let map: Map<String, Value> =
         services.iter().map(|s| (s.id.clone(), agent_service_json(s, &api.datacenter))).collect();
-    json(&query, &Value::Object(map)).into_response()
+    filtered(&query, Value::Object(map))
 }
 
 async fn service(State(api): State<Arc<Api>>, Path(id): Path<String>, RawQuery(raw): RawQuery) -> Response {
@@ -115,7 +196,19 @@ async fn checks(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Respons
         let (_, checks) = fsm.catalog().node_checks(&api.node_name);
         checks.into_iter().map(|c| (c.check_id.clone(), check_json(c))).collect::<Map<String, Value>>()
     });
-    json(&query, &Value::Object(checks)).into_response()
+    filtered(&query, Value::Object(checks))
+}
+
+/// An agent list answered through `?filter`, when there is one.
+fn filtered(query: &Query, answer: Value) -> Response {
+    let filtered = Filter::from_query(query).and_then(|filter| match filter {
+        Some(filter) => filter.apply_to(answer),
+        None => Ok(answer),
+    });
+    match filtered {
+        Ok(answer) => json(query, &answer).into_response(),
+        Err(error) => error.into_response(),
+    }
 }
 
 /// A check definition as the agent API takes one (Consul's `CheckType`).

@@ -20,6 +20,7 @@ use serde::Serialize;
 use serde_json::{json as value, Map, Value};
 
 use super::body::{decode_failed, Object};
+use super::filter::Filter;
 use super::{json, Api, HttpError, Query};
 
 pub(super) fn routes() -> Router<Arc<Api>> {
@@ -425,11 +426,20 @@ async fn answer(
     read: impl Fn(&Fsm, &Query) -> (Index, Value),
 ) -> Response {
     let query = Query::parse(raw.as_deref());
-    let options = match api.prepare_read(&query).await {
-        Ok(options) => options,
+    let prepared =
+        async { Ok::<_, HttpError>((Filter::from_query(&query)?, api.prepare_read(&query).await?)) };
+    let (filter, options) = match prepared.await {
+        Ok(prepared) => prepared,
         Err(error) => return error.into_response(),
     };
     let (index, body) = api.read(options, targets, |fsm| read(fsm, &query)).await;
+    let body = match filter {
+        None => body,
+        Some(filter) => match filter.apply_to(body) {
+            Ok(body) => body,
+            Err(error) => return error.into_response(),
+        },
+    };
     (api.meta_headers(index), json(&query, &body)).into_response()
 }
 

@@ -6,6 +6,7 @@
 mod agent;
 mod body;
 mod catalog;
+mod filter;
 mod kv;
 mod query;
 mod session;

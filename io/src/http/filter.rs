@@ -1,0 +1,502 @@
+//! `?filter=`: Consul's boolean expressions (go-bexpr), the subset clients use, evaluated on the
+//! JSON each endpoint answers, element by element.
+//!
+//! ```text
+//! expr     = or
+//! or       = and { "or" and }
+//! and      = unary { "and" unary }
+//! unary    = "not" unary | "(" expr ")" | match
+//! match    = selector ("==" | "!=") value
+//!          | selector ["not"] "contains" value
+//!          | selector "is" ["not"] "empty"
+//!          | selector ["not"] "matches" value            (a regular expression)
+//!          | value ["not"] "in" selector
+//! selector = name { "." name | "[" string "]" }           (Service.Tags, NodeMeta.env, Meta["a b"])
+//! value    = "string" | `string` | number | true | false
+//! ```
+//!
+//! A selector that crosses a list (`Checks.Status`) stands for the values of every element: `==`,
+//! `contains`, `in` and `matches` hold if any element does, their negations if none does. A
+//! selector must name a field the answer has (checked against the first element), so a typo is
+//! an error, not an empty answer.
+
+use regex::Regex;
+use serde_json::Value;
+
+/// A parsed expression.
+#[derive(Debug, Clone)]
+pub struct Filter {
+    root: Expr,
+}
+
+#[derive(Debug, Clone)]
+enum Expr {
+    Or(Box<Expr>, Box<Expr>),
+    And(Box<Expr>, Box<Expr>),
+    Not(Box<Expr>),
+    Match { selector: Vec<String>, test: Test, negated: bool },
+}
+
+#[derive(Debug, Clone)]
+enum Test {
+    Equal(Literal),
+    Contains(Literal),
+    Empty,
+    Matches(Regex),
+    In(Literal),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Literal {
+    Text(String),
+    Number(f64),
+    Bool(bool),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Token {
+    Word(String),
+    Text(String),
+    Equal,
+    NotEqual,
+    Open,
+    Close,
+    Dot,
+    Index(String),
+}
+
+/// Why a filter is refused (Consul answers 400 with this prefix).
+pub fn error(reason: impl std::fmt::Display) -> String {
+    format!("Failed to create boolean expression evaluator: {reason}")
+}
+
+fn tokenize(text: &str) -> Result<Vec<Token>, String> {
+    let mut tokens = Vec::new();
+    let mut chars = text.char_indices().peekable();
+    while let Some(&(at, c)) = chars.peek() {
+        match c {
+            c if c.is_whitespace() => {
+                chars.next();
+            }
+            '(' | ')' | '.' => {
+                chars.next();
+                tokens.push(match c {
+                    '(' => Token::Open,
+                    ')' => Token::Close,
+                    _ => Token::Dot,
+                });
+            }
+            '=' | '!' => {
+                chars.next();
+                if chars.next().map(|(_, c)| c) != Some('=') {
+                    return Err(format!("unexpected {c:?} at {at}"));
+                }
+                tokens.push(if c == '=' { Token::Equal } else { Token::NotEqual });
+            }
+            '"' | '`' => {
+                chars.next();
+                let mut out = String::new();
+                loop {
+                    match chars.next() {
+                        None => return Err(format!("unterminated string starting at {at}")),
+                        Some((_, '\\')) if c == '"' => match chars.next() {
+                            Some((_, escaped)) => out.push(escaped),
+                            None => return Err(format!("unterminated string starting at {at}")),
+                        },
+                        Some((_, end)) if end == c => break,
+                        Some((_, other)) => out.push(other),
+                    }
+                }
+                tokens.push(Token::Text(out));
+            }
+            '[' => {
+                chars.next();
+                let Some((_, quote @ ('"' | '`'))) = chars.next() else {
+                    return Err(format!("expected a quoted key after '[' at {at}"));
+                };
+                let mut key = String::new();
+                loop {
+                    match chars.next() {
+                        None => return Err(format!("unterminated index at {at}")),
+                        Some((_, end)) if end == quote => break,
+                        Some((_, other)) => key.push(other),
+                    }
+                }
+                if chars.next().map(|(_, c)| c) != Some(']') {
+                    return Err(format!("expected ']' after the index at {at}"));
+                }
+                tokens.push(Token::Index(key));
+            }
+            c if c.is_alphanumeric() || c == '_' || c == '-' || c == '+' => {
+                let mut word = String::new();
+                while let Some(&(_, c)) = chars.peek() {
+                    // Digits may carry a fraction: a dot inside a number belongs to it.
+                    let in_number =
+                        c == '.' && word.chars().all(|d| d.is_ascii_digit() || d == '-' || d == '+');
+                    if c.is_alphanumeric()
+                        || c == '_'
+                        || c == '-'
+                        || c == '+'
+                        || (in_number && !word.is_empty())
+                    {
+                        word.push(c);
+                        chars.next();
+                    } else {
+                        break;
+                    }
+                }
+                tokens.push(Token::Word(word));
+            }
+            other => return Err(format!("unexpected {other:?} at {at}")),
+        }
+    }
+    Ok(tokens)
+}
+
+struct Parser {
+    tokens: Vec<Token>,
+    at: usize,
+}
+
+impl Parser {
+    fn peek(&self) -> Option<&Token> {
+        self.tokens.get(self.at)
+    }
+
+    fn keyword(&self, word: &str) -> bool {
+        matches!(self.peek(), Some(Token::Word(w)) if w == word)
+    }
+
+    fn next(&mut self) -> Option<Token> {
+        let token = self.tokens.get(self.at).cloned();
+        self.at += 1;
+        token
+    }
+
+    fn or(&mut self) -> Result<Expr, String> {
+        let mut left = self.and()?;
+        while self.keyword("or") {
+            self.at += 1;
+            left = Expr::Or(Box::new(left), Box::new(self.and()?));
+        }
+        Ok(left)
+    }
+
+    fn and(&mut self) -> Result<Expr, String> {
+        let mut left = self.unary()?;
+        while self.keyword("and") {
+            self.at += 1;
+            left = Expr::And(Box::new(left), Box::new(self.unary()?));
+        }
+        Ok(left)
+    }
+
+    fn unary(&mut self) -> Result<Expr, String> {
+        if self.keyword("not") {
+            self.at += 1;
+            return Ok(Expr::Not(Box::new(self.unary()?)));
+        }
+        if self.peek() == Some(&Token::Open) {
+            self.at += 1;
+            let inner = self.or()?;
+            if self.next() != Some(Token::Close) {
+                return Err("expected ')'".into());
+            }
+            return Ok(inner);
+        }
+        self.matcher()
+    }
+
+    fn matcher(&mut self) -> Result<Expr, String> {
+        // `value [not] in selector` starts with a literal; everything else with a selector.
+        let word = |offset: usize, wanted: &str| matches!(self.tokens.get(self.at + offset), Some(Token::Word(w)) if w == wanted);
+        let starts_with_value = match self.peek() {
+            Some(Token::Text(_)) => true,
+            Some(Token::Word(w)) => {
+                w.parse::<f64>().is_ok() || word(1, "in") || (word(1, "not") && word(2, "in"))
+            }
+            _ => false,
+        };
+        if starts_with_value {
+            let value = self.literal()?;
+            let negated = self.keyword("not");
+            if negated {
+                self.at += 1;
+            }
+            if !self.keyword("in") {
+                return Err("expected 'in' after a value".into());
+            }
+            self.at += 1;
+            let selector = self.selector()?;
+            return Ok(Expr::Match { selector, test: Test::In(value), negated });
+        }
+        let selector = self.selector()?;
+        let (test, negated) = match self.next() {
+            Some(Token::Equal) => (Test::Equal(self.literal()?), false),
+            Some(Token::NotEqual) => (Test::Equal(self.literal()?), true),
+            Some(Token::Word(w)) if w == "contains" => (Test::Contains(self.literal()?), false),
+            Some(Token::Word(w)) if w == "matches" => (Test::Matches(self.regex()?), false),
+            Some(Token::Word(w)) if w == "not" => match self.next() {
+                Some(Token::Word(w)) if w == "contains" => (Test::Contains(self.literal()?), true),
+                Some(Token::Word(w)) if w == "matches" => (Test::Matches(self.regex()?), true),
+                _ => return Err("expected 'contains' or 'matches' after 'not'".into()),
+            },
+            Some(Token::Word(w)) if w == "is" => {
+                let negated = self.keyword("not");
+                if negated {
+                    self.at += 1;
+                }
+                if !self.keyword("empty") {
+                    return Err("expected 'empty' after 'is'".into());
+                }
+                self.at += 1;
+                (Test::Empty, negated)
+            }
+            other => return Err(format!("expected an operator, found {other:?}")),
+        };
+        Ok(Expr::Match { selector, test, negated })
+    }
+
+    fn selector(&mut self) -> Result<Vec<String>, String> {
+        let mut path = match self.next() {
+            Some(Token::Word(name)) => vec![name],
+            other => return Err(format!("expected a selector, found {other:?}")),
+        };
+        loop {
+            match self.peek() {
+                Some(Token::Dot) => {
+                    self.at += 1;
+                    match self.next() {
+                        Some(Token::Word(name)) => path.push(name),
+                        other => return Err(format!("expected a name after '.', found {other:?}")),
+                    }
+                }
+                Some(Token::Index(key)) => {
+                    path.push(key.clone());
+                    self.at += 1;
+                }
+                _ => return Ok(path),
+            }
+        }
+    }
+
+    fn literal(&mut self) -> Result<Literal, String> {
+        match self.next() {
+            Some(Token::Text(text)) => Ok(Literal::Text(text)),
+            Some(Token::Word(w)) if w == "true" => Ok(Literal::Bool(true)),
+            Some(Token::Word(w)) if w == "false" => Ok(Literal::Bool(false)),
+            Some(Token::Word(w)) => match w.parse::<f64>() {
+                Ok(number) => Ok(Literal::Number(number)),
+                // go-bexpr takes a bare word as a string value.
+                Err(_) => Ok(Literal::Text(w)),
+            },
+            other => Err(format!("expected a value, found {other:?}")),
+        }
+    }
+
+    fn regex(&mut self) -> Result<Regex, String> {
+        match self.literal()? {
+            Literal::Text(pattern) => Regex::new(&pattern).map_err(|e| e.to_string()),
+            other => Err(format!("expected a regular expression, found {other:?}")),
+        }
+    }
+}
+
+impl Filter {
+    /// Parses an expression.
+    pub fn parse(text: &str) -> Result<Filter, String> {
+        let tokens = tokenize(text).map_err(error)?;
+        let mut parser = Parser { tokens, at: 0 };
+        let root = parser.or().map_err(error)?;
+        if parser.at < parser.tokens.len() {
+            return Err(error(format!("unexpected {:?}", parser.tokens[parser.at])));
+        }
+        Ok(Filter { root })
+    }
+
+    /// Parses `?filter`, if the query has one (a bad one is Consul's 400).
+    pub fn from_query(query: &super::Query) -> Result<Option<Filter>, super::HttpError> {
+        query.get("filter").map(Filter::parse).transpose().map_err(super::HttpError::bad_request)
+    }
+
+    /// Filters an answer: the elements of a list, or the values of a map (the agent's services
+    /// and checks); anything else is left as it is.
+    pub fn apply_to(&self, answer: Value) -> Result<Value, super::HttpError> {
+        match answer {
+            Value::Array(items) => self.apply(items).map(Value::Array).map_err(super::HttpError::bad_request),
+            Value::Object(map) => {
+                let (keys, values): (Vec<String>, Vec<Value>) = map.into_iter().unzip();
+                let Some(first) = values.first() else { return Ok(Value::Object(serde_json::Map::new())) };
+                self.root.check_selectors(first).map_err(error).map_err(super::HttpError::bad_request)?;
+                let kept = keys.into_iter().zip(values).filter(|(_, v)| self.root.holds(v)).collect();
+                Ok(Value::Object(kept))
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// Keeps the elements of `items` the expression holds for; a selector naming a field the
+    /// first element lacks is an error.
+    pub fn apply(&self, items: Vec<Value>) -> Result<Vec<Value>, String> {
+        if let Some(first) = items.first() {
+            self.root.check_selectors(first).map_err(error)?;
+        }
+        Ok(items.into_iter().filter(|item| self.root.holds(item)).collect())
+    }
+}
+
+impl Expr {
+    fn check_selectors(&self, sample: &Value) -> Result<(), String> {
+        match self {
+            Expr::Or(a, b) | Expr::And(a, b) => {
+                a.check_selectors(sample)?;
+                b.check_selectors(sample)
+            }
+            Expr::Not(inner) => inner.check_selectors(sample),
+            Expr::Match { selector, .. } => match sample {
+                Value::Object(fields) if !fields.contains_key(&selector[0]) => {
+                    Err(format!("Selector {:?} is not valid", selector.join(".")))
+                }
+                _ => Ok(()),
+            },
+        }
+    }
+
+    fn holds(&self, item: &Value) -> bool {
+        match self {
+            Expr::Or(a, b) => a.holds(item) || b.holds(item),
+            Expr::And(a, b) => a.holds(item) && b.holds(item),
+            Expr::Not(inner) => !inner.holds(item),
+            Expr::Match { selector, test, negated } => {
+                let mut values = Vec::new();
+                select(item, selector, &mut values);
+                let found = match test {
+                    Test::Empty => values.iter().all(|v| is_empty(v)),
+                    Test::Equal(literal) => values.iter().any(|v| equals(v, literal)),
+                    Test::Contains(literal) | Test::In(literal) => {
+                        values.iter().any(|v| contains(v, literal))
+                    }
+                    Test::Matches(regex) => {
+                        values.iter().any(|v| v.as_str().is_some_and(|s| regex.is_match(s)))
+                    }
+                };
+                found != *negated
+            }
+        }
+    }
+}
+
+/// The values a selector reaches, fanning out over lists.
+fn select<'a>(value: &'a Value, path: &[String], out: &mut Vec<&'a Value>) {
+    let Some((first, rest)) = path.split_first() else {
+        out.push(value);
+        return;
+    };
+    match value {
+        Value::Object(fields) => match fields.get(first) {
+            Some(next) => select(next, rest, out),
+            None => out.push(&Value::Null),
+        },
+        Value::Array(items) => {
+            for item in items {
+                select(item, path, out);
+            }
+        }
+        _ => out.push(&Value::Null),
+    }
+}
+
+fn is_empty(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::String(s) => s.is_empty(),
+        Value::Array(items) => items.is_empty(),
+        Value::Object(fields) => fields.is_empty(),
+        _ => false,
+    }
+}
+
+fn equals(value: &Value, literal: &Literal) -> bool {
+    match (value, literal) {
+        (Value::String(s), Literal::Text(t)) => s == t,
+        (Value::String(s), Literal::Number(n)) => s.parse::<f64>().is_ok_and(|v| v == *n),
+        (Value::String(s), Literal::Bool(b)) => s == &b.to_string(),
+        (Value::Number(v), Literal::Number(n)) => v.as_f64() == Some(*n),
+        (Value::Number(v), Literal::Text(t)) => t.parse::<f64>().is_ok_and(|n| v.as_f64() == Some(n)),
+        (Value::Bool(v), Literal::Bool(b)) => v == b,
+        (Value::Bool(v), Literal::Text(t)) => t == &v.to_string(),
+        (Value::Null, Literal::Text(t)) => t.is_empty(),
+        _ => false,
+    }
+}
+
+/// `contains`/`in`: a list holds an equal element, a map has the key, a string the substring.
+fn contains(value: &Value, literal: &Literal) -> bool {
+    match value {
+        Value::Array(items) => items.iter().any(|item| equals(item, literal)),
+        Value::Object(fields) => matches!(literal, Literal::Text(t) if fields.contains_key(t)),
+        Value::String(s) => matches!(literal, Literal::Text(t) if s.contains(t.as_str())),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn instances() -> Vec<Value> {
+        vec![
+            json!({"Node": {"Node": "a", "Meta": {"env": "prod"}}, "Service": {"Tags": ["rails", "v1"], "Port": 80},
+                   "Checks": [{"Status": "passing"}, {"Status": "passing"}]}),
+            json!({"Node": {"Node": "b", "Meta": {"env": "dev"}}, "Service": {"Tags": [], "Port": 8080},
+                   "Checks": [{"Status": "passing"}, {"Status": "critical"}]}),
+        ]
+    }
+
+    fn nodes(expression: &str) -> Vec<String> {
+        let filter = Filter::parse(expression).unwrap_or_else(|e| panic!("{expression}: {e}"));
+        let kept = filter.apply(instances()).unwrap_or_else(|e| panic!("{expression}: {e}"));
+        kept.iter().map(|v| v["Node"]["Node"].as_str().unwrap().to_owned()).collect()
+    }
+
+    #[test]
+    fn the_common_operators_select_as_go_bexpr_does() {
+        assert_eq!(nodes(r#""rails" in Service.Tags"#), ["a"]);
+        assert_eq!(nodes(r#""rails" not in Service.Tags"#), ["b"]);
+        assert_eq!(nodes(r#"Service.Tags contains "v1""#), ["a"]);
+        assert_eq!(nodes("Service.Tags is empty"), ["b"]);
+        assert_eq!(nodes("Service.Tags is not empty"), ["a"]);
+        assert_eq!(nodes("Service.Port == 8080"), ["b"]);
+        assert_eq!(nodes(r#"Node.Meta.env == "prod""#), ["a"]);
+        assert_eq!(nodes(r#"Node.Meta["env"] != prod"#), ["b"]);
+        assert_eq!(nodes(r#"Node.Node matches "^[ab]$" and not (Node.Node == "a")"#), ["b"]);
+        assert_eq!(nodes(r#"Checks.Status == critical"#), ["b"], "any check");
+        assert_eq!(nodes(r#"Checks.Status != critical"#), ["a"], "no check");
+        assert_eq!(nodes(r#"Node.Node == "a" or Service.Port == 8080"#), ["a", "b"]);
+        assert_eq!(nodes(r#"Node.Node == `b`"#), ["b"]);
+    }
+
+    #[test]
+    fn bad_expressions_and_unknown_selectors_are_errors() {
+        for bad in [
+            "Service.Port ==",
+            "(Node.Node == \"a\"",
+            "Node.Node = \"a\"",
+            "\"a\" Node",
+            "Node.Node matches \"(\"",
+        ] {
+            let refused = Filter::parse(bad).unwrap_err();
+            assert!(
+                refused.starts_with("Failed to create boolean expression evaluator: "),
+                "{bad}: {refused}"
+            );
+        }
+        let filter = Filter::parse(r#"Servcie.Port == 80"#).unwrap();
+        assert_eq!(
+            filter.apply(instances()).unwrap_err(),
+            "Failed to create boolean expression evaluator: Selector \"Servcie.Port\" is not valid"
+        );
+    }
+}
