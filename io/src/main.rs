@@ -166,6 +166,14 @@ fn agent(args: cli::AgentArgs) -> Result<(), String> {
             pools.push((plan, Sockets { udp, tcp }, storage, node));
         }
 
+        // Each pool's drive loop publishes its member list for /v1/agent/members, takes the
+        // API's joins, leaves and events on its command queue, and reports user events to it.
+        let members = Arc::new(http::Members::default());
+        let channels: Vec<_> = pools.iter().map(|_| mpsc::channel::<CommandRequest>(16)).collect();
+        let gossip = Arc::new(http::Gossip::new(
+            pools.iter().zip(&channels).map(|((plan, ..), (tx, _))| (pool_of(plan), plan.port, tx.downgrade())).collect(),
+        ));
+
         // A bootstrapping server runs Raft and the state machine, and serves the HTTP API.
         let server_addr = SocketAddr::new(advertise_ip, args.server_port);
         let consensus = match bootstrap {
@@ -181,6 +189,8 @@ fn agent(args: cli::AgentArgs) -> Result<(), String> {
                 node_id: node_id(args.data_dir.as_deref().filter(|_| !dev))?,
                 server_addrs: vec![(RAFT_SERVER_ID, server_addr)],
                 session_ttl: http::SessionTtl::default(),
+                members: members.clone(),
+                gossip: gossip.clone(),
             });
             tokio::spawn(register_self(api.clone(), advertise_ip, args.server_port));
             tokio::spawn(http::run_ttl_timers(api.clone()));
@@ -212,13 +222,33 @@ fn agent(args: cli::AgentArgs) -> Result<(), String> {
         let (left_tx, mut left_rx) = mpsc::channel::<()>(pools.len());
         let mut leavers = Vec::new();
         let mut running = tokio::task::JoinSet::new();
-        for (plan, sockets, storage, node) in pools {
-            let (tx, rx) = mpsc::channel::<CommandRequest>(16);
+        for ((plan, sockets, storage, node), (tx, rx)) in pools.into_iter().zip(channels) {
             let joiner = tokio::spawn(join_all(tx.clone(), plan.joins.clone(), plan.label));
             leavers.push(tx);
-            let on_event = event_logger(plan.label, left_tx.clone());
+            let mut log_event = event_logger(plan.label, left_tx.clone());
+            // A member event marks the list stale; the next step publishes it.
+            let stale = Arc::new(std::sync::atomic::AtomicBool::new(true));
+            let marked = stale.clone();
+            let pool = pool_of(&plan);
+            let events = gossip.clone();
+            let on_event = move |event: Event| {
+                match &event {
+                    Event::Member(_) => marked.store(true, std::sync::atomic::Ordering::Relaxed),
+                    Event::User(user) if pool == http::Pool::Lan => {
+                        events.received(&user.name, user.ltime, &user.payload);
+                    }
+                    _ => {}
+                }
+                log_event(event);
+            };
+            let (published, own_tags) = (members.clone(), tags.clone());
+            let on_step = move |node: &Node| {
+                if stale.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                    published.publish(pool, node, &own_tags);
+                }
+            };
             running.spawn(async move {
-                let result = drive::run(node, origin, sockets, storage, rx, on_event, |_| {}).await;
+                let result = drive::run(node, origin, sockets, storage, rx, on_event, on_step).await;
                 joiner.abort();
                 result
             });
@@ -226,8 +256,10 @@ fn agent(args: cli::AgentArgs) -> Result<(), String> {
         drop(left_tx);
         let pool_count = leavers.len();
         let shutdown = tokio::spawn(async move {
-            wait_for_signal().await;
-            tracing::info!("agent: caught signal, gracefully leaving");
+            tokio::select! {
+                () = wait_for_signal() => tracing::info!("agent: caught signal, gracefully leaving"),
+                () = gossip.leave.notified() => tracing::info!("agent: leave requested over HTTP, gracefully leaving"),
+            }
             for tx in &leavers {
                 let (reply, _) = oneshot::channel();
                 let _ = tx.send((Command::Leave, reply)).await;
@@ -342,6 +374,14 @@ async fn start_consensus(
         config.leader_lease = std::time::Duration::from_millis(50);
     }
     store::bootstrap_single(RAFT_SERVER_ID, config, bind, dir).await
+}
+
+fn pool_of(plan: &PoolPlan) -> http::Pool {
+    if plan.label == "serf.wan" {
+        http::Pool::Wan
+    } else {
+        http::Pool::Lan
+    }
 }
 
 /// One gossip pool the agent runs: the LAN pool always, the WAN pool on servers.

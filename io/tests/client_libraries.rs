@@ -80,3 +80,19 @@ fn py_consul_works_unmodified() {
     assert!(output.status.success(), "py-consul failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("every step answered as Consul answers"), "{stdout}");
 }
+
+#[test]
+fn a_leave_over_http_stops_the_agent() {
+    let (mut agent, http) = dev_agent();
+    let api: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let response = api.put(format!("http://127.0.0.1:{http}/v1/agent/leave")).send_empty().unwrap();
+    assert_eq!(response.status(), 200);
+    for _ in 0..200 {
+        if let Some(status) = agent.0.try_wait().unwrap() {
+            assert!(status.success(), "a graceful leave exits 0: {status}");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("the agent still runs 10 s after leaving");
+}

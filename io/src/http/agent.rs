@@ -48,11 +48,10 @@ const NODE_MAINTENANCE: &str = "_node_maintenance";
 
 /// `?enable=` as Go's `strconv.ParseBool` reads it, with Consul's refusals.
 fn enable(query: &Query) -> Result<bool, HttpError> {
-    match query.get("enable") {
-        None | Some("") => Err(HttpError::bad_request("Missing value for enable")),
-        Some("1" | "t" | "T" | "true" | "TRUE" | "True") => Ok(true),
-        Some("0" | "f" | "F" | "false" | "FALSE" | "False") => Ok(false),
-        Some(other) => Err(HttpError::bad_request(format!("Invalid value for enable: {other:?}"))),
+    match (query.get("enable"), query.go_bool("enable")) {
+        (None | Some(""), _) => Err(HttpError::bad_request("Missing value for enable")),
+        (_, Some(Some(enabled))) => Ok(enabled),
+        (Some(other), _) => Err(HttpError::bad_request(format!("Invalid value for enable: {other:?}"))),
     }
 }
 

@@ -591,11 +591,11 @@ async fn health_service(
 ) -> Response {
     let query = Query::parse(raw.as_deref());
     // `?passing` alone means true; a value must parse as Go's booleans.
-    let passing = match query.get("passing") {
-        None => false,
-        Some("" | "1" | "t" | "T" | "true" | "TRUE" | "True") => true,
-        Some("0" | "f" | "F" | "false" | "FALSE" | "False") => false,
-        Some(_) => return HttpError::bad_request("Invalid value for ?passing").into_response(),
+    let passing = match (query.get("passing"), query.go_bool("passing")) {
+        (None, _) => false,
+        (Some(""), _) => true,
+        (_, Some(Some(passing))) => passing,
+        _ => return HttpError::bad_request("Invalid value for ?passing").into_response(),
     };
     let target = WatchTarget::Service(name.clone());
     answer(

@@ -7,7 +7,9 @@ mod agent;
 mod body;
 mod catalog;
 mod filter;
+mod gossip;
 mod kv;
+mod members;
 mod query;
 mod session;
 mod status;
@@ -29,6 +31,8 @@ use tokio::net::TcpListener;
 use crate::raft_server::{RaftClient, WriteError};
 use crate::store::Store;
 
+pub use self::gossip::{Gossip, UserEvent, EVENTS_KEPT};
+pub use self::members::{Member, Members, Pool};
 pub use self::query::Query;
 pub use self::session::{run_ttl_timers, SessionTtl};
 
@@ -57,6 +61,10 @@ pub struct Api {
     pub server_addrs: Vec<(u64, SocketAddr)>,
     /// The leader's session TTL timers.
     pub session_ttl: SessionTtl,
+    /// The gossip pools' latest member lists.
+    pub members: Arc<Members>,
+    /// The gossip pools' command queues and the user events received.
+    pub gossip: Arc<Gossip>,
 }
 
 /// Serves the API on `listener` until the task is dropped.
@@ -69,7 +77,9 @@ pub fn router(api: Arc<Api>) -> Router {
     Router::new()
         .merge(agent::routes())
         .merge(catalog::routes())
+        .merge(gossip::routes())
         .merge(kv::routes())
+        .merge(members::routes())
         .merge(session::routes())
         .merge(status::routes())
         .merge(txn::routes())

@@ -47,6 +47,16 @@ impl Query {
         }
     }
 
+    /// `name`'s value as Go's `strconv.ParseBool` reads it: `None` when absent, `Some(None)`
+    /// when it is not a boolean (callers decide what a bare `?name` means).
+    pub fn go_bool(&self, name: &str) -> Option<Option<bool>> {
+        self.get(name).map(|text| match text {
+            "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+            "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+            _ => None,
+        })
+    }
+
     /// Go's `url.Values.Encode`: sorted by name, values in order.
     pub fn encode_sorted(&self) -> String {
         let mut pairs = self.pairs.clone();

@@ -6,6 +6,7 @@ answers raises.
 
 import base64
 import sys
+import time
 
 import consul
 
@@ -15,6 +16,10 @@ c = consul.Consul(host="127.0.0.1", port=int(sys.argv[1]))
 assert c.status.leader() != "", "a leader"
 me = c.agent.self()
 node = me["Config"]["NodeName"]
+members = c.agent.members()
+assert [m["Name"] for m in members] == [node], members
+assert members[0]["Status"] == 1 and members[0]["Tags"]["role"] == "consul", members
+assert [m["Name"] for m in c.agent.members(wan=True)] == [node + ".dc1"]
 
 # KV: put, get, recurse, keys with a separator, flags, CAS, delete.
 assert c.kv.put("app/config/db", "postgres://db:5432") is True
@@ -77,5 +82,16 @@ assert result["Results"][1]["KV"]["Value"] == value, result
 assert c.kv.delete("app", recurse=True) is True
 index, gone = c.kv.get("app/", recurse=True)
 assert gone is None
+
+# User events: fired into gossip, listed by the agents that received them (this one included).
+fired = c.event.fire("deploy", "v2")
+assert fired["Name"] == "deploy" and len(fired["ID"]) == 36, fired
+for _ in range(100):
+    index, events = c.event.list(name="deploy")
+    if events:
+        break
+    time.sleep(0.05)
+assert [e["ID"] for e in events] == [fired["ID"]], events
+assert events[0]["Payload"] == b"v2", events  # py-consul decodes the base64
 
 print("py-consul: every step answered as Consul answers")

@@ -39,6 +39,8 @@ pub async fn start_with_api(name: &str) -> (SocketAddr, Arc<Api>) {
         node_id: "6a2f6a0e-0c3c-4c5e-9b0e-2f0b6f8f2a11".into(),
         server_addrs: vec![(1, "127.0.0.1:8300".parse().unwrap())],
         session_ttl: http::SessionTtl::default(),
+        members: Arc::default(),
+        gossip: Arc::default(),
     });
     let node = Node { node: "node1".into(), address: "127.0.0.1".into(), ..Node::default() };
     let serf = Check { check_id: SERF_HEALTH.into(), status: Health::Passing, ..Check::default() };

@@ -1,0 +1,114 @@
+//! `/v1/agent/members` (`?wan`): the gossip pools as this agent sees them, in Consul's shape
+//! (`../shared/reference/consul-behaviour.md` §1.5). Each pool's drive loop publishes a fresh
+//! list whenever a member event changed it; the endpoint reads the latest.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{RawQuery, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use bytes::Bytes;
+use muster_core::tags::Tags;
+use muster_core::Node;
+use serde_json::{json as value, Value};
+
+use super::{json, Api, Query};
+
+/// A gossip pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pool {
+    /// This datacenter's agents.
+    Lan,
+    /// Every datacenter's servers.
+    Wan,
+}
+
+/// One member as `/v1/agent/members` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// Its name.
+    pub name: String,
+    /// Its gossip address.
+    pub addr: SocketAddr,
+    /// Its tags.
+    pub tags: BTreeMap<String, String>,
+    /// serf's status number: 1 alive, 2 leaving, 3 left, 4 failed.
+    pub status: u8,
+}
+
+/// The latest member lists of both pools.
+#[derive(Debug, Default)]
+pub struct Members {
+    lan: Mutex<Vec<Member>>,
+    wan: Mutex<Vec<Member>>,
+}
+
+impl Members {
+    fn pool(&self, pool: Pool) -> std::sync::MutexGuard<'_, Vec<Member>> {
+        let list = match pool {
+            Pool::Lan => &self.lan,
+            Pool::Wan => &self.wan,
+        };
+        list.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Replaces a pool's list with `node`'s view: itself (with `own_tags`) and every member it
+    /// knows, by name.
+    pub fn publish(&self, pool: Pool, node: &Node, own_tags: &Bytes) {
+        let decode = |meta: &[u8]| Tags::decode(meta).map(|tags| tags.0).unwrap_or_default();
+        let me = Member {
+            name: node.name().to_owned(),
+            addr: node.advertise(),
+            tags: decode(own_tags),
+            status: node.status() as u8,
+        };
+        let mut list: Vec<Member> = std::iter::once(me)
+            .chain(node.members().map(|view| Member {
+                name: view.node.name.clone(),
+                addr: view.node.addr,
+                tags: decode(&view.meta),
+                status: view.status() as u8,
+            }))
+            .collect();
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        *self.pool(pool) = list;
+    }
+
+    /// A pool's latest list.
+    pub fn list(&self, pool: Pool) -> Vec<Member> {
+        self.pool(pool).clone()
+    }
+}
+
+pub(super) fn routes() -> Router<Arc<Api>> {
+    Router::new().route("/v1/agent/members", get(members))
+}
+
+async fn members(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response {
+    let query = Query::parse(raw.as_deref());
+    let pool = if query.go_bool("wan").flatten().unwrap_or(false) { Pool::Wan } else { Pool::Lan };
+    let shaped: Vec<Value> = api
+        .members
+        .list(pool)
+        .into_iter()
+        .map(|m| {
+            value!({
+                "Name": m.name,
+                "Addr": m.addr.ip().to_string(),
+                "Port": m.addr.port(),
+                "Tags": m.tags,
+                "Status": m.status,
+                "ProtocolMin": 1,
+                "ProtocolMax": 5,
+                "ProtocolCur": 2,
+                "DelegateMin": 2,
+                "DelegateMax": 5,
+                "DelegateCur": 4,
+            })
+        })
+        .collect();
+    json(&query, &shaped).into_response()
+}
