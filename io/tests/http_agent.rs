@@ -135,3 +135,25 @@ async fn maintenance_mode_takes_a_node_or_a_service_out_of_passing_answers() {
     let unknown = call("PUT", url("/v1/agent/service/maintenance/ghost?enable=true"), b"").await;
     assert_eq!((unknown.status, unknown.body.as_str()), (404, "Unknown service ID \"ghost\""));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_coordinate_and_metrics_endpoints_answer_in_consul_shapes() {
+    let addr = start("operator").await;
+    let url = move |path: &str| format!("http://{addr}{path}");
+    let raft = parse(&call("GET", url("/v1/operator/raft/configuration"), b"").await.body);
+    assert_eq!(raft["Servers"][0]["Leader"], true);
+    assert_eq!(raft["Servers"][0]["Voter"], true);
+    assert_eq!(raft["Servers"][0]["Address"], "127.0.0.1:8300");
+    let coordinates = parse(&call("GET", url("/v1/coordinate/datacenters"), b"").await.body);
+    assert_eq!(coordinates, json!([{"Datacenter": "dc1", "AreaID": "WAN", "Coordinates": []}]));
+    assert_eq!(parse(&call("GET", url("/v1/coordinate/nodes"), b"").await.body), json!([]));
+    call("PUT", url("/v1/kv/metric/a"), b"1").await;
+    let metrics = parse(&call("GET", url("/v1/agent/metrics"), b"").await.body);
+    let gauge = |name: &str| {
+        metrics["Gauges"].as_array().unwrap().iter().find(|g| g["Name"] == name).map(|g| g["Value"].clone())
+    };
+    assert_eq!(gauge("consul.kvs.entries"), Some(json!(1.0)));
+    assert!(metrics["Timestamp"].as_str().unwrap().ends_with(" +0000 UTC"), "{}", metrics["Timestamp"]);
+    let text = call("GET", url("/v1/agent/metrics?format=prometheus"), b"").await;
+    assert!(text.body.contains("# TYPE consul_kvs_entries gauge\nconsul_kvs_entries 1\n"), "{}", text.body);
+}

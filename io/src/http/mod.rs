@@ -10,6 +10,7 @@ mod filter;
 mod gossip;
 mod kv;
 mod members;
+mod operator;
 mod query;
 mod session;
 mod status;
@@ -80,6 +81,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .merge(gossip::routes())
         .merge(kv::routes())
         .merge(members::routes())
+        .merge(operator::routes())
         .merge(session::routes())
         .merge(status::routes())
         .merge(txn::routes())

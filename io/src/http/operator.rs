@@ -1,0 +1,124 @@
+//! `/v1/operator/raft/configuration`, `/v1/coordinate/...` and `/v1/agent/metrics`
+//! (`../shared/reference/consul-behaviour.md` §1.5, §1.7): the Raft servers as Consul lists
+//! them; coordinates (none are computed yet, so the lists are empty, as on a fresh Consul);
+//! and the agent's gauges as JSON or Prometheus text.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use muster_core::raft::Role;
+use serde_json::{json as value, Value};
+
+use super::{json, Api, Query};
+
+pub(super) fn routes() -> Router<Arc<Api>> {
+    Router::new()
+        .route("/v1/operator/raft/configuration", get(raft_configuration))
+        .route("/v1/coordinate/datacenters", get(coordinate_datacenters))
+        .route("/v1/coordinate/nodes", get(coordinate_nodes))
+        .route("/v1/agent/metrics", get(metrics))
+}
+
+async fn raft_configuration(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response {
+    let query = Query::parse(raw.as_deref());
+    let status = api.raft.status();
+    let servers: Vec<Value> = api
+        .server_addrs
+        .iter()
+        .map(|(id, addr)| {
+            // Consul's Raft IDs are node IDs; this agent's one server is itself.
+            value!({
+                "ID": api.node_id,
+                "Node": api.node_name,
+                "Address": addr.to_string(),
+                "Leader": status.leader == Some(*id),
+                "Voter": true,
+                "ProtocolVersion": "3",
+                "LastIndex": status.applied,
+            })
+        })
+        .collect();
+    let body = value!({"Servers": servers, "Index": status.commit});
+    (api.meta_headers(status.commit), json(&query, &body)).into_response()
+}
+
+async fn coordinate_datacenters(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response {
+    let query = Query::parse(raw.as_deref());
+    let body = value!([{"Datacenter": api.datacenter, "AreaID": "WAN", "Coordinates": []}]);
+    json(&query, &body).into_response()
+}
+
+async fn coordinate_nodes(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response {
+    let query = Query::parse(raw.as_deref());
+    let index = api.store.read(|fsm| fsm.applied());
+    (api.meta_headers(index), json(&query, &value!([]))).into_response()
+}
+
+/// The gauges: (Consul-style name, value).
+fn gauges(api: &Api) -> Vec<(&'static str, f64)> {
+    let status = api.raft.status();
+    let (keys, tombstones, services, nodes, sessions) = api.store.read(|fsm| {
+        (
+            fsm.kv().len(),
+            fsm.kv().tombstones(),
+            fsm.catalog().services().1.len(),
+            fsm.catalog().nodes().1.len(),
+            fsm.sessions().len(),
+        )
+    });
+    vec![
+        ("consul.raft.commit_index", status.commit as f64),
+        ("consul.raft.applied_index", status.applied as f64),
+        ("consul.raft.term", status.term as f64),
+        ("consul.raft.leader", f64::from(u8::from(status.role == Role::Leader))),
+        ("consul.kvs.entries", keys as f64),
+        ("consul.kvs.tombstones", tombstones as f64),
+        ("consul.catalog.services", services as f64),
+        ("consul.catalog.nodes", nodes as f64),
+        ("consul.session.count", sessions as f64),
+        ("consul.http.blocked_readers", api.store.watching() as f64),
+    ]
+}
+
+async fn metrics(State(api): State<Arc<Api>>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
+    let query = Query::parse(raw.as_deref());
+    let prometheus = query.get("format") == Some("prometheus")
+        || headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|accept| accept.contains("application/openmetrics-text"));
+    let gauges = gauges(&api);
+    if prometheus {
+        let mut text = String::new();
+        for (name, value) in &gauges {
+            let name = name.replace('.', "_");
+            let _ = writeln!(text, "# HELP {name} {name}\n# TYPE {name} gauge\n{name} {value}");
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        return (headers, text).into_response();
+    }
+    let timestamp = humantime_utc();
+    let body = value!({
+        "Timestamp": timestamp,
+        "Gauges": gauges.iter().map(|(name, value)| value!({"Name": name, "Value": value, "Labels": {}})).collect::<Vec<_>>(),
+        "Points": [],
+        "Counters": [],
+        "Samples": [],
+    });
+    json(&query, &body).into_response()
+}
+
+/// Now as Go prints a UTC time (`2026-11-30 06:05:00 +0000 UTC`), Consul's metrics timestamp.
+fn humantime_utc() -> String {
+    let rfc3339 = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    format!("{} +0000 UTC", rfc3339.trim_end_matches('Z').replace('T', " "))
+}
