@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# muster beside etcd on this machine: KV writes and reads over HTTP/1.1, measured by wrk, printed
+# as a table.
+#
+# Both run as one server that fsyncs every write to a log in a temporary directory: `muster agent
+# -dev` (Raft WAL with group commit) and a single-member etcd (Debian's etcd-server). Both are
+# driven through HTTP/1.1 with JSON: muster's Consul API (`PUT`/`GET /v1/kv/<key>`) and etcd's
+# gRPC gateway (`POST /v3/kv/put`, `/v3/kv/range`). etcd's native clients speak gRPC, which costs
+# it less than the gateway's JSON; read the etcd rows as etcd-over-HTTP. Reads: muster's default
+# mode (the leader answers from its state under its lease) and `?consistent` (a ReadIndex round
+# first), against etcd's default linearizable range and its serializable one.
+#
+#   bash benches/kv_vs_etcd.sh                 # 10 s per cell, 1, 16 and 64 connections
+#   DURATION=30s CONNS="1 64 256" bash benches/kv_vs_etcd.sh
+#
+# Needs wrk and etcd (apt-get install wrk etcd-server); says so and exits if either is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-"1 16 64"}
+VALUE_BYTES=${VALUE_BYTES:-128}
+KEYS=${KEYS:-1000}
+
+for tool in wrk etcd python3; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    echo "skipped: $tool is not installed (apt-get install wrk etcd-server)"
+    exit 0
+  fi
+done
+
+cargo build --release --bin muster --quiet
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+target/release/muster agent -dev -node=bench -http-port=18500 -server-port=18300 \
+  -serf-lan-port=18301 -serf-wan-port=18302 >"$work/muster.log" 2>&1 &
+pids+=($!)
+etcd --name bench --data-dir "$work/etcd" \
+  --listen-client-urls http://127.0.0.1:12379 --advertise-client-urls http://127.0.0.1:12379 \
+  --listen-peer-urls http://127.0.0.1:12380 --initial-advertise-peer-urls http://127.0.0.1:12380 \
+  --initial-cluster bench=http://127.0.0.1:12380 >"$work/etcd.log" 2>&1 &
+pids+=($!)
+
+for _ in $(seq 100); do
+  if curl -sf http://127.0.0.1:18500/v1/status/leader | grep -q 18300 &&
+    curl -sf -X POST -d '{}' http://127.0.0.1:12379/v3/maintenance/status >/dev/null; then
+    break
+  fi
+  sleep 0.1
+done
+
+# wrk scripts: the same keys and values for both, etcd's base64-encoded in JSON bodies.
+python3 - "$work" "$KEYS" "$VALUE_BYTES" <<'EOF'
+import base64, sys
+work, keys, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+value = "v" * size
+b64 = lambda s: base64.b64encode(s.encode()).decode()
+names = [f"bench/key-{i:05d}" for i in range(keys)]
+lua_list = lambda items: "{" + ",".join(f'"{x}"' for x in items) + "}"
+scripts = {
+    "muster_put": f'local keys = {lua_list(names)}\nwrk.method = "PUT"\nwrk.body = "{value}"\n'
+                  'request = function() return wrk.format(nil, "/v1/kv/" .. keys[math.random(#keys)]) end\n',
+    "muster_get": f'local keys = {lua_list(names)}\n'
+                  'request = function() return wrk.format("GET", "/v1/kv/" .. keys[math.random(#keys)]) end\n',
+    "muster_get_consistent": f'local keys = {lua_list(names)}\n'
+                  'request = function() return wrk.format("GET", "/v1/kv/" .. keys[math.random(#keys)] .. "?consistent") end\n',
+    "etcd_put": f'local keys = {lua_list(b64(n) for n in names)}\nwrk.method = "POST"\n'
+                f'request = function() return wrk.format(nil, "/v3/kv/put", nil, \'{{"key":"\' .. keys[math.random(#keys)] .. \'","value":"{b64(value)}"}}\') end\n',
+    "etcd_get": f'local keys = {lua_list(b64(n) for n in names)}\nwrk.method = "POST"\n'
+                'request = function() return wrk.format(nil, "/v3/kv/range", nil, \'{"key":"\' .. keys[math.random(#keys)] .. \'"}\') end\n',
+    "etcd_get_serializable": f'local keys = {lua_list(b64(n) for n in names)}\nwrk.method = "POST"\n'
+                'request = function() return wrk.format(nil, "/v3/kv/range", nil, \'{"key":"\' .. keys[math.random(#keys)] .. \'","serializable":true}\') end\n',
+}
+for name, text in scripts.items():
+    open(f"{work}/{name}.lua", "w").write(text)
+EOF
+
+# Fill every key once so reads find them.
+wrk -t1 -c16 -d2s -s "$work/muster_put.lua" http://127.0.0.1:18500 >/dev/null
+wrk -t1 -c16 -d2s -s "$work/etcd_put.lua" http://127.0.0.1:12379 >/dev/null
+
+run() { # system op script url conns
+  local out
+  out=$(wrk -t"$(($5 < 2 ? 1 : 2))" -c"$5" -d"$DURATION" --latency -s "$work/$3.lua" "$4")
+  local rps p50 p99 errors
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
+  p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+  errors=$(awk '/Non-2xx or 3xx responses/ {print $5}' <<<"$out")
+  printf '| %-6s | %-22s | %5s | %10s | %9s | %9s | %6s |\n' "$1" "$2" "$5" "$rps" "$p50" "$p99" "${errors:-0}"
+}
+
+echo
+echo "KV over HTTP/1.1, ${VALUE_BYTES}-byte values, ${KEYS} keys, ${DURATION} per cell, $(nproc) cores"
+echo
+echo "| system | operation              | conns |      req/s |       p50 |       p99 | non-2xx |"
+echo "|--------|------------------------|-------|------------|-----------|-----------|---------|"
+for c in $CONNS; do
+  run muster "write (PUT)" muster_put http://127.0.0.1:18500 "$c"
+  run etcd "write (put)" etcd_put http://127.0.0.1:12379 "$c"
+done
+for c in $CONNS; do
+  run muster "read (default)" muster_get http://127.0.0.1:18500 "$c"
+  run muster "read (?consistent)" muster_get_consistent http://127.0.0.1:18500 "$c"
+  run etcd "read (linearizable)" etcd_get http://127.0.0.1:12379 "$c"
+  run etcd "read (serializable)" etcd_get_serializable http://127.0.0.1:12379 "$c"
+done
