@@ -23,8 +23,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod deadlines;
 pub mod duration;
 pub mod fsm;
+pub mod health;
 pub mod keyring;
 mod limits;
 mod node;

@@ -191,9 +191,11 @@ fn agent(args: cli::AgentArgs) -> Result<(), String> {
                 session_ttl: http::SessionTtl::default(),
                 members: members.clone(),
                 gossip: gossip.clone(),
+                check_ttl: http::CheckTtl::default(),
             });
             tokio::spawn(register_self(api.clone(), advertise_ip, args.server_port));
             tokio::spawn(http::run_ttl_timers(api.clone()));
+            tokio::spawn(http::run_check_ttl_timers(api.clone()));
             let addr = SocketAddr::new(client_ip, port);
             let listener =
                 TcpListener::bind(addr).await.map_err(|e| format!("Error binding HTTP {addr}: {e}"))?;

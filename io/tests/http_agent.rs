@@ -157,3 +157,28 @@ async fn operator_coordinate_and_metrics_endpoints_answer_in_consul_shapes() {
     let text = call("GET", url("/v1/agent/metrics?format=prometheus"), b"").await;
     assert!(text.body.contains("# TYPE consul_kvs_entries gauge\nconsul_kvs_entries 1\n"), "{}", text.body);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ttl_check_not_updated_in_time_turns_critical_with_consuls_output() {
+    let addr = start("ttl-expiry").await;
+    let url = move |path: &str| format!("http://{addr}{path}");
+    let register = br#"{"Name": "heartbeat", "TTL": "300ms", "Status": "passing"}"#;
+    assert_eq!(call("PUT", url("/v1/agent/check/register"), register).await.status, 200);
+    assert_eq!(call("PUT", url("/v1/agent/check/pass/heartbeat?note=beating"), b"").await.status, 200);
+    let status = || async {
+        let checks = parse(&call("GET", url("/v1/agent/checks"), b"").await.body);
+        (checks["heartbeat"]["Status"].clone(), checks["heartbeat"]["Output"].clone())
+    };
+    let mut seen = status().await;
+    for _ in 0..100 {
+        if seen.0 == "critical" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        seen = status().await;
+    }
+    assert_eq!(seen, (json!("critical"), json!("TTL expired (last output before timeout follows): beating")));
+    // An update brings it back and restarts its timer.
+    assert_eq!(call("PUT", url("/v1/agent/check/pass/heartbeat"), b"").await.status, 200);
+    assert_eq!(status().await.0, json!("passing"));
+}

@@ -7,13 +7,14 @@
 //! state machine does the last two itself as part of the catalog write that causes them.
 //! Renewals never reach the log: they only reset the leader's timer, as in Consul.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use imbl::{OrdMap, OrdSet};
 use serde::{Deserialize, Serialize};
 
 use super::Index;
+use crate::deadlines::Deadlines;
 use crate::duration;
 use crate::time::Instant;
 
@@ -286,8 +287,7 @@ fn checks_of(session: &Session) -> impl Iterator<Item = (String, String)> + '_ {
 /// are unknown to it.
 #[derive(Debug, Default)]
 pub struct SessionTimers {
-    deadlines: BTreeMap<String, Instant>,
-    by_deadline: BTreeSet<(Instant, String)>,
+    deadlines: Deadlines,
 }
 
 impl SessionTimers {
@@ -299,46 +299,32 @@ impl SessionTimers {
     /// (Re)starts the timer of a session with TTL `ttl`: it expires after `ttl` ×
     /// [`TTL_MULTIPLIER`] without a renewal.
     pub fn reset(&mut self, id: &str, ttl: Duration, now: Instant) {
-        self.remove(id);
-        let deadline = now + ttl * TTL_MULTIPLIER;
-        self.deadlines.insert(id.to_owned(), deadline);
-        self.by_deadline.insert((deadline, id.to_owned()));
+        self.deadlines.set(id, now + ttl * TTL_MULTIPLIER);
     }
 
     /// Stops a session's timer (destroyed); unknown IDs are ignored.
     pub fn remove(&mut self, id: &str) {
-        if let Some(deadline) = self.deadlines.remove(id) {
-            self.by_deadline.remove(&(deadline, id.to_owned()));
-        }
+        self.deadlines.remove(id);
     }
 
     /// Whether a session has a running timer (renewing one without is Consul's 404).
     pub fn contains(&self, id: &str) -> bool {
-        self.deadlines.contains_key(id)
+        self.deadlines.contains(id)
     }
 
     /// The earliest deadline, for the shell's sleep.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.by_deadline.first().map(|(deadline, _)| *deadline)
+        self.deadlines.next()
     }
 
     /// The sessions whose deadline is at or before `now`, oldest first; their timers stop.
     pub fn expired(&mut self, now: Instant) -> Vec<String> {
-        let mut out = Vec::new();
-        while let Some((deadline, _)) = self.by_deadline.first() {
-            if *deadline > now {
-                break;
-            }
-            let (_, id) = self.by_deadline.pop_first().expect("just seen");
-            self.deadlines.remove(&id);
-            out.push(id);
-        }
-        out
+        self.deadlines.expired(now)
     }
 
     /// Restarts every timer from the state, on gaining leadership.
     pub fn reset_all(&mut self, sessions: &Sessions, now: Instant) {
-        *self = SessionTimers::default();
+        self.deadlines.clear();
         for session in sessions.sessions.values() {
             if let Some(ttl) = session.ttl() {
                 self.reset(&session.id, ttl, now);

@@ -15,12 +15,93 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::Router;
 use muster_core::fsm::{Check, CheckDefinition, Command, Deregister, Health, Register, Service};
+use muster_core::health::{ttl_expired_output, TtlTimers};
+use muster_core::Instant;
 use serde_json::{json as value, Map, Value};
 
 use super::body::{decode_failed, Object};
 use super::catalog::{check_json, integer, parse_service};
 use super::filter::Filter;
 use super::{json, Api, HttpError, Query};
+
+/// The agent's TTL check timers: reset by every registration and update of a TTL check; a
+/// check not updated within its TTL turns critical with Consul's "TTL expired" output.
+#[derive(Debug)]
+pub struct CheckTtl {
+    timers: std::sync::Mutex<TtlTimers>,
+    changed: tokio::sync::Notify,
+    origin: tokio::time::Instant,
+}
+
+impl Default for CheckTtl {
+    fn default() -> CheckTtl {
+        CheckTtl {
+            timers: std::sync::Mutex::default(),
+            changed: tokio::sync::Notify::new(),
+            origin: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl CheckTtl {
+    fn now(&self) -> Instant {
+        Instant::from_nanos(u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    fn timers(&self) -> std::sync::MutexGuard<'_, TtlTimers> {
+        self.timers.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Restarts the timer of each TTL check among `checks`.
+    fn reset(&self, checks: &[Check]) {
+        let now = self.now();
+        let mut timers = self.timers();
+        for check in checks.iter().filter(|c| c.kind == "ttl" && c.definition.ttl_ns > 0) {
+            timers.reset(&check.check_id, std::time::Duration::from_nanos(check.definition.ttl_ns), now);
+        }
+        drop(timers);
+        self.changed.notify_one();
+    }
+
+    fn remove(&self, check_id: &str) {
+        self.timers().remove(check_id);
+    }
+}
+
+/// Runs the agent's TTL timers: starts one for every TTL check on this node, then marks each
+/// check critical once its TTL passes without an update.
+pub async fn run_check_ttl_timers(api: Arc<Api>) {
+    let ttl = &api.check_ttl;
+    let existing: Vec<Check> =
+        api.store.read(|fsm| fsm.catalog().node_checks(&api.node_name).1.into_iter().cloned().collect());
+    ttl.reset(&existing);
+    loop {
+        let next = ttl.timers().next_deadline();
+        let sleep = match next {
+            Some(deadline) => {
+                std::time::Duration::from_nanos(deadline.as_nanos()).saturating_sub(ttl.origin.elapsed())
+            }
+            None => std::time::Duration::from_secs(3600),
+        };
+        tokio::select! {
+            () = tokio::time::sleep(sleep) => {}
+            () = ttl.changed.notified() => continue,
+        }
+        let expired = ttl.timers().expired(ttl.now());
+        for id in expired {
+            let Some(mut check) = api.store.read(|fsm| fsm.catalog().check(&api.node_name, &id).cloned())
+            else {
+                continue;
+            };
+            tracing::info!(check = %id, "agent: check TTL expired, marking it critical");
+            check.status = Health::Critical;
+            check.output = ttl_expired_output(&check.output);
+            if let Err(error) = register_here(&api, None, vec![check]).await {
+                tracing::warn!(check = %id, reason = %error.reason, "agent: marking an expired check failed");
+            }
+        }
+    }
+}
 
 /// The most output a check keeps (Consul's default `OutputMaxSize`).
 const CHECK_OUTPUT_BYTES_MAX: usize = 4096;
@@ -346,6 +427,7 @@ async fn register_service(State(api): State<Arc<Api>>, body: Bytes) -> Response 
             check.service_id = service.id.clone();
             checks.push(check);
         }
+        api.check_ttl.reset(&checks);
         register_here(&api, Some(service), checks).await?;
         Ok(StatusCode::OK.into_response())
     };
@@ -353,6 +435,13 @@ async fn register_service(State(api): State<Arc<Api>>, body: Bytes) -> Response 
 }
 
 async fn deregister_service(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Response {
+    let bound: Vec<String> = api.store.read(|fsm| {
+        let (_, checks) = fsm.catalog().node_checks(&api.node_name);
+        checks.into_iter().filter(|c| c.service_id == id).map(|c| c.check_id.clone()).collect()
+    });
+    for check_id in &bound {
+        api.check_ttl.remove(check_id);
+    }
     let deregister = Deregister { node: api.node_name.clone(), service_id: Some(id), check_id: None };
     match api.write(&Command::Deregister(deregister)).await {
         Ok(_) => StatusCode::OK.into_response(),
@@ -375,6 +464,7 @@ async fn register_check(State(api): State<Arc<Api>>, body: Bytes) -> Response {
         {
             return Err(HttpError::bad_request(format!("ServiceID \"{}\" does not exist", check.service_id)));
         }
+        api.check_ttl.reset(std::slice::from_ref(&check));
         register_here(&api, None, vec![check]).await?;
         Ok(StatusCode::OK.into_response())
     };
@@ -382,6 +472,7 @@ async fn register_check(State(api): State<Arc<Api>>, body: Bytes) -> Response {
 }
 
 async fn deregister_check(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Response {
+    api.check_ttl.remove(&id);
     let deregister = Deregister { node: api.node_name.clone(), service_id: None, check_id: Some(id) };
     match api.write(&Command::Deregister(deregister)).await {
         Ok(_) => StatusCode::OK.into_response(),
@@ -426,6 +517,7 @@ async fn set_ttl_status(api: &Api, id: &str, status: Health, output: String) -> 
     }
     check.status = status;
     check.output = truncate_output(output);
+    api.check_ttl.reset(std::slice::from_ref(&check));
     register_here(api, None, vec![check]).await?;
     Ok(StatusCode::OK.into_response())
 }

@@ -32,6 +32,7 @@ use tokio::net::TcpListener;
 use crate::raft_server::{RaftClient, WriteError};
 use crate::store::Store;
 
+pub use self::agent::{run_check_ttl_timers, CheckTtl};
 pub use self::gossip::{Gossip, UserEvent, EVENTS_KEPT};
 pub use self::members::{Member, Members, Pool};
 pub use self::query::Query;
@@ -66,6 +67,8 @@ pub struct Api {
     pub members: Arc<Members>,
     /// The gossip pools' command queues and the user events received.
     pub gossip: Arc<Gossip>,
+    /// This agent's TTL check timers.
+    pub check_ttl: CheckTtl,
 }
 
 /// Serves the API on `listener` until the task is dropped.

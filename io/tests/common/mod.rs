@@ -41,6 +41,7 @@ pub async fn start_with_api(name: &str) -> (SocketAddr, Arc<Api>) {
         session_ttl: http::SessionTtl::default(),
         members: Arc::default(),
         gossip: Arc::default(),
+        check_ttl: http::CheckTtl::default(),
     });
     let node = Node { node: "node1".into(), address: "127.0.0.1".into(), ..Node::default() };
     let serf = Check { check_id: SERF_HEALTH.into(), status: Health::Passing, ..Check::default() };
@@ -49,6 +50,7 @@ pub async fn start_with_api(name: &str) -> (SocketAddr, Arc<Api>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(http::run_ttl_timers(api.clone()));
+    tokio::spawn(http::run_check_ttl_timers(api.clone()));
     let served = api.clone();
     tokio::spawn(async move {
         let _keep = handle;
