@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{call, start};
+use common::{call, start, start_with_api};
 use serde_json::{json, Value};
 
 fn parse(body: &str) -> Value {
@@ -181,4 +181,26 @@ async fn a_ttl_check_not_updated_in_time_turns_critical_with_consuls_output() {
     // An update brings it back and restarts its timer.
     assert_eq!(call("PUT", url("/v1/agent/check/pass/heartbeat"), b"").await.status, 200);
     assert_eq!(status().await.0, json!("passing"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_list_read_blocks_until_a_newer_event_arrives() {
+    let (addr, api) = start_with_api("events").await;
+    let url = move |path: &str| format!("http://{addr}{path}");
+    let empty = call("GET", url("/v1/event/list"), b"").await;
+    assert_eq!((empty.body.as_str(), empty.index), ("[]", Some(1)));
+    let blocked = tokio::spawn(call("GET", url("/v1/event/list?name=deploy&index=1&wait=30s"), b""));
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    api.gossip.received("other", 3, b"");
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(!blocked.is_finished(), "another name's event does not answer it");
+    api.gossip.received("deploy", 5, b"v2");
+    let answer =
+        tokio::time::timeout(std::time::Duration::from_secs(10), blocked).await.expect("woken").unwrap();
+    assert_eq!(answer.index, Some(5));
+    let events = parse(&answer.body);
+    assert_eq!(
+        (events[0]["Name"].clone(), events[0]["Payload"].clone(), events[0]["LTime"].clone()),
+        (json!("deploy"), json!("djI="), json!(5))
+    );
 }

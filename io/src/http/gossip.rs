@@ -33,6 +33,8 @@ pub struct Gossip {
     /// Woken by `PUT /v1/agent/leave`: the agent leaves and stops.
     pub leave: tokio::sync::Notify,
     events: Mutex<VecDeque<UserEvent>>,
+    /// Counts received events, for `/v1/event/list` readers blocked on a new one.
+    arrivals: tokio::sync::watch::Sender<u64>,
 }
 
 /// A user event as Consul's API shows it; also what travels in the gossip payload.
@@ -77,6 +79,8 @@ impl Gossip {
             events.pop_front();
         }
         events.push_back(event);
+        drop(events);
+        self.arrivals.send_modify(|count| *count += 1);
     }
 
     fn pool(&self, wan: bool) -> Result<&(Pool, u16, mpsc::WeakSender<CommandRequest>), HttpError> {
@@ -173,16 +177,43 @@ async fn fire(
     result.await.unwrap_or_else(IntoResponse::into_response)
 }
 
+/// The events named `name` (all without one), and their index: the newest one's Lamport time,
+/// meaningful against this agent only, as Consul's is.
+fn matching(gossip: &Gossip, name: Option<&str>) -> (u64, Vec<UserEvent>) {
+    let events = gossip.events.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let matching: Vec<UserEvent> =
+        events.iter().filter(|e| name.is_none_or(|name| e.name == name)).cloned().collect();
+    (matching.iter().map(|e| e.ltime).max().unwrap_or(0).max(1), matching)
+}
+
+/// The events received, newest last; `?index` blocks until a newer one arrives or `?wait`
+/// runs out.
 async fn list(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response {
     let query = Query::parse(raw.as_deref());
-    let events: Vec<UserEvent> = {
-        let events = api.gossip.events.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        events.iter().filter(|e| query.get("name").is_none_or(|name| e.name == name)).cloned().collect()
+    let min_index = match query.get("index").map(str::parse::<u64>).transpose() {
+        Ok(index) => index.unwrap_or(0),
+        Err(_) => return HttpError::bad_request("Invalid index").into_response(),
     };
-    // The index is the newest event's Lamport time: meaningful against this agent only, as
-    // Consul's is.
+    let wait = match query.get("wait").map(muster_core::duration::parse).transpose() {
+        Ok(wait) => wait.unwrap_or(super::BLOCKING_WAIT_DEFAULT).min(super::BLOCKING_WAIT_MAX),
+        Err(_) => return HttpError::bad_request("Invalid wait time").into_response(),
+    };
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut arrivals = api.gossip.arrivals.subscribe();
+    let (index, events) = loop {
+        // Subscribed before reading: an event that arrives between the two wakes the wait.
+        arrivals.mark_unchanged();
+        let (index, events) = matching(&api.gossip, query.get("name"));
+        if min_index == 0 || index > min_index {
+            break (index, events);
+        }
+        match tokio::time::timeout_at(deadline, arrivals.changed()).await {
+            Ok(Ok(())) => {}
+            // The wait ran out, or the agent is stopping.
+            Err(_) | Ok(Err(_)) => break (index, events),
+        }
+    };
     let mut headers = HeaderMap::new();
-    let index = events.iter().map(|e| e.ltime).max().unwrap_or(0).max(1);
     headers.insert("X-Consul-Index", HeaderValue::from(index));
     (headers, json(&query, &events)).into_response()
 }
