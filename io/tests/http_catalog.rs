@@ -151,6 +151,18 @@ async fn bad_registrations_are_refused_with_consul_messages_and_change_nothing()
     assert_eq!((passing.status, passing.body.as_str()), (400, "Invalid value for ?passing"));
     let after = call("GET", url("/v1/catalog/nodes"), b"").await;
     assert_eq!((after.body, after.index), (before.body, before.index), "nothing was written");
+    for (path, reason) in [
+        ("/v1/catalog/node/", "Missing node name"),
+        ("/v1/health/service/", "Missing service name"),
+        ("/v1/health/state/", "Missing check state"),
+    ] {
+        let answer = call("GET", url(path), b"").await;
+        assert_eq!((answer.status, answer.body.as_str()), (400, reason), "{path}");
+    }
+    let unknown = call("GET", url("/v1/nonsense"), b"").await;
+    assert_eq!((unknown.status, unknown.body.as_str()), (404, "404 page not found\n"));
+    let wrong_method = call("DELETE", url("/v1/catalog/nodes"), b"").await;
+    assert_eq!((wrong_method.status, wrong_method.body.as_str()), (405, "method DELETE not allowed"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -37,6 +37,18 @@ pub(super) fn routes() -> Router<Arc<Api>> {
         .route("/v1/health/checks/{name}", get(service_checks))
         .route("/v1/health/service/{name}", get(health_service))
         .route("/v1/health/state/{state}", get(checks_in_state))
+        // A name left out of the path is Consul's 400, not a 404.
+        .route("/v1/catalog/service/", get(|| missing("Missing service name")))
+        .route("/v1/catalog/node/", get(|| missing("Missing node name")))
+        .route("/v1/catalog/node-services/", get(|| missing("Missing node name")))
+        .route("/v1/health/node/", get(|| missing("Missing node name")))
+        .route("/v1/health/checks/", get(|| missing("Missing service name")))
+        .route("/v1/health/service/", get(|| missing("Missing service name")))
+        .route("/v1/health/state/", get(|| missing("Missing check state")))
+}
+
+async fn missing(reason: &'static str) -> HttpError {
+    HttpError::bad_request(reason)
 }
 
 // --- Consul's JSON shapes ---------------------------------------------------------------------

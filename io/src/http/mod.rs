@@ -88,6 +88,14 @@ pub fn router(api: Arc<Api>) -> Router {
         .merge(session::routes())
         .merge(status::routes())
         .merge(txn::routes())
+        // Go's answers for an unknown path, and Consul's for a known path with the wrong method.
+        .fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found\n") })
+        .method_not_allowed_fallback(|method: axum::http::Method| async move {
+            HttpError {
+                status: StatusCode::METHOD_NOT_ALLOWED,
+                reason: format!("method {method} not allowed"),
+            }
+        })
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(api)
 }
