@@ -1,6 +1,6 @@
-//! Unmodified Consul client libraries against the real `muster agent -dev` binary. Each needs
-//! its library installed (`.ci/run` installs them); without it the test says so and skips,
-//! except in CI, where a missing library is a failure.
+//! Unmodified Consul client libraries against the real `muster agent -dev` binary: py-consul
+//! and the `consul` npm package. Each needs its library installed (`.ci/run` installs them);
+//! without it the test says so and skips, except in CI, where a missing library is a failure.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -78,6 +78,44 @@ fn py_consul_works_unmodified() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "py-consul failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("every step answered as Consul answers"), "{stdout}");
+}
+
+/// Where `.ci/run` installs the npm client (`npm install --prefix io/tests/clients consul@2`).
+const NODE_MODULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/node_modules");
+
+/// Whether `node` can load the `consul` package; outside CI a missing one skips the test.
+fn node_has_consul() -> bool {
+    let found = Command::new("node")
+        .args(["-e", "require('consul')"])
+        .env("NODE_PATH", NODE_MODULES)
+        .status()
+        .is_ok_and(|status| status.success());
+    if !found {
+        assert!(std::env::var_os("CI").is_none(), "CI must install the npm package consul (.ci/run does)");
+        eprintln!(
+            "skipped: node cannot load the consul package (npm install --prefix io/tests/clients consul@2)"
+        );
+    }
+    found
+}
+
+#[test]
+fn the_node_consul_package_works_unmodified() {
+    if !node_has_consul() {
+        return;
+    }
+    let (_agent, http) = dev_agent();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/node_consul.js");
+    let output = Command::new("node")
+        .arg(script)
+        .arg(http.to_string())
+        .env("NODE_PATH", NODE_MODULES)
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "the node consul package failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("every step answered as Consul answers"), "{stdout}");
 }
 
