@@ -14,81 +14,38 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::Router;
+use muster_core::deadlines::Deadlines;
 use muster_core::fsm::{Check, CheckDefinition, Command, Deregister, Health, Register, Service};
-use muster_core::health::{ttl_expired_output, TtlTimers};
-use muster_core::Instant;
+use muster_core::health::ttl_expired_output;
 use serde_json::{json as value, Map, Value};
 
 use super::body::{decode_failed, Object};
-use super::catalog::{check_json, integer, parse_service};
+use super::catalog::{check_json, duration_ns, integer, parse_service};
 use super::filter::Filter;
+use super::timers::Clocked;
 use super::{json, Api, HttpError, Query};
 
 /// The agent's TTL check timers: reset by every registration and update of a TTL check; a
 /// check not updated within its TTL turns critical with Consul's "TTL expired" output.
-#[derive(Debug)]
-pub struct CheckTtl {
-    timers: std::sync::Mutex<TtlTimers>,
-    changed: tokio::sync::Notify,
-    origin: tokio::time::Instant,
-}
+pub type CheckTtl = Clocked<Deadlines>;
 
-impl Default for CheckTtl {
-    fn default() -> CheckTtl {
-        CheckTtl {
-            timers: std::sync::Mutex::default(),
-            changed: tokio::sync::Notify::new(),
-            origin: tokio::time::Instant::now(),
-        }
-    }
-}
-
-impl CheckTtl {
-    fn now(&self) -> Instant {
-        Instant::from_nanos(u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX))
-    }
-
-    fn timers(&self) -> std::sync::MutexGuard<'_, TtlTimers> {
-        self.timers.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Restarts the timer of each TTL check among `checks`.
-    fn reset(&self, checks: &[Check]) {
-        let now = self.now();
-        let mut timers = self.timers();
+/// Restarts the timer of each TTL check among `checks`.
+fn reset_timers(api: &Api, checks: &[Check]) {
+    api.check_ttl.update(|timers, now| {
         for check in checks.iter().filter(|c| c.kind == "ttl" && c.definition.ttl_ns > 0) {
-            timers.reset(&check.check_id, std::time::Duration::from_nanos(check.definition.ttl_ns), now);
+            timers.set(&check.check_id, now + std::time::Duration::from_nanos(check.definition.ttl_ns));
         }
-        drop(timers);
-        self.changed.notify_one();
-    }
-
-    fn remove(&self, check_id: &str) {
-        self.timers().remove(check_id);
-    }
+    });
 }
 
 /// Runs the agent's TTL timers: starts one for every TTL check on this node, then marks each
 /// check critical once its TTL passes without an update.
 pub async fn run_check_ttl_timers(api: Arc<Api>) {
-    let ttl = &api.check_ttl;
     let existing: Vec<Check> =
         api.store.read(|fsm| fsm.catalog().node_checks(&api.node_name).1.into_iter().cloned().collect());
-    ttl.reset(&existing);
+    reset_timers(&api, &existing);
     loop {
-        let next = ttl.timers().next_deadline();
-        let sleep = match next {
-            Some(deadline) => {
-                std::time::Duration::from_nanos(deadline.as_nanos()).saturating_sub(ttl.origin.elapsed())
-            }
-            None => std::time::Duration::from_secs(3600),
-        };
-        tokio::select! {
-            () = tokio::time::sleep(sleep) => {}
-            () = ttl.changed.notified() => continue,
-        }
-        let expired = ttl.timers().expired(ttl.now());
-        for id in expired {
+        for id in api.check_ttl.expired().await {
             let Some(mut check) = api.store.read(|fsm| fsm.catalog().check(&api.node_name, &id).cloned())
             else {
                 continue;
@@ -300,14 +257,7 @@ fn parse_agent_check(object: &Object) -> Result<Check, HttpError> {
              'enable_local_script_checks' to true",
         ));
     }
-    let duration = |name: &str| -> Result<u64, HttpError> {
-        match object.get(name) {
-            None => Ok(0),
-            Some(v) => super::body::duration(v)
-                .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-                .map_err(|reason| decode_failed(format!("{name}: {reason}"))),
-        }
-    };
+    let duration = |name: &str| duration_ns(object, name);
     let definition = CheckDefinition {
         http: object.string("HTTP")?,
         method: object.string("Method")?,
@@ -427,7 +377,7 @@ async fn register_service(State(api): State<Arc<Api>>, body: Bytes) -> Response 
             check.service_id = service.id.clone();
             checks.push(check);
         }
-        api.check_ttl.reset(&checks);
+        reset_timers(&api, &checks);
         register_here(&api, Some(service), checks).await?;
         Ok(StatusCode::OK.into_response())
     };
@@ -440,7 +390,7 @@ async fn deregister_service(State(api): State<Arc<Api>>, Path(id): Path<String>)
         checks.into_iter().filter(|c| c.service_id == id).map(|c| c.check_id.clone()).collect()
     });
     for check_id in &bound {
-        api.check_ttl.remove(check_id);
+        api.check_ttl.update(|timers, _| timers.remove(check_id));
     }
     let deregister = Deregister { node: api.node_name.clone(), service_id: Some(id), check_id: None };
     match api.write(&Command::Deregister(deregister)).await {
@@ -464,7 +414,7 @@ async fn register_check(State(api): State<Arc<Api>>, body: Bytes) -> Response {
         {
             return Err(HttpError::bad_request(format!("ServiceID \"{}\" does not exist", check.service_id)));
         }
-        api.check_ttl.reset(std::slice::from_ref(&check));
+        reset_timers(&api, std::slice::from_ref(&check));
         register_here(&api, None, vec![check]).await?;
         Ok(StatusCode::OK.into_response())
     };
@@ -472,7 +422,7 @@ async fn register_check(State(api): State<Arc<Api>>, body: Bytes) -> Response {
 }
 
 async fn deregister_check(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Response {
-    api.check_ttl.remove(&id);
+    api.check_ttl.update(|timers, _| timers.remove(&id));
     let deregister = Deregister { node: api.node_name.clone(), service_id: None, check_id: Some(id) };
     match api.write(&Command::Deregister(deregister)).await {
         Ok(_) => StatusCode::OK.into_response(),
@@ -517,7 +467,7 @@ async fn set_ttl_status(api: &Api, id: &str, status: Health, output: String) -> 
     }
     check.status = status;
     check.output = truncate_output(output);
-    api.check_ttl.reset(std::slice::from_ref(&check));
+    reset_timers(api, std::slice::from_ref(&check));
     register_here(api, None, vec![check]).await?;
     Ok(StatusCode::OK.into_response())
 }

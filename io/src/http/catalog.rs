@@ -254,7 +254,7 @@ pub(super) fn integer<T: TryFrom<u64>>(object: &Object, name: &str) -> Result<Op
     }
 }
 
-fn duration_ns(object: &Object, name: &str) -> Result<u64, HttpError> {
+pub(super) fn duration_ns(object: &Object, name: &str) -> Result<u64, HttpError> {
     match object.get(name) {
         None => Ok(0),
         Some(v) => super::body::duration(v)

@@ -14,6 +14,7 @@ mod operator;
 mod query;
 mod session;
 mod status;
+mod timers;
 mod txn;
 
 use std::net::SocketAddr;

@@ -2,7 +2,7 @@
 //! (`../shared/reference/consul-behaviour.md` §1.6), and the leader's TTL timers that destroy
 //! sessions nobody renewed (core's `SessionTimers`, driven here by the clock).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -12,12 +12,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::Router;
 use muster_core::fsm::{Behavior, Command, Session, SessionDestroy, SessionTimers, Table, WatchTarget};
-use muster_core::Instant;
 use serde::Serialize;
 use serde_json::Value;
-use tokio::sync::Notify;
 
 use super::body::{decode_failed, Object};
+use super::timers::Clocked;
 use super::{json, Api, HttpError, Query};
 
 /// Consul's lock delay when a session names none.
@@ -79,62 +78,22 @@ impl<'a> From<&'a Session> for SessionJson<'a> {
     }
 }
 
-/// The leader's session TTL timers and the task that fires them.
-#[derive(Debug)]
-pub struct SessionTtl {
-    timers: Mutex<SessionTimers>,
-    changed: Notify,
-    origin: tokio::time::Instant,
-}
+/// The leader's session TTL timers.
+pub type SessionTtl = Clocked<SessionTimers>;
 
-impl Default for SessionTtl {
-    fn default() -> SessionTtl {
-        SessionTtl { timers: Mutex::default(), changed: Notify::new(), origin: tokio::time::Instant::now() }
-    }
-}
-
-impl SessionTtl {
-    fn now(&self) -> Instant {
-        Instant::from_nanos(u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX))
-    }
-
-    fn timers(&self) -> std::sync::MutexGuard<'_, SessionTimers> {
-        self.timers.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn reset(&self, session: &Session) {
-        if let Some(ttl) = session.ttl() {
-            let now = self.now();
-            self.timers().reset(&session.id, ttl, now);
-            self.changed.notify_one();
-        }
-    }
-
-    fn remove(&self, id: &str) {
-        self.timers().remove(id);
+/// Restarts a session's timer, if it has a TTL.
+fn reset_timer(api: &Api, session: &Session) {
+    if let Some(ttl) = session.ttl() {
+        api.session_ttl.update(|timers, now| timers.reset(&session.id, ttl, now));
     }
 }
 
 /// Runs the leader's TTL timers: starts one for every session with a TTL, then destroys each
 /// session whose timer runs out (TTL × 2 without a renewal, as Consul).
 pub async fn run_ttl_timers(api: Arc<Api>) {
-    let ttl = &api.session_ttl;
-    {
-        let now = ttl.now();
-        api.store.read(|fsm| ttl.timers().reset_all(fsm.sessions(), now));
-    }
+    api.store.read(|fsm| api.session_ttl.update(|timers, now| timers.reset_all(fsm.sessions(), now)));
     loop {
-        let next = ttl.timers().next_deadline();
-        let sleep = match next {
-            Some(deadline) => Duration::from_nanos(deadline.as_nanos()).saturating_sub(ttl.origin.elapsed()),
-            None => Duration::from_secs(3600),
-        };
-        tokio::select! {
-            () = tokio::time::sleep(sleep) => {}
-            () = ttl.changed.notified() => continue,
-        }
-        let expired = ttl.timers().expired(ttl.now());
-        for id in expired {
+        for id in api.session_ttl.expired().await {
             tracing::info!(session = %id, "session: TTL expired, invalidating");
             if let Err(error) = api.write(&Command::SessionDestroy(SessionDestroy { id: id.clone() })).await {
                 tracing::warn!(session = %id, reason = %error.reason, "session: invalidation failed");
@@ -211,7 +170,7 @@ async fn create_inner(api: &Api, query: &Query, body: &[u8]) -> Result<Response,
         ..Session::default()
     };
     api.write(&Command::SessionCreate(session.clone())).await?;
-    api.session_ttl.reset(&session);
+    reset_timer(api, &session);
     #[derive(Serialize)]
     struct Created<'a> {
         #[serde(rename = "ID")]
@@ -225,7 +184,7 @@ async fn destroy(State(api): State<Arc<Api>>, Path(id): Path<String>, RawQuery(r
     let result = async {
         api.check_datacenter(&query)?;
         api.write(&Command::SessionDestroy(SessionDestroy { id: id.clone() })).await?;
-        api.session_ttl.remove(&id);
+        api.session_ttl.update(|timers, _| timers.remove(&id));
         Ok::<_, HttpError>(json(&query, &true).into_response())
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
@@ -235,8 +194,7 @@ async fn destroy(State(api): State<Arc<Api>>, Path(id): Path<String>, RawQuery(r
 async fn renew(State(api): State<Arc<Api>>, Path(id): Path<String>, RawQuery(raw): RawQuery) -> Response {
     let query = Query::parse(raw.as_deref());
     let result = async {
-        let options = api.prepare_read(&query).await?;
-        let _ = options;
+        api.prepare_read(&query).await?;
         let session = api.store.read(|fsm| fsm.sessions().get(&id).cloned());
         let Some(session) = session else {
             return Err(HttpError {
@@ -244,7 +202,7 @@ async fn renew(State(api): State<Arc<Api>>, Path(id): Path<String>, RawQuery(raw
                 reason: format!("Session id '{id}' not found"),
             });
         };
-        api.session_ttl.reset(&session);
+        reset_timer(&api, &session);
         Ok(json(&query, &[SessionJson::from(&session)]).into_response())
     };
     result.await.unwrap_or_else(IntoResponse::into_response)

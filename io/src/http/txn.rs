@@ -171,8 +171,7 @@ async fn txn(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery, body: Bytes) 
         }
         let txn = Txn { ops };
         if txn.ops.iter().all(TxnOp::reads_only) {
-            let options = api.prepare_read(&query).await?;
-            let _ = options;
+            api.prepare_read(&query).await?;
             let (index, outcome) =
                 api.store.read(|fsm| (fsm.applied(), fsm.read_txn(&txn).expect("reads only")));
             let (status, body) = results_json(&outcome);
