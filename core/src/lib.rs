@@ -23,6 +23,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod agent;
 pub mod deadlines;
 pub mod duration;
 pub mod fsm;

@@ -5,7 +5,8 @@
 //! simulated network and clock. [`storage`] makes the gossip node's state durable on a real file
 //! system; [`wal`] is Raft's write-ahead log and snapshot files, [`raft_net`] its TCP transport
 //! on 8300, and [`raft_server`] runs a Raft server on them. [`store`] holds the replicated state
-//! machine a server applies and its HTTP readers block on; `http` is the API on 8500.
+//! machine a server applies and its HTTP readers block on; `http` is the API on 8500, and
+//! `local` the agent's own services and checks, kept on disk and synced into the catalog.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -13,6 +14,8 @@
 pub mod drive;
 #[cfg(all(feature = "agent", not(madsim)))]
 pub mod http;
+#[cfg(all(feature = "agent", not(madsim)))]
+pub mod local;
 pub mod raft_net;
 #[cfg(not(madsim))]
 pub mod raft_server;

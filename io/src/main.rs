@@ -7,6 +7,7 @@ use std::sync::Arc;
 use clap::Parser;
 use muster::drive::{self, CommandRequest, Sockets};
 use muster::http;
+use muster::local;
 use muster::raft_server::RaftHandle;
 use muster::storage::{AgentStorage, FileStorage, MemoryStorage};
 use muster::store::{self, Store};
@@ -181,19 +182,26 @@ fn agent(args: cli::AgentArgs) -> Result<(), String> {
             true => Some(start_consensus(dev, SocketAddr::new(bind_ip, args.server_port), &raft_dir).await?),
         };
         if let (Some((handle, store)), Some(port)) = (&consensus, http_port) {
+            let node_id = node_id(args.data_dir.as_deref().filter(|_| !dev))?;
+            let node = own_node(&node_id, &node_name, &args.datacenter, advertise_ip);
+            let local_dir = args.data_dir.clone().filter(|_| !dev);
+            let local = local::LocalAgent::open(node, local_dir)
+                .map_err(|e| format!("Error reading the agent's services and checks: {e}"))?;
             let api = Arc::new(http::Api {
                 store: store.clone(),
                 raft: handle.client(),
                 datacenter: args.datacenter.clone(),
                 node_name: node_name.clone(),
-                node_id: node_id(args.data_dir.as_deref().filter(|_| !dev))?,
+                node_id,
                 server_addrs: vec![(RAFT_SERVER_ID, server_addr)],
                 session_ttl: http::SessionTtl::default(),
                 members: members.clone(),
                 gossip: gossip.clone(),
                 check_ttl: http::CheckTtl::default(),
+                local: Arc::new(local),
             });
-            tokio::spawn(register_self(api.clone(), advertise_ip, args.server_port));
+            tokio::spawn(register_self(api.clone(), args.server_port));
+            tokio::spawn(http::run_anti_entropy(api.clone()));
             tokio::spawn(http::run_ttl_timers(api.clone()));
             tokio::spawn(http::run_check_ttl_timers(api.clone()));
             let addr = SocketAddr::new(client_ip, port);
@@ -295,27 +303,33 @@ fn agent(args: cli::AgentArgs) -> Result<(), String> {
     result
 }
 
+/// This agent's node row, as it registers it in the catalog.
+fn own_node(id: &str, name: &str, datacenter: &str, address: IpAddr) -> muster_core::fsm::Node {
+    let address = address.to_string();
+    let tagged = ["lan", "lan_ipv4", "wan", "wan_ipv4"];
+    muster_core::fsm::Node {
+        id: id.to_owned(),
+        node: name.to_owned(),
+        address: address.clone(),
+        datacenter: datacenter.to_owned(),
+        tagged_addresses: tagged.iter().map(|k| ((*k).to_owned(), address.clone())).collect(),
+        meta: [("consul-network-segment".to_owned(), String::new())].into_iter().collect(),
+        ..muster_core::fsm::Node::default()
+    }
+}
+
 /// Registers this agent in the catalog once there is a leader: its node, the `serfHealth` check
 /// gossip keeps (passing while it runs), and the `consul` service every server carries. The
-/// leader's reconciliation of gossip membership into the catalog replaces this (issue 7).
-async fn register_self(api: Arc<http::Api>, address: IpAddr, server_port: u16) {
-    use muster_core::fsm::{Check, Command, Health, Node, Register, Service, SERF_HEALTH};
+/// leader's reconciliation of gossip membership into the catalog replaces this (issue 7); the
+/// agent's own services and checks follow through anti-entropy.
+async fn register_self(api: Arc<http::Api>, server_port: u16) {
+    use muster_core::fsm::{Check, Command, Health, Register, Service, SERF_HEALTH};
     let mut raft = api.raft.clone();
     if raft.wait_for(|status| status.leader.is_some()).await.is_err() {
         return;
     }
-    let address = address.to_string();
-    let tagged = [("lan", &address), ("lan_ipv4", &address), ("wan", &address), ("wan_ipv4", &address)];
     let register = Register {
-        node: Node {
-            id: api.node_id.clone(),
-            node: api.node_name.clone(),
-            address: address.clone(),
-            datacenter: api.datacenter.clone(),
-            tagged_addresses: tagged.iter().map(|(k, v)| ((*k).to_owned(), (*v).clone())).collect(),
-            meta: [("consul-network-segment".to_owned(), String::new())].into_iter().collect(),
-            ..Node::default()
-        },
+        node: api.local.state().node().clone(),
         skip_node_update: false,
         service: Some(Service {
             id: "consul".into(),

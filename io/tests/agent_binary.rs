@@ -154,3 +154,78 @@ fn an_undefined_flag_is_refused_in_consuls_words_with_exit_code_1() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(stderr.lines().next(), Some("flag provided but not defined: -bogus"), "{stderr}");
 }
+
+/// One plain HTTP request to the agent: status and body.
+fn http(method: &str, url: &str, body: &[u8]) -> Result<(u16, String), ureq::Error> {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut response = match method {
+        "GET" => agent.get(url).call()?,
+        _ => agent.put(url).send(body)?,
+    };
+    let status = response.status().as_u16();
+    Ok((status, response.body_mut().read_to_string()?))
+}
+
+/// Polls `url` until it answers 200 with a body `ready` accepts (the server is up and leads).
+fn wait_for(url: &str, ready: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok((200, body)) = http("GET", url, b"") {
+            if ready(&body) {
+                return body;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "{url} never became ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// What a server registered through `/v1/agent/...` survives a `kill -9` and a restart from
+/// its data directory: the services, their checks and a TTL check's last state are read back
+/// from `<data-dir>/services` and `<data-dir>/checks`, and the catalog still agrees.
+#[test]
+fn a_server_keeps_its_services_and_check_states_across_a_restart() {
+    let dir = std::env::temp_dir().join(format!("muster-keep-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (lan, wan, http_port, server) = (free_port(), free_port(), free_port(), free_port());
+    let start = || {
+        let child = Command::new(env!("CARGO_BIN_EXE_muster"))
+            .args(["agent", "-server", "-bootstrap", "-bind=127.0.0.1", "-node=keeper"])
+            .arg(format!("-data-dir={}", dir.display()))
+            .args([format!("-serf-lan-port={lan}"), format!("-serf-wan-port={wan}")])
+            .args([format!("-http-port={http_port}"), format!("-server-port={server}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the binary starts");
+        Agent { child }
+    };
+    let url = |path: &str| format!("http://127.0.0.1:{http_port}{path}");
+
+    let agent = start();
+    wait_for(&url("/v1/status/leader"), |leader| leader != "\"\"");
+    let web = br#"{"Name": "web", "Port": 80, "Check": {"TTL": "10m"}}"#;
+    assert_eq!(http("PUT", &url("/v1/agent/service/register"), web).unwrap().0, 200);
+    let passed = http("PUT", &url("/v1/agent/check/pass/service:web?note=warm"), b"").unwrap();
+    assert_eq!(passed.0, 200);
+    let gone = br#"{"Name": "gone", "Port": 81}"#;
+    assert_eq!(http("PUT", &url("/v1/agent/service/register"), gone).unwrap().0, 200);
+    assert_eq!(http("PUT", &url("/v1/agent/service/deregister/gone"), b"").unwrap().0, 200);
+    drop(agent); // SIGKILL: nothing runs at exit
+
+    let _agent = start();
+    let services = wait_for(&url("/v1/agent/services"), |_| true);
+    let services: serde_json::Value = serde_json::from_str(&services).unwrap();
+    assert_eq!(services.as_object().unwrap().keys().collect::<Vec<_>>(), vec!["web"]);
+    assert_eq!(services["web"]["Port"], 80);
+    let checks: serde_json::Value =
+        serde_json::from_str(&http("GET", &url("/v1/agent/checks"), b"").unwrap().1).unwrap();
+    assert_eq!(
+        (checks["service:web"]["Status"].as_str(), checks["service:web"]["Output"].as_str()),
+        (Some("passing"), Some("warm"))
+    );
+    let healthy = wait_for(&url("/v1/health/service/web?passing"), |body| body != "[]");
+    let healthy: serde_json::Value = serde_json::from_str(&healthy).unwrap();
+    assert_eq!(healthy[0]["Service"]["Port"], 80);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -70,10 +70,46 @@ async fn services_with_ttl_checks_are_registered_updated_and_found_healthy() {
     assert_eq!(call("PUT", url("/v1/agent/service/deregister/web"), b"").await.status, 200);
     assert_eq!(parse(&call("GET", url("/v1/agent/services"), b"").await.body), json!({}));
     assert_eq!(
-        parse(&call("GET", url("/v1/agent/checks"), b"").await.body).as_object().unwrap().len(),
-        1,
-        "serfHealth stays"
+        parse(&call("GET", url("/v1/agent/checks"), b"").await.body),
+        json!({}),
+        "the leader's serfHealth is not the agent's"
     );
+    let node = parse(&call("GET", url("/v1/health/node/node1"), b"").await.body);
+    let ids: Vec<&str> = node.as_array().unwrap().iter().map(|c| c["CheckID"].as_str().unwrap()).collect();
+    assert_eq!(ids, vec!["serfHealth"], "the service's checks left the catalog with it");
+}
+
+/// Anti-entropy: the agent owns its node in the catalog. A registration made onto it through
+/// the catalog API is undone by the agent's next sync, and a service of the agent's deleted
+/// there comes back; rows of other nodes are not the agent's business.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_undoes_catalog_drift_on_its_node() {
+    let addr = start("agent-drift").await;
+    let url = move |path: &str| format!("http://{addr}{path}");
+    let web = br#"{"Name": "web", "Port": 80, "Check": {"TTL": "30s", "Status": "passing"}}"#;
+    assert_eq!(call("PUT", url("/v1/agent/service/register"), web).await.status, 200);
+    let foreign = br#"{"Node": "node1", "Address": "127.0.0.1", "Service": {"Service": "db", "Port": 5432}}"#;
+    assert_eq!(call("PUT", url("/v1/catalog/register"), foreign).await.status, 200);
+    let elsewhere =
+        br#"{"Node": "node2", "Address": "10.0.0.2", "Service": {"Service": "db", "Port": 5432}}"#;
+    assert_eq!(call("PUT", url("/v1/catalog/register"), elsewhere).await.status, 200);
+    let gone = br#"{"Node": "node1", "ServiceID": "web"}"#;
+    assert_eq!(call("PUT", url("/v1/catalog/deregister"), gone).await.status, 200);
+    let services = parse(&call("GET", url("/v1/catalog/node/node1"), b"").await.body);
+    assert_eq!(services["Services"].as_object().unwrap().keys().collect::<Vec<_>>(), vec!["db"]);
+
+    // Any change on the agent syncs the whole node (a full sync runs every minute as well).
+    let mem = br#"{"Name": "mem", "TTL": "30s", "Status": "passing"}"#;
+    assert_eq!(call("PUT", url("/v1/agent/check/register"), mem).await.status, 200);
+    let services = parse(&call("GET", url("/v1/catalog/node/node1"), b"").await.body);
+    assert_eq!(services["Services"].as_object().unwrap().keys().collect::<Vec<_>>(), vec!["web"]);
+    let healthy = parse(&call("GET", url("/v1/health/service/web?passing"), b"").await.body);
+    let ids: Vec<&str> =
+        healthy[0]["Checks"].as_array().unwrap().iter().map(|c| c["CheckID"].as_str().unwrap()).collect();
+    assert_eq!(ids, vec!["mem", "serfHealth", "service:web"], "its check came back with it");
+    let db = parse(&call("GET", url("/v1/catalog/service/db"), b"").await.body);
+    assert_eq!(db.as_array().unwrap().len(), 1, "node2's db is not the agent's");
+    assert_eq!(db[0]["Node"], "node2");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

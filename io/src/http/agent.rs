@@ -1,10 +1,12 @@
 //! `/v1/agent/...` (`../shared/reference/consul-behaviour.md` §1.5), first part: `self`, the
-//! services and checks of this agent (register, deregister, list, one), and TTL check updates.
+//! services and checks of this agent (register, deregister, list, one), TTL check updates,
+//! maintenance, and anti-entropy.
 //!
-//! Until the agent keeps local state with anti-entropy (issue 6, next), registrations go
-//! straight into the catalog under this agent's node, and the agent's lists are the catalog's
-//! view of its node. Checks are stored with their definitions; only TTL checks change state
-//! yet (through the update endpoints): the executors and TTL expiry are issue 8.
+//! The agent is the authority for its own node: registrations change its local state
+//! ([`crate::local::LocalAgent`]) and are then synced into the catalog (Consul's anti-entropy:
+//! at once after each change, and in full every [`ANTI_ENTROPY_INTERVAL`]). The agent's lists
+//! answer from the local state. Only TTL checks change state yet (through the update
+//! endpoints and their expiry): the executors are issue 8.
 
 use std::sync::Arc;
 
@@ -14,8 +16,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::Router;
+use muster_core::agent::{LocalError, LocalState};
 use muster_core::deadlines::Deadlines;
-use muster_core::fsm::{Check, CheckDefinition, Command, Deregister, Health, Register, Service};
+use muster_core::fsm::{Check, CheckDefinition, Health, Service};
 use muster_core::health::ttl_expired_output;
 use serde_json::{json as value, Map, Value};
 
@@ -38,25 +41,147 @@ fn reset_timers(api: &Api, checks: &[Check]) {
     });
 }
 
-/// Runs the agent's TTL timers: starts one for every TTL check on this node, then marks each
-/// check critical once its TTL passes without an update.
+/// Runs the agent's TTL timers: starts one for every TTL check it has, then marks each check
+/// critical once its TTL passes without an update.
 pub async fn run_check_ttl_timers(api: Arc<Api>) {
-    let existing: Vec<Check> =
-        api.store.read(|fsm| fsm.catalog().node_checks(&api.node_name).1.into_iter().cloned().collect());
+    let existing: Vec<Check> = api.local.state().checks().values().cloned().collect();
     reset_timers(&api, &existing);
     loop {
         for id in api.check_ttl.expired().await {
-            let Some(mut check) = api.store.read(|fsm| fsm.catalog().check(&api.node_name, &id).cloned())
-            else {
-                continue;
-            };
             tracing::info!(check = %id, "agent: check TTL expired, marking it critical");
-            check.status = Health::Critical;
-            check.output = ttl_expired_output(&check.output);
-            if let Err(error) = register_here(&api, None, vec![check]).await {
+            let expire = |state: &mut LocalState| {
+                let output = state.checks().get(&id).map(|c| ttl_expired_output(&c.output));
+                match output {
+                    Some(output) => {
+                        state.update_check(&id, Health::Critical, output).map(|c| Some(c.clone()))
+                    }
+                    None => Ok(None),
+                }
+            };
+            let marked = change_and_sync(&api, None, expire).await.and_then(|_| persist_check(&api, &id));
+            if let Err(error) = marked {
                 tracing::warn!(check = %id, reason = %error.reason, "agent: marking an expired check failed");
             }
         }
+    }
+}
+
+/// How often the agent compares its whole node in the catalog with its local state and fixes
+/// any drift (Consul's 1 minute for clusters up to 128 nodes).
+pub const ANTI_ENTROPY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+/// How soon a failed sync is tried again (Consul's 15 seconds).
+const SYNC_RETRY: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Makes the catalog's rows for this agent's node match its local state. The caller holds the
+/// local agent's turn ([`crate::local::LocalAgent::serialize`]).
+async fn sync_local(api: &Api) -> Result<(), HttpError> {
+    let plan = api.store.read(|fsm| {
+        let catalog = fsm.catalog();
+        let name = &api.node_name;
+        let services = catalog.node_services(name).1.map(|(_, services)| services).unwrap_or_default();
+        api.local.state().plan(catalog.node(name), services, catalog.node_checks(name).1)
+    });
+    for command in plan {
+        api.write(&command).await?;
+    }
+    Ok(())
+}
+
+/// Anti-entropy: a full sync at start (once there is a leader), then every
+/// [`ANTI_ENTROPY_INTERVAL`] (plus up to as much again at random, so agents started together
+/// spread out), sooner after a change whose own sync failed.
+pub async fn run_anti_entropy(api: Arc<Api>) {
+    let mut raft = api.raft.clone();
+    if raft.wait_for(|status| status.leader.is_some()).await.is_err() {
+        return;
+    }
+    loop {
+        let result = {
+            let _turn = api.local.serialize().await;
+            sync_local(&api).await
+        };
+        let pause = match result {
+            Ok(()) => ANTI_ENTROPY_INTERVAL + super::jitter(ANTI_ENTROPY_INTERVAL),
+            Err(error) => {
+                tracing::warn!(reason = %error.reason, "agent: failed to sync remote state");
+                SYNC_RETRY + super::jitter(SYNC_RETRY)
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = api.local.changed.notified() => {}
+        }
+    }
+}
+
+/// Applies one change to the local state and syncs it into the catalog, one change at a time.
+/// If the catalog refuses the sync (bad input it alone can judge), the state goes back to
+/// `undo` (taken before the change) and the refusal is the answer; if the sync fails for want
+/// of a leader, the change stands and anti-entropy syncs it later, as Consul does.
+async fn change_and_sync<R>(
+    api: &Api,
+    undo: Option<LocalState>,
+    change: impl FnOnce(&mut LocalState) -> Result<R, LocalError>,
+) -> Result<R, HttpError> {
+    let _turn = api.local.serialize().await;
+    let changed = change(&mut api.local.state()).map_err(local_error)?;
+    match sync_local(api).await {
+        Ok(()) => Ok(changed),
+        Err(refused) if refused.status.is_client_error() && undo.is_some() => {
+            *api.local.state() = undo.expect("checked");
+            if let Err(error) = sync_local(api).await {
+                tracing::warn!(reason = %error.reason, "agent: failed to sync remote state");
+            }
+            Err(refused)
+        }
+        Err(error) => {
+            tracing::warn!(reason = %error.reason, "agent: failed to sync remote state; retrying");
+            api.local.changed.notify_one();
+            Ok(changed)
+        }
+    }
+}
+
+fn local_error(error: LocalError) -> HttpError {
+    let status = match error {
+        LocalError::UnknownCheck(_) => StatusCode::NOT_FOUND,
+        LocalError::UnknownService(_) | LocalError::Reserved(_) => StatusCode::BAD_REQUEST,
+    };
+    HttpError { status, reason: error.to_string() }
+}
+
+/// A failure to keep a change on disk (it stands in memory and in the catalog).
+fn persist_error(error: std::io::Error) -> HttpError {
+    HttpError::internal(format!("failed persisting state: {error}"))
+}
+
+/// Writes the rows of service `id` (if it still exists) and its checks to disk, and forgets
+/// the checks in `dropped`.
+fn persist_service(api: &Api, id: &str, dropped: &[String]) -> Result<(), HttpError> {
+    let (service, checks) = {
+        let state = api.local.state();
+        let checks: Vec<Check> = state.checks().values().filter(|c| c.service_id == id).cloned().collect();
+        (state.services().get(id).cloned(), checks)
+    };
+    match service {
+        Some(service) => api.local.save_service(&service).map_err(persist_error)?,
+        None => api.local.forget_service(id).map_err(persist_error)?,
+    }
+    for check in &checks {
+        api.local.save_check(check).map_err(persist_error)?;
+    }
+    for check in dropped {
+        api.local.forget_check(check).map_err(persist_error)?;
+    }
+    Ok(())
+}
+
+/// Writes a check's row (or forgets it, if it is gone).
+fn persist_check(api: &Api, id: &str) -> Result<(), HttpError> {
+    let check = api.local.state().checks().get(id).cloned();
+    match check {
+        Some(check) => api.local.save_check(&check).map_err(persist_error),
+        None => api.local.forget_check(id).map_err(persist_error),
     }
 }
 
@@ -119,7 +244,7 @@ async fn service_maintenance(
     let query = Query::parse(raw.as_deref());
     let result = async {
         let enabled = enable(&query)?;
-        if api.store.read(|fsm| fsm.catalog().service(&api.node_name, &id).is_none()) {
+        if !api.local.state().services().contains_key(&id) {
             return Err(HttpError {
                 status: StatusCode::NOT_FOUND,
                 reason: format!("Unknown service ID {id:?}"),
@@ -148,13 +273,14 @@ fn maintenance_notes(query: &Query, what: &str) -> String {
 }
 
 async fn set_maintenance(api: &Api, enabled: bool, check: Check) -> Result<Response, HttpError> {
+    let id = check.check_id.clone();
     if enabled {
-        register_here(api, None, vec![check]).await?;
+        let undo = api.local.state().clone();
+        change_and_sync(api, Some(undo), |state| state.add_check(check)).await?;
     } else {
-        let deregister =
-            Deregister { node: api.node_name.clone(), service_id: None, check_id: Some(check.check_id) };
-        api.write(&Command::Deregister(deregister)).await?;
+        change_and_sync(api, None, |state| Ok(state.remove_check(&id))).await?;
     }
+    persist_check(api, &id)?;
     Ok(StatusCode::OK.into_response())
 }
 
@@ -208,18 +334,19 @@ fn agent_service_json(service: &Service, datacenter: &str) -> Value {
 
 async fn services(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response {
     let query = Query::parse(raw.as_deref());
-    let services = api.store.read(|fsm| {
-        let (_, found) = fsm.catalog().node_services(&api.node_name);
-        found.map(|(_, services)| services.into_iter().cloned().collect::<Vec<_>>()).unwrap_or_default()
-    });
-    let map: Map<String, Value> =
-        services.iter().map(|s| (s.id.clone(), agent_service_json(s, &api.datacenter))).collect();
+    let map: Map<String, Value> = api
+        .local
+        .state()
+        .services()
+        .values()
+        .map(|s| (s.id.clone(), agent_service_json(s, &api.datacenter)))
+        .collect();
     filtered(&query, Value::Object(map))
 }
 
 async fn service(State(api): State<Arc<Api>>, Path(id): Path<String>, RawQuery(raw): RawQuery) -> Response {
     let query = Query::parse(raw.as_deref());
-    let found = api.store.read(|fsm| fsm.catalog().service(&api.node_name, &id).cloned());
+    let found = api.local.state().services().get(&id).cloned();
     match found {
         Some(service) => json(&query, &agent_service_json(&service, &api.datacenter)).into_response(),
         None => HttpError { status: StatusCode::NOT_FOUND, reason: format!("unknown service ID: {id}") }
@@ -229,10 +356,8 @@ async fn service(State(api): State<Arc<Api>>, Path(id): Path<String>, RawQuery(r
 
 async fn checks(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response {
     let query = Query::parse(raw.as_deref());
-    let checks = api.store.read(|fsm| {
-        let (_, checks) = fsm.catalog().node_checks(&api.node_name);
-        checks.into_iter().map(|c| (c.check_id.clone(), check_json(c))).collect::<Map<String, Value>>()
-    });
+    let checks: Map<String, Value> =
+        api.local.state().checks().values().map(|c| (c.check_id.clone(), check_json(c))).collect();
     filtered(&query, Value::Object(checks))
 }
 
@@ -317,16 +442,6 @@ fn parse_agent_check(object: &Object) -> Result<Check, HttpError> {
     })
 }
 
-/// Registers on this agent's node, keeping the node's row as it is.
-async fn register_here(api: &Api, service: Option<Service>, checks: Vec<Check>) -> Result<(), HttpError> {
-    let node = api
-        .store
-        .read(|fsm| fsm.catalog().node(&api.node_name).cloned())
-        .ok_or_else(|| HttpError::internal("this agent's node is not registered yet"))?;
-    let register = Register { node, skip_node_update: true, service, checks };
-    api.write(&Command::Register(Box::new(register))).await.map(|_| ())
-}
-
 async fn register_service(State(api): State<Arc<Api>>, body: Bytes) -> Response {
     let result = async {
         let object = Object::parse(&body)?;
@@ -378,25 +493,35 @@ async fn register_service(State(api): State<Arc<Api>>, body: Bytes) -> Response 
             checks.push(check);
         }
         reset_timers(&api, &checks);
-        register_here(&api, Some(service), checks).await?;
+        let id = service.id.clone();
+        let undo = api.local.state().clone();
+        let dropped = change_and_sync(&api, Some(undo), |state| state.add_service(service, checks)).await?;
+        forget_timers(&api, &dropped);
+        persist_service(&api, &id, &dropped)?;
         Ok(StatusCode::OK.into_response())
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn deregister_service(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Response {
-    let bound: Vec<String> = api.store.read(|fsm| {
-        let (_, checks) = fsm.catalog().node_checks(&api.node_name);
-        checks.into_iter().filter(|c| c.service_id == id).map(|c| c.check_id.clone()).collect()
+fn forget_timers(api: &Api, checks: &[String]) {
+    api.check_ttl.update(|timers, _| {
+        for check in checks {
+            timers.remove(check);
+        }
     });
-    for check_id in &bound {
-        api.check_ttl.update(|timers, _| timers.remove(check_id));
-    }
-    let deregister = Deregister { node: api.node_name.clone(), service_id: Some(id), check_id: None };
-    match api.write(&Command::Deregister(deregister)).await {
-        Ok(_) => StatusCode::OK.into_response(),
-        Err(error) => error.into_response(),
-    }
+}
+
+/// Removes a service and its checks; an unknown ID is a no-op, as in Consul.
+async fn deregister_service(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Response {
+    let result = async {
+        let removed = change_and_sync(&api, None, |state| Ok(state.remove_service(&id))).await?;
+        if let Some(checks) = removed {
+            forget_timers(&api, &checks);
+            persist_service(&api, &id, &checks)?;
+        }
+        Ok::<_, HttpError>(StatusCode::OK.into_response())
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
 }
 
 async fn register_check(State(api): State<Arc<Api>>, body: Bytes) -> Response {
@@ -409,25 +534,24 @@ async fn register_check(State(api): State<Arc<Api>>, body: Bytes) -> Response {
         if check.check_id.is_empty() {
             check.check_id = check.name.clone();
         }
-        if !check.service_id.is_empty()
-            && api.store.read(|fsm| fsm.catalog().service(&api.node_name, &check.service_id).is_none())
-        {
-            return Err(HttpError::bad_request(format!("ServiceID \"{}\" does not exist", check.service_id)));
-        }
         reset_timers(&api, std::slice::from_ref(&check));
-        register_here(&api, None, vec![check]).await?;
+        let id = check.check_id.clone();
+        let undo = api.local.state().clone();
+        change_and_sync(&api, Some(undo), |state| state.add_check(check)).await?;
+        persist_check(&api, &id)?;
         Ok(StatusCode::OK.into_response())
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
 }
 
 async fn deregister_check(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Response {
-    api.check_ttl.update(|timers, _| timers.remove(&id));
-    let deregister = Deregister { node: api.node_name.clone(), service_id: None, check_id: Some(id) };
-    match api.write(&Command::Deregister(deregister)).await {
-        Ok(_) => StatusCode::OK.into_response(),
-        Err(error) => error.into_response(),
-    }
+    let result = async {
+        forget_timers(&api, std::slice::from_ref(&id));
+        change_and_sync(&api, None, |state| Ok(state.remove_check(&id))).await?;
+        persist_check(&api, &id)?;
+        Ok::<_, HttpError>(StatusCode::OK.into_response())
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
 }
 
 async fn ttl_update(
@@ -454,21 +578,18 @@ async fn update_check(State(api): State<Arc<Api>>, Path(id): Path<String>, body:
 
 /// A TTL check's new state and output (cut to [`CHECK_OUTPUT_BYTES_MAX`] with Consul's note).
 async fn set_ttl_status(api: &Api, id: &str, status: Health, output: String) -> Result<Response, HttpError> {
-    let Some(mut check) = api.store.read(|fsm| fsm.catalog().check(&api.node_name, id).cloned()) else {
-        return Err(HttpError {
-            status: StatusCode::NOT_FOUND,
-            reason: format!(
-                "Unknown check ID \"{id}\". Ensure that the check ID is passed, not the check name."
-            ),
-        });
-    };
-    if check.kind != "ttl" {
-        return Err(HttpError::internal(format!("CheckID \"{id}\" does not have associated TTL")));
+    let kind = api.local.state().checks().get(id).map(|c| c.kind.clone());
+    match kind {
+        None => return Err(local_error(LocalError::UnknownCheck(id.to_owned()))),
+        Some(kind) if kind != "ttl" => {
+            return Err(HttpError::internal(format!("CheckID \"{id}\" does not have associated TTL")))
+        }
+        Some(_) => {}
     }
-    check.status = status;
-    check.output = truncate_output(output);
+    let output = truncate_output(output);
+    let check = change_and_sync(api, None, |state| state.update_check(id, status, output).cloned()).await?;
     reset_timers(api, std::slice::from_ref(&check));
-    register_here(api, None, vec![check]).await?;
+    persist_check(api, id)?;
     Ok(StatusCode::OK.into_response())
 }
 

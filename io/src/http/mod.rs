@@ -33,7 +33,7 @@ use tokio::net::TcpListener;
 use crate::raft_server::{RaftClient, WriteError};
 use crate::store::Store;
 
-pub use self::agent::{run_check_ttl_timers, CheckTtl};
+pub use self::agent::{run_anti_entropy, run_check_ttl_timers, CheckTtl, ANTI_ENTROPY_INTERVAL};
 pub use self::gossip::{Gossip, UserEvent, EVENTS_KEPT};
 pub use self::members::{Member, Members, Pool};
 pub use self::query::Query;
@@ -70,6 +70,8 @@ pub struct Api {
     pub gossip: Arc<Gossip>,
     /// This agent's TTL check timers.
     pub check_ttl: CheckTtl,
+    /// This agent's services and checks, the authority for its node in the catalog.
+    pub local: Arc<crate::local::LocalAgent>,
 }
 
 /// Serves the API on `listener` until the task is dropped.

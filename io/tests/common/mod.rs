@@ -31,6 +31,8 @@ pub async fn start_with_api(name: &str) -> (SocketAddr, Arc<Api>) {
         store::bootstrap_single(1, config, "127.0.0.1:0".parse().unwrap(), &dir).await.unwrap();
     let mut raft = handle.client();
     raft.wait_for(|status| status.leader == Some(1)).await.unwrap();
+    let node = Node { node: "node1".into(), address: "127.0.0.1".into(), ..Node::default() };
+    let local = Arc::new(muster::local::LocalAgent::open(node.clone(), None).unwrap());
     let api = Arc::new(Api {
         store,
         raft,
@@ -42,8 +44,8 @@ pub async fn start_with_api(name: &str) -> (SocketAddr, Arc<Api>) {
         members: Arc::default(),
         gossip: Arc::default(),
         check_ttl: http::CheckTtl::default(),
+        local,
     });
-    let node = Node { node: "node1".into(), address: "127.0.0.1".into(), ..Node::default() };
     let serf = Check { check_id: SERF_HEALTH.into(), status: Health::Passing, ..Check::default() };
     let register = Register { node, skip_node_update: false, service: None, checks: vec![serf] };
     api.write(&Command::Register(Box::new(register))).await.unwrap();
@@ -51,6 +53,7 @@ pub async fn start_with_api(name: &str) -> (SocketAddr, Arc<Api>) {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(http::run_ttl_timers(api.clone()));
     tokio::spawn(http::run_check_ttl_timers(api.clone()));
+    tokio::spawn(http::run_anti_entropy(api.clone()));
     let served = api.clone();
     tokio::spawn(async move {
         let _keep = handle;
