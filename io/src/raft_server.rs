@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use muster_core::raft::{
-    Apply, Config, ConfigError, Event, Index, Message, Payload, Persist, PersistId, ProposeError, Raft, Role,
-    ServerId, Stats, Term,
+    Apply, Config, ConfigError, Event, Index, Membership, MembershipChange, Message, Payload, Persist,
+    PersistId, ProposeError, Raft, Role, ServerId, Stats, Term,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -80,9 +80,14 @@ pub struct Status {
 /// Where a write's caller waits for its outcome.
 type WriteReply<O> = oneshot::Sender<Result<O, WriteError>>;
 
+/// Where a membership change's caller waits for its entry to be applied.
+type ChangeReply = oneshot::Sender<Result<(), WriteError>>;
+
 enum Command<O> {
     Propose(Bytes, WriteReply<O>),
     Read(oneshot::Sender<Result<Index, WriteError>>),
+    ChangeMembership(MembershipChange, ChangeReply),
+    TransferLeadership(ServerId, oneshot::Sender<Result<(), WriteError>>),
 }
 
 /// Owns a running server: stopping it, or dropping it with every [`RaftClient`], ends it.
@@ -97,11 +102,16 @@ pub struct RaftHandle<O> {
 pub struct RaftClient<O> {
     commands: mpsc::Sender<Command<O>>,
     status: watch::Receiver<Status>,
+    membership: watch::Receiver<Membership>,
 }
 
 impl<O> Clone for RaftClient<O> {
     fn clone(&self) -> Self {
-        RaftClient { commands: self.commands.clone(), status: self.status.clone() }
+        RaftClient {
+            commands: self.commands.clone(),
+            status: self.status.clone(),
+            membership: self.membership.clone(),
+        }
     }
 }
 
@@ -110,6 +120,8 @@ impl<O> std::fmt::Debug for Command<O> {
         f.write_str(match self {
             Command::Propose(..) => "Propose",
             Command::Read(..) => "Read",
+            Command::ChangeMembership(..) => "ChangeMembership",
+            Command::TransferLeadership(..) => "TransferLeadership",
         })
     }
 }
@@ -155,9 +167,30 @@ impl<O: Send + 'static> RaftClient<O> {
         rx.await.unwrap_or(Err(WriteError::Stopped))
     }
 
+    /// Changes the membership by one server (this server must lead); answers once the change
+    /// is committed and applied here.
+    pub async fn change_membership(&self, change: MembershipChange) -> Result<(), WriteError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(Command::ChangeMembership(change, tx)).await.map_err(|_| WriteError::Stopped)?;
+        rx.await.unwrap_or(Err(WriteError::Stopped))
+    }
+
+    /// Starts handing leadership to `target` (this server must lead); answers once the
+    /// transfer has started, not when it is done (watch [`RaftClient::status`] for that).
+    pub async fn transfer_leadership(&self, target: ServerId) -> Result<(), WriteError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(Command::TransferLeadership(target, tx)).await.map_err(|_| WriteError::Stopped)?;
+        rx.await.unwrap_or(Err(WriteError::Stopped))
+    }
+
     /// The server's latest status.
     pub fn status(&self) -> Status {
         *self.status.borrow()
+    }
+
+    /// The membership in effect on this server (the latest in its log, committed or not).
+    pub fn membership(&self) -> Membership {
+        self.membership.borrow().clone()
     }
 
     /// Waits until the status satisfies `ready`.
@@ -214,6 +247,7 @@ pub fn start<S: StateMachine>(
         stats: raft.stats(),
     };
     let (status_tx, status_rx) = watch::channel(status);
+    let (membership_tx, membership_rx) = watch::channel(raft.membership().clone());
     let server = Server {
         raft,
         origin,
@@ -225,9 +259,12 @@ pub fn start<S: StateMachine>(
         reads: BTreeMap::new(),
         next_read: 0,
         status: status_tx,
+        membership: membership_tx,
+        changes: BTreeMap::new(),
     };
     let task = tokio::spawn(server.run(inbound, durable_rx, commands_rx));
-    Ok(RaftHandle { client: RaftClient { commands: commands_tx, status: status_rx }, task })
+    let client = RaftClient { commands: commands_tx, status: status_rx, membership: membership_rx };
+    Ok(RaftHandle { client, task })
 }
 
 struct Server<S: StateMachine> {
@@ -243,6 +280,9 @@ struct Server<S: StateMachine> {
     reads: BTreeMap<u64, oneshot::Sender<Result<Index, WriteError>>>,
     next_read: u64,
     status: watch::Sender<Status>,
+    membership: watch::Sender<Membership>,
+    /// Membership changes waiting for their entry: index → (term, caller).
+    changes: BTreeMap<Index, (Term, ChangeReply)>,
 }
 
 impl<S: StateMachine> Server<S> {
@@ -290,6 +330,17 @@ impl<S: StateMachine> Server<S> {
                     let _ = reply.send(Err(error.into()));
                 }
             },
+            Command::ChangeMembership(change, reply) => match self.raft.change_membership(now, change) {
+                Ok(index) => {
+                    self.changes.insert(index, (self.raft.term(), reply));
+                }
+                Err(error) => {
+                    let _ = reply.send(Err(error.into()));
+                }
+            },
+            Command::TransferLeadership(target, reply) => {
+                let _ = reply.send(self.raft.transfer_leadership(now, target).map_err(WriteError::from));
+            }
             Command::Read(reply) => {
                 self.next_read += 1;
                 match self.raft.read_index(now, self.next_read) {
@@ -358,12 +409,24 @@ impl<S: StateMachine> Server<S> {
             stats: self.raft.stats(),
         };
         self.status.send_if_modified(|old| std::mem::replace(old, status) != status);
+        let membership = self.raft.membership();
+        self.membership.send_if_modified(|old| {
+            let changed = old != membership;
+            if changed {
+                old.clone_from(membership);
+            }
+            changed
+        });
     }
 
     fn apply(&mut self, apply: Apply) {
         match apply {
             Apply::Entry(entry) => {
                 self.applied = entry.index;
+                if let Some((term, reply)) = self.changes.remove(&entry.index) {
+                    let done = matches!(entry.payload, Payload::Membership(_)) && term == entry.term;
+                    let _ = reply.send(if done { Ok(()) } else { Err(WriteError::Lost) });
+                }
                 let waiting = self.writes.remove(&entry.index);
                 let output = match &entry.payload {
                     Payload::Command(command) => Some(self.state_machine.apply(entry.index, command)),
@@ -384,6 +447,12 @@ impl<S: StateMachine> Server<S> {
                     self.writes.range(..=snapshot.meta.index).map(|(&i, _)| i).collect();
                 for index in covered {
                     let (_, reply) = self.writes.remove(&index).expect("listed");
+                    let _ = reply.send(Err(WriteError::Unknown));
+                }
+                let covered: Vec<Index> =
+                    self.changes.range(..=snapshot.meta.index).map(|(&i, _)| i).collect();
+                for index in covered {
+                    let (_, reply) = self.changes.remove(&index).expect("listed");
                     let _ = reply.send(Err(WriteError::Unknown));
                 }
             }

@@ -240,3 +240,71 @@ async fn an_event_list_read_blocks_until_a_newer_event_arrives() {
         (json!("deploy"), json!("djI="), json!(5))
     );
 }
+
+/// `operator raft remove-peer` and `transfer-leader` over HTTP, on one server: Consul's errors
+/// for a missing or unknown server, and the core's refusal to remove the last voter or hand
+/// leadership to itself; the configuration is unchanged after each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raft_peer_tools_refuse_what_would_break_a_single_server() {
+    let addr = start("agent-peers").await;
+    let url = move |path: &str| format!("http://{addr}{path}");
+    let id = "6a2f6a0e-0c3c-4c5e-9b0e-2f0b6f8f2a11";
+    let cases = [
+        (
+            "DELETE",
+            "/v1/operator/raft/peer".to_owned(),
+            400,
+            "Must specify either ?id with the server's ID or ?address with IP:port of peer to remove"
+                .to_owned(),
+        ),
+        (
+            "DELETE",
+            "/v1/operator/raft/peer?id=a&address=b".to_owned(),
+            400,
+            "Must specify only one of ?id or ?address".to_owned(),
+        ),
+        (
+            "DELETE",
+            "/v1/operator/raft/peer?id=nope".to_owned(),
+            500,
+            "id \"nope\" was not found in the Raft configuration".to_owned(),
+        ),
+        (
+            "DELETE",
+            "/v1/operator/raft/peer?address=10.0.0.9:8300".to_owned(),
+            500,
+            "address \"10.0.0.9:8300\" was not found in the Raft configuration".to_owned(),
+        ),
+        (
+            "DELETE",
+            format!("/v1/operator/raft/peer?id={id}"),
+            500,
+            "membership change refused: cannot remove the last voter".to_owned(),
+        ),
+        (
+            "DELETE",
+            "/v1/operator/raft/peer?address=127.0.0.1:8300&dc=elsewhere".to_owned(),
+            500,
+            "No path to datacenter".to_owned(),
+        ),
+        (
+            "POST",
+            format!("/v1/operator/raft/transfer-leader?id={id}"),
+            500,
+            "server 1 cannot take over leadership".to_owned(),
+        ),
+        (
+            "POST",
+            "/v1/operator/raft/transfer-leader".to_owned(),
+            400,
+            "Must specify ?id with the server's ID".to_owned(),
+        ),
+    ];
+    for (method, path, status, reason) in cases {
+        let answer = call(method, url(&path), b"").await;
+        assert_eq!((answer.status, answer.body.as_str()), (status, reason.as_str()), "{method} {path}");
+    }
+    let configuration = parse(&call("GET", url("/v1/operator/raft/configuration"), b"").await.body);
+    assert_eq!(configuration["Servers"].as_array().unwrap().len(), 1);
+    assert_eq!(configuration["Servers"][0]["ID"], id);
+}

@@ -39,11 +39,11 @@ impl StateMachine for Log {
     }
 }
 
-fn dir(id: ServerId) -> PathBuf {
-    std::env::temp_dir().join(format!("muster-raft-tcp-{}-{id}", std::process::id()))
+fn dir(test: &str, id: ServerId) -> PathBuf {
+    std::env::temp_dir().join(format!("muster-raft-tcp-{test}-{}-{id}", std::process::id()))
 }
 
-async fn start(id: ServerId, addrs: &[SocketAddr], log: Log) -> RaftHandle<usize> {
+async fn start(test: &str, id: ServerId, addrs: &[SocketAddr], log: Log) -> RaftHandle<usize> {
     let (mut transport, inbound) = RaftTransport::bind(id, addrs[id as usize - 1]).await.expect("bind");
     for (i, &addr) in addrs.iter().enumerate() {
         transport.set_peer(i as ServerId + 1, addr);
@@ -52,7 +52,7 @@ async fn start(id: ServerId, addrs: &[SocketAddr], log: Log) -> RaftHandle<usize
     config.snapshot_threshold = 64;
     config.snapshot_trailing = 8;
     config.snapshot_chunk_bytes = 256;
-    raft_server::start(config, dir(id), transport, inbound, log).expect("start")
+    raft_server::start(config, dir(test, id), transport, inbound, log).expect("start")
 }
 
 /// Free loopback ports, found by binding port 0 and letting go.
@@ -76,13 +76,13 @@ async fn leader_of(handles: &[Option<RaftHandle<usize>>]) -> usize {
 #[tokio::test(flavor = "current_thread")]
 async fn three_servers_over_tcp_survive_the_loss_of_their_leader() {
     for id in 1..=3 {
-        let _ = std::fs::remove_dir_all(dir(id));
+        let _ = std::fs::remove_dir_all(dir("loss", id));
     }
     let addrs = free_addrs(3);
     let logs: Vec<Log> = (0..3).map(|_| Log::default()).collect();
     let mut handles = Vec::new();
     for id in 1..=3 {
-        handles.push(Some(start(id, &addrs, logs[id as usize - 1].clone()).await));
+        handles.push(Some(start("loss", id, &addrs, logs[id as usize - 1].clone()).await));
     }
     let leader = leader_of(&handles).await;
     // 200 proposals in flight at once: pipelined appends, group-committed fsyncs.
@@ -112,7 +112,7 @@ async fn three_servers_over_tcp_survive_the_loss_of_their_leader() {
     }
     // The old leader returns from its directory; the log it missed was compacted behind a
     // snapshot, which reaches it in chunks.
-    let back = start(leader as ServerId + 1, &addrs, logs[leader].clone()).await;
+    let back = start("loss", leader as ServerId + 1, &addrs, logs[leader].clone()).await;
     handles[leader] = Some(back);
     let mut expected = logs[next].0.lock().unwrap().clone();
     assert_eq!(expected.len(), 300);
@@ -133,6 +133,58 @@ async fn three_servers_over_tcp_survive_the_loss_of_their_leader() {
         handle.stop().await;
     }
     for id in 1..=3 {
-        let _ = std::fs::remove_dir_all(dir(id));
+        let _ = std::fs::remove_dir_all(dir("loss", id));
+    }
+}
+
+/// The operator's tools on a live cluster: a follower is removed from the configuration (Consul's
+/// `operator raft remove-peer`) and the two left go on committing; leadership is then handed to
+/// the other one (`operator raft transfer-leader`); what the core refuses comes back as errors.
+#[tokio::test(flavor = "current_thread")]
+async fn a_peer_is_removed_and_leadership_is_handed_over() {
+    use muster::raft_server::WriteError;
+    use muster_core::raft::{MembershipChange, ProposeError};
+    for id in 1..=3 {
+        let _ = std::fs::remove_dir_all(dir("peers", id));
+    }
+    let addrs = free_addrs(3);
+    let mut handles = Vec::new();
+    for id in 1..=3 {
+        handles.push(Some(start("peers", id, &addrs, Log::default()).await));
+    }
+    let leader = leader_of(&handles).await;
+    let client = handles[leader].as_ref().unwrap().client();
+    client.propose(Bytes::from_static(b"first")).await.expect("committed");
+    let removed = (leader + 1) % 3;
+    let kept = (leader + 2) % 3;
+    client.change_membership(MembershipChange::Remove(removed as ServerId + 1)).await.expect("removed");
+    let voters: Vec<ServerId> = client.membership().voters.into_iter().collect();
+    let mut expected = vec![leader as ServerId + 1, kept as ServerId + 1];
+    expected.sort_unstable();
+    assert_eq!(voters, expected);
+    // The removed server is gone for good: stopping it costs the cluster nothing.
+    handles[removed].take().unwrap().stop().await;
+    client.propose(Bytes::from_static(b"after")).await.expect("two of two commit");
+    assert_eq!(
+        client.change_membership(MembershipChange::Remove(removed as ServerId + 1)).await,
+        Err(WriteError::Refused(ProposeError::Membership("not a member")))
+    );
+    assert_eq!(
+        client.transfer_leadership(leader as ServerId + 1).await,
+        Err(WriteError::Refused(ProposeError::NotAVoter(leader as ServerId + 1)))
+    );
+    client.transfer_leadership(kept as ServerId + 1).await.expect("transfer started");
+    let mut next = handles[kept].as_ref().unwrap().client();
+    let status = tokio::time::timeout(Duration::from_secs(10), next.wait_for(|s| s.role == Role::Leader))
+        .await
+        .expect("the transfer completes within 10 s")
+        .unwrap();
+    assert_eq!(status.leader, Some(kept as ServerId + 1));
+    next.propose(Bytes::from_static(b"new leader")).await.expect("committed");
+    for handle in handles.into_iter().flatten() {
+        handle.stop().await;
+    }
+    for id in 1..=3 {
+        let _ = std::fs::remove_dir_all(dir("peers", id));
     }
 }

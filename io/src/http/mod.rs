@@ -301,7 +301,7 @@ fn no_leader() -> HttpError {
     HttpError::internal("No cluster leader")
 }
 
-fn write_error(error: WriteError) -> HttpError {
+pub(super) fn write_error(error: WriteError) -> HttpError {
     match error {
         WriteError::Refused(ProposeError::NotLeader { .. }) => no_leader(),
         other => HttpError::internal(other.to_string()),

@@ -1,6 +1,6 @@
-//! `/v1/operator/raft/configuration`, `/v1/coordinate/...` and `/v1/agent/metrics`
+//! `/v1/operator/raft/...`, `/v1/coordinate/...` and `/v1/agent/metrics`
 //! (`../shared/reference/consul-behaviour.md` §1.5, §1.7): the Raft servers as Consul lists
-//! them; coordinates (none are computed yet, so the lists are empty, as on a fresh Consul);
+//! them, peer removal and leadership transfer; coordinates (none are computed yet, so the lists are empty, as on a fresh Consul);
 //! and the agent's gauges as JSON or Prometheus text.
 
 use std::fmt::Write as _;
@@ -9,16 +9,18 @@ use std::sync::Arc;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get, post};
 use axum::Router;
-use muster_core::raft::Role;
+use muster_core::raft::{MembershipChange, Role, ServerId};
 use serde_json::{json as value, Value};
 
-use super::{json, Api, Query};
+use super::{json, write_error, Api, HttpError, Query};
 
 pub(super) fn routes() -> Router<Arc<Api>> {
     Router::new()
         .route("/v1/operator/raft/configuration", get(raft_configuration))
+        .route("/v1/operator/raft/peer", delete(remove_peer))
+        .route("/v1/operator/raft/transfer-leader", post(transfer_leader))
         .route("/v1/coordinate/datacenters", get(coordinate_datacenters))
         .route("/v1/coordinate/nodes", get(coordinate_nodes))
         .route("/v1/agent/metrics", get(metrics))
@@ -45,6 +47,62 @@ async fn raft_configuration(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery
         .collect();
     let body = value!({"Servers": servers, "Index": status.commit});
     (api.meta_headers(status.commit), json(&query, &body)).into_response()
+}
+
+/// The Raft server a request names by `?id` (its node ID) or `?address` (its RPC address),
+/// among those in the membership.
+fn named_server(api: &Api, query: &Query) -> Result<ServerId, HttpError> {
+    let membership = api.raft.membership();
+    let known = |id: &ServerId| membership.contains(*id);
+    let found = match (query.get("id"), query.get("address")) {
+        (Some(_), Some(_)) => return Err(HttpError::bad_request("Must specify only one of ?id or ?address")),
+        (Some(id), None) => {
+            // Servers are known by their node ID; this agent's one server is itself.
+            let server = api.server_addrs.first().map(|(server, _)| *server).filter(|_| id == api.node_id);
+            server.filter(known).ok_or_else(|| format!("id {id:?} was not found in the Raft configuration"))
+        }
+        (None, Some(address)) => {
+            let server = api.server_addrs.iter().find(|(_, addr)| addr.to_string() == address);
+            server
+                .map(|(server, _)| *server)
+                .filter(known)
+                .ok_or_else(|| format!("address {address:?} was not found in the Raft configuration"))
+        }
+        (None, None) => {
+            return Err(HttpError::bad_request(
+                "Must specify either ?id with the server's ID or ?address with IP:port of peer to remove",
+            ))
+        }
+    };
+    found.map_err(HttpError::internal)
+}
+
+/// Takes a server out of the Raft configuration (Consul's `operator raft remove-peer`). The
+/// core refuses what would break the cluster, such as removing its last voter.
+async fn remove_peer(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response {
+    let query = Query::parse(raw.as_deref());
+    let result = async {
+        api.check_datacenter(&query)?;
+        let server = named_server(&api, &query)?;
+        api.raft.change_membership(MembershipChange::Remove(server)).await.map_err(write_error)?;
+        Ok::<_, HttpError>(axum::http::StatusCode::OK.into_response())
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Hands leadership to the server `?id` names (Consul's `operator raft transfer-leader`).
+async fn transfer_leader(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response {
+    let query = Query::parse(raw.as_deref());
+    let result = async {
+        api.check_datacenter(&query)?;
+        let server = match query.get("id") {
+            Some(_) => named_server(&api, &query)?,
+            None => return Err(HttpError::bad_request("Must specify ?id with the server's ID")),
+        };
+        api.raft.transfer_leadership(server).await.map_err(write_error)?;
+        Ok(json(&query, &value!({"Success": true})).into_response())
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
 }
 
 async fn coordinate_datacenters(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response {

@@ -79,6 +79,7 @@ pub async fn call(method: &'static str, url: String, body: impl Into<Vec<u8>>) -
             "GET" => agent.get(&url).call(),
             "PUT" => agent.put(&url).send(&body[..]),
             "DELETE" => agent.delete(&url).call(),
+            "POST" => agent.post(&url).send(&body[..]),
             _ => unreachable!(),
         };
         let mut response = response.expect("the agent answers");
