@@ -21,8 +21,10 @@ pub struct LocalAgent {
     /// Held across one change and the catalog sync that follows it, so that changes and syncs
     /// happen one at a time (a sync plans from the catalog as the previous one left it).
     serial: tokio::sync::Mutex<()>,
-    /// Signalled after every local change; the anti-entropy task syncs on it.
+    /// Signalled when a change could not be synced; the anti-entropy task retries on it.
     pub changed: tokio::sync::Notify,
+    /// Counts the changes made, for the readers that block until the state changes.
+    version: tokio::sync::watch::Sender<u64>,
 }
 
 const SERVICES_DIR: &str = "services";
@@ -53,6 +55,7 @@ impl LocalAgent {
             dir,
             serial: tokio::sync::Mutex::new(()),
             changed: tokio::sync::Notify::new(),
+            version: tokio::sync::watch::Sender::new(0),
         })
     }
 
@@ -61,6 +64,16 @@ impl LocalAgent {
         // A panic while holding the lock is a bug elsewhere; the state itself stays whole
         // (every change checks before it writes), so go on with it.
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Wakes the readers blocked on the state: call after each change.
+    pub fn bump(&self) {
+        self.version.send_modify(|version| *version += 1);
+    }
+
+    /// A receiver that sees every later [`LocalAgent::bump`].
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.version.subscribe()
     }
 
     /// Waits for the turn to change the state and sync it.

@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{call, start, start_with_api};
 use serde_json::{json, Value};
 
@@ -307,4 +309,37 @@ async fn raft_peer_tools_refuse_what_would_break_a_single_server() {
     let configuration = parse(&call("GET", url("/v1/operator/raft/configuration"), b"").await.body);
     assert_eq!(configuration["Servers"].as_array().unwrap().len(), 1);
     assert_eq!(configuration["Servers"][0]["ID"], id);
+}
+
+/// Hash-based blocking on `/v1/agent/service/<id>`: the answer carries `ContentHash` and
+/// `X-Consul-ContentHash`; `?hash=` with the current hash waits out `?wait`, and returns early
+/// with a new hash once the service changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_service_blocks_on_its_content_hash() {
+    let addr = start("agent-hash").await;
+    let url = move |path: &str| format!("http://{addr}{path}");
+    let web = br#"{"Name": "web", "Port": 80}"#;
+    assert_eq!(call("PUT", url("/v1/agent/service/register"), web).await.status, 200);
+    let first = call("GET", url("/v1/agent/service/web"), b"").await;
+    let body = parse(&first.body);
+    let hash = body["ContentHash"].as_str().unwrap().to_owned();
+    assert_eq!(hash.len(), 16);
+    assert_eq!(body["Port"], 80);
+
+    let started = std::time::Instant::now();
+    let same =
+        parse(&call("GET", url(&format!("/v1/agent/service/web?hash={hash}&wait=300ms")), b"").await.body);
+    assert!(started.elapsed() >= Duration::from_millis(300), "an unchanged service waits out ?wait");
+    assert_eq!(same["ContentHash"], hash.as_str());
+
+    let waiting = tokio::spawn(call("GET", url(&format!("/v1/agent/service/web?hash={hash}&wait=30s")), b""));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished(), "nothing changed yet");
+    let moved = br#"{"Name": "web", "Port": 8080}"#;
+    let started = std::time::Instant::now();
+    assert_eq!(call("PUT", url("/v1/agent/service/register"), moved).await.status, 200);
+    let changed = parse(&waiting.await.unwrap().body);
+    assert!(started.elapsed() < Duration::from_secs(5), "the change wakes the reader");
+    assert_eq!(changed["Port"], 8080);
+    assert_ne!(changed["ContentHash"], hash.as_str());
 }

@@ -125,10 +125,12 @@ async fn change_and_sync<R>(
 ) -> Result<R, HttpError> {
     let _turn = api.local.serialize().await;
     let changed = change(&mut api.local.state()).map_err(local_error)?;
+    api.local.bump();
     match sync_local(api).await {
         Ok(()) => Ok(changed),
         Err(refused) if refused.status.is_client_error() && undo.is_some() => {
             *api.local.state() = undo.expect("checked");
+            api.local.bump();
             if let Err(error) = sync_local(api).await {
                 tracing::warn!(reason = %error.reason, "agent: failed to sync remote state");
             }
@@ -344,14 +346,49 @@ async fn services(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Respo
     filtered(&query, Value::Object(map))
 }
 
+/// One service of this agent, with Consul's `ContentHash`; `?hash=<that hash>` blocks until
+/// the service differs from it (or `?wait` passes), as Consul's hash-based blocking query.
 async fn service(State(api): State<Arc<Api>>, Path(id): Path<String>, RawQuery(raw): RawQuery) -> Response {
     let query = Query::parse(raw.as_deref());
-    let found = api.local.state().services().get(&id).cloned();
-    match found {
-        Some(service) => json(&query, &agent_service_json(&service, &api.datacenter)).into_response(),
-        None => HttpError { status: StatusCode::NOT_FOUND, reason: format!("unknown service ID: {id}") }
-            .into_response(),
-    }
+    let result = async {
+        let wait = match query.get("wait") {
+            None => super::BLOCKING_WAIT_DEFAULT,
+            Some(text) => muster_core::duration::parse(text)
+                .map_err(|_| HttpError::bad_request("Invalid wait time"))?
+                .min(super::BLOCKING_WAIT_MAX),
+        };
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut changes = api.local.subscribe();
+        loop {
+            changes.borrow_and_update();
+            let found = api.local.state().services().get(&id).cloned();
+            let Some(service) = found else {
+                return Err(HttpError {
+                    status: StatusCode::NOT_FOUND,
+                    reason: format!("unknown service ID: {id}"),
+                });
+            };
+            let mut body = agent_service_json(&service, &api.datacenter);
+            let hash = content_hash(&body);
+            let unchanged = query.get("hash").is_some_and(|held| held == hash);
+            if !unchanged || tokio::time::timeout_at(deadline, changes.changed()).await.is_err() {
+                body.as_object_mut().expect("an object").insert("ContentHash".into(), value!(hash));
+                let (mut headers, bytes) = json(&query, &body);
+                headers.insert("X-Consul-ContentHash", hash.parse().expect("hex is a header value"));
+                return Ok((headers, bytes).into_response());
+            }
+        }
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// A service's content hash: 16 hex digits of a fixed-key hash of its JSON, so the same content
+/// gives the same hash on every request this binary answers.
+fn content_hash(body: &Value) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    body.to_string().hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
 }
 
 async fn checks(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response {
