@@ -343,3 +343,31 @@ async fn an_agent_service_blocks_on_its_content_hash() {
     assert_eq!(changed["Port"], 8080);
     assert_ne!(changed["ContentHash"], hash.as_str());
 }
+
+/// Connections per client (Consul's `http_max_conns_per_client`): past the limit a client's
+/// new connection is closed unanswered; closing one frees a place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_past_its_connection_limit_is_turned_away() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (addr, _api) = common::start_limited("agent-conns", 3).await;
+    let request = b"GET /v1/status/leader HTTP/1.1\r\nHost: muster\r\n\r\n";
+    let ask = |mut stream: tokio::net::TcpStream| async move {
+        stream.write_all(request).await.unwrap();
+        let mut answer = vec![0; 1024];
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut answer)).await;
+        let n = read.expect("an answer or a close within 5 s").unwrap_or(0);
+        (String::from_utf8_lossy(&answer[..n]).into_owned(), stream)
+    };
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let (answer, stream) = ask(tokio::net::TcpStream::connect(addr).await.unwrap()).await;
+        assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+        held.push(stream);
+    }
+    let (answer, _) = ask(tokio::net::TcpStream::connect(addr).await.unwrap()).await;
+    assert_eq!(answer, "", "the fourth connection is closed unanswered");
+    drop(held.pop());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (answer, _) = ask(tokio::net::TcpStream::connect(addr).await.unwrap()).await;
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "a freed place is taken again: {answer}");
+}

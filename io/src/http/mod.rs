@@ -9,6 +9,7 @@ mod catalog;
 mod filter;
 mod gossip;
 mod kv;
+mod limit;
 mod members;
 mod operator;
 mod query;
@@ -35,6 +36,7 @@ use crate::store::Store;
 
 pub use self::agent::{run_anti_entropy, run_check_ttl_timers, CheckTtl, ANTI_ENTROPY_INTERVAL};
 pub use self::gossip::{Gossip, UserEvent, EVENTS_KEPT};
+pub use self::limit::HTTP_CONNS_PER_CLIENT_MAX;
 pub use self::members::{Member, Members, Pool};
 pub use self::query::Query;
 pub use self::session::{run_ttl_timers, SessionTtl};
@@ -74,9 +76,19 @@ pub struct Api {
     pub local: Arc<crate::local::LocalAgent>,
 }
 
-/// Serves the API on `listener` until the task is dropped.
+/// Serves the API on `listener` until the task is dropped, with Consul's default limit of
+/// connections per client.
 pub async fn serve(listener: TcpListener, api: Arc<Api>) -> std::io::Result<()> {
-    axum::serve(listener, router(api)).await
+    serve_limited(listener, api, HTTP_CONNS_PER_CLIENT_MAX).await
+}
+
+/// The same, allowing each client address `conns_per_client` connections at once.
+pub async fn serve_limited(
+    listener: TcpListener,
+    api: Arc<Api>,
+    conns_per_client: usize,
+) -> std::io::Result<()> {
+    axum::serve(limit::LimitedListener::new(listener, conns_per_client), router(api)).await
 }
 
 /// Every route.

@@ -21,6 +21,11 @@ pub async fn start(name: &str) -> SocketAddr {
 /// The same, with the agent's API for the tests that write the catalog directly (its HTTP
 /// endpoints come later) and with its node `node1` registered, as the agent registers itself.
 pub async fn start_with_api(name: &str) -> (SocketAddr, Arc<Api>) {
+    start_limited(name, http::HTTP_CONNS_PER_CLIENT_MAX).await
+}
+
+/// The same, allowing each client `conns_per_client` connections at once.
+pub async fn start_limited(name: &str, conns_per_client: usize) -> (SocketAddr, Arc<Api>) {
     let dir = std::env::temp_dir().join(format!("muster-http-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut config = Config::new(1, [1], 7);
@@ -57,7 +62,7 @@ pub async fn start_with_api(name: &str) -> (SocketAddr, Arc<Api>) {
     let served = api.clone();
     tokio::spawn(async move {
         let _keep = handle;
-        http::serve(listener, served).await
+        http::serve_limited(listener, served, conns_per_client).await
     });
     (addr, api)
 }
