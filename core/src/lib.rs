@@ -33,6 +33,7 @@ mod limits;
 mod node;
 pub mod raft;
 mod rng;
+pub mod servers;
 pub mod swim;
 pub mod tags;
 mod time;

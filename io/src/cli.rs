@@ -77,6 +77,10 @@ pub(crate) struct AgentArgs {
     /// it.
     #[arg(long)]
     pub(crate) bootstrap: bool,
+    /// Servers to wait for before starting Raft together: once gossip shows this many servers
+    /// of the datacenter, all expecting the same number, they bootstrap as one cluster.
+    #[arg(long = "bootstrap-expect", default_value_t = 0)]
+    pub(crate) bootstrap_expect: usize,
     /// The address the HTTP API (and later DNS) binds to.
     #[arg(long = "client")]
     pub(crate) client: Option<IpAddr>,

@@ -96,7 +96,33 @@ fn agent(args: cli::AgentArgs) -> Result<(), String> {
     {
         return Err(format!("Invalid datacenter {:?}: use letters, digits, '-' and '_'", args.datacenter));
     }
-    let tags = node_tags(server, &args.datacenter);
+    if args.bootstrap_expect > 0 && !server {
+        return Err("'bootstrap_expect > 0' requires 'server = true'".to_owned());
+    }
+    if args.bootstrap_expect > 0 && args.dev {
+        return Err("'bootstrap_expect' not allowed in dev mode".to_owned());
+    }
+    if args.bootstrap_expect > 0 && args.bootstrap {
+        return Err("'bootstrap_expect' and 'bootstrap' are mutually exclusive".to_owned());
+    }
+    let node_id = node_id(args.data_dir.as_deref().filter(|_| !args.dev))?;
+    // Consul: an expectation of one is bootstrap mode.
+    let expect = match args.bootstrap_expect {
+        1 => {
+            tracing::warn!("BootstrapExpect is set to 1; this is the same as Bootstrap mode.");
+            0
+        }
+        n => n,
+    };
+    let bootstrap = args.bootstrap || args.dev || args.bootstrap_expect == 1;
+    let tags = node_tags(&TagPlan {
+        server,
+        datacenter: &args.datacenter,
+        node_id: &node_id,
+        server_port: args.server_port,
+        expect,
+        bootstrap,
+    });
     let lan = PoolPlan {
         label: "serf.lan",
         name: node_name.clone(),
@@ -123,7 +149,6 @@ fn agent(args: cli::AgentArgs) -> Result<(), String> {
     if args.bootstrap && !server {
         return Err("bootstrap mode requires server mode (-server)".to_owned());
     }
-    let bootstrap = args.bootstrap || args.dev;
     let client_ip = args.client.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
     let http_port = match args.http_port {
         -1 => None,
@@ -177,12 +202,24 @@ fn agent(args: cli::AgentArgs) -> Result<(), String> {
 
         // A bootstrapping server runs Raft and the state machine, and serves the HTTP API.
         let server_addr = SocketAddr::new(advertise_ip, args.server_port);
-        let consensus = match bootstrap {
+        let raft_id = muster_core::servers::raft_id(&node_id)
+            .ok_or_else(|| format!("Node ID {node_id:?} cannot name a Raft server (its first 64 bits are zero)"))?;
+        let consensus = match server {
             false => None,
-            true => Some(start_consensus(dev, SocketAddr::new(bind_ip, args.server_port), &raft_dir).await?),
+            true => {
+                let plan = ServerPlan {
+                    dev,
+                    bootstrap,
+                    expect,
+                    raft_id,
+                    bind: SocketAddr::new(bind_ip, args.server_port),
+                    dir: raft_dir.clone(),
+                    datacenter: args.datacenter.clone(),
+                };
+                Some(start_consensus(plan, members.clone()).await?)
+            }
         };
         if let (Some((handle, store)), Some(port)) = (&consensus, http_port) {
-            let node_id = node_id(args.data_dir.as_deref().filter(|_| !dev))?;
             let node = own_node(&node_id, &node_name, &args.datacenter, advertise_ip);
             let local_dir = args.data_dir.clone().filter(|_| !dev);
             let local = local::LocalAgent::open(node, local_dir)
@@ -192,8 +229,8 @@ fn agent(args: cli::AgentArgs) -> Result<(), String> {
                 raft: handle.client(),
                 datacenter: args.datacenter.clone(),
                 node_name: node_name.clone(),
-                node_id,
-                server_addrs: vec![(RAFT_SERVER_ID, server_addr)],
+                node_id: node_id.clone(),
+                server_addrs: vec![(raft_id, server_addr)],
                 session_ttl: http::SessionTtl::default(),
                 members: members.clone(),
                 gossip: gossip.clone(),
@@ -372,24 +409,161 @@ fn node_id(data_dir: Option<&std::path::Path>) -> Result<String, String> {
     }
 }
 
-/// The one server of a bootstrapped cluster (-dev, -bootstrap) calls itself this.
-const RAFT_SERVER_ID: u64 = 1;
-
-/// Starts this server's Raft over its log in `dir` and the state machine it applies to.
-async fn start_consensus(
+/// How this server starts Raft.
+struct ServerPlan {
     dev: bool,
+    /// -bootstrap (or -dev): a cluster of this one server.
+    bootstrap: bool,
+    /// -bootstrap-expect (0: none, or one, which is bootstrap mode).
+    expect: usize,
+    raft_id: raft::ServerId,
     bind: SocketAddr,
-    dir: &std::path::Path,
+    dir: std::path::PathBuf,
+    datacenter: String,
+}
+
+/// Where a server that bootstrapped with others keeps the voters it started with: the first
+/// configuration is implied by every server's starting voters (not written to the log), so a
+/// restart must start from the same set.
+const BOOTSTRAP_VOTERS_FILE: &str = "bootstrap-voters";
+
+/// Starts this server's Raft over its log and the state machine it applies to. A lone
+/// bootstrapper is its only voter. A server with -bootstrap-expect and no Raft data waits for
+/// the expected servers in gossip, then starts with them as voters; with Raft data it starts
+/// from its log (and the voters it bootstrapped with). Any other server starts with no voters
+/// and waits to be added by a leader. Every server follows gossip for its peers' addresses.
+async fn start_consensus(
+    plan: ServerPlan,
+    members: Arc<http::Members>,
 ) -> Result<(RaftHandle<http::Output>, Arc<Store>), String> {
-    let mut config = raft::Config::new(RAFT_SERVER_ID, [RAFT_SERVER_ID], seed_from_os());
-    if dev {
+    use muster::raft_server;
+    let mut config = raft::Config::new(plan.raft_id, [], seed_from_os());
+    if plan.dev {
         // Consul's dev timings are tens of milliseconds: a leader at once, and nothing else to
         // wait for with one server.
         config.election_timeout = std::time::Duration::from_millis(100);
         config.heartbeat_interval = std::time::Duration::from_millis(20);
         config.leader_lease = std::time::Duration::from_millis(50);
     }
-    store::bootstrap_single(RAFT_SERVER_ID, config, bind, dir).await
+    let (transport, inbound) = muster::raft_net::RaftTransport::bind(plan.raft_id, plan.bind)
+        .await
+        .map_err(|e| format!("Error binding the server port {}: {e}", plan.bind))?;
+    let opened = raft_server::open(&plan.dir)
+        .map_err(|e| format!("Error opening Raft in {}: {e}", plan.dir.display()))?;
+    let voters_file = plan.dir.join(BOOTSTRAP_VOTERS_FILE);
+    let store = Store::new();
+    let machine = store::StoreMachine(store.clone());
+    let has_data = opened.has_data();
+    let (handle, configure) = raft_server::start_opened(opened, transport, inbound, machine);
+    tokio::spawn(follow_server_addresses(members.clone(), handle.client(), plan.raft_id));
+    if plan.bootstrap {
+        config.voters = [plan.raft_id].into_iter().collect();
+        let _ = configure.send(config);
+    } else if has_data || plan.expect == 0 {
+        if has_data && plan.expect > 0 {
+            tracing::info!("raft: Raft data found, disabling bootstrap mode");
+        }
+        config.voters = read_voters(&voters_file)?;
+        let _ = configure.send(config);
+    } else {
+        tokio::spawn(await_bootstrap(members, plan, config, voters_file, configure));
+    }
+    Ok((handle, store))
+}
+
+/// Waits until gossip shows the expected servers, then starts Raft with them as voters.
+async fn await_bootstrap(
+    members: Arc<http::Members>,
+    plan: ServerPlan,
+    mut config: raft::Config,
+    voters_file: std::path::PathBuf,
+    configure: oneshot::Sender<raft::Config>,
+) {
+    use muster_core::servers::{bootstrap, Bootstrap};
+    let mut published = members.subscribe();
+    let mut seen_before = None;
+    loop {
+        match bootstrap(plan.expect, &plan.datacenter, &members.lan_servers()) {
+            Bootstrap::Wait { seen } => {
+                if seen_before != Some(seen) {
+                    tracing::info!("agent: waiting for {} servers to bootstrap, {seen} seen", plan.expect);
+                    seen_before = Some(seen);
+                }
+            }
+            Bootstrap::Refuse(reason) => {
+                // The server stays up without voters: an operator can still add it to a cluster.
+                tracing::error!("agent: {reason}");
+                let _ = configure.send(config);
+                return;
+            }
+            Bootstrap::Ready(servers) => {
+                let names: Vec<String> =
+                    servers.iter().map(|s| format!("{} ({})", s.name, s.rpc_addr)).collect();
+                tracing::info!(
+                    "agent: found expected number of peers, attempting bootstrap: {}",
+                    names.join(", ")
+                );
+                config.voters = servers.iter().map(|s| s.raft_id).collect();
+                if let Err(error) = write_voters(&voters_file, &config.voters) {
+                    tracing::error!(%error, "agent: cannot record the bootstrap voters; not bootstrapping");
+                    return;
+                }
+                let _ = configure.send(config);
+                return;
+            }
+        }
+        if published.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Points Raft at every server gossip shows, as their addresses become known or change.
+async fn follow_server_addresses(
+    members: Arc<http::Members>,
+    raft: muster::raft_server::RaftClient<http::Output>,
+    me: raft::ServerId,
+) {
+    let mut published = members.subscribe();
+    loop {
+        for server in members.lan_servers().into_iter().filter(|s| s.raft_id != me) {
+            if raft.set_peer(server.raft_id, server.rpc_addr).await.is_err() {
+                return;
+            }
+        }
+        if published.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The voters a server bootstrapped with (none if it never bootstrapped with others).
+fn read_voters(path: &std::path::Path) -> Result<std::collections::BTreeSet<raft::ServerId>, String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => text
+            .split_whitespace()
+            .map(|id| u64::from_str_radix(id, 16))
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("Error reading {}: {e}", path.display())),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Default::default()),
+        Err(error) => Err(format!("Error reading {}: {error}", path.display())),
+    }
+}
+
+/// Records the bootstrap voters durably (temporary file, fsync, rename, directory fsync)
+/// before Raft starts with them.
+fn write_voters(
+    path: &std::path::Path,
+    voters: &std::collections::BTreeSet<raft::ServerId>,
+) -> std::io::Result<()> {
+    use std::io::Write;
+    let text: Vec<String> = voters.iter().map(|id| format!("{id:016x}")).collect();
+    let temporary = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&temporary)?;
+    file.write_all(text.join("\n").as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path)?;
+    std::fs::File::open(path.parent().unwrap_or(std::path::Path::new(".")))?.sync_all()
 }
 
 fn pool_of(plan: &PoolPlan) -> http::Pool {
@@ -411,20 +585,36 @@ struct PoolPlan {
 }
 
 /// The tags every member learns about this agent, as Consul sets them.
-fn node_tags(server: bool, datacenter: &str) -> bytes::Bytes {
+/// What an agent's gossip tags say about it.
+struct TagPlan<'a> {
+    server: bool,
+    datacenter: &'a str,
+    node_id: &'a str,
+    server_port: u16,
+    expect: usize,
+    bootstrap: bool,
+}
+
+/// The agent's LAN and WAN tags, as Consul's: `role`, `dc`, `vsn`, `build`, `id`, and for a
+/// server its RPC `port`, with `expect` or `bootstrap` when it was started with them.
+fn node_tags(plan: &TagPlan<'_>) -> bytes::Bytes {
     let mut tags = Tags::default()
-        .with("role", if server { "consul" } else { "node" })
-        .with("dc", datacenter)
+        .with("role", if plan.server { "consul" } else { "node" })
+        .with("dc", plan.datacenter)
         .with("vsn", version::PROTOCOL_DEFAULT.to_string())
-        .with("build", format!("{}:muster", version::CONSUL_COMPATIBLE_VERSION));
-    if server {
-        tags = tags.with("port", SERVER_RPC_PORT.to_string());
+        .with("build", format!("{}:muster", version::CONSUL_COMPATIBLE_VERSION))
+        .with("id", plan.node_id);
+    if plan.server {
+        tags = tags.with("port", plan.server_port.to_string());
+        if plan.expect > 0 {
+            tags = tags.with("expect", plan.expect.to_string());
+        }
+        if plan.bootstrap {
+            tags = tags.with("bootstrap", "1");
+        }
     }
     tags.encode().expect("the agent's own tags are small")
 }
-
-/// The port servers answer RPC and Raft on (Consul's `server` port).
-const SERVER_RPC_PORT: u16 = 8300;
 
 fn event_logger(pool: &'static str, left: mpsc::Sender<()>) -> impl FnMut(Event) {
     move |event: Event| match event {

@@ -84,6 +84,7 @@ type WriteReply<O> = oneshot::Sender<Result<O, WriteError>>;
 type ChangeReply = oneshot::Sender<Result<(), WriteError>>;
 
 enum Command<O> {
+    SetPeer(ServerId, std::net::SocketAddr),
     Propose(Bytes, WriteReply<O>),
     Read(oneshot::Sender<Result<Index, WriteError>>),
     ChangeMembership(MembershipChange, ChangeReply),
@@ -118,6 +119,7 @@ impl<O> Clone for RaftClient<O> {
 impl<O> std::fmt::Debug for Command<O> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
+            Command::SetPeer(..) => "SetPeer",
             Command::Propose(..) => "Propose",
             Command::Read(..) => "Read",
             Command::ChangeMembership(..) => "ChangeMembership",
@@ -183,6 +185,12 @@ impl<O: Send + 'static> RaftClient<O> {
         rx.await.unwrap_or(Err(WriteError::Stopped))
     }
 
+    /// Sends Raft messages for server `id` to `addr` from now on (servers learn each other's
+    /// addresses from gossip, and an address may change).
+    pub async fn set_peer(&self, id: ServerId, addr: std::net::SocketAddr) -> Result<(), WriteError> {
+        self.commands.send(Command::SetPeer(id, addr)).await.map_err(|_| WriteError::Stopped)
+    }
+
     /// The server's latest status.
     pub fn status(&self) -> Status {
         *self.status.borrow()
@@ -219,23 +227,46 @@ pub fn start<S: StateMachine>(
     inbound: mpsc::Receiver<(ServerId, Message)>,
     state_machine: S,
 ) -> Result<RaftHandle<S::Output>, StartError> {
-    let (mut wal, restored) = Wal::open(dir)?;
+    let Opened { wal, restored } = open(dir)?;
     let origin = tokio::time::Instant::now();
     let raft = Raft::new(config, restored, core_now(origin))?;
-    let (persist_tx, persist_rx) = std_mpsc::channel();
-    let (durable_tx, durable_rx) = mpsc::unbounded_channel();
-    // The log writer blocks on the disk: a thread of its own, group-committing what queues up.
-    std::thread::Builder::new()
-        .name(format!("raft-wal-{}", raft.id()))
-        .spawn(move || {
-            let result = GroupCommit::run(&mut wal, persist_rx, |id, _| {
-                let _ = durable_tx.send(Ok(id));
-            });
-            if let Err(error) = result {
-                let _ = durable_tx.send(Err(error));
-            }
-        })
-        .map_err(WalError::Io)?;
+    let (client, ends) = channels(&raft);
+    let task = tokio::spawn(async move {
+        run_server(wal, raft, origin, transport, inbound, state_machine, ends).await;
+    });
+    Ok(RaftHandle { client, task })
+}
+
+/// A server's log, opened, waiting for its configuration.
+#[derive(Debug)]
+pub struct Opened {
+    wal: Wal,
+    restored: muster_core::raft::Restored,
+}
+
+impl Opened {
+    /// Whether the log holds anything (a term, an entry or a snapshot): a server with Raft data
+    /// must not bootstrap a new cluster (Consul's "Raft data found, disabling bootstrap mode").
+    pub fn has_data(&self) -> bool {
+        let restored = &self.restored;
+        restored.hard_state.term > 0 || !restored.entries.is_empty() || restored.snapshot.is_some()
+    }
+}
+
+/// Opens (or creates) the log in `dir`.
+pub fn open(dir: impl Into<PathBuf>) -> Result<Opened, StartError> {
+    let (wal, restored) = Wal::open(dir)?;
+    Ok(Opened { wal, restored })
+}
+
+/// The server task's ends of its client's channels.
+struct Ends<O> {
+    commands: mpsc::Receiver<Command<O>>,
+    status: watch::Sender<Status>,
+    membership: watch::Sender<Membership>,
+}
+
+fn channels<O>(raft: &Raft) -> (RaftClient<O>, Ends<O>) {
     let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE_MAX);
     let status = Status {
         role: Role::Follower,
@@ -248,6 +279,89 @@ pub fn start<S: StateMachine>(
     };
     let (status_tx, status_rx) = watch::channel(status);
     let (membership_tx, membership_rx) = watch::channel(raft.membership().clone());
+    let client = RaftClient { commands: commands_tx, status: status_rx, membership: membership_rx };
+    (client, Ends { commands: commands_rx, status: status_tx, membership: membership_tx })
+}
+
+/// Starts a server over an opened log whose configuration comes later (a server that waits
+/// for `-bootstrap-expect` servers before it knows its voters). Until the configuration is
+/// sent, the server answers every request as a follower that knows no leader, and takes
+/// peer addresses. A configuration Raft refuses stops the server, with the reason logged.
+pub fn start_opened<S: StateMachine>(
+    opened: Opened,
+    transport: RaftTransport,
+    inbound: mpsc::Receiver<(ServerId, Message)>,
+    state_machine: S,
+) -> (RaftHandle<S::Output>, oneshot::Sender<Config>) {
+    let (configure_tx, mut configure_rx) = oneshot::channel::<Config>();
+    // The handle's channels start from an empty server's view; the real one replaces it.
+    let (commands_tx, mut commands_rx) = mpsc::channel(COMMAND_QUEUE_MAX);
+    let status = Status {
+        role: Role::Follower,
+        term: opened.restored.hard_state.term,
+        leader: None,
+        commit: 0,
+        applied: 0,
+        snapshot_index: 0,
+        stats: Stats::default(),
+    };
+    let (status_tx, status_rx) = watch::channel(status);
+    let (membership_tx, membership_rx) = watch::channel(Membership::default());
+    let task = tokio::spawn(async move {
+        let mut transport = transport;
+        let config = loop {
+            tokio::select! {
+                config = &mut configure_rx => match config {
+                    Ok(config) => break config,
+                    Err(_) => return,
+                },
+                command = commands_rx.recv() => match command {
+                    None => return,
+                    Some(command) => refuse_unconfigured(&mut transport, command),
+                },
+            }
+        };
+        let Opened { wal, restored } = opened;
+        let origin = tokio::time::Instant::now();
+        let raft = match Raft::new(config, restored, core_now(origin)) {
+            Ok(raft) => raft,
+            Err(error) => {
+                tracing::error!(%error, "raft: cannot start");
+                return;
+            }
+        };
+        let ends = Ends { commands: commands_rx, status: status_tx, membership: membership_tx };
+        run_server(wal, raft, origin, transport, inbound, state_machine, ends).await;
+    });
+    let client = RaftClient { commands: commands_tx, status: status_rx, membership: membership_rx };
+    (RaftHandle { client, task }, configure_tx)
+}
+
+/// Runs a configured server until it stops.
+async fn run_server<S: StateMachine>(
+    mut wal: Wal,
+    raft: Raft,
+    origin: tokio::time::Instant,
+    transport: RaftTransport,
+    inbound: mpsc::Receiver<(ServerId, Message)>,
+    state_machine: S,
+    ends: Ends<S::Output>,
+) {
+    let (persist_tx, persist_rx) = std_mpsc::channel();
+    let (durable_tx, durable_rx) = mpsc::unbounded_channel();
+    // The log writer blocks on the disk: a thread of its own, group-committing what queues up.
+    let spawned = std::thread::Builder::new().name(format!("raft-wal-{}", raft.id())).spawn(move || {
+        let result = GroupCommit::run(&mut wal, persist_rx, |id, _| {
+            let _ = durable_tx.send(Ok(id));
+        });
+        if let Err(error) = result {
+            let _ = durable_tx.send(Err(error));
+        }
+    });
+    if let Err(error) = spawned {
+        tracing::error!(%error, "raft: cannot start the log writer");
+        return;
+    }
     let server = Server {
         raft,
         origin,
@@ -258,13 +372,28 @@ pub fn start<S: StateMachine>(
         writes: BTreeMap::new(),
         reads: BTreeMap::new(),
         next_read: 0,
-        status: status_tx,
-        membership: membership_tx,
+        status: ends.status,
+        membership: ends.membership,
         changes: BTreeMap::new(),
     };
-    let task = tokio::spawn(server.run(inbound, durable_rx, commands_rx));
-    let client = RaftClient { commands: commands_tx, status: status_rx, membership: membership_rx };
-    Ok(RaftHandle { client, task })
+    server.run(inbound, durable_rx, ends.commands).await;
+}
+
+/// A request to a server that has no configuration yet.
+fn refuse_unconfigured<O>(transport: &mut RaftTransport, command: Command<O>) {
+    let not_leader = || WriteError::Refused(ProposeError::NotLeader { leader_hint: None });
+    match command {
+        Command::SetPeer(id, addr) => transport.set_peer(id, addr),
+        Command::Propose(_, reply) => {
+            let _ = reply.send(Err(not_leader()));
+        }
+        Command::Read(reply) => {
+            let _ = reply.send(Err(not_leader()));
+        }
+        Command::ChangeMembership(_, reply) | Command::TransferLeadership(_, reply) => {
+            let _ = reply.send(Err(not_leader()));
+        }
+    }
 }
 
 struct Server<S: StateMachine> {
@@ -322,6 +451,7 @@ impl<S: StateMachine> Server<S> {
     fn command(&mut self, command: Command<S::Output>) {
         let now = core_now(self.origin);
         match command {
+            Command::SetPeer(id, addr) => self.transport.set_peer(id, addr),
             Command::Propose(bytes, reply) => match self.raft.propose(now, bytes) {
                 Ok((index, term)) => {
                     self.writes.insert(index, (term, reply));

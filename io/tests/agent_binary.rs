@@ -135,10 +135,13 @@ fn dev_agent_answers_on_lan_and_wan_gossips_its_tags_and_leaves_on_sigterm() {
     };
     let agent_entry = members.iter().find(|m| m.node.name == "smoke").expect("the agent names itself");
     let tags = Tags::decode(&agent_entry.meta).unwrap();
+    let server_port = server.to_string();
     assert_eq!(
-        (tags.get("role"), tags.get("dc"), tags.get("port")),
-        (Some("consul"), Some("dc1"), Some("8300"))
+        (tags.get("role"), tags.get("dc"), tags.get("port"), tags.get("bootstrap")),
+        (Some("consul"), Some("dc1"), Some(server_port.as_str()), Some("1")),
+        "a server's tags give its RPC port, as -server-port set it"
     );
+    assert_eq!(tags.get("id").map(str::len), Some(36), "the node ID, which is also its Raft ID");
 
     let pid = agent.child.id().to_string();
     let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();

@@ -40,13 +40,39 @@ pub struct Member {
 }
 
 /// The latest member lists of both pools.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Members {
     lan: Mutex<Vec<Member>>,
     wan: Mutex<Vec<Member>>,
+    /// Counts the lists published, for the tasks that follow membership.
+    published: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for Members {
+    fn default() -> Members {
+        Members {
+            lan: Mutex::default(),
+            wan: Mutex::default(),
+            published: tokio::sync::watch::Sender::new(0),
+        }
+    }
 }
 
 impl Members {
+    /// A receiver that sees every later publication.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.published.subscribe()
+    }
+
+    /// The alive servers the LAN pool shows (this agent included, if it is one).
+    pub fn lan_servers(&self) -> Vec<muster_core::servers::ServerInfo> {
+        self.pool(Pool::Lan)
+            .iter()
+            .filter(|m| m.status == 1)
+            .filter_map(|m| muster_core::servers::ServerInfo::from_member(&m.name, m.addr, &m.tags))
+            .collect()
+    }
+
     fn pool(&self, pool: Pool) -> std::sync::MutexGuard<'_, Vec<Member>> {
         let list = match pool {
             Pool::Lan => &self.lan,
@@ -75,6 +101,7 @@ impl Members {
             .collect();
         list.sort_by(|a, b| a.name.cmp(&b.name));
         *self.pool(pool) = list;
+        self.published.send_modify(|count| *count += 1);
     }
 
     /// A pool's latest list.

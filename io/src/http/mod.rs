@@ -62,7 +62,8 @@ pub struct Api {
     pub node_name: String,
     /// The agent's node ID (a UUID).
     pub node_id: String,
-    /// Raft server ID → the address it serves RPC on (for `/v1/status/...`).
+    /// This server's Raft ID and the address it serves RPC on; the other servers are learned
+    /// from gossip ([`Api::servers`]).
     pub server_addrs: Vec<(u64, SocketAddr)>,
     /// The leader's session TTL timers.
     pub session_ttl: SessionTtl,
@@ -184,7 +185,36 @@ pub struct ReadOptions {
     pub blocking: Option<(Index, Duration)>,
 }
 
+/// A Raft server as the API names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerEntry {
+    /// Its node name.
+    pub name: String,
+    /// Its node ID (its ID in Consul's Raft configuration).
+    pub node_id: String,
+    /// Where it serves RPC and Raft.
+    pub addr: SocketAddr,
+}
+
 impl Api {
+    /// The servers this agent knows, by Raft ID: itself, and every server of its datacenter
+    /// that LAN gossip shows.
+    pub fn servers(&self) -> std::collections::BTreeMap<u64, ServerEntry> {
+        let mut servers: std::collections::BTreeMap<u64, ServerEntry> = self
+            .members
+            .list(Pool::Lan)
+            .into_iter()
+            .filter_map(|m| muster_core::servers::ServerInfo::from_member(&m.name, m.addr, &m.tags))
+            .filter(|s| s.datacenter == self.datacenter)
+            .map(|s| (s.raft_id, ServerEntry { name: s.name, node_id: s.node_id, addr: s.rpc_addr }))
+            .collect();
+        for (id, addr) in &self.server_addrs {
+            let me = ServerEntry { name: self.node_name.clone(), node_id: self.node_id.clone(), addr: *addr };
+            servers.insert(*id, me);
+        }
+        servers
+    }
+
     /// Checks `?dc` against the local datacenter (there is no other yet).
     pub fn check_datacenter(&self, query: &Query) -> Result<(), HttpError> {
         match query.get("dc") {

@@ -29,17 +29,23 @@ pub(super) fn routes() -> Router<Arc<Api>> {
 async fn raft_configuration(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response {
     let query = Query::parse(raw.as_deref());
     let status = api.raft.status();
-    let servers: Vec<Value> = api
-        .server_addrs
-        .iter()
-        .map(|(id, addr)| {
-            // Consul's Raft IDs are node IDs; this agent's one server is itself.
+    let membership = api.raft.membership();
+    let known = api.servers();
+    let members =
+        membership.voters.iter().map(|id| (id, true)).chain(membership.learners.iter().map(|id| (id, false)));
+    let servers: Vec<Value> = members
+        .map(|(id, voter)| {
+            // Consul's Raft IDs are node IDs; a server gossip has not shown yet is "(unknown)".
+            let (node_id, node, address) = match known.get(id) {
+                Some(server) => (server.node_id.clone(), server.name.clone(), server.addr.to_string()),
+                None => (format!("{id:016x}"), "(unknown)".to_owned(), String::new()),
+            };
             value!({
-                "ID": api.node_id,
-                "Node": api.node_name,
-                "Address": addr.to_string(),
+                "ID": node_id,
+                "Node": node,
+                "Address": address,
                 "Leader": status.leader == Some(*id),
-                "Voter": true,
+                "Voter": voter,
                 "ProtocolVersion": "3",
                 "LastIndex": status.applied,
             })
@@ -53,21 +59,16 @@ async fn raft_configuration(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery
 /// among those in the membership.
 fn named_server(api: &Api, query: &Query) -> Result<ServerId, HttpError> {
     let membership = api.raft.membership();
-    let known = |id: &ServerId| membership.contains(*id);
+    let servers = api.servers();
+    let find = |matches: &dyn Fn(&super::ServerEntry) -> bool| {
+        servers.iter().find(|(id, server)| membership.contains(**id) && matches(server)).map(|(id, _)| *id)
+    };
     let found = match (query.get("id"), query.get("address")) {
         (Some(_), Some(_)) => return Err(HttpError::bad_request("Must specify only one of ?id or ?address")),
-        (Some(id), None) => {
-            // Servers are known by their node ID; this agent's one server is itself.
-            let server = api.server_addrs.first().map(|(server, _)| *server).filter(|_| id == api.node_id);
-            server.filter(known).ok_or_else(|| format!("id {id:?} was not found in the Raft configuration"))
-        }
-        (None, Some(address)) => {
-            let server = api.server_addrs.iter().find(|(_, addr)| addr.to_string() == address);
-            server
-                .map(|(server, _)| *server)
-                .filter(known)
-                .ok_or_else(|| format!("address {address:?} was not found in the Raft configuration"))
-        }
+        (Some(id), None) => find(&|server| server.node_id == id)
+            .ok_or_else(|| format!("id {id:?} was not found in the Raft configuration")),
+        (None, Some(address)) => find(&|server| server.addr.to_string() == address)
+            .ok_or_else(|| format!("address {address:?} was not found in the Raft configuration")),
         (None, None) => {
             return Err(HttpError::bad_request(
                 "Must specify either ?id with the server's ID or ?address with IP:port of peer to remove",

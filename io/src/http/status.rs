@@ -21,18 +21,20 @@ async fn leader(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Respons
         return error.into_response();
     }
     let leader = api.raft.status().leader;
-    let address = leader
-        .and_then(|id| api.server_addrs.iter().find(|(server, _)| *server == id))
-        .map_or(String::new(), |(_, addr)| addr.to_string());
+    let address =
+        leader.and_then(|id| api.servers().remove(&id)).map_or(String::new(), |s| s.addr.to_string());
     json(&query, &address).into_response()
 }
 
-/// Every voter's `"ip:port"`.
+/// Every voter's `"ip:port"` (those whose address gossip has shown).
 async fn peers(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response {
     let query = Query::parse(raw.as_deref());
     if let Err(error) = api.check_datacenter(&query) {
         return error.into_response();
     }
-    let peers: Vec<String> = api.server_addrs.iter().map(|(_, addr)| addr.to_string()).collect();
+    let servers = api.servers();
+    let voters = api.raft.membership().voters;
+    let peers: Vec<String> =
+        voters.iter().filter_map(|id| servers.get(id)).map(|server| server.addr.to_string()).collect();
     json(&query, &peers).into_response()
 }

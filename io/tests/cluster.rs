@@ -1,0 +1,188 @@
+//! Three `muster agent -server -bootstrap-expect=3` processes on loopback, as an operator runs
+//! them: they find each other through `-retry-join` and gossip tags and bootstrap one Raft
+//! cluster; a `kill -9` of the leader leaves the other two to elect a new one, which takes
+//! writes; the killed server restarts from its data directory and catches up. Every write
+//! acknowledged is read back from every server.
+
+use std::net::{TcpListener, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A port free for UDP and TCP alike.
+fn free_port() -> u16 {
+    loop {
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// One server's ports and directory, and its process while it runs.
+struct Server {
+    name: String,
+    lan: u16,
+    wan: u16,
+    http: u16,
+    rpc: u16,
+    dir: std::path::PathBuf,
+    child: Option<Child>,
+}
+
+impl Server {
+    fn new(n: usize) -> Server {
+        let dir = std::env::temp_dir().join(format!("muster-cluster-{}-s{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        Server {
+            name: format!("s{n}"),
+            lan: free_port(),
+            wan: free_port(),
+            http: free_port(),
+            rpc: free_port(),
+            dir,
+            child: None,
+        }
+    }
+
+    fn start(&mut self, join: Option<u16>) {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_muster"));
+        command
+            .args(["agent", "-server", "-bootstrap-expect=3", "-bind=127.0.0.1"])
+            .arg(format!("-node={}", self.name))
+            .arg(format!("-data-dir={}", self.dir.display()))
+            .args([format!("-serf-lan-port={}", self.lan), format!("-serf-wan-port={}", self.wan)])
+            .args([format!("-http-port={}", self.http), format!("-server-port={}", self.rpc)]);
+        if let Some(port) = join {
+            command.arg(format!("-retry-join=127.0.0.1:{port}"));
+        }
+        let child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("the binary starts");
+        self.child = Some(child);
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill(); // SIGKILL: nothing runs at exit
+            let _ = child.wait();
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.http)
+    }
+
+    fn rpc_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.rpc)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn http(method: &str, url: &str, body: &[u8]) -> Option<(u16, String)> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    let mut response = match method {
+        "GET" => agent.get(url).call().ok()?,
+        _ => agent.put(url).send(body).ok()?,
+    };
+    let status = response.status().as_u16();
+    Some((status, response.body_mut().read_to_string().ok()?))
+}
+
+/// Polls until `ready` holds, or fails the test after `within`.
+fn eventually<T>(what: &str, within: Duration, mut ready: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = ready() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The leader's RPC address as `server` reports it, if it knows one.
+fn leader_seen_by(server: &Server) -> Option<String> {
+    let (status, body) = http("GET", &server.url("/v1/status/leader"), b"")?;
+    let leader: String = serde_json::from_str(&body).ok()?;
+    (status == 200 && !leader.is_empty()).then_some(leader)
+}
+
+/// The index of the server every running one agrees leads, once they agree.
+fn agreed_leader(servers: &[Server]) -> Option<usize> {
+    let running: Vec<&Server> = servers.iter().filter(|s| s.child.is_some()).collect();
+    let first = leader_seen_by(running[0])?;
+    running.iter().all(|s| leader_seen_by(s).as_ref() == Some(&first)).then_some(())?;
+    servers.iter().position(|s| s.rpc_addr() == first && s.child.is_some())
+}
+
+/// The value of `key` as `server` holds it (`?stale`: its own state, no leader involved).
+fn stale_value(server: &Server, key: &str) -> Option<String> {
+    let (status, body) = http("GET", &server.url(&format!("/v1/kv/{key}?stale&raw")), b"")?;
+    (status == 200).then_some(body)
+}
+
+#[test]
+fn three_servers_bootstrap_from_gossip_and_survive_the_loss_of_their_leader() {
+    let mut servers: Vec<Server> = (1..=3).map(Server::new).collect();
+    servers[0].start(None);
+    eventually("the first server's API", Duration::from_secs(20), || {
+        http("GET", &servers[0].url("/v1/agent/self"), b"")
+    });
+    // Alone it waits: two more servers are expected.
+    assert_eq!(leader_seen_by(&servers[0]), None, "no cluster of one when three are expected");
+    let seed = servers[0].lan;
+    servers[1].start(Some(seed));
+    servers[2].start(Some(seed));
+
+    let leader =
+        eventually("one leader all three agree on", Duration::from_secs(30), || agreed_leader(&servers));
+    let (_, peers) = http("GET", &servers[0].url("/v1/status/peers"), b"").unwrap();
+    let mut peers: Vec<String> = serde_json::from_str(&peers).unwrap();
+    peers.sort();
+    let mut expected: Vec<String> = servers.iter().map(Server::rpc_addr).collect();
+    expected.sort();
+    assert_eq!(peers, expected, "the three bootstrapped as voters");
+
+    let put = http("PUT", &servers[leader].url("/v1/kv/cluster/a"), b"one").unwrap();
+    assert_eq!(put, (200, "true".to_owned()));
+    for server in &servers {
+        let value = eventually("the write on every server", Duration::from_secs(10), || {
+            stale_value(server, "cluster/a")
+        });
+        assert_eq!(value, "one", "{}", server.name);
+    }
+
+    // kill -9 the leader: the other two elect one of their own, which takes writes.
+    servers[leader].kill();
+    let next = eventually("a new leader", Duration::from_secs(30), || agreed_leader(&servers));
+    assert_ne!(next, leader);
+    let put = eventually("a write on the new leader", Duration::from_secs(10), || {
+        http("PUT", &servers[next].url("/v1/kv/cluster/b"), b"two").filter(|(status, _)| *status == 200)
+    });
+    assert_eq!(put.1, "true");
+
+    // The killed server comes back from its data directory and catches up.
+    let rejoin = servers[next].lan;
+    servers[leader].start(Some(rejoin));
+    for server in &servers {
+        let value = eventually("the new write on every server", Duration::from_secs(20), || {
+            stale_value(server, "cluster/b")
+        });
+        assert_eq!(value, "two", "{}", server.name);
+        assert_eq!(stale_value(server, "cluster/a").as_deref(), Some("one"), "{}", server.name);
+    }
+    let back = eventually("the cluster with three servers again", Duration::from_secs(20), || {
+        agreed_leader(&servers)
+    });
+    let (_, peers) = http("GET", &servers[back].url("/v1/status/peers"), b"").unwrap();
+    assert_eq!(serde_json::from_str::<Vec<String>>(&peers).unwrap().len(), 3);
+}
