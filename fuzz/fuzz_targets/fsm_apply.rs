@@ -1,9 +1,12 @@
 //! The state machine on arbitrary log entries: raw bytes (the command decoder must refuse or
 //! decode, never panic) and well-formed command sequences over KV, locks, sessions, the
 //! catalog and transactions (applied with invariants checked after each, feature
-//! `invariants`). Names come from small alphabets so operations collide. At the end, the
-//! snapshot restores to the same state and re-encodes to the same bytes, and a snapshot read
-//! from raw bytes never panics.
+//! `invariants`). Names come from small alphabets so operations collide. Restores through the
+//! log replace the state with a snapshot saved earlier (`Save`, then `Restore`: indexes behind
+//! ours), with the state of a twin that applies the same commands 1,000 indexes ahead
+//! (`Restore` with `ahead`: indexes lowered to the entry's), or with raw bytes (`RestoreRaw`:
+//! refused). At the end, the snapshot restores to the same state and re-encodes to the same
+//! bytes, and a snapshot read from raw bytes never panics.
 
 #![no_main]
 
@@ -12,11 +15,17 @@ use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use muster_core::fsm::{
     Behavior, CatalogVerb, Check, Command, Deregister, Fsm, Health, KvCas, KvDelete, KvDeleteCas,
-    KvDeleteTree, KvLock, KvOperand, KvSet, KvUnlock, KvVerb, Node, Register, Service, Session,
-    SessionDestroy, Stamped, TombstoneReap, Txn, TxnOp,
+    KvDeleteTree, KvLock, KvOperand, KvSet, KvUnlock, KvVerb, Node, Register, Response, Restore, Service,
+    Session, SessionDestroy, Stamped, TombstoneReap, Txn, TxnOp,
 };
 
 const NAMES: [&str; 4] = ["a", "a/b", "b", "serfHealth"];
+
+/// How far ahead of ours the twin state's indexes run.
+const AHEAD: u64 = 1_000;
+
+/// Snapshots kept for later restores.
+const SAVED_MAX: usize = 4;
 
 fn name(n: u8) -> String {
     NAMES[usize::from(n) % NAMES.len()].to_owned()
@@ -42,6 +51,9 @@ enum Op {
     Register { node: u8, address: bool, service: Option<(u8, u8)>, check: Option<(u8, bool, u8)>, skip: bool },
     Deregister { node: u8, service: Option<u8>, check: Option<u8> },
     Txn(Vec<TxnPart>),
+    Save,
+    Restore { slot: u8, ahead: bool },
+    RestoreRaw(Vec<u8>),
 }
 
 #[derive(Debug, Arbitrary)]
@@ -97,6 +109,8 @@ fn txn_op(part: TxnPart) -> TxnOp {
 
 fuzz_target!(|ops: Vec<Op>| {
     let mut fsm = Fsm::new();
+    let mut ahead = Fsm::new();
+    let mut saved: Vec<Bytes> = Vec::new();
     let mut index = 0;
     for (step, op) in ops.into_iter().enumerate() {
         index += 1;
@@ -163,10 +177,38 @@ fuzz_target!(|ops: Vec<Op>| {
                 check_id: check.map(name),
             }),
             Op::Txn(parts) => Command::Txn(Txn { ops: parts.into_iter().map(txn_op).collect() }),
+            Op::Save => {
+                if saved.len() == SAVED_MAX {
+                    saved.remove(0);
+                }
+                saved.push(fsm.snapshot());
+                continue;
+            }
+            Op::Restore { slot, ahead: from_ahead } => {
+                let state = if from_ahead {
+                    ahead.snapshot()
+                } else {
+                    saved
+                        .get(usize::from(slot) % saved.len().max(1))
+                        .cloned()
+                        .unwrap_or_else(|| Fsm::new().snapshot())
+                };
+                let command = Command::Restore(Restore { state });
+                let applied = fsm.apply(index, &command.encode(now_ms)).expect("a restore decodes");
+                assert_eq!(applied.response, Response::Bool(true), "a snapshot of a valid state restores");
+                assert!(applied.touched.all);
+                assert_eq!(fsm.applied(), index);
+                continue;
+            }
+            Op::RestoreRaw(bytes) => Command::Restore(Restore { state: Bytes::from(bytes) }),
         };
+        let twin = !matches!(command, Command::Restore(_));
         let encoded = command.encode(now_ms);
         assert_eq!(Command::decode(&encoded), Ok(Some(Stamped { now_ms, command })));
         fsm.apply(index, &encoded).expect("a well-formed command applies");
+        if twin {
+            ahead.apply(index + AHEAD, &encoded).expect("a well-formed command applies");
+        }
     }
     let snapshot = fsm.snapshot();
     let restored = Fsm::restore(&snapshot).expect("a snapshot restores");

@@ -5,7 +5,11 @@
 //! waits past, registers what its answer depends on before the lock is released: no entry can
 //! be applied between the read and the registration, so no change is missed. Each applied
 //! entry wakes exactly the readers its touched set names ([`Watches::wake`]); a woken reader
-//! reads again, and answers or waits again.
+//! reads again, and answers or waits again. When the whole state is replaced (a Raft snapshot
+//! installed, or a snapshot restored through the log) every reader wakes and learns that it
+//! was replaced ([`Wake::Replaced`]): its answer may have changed while its index went back, so
+//! it answers at once, as Consul answers every blocked query when a restore abandons its state
+//! store.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -28,6 +32,8 @@ struct Inner {
     watches: Watches,
     /// Each registered target's reader.
     waiting: BTreeMap<WatchId, Arc<Notify>>,
+    /// How many times the whole state was replaced.
+    replaced: u64,
 }
 
 impl Store {
@@ -67,13 +73,18 @@ impl Store {
             inner.waiting.insert(id, notify.clone());
             ids.push(id);
         }
-        Err((answer, Waiter { store: self.clone(), ids, notify }))
+        let replaced = inner.replaced;
+        Err((answer, Waiter { store: self.clone(), ids, notify, replaced }))
     }
 
-    /// Applies a committed entry and wakes the readers it concerns.
+    /// Applies a committed entry and wakes the readers it concerns (all of them when it
+    /// replaced the state: a restore).
     pub fn apply(&self, index: u64, entry: &[u8]) -> Result<Response, ApplyError> {
         let mut inner = self.lock();
         let applied = inner.fsm.apply(index, entry)?;
+        if applied.touched.all {
+            inner.replaced += 1;
+        }
         if !applied.touched.is_empty() {
             for id in inner.watches.wake(&applied.touched) {
                 if let Some(notify) = inner.waiting.remove(&id) {
@@ -94,6 +105,7 @@ impl Store {
         let fsm = Fsm::restore(snapshot)?;
         let mut inner = self.lock();
         inner.fsm = fsm;
+        inner.replaced += 1;
         for notify in std::mem::take(&mut inner.waiting).into_values() {
             notify.notify_one();
         }
@@ -113,12 +125,29 @@ pub struct Waiter {
     store: Arc<Store>,
     ids: Vec<WatchId>,
     notify: Arc<Notify>,
+    /// The store's replacement count when the reader registered.
+    replaced: u64,
+}
+
+/// Why a blocked reader woke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// An entry touched what it reads: read again, and answer or wait again.
+    Touched,
+    /// The whole state was replaced: answer from it whatever its index (which may have gone
+    /// back past the one the reader waits on).
+    Replaced,
 }
 
 impl Waiter {
-    /// Resolves once an entry touched one of the targets (or a snapshot replaced the state).
-    pub async fn changed(&self) {
+    /// Resolves once an entry touched one of the targets, or the state was replaced.
+    pub async fn changed(&self) -> Wake {
         self.notify.notified().await;
+        if self.store.lock().replaced == self.replaced {
+            Wake::Touched
+        } else {
+            Wake::Replaced
+        }
     }
 }
 

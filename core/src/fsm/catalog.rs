@@ -781,6 +781,28 @@ impl Catalog {
         changes.services.insert(name.to_owned());
     }
 
+    /// Lowers every index above `at` to `at` (a restore at entry `at`).
+    pub(super) fn clamp(&mut self, at: Index) {
+        use super::{clamp_index, clamp_rows};
+        clamp_rows(&mut self.nodes, |node| {
+            clamp_index(&mut node.create_index, at) | clamp_index(&mut node.modify_index, at)
+        });
+        clamp_rows(&mut self.services, |services| {
+            clamp_rows(services, |service| {
+                clamp_index(&mut service.create_index, at) | clamp_index(&mut service.modify_index, at)
+            })
+        });
+        clamp_rows(&mut self.checks, |checks| {
+            clamp_rows(checks, |check| {
+                clamp_index(&mut check.create_index, at) | clamp_index(&mut check.modify_index, at)
+            })
+        });
+        clamp_rows(&mut self.service_indexes, |index| clamp_index(index, at));
+        clamp_index(&mut self.nodes_index, at);
+        clamp_index(&mut self.services_index, at);
+        clamp_index(&mut self.checks_index, at);
+    }
+
     /// Rebuilds the derived indexes after a restore.
     pub(super) fn rebuild(&mut self) {
         self.by_name = OrdMap::new();

@@ -370,6 +370,16 @@ impl Kv {
         doomed.len()
     }
 
+    /// Lowers every Raft index above `at` to `at` (a restore at entry `at`); lock indexes and
+    /// lock delays are not Raft indexes and stay.
+    pub(super) fn clamp(&mut self, at: Index) {
+        super::clamp_rows(&mut self.entries, |entry| {
+            super::clamp_index(&mut entry.create_index, at) | super::clamp_index(&mut entry.modify_index, at)
+        });
+        super::clamp_rows(&mut self.tombstones, |deleted| super::clamp_index(deleted, at));
+        super::clamp_index(&mut self.index, at);
+    }
+
     /// Rebuilds the derived indexes after a restore.
     pub(super) fn rebuild(&mut self) {
         self.held = OrdMap::new();

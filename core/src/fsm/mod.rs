@@ -18,6 +18,13 @@
 //! snapshot = "MFSM" version:u8 postcard(applied index, kv, catalog, sessions)
 //! ```
 //!
+//! A [`Restore`] command carries a whole snapshot through the log (Consul's `PUT
+//! /v1/snapshot`), so every server replaces its state at the same index. The snapshot may come
+//! from another cluster whose indexes are ahead of ours, and every index in our state must stay
+//! at or below the applied index: applying it lowers each index above the entry's to the
+//! entry's. As one entry it is bounded by the Raft entry limit ([`RESTORE_BYTES_MAX`], just
+//! under 4 MiB of encoded state).
+//!
 //! The state: the KV store ([`kv`]), the catalog of nodes, services and checks ([`catalog`]),
 //! sessions ([`session`]); transactions over all of them ([`txn`]); the watch registry that
 //! tells the shell which blocked readers an applied entry wakes ([`watch`]); and the leader's
@@ -48,6 +55,7 @@ pub use self::watch::{Table, Touched, WatchId, WatchTarget, Watches};
 
 use self::catalog::Changes;
 use self::kv::Locked;
+use crate::raft::ENTRY_BYTES_MAX;
 
 /// A Raft log index, as the state machine stamps it on what it writes.
 pub type Index = u64;
@@ -62,9 +70,18 @@ pub const IGNORABLE_TYPE_MIN: u8 = 0x80;
 /// critical keeps its name against a registration with another node ID.
 pub const SERF_HEALTH: &str = "serfHealth";
 
+/// The largest snapshot a [`Restore`] may carry: the whole command travels as one Raft entry,
+/// so the command header and the state's length prefix must fit beside it in
+/// [`ENTRY_BYTES_MAX`].
+pub const RESTORE_BYTES_MAX: usize = ENTRY_BYTES_MAX - HEADER_BYTES - LENGTH_PREFIX_BYTES_MAX;
+
 const HEADER_BYTES: usize = 2 + 8;
+/// Postcard's varint length prefix of a byte string shorter than 2^28 bytes.
+const LENGTH_PREFIX_BYTES_MAX: usize = 4;
 const SNAPSHOT_MAGIC: &[u8; 4] = b"MFSM";
 const SNAPSHOT_VERSION: u8 = 1;
+
+const _: () = assert!(ENTRY_BYTES_MAX < 1 << (7 * LENGTH_PREFIX_BYTES_MAX));
 
 /// Writes `value` at `key` with `flags` (Consul's plain `PUT /v1/kv/<key>`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,6 +183,16 @@ pub struct SessionDestroy {
     pub id: String,
 }
 
+/// Replaces the whole state with a snapshot's ([`Fsm::snapshot`] bytes; Consul's snapshot
+/// restore). Refused, changing nothing, if the snapshot does not decode or breaks the state's
+/// rules, and before it is proposed if it is over [`RESTORE_BYTES_MAX`]. Applied at index `i`,
+/// every index in the restored state above `i` becomes `i` (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Restore {
+    /// The snapshot.
+    pub state: Bytes,
+}
+
 /// What a log entry asks of the state machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -195,6 +222,8 @@ pub enum Command {
     SessionDestroy(SessionDestroy),
     /// [`Txn`].
     Txn(Txn),
+    /// [`Restore`].
+    Restore(Restore),
 }
 
 /// A command with the time its leader stamped on it.
@@ -248,6 +277,7 @@ commands! {
     11 => SessionCreate,
     12 => SessionDestroy,
     13 => Txn,
+    14 => Restore,
 }
 
 impl Command {
@@ -319,6 +349,10 @@ impl Command {
                 }
                 Ok(())
             }
+            Command::Restore(Restore { state }) if state.len() > RESTORE_BYTES_MAX => {
+                Err(CommandError::SnapshotTooLarge { size: state.len(), max: RESTORE_BYTES_MAX })
+            }
+            Command::Restore(_) => Ok(()),
         }
     }
 }
@@ -399,6 +433,17 @@ pub enum CommandError {
     /// A session that cannot be created.
     #[error(transparent)]
     Session(#[from] SessionError),
+    /// A [`Restore`] over [`RESTORE_BYTES_MAX`].
+    #[error("State snapshot is too large ({size} > {max} bytes)")]
+    SnapshotTooLarge {
+        /// The snapshot's size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A [`Restore`] whose snapshot does not decode or breaks the state's rules.
+    #[error("failed to restore snapshot: {0}")]
+    Restore(SnapshotError),
 }
 
 /// What applying a command answers its proposer.
@@ -593,9 +638,36 @@ impl Fsm {
                 Response::Bool(true)
             }
             Command::Txn(txn) => Response::Txn(self.apply_txn(index, now_ms, txn, &mut touched)),
+            Command::Restore(Restore { state }) => match Fsm::restore(state) {
+                Ok(restored) => {
+                    self.install(index, restored);
+                    touched = Touched::everything();
+                    Response::Bool(true)
+                }
+                Err(error) => Response::Rejected(CommandError::Restore(error)),
+            },
         };
         self.check_invariants();
         Applied { response, touched }
+    }
+
+    /// Replaces the state with a restored snapshot's as of entry `index`: every index above
+    /// `index` is lowered to it, so the state never claims a change newer than what it applied
+    /// (the snapshot may come from a cluster ahead of ours). Lowering every index by the same
+    /// monotone rule keeps their order: `CreateIndex <= ModifyIndex`, rows at or below their
+    /// table's index. Derived indexes hold names, not Raft indexes: `Fsm::restore` built them
+    /// and the lowering leaves them right. Lock indexes count acquisitions and lock delays are
+    /// leader time: neither is a Raft index, both stay.
+    fn install(&mut self, index: Index, mut restored: Fsm) {
+        assert_eq!(self.applied, index, "the restore's own entry was just applied");
+        restored.kv.clamp(index);
+        restored.catalog.clamp(index);
+        restored.sessions.clamp(index);
+        restored.applied = index;
+        assert!(restored.kv.index() <= index, "KV index lowered");
+        assert!(restored.catalog.index() <= index, "catalog indexes lowered");
+        assert!(restored.sessions.index() <= index, "session index lowered");
+        *self = restored;
     }
 
     fn advance(&mut self, index: Index) {
@@ -771,4 +843,34 @@ impl Fsm {
             }
         }
     }
+}
+
+/// Runs `lower` (which lowers a row's indexes and says whether it changed any) on a copy of
+/// every row and keeps the copies that changed: a persistent map copies only what is written.
+/// Returns whether any row changed.
+fn clamp_rows<K: Ord + Clone, V: Clone>(
+    rows: &mut imbl::OrdMap<K, V>,
+    mut lower: impl FnMut(&mut V) -> bool,
+) -> bool {
+    let changed: Vec<(K, V)> = rows
+        .iter()
+        .filter_map(|(key, row)| {
+            let mut row = row.clone();
+            lower(&mut row).then(|| (key.clone(), row))
+        })
+        .collect();
+    let any = !changed.is_empty();
+    for (key, row) in changed {
+        rows.insert(key, row);
+    }
+    any
+}
+
+/// Lowers `index` to `at` if it is above; whether it was.
+fn clamp_index(index: &mut Index, at: Index) -> bool {
+    let above = *index > at;
+    if above {
+        *index = at;
+    }
+    above
 }

@@ -233,6 +233,15 @@ impl Sessions {
         self.by_node.entry(session.node.clone()).or_default().insert(session.id.clone());
     }
 
+    /// Lowers every index above `at` to `at` (a restore at entry `at`).
+    pub(super) fn clamp(&mut self, at: Index) {
+        super::clamp_rows(&mut self.sessions, |session| {
+            super::clamp_index(&mut session.create_index, at)
+                | super::clamp_index(&mut session.modify_index, at)
+        });
+        super::clamp_index(&mut self.index, at);
+    }
+
     /// Rebuilds the derived indexes after a restore.
     pub(super) fn rebuild(&mut self) {
         self.by_check = OrdMap::new();

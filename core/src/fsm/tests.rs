@@ -1111,3 +1111,181 @@ fn every_verb_parses_from_its_consul_spelling() {
     }
     assert_eq!(KvVerb::parse("get_tree"), None);
 }
+
+// --- restoring a snapshot through the log -----------------------------------------------------
+
+fn restore(state: Bytes) -> Command {
+    Command::Restore(Restore { state })
+}
+
+/// Applies one command at a chosen index (entries may skip indexes the state never saw).
+fn apply_at(fsm: &mut Fsm, index: Index, command: &Command) -> Applied {
+    fsm.apply(index, &command.encode(now_ms(index))).expect("decodes")
+}
+
+/// A state written at scattered indexes, up to 60: n1 with `web` and two checks (2), key `a`
+/// (4), session s1 on n1 (20) holding `held` (30), key `gone` written (40) and deleted (50),
+/// n2 with `db` (60).
+fn scattered() -> Fsm {
+    let mut fsm = Fsm::new();
+    let writes = [
+        (
+            2,
+            register(
+                node("n1", "10.0.0.1"),
+                Some(service("web", "web", &["v1"], 80)),
+                vec![check(SERF_HEALTH, "", Health::Passing), check("web-http", "web", Health::Passing)],
+            ),
+        ),
+        (4, set("a", "1", 7)),
+        (20, session("s1", Behavior::Release, 0, &[SERF_HEALTH])),
+        (30, lock("held", "h", "s1")),
+        (40, set("gone", "g", 0)),
+        (50, Command::KvDelete(KvDelete { key: "gone".into() })),
+        (60, register(node("n2", "10.0.0.2"), Some(service("db", "db", &[], 5432)), vec![])),
+    ];
+    for (index, command) in &writes {
+        let response = apply_at(&mut fsm, *index, command).response;
+        assert_eq!(response, Response::Bool(true), "{command:?}");
+    }
+    fsm
+}
+
+#[test]
+fn a_restore_into_a_state_past_the_snapshot_keeps_every_index() {
+    let source = scattered();
+    let mut fsm = catalog();
+    apply_at(&mut fsm, 99, &set("mine", "x", 0));
+    let applied = apply_at(&mut fsm, 100, &restore(source.snapshot()));
+    assert_eq!(applied.response, Response::Bool(true));
+    assert_eq!(applied.touched, Touched::everything(), "every reader wakes");
+    fsm.check_invariants();
+    assert_eq!(fsm.applied(), 100);
+    assert_eq!(fsm.kv(), source.kv(), "the snapshot's keys, indexes and tombstones; ours are gone");
+    assert_eq!(fsm.catalog(), source.catalog());
+    assert_eq!(fsm.sessions(), source.sessions());
+    assert_eq!(fsm.kv().get("mine"), (50, None));
+    assert_eq!(fsm.kv().held_by("s1").collect::<Vec<_>>(), ["held"], "derived indexes rebuilt");
+    // The restored state goes on applying, with its sessions and locks live.
+    let destroyed = apply(&mut fsm, &Command::SessionDestroy(SessionDestroy { id: "s1".into() }));
+    assert_eq!(destroyed.touched.keys, ["held"]);
+    assert_eq!(fsm.kv().get("held").1.unwrap().modify_index, 101);
+}
+
+#[test]
+fn a_restore_into_a_state_behind_the_snapshot_lowers_indexes_above_its_entry() {
+    let source = scattered();
+    let mut fsm = catalog();
+    apply_at(&mut fsm, 44, &set("mine", "x", 0));
+    let applied = apply_at(&mut fsm, 45, &restore(source.snapshot()));
+    assert_eq!(applied.response, Response::Bool(true));
+    assert!(applied.touched.all);
+    fsm.check_invariants();
+    assert_eq!(fsm.applied(), 45);
+
+    // KV: indexes at or below 45 stay, those above become 45; lock indexes are counts and stay.
+    let entry = |key: &str| {
+        let entry = fsm.kv().get(key).1.unwrap().clone();
+        (entry.create_index, entry.modify_index, entry.lock_index, entry.flags)
+    };
+    assert_eq!(entry("a"), (4, 4, 0, 7));
+    assert_eq!(entry("held"), (30, 30, 1, 0));
+    assert_eq!(fsm.kv().index(), 45, "was 50");
+    assert_eq!(fsm.kv().list("go"), (45, vec![]), "the tombstone of `gone`, was 50");
+    assert_eq!(fsm.kv().list("h").0, 30);
+    assert_eq!(fsm.kv().get("mine"), (45, None));
+
+    // Catalog rows, the per-service indexes and the three table indexes.
+    let n1 = fsm.catalog().node("n1").unwrap();
+    assert_eq!((n1.create_index, n1.modify_index), (2, 2));
+    let n2 = fsm.catalog().node("n2").unwrap();
+    assert_eq!((n2.create_index, n2.modify_index), (45, 45), "was 60");
+    let db = fsm.catalog().service("n2", "db").unwrap();
+    assert_eq!((db.create_index, db.modify_index), (45, 45));
+    let web_http = fsm.catalog().check("n1", "web-http").unwrap();
+    assert_eq!((web_http.create_index, web_http.modify_index), (2, 2));
+    assert_eq!((fsm.catalog().service_index("web"), fsm.catalog().service_index("db")), (2, 45));
+    assert_eq!(fsm.catalog().nodes().0, 45);
+    assert_eq!(fsm.catalog().services().0, 45);
+    assert_eq!(fsm.catalog().checks_in_state(None).0, 2);
+
+    // Sessions.
+    let s1 = fsm.sessions().get("s1").unwrap();
+    assert_eq!((s1.create_index, s1.modify_index, fsm.sessions().index()), (20, 20, 20));
+
+    // Restoring into a state far behind lowers everything above to the entry's index.
+    let mut fresh = Fsm::new();
+    apply_at(&mut fresh, 1, &restore(source.snapshot()));
+    fresh.check_invariants();
+    let n1 = fresh.catalog().node("n1").unwrap();
+    assert_eq!((n1.create_index, n1.modify_index), (1, 1));
+    let a = fresh.kv().get("a").1.unwrap();
+    assert_eq!((a.create_index, a.modify_index, fresh.kv().index()), (1, 1, 1));
+    assert_eq!(fresh.sessions().get("s1").unwrap().modify_index, 1);
+    assert_eq!(fresh.catalog().index(), 1);
+}
+
+#[test]
+fn a_restore_of_a_bad_snapshot_is_refused_and_changes_nothing_but_the_applied_index() {
+    let mut fsm = catalog();
+    run(&mut fsm, &[set("k", "v", 0), session("s1", Behavior::Release, 0, &[])]);
+    let before = fsm.clone();
+    let good = scattered().snapshot();
+    let mut inconsistent = scattered();
+    inconsistent.applied = 10;
+    let cases = [
+        (Bytes::from_static(b"not a snapshot"), CommandError::Restore(SnapshotError::Format)),
+        (Bytes::new(), CommandError::Restore(SnapshotError::Format)),
+        (
+            good.slice(..good.len() - 1),
+            CommandError::Restore(SnapshotError::Malformed(
+                "Hit the end of buffer, expected more data".into(),
+            )),
+        ),
+        (
+            Bytes::from([&good[..], &[0]].concat()),
+            CommandError::Restore(SnapshotError::Malformed("trailing bytes".into())),
+        ),
+        (
+            inconsistent.snapshot(),
+            CommandError::Restore(SnapshotError::Inconsistent("the KV index is past the applied index")),
+        ),
+    ];
+    for (state, error) in cases {
+        let applied = apply(&mut fsm, &restore(state));
+        assert_eq!(applied.response, Response::Rejected(error));
+        assert!(applied.touched.is_empty());
+        fsm.check_invariants();
+        assert_eq!(
+            (fsm.kv(), fsm.catalog(), fsm.sessions()),
+            (before.kv(), before.catalog(), before.sessions())
+        );
+    }
+    assert_eq!(fsm.applied(), before.applied() + 5);
+    assert_eq!(
+        CommandError::Restore(SnapshotError::Format).to_string(),
+        "failed to restore snapshot: not a muster state snapshot of version 1"
+    );
+}
+
+#[test]
+fn a_restore_must_fit_one_raft_entry() {
+    let largest = restore(Bytes::from(vec![0; RESTORE_BYTES_MAX]));
+    assert_eq!(largest.validate(), Ok(()));
+    assert_eq!(largest.encode(0).len(), crate::raft::ENTRY_BYTES_MAX, "header and length prefix fit");
+    let over = restore(Bytes::from(vec![0; RESTORE_BYTES_MAX + 1]));
+    let error = CommandError::SnapshotTooLarge { size: RESTORE_BYTES_MAX + 1, max: RESTORE_BYTES_MAX };
+    assert_eq!(over.validate(), Err(error.clone()));
+    assert_eq!(
+        error.to_string(),
+        format!("State snapshot is too large ({} > {RESTORE_BYTES_MAX} bytes)", RESTORE_BYTES_MAX + 1)
+    );
+    let mut fsm = catalog();
+    let before = fsm.clone();
+    let applied = fsm.apply_command(4, 0, &over);
+    assert_eq!(applied.response, Response::Rejected(error));
+    assert_eq!(fsm.catalog(), before.catalog());
+    // The command round-trips through its encoding like every other.
+    let small = restore(scattered().snapshot());
+    assert_eq!(Command::decode(&small.encode(9)), Ok(Some(Stamped { now_ms: 9, command: small })));
+}

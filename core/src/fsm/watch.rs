@@ -54,12 +54,24 @@ pub struct Touched {
     pub services: Vec<String>,
     /// Nodes whose row, services or checks changed.
     pub nodes: Vec<String>,
+    /// The whole state was replaced (a restore): any answer may have changed, so every reader
+    /// wakes, whatever else is listed.
+    pub all: bool,
 }
 
 impl Touched {
     /// Whether nothing changed.
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty() && self.tables.is_empty() && self.services.is_empty() && self.nodes.is_empty()
+        !self.all
+            && self.keys.is_empty()
+            && self.tables.is_empty()
+            && self.services.is_empty()
+            && self.nodes.is_empty()
+    }
+
+    /// Everything changed: the state was replaced.
+    pub fn everything() -> Touched {
+        Touched { all: true, ..Touched::default() }
     }
 
     /// Adds another entry's (or operation's) changes.
@@ -72,6 +84,7 @@ impl Touched {
         }
         self.services.extend(other.services);
         self.nodes.extend(other.nodes);
+        self.all |= other.all;
     }
 }
 
@@ -117,6 +130,13 @@ impl Watches {
 
     /// The readers `touched` wakes, each once, in id order; they are unregistered.
     pub fn wake(&mut self, touched: &Touched) -> Vec<WatchId> {
+        if touched.all {
+            let woken: Vec<WatchId> = std::mem::take(&mut self.targets).into_keys().collect();
+            self.keys.clear();
+            self.prefixes.clear();
+            self.others.clear();
+            return woken;
+        }
         let mut woken = BTreeSet::new();
         for key in &touched.keys {
             if let Some(ids) = self.keys.remove(key.as_str()) {
@@ -221,5 +241,23 @@ mod tests {
         watches.cancel(db);
         assert_eq!(watches.wake(&touched(&["web"])), [key], "a key named like a service is a key");
         assert!(watches.is_empty());
+    }
+
+    #[test]
+    fn a_replaced_state_wakes_every_reader_once() {
+        let mut watches = Watches::new();
+        let key = watches.register(WatchTarget::Key("k".into()));
+        let prefix = watches.register(WatchTarget::Prefix("p/".into()));
+        let table = watches.register(WatchTarget::Table(Table::Sessions));
+        let service = watches.register(WatchTarget::Service("web".into()));
+        assert!(!Touched::everything().is_empty());
+        assert_eq!(watches.wake(&Touched::everything()), [key, prefix, table, service]);
+        assert!(watches.is_empty());
+        assert_eq!(watches.wake(&Touched::everything()), []);
+        let after = watches.register(WatchTarget::Key("k".into()));
+        assert_eq!(watches.wake(&touched(&["k"])), [after], "the registry works on afterwards");
+        let mut merged = touched(&["x"]);
+        merged.merge(Touched::everything());
+        assert!(merged.all);
     }
 }

@@ -14,6 +14,7 @@ mod members;
 mod operator;
 mod query;
 mod session;
+mod snapshot;
 mod status;
 mod timers;
 mod txn;
@@ -32,7 +33,7 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 
 use crate::raft_server::{RaftClient, WriteError};
-use crate::store::Store;
+use crate::store::{Store, Wake};
 
 pub use self::agent::{run_anti_entropy, run_check_ttl_timers, CheckTtl, ANTI_ENTROPY_INTERVAL};
 pub use self::gossip::{Gossip, UserEvent, EVENTS_KEPT};
@@ -102,6 +103,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .merge(members::routes())
         .merge(operator::routes())
         .merge(session::routes())
+        .merge(snapshot::routes())
         .merge(status::routes())
         .merge(txn::routes())
         // Go's answers for an unknown path, and Consul's for a known path with the wrong method.
@@ -287,11 +289,12 @@ impl Api {
             );
             match attempt {
                 Ok(answer) => return answer,
-                Err((answer, waiter)) => {
-                    if tokio::time::timeout_at(deadline, waiter.changed()).await.is_err() {
-                        return answer;
-                    }
-                }
+                Err((answer, waiter)) => match tokio::time::timeout_at(deadline, waiter.changed()).await {
+                    Err(_) => return answer,
+                    // A restore: the new state's index may be at or below the one waited on.
+                    Ok(Wake::Replaced) => return self.store.read(&read),
+                    Ok(Wake::Touched) => {}
+                },
             }
         }
     }
@@ -331,8 +334,12 @@ impl Api {
 fn rejected(error: muster_core::fsm::CommandError) -> HttpError {
     use muster_core::fsm::CommandError;
     let status = match error {
-        CommandError::ValueTooLarge { .. } | CommandError::TooManyOps { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-        CommandError::MissingKey | CommandError::Catalog(_) => StatusCode::BAD_REQUEST,
+        CommandError::ValueTooLarge { .. }
+        | CommandError::TooManyOps { .. }
+        | CommandError::SnapshotTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        CommandError::MissingKey | CommandError::Catalog(_) | CommandError::Restore(_) => {
+            StatusCode::BAD_REQUEST
+        }
         CommandError::Lock(_) | CommandError::Session(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     HttpError { status, reason: error.to_string() }

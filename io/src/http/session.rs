@@ -88,10 +88,16 @@ fn reset_timer(api: &Api, session: &Session) {
     }
 }
 
+/// Restarts every timer from the sessions in the state: on start, and after a restore replaced
+/// them.
+pub(super) fn rearm_ttl_timers(api: &Api) {
+    api.store.read(|fsm| api.session_ttl.update(|timers, now| timers.reset_all(fsm.sessions(), now)));
+}
+
 /// Runs the leader's TTL timers: starts one for every session with a TTL, then destroys each
 /// session whose timer runs out (TTL × 2 without a renewal, as Consul).
 pub async fn run_ttl_timers(api: Arc<Api>) {
-    api.store.read(|fsm| api.session_ttl.update(|timers, now| timers.reset_all(fsm.sessions(), now)));
+    rearm_ttl_timers(&api);
     loop {
         for id in api.session_ttl.expired().await {
             tracing::info!(session = %id, "session: TTL expired, invalidating");
