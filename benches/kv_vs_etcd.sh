@@ -31,7 +31,7 @@ for tool in wrk etcd python3; do
   fi
 done
 
-cargo build --release --bin muster --quiet
+cargo build --release -p muster --bin muster --quiet
 work=$(mktemp -d)
 pids=()
 cleanup() {

@@ -39,6 +39,11 @@ pub mod tags;
 mod time;
 pub mod wire;
 
+/// Whether this build checks every state machine's invariants after each step (test,
+/// simulation and fuzz builds). The checks scan whole states: an agent built with them is
+/// correct but slow, and says so at start.
+pub const INVARIANT_CHECKS: bool = cfg!(any(test, feature = "invariants"));
+
 pub use limits::*;
 pub use node::{
     Channel, Command, CommandError, Config, ConfigError, Event, KeyringOp, KeyringResult, Node, Persist,

@@ -76,6 +76,11 @@ fn agent(args: cli::AgentArgs) -> Result<(), String> {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi).init();
 
+    if muster_core::INVARIANT_CHECKS {
+        tracing::warn!(
+            "agent: built with invariant checks after every step (a test build); expect it to be slow"
+        );
+    }
     let bind_ip = match (args.bind, args.dev) {
         (Some(ip), _) => ip,
         (None, true) => IpAddr::V4(Ipv4Addr::LOCALHOST),
