@@ -30,6 +30,19 @@ pub(crate) enum Subcommands {
     Version,
     /// Generates a new 32-byte gossip encryption key, base64 encoded.
     Keygen,
+    /// Checks configuration files (and directories of them) without starting an agent.
+    Validate(ValidateArgs),
+}
+
+/// Arguments of `muster validate`.
+#[derive(Debug, Args)]
+pub(crate) struct ValidateArgs {
+    /// Files (`*.json`, `*.hcl`) and directories of them.
+    #[arg(required = true)]
+    pub(crate) paths: Vec<PathBuf>,
+    /// Prints nothing on success.
+    #[arg(long)]
+    pub(crate) quiet: bool,
 }
 
 /// Flags of `muster agent`, named as Consul names them.
@@ -90,6 +103,13 @@ pub(crate) struct AgentArgs {
     /// The port servers serve Raft (and later RPC) on.
     #[arg(long = "server-port", default_value_t = 8300)]
     pub(crate) server_port: u16,
+    /// A configuration file (`*.json` or `*.hcl`). Repeatable; read in order with the
+    /// -config-dir directories.
+    #[arg(long = "config-file")]
+    pub(crate) config_file: Vec<PathBuf>,
+    /// A directory whose `*.json` and `*.hcl` files are read in lexical order. Repeatable.
+    #[arg(long = "config-dir")]
+    pub(crate) config_dir: Vec<PathBuf>,
 }
 
 /// Rewrites Consul's single-dash long flags (`-dev`, `-data-dir=x`) to clap's `--dev`,

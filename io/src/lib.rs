@@ -11,6 +11,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(all(feature = "agent", not(madsim)))]
+pub mod config;
 pub mod drive;
 #[cfg(all(feature = "agent", not(madsim)))]
 pub mod http;

@@ -4,7 +4,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::Parser;
+use muster::config;
 use muster::drive::{self, CommandRequest, Sockets};
 use muster::http;
 use muster::local;
@@ -22,8 +22,12 @@ mod cli;
 
 fn main() -> ExitCode {
     let args = cli::normalize(std::env::args_os());
-    let cli = match cli::Cli::try_parse_from(args) {
-        Ok(cli) => cli,
+    let parsed =
+        <cli::Cli as clap::CommandFactory>::command().try_get_matches_from(args).and_then(|matches| {
+            <cli::Cli as clap::FromArgMatches>::from_arg_matches(&matches).map(|cli| (cli, matches))
+        });
+    let (cli, matches) = match parsed {
+        Ok(parsed) => parsed,
         Err(error) => {
             match cli::consul_usage_error(&error) {
                 // Consul's words for what its scripts match on, then the usage clap prints.
@@ -60,17 +64,113 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        cli::Subcommands::Agent(args) => match agent(*args) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(message) => {
-                eprintln!("==> {message}");
-                ExitCode::from(1)
+        cli::Subcommands::Validate(args) => validate(&args),
+        cli::Subcommands::Agent(mut args) => {
+            match apply_config_files(&mut args, matches.subcommand_matches("agent")) {
+                Err(message) => {
+                    eprintln!("==> {message}");
+                    ExitCode::from(1)
+                }
+                Ok(files) => match agent(*args, files) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(message) => {
+                        eprintln!("==> {message}");
+                        ExitCode::from(1)
+                    }
+                },
             }
-        },
+        }
     }
 }
 
-fn agent(args: cli::AgentArgs) -> Result<(), String> {
+/// What the configuration files gave the agent: where they are, and their services and checks.
+struct FromFiles {
+    sources: config::Sources,
+    definitions: http::Definitions,
+}
+
+/// Reads the configuration files the flags name and fills in every setting the command line
+/// left out (flags win over files, files over defaults; join lists are appended).
+fn apply_config_files(
+    args: &mut cli::AgentArgs,
+    matches: Option<&clap::ArgMatches>,
+) -> Result<FromFiles, String> {
+    let given =
+        |id: &str| matches.and_then(|m| m.value_source(id)) == Some(clap::parser::ValueSource::CommandLine);
+    // -config-file and -config-dir are read in the order they were given, as Consul does.
+    let mut ordered: Vec<(usize, config::Source)> = Vec::new();
+    if let Some(m) = matches {
+        let indices = |id: &str| m.indices_of(id).map(Iterator::collect::<Vec<_>>).unwrap_or_default();
+        ordered.extend(
+            indices("config_file")
+                .into_iter()
+                .zip(&args.config_file)
+                .map(|(i, p)| (i, config::Source::File(p.clone()))),
+        );
+        ordered.extend(
+            indices("config_dir")
+                .into_iter()
+                .zip(&args.config_dir)
+                .map(|(i, p)| (i, config::Source::Dir(p.clone()))),
+        );
+    }
+    ordered.sort_by_key(|(index, _)| *index);
+    let sources = config::Sources { paths: ordered.into_iter().map(|(_, source)| source).collect() };
+    let file = config::load(&sources)?;
+    let definitions = http::definitions(&file)?;
+    if !given("datacenter") {
+        args.datacenter = file.datacenter.unwrap_or(args.datacenter.clone());
+    }
+    args.data_dir = args.data_dir.take().or(file.data_dir);
+    args.node = args.node.take().or(file.node_name);
+    args.bind = args.bind.or(file.bind_addr);
+    args.advertise = args.advertise.or(file.advertise_addr);
+    args.client = args.client.or(file.client_addr);
+    args.encrypt = args.encrypt.take().or(file.encrypt);
+    args.server |= file.server.unwrap_or(false);
+    args.bootstrap |= file.bootstrap.unwrap_or(false);
+    if !given("bootstrap_expect") {
+        args.bootstrap_expect = file.bootstrap_expect.unwrap_or(args.bootstrap_expect);
+    }
+    if !given("http_port") {
+        args.http_port = file.ports.http.unwrap_or(args.http_port);
+    }
+    if !given("serf_lan_port") {
+        args.serf_lan_port = file.ports.serf_lan.unwrap_or(args.serf_lan_port);
+    }
+    if !given("serf_wan_port") {
+        args.serf_wan_port = file.ports.serf_wan.unwrap_or(args.serf_wan_port);
+    }
+    if !given("server_port") {
+        args.server_port = file.ports.server.unwrap_or(args.server_port);
+    }
+    args.join.extend(file.retry_join);
+    args.join_wan.extend(file.retry_join_wan);
+    Ok(FromFiles { sources, definitions })
+}
+
+/// `muster validate`: reads the files as the agent would and says whether they are usable.
+fn validate(args: &cli::ValidateArgs) -> ExitCode {
+    let paths = args
+        .paths
+        .iter()
+        .map(|p| if p.is_dir() { config::Source::Dir(p.clone()) } else { config::Source::File(p.clone()) })
+        .collect();
+    match config::load(&config::Sources { paths }).and_then(|file| http::definitions(&file)) {
+        Ok(_) => {
+            if !args.quiet {
+                println!("Configuration is valid!");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("Config validation failed: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("MUSTER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
@@ -241,7 +341,10 @@ fn agent(args: cli::AgentArgs) -> Result<(), String> {
                 gossip: gossip.clone(),
                 check_ttl: http::CheckTtl::default(),
                 local: Arc::new(local),
+                config: http::ConfigFiles::new(files.sources.clone()),
             });
+            http::apply_definitions(&api, files.definitions.clone()).await?;
+            tokio::spawn(reload_on_sighup(api.clone()));
             tokio::spawn(register_self(api.clone(), args.server_port));
             tokio::spawn(http::run_anti_entropy(api.clone()));
             tokio::spawn(http::run_ttl_timers(api.clone()));
@@ -343,6 +446,19 @@ fn agent(args: cli::AgentArgs) -> Result<(), String> {
         let _ = std::fs::remove_dir_all(&dev_dir);
     }
     result
+}
+
+/// SIGHUP reads the configuration files again, as Consul's does.
+async fn reload_on_sighup(api: Arc<http::Api>) {
+    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        match http::reload(&api).await {
+            Ok(()) => tracing::info!("agent: reloaded the configuration files"),
+            Err(reason) => tracing::error!("agent: failed reloading config: {reason}"),
+        }
+    }
 }
 
 /// This agent's node row, as it registers it in the catalog.

@@ -232,3 +232,100 @@ fn a_server_keeps_its_services_and_check_states_across_a_restart() {
     assert_eq!(healthy[0]["Service"]["Port"], 80);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Services from a `-config-dir` (JSON and HCL) are registered at start; SIGHUP and `PUT
+/// /v1/agent/reload` read the files again: changed services change, removed ones go, ones
+/// registered over HTTP stay, and a broken file changes nothing. `muster validate` and a bad
+/// key at start speak Consul's words.
+#[test]
+fn services_from_config_files_are_registered_and_reloaded() {
+    let dir = std::env::temp_dir().join(format!("muster-config-dir-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("web.json"), r#"{"service": {"name": "web", "tags": ["rails"], "port": 80}}"#)
+        .unwrap();
+    std::fs::write(
+        dir.join("db.hcl"),
+        "service {\n  name = \"db\"\n  port = 5432\n  check {\n    ttl = \"30s\"\n  }\n}\n",
+    )
+    .unwrap();
+    let validate = Command::new(env!("CARGO_BIN_EXE_muster")).args(["validate"]).arg(&dir).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&validate.stdout), "Configuration is valid!\n");
+
+    let (lan, wan, http_port, server) = (free_port(), free_port(), free_port(), free_port());
+    let child = Command::new(env!("CARGO_BIN_EXE_muster"))
+        .args(["agent", "-dev", "-node=configured"])
+        .arg(format!("-config-dir={}", dir.display()))
+        .args([format!("-serf-lan-port={lan}"), format!("-serf-wan-port={wan}")])
+        .args([format!("-http-port={http_port}"), format!("-server-port={server}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let agent = Agent { child };
+    let url = |path: &str| format!("http://127.0.0.1:{http_port}{path}");
+    let services = |ready: &dyn Fn(&serde_json::Value) -> bool| {
+        let body = wait_for(&url("/v1/agent/services"), |body| ready(&serde_json::from_str(body).unwrap()));
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()
+    };
+    let ids = |value: &serde_json::Value| value.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    let first = services(&|s| s.as_object().unwrap().len() == 2);
+    assert_eq!(ids(&first), vec!["db", "web"]);
+    assert_eq!(
+        (first["web"]["Port"].clone(), first["web"]["Tags"].clone()),
+        (80.into(), serde_json::json!(["rails"]))
+    );
+    let healthy = wait_for(&url("/v1/catalog/service/web"), |body| body != "[]");
+    assert!(healthy.contains("\"ServicePort\":80"), "{healthy}");
+    let api = br#"{"Name": "api", "Port": 9000}"#;
+    assert_eq!(http("PUT", &url("/v1/agent/service/register"), api).unwrap().0, 200);
+
+    // SIGHUP: web moves to 8080.
+    std::fs::write(dir.join("web.json"), r#"{"service": {"name": "web", "tags": ["rails"], "port": 8080}}"#)
+        .unwrap();
+    let hup = Command::new("kill").args(["-HUP", &agent.child.id().to_string()]).status().unwrap();
+    assert!(hup.success());
+    let moved = services(&|s| s["web"]["Port"] == 8080);
+    assert_eq!(ids(&moved), vec!["api", "db", "web"]);
+
+    // A broken file: the reload fails and nothing changes.
+    std::fs::write(dir.join("zz.json"), r#"{"servce": {}}"#).unwrap();
+    let (status, body) = http("PUT", &url("/v1/agent/reload"), b"").unwrap();
+    assert_eq!(status, 500);
+    assert_eq!(
+        body,
+        format!(
+            "Failed reloading config: failed to parse {}: invalid config key servce",
+            dir.join("zz.json").display()
+        )
+    );
+    let invalid = Command::new(env!("CARGO_BIN_EXE_muster")).args(["validate"]).arg(&dir).output().unwrap();
+    assert_eq!(invalid.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&invalid.stderr).starts_with("Config validation failed: failed to parse"));
+    std::fs::remove_file(dir.join("zz.json")).unwrap();
+
+    // db's file is removed: db and its check go; the service registered over HTTP stays.
+    std::fs::remove_file(dir.join("db.hcl")).unwrap();
+    assert_eq!(http("PUT", &url("/v1/agent/reload"), b"").unwrap(), (200, String::new()));
+    let after = services(&|_| true);
+    assert_eq!(ids(&after), vec!["api", "web"]);
+    let checks = http("GET", &url("/v1/agent/checks"), b"").unwrap().1;
+    assert_eq!(checks, "{}");
+    let catalog = wait_for(&url("/v1/catalog/service/db"), |body| body == "[]");
+    assert_eq!(catalog, "[]");
+    drop(agent);
+
+    // A bad key at start: Consul's words, exit 1.
+    std::fs::write(dir.join("zz.json"), r#"{"datacentre": "east"}"#).unwrap();
+    let refused = Command::new(env!("CARGO_BIN_EXE_muster"))
+        .args(["agent", "-dev", "-http-port=-1"])
+        .arg(format!("-config-dir={}", dir.display()))
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&refused.stderr).trim(),
+        format!("==> failed to parse {}: invalid config key datacentre", dir.join("zz.json").display())
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

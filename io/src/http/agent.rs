@@ -205,6 +205,7 @@ pub(super) fn routes() -> Router<Arc<Api>> {
         .route("/v1/agent/check/fail/{id}", put(|s, p, q| ttl_update(s, p, q, Health::Critical)))
         .route("/v1/agent/check/update/{id}", put(update_check))
         .route("/v1/agent/maintenance", put(node_maintenance))
+        .route("/v1/agent/reload", put(reload_endpoint))
         .route("/v1/agent/service/maintenance/{id}", put(service_maintenance))
 }
 
@@ -479,63 +480,203 @@ fn parse_agent_check(object: &Object) -> Result<Check, HttpError> {
     })
 }
 
+/// The configuration files the agent reads, and which of its services and checks came from
+/// them (a reload replaces those and leaves the ones registered over HTTP alone).
+#[derive(Debug, Default)]
+pub struct ConfigFiles {
+    /// `-config-file` and `-config-dir`, in order.
+    pub sources: crate::config::Sources,
+    owned: std::sync::Mutex<Owned>,
+}
+
+#[derive(Debug, Default)]
+struct Owned {
+    services: std::collections::BTreeSet<String>,
+    checks: std::collections::BTreeSet<String>,
+}
+
+impl ConfigFiles {
+    /// The agent's configuration sources.
+    pub fn new(sources: crate::config::Sources) -> ConfigFiles {
+        ConfigFiles { sources, owned: std::sync::Mutex::default() }
+    }
+}
+
+/// The services and checks a configuration defines, decoded as the agent API decodes them.
+pub type Definitions = (Vec<(Service, Vec<Check>)>, Vec<Check>);
+
+/// Decodes the service and check definitions of a configuration; the first bad one is the
+/// error, naming its file.
+pub fn definitions(config: &crate::config::FileConfig) -> Result<Definitions, String> {
+    let named = |file: &std::path::Path, error: HttpError| {
+        format!("failed to parse {}: {}", file.display(), error.reason)
+    };
+    let mut services = Vec::new();
+    for (file, value) in &config.services {
+        let object = Object::from_value(value, "service").map_err(|e| named(file, e))?;
+        services.push(service_definition(&object).map_err(|e| named(file, e))?);
+    }
+    let mut checks = Vec::new();
+    for (file, value) in &config.checks {
+        let object = Object::from_value(value, "check").map_err(|e| named(file, e))?;
+        checks.push(check_definition(&object).map_err(|e| named(file, e))?);
+    }
+    Ok((services, checks))
+}
+
+/// Puts a configuration's services and checks in the local state, in place of the ones the
+/// previous configuration defined, and syncs the catalog. Nothing changes if any definition
+/// is refused.
+pub async fn apply_definitions(api: &Api, definitions: Definitions) -> Result<(), String> {
+    let (services, checks) = definitions;
+    let new_services: std::collections::BTreeSet<String> =
+        services.iter().map(|(s, _)| s.id.clone()).collect();
+    let new_checks: std::collections::BTreeSet<String> = services
+        .iter()
+        .flat_map(|(_, checks)| checks.iter().map(|c| c.check_id.clone()))
+        .chain(checks.iter().map(|c| c.check_id.clone()))
+        .collect();
+    let (old_services, old_checks) = {
+        let owned = api.config.owned.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        (owned.services.clone(), owned.checks.clone())
+    };
+    let all_checks: Vec<Check> = services
+        .iter()
+        .flat_map(|(_, checks)| checks.iter().cloned())
+        .chain(checks.iter().cloned())
+        .collect();
+    let undo = api.local.state().clone();
+    let removed = change_and_sync(api, Some(undo.clone()), |state| {
+        let mut removed = Vec::new();
+        for id in old_checks.iter().filter(|id| !new_checks.contains(*id)) {
+            if state.remove_check(id) {
+                removed.push(id.clone());
+            }
+        }
+        for id in old_services.iter().filter(|id| !new_services.contains(*id)) {
+            removed.extend(state.remove_service(id).unwrap_or_default());
+        }
+        for (service, checks) in services {
+            if let Err(error) = state.add_service(service, checks) {
+                *state = undo.clone();
+                return Err(error);
+            }
+        }
+        for check in checks {
+            if let Err(error) = state.add_check(check) {
+                *state = undo.clone();
+                return Err(error);
+            }
+        }
+        Ok(removed)
+    })
+    .await
+    .map_err(|error| error.reason)?;
+    forget_timers(api, &removed);
+    for id in &removed {
+        persist_check(api, id).map_err(|e| e.reason)?;
+    }
+    for id in old_services.iter().filter(|id| !new_services.contains(*id)) {
+        api.local.forget_service(id).map_err(|e| e.to_string())?;
+    }
+    reset_timers(api, &all_checks);
+    let mut owned = api.config.owned.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    *owned = Owned { services: new_services, checks: new_checks };
+    Ok(())
+}
+
+/// Reads the configuration files again and applies their services and checks (Consul's
+/// reload; SIGHUP and `PUT /v1/agent/reload` both come here). Other settings take effect at
+/// the next start.
+pub async fn reload(api: &Api) -> Result<(), String> {
+    let config = crate::config::load(&api.config.sources)?;
+    apply_definitions(api, definitions(&config)?).await
+}
+
+async fn reload_endpoint(State(api): State<Arc<Api>>) -> Response {
+    match reload(&api).await {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(reason) => HttpError::internal(format!("Failed reloading config: {reason}")).into_response(),
+    }
+}
+
+/// A service definition as the agent takes one, from `/v1/agent/service/register` or a
+/// configuration file: the service and its own checks, with Consul's defaults (ID from the
+/// name; checks `service:<id>` or `service:<id>:<n>`, named `Service '<name>' check`).
+pub fn service_definition(object: &Object) -> Result<(Service, Vec<Check>), HttpError> {
+    let name = object.string("Name")?;
+    if name.is_empty() {
+        return Err(HttpError::bad_request("Missing service name"));
+    }
+    // The agent API names the service `Name`; the catalog's shape calls it `Service`.
+    let mut service = parse_service(object)?;
+    service.service = name.clone();
+    if service.id.is_empty() {
+        service.id = name.clone();
+    }
+    if let Some(weights) = object.get("Weights") {
+        let weights = Object::from_value(weights, "Weights")?;
+        if integer::<u32>(&weights, "Passing")?.unwrap_or(1) == 0 {
+            return Err(HttpError::bad_request("Passing must be greater than 0"));
+        }
+    }
+    let mut definitions = Vec::new();
+    if let Some(check) = object.get("Check") {
+        definitions.push(Object::from_value(check, "Check")?);
+    }
+    match object.get("Checks") {
+        None => {}
+        Some(Value::Array(items)) => {
+            for item in items {
+                definitions.push(Object::from_value(item, "Checks")?);
+            }
+        }
+        Some(_) => return Err(decode_failed("Checks: expected a list")),
+    }
+    let several = definitions.len() > 1;
+    let mut checks = Vec::new();
+    for (n, definition) in definitions.iter().enumerate() {
+        let mut check = parse_agent_check(definition)?;
+        // Consul's generated IDs and name for a service's own checks.
+        if check.check_id.is_empty() {
+            check.check_id = if several {
+                format!("service:{}:{}", service.id, n + 1)
+            } else {
+                format!("service:{}", service.id)
+            };
+        }
+        if check.name.is_empty() {
+            check.name = format!("Service '{name}' check");
+        }
+        check.service_id = service.id.clone();
+        checks.push(check);
+    }
+    Ok((service, checks))
+}
+
+/// A check definition as the agent takes one, from `/v1/agent/check/register` or a
+/// configuration file (ID from the name).
+pub fn check_definition(object: &Object) -> Result<Check, HttpError> {
+    let mut check = parse_agent_check(object)?;
+    if check.name.is_empty() {
+        return Err(HttpError::bad_request("Missing check name"));
+    }
+    if check.check_id.is_empty() {
+        check.check_id = check.name.clone();
+    }
+    Ok(check)
+}
+
 async fn register_service(State(api): State<Arc<Api>>, body: Bytes) -> Response {
     let result = async {
-        let object = Object::parse(&body)?;
-        let name = object.string("Name")?;
-        if name.is_empty() {
-            return Err(HttpError::bad_request("Missing service name"));
-        }
-        // The agent API names the service `Name`; the catalog's shape calls it `Service`.
-        let mut service = parse_service(&object)?;
-        service.service = name.clone();
-        if service.id.is_empty() {
-            service.id = name.clone();
-        }
-        if let Some(weights) = object.get("Weights") {
-            let weights = Object::from_value(weights, "Weights")?;
-            if integer::<u32>(&weights, "Passing")?.unwrap_or(1) == 0 {
-                return Err(HttpError::bad_request("Passing must be greater than 0"));
-            }
-        }
-        let mut definitions = Vec::new();
-        if let Some(check) = object.get("Check") {
-            definitions.push(Object::from_value(check, "Check")?);
-        }
-        match object.get("Checks") {
-            None => {}
-            Some(Value::Array(items)) => {
-                for item in items {
-                    definitions.push(Object::from_value(item, "Checks")?);
-                }
-            }
-            Some(_) => return Err(decode_failed("Checks: expected a list")),
-        }
-        let several = definitions.len() > 1;
-        let mut checks = Vec::new();
-        for (n, definition) in definitions.iter().enumerate() {
-            let mut check = parse_agent_check(definition)?;
-            // Consul's generated IDs and name for a service's own checks.
-            if check.check_id.is_empty() {
-                check.check_id = if several {
-                    format!("service:{}:{}", service.id, n + 1)
-                } else {
-                    format!("service:{}", service.id)
-                };
-            }
-            if check.name.is_empty() {
-                check.name = format!("Service '{name}' check");
-            }
-            check.service_id = service.id.clone();
-            checks.push(check);
-        }
+        let (service, checks) = service_definition(&Object::parse(&body)?)?;
         reset_timers(&api, &checks);
         let id = service.id.clone();
         let undo = api.local.state().clone();
         let dropped = change_and_sync(&api, Some(undo), |state| state.add_service(service, checks)).await?;
         forget_timers(&api, &dropped);
         persist_service(&api, &id, &dropped)?;
-        Ok(StatusCode::OK.into_response())
+        Ok::<_, HttpError>(StatusCode::OK.into_response())
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
 }
@@ -563,20 +704,13 @@ async fn deregister_service(State(api): State<Arc<Api>>, Path(id): Path<String>)
 
 async fn register_check(State(api): State<Arc<Api>>, body: Bytes) -> Response {
     let result = async {
-        let object = Object::parse(&body)?;
-        let mut check = parse_agent_check(&object)?;
-        if check.name.is_empty() {
-            return Err(HttpError::bad_request("Missing check name"));
-        }
-        if check.check_id.is_empty() {
-            check.check_id = check.name.clone();
-        }
+        let check = check_definition(&Object::parse(&body)?)?;
         reset_timers(&api, std::slice::from_ref(&check));
         let id = check.check_id.clone();
         let undo = api.local.state().clone();
         change_and_sync(&api, Some(undo), |state| state.add_check(check)).await?;
         persist_check(&api, &id)?;
-        Ok(StatusCode::OK.into_response())
+        Ok::<_, HttpError>(StatusCode::OK.into_response())
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
 }

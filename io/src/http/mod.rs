@@ -35,7 +35,11 @@ use tokio::net::TcpListener;
 use crate::raft_server::{RaftClient, WriteError};
 use crate::store::{Store, Wake};
 
-pub use self::agent::{run_anti_entropy, run_check_ttl_timers, CheckTtl, ANTI_ENTROPY_INTERVAL};
+pub use self::agent::{
+    apply_definitions, check_definition, definitions, reload, run_anti_entropy, run_check_ttl_timers,
+    service_definition, CheckTtl, ConfigFiles, Definitions, ANTI_ENTROPY_INTERVAL,
+};
+pub use self::body::Object;
 pub use self::gossip::{Gossip, UserEvent, EVENTS_KEPT};
 pub use self::limit::HTTP_CONNS_PER_CLIENT_MAX;
 pub use self::members::{Member, Members, Pool};
@@ -76,6 +80,8 @@ pub struct Api {
     pub check_ttl: CheckTtl,
     /// This agent's services and checks, the authority for its node in the catalog.
     pub local: Arc<crate::local::LocalAgent>,
+    /// The configuration files it reads, for reloads.
+    pub config: ConfigFiles,
 }
 
 /// Serves the API on `listener` until the task is dropped, with Consul's default limit of

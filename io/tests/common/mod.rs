@@ -50,6 +50,7 @@ pub async fn start_limited(name: &str, conns_per_client: usize) -> (SocketAddr, 
         gossip: Arc::default(),
         check_ttl: http::CheckTtl::default(),
         local,
+        config: http::ConfigFiles::default(),
     });
     let serf = Check { check_id: SERF_HEALTH.into(), status: Health::Passing, ..Check::default() };
     let register = Register { node, skip_node_update: false, service: None, checks: vec![serf] };

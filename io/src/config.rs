@@ -1,0 +1,313 @@
+//! Configuration files, as Consul reads them (`../shared/reference/consul-behaviour.md` §5):
+//! JSON (`*.json`) and HCL (`*.hcl`, through hcl-rs), from `-config-file` and `-config-dir`
+//! (a directory's `*.json` and `*.hcl` files in lexical order; other files are skipped).
+//! Later files override earlier ones key by key; lists (`retry_join`, services, checks) are
+//! appended. Command-line flags override files (the caller applies them). A key this agent
+//! does not know is an error naming the file and the key: a misspelt setting must not be
+//! silently ignored.
+//!
+//! Services and checks (`service`, `services`, `check`, `checks`) are kept as the JSON objects
+//! the files hold; the agent reads them with the same decoder as `/v1/agent/service/register`.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+/// Where configuration comes from: `-config-file` and `-config-dir`, in the order given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sources {
+    /// Files and directories, in order.
+    pub paths: Vec<Source>,
+}
+
+/// One `-config-file` or `-config-dir`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A file (its format from its extension).
+    File(PathBuf),
+    /// A directory of `*.json` and `*.hcl` files.
+    Dir(PathBuf),
+}
+
+/// The agent's ports (`ports { ... }`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ports {
+    /// `http` (-1 disables).
+    pub http: Option<i32>,
+    /// `serf_lan`.
+    pub serf_lan: Option<u16>,
+    /// `serf_wan`.
+    pub serf_wan: Option<u16>,
+    /// `server`.
+    pub server: Option<u16>,
+}
+
+/// What the files set; `None` is "not set by any file".
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FileConfig {
+    /// `datacenter`.
+    pub datacenter: Option<String>,
+    /// `data_dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `node_name`.
+    pub node_name: Option<String>,
+    /// `server`.
+    pub server: Option<bool>,
+    /// `bootstrap`.
+    pub bootstrap: Option<bool>,
+    /// `bootstrap_expect`.
+    pub bootstrap_expect: Option<usize>,
+    /// `bind_addr`.
+    pub bind_addr: Option<IpAddr>,
+    /// `advertise_addr`.
+    pub advertise_addr: Option<IpAddr>,
+    /// `client_addr`.
+    pub client_addr: Option<IpAddr>,
+    /// `encrypt`.
+    pub encrypt: Option<String>,
+    /// `start_join` and `retry_join`, appended.
+    pub retry_join: Vec<String>,
+    /// `start_join_wan` and `retry_join_wan`, appended.
+    pub retry_join_wan: Vec<String>,
+    /// `ports`.
+    pub ports: Ports,
+    /// Service definitions, each with the file it came from.
+    pub services: Vec<(PathBuf, Value)>,
+    /// Check definitions, each with the file it came from.
+    pub checks: Vec<(PathBuf, Value)>,
+}
+
+/// Reads every file the sources name, in order, into one configuration.
+pub fn load(sources: &Sources) -> Result<FileConfig, String> {
+    let mut config = FileConfig::default();
+    for file in files(sources)? {
+        let value = read(&file)?;
+        merge(&mut config, &file, value)
+            .map_err(|reason| format!("failed to parse {}: {reason}", file.display()))?;
+    }
+    Ok(config)
+}
+
+/// The files the sources name, directories expanded.
+fn files(sources: &Sources) -> Result<Vec<PathBuf>, String> {
+    let mut files = Vec::new();
+    for source in &sources.paths {
+        match source {
+            Source::File(path) => {
+                if format_of(path).is_none() {
+                    return Err(format!(
+                        "Error loading {}: config file must have a .json or .hcl extension",
+                        path.display()
+                    ));
+                }
+                files.push(path.clone());
+            }
+            Source::Dir(dir) => {
+                let entries =
+                    std::fs::read_dir(dir).map_err(|e| format!("Error reading {}: {e}", dir.display()))?;
+                let mut found: Vec<PathBuf> = Vec::new();
+                for entry in entries {
+                    let path = entry.map_err(|e| format!("Error reading {}: {e}", dir.display()))?.path();
+                    if path.is_file() && format_of(&path).is_some() {
+                        found.push(path);
+                    } else if path.is_file() {
+                        tracing::warn!(file = %path.display(), "config: skipping a file: its extension must be .json or .hcl");
+                    }
+                }
+                found.sort();
+                files.extend(found);
+            }
+        }
+    }
+    Ok(files)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Json,
+    Hcl,
+}
+
+fn format_of(path: &Path) -> Option<Format> {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("json") => Some(Format::Json),
+        Some("hcl") => Some(Format::Hcl),
+        _ => None,
+    }
+}
+
+/// A file's contents as a JSON object (HCL blocks become objects, repeated blocks lists).
+fn read(path: &Path) -> Result<Map<String, Value>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("Error reading {}: {e}", path.display()))?;
+    let parsed = match format_of(path) {
+        Some(Format::Json) => serde_json::from_str::<Value>(&text).map_err(|e| e.to_string()),
+        Some(Format::Hcl) => hcl::from_str::<Value>(&text).map_err(|e| e.to_string()),
+        None => unreachable!("only .json and .hcl files are read"),
+    };
+    match parsed.map_err(|e| format!("failed to parse {}: {e}", path.display()))? {
+        Value::Object(map) => Ok(map),
+        _ => Err(format!("failed to parse {}: the top level must be an object", path.display())),
+    }
+}
+
+/// Folds one file's keys into `config`.
+fn merge(config: &mut FileConfig, file: &Path, map: Map<String, Value>) -> Result<(), String> {
+    for (key, value) in map {
+        match key.as_str() {
+            "datacenter" => config.datacenter = Some(string(&key, &value)?),
+            "data_dir" => config.data_dir = Some(PathBuf::from(string(&key, &value)?)),
+            "node_name" => config.node_name = Some(string(&key, &value)?),
+            "server" => config.server = Some(boolean(&key, &value)?),
+            "bootstrap" => config.bootstrap = Some(boolean(&key, &value)?),
+            "bootstrap_expect" => config.bootstrap_expect = Some(number(&key, &value)?),
+            "bind_addr" => config.bind_addr = Some(address(&key, &value)?),
+            "advertise_addr" => config.advertise_addr = Some(address(&key, &value)?),
+            "client_addr" => config.client_addr = Some(address(&key, &value)?),
+            "encrypt" => config.encrypt = Some(string(&key, &value)?),
+            "start_join" | "retry_join" => config.retry_join.extend(strings(&key, &value)?),
+            "start_join_wan" | "retry_join_wan" => config.retry_join_wan.extend(strings(&key, &value)?),
+            "ports" => merge_ports(&mut config.ports, &value)?,
+            "service" | "services" => {
+                config.services.extend(objects(&key, value)?.into_iter().map(|v| (file.to_owned(), v)))
+            }
+            "check" | "checks" => {
+                config.checks.extend(objects(&key, value)?.into_iter().map(|v| (file.to_owned(), v)))
+            }
+            _ => return Err(format!("invalid config key {key}")),
+        }
+    }
+    Ok(())
+}
+
+fn merge_ports(ports: &mut Ports, value: &Value) -> Result<(), String> {
+    let Value::Object(map) = value else { return Err("ports: expected an object".to_owned()) };
+    for (key, value) in map {
+        let name = format!("ports.{key}");
+        match key.as_str() {
+            "http" => {
+                let port = value
+                    .as_i64()
+                    .filter(|p| (-1..=65535).contains(p))
+                    .ok_or(format!("{name}: expected a port or -1"))?;
+                ports.http = Some(i32::try_from(port).expect("bounded above"));
+            }
+            "serf_lan" => ports.serf_lan = Some(number(&name, value)?),
+            "serf_wan" => ports.serf_wan = Some(number(&name, value)?),
+            "server" => ports.server = Some(number(&name, value)?),
+            _ => return Err(format!("invalid config key {name}")),
+        }
+    }
+    Ok(())
+}
+
+fn string(key: &str, value: &Value) -> Result<String, String> {
+    value.as_str().map(str::to_owned).ok_or(format!("{key}: expected a string"))
+}
+
+fn boolean(key: &str, value: &Value) -> Result<bool, String> {
+    value.as_bool().ok_or(format!("{key}: expected true or false"))
+}
+
+fn number<T: TryFrom<u64>>(key: &str, value: &Value) -> Result<T, String> {
+    value.as_u64().and_then(|n| T::try_from(n).ok()).ok_or(format!("{key}: expected a number in range"))
+}
+
+fn address(key: &str, value: &Value) -> Result<IpAddr, String> {
+    string(key, value)?.parse().map_err(|_| format!("{key}: expected an IP address"))
+}
+
+fn strings(key: &str, value: &Value) -> Result<Vec<String>, String> {
+    match value {
+        Value::String(one) => Ok(vec![one.clone()]),
+        Value::Array(items) => items.iter().map(|item| string(key, item)).collect(),
+        _ => Err(format!("{key}: expected a list of strings")),
+    }
+}
+
+/// One object or a list of them (`service { }` once, twice, or `services = [...]`).
+fn objects(key: &str, value: Value) -> Result<Vec<Value>, String> {
+    match value {
+        Value::Object(_) => Ok(vec![value]),
+        Value::Array(items) if items.iter().all(Value::is_object) => Ok(items),
+        _ => Err(format!("{key}: expected an object or a list of objects")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(name: &str, files: &[(&str, &str)]) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("muster-config-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (file, text) in files {
+            std::fs::write(dir.join(file), text).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn files_merge_in_lexical_order_and_lists_append() {
+        let dir = dir(
+            "merge",
+            &[
+                ("10-base.json", r#"{"datacenter": "east", "retry_join": ["10.0.0.1"], "ports": {"http": 8501}}"#),
+                (
+                    "20-web.hcl",
+                    "datacenter = \"west\"\nretry_join = [\"10.0.0.2\"]\nservice {\n  name = \"web\"\n  tags = [\"rails\"]\n  port = 80\n}\n",
+                ),
+                ("30-db.json", r#"{"services": [{"name": "db", "port": 5432}, {"name": "cache"}]}"#),
+                ("40-two.hcl", "service {\n  name = \"a\"\n}\nservice {\n  name = \"b\"\n  check {\n    ttl = \"30s\"\n  }\n}\n"),
+                ("notes.txt", "not configuration"),
+            ],
+        );
+        let config = load(&Sources { paths: vec![Source::Dir(dir.clone())] }).unwrap();
+        assert_eq!(config.datacenter.as_deref(), Some("west"), "the later file wins");
+        assert_eq!(config.retry_join, vec!["10.0.0.1".to_owned(), "10.0.0.2".to_owned()]);
+        assert_eq!(config.ports.http, Some(8501));
+        let names: Vec<&str> = config.services.iter().map(|(_, s)| s["name"].as_str().unwrap()).collect();
+        assert_eq!(names, vec!["web", "db", "cache", "a", "b"], "repeated HCL blocks are a list");
+        assert_eq!(config.services[4].1["check"]["ttl"], "30s");
+        assert_eq!(config.services[0].1["tags"], serde_json::json!(["rails"]));
+        assert_eq!(config.services[0].0, dir.join("20-web.hcl"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_file() {
+        let dir = dir(
+            "bad",
+            &[
+                ("a.json", r#"{"datacentre": "east"}"#),
+                ("b.json", r#"{"ports": {"htp": 1}}"#),
+                ("c.hcl", "server = \"yes\""),
+            ],
+        );
+        let one = |file: &str| load(&Sources { paths: vec![Source::File(dir.join(file))] }).unwrap_err();
+        assert_eq!(
+            one("a.json"),
+            format!("failed to parse {}: invalid config key datacentre", dir.join("a.json").display())
+        );
+        assert_eq!(
+            one("b.json"),
+            format!("failed to parse {}: invalid config key ports.htp", dir.join("b.json").display())
+        );
+        assert_eq!(
+            one("c.hcl"),
+            format!("failed to parse {}: server: expected true or false", dir.join("c.hcl").display())
+        );
+        std::fs::write(dir.join("d.json"), "{not json").unwrap();
+        assert!(one("d.json").starts_with(&format!("failed to parse {}: ", dir.join("d.json").display())));
+        std::fs::write(dir.join("e.yaml"), "a: b").unwrap();
+        assert_eq!(
+            one("e.yaml"),
+            format!(
+                "Error loading {}: config file must have a .json or .hcl extension",
+                dir.join("e.yaml").display()
+            )
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
