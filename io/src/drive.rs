@@ -94,7 +94,7 @@ pub async fn run<S: Storage>(
     let (persisted_tx, mut persisted_rx) = mpsc::channel::<io::Result<PersistId>>(CHANNEL_CAPACITY);
     let (frame_tx, mut frame_rx) = mpsc::channel::<(SocketAddr, Bytes)>(CHANNEL_CAPACITY);
     let storage_task = tokio::spawn(persist_in_order(storage, persist_rx, persisted_tx));
-    let accept_task = tokio::spawn(accept_streams(tcp, frame_tx));
+    let accept_task = tokio::spawn(accept_streams(tcp, frame_tx, None));
     let outbound = Arc::new(Semaphore::new(STREAMS_OUTBOUND_MAX));
     let mut outbox = Outbox::default();
     let mut datagram = vec![0u8; DATAGRAM_BYTES_MAX];
@@ -240,7 +240,15 @@ async fn send_datagram(udp: &UdpSocket, dst: SocketAddr, payload: &[u8]) -> io::
 /// Accepts stream connections and forwards each frame read from them, with a bound on how many
 /// connections are read at once, and on how many of them one source address may hold (so one
 /// host cannot take every slot and shut the others out).
-pub(crate) async fn accept_streams(listener: TcpListener, frames: mpsc::Sender<(SocketAddr, Bytes)>) {
+///
+/// With `divert`, a connection whose first byte is the divert byte is handed over whole (after
+/// that byte) instead of being read as frames: the server port carries Raft's frames and RPC
+/// connections side by side. A frame's length prefix never starts with the divert byte.
+pub(crate) async fn accept_streams(
+    listener: TcpListener,
+    frames: mpsc::Sender<(SocketAddr, Bytes)>,
+    divert: Option<Divert>,
+) {
     let permits = Arc::new(Semaphore::new(STREAMS_INBOUND_MAX));
     let per_source: Arc<std::sync::Mutex<BTreeMap<IpAddr, usize>>> = Arc::default();
     loop {
@@ -262,8 +270,26 @@ pub(crate) async fn accept_streams(listener: TcpListener, frames: mpsc::Sender<(
             continue;
         };
         let frames = frames.clone();
+        let divert = divert.clone();
         tokio::spawn(async move {
-            if let Err(error) = read_frames(stream, from, &frames).await {
+            let mut stream = stream;
+            let mut first = None;
+            if let Some((byte, diverted)) = divert {
+                let mut read = [0u8; 1];
+                match tokio::time::timeout(STREAM_IDLE_TIMEOUT, stream.read_exact(&mut read)).await {
+                    Ok(Ok(_)) if read[0] == byte => {
+                        // The diverted connection keeps neither this loop's slot nor its permit:
+                        // its receiver bounds its own connections.
+                        drop(slot);
+                        drop(permit);
+                        let _ = diverted.send((stream, from)).await;
+                        return;
+                    }
+                    Ok(Ok(_)) => first = Some(read[0]),
+                    _ => return,
+                }
+            }
+            if let Err(error) = read_frames(stream, from, &frames, first).await {
                 tracing::debug!(%from, %error, "stream closed");
             }
             drop(slot);
@@ -301,14 +327,26 @@ impl Drop for SourceSlot {
     }
 }
 
+/// Where diverted connections go, and the first byte that diverts them.
+pub(crate) type Divert = (u8, mpsc::Sender<(TcpStream, SocketAddr)>);
+
 async fn read_frames(
     mut stream: TcpStream,
     from: SocketAddr,
     frames: &mpsc::Sender<(SocketAddr, Bytes)>,
+    mut first: Option<u8>,
 ) -> io::Result<()> {
     loop {
         let mut prefix = [0u8; FRAME_PREFIX_BYTES];
-        let read = tokio::time::timeout(STREAM_IDLE_TIMEOUT, stream.read_exact(&mut prefix)).await;
+        // The first byte of the first prefix may have been read already, to route the stream.
+        let rest = match first.take() {
+            Some(byte) => {
+                prefix[0] = byte;
+                &mut prefix[1..]
+            }
+            None => &mut prefix[..],
+        };
+        let read = tokio::time::timeout(STREAM_IDLE_TIMEOUT, stream.read_exact(rest)).await;
         match read {
             Err(_elapsed) => return Ok(()),
             Ok(Err(error)) if error.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),

@@ -21,6 +21,8 @@ pub mod local;
 pub mod raft_net;
 #[cfg(not(madsim))]
 pub mod raft_server;
+#[cfg(all(feature = "agent", not(madsim)))]
+pub mod rpc;
 #[cfg(not(madsim))]
 pub mod storage;
 #[cfg(not(madsim))]

@@ -309,7 +309,7 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
         let server_addr = SocketAddr::new(advertise_ip, args.server_port);
         let raft_id = muster_core::servers::raft_id(&node_id)
             .ok_or_else(|| format!("Node ID {node_id:?} cannot name a Raft server (its first 64 bits are zero)"))?;
-        let consensus = match server {
+        let mut consensus = match server {
             false => None,
             true => {
                 let plan = ServerPlan {
@@ -324,7 +324,7 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
                 Some(start_consensus(plan, members.clone()).await?)
             }
         };
-        if let (Some((handle, store)), Some(port)) = (&consensus, http_port) {
+        if let Some((handle, store, rpc_connections)) = &mut consensus {
             let node = own_node(&node_id, &node_name, &args.datacenter, advertise_ip);
             let local_dir = args.data_dir.clone().filter(|_| !dev);
             let local = local::LocalAgent::open(node, local_dir)
@@ -349,14 +349,19 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
             tokio::spawn(http::run_anti_entropy(api.clone()));
             tokio::spawn(http::run_ttl_timers(api.clone()));
             tokio::spawn(http::run_check_ttl_timers(api.clone()));
-            let addr = SocketAddr::new(client_ip, port);
-            let listener =
-                TcpListener::bind(addr).await.map_err(|e| format!("Error binding HTTP {addr}: {e}"))?;
-            tokio::spawn(async move {
-                if let Err(error) = http::serve(listener, api).await {
-                    tracing::error!(%error, "agent: the HTTP server stopped");
-                }
-            });
+            if let Some(connections) = rpc_connections.take() {
+                tokio::spawn(muster::rpc::serve(connections, Arc::new(http::RpcHandler::new(api.clone()))));
+            }
+            if let Some(port) = http_port {
+                let addr = SocketAddr::new(client_ip, port);
+                let listener =
+                    TcpListener::bind(addr).await.map_err(|e| format!("Error binding HTTP {addr}: {e}"))?;
+                tokio::spawn(async move {
+                    if let Err(error) = http::serve(listener, api).await {
+                        tracing::error!(%error, "agent: the HTTP server stopped");
+                    }
+                });
+            }
         }
 
         println!("==> Starting muster agent...");
@@ -437,7 +442,7 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
             }
         }
         shutdown.abort();
-        if let Some((handle, _)) = consensus {
+        if let Some((handle, ..)) = consensus {
             handle.stop().await;
         }
         result
@@ -556,7 +561,7 @@ const BOOTSTRAP_VOTERS_FILE: &str = "bootstrap-voters";
 async fn start_consensus(
     plan: ServerPlan,
     members: Arc<http::Members>,
-) -> Result<(RaftHandle<http::Output>, Arc<Store>), String> {
+) -> Result<(RaftHandle<http::Output>, Arc<Store>, Option<mpsc::Receiver<RpcConnection>>), String> {
     use muster::raft_server;
     let mut config = raft::Config::new(plan.raft_id, [], seed_from_os());
     if plan.dev {
@@ -566,9 +571,12 @@ async fn start_consensus(
         config.heartbeat_interval = std::time::Duration::from_millis(20);
         config.leader_lease = std::time::Duration::from_millis(50);
     }
-    let (transport, inbound) = muster::raft_net::RaftTransport::bind(plan.raft_id, plan.bind)
-        .await
-        .map_err(|e| format!("Error binding the server port {}: {e}", plan.bind))?;
+    // RPC shares the server port with Raft: connections opening with the RPC byte come here.
+    let (rpc_tx, rpc_rx) = mpsc::channel(RPC_ACCEPT_QUEUE);
+    let (transport, inbound) =
+        muster::raft_net::RaftTransport::bind_with_rpc(plan.raft_id, plan.bind, Some(rpc_tx))
+            .await
+            .map_err(|e| format!("Error binding the server port {}: {e}", plan.bind))?;
     let opened = raft_server::open(&plan.dir)
         .map_err(|e| format!("Error opening Raft in {}: {e}", plan.dir.display()))?;
     let voters_file = plan.dir.join(BOOTSTRAP_VOTERS_FILE);
@@ -589,8 +597,14 @@ async fn start_consensus(
     } else {
         tokio::spawn(await_bootstrap(members, plan, config, voters_file, configure));
     }
-    Ok((handle, store))
+    Ok((handle, store, Some(rpc_rx)))
 }
+
+/// An RPC connection the server port handed over.
+type RpcConnection = (tokio::net::TcpStream, SocketAddr);
+
+/// RPC connections waiting for their handler task.
+const RPC_ACCEPT_QUEUE: usize = 256;
 
 /// Waits until gossip shows the expected servers, then starts Raft with them as voters.
 async fn await_bootstrap(

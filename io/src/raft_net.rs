@@ -31,6 +31,11 @@ use crate::drive::accept_streams;
 /// Consul's server RPC port.
 pub const DEFAULT_PORT: u16 = 8300;
 
+/// The first byte of an RPC connection on the server port. A Raft stream opens with a frame's
+/// four-byte big-endian length, at most 16 MiB, so its first byte is 0 or 1: never this one.
+pub const RPC_PROTOCOL_BYTE: u8 = 0xF0;
+const _: () = assert!(muster_core::STREAM_FRAME_BYTES_MAX >> 24 < RPC_PROTOCOL_BYTE as usize);
+
 /// Messages queued for one peer before new ones are dropped. A leader's pipeline to a follower
 /// holds at most `inflight_appends_max` appends plus heartbeats, far below this.
 const PEER_QUEUE_MAX: usize = 4096;
@@ -74,12 +79,23 @@ impl RaftTransport {
         id: ServerId,
         addr: SocketAddr,
     ) -> io::Result<(RaftTransport, mpsc::Receiver<(ServerId, Message)>)> {
+        RaftTransport::bind_with_rpc(id, addr, None).await
+    }
+
+    /// [`RaftTransport::bind`], also handing every connection that opens with
+    /// [`RPC_PROTOCOL_BYTE`] to `rpc` (the server RPC that shares Consul's server port).
+    pub async fn bind_with_rpc(
+        id: ServerId,
+        addr: SocketAddr,
+        rpc: Option<mpsc::Sender<(TcpStream, SocketAddr)>>,
+    ) -> io::Result<(RaftTransport, mpsc::Receiver<(ServerId, Message)>)> {
         let listener = TcpListener::bind(addr).await?;
         let local_addr = listener.local_addr()?;
         let stats = Arc::new(TransportStats::default());
         let (frame_tx, mut frame_rx) = mpsc::channel::<(SocketAddr, Bytes)>(INBOUND_QUEUE_MAX);
         let (message_tx, message_rx) = mpsc::channel(INBOUND_QUEUE_MAX);
-        let accept = tokio::spawn(accept_streams(listener, frame_tx));
+        let divert = rpc.map(|rpc| (RPC_PROTOCOL_BYTE, rpc));
+        let accept = tokio::spawn(accept_streams(listener, frame_tx, divert));
         let decode_stats = stats.clone();
         let decode = tokio::spawn(async move {
             while let Some((source, frame)) = frame_rx.recv().await {

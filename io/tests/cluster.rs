@@ -1,8 +1,9 @@
 //! Three `muster agent -server -bootstrap-expect=3` processes on loopback, as an operator runs
 //! them: they find each other through `-retry-join` and gossip tags and bootstrap one Raft
-//! cluster; a `kill -9` of the leader leaves the other two to elect a new one, which takes
-//! writes; the killed server restarts from its data directory and catches up. Every write
-//! acknowledged is read back from every server.
+//! cluster; followers forward writes and default reads to the leader (blocking ones too) and
+//! register themselves through it; a `kill -9` of the leader leaves the other two to elect a
+//! new one, which takes writes through either; the killed server restarts from its data
+//! directory and catches up. Every write acknowledged is read back from every server.
 
 use std::net::{TcpListener, UdpSocket};
 use std::process::{Child, Command, Stdio};
@@ -152,21 +153,47 @@ fn three_servers_bootstrap_from_gossip_and_survive_the_loss_of_their_leader() {
     expected.sort();
     assert_eq!(peers, expected, "the three bootstrapped as voters");
 
-    let put = http("PUT", &servers[leader].url("/v1/kv/cluster/a"), b"one").unwrap();
+    // A follower forwards a write, and a default-mode read, to the leader.
+    let follower = (leader + 1) % 3;
+    let put = http("PUT", &servers[follower].url("/v1/kv/cluster/a"), b"one").unwrap();
     assert_eq!(put, (200, "true".to_owned()));
+    let read = http("GET", &servers[follower].url("/v1/kv/cluster/a?raw"), b"").unwrap();
+    assert_eq!(read, (200, "one".to_owned()));
+    // A blocking read through a follower wakes on a write made through the other follower.
+    let (_, entry) = http("GET", &servers[follower].url("/v1/kv/cluster/a"), b"").unwrap();
+    let index =
+        serde_json::from_str::<serde_json::Value>(&entry).unwrap()[0]["ModifyIndex"].as_u64().unwrap();
+    let blocking_url = servers[follower].url(&format!("/v1/kv/cluster/a?index={index}&wait=20s&raw"));
+    let blocked = std::thread::spawn(move || (Instant::now(), http("GET", &blocking_url, b"")));
+    std::thread::sleep(Duration::from_millis(300));
+    let other = (leader + 2) % 3;
+    assert_eq!(http("PUT", &servers[other].url("/v1/kv/cluster/a"), b"uno").unwrap().0, 200);
+    let (started, woken) = blocked.join().unwrap();
+    assert_eq!(woken, Some((200, "uno".to_owned())));
+    assert!(started.elapsed() < Duration::from_secs(10), "the write woke the forwarded blocking read");
+    // Every server registered its node through the leader.
+    let nodes = eventually("three nodes in the catalog", Duration::from_secs(20), || {
+        let (_, body) = http("GET", &servers[follower].url("/v1/catalog/nodes"), b"")?;
+        let nodes: Vec<serde_json::Value> = serde_json::from_str(&body).ok()?;
+        (nodes.len() == 3).then_some(nodes)
+    });
+    let mut names: Vec<&str> = nodes.iter().map(|n| n["Node"].as_str().unwrap()).collect();
+    names.sort_unstable();
+    assert_eq!(names, vec!["s1", "s2", "s3"]);
     for server in &servers {
         let value = eventually("the write on every server", Duration::from_secs(10), || {
-            stale_value(server, "cluster/a")
+            stale_value(server, "cluster/a").filter(|value| value == "uno")
         });
-        assert_eq!(value, "one", "{}", server.name);
+        assert_eq!(value, "uno", "{}", server.name);
     }
 
     // kill -9 the leader: the other two elect one of their own, which takes writes.
     servers[leader].kill();
     let next = eventually("a new leader", Duration::from_secs(30), || agreed_leader(&servers));
     assert_ne!(next, leader);
-    let put = eventually("a write on the new leader", Duration::from_secs(10), || {
-        http("PUT", &servers[next].url("/v1/kv/cluster/b"), b"two").filter(|(status, _)| *status == 200)
+    let survivor = (0..3).find(|&i| i != leader && i != next).expect("three servers");
+    let put = eventually("a write through the surviving follower", Duration::from_secs(10), || {
+        http("PUT", &servers[survivor].url("/v1/kv/cluster/b"), b"two").filter(|(status, _)| *status == 200)
     });
     assert_eq!(put.1, "true");
 
@@ -178,7 +205,7 @@ fn three_servers_bootstrap_from_gossip_and_survive_the_loss_of_their_leader() {
             stale_value(server, "cluster/b")
         });
         assert_eq!(value, "two", "{}", server.name);
-        assert_eq!(stale_value(server, "cluster/a").as_deref(), Some("one"), "{}", server.name);
+        assert_eq!(stale_value(server, "cluster/a").as_deref(), Some("uno"), "{}", server.name);
     }
     let back = eventually("the cluster with three servers again", Duration::from_secs(20), || {
         agreed_leader(&servers)

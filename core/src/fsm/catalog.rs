@@ -245,7 +245,7 @@ impl Check {
 }
 
 /// Why a catalog write was refused; nothing changed. Messages are Consul's.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum CatalogError {
     /// No node name.
     #[error("Must provide node")]
@@ -258,7 +258,7 @@ pub enum CatalogError {
     MissingServiceName,
     /// A node ID that is not a UUID.
     #[error("Bad node ID: {0}")]
-    BadNodeId(&'static str),
+    BadNodeId(String),
     /// The node's name belongs to a live node with another ID.
     #[error("failed inserting node: {0}")]
     NodeNameReserved(String),
@@ -529,7 +529,7 @@ impl Catalog {
             return Ok(None);
         }
         if let Err(reason) = parse_uuid(&node.id) {
-            return Err(CatalogError::BadNodeId(reason));
+            return Err(CatalogError::BadNodeId(reason.to_owned()));
         }
         let owner = self.node_ids.get(&node.id.to_ascii_lowercase());
         if owner == Some(&node.node) {

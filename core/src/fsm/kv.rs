@@ -54,7 +54,7 @@ pub struct Kv {
 }
 
 /// Why a lock operation failed with an error rather than `false`. Messages are Consul's.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum LockError {
     /// No session given.
     #[error("missing session")]

@@ -401,7 +401,7 @@ pub enum DecodeError {
 }
 
 /// Why a command was refused; nothing changed. Messages are Consul's.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum CommandError {
     /// A key is required.
     #[error("Missing key name")]
@@ -447,7 +447,7 @@ pub enum CommandError {
 }
 
 /// What applying a command answers its proposer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
     /// Consul's `true`/`false` (CAS, delete-CAS, lock and unlock answer `false` when they do
     /// not happen).
@@ -493,7 +493,7 @@ pub struct ApplyError {
 }
 
 /// Why a snapshot could not be restored; the state is unchanged.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum SnapshotError {
     /// Not a state machine snapshot, or of a version this server does not read.
     #[error("not a muster state snapshot of version {SNAPSHOT_VERSION}")]
@@ -503,7 +503,7 @@ pub enum SnapshotError {
     Malformed(String),
     /// It decodes but breaks the state's rules.
     #[error("inconsistent state snapshot: {0}")]
-    Inconsistent(&'static str),
+    Inconsistent(String),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -805,7 +805,7 @@ impl Fsm {
         fsm.kv.rebuild();
         fsm.catalog.rebuild();
         fsm.sessions.rebuild();
-        fsm.validate().map_err(SnapshotError::Inconsistent)?;
+        fsm.validate().map_err(|broken| SnapshotError::Inconsistent(broken.to_owned()))?;
         Ok(fsm)
     }
 

@@ -96,7 +96,7 @@ impl Session {
 }
 
 /// Why a session write was refused; nothing changed. Messages are Consul's.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum SessionError {
     /// No ID (a proposer bug, but checked like input).
     #[error("Must provide ID")]

@@ -1248,7 +1248,9 @@ fn a_restore_of_a_bad_snapshot_is_refused_and_changes_nothing_but_the_applied_in
         ),
         (
             inconsistent.snapshot(),
-            CommandError::Restore(SnapshotError::Inconsistent("the KV index is past the applied index")),
+            CommandError::Restore(SnapshotError::Inconsistent(
+                "the KV index is past the applied index".into(),
+            )),
         ),
     ];
     for (state, error) in cases {

@@ -188,7 +188,7 @@ pub struct Txn {
 }
 
 /// One result of a committed transaction.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TxnResult {
     /// A KV entry (its value is empty unless the verb read it).
     Kv(KvEntry),
@@ -201,7 +201,7 @@ pub enum TxnResult {
 }
 
 /// Why one operation failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TxnError {
     /// The operation's position in the transaction.
     pub op_index: usize,

@@ -126,6 +126,12 @@ async fn change_and_sync<R>(
     let _turn = api.local.serialize().await;
     let changed = change(&mut api.local.state()).map_err(local_error)?;
     api.local.bump();
+    if api.raft.status().leader.is_none() {
+        // Nothing to sync with yet: anti-entropy syncs once there is a leader. Waiting here
+        // would hold the caller (an HTTP client, or the agent starting) for no purpose.
+        api.local.changed.notify_one();
+        return Ok(changed);
+    }
     match sync_local(api).await {
         Ok(()) => Ok(changed),
         Err(refused) if refused.status.is_client_error() && undo.is_some() => {

@@ -99,6 +99,145 @@ pub async fn serve_limited(
     axum::serve(limit::LimitedListener::new(listener, conns_per_client), router(api)).await
 }
 
+/// How long a server holds a request that needs the leader while none is known (Consul's
+/// `rpc_hold_timeout`); then it answers `No cluster leader`.
+pub const RPC_HOLD_TIMEOUT: Duration = Duration::from_secs(7);
+
+/// The most bytes of a request body a server forwards (a snapshot archive is the largest).
+const FORWARD_BODY_BYTES_MAX: usize = 64 << 20;
+
+/// Whether this server answers `request` itself, leader or not: the agent's own endpoints,
+/// its gossip view, `?stale` reads, and requests forwarded to it already (which are answered
+/// here or refused, never sent on).
+fn answered_here(request: &axum::extract::Request) -> bool {
+    let path = request.uri().path();
+    let local = ["/v1/agent/", "/v1/status/", "/v1/event/", "/v1/coordinate/"];
+    request.extensions().get::<crate::rpc::Forwarded>().is_some()
+        || local.iter().any(|prefix| path.starts_with(prefix))
+        || path == "/v1/catalog/datacenters"
+        || (request.method() == axum::http::Method::GET && Query::parse(request.uri().query()).has("stale"))
+}
+
+/// Sends a request that needs the leader to it, when this server does not lead, and relays
+/// the answer; holds it up to [`RPC_HOLD_TIMEOUT`] while no leader is known.
+async fn forward_to_leader(
+    axum::extract::State(api): axum::extract::State<Arc<Api>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if answered_here(&request) || api.raft.status().role == Role::Leader {
+        return next.run(request).await;
+    }
+    let Some(leader) = api.leader_addr().await else { return no_leader().into_response() };
+    if api.raft.status().role == Role::Leader {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, FORWARD_BODY_BYTES_MAX).await else {
+        return HttpError { status: StatusCode::PAYLOAD_TOO_LARGE, reason: "Request body too large".into() }
+            .into_response();
+    };
+    let forwarded = crate::rpc::HttpRequest {
+        method: parts.method.to_string(),
+        uri: parts.uri.path_and_query().map_or_else(|| parts.uri.path().to_owned(), ToString::to_string),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), Bytes::copy_from_slice(v.as_bytes())))
+            .collect(),
+        body,
+    };
+    match crate::rpc::call(leader, &crate::rpc::Request::Http(forwarded)).await {
+        Ok(crate::rpc::Reply::Http(reply)) => {
+            let mut response = Response::new(axum::body::Body::from(reply.body));
+            *response.status_mut() =
+                StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            for (name, value) in reply.headers {
+                if let (Ok(name), Ok(value)) =
+                    (header::HeaderName::try_from(name), HeaderValue::from_maybe_shared(value))
+                {
+                    response.headers_mut().append(name, value);
+                }
+            }
+            response
+        }
+        Ok(crate::rpc::Reply::Propose(_)) => {
+            HttpError::internal("rpc error: unexpected reply").into_response()
+        }
+        Err(error) => HttpError::internal(error.to_string()).into_response(),
+    }
+}
+
+/// Answers the requests other servers forward here ([`crate::rpc`]).
+#[derive(Debug)]
+pub struct RpcHandler {
+    api: Arc<Api>,
+    router: Router,
+}
+
+impl RpcHandler {
+    /// Answers through `api`'s own routes.
+    pub fn new(api: Arc<Api>) -> RpcHandler {
+        RpcHandler { router: router(api.clone()), api }
+    }
+}
+
+impl crate::rpc::Handler for RpcHandler {
+    async fn handle(&self, request: crate::rpc::Request) -> crate::rpc::Reply {
+        use crate::rpc::{HttpReply, Reply, Request};
+        match request {
+            Request::Propose(bytes) => {
+                let result = match Command::decode(&bytes) {
+                    Ok(Some(stamped)) => self.api.write_here(&stamped.command).await,
+                    Ok(None) => Err(HttpError::bad_request("unknown command type")),
+                    Err(error) => Err(HttpError::bad_request(error.to_string())),
+                };
+                Reply::Propose(result.map_err(|e| (e.status.as_u16(), e.reason)))
+            }
+            Request::Http(forwarded) => {
+                let mut builder =
+                    axum::http::Request::builder().method(forwarded.method.as_str()).uri(&forwarded.uri);
+                for (name, value) in &forwarded.headers {
+                    builder = builder.header(name.as_str(), value.as_ref());
+                }
+                let reply = match builder.body(axum::body::Body::from(forwarded.body)) {
+                    Ok(mut request) => {
+                        request.extensions_mut().insert(crate::rpc::Forwarded);
+                        let response = tower::ServiceExt::oneshot(self.router.clone(), request).await;
+                        let response = match response {
+                            Ok(response) => response,
+                            Err(never) => match never {},
+                        };
+                        let (parts, body) = response.into_parts();
+                        match axum::body::to_bytes(body, crate::rpc::RPC_FRAME_BYTES_MAX - (1 << 20)).await {
+                            Ok(body) => HttpReply {
+                                status: parts.status.as_u16(),
+                                headers: parts
+                                    .headers
+                                    .iter()
+                                    .map(|(k, v)| (k.to_string(), Bytes::copy_from_slice(v.as_bytes())))
+                                    .collect(),
+                                body,
+                            },
+                            Err(error) => error_reply(500, &format!("rpc error: {error}")),
+                        }
+                    }
+                    Err(error) => error_reply(400, &format!("rpc error: malformed request: {error}")),
+                };
+                Reply::Http(reply)
+            }
+        }
+    }
+}
+
+fn error_reply(status: u16, reason: &str) -> crate::rpc::HttpReply {
+    crate::rpc::HttpReply {
+        status,
+        headers: vec![("content-type".into(), Bytes::from_static(b"text/plain; charset=utf-8"))],
+        body: Bytes::copy_from_slice(reason.as_bytes()),
+    }
+}
+
 /// Every route.
 pub fn router(api: Arc<Api>) -> Router {
     Router::new()
@@ -121,6 +260,7 @@ pub fn router(api: Arc<Api>) -> Router {
             }
         })
         .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn_with_state(api.clone(), forward_to_leader))
         .with_state(api)
 }
 
@@ -318,9 +458,47 @@ impl Api {
         headers
     }
 
-    /// Proposes a command through Raft, stamped with this server's clock, and waits for the
-    /// state machine's answer.
+    /// The leader's RPC address, waiting up to [`RPC_HOLD_TIMEOUT`] for a leader to be known;
+    /// `None` if none is.
+    pub async fn leader_addr(&self) -> Option<SocketAddr> {
+        let deadline = tokio::time::Instant::now() + RPC_HOLD_TIMEOUT;
+        loop {
+            let leader = self.raft.status().leader.and_then(|id| self.servers().remove(&id));
+            if let Some(leader) = leader {
+                return Some(leader.addr);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Writes a command: proposed here when this server leads, else sent to the leader.
     pub async fn write(&self, command: &Command) -> Result<FsmResponse, HttpError> {
+        match self.write_here(command).await {
+            Err(refused)
+                if refused.reason == no_leader().reason && self.raft.status().role != Role::Leader =>
+            {
+                let Some(leader) = self.leader_addr().await else { return Err(refused) };
+                let request = crate::rpc::Request::Propose(command.encode(0));
+                match crate::rpc::call(leader, &request).await {
+                    Ok(crate::rpc::Reply::Propose(Ok(response))) => Ok(response),
+                    Ok(crate::rpc::Reply::Propose(Err((status, reason)))) => Err(HttpError {
+                        status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                        reason,
+                    }),
+                    Ok(crate::rpc::Reply::Http(_)) => Err(HttpError::internal("rpc error: unexpected reply")),
+                    Err(error) => Err(HttpError::internal(error.to_string())),
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Proposes a command through Raft on this server, stamped with its clock, and waits for
+    /// the state machine's answer.
+    pub async fn write_here(&self, command: &Command) -> Result<FsmResponse, HttpError> {
         if let Err(error) = command.validate() {
             return Err(rejected(error));
         }

@@ -1,0 +1,263 @@
+//! Server RPC on the server port (8300), beside Raft: how a server that does not lead hands a
+//! request to the one that does (`../shared/reference/consul-behaviour.md` §7, "RPC path").
+//!
+//! A connection opens with [`RPC_PROTOCOL_BYTE`], then carries one request and its reply,
+//! each a four-byte big-endian length and a postcard body. Two requests exist:
+//! - [`Request::Http`]: an HTTP request the leader answers through its own router, exactly as
+//!   if its client had sent it there (writes, default and `?consistent` reads, blocking
+//!   queries); the reply is the HTTP answer, headers included.
+//! - [`Request::Propose`]: a command the agent itself writes (anti-entropy, TTL expiry), which
+//!   the leader stamps with its clock and proposes.
+//!
+//! The leader marks a forwarded request ([`Forwarded`]) so it is never forwarded again: a
+//! server that lost the leadership meanwhile answers `No cluster leader` rather than bounce it.
+//! One connection per request keeps a blocking query from holding up others.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+pub use crate::raft_net::RPC_PROTOCOL_BYTE;
+
+/// The largest request or reply: a snapshot restore archive (64 MiB) with room for its headers.
+pub const RPC_FRAME_BYTES_MAX: usize = 65 << 20;
+
+/// How long connecting to a server may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a reply may take: the longest blocking query (10 min, plus its jitter) and more.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(11 * 60);
+
+/// How long a request may take to arrive once its connection is open.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// RPC connections served at once; more wait for a slot.
+const CONNECTIONS_MAX: usize = 4096;
+
+/// What one server asks another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// An HTTP request, to be answered as the receiving server's API answers it.
+    Http(HttpRequest),
+    /// A command encoded by [`muster_core::fsm::Command::encode`], to be proposed.
+    Propose(Bytes),
+}
+
+/// An HTTP request, whole.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpRequest {
+    /// The method.
+    pub method: String,
+    /// The path and query, as the client sent them.
+    pub uri: String,
+    /// Every header.
+    pub headers: Vec<(String, Bytes)>,
+    /// The body.
+    pub body: Bytes,
+}
+
+/// An HTTP answer, whole.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpReply {
+    /// The status code.
+    pub status: u16,
+    /// Every header.
+    pub headers: Vec<(String, Bytes)>,
+    /// The body.
+    pub body: Bytes,
+}
+
+/// What the receiving server answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reply {
+    /// To [`Request::Http`].
+    Http(HttpReply),
+    /// To [`Request::Propose`]: the state machine's answer, or the HTTP status and reason of
+    /// the refusal.
+    Propose(Result<muster_core::fsm::Response, (u16, String)>),
+}
+
+/// The extension the receiving server puts on a forwarded HTTP request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forwarded;
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RpcError {
+    /// The connection, or a read or write on it.
+    #[error("rpc error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The other side's bytes did not decode.
+    #[error("rpc error: malformed reply: {0}")]
+    Malformed(String),
+}
+
+/// Sends `request` to the server at `addr` and waits for its reply.
+pub async fn call(addr: SocketAddr, request: &Request) -> Result<Reply, RpcError> {
+    let encoded = postcard::to_allocvec(request).map_err(|e| RpcError::Malformed(e.to_string()))?;
+    let timed_out = |what: &str| std::io::Error::new(std::io::ErrorKind::TimedOut, what.to_owned());
+    let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .map_err(|_| timed_out("connect timed out"))??;
+    let _ = stream.set_nodelay(true);
+    let mut out = Vec::with_capacity(encoded.len() + 5);
+    out.push(RPC_PROTOCOL_BYTE);
+    write_frame(&mut out, &encoded)?;
+    stream.write_all(&out).await?;
+    let reply = tokio::time::timeout(REPLY_TIMEOUT, read_frame(&mut stream))
+        .await
+        .map_err(|_| timed_out("no reply in time"))??;
+    postcard::from_bytes(&reply).map_err(|e| RpcError::Malformed(e.to_string()))
+}
+
+fn write_frame(out: &mut Vec<u8>, body: &[u8]) -> std::io::Result<()> {
+    if body.len() > RPC_FRAME_BYTES_MAX {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "rpc frame over the limit"));
+    }
+    out.extend_from_slice(&u32::try_from(body.len()).expect("bounded above").to_be_bytes());
+    out.extend_from_slice(body);
+    Ok(())
+}
+
+/// One frame; its buffer grows with what arrives rather than with what its length announces.
+async fn read_frame(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut prefix = [0u8; 4];
+    stream.read_exact(&mut prefix).await?;
+    let len = u32::from_be_bytes(prefix) as usize;
+    if len > RPC_FRAME_BYTES_MAX {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "rpc frame over the limit"));
+    }
+    let mut body = Vec::with_capacity(len.min(1 << 20));
+    (&mut *stream).take(len as u64).read_to_end(&mut body).await?;
+    if body.len() != len {
+        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "rpc frame cut short"));
+    }
+    Ok(body)
+}
+
+/// What answers requests: the agent's HTTP API.
+pub trait Handler: Send + Sync + 'static {
+    /// Answers one request.
+    fn handle(&self, request: Request) -> impl std::future::Future<Output = Reply> + Send;
+}
+
+/// Serves the RPC connections the server port hands over, each on a task of its own.
+pub async fn serve<H: Handler>(mut connections: mpsc::Receiver<(TcpStream, SocketAddr)>, handler: Arc<H>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS_MAX));
+    while let Some((mut stream, from)) = connections.recv().await {
+        let Ok(slot) = slots.clone().acquire_owned().await else { return };
+        let handler = handler.clone();
+        tokio::spawn(async move {
+            let request = match tokio::time::timeout(REQUEST_TIMEOUT, read_frame(&mut stream)).await {
+                Ok(Ok(bytes)) => bytes,
+                _ => return,
+            };
+            let request: Request = match postcard::from_bytes(&request) {
+                Ok(request) => request,
+                Err(error) => {
+                    tracing::debug!(%from, %error, "rpc: malformed request dropped");
+                    return;
+                }
+            };
+            let reply = handler.handle(request).await;
+            let mut out = Vec::new();
+            let written = match postcard::to_allocvec(&reply) {
+                Ok(encoded) => write_frame(&mut out, &encoded),
+                Err(error) => Err(std::io::Error::other(error.to_string())),
+            };
+            match written {
+                Ok(()) => {
+                    let _ = stream.write_all(&out).await;
+                }
+                Err(error) => tracing::warn!(%from, %error, "rpc: reply not sent"),
+            }
+            drop(slot);
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Echoes HTTP requests back as replies and answers every proposal `Bool(true)`.
+    struct Echo;
+
+    impl Handler for Echo {
+        async fn handle(&self, request: Request) -> Reply {
+            match request {
+                Request::Http(http) => {
+                    Reply::Http(HttpReply { status: 201, headers: http.headers, body: http.body })
+                }
+                Request::Propose(_) => Reply::Propose(Ok(muster_core::fsm::Response::Bool(true))),
+            }
+        }
+    }
+
+    async fn server() -> (SocketAddr, crate::raft_net::RaftTransport) {
+        let (tx, rx) = mpsc::channel(8);
+        let (transport, _inbound) =
+            crate::raft_net::RaftTransport::bind_with_rpc(1, "127.0.0.1:0".parse().unwrap(), Some(tx))
+                .await
+                .unwrap();
+        tokio::spawn(serve(rx, Arc::new(Echo)));
+        (transport.local_addr(), transport)
+    }
+
+    #[tokio::test]
+    async fn a_request_crosses_the_server_port_and_its_reply_comes_back() {
+        let (addr, _transport) = server().await;
+        let request = HttpRequest {
+            method: "PUT".into(),
+            uri: "/v1/kv/a?cas=0".into(),
+            headers: vec![("x-test".into(), Bytes::from_static(b"1"))],
+            body: Bytes::from_static(b"value"),
+        };
+        let reply = call(addr, &Request::Http(request)).await.unwrap();
+        let expected = HttpReply {
+            status: 201,
+            headers: vec![("x-test".into(), Bytes::from_static(b"1"))],
+            body: Bytes::from_static(b"value"),
+        };
+        assert_eq!(reply, Reply::Http(expected));
+        let proposed = call(addr, &Request::Propose(Bytes::from_static(b"\x01"))).await.unwrap();
+        assert_eq!(proposed, Reply::Propose(Ok(muster_core::fsm::Response::Bool(true))));
+    }
+
+    #[tokio::test]
+    async fn garbage_and_oversized_frames_are_dropped_without_a_reply() {
+        let (addr, _transport) = server().await;
+        let mut rng = muster_core::Rng::from_seed(7);
+        for _ in 0..64 {
+            let len = rng.below(64) as usize;
+            let body: Vec<u8> = (0..len).map(|_| rng.below(256) as u8).collect();
+            // Whatever postcard makes of random bytes, decoding returns; nothing panics.
+            let _ = postcard::from_bytes::<Request>(&body);
+            let _ = postcard::from_bytes::<Reply>(&body);
+        }
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let mut out = vec![RPC_PROTOCOL_BYTE];
+        out.extend_from_slice(&4u32.to_be_bytes());
+        out.extend_from_slice(&[0xff; 4]);
+        stream.write_all(&out).await.unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.unwrap();
+        assert_eq!(answer, Vec::<u8>::new(), "a request that does not decode is closed unanswered");
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let mut out = vec![RPC_PROTOCOL_BYTE];
+        out.extend_from_slice(&u32::try_from(RPC_FRAME_BYTES_MAX + 1).unwrap().to_be_bytes());
+        stream.write_all(&out).await.unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.unwrap();
+        assert_eq!(answer, Vec::<u8>::new(), "an oversized frame is refused before its body");
+        // The server still answers.
+        let proposed = call(addr, &Request::Propose(Bytes::new())).await.unwrap();
+        assert_eq!(proposed, Reply::Propose(Ok(muster_core::fsm::Response::Bool(true))));
+    }
+}
