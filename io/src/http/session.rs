@@ -97,13 +97,34 @@ pub(super) fn rearm_ttl_timers(api: &Api) {
 /// Runs the leader's TTL timers: starts one for every session with a TTL, then destroys each
 /// session whose timer runs out (TTL × 2 without a renewal, as Consul).
 pub async fn run_ttl_timers(api: Arc<Api>) {
-    rearm_ttl_timers(&api);
+    // Expiring sessions is the leader's duty (a follower's timers are never renewed: renewals
+    // go to the leader). A server that takes over re-arms every timer from its state, since
+    // the old leader's timers went with it.
+    let mut raft = api.raft.clone();
     loop {
-        for id in api.session_ttl.expired().await {
-            tracing::info!(session = %id, "session: TTL expired, invalidating");
-            if let Err(error) = api.write(&Command::SessionDestroy(SessionDestroy { id: id.clone() })).await {
-                tracing::warn!(session = %id, reason = %error.reason, "session: invalidation failed");
+        if raft.wait_for(|status| status.role == muster_core::raft::Role::Leader).await.is_err() {
+            return;
+        }
+        rearm_ttl_timers(&api);
+        let mut status = api.raft.clone();
+        let expire = async {
+            loop {
+                for id in api.session_ttl.expired().await {
+                    tracing::info!(session = %id, "session: TTL expired, invalidating");
+                    let destroy = Command::SessionDestroy(SessionDestroy { id: id.clone() });
+                    if let Err(error) = api.write_here(&destroy).await {
+                        tracing::warn!(session = %id, reason = %error.reason, "session: invalidation failed");
+                    }
+                }
             }
+        };
+        tokio::select! {
+            lost = status.wait_for(|status| status.role != muster_core::raft::Role::Leader) => {
+                if lost.is_err() {
+                    return;
+                }
+            }
+            () = expire => {}
         }
     }
 }
