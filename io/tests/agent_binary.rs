@@ -13,16 +13,9 @@ use muster_core::wire::{
 };
 use muster_core::DATAGRAM_BYTES_TARGET;
 
-/// A port nothing listens on right now, for UDP and TCP alike.
-fn free_port() -> u16 {
-    loop {
-        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = tcp.local_addr().unwrap().port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
+use common::free_port;
+
+mod common;
 
 struct Agent {
     child: Child,

@@ -5,20 +5,12 @@
 //! new one, which takes writes through either; the killed server restarts from its data
 //! directory and catches up. Every write acknowledged is read back from every server.
 
-use std::net::{TcpListener, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A port free for UDP and TCP alike.
-fn free_port() -> u16 {
-    loop {
-        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = tcp.local_addr().unwrap().port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
+use common::free_port;
+
+mod common;
 
 /// One server's ports and directory, and its process while it runs.
 struct Server {

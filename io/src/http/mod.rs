@@ -140,11 +140,7 @@ async fn forward_to_leader(
     let forwarded = crate::rpc::HttpRequest {
         method: parts.method.to_string(),
         uri: parts.uri.path_and_query().map_or_else(|| parts.uri.path().to_owned(), ToString::to_string),
-        headers: parts
-            .headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), Bytes::copy_from_slice(v.as_bytes())))
-            .collect(),
+        headers: header_pairs(&parts.headers),
         body,
     };
     match crate::rpc::call(leader, &crate::rpc::Request::Http(forwarded)).await {
@@ -212,11 +208,7 @@ impl crate::rpc::Handler for RpcHandler {
                         match axum::body::to_bytes(body, crate::rpc::RPC_FRAME_BYTES_MAX - (1 << 20)).await {
                             Ok(body) => HttpReply {
                                 status: parts.status.as_u16(),
-                                headers: parts
-                                    .headers
-                                    .iter()
-                                    .map(|(k, v)| (k.to_string(), Bytes::copy_from_slice(v.as_bytes())))
-                                    .collect(),
+                                headers: header_pairs(&parts.headers),
                                 body,
                             },
                             Err(error) => error_reply(500, &format!("rpc error: {error}")),
@@ -228,6 +220,11 @@ impl crate::rpc::Handler for RpcHandler {
             }
         }
     }
+}
+
+/// Headers as RPC carries them.
+fn header_pairs(headers: &HeaderMap) -> Vec<(String, Bytes)> {
+    headers.iter().map(|(name, value)| (name.to_string(), Bytes::copy_from_slice(value.as_bytes()))).collect()
 }
 
 fn error_reply(status: u16, reason: &str) -> crate::rpc::HttpReply {

@@ -13,6 +13,17 @@ use muster_core::fsm::{Check, Command, Health, Node, Register, SERF_HEALTH};
 use muster_core::raft::Config;
 use tokio::net::TcpListener;
 
+/// A loopback port nothing listens on right now, for UDP and TCP alike.
+pub fn free_port() -> u16 {
+    loop {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// A running one-server agent's HTTP address; everything stops with the runtime.
 pub async fn start(name: &str) -> SocketAddr {
     start_with_api(name).await.0
