@@ -342,6 +342,7 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
                 check_ttl: http::CheckTtl::default(),
                 local: Arc::new(local),
                 config: http::ConfigFiles::new(files.sources.clone()),
+                rpc: muster::rpc::Pool::default(),
             });
             http::apply_definitions(&api, files.definitions.clone()).await?;
             tokio::spawn(reload_on_sighup(api.clone()));

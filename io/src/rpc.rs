@@ -11,7 +11,8 @@
 //!
 //! The leader marks a forwarded request ([`Forwarded`]) so it is never forwarded again: a
 //! server that lost the leadership meanwhile answers `No cluster leader` rather than bounce it.
-//! One connection per request keeps a blocking query from holding up others.
+//! A connection carries one request at a time (so a blocking query holds up nothing else) and
+//! is kept for the next one ([`Pool`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,8 +35,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a reply may take: the longest blocking query (10 min, plus its jitter) and more.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(11 * 60);
 
-/// How long a request may take to arrive once its connection is open.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a connection may wait for its next request before it is closed. Callers keep
+/// idle connections for reuse; one the server closed meanwhile is replaced on the next call.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// RPC connections served at once; more wait for a slot.
 const CONNECTIONS_MAX: usize = 4096;
@@ -98,22 +100,73 @@ pub enum RpcError {
     Malformed(String),
 }
 
-/// Sends `request` to the server at `addr` and waits for its reply.
-pub async fn call(addr: SocketAddr, request: &Request) -> Result<Reply, RpcError> {
-    let encoded = postcard::to_allocvec(request).map_err(|e| RpcError::Malformed(e.to_string()))?;
-    let timed_out = |what: &str| std::io::Error::new(std::io::ErrorKind::TimedOut, what.to_owned());
+/// Connections to other servers, kept open between calls: a connection carries one request
+/// at a time, and goes back to the pool once its reply is read, so a busy follower reuses a
+/// few connections instead of opening one per request (which would run a machine out of
+/// ports at tens of thousands of requests a second).
+#[derive(Debug, Default)]
+pub struct Pool {
+    idle: std::sync::Mutex<std::collections::BTreeMap<SocketAddr, Vec<TcpStream>>>,
+}
+
+/// Idle connections kept per server; more are closed when their call ends.
+const IDLE_PER_SERVER_MAX: usize = 64;
+
+impl Pool {
+    /// Sends `request` to the server at `addr` and waits for its reply. A reused connection
+    /// that turns out closed (the server dropped it while idle) is replaced by a new one once;
+    /// a new connection's failure is the answer.
+    pub async fn call(&self, addr: SocketAddr, request: &Request) -> Result<Reply, RpcError> {
+        let encoded = postcard::to_allocvec(request).map_err(|e| RpcError::Malformed(e.to_string()))?;
+        let mut frame = Vec::with_capacity(encoded.len() + 4);
+        write_frame(&mut frame, &encoded)?;
+        loop {
+            let reused = self.take(addr);
+            let fresh = reused.is_none();
+            let mut stream = match reused {
+                Some(stream) => stream,
+                None => connect(addr).await?,
+            };
+            match exchange(&mut stream, &frame).await {
+                Ok(reply) => {
+                    self.give_back(addr, stream);
+                    return postcard::from_bytes(&reply).map_err(|e| RpcError::Malformed(e.to_string()));
+                }
+                Err(error) if fresh => return Err(error.into()),
+                Err(_) => continue,
+            }
+        }
+    }
+
+    fn take(&self, addr: SocketAddr) -> Option<TcpStream> {
+        self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get_mut(&addr)?.pop()
+    }
+
+    fn give_back(&self, addr: SocketAddr, stream: TcpStream) {
+        let mut idle = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let kept = idle.entry(addr).or_default();
+        if kept.len() < IDLE_PER_SERVER_MAX {
+            kept.push(stream);
+        }
+    }
+}
+
+/// A new RPC connection to `addr`, its protocol byte sent.
+async fn connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
     let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
         .await
-        .map_err(|_| timed_out("connect timed out"))??;
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
     let _ = stream.set_nodelay(true);
-    let mut out = Vec::with_capacity(encoded.len() + 5);
-    out.push(RPC_PROTOCOL_BYTE);
-    write_frame(&mut out, &encoded)?;
-    stream.write_all(&out).await?;
-    let reply = tokio::time::timeout(REPLY_TIMEOUT, read_frame(&mut stream))
+    stream.write_all(&[RPC_PROTOCOL_BYTE]).await?;
+    Ok(stream)
+}
+
+/// Writes one request frame and reads its reply frame.
+async fn exchange(stream: &mut TcpStream, frame: &[u8]) -> std::io::Result<Vec<u8>> {
+    stream.write_all(frame).await?;
+    tokio::time::timeout(REPLY_TIMEOUT, read_frame(stream))
         .await
-        .map_err(|_| timed_out("no reply in time"))??;
-    postcard::from_bytes(&reply).map_err(|e| RpcError::Malformed(e.to_string()))
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no reply in time"))?
 }
 
 fn write_frame(out: &mut Vec<u8>, body: &[u8]) -> std::io::Result<()> {
@@ -147,38 +200,47 @@ pub trait Handler: Send + Sync + 'static {
     fn handle(&self, request: Request) -> impl std::future::Future<Output = Reply> + Send;
 }
 
-/// Serves the RPC connections the server port hands over, each on a task of its own.
+/// Serves the RPC connections the server port hands over, each on a task of its own that
+/// answers its requests one after another until the caller closes it or it sits idle.
 pub async fn serve<H: Handler>(mut connections: mpsc::Receiver<(TcpStream, SocketAddr)>, handler: Arc<H>) {
     let slots = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS_MAX));
     while let Some((mut stream, from)) = connections.recv().await {
         let Ok(slot) = slots.clone().acquire_owned().await else { return };
         let handler = handler.clone();
         tokio::spawn(async move {
-            let request = match tokio::time::timeout(REQUEST_TIMEOUT, read_frame(&mut stream)).await {
-                Ok(Ok(bytes)) => bytes,
-                _ => return,
-            };
-            let request: Request = match postcard::from_bytes(&request) {
-                Ok(request) => request,
-                Err(error) => {
-                    tracing::debug!(%from, %error, "rpc: malformed request dropped");
-                    return;
+            while let Some(reply) = answer_one(&mut stream, from, &*handler).await {
+                if stream.write_all(&reply).await.is_err() {
+                    break;
                 }
-            };
-            let reply = handler.handle(request).await;
-            let mut out = Vec::new();
-            let written = match postcard::to_allocvec(&reply) {
-                Ok(encoded) => write_frame(&mut out, &encoded),
-                Err(error) => Err(std::io::Error::other(error.to_string())),
-            };
-            match written {
-                Ok(()) => {
-                    let _ = stream.write_all(&out).await;
-                }
-                Err(error) => tracing::warn!(%from, %error, "rpc: reply not sent"),
             }
             drop(slot);
         });
+    }
+}
+
+/// Reads one request and returns its reply frame; `None` when the connection should close
+/// (closed, idle too long, or a request that does not decode).
+async fn answer_one<H: Handler>(stream: &mut TcpStream, from: SocketAddr, handler: &H) -> Option<Vec<u8>> {
+    let request = tokio::time::timeout(IDLE_TIMEOUT, read_frame(stream)).await.ok()?.ok()?;
+    let request: Request = match postcard::from_bytes(&request) {
+        Ok(request) => request,
+        Err(error) => {
+            tracing::debug!(%from, %error, "rpc: malformed request dropped");
+            return None;
+        }
+    };
+    let reply = handler.handle(request).await;
+    let mut out = Vec::new();
+    let written = match postcard::to_allocvec(&reply) {
+        Ok(encoded) => write_frame(&mut out, &encoded),
+        Err(error) => Err(std::io::Error::other(error.to_string())),
+    };
+    match written {
+        Ok(()) => Some(out),
+        Err(error) => {
+            tracing::warn!(%from, %error, "rpc: reply not sent");
+            None
+        }
     }
 }
 
@@ -219,15 +281,18 @@ mod tests {
             headers: vec![("x-test".into(), Bytes::from_static(b"1"))],
             body: Bytes::from_static(b"value"),
         };
-        let reply = call(addr, &Request::Http(request)).await.unwrap();
+        let pool = Pool::default();
+        let reply = pool.call(addr, &Request::Http(request)).await.unwrap();
         let expected = HttpReply {
             status: 201,
             headers: vec![("x-test".into(), Bytes::from_static(b"1"))],
             body: Bytes::from_static(b"value"),
         };
         assert_eq!(reply, Reply::Http(expected));
-        let proposed = call(addr, &Request::Propose(Bytes::from_static(b"\x01"))).await.unwrap();
+        // The second call reuses the first one's connection.
+        let proposed = pool.call(addr, &Request::Propose(Bytes::from_static(b"\x01"))).await.unwrap();
         assert_eq!(proposed, Reply::Propose(Ok(muster_core::fsm::Response::Bool(true))));
+        assert_eq!(pool.idle.lock().unwrap()[&addr].len(), 1, "one connection served both calls");
     }
 
     #[tokio::test]
@@ -257,7 +322,7 @@ mod tests {
         stream.read_to_end(&mut answer).await.unwrap();
         assert_eq!(answer, Vec::<u8>::new(), "an oversized frame is refused before its body");
         // The server still answers.
-        let proposed = call(addr, &Request::Propose(Bytes::new())).await.unwrap();
+        let proposed = Pool::default().call(addr, &Request::Propose(Bytes::new())).await.unwrap();
         assert_eq!(proposed, Reply::Propose(Ok(muster_core::fsm::Response::Bool(true))));
     }
 }

@@ -82,6 +82,8 @@ pub struct Api {
     pub local: Arc<crate::local::LocalAgent>,
     /// The configuration files it reads, for reloads.
     pub config: ConfigFiles,
+    /// Connections to the other servers, for forwarding.
+    pub rpc: crate::rpc::Pool,
 }
 
 /// Serves the API on `listener` until the task is dropped, with Consul's default limit of
@@ -143,7 +145,7 @@ async fn forward_to_leader(
         headers: header_pairs(&parts.headers),
         body,
     };
-    match crate::rpc::call(leader, &crate::rpc::Request::Http(forwarded)).await {
+    match api.rpc.call(leader, &crate::rpc::Request::Http(forwarded)).await {
         Ok(crate::rpc::Reply::Http(reply)) => {
             let mut response = Response::new(axum::body::Body::from(reply.body));
             *response.status_mut() =
@@ -479,7 +481,7 @@ impl Api {
             {
                 let Some(leader) = self.leader_addr().await else { return Err(refused) };
                 let request = crate::rpc::Request::Propose(command.encode(0));
-                match crate::rpc::call(leader, &request).await {
+                match self.rpc.call(leader, &request).await {
                     Ok(crate::rpc::Reply::Propose(Ok(response))) => Ok(response),
                     Ok(crate::rpc::Reply::Propose(Err((status, reason)))) => Err(HttpError {
                         status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),

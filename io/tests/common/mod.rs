@@ -62,6 +62,7 @@ pub async fn start_limited(name: &str, conns_per_client: usize) -> (SocketAddr, 
         check_ttl: http::CheckTtl::default(),
         local,
         config: http::ConfigFiles::default(),
+        rpc: muster::rpc::Pool::default(),
     });
     let serf = Check { check_id: SERF_HEALTH.into(), status: Health::Passing, ..Check::default() };
     let register = Register { node, skip_node_update: false, service: None, checks: vec![serf] };
