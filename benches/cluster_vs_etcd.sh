@@ -40,9 +40,11 @@ cleanup() {
 trap cleanup EXIT
 
 # Server n: gossip 183n1 (LAN) and 183n2 (WAN), RPC and Raft 183n0, HTTP 185n0.
+# Each names the other two in -retry-join, as operators configure servers, so a restarted one
+# finds the cluster whichever of them is up.
 start_muster() {
-  local n=$1 join=()
-  [[ $n != 1 ]] && join=(-retry-join=127.0.0.1:18311)
+  local n=$1 join=() m
+  for m in 1 2 3; do [[ $m != "$n" ]] && join+=("-retry-join=127.0.0.1:183${m}1"); done
   target/release/muster agent -server -bootstrap-expect=3 -bind=127.0.0.1 -node="s$n" \
     -data-dir="$work/s$n" -serf-lan-port="183${n}1" -serf-wan-port="183${n}2" \
     -server-port="183${n}0" -http-port="185${n}0" "${join[@]}" >>"$work/s$n.log" 2>&1 &
@@ -76,7 +78,11 @@ wait_leader() {
     if [[ -n $port ]]; then echo "$port"; return; fi
     sleep 0.1
   done
-  echo "no muster leader within 30 s" >&2
+  echo "no muster leader within 30 s; each server says:" >&2
+  for n in 1 2 3; do
+    echo "  s$n: $(curl -s --max-time 1 "http://127.0.0.1:185${n}0/v1/status/leader" || echo unreachable)" >&2
+    tail -n 5 "$work/s$n.log" >&2
+  done
   exit 1
 }
 leader=$(wait_leader)

@@ -94,7 +94,7 @@ pub async fn run<S: Storage>(
     let (persisted_tx, mut persisted_rx) = mpsc::channel::<io::Result<PersistId>>(CHANNEL_CAPACITY);
     let (frame_tx, mut frame_rx) = mpsc::channel::<(SocketAddr, Bytes)>(CHANNEL_CAPACITY);
     let storage_task = tokio::spawn(persist_in_order(storage, persist_rx, persisted_tx));
-    let accept_task = tokio::spawn(accept_streams(tcp, frame_tx, None));
+    let accept_task = tokio::spawn(accept_streams(tcp, frame_tx, None, STREAMS_PER_SOURCE_MAX));
     let outbound = Arc::new(Semaphore::new(STREAMS_OUTBOUND_MAX));
     let mut outbox = Outbox::default();
     let mut datagram = vec![0u8; DATAGRAM_BYTES_MAX];
@@ -248,6 +248,7 @@ pub(crate) async fn accept_streams(
     listener: TcpListener,
     frames: mpsc::Sender<(SocketAddr, Bytes)>,
     divert: Option<Divert>,
+    per_source_max: usize,
 ) {
     let permits = Arc::new(Semaphore::new(STREAMS_INBOUND_MAX));
     let per_source: Arc<std::sync::Mutex<BTreeMap<IpAddr, usize>>> = Arc::default();
@@ -264,7 +265,7 @@ pub(crate) async fn accept_streams(
                 continue;
             }
         };
-        let Some(slot) = SourceSlot::take(&per_source, from.ip()) else {
+        let Some(slot) = SourceSlot::take(&per_source, from.ip(), per_source_max) else {
             tracing::debug!(%from, "stream refused: too many from this source");
             drop(stream);
             continue;
@@ -305,10 +306,14 @@ struct SourceSlot {
 }
 
 impl SourceSlot {
-    fn take(counts: &Arc<std::sync::Mutex<BTreeMap<IpAddr, usize>>>, ip: IpAddr) -> Option<SourceSlot> {
+    fn take(
+        counts: &Arc<std::sync::Mutex<BTreeMap<IpAddr, usize>>>,
+        ip: IpAddr,
+        max: usize,
+    ) -> Option<SourceSlot> {
         let mut map = counts.lock().expect("never held across a panic");
         let held = map.entry(ip).or_insert(0);
-        if *held >= STREAMS_PER_SOURCE_MAX {
+        if *held >= max {
             return None;
         }
         *held += 1;
@@ -376,7 +381,7 @@ async fn read_frames(
 const CHANNEL_CAPACITY: usize = 256;
 
 /// Inbound stream connections read at once; more wait in the listen backlog.
-const STREAMS_INBOUND_MAX: usize = 256;
+pub(crate) const STREAMS_INBOUND_MAX: usize = 256;
 
 /// Inbound streams one source address may hold at once. Peers' streams are short (one message
 /// each), so even many agents sharing one address (a laptop running a test cluster) stay far

@@ -26,7 +26,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::drive::accept_streams;
+use crate::drive::{accept_streams, STREAMS_INBOUND_MAX};
 
 /// Consul's server RPC port.
 pub const DEFAULT_PORT: u16 = 8300;
@@ -95,7 +95,9 @@ impl RaftTransport {
         let (frame_tx, mut frame_rx) = mpsc::channel::<(SocketAddr, Bytes)>(INBOUND_QUEUE_MAX);
         let (message_tx, message_rx) = mpsc::channel(INBOUND_QUEUE_MAX);
         let divert = rpc.map(|rpc| (RPC_PROTOCOL_BYTE, rpc));
-        let accept = tokio::spawn(accept_streams(listener, frame_tx, divert));
+        // Servers (and, through RPC, the agents of a whole datacenter behind one NAT) may open
+        // many connections from one address: only the overall bound applies here.
+        let accept = tokio::spawn(accept_streams(listener, frame_tx, divert, STREAMS_INBOUND_MAX));
         let decode_stats = stats.clone();
         let decode = tokio::spawn(async move {
             while let Some((source, frame)) = frame_rx.recv().await {
