@@ -15,6 +15,8 @@
 # Needs wrk, etcd, curl and python3; says so and exits if one is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source benches/wrk_common.sh
+OP_WIDTH=27
 
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-"16 64"}
@@ -92,45 +94,17 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 
-python3 - "$work" "$KEYS" "$VALUE_BYTES" <<'EOF'
-import base64, sys
-work, keys, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-value = "v" * size
-b64 = lambda s: base64.b64encode(s.encode()).decode()
-names = [f"bench/key-{i:05d}" for i in range(keys)]
-lua_list = lambda items: "{" + ",".join(f'"{x}"' for x in items) + "}"
-scripts = {
-    "muster_put": f'local keys = {lua_list(names)}\nwrk.method = "PUT"\nwrk.body = "{value}"\n'
-                  'request = function() return wrk.format(nil, "/v1/kv/" .. keys[math.random(#keys)]) end\n',
-    "muster_get": f'local keys = {lua_list(names)}\n'
-                  'request = function() return wrk.format("GET", "/v1/kv/" .. keys[math.random(#keys)]) end\n',
-    "etcd_put": f'local keys = {lua_list(b64(n) for n in names)}\nwrk.method = "POST"\n'
-                f'request = function() return wrk.format(nil, "/v3/kv/put", nil, \'{{"key":"\' .. keys[math.random(#keys)] .. \'","value":"{b64(value)}"}}\') end\n',
-    "etcd_get": f'local keys = {lua_list(b64(n) for n in names)}\nwrk.method = "POST"\n'
-                'request = function() return wrk.format(nil, "/v3/kv/range", nil, \'{"key":"\' .. keys[math.random(#keys)] .. \'"}\') end\n',
-}
-for name, text in scripts.items():
-    open(f"{work}/{name}.lua", "w").write(text)
-EOF
+write_wrk_scripts "$work" "$KEYS" "$VALUE_BYTES"
 
 wrk -t1 -c16 -d2s -s "$work/muster_put.lua" "http://127.0.0.1:$leader" >/dev/null
 wrk -t1 -c16 -d2s -s "$work/etcd_put.lua" http://127.0.0.1:12419 >/dev/null
 
-run() { # system op script url conns
-  local out rps p50 p99 errors
-  out=$(wrk -t"$(($5 < 2 ? 1 : 2))" -c"$5" -d"$DURATION" --latency -s "$work/$3.lua" "$4")
-  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-  p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
-  p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
-  errors=$(awk '/Non-2xx or 3xx responses/ {print $5}' <<<"$out")
-  printf '| %-6s | %-26s | %5s | %10s | %9s | %9s | %6s |\n' "$1" "$2" "$5" "$rps" "$p50" "$p99" "${errors:-0}"
-}
 
 echo
 echo "Three servers each, KV over HTTP/1.1, ${VALUE_BYTES}-byte values, ${KEYS} keys, ${DURATION} per cell, $(nproc) cores"
 echo
-echo "| system | operation                  | conns |      req/s |       p50 |       p99 | non-2xx |"
-echo "|--------|----------------------------|-------|------------|-----------|-----------|---------|"
+echo "| system | operation                   | conns |      req/s |       p50 |       p99 | non-2xx |"
+echo "|--------|-----------------------------|-------|------------|-----------|-----------|---------|"
 for c in $CONNS; do
   run muster "write (PUT) on the leader" muster_put "http://127.0.0.1:$leader" "$c"
   run muster "write (PUT) via follower" muster_put "http://127.0.0.1:$follower" "$c"

@@ -18,6 +18,7 @@
 # Needs wrk and etcd (apt-get install wrk etcd-server); says so and exits if either is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source benches/wrk_common.sh
 
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-"1 16 64"}
@@ -66,46 +67,12 @@ sleep 1
 muster_idle=$(mem "$muster_pid" VmRSS)
 etcd_idle=$(mem "$etcd_pid" VmRSS)
 
-# wrk scripts: the same keys and values for both, etcd's base64-encoded in JSON bodies.
-python3 - "$work" "$KEYS" "$VALUE_BYTES" <<'EOF'
-import base64, sys
-work, keys, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-value = "v" * size
-b64 = lambda s: base64.b64encode(s.encode()).decode()
-names = [f"bench/key-{i:05d}" for i in range(keys)]
-lua_list = lambda items: "{" + ",".join(f'"{x}"' for x in items) + "}"
-scripts = {
-    "muster_put": f'local keys = {lua_list(names)}\nwrk.method = "PUT"\nwrk.body = "{value}"\n'
-                  'request = function() return wrk.format(nil, "/v1/kv/" .. keys[math.random(#keys)]) end\n',
-    "muster_get": f'local keys = {lua_list(names)}\n'
-                  'request = function() return wrk.format("GET", "/v1/kv/" .. keys[math.random(#keys)]) end\n',
-    "muster_get_consistent": f'local keys = {lua_list(names)}\n'
-                  'request = function() return wrk.format("GET", "/v1/kv/" .. keys[math.random(#keys)] .. "?consistent") end\n',
-    "etcd_put": f'local keys = {lua_list(b64(n) for n in names)}\nwrk.method = "POST"\n'
-                f'request = function() return wrk.format(nil, "/v3/kv/put", nil, \'{{"key":"\' .. keys[math.random(#keys)] .. \'","value":"{b64(value)}"}}\') end\n',
-    "etcd_get": f'local keys = {lua_list(b64(n) for n in names)}\nwrk.method = "POST"\n'
-                'request = function() return wrk.format(nil, "/v3/kv/range", nil, \'{"key":"\' .. keys[math.random(#keys)] .. \'"}\') end\n',
-    "etcd_get_serializable": f'local keys = {lua_list(b64(n) for n in names)}\nwrk.method = "POST"\n'
-                'request = function() return wrk.format(nil, "/v3/kv/range", nil, \'{"key":"\' .. keys[math.random(#keys)] .. \'","serializable":true}\') end\n',
-}
-for name, text in scripts.items():
-    open(f"{work}/{name}.lua", "w").write(text)
-EOF
+write_wrk_scripts "$work" "$KEYS" "$VALUE_BYTES"
 
 # Fill every key once so reads find them.
 wrk -t1 -c16 -d2s -s "$work/muster_put.lua" http://127.0.0.1:18500 >/dev/null
 wrk -t1 -c16 -d2s -s "$work/etcd_put.lua" http://127.0.0.1:12379 >/dev/null
 
-run() { # system op script url conns
-  local out
-  out=$(wrk -t"$(($5 < 2 ? 1 : 2))" -c"$5" -d"$DURATION" --latency -s "$work/$3.lua" "$4")
-  local rps p50 p99 errors
-  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-  p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
-  p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
-  errors=$(awk '/Non-2xx or 3xx responses/ {print $5}' <<<"$out")
-  printf '| %-6s | %-22s | %5s | %10s | %9s | %9s | %6s |\n' "$1" "$2" "$5" "$rps" "$p50" "$p99" "${errors:-0}"
-}
 
 echo
 echo "KV over HTTP/1.1, ${VALUE_BYTES}-byte values, ${KEYS} keys, ${DURATION} per cell, $(nproc) cores"
