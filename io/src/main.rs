@@ -633,6 +633,27 @@ async fn await_bootstrap(
                 return;
             }
             Bootstrap::Ready(servers) => {
+                let voters: std::collections::BTreeSet<raft::ServerId> =
+                    servers.iter().map(|s| s.raft_id).collect();
+                match existing_voters(&servers, plan.raft_id).await {
+                    Err(unreachable) => {
+                        // Every server must have answered before deciding; ask again shortly.
+                        tracing::info!("agent: cannot ask {unreachable} for its Raft configuration yet");
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        continue;
+                    }
+                    Ok(Some(existing)) if existing != voters => {
+                        // A cluster exists that this server is not a founder of: bootstrapping
+                        // would make a second one. It waits, without voters, to be added.
+                        tracing::info!(
+                            "agent: a server already has a Raft configuration; disabling bootstrap mode"
+                        );
+                        let _ = configure.send(config);
+                        return;
+                    }
+                    // Nobody has one yet, or the others bootstrapped this very set a moment ago.
+                    Ok(_) => {}
+                }
                 let names: Vec<String> =
                     servers.iter().map(|s| format!("{} ({})", s.name, s.rpc_addr)).collect();
                 tracing::info!(
@@ -652,6 +673,47 @@ async fn await_bootstrap(
             return;
         }
     }
+}
+
+/// The voters of the Raft configuration another of `servers` already has, if one has any
+/// (Consul asks its peers the same before bootstrapping); `Err` names a server that did not
+/// answer.
+async fn existing_voters(
+    servers: &[muster_core::servers::ServerInfo],
+    me: raft::ServerId,
+) -> Result<Option<std::collections::BTreeSet<raft::ServerId>>, String> {
+    use muster::rpc::{HttpRequest, Pool, Reply, Request};
+    let pool = Pool::default();
+    for server in servers.iter().filter(|s| s.raft_id != me) {
+        let ask = Request::Http(HttpRequest {
+            method: "GET".into(),
+            uri: "/v1/operator/raft/configuration?stale".into(),
+            headers: Vec::new(),
+            body: bytes::Bytes::new(),
+        });
+        let body = match pool.call(server.rpc_addr, &ask).await {
+            Ok(Reply::Http(reply)) if reply.status == 200 => reply.body,
+            _ => return Err(server.name.clone()),
+        };
+        let configuration: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|_| server.name.clone())?;
+        let ids: std::collections::BTreeSet<raft::ServerId> = configuration["Servers"]
+            .as_array()
+            .map(|servers| {
+                servers
+                    .iter()
+                    .filter_map(|s| s["ID"].as_str())
+                    .filter_map(|id| {
+                        muster_core::servers::raft_id(id).or_else(|| u64::from_str_radix(id, 16).ok())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !ids.is_empty() {
+            return Ok(Some(ids));
+        }
+    }
+    Ok(None)
 }
 
 /// Points Raft at every server gossip shows, as their addresses become known or change.

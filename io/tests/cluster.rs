@@ -145,6 +145,22 @@ fn three_servers_bootstrap_from_gossip_and_survive_the_loss_of_their_leader() {
     expected.sort();
     assert_eq!(peers, expected, "the three bootstrapped as voters");
 
+    // A fourth server expecting three sees four, asks the others, finds their configuration,
+    // and does not bootstrap a second cluster: it waits, without voters, to be added.
+    let mut late = Server::new(4);
+    late.start(Some(seed));
+    eventually("the fourth server in gossip", Duration::from_secs(20), || {
+        let (_, members) = http("GET", &late.url("/v1/agent/members"), b"")?;
+        (serde_json::from_str::<Vec<serde_json::Value>>(&members).ok()?.len() == 4).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let (_, configuration) = http("GET", &late.url("/v1/operator/raft/configuration?stale"), b"").unwrap();
+    let configuration: serde_json::Value = serde_json::from_str(&configuration).unwrap();
+    assert_eq!(configuration["Servers"], serde_json::json!([]), "the late server bootstrapped nothing");
+    let (_, peers) = http("GET", &servers[leader].url("/v1/status/peers"), b"").unwrap();
+    assert_eq!(serde_json::from_str::<Vec<String>>(&peers).unwrap().len(), 3);
+    drop(late);
+
     // A follower forwards a write, and a default-mode read, to the leader.
     let follower = (leader + 1) % 3;
     let put = http("PUT", &servers[follower].url("/v1/kv/cluster/a"), b"one").unwrap();
