@@ -8,8 +8,8 @@
 //! exactly those as voters. Every one of them computes the same set from the same tags, so they
 //! agree on the first configuration without talking about it.
 
+use core::net::SocketAddr;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 
 use crate::raft::ServerId;
 
