@@ -24,12 +24,7 @@ ROUNDS=${ROUNDS:-20}
 KEYS=${KEYS:-1000}
 VALUE_BYTES=${VALUE_BYTES:-128}
 
-for tool in wrk etcd curl python3; do
-  if ! command -v "$tool" >/dev/null 2>&1; then
-    echo "skipped: $tool is not installed (apt-get install wrk etcd-server curl python3)"
-    exit 0
-  fi
-done
+require_tools wrk etcd curl python3
 
 cargo build --release -p muster --bin muster --quiet
 work=$(mktemp -d)

@@ -25,12 +25,7 @@ CONNS=${CONNS:-"1 16 64"}
 VALUE_BYTES=${VALUE_BYTES:-128}
 KEYS=${KEYS:-1000}
 
-for tool in wrk etcd python3; do
-  if ! command -v "$tool" >/dev/null 2>&1; then
-    echo "skipped: $tool is not installed (apt-get install wrk etcd-server)"
-    exit 0
-  fi
-done
+require_tools wrk etcd python3
 
 cargo build --release -p muster --bin muster --quiet
 work=$(mktemp -d)

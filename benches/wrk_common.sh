@@ -1,6 +1,17 @@
 # What the wrk benchmarks share (sourced by kv_vs_etcd.sh and cluster_vs_etcd.sh): the wrk
 # scripts, the same keys and values for muster and etcd, and one table row per wrk run.
 
+# Exits (successfully, saying why) unless every tool named is installed.
+require_tools() {
+  local tool
+  for tool in "$@"; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+      echo "skipped: $tool is not installed (apt-get install wrk etcd-server curl python3)"
+      exit 0
+    fi
+  done
+}
+
 # Writes the wrk scripts into $1 for $2 keys of $3-byte values: muster_put, muster_get,
 # muster_get_consistent, etcd_put, etcd_get, etcd_get_serializable (etcd's keys and values
 # base64-encoded in JSON bodies, as its gateway wants them).

@@ -3,8 +3,8 @@
 //! `/v1/agent/...` survives a restart, as Consul keeps it (`<data-dir>/services`,
 //! `<data-dir>/checks`, one JSON file per row, named by the row's ID in hex).
 //!
-//! Each file is written whole to a temporary name, fsynced and renamed over the old one, so a
-//! crash leaves the old row or the new one, never half of either. `-dev` keeps nothing.
+//! Each file is replaced atomically ([`crate::storage::replace_file`]), so a crash leaves the
+//! old row or the new one, never half of either. `-dev` keeps nothing.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -102,17 +102,9 @@ impl LocalAgent {
     }
 
     fn write_row<T: serde::Serialize>(&self, kind: &str, id: &str, row: &T) -> std::io::Result<()> {
-        use std::io::Write;
         let Some(dir) = &self.dir else { return Ok(()) };
-        let dir = dir.join(kind);
-        let path = dir.join(file_name(id));
-        let temporary = path.with_extension("tmp");
         let body = serde_json::to_vec(row).map_err(std::io::Error::other)?;
-        let mut file = std::fs::File::create(&temporary)?;
-        file.write_all(&body)?;
-        file.sync_all()?;
-        std::fs::rename(&temporary, &path)?;
-        std::fs::File::open(&dir)?.sync_all()
+        crate::storage::replace_file(&dir.join(kind).join(file_name(id)), &body)
     }
 
     fn remove_row(&self, kind: &str, id: &str) -> std::io::Result<()> {

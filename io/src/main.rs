@@ -619,7 +619,7 @@ async fn await_bootstrap(
     let mut published = members.subscribe();
     let mut seen_before = None;
     loop {
-        match bootstrap(plan.expect, &plan.datacenter, &members.lan_servers()) {
+        match bootstrap(plan.expect, &plan.datacenter, &members.alive_lan_servers()) {
             Bootstrap::Wait { seen } => {
                 if seen_before != Some(seen) {
                     tracing::info!("agent: waiting for {} servers to bootstrap, {seen} seen", plan.expect);
@@ -724,7 +724,7 @@ async fn follow_server_addresses(
 ) {
     let mut published = members.subscribe();
     loop {
-        for server in members.lan_servers().into_iter().filter(|s| s.raft_id != me) {
+        for server in members.alive_lan_servers().into_iter().filter(|s| s.raft_id != me) {
             if raft.set_peer(server.raft_id, server.rpc_addr).await.is_err() {
                 return;
             }
@@ -748,20 +748,13 @@ fn read_voters(path: &std::path::Path) -> Result<std::collections::BTreeSet<raft
     }
 }
 
-/// Records the bootstrap voters durably (temporary file, fsync, rename, directory fsync)
-/// before Raft starts with them.
+/// Records the bootstrap voters durably before Raft starts with them.
 fn write_voters(
     path: &std::path::Path,
     voters: &std::collections::BTreeSet<raft::ServerId>,
 ) -> std::io::Result<()> {
-    use std::io::Write;
     let text: Vec<String> = voters.iter().map(|id| format!("{id:016x}")).collect();
-    let temporary = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&temporary)?;
-    file.write_all(text.join("\n").as_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&temporary, path)?;
-    std::fs::File::open(path.parent().unwrap_or(std::path::Path::new(".")))?.sync_all()
+    muster::storage::replace_file(path, text.join("\n").as_bytes())
 }
 
 fn pool_of(plan: &PoolPlan) -> http::Pool {

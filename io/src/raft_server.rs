@@ -230,7 +230,8 @@ pub fn start<S: StateMachine>(
     let Opened { wal, restored } = open(dir)?;
     let origin = tokio::time::Instant::now();
     let raft = Raft::new(config, restored, core_now(origin))?;
-    let (client, ends) = channels(&raft);
+    let status = initial_status(raft.term(), raft.snapshot_index(), raft.stats());
+    let (client, ends) = channels(status, raft.membership().clone());
     let task = tokio::spawn(async move {
         run_server(wal, raft, origin, transport, inbound, state_machine, ends).await;
     });
@@ -266,21 +267,18 @@ struct Ends<O> {
     membership: watch::Sender<Membership>,
 }
 
-fn channels<O>(raft: &Raft) -> (RaftClient<O>, Ends<O>) {
+/// A client and the server task's ends, starting from `status` and `membership`.
+fn channels<O>(status: Status, membership: Membership) -> (RaftClient<O>, Ends<O>) {
     let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE_MAX);
-    let status = Status {
-        role: Role::Follower,
-        term: raft.term(),
-        leader: None,
-        commit: 0,
-        applied: 0,
-        snapshot_index: raft.snapshot_index(),
-        stats: raft.stats(),
-    };
     let (status_tx, status_rx) = watch::channel(status);
-    let (membership_tx, membership_rx) = watch::channel(raft.membership().clone());
+    let (membership_tx, membership_rx) = watch::channel(membership);
     let client = RaftClient { commands: commands_tx, status: status_rx, membership: membership_rx };
     (client, Ends { commands: commands_rx, status: status_tx, membership: membership_tx })
+}
+
+/// What a server that has not applied anything yet reports.
+fn initial_status(term: Term, snapshot_index: Index, stats: Stats) -> Status {
+    Status { role: Role::Follower, term, leader: None, commit: 0, applied: 0, snapshot_index, stats }
 }
 
 /// Starts a server over an opened log whose configuration comes later (a server that waits
@@ -295,18 +293,8 @@ pub fn start_opened<S: StateMachine>(
 ) -> (RaftHandle<S::Output>, oneshot::Sender<Config>) {
     let (configure_tx, mut configure_rx) = oneshot::channel::<Config>();
     // The handle's channels start from an empty server's view; the real one replaces it.
-    let (commands_tx, mut commands_rx) = mpsc::channel(COMMAND_QUEUE_MAX);
-    let status = Status {
-        role: Role::Follower,
-        term: opened.restored.hard_state.term,
-        leader: None,
-        commit: 0,
-        applied: 0,
-        snapshot_index: 0,
-        stats: Stats::default(),
-    };
-    let (status_tx, status_rx) = watch::channel(status);
-    let (membership_tx, membership_rx) = watch::channel(Membership::default());
+    let status = initial_status(opened.restored.hard_state.term, 0, Stats::default());
+    let (client, mut ends) = channels(status, Membership::default());
     let task = tokio::spawn(async move {
         let mut transport = transport;
         let config = loop {
@@ -315,7 +303,7 @@ pub fn start_opened<S: StateMachine>(
                     Ok(config) => break config,
                     Err(_) => return,
                 },
-                command = commands_rx.recv() => match command {
+                command = ends.commands.recv() => match command {
                     None => return,
                     Some(command) => refuse_unconfigured(&mut transport, command),
                 },
@@ -330,10 +318,8 @@ pub fn start_opened<S: StateMachine>(
                 return;
             }
         };
-        let ends = Ends { commands: commands_rx, status: status_tx, membership: membership_tx };
         run_server(wal, raft, origin, transport, inbound, state_machine, ends).await;
     });
-    let client = RaftClient { commands: commands_tx, status: status_rx, membership: membership_rx };
     (RaftHandle { client, task }, configure_tx)
 }
 

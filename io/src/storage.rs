@@ -37,15 +37,24 @@ impl FileStorage {
     }
 
     fn save_blocking(dir: &Path, state: StableState) -> io::Result<()> {
-        let tmp = dir.join(STATE_FILE_TMP);
-        let mut file = fs::File::create(&tmp)?;
-        file.write_all(&encode(state))?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&tmp, dir.join(STATE_FILE))?;
-        // The rename is durable only once the directory entry is.
-        fs::File::open(dir)?.sync_all()
+        replace_file(&dir.join(STATE_FILE), &encode(state))
     }
+}
+
+/// Replaces the file at `path` with `bytes` atomically and durably: a temporary file beside it,
+/// fsynced, renamed over it, and the directory fsynced. A crash leaves the old contents or the
+/// new ones, never a mix.
+pub fn replace_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut file = fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    fs::rename(&tmp, path)?;
+    // The rename is durable only once the directory entry is.
+    fs::File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()
 }
 
 impl Storage for FileStorage {
@@ -105,6 +114,7 @@ fn decode(bytes: &[u8]) -> io::Result<StableState> {
 }
 
 const STATE_FILE: &str = "node-state";
+#[cfg(test)]
 const STATE_FILE_TMP: &str = "node-state.tmp";
 /// Format tag and version of the state file.
 const MAGIC: &[u8; 8] = b"MUSTER\x00\x01";

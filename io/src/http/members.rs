@@ -64,13 +64,19 @@ impl Members {
         self.published.subscribe()
     }
 
-    /// The alive servers the LAN pool shows (this agent included, if it is one).
-    pub fn lan_servers(&self) -> Vec<muster_core::servers::ServerInfo> {
+    /// The servers the LAN pool shows (this agent included, if it is one), alive or not.
+    pub fn lan_servers(&self) -> Vec<(muster_core::servers::ServerInfo, u8)> {
         self.pool(Pool::Lan)
             .iter()
-            .filter(|m| m.status == 1)
-            .filter_map(|m| muster_core::servers::ServerInfo::from_member(&m.name, m.addr, &m.tags))
+            .filter_map(|m| {
+                Some((muster_core::servers::ServerInfo::from_member(&m.name, m.addr, &m.tags)?, m.status))
+            })
             .collect()
+    }
+
+    /// The alive ones among them.
+    pub fn alive_lan_servers(&self) -> Vec<muster_core::servers::ServerInfo> {
+        self.lan_servers().into_iter().filter(|(_, status)| *status == 1).map(|(server, _)| server).collect()
     }
 
     fn pool(&self, pool: Pool) -> std::sync::MutexGuard<'_, Vec<Member>> {

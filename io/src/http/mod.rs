@@ -127,7 +127,8 @@ async fn forward_to_leader(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    if answered_here(&request) || api.raft.status().role == Role::Leader {
+    // The leader's own role is checked first: it answers everything, without parsing the query.
+    if api.raft.status().role == Role::Leader || answered_here(&request) {
         return next.run(request).await;
     }
     let Some(leader) = api.leader_addr().await else { return no_leader().into_response() };
@@ -349,9 +350,9 @@ impl Api {
     pub fn servers(&self) -> std::collections::BTreeMap<u64, ServerEntry> {
         let mut servers: std::collections::BTreeMap<u64, ServerEntry> = self
             .members
-            .list(Pool::Lan)
+            .lan_servers()
             .into_iter()
-            .filter_map(|m| muster_core::servers::ServerInfo::from_member(&m.name, m.addr, &m.tags))
+            .map(|(server, _)| server)
             .filter(|s| s.datacenter == self.datacenter)
             .map(|s| (s.raft_id, ServerEntry { name: s.name, node_id: s.node_id, addr: s.rpc_addr }))
             .collect();
