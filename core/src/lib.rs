@@ -32,6 +32,7 @@ pub mod keyring;
 mod limits;
 mod node;
 pub mod raft;
+pub mod reconcile;
 mod rng;
 pub mod servers;
 pub mod swim;

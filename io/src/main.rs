@@ -324,45 +324,50 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
                 Some(start_consensus(plan, members.clone()).await?)
             }
         };
-        if let Some((handle, store, rpc_connections)) = &mut consensus {
-            let node = own_node(&node_id, &node_name, &args.datacenter, advertise_ip);
-            let local_dir = args.data_dir.clone().filter(|_| !dev);
-            let local = local::LocalAgent::open(node, local_dir)
-                .map_err(|e| format!("Error reading the agent's services and checks: {e}"))?;
-            let api = Arc::new(http::Api {
+        let node = own_node(&node_id, &node_name, &args.datacenter, advertise_ip);
+        let local_dir = args.data_dir.clone().filter(|_| !dev);
+        let local = local::LocalAgent::open(node, local_dir)
+            .map_err(|e| format!("Error reading the agent's services and checks: {e}"))?;
+        let api = Arc::new(http::Api {
+            consensus: consensus.as_ref().map(|(handle, store, _)| http::Consensus {
                 store: store.clone(),
                 raft: handle.client(),
-                datacenter: args.datacenter.clone(),
-                node_name: node_name.clone(),
-                node_id: node_id.clone(),
-                server_addrs: vec![(raft_id, server_addr)],
+                raft_id,
+                rpc_addr: server_addr,
                 session_ttl: http::SessionTtl::default(),
-                members: members.clone(),
-                gossip: gossip.clone(),
-                check_ttl: http::CheckTtl::default(),
-                local: Arc::new(local),
-                config: http::ConfigFiles::new(files.sources.clone()),
-                rpc: muster::rpc::Pool::default(),
-            });
-            http::apply_definitions(&api, files.definitions.clone()).await?;
-            tokio::spawn(reload_on_sighup(api.clone()));
-            tokio::spawn(register_self(api.clone(), args.server_port));
-            tokio::spawn(http::run_anti_entropy(api.clone()));
+            }),
+            datacenter: args.datacenter.clone(),
+            node_name: node_name.clone(),
+            node_id: node_id.clone(),
+            members: members.clone(),
+            gossip: gossip.clone(),
+            check_ttl: http::CheckTtl::default(),
+            local: Arc::new(local),
+            config: http::ConfigFiles::new(files.sources.clone()),
+            rpc: muster::rpc::Pool::default(),
+            chosen_server: http::ChosenServer::default(),
+        });
+        http::apply_definitions(&api, files.definitions.clone()).await?;
+        tokio::spawn(reload_on_sighup(api.clone()));
+        tokio::spawn(http::run_anti_entropy(api.clone()));
+        tokio::spawn(http::run_check_ttl_timers(api.clone()));
+        if let Some((_, _, rpc_connections)) = &mut consensus {
             tokio::spawn(http::run_ttl_timers(api.clone()));
-            tokio::spawn(http::run_check_ttl_timers(api.clone()));
+            tokio::spawn(http::run_leader_duties(api.clone()));
             if let Some(connections) = rpc_connections.take() {
                 tokio::spawn(muster::rpc::serve(connections, Arc::new(http::RpcHandler::new(api.clone()))));
             }
-            if let Some(port) = http_port {
-                let addr = SocketAddr::new(client_ip, port);
-                let listener =
-                    TcpListener::bind(addr).await.map_err(|e| format!("Error binding HTTP {addr}: {e}"))?;
-                tokio::spawn(async move {
-                    if let Err(error) = http::serve(listener, api).await {
-                        tracing::error!(%error, "agent: the HTTP server stopped");
-                    }
-                });
-            }
+        }
+        if let Some(port) = http_port {
+            let addr = SocketAddr::new(client_ip, port);
+            let listener =
+                TcpListener::bind(addr).await.map_err(|e| format!("Error binding HTTP {addr}: {e}"))?;
+            let api = api.clone();
+            tokio::spawn(async move {
+                if let Err(error) = http::serve(listener, api).await {
+                    tracing::error!(%error, "agent: the HTTP server stopped");
+                }
+            });
         }
 
         println!("==> Starting muster agent...");
@@ -479,38 +484,6 @@ fn own_node(id: &str, name: &str, datacenter: &str, address: IpAddr) -> muster_c
         tagged_addresses: tagged.iter().map(|k| ((*k).to_owned(), address.clone())).collect(),
         meta: [("consul-network-segment".to_owned(), String::new())].into_iter().collect(),
         ..muster_core::fsm::Node::default()
-    }
-}
-
-/// Registers this agent in the catalog once there is a leader: its node, the `serfHealth` check
-/// gossip keeps (passing while it runs), and the `consul` service every server carries. The
-/// leader's reconciliation of gossip membership into the catalog replaces this (issue 7); the
-/// agent's own services and checks follow through anti-entropy.
-async fn register_self(api: Arc<http::Api>, server_port: u16) {
-    use muster_core::fsm::{Check, Command, Health, Register, Service, SERF_HEALTH};
-    let mut raft = api.raft.clone();
-    if raft.wait_for(|status| status.leader.is_some()).await.is_err() {
-        return;
-    }
-    let register = Register {
-        node: api.local.state().node().clone(),
-        skip_node_update: false,
-        service: Some(Service {
-            id: "consul".into(),
-            service: "consul".into(),
-            port: server_port,
-            ..Service::default()
-        }),
-        checks: vec![Check {
-            check_id: SERF_HEALTH.into(),
-            name: "Serf Health Status".into(),
-            status: Health::Passing,
-            output: "Agent alive and reachable".into(),
-            ..Check::default()
-        }],
-    };
-    if let Err(error) = api.write(&Command::Register(Box::new(register))).await {
-        tracing::warn!(reason = %error.reason, "agent: registering this node in the catalog failed");
     }
 }
 
@@ -682,15 +655,15 @@ async fn existing_voters(
     servers: &[muster_core::servers::ServerInfo],
     me: raft::ServerId,
 ) -> Result<Option<std::collections::BTreeSet<raft::ServerId>>, String> {
-    use muster::rpc::{HttpRequest, Pool, Reply, Request};
+    use muster::rpc::{Call, HttpRequest, Pool, Reply, Request};
     let pool = Pool::default();
     for server in servers.iter().filter(|s| s.raft_id != me) {
-        let ask = Request::Http(HttpRequest {
+        let ask = Request::Leader(Call::Http(HttpRequest {
             method: "GET".into(),
             uri: "/v1/operator/raft/configuration?stale".into(),
             headers: Vec::new(),
             body: bytes::Bytes::new(),
-        });
+        }));
         let body = match pool.call(server.rpc_addr, &ask).await {
             Ok(Reply::Http(reply)) if reply.status == 200 => reply.body,
             _ => return Err(server.name.clone()),

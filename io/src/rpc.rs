@@ -2,15 +2,20 @@
 //! request to the one that does (`../shared/reference/consul-behaviour.md` §7, "RPC path").
 //!
 //! A connection opens with [`RPC_PROTOCOL_BYTE`], then carries one request and its reply,
-//! each a four-byte big-endian length and a postcard body. Two requests exist:
-//! - [`Request::Http`]: an HTTP request the leader answers through its own router, exactly as
+//! each a four-byte big-endian length and a postcard body. Three calls exist:
+//! - [`Call::Http`]: an HTTP request the receiver answers through its own router, exactly as
 //!   if its client had sent it there (writes, default and `?consistent` reads, blocking
 //!   queries); the reply is the HTTP answer, headers included.
-//! - [`Request::Propose`]: a command the agent itself writes (anti-entropy, TTL expiry), which
+//! - [`Call::Propose`]: a command the agent itself writes (anti-entropy, TTL expiry), which
 //!   the leader stamps with its clock and proposes.
+//! - [`Call::NodeRows`]: the catalog's rows for one node, which anti-entropy compares with the
+//!   agent's own state.
 //!
-//! The leader marks a forwarded request ([`Forwarded`]) so it is never forwarded again: a
-//! server that lost the leadership meanwhile answers `No cluster leader` rather than bounce it.
+//! A call travels at most two hops, client agent → any server → leader, and its [`Request`]
+//! says which hop it is on. A client's call ([`Request::Server`]) is answered as the server's
+//! own HTTP API would answer it, so the server sends on what needs the leader. A server's call
+//! ([`Request::Leader`]) is answered by the receiver itself (marked [`Forwarded`]): one that
+//! lost the leadership meanwhile answers `No cluster leader` rather than bounce it.
 //! A connection carries one request at a time (so a blocking query holds up nothing else) and
 //! is kept for the next one ([`Pool`]).
 
@@ -42,13 +47,36 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// RPC connections served at once; more wait for a slot.
 const CONNECTIONS_MAX: usize = 4096;
 
-/// What one server asks another.
+/// A call, with the hop it is on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
+    /// From a client agent to any server: answered as the server's own API would answer it,
+    /// sent on to the leader when it needs one.
+    Server(Call),
+    /// From a server to the one it takes for the leader: answered there, never sent on.
+    Leader(Call),
+}
+
+/// What one agent asks a server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Call {
     /// An HTTP request, to be answered as the receiving server's API answers it.
     Http(HttpRequest),
     /// A command encoded by [`muster_core::fsm::Command::encode`], to be proposed.
     Propose(Bytes),
+    /// The catalog's rows for the node of this name.
+    NodeRows(String),
+}
+
+/// A node's rows in the catalog, as [`muster_core::agent::LocalState::plan`] compares them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRows {
+    /// The node, if the catalog has it.
+    pub node: Option<muster_core::fsm::Node>,
+    /// Its services.
+    pub services: Vec<muster_core::fsm::Service>,
+    /// Its checks.
+    pub checks: Vec<muster_core::fsm::Check>,
 }
 
 /// An HTTP request, whole.
@@ -78,11 +106,13 @@ pub struct HttpReply {
 /// What the receiving server answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Reply {
-    /// To [`Request::Http`].
+    /// To [`Call::Http`].
     Http(HttpReply),
-    /// To [`Request::Propose`]: the state machine's answer, or the HTTP status and reason of
+    /// To [`Call::Propose`]: the state machine's answer, or the HTTP status and reason of
     /// the refusal.
     Propose(Result<muster_core::fsm::Response, (u16, String)>),
+    /// To [`Call::NodeRows`]: the rows, or the HTTP status and reason of the refusal.
+    NodeRows(Result<NodeRows, (u16, String)>),
 }
 
 /// The extension the receiving server puts on a forwarded HTTP request.
@@ -92,7 +122,10 @@ pub struct Forwarded;
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RpcError {
-    /// The connection, or a read or write on it.
+    /// No connection could be made: nothing was sent, so the call may go elsewhere.
+    #[error("rpc error: connecting: {0}")]
+    Connect(std::io::Error),
+    /// A read or write on the connection: the call may or may not have been carried out.
     #[error("rpc error: {0}")]
     Io(#[from] std::io::Error),
     /// The other side's bytes did not decode.
@@ -125,7 +158,7 @@ impl Pool {
             let fresh = reused.is_none();
             let mut stream = match reused {
                 Some(stream) => stream,
-                None => connect(addr).await?,
+                None => connect(addr).await.map_err(RpcError::Connect)?,
             };
             match exchange(&mut stream, &frame).await {
                 Ok(reply) => {
@@ -253,11 +286,13 @@ mod tests {
 
     impl Handler for Echo {
         async fn handle(&self, request: Request) -> Reply {
-            match request {
-                Request::Http(http) => {
+            let (Request::Server(call) | Request::Leader(call)) = request;
+            match call {
+                Call::Http(http) => {
                     Reply::Http(HttpReply { status: 201, headers: http.headers, body: http.body })
                 }
-                Request::Propose(_) => Reply::Propose(Ok(muster_core::fsm::Response::Bool(true))),
+                Call::Propose(_) => Reply::Propose(Ok(muster_core::fsm::Response::Bool(true))),
+                Call::NodeRows(_) => Reply::NodeRows(Ok(NodeRows::default())),
             }
         }
     }
@@ -282,7 +317,7 @@ mod tests {
             body: Bytes::from_static(b"value"),
         };
         let pool = Pool::default();
-        let reply = pool.call(addr, &Request::Http(request)).await.unwrap();
+        let reply = pool.call(addr, &Request::Leader(Call::Http(request))).await.unwrap();
         let expected = HttpReply {
             status: 201,
             headers: vec![("x-test".into(), Bytes::from_static(b"1"))],
@@ -290,7 +325,8 @@ mod tests {
         };
         assert_eq!(reply, Reply::Http(expected));
         // The second call reuses the first one's connection.
-        let proposed = pool.call(addr, &Request::Propose(Bytes::from_static(b"\x01"))).await.unwrap();
+        let proposed =
+            pool.call(addr, &Request::Server(Call::Propose(Bytes::from_static(b"\x01")))).await.unwrap();
         assert_eq!(proposed, Reply::Propose(Ok(muster_core::fsm::Response::Bool(true))));
         assert_eq!(pool.idle.lock().unwrap()[&addr].len(), 1, "one connection served both calls");
     }
@@ -322,7 +358,8 @@ mod tests {
         stream.read_to_end(&mut answer).await.unwrap();
         assert_eq!(answer, Vec::<u8>::new(), "an oversized frame is refused before its body");
         // The server still answers.
-        let proposed = Pool::default().call(addr, &Request::Propose(Bytes::new())).await.unwrap();
+        let proposed =
+            Pool::default().call(addr, &Request::Leader(Call::Propose(Bytes::new()))).await.unwrap();
         assert_eq!(proposed, Reply::Propose(Ok(muster_core::fsm::Response::Bool(true))));
     }
 }

@@ -1,9 +1,12 @@
-//! Three `muster agent -server -bootstrap-expect=3` processes on loopback, as an operator runs
-//! them: they find each other through `-retry-join` and gossip tags and bootstrap one Raft
-//! cluster; followers forward writes and default reads to the leader (blocking ones too) and
-//! register themselves through it; a `kill -9` of the leader leaves the other two to elect a
-//! new one, which takes writes through either; the killed server restarts from its data
-//! directory and catches up. Every write acknowledged is read back from every server.
+//! Three `muster agent -server -bootstrap-expect=3` processes and two client agents on
+//! loopback, as an operator runs them: the servers find each other through `-retry-join` and
+//! gossip tags and bootstrap one Raft cluster; followers forward writes and default reads to
+//! the leader (blocking ones too); clients keep no state and send every request to a server;
+//! the leader registers every member in the catalog from gossip, marks a killed client's
+//! `serfHealth` critical and removes one that left; a `kill -9` of the leader leaves the other
+//! two to elect a new one, which takes writes through followers and clients alike; the killed
+//! server restarts from its data directory and catches up. Every write acknowledged is read
+//! back from every server.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,9 +15,10 @@ use common::free_port;
 
 mod common;
 
-/// One server's ports and directory, and its process while it runs.
+/// One agent's ports and directory, and its process while it runs.
 struct Server {
     name: String,
+    server: bool,
     lan: u16,
     wan: u16,
     http: u16,
@@ -25,10 +29,19 @@ struct Server {
 
 impl Server {
     fn new(n: usize) -> Server {
-        let dir = std::env::temp_dir().join(format!("muster-cluster-{}-s{n}", std::process::id()));
+        Server::named(format!("s{n}"), true)
+    }
+
+    fn client(n: usize) -> Server {
+        Server::named(format!("c{n}"), false)
+    }
+
+    fn named(name: String, server: bool) -> Server {
+        let dir = std::env::temp_dir().join(format!("muster-cluster-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         Server {
-            name: format!("s{n}"),
+            name,
+            server,
             lan: free_port(),
             wan: free_port(),
             http: free_port(),
@@ -40,8 +53,11 @@ impl Server {
 
     fn start(&mut self, join: Option<u16>) {
         let mut command = Command::new(env!("CARGO_BIN_EXE_muster"));
+        command.args(["agent", "-bind=127.0.0.1"]);
+        if self.server {
+            command.args(["-server", "-bootstrap-expect=3"]);
+        }
         command
-            .args(["agent", "-server", "-bootstrap-expect=3", "-bind=127.0.0.1"])
             .arg(format!("-node={}", self.name))
             .arg(format!("-data-dir={}", self.dir.display()))
             .args([format!("-serf-lan-port={}", self.lan), format!("-serf-wan-port={}", self.wan)])
@@ -57,6 +73,18 @@ impl Server {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill(); // SIGKILL: nothing runs at exit
             let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM: a client agent leaves the cluster gracefully first (Consul's default).
+    fn terminate(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = child.id().to_string();
+            let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
+            assert!(sent.success());
+            let exited =
+                eventually("the agent to exit", Duration::from_secs(15), || child.try_wait().ok()?);
+            assert!(exited.success(), "{} exits cleanly after leaving: {exited}", self.name);
         }
     }
 
@@ -160,6 +188,17 @@ fn three_servers_bootstrap_from_gossip_and_survive_the_loss_of_their_leader() {
     let (_, peers) = http("GET", &servers[leader].url("/v1/status/peers"), b"").unwrap();
     assert_eq!(serde_json::from_str::<Vec<String>>(&peers).unwrap().len(), 3);
     drop(late);
+    // Gone for good: once gossip declares it failed, force-leave makes it left, and the leader
+    // removes it from the catalog.
+    eventually("force-leave of the failed late server", Duration::from_secs(30), || {
+        http("PUT", &servers[leader].url("/v1/agent/force-leave/s4"), b"")
+            .filter(|(status, _)| *status == 200)
+    });
+    eventually("the late server out of the catalog", Duration::from_secs(20), || {
+        let (_, body) = http("GET", &servers[leader].url("/v1/catalog/nodes"), b"")?;
+        let nodes: Vec<serde_json::Value> = serde_json::from_str(&body).ok()?;
+        (nodes.len() == 3).then_some(())
+    });
 
     // A follower forwards a write, and a default-mode read, to the leader.
     let follower = (leader + 1) % 3;
@@ -179,15 +218,47 @@ fn three_servers_bootstrap_from_gossip_and_survive_the_loss_of_their_leader() {
     let (started, woken) = blocked.join().unwrap();
     assert_eq!(woken, Some((200, "uno".to_owned())));
     assert!(started.elapsed() < Duration::from_secs(10), "the write woke the forwarded blocking read");
-    // Every server registered its node through the leader.
-    let nodes = eventually("three nodes in the catalog", Duration::from_secs(20), || {
-        let (_, body) = http("GET", &servers[follower].url("/v1/catalog/nodes"), b"")?;
-        let nodes: Vec<serde_json::Value> = serde_json::from_str(&body).ok()?;
-        (nodes.len() == 3).then_some(nodes)
+    // Two client agents join; the leader registers them, and they forward what they are asked.
+    let mut clients: Vec<Server> = (1..=2).map(Server::client).collect();
+    for client in &mut clients {
+        client.start(Some(seed));
+    }
+    let nodes = eventually("five nodes in the catalog, all passing", Duration::from_secs(30), || {
+        let (_, body) = http("GET", &servers[follower].url("/v1/health/state/passing"), b"")?;
+        let checks: Vec<serde_json::Value> = serde_json::from_str(&body).ok()?;
+        let mut nodes: Vec<String> = checks
+            .iter()
+            .filter(|c| c["CheckID"] == "serfHealth")
+            .map(|c| c["Node"].as_str().unwrap().to_owned())
+            .collect();
+        nodes.sort_unstable();
+        (nodes.len() == 5).then_some(nodes)
     });
-    let mut names: Vec<&str> = nodes.iter().map(|n| n["Node"].as_str().unwrap()).collect();
-    names.sort_unstable();
-    assert_eq!(names, vec!["s1", "s2", "s3"]);
+    assert_eq!(nodes, ["c1", "c2", "s1", "s2", "s3"]);
+    let (_, servers_service) = http("GET", &clients[0].url("/v1/catalog/service/consul"), b"").unwrap();
+    assert_eq!(serde_json::from_str::<Vec<serde_json::Value>>(&servers_service).unwrap().len(), 3);
+    let put = http("PUT", &clients[0].url("/v1/kv/cluster/c"), b"via-client").unwrap();
+    assert_eq!(put, (200, "true".to_owned()));
+    let read = http("GET", &clients[1].url("/v1/kv/cluster/c?raw"), b"").unwrap();
+    assert_eq!(read, (200, "via-client".to_owned()));
+    let (_, configuration) = http("GET", &clients[1].url("/v1/operator/raft/configuration"), b"").unwrap();
+    let configuration: serde_json::Value = serde_json::from_str(&configuration).unwrap();
+    assert_eq!(configuration["Servers"].as_array().map(Vec::len), Some(3), "a client asks a server");
+    // A service registered on a client reaches the catalog through its anti-entropy.
+    let web = br#"{"Name": "web", "Tags": ["rails"], "Port": 80}"#;
+    assert_eq!(http("PUT", &clients[0].url("/v1/agent/service/register"), web).unwrap().0, 200);
+    let (_, instances) = http("GET", &servers[leader].url("/v1/catalog/service/web"), b"").unwrap();
+    let instances: Vec<serde_json::Value> = serde_json::from_str(&instances).unwrap();
+    assert_eq!(instances.len(), 1);
+    assert_eq!((instances[0]["Node"].as_str(), instances[0]["ServicePort"].as_u64()), (Some("c1"), Some(80)));
+    // kill -9 of a client: gossip declares it failed, and the leader marks it critical.
+    clients[1].kill();
+    eventually("the killed client's serfHealth critical", Duration::from_secs(30), || {
+        let (_, body) = http("GET", &servers[follower].url("/v1/health/node/c2"), b"")?;
+        let checks: Vec<serde_json::Value> = serde_json::from_str(&body).ok()?;
+        let serf = checks.iter().find(|c| c["CheckID"] == "serfHealth")?;
+        (serf["Status"] == "critical" && serf["Output"] == "Agent not live or unreachable").then_some(())
+    });
     for server in &servers {
         let value = eventually("the write on every server", Duration::from_secs(10), || {
             stale_value(server, "cluster/a").filter(|value| value == "uno")
@@ -204,6 +275,20 @@ fn three_servers_bootstrap_from_gossip_and_survive_the_loss_of_their_leader() {
         http("PUT", &servers[survivor].url("/v1/kv/cluster/b"), b"two").filter(|(status, _)| *status == 200)
     });
     assert_eq!(put.1, "true");
+    let put = eventually("a write through a client", Duration::from_secs(10), || {
+        http("PUT", &clients[0].url("/v1/kv/cluster/d"), b"three").filter(|(status, _)| *status == 200)
+    });
+    assert_eq!(put.1, "true");
+
+    // SIGTERM: the client leaves gracefully, and the leader removes its node and services.
+    clients[0].terminate();
+    eventually("the client that left removed from the catalog", Duration::from_secs(20), || {
+        let (_, body) = http("GET", &servers[survivor].url("/v1/catalog/nodes"), b"")?;
+        let nodes: Vec<serde_json::Value> = serde_json::from_str(&body).ok()?;
+        (!nodes.iter().any(|n| n["Node"] == "c1")).then_some(())
+    });
+    let (_, instances) = http("GET", &servers[survivor].url("/v1/catalog/service/web"), b"").unwrap();
+    assert_eq!(instances, "[]");
 
     // The killed server comes back from its data directory and catches up.
     let rejoin = servers[next].lan;
@@ -213,7 +298,9 @@ fn three_servers_bootstrap_from_gossip_and_survive_the_loss_of_their_leader() {
             stale_value(server, "cluster/b")
         });
         assert_eq!(value, "two", "{}", server.name);
-        assert_eq!(stale_value(server, "cluster/a").as_deref(), Some("uno"), "{}", server.name);
+        for (key, value) in [("cluster/a", "uno"), ("cluster/c", "via-client"), ("cluster/d", "three")] {
+            assert_eq!(stale_value(server, key).as_deref(), Some(value), "{}", server.name);
+        }
     }
     let back = eventually("the cluster with three servers again", Duration::from_secs(20), || {
         agreed_leader(&servers)

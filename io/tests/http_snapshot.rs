@@ -97,7 +97,7 @@ async fn a_restore_brings_back_exactly_what_was_saved() {
     }
 
     let saved = save(url("/v1/snapshot")).await;
-    let applied = api.raft.status().applied;
+    let applied = api.consensus.as_ref().unwrap().raft.status().applied;
     assert_eq!(saved.status, 200);
     assert_eq!(saved.content_type, "application/x-gzip");
     assert_eq!(saved.index, applied, "X-Consul-Index is the snapshot's index");
@@ -106,7 +106,7 @@ async fn a_restore_brings_back_exactly_what_was_saved() {
     assert_eq!(names, ["meta.json", "state.bin", "SHA256SUMS"]);
     let (meta, state) = (&members[0].1, &members[1].1);
     let meta_json: serde_json::Value = serde_json::from_slice(meta).unwrap();
-    let term = api.raft.status().term;
+    let term = api.consensus.as_ref().unwrap().raft.status().term;
     let id = meta_json["ID"].as_str().unwrap();
     assert!(id.starts_with(&format!("{term}-{applied}-")), "{id}");
     assert_eq!(
@@ -129,7 +129,7 @@ async fn a_restore_brings_back_exactly_what_was_saved() {
     let later = r#"{"Node": "later", "Address": "10.0.0.6", "Service": {"Service": "db", "Port": 5432}}"#;
     assert_eq!(call("PUT", url("/v1/catalog/register"), later).await.body, "true");
     assert_eq!(call("PUT", url(&format!("/v1/session/destroy/{session_id}")), "").await.body, "true");
-    assert!(!api.session_ttl.update(|timers, _| timers.contains(&session_id)));
+    assert!(!api.consensus.as_ref().unwrap().session_ttl.update(|timers, _| timers.contains(&session_id)));
 
     let restored = call("PUT", url("/v1/snapshot"), saved.archive.clone()).await;
     assert_eq!((restored.status, restored.body.as_str()), (200, ""));
@@ -141,13 +141,16 @@ async fn a_restore_brings_back_exactly_what_was_saved() {
     assert_eq!(call("GET", url("/v1/catalog/node/later"), "").await.body, "null");
     // The whole state, tombstones and sessions included, is the saved one, indexes and all (the
     // restore's own index is past the snapshot's, so none is lowered).
-    api.store.read(|fsm| {
+    api.consensus.as_ref().unwrap().store.read(|fsm| {
         assert!(fsm.applied() > applied);
         assert_eq!(fsm.kv(), saved_state.kv());
         assert_eq!(fsm.catalog(), saved_state.catalog());
         assert_eq!(fsm.sessions(), saved_state.sessions());
     });
-    assert!(api.session_ttl.update(|timers, _| timers.contains(&session_id)), "its TTL timer runs again");
+    assert!(
+        api.consensus.as_ref().unwrap().session_ttl.update(|timers, _| timers.contains(&session_id)),
+        "its TTL timer runs again"
+    );
 
     // A stale read may serve a snapshot too.
     assert_eq!(save(url("/v1/snapshot?stale")).await.status, 200);

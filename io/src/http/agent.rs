@@ -75,12 +75,8 @@ const SYNC_RETRY: std::time::Duration = std::time::Duration::from_secs(15);
 /// Makes the catalog's rows for this agent's node match its local state. The caller holds the
 /// local agent's turn ([`crate::local::LocalAgent::serialize`]).
 async fn sync_local(api: &Api) -> Result<(), HttpError> {
-    let plan = api.store.read(|fsm| {
-        let catalog = fsm.catalog();
-        let name = &api.node_name;
-        let services = catalog.node_services(name).1.map(|(_, services)| services).unwrap_or_default();
-        api.local.state().plan(catalog.node(name), services, catalog.node_checks(name).1)
-    });
+    let rows = api.node_rows(&api.node_name).await?;
+    let plan = api.local.state().plan(rows.node.as_ref(), &rows.services, &rows.checks);
     for command in plan {
         api.write(&command).await?;
     }
@@ -91,10 +87,7 @@ async fn sync_local(api: &Api) -> Result<(), HttpError> {
 /// [`ANTI_ENTROPY_INTERVAL`] (plus up to as much again at random, so agents started together
 /// spread out), sooner after a change whose own sync failed.
 pub async fn run_anti_entropy(api: Arc<Api>) {
-    let mut raft = api.raft.clone();
-    if raft.wait_for(|status| status.leader.is_some()).await.is_err() {
-        return;
-    }
+    api.wait_for_route().await;
     loop {
         let result = {
             let _turn = api.local.serialize().await;
@@ -126,7 +119,7 @@ async fn change_and_sync<R>(
     let _turn = api.local.serialize().await;
     let changed = change(&mut api.local.state()).map_err(local_error)?;
     api.local.bump();
-    if api.raft.status().leader.is_none() {
+    if !api.has_route() {
         // Nothing to sync with yet: anti-entropy syncs once there is a leader. Waiting here
         // would hold the caller (an HTTP client, or the agent starting) for no purpose.
         api.local.changed.notify_one();
@@ -301,7 +294,7 @@ async fn agent_self(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Res
             "PrimaryDatacenter": api.datacenter,
             "NodeName": api.node_name,
             "NodeID": api.node_id,
-            "Server": true,
+            "Server": api.consensus.is_some(),
             "Revision": crate::version::GIT_REVISION,
             "Version": crate::version::CONSUL_COMPATIBLE_VERSION,
             "BuildDate": "",
@@ -311,7 +304,7 @@ async fn agent_self(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Res
         "Member": {
             "Name": api.node_name,
             "Status": 1,
-            "Tags": {"role": "consul", "dc": api.datacenter},
+            "Tags": {"role": if api.consensus.is_some() { "consul" } else { "node" }, "dc": api.datacenter},
         },
         "Stats": {},
         "Meta": {},

@@ -9,6 +9,7 @@ mod catalog;
 mod filter;
 mod gossip;
 mod kv;
+mod leader;
 mod limit;
 mod members;
 mod operator;
@@ -41,6 +42,7 @@ pub use self::agent::{
 };
 pub use self::body::Object;
 pub use self::gossip::{Gossip, UserEvent, EVENTS_KEPT};
+pub use self::leader::{run_leader_duties, RECONCILE_INTERVAL};
 pub use self::limit::HTTP_CONNS_PER_CLIENT_MAX;
 pub use self::members::{Member, Members, Pool};
 pub use self::query::Query;
@@ -57,21 +59,15 @@ pub const BLOCKING_WAIT_DEFAULT: Duration = Duration::from_secs(300);
 /// Everything the endpoints need from the agent.
 #[derive(Debug)]
 pub struct Api {
-    /// The replicated state this server holds.
-    pub store: Arc<Store>,
-    /// Its Raft server.
-    pub raft: RaftClient<Output>,
+    /// The replicated state and its Raft server, on a server agent; a client agent keeps
+    /// none and sends every request that needs them to a server ([`Api::forward`]).
+    pub consensus: Option<Consensus>,
     /// The agent's datacenter.
     pub datacenter: String,
     /// The agent's node name.
     pub node_name: String,
     /// The agent's node ID (a UUID).
     pub node_id: String,
-    /// This server's Raft ID and the address it serves RPC on; the other servers are learned
-    /// from gossip ([`Api::servers`]).
-    pub server_addrs: Vec<(u64, SocketAddr)>,
-    /// The leader's session TTL timers.
-    pub session_ttl: SessionTtl,
     /// The gossip pools' latest member lists.
     pub members: Arc<Members>,
     /// The gossip pools' command queues and the user events received.
@@ -82,8 +78,26 @@ pub struct Api {
     pub local: Arc<crate::local::LocalAgent>,
     /// The configuration files it reads, for reloads.
     pub config: ConfigFiles,
-    /// Connections to the other servers, for forwarding.
+    /// Connections to servers, for forwarding.
     pub rpc: crate::rpc::Pool,
+    /// The server a client agent sends its requests to.
+    pub chosen_server: ChosenServer,
+}
+
+/// What a server agent has that a client agent does not.
+#[derive(Debug)]
+pub struct Consensus {
+    /// The replicated state this server holds.
+    pub store: Arc<Store>,
+    /// Its Raft server.
+    pub raft: RaftClient<Output>,
+    /// Its Raft ID.
+    pub raft_id: u64,
+    /// The address it serves RPC and Raft on; the other servers' are learned from gossip
+    /// ([`Api::servers`]).
+    pub rpc_addr: SocketAddr,
+    /// The leader's session TTL timers.
+    pub session_ttl: SessionTtl,
 }
 
 /// Serves the API on `listener` until the task is dropped, with Consul's default limit of
@@ -120,21 +134,36 @@ fn answered_here(request: &axum::extract::Request) -> bool {
         || (request.method() == axum::http::Method::GET && Query::parse(request.uri().query()).has("stale"))
 }
 
-/// Sends a request that needs the leader to it, when this server does not lead, and relays
-/// the answer; holds it up to [`RPC_HOLD_TIMEOUT`] while no leader is known.
+/// Whether a client agent answers `request` itself: only what is about the agent (its
+/// services, checks and gossip view) and its user events. Everything else reads or writes
+/// replicated state, which only servers hold.
+fn answered_by_client(request: &axum::extract::Request) -> bool {
+    let path = request.uri().path();
+    path.starts_with("/v1/agent/") || path.starts_with("/v1/event/")
+}
+
+/// Sends a request that needs the leader towards it, when this agent is not the leader, and
+/// relays the answer: a follower holds it up to [`RPC_HOLD_TIMEOUT`] while no leader is known,
+/// then sends it to the leader; a client agent sends it to a server, which does the same.
 async fn forward_to_leader(
     axum::extract::State(api): axum::extract::State<Arc<Api>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    // The leader's own role is checked first: it answers everything, without parsing the query.
-    if api.raft.status().role == Role::Leader || answered_here(&request) {
-        return next.run(request).await;
-    }
-    let Some(leader) = api.leader_addr().await else { return no_leader().into_response() };
-    if api.raft.status().role == Role::Leader {
-        return next.run(request).await;
-    }
+    let hop = match &api.consensus {
+        None if answered_by_client(&request) => return next.run(request).await,
+        None => NextHop::Server,
+        // The leader's own role is checked first: it answers everything, without parsing the query.
+        Some(consensus) if consensus.raft.status().role == Role::Leader || answered_here(&request) => {
+            return next.run(request).await
+        }
+        Some(_) => match api.next_hop().await {
+            Ok(Some(hop)) => hop,
+            Ok(None) => return next.run(request).await,
+            Err(error) => return error.into_response(),
+        },
+    };
+    let retry = request.method() == axum::http::Method::GET;
     let (parts, body) = request.into_parts();
     let Ok(body) = axum::body::to_bytes(body, FORWARD_BODY_BYTES_MAX).await else {
         return HttpError { status: StatusCode::PAYLOAD_TOO_LARGE, reason: "Request body too large".into() }
@@ -146,7 +175,7 @@ async fn forward_to_leader(
         headers: header_pairs(&parts.headers),
         body,
     };
-    match api.rpc.call(leader, &crate::rpc::Request::Http(forwarded)).await {
+    match api.send(hop, crate::rpc::Call::Http(forwarded), retry).await {
         Ok(crate::rpc::Reply::Http(reply)) => {
             let mut response = Response::new(axum::body::Body::from(reply.body));
             *response.status_mut() =
@@ -160,14 +189,21 @@ async fn forward_to_leader(
             }
             response
         }
-        Ok(crate::rpc::Reply::Propose(_)) => {
-            HttpError::internal("rpc error: unexpected reply").into_response()
-        }
-        Err(error) => HttpError::internal(error.to_string()).into_response(),
+        Ok(_) => unexpected_reply().into_response(),
+        Err(error) => error.into_response(),
     }
 }
 
-/// Answers the requests other servers forward here ([`crate::rpc`]).
+/// Where a call that needs the leader goes from an agent that cannot answer it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextHop {
+    /// To the leader, at this address (from a follower).
+    Leader(SocketAddr),
+    /// To any server (from a client agent).
+    Server,
+}
+
+/// Answers the calls that client agents and other servers send here ([`crate::rpc`]).
 #[derive(Debug)]
 pub struct RpcHandler {
     api: Arc<Api>,
@@ -183,17 +219,31 @@ impl RpcHandler {
 
 impl crate::rpc::Handler for RpcHandler {
     async fn handle(&self, request: crate::rpc::Request) -> crate::rpc::Reply {
-        use crate::rpc::{HttpReply, Reply, Request};
-        match request {
-            Request::Propose(bytes) => {
+        use crate::rpc::{Call, HttpReply, Reply, Request};
+        let (call, at_leader) = match request {
+            Request::Server(call) => (call, false),
+            Request::Leader(call) => (call, true),
+        };
+        let refusal = |e: HttpError| (e.status.as_u16(), e.reason);
+        match call {
+            Call::Propose(bytes) => {
                 let result = match Command::decode(&bytes) {
-                    Ok(Some(stamped)) => self.api.write_here(&stamped.command).await,
+                    Ok(Some(stamped)) if at_leader => self.api.write_here(&stamped.command).await,
+                    Ok(Some(stamped)) => self.api.write(&stamped.command).await,
                     Ok(None) => Err(HttpError::bad_request("unknown command type")),
                     Err(error) => Err(HttpError::bad_request(error.to_string())),
                 };
-                Reply::Propose(result.map_err(|e| (e.status.as_u16(), e.reason)))
+                Reply::Propose(result.map_err(refusal))
             }
-            Request::Http(forwarded) => {
+            Call::NodeRows(name) => {
+                let rows = match at_leader {
+                    true if self.api.leads() => self.api.local_node_rows(&name),
+                    true => Err(no_leader()),
+                    false => self.api.node_rows(&name).await,
+                };
+                Reply::NodeRows(rows.map_err(refusal))
+            }
+            Call::Http(forwarded) => {
                 let mut builder =
                     axum::http::Request::builder().method(forwarded.method.as_str()).uri(&forwarded.uri);
                 for (name, value) in &forwarded.headers {
@@ -201,7 +251,9 @@ impl crate::rpc::Handler for RpcHandler {
                 }
                 let reply = match builder.body(axum::body::Body::from(forwarded.body)) {
                     Ok(mut request) => {
-                        request.extensions_mut().insert(crate::rpc::Forwarded);
+                        if at_leader {
+                            request.extensions_mut().insert(crate::rpc::Forwarded);
+                        }
                         let response = tower::ServiceExt::oneshot(self.router.clone(), request).await;
                         let response = match response {
                             Ok(response) => response,
@@ -344,7 +396,77 @@ pub struct ServerEntry {
     pub addr: SocketAddr,
 }
 
+/// How long a client agent keeps sending to the server it chose before it chooses again (plus
+/// up to as much again at random), so that clients spread over servers that joined after
+/// them (Consul's client router rebalances every few minutes).
+pub const SERVER_REBALANCE_INTERVAL: Duration = Duration::from_secs(120);
+
+/// The server a client agent sends its calls to: one of the alive servers of its datacenter,
+/// chosen at random, kept until a call to it fails or its time is up.
+#[derive(Debug, Default)]
+pub struct ChosenServer {
+    current: std::sync::Mutex<Option<(SocketAddr, tokio::time::Instant)>>,
+}
+
+impl ChosenServer {
+    /// The server to call, none of `tried`.
+    fn pick(&self, candidates: &[SocketAddr], tried: &[SocketAddr]) -> Option<SocketAddr> {
+        let now = tokio::time::Instant::now();
+        let fresh: Vec<SocketAddr> =
+            candidates.iter().copied().filter(|addr| !tried.contains(addr)).collect();
+        let mut current = self.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((addr, until)) = *current {
+            if now < until && fresh.contains(&addr) {
+                return Some(addr);
+            }
+        }
+        let choice = *fresh.get(random_below(fresh.len()))?;
+        *current = Some((choice, now + SERVER_REBALANCE_INTERVAL + jitter(SERVER_REBALANCE_INTERVAL)));
+        Some(choice)
+    }
+
+    /// Forgets `addr` after a failed call, so the next call chooses again.
+    fn failed(&self, addr: SocketAddr) {
+        let mut current = self.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if current.is_some_and(|(chosen, _)| chosen == addr) {
+            *current = None;
+        }
+    }
+}
+
 impl Api {
+    /// This agent's consensus parts; a client agent has none (its router sends every request
+    /// that needs them to a server, so reaching this there is a routing bug, answered as one).
+    pub fn consensus(&self) -> Result<&Consensus, HttpError> {
+        self.consensus.as_ref().ok_or_else(|| HttpError::internal("rpc error: this agent is not a server"))
+    }
+
+    /// Whether this agent is the Raft leader.
+    pub fn leads(&self) -> bool {
+        self.consensus.as_ref().is_some_and(|c| c.raft.status().role == Role::Leader)
+    }
+
+    /// Whether this agent knows where to send a write: a leader, for a server; a server, for a
+    /// client agent.
+    pub fn has_route(&self) -> bool {
+        match &self.consensus {
+            Some(consensus) => consensus.raft.status().leader.is_some(),
+            None => !self.server_candidates().is_empty(),
+        }
+    }
+
+    /// Waits until [`Api::has_route`] holds.
+    pub async fn wait_for_route(&self) {
+        let mut published = self.members.subscribe();
+        loop {
+            if self.has_route() {
+                return;
+            }
+            // A leader is elected without a gossip change: look again shortly either way.
+            let _ = tokio::time::timeout(Duration::from_millis(100), published.changed()).await;
+        }
+    }
+
     /// The servers this agent knows, by Raft ID: itself, and every server of its datacenter
     /// that LAN gossip shows.
     pub fn servers(&self) -> std::collections::BTreeMap<u64, ServerEntry> {
@@ -356,11 +478,25 @@ impl Api {
             .filter(|s| s.datacenter == self.datacenter)
             .map(|s| (s.raft_id, ServerEntry { name: s.name, node_id: s.node_id, addr: s.rpc_addr }))
             .collect();
-        for (id, addr) in &self.server_addrs {
-            let me = ServerEntry { name: self.node_name.clone(), node_id: self.node_id.clone(), addr: *addr };
-            servers.insert(*id, me);
+        if let Some(consensus) = &self.consensus {
+            let me = ServerEntry {
+                name: self.node_name.clone(),
+                node_id: self.node_id.clone(),
+                addr: consensus.rpc_addr,
+            };
+            servers.insert(consensus.raft_id, me);
         }
         servers
+    }
+
+    /// The RPC addresses of the alive servers of this agent's datacenter.
+    fn server_candidates(&self) -> Vec<SocketAddr> {
+        self.members
+            .alive_lan_servers()
+            .into_iter()
+            .filter(|s| s.datacenter == self.datacenter)
+            .map(|s| s.rpc_addr)
+            .collect()
     }
 
     /// Checks `?dc` against the local datacenter (there is no other yet).
@@ -376,6 +512,7 @@ impl Api {
     /// Parses a read's parameters and waits until this server may answer in its mode.
     pub async fn prepare_read(&self, query: &Query) -> Result<ReadOptions, HttpError> {
         self.check_datacenter(query)?;
+        let raft = &self.consensus()?.raft;
         let consistency = match (query.has("stale"), query.has("consistent")) {
             (true, true) => {
                 return Err(HttpError::bad_request(
@@ -401,12 +538,12 @@ impl Api {
         match consistency {
             Consistency::Stale => {}
             Consistency::Default => {
-                if self.raft.status().role != Role::Leader {
+                if raft.status().role != Role::Leader {
                     return Err(no_leader());
                 }
             }
             Consistency::Consistent => {
-                self.raft.read_barrier().await.map_err(write_error)?;
+                raft.read_barrier().await.map_err(write_error)?;
             }
         }
         Ok(ReadOptions { consistency, blocking })
@@ -421,12 +558,13 @@ impl Api {
         targets: impl Fn() -> Vec<WatchTarget>,
         read: impl Fn(&Fsm) -> (Index, R),
     ) -> (Index, R) {
+        let store = &self.consensus.as_ref().expect("ReadOptions come from prepare_read, on a server").store;
         let Some((min_index, wait)) = options.blocking else {
-            return self.store.read(&read);
+            return store.read(&read);
         };
         let deadline = tokio::time::Instant::now() + wait + jitter(wait / 16);
         loop {
-            let attempt = self.store.read_or_watch(
+            let attempt = store.read_or_watch(
                 |fsm| {
                     let (index, answer) = read(fsm);
                     ((index, answer), index > min_index)
@@ -438,7 +576,7 @@ impl Api {
                 Err((answer, waiter)) => match tokio::time::timeout_at(deadline, waiter.changed()).await {
                     Err(_) => return answer,
                     // A restore: the new state's index may be at or below the one waited on.
-                    Ok(Wake::Replaced) => return self.store.read(&read),
+                    Ok(Wake::Replaced) => return store.read(&read),
                     Ok(Wake::Touched) => {}
                 },
             }
@@ -447,11 +585,11 @@ impl Api {
 
     /// The headers every indexed read carries.
     pub fn meta_headers(&self, index: Index) -> HeaderMap {
-        let status = self.raft.status();
+        let leader = self.consensus.as_ref().and_then(|c| c.raft.status().leader);
         let mut headers = HeaderMap::new();
         // Never 0: clients treat 0 as "no index" and would not block on it.
         headers.insert("X-Consul-Index", HeaderValue::from(index.max(1)));
-        let known = if status.leader.is_some() { "true" } else { "false" };
+        let known = if leader.is_some() { "true" } else { "false" };
         headers.insert("X-Consul-KnownLeader", HeaderValue::from_static(known));
         // Only leaders answer non-stale reads yet, and a leader's last contact is now.
         headers.insert("X-Consul-LastContact", HeaderValue::from_static("0"));
@@ -459,11 +597,12 @@ impl Api {
     }
 
     /// The leader's RPC address, waiting up to [`RPC_HOLD_TIMEOUT`] for a leader to be known;
-    /// `None` if none is.
+    /// `None` if none is (or this agent is not a server).
     pub async fn leader_addr(&self) -> Option<SocketAddr> {
+        let raft = &self.consensus.as_ref()?.raft;
         let deadline = tokio::time::Instant::now() + RPC_HOLD_TIMEOUT;
         loop {
-            let leader = self.raft.status().leader.and_then(|id| self.servers().remove(&id));
+            let leader = raft.status().leader.and_then(|id| self.servers().remove(&id));
             if let Some(leader) = leader {
                 return Some(leader.addr);
             }
@@ -474,25 +613,102 @@ impl Api {
         }
     }
 
-    /// Writes a command: proposed here when this server leads, else sent to the leader.
-    pub async fn write(&self, command: &Command) -> Result<FsmResponse, HttpError> {
-        match self.write_here(command).await {
-            Err(refused)
-                if refused.reason == no_leader().reason && self.raft.status().role != Role::Leader =>
-            {
-                let Some(leader) = self.leader_addr().await else { return Err(refused) };
-                let request = crate::rpc::Request::Propose(command.encode(0));
-                match self.rpc.call(leader, &request).await {
-                    Ok(crate::rpc::Reply::Propose(Ok(response))) => Ok(response),
-                    Ok(crate::rpc::Reply::Propose(Err((status, reason)))) => Err(HttpError {
-                        status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-                        reason,
-                    }),
-                    Ok(crate::rpc::Reply::Http(_)) => Err(HttpError::internal("rpc error: unexpected reply")),
-                    Err(error) => Err(HttpError::internal(error.to_string())),
+    /// Where a call that needs the leader goes from here: `None` when this server leads; the
+    /// leader, from a follower (held up to [`RPC_HOLD_TIMEOUT`] while none is known, then
+    /// `No cluster leader`); any server, from a client agent.
+    pub async fn next_hop(&self) -> Result<Option<NextHop>, HttpError> {
+        if self.consensus.is_none() {
+            return Ok(Some(NextHop::Server));
+        }
+        if self.leads() {
+            return Ok(None);
+        }
+        let leader = self.leader_addr().await.ok_or_else(no_leader)?;
+        // It may have won an election itself meanwhile.
+        Ok((!self.leads()).then_some(NextHop::Leader(leader)))
+    }
+
+    /// Sends `call` one hop. From a client agent, a call that could not reach its server goes
+    /// to another one: always when no connection could be made (nothing was sent), and also
+    /// after a broken connection when `retry` says the call may run twice (a read).
+    pub async fn send(
+        &self,
+        hop: NextHop,
+        call: crate::rpc::Call,
+        retry: bool,
+    ) -> Result<crate::rpc::Reply, HttpError> {
+        use crate::rpc::{Request, RpcError};
+        let server = match hop {
+            NextHop::Leader(leader) => {
+                return self
+                    .rpc
+                    .call(leader, &Request::Leader(call))
+                    .await
+                    .map_err(|e| HttpError::internal(e.to_string()))
+            }
+            NextHop::Server => Request::Server(call),
+        };
+        let candidates = self.server_candidates();
+        let mut tried = Vec::new();
+        let mut last_error = HttpError::internal("No known Consul servers");
+        while let Some(addr) = self.chosen_server.pick(&candidates, &tried) {
+            match self.rpc.call(addr, &server).await {
+                Ok(reply) => return Ok(reply),
+                Err(error) => {
+                    tracing::warn!(server = %addr, %error, "agent: RPC to a server failed");
+                    self.chosen_server.failed(addr);
+                    tried.push(addr);
+                    let unsent = matches!(error, RpcError::Connect(_));
+                    last_error = HttpError::internal(error.to_string());
+                    if !(unsent || retry) {
+                        break;
+                    }
                 }
             }
-            other => other,
+        }
+        Err(last_error)
+    }
+
+    /// The catalog's rows for node `name` as the leader holds them.
+    pub async fn node_rows(&self, name: &str) -> Result<crate::rpc::NodeRows, HttpError> {
+        let Some(hop) = self.next_hop().await? else { return self.local_node_rows(name) };
+        match self.send(hop, crate::rpc::Call::NodeRows(name.to_owned()), true).await? {
+            crate::rpc::Reply::NodeRows(rows) => rows.map_err(refusal),
+            _ => Err(unexpected_reply()),
+        }
+    }
+
+    /// The catalog's rows for node `name` as this server holds them.
+    pub fn local_node_rows(&self, name: &str) -> Result<crate::rpc::NodeRows, HttpError> {
+        Ok(self.consensus()?.store.read(|fsm| {
+            let catalog = fsm.catalog();
+            crate::rpc::NodeRows {
+                node: catalog.node(name).cloned(),
+                services: catalog
+                    .node_services(name)
+                    .1
+                    .map(|(_, services)| services.into_iter().cloned().collect())
+                    .unwrap_or_default(),
+                checks: catalog.node_checks(name).1.into_iter().cloned().collect(),
+            }
+        }))
+    }
+
+    /// Writes a command: proposed here when this server leads, else sent towards the leader.
+    pub async fn write(&self, command: &Command) -> Result<FsmResponse, HttpError> {
+        if let Err(error) = command.validate() {
+            return Err(rejected(error));
+        }
+        if self.consensus.is_some() {
+            match self.write_here(command).await {
+                Err(refused) if refused.reason == no_leader().reason && !self.leads() => {}
+                other => return other,
+            }
+        }
+        let Some(hop) = self.next_hop().await? else { return self.write_here(command).await };
+        match self.send(hop, crate::rpc::Call::Propose(command.encode(0)), false).await? {
+            crate::rpc::Reply::Propose(result) => result.map_err(refusal),
+            _ => Err(unexpected_reply()),
         }
     }
 
@@ -505,13 +721,22 @@ impl Api {
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX));
-        match self.raft.propose(command.encode(now_ms)).await {
+        match self.consensus()?.raft.propose(command.encode(now_ms)).await {
             Ok(Ok(FsmResponse::Rejected(error))) => Err(rejected(error)),
             Ok(Ok(response)) => Ok(response),
             Ok(Err(error)) => Err(HttpError::internal(error.to_string())),
             Err(error) => Err(write_error(error)),
         }
     }
+}
+
+/// A refusal as RPC carries it, back into an error.
+fn refusal((status, reason): (u16, String)) -> HttpError {
+    HttpError { status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), reason }
+}
+
+fn unexpected_reply() -> HttpError {
+    HttpError::internal("rpc error: unexpected reply")
 }
 
 /// A refused command, with Consul's status for it.
@@ -539,6 +764,13 @@ pub(super) fn write_error(error: WriteError) -> HttpError {
         WriteError::Refused(ProposeError::NotLeader { .. }) => no_leader(),
         other => HttpError::internal(other.to_string()),
     }
+}
+
+/// A random number below `n` (0 when `n` is 0), from the OS-seeded hasher.
+fn random_below(n: usize) -> usize {
+    use std::hash::{BuildHasher, RandomState};
+    let draw = RandomState::new().hash_one(std::time::SystemTime::now());
+    usize::try_from(draw % u64::try_from(n.max(1)).unwrap_or(u64::MAX)).unwrap_or(0)
 }
 
 /// A random duration up to `max`, from the OS-seeded hasher (the shell's only randomness).

@@ -28,8 +28,12 @@ pub(super) fn routes() -> Router<Arc<Api>> {
 
 async fn raft_configuration(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response {
     let query = Query::parse(raw.as_deref());
-    let status = api.raft.status();
-    let membership = api.raft.membership();
+    let raft = match api.consensus() {
+        Ok(consensus) => &consensus.raft,
+        Err(error) => return error.into_response(),
+    };
+    let status = raft.status();
+    let membership = raft.membership();
     let known = api.servers();
     let members =
         membership.voters.iter().map(|id| (id, true)).chain(membership.learners.iter().map(|id| (id, false)));
@@ -58,7 +62,7 @@ async fn raft_configuration(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery
 /// The Raft server a request names by `?id` (its node ID) or `?address` (its RPC address),
 /// among those in the membership.
 fn named_server(api: &Api, query: &Query) -> Result<ServerId, HttpError> {
-    let membership = api.raft.membership();
+    let membership = api.consensus()?.raft.membership();
     let servers = api.servers();
     let find = |matches: &dyn Fn(&super::ServerEntry) -> bool| {
         servers.iter().find(|(id, server)| membership.contains(**id) && matches(server)).map(|(id, _)| *id)
@@ -85,7 +89,11 @@ async fn remove_peer(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Re
     let result = async {
         api.check_datacenter(&query)?;
         let server = named_server(&api, &query)?;
-        api.raft.change_membership(MembershipChange::Remove(server)).await.map_err(write_error)?;
+        api.consensus()?
+            .raft
+            .change_membership(MembershipChange::Remove(server))
+            .await
+            .map_err(write_error)?;
         Ok::<_, HttpError>(axum::http::StatusCode::OK.into_response())
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
@@ -100,7 +108,7 @@ async fn transfer_leader(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -
             Some(_) => named_server(&api, &query)?,
             None => return Err(HttpError::bad_request("Must specify ?id with the server's ID")),
         };
-        api.raft.transfer_leadership(server).await.map_err(write_error)?;
+        api.consensus()?.raft.transfer_leadership(server).await.map_err(write_error)?;
         Ok(json(&query, &value!({"Success": true})).into_response())
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
@@ -114,14 +122,26 @@ async fn coordinate_datacenters(State(api): State<Arc<Api>>, RawQuery(raw): RawQ
 
 async fn coordinate_nodes(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response {
     let query = Query::parse(raw.as_deref());
-    let index = api.store.read(|fsm| fsm.applied());
-    (api.meta_headers(index), json(&query, &value!([]))).into_response()
+    match api.consensus() {
+        Ok(consensus) => {
+            let index = consensus.store.read(|fsm| fsm.applied());
+            (api.meta_headers(index), json(&query, &value!([]))).into_response()
+        }
+        Err(error) => error.into_response(),
+    }
 }
 
-/// The gauges: (Consul-style name, value).
+/// The gauges: (Consul-style name, value). A client agent has only its own.
 fn gauges(api: &Api) -> Vec<(&'static str, f64)> {
-    let status = api.raft.status();
-    let (keys, tombstones, services, nodes, sessions) = api.store.read(|fsm| {
+    let (local_services, local_checks) = {
+        let state = api.local.state();
+        (state.services().len(), state.checks().len())
+    };
+    let mut gauges =
+        vec![("consul.agent.services", local_services as f64), ("consul.agent.checks", local_checks as f64)];
+    let Some(consensus) = &api.consensus else { return gauges };
+    let status = consensus.raft.status();
+    let (keys, tombstones, services, nodes, sessions) = consensus.store.read(|fsm| {
         (
             fsm.kv().len(),
             fsm.kv().tombstones(),
@@ -130,7 +150,7 @@ fn gauges(api: &Api) -> Vec<(&'static str, f64)> {
             fsm.sessions().len(),
         )
     });
-    vec![
+    gauges.extend([
         ("consul.raft.commit_index", status.commit as f64),
         ("consul.raft.applied_index", status.applied as f64),
         ("consul.raft.term", status.term as f64),
@@ -140,8 +160,9 @@ fn gauges(api: &Api) -> Vec<(&'static str, f64)> {
         ("consul.catalog.services", services as f64),
         ("consul.catalog.nodes", nodes as f64),
         ("consul.session.count", sessions as f64),
-        ("consul.http.blocked_readers", api.store.watching() as f64),
-    ]
+        ("consul.http.blocked_readers", consensus.store.watching() as f64),
+    ]);
+    gauges
 }
 
 async fn metrics(State(api): State<Arc<Api>>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {

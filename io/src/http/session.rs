@@ -83,15 +83,16 @@ pub type SessionTtl = Clocked<SessionTimers>;
 
 /// Restarts a session's timer, if it has a TTL.
 fn reset_timer(api: &Api, session: &Session) {
-    if let Some(ttl) = session.ttl() {
-        api.session_ttl.update(|timers, now| timers.reset(&session.id, ttl, now));
+    if let (Some(ttl), Some(consensus)) = (session.ttl(), &api.consensus) {
+        consensus.session_ttl.update(|timers, now| timers.reset(&session.id, ttl, now));
     }
 }
 
 /// Restarts every timer from the sessions in the state: on start, and after a restore replaced
 /// them.
-pub(super) fn rearm_ttl_timers(api: &Api) {
-    api.store.read(|fsm| api.session_ttl.update(|timers, now| timers.reset_all(fsm.sessions(), now)));
+pub(super) fn rearm_ttl_timers(consensus: &super::Consensus) {
+    let timers = &consensus.session_ttl;
+    consensus.store.read(|fsm| timers.update(|timers, now| timers.reset_all(fsm.sessions(), now)));
 }
 
 /// Runs the leader's TTL timers: starts one for every session with a TTL, then destroys each
@@ -100,16 +101,17 @@ pub async fn run_ttl_timers(api: Arc<Api>) {
     // Expiring sessions is the leader's duty (a follower's timers are never renewed: renewals
     // go to the leader). A server that takes over re-arms every timer from its state, since
     // the old leader's timers went with it.
-    let mut raft = api.raft.clone();
+    let Some(consensus) = &api.consensus else { return };
+    let mut raft = consensus.raft.clone();
     loop {
         if raft.wait_for(|status| status.role == muster_core::raft::Role::Leader).await.is_err() {
             return;
         }
-        rearm_ttl_timers(&api);
-        let mut status = api.raft.clone();
+        rearm_ttl_timers(consensus);
+        let mut status = consensus.raft.clone();
         let expire = async {
             loop {
-                for id in api.session_ttl.expired().await {
+                for id in consensus.session_ttl.expired().await {
                     tracing::info!(session = %id, "session: TTL expired, invalidating");
                     let destroy = Command::SessionDestroy(SessionDestroy { id: id.clone() });
                     if let Err(error) = api.write_here(&destroy).await {
@@ -211,7 +213,9 @@ async fn destroy(State(api): State<Arc<Api>>, Path(id): Path<String>, RawQuery(r
     let result = async {
         api.check_datacenter(&query)?;
         api.write(&Command::SessionDestroy(SessionDestroy { id: id.clone() })).await?;
-        api.session_ttl.update(|timers, _| timers.remove(&id));
+        if let Some(consensus) = &api.consensus {
+            consensus.session_ttl.update(|timers, _| timers.remove(&id));
+        }
         Ok::<_, HttpError>(json(&query, &true).into_response())
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
@@ -222,7 +226,7 @@ async fn renew(State(api): State<Arc<Api>>, Path(id): Path<String>, RawQuery(raw
     let query = Query::parse(raw.as_deref());
     let result = async {
         api.prepare_read(&query).await?;
-        let session = api.store.read(|fsm| fsm.sessions().get(&id).cloned());
+        let session = api.consensus()?.store.read(|fsm| fsm.sessions().get(&id).cloned());
         let Some(session) = session else {
             return Err(HttpError {
                 status: StatusCode::NOT_FOUND,

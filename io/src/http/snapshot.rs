@@ -66,9 +66,10 @@ async fn save(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response 
 async fn save_inner(api: &Api, query: &Query) -> Result<Response, HttpError> {
     api.prepare_read(query).await?;
     // A clone is O(1): the state is encoded and compressed off the lock and off the runtime.
-    let fsm = api.store.read(Fsm::clone);
+    let consensus = api.consensus()?;
+    let fsm = consensus.store.read(Fsm::clone);
     let index = fsm.applied();
-    let term = api.raft.status().term;
+    let term = consensus.raft.status().term;
     let created_ms = unix_ms();
     let archive = tokio::task::spawn_blocking(move || {
         let state = fsm.snapshot();
@@ -112,7 +113,9 @@ async fn restore_inner(api: &Api, query: &Query, headers: &HeaderMap, body: Body
     api.write(&Command::Restore(Restore { state })).await?;
     // The leader's session timers follow the restored sessions, each from a full period (as on
     // gaining leadership: renewals before the restore say nothing about these sessions).
-    super::session::rearm_ttl_timers(api);
+    if let Some(consensus) = &api.consensus {
+        super::session::rearm_ttl_timers(consensus);
+    }
     Ok(())
 }
 

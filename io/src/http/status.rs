@@ -20,7 +20,7 @@ async fn leader(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Respons
     if let Err(error) = api.check_datacenter(&query) {
         return error.into_response();
     }
-    let leader = api.raft.status().leader;
+    let leader = api.consensus.as_ref().and_then(|c| c.raft.status().leader);
     let address =
         leader.and_then(|id| api.servers().remove(&id)).map_or(String::new(), |s| s.addr.to_string());
     json(&query, &address).into_response()
@@ -33,7 +33,7 @@ async fn peers(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response
         return error.into_response();
     }
     let servers = api.servers();
-    let voters = api.raft.membership().voters;
+    let voters = api.consensus.as_ref().map(|c| c.raft.membership().voters).unwrap_or_default();
     let peers: Vec<String> =
         voters.iter().filter_map(|id| servers.get(id)).map(|server| server.addr.to_string()).collect();
     json(&query, &peers).into_response()

@@ -173,7 +173,7 @@ async fn txn(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery, body: Bytes) 
         if txn.ops.iter().all(TxnOp::reads_only) {
             api.prepare_read(&query).await?;
             let (index, outcome) =
-                api.store.read(|fsm| (fsm.applied(), fsm.read_txn(&txn).expect("reads only")));
+                api.consensus()?.store.read(|fsm| (fsm.applied(), fsm.read_txn(&txn).expect("reads only")));
             let (status, body) = results_json(&outcome);
             return Ok((status, api.meta_headers(index), json(&query, &body)).into_response());
         }

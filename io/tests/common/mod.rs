@@ -50,19 +50,23 @@ pub async fn start_limited(name: &str, conns_per_client: usize) -> (SocketAddr, 
     let node = Node { node: "node1".into(), address: "127.0.0.1".into(), ..Node::default() };
     let local = Arc::new(muster::local::LocalAgent::open(node.clone(), None).unwrap());
     let api = Arc::new(Api {
-        store,
-        raft,
+        consensus: Some(http::Consensus {
+            store,
+            raft,
+            raft_id: 1,
+            rpc_addr: "127.0.0.1:8300".parse().unwrap(),
+            session_ttl: http::SessionTtl::default(),
+        }),
         datacenter: "dc1".into(),
         node_name: "node1".into(),
         node_id: "6a2f6a0e-0c3c-4c5e-9b0e-2f0b6f8f2a11".into(),
-        server_addrs: vec![(1, "127.0.0.1:8300".parse().unwrap())],
-        session_ttl: http::SessionTtl::default(),
         members: Arc::default(),
         gossip: Arc::default(),
         check_ttl: http::CheckTtl::default(),
         local,
         config: http::ConfigFiles::default(),
         rpc: muster::rpc::Pool::default(),
+        chosen_server: http::ChosenServer::default(),
     });
     let serf = Check { check_id: SERF_HEALTH.into(), status: Health::Passing, ..Check::default() };
     let register = Register { node, skip_node_update: false, service: None, checks: vec![serf] };
