@@ -24,6 +24,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod agent;
+pub mod autopilot;
 pub mod deadlines;
 pub mod duration;
 pub mod fsm;

@@ -103,6 +103,9 @@ pub(crate) struct AgentArgs {
     /// The port servers serve Raft (and later RPC) on.
     #[arg(long = "server-port", default_value_t = 8300)]
     pub(crate) server_port: u16,
+    /// Ignores a previous graceful leave and joins the members it knew again at start.
+    #[arg(long)]
+    pub(crate) rejoin: bool,
     /// A configuration file (`*.json` or `*.hcl`). Repeatable; read in order with the
     /// -config-dir directories.
     #[arg(long = "config-file")]

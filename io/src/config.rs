@@ -72,6 +72,12 @@ pub struct FileConfig {
     pub retry_join_wan: Vec<String>,
     /// `ports`.
     pub ports: Ports,
+    /// `leave_on_terminate`.
+    pub leave_on_terminate: Option<bool>,
+    /// `skip_leave_on_interrupt`.
+    pub skip_leave_on_interrupt: Option<bool>,
+    /// `rejoin_after_leave`.
+    pub rejoin_after_leave: Option<bool>,
     /// Service definitions, each with the file it came from.
     pub services: Vec<(PathBuf, Value)>,
     /// Check definitions, each with the file it came from.
@@ -159,6 +165,9 @@ fn merge(config: &mut FileConfig, file: &Path, map: Map<String, Value>) -> Resul
             "data_dir" => config.data_dir = Some(PathBuf::from(string(&key, &value)?)),
             "node_name" => config.node_name = Some(string(&key, &value)?),
             "server" => config.server = Some(boolean(&key, &value)?),
+            "leave_on_terminate" => config.leave_on_terminate = Some(boolean(&key, &value)?),
+            "skip_leave_on_interrupt" => config.skip_leave_on_interrupt = Some(boolean(&key, &value)?),
+            "rejoin_after_leave" => config.rejoin_after_leave = Some(boolean(&key, &value)?),
             "bootstrap" => config.bootstrap = Some(boolean(&key, &value)?),
             "bootstrap_expect" => config.bootstrap_expect = Some(number(&key, &value)?),
             "bind_addr" => config.bind_addr = Some(address(&key, &value)?),

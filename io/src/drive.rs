@@ -173,7 +173,7 @@ impl Host for Outbox {
 }
 
 /// The node's clock: time since `origin`, in the core's representation.
-pub(crate) fn core_now(origin: tokio::time::Instant) -> Instant {
+pub fn core_now(origin: tokio::time::Instant) -> Instant {
     Instant::from_nanos(u64::try_from(elapsed(origin).as_nanos()).unwrap_or(u64::MAX))
 }
 

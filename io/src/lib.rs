@@ -22,6 +22,8 @@ pub mod raft_net;
 #[cfg(not(madsim))]
 pub mod raft_server;
 #[cfg(all(feature = "agent", not(madsim)))]
+pub mod rejoin;
+#[cfg(all(feature = "agent", not(madsim)))]
 pub mod rpc;
 #[cfg(not(madsim))]
 pub mod storage;

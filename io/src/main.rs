@@ -87,6 +87,8 @@ fn main() -> ExitCode {
 struct FromFiles {
     sources: config::Sources,
     definitions: http::Definitions,
+    leave_on_terminate: Option<bool>,
+    skip_leave_on_interrupt: Option<bool>,
 }
 
 /// Reads the configuration files the flags name and fills in every setting the command line
@@ -144,9 +146,15 @@ fn apply_config_files(
     if !given("server_port") {
         args.server_port = file.ports.server.unwrap_or(args.server_port);
     }
+    args.rejoin |= file.rejoin_after_leave.unwrap_or(false);
     args.join.extend(file.retry_join);
     args.join_wan.extend(file.retry_join_wan);
-    Ok(FromFiles { sources, definitions })
+    Ok(FromFiles {
+        sources,
+        definitions,
+        leave_on_terminate: file.leave_on_terminate,
+        skip_leave_on_interrupt: file.skip_leave_on_interrupt,
+    })
 }
 
 /// `muster validate`: reads the files as the agent would and says whether they are usable.
@@ -249,7 +257,29 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
         })
     });
     let wan = wan.transpose()?;
-    let plans: Vec<PoolPlan> = std::iter::once(lan).chain(wan).collect();
+    let mut plans: Vec<PoolPlan> = std::iter::once(lan).chain(wan).collect();
+    // A restarted agent joins the members it last knew, unless it had left.
+    for plan in &mut plans {
+        let Some(dir) = plan.dir.as_deref() else { continue };
+        let remembered = muster::rejoin::read(dir)?;
+        if remembered.left && !args.rejoin {
+            tracing::info!(
+                "agent: {}: left before; not rejoining the known members (use -rejoin)",
+                plan.label
+            );
+            continue;
+        }
+        let known: Vec<SocketAddr> =
+            remembered.peers.into_iter().filter(|p| !plan.joins.contains(p)).collect();
+        if !known.is_empty() {
+            tracing::info!("agent: {}: rejoining {} known members", plan.label, known.len());
+        }
+        plan.joins.extend(known);
+    }
+    // Consul's defaults: a client leaves gracefully on SIGTERM and SIGINT; a server on
+    // neither, since its leave takes it out of the Raft configuration and a restart should not.
+    let leave_on_terminate = files.leave_on_terminate.unwrap_or(!server);
+    let leave_on_interrupt = !files.skip_leave_on_interrupt.unwrap_or(server);
 
     if args.bootstrap && !server {
         return Err("bootstrap mode requires server mode (-server)".to_owned());
@@ -302,13 +332,18 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
         let members = Arc::new(http::Members::default());
         let channels: Vec<_> = pools.iter().map(|_| mpsc::channel::<CommandRequest>(16)).collect();
         let gossip = Arc::new(http::Gossip::new(
-            pools.iter().zip(&channels).map(|((plan, ..), (tx, _))| (pool_of(plan), plan.port, tx.downgrade())).collect(),
+            pools
+                .iter()
+                .zip(&channels)
+                .map(|((plan, ..), (tx, _))| (pool_of(plan), plan.port, tx.downgrade()))
+                .collect(),
         ));
 
         // A bootstrapping server runs Raft and the state machine, and serves the HTTP API.
         let server_addr = SocketAddr::new(advertise_ip, args.server_port);
-        let raft_id = muster_core::servers::raft_id(&node_id)
-            .ok_or_else(|| format!("Node ID {node_id:?} cannot name a Raft server (its first 64 bits are zero)"))?;
+        let raft_id = muster_core::servers::raft_id(&node_id).ok_or_else(|| {
+            format!("Node ID {node_id:?} cannot name a Raft server (its first 64 bits are zero)")
+        })?;
         let mut consensus = match server {
             false => None,
             true => {
@@ -388,7 +423,17 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
         let (left_tx, mut left_rx) = mpsc::channel::<()>(pools.len());
         let mut leavers = Vec::new();
         let mut running = tokio::task::JoinSet::new();
+        let mut remembering = Vec::new();
         for ((plan, sockets, storage, node), (tx, rx)) in pools.into_iter().zip(channels) {
+            if let Some(dir) = plan.dir.clone() {
+                let task = tokio::spawn(muster::rejoin::remember(
+                    members.clone(),
+                    pool_of(&plan),
+                    plan.name.clone(),
+                    dir.clone(),
+                ));
+                remembering.push((task, dir));
+            }
             let joiner = tokio::spawn(join_all(tx.clone(), plan.joins.clone(), plan.label));
             leavers.push(tx);
             let mut log_event = event_logger(plan.label, left_tx.clone());
@@ -422,10 +467,26 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
         drop(left_tx);
         let pool_count = leavers.len();
         let shutdown = tokio::spawn(async move {
-            tokio::select! {
-                () = wait_for_signal() => tracing::info!("agent: caught signal, gracefully leaving"),
-                () = gossip.leave.notified() => tracing::info!("agent: leave requested over HTTP, gracefully leaving"),
+            let leave = tokio::select! {
+                signal = wait_for_signal() => {
+                    let leave = match signal {
+                        Signal::Interrupt => leave_on_interrupt,
+                        Signal::Terminate => leave_on_terminate,
+                    };
+                    tracing::info!("agent: caught signal: {signal:?}");
+                    leave
+                }
+                () = gossip.leave.notified() => {
+                    tracing::info!("agent: leave requested over HTTP");
+                    true
+                }
+            };
+            if !leave {
+                tracing::info!("agent: graceful shutdown disabled; exiting without leaving");
+                drop(leavers);
+                return;
             }
+            tracing::info!("agent: gracefully leaving");
             for tx in &leavers {
                 let (reply, _) = oneshot::channel();
                 let _ = tx.send((Command::Leave, reply)).await;
@@ -436,6 +497,18 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
                 }
             };
             let _ = tokio::time::timeout(LEAVE_GRACE, all_left).await;
+            // A leave is remembered: the next start does not rejoin without -rejoin.
+            for (task, dir) in remembering {
+                task.abort();
+                let _ = task.await;
+                let left = muster::rejoin::Remembered {
+                    left: true,
+                    ..muster::rejoin::read(&dir).unwrap_or_default()
+                };
+                if let Err(error) = muster::rejoin::write(&dir, &left) {
+                    tracing::warn!(%error, "agent: cannot record the leave");
+                }
+            }
             drop(leavers);
         });
         let mut result = Ok(());
@@ -814,15 +887,24 @@ fn parse_joins(texts: &[String], default_port: u16, flag: &str) -> Result<Vec<So
     texts.iter().map(|text| parse_join(text, default_port, flag)).collect()
 }
 
-async fn wait_for_signal() {
+/// The signals that stop an agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signal {
+    /// SIGINT (Ctrl-C).
+    Interrupt,
+    /// SIGTERM.
+    Terminate,
+}
+
+async fn wait_for_signal() -> Signal {
     use tokio::signal::unix::{signal, SignalKind};
     let Ok(mut terminate) = signal(SignalKind::terminate()) else {
         let _ = tokio::signal::ctrl_c().await;
-        return;
+        return Signal::Interrupt;
     };
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
+        _ = tokio::signal::ctrl_c() => Signal::Interrupt,
+        _ = terminate.recv() => Signal::Terminate,
     }
 }
 

@@ -89,6 +89,16 @@ enum Command<O> {
     Read(oneshot::Sender<Result<Index, WriteError>>),
     ChangeMembership(MembershipChange, ChangeReply),
     TransferLeadership(ServerId, oneshot::Sender<Result<(), WriteError>>),
+    Replication(oneshot::Sender<Replication>),
+}
+
+/// How far the other servers' logs match the leader's, as it tracks them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Replication {
+    /// The leader's last log index.
+    pub last_index: Index,
+    /// The highest index known to match, by server; empty on a server that does not lead.
+    pub matched: std::collections::BTreeMap<ServerId, Index>,
 }
 
 /// Owns a running server: stopping it, or dropping it with every [`RaftClient`], ends it.
@@ -124,6 +134,7 @@ impl<O> std::fmt::Debug for Command<O> {
             Command::Read(..) => "Read",
             Command::ChangeMembership(..) => "ChangeMembership",
             Command::TransferLeadership(..) => "TransferLeadership",
+            Command::Replication(..) => "Replication",
         })
     }
 }
@@ -183,6 +194,13 @@ impl<O: Send + 'static> RaftClient<O> {
         let (tx, rx) = oneshot::channel();
         self.commands.send(Command::TransferLeadership(target, tx)).await.map_err(|_| WriteError::Stopped)?;
         rx.await.unwrap_or(Err(WriteError::Stopped))
+    }
+
+    /// How far each server's log matches this one's (empty unless this server leads).
+    pub async fn replication(&self) -> Result<Replication, WriteError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(Command::Replication(tx)).await.map_err(|_| WriteError::Stopped)?;
+        rx.await.map_err(|_| WriteError::Stopped)
     }
 
     /// Sends Raft messages for server `id` to `addr` from now on (servers learn each other's
@@ -379,6 +397,9 @@ fn refuse_unconfigured<O>(transport: &mut RaftTransport, command: Command<O>) {
         Command::ChangeMembership(_, reply) | Command::TransferLeadership(_, reply) => {
             let _ = reply.send(Err(not_leader()));
         }
+        Command::Replication(reply) => {
+            let _ = reply.send(Replication::default());
+        }
     }
 }
 
@@ -456,6 +477,10 @@ impl<S: StateMachine> Server<S> {
             },
             Command::TransferLeadership(target, reply) => {
                 let _ = reply.send(self.raft.transfer_leadership(now, target).map_err(WriteError::from));
+            }
+            Command::Replication(reply) => {
+                let _ = reply
+                    .send(Replication { last_index: self.raft.last_index(), matched: self.raft.matched() });
             }
             Command::Read(reply) => {
                 self.next_read += 1;

@@ -3,10 +3,11 @@
 //! gossip tags and bootstrap one Raft cluster; followers forward writes and default reads to
 //! the leader (blocking ones too); clients keep no state and send every request to a server;
 //! the leader registers every member in the catalog from gossip, marks a killed client's
-//! `serfHealth` critical and removes one that left; a `kill -9` of the leader leaves the other
-//! two to elect a new one, which takes writes through followers and clients alike; the killed
-//! server restarts from its data directory and catches up. Every write acknowledged is read
-//! back from every server.
+//! `serfHealth` critical and removes one that left; autopilot adds a late server as a
+//! non-voter and removes it once it is dead; a `kill -9` of the leader leaves the other two to
+//! elect a new one, which takes writes through followers and clients alike; the killed server
+//! restarts from its data directory, catches up and votes again. Every write acknowledged is
+//! read back from every server.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -52,8 +53,12 @@ impl Server {
     }
 
     fn start(&mut self, join: Option<u16>) {
+        self.start_with(join, &[]);
+    }
+
+    fn start_with(&mut self, join: Option<u16>, extra: &[&str]) {
         let mut command = Command::new(env!("CARGO_BIN_EXE_muster"));
-        command.args(["agent", "-bind=127.0.0.1"]);
+        command.args(["agent", "-bind=127.0.0.1"]).args(extra);
         if self.server {
             command.args(["-server", "-bootstrap-expect=3"]);
         }
@@ -145,6 +150,13 @@ fn agreed_leader(servers: &[Server]) -> Option<usize> {
     servers.iter().position(|s| s.rpc_addr() == first && s.child.is_some())
 }
 
+/// The Raft configuration's servers as `server` holds it (`?stale`).
+fn raft_servers(server: &Server) -> Option<Vec<serde_json::Value>> {
+    let (status, body) = http("GET", &server.url("/v1/operator/raft/configuration?stale"), b"")?;
+    let configuration: serde_json::Value = serde_json::from_str(&body).ok()?;
+    (status == 200).then_some(configuration["Servers"].as_array()?.clone())
+}
+
 /// The value of `key` as `server` holds it (`?stale`: its own state, no leader involved).
 fn stale_value(server: &Server, key: &str) -> Option<String> {
     let (status, body) = http("GET", &server.url(&format!("/v1/kv/{key}?stale&raw")), b"")?;
@@ -174,22 +186,26 @@ fn three_servers_bootstrap_from_gossip_and_survive_the_loss_of_their_leader() {
     assert_eq!(peers, expected, "the three bootstrapped as voters");
 
     // A fourth server expecting three sees four, asks the others, finds their configuration,
-    // and does not bootstrap a second cluster: it waits, without voters, to be added.
+    // and does not bootstrap a second cluster: it waits, without voters, and the leader's
+    // autopilot adds it as a non-voter.
     let mut late = Server::new(4);
     late.start(Some(seed));
-    eventually("the fourth server in gossip", Duration::from_secs(20), || {
-        let (_, members) = http("GET", &late.url("/v1/agent/members"), b"")?;
-        (serde_json::from_str::<Vec<serde_json::Value>>(&members).ok()?.len() == 4).then_some(())
+    let late_id = eventually("the fourth server added as a non-voter", Duration::from_secs(30), || {
+        let servers = raft_servers(&servers[leader])?;
+        let late = servers.iter().find(|s| s["Node"] == "s4")?;
+        (late["Voter"] == false).then(|| late["ID"].as_str().unwrap().to_owned())
     });
-    std::thread::sleep(Duration::from_secs(3));
-    let (_, configuration) = http("GET", &late.url("/v1/operator/raft/configuration?stale"), b"").unwrap();
-    let configuration: serde_json::Value = serde_json::from_str(&configuration).unwrap();
-    assert_eq!(configuration["Servers"], serde_json::json!([]), "the late server bootstrapped nothing");
     let (_, peers) = http("GET", &servers[leader].url("/v1/status/peers"), b"").unwrap();
-    assert_eq!(serde_json::from_str::<Vec<String>>(&peers).unwrap().len(), 3);
+    assert_eq!(serde_json::from_str::<Vec<String>>(&peers).unwrap().len(), 3, "a non-voter is no peer");
+    let configuration = raft_servers(&late).expect("the late server answers");
+    assert!(configuration.iter().any(|s| s["Node"] == "s1"), "it follows the cluster: {configuration:?}");
+    // kill -9: gossip declares it failed, autopilot removes it from Raft, and force-leave
+    // makes it left, so the leader removes it from the catalog too.
     drop(late);
-    // Gone for good: once gossip declares it failed, force-leave makes it left, and the leader
-    // removes it from the catalog.
+    eventually("the failed non-voter removed from Raft", Duration::from_secs(30), || {
+        let servers = raft_servers(&servers[leader])?;
+        (servers.len() == 3 && !servers.iter().any(|s| s["ID"] == late_id.as_str())).then_some(())
+    });
     eventually("force-leave of the failed late server", Duration::from_secs(30), || {
         http("PUT", &servers[leader].url("/v1/agent/force-leave/s4"), b"")
             .filter(|(status, _)| *status == 200)
@@ -302,9 +318,69 @@ fn three_servers_bootstrap_from_gossip_and_survive_the_loss_of_their_leader() {
             assert_eq!(stale_value(server, key).as_deref(), Some(value), "{}", server.name);
         }
     }
-    let back = eventually("the cluster with three servers again", Duration::from_secs(20), || {
-        agreed_leader(&servers)
+    // Autopilot removed it from Raft while it was dead; it comes back as a non-voter and is
+    // promoted once it has been healthy for the stabilization time (10 s).
+    let back = eventually("the cluster with three voters again", Duration::from_secs(60), || {
+        let leader = agreed_leader(&servers)?;
+        let voters = raft_servers(&servers[leader])?.iter().filter(|s| s["Voter"] == true).count();
+        (voters == 3).then_some(leader)
     });
     let (_, peers) = http("GET", &servers[back].url("/v1/status/peers"), b"").unwrap();
     assert_eq!(serde_json::from_str::<Vec<String>>(&peers).unwrap().len(), 3);
+
+    // Restarted without any join flag: the client killed with -9 rejoins the members it
+    // remembers; the one that left gracefully does not, until it is given -rejoin.
+    clients[1].start(None);
+    eventually("the killed client passing again", Duration::from_secs(30), || {
+        let (_, body) = http("GET", &servers[back].url("/v1/health/node/c2"), b"")?;
+        let checks: Vec<serde_json::Value> = serde_json::from_str(&body).ok()?;
+        checks.iter().any(|c| c["CheckID"] == "serfHealth" && c["Status"] == "passing").then_some(())
+    });
+    clients[0].start(None);
+    std::thread::sleep(Duration::from_secs(2));
+    let alone = lan_members(&clients[0]);
+    assert_eq!(alone, Some(1), "the client that left stays out without -rejoin");
+    clients[0].kill();
+    clients[0].start_with(None, &["-rejoin"]);
+    eventually("the client that left back with -rejoin", Duration::from_secs(30), || {
+        (lan_members(&clients[0])? > 1).then_some(())
+    });
+
+    // The whole cluster stops at once and starts again, without join flags: the servers find
+    // each other from what they remember, elect a leader from their logs, and every write
+    // acknowledged before is there.
+    for server in &mut servers {
+        server.kill();
+    }
+    for server in &mut servers {
+        server.start(None);
+    }
+    eventually("a leader after a full restart", Duration::from_secs(30), || agreed_leader(&servers));
+    let put = eventually("a write through a client after a full restart", Duration::from_secs(20), || {
+        http("PUT", &clients[1].url("/v1/kv/cluster/e"), b"four").filter(|(status, _)| *status == 200)
+    });
+    assert_eq!(put.1, "true");
+    for server in &servers {
+        for (key, value) in [
+            ("cluster/a", "uno"),
+            ("cluster/b", "two"),
+            ("cluster/c", "via-client"),
+            ("cluster/d", "three"),
+            ("cluster/e", "four"),
+        ] {
+            let read = eventually("every write after a full restart", Duration::from_secs(10), || {
+                stale_value(server, key)
+            });
+            assert_eq!(read, value, "{} {key}", server.name);
+        }
+    }
+}
+
+/// How many LAN members `agent` sees alive.
+fn lan_members(agent: &Server) -> Option<usize> {
+    let body = eventually("the agent's API", Duration::from_secs(20), || {
+        http("GET", &agent.url("/v1/agent/members"), b"")
+    });
+    let members: Vec<serde_json::Value> = serde_json::from_str(&body.1).ok()?;
+    Some(members.iter().filter(|m| m["Status"] == 1).count())
 }

@@ -1181,6 +1181,15 @@ impl Raft {
         self.log.get(index)
     }
 
+    /// How far each other server's log is known to match this leader's, by server (what
+    /// autopilot judges a new server's catch-up by); empty on a server that does not lead.
+    pub fn matched(&self) -> BTreeMap<ServerId, Index> {
+        self.leader_state
+            .iter()
+            .flat_map(|leader| leader.progress.iter().map(|(id, progress)| (*id, progress.match_index)))
+            .collect()
+    }
+
     /// The index of the latest snapshot (0 without one): entries through it may be compacted.
     pub fn snapshot_index(&self) -> Index {
         self.snapshot.as_ref().map_or(0, |s| s.meta.index)

@@ -3,21 +3,30 @@
 //! gossip ([`muster_core::autopilot`]).
 //!
 //! Both run when the server takes the leadership (the previous leader's work may be half
-//! done), whenever the member list changes, and every [`RECONCILE_INTERVAL`] (to repair a
-//! catalog edited by hand, or a write that failed).
+//! done) and whenever the member list changes; reconciliation also every
+//! [`RECONCILE_INTERVAL`] (to repair a catalog edited by hand, or a write that failed), and
+//! autopilot every [`AUTOPILOT_INTERVAL`] (a learner catching up changes nothing in gossip).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use muster_core::autopilot::{Autopilot, GossipServer, View};
 use muster_core::raft::Role;
 use muster_core::reconcile::{reconcile, GossipMember};
 use muster_core::swim::Status;
 
-use super::{Api, Pool};
+use super::{Api, Consensus, Pool};
 
 /// How often the leader reconciles without a membership change (Consul's
 /// `reconcile_interval`).
 pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// How often autopilot looks at the servers' health without a membership change (Consul's
+/// `server_health_interval`).
+pub const AUTOPILOT_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The most membership changes one autopilot pass makes (each waits for its commit).
+const AUTOPILOT_CHANGES_PER_PASS_MAX: usize = 8;
 
 /// The LAN pool as [`reconcile`] takes it.
 fn gossip_members(api: &Api) -> Vec<GossipMember> {
@@ -25,13 +34,7 @@ fn gossip_members(api: &Api) -> Vec<GossipMember> {
         .list(Pool::Lan)
         .into_iter()
         .filter_map(|m| {
-            let status = match m.status {
-                1 => Status::Alive,
-                2 => Status::Leaving,
-                3 => Status::Left,
-                4 => Status::Failed,
-                _ => return None,
-            };
+            let status = status_of(m.status)?;
             Some(GossipMember { name: m.name, addr: m.addr.ip(), tags: m.tags, status })
         })
         .collect()
@@ -42,16 +45,26 @@ pub async fn run_leader_duties(api: Arc<Api>) {
     let Some(consensus) = &api.consensus else { return };
     let mut raft = consensus.raft.clone();
     let mut published = api.members.subscribe();
+    let origin = tokio::time::Instant::now();
     loop {
         if raft.wait_for(|status| status.role == Role::Leader).await.is_err() {
             return;
         }
-        tracing::info!("leader: reconciling gossip membership into the catalog");
+        tracing::info!("leader: reconciling gossip membership into the catalog and the Raft configuration");
+        // A new term starts a new autopilot: learners stabilize again under this leader.
+        let mut autopilot = Autopilot::default();
+        let mut reconciled_at = tokio::time::Instant::now();
+        reconcile_once(&api).await;
         while api.leads() {
-            reconcile_once(&api).await;
+            autopilot_once(&api, consensus, &mut autopilot, origin).await;
             tokio::select! {
-                _ = published.changed() => {}
-                () = tokio::time::sleep(RECONCILE_INTERVAL) => {}
+                _ = published.changed() => reconcile_once(&api).await,
+                () = tokio::time::sleep(AUTOPILOT_INTERVAL) => {
+                    if reconciled_at.elapsed() >= RECONCILE_INTERVAL {
+                        reconciled_at = tokio::time::Instant::now();
+                        reconcile_once(&api).await;
+                    }
+                }
                 lost = raft.wait_for(|status| status.role != Role::Leader) => {
                     if lost.is_err() {
                         return;
@@ -59,6 +72,59 @@ pub async fn run_leader_duties(api: Arc<Api>) {
                 }
             }
         }
+    }
+}
+
+/// One autopilot pass: the membership changes gossip and replication call for, one at a time.
+async fn autopilot_once(
+    api: &Api,
+    consensus: &Consensus,
+    autopilot: &mut Autopilot,
+    origin: tokio::time::Instant,
+) {
+    let servers: Vec<GossipServer> = api
+        .members
+        .lan_servers()
+        .into_iter()
+        .filter(|(server, _)| server.datacenter == api.datacenter)
+        .filter_map(|(server, status)| Some(GossipServer { id: server.raft_id, status: status_of(status)? }))
+        .collect();
+    for _ in 0..AUTOPILOT_CHANGES_PER_PASS_MAX {
+        let Ok(replication) = consensus.raft.replication().await else { return };
+        let membership = consensus.raft.membership();
+        let view = View {
+            leader: consensus.raft_id,
+            membership: &membership,
+            servers: &servers,
+            last_index: replication.last_index,
+            matched: &replication.matched,
+        };
+        let Some(change) = autopilot.next_change(crate::drive::core_now(origin), &view) else { return };
+        let name = |id: u64| api.servers().get(&id).map_or_else(|| format!("{id:016x}"), |s| s.name.clone());
+        let what = match change {
+            muster_core::raft::MembershipChange::AddLearner(id) => {
+                format!("adding {} as a non-voter", name(id))
+            }
+            muster_core::raft::MembershipChange::Promote(id) => format!("promoting {} to voter", name(id)),
+            muster_core::raft::MembershipChange::Remove(id) => format!("removing {}", name(id)),
+        };
+        match consensus.raft.change_membership(change).await {
+            Ok(()) => tracing::info!("autopilot: {what}"),
+            Err(error) => {
+                tracing::warn!(%error, "autopilot: {what} failed");
+                return;
+            }
+        }
+    }
+}
+
+fn status_of(serf_status: u8) -> Option<Status> {
+    match serf_status {
+        1 => Some(Status::Alive),
+        2 => Some(Status::Leaving),
+        3 => Some(Status::Left),
+        4 => Some(Status::Failed),
+        _ => None,
     }
 }
 
