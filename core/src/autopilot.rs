@@ -7,14 +7,20 @@
 //!   of the leader's log) for [`Config::server_stabilization`] is **promoted** to voter; any
 //!   unhealthy moment restarts that clock.
 //! - A member that **left** gracefully is removed.
-//! - A member gossip declares **failed** is removed ([`Config::cleanup_dead_servers`]), but
-//!   only while the failed voters are a minority that the rest can outvote: removing up to
-//!   (voters - 1) / 2 of them keeps a quorum of the old configuration in the new one.
+//! - A learner gossip declares **failed** is removed ([`Config::cleanup_dead_servers`]).
+//! - A voter gossip declares failed keeps its seat until a stable learner is waiting for one:
+//!   then the dead voter is removed first (while the failed voters are a minority the rest
+//!   can outvote, (voters - 1) / 2 at most) and the learner promoted next. This is where
+//!   muster departs from Consul, which removes a failed voter at once: a voter that merely
+//!   failed (crashed, paused, cut off) restores the cluster's fault tolerance the moment it
+//!   returns, whereas a removed one must be added again and stabilize for 10 s first. The
+//!   nemesis (`benches/nemesis.sh`) showed the cost of Consul's way: a paused leader was
+//!   removed, and the next leader kill left two voters and no quorum.
 //!
 //! One change at a time (Raft changes the membership by one server per committed entry), in
-//! that order of urgency: removals of servers that left, additions, promotions, then dead
-//! servers. A server gossip does not show at all is left alone: after a leader change gossip
-//! may not have caught up yet, and absence proves nothing.
+//! that order of urgency: removals of servers that left, additions, replacing a dead voter
+//! by a stable learner, then dead learners. A server gossip does not show at all is left
+//! alone: after a leader change gossip may not have caught up yet, and absence proves nothing.
 
 use std::collections::BTreeMap;
 
@@ -107,26 +113,27 @@ impl Autopilot {
         if let Some(server) = new {
             return Some(MembershipChange::AddLearner(server.id));
         }
+        let failed = |id: &&ServerId| **id != view.leader && status_of(**id) == Some(Status::Failed);
         let stable = self
             .healthy_since
             .iter()
             .find(|(_, &since)| now.saturating_duration_since(since) >= self.config.server_stabilization);
         if let Some((&id, _)) = stable {
-            return Some(MembershipChange::Promote(id));
+            // A dead voter makes room first: promoting beside it would only raise the quorum.
+            let failed_voters: Vec<ServerId> =
+                view.membership.voters.iter().filter(failed).copied().collect();
+            let removable = (view.membership.voters.len() - 1) / 2;
+            return match failed_voters.first() {
+                Some(&dead) if self.config.cleanup_dead_servers && failed_voters.len() <= removable => {
+                    Some(MembershipChange::Remove(dead))
+                }
+                _ => Some(MembershipChange::Promote(id)),
+            };
         }
         if !self.config.cleanup_dead_servers {
             return None;
         }
-        let failed = |id: &&ServerId| **id != view.leader && status_of(**id) == Some(Status::Failed);
-        if let Some(&id) = view.membership.learners.iter().find(failed) {
-            return Some(MembershipChange::Remove(id));
-        }
-        let failed_voters: Vec<ServerId> = view.membership.voters.iter().filter(failed).copied().collect();
-        let removable = (view.membership.voters.len() - 1) / 2;
-        match failed_voters.first() {
-            Some(&id) if failed_voters.len() <= removable => Some(MembershipChange::Remove(id)),
-            _ => None,
-        }
+        view.membership.learners.iter().find(failed).map(|&id| MembershipChange::Remove(id))
     }
 
     /// When the next promotion falls due, if a learner is on its way to one (the caller's
@@ -203,10 +210,10 @@ mod tests {
     }
 
     #[test]
-    fn left_servers_go_first_and_dead_voters_only_while_a_quorum_remains() {
+    fn left_servers_go_first_and_dead_voters_only_make_room_for_a_stable_learner() {
         let mut autopilot = Autopilot::default();
         let five = membership(&[1, 2, 3, 4, 5], &[]);
-        let matched = BTreeMap::new();
+        let matched: BTreeMap<ServerId, Index> = [(6, 10)].into_iter().collect();
         let gossip = servers(&[
             (1, Status::Alive),
             (2, Status::Failed),
@@ -218,13 +225,49 @@ mod tests {
         assert_eq!(autopilot.next_change(at(0), &view), Some(MembershipChange::Remove(4)), "left first");
         let four = membership(&[1, 2, 3, 5], &[]);
         let view = View { membership: &four, ..view };
-        assert_eq!(autopilot.next_change(at(0), &view), None, "two dead of four: (4 - 1) / 2 = 1 may go");
-        let gossip =
-            servers(&[(1, Status::Alive), (2, Status::Failed), (3, Status::Alive), (5, Status::Alive)]);
-        let view = View { servers: &gossip, ..view };
-        assert_eq!(autopilot.next_change(at(0), &view), Some(MembershipChange::Remove(2)));
+        assert_eq!(autopilot.next_change(at(0), &view), None, "dead voters keep their seats");
+
+        // A replacement arrives and stabilizes; one dead voter is removed for it, then it votes.
+        let with_six = membership(&[1, 2, 3, 5], &[6]);
+        let gossip = servers(&[
+            (1, Status::Alive),
+            (2, Status::Failed),
+            (3, Status::Alive),
+            (5, Status::Alive),
+            (6, Status::Alive),
+        ]);
+        let view = View { membership: &with_six, servers: &gossip, ..view };
+        assert_eq!(autopilot.next_change(at(0), &view), None);
+        assert_eq!(autopilot.next_change(at(10), &view), Some(MembershipChange::Remove(2)));
+        let three_and_six = membership(&[1, 3, 5], &[6]);
+        let view = View { membership: &three_and_six, ..view };
+        assert_eq!(autopilot.next_change(at(10), &view), Some(MembershipChange::Promote(6)));
+
+        // Two dead of four: (4 - 1) / 2 = 1 may go, so none does; the learner votes beside them.
+        let gossip = servers(&[
+            (1, Status::Alive),
+            (2, Status::Failed),
+            (3, Status::Failed),
+            (5, Status::Alive),
+            (6, Status::Alive),
+        ]);
+        let view = View { membership: &with_six, servers: &gossip, ..view };
+        assert_eq!(autopilot.next_change(at(10), &view), Some(MembershipChange::Promote(6)));
         let mut off = Autopilot::new(Config { cleanup_dead_servers: false, ..Config::default() });
         assert_eq!(off.next_change(at(0), &view), None);
+        assert_eq!(off.next_change(at(10), &view), Some(MembershipChange::Promote(6)));
+    }
+
+    #[test]
+    fn a_dead_learner_is_removed() {
+        let mut autopilot = Autopilot::default();
+        let members = membership(&[1, 2, 3], &[4]);
+        let matched = BTreeMap::new();
+        let gossip =
+            servers(&[(1, Status::Alive), (2, Status::Alive), (3, Status::Alive), (4, Status::Failed)]);
+        let view =
+            View { leader: 1, membership: &members, servers: &gossip, last_index: 10, matched: &matched };
+        assert_eq!(autopilot.next_change(at(0), &view), Some(MembershipChange::Remove(4)));
     }
 
     #[test]

@@ -436,7 +436,7 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
             }
             let joiner = tokio::spawn(join_all(tx.clone(), plan.joins.clone(), plan.label));
             leavers.push(tx);
-            let mut log_event = event_logger(plan.label, left_tx.clone());
+            let mut log_event = event_logger(plan.label, plan.name.clone(), left_tx.clone());
             // A member event marks the list stale; the next step publishes it.
             let stale = Arc::new(std::sync::atomic::AtomicBool::new(true));
             let marked = stale.clone();
@@ -853,8 +853,23 @@ fn node_tags(plan: &TagPlan<'_>) -> bytes::Bytes {
     tags.encode().expect("the agent's own tags are small")
 }
 
-fn event_logger(pool: &'static str, left: mpsc::Sender<()>) -> impl FnMut(Event) {
+fn event_logger(pool: &'static str, me: String, left: mpsc::Sender<()>) -> impl FnMut(Event) {
     move |event: Event| match event {
+        // serf's and memberlist's words: names must be unique, and the claim is ignored.
+        Event::Member(member) if member.kind == muster_core::swim::MemberEventKind::Conflict => {
+            if member.node.name == me {
+                tracing::error!(
+                    "{pool}: Node name conflicts with another node at {}. Names must be unique!",
+                    member.node.addr
+                );
+            } else {
+                tracing::error!(
+                    "{pool}: Name conflict for '{}': another node at {} claims it. Names must be unique!",
+                    member.node.name,
+                    member.node.addr
+                );
+            }
+        }
         Event::Member(member) => tracing::info!(
             "{pool}: EventMember{:?}: {} {}",
             member.kind,

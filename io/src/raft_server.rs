@@ -75,6 +75,31 @@ pub struct Status {
     pub snapshot_index: Index,
     /// The core's counters.
     pub stats: Stats,
+    /// Whether this leader may serve a default-mode read from its state as it stands.
+    pub lease: Lease,
+}
+
+/// A leader's read lease ([`muster_core::raft::Raft::lease_until`]), on the tokio clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lease {
+    /// None: not the leader, or no majority confirmed it recently; a read must confirm the
+    /// leadership first (ReadIndex).
+    None,
+    /// Held until this instant.
+    Until(tokio::time::Instant),
+    /// The only voter: held for as long as it leads.
+    Always,
+}
+
+impl Lease {
+    /// Whether the lease holds at `now`.
+    pub fn holds(self, now: tokio::time::Instant) -> bool {
+        match self {
+            Lease::None => false,
+            Lease::Until(until) => now < until,
+            Lease::Always => true,
+        }
+    }
 }
 
 /// Where a write's caller waits for its outcome.
@@ -296,7 +321,16 @@ fn channels<O>(status: Status, membership: Membership) -> (RaftClient<O>, Ends<O
 
 /// What a server that has not applied anything yet reports.
 fn initial_status(term: Term, snapshot_index: Index, stats: Stats) -> Status {
-    Status { role: Role::Follower, term, leader: None, commit: 0, applied: 0, snapshot_index, stats }
+    Status {
+        role: Role::Follower,
+        term,
+        leader: None,
+        commit: 0,
+        applied: 0,
+        snapshot_index,
+        stats,
+        lease: Lease::None,
+    }
 }
 
 /// Starts a server over an opened log whose configuration comes later (a server that waits
@@ -548,6 +582,14 @@ impl<S: StateMachine> Server<S> {
             applied: self.applied,
             snapshot_index: self.raft.snapshot_index(),
             stats: self.raft.stats(),
+            lease: match self.raft.lease_until() {
+                None => Lease::None,
+                Some(None) => Lease::Always,
+                Some(Some(until)) => self
+                    .origin
+                    .checked_add(Duration::from_nanos(until.as_nanos()))
+                    .map_or(Lease::None, Lease::Until),
+            },
         };
         self.status.send_if_modified(|old| std::mem::replace(old, status) != status);
         let membership = self.raft.membership();

@@ -1,5 +1,6 @@
 //! The `muster` binary itself: `muster agent -dev` answers on its LAN and WAN gossip ports with
-//! the real wire protocol, gossips Consul's tags, and leaves both pools on SIGTERM.
+//! the real wire protocol, gossips Consul's tags, reports a node name claimed twice, and stops
+//! on SIGTERM.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
@@ -28,7 +29,10 @@ impl Drop for Agent {
     }
 }
 
-fn start_dev_agent(lan: u16, wan: u16, http: u16, server: u16) -> (Agent, Vec<String>) {
+/// Its stdout: the banner, then the log.
+type Output = std::io::Lines<BufReader<std::process::ChildStdout>>;
+
+fn start_dev_agent(lan: u16, wan: u16, http: u16, server: u16) -> (Agent, Vec<String>, Output) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_muster"))
         .args(["agent", "-dev", "-node=smoke", &format!("-serf-lan-port={lan}")])
         .arg(format!("--serf-wan-port={wan}"))
@@ -47,7 +51,7 @@ fn start_dev_agent(lan: u16, wan: u16, http: u16, server: u16) -> (Agent, Vec<St
             break;
         }
     }
-    (Agent { child }, banner)
+    (Agent { child }, banner, lines)
 }
 
 fn ping(port: u16, seq: u32) -> Message {
@@ -63,9 +67,9 @@ fn ping(port: u16, seq: u32) -> Message {
 }
 
 #[test]
-fn dev_agent_answers_on_lan_and_wan_gossips_its_tags_and_leaves_on_sigterm() {
+fn dev_agent_answers_on_lan_and_wan_gossips_its_tags_and_stops_on_sigterm() {
     let (lan, wan, http, server) = (free_port(), free_port(), free_port(), free_port());
-    let (mut agent, banner) = start_dev_agent(lan, wan, http, server);
+    let (mut agent, banner, _) = start_dev_agent(lan, wan, http, server);
     assert!(banner.iter().any(|l| l.trim() == "Server: true (Bootstrap: true)"), "{banner:?}");
     assert!(
         banner
@@ -140,7 +144,47 @@ fn dev_agent_answers_on_lan_and_wan_gossips_its_tags_and_leaves_on_sigterm() {
     let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(killed.success());
     let status = agent.child.wait().unwrap();
-    assert!(status.success(), "a graceful leave exits 0, got {status:?}");
+    assert!(
+        status.success(),
+        "a server stops on SIGTERM (without leaving, as Consul's) and exits 0, got {status:?}"
+    );
+}
+
+#[test]
+fn a_second_node_with_the_same_name_is_reported_as_a_conflict() {
+    let (lan, wan, http, server) = (free_port(), free_port(), free_port(), free_port());
+    let (mut agent, _, logs) = start_dev_agent(lan, wan, http, server);
+    // A joiner whose state says "smoke" (the agent's own name) lives at another address.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let double = muster_core::wire::PushPullMember {
+        node: NodeAddr { name: "smoke".into(), addr: "127.0.0.9:8301".parse().unwrap() },
+        meta: bytes::Bytes::new(),
+        incarnation: 1 << 32,
+        state: muster_core::wire::MemberState::Alive,
+    };
+    let push = Message::PushPull {
+        join: true,
+        reply: false,
+        source: NodeAddr { name: "joiner".into(), addr: listener.local_addr().unwrap() },
+        members: vec![double],
+        serf: SerfState::default(),
+    }
+    .encode_frame();
+    let mut stream = TcpStream::connect(("127.0.0.1", lan)).unwrap();
+    stream.write_all(&frame_prefix(push.len())).unwrap();
+    stream.write_all(&push).unwrap();
+    let reported = std::thread::spawn(move || {
+        logs.map_while(Result::ok).find(|line| {
+            line.contains("Node name conflicts with another node at 127.0.0.9:8301. Names must be unique!")
+        })
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !reported.is_finished() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(reported.is_finished(), "the conflict is logged within 10 s");
+    let _ = agent.child.kill();
+    assert!(reported.join().unwrap().is_some_and(|line| line.contains("ERROR")));
 }
 
 #[test]

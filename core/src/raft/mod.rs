@@ -1044,6 +1044,20 @@ impl Raft {
         }
     }
 
+    /// Until when this leader may serve default-mode reads from its state without a round of
+    /// messages ([`Raft::lease_read`] at any earlier `now` succeeds): `None` when it does not
+    /// lead, has not committed in its term, or holds no lease; `Some(None)` when it is the only
+    /// voter, whose lease never ends.
+    pub fn lease_until(&self) -> Option<Option<Instant>> {
+        if self.role != Role::Leader || !self.committed_in_term() {
+            return None;
+        }
+        if self.is_sole_voter() {
+            return Some(None);
+        }
+        Some(Some(self.leader_state.as_ref()?.lease_until?))
+    }
+
     /// Takes the application's snapshot of its state through `index` (an applied entry, usually
     /// after [`Event::SnapshotDue`]): it is persisted, sent to followers too far behind, and the
     /// log is compacted up to `snapshot_trailing` entries before it.

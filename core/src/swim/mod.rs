@@ -266,6 +266,10 @@ pub enum MemberEventKind {
     Restart,
     /// A dead or left member was forgotten.
     Reap,
+    /// Another node, at `node.addr`, claims a name this node knows alive elsewhere: its own,
+    /// or a live member's (memberlist's "conflicting address"). Names must be unique; the claim
+    /// is ignored, and reported once per name and address.
+    Conflict,
 }
 
 /// An application event fired somewhere in the cluster (serf's user event). Delivered at most
@@ -466,6 +470,9 @@ pub(crate) struct Swim {
     rng: Rng,
     transmits: VecDeque<Transmit>,
     events: VecDeque<MemberEvent>,
+    /// The (name, address) pairs already reported as conflicts, so a claim gossiped again and
+    /// again is reported once; at most [`CONFLICTS_REPORTED_MAX`].
+    conflicts_reported: BTreeSet<(String, SocketAddr)>,
     /// The Lamport clock of user events: the time the next event fired here gets.
     event_clock: u64,
     /// Events before this Lamport time are not delivered: they happened before this node joined.
@@ -589,6 +596,7 @@ impl Swim {
             rng,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            conflicts_reported: BTreeSet::new(),
             event_clock: 0,
             event_min_time: 0,
             events_seen: vec![None; USER_EVENT_BUFFER as usize],
@@ -1070,6 +1078,9 @@ impl Swim {
     fn handle_alive(&mut self, now: Instant, message: Message) {
         let Message::Alive { incarnation, node, meta } = &message else { unreachable!("alive only") };
         if node.name == self.me.name {
+            if node.addr != self.me.addr {
+                self.report_conflict(node, *incarnation);
+            }
             // Someone claims we are alive with an incarnation we never used: refute it, unless
             // we are leaving (a refutation would replace the leave in the broadcast queue).
             let newer = *incarnation > self.incarnation;
@@ -1113,6 +1124,9 @@ impl Swim {
         if member.addr != node.addr && !reclaims {
             // The name is held by a live node elsewhere (or died too recently to be reclaimed).
             self.stats.messages_ignored += 1;
+            if is_live(member.state) {
+                self.report_conflict(node, *incarnation);
+            }
             return;
         }
         if *incarnation <= member.incarnation && !reclaims {
@@ -1387,6 +1401,17 @@ impl Swim {
     /// it durable before sending anything more.
     pub(crate) fn take_epoch_adopted(&mut self) -> Option<u32> {
         self.epoch_adopted.take()
+    }
+
+    /// Reports `node`'s claim on a name held elsewhere, once per name and address.
+    fn report_conflict(&mut self, node: &NodeAddr, incarnation: u64) {
+        if self.conflicts_reported.len() >= CONFLICTS_REPORTED_MAX {
+            return;
+        }
+        if self.conflicts_reported.insert((node.name.clone(), node.addr)) {
+            let kind = MemberEventKind::Conflict;
+            self.events.push_back(MemberEvent { kind, node: node.clone(), incarnation });
+        }
     }
 
     fn cancel_suspicion(&mut self, name: &str) {
@@ -1755,6 +1780,9 @@ const PUSH_PULL_HEADER_BYTES_MAX: usize = 1 + 1 + 1 + (1 + NODE_NAME_BYTES_MAX +
 
 /// How many recent query Lamport times are remembered to drop duplicates.
 const QUERY_BUFFER: u64 = 512;
+
+/// The most name conflicts one node reports in its life (each a distinct name and address).
+const CONFLICTS_REPORTED_MAX: usize = 1024;
 
 /// Scales the query timeout (serf's `QueryTimeoutMult`).
 const QUERY_TIMEOUT_MULT: u32 = 16;

@@ -647,3 +647,27 @@ fn a_periodic_push_pull_carries_recent_events_that_gossip_missed() {
         SerfState { event_clock: 5, query_clock: 0, events: vec![event(4, "missed"), event(0, "mine")] }
     );
 }
+
+#[test]
+fn a_name_claimed_from_another_address_is_a_conflict_reported_once_and_ignored() {
+    let mut swim = swim_with(&["b"]);
+    let impostor = NodeAddr { name: "b".into(), addr: SocketAddr::from(([10, 0, 0, 99], 8301)) };
+    let claim = Message::Alive { incarnation: 2 << 32, node: impostor.clone(), meta: Bytes::new() };
+    swim.handle_message(at(1), Channel::Datagram, claim.clone());
+    let (_, events) = drain(&mut swim);
+    let conflict = MemberEvent { kind: MemberEventKind::Conflict, node: impostor, incarnation: 2 << 32 };
+    assert_eq!(events, vec![conflict]);
+    assert_eq!(swim.members["b"].addr, node("b").addr, "the live holder keeps its name");
+    swim.handle_message(at(2), Channel::Datagram, claim);
+    assert_eq!(drain(&mut swim).1, vec![], "reported once");
+
+    // Another node using this node's own name is reported too.
+    let double = NodeAddr { name: "a".into(), addr: SocketAddr::from(([10, 0, 0, 98], 8301)) };
+    let claim = Message::Alive { incarnation: INC_A, node: double.clone(), meta: Bytes::new() };
+    swim.handle_message(at(3), Channel::Datagram, claim);
+    let (_, events) = drain(&mut swim);
+    assert_eq!(
+        events,
+        vec![MemberEvent { kind: MemberEventKind::Conflict, node: double, incarnation: INC_A }]
+    );
+}

@@ -538,12 +538,20 @@ impl Api {
         match consistency {
             Consistency::Stale => {}
             Consistency::Default => {
-                if raft.status().role != Role::Leader {
+                let status = raft.status();
+                if status.role != Role::Leader {
                     return Err(no_leader());
+                }
+                // The lease vouches that no other leader can have been elected yet. Without it
+                // (a leader paused, or cut off, that has not noticed yet), the leadership is
+                // confirmed by a round of heartbeats first (ReadIndex), so the read can never
+                // return a state a newer leader has moved past.
+                if !status.lease.holds(tokio::time::Instant::now()) {
+                    read_barrier(raft).await?;
                 }
             }
             Consistency::Consistent => {
-                raft.read_barrier().await.map_err(write_error)?;
+                read_barrier(raft).await?;
             }
         }
         Ok(ReadOptions { consistency, blocking })
@@ -726,6 +734,22 @@ impl Api {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(error)) => Err(HttpError::internal(error.to_string())),
             Err(error) => Err(write_error(error)),
+        }
+    }
+}
+
+/// Confirms the leadership with a round of heartbeats and waits until the state includes every
+/// write committed before (ReadIndex). A leader elected a moment ago has not committed in its
+/// term yet and cannot say what is committed: the read waits for that, up to
+/// [`RPC_HOLD_TIMEOUT`], as Consul's hold a request while a leader settles.
+async fn read_barrier(raft: &RaftClient<Output>) -> Result<Index, HttpError> {
+    let deadline = tokio::time::Instant::now() + RPC_HOLD_TIMEOUT;
+    loop {
+        match raft.read_barrier().await {
+            Err(WriteError::Refused(ProposeError::NotReady)) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            other => return other.map_err(write_error),
         }
     }
 }
