@@ -204,7 +204,12 @@ fn client(
     history
 }
 
-fn main() {
+fn main() -> std::process::ExitCode {
+    // Run in a function of its own so that every server is stopped (dropped) before exiting.
+    run()
+}
+
+fn run() -> std::process::ExitCode {
     let mut seed = 1u64;
     let mut rounds = 10u32;
     let mut bin = String::from("target/release/muster");
@@ -256,7 +261,7 @@ fn main() {
         std::thread::sleep(Duration::from_millis(500 + draw.below(1500)));
         let Some(leader_index) = leader(&servers, &http) else {
             eprintln!("no leader within a minute after round {round}; replay: {replay}");
-            std::process::exit(1);
+            return std::process::ExitCode::FAILURE;
         };
         let fault = draw.below(3);
         let follower = (leader_index + 1 + usize::try_from(draw.below(2)).unwrap_or(0)) % 3;
@@ -320,10 +325,13 @@ fn main() {
         );
     }
     match check(&history) {
-        Ok(()) if healed => println!("linearizable: yes"),
+        Ok(()) if healed => {
+            println!("linearizable: yes");
+            std::process::ExitCode::SUCCESS
+        }
         Ok(()) => {
             println!("linearizable: yes, but the cluster had no leader at the end; replay: {replay}");
-            std::process::exit(1);
+            std::process::ExitCode::FAILURE
         }
         Err(violation) => {
             println!(
@@ -335,7 +343,7 @@ fn main() {
                 println!("  {op:?}");
             }
             println!("replay: {replay}");
-            std::process::exit(1);
+            std::process::ExitCode::FAILURE
         }
     }
 }
