@@ -15,6 +15,8 @@
 
 use std::collections::BTreeMap;
 
+use imbl::OrdMap;
+
 use crate::fsm::{Check, Command, Deregister, Health, Node, Register, Service};
 
 /// The service a server's leader keeps on each server's node.
@@ -36,18 +38,50 @@ pub enum LocalError {
     Reserved(String),
 }
 
+/// The agent's services or checks, by ID (a persistent map: cloned in O(1)).
+pub type Rows<T> = OrdMap<String, T>;
+
+/// The rows that differ between `before` and `after`, each with its value in `after` (`None`:
+/// removed). Cheap when `after` was derived from `before` by a few changes: the maps share
+/// their structure, and shared subtrees are skipped unvisited.
+pub fn changed_rows<'a, T: Clone + PartialEq>(
+    before: &'a Rows<T>,
+    after: &'a Rows<T>,
+) -> Vec<(&'a String, Option<&'a T>)> {
+    before
+        .diff(after)
+        .map(|item| match item {
+            imbl::ordmap::DiffItem::Add(id, row) | imbl::ordmap::DiffItem::Update { new: (id, row), .. } => {
+                (id, Some(row))
+            }
+            imbl::ordmap::DiffItem::Remove(id, _) => (id, None),
+        })
+        .collect()
+}
+
+/// One of the agent's rows, named for a partial sync ([`LocalState::push`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Row {
+    /// A service, with its checks.
+    Service(String),
+    /// A check.
+    Check(String),
+}
+
 /// The services and checks of this agent, and its node's row as the catalog should hold it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalState {
     node: Node,
-    services: BTreeMap<String, Service>,
-    checks: BTreeMap<String, Check>,
+    // Persistent maps: a copy of the whole state (taken before each change, to undo it if the
+    // catalog refuses it) costs O(1) however many rows the agent has.
+    services: OrdMap<String, Service>,
+    checks: OrdMap<String, Check>,
 }
 
 impl LocalState {
     /// An agent with nothing registered yet, for `node`.
     pub fn new(node: Node) -> LocalState {
-        LocalState { node: row_of_node(&node), services: BTreeMap::new(), checks: BTreeMap::new() }
+        LocalState { node: row_of_node(&node), services: OrdMap::new(), checks: OrdMap::new() }
     }
 
     /// The node's row.
@@ -56,12 +90,12 @@ impl LocalState {
     }
 
     /// The services, by ID.
-    pub fn services(&self) -> &BTreeMap<String, Service> {
+    pub fn services(&self) -> &Rows<Service> {
         &self.services
     }
 
     /// The checks, by ID.
-    pub fn checks(&self) -> &BTreeMap<String, Check> {
+    pub fn checks(&self) -> &Rows<Check> {
         &self.checks
     }
 
@@ -90,7 +124,10 @@ impl LocalState {
             self.checks.insert(check.check_id.clone(), self.row_of_check(&check, Some(&service)));
         }
         // The checks already bound to it carry its name and tags: keep them current.
-        for check in self.checks.values_mut().filter(|c| c.service_id == service.id) {
+        let bound: Vec<String> =
+            self.checks.values().filter(|c| c.service_id == service.id).map(|c| c.check_id.clone()).collect();
+        for id in bound {
+            let check = self.checks.get_mut(&id).expect("just listed");
             check.service_name.clone_from(&service.service);
             check.service_tags.clone_from(&service.tags);
         }
@@ -212,6 +249,34 @@ impl LocalState {
         plan
     }
 
+    /// The one catalog write that brings `row` there in line with this agent after a change
+    /// to it alone (Consul's partial sync): the service with its checks, or the check, as the
+    /// agent has it now, or its deregistration if the agent dropped it. The node row is left as
+    /// it is (created if missing); a full [`LocalState::plan`] repairs anything else.
+    pub fn push(&self, row: &Row) -> Command {
+        match row {
+            Row::Service(id) => match self.services.get(id) {
+                Some(service) => {
+                    let checks = self.checks.values().filter(|c| c.service_id == *id).collect();
+                    self.register(Some(service), checks, true)
+                }
+                None => Command::Deregister(Deregister {
+                    node: self.node.node.clone(),
+                    service_id: Some(id.clone()),
+                    check_id: None,
+                }),
+            },
+            Row::Check(id) => match self.checks.get(id) {
+                Some(check) => self.register(None, vec![check], true),
+                None => Command::Deregister(Deregister {
+                    node: self.node.node.clone(),
+                    service_id: None,
+                    check_id: Some(id.clone()),
+                }),
+            },
+        }
+    }
+
     fn register(&self, service: Option<&Service>, checks: Vec<&Check>, skip_node_update: bool) -> Command {
         Command::Register(Box::new(Register {
             node: self.node.clone(),
@@ -222,15 +287,21 @@ impl LocalState {
     }
 
     fn adopt_tag_overrides(&mut self, remote: &BTreeMap<&str, &Service>) {
-        for service in self.services.values_mut().filter(|s| s.enable_tag_override) {
-            if let Some(remote) = remote.get(service.id.as_str()) {
-                if remote.tags != service.tags {
-                    service.tags.clone_from(&remote.tags);
-                    for check in self.checks.values_mut().filter(|c| c.service_id == service.id) {
-                        check.service_tags.clone_from(&service.tags);
-                    }
-                }
+        let edited: Vec<(String, Vec<String>)> = self
+            .services
+            .values()
+            .filter(|s| s.enable_tag_override)
+            .filter_map(|s| {
+                remote.get(s.id.as_str()).filter(|r| r.tags != s.tags).map(|r| (s.id.clone(), r.tags.clone()))
+            })
+            .collect();
+        for (id, tags) in edited {
+            let bound: Vec<String> =
+                self.checks.values().filter(|c| c.service_id == id).map(|c| c.check_id.clone()).collect();
+            for check in bound {
+                self.checks.get_mut(&check).expect("just listed").service_tags.clone_from(&tags);
             }
+            self.services.get_mut(&id).expect("just listed").tags = tags;
         }
     }
 
@@ -663,13 +734,13 @@ mod tests {
                     Op::Sync => {
                         sync(&mut local, &mut fsm, &mut index);
                         let catalog = fsm.catalog();
-                        let services: BTreeMap<String, Service> = catalog
+                        let services: OrdMap<String, Service> = catalog
                             .node_services("agent-one").1.unwrap().1.into_iter()
                             .filter(|s| s.id != LEADER_SERVICE_ID)
                             .map(|s| (s.id.clone(), row_of_service(s)))
                             .collect();
                         proptest::prop_assert_eq!(&services, local.services());
-                        let checks: BTreeMap<String, Check> = catalog
+                        let checks: OrdMap<String, Check> = catalog
                             .node_checks("agent-one").1.into_iter()
                             .filter(|c| c.check_id != LEADER_CHECK_ID)
                             .map(|c| (c.check_id.clone(), row_of_check(c)))
@@ -686,6 +757,74 @@ mod tests {
                 }
             }
         }
+    }
+
+    proptest::proptest! {
+        /// The agent's own changes, each followed by the one write for the row it touched
+        /// (partial sync), leave nothing for a full sync to do: pushing a row is exactly what
+        /// the full plan would have written for it.
+        #[test]
+        fn pushing_each_changed_row_keeps_the_catalog_in_sync(ops in proptest::collection::vec(op(), 1..60)) {
+            let mut local = LocalState::new(node());
+            let mut fsm = Fsm::new();
+            let mut index = 0;
+            sync(&mut local, &mut fsm, &mut index);
+            for op in ops {
+                let touched = match op {
+                    Op::AddService { service, port, tags, checks } => {
+                        let service = service_named(service, port, tags);
+                        let id = service.id.clone();
+                        let checks = (0..checks).map(|c| ttl(&format!("{id}:{c}"), "")).collect();
+                        let dropped = local.add_service(service, checks).unwrap();
+                        // A re-registration drops the checks it no longer names.
+                        std::iter::once(Row::Service(id)).chain(dropped.into_iter().map(Row::Check)).collect()
+                    }
+                    Op::RemoveService(n) => {
+                        let id = format!("s{n}");
+                        let dropped = local.remove_service(&id).unwrap_or_default();
+                        std::iter::once(Row::Service(id)).chain(dropped.into_iter().map(Row::Check)).collect()
+                    }
+                    Op::AddCheck { check, service } => {
+                        let service_id = service.map(|s| format!("s{s}")).unwrap_or_default();
+                        let _ = local.add_check(ttl(&format!("c{check}"), &service_id));
+                        vec![Row::Check(format!("c{check}"))]
+                    }
+                    Op::RemoveCheck(n) => {
+                        local.remove_check(&format!("c{n}"));
+                        vec![Row::Check(format!("c{n}"))]
+                    }
+                    Op::UpdateCheck { check, status } => {
+                        let status = [Health::Passing, Health::Warning, Health::Critical][usize::from(status)];
+                        let _ = local.update_check(&format!("c{check}"), status, format!("{status:?}"));
+                        vec![Row::Check(format!("c{check}"))]
+                    }
+                    _ => Vec::new(),
+                };
+                let pushes: Vec<Command> = touched.iter().map(|row| local.push(row)).collect();
+                apply(&mut fsm, &mut index, pushes);
+                proptest::prop_assert_eq!(plan(&mut local, &fsm), Vec::<Command>::new());
+            }
+        }
+    }
+
+    #[test]
+    fn changed_rows_names_exactly_what_changed() {
+        let mut local = LocalState::new(node());
+        for n in 0..100 {
+            local.add_check(ttl(&format!("c{n}"), "")).unwrap();
+        }
+        let before = local.checks().clone();
+        local.update_check("c7", Health::Passing, "ok".into()).unwrap();
+        local.remove_check("c8");
+        local.add_check(ttl("new", "")).unwrap();
+        let changed: Vec<(&str, Option<Health>)> = changed_rows(&before, local.checks())
+            .into_iter()
+            .map(|(id, check)| (id.as_str(), check.map(|c| c.status)))
+            .collect();
+        assert_eq!(
+            changed,
+            vec![("c7", Some(Health::Passing)), ("c8", None), ("new", Some(Health::Critical))]
+        );
     }
 
     #[test]

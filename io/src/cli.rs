@@ -103,6 +103,13 @@ pub(crate) struct AgentArgs {
     /// The port servers serve Raft (and later RPC) on.
     #[arg(long = "server-port", default_value_t = 8300)]
     pub(crate) server_port: u16,
+    /// Accepts script checks from the HTTP API and configuration files (a script check is code
+    /// any API client can make the agent run: off by default, as in Consul).
+    #[arg(long = "enable-script-checks")]
+    pub(crate) enable_script_checks: bool,
+    /// Accepts script checks from configuration files only.
+    #[arg(long = "enable-local-script-checks")]
+    pub(crate) enable_local_script_checks: bool,
     /// Ignores a previous graceful leave and joins the members it knew again at start.
     #[arg(long)]
     pub(crate) rejoin: bool,

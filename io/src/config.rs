@@ -78,6 +78,10 @@ pub struct FileConfig {
     pub skip_leave_on_interrupt: Option<bool>,
     /// `rejoin_after_leave`.
     pub rejoin_after_leave: Option<bool>,
+    /// `enable_script_checks`.
+    pub enable_script_checks: Option<bool>,
+    /// `enable_local_script_checks`.
+    pub enable_local_script_checks: Option<bool>,
     /// Service definitions, each with the file it came from.
     pub services: Vec<(PathBuf, Value)>,
     /// Check definitions, each with the file it came from.
@@ -168,6 +172,8 @@ fn merge(config: &mut FileConfig, file: &Path, map: Map<String, Value>) -> Resul
             "leave_on_terminate" => config.leave_on_terminate = Some(boolean(&key, &value)?),
             "skip_leave_on_interrupt" => config.skip_leave_on_interrupt = Some(boolean(&key, &value)?),
             "rejoin_after_leave" => config.rejoin_after_leave = Some(boolean(&key, &value)?),
+            "enable_script_checks" => config.enable_script_checks = Some(boolean(&key, &value)?),
+            "enable_local_script_checks" => config.enable_local_script_checks = Some(boolean(&key, &value)?),
             "bootstrap" => config.bootstrap = Some(boolean(&key, &value)?),
             "bootstrap_expect" => config.bootstrap_expect = Some(number(&key, &value)?),
             "bind_addr" => config.bind_addr = Some(address(&key, &value)?),

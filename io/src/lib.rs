@@ -12,6 +12,8 @@
 #![warn(missing_docs)]
 
 #[cfg(all(feature = "agent", not(madsim)))]
+pub mod checks;
+#[cfg(all(feature = "agent", not(madsim)))]
 pub mod config;
 pub mod drive;
 #[cfg(all(feature = "agent", not(madsim)))]

@@ -119,7 +119,9 @@ fn apply_config_files(
     ordered.sort_by_key(|(index, _)| *index);
     let sources = config::Sources { paths: ordered.into_iter().map(|(_, source)| source).collect() };
     let file = config::load(&sources)?;
-    let definitions = http::definitions(&file)?;
+    args.enable_script_checks |= file.enable_script_checks.unwrap_or(false);
+    args.enable_local_script_checks |= file.enable_local_script_checks.unwrap_or(false);
+    let definitions = http::definitions(&file, args.enable_script_checks || args.enable_local_script_checks)?;
     if !given("datacenter") {
         args.datacenter = file.datacenter.unwrap_or(args.datacenter.clone());
     }
@@ -164,7 +166,12 @@ fn validate(args: &cli::ValidateArgs) -> ExitCode {
         .iter()
         .map(|p| if p.is_dir() { config::Source::Dir(p.clone()) } else { config::Source::File(p.clone()) })
         .collect();
-    match config::load(&config::Sources { paths }).and_then(|file| http::definitions(&file)) {
+    let checked = config::load(&config::Sources { paths }).and_then(|file| {
+        let scripts =
+            file.enable_script_checks.unwrap_or(false) || file.enable_local_script_checks.unwrap_or(false);
+        http::definitions(&file, scripts)
+    });
+    match checked {
         Ok(_) => {
             if !args.quiet {
                 println!("Configuration is valid!");
@@ -381,11 +388,17 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
             config: http::ConfigFiles::new(files.sources.clone()),
             rpc: muster::rpc::Pool::default(),
             chosen_server: http::ChosenServer::default(),
+            checks: http::CheckRunner::new(seed_from_os()),
+            script_checks: http::ScriptChecks {
+                from_api: args.enable_script_checks,
+                from_files: args.enable_script_checks || args.enable_local_script_checks,
+            },
         });
         http::apply_definitions(&api, files.definitions.clone()).await?;
         tokio::spawn(reload_on_sighup(api.clone()));
         tokio::spawn(http::run_anti_entropy(api.clone()));
         tokio::spawn(http::run_check_ttl_timers(api.clone()));
+        tokio::spawn(http::run_checks(api.clone()));
         if let Some((_, _, rpc_connections)) = &mut consensus {
             tokio::spawn(http::run_ttl_timers(api.clone()));
             tokio::spawn(http::run_leader_duties(api.clone()));

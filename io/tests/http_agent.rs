@@ -100,9 +100,13 @@ async fn the_agent_undoes_catalog_drift_on_its_node() {
     let services = parse(&call("GET", url("/v1/catalog/node/node1"), b"").await.body);
     assert_eq!(services["Services"].as_object().unwrap().keys().collect::<Vec<_>>(), vec!["db"]);
 
-    // Any change on the agent syncs the whole node (a full sync runs every minute as well).
+    // A change on the agent writes just what it changed (Consul's partial sync)...
     let mem = br#"{"Name": "mem", "TTL": "30s", "Status": "passing"}"#;
     assert_eq!(call("PUT", url("/v1/agent/check/register"), mem).await.status, 200);
+    let services = parse(&call("GET", url("/v1/catalog/node/node1"), b"").await.body);
+    assert_eq!(services["Services"].as_object().unwrap().keys().collect::<Vec<_>>(), vec!["db"]);
+    // ...and a full sync (every minute, and on reload, as Consul's) repairs the whole node.
+    assert_eq!(call("PUT", url("/v1/agent/reload"), b"").await.status, 200);
     let services = parse(&call("GET", url("/v1/catalog/node/node1"), b"").await.body);
     assert_eq!(services["Services"].as_object().unwrap().keys().collect::<Vec<_>>(), vec!["web"]);
     let healthy = parse(&call("GET", url("/v1/health/service/web?passing"), b"").await.body);

@@ -22,7 +22,7 @@ use super::Index;
 
 /// How many services and checks one node may carry: a registration past it is refused (Consul
 /// has no limit; one runaway registrar must not grow a node without bound).
-pub const NODE_ROWS_MAX: usize = 4096;
+pub const NODE_ROWS_MAX: usize = 32_768;
 
 /// A node, as Consul's `Node`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,9 +165,18 @@ impl Health {
 }
 
 /// How a check is run, kept as data: the catalog never runs checks (the agent that registered
-/// them does).
+/// them does). Rows an older agent kept on disk lack the later fields; they read as empty.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct CheckDefinition {
+    /// A script check's command and arguments (no shell).
+    pub args: Vec<String>,
+    /// Results passing in a row before the status follows (flap damping).
+    pub success_before_passing: u32,
+    /// Results failing in a row before the status turns warning.
+    pub failures_before_warning: u32,
+    /// Results failing in a row before the status turns critical.
+    pub failures_before_critical: u32,
     /// HTTP URL.
     pub http: String,
     /// HTTP method.

@@ -16,7 +16,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::Router;
-use muster_core::agent::{LocalError, LocalState};
+use muster_core::agent::{LocalError, LocalState, Row};
 use muster_core::deadlines::Deadlines;
 use muster_core::fsm::{Check, CheckDefinition, Health, Service};
 use muster_core::health::ttl_expired_output;
@@ -51,14 +51,13 @@ pub async fn run_check_ttl_timers(api: Arc<Api>) {
             tracing::info!(check = %id, "agent: check TTL expired, marking it critical");
             let expire = |state: &mut LocalState| {
                 let output = state.checks().get(&id).map(|c| ttl_expired_output(&c.output));
+                let rows = Some(vec![Row::Check(id.clone())]);
                 match output {
-                    Some(output) => {
-                        state.update_check(&id, Health::Critical, output).map(|c| Some(c.clone()))
-                    }
-                    None => Ok(None),
+                    Some(output) => state.update_check(&id, Health::Critical, output).map(|_| ((), rows)),
+                    None => Ok(((), None)),
                 }
             };
-            let marked = change_and_sync(&api, None, expire).await.and_then(|_| persist_check(&api, &id));
+            let marked = change_and_push(&api, None, expire).await.and_then(|()| persist_check(&api, &id));
             if let Err(error) = marked {
                 tracing::warn!(check = %id, reason = %error.reason, "agent: marking an expired check failed");
             }
@@ -107,17 +106,30 @@ pub async fn run_anti_entropy(api: Arc<Api>) {
     }
 }
 
-/// Applies one change to the local state and syncs it into the catalog, one change at a time.
-/// If the catalog refuses the sync (bad input it alone can judge), the state goes back to
-/// `undo` (taken before the change) and the refusal is the answer; if the sync fails for want
-/// of a leader, the change stands and anti-entropy syncs it later, as Consul does.
-async fn change_and_sync<R>(
+/// Applies one change to the local state and syncs the whole node into the catalog (a full
+/// plan), one change at a time; see [`change_and_push`].
+pub(super) async fn change_and_sync<R>(
     api: &Api,
     undo: Option<LocalState>,
     change: impl FnOnce(&mut LocalState) -> Result<R, LocalError>,
 ) -> Result<R, HttpError> {
+    change_and_push(api, undo, |state| change(state).map(|changed| (changed, None))).await
+}
+
+/// Applies one change to the local state and syncs it into the catalog, one change at a time:
+/// by writing just the rows the change names (Consul's partial sync: one write, whatever the
+/// number of services and checks the agent has), or, when it names none or a write of them
+/// fails, by a full plan. If the catalog refuses the full sync too (bad input it alone can
+/// judge), the state goes back to `undo` (taken before the change) and the refusal is the
+/// answer; if the sync fails for want of a leader, the change stands and anti-entropy syncs it
+/// later, as Consul does.
+pub(super) async fn change_and_push<R>(
+    api: &Api,
+    undo: Option<LocalState>,
+    change: impl FnOnce(&mut LocalState) -> Result<(R, Option<Vec<Row>>), LocalError>,
+) -> Result<R, HttpError> {
     let _turn = api.local.serialize().await;
-    let changed = change(&mut api.local.state()).map_err(local_error)?;
+    let (changed, rows) = change(&mut api.local.state()).map_err(local_error)?;
     api.local.bump();
     if !api.has_route() {
         // Nothing to sync with yet: anti-entropy syncs once there is a leader. Waiting here
@@ -125,7 +137,17 @@ async fn change_and_sync<R>(
         api.local.changed.notify_one();
         return Ok(changed);
     }
-    match sync_local(api).await {
+    let pushed = match rows {
+        Some(rows) => push_rows(api, &rows).await,
+        None => Err(HttpError::internal("no rows named")),
+    };
+    let synced = match pushed {
+        Ok(()) => Ok(()),
+        // The catalog may lack what a row depends on (a check's service): the full plan
+        // writes everything in order.
+        Err(_) => sync_local(api).await,
+    };
+    match synced {
         Ok(()) => Ok(changed),
         Err(refused) if refused.status.is_client_error() && undo.is_some() => {
             *api.local.state() = undo.expect("checked");
@@ -141,6 +163,18 @@ async fn change_and_sync<R>(
             Ok(changed)
         }
     }
+}
+
+/// Writes each of `rows` as the agent has it now.
+async fn push_rows(api: &Api, rows: &[Row]) -> Result<(), HttpError> {
+    let commands: Vec<muster_core::fsm::Command> = {
+        let state = api.local.state();
+        rows.iter().map(|row| state.push(row)).collect()
+    };
+    for command in commands {
+        api.write(&command).await?;
+    }
+    Ok(())
 }
 
 fn local_error(error: LocalError) -> HttpError {
@@ -178,7 +212,7 @@ fn persist_service(api: &Api, id: &str, dropped: &[String]) -> Result<(), HttpEr
 }
 
 /// Writes a check's row (or forgets it, if it is gone).
-fn persist_check(api: &Api, id: &str) -> Result<(), HttpError> {
+pub(super) fn persist_check(api: &Api, id: &str) -> Result<(), HttpError> {
     let check = api.local.state().checks().get(id).cloned();
     match check {
         Some(check) => api.local.save_check(&check).map_err(persist_error),
@@ -278,9 +312,12 @@ async fn set_maintenance(api: &Api, enabled: bool, check: Check) -> Result<Respo
     let id = check.check_id.clone();
     if enabled {
         let undo = api.local.state().clone();
-        change_and_sync(api, Some(undo), |state| state.add_check(check)).await?;
+        let row = Row::Check(id.clone());
+        change_and_push(api, Some(undo), |state| state.add_check(check).map(|()| ((), Some(vec![row]))))
+            .await?;
     } else {
-        change_and_sync(api, None, |state| Ok(state.remove_check(&id))).await?;
+        let row = Row::Check(id.clone());
+        change_and_push(api, None, |state| Ok((state.remove_check(&id), Some(vec![row])))).await?;
     }
     persist_check(api, &id)?;
     Ok(StatusCode::OK.into_response())
@@ -410,21 +447,42 @@ fn filtered(query: &Query, answer: Value) -> Response {
     }
 }
 
-/// A check definition as the agent API takes one (Consul's `CheckType`).
-fn parse_agent_check(object: &Object) -> Result<Check, HttpError> {
-    let script = !object.strings("Args")?.is_empty() || !object.strings("ScriptArgs")?.is_empty();
-    if script {
+/// A check definition as the agent API takes one (Consul's `CheckType`). Script checks are
+/// refused unless `scripts` allows them (`enable_script_checks`, or for configuration files
+/// also `enable_local_script_checks`).
+fn parse_agent_check(object: &Object, scripts: bool) -> Result<Check, HttpError> {
+    let mut args = object.strings("Args")?;
+    if args.is_empty() {
+        args = object.strings("ScriptArgs")?;
+    }
+    let shell = object.string("Script")?;
+    if args.is_empty() && !shell.is_empty() {
+        // The legacy form: one command line, run by the shell.
+        args = vec!["/bin/sh".to_owned(), "-c".to_owned(), shell];
+    }
+    if !args.is_empty() && !scripts {
         return Err(HttpError::bad_request(
             "Scripts are disabled on this agent; to enable, configure 'enable_script_checks' or \
              'enable_local_script_checks' to true",
         ));
     }
     let duration = |name: &str| duration_ns(object, name);
+    let threshold = |name: &str| integer::<u32>(object, name).map(Option::unwrap_or_default);
+    let failures_before_critical = threshold("FailuresBeforeCritical")?;
     let definition = CheckDefinition {
+        args,
+        success_before_passing: threshold("SuccessBeforePassing")?,
+        failures_before_critical,
+        // Consul: unset, it is the same as FailuresBeforeCritical.
+        failures_before_warning: integer::<u32>(object, "FailuresBeforeWarning")?
+            .unwrap_or(failures_before_critical),
         http: object.string("HTTP")?,
         method: object.string("Method")?,
+        header: super::catalog::header_map(object, "Header")?,
         body: object.string("Body")?,
+        disable_redirects: super::catalog::boolean(object, "DisableRedirects")?,
         tls_server_name: object.string("TLSServerName")?,
+        tls_skip_verify: super::catalog::boolean(object, "TLSSkipVerify")?,
         tcp: object.string("TCP")?,
         udp: object.string("UDP")?,
         grpc: object.string("GRPC")?,
@@ -438,6 +496,8 @@ fn parse_agent_check(object: &Object) -> Result<Check, HttpError> {
     };
     let kind = if definition.ttl_ns > 0 {
         "ttl"
+    } else if !definition.args.is_empty() {
+        "script"
     } else if !definition.http.is_empty() {
         "http"
     } else if !definition.tcp.is_empty() {
@@ -506,19 +566,19 @@ pub type Definitions = (Vec<(Service, Vec<Check>)>, Vec<Check>);
 
 /// Decodes the service and check definitions of a configuration; the first bad one is the
 /// error, naming its file.
-pub fn definitions(config: &crate::config::FileConfig) -> Result<Definitions, String> {
+pub fn definitions(config: &crate::config::FileConfig, scripts: bool) -> Result<Definitions, String> {
     let named = |file: &std::path::Path, error: HttpError| {
         format!("failed to parse {}: {}", file.display(), error.reason)
     };
     let mut services = Vec::new();
     for (file, value) in &config.services {
         let object = Object::from_value(value, "service").map_err(|e| named(file, e))?;
-        services.push(service_definition(&object).map_err(|e| named(file, e))?);
+        services.push(service_definition(&object, scripts).map_err(|e| named(file, e))?);
     }
     let mut checks = Vec::new();
     for (file, value) in &config.checks {
         let object = Object::from_value(value, "check").map_err(|e| named(file, e))?;
-        checks.push(check_definition(&object).map_err(|e| named(file, e))?);
+        checks.push(check_definition(&object, scripts).map_err(|e| named(file, e))?);
     }
     Ok((services, checks))
 }
@@ -589,7 +649,7 @@ pub async fn apply_definitions(api: &Api, definitions: Definitions) -> Result<()
 /// the next start.
 pub async fn reload(api: &Api) -> Result<(), String> {
     let config = crate::config::load(&api.config.sources)?;
-    apply_definitions(api, definitions(&config)?).await
+    apply_definitions(api, definitions(&config, api.script_checks.from_files)?).await
 }
 
 async fn reload_endpoint(State(api): State<Arc<Api>>) -> Response {
@@ -602,7 +662,7 @@ async fn reload_endpoint(State(api): State<Arc<Api>>) -> Response {
 /// A service definition as the agent takes one, from `/v1/agent/service/register` or a
 /// configuration file: the service and its own checks, with Consul's defaults (ID from the
 /// name; checks `service:<id>` or `service:<id>:<n>`, named `Service '<name>' check`).
-pub fn service_definition(object: &Object) -> Result<(Service, Vec<Check>), HttpError> {
+pub fn service_definition(object: &Object, scripts: bool) -> Result<(Service, Vec<Check>), HttpError> {
     let name = object.string("Name")?;
     if name.is_empty() {
         return Err(HttpError::bad_request("Missing service name"));
@@ -635,7 +695,7 @@ pub fn service_definition(object: &Object) -> Result<(Service, Vec<Check>), Http
     let several = definitions.len() > 1;
     let mut checks = Vec::new();
     for (n, definition) in definitions.iter().enumerate() {
-        let mut check = parse_agent_check(definition)?;
+        let mut check = parse_agent_check(definition, scripts)?;
         // Consul's generated IDs and name for a service's own checks.
         if check.check_id.is_empty() {
             check.check_id = if several {
@@ -655,8 +715,8 @@ pub fn service_definition(object: &Object) -> Result<(Service, Vec<Check>), Http
 
 /// A check definition as the agent takes one, from `/v1/agent/check/register` or a
 /// configuration file (ID from the name).
-pub fn check_definition(object: &Object) -> Result<Check, HttpError> {
-    let mut check = parse_agent_check(object)?;
+pub fn check_definition(object: &Object, scripts: bool) -> Result<Check, HttpError> {
+    let mut check = parse_agent_check(object, scripts)?;
     if check.name.is_empty() {
         return Err(HttpError::bad_request("Missing check name"));
     }
@@ -668,11 +728,17 @@ pub fn check_definition(object: &Object) -> Result<Check, HttpError> {
 
 async fn register_service(State(api): State<Arc<Api>>, body: Bytes) -> Response {
     let result = async {
-        let (service, checks) = service_definition(&Object::parse(&body)?)?;
+        let (service, checks) = service_definition(&Object::parse(&body)?, api.script_checks.from_api)?;
         reset_timers(&api, &checks);
         let id = service.id.clone();
         let undo = api.local.state().clone();
-        let dropped = change_and_sync(&api, Some(undo), |state| state.add_service(service, checks)).await?;
+        let dropped = change_and_push(&api, Some(undo), |state| {
+            let dropped = state.add_service(service, checks)?;
+            let rows =
+                std::iter::once(Row::Service(id.clone())).chain(dropped.iter().cloned().map(Row::Check));
+            Ok((dropped.clone(), Some(rows.collect())))
+        })
+        .await?;
         forget_timers(&api, &dropped);
         persist_service(&api, &id, &dropped)?;
         Ok::<_, HttpError>(StatusCode::OK.into_response())
@@ -690,24 +756,37 @@ fn forget_timers(api: &Api, checks: &[String]) {
 
 /// Removes a service and its checks; an unknown ID is a no-op, as in Consul.
 async fn deregister_service(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Response {
-    let result = async {
-        let removed = change_and_sync(&api, None, |state| Ok(state.remove_service(&id))).await?;
-        if let Some(checks) = removed {
-            forget_timers(&api, &checks);
-            persist_service(&api, &id, &checks)?;
-        }
-        Ok::<_, HttpError>(StatusCode::OK.into_response())
-    };
-    result.await.unwrap_or_else(IntoResponse::into_response)
+    match remove_service(&api, &id).await {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+/// Removes service `id` and its checks from the agent, the catalog and the disk.
+pub(super) async fn remove_service(api: &Api, id: &str) -> Result<(), HttpError> {
+    let removed = change_and_push(api, None, |state| {
+        let removed = state.remove_service(id);
+        let dropped = removed.iter().flatten().cloned().map(Row::Check);
+        let rows = std::iter::once(Row::Service(id.to_owned())).chain(dropped).collect();
+        Ok((removed, Some(rows)))
+    })
+    .await?;
+    if let Some(checks) = removed {
+        forget_timers(api, &checks);
+        persist_service(api, id, &checks)?;
+    }
+    Ok(())
 }
 
 async fn register_check(State(api): State<Arc<Api>>, body: Bytes) -> Response {
     let result = async {
-        let check = check_definition(&Object::parse(&body)?)?;
+        let check = check_definition(&Object::parse(&body)?, api.script_checks.from_api)?;
         reset_timers(&api, std::slice::from_ref(&check));
         let id = check.check_id.clone();
         let undo = api.local.state().clone();
-        change_and_sync(&api, Some(undo), |state| state.add_check(check)).await?;
+        let row = Row::Check(id.clone());
+        change_and_push(&api, Some(undo), |state| state.add_check(check).map(|()| ((), Some(vec![row]))))
+            .await?;
         persist_check(&api, &id)?;
         Ok::<_, HttpError>(StatusCode::OK.into_response())
     };
@@ -717,7 +796,8 @@ async fn register_check(State(api): State<Arc<Api>>, body: Bytes) -> Response {
 async fn deregister_check(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Response {
     let result = async {
         forget_timers(&api, std::slice::from_ref(&id));
-        change_and_sync(&api, None, |state| Ok(state.remove_check(&id))).await?;
+        let row = Row::Check(id.clone());
+        change_and_push(&api, None, |state| Ok((state.remove_check(&id), Some(vec![row])))).await?;
         persist_check(&api, &id)?;
         Ok::<_, HttpError>(StatusCode::OK.into_response())
     };
@@ -757,7 +837,11 @@ async fn set_ttl_status(api: &Api, id: &str, status: Health, output: String) -> 
         Some(_) => {}
     }
     let output = truncate_output(output);
-    let check = change_and_sync(api, None, |state| state.update_check(id, status, output).cloned()).await?;
+    let row = Row::Check(id.to_owned());
+    let check = change_and_push(api, None, |state| {
+        state.update_check(id, status, output).map(|check| (check.clone(), Some(vec![row])))
+    })
+    .await?;
     reset_timers(api, std::slice::from_ref(&check));
     persist_check(api, id)?;
     Ok(StatusCode::OK.into_response())

@@ -234,7 +234,17 @@ pub(super) fn string_map(object: &Object, name: &str) -> Result<BTreeMap<String,
     }
 }
 
-fn boolean(object: &Object, name: &str) -> Result<bool, HttpError> {
+/// An HTTP check's `Header`: each name with its list of values.
+pub(super) fn header_map(object: &Object, what: &str) -> Result<BTreeMap<String, Vec<String>>, HttpError> {
+    match object.get("Header") {
+        None => Ok(BTreeMap::new()),
+        Some(value) => {
+            serde_json::from_value(value.clone()).map_err(|e| decode_failed(format!("{what}: {e}")))
+        }
+    }
+}
+
+pub(super) fn boolean(object: &Object, name: &str) -> Result<bool, HttpError> {
     match object.get(name) {
         None => Ok(false),
         Some(Value::Bool(set)) => Ok(*set),
@@ -318,11 +328,7 @@ pub(super) fn parse_check(object: &Object) -> Result<Check, HttpError> {
         None => CheckDefinition::default(),
         Some(value) => {
             let d = Object::from_value(value, "Definition")?;
-            let header = match d.get("Header") {
-                None => BTreeMap::new(),
-                Some(value) => serde_json::from_value(value.clone())
-                    .map_err(|e| decode_failed(format!("Definition.Header: {e}")))?,
-            };
+            let header = header_map(&d, "Definition.Header")?;
             CheckDefinition {
                 http: d.string("HTTP")?,
                 method: d.string("Method")?,
@@ -342,6 +348,8 @@ pub(super) fn parse_check(object: &Object) -> Result<Check, HttpError> {
                 timeout_ns: duration_ns(&d, "Timeout")?,
                 ttl_ns: duration_ns(&d, "TTL")?,
                 deregister_critical_service_after_ns: duration_ns(&d, "DeregisterCriticalServiceAfter")?,
+                // The catalog keeps what the agent runs; it never runs a check itself.
+                ..CheckDefinition::default()
             }
         }
     };

@@ -8,6 +8,7 @@ mod body;
 mod catalog;
 mod filter;
 mod gossip;
+mod health;
 mod kv;
 mod leader;
 mod limit;
@@ -42,6 +43,7 @@ pub use self::agent::{
 };
 pub use self::body::Object;
 pub use self::gossip::{Gossip, UserEvent, EVENTS_KEPT};
+pub use self::health::{run_checks, CheckRunner};
 pub use self::leader::{run_leader_duties, RECONCILE_INTERVAL};
 pub use self::limit::HTTP_CONNS_PER_CLIENT_MAX;
 pub use self::members::{Member, Members, Pool};
@@ -82,6 +84,20 @@ pub struct Api {
     pub rpc: crate::rpc::Pool,
     /// The server a client agent sends its requests to.
     pub chosen_server: ChosenServer,
+    /// When its checks run, and the services they may deregister.
+    pub checks: CheckRunner,
+    /// Where script checks may come from.
+    pub script_checks: ScriptChecks,
+}
+
+/// Whether script checks are accepted (Consul refuses them by default: a script check is code
+/// any API client could make the agent run).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScriptChecks {
+    /// From the HTTP API and configuration files (`enable_script_checks`).
+    pub from_api: bool,
+    /// From configuration files (`enable_local_script_checks`, or the above).
+    pub from_files: bool,
 }
 
 /// What a server agent has that a client agent does not.

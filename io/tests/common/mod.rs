@@ -13,12 +13,19 @@ use muster_core::fsm::{Check, Command, Health, Node, Register, SERF_HEALTH};
 use muster_core::raft::Config;
 use tokio::net::TcpListener;
 
-/// A loopback port nothing listens on right now, for UDP and TCP alike.
+/// A loopback port nothing listens on right now, for UDP and TCP alike, and never handed out
+/// before in this test process: tests running side by side each get ports of their own (the
+/// kernel may offer a port again as soon as its probe socket closes, and two tests' agents
+/// then fight over it).
 pub fn free_port() -> u16 {
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
     loop {
         let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = tcp.local_addr().unwrap().port();
-        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+            && HANDED_OUT.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(port)
+        {
             return port;
         }
     }
@@ -37,6 +44,20 @@ pub async fn start_with_api(name: &str) -> (SocketAddr, Arc<Api>) {
 
 /// The same, allowing each client `conns_per_client` connections at once.
 pub async fn start_limited(name: &str, conns_per_client: usize) -> (SocketAddr, Arc<Api>) {
+    start_configured(name, conns_per_client, http::ScriptChecks::default()).await
+}
+
+/// The same, accepting script checks from the API (`-enable-script-checks`).
+pub async fn start_with_scripts(name: &str) -> (SocketAddr, Arc<Api>) {
+    let scripts = http::ScriptChecks { from_api: true, from_files: true };
+    start_configured(name, http::HTTP_CONNS_PER_CLIENT_MAX, scripts).await
+}
+
+async fn start_configured(
+    name: &str,
+    conns_per_client: usize,
+    script_checks: http::ScriptChecks,
+) -> (SocketAddr, Arc<Api>) {
     let dir = std::env::temp_dir().join(format!("muster-http-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut config = Config::new(1, [1], 7);
@@ -67,6 +88,8 @@ pub async fn start_limited(name: &str, conns_per_client: usize) -> (SocketAddr, 
         config: http::ConfigFiles::default(),
         rpc: muster::rpc::Pool::default(),
         chosen_server: http::ChosenServer::default(),
+        checks: http::CheckRunner::new(7),
+        script_checks,
     });
     let serf = Check { check_id: SERF_HEALTH.into(), status: Health::Passing, ..Check::default() };
     let register = Register { node, skip_node_update: false, service: None, checks: vec![serf] };
@@ -76,6 +99,7 @@ pub async fn start_limited(name: &str, conns_per_client: usize) -> (SocketAddr, 
     tokio::spawn(http::run_ttl_timers(api.clone()));
     tokio::spawn(http::run_check_ttl_timers(api.clone()));
     tokio::spawn(http::run_anti_entropy(api.clone()));
+    tokio::spawn(http::run_checks(api.clone()));
     let served = api.clone();
     tokio::spawn(async move {
         let _keep = handle;

@@ -1,0 +1,316 @@
+//! The agent's health checks on real parts (`../shared/reference/consul-behaviour.md` §3): the
+//! executors (script, HTTP, TCP, UDP) and the task that runs them on the core's schedule
+//! ([`muster_core::health::Runner`]), applies each result to the agent's local state, and
+//! deregisters services critical for too long ([`muster_core::health::Reaper`]).
+//!
+//! A status change is synced to the catalog at once; a result that changes only the output
+//! stays local until the next anti-entropy pass (Consul defers output-only updates the same
+//! way, to spare the Raft log a write per run).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use muster_core::fsm::{Check, Health};
+use muster_core::health::{capped_output, SCRIPT_TIMEOUT_DEFAULT, TIMEOUT_DEFAULT};
+use tokio::io::AsyncReadExt;
+
+/// What one run found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The status the run gives.
+    pub status: Health,
+    /// What it says, capped at [`muster_core::health::OUTPUT_BYTES_MAX`].
+    pub output: String,
+}
+
+impl Outcome {
+    fn new(status: Health, output: impl Into<String>) -> Outcome {
+        Outcome { status, output: capped_output(&output.into()) }
+    }
+}
+
+/// The checks the agent runs itself: those with an interval (TTL checks are updated from
+/// outside; alias checks are not run yet).
+pub fn is_runnable(check: &Check) -> bool {
+    matches!(check.kind.as_str(), "script" | "http" | "tcp" | "udp") && check.definition.interval_ns > 0
+}
+
+/// How long one run of `check` may take: its `Timeout`, else Consul's default for its kind.
+pub fn timeout_of(check: &Check) -> Duration {
+    match check.definition.timeout_ns {
+        0 if check.kind == "script" => SCRIPT_TIMEOUT_DEFAULT,
+        0 => TIMEOUT_DEFAULT,
+        ns => Duration::from_nanos(ns),
+    }
+}
+
+/// Runs `check` once, within `timeout`.
+pub async fn execute(check: &Check, timeout: Duration) -> Outcome {
+    let definition = &check.definition;
+    match check.kind.as_str() {
+        "script" => script(&definition.args, timeout).await,
+        "http" => http(check, timeout).await,
+        "tcp" => tcp(&definition.tcp, timeout).await,
+        "udp" => udp(&definition.udp, timeout).await,
+        other => Outcome::new(Health::Critical, format!("check type {other:?} is not run by this agent")),
+    }
+}
+
+/// A script check: exit 0 passing, 1 warning, anything else (or failing to start) critical;
+/// stdout and stderr together are the output. On timeout the whole process group is killed,
+/// so a script's children do not outlive it.
+async fn script(args: &[String], timeout: Duration) -> Outcome {
+    let Some((program, rest)) = args.split_first() else {
+        return Outcome::new(Health::Critical, "script check without arguments");
+    };
+    let mut command = tokio::process::Command::new(program);
+    command
+        .args(rest)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(error) => return Outcome::new(Health::Critical, format!("Failed to start check: {error}")),
+    };
+    let group = child.id();
+    let (mut stdout, mut stderr) = (child.stdout.take(), child.stderr.take());
+    let run = async {
+        let mut out = Vec::new();
+        let mut err = Vec::new();
+        let read_out = async {
+            if let Some(pipe) = stdout.as_mut() {
+                let _ = pipe.take(OUTPUT_READ_BYTES_MAX).read_to_end(&mut out).await;
+            }
+        };
+        let read_err = async {
+            if let Some(pipe) = stderr.as_mut() {
+                let _ = pipe.take(OUTPUT_READ_BYTES_MAX).read_to_end(&mut err).await;
+            }
+        };
+        tokio::join!(read_out, read_err);
+        let status = child.wait().await;
+        out.extend_from_slice(&err);
+        (status, out)
+    };
+    match tokio::time::timeout(timeout, run).await {
+        Ok((Ok(status), output)) => {
+            let output = String::from_utf8_lossy(&output).into_owned();
+            let health = match status.code() {
+                Some(0) => Health::Passing,
+                Some(1) => Health::Warning,
+                _ => Health::Critical,
+            };
+            Outcome::new(health, output)
+        }
+        Ok((Err(error), _)) => Outcome::new(Health::Critical, format!("Failed to run check: {error}")),
+        Err(_) => {
+            let group =
+                group.and_then(|pid| i32::try_from(pid).ok()).and_then(rustix::process::Pid::from_raw);
+            if let Some(group) = group {
+                let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+            }
+            Outcome::new(Health::Critical, format!("Timed out ({}) running check", go_duration(timeout)))
+        }
+    }
+}
+
+/// The most output read from a script before the rest is ignored (it is capped to 4 KiB
+/// afterwards; reading more keeps the pipe from blocking the script, up to a point).
+const OUTPUT_READ_BYTES_MAX: u64 = 1 << 20;
+
+/// A TCP check: a connection to any of the address's resolved IPs succeeds.
+async fn tcp(target: &str, timeout: Duration) -> Outcome {
+    let attempt = async {
+        let addrs: Vec<SocketAddr> = match tokio::net::lookup_host(target).await {
+            Ok(addrs) => addrs.collect(),
+            Err(error) => return Outcome::new(Health::Critical, format!("dial tcp {target}: {error}")),
+        };
+        let mut last = format!("dial tcp {target}: no addresses");
+        for addr in addrs {
+            match tokio::net::TcpStream::connect(addr).await {
+                Ok(_) => return Outcome::new(Health::Passing, format!("TCP connect {target}: Success")),
+                Err(error) => last = format!("dial tcp {addr}: connect: {error}"),
+            }
+        }
+        Outcome::new(Health::Critical, last)
+    };
+    tokio::time::timeout(timeout, attempt)
+        .await
+        .unwrap_or_else(|_| Outcome::new(Health::Critical, format!("dial tcp {target}: i/o timeout")))
+}
+
+/// A UDP check: a datagram goes out; an answer, or silence until the timeout, is passing; an
+/// error (the port refused it: ICMP unreachable) is critical.
+async fn udp(target: &str, timeout: Duration) -> Outcome {
+    let addr = match tokio::net::lookup_host(target).await.map(|mut a| a.next()) {
+        Ok(Some(addr)) => addr,
+        Ok(None) => return Outcome::new(Health::Critical, format!("dial udp {target}: no addresses")),
+        Err(error) => return Outcome::new(Health::Critical, format!("dial udp {target}: {error}")),
+    };
+    let local: SocketAddr = if addr.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+    let exchange = async {
+        let socket = tokio::net::UdpSocket::bind(local).await?;
+        socket.connect(addr).await?;
+        socket.send(b"Consul health check").await?;
+        let mut buf = [0u8; 512];
+        socket.recv(&mut buf).await
+    };
+    match tokio::time::timeout(timeout, exchange).await {
+        Ok(Ok(_)) | Err(_) => Outcome::new(Health::Passing, format!("UDP message sent to {target}: Success")),
+        Ok(Err(error)) => Outcome::new(Health::Critical, format!("UDP {target}: {error}")),
+    }
+}
+
+/// How many redirects an HTTP check follows (Go's client's limit).
+const REDIRECTS_MAX: usize = 10;
+
+/// An HTTP check: 2xx passing, 429 warning, anything else critical, with Consul's output
+/// (`HTTP GET <url>: 200 OK Output: <body>`). Plain `http://` only: HTTPS targets are
+/// reported critical with the reason.
+async fn http(check: &Check, timeout: Duration) -> Outcome {
+    let definition = &check.definition;
+    let method = if definition.method.is_empty() { "GET" } else { definition.method.as_str() };
+    let mut url = definition.http.clone();
+    let exchange = async {
+        for _ in 0..=REDIRECTS_MAX {
+            let (status, reason, location, body) = http_once(method, &url, check).await?;
+            let redirect = matches!(status, 301 | 302 | 303 | 307 | 308) && !definition.disable_redirects;
+            match location.filter(|_| redirect) {
+                Some(next) => url = join_url(&url, &next),
+                None => return Ok((status, reason, body)),
+            }
+        }
+        Err(format!("stopped after {REDIRECTS_MAX} redirects"))
+    };
+    let original = &definition.http;
+    match tokio::time::timeout(timeout, exchange).await {
+        Err(_) => Outcome::new(
+            Health::Critical,
+            format!("HTTP {method} {original}: request timed out after {}", go_duration(timeout)),
+        ),
+        Ok(Err(error)) => Outcome::new(Health::Critical, format!("HTTP {method} {original}: {error}")),
+        Ok(Ok((status, reason, body))) => {
+            let health = match status {
+                200..=299 => Health::Passing,
+                429 => Health::Warning,
+                _ => Health::Critical,
+            };
+            let body = String::from_utf8_lossy(&body);
+            Outcome::new(health, format!("HTTP {method} {original}: {status} {reason} Output: {body}"))
+        }
+    }
+}
+
+/// A relative redirect resolved against the URL it came from.
+fn join_url(base: &str, location: &str) -> String {
+    if location.contains("://") {
+        return location.to_owned();
+    }
+    let Some(after_scheme) = base.find("://").map(|i| i + 3) else { return location.to_owned() };
+    let authority_end = base[after_scheme..].find('/').map_or(base.len(), |i| after_scheme + i);
+    if location.starts_with('/') {
+        format!("{}{location}", &base[..authority_end])
+    } else {
+        let dir_end = base.rfind('/').filter(|&i| i >= authority_end).map_or(authority_end, |i| i);
+        format!("{}/{location}", &base[..dir_end])
+    }
+}
+
+/// One request and its answer: (status, reason, Location, body up to the output cap).
+async fn http_once(
+    method: &str,
+    url: &str,
+    check: &Check,
+) -> Result<(u16, String, Option<String>, Bytes), String> {
+    let uri: axum::http::Uri = url.parse().map_err(|e| format!("invalid URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => return Err("HTTPS checks are not supported by this agent yet".to_owned()),
+        _ => return Err("unsupported protocol scheme".to_owned()),
+    }
+    let host =
+        uri.host().ok_or("missing host in URL")?.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let port = uri.port_u16().unwrap_or(80);
+    let stream = tokio::net::TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|e| format!("dial tcp {host}:{port}: connect: {e}"))?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+    let driver = tokio::spawn(connection);
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut request = axum::http::Request::builder().method(method).uri(path);
+    let mut has_host = false;
+    for (name, values) in &check.definition.header {
+        has_host |= name.eq_ignore_ascii_case("host");
+        for value in values {
+            request = request.header(name.as_str(), value.as_str());
+        }
+    }
+    if !has_host {
+        let authority = uri.authority().map_or(host.clone(), |a| a.to_string());
+        request = request.header("Host", authority);
+    }
+    let request = request
+        .header("User-Agent", "Consul Health Check")
+        .header("Accept", "text/plain, text/*, */*")
+        .header("Connection", "close")
+        .body(http_body_util::Full::new(Bytes::from(check.definition.body.clone())))
+        .map_err(|e| e.to_string())?;
+    let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
+    let status = response.status();
+    let reason = status.canonical_reason().unwrap_or("").to_owned();
+    let location = response.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let mut body = Vec::new();
+    let mut incoming = response.into_body();
+    while body.len() <= muster_core::health::OUTPUT_BYTES_MAX {
+        match http_body_util::BodyExt::frame(&mut incoming).await {
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    body.extend_from_slice(&data);
+                }
+            }
+            Some(Err(_)) | None => break,
+        }
+    }
+    body.truncate(muster_core::health::OUTPUT_BYTES_MAX);
+    driver.abort();
+    Ok((status.as_u16(), reason, location, Bytes::from(body)))
+}
+
+/// A duration as Go prints it for whole seconds and milliseconds (`30s`, `1.5s`, `500ms`).
+fn go_duration(duration: Duration) -> String {
+    let ms = duration.as_millis();
+    if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else if ms < 1000 {
+        format!("{ms}ms")
+    } else {
+        format!("{}s", duration.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirects_resolve_against_the_url_they_came_from() {
+        assert_eq!(join_url("http://a:1/x/y?q", "/z"), "http://a:1/z");
+        assert_eq!(join_url("http://a:1/x/y", "z"), "http://a:1/x/z");
+        assert_eq!(join_url("http://a:1", "z"), "http://a:1/z");
+        assert_eq!(join_url("http://a:1/x", "http://b/c"), "http://b/c");
+    }
+
+    #[test]
+    fn durations_print_as_go_prints_them() {
+        assert_eq!(go_duration(Duration::from_secs(30)), "30s");
+        assert_eq!(go_duration(Duration::from_millis(500)), "500ms");
+        assert_eq!(go_duration(Duration::from_millis(1500)), "1.5s");
+    }
+}

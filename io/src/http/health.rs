@@ -1,0 +1,199 @@
+//! The task that runs the agent's checks ([`crate::checks`] executes them; the core's
+//! [`Runner`] says when, [`Damper`](muster_core::health::Damper) what a result means and
+//! [`Reaper`] which services to drop) and applies each result to the agent's local state.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use muster_core::agent::Rows;
+use muster_core::fsm::{Check, CheckDefinition};
+use muster_core::health::{Reaper, Run, Runner, Schedule, Thresholds, REAP_INTERVAL};
+
+use super::Api;
+
+/// The agent's check schedule and reaper, shared by the task and the runs it starts.
+#[derive(Debug)]
+pub struct CheckRunner {
+    inner: Mutex<Inner>,
+    /// Wakes the task when a run ended (the next one's time is known only then).
+    wake: tokio::sync::Notify,
+    origin: tokio::time::Instant,
+}
+
+#[derive(Debug)]
+struct Inner {
+    runner: Runner,
+    reaper: Reaper,
+    /// The definitions the runner and reaper were given, to notice changes.
+    known: BTreeMap<String, (String, String, CheckDefinition)>,
+}
+
+impl CheckRunner {
+    /// No checks; staggers drawn from `seed`.
+    pub fn new(seed: u64) -> CheckRunner {
+        let inner = Inner {
+            runner: Runner::new(muster_core::Rng::from_seed(seed)),
+            reaper: Reaper::new(),
+            known: BTreeMap::new(),
+        };
+        CheckRunner {
+            inner: Mutex::new(inner),
+            wake: tokio::sync::Notify::new(),
+            origin: tokio::time::Instant::now(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn now(&self) -> muster_core::Instant {
+        crate::drive::core_now(self.origin)
+    }
+
+    /// Brings the runner and reaper in line with the local state's checks, from the rows that
+    /// changed since `before`: new and changed ones (re)start, removed ones stop, and every
+    /// changed check's status is observed.
+    fn refresh(&self, before: &Rows<Check>, after: &Rows<Check>) {
+        let now = self.now();
+        let mut inner = self.lock();
+        for (id, check) in muster_core::agent::changed_rows(before, after) {
+            let Some(check) = check else {
+                inner.known.remove(id);
+                inner.runner.remove(id);
+                inner.reaper.forget(id);
+                continue;
+            };
+            let same = inner.known.get(id).is_some_and(|(kind, service, definition)| {
+                *kind == check.kind && *service == check.service_id && *definition == check.definition
+            });
+            if !same {
+                let current = (check.kind.clone(), check.service_id.clone(), check.definition.clone());
+                inner.runner.remove(id);
+                inner.reaper.forget(id);
+                if crate::checks::is_runnable(check) {
+                    let d = &check.definition;
+                    let schedule = Schedule {
+                        interval: std::time::Duration::from_nanos(d.interval_ns),
+                        timeout: crate::checks::timeout_of(check),
+                        thresholds: Thresholds {
+                            success_before_passing: d.success_before_passing,
+                            failures_before_warning: d.failures_before_warning,
+                            failures_before_critical: d.failures_before_critical,
+                        },
+                    };
+                    inner.runner.add(now, id, schedule);
+                }
+                let after = d_after(check);
+                if !check.service_id.is_empty() && !after.is_zero() {
+                    inner.reaper.watch(now, id, &check.service_id, after, check.status);
+                }
+                inner.known.insert(id.clone(), current);
+            }
+            inner.reaper.observe(now, id, check.status);
+        }
+    }
+}
+
+fn d_after(check: &Check) -> std::time::Duration {
+    std::time::Duration::from_nanos(check.definition.deregister_critical_service_after_ns)
+}
+
+/// Runs the agent's checks for as long as it runs.
+pub async fn run_checks(api: Arc<Api>) {
+    let mut changes = api.local.subscribe();
+    let mut reap = tokio::time::interval(REAP_INTERVAL);
+    reap.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seen = None;
+    let mut before = Rows::new();
+    loop {
+        // Only a change of the local state can add, change or remove a check: look then, and
+        // only at the rows that changed (an agent with 10,000 checks changes one at a time).
+        let version = *changes.borrow_and_update();
+        if seen != Some(version) {
+            seen = Some(version);
+            let after = api.local.state().checks().clone();
+            api.checks.refresh(&before, &after);
+            before = after;
+        }
+        let (runs, next) = {
+            let now = api.checks.now();
+            let mut inner = api.checks.lock();
+            let runs: Vec<Run> = std::iter::from_fn(|| inner.runner.poll_run(now)).collect();
+            (runs, inner.runner.poll_timeout())
+        };
+        for run in runs {
+            tokio::spawn(run_one(api.clone(), run));
+        }
+        let sleep = async {
+            match next {
+                Some(due) => {
+                    let at = api.checks.origin + std::time::Duration::from_nanos(due.as_nanos());
+                    tokio::time::sleep_until(at).await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = sleep => {}
+            () = api.checks.wake.notified() => {}
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            _ = reap.tick() => reap_services(&api).await,
+        }
+    }
+}
+
+/// One run of one check, and what it changes.
+async fn run_one(api: Arc<Api>, run: Run) {
+    let Some(check) = api.local.state().checks().get(&run.check_id).cloned() else { return };
+    let outcome = crate::checks::execute(&check, run.timeout).await;
+    let status = {
+        let now = api.checks.now();
+        api.checks.lock().runner.on_result(now, &run, outcome.status)
+    };
+    api.checks.wake.notify_one();
+    let Some(status) = status else { return };
+    let id = run.check_id;
+    let current = api.local.state().checks().get(&id).map(|c| (c.status, c.output.clone()));
+    match current {
+        None => {}
+        Some((was, _)) if was != status => {
+            tracing::info!(check = %id, status = status.as_str(), "agent: check status changed");
+            let row = muster_core::agent::Row::Check(id.clone());
+            let update = |state: &mut muster_core::agent::LocalState| {
+                state.update_check(&id, status, outcome.output.clone()).map(|_| ((), Some(vec![row])))
+            };
+            let result = super::agent::change_and_push(&api, None, update).await;
+            if let Err(error) = result.and_then(|()| super::agent::persist_check(&api, &id)) {
+                tracing::warn!(check = %id, reason = %error.reason, "agent: updating a check failed");
+            }
+        }
+        // Output only: kept here at once, synced by the next anti-entropy pass.
+        Some((_, output))
+            if output != outcome.output
+                && api.local.state().update_check(&id, status, outcome.output).is_ok() =>
+        {
+            api.local.bump();
+        }
+        Some(_) => {}
+    }
+}
+
+/// Deregisters the services whose check has been critical past its
+/// `DeregisterCriticalServiceAfter`.
+async fn reap_services(api: &Api) {
+    let due = {
+        let now = api.checks.now();
+        api.checks.lock().reaper.reap(now)
+    };
+    for service in due {
+        tracing::info!(service = %service, "agent: check critical for too long; deregistering service");
+        if let Err(error) = super::agent::remove_service(api, &service).await {
+            tracing::warn!(service = %service, reason = %error.reason, "agent: deregistering failed");
+        }
+    }
+}
