@@ -12,7 +12,7 @@
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use common::free_port;
+use common::{eventually, free_port, http};
 
 mod common;
 
@@ -127,32 +127,6 @@ impl Drop for Server {
             }
         }
         let _ = std::fs::remove_file(self.log_path());
-    }
-}
-
-fn http(method: &str, url: &str, body: &[u8]) -> Option<(u16, String)> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(5)))
-        .build()
-        .into();
-    let mut response = match method {
-        "GET" => agent.get(url).call().ok()?,
-        _ => agent.put(url).send(body).ok()?,
-    };
-    let status = response.status().as_u16();
-    Some((status, response.body_mut().read_to_string().ok()?))
-}
-
-/// Polls until `ready` holds, or fails the test after `within`.
-fn eventually<T>(what: &str, within: Duration, mut ready: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(value) = ready() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

@@ -10,6 +10,10 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{eventually, http};
+
+mod common;
+
 /// Runs `ip` with `args`; `Err` with its stderr on failure.
 fn ip(args: &[&str]) -> Result<(), String> {
     let out = Command::new("ip").args(args).output().map_err(|e| format!("ip: {e}"))?;
@@ -116,31 +120,6 @@ fn start(net: &Net, i: usize) -> Server {
         .spawn()
         .expect("the binary starts");
     Server { child: Some(child), dir }
-}
-
-fn http(method: &str, url: &str, body: &[u8]) -> Option<(u16, String)> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(3)))
-        .build()
-        .into();
-    let mut response = match method {
-        "GET" => agent.get(url).call().ok()?,
-        _ => agent.put(url).send(body).ok()?,
-    };
-    let status = response.status().as_u16();
-    Some((status, response.body_mut().read_to_string().ok()?))
-}
-
-fn eventually<T>(what: &str, within: Duration, mut ready: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(value) = ready() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// The server (1-based) that the reachable servers in `among` agree leads.

@@ -139,3 +139,31 @@ pub async fn call(method: &'static str, url: String, body: impl Into<Vec<u8>>) -
     .await
     .unwrap()
 }
+
+/// One blocking request with a 5 s limit (for tests that drive agent processes from a plain
+/// thread): the status and the body, or `None` if no answer came.
+pub fn http(method: &str, url: &str, body: &[u8]) -> Option<(u16, String)> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    let mut response = match method {
+        "GET" => agent.get(url).call().ok()?,
+        _ => agent.put(url).send(body).ok()?,
+    };
+    let status = response.status().as_u16();
+    Some((status, response.body_mut().read_to_string().ok()?))
+}
+
+/// Polls until `ready` holds, or fails the test after `within`.
+pub fn eventually<T>(what: &str, within: Duration, mut ready: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(value) = ready() {
+            return value;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
