@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use muster_core::Rng;
 use muster_sim::linearizability::{check, Kind, Op};
 
 /// Registers the clients share at any one time.
@@ -129,23 +130,6 @@ fn leader(servers: &[Server], http: &ureq::Agent) -> Option<usize> {
     None
 }
 
-/// A tiny seeded generator (splitmix64): the schedule must follow the seed alone.
-struct Draw(u64);
-
-impl Draw {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 fn micros(origin: Instant) -> u64 {
     u64::try_from(origin.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
@@ -161,7 +145,7 @@ fn client(
     origin: Instant,
 ) -> Vec<Op> {
     let http = agent();
-    let mut draw = Draw(seed ^ (id as u64).wrapping_mul(0x2545_f491_4f6c_dd1d));
+    let mut draw = Rng::from_seed(seed ^ (id as u64).wrapping_mul(0x2545_f491_4f6c_dd1d));
     let mut history = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         let window = ops.fetch_add(1, Ordering::Relaxed) / (KEYS * OPS_PER_KEY);
@@ -224,7 +208,8 @@ fn run() -> std::process::ExitCode {
         }
     }
     let replay = format!("bash benches/nemesis.sh --seed {seed} --rounds {rounds}");
-    let mut draw = Draw(seed);
+    // The fault schedule follows the seed alone (the project's seeded generator).
+    let mut draw = Rng::from_seed(seed);
     let run = format!("muster-nemesis-{}", std::process::id());
     let mut servers: Vec<Server> = (1..=3)
         .map(|n| Server {

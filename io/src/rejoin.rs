@@ -68,7 +68,7 @@ pub async fn remember(members: Arc<Members>, pool: Pool, me: String, dir: PathBu
         let mut peers: Vec<SocketAddr> = members
             .list(pool)
             .into_iter()
-            .filter(|m| m.status == 1 && m.name != me)
+            .filter(|m| m.status == muster_core::swim::Status::Alive && m.name != me)
             .map(|m| m.addr)
             .collect();
         peers.truncate(REMEMBERED_MAX);

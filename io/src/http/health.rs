@@ -84,7 +84,8 @@ impl CheckRunner {
                     };
                     inner.runner.add(now, id, schedule);
                 }
-                let after = d_after(check);
+                let after =
+                    std::time::Duration::from_nanos(check.definition.deregister_critical_service_after_ns);
                 if !check.service_id.is_empty() && !after.is_zero() {
                     inner.reaper.watch(now, id, &check.service_id, after, check.status);
                 }
@@ -93,10 +94,6 @@ impl CheckRunner {
             inner.reaper.observe(now, id, check.status);
         }
     }
-}
-
-fn d_after(check: &Check) -> std::time::Duration {
-    std::time::Duration::from_nanos(check.definition.deregister_critical_service_after_ns)
 }
 
 /// Runs the agent's checks for as long as it runs.

@@ -13,7 +13,6 @@ use std::time::Duration;
 use muster_core::autopilot::{Autopilot, GossipServer, View};
 use muster_core::raft::Role;
 use muster_core::reconcile::{reconcile, GossipMember};
-use muster_core::swim::Status;
 
 use super::{Api, Consensus, Pool};
 
@@ -33,10 +32,7 @@ fn gossip_members(api: &Api) -> Vec<GossipMember> {
     api.members
         .list(Pool::Lan)
         .into_iter()
-        .filter_map(|m| {
-            let status = status_of(m.status)?;
-            Some(GossipMember { name: m.name, addr: m.addr.ip(), tags: m.tags, status })
-        })
+        .map(|m| GossipMember { name: m.name, addr: m.addr.ip(), tags: m.tags, status: m.status })
         .collect()
 }
 
@@ -87,7 +83,7 @@ async fn autopilot_once(
         .lan_servers()
         .into_iter()
         .filter(|(server, _)| server.datacenter == api.datacenter)
-        .filter_map(|(server, status)| Some(GossipServer { id: server.raft_id, status: status_of(status)? }))
+        .map(|(server, status)| GossipServer { id: server.raft_id, status })
         .collect();
     for _ in 0..AUTOPILOT_CHANGES_PER_PASS_MAX {
         let Ok(replication) = consensus.raft.replication().await else { return };
@@ -115,16 +111,6 @@ async fn autopilot_once(
                 return;
             }
         }
-    }
-}
-
-fn status_of(serf_status: u8) -> Option<Status> {
-    match serf_status {
-        1 => Some(Status::Alive),
-        2 => Some(Status::Leaving),
-        3 => Some(Status::Left),
-        4 => Some(Status::Failed),
-        _ => None,
     }
 }
 

@@ -35,8 +35,8 @@ pub struct Member {
     pub addr: SocketAddr,
     /// Its tags.
     pub tags: BTreeMap<String, String>,
-    /// serf's status number: 1 alive, 2 leaving, 3 left, 4 failed.
-    pub status: u8,
+    /// Its status (serf's number, 1 alive to 4 failed, is what the endpoint shows).
+    pub status: muster_core::swim::Status,
 }
 
 /// The latest member lists of both pools.
@@ -65,7 +65,7 @@ impl Members {
     }
 
     /// The servers the LAN pool shows (this agent included, if it is one), alive or not.
-    pub fn lan_servers(&self) -> Vec<(muster_core::servers::ServerInfo, u8)> {
+    pub fn lan_servers(&self) -> Vec<(muster_core::servers::ServerInfo, muster_core::swim::Status)> {
         self.pool(Pool::Lan)
             .iter()
             .filter_map(|m| {
@@ -76,7 +76,11 @@ impl Members {
 
     /// The alive ones among them.
     pub fn alive_lan_servers(&self) -> Vec<muster_core::servers::ServerInfo> {
-        self.lan_servers().into_iter().filter(|(_, status)| *status == 1).map(|(server, _)| server).collect()
+        self.lan_servers()
+            .into_iter()
+            .filter(|(_, status)| *status == muster_core::swim::Status::Alive)
+            .map(|(server, _)| server)
+            .collect()
     }
 
     fn pool(&self, pool: Pool) -> std::sync::MutexGuard<'_, Vec<Member>> {
@@ -95,14 +99,14 @@ impl Members {
             name: node.name().to_owned(),
             addr: node.advertise(),
             tags: decode(own_tags),
-            status: node.status() as u8,
+            status: node.status(),
         };
         let mut list: Vec<Member> = std::iter::once(me)
             .chain(node.members().map(|view| Member {
                 name: view.node.name.clone(),
                 addr: view.node.addr,
                 tags: decode(&view.meta),
-                status: view.status() as u8,
+                status: view.status(),
             }))
             .collect();
         list.sort_by(|a, b| a.name.cmp(&b.name));
@@ -133,7 +137,7 @@ async fn members(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Respon
                 "Addr": m.addr.ip().to_string(),
                 "Port": m.addr.port(),
                 "Tags": m.tags,
-                "Status": m.status,
+                "Status": m.status as u8,
                 "ProtocolMin": 1,
                 "ProtocolMax": 5,
                 "ProtocolCur": 2,

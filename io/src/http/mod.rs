@@ -720,14 +720,15 @@ impl Api {
 
     /// Writes a command: proposed here when this server leads, else sent towards the leader.
     pub async fn write(&self, command: &Command) -> Result<FsmResponse, HttpError> {
-        if let Err(error) = command.validate() {
-            return Err(rejected(error));
-        }
         if self.consensus.is_some() {
+            // `write_here` validates; a follower's refusal for want of leadership goes on below.
             match self.write_here(command).await {
                 Err(refused) if refused.reason == no_leader().reason && !self.leads() => {}
                 other => return other,
             }
+        } else if let Err(error) = command.validate() {
+            // A client agent refuses bad input itself rather than ship it to a server.
+            return Err(rejected(error));
         }
         let Some(hop) = self.next_hop().await? else { return self.write_here(command).await };
         match self.send(hop, crate::rpc::Call::Propose(command.encode(0)), false).await? {
