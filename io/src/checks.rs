@@ -242,7 +242,6 @@ async fn http_once(
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
             .map_err(|e| e.to_string())?;
-    let driver = tokio::spawn(connection);
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     let mut request = axum::http::Request::builder().method(method).uri(path);
     let mut has_host = false;
@@ -262,25 +261,38 @@ async fn http_once(
         .header("Connection", "close")
         .body(http_body_util::Full::new(Bytes::from(check.definition.body.clone())))
         .map_err(|e| e.to_string())?;
-    let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
-    let status = response.status();
-    let reason = status.canonical_reason().unwrap_or("").to_owned();
-    let location = response.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let mut body = Vec::new();
-    let mut incoming = response.into_body();
-    while body.len() <= muster_core::health::OUTPUT_BYTES_MAX {
-        match http_body_util::BodyExt::frame(&mut incoming).await {
-            Some(Ok(frame)) => {
-                if let Ok(data) = frame.into_data() {
-                    body.extend_from_slice(&data);
+    let exchange = async move {
+        let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
+        let status = response.status();
+        let reason = status.canonical_reason().unwrap_or("").to_owned();
+        let location = response.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let mut body = Vec::new();
+        let mut incoming = response.into_body();
+        while body.len() <= muster_core::health::OUTPUT_BYTES_MAX {
+            match http_body_util::BodyExt::frame(&mut incoming).await {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        body.extend_from_slice(&data);
+                    }
                 }
+                Some(Err(_)) | None => break,
             }
-            Some(Err(_)) | None => break,
+        }
+        body.truncate(muster_core::health::OUTPUT_BYTES_MAX);
+        Ok((status.as_u16(), reason, location, Bytes::from(body)))
+    };
+    // The connection is driven here, beside the exchange, rather than by a task of its own: one
+    // task per run instead of two (10,000 checks make a thousand runs a second). Once the
+    // exchange is over the connection is dropped, closing it.
+    tokio::pin!(exchange, connection);
+    let mut connection_done = false;
+    loop {
+        tokio::select! {
+            biased;
+            result = &mut exchange => return result,
+            _ = &mut connection, if !connection_done => connection_done = true,
         }
     }
-    body.truncate(muster_core::health::OUTPUT_BYTES_MAX);
-    driver.abort();
-    Ok((status.as_u16(), reason, location, Bytes::from(body)))
 }
 
 /// A duration as Go prints it for whole seconds and milliseconds (`30s`, `1.5s`, `500ms`).

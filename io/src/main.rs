@@ -18,6 +18,11 @@ use muster_core::{swim, Command, Config, Event, Instant, Node};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 
+/// mimalloc rather than glibc's malloc: with 10,000 checks glibc kept from 38 to 92 MiB
+/// resident by chance, mimalloc a steady 37 MiB (`benches/checks_load.sh`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod cli;
 
 fn main() -> ExitCode {

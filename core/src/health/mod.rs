@@ -32,6 +32,10 @@ pub const REAP_INTERVAL: Duration = Duration::from_secs(30);
 /// The shortest `DeregisterCriticalServiceAfter` (Consul's `check_deregister_interval_min`);
 /// shorter ones are raised to it.
 pub const DEREGISTER_AFTER_MIN: Duration = Duration::from_secs(60);
+/// Runs start on multiples of this: checks due within one tick start together, so an agent
+/// running thousands of checks wakes at most once per tick instead of once per check (a run
+/// starts at most this much late).
+pub const RUN_TICK: Duration = Duration::from_millis(10);
 /// The most output a check keeps (Consul's default `OutputMaxSize`).
 pub const OUTPUT_BYTES_MAX: usize = 4096;
 
@@ -187,9 +191,12 @@ impl Runner {
         self.checks.is_empty()
     }
 
-    /// When the next run is due.
+    /// When the next run is due: the first due time, rounded up to a multiple of [`RUN_TICK`].
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.due.first().map(|(due, _)| *due)
+        let tick = RUN_TICK.as_nanos() as u64;
+        self.due
+            .first()
+            .map(|(due, _)| Instant::from_nanos(due.as_nanos().div_ceil(tick).saturating_mul(tick)))
     }
 
     /// The next run due at `now`, if any; the check counts as running until its result.
@@ -359,6 +366,31 @@ mod tests {
         let end = first + Duration::from_secs(3);
         assert_eq!(runner.on_result(end, &run, Health::Passing), Some(Health::Passing));
         assert_eq!(runner.poll_timeout(), Some(end + Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn checks_due_within_one_tick_start_together() {
+        let mut runner = Runner::new(Rng::from_seed(3));
+        let schedule = Schedule {
+            interval: Duration::from_secs(10),
+            timeout: TIMEOUT_DEFAULT,
+            thresholds: Thresholds::default(),
+        };
+        for n in 0..1000 {
+            runner.add(at(0), &format!("c{n}"), schedule);
+        }
+        let mut wakes = 0;
+        let mut started = 0;
+        while let Some(wake) = runner.poll_timeout() {
+            assert_eq!(wake.as_nanos() % RUN_TICK.as_nanos() as u64, 0, "on a tick");
+            let runs: Vec<Run> = std::iter::from_fn(|| runner.poll_run(wake)).collect();
+            assert!(!runs.is_empty(), "a wake starts what is due");
+            wakes += 1;
+            started += runs.len();
+        }
+        assert_eq!(started, 1000);
+        assert!(wakes <= 1000, "at most one wake per tick of the 10 s interval: {wakes}");
+        assert!(wakes < 700, "1,000 staggers over 1,000 ticks share ticks: {wakes}");
     }
 
     #[test]

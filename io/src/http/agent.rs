@@ -44,7 +44,7 @@ fn reset_timers(api: &Api, checks: &[Check]) {
 /// Runs the agent's TTL timers: starts one for every TTL check it has, then marks each check
 /// critical once its TTL passes without an update.
 pub async fn run_check_ttl_timers(api: Arc<Api>) {
-    let existing: Vec<Check> = api.local.state().checks().values().cloned().collect();
+    let existing: Vec<Check> = api.local.state().checks().values().map(|c| Check::clone(c)).collect();
     reset_timers(&api, &existing);
     loop {
         for id in api.check_ttl.expired().await {
@@ -195,7 +195,8 @@ fn persist_error(error: std::io::Error) -> HttpError {
 fn persist_service(api: &Api, id: &str, dropped: &[String]) -> Result<(), HttpError> {
     let (service, checks) = {
         let state = api.local.state();
-        let checks: Vec<Check> = state.checks().values().filter(|c| c.service_id == id).cloned().collect();
+        let checks: Vec<Check> =
+            state.checks().values().filter(|c| c.service_id == id).map(|c| Check::clone(c)).collect();
         (state.services().get(id).cloned(), checks)
     };
     match service {

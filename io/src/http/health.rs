@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use muster_core::agent::Rows;
-use muster_core::fsm::{Check, CheckDefinition};
+use muster_core::fsm::Check;
 use muster_core::health::{Reaper, Run, Runner, Schedule, Thresholds, REAP_INTERVAL};
 
 use super::Api;
@@ -24,8 +24,9 @@ pub struct CheckRunner {
 struct Inner {
     runner: Runner,
     reaper: Reaper,
-    /// The definitions the runner and reaper were given, to notice changes.
-    known: BTreeMap<String, (String, String, CheckDefinition)>,
+    /// The rows the runner and reaper were set up from, to notice changes of definition (the
+    /// rows are shared with the local state: this holds pointers, not copies).
+    known: BTreeMap<String, Arc<Check>>,
 }
 
 impl CheckRunner {
@@ -64,11 +65,12 @@ impl CheckRunner {
                 inner.reaper.forget(id);
                 continue;
             };
-            let same = inner.known.get(id).is_some_and(|(kind, service, definition)| {
-                *kind == check.kind && *service == check.service_id && *definition == check.definition
+            let same = inner.known.get(id).is_some_and(|known| {
+                known.kind == check.kind
+                    && known.service_id == check.service_id
+                    && known.definition == check.definition
             });
             if !same {
-                let current = (check.kind.clone(), check.service_id.clone(), check.definition.clone());
                 inner.runner.remove(id);
                 inner.reaper.forget(id);
                 if crate::checks::is_runnable(check) {
@@ -89,8 +91,9 @@ impl CheckRunner {
                 if !check.service_id.is_empty() && !after.is_zero() {
                     inner.reaper.watch(now, id, &check.service_id, after, check.status);
                 }
-                inner.known.insert(id.clone(), current);
             }
+            // Kept current even when the definition is the same, so that the old row is freed.
+            inner.known.insert(id.clone(), Arc::clone(check));
             inner.reaper.observe(now, id, check.status);
         }
     }
