@@ -1,6 +1,8 @@
 //! The agent's health checks against real targets: a local HTTP server answering 200, 429 and
 //! 500 and one that never answers; a TCP port open and one closed; scripts exiting 0, 1 and 2
-//! and one sleeping past its timeout; a UDP port. Each check's status and Consul's output are
+//! and one sleeping past its timeout; a UDP port; an HTTPS server with a self-signed certificate
+//! (HTTPS and TCP+TLS checks, verified and not); HTTP/2 servers over TLS and cleartext (H2PING);
+//! a grpc.health.v1 server (gRPC). Each check's status and Consul's output are
 //! asserted as `/v1/agent/checks` shows them, then in the catalog (status changes are synced at
 //! once). Flap damping and `DeregisterCriticalServiceAfter` are checked end to end too.
 
@@ -191,4 +193,158 @@ async fn script_checks_are_refused_unless_enabled() {
     assert!(answer.body.starts_with("Scripts are disabled on this agent"), "{}", answer.body);
     let answer = call("GET", format!("http://{addr}/v1/agent/checks"), "").await;
     assert_eq!(answer.body, "{}", "nothing registered");
+}
+
+/// A self-signed certificate for `localhost`, and a TLS acceptor offering `alpn`.
+fn acceptor(alpn: &[u8]) -> tokio_rustls::TlsAcceptor {
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der()));
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![certified.cert.der().clone()], key)
+        .unwrap();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config))
+}
+
+/// An HTTPS server answering every request `200 OK` with body `secure`.
+async fn https_target() -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let acceptor = acceptor(b"http/1.1");
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                // A failed handshake (a client that does not trust the certificate) is expected.
+                let Ok(mut tls) = acceptor.accept(stream).await else { return };
+                let mut buf = [0u8; 2048];
+                if tls.read(&mut buf).await.unwrap_or(0) > 0 {
+                    let answer = "HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nsecure";
+                    let _ = tls.write_all(answer.as_bytes()).await;
+                    let _ = tls.shutdown().await;
+                }
+            });
+        }
+    });
+    port
+}
+
+/// An HTTP/2 server (over TLS offering `h2`, or cleartext) that only answers PINGs.
+async fn h2_target(tls: bool) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let acceptor = acceptor(b"h2");
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let connection = if tls {
+                    let Ok(stream) = acceptor.accept(stream).await else { return };
+                    h2::server::handshake(Box::new(stream) as Box<dyn Io>).await
+                } else {
+                    h2::server::handshake(Box::new(stream) as Box<dyn Io>).await
+                };
+                // Accepting drives the connection, which answers PINGs by itself.
+                let Ok(mut connection) = connection else { return };
+                while let Some(Ok(_)) = connection.accept().await {}
+            });
+        }
+    });
+    port
+}
+
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Io for T {}
+
+/// A grpc.health.v1 server: `web` serving, `db` not serving.
+async fn grpc_target() -> u16 {
+    use tonic_health::ServingStatus;
+    let (reporter, service) = tonic_health::server::health_reporter();
+    reporter.set_service_status("web", ServingStatus::Serving).await;
+    reporter.set_service_status("db", ServingStatus::NotServing).await;
+    let port = common::free_port();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    tokio::spawn(tonic::transport::Server::builder().add_service(service).serve(addr));
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_tcp_tls_grpc_and_h2ping_checks_report_consuls_statuses_and_outputs() {
+    let (addr, _api) = start_with_scripts("tls-checks").await;
+    let base = format!("http://{addr}");
+    let https = https_target().await;
+    let h2_tls = h2_target(true).await;
+    let h2_clear = h2_target(false).await;
+    let grpc = grpc_target().await;
+    let closed = common::free_port();
+    let secure = format!("https://127.0.0.1:{https}/health");
+    let checks = [
+        ("https-skip", format!(r#""HTTP": "{secure}", "TLSSkipVerify": true"#)),
+        ("https-verified", format!(r#""HTTP": "{secure}", "TLSServerName": "localhost""#)),
+        ("tcp-tls-skip", format!(r#""TCP": "127.0.0.1:{https}", "TCPUseTLS": true, "TLSSkipVerify": true"#)),
+        ("tcp-tls-verified", format!(r#""TCP": "127.0.0.1:{https}", "TCPUseTLS": true"#)),
+        ("h2ping-tls", format!(r#""H2PING": "127.0.0.1:{h2_tls}", "TLSSkipVerify": true"#)),
+        ("h2ping-clear", format!(r#""H2PING": "127.0.0.1:{h2_clear}", "H2PingUseTLS": false"#)),
+        ("h2ping-closed", format!(r#""H2PING": "127.0.0.1:{closed}", "H2PingUseTLS": false"#)),
+        ("grpc-web", format!(r#""GRPC": "127.0.0.1:{grpc}/web""#)),
+        ("grpc-db", format!(r#""GRPC": "127.0.0.1:{grpc}/db""#)),
+        ("grpc-closed", format!(r#""GRPC": "127.0.0.1:{closed}""#)),
+    ];
+    for (name, definition) in &checks {
+        register(
+            &base,
+            format!(r#"{{"Name": "{name}", "Interval": "1s", "Status": "passing", {definition}}}"#),
+        )
+        .await;
+    }
+    let expected = [
+        ("https-skip", "passing", format!("HTTP GET {secure}: 200 OK Output: secure")),
+        ("tcp-tls-skip", "passing", format!("TCP+TLS connect 127.0.0.1:{https}: Success")),
+        ("h2ping-tls", "passing", "HTTP2 ping was successful".to_owned()),
+        ("h2ping-clear", "passing", "HTTP2 ping was successful".to_owned()),
+        ("grpc-web", "passing", format!("gRPC check 127.0.0.1:{grpc}/web: success")),
+        ("grpc-db", "critical", format!("gRPC 127.0.0.1:{grpc}/db serving status: NOT_SERVING")),
+    ];
+    let failing = ["https-verified", "tcp-tls-verified", "h2ping-closed", "grpc-closed"];
+    let ran = checks_when(&base, |checks| {
+        expected
+            .iter()
+            .all(|(id, status, output)| checks[id]["Status"] == *status && checks[id]["Output"] == *output)
+            && failing.iter().all(|id| checks[id]["Status"] == "critical")
+    })
+    .await;
+    let output = |id: &str| ran[id]["Output"].as_str().unwrap().to_owned();
+    // The certificate is self-signed: verified against the system's roots, it is refused.
+    assert!(
+        output("https-verified").starts_with(&format!("HTTP GET {secure}: tls: invalid peer certificate"))
+    );
+    assert!(
+        output("tcp-tls-verified").starts_with("tls: invalid peer certificate"),
+        "{}",
+        output("tcp-tls-verified")
+    );
+    assert!(output("h2ping-closed").starts_with(&format!("Failed to dial to 127.0.0.1:{closed}: dial tcp")));
+    assert!(
+        output("grpc-closed").starts_with("rpc error: code = Unavailable desc = connection error: dial tcp"),
+        "{}",
+        output("grpc-closed")
+    );
+    assert_eq!(
+        (ran["grpc-web"]["Type"].as_str(), ran["h2ping-tls"]["Type"].as_str()),
+        (Some("grpc"), Some("h2ping"))
+    );
+    // H2PingUseTLS defaults to true and shows in the definition the catalog keeps.
+    let answer = call("GET", format!("{base}/v1/health/state/any"), "").await;
+    let rows: Vec<Value> = serde_json::from_str(&answer.body).unwrap();
+    let h2 = rows.iter().find(|c| c["CheckID"] == "h2ping-tls").expect("synced");
+    assert_eq!(h2["Definition"]["H2PING"], format!("127.0.0.1:{h2_tls}"));
+    assert_eq!(h2["Definition"]["H2PingUseTLS"], true);
 }

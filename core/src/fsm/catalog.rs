@@ -213,6 +213,10 @@ pub struct CheckDefinition {
     pub ttl_ns: u64,
     /// Deregister the service after this long critical, nanoseconds (0: never).
     pub deregister_critical_service_after_ns: u64,
+    /// H2PING `host:port`: an HTTP/2 connection's PING.
+    pub h2ping: String,
+    /// H2PING over TLS (Consul's default) rather than cleartext HTTP/2.
+    pub h2ping_use_tls: bool,
 }
 
 /// A health check, as Consul's `HealthCheck`: node-level when `service_id` is empty.

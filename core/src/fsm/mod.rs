@@ -79,7 +79,7 @@ const HEADER_BYTES: usize = 2 + 8;
 /// Postcard's varint length prefix of a byte string shorter than 2^28 bytes.
 const LENGTH_PREFIX_BYTES_MAX: usize = 4;
 const SNAPSHOT_MAGIC: &[u8; 4] = b"MFSM";
-const SNAPSHOT_VERSION: u8 = 2;
+const SNAPSHOT_VERSION: u8 = 3;
 
 const _: () = assert!(ENTRY_BYTES_MAX < 1 << (7 * LENGTH_PREFIX_BYTES_MAX));
 

@@ -485,15 +485,19 @@ fn parse_agent_check(object: &Object, scripts: bool) -> Result<Check, HttpError>
         tls_server_name: object.string("TLSServerName")?,
         tls_skip_verify: super::catalog::boolean(object, "TLSSkipVerify")?,
         tcp: object.string("TCP")?,
+        tcp_use_tls: super::catalog::boolean(object, "TCPUseTLS")?,
         udp: object.string("UDP")?,
         grpc: object.string("GRPC")?,
+        grpc_use_tls: super::catalog::boolean(object, "GRPCUseTLS")?,
+        h2ping: object.string("H2PING")?,
+        // Consul: unset, an H2PING check uses TLS.
+        h2ping_use_tls: !object.has("H2PingUseTLS") || super::catalog::boolean(object, "H2PingUseTLS")?,
         alias_node: object.string("AliasNode")?,
         alias_service: object.string("AliasService")?,
         interval_ns: duration("Interval")?,
         timeout_ns: duration("Timeout")?,
         ttl_ns: duration("TTL")?,
         deregister_critical_service_after_ns: duration("DeregisterCriticalServiceAfter")?,
-        ..CheckDefinition::default()
     };
     let kind = if definition.ttl_ns > 0 {
         "ttl"
@@ -507,11 +511,13 @@ fn parse_agent_check(object: &Object, scripts: bool) -> Result<Check, HttpError>
         "udp"
     } else if !definition.grpc.is_empty() {
         "grpc"
+    } else if !definition.h2ping.is_empty() {
+        "h2ping"
     } else if !definition.alias_service.is_empty() {
         "alias"
     } else {
         return Err(HttpError::bad_request(
-            "Invalid check: TTL or Script/HTTP/TCP/UDP/GRPC/alias must be set",
+            "Invalid check: TTL or Script/HTTP/TCP/UDP/GRPC/H2PING/alias must be set",
         ));
     };
     if !matches!(kind, "ttl" | "alias") && definition.interval_ns == 0 {

@@ -161,6 +161,7 @@ fn definition_json(definition: &CheckDefinition) -> Value {
     text("TCP", &definition.tcp);
     text("UDP", &definition.udp);
     text("GRPC", &definition.grpc);
+    text("H2PING", &definition.h2ping);
     text("AliasNode", &definition.alias_node);
     text("AliasService", &definition.alias_service);
     if !definition.header.is_empty() {
@@ -170,6 +171,7 @@ fn definition_json(definition: &CheckDefinition) -> Value {
         ("TLSSkipVerify", definition.tls_skip_verify),
         ("TCPUseTLS", definition.tcp_use_tls),
         ("GRPCUseTLS", definition.grpc_use_tls),
+        ("H2PingUseTLS", definition.h2ping_use_tls && !definition.h2ping.is_empty()),
         ("DisableRedirects", definition.disable_redirects),
     ] {
         if set {
@@ -342,6 +344,8 @@ pub(super) fn parse_check(object: &Object) -> Result<Check, HttpError> {
                 udp: d.string("UDP")?,
                 grpc: d.string("GRPC")?,
                 grpc_use_tls: boolean(&d, "GRPCUseTLS")?,
+                h2ping: d.string("H2PING")?,
+                h2ping_use_tls: boolean(&d, "H2PingUseTLS")?,
                 alias_node: d.string("AliasNode")?,
                 alias_service: d.string("AliasService")?,
                 interval_ns: duration_ns(&d, "Interval")?,

@@ -1,7 +1,6 @@
 //! The agent's health checks on real parts (`../shared/reference/consul-behaviour.md` §3): the
-//! executors (script, HTTP, TCP, UDP) and the task that runs them on the core's schedule
-//! ([`muster_core::health::Runner`]), applies each result to the agent's local state, and
-//! deregisters services critical for too long ([`muster_core::health::Reaper`]).
+//! executors (script, HTTP and HTTPS, TCP and TCP+TLS, UDP, gRPC, H2PING; the task that runs them
+//! on the core's schedule is [`crate::http::health`]).
 //!
 //! A status change is synced to the catalog at once; a result that changes only the output
 //! stays local until the next anti-entropy pass (Consul defers output-only updates the same
@@ -13,7 +12,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use muster_core::fsm::{Check, Health};
 use muster_core::health::{capped_output, SCRIPT_TIMEOUT_DEFAULT, TIMEOUT_DEFAULT};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+
+mod h2;
+mod tls;
+
+use tls::{Alpn, Verify};
 
 /// What one run found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,10 +34,11 @@ impl Outcome {
     }
 }
 
-/// The checks the agent runs itself: those with an interval (TTL checks are updated from
-/// outside; alias checks are not run yet).
+/// The checks the agent runs on an interval (TTL checks are updated from outside; alias checks
+/// follow the checks they mirror).
 pub fn is_runnable(check: &Check) -> bool {
-    matches!(check.kind.as_str(), "script" | "http" | "tcp" | "udp") && check.definition.interval_ns > 0
+    matches!(check.kind.as_str(), "script" | "http" | "tcp" | "udp" | "grpc" | "h2ping")
+        && check.definition.interval_ns > 0
 }
 
 /// How long one run of `check` may take: its `Timeout`, else Consul's default for its kind.
@@ -51,8 +56,23 @@ pub async fn execute(check: &Check, timeout: Duration) -> Outcome {
     match check.kind.as_str() {
         "script" => script(&definition.args, timeout).await,
         "http" => http(check, timeout).await,
-        "tcp" => tcp(&definition.tcp, timeout).await,
+        "tcp" => tcp(check, timeout).await,
         "udp" => udp(&definition.udp, timeout).await,
+        "grpc" => {
+            within(timeout, h2::grpc(check), || {
+                format!(
+                    "rpc error: code = DeadlineExceeded desc = context deadline exceeded ({})",
+                    go_duration(timeout)
+                )
+            })
+            .await
+        }
+        "h2ping" => {
+            within(timeout, h2::h2ping(check), || {
+                format!("HTTP2 ping failed: context deadline exceeded ({})", go_duration(timeout))
+            })
+            .await
+        }
         other => Outcome::new(Health::Critical, format!("check type {other:?} is not run by this agent")),
     }
 }
@@ -122,25 +142,58 @@ async fn script(args: &[String], timeout: Duration) -> Outcome {
 /// afterwards; reading more keeps the pipe from blocking the script, up to a point).
 const OUTPUT_READ_BYTES_MAX: u64 = 1 << 20;
 
-/// A TCP check: a connection to any of the address's resolved IPs succeeds.
-async fn tcp(target: &str, timeout: Duration) -> Outcome {
-    let attempt = async {
-        let addrs: Vec<SocketAddr> = match tokio::net::lookup_host(target).await {
-            Ok(addrs) => addrs.collect(),
-            Err(error) => return Outcome::new(Health::Critical, format!("dial tcp {target}: {error}")),
-        };
-        let mut last = format!("dial tcp {target}: no addresses");
-        for addr in addrs {
-            match tokio::net::TcpStream::connect(addr).await {
-                Ok(_) => return Outcome::new(Health::Passing, format!("TCP connect {target}: Success")),
-                Err(error) => last = format!("dial tcp {addr}: connect: {error}"),
-            }
-        }
-        Outcome::new(Health::Critical, last)
+/// `run`'s outcome, or critical with `late()`'s words if it takes longer than `timeout`.
+async fn within(
+    timeout: Duration,
+    run: impl std::future::Future<Output = Outcome>,
+    late: impl FnOnce() -> String,
+) -> Outcome {
+    tokio::time::timeout(timeout, run).await.unwrap_or_else(|_| Outcome::new(Health::Critical, late()))
+}
+
+/// A connection's byte stream, plain or TLS.
+pub(crate) trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+
+/// A connection to `target` (`host:port`): to the first of its resolved addresses that answers,
+/// then, with `tls`, a TLS handshake verified as it says, offering its ALPN protocol. Errors
+/// read as Go's dialer's.
+async fn dial(target: &str, tls: Option<(Verify<'_>, Alpn)>) -> Result<Box<dyn Io>, String> {
+    let addrs: Vec<SocketAddr> = match tokio::net::lookup_host(target).await {
+        Ok(addrs) => addrs.collect(),
+        Err(error) => return Err(format!("dial tcp {target}: {error}")),
     };
-    tokio::time::timeout(timeout, attempt)
-        .await
-        .unwrap_or_else(|_| Outcome::new(Health::Critical, format!("dial tcp {target}: i/o timeout")))
+    let mut last = format!("dial tcp {target}: no addresses");
+    for addr in addrs {
+        match tokio::net::TcpStream::connect(addr).await {
+            Ok(stream) => {
+                let Some((verify, alpn)) = tls else { return Ok(Box::new(stream)) };
+                let host = target.rsplit_once(':').map_or(target, |(host, _)| host);
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                return Ok(Box::new(tls::connect(stream, host, verify, alpn).await?));
+            }
+            Err(error) => last = format!("dial tcp {addr}: connect: {error}"),
+        }
+    }
+    Err(last)
+}
+
+/// A TCP check: a connection to any of the address's resolved IPs succeeds (and with
+/// `TCPUseTLS`, a verified TLS handshake over it).
+async fn tcp(check: &Check, timeout: Duration) -> Outcome {
+    let definition = &check.definition;
+    let target = definition.tcp.as_str();
+    let verify = Verify { server_name: &definition.tls_server_name, skip: definition.tls_skip_verify };
+    let (tls, kind) =
+        if definition.tcp_use_tls { (Some((verify, Alpn::None)), "TCP+TLS") } else { (None, "TCP") };
+    let attempt = async {
+        match dial(target, tls).await {
+            Ok(_) => Outcome::new(Health::Passing, format!("{kind} connect {target}: Success")),
+            Err(error) => Outcome::new(Health::Critical, error),
+        }
+    };
+    within(timeout, attempt, || format!("dial tcp {target}: i/o timeout")).await
 }
 
 /// A UDP check: a datagram goes out; an answer, or silence until the timeout, is passing; an
@@ -169,8 +222,8 @@ async fn udp(target: &str, timeout: Duration) -> Outcome {
 const REDIRECTS_MAX: usize = 10;
 
 /// An HTTP check: 2xx passing, 429 warning, anything else critical, with Consul's output
-/// (`HTTP GET <url>: 200 OK Output: <body>`). Plain `http://` only: HTTPS targets are
-/// reported critical with the reason.
+/// (`HTTP GET <url>: 200 OK Output: <body>`). `https://` URLs are verified against the system's
+/// roots unless `TLSSkipVerify`, by `TLSServerName` when set.
 async fn http(check: &Check, timeout: Duration) -> Outcome {
     let definition = &check.definition;
     let method = if definition.method.is_empty() { "GET" } else { definition.method.as_str() };
@@ -227,17 +280,18 @@ async fn http_once(
     check: &Check,
 ) -> Result<(u16, String, Option<String>, Bytes), String> {
     let uri: axum::http::Uri = url.parse().map_err(|e| format!("invalid URL: {e}"))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => return Err("HTTPS checks are not supported by this agent yet".to_owned()),
+    let (default_port, alpn) = match uri.scheme_str() {
+        Some("http") => (80, None),
+        Some("https") => (443, Some(Alpn::Http1)),
         _ => return Err("unsupported protocol scheme".to_owned()),
-    }
+    };
     let host =
         uri.host().ok_or("missing host in URL")?.trim_start_matches('[').trim_end_matches(']').to_owned();
-    let port = uri.port_u16().unwrap_or(80);
-    let stream = tokio::net::TcpStream::connect((host.as_str(), port))
-        .await
-        .map_err(|e| format!("dial tcp {host}:{port}: connect: {e}"))?;
+    let port = uri.port_u16().unwrap_or(default_port);
+    let target = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+    let definition = &check.definition;
+    let verify = Verify { server_name: &definition.tls_server_name, skip: definition.tls_skip_verify };
+    let stream = dial(&target, alpn.map(|alpn| (verify, alpn))).await?;
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
