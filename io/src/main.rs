@@ -404,6 +404,7 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
         tokio::spawn(http::run_anti_entropy(api.clone()));
         tokio::spawn(http::run_check_ttl_timers(api.clone()));
         tokio::spawn(http::run_checks(api.clone()));
+        tokio::spawn(http::run_alias_checks(api.clone()));
         if let Some((_, _, rpc_connections)) = &mut consensus {
             tokio::spawn(http::run_ttl_timers(api.clone()));
             tokio::spawn(http::run_leader_duties(api.clone()));

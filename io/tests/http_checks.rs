@@ -348,3 +348,43 @@ async fn https_tcp_tls_grpc_and_h2ping_checks_report_consuls_statuses_and_output
     assert_eq!(h2["Definition"]["H2PING"], format!("127.0.0.1:{h2_tls}"));
     assert_eq!(h2["Definition"]["H2PingUseTLS"], true);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alias_checks_mirror_a_local_service_and_a_nodes_service() {
+    let (addr, _api) = start_with_scripts("alias").await;
+    let base = format!("http://{addr}");
+    let body = r#"{"Name": "web", "Port": 80, "Check": {"CheckID": "web-ttl", "Name": "web-ttl", "TTL": "60s", "Status": "passing"}}"#;
+    let answer = call("PUT", format!("{base}/v1/agent/service/register"), body).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    // One alias follows the local state; one names the node, and reads the catalog.
+    register(&base, r#"{"Name": "local-alias", "AliasService": "web"}"#.to_owned()).await;
+    register(&base, r#"{"Name": "node-alias", "AliasService": "web", "AliasNode": "node1"}"#.to_owned())
+        .await;
+    register(&base, r#"{"Name": "missing-alias", "AliasService": "nope"}"#.to_owned()).await;
+    let statuses = |checks: &Value| {
+        ["local-alias", "node-alias"].map(|id| (checks[id]["Status"].clone(), checks[id]["Output"].clone()))
+    };
+    let ran = checks_when(&base, |checks| {
+        statuses(checks).iter().all(|(status, output)| status == "passing" && output == "All checks passing.")
+    })
+    .await;
+    assert_eq!(ran["local-alias"]["Type"], "alias");
+    assert_eq!(
+        (ran["missing-alias"]["Status"].as_str(), ran["missing-alias"]["Output"].as_str()),
+        (Some("critical"), Some("Service nope could not be found on node "))
+    );
+
+    let answer = call("PUT", format!("{base}/v1/agent/check/fail/web-ttl?note=down"), "").await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let failing = r#"Aliased check "web-ttl" failing: down"#;
+    checks_when(&base, |checks| {
+        statuses(checks).iter().all(|(status, output)| status == "critical" && output == failing)
+    })
+    .await;
+    // Status changes of an alias reach the catalog like any other.
+    let answer = call("GET", format!("{base}/v1/health/state/critical"), "").await;
+    let critical: Vec<Value> = serde_json::from_str(&answer.body).unwrap();
+    let mut ids: Vec<&str> = critical.iter().map(|c| c["CheckID"].as_str().unwrap()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["local-alias", "missing-alias", "node-alias", "web-ttl"]);
+}

@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use crate::fsm::Health;
+use crate::fsm::{Check, Health};
 use crate::{Instant, Rng};
 
 /// The shortest interval a check runs at; shorter ones are raised to it (Consul's
@@ -46,6 +46,49 @@ pub fn ttl_expired_output(last_output: &str) -> String {
     } else {
         format!("TTL expired (last output before timeout follows): {last_output}")
     }
+}
+
+/// What an alias check says (Consul's `CheckAlias.processChecks`), from `checks`: the checks of
+/// the node it watches (named `node`; empty for this agent's own). Node-level checks count, and
+/// those of `service` (with no `service`, node-level checks only); any critical makes it
+/// critical, else any warning warning, else passing. A `service` that has no checks must exist
+/// (`service_exists`), or the alias is critical.
+///
+/// Node-level alias checks are left out (a departure from Consul, which counts them): two of
+/// them on one node would each mirror the other, and stay critical forever once either was. An
+/// alias bound to a service (a sidecar's, say) still counts for an alias of that service.
+pub fn alias_status<'a>(
+    checks: impl IntoIterator<Item = &'a Check>,
+    node: &str,
+    service: &str,
+    service_exists: bool,
+) -> (Health, String) {
+    let mut health = Health::Passing;
+    let mut output = "No checks found.".to_owned();
+    let mut service_found = false;
+    for check in checks {
+        let matches = check.service_id == service;
+        let node_level_alias = check.service_id.is_empty() && check.kind == "alias";
+        if (!check.service_id.is_empty() && !matches) || node_level_alias {
+            continue;
+        }
+        service_found |= matches;
+        match check.status {
+            Health::Critical | Health::Warning => {
+                health = check.status;
+                output = format!("Aliased check {:?} failing: {}", check.name, check.output);
+                if check.status == Health::Critical {
+                    break;
+                }
+            }
+            Health::Passing if health == Health::Passing => output = "All checks passing.".to_owned(),
+            Health::Passing => {}
+        }
+    }
+    if !service_found && !service_exists {
+        return (Health::Critical, format!("Service {service} could not be found on node {node}"));
+    }
+    (health, output)
 }
 
 /// `output` cut to [`OUTPUT_BYTES_MAX`] bytes (at a character boundary), with Consul's note
@@ -307,6 +350,55 @@ mod tests {
     fn an_expired_check_says_so_and_keeps_its_last_output() {
         assert_eq!(ttl_expired_output(""), "TTL expired");
         assert_eq!(ttl_expired_output("ok"), "TTL expired (last output before timeout follows): ok");
+    }
+
+    #[test]
+    fn an_alias_mirrors_the_worst_of_its_service_and_node_checks() {
+        let check = |id: &str, service: &str, status: Health| Check {
+            check_id: id.into(),
+            name: id.into(),
+            service_id: service.into(),
+            status,
+            output: format!("{id} says so"),
+            ..Check::default()
+        };
+        let passing = [check("serfHealth", "", Health::Passing), check("web-up", "web", Health::Passing)];
+        assert_eq!(
+            alias_status(&passing, "n1", "web", true),
+            (Health::Passing, "All checks passing.".into())
+        );
+        let warned = [check("web-slow", "web", Health::Warning), check("web-up", "web", Health::Passing)];
+        assert_eq!(
+            alias_status(&warned, "n1", "web", true),
+            (Health::Warning, "Aliased check \"web-slow\" failing: web-slow says so".into()),
+            "a later passing check does not hide a warning"
+        );
+        let other_down = [check("db-down", "db", Health::Critical), check("web-up", "web", Health::Passing)];
+        assert_eq!(
+            alias_status(&other_down, "n1", "web", true).0,
+            Health::Passing,
+            "another service's check"
+        );
+        let node_down = [check("serfHealth", "", Health::Critical), check("web-up", "web", Health::Passing)];
+        assert_eq!(
+            alias_status(&node_down, "n1", "web", true),
+            (Health::Critical, "Aliased check \"serfHealth\" failing: serfHealth says so".into())
+        );
+        assert_eq!(alias_status(&[], "n1", "web", true), (Health::Passing, "No checks found.".into()));
+        assert_eq!(
+            alias_status(&[], "n1", "web", false),
+            (Health::Critical, "Service web could not be found on node n1".into())
+        );
+        // Node-level aliases do not feed each other.
+        let aliases = [
+            Check { kind: "alias".into(), ..check("other-alias", "", Health::Critical) },
+            check("web-up", "web", Health::Passing),
+        ];
+        assert_eq!(alias_status(&aliases, "n1", "web", true).0, Health::Passing);
+        // A node alias: its node-level checks only.
+        let node_only =
+            [check("serfHealth", "", Health::Passing), check("web-down", "web", Health::Critical)];
+        assert_eq!(alias_status(&node_only, "n1", "", false).0, Health::Passing);
     }
 
     #[test]

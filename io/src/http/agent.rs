@@ -513,7 +513,7 @@ fn parse_agent_check(object: &Object, scripts: bool) -> Result<Check, HttpError>
         "grpc"
     } else if !definition.h2ping.is_empty() {
         "h2ping"
-    } else if !definition.alias_service.is_empty() {
+    } else if !definition.alias_service.is_empty() || !definition.alias_node.is_empty() {
         "alias"
     } else {
         return Err(HttpError::bad_request(

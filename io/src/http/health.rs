@@ -1,13 +1,15 @@
 //! The task that runs the agent's checks ([`crate::checks`] executes them; the core's
 //! [`Runner`] says when, [`Damper`](muster_core::health::Damper) what a result means and
-//! [`Reaper`] which services to drop) and applies each result to the agent's local state.
+//! [`Reaper`] which services to drop) and applies each result to the agent's local state; and
+//! the task that keeps alias checks in step with what they mirror.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use muster_core::agent::Rows;
-use muster_core::fsm::Check;
-use muster_core::health::{Reaper, Run, Runner, Schedule, Thresholds, REAP_INTERVAL};
+use muster_core::fsm::{Check, Health};
+use muster_core::health::{alias_status, Reaper, Run, Runner, Schedule, Thresholds, REAP_INTERVAL};
 
 use super::Api;
 
@@ -156,8 +158,14 @@ async fn run_one(api: Arc<Api>, run: Run) {
         api.checks.lock().runner.on_result(now, &run, outcome.status)
     };
     api.checks.wake.notify_one();
-    let Some(status) = status else { return };
-    let id = run.check_id;
+    if let Some(status) = status {
+        record(&api, run.check_id, status, outcome.output).await;
+    }
+}
+
+/// Gives check `id` `status` and `output`: a status change is synced to the catalog at once
+/// and persisted; an output-only change is kept here and synced by the next anti-entropy pass.
+async fn record(api: &Api, id: String, status: Health, output: String) {
     let current = api.local.state().checks().get(&id).map(|c| (c.status, c.output.clone()));
     match current {
         None => {}
@@ -165,21 +173,78 @@ async fn run_one(api: Arc<Api>, run: Run) {
             tracing::info!(check = %id, status = status.as_str(), "agent: check status changed");
             let row = muster_core::agent::Row::Check(id.clone());
             let update = |state: &mut muster_core::agent::LocalState| {
-                state.update_check(&id, status, outcome.output.clone()).map(|_| ((), Some(vec![row])))
+                state.update_check(&id, status, output).map(|_| ((), Some(vec![row])))
             };
-            let result = super::agent::change_and_push(&api, None, update).await;
-            if let Err(error) = result.and_then(|()| super::agent::persist_check(&api, &id)) {
+            let result = super::agent::change_and_push(api, None, update).await;
+            if let Err(error) = result.and_then(|()| super::agent::persist_check(api, &id)) {
                 tracing::warn!(check = %id, reason = %error.reason, "agent: updating a check failed");
             }
         }
-        // Output only: kept here at once, synced by the next anti-entropy pass.
-        Some((_, output))
-            if output != outcome.output
-                && api.local.state().update_check(&id, status, outcome.output).is_ok() =>
-        {
+        Some((_, was)) if was != output && api.local.state().update_check(&id, status, output).is_ok() => {
             api.local.bump();
         }
         Some(_) => {}
+    }
+}
+
+/// How often an alias of another node's service or health asks the catalog. Consul holds a
+/// blocking query open instead; a poll costs one read of the node's rows.
+const ALIAS_POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Runs the agent's alias checks (`AliasService`, `AliasNode`): each mirrors the health of a
+/// service or node ([`alias_status`]). An alias of this agent's own service follows the local
+/// state as it changes; an alias naming a node reads that node's rows from the catalog every
+/// [`ALIAS_POLL_INTERVAL`], and turns critical once two reads in a row fail.
+pub async fn run_alias_checks(api: Arc<Api>) {
+    let mut changes = api.local.subscribe();
+    let mut poll = tokio::time::interval(ALIAS_POLL_INTERVAL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failures: BTreeMap<String, u32> = BTreeMap::new();
+    loop {
+        let aliases: Vec<Arc<Check>> =
+            api.local.state().checks().values().filter(|c| c.kind == "alias").cloned().collect();
+        let mut remote: BTreeMap<String, Result<crate::rpc::NodeRows, String>> = BTreeMap::new();
+        for node in aliases.iter().map(|a| &a.definition.alias_node).filter(|n| !n.is_empty()) {
+            if !remote.contains_key(node) {
+                let rows = api.node_rows(node).await.map_err(|e| e.reason);
+                let failed = failures.entry(node.clone()).or_default();
+                *failed = if rows.is_ok() { 0 } else { failed.saturating_add(1) };
+                remote.insert(node.clone(), rows);
+            }
+        }
+        for alias in aliases {
+            let d = &alias.definition;
+            let (status, output) = if d.alias_node.is_empty() {
+                let state = api.local.state();
+                let exists = state.services().contains_key(&d.alias_service);
+                let others = state.checks().values().filter(|c| c.check_id != alias.check_id);
+                alias_status(others.map(AsRef::as_ref), "", &d.alias_service, exists)
+            } else {
+                match &remote[&d.alias_node] {
+                    Ok(rows) => {
+                        let exists = rows.services.iter().any(|s| s.id == d.alias_service);
+                        let others = rows
+                            .checks
+                            .iter()
+                            .filter(|c| c.node != alias.node || c.check_id != alias.check_id);
+                        alias_status(others, &d.alias_node, &d.alias_service, exists)
+                    }
+                    Err(_) if failures.get(&d.alias_node).copied().unwrap_or(0) < 2 => continue,
+                    Err(error) => {
+                        (Health::Critical, format!("Failure checking aliased node or service: {error}"))
+                    }
+                }
+            };
+            record(&api, alias.check_id.clone(), status, output).await;
+        }
+        tokio::select! {
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            _ = poll.tick() => {}
+        }
     }
 }
 

@@ -43,7 +43,7 @@ pub use self::agent::{
 };
 pub use self::body::Object;
 pub use self::gossip::{Gossip, UserEvent, EVENTS_KEPT};
-pub use self::health::{run_checks, CheckRunner};
+pub use self::health::{run_alias_checks, run_checks, CheckRunner};
 pub use self::leader::{run_leader_duties, RECONCILE_INTERVAL};
 pub use self::limit::HTTP_CONNS_PER_CLIENT_MAX;
 pub use self::members::{Member, Members, Pool};

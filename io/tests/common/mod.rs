@@ -100,6 +100,7 @@ async fn start_configured(
     tokio::spawn(http::run_check_ttl_timers(api.clone()));
     tokio::spawn(http::run_anti_entropy(api.clone()));
     tokio::spawn(http::run_checks(api.clone()));
+    tokio::spawn(http::run_alias_checks(api.clone()));
     let served = api.clone();
     tokio::spawn(async move {
         let _keep = handle;
