@@ -13,6 +13,7 @@
 //! seed gives the same hash.
 
 pub mod harness;
+pub mod health;
 pub mod linearizability;
 pub mod raft;
 pub mod seed;
