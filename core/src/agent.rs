@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use imbl::OrdMap;
+use imbl::{OrdMap, OrdSet};
 
 use crate::fsm::{Check, Command, Deregister, Health, Node, Register, Service};
 
@@ -80,12 +80,21 @@ pub struct LocalState {
     // catalog refuses it) costs O(1) however many rows the agent has.
     services: Rows<Service>,
     checks: Rows<Check>,
+    /// Checks whose output changed without their status, and whose output is held back from
+    /// the catalog until the agent's `check_update_interval` passes (Consul's deferred check
+    /// sync): meanwhile a full sync does not count their output as drift.
+    output_deferred: OrdSet<String>,
 }
 
 impl LocalState {
     /// An agent with nothing registered yet, for `node`.
     pub fn new(node: Node) -> LocalState {
-        LocalState { node: row_of_node(&node), services: OrdMap::new(), checks: OrdMap::new() }
+        LocalState {
+            node: row_of_node(&node),
+            services: OrdMap::new(),
+            checks: OrdMap::new(),
+            output_deferred: OrdSet::new(),
+        }
     }
 
     /// The node's row.
@@ -122,6 +131,7 @@ impl LocalState {
             .collect();
         for id in &dropped {
             self.checks.remove(id);
+            self.output_deferred.remove(id);
         }
         for check in checks {
             let check = Check { service_id: service.id.clone(), ..check };
@@ -148,6 +158,7 @@ impl LocalState {
             self.checks.values().filter(|c| c.service_id == id).map(|c| c.check_id.clone()).collect();
         for check in &bound {
             self.checks.remove(check);
+            self.output_deferred.remove(check);
         }
         self.check_invariants();
         Some(bound)
@@ -165,6 +176,7 @@ impl LocalState {
             Some(service.ok_or_else(|| LocalError::UnknownService(check.service_id.clone()))?)
         };
         let row = self.row_of_check(&check, service.map(Arc::as_ref));
+        self.output_deferred.remove(&row.check_id);
         self.checks.insert(row.check_id.clone(), Arc::new(row));
         self.check_invariants();
         Ok(())
@@ -172,12 +184,33 @@ impl LocalState {
 
     /// Removes a check; whether there was one.
     pub fn remove_check(&mut self, id: &str) -> bool {
+        self.output_deferred.remove(id);
         self.checks.remove(id).is_some()
     }
 
-    /// Sets a check's state and output (a TTL update, an expiry, an executor's result).
+    /// Holds check `id`'s output back from the catalog (a full sync ignores it) until
+    /// [`LocalState::end_output_deferral`] or a status change; whether it was not held already.
+    pub fn defer_output(&mut self, id: &str) -> bool {
+        self.checks.contains_key(id) && self.output_deferred.insert(id.to_owned()).is_none()
+    }
+
+    /// Lets check `id`'s output count again; whether it was held back.
+    pub fn end_output_deferral(&mut self, id: &str) -> bool {
+        self.output_deferred.remove(id).is_some()
+    }
+
+    /// Whether check `id`'s output is held back from the catalog.
+    pub fn output_deferred(&self, id: &str) -> bool {
+        self.output_deferred.contains(id)
+    }
+
+    /// Sets a check's state and output (a TTL update, an expiry, an executor's result). A
+    /// status change ends any deferral of its output: the whole row is due in the catalog.
     pub fn update_check(&mut self, id: &str, status: Health, output: String) -> Result<&Check, LocalError> {
         let check = self.checks.get_mut(id).ok_or_else(|| LocalError::UnknownCheck(id.to_owned()))?;
+        if check.status != status {
+            self.output_deferred.remove(id);
+        }
         let check = Arc::make_mut(check);
         check.status = status;
         check.output = output;
@@ -230,7 +263,10 @@ impl LocalState {
         let mut stale_checks: Vec<&Check> = self
             .checks
             .values()
-            .filter(|local| remote_checks.get(local.check_id.as_str()).is_none_or(|r| !same_check(r, local)))
+            .filter(|local| {
+                let deferred = self.output_deferred.contains(&local.check_id);
+                remote_checks.get(local.check_id.as_str()).is_none_or(|r| !same_check(r, local, deferred))
+            })
             .map(Arc::as_ref)
             .collect();
         if !node_in_sync {
@@ -331,6 +367,10 @@ impl LocalState {
         {
             assert!(!self.services.contains_key(LEADER_SERVICE_ID), "the leader's service is local");
             assert!(!self.checks.contains_key(LEADER_CHECK_ID), "the leader's check is local");
+            assert!(
+                self.output_deferred.iter().all(|id| self.checks.contains_key(id)),
+                "output deferred for a check the agent does not have"
+            );
             for (id, service) in &self.services {
                 assert_eq!(*id, service.id, "a service filed under another ID");
                 assert_eq!((service.create_index, service.modify_index), (0, 0), "a local row with indexes");
@@ -392,7 +432,9 @@ fn same_service(remote: &Service, local: &Service) -> bool {
         && *enable_tag_override == local.enable_tag_override
 }
 
-fn same_check(remote: &Check, local: &Check) -> bool {
+/// Whether the catalog's row `remote` matches `local`; with `ignore_output`, whatever their
+/// outputs say.
+fn same_check(remote: &Check, local: &Check, ignore_output: bool) -> bool {
     let Check {
         node,
         check_id,
@@ -413,7 +455,7 @@ fn same_check(remote: &Check, local: &Check) -> bool {
         && *name == local.name
         && *status == local.status
         && *notes == local.notes
-        && *output == local.output
+        && (ignore_output || *output == local.output)
         && *service_id == local.service_id
         && *service_name == local.service_name
         && *service_tags == local.service_tags
@@ -498,6 +540,34 @@ mod tests {
         let first = plan(local, fsm);
         apply(fsm, index, first);
         assert_eq!(plan(local, fsm), vec![], "one sync round leaves drift");
+    }
+
+    #[test]
+    fn a_deferred_output_is_not_drift_until_the_deferral_ends_or_the_status_changes() {
+        let mut local = LocalState::new(node());
+        local.add_check(ttl("mem", "")).unwrap();
+        let mut fsm = Fsm::new();
+        let mut index = 0;
+        sync(&mut local, &mut fsm, &mut index);
+        local.update_check("mem", Health::Critical, "new output".into()).unwrap();
+        assert_eq!(plan(&mut local, &fsm).len(), 1, "undeferred, the output is drift");
+        assert!(local.defer_output("mem"));
+        assert!(!local.defer_output("mem"), "deferred once");
+        assert!(!local.defer_output("unknown"), "only known checks");
+        assert_eq!(plan(&mut local, &fsm), vec![], "held back");
+        assert!(local.end_output_deferral("mem"));
+        assert_eq!(plan(&mut local, &fsm).len(), 1, "due once the deferral ends");
+        // A status change ends the deferral too.
+        assert!(local.defer_output("mem"));
+        local.update_check("mem", Health::Passing, "ok".into()).unwrap();
+        assert!(!local.output_deferred("mem"));
+        sync(&mut local, &mut fsm, &mut index);
+        assert_eq!(fsm.catalog().check("agent-one", "mem").map(|c| c.output.as_str()), Some("ok"));
+        // Removing the check forgets its deferral.
+        local.defer_output("mem");
+        local.remove_check("mem");
+        assert!(!local.output_deferred("mem"));
+        local.check_invariants();
     }
 
     #[test]

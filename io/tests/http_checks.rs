@@ -388,3 +388,32 @@ async fn alias_checks_mirror_a_local_service_and_a_nodes_service() {
     ids.sort_unstable();
     assert_eq!(ids, ["local-alias", "missing-alias", "node-alias", "web-ttl"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_only_update_waits_for_the_check_update_interval_and_a_status_change_does_not() {
+    let (addr, _api) = start_with_scripts("deferral").await;
+    let base = format!("http://{addr}");
+    register(&base, r#"{"Name": "beat", "TTL": "60s"}"#.to_owned()).await;
+    let catalog_output = || async {
+        let answer = call("GET", format!("{base}/v1/health/state/any"), "").await;
+        let rows: Vec<Value> = serde_json::from_str(&answer.body).unwrap();
+        let row = rows.into_iter().find(|c| c["CheckID"] == "beat").expect("synced");
+        (row["Status"].as_str().unwrap().to_owned(), row["Output"].as_str().unwrap().to_owned())
+    };
+    let update = |verb: &'static str, note: &'static str| {
+        let url = format!("{base}/v1/agent/check/{verb}/beat?note={note}");
+        async move { assert_eq!(call("PUT", url, "").await.status, 200) }
+    };
+    update("pass", "first").await;
+    assert_eq!(catalog_output().await, ("passing".to_owned(), "first".to_owned()), "a status change syncs");
+    update("pass", "second").await;
+    let agent = checks_when(&base, |checks| checks["beat"]["Output"] == "second").await;
+    assert_eq!(agent["beat"]["Status"], "passing");
+    assert_eq!(catalog_output().await, ("passing".to_owned(), "first".to_owned()), "output only: held back");
+    update("warn", "third").await;
+    assert_eq!(
+        catalog_output().await,
+        ("warning".to_owned(), "third".to_owned()),
+        "a status change syncs all"
+    );
+}

@@ -1266,7 +1266,7 @@ fn a_restore_of_a_bad_snapshot_is_refused_and_changes_nothing_but_the_applied_in
     assert_eq!(fsm.applied(), before.applied() + 5);
     assert_eq!(
         CommandError::Restore(SnapshotError::Format).to_string(),
-        "failed to restore snapshot: not a muster state snapshot of version 2"
+        "failed to restore snapshot: not a muster state snapshot of version 3"
     );
 }
 

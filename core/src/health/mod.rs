@@ -32,6 +32,10 @@ pub const REAP_INTERVAL: Duration = Duration::from_secs(30);
 /// The shortest `DeregisterCriticalServiceAfter` (Consul's `check_deregister_interval_min`);
 /// shorter ones are raised to it.
 pub const DEREGISTER_AFTER_MIN: Duration = Duration::from_secs(60);
+/// How long a check's output may differ from the catalog's while its status does not (Consul's
+/// `check_update_interval`): output-only changes wait this long, then sync together, sparing
+/// the Raft log a write per run of every check whose output changes each time.
+pub const CHECK_UPDATE_INTERVAL: Duration = Duration::from_secs(300);
 /// Runs start on multiples of this: checks due within one tick start together, so an agent
 /// running thousands of checks wakes at most once per tick instead of once per check (a run
 /// starts at most this much late).

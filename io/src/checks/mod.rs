@@ -2,9 +2,8 @@
 //! executors (script, HTTP and HTTPS, TCP and TCP+TLS, UDP, gRPC, H2PING; the task that runs them
 //! on the core's schedule is [`crate::http::health`]).
 //!
-//! A status change is synced to the catalog at once; a result that changes only the output
-//! stays local until the next anti-entropy pass (Consul defers output-only updates the same
-//! way, to spare the Raft log a write per run).
+//! What a result changes (a status at once, an output after `check_update_interval`) is the
+//! task's business, not the executors'.
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -844,6 +844,15 @@ async fn set_ttl_status(api: &Api, id: &str, status: Health, output: String) -> 
         Some(_) => {}
     }
     let output = truncate_output(output);
+    let same_status = api.local.state().checks().get(id).is_some_and(|c| c.status == status);
+    if same_status {
+        // Output only: held back from the catalog like a run's (Consul's check_update_interval).
+        super::health::record(api, id.to_owned(), status, output).await;
+        let check = api.local.state().checks().get(id).map(|c| Check::clone(c));
+        reset_timers(api, check.as_slice());
+        persist_check(api, id)?;
+        return Ok(StatusCode::OK.into_response());
+    }
     let row = Row::Check(id.to_owned());
     let check = change_and_push(api, None, |state| {
         state.update_check(id, status, output).map(|check| (check.clone(), Some(vec![row])))

@@ -8,8 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use muster_core::agent::Rows;
+use muster_core::deadlines::Deadlines;
 use muster_core::fsm::{Check, Health};
-use muster_core::health::{alias_status, Reaper, Run, Runner, Schedule, Thresholds, REAP_INTERVAL};
+use muster_core::health::{
+    alias_status, Reaper, Run, Runner, Schedule, Thresholds, CHECK_UPDATE_INTERVAL, REAP_INTERVAL,
+};
 
 use super::Api;
 
@@ -26,6 +29,8 @@ pub struct CheckRunner {
 struct Inner {
     runner: Runner,
     reaper: Reaper,
+    /// When each check whose output-only change is held back from the catalog is due there.
+    deferred: Deadlines,
     /// The rows the runner and reaper were set up from, to notice changes of definition (the
     /// rows are shared with the local state: this holds pointers, not copies).
     known: BTreeMap<String, Arc<Check>>,
@@ -37,6 +42,7 @@ impl CheckRunner {
         let inner = Inner {
             runner: Runner::new(muster_core::Rng::from_seed(seed)),
             reaper: Reaper::new(),
+            deferred: Deadlines::new(),
             known: BTreeMap::new(),
         };
         CheckRunner {
@@ -118,14 +124,19 @@ pub async fn run_checks(api: Arc<Api>) {
             api.checks.refresh(&before, &after);
             before = after;
         }
-        let (runs, next) = {
+        let (runs, due_outputs, next) = {
             let now = api.checks.now();
             let mut inner = api.checks.lock();
             let runs: Vec<Run> = std::iter::from_fn(|| inner.runner.poll_run(now)).collect();
-            (runs, inner.runner.poll_timeout())
+            let due_outputs = inner.deferred.expired(now);
+            let next = [inner.runner.poll_timeout(), inner.deferred.next()].into_iter().flatten().min();
+            (runs, due_outputs, next)
         };
         for run in runs {
             tokio::spawn(run_one(api.clone(), run));
+        }
+        if !due_outputs.is_empty() {
+            tokio::spawn(sync_deferred_outputs(api.clone(), due_outputs));
         }
         let sleep = async {
             match next {
@@ -164,8 +175,9 @@ async fn run_one(api: Arc<Api>, run: Run) {
 }
 
 /// Gives check `id` `status` and `output`: a status change is synced to the catalog at once
-/// and persisted; an output-only change is kept here and synced by the next anti-entropy pass.
-async fn record(api: &Api, id: String, status: Health, output: String) {
+/// and persisted; an output-only change is kept here, and reaches the catalog after
+/// [`CHECK_UPDATE_INTERVAL`] (with the first such change) or with the next status change.
+pub(super) async fn record(api: &Api, id: String, status: Health, output: String) {
     let current = api.local.state().checks().get(&id).map(|c| (c.status, c.output.clone()));
     match current {
         None => {}
@@ -180,10 +192,38 @@ async fn record(api: &Api, id: String, status: Health, output: String) {
                 tracing::warn!(check = %id, reason = %error.reason, "agent: updating a check failed");
             }
         }
-        Some((_, was)) if was != output && api.local.state().update_check(&id, status, output).is_ok() => {
+        Some((_, was)) if was != output => {
+            let deferred_now = {
+                let mut state = api.local.state();
+                state.update_check(&id, status, output).is_ok() && state.defer_output(&id)
+            };
+            if deferred_now {
+                let due = api.checks.now() + CHECK_UPDATE_INTERVAL;
+                api.checks.lock().deferred.set(&id, due);
+                api.checks.wake.notify_one();
+            }
             api.local.bump();
         }
         Some(_) => {}
+    }
+}
+
+/// Syncs the outputs held back for [`CHECK_UPDATE_INTERVAL`] (those whose status changed since
+/// went with it already).
+async fn sync_deferred_outputs(api: Arc<Api>, due: Vec<String>) {
+    let rows: Vec<muster_core::agent::Row> = {
+        let mut state = api.local.state();
+        due.into_iter()
+            .filter(|id| state.end_output_deferral(id))
+            .map(muster_core::agent::Row::Check)
+            .collect()
+    };
+    if rows.is_empty() {
+        return;
+    }
+    let count = rows.len();
+    if let Err(error) = super::agent::change_and_push(&api, None, |_| Ok(((), Some(rows)))).await {
+        tracing::warn!(checks = count, reason = %error.reason, "agent: syncing check outputs failed");
     }
 }
 
