@@ -417,3 +417,43 @@ async fn an_output_only_update_waits_for_the_check_update_interval_and_a_status_
         "a status change syncs all"
     );
 }
+
+/// The reaper on the real agent: a service whose only check is critical, with
+/// `DeregisterCriticalServiceAfter` of 1 minute (the least there is), is gone from the agent and
+/// the catalog within the minute plus one 30 s reap interval; a service beside it with a passing
+/// check stays. (Slow by nature: the simulation sweeps the reaper's timing over many seeds.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reaper_deregisters_a_critical_service_on_the_real_agent() {
+    let (addr, _api) = start_with_scripts("reaper").await;
+    let base = format!("http://{addr}");
+    let closed = common::free_port();
+    let open = TcpListener::bind("127.0.0.1:0").unwrap();
+    let open_port = open.local_addr().unwrap().port();
+    let service = |name: &str, port: u16| {
+        format!(
+            r#"{{"Name": "{name}", "Port": {port}, "Check": {{"TCP": "127.0.0.1:{port}", "Interval": "1s",
+                "DeregisterCriticalServiceAfter": "1m"}}}}"#
+        )
+    };
+    for (name, port) in [("doomed", closed), ("healthy", open_port)] {
+        let answer = call("PUT", format!("{base}/v1/agent/service/register"), service(name, port)).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+    }
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(60 + 30 + 10);
+    loop {
+        let answer = call("GET", format!("{base}/v1/agent/services"), "").await;
+        let services: Value = serde_json::from_str(&answer.body).unwrap();
+        if services.get("doomed").is_none() {
+            assert!(started.elapsed() >= Duration::from_secs(60), "reaped after {:?}", started.elapsed());
+            assert!(services.get("healthy").is_some(), "the passing service stays: {services:#}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "not reaped within 100 s: {services:#}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let answer = call("GET", format!("{base}/v1/catalog/service/doomed"), "").await;
+    assert_eq!(answer.body, "[]", "gone from the catalog too");
+    let answer = call("GET", format!("{base}/v1/catalog/service/healthy"), "").await;
+    assert_ne!(answer.body, "[]");
+}
