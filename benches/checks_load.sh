@@ -32,13 +32,13 @@ cleanup() { kill -9 "${agent_pid:-}" "${server_pid:-}" "${target_pid:-}" 2>/dev/
 trap cleanup EXIT
 
 "$target_dir/release/examples/check_target" "$target" & target_pid=$!
-"$target_dir/release/muster" agent -dev -node=load -http-port="$http" -serf-lan-port="$lan" \
+"$target_dir/release/muster" agent -dev -node=load -dns-port=-1 -http-port="$http" -serf-lan-port="$lan" \
   -serf-wan-port="$wan" -server-port="$server" >"$work/agent.log" 2>&1 & agent_pid=$!
 for _ in $(seq 100); do curl -sf "127.0.0.1:$http/v1/status/leader" | grep -q ':' && break; sleep 0.1; done
 if [ "$AGENT" = client ]; then
   server_pid=$agent_pid
   http=$(free_port); client_lan=$(free_port)
-  "$target_dir/release/muster" agent -node=load-client -data-dir="$work/client" -bind=127.0.0.1 \
+  "$target_dir/release/muster" agent -node=load-client -data-dir="$work/client" -bind=127.0.0.1 -dns-port=-1 \
     -http-port="$http" -serf-lan-port="$client_lan" -server-port="$(free_port)" \
     -retry-join="127.0.0.1:$lan" >"$work/client.log" 2>&1 & agent_pid=$!
   for _ in $(seq 100); do curl -sf "127.0.0.1:$http/v1/catalog/nodes" | grep -q load-client && break; sleep 0.1; done

@@ -37,7 +37,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-target/release/muster agent -server -bootstrap -data-dir="$work/muster" -bind=127.0.0.1 -node=bench \
+target/release/muster agent -server -bootstrap -data-dir="$work/muster" -bind=127.0.0.1 -dns-port=-1 -node=bench \
   -http-port=18500 -server-port=18300 -serf-lan-port=18301 -serf-wan-port=18302 >"$work/muster.log" 2>&1 &
 muster_pid=$!
 pids+=($!)

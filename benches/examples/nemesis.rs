@@ -42,7 +42,7 @@ impl Server {
     fn start(&mut self, bin: &str, join: u16) {
         let [lan, wan, http, rpc] = self.ports;
         let child = Command::new(bin)
-            .args(["agent", "-server", "-bootstrap-expect=3", "-bind=127.0.0.1"])
+            .args(["agent", "-server", "-bootstrap-expect=3", "-bind=127.0.0.1", "-dns-port=-1"])
             .arg(format!("-node={}", self.name))
             .arg(format!("-data-dir={}", self.dir.display()))
             .args([format!("-serf-lan-port={lan}"), format!("-serf-wan-port={wan}")])

@@ -26,6 +26,7 @@
 pub mod agent;
 pub mod autopilot;
 pub mod deadlines;
+pub mod dns;
 pub mod duration;
 pub mod fsm;
 pub mod health;

@@ -100,6 +100,18 @@ pub(crate) struct AgentArgs {
     /// The HTTP API's port; -1 disables it.
     #[arg(long = "http-port", default_value_t = 8500, allow_negative_numbers = true)]
     pub(crate) http_port: i32,
+    /// The DNS interface's port (UDP and TCP); -1 disables it.
+    #[arg(long = "dns-port", default_value_t = 8600, allow_negative_numbers = true)]
+    pub(crate) dns_port: i32,
+    /// The domain DNS answers for.
+    #[arg(long = "domain", default_value = "consul.")]
+    pub(crate) domain: String,
+    /// A second domain DNS answers for.
+    #[arg(long = "alt-domain")]
+    pub(crate) alt_domain: Option<String>,
+    /// An upstream DNS server for names outside the domain (`ip` or `ip:port`). Repeatable.
+    #[arg(long = "recursor")]
+    pub(crate) recursor: Vec<String>,
     /// The port servers serve Raft (and later RPC) on.
     #[arg(long = "server-port", default_value_t = 8300)]
     pub(crate) server_port: u16,

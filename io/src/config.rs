@@ -41,6 +41,31 @@ pub struct Ports {
     pub serf_wan: Option<u16>,
     /// `server`.
     pub server: Option<u16>,
+    /// `dns` (-1 disables).
+    pub dns: Option<i32>,
+}
+
+/// `dns_config`: what the files set.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DnsConfig {
+    /// `only_passing`.
+    pub only_passing: Option<bool>,
+    /// `udp_answer_limit`.
+    pub udp_answer_limit: Option<usize>,
+    /// `a_record_limit`.
+    pub a_record_limit: Option<usize>,
+    /// `enable_truncate`.
+    pub enable_truncate: Option<bool>,
+    /// `node_ttl`, seconds.
+    pub node_ttl_secs: Option<u32>,
+    /// `service_ttl`, seconds, by name, `prefix*` or `*`.
+    pub service_ttl_secs: std::collections::BTreeMap<String, u32>,
+    /// `soa` (`refresh`, `retry`, `expire`, `min_ttl`), seconds.
+    pub soa: std::collections::BTreeMap<String, u32>,
+    /// `recursor_strategy`: `sequential` or `random`.
+    pub recursor_strategy: Option<String>,
+    /// `recursor_timeout`.
+    pub recursor_timeout: Option<std::time::Duration>,
 }
 
 /// What the files set; `None` is "not set by any file".
@@ -72,6 +97,14 @@ pub struct FileConfig {
     pub retry_join_wan: Vec<String>,
     /// `ports`.
     pub ports: Ports,
+    /// `domain`.
+    pub domain: Option<String>,
+    /// `alt_domain`.
+    pub alt_domain: Option<String>,
+    /// `recursors`, appended.
+    pub recursors: Vec<String>,
+    /// `dns_config`.
+    pub dns: DnsConfig,
     /// `leave_on_terminate`.
     pub leave_on_terminate: Option<bool>,
     /// `skip_leave_on_interrupt`.
@@ -183,6 +216,10 @@ fn merge(config: &mut FileConfig, file: &Path, map: Map<String, Value>) -> Resul
             "start_join" | "retry_join" => config.retry_join.extend(strings(&key, &value)?),
             "start_join_wan" | "retry_join_wan" => config.retry_join_wan.extend(strings(&key, &value)?),
             "ports" => merge_ports(&mut config.ports, &value)?,
+            "domain" => config.domain = Some(string(&key, &value)?),
+            "alt_domain" => config.alt_domain = Some(string(&key, &value)?),
+            "recursors" | "recursor" => config.recursors.extend(strings(&key, &value)?),
+            "dns_config" => merge_dns(&mut config.dns, &value)?,
             "service" | "services" => {
                 config.services.extend(objects(&key, value)?.into_iter().map(|v| (file.to_owned(), v)))
             }
@@ -210,10 +247,76 @@ fn merge_ports(ports: &mut Ports, value: &Value) -> Result<(), String> {
             "serf_lan" => ports.serf_lan = Some(number(&name, value)?),
             "serf_wan" => ports.serf_wan = Some(number(&name, value)?),
             "server" => ports.server = Some(number(&name, value)?),
+            "dns" => {
+                let port = value
+                    .as_i64()
+                    .filter(|p| (-1..=65535).contains(p))
+                    .ok_or(format!("{name}: expected a port or -1"))?;
+                ports.dns = Some(i32::try_from(port).expect("bounded above"));
+            }
             _ => return Err(format!("invalid config key {name}")),
         }
     }
     Ok(())
+}
+
+fn merge_dns(dns: &mut DnsConfig, value: &Value) -> Result<(), String> {
+    let Value::Object(map) = value else { return Err("dns_config: expected an object".to_owned()) };
+    for (key, value) in map {
+        let name = format!("dns_config.{key}");
+        match key.as_str() {
+            "only_passing" => dns.only_passing = Some(boolean(&name, value)?),
+            "udp_answer_limit" => dns.udp_answer_limit = Some(number(&name, value)?),
+            "a_record_limit" => dns.a_record_limit = Some(number(&name, value)?),
+            "enable_truncate" => dns.enable_truncate = Some(boolean(&name, value)?),
+            "node_ttl" => dns.node_ttl_secs = Some(seconds(&name, value)?),
+            "service_ttl" => {
+                let Value::Object(ttls) = value else { return Err(format!("{name}: expected an object")) };
+                for (service, ttl) in ttls {
+                    dns.service_ttl_secs.insert(service.clone(), seconds(&format!("{name}.{service}"), ttl)?);
+                }
+            }
+            "soa" => {
+                let Value::Object(fields) = value else { return Err(format!("{name}: expected an object")) };
+                for (field, number_value) in fields {
+                    let field_name = format!("{name}.{field}");
+                    if !matches!(field.as_str(), "refresh" | "retry" | "expire" | "min_ttl") {
+                        return Err(format!("invalid config key {field_name}"));
+                    }
+                    dns.soa.insert(field.clone(), number(&field_name, number_value)?);
+                }
+            }
+            "recursor_strategy" => {
+                let strategy = string(&name, value)?;
+                if !matches!(strategy.as_str(), "sequential" | "random") {
+                    return Err(format!("{name}: expected \"sequential\" or \"random\", not {strategy:?}"));
+                }
+                dns.recursor_strategy = Some(strategy);
+            }
+            "recursor_timeout" => {
+                let text = string(&name, value)?;
+                let timeout = muster_core::duration::parse(&text).map_err(|e| format!("{name}: {e}"))?;
+                dns.recursor_timeout = Some(timeout);
+            }
+            // muster always answers from the local replica (Consul's default allow_stale), so
+            // these are accepted and have nothing to change.
+            "allow_stale" => {
+                boolean(&name, value)?;
+            }
+            "max_stale" => {
+                string(&name, value)?;
+            }
+            _ => return Err(format!("invalid config key {name}")),
+        }
+    }
+    Ok(())
+}
+
+/// A Go duration string, whole seconds.
+fn seconds(key: &str, value: &Value) -> Result<u32, String> {
+    let text = string(key, value)?;
+    let duration = muster_core::duration::parse(&text).map_err(|e| format!("{key}: {e}"))?;
+    u32::try_from(duration.as_secs()).map_err(|_| format!("{key}: too long"))
 }
 
 fn string(key: &str, value: &Value) -> Result<String, String> {

@@ -15,6 +15,8 @@
 pub mod checks;
 #[cfg(all(feature = "agent", not(madsim)))]
 pub mod config;
+#[cfg(all(feature = "agent", not(madsim)))]
+pub mod dns;
 pub mod drive;
 #[cfg(all(feature = "agent", not(madsim)))]
 pub mod http;

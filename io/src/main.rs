@@ -91,6 +91,7 @@ fn main() -> ExitCode {
 /// What the configuration files gave the agent: where they are, and their services and checks.
 struct FromFiles {
     sources: config::Sources,
+    dns: config::DnsConfig,
     definitions: http::Definitions,
     leave_on_terminate: Option<bool>,
     skip_leave_on_interrupt: Option<bool>,
@@ -153,11 +154,20 @@ fn apply_config_files(
     if !given("server_port") {
         args.server_port = file.ports.server.unwrap_or(args.server_port);
     }
+    if !given("dns_port") {
+        args.dns_port = file.ports.dns.unwrap_or(args.dns_port);
+    }
+    if !given("domain") {
+        args.domain = file.domain.unwrap_or(args.domain.clone());
+    }
+    args.alt_domain = args.alt_domain.take().or(file.alt_domain);
+    args.recursor.extend(file.recursors);
     args.rejoin |= file.rejoin_after_leave.unwrap_or(false);
     args.join.extend(file.retry_join);
     args.join_wan.extend(file.retry_join_wan);
     Ok(FromFiles {
         sources,
+        dns: file.dns,
         definitions,
         leave_on_terminate: file.leave_on_terminate,
         skip_leave_on_interrupt: file.skip_leave_on_interrupt,
@@ -301,6 +311,11 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
         -1 => None,
         port => Some(u16::try_from(port).map_err(|_| format!("Invalid -http-port {port}"))?),
     };
+    let dns_port = match args.dns_port {
+        -1 => None,
+        port => Some(u16::try_from(port).map_err(|_| format!("Invalid -dns-port {port}"))?),
+    };
+    let dns_settings = Arc::new(dns_settings(&args, &files.dns)?);
     // -dev keeps nothing: its Raft log lives in a directory of its own, removed at exit.
     let raft_dir = match (&args.data_dir, args.dev) {
         (_, true) => std::env::temp_dir().join(format!("muster-dev-{}", std::process::id())),
@@ -424,13 +439,23 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
             });
         }
 
+        if let Some(port) = dns_port {
+            let addr = SocketAddr::new(client_ip, port);
+            let udp =
+                UdpSocket::bind(addr).await.map_err(|e| format!("Error binding DNS {addr} (udp): {e}"))?;
+            let tcp =
+                TcpListener::bind(addr).await.map_err(|e| format!("Error binding DNS {addr} (tcp): {e}"))?;
+            tokio::spawn(muster::dns::serve(api.clone(), dns_settings.clone(), udp, tcp));
+        }
+
         println!("==> Starting muster agent...");
         println!("               Version: '{}'", version::MUSTER_VERSION);
         println!("             Node name: '{node_name}'");
         println!("            Datacenter: '{}'", args.datacenter);
         println!("                Server: {server} (Bootstrap: {bootstrap})");
         let http = http_port.map_or("-1".to_owned(), |port| port.to_string());
-        println!("           Client Addr: [{client_ip}] (HTTP: {http}, HTTPS: -1, gRPC: -1, DNS: -1)");
+        let dns = dns_port.map_or("-1".to_owned(), |port| port.to_string());
+        println!("           Client Addr: [{client_ip}] (HTTP: {http}, HTTPS: -1, gRPC: -1, DNS: {dns})");
         let wan_port = if server { args.serf_wan_port.to_string() } else { "-1".to_owned() };
         println!("          Cluster Addr: {advertise_ip} (LAN: {}, WAN: {wan_port})", args.serf_lan_port);
         println!("     Gossip Encryption: {}", encrypt_key.is_some());
@@ -995,6 +1020,53 @@ fn hostname() -> Option<String> {
 
 /// The agent's randomness is seeded from the OS once, here at the edge; the core only ever sees
 /// the seed. Logged so a surprising run can be reasoned about.
+/// The DNS interface's settings from the flags and the files' `dns_config`.
+fn dns_settings(args: &cli::AgentArgs, file: &config::DnsConfig) -> Result<muster::dns::Settings, String> {
+    let domain_of = |text: &str| text.trim_end_matches('.').to_ascii_lowercase();
+    let defaults = muster_core::dns::Config::default();
+    let soa = |field: &str, default: u32| file.soa.get(field).copied().unwrap_or(default);
+    let answers = muster_core::dns::Config {
+        domain: domain_of(&args.domain),
+        alt_domain: args.alt_domain.as_deref().map(domain_of).unwrap_or_default(),
+        datacenter: args.datacenter.to_ascii_lowercase(),
+        node_ttl_secs: file.node_ttl_secs.unwrap_or(0),
+        service_ttl_secs: file.service_ttl_secs.clone(),
+        only_passing: file.only_passing.unwrap_or(false),
+        udp_answer_limit: file.udp_answer_limit.unwrap_or(defaults.udp_answer_limit),
+        a_record_limit: file.a_record_limit.unwrap_or(0),
+        enable_truncate: file.enable_truncate.unwrap_or(false),
+        recursion: !args.recursor.is_empty(),
+        soa: muster_core::dns::Soa {
+            refresh: soa("refresh", defaults.soa.refresh),
+            retry: soa("retry", defaults.soa.retry),
+            expire: soa("expire", defaults.soa.expire),
+            min_ttl: soa("min_ttl", defaults.soa.min_ttl),
+        },
+    };
+    if answers.domain.is_empty() {
+        return Err("-domain must not be empty".to_owned());
+    }
+    let recursors = args
+        .recursor
+        .iter()
+        .map(|text| {
+            text.parse::<SocketAddr>()
+                .or_else(|_| text.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+                .map_err(|_| format!("Invalid recursor address {text:?}: expected an IP, or IP:port"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let strategy = match file.recursor_strategy.as_deref() {
+        Some("random") => muster::dns::RecursorStrategy::Random,
+        _ => muster::dns::RecursorStrategy::Sequential,
+    };
+    Ok(muster::dns::Settings {
+        answers,
+        recursors,
+        strategy,
+        recursor_timeout: file.recursor_timeout.unwrap_or(std::time::Duration::from_secs(2)),
+    })
+}
+
 fn seed_from_os() -> u64 {
     use std::hash::{BuildHasher, RandomState};
     let seed = RandomState::new().hash_one(std::process::id());

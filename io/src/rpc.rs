@@ -10,6 +10,7 @@
 //!   the leader stamps with its clock and proposes.
 //! - [`Call::NodeRows`]: the catalog's rows for one node, which anti-entropy compares with the
 //!   agent's own state.
+//! - [`Call::Dns`]: a DNS query a client agent cannot answer itself (it keeps no catalog).
 //!
 //! A call travels at most two hops, client agent → any server → leader, and its [`Request`]
 //! says which hop it is on. A client's call ([`Request::Server`]) is answered as the server's
@@ -66,6 +67,19 @@ pub enum Call {
     Propose(Bytes),
     /// The catalog's rows for the node of this name.
     NodeRows(String),
+    /// A DNS query, answered from the receiving server's catalog with the sender's settings.
+    Dns(DnsQuery),
+}
+
+/// A DNS query a client agent forwards.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsQuery {
+    /// The query as the client sent it.
+    pub packet: Bytes,
+    /// How it arrived (the answer is cut to fit).
+    pub transport: muster_core::dns::Transport,
+    /// The forwarding agent's DNS settings.
+    pub config: muster_core::dns::Config,
 }
 
 /// A node's rows in the catalog, as [`muster_core::agent::LocalState::plan`] compares them.
@@ -113,6 +127,8 @@ pub enum Reply {
     Propose(Result<muster_core::fsm::Response, (u16, String)>),
     /// To [`Call::NodeRows`]: the rows, or the HTTP status and reason of the refusal.
     NodeRows(Result<NodeRows, (u16, String)>),
+    /// To [`Call::Dns`]: what to do with the query, or the HTTP status and reason of the refusal.
+    Dns(Result<muster_core::dns::Handled, (u16, String)>),
 }
 
 /// The extension the receiving server puts on a forwarded HTTP request.
@@ -293,6 +309,7 @@ mod tests {
                 }
                 Call::Propose(_) => Reply::Propose(Ok(muster_core::fsm::Response::Bool(true))),
                 Call::NodeRows(_) => Reply::NodeRows(Ok(NodeRows::default())),
+                Call::Dns(_) => Reply::Dns(Ok(muster_core::dns::Handled::Drop)),
             }
         }
     }

@@ -34,7 +34,7 @@ type Output = std::io::Lines<BufReader<std::process::ChildStdout>>;
 
 fn start_dev_agent(lan: u16, wan: u16, http: u16, server: u16) -> (Agent, Vec<String>, Output) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_muster"))
-        .args(["agent", "-dev", "-node=smoke", &format!("-serf-lan-port={lan}")])
+        .args(["agent", "-dev", "-node=smoke", "-dns-port=-1", &format!("-serf-lan-port={lan}")])
         .arg(format!("--serf-wan-port={wan}"))
         .args([format!("-http-port={http}"), format!("-server-port={server}")])
         .stdout(Stdio::piped())
@@ -230,7 +230,7 @@ fn a_server_keeps_its_services_and_check_states_across_a_restart() {
     let (lan, wan, http_port, server) = (free_port(), free_port(), free_port(), free_port());
     let start = || {
         let child = Command::new(env!("CARGO_BIN_EXE_muster"))
-            .args(["agent", "-server", "-bootstrap", "-bind=127.0.0.1", "-node=keeper"])
+            .args(["agent", "-server", "-bootstrap", "-bind=127.0.0.1", "-node=keeper", "-dns-port=-1"])
             .arg(format!("-data-dir={}", dir.display()))
             .args([format!("-serf-lan-port={lan}"), format!("-serf-wan-port={wan}")])
             .args([format!("-http-port={http_port}"), format!("-server-port={server}")])
@@ -291,7 +291,7 @@ fn services_from_config_files_are_registered_and_reloaded() {
 
     let (lan, wan, http_port, server) = (free_port(), free_port(), free_port(), free_port());
     let child = Command::new(env!("CARGO_BIN_EXE_muster"))
-        .args(["agent", "-dev", "-node=configured"])
+        .args(["agent", "-dev", "-node=configured", "-dns-port=-1"])
         .arg(format!("-config-dir={}", dir.display()))
         .args([format!("-serf-lan-port={lan}"), format!("-serf-wan-port={wan}")])
         .args([format!("-http-port={http_port}"), format!("-server-port={server}")])
@@ -355,7 +355,7 @@ fn services_from_config_files_are_registered_and_reloaded() {
     // A bad key at start: Consul's words, exit 1.
     std::fs::write(dir.join("zz.json"), r#"{"datacentre": "east"}"#).unwrap();
     let refused = Command::new(env!("CARGO_BIN_EXE_muster"))
-        .args(["agent", "-dev", "-http-port=-1"])
+        .args(["agent", "-dev", "-http-port=-1", "-dns-port=-1"])
         .arg(format!("-config-dir={}", dir.display()))
         .output()
         .unwrap();

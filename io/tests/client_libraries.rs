@@ -23,7 +23,7 @@ fn free_port() -> u16 {
 fn dev_agent() -> (Agent, u16) {
     let (http, server, lan, wan) = (free_port(), free_port(), free_port(), free_port());
     let child = Command::new(env!("CARGO_BIN_EXE_muster"))
-        .args(["agent", "-dev", "-node=client-test"])
+        .args(["agent", "-dev", "-node=client-test", "-dns-port=-1"])
         .args([
             format!("-http-port={http}"),
             format!("-server-port={server}"),

@@ -24,6 +24,7 @@ struct Server {
     wan: u16,
     http: u16,
     rpc: u16,
+    dns: u16,
     dir: std::path::PathBuf,
     child: Option<Child>,
 }
@@ -47,6 +48,7 @@ impl Server {
             wan: free_port(),
             http: free_port(),
             rpc: free_port(),
+            dns: free_port(),
             dir,
             child: None,
         }
@@ -66,7 +68,8 @@ impl Server {
             .arg(format!("-node={}", self.name))
             .arg(format!("-data-dir={}", self.dir.display()))
             .args([format!("-serf-lan-port={}", self.lan), format!("-serf-wan-port={}", self.wan)])
-            .args([format!("-http-port={}", self.http), format!("-server-port={}", self.rpc)]);
+            .args([format!("-http-port={}", self.http), format!("-server-port={}", self.rpc)])
+            .arg(format!("-dns-port={}", self.dns));
         if let Some(port) = join {
             command.arg(format!("-retry-join=127.0.0.1:{port}"));
         }
@@ -262,6 +265,22 @@ fn three_servers_bootstrap_from_gossip_and_survive_the_loss_of_their_leader() {
     let instances: Vec<serde_json::Value> = serde_json::from_str(&instances).unwrap();
     assert_eq!(instances.len(), 1);
     assert_eq!((instances[0]["Node"].as_str(), instances[0]["ServicePort"].as_u64()), (Some("c1"), Some(80)));
+    // DNS on a client (which keeps no catalog) is answered by a server, with the client's settings.
+    // Answers come from the server's replica (stale reads allowed, as Consul's DNS): the write
+    // reaches a follower a moment after the leader acknowledged it.
+    let targets = eventually("the service in a client's DNS answers", Duration::from_secs(10), || {
+        let srv = dns_query(clients[1].dns, "rails.web.service.consul.", hickory_proto::rr::RecordType::SRV);
+        let targets: Vec<String> = srv
+            .answers
+            .iter()
+            .filter_map(|r| match &r.data {
+                hickory_proto::rr::RData::SRV(srv) => Some(format!("{}:{}", srv.target.to_ascii(), srv.port)),
+                _ => None,
+            })
+            .collect();
+        (!targets.is_empty()).then_some(targets)
+    });
+    assert_eq!(targets, ["c1.node.dc1.consul.:80"]);
     // kill -9 of a client: gossip declares it failed, and the leader marks it critical.
     clients[1].kill();
     eventually("the killed client's serfHealth critical", Duration::from_secs(30), || {
@@ -331,6 +350,20 @@ fn three_servers_bootstrap_from_gossip_and_survive_the_loss_of_their_leader() {
         let checks: Vec<serde_json::Value> = serde_json::from_str(&body).ok()?;
         checks.iter().any(|c| c["CheckID"] == "serfHealth" && c["Status"] == "passing").then_some(())
     });
+    // Everyone must know c1 left before it comes back: a member that still thought it alive
+    // (c2 pulled its member list while c1's leave was spreading) would probe the restarted c1
+    // and so join it, which is gossip working, not a rejoin.
+    eventually("every member seeing c1 as left", Duration::from_secs(60), || {
+        let viewers = servers.iter().chain(std::iter::once(&clients[1]));
+        viewers
+            .map(|agent| {
+                let (_, body) = http("GET", &agent.url("/v1/agent/members"), b"")?;
+                let members: Vec<serde_json::Value> = serde_json::from_str(&body).ok()?;
+                Some(members.iter().all(|m| m["Name"] != "c1" || m["Status"] == 3))
+            })
+            .all(|left| left == Some(true))
+            .then_some(())
+    });
     clients[0].start(None);
     std::thread::sleep(Duration::from_secs(2));
     let alone = lan_members(&clients[0]);
@@ -369,6 +402,19 @@ fn three_servers_bootstrap_from_gossip_and_survive_the_loss_of_their_leader() {
             assert_eq!(read, value, "{} {key}", server.name);
         }
     }
+}
+
+/// One DNS query over UDP to `port` on 127.0.0.1, and its answer.
+fn dns_query(port: u16, name: &str, qtype: hickory_proto::rr::RecordType) -> hickory_proto::op::Message {
+    use hickory_proto::op::{Message, MessageType, OpCode, Query};
+    let mut message = Message::new(7, MessageType::Query, OpCode::Query);
+    message.add_query(Query::query(hickory_proto::rr::Name::from_ascii(name).unwrap(), qtype));
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    socket.send_to(&message.to_vec().unwrap(), ("127.0.0.1", port)).unwrap();
+    let mut buf = [0u8; 4096];
+    let len = socket.recv(&mut buf).expect("a DNS answer within 5 s");
+    Message::from_vec(&buf[..len]).unwrap()
 }
 
 /// How many LAN members `agent` sees alive.

@@ -1707,7 +1707,7 @@ impl Swim {
         assert!(self.awareness.score() < self.config.awareness_max_multiplier);
         let checks = self.invariant_checks.get() + 1;
         self.invariant_checks.set(checks);
-        if self.members.len() > FULL_CHECK_MEMBERS_MAX && checks % FULL_CHECK_EVERY != 0 {
+        if self.members.len() > FULL_CHECK_MEMBERS_MAX && !checks.is_multiple_of(FULL_CHECK_EVERY) {
             return;
         }
         let listed: BTreeSet<&String> = self.probe_order.iter().collect();

@@ -351,7 +351,7 @@ async fn http_once(
 /// A duration as Go prints it for whole seconds and milliseconds (`30s`, `1.5s`, `500ms`).
 fn go_duration(duration: Duration) -> String {
     let ms = duration.as_millis();
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else if ms < 1000 {
         format!("{ms}ms")

@@ -259,6 +259,11 @@ impl crate::rpc::Handler for RpcHandler {
                 };
                 Reply::NodeRows(rows.map_err(refusal))
             }
+            Call::Dns(query) => {
+                let handled =
+                    crate::dns::handle(&self.api, &query.config, &query.packet, query.transport).await;
+                Reply::Dns(handled.map_err(refusal))
+            }
             Call::Http(forwarded) => {
                 let mut builder =
                     axum::http::Request::builder().method(forwarded.method.as_str()).uri(&forwarded.uri);
