@@ -168,7 +168,7 @@ fn registration(i: usize, web_status: Health) -> Command {
         service: Some(Service {
             id: "web".into(),
             service: "web".into(),
-            tags: vec![if i % 2 == 0 { "rails".into() } else { "django".into() }],
+            tags: vec![if i.is_multiple_of(2) { "rails".into() } else { "django".into() }],
             port: 80,
             ..Service::default()
         }),

@@ -46,9 +46,14 @@ pub struct Settings {
     pub recursor_timeout: Duration,
 }
 
-/// Serves DNS on `udp` and `tcp` for as long as the agent runs.
+/// Serves DNS on `udp` and `tcp` for as long as the agent runs: one UDP receive loop per core
+/// on the one socket (a server answers inline in its loop, so loops are its parallelism).
 pub async fn serve(api: Arc<Api>, settings: Arc<Settings>, udp: UdpSocket, tcp: TcpListener) {
     let udp = Arc::new(udp);
+    let loops = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    for _ in 1..loops {
+        tokio::spawn(serve_udp(api.clone(), settings.clone(), udp.clone()));
+    }
     tokio::join!(serve_udp(api.clone(), settings.clone(), udp), serve_tcp(api, settings, tcp));
 }
 

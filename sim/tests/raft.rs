@@ -14,7 +14,7 @@ fn replay(test: &'static str) -> Replay {
 /// 3 voters for even seeds, 5 for odd, and one spare the nemesis may add; a hostile network
 /// one seed in four.
 fn cluster_for(seed: u64, bug: Option<PlantedBug>) -> RaftCluster {
-    let voters = if seed % 2 == 0 { 3 } else { 5 };
+    let voters = if seed.is_multiple_of(2) { 3 } else { 5 };
     let net = if seed % 4 == 3 { RaftNet::hostile() } else { RaftNet::lan() };
     RaftCluster::with_spares(seed, voters, 1, net, bug)
 }

@@ -408,7 +408,15 @@ impl Lookup<'_> {
             [] => return Outcome::NxDomain,
         };
         let tags: Vec<&str> = tag.as_deref().into_iter().collect();
-        let (_, instances) = self.catalog.health_service(service, &tags, false);
+        let (_, mut instances) = self.catalog.health_service(service, &tags, false);
+        if instances.is_empty() {
+            // Service names are matched case-insensitively, as Consul's catalog does.
+            let services = self.catalog.services().1;
+            if let Some(actual) = services.keys().find(|s| s.eq_ignore_ascii_case(service) && **s != service)
+            {
+                instances = self.catalog.health_service(actual, &tags, false).1;
+            }
+        }
         let mut seen = BTreeSet::new();
         let mut healthy: Vec<&Instance<'_>> = instances
             .iter()

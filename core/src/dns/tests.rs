@@ -405,3 +405,50 @@ proptest::proptest! {
         let _ = handle(&packet, Transport::Udp, fsm.catalog(), &Config::default(), &mut Rng::from_seed(1), 0);
     }
 }
+
+#[test]
+fn ttls_follow_node_ttl_and_the_most_specific_service_ttl() {
+    let config = Config {
+        node_ttl_secs: 30,
+        service_ttl_secs: BTreeMap::from([
+            ("*".to_owned(), 5),
+            ("we*".to_owned(), 10),
+            ("web".to_owned(), 15),
+            ("w*".to_owned(), 7),
+        ]),
+        ..Config::default()
+    };
+    let ttl = |name: &str, qtype| ask_with(name, qtype, Transport::Tcp, false, &config).answers[0].ttl;
+    assert_eq!(ttl("web.service.consul.", RecordType::A), 15, "exact");
+    assert_eq!(ttl("n1.node.consul.", RecordType::A), 30, "node_ttl");
+    let fsm = catalog();
+    let query = Query::new();
+    let lookup = Lookup { catalog: fsm.catalog(), config: &config, query: &query, now_unix_secs: 0 };
+    assert_eq!(lookup.service_ttl("webby"), 10, "the longest prefix");
+    assert_eq!(lookup.service_ttl("wx"), 7);
+    assert_eq!(lookup.service_ttl("db"), 5, "the wildcard");
+    let none = Lookup { config: &Config::default(), ..lookup };
+    assert_eq!(none.service_ttl("db"), 0, "no caching by default");
+}
+
+#[test]
+fn service_names_match_in_any_case() {
+    let mut fsm = Fsm::new();
+    let command = Command::Register(Box::new(Register {
+        node: Node { node: "n1".into(), address: "10.0.0.1".into(), ..Node::default() },
+        skip_node_update: false,
+        service: Some(Service { id: "Api".into(), service: "Api".into(), port: 1, ..Service::default() }),
+        checks: vec![],
+    }));
+    fsm.apply_command(1, 0, &command);
+    let handled = handle(
+        &query("api.service.consul.", RecordType::A, false),
+        Transport::Udp,
+        fsm.catalog(),
+        &Config::default(),
+        &mut Rng::from_seed(1),
+        0,
+    );
+    let Handled::Answer(bytes) = handled else { panic!("{handled:?}") };
+    assert_eq!(ips(&Message::from_vec(&bytes).unwrap()), [ip("10.0.0.1")]);
+}
