@@ -211,54 +211,61 @@ fn acceptor(alpn: &[u8]) -> tokio_rustls::TlsAcceptor {
     tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config))
 }
 
-/// An HTTPS server answering every request `200 OK` with body `secure`.
-async fn https_target() -> u16 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// Accepts connections on a fresh port, each served by `serve` in a task of its own.
+async fn tokio_target<F, Fut>(serve: F) -> u16
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let acceptor = acceptor(b"http/1.1");
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else { continue };
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                // A failed handshake (a client that does not trust the certificate) is expected.
-                let Ok(mut tls) = acceptor.accept(stream).await else { return };
-                let mut buf = [0u8; 2048];
-                if tls.read(&mut buf).await.unwrap_or(0) > 0 {
-                    let answer = "HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nsecure";
-                    let _ = tls.write_all(answer.as_bytes()).await;
-                    let _ = tls.shutdown().await;
-                }
-            });
+            tokio::spawn(serve(stream));
         }
     });
     port
 }
 
+/// An HTTPS server answering every request `200 OK` with body `secure`.
+async fn https_target() -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let acceptor = acceptor(b"http/1.1");
+    tokio_target(move |stream| {
+        let acceptor = acceptor.clone();
+        async move {
+            // A failed handshake (a client that does not trust the certificate) is expected.
+            let Ok(mut tls) = acceptor.accept(stream).await else { return };
+            let mut buf = [0u8; 2048];
+            if tls.read(&mut buf).await.unwrap_or(0) > 0 {
+                let answer = "HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nsecure";
+                let _ = tls.write_all(answer.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            }
+        }
+    })
+    .await
+}
+
 /// An HTTP/2 server (over TLS offering `h2`, or cleartext) that only answers PINGs.
 async fn h2_target(tls: bool) -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
     let acceptor = acceptor(b"h2");
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let connection = if tls {
-                    let Ok(stream) = acceptor.accept(stream).await else { return };
-                    h2::server::handshake(Box::new(stream) as Box<dyn Io>).await
-                } else {
-                    h2::server::handshake(Box::new(stream) as Box<dyn Io>).await
-                };
-                // Accepting drives the connection, which answers PINGs by itself.
-                let Ok(mut connection) = connection else { return };
-                while let Some(Ok(_)) = connection.accept().await {}
-            });
+    tokio_target(move |stream| {
+        let acceptor = acceptor.clone();
+        async move {
+            let connection = if tls {
+                let Ok(stream) = acceptor.accept(stream).await else { return };
+                h2::server::handshake(Box::new(stream) as Box<dyn Io>).await
+            } else {
+                h2::server::handshake(Box::new(stream) as Box<dyn Io>).await
+            };
+            // Accepting drives the connection, which answers PINGs by itself.
+            let Ok(mut connection) = connection else { return };
+            while let Some(Ok(_)) = connection.accept().await {}
         }
-    });
-    port
+    })
+    .await
 }
 
 trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}

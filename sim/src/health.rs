@@ -341,28 +341,19 @@ impl HealthSim {
         }
     }
 
+    /// The catalog's status of each of this node's checks.
+    fn catalog_statuses(&self) -> BTreeMap<String, Health> {
+        let name = &self.local.node().node;
+        self.fsm.catalog().node_checks(name).1.into_iter().map(|c| (c.check_id.clone(), c.status)).collect()
+    }
+
     fn apply(&mut self, command: &Command) {
-        let name = self.local.node().node.clone();
-        let before: BTreeMap<String, Health> = self
-            .fsm
-            .catalog()
-            .node_checks(&name)
-            .1
-            .into_iter()
-            .map(|c| (c.check_id.clone(), c.status))
-            .collect();
+        let before = self.catalog_statuses();
         self.index += 1;
         let now_ms = self.now.as_nanos() / 1_000_000;
         let applied = self.fsm.apply_command(self.index, now_ms, command);
         self.trace.record(self.now.as_nanos(), 0, &applied);
-        let after: BTreeMap<String, Health> = self
-            .fsm
-            .catalog()
-            .node_checks(&name)
-            .1
-            .into_iter()
-            .map(|c| (c.check_id.clone(), c.status))
-            .collect();
+        let after = self.catalog_statuses();
         let ids: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
         for id in ids {
             if before.get(id) != after.get(id) {
