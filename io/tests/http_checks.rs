@@ -66,6 +66,17 @@ async fn checks_when(base: &str, ready: impl Fn(&Value) -> bool) -> Value {
     }
 }
 
+/// Registers each (name, definition fields) as a check run every second, passing until it runs.
+async fn register_passing_every_second(base: &str, checks: &[(&str, String)]) {
+    for (name, definition) in checks {
+        register(
+            base,
+            format!(r#"{{"Name": "{name}", "Interval": "1s", "Status": "passing", {definition}}}"#),
+        )
+        .await;
+    }
+}
+
 async fn register(base: &str, body: String) {
     let answer = call("PUT", format!("{base}/v1/agent/check/register"), body.clone()).await;
     assert_eq!(answer.status, 200, "{body}: {}", answer.body);
@@ -98,13 +109,7 @@ async fn http_tcp_udp_and_script_checks_report_consuls_statuses_and_outputs() {
         ("sleepy", r#""Args": ["sleep", "30"], "Timeout": "500ms""#.to_owned()),
         ("missing", r#""Args": ["/nonexistent/binary"]"#.to_owned()),
     ];
-    for (name, definition) in &checks {
-        register(
-            &base,
-            format!(r#"{{"Name": "{name}", "Interval": "1s", "Status": "passing", {definition}}}"#),
-        )
-        .await;
-    }
+    register_passing_every_second(&base, &checks).await;
     let expected = [
         ("ok", "passing", format!("HTTP GET {}: 200 OK Output: fine", url("/ok"))),
         ("busy", "warning", format!("HTTP GET {}: 429 Too Many Requests Output: slow down", url("/busy"))),
@@ -305,13 +310,7 @@ async fn https_tcp_tls_grpc_and_h2ping_checks_report_consuls_statuses_and_output
         ("grpc-db", format!(r#""GRPC": "127.0.0.1:{grpc}/db""#)),
         ("grpc-closed", format!(r#""GRPC": "127.0.0.1:{closed}""#)),
     ];
-    for (name, definition) in &checks {
-        register(
-            &base,
-            format!(r#"{{"Name": "{name}", "Interval": "1s", "Status": "passing", {definition}}}"#),
-        )
-        .await;
-    }
+    register_passing_every_second(&base, &checks).await;
     let expected = [
         ("https-skip", "passing", format!("HTTP GET {secure}: 200 OK Output: secure")),
         ("tcp-tls-skip", "passing", format!("TCP+TLS connect 127.0.0.1:{https}: Success")),
