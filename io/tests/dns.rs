@@ -29,18 +29,18 @@ impl Drop for Agent {
     }
 }
 
-/// A dev agent named `smoke` with `web` (tag `rails`, port 80, a TTL check passing) on it, and
-/// `agent-two` at 10.1.2.3 registered through the catalog with `web` on 8080.
-fn agent() -> Agent {
+/// A dev agent named `node` on fresh ports, with `extra` flags, once it leads.
+fn spawn_agent(node: &str, extra: &[String]) -> Agent {
     let (http, dns) = (free_port(), free_port());
     let mut child = Command::new(env!("CARGO_BIN_EXE_muster"))
-        .args(["agent", "-dev", "-node=smoke"])
+        .args(["agent", "-dev", &format!("-node={node}")])
         .args([format!("-serf-lan-port={}", free_port()), format!("-serf-wan-port={}", free_port())])
         .args([
             format!("-http-port={http}"),
             format!("-server-port={}", free_port()),
             format!("-dns-port={dns}"),
         ])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -52,6 +52,14 @@ fn agent() -> Agent {
     std::thread::spawn(move || lines.for_each(drop));
     let agent = Agent { child, http, dns };
     wait_for_leader(http);
+    agent
+}
+
+/// A dev agent named `smoke` with `web` (tag `rails`, port 80, a TTL check passing) on it, and
+/// `agent-two` at 10.1.2.3 registered through the catalog with `web` on 8080.
+fn agent() -> Agent {
+    let agent = spawn_agent("smoke", &[]);
+    let http = agent.http;
     put(
         http,
         "/v1/agent/service/register",
@@ -223,4 +231,43 @@ fn the_seeds_dig_examples() {
     assert!(gone.contains("SOA") && gone.contains("ns.consul. hostmaster.consul."), "{gone}");
     let tcp = dig(agent.dns, &["+tcp", "smoke.node.consul", "+short"]);
     assert_eq!(tcp.trim(), "127.0.0.1");
+}
+
+/// A stand-in upstream resolver: answers every query with one A record, 192.0.2.7.
+fn recursor() -> u16 {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = socket.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok((len, from)) = socket.recv_from(&mut buf) {
+            let Ok(request) = Message::from_vec(&buf[..len]) else { continue };
+            let mut response = Message::response(request.metadata.id, OpCode::Query);
+            response.add_queries(request.queries.iter().cloned());
+            let name = request.queries[0].name().clone();
+            let a = hickory_proto::rr::rdata::A("192.0.2.7".parse().unwrap());
+            response.add_answer(hickory_proto::rr::Record::from_rdata(name, 60, RData::A(a)));
+            let _ = socket.send_to(&response.to_vec().unwrap(), from);
+        }
+    });
+    port
+}
+
+#[test]
+fn names_outside_the_domain_go_to_the_recursors_and_servfail_when_none_answers() {
+    let upstream = recursor();
+    // Nothing listens on `refusing`: that recursor fails (the port refuses), the next answers.
+    let refusing = free_port();
+    let recursors = [format!("-recursor=127.0.0.1:{refusing}"), format!("-recursor=127.0.0.1:{upstream}")];
+    let agent = spawn_agent("recursing", &recursors);
+    let answer = over_udp(agent.dns, "example.com.", RecordType::A);
+    assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(addresses(&answer), ["192.0.2.7"]);
+    assert!(
+        over_udp(agent.dns, "consul.", RecordType::SOA).metadata.recursion_available,
+        "RA with recursors"
+    );
+    // Only a recursor that fails: SERVFAIL, with the query's ID.
+    let stranded = spawn_agent("stranded", &[format!("-recursor=127.0.0.1:{refusing}")]);
+    let failed = over_udp(stranded.dns, "example.com.", RecordType::A);
+    assert_eq!((failed.metadata.id, failed.metadata.response_code), (0xbeef, ResponseCode::ServFail));
 }

@@ -452,3 +452,17 @@ fn service_names_match_in_any_case() {
     let Handled::Answer(bytes) = handled else { panic!("{handled:?}") };
     assert_eq!(ips(&Message::from_vec(&bytes).unwrap()), [ip("10.0.0.1")]);
 }
+
+#[test]
+fn ptr_names_an_ipv6_node_too() {
+    let nibbles: String = format!("{:032x}", u128::from("fd00::6".parse::<std::net::Ipv6Addr>().unwrap()))
+        .chars()
+        .rev()
+        .map(|c| format!("{c}."))
+        .collect();
+    let answer = ask(&format!("{nibbles}ip6.arpa."), RecordType::PTR);
+    let RData::PTR(target) = &answer.answers[0].data else { panic!("{answer:?}") };
+    assert_eq!(target.0.to_ascii(), "six.node.dc1.consul.");
+    // An address nobody has is not ours to answer (REFUSED without recursors).
+    assert_eq!(ask("9.9.9.9.in-addr.arpa.", RecordType::PTR).metadata.response_code, ResponseCode::Refused);
+}
