@@ -115,6 +115,8 @@ pub struct FileConfig {
     pub enable_script_checks: Option<bool>,
     /// `enable_local_script_checks`.
     pub enable_local_script_checks: Option<bool>,
+    /// `check_update_interval`.
+    pub check_update_interval: Option<std::time::Duration>,
     /// Service definitions, each with the file it came from.
     pub services: Vec<(PathBuf, Value)>,
     /// Check definitions, each with the file it came from.
@@ -207,6 +209,11 @@ fn merge(config: &mut FileConfig, file: &Path, map: Map<String, Value>) -> Resul
             "rejoin_after_leave" => config.rejoin_after_leave = Some(boolean(&key, &value)?),
             "enable_script_checks" => config.enable_script_checks = Some(boolean(&key, &value)?),
             "enable_local_script_checks" => config.enable_local_script_checks = Some(boolean(&key, &value)?),
+            "check_update_interval" => {
+                let text = string(&key, &value)?;
+                let interval = muster_core::duration::parse(&text).map_err(|e| format!("{key}: {e}"))?;
+                config.check_update_interval = Some(interval);
+            }
             "bootstrap" => config.bootstrap = Some(boolean(&key, &value)?),
             "bootstrap_expect" => config.bootstrap_expect = Some(number(&key, &value)?),
             "bind_addr" => config.bind_addr = Some(address(&key, &value)?),
@@ -390,6 +397,44 @@ mod tests {
         assert_eq!(config.services[4].1["check"]["ttl"], "30s");
         assert_eq!(config.services[0].1["tags"], serde_json::json!(["rails"]));
         assert_eq!(config.services[0].0, dir.join("20-web.hcl"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn dns_settings_and_the_check_update_interval_are_read() {
+        let dir = dir(
+            "dns",
+            &[(
+                "a.hcl",
+                "check_update_interval = \"0s\"\ndomain = \"example.\"\nrecursors = [\"1.1.1.1\"]\n\
+                 ports {\n  dns = -1\n}\ndns_config {\n  only_passing = true\n  node_ttl = \"30s\"\n\
+                 service_ttl = {\n    \"*\" = \"5s\"\n  }\n  soa {\n    min_ttl = 60\n  }\n\
+                 recursor_strategy = \"random\"\n  recursor_timeout = \"500ms\"\n}\n",
+            )],
+        );
+        let config = load(&Sources { paths: vec![Source::Dir(dir.clone())] }).unwrap();
+        assert_eq!(config.check_update_interval, Some(std::time::Duration::ZERO));
+        assert_eq!(
+            (config.domain.as_deref(), config.recursors.as_slice()),
+            (Some("example."), &["1.1.1.1".to_owned()][..])
+        );
+        assert_eq!(config.ports.dns, Some(-1));
+        assert_eq!((config.dns.only_passing, config.dns.node_ttl_secs), (Some(true), Some(30)));
+        assert_eq!(config.dns.service_ttl_secs.get("*"), Some(&5));
+        assert_eq!(config.dns.soa.get("min_ttl"), Some(&60));
+        assert_eq!(config.dns.recursor_strategy.as_deref(), Some("random"));
+        assert_eq!(config.dns.recursor_timeout, Some(std::time::Duration::from_millis(500)));
+        std::fs::write(dir.join("b.json"), r#"{"dns_config": {"only_passin": true}}"#).unwrap();
+        let refused = load(&Sources { paths: vec![Source::File(dir.join("b.json"))] }).unwrap_err();
+        assert!(refused.ends_with("invalid config key dns_config.only_passin"), "{refused}");
+        std::fs::write(dir.join("c.json"), r#"{"dns_config": {"recursor_strategy": "fastest"}}"#).unwrap();
+        let refused = load(&Sources { paths: vec![Source::File(dir.join("c.json"))] }).unwrap_err();
+        assert!(
+            refused.ends_with(
+                r#"dns_config.recursor_strategy: expected "sequential" or "random", not "fastest""#
+            ),
+            "{refused}"
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 

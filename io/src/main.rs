@@ -91,6 +91,7 @@ fn main() -> ExitCode {
 /// What the configuration files gave the agent: where they are, and their services and checks.
 struct FromFiles {
     sources: config::Sources,
+    check_update_interval: Option<std::time::Duration>,
     dns: config::DnsConfig,
     definitions: http::Definitions,
     leave_on_terminate: Option<bool>,
@@ -167,6 +168,7 @@ fn apply_config_files(
     args.join_wan.extend(file.retry_join_wan);
     Ok(FromFiles {
         sources,
+        check_update_interval: file.check_update_interval,
         dns: file.dns,
         definitions,
         leave_on_terminate: file.leave_on_terminate,
@@ -408,7 +410,10 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
             config: http::ConfigFiles::new(files.sources.clone()),
             rpc: muster::rpc::Pool::default(),
             chosen_server: http::ChosenServer::default(),
-            checks: http::CheckRunner::new(seed_from_os()),
+            checks: match files.check_update_interval {
+                Some(interval) => http::CheckRunner::new(seed_from_os()).with_update_interval(interval),
+                None => http::CheckRunner::new(seed_from_os()),
+            },
             script_checks: http::ScriptChecks {
                 from_api: args.enable_script_checks,
                 from_files: args.enable_script_checks || args.enable_local_script_checks,

@@ -33,6 +33,8 @@ pub const UDP_BYTES_MAX: usize = 512;
 pub const TCP_BYTES_MAX: usize = 65_523;
 /// The most answers over UDP without EDNS, whatever `udp_answer_limit` says.
 pub const UDP_ANSWERS_MAX: usize = 8;
+/// The most servers an NS answer names (Consul's).
+pub const NAME_SERVERS_MAX: usize = 3;
 /// The EDNS buffer size muster advertises in its answers.
 pub const EDNS_PAYLOAD_BYTES: u16 = 4096;
 
@@ -229,7 +231,7 @@ impl Lookup<'_> {
         }
         let Some(inside) = self.strip_domain(name) else { return Outcome::Outside };
         if inside.is_empty() {
-            return self.apex(qtype);
+            return self.apex(qtype, rng);
         }
         let labels: Vec<&str> = inside.split('.').collect();
         let Some(kind_at) = labels.iter().rposition(|l| {
@@ -296,28 +298,30 @@ impl Lookup<'_> {
         }
     }
 
-    fn apex(&self, qtype: RecordType) -> Outcome {
+    fn apex(&self, qtype: RecordType, rng: &mut Rng) -> Outcome {
         let mut answers = Vec::new();
         let mut additionals = Vec::new();
         if matches!(qtype, RecordType::SOA | RecordType::ANY) {
             answers.push(self.soa_record());
         }
         if matches!(qtype, RecordType::NS | RecordType::ANY) {
-            let (ns, addrs) = self.name_servers();
+            let (ns, addrs) = self.name_servers(rng);
             answers.extend(ns);
             additionals.extend(addrs);
         }
         Outcome::Records { answers, additionals }
     }
 
-    /// NS records for the domain: the servers (nodes carrying the `consul` service), at most
-    /// three, with their addresses.
-    fn name_servers(&self) -> (Vec<Record>, Vec<Record>) {
+    /// NS records for the domain: up to three servers (nodes carrying the `consul` service)
+    /// drawn at random, with their addresses.
+    fn name_servers(&self, rng: &mut Rng) -> (Vec<Record>, Vec<Record>) {
         let owner = self.fqdn(self.domain());
         let mut ns = Vec::new();
         let mut addrs = Vec::new();
         let (_, servers) = self.catalog.health_service(crate::reconcile::SERVER_SERVICE, &[], false);
-        for instance in servers.iter().filter(|i| is_dns_label(&i.node.node)).take(3) {
+        let mut servers: Vec<&Instance<'_>> = servers.iter().filter(|i| is_dns_label(&i.node.node)).collect();
+        shuffle(&mut servers, rng);
+        for instance in servers.into_iter().take(NAME_SERVERS_MAX) {
             let target = self.fqdn(&format!(
                 "{}.node.{}.{}",
                 instance.node.node,
@@ -430,11 +434,7 @@ impl Lookup<'_> {
         if healthy.is_empty() {
             return Outcome::NxDomain;
         }
-        // Fisher-Yates from the caller's seeded generator.
-        for i in (1..healthy.len()).rev() {
-            let j = (rng.next_u64() % (i as u64 + 1)) as usize;
-            healthy.swap(i, j);
-        }
+        shuffle(&mut healthy, rng);
         let ttl = self.service_ttl(service);
         let owner = self.query.name().clone();
         let mut answers = Vec::new();
@@ -539,6 +539,14 @@ impl Lookup<'_> {
         let mut name = Name::from_ascii(text).unwrap_or_else(|_| Name::root());
         name.set_fqdn(true);
         name
+    }
+}
+
+/// Fisher-Yates from the caller's seeded generator.
+fn shuffle<T>(items: &mut [T], rng: &mut Rng) {
+    for i in (1..items.len()).rev() {
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+        items.swap(i, j);
     }
 }
 

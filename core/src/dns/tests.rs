@@ -466,3 +466,50 @@ fn ptr_names_an_ipv6_node_too() {
     // An address nobody has is not ours to answer (REFUSED without recursors).
     assert_eq!(ask("9.9.9.9.in-addr.arpa.", RecordType::PTR).metadata.response_code, ResponseCode::Refused);
 }
+
+#[test]
+fn ns_names_at_most_three_servers_drawn_at_random() {
+    let mut fsm = Fsm::new();
+    for n in 0..5u64 {
+        let command = Command::Register(Box::new(Register {
+            node: Node { node: format!("s{n}"), address: format!("10.0.1.{n}"), ..Node::default() },
+            skip_node_update: false,
+            service: Some(Service {
+                id: "consul".into(),
+                service: "consul".into(),
+                port: 8300,
+                ..Service::default()
+            }),
+            checks: vec![],
+        }));
+        fsm.apply_command(n + 1, 0, &command);
+    }
+    let packet = query("consul.", RecordType::NS, false);
+    let sets: std::collections::BTreeSet<Vec<String>> = (0..20)
+        .map(|seed| {
+            let Handled::Answer(bytes) = handle(
+                &packet,
+                Transport::Udp,
+                fsm.catalog(),
+                &Config::default(),
+                &mut Rng::from_seed(seed),
+                0,
+            ) else {
+                panic!("answered")
+            };
+            let answer = Message::from_vec(&bytes).unwrap();
+            assert_eq!((answer.answers.len(), answer.additionals.len()), (3, 3), "three, with addresses");
+            let mut names: Vec<String> = answer
+                .answers
+                .iter()
+                .map(|r| match &r.data {
+                    RData::NS(ns) => ns.0.to_ascii(),
+                    other => panic!("{other:?}"),
+                })
+                .collect();
+            names.sort();
+            names
+        })
+        .collect();
+    assert!(sets.len() > 1, "drawn at random: {sets:?}");
+}

@@ -23,6 +23,9 @@ pub struct CheckRunner {
     /// Wakes the task when a run ended (the next one's time is known only then).
     wake: tokio::sync::Notify,
     origin: tokio::time::Instant,
+    /// How long an output-only change waits before it syncs (`check_update_interval`); zero
+    /// syncs each at once.
+    update_interval: std::time::Duration,
 }
 
 #[derive(Debug)]
@@ -49,7 +52,15 @@ impl CheckRunner {
             inner: Mutex::new(inner),
             wake: tokio::sync::Notify::new(),
             origin: tokio::time::Instant::now(),
+            update_interval: CHECK_UPDATE_INTERVAL,
         }
+    }
+
+    /// The same, with output-only changes held back for `interval` (Consul's
+    /// `check_update_interval`) instead of [`CHECK_UPDATE_INTERVAL`]; zero syncs them at once.
+    pub fn with_update_interval(mut self, interval: std::time::Duration) -> CheckRunner {
+        self.update_interval = interval;
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -181,8 +192,12 @@ pub(super) async fn record(api: &Api, id: String, status: Health, output: String
     let current = api.local.state().checks().get(&id).map(|c| (c.status, c.output.clone()));
     match current {
         None => {}
-        Some((was, _)) if was != status => {
-            tracing::info!(check = %id, status = status.as_str(), "agent: check status changed");
+        Some((was, previous))
+            if was != status || (api.checks.update_interval.is_zero() && previous != output) =>
+        {
+            if was != status {
+                tracing::info!(check = %id, status = status.as_str(), "agent: check status changed");
+            }
             let row = muster_core::agent::Row::Check(id.clone());
             let update = |state: &mut muster_core::agent::LocalState| {
                 state.update_check(&id, status, output).map(|_| ((), Some(vec![row])))
@@ -198,7 +213,7 @@ pub(super) async fn record(api: &Api, id: String, status: Health, output: String
                 state.update_check(&id, status, output).is_ok() && state.defer_output(&id)
             };
             if deferred_now {
-                let due = api.checks.now() + CHECK_UPDATE_INTERVAL;
+                let due = api.checks.now() + api.checks.update_interval;
                 api.checks.lock().deferred.set(&id, due);
                 api.checks.wake.notify_one();
             }
