@@ -152,7 +152,13 @@ fn a_partitioned_leader_is_replaced_and_catches_up_when_the_partition_heals() {
         }
         Err(reason) => panic!("CI must run the partition test, but network namespaces failed: {reason}"),
     };
-    let _servers: Vec<Server> = (1..=3).map(|i| start(&net, i)).collect();
+    // s1 first, answering, then the others: they join it, and a join that finds nobody is
+    // retried only after 30 s (Consul's retry_interval), longer than this test waits.
+    let first = start(&net, 1);
+    eventually("s1's HTTP API", Duration::from_secs(30), || {
+        http("GET", &format!("http://{}:8500/v1/status/leader", net.addr(1)), b"")
+    });
+    let _servers: Vec<Server> = std::iter::once(first).chain((2..=3).map(|i| start(&net, i))).collect();
     let all = [1, 2, 3];
     let old = eventually("a leader all three agree on", Duration::from_secs(30), || leader(&net, &all));
     let url = |i: usize, path: &str| format!("http://{}:8500{path}", net.addr(i));
