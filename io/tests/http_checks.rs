@@ -156,12 +156,24 @@ async fn http_tcp_udp_and_script_checks_report_consuls_statuses_and_outputs() {
     assert_eq!(ran["ok"]["Type"], "http");
     assert_eq!(ran["exit0"]["Type"], "script");
 
-    // Status changes reach the catalog at once.
-    let answer = call("GET", format!("{base}/v1/health/state/warning"), "").await;
-    let warning: Vec<Value> = serde_json::from_str(&answer.body).unwrap();
-    let mut ids: Vec<&str> = warning.iter().map(|c| c["CheckID"].as_str().unwrap()).collect();
-    ids.sort_unstable();
-    assert_eq!(ids, ["busy", "exit1"]);
+    // Status changes reach the catalog too (pushed right after the local change).
+    catalog_state_when(&base, "warning", &["busy", "exit1"]).await;
+}
+
+/// Waits (up to 15 s) until the catalog's checks in `state` are exactly `ids`.
+async fn catalog_state_when(base: &str, state: &str, ids: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let answer = call("GET", format!("{base}/v1/health/state/{state}"), "").await;
+        let rows: Vec<Value> = serde_json::from_str(&answer.body).unwrap();
+        let mut found: Vec<&str> = rows.iter().map(|c| c["CheckID"].as_str().unwrap()).collect();
+        found.sort_unstable();
+        if found == ids {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{state} in the catalog: {found:?}, not {ids:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -388,11 +400,7 @@ async fn alias_checks_mirror_a_local_service_and_a_nodes_service() {
     })
     .await;
     // Status changes of an alias reach the catalog like any other.
-    let answer = call("GET", format!("{base}/v1/health/state/critical"), "").await;
-    let critical: Vec<Value> = serde_json::from_str(&answer.body).unwrap();
-    let mut ids: Vec<&str> = critical.iter().map(|c| c["CheckID"].as_str().unwrap()).collect();
-    ids.sort_unstable();
-    assert_eq!(ids, ["local-alias", "missing-alias", "node-alias", "web-ttl"]);
+    catalog_state_when(&base, "critical", &["local-alias", "missing-alias", "node-alias", "web-ttl"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
