@@ -15,8 +15,8 @@
 //! client's buffer; over TCP to 64 KiB. TC is set only with `enable_truncate` (Consul's default
 //! is off, so clients do not retry over TCP; many users want it on).
 
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, PTR, SOA, SRV, TXT};
@@ -154,7 +154,7 @@ pub fn handle(
         return encode(response, Transport::Tcp, config, &request);
     };
     response.add_query(query.clone());
-    let lookup = Lookup { catalog, config, query, now_unix_secs };
+    let lookup = Lookup::new(catalog, config, query, now_unix_secs);
     match lookup.answer(rng) {
         Outcome::Records { answers, additionals } => {
             if answers.is_empty() {
@@ -213,9 +213,24 @@ struct Lookup<'a> {
     config: &'a Config,
     query: &'a Query,
     now_unix_secs: u32,
+    /// The query's name, lowercase, without the trailing dot (computed once per query).
+    name: String,
+    /// Whether it is under the alternative domain (answers then name that domain).
+    in_alt_domain: bool,
 }
 
-impl Lookup<'_> {
+impl<'a> Lookup<'a> {
+    fn new(catalog: &'a Catalog, config: &'a Config, query: &'a Query, now_unix_secs: u32) -> Lookup<'a> {
+        let mut name = query.name().to_lowercase().to_ascii();
+        if name.ends_with('.') {
+            name.pop();
+        }
+        let alt = config.alt_domain.as_str();
+        let in_alt_domain = !alt.is_empty()
+            && (name == alt || name.strip_suffix(alt).is_some_and(|rest| rest.ends_with('.')));
+        Lookup { catalog, config, query, now_unix_secs, name, in_alt_domain }
+    }
+
     fn answer(&self, rng: &mut Rng) -> Outcome {
         let qtype = self.query.query_type();
         if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
@@ -224,8 +239,7 @@ impl Lookup<'_> {
         if self.query.query_class() != DNSClass::IN && self.query.query_class() != DNSClass::ANY {
             return Outcome::Code(ResponseCode::Refused);
         }
-        let name = self.query.name().to_lowercase().to_ascii();
-        let name = name.trim_end_matches('.');
+        let name = self.name.as_str();
         if let Some(reverse) = name.strip_suffix(".in-addr.arpa").or_else(|| name.strip_suffix(".ip6.arpa")) {
             return self.ptr(reverse, name.ends_with(".ip6.arpa"));
         }
@@ -277,12 +291,8 @@ impl Lookup<'_> {
 
     /// The domain answering: the one the query used (Consul since 1.11), for names we build.
     fn domain(&self) -> &str {
-        let name = self.query.name().to_lowercase().to_ascii();
-        let alt = &self.config.alt_domain;
-        if !alt.is_empty()
-            && (name.trim_end_matches('.') == alt || name.trim_end_matches('.').ends_with(&format!(".{alt}")))
-        {
-            alt
+        if self.in_alt_domain {
+            &self.config.alt_domain
         } else {
             &self.config.domain
         }

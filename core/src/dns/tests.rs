@@ -1,5 +1,5 @@
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
@@ -423,11 +423,12 @@ fn ttls_follow_node_ttl_and_the_most_specific_service_ttl() {
     assert_eq!(ttl("n1.node.consul.", RecordType::A), 30, "node_ttl");
     let fsm = catalog();
     let query = Query::new();
-    let lookup = Lookup { catalog: fsm.catalog(), config: &config, query: &query, now_unix_secs: 0 };
+    let lookup = Lookup::new(fsm.catalog(), &config, &query, 0);
     assert_eq!(lookup.service_ttl("webby"), 10, "the longest prefix");
     assert_eq!(lookup.service_ttl("wx"), 7);
     assert_eq!(lookup.service_ttl("db"), 5, "the wildcard");
-    let none = Lookup { config: &Config::default(), ..lookup };
+    let default = Config::default();
+    let none = Lookup::new(fsm.catalog(), &default, &query, 0);
     assert_eq!(none.service_ttl("db"), 0, "no caching by default");
 }
 
@@ -455,7 +456,7 @@ fn service_names_match_in_any_case() {
 
 #[test]
 fn ptr_names_an_ipv6_node_too() {
-    let nibbles: String = format!("{:032x}", u128::from("fd00::6".parse::<std::net::Ipv6Addr>().unwrap()))
+    let nibbles: String = format!("{:032x}", u128::from("fd00::6".parse::<Ipv6Addr>().unwrap()))
         .chars()
         .rev()
         .map(|c| format!("{c}."))
