@@ -2,9 +2,11 @@
 //! and the `consul` npm package. Each needs its library installed (`.ci/run` installs them);
 //! without it the test says so and skips, except in CI, where a missing library is a failure.
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+mod common;
+use common::free_port;
 
 struct Agent(Child);
 
@@ -13,10 +15,6 @@ impl Drop for Agent {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A dev agent on free ports; returns it with its HTTP port once its API has a leader.

@@ -14,21 +14,31 @@ use muster_core::raft::Config;
 use tokio::net::TcpListener;
 
 /// A loopback port nothing listens on right now, for UDP and TCP alike, and never handed out
-/// before in this test process: tests running side by side each get ports of their own (the
-/// kernel may offer a port again as soon as its probe socket closes, and two tests' agents
-/// then fight over it).
+/// before in this test process: tests running side by side each get ports of their own.
+///
+/// The ports come from below Linux's ephemeral range (32768-60999): a port the kernel offered
+/// for `bind(0)` can be taken, before the agent under test binds it, as the local end of any
+/// outgoing connection on the machine, and the agent then fails to start (CI saw an agent
+/// "never ready" that way). Below the range only explicit binds compete, and those are
+/// checked here. The scan starts at an offset from the process ID so that test binaries
+/// running one after another do not reuse each other's ports while a killed agent's sockets
+/// linger.
 pub fn free_port() -> u16 {
-    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
-        std::sync::Mutex::new(std::collections::BTreeSet::new());
-    loop {
-        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = tcp.local_addr().unwrap().port();
-        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
-            && HANDED_OUT.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(port)
-        {
+    const FIRST: u16 = 20_000;
+    const COUNT: u16 = 12_000;
+    static NEXT: std::sync::Mutex<Option<u16>> = std::sync::Mutex::new(None);
+    let mut next = NEXT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut offset = next.unwrap_or((std::process::id() % u32::from(COUNT)) as u16);
+    for _ in 0..COUNT {
+        let port = FIRST + offset;
+        offset = (offset + 1) % COUNT;
+        let tcp = std::net::TcpListener::bind(("127.0.0.1", port));
+        if tcp.is_ok() && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            *next = Some(offset);
             return port;
         }
     }
+    panic!("no free loopback port between {FIRST} and {}", FIRST + COUNT);
 }
 
 /// A running one-server agent's HTTP address; everything stops with the runtime.
