@@ -10,6 +10,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::cmd;
+
 /// The `muster` command.
 #[derive(Debug, Parser)]
 #[command(
@@ -32,6 +34,32 @@ pub(crate) enum Subcommands {
     Keygen,
     /// Checks configuration files (and directories of them) without starting an agent.
     Validate(ValidateArgs),
+    /// Lists the members of the gossip pool.
+    Members(cmd::cluster::MembersArgs),
+    /// Tells the agent to join others.
+    Join(cmd::cluster::JoinArgs),
+    /// Makes the agent leave its pools gracefully and stop.
+    Leave(cmd::cluster::LeaveArgs),
+    /// Marks a failed node as left.
+    ForceLeave(cmd::cluster::ForceLeaveArgs),
+    /// Makes the agent read its configuration files again.
+    Reload(cmd::cluster::ReloadArgs),
+    /// Puts the node or a service into maintenance mode, takes it out, or lists what is in it.
+    Maint(cmd::cluster::MaintArgs),
+    /// Fires a user event.
+    Event(cmd::cluster::EventArgs),
+    /// Reads and writes the key/value store.
+    #[command(subcommand)]
+    Kv(cmd::kv::KvCommand),
+    /// Lists the catalog's datacenters, nodes and services.
+    #[command(subcommand)]
+    Catalog(cmd::catalog::CatalogCommand),
+    /// Operator tools: Raft's peers and leadership.
+    #[command(subcommand)]
+    Operator(cmd::catalog::OperatorCommand),
+    /// Saves, restores and inspects snapshots of the servers' state.
+    #[command(subcommand)]
+    Snapshot(cmd::snapshot::SnapshotCommand),
 }
 
 /// Arguments of `muster validate`.

@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod cli;
+mod cmd;
 
 fn main() -> ExitCode {
     let args = cli::normalize(std::env::args_os());
@@ -70,6 +71,17 @@ fn main() -> ExitCode {
             }
         },
         cli::Subcommands::Validate(args) => validate(&args),
+        cli::Subcommands::Members(args) => finish(cmd::cluster::members(&args)),
+        cli::Subcommands::Join(args) => finish(cmd::cluster::join(&args)),
+        cli::Subcommands::Leave(args) => finish(cmd::cluster::leave(&args)),
+        cli::Subcommands::ForceLeave(args) => finish(cmd::cluster::force_leave(&args)),
+        cli::Subcommands::Reload(args) => finish(cmd::cluster::reload(&args)),
+        cli::Subcommands::Maint(args) => finish(cmd::cluster::maint(&args)),
+        cli::Subcommands::Event(args) => finish(cmd::cluster::event(&args)),
+        cli::Subcommands::Kv(command) => finish(cmd::kv::run(command)),
+        cli::Subcommands::Catalog(command) => finish(cmd::catalog::run(command)),
+        cli::Subcommands::Operator(command) => finish(cmd::catalog::operator(command)),
+        cli::Subcommands::Snapshot(command) => finish(cmd::snapshot::run(command)),
         cli::Subcommands::Agent(mut args) => {
             match apply_config_files(&mut args, matches.subcommand_matches("agent")) {
                 Err(message) => {
@@ -84,6 +96,17 @@ fn main() -> ExitCode {
                     }
                 },
             }
+        }
+    }
+}
+
+/// A client command's exit: its code, or its message on stderr and 1 (Consul's `UI.Error`).
+fn finish(outcome: cmd::Outcome) -> ExitCode {
+    match outcome {
+        Ok(code) => ExitCode::from(code),
+        Err(message) => {
+            eprintln!("{message}");
+            ExitCode::from(1)
         }
     }
 }

@@ -146,9 +146,9 @@ async fn http_tcp_udp_and_script_checks_report_consuls_statuses_and_outputs() {
         );
     }
     let refused = ran["tcp-closed"]["Output"].as_str().unwrap();
-    assert!(refused.starts_with(&format!("dial tcp 127.0.0.1:{closed}: connect: ")), "{refused}");
+    assert_eq!(refused, format!("dial tcp 127.0.0.1:{closed}: connect: connection refused"));
     assert!(
-        ran["udp-closed"]["Output"].as_str().unwrap().starts_with("UDP 127.0.0.1:"),
+        ran["udp-closed"]["Output"].as_str().unwrap().starts_with("read udp 127.0.0.1:"),
         "{}",
         ran["udp-closed"]
     );

@@ -172,10 +172,33 @@ async fn dial(target: &str, tls: Option<(Verify<'_>, Alpn)>) -> Result<Box<dyn I
                 let host = host.trim_start_matches('[').trim_end_matches(']');
                 return Ok(Box::new(tls::connect(stream, host, verify, alpn).await?));
             }
-            Err(error) => last = format!("dial tcp {addr}: connect: {error}"),
+            Err(error) => last = format!("dial tcp {addr}: connect: {}", go_errno(&error)),
         }
     }
     Err(last)
+}
+
+/// A socket error as Go's `syscall.Errno` words it (`connection refused`), which is what
+/// Consul's check outputs, and the scripts that read them, carry; other errors keep Rust's text
+/// without its `(os error N)` suffix.
+pub(crate) fn go_errno(error: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    let text = match error.kind() {
+        ErrorKind::ConnectionRefused => "connection refused",
+        ErrorKind::ConnectionReset => "connection reset by peer",
+        ErrorKind::HostUnreachable => "no route to host",
+        ErrorKind::NetworkUnreachable => "network is unreachable",
+        ErrorKind::AddrNotAvailable => "cannot assign requested address",
+        ErrorKind::TimedOut => "i/o timeout",
+        _ => {
+            let text = error.to_string();
+            return match text.find(" (os error ") {
+                Some(at) => text[..at].to_owned(),
+                None => text,
+            };
+        }
+    };
+    text.to_owned()
 }
 
 /// A TCP check: a connection to any of the address's resolved IPs succeeds (and with
@@ -213,7 +236,9 @@ async fn udp(target: &str, timeout: Duration) -> Outcome {
     };
     match tokio::time::timeout(timeout, exchange).await {
         Ok(Ok(_)) | Err(_) => Outcome::new(Health::Passing, format!("UDP message sent to {target}: Success")),
-        Ok(Err(error)) => Outcome::new(Health::Critical, format!("UDP {target}: {error}")),
+        Ok(Err(error)) => {
+            Outcome::new(Health::Critical, format!("read udp {target}: read: {}", go_errno(&error)))
+        }
     }
 }
 

@@ -49,6 +49,7 @@ pub use self::limit::HTTP_CONNS_PER_CLIENT_MAX;
 pub use self::members::{Member, Members, Pool};
 pub use self::query::Query;
 pub use self::session::{run_ttl_timers, SessionTtl};
+pub use self::snapshot::{inspect_archive, ArchiveInfo};
 
 /// What a proposal answers, as the Raft server hands it back.
 pub type Output = Result<FsmResponse, ApplyError>;

@@ -107,7 +107,7 @@ async fn restore(
 async fn restore_inner(api: &Api, query: &Query, headers: &HeaderMap, body: Body) -> Result<(), HttpError> {
     api.check_datacenter(query)?;
     let body = read_body(headers, body).await?;
-    let state = tokio::task::spawn_blocking(move || read_archive(&body))
+    let state = tokio::task::spawn_blocking(move || read_archive(&body).map(|(_, state)| state))
         .await
         .map_err(|error| HttpError::internal(format!("failed to read snapshot file: {error}")))??;
     api.write(&Command::Restore(Restore { state })).await?;
@@ -161,9 +161,39 @@ struct Members {
     sums: Option<Vec<u8>>,
 }
 
-/// The verified `state.bin` of an archive, or why it is refused, with Consul's messages (400)
-/// or a size refusal (413). Nothing in the archive sizes an allocation: every read is bounded.
-fn read_archive(body: &[u8]) -> Result<Bytes, HttpError> {
+/// What an archive's metadata says of it (`muster snapshot inspect`, and the check `muster
+/// snapshot save` makes of what it wrote).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveInfo {
+    /// `<term>-<index>-<Unix ms>`.
+    pub id: String,
+    /// `state.bin`'s length in bytes.
+    pub size_bytes: u64,
+    /// The last Raft index the state includes.
+    pub index: u64,
+    /// The Raft term it was taken in.
+    pub term: u64,
+    /// The snapshot format's version.
+    pub version: u64,
+}
+
+/// Reads and verifies an archive as a restore would (bounds, sums, metadata) without
+/// restoring it: its metadata, or the reason a restore would refuse it.
+pub fn inspect_archive(archive: &[u8]) -> Result<ArchiveInfo, String> {
+    let (meta, _) = read_archive(archive).map_err(|error| error.reason)?;
+    Ok(ArchiveInfo {
+        id: meta.id,
+        size_bytes: meta.size,
+        index: meta.index,
+        term: meta.term,
+        version: meta.version,
+    })
+}
+
+/// The verified metadata and `state.bin` of an archive, or why it is refused, with Consul's
+/// messages (400) or a size refusal (413). Nothing in the archive sizes an allocation: every
+/// read is bounded.
+fn read_archive(body: &[u8]) -> Result<(Meta, Bytes), HttpError> {
     // Go's gzip reader refuses a stream without the gzip magic up front; flate2 would only say
     // so at the first read, inside the tar reader's error.
     if body.is_empty() {
@@ -202,7 +232,7 @@ fn read_archive(body: &[u8]) -> Result<Bytes, HttpError> {
             meta.size
         )));
     }
-    Ok(Bytes::from(state))
+    Ok((meta, Bytes::from(state)))
 }
 
 /// Reads the tar inside the gzip stream, then the rest of the stream, which Consul requires to

@@ -1,0 +1,423 @@
+//! The commands about the agent and its gossip pool: `members`, `join`, `leave`,
+//! `force-leave`, `reload`, `maint` and `event` (`../shared/reference/consul-behaviour.md`
+//! §4.2).
+
+use std::collections::BTreeMap;
+
+use clap::Args;
+use serde::Deserialize;
+
+use super::{at_most, columnize, Client, HttpArgs, Outcome};
+
+#[derive(Debug, Args)]
+pub(crate) struct MembersArgs {
+    #[command(flatten)]
+    http: HttpArgs,
+    /// Shows every tag instead of the standard columns.
+    #[arg(long)]
+    detailed: bool,
+    /// Lists the WAN pool (servers of every datacenter) instead of the LAN.
+    #[arg(long)]
+    wan: bool,
+    /// Shows only members whose status matches this regular expression.
+    #[arg(long, default_value = ".*")]
+    status: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct JoinArgs {
+    #[command(flatten)]
+    http: HttpArgs,
+    /// Joins the WAN pool (servers only).
+    #[arg(long)]
+    wan: bool,
+    /// Addresses (`ip`, `ip:port`) of agents to join.
+    addresses: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LeaveArgs {
+    #[command(flatten)]
+    http: HttpArgs,
+    args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ForceLeaveArgs {
+    #[command(flatten)]
+    http: HttpArgs,
+    /// Removes the node from the member list at once instead of marking it left.
+    #[arg(long)]
+    prune: bool,
+    /// Forces the node out of the WAN pool.
+    #[arg(long)]
+    wan: bool,
+    /// The node's name.
+    args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ReloadArgs {
+    #[command(flatten)]
+    http: HttpArgs,
+    args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct MaintArgs {
+    #[command(flatten)]
+    http: HttpArgs,
+    /// Puts the node (or -service) into maintenance mode.
+    #[arg(long)]
+    enable: bool,
+    /// Takes the node (or -service) out of maintenance mode.
+    #[arg(long)]
+    disable: bool,
+    /// Why, shown in the maintenance check's Notes.
+    #[arg(long, default_value = "")]
+    reason: String,
+    /// A service ID on this agent, instead of the node.
+    #[arg(long = "service", default_value = "")]
+    service: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct EventArgs {
+    #[command(flatten)]
+    http: HttpArgs,
+    /// The event's name.
+    #[arg(long, default_value = "")]
+    name: String,
+    /// A regular expression on node names that should handle the event.
+    #[arg(long, default_value = "")]
+    node: String,
+    /// A regular expression on service names that should handle the event.
+    #[arg(long, default_value = "")]
+    service: String,
+    /// A regular expression on service tags (requires -service).
+    #[arg(long, default_value = "")]
+    tag: String,
+    /// The payload (optional).
+    #[arg(allow_hyphen_values = true)]
+    args: Vec<String>,
+}
+
+/// A member as `/v1/agent/members` lists it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Member {
+    name: String,
+    addr: String,
+    port: u16,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+    status: u8,
+}
+
+/// Serf's member status names, by the number the API shows.
+fn status_name(status: u8) -> &'static str {
+    match status {
+        1 => "alive",
+        2 => "leaving",
+        3 => "left",
+        4 => "failed",
+        _ => "none",
+    }
+}
+
+/// Go's `net.JoinHostPort`: IPv6 addresses in brackets.
+fn host_port(addr: &str, port: u16) -> String {
+    if addr.contains(':') {
+        format!("[{addr}]:{port}")
+    } else {
+        format!("{addr}:{port}")
+    }
+}
+
+pub(crate) fn members(args: &MembersArgs) -> Outcome {
+    let status = regex::Regex::new(&args.status)
+        .map_err(|error| format!("Failed to compile status regex: {error}"))?;
+    let client = Client::new(&args.http)?;
+    let query: &[(&str, &str)] = if args.wan { &[("wan", "1")] } else { &[] };
+    let members: Vec<Member> = client
+        .get("/v1/agent/members", query)
+        .and_then(|reply| reply.json())
+        .map_err(|error| format!("Error retrieving members: {error}"))?;
+    let mut shown: Vec<Member> =
+        members.into_iter().filter(|m| status.is_match(status_name(m.status))).collect();
+    if shown.is_empty() {
+        // Consul's exit code for "nothing matched", with nothing printed.
+        return Ok(2);
+    }
+    // Servers first, then by name (Consul's ByMemberNameAndSegment without segments).
+    shown.sort_by(|a, b| {
+        let server = |m: &Member| m.tags.get("role").map(String::as_str) != Some("consul");
+        (server(a), &a.name).cmp(&(server(b), &b.name))
+    });
+    let rows = if args.detailed { detailed_rows(&shown) } else { standard_rows(&shown) };
+    print!("{}", columnize(&rows));
+    Ok(0)
+}
+
+/// Consul's standard columns.
+fn standard_rows(members: &[Member]) -> Vec<String> {
+    let mut rows = vec![
+        "Node\x1fAddress\x1fStatus\x1fType\x1fBuild\x1fProtocol\x1fDC\x1fPartition\x1fSegment".to_owned(),
+    ];
+    for m in members {
+        let build = match m.tags.get("build") {
+            None => "< 0.3",
+            Some(build) => build.split(':').next().unwrap_or_default(),
+        };
+        let tag = |name: &str| m.tags.get(name).map_or("", String::as_str);
+        let (kind, segment) = match tag("role") {
+            "consul" => ("server", "<all>"),
+            "node" => ("client", "<default>"),
+            _ => ("unknown", ""),
+        };
+        rows.push(format!(
+            "{}\x1f{}\x1f{}\x1f{kind}\x1f{build}\x1f{}\x1f{}\x1fdefault\x1f{segment}",
+            m.name,
+            host_port(&m.addr, m.port),
+            status_name(m.status),
+            tag("vsn"),
+            tag("dc"),
+        ));
+    }
+    rows
+}
+
+/// `-detailed`: every tag, as `k=v` pairs in key order.
+fn detailed_rows(members: &[Member]) -> Vec<String> {
+    let mut rows = vec!["Node\x1fAddress\x1fStatus\x1fTags".to_owned()];
+    for m in members {
+        let tags: Vec<String> = m.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        rows.push(format!(
+            "{}\x1f{}\x1f{}\x1f{}",
+            m.name,
+            host_port(&m.addr, m.port),
+            status_name(m.status),
+            tags.join(",")
+        ));
+    }
+    rows
+}
+
+pub(crate) fn join(args: &JoinArgs) -> Outcome {
+    if args.addresses.is_empty() {
+        return Err("At least one address to join must be specified.".into());
+    }
+    let client = Client::new(&args.http)?;
+    let query: &[(&str, &str)] = if args.wan { &[("wan", "1")] } else { &[] };
+    let mut joined = 0;
+    for address in &args.addresses {
+        match client.put(&format!("/v1/agent/join/{address}"), query, b"").and_then(|reply| reply.ok()) {
+            Ok(_) => joined += 1,
+            Err(error) => eprintln!("Error joining address '{address}': {error}"),
+        }
+    }
+    if joined == 0 {
+        return Err("Failed to join any nodes.".into());
+    }
+    println!("Successfully joined cluster by contacting {joined} nodes.");
+    Ok(0)
+}
+
+pub(crate) fn leave(args: &LeaveArgs) -> Outcome {
+    if !args.args.is_empty() {
+        return Err("The leave command expects no arguments".into());
+    }
+    let client = Client::new(&args.http)?;
+    client
+        .put("/v1/agent/leave", &[], b"")
+        .and_then(|reply| reply.ok())
+        .map_err(|error| format!("Error leaving: {error}"))?;
+    println!("Graceful leave complete");
+    Ok(0)
+}
+
+pub(crate) fn force_leave(args: &ForceLeaveArgs) -> Outcome {
+    let [node] = args.args.as_slice() else {
+        return Err("A single node name must be specified to force leave.".into());
+    };
+    let client = Client::new(&args.http)?;
+    let mut query = Vec::new();
+    if args.prune {
+        query.push(("prune", "1"));
+    }
+    if args.wan {
+        query.push(("wan", "1"));
+    }
+    client
+        .put(&format!("/v1/agent/force-leave/{node}"), &query, b"")
+        .and_then(|reply| reply.ok())
+        .map_err(|error| format!("Error force leaving: {error}"))?;
+    Ok(0)
+}
+
+pub(crate) fn reload(args: &ReloadArgs) -> Outcome {
+    at_most(&args.args, 0)?;
+    let client = Client::new(&args.http)?;
+    client
+        .put("/v1/agent/reload", &[], b"")
+        .and_then(|reply| reply.ok())
+        .map_err(|error| format!("Error reloading: {error}"))?;
+    println!("Configuration reload triggered");
+    Ok(0)
+}
+
+/// A check as `/v1/agent/checks` lists it (what `maint` reads).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct AgentCheck {
+    #[serde(rename = "CheckID")]
+    check_id: String,
+    #[serde(default)]
+    notes: String,
+    #[serde(rename = "ServiceID", default)]
+    service_id: String,
+}
+
+/// The node's name, from `/v1/agent/self`.
+fn node_name(client: &Client) -> Result<String, String> {
+    #[derive(Deserialize)]
+    struct SelfConfig {
+        #[serde(rename = "NodeName")]
+        node_name: String,
+    }
+    #[derive(Deserialize)]
+    struct AgentSelf {
+        #[serde(rename = "Config")]
+        config: SelfConfig,
+    }
+    let agent: AgentSelf = client.get("/v1/agent/self", &[]).and_then(|reply| reply.json())?;
+    Ok(agent.config.node_name)
+}
+
+pub(crate) fn maint(args: &MaintArgs) -> Outcome {
+    if args.enable && args.disable {
+        return Err("Only one of -enable or -disable may be provided".into());
+    }
+    if !args.enable && !args.reason.is_empty() {
+        return Err("Reason may only be provided with -enable".into());
+    }
+    if !args.enable && !args.disable && !args.service.is_empty() {
+        return Err("Service requires either -enable or -disable".into());
+    }
+    let client = Client::new(&args.http)?;
+    let node = node_name(&client).map_err(|error| format!("Error querying Consul agent: {error}"))?;
+    if !args.enable && !args.disable {
+        let checks: BTreeMap<String, AgentCheck> = client
+            .get("/v1/agent/checks", &[])
+            .and_then(|reply| reply.json())
+            .map_err(|error| format!("Error getting checks: {error}"))?;
+        for check in checks.values() {
+            if check.check_id == "_node_maintenance" {
+                println!("Node:\n  Name:   {node}\n  Reason: {}\n", check.notes);
+            } else if check.check_id.starts_with("_service_maintenance:") {
+                println!("Service:\n  ID:     {}\n  Reason: {}\n", check.service_id, check.notes);
+            }
+        }
+        return Ok(0);
+    }
+    let enable = if args.enable { "true" } else { "false" };
+    let mut query = vec![("enable", enable)];
+    if !args.reason.is_empty() {
+        query.push(("reason", args.reason.as_str()));
+    }
+    let (path, what) = if args.service.is_empty() {
+        ("/v1/agent/maintenance".to_owned(), "node")
+    } else {
+        (format!("/v1/agent/service/maintenance/{}", args.service), "service")
+    };
+    let verb = if args.enable { "enabling" } else { "disabling" };
+    client
+        .put(&path, &query, b"")
+        .and_then(|reply| reply.ok())
+        .map_err(|error| format!("Error {verb} {what} maintenance: {error}"))?;
+    let subject = if args.service.is_empty() { "Node" } else { "Service" };
+    if args.enable {
+        println!("{subject} entered maintenance mode");
+    } else {
+        println!("{subject} left maintenance mode");
+    }
+    Ok(0)
+}
+
+pub(crate) fn event(args: &EventArgs) -> Outcome {
+    if args.name.is_empty() {
+        return Err("Event name must be specified".into());
+    }
+    for (flag, pattern) in [("node", &args.node), ("service", &args.service), ("tag", &args.tag)] {
+        if !pattern.is_empty() {
+            regex::Regex::new(pattern)
+                .map_err(|error| format!("Failed to compile {flag} regexp: {error}"))?;
+        }
+    }
+    if !args.tag.is_empty() && args.service.is_empty() {
+        return Err("Cannot provide tag filter without service filter.".into());
+    }
+    let payload = match args.args.as_slice() {
+        [] => &[][..],
+        [payload] => payload.as_bytes(),
+        more => return Err(format!("Too many command line arguments (expected 0 or 1, got {})", more.len())),
+    };
+    let client = Client::new(&args.http)?;
+    node_name(&client).map_err(|error| format!("Error querying Consul agent: {error}"))?;
+    let mut query = Vec::new();
+    for (name, value) in [("node", &args.node), ("service", &args.service), ("tag", &args.tag)] {
+        if !value.is_empty() {
+            query.push((name, value.as_str()));
+        }
+    }
+    #[derive(Deserialize)]
+    struct Fired {
+        #[serde(rename = "ID")]
+        id: String,
+    }
+    let fired: Fired = client
+        .put(&format!("/v1/event/fire/{}", args.name), &query, payload)
+        .and_then(|reply| reply.json())
+        .map_err(|error| format!("Error firing event: {error}"))?;
+    println!("Event ID: {}", fired.id);
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(name: &str, role: &str, status: u8) -> Member {
+        let tags = [("role", role), ("build", "1.20.0:muster"), ("vsn", "2"), ("dc", "dc1"), ("id", "x")];
+        Member {
+            name: name.into(),
+            addr: "127.0.0.1".into(),
+            port: 8301,
+            tags: tags.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            status,
+        }
+    }
+
+    #[test]
+    fn members_print_consuls_columns() {
+        let rows = standard_rows(&[member("s1", "consul", 1), member("c1", "node", 4)]);
+        assert_eq!(
+            columnize(&rows),
+            "Node  Address         Status  Type    Build   Protocol  DC   Partition  Segment\n\
+             s1    127.0.0.1:8301  alive   server  1.20.0  2         dc1  default    <all>\n\
+             c1    127.0.0.1:8301  failed  client  1.20.0  2         dc1  default    <default>\n"
+        );
+        let rows = detailed_rows(&[member("s1", "consul", 3)]);
+        assert_eq!(
+            columnize(&rows),
+            "Node  Address         Status  Tags\n\
+             s1    127.0.0.1:8301  left    build=1.20.0:muster,dc=dc1,id=x,role=consul,vsn=2\n"
+        );
+    }
+
+    #[test]
+    fn ipv6_members_are_bracketed() {
+        assert_eq!(host_port("::1", 8301), "[::1]:8301");
+        assert_eq!(host_port("10.0.0.1", 8301), "10.0.0.1:8301");
+    }
+}

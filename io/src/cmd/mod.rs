@@ -1,0 +1,368 @@
+//! Consul's client commands (`kv`, `members`, `catalog`, `operator raft`, ...): each is a few
+//! calls to an agent's HTTP API and Consul's words around the answer, so that scripts written
+//! against `consul` read the same lines and exit codes (`../shared/reference/consul-behaviour.md`
+//! §4).
+//!
+//! A command returns `Ok(exit code)` after printing its output, or `Err(message)`, which
+//! [`run`]'s caller prints to stderr and exits 1 on, as Consul's `UI.Error` then `return 1`.
+//! The HTTP client is ureq: these commands make a handful of blocking requests and exit, so
+//! they need no runtime.
+
+pub(crate) mod catalog;
+pub(crate) mod cluster;
+pub(crate) mod kv;
+pub(crate) mod snapshot;
+
+use std::io::IsTerminal;
+
+use clap::Args;
+
+/// The agent address when neither `-http-addr` nor `CONSUL_HTTP_ADDR` names one.
+const HTTP_ADDR_DEFAULT: &str = "127.0.0.1:8500";
+
+/// What a command ends with: its exit code, or a message for stderr and exit code 1.
+pub(crate) type Outcome = Result<u8, String>;
+
+/// The flags every HTTP-based command takes (Consul's `flags.HTTPFlags`).
+#[derive(Debug, Clone, Args)]
+pub(crate) struct HttpArgs {
+    /// The agent's HTTP address (`host:port` or `http://host:port`). Defaults to
+    /// `CONSUL_HTTP_ADDR`, then 127.0.0.1:8500.
+    #[arg(long = "http-addr")]
+    pub(crate) http_addr: Option<String>,
+    /// The ACL token to send. Defaults to `CONSUL_HTTP_TOKEN`.
+    #[arg(long = "token")]
+    pub(crate) token: Option<String>,
+    /// The datacenter to ask. Defaults to the agent's.
+    #[arg(long = "datacenter")]
+    pub(crate) datacenter: Option<String>,
+    /// Lets any server answer a read, not only the leader.
+    #[arg(long = "stale")]
+    pub(crate) stale: bool,
+}
+
+/// A blocking client of one agent's HTTP API.
+pub(crate) struct Client {
+    /// `http://host:port`, no trailing slash.
+    base: String,
+    agent: ureq::Agent,
+    token: Option<String>,
+    datacenter: Option<String>,
+    stale: bool,
+}
+
+/// An answer: its status, body and `X-Consul-Index`.
+#[derive(Debug)]
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) body: Vec<u8>,
+    pub(crate) index: Option<u64>,
+}
+
+impl Reply {
+    /// The body of a 200, or the error Consul's Go client makes of anything else.
+    pub(crate) fn ok(self) -> Result<Vec<u8>, String> {
+        if self.status == 200 {
+            Ok(self.body)
+        } else {
+            Err(format!(
+                "Unexpected response code: {} ({})",
+                self.status,
+                String::from_utf8_lossy(&self.body).trim_end()
+            ))
+        }
+    }
+
+    /// The body of a 200 as JSON of type `T`.
+    pub(crate) fn json<T: serde::de::DeserializeOwned>(self) -> Result<T, String> {
+        let body = self.ok()?;
+        serde_json::from_slice(&body).map_err(|error| format!("decoding the agent's answer: {error}"))
+    }
+}
+
+/// The most a command reads of one answer (a snapshot archive is the largest).
+const REPLY_BYTES_MAX: u64 = 1 << 30;
+
+impl Client {
+    /// A client for the agent the flags (or the environment) name.
+    pub(crate) fn new(args: &HttpArgs) -> Result<Client, String> {
+        let env = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+        let addr = args.http_addr.clone().or_else(|| env("CONSUL_HTTP_ADDR"));
+        let base = base_url(addr.as_deref().unwrap_or(HTTP_ADDR_DEFAULT))?;
+        let agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        Ok(Client {
+            base,
+            agent,
+            token: args.token.clone().or_else(|| env("CONSUL_HTTP_TOKEN")),
+            datacenter: args.datacenter.clone(),
+            stale: args.stale,
+        })
+    }
+
+    pub(crate) fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<Reply, String> {
+        self.call("GET", path, query, None)
+    }
+
+    pub(crate) fn put(&self, path: &str, query: &[(&str, &str)], body: &[u8]) -> Result<Reply, String> {
+        self.call("PUT", path, query, Some(body))
+    }
+
+    pub(crate) fn post(&self, path: &str, query: &[(&str, &str)]) -> Result<Reply, String> {
+        self.call("POST", path, query, Some(&[]))
+    }
+
+    pub(crate) fn delete(&self, path: &str, query: &[(&str, &str)]) -> Result<Reply, String> {
+        self.call("DELETE", path, query, None)
+    }
+
+    /// One request. `path` is escaped here; `query` pairs with an empty value are sent as a bare
+    /// name (`?recurse`), as Consul's client sends its switches.
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Result<Reply, String> {
+        let mut url = format!("{}{}", self.base, escape_path(path));
+        let mut pairs: Vec<(&str, &str)> = query.to_vec();
+        if let Some(dc) = &self.datacenter {
+            pairs.push(("dc", dc));
+        }
+        if self.stale && method == "GET" {
+            pairs.push(("stale", ""));
+        }
+        for (i, (name, value)) in pairs.iter().enumerate() {
+            url.push(if i == 0 { '?' } else { '&' });
+            url.extend(form_urlencoded::byte_serialize(name.as_bytes()));
+            if !value.is_empty() {
+                url.push('=');
+                url.extend(form_urlencoded::byte_serialize(value.as_bytes()));
+            }
+        }
+        let go_error = |error: ureq::Error| go_transport_error(method, &url, &error);
+        let mut response = {
+            let token = self.token.as_deref();
+            match (method, body) {
+                ("GET", _) => with_token(self.agent.get(&url), token).call(),
+                ("DELETE", _) => with_token(self.agent.delete(&url), token).call(),
+                ("POST", body) => with_token(self.agent.post(&url), token).send(body.unwrap_or_default()),
+                (_, body) => with_token(self.agent.put(&url), token).send(body.unwrap_or_default()),
+            }
+            .map_err(go_error)?
+        };
+        let index = response
+            .headers()
+            .get("X-Consul-Index")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|text| text.parse().ok());
+        let status = response.status().as_u16();
+        let body =
+            response.body_mut().with_config().limit(REPLY_BYTES_MAX).read_to_vec().map_err(go_error)?;
+        Ok(Reply { status, body, index })
+    }
+}
+
+fn with_token<B>(request: ureq::RequestBuilder<B>, token: Option<&str>) -> ureq::RequestBuilder<B> {
+    match token {
+        Some(token) => request.header("X-Consul-Token", token),
+        None => request,
+    }
+}
+
+/// `http://host:port` from what `-http-addr` takes: `host:port`, `http://host:port`.
+fn base_url(addr: &str) -> Result<String, String> {
+    let addr = addr.trim_end_matches('/');
+    if let Some(rest) = addr.strip_prefix("http://") {
+        return Ok(format!("http://{rest}"));
+    }
+    if addr.starts_with("https://") || addr.starts_with("unix://") {
+        return Err(format!(
+            "Error: {addr}: muster's agents serve plain HTTP only (no HTTPS or Unix sockets yet)"
+        ));
+    }
+    if addr.contains("://") {
+        return Err(format!("Error: unknown protocol scheme in {addr:?}"));
+    }
+    Ok(format!("http://{addr}"))
+}
+
+/// A path with the bytes a URL path cannot carry percent-escaped (Go's `url.PathEscape` rules
+/// per segment: keys may hold spaces, `?` and `#`).
+fn escape_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for byte in path.bytes() {
+        let plain = byte.is_ascii_alphanumeric() || b"-._~/!$&'()*+,;=:@".contains(&byte);
+        if plain {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// A transport failure as Go's `net/http` words it, which Consul's messages embed:
+/// `Get "http://127.0.0.1:8500/v1/agent/members": dial tcp 127.0.0.1:8500: connect: connection
+/// refused`.
+fn go_transport_error(method: &str, url: &str, error: &ureq::Error) -> String {
+    let verb = match method {
+        "GET" => "Get",
+        "PUT" => "Put",
+        "POST" => "Post",
+        "DELETE" => "Delete",
+        other => other,
+    };
+    let host = url.split("://").nth(1).and_then(|rest| rest.split('/').next()).unwrap_or_default();
+    let reason = match error {
+        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            format!("dial tcp {host}: connect: connection refused")
+        }
+        ureq::Error::ConnectionFailed => format!("dial tcp {host}: connect: connection refused"),
+        ureq::Error::HostNotFound => {
+            format!("dial tcp: lookup {}: no such host", host.rsplit_once(':').map_or(host, |(h, _)| h))
+        }
+        other => other.to_string(),
+    };
+    format!("{verb} \"{url}\": {reason}")
+}
+
+/// Rows aligned as Consul's `columnize.SimpleFormat` aligns them: fields split on `\x1f`, each
+/// column as wide as its widest cell plus two spaces, the last column unpadded.
+pub(crate) fn columnize(rows: &[String]) -> String {
+    let cells: Vec<Vec<&str>> = rows.iter().map(|row| row.split('\x1f').collect()).collect();
+    let columns = cells.iter().map(Vec::len).max().unwrap_or(0);
+    let mut widths = vec![0; columns];
+    for row in &cells {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in &cells {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<width$}  ", width = widths[i]));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Consul's `Too many arguments (expected N, got M)` when more positional arguments came.
+pub(crate) fn at_most(args: &[String], expected: usize) -> Result<(), String> {
+    if args.len() > expected {
+        return Err(format!("Too many arguments (expected {expected}, got {})", args.len()));
+    }
+    Ok(())
+}
+
+/// A progress line on stderr for long operations, shown only when stderr is a terminal (a
+/// script piping the output sees nothing of it).
+pub(crate) struct Progress {
+    shown: bool,
+}
+
+impl Progress {
+    pub(crate) fn new() -> Progress {
+        Progress { shown: std::io::stderr().is_terminal() }
+    }
+
+    /// Replaces the line with `text`.
+    pub(crate) fn show(&mut self, text: &str) {
+        if self.shown {
+            eprint!("\r\x1b[2K{text}");
+        }
+    }
+
+    /// Clears the line.
+    pub(crate) fn done(&mut self) {
+        if self.shown {
+            eprint!("\r\x1b[2K");
+            self.shown = false;
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.done();
+    }
+}
+
+/// Reads a command's data argument as Consul does: `@file` reads the file, `-` reads stdin, and
+/// anything else is the data itself.
+pub(crate) fn data_argument(data: &str) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    if let Some(path) = data.strip_prefix('@') {
+        return std::fs::read(path).map_err(|error| format!("Failed to read file: {}", go_io(&error, path)));
+    }
+    if data == "-" {
+        let mut bytes = Vec::new();
+        std::io::stdin().read_to_end(&mut bytes).map_err(|error| format!("Failed to read stdin: {error}"))?;
+        return Ok(bytes);
+    }
+    Ok(data.as_bytes().to_vec())
+}
+
+/// A file error as Go's `os` package words it: `open x: no such file or directory`.
+pub(crate) fn go_io(error: &std::io::Error, path: &str) -> String {
+    let reason = match error.kind() {
+        std::io::ErrorKind::NotFound => "no such file or directory".to_owned(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
+        _ => error.to_string(),
+    };
+    format!("open {path}: {reason}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_are_as_wide_as_their_widest_cell_plus_two_spaces() {
+        let rows =
+            ["Node\x1fAddress\x1fStatus".to_owned(), "a-long-name\x1f127.0.0.1:8301\x1falive".to_owned()];
+        assert_eq!(
+            columnize(&rows),
+            "Node         Address         Status\na-long-name  127.0.0.1:8301  alive\n"
+        );
+        // A last cell that is empty leaves no trailing spaces.
+        assert_eq!(columnize(&["a\x1f".to_owned(), "bbb\x1fc".to_owned()]), "a\nbbb  c\n");
+    }
+
+    #[test]
+    fn addresses_take_consuls_forms() {
+        assert_eq!(base_url("127.0.0.1:8500").unwrap(), "http://127.0.0.1:8500");
+        assert_eq!(base_url("http://10.0.0.1:8500/").unwrap(), "http://10.0.0.1:8500");
+        assert!(base_url("https://10.0.0.1:8501").unwrap_err().contains("plain HTTP only"));
+        assert!(base_url("ftp://x").unwrap_err().contains("unknown protocol scheme"));
+    }
+
+    #[test]
+    fn paths_escape_what_a_url_cannot_carry() {
+        assert_eq!(escape_path("/v1/kv/a b/c?d#e%"), "/v1/kv/a%20b/c%3Fd%23e%25");
+        assert_eq!(escape_path("/v1/kv/ünï"), "/v1/kv/%C3%BCn%C3%AF");
+        assert_eq!(escape_path("/v1/kv/a:b@c=d"), "/v1/kv/a:b@c=d");
+    }
+
+    #[test]
+    fn a_refused_connection_reads_as_gos() {
+        let refused = ureq::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert_eq!(
+            go_transport_error("GET", "http://127.0.0.1:8500/v1/agent/members", &refused),
+            "Get \"http://127.0.0.1:8500/v1/agent/members\": dial tcp 127.0.0.1:8500: connect: connection refused"
+        );
+    }
+
+    #[test]
+    fn unexpected_statuses_read_as_consuls_client_says_them() {
+        let reply = Reply { status: 500, body: b"Invalid node\n".to_vec(), index: None };
+        assert_eq!(reply.ok().unwrap_err(), "Unexpected response code: 500 (Invalid node)");
+    }
+}

@@ -1,0 +1,426 @@
+//! The seeds' walkthrough, typed as a Consul user types it: `muster agent -dev` with a
+//! configuration directory, then `members`, a service from a file and `reload`, catalog and
+//! health queries, the `kv` commands with their exact lines and exit codes, and checks going
+//! critical. Every client command runs the real binary against the real agent, addressed
+//! through `CONSUL_HTTP_ADDR` or `-http-addr`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::free_port;
+
+mod common;
+
+/// A dev agent that is killed, and its log printed if the test failed, when dropped.
+struct Agent {
+    child: Child,
+    log: PathBuf,
+    http: String,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            eprintln!("--- the agent's log ---\n{log}");
+        }
+    }
+}
+
+fn start_agent(dir: &Path) -> Agent {
+    let (lan, wan, http, server) = (free_port(), free_port(), free_port(), free_port());
+    let log = dir.join("agent.log");
+    let config_dir = dir.join("consul.d");
+    let child = Command::new(env!("CARGO_BIN_EXE_muster"))
+        .args(["agent", "-dev", "-node=walkthrough", "-dns-port=-1", "-enable-local-script-checks"])
+        .arg(format!("-config-dir={}", config_dir.display()))
+        .args([format!("-serf-lan-port={lan}"), format!("-serf-wan-port={wan}")])
+        .args([format!("-http-port={http}"), format!("-server-port={server}")])
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(Stdio::from(std::fs::File::options().append(true).open(&log).unwrap()))
+        .spawn()
+        .expect("the binary starts");
+    Agent { child, log, http: format!("127.0.0.1:{http}") }
+}
+
+/// What a command printed and how it exited.
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// `muster <args>` against `agent`, through `CONSUL_HTTP_ADDR`, with `stdin` as its input.
+fn muster_with_input(agent: &Agent, args: &[&str], stdin: &str) -> Run {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_muster"))
+        .args(args)
+        .env("CONSUL_HTTP_ADDR", &agent.http)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8(output.stdout).unwrap(),
+        stderr: String::from_utf8(output.stderr).unwrap(),
+    }
+}
+
+fn muster(agent: &Agent, args: &[&str]) -> Run {
+    muster_with_input(agent, args, "")
+}
+
+/// Asserts a command succeeded and printed exactly `stdout`.
+#[track_caller]
+fn ok(run: Run, stdout: &str) {
+    assert_eq!((run.code, run.stdout.as_str(), run.stderr.as_str()), (0, stdout, ""), "{run:?}");
+}
+
+/// Asserts a command failed with `code` and printed exactly `stderr`'s first line.
+#[track_caller]
+fn fails(run: Run, code: i32, stderr: &str) {
+    assert_eq!(
+        (run.code, run.stderr.lines().next(), run.stdout.as_str()),
+        (code, Some(stderr), ""),
+        "{run:?}"
+    );
+}
+
+/// Polls `probe` every 100 ms until it gives a value, for at most `limit`.
+#[track_caller]
+fn eventually<T>(what: &str, limit: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn http_get(agent: &Agent, path: &str) -> serde_json::Value {
+    let agent_http: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut response = agent_http.get(&format!("http://{}{path}", agent.http)).call().unwrap();
+    serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap()
+}
+
+#[test]
+fn the_seeds_walkthrough_runs_as_consuls_does() {
+    let dir = std::env::temp_dir().join(format!("muster-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("consul.d")).unwrap();
+    let agent = start_agent(&dir);
+    eventually("the dev agent leads", Duration::from_secs(30), || {
+        let run = muster(&agent, &["operator", "raft", "list-peers"]);
+        (run.code == 0 && run.stdout.contains("leader")).then_some(())
+    });
+
+    // members: Consul's columns; -status with nothing matching exits 2 and prints nothing.
+    let members = muster(&agent, &["members"]);
+    assert_eq!(members.code, 0, "{members:?}");
+    let lines: Vec<&str> = members.stdout.lines().collect();
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["Node", "Address", "Status", "Type", "Build", "Protocol", "DC", "Partition", "Segment"]
+    );
+    assert_eq!(
+        lines[1].split_whitespace().collect::<Vec<_>>()[..4],
+        ["walkthrough", lines[1].split_whitespace().nth(1).unwrap(), "alive", "server"]
+    );
+    let none = muster(&agent, &["members", "-status=failed"]);
+    assert_eq!((none.code, none.stdout.as_str()), (2, ""));
+    let detailed = muster(&agent, &["members", "-detailed"]);
+    assert!(detailed.stdout.contains("role=consul"), "{detailed:?}");
+
+    // A service from the configuration directory, then `reload`.
+    let web = r#"{"service": {"name": "web", "tags": ["rails"], "port": 80}}"#;
+    std::fs::write(dir.join("consul.d/web.json"), web).unwrap();
+    ok(muster(&agent, &["reload"]), "Configuration reload triggered\n");
+    let services = eventually("web in the catalog", Duration::from_secs(10), || {
+        let run = muster(&agent, &["catalog", "services", "-tags"]);
+        run.stdout.contains("web").then_some(run)
+    });
+    ok(services, "consul\nweb     rails\n");
+    let web = http_get(&agent, "/v1/catalog/service/web");
+    assert_eq!(
+        (web[0]["ServiceTags"].clone(), web[0]["ServicePort"].clone()),
+        (serde_json::json!(["rails"]), 80.into())
+    );
+    let passing = http_get(&agent, "/v1/health/service/web?passing");
+    assert_eq!(passing.as_array().unwrap().len(), 1, "{passing}");
+    let nodes = muster(&agent, &["catalog", "nodes", "-service=web"]);
+    assert!(nodes.stdout.lines().nth(1).unwrap().starts_with("walkthrough  "), "{nodes:?}");
+    let nobody = muster(&agent, &["catalog", "nodes", "-service=nothing"]);
+    assert_eq!(
+        (nobody.code, nobody.stdout.as_str(), nobody.stderr.as_str()),
+        (0, "", "No nodes match the given query - try expanding your search.\n")
+    );
+
+    // kv: the seeds' session, line for line.
+    ok(
+        muster(&agent, &["kv", "put", "redis/config/minconns", "1"]),
+        "Success! Data written to: redis/config/minconns\n",
+    );
+    ok(
+        muster(&agent, &["kv", "put", "redis/config/maxconns", "25"]),
+        "Success! Data written to: redis/config/maxconns\n",
+    );
+    ok(
+        muster(&agent, &["kv", "put", "-flags=42", "redis/config/users/admin", "abcd1234"]),
+        "Success! Data written to: redis/config/users/admin\n",
+    );
+    ok(muster(&agent, &["kv", "get", "redis/config/minconns"]), "1\n");
+    let detailed = muster(&agent, &["kv", "get", "-detailed", "redis/config/users/admin"]);
+    let rows: Vec<(String, String)> = detailed
+        .stdout
+        .lines()
+        .map(|line| {
+            let (name, value) = line.split_once(' ').unwrap();
+            (name.to_owned(), value.trim_start().to_owned())
+        })
+        .collect();
+    let names: Vec<&str> = rows.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["CreateIndex", "Flags", "Key", "LockIndex", "ModifyIndex", "Session", "Value"]);
+    assert_eq!(
+        (rows[1].1.as_str(), rows[2].1.as_str(), rows[5].1.as_str(), rows[6].1.as_str()),
+        ("42", "redis/config/users/admin", "-", "abcd1234")
+    );
+    let modify_index = rows[4].1.clone();
+    ok(
+        muster(&agent, &["kv", "get", "-recurse", "redis"]),
+        "redis/config/maxconns:25\nredis/config/minconns:1\nredis/config/users/admin:abcd1234\n",
+    );
+    ok(
+        muster(&agent, &["kv", "get", "-keys", "redis/config/"]),
+        "redis/config/maxconns\nredis/config/minconns\nredis/config/users/\n",
+    );
+    fails(muster(&agent, &["kv", "get", "redis/missing"]), 1, "Error! No key exists at: redis/missing");
+
+    // CAS: the index just read succeeds once; the same index a second time fails.
+    let cas =
+        ["kv", "put", "-cas", &format!("-modify-index={modify_index}"), "redis/config/users/admin", "qwerty"];
+    ok(muster(&agent, &cas), "Success! Data written to: redis/config/users/admin\n");
+    fails(muster(&agent, &cas), 1, "Error! Did not write to redis/config/users/admin: CAS failed");
+    ok(muster(&agent, &["kv", "get", "redis/config/users/admin"]), "qwerty\n");
+
+    // export, then import under a prefix from stdin; delete -recurse.
+    let export = muster(&agent, &["kv", "export", "redis/config/m"]);
+    assert_eq!(export.code, 0, "{export:?}");
+    let exported: serde_json::Value = serde_json::from_str(&export.stdout).unwrap();
+    assert_eq!(
+        exported,
+        serde_json::json!([
+            {"key": "redis/config/maxconns", "flags": 0, "value": "MjU="},
+            {"key": "redis/config/minconns", "flags": 0, "value": "MQ=="}
+        ])
+    );
+    ok(
+        muster_with_input(&agent, &["kv", "import", "-prefix=copy", "-"], &export.stdout),
+        "Imported: copy/redis/config/maxconns\nImported: copy/redis/config/minconns\n",
+    );
+    ok(muster(&agent, &["kv", "get", "copy/redis/config/maxconns"]), "25\n");
+    ok(muster(&agent, &["kv", "delete", "-recurse", "redis"]), "Success! Deleted keys with prefix: redis\n");
+    ok(muster(&agent, &["kv", "get", "-recurse", "redis"]), "");
+    ok(
+        muster(&agent, &["kv", "delete", "copy/redis/config/maxconns"]),
+        "Success! Deleted key: copy/redis/config/maxconns\n",
+    );
+
+    // Checks from a file: a ping-like script that fails, and HTTP to a port nobody listens on.
+    let closed = free_port();
+    let checks = format!(
+        r#"{{"checks": [
+            {{"id": "ping", "name": "ping", "args": ["sh", "-c", "echo 'ping: 192.0.2.1: unreachable'; exit 2"], "interval": "1s"}},
+            {{"id": "web-http", "name": "web http", "service_id": "web", "http": "http://127.0.0.1:{closed}/health", "interval": "1s"}}
+        ]}}"#
+    );
+    std::fs::write(dir.join("consul.d/checks.json"), checks).unwrap();
+    ok(muster(&agent, &["reload"]), "Configuration reload triggered\n");
+    let critical = eventually("both checks run and critical", Duration::from_secs(15), || {
+        let checks = http_get(&agent, "/v1/health/state/critical");
+        let ids: Vec<&str> = checks.as_array()?.iter().filter_map(|c| c["CheckID"].as_str()).collect();
+        let local = http_get(&agent, "/v1/agent/checks");
+        // Checks start critical with no output; wait for both to have run.
+        let ran =
+            ["ping", "web-http"].iter().all(|id| local[id]["Output"].as_str().is_some_and(|o| !o.is_empty()));
+        (ran && ids.contains(&"ping") && ids.contains(&"web-http")).then_some(checks)
+    });
+    // The outputs as the agent has them: an output-only change reaches the catalog after
+    // check_update_interval, as in Consul, and both checks were registered critical.
+    let local = http_get(&agent, "/v1/agent/checks");
+    let output = |id: &str| local[id]["Output"].as_str().unwrap().to_owned();
+    assert_eq!(critical.as_array().unwrap().len(), 2, "{critical}");
+    assert!(output("ping").contains("ping: 192.0.2.1: unreachable"), "{}", output("ping"));
+    assert!(output("web-http").ends_with("connect: connection refused"), "{}", output("web-http"));
+    let passing = http_get(&agent, "/v1/health/service/web?passing");
+    assert_eq!(passing, serde_json::json!([]), "a critical web is not passing");
+
+    // -http-addr wins over CONSUL_HTTP_ADDR; an agent that is not there is Go's refusal.
+    let elsewhere = muster(&agent, &["members", &format!("-http-addr={}", agent.http)]);
+    assert_eq!(elsewhere.code, 0);
+    let gone = free_port();
+    fails(
+        muster(&agent, &["kv", "get", &format!("-http-addr=127.0.0.1:{gone}"), "a"]),
+        1,
+        &format!(
+            "Error querying Consul agent: Get \"http://127.0.0.1:{gone}/v1/kv/a\": dial tcp 127.0.0.1:{gone}: connect: connection refused"
+        ),
+    );
+    drop(agent);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Wrong arguments get Consul's message (or usage) and a non-zero exit, and write nothing.
+#[test]
+fn wrong_arguments_are_refused_in_consuls_words_and_write_nothing() {
+    let dir = std::env::temp_dir().join(format!("muster-cli-bad-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("consul.d")).unwrap();
+    let agent = start_agent(&dir);
+    eventually("the dev agent leads", Duration::from_secs(30), || {
+        (muster(&agent, &["kv", "put", "ready", "1"]).code == 0).then_some(())
+    });
+    ok(muster(&agent, &["kv", "delete", "ready"]), "Success! Deleted key: ready\n");
+
+    fails(muster(&agent, &["kv", "get"]), 1, "Error! Missing KEY argument");
+    fails(muster(&agent, &["kv", "put"]), 1, "Error! Missing KEY argument");
+    fails(
+        muster(&agent, &["kv", "put", "a", "b", "c"]),
+        1,
+        "Error! Too many arguments (expected 1 or 2, got 3)",
+    );
+    fails(muster(&agent, &["kv", "put", "-cas", "a", "b"]), 1, "Must specify -modify-index with -cas!");
+    fails(
+        muster(&agent, &["kv", "put", "-acquire", "a", "b"]),
+        1,
+        "Error! Missing -session (required with -acquire and -release)",
+    );
+    fails(
+        muster(&agent, &["kv", "put", "-base64", "a", "!!"]),
+        1,
+        "Error! Cannot base 64 decode data: Invalid symbol 33, offset 0.",
+    );
+    fails(
+        muster(&agent, &["kv", "put", "a", "@/nonexistent/file"]),
+        1,
+        "Error! Failed to read file: open /nonexistent/file: no such file or directory",
+    );
+    fails(
+        muster(&agent, &["kv", "delete", "-cas", "a"]),
+        1,
+        "Cannot delete a key that does not exist. Provide a -modify-index greater than than 0.",
+    );
+    fails(
+        muster(&agent, &["kv", "delete", "-modify-index=3", "a"]),
+        1,
+        "Cannot specify -modify-index without -cas!",
+    );
+    fails(
+        muster(&agent, &["kv", "delete", "-cas", "-modify-index=3", "-recurse", "a"]),
+        1,
+        "Cannot specify both -cas and -recurse!",
+    );
+    fails(
+        muster(&agent, &["kv", "import", "not json"]),
+        1,
+        "Cannot unmarshal data: expected ident at line 1 column 2",
+    );
+    // One bad value among good ones: nothing is imported.
+    let bad = r#"[{"key": "good", "flags": 0, "value": "MQ=="}, {"key": "bad", "flags": 0, "value": "%%%"}]"#;
+    fails(
+        muster(&agent, &["kv", "import", bad]),
+        1,
+        "Error base 64 decoding value for key bad: Invalid symbol 37, offset 0.",
+    );
+    fails(muster(&agent, &["kv", "get", "good"]), 1, "Error! No key exists at: good");
+    fails(
+        muster(&agent, &["kv", "put", "-flags=x", "a", "b"]),
+        1,
+        "error: invalid value 'x' for '--flags <FLAGS>': invalid digit found in string",
+    );
+    fails(muster(&agent, &["kv", "get", "-bogus", "a"]), 1, "flag provided but not defined: -bogus");
+    fails(muster(&agent, &["force-leave"]), 1, "A single node name must be specified to force leave.");
+    fails(muster(&agent, &["join"]), 1, "At least one address to join must be specified.");
+    fails(muster(&agent, &["leave", "extra"]), 1, "The leave command expects no arguments");
+    fails(
+        muster(&agent, &["maint", "-enable", "-disable"]),
+        1,
+        "Only one of -enable or -disable may be provided",
+    );
+    fails(muster(&agent, &["maint", "-reason=x"]), 1, "Reason may only be provided with -enable");
+    fails(muster(&agent, &["event"]), 1, "Event name must be specified");
+    fails(muster(&agent, &["snapshot", "save"]), 1, "Missing FILE argument");
+    fails(
+        muster(&agent, &["snapshot", "inspect", "/nonexistent.snap"]),
+        1,
+        "Error opening snapshot file: open /nonexistent.snap: no such file or directory",
+    );
+    fails(
+        muster(&agent, &["operator", "raft", "remove-peer"]),
+        1,
+        "Error removing peer: an address or id is required for the peer to remove",
+    );
+    fails(muster(&agent, &["members", "-status=("]), 1, "Failed to compile status regex: regex parse error:");
+    assert_eq!(muster(&agent, &["kv"]).code, 1, "a missing subcommand is a usage error");
+
+    // Nothing above wrote a key.
+    ok(muster(&agent, &["kv", "get", "-recurse"]), "");
+    drop(agent);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A snapshot saved by the CLI restores the state it held, and inspect reads it back.
+#[test]
+fn a_snapshot_saved_restores_what_it_held() {
+    let dir = std::env::temp_dir().join(format!("muster-cli-snap-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("consul.d")).unwrap();
+    let agent = start_agent(&dir);
+    eventually("the dev agent leads", Duration::from_secs(30), || {
+        (muster(&agent, &["kv", "put", "kept", "before"]).code == 0).then_some(())
+    });
+    let file = dir.join("backup.snap");
+    let file = file.to_str().unwrap();
+    let saved = muster(&agent, &["snapshot", "save", file]);
+    assert_eq!(saved.code, 0, "{saved:?}");
+    let index: u64 =
+        saved.stdout.strip_prefix("Saved and verified snapshot to index ").unwrap().trim().parse().unwrap();
+    assert!(index > 0);
+    let inspected = muster(&agent, &["snapshot", "inspect", file]);
+    let fields: Vec<(&str, &str)> = inspected.stdout.lines().filter_map(|l| l.split_once(' ')).collect();
+    assert_eq!(
+        fields.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+        ["ID", "Size", "Index", "Term", "Version"]
+    );
+    assert_eq!(fields[2].1.trim(), index.to_string());
+
+    ok(muster(&agent, &["kv", "put", "kept", "after"]), "Success! Data written to: kept\n");
+    ok(muster(&agent, &["snapshot", "restore", file]), "Restored snapshot\n");
+    ok(muster(&agent, &["kv", "get", "kept"]), "before\n");
+
+    // A damaged file is refused by inspect and by the agent, and changes nothing.
+    let mut damaged = std::fs::read(file).unwrap();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0xff;
+    let broken = dir.join("broken.snap");
+    std::fs::write(&broken, damaged).unwrap();
+    let broken = broken.to_str().unwrap();
+    assert_eq!(muster(&agent, &["snapshot", "inspect", broken]).code, 1);
+    let refused = muster(&agent, &["snapshot", "restore", broken]);
+    assert!(
+        refused.stderr.starts_with("Error restoring snapshot: Unexpected response code: 400"),
+        "{refused:?}"
+    );
+    ok(muster(&agent, &["kv", "get", "kept"]), "before\n");
+    drop(agent);
+    let _ = std::fs::remove_dir_all(&dir);
+}
