@@ -60,6 +60,10 @@ pub(crate) enum Subcommands {
     /// Saves, restores and inspects snapshots of the servers' state.
     #[command(subcommand)]
     Snapshot(cmd::snapshot::SnapshotCommand),
+    /// Runs a handler each time a view of the cluster changes (or prints the view once).
+    Watch(cmd::watch::WatchArgs),
+    /// Runs a command while holding a lock, or one of -n semaphore slots, in the KV store.
+    Lock(cmd::lock::LockArgs),
 }
 
 /// Arguments of `muster validate`.
@@ -162,14 +166,48 @@ pub(crate) struct AgentArgs {
     pub(crate) config_dir: Vec<PathBuf>,
 }
 
+/// Commands whose first positional argument starts a command line of their own (a handler, a
+/// child): Go's flag parsing stops there, so nothing after it is a flag of ours.
+const CHILD_COMMANDS: [&str; 2] = ["watch", "lock"];
+
+/// Their flags that take no value; any other flag written without `=` takes the next argument.
+const CHILD_COMMAND_SWITCHES: [&str; 7] =
+    ["passingonly", "shell", "stale", "verbose", "child-exit-code", "pass-stdin", "help"];
+
 /// Rewrites Consul's single-dash long flags (`-dev`, `-data-dir=x`) to clap's `--dev`,
-/// `--data-dir=x`. Stops at `--`, leaves `-h`, plain values and negative numbers alone.
+/// `--data-dir=x`. Stops at `--`, leaves `-h`, plain values and negative numbers alone. For
+/// `watch` and `lock`, a `--` goes before the first positional argument, as Go's flag parsing
+/// ends there: `muster lock -n=2 app ./run -verbose` passes `-verbose` to `./run`.
 pub(crate) fn normalize(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
     let mut out = Vec::new();
     let mut passthrough = false;
-    for arg in args {
-        let rewritten = match arg.to_str() {
-            Some("--") => {
+    let mut child_command = false;
+    let mut value_next = false;
+    for (position, arg) in args.into_iter().enumerate() {
+        let text = arg.to_str();
+        if position == 1 && text.is_some_and(|t| CHILD_COMMANDS.contains(&t)) {
+            child_command = true;
+            out.push(arg);
+            continue;
+        }
+        if child_command && !passthrough {
+            match text {
+                _ if value_next => value_next = false,
+                Some("--") => passthrough = true,
+                Some(flag) if flag.starts_with('-') && flag.len() > 1 => {
+                    let name = flag.trim_start_matches('-');
+                    value_next = !name.contains('=') && !CHILD_COMMAND_SWITCHES.contains(&name);
+                }
+                _ => {
+                    passthrough = true;
+                    out.push("--".into());
+                    out.push(arg);
+                    continue;
+                }
+            }
+        }
+        let rewritten = match text {
+            Some("--") if !passthrough => {
                 passthrough = true;
                 None
             }
@@ -186,7 +224,9 @@ fn is_single_dash_long(text: &str) -> bool {
         return false;
     };
     let name = rest.split('=').next().unwrap_or("");
-    !rest.starts_with('-') && name.len() > 1 && name.starts_with(|c: char| c.is_ascii_alphabetic())
+    // `-n=2` is Go's long flag `n` too; only a bare one-letter flag (`-h`, `-n 2`) stays short.
+    let long = name.len() > 1 || rest.contains('=');
+    !rest.starts_with('-') && long && name.starts_with(|c: char| c.is_ascii_alphabetic())
 }
 
 /// What Consul prints for a usage error it shares with Go's flag package, if this is one: an
@@ -214,6 +254,26 @@ mod tests {
         assert_eq!(
             norm(&["muster", "agent", "-dev", "-data-dir=/tmp/x", "--node", "a", "-h", "-5", "--", "-raw"]),
             ["muster", "agent", "--dev", "--data-dir=/tmp/x", "--node", "a", "-h", "-5", "--", "-raw"]
+        );
+    }
+
+    #[test]
+    fn a_child_command_line_is_left_alone() {
+        assert_eq!(
+            norm(&["muster", "lock", "-n", "2", "-verbose", "app", "./run", "-verbose", "--x"]),
+            ["muster", "lock", "-n", "2", "--verbose", "--", "app", "./run", "-verbose", "--x"]
+        );
+        assert_eq!(
+            norm(&["muster", "lock", "-n=2", "app", "x"]),
+            ["muster", "lock", "--n=2", "--", "app", "x"]
+        );
+        assert_eq!(
+            norm(&["muster", "watch", "-type", "key", "-key=a", "-shell=false", "cat", "-n"]),
+            ["muster", "watch", "--type", "key", "--key=a", "--shell=false", "--", "cat", "-n"]
+        );
+        assert_eq!(
+            norm(&["muster", "watch", "-type=key", "--", "cat"]),
+            ["muster", "watch", "--type=key", "--", "cat"]
         );
     }
 

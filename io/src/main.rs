@@ -82,6 +82,8 @@ fn main() -> ExitCode {
         cli::Subcommands::Catalog(command) => finish(cmd::catalog::run(command)),
         cli::Subcommands::Operator(command) => finish(cmd::catalog::operator(command)),
         cli::Subcommands::Snapshot(command) => finish(cmd::snapshot::run(command)),
+        cli::Subcommands::Watch(args) => finish(cmd::watch::watch(&args)),
+        cli::Subcommands::Lock(args) => finish(cmd::lock::lock(&args)),
         cli::Subcommands::Agent(mut args) => {
             match apply_config_files(&mut args, matches.subcommand_matches("agent")) {
                 Err(message) => {

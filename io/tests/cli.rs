@@ -424,3 +424,121 @@ fn a_snapshot_saved_restores_what_it_held() {
     drop(agent);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `lock`: the child runs with `CONSUL_LOCK_HELD=true` and alone; the key is gone after; a lost
+/// session kills the child; `-child-exit-code` reports a failed child; `-n` lets that many in.
+#[test]
+fn lock_runs_its_child_alone_and_stops_it_when_the_lock_is_lost() {
+    let dir = std::env::temp_dir().join(format!("muster-cli-lock-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("consul.d")).unwrap();
+    let agent = start_agent(&dir);
+    eventually("the dev agent leads", Duration::from_secs(30), || {
+        (muster(&agent, &["kv", "put", "ready", "1"]).code == 0).then_some(())
+    });
+    ok(muster(&agent, &["lock", "app", "echo held=$CONSUL_LOCK_HELD"]), "held=true\n");
+    ok(muster(&agent, &["kv", "get", "-recurse", "app"]), "");
+    let failed = muster(&agent, &["lock", "-child-exit-code", "app", "exit 3"]);
+    assert_eq!((failed.code, failed.stderr.as_str()), (2, "Error running handler: exit status 3\n"));
+    assert_eq!(muster(&agent, &["lock", "app", "exit 3"]).code, 0, "without -child-exit-code");
+
+    // Two holders of one lock never overlap; with -n=2 they do.
+    let journal = dir.join("journal");
+    let overlapping = |limit: &str| {
+        let _ = std::fs::remove_file(&journal);
+        let script = format!("echo start >> {0}; sleep 0.5; echo end >> {0}", journal.display());
+        let spawn = || {
+            Command::new(env!("CARGO_BIN_EXE_muster"))
+                .args(["lock", limit, "shared", &script])
+                .env("CONSUL_HTTP_ADDR", &agent.http)
+                .spawn()
+                .unwrap()
+        };
+        let (mut a, mut b) = (spawn(), spawn());
+        assert!(a.wait().unwrap().success() && b.wait().unwrap().success());
+        std::fs::read_to_string(&journal).unwrap()
+    };
+    assert_eq!(overlapping("-n=1"), "start\nend\nstart\nend\n");
+    assert_eq!(overlapping("-n=2"), "start\nstart\nend\nend\n");
+    ok(muster(&agent, &["kv", "get", "-recurse", "shared"]), "");
+
+    // The session is destroyed under a running child: SIGTERM, and the lock command ends. (The
+    // signal goes to the child itself, as Consul sends it: without -shell=false the child
+    // would be `sh`, and the shell may not pass it on.)
+    let mut holder = Command::new(env!("CARGO_BIN_EXE_muster"))
+        .args(["lock", "-shell=false", "held", "sleep", "60"])
+        .env("CONSUL_HTTP_ADDR", &agent.http)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let session = eventually("the lock is held", Duration::from_secs(10), || {
+        let run = muster(&agent, &["kv", "get", "-detailed", "held/.lock"]);
+        let line = run.stdout.lines().find(|l| l.starts_with("Session"))?.to_owned();
+        let session = line.split_whitespace().nth(1)?.to_owned();
+        (session != "-").then_some(session)
+    });
+    let destroyed =
+        ureq::put(&format!("http://{}/v1/session/destroy/{session}", agent.http)).send_empty().unwrap();
+    assert_eq!(destroyed.status(), 200);
+    let started = Instant::now();
+    let status = eventually("the lock command ends", Duration::from_secs(20), || holder.try_wait().unwrap());
+    assert!(started.elapsed() < Duration::from_secs(10), "the child was stopped, not waited for");
+    assert!(status.success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut holder.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(stderr, "Lock lost, killed child\n");
+    fails(muster(&agent, &["lock", "app"]), 1, "Key prefix and child command must be specified");
+    drop(agent);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `watch`: without a handler the view is printed once; a handler gets every change as JSON on
+/// stdin with `CONSUL_INDEX`.
+#[test]
+fn watch_hands_each_change_to_its_handler() {
+    let dir = std::env::temp_dir().join(format!("muster-cli-watch-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("consul.d")).unwrap();
+    let agent = start_agent(&dir);
+    eventually("the dev agent leads", Duration::from_secs(30), || {
+        (muster(&agent, &["kv", "put", "cfg/a", "1"]).code == 0).then_some(())
+    });
+    let once = muster(&agent, &["watch", "-type=key", "-key=cfg/a"]);
+    assert_eq!(once.code, 0, "{once:?}");
+    let value: serde_json::Value = serde_json::from_str(&once.stdout).unwrap();
+    assert_eq!((value["Key"].as_str(), value["Value"].as_str()), (Some("cfg/a"), Some("MQ==")));
+    assert!(once.stdout.starts_with("{\n    \"LockIndex\""), "Go's four-space indent: {}", once.stdout);
+
+    let seen = dir.join("seen");
+    let handler = format!("(echo \"index=$CONSUL_INDEX\"; cat) >> {}", seen.display());
+    let mut watcher = Command::new(env!("CARGO_BIN_EXE_muster"))
+        .args(["watch", "-type=keyprefix", "-prefix=cfg/", &handler])
+        .env("CONSUL_HTTP_ADDR", &agent.http)
+        .spawn()
+        .unwrap();
+    let invocations = |count: usize| {
+        eventually("the handler ran", Duration::from_secs(10), || {
+            let text = std::fs::read_to_string(&seen).ok()?;
+            let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+            (lines.len() >= 2 * count).then_some(lines)
+        })
+    };
+    let first = invocations(1);
+    ok(muster(&agent, &["kv", "put", "cfg/b", "2"]), "Success! Data written to: cfg/b\n");
+    let second = invocations(2);
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+    assert_eq!(second.len(), 4, "one run per change: {second:?}");
+    assert_eq!(first[0], second[0]);
+    let keys = |line: &str| {
+        let entries: serde_json::Value = serde_json::from_str(line).unwrap();
+        entries.as_array().unwrap().iter().map(|e| e["Key"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+    };
+    assert_eq!(keys(&second[1]), ["cfg/a"]);
+    assert_eq!(keys(&second[3]), ["cfg/a", "cfg/b"]);
+    let index = |line: &str| line.strip_prefix("index=").unwrap().parse::<u64>().unwrap();
+    assert!(index(&second[2]) > index(&second[0]), "{second:?}");
+    fails(muster(&agent, &["watch", "-type=nope"]), 1, "Error parsing watch: Unsupported watch type: nope");
+    drop(agent);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -11,7 +11,9 @@
 pub(crate) mod catalog;
 pub(crate) mod cluster;
 pub(crate) mod kv;
+pub(crate) mod lock;
 pub(crate) mod snapshot;
+pub(crate) mod watch;
 
 use std::io::IsTerminal;
 

@@ -1,0 +1,246 @@
+//! `muster watch`: a blocking-query loop over one view of the cluster, as Consul's watch plans
+//! run them (`api/watch`): each time the view's index moves and its data differ, the data go to
+//! the handler's stdin as JSON, with `CONSUL_INDEX` in its environment. Without a handler the
+//! data are printed once and the command exits.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use clap::Args;
+use serde_json::Value;
+
+use super::{Client, HttpArgs, Outcome};
+
+/// How long each blocking query may wait (Consul's watch default).
+const WATCH_WAIT: &str = "5m";
+
+/// How long to back off after a failed query before asking again (Consul's watch plan: 5 s).
+const RETRY_BACKOFF: std::time::Duration = std::time::Duration::from_secs(5);
+
+#[derive(Debug, Args)]
+pub(crate) struct WatchArgs {
+    #[command(flatten)]
+    http: HttpArgs,
+    /// What to watch: key, keyprefix, services, nodes, service, checks or event.
+    #[arg(long = "type", default_value = "")]
+    kind: String,
+    /// The key of a `key` watch.
+    #[arg(long, default_value = "")]
+    key: String,
+    /// The prefix of a `keyprefix` watch.
+    #[arg(long, default_value = "")]
+    prefix: String,
+    /// The service of a `service` (or `checks`) watch.
+    #[arg(long, default_value = "")]
+    service: String,
+    /// Only instances with this tag (`service` watch). Repeatable.
+    #[arg(long)]
+    tag: Vec<String>,
+    /// Only passing instances (`service` watch).
+    #[arg(long = "passingonly")]
+    passing_only: bool,
+    /// The check state of a `checks` watch (any, passing, warning, critical).
+    #[arg(long, default_value = "")]
+    state: String,
+    /// The event name of an `event` watch.
+    #[arg(long, default_value = "")]
+    name: String,
+    /// Runs the handler through `sh -c` (the default) rather than directly.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    shell: bool,
+    /// The handler and its arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    handler: Vec<String>,
+}
+
+/// A watch's endpoint path and query parameters.
+type Endpoint = (String, Vec<(&'static str, String)>);
+
+/// The endpoint and query a watch asks, from its flags (Consul's `watch/funcs.go`).
+fn endpoint(args: &WatchArgs) -> Result<Endpoint, String> {
+    let required = |value: &str, name: &str| {
+        if value.is_empty() {
+            Err(format!("Error parsing watch: Must specify a single {name} to watch"))
+        } else {
+            Ok(())
+        }
+    };
+    Ok(match args.kind.as_str() {
+        "" => return Err("Must specify watch type".into()),
+        "key" => {
+            required(&args.key, "key")?;
+            (format!("/v1/kv/{}", args.key), vec![])
+        }
+        "keyprefix" => {
+            required(&args.prefix, "prefix")?;
+            (format!("/v1/kv/{}", args.prefix), vec![("recurse", String::new())])
+        }
+        "services" => ("/v1/catalog/services".to_owned(), vec![]),
+        "nodes" => ("/v1/catalog/nodes".to_owned(), vec![]),
+        "service" => {
+            required(&args.service, "service")?;
+            let mut query: Vec<(&str, String)> = args.tag.iter().map(|t| ("tag", t.clone())).collect();
+            if args.passing_only {
+                query.push(("passing", String::new()));
+            }
+            (format!("/v1/health/service/{}", args.service), query)
+        }
+        "checks" => match (args.service.is_empty(), args.state.is_empty()) {
+            (false, false) => return Err("Error parsing watch: Cannot specify service and state".into()),
+            (false, true) => (format!("/v1/health/checks/{}", args.service), vec![]),
+            (true, _) => {
+                let state = if args.state.is_empty() { "any" } else { args.state.as_str() };
+                (format!("/v1/health/state/{state}"), vec![])
+            }
+        },
+        "event" => {
+            let query = if args.name.is_empty() { vec![] } else { vec![("name", args.name.clone())] };
+            ("/v1/event/list".to_owned(), query)
+        }
+        other => return Err(format!("Error parsing watch: Unsupported watch type: {other}")),
+    })
+}
+
+pub(crate) fn watch(args: &WatchArgs) -> Outcome {
+    let (path, base_query) = endpoint(args)?;
+    let client = Client::new(&args.http)?;
+    let mut index: u64 = 0;
+    let mut last: Option<Value> = None;
+    loop {
+        let index_text = index.to_string();
+        let mut query: Vec<(&str, &str)> = base_query.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        if index > 0 {
+            query.push(("index", &index_text));
+            query.push(("wait", WATCH_WAIT));
+        }
+        let reply = match client.get(&path, &query) {
+            Ok(reply) => reply,
+            Err(error) if index == 0 => return Err(format!("Error querying Consul agent: {error}")),
+            Err(error) => {
+                eprintln!("Watch (type: {}) errored: {error}, retry in {RETRY_BACKOFF:?}", args.kind);
+                std::thread::sleep(RETRY_BACKOFF);
+                continue;
+            }
+        };
+        let new_index = reply.index.unwrap_or(0);
+        // A key that does not exist is `null` to the handler; other views answer 200.
+        let data: Value = if reply.status == 404 {
+            Value::Null
+        } else {
+            let body = reply.ok().map_err(|error| format!("Error querying Consul agent: {error}"))?;
+            let value: Value = serde_json::from_slice(&body)
+                .map_err(|error| format!("Error decoding the answer: {error}"))?;
+            // A key watch hands over the entry, not the one-entry list the endpoint answers.
+            match (args.kind.as_str(), value) {
+                ("key", Value::Array(mut entries)) if !entries.is_empty() => entries.swap_remove(0),
+                (_, value) => value,
+            }
+        };
+        // An index that went backwards (a restore, a new leader's view) starts over.
+        let moved = new_index != index;
+        index = if new_index < index { 0 } else { new_index };
+        if !moved || last.as_ref() == Some(&data) {
+            continue;
+        }
+        last = Some(data.clone());
+        if args.handler.is_empty() {
+            println!("{}", indent4(&data));
+            return Ok(0);
+        }
+        run_handler(args, &data, new_index)?;
+    }
+}
+
+/// Runs the handler once with `data` on its stdin, as Consul does; a handler that fails ends
+/// the watch with exit code 1.
+fn run_handler(args: &WatchArgs, data: &Value, index: u64) -> Result<(), String> {
+    let mut command = if args.shell {
+        let mut command = Command::new("/bin/sh");
+        command.arg("-c").arg(args.handler.join(" "));
+        command
+    } else {
+        let mut command = Command::new(&args.handler[0]);
+        command.args(&args.handler[1..]);
+        command
+    };
+    let mut child = command
+        .env("CONSUL_INDEX", index.to_string())
+        .stdin(Stdio::piped())
+        .spawn()
+        .map_err(|error| format!("Error starting handler: {error}"))?;
+    let mut input = serde_json::to_vec(data).expect("JSON values serialize");
+    input.push(b'\n');
+    // A handler that does not read its input is not an error.
+    let _ = child.stdin.take().expect("stdin is piped").write_all(&input);
+    let status = child.wait().map_err(|error| format!("Error executing handler: {error}"))?;
+    if !status.success() {
+        return Err(format!("Error executing handler: {}", go_exit(&status)));
+    }
+    Ok(())
+}
+
+/// An exit status as Go's `exec.ExitError` says it: `exit status 3`.
+pub(crate) fn go_exit(status: &std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit status {code}"),
+        (None, Some(signal)) => format!("signal: {signal}"),
+        (None, None) => status.to_string(),
+    }
+}
+
+/// JSON as Go's `json.MarshalIndent(v, "", "    ")` writes it.
+fn indent4(value: &Value) -> String {
+    use serde::Serialize;
+    let mut out = Vec::new();
+    let formatter = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let mut serializer = serde_json::Serializer::with_formatter(&mut out, formatter);
+    value.serialize(&mut serializer).expect("JSON values serialize");
+    String::from_utf8(out).expect("JSON is UTF-8")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        args: WatchArgs,
+    }
+
+    fn parse(args: &[&str]) -> WatchArgs {
+        let argv = std::iter::once("watch").chain(args.iter().copied()).map(std::ffi::OsString::from);
+        Wrapper::try_parse_from(crate::cli::normalize(argv)).unwrap().args
+    }
+
+    #[test]
+    fn each_type_asks_its_endpoint() {
+        let ask = |args: &[&str]| endpoint(&parse(args)).map(|(path, query)| (path, query.len()));
+        assert_eq!(ask(&["-type=key", "-key=a/b"]).unwrap(), ("/v1/kv/a/b".to_owned(), 0));
+        assert_eq!(ask(&["-type=keyprefix", "-prefix=a/"]).unwrap(), ("/v1/kv/a/".to_owned(), 1));
+        assert_eq!(ask(&["-type=service", "-service=web", "-passingonly", "-tag=rails"]).unwrap().1, 2);
+        assert_eq!(ask(&["-type=checks"]).unwrap().0, "/v1/health/state/any");
+        assert_eq!(ask(&["-type=checks", "-service=web"]).unwrap().0, "/v1/health/checks/web");
+        assert_eq!(ask(&["-type=event", "-name=deploy"]).unwrap(), ("/v1/event/list".to_owned(), 1));
+        assert_eq!(ask(&[]).unwrap_err(), "Must specify watch type");
+        assert_eq!(
+            ask(&["-type=key"]).unwrap_err(),
+            "Error parsing watch: Must specify a single key to watch"
+        );
+        assert_eq!(ask(&["-type=bogus"]).unwrap_err(), "Error parsing watch: Unsupported watch type: bogus");
+    }
+
+    #[test]
+    fn the_handler_and_its_flags_parse_as_consuls() {
+        let args = parse(&["-type=key", "-key=a", "-shell=false", "cat", "-n"]);
+        assert_eq!((args.shell, args.handler.as_slice()), (false, &["cat".to_owned(), "-n".to_owned()][..]));
+        assert!(parse(&["-type=key", "-key=a", "./handler.sh"]).shell);
+    }
+
+    #[test]
+    fn printed_data_are_indented_as_gos() {
+        assert_eq!(indent4(&serde_json::json!({"a": [1]})), "{\n    \"a\": [\n        1\n    ]\n}");
+    }
+}
