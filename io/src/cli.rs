@@ -36,6 +36,8 @@ pub(crate) enum Subcommands {
     Validate(ValidateArgs),
     /// Lists the members of the gossip pool.
     Members(cmd::cluster::MembersArgs),
+    /// Prints the agent's statistics, by section.
+    Info(cmd::cluster::InfoArgs),
     /// Tells the agent to join others.
     Join(cmd::cluster::JoinArgs),
     /// Makes the agent leave its pools gracefully and stop.
@@ -111,6 +113,10 @@ pub(crate) struct AgentArgs {
     /// are retried every 30 s until one is answered, as with Consul's -retry-join.
     #[arg(long = "join", alias = "retry-join")]
     pub(crate) join: Vec<String>,
+    /// How long before a join that found nobody is tried again (a Go duration; Consul's
+    /// default is 30s).
+    #[arg(long = "retry-interval")]
+    pub(crate) retry_interval: Option<String>,
     /// A server to join in the WAN pool at start (host:port, or an IP for the default WAN
     /// port). Repeatable; retried like -join.
     #[arg(long = "join-wan", alias = "retry-join-wan")]

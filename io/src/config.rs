@@ -117,6 +117,9 @@ pub struct FileConfig {
     pub enable_local_script_checks: Option<bool>,
     /// `check_update_interval`.
     pub check_update_interval: Option<std::time::Duration>,
+    /// `retry_interval`: how long before an unanswered join is tried again (Go duration text;
+    /// the agent checks it as it checks `-retry-interval`).
+    pub retry_interval: Option<String>,
     /// Service definitions, each with the file it came from.
     pub services: Vec<(PathBuf, Value)>,
     /// Check definitions, each with the file it came from.
@@ -214,6 +217,7 @@ fn merge(config: &mut FileConfig, file: &Path, map: Map<String, Value>) -> Resul
                 let interval = muster_core::duration::parse(&text).map_err(|e| format!("{key}: {e}"))?;
                 config.check_update_interval = Some(interval);
             }
+            "retry_interval" => config.retry_interval = Some(string(&key, &value)?),
             "bootstrap" => config.bootstrap = Some(boolean(&key, &value)?),
             "bootstrap_expect" => config.bootstrap_expect = Some(number(&key, &value)?),
             "bind_addr" => config.bind_addr = Some(address(&key, &value)?),

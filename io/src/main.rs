@@ -72,6 +72,7 @@ fn main() -> ExitCode {
         },
         cli::Subcommands::Validate(args) => validate(&args),
         cli::Subcommands::Members(args) => finish(cmd::cluster::members(&args)),
+        cli::Subcommands::Info(args) => finish(cmd::cluster::info(&args)),
         cli::Subcommands::Join(args) => finish(cmd::cluster::join(&args)),
         cli::Subcommands::Leave(args) => finish(cmd::cluster::leave(&args)),
         cli::Subcommands::ForceLeave(args) => finish(cmd::cluster::force_leave(&args)),
@@ -189,6 +190,7 @@ fn apply_config_files(
     args.alt_domain = args.alt_domain.take().or(file.alt_domain);
     args.recursor.extend(file.recursors);
     args.rejoin |= file.rejoin_after_leave.unwrap_or(false);
+    args.retry_interval = args.retry_interval.take().or(file.retry_interval);
     args.join.extend(file.retry_join);
     args.join_wan.extend(file.retry_join_wan);
     Ok(FromFiles {
@@ -307,6 +309,15 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
     });
     let wan = wan.transpose()?;
     let mut plans: Vec<PoolPlan> = std::iter::once(lan).chain(wan).collect();
+    if let Some(text) = &args.retry_interval {
+        let interval =
+            muster_core::duration::parse(text).ok().filter(|interval| !interval.is_zero()).ok_or_else(
+                || format!("Invalid -retry-interval {text:?}: want a positive duration such as 30s"),
+            )?;
+        for plan in &mut plans {
+            plan.swim.join_retry_interval = interval;
+        }
+    }
     // A restarted agent joins the members it last knew, unless it had left.
     for plan in &mut plans {
         let Some(dir) = plan.dir.as_deref() else { continue };
@@ -385,13 +396,15 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
         // API's joins, leaves and events on its command queue, and reports user events to it.
         let members = Arc::new(http::Members::default());
         let channels: Vec<_> = pools.iter().map(|_| mpsc::channel::<CommandRequest>(16)).collect();
-        let gossip = Arc::new(http::Gossip::new(
+        let mut gossip = http::Gossip::new(
             pools
                 .iter()
                 .zip(&channels)
                 .map(|((plan, ..), (tx, _))| (pool_of(plan), plan.port, tx.downgrade()))
                 .collect(),
-        ));
+        );
+        gossip.encrypted = encrypt_key.is_some();
+        let gossip = Arc::new(gossip);
 
         // A bootstrapping server runs Raft and the state machine, and serves the HTTP API.
         let server_addr = SocketAddr::new(advertise_ip, args.server_port);

@@ -140,6 +140,13 @@ fn the_seeds_walkthrough_runs_as_consuls_does() {
     assert_eq!((none.code, none.stdout.as_str()), (2, ""));
     let detailed = muster(&agent, &["members", "-detailed"]);
     assert!(detailed.stdout.contains("role=consul"), "{detailed:?}");
+    let info = muster(&agent, &["info"]);
+    let sections: Vec<&str> = info.stdout.lines().filter(|l| !l.starts_with('\t')).collect();
+    assert_eq!(sections, ["agent:", "build:", "consul:", "raft:", "runtime:", "serf_lan:", "serf_wan:"]);
+    assert!(
+        info.stdout.contains("\tstate = Leader\n") && info.stdout.contains("\tmembers = 1\n"),
+        "{info:?}"
+    );
 
     // A service from the configuration directory, then `reload`.
     let web = r#"{"service": {"name": "web", "tags": ["rails"], "port": 80}}"#;
@@ -263,6 +270,18 @@ fn the_seeds_walkthrough_runs_as_consuls_does() {
     assert!(output("web-http").ends_with("connect: connection refused"), "{}", output("web-http"));
     let passing = http_get(&agent, "/v1/health/service/web?passing");
     assert_eq!(passing, serde_json::json!([]), "a critical web is not passing");
+
+    // join: an address nobody answers on is refused, in Consul's words.
+    let nobody = free_port();
+    let join = muster(&agent, &["join", &format!("127.0.0.1:{nobody}")]);
+    assert_eq!(join.code, 1, "{join:?}");
+    assert!(
+        join.stderr.starts_with(&format!(
+            "Error joining address '127.0.0.1:{nobody}': Unexpected response code: 500"
+        )),
+        "{join:?}"
+    );
+    assert!(join.stderr.ends_with("\nFailed to join any nodes.\n"), "{join:?}");
 
     // -http-addr wins over CONSUL_HTTP_ADDR; an agent that is not there is Go's refusal.
     let elsewhere = muster(&agent, &["members", &format!("-http-addr={}", agent.http)]);

@@ -115,6 +115,7 @@ fn start(net: &Net, i: usize) -> Server {
         .args([format!("-node=s{i}"), format!("-bind={addr}"), format!("-client={addr}")])
         .arg(format!("-data-dir={}", dir.display()))
         .arg(format!("-retry-join={}", net.addr(1)))
+        .arg("-retry-interval=1s")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -102,6 +102,13 @@ pub(crate) struct EventArgs {
     args: Vec<String>,
 }
 
+#[derive(Debug, Args)]
+pub(crate) struct InfoArgs {
+    #[command(flatten)]
+    http: HttpArgs,
+    args: Vec<String>,
+}
+
 /// A member as `/v1/agent/members` lists it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -201,6 +208,35 @@ fn detailed_rows(members: &[Member]) -> Vec<String> {
         ));
     }
     rows
+}
+
+/// `muster info`: the agent's `Stats`, sections and keys in order, as Consul prints them.
+pub(crate) fn info(args: &InfoArgs) -> Outcome {
+    at_most(&args.args, 0)?;
+    #[derive(Deserialize)]
+    struct AgentSelf {
+        #[serde(rename = "Stats", default)]
+        stats: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
+    }
+    let client = Client::new(&args.http)?;
+    let agent: AgentSelf = client
+        .get("/v1/agent/self", &[])
+        .and_then(|reply| reply.json())
+        .map_err(|error| format!("Error querying agent: {error}"))?;
+    print!("{}", info_text(&agent.stats));
+    Ok(0)
+}
+
+fn info_text(stats: &BTreeMap<String, BTreeMap<String, serde_json::Value>>) -> String {
+    let mut out = String::new();
+    for (section, values) in stats {
+        out.push_str(&format!("{section}:\n"));
+        for (key, value) in values {
+            let value = value.as_str().map_or_else(|| value.to_string(), str::to_owned);
+            out.push_str(&format!("\t{key} = {value}\n"));
+        }
+    }
+    out
 }
 
 pub(crate) fn join(args: &JoinArgs) -> Outcome {
@@ -413,6 +449,14 @@ mod tests {
             "Node  Address         Status  Tags\n\
              s1    127.0.0.1:8301  left    build=1.20.0:muster,dc=dc1,id=x,role=consul,vsn=2\n"
         );
+    }
+
+    #[test]
+    fn info_prints_sorted_sections_of_key_value_lines() {
+        let stats =
+            serde_json::from_str(r#"{"raft": {"term": "2", "state": "Leader"}, "agent": {"checks": "0"}}"#)
+                .unwrap();
+        assert_eq!(info_text(&stats), "agent:\n\tchecks = 0\nraft:\n\tstate = Leader\n\tterm = 2\n");
     }
 
     #[test]

@@ -344,11 +344,98 @@ async fn agent_self(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Res
             "Status": 1,
             "Tags": {"role": if api.consensus.is_some() { "consul" } else { "node" }, "dc": api.datacenter},
         },
-        "Stats": {},
+        "Stats": stats(&api),
         "Meta": {},
         "xDS": null,
     });
     json(&query, &body).into_response()
+}
+
+/// `Stats` of `/v1/agent/self`, what `muster info` prints: Consul's sections and keys, every
+/// value a string, for what muster has (`../shared/reference/consul-behaviour.md` §4.2).
+fn stats(api: &Api) -> Value {
+    let local = api.local.state();
+    let checks = local.checks();
+    let kind = |wanted: &str| checks.values().filter(|c| c.kind == wanted).count().to_string();
+    let agent = value!({
+        "checks": checks.len().to_string(),
+        "check_monitors": kind("script"),
+        "check_ttls": kind("ttl"),
+        "services": local.services().len().to_string(),
+    });
+    drop(local);
+    let pool_stats = |pool: super::Pool| {
+        let members = api.members.list(pool);
+        let count = |status: muster_core::swim::Status| members.iter().filter(|m| m.status == status).count();
+        value!({
+            "members": members.len().to_string(),
+            "failed": count(muster_core::swim::Status::Failed).to_string(),
+            "left": count(muster_core::swim::Status::Left).to_string(),
+            "encrypted": api.gossip.encrypted.to_string(),
+        })
+    };
+    let mut stats = value!({
+        "agent": agent,
+        "build": {
+            "prerelease": "",
+            "revision": crate::version::GIT_REVISION,
+            "version": crate::version::CONSUL_COMPATIBLE_VERSION,
+        },
+        "runtime": {
+            // Go's names for the architectures, as Consul reports them.
+            "arch": match std::env::consts::ARCH {
+                "x86_64" => "amd64",
+                "aarch64" => "arm64",
+                "x86" => "386",
+                other => other,
+            },
+            "os": std::env::consts::OS,
+            "cpu_count": std::thread::available_parallelism().map_or(1, |n| n.get()).to_string(),
+        },
+        "serf_lan": pool_stats(super::Pool::Lan),
+    });
+    let Some(consensus) = &api.consensus else { return stats };
+    let status = consensus.raft.status();
+    let membership = consensus.raft.membership();
+    let servers = api.servers();
+    let leader_addr =
+        status.leader.and_then(|id| servers.get(&id)).map(|s| s.addr.to_string()).unwrap_or_default();
+    let configuration: Vec<String> = membership
+        .voters
+        .iter()
+        .map(|id| (id, "Voter"))
+        .chain(membership.learners.iter().map(|id| (id, "Nonvoter")))
+        .map(|(id, suffrage)| {
+            let (node_id, addr) = servers
+                .get(id)
+                .map_or((format!("{id:016x}"), String::new()), |s| (s.node_id.clone(), s.addr.to_string()));
+            format!("{{Suffrage:{suffrage} ID:{node_id} Address:{addr}}}")
+        })
+        .collect();
+    let state = match status.role {
+        muster_core::raft::Role::Leader => "Leader",
+        muster_core::raft::Role::Follower => "Follower",
+        muster_core::raft::Role::PreCandidate | muster_core::raft::Role::Candidate => "Candidate",
+    };
+    stats["consul"] = value!({
+        "server": "true",
+        "leader": (status.role == muster_core::raft::Role::Leader).to_string(),
+        "leader_addr": leader_addr,
+        "known_datacenters": "1",
+        "acl": "disabled",
+    });
+    stats["raft"] = value!({
+        "applied_index": status.applied.to_string(),
+        "commit_index": status.commit.to_string(),
+        "last_snapshot_index": status.snapshot_index.to_string(),
+        "term": status.term.to_string(),
+        "state": state,
+        "num_peers": membership.voters.len().saturating_sub(1).to_string(),
+        "latest_configuration": format!("[{}]", configuration.join(" ")),
+        "protocol_version": "3",
+    });
+    stats["serf_wan"] = pool_stats(super::Pool::Wan);
+    stats
 }
 
 /// Consul's `AgentService`.

@@ -32,6 +32,8 @@ pub struct Gossip {
     pub pools: Vec<(Pool, u16, mpsc::WeakSender<CommandRequest>)>,
     /// Woken by `PUT /v1/agent/leave`: the agent leaves and stops.
     pub leave: tokio::sync::Notify,
+    /// Whether the pools' gossip is encrypted (`encrypt`).
+    pub encrypted: bool,
     events: Mutex<VecDeque<UserEvent>>,
     /// Counts received events, for `/v1/event/list` readers blocked on a new one.
     arrivals: tokio::sync::watch::Sender<u64>,
@@ -127,11 +129,32 @@ async fn join(State(api): State<Arc<Api>>, Path(address): Path<String>, RawQuery
             .map_err(|_| {
                 HttpError::internal(format!("Error parsing address {address:?}: expected IP or IP:port"))
             })?;
+        // The join itself is asynchronous (a push/pull, retried every retry_interval), but
+        // Consul's join answers whether the address could be contacted, and `muster join`
+        // prints "Failed to join any nodes." on that: so first a TCP connect, as memberlist's
+        // push/pull begins, within its TCP timeout.
+        match tokio::time::timeout(JOIN_CONTACT_TIMEOUT, tokio::net::TcpStream::connect(peer)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => {
+                return Err(HttpError::internal(format!(
+                    "1 error occurred:\n\t* Failed to join {peer}: dial tcp {peer}: connect: {}\n\n",
+                    crate::checks::go_errno(&error)
+                )))
+            }
+            Err(_) => {
+                return Err(HttpError::internal(format!(
+                    "1 error occurred:\n\t* Failed to join {peer}: dial tcp {peer}: i/o timeout\n\n"
+                )))
+            }
+        }
         api.gossip.command(wan, Command::Join { peer }).await?;
         Ok::<_, HttpError>(StatusCode::OK.into_response())
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
 }
+
+/// How long `PUT /v1/agent/join` waits to contact the address (memberlist's TCP timeout).
+const JOIN_CONTACT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Leaves every pool gracefully, then the agent stops (Consul's `PUT /v1/agent/leave`).
 async fn leave(State(api): State<Arc<Api>>) -> Response {
