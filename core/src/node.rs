@@ -86,6 +86,8 @@ pub struct Node {
     swim: Swim,
     /// Encrypts everything sent and decrypts everything received, when configured.
     keyring: Option<Keyring>,
+    /// Changes to `keyring` since start ([`Node::keyring_version`]).
+    keyring_version: u64,
     /// Draws the encryption nonces.
     nonce_rng: Rng,
     /// Cluster-wide keyring operations asked here, by query id.
@@ -140,6 +142,7 @@ impl Node {
             boot_epoch,
             swim,
             keyring,
+            keyring_version: 0,
             nonce_rng: rng.fork(),
             keyring_ops: BTreeMap::new(),
             keyring_results: VecDeque::new(),
@@ -216,9 +219,9 @@ impl Node {
                         .map_err(CommandError::from)
                 }
             }
-            Command::InstallKey { key } => self.keyring_mut().and_then(|ring| Ok(ring.install(&key)?)),
-            Command::UseKey { key } => self.keyring_mut().and_then(|ring| Ok(ring.use_key(&key)?)),
-            Command::RemoveKey { key } => self.keyring_mut().and_then(|ring| Ok(ring.remove(&key)?)),
+            Command::InstallKey { key } => self.change_keys(|ring| ring.install(&key)),
+            Command::UseKey { key } => self.change_keys(|ring| ring.use_key(&key)),
+            Command::RemoveKey { key } => self.change_keys(|ring| ring.remove(&key)),
             Command::ForceLeave { name } => {
                 if self.swim.trigger_force_leave(now, &name) {
                     Ok(())
@@ -319,6 +322,12 @@ impl Node {
         self.swim.member(name)
     }
 
+    /// Counts the changes to the keyring since the node started: a driver that keeps the keys
+    /// on disk writes them again when this moves.
+    pub fn keyring_version(&self) -> u64 {
+        self.keyring_version
+    }
+
     /// The installed gossip keys, the primary first; empty when encryption is off.
     pub fn keys(&self) -> Vec<Bytes> {
         self.keyring.iter().flat_map(Keyring::keys).map(Bytes::copy_from_slice).collect()
@@ -359,13 +368,23 @@ impl Node {
             }
         };
         Some(match done {
-            Ok(()) => Bytes::from_static(&[ANSWER_OK]),
+            Ok(()) => {
+                self.keyring_version += 1;
+                Bytes::from_static(&[ANSWER_OK])
+            }
             Err(error) => answer_error(&error.to_string()),
         })
     }
 
-    fn keyring_mut(&mut self) -> Result<&mut Keyring, CommandError> {
-        self.keyring.as_mut().ok_or(CommandError::EncryptionDisabled)
+    /// Applies a change to the keyring, counting it in [`Node::keyring_version`].
+    fn change_keys(
+        &mut self,
+        change: impl FnOnce(&mut Keyring) -> Result<(), KeyringError>,
+    ) -> Result<(), CommandError> {
+        let ring = self.keyring.as_mut().ok_or(CommandError::EncryptionDisabled)?;
+        change(ring)?;
+        self.keyring_version += 1;
+        Ok(())
     }
 
     fn handle_payload(&mut self, now: Instant, channel: Channel, from: SocketAddr, payload: &[u8]) {

@@ -50,6 +50,8 @@ pub(crate) enum Subcommands {
     Maint(cmd::cluster::MaintArgs),
     /// Fires a user event.
     Event(cmd::cluster::EventArgs),
+    /// Lists, installs, uses and removes gossip encryption keys on every member.
+    Keyring(cmd::keyring::KeyringArgs),
     /// Reads and writes the key/value store.
     #[command(subcommand)]
     Kv(cmd::kv::KvCommand),

@@ -21,6 +21,8 @@ pub mod drive;
 #[cfg(all(feature = "agent", not(madsim)))]
 pub mod http;
 #[cfg(all(feature = "agent", not(madsim)))]
+pub mod keyring_file;
+#[cfg(all(feature = "agent", not(madsim)))]
 pub mod local;
 pub mod raft_net;
 #[cfg(not(madsim))]

@@ -79,6 +79,7 @@ fn main() -> ExitCode {
         cli::Subcommands::Reload(args) => finish(cmd::cluster::reload(&args)),
         cli::Subcommands::Maint(args) => finish(cmd::cluster::maint(&args)),
         cli::Subcommands::Event(args) => finish(cmd::cluster::event(&args)),
+        cli::Subcommands::Keyring(args) => finish(cmd::keyring::keyring(&args)),
         cli::Subcommands::Kv(command) => finish(cmd::kv::run(command)),
         cli::Subcommands::Catalog(command) => finish(cmd::catalog::run(command)),
         cli::Subcommands::Operator(command) => finish(cmd::catalog::operator(command)),
@@ -387,7 +388,24 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
             let mut config = Config::new(&plan.name, advertise, seed_from_os());
             config.swim = plan.swim.clone();
             config.meta = tags.clone();
-            config.encrypt_keys = encrypt_key.iter().cloned().collect();
+            // A keyring file from an earlier run wins over -encrypt, as in Consul: it carries
+            // every rotation since.
+            let from_file = match &plan.dir {
+                Some(dir) => muster::keyring_file::read(dir)?,
+                None => None,
+            };
+            config.encrypt_keys = match from_file {
+                Some(keys) => {
+                    if encrypt_key.is_some() {
+                        tracing::warn!(
+                            "agent: {}: a keyring file exists; ignoring -encrypt (use `muster keyring` to change keys)",
+                            plan.label
+                        );
+                    }
+                    keys
+                }
+                None => encrypt_key.iter().cloned().collect(),
+            };
             let node = Node::new(config, restored, Instant::ZERO).map_err(|e| format!("Error: {e}"))?;
             pools.push((plan, Sockets { udp, tcp }, storage, node));
         }
@@ -403,7 +421,7 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
                 .map(|((plan, ..), (tx, _))| (pool_of(plan), plan.port, tx.downgrade()))
                 .collect(),
         );
-        gossip.encrypted = encrypt_key.is_some();
+        gossip.encrypted = pools.iter().any(|(_, _, _, node)| !node.keys().is_empty());
         let gossip = Arc::new(gossip);
 
         // A bootstrapping server runs Raft and the state machine, and serves the HTTP API.
@@ -535,14 +553,25 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
                     Event::User(user) if pool == http::Pool::Lan => {
                         events.received(&user.name, user.ltime, &user.payload);
                     }
+                    Event::Keyring(result) => events.keyring.finished(pool, result.clone()),
                     _ => {}
                 }
                 log_event(event);
             };
             let (published, own_tags) = (members.clone(), tags.clone());
+            let (keyring_dir, mut saved_version) = (plan.dir.clone(), node.keyring_version());
             let on_step = move |node: &Node| {
                 if stale.swap(false, std::sync::atomic::Ordering::Relaxed) {
                     published.publish(pool, node, &own_tags);
+                }
+                // A keyring operation changed the keys: keep them for the next start.
+                if node.keyring_version() != saved_version {
+                    let written = keyring_dir.as_deref().map_or(Ok(()), |dir| muster::keyring_file::write(dir, &node.keys()));
+                    // Once per change: a failure is reported, not retried at every step.
+                    if let Err(error) = written {
+                        tracing::error!("agent: writing the keyring file: {error}; a restart will use the old keys");
+                    }
+                    saved_version = node.keyring_version();
                 }
             };
             running.spawn(async move {

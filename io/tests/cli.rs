@@ -561,3 +561,79 @@ fn watch_hands_each_change_to_its_handler() {
     drop(agent);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `keyring`: a new key installed, made primary and the old one removed on every member; the
+/// keys are kept in the data directory and win over `-encrypt` at the next start.
+#[test]
+fn keys_rotate_with_keyring_and_survive_a_restart() {
+    let dir = std::env::temp_dir().join(format!("muster-cli-keyring-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (old_key, new_key) =
+        ("4QA1RvFbpADyoDYCZ1cQ0tOnAMAFi/N/txZOYo0JWx4=", "cClU80vqtWxlKvOLhBCiQklguyxqNMO6mV2XTFBWWeQ=");
+    let (lan, wan, http, server) = (free_port(), free_port(), free_port(), free_port());
+    let start = || {
+        let log = dir.join("agent.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_muster"))
+            .args(["agent", "-server", "-bootstrap", "-bind=127.0.0.1", "-node=keys", "-dns-port=-1"])
+            .arg(format!("-encrypt={old_key}"))
+            .arg(format!("-data-dir={}", dir.join("data").display()))
+            .args([format!("-serf-lan-port={lan}"), format!("-serf-wan-port={wan}")])
+            .args([format!("-http-port={http}"), format!("-server-port={server}")])
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Agent { child, log, http: format!("127.0.0.1:{http}") }
+    };
+    let listed = |agent: &Agent| {
+        let run = muster(agent, &["keyring", "-list"]);
+        assert_eq!(run.code, 0, "{run:?}");
+        run.stdout
+    };
+    let agent = start();
+    let first = eventually("the keyring answers", Duration::from_secs(30), || {
+        let run = muster(&agent, &["keyring", "-list"]);
+        (run.code == 0).then_some(run.stdout)
+    });
+    assert_eq!(
+        first,
+        format!("==> Gathering installed encryption keys...\n\nWAN:\n  {old_key} [1/1]\n\ndc1 (LAN):\n  {old_key} [1/1]\n")
+    );
+    ok(
+        muster(&agent, &["keyring", &format!("-install={new_key}")]),
+        "==> Installing new gossip encryption key...\n",
+    );
+    assert!(listed(&agent)
+        .contains(&format!("  {new_key} [1/1]\n\ndc1 (LAN):\n  {old_key} [1/1]\n  {new_key} [1/1]\n")));
+    ok(
+        muster(&agent, &["keyring", &format!("-use={new_key}")]),
+        "==> Changing primary gossip encryption key...\n",
+    );
+    ok(
+        muster(&agent, &["keyring", &format!("-remove={old_key}")]),
+        "==> Removing gossip encryption key...\n",
+    );
+    let removing_primary = muster(&agent, &["keyring", &format!("-remove={new_key}")]);
+    assert_eq!(removing_primary.code, 1);
+    assert!(
+        removing_primary.stderr.contains("removing the primary key is not allowed"),
+        "{removing_primary:?}"
+    );
+    fails(muster(&agent, &["keyring"]), 1, "Must specify one action");
+    fails(muster(&agent, &["keyring", "-list", "-install=x"]), 1, "Only a single action is allowed");
+    drop(agent); // SIGKILL
+
+    // Started again with the old -encrypt: the kept keyring wins.
+    let agent = start();
+    let after = eventually("the keyring answers again", Duration::from_secs(30), || {
+        let run = muster(&agent, &["keyring", "-list"]);
+        (run.code == 0).then_some(run.stdout)
+    });
+    assert_eq!(
+        after,
+        format!("==> Gathering installed encryption keys...\n\nWAN:\n  {new_key} [1/1]\n\ndc1 (LAN):\n  {new_key} [1/1]\n")
+    );
+    drop(agent);
+    let _ = std::fs::remove_dir_all(&dir);
+}

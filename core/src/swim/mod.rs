@@ -300,7 +300,8 @@ pub struct QueryRequest {
     pub source: NodeAddr,
 }
 
-/// The answers to a query asked here, once its timeout has passed.
+/// The answers to a query asked here, once every member asked has answered or its timeout has
+/// passed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueryResult {
     /// The id [`Swim::trigger_query`] returned.
@@ -629,9 +630,9 @@ impl Swim {
         Ok(())
     }
 
-    /// Asks every member `name` (serf's query): answers are collected until a timeout of
-    /// `16 × gossip_interval × ⌈log10(n + 1)⌉` (serf's default), then reported as a
-    /// [`QueryResult`]. The query is also delivered here, like any other member's.
+    /// Asks every member `name` (serf's query): answers are collected until every live member
+    /// has answered or a timeout of `16 × gossip_interval × ⌈log10(n + 1)⌉` (serf's default),
+    /// then reported as a [`QueryResult`]. The query is also delivered here, like any other member's.
     pub(crate) fn trigger_query(
         &mut self,
         now: Instant,
@@ -1360,6 +1361,14 @@ impl Swim {
         match self.queries_pending.get_mut(&id) {
             Some(pending) if pending.ltime == ltime && pending.responses.len() < MEMBERS_MAX => {
                 pending.responses.insert(from, payload);
+                // Every member asked has answered: report now rather than at the timeout, as
+                // serf's key manager returns once NumResp reaches NumNodes.
+                if pending.responses.len() >= pending.members {
+                    let pending = self.queries_pending.remove(&id).expect("just found");
+                    self.query_deadlines.remove(&(pending.deadline, id));
+                    let PendingQuery { name, responses, members, .. } = pending;
+                    self.query_results.push_back(QueryResult { id, name, responses, members });
+                }
             }
             _ => self.stats.messages_ignored += 1,
         }

@@ -10,6 +10,7 @@
 
 pub(crate) mod catalog;
 pub(crate) mod cluster;
+pub(crate) mod keyring;
 pub(crate) mod kv;
 pub(crate) mod lock;
 pub(crate) mod snapshot;
@@ -117,6 +118,14 @@ impl Client {
         self.call("DELETE", path, query, None)
     }
 
+    pub(crate) fn post_body(&self, path: &str, body: &[u8]) -> Result<Reply, String> {
+        self.call("POST", path, &[], Some(body))
+    }
+
+    pub(crate) fn delete_body(&self, path: &str, body: &[u8]) -> Result<Reply, String> {
+        self.call("DELETE", path, &[], Some(body))
+    }
+
     /// One request. `path` is escaped here; `query` pairs with an empty value are sent as a bare
     /// name (`?recurse`), as Consul's client sends its switches.
     fn call(
@@ -147,7 +156,11 @@ impl Client {
             let token = self.token.as_deref();
             match (method, body) {
                 ("GET", _) => with_token(self.agent.get(&url), token).call(),
-                ("DELETE", _) => with_token(self.agent.delete(&url), token).call(),
+                ("DELETE", None) => with_token(self.agent.delete(&url), token).call(),
+                // Go's client sends a body with DELETE where the API wants one (the keyring).
+                ("DELETE", Some(body)) => {
+                    with_token(self.agent.delete(&url), token).force_send_body().send(body)
+                }
                 ("POST", body) => with_token(self.agent.post(&url), token).send(body.unwrap_or_default()),
                 (_, body) => with_token(self.agent.put(&url), token).send(body.unwrap_or_default()),
             }

@@ -34,6 +34,8 @@ pub struct Gossip {
     pub leave: tokio::sync::Notify,
     /// Whether the pools' gossip is encrypted (`encrypt`).
     pub encrypted: bool,
+    /// Requests waiting for a keyring query's answers.
+    pub keyring: super::KeyringWaiters,
     events: Mutex<VecDeque<UserEvent>>,
     /// Counts received events, for `/v1/event/list` readers blocked on a new one.
     arrivals: tokio::sync::watch::Sender<u64>,
@@ -92,7 +94,7 @@ impl Gossip {
         })
     }
 
-    async fn command(&self, wan: bool, command: Command) -> Result<(), HttpError> {
+    pub(super) async fn command(&self, wan: bool, command: Command) -> Result<(), HttpError> {
         let (_, _, commands) = self.pool(wan)?;
         let commands = commands.upgrade().ok_or_else(|| HttpError::internal("the agent is stopping"))?;
         let (reply, answer) = oneshot::channel();

@@ -9,6 +9,7 @@ mod catalog;
 mod filter;
 mod gossip;
 mod health;
+mod keyring;
 mod kv;
 mod leader;
 mod limit;
@@ -44,6 +45,7 @@ pub use self::agent::{
 pub use self::body::Object;
 pub use self::gossip::{Gossip, UserEvent, EVENTS_KEPT};
 pub use self::health::{run_alias_checks, run_checks, CheckRunner};
+pub use self::keyring::KeyringWaiters;
 pub use self::leader::{run_leader_duties, RECONCILE_INTERVAL};
 pub use self::limit::HTTP_CONNS_PER_CLIENT_MAX;
 pub use self::members::{Member, Members, Pool};
@@ -318,6 +320,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .merge(agent::routes())
         .merge(catalog::routes())
         .merge(gossip::routes())
+        .merge(keyring::routes())
         .merge(kv::routes())
         .merge(members::routes())
         .merge(operator::routes())

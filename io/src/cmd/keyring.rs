@@ -1,0 +1,130 @@
+//! `muster keyring -list|-list-primary|-install|-use|-remove` (`../shared/reference/
+//! consul-behaviour.md` §4.2): gossip key rotation across every member, through
+//! `/v1/operator/keyring`.
+
+use std::collections::BTreeMap;
+
+use clap::Args;
+use serde::Deserialize;
+
+use super::{Client, HttpArgs, Outcome};
+
+#[derive(Debug, Args)]
+pub(crate) struct KeyringArgs {
+    #[command(flatten)]
+    http: HttpArgs,
+    /// Lists the keys installed on the members, with how many hold each.
+    #[arg(long)]
+    list: bool,
+    /// Lists the primary keys only (muster lists every key; see ARCHITECTURE.md).
+    #[arg(long = "list-primary")]
+    list_primary: bool,
+    /// Installs a new key on every member.
+    #[arg(long, default_value = "")]
+    install: String,
+    /// Makes an installed key the primary (the one that encrypts) on every member.
+    #[arg(long = "use", default_value = "")]
+    use_key: String,
+    /// Removes a key from every member (not the primary).
+    #[arg(long, default_value = "")]
+    remove: String,
+    /// How many members relay each answer (0 to 5); accepted for Consul's scripts.
+    #[arg(long = "relay-factor", default_value_t = 0)]
+    relay_factor: u8,
+    args: Vec<String>,
+}
+
+/// One pool's answer, as `/v1/operator/keyring` lists it (Consul's `KeyringResponse`).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct PoolKeys {
+    #[serde(rename = "WAN")]
+    wan: bool,
+    datacenter: String,
+    keys: BTreeMap<String, usize>,
+    num_nodes: usize,
+    #[serde(default)]
+    messages: BTreeMap<String, String>,
+}
+
+pub(crate) fn keyring(args: &KeyringArgs) -> Outcome {
+    if !args.args.is_empty() {
+        return Err(format!("Too many arguments (expected 0, got {})", args.args.len()));
+    }
+    if args.relay_factor > 5 {
+        return Err("Error: relay factor must be between 0 and 5".into());
+    }
+    let actions = [
+        args.list || args.list_primary,
+        !args.install.is_empty(),
+        !args.use_key.is_empty(),
+        !args.remove.is_empty(),
+    ];
+    match actions.iter().filter(|&&a| a).count() {
+        0 => return Err("Must specify one action".into()),
+        1 => {}
+        _ => return Err("Only a single action is allowed".into()),
+    }
+    let client = Client::new(&args.http)?;
+    if args.list || args.list_primary {
+        println!("==> Gathering installed encryption keys...");
+        let pools: Vec<PoolKeys> = client
+            .get("/v1/operator/keyring", &[])
+            .and_then(|reply| reply.json())
+            .map_err(|error| format!("error: {error}"))?;
+        print!("{}", list_text(&pools));
+        return Ok(0);
+    }
+    let (method, key, doing) = if !args.install.is_empty() {
+        ("POST", &args.install, "==> Installing new gossip encryption key...")
+    } else if !args.use_key.is_empty() {
+        ("PUT", &args.use_key, "==> Changing primary gossip encryption key...")
+    } else {
+        ("DELETE", &args.remove, "==> Removing gossip encryption key...")
+    };
+    println!("{doing}");
+    let body = serde_json::json!({ "Key": key }).to_string();
+    let reply = match method {
+        "POST" => client.post_body("/v1/operator/keyring", body.as_bytes()),
+        "PUT" => client.put("/v1/operator/keyring", &[], body.as_bytes()),
+        _ => client.delete_body("/v1/operator/keyring", body.as_bytes()),
+    };
+    reply.and_then(|reply| reply.ok()).map_err(|error| format!("error: {error}"))?;
+    Ok(0)
+}
+
+/// Consul's listing: each pool, then each key with `[holders/members]`, then any member's
+/// error.
+fn list_text(pools: &[PoolKeys]) -> String {
+    let mut out = String::new();
+    for pool in pools {
+        let name = if pool.wan { "WAN".to_owned() } else { format!("{} (LAN)", pool.datacenter) };
+        out.push_str(&format!("\n{name}:\n"));
+        for (key, holders) in &pool.keys {
+            out.push_str(&format!("  {key} [{holders}/{}]\n", pool.num_nodes));
+        }
+        for (node, message) in &pool.messages {
+            out.push_str(&format!("  {node}: {message}\n"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_listed_by_pool_with_holders_out_of_members() {
+        let pools: Vec<PoolKeys> = serde_json::from_str(
+            r#"[{"WAN": true, "Datacenter": "dc1", "Keys": {"a2V5": 3}, "NumNodes": 3},
+                {"WAN": false, "Datacenter": "dc1", "Keys": {"a2V5": 4, "bmV3": 2}, "NumNodes": 4,
+                 "Messages": {"c1": "key is already installed"}}]"#,
+        )
+        .unwrap();
+        assert_eq!(
+            list_text(&pools),
+            "\nWAN:\n  a2V5 [3/3]\n\ndc1 (LAN):\n  a2V5 [4/4]\n  bmV3 [2/4]\n  c1: key is already installed\n"
+        );
+    }
+}
