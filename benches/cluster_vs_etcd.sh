@@ -44,7 +44,7 @@ start_muster() {
   for m in 1 2 3; do [[ $m != "$n" ]] && join+=("-retry-join=127.0.0.1:183${m}1"); done
   target/release/muster agent -server -bootstrap-expect=3 -bind=127.0.0.1 -dns-port=-1 -node="s$n" \
     -data-dir="$work/s$n" -serf-lan-port="183${n}1" -serf-wan-port="183${n}2" \
-    -server-port="183${n}0" -http-port="185${n}0" "${join[@]}" >>"$work/s$n.log" 2>&1 &
+    -server-port="183${n}0" -http-port="185${n}0" -retry-interval=1s "${join[@]}" >>"$work/s$n.log" 2>&1 &
   pid[s$n]=$!
 }
 for n in 1 2 3; do start_muster "$n"; done

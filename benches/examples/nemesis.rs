@@ -48,6 +48,7 @@ impl Server {
             .args([format!("-serf-lan-port={lan}"), format!("-serf-wan-port={wan}")])
             .args([format!("-http-port={http}"), format!("-server-port={rpc}")])
             .arg(format!("-retry-join=127.0.0.1:{join}"))
+            .arg("-retry-interval=1s")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -71,7 +71,8 @@ impl Server {
             .args([format!("-http-port={}", self.http), format!("-server-port={}", self.rpc)])
             .arg(format!("-dns-port={}", self.dns));
         if let Some(port) = join {
-            command.arg(format!("-retry-join=127.0.0.1:{port}"));
+            // A join that finds the seed not yet listening is tried again after 1 s, not 30 s.
+            command.arg(format!("-retry-join=127.0.0.1:{port}")).arg("-retry-interval=1s");
         }
         let log =
             std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).expect("a log file");
