@@ -172,6 +172,64 @@ pub(crate) struct AgentArgs {
     /// A directory whose `*.json` and `*.hcl` files are read in lexical order. Repeatable.
     #[arg(long = "config-dir")]
     pub(crate) config_dir: Vec<PathBuf>,
+    /// The format of -config-file files whatever their extension: json or hcl.
+    #[arg(long = "config-format")]
+    pub(crate) config_format: Option<String>,
+    /// A fragment of HCL configuration, read after the files. Repeatable.
+    #[arg(long = "hcl")]
+    pub(crate) hcl: Vec<String>,
+    /// The log level: trace, debug, info, warn or error (MUSTER_LOG, a tracing filter, wins).
+    #[arg(long = "log-level")]
+    pub(crate) log_level: Option<String>,
+    /// Logs JSON lines instead of text.
+    #[arg(long = "log-json")]
+    pub(crate) log_json: bool,
+    /// Also appends the log to this file (a path ending in `/` is a directory, in which the
+    /// file is `muster-<Unix seconds>.log`).
+    #[arg(long = "log-file")]
+    pub(crate) log_file: Option<PathBuf>,
+    /// Writes the agent's process ID to this file, removed at exit.
+    #[arg(long = "pid-file")]
+    pub(crate) pid_file: Option<PathBuf>,
+    /// Node metadata, `key:value`, in the catalog and DNS TXT records. Repeatable.
+    #[arg(long = "node-meta")]
+    pub(crate) node_meta: Vec<String>,
+    /// The node's ID (a UUID); random, and kept in the data directory, when absent.
+    #[arg(long = "node-id")]
+    pub(crate) node_id: Option<String>,
+    /// The address the WAN pool advertises; defaults to -advertise.
+    #[arg(long = "advertise-wan")]
+    pub(crate) advertise_wan: Option<IpAddr>,
+    /// The address the LAN pool binds to; defaults to -bind.
+    #[arg(long = "serf-lan-bind")]
+    pub(crate) serf_lan_bind: Option<IpAddr>,
+    /// The address the WAN pool binds to; defaults to -bind.
+    #[arg(long = "serf-wan-bind")]
+    pub(crate) serf_wan_bind: Option<IpAddr>,
+    /// Neither reads nor writes the gossip keyring file in the data directory.
+    #[arg(long = "disable-keyring-file")]
+    pub(crate) disable_keyring_file: bool,
+    /// Consul's web UI: muster has none yet, and says so.
+    #[arg(long = "ui")]
+    pub(crate) ui: bool,
+    /// Where the web UI is served (accepted; muster has no web UI yet).
+    #[arg(long = "ui-content-path")]
+    pub(crate) ui_content_path: Option<String>,
+    /// Consul's gRPC (xDS) port: muster serves none yet; -1 is accepted quietly.
+    #[arg(long = "grpc-port", allow_negative_numbers = true)]
+    pub(crate) grpc_port: Option<i32>,
+    /// Consul's HTTPS port: muster serves plain HTTP only yet; -1 is accepted quietly.
+    #[arg(long = "https-port", allow_negative_numbers = true)]
+    pub(crate) https_port: Option<i32>,
+    /// The Raft protocol version; only 3 is spoken.
+    #[arg(long = "raft-protocol")]
+    pub(crate) raft_protocol: Option<u8>,
+    /// The gossip protocol version to speak (muster speaks 2 to 3 whatever is asked).
+    #[arg(long = "protocol")]
+    pub(crate) protocol: Option<u8>,
+    /// Accepted for Consul's scripts: muster never derives the node ID from the host.
+    #[arg(long = "disable-host-node-id", num_args = 0..=1, default_missing_value = "true")]
+    pub(crate) disable_host_node_id: Option<bool>,
 }
 
 /// Commands whose first positional argument starts a command line of their own (a handler, a

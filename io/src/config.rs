@@ -14,11 +14,16 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-/// Where configuration comes from: `-config-file` and `-config-dir`, in the order given.
+/// Where configuration comes from: `-config-file` and `-config-dir`, in the order given, then
+/// the `-hcl` fragments.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Sources {
     /// Files and directories, in order.
     pub paths: Vec<Source>,
+    /// `-hcl` fragments, read after every file (as Consul reads them).
+    pub fragments: Vec<String>,
+    /// `-config-format`: the format of `-config-file` files whatever their extension.
+    pub format: Option<Format>,
 }
 
 /// One `-config-file` or `-config-dir`.
@@ -43,6 +48,10 @@ pub struct Ports {
     pub server: Option<u16>,
     /// `dns` (-1 disables).
     pub dns: Option<i32>,
+    /// `grpc` (-1: none; muster serves no gRPC API yet).
+    pub grpc: Option<i32>,
+    /// `https` (-1: none; muster serves no HTTPS API yet).
+    pub https: Option<i32>,
 }
 
 /// `dns_config`: what the files set.
@@ -120,6 +129,30 @@ pub struct FileConfig {
     /// `retry_interval`: how long before an unanswered join is tried again (Go duration text;
     /// the agent checks it as it checks `-retry-interval`).
     pub retry_interval: Option<String>,
+    /// `log_level`.
+    pub log_level: Option<String>,
+    /// `log_json`.
+    pub log_json: Option<bool>,
+    /// `log_file`.
+    pub log_file: Option<PathBuf>,
+    /// `pid_file`.
+    pub pid_file: Option<PathBuf>,
+    /// `node_meta`, merged key by key.
+    pub node_meta: std::collections::BTreeMap<String, String>,
+    /// `node_id`.
+    pub node_id: Option<String>,
+    /// `advertise_addr_wan`.
+    pub advertise_addr_wan: Option<IpAddr>,
+    /// `serf_lan`: the LAN pool's bind address.
+    pub serf_lan: Option<IpAddr>,
+    /// `serf_wan`: the WAN pool's bind address.
+    pub serf_wan: Option<IpAddr>,
+    /// `disable_keyring_file`.
+    pub disable_keyring_file: Option<bool>,
+    /// `ui` or `ui_config.enabled` (muster has no web UI yet; the agent says so).
+    pub ui: Option<bool>,
+    /// `raft_protocol` (only 3 is spoken).
+    pub raft_protocol: Option<u8>,
     /// Service definitions, each with the file it came from.
     pub services: Vec<(PathBuf, Value)>,
     /// Check definitions, each with the file it came from.
@@ -130,9 +163,17 @@ pub struct FileConfig {
 pub fn load(sources: &Sources) -> Result<FileConfig, String> {
     let mut config = FileConfig::default();
     for file in files(sources)? {
-        let value = read(&file)?;
+        let value = read(&file, sources.format)?;
         merge(&mut config, &file, value)
             .map_err(|reason| format!("failed to parse {}: {reason}", file.display()))?;
+    }
+    for fragment in &sources.fragments {
+        let parsed = hcl::from_str::<Value>(fragment).map_err(|e| format!("failed to parse -hcl: {e}"))?;
+        let Value::Object(map) = parsed else {
+            return Err("failed to parse -hcl: expected HCL attributes".into());
+        };
+        merge(&mut config, Path::new("-hcl"), map)
+            .map_err(|reason| format!("failed to parse -hcl: {reason}"))?;
     }
     Ok(config)
 }
@@ -143,7 +184,7 @@ fn files(sources: &Sources) -> Result<Vec<PathBuf>, String> {
     for source in &sources.paths {
         match source {
             Source::File(path) => {
-                if format_of(path).is_none() {
+                if format_of(path).or(sources.format).is_none() {
                     return Err(format!(
                         "Error loading {}: config file must have a .json or .hcl extension",
                         path.display()
@@ -171,10 +212,24 @@ fn files(sources: &Sources) -> Result<Vec<PathBuf>, String> {
     Ok(files)
 }
 
+/// A configuration file's format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
+pub enum Format {
+    /// JSON.
     Json,
+    /// HCL.
     Hcl,
+}
+
+impl Format {
+    /// `-config-format`'s value: `json` or `hcl`.
+    pub fn parse(text: &str) -> Result<Format, String> {
+        match text {
+            "json" => Ok(Format::Json),
+            "hcl" => Ok(Format::Hcl),
+            other => Err(format!("Invalid config format {other:?}: must be json or hcl")),
+        }
+    }
 }
 
 fn format_of(path: &Path) -> Option<Format> {
@@ -186,12 +241,12 @@ fn format_of(path: &Path) -> Option<Format> {
 }
 
 /// A file's contents as a JSON object (HCL blocks become objects, repeated blocks lists).
-fn read(path: &Path) -> Result<Map<String, Value>, String> {
+fn read(path: &Path, forced: Option<Format>) -> Result<Map<String, Value>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("Error reading {}: {e}", path.display()))?;
-    let parsed = match format_of(path) {
+    let parsed = match format_of(path).or(forced) {
         Some(Format::Json) => serde_json::from_str::<Value>(&text).map_err(|e| e.to_string()),
         Some(Format::Hcl) => hcl::from_str::<Value>(&text).map_err(|e| e.to_string()),
-        None => unreachable!("only .json and .hcl files are read"),
+        None => unreachable!("only .json and .hcl files, or those of -config-format, are read"),
     };
     match parsed.map_err(|e| format!("failed to parse {}: {e}", path.display()))? {
         Value::Object(map) => Ok(map),
@@ -227,6 +282,44 @@ fn merge(config: &mut FileConfig, file: &Path, map: Map<String, Value>) -> Resul
             "start_join" | "retry_join" => config.retry_join.extend(strings(&key, &value)?),
             "start_join_wan" | "retry_join_wan" => config.retry_join_wan.extend(strings(&key, &value)?),
             "ports" => merge_ports(&mut config.ports, &value)?,
+            "log_level" => config.log_level = Some(string(&key, &value)?),
+            "log_json" => config.log_json = Some(boolean(&key, &value)?),
+            "log_file" => config.log_file = Some(PathBuf::from(string(&key, &value)?)),
+            "pid_file" => config.pid_file = Some(PathBuf::from(string(&key, &value)?)),
+            "node_meta" => {
+                let Value::Object(pairs) = value else { return Err("node_meta: expected an object".into()) };
+                for (name, text) in pairs {
+                    config.node_meta.insert(name.clone(), string(&format!("node_meta.{name}"), &text)?);
+                }
+            }
+            "node_id" => config.node_id = Some(string(&key, &value)?),
+            "advertise_addr_wan" => config.advertise_addr_wan = Some(address(&key, &value)?),
+            "serf_lan" | "serf_lan_bind" => config.serf_lan = Some(address(&key, &value)?),
+            "serf_wan" | "serf_wan_bind" => config.serf_wan = Some(address(&key, &value)?),
+            "disable_keyring_file" => config.disable_keyring_file = Some(boolean(&key, &value)?),
+            "ui" => config.ui = Some(boolean(&key, &value)?),
+            "ui_config" => {
+                let Value::Object(fields) = value else { return Err("ui_config: expected an object".into()) };
+                for (field, field_value) in fields {
+                    let name = format!("ui_config.{field}");
+                    match field.as_str() {
+                        "enabled" => config.ui = Some(boolean(&name, &field_value)?),
+                        "content_path" | "dir" => {
+                            string(&name, &field_value)?;
+                        }
+                        _ => return Err(format!("invalid config key {name}")),
+                    }
+                }
+            }
+            "raft_protocol" => config.raft_protocol = Some(number(&key, &value)?),
+            // Accepted for Consul's files: muster's node IDs are random (never from the host),
+            // and it speaks gossip protocol 2 to 3 whatever is asked.
+            "disable_host_node_id" => {
+                boolean(&key, &value)?;
+            }
+            "protocol" => {
+                number::<u8>(&key, &value)?;
+            }
             "domain" => config.domain = Some(string(&key, &value)?),
             "alt_domain" => config.alt_domain = Some(string(&key, &value)?),
             "recursors" | "recursor" => config.recursors.extend(strings(&key, &value)?),
@@ -258,6 +351,18 @@ fn merge_ports(ports: &mut Ports, value: &Value) -> Result<(), String> {
             "serf_lan" => ports.serf_lan = Some(number(&name, value)?),
             "serf_wan" => ports.serf_wan = Some(number(&name, value)?),
             "server" => ports.server = Some(number(&name, value)?),
+            "grpc" | "https" | "grpc_tls" => {
+                let port = value
+                    .as_i64()
+                    .filter(|p| (-1..=65535).contains(p))
+                    .ok_or(format!("{name}: expected a port or -1"))?;
+                let port = Some(i32::try_from(port).expect("bounded above"));
+                if key == "https" {
+                    ports.https = port;
+                } else {
+                    ports.grpc = port;
+                }
+            }
             "dns" => {
                 let port = value
                     .as_i64()
@@ -392,7 +497,7 @@ mod tests {
                 ("notes.txt", "not configuration"),
             ],
         );
-        let config = load(&Sources { paths: vec![Source::Dir(dir.clone())] }).unwrap();
+        let config = load(&Sources { paths: vec![Source::Dir(dir.clone())], ..Sources::default() }).unwrap();
         assert_eq!(config.datacenter.as_deref(), Some("west"), "the later file wins");
         assert_eq!(config.retry_join, vec!["10.0.0.1".to_owned(), "10.0.0.2".to_owned()]);
         assert_eq!(config.ports.http, Some(8501));
@@ -402,6 +507,51 @@ mod tests {
         assert_eq!(config.services[0].1["tags"], serde_json::json!(["rails"]));
         assert_eq!(config.services[0].0, dir.join("20-web.hcl"));
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn agent_settings_hcl_fragments_and_a_forced_format_are_read() {
+        let dir = dir(
+            "agent",
+            &[(
+                "agent.conf",
+                "{\"log_level\": \"debug\", \"log_json\": true, \"pid_file\": \"/run/m.pid\",\n\
+                 \"node_meta\": {\"rack\": \"r1\"}, \"node_id\": \"11111111-2222-3333-4444-555555555555\",\n\
+                 \"advertise_addr_wan\": \"10.0.0.9\", \"serf_lan\": \"10.0.0.1\", \"ui_config\": {\"enabled\": true},\n\
+                 \"ports\": {\"grpc\": 8502, \"https\": -1}, \"raft_protocol\": 3, \"disable_keyring_file\": true,\n\
+                 \"retry_interval\": \"5s\"}",
+            )],
+        );
+        let file = Source::File(dir.join("agent.conf"));
+        let refused = load(&Sources { paths: vec![file.clone()], ..Sources::default() }).unwrap_err();
+        assert!(refused.contains("config file must have a .json or .hcl extension"), "{refused}");
+        let sources = Sources {
+            paths: vec![file],
+            fragments: vec!["node_meta {\n  zone = \"a\"\n}\nlog_level = \"warn\"".to_owned()],
+            format: Some(Format::Json),
+        };
+        let config = load(&sources).unwrap();
+        assert_eq!(
+            (config.log_level.as_deref(), config.log_json),
+            (Some("warn"), Some(true)),
+            "the fragment wins"
+        );
+        assert_eq!(config.pid_file, Some(PathBuf::from("/run/m.pid")));
+        assert_eq!(
+            config.node_meta.into_iter().collect::<Vec<_>>(),
+            [("rack".to_owned(), "r1".to_owned()), ("zone".to_owned(), "a".to_owned())]
+        );
+        assert_eq!(config.node_id.as_deref(), Some("11111111-2222-3333-4444-555555555555"));
+        assert_eq!(
+            (config.advertise_addr_wan, config.serf_lan),
+            (Some([10, 0, 0, 9].into()), Some([10, 0, 0, 1].into()))
+        );
+        assert_eq!((config.ui, config.ports.grpc, config.ports.https), (Some(true), Some(8502), Some(-1)));
+        assert_eq!((config.raft_protocol, config.disable_keyring_file), (Some(3), Some(true)));
+        assert_eq!(config.retry_interval.as_deref(), Some("5s"));
+        let bad = Sources { fragments: vec!["node_meta = 3".to_owned()], ..Sources::default() };
+        assert_eq!(load(&bad).unwrap_err(), "failed to parse -hcl: node_meta: expected an object");
+        assert_eq!(Format::parse("yaml").unwrap_err(), "Invalid config format \"yaml\": must be json or hcl");
     }
 
     #[test]
@@ -416,7 +566,7 @@ mod tests {
                  recursor_strategy = \"random\"\n  recursor_timeout = \"500ms\"\n}\n",
             )],
         );
-        let config = load(&Sources { paths: vec![Source::Dir(dir.clone())] }).unwrap();
+        let config = load(&Sources { paths: vec![Source::Dir(dir.clone())], ..Sources::default() }).unwrap();
         assert_eq!(config.check_update_interval, Some(std::time::Duration::ZERO));
         assert_eq!(
             (config.domain.as_deref(), config.recursors.as_slice()),
@@ -429,10 +579,12 @@ mod tests {
         assert_eq!(config.dns.recursor_strategy.as_deref(), Some("random"));
         assert_eq!(config.dns.recursor_timeout, Some(std::time::Duration::from_millis(500)));
         std::fs::write(dir.join("b.json"), r#"{"dns_config": {"only_passin": true}}"#).unwrap();
-        let refused = load(&Sources { paths: vec![Source::File(dir.join("b.json"))] }).unwrap_err();
+        let refused = load(&Sources { paths: vec![Source::File(dir.join("b.json"))], ..Sources::default() })
+            .unwrap_err();
         assert!(refused.ends_with("invalid config key dns_config.only_passin"), "{refused}");
         std::fs::write(dir.join("c.json"), r#"{"dns_config": {"recursor_strategy": "fastest"}}"#).unwrap();
-        let refused = load(&Sources { paths: vec![Source::File(dir.join("c.json"))] }).unwrap_err();
+        let refused = load(&Sources { paths: vec![Source::File(dir.join("c.json"))], ..Sources::default() })
+            .unwrap_err();
         assert!(
             refused.ends_with(
                 r#"dns_config.recursor_strategy: expected "sequential" or "random", not "fastest""#
@@ -452,7 +604,9 @@ mod tests {
                 ("c.hcl", "server = \"yes\""),
             ],
         );
-        let one = |file: &str| load(&Sources { paths: vec![Source::File(dir.join(file))] }).unwrap_err();
+        let one = |file: &str| {
+            load(&Sources { paths: vec![Source::File(dir.join(file))], ..Sources::default() }).unwrap_err()
+        };
         assert_eq!(
             one("a.json"),
             format!("failed to parse {}: invalid config key datacentre", dir.join("a.json").display())

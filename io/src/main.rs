@@ -151,7 +151,12 @@ fn apply_config_files(
         );
     }
     ordered.sort_by_key(|(index, _)| *index);
-    let sources = config::Sources { paths: ordered.into_iter().map(|(_, source)| source).collect() };
+    let format = args.config_format.as_deref().map(config::Format::parse).transpose()?;
+    let sources = config::Sources {
+        paths: ordered.into_iter().map(|(_, source)| source).collect(),
+        fragments: args.hcl.clone(),
+        format,
+    };
     let file = config::load(&sources)?;
     args.enable_script_checks |= file.enable_script_checks.unwrap_or(false);
     args.enable_local_script_checks |= file.enable_local_script_checks.unwrap_or(false);
@@ -192,6 +197,22 @@ fn apply_config_files(
     args.recursor.extend(file.recursors);
     args.rejoin |= file.rejoin_after_leave.unwrap_or(false);
     args.retry_interval = args.retry_interval.take().or(file.retry_interval);
+    args.log_level = args.log_level.take().or(file.log_level);
+    args.log_json |= file.log_json.unwrap_or(false);
+    args.log_file = args.log_file.take().or(file.log_file);
+    args.pid_file = args.pid_file.take().or(file.pid_file);
+    args.node_id = args.node_id.take().or(file.node_id);
+    args.advertise_wan = args.advertise_wan.or(file.advertise_addr_wan);
+    args.serf_lan_bind = args.serf_lan_bind.or(file.serf_lan);
+    args.serf_wan_bind = args.serf_wan_bind.or(file.serf_wan);
+    args.disable_keyring_file |= file.disable_keyring_file.unwrap_or(false);
+    args.ui |= file.ui.unwrap_or(false);
+    args.grpc_port = args.grpc_port.or(file.ports.grpc);
+    args.https_port = args.https_port.or(file.ports.https);
+    args.raft_protocol = args.raft_protocol.or(file.raft_protocol);
+    // Flags after files: a -node-meta key given on the command line wins.
+    let flag_meta = std::mem::take(&mut args.node_meta);
+    args.node_meta = file.node_meta.iter().map(|(k, v)| format!("{k}:{v}")).chain(flag_meta).collect();
     args.join.extend(file.retry_join);
     args.join_wan.extend(file.retry_join_wan);
     Ok(FromFiles {
@@ -211,7 +232,7 @@ fn validate(args: &cli::ValidateArgs) -> ExitCode {
         .iter()
         .map(|p| if p.is_dir() { config::Source::Dir(p.clone()) } else { config::Source::File(p.clone()) })
         .collect();
-    let checked = config::load(&config::Sources { paths }).and_then(|file| {
+    let checked = config::load(&config::Sources { paths, ..config::Sources::default() }).and_then(|file| {
         let scripts =
             file.enable_script_checks.unwrap_or(false) || file.enable_local_script_checks.unwrap_or(false);
         http::definitions(&file, scripts)
@@ -231,10 +252,25 @@ fn validate(args: &cli::ValidateArgs) -> ExitCode {
 }
 
 fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MUSTER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi).init();
+    init_logging(&args)?;
+    let _pid_file = args.pid_file.as_deref().map(PidFile::write).transpose()?;
+    if args.ui || args.ui_content_path.is_some() {
+        tracing::warn!("agent: muster has no web UI yet; -ui and ui_config are ignored");
+    }
+    for (flag, port) in [("-grpc-port", args.grpc_port), ("-https-port", args.https_port)] {
+        if port.is_some_and(|p| p != -1) {
+            tracing::warn!("agent: {flag} is ignored: muster serves neither gRPC (xDS) nor HTTPS yet");
+        }
+    }
+    if let Some(version) = args.raft_protocol.filter(|&v| v != 3) {
+        return Err(format!(
+            "raft_protocol version {version} is not supported by this version of muster (only 3)"
+        ));
+    }
+    if let Some(version) = args.protocol.filter(|v| !(2..=3).contains(v)) {
+        return Err(format!("Protocol version {version} is not supported: muster speaks 2 to 3"));
+    }
+    let node_meta = parse_node_meta(&args.node_meta)?;
 
     if muster_core::INVARIANT_CHECKS {
         tracing::warn!(
@@ -270,7 +306,13 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
     if args.bootstrap_expect > 0 && args.bootstrap {
         return Err("'bootstrap_expect' and 'bootstrap' are mutually exclusive".to_owned());
     }
-    let node_id = node_id(args.data_dir.as_deref().filter(|_| !args.dev))?;
+    let node_id = match &args.node_id {
+        Some(id) => {
+            muster_core::fsm::catalog::parse_uuid(id).map_err(|reason| format!("node_id: {reason}"))?;
+            id.to_lowercase()
+        }
+        None => node_id(args.data_dir.as_deref().filter(|_| !args.dev))?,
+    };
     // Consul: an expectation of one is bootstrap mode.
     let expect = match args.bootstrap_expect {
         1 => {
@@ -292,6 +334,8 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
         label: "serf.lan",
         name: node_name.clone(),
         port: args.serf_lan_port,
+        bind: args.serf_lan_bind,
+        advertise: None,
         joins: parse_joins(&args.join, args.serf_lan_port, "-join")?,
         swim: if args.dev { swim::Config::dev() } else { swim::Config::lan() },
         dir: args.data_dir.clone(),
@@ -303,6 +347,8 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
             label: "serf.wan",
             name: format!("{node_name}.{}", args.datacenter),
             port: args.serf_wan_port,
+            bind: args.serf_wan_bind,
+            advertise: args.advertise_wan,
             joins: parse_joins(&args.join_wan, args.serf_wan_port, "-join-wan")?,
             swim: if args.dev { swim::Config::dev() } else { swim::Config::wan() },
             dir: args.data_dir.as_ref().map(|dir| dir.join("wan")),
@@ -367,13 +413,14 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
         .build()
         .map_err(|e| format!("Error starting runtime: {e}"))?;
     let dev = args.dev;
+    let disable_keyring_file = args.disable_keyring_file;
     let dev_dir = raft_dir.clone();
     let result = runtime.block_on(async move {
         let origin = tokio::time::Instant::now();
         let mut pools = Vec::new();
         for plan in plans {
-            let bind = SocketAddr::new(bind_ip, plan.port);
-            let advertise = SocketAddr::new(advertise_ip, plan.port);
+            let bind = SocketAddr::new(plan.bind.unwrap_or(bind_ip), plan.port);
+            let advertise = SocketAddr::new(plan.advertise.unwrap_or(advertise_ip), plan.port);
             let udp = UdpSocket::bind(bind).await.map_err(|e| format!("Error binding UDP {bind}: {e}"))?;
             let tcp = TcpListener::bind(bind).await.map_err(|e| format!("Error binding TCP {bind}: {e}"))?;
             let (storage, restored) = match &plan.dir {
@@ -390,7 +437,7 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
             config.meta = tags.clone();
             // A keyring file from an earlier run wins over -encrypt, as in Consul: it carries
             // every rotation since.
-            let from_file = match &plan.dir {
+            let from_file = match plan.dir.as_deref().filter(|_| !args.disable_keyring_file) {
                 Some(dir) => muster::keyring_file::read(dir)?,
                 None => None,
             };
@@ -444,7 +491,8 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
                 Some(start_consensus(plan, members.clone()).await?)
             }
         };
-        let node = own_node(&node_id, &node_name, &args.datacenter, advertise_ip);
+        let mut node = own_node(&node_id, &node_name, &args.datacenter, advertise_ip);
+        node.meta.extend(node_meta);
         let local_dir = args.data_dir.clone().filter(|_| !dev);
         let local = local::LocalAgent::open(node, local_dir)
             .map_err(|e| format!("Error reading the agent's services and checks: {e}"))?;
@@ -559,7 +607,8 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
                 log_event(event);
             };
             let (published, own_tags) = (members.clone(), tags.clone());
-            let (keyring_dir, mut saved_version) = (plan.dir.clone(), node.keyring_version());
+            let keyring_dir = plan.dir.clone().filter(|_| !disable_keyring_file);
+            let mut saved_version = node.keyring_version();
             let on_step = move |node: &Node| {
                 if stale.swap(false, std::sync::atomic::Ordering::Relaxed) {
                     published.publish(pool, node, &own_tags);
@@ -659,6 +708,114 @@ async fn reload_on_sighup(api: Arc<http::Api>) {
             Err(reason) => tracing::error!("agent: failed reloading config: {reason}"),
         }
     }
+}
+
+/// The tracing subscriber: `-log-level` (or `MUSTER_LOG`, a full tracing filter, which wins),
+/// text or `-log-json` lines, on stdout and, with `-log-file`, appended to a file too.
+fn init_logging(args: &cli::AgentArgs) -> Result<(), String> {
+    use tracing_subscriber::fmt::writer::MakeWriterExt;
+    let level = match args.log_level.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None => "info",
+        Some(level @ ("trace" | "debug" | "info" | "warn" | "error")) => match level {
+            "trace" => "trace",
+            "debug" => "debug",
+            "info" => "info",
+            "warn" => "warn",
+            _ => "error",
+        },
+        Some("err") => "error",
+        Some(_) => {
+            return Err(format!(
+                "Invalid log level: {:?}. Valid log levels are: [TRACE DEBUG INFO WARN ERR]",
+                args.log_level.as_deref().unwrap_or_default()
+            ))
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MUSTER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let file = match &args.log_file {
+        None => None,
+        Some(path) => {
+            let path = if path.as_os_str().to_string_lossy().ends_with('/') {
+                let secs = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                path.join(format!("muster-{secs}.log"))
+            } else {
+                path.clone()
+            };
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| format!("Error creating {}: {e}", dir.display()))?;
+            }
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| format!("Error opening log file {}: {e}", path.display()))?;
+            Some(std::sync::Mutex::new(file))
+        }
+    };
+    // Colour only on a terminal, and never into a file.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout()) && file.is_none();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi);
+    match (file, args.log_json) {
+        (None, false) => builder.init(),
+        (None, true) => builder.json().init(),
+        (Some(file), false) => builder.with_writer(std::io::stdout.and(file)).init(),
+        (Some(file), true) => builder.json().with_writer(std::io::stdout.and(file)).init(),
+    }
+    Ok(())
+}
+
+/// `-pid-file`: the process ID, written at start and removed when the agent stops.
+struct PidFile(std::path::PathBuf);
+
+impl PidFile {
+    fn write(path: &std::path::Path) -> Result<PidFile, String> {
+        std::fs::write(path, std::process::id().to_string())
+            .map_err(|e| format!("Could not write PID file {}: {e}", path.display()))?;
+        Ok(PidFile(path.to_owned()))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The most node metadata pairs, and the longest key and value (Consul's limits).
+const NODE_META_PAIRS_MAX: usize = 64;
+const NODE_META_KEY_BYTES_MAX: usize = 128;
+const NODE_META_VALUE_BYTES_MAX: usize = 512;
+
+/// `-node-meta key:value` pairs, checked as Consul checks them.
+fn parse_node_meta(pairs: &[String]) -> Result<std::collections::BTreeMap<String, String>, String> {
+    let mut meta = std::collections::BTreeMap::new();
+    for pair in pairs {
+        let (key, value) = pair.split_once(':').unwrap_or((pair.as_str(), ""));
+        if key.is_empty() {
+            return Err(format!("Invalid node metadata {pair:?}: key cannot be blank"));
+        }
+        if key.len() > NODE_META_KEY_BYTES_MAX || value.len() > NODE_META_VALUE_BYTES_MAX {
+            return Err(format!(
+                "Invalid node metadata {pair:?}: keys are at most {NODE_META_KEY_BYTES_MAX} bytes, values {NODE_META_VALUE_BYTES_MAX}"
+            ));
+        }
+        if !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(format!("Invalid node metadata {pair:?}: key contains invalid characters"));
+        }
+        if key.starts_with("consul-") {
+            return Err(format!(
+                "Invalid node metadata {pair:?}: key prefix \"consul-\" is reserved for internal use"
+            ));
+        }
+        meta.insert(key.to_owned(), value.to_owned());
+    }
+    if meta.len() > NODE_META_PAIRS_MAX {
+        return Err(format!("Node metadata cannot contain more than {NODE_META_PAIRS_MAX} key/value pairs"));
+    }
+    Ok(meta)
 }
 
 /// This agent's node row, as it registers it in the catalog.
@@ -932,6 +1089,10 @@ struct PoolPlan {
     label: &'static str,
     name: String,
     port: u16,
+    /// The address to bind, when not -bind's (-serf-lan-bind, -serf-wan-bind).
+    bind: Option<IpAddr>,
+    /// The address to advertise, when not -advertise's (-advertise-wan).
+    advertise: Option<IpAddr>,
     joins: Vec<SocketAddr>,
     swim: swim::Config,
     dir: Option<std::path::PathBuf>,

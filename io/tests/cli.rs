@@ -637,3 +637,79 @@ fn keys_rotate_with_keyring_and_survive_a_restart() {
     drop(agent);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Agent flags from Consul's documentation: node metadata from flags, an `-hcl` fragment and a
+/// file (in the catalog), a node ID, a PID file removed at exit, a JSON log file, and refusals
+/// in Consul's words.
+#[test]
+fn agent_flags_from_consuls_docs_are_honoured() {
+    let dir = std::env::temp_dir().join(format!("muster-cli-flags-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("consul.d")).unwrap();
+    std::fs::write(dir.join("consul.d/meta.hcl"), "node_meta {\n  rack = \"r1\"\n}\nlog_level = \"debug\"\n")
+        .unwrap();
+    let (lan, wan, http, server) = (free_port(), free_port(), free_port(), free_port());
+    let (pid_file, log_file) = (dir.join("agent.pid"), dir.join("logs/agent.log"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_muster"))
+        .args(["agent", "-dev", "-node=flags", "-dns-port=-1", "-node-meta=zone:a", "-log-json"])
+        .args(["-hcl=node_meta { env = \"test\" }", "-node-id=11111111-2222-3333-4444-555555555555"])
+        .arg(format!("-config-dir={}", dir.join("consul.d").display()))
+        .arg(format!("-pid-file={}", pid_file.display()))
+        .arg(format!("-log-file={}", log_file.display()))
+        .args([format!("-serf-lan-port={lan}"), format!("-serf-wan-port={wan}")])
+        .args([format!("-http-port={http}"), format!("-server-port={server}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let agent_http = format!("127.0.0.1:{http}");
+    let node = eventually("the node and its meta in the catalog", Duration::from_secs(30), || {
+        let response = ureq::get(&format!("http://{agent_http}/v1/catalog/node/flags")).call().ok()?;
+        let body: serde_json::Value =
+            serde_json::from_str(&response.into_body().read_to_string().ok()?).ok()?;
+        // The leader may register the node from gossip before the agent's own sync adds meta.
+        body["Node"]["Meta"]["zone"].is_string().then(|| body["Node"].clone())
+    });
+    assert_eq!(node["ID"], "11111111-2222-3333-4444-555555555555");
+    assert_eq!(
+        node["Meta"],
+        serde_json::json!({"consul-network-segment": "", "env": "test", "rack": "r1", "zone": "a"})
+    );
+    assert_eq!(std::fs::read_to_string(&pid_file).unwrap(), child.id().to_string());
+    let logged = std::fs::read_to_string(&log_file).unwrap();
+    let first: serde_json::Value = serde_json::from_str(logged.lines().next().unwrap()).unwrap();
+    assert!(first["level"].is_string() && first["fields"]["message"].is_string(), "{first}");
+    assert!(logged.contains("\"level\":\"DEBUG\""), "log_level from the file: debug lines are logged");
+    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    assert!(child.wait().unwrap().success());
+    assert!(!pid_file.exists(), "the PID file goes with the agent");
+
+    let refused = |flag: &str| {
+        let output =
+            Command::new(env!("CARGO_BIN_EXE_muster")).args(["agent", "-dev", flag]).output().unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).lines().last().unwrap_or_default().to_owned(),
+        )
+    };
+    assert_eq!(
+        refused("-log-level=loud"),
+        (
+            Some(1),
+            "==> Invalid log level: \"loud\". Valid log levels are: [TRACE DEBUG INFO WARN ERR]".to_owned()
+        )
+    );
+    assert_eq!(
+        refused("-node-meta=consul-x:1"),
+        (
+            Some(1),
+            "==> Invalid node metadata \"consul-x:1\": key prefix \"consul-\" is reserved for internal use"
+                .to_owned()
+        )
+    );
+    assert_eq!(
+        refused("-config-format=yaml"),
+        (Some(1), "==> Invalid config format \"yaml\": must be json or hcl".to_owned())
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
