@@ -46,6 +46,8 @@ pub(crate) enum Subcommands {
     ForceLeave(cmd::cluster::ForceLeaveArgs),
     /// Makes the agent read its configuration files again.
     Reload(cmd::cluster::ReloadArgs),
+    /// Streams the agent's log.
+    Monitor(cmd::monitor::MonitorArgs),
     /// Puts the node or a service into maintenance mode, takes it out, or lists what is in it.
     Maint(cmd::cluster::MaintArgs),
     /// Fires a user event.

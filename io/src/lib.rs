@@ -24,6 +24,8 @@ pub mod http;
 pub mod keyring_file;
 #[cfg(all(feature = "agent", not(madsim)))]
 pub mod local;
+#[cfg(all(feature = "agent", not(madsim)))]
+pub mod monitor;
 pub mod raft_net;
 #[cfg(not(madsim))]
 pub mod raft_server;

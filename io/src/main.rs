@@ -78,6 +78,7 @@ fn main() -> ExitCode {
         cli::Subcommands::ForceLeave(args) => finish(cmd::cluster::force_leave(&args)),
         cli::Subcommands::Reload(args) => finish(cmd::cluster::reload(&args)),
         cli::Subcommands::Maint(args) => finish(cmd::cluster::maint(&args)),
+        cli::Subcommands::Monitor(args) => finish(cmd::monitor::monitor(&args)),
         cli::Subcommands::Event(args) => finish(cmd::cluster::event(&args)),
         cli::Subcommands::Keyring(args) => finish(cmd::keyring::keyring(&args)),
         cli::Subcommands::Kv(command) => finish(cmd::kv::run(command)),
@@ -757,12 +758,18 @@ fn init_logging(args: &cli::AgentArgs) -> Result<(), String> {
     };
     // Colour only on a terminal, and never into a file.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout()) && file.is_none();
+    // Every line also goes to `/v1/agent/monitor`'s watchers (at the agent's level and above).
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi);
+    let monitor = muster::monitor::layer();
     match (file, args.log_json) {
-        (None, false) => builder.init(),
-        (None, true) => builder.json().init(),
-        (Some(file), false) => builder.with_writer(std::io::stdout.and(file)).init(),
-        (Some(file), true) => builder.json().with_writer(std::io::stdout.and(file)).init(),
+        (None, false) => builder.finish().with(monitor).init(),
+        (None, true) => builder.json().finish().with(monitor).init(),
+        (Some(file), false) => builder.with_writer(std::io::stdout.and(file)).finish().with(monitor).init(),
+        (Some(file), true) => {
+            builder.json().with_writer(std::io::stdout.and(file)).finish().with(monitor).init()
+        }
     }
     Ok(())
 }

@@ -713,3 +713,60 @@ fn agent_flags_from_consuls_docs_are_honoured() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `monitor` streams the agent's log lines, in Consul's shape, until the agent goes away;
+/// `leave` stops the agent gracefully.
+#[test]
+fn monitor_streams_the_log_until_the_agent_leaves() {
+    let dir = std::env::temp_dir().join(format!("muster-cli-monitor-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("consul.d")).unwrap();
+    let mut agent = start_agent(&dir);
+    eventually("the dev agent leads", Duration::from_secs(30), || {
+        (muster(&agent, &["kv", "put", "ready", "1"]).code == 0).then_some(())
+    });
+    fails(
+        muster(&agent, &["monitor", "-log-level=loud"]),
+        1,
+        "Error starting monitor: Unexpected response code: 400 (Unknown log level: loud)",
+    );
+    let mut monitor = Command::new(env!("CARGO_BIN_EXE_muster"))
+        .args(["monitor", "-log-level=info"])
+        .env("CONSUL_HTTP_ADDR", &agent.http)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    let stdout = monitor.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    // Reload until the monitor shows it: from then on the monitor is subscribed.
+    eventually("the monitor shows a reload", Duration::from_secs(10), || {
+        ok(muster(&agent, &["reload"]), "Configuration reload triggered\n");
+        lines.recv_timeout(Duration::from_millis(200)).ok().filter(|l| l.contains("Reloading configuration"))
+    });
+    ok(muster(&agent, &["leave"]), "Graceful leave complete\n");
+    let status = monitor.wait().unwrap();
+    reader.join().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut monitor.stderr.take().unwrap(), &mut stderr).unwrap();
+    let seen: Vec<String> = lines.try_iter().collect();
+    let line = seen
+        .iter()
+        .find(|l| l.contains("agent: leave requested over HTTP"))
+        .unwrap_or_else(|| panic!("{seen:?}"));
+    let (time, rest) = line.split_once(' ').unwrap();
+    assert!(time.ends_with('Z'), "{line}");
+    assert_eq!(rest, "[INFO]  agent: leave requested over HTTP");
+    assert_eq!(status.code(), Some(1));
+    assert_eq!(
+        stderr,
+        "Remote side ended the monitor! This usually means that the remote side has exited or crashed.\n"
+    );
+    assert!(agent.child.wait().unwrap().success(), "the agent left and exited cleanly");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -13,6 +13,7 @@ pub(crate) mod cluster;
 pub(crate) mod keyring;
 pub(crate) mod kv;
 pub(crate) mod lock;
+pub(crate) mod monitor;
 pub(crate) mod snapshot;
 pub(crate) mod watch;
 
@@ -124,6 +125,26 @@ impl Client {
 
     pub(crate) fn delete_body(&self, path: &str, body: &[u8]) -> Result<Reply, String> {
         self.call("DELETE", path, &[], Some(body))
+    }
+
+    /// A `GET` whose body is read as it arrives (`monitor`): its status and a reader.
+    pub(crate) fn get_stream(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<(u16, impl std::io::Read), String> {
+        let mut url = format!("{}{}", self.base, escape_path(path));
+        for (i, (name, value)) in query.iter().enumerate() {
+            url.push(if i == 0 { '?' } else { '&' });
+            url.extend(form_urlencoded::byte_serialize(name.as_bytes()));
+            url.push('=');
+            url.extend(form_urlencoded::byte_serialize(value.as_bytes()));
+        }
+        let response = with_token(self.agent.get(&url), self.token.as_deref())
+            .call()
+            .map_err(|error| go_transport_error("GET", &url, &error))?;
+        let status = response.status().as_u16();
+        Ok((status, response.into_body().into_with_config().limit(u64::MAX).reader()))
     }
 
     /// One request. `path` is escaped here; `query` pairs with an empty value are sent as a bare

@@ -241,6 +241,7 @@ pub(super) fn routes() -> Router<Arc<Api>> {
         .route("/v1/agent/maintenance", put(node_maintenance))
         .route("/v1/agent/reload", put(reload_endpoint))
         .route("/v1/agent/service/maintenance/{id}", put(service_maintenance))
+        .route("/v1/agent/monitor", get(monitor))
 }
 
 /// The node maintenance check's ID (Consul's `structs.NodeMaint`).
@@ -349,6 +350,37 @@ async fn agent_self(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Res
         "xDS": null,
     });
     json(&query, &body).into_response()
+}
+
+/// `GET /v1/agent/monitor?loglevel=`: the agent's log lines from now on, at the level asked
+/// (info by default) and above, streamed until the client goes away. Levels below the agent's
+/// own `-log-level` are never logged, so never shown.
+async fn monitor(RawQuery(raw): RawQuery) -> Response {
+    use tokio::sync::broadcast::error::RecvError;
+    let query = Query::parse(raw.as_deref());
+    let level = match query.get("loglevel") {
+        None | Some("") => tracing::Level::INFO,
+        Some(text) => match crate::monitor::parse_level(text) {
+            Some(level) => level,
+            None => return HttpError::bad_request(format!("Unknown log level: {text}")).into_response(),
+        },
+    };
+    let lines = crate::monitor::subscribe();
+    let stream = futures_util::stream::unfold(lines, move |mut lines| async move {
+        loop {
+            let text = match lines.recv().await {
+                Ok(line) if line.level <= level => format!("{}\n", line.text),
+                Ok(_) => continue,
+                Err(RecvError::Lagged(lost)) => {
+                    format!("[WARN]  monitor: {lost} log lines dropped: the reader fell behind\n")
+                }
+                Err(RecvError::Closed) => return None,
+            };
+            return Some((Ok::<_, std::convert::Infallible>(text), lines));
+        }
+    });
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")], axum::body::Body::from_stream(stream))
+        .into_response()
 }
 
 /// `Stats` of `/v1/agent/self`, what `muster info` prints: Consul's sections and keys, every
@@ -742,6 +774,7 @@ pub async fn apply_definitions(api: &Api, definitions: Definitions) -> Result<()
 /// reload; SIGHUP and `PUT /v1/agent/reload` both come here). Other settings take effect at
 /// the next start.
 pub async fn reload(api: &Api) -> Result<(), String> {
+    tracing::info!("agent: Reloading configuration...");
     let config = crate::config::load(&api.config.sources)?;
     apply_definitions(api, definitions(&config, api.script_checks.from_files)?).await
 }

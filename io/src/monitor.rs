@@ -1,0 +1,138 @@
+//! The agent's log as `/v1/agent/monitor` streams it (Consul's `consul monitor`): a tracing
+//! layer formats each event the agent logs into one line, in Consul's shape
+//! (`2026-11-30T17:14:43.385Z [INFO]  agent: ...`), and publishes it on a broadcast channel
+//! every open monitor reads. A monitor that falls behind loses lines (and is told how many)
+//! rather than holding the agent's logging up.
+
+use std::fmt::Write;
+use std::sync::OnceLock;
+
+use tokio::sync::broadcast;
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::Layer;
+
+/// Lines a monitor may fall behind by before it loses some.
+pub const MONITOR_BACKLOG_LINES: usize = 512;
+
+/// One logged line and its level.
+#[derive(Debug, Clone)]
+pub struct Line {
+    /// Its level.
+    pub level: Level,
+    /// The line, without a newline.
+    pub text: String,
+}
+
+static LINES: OnceLock<broadcast::Sender<Line>> = OnceLock::new();
+
+fn lines() -> &'static broadcast::Sender<Line> {
+    LINES.get_or_init(|| broadcast::channel(MONITOR_BACKLOG_LINES).0)
+}
+
+/// A receiver of every line logged from now on.
+pub fn subscribe() -> broadcast::Receiver<Line> {
+    lines().subscribe()
+}
+
+/// The layer that publishes the agent's log lines.
+pub fn layer() -> MonitorLayer {
+    MonitorLayer { lines: lines().clone() }
+}
+
+/// See [`layer`].
+#[derive(Debug)]
+pub struct MonitorLayer {
+    lines: broadcast::Sender<Line>,
+}
+
+impl<S: Subscriber> Layer<S> for MonitorLayer {
+    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+        // Nobody is watching: formatting would be wasted.
+        if self.lines.receiver_count() == 0 {
+            return;
+        }
+        let level = *event.metadata().level();
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let now = humantime::format_rfc3339_millis(std::time::SystemTime::now());
+        let mut text = format!("{now} {} {}", consul_level(level), fields.message);
+        if !fields.rest.is_empty() {
+            let _ = write!(text, ":{}", fields.rest);
+        }
+        let _ = self.lines.send(Line { level, text });
+    }
+}
+
+/// Consul's (hclog's) bracketed level names, padded to one width.
+fn consul_level(level: Level) -> &'static str {
+    match level {
+        Level::TRACE => "[TRACE]",
+        Level::DEBUG => "[DEBUG]",
+        Level::INFO => "[INFO] ",
+        Level::WARN => "[WARN] ",
+        Level::ERROR => "[ERROR]",
+    }
+}
+
+/// An event's message and its other fields, `key=value`.
+#[derive(Default)]
+struct Fields {
+    message: String,
+    rest: String,
+}
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.message.push_str(value);
+        } else {
+            let _ = write!(self.rest, " {}={value}", field.name());
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            let _ = write!(self.message, "{value:?}");
+        } else {
+            let _ = write!(self.rest, " {}={value:?}", field.name());
+        }
+    }
+}
+
+/// A log level name as `?loglevel=` and `-log-level` take it (`err` is Consul's spelling).
+pub fn parse_level(text: &str) -> Option<Level> {
+    match text.to_ascii_lowercase().as_str() {
+        "trace" => Some(Level::TRACE),
+        "debug" => Some(Level::DEBUG),
+        "info" => Some(Level::INFO),
+        "warn" => Some(Level::WARN),
+        "err" | "error" => Some(Level::ERROR),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    #[test]
+    fn events_become_consul_shaped_lines() {
+        let mut watching = subscribe();
+        let subscriber = tracing_subscriber::registry().with(layer());
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(peer = "127.0.0.1:8301", "agent: join requested");
+            tracing::debug!("agent: quiet");
+        });
+        let first = watching.try_recv().unwrap();
+        assert_eq!(first.level, Level::INFO);
+        let (time, rest) = first.text.split_once(' ').unwrap();
+        assert!(time.ends_with('Z') && time.len() == "2026-11-30T17:14:43.385Z".len(), "{time}");
+        assert_eq!(rest, "[INFO]  agent: join requested: peer=127.0.0.1:8301");
+        assert_eq!(watching.try_recv().unwrap().text.split_once(' ').unwrap().1, "[DEBUG] agent: quiet");
+        assert_eq!(parse_level("ERR"), Some(Level::ERROR));
+        assert_eq!(parse_level("loud"), None);
+    }
+}
