@@ -229,6 +229,12 @@ pub(crate) struct AgentArgs {
     /// The gossip protocol version to speak (muster speaks 2 to 3 whatever is asked).
     #[arg(long = "protocol")]
     pub(crate) protocol: Option<u8>,
+    /// How long a blocking query waits without `?wait` (Consul's default: 300s).
+    #[arg(long = "default-query-time")]
+    pub(crate) default_query_time: Option<String>,
+    /// The most a blocking query's `?wait` may ask (Consul's default: 600s).
+    #[arg(long = "max-query-time")]
+    pub(crate) max_query_time: Option<String>,
     /// Accepted for Consul's scripts: muster never derives the node ID from the host.
     #[arg(long = "disable-host-node-id", num_args = 0..=1, default_missing_value = "true")]
     pub(crate) disable_host_node_id: Option<bool>,

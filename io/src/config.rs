@@ -153,6 +153,10 @@ pub struct FileConfig {
     pub ui: Option<bool>,
     /// `raft_protocol` (only 3 is spoken).
     pub raft_protocol: Option<u8>,
+    /// `default_query_time` (Go duration text).
+    pub default_query_time: Option<String>,
+    /// `max_query_time` (Go duration text).
+    pub max_query_time: Option<String>,
     /// Service definitions, each with the file it came from.
     pub services: Vec<(PathBuf, Value)>,
     /// Check definitions, each with the file it came from.
@@ -312,6 +316,8 @@ fn merge(config: &mut FileConfig, file: &Path, map: Map<String, Value>) -> Resul
                 }
             }
             "raft_protocol" => config.raft_protocol = Some(number(&key, &value)?),
+            "default_query_time" => config.default_query_time = Some(string(&key, &value)?),
+            "max_query_time" => config.max_query_time = Some(string(&key, &value)?),
             // Accepted for Consul's files: muster's node IDs are random (never from the host),
             // and it speaks gossip protocol 2 to 3 whatever is asked.
             "disable_host_node_id" => {

@@ -211,6 +211,8 @@ fn apply_config_files(
     args.grpc_port = args.grpc_port.or(file.ports.grpc);
     args.https_port = args.https_port.or(file.ports.https);
     args.raft_protocol = args.raft_protocol.or(file.raft_protocol);
+    args.default_query_time = args.default_query_time.take().or(file.default_query_time);
+    args.max_query_time = args.max_query_time.take().or(file.max_query_time);
     // Flags after files: a -node-meta key given on the command line wins.
     let flag_meta = std::mem::take(&mut args.node_meta);
     args.node_meta = file.node_meta.iter().map(|(k, v)| format!("{k}:{v}")).chain(flag_meta).collect();
@@ -402,6 +404,17 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
         port => Some(u16::try_from(port).map_err(|_| format!("Invalid -dns-port {port}"))?),
     };
     let dns_settings = Arc::new(dns_settings(&args, &files.dns)?);
+    let query_time = |text: &Option<String>, flag: &str, default: std::time::Duration| match text {
+        None => Ok(default),
+        Some(text) => muster_core::duration::parse(text)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| format!("Invalid {flag} {text:?}: want a positive duration such as 300s")),
+    };
+    let query_times = http::QueryTimes {
+        default: query_time(&args.default_query_time, "-default-query-time", http::BLOCKING_WAIT_DEFAULT)?,
+        max: query_time(&args.max_query_time, "-max-query-time", http::BLOCKING_WAIT_MAX)?,
+    };
     // -dev keeps nothing: its Raft log lives in a directory of its own, removed at exit.
     let raft_dir = match (&args.data_dir, args.dev) {
         (_, true) => std::env::temp_dir().join(format!("muster-dev-{}", std::process::id())),
@@ -523,6 +536,7 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
                 from_api: args.enable_script_checks,
                 from_files: args.enable_script_checks || args.enable_local_script_checks,
             },
+            query_times,
         });
         http::apply_definitions(&api, files.definitions.clone()).await?;
         tokio::spawn(reload_on_sighup(api.clone()));

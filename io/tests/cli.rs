@@ -653,6 +653,7 @@ fn agent_flags_from_consuls_docs_are_honoured() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_muster"))
         .args(["agent", "-dev", "-node=flags", "-dns-port=-1", "-node-meta=zone:a", "-log-json"])
         .args(["-hcl=node_meta { env = \"test\" }", "-node-id=11111111-2222-3333-4444-555555555555"])
+        .arg("-default-query-time=1s")
         .arg(format!("-config-dir={}", dir.join("consul.d").display()))
         .arg(format!("-pid-file={}", pid_file.display()))
         .arg(format!("-log-file={}", log_file.display()))
@@ -676,6 +677,17 @@ fn agent_flags_from_consuls_docs_are_honoured() {
         serde_json::json!({"consul-network-segment": "", "env": "test", "rack": "r1", "zone": "a"})
     );
     assert_eq!(std::fs::read_to_string(&pid_file).unwrap(), child.id().to_string());
+    // A blocking query without ?wait returns after -default-query-time (1 s), not Consul's 300 s.
+    let catalog = format!("http://{agent_http}/v1/catalog/nodes");
+    let index = ureq::get(&catalog).call().unwrap().headers()["X-Consul-Index"].to_str().unwrap().to_owned();
+    let patient: ureq::Agent =
+        ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(20))).build().into();
+    let blocked = patient.get(&format!("{catalog}?index={index}")).call().expect("answered within 20 s");
+    assert_eq!(
+        blocked.headers()["X-Consul-Index"].to_str().unwrap(),
+        index,
+        "nothing changed: the wait ran out"
+    );
     let logged = std::fs::read_to_string(&log_file).unwrap();
     let first: serde_json::Value = serde_json::from_str(logged.lines().next().unwrap()).unwrap();
     assert!(first["level"].is_string() && first["fields"]["message"].is_string(), "{first}");

@@ -508,12 +508,7 @@ async fn services(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Respo
 async fn service(State(api): State<Arc<Api>>, Path(id): Path<String>, RawQuery(raw): RawQuery) -> Response {
     let query = Query::parse(raw.as_deref());
     let result = async {
-        let wait = match query.get("wait") {
-            None => super::BLOCKING_WAIT_DEFAULT,
-            Some(text) => muster_core::duration::parse(text)
-                .map_err(|_| HttpError::bad_request("Invalid wait time"))?
-                .min(super::BLOCKING_WAIT_MAX),
-        };
+        let wait = api.blocking_wait(&query)?;
         let deadline = tokio::time::Instant::now() + wait;
         let mut changes = api.local.subscribe();
         loop {

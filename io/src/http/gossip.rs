@@ -219,9 +219,9 @@ async fn list(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response 
         Ok(index) => index.unwrap_or(0),
         Err(_) => return HttpError::bad_request("Invalid index").into_response(),
     };
-    let wait = match query.get("wait").map(muster_core::duration::parse).transpose() {
-        Ok(wait) => wait.unwrap_or(super::BLOCKING_WAIT_DEFAULT).min(super::BLOCKING_WAIT_MAX),
-        Err(_) => return HttpError::bad_request("Invalid wait time").into_response(),
+    let wait = match api.blocking_wait(&query) {
+        Ok(wait) => wait,
+        Err(error) => return error.into_response(),
     };
     let deadline = tokio::time::Instant::now() + wait;
     let mut arrivals = api.gossip.arrivals.subscribe();

@@ -91,6 +91,24 @@ pub struct Api {
     pub checks: CheckRunner,
     /// Where script checks may come from.
     pub script_checks: ScriptChecks,
+    /// How long blocking queries wait.
+    pub query_times: QueryTimes,
+}
+
+/// How long a blocking query waits: `?wait` when given, at most `max`; `default` otherwise
+/// (`-default-query-time`, `-max-query-time`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueryTimes {
+    /// Without `?wait`.
+    pub default: Duration,
+    /// The most `?wait` may ask.
+    pub max: Duration,
+}
+
+impl Default for QueryTimes {
+    fn default() -> QueryTimes {
+        QueryTimes { default: BLOCKING_WAIT_DEFAULT, max: BLOCKING_WAIT_MAX }
+    }
 }
 
 /// Whether script checks are accepted (Consul refuses them by default: a script check is code
@@ -524,6 +542,16 @@ impl Api {
             .collect()
     }
 
+    /// How long a blocking query waits: `?wait`, capped at the agent's maximum, or its default.
+    pub fn blocking_wait(&self, query: &Query) -> Result<Duration, HttpError> {
+        match query.get("wait") {
+            None => Ok(self.query_times.default),
+            Some(text) => muster_core::duration::parse(text)
+                .map(|wait| wait.min(self.query_times.max))
+                .map_err(|_| HttpError::bad_request("Invalid wait time")),
+        }
+    }
+
     /// Checks `?dc` against the local datacenter (there is no other yet).
     pub fn check_datacenter(&self, query: &Query) -> Result<(), HttpError> {
         match query.get("dc") {
@@ -552,12 +580,8 @@ impl Api {
             None => None,
             Some(text) => {
                 let index: Index = text.parse().map_err(|_| HttpError::bad_request("Invalid index"))?;
-                let wait = match query.get("wait") {
-                    None => BLOCKING_WAIT_DEFAULT,
-                    Some(text) => muster_core::duration::parse(text)
-                        .map_err(|_| HttpError::bad_request("Invalid wait time"))?,
-                };
-                (index > 0).then_some((index, wait.min(BLOCKING_WAIT_MAX)))
+                let wait = self.blocking_wait(query)?;
+                (index > 0).then_some((index, wait))
             }
         };
         match consistency {
