@@ -70,6 +70,8 @@ pub(crate) enum Subcommands {
     Watch(cmd::watch::WatchArgs),
     /// Runs a command while holding a lock, or one of -n semaphore slots, in the KV store.
     Lock(cmd::lock::LockArgs),
+    /// Runs a command on the nodes (agents with `disable_remote_exec = false`).
+    Exec(cmd::exec::ExecArgs),
 }
 
 /// Arguments of `muster validate`.
@@ -242,7 +244,7 @@ pub(crate) struct AgentArgs {
 
 /// Commands whose first positional argument starts a command line of their own (a handler, a
 /// child): Go's flag parsing stops there, so nothing after it is a flag of ours.
-const CHILD_COMMANDS: [&str; 2] = ["watch", "lock"];
+const CHILD_COMMANDS: [&str; 3] = ["watch", "lock", "exec"];
 
 /// Their flags that take no value; any other flag written without `=` takes the next argument.
 const CHILD_COMMAND_SWITCHES: [&str; 7] =
@@ -250,7 +252,7 @@ const CHILD_COMMAND_SWITCHES: [&str; 7] =
 
 /// Rewrites Consul's single-dash long flags (`-dev`, `-data-dir=x`) to clap's `--dev`,
 /// `--data-dir=x`. Stops at `--`, leaves `-h`, plain values and negative numbers alone. For
-/// `watch` and `lock`, a `--` goes before the first positional argument, as Go's flag parsing
+/// `watch`, `lock` and `exec`, a `--` goes before the first positional argument, as Go's flag parsing
 /// ends there: `muster lock -n=2 app ./run -verbose` passes `-verbose` to `./run`.
 pub(crate) fn normalize(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
     let mut out = Vec::new();

@@ -153,6 +153,8 @@ pub struct FileConfig {
     pub ui: Option<bool>,
     /// `raft_protocol` (only 3 is spoken).
     pub raft_protocol: Option<u8>,
+    /// `disable_remote_exec` (true unless a file says otherwise, as in Consul).
+    pub disable_remote_exec: Option<bool>,
     /// `default_query_time` (Go duration text).
     pub default_query_time: Option<String>,
     /// `max_query_time` (Go duration text).
@@ -301,6 +303,7 @@ fn merge(config: &mut FileConfig, file: &Path, map: Map<String, Value>) -> Resul
             "serf_lan" | "serf_lan_bind" => config.serf_lan = Some(address(&key, &value)?),
             "serf_wan" | "serf_wan_bind" => config.serf_wan = Some(address(&key, &value)?),
             "disable_keyring_file" => config.disable_keyring_file = Some(boolean(&key, &value)?),
+            "disable_remote_exec" => config.disable_remote_exec = Some(boolean(&key, &value)?),
             "ui" => config.ui = Some(boolean(&key, &value)?),
             "ui_config" => {
                 let Value::Object(fields) = value else { return Err("ui_config: expected an object".into()) };

@@ -87,6 +87,7 @@ fn main() -> ExitCode {
         cli::Subcommands::Snapshot(command) => finish(cmd::snapshot::run(command)),
         cli::Subcommands::Watch(args) => finish(cmd::watch::watch(&args)),
         cli::Subcommands::Lock(args) => finish(cmd::lock::lock(&args)),
+        cli::Subcommands::Exec(args) => finish(cmd::exec::exec(&args)),
         cli::Subcommands::Agent(mut args) => {
             match apply_config_files(&mut args, matches.subcommand_matches("agent")) {
                 Err(message) => {
@@ -124,6 +125,7 @@ struct FromFiles {
     definitions: http::Definitions,
     leave_on_terminate: Option<bool>,
     skip_leave_on_interrupt: Option<bool>,
+    disable_remote_exec: Option<bool>,
 }
 
 /// Reads the configuration files the flags name and fills in every setting the command line
@@ -225,6 +227,7 @@ fn apply_config_files(
         definitions,
         leave_on_terminate: file.leave_on_terminate,
         skip_leave_on_interrupt: file.skip_leave_on_interrupt,
+        disable_remote_exec: file.disable_remote_exec,
     })
 }
 
@@ -539,6 +542,11 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
             query_times,
         });
         http::apply_definitions(&api, files.definitions.clone()).await?;
+        // Remote execution runs what any client asks: off unless a file turns it on.
+        if !files.disable_remote_exec.unwrap_or(true) {
+            tracing::warn!("agent: remote exec is enabled (disable_remote_exec = false)");
+            tokio::spawn(http::run_remote_exec(api.clone()));
+        }
         tokio::spawn(reload_on_sighup(api.clone()));
         tokio::spawn(http::run_anti_entropy(api.clone()));
         tokio::spawn(http::run_check_ttl_timers(api.clone()));

@@ -12,11 +12,13 @@ use common::free_port;
 
 mod common;
 
-/// A dev agent that is killed, and its log printed if the test failed, when dropped.
+/// A dev agent that is killed, and its log printed if the test failed, when dropped; its
+/// working directory goes with it when the test owns one.
 struct Agent {
     child: Child,
     log: PathBuf,
     http: String,
+    dir: Option<PathBuf>,
 }
 
 impl Drop for Agent {
@@ -27,10 +29,37 @@ impl Drop for Agent {
             let log = std::fs::read_to_string(&self.log).unwrap_or_default();
             eprintln!("--- the agent's log ---\n{log}");
         }
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
+/// A fresh directory for a test, with an empty `consul.d` in it.
+fn test_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("muster-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("consul.d")).unwrap();
+    dir
+}
+
+/// A dev agent in a fresh directory of its own, once it leads.
+fn ready_agent(name: &str) -> Agent {
+    let dir = test_dir(name);
+    let mut agent = start_agent(&dir);
+    agent.dir = Some(dir);
+    eventually("the dev agent leads", Duration::from_secs(30), || {
+        let run = muster(&agent, &["operator", "raft", "list-peers"]);
+        (run.code == 0 && run.stdout.contains("leader")).then_some(())
+    });
+    agent
+}
+
 fn start_agent(dir: &Path) -> Agent {
+    start_agent_with(dir, &[])
+}
+
+fn start_agent_with(dir: &Path, extra: &[&str]) -> Agent {
     let (lan, wan, http, server) = (free_port(), free_port(), free_port(), free_port());
     let log = dir.join("agent.log");
     let config_dir = dir.join("consul.d");
@@ -39,11 +68,12 @@ fn start_agent(dir: &Path) -> Agent {
         .arg(format!("-config-dir={}", config_dir.display()))
         .args([format!("-serf-lan-port={lan}"), format!("-serf-wan-port={wan}")])
         .args([format!("-http-port={http}"), format!("-server-port={server}")])
+        .args(extra)
         .stdout(std::fs::File::create(&log).unwrap())
         .stderr(Stdio::from(std::fs::File::options().append(true).open(&log).unwrap()))
         .spawn()
         .expect("the binary starts");
-    Agent { child, log, http: format!("127.0.0.1:{http}") }
+    Agent { child, log, http: format!("127.0.0.1:{http}"), dir: None }
 }
 
 /// What a command printed and how it exited.
@@ -115,9 +145,7 @@ fn http_get(agent: &Agent, path: &str) -> serde_json::Value {
 
 #[test]
 fn the_seeds_walkthrough_runs_as_consuls_does() {
-    let dir = std::env::temp_dir().join(format!("muster-cli-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("consul.d")).unwrap();
+    let dir = test_dir("walkthrough");
     let agent = start_agent(&dir);
     eventually("the dev agent leads", Duration::from_secs(30), || {
         let run = muster(&agent, &["operator", "raft", "list-peers"]);
@@ -301,14 +329,7 @@ fn the_seeds_walkthrough_runs_as_consuls_does() {
 /// Wrong arguments get Consul's message (or usage) and a non-zero exit, and write nothing.
 #[test]
 fn wrong_arguments_are_refused_in_consuls_words_and_write_nothing() {
-    let dir = std::env::temp_dir().join(format!("muster-cli-bad-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("consul.d")).unwrap();
-    let agent = start_agent(&dir);
-    eventually("the dev agent leads", Duration::from_secs(30), || {
-        (muster(&agent, &["kv", "put", "ready", "1"]).code == 0).then_some(())
-    });
-    ok(muster(&agent, &["kv", "delete", "ready"]), "Success! Deleted key: ready\n");
+    let agent = ready_agent("bad");
 
     fails(muster(&agent, &["kv", "get"]), 1, "Error! Missing KEY argument");
     fails(muster(&agent, &["kv", "put"]), 1, "Error! Missing KEY argument");
@@ -393,20 +414,14 @@ fn wrong_arguments_are_refused_in_consuls_words_and_write_nothing() {
 
     // Nothing above wrote a key.
     ok(muster(&agent, &["kv", "get", "-recurse"]), "");
-    drop(agent);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A snapshot saved by the CLI restores the state it held, and inspect reads it back.
 #[test]
 fn a_snapshot_saved_restores_what_it_held() {
-    let dir = std::env::temp_dir().join(format!("muster-cli-snap-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("consul.d")).unwrap();
-    let agent = start_agent(&dir);
-    eventually("the dev agent leads", Duration::from_secs(30), || {
-        (muster(&agent, &["kv", "put", "kept", "before"]).code == 0).then_some(())
-    });
+    let agent = ready_agent("snap");
+    let dir = agent.dir.clone().expect("a directory of its own");
+    ok(muster(&agent, &["kv", "put", "kept", "before"]), "Success! Data written to: kept\n");
     let file = dir.join("backup.snap");
     let file = file.to_str().unwrap();
     let saved = muster(&agent, &["snapshot", "save", file]);
@@ -440,21 +455,14 @@ fn a_snapshot_saved_restores_what_it_held() {
         "{refused:?}"
     );
     ok(muster(&agent, &["kv", "get", "kept"]), "before\n");
-    drop(agent);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `lock`: the child runs with `CONSUL_LOCK_HELD=true` and alone; the key is gone after; a lost
 /// session kills the child; `-child-exit-code` reports a failed child; `-n` lets that many in.
 #[test]
 fn lock_runs_its_child_alone_and_stops_it_when_the_lock_is_lost() {
-    let dir = std::env::temp_dir().join(format!("muster-cli-lock-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("consul.d")).unwrap();
-    let agent = start_agent(&dir);
-    eventually("the dev agent leads", Duration::from_secs(30), || {
-        (muster(&agent, &["kv", "put", "ready", "1"]).code == 0).then_some(())
-    });
+    let agent = ready_agent("lock");
+    let dir = agent.dir.clone().expect("a directory of its own");
     ok(muster(&agent, &["lock", "app", "echo held=$CONSUL_LOCK_HELD"]), "held=true\n");
     ok(muster(&agent, &["kv", "get", "-recurse", "app"]), "");
     let failed = muster(&agent, &["lock", "-child-exit-code", "app", "exit 3"]);
@@ -507,21 +515,15 @@ fn lock_runs_its_child_alone_and_stops_it_when_the_lock_is_lost() {
     std::io::Read::read_to_string(&mut holder.stderr.take().unwrap(), &mut stderr).unwrap();
     assert_eq!(stderr, "Lock lost, killed child\n");
     fails(muster(&agent, &["lock", "app"]), 1, "Key prefix and child command must be specified");
-    drop(agent);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `watch`: without a handler the view is printed once; a handler gets every change as JSON on
 /// stdin with `CONSUL_INDEX`.
 #[test]
 fn watch_hands_each_change_to_its_handler() {
-    let dir = std::env::temp_dir().join(format!("muster-cli-watch-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("consul.d")).unwrap();
-    let agent = start_agent(&dir);
-    eventually("the dev agent leads", Duration::from_secs(30), || {
-        (muster(&agent, &["kv", "put", "cfg/a", "1"]).code == 0).then_some(())
-    });
+    let agent = ready_agent("watch");
+    let dir = agent.dir.clone().expect("a directory of its own");
+    ok(muster(&agent, &["kv", "put", "cfg/a", "1"]), "Success! Data written to: cfg/a\n");
     let once = muster(&agent, &["watch", "-type=key", "-key=cfg/a"]);
     assert_eq!(once.code, 0, "{once:?}");
     let value: serde_json::Value = serde_json::from_str(&once.stdout).unwrap();
@@ -558,17 +560,13 @@ fn watch_hands_each_change_to_its_handler() {
     let index = |line: &str| line.strip_prefix("index=").unwrap().parse::<u64>().unwrap();
     assert!(index(&second[2]) > index(&second[0]), "{second:?}");
     fails(muster(&agent, &["watch", "-type=nope"]), 1, "Error parsing watch: Unsupported watch type: nope");
-    drop(agent);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `keyring`: a new key installed, made primary and the old one removed on every member; the
 /// keys are kept in the data directory and win over `-encrypt` at the next start.
 #[test]
 fn keys_rotate_with_keyring_and_survive_a_restart() {
-    let dir = std::env::temp_dir().join(format!("muster-cli-keyring-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = test_dir("keyring");
     let (old_key, new_key) =
         ("4QA1RvFbpADyoDYCZ1cQ0tOnAMAFi/N/txZOYo0JWx4=", "cClU80vqtWxlKvOLhBCiQklguyxqNMO6mV2XTFBWWeQ=");
     let (lan, wan, http, server) = (free_port(), free_port(), free_port(), free_port());
@@ -584,7 +582,7 @@ fn keys_rotate_with_keyring_and_survive_a_restart() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        Agent { child, log, http: format!("127.0.0.1:{http}") }
+        Agent { child, log, http: format!("127.0.0.1:{http}"), dir: None }
     };
     let listed = |agent: &Agent| {
         let run = muster(agent, &["keyring", "-list"]);
@@ -643,9 +641,7 @@ fn keys_rotate_with_keyring_and_survive_a_restart() {
 /// in Consul's words.
 #[test]
 fn agent_flags_from_consuls_docs_are_honoured() {
-    let dir = std::env::temp_dir().join(format!("muster-cli-flags-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("consul.d")).unwrap();
+    let dir = test_dir("flags");
     std::fs::write(dir.join("consul.d/meta.hcl"), "node_meta {\n  rack = \"r1\"\n}\nlog_level = \"debug\"\n")
         .unwrap();
     let (lan, wan, http, server) = (free_port(), free_port(), free_port(), free_port());
@@ -730,13 +726,7 @@ fn agent_flags_from_consuls_docs_are_honoured() {
 /// `leave` stops the agent gracefully.
 #[test]
 fn monitor_streams_the_log_until_the_agent_leaves() {
-    let dir = std::env::temp_dir().join(format!("muster-cli-monitor-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("consul.d")).unwrap();
-    let mut agent = start_agent(&dir);
-    eventually("the dev agent leads", Duration::from_secs(30), || {
-        (muster(&agent, &["kv", "put", "ready", "1"]).code == 0).then_some(())
-    });
+    let mut agent = ready_agent("monitor");
     fails(
         muster(&agent, &["monitor", "-log-level=loud"]),
         1,
@@ -780,5 +770,36 @@ fn monitor_streams_the_log_until_the_agent_leaves() {
         "Remote side ended the monitor! This usually means that the remote side has exited or crashed.\n"
     );
     assert!(agent.child.wait().unwrap().success(), "the agent left and exited cleanly");
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `exec`: off by default on agents (nobody answers); with `disable_remote_exec = false` the
+/// command runs, its output and exit code come back, and the job's keys are gone after.
+#[test]
+fn exec_runs_a_command_only_where_remote_exec_is_enabled() {
+    let off = ready_agent("exec-off");
+    ok(muster(&off, &["exec", "uptime"]), "0 / 0 node(s) completed / acknowledged\n");
+    drop(off);
+
+    let dir = test_dir("exec-on");
+    let mut on = start_agent_with(&dir, &["-hcl=disable_remote_exec = false"]);
+    on.dir = Some(dir);
+    eventually("the dev agent leads", Duration::from_secs(30), || {
+        (muster(&on, &["kv", "put", "ready", "1"]).code == 0).then_some(())
+    });
+    ok(
+        muster(&on, &["exec", "echo hello; echo world"]),
+        "    walkthrough: hello\n    walkthrough: world\n==> walkthrough: finished with exit code 0\n\
+         1 / 1 node(s) completed / acknowledged\n",
+    );
+    let failed = muster(&on, &["exec", "-shell=false", "sh", "-c", "exit 3"]);
+    assert_eq!(
+        (failed.code, failed.stdout.as_str()),
+        (2, "==> walkthrough: finished with exit code 3\n1 / 1 node(s) completed / acknowledged\n")
+    );
+    let script = muster_with_input(&on, &["exec", "-"], "echo from a script\n");
+    assert_eq!(script.stdout.lines().next(), Some("    walkthrough: from a script"), "{script:?}");
+    ok(muster(&on, &["exec", "-node=nobody", "uptime"]), "0 / 0 node(s) completed / acknowledged\n");
+    ok(muster(&on, &["kv", "get", "-recurse", "_rexec"]), "");
+    fails(muster(&on, &["exec"]), 1, "Must specify a command to execute");
+    fails(muster(&on, &["exec", "-tag=x", "uptime"]), 1, "Cannot provide tag filter without service filter.");
 }

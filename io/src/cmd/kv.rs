@@ -271,37 +271,40 @@ fn put(args: &PutArgs) -> Outcome {
         query.push(("release", args.session.as_str()));
     }
     let written = client.put(&kv_path(key), &query, &data).and_then(|reply| reply.json::<bool>());
-    if args.cas {
-        match written {
-            Err(error) => Err(format!("Error! Did not write to {key}: {error}")),
-            Ok(false) => Err(format!("Error! Did not write to {key}: CAS failed")),
-            Ok(true) => {
-                println!("Success! Data written to: {key}");
-                Ok(0)
-            }
-        }
+    // Consul's words for each kind of write: on an error, when the agent said false, on success.
+    let (failed, refused, done) = if args.cas {
+        (
+            format!("Error! Did not write to {key}"),
+            format!("Error! Did not write to {key}: CAS failed"),
+            "Success! Data written to",
+        )
     } else if args.acquire {
-        match written {
-            Err(error) => Err(format!("Error! Failed writing data: {error}")),
-            Ok(false) => Err("Error! Did not acquire lock".into()),
-            Ok(true) => {
-                println!("Success! Lock acquired on: {key}");
-                Ok(0)
-            }
-        }
+        (
+            "Error! Failed writing data".to_owned(),
+            "Error! Did not acquire lock".to_owned(),
+            "Success! Lock acquired on",
+        )
     } else if args.release {
-        match written {
-            Err(error) => Err(format!("Error! Failed writing data: {error}")),
-            Ok(false) => Err("Error! Did not release lock".into()),
-            Ok(true) => {
-                println!("Success! Lock released on: {key}");
-                Ok(0)
-            }
-        }
+        (
+            "Error! Failed writing data".to_owned(),
+            "Error! Did not release lock".to_owned(),
+            "Success! Lock released on",
+        )
     } else {
-        written.map_err(|error| format!("Error! Failed writing data: {error}"))?;
-        println!("Success! Data written to: {key}");
-        Ok(0)
+        // A plain write is never refused: false cannot come back.
+        (
+            "Error! Failed writing data".to_owned(),
+            "Error! Failed writing data".to_owned(),
+            "Success! Data written to",
+        )
+    };
+    match written {
+        Err(error) => Err(format!("{failed}: {error}")),
+        Ok(false) => Err(refused),
+        Ok(true) => {
+            println!("{done}: {key}");
+            Ok(0)
+        }
     }
 }
 

@@ -10,6 +10,7 @@
 
 pub(crate) mod catalog;
 pub(crate) mod cluster;
+pub(crate) mod exec;
 pub(crate) mod keyring;
 pub(crate) mod kv;
 pub(crate) mod lock;

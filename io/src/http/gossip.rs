@@ -47,15 +47,15 @@ pub struct Gossip {
 pub struct UserEvent {
     #[serde(rename = "ID")]
     id: String,
-    name: String,
+    pub(super) name: String,
     /// Base64, or `null` when empty.
-    payload: Option<String>,
-    node_filter: String,
-    service_filter: String,
-    tag_filter: String,
+    pub(super) payload: Option<String>,
+    pub(super) node_filter: String,
+    pub(super) service_filter: String,
+    pub(super) tag_filter: String,
     version: u8,
     #[serde(rename = "LTime")]
-    ltime: u64,
+    pub(super) ltime: u64,
 }
 
 impl Gossip {
@@ -85,6 +85,18 @@ impl Gossip {
         events.push_back(event);
         drop(events);
         self.arrivals.send_modify(|count| *count += 1);
+    }
+
+    /// A receiver that sees every later arrival of an event.
+    pub(super) fn subscribe_arrivals(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.arrivals.subscribe()
+    }
+
+    /// The events kept with a Lamport time after `ltime` (all of them for `None`), oldest
+    /// first.
+    pub(super) fn events_after(&self, ltime: Option<u64>) -> Vec<UserEvent> {
+        let events = self.events.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        events.iter().filter(|e| ltime.is_none_or(|seen| e.ltime > seen)).cloned().collect()
     }
 
     fn pool(&self, wan: bool) -> Result<&(Pool, u16, mpsc::WeakSender<CommandRequest>), HttpError> {

@@ -16,6 +16,7 @@ mod limit;
 mod members;
 mod operator;
 mod query;
+mod rexec;
 mod session;
 mod snapshot;
 mod status;
@@ -50,6 +51,7 @@ pub use self::leader::{run_leader_duties, RECONCILE_INTERVAL};
 pub use self::limit::HTTP_CONNS_PER_CLIENT_MAX;
 pub use self::members::{Member, Members, Pool};
 pub use self::query::Query;
+pub use self::rexec::run_remote_exec;
 pub use self::session::{run_ttl_timers, SessionTtl};
 pub use self::snapshot::{inspect_archive, ArchiveInfo};
 
