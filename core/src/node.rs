@@ -222,8 +222,8 @@ impl Node {
             Command::InstallKey { key } => self.change_keys(|ring| ring.install(&key)),
             Command::UseKey { key } => self.change_keys(|ring| ring.use_key(&key)),
             Command::RemoveKey { key } => self.change_keys(|ring| ring.remove(&key)),
-            Command::ForceLeave { name } => {
-                if self.swim.trigger_force_leave(now, &name) {
+            Command::ForceLeave { name, prune } => {
+                if self.swim.trigger_force_leave(now, &name, prune) {
                     Ok(())
                 } else {
                     Err(CommandError::NotFailed { name })
@@ -759,10 +759,13 @@ pub enum Command {
         /// An installed key.
         key: Bytes,
     },
-    /// Mark a failed member as left, so it is not expected back (serf's force-leave).
+    /// Mark a failed member as left, so it is not expected back (serf's force-leave); with
+    /// `prune`, every member forgets it at once (a member that left can be pruned too).
     ForceLeave {
         /// The member's name.
         name: String,
+        /// Forget it now rather than at the reap.
+        prune: bool,
     },
 }
 

@@ -155,9 +155,14 @@ async fn three_agents_detect_a_crashed_one_and_force_leave_it() {
     for agent in agents.iter_mut() {
         expect_event(agent, member(MemberEventKind::Failed, "c", addrs[2], 1)).await;
     }
-    command(&agents[0], Command::ForceLeave { name: "c".into() }).await;
+    command(&agents[0], Command::ForceLeave { name: "c".into(), prune: false }).await;
     for agent in agents.iter_mut() {
         expect_event(agent, member(MemberEventKind::Leave, "c", addrs[2], 1)).await;
+    }
+    // Pruned (force-leave -prune): both agents forget it now, not at the reap hours later.
+    command(&agents[1], Command::ForceLeave { name: "c".into(), prune: true }).await;
+    for agent in agents.iter_mut() {
+        expect_event(agent, member(MemberEventKind::Reap, "c", addrs[2], 1)).await;
     }
     for agent in agents {
         drop(agent.commands);

@@ -239,10 +239,16 @@ impl Cluster {
 
     /// Sends `command` to node `index`, which must be up; panics if the node refuses it.
     pub fn command(&mut self, index: usize, command: Command) {
+        self.try_command(index, command).expect("harness commands are valid");
+    }
+
+    /// Sends `command` to node `index`, which must be up: the node's answer.
+    pub fn try_command(&mut self, index: usize, command: Command) -> Result<(), muster_core::CommandError> {
         let now = self.now;
         let node = self.members[index].node.as_mut().expect("commands go to live nodes");
-        node.handle_command(now, command).expect("harness commands are valid");
+        let result = node.handle_command(now, command);
         self.after_input(index);
+        result
     }
 
     /// Runs the cluster for `duration` of virtual time.

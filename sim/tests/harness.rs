@@ -101,7 +101,7 @@ fn leave_shows_left_crash_shows_failed_force_leave_and_restart_rejoins() {
                 .expect("failed");
             assert_eq!(member_events(&cluster, 0, MemberEventKind::Leave, 4), 0);
 
-            cluster.command(0, Command::ForceLeave { name: cluster.name(4).to_owned() });
+            cluster.command(0, Command::ForceLeave { name: cluster.name(4).to_owned(), prune: false });
             cluster
                 .run_until(Duration::from_secs(10), |c| (0..3).all(|i| c.state(i, 4) == Some(State::Left)))
                 .expect("force-left");
@@ -113,6 +113,32 @@ fn leave_shows_left_crash_shows_failed_force_leave_and_restart_rejoins() {
                 .run_until(Duration::from_secs(10), |c| (0..3).all(|i| c.state(i, 4) == Some(State::Alive)))
                 .expect("rejoins alive");
             assert_eq!(cluster.view(0, 4).unwrap().incarnation >> 32, 2, "boot epoch 2");
+        },
+    );
+}
+
+#[test]
+fn force_leave_with_prune_makes_every_member_forget_the_node_at_once() {
+    for_each_seed(
+        replay("force_leave_with_prune_makes_every_member_forget_the_node_at_once"),
+        0..10,
+        |seed| {
+            let mut cluster = Cluster::new(seed, 5, NetConfig::lan());
+            cluster.join_all_to(0);
+            cluster.run_until(Duration::from_secs(10), Cluster::converged).expect("converges");
+            cluster.crash(4);
+            cluster
+                .run_until(Duration::from_secs(60), |c| (0..4).all(|i| c.state(i, 4) == Some(State::Dead)))
+                .expect("failed");
+            // Pruning a live member is refused, and changes nothing.
+            let alive = cluster.name(3).to_owned();
+            assert!(cluster.try_command(1, Command::ForceLeave { name: alive, prune: true }).is_err());
+            cluster.command(1, Command::ForceLeave { name: cluster.name(4).to_owned(), prune: true });
+            cluster
+                .run_until(Duration::from_secs(10), |c| (0..4).all(|i| c.state(i, 4).is_none()))
+                .expect("every live member forgets it, long before the reap");
+            assert!((0..3).all(|i| cluster.state(i, 3) == Some(State::Alive)), "the others are untouched");
+            assert_eq!(member_events(&cluster, 2, MemberEventKind::Reap, 4), 1, "reported as a reap");
         },
     );
 }

@@ -195,7 +195,7 @@ fn refused_commands_change_nothing() {
         Err(CommandError::IsSelf { peer: addr(1) })
     );
     assert_eq!(
-        node.handle_command(Instant::ZERO, Command::ForceLeave { name: "ghost".into() }),
+        node.handle_command(Instant::ZERO, Command::ForceLeave { name: "ghost".into(), prune: false }),
         Err(CommandError::NotFailed { name: "ghost".into() })
     );
     assert_eq!(node.poll_transmit(), None);

@@ -716,14 +716,21 @@ impl Swim {
 
     /// Marks a failed member as left (serf's force-leave): it is no longer expected back.
     /// Returns whether `name` was a dead member.
-    pub(crate) fn trigger_force_leave(&mut self, now: Instant, name: &str) -> bool {
+    pub(crate) fn trigger_force_leave(&mut self, now: Instant, name: &str, prune: bool) -> bool {
         let Some(member) = self.members.get(name) else { return false };
-        if member.state != MemberState::Dead {
-            return false;
+        let incarnation = member.incarnation;
+        match member.state {
+            MemberState::Dead => {
+                let message = Message::Dead { incarnation, node: name.to_owned(), from: name.to_owned() };
+                self.handle_dead(now, message);
+            }
+            // A member that left already can still be pruned.
+            MemberState::Left if prune => {}
+            _ => return false,
         }
-        let message =
-            Message::Dead { incarnation: member.incarnation, node: name.to_owned(), from: name.to_owned() };
-        self.handle_dead(now, message);
+        if prune {
+            self.handle_prune(Message::Prune { incarnation, node: name.to_owned() });
+        }
         true
     }
 
@@ -764,6 +771,7 @@ impl Swim {
             Message::Alive { .. } => self.handle_alive(now, message),
             Message::Suspect { .. } => self.handle_suspect(now, message),
             Message::Dead { .. } => self.handle_dead(now, message),
+            Message::Prune { .. } => self.handle_prune(message),
             Message::UserEvent { ltime, name, payload } => self.handle_user_event(ltime, name, payload),
             Message::Query { .. } => self.handle_query(message),
             Message::QueryResponse { id, ltime, from, payload } => {
@@ -1251,6 +1259,22 @@ impl Swim {
         self.events.push_back(MemberEvent { kind, node, incarnation: *incarnation });
     }
 
+    /// Forgets a member that failed or left at once, and passes the word on (serf's leave
+    /// intent with `Prune`). A member alive, or alive again at a later incarnation, stays.
+    fn handle_prune(&mut self, message: Message) {
+        let Message::Prune { incarnation, node } = &message else { unreachable!("prune only") };
+        let Some(member) = self.members.get(node) else {
+            self.stats.messages_ignored += 1;
+            return;
+        };
+        if is_live(member.state) || member.incarnation > *incarnation {
+            self.stats.messages_ignored += 1;
+            return;
+        }
+        self.broadcasts.push(node, message.encode_entry());
+        self.erase(node);
+    }
+
     /// The member a suspicion or death claim at `incarnation` is about, if the claim applies:
     /// a claim about this node is refuted instead (unless it is leaving), one about an unknown
     /// member is ignored, and one about an older incarnation is stale.
@@ -1517,21 +1541,26 @@ impl Swim {
             .map(|(name, _)| name.clone())
             .collect();
         for name in expired {
-            let member = self.members.remove(&name).expect("listed above");
-            assert!(!is_live(member.state), "only dead and left members are reaped");
-            let at =
-                self.probe_order.iter().position(|n| *n == name).expect("every member is in the probe order");
-            self.probe_order.remove(at);
-            if at < self.probe_index {
-                self.probe_index -= 1;
-            }
-            if self.probe.as_ref().is_some_and(|p| p.target == name) {
-                self.probe = None;
-            }
-            let node = NodeAddr { name, addr: member.addr };
-            let kind = MemberEventKind::Reap;
-            self.events.push_back(MemberEvent { kind, node, incarnation: member.incarnation });
+            self.erase(&name);
         }
+    }
+
+    /// Removes a dead or left member from the list (reaped, or pruned), with a `Reap` event.
+    fn erase(&mut self, name: &str) {
+        let member = self.members.remove(name).expect("the caller found it");
+        assert!(!is_live(member.state), "only dead and left members are erased");
+        let at = self.probe_order.iter().position(|n| n == name).expect("every member is in the probe order");
+        self.probe_order.remove(at);
+        if at < self.probe_index {
+            self.probe_index -= 1;
+        }
+        if self.probe.as_ref().is_some_and(|p| p.target == name) {
+            self.probe = None;
+        }
+        self.cancel_suspicion(name);
+        let node = NodeAddr { name: name.to_owned(), addr: member.addr };
+        let kind = MemberEventKind::Reap;
+        self.events.push_back(MemberEvent { kind, node, incarnation: member.incarnation });
     }
 
     /// serf's reconnect: a push/pull with a random dead member, attempted with probability

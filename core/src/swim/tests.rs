@@ -385,14 +385,14 @@ fn a_live_name_at_another_address_is_refused_but_a_dead_one_is_reclaimed_after_3
 #[test]
 fn force_leave_turns_failed_into_left_and_reaping_forgets() {
     let mut swim = swim_with(&["b", "c"]);
-    assert!(!swim.trigger_force_leave(at(0), "b"), "b is alive");
+    assert!(!swim.trigger_force_leave(at(0), "b", false), "b is alive");
     swim.handle_message(
         at(0),
         Channel::Datagram,
         Message::Dead { incarnation: 1 << 32, node: "b".into(), from: "c".into() },
     );
     drain(&mut swim);
-    assert!(swim.trigger_force_leave(at(1), "b"));
+    assert!(swim.trigger_force_leave(at(1), "b", false));
     let (_, events) = drain(&mut swim);
     assert_eq!(
         events,

@@ -173,6 +173,14 @@ pub enum Message {
         /// Who declares it.
         from: String,
     },
+    /// Forget `node`, which failed or left, at once rather than at the reap (serf's leave intent
+    /// with `Prune`, from `force-leave -prune`). A member still alive is not forgotten.
+    Prune {
+        /// The incarnation it was forced out at.
+        incarnation: u64,
+        /// Its name.
+        node: String,
+    },
     /// An application event fired somewhere in the cluster (serf's user event), spread by gossip.
     UserEvent {
         /// The event's Lamport time: orders events and keys duplicate suppression.
@@ -296,6 +304,7 @@ impl Message {
             Message::UserEvent { .. } => 9,
             Message::Query { .. } => 10,
             Message::QueryResponse { .. } => 11,
+            Message::Prune { .. } => 12,
         }
     }
 
@@ -376,6 +385,10 @@ impl Message {
                 buf.put_u64(*incarnation);
                 put_str(buf, node);
                 put_str(buf, from);
+            }
+            Message::Prune { incarnation, node } => {
+                buf.put_u64(*incarnation);
+                put_str(buf, node);
             }
             Message::PushPull { join, reply, source, members, serf } => {
                 buf.put_u8(u8::from(*join) | u8::from(*reply) << 1);
@@ -520,6 +533,7 @@ fn decode_body(kind: u8, reader: &mut Reader<'_>) -> Result<Message, DecodeError
         },
         6 => Message::Suspect { incarnation: reader.u64()?, node: reader.str()?, from: reader.str()? },
         7 => Message::Dead { incarnation: reader.u64()?, node: reader.str()?, from: reader.str()? },
+        12 => Message::Prune { incarnation: reader.u64()?, node: reader.str()? },
         8 => {
             let flags = reader.u8()?;
             if flags & !PUSH_PULL_FLAGS != 0 {

@@ -17,6 +17,7 @@ fn every_kind() -> Vec<Message> {
         },
         Message::Suspect { incarnation: 3, node: "b".into(), from: "a".into() },
         Message::Dead { incarnation: 4, node: "b".into(), from: "b".into() },
+        Message::Prune { incarnation: 4, node: "b".into() },
         Message::UserEvent { ltime: 42, name: "deploy".into(), payload: Bytes::from_static(b"v2") },
         Message::Query {
             id: 3,

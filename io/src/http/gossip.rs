@@ -182,7 +182,14 @@ async fn force_leave(
     RawQuery(raw): RawQuery,
 ) -> Response {
     let query = Query::parse(raw.as_deref());
-    match api.gossip.command(wan(&query), Command::ForceLeave { name: node }).await {
+    match api
+        .gossip
+        .command(
+            wan(&query),
+            Command::ForceLeave { name: node, prune: query.go_bool("prune").flatten().unwrap_or(false) },
+        )
+        .await
+    {
         Ok(()) => StatusCode::OK.into_response(),
         Err(error) => error.into_response(),
     }
