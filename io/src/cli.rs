@@ -123,6 +123,12 @@ pub(crate) struct AgentArgs {
     /// default is 30s).
     #[arg(long = "retry-interval")]
     pub(crate) retry_interval: Option<String>,
+    /// How long before a WAN join that found nobody is tried again (Consul's default: 30s).
+    #[arg(long = "retry-interval-wan")]
+    pub(crate) retry_interval_wan: Option<String>,
+    /// How many join attempts before the agent gives up and exits 1 (0: for ever, the default).
+    #[arg(long = "retry-max")]
+    pub(crate) retry_max: Option<u32>,
     /// A server to join in the WAN pool at start (host:port, or an IP for the default WAN
     /// port). Repeatable; retried like -join.
     #[arg(long = "join-wan", alias = "retry-join-wan")]

@@ -129,6 +129,10 @@ pub struct FileConfig {
     /// `retry_interval`: how long before an unanswered join is tried again (Go duration text;
     /// the agent checks it as it checks `-retry-interval`).
     pub retry_interval: Option<String>,
+    /// `retry_interval_wan` (Go duration text).
+    pub retry_interval_wan: Option<String>,
+    /// `retry_max`.
+    pub retry_max: Option<u32>,
     /// `log_level`.
     pub log_level: Option<String>,
     /// `log_json`.
@@ -279,6 +283,8 @@ fn merge(config: &mut FileConfig, file: &Path, map: Map<String, Value>) -> Resul
                 config.check_update_interval = Some(interval);
             }
             "retry_interval" => config.retry_interval = Some(string(&key, &value)?),
+            "retry_interval_wan" => config.retry_interval_wan = Some(string(&key, &value)?),
+            "retry_max" => config.retry_max = Some(number(&key, &value)?),
             "bootstrap" => config.bootstrap = Some(boolean(&key, &value)?),
             "bootstrap_expect" => config.bootstrap_expect = Some(number(&key, &value)?),
             "bind_addr" => config.bind_addr = Some(address(&key, &value)?),

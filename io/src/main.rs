@@ -200,6 +200,8 @@ fn apply_config_files(
     args.recursor.extend(file.recursors);
     args.rejoin |= file.rejoin_after_leave.unwrap_or(false);
     args.retry_interval = args.retry_interval.take().or(file.retry_interval);
+    args.retry_interval_wan = args.retry_interval_wan.take().or(file.retry_interval_wan);
+    args.retry_max = args.retry_max.or(file.retry_max);
     args.log_level = args.log_level.take().or(file.log_level);
     args.log_json |= file.log_json.unwrap_or(false);
     args.log_file = args.log_file.take().or(file.log_file);
@@ -362,15 +364,23 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
     });
     let wan = wan.transpose()?;
     let mut plans: Vec<PoolPlan> = std::iter::once(lan).chain(wan).collect();
-    if let Some(text) = &args.retry_interval {
-        let interval =
-            muster_core::duration::parse(text).ok().filter(|interval| !interval.is_zero()).ok_or_else(
-                || format!("Invalid -retry-interval {text:?}: want a positive duration such as 30s"),
-            )?;
-        for plan in &mut plans {
+    let positive = |text: &str, flag: &str| {
+        muster_core::duration::parse(text)
+            .ok()
+            .filter(|interval| !interval.is_zero())
+            .ok_or_else(|| format!("Invalid {flag} {text:?}: want a positive duration such as 30s"))
+    };
+    for (flag, text, label) in [
+        ("-retry-interval", &args.retry_interval, "serf.lan"),
+        ("-retry-interval-wan", &args.retry_interval_wan, "serf.wan"),
+    ] {
+        let Some(text) = text else { continue };
+        let interval = positive(text, flag)?;
+        for plan in plans.iter_mut().filter(|p| p.label == label) {
             plan.swim.join_retry_interval = interval;
         }
     }
+    let retry_max = args.retry_max;
     // A restarted agent joins the members it last knew, unless it had left.
     for plan in &mut plans {
         let Some(dir) = plan.dir.as_deref() else { continue };
@@ -610,6 +620,21 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
                 ));
                 remembering.push((task, dir));
             }
+            // -retry-max: a pool that joined nobody after that many attempts stops the agent
+            // (the first attempt at start, then one every retry interval), as Consul's does.
+            if let Some(attempts) = retry_max.filter(|&n| n > 0 && !plan.joins.is_empty()) {
+                let (members, pool, label) = (members.clone(), pool_of(&plan), plan.label);
+                let give_up_after = plan.swim.join_retry_interval * (attempts - 1) + RETRY_MAX_GRACE;
+                running.spawn(async move {
+                    tokio::time::sleep(give_up_after).await;
+                    if members.list(pool).len() > 1 {
+                        // Joined: from here on the pool runs as any other.
+                        return std::future::pending().await;
+                    }
+                    tracing::error!("agent: {label}: Retry join is exiting after max attempts: {attempts}");
+                    Err(std::io::Error::other(format!("{label}: Retry join failed after {attempts} attempts")))
+                });
+            }
             let joiner = tokio::spawn(join_all(tx.clone(), plan.joins.clone(), plan.label));
             leavers.push(tx);
             let mut log_event = event_logger(plan.label, plan.name.clone(), left_tx.clone());
@@ -701,7 +726,12 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
         });
         let mut result = Ok(());
         while let Some(joined) = running.join_next().await {
-            let outcome = joined.map_err(|e| format!("agent stopped: {e}"))?;
+            let outcome = match joined {
+                Ok(outcome) => outcome,
+                // Aborted below, after the first failure, which is the one to report.
+                Err(error) if error.is_cancelled() && result.is_err() => continue,
+                Err(error) => return Err(format!("agent stopped: {error}")),
+            };
             if let Err(error) = outcome {
                 // One pool failing stops the agent: a half-present server misleads everyone.
                 result = Err(format!("agent stopped: {error}"));
@@ -1228,6 +1258,10 @@ async fn wait_for_signal() -> Signal {
         _ = terminate.recv() => Signal::Terminate,
     }
 }
+
+/// How long after its last attempt a join is given to be answered before -retry-max gives up
+/// (a push/pull's TCP timeout).
+const RETRY_MAX_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How long a leaving agent waits for its leave to go out (Consul: a 5 s broadcast timeout).
 const LEAVE_GRACE: std::time::Duration = std::time::Duration::from_secs(6);

@@ -803,3 +803,24 @@ fn exec_runs_a_command_only_where_remote_exec_is_enabled() {
     fails(muster(&on, &["exec"]), 1, "Must specify a command to execute");
     fails(muster(&on, &["exec", "-tag=x", "uptime"]), 1, "Cannot provide tag filter without service filter.");
 }
+
+/// `-retry-max`: an agent that joined nobody after that many attempts exits 1, in Consul's
+/// words.
+#[test]
+fn retry_max_gives_up_on_a_join_nobody_answers() {
+    let (lan, wan, http, server, nobody) = (free_port(), free_port(), free_port(), free_port(), free_port());
+    let output = Command::new(env!("CARGO_BIN_EXE_muster"))
+        .args(["agent", "-dev", "-node=lonely", "-dns-port=-1", "-retry-interval=1s", "-retry-max=2"])
+        .arg(format!("-retry-join=127.0.0.1:{nobody}"))
+        .args([format!("-serf-lan-port={lan}"), format!("-serf-wan-port={wan}")])
+        .args([format!("-http-port={http}"), format!("-server-port={server}")])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("agent: serf.lan: Retry join is exiting after max attempts: 2"), "{stdout}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr).lines().last(),
+        Some("==> agent stopped: serf.lan: Retry join failed after 2 attempts")
+    );
+}
