@@ -95,10 +95,10 @@ pub(crate) struct AgentArgs {
     #[arg(long = "node")]
     pub(crate) node: Option<String>,
     /// The address gossip binds to.
-    #[arg(long = "bind")]
+    #[arg(long = "bind", value_parser = muster::config::resolve_address)]
     pub(crate) bind: Option<IpAddr>,
     /// The address advertised to other nodes; defaults to the bind address.
-    #[arg(long = "advertise")]
+    #[arg(long = "advertise", value_parser = muster::config::resolve_address)]
     pub(crate) advertise: Option<IpAddr>,
     /// The LAN gossip port.
     #[arg(long = "serf-lan-port", default_value_t = 8301)]
@@ -145,7 +145,7 @@ pub(crate) struct AgentArgs {
     #[arg(long = "bootstrap-expect", default_value_t = 0)]
     pub(crate) bootstrap_expect: usize,
     /// The address the HTTP API (and later DNS) binds to.
-    #[arg(long = "client")]
+    #[arg(long = "client", value_parser = muster::config::resolve_address)]
     pub(crate) client: Option<IpAddr>,
     /// The HTTP API's port; -1 disables it.
     #[arg(long = "http-port", default_value_t = 8500, allow_negative_numbers = true)]
@@ -208,13 +208,13 @@ pub(crate) struct AgentArgs {
     #[arg(long = "node-id")]
     pub(crate) node_id: Option<String>,
     /// The address the WAN pool advertises; defaults to -advertise.
-    #[arg(long = "advertise-wan")]
+    #[arg(long = "advertise-wan", value_parser = muster::config::resolve_address)]
     pub(crate) advertise_wan: Option<IpAddr>,
     /// The address the LAN pool binds to; defaults to -bind.
-    #[arg(long = "serf-lan-bind")]
+    #[arg(long = "serf-lan-bind", value_parser = muster::config::resolve_address)]
     pub(crate) serf_lan_bind: Option<IpAddr>,
     /// The address the WAN pool binds to; defaults to -bind.
-    #[arg(long = "serf-wan-bind")]
+    #[arg(long = "serf-wan-bind", value_parser = muster::config::resolve_address)]
     pub(crate) serf_wan_bind: Option<IpAddr>,
     /// Neither reads nor writes the gossip keyring file in the data directory.
     #[arg(long = "disable-keyring-file")]

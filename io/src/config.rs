@@ -463,7 +463,62 @@ fn number<T: TryFrom<u64>>(key: &str, value: &Value) -> Result<T, String> {
 }
 
 fn address(key: &str, value: &Value) -> Result<IpAddr, String> {
-    string(key, value)?.parse().map_err(|_| format!("{key}: expected an IP address"))
+    resolve_address(&string(key, value)?).map_err(|reason| format!("{key}: {reason}"))
+}
+
+/// An address as Consul's `bind_addr`, `advertise_addr` and `client_addr` take it: an IP, or one
+/// of go-sockaddr's common templates, `{{ GetPrivateIP }}` and `{{ GetInterfaceIP "eth0" }}`.
+pub fn resolve_address(text: &str) -> Result<IpAddr, String> {
+    let text = text.trim();
+    let Some(template) = text.strip_prefix("{{").and_then(|t| t.strip_suffix("}}")) else {
+        return text.parse().map_err(|_| format!("expected an IP address or a template, not {text:?}"));
+    };
+    let words: Vec<&str> = template.split_whitespace().collect();
+    match words.as_slice() {
+        ["GetPrivateIP"] => private_ipv4(&interfaces()?).map(IpAddr::V4),
+        ["GetInterfaceIP", name] => {
+            let name = name.trim_matches('"');
+            interfaces()?
+                .into_iter()
+                .find(|(interface, ip)| interface == name && ip.is_ipv4())
+                .map(|(_, ip)| ip)
+                .ok_or_else(|| format!("no IPv4 address on interface {name:?}"))
+        }
+        _ => Err(format!("unsupported address template {text:?}: muster knows {{{{ GetPrivateIP }}}} and {{{{ GetInterfaceIP \"<name>\" }}}}")),
+    }
+}
+
+/// This machine's interface addresses, by interface name.
+pub fn interfaces() -> Result<Vec<(String, IpAddr)>, String> {
+    let found = if_addrs::get_if_addrs().map_err(|e| format!("Error reading the network interfaces: {e}"))?;
+    Ok(found.into_iter().map(|interface| (interface.name.clone(), interface.ip())).collect())
+}
+
+/// The one private IPv4 address among `interfaces` (RFC 1918 and RFC 6598, as go-sockaddr's
+/// `GetPrivateIP`), which Consul advertises when bound to 0.0.0.0; an error in Consul's words
+/// when there is none or more than one.
+pub fn private_ipv4(interfaces: &[(String, IpAddr)]) -> Result<std::net::Ipv4Addr, String> {
+    let mut private: Vec<std::net::Ipv4Addr> = interfaces
+        .iter()
+        .filter_map(|(_, ip)| match ip {
+            IpAddr::V4(v4)
+                if v4.is_private() || (v4.octets()[0] == 100 && (64..128).contains(&v4.octets()[1])) =>
+            {
+                Some(*v4)
+            }
+            _ => None,
+        })
+        .collect();
+    private.sort();
+    private.dedup();
+    match private.as_slice() {
+        [] => Err("No private IPv4 address found".to_owned()),
+        [one] => Ok(*one),
+        _ => {
+            Err("Multiple private IPv4 addresses found. Please configure one with 'bind' and/or 'advertise'."
+                .to_owned())
+        }
+    }
 }
 
 fn strings(key: &str, value: &Value) -> Result<Vec<String>, String> {
@@ -567,6 +622,30 @@ mod tests {
         let bad = Sources { fragments: vec!["node_meta = 3".to_owned()], ..Sources::default() };
         assert_eq!(load(&bad).unwrap_err(), "failed to parse -hcl: node_meta: expected an object");
         assert_eq!(Format::parse("yaml").unwrap_err(), "Invalid config format \"yaml\": must be json or hcl");
+    }
+
+    #[test]
+    fn the_private_address_is_the_only_rfc1918_or_rfc6598_one() {
+        let list =
+            |ips: &[&str]| ips.iter().map(|ip| ("eth0".to_owned(), ip.parse().unwrap())).collect::<Vec<_>>();
+        assert_eq!(
+            private_ipv4(&list(&["127.0.0.1", "10.1.2.3", "192.0.2.2", "fe80::1"])),
+            Ok([10, 1, 2, 3].into())
+        );
+        assert_eq!(private_ipv4(&list(&["100.64.0.7"])), Ok([100, 64, 0, 7].into()));
+        assert_eq!(
+            private_ipv4(&list(&["127.0.0.1", "192.0.2.2"])).unwrap_err(),
+            "No private IPv4 address found"
+        );
+        assert!(private_ipv4(&list(&["10.0.0.1", "192.168.1.1"]))
+            .unwrap_err()
+            .starts_with("Multiple private IPv4"));
+        assert_eq!(resolve_address(" 10.0.0.9 "), Ok([10, 0, 0, 9].into()));
+        assert_eq!(resolve_address("{{ GetInterfaceIP \"lo\" }}"), Ok([127, 0, 0, 1].into()));
+        assert!(resolve_address("{{ GetAllInterfaces }}")
+            .unwrap_err()
+            .starts_with("unsupported address template"));
+        assert!(resolve_address("nonsense").unwrap_err().starts_with("expected an IP address"));
     }
 
     #[test]

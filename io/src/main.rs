@@ -290,10 +290,12 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
         (None, true) => IpAddr::V4(Ipv4Addr::LOCALHOST),
         (None, false) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
     };
-    let advertise_ip = args.advertise.unwrap_or(bind_ip);
-    if advertise_ip.is_unspecified() {
-        return Err("-advertise is required when -bind is 0.0.0.0 (no private address detection yet)".into());
-    }
+    // Bound to every address, the agent advertises this machine's one private IPv4, as Consul
+    // does (and refuses to guess among several).
+    let advertise_ip = match args.advertise.unwrap_or(bind_ip) {
+        ip if ip.is_unspecified() => IpAddr::V4(config::private_ipv4(&config::interfaces()?)?),
+        ip => ip,
+    };
     let server = args.server || args.dev;
     let node_name = args.node.clone().unwrap_or_else(|| hostname().unwrap_or_else(|| "muster".into()));
     let encrypt_key = args.encrypt.as_deref().map(decode_key).transpose()?;
