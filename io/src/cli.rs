@@ -182,6 +182,9 @@ pub(crate) struct AgentArgs {
     /// A directory whose `*.json` and `*.hcl` files are read in lexical order. Repeatable.
     #[arg(long = "config-dir")]
     pub(crate) config_dir: Vec<PathBuf>,
+    /// Reads the configuration files again whenever one is added, removed or written.
+    #[arg(long = "auto-reload-config")]
+    pub(crate) auto_reload_config: bool,
     /// The format of -config-file files whatever their extension: json or hcl.
     #[arg(long = "config-format")]
     pub(crate) config_format: Option<String>,

@@ -157,6 +157,8 @@ pub struct FileConfig {
     pub ui: Option<bool>,
     /// `raft_protocol` (only 3 is spoken).
     pub raft_protocol: Option<u8>,
+    /// `auto_reload_config`.
+    pub auto_reload_config: Option<bool>,
     /// `disable_remote_exec` (true unless a file says otherwise, as in Consul).
     pub disable_remote_exec: Option<bool>,
     /// `default_query_time` (Go duration text).
@@ -186,6 +188,21 @@ pub fn load(sources: &Sources) -> Result<FileConfig, String> {
             .map_err(|reason| format!("failed to parse -hcl: {reason}"))?;
     }
     Ok(config)
+}
+
+/// What the configuration looks like on disk: each file's path, length and modification time,
+/// in reading order. Two fingerprints differ when a file was added, removed or written
+/// (`-auto-reload-config` polls this).
+pub fn fingerprint(sources: &Sources) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
+    let found = files(sources).unwrap_or_default();
+    found
+        .into_iter()
+        .map(|path| {
+            let meta = std::fs::metadata(&path).ok();
+            let (len, modified) = meta.map_or((0, None), |m| (m.len(), m.modified().ok()));
+            (path, len, modified)
+        })
+        .collect()
 }
 
 /// The files the sources name, directories expanded.
@@ -310,6 +327,7 @@ fn merge(config: &mut FileConfig, file: &Path, map: Map<String, Value>) -> Resul
             "serf_wan" | "serf_wan_bind" => config.serf_wan = Some(address(&key, &value)?),
             "disable_keyring_file" => config.disable_keyring_file = Some(boolean(&key, &value)?),
             "disable_remote_exec" => config.disable_remote_exec = Some(boolean(&key, &value)?),
+            "auto_reload_config" => config.auto_reload_config = Some(boolean(&key, &value)?),
             "ui" => config.ui = Some(boolean(&key, &value)?),
             "ui_config" => {
                 let Value::Object(fields) = value else { return Err("ui_config: expected an object".into()) };

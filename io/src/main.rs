@@ -200,6 +200,7 @@ fn apply_config_files(
     args.recursor.extend(file.recursors);
     args.rejoin |= file.rejoin_after_leave.unwrap_or(false);
     args.retry_interval = args.retry_interval.take().or(file.retry_interval);
+    args.auto_reload_config |= file.auto_reload_config.unwrap_or(false);
     args.retry_interval_wan = args.retry_interval_wan.take().or(file.retry_interval_wan);
     args.retry_max = args.retry_max.or(file.retry_max);
     args.log_level = args.log_level.take().or(file.log_level);
@@ -560,6 +561,9 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
             tokio::spawn(http::run_remote_exec(api.clone()));
         }
         tokio::spawn(reload_on_sighup(api.clone()));
+        if args.auto_reload_config {
+            tokio::spawn(auto_reload(api.clone()));
+        }
         tokio::spawn(http::run_anti_entropy(api.clone()));
         tokio::spawn(http::run_check_ttl_timers(api.clone()));
         tokio::spawn(http::run_checks(api.clone()));
@@ -750,6 +754,29 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
         let _ = std::fs::remove_dir_all(&dev_dir);
     }
     result
+}
+
+/// How often `-auto-reload-config` looks at the configuration files.
+const AUTO_RELOAD_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// `-auto-reload-config`: the files are read again whenever one is added, removed or written
+/// (polled: a file's length and modification time, every second).
+async fn auto_reload(api: Arc<http::Api>) {
+    let mut seen = config::fingerprint(&api.config.sources);
+    loop {
+        tokio::time::sleep(AUTO_RELOAD_POLL).await;
+        let now = config::fingerprint(&api.config.sources);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        match http::reload(&api).await {
+            Ok(()) => tracing::info!("agent: configuration files changed; reloaded them"),
+            Err(reason) => {
+                tracing::error!("agent: configuration files changed, but reloading failed: {reason}")
+            }
+        }
+    }
 }
 
 /// SIGHUP reads the configuration files again, as Consul's does.

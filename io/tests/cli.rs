@@ -824,3 +824,23 @@ fn retry_max_gives_up_on_a_join_nobody_answers() {
         Some("==> agent stopped: serf.lan: Retry join failed after 2 attempts")
     );
 }
+
+/// `-auto-reload-config`: a service file added, then removed, is registered and deregistered
+/// with no `reload`.
+#[test]
+fn auto_reload_config_follows_the_files() {
+    let dir = test_dir("autoreload");
+    let mut agent = start_agent_with(&dir, &["-auto-reload-config"]);
+    agent.dir = Some(dir.clone());
+    eventually("the dev agent leads", Duration::from_secs(30), || {
+        (muster(&agent, &["catalog", "services"]).stdout == "consul\n").then_some(())
+    });
+    std::fs::write(dir.join("consul.d/web.json"), r#"{"service": {"name": "web", "port": 80}}"#).unwrap();
+    eventually("web registered by itself", Duration::from_secs(15), || {
+        (muster(&agent, &["catalog", "services"]).stdout == "consul\nweb\n").then_some(())
+    });
+    std::fs::remove_file(dir.join("consul.d/web.json")).unwrap();
+    eventually("web deregistered by itself", Duration::from_secs(15), || {
+        (muster(&agent, &["catalog", "services"]).stdout == "consul\n").then_some(())
+    });
+}
