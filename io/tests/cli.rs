@@ -515,6 +515,41 @@ fn lock_runs_its_child_alone_and_stops_it_when_the_lock_is_lost() {
     std::io::Read::read_to_string(&mut holder.stderr.take().unwrap(), &mut stderr).unwrap();
     assert_eq!(stderr, "Lock lost, killed child\n");
     fails(muster(&agent, &["lock", "app"]), 1, "Key prefix and child command must be specified");
+
+    // SIGTERM to `muster lock`: the child is stopped, the lock released, the key gone.
+    let mut holder = Command::new(env!("CARGO_BIN_EXE_muster"))
+        .args(["lock", "-shell=false", "stopped", "sleep", "60"])
+        .env("CONSUL_HTTP_ADDR", &agent.http)
+        .spawn()
+        .unwrap();
+    eventually("the lock is held", Duration::from_secs(10), || {
+        muster(&agent, &["kv", "get", "-detailed", "stopped/.lock"])
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("Session") && !l.ends_with('-'))
+            .then_some(())
+    });
+    assert!(Command::new("kill").args(["-TERM", &holder.id().to_string()]).status().unwrap().success());
+    let status = eventually("the lock command ends", Duration::from_secs(20), || holder.try_wait().unwrap());
+    assert_eq!(status.code(), Some(1));
+    ok(muster(&agent, &["kv", "get", "-recurse", "stopped"]), "");
+
+    // A lock and a semaphore on one prefix refuse each other, as Consul's do.
+    let mut semaphore = Command::new(env!("CARGO_BIN_EXE_muster"))
+        .args(["lock", "-n=2", "-shell=false", "mixed", "sleep", "60"])
+        .env("CONSUL_HTTP_ADDR", &agent.http)
+        .spawn()
+        .unwrap();
+    eventually("the semaphore is held", Duration::from_secs(10), || {
+        muster(&agent, &["kv", "get", "mixed/.lock"]).stdout.contains("Holders").then_some(())
+    });
+    let refused = muster(&agent, &["lock", "mixed", "true"]);
+    assert_eq!(
+        (refused.code, refused.stderr.as_str()),
+        (1, "Lock acquisition failed: Existing key does not match lock use\n")
+    );
+    let _ = semaphore.kill();
+    let _ = semaphore.wait();
 }
 
 /// `watch`: without a handler the view is printed once; a handler gets every change as JSON on

@@ -27,10 +27,14 @@ const KILL_GRACE: Duration = Duration::from_secs(5);
 const LOCK_FLAG: u64 = 0x2ddc_cbc0_58a5_0c18;
 
 /// The flags value Consul's semaphore writes on its keys.
-const SEMAPHORE_FLAG: u64 = 0xe006_6845_2aab_e36b;
+const SEMAPHORE_FLAG: u64 = 0xe0f6_9a2b_aa41_4de0;
 
-/// How long each blocking wait for the lock's key may take before asking again.
+/// How long each blocking wait of the monitor may take before asking again.
 const WAIT: &str = "15s";
+
+/// How long each blocking wait for the lock during acquisition may take: short, so that
+/// Ctrl-C and `-timeout` are noticed within it.
+const ACQUIRE_WAIT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Args)]
 pub(crate) struct LockArgs {
@@ -72,6 +76,8 @@ struct Pair {
     key: String,
     modify_index: u64,
     #[serde(default)]
+    flags: u64,
+    #[serde(default)]
     session: Option<String>,
     #[serde(default)]
     value: Option<String>,
@@ -111,6 +117,8 @@ pub(crate) fn lock(args: &LockArgs) -> Outcome {
     };
     let session =
         create_session(&client, &name).map_err(|error| format!("Lock acquisition failed: {error}"))?;
+    // SIGINT or SIGTERM: stop the child (if any), release, destroy the session, exit 1.
+    let interrupted = super::shutdown_signals();
     let lost = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let renewer = {
@@ -121,14 +129,16 @@ pub(crate) fn lock(args: &LockArgs) -> Outcome {
         Held { client: client.clone(), prefix: prefix.clone(), session: session.clone(), limit: args.limit };
     say("Attempting lock acquisition");
     let deadline = (!timeout.is_zero()).then(|| Instant::now() + timeout);
-    let acquired = held.acquire(deadline);
+    let acquired = held.acquire(deadline, &interrupted);
     let code = match acquired {
         Err(error) => {
             eprintln!("Lock acquisition failed: {error}");
+            held.abandon();
             1
         }
         Ok(false) => {
             eprintln!("Shutdown triggered or timeout during lock acquisition");
+            held.abandon();
             1
         }
         Ok(true) => {
@@ -138,10 +148,17 @@ pub(crate) fn lock(args: &LockArgs) -> Outcome {
                 std::thread::spawn(move || held.monitor(&lost, &stop, retries))
             };
             say("Starting handler");
-            let code = run_child(args, command, &lost)?;
+            let code = match run_child(args, command, &lost, &interrupted) {
+                Ok(code) => code,
+                Err(error) => {
+                    eprintln!("{error}");
+                    1
+                }
+            };
             if lost.load(Ordering::SeqCst) {
                 eprintln!("Lock lost, killed child");
             }
+            let code = if interrupted.load(Ordering::SeqCst) { 1 } else { code };
             // Released before the monitor is joined: the release is the change that ends the
             // monitor's blocking query.
             stop.store(true, Ordering::SeqCst);
@@ -214,8 +231,8 @@ impl Held {
         format!("{}/{}", self.prefix, self.session)
     }
 
-    /// Tries until acquired (`true`) or past `deadline` (`false`).
-    fn acquire(&self, deadline: Option<Instant>) -> Result<bool, String> {
+    /// Tries until acquired (`true`), or past `deadline` or interrupted (`false`).
+    fn acquire(&self, deadline: Option<Instant>, interrupted: &AtomicBool) -> Result<bool, String> {
         if self.limit > 1 {
             let flags = SEMAPHORE_FLAG.to_string();
             let query = [("acquire", self.session.as_str()), ("flags", flags.as_str())];
@@ -229,7 +246,7 @@ impl Held {
         }
         let mut index = 0u64;
         loop {
-            if deadline.is_some_and(|at| Instant::now() >= at) {
+            if deadline.is_some_and(|at| Instant::now() >= at) || interrupted.load(Ordering::SeqCst) {
                 return Ok(false);
             }
             let (acquired, seen) = if self.limit > 1 { self.try_semaphore()? } else { self.try_lock()? };
@@ -250,6 +267,10 @@ impl Held {
         let index = reply.index.unwrap_or(0);
         if reply.status == 200 {
             let pairs: Vec<Pair> = reply.json()?;
+            // A semaphore's holder list, or some other use of the key, is not a lock to take.
+            if pairs.first().is_some_and(|p| p.flags != LOCK_FLAG) {
+                return Err("Existing key does not match lock use".into());
+            }
             if pairs.first().is_some_and(|p| p.session.as_deref().is_some_and(|s| !s.is_empty())) {
                 return Ok((false, index));
             }
@@ -268,6 +289,9 @@ impl Held {
         let pairs: Vec<Pair> = if reply.status == 404 { Vec::new() } else { reply.json()? };
         let lock_key = self.lock_key();
         let lock = pairs.iter().find(|p| p.key == lock_key);
+        if lock.is_some_and(|p| p.flags != SEMAPHORE_FLAG) {
+            return Err("Existing key does not match semaphore use".into());
+        }
         let mut holders = match lock.and_then(|p| p.value.as_deref()) {
             Some(value) => {
                 let raw = base64::engine::general_purpose::STANDARD.decode(value).unwrap_or_default();
@@ -302,10 +326,10 @@ impl Held {
     /// Blocks until the lock's key (or the semaphore's prefix) moves past `index`, or the
     /// wait or the deadline runs out; the index seen.
     fn wait_for_change(&self, index: u64, deadline: Option<Instant>) -> Result<u64, String> {
-        let wait = match deadline {
-            Some(at) => format!("{}ms", at.saturating_duration_since(Instant::now()).as_millis().max(1)),
-            None => WAIT.to_owned(),
-        };
+        // Short waits, so that a signal or the deadline is noticed soon.
+        let left = deadline
+            .map_or(ACQUIRE_WAIT, |at| at.saturating_duration_since(Instant::now()).min(ACQUIRE_WAIT));
+        let wait = format!("{}ms", left.as_millis().max(1));
         let index_text = index.to_string();
         let (path, recurse) = if self.limit > 1 {
             (format!("/v1/kv/{}/", self.prefix), true)
@@ -367,12 +391,26 @@ impl Held {
         }
     }
 
+    /// Takes back what an acquisition that failed or gave up left: the semaphore's contender
+    /// key.
+    fn abandon(&self) {
+        if self.limit > 1 {
+            let _ = self.client.delete(&format!("/v1/kv/{}", self.contender_key()), &[]);
+        }
+    }
+
     /// Gives the lock (or slot) back, and deletes the lock's key if nobody else holds it
     /// (Consul's `Unlock` then `Destroy`).
     fn release(&self) -> Result<(), String> {
         let lock_path = format!("/v1/kv/{}", self.lock_key());
         if self.limit == 1 {
-            self.client.put(&lock_path, &[("release", self.session.as_str())], b"")?;
+            // The flags go with the release: a write without them would set them to 0.
+            let flags = LOCK_FLAG.to_string();
+            self.client.put(
+                &lock_path,
+                &[("release", self.session.as_str()), ("flags", flags.as_str())],
+                b"",
+            )?;
             let reply = self.client.get(&lock_path, &[])?;
             if reply.status == 200 {
                 let pairs: Vec<Pair> = reply.json()?;
@@ -430,7 +468,12 @@ impl Held {
 
 /// Runs the child with `CONSUL_LOCK_HELD=true` until it exits or the lock is lost; the exit
 /// code `muster lock` ends with.
-fn run_child(args: &LockArgs, command: &[String], lost: &AtomicBool) -> Result<u8, String> {
+fn run_child(
+    args: &LockArgs,
+    command: &[String],
+    lost: &AtomicBool,
+    interrupted: &AtomicBool,
+) -> Result<u8, String> {
     let mut child = if args.shell {
         let mut child = Command::new("/bin/sh");
         child.arg("-c").arg(command.join(" "));
@@ -452,7 +495,7 @@ fn run_child(args: &LockArgs, command: &[String], lost: &AtomicBool) -> Result<u
         {
             break status;
         }
-        if lost.load(Ordering::SeqCst) {
+        if lost.load(Ordering::SeqCst) || interrupted.load(Ordering::SeqCst) {
             match terminated {
                 None => {
                     signal(child.id(), rustix::process::Signal::TERM);

@@ -291,6 +291,32 @@ pub(crate) fn columnize(rows: &[String]) -> String {
     out
 }
 
+/// A flag that turns true at SIGINT or SIGTERM, for commands that must clean up before they
+/// exit (`lock`: stop the child, release, destroy the session). The signals are watched by a
+/// thread of their own; after the first, the default action no longer applies.
+pub(crate) fn shutdown_signals() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let raised = flag.clone();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build();
+    if let Ok(runtime) = runtime {
+        std::thread::spawn(move || {
+            runtime.block_on(async {
+                let Ok(mut terminate) =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                else {
+                    return;
+                };
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+                raised.store(true, std::sync::atomic::Ordering::SeqCst);
+            });
+        });
+    }
+    flag
+}
+
 /// Consul's `Too many arguments (expected N, got M)` when more positional arguments came.
 pub(crate) fn at_most(args: &[String], expected: usize) -> Result<(), String> {
     if args.len() > expected {
