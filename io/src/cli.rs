@@ -251,57 +251,76 @@ pub(crate) struct AgentArgs {
     pub(crate) disable_host_node_id: Option<bool>,
 }
 
-/// Commands whose first positional argument starts a command line of their own (a handler, a
-/// child): Go's flag parsing stops there, so nothing after it is a flag of ours.
-const CHILD_COMMANDS: [&str; 3] = ["watch", "lock", "exec"];
-
-/// Their flags that take no value; any other flag written without `=` takes the next argument.
-const CHILD_COMMAND_SWITCHES: [&str; 7] =
-    ["passingonly", "shell", "stale", "verbose", "child-exit-code", "pass-stdin", "help"];
-
 /// Rewrites Consul's single-dash long flags (`-dev`, `-data-dir=x`) to clap's `--dev`,
-/// `--data-dir=x`. Stops at `--`, leaves `-h`, plain values and negative numbers alone. For
-/// `watch`, `lock` and `exec`, a `--` goes before the first positional argument, as Go's flag parsing
-/// ends there: `muster lock -n=2 app ./run -verbose` passes `-verbose` to `./run`.
+/// `--data-dir=x`, and ends flag parsing where Go's does: at the first positional argument of
+/// the command, before which a `--` goes, so that what follows is taken as it stands
+/// (`muster kv put k -Xmx512m` stores `-Xmx512m`; `muster lock app ./run -verbose` passes
+/// `-verbose` to `./run`). Which flags take a value, and which words are subcommands, comes
+/// from the clap definition itself. `-h` stays the short help flag.
 pub(crate) fn normalize(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    let root = <Cli as clap::CommandFactory>::command();
+    let mut command = &root;
     let mut out = Vec::new();
     let mut passthrough = false;
-    let mut child_command = false;
     let mut value_next = false;
     for (position, arg) in args.into_iter().enumerate() {
         let text = arg.to_str();
-        if position == 1 && text.is_some_and(|t| CHILD_COMMANDS.contains(&t)) {
-            child_command = true;
+        if position == 0 || passthrough {
             out.push(arg);
             continue;
         }
-        if child_command && !passthrough {
-            match text {
-                _ if value_next => value_next = false,
-                Some("--") => passthrough = true,
-                Some(flag) if flag.starts_with('-') && flag.len() > 1 => {
-                    let name = flag.trim_start_matches('-');
-                    value_next = !name.contains('=') && !CHILD_COMMAND_SWITCHES.contains(&name);
-                }
-                _ => {
-                    passthrough = true;
-                    out.push("--".into());
+        if value_next {
+            value_next = false;
+            out.push(arg);
+            continue;
+        }
+        match text {
+            Some("--") => {
+                passthrough = true;
+                out.push(arg);
+            }
+            Some(flag) if flag.starts_with('-') && flag.len() > 1 => {
+                let bare = flag.trim_start_matches('-');
+                let (name, inline_value) = match bare.split_once('=') {
+                    Some((name, _)) => (name, true),
+                    None => (bare, false),
+                };
+                value_next = !inline_value && takes_separate_value(command, name);
+                if is_single_dash_long(flag) {
+                    out.push(format!("-{flag}").into());
+                } else {
                     out.push(arg);
-                    continue;
                 }
+            }
+            Some(word) if command.find_subcommand(word).is_some() => {
+                command = command.find_subcommand(word).expect("just found");
+                out.push(arg);
+            }
+            // The command's first positional argument: flag parsing ends here.
+            _ => {
+                passthrough = true;
+                out.push("--".into());
+                out.push(arg);
             }
         }
-        let rewritten = match text {
-            Some("--") if !passthrough => {
-                passthrough = true;
-                None
-            }
-            Some(text) if !passthrough && is_single_dash_long(text) => Some(format!("-{text}").into()),
-            _ => None,
-        };
-        out.push(rewritten.unwrap_or(arg));
     }
     out
+}
+
+/// Whether `command`'s flag `name` takes its value from the next argument (`-type key`); Go's
+/// boolean flags, and the ones written here with an optional value (`-shell`, `-shell=false`),
+/// never do.
+fn takes_separate_value(command: &clap::Command, name: &str) -> bool {
+    let found = command.get_arguments().find(|arg| {
+        arg.get_long() == Some(name) || (name.len() == 1 && arg.get_short() == name.chars().next())
+    });
+    match found {
+        None => false,
+        Some(arg) => {
+            let optional = arg.get_num_args().is_some_and(|range| range.min_values() == 0);
+            arg.get_action().takes_values() && !optional
+        }
+    }
 }
 
 fn is_single_dash_long(text: &str) -> bool {
@@ -343,7 +362,7 @@ mod tests {
     }
 
     #[test]
-    fn a_child_command_line_is_left_alone() {
+    fn flag_parsing_ends_at_the_first_positional_argument_as_in_go() {
         assert_eq!(
             norm(&["muster", "lock", "-n", "2", "-verbose", "app", "./run", "-verbose", "--x"]),
             ["muster", "lock", "-n", "2", "--verbose", "--", "app", "./run", "-verbose", "--x"]
@@ -360,6 +379,20 @@ mod tests {
             norm(&["muster", "watch", "-type=key", "--", "cat"]),
             ["muster", "watch", "--type=key", "--", "cat"]
         );
+        // Subcommand words are walked through; a value is taken as it stands.
+        assert_eq!(
+            norm(&["muster", "kv", "put", "-flags", "42", "k", "-Xmx512m"]),
+            ["muster", "kv", "put", "--flags", "42", "--", "k", "-Xmx512m"]
+        );
+        assert_eq!(
+            norm(&["muster", "operator", "raft", "list-peers", "-stale"]),
+            ["muster", "operator", "raft", "list-peers", "--stale"]
+        );
+        assert_eq!(
+            norm(&["muster", "kv", "get", "-recurse", "redis"]),
+            ["muster", "kv", "get", "--recurse", "--", "redis"]
+        );
+        assert_eq!(norm(&["muster", "event", "-name=x", "-foo"]), ["muster", "event", "--name=x", "--foo"]);
     }
 
     #[test]

@@ -36,9 +36,9 @@ pub(crate) struct WatchArgs {
     /// Only instances with this tag (`service` watch). Repeatable.
     #[arg(long)]
     tag: Vec<String>,
-    /// Only passing instances (`service` watch).
-    #[arg(long = "passingonly")]
-    passing_only: bool,
+    /// Only passing instances (`service` watch): `true` or `false`, a value as Consul takes it.
+    #[arg(long = "passingonly", default_value = "false")]
+    passing_only: String,
     /// The check state of a `checks` watch (any, passing, warning, critical).
     #[arg(long, default_value = "")]
     state: String,
@@ -80,7 +80,14 @@ fn endpoint(args: &WatchArgs) -> Result<Endpoint, String> {
         "service" => {
             required(&args.service, "service")?;
             let mut query: Vec<(&str, String)> = args.tag.iter().map(|t| ("tag", t.clone())).collect();
-            if args.passing_only {
+            let passing = match args.passing_only.as_str() {
+                "true" | "1" | "t" | "T" | "TRUE" | "True" => true,
+                "false" | "0" | "f" | "F" | "FALSE" | "False" => false,
+                other => return Err(format!(
+                    "Failed to parse passingonly flag: strconv.ParseBool: parsing {other:?}: invalid syntax"
+                )),
+            };
+            if passing {
                 query.push(("passing", String::new()));
             }
             (format!("/v1/health/service/{}", args.service), query)
@@ -220,7 +227,10 @@ mod tests {
         let ask = |args: &[&str]| endpoint(&parse(args)).map(|(path, query)| (path, query.len()));
         assert_eq!(ask(&["-type=key", "-key=a/b"]).unwrap(), ("/v1/kv/a/b".to_owned(), 0));
         assert_eq!(ask(&["-type=keyprefix", "-prefix=a/"]).unwrap(), ("/v1/kv/a/".to_owned(), 1));
-        assert_eq!(ask(&["-type=service", "-service=web", "-passingonly", "-tag=rails"]).unwrap().1, 2);
+        assert_eq!(ask(&["-type=service", "-service=web", "-passingonly=true", "-tag=rails"]).unwrap().1, 2);
+        assert!(ask(&["-type=service", "-service=web", "-passingonly=maybe"])
+            .unwrap_err()
+            .starts_with("Failed to parse passingonly flag"));
         assert_eq!(ask(&["-type=checks"]).unwrap().0, "/v1/health/state/any");
         assert_eq!(ask(&["-type=checks", "-service=web"]).unwrap().0, "/v1/health/checks/web");
         assert_eq!(ask(&["-type=event", "-name=deploy"]).unwrap(), ("/v1/event/list".to_owned(), 1));
