@@ -91,7 +91,7 @@ pub struct Node {
     /// Draws the encryption nonces.
     nonce_rng: Rng,
     /// Cluster-wide keyring operations asked here, by query id.
-    keyring_ops: BTreeMap<u32, KeyringOp>,
+    keyring_ops: BTreeMap<u32, (KeyringOp, Bytes)>,
     /// Finished keyring operations, for `poll_event`.
     keyring_results: VecDeque<KeyringResult>,
     /// Whether [`Event::Left`] was reported.
@@ -212,9 +212,9 @@ impl Node {
                 } else {
                     let name = op.query_name().to_owned();
                     self.swim
-                        .trigger_query(now, name, key)
+                        .trigger_query(now, name, key.clone())
                         .map(|id| {
-                            self.keyring_ops.insert(id, op);
+                            self.keyring_ops.insert(id, (op, key));
                         })
                         .map_err(CommandError::from)
                 }
@@ -448,8 +448,8 @@ impl Node {
             }
         }
         while let Some(result) = self.swim.poll_query_result() {
-            if let Some(op) = self.keyring_ops.remove(&result.id) {
-                self.keyring_results.push_back(KeyringResult::from_answers(op, result));
+            if let Some((op, key)) = self.keyring_ops.remove(&result.id) {
+                self.keyring_results.push_back(KeyringResult::from_answers(op, key, result));
             }
         }
         while let Some(mut transmit) = self.swim.poll_transmit() {
@@ -649,6 +649,8 @@ impl KeyringOp {
 pub struct KeyringResult {
     /// The operation.
     pub op: KeyringOp,
+    /// The key it was about (empty for a list): with `op`, what a waiting request matches on.
+    pub key: Bytes,
     /// Live members when it was asked, this node included.
     pub members: usize,
     /// Members that answered.
@@ -660,7 +662,7 @@ pub struct KeyringResult {
 }
 
 impl KeyringResult {
-    fn from_answers(op: KeyringOp, result: QueryResult) -> KeyringResult {
+    fn from_answers(op: KeyringOp, key: Bytes, result: QueryResult) -> KeyringResult {
         let mut errors = BTreeMap::new();
         let mut keys = BTreeMap::new();
         for (member, answer) in &result.responses {
@@ -683,7 +685,7 @@ impl KeyringResult {
                 }
             }
         }
-        KeyringResult { op, members: result.members, responses: result.responses.len(), errors, keys }
+        KeyringResult { op, key, members: result.members, responses: result.responses.len(), errors, keys }
     }
 }
 

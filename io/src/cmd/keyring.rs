@@ -29,8 +29,8 @@ pub(crate) struct KeyringArgs {
     #[arg(long, default_value = "")]
     remove: String,
     /// How many members relay each answer (0 to 5); accepted for Consul's scripts.
-    #[arg(long = "relay-factor", default_value_t = 0)]
-    relay_factor: u8,
+    #[arg(long = "relay-factor", default_value = "0")]
+    relay_factor: String,
     args: Vec<String>,
 }
 
@@ -44,6 +44,8 @@ struct PoolKeys {
     keys: BTreeMap<String, usize>,
     num_nodes: usize,
     #[serde(default)]
+    num_resp: usize,
+    #[serde(default)]
     messages: BTreeMap<String, String>,
 }
 
@@ -51,8 +53,10 @@ pub(crate) fn keyring(args: &KeyringArgs) -> Outcome {
     if !args.args.is_empty() {
         return Err(format!("Too many arguments (expected 0, got {})", args.args.len()));
     }
-    if args.relay_factor > 5 {
-        return Err("Error: relay factor must be between 0 and 5".into());
+    match args.relay_factor.parse::<u8>() {
+        Ok(factor) if factor <= 5 => {}
+        Ok(_) => return Err("Error parsing relay factor: Relay factor must be in range: [0, 5]".into()),
+        Err(error) => return Err(format!("Error parsing relay factor: {error}")),
     }
     let actions = [
         args.list || args.list_primary,
@@ -73,7 +77,9 @@ pub(crate) fn keyring(args: &KeyringArgs) -> Outcome {
             .and_then(|reply| reply.json())
             .map_err(|error| format!("error: {error}"))?;
         print!("{}", list_text(&pools));
-        return Ok(0);
+        // A member that failed or did not answer: Consul's exit code 1 (its listing may miss keys).
+        let incomplete = pools.iter().any(|p| !p.messages.is_empty() || p.num_resp < p.num_nodes);
+        return Ok(u8::from(incomplete));
     }
     let (method, key, doing) = if !args.install.is_empty() {
         ("POST", &args.install, "==> Installing new gossip encryption key...")
@@ -117,8 +123,8 @@ mod tests {
     #[test]
     fn keys_are_listed_by_pool_with_holders_out_of_members() {
         let pools: Vec<PoolKeys> = serde_json::from_str(
-            r#"[{"WAN": true, "Datacenter": "dc1", "Keys": {"a2V5": 3}, "NumNodes": 3},
-                {"WAN": false, "Datacenter": "dc1", "Keys": {"a2V5": 4, "bmV3": 2}, "NumNodes": 4,
+            r#"[{"WAN": true, "Datacenter": "dc1", "Keys": {"a2V5": 3}, "NumNodes": 3, "NumResp": 3},
+                {"WAN": false, "Datacenter": "dc1", "Keys": {"a2V5": 4, "bmV3": 2}, "NumNodes": 4, "NumResp": 4,
                  "Messages": {"c1": "key is already installed"}}]"#,
         )
         .unwrap();

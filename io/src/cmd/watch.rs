@@ -83,9 +83,11 @@ fn endpoint(args: &WatchArgs) -> Result<Endpoint, String> {
             let passing = match args.passing_only.as_str() {
                 "true" | "1" | "t" | "T" | "TRUE" | "True" => true,
                 "false" | "0" | "f" | "F" | "FALSE" | "False" => false,
-                other => return Err(format!(
+                other => {
+                    return Err(format!(
                     "Failed to parse passingonly flag: strconv.ParseBool: parsing {other:?}: invalid syntax"
-                )),
+                ))
+                }
             };
             if passing {
                 query.push(("passing", String::new()));
