@@ -184,7 +184,7 @@ fn the_seeds_walkthrough_runs_as_consuls_does() {
         let run = muster(&agent, &["catalog", "services", "-tags"]);
         run.stdout.contains("web").then_some(run)
     });
-    ok(services, "consul\nweb     rails\n");
+    ok(services, "consul\nweb         rails\n");
     let web = http_get(&agent, "/v1/catalog/service/web");
     assert_eq!(
         (web[0]["ServiceTags"].clone(), web[0]["ServicePort"].clone()),
@@ -269,6 +269,20 @@ fn the_seeds_walkthrough_runs_as_consuls_does() {
         muster(&agent, &["kv", "delete", "copy/redis/config/maxconns"]),
         "Success! Deleted key: copy/redis/config/maxconns\n",
     );
+
+    // Maintenance mode, in Consul's words, and listed with its reason.
+    ok(muster(&agent, &["maint", "-enable", "-reason=deploy"]), "Node maintenance is now enabled\n");
+    ok(muster(&agent, &["maint"]), "Node:\n  Name:   walkthrough\n  Reason: deploy\n\n");
+    ok(muster(&agent, &["maint", "-disable"]), "Node maintenance is now disabled\n");
+    ok(
+        muster(&agent, &["maint", "-enable", "-service=web"]),
+        "Service maintenance is now enabled for \"web\"\n",
+    );
+    ok(
+        muster(&agent, &["maint", "-disable", "-service=web"]),
+        "Service maintenance is now disabled for \"web\"\n",
+    );
+    ok(muster(&agent, &["maint"]), "");
 
     // Checks from a file: a ping-like script that fails, and HTTP to a port nobody listens on.
     let closed = free_port();
@@ -409,7 +423,11 @@ fn wrong_arguments_are_refused_in_consuls_words_and_write_nothing() {
         1,
         "Error removing peer: an address or id is required for the peer to remove",
     );
-    fails(muster(&agent, &["members", "-status=("]), 1, "Failed to compile status regex: regex parse error:");
+    fails(
+        muster(&agent, &["members", "-status=("]),
+        1,
+        "Failed to compile status regexp: regex parse error:",
+    );
     assert_eq!(muster(&agent, &["kv"]).code, 1, "a missing subcommand is a usage error");
 
     // Nothing above wrote a key.

@@ -123,8 +123,9 @@ fn nodes(args: &NodesArgs) -> Outcome {
         .get(&path, &query)
         .and_then(|reply| reply.json())
         .map_err(|error| format!("Error listing nodes: {error}"))?;
-    // A service's instances can share a node.
-    nodes.dedup_by(|a, b| a.node == b.node);
+    // A service's instances can share a node; the first answer for each node stands.
+    let mut listed = std::collections::BTreeSet::new();
+    nodes.retain(|node| listed.insert(node.node.clone()));
     if nodes.is_empty() {
         eprintln!("No nodes match the given query - try expanding your search.");
         return Ok(0);
@@ -183,9 +184,10 @@ fn services(args: &ServicesArgs) -> Outcome {
             #[serde(rename = "Services", default)]
             services: BTreeMap<String, NodeService>,
         }
-        let reply = client.get(&format!("/v1/catalog/node/{}", args.node), &query).map_err(listing)?;
+        let for_node = |error: String| format!("Error listing services for node: {error}");
+        let reply = client.get(&format!("/v1/catalog/node/{}", args.node), &query).map_err(for_node)?;
         let found: Option<NodeServices> =
-            if reply.status == 404 { None } else { reply.json().map_err(listing)? };
+            if reply.status == 404 { None } else { reply.json().map_err(for_node)? };
         let mut services: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for service in found.map(|f| f.services).unwrap_or_default().into_values() {
             services.entry(service.service).or_default().extend(service.tags.unwrap_or_default());
@@ -197,15 +199,14 @@ fn services(args: &ServicesArgs) -> Outcome {
         return Ok(0);
     }
     if args.tags {
-        let rows: Vec<String> = services
-            .into_iter()
-            .map(|(name, mut tags)| {
-                tags.sort();
-                tags.dedup();
-                format!("{name}\x1f{}", tags.join(","))
-            })
-            .collect();
-        print!("{}", columnize(&rows));
+        // Consul's tabwriter: six spaces past the longest name.
+        let width = services.keys().map(|name| name.chars().count()).max().unwrap_or(0) + 6;
+        for (name, mut tags) in services {
+            tags.sort();
+            tags.dedup();
+            let line = format!("{name:<width$}{}", tags.join(","));
+            println!("{}", line.trim_end());
+        }
     } else {
         for name in services.keys() {
             println!("{name}");
@@ -305,13 +306,9 @@ fn peer_rows(servers: &[RaftServer]) -> Vec<String> {
         vec!["Node\x1fID\x1fAddress\x1fState\x1fVoter\x1fRaftProtocol\x1fCommit Index\x1fTrails Leader By"
             .to_owned()];
     for s in servers {
-        let state = if !s.voter {
-            "non-voter"
-        } else if s.leader {
-            "leader"
-        } else {
-            "follower"
-        };
+        // Consul's states: leader or follower (a non-voter shows as a follower, voter false).
+        let state = if s.leader { "leader" } else { "follower" };
+        let protocol = if s.protocol_version.is_empty() { "<=1" } else { s.protocol_version.as_str() };
         let trails = if s.leader {
             "-".to_owned()
         } else {
@@ -322,7 +319,7 @@ fn peer_rows(servers: &[RaftServer]) -> Vec<String> {
         };
         rows.push(format!(
             "{}\x1f{}\x1f{}\x1f{state}\x1f{}\x1f{}\x1f{}\x1f{trails}",
-            s.node, s.id, s.address, s.voter, s.protocol_version, s.last_index
+            s.node, s.id, s.address, s.voter, protocol, s.last_index
         ));
     }
     rows

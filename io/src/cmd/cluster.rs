@@ -143,7 +143,7 @@ fn host_port(addr: &str, port: u16) -> String {
 
 pub(crate) fn members(args: &MembersArgs) -> Outcome {
     let status = regex::Regex::new(&args.status)
-        .map_err(|error| format!("Failed to compile status regex: {error}"))?;
+        .map_err(|error| format!("Failed to compile status regexp: {error}"))?;
     let client = Client::new(&args.http)?;
     let query: &[(&str, &str)] = if args.wan { &[("wan", "1")] } else { &[] };
     let members: Vec<Member> = client
@@ -371,11 +371,11 @@ pub(crate) fn maint(args: &MaintArgs) -> Outcome {
         .put(&path, &query, b"")
         .and_then(|reply| reply.ok())
         .map_err(|error| format!("Error {verb} {what} maintenance: {error}"))?;
-    let subject = if args.service.is_empty() { "Node" } else { "Service" };
-    if args.enable {
-        println!("{subject} entered maintenance mode");
+    let state = if args.enable { "enabled" } else { "disabled" };
+    if args.service.is_empty() {
+        println!("Node maintenance is now {state}");
     } else {
-        println!("{subject} left maintenance mode");
+        println!("Service maintenance is now {state} for \"{}\"", args.service);
     }
     Ok(0)
 }
@@ -387,7 +387,7 @@ pub(crate) fn event(args: &EventArgs) -> Outcome {
     for (flag, pattern) in [("node", &args.node), ("service", &args.service), ("tag", &args.tag)] {
         if !pattern.is_empty() {
             regex::Regex::new(pattern)
-                .map_err(|error| format!("Failed to compile {flag} regexp: {error}"))?;
+                .map_err(|error| format!("Failed to compile {flag} filter regexp: {error}"))?;
         }
     }
     if !args.tag.is_empty() && args.service.is_empty() {

@@ -46,7 +46,7 @@ pub struct Gossip {
 #[serde(rename_all = "PascalCase")]
 pub struct UserEvent {
     #[serde(rename = "ID")]
-    id: String,
+    pub(super) id: String,
     pub(super) name: String,
     /// Base64, or `null` when empty.
     pub(super) payload: Option<String>,

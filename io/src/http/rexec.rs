@@ -59,12 +59,16 @@ struct Spec {
 /// Runs every `_rexec` job meant for this agent that arrives from now on.
 pub async fn run_remote_exec(api: Arc<Api>) {
     let mut arrivals = api.gossip.subscribe_arrivals();
-    // Events already here when the agent starts are not run again.
-    let mut seen = api.gossip.events_after(None).iter().map(|e| e.ltime).max();
+    // Events already here when the agent starts are not run again. Events are told apart by
+    // ID: two fired at once can share a Lamport time.
+    let mut seen: std::collections::BTreeSet<String> =
+        api.gossip.events_after(None).into_iter().map(|e| e.id).collect();
     while arrivals.changed().await.is_ok() {
-        for event in api.gossip.events_after(seen) {
-            seen = seen.max(Some(event.ltime));
-            if event.name != REXEC_EVENT || !meant_for_us(&api, &event) {
+        let kept = api.gossip.events_after(None);
+        // Forget what the gossip layer no longer keeps: the set stays as small as its list.
+        seen.retain(|id| kept.iter().any(|e| e.id == *id));
+        for event in kept {
+            if !seen.insert(event.id.clone()) || event.name != REXEC_EVENT || !meant_for_us(&api, &event) {
                 continue;
             }
             let api = api.clone();
@@ -122,7 +126,23 @@ async fn run_job(api: &Arc<Api>, event: &UserEvent) -> Result<(), String> {
         }
     };
     write(format!("{dir}/{node}/ack"), Bytes::new()).await?;
+    // Acknowledged: whatever happens now, an exit code is written, as Consul's agent does.
+    let exit_code = match run_command(&spec, &dir, &node, &write).await {
+        Ok(code) => code,
+        Err(reason) => {
+            tracing::warn!("agent: remote exec: {reason}");
+            1
+        }
+    };
+    write(format!("{dir}/{node}/exit"), Bytes::from(exit_code.to_string())).await
+}
 
+/// Runs the job's command, writing its output in chunks; its exit code.
+async fn run_command<W, F>(spec: &Spec, dir: &str, node: &str, write: &W) -> Result<i32, String>
+where
+    W: Fn(String, Bytes) -> F,
+    F: std::future::Future<Output = Result<(), String>>,
+{
     let mut command = match (&spec.args, &spec.command, &spec.script) {
         (Some(args), _, _) if !args.is_empty() => {
             let mut command = tokio::process::Command::new(&args[0]);
@@ -204,7 +224,7 @@ async fn run_job(api: &Arc<Api>, event: &UserEvent) -> Result<(), String> {
             status.code().unwrap_or(1)
         }
     };
-    write(format!("{dir}/{node}/exit"), Bytes::from(exit_code.to_string())).await
+    Ok(exit_code)
 }
 
 /// One request to this agent's own API, in-process.
