@@ -52,7 +52,7 @@ pub(crate) struct PutArgs {
     /// An opaque number stored with the value.
     #[arg(long, default_value_t = 0)]
     flags: u64,
-    /// Writes only if the key's ModifyIndex is still -modify-index (0: only if it is absent).
+    /// Writes only if the key's ModifyIndex is still -modify-index (which must be given).
     #[arg(long)]
     cas: bool,
     /// The index -cas compares with.
@@ -386,6 +386,10 @@ fn go_indent(entries: &[ExportEntry]) -> String {
 /// operations).
 const IMPORT_BATCH_KEYS: usize = 64;
 
+/// How many bytes of values one `/v1/txn` of an import carries at most: a transaction is one
+/// Raft entry, and entries are bounded (4 MiB); a larger value goes alone, as a plain PUT.
+const IMPORT_BATCH_BYTES: usize = 1 << 20;
+
 /// Decodes every entry before writing any, so bad input writes nothing (Consul writes the
 /// entries before a bad one), then writes them 64 to a transaction.
 fn import(args: &ImportArgs) -> Outcome {
@@ -405,7 +409,24 @@ fn import(args: &ImportArgs) -> Outcome {
     }
     let client = Client::new(&args.http)?;
     let mut progress = Progress::new();
-    for (batch, chunk) in pairs.chunks(IMPORT_BATCH_KEYS).enumerate() {
+    let mut written = 0;
+    for chunk in batches(&pairs) {
+        if let [(key, entry)] = chunk {
+            if entry.value.len() > IMPORT_BATCH_BYTES {
+                // Too large to share a transaction: a PUT of its own, as Consul imports.
+                let value =
+                    base64::engine::general_purpose::STANDARD.decode(&entry.value).expect("decoded above");
+                let flags = entry.flags.to_string();
+                client
+                    .put(&kv_path(key), &[("flags", flags.as_str())], &value)
+                    .and_then(|reply| reply.ok())
+                    .map_err(|error| format!("Error! Failed writing data for key {key}: {error}"))?;
+                progress.done();
+                println!("Imported: {key}");
+                written += 1;
+                continue;
+            }
+        }
         let ops: Vec<serde_json::Value> = chunk
             .iter()
             .map(|(key, entry)| {
@@ -413,18 +434,38 @@ fn import(args: &ImportArgs) -> Outcome {
             })
             .collect();
         let body = serde_json::to_vec(&ops).expect("operations serialize");
-        client
-            .put("/v1/txn", &[], &body)
-            .and_then(|reply| reply.ok())
-            .map_err(|error| format!("Error! Failed writing data for key {}: {error}", chunk[0].0))?;
+        client.put("/v1/txn", &[], &body).and_then(|reply| reply.ok()).map_err(|error| {
+            let keys = chunk.iter().map(|(key, _)| key.as_str()).collect::<Vec<_>>().join(", ");
+            format!("Error! Failed writing data for keys {keys}: {error}")
+        })?;
         progress.done();
         for (key, _) in chunk {
             println!("Imported: {key}");
         }
-        let written = (batch * IMPORT_BATCH_KEYS + chunk.len()).min(pairs.len());
+        written += chunk.len();
         progress.show(&format!("Imported {written} of {} keys", pairs.len()));
     }
     Ok(0)
+}
+
+/// The entries cut into transactions of at most [`IMPORT_BATCH_KEYS`] keys and
+/// [`IMPORT_BATCH_BYTES`] of values; an entry over the byte budget is a batch of its own.
+fn batches<'a>(pairs: &'a [(String, &'a ExportEntry)]) -> Vec<&'a [(String, &'a ExportEntry)]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, (_, entry)) in pairs.iter().enumerate() {
+        let size = entry.value.len();
+        let full = i - start == IMPORT_BATCH_KEYS || (i > start && bytes + size > IMPORT_BATCH_BYTES);
+        if full {
+            out.push(&pairs[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += size;
+    }
+    if start < pairs.len() {
+        out.push(&pairs[start..]);
+    }
+    out
 }
 
 /// Go's `path.Join(prefix, key)`: joined by one `/`, cleaned of empty and `.` segments.
@@ -471,6 +512,18 @@ mod tests {
             "[\n\t{\n\t\t\"key\": \"a\",\n\t\t\"flags\": 0,\n\t\t\"value\": \"dg==\"\n\t}\n]"
         );
         assert_eq!(go_indent(&[]), "[]");
+    }
+
+    #[test]
+    fn imports_are_cut_by_key_count_and_by_bytes() {
+        let small = ExportEntry { key: "s".into(), flags: 0, value: "QQ==".into() };
+        let big = ExportEntry { key: "b".into(), flags: 0, value: "A".repeat(IMPORT_BATCH_BYTES - 10) };
+        let pairs: Vec<(String, &ExportEntry)> = (0..130).map(|i| (format!("k{i}"), &small)).collect();
+        assert_eq!(batches(&pairs).iter().map(|b| b.len()).collect::<Vec<_>>(), [64, 64, 2]);
+        let pairs: Vec<(String, &ExportEntry)> =
+            vec![("a".into(), &small), ("b".into(), &big), ("c".into(), &big), ("d".into(), &small)];
+        assert_eq!(batches(&pairs).iter().map(|b| b.len()).collect::<Vec<_>>(), [2, 2]);
+        assert!(batches(&[]).is_empty());
     }
 
     #[test]

@@ -32,14 +32,24 @@ pub(crate) fn monitor(args: &MonitorArgs) -> Outcome {
         ));
     }
     let mut stdout = std::io::stdout().lock();
-    for line in BufReader::new(body).lines() {
-        let Ok(line) = line else { break };
+    let mut reader = BufReader::new(body);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        // A log line is text, but a bad byte must not end the stream.
+        let text = String::from_utf8_lossy(&line);
         // A closed pipe (`muster monitor | head`) ends the command quietly.
-        if writeln!(stdout, "{line}").and_then(|()| stdout.flush()).is_err() {
+        if writeln!(stdout, "{}", text.trim_end_matches('\n')).and_then(|()| stdout.flush()).is_err() {
             return Ok(0);
         }
     }
-    eprintln!(
+    // Consul prints this to stdout, and so does muster.
+    let _ = writeln!(
+        stdout,
         "Remote side ended the monitor! This usually means that the remote side has exited or crashed."
     );
     Ok(1)

@@ -113,51 +113,75 @@ fn endpoint(args: &WatchArgs) -> Result<Endpoint, String> {
 pub(crate) fn watch(args: &WatchArgs) -> Outcome {
     let (path, base_query) = endpoint(args)?;
     let client = Client::new(&args.http)?;
-    let mut index: u64 = 0;
+    // The index of the last answer (Consul's `lastParamVal`): none before the first.
+    let mut last_index: Option<u64> = None;
     let mut last: Option<Value> = None;
     loop {
-        let index_text = index.to_string();
+        if last_index == Some(0) {
+            // No index to block on: ask again after a pause rather than at once.
+            std::thread::sleep(RETRY_BACKOFF);
+        }
+        let index_text = last_index.unwrap_or(0).to_string();
         let mut query: Vec<(&str, &str)> = base_query.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        if index > 0 {
+        if last_index.is_some_and(|index| index > 0) {
             query.push(("index", &index_text));
             query.push(("wait", WATCH_WAIT));
         }
-        let reply = match client.get(&path, &query) {
-            Ok(reply) => reply,
-            Err(error) if index == 0 => return Err(format!("Error querying Consul agent: {error}")),
+        let answer = client.get(&path, &query).and_then(|reply| view(args, reply));
+        let (new_index, data) = match answer {
+            Ok(answer) => answer,
+            // The agent cannot be reached at all: say so now rather than wait for ever.
+            Err(error) if last_index.is_none() => {
+                return Err(format!("Error querying Consul agent: {error}"))
+            }
+            // Later, any failure (an election, a restart) is waited out, as Consul's watch plan
+            // does.
             Err(error) => {
                 eprintln!("Watch (type: {}) errored: {error}, retry in {RETRY_BACKOFF:?}", args.kind);
                 std::thread::sleep(RETRY_BACKOFF);
                 continue;
             }
         };
-        let new_index = reply.index.unwrap_or(0);
-        // A key that does not exist is `null` to the handler; other views answer 200.
-        let data: Value = if reply.status == 404 {
-            Value::Null
-        } else {
-            let body = reply.ok().map_err(|error| format!("Error querying Consul agent: {error}"))?;
-            let value: Value = serde_json::from_slice(&body)
-                .map_err(|error| format!("Error decoding the answer: {error}"))?;
-            // A key watch hands over the entry, not the one-entry list the endpoint answers.
-            match (args.kind.as_str(), value) {
-                ("key", Value::Array(mut entries)) if !entries.is_empty() => entries.swap_remove(0),
-                (_, value) => value,
-            }
-        };
+        let previous = last_index;
         // An index that went backwards (a restore, a new leader's view) starts over.
-        let moved = new_index != index;
-        index = if new_index < index { 0 } else { new_index };
-        if !moved || last.as_ref() == Some(&data) {
+        last_index = Some(if previous.is_some_and(|p| new_index < p) { 0 } else { new_index });
+        if previous == Some(new_index) || last.as_ref() == Some(&data) {
             continue;
         }
-        last = Some(data.clone());
+        // An event watch hands over only the events since the last answer (Consul's eventWatch).
+        let data_for_handler = match (args.kind.as_str(), &data, previous) {
+            ("event", Value::Array(events), Some(since)) => Value::Array(
+                events
+                    .iter()
+                    .filter(|e| e["LTime"].as_u64().is_some_and(|ltime| ltime > since))
+                    .cloned()
+                    .collect(),
+            ),
+            _ => data.clone(),
+        };
+        last = Some(data);
         if args.handler.is_empty() {
-            println!("{}", indent4(&data));
+            println!("{}", indent4(&data_for_handler));
             return Ok(0);
         }
-        run_handler(args, &data, new_index)?;
+        run_handler(args, &data_for_handler, new_index)?;
     }
+}
+
+/// One answer as the handler gets it, with its index: a missing key is `null`, and a key
+/// watch hands over the entry rather than the one-entry list the endpoint answers.
+fn view(args: &WatchArgs, reply: super::Reply) -> Result<(u64, Value), String> {
+    let index = reply.index.unwrap_or(0);
+    if reply.status == 404 {
+        return Ok((index, Value::Null));
+    }
+    let body = reply.ok()?;
+    let value: Value =
+        serde_json::from_slice(&body).map_err(|error| format!("decoding the answer: {error}"))?;
+    Ok(match (args.kind.as_str(), value) {
+        ("key", Value::Array(mut entries)) if !entries.is_empty() => (index, entries.swap_remove(0)),
+        (_, value) => (index, value),
+    })
 }
 
 /// Runs the handler once with `data` on its stdin, as Consul does; a handler that fails ends
