@@ -451,9 +451,13 @@ fn a_snapshot_saved_restores_what_it_held() {
     let fields: Vec<(&str, &str)> = inspected.stdout.lines().filter_map(|l| l.split_once(' ')).collect();
     assert_eq!(
         fields.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
-        ["ID", "Size", "Index", "Term", "Version"]
+        [
+            "ID", "Size", "Index", "Term", "Version", "Type", "----", "Node", "Service", "Check", "KVS",
+            "Session", "----", "Total"
+        ]
     );
     assert_eq!(fields[2].1.trim(), index.to_string());
+    assert_eq!(fields[10].1.trim(), "1", "one key, kept");
 
     ok(muster(&agent, &["kv", "put", "kept", "after"]), "Success! Data written to: kept\n");
     ok(muster(&agent, &["snapshot", "restore", file]), "Restored snapshot\n");

@@ -120,7 +120,16 @@ fn inspect_text(info: &muster::http::ArchiveInfo) -> String {
         ("Term", info.term.to_string()),
         ("Version", info.version.to_string()),
     ];
-    rows.iter().map(|(name, value)| format!("{name:<13}{value}\n")).collect()
+    let mut text: String = rows.iter().map(|(name, value)| format!("{name:<13}{value}\n")).collect();
+    // What the state holds, by kind of row (muster's kinds: its state machine is not Consul's
+    // log of message types, so there is no per-type size to show).
+    text.push_str(&format!("\n{:<13}{}\n{:<13}{}\n", "Type", "Count", "----", "-----"));
+    for (kind, count) in &info.counts {
+        text.push_str(&format!("{kind:<13}{count}\n"));
+    }
+    let total: usize = info.counts.iter().map(|(_, count)| count).sum();
+    text.push_str(&format!("{:<13}{}\n{:<13}{total}\n", "----", "-----", "Total"));
+    text
 }
 
 #[cfg(test)]
@@ -135,10 +144,12 @@ mod tests {
             index: 5,
             term: 2,
             version: 1,
+            counts: vec![("Node", 1), ("KVS", 3)],
         };
         assert_eq!(
             inspect_text(&info),
-            "ID           2-5-1477944140022\nSize         667\nIndex        5\nTerm         2\nVersion      1\n"
+            "ID           2-5-1477944140022\nSize         667\nIndex        5\nTerm         2\nVersion      1\n\n\
+             Type         Count\n----         -----\nNode         1\nKVS          3\n----         -----\nTotal        4\n"
         );
     }
 

@@ -175,18 +175,35 @@ pub struct ArchiveInfo {
     pub term: u64,
     /// The snapshot format's version.
     pub version: u64,
+    /// How many of each kind of row the state holds: nodes, services, checks, keys, sessions.
+    pub counts: Vec<(&'static str, usize)>,
 }
 
 /// Reads and verifies an archive as a restore would (bounds, sums, metadata) without
 /// restoring it: its metadata, or the reason a restore would refuse it.
 pub fn inspect_archive(archive: &[u8]) -> Result<ArchiveInfo, String> {
-    let (meta, _) = read_archive(archive).map_err(|error| error.reason)?;
+    let (meta, state) = read_archive(archive).map_err(|error| error.reason)?;
+    let fsm = Fsm::restore(&state).map_err(|error| format!("failed to decode the state: {error}"))?;
+    let catalog = fsm.catalog();
+    let nodes = catalog.nodes().1;
+    let services: usize = nodes
+        .iter()
+        .map(|node| catalog.node_services(&node.node).1.map_or(0, |(_, services)| services.len()))
+        .sum();
+    let counts = vec![
+        ("Node", nodes.len()),
+        ("Service", services),
+        ("Check", catalog.checks_in_state(None).1.len()),
+        ("KVS", fsm.kv().len()),
+        ("Session", fsm.sessions().len()),
+    ];
     Ok(ArchiveInfo {
         id: meta.id,
         size_bytes: meta.size,
         index: meta.index,
         term: meta.term,
         version: meta.version,
+        counts,
     })
 }
 
