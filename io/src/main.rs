@@ -839,19 +839,36 @@ fn init_logging(args: &cli::AgentArgs) -> Result<(), String> {
     };
     // Colour only on a terminal, and never into a file.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout()) && file.is_none();
-    // Every line also goes to `/v1/agent/monitor`'s watchers (at the agent's level and above).
+    // The agent's own log at its level; `/v1/agent/monitor`'s watchers, at the levels they ask
+    // (more verbose than the agent's too, as Consul's monitor), through a layer of their own.
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi);
-    let monitor = muster::monitor::layer();
-    match (file, args.log_json) {
-        (None, false) => builder.finish().with(monitor).init(),
-        (None, true) => builder.json().finish().with(monitor).init(),
-        (Some(file), false) => builder.with_writer(std::io::stdout.and(file)).finish().with(monitor).init(),
-        (Some(file), true) => {
-            builder.json().with_writer(std::io::stdout.and(file)).finish().with(monitor).init()
+    use tracing_subscriber::Layer;
+    type Boxed = Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync>;
+    let fmt: Boxed = match (file, args.log_json) {
+        (None, false) => {
+            tracing_subscriber::fmt::layer().with_target(false).with_ansi(ansi).with_filter(filter).boxed()
         }
-    }
+        (None, true) => {
+            tracing_subscriber::fmt::layer().json().with_target(false).with_filter(filter).boxed()
+        }
+        (Some(file), false) => tracing_subscriber::fmt::layer()
+            .with_target(false)
+            .with_ansi(false)
+            .with_writer(std::io::stdout.and(file))
+            .with_filter(filter)
+            .boxed(),
+        (Some(file), true) => tracing_subscriber::fmt::layer()
+            .json()
+            .with_target(false)
+            .with_writer(std::io::stdout.and(file))
+            .with_filter(filter)
+            .boxed(),
+    };
+    let monitor = muster::monitor::layer()
+        .with_filter(tracing_subscriber::filter::filter_fn(|meta| muster::monitor::wanted(*meta.level())))
+        .boxed();
+    tracing_subscriber::registry().with(vec![fmt, monitor]).init();
     Ok(())
 }
 

@@ -5,6 +5,7 @@
 //! rather than holding the agent's logging up.
 
 use std::fmt::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 use tokio::sync::broadcast;
@@ -27,13 +28,51 @@ pub struct Line {
 
 static LINES: OnceLock<broadcast::Sender<Line>> = OnceLock::new();
 
+/// How many watchers want each level, most severe first (ERROR, WARN, INFO, DEBUG, TRACE): the
+/// layer's filter lets an event through when some watcher wants its level or a more verbose
+/// one, so that nobody watching costs nothing and a debug watcher sees debug lines even when
+/// the agent logs at info.
+static WATCHERS: [AtomicUsize; 5] = [const { AtomicUsize::new(0) }; 5];
+
+fn slot(level: Level) -> usize {
+    match level {
+        Level::ERROR => 0,
+        Level::WARN => 1,
+        Level::INFO => 2,
+        Level::DEBUG => 3,
+        Level::TRACE => 4,
+    }
+}
+
 fn lines() -> &'static broadcast::Sender<Line> {
     LINES.get_or_init(|| broadcast::channel(MONITOR_BACKLOG_LINES).0)
 }
 
-/// A receiver of every line logged from now on.
-pub fn subscribe() -> broadcast::Receiver<Line> {
-    lines().subscribe()
+/// Whether some watcher wants events of `level`.
+pub fn wanted(level: Level) -> bool {
+    WATCHERS[slot(level)..].iter().any(|count| count.load(Ordering::Relaxed) > 0)
+}
+
+/// A watcher of every line logged from now on at `level` and more severe ones; it stops
+/// counting when dropped.
+pub fn subscribe(level: Level) -> Watcher {
+    WATCHERS[slot(level)].fetch_add(1, Ordering::Relaxed);
+    Watcher { lines: lines().subscribe(), level }
+}
+
+/// See [`subscribe`].
+#[derive(Debug)]
+pub struct Watcher {
+    /// The lines, as they are logged (of every watcher's levels: filter by [`Watcher::level`]).
+    pub lines: broadcast::Receiver<Line>,
+    /// The least severe level wanted.
+    pub level: Level,
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        WATCHERS[slot(self.level)].fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The layer that publishes the agent's log lines.
@@ -120,7 +159,10 @@ mod tests {
 
     #[test]
     fn events_become_consul_shaped_lines() {
-        let mut watching = subscribe();
+        assert!(!wanted(Level::TRACE));
+        let watcher = subscribe(Level::DEBUG);
+        assert!(wanted(Level::DEBUG) && wanted(Level::ERROR) && !wanted(Level::TRACE));
+        let mut watching = watcher.lines.resubscribe();
         let subscriber = tracing_subscriber::registry().with(layer());
         tracing::subscriber::with_default(subscriber, || {
             tracing::info!(peer = "127.0.0.1:8301", "agent: join requested");
@@ -132,6 +174,8 @@ mod tests {
         assert!(time.ends_with('Z') && time.len() == "2026-11-30T17:14:43.385Z".len(), "{time}");
         assert_eq!(rest, "[INFO]  agent: join requested: peer=127.0.0.1:8301");
         assert_eq!(watching.try_recv().unwrap().text.split_once(' ').unwrap().1, "[DEBUG] agent: quiet");
+        drop(watcher);
+        assert!(!wanted(Level::ERROR), "nobody watches any more");
         assert_eq!(parse_level("ERR"), Some(Level::ERROR));
         assert_eq!(parse_level("loud"), None);
     }

@@ -353,8 +353,8 @@ async fn agent_self(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Res
 }
 
 /// `GET /v1/agent/monitor?loglevel=`: the agent's log lines from now on, at the level asked
-/// (info by default) and above, streamed until the client goes away. Levels below the agent's
-/// own `-log-level` are never logged, so never shown.
+/// (info by default) and above, whatever the agent's own `-log-level`, streamed until the
+/// client goes away.
 async fn monitor(RawQuery(raw): RawQuery) -> Response {
     use tokio::sync::broadcast::error::RecvError;
     let query = Query::parse(raw.as_deref());
@@ -365,10 +365,10 @@ async fn monitor(RawQuery(raw): RawQuery) -> Response {
             None => return HttpError::bad_request(format!("Unknown log level: {text}")).into_response(),
         },
     };
-    let lines = crate::monitor::subscribe();
-    let stream = futures_util::stream::unfold(lines, move |mut lines| async move {
+    let watcher = crate::monitor::subscribe(level);
+    let stream = futures_util::stream::unfold(watcher, move |mut watcher| async move {
         loop {
-            let text = match lines.recv().await {
+            let text = match watcher.lines.recv().await {
                 Ok(line) if line.level <= level => format!("{}\n", line.text),
                 Ok(_) => continue,
                 Err(RecvError::Lagged(lost)) => {
@@ -376,7 +376,7 @@ async fn monitor(RawQuery(raw): RawQuery) -> Response {
                 }
                 Err(RecvError::Closed) => return None,
             };
-            return Some((Ok::<_, std::convert::Infallible>(text), lines));
+            return Some((Ok::<_, std::convert::Infallible>(text), watcher));
         }
     });
     ([(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")], axum::body::Body::from_stream(stream))
