@@ -29,7 +29,7 @@ enum Op {
     },
     Join(u8),
     Leave,
-    ForceLeave(u8),
+    ForceLeave(u8, bool),
     UpdateMeta(Vec<u8>),
     FireEvent(u8, Vec<u8>),
     Keyring(u8, Vec<u8>),
@@ -72,6 +72,10 @@ enum Msg {
         incarnation: u64,
         node: u8,
         from: u8,
+    },
+    Prune {
+        incarnation: u64,
+        node: u8,
     },
     PushPull {
         reply: bool,
@@ -127,6 +131,7 @@ fn to_message(msg: Msg) -> Message {
         Msg::Dead { incarnation, node: n, from } => {
             Message::Dead { incarnation, node: node(n).name, from: node(from).name }
         }
+        Msg::Prune { incarnation, node: n } => Message::Prune { incarnation, node: node(n).name },
         Msg::UserEvent { ltime, name, mut payload } => {
             payload.truncate(600);
             Message::UserEvent { ltime, name: format!("event-{name}"), payload: Bytes::from(payload) }
@@ -215,8 +220,8 @@ fuzz_target!(|ops: Vec<Op>| {
                 let _ = subject.handle_command(now, Command::Join { peer: node(peer).addr });
             }
             Op::Leave => subject.handle_command(now, Command::Leave).expect("leave never fails"),
-            Op::ForceLeave(peer) => {
-                let _ = subject.handle_command(now, Command::ForceLeave { name: node(peer).name });
+            Op::ForceLeave(peer, prune) => {
+                let _ = subject.handle_command(now, Command::ForceLeave { name: node(peer).name, prune });
             }
             Op::UpdateMeta(meta) => {
                 let _ = subject.handle_command(now, Command::UpdateMeta { meta: Bytes::from(meta) });
