@@ -384,15 +384,8 @@ pub(crate) fn event(args: &EventArgs) -> Outcome {
     if args.name.is_empty() {
         return Err("Event name must be specified".into());
     }
-    for (flag, pattern) in [("node", &args.node), ("service", &args.service), ("tag", &args.tag)] {
-        if !pattern.is_empty() {
-            regex::Regex::new(pattern)
-                .map_err(|error| format!("Failed to compile {flag} filter regexp: {error}"))?;
-        }
-    }
-    if !args.tag.is_empty() && args.service.is_empty() {
-        return Err("Cannot provide tag filter without service filter.".into());
-    }
+    let filters = super::EventFilters { node: &args.node, service: &args.service, tag: &args.tag };
+    filters.check()?;
     let payload = match args.args.as_slice() {
         [] => &[][..],
         [payload] => payload.as_bytes(),
@@ -400,22 +393,9 @@ pub(crate) fn event(args: &EventArgs) -> Outcome {
     };
     let client = Client::new(&args.http)?;
     node_name(&client).map_err(|error| format!("Error querying Consul agent: {error}"))?;
-    let mut query = Vec::new();
-    for (name, value) in [("node", &args.node), ("service", &args.service), ("tag", &args.tag)] {
-        if !value.is_empty() {
-            query.push((name, value.as_str()));
-        }
-    }
-    #[derive(Deserialize)]
-    struct Fired {
-        #[serde(rename = "ID")]
-        id: String,
-    }
-    let fired: Fired = client
-        .put(&format!("/v1/event/fire/{}", args.name), &query, payload)
-        .and_then(|reply| reply.json())
+    let id = super::fire_event(&client, &args.name, filters, payload)
         .map_err(|error| format!("Error firing event: {error}"))?;
-    println!("Event ID: {}", fired.id);
+    println!("Event ID: {id}");
     Ok(0)
 }
 

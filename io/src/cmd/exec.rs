@@ -12,7 +12,7 @@ use base64::Engine;
 use clap::Args;
 use serde::Deserialize;
 
-use super::{Client, HttpArgs, Outcome};
+use super::{fire_event, Client, EventFilters, HttpArgs, Outcome};
 
 /// The session's TTL and how often it is renewed (Consul's `rExecTTL`, `rExecRenewInterval`).
 const SESSION_TTL: &str = "15s";
@@ -52,14 +52,8 @@ pub(crate) struct ExecArgs {
 }
 
 pub(crate) fn exec(args: &ExecArgs) -> Outcome {
-    for (what, pattern) in [("node", &args.node), ("service", &args.service), ("tag", &args.tag)] {
-        if !pattern.is_empty() {
-            regex::Regex::new(pattern).map_err(|e| format!("Failed to compile {what} filter regexp: {e}"))?;
-        }
-    }
-    if !args.tag.is_empty() && args.service.is_empty() {
-        return Err("Cannot provide tag filter without service filter.".into());
-    }
+    let filters = EventFilters { node: &args.node, service: &args.service, tag: &args.tag };
+    filters.check()?;
     if args.args.is_empty() {
         return Err("Must specify a command to execute".into());
     }
@@ -140,23 +134,11 @@ fn run(
     }
     std::thread::sleep(wait_repl);
     let payload = serde_json::json!({"Prefix": args.prefix, "Session": session}).to_string();
-    let mut query = Vec::new();
-    for (name, value) in [("node", &args.node), ("service", &args.service), ("tag", &args.tag)] {
-        if !value.is_empty() {
-            query.push((name, value.as_str()));
-        }
-    }
-    #[derive(Deserialize)]
-    struct Fired {
-        #[serde(rename = "ID")]
-        id: String,
-    }
-    let fired: Fired = client
-        .put(&format!("/v1/event/fire/{}", "_rexec"), &query, payload.as_bytes())
-        .and_then(|reply| reply.json())
+    let filters = EventFilters { node: &args.node, service: &args.service, tag: &args.tag };
+    let fired = fire_event(client, "_rexec", filters, payload.as_bytes())
         .map_err(|e| format!("Failed to fire event: {e}"))?;
     if args.verbose {
-        println!("Fired remote execution event: {}", fired.id);
+        println!("Fired remote execution event: {fired}");
     }
 
     let (mut acks, mut exits, mut bad_exits) = (0usize, 0usize, 0usize);

@@ -317,6 +317,54 @@ pub(crate) fn shutdown_signals() -> std::sync::Arc<std::sync::atomic::AtomicBool
     flag
 }
 
+/// A user event's target filters (`-node`, `-service`, `-tag` regular expressions), as `event`
+/// and `exec` take them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EventFilters<'a> {
+    pub(crate) node: &'a str,
+    pub(crate) service: &'a str,
+    pub(crate) tag: &'a str,
+}
+
+impl EventFilters<'_> {
+    fn pairs(&self) -> [(&'static str, &str); 3] {
+        [("node", self.node), ("service", self.service), ("tag", self.tag)]
+    }
+
+    /// Consul's checks: each a valid regular expression, and no tag without a service.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        for (what, pattern) in self.pairs() {
+            if !pattern.is_empty() {
+                regex::Regex::new(pattern)
+                    .map_err(|e| format!("Failed to compile {what} filter regexp: {e}"))?;
+            }
+        }
+        if !self.tag.is_empty() && self.service.is_empty() {
+            return Err("Cannot provide tag filter without service filter.".into());
+        }
+        Ok(())
+    }
+}
+
+/// Fires user event `name` with `payload` through the agent; the event's ID.
+pub(crate) fn fire_event(
+    client: &Client,
+    name: &str,
+    filters: EventFilters<'_>,
+    payload: &[u8],
+) -> Result<String, String> {
+    #[derive(serde::Deserialize)]
+    struct Fired {
+        #[serde(rename = "ID")]
+        id: String,
+    }
+    let query: Vec<(&str, &str)> =
+        filters.pairs().into_iter().filter(|(_, value)| !value.is_empty()).collect();
+    let fired: Fired =
+        client.put(&format!("/v1/event/fire/{name}"), &query, payload).and_then(|reply| reply.json())?;
+    Ok(fired.id)
+}
+
 /// Consul's `Too many arguments (expected N, got M)` when more positional arguments came.
 pub(crate) fn at_most(args: &[String], expected: usize) -> Result<(), String> {
     if args.len() > expected {
