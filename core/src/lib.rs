@@ -25,6 +25,7 @@
 
 pub mod agent;
 pub mod autopilot;
+pub mod cidr;
 pub mod deadlines;
 pub mod dns;
 pub mod duration;

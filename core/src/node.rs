@@ -389,6 +389,11 @@ impl Node {
 
     fn handle_payload(&mut self, now: Instant, channel: Channel, from: SocketAddr, payload: &[u8]) {
         self.stats.messages_received += 1;
+        let allowed = &self.config.allowed_sources;
+        if !allowed.is_empty() && !allowed.iter().any(|range| range.contains(from.ip())) {
+            self.stats.sources_refused += 1;
+            return;
+        }
         let decrypted;
         let payload = match &self.keyring {
             None => payload,
@@ -508,6 +513,9 @@ pub struct Config {
     pub swim: swim::Config,
     /// Gossip encryption keys (16, 24 or 32 bytes), the primary first; empty for none.
     pub encrypt_keys: Vec<Bytes>,
+    /// The sources gossip is taken from (Consul's `serf_lan_allowed_cidrs`); empty: any.
+    /// Datagrams and stream frames from elsewhere are dropped unread.
+    pub allowed_sources: Vec<crate::cidr::Cidr>,
 }
 
 impl Config {
@@ -521,6 +529,7 @@ impl Config {
             rng_seed,
             swim: swim::Config::lan(),
             encrypt_keys: Vec::new(),
+            allowed_sources: Vec::new(),
         }
     }
 
@@ -819,6 +828,8 @@ pub struct Stats {
     pub decrypt_failures: u64,
     /// Transmits dropped because too many were waiting for a persist.
     pub transmits_dropped: u64,
+    /// Messages dropped unread: their source is outside the allowed ranges.
+    pub sources_refused: u64,
     /// The gossip protocol's counters.
     pub swim: swim::Stats,
 }

@@ -219,6 +219,12 @@ pub(crate) struct AgentArgs {
     /// The address the WAN pool binds to; defaults to -bind.
     #[arg(long = "serf-wan-bind", value_parser = muster::config::resolve_address)]
     pub(crate) serf_wan_bind: Option<IpAddr>,
+    /// Takes LAN gossip only from these ranges (`10.0.0.0/8`); repeatable.
+    #[arg(long = "serf-lan-allowed-cidrs")]
+    pub(crate) serf_lan_allowed_cidrs: Vec<String>,
+    /// Takes WAN gossip only from these ranges; repeatable.
+    #[arg(long = "serf-wan-allowed-cidrs")]
+    pub(crate) serf_wan_allowed_cidrs: Vec<String>,
     /// Neither reads nor writes the gossip keyring file in the data directory.
     #[arg(long = "disable-keyring-file")]
     pub(crate) disable_keyring_file: bool,

@@ -153,6 +153,10 @@ pub struct FileConfig {
     pub serf_wan: Option<IpAddr>,
     /// `disable_keyring_file`.
     pub disable_keyring_file: Option<bool>,
+    /// `serf_lan_allowed_cidrs`, appended.
+    pub serf_lan_allowed_cidrs: Vec<String>,
+    /// `serf_wan_allowed_cidrs`, appended.
+    pub serf_wan_allowed_cidrs: Vec<String>,
     /// `ui` or `ui_config.enabled` (muster has no web UI yet; the agent says so).
     pub ui: Option<bool>,
     /// `raft_protocol` (only 3 is spoken).
@@ -326,6 +330,8 @@ fn merge(config: &mut FileConfig, file: &Path, map: Map<String, Value>) -> Resul
             "serf_lan" | "serf_lan_bind" => config.serf_lan = Some(address(&key, &value)?),
             "serf_wan" | "serf_wan_bind" => config.serf_wan = Some(address(&key, &value)?),
             "disable_keyring_file" => config.disable_keyring_file = Some(boolean(&key, &value)?),
+            "serf_lan_allowed_cidrs" => config.serf_lan_allowed_cidrs.extend(strings(&key, &value)?),
+            "serf_wan_allowed_cidrs" => config.serf_wan_allowed_cidrs.extend(strings(&key, &value)?),
             "disable_remote_exec" => config.disable_remote_exec = Some(boolean(&key, &value)?),
             "auto_reload_config" => config.auto_reload_config = Some(boolean(&key, &value)?),
             "ui" => config.ui = Some(boolean(&key, &value)?),

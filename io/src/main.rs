@@ -212,6 +212,8 @@ fn apply_config_files(
     args.serf_lan_bind = args.serf_lan_bind.or(file.serf_lan);
     args.serf_wan_bind = args.serf_wan_bind.or(file.serf_wan);
     args.disable_keyring_file |= file.disable_keyring_file.unwrap_or(false);
+    args.serf_lan_allowed_cidrs.extend(file.serf_lan_allowed_cidrs);
+    args.serf_wan_allowed_cidrs.extend(file.serf_wan_allowed_cidrs);
     args.ui |= file.ui.unwrap_or(false);
     args.grpc_port = args.grpc_port.or(file.ports.grpc);
     args.https_port = args.https_port.or(file.ports.https);
@@ -347,6 +349,7 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
         port: args.serf_lan_port,
         bind: args.serf_lan_bind,
         advertise: None,
+        allowed: parse_cidrs(&args.serf_lan_allowed_cidrs, "serf_lan_allowed_cidrs")?,
         joins: parse_joins(&args.join, args.serf_lan_port, "-join")?,
         swim: if args.dev { swim::Config::dev() } else { swim::Config::lan() },
         dir: args.data_dir.clone(),
@@ -360,6 +363,7 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
             port: args.serf_wan_port,
             bind: args.serf_wan_bind,
             advertise: args.advertise_wan,
+            allowed: parse_cidrs(&args.serf_wan_allowed_cidrs, "serf_wan_allowed_cidrs")?,
             joins: parse_joins(&args.join_wan, args.serf_wan_port, "-join-wan")?,
             swim: if args.dev { swim::Config::dev() } else { swim::Config::wan() },
             dir: args.data_dir.as_ref().map(|dir| dir.join("wan")),
@@ -464,6 +468,7 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
             };
             let mut config = Config::new(&plan.name, advertise, seed_from_os());
             config.swim = plan.swim.clone();
+            config.allowed_sources = plan.allowed.clone();
             config.meta = tags.clone();
             // A keyring file from an earlier run wins over -encrypt, as in Consul: it carries
             // every rotation since.
@@ -889,6 +894,16 @@ impl Drop for PidFile {
     }
 }
 
+/// `-serf-lan-allowed-cidrs` and friends: each flag may hold several ranges, comma-separated.
+fn parse_cidrs(texts: &[String], key: &str) -> Result<Vec<muster_core::cidr::Cidr>, String> {
+    texts
+        .iter()
+        .flat_map(|text| text.split(','))
+        .filter(|part| !part.trim().is_empty())
+        .map(|part| muster_core::cidr::Cidr::parse(part).map_err(|reason| format!("{key}: {reason}")))
+        .collect()
+}
+
 /// The most node metadata pairs, and the longest key and value (Consul's limits).
 const NODE_META_PAIRS_MAX: usize = 64;
 const NODE_META_KEY_BYTES_MAX: usize = 128;
@@ -1198,6 +1213,8 @@ struct PoolPlan {
     bind: Option<IpAddr>,
     /// The address to advertise, when not -advertise's (-advertise-wan).
     advertise: Option<IpAddr>,
+    /// The sources gossip is taken from (-serf-lan-allowed-cidrs); empty: any.
+    allowed: Vec<muster_core::cidr::Cidr>,
     joins: Vec<SocketAddr>,
     swim: swim::Config,
     dir: Option<std::path::PathBuf>,

@@ -384,3 +384,27 @@ fn full_state_is_never_accepted_over_a_datagram() {
     assert_eq!(node.poll_transmit(), None, "no reply goes to an address a datagram named");
     assert_eq!(node.stats().decode_errors, 1);
 }
+
+#[test]
+fn gossip_from_outside_the_allowed_sources_is_dropped_unread() {
+    let mut config = Config::new("b", addr(2), 2);
+    config.allowed_sources = vec![crate::cidr::Cidr::parse("10.0.0.0/30").unwrap()];
+    let mut b = Node::new(config, None, Instant::ZERO).unwrap();
+    let persist = b.poll_persist().expect("boot persist");
+    b.on_persisted(Instant::ZERO, persist.id);
+    let ping = |source: SocketAddr| {
+        let mut datagram = DatagramBuilder::new(DATAGRAM_BYTES_TARGET);
+        let source = NodeAddr { name: "a".into(), addr: source };
+        datagram.push_entry(&Message::Ping { seq: 1, target: "b".into(), source }.encode_entry());
+        datagram.finish()
+    };
+    // 10.0.0.9 is outside 10.0.0.0/30: no ack, counted.
+    b.handle_datagram(Instant::ZERO, addr(9), &ping(addr(9)));
+    assert_eq!(b.poll_transmit(), None);
+    assert_eq!(b.stats().sources_refused, 1);
+    // 10.0.0.1 is inside: acked.
+    b.handle_datagram(Instant::ZERO, addr(1), &ping(addr(1)));
+    let ack = b.poll_transmit().expect("an ack");
+    assert_eq!(ack.dst, addr(1));
+    assert_eq!(b.stats().sources_refused, 1);
+}
