@@ -201,6 +201,15 @@ pub(crate) struct AgentArgs {
     /// file is `muster-<Unix seconds>.log`).
     #[arg(long = "log-file")]
     pub(crate) log_file: Option<PathBuf>,
+    /// Rotates the log file once it holds this many bytes (0: no limit).
+    #[arg(long = "log-rotate-bytes")]
+    pub(crate) log_rotate_bytes: Option<u64>,
+    /// Rotates the log file once it has been open this long (default 24h).
+    #[arg(long = "log-rotate-duration")]
+    pub(crate) log_rotate_duration: Option<String>,
+    /// Rotated log files to keep: 0 keeps all, -1 none.
+    #[arg(long = "log-rotate-max-files", allow_negative_numbers = true)]
+    pub(crate) log_rotate_max_files: Option<i64>,
     /// Writes the agent's process ID to this file, removed at exit.
     #[arg(long = "pid-file")]
     pub(crate) pid_file: Option<PathBuf>,

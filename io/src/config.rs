@@ -141,6 +141,12 @@ pub struct FileConfig {
     pub log_file: Option<PathBuf>,
     /// `pid_file`.
     pub pid_file: Option<PathBuf>,
+    /// `log_rotate_bytes`.
+    pub log_rotate_bytes: Option<u64>,
+    /// `log_rotate_duration` (Go duration text).
+    pub log_rotate_duration: Option<String>,
+    /// `log_rotate_max_files` (-1 keeps none).
+    pub log_rotate_max_files: Option<i64>,
     /// `node_meta`, merged key by key.
     pub node_meta: std::collections::BTreeMap<String, String>,
     /// `node_id`.
@@ -319,6 +325,12 @@ fn merge(config: &mut FileConfig, file: &Path, map: Map<String, Value>) -> Resul
             "log_json" => config.log_json = Some(boolean(&key, &value)?),
             "log_file" => config.log_file = Some(PathBuf::from(string(&key, &value)?)),
             "pid_file" => config.pid_file = Some(PathBuf::from(string(&key, &value)?)),
+            "log_rotate_bytes" => config.log_rotate_bytes = Some(number(&key, &value)?),
+            "log_rotate_duration" => config.log_rotate_duration = Some(string(&key, &value)?),
+            "log_rotate_max_files" => {
+                config.log_rotate_max_files =
+                    Some(value.as_i64().filter(|n| *n >= -1).ok_or(format!("{key}: expected -1 or more"))?);
+            }
             "node_meta" => {
                 let Value::Object(pairs) = value else { return Err("node_meta: expected an object".into()) };
                 for (name, text) in pairs {

@@ -206,6 +206,9 @@ fn apply_config_files(
     args.log_level = args.log_level.take().or(file.log_level);
     args.log_json |= file.log_json.unwrap_or(false);
     args.log_file = args.log_file.take().or(file.log_file);
+    args.log_rotate_bytes = args.log_rotate_bytes.or(file.log_rotate_bytes);
+    args.log_rotate_duration = args.log_rotate_duration.take().or(file.log_rotate_duration);
+    args.log_rotate_max_files = args.log_rotate_max_files.or(file.log_rotate_max_files);
     args.pid_file = args.pid_file.take().or(file.pid_file);
     args.node_id = args.node_id.take().or(file.node_id);
     args.advertise_wan = args.advertise_wan.or(file.advertise_addr_wan);
@@ -834,10 +837,8 @@ fn init_logging(args: &cli::AgentArgs) -> Result<(), String> {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|e| format!("Error creating {}: {e}", dir.display()))?;
             }
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
+            let rotation = log_rotation(args)?;
+            let file = muster::logfile::RotatingFile::open(&path, rotation)
                 .map_err(|e| format!("Error opening log file {}: {e}", path.display()))?;
             Some(std::sync::Mutex::new(file))
         }
@@ -875,6 +876,29 @@ fn init_logging(args: &cli::AgentArgs) -> Result<(), String> {
         .boxed();
     tracing_subscriber::registry().with(vec![fmt, monitor]).init();
     Ok(())
+}
+
+/// `-log-rotate-bytes`, `-log-rotate-duration` and `-log-rotate-max-files`.
+fn log_rotation(args: &cli::AgentArgs) -> Result<muster::logfile::Rotation, String> {
+    let mut rotation = muster::logfile::Rotation::default();
+    if let Some(bytes) = args.log_rotate_bytes {
+        rotation.max_bytes = bytes;
+    }
+    if let Some(text) = &args.log_rotate_duration {
+        rotation.max_age =
+            muster_core::duration::parse(text).ok().filter(|d| !d.is_zero()).ok_or_else(|| {
+                format!("Invalid -log-rotate-duration {text:?}: want a positive duration such as 24h")
+            })?;
+    }
+    if let Some(files) = args.log_rotate_max_files {
+        if files < -1 {
+            return Err(format!(
+                "Invalid -log-rotate-max-files {files}: want -1 (keep none), 0 (keep all) or more"
+            ));
+        }
+        rotation.max_files = files;
+    }
+    Ok(rotation)
 }
 
 /// `-pid-file`: the process ID, written at start and removed when the agent stops.
