@@ -210,6 +210,12 @@ pub(crate) struct AgentArgs {
     /// Rotated log files to keep: 0 keeps all, -1 none.
     #[arg(long = "log-rotate-max-files", allow_negative_numbers = true)]
     pub(crate) log_rotate_max_files: Option<i64>,
+    /// Also sends the log to the local syslog daemon.
+    #[arg(long = "syslog")]
+    pub(crate) syslog: bool,
+    /// The syslog facility (`syslog_facility` in files; LOCAL0 by default).
+    #[arg(skip = String::from("LOCAL0"))]
+    pub(crate) syslog_facility: String,
     /// Writes the agent's process ID to this file, removed at exit.
     #[arg(long = "pid-file")]
     pub(crate) pid_file: Option<PathBuf>,

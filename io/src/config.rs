@@ -141,6 +141,10 @@ pub struct FileConfig {
     pub log_file: Option<PathBuf>,
     /// `pid_file`.
     pub pid_file: Option<PathBuf>,
+    /// `enable_syslog`.
+    pub enable_syslog: Option<bool>,
+    /// `syslog_facility`.
+    pub syslog_facility: Option<String>,
     /// `log_rotate_bytes`.
     pub log_rotate_bytes: Option<u64>,
     /// `log_rotate_duration` (Go duration text).
@@ -325,6 +329,8 @@ fn merge(config: &mut FileConfig, file: &Path, map: Map<String, Value>) -> Resul
             "log_json" => config.log_json = Some(boolean(&key, &value)?),
             "log_file" => config.log_file = Some(PathBuf::from(string(&key, &value)?)),
             "pid_file" => config.pid_file = Some(PathBuf::from(string(&key, &value)?)),
+            "enable_syslog" => config.enable_syslog = Some(boolean(&key, &value)?),
+            "syslog_facility" => config.syslog_facility = Some(string(&key, &value)?),
             "log_rotate_bytes" => config.log_rotate_bytes = Some(number(&key, &value)?),
             "log_rotate_duration" => config.log_rotate_duration = Some(string(&key, &value)?),
             "log_rotate_max_files" => {

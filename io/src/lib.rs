@@ -39,6 +39,8 @@ pub mod rpc;
 pub mod storage;
 #[cfg(not(madsim))]
 pub mod store;
+#[cfg(all(feature = "agent", not(madsim)))]
+pub mod syslog;
 pub mod version;
 #[cfg(not(madsim))]
 pub mod wal;

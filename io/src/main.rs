@@ -206,6 +206,10 @@ fn apply_config_files(
     args.log_level = args.log_level.take().or(file.log_level);
     args.log_json |= file.log_json.unwrap_or(false);
     args.log_file = args.log_file.take().or(file.log_file);
+    args.syslog |= file.enable_syslog.unwrap_or(false);
+    if let Some(facility) = file.syslog_facility {
+        args.syslog_facility = facility;
+    }
     args.log_rotate_bytes = args.log_rotate_bytes.or(file.log_rotate_bytes);
     args.log_rotate_duration = args.log_rotate_duration.take().or(file.log_rotate_duration);
     args.log_rotate_max_files = args.log_rotate_max_files.or(file.log_rotate_max_files);
@@ -871,10 +875,30 @@ fn init_logging(args: &cli::AgentArgs) -> Result<(), String> {
             .with_filter(filter)
             .boxed(),
     };
+    // -syslog: the same lines, at the agent's level, to the local syslog daemon.
+    let syslog: Option<Boxed> = match args.syslog {
+        false => None,
+        true => {
+            let syslog = muster::syslog::Syslog::connect(muster::syslog::facility(&args.syslog_facility)?)?;
+            let filter = tracing_subscriber::EnvFilter::try_from_env("MUSTER_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .without_time()
+                    .with_target(false)
+                    .with_ansi(false)
+                    .with_writer(syslog)
+                    .with_filter(filter)
+                    .boxed(),
+            )
+        }
+    };
     let monitor = muster::monitor::layer()
         .with_filter(tracing_subscriber::filter::filter_fn(|meta| muster::monitor::wanted(*meta.level())))
         .boxed();
-    tracing_subscriber::registry().with(vec![fmt, monitor]).init();
+    tracing_subscriber::registry()
+        .with(std::iter::once(fmt).chain(syslog).chain([monitor]).collect::<Vec<_>>())
+        .init();
     Ok(())
 }
 

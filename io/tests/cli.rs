@@ -776,6 +776,14 @@ fn agent_flags_from_consuls_docs_are_honoured() {
         refused("-config-format=yaml"),
         (Some(1), "==> Invalid config format \"yaml\": must be json or hcl".to_owned())
     );
+    if ["/dev/log", "/var/run/syslog", "/var/run/log"].iter().any(|p| Path::new(p).exists()) {
+        eprintln!("skipped: a syslog daemon listens here, so -syslog cannot be shown failing");
+    } else {
+        assert_eq!(
+            refused("-syslog"),
+            (Some(1), "==> Syslog setup failed: Unix syslog delivery error".to_owned())
+        );
+    }
     assert_eq!(
         refused("-serf-lan-allowed-cidrs=10.0.0.0/8,10.0.0.0/99"),
         (Some(1), "==> serf_lan_allowed_cidrs: invalid CIDR prefix in \"10.0.0.0/99\"".to_owned())
