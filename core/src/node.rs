@@ -668,21 +668,29 @@ pub struct KeyringResult {
     pub errors: BTreeMap<String, String>,
     /// For [`KeyringOp::List`]: each key and how many members hold it.
     pub keys: BTreeMap<Bytes, usize>,
+    /// For [`KeyringOp::List`]: each primary key and how many members encrypt with it.
+    pub primary_keys: BTreeMap<Bytes, usize>,
 }
 
 impl KeyringResult {
     fn from_answers(op: KeyringOp, key: Bytes, result: QueryResult) -> KeyringResult {
         let mut errors = BTreeMap::new();
         let mut keys = BTreeMap::new();
+        let mut primary_keys = BTreeMap::new();
         for (member, answer) in &result.responses {
             match answer.split_first() {
                 Some((&ANSWER_OK, mut listed)) => {
+                    // A member lists its primary first.
+                    let mut first = true;
                     while let Some((&len, rest)) = listed.split_first() {
                         let Some(key) = rest.get(..usize::from(len)) else {
                             errors.insert(member.clone(), "malformed key list".to_owned());
                             break;
                         };
                         *keys.entry(Bytes::copy_from_slice(key)).or_insert(0) += 1;
+                        if std::mem::take(&mut first) {
+                            *primary_keys.entry(Bytes::copy_from_slice(key)).or_insert(0) += 1;
+                        }
                         listed = &rest[usize::from(len)..];
                     }
                 }
@@ -694,7 +702,15 @@ impl KeyringResult {
                 }
             }
         }
-        KeyringResult { op, key, members: result.members, responses: result.responses.len(), errors, keys }
+        KeyringResult {
+            op,
+            key,
+            members: result.members,
+            responses: result.responses.len(),
+            errors,
+            keys,
+            primary_keys,
+        }
     }
 }
 

@@ -666,6 +666,10 @@ fn keys_rotate_with_keyring_and_survive_a_restart() {
         "==> Changing primary gossip encryption key...\n",
     );
     ok(
+        muster(&agent, &["keyring", "-list-primary"]),
+        &format!("==> Gathering installed encryption keys...\n\nWAN:\n  {new_key} [1/1]\n\ndc1 (LAN):\n  {new_key} [1/1]\n"),
+    );
+    ok(
         muster(&agent, &["keyring", &format!("-remove={old_key}")]),
         "==> Removing gossip encryption key...\n",
     );

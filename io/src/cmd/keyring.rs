@@ -16,7 +16,7 @@ pub(crate) struct KeyringArgs {
     /// Lists the keys installed on the members, with how many hold each.
     #[arg(long)]
     list: bool,
-    /// Lists the primary keys only (muster lists every key; see ARCHITECTURE.md).
+    /// Lists the primary keys (the ones members encrypt with) only.
     #[arg(long = "list-primary")]
     list_primary: bool,
     /// Installs a new key on every member.
@@ -42,6 +42,8 @@ struct PoolKeys {
     wan: bool,
     datacenter: String,
     keys: BTreeMap<String, usize>,
+    #[serde(default)]
+    primary_keys: BTreeMap<String, usize>,
     num_nodes: usize,
     #[serde(default)]
     num_resp: usize,
@@ -76,7 +78,7 @@ pub(crate) fn keyring(args: &KeyringArgs) -> Outcome {
             .get("/v1/operator/keyring", &[])
             .and_then(|reply| reply.json())
             .map_err(|error| format!("error: {error}"))?;
-        print!("{}", list_text(&pools));
+        print!("{}", list_text(&pools, args.list_primary));
         // A member that failed or did not answer: Consul's exit code 1 (its listing may miss keys).
         let incomplete = pools.iter().any(|p| !p.messages.is_empty() || p.num_resp < p.num_nodes);
         return Ok(u8::from(incomplete));
@@ -101,12 +103,13 @@ pub(crate) fn keyring(args: &KeyringArgs) -> Outcome {
 
 /// Consul's listing: each pool, then each key with `[holders/members]`, then any member's
 /// error.
-fn list_text(pools: &[PoolKeys]) -> String {
+fn list_text(pools: &[PoolKeys], primary: bool) -> String {
     let mut out = String::new();
     for pool in pools {
         let name = if pool.wan { "WAN".to_owned() } else { format!("{} (LAN)", pool.datacenter) };
         out.push_str(&format!("\n{name}:\n"));
-        for (key, holders) in &pool.keys {
+        let keys = if primary { &pool.primary_keys } else { &pool.keys };
+        for (key, holders) in keys {
             out.push_str(&format!("  {key} [{holders}/{}]\n", pool.num_nodes));
         }
         for (node, message) in &pool.messages {
@@ -128,8 +131,9 @@ mod tests {
                  "Messages": {"c1": "key is already installed"}}]"#,
         )
         .unwrap();
+        assert_eq!(list_text(&pools, true), "\nWAN:\n\ndc1 (LAN):\n  c1: key is already installed\n");
         assert_eq!(
-            list_text(&pools),
+            list_text(&pools, false),
             "\nWAN:\n  a2V5 [3/3]\n\ndc1 (LAN):\n  a2V5 [4/4]\n  bmV3 [2/4]\n  c1: key is already installed\n"
         );
     }

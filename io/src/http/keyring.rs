@@ -126,17 +126,19 @@ async fn operate_inner(api: &Api, body: &[u8], op: KeyringOp) -> Result<Option<V
     let list: Vec<Value> = results
         .iter()
         .map(|(pool, result)| {
-            let keys: BTreeMap<String, usize> = result
-                .keys
-                .iter()
-                .map(|(key, count)| (base64::engine::general_purpose::STANDARD.encode(key), *count))
-                .collect();
+            let encoded = |keys: &BTreeMap<Bytes, usize>| -> BTreeMap<String, usize> {
+                keys.iter()
+                    .map(|(key, count)| (base64::engine::general_purpose::STANDARD.encode(key), *count))
+                    .collect()
+            };
+            let (keys, primary_keys) = (encoded(&result.keys), encoded(&result.primary_keys));
             value!({
                 "WAN": *pool == Pool::Wan,
                 "Datacenter": api.datacenter,
                 "Segment": "",
                 "Partition": "",
                 "Keys": keys,
+                "PrimaryKeys": primary_keys,
                 "NumNodes": result.members,
                 "NumResp": result.responses,
                 "NumErr": result.errors.len(),
