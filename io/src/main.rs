@@ -358,6 +358,7 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
         advertise: None,
         allowed: parse_cidrs(&args.serf_lan_allowed_cidrs, "serf_lan_allowed_cidrs")?,
         joins: parse_joins(&args.join, args.serf_lan_port, "-join")?,
+        join_names: join_names(&args.join, args.serf_lan_port, "-join")?,
         swim: if args.dev { swim::Config::dev() } else { swim::Config::lan() },
         dir: args.data_dir.clone(),
     };
@@ -372,6 +373,7 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
             advertise: args.advertise_wan,
             allowed: parse_cidrs(&args.serf_wan_allowed_cidrs, "serf_wan_allowed_cidrs")?,
             joins: parse_joins(&args.join_wan, args.serf_wan_port, "-join-wan")?,
+            join_names: join_names(&args.join_wan, args.serf_wan_port, "-join-wan")?,
             swim: if args.dev { swim::Config::dev() } else { swim::Config::wan() },
             dir: args.data_dir.as_ref().map(|dir| dir.join("wan")),
         })
@@ -640,7 +642,8 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
             }
             // -retry-max: a pool that joined nobody after that many attempts stops the agent
             // (the first attempt at start, then one every retry interval), as Consul's does.
-            if let Some(attempts) = retry_max.filter(|&n| n > 0 && !plan.joins.is_empty()) {
+            let joining = !plan.joins.is_empty() || !plan.join_names.is_empty();
+            if let Some(attempts) = retry_max.filter(|&n| n > 0 && joining) {
                 let (members, pool, label) = (members.clone(), pool_of(&plan), plan.label);
                 let give_up_after = plan.swim.join_retry_interval * (attempts - 1) + RETRY_MAX_GRACE;
                 running.spawn(async move {
@@ -654,6 +657,14 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
                 });
             }
             let joiner = tokio::spawn(join_all(tx.clone(), plan.joins.clone(), plan.label));
+            // Names are looked up here, again every retry interval until they resolve (DNS may
+            // not know the servers yet when an agent starts), then joined like addresses.
+            let resolver = tokio::spawn(join_by_name(
+                tx.clone(),
+                plan.join_names.clone(),
+                plan.swim.join_retry_interval,
+                plan.label,
+            ));
             leavers.push(tx);
             let mut log_event = event_logger(plan.label, plan.name.clone(), left_tx.clone());
             // A member event marks the list stale; the next step publishes it.
@@ -692,6 +703,7 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
             running.spawn(async move {
                 let result = drive::run(node, origin, sockets, storage, rx, on_event, on_step).await;
                 joiner.abort();
+                resolver.abort();
                 result
             });
         }
@@ -1257,6 +1269,8 @@ struct PoolPlan {
     label: &'static str,
     name: String,
     port: u16,
+    /// Joins given as DNS names, with the port to use when a name gives none.
+    join_names: Vec<(String, u16)>,
     /// The address to bind, when not -bind's (-serf-lan-bind, -serf-wan-bind).
     bind: Option<IpAddr>,
     /// The address to advertise, when not -advertise's (-advertise-wan).
@@ -1345,8 +1359,86 @@ fn event_logger(pool: &'static str, me: String, left: mpsc::Sender<()>) -> impl 
     }
 }
 
+/// The joins given as addresses (`ip`, `ip:port`, `[v6]:port`); names are [`join_names`]'s.
 fn parse_joins(texts: &[String], default_port: u16, flag: &str) -> Result<Vec<SocketAddr>, String> {
-    texts.iter().map(|text| parse_join(text, default_port, flag)).collect()
+    // The names, and their errors (cloud auto-join among them), are join_names's to report.
+    join_names(texts, default_port, flag)?;
+    texts
+        .iter()
+        .filter(|text| join_name(text, default_port).is_none())
+        .map(|text| parse_join(text, default_port, flag))
+        .collect()
+}
+
+/// The joins given as DNS names (`consul.example.com`, `name:port`), checked; Consul's cloud
+/// auto-join (`provider=aws ...`) is refused with a reason.
+fn join_names(texts: &[String], default_port: u16, flag: &str) -> Result<Vec<(String, u16)>, String> {
+    let mut names = Vec::new();
+    for text in texts {
+        if text.contains("provider=") {
+            return Err(format!(
+                "Error parsing {flag} address {text:?}: cloud auto-join is not supported; give the servers' addresses or DNS names"
+            ));
+        }
+        if let Some(name) = join_name(text, default_port) {
+            names.push(name?);
+        }
+    }
+    Ok(names)
+}
+
+/// `text` as a DNS name and port, if it is not an address: `None` for an address.
+fn join_name(text: &str, default_port: u16) -> Option<Result<(String, u16), String>> {
+    if text.parse::<SocketAddr>().is_ok() || text.parse::<IpAddr>().is_ok() || text.contains("provider=") {
+        return None;
+    }
+    let (host, port) = match text.rsplit_once(':') {
+        Some((host, port)) => match port.parse::<u16>() {
+            Ok(port) => (host, port),
+            Err(_) => return Some(Err(format!("Error parsing join address {text:?}: bad port"))),
+        },
+        None => (text, default_port),
+    };
+    let valid = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    Some(if valid {
+        Ok((host.to_owned(), port))
+    } else {
+        Err(format!("Error parsing join address {text:?}: expected an IP, IP:port or a DNS name"))
+    })
+}
+
+/// Resolves each name, trying again every `retry` until it resolves, and joins every address
+/// it gives.
+async fn join_by_name(
+    commands: mpsc::Sender<CommandRequest>,
+    names: Vec<(String, u16)>,
+    retry: std::time::Duration,
+    pool: &'static str,
+) {
+    for (host, port) in names {
+        let peers = loop {
+            match tokio::net::lookup_host((host.as_str(), port)).await {
+                Ok(found) => {
+                    let peers: Vec<SocketAddr> = found.collect();
+                    if !peers.is_empty() {
+                        break peers;
+                    }
+                    tracing::warn!("agent: {pool}: {host} resolves to no address; trying again in {retry:?}");
+                }
+                Err(error) => {
+                    tracing::warn!("agent: {pool}: resolving {host}: {error}; trying again in {retry:?}")
+                }
+            }
+            tokio::time::sleep(retry).await;
+        };
+        join_all(commands.clone(), peers, pool).await;
+    }
 }
 
 /// The signals that stop an agent.

@@ -917,3 +917,49 @@ fn auto_reload_config_follows_the_files() {
         (muster(&agent, &["catalog", "services"]).stdout == "consul\n").then_some(())
     });
 }
+
+/// `-retry-join` takes a DNS name (looked up again until it resolves), and refuses Consul's
+/// cloud auto-join with a reason.
+#[test]
+fn retry_join_takes_a_dns_name() {
+    let dir = test_dir("joinname");
+    let (lan, wan, http, server) = (free_port(), free_port(), free_port(), free_port());
+    let log = dir.join("server.log");
+    let server_agent = Command::new(env!("CARGO_BIN_EXE_muster"))
+        .args(["agent", "-dev", "-node=named-server", "-dns-port=-1"])
+        .args([format!("-serf-lan-port={lan}"), format!("-serf-wan-port={wan}")])
+        .args([format!("-http-port={http}"), format!("-server-port={server}")])
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server_agent =
+        Agent { child: server_agent, log, http: format!("127.0.0.1:{http}"), dir: Some(dir.clone()) };
+    let (client_lan, client_http) = (free_port(), free_port());
+    let client_log = dir.join("client.log");
+    let client = Command::new(env!("CARGO_BIN_EXE_muster"))
+        .args(["agent", "-node=named-client", "-bind=127.0.0.1", "-dns-port=-1"])
+        .arg(format!("-data-dir={}", dir.join("client").display()))
+        .arg(format!("-retry-join=localhost:{lan}"))
+        .args([format!("-serf-lan-port={client_lan}"), format!("-http-port={client_http}")])
+        .stdout(std::fs::File::create(&client_log).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _client =
+        Agent { child: client, log: client_log, http: format!("127.0.0.1:{client_http}"), dir: None };
+    eventually("the client joined through the name", Duration::from_secs(20), || {
+        let run = muster(&server_agent, &["members"]);
+        (run.stdout.contains("named-client") && run.stdout.contains("alive   client")).then_some(())
+    });
+    let output = Command::new(env!("CARGO_BIN_EXE_muster"))
+        .args(["agent", "-dev", "-retry-join=provider=aws tag_key=consul tag_value=server"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("cloud auto-join is not supported"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
