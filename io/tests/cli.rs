@@ -679,6 +679,15 @@ fn keys_rotate_with_keyring_and_survive_a_restart() {
         removing_primary.stderr.contains("removing the primary key is not allowed"),
         "{removing_primary:?}"
     );
+    ok(
+        muster(&agent, &["keyring", "-list", "-local-only"]),
+        &format!("==> Gathering installed encryption keys...\n\ndc1 (LAN):\n  {new_key} [1/1]\n"),
+    );
+    fails(
+        muster(&agent, &["keyring", "-local-only", &format!("-use={new_key}")]),
+        1,
+        "Cannot use -local-only with anything but -list or -list-primary",
+    );
     fails(muster(&agent, &["keyring"]), 1, "Must specify one action");
     fails(muster(&agent, &["keyring", "-list", "-install=x"]), 1, "Only a single action is allowed");
     drop(agent); // SIGKILL
@@ -871,6 +880,10 @@ fn exec_runs_a_command_only_where_remote_exec_is_enabled() {
     );
     let script = muster_with_input(&on, &["exec", "-"], "echo from a script\n");
     assert_eq!(script.stdout.lines().next(), Some("    walkthrough: from a script"), "{script:?}");
+    // A script past the kernel's argument size runs too: it goes to a file.
+    let big = format!("# {}\necho big script\n", "x".repeat(200 * 1024));
+    let script = muster_with_input(&on, &["exec", "-"], &big);
+    assert_eq!(script.stdout.lines().next(), Some("    walkthrough: big script"), "{}", script.stderr);
     ok(muster(&on, &["exec", "-node=nobody", "uptime"]), "0 / 0 node(s) completed / acknowledged\n");
     ok(muster(&on, &["kv", "get", "-recurse", "_rexec"]), "");
     fails(muster(&on, &["exec"]), 1, "Must specify a command to execute");

@@ -28,6 +28,9 @@ pub(crate) struct KeyringArgs {
     /// Removes a key from every member (not the primary).
     #[arg(long, default_value = "")]
     remove: String,
+    /// Lists this datacenter's pool only, with no WAN traffic (with -list or -list-primary).
+    #[arg(long = "local-only")]
+    local_only: bool,
     /// How many members relay each answer (0 to 5); accepted for Consul's scripts.
     #[arg(long = "relay-factor", default_value = "0")]
     relay_factor: String,
@@ -71,11 +74,15 @@ pub(crate) fn keyring(args: &KeyringArgs) -> Outcome {
         1 => {}
         _ => return Err("Only a single action is allowed".into()),
     }
+    if args.local_only && !(args.list || args.list_primary) {
+        return Err("Cannot use -local-only with anything but -list or -list-primary".into());
+    }
     let client = Client::new(&args.http)?;
     if args.list || args.list_primary {
         println!("==> Gathering installed encryption keys...");
+        let query: &[(&str, &str)] = if args.local_only { &[("local-only", "true")] } else { &[] };
         let pools: Vec<PoolKeys> = client
-            .get("/v1/operator/keyring", &[])
+            .get("/v1/operator/keyring", query)
             .and_then(|reply| reply.json())
             .map_err(|error| format!("error: {error}"))?;
         print!("{}", list_text(&pools, args.list_primary));

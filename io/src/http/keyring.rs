@@ -66,14 +66,23 @@ async fn operate(
     op: KeyringOp,
 ) -> Response {
     let query = Query::parse(raw.as_deref());
-    match operate_inner(&api, &body, op).await {
+    let local_only = query.go_bool("local-only").flatten().unwrap_or(false);
+    match operate_inner(&api, &body, op, local_only).await {
         Ok(Some(list)) => json(&query, &list).into_response(),
         Ok(None) => axum::http::StatusCode::OK.into_response(),
         Err(error) => error.into_response(),
     }
 }
 
-async fn operate_inner(api: &Api, body: &[u8], op: KeyringOp) -> Result<Option<Value>, HttpError> {
+async fn operate_inner(
+    api: &Api,
+    body: &[u8],
+    op: KeyringOp,
+    local_only: bool,
+) -> Result<Option<Value>, HttpError> {
+    if local_only && op != KeyringOp::List {
+        return Err(HttpError::bad_request("local-only can only be set for list requests"));
+    }
     let key = if op == KeyringOp::List {
         Bytes::new()
     } else {
@@ -90,9 +99,11 @@ async fn operate_inner(api: &Api, body: &[u8], op: KeyringOp) -> Result<Option<V
         Bytes::from(decoded)
     };
     // WAN first, as Consul lists it; a client agent has only its LAN pool.
+    // `local-only`: this datacenter's pool alone, no WAN traffic (Consul's meaning).
     let pools: Vec<Pool> = [Pool::Wan, Pool::Lan]
         .into_iter()
         .filter(|pool| api.gossip.pools.iter().any(|(p, _, _)| p == pool))
+        .filter(|pool| !local_only || *pool == Pool::Lan)
         .collect();
     let mut results = Vec::new();
     for pool in pools {

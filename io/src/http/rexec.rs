@@ -143,6 +143,7 @@ where
     W: Fn(String, Bytes) -> F,
     F: std::future::Future<Output = Result<(), String>>,
 {
+    let mut script_path = None;
     let mut command = match (&spec.args, &spec.command, &spec.script) {
         (Some(args), _, _) if !args.is_empty() => {
             let mut command = tokio::process::Command::new(&args[0]);
@@ -158,8 +159,12 @@ where
             let script = base64::engine::general_purpose::STANDARD
                 .decode(script)
                 .map_err(|e| format!("bad script: {e}"))?;
+            // A file, as Consul's agent writes it: a script as an argument would be bounded by
+            // the kernel's argument size.
+            let file = script_file(&script).map_err(|e| format!("writing the script: {e}"))?;
             let mut command = tokio::process::Command::new("/bin/sh");
-            command.arg("-c").arg(String::from_utf8_lossy(&script).into_owned());
+            command.arg(&file);
+            script_path = Some(file);
             command
         }
         _ => return Err("the job names no command".into()),
@@ -170,6 +175,7 @@ where
         .stderr(std::process::Stdio::piped());
     command.kill_on_drop(true);
     let mut chunk_index = 0u32;
+    let _script = script_path.map(ScriptFile);
     let exit_code = match command.spawn() {
         Err(error) => {
             let text = format!("Failed to start command: {error}\n");
@@ -225,6 +231,26 @@ where
         }
     };
     Ok(exit_code)
+}
+
+/// Writes a job's script to a file of its own in the temporary directory.
+fn script_file(script: &[u8]) -> std::io::Result<std::path::PathBuf> {
+    use std::io::Write;
+    static SCRIPTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SCRIPTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("muster-rexec-{}-{n}.sh", std::process::id()));
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
+    file.write_all(script)?;
+    Ok(path)
+}
+
+/// A job's script file, removed when the job is done.
+struct ScriptFile(std::path::PathBuf);
+
+impl Drop for ScriptFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// One request to this agent's own API, in-process.
