@@ -1,7 +1,7 @@
 //! Address ranges (`10.0.0.0/8`, `fd00::/8`), for the gossip pools' allowed sources (Consul's
 //! `serf_lan_allowed_cidrs`): values only, no sockets.
 
-use std::net::IpAddr;
+use core::net::IpAddr;
 
 /// A network: an address and how many leading bits of it count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
