@@ -88,15 +88,8 @@ pub(crate) struct EventArgs {
     /// The event's name.
     #[arg(long, default_value = "")]
     name: String,
-    /// A regular expression on node names that should handle the event.
-    #[arg(long, default_value = "")]
-    node: String,
-    /// A regular expression on service names that should handle the event.
-    #[arg(long, default_value = "")]
-    service: String,
-    /// A regular expression on service tags (requires -service).
-    #[arg(long, default_value = "")]
-    tag: String,
+    #[command(flatten)]
+    filters: super::EventFilters,
     /// The payload (optional).
     #[arg(allow_hyphen_values = true)]
     args: Vec<String>,
@@ -384,8 +377,7 @@ pub(crate) fn event(args: &EventArgs) -> Outcome {
     if args.name.is_empty() {
         return Err("Event name must be specified".into());
     }
-    let filters = super::EventFilters { node: &args.node, service: &args.service, tag: &args.tag };
-    filters.check()?;
+    args.filters.check()?;
     let payload = match args.args.as_slice() {
         [] => &[][..],
         [payload] => payload.as_bytes(),
@@ -393,7 +385,7 @@ pub(crate) fn event(args: &EventArgs) -> Outcome {
     };
     let client = Client::new(&args.http)?;
     node_name(&client).map_err(|error| format!("Error querying Consul agent: {error}"))?;
-    let id = super::fire_event(&client, &args.name, filters, payload)
+    let id = super::fire_event(&client, &args.name, &args.filters, payload)
         .map_err(|error| format!("Error firing event: {error}"))?;
     println!("Event ID: {id}");
     Ok(0)

@@ -22,15 +22,8 @@ const SESSION_RENEW: Duration = Duration::from_secs(5);
 pub(crate) struct ExecArgs {
     #[command(flatten)]
     http: HttpArgs,
-    /// Only nodes whose name matches this regular expression.
-    #[arg(long, default_value = "")]
-    node: String,
-    /// Only nodes with a service whose name matches this regular expression.
-    #[arg(long, default_value = "")]
-    service: String,
-    /// Only nodes whose -service has a tag matching this regular expression.
-    #[arg(long, default_value = "")]
-    tag: String,
+    #[command(flatten)]
+    filters: EventFilters,
     /// The KV prefix of the job's data.
     #[arg(long, default_value = "_rexec")]
     prefix: String,
@@ -52,8 +45,7 @@ pub(crate) struct ExecArgs {
 }
 
 pub(crate) fn exec(args: &ExecArgs) -> Outcome {
-    let filters = EventFilters { node: &args.node, service: &args.service, tag: &args.tag };
-    filters.check()?;
+    args.filters.check()?;
     if args.args.is_empty() {
         return Err("Must specify a command to execute".into());
     }
@@ -134,8 +126,7 @@ fn run(
     }
     std::thread::sleep(wait_repl);
     let payload = serde_json::json!({"Prefix": args.prefix, "Session": session}).to_string();
-    let filters = EventFilters { node: &args.node, service: &args.service, tag: &args.tag };
-    let fired = fire_event(client, "_rexec", filters, payload.as_bytes())
+    let fired = fire_event(client, "_rexec", &args.filters, payload.as_bytes())
         .map_err(|e| format!("Failed to fire event: {e}"))?;
     if args.verbose {
         println!("Fired remote execution event: {fired}");

@@ -128,35 +128,10 @@ impl Client {
         self.call("DELETE", path, &[], Some(body))
     }
 
-    /// A `GET` whose body is read as it arrives (`monitor`): its status and a reader.
-    pub(crate) fn get_stream(
-        &self,
-        path: &str,
-        query: &[(&str, &str)],
-    ) -> Result<(u16, impl std::io::Read), String> {
-        let mut url = format!("{}{}", self.base, escape_path(path));
-        for (i, (name, value)) in query.iter().enumerate() {
-            url.push(if i == 0 { '?' } else { '&' });
-            url.extend(form_urlencoded::byte_serialize(name.as_bytes()));
-            url.push('=');
-            url.extend(form_urlencoded::byte_serialize(value.as_bytes()));
-        }
-        let response = with_token(self.agent.get(&url), self.token.as_deref())
-            .call()
-            .map_err(|error| go_transport_error("GET", &url, &error))?;
-        let status = response.status().as_u16();
-        Ok((status, response.into_body().into_with_config().limit(u64::MAX).reader()))
-    }
-
-    /// One request. `path` is escaped here; `query` pairs with an empty value are sent as a bare
-    /// name (`?recurse`), as Consul's client sends its switches.
-    fn call(
-        &self,
-        method: &str,
-        path: &str,
-        query: &[(&str, &str)],
-        body: Option<&[u8]>,
-    ) -> Result<Reply, String> {
+    /// The URL of a request: `path` escaped, then `query` with the client's `dc` and (for a
+    /// read) `stale`; a pair with an empty value is sent as a bare name (`?recurse`), as
+    /// Consul's client sends its switches.
+    fn url(&self, method: &str, path: &str, query: &[(&str, &str)]) -> String {
         let mut url = format!("{}{}", self.base, escape_path(path));
         let mut pairs: Vec<(&str, &str)> = query.to_vec();
         if let Some(dc) = &self.datacenter {
@@ -173,6 +148,33 @@ impl Client {
                 url.extend(form_urlencoded::byte_serialize(value.as_bytes()));
             }
         }
+        url
+    }
+
+    /// A `GET` whose body is read as it arrives (`monitor`): its status and a reader.
+    pub(crate) fn get_stream(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<(u16, impl std::io::Read), String> {
+        let url = self.url("GET", path, query);
+        let response = with_token(self.agent.get(&url), self.token.as_deref())
+            .call()
+            .map_err(|error| go_transport_error("GET", &url, &error))?;
+        let status = response.status().as_u16();
+        Ok((status, response.into_body().into_with_config().limit(u64::MAX).reader()))
+    }
+
+    /// One request. `path` is escaped here; `query` pairs with an empty value are sent as a bare
+    /// name (`?recurse`), as Consul's client sends its switches.
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Result<Reply, String> {
+        let url = self.url(method, path, query);
         let go_error = |error: ureq::Error| go_transport_error(method, &url, &error);
         let mut response = {
             let token = self.token.as_deref();
@@ -319,16 +321,22 @@ pub(crate) fn shutdown_signals() -> std::sync::Arc<std::sync::atomic::AtomicBool
 
 /// A user event's target filters (`-node`, `-service`, `-tag` regular expressions), as `event`
 /// and `exec` take them.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct EventFilters<'a> {
-    pub(crate) node: &'a str,
-    pub(crate) service: &'a str,
-    pub(crate) tag: &'a str,
+#[derive(Debug, Clone, Args)]
+pub(crate) struct EventFilters {
+    /// Only nodes whose name matches this regular expression.
+    #[arg(long, default_value = "")]
+    pub(crate) node: String,
+    /// Only nodes with a service whose name matches this regular expression.
+    #[arg(long, default_value = "")]
+    pub(crate) service: String,
+    /// Only nodes whose -service has a tag matching this regular expression.
+    #[arg(long, default_value = "")]
+    pub(crate) tag: String,
 }
 
-impl EventFilters<'_> {
+impl EventFilters {
     fn pairs(&self) -> [(&'static str, &str); 3] {
-        [("node", self.node), ("service", self.service), ("tag", self.tag)]
+        [("node", &self.node), ("service", &self.service), ("tag", &self.tag)]
     }
 
     /// Consul's checks: each a valid regular expression, and no tag without a service.
@@ -350,7 +358,7 @@ impl EventFilters<'_> {
 pub(crate) fn fire_event(
     client: &Client,
     name: &str,
-    filters: EventFilters<'_>,
+    filters: &EventFilters,
     payload: &[u8],
 ) -> Result<String, String> {
     #[derive(serde::Deserialize)]
