@@ -40,7 +40,7 @@ if [ "$AGENT" = client ]; then
   http=$(free_port); client_lan=$(free_port)
   "$target_dir/release/muster" agent -node=load-client -data-dir="$work/client" -bind=127.0.0.1 -dns-port=-1 \
     -http-port="$http" -serf-lan-port="$client_lan" -server-port="$(free_port)" \
-    -retry-join="127.0.0.1:$lan" >"$work/client.log" 2>&1 & agent_pid=$!
+    -retry-interval=1s -retry-join="127.0.0.1:$lan" >"$work/client.log" 2>&1 & agent_pid=$!
   for _ in $(seq 100); do curl -sf "127.0.0.1:$http/v1/catalog/nodes" | grep -q load-client && break; sleep 0.1; done
 fi
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$agent_pid/status"; }

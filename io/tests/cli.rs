@@ -952,6 +952,9 @@ fn retry_join_takes_a_dns_name() {
     let client_log = dir.join("client.log");
     let client = Command::new(env!("CARGO_BIN_EXE_muster"))
         .args(["agent", "-node=named-client", "-bind=127.0.0.1", "-dns-port=-1"])
+        // The server may not be listening yet when the first join goes out; without this the
+        // next attempt waits Consul's default 30 s, past this test's patience.
+        .arg("-retry-interval=1s")
         .arg(format!("-data-dir={}", dir.join("client").display()))
         .arg(format!("-retry-join=localhost:{lan}"))
         .args([format!("-serf-lan-port={client_lan}"), format!("-http-port={client_http}")])
