@@ -50,7 +50,7 @@ fn main() {
         let region = Region::new(ALLOCATOR);
         let started = Instant::now();
         for _ in 0..QUERIES {
-            let handled = handle(&packet, Transport::Udp, fsm.catalog(), &config, &mut rng, 0);
+            let handled = handle(&packet, Transport::Udp, fsm.catalog(), &config, &mut rng, 0, None);
             assert!(matches!(handled, Handled::Answer(_)));
         }
         let elapsed = started.elapsed();

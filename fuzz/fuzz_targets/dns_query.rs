@@ -40,7 +40,8 @@ fn catalog() -> Fsm {
 fuzz_target!(|data: &[u8]| {
     let fsm = catalog();
     for (transport, limit) in [(Transport::Udp, UDP_BYTES_MAX.max(4096)), (Transport::Tcp, TCP_BYTES_MAX)] {
-        let handled = handle(data, transport, fsm.catalog(), &Config::default(), &mut Rng::from_seed(1), 0);
+        let handled =
+            handle(data, transport, fsm.catalog(), &Config::default(), &mut Rng::from_seed(1), 0, None);
         if let Handled::Answer(bytes) = handled {
             assert!(bytes.len() <= limit, "{} bytes over {transport:?}", bytes.len());
             let answer = Message::from_vec(&bytes).expect("answers decode");

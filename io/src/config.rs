@@ -65,6 +65,8 @@ pub struct DnsConfig {
     pub a_record_limit: Option<usize>,
     /// `enable_truncate`.
     pub enable_truncate: Option<bool>,
+    /// `enable_additional_node_meta_txt`.
+    pub node_meta_txt: Option<bool>,
     /// `node_ttl`, seconds.
     pub node_ttl_secs: Option<u32>,
     /// `service_ttl`, seconds, by name, `prefix*` or `*`.
@@ -442,6 +444,7 @@ fn merge_dns(dns: &mut DnsConfig, value: &Value) -> Result<(), String> {
             "udp_answer_limit" => dns.udp_answer_limit = Some(number(&name, value)?),
             "a_record_limit" => dns.a_record_limit = Some(number(&name, value)?),
             "enable_truncate" => dns.enable_truncate = Some(boolean(&name, value)?),
+            "enable_additional_node_meta_txt" => dns.node_meta_txt = Some(boolean(&name, value)?),
             "node_ttl" => dns.node_ttl_secs = Some(seconds(&name, value)?),
             "service_ttl" => {
                 let Value::Object(ttls) = value else { return Err(format!("{name}: expected an object")) };
@@ -699,7 +702,8 @@ mod tests {
                 "check_update_interval = \"0s\"\ndomain = \"example.\"\nrecursors = [\"1.1.1.1\"]\n\
                  ports {\n  dns = -1\n}\ndns_config {\n  only_passing = true\n  node_ttl = \"30s\"\n\
                  service_ttl = {\n    \"*\" = \"5s\"\n  }\n  soa {\n    min_ttl = 60\n  }\n\
-                 recursor_strategy = \"random\"\n  recursor_timeout = \"500ms\"\n}\n",
+                 recursor_strategy = \"random\"\n  recursor_timeout = \"500ms\"\n\
+                 enable_additional_node_meta_txt = false\n}\n",
             )],
         );
         let config = load(&Sources { paths: vec![Source::Dir(dir.clone())], ..Sources::default() }).unwrap();
@@ -714,6 +718,7 @@ mod tests {
         assert_eq!(config.dns.soa.get("min_ttl"), Some(&60));
         assert_eq!(config.dns.recursor_strategy.as_deref(), Some("random"));
         assert_eq!(config.dns.recursor_timeout, Some(std::time::Duration::from_millis(500)));
+        assert_eq!(config.dns.node_meta_txt, Some(false));
         std::fs::write(dir.join("b.json"), r#"{"dns_config": {"only_passin": true}}"#).unwrap();
         let refused = load(&Sources { paths: vec![Source::File(dir.join("b.json"))], ..Sources::default() })
             .unwrap_err();

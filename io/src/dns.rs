@@ -3,14 +3,16 @@
 //! replica of the catalog (stale reads allowed, as Consul's default `allow_stale`: no leader is
 //! needed); a client agent sends the packet to a server over RPC with its DNS settings and relays
 //! the answer. Names outside the domain go to the configured recursors, in order or at random,
-//! each given `recursor_timeout`; when all fail the answer is SERVFAIL.
+//! each given `recursor_timeout`; when all fail the answer is SERVFAIL. Hostnames outside the
+//! domain that an answer points at (external services) are looked up through the same
+//! recursors, by the agent the query came to, between the core's two passes.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use muster_core::dns::{self, Handled, Transport};
+use muster_core::dns::{self, Handled, Resolved, Transport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
@@ -129,7 +131,14 @@ async fn serve_connection(api: &Api, settings: &Settings, mut stream: TcpStream)
 
 /// The answer to `packet`, or `None` to send nothing.
 async fn answer(api: &Api, settings: &Settings, packet: &Bytes, transport: Transport) -> Option<Vec<u8>> {
-    let handled = match handle(api, &settings.answers, packet, transport).await {
+    // One seed for both passes, so the second draws the instances whose names were looked up.
+    let seed = fresh_seed();
+    let mut handled = handle(api, &settings.answers, packet, transport, seed, None).await;
+    if let Ok(Handled::Resolve(names)) = &handled {
+        let resolved = resolve(settings, names).await;
+        handled = handle(api, &settings.answers, packet, transport, seed, Some(&resolved)).await;
+    }
+    let handled = match handled {
         Ok(handled) => handled,
         Err(error) => {
             tracing::warn!(reason = %error.reason, "dns: answering a query failed");
@@ -139,6 +148,10 @@ async fn answer(api: &Api, settings: &Settings, packet: &Bytes, transport: Trans
     match handled {
         Handled::Answer(bytes) => Some(bytes),
         Handled::Drop => None,
+        Handled::Resolve(_) => {
+            debug_assert!(false, "the core asked for names on a second pass");
+            None
+        }
         Handled::Recurse => match recurse(settings, packet).await {
             Some(answer) => Some(answer),
             None => match dns::servfail(packet) {
@@ -149,26 +162,31 @@ async fn answer(api: &Api, settings: &Settings, packet: &Bytes, transport: Trans
     }
 }
 
-/// `packet` answered from this server's catalog, or (on a client agent) by a server's.
+/// `packet` answered from this server's catalog, or (on a client agent) by a server's; `seed`
+/// shuffles the instances, `resolved` is the second pass's (see [`dns::handle`]).
 pub async fn handle(
     api: &Api,
     config: &dns::Config,
     packet: &[u8],
     transport: Transport,
+    seed: u64,
+    resolved: Option<&Resolved>,
 ) -> Result<Handled, HttpError> {
     if let Ok(consensus) = api.consensus() {
-        let mut rng = muster_core::Rng::from_seed(fresh_seed());
+        let mut rng = muster_core::Rng::from_seed(seed);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
         return Ok(consensus
             .store
-            .read(|fsm| dns::handle(packet, transport, fsm.catalog(), config, &mut rng, now)));
+            .read(|fsm| dns::handle(packet, transport, fsm.catalog(), config, &mut rng, now, resolved)));
     }
     let call = crate::rpc::Call::Dns(crate::rpc::DnsQuery {
         packet: Bytes::copy_from_slice(packet),
         transport,
         config: config.clone(),
+        seed,
+        resolved: resolved.cloned(),
     });
     match api.send(crate::http::NextHop::Server, call, true).await? {
         crate::rpc::Reply::Dns(handled) => {
@@ -189,6 +207,24 @@ fn fresh_seed() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     RandomState::new().hash_one(COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Each of `names` looked up (type A) through the recursors, at once; a name none answers is
+/// recorded with an empty reply, so the second pass leaves its CNAME alone.
+async fn resolve(settings: &Settings, names: &[String]) -> Resolved {
+    let lookups = names.iter().map(|name| async move {
+        let id = (fresh_seed() & u64::from(u16::MAX)) as u16;
+        let reply = match dns::address_query(name, id) {
+            Some(query) => recurse(settings, &query).await.unwrap_or_default(),
+            None => Vec::new(),
+        };
+        (name.clone(), reply)
+    });
+    let mut resolved = Resolved::default();
+    for (name, reply) in futures_util::future::join_all(lookups).await {
+        resolved.insert(name, reply);
+    }
+    resolved
 }
 
 /// The first answer a recursor gives to `packet` (over UDP), trying them as the strategy says.

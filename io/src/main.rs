@@ -1517,8 +1517,6 @@ fn hostname() -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-/// The agent's randomness is seeded from the OS once, here at the edge; the core only ever sees
-/// the seed. Logged so a surprising run can be reasoned about.
 /// The DNS interface's settings from the flags and the files' `dns_config`.
 fn dns_settings(args: &cli::AgentArgs, file: &config::DnsConfig) -> Result<muster::dns::Settings, String> {
     let domain_of = |text: &str| text.trim_end_matches('.').to_ascii_lowercase();
@@ -1534,6 +1532,7 @@ fn dns_settings(args: &cli::AgentArgs, file: &config::DnsConfig) -> Result<muste
         udp_answer_limit: file.udp_answer_limit.unwrap_or(defaults.udp_answer_limit),
         a_record_limit: file.a_record_limit.unwrap_or(0),
         enable_truncate: file.enable_truncate.unwrap_or(false),
+        node_meta_txt: file.node_meta_txt.unwrap_or(defaults.node_meta_txt),
         recursion: !args.recursor.is_empty(),
         soa: muster_core::dns::Soa {
             refresh: soa("refresh", defaults.soa.refresh),
@@ -1566,6 +1565,8 @@ fn dns_settings(args: &cli::AgentArgs, file: &config::DnsConfig) -> Result<muste
     })
 }
 
+/// The agent's randomness is seeded from the OS once, here at the edge; the core only ever sees
+/// the seed. Logged so a surprising run can be reasoned about.
 fn seed_from_os() -> u64 {
     use std::hash::{BuildHasher, RandomState};
     let seed = RandomState::new().hash_one(std::process::id());

@@ -80,6 +80,10 @@ pub struct DnsQuery {
     pub transport: muster_core::dns::Transport,
     /// The forwarding agent's DNS settings.
     pub config: muster_core::dns::Config,
+    /// Shuffles the instances (the same on both passes of one query).
+    pub seed: u64,
+    /// The forwarding agent's recursors' replies, on a second pass.
+    pub resolved: Option<muster_core::dns::Resolved>,
 }
 
 /// A node's rows in the catalog, as [`muster_core::agent::LocalState::plan`] compares them.

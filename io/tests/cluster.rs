@@ -235,9 +235,9 @@ fn three_servers_bootstrap_from_gossip_and_survive_the_loss_of_their_leader() {
     assert!(started.elapsed() < Duration::from_secs(10), "the write woke the forwarded blocking read");
     // Two client agents join; the leader registers them, and they forward what they are asked.
     let mut clients: Vec<Server> = (1..=2).map(Server::client).collect();
-    for client in &mut clients {
-        client.start(Some(seed));
-    }
+    let recursor = format!("-recursor=127.0.0.1:{}", common::stand_in_recursor());
+    clients[0].start(Some(seed));
+    clients[1].start_with(Some(seed), &[&recursor]);
     let nodes = eventually("five nodes in the catalog, all passing", Duration::from_secs(30), || {
         let (_, body) = http("GET", &servers[follower].url("/v1/health/state/passing"), b"")?;
         let checks: Vec<serde_json::Value> = serde_json::from_str(&body).ok()?;
@@ -282,6 +282,24 @@ fn three_servers_bootstrap_from_gossip_and_survive_the_loss_of_their_leader() {
         (!targets.is_empty()).then_some(targets)
     });
     assert_eq!(targets, ["c1.node.dc1.consul.:80"]);
+    // An external service's hostname is looked up through the recursors of the client asked,
+    // between the server's two passes.
+    let rds = br#"{"Node": "aws", "Address": "db.example.com", "Service": {"Service": "rds", "Port": 5432}}"#;
+    assert_eq!(http("PUT", &servers[leader].url("/v1/catalog/register"), rds).unwrap().0, 200);
+    let records =
+        eventually("the external service in a client's DNS answers", Duration::from_secs(10), || {
+            let answer = dns_query(clients[1].dns, "rds.service.consul.", hickory_proto::rr::RecordType::A);
+            let records: Vec<(String, String)> =
+                answer.answers.iter().map(|r| (r.name.to_ascii(), r.data.to_string())).collect();
+            (!records.is_empty()).then_some(records)
+        });
+    assert_eq!(
+        records,
+        [
+            ("rds.service.consul.".to_owned(), "db.example.com.".to_owned()),
+            ("db.example.com.".to_owned(), "192.0.2.7".to_owned()),
+        ]
+    );
     // kill -9 of a client: gossip declares it failed, and the leader marks it critical.
     clients[1].kill();
     eventually("the killed client's serfHealth critical", Duration::from_secs(30), || {

@@ -167,7 +167,17 @@ fn the_agent_answers_services_nodes_and_srv_over_udp_and_tcp() {
         targets,
         [("agent-two.node.dc1.consul.".to_owned(), 8080), ("smoke.node.dc1.consul.".to_owned(), 80)]
     );
-    assert_eq!(srv.additionals.len(), 2, "the targets' addresses");
+    let additionals = |kind: RecordType, owner: &str| -> Vec<String> {
+        let records =
+            srv.additionals.iter().filter(|r| r.record_type() == kind && r.name.to_ascii() == owner);
+        records.map(|r| r.data.to_string()).collect()
+    };
+    // The targets' addresses, and their nodes' meta as TXT (agent-two's as registered; smoke's
+    // own, `consul-network-segment=`, arrives with the agent's first sync).
+    assert_eq!(additionals(RecordType::A, "agent-two.node.dc1.consul."), ["10.1.2.3"]);
+    assert_eq!(additionals(RecordType::A, "smoke.node.dc1.consul."), ["127.0.0.1"]);
+    assert_eq!(additionals(RecordType::TXT, "agent-two.node.dc1.consul."), ["rack=r2"]);
+    assert_eq!(srv.additionals.len(), 3 + additionals(RecordType::TXT, "smoke.node.dc1.consul.").len());
     assert_eq!(addresses(&over_udp(agent.dns, "agent-two.node.consul.", RecordType::A)), ["10.1.2.3"]);
     let missing = over_udp(agent.dns, "nope.service.consul.", RecordType::A);
     assert_eq!(missing.metadata.response_code, ResponseCode::NXDomain);
@@ -233,28 +243,9 @@ fn the_seeds_dig_examples() {
     assert_eq!(tcp.trim(), "127.0.0.1");
 }
 
-/// A stand-in upstream resolver: answers every query with one A record, 192.0.2.7.
-fn recursor() -> u16 {
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let port = socket.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 512];
-        while let Ok((len, from)) = socket.recv_from(&mut buf) {
-            let Ok(request) = Message::from_vec(&buf[..len]) else { continue };
-            let mut response = Message::response(request.metadata.id, OpCode::Query);
-            response.add_queries(request.queries.iter().cloned());
-            let name = request.queries[0].name().clone();
-            let a = hickory_proto::rr::rdata::A("192.0.2.7".parse().unwrap());
-            response.add_answer(hickory_proto::rr::Record::from_rdata(name, 60, RData::A(a)));
-            let _ = socket.send_to(&response.to_vec().unwrap(), from);
-        }
-    });
-    port
-}
-
 #[test]
 fn names_outside_the_domain_go_to_the_recursors_and_servfail_when_none_answers() {
-    let upstream = recursor();
+    let upstream = common::stand_in_recursor();
     // Nothing listens on `refusing`: that recursor fails (the port refuses), the next answers.
     let refusing = free_port();
     let recursors = [format!("-recursor=127.0.0.1:{refusing}"), format!("-recursor=127.0.0.1:{upstream}")];
@@ -262,6 +253,23 @@ fn names_outside_the_domain_go_to_the_recursors_and_servfail_when_none_answers()
     let answer = over_udp(agent.dns, "example.com.", RecordType::A);
     assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
     assert_eq!(addresses(&answer), ["192.0.2.7"]);
+    // An external service (its node's address a hostname): the CNAME, and what the recursors
+    // give for the hostname, in one answer.
+    put(
+        agent.http,
+        "/v1/catalog/register",
+        r#"{"Node": "aws", "Address": "db.example.com", "Service": {"Service": "rds", "Port": 5432}}"#,
+    );
+    let answer = over_udp(agent.dns, "rds.service.consul.", RecordType::A);
+    let records: Vec<(String, String)> =
+        answer.answers.iter().map(|r| (r.name.to_ascii(), r.data.to_string())).collect();
+    assert_eq!(
+        records,
+        [
+            ("rds.service.consul.".to_owned(), "db.example.com.".to_owned()),
+            ("db.example.com.".to_owned(), "192.0.2.7".to_owned()),
+        ]
+    );
     assert!(
         over_udp(agent.dns, "consul.", RecordType::SOA).metadata.recursion_available,
         "RA with recursors"

@@ -14,11 +14,18 @@
 //! without EDNS are cut to `udp_answer_limit` records and trimmed to 512 bytes; with EDNS to the
 //! client's buffer; over TCP to 64 KiB. TC is set only with `enable_truncate` (Consul's default
 //! is off, so clients do not retry over TCP; many users want it on).
+//!
+//! A hostname where an address belongs (an external service) answers a CNAME, followed as
+//! Consul's `resolveCNAME` does: inside the domain here (at most [`CHASE_DEPTH_MAX`] deep), and
+//! outside it through the recursors. Those are the io shell's, so that takes two passes: the
+//! first answers [`Handled::Resolve`] with the names to look up, the second gets the recursors'
+//! replies as [`Resolved`] and never asks again.
 
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::collections::{BTreeMap, BTreeSet};
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, PTR, SOA, SRV, TXT};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
@@ -37,6 +44,14 @@ pub const UDP_ANSWERS_MAX: usize = 8;
 pub const NAME_SERVERS_MAX: usize = 3;
 /// The EDNS buffer size muster advertises in its answers.
 pub const EDNS_PAYLOAD_BYTES: u16 = 4096;
+/// How many hostnames inside the domain are followed one after another (Consul's
+/// `maxRecursionLevelDefault`): a service whose address names another service ends here.
+pub const CHASE_DEPTH_MAX: u8 = 3;
+/// The most records one followed hostname adds to an answer without EDNS (Consul's
+/// `maxRecurseRecords`).
+pub const CHASED_RECORDS_NO_EDNS_MAX: usize = 5;
+/// The most hostnames outside the domain one query has the recursors look up.
+pub const CHASED_NAMES_MAX: usize = 8;
 
 /// The DNS interface's settings (Consul's `dns_config` and friends). A client agent sends
 /// its own with each query it forwards to a server, so that answers follow its settings.
@@ -61,10 +76,30 @@ pub struct Config {
     pub a_record_limit: usize,
     /// Set TC when an answer was trimmed.
     pub enable_truncate: bool,
+    /// Node meta as TXT records in the Additional section of node and SRV answers (Consul's
+    /// `enable_additional_node_meta_txt`, on by default).
+    pub node_meta_txt: bool,
     /// Recursors are configured: names outside the domain are recursed, and RA is set.
     pub recursion: bool,
     /// The SOA's timers.
     pub soa: Soa,
+}
+
+impl Config {
+    /// A service answer's TTL: the exact name's, else the longest matching `prefix*`'s, else
+    /// `*`'s, else 0.
+    fn service_ttl(&self, service: &str) -> u32 {
+        let ttls = &self.service_ttl_secs;
+        if let Some(ttl) = ttls.get(service) {
+            return *ttl;
+        }
+        let prefixed = ttls
+            .iter()
+            .filter_map(|(key, ttl)| Some((key.strip_suffix('*')?, ttl)))
+            .filter(|(prefix, _)| !prefix.is_empty() && service.starts_with(prefix))
+            .max_by_key(|(prefix, _)| prefix.len());
+        prefixed.map(|(_, ttl)| *ttl).or_else(|| ttls.get("*").copied()).unwrap_or(0)
+    }
 }
 
 /// The SOA record's timers (Consul's `dns_config.soa`).
@@ -92,6 +127,7 @@ impl Default for Config {
             udp_answer_limit: 3,
             a_record_limit: 0,
             enable_truncate: false,
+            node_meta_txt: true,
             recursion: false,
             soa: Soa { refresh: 3600, retry: 600, expire: 86_400, min_ttl: 0 },
         }
@@ -115,12 +151,79 @@ pub enum Handled {
     /// A name outside the domain, with recursors configured: ask them, and answer what they
     /// answer (or [`servfail`] when none does).
     Recurse,
+    /// The answer points at these hostnames outside the domain (lowercase, fully qualified):
+    /// ask the recursors for each ([`address_query`]), then handle the packet again with
+    /// their replies. Never the answer to a second pass.
+    Resolve(Vec<String>),
     /// Too broken to answer (not even a header): drop it.
     Drop,
 }
 
+/// What the recursors replied for the names a first pass asked about ([`Handled::Resolve`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resolved {
+    /// Each name asked (lowercase, fully qualified) with the reply packet; empty when no
+    /// recursor answered.
+    replies: BTreeMap<String, Vec<u8>>,
+}
+
+impl Resolved {
+    /// Records `reply` (empty: none came) as the recursors' answer for `name`.
+    pub fn insert(&mut self, name: String, reply: Vec<u8>) {
+        self.replies.insert(name, reply);
+    }
+
+    /// The CNAME, A and AAAA records of the reply for `name` that lead from `name` (it, or a
+    /// name a kept CNAME points at): `None` when it was not asked, nothing when no reply came
+    /// or it does not parse. The reply is from the network: a record about any other name is
+    /// left out (Consul passes the recursor's whole answer on).
+    fn records(&self, name: &str) -> Option<Vec<Record>> {
+        let reply = self.replies.get(name)?;
+        let Ok(message) = Message::from_vec(reply) else { return Some(Vec::new()) };
+        if message.metadata.response_code != ResponseCode::NoError {
+            return Some(Vec::new());
+        }
+        let Ok(asked) = Name::from_ascii(name) else { return Some(Vec::new()) };
+        let mut chain = BTreeSet::from([asked.to_lowercase()]);
+        let mut kept = vec![false; message.answers.len()];
+        // Each round keeps the records named so far; a chain is no longer than the records.
+        for _ in 0..message.answers.len() {
+            let mut grew = false;
+            for (record, kept) in message.answers.iter().zip(kept.iter_mut()) {
+                if *kept || !chain.contains(&record.name.to_lowercase()) {
+                    continue;
+                }
+                match &record.data {
+                    RData::CNAME(CNAME(target)) => {
+                        chain.insert(target.to_lowercase());
+                        (*kept, grew) = (true, true);
+                    }
+                    RData::A(_) | RData::AAAA(_) => *kept = true,
+                    _ => {}
+                }
+            }
+            if !grew {
+                break;
+            }
+        }
+        let records = message.answers.into_iter().zip(kept).filter_map(|(r, kept)| kept.then_some(r));
+        Some(records.collect())
+    }
+}
+
+/// The query the recursors are sent for `name` (Consul asks them for A records), with `id`;
+/// `None` when `name` is not a name.
+pub fn address_query(name: &str, id: u16) -> Option<Vec<u8>> {
+    let mut message = Message::new(id, MessageType::Query, OpCode::Query);
+    message.metadata.recursion_desired = true;
+    message.add_query(Query::query(Name::from_ascii(name).ok()?, RecordType::A));
+    message.to_vec().ok()
+}
+
 /// Answers `packet` from `catalog`. `now_unix_secs` is the SOA serial; `rng` shuffles
-/// instances. Never panics on any input.
+/// instances (the same seed on both passes of a [`Handled::Resolve`] picks the same ones).
+/// `resolved` is `None` on a first pass and the recursors' replies on a second. Never panics on
+/// any input.
 pub fn handle(
     packet: &[u8],
     transport: Transport,
@@ -128,6 +231,7 @@ pub fn handle(
     config: &Config,
     rng: &mut Rng,
     now_unix_secs: u32,
+    resolved: Option<&Resolved>,
 ) -> Handled {
     let request = match Message::from_vec(packet) {
         Ok(request) => request,
@@ -154,8 +258,14 @@ pub fn handle(
         return encode(response, Transport::Tcp, config, &request);
     };
     response.add_query(query.clone());
-    let lookup = Lookup::new(catalog, config, query, now_unix_secs);
-    match lookup.answer(rng) {
+    let context = Context { catalog, config, now_unix_secs, resolved, edns: request.edns.is_some() };
+    let lookup = Lookup::new(&context, query.clone(), CHASE_DEPTH_MAX);
+    let mut wanted = BTreeSet::new();
+    let outcome = lookup.answer(rng, &mut wanted);
+    if resolved.is_none() && !wanted.is_empty() {
+        return Handled::Resolve(wanted.into_iter().take(CHASED_NAMES_MAX).collect());
+    }
+    match outcome {
         Outcome::Records { answers, additionals } => {
             if answers.is_empty() {
                 response.add_authority(lookup.soa_record());
@@ -171,7 +281,22 @@ pub fn handle(
         Outcome::Outside if config.recursion => return Handled::Recurse,
         Outcome::Outside => response.metadata.response_code = ResponseCode::Refused,
     }
+    echo_client_subnet(&request, &mut response);
     encode(response, transport, config, &request)
+}
+
+/// Echoes the query's EDNS client subnet (RFC 7871), as Consul does: scope 0 (good for every
+/// subnet) on an answer with records, the query's own prefix on one without.
+fn echo_client_subnet(request: &Message, response: &mut Message) {
+    let Some(EdnsOption::Subnet(subnet)) = request.edns.as_ref().and_then(|e| e.option(EdnsCode::Subnet))
+    else {
+        return;
+    };
+    let scope = if response.answers.is_empty() { subnet.source_prefix() } else { 0 };
+    if let Some(edns) = response.edns.as_mut() {
+        let echoed = ClientSubnet::new(subnet.addr(), subnet.source_prefix(), scope);
+        edns.options_mut().insert(EdnsOption::Subnet(echoed));
+    }
 }
 
 /// SERVFAIL for `packet` (every recursor failed), or [`Handled::Drop`] if it has no header.
@@ -208,30 +333,54 @@ enum Outcome {
     Outside,
 }
 
+/// What every lookup of one query shares (a followed hostname is a lookup of its own).
+struct Context<'a> {
+    catalog: &'a Catalog,
+    config: &'a Config,
+    now_unix_secs: u32,
+    /// The recursors' replies, on a second pass.
+    resolved: Option<&'a Resolved>,
+    /// The query carried EDNS (followed hostnames may then add more records).
+    edns: bool,
+}
+
 struct Lookup<'a> {
     catalog: &'a Catalog,
     config: &'a Config,
-    query: &'a Query,
-    now_unix_secs: u32,
+    context: &'a Context<'a>,
+    query: Query,
     /// The query's name, lowercase, without the trailing dot (computed once per query).
     name: String,
     /// Whether it is under the alternative domain (answers then name that domain).
     in_alt_domain: bool,
+    /// How many more hostnames inside the domain may be followed from here.
+    depth: u8,
 }
 
+/// A hostname answers point at, outside the domain, for the recursors to look up.
+type Wanted = BTreeSet<String>;
+
 impl<'a> Lookup<'a> {
-    fn new(catalog: &'a Catalog, config: &'a Config, query: &'a Query, now_unix_secs: u32) -> Lookup<'a> {
+    fn new(context: &'a Context<'a>, query: Query, depth: u8) -> Lookup<'a> {
         let mut name = query.name().to_lowercase().to_ascii();
         if name.ends_with('.') {
             name.pop();
         }
-        let alt = config.alt_domain.as_str();
+        let alt = context.config.alt_domain.as_str();
         let in_alt_domain = !alt.is_empty()
             && (name == alt || name.strip_suffix(alt).is_some_and(|rest| rest.ends_with('.')));
-        Lookup { catalog, config, query, now_unix_secs, name, in_alt_domain }
+        Lookup {
+            catalog: context.catalog,
+            config: context.config,
+            context,
+            query,
+            name,
+            in_alt_domain,
+            depth,
+        }
     }
 
-    fn answer(&self, rng: &mut Rng) -> Outcome {
+    fn answer(&self, rng: &mut Rng, wanted: &mut Wanted) -> Outcome {
         let qtype = self.query.query_type();
         if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
             return Outcome::Code(ResponseCode::NotImp);
@@ -254,7 +403,7 @@ impl<'a> Lookup<'a> {
             // RFC 2782 without `.service`: `_svc._tcp[.dc]`.
             if labels.len() >= 2 && labels[0].starts_with('_') && labels[1].starts_with('_') {
                 return match self.datacenter(&labels[2..]) {
-                    Ok(()) => self.service(&labels[..2], qtype, rng),
+                    Ok(()) => self.service(&labels[..2], qtype, rng, wanted),
                     Err(outcome) => outcome,
                 };
             }
@@ -268,8 +417,8 @@ impl<'a> Lookup<'a> {
             return Outcome::NxDomain;
         }
         match labels[kind_at] {
-            "service" => self.service(before, qtype, rng),
-            "node" => self.node(&before.join("."), qtype),
+            "service" => self.service(before, qtype, rng, wanted),
+            "node" => self.node(&before.join("."), qtype, rng, wanted),
             "addr" if before.len() == 1 => self.addr(before[0], qtype),
             // Prepared queries and the mesh's names are not kept by this agent.
             _ => Outcome::NxDomain,
@@ -357,7 +506,7 @@ impl<'a> Lookup<'a> {
         let soa = SOA::new(
             self.fqdn(&format!("ns.{domain}")),
             self.fqdn(&format!("hostmaster.{domain}")),
-            self.now_unix_secs,
+            self.context.now_unix_secs,
             i32::try_from(self.config.soa.refresh).unwrap_or(i32::MAX),
             i32::try_from(self.config.soa.retry).unwrap_or(i32::MAX),
             i32::try_from(self.config.soa.expire).unwrap_or(i32::MAX),
@@ -366,7 +515,7 @@ impl<'a> Lookup<'a> {
         Record::from_rdata(self.fqdn(domain), self.config.soa.min_ttl, RData::SOA(soa))
     }
 
-    fn node(&self, name: &str, qtype: RecordType) -> Outcome {
+    fn node(&self, name: &str, qtype: RecordType, rng: &mut Rng, wanted: &mut Wanted) -> Outcome {
         let found = self.catalog.node(name).or_else(|| {
             // Names are matched case-insensitively, as Consul's catalog does.
             self.catalog.nodes().1.into_iter().find(|n| n.node.eq_ignore_ascii_case(name))
@@ -375,21 +524,65 @@ impl<'a> Lookup<'a> {
         let owner = self.query.name().clone();
         let ttl = self.config.node_ttl_secs;
         let mut answers = Vec::new();
-        if matches!(qtype, RecordType::A | RecordType::AAAA | RecordType::ANY | RecordType::CNAME) {
-            answers.extend(address_record(&owner, &node.address, ttl, qtype));
+        let mut additionals = Vec::new();
+        let addresses =
+            matches!(qtype, RecordType::A | RecordType::AAAA | RecordType::ANY | RecordType::CNAME);
+        if addresses {
+            let record = address_record(&owner, &node.address, ttl, qtype);
+            if let Some(RData::CNAME(CNAME(target))) = record.as_ref().map(|r| &r.data) {
+                let chased = self.chase(target, rng, wanted);
+                answers.extend(record);
+                answers.extend(chased);
+            } else {
+                answers.extend(record);
+            }
         }
-        if matches!(qtype, RecordType::TXT | RecordType::ANY) && !node.meta.is_empty() {
-            let texts = node
-                .meta
-                .iter()
-                .map(|(key, value)| match key.strip_prefix("rfc1035-") {
-                    Some(_) => value.clone(),
-                    None => format!("{key}={value}"),
-                })
-                .collect();
-            answers.push(Record::from_rdata(owner, ttl, RData::TXT(TXT::new(texts))));
+        if matches!(qtype, RecordType::TXT | RecordType::ANY) {
+            answers.extend(meta_records(&owner, node, ttl));
+        } else if addresses && self.config.node_meta_txt {
+            additionals.extend(meta_records(&owner, node, ttl));
         }
-        Outcome::Records { answers, additionals: Vec::new() }
+        Outcome::Records { answers, additionals }
+    }
+
+    /// The records a hostname `target` stands for, as Consul's `resolveCNAME` finds them: a
+    /// lookup of its own when it is inside the domain (`depth` allowing), else what the
+    /// recursors replied. Asked on a first pass, a name outside the domain goes to `wanted`.
+    fn chase(&self, target: &Name, rng: &mut Rng, wanted: &mut Wanted) -> Vec<Record> {
+        let text = target.to_lowercase().to_ascii();
+        if self.strip_domain(text.trim_end_matches('.')).is_some() {
+            if self.depth == 0 {
+                // A loop of names (or a very long chain): the CNAME alone.
+                return Vec::new();
+            }
+            let query = Query::query(target.clone(), RecordType::ANY);
+            return match Lookup::new(self.context, query, self.depth - 1).answer(rng, wanted) {
+                Outcome::Records { answers, .. } => answers,
+                _ => Vec::new(),
+            };
+        }
+        match self.context.resolved.map(|resolved| resolved.records(&text)) {
+            Some(records) => records.unwrap_or_default(),
+            None => {
+                if self.config.recursion {
+                    wanted.insert(text);
+                }
+                Vec::new()
+            }
+        }
+    }
+
+    /// [`Self::chase`] for a service answer: every record carries the service's TTL, and
+    /// without EDNS there are at most [`CHASED_RECORDS_NO_EDNS_MAX`].
+    fn chase_for_service(&self, target: &Name, ttl: u32, rng: &mut Rng, wanted: &mut Wanted) -> Vec<Record> {
+        let mut records = self.chase(target, rng, wanted);
+        if !self.context.edns {
+            records.truncate(CHASED_RECORDS_NO_EDNS_MAX);
+        }
+        for record in &mut records {
+            record.ttl = ttl;
+        }
+        records
     }
 
     fn addr(&self, hex: &str, qtype: RecordType) -> Outcome {
@@ -410,7 +603,7 @@ impl<'a> Lookup<'a> {
         Outcome::Records { answers, additionals: Vec::new() }
     }
 
-    fn service(&self, before: &[&str], qtype: RecordType, rng: &mut Rng) -> Outcome {
+    fn service(&self, before: &[&str], qtype: RecordType, rng: &mut Rng, wanted: &mut Wanted) -> Outcome {
         // `_svc._tag` (RFC 2782; `_tcp` is no tag), else `[tag.]svc` with every leading label
         // one tag.
         let (service, tag) = match before {
@@ -445,12 +638,13 @@ impl<'a> Lookup<'a> {
             return Outcome::NxDomain;
         }
         shuffle(&mut healthy, rng);
-        let ttl = self.service_ttl(service);
+        let ttl = self.config.service_ttl(service);
         let owner = self.query.name().clone();
         let mut answers = Vec::new();
         let mut additionals = Vec::new();
         match qtype {
             RecordType::SRV => {
+                let mut described = BTreeSet::new();
                 for instance in &healthy {
                     let (target, address) = self.srv_target(instance);
                     let warning = instance.checks.iter().any(|c| c.status == Health::Warning);
@@ -459,23 +653,50 @@ impl<'a> Lookup<'a> {
                     let weight = u16::try_from(weight).unwrap_or(u16::MAX);
                     let srv = SRV::new(1, weight, instance.service.port, target.clone());
                     answers.push(Record::from_rdata(owner.clone(), ttl, RData::SRV(srv)));
-                    if let Some(address) = address {
-                        additionals.extend(address_record(&target, &address, ttl, RecordType::ANY));
+                    match address {
+                        Some(address) => {
+                            additionals.extend(address_record(&target, &address, ttl, RecordType::ANY));
+                        }
+                        None => additionals.extend(self.chase_for_service(&target, ttl, rng, wanted)),
+                    }
+                    if self.config.node_meta_txt && described.insert(&instance.node.node) {
+                        let node_name = self.node_name(&instance.node.node);
+                        additionals.extend(meta_records(&node_name, instance.node, ttl));
                     }
                 }
             }
             RecordType::A | RecordType::AAAA | RecordType::ANY | RecordType::CNAME => {
+                // Addresses win: a hostname (a CNAME, which may not share its name with other
+                // records) answers only when no instance has an IP, the first one drawn.
+                let mut hostname = None;
                 for instance in &healthy {
                     let address = instance_address(instance);
-                    answers.extend(address_record(&owner, address, ttl, qtype));
+                    if address.parse::<IpAddr>().is_err() {
+                        hostname = hostname.or(Some(address));
+                    } else if let Some(record) = address_record(&owner, address, ttl, qtype) {
+                        answers.push(record);
+                        if answers.len() == self.config.a_record_limit {
+                            break;
+                        }
+                    }
                 }
-                if self.config.a_record_limit > 0 {
-                    answers.truncate(self.config.a_record_limit);
+                if let (true, Some(hostname)) = (answers.is_empty(), hostname) {
+                    let record = address_record(&owner, hostname, ttl, qtype);
+                    if let Some(RData::CNAME(CNAME(target))) = record.as_ref().map(|r| &r.data) {
+                        let chased = self.chase_for_service(target, ttl, rng, wanted);
+                        answers.extend(record);
+                        answers.extend(chased);
+                    }
                 }
             }
             _ => {}
         }
         Outcome::Records { answers, additionals }
+    }
+
+    /// `<node>.node.<dc>.<domain>`: the name SRV answers give a node.
+    fn node_name(&self, node: &str) -> Name {
+        self.fqdn(&format!("{node}.node.{}.{}", self.config.datacenter, self.domain()))
     }
 
     /// An SRV record's target, and the address to give for it in Additional: the node's name
@@ -491,24 +712,9 @@ impl<'a> Lookup<'a> {
             {
                 (self.fqdn(&format!("{}.addr.{dc}.{domain}", hex_of_ip(ip))), Some(address.to_owned()))
             }
-            Ok(_) => {
-                (self.fqdn(&format!("{}.node.{dc}.{domain}", instance.node.node)), Some(address.to_owned()))
-            }
+            Ok(_) => (self.node_name(&instance.node.node), Some(address.to_owned())),
             Err(_) => (self.fqdn(address), None),
         }
-    }
-
-    fn service_ttl(&self, service: &str) -> u32 {
-        let ttls = &self.config.service_ttl_secs;
-        if let Some(ttl) = ttls.get(service) {
-            return *ttl;
-        }
-        let prefixed = ttls
-            .iter()
-            .filter_map(|(key, ttl)| Some((key.strip_suffix('*')?, ttl)))
-            .filter(|(prefix, _)| !prefix.is_empty() && service.starts_with(prefix))
-            .max_by_key(|(prefix, _)| prefix.len());
-        prefixed.map(|(_, ttl)| *ttl).or_else(|| ttls.get("*").copied()).unwrap_or(0)
     }
 
     fn ptr(&self, reverse: &str, v6: bool) -> Outcome {
@@ -575,6 +781,22 @@ fn address_record(owner: &Name, address: &str, ttl: u32, qtype: RecordType) -> O
     Some(Record::from_rdata(owner.clone(), ttl, rdata))
 }
 
+/// A node's meta as TXT records named `owner`, one a key (RFC 1464 `key=value`; a key starting
+/// `rfc1035-` gives its value alone), as Consul's `generateMeta`.
+fn meta_records(owner: &Name, node: &crate::fsm::Node, ttl: u32) -> Vec<Record> {
+    node.meta
+        .iter()
+        .map(|(key, value)| {
+            let text = if key.to_ascii_lowercase().starts_with("rfc1035-") {
+                value.clone()
+            } else {
+                format!("{key}={value}")
+            };
+            Record::from_rdata(owner.clone(), ttl, RData::TXT(TXT::new(vec![text])))
+        })
+        .collect()
+}
+
 /// The address an instance answers on: the service's own, else its node's.
 fn instance_address<'a>(instance: &'a Instance<'_>) -> &'a str {
     if instance.service.address.is_empty() {
@@ -622,7 +844,9 @@ fn encode(mut response: Message, transport: Transport, config: &Config, request:
         }
     }
     loop {
-        sync_additionals(&mut response);
+        if trimmed {
+            sync_additionals(&mut response);
+        }
         let Ok(bytes) = response.to_vec() else {
             let mut failed =
                 Message::error_msg(response.metadata.id, response.metadata.op_code, ResponseCode::ServFail);
@@ -645,9 +869,10 @@ fn encode(mut response: Message, transport: Transport, config: &Config, request:
     }
 }
 
-/// Keeps only the Additional records that name an SRV target still answered.
+/// After trimming, keeps only the Additional records that name an SRV target still answered,
+/// or a name one of those CNAMEs to (Consul's `syncExtra`).
 fn sync_additionals(response: &mut Message) {
-    let targets: BTreeSet<Name> = response
+    let mut targets: BTreeSet<Name> = response
         .answers
         .iter()
         .filter_map(|r| match &r.data {
@@ -655,10 +880,22 @@ fn sync_additionals(response: &mut Message) {
             _ => None,
         })
         .collect();
-    let had_srv = !targets.is_empty();
-    if had_srv || response.answers.is_empty() {
-        response.additionals.retain(|r| targets.contains(&r.name));
+    if targets.is_empty() && !response.answers.is_empty() {
+        return;
     }
+    // Each round adds the targets of kept CNAMEs; a chain is no longer than the records.
+    for _ in 0..response.additionals.len() {
+        let before = targets.len();
+        for record in &response.additionals {
+            if let (true, RData::CNAME(CNAME(target))) = (targets.contains(&record.name), &record.data) {
+                targets.insert(target.clone());
+            }
+        }
+        if targets.len() == before {
+            break;
+        }
+    }
+    response.additionals.retain(|r| targets.contains(&r.name));
 }
 
 #[cfg(test)]

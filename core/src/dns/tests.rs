@@ -2,6 +2,7 @@ use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::collections::BTreeMap;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::TXT;
 use hickory_proto::rr::{Name, RData, RecordType};
 
 use super::*;
@@ -79,7 +80,7 @@ fn query(name: &str, qtype: RecordType, edns: bool) -> Vec<u8> {
 fn ask_with(name: &str, qtype: RecordType, transport: Transport, edns: bool, config: &Config) -> Message {
     let fsm = catalog();
     let mut rng = Rng::from_seed(1);
-    match handle(&query(name, qtype, edns), transport, fsm.catalog(), config, &mut rng, 1_700_000_000) {
+    match handle(&query(name, qtype, edns), transport, fsm.catalog(), config, &mut rng, 1_700_000_000, None) {
         Handled::Answer(bytes) => Message::from_vec(&bytes).unwrap(),
         other => panic!("{name}: {other:?}"),
     }
@@ -101,6 +102,10 @@ fn ips(message: &Message) -> Vec<IpAddr> {
         .collect();
     ips.sort();
     ips
+}
+
+fn texts(txt: &TXT) -> Vec<String> {
+    txt.txt_data.iter().map(|t| String::from_utf8_lossy(t).into_owned()).collect()
 }
 
 fn ip(text: &str) -> IpAddr {
@@ -169,18 +174,32 @@ fn srv_answers_carry_port_weight_and_targets_with_their_addresses() {
             ("n3.node.dc1.consul.".to_owned(), 1, 1, 8080),
         ]
     );
-    let mut additional: Vec<(String, IpAddr)> = answer
+    let mut additional: Vec<(String, String)> = answer
         .additionals
         .iter()
         .map(|r| match &r.data {
-            RData::A(a) => (r.name.to_ascii(), IpAddr::V4(a.0)),
+            RData::A(a) => (r.name.to_ascii(), a.0.to_string()),
+            RData::TXT(txt) => (r.name.to_ascii(), texts(txt).join(" ")),
             other => panic!("{other:?}"),
         })
         .collect();
     additional.sort();
-    assert_eq!(additional[0], ("c0a80105.addr.dc1.consul.".to_owned(), ip("192.168.1.5")));
-    assert_eq!(additional[1], ("n1.node.dc1.consul.".to_owned(), ip("10.0.0.1")));
-    assert_eq!(additional.len(), 4);
+    let pair = |name: &str, data: &str| (name.to_owned(), data.to_owned());
+    assert_eq!(
+        additional,
+        [
+            pair("c0a80105.addr.dc1.consul.", "192.168.1.5"),
+            pair("n1.node.dc1.consul.", "10.0.0.1"),
+            // n1's node meta, one TXT record a key (Consul's `enable_additional_node_meta_txt`).
+            pair("n1.node.dc1.consul.", "plain"),
+            pair("n1.node.dc1.consul.", "rack=r1"),
+            pair("n2.node.dc1.consul.", "10.0.0.2"),
+            pair("n3.node.dc1.consul.", "10.0.0.3"),
+        ]
+    );
+    let without_meta = Config { node_meta_txt: false, ..Config::default() };
+    let answer = ask_with("web.service.consul.", RecordType::SRV, Transport::Tcp, false, &without_meta);
+    assert!(answer.additionals.iter().all(|r| r.record_type() == RecordType::A), "{answer:?}");
     // The addr name resolves.
     let addr = ask("c0a80105.addr.dc1.consul.", RecordType::A);
     assert_eq!(ips(&addr), [ip("192.168.1.5")]);
@@ -193,10 +212,24 @@ fn nodes_answer_addresses_and_meta_and_unknown_names_are_nxdomain_with_the_soa()
     assert_eq!(ips(&ask("N2.NODE.dc1.consul.", RecordType::A)), [ip("10.0.0.2")], "any case");
     assert_eq!(ips(&ask("web.dotted.node.consul.", RecordType::A)), [ip("10.0.0.9")], "dotted names");
     assert_eq!(ips(&ask("six.node.consul.", RecordType::AAAA)), [ip("fd00::6")]);
+    // Node meta: a TXT record a key, `key=value` (RFC 1464) or, for `rfc1035-` keys, the value.
     let txt = ask("n1.node.consul.", RecordType::TXT);
-    let RData::TXT(texts) = &txt.answers[0].data else { panic!("{txt:?}") };
-    let texts: Vec<String> = texts.txt_data.iter().map(|t| String::from_utf8_lossy(t).into_owned()).collect();
-    assert_eq!(texts, ["rack=r1", "plain"]);
+    let meta: Vec<Vec<String>> = txt
+        .answers
+        .iter()
+        .map(|r| match &r.data {
+            RData::TXT(txt) => texts(txt),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(meta, [vec!["rack=r1".to_owned()], vec!["plain".to_owned()]]);
+    // An address answer carries them in Additional, unless switched off.
+    let a = ask("n1.node.consul.", RecordType::A);
+    assert_eq!((ips(&a), a.additionals.len()), (vec![ip("10.0.0.1")], 2));
+    assert!(a.additionals.iter().all(|r| r.record_type() == RecordType::TXT));
+    let without_meta = Config { node_meta_txt: false, ..Config::default() };
+    let a = ask_with("n1.node.consul.", RecordType::A, Transport::Udp, false, &without_meta);
+    assert_eq!((ips(&a), a.additionals.len()), (vec![ip("10.0.0.1")], 0));
     // A name with no record of the type: NOERROR, empty, SOA (NODATA).
     let nodata = ask("n2.node.consul.", RecordType::AAAA);
     assert_eq!((nodata.metadata.response_code, nodata.answers.len()), (ResponseCode::NoError, 0));
@@ -239,6 +272,7 @@ fn a_service_with_nothing_healthy_is_nxdomain() {
         &Config::default(),
         &mut rng,
         5,
+        None,
     ) else {
         panic!("answered")
     };
@@ -260,7 +294,7 @@ fn the_apex_answers_soa_and_ns_and_other_names_are_refused_or_recursed() {
     let fsm = catalog();
     let recursing = Config { recursion: true, ..Config::default() };
     let packet = query("example.com.", RecordType::A, false);
-    let outcome = handle(&packet, Transport::Udp, fsm.catalog(), &recursing, &mut Rng::from_seed(1), 0);
+    let outcome = handle(&packet, Transport::Udp, fsm.catalog(), &recursing, &mut Rng::from_seed(1), 0, None);
     assert_eq!(outcome, Handled::Recurse);
     let Handled::Answer(failed) = servfail(&packet) else { panic!("answered") };
     let failed = Message::from_vec(&failed).unwrap();
@@ -316,6 +350,7 @@ fn answers_are_trimmed_to_fit_and_tc_is_set_only_when_asked() {
             config,
             &mut Rng::from_seed(3),
             0,
+            None,
         ) else {
             panic!("answered")
         };
@@ -344,7 +379,7 @@ fn the_same_seed_gives_the_same_answer_and_another_a_shuffle() {
     let fsm = catalog();
     let packet = query("web.service.consul.", RecordType::A, true);
     let answer = |seed| {
-        handle(&packet, Transport::Udp, fsm.catalog(), &Config::default(), &mut Rng::from_seed(seed), 0)
+        handle(&packet, Transport::Udp, fsm.catalog(), &Config::default(), &mut Rng::from_seed(seed), 0, None)
     };
     assert_eq!(answer(4), answer(4));
     let orders: std::collections::BTreeSet<Vec<IpAddr>> = (0..20)
@@ -371,11 +406,12 @@ fn garbage_is_dropped_or_answered_formerr_and_never_panics() {
     let fsm = catalog();
     let config = Config::default();
     let mut rng = Rng::from_seed(1);
-    assert_eq!(handle(&[], Transport::Udp, fsm.catalog(), &config, &mut rng, 0), Handled::Drop);
-    assert_eq!(handle(&[1, 2, 3], Transport::Udp, fsm.catalog(), &config, &mut rng, 0), Handled::Drop);
+    assert_eq!(handle(&[], Transport::Udp, fsm.catalog(), &config, &mut rng, 0, None), Handled::Drop);
+    assert_eq!(handle(&[1, 2, 3], Transport::Udp, fsm.catalog(), &config, &mut rng, 0, None), Handled::Drop);
     let mut header_only = vec![0xab, 0xcd, 0x01, 0x00, 0, 5, 0, 0, 0, 0, 0, 0];
     header_only.extend_from_slice(&[0xff; 4]);
-    let Handled::Answer(bytes) = handle(&header_only, Transport::Udp, fsm.catalog(), &config, &mut rng, 0)
+    let Handled::Answer(bytes) =
+        handle(&header_only, Transport::Udp, fsm.catalog(), &config, &mut rng, 0, None)
     else {
         panic!("a readable header gets an answer")
     };
@@ -384,14 +420,14 @@ fn garbage_is_dropped_or_answered_formerr_and_never_panics() {
     // An answer is never answered.
     let mut response = query("web.service.consul.", RecordType::A, false);
     response[2] |= 0x80;
-    assert_eq!(handle(&response, Transport::Udp, fsm.catalog(), &config, &mut rng, 0), Handled::Drop);
+    assert_eq!(handle(&response, Transport::Udp, fsm.catalog(), &config, &mut rng, 0, None), Handled::Drop);
 }
 
 proptest::proptest! {
     #[test]
     fn arbitrary_packets_never_panic(packet in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
         let fsm = catalog();
-        let _ = handle(&packet, Transport::Udp, fsm.catalog(), &Config::default(), &mut Rng::from_seed(1), 0);
+        let _ = handle(&packet, Transport::Udp, fsm.catalog(), &Config::default(), &mut Rng::from_seed(1), 0, None);
     }
 
     #[test]
@@ -402,7 +438,7 @@ proptest::proptest! {
             let len = packet.len();
             packet[at % len] = byte;
         }
-        let _ = handle(&packet, Transport::Udp, fsm.catalog(), &Config::default(), &mut Rng::from_seed(1), 0);
+        let _ = handle(&packet, Transport::Udp, fsm.catalog(), &Config::default(), &mut Rng::from_seed(1), 0, None);
     }
 }
 
@@ -421,15 +457,10 @@ fn ttls_follow_node_ttl_and_the_most_specific_service_ttl() {
     let ttl = |name: &str, qtype| ask_with(name, qtype, Transport::Tcp, false, &config).answers[0].ttl;
     assert_eq!(ttl("web.service.consul.", RecordType::A), 15, "exact");
     assert_eq!(ttl("n1.node.consul.", RecordType::A), 30, "node_ttl");
-    let fsm = catalog();
-    let query = Query::new();
-    let lookup = Lookup::new(fsm.catalog(), &config, &query, 0);
-    assert_eq!(lookup.service_ttl("webby"), 10, "the longest prefix");
-    assert_eq!(lookup.service_ttl("wx"), 7);
-    assert_eq!(lookup.service_ttl("db"), 5, "the wildcard");
-    let default = Config::default();
-    let none = Lookup::new(fsm.catalog(), &default, &query, 0);
-    assert_eq!(none.service_ttl("db"), 0, "no caching by default");
+    assert_eq!(config.service_ttl("webby"), 10, "the longest prefix");
+    assert_eq!(config.service_ttl("wx"), 7);
+    assert_eq!(config.service_ttl("db"), 5, "the wildcard");
+    assert_eq!(Config::default().service_ttl("db"), 0, "no caching by default");
 }
 
 #[test]
@@ -449,6 +480,7 @@ fn service_names_match_in_any_case() {
         &Config::default(),
         &mut Rng::from_seed(1),
         0,
+        None,
     );
     let Handled::Answer(bytes) = handled else { panic!("{handled:?}") };
     assert_eq!(ips(&Message::from_vec(&bytes).unwrap()), [ip("10.0.0.1")]);
@@ -495,6 +527,7 @@ fn ns_names_at_most_three_servers_drawn_at_random() {
                 &Config::default(),
                 &mut Rng::from_seed(seed),
                 0,
+                None,
             ) else {
                 panic!("answered")
             };
@@ -513,4 +546,226 @@ fn ns_names_at_most_three_servers_drawn_at_random() {
         })
         .collect();
     assert!(sets.len() > 1, "drawn at random: {sets:?}");
+}
+
+/// External services: `rds` on a node whose address is a hostname outside the domain, `alias`
+/// whose service address names `web` inside it, `loop` whose address names itself, and `mixed`
+/// with one instance on a hostname and one on an IP.
+fn external_catalog() -> Fsm {
+    let mut fsm = Fsm::new();
+    let mut index = 0;
+    let mut register = |node: &str, node_address: &str, service: &str, service_address: &str| {
+        index += 1;
+        let command = Command::Register(Box::new(Register {
+            node: Node { node: node.into(), address: node_address.into(), ..Node::default() },
+            skip_node_update: false,
+            service: Some(Service {
+                id: service.into(),
+                service: service.into(),
+                address: service_address.into(),
+                port: 5432,
+                ..Service::default()
+            }),
+            checks: vec![],
+        }));
+        fsm.apply_command(index, 0, &command);
+    };
+    register("aws", "db.example.com", "rds", "");
+    register("n1", "10.0.0.1", "web", "");
+    register("n2", "10.0.0.2", "alias", "web.service.consul");
+    register("n3", "10.0.0.3", "loop", "loop.service.consul");
+    register("n4", "10.0.0.4", "mixed", "cdn.example.com");
+    register("n5", "10.0.0.5", "mixed", "");
+    fsm
+}
+
+fn recursing() -> Config {
+    Config { recursion: true, service_ttl_secs: BTreeMap::from([("*".to_owned(), 9)]), ..Config::default() }
+}
+
+/// What a recursor would reply for `name`: a CNAME to `real.example.net.`, and its address.
+fn recursor_reply(name: &str) -> Vec<u8> {
+    let mut reply = Message::new(7, MessageType::Response, OpCode::Query);
+    let owner = Name::from_ascii(name).unwrap();
+    let real = Name::from_ascii("real.example.net.").unwrap();
+    reply.add_query(Query::query(owner.clone(), RecordType::A));
+    reply.add_answer(Record::from_rdata(owner, 300, RData::CNAME(CNAME(real.clone()))));
+    reply.add_answer(Record::from_rdata(real, 300, RData::A(A(Ipv4Addr::new(203, 0, 113, 7)))));
+    // A record about another name (a poisoning attempt, or junk): never passed on.
+    let web = Name::from_ascii("web.service.consul.").unwrap();
+    reply.add_answer(Record::from_rdata(web, 300, RData::A(A(Ipv4Addr::new(6, 6, 6, 6)))));
+    reply.to_vec().unwrap()
+}
+
+fn pass(fsm: &Fsm, name: &str, qtype: RecordType, config: &Config, resolved: Option<&Resolved>) -> Handled {
+    let packet = query(name, qtype, false);
+    handle(&packet, Transport::Udp, fsm.catalog(), config, &mut Rng::from_seed(5), 0, resolved)
+}
+
+fn answered(handled: Handled) -> Message {
+    match handled {
+        Handled::Answer(bytes) => Message::from_vec(&bytes).unwrap(),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// `(owner, data)` of each record, in order.
+fn rows(records: &[Record]) -> Vec<(String, String)> {
+    records.iter().map(|r| (r.name.to_ascii(), r.data.to_string())).collect()
+}
+
+#[test]
+fn a_hostname_outside_the_domain_is_looked_up_through_the_recursors_in_a_second_pass() {
+    let fsm = external_catalog();
+    let config = recursing();
+    // First pass: the names to look up, nothing answered yet.
+    let first = pass(&fsm, "rds.service.consul.", RecordType::A, &config, None);
+    assert_eq!(first, Handled::Resolve(vec!["db.example.com.".to_owned()]));
+    // Second pass: the CNAME, then what the recursor said, with the service's TTL.
+    let mut resolved = Resolved::default();
+    resolved.insert("db.example.com.".to_owned(), recursor_reply("db.example.com."));
+    let answer = answered(pass(&fsm, "rds.service.consul.", RecordType::A, &config, Some(&resolved)));
+    assert_eq!(
+        rows(&answer.answers),
+        [
+            ("rds.service.consul.".to_owned(), "db.example.com.".to_owned()),
+            ("db.example.com.".to_owned(), "real.example.net.".to_owned()),
+            ("real.example.net.".to_owned(), "203.0.113.7".to_owned()),
+        ]
+    );
+    assert!(answer.answers.iter().all(|r| r.ttl == 9), "{answer:?}");
+    // No reply (every recursor failed) or a reply that is garbage: the CNAME alone, and never a
+    // third pass.
+    for reply in [Vec::new(), vec![0xff; 7]] {
+        let mut failed = Resolved::default();
+        failed.insert("db.example.com.".to_owned(), reply);
+        let answer = answered(pass(&fsm, "rds.service.consul.", RecordType::A, &config, Some(&failed)));
+        assert_eq!(rows(&answer.answers), [("rds.service.consul.".to_owned(), "db.example.com.".to_owned())]);
+    }
+    // Without recursors the CNAME is the answer at once, as Consul's.
+    let answer = answered(pass(&fsm, "rds.service.consul.", RecordType::A, &Config::default(), None));
+    assert_eq!(rows(&answer.answers), [("rds.service.consul.".to_owned(), "db.example.com.".to_owned())]);
+    // A node with a hostname for an address is followed the same way.
+    assert_eq!(
+        pass(&fsm, "aws.node.consul.", RecordType::A, &config, None),
+        Handled::Resolve(vec!["db.example.com.".to_owned()])
+    );
+    let answer = answered(pass(&fsm, "aws.node.consul.", RecordType::A, &config, Some(&resolved)));
+    assert_eq!(answer.answers.len(), 3, "{answer:?}");
+    // The query the recursors are sent: type A for the name, recursion desired.
+    let sent = Message::from_vec(&address_query("db.example.com.", 77).unwrap()).unwrap();
+    assert_eq!((sent.metadata.id, sent.metadata.recursion_desired), (77, true));
+    assert_eq!(sent.queries[0].query_type(), RecordType::A);
+    assert_eq!(sent.queries[0].name().to_ascii(), "db.example.com.");
+}
+
+#[test]
+fn an_srv_target_that_is_a_hostname_gets_the_recursors_records_in_additional() {
+    let fsm = external_catalog();
+    let config = recursing();
+    let first = pass(&fsm, "rds.service.consul.", RecordType::SRV, &config, None);
+    assert_eq!(first, Handled::Resolve(vec!["db.example.com.".to_owned()]));
+    let mut resolved = Resolved::default();
+    resolved.insert("db.example.com.".to_owned(), recursor_reply("db.example.com."));
+    let answer = answered(pass(&fsm, "rds.service.consul.", RecordType::SRV, &config, Some(&resolved)));
+    assert_eq!(
+        rows(&answer.answers),
+        [("rds.service.consul.".to_owned(), "1 1 5432 db.example.com.".to_owned())]
+    );
+    assert_eq!(
+        rows(&answer.additionals),
+        [
+            ("db.example.com.".to_owned(), "real.example.net.".to_owned()),
+            ("real.example.net.".to_owned(), "203.0.113.7".to_owned()),
+        ]
+    );
+}
+
+#[test]
+fn a_hostname_inside_the_domain_is_followed_here_and_a_loop_ends() {
+    let fsm = external_catalog();
+    // `alias` names `web.service.consul`: the CNAME and web's address, in one pass, no recursors.
+    let answer = answered(pass(&fsm, "alias.service.consul.", RecordType::A, &Config::default(), None));
+    assert_eq!(
+        rows(&answer.answers),
+        [
+            ("alias.service.consul.".to_owned(), "web.service.consul.".to_owned()),
+            ("web.service.consul.".to_owned(), "10.0.0.1".to_owned()),
+        ]
+    );
+    // `loop` names itself: followed CHASE_DEPTH_MAX times, then the chain stops (over TCP, where
+    // `udp_answer_limit` does not cut it first).
+    let packet = query("loop.service.consul.", RecordType::A, false);
+    let handled =
+        handle(&packet, Transport::Tcp, fsm.catalog(), &recursing(), &mut Rng::from_seed(1), 0, None);
+    let answer = answered(handled);
+    assert_eq!(answer.answers.len(), usize::from(CHASE_DEPTH_MAX) + 1, "{answer:?}");
+    assert!(answer.answers.iter().all(|r| r.record_type() == RecordType::CNAME));
+}
+
+#[test]
+fn addresses_win_over_a_hostname_so_a_cname_never_shares_its_name() {
+    let fsm = external_catalog();
+    for seed in 0..20 {
+        let packet = query("mixed.service.consul.", RecordType::A, false);
+        let handled =
+            handle(&packet, Transport::Udp, fsm.catalog(), &recursing(), &mut Rng::from_seed(seed), 0, None);
+        // The IP instance answers; the hostname is not even looked up.
+        let answer = answered(handled);
+        assert_eq!(rows(&answer.answers), [("mixed.service.consul.".to_owned(), "10.0.0.5".to_owned())]);
+    }
+}
+
+#[test]
+fn the_client_subnet_is_echoed_with_scope_zero_on_an_answer() {
+    let fsm = catalog();
+    let ask_from = |name: &str| {
+        let mut message = Message::new(9, MessageType::Query, OpCode::Query);
+        message.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+        let mut edns = Edns::new();
+        edns.set_max_payload(1232);
+        let subnet = ClientSubnet::new(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 0)), 24, 0);
+        edns.options_mut().insert(EdnsOption::Subnet(subnet));
+        message.set_edns(edns);
+        let packet = message.to_vec().unwrap();
+        let handled = handle(
+            &packet,
+            Transport::Udp,
+            fsm.catalog(),
+            &Config::default(),
+            &mut Rng::from_seed(1),
+            0,
+            None,
+        );
+        let answer = answered(handled);
+        let Some(EdnsOption::Subnet(echoed)) = answer.edns.as_ref().and_then(|e| e.option(EdnsCode::Subnet))
+        else {
+            panic!("no subnet echoed: {answer:?}")
+        };
+        (echoed.addr(), echoed.source_prefix(), echoed.scope_prefix())
+    };
+    let network = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 0));
+    assert_eq!(ask_from("web.service.consul."), (network, 24, 0), "an answer is good for every subnet");
+    assert_eq!(ask_from("nope.service.consul."), (network, 24, 24), "no answer: for this subnet only");
+}
+
+#[test]
+fn trimming_keeps_the_records_a_kept_srv_target_cnames_to() {
+    let target = Name::from_ascii("db.example.com.").unwrap();
+    let real = Name::from_ascii("real.example.net.").unwrap();
+    let other = Name::from_ascii("n9.node.dc1.consul.").unwrap();
+    let owner = Name::from_ascii("rds.service.consul.").unwrap();
+    let mut response = Message::new(1, MessageType::Response, OpCode::Query);
+    response.add_answer(Record::from_rdata(owner, 0, RData::SRV(SRV::new(1, 1, 5432, target.clone()))));
+    response.add_additional(Record::from_rdata(target, 0, RData::CNAME(CNAME(real.clone()))));
+    response.add_additional(Record::from_rdata(real, 0, RData::A(A(Ipv4Addr::new(203, 0, 113, 7)))));
+    response.add_additional(Record::from_rdata(other, 0, RData::A(A(Ipv4Addr::new(10, 0, 0, 9)))));
+    sync_additionals(&mut response);
+    assert_eq!(
+        rows(&response.additionals),
+        [
+            ("db.example.com.".to_owned(), "real.example.net.".to_owned()),
+            ("real.example.net.".to_owned(), "203.0.113.7".to_owned()),
+        ]
+    );
 }

@@ -283,8 +283,15 @@ impl crate::rpc::Handler for RpcHandler {
                 Reply::NodeRows(rows.map_err(refusal))
             }
             Call::Dns(query) => {
-                let handled =
-                    crate::dns::handle(&self.api, &query.config, &query.packet, query.transport).await;
+                let handled = crate::dns::handle(
+                    &self.api,
+                    &query.config,
+                    &query.packet,
+                    query.transport,
+                    query.seed,
+                    query.resolved.as_ref(),
+                )
+                .await;
                 Reply::Dns(handled.map_err(refusal))
             }
             Call::Http(forwarded) => {

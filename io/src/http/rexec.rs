@@ -31,9 +31,13 @@ const OUTPUT_CHUNK_BYTES: usize = 4 * 1024;
 /// How long output may wait before it is written (Consul's `remoteExecOutputDeadline`).
 const OUTPUT_FLUSH: Duration = Duration::from_millis(500);
 
-/// How long a command may be silent before an empty chunk says it still runs (`muster exec`
-/// waits twice its `-wait`, 2 s by default, for word from a node that acknowledged).
-const HEARTBEAT: Duration = Duration::from_secs(1);
+/// How long a command may be silent before an empty chunk says it still runs, when the job
+/// does not say: the job's `Wait` is (Consul's agent heartbeats every `Wait`; `muster exec`
+/// and `consul exec` wait twice their `-wait` for word from a node that acknowledged).
+const HEARTBEAT_DEFAULT: Duration = Duration::from_secs(1);
+
+/// The shortest heartbeat, whatever `Wait` says: each one is a Raft write.
+const HEARTBEAT_MIN: Duration = Duration::from_millis(100);
 
 /// The most a job's answers may take to write, each.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -54,6 +58,17 @@ struct Spec {
     args: Option<Vec<String>>,
     /// Base64 (Go's `[]byte`).
     script: Option<String>,
+    /// How long `exec` waits for word, nanoseconds (Go's `time.Duration`): the heartbeat.
+    wait: Option<u64>,
+}
+
+impl Spec {
+    fn heartbeat(&self) -> Duration {
+        match self.wait {
+            Some(nanos) if nanos > 0 => Duration::from_nanos(nanos).max(HEARTBEAT_MIN),
+            _ => HEARTBEAT_DEFAULT,
+        }
+    }
 }
 
 /// Runs every `_rexec` job meant for this agent that arrives from now on.
@@ -188,7 +203,10 @@ where
             let (mut out_buf, mut err_buf) = ([0u8; 1024], [0u8; 1024]);
             let (mut out_open, mut err_open) = (true, true);
             let mut pending: Vec<u8> = Vec::new();
-            let mut flush_at = tokio::time::Instant::now() + OUTPUT_FLUSH;
+            let heartbeat = spec.heartbeat();
+            // Woken at least as often as output is flushed and heartbeats are due.
+            let tick = OUTPUT_FLUSH.min(heartbeat);
+            let mut flush_at = tokio::time::Instant::now() + tick;
             let mut last_write = tokio::time::Instant::now();
             loop {
                 tokio::select! {
@@ -218,12 +236,12 @@ where
                 }
                 if due {
                     // A quiet command: an empty chunk now and then tells `muster exec` it runs.
-                    if now.duration_since(last_write) >= HEARTBEAT {
+                    if now.duration_since(last_write) >= heartbeat {
                         write(format!("{dir}/{node}/out/{chunk_index:05x}"), Bytes::new()).await?;
                         chunk_index += 1;
                         last_write = tokio::time::Instant::now();
                     }
-                    flush_at = tokio::time::Instant::now() + OUTPUT_FLUSH;
+                    flush_at = tokio::time::Instant::now() + tick;
                 }
             }
             let status = child.wait().await.map_err(|e| format!("waiting for the command: {e}"))?;
@@ -264,4 +282,18 @@ async fn call(api: &Arc<Api>, method: Method, uri: &str, body: Bytes) -> Result<
     let status = response.status().as_u16();
     let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.map_err(|e| e.to_string())?;
     Ok((status, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_heartbeat_follows_the_jobs_wait() {
+        let spec = |json: &str| serde_json::from_str::<Spec>(json).unwrap().heartbeat();
+        assert_eq!(spec(r#"{"Command": "uptime", "Wait": 2000000000}"#), Duration::from_secs(2));
+        assert_eq!(spec(r#"{"Command": "uptime", "Wait": 1000}"#), HEARTBEAT_MIN, "a floor");
+        assert_eq!(spec(r#"{"Command": "uptime"}"#), HEARTBEAT_DEFAULT);
+        assert_eq!(spec(r#"{"Command": "uptime", "Wait": 0}"#), HEARTBEAT_DEFAULT);
+    }
 }

@@ -179,3 +179,26 @@ pub fn eventually<T>(what: &str, within: Duration, mut ready: impl FnMut() -> Op
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A stand-in upstream DNS resolver on a loopback UDP port: answers every query with one A
+/// record for the name asked, 192.0.2.7 (TTL 60).
+pub fn stand_in_recursor() -> u16 {
+    use hickory_proto::op::{Message, OpCode};
+    use hickory_proto::rr::rdata::A;
+    use hickory_proto::rr::{RData, Record};
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = socket.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok((len, from)) = socket.recv_from(&mut buf) {
+            let Ok(request) = Message::from_vec(&buf[..len]) else { continue };
+            let Some(question) = request.queries.first() else { continue };
+            let mut response = Message::response(request.metadata.id, OpCode::Query);
+            response.add_queries(request.queries.iter().cloned());
+            let a = A("192.0.2.7".parse().unwrap());
+            response.add_answer(Record::from_rdata(question.name().clone(), 60, RData::A(a)));
+            let _ = socket.send_to(&response.to_vec().unwrap(), from);
+        }
+    });
+    port
+}
