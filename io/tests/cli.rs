@@ -495,7 +495,16 @@ fn lock_runs_its_child_alone_and_stops_it_when_the_lock_is_lost() {
     let journal = dir.join("journal");
     let overlapping = |limit: &str| {
         let _ = std::fs::remove_file(&journal);
-        let script = format!("echo start >> {0}; sleep 0.5; echo end >> {0}", journal.display());
+        // Under -n=1 a holder keeps the lock for 0.5 s; under -n=2 until the other holder has
+        // started too (at most 20 s), so a slow second start cannot pass for exclusion.
+        let hold = match limit {
+            "-n=2" => format!(
+                "i=0; while [ \"$(grep -c start {0})\" -lt 2 ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done",
+                journal.display()
+            ),
+            _ => "sleep 0.5".to_owned(),
+        };
+        let script = format!("echo start >> {0}; {hold}; echo end >> {0}", journal.display());
         let spawn = || {
             Command::new(env!("CARGO_BIN_EXE_muster"))
                 .args(["lock", limit, "shared", &script])
@@ -869,20 +878,20 @@ fn exec_runs_a_command_only_where_remote_exec_is_enabled() {
         (muster(&on, &["kv", "put", "ready", "1"]).code == 0).then_some(())
     });
     ok(
-        muster(&on, &["exec", "echo hello; echo world"]),
+        muster(&on, &["exec", "-wait=5s", "echo hello; echo world"]),
         "    walkthrough: hello\n    walkthrough: world\n==> walkthrough: finished with exit code 0\n\
          1 / 1 node(s) completed / acknowledged\n",
     );
-    let failed = muster(&on, &["exec", "-shell=false", "sh", "-c", "exit 3"]);
+    let failed = muster(&on, &["exec", "-wait=5s", "-shell=false", "sh", "-c", "exit 3"]);
     assert_eq!(
         (failed.code, failed.stdout.as_str()),
         (2, "==> walkthrough: finished with exit code 3\n1 / 1 node(s) completed / acknowledged\n")
     );
-    let script = muster_with_input(&on, &["exec", "-"], "echo from a script\n");
+    let script = muster_with_input(&on, &["exec", "-wait=5s", "-"], "echo from a script\n");
     assert_eq!(script.stdout.lines().next(), Some("    walkthrough: from a script"), "{script:?}");
     // A script past the kernel's argument size runs too: it goes to a file.
     let big = format!("# {}\necho big script\n", "x".repeat(200 * 1024));
-    let script = muster_with_input(&on, &["exec", "-"], &big);
+    let script = muster_with_input(&on, &["exec", "-wait=5s", "-"], &big);
     assert_eq!(script.stdout.lines().next(), Some("    walkthrough: big script"), "{}", script.stderr);
     ok(muster(&on, &["exec", "-node=nobody", "uptime"]), "0 / 0 node(s) completed / acknowledged\n");
     ok(muster(&on, &["kv", "get", "-recurse", "_rexec"]), "");

@@ -34,7 +34,7 @@ fn dev_agent() -> (Agent, u16) {
         .expect("the binary starts");
     let agent = Agent(child);
     let api: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-    for _ in 0..200 {
+    for _ in 0..600 {
         let ready = api
             .get(format!("http://127.0.0.1:{http}/v1/catalog/services"))
             .call()
@@ -46,7 +46,7 @@ fn dev_agent() -> (Agent, u16) {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("the dev agent did not register itself within 10 s");
+    panic!("the dev agent did not register itself within 30 s");
 }
 
 /// Whether `python3` can import `module`; outside CI a missing one skips the test.

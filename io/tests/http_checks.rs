@@ -181,9 +181,16 @@ async fn thresholds_hold_back_a_flapping_check() {
     let (addr, _api) = start_with_scripts("flapping").await;
     let base = format!("http://{addr}");
     let flag = std::env::temp_dir().join(format!("muster-flap-{}", std::process::id()));
+    let runs = std::env::temp_dir().join(format!("muster-flap-runs-{}", std::process::id()));
     let _ = std::fs::remove_file(&flag);
-    // Passes on every other run: the file is created by one run and removed by the next.
-    let script = format!("if [ -e {0} ]; then rm {0}; exit 2; else touch {0}; exit 0; fi", flag.display());
+    let _ = std::fs::remove_file(&runs);
+    // Passes on every other run: the file is created by one run and removed by the next. Each
+    // run leaves a line in `runs`, so the test knows the check kept running.
+    let script = format!(
+        "echo run >> {1}; if [ -e {0} ]; then rm {0}; exit 2; else touch {0}; exit 0; fi",
+        flag.display(),
+        runs.display()
+    );
     let body = format!(
         r#"{{"Name": "flappy", "Interval": "1s", "Args": ["sh", "-c", "{script}"],
             "SuccessBeforePassing": 2, "FailuresBeforeCritical": 2}}"#
@@ -198,7 +205,10 @@ async fn thresholds_hold_back_a_flapping_check() {
         let checks: Value = serde_json::from_str(&answer.body).unwrap();
         assert_eq!(checks["flappy"]["Status"], "passing", "held back: {checks:#}");
     }
+    let count = std::fs::read_to_string(&runs).unwrap_or_default().lines().count();
+    assert!(count >= 3, "the check ran {count} times: a held-back status proves nothing otherwise");
     let _ = std::fs::remove_file(&flag);
+    let _ = std::fs::remove_file(&runs);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -454,7 +464,9 @@ async fn the_reaper_deregisters_a_critical_service_on_the_real_agent() {
         assert_eq!(answer.status, 200, "{}", answer.body);
     }
     let started = Instant::now();
-    let deadline = started + Duration::from_secs(60 + 30 + 10);
+    // The reaper looks every 30 s: the check turns critical just after the agent starts, so the
+    // look at 60 s comes a moment early and the one at 90 s reaps; a third look of slack.
+    let deadline = started + Duration::from_secs(60 + 30 + 30);
     loop {
         let answer = call("GET", format!("{base}/v1/agent/services"), "").await;
         let services: Value = serde_json::from_str(&answer.body).unwrap();
@@ -463,7 +475,7 @@ async fn the_reaper_deregisters_a_critical_service_on_the_real_agent() {
             assert!(services.get("healthy").is_some(), "the passing service stays: {services:#}");
             break;
         }
-        assert!(Instant::now() < deadline, "not reaped within 100 s: {services:#}");
+        assert!(Instant::now() < deadline, "not reaped within 120 s: {services:#}");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let answer = call("GET", format!("{base}/v1/catalog/service/doomed"), "").await;

@@ -12,6 +12,8 @@ use muster::raft_net::RaftTransport;
 use muster::raft_server::{self, RaftHandle, StateMachine};
 use muster_core::raft::{Config, Index, Role, ServerId};
 
+mod common;
+
 /// The commands applied, shared with the test.
 #[derive(Clone, Default)]
 struct Log(Arc<Mutex<Vec<Bytes>>>);
@@ -55,10 +57,9 @@ async fn start(test: &str, id: ServerId, addrs: &[SocketAddr], log: Log) -> Raft
     raft_server::start(config, dir(test, id), transport, inbound, log).expect("start")
 }
 
-/// Free loopback ports, found by binding port 0 and letting go.
+/// Free loopback ports, from below the ephemeral range (see [`common::free_port`]).
 fn free_addrs(n: usize) -> Vec<SocketAddr> {
-    let listeners: Vec<_> = (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-    listeners.iter().map(|l| l.local_addr().unwrap()).collect()
+    (0..n).map(|_| SocketAddr::from(([127, 0, 0, 1], common::free_port()))).collect()
 }
 
 async fn leader_of(handles: &[Option<RaftHandle<usize>>]) -> usize {

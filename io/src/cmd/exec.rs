@@ -149,11 +149,14 @@ fn run(
             .get(&format!("/v1/kv/{prefix}"), &query)
             .map_err(|e| format!("Failed to read results: {e}"))?;
         let new_index = reply.index.unwrap_or(index);
-        let keys: Vec<String> = if reply.status == 404 {
+        let mut keys: Vec<String> = if reply.status == 404 {
             Vec::new()
         } else {
             reply.json().map_err(|e| format!("Failed to read results: {e}"))?
         };
+        // A node's exit last: its key sorts before its output's, and one window can hold both
+        // when the command ran quickly (Consul prints them in key order).
+        keys.sort_by_key(|key| key.ends_with("/exit"));
         if index > 0 && new_index == index {
             // The window passed with nothing new.
             break;
