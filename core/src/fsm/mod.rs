@@ -15,15 +15,18 @@
 //!                     `apply` knows (lock delays); body = postcard encoding of the type's fields
 //! type     < 0x80: must be understood; a server that does not know it stops applying (fatal)
 //! type    >= 0x80: may be skipped by a server that does not know it (forward compatibility)
-//! snapshot = "MFSM" version:u8 postcard(applied index, kv, catalog, sessions)
+//! snapshot = "MFSM" version:u8 postcard(applied index, kv, catalog, sessions, staged restore)
 //! ```
+//! (Version 3 snapshots, without the staged restore, are read too.)
 //!
 //! A [`Restore`] command carries a whole snapshot through the log (Consul's `PUT
 //! /v1/snapshot`), so every server replaces its state at the same index. The snapshot may come
 //! from another cluster whose indexes are ahead of ours, and every index in our state must stay
 //! at or below the applied index: applying it lowers each index above the entry's to the
 //! entry's. As one entry it is bounded by the Raft entry limit ([`RESTORE_BYTES_MAX`], just
-//! under 4 MiB of encoded state).
+//! under 4 MiB of encoded state); a larger state travels as [`RestoreChunk`]s, staged in order
+//! in the replicated state (snapshots included, so every server holds the same pieces) until
+//! the last one restores the whole, up to [`RESTORE_STAGED_BYTES_MAX`].
 //!
 //! The state: the KV store ([`kv`]), the catalog of nodes, services and checks ([`catalog`]),
 //! sessions ([`session`]); transactions over all of them ([`txn`]); the watch registry that
@@ -75,11 +78,24 @@ pub const SERF_HEALTH: &str = "serfHealth";
 /// [`ENTRY_BYTES_MAX`].
 pub const RESTORE_BYTES_MAX: usize = ENTRY_BYTES_MAX - HEADER_BYTES - LENGTH_PREFIX_BYTES_MAX;
 
+/// The most a [`RestoreChunk`] carries: its other fields (three varints) and the command header
+/// must fit beside it in one entry.
+pub const RESTORE_CHUNK_BYTES_MAX: usize = RESTORE_BYTES_MAX - 3 * VARINT_U64_BYTES_MAX;
+
+/// The largest state a restore in [`RestoreChunk`]s may carry: every server stages it whole
+/// beside its current state before the last piece swaps them.
+pub const RESTORE_STAGED_BYTES_MAX: u64 = 512 << 20;
+
+/// Postcard's varint of a `u64`, at its longest.
+const VARINT_U64_BYTES_MAX: usize = 10;
+
 const HEADER_BYTES: usize = 2 + 8;
 /// Postcard's varint length prefix of a byte string shorter than 2^28 bytes.
 const LENGTH_PREFIX_BYTES_MAX: usize = 4;
 const SNAPSHOT_MAGIC: &[u8; 4] = b"MFSM";
-const SNAPSHOT_VERSION: u8 = 3;
+const SNAPSHOT_VERSION: u8 = 4;
+/// Snapshots before the staged restore was part of the state; still read.
+const SNAPSHOT_VERSION_UNSTAGED: u8 = 3;
 
 const _: () = assert!(ENTRY_BYTES_MAX < 1 << (7 * LENGTH_PREFIX_BYTES_MAX));
 
@@ -193,6 +209,33 @@ pub struct Restore {
     pub state: Bytes,
 }
 
+/// One piece of a snapshot too large for one entry: pieces of one restore (one `id`, chosen by
+/// the proposer) come in order, are staged in the replicated state, and the last one restores
+/// the whole as [`Restore`] does. A first piece (offset 0) drops whatever another restore had
+/// staged; a piece that does not continue the staged bytes is refused and changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreChunk {
+    /// The restore this piece belongs to.
+    pub id: u64,
+    /// Where the piece starts in the snapshot.
+    pub offset: u64,
+    /// The snapshot's whole size, at most [`RESTORE_STAGED_BYTES_MAX`].
+    pub total: u64,
+    /// The piece: not empty, at most [`RESTORE_CHUNK_BYTES_MAX`].
+    pub bytes: Bytes,
+}
+
+/// The pieces of a restore received so far.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct StagedRestore {
+    id: u64,
+    total: u64,
+    /// In order; a persistent vector, so cloning the state stays O(1).
+    pieces: imbl::Vector<Bytes>,
+    /// Their summed length, always below `total` (the last piece restores and clears).
+    staged: u64,
+}
+
 /// What a log entry asks of the state machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -224,6 +267,8 @@ pub enum Command {
     Txn(Txn),
     /// [`Restore`].
     Restore(Restore),
+    /// [`RestoreChunk`].
+    RestoreChunk(RestoreChunk),
 }
 
 /// A command with the time its leader stamped on it.
@@ -278,6 +323,7 @@ commands! {
     12 => SessionDestroy,
     13 => Txn,
     14 => Restore,
+    15 => RestoreChunk,
 }
 
 impl Command {
@@ -353,6 +399,21 @@ impl Command {
                 Err(CommandError::SnapshotTooLarge { size: state.len(), max: RESTORE_BYTES_MAX })
             }
             Command::Restore(_) => Ok(()),
+            Command::RestoreChunk(chunk) => {
+                if chunk.total > RESTORE_STAGED_BYTES_MAX {
+                    let size = usize::try_from(chunk.total).unwrap_or(usize::MAX);
+                    let max = RESTORE_STAGED_BYTES_MAX as usize;
+                    return Err(CommandError::SnapshotTooLarge { size, max });
+                }
+                let end = chunk.offset.checked_add(chunk.bytes.len() as u64);
+                if chunk.bytes.is_empty()
+                    || chunk.bytes.len() > RESTORE_CHUNK_BYTES_MAX
+                    || end.is_none_or(|end| end > chunk.total)
+                {
+                    return Err(CommandError::RestoreChunkMalformed);
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -444,6 +505,20 @@ pub enum CommandError {
     /// A [`Restore`] whose snapshot does not decode or breaks the state's rules.
     #[error("failed to restore snapshot: {0}")]
     Restore(SnapshotError),
+    /// A [`RestoreChunk`] that does not continue the restore staged.
+    #[error(
+        "failed to restore snapshot: a piece at offset {offset} does not follow the {staged} bytes staged \
+         (another restore started, or a piece went missing)"
+    )]
+    RestoreOutOfOrder {
+        /// The piece's offset.
+        offset: u64,
+        /// The bytes staged for its restore (0: none).
+        staged: u64,
+    },
+    /// A [`RestoreChunk`] that is empty, too large, or past its total.
+    #[error("failed to restore snapshot: malformed snapshot piece")]
+    RestoreChunkMalformed,
 }
 
 /// What applying a command answers its proposer.
@@ -479,6 +554,8 @@ pub struct Fsm {
     catalog: Catalog,
     sessions: Sessions,
     applied: Index,
+    /// A restore arriving in pieces ([`RestoreChunk`]).
+    staged: Option<StagedRestore>,
 }
 
 /// Why a committed entry could not be applied. Fatal for the server: its state would diverge
@@ -496,7 +573,7 @@ pub struct ApplyError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum SnapshotError {
     /// Not a state machine snapshot, or of a version this server does not read.
-    #[error("not a muster state snapshot of version {SNAPSHOT_VERSION}")]
+    #[error("not a muster state snapshot of version {SNAPSHOT_VERSION_UNSTAGED} or {SNAPSHOT_VERSION}")]
     Format,
     /// It does not decode.
     #[error("malformed state snapshot: {0}")]
@@ -646,6 +723,18 @@ impl Fsm {
                 }
                 Err(error) => Response::Rejected(CommandError::Restore(error)),
             },
+            Command::RestoreChunk(chunk) => match self.stage(chunk) {
+                Err(error) => Response::Rejected(error),
+                Ok(None) => Response::Bool(true),
+                Ok(Some(whole)) => match Fsm::restore(&whole) {
+                    Ok(restored) => {
+                        self.install(index, restored);
+                        touched = Touched::everything();
+                        Response::Bool(true)
+                    }
+                    Err(error) => Response::Rejected(CommandError::Restore(error)),
+                },
+            },
         };
         self.check_invariants();
         Applied { response, touched }
@@ -658,8 +747,45 @@ impl Fsm {
     /// table's index. Derived indexes hold names, not Raft indexes: `Fsm::restore` built them
     /// and the lowering leaves them right. Lock indexes count acquisitions and lock delays are
     /// leader time: neither is a Raft index, both stay.
+    /// Adds `chunk` to the restore staged: the whole snapshot when it was the last piece (the
+    /// staging is then dropped), else `None`.
+    fn stage(&mut self, chunk: &RestoreChunk) -> Result<Option<Vec<u8>>, CommandError> {
+        if chunk.offset == 0 {
+            self.staged = Some(StagedRestore {
+                id: chunk.id,
+                total: chunk.total,
+                pieces: imbl::Vector::new(),
+                staged: 0,
+            });
+        }
+        let staged = match &mut self.staged {
+            Some(staged)
+                if staged.id == chunk.id && staged.total == chunk.total && staged.staged == chunk.offset =>
+            {
+                staged
+            }
+            other => {
+                let staged = other.as_ref().filter(|s| s.id == chunk.id).map_or(0, |s| s.staged);
+                return Err(CommandError::RestoreOutOfOrder { offset: chunk.offset, staged });
+            }
+        };
+        staged.pieces.push_back(chunk.bytes.clone());
+        staged.staged += chunk.bytes.len() as u64;
+        if staged.staged < staged.total {
+            return Ok(None);
+        }
+        let staged = self.staged.take().expect("matched above");
+        let mut whole = Vec::with_capacity(usize::try_from(staged.total).unwrap_or(0));
+        for piece in &staged.pieces {
+            whole.extend_from_slice(piece);
+        }
+        Ok(Some(whole))
+    }
+
     fn install(&mut self, index: Index, mut restored: Fsm) {
         assert_eq!(self.applied, index, "the restore's own entry was just applied");
+        // A restore from a cluster caught mid-restore does not carry on that one.
+        restored.staged = None;
         restored.kv.clamp(index);
         restored.catalog.clamp(index);
         restored.sessions.clamp(index);
@@ -786,22 +912,36 @@ impl Fsm {
             catalog: &self.catalog,
             sessions: &self.sessions,
         };
-        Bytes::from(postcard::to_extend(&body, out).expect("encoding into a Vec cannot fail"))
+        Bytes::from(postcard::to_extend(&(body, &self.staged), out).expect("encoding into a Vec cannot fail"))
     }
 
     /// The state a snapshot holds, checked before it is accepted.
     pub fn restore(bytes: &[u8]) -> Result<Fsm, SnapshotError> {
-        let body = bytes
-            .strip_prefix(SNAPSHOT_MAGIC)
-            .and_then(|rest| rest.strip_prefix(&[SNAPSHOT_VERSION]))
-            .ok_or(SnapshotError::Format)?;
-        let body: SnapshotBody<Kv, Catalog, Sessions> = match postcard::take_from_bytes(body) {
-            Ok((body, [])) => body,
-            Ok(_) => return Err(SnapshotError::Malformed("trailing bytes".into())),
-            Err(error) => return Err(SnapshotError::Malformed(error.to_string())),
+        let (version, body) = match bytes.strip_prefix(SNAPSHOT_MAGIC) {
+            Some([version, body @ ..]) => (*version, body),
+            _ => return Err(SnapshotError::Format),
         };
-        let mut fsm =
-            Fsm { kv: body.kv, catalog: body.catalog, sessions: body.sessions, applied: body.applied };
+        let (body, staged): (SnapshotBody<Kv, Catalog, Sessions>, Option<StagedRestore>) = match version {
+            SNAPSHOT_VERSION => whole(body)?,
+            SNAPSHOT_VERSION_UNSTAGED => (whole(body)?, None),
+            _ => return Err(SnapshotError::Format),
+        };
+        if let Some(staged) = &staged {
+            let summed: u64 = staged.pieces.iter().map(|piece| piece.len() as u64).sum();
+            if summed != staged.staged
+                || staged.staged >= staged.total
+                || staged.total > RESTORE_STAGED_BYTES_MAX
+            {
+                return Err(SnapshotError::Inconsistent("a staged restore's pieces do not add up".into()));
+            }
+        }
+        let mut fsm = Fsm {
+            kv: body.kv,
+            catalog: body.catalog,
+            sessions: body.sessions,
+            applied: body.applied,
+            staged,
+        };
         fsm.kv.rebuild();
         fsm.catalog.rebuild();
         fsm.sessions.rebuild();
@@ -835,6 +975,12 @@ impl Fsm {
     pub fn check_invariants(&self) {
         #[cfg(any(test, feature = "invariants"))]
         {
+            if let Some(staged) = &self.staged {
+                let summed: u64 = staged.pieces.iter().map(|piece| piece.len() as u64).sum();
+                assert_eq!(summed, staged.staged, "staged restore: the count matches the pieces");
+                assert!(staged.staged < staged.total, "staged restore: the last piece restores");
+                assert!(staged.total <= RESTORE_STAGED_BYTES_MAX, "staged restore: within the limit");
+            }
             self.kv.check(self.applied);
             self.catalog.check_invariants(self.applied);
             self.sessions.check(self.applied);
@@ -842,6 +988,15 @@ impl Fsm {
                 panic!("state invariant: {broken}");
             }
         }
+    }
+}
+
+/// A whole snapshot body: trailing bytes are an error.
+fn whole<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, SnapshotError> {
+    match postcard::take_from_bytes(body) {
+        Ok((value, [])) => Ok(value),
+        Ok(_) => Err(SnapshotError::Malformed("trailing bytes".into())),
+        Err(error) => Err(SnapshotError::Malformed(error.to_string())),
     }
 }
 

@@ -1266,7 +1266,7 @@ fn a_restore_of_a_bad_snapshot_is_refused_and_changes_nothing_but_the_applied_in
     assert_eq!(fsm.applied(), before.applied() + 5);
     assert_eq!(
         CommandError::Restore(SnapshotError::Format).to_string(),
-        "failed to restore snapshot: not a muster state snapshot of version 3"
+        "failed to restore snapshot: not a muster state snapshot of version 3 or 4"
     );
 }
 
@@ -1290,4 +1290,158 @@ fn a_restore_must_fit_one_raft_entry() {
     // The command round-trips through its encoding like every other.
     let small = restore(scattered().snapshot());
     assert_eq!(Command::decode(&small.encode(9)), Ok(Some(Stamped { now_ms: 9, command: small })));
+}
+
+/// A state whose snapshot is over one entry's [`RESTORE_BYTES_MAX`]: 5,000 keys of 1 KiB.
+fn large_state() -> Fsm {
+    let mut fsm = Fsm::new();
+    for i in 0..5_000u64 {
+        let set = KvSet { key: format!("big/{i:05}"), value: Bytes::from(vec![b'x'; 1024]), flags: i };
+        fsm.apply_command(i + 1, 0, &Command::KvSet(set));
+    }
+    assert!(fsm.snapshot().len() > RESTORE_BYTES_MAX);
+    fsm
+}
+
+/// `snapshot` cut into pieces of `piece_bytes` for restore `id`.
+fn pieces(snapshot: &Bytes, id: u64, piece_bytes: usize) -> Vec<Command> {
+    let total = snapshot.len() as u64;
+    (0..snapshot.len())
+        .step_by(piece_bytes)
+        .map(|offset| {
+            let end = (offset + piece_bytes).min(snapshot.len());
+            Command::RestoreChunk(RestoreChunk {
+                id,
+                offset: offset as u64,
+                total,
+                bytes: snapshot.slice(offset..end),
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn a_state_over_one_entry_is_restored_in_pieces_and_only_by_the_last() {
+    let source = large_state();
+    let snapshot = source.snapshot();
+    let mut fsm = catalog();
+    let before = fsm.clone();
+    let commands = pieces(&snapshot, 7, RESTORE_CHUNK_BYTES_MAX);
+    assert_eq!(commands.len(), 2);
+    // The largest piece fits one Raft entry.
+    assert!(commands[0].encode(u64::MAX).len() <= crate::raft::ENTRY_BYTES_MAX);
+    let mut index = before.applied();
+    for (n, command) in commands.iter().enumerate() {
+        index += 1;
+        let applied = fsm.apply_command(index, 0, command);
+        assert_eq!(applied.response, Response::Bool(true), "piece {n}");
+        if n + 1 < commands.len() {
+            // Staged, nothing visible yet: readers are not woken.
+            assert_eq!((fsm.kv(), fsm.catalog()), (before.kv(), before.catalog()));
+            assert_eq!(applied.touched, Touched::default());
+        } else {
+            assert_eq!(applied.touched, Touched::everything());
+        }
+    }
+    assert_eq!(fsm.kv().len(), 5_000);
+    assert_eq!(fsm.kv().get("big/04999").1.map(|e| e.flags), Some(4_999));
+    assert!(fsm.catalog().nodes().1.is_empty(), "the old state is gone");
+    assert_eq!(fsm.staged, None, "the staging is dropped once restored");
+    assert_eq!(fsm.applied(), index);
+}
+
+#[test]
+fn pieces_out_of_order_are_refused_and_a_new_restore_replaces_the_staged_one() {
+    let snapshot = large_state().snapshot();
+    let first = pieces(&snapshot, 1, 1 << 20);
+    let second = pieces(&snapshot, 2, 1 << 20);
+    let mut fsm = catalog();
+    let before = fsm.clone();
+    assert_eq!(fsm.apply_command(10, 0, &first[0]).response, Response::Bool(true));
+    // A piece that skips one: refused, nothing changes.
+    let staged = fsm.staged.clone();
+    let skipped = fsm.apply_command(11, 0, &first[2]);
+    let error = CommandError::RestoreOutOfOrder { offset: 2 << 20, staged: 1 << 20 };
+    assert_eq!(skipped.response, Response::Rejected(error.clone()));
+    assert_eq!(fsm.staged, staged);
+    assert_eq!(
+        error.to_string(),
+        "failed to restore snapshot: a piece at offset 2097152 does not follow the 1048576 bytes staged \
+         (another restore started, or a piece went missing)"
+    );
+    // Another restore starts: the first one's next piece no longer fits.
+    assert_eq!(fsm.apply_command(12, 0, &second[0]).response, Response::Bool(true));
+    let stale = fsm.apply_command(13, 0, &first[1]);
+    assert_eq!(
+        stale.response,
+        Response::Rejected(CommandError::RestoreOutOfOrder { offset: 1 << 20, staged: 0 })
+    );
+    let mut index = 13;
+    for command in &second[1..] {
+        index += 1;
+        assert_eq!(fsm.apply_command(index, 0, command).response, Response::Bool(true));
+    }
+    assert_eq!(fsm.kv().len(), 5_000);
+    assert_ne!(fsm.kv(), before.kv());
+    // Pieces that do not add up are refused before they are staged.
+    let malformed = |offset: u64, total: u64, bytes: Bytes| {
+        Command::RestoreChunk(RestoreChunk { id: 3, offset, total, bytes }).validate()
+    };
+    assert_eq!(malformed(0, 1, Bytes::new()), Err(CommandError::RestoreChunkMalformed), "empty");
+    assert_eq!(
+        malformed(5, 6, Bytes::from_static(b"ab")),
+        Err(CommandError::RestoreChunkMalformed),
+        "past total"
+    );
+    assert_eq!(malformed(u64::MAX, 6, Bytes::from_static(b"ab")), Err(CommandError::RestoreChunkMalformed));
+    let too_large = malformed(0, RESTORE_STAGED_BYTES_MAX + 1, Bytes::from_static(b"ab"));
+    assert!(matches!(too_large, Err(CommandError::SnapshotTooLarge { .. })), "{too_large:?}");
+}
+
+#[test]
+fn a_snapshot_taken_mid_restore_carries_the_staged_pieces_so_replicas_finish_alike() {
+    let snapshot = large_state().snapshot();
+    let commands = pieces(&snapshot, 9, 1 << 20);
+    let mut leader = catalog();
+    let mut index = leader.applied();
+    for command in &commands[..3] {
+        index += 1;
+        leader.apply_command(index, 0, command);
+    }
+    // A follower installs the leader's Raft snapshot taken now, then applies the rest.
+    let mut follower = Fsm::restore(&leader.snapshot()).expect("a mid-restore snapshot decodes");
+    assert_eq!(follower, leader);
+    for command in &commands[3..] {
+        index += 1;
+        let (a, b) = (leader.apply_command(index, 0, command), follower.apply_command(index, 0, command));
+        assert_eq!(a, b);
+    }
+    assert_eq!(follower, leader);
+    assert_eq!(leader.kv().len(), 5_000);
+    // A whole that is not a snapshot: refused at the last piece, the staging dropped, the
+    // state as it was.
+    let garbage = Bytes::from(vec![0xee; 3 << 20]);
+    let mut fsm = catalog();
+    let before = fsm.clone();
+    let mut index = fsm.applied();
+    let mut last = None;
+    for command in pieces(&garbage, 4, 1 << 20) {
+        index += 1;
+        last = Some(fsm.apply_command(index, 0, &command).response);
+    }
+    assert_eq!(last, Some(Response::Rejected(CommandError::Restore(SnapshotError::Format))));
+    assert_eq!((fsm.kv(), fsm.catalog(), &fsm.staged), (before.kv(), before.catalog(), &None));
+}
+
+#[test]
+fn version_3_snapshots_without_a_staged_restore_are_still_read() {
+    let fsm = catalog();
+    let current = fsm.snapshot();
+    // Version 4 is version 3's body followed by the staged restore (None: one zero byte).
+    assert_eq!((current[4], current[current.len() - 1]), (4, 0));
+    let mut old = current[..current.len() - 1].to_vec();
+    old[4] = 3;
+    assert_eq!(Fsm::restore(&old), Ok(fsm.clone()));
+    old[4] = 5;
+    assert_eq!(Fsm::restore(&old), Err(SnapshotError::Format));
 }

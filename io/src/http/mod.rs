@@ -829,10 +829,13 @@ fn rejected(error: muster_core::fsm::CommandError) -> HttpError {
         CommandError::ValueTooLarge { .. }
         | CommandError::TooManyOps { .. }
         | CommandError::SnapshotTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-        CommandError::MissingKey | CommandError::Catalog(_) | CommandError::Restore(_) => {
-            StatusCode::BAD_REQUEST
-        }
+        CommandError::MissingKey
+        | CommandError::Catalog(_)
+        | CommandError::Restore(_)
+        | CommandError::RestoreChunkMalformed => StatusCode::BAD_REQUEST,
         CommandError::Lock(_) | CommandError::Session(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        // Another restore started while this one's pieces were going in.
+        CommandError::RestoreOutOfOrder { .. } => StatusCode::CONFLICT,
     };
     HttpError { status, reason: error.to_string() }
 }

@@ -6,12 +6,9 @@
 //! machine's own snapshot, `Fsm::snapshot`) and `SHA256SUMS` (both members' sums, in
 //! `sha256sum`'s format). A restore reads the archive within fixed bounds, checks the sums and
 //! the metadata, then proposes `Command::Restore` through Raft, so every server installs the
-//! state at the same index.
-//!
-//! Limit: a restore travels as one Raft entry, so its `state.bin` may be at most
-//! [`RESTORE_BYTES_MAX`] (4 MiB less a few bytes of framing). A larger state is saved but
-//! refused on restore with 413. (Consul streams a restore into Raft's snapshot store instead; a
-//! state past the entry limit would need the same here.)
+//! state at the same index. A `state.bin` over one entry ([`RESTORE_BYTES_MAX`]) goes as
+//! `Command::RestoreChunk`s, one after another, each waited for; the last one restores. Up to
+//! [`RESTORE_STAGED_BYTES_MAX`] of state, from an archive of at most [`ARCHIVE_BYTES_MAX`].
 
 use std::io::Read;
 use std::sync::Arc;
@@ -26,7 +23,9 @@ use bytes::Bytes;
 use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
 use flate2::Compression;
-use muster_core::fsm::{Command, Fsm, Restore, RESTORE_BYTES_MAX};
+use muster_core::fsm::{
+    Command, Fsm, Restore, RestoreChunk, RESTORE_BYTES_MAX, RESTORE_CHUNK_BYTES_MAX, RESTORE_STAGED_BYTES_MAX,
+};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -110,13 +109,41 @@ async fn restore_inner(api: &Api, query: &Query, headers: &HeaderMap, body: Body
     let state = tokio::task::spawn_blocking(move || read_archive(&body).map(|(_, state)| state))
         .await
         .map_err(|error| HttpError::internal(format!("failed to read snapshot file: {error}")))??;
-    api.write(&Command::Restore(Restore { state })).await?;
+    if state.len() <= RESTORE_BYTES_MAX {
+        api.write(&Command::Restore(Restore { state })).await?;
+    } else {
+        write_in_pieces(api, &state).await?;
+    }
     // The leader's session timers follow the restored sessions, each from a full period (as on
     // gaining leadership: renewals before the restore say nothing about these sessions).
     if let Some(consensus) = &api.consensus {
         super::session::rearm_ttl_timers(consensus);
     }
     Ok(())
+}
+
+/// Proposes `state` as restore pieces, in order, each committed before the next. Another
+/// restore starting meanwhile makes the next piece fail (and wins); a leader lost meanwhile
+/// fails this one with what the write said. Pieces staged by a failed restore stay until the
+/// next restore replaces them.
+async fn write_in_pieces(api: &Api, state: &Bytes) -> Result<(), HttpError> {
+    let id = restore_id();
+    let total = state.len() as u64;
+    let mut offset = 0;
+    while offset < state.len() {
+        let end = (offset + RESTORE_CHUNK_BYTES_MAX).min(state.len());
+        let bytes = state.slice(offset..end);
+        api.write(&Command::RestoreChunk(RestoreChunk { id, offset: offset as u64, total, bytes })).await?;
+        tracing::debug!(offset = end, total, "snapshot: restore piece committed");
+        offset = end;
+    }
+    Ok(())
+}
+
+/// An ID for one restore's pieces: distinct from another restore's with overwhelming odds.
+fn restore_id() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(unix_ms())
 }
 
 /// Reads a whole archive, refusing one over [`ARCHIVE_BYTES_MAX`].
@@ -281,12 +308,12 @@ fn read_members(unpacked: &mut Bounded<MultiGzDecoder<&[u8]>>) -> Result<Members
                     .map_err(|error| failed(format!("failed to decode snapshot metadata: {error}")))?;
                 members.meta = Some((meta, bytes));
             }
-            STATE => match read_member(&mut entry, RESTORE_BYTES_MAX) {
+            STATE => match read_member(&mut entry, STATE_BYTES_MAX) {
                 Ok(bytes) => members.state = Some(bytes),
                 Err(MemberError::TooLarge) => {
                     return Err(too_large(format!(
-                        "failed to read snapshot file: {STATE} is over {RESTORE_BYTES_MAX} bytes, the most a \
-                         restore can carry (it travels as one Raft entry)"
+                        "failed to read snapshot file: {STATE} is over {STATE_BYTES_MAX} bytes, the most a \
+                         restore can carry"
                     )))
                 }
                 Err(error) => return Err(failed(format!("failed to read or write snapshot data: {error}"))),
@@ -422,14 +449,16 @@ const META_VERSION: u64 = 1;
 /// The gzip magic (RFC 1952).
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
-/// The largest archive a restore reads: a state at the restore limit compresses well below
-/// this; anything larger is not an archive this server wrote, and is refused before it is
-/// decompressed.
-const ARCHIVE_BYTES_MAX: usize = 64 << 20;
+/// The largest archive a restore reads (a server forwards a body this large to the leader);
+/// anything larger is refused before it is decompressed.
+pub const ARCHIVE_BYTES_MAX: usize = 64 << 20;
+
+/// The largest `state.bin` a restore reads: what the state machine stages.
+const STATE_BYTES_MAX: usize = RESTORE_STAGED_BYTES_MAX as usize;
 
 /// The most bytes the decompressed archive may hold: the largest state, with room for the
 /// other members, tar headers and padding (a tar record is 10 KiB at most).
-const UNPACKED_BYTES_MAX: u64 = RESTORE_BYTES_MAX as u64 + (1 << 20);
+const UNPACKED_BYTES_MAX: u64 = STATE_BYTES_MAX as u64 + (1 << 20);
 
 /// The largest `meta.json` (Consul's, with its Raft configuration, is under a kilobyte for small
 /// clusters).
