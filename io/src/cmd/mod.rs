@@ -108,6 +108,33 @@ impl Client {
         self.call("GET", path, query, None)
     }
 
+    /// A `GET` whose body is read in pieces, `received` told the bytes so far after each (a
+    /// snapshot's progress line).
+    pub(crate) fn get_counted(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        mut received: impl FnMut(u64),
+    ) -> Result<Reply, String> {
+        use std::io::Read;
+        let url = self.url("GET", path, query);
+        let go_error = |error: ureq::Error| go_transport_error("GET", &url, &error);
+        let response = with_token(self.agent.get(&url), self.token.as_deref()).call().map_err(go_error)?;
+        let index = index_of(&response);
+        let status = response.status().as_u16();
+        let mut reader = response.into_body().into_with_config().limit(REPLY_BYTES_MAX).reader();
+        let mut body = Vec::new();
+        let mut piece = vec![0u8; 256 << 10];
+        loop {
+            let read = reader.read(&mut piece).map_err(|error| go_error(ureq::Error::Io(error)))?;
+            if read == 0 {
+                return Ok(Reply { status, body, index });
+            }
+            body.extend_from_slice(&piece[..read]);
+            received(body.len() as u64);
+        }
+    }
+
     pub(crate) fn put(&self, path: &str, query: &[(&str, &str)], body: &[u8]) -> Result<Reply, String> {
         self.call("PUT", path, query, Some(body))
     }
@@ -190,16 +217,18 @@ impl Client {
             }
             .map_err(go_error)?
         };
-        let index = response
-            .headers()
-            .get("X-Consul-Index")
-            .and_then(|value| value.to_str().ok())
-            .and_then(|text| text.parse().ok());
+        let index = index_of(&response);
         let status = response.status().as_u16();
         let body =
             response.body_mut().with_config().limit(REPLY_BYTES_MAX).read_to_vec().map_err(go_error)?;
         Ok(Reply { status, body, index })
     }
+}
+
+/// A reply's `X-Consul-Index`.
+fn index_of<B>(response: &ureq::http::Response<B>) -> Option<u64> {
+    let value = response.headers().get("X-Consul-Index")?;
+    value.to_str().ok()?.parse().ok()
 }
 
 fn with_token<B>(request: ureq::RequestBuilder<B>, token: Option<&str>) -> ureq::RequestBuilder<B> {

@@ -57,10 +57,14 @@ fn save(args: &FileArgs) -> Outcome {
     let client = Client::new(&args.http)?;
     let mut progress = Progress::new();
     progress.show("Saving snapshot...");
-    let reply = client.get("/v1/snapshot", &[]).map_err(|error| format!("Error saving snapshot: {error}"))?;
+    let reply = client
+        .get_counted("/v1/snapshot", &[], |bytes| {
+            progress.show(&format!("Saving snapshot: {} received", size(bytes)))
+        })
+        .map_err(|error| format!("Error saving snapshot: {error}"))?;
     let index = reply.index.unwrap_or(0);
     let archive = reply.ok().map_err(|error| format!("Error saving snapshot: {error}"))?;
-    progress.show(&format!("Saving snapshot: {} bytes received, writing {file}", archive.len()));
+    progress.show(&format!("Saving snapshot: {} received, writing {file}", size(archive.len() as u64)));
     let part = PathBuf::from(format!("{file}.part"));
     write_synced(&part, &archive).map_err(|error| format!("Error writing snapshot file: {error}"))?;
     if let Err(reason) = muster::http::inspect_archive(&archive) {
@@ -71,6 +75,15 @@ fn save(args: &FileArgs) -> Outcome {
     progress.done();
     println!("Saved and verified snapshot to index {index}");
     Ok(0)
+}
+
+/// `bytes` for a progress line: bytes, KiB or MiB.
+fn size(bytes: u64) -> String {
+    match bytes {
+        0..1024 => format!("{bytes} B"),
+        1024..0x10_0000 => format!("{:.1} KiB", bytes as f64 / 1024.0),
+        _ => format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0)),
+    }
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -84,7 +97,7 @@ fn restore(args: &FileArgs) -> Outcome {
     let archive = read_file(file)?;
     let client = Client::new(&args.http)?;
     let mut progress = Progress::new();
-    progress.show(&format!("Restoring snapshot: sending {} bytes", archive.len()));
+    progress.show(&format!("Restoring snapshot: sending {}", size(archive.len() as u64)));
     client
         .put("/v1/snapshot", &[], &archive)
         .and_then(|reply| reply.ok())
@@ -135,6 +148,14 @@ fn inspect_text(info: &muster::http::ArchiveInfo) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_sizes_read_as_people_read_them() {
+        assert_eq!(size(0), "0 B");
+        assert_eq!(size(1023), "1023 B");
+        assert_eq!(size(1536), "1.5 KiB");
+        assert_eq!(size(5 << 20), "5.0 MiB");
+    }
 
     #[test]
     fn inspect_prints_consuls_metadata_table() {
