@@ -5,8 +5,11 @@
 //! log replace the state with a snapshot saved earlier (`Save`, then `Restore`: indexes behind
 //! ours), with the state of a twin that applies the same commands 1,000 indexes ahead
 //! (`Restore` with `ahead`: indexes lowered to the entry's), or with raw bytes (`RestoreRaw`:
-//! refused). At the end, the snapshot restores to the same state and re-encodes to the same
-//! bytes, and a snapshot read from raw bytes never panics.
+//! refused). `Piece` applies one piece of a saved snapshot as a `RestoreChunk` (any piece, of
+//! any of four restore IDs, so pieces arrive in order, out of order and interleaved: refused
+//! or staged, and the last one in order restores). At the end, the snapshot (a staged restore
+//! included) restores to the same state and re-encodes to the same bytes, and a snapshot read
+//! from raw bytes never panics.
 
 #![no_main]
 
@@ -15,8 +18,8 @@ use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use muster_core::fsm::{
     Behavior, CatalogVerb, Check, Command, Deregister, Fsm, Health, KvCas, KvDelete, KvDeleteCas,
-    KvDeleteTree, KvLock, KvOperand, KvSet, KvUnlock, KvVerb, Node, Register, Response, Restore, Service,
-    Session, SessionDestroy, Stamped, TombstoneReap, Txn, TxnOp,
+    KvDeleteTree, KvLock, KvOperand, KvSet, KvUnlock, KvVerb, Node, Register, Response, Restore,
+    RestoreChunk, Service, Session, SessionDestroy, Stamped, TombstoneReap, Txn, TxnOp,
 };
 
 const NAMES: [&str; 4] = ["a", "a/b", "b", "serfHealth"];
@@ -54,6 +57,7 @@ enum Op {
     Save,
     Restore { slot: u8, ahead: bool },
     RestoreRaw(Vec<u8>),
+    Piece { slot: u8, id: u8, piece_bytes: u8, nth: u8 },
 }
 
 #[derive(Debug, Arbitrary)]
@@ -201,8 +205,23 @@ fuzz_target!(|ops: Vec<Op>| {
                 continue;
             }
             Op::RestoreRaw(bytes) => Command::Restore(Restore { state: Bytes::from(bytes) }),
+            Op::Piece { slot, id, piece_bytes, nth } => {
+                let state = saved
+                    .get(usize::from(slot) % saved.len().max(1))
+                    .cloned()
+                    .unwrap_or_else(|| Fsm::new().snapshot());
+                let size = (usize::from(piece_bytes) + 1) * 8;
+                let offset = (usize::from(nth) % state.len().div_ceil(size)) * size;
+                let end = (offset + size).min(state.len());
+                Command::RestoreChunk(RestoreChunk {
+                    id: u64::from(id % 4),
+                    offset: offset as u64,
+                    total: state.len() as u64,
+                    bytes: state.slice(offset..end),
+                })
+            }
         };
-        let twin = !matches!(command, Command::Restore(_));
+        let twin = !matches!(command, Command::Restore(_) | Command::RestoreChunk(_));
         let encoded = command.encode(now_ms);
         assert_eq!(Command::decode(&encoded), Ok(Some(Stamped { now_ms, command })));
         fsm.apply(index, &encoded).expect("a well-formed command applies");
