@@ -7,9 +7,9 @@
 //! (`Restore` with `ahead`: indexes lowered to the entry's), or with raw bytes (`RestoreRaw`:
 //! refused). `Piece` applies one piece of a saved snapshot as a `RestoreChunk` (any piece, of
 //! any of four restore IDs, so pieces arrive in order, out of order and interleaved: refused
-//! or staged, and the last one in order restores). At the end, the snapshot (a staged restore
-//! included) restores to the same state and re-encodes to the same bytes, and a snapshot read
-//! from raw bytes never panics.
+//! or staged, and the last one in order restores); `Abort` drops one restore ID's pieces. At
+//! the end, the snapshot (a staged restore included) restores to the same state and re-encodes
+//! to the same bytes, and a snapshot read from raw bytes never panics.
 
 #![no_main]
 
@@ -19,7 +19,7 @@ use libfuzzer_sys::fuzz_target;
 use muster_core::fsm::{
     Behavior, CatalogVerb, Check, Command, Deregister, Fsm, Health, KvCas, KvDelete, KvDeleteCas,
     KvDeleteTree, KvLock, KvOperand, KvSet, KvUnlock, KvVerb, Node, Register, Response, Restore,
-    RestoreChunk, Service, Session, SessionDestroy, Stamped, TombstoneReap, Txn, TxnOp,
+    RestoreAbort, RestoreChunk, Service, Session, SessionDestroy, Stamped, TombstoneReap, Txn, TxnOp,
 };
 
 const NAMES: [&str; 4] = ["a", "a/b", "b", "serfHealth"];
@@ -58,6 +58,7 @@ enum Op {
     Restore { slot: u8, ahead: bool },
     RestoreRaw(Vec<u8>),
     Piece { slot: u8, id: u8, piece_bytes: u8, nth: u8 },
+    Abort(u8),
 }
 
 #[derive(Debug, Arbitrary)]
@@ -205,6 +206,7 @@ fuzz_target!(|ops: Vec<Op>| {
                 continue;
             }
             Op::RestoreRaw(bytes) => Command::Restore(Restore { state: Bytes::from(bytes) }),
+            Op::Abort(id) => Command::RestoreAbort(RestoreAbort { id: u64::from(id % 4) }),
             Op::Piece { slot, id, piece_bytes, nth } => {
                 let state = saved
                     .get(usize::from(slot) % saved.len().max(1))
@@ -221,7 +223,8 @@ fuzz_target!(|ops: Vec<Op>| {
                 })
             }
         };
-        let twin = !matches!(command, Command::Restore(_) | Command::RestoreChunk(_));
+        let twin =
+            !matches!(command, Command::Restore(_) | Command::RestoreChunk(_) | Command::RestoreAbort(_));
         let encoded = command.encode(now_ms);
         assert_eq!(Command::decode(&encoded), Ok(Some(Stamped { now_ms, command })));
         fsm.apply(index, &encoded).expect("a well-formed command applies");

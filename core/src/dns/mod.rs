@@ -76,13 +76,13 @@ pub struct Config {
     pub a_record_limit: usize,
     /// Set TC when an answer was trimmed.
     pub enable_truncate: bool,
-    /// Node meta as TXT records in the Additional section of node and SRV answers (Consul's
-    /// `enable_additional_node_meta_txt`, on by default).
-    pub node_meta_txt: bool,
     /// Recursors are configured: names outside the domain are recursed, and RA is set.
     pub recursion: bool,
     /// The SOA's timers.
     pub soa: Soa,
+    /// Node meta as TXT records in the Additional section of node and SRV answers (Consul's
+    /// `enable_additional_node_meta_txt`, on by default).
+    pub node_meta_txt: bool,
 }
 
 impl Config {
@@ -127,9 +127,9 @@ impl Default for Config {
             udp_answer_limit: 3,
             a_record_limit: 0,
             enable_truncate: false,
-            node_meta_txt: true,
             recursion: false,
             soa: Soa { refresh: 3600, retry: 600, expire: 86_400, min_ttl: 0 },
+            node_meta_txt: true,
         }
     }
 }
@@ -260,10 +260,10 @@ pub fn handle(
     response.add_query(query.clone());
     let context = Context { catalog, config, now_unix_secs, resolved, edns: request.edns.is_some() };
     let lookup = Lookup::new(&context, query.clone(), CHASE_DEPTH_MAX);
-    let mut wanted = BTreeSet::new();
-    let outcome = lookup.answer(rng, &mut wanted);
-    if resolved.is_none() && !wanted.is_empty() {
-        return Handled::Resolve(wanted.into_iter().take(CHASED_NAMES_MAX).collect());
+    let mut chases = Chases::default();
+    let outcome = lookup.answer(rng, &mut chases);
+    if resolved.is_none() && !chases.wanted.is_empty() {
+        return Handled::Resolve(chases.wanted);
     }
     match outcome {
         Outcome::Records { answers, additionals } => {
@@ -285,16 +285,15 @@ pub fn handle(
     encode(response, transport, config, &request)
 }
 
-/// Echoes the query's EDNS client subnet (RFC 7871), as Consul does: scope 0 (good for every
-/// subnet) on an answer with records, the query's own prefix on one without.
+/// Echoes the query's EDNS client subnet (RFC 7871) with scope 0, as Consul does for every
+/// answer but a prepared query's: no answer here depends on where the client is.
 fn echo_client_subnet(request: &Message, response: &mut Message) {
     let Some(EdnsOption::Subnet(subnet)) = request.edns.as_ref().and_then(|e| e.option(EdnsCode::Subnet))
     else {
         return;
     };
-    let scope = if response.answers.is_empty() { subnet.source_prefix() } else { 0 };
     if let Some(edns) = response.edns.as_mut() {
-        let echoed = ClientSubnet::new(subnet.addr(), subnet.source_prefix(), scope);
+        let echoed = ClientSubnet::new(subnet.addr(), subnet.source_prefix(), 0);
         edns.options_mut().insert(EdnsOption::Subnet(echoed));
     }
 }
@@ -357,8 +356,16 @@ struct Lookup<'a> {
     depth: u8,
 }
 
-/// A hostname answers point at, outside the domain, for the recursors to look up.
-type Wanted = BTreeSet<String>;
+/// What following hostnames found and needs, for one query (both passes follow the same names
+/// in the same order: the same seed draws the same instances).
+#[derive(Default)]
+struct Chases {
+    /// Names outside the domain for the recursors, in the order they were met.
+    wanted: Vec<String>,
+    /// The records of each name followed (lowercase, fully qualified): a name many answers
+    /// point at is followed once, and at most [`CHASED_NAMES_MAX`] names are followed.
+    found: BTreeMap<String, Vec<Record>>,
+}
 
 impl<'a> Lookup<'a> {
     fn new(context: &'a Context<'a>, query: Query, depth: u8) -> Lookup<'a> {
@@ -380,7 +387,7 @@ impl<'a> Lookup<'a> {
         }
     }
 
-    fn answer(&self, rng: &mut Rng, wanted: &mut Wanted) -> Outcome {
+    fn answer(&self, rng: &mut Rng, chases: &mut Chases) -> Outcome {
         let qtype = self.query.query_type();
         if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
             return Outcome::Code(ResponseCode::NotImp);
@@ -403,7 +410,7 @@ impl<'a> Lookup<'a> {
             // RFC 2782 without `.service`: `_svc._tcp[.dc]`.
             if labels.len() >= 2 && labels[0].starts_with('_') && labels[1].starts_with('_') {
                 return match self.datacenter(&labels[2..]) {
-                    Ok(()) => self.service(&labels[..2], qtype, rng, wanted),
+                    Ok(()) => self.service(&labels[..2], qtype, rng, chases),
                     Err(outcome) => outcome,
                 };
             }
@@ -417,8 +424,8 @@ impl<'a> Lookup<'a> {
             return Outcome::NxDomain;
         }
         match labels[kind_at] {
-            "service" => self.service(before, qtype, rng, wanted),
-            "node" => self.node(&before.join("."), qtype, rng, wanted),
+            "service" => self.service(before, qtype, rng, chases),
+            "node" => self.node(&before.join("."), qtype, rng, chases),
             "addr" if before.len() == 1 => self.addr(before[0], qtype),
             // Prepared queries and the mesh's names are not kept by this agent.
             _ => Outcome::NxDomain,
@@ -515,7 +522,7 @@ impl<'a> Lookup<'a> {
         Record::from_rdata(self.fqdn(domain), self.config.soa.min_ttl, RData::SOA(soa))
     }
 
-    fn node(&self, name: &str, qtype: RecordType, rng: &mut Rng, wanted: &mut Wanted) -> Outcome {
+    fn node(&self, name: &str, qtype: RecordType, rng: &mut Rng, chases: &mut Chases) -> Outcome {
         let found = self.catalog.node(name).or_else(|| {
             // Names are matched case-insensitively, as Consul's catalog does.
             self.catalog.nodes().1.into_iter().find(|n| n.node.eq_ignore_ascii_case(name))
@@ -530,7 +537,7 @@ impl<'a> Lookup<'a> {
         if addresses {
             let record = address_record(&owner, &node.address, ttl, qtype);
             if let Some(RData::CNAME(CNAME(target))) = record.as_ref().map(|r| &r.data) {
-                let chased = self.chase(target, rng, wanted);
+                let chased = self.chase(target, rng, chases);
                 answers.extend(record);
                 answers.extend(chased);
             } else {
@@ -547,38 +554,45 @@ impl<'a> Lookup<'a> {
 
     /// The records a hostname `target` stands for, as Consul's `resolveCNAME` finds them: a
     /// lookup of its own when it is inside the domain (`depth` allowing), else what the
-    /// recursors replied. Asked on a first pass, a name outside the domain goes to `wanted`.
-    fn chase(&self, target: &Name, rng: &mut Rng, wanted: &mut Wanted) -> Vec<Record> {
+    /// recursors replied; without EDNS at most [`CHASED_RECORDS_NO_EDNS_MAX`]. Met on a first
+    /// pass, a name outside the domain is wanted from the recursors.
+    fn chase(&self, target: &Name, rng: &mut Rng, chases: &mut Chases) -> Vec<Record> {
         let text = target.to_lowercase().to_ascii();
-        if self.strip_domain(text.trim_end_matches('.')).is_some() {
-            if self.depth == 0 {
-                // A loop of names (or a very long chain): the CNAME alone.
-                return Vec::new();
-            }
+        if let Some(records) = chases.found.get(&text) {
+            return records.clone();
+        }
+        if chases.found.len() >= CHASED_NAMES_MAX {
+            return Vec::new();
+        }
+        let mut records = if self.strip_domain(text.trim_end_matches('.')).is_some() {
+            // At depth 0 a loop of names (or a very long chain) ends: the CNAME alone.
             let query = Query::query(target.clone(), RecordType::ANY);
-            return match Lookup::new(self.context, query, self.depth - 1).answer(rng, wanted) {
-                Outcome::Records { answers, .. } => answers,
+            let inner = self.depth.checked_sub(1).map(|depth| Lookup::new(self.context, query, depth));
+            match inner.map(|lookup| lookup.answer(rng, chases)) {
+                Some(Outcome::Records { answers, .. }) => answers,
                 _ => Vec::new(),
-            };
-        }
-        match self.context.resolved.map(|resolved| resolved.records(&text)) {
-            Some(records) => records.unwrap_or_default(),
-            None => {
-                if self.config.recursion {
-                    wanted.insert(text);
-                }
-                Vec::new()
             }
-        }
-    }
-
-    /// [`Self::chase`] for a service answer: every record carries the service's TTL, and
-    /// without EDNS there are at most [`CHASED_RECORDS_NO_EDNS_MAX`].
-    fn chase_for_service(&self, target: &Name, ttl: u32, rng: &mut Rng, wanted: &mut Wanted) -> Vec<Record> {
-        let mut records = self.chase(target, rng, wanted);
+        } else {
+            match self.context.resolved.map(|resolved| resolved.records(&text)) {
+                Some(records) => records.unwrap_or_default(),
+                None => {
+                    if self.config.recursion && !chases.wanted.contains(&text) {
+                        chases.wanted.push(text.clone());
+                    }
+                    Vec::new()
+                }
+            }
+        };
         if !self.context.edns {
             records.truncate(CHASED_RECORDS_NO_EDNS_MAX);
         }
+        chases.found.insert(text, records.clone());
+        records
+    }
+
+    /// [`Self::chase`] for a service answer: every record carries the service's TTL.
+    fn chase_for_service(&self, target: &Name, ttl: u32, rng: &mut Rng, chases: &mut Chases) -> Vec<Record> {
+        let mut records = self.chase(target, rng, chases);
         for record in &mut records {
             record.ttl = ttl;
         }
@@ -603,7 +617,7 @@ impl<'a> Lookup<'a> {
         Outcome::Records { answers, additionals: Vec::new() }
     }
 
-    fn service(&self, before: &[&str], qtype: RecordType, rng: &mut Rng, wanted: &mut Wanted) -> Outcome {
+    fn service(&self, before: &[&str], qtype: RecordType, rng: &mut Rng, chases: &mut Chases) -> Outcome {
         // `_svc._tag` (RFC 2782; `_tcp` is no tag), else `[tag.]svc` with every leading label
         // one tag.
         let (service, tag) = match before {
@@ -657,7 +671,7 @@ impl<'a> Lookup<'a> {
                         Some(address) => {
                             additionals.extend(address_record(&target, &address, ttl, RecordType::ANY));
                         }
-                        None => additionals.extend(self.chase_for_service(&target, ttl, rng, wanted)),
+                        None => additionals.extend(self.chase_for_service(&target, ttl, rng, chases)),
                     }
                     if self.config.node_meta_txt && described.insert(&instance.node.node) {
                         let node_name = self.node_name(&instance.node.node);
@@ -683,7 +697,7 @@ impl<'a> Lookup<'a> {
                 if let (true, Some(hostname)) = (answers.is_empty(), hostname) {
                     let record = address_record(&owner, hostname, ttl, qtype);
                     if let Some(RData::CNAME(CNAME(target))) = record.as_ref().map(|r| &r.data) {
-                        let chased = self.chase_for_service(target, ttl, rng, wanted);
+                        let chased = self.chase_for_service(target, ttl, rng, chases);
                         answers.extend(record);
                         answers.extend(chased);
                     }

@@ -717,7 +717,7 @@ fn addresses_win_over_a_hostname_so_a_cname_never_shares_its_name() {
 }
 
 #[test]
-fn the_client_subnet_is_echoed_with_scope_zero_on_an_answer() {
+fn the_client_subnet_is_echoed_with_scope_zero() {
     let fsm = catalog();
     let ask_from = |name: &str| {
         let mut message = Message::new(9, MessageType::Query, OpCode::Query);
@@ -745,8 +745,9 @@ fn the_client_subnet_is_echoed_with_scope_zero_on_an_answer() {
         (echoed.addr(), echoed.source_prefix(), echoed.scope_prefix())
     };
     let network = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 0));
-    assert_eq!(ask_from("web.service.consul."), (network, 24, 0), "an answer is good for every subnet");
-    assert_eq!(ask_from("nope.service.consul."), (network, 24, 24), "no answer: for this subnet only");
+    // Scope 0: no answer depends on where the client is (Consul's, prepared queries aside).
+    assert_eq!(ask_from("web.service.consul."), (network, 24, 0));
+    assert_eq!(ask_from("nope.service.consul."), (network, 24, 0));
 }
 
 #[test]
@@ -768,4 +769,53 @@ fn trimming_keeps_the_records_a_kept_srv_target_cnames_to() {
             ("real.example.net.".to_owned(), "203.0.113.7".to_owned()),
         ]
     );
+}
+
+#[test]
+fn the_names_looked_up_are_the_first_drawn_and_at_most_chased_names_max() {
+    let mut fsm = Fsm::new();
+    for n in 0..12u64 {
+        let command = Command::Register(Box::new(Register {
+            node: Node { node: format!("n{n}"), address: format!("h{n:02}.example.com"), ..Node::default() },
+            skip_node_update: false,
+            service: Some(Service {
+                id: "many".into(),
+                service: "many".into(),
+                port: 1,
+                ..Service::default()
+            }),
+            checks: vec![],
+        }));
+        fsm.apply_command(n + 1, 0, &command);
+    }
+    let packet = query("many.service.consul.", RecordType::SRV, false);
+    let run = |resolved: Option<&Resolved>| {
+        handle(&packet, Transport::Tcp, fsm.catalog(), &recursing(), &mut Rng::from_seed(11), 0, resolved)
+    };
+    let Handled::Resolve(names) = run(None) else { panic!("the first pass asks") };
+    assert_eq!(names.len(), CHASED_NAMES_MAX);
+    let mut resolved = Resolved::default();
+    for name in &names {
+        resolved.insert(name.clone(), recursor_reply(name));
+    }
+    let answer = answered(run(Some(&resolved)));
+    let targets: Vec<String> = answer
+        .answers
+        .iter()
+        .map(|r| match &r.data {
+            RData::SRV(srv) => srv.target.to_ascii(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(targets.len(), 12);
+    assert_eq!(targets[..CHASED_NAMES_MAX], names[..], "looked up in the order drawn");
+    // The CNAME of each one looked up is in Additional (with the address behind it); the others
+    // have nothing there.
+    let cnamed: BTreeSet<String> = answer
+        .additionals
+        .iter()
+        .filter(|r| r.record_type() == RecordType::CNAME)
+        .map(|r| r.name.to_ascii())
+        .collect();
+    assert_eq!(cnamed, names.iter().cloned().collect::<BTreeSet<String>>());
 }

@@ -15,9 +15,10 @@
 //!                     `apply` knows (lock delays); body = postcard encoding of the type's fields
 //! type     < 0x80: must be understood; a server that does not know it stops applying (fatal)
 //! type    >= 0x80: may be skipped by a server that does not know it (forward compatibility)
-//! snapshot = "MFSM" version:u8 postcard(applied index, kv, catalog, sessions, staged restore)
+//! snapshot = "MFSM" 3 postcard(applied index, kv, catalog, sessions)
+//!          | "MFSM" 4 postcard(applied index, kv, catalog, sessions, staged restore)
 //! ```
-//! (Version 3 snapshots, without the staged restore, are read too.)
+//! (Version 4 only while a restore is staged, so servers from before it read the rest.)
 //!
 //! A [`Restore`] command carries a whole snapshot through the log (Consul's `PUT
 //! /v1/snapshot`), so every server replaces its state at the same index. The snapshot may come
@@ -93,8 +94,9 @@ const HEADER_BYTES: usize = 2 + 8;
 /// Postcard's varint length prefix of a byte string shorter than 2^28 bytes.
 const LENGTH_PREFIX_BYTES_MAX: usize = 4;
 const SNAPSHOT_MAGIC: &[u8; 4] = b"MFSM";
+/// A snapshot with a staged restore.
 const SNAPSHOT_VERSION: u8 = 4;
-/// Snapshots before the staged restore was part of the state; still read.
+/// A snapshot without one (as every snapshot was before staged restores).
 const SNAPSHOT_VERSION_UNSTAGED: u8 = 3;
 
 const _: () = assert!(ENTRY_BYTES_MAX < 1 << (7 * LENGTH_PREFIX_BYTES_MAX));
@@ -225,6 +227,14 @@ pub struct RestoreChunk {
     pub bytes: Bytes,
 }
 
+/// Drops the pieces staged for restore `id`, if they are the ones staged (its proposer failed
+/// part way; another restore's pieces stay).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreAbort {
+    /// The restore.
+    pub id: u64,
+}
+
 /// The pieces of a restore received so far.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct StagedRestore {
@@ -269,6 +279,8 @@ pub enum Command {
     Restore(Restore),
     /// [`RestoreChunk`].
     RestoreChunk(RestoreChunk),
+    /// [`RestoreAbort`].
+    RestoreAbort(RestoreAbort),
 }
 
 /// A command with the time its leader stamped on it.
@@ -324,6 +336,7 @@ commands! {
     13 => Txn,
     14 => Restore,
     15 => RestoreChunk,
+    16 => RestoreAbort,
 }
 
 impl Command {
@@ -414,6 +427,7 @@ impl Command {
                 }
                 Ok(())
             }
+            Command::RestoreAbort(_) => Ok(()),
         }
     }
 }
@@ -735,18 +749,17 @@ impl Fsm {
                     Err(error) => Response::Rejected(CommandError::Restore(error)),
                 },
             },
+            Command::RestoreAbort(RestoreAbort { id }) => {
+                if self.staged.as_ref().is_some_and(|staged| staged.id == *id) {
+                    self.staged = None;
+                }
+                Response::Bool(true)
+            }
         };
         self.check_invariants();
         Applied { response, touched }
     }
 
-    /// Replaces the state with a restored snapshot's as of entry `index`: every index above
-    /// `index` is lowered to it, so the state never claims a change newer than what it applied
-    /// (the snapshot may come from a cluster ahead of ours). Lowering every index by the same
-    /// monotone rule keeps their order: `CreateIndex <= ModifyIndex`, rows at or below their
-    /// table's index. Derived indexes hold names, not Raft indexes: `Fsm::restore` built them
-    /// and the lowering leaves them right. Lock indexes count acquisitions and lock delays are
-    /// leader time: neither is a Raft index, both stay.
     /// Adds `chunk` to the restore staged: the whole snapshot when it was the last piece (the
     /// staging is then dropped), else `None`.
     fn stage(&mut self, chunk: &RestoreChunk) -> Result<Option<Vec<u8>>, CommandError> {
@@ -782,6 +795,13 @@ impl Fsm {
         Ok(Some(whole))
     }
 
+    /// Replaces the state with a restored snapshot's as of entry `index`: every index above
+    /// `index` is lowered to it, so the state never claims a change newer than what it applied
+    /// (the snapshot may come from a cluster ahead of ours). Lowering every index by the same
+    /// monotone rule keeps their order: `CreateIndex <= ModifyIndex`, rows at or below their
+    /// table's index. Derived indexes hold names, not Raft indexes: `Fsm::restore` built them
+    /// and the lowering leaves them right. Lock indexes count acquisitions and lock delays are
+    /// leader time: neither is a Raft index, both stay.
     fn install(&mut self, index: Index, mut restored: Fsm) {
         assert_eq!(self.applied, index, "the restore's own entry was just applied");
         // A restore from a cluster caught mid-restore does not carry on that one.
@@ -902,17 +922,32 @@ impl Fsm {
         }
     }
 
-    /// The whole state, encoded: identical states give identical bytes.
+    /// The whole state, encoded: identical states give identical bytes. Without a staged
+    /// restore it is version 3, which servers from before staged restores read too.
     pub fn snapshot(&self) -> Bytes {
         let mut out = SNAPSHOT_MAGIC.to_vec();
-        out.push(SNAPSHOT_VERSION);
         let body = SnapshotBody {
             applied: self.applied,
             kv: &self.kv,
             catalog: &self.catalog,
             sessions: &self.sessions,
         };
-        Bytes::from(postcard::to_extend(&(body, &self.staged), out).expect("encoding into a Vec cannot fail"))
+        let encoded = match &self.staged {
+            None => {
+                out.push(SNAPSHOT_VERSION_UNSTAGED);
+                postcard::to_extend(&body, out)
+            }
+            Some(staged) => {
+                out.push(SNAPSHOT_VERSION);
+                postcard::to_extend(&(body, staged), out)
+            }
+        };
+        Bytes::from(encoded.expect("encoding into a Vec cannot fail"))
+    }
+
+    /// This state without the pieces of a restore in progress (what a user's snapshot holds).
+    pub fn without_staged_restore(&self) -> Fsm {
+        Fsm { staged: None, ..self.clone() }
     }
 
     /// The state a snapshot holds, checked before it is accepted.
@@ -922,7 +957,10 @@ impl Fsm {
             _ => return Err(SnapshotError::Format),
         };
         let (body, staged): (SnapshotBody<Kv, Catalog, Sessions>, Option<StagedRestore>) = match version {
-            SNAPSHOT_VERSION => whole(body)?,
+            SNAPSHOT_VERSION => {
+                let (body, staged) = whole(body)?;
+                (body, Some(staged))
+            }
             SNAPSHOT_VERSION_UNSTAGED => (whole(body)?, None),
             _ => return Err(SnapshotError::Format),
         };

@@ -1434,14 +1434,31 @@ fn a_snapshot_taken_mid_restore_carries_the_staged_pieces_so_replicas_finish_ali
 }
 
 #[test]
-fn version_3_snapshots_without_a_staged_restore_are_still_read() {
-    let fsm = catalog();
-    let current = fsm.snapshot();
-    // Version 4 is version 3's body followed by the staged restore (None: one zero byte).
-    assert_eq!((current[4], current[current.len() - 1]), (4, 0));
-    let mut old = current[..current.len() - 1].to_vec();
-    old[4] = 3;
-    assert_eq!(Fsm::restore(&old), Ok(fsm.clone()));
-    old[4] = 5;
-    assert_eq!(Fsm::restore(&old), Err(SnapshotError::Format));
+fn a_snapshot_is_version_3_unless_a_restore_is_staged_and_an_abort_drops_the_staging() {
+    let mut fsm = catalog();
+    let plain = fsm.snapshot();
+    assert_eq!(plain[4], 3, "servers from before staged restores read it");
+    assert_eq!(Fsm::restore(&plain), Ok(fsm.clone()));
+    let pieces = pieces(&large_state().snapshot(), 5, 1 << 20);
+    let mut index = fsm.applied() + 1;
+    fsm.apply_command(index, 0, &pieces[0]);
+    let staged = fsm.snapshot();
+    assert_eq!(staged[4], 4);
+    assert_eq!(Fsm::restore(&staged), Ok(fsm.clone()));
+    assert_eq!(fsm.without_staged_restore().snapshot()[4], 3, "what a user saves");
+    let mut unknown = staged.to_vec();
+    unknown[4] = 5;
+    assert_eq!(Fsm::restore(&unknown), Err(SnapshotError::Format));
+    // An abort of another restore leaves the staging; its own drops it.
+    index += 1;
+    let other = fsm.apply_command(index, 0, &Command::RestoreAbort(RestoreAbort { id: 6 }));
+    assert_eq!((other.response, fsm.staged.is_some()), (Response::Bool(true), true));
+    index += 1;
+    let own = fsm.apply_command(index, 0, &Command::RestoreAbort(RestoreAbort { id: 5 }));
+    assert_eq!((own.response, fsm.staged.is_none()), (Response::Bool(true), true));
+    let late = fsm.apply_command(index + 1, 0, &pieces[1]);
+    assert_eq!(
+        late.response,
+        Response::Rejected(CommandError::RestoreOutOfOrder { offset: 1 << 20, staged: 0 })
+    );
 }

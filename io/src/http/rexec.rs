@@ -204,8 +204,9 @@ where
             let (mut out_open, mut err_open) = (true, true);
             let mut pending: Vec<u8> = Vec::new();
             let heartbeat = spec.heartbeat();
-            // Woken at least as often as output is flushed and heartbeats are due.
-            let tick = OUTPUT_FLUSH.min(heartbeat);
+            // Woken at least twice a heartbeat, so one is never more than half a period late
+            // (output written mid-tick moves `last_write`), and as often as output is flushed.
+            let tick = OUTPUT_FLUSH.min(heartbeat / 2);
             let mut flush_at = tokio::time::Instant::now() + tick;
             let mut last_write = tokio::time::Instant::now();
             loop {

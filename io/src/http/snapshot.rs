@@ -7,8 +7,10 @@
 //! `sha256sum`'s format). A restore reads the archive within fixed bounds, checks the sums and
 //! the metadata, then proposes `Command::Restore` through Raft, so every server installs the
 //! state at the same index. A `state.bin` over one entry ([`RESTORE_BYTES_MAX`]) goes as
-//! `Command::RestoreChunk`s, one after another, each waited for; the last one restores. Up to
-//! [`RESTORE_STAGED_BYTES_MAX`] of state, from an archive of at most [`ARCHIVE_BYTES_MAX`].
+//! `Command::RestoreChunk`s, one after another, each waited for; the last one restores. The
+//! archive is at most [`ARCHIVE_BYTES_MAX`] (64 MiB, as a server forwards it whole to the
+//! leader), the state inside it at most [`RESTORE_STAGED_BYTES_MAX`] (512 MiB, reachable when it
+//! compresses 8:1 or better, as KV data usually does). One restore runs at a time per server.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -24,7 +26,8 @@ use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use muster_core::fsm::{
-    Command, Fsm, Restore, RestoreChunk, RESTORE_BYTES_MAX, RESTORE_CHUNK_BYTES_MAX, RESTORE_STAGED_BYTES_MAX,
+    Command, Fsm, Restore, RestoreAbort, RestoreChunk, RESTORE_BYTES_MAX, RESTORE_CHUNK_BYTES_MAX,
+    RESTORE_STAGED_BYTES_MAX,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -71,7 +74,8 @@ async fn save_inner(api: &Api, query: &Query) -> Result<Response, HttpError> {
     let term = consensus.raft.status().term;
     let created_ms = unix_ms();
     let archive = tokio::task::spawn_blocking(move || {
-        let state = fsm.snapshot();
+        // Pieces of a restore in progress are no part of what a user saves.
+        let state = fsm.without_staged_restore().snapshot();
         let meta = Meta {
             version: META_VERSION,
             id: format!("{term}-{index}-{created_ms}"),
@@ -105,6 +109,10 @@ async fn restore(
 
 async fn restore_inner(api: &Api, query: &Query, headers: &HeaderMap, body: Body) -> Result<(), HttpError> {
     api.check_datacenter(query)?;
+    // One restore at a time on this server: each holds an archive and a whole state in memory,
+    // and a second one's first piece would end the first one's staging anyway.
+    static RESTORING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _restoring = RESTORING.lock().await;
     let body = read_body(headers, body).await?;
     let state = tokio::task::spawn_blocking(move || read_archive(&body).map(|(_, state)| state))
         .await
@@ -124,8 +132,9 @@ async fn restore_inner(api: &Api, query: &Query, headers: &HeaderMap, body: Body
 
 /// Proposes `state` as restore pieces, in order, each committed before the next. Another
 /// restore starting meanwhile makes the next piece fail (and wins); a leader lost meanwhile
-/// fails this one with what the write said. Pieces staged by a failed restore stay until the
-/// next restore replaces them.
+/// fails this one with what the write said. A failed restore's pieces are dropped with a
+/// `RestoreAbort` (if that write fails too, or this server dies, they stay staged until the
+/// next restore replaces them).
 async fn write_in_pieces(api: &Api, state: &Bytes) -> Result<(), HttpError> {
     let id = restore_id();
     let total = state.len() as u64;
@@ -133,7 +142,15 @@ async fn write_in_pieces(api: &Api, state: &Bytes) -> Result<(), HttpError> {
     while offset < state.len() {
         let end = (offset + RESTORE_CHUNK_BYTES_MAX).min(state.len());
         let bytes = state.slice(offset..end);
-        api.write(&Command::RestoreChunk(RestoreChunk { id, offset: offset as u64, total, bytes })).await?;
+        let piece = Command::RestoreChunk(RestoreChunk { id, offset: offset as u64, total, bytes });
+        if let Err(error) = api.write(&piece).await {
+            if offset > 0 {
+                if let Err(abort) = api.write(&Command::RestoreAbort(RestoreAbort { id })).await {
+                    tracing::warn!(reason = %abort.reason, "snapshot: a failed restore's pieces stay staged");
+                }
+            }
+            return Err(error);
+        }
         tracing::debug!(offset = end, total, "snapshot: restore piece committed");
         offset = end;
     }
@@ -353,9 +370,14 @@ fn go(error: &std::io::Error) -> String {
     }
 }
 
-/// A member's bytes, at most `max` of them whatever its header claims.
-fn read_member(entry: &mut impl Read, max: usize) -> Result<Vec<u8>, MemberError> {
-    let mut bytes = Vec::new();
+/// A member's bytes, at most `max` of them whatever its header claims: a header claiming more
+/// is refused before anything is read, so a small upload cannot make a large allocation.
+fn read_member<R: Read>(entry: &mut tar::Entry<'_, R>, max: usize) -> Result<Vec<u8>, MemberError> {
+    let declared = entry.header().size().unwrap_or(u64::MAX);
+    if declared > max as u64 {
+        return Err(MemberError::TooLarge);
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(declared).unwrap_or(0));
     entry.take(max as u64 + 1).read_to_end(&mut bytes)?;
     if bytes.len() > max {
         return Err(MemberError::TooLarge);
