@@ -17,6 +17,10 @@ use super::{fire_event, Client, EventFilters, HttpArgs, Outcome};
 /// The session's TTL and how often it is renewed (Consul's `rExecTTL`, `rExecRenewInterval`).
 const SESSION_TTL: &str = "15s";
 const SESSION_RENEW: Duration = Duration::from_secs(5);
+/// The shortest `-wait`: agents heartbeat no faster than every 100 ms (each one a Raft write),
+/// and a node that acknowledged is given twice the wait, so a shorter one would give up on
+/// nodes still running.
+const WAIT_MIN: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Args)]
 pub(crate) struct ExecArgs {
@@ -52,7 +56,7 @@ pub(crate) fn exec(args: &ExecArgs) -> Outcome {
     let duration = |flag: &str, text: &str| {
         muster_core::duration::parse(text).map_err(|e| format!("Invalid -{flag} {text:?}: {e}"))
     };
-    let wait = duration("wait", &args.wait)?;
+    let wait = duration("wait", &args.wait)?.max(WAIT_MIN);
     let wait_repl = duration("wait-repl", &args.wait_repl)?;
     let mut spec = serde_json::Map::new();
     if args.args == ["-"] {
