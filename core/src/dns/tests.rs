@@ -65,6 +65,29 @@ fn catalog() -> Fsm {
     fsm
 }
 
+/// Registers `service` (its ID the same, on `port`) on `node` at `node_address`, the service
+/// at `service_address` (empty: the node's), as entry `index`; no checks.
+fn register(
+    fsm: &mut Fsm,
+    index: u64,
+    (node, node_address): (&str, &str),
+    (service, service_address, port): (&str, &str, u16),
+) {
+    let command = Command::Register(Box::new(Register {
+        node: Node { node: node.into(), address: node_address.into(), ..Node::default() },
+        skip_node_update: false,
+        service: Some(Service {
+            id: service.into(),
+            service: service.into(),
+            address: service_address.into(),
+            port,
+            ..Service::default()
+        }),
+        checks: vec![],
+    }));
+    fsm.apply_command(index, 0, &command);
+}
+
 fn query(name: &str, qtype: RecordType, edns: bool) -> Vec<u8> {
     let mut message = Message::new(0x1234, MessageType::Query, OpCode::Query);
     message.metadata.recursion_desired = true;
@@ -466,13 +489,7 @@ fn ttls_follow_node_ttl_and_the_most_specific_service_ttl() {
 #[test]
 fn service_names_match_in_any_case() {
     let mut fsm = Fsm::new();
-    let command = Command::Register(Box::new(Register {
-        node: Node { node: "n1".into(), address: "10.0.0.1".into(), ..Node::default() },
-        skip_node_update: false,
-        service: Some(Service { id: "Api".into(), service: "Api".into(), port: 1, ..Service::default() }),
-        checks: vec![],
-    }));
-    fsm.apply_command(1, 0, &command);
+    register(&mut fsm, 1, ("n1", "10.0.0.1"), ("Api", "", 1));
     let handled = handle(
         &query("api.service.consul.", RecordType::A, false),
         Transport::Udp,
@@ -504,18 +521,7 @@ fn ptr_names_an_ipv6_node_too() {
 fn ns_names_at_most_three_servers_drawn_at_random() {
     let mut fsm = Fsm::new();
     for n in 0..5u64 {
-        let command = Command::Register(Box::new(Register {
-            node: Node { node: format!("s{n}"), address: format!("10.0.1.{n}"), ..Node::default() },
-            skip_node_update: false,
-            service: Some(Service {
-                id: "consul".into(),
-                service: "consul".into(),
-                port: 8300,
-                ..Service::default()
-            }),
-            checks: vec![],
-        }));
-        fsm.apply_command(n + 1, 0, &command);
+        register(&mut fsm, n + 1, (&format!("s{n}"), &format!("10.0.1.{n}")), ("consul", "", 8300));
     }
     let packet = query("consul.", RecordType::NS, false);
     let sets: std::collections::BTreeSet<Vec<String>> = (0..20)
@@ -553,29 +559,17 @@ fn ns_names_at_most_three_servers_drawn_at_random() {
 /// with one instance on a hostname and one on an IP.
 fn external_catalog() -> Fsm {
     let mut fsm = Fsm::new();
-    let mut index = 0;
-    let mut register = |node: &str, node_address: &str, service: &str, service_address: &str| {
-        index += 1;
-        let command = Command::Register(Box::new(Register {
-            node: Node { node: node.into(), address: node_address.into(), ..Node::default() },
-            skip_node_update: false,
-            service: Some(Service {
-                id: service.into(),
-                service: service.into(),
-                address: service_address.into(),
-                port: 5432,
-                ..Service::default()
-            }),
-            checks: vec![],
-        }));
-        fsm.apply_command(index, 0, &command);
-    };
-    register("aws", "db.example.com", "rds", "");
-    register("n1", "10.0.0.1", "web", "");
-    register("n2", "10.0.0.2", "alias", "web.service.consul");
-    register("n3", "10.0.0.3", "loop", "loop.service.consul");
-    register("n4", "10.0.0.4", "mixed", "cdn.example.com");
-    register("n5", "10.0.0.5", "mixed", "");
+    let instances = [
+        (("aws", "db.example.com"), ("rds", "")),
+        (("n1", "10.0.0.1"), ("web", "")),
+        (("n2", "10.0.0.2"), ("alias", "web.service.consul")),
+        (("n3", "10.0.0.3"), ("loop", "loop.service.consul")),
+        (("n4", "10.0.0.4"), ("mixed", "cdn.example.com")),
+        (("n5", "10.0.0.5"), ("mixed", "")),
+    ];
+    for (index, (node, (service, address))) in (1..).zip(instances) {
+        register(&mut fsm, index, node, (service, address, 5432));
+    }
     fsm
 }
 
@@ -609,6 +603,13 @@ fn answered(handled: Handled) -> Message {
     }
 }
 
+/// The recursors' replies for `db.example.com.` (see [`recursor_reply`]).
+fn resolved_db() -> Resolved {
+    let mut resolved = Resolved::default();
+    resolved.insert("db.example.com.".to_owned(), recursor_reply("db.example.com."));
+    resolved
+}
+
 /// `(owner, data)` of each record, in order.
 fn rows(records: &[Record]) -> Vec<(String, String)> {
     records.iter().map(|r| (r.name.to_ascii(), r.data.to_string())).collect()
@@ -622,8 +623,7 @@ fn a_hostname_outside_the_domain_is_looked_up_through_the_recursors_in_a_second_
     let first = pass(&fsm, "rds.service.consul.", RecordType::A, &config, None);
     assert_eq!(first, Handled::Resolve(vec!["db.example.com.".to_owned()]));
     // Second pass: the CNAME, then what the recursor said, with the service's TTL.
-    let mut resolved = Resolved::default();
-    resolved.insert("db.example.com.".to_owned(), recursor_reply("db.example.com."));
+    let resolved = resolved_db();
     let answer = answered(pass(&fsm, "rds.service.consul.", RecordType::A, &config, Some(&resolved)));
     assert_eq!(
         rows(&answer.answers),
@@ -665,8 +665,7 @@ fn an_srv_target_that_is_a_hostname_gets_the_recursors_records_in_additional() {
     let config = recursing();
     let first = pass(&fsm, "rds.service.consul.", RecordType::SRV, &config, None);
     assert_eq!(first, Handled::Resolve(vec!["db.example.com.".to_owned()]));
-    let mut resolved = Resolved::default();
-    resolved.insert("db.example.com.".to_owned(), recursor_reply("db.example.com."));
+    let resolved = resolved_db();
     let answer = answered(pass(&fsm, "rds.service.consul.", RecordType::SRV, &config, Some(&resolved)));
     assert_eq!(
         rows(&answer.answers),
@@ -775,18 +774,7 @@ fn trimming_keeps_the_records_a_kept_srv_target_cnames_to() {
 fn the_names_looked_up_are_the_first_drawn_and_at_most_chased_names_max() {
     let mut fsm = Fsm::new();
     for n in 0..12u64 {
-        let command = Command::Register(Box::new(Register {
-            node: Node { node: format!("n{n}"), address: format!("h{n:02}.example.com"), ..Node::default() },
-            skip_node_update: false,
-            service: Some(Service {
-                id: "many".into(),
-                service: "many".into(),
-                port: 1,
-                ..Service::default()
-            }),
-            checks: vec![],
-        }));
-        fsm.apply_command(n + 1, 0, &command);
+        register(&mut fsm, n + 1, (&format!("n{n}"), &format!("h{n:02}.example.com")), ("many", "", 1));
     }
     let packet = query("many.service.consul.", RecordType::SRV, false);
     let run = |resolved: Option<&Resolved>| {
