@@ -349,6 +349,16 @@ fn pre_vote_keeps_a_returning_server_from_deposing_a_healthy_leader() {
     assert_eq!(net.leaders(), [leader]);
     assert_eq!(net.server(leader).term(), term);
     assert_eq!(net.server(other).leader(), Some(leader));
+
+    // A pre-vote that reaches a follower still hearing its leader is refused and counted.
+    let third = (1..=3).find(|&id| id != leader && id != other).unwrap();
+    let ignored = net.server(third).stats().messages_ignored;
+    let (now, last_index) = (net.now, net.server(other).last_index());
+    let pre_vote = Message::PreVote { term: term + 1, last_index, last_term: term };
+    net.server(third).handle_message(now, other, pre_vote);
+    assert_eq!(net.server(third).stats().messages_ignored, ignored + 1);
+    let answer = net.server(third).poll_transmit().map(|t| (t.to, t.message));
+    assert_eq!(answer, Some((other, Message::PreVoteResponse { term, granted: false })));
 }
 
 #[test]
@@ -376,6 +386,116 @@ fn read_index_waits_for_a_heartbeat_round_and_the_lease_expires_without_one() {
     assert!(net.events[leader as usize - 1].contains(&Event::ReadFailed { ctx: 43 }));
 }
 
+/// Delivers what `from` has queued, to everyone it may reach, and nothing further.
+fn deliver_from(net: &mut Net, from: ServerId) {
+    let now = net.now;
+    while let Some(Transmit { to, message }) = net.server(from).poll_transmit() {
+        if !net.blocked.contains(&(from, to)) {
+            net.server(to).handle_message(now, from, message);
+        }
+    }
+}
+
+fn reads_ready(net: &mut Net, id: ServerId) -> Vec<u64> {
+    let mut ready = Vec::new();
+    while let Some(event) = net.server(id).poll_event() {
+        if let Event::ReadReady { ctx, .. } = event {
+            ready.push(ctx);
+        }
+    }
+    ready
+}
+
+#[test]
+fn a_read_asked_while_a_round_is_out_waits_for_the_next_round() {
+    // Acks of a round sent before the read was asked prove leadership only up to that send:
+    // a newer leader may have committed writes since, so such a read must wait a round more.
+    let mut net = Net::new(3);
+    net.run_until(at(3000));
+    let leader = net.leaders()[0];
+    let followers: Vec<ServerId> = (1..=3).filter(|&id| id != leader).collect();
+    net.settle();
+    reads_ready(&mut net, leader);
+
+    net.read_index(leader, 1).unwrap();
+    net.read_index(leader, 2).unwrap();
+    deliver_from(&mut net, leader);
+    for &follower in &followers {
+        deliver_from(&mut net, follower);
+    }
+    assert_eq!(reads_ready(&mut net, leader), [1], "read 2 came after the round left");
+
+    // The leader sent the next round at once for the read still waiting; its acks release it.
+    deliver_from(&mut net, leader);
+    for &follower in &followers {
+        deliver_from(&mut net, follower);
+    }
+    assert_eq!(reads_ready(&mut net, leader), [2]);
+}
+
+#[test]
+fn the_published_lease_ends_exactly_where_lease_reads_stop() {
+    // The io shell serves default reads from `lease_until` without asking Raft again, so it
+    // must agree with `lease_read` to the nanosecond.
+    let mut net = Net::new(3);
+    net.run_until(at(3000));
+    let leader = net.leaders()[0];
+    let follower = (1..=3).find(|&id| id != leader).unwrap();
+    assert_eq!(net.server(follower).lease_until(), None, "a follower holds no lease");
+
+    let until = net.server(leader).lease_until().expect("a leader that committed").expect("not a sole voter");
+    assert!(until > net.now);
+    let last_held = Instant::from_nanos(until.as_nanos() - 1);
+    let commit = net.server(leader).commit_index();
+    assert_eq!(net.server(leader).lease_read(last_held), Ok(commit));
+    assert_eq!(net.server(leader).lease_read(until), Err(ProposeError::NotReady));
+
+    let mut alone = Net::new(1);
+    alone.run_until(at(3000));
+    assert_eq!(alone.leaders(), [1]);
+    assert_eq!(alone.server(1).lease_until(), Some(None), "a sole voter's lease never ends");
+}
+
+fn persist(net: &mut Net, id: ServerId) {
+    let now = net.now;
+    while let Some(persist) = net.server(id).poll_persist() {
+        net.server(id).on_persisted(now, persist.id);
+    }
+}
+
+#[test]
+fn a_confirmed_read_is_released_as_soon_as_its_index_is_applied() {
+    let mut net = Net::new(3);
+    net.run_until(at(3000));
+    let leader = net.leaders()[0];
+    let followers: Vec<ServerId> = (1..=3).filter(|&id| id != leader).collect();
+    reads_ready(&mut net, leader);
+
+    // "w" commits on the leader, which does not apply it yet.
+    let (index, _) = net.propose(leader, cmd("w")).unwrap();
+    persist(&mut net, leader);
+    deliver_from(&mut net, leader);
+    for &follower in &followers {
+        persist(&mut net, follower);
+        deliver_from(&mut net, follower);
+    }
+    assert_eq!(net.server(leader).commit_index(), index);
+
+    net.read_index(leader, 7).unwrap();
+    deliver_from(&mut net, leader);
+    for &follower in &followers {
+        deliver_from(&mut net, follower);
+    }
+    assert_eq!(reads_ready(&mut net, leader), [] as [u64; 0], "confirmed, but its index is not applied");
+    match net.server(leader).poll_apply() {
+        Some(Apply::Entry(entry)) => {
+            assert_eq!((entry.index, entry.payload), (index, Payload::Command(cmd("w"))))
+        }
+        other => panic!("expected the entry of \"w\", got {other:?}"),
+    }
+    assert_eq!(reads_ready(&mut net, leader), [7]);
+}
+
 #[test]
 fn a_stale_leader_learns_the_new_term_from_any_answer() {
     let mut raft = Raft::new(Config::new(1, [1, 2, 3], 1), Restored::default(), at(0)).unwrap();
@@ -383,6 +503,63 @@ fn a_stale_leader_learns_the_new_term_from_any_answer() {
     assert_eq!(raft.role(), Role::PreCandidate);
     raft.handle_message(at(2000), 2, Message::PreVoteResponse { term: 5, granted: false });
     assert_eq!((raft.role(), raft.term()), (Role::Follower, 5));
+}
+
+#[test]
+fn messages_of_an_older_term_change_nothing_and_are_told_the_newer_one() {
+    let mut net = Net::new(3);
+    net.run_until(at(3000));
+    let leader = net.leaders()[0];
+    let follower = (1..=3).find(|&id| id != leader).unwrap();
+    let stranger = (1..=3).find(|&id| id != leader && id != follower).unwrap();
+    let (now, term, last) = (net.now, net.server(follower).term(), net.server(follower).last_index());
+    assert!(term >= 1);
+    let ignored = net.server(follower).stats().messages_ignored;
+
+    // An append from a deposed leader: had it been taken, its entry would replace the first.
+    let first_term = net.server(follower).log.term_at(1);
+    let entries = vec![Entry::command(1, term - 1, cmd("stale"))];
+    let append = Message::AppendEntries { term: term - 1, prev_index: 0, prev_term: 0, entries, commit: 1 };
+    net.server(follower).handle_message(now, stranger, append);
+    let vote = Message::RequestVote { term: term - 1, last_index: last + 5, last_term: term, transfer: true };
+    net.server(follower).handle_message(now, stranger, vote);
+
+    assert_eq!(net.server(follower).last_index(), last, "its log is untouched");
+    assert_eq!(net.server(follower).log.term_at(1), first_term);
+    assert_eq!(net.server(follower).term(), term);
+    assert_eq!(net.server(follower).leader(), Some(leader));
+    assert_eq!(net.server(follower).stats().messages_ignored, ignored + 2);
+    let answers: Vec<_> =
+        std::iter::from_fn(|| net.server(follower).poll_transmit()).map(|t| (t.to, t.message)).collect();
+    assert_eq!(
+        answers,
+        [
+            (stranger, Message::HeartbeatResponse { term, round: 0 }),
+            (stranger, Message::VoteResponse { term, granted: false }),
+        ]
+    );
+}
+
+#[test]
+fn a_pre_vote_is_granted_only_for_a_later_term_and_a_log_at_least_as_new() {
+    let mut net = Net::new(3);
+    net.run_until(at(3000));
+    let leader = net.leaders()[0];
+    let follower = (1..=3).find(|&id| id != leader).unwrap();
+    let asker = (1..=3).find(|&id| id != leader && id != follower).unwrap();
+    let (term, last) = (net.server(follower).term(), net.server(follower).last_index());
+    // Long after the leader's last heartbeat, so its lease no longer shields it.
+    let later = net.now + Duration::from_secs(10);
+    let mut ask = |term, last_index, last_term| {
+        let server = net.server(follower);
+        server.handle_message(later, asker, Message::PreVote { term, last_index, last_term });
+        server.poll_transmit().map(|t| t.message)
+    };
+    let refused = Some(Message::PreVoteResponse { term, granted: false });
+    assert_eq!(ask(term, last + 5, term), refused, "not a later term");
+    assert_eq!(ask(term + 1, 0, 0), refused, "a log behind this one");
+    assert_eq!(ask(term + 1, last, term), Some(Message::PreVoteResponse { term: term + 1, granted: true }));
+    assert_eq!(net.server(follower).term(), term, "a pre-vote raises no term");
 }
 
 #[test]
@@ -681,6 +858,7 @@ fn impossible_messages_from_a_confused_or_forged_peer_are_ignored_not_asserted_o
     let other = if leader == 1 { 2 } else { 1 };
     let (now, term) = (net.now, net.server(leader).term());
     let ignored = net.server(leader).stats().messages_ignored;
+    let ignored_by_other = net.server(other).stats().messages_ignored;
     // A second "leader" of this term, and an append whose entries skip an index.
     net.server(leader).handle_message(now, other, Message::Heartbeat { term, commit: 0, round: 1 });
     let gap = vec![Entry::command(3, term, cmd("a")), Entry::command(5, term, cmd("b"))];
@@ -694,8 +872,26 @@ fn impossible_messages_from_a_confused_or_forged_peer_are_ignored_not_asserted_o
         done: true,
     };
     net.server(other).handle_message(now, leader, snapshot);
+    // Answers from a server the leader does not track (never a member, or removed since).
+    let stranger: ServerId = 9;
+    let last = net.server(leader).last_index();
+    let answers = [
+        Message::AppendResponse {
+            term,
+            prev_index: last,
+            result: AppendResult::Accepted { match_index: last },
+        },
+        Message::HeartbeatResponse { term, round: 1 },
+        Message::SnapshotResponse { term, index: last, received: 1, installed: true },
+    ];
+    for answer in answers {
+        net.server(leader).handle_message(now, stranger, answer);
+    }
+    assert!(!net.server(leader).matched().contains_key(&stranger));
     assert_eq!(net.server(leader).role(), Role::Leader);
-    assert_eq!(net.server(leader).stats().messages_ignored, ignored + 1);
+    // The second "leader"'s heartbeat, and the stranger's three answers.
+    assert_eq!(net.server(leader).stats().messages_ignored, ignored + 4);
+    assert_eq!(net.server(other).stats().messages_ignored, ignored_by_other + 2);
     assert_eq!(net.server(other).last_index(), net.server(leader).last_index(), "its log is untouched");
     assert_eq!(net.server(other).snapshot_index(), 0);
 }
