@@ -101,6 +101,10 @@ fn keys_with_a_separator_stop_at_the_first_separator_after_the_prefix() {
 #[test]
 fn refused_commands_change_nothing_but_the_applied_index() {
     let mut fsm = Fsm::new();
+    assert_eq!(VALUE_BYTES_MAX, 524_288, "Consul's kv_max_value_size");
+    let largest =
+        Command::KvSet(KvSet { key: "k".into(), value: Bytes::from(vec![0u8; VALUE_BYTES_MAX]), flags: 0 });
+    assert_eq!(largest.validate(), Ok(()));
     let big = Bytes::from(vec![0u8; VALUE_BYTES_MAX + 1]);
     let too_large = Command::KvSet(KvSet { key: "k".into(), value: big, flags: 0 });
     assert_eq!(
@@ -110,6 +114,9 @@ fn refused_commands_change_nothing_but_the_applied_index() {
     let responses = run(&mut fsm, &[too_large, set("", "v", 0)]);
     assert!(matches!(responses[..], [Response::Rejected(_), Response::Rejected(CommandError::MissingKey)]));
     assert_eq!((fsm.kv().len(), fsm.kv().index(), fsm.applied()), (0, 0, 2));
+    assert!(fsm.kv().is_empty());
+    run(&mut fsm, &[set("k", "v", 0)]);
+    assert!(!fsm.kv().is_empty());
 }
 
 #[test]
@@ -378,6 +385,31 @@ fn lock(key: &str, value: &'static str, session: &str) -> Command {
 fn unlock(key: &str, value: &'static str, session: &str) -> Command {
     let set = KvSet { key: key.into(), value: Bytes::from_static(value.as_bytes()), flags: 0 };
     Command::KvUnlock(KvUnlock { set, session: session.into() })
+}
+
+#[test]
+fn session_reads_answer_by_id_and_by_node_with_the_table_index() {
+    let mut fsm = catalog();
+    assert!(fsm.sessions().is_empty());
+    let on_n2 = Command::SessionCreate(Session { id: "s3".into(), node: "n2".into(), ..Session::default() });
+    let responses = run(
+        &mut fsm,
+        &[session("s2", Behavior::Delete, 0, &[]), session("s1", Behavior::Release, 0, &[]), on_n2],
+    );
+    assert!(responses.iter().all(|r| *r == Response::Bool(true)), "{responses:?}");
+    let index = fsm.applied();
+
+    let sessions = fsm.sessions();
+    assert_eq!((sessions.len(), sessions.is_empty(), sessions.index()), (3, false, index));
+    let (at, found) = sessions.info("s2");
+    assert_eq!((at, found.map(|s| (s.id.as_str(), s.behavior.as_str()))), (index, Some(("s2", "delete"))));
+    assert_eq!(sessions.info("s9"), (index, None));
+    let ids =
+        |(at, found): (Index, Vec<&Session>)| (at, found.iter().map(|s| s.id.clone()).collect::<Vec<_>>());
+    assert_eq!(ids(sessions.of_node("n1")), (index, vec!["s1".to_owned(), "s2".to_owned()]), "by ID");
+    assert_eq!(ids(sessions.of_node("n2")), (index, vec!["s3".to_owned()]));
+    assert_eq!(ids(sessions.of_node("n9")), (index, vec![]));
+    assert_eq!(Behavior::Release.as_str(), "release");
 }
 
 #[test]
@@ -1138,10 +1170,12 @@ fn scattered() -> Fsm {
             ),
         ),
         (4, set("a", "1", 7)),
+        (10, set("b", "1", 0)),
         (20, session("s1", Behavior::Release, 0, &[SERF_HEALTH])),
         (30, lock("held", "h", "s1")),
         (40, set("gone", "g", 0)),
         (50, Command::KvDelete(KvDelete { key: "gone".into() })),
+        (55, set("b", "2", 0)),
         (60, register(node("n2", "10.0.0.2"), Some(service("db", "db", &[], 5432)), vec![])),
     ];
     for (index, command) in &writes {
@@ -1164,7 +1198,7 @@ fn a_restore_into_a_state_past_the_snapshot_keeps_every_index() {
     assert_eq!(fsm.kv(), source.kv(), "the snapshot's keys, indexes and tombstones; ours are gone");
     assert_eq!(fsm.catalog(), source.catalog());
     assert_eq!(fsm.sessions(), source.sessions());
-    assert_eq!(fsm.kv().get("mine"), (50, None));
+    assert_eq!(fsm.kv().get("mine"), (55, None), "the KV index of the snapshot");
     assert_eq!(fsm.kv().held_by("s1").collect::<Vec<_>>(), ["held"], "derived indexes rebuilt");
     // The restored state goes on applying, with its sessions and locks live.
     let destroyed = apply(&mut fsm, &Command::SessionDestroy(SessionDestroy { id: "s1".into() }));
@@ -1190,7 +1224,8 @@ fn a_restore_into_a_state_behind_the_snapshot_lowers_indexes_above_its_entry() {
     };
     assert_eq!(entry("a"), (4, 4, 0, 7));
     assert_eq!(entry("held"), (30, 30, 1, 0));
-    assert_eq!(fsm.kv().index(), 45, "was 50");
+    assert_eq!(entry("b"), (10, 45, 0, 0), "modified at 55");
+    assert_eq!(fsm.kv().index(), 45, "was 55");
     assert_eq!(fsm.kv().list("go"), (45, vec![]), "the tombstone of `gone`, was 50");
     assert_eq!(fsm.kv().list("h").0, 30);
     assert_eq!(fsm.kv().get("mine"), (45, None));
@@ -1233,6 +1268,16 @@ fn a_restore_of_a_bad_snapshot_is_refused_and_changes_nothing_but_the_applied_in
     let good = scattered().snapshot();
     let mut inconsistent = scattered();
     inconsistent.applied = 10;
+    // One broken KV rule each, on the entry "a" (created and modified at 4).
+    let broken_entry = |change: fn(&mut KvEntry)| {
+        let mut state = scattered();
+        let mut entry = state.kv.entries["a"].clone();
+        change(&mut entry);
+        state.kv.entries.insert("a".into(), entry);
+        state.snapshot()
+    };
+    let out_of_order =
+        CommandError::Restore(SnapshotError::Inconsistent("an entry's indexes are out of order".into()));
     let cases = [
         (Bytes::from_static(b"not a snapshot"), CommandError::Restore(SnapshotError::Format)),
         (Bytes::new(), CommandError::Restore(SnapshotError::Format)),
@@ -1252,6 +1297,12 @@ fn a_restore_of_a_bad_snapshot_is_refused_and_changes_nothing_but_the_applied_in
                 "the KV index is past the applied index".into(),
             )),
         ),
+        (broken_entry(|entry| entry.create_index = 5), out_of_order.clone()),
+        (broken_entry(|entry| entry.modify_index = 56), out_of_order),
+        (
+            broken_entry(|entry| entry.value = Bytes::from(vec![0; VALUE_BYTES_MAX + 1])),
+            CommandError::Restore(SnapshotError::Inconsistent("a value is over the size limit".into())),
+        ),
     ];
     for (state, error) in cases {
         let applied = apply(&mut fsm, &restore(state));
@@ -1263,7 +1314,14 @@ fn a_restore_of_a_bad_snapshot_is_refused_and_changes_nothing_but_the_applied_in
             (before.kv(), before.catalog(), before.sessions())
         );
     }
-    assert_eq!(fsm.applied(), before.applied() + 5);
+    assert_eq!(fsm.applied(), before.applied() + 8);
+
+    // A value of exactly the limit is restored.
+    let mut largest = scattered();
+    let mut entry = largest.kv.entries["a"].clone();
+    entry.value = Bytes::from(vec![0; VALUE_BYTES_MAX]);
+    largest.kv.entries.insert("a".into(), entry);
+    assert_eq!(apply(&mut fsm, &restore(largest.snapshot())).response, Response::Bool(true));
     assert_eq!(
         CommandError::Restore(SnapshotError::Format).to_string(),
         "failed to restore snapshot: not a muster state snapshot of version 3 or 4"

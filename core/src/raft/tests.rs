@@ -396,6 +396,32 @@ fn deliver_from(net: &mut Net, from: ServerId) {
     }
 }
 
+/// A 3-server net with its leader elected and settled: the leader and its followers.
+fn elected_three() -> (Net, ServerId, Vec<ServerId>) {
+    let mut net = Net::new(3);
+    net.run_until(at(3000));
+    let leader = net.leaders()[0];
+    let followers = (1..=3).filter(|&id| id != leader).collect();
+    (net, leader, followers)
+}
+
+/// One exchange: what the leader queued reaches the followers, and their answers reach it.
+/// Each follower's pending writes are made durable first, so its answers can leave.
+fn exchange(net: &mut Net, leader: ServerId, followers: &[ServerId]) {
+    deliver_from(net, leader);
+    for &follower in followers {
+        persist(net, follower);
+        deliver_from(net, follower);
+    }
+}
+
+fn persist(net: &mut Net, id: ServerId) {
+    let now = net.now;
+    while let Some(persist) = net.server(id).poll_persist() {
+        net.server(id).on_persisted(now, persist.id);
+    }
+}
+
 fn reads_ready(net: &mut Net, id: ServerId) -> Vec<u64> {
     let mut ready = Vec::new();
     while let Some(event) = net.server(id).poll_event() {
@@ -410,26 +436,16 @@ fn reads_ready(net: &mut Net, id: ServerId) -> Vec<u64> {
 fn a_read_asked_while_a_round_is_out_waits_for_the_next_round() {
     // Acks of a round sent before the read was asked prove leadership only up to that send:
     // a newer leader may have committed writes since, so such a read must wait a round more.
-    let mut net = Net::new(3);
-    net.run_until(at(3000));
-    let leader = net.leaders()[0];
-    let followers: Vec<ServerId> = (1..=3).filter(|&id| id != leader).collect();
-    net.settle();
+    let (mut net, leader, followers) = elected_three();
     reads_ready(&mut net, leader);
 
     net.read_index(leader, 1).unwrap();
     net.read_index(leader, 2).unwrap();
-    deliver_from(&mut net, leader);
-    for &follower in &followers {
-        deliver_from(&mut net, follower);
-    }
+    exchange(&mut net, leader, &followers);
     assert_eq!(reads_ready(&mut net, leader), [1], "read 2 came after the round left");
 
     // The leader sent the next round at once for the read still waiting; its acks release it.
-    deliver_from(&mut net, leader);
-    for &follower in &followers {
-        deliver_from(&mut net, follower);
-    }
+    exchange(&mut net, leader, &followers);
     assert_eq!(reads_ready(&mut net, leader), [2]);
 }
 
@@ -437,10 +453,8 @@ fn a_read_asked_while_a_round_is_out_waits_for_the_next_round() {
 fn the_published_lease_ends_exactly_where_lease_reads_stop() {
     // The io shell serves default reads from `lease_until` without asking Raft again, so it
     // must agree with `lease_read` to the nanosecond.
-    let mut net = Net::new(3);
-    net.run_until(at(3000));
-    let leader = net.leaders()[0];
-    let follower = (1..=3).find(|&id| id != leader).unwrap();
+    let (mut net, leader, followers) = elected_three();
+    let follower = followers[0];
     assert_eq!(net.server(follower).lease_until(), None, "a follower holds no lease");
 
     let until = net.server(leader).lease_until().expect("a leader that committed").expect("not a sole voter");
@@ -456,36 +470,19 @@ fn the_published_lease_ends_exactly_where_lease_reads_stop() {
     assert_eq!(alone.server(1).lease_until(), Some(None), "a sole voter's lease never ends");
 }
 
-fn persist(net: &mut Net, id: ServerId) {
-    let now = net.now;
-    while let Some(persist) = net.server(id).poll_persist() {
-        net.server(id).on_persisted(now, persist.id);
-    }
-}
-
 #[test]
 fn a_confirmed_read_is_released_as_soon_as_its_index_is_applied() {
-    let mut net = Net::new(3);
-    net.run_until(at(3000));
-    let leader = net.leaders()[0];
-    let followers: Vec<ServerId> = (1..=3).filter(|&id| id != leader).collect();
+    let (mut net, leader, followers) = elected_three();
     reads_ready(&mut net, leader);
 
     // "w" commits on the leader, which does not apply it yet.
     let (index, _) = net.propose(leader, cmd("w")).unwrap();
     persist(&mut net, leader);
-    deliver_from(&mut net, leader);
-    for &follower in &followers {
-        persist(&mut net, follower);
-        deliver_from(&mut net, follower);
-    }
+    exchange(&mut net, leader, &followers);
     assert_eq!(net.server(leader).commit_index(), index);
 
     net.read_index(leader, 7).unwrap();
-    deliver_from(&mut net, leader);
-    for &follower in &followers {
-        deliver_from(&mut net, follower);
-    }
+    exchange(&mut net, leader, &followers);
     assert_eq!(reads_ready(&mut net, leader), [] as [u64; 0], "confirmed, but its index is not applied");
     match net.server(leader).poll_apply() {
         Some(Apply::Entry(entry)) => {
@@ -507,11 +504,8 @@ fn a_stale_leader_learns_the_new_term_from_any_answer() {
 
 #[test]
 fn messages_of_an_older_term_change_nothing_and_are_told_the_newer_one() {
-    let mut net = Net::new(3);
-    net.run_until(at(3000));
-    let leader = net.leaders()[0];
-    let follower = (1..=3).find(|&id| id != leader).unwrap();
-    let stranger = (1..=3).find(|&id| id != leader && id != follower).unwrap();
+    let (mut net, leader, followers) = elected_three();
+    let (follower, stranger) = (followers[0], followers[1]);
     let (now, term, last) = (net.now, net.server(follower).term(), net.server(follower).last_index());
     assert!(term >= 1);
     let ignored = net.server(follower).stats().messages_ignored;
@@ -542,11 +536,8 @@ fn messages_of_an_older_term_change_nothing_and_are_told_the_newer_one() {
 
 #[test]
 fn a_pre_vote_is_granted_only_for_a_later_term_and_a_log_at_least_as_new() {
-    let mut net = Net::new(3);
-    net.run_until(at(3000));
-    let leader = net.leaders()[0];
-    let follower = (1..=3).find(|&id| id != leader).unwrap();
-    let asker = (1..=3).find(|&id| id != leader && id != follower).unwrap();
+    let (mut net, _, followers) = elected_three();
+    let (follower, asker) = (followers[0], followers[1]);
     let (term, last) = (net.server(follower).term(), net.server(follower).last_index());
     // Long after the leader's last heartbeat, so its lease no longer shields it.
     let later = net.now + Duration::from_secs(10);
