@@ -1268,8 +1268,8 @@ fn a_restore_of_a_bad_snapshot_is_refused_and_changes_nothing_but_the_applied_in
     let good = scattered().snapshot();
     let mut inconsistent = scattered();
     inconsistent.applied = 10;
-    // One broken KV rule each, on the entry "a" (created and modified at 4).
-    let broken_entry = |change: fn(&mut KvEntry)| {
+    // `scattered()`'s snapshot with its entry "a" (created and modified at 4) changed.
+    let with_entry_a = |change: fn(&mut KvEntry)| {
         let mut state = scattered();
         let mut entry = state.kv.entries["a"].clone();
         change(&mut entry);
@@ -1297,10 +1297,10 @@ fn a_restore_of_a_bad_snapshot_is_refused_and_changes_nothing_but_the_applied_in
                 "the KV index is past the applied index".into(),
             )),
         ),
-        (broken_entry(|entry| entry.create_index = 5), out_of_order.clone()),
-        (broken_entry(|entry| entry.modify_index = 56), out_of_order),
+        (with_entry_a(|entry| entry.create_index = 5), out_of_order.clone()),
+        (with_entry_a(|entry| entry.modify_index = 56), out_of_order),
         (
-            broken_entry(|entry| entry.value = Bytes::from(vec![0; VALUE_BYTES_MAX + 1])),
+            with_entry_a(|entry| entry.value = Bytes::from(vec![0; VALUE_BYTES_MAX + 1])),
             CommandError::Restore(SnapshotError::Inconsistent("a value is over the size limit".into())),
         ),
     ];
@@ -1317,11 +1317,8 @@ fn a_restore_of_a_bad_snapshot_is_refused_and_changes_nothing_but_the_applied_in
     assert_eq!(fsm.applied(), before.applied() + 8);
 
     // A value of exactly the limit is restored.
-    let mut largest = scattered();
-    let mut entry = largest.kv.entries["a"].clone();
-    entry.value = Bytes::from(vec![0; VALUE_BYTES_MAX]);
-    largest.kv.entries.insert("a".into(), entry);
-    assert_eq!(apply(&mut fsm, &restore(largest.snapshot())).response, Response::Bool(true));
+    let largest = with_entry_a(|entry| entry.value = Bytes::from(vec![0; VALUE_BYTES_MAX]));
+    assert_eq!(apply(&mut fsm, &restore(largest)).response, Response::Bool(true));
     assert_eq!(
         CommandError::Restore(SnapshotError::Format).to_string(),
         "failed to restore snapshot: not a muster state snapshot of version 3 or 4"
