@@ -17,7 +17,9 @@ use crate::cmd;
 #[command(
     name = "muster",
     about = "Consul-compatible service discovery and configuration",
-    disable_version_flag = true
+    disable_version_flag = true,
+    // Go's flag package: a flag given twice takes its last value (lists keep every one).
+    args_override_self = true
 )]
 pub(crate) struct Cli {
     #[command(subcommand)]
@@ -107,8 +109,8 @@ pub(crate) struct AgentArgs {
     #[arg(long = "serf-wan-port", default_value_t = 8302)]
     pub(crate) serf_wan_port: u16,
     /// Server mode: also joins the WAN pool of servers across datacenters. -dev implies it.
-    #[arg(long)]
-    pub(crate) server: bool,
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub(crate) server: Option<bool>,
     /// The datacenter this agent belongs to.
     #[arg(long = "datacenter", default_value = "dc1")]
     pub(crate) datacenter: String,
@@ -138,8 +140,8 @@ pub(crate) struct AgentArgs {
     pub(crate) encrypt: Option<String>,
     /// Bootstrap mode: this server elects itself and forms a one-server cluster. -dev implies
     /// it.
-    #[arg(long)]
-    pub(crate) bootstrap: bool,
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub(crate) bootstrap: Option<bool>,
     /// Servers to wait for before starting Raft together: once gossip shows this many servers
     /// of the datacenter, all expecting the same number, they bootstrap as one cluster.
     #[arg(long = "bootstrap-expect", default_value_t = 0)]
@@ -167,14 +169,14 @@ pub(crate) struct AgentArgs {
     pub(crate) server_port: u16,
     /// Accepts script checks from the HTTP API and configuration files (a script check is code
     /// any API client can make the agent run: off by default, as in Consul).
-    #[arg(long = "enable-script-checks")]
-    pub(crate) enable_script_checks: bool,
+    #[arg(long = "enable-script-checks", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub(crate) enable_script_checks: Option<bool>,
     /// Accepts script checks from configuration files only.
-    #[arg(long = "enable-local-script-checks")]
-    pub(crate) enable_local_script_checks: bool,
+    #[arg(long = "enable-local-script-checks", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub(crate) enable_local_script_checks: Option<bool>,
     /// Ignores a previous graceful leave and joins the members it knew again at start.
-    #[arg(long)]
-    pub(crate) rejoin: bool,
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub(crate) rejoin: Option<bool>,
     /// A configuration file (`*.json` or `*.hcl`). Repeatable; read in order with the
     /// -config-dir directories.
     #[arg(long = "config-file")]
@@ -183,8 +185,8 @@ pub(crate) struct AgentArgs {
     #[arg(long = "config-dir")]
     pub(crate) config_dir: Vec<PathBuf>,
     /// Reads the configuration files again whenever one is added, removed or written.
-    #[arg(long = "auto-reload-config")]
-    pub(crate) auto_reload_config: bool,
+    #[arg(long = "auto-reload-config", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub(crate) auto_reload_config: Option<bool>,
     /// The format of -config-file files whatever their extension: json or hcl.
     #[arg(long = "config-format")]
     pub(crate) config_format: Option<String>,
@@ -195,8 +197,8 @@ pub(crate) struct AgentArgs {
     #[arg(long = "log-level")]
     pub(crate) log_level: Option<String>,
     /// Logs JSON lines instead of text.
-    #[arg(long = "log-json")]
-    pub(crate) log_json: bool,
+    #[arg(long = "log-json", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub(crate) log_json: Option<bool>,
     /// Also appends the log to this file (a path ending in `/` is a directory, in which the
     /// file is `muster-<Unix seconds>.log`).
     #[arg(long = "log-file")]
@@ -211,8 +213,8 @@ pub(crate) struct AgentArgs {
     #[arg(long = "log-rotate-max-files", allow_negative_numbers = true)]
     pub(crate) log_rotate_max_files: Option<i64>,
     /// Also sends the log to the local syslog daemon.
-    #[arg(long = "syslog")]
-    pub(crate) syslog: bool,
+    #[arg(long = "syslog", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub(crate) syslog: Option<bool>,
     /// The syslog facility (`syslog_facility` in files; LOCAL0 by default).
     #[arg(skip = String::from("LOCAL0"))]
     pub(crate) syslog_facility: String,
@@ -241,11 +243,11 @@ pub(crate) struct AgentArgs {
     #[arg(long = "serf-wan-allowed-cidrs")]
     pub(crate) serf_wan_allowed_cidrs: Vec<String>,
     /// Neither reads nor writes the gossip keyring file in the data directory.
-    #[arg(long = "disable-keyring-file")]
-    pub(crate) disable_keyring_file: bool,
+    #[arg(long = "disable-keyring-file", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub(crate) disable_keyring_file: Option<bool>,
     /// Consul's web UI: muster has none yet, and says so.
-    #[arg(long = "ui")]
-    pub(crate) ui: bool,
+    #[arg(long = "ui", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub(crate) ui: Option<bool>,
     /// Where the web UI is served (accepted; muster has no web UI yet).
     #[arg(long = "ui-content-path")]
     pub(crate) ui_content_path: Option<String>,
@@ -267,196 +269,484 @@ pub(crate) struct AgentArgs {
     /// The most a blocking query's `?wait` may ask (Consul's default: 600s).
     #[arg(long = "max-query-time")]
     pub(crate) max_query_time: Option<String>,
+    /// Accepts writes over HTTP only from these ranges (`http_config.allow_write_http_from`).
+    /// Repeatable.
+    #[arg(long = "allow-write-http-from")]
+    pub(crate) allow_write_http_from: Vec<String>,
+    /// The most bytes of a check's output kept (`check_output_max_size`; Consul's 4096).
+    #[arg(long = "check_output_max_size", allow_negative_numbers = true)]
+    pub(crate) check_output_max_size: Option<i64>,
+    /// Consul's gRPC-over-TLS port (`ports.grpc_tls`).
+    #[arg(long = "grpc-tls-port", allow_negative_numbers = true)]
+    pub(crate) grpc_tls_port: Option<i32>,
+    /// Consul Enterprise's read replicas (`read_replica`; `-non-voting-server` is its old name).
+    #[arg(long = "read-replica", alias = "non-voting-server", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub(crate) read_replica: Option<bool>,
+    /// Mesh gateways of the primary datacenter (`primary_gateways`). Repeatable.
+    #[arg(long = "primary-gateway")]
+    pub(crate) primary_gateway: Vec<String>,
+    /// WAN join attempts before the agent gives up (`retry_max_wan`; 0: for ever).
+    #[arg(long = "retry-max-wan")]
+    pub(crate) retry_max_wan: Option<u32>,
+    /// Consul Enterprise's network segment (`segment`).
+    #[arg(long = "segment")]
+    pub(crate) segment: Option<String>,
+    /// A directory of web UI assets to serve instead of the built-in ones (`ui_config.dir`).
+    #[arg(long = "ui-dir")]
+    pub(crate) ui_dir: Option<String>,
     /// Accepted for Consul's scripts: muster never derives the node ID from the host.
-    #[arg(long = "disable-host-node-id", num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long = "disable-host-node-id", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub(crate) disable_host_node_id: Option<bool>,
 }
 
-/// Rewrites Consul's single-dash long flags (`-dev`, `-data-dir=x`) to clap's `--dev`,
-/// `--data-dir=x`, and ends flag parsing where Go's does: at the first positional argument of
-/// the command, before which a `--` goes, so that what follows is taken as it stands
-/// (`muster kv put k -Xmx512m` stores `-Xmx512m`; `muster lock app ./run -verbose` passes
-/// `-verbose` to `./run`). Which flags take a value, and which words are subcommands, comes
-/// from the clap definition itself. `-h` stays the short help flag.
-pub(crate) fn normalize(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
-    let root = <Cli as clap::CommandFactory>::command();
+/// A command line Go's `flag` package would refuse, in its words (`flag provided but not
+/// defined: -bogus`), which Consul prints before its usage text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum FlagError {
+    /// `---x` or `-=x`.
+    #[error("bad flag syntax: {0}")]
+    Syntax(String),
+    /// A flag the command does not have.
+    #[error("flag provided but not defined: -{0}")]
+    Undefined(String),
+    /// A flag that takes a value, last on the line.
+    #[error("flag needs an argument: -{0}")]
+    NeedsArgument(String),
+    /// A boolean flag given something `strconv.ParseBool` refuses.
+    #[error("invalid boolean value {value:?} for -{name}: parse error")]
+    Boolean {
+        /// The flag, as written.
+        name: String,
+        /// The value.
+        value: String,
+    },
+}
+
+/// Rewrites a command line as Go's `flag` package reads it into the canonical form clap reads
+/// unambiguously, so that every form a Consul user writes parses:
+/// - `-f`, `--f`: one dash or two;
+/// - `-f=v`, `-f v`: a flag that takes a value takes the next argument whatever it looks like
+///   (`-http-port -1`, `-retry-join 10.0.0.1`); it becomes `--f=v`;
+/// - booleans never take the next argument: `-f`, `-f=true`, `-f=false`, and every spelling
+///   `strconv.ParseBool` knows (`1`, `t`, `TRUE`, `0`, `F`...). A flag clap sets to true
+///   becomes `--f` or is dropped for false; a flag with an optional value (`-shell=false`,
+///   the agent's flags that override files) gets `--f=true` or `--f=false`;
+/// - flag parsing ends at the first positional argument of the command, or at `--`: a `--` is
+///   put before it, so what follows is taken as it stands (`muster kv put k -Xmx512m` stores
+///   `-Xmx512m`; `muster lock app ./run -verbose` passes `-verbose` to `./run`).
+///
+/// Which flags exist, take a value, or are booleans, and which words are subcommands, comes from
+/// the clap definition itself, so the two can never disagree.
+pub(crate) fn normalize(args: impl IntoIterator<Item = OsString>) -> Result<Vec<OsString>, FlagError> {
+    let mut root = <Cli as clap::CommandFactory>::command();
+    // Built, so that the generated `-h`/`-help` flags are among each command's arguments.
+    root.build();
     let mut command = &root;
-    let mut out = Vec::new();
-    let mut passthrough = false;
-    let mut value_next = false;
-    for (position, arg) in args.into_iter().enumerate() {
-        let text = arg.to_str();
-        if position == 0 || passthrough {
+    let mut args = args.into_iter();
+    let mut out: Vec<OsString> = args.next().into_iter().collect();
+    while let Some(arg) = args.next() {
+        let Some(text) = arg.to_str().map(str::to_owned) else {
+            out.push("--".into());
+            out.push(arg);
+            break;
+        };
+        if text == "--" {
+            out.push(arg);
+            break;
+        }
+        if text.len() > 1 && text.starts_with('-') {
+            out.extend(flag(command, &text, &mut args)?);
+            continue;
+        }
+        if let Some(sub) = command.find_subcommand(&text) {
+            command = sub;
             out.push(arg);
             continue;
         }
-        if value_next {
-            value_next = false;
-            out.push(arg);
-            continue;
-        }
-        match text {
-            Some("--") => {
-                passthrough = true;
-                out.push(arg);
-            }
-            Some(flag) if flag.starts_with('-') && flag.len() > 1 => {
-                let bare = flag.trim_start_matches('-');
-                let (name, inline_value) = match bare.split_once('=') {
-                    Some((name, _)) => (name, true),
-                    None => (bare, false),
-                };
-                value_next = !inline_value && takes_separate_value(command, name);
-                if is_single_dash_long(flag) {
-                    out.push(format!("-{flag}").into());
-                } else {
-                    out.push(arg);
-                }
-            }
-            Some(word) if command.find_subcommand(word).is_some() => {
-                command = command.find_subcommand(word).expect("just found");
-                out.push(arg);
-            }
-            // The command's first positional argument: flag parsing ends here.
-            _ => {
-                passthrough = true;
-                out.push("--".into());
-                out.push(arg);
-            }
-        }
+        // The command's first positional argument: flag parsing ends here.
+        out.push("--".into());
+        out.push(arg);
+        break;
     }
-    out
+    out.extend(args);
+    Ok(out)
 }
 
-/// Whether `command`'s flag `name` takes its value from the next argument (`-type key`); Go's
-/// boolean flags, and the ones written here with an optional value (`-shell`, `-shell=false`),
-/// never do.
-fn takes_separate_value(command: &clap::Command, name: &str) -> bool {
-    let found = command.get_arguments().find(|arg| {
-        arg.get_long() == Some(name) || (name.len() == 1 && arg.get_short() == name.chars().next())
-    });
-    match found {
-        None => false,
-        Some(arg) => {
-            let optional = arg.get_num_args().is_some_and(|range| range.min_values() == 0);
-            arg.get_action().takes_values() && !optional
-        }
+/// One flag (`text` starts with `-`), in clap's canonical form; a flag that takes its value
+/// from the next argument takes it from `rest`.
+fn flag(
+    command: &clap::Command,
+    text: &str,
+    rest: &mut impl Iterator<Item = OsString>,
+) -> Result<Option<OsString>, FlagError> {
+    let bare = text.strip_prefix("--").unwrap_or(&text[1..]);
+    if bare.is_empty() || bare.starts_with('-') || bare.starts_with('=') {
+        return Err(FlagError::Syntax(text.to_owned()));
     }
-}
-
-fn is_single_dash_long(text: &str) -> bool {
-    let Some(rest) = text.strip_prefix('-') else {
-        return false;
+    let (name, inline) = match bare.split_once('=') {
+        Some((name, value)) => (name, Some(value)),
+        None => (bare, None),
     };
-    let name = rest.split('=').next().unwrap_or("");
-    // `-n=2` is Go's long flag `n` too; only a bare one-letter flag (`-h`, `-n 2`) stays short.
-    let long = name.len() > 1 || rest.contains('=');
-    !rest.starts_with('-') && long && name.starts_with(|c: char| c.is_ascii_alphabetic())
+    let Some(arg) = find_flag(command, name) else {
+        return Err(FlagError::Undefined(name.to_owned()));
+    };
+    let long = arg.get_long().unwrap_or(name);
+    let boolean = |value: &str| {
+        parse_go_bool(value)
+            .ok_or_else(|| FlagError::Boolean { name: name.to_owned(), value: value.to_owned() })
+    };
+    Ok(match kind(arg) {
+        FlagKind::Help => Some("--help".into()),
+        FlagKind::Switch => match inline.map(boolean).transpose()? {
+            Some(false) => None,
+            _ => Some(format!("--{long}").into()),
+        },
+        FlagKind::OptionalBool => {
+            let on = inline.map(boolean).transpose()?.unwrap_or(true);
+            Some(format!("--{long}={on}").into())
+        }
+        FlagKind::Value => {
+            let value = match inline {
+                Some(value) => OsString::from(value),
+                None => rest.next().ok_or_else(|| FlagError::NeedsArgument(name.to_owned()))?,
+            };
+            let mut canonical = OsString::from(format!("--{long}="));
+            canonical.push(value);
+            Some(canonical)
+        }
+    })
 }
 
-/// What Consul prints for a usage error it shares with Go's flag package, if this is one: an
-/// undefined flag reads `flag provided but not defined: -bogus` (one dash, however it was typed).
+/// How Go's `flag` package treats a flag, read off its clap definition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FlagKind {
+    /// `-h`, `-help`.
+    Help,
+    /// A boolean clap sets to true when present.
+    Switch,
+    /// A boolean with an optional value (`-shell=false`; the agent's flags that override files).
+    OptionalBool,
+    /// A flag that takes a value.
+    Value,
+}
+
+fn kind(arg: &clap::Arg) -> FlagKind {
+    match arg.get_action() {
+        clap::ArgAction::Help | clap::ArgAction::HelpShort | clap::ArgAction::HelpLong => FlagKind::Help,
+        clap::ArgAction::SetTrue => FlagKind::Switch,
+        _ if arg.get_num_args().is_some_and(|range| range.min_values() == 0) => FlagKind::OptionalBool,
+        _ => FlagKind::Value,
+    }
+}
+
+/// `command`'s flag named `name`: by its long name, an alias, or (Go has no short flags, so `-n`
+/// is the long flag `n`) a one-letter short name.
+fn find_flag<'c>(command: &'c clap::Command, name: &str) -> Option<&'c clap::Arg> {
+    command.get_arguments().filter(|arg| !arg.is_positional()).find(|arg| {
+        arg.get_long() == Some(name)
+            || arg.get_all_aliases().is_some_and(|aliases| aliases.contains(&name))
+            || (name.chars().count() == 1 && arg.get_short() == name.chars().next())
+    })
+}
+
+/// Go's `strconv.ParseBool`.
+pub(crate) fn parse_go_bool(text: &str) -> Option<bool> {
+    match text {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// What Consul prints for a value Go's `flag` package refuses, if clap refused one: `invalid
+/// value "abc" for flag -http-port: parse error`.
 pub(crate) fn consul_usage_error(error: &clap::Error) -> Option<String> {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
-    if error.kind() != ErrorKind::UnknownArgument {
+    if !matches!(error.kind(), ErrorKind::InvalidValue | ErrorKind::ValueValidation) {
         return None;
     }
     let Some(ContextValue::String(arg)) = error.get(ContextKind::InvalidArg) else { return None };
-    let name = arg.trim_start_matches('-').split('=').next().unwrap_or_default();
-    Some(format!("flag provided but not defined: -{name}"))
+    let Some(ContextValue::String(value)) = error.get(ContextKind::InvalidValue) else { return None };
+    let name = arg.trim_start_matches('-').split(['=', ' ', '<']).next().unwrap_or_default();
+    Some(format!("invalid value {value:?} for flag -{name}: parse error"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn norm(args: &[&str]) -> Vec<String> {
-        normalize(args.iter().map(OsString::from)).into_iter().map(|a| a.into_string().unwrap()).collect()
+    fn norm(args: &[&str]) -> Result<Vec<String>, FlagError> {
+        let out = normalize(args.iter().map(OsString::from))?;
+        Ok(out.into_iter().map(|a| a.into_string().unwrap()).collect())
     }
 
     #[test]
-    fn single_dash_long_flags_become_double_dash() {
+    fn every_go_form_of_a_flag_becomes_one_canonical_form() {
+        for form in [
+            &["muster", "agent", "-node", "a"][..],
+            &["muster", "agent", "--node", "a"],
+            &["muster", "agent", "-node=a"],
+            &["muster", "agent", "--node=a"],
+        ] {
+            assert_eq!(norm(form).unwrap(), ["muster", "agent", "--node=a"], "{form:?}");
+        }
+        // A value is the next argument whatever it looks like.
         assert_eq!(
-            norm(&["muster", "agent", "-dev", "-data-dir=/tmp/x", "--node", "a", "-h", "-5", "--", "-raw"]),
-            ["muster", "agent", "--dev", "--data-dir=/tmp/x", "--node", "a", "-h", "-5", "--", "-raw"]
+            norm(&["muster", "agent", "-http-port", "-1"]).unwrap(),
+            ["muster", "agent", "--http-port=-1"]
+        );
+        assert_eq!(norm(&["muster", "agent", "-node="]).unwrap(), ["muster", "agent", "--node="]);
+        // An alias is found as its flag is (the space form every Consul guide writes).
+        assert_eq!(
+            norm(&["muster", "agent", "-retry-join", "127.0.0.12", "-dev"]).unwrap(),
+            ["muster", "agent", "--join=127.0.0.12", "--dev"]
+        );
+    }
+
+    #[test]
+    fn booleans_never_take_the_next_argument_and_read_every_go_spelling() {
+        assert_eq!(norm(&["muster", "agent", "-dev"]).unwrap(), ["muster", "agent", "--dev"]);
+        for on in ["1", "t", "T", "TRUE", "true", "True"] {
+            assert_eq!(
+                norm(&["muster", "agent", &format!("-dev={on}")]).unwrap(),
+                ["muster", "agent", "--dev"]
+            );
+            assert_eq!(
+                norm(&["muster", "agent", &format!("--server={on}")]).unwrap(),
+                ["muster", "agent", "--server=true"]
+            );
+        }
+        for off in ["0", "f", "F", "FALSE", "false", "False"] {
+            assert_eq!(norm(&["muster", "agent", &format!("-dev={off}")]).unwrap(), ["muster", "agent"]);
+            assert_eq!(
+                norm(&["muster", "agent", &format!("-server={off}")]).unwrap(),
+                ["muster", "agent", "--server=false"]
+            );
+        }
+        // `-server false`: Go sets the flag and takes `false` as the first positional argument.
+        assert_eq!(
+            norm(&["muster", "agent", "-server", "false"]).unwrap(),
+            ["muster", "agent", "--server=true", "--", "false"]
         );
     }
 
     #[test]
     fn flag_parsing_ends_at_the_first_positional_argument_as_in_go() {
         assert_eq!(
-            norm(&["muster", "lock", "-n", "2", "-verbose", "app", "./run", "-verbose", "--x"]),
-            ["muster", "lock", "-n", "2", "--verbose", "--", "app", "./run", "-verbose", "--x"]
+            norm(&["muster", "lock", "-n", "2", "-verbose", "app", "./run", "-verbose", "--x"]).unwrap(),
+            ["muster", "lock", "--n=2", "--verbose", "--", "app", "./run", "-verbose", "--x"]
         );
         assert_eq!(
-            norm(&["muster", "lock", "-n=2", "app", "x"]),
+            norm(&["muster", "lock", "-n=2", "app", "x"]).unwrap(),
             ["muster", "lock", "--n=2", "--", "app", "x"]
         );
         assert_eq!(
-            norm(&["muster", "watch", "-type", "key", "-key=a", "-shell=false", "cat", "-n"]),
-            ["muster", "watch", "--type", "key", "--key=a", "--shell=false", "--", "cat", "-n"]
+            norm(&["muster", "watch", "-type", "key", "-key=a", "-shell=false", "cat", "-n"]).unwrap(),
+            ["muster", "watch", "--type=key", "--key=a", "--shell=false", "--", "cat", "-n"]
         );
         assert_eq!(
-            norm(&["muster", "watch", "-type=key", "--", "cat"]),
+            norm(&["muster", "watch", "-type=key", "--", "cat"]).unwrap(),
             ["muster", "watch", "--type=key", "--", "cat"]
         );
         // Subcommand words are walked through; a value is taken as it stands.
         assert_eq!(
-            norm(&["muster", "kv", "put", "-flags", "42", "k", "-Xmx512m"]),
-            ["muster", "kv", "put", "--flags", "42", "--", "k", "-Xmx512m"]
+            norm(&["muster", "kv", "put", "-flags", "42", "k", "-Xmx512m"]).unwrap(),
+            ["muster", "kv", "put", "--flags=42", "--", "k", "-Xmx512m"]
         );
         assert_eq!(
-            norm(&["muster", "operator", "raft", "list-peers", "-stale"]),
+            norm(&["muster", "operator", "raft", "list-peers", "-stale"]).unwrap(),
             ["muster", "operator", "raft", "list-peers", "--stale"]
         );
         assert_eq!(
-            norm(&["muster", "kv", "get", "-recurse", "redis"]),
+            norm(&["muster", "kv", "get", "-recurse", "redis"]).unwrap(),
             ["muster", "kv", "get", "--recurse", "--", "redis"]
         );
-        assert_eq!(norm(&["muster", "event", "-name=x", "-foo"]), ["muster", "event", "--name=x", "--foo"]);
+        assert_eq!(norm(&["muster", "agent", "-h"]).unwrap(), ["muster", "agent", "--help"]);
+        assert_eq!(norm(&["muster", "agent", "-help"]).unwrap(), ["muster", "agent", "--help"]);
     }
 
     #[test]
-    fn consul_style_agent_flags_parse() {
-        let cli = Cli::try_parse_from(normalize(
-            ["muster", "agent", "-dev", "-node=n1", "-bind", "127.0.0.2", "-join=127.0.0.3:8301"]
-                .map(OsString::from),
-        ))
-        .unwrap();
-        let Subcommands::Agent(agent) = cli.command else { panic!("not agent") };
-        assert!(agent.dev);
-        assert_eq!(agent.node.as_deref(), Some("n1"));
-        assert_eq!(agent.bind, Some("127.0.0.2".parse().unwrap()));
-        assert_eq!(agent.join, ["127.0.0.3:8301"]);
-        assert_eq!(agent.serf_lan_port, 8301);
-        assert_eq!((agent.serf_wan_port, agent.server, agent.datacenter.as_str()), (8302, false, "dc1"));
+    fn bad_command_lines_are_refused_in_gos_words() {
+        let refused = |args: &[&str]| norm(args).unwrap_err().to_string();
+        assert_eq!(refused(&["muster", "agent", "-bogus"]), "flag provided but not defined: -bogus");
+        assert_eq!(refused(&["muster", "agent", "--bogus=3"]), "flag provided but not defined: -bogus");
+        assert_eq!(refused(&["muster", "event", "-name=x", "-foo"]), "flag provided but not defined: -foo");
+        assert_eq!(refused(&["muster", "agent", "-node"]), "flag needs an argument: -node");
+        assert_eq!(refused(&["muster", "agent", "---dev"]), "bad flag syntax: ---dev");
+        assert_eq!(refused(&["muster", "agent", "-=x"]), "bad flag syntax: -=x");
+        assert_eq!(
+            refused(&["muster", "agent", "-server=yes"]),
+            "invalid boolean value \"yes\" for -server: parse error"
+        );
+        assert_eq!(
+            refused(&["muster", "agent", "-dev=2"]),
+            "invalid boolean value \"2\" for -dev: parse error"
+        );
 
-        let cli = Cli::try_parse_from(normalize(
-            [
+        let error =
+            Cli::try_parse_from(norm(&["muster", "agent", "-http-port", "abc"]).unwrap()).unwrap_err();
+        assert_eq!(
+            consul_usage_error(&error).as_deref(),
+            Some("invalid value \"abc\" for flag -http-port: parse error")
+        );
+    }
+
+    /// Every flag of `consul agent -h` (Consul 1.20; `../shared/reference/consul-dialect.md`
+    /// §1.2): its name, whether it is a boolean, and a value muster's parsers take.
+    const CONSUL_AGENT_FLAGS: &[(&str, Option<&str>)] = &[
+        ("advertise", Some("10.0.0.1")),
+        ("advertise-wan", Some("10.0.0.2")),
+        ("allow-write-http-from", Some("10.0.0.0/8")),
+        ("alt-domain", Some("example.")),
+        ("auto-reload-config", None),
+        ("bind", Some("127.0.0.1")),
+        ("bootstrap", None),
+        ("bootstrap-expect", Some("3")),
+        ("check_output_max_size", Some("8192")),
+        ("client", Some("127.0.0.1")),
+        ("config-dir", Some("/etc/consul.d")),
+        ("config-file", Some("/etc/consul.json")),
+        ("config-format", Some("hcl")),
+        ("data-dir", Some("/var/lib/consul")),
+        ("datacenter", Some("east")),
+        ("default-query-time", Some("300s")),
+        ("dev", None),
+        ("disable-host-node-id", None),
+        ("disable-keyring-file", None),
+        ("dns-port", Some("-1")),
+        ("domain", Some("consul.")),
+        ("enable-local-script-checks", None),
+        ("enable-script-checks", None),
+        ("encrypt", Some("pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s=")),
+        ("grpc-port", Some("-1")),
+        ("grpc-tls-port", Some("-1")),
+        ("hcl", Some("log_level = \"warn\"")),
+        ("http-port", Some("8500")),
+        ("https-port", Some("-1")),
+        ("join", Some("10.0.0.3")),
+        ("join-wan", Some("10.0.0.4")),
+        ("log-file", Some("/var/log/consul/")),
+        ("log-json", None),
+        ("log-level", Some("debug")),
+        ("log-rotate-bytes", Some("1048576")),
+        ("log-rotate-duration", Some("24h")),
+        ("log-rotate-max-files", Some("-1")),
+        ("max-query-time", Some("600s")),
+        ("node", Some("n1")),
+        ("node-id", Some("adf4238a-882b-9ddc-4a9d-5b6758e4159e")),
+        ("node-meta", Some("rack:r1")),
+        ("non-voting-server", None),
+        ("pid-file", Some("/run/consul.pid")),
+        ("primary-gateway", Some("10.0.0.5:8443")),
+        ("protocol", Some("2")),
+        ("raft-protocol", Some("3")),
+        ("read-replica", None),
+        ("recursor", Some("8.8.8.8")),
+        ("rejoin", None),
+        ("retry-interval", Some("5s")),
+        ("retry-interval-wan", Some("5s")),
+        ("retry-join", Some("10.0.0.6")),
+        ("retry-join-wan", Some("10.0.0.7")),
+        ("retry-max", Some("3")),
+        ("retry-max-wan", Some("3")),
+        ("segment", Some("alpha")),
+        ("serf-lan-allowed-cidrs", Some("10.0.0.0/8")),
+        ("serf-lan-bind", Some("127.0.0.1")),
+        ("serf-lan-port", Some("8301")),
+        ("serf-wan-allowed-cidrs", Some("10.0.0.0/8")),
+        ("serf-wan-bind", Some("127.0.0.1")),
+        ("serf-wan-port", Some("8302")),
+        ("server", None),
+        ("server-port", Some("8300")),
+        ("syslog", None),
+        ("ui", None),
+        ("ui-content-path", Some("/ui/")),
+        ("ui-dir", Some("/usr/share/consul-ui")),
+    ];
+
+    /// Each form a Consul user may write for one flag.
+    fn forms(name: &str, value: Option<&str>) -> Vec<Vec<String>> {
+        let owned = |parts: &[&str]| parts.iter().map(|p| (*p).to_owned()).collect::<Vec<_>>();
+        match value {
+            None => ["-", "--"]
+                .iter()
+                .flat_map(|dash| {
+                    ["", "=true", "=1", "=T", "=false", "=0", "=F"]
+                        .map(|v| owned(&[&format!("{dash}{name}{v}")]))
+                })
+                .collect(),
+            Some(value) => ["-", "--"]
+                .iter()
+                .flat_map(|dash| {
+                    [owned(&[&format!("{dash}{name}"), value]), owned(&[&format!("{dash}{name}={value}")])]
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn every_consul_agent_flag_parses_in_every_form() {
+        let agent = <Cli as clap::CommandFactory>::command();
+        let agent = agent.find_subcommand("agent").unwrap();
+        for (name, value) in CONSUL_AGENT_FLAGS {
+            let id =
+                find_flag(agent, name).unwrap_or_else(|| panic!("-{name} is not defined")).get_id().clone();
+            for form in forms(name, *value) {
+                let argv = ["muster", "agent"].into_iter().map(str::to_owned).chain(form.iter().cloned());
+                let normalized =
+                    normalize(argv.map(OsString::from)).unwrap_or_else(|e| panic!("{form:?}: {e}"));
+                let matches = <Cli as clap::CommandFactory>::command()
+                    .try_get_matches_from(&normalized)
+                    .unwrap_or_else(|e| panic!("{form:?} -> {normalized:?}: {e}"));
+                let agent = matches.subcommand_matches("agent").unwrap();
+                let off = form
+                    .last()
+                    .is_some_and(|f| f.ends_with("=false") || f.ends_with("=0") || f.ends_with("=F"));
+                let given = agent.value_source(id.as_str()) == Some(clap::parser::ValueSource::CommandLine);
+                // A switch turned off is as if never given; every other form reaches its flag.
+                let switch_off = off && kind(find_flag(agent_command(), name).unwrap()) == FlagKind::Switch;
+                assert_eq!(given, !switch_off, "{form:?} -> {normalized:?}");
+                if let Some(value) = value {
+                    let raw: Vec<_> = agent.get_raw(id.as_str()).unwrap().collect();
+                    assert_eq!(raw, [OsString::from(value).as_os_str()], "{form:?}");
+                }
+            }
+        }
+    }
+
+    fn agent_command() -> &'static clap::Command {
+        static AGENT: std::sync::OnceLock<clap::Command> = std::sync::OnceLock::new();
+        AGENT.get_or_init(|| {
+            <Cli as clap::CommandFactory>::command().find_subcommand("agent").unwrap().clone()
+        })
+    }
+
+    #[test]
+    fn repeatable_flags_keep_every_occurrence_in_order() {
+        let cli = Cli::try_parse_from(
+            norm(&[
                 "muster",
                 "agent",
-                "-server",
-                "-datacenter=east",
-                "-join-wan",
-                "10.0.0.9",
-                "-serf-wan-port=9302",
-            ]
-            .map(OsString::from),
-        ))
+                "-retry-join",
+                "a",
+                "-join=b",
+                "--retry-join",
+                "c",
+                "-node-meta",
+                "k:v",
+            ])
+            .unwrap(),
+        )
         .unwrap();
         let Subcommands::Agent(agent) = cli.command else { panic!("not agent") };
-        assert!(agent.server);
-        assert_eq!((agent.datacenter.as_str(), agent.serf_wan_port), ("east", 9302));
-        assert_eq!(agent.join_wan, ["10.0.0.9"]);
-    }
-
-    #[test]
-    fn unknown_flags_are_refused() {
-        let error =
-            Cli::try_parse_from(normalize(["muster", "agent", "-bogus"].map(OsString::from))).unwrap_err();
-        assert_eq!(consul_usage_error(&error).as_deref(), Some("flag provided but not defined: -bogus"));
-        let error =
-            Cli::try_parse_from(normalize(["muster", "agent", "--bogus=3"].map(OsString::from))).unwrap_err();
-        assert_eq!(consul_usage_error(&error).as_deref(), Some("flag provided but not defined: -bogus"));
+        assert_eq!(agent.join, ["a", "b", "c"]);
+        assert_eq!(agent.node_meta, ["k:v"]);
+        // A flag given twice that is not a list: the last one wins, as in Go.
+        let cli = Cli::try_parse_from(
+            norm(&["muster", "agent", "-node=a", "-node", "b", "-server=false", "-server"]).unwrap(),
+        )
+        .unwrap();
+        let Subcommands::Agent(agent) = cli.command else { panic!("not agent") };
+        assert_eq!((agent.node.as_deref(), agent.server), (Some("b"), Some(true)));
     }
 }

@@ -66,7 +66,7 @@ async fn serve_udp(api: Arc<Api>, settings: Arc<Settings>, socket: Arc<UdpSocket
             Ok(received) => received,
             Err(error) => {
                 // ICMP errors from earlier sends surface here on some systems: not fatal.
-                tracing::debug!(%error, "dns: receiving over UDP");
+                tracing::debug!(%error, "agent.dns: receiving over UDP");
                 continue;
             }
         };
@@ -94,7 +94,7 @@ async fn serve_tcp(api: Arc<Api>, settings: Arc<Settings>, listener: TcpListener
         let (stream, _) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(error) => {
-                tracing::debug!(%error, "dns: accepting over TCP");
+                tracing::debug!(%error, "agent.dns: accepting over TCP");
                 continue;
             }
         };
@@ -141,7 +141,7 @@ async fn answer(api: &Api, settings: &Settings, packet: &Bytes, transport: Trans
     let handled = match handled {
         Ok(handled) => handled,
         Err(error) => {
-            tracing::warn!(reason = %error.reason, "dns: answering a query failed");
+            tracing::warn!(reason = %error.reason, "agent.dns: answering a query failed");
             dns::servfail(packet)
         }
     };
@@ -241,8 +241,8 @@ async fn recurse(settings: &Settings, packet: &[u8]) -> Option<Vec<u8>> {
         let recursor = settings.recursors[(start + offset) % count];
         match tokio::time::timeout(settings.recursor_timeout, ask_recursor(recursor, packet)).await {
             Ok(Ok(answer)) => return Some(answer),
-            Ok(Err(error)) => tracing::warn!(%recursor, %error, "dns: recursor failed"),
-            Err(_) => tracing::warn!(%recursor, "dns: recursor timed out"),
+            Ok(Err(error)) => tracing::warn!(%recursor, %error, "agent.dns: recursor failed"),
+            Err(_) => tracing::warn!(%recursor, "agent.dns: recursor timed out"),
         }
     }
     None

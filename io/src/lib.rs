@@ -25,6 +25,8 @@ pub mod keyring_file;
 #[cfg(all(feature = "agent", not(madsim)))]
 pub mod local;
 #[cfg(all(feature = "agent", not(madsim)))]
+pub mod log_format;
+#[cfg(all(feature = "agent", not(madsim)))]
 pub mod logfile;
 #[cfg(all(feature = "agent", not(madsim)))]
 pub mod monitor;

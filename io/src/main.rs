@@ -27,7 +27,14 @@ mod cli;
 mod cmd;
 
 fn main() -> ExitCode {
-    let args = cli::normalize(std::env::args_os());
+    let args = match cli::normalize(std::env::args_os()) {
+        Ok(args) => args,
+        Err(error) => {
+            // Go's flag package prints its error, then the command's usage; Consul exits 1.
+            eprintln!("{error}");
+            return ExitCode::from(1);
+        }
+    };
     let parsed =
         <cli::Cli as clap::CommandFactory>::command().try_get_matches_from(args).and_then(|matches| {
             <cli::Cli as clap::FromArgMatches>::from_arg_matches(&matches).map(|cli| (cli, matches))
@@ -161,9 +168,12 @@ fn apply_config_files(
         format,
     };
     let file = config::load(&sources)?;
-    args.enable_script_checks |= file.enable_script_checks.unwrap_or(false);
-    args.enable_local_script_checks |= file.enable_local_script_checks.unwrap_or(false);
-    let definitions = http::definitions(&file, args.enable_script_checks || args.enable_local_script_checks)?;
+    // Flags win over files; `enable_local_script_checks` follows `enable_script_checks` unless
+    // set, as in Consul.
+    args.enable_script_checks = args.enable_script_checks.or(file.enable_script_checks);
+    args.enable_local_script_checks =
+        args.enable_local_script_checks.or(file.enable_local_script_checks).or(args.enable_script_checks);
+    let definitions = http::definitions(&file, args.enable_local_script_checks == Some(true))?;
     if !given("datacenter") {
         args.datacenter = file.datacenter.unwrap_or(args.datacenter.clone());
     }
@@ -173,8 +183,8 @@ fn apply_config_files(
     args.advertise = args.advertise.or(file.advertise_addr);
     args.client = args.client.or(file.client_addr);
     args.encrypt = args.encrypt.take().or(file.encrypt);
-    args.server |= file.server.unwrap_or(false);
-    args.bootstrap |= file.bootstrap.unwrap_or(false);
+    args.server = args.server.or(file.server);
+    args.bootstrap = args.bootstrap.or(file.bootstrap);
     if !given("bootstrap_expect") {
         args.bootstrap_expect = file.bootstrap_expect.unwrap_or(args.bootstrap_expect);
     }
@@ -198,15 +208,15 @@ fn apply_config_files(
     }
     args.alt_domain = args.alt_domain.take().or(file.alt_domain);
     args.recursor.extend(file.recursors);
-    args.rejoin |= file.rejoin_after_leave.unwrap_or(false);
+    args.rejoin = args.rejoin.or(file.rejoin_after_leave);
     args.retry_interval = args.retry_interval.take().or(file.retry_interval);
-    args.auto_reload_config |= file.auto_reload_config.unwrap_or(false);
+    args.auto_reload_config = args.auto_reload_config.or(file.auto_reload_config);
     args.retry_interval_wan = args.retry_interval_wan.take().or(file.retry_interval_wan);
     args.retry_max = args.retry_max.or(file.retry_max);
     args.log_level = args.log_level.take().or(file.log_level);
-    args.log_json |= file.log_json.unwrap_or(false);
+    args.log_json = args.log_json.or(file.log_json);
     args.log_file = args.log_file.take().or(file.log_file);
-    args.syslog |= file.enable_syslog.unwrap_or(false);
+    args.syslog = args.syslog.or(file.enable_syslog);
     if let Some(facility) = file.syslog_facility {
         args.syslog_facility = facility;
     }
@@ -218,10 +228,10 @@ fn apply_config_files(
     args.advertise_wan = args.advertise_wan.or(file.advertise_addr_wan);
     args.serf_lan_bind = args.serf_lan_bind.or(file.serf_lan);
     args.serf_wan_bind = args.serf_wan_bind.or(file.serf_wan);
-    args.disable_keyring_file |= file.disable_keyring_file.unwrap_or(false);
+    args.disable_keyring_file = args.disable_keyring_file.or(file.disable_keyring_file);
     args.serf_lan_allowed_cidrs.extend(file.serf_lan_allowed_cidrs);
     args.serf_wan_allowed_cidrs.extend(file.serf_wan_allowed_cidrs);
-    args.ui |= file.ui.unwrap_or(false);
+    args.ui = args.ui.or(file.ui);
     args.grpc_port = args.grpc_port.or(file.ports.grpc);
     args.https_port = args.https_port.or(file.ports.https);
     args.raft_protocol = args.raft_protocol.or(file.raft_protocol);
@@ -272,7 +282,7 @@ fn validate(args: &cli::ValidateArgs) -> ExitCode {
 fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
     init_logging(&args)?;
     let _pid_file = args.pid_file.as_deref().map(PidFile::write).transpose()?;
-    if args.ui || args.ui_content_path.is_some() {
+    if args.ui == Some(true) || args.ui_content_path.is_some() {
         tracing::warn!("agent: muster has no web UI yet; -ui and ui_config are ignored");
     }
     for (flag, port) in [("-grpc-port", args.grpc_port), ("-https-port", args.https_port)] {
@@ -306,7 +316,7 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
         ip if ip.is_unspecified() => IpAddr::V4(config::private_ipv4(&config::interfaces()?)?),
         ip => ip,
     };
-    let server = args.server || args.dev;
+    let server = args.server.unwrap_or(args.dev);
     let node_name = args.node.clone().unwrap_or_else(|| hostname().unwrap_or_else(|| "muster".into()));
     let encrypt_key = args.encrypt.as_deref().map(decode_key).transpose()?;
     if !args.dev && args.data_dir.is_none() {
@@ -323,7 +333,7 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
     if args.bootstrap_expect > 0 && args.dev {
         return Err("'bootstrap_expect' not allowed in dev mode".to_owned());
     }
-    if args.bootstrap_expect > 0 && args.bootstrap {
+    if args.bootstrap_expect > 0 && args.bootstrap == Some(true) {
         return Err("'bootstrap_expect' and 'bootstrap' are mutually exclusive".to_owned());
     }
     let node_id = match &args.node_id {
@@ -341,7 +351,7 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
         }
         n => n,
     };
-    let bootstrap = args.bootstrap || args.dev || args.bootstrap_expect == 1;
+    let bootstrap = args.bootstrap.unwrap_or(args.dev) || args.bootstrap_expect == 1;
     let tags = node_tags(&TagPlan {
         server,
         datacenter: &args.datacenter,
@@ -401,7 +411,7 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
     for plan in &mut plans {
         let Some(dir) = plan.dir.as_deref() else { continue };
         let remembered = muster::rejoin::read(dir)?;
-        if remembered.left && !args.rejoin {
+        if remembered.left && args.rejoin != Some(true) {
             tracing::info!(
                 "agent: {}: left before; not rejoining the known members (use -rejoin)",
                 plan.label
@@ -420,7 +430,7 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
     let leave_on_terminate = files.leave_on_terminate.unwrap_or(!server);
     let leave_on_interrupt = !files.skip_leave_on_interrupt.unwrap_or(server);
 
-    if args.bootstrap && !server {
+    if args.bootstrap == Some(true) && !server {
         return Err("bootstrap mode requires server mode (-server)".to_owned());
     }
     let client_ip = args.client.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
@@ -456,7 +466,7 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
         .build()
         .map_err(|e| format!("Error starting runtime: {e}"))?;
     let dev = args.dev;
-    let disable_keyring_file = args.disable_keyring_file;
+    let disable_keyring_file = args.disable_keyring_file == Some(true);
     let dev_dir = raft_dir.clone();
     let result = runtime.block_on(async move {
         let origin = tokio::time::Instant::now();
@@ -481,7 +491,7 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
             config.meta = tags.clone();
             // A keyring file from an earlier run wins over -encrypt, as in Consul: it carries
             // every rotation since.
-            let from_file = match plan.dir.as_deref().filter(|_| !args.disable_keyring_file) {
+            let from_file = match plan.dir.as_deref().filter(|_| !disable_keyring_file) {
                 Some(dir) => muster::keyring_file::read(dir)?,
                 None => None,
             };
@@ -563,8 +573,8 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
                 None => http::CheckRunner::new(seed_from_os()),
             },
             script_checks: http::ScriptChecks {
-                from_api: args.enable_script_checks,
-                from_files: args.enable_script_checks || args.enable_local_script_checks,
+                from_api: args.enable_script_checks == Some(true),
+                from_files: args.enable_local_script_checks == Some(true),
             },
             query_times,
         });
@@ -575,7 +585,7 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
             tokio::spawn(http::run_remote_exec(api.clone()));
         }
         tokio::spawn(reload_on_sighup(api.clone()));
-        if args.auto_reload_config {
+        if args.auto_reload_config == Some(true) {
             tokio::spawn(auto_reload(api.clone()));
         }
         tokio::spawn(http::run_anti_entropy(api.clone()));
@@ -610,19 +620,24 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
             tokio::spawn(muster::dns::serve(api.clone(), dns_settings.clone(), udp, tcp));
         }
 
-        println!("==> Starting muster agent...");
-        println!("               Version: '{}'", version::MUSTER_VERSION);
-        println!("             Node name: '{node_name}'");
-        println!("            Datacenter: '{}'", args.datacenter);
-        println!("                Server: {server} (Bootstrap: {bootstrap})");
-        let http = http_port.map_or("-1".to_owned(), |port| port.to_string());
-        let dns = dns_port.map_or("-1".to_owned(), |port| port.to_string());
-        println!("           Client Addr: [{client_ip}] (HTTP: {http}, HTTPS: -1, gRPC: -1, DNS: {dns})");
-        let wan_port = if server { args.serf_wan_port.to_string() } else { "-1".to_owned() };
-        println!("          Cluster Addr: {advertise_ip} (LAN: {}, WAN: {wan_port})", args.serf_lan_port);
-        println!("     Gossip Encryption: {}", encrypt_key.is_some());
-        println!();
-        println!("==> muster agent running!");
+        // With -log-json the banner is left out, as Consul leaves it out, so stdout is JSON lines.
+        if args.log_json == Some(true) {
+            tracing::info!("agent: muster agent running!");
+        } else {
+            println!("==> Starting muster agent...");
+            println!("               Version: '{}'", version::MUSTER_VERSION);
+            println!("             Node name: '{node_name}'");
+            println!("            Datacenter: '{}'", args.datacenter);
+            println!("                Server: {server} (Bootstrap: {bootstrap})");
+            let http = http_port.map_or("-1".to_owned(), |port| port.to_string());
+            let dns = dns_port.map_or("-1".to_owned(), |port| port.to_string());
+            println!("           Client Addr: [{client_ip}] (HTTP: {http}, HTTPS: -1, gRPC: -1, DNS: {dns})");
+            let wan_port = if server { args.serf_wan_port.to_string() } else { "-1".to_owned() };
+            println!("          Cluster Addr: {advertise_ip} (LAN: {}, WAN: {wan_port})", args.serf_lan_port);
+            println!("     Gossip Encryption: {}", encrypt_key.is_some());
+            println!();
+            println!("==> muster agent running!");
+        }
 
         // SIGINT or SIGTERM: every pool leaves gracefully (Consul's default for agents); the
         // agent stops once every leave has gone out, or after a grace period.
@@ -666,7 +681,9 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
                 plan.label,
             ));
             leavers.push(tx);
-            let mut log_event = event_logger(plan.label, plan.name.clone(), left_tx.clone());
+            let role = if server { "server" } else { "client" };
+            let mut log_event =
+                event_logger(format!("agent.{role}.{}", plan.label), plan.name.clone(), left_tx.clone());
             // A member event marks the list stale; the next step publishes it.
             let stale = Arc::new(std::sync::atomic::AtomicBool::new(true));
             let marked = stale.clone();
@@ -859,36 +876,23 @@ fn init_logging(args: &cli::AgentArgs) -> Result<(), String> {
             Some(std::sync::Mutex::new(file))
         }
     };
-    // Colour only on a terminal, and never into a file.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout()) && file.is_none();
     // The agent's own log at its level; `/v1/agent/monitor`'s watchers, at the levels they ask
     // (more verbose than the agent's too, as Consul's monitor), through a layer of their own.
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::Layer;
     type Boxed = Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync>;
-    let fmt: Boxed = match (file, args.log_json) {
-        (None, false) => {
-            tracing_subscriber::fmt::layer().with_target(false).with_ansi(ansi).with_filter(filter).boxed()
-        }
-        (None, true) => {
-            tracing_subscriber::fmt::layer().json().with_target(false).with_filter(filter).boxed()
-        }
-        (Some(file), false) => tracing_subscriber::fmt::layer()
-            .with_target(false)
-            .with_ansi(false)
-            .with_writer(std::io::stdout.and(file))
-            .with_filter(filter)
-            .boxed(),
-        (Some(file), true) => tracing_subscriber::fmt::layer()
-            .json()
-            .with_target(false)
+    let format = muster::log_format::ConsulFormat { json: args.log_json == Some(true), time: true };
+    let fmt: Boxed = match file {
+        None => tracing_subscriber::fmt::layer().event_format(format).with_filter(filter).boxed(),
+        Some(file) => tracing_subscriber::fmt::layer()
+            .event_format(format)
             .with_writer(std::io::stdout.and(file))
             .with_filter(filter)
             .boxed(),
     };
     // -syslog: the same lines, at the agent's level, to the local syslog daemon.
-    let syslog: Option<Boxed> = match args.syslog {
+    let syslog: Option<Boxed> = match args.syslog == Some(true) {
         false => None,
         true => {
             let syslog = muster::syslog::Syslog::connect(muster::syslog::facility(&args.syslog_facility)?)?;
@@ -896,9 +900,7 @@ fn init_logging(args: &cli::AgentArgs) -> Result<(), String> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
             Some(
                 tracing_subscriber::fmt::layer()
-                    .without_time()
-                    .with_target(false)
-                    .with_ansi(false)
+                    .event_format(muster::log_format::ConsulFormat { json: false, time: false })
                     .with_writer(syslog)
                     .with_filter(filter)
                     .boxed(),
@@ -1090,7 +1092,7 @@ async fn start_consensus(
         let _ = configure.send(config);
     } else if has_data || plan.expect == 0 {
         if has_data && plan.expect > 0 {
-            tracing::info!("raft: Raft data found, disabling bootstrap mode");
+            tracing::info!("agent.server.raft: Raft data found, disabling bootstrap mode");
         }
         config.voters = read_voters(&voters_file)?;
         let _ = configure.send(config);
@@ -1314,46 +1316,48 @@ fn node_tags(plan: &TagPlan<'_>) -> bytes::Bytes {
     tags.encode().expect("the agent's own tags are small")
 }
 
-fn event_logger(pool: &'static str, me: String, left: mpsc::Sender<()>) -> impl FnMut(Event) {
+/// Logs a pool's events as serf and memberlist word them, under Consul's logger name for the pool
+/// (`agent.server.serf.lan`, `agent.client.serf.lan`, `agent.server.serf.wan`).
+fn event_logger(module: String, me: String, left: mpsc::Sender<()>) -> impl FnMut(Event) {
     move |event: Event| match event {
         // serf's and memberlist's words: names must be unique, and the claim is ignored.
         Event::Member(member) if member.kind == muster_core::swim::MemberEventKind::Conflict => {
             if member.node.name == me {
                 tracing::error!(
-                    "{pool}: Node name conflicts with another node at {}. Names must be unique!",
+                    "{module}: memberlist: Node name conflicts with another node at {}. Names must be unique!",
                     member.node.addr
                 );
             } else {
                 tracing::error!(
-                    "{pool}: Name conflict for '{}': another node at {} claims it. Names must be unique!",
+                    "{module}: memberlist: Name conflict for '{}': another node at {} claims it. Names must be unique!",
                     member.node.name,
                     member.node.addr
                 );
             }
         }
         Event::Member(member) => tracing::info!(
-            "{pool}: EventMember{:?}: {} {}",
+            "{module}: serf: EventMember{:?}: {} {}",
             member.kind,
             member.node.name,
             member.node.addr.ip()
         ),
         Event::User(user) => {
             tracing::info!(
-                "{pool}: EventUser: {} (ltime {}, {} bytes)",
+                "{module}: serf: EventUser: {} (ltime {}, {} bytes)",
                 user.name,
                 user.ltime,
                 user.payload.len()
             )
         }
         Event::Keyring(result) => tracing::info!(
-            "agent: {pool} keyring {:?}: {} of {} members answered, {} errors",
+            "{module}: serf: keyring {:?}: {} of {} members answered, {} errors",
             result.op,
             result.responses,
             result.members,
             result.errors.len()
         ),
         Event::Left => {
-            tracing::info!("agent: {pool}: graceful leave complete");
+            tracing::info!("{module}: serf: graceful leave complete");
             let _ = left.try_send(());
         }
     }

@@ -4,15 +4,15 @@
 //! every open monitor reads. A monitor that falls behind loses lines (and is told how many)
 //! rather than holding the agent's logging up.
 
-use std::fmt::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 use tokio::sync::broadcast;
-use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::Layer;
+
+use crate::log_format::Record;
 
 /// Lines a monitor may fall behind by before it loses some.
 pub const MONITOR_BACKLOG_LINES: usize = 512;
@@ -92,51 +92,9 @@ impl<S: Subscriber> Layer<S> for MonitorLayer {
         if self.lines.receiver_count() == 0 {
             return;
         }
-        let level = *event.metadata().level();
-        let mut fields = Fields::default();
-        event.record(&mut fields);
-        let now = humantime::format_rfc3339_millis(std::time::SystemTime::now());
-        let mut text = format!("{now} {} {}", consul_level(level), fields.message);
-        if !fields.rest.is_empty() {
-            let _ = write!(text, ":{}", fields.rest);
-        }
-        let _ = self.lines.send(Line { level, text });
-    }
-}
-
-/// Consul's (hclog's) bracketed level names, padded to one width.
-fn consul_level(level: Level) -> &'static str {
-    match level {
-        Level::TRACE => "[TRACE]",
-        Level::DEBUG => "[DEBUG]",
-        Level::INFO => "[INFO] ",
-        Level::WARN => "[WARN] ",
-        Level::ERROR => "[ERROR]",
-    }
-}
-
-/// An event's message and its other fields, `key=value`.
-#[derive(Default)]
-struct Fields {
-    message: String,
-    rest: String,
-}
-
-impl Visit for Fields {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "message" {
-            self.message.push_str(value);
-        } else {
-            let _ = write!(self.rest, " {}={value}", field.name());
-        }
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "message" {
-            let _ = write!(self.message, "{value:?}");
-        } else {
-            let _ = write!(self.rest, " {}={value:?}", field.name());
-        }
+        let record = Record::of(event);
+        let text = record.plain(Some(std::time::SystemTime::now()));
+        let _ = self.lines.send(Line { level: record.level, text });
     }
 }
 

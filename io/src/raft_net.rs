@@ -109,7 +109,7 @@ impl RaftTransport {
                     }
                     Err(error) => {
                         decode_stats.malformed.fetch_add(1, Ordering::Relaxed);
-                        tracing::debug!(%source, %error, "raft: malformed frame dropped");
+                        tracing::debug!(%source, %error, "agent.server.raft: malformed frame dropped");
                     }
                 }
             }
@@ -184,7 +184,7 @@ async fn peer_link(addr: SocketAddr, mut frames: mpsc::Receiver<Bytes>, stats: A
                     stream = Some(connected);
                 }
                 _ => {
-                    tracing::debug!(%addr, "raft: peer unreachable");
+                    tracing::debug!(%addr, "agent.server.raft: peer unreachable");
                     retry_at = tokio::time::Instant::now() + RECONNECT_BACKOFF;
                 }
             }
@@ -195,7 +195,7 @@ async fn peer_link(addr: SocketAddr, mut frames: mpsc::Receiver<Bytes>, stats: A
         };
         let written = tokio::time::timeout(WRITE_TIMEOUT, connected.write_all(&burst)).await;
         if !matches!(written, Ok(Ok(()))) {
-            tracing::debug!(%addr, "raft: connection lost");
+            tracing::debug!(%addr, "agent.server.raft: connection lost");
             stats.dropped.fetch_add(count, Ordering::Relaxed);
             stream = None;
         }

@@ -366,7 +366,7 @@ pub fn start_opened<S: StateMachine>(
         let raft = match Raft::new(config, restored, core_now(origin)) {
             Ok(raft) => raft,
             Err(error) => {
-                tracing::error!(%error, "raft: cannot start");
+                tracing::error!(%error, "agent.server.raft: cannot start");
                 return;
             }
         };
@@ -397,7 +397,7 @@ async fn run_server<S: StateMachine>(
         }
     });
     if let Err(error) = spawned {
-        tracing::error!(%error, "raft: cannot start the log writer");
+        tracing::error!(%error, "agent.server.raft: cannot start the log writer");
         return;
     }
     let server = Server {
@@ -455,6 +455,27 @@ struct Server<S: StateMachine> {
     changes: BTreeMap<Index, (Term, ChangeReply)>,
 }
 
+/// A role change, in the words of hashicorp/raft and Consul's leader loop, which operators grep
+/// for (`entering leader state`, `cluster leadership acquired`).
+fn log_role(previous: Role, role: Role, term: Term, leader: Option<ServerId>) {
+    let leader_id = leader.map(|id| id.to_string()).unwrap_or_default();
+    match role {
+        Role::Leader => {
+            tracing::info!(term, "agent.server.raft: entering leader state");
+            tracing::info!("agent.server: cluster leadership acquired");
+        }
+        Role::Follower => {
+            tracing::info!(term, leader_id, "agent.server.raft: entering follower state");
+        }
+        Role::PreCandidate | Role::Candidate => {
+            tracing::info!(term, "agent.server.raft: entering candidate state");
+        }
+    }
+    if previous == Role::Leader && role != Role::Leader {
+        tracing::info!("agent.server: cluster leadership lost");
+    }
+}
+
 impl<S: StateMachine> Server<S> {
     async fn run(
         mut self,
@@ -473,7 +494,7 @@ impl<S: StateMachine> Server<S> {
                 Some(result) = durable.recv() => match result {
                     Ok(id) => self.raft.on_persisted(core_now(self.origin), id),
                     Err(error) => {
-                        tracing::error!(%error, "raft: the log writer failed; stopping this server");
+                        tracing::error!(%error, "agent.server.raft: the log writer failed; stopping this server");
                         return;
                     }
                 },
@@ -566,7 +587,7 @@ impl<S: StateMachine> Server<S> {
                         let _ = self.raft.snapshot_taken(now, self.applied, data);
                     }
                     Event::Role { role, term, leader } => {
-                        tracing::info!(id = self.raft.id(), ?role, term, ?leader, "raft: role");
+                        log_role(self.status.borrow().role, role, term, leader)
                     }
                 }
             }

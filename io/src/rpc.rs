@@ -278,7 +278,7 @@ async fn answer_one<H: Handler>(stream: &mut TcpStream, from: SocketAddr, handle
     let request: Request = match postcard::from_bytes(&request) {
         Ok(request) => request,
         Err(error) => {
-            tracing::debug!(%from, %error, "rpc: malformed request dropped");
+            tracing::debug!(%from, %error, "agent.server.rpc: malformed request dropped");
             return None;
         }
     };
@@ -291,7 +291,7 @@ async fn answer_one<H: Handler>(stream: &mut TcpStream, from: SocketAddr, handle
     match written {
         Ok(()) => Some(out),
         Err(error) => {
-            tracing::warn!(%from, %error, "rpc: reply not sent");
+            tracing::warn!(%from, %error, "agent.server.rpc: reply not sent");
             None
         }
     }

@@ -114,7 +114,7 @@ impl Wal {
             Some((seq, path, valid_bytes)) => {
                 let file = OpenOptions::new().read(true).write(true).open(&path)?;
                 if file.metadata()?.len() > valid_bytes {
-                    tracing::warn!(segment = %path.display(), valid_bytes, "wal: cutting off a torn tail");
+                    tracing::warn!(segment = %path.display(), valid_bytes, "agent.server.raft.wal: cutting off a torn tail");
                     file.set_len(valid_bytes)?;
                     file.sync_all()?;
                 }
@@ -276,7 +276,7 @@ fn read_snapshot(dir: &Path) -> Result<Option<Snapshot>, WalError> {
             Ok(snapshot) if snapshot.meta.index == index => return Ok(Some(snapshot)),
             Ok(_) => first_damage.get_or_insert(format!("{} is misnamed", path.display())),
             Err(why) => {
-                tracing::warn!(snapshot = %path.display(), %why, "wal: skipping a damaged snapshot");
+                tracing::warn!(snapshot = %path.display(), %why, "agent.server.raft.wal: skipping a damaged snapshot");
                 first_damage.get_or_insert(format!("{}: {why}", path.display()))
             }
         };

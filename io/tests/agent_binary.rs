@@ -195,6 +195,74 @@ fn an_undefined_flag_is_refused_in_consuls_words_with_exit_code_1() {
     assert_eq!(stderr.lines().next(), Some("flag provided but not defined: -bogus"), "{stderr}");
 }
 
+/// The command lines of Consul's guides, as written there: space-separated values
+/// (`-retry-join 127.0.0.1`), booleans given `=true`, two dashes, a value that starts with a
+/// dash (`-dns-port -1`). The agent starts, logs in Consul's line shape, and shows itself in
+/// `/v1/agent/self` exactly as `/v1/agent/members` lists it.
+#[test]
+fn consul_guide_command_lines_start_the_agent_and_log_in_consuls_shape() {
+    let (lan, wan, http_port, server) = (free_port(), free_port(), free_port(), free_port());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_muster"))
+        .args(["agent", "-dev", "-enable-script-checks=true", "-node", "guide", "-dns-port", "-1"])
+        .args(["-retry-join", "127.0.0.1", "--serf-lan-port", &lan.to_string()])
+        .args([format!("-serf-wan-port={wan}"), format!("--http-port={http_port}")])
+        .args(["-server-port", &server.to_string(), "-log-level", "debug", "-server=true"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the binary starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let _agent = Agent { child };
+    let base = format!("http://127.0.0.1:{http_port}");
+    wait_for(&format!("{base}/v1/status/leader"), |body| body.len() > 2);
+
+    // hclog's shape: time in milliseconds, the bracketed level padded to seven, the logger.
+    let shape = hclog_shape();
+    let logged: Vec<String> = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .skip_while(|l| !l.contains("agent running"))
+        .skip(1)
+        .take_while(|l| !l.contains("cluster leadership acquired"))
+        .collect();
+    assert!(!logged.is_empty());
+    for line in &logged {
+        assert!(shape(line), "not in Consul's shape: {line:?}");
+    }
+    assert!(
+        logged.iter().any(|l| l.contains("[INFO]  agent.server.raft: entering leader state")),
+        "{logged:?}"
+    );
+
+    let (_, self_body) = http("GET", &format!("{base}/v1/agent/self"), b"").unwrap();
+    let (_, members) = http("GET", &format!("{base}/v1/agent/members"), b"").unwrap();
+    let me: serde_json::Value =
+        serde_json::from_str::<serde_json::Value>(&self_body).unwrap()["Member"].clone();
+    let members: Vec<serde_json::Value> = serde_json::from_str(&members).unwrap();
+    assert!(members.contains(&me), "{me} among {members:?}");
+    assert_eq!(me["Name"], "guide");
+    assert_eq!(me["Port"], lan);
+    assert_eq!(me["DelegateCur"], 4);
+}
+
+/// Whether a line is go-hclog's: `2026-12-05T07:15:12.123Z [INFO]  agent: message`.
+fn hclog_shape() -> impl Fn(&str) -> bool {
+    |line: &str| {
+        let Some((time, rest)) = line.split_once(' ') else { return false };
+        let time_ok = time.len() == "2026-12-05T07:15:12.123Z".len()
+            && time.ends_with('Z')
+            && time.as_bytes()[10] == b'T'
+            && time.as_bytes()[19] == b'.';
+        let levels = ["[TRACE] ", "[DEBUG] ", "[INFO]  ", "[WARN]  ", "[ERROR] "];
+        let Some(rest) = levels.iter().find_map(|level| rest.strip_prefix(level)) else { return false };
+        let module_ok = rest.split_once(": ").is_some_and(|(module, _)| {
+            module.starts_with("agent")
+                && module.bytes().all(|b| b.is_ascii_lowercase() || b == b'.' || b == b'_')
+        });
+        time_ok && module_ok
+    }
+}
+
 /// One plain HTTP request to the agent: status and body.
 fn http(method: &str, url: &str, body: &[u8]) -> Result<(u16, String), ureq::Error> {
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();

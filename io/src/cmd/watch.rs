@@ -237,15 +237,12 @@ mod tests {
     use super::*;
     use clap::Parser;
 
-    #[derive(Parser)]
-    struct Wrapper {
-        #[command(flatten)]
-        args: WatchArgs,
-    }
-
     fn parse(args: &[&str]) -> WatchArgs {
-        let argv = std::iter::once("watch").chain(args.iter().copied()).map(std::ffi::OsString::from);
-        Wrapper::try_parse_from(crate::cli::normalize(argv)).unwrap().args
+        let argv = ["muster", "watch"].into_iter().chain(args.iter().copied()).map(std::ffi::OsString::from);
+        match crate::cli::Cli::try_parse_from(crate::cli::normalize(argv).unwrap()).unwrap().command {
+            crate::cli::Subcommands::Watch(args) => args,
+            other => panic!("not watch: {other:?}"),
+        }
     }
 
     #[test]

@@ -340,11 +340,14 @@ async fn agent_self(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Res
         },
         "DebugConfig": {},
         "Coord": null,
-        "Member": {
-            "Name": api.node_name,
-            "Status": 1,
-            "Tags": {"role": if api.consensus.is_some() { "consul" } else { "node" }, "dc": api.datacenter},
-        },
+        // The agent's own LAN member, as `/v1/agent/members` shows it, so a client finds itself
+        // there by equality.
+        "Member": api
+            .members
+            .list(super::members::Pool::Lan)
+            .into_iter()
+            .find(|member| member.name == api.node_name)
+            .map(super::members::MemberBody::from),
         "Stats": stats(&api),
         "Meta": {},
         "xDS": null,

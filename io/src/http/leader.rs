@@ -46,7 +46,9 @@ pub async fn run_leader_duties(api: Arc<Api>) {
         if raft.wait_for(|status| status.role == Role::Leader).await.is_err() {
             return;
         }
-        tracing::info!("leader: reconciling gossip membership into the catalog and the Raft configuration");
+        tracing::info!(
+            "agent.leader: reconciling gossip membership into the catalog and the Raft configuration"
+        );
         // A new term starts a new autopilot: learners stabilize again under this leader.
         let mut autopilot = Autopilot::default();
         let mut reconciled_at = tokio::time::Instant::now();
@@ -105,9 +107,9 @@ async fn autopilot_once(
             muster_core::raft::MembershipChange::Remove(id) => format!("removing {}", name(id)),
         };
         match consensus.raft.change_membership(change).await {
-            Ok(()) => tracing::info!("autopilot: {what}"),
+            Ok(()) => tracing::info!("agent.server.autopilot: {what}"),
             Err(error) => {
-                tracing::warn!(%error, "autopilot: {what} failed");
+                tracing::warn!(%error, "agent.server.autopilot: {what} failed");
                 return;
             }
         }
@@ -124,7 +126,7 @@ async fn reconcile_once(api: &Api) {
         if let Err(error) = api.write_here(&command).await {
             // A member whose tags clash with the catalog (a duplicate node ID) is refused here
             // each pass, and reported each time: an operator must act.
-            tracing::warn!(reason = %error.reason, ?command, "leader: reconciling a member failed");
+            tracing::warn!(reason = %error.reason, ?command, "agent.leader: reconciling a member failed");
         }
     }
 }

@@ -63,7 +63,7 @@ impl axum::serve::Listener for LimitedListener {
                 Ok(accepted) => accepted,
                 Err(error) => {
                     // Out of file descriptors and the like: wait a little rather than spin.
-                    tracing::warn!(%error, "http: accept failed");
+                    tracing::warn!(%error, "agent.http: accept failed");
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     continue;
                 }
@@ -73,7 +73,7 @@ impl axum::serve::Listener for LimitedListener {
                 let mut open = self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 let count = open.entry(client).or_default();
                 if *count >= self.per_client_max {
-                    tracing::warn!(%client, limit = self.per_client_max, "http: rejecting a connection: too many from this client");
+                    tracing::warn!(%client, limit = self.per_client_max, "agent.http: rejecting a connection: too many from this client");
                     continue; // dropping `stream` closes it
                 }
                 *count += 1;

@@ -13,7 +13,6 @@ use axum::Router;
 use bytes::Bytes;
 use muster_core::tags::Tags;
 use muster_core::Node;
-use serde_json::{json as value, Value};
 
 use super::{json, Api, Query};
 
@@ -124,28 +123,45 @@ pub(super) fn routes() -> Router<Arc<Api>> {
     Router::new().route("/v1/agent/members", get(members))
 }
 
+/// A member as `/v1/agent/members` and `/v1/agent/self` show it: serf's `Member`, with the
+/// protocol ranges Consul 1.20's memberlist and serf report.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MemberBody {
+    name: String,
+    addr: String,
+    port: u16,
+    tags: BTreeMap<String, String>,
+    status: u8,
+    protocol_min: u8,
+    protocol_max: u8,
+    protocol_cur: u8,
+    delegate_min: u8,
+    delegate_max: u8,
+    delegate_cur: u8,
+}
+
+impl From<Member> for MemberBody {
+    fn from(member: Member) -> MemberBody {
+        MemberBody {
+            name: member.name,
+            addr: member.addr.ip().to_string(),
+            port: member.addr.port(),
+            tags: member.tags,
+            status: member.status as u8,
+            protocol_min: 1,
+            protocol_max: 5,
+            protocol_cur: 2,
+            delegate_min: 2,
+            delegate_max: 5,
+            delegate_cur: 4,
+        }
+    }
+}
+
 async fn members(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response {
     let query = Query::parse(raw.as_deref());
     let pool = if query.go_bool("wan").flatten().unwrap_or(false) { Pool::Wan } else { Pool::Lan };
-    let shaped: Vec<Value> = api
-        .members
-        .list(pool)
-        .into_iter()
-        .map(|m| {
-            value!({
-                "Name": m.name,
-                "Addr": m.addr.ip().to_string(),
-                "Port": m.addr.port(),
-                "Tags": m.tags,
-                "Status": m.status as u8,
-                "ProtocolMin": 1,
-                "ProtocolMax": 5,
-                "ProtocolCur": 2,
-                "DelegateMin": 2,
-                "DelegateMax": 5,
-                "DelegateCur": 4,
-            })
-        })
-        .collect();
+    let shaped: Vec<MemberBody> = api.members.list(pool).into_iter().map(MemberBody::from).collect();
     json(&query, &shaped).into_response()
 }

@@ -112,10 +112,10 @@ pub async fn run_ttl_timers(api: Arc<Api>) {
         let expire = async {
             loop {
                 for id in consensus.session_ttl.expired().await {
-                    tracing::info!(session = %id, "session: TTL expired, invalidating");
+                    tracing::info!(session = %id, "agent.server.session: TTL expired, invalidating");
                     let destroy = Command::SessionDestroy(SessionDestroy { id: id.clone() });
                     if let Err(error) = api.write_here(&destroy).await {
-                        tracing::warn!(session = %id, reason = %error.reason, "session: invalidation failed");
+                        tracing::warn!(session = %id, reason = %error.reason, "agent.server.session: invalidation failed");
                     }
                 }
             }

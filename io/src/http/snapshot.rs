@@ -146,12 +146,12 @@ async fn write_in_pieces(api: &Api, state: &Bytes) -> Result<(), HttpError> {
         if let Err(error) = api.write(&piece).await {
             if offset > 0 {
                 if let Err(abort) = api.write(&Command::RestoreAbort(RestoreAbort { id })).await {
-                    tracing::warn!(reason = %abort.reason, "snapshot: a failed restore's pieces stay staged");
+                    tracing::warn!(reason = %abort.reason, "agent.server.snapshot: a failed restore's pieces stay staged");
                 }
             }
             return Err(error);
         }
-        tracing::debug!(offset = end, total, "snapshot: restore piece committed");
+        tracing::debug!(offset = end, total, "agent.server.snapshot: restore piece committed");
         offset = end;
     }
     Ok(())

@@ -244,7 +244,7 @@ fn files(sources: &Sources) -> Result<Vec<PathBuf>, String> {
                     if path.is_file() && format_of(&path).is_some() {
                         found.push(path);
                     } else if path.is_file() {
-                        tracing::warn!(file = %path.display(), "config: skipping a file: its extension must be .json or .hcl");
+                        tracing::warn!(file = %path.display(), "agent.config: skipping a file: its extension must be .json or .hcl");
                     }
                 }
                 found.sort();
