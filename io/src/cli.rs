@@ -105,9 +105,9 @@ pub(crate) struct AgentArgs {
     /// The LAN gossip port.
     #[arg(long = "serf-lan-port", default_value_t = 8301)]
     pub(crate) serf_lan_port: u16,
-    /// The WAN gossip port (servers only).
-    #[arg(long = "serf-wan-port", default_value_t = 8302)]
-    pub(crate) serf_wan_port: u16,
+    /// The WAN gossip port (servers only); -1 keeps the server out of the WAN pool.
+    #[arg(long = "serf-wan-port", default_value_t = 8302, allow_negative_numbers = true)]
+    pub(crate) serf_wan_port: i32,
     /// Server mode: also joins the WAN pool of servers across datacenters. -dev implies it.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub(crate) server: Option<bool>,

@@ -133,6 +133,12 @@ struct FromFiles {
     leave_on_terminate: Option<bool>,
     skip_leave_on_interrupt: Option<bool>,
     disable_remote_exec: Option<bool>,
+    raft_multiplier: Option<u8>,
+    /// `addresses.http`, `addresses.dns`.
+    addresses_http: Vec<IpAddr>,
+    addresses_dns: Vec<IpAddr>,
+    /// What the files and flags set that muster accepts but does not act on yet, to log at start.
+    warnings: Vec<String>,
 }
 
 /// Reads the configuration files the flags name and fills in every setting the command line
@@ -167,7 +173,9 @@ fn apply_config_files(
         fragments: args.hcl.clone(),
         format,
     };
-    let file = config::load(&sources)?;
+    let mut file = config::load(&sources)?;
+    let mut warnings = std::mem::take(&mut file.warnings);
+    warnings.extend(flag_warnings(args)?);
     // Flags win over files; `enable_local_script_checks` follows `enable_script_checks` unless
     // set, as in Consul.
     args.enable_script_checks = args.enable_script_checks.or(file.enable_script_checks);
@@ -250,7 +258,55 @@ fn apply_config_files(
         leave_on_terminate: file.leave_on_terminate,
         skip_leave_on_interrupt: file.skip_leave_on_interrupt,
         disable_remote_exec: file.disable_remote_exec,
+        raft_multiplier: file.raft_multiplier,
+        addresses_http: file.addresses_http,
+        addresses_dns: file.addresses_dns,
+        warnings,
     })
+}
+
+/// The agent flags muster accepts but does not act on yet, checked as the config keys they set
+/// (`-grpc-port` is `ports.grpc`), so a flag draws the same warning as its key in a file, and
+/// one asking for protection muster does not give (`-allow-write-http-from`) stops the agent.
+fn flag_warnings(args: &cli::AgentArgs) -> Result<Vec<String>, String> {
+    use serde_json::{json, Map, Value};
+    let mut keys = Map::new();
+    let mut set = |path: &str, value: Value| {
+        let (block, key) = path.split_once('.').map_or((None, path), |(block, key)| (Some(block), key));
+        let target = match block {
+            None => &mut keys,
+            Some(block) => {
+                keys.entry(block).or_insert_with(|| json!({})).as_object_mut().expect("blocks are objects")
+            }
+        };
+        target.insert(key.to_owned(), value);
+    };
+    if !args.allow_write_http_from.is_empty() {
+        set("http_config.allow_write_http_from", json!(args.allow_write_http_from));
+    }
+    if !args.primary_gateway.is_empty() {
+        set("primary_gateways", json!(args.primary_gateway));
+    }
+    let scalars: [(&str, Option<Value>); 11] = [
+        ("ui_config.enabled", args.ui.filter(|on| *on).map(Value::from)),
+        ("check_output_max_size", args.check_output_max_size.map(Value::from)),
+        ("ports.grpc", args.grpc_port.filter(|port| *port > 0).map(Value::from)),
+        ("ports.grpc_tls", args.grpc_tls_port.filter(|port| *port > 0).map(Value::from)),
+        ("ports.https", args.https_port.filter(|port| *port > 0).map(Value::from)),
+        ("read_replica", args.read_replica.map(Value::from)),
+        ("retry_max_wan", args.retry_max_wan.map(Value::from)),
+        ("segment", args.segment.clone().map(Value::from)),
+        ("ui_config.dir", args.ui_dir.clone().map(Value::from)),
+        ("ui_config.content_path", args.ui_content_path.clone().map(Value::from)),
+        ("protocol", args.protocol.map(Value::from)),
+    ];
+    for (path, value) in scalars {
+        if let Some(value) = value {
+            set(path, value);
+        }
+    }
+    let checked = config::checked("the command line", keys, config::keys::Origin::Json)?;
+    Ok(checked.warnings.into_iter().map(|warning| format!("command line: {warning}")).collect())
 }
 
 /// `muster validate`: reads the files as the agent would and says whether they are usable.
@@ -263,10 +319,14 @@ fn validate(args: &cli::ValidateArgs) -> ExitCode {
     let checked = config::load(&config::Sources { paths, ..config::Sources::default() }).and_then(|file| {
         let scripts =
             file.enable_script_checks.unwrap_or(false) || file.enable_local_script_checks.unwrap_or(false);
-        http::definitions(&file, scripts)
+        Ok((file.warnings.clone(), http::definitions(&file, scripts)?))
     });
     match checked {
-        Ok(_) => {
+        Ok((warnings, _)) => {
+            // Consul's validate: each warning on stderr, then the verdict.
+            for warning in warnings {
+                eprintln!("{warning}");
+            }
             if !args.quiet {
                 println!("Configuration is valid!");
             }
@@ -282,13 +342,9 @@ fn validate(args: &cli::ValidateArgs) -> ExitCode {
 fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
     init_logging(&args)?;
     let _pid_file = args.pid_file.as_deref().map(PidFile::write).transpose()?;
-    if args.ui == Some(true) || args.ui_content_path.is_some() {
-        tracing::warn!("agent: muster has no web UI yet; -ui and ui_config are ignored");
-    }
-    for (flag, port) in [("-grpc-port", args.grpc_port), ("-https-port", args.https_port)] {
-        if port.is_some_and(|p| p != -1) {
-            tracing::warn!("agent: {flag} is ignored: muster serves neither gRPC (xDS) nor HTTPS yet");
-        }
+    // Each setting muster accepts but does not act on yet, once, naming where it came from.
+    for warning in &files.warnings {
+        tracing::warn!("agent: {warning}");
     }
     if let Some(version) = args.raft_protocol.filter(|&v| v != 3) {
         return Err(format!(
@@ -374,16 +430,18 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
     };
     // Servers also gossip with the servers of every datacenter, as "<node>.<dc>" (Consul's WAN
     // pool); clients only ever join their own LAN.
-    let wan = server.then(|| -> Result<PoolPlan, String> {
+    // `ports.serf_wan` of -1 (or 0) keeps a server out of the WAN pool, as in Consul.
+    let wan_port = u16::try_from(args.serf_wan_port).ok().filter(|port| *port > 0);
+    let wan = wan_port.filter(|_| server).map(|wan_port| -> Result<PoolPlan, String> {
         Ok(PoolPlan {
             label: "serf.wan",
             name: format!("{node_name}.{}", args.datacenter),
-            port: args.serf_wan_port,
+            port: wan_port,
             bind: args.serf_wan_bind,
             advertise: args.advertise_wan,
             allowed: parse_cidrs(&args.serf_wan_allowed_cidrs, "serf_wan_allowed_cidrs")?,
-            joins: parse_joins(&args.join_wan, args.serf_wan_port, "-join-wan")?,
-            join_names: join_names(&args.join_wan, args.serf_wan_port, "-join-wan")?,
+            joins: parse_joins(&args.join_wan, wan_port, "-join-wan")?,
+            join_names: join_names(&args.join_wan, wan_port, "-join-wan")?,
             swim: if args.dev { swim::Config::dev() } else { swim::Config::wan() },
             dir: args.data_dir.as_ref().map(|dir| dir.join("wan")),
         })
@@ -541,6 +599,7 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
                     bind: SocketAddr::new(bind_ip, args.server_port),
                     dir: raft_dir.clone(),
                     datacenter: args.datacenter.clone(),
+                    raft_multiplier: files.raft_multiplier.unwrap_or(RAFT_MULTIPLIER_DEFAULT),
                 };
                 Some(start_consensus(plan, members.clone()).await?)
             }
@@ -599,8 +658,10 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
                 tokio::spawn(muster::rpc::serve(connections, Arc::new(http::RpcHandler::new(api.clone()))));
             }
         }
-        if let Some(port) = http_port {
-            let addr = SocketAddr::new(client_ip, port);
+        // `addresses.http` and `addresses.dns` replace client_addr for their listener, as in Consul.
+        let listen_on = |ips: &[IpAddr]| if ips.is_empty() { vec![client_ip] } else { ips.to_vec() };
+        for ip in http_port.map(|_| listen_on(&files.addresses_http)).unwrap_or_default() {
+            let addr = SocketAddr::new(ip, http_port.expect("only with a port"));
             let listener =
                 TcpListener::bind(addr).await.map_err(|e| format!("Error binding HTTP {addr}: {e}"))?;
             let api = api.clone();
@@ -610,9 +671,8 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
                 }
             });
         }
-
-        if let Some(port) = dns_port {
-            let addr = SocketAddr::new(client_ip, port);
+        for ip in dns_port.map(|_| listen_on(&files.addresses_dns)).unwrap_or_default() {
+            let addr = SocketAddr::new(ip, dns_port.expect("only with a port"));
             let udp =
                 UdpSocket::bind(addr).await.map_err(|e| format!("Error binding DNS {addr} (udp): {e}"))?;
             let tcp =
@@ -632,7 +692,7 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
             let http = http_port.map_or("-1".to_owned(), |port| port.to_string());
             let dns = dns_port.map_or("-1".to_owned(), |port| port.to_string());
             println!("           Client Addr: [{client_ip}] (HTTP: {http}, HTTPS: -1, gRPC: -1, DNS: {dns})");
-            let wan_port = if server { args.serf_wan_port.to_string() } else { "-1".to_owned() };
+            let wan_port = wan_port.filter(|_| server).map_or("-1".to_owned(), |port| port.to_string());
             println!("          Cluster Addr: {advertise_ip} (LAN: {}, WAN: {wan_port})", args.serf_lan_port);
             println!("     Gossip Encryption: {}", encrypt_key.is_some());
             println!();
@@ -1048,7 +1108,14 @@ struct ServerPlan {
     bind: SocketAddr,
     dir: std::path::PathBuf,
     datacenter: String,
+    /// `performance.raft_multiplier`.
+    raft_multiplier: u8,
 }
+
+/// muster's `performance.raft_multiplier` when none is set: 1, the value Consul's documentation
+/// recommends for production, where Consul's own default of 5 is tuned for the smallest cloud
+/// instances. A user who sets it gets Consul's scaling.
+const RAFT_MULTIPLIER_DEFAULT: u8 = 1;
 
 /// Where a server that bootstrapped with others keeps the voters it started with: the first
 /// configuration is implied by every server's starting voters (not written to the log), so a
@@ -1072,6 +1139,13 @@ async fn start_consensus(
         config.election_timeout = std::time::Duration::from_millis(100);
         config.heartbeat_interval = std::time::Duration::from_millis(20);
         config.leader_lease = std::time::Duration::from_millis(50);
+    } else {
+        // hashicorp/raft's timings at multiplier 1 (a 1 s election timeout, a 500 ms lease;
+        // heartbeats at a tenth of the timeout), scaled as Consul scales them.
+        let multiplier = u32::from(plan.raft_multiplier);
+        config.election_timeout = std::time::Duration::from_secs(1) * multiplier;
+        config.heartbeat_interval = std::time::Duration::from_millis(100) * multiplier;
+        config.leader_lease = std::time::Duration::from_millis(500) * multiplier;
     }
     // RPC shares the server port with Raft: connections opening with the RPC byte come here.
     let (rpc_tx, rpc_rx) = mpsc::channel(RPC_ACCEPT_QUEUE);

@@ -400,7 +400,7 @@ fn services_from_config_files_are_registered_and_reloaded() {
     assert_eq!(
         body,
         format!(
-            "Failed reloading config: failed to parse {}: invalid config key servce",
+            "Failed reloading config: failed to parse {}: 1 error occurred:\n\t* invalid config key servce\n\n",
             dir.join("zz.json").display()
         )
     );
@@ -430,7 +430,54 @@ fn services_from_config_files_are_registered_and_reloaded() {
     assert_eq!(refused.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&refused.stderr).trim(),
-        format!("==> failed to parse {}: invalid config key datacentre", dir.join("zz.json").display())
+        format!(
+            "==> failed to parse {}: 1 error occurred:\n\t* invalid config key datacentre",
+            dir.join("zz.json").display()
+        )
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `muster validate` as a Consul user meets it: a misspelt key in a service definition is
+/// refused (Consul refuses it too), HCL as Consul's docs write it (commas between attributes)
+/// is read, a key muster does not act on yet is accepted with a warning naming it, and a file
+/// that asks for ACLs is refused rather than run open.
+#[test]
+fn validate_refuses_what_consul_refuses_and_names_what_muster_ignores() {
+    let dir = std::env::temp_dir().join(format!("muster-validate-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let validate = |name: &str, text: &str| {
+        std::fs::write(dir.join(name), text).unwrap();
+        let output =
+            Command::new(env!("CARGO_BIN_EXE_muster")).arg("validate").arg(dir.join(name)).output().unwrap();
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        (output.status.code(), text(&output.stdout), text(&output.stderr))
+    };
+    let (code, _, stderr) = validate("misspelt.json", r#"{"service": {"name": "web", "portz": 80}}"#);
+    assert_eq!(code, Some(1));
+    assert!(stderr.ends_with("1 error occurred:\n\t* invalid config key service.portz\n\n\n"), "{stderr:?}");
+
+    let hcl = "dns_config { enable_truncate = true, only_passing = true }\n\
+               performance { raft_multiplier = 1 }\nports { grpc = -1, http = 8500 }\n\
+               telemetry { statsite_address = \"127.0.0.1:2180\" }\n";
+    let (code, stdout, stderr) = validate("docs.hcl", hcl);
+    assert_eq!((code, stdout.as_str()), (Some(0), "Configuration is valid!\n"), "{stderr}");
+    assert!(
+        stderr.contains("telemetry.statsite_address: accepted, but muster does not act on it yet"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("ports.grpc"), "Consul's default (-1) asks for nothing: {stderr}");
+
+    let (code, _, stderr) = validate("multiplier.hcl", "performance { raft_multiplier = 11 }");
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("performance.raft_multiplier cannot be 11. Must be between 1 and 10"),
+        "{stderr}"
+    );
+
+    let (code, _, stderr) = validate("acl.hcl", "acl {\n  enabled = true\n  default_policy = \"deny\"\n}\n");
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("acl.enabled: muster has no ACL system yet"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

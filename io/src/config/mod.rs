@@ -1,5 +1,5 @@
 //! Configuration files, as Consul reads them (`../shared/reference/consul-behaviour.md` §5):
-//! JSON (`*.json`) and HCL (`*.hcl`, through hcl-rs), from `-config-file` and `-config-dir`
+//! JSON (`*.json`) and HCL (`*.hcl`, HCL version 1 as Consul reads it: [`hcl1`]), from `-config-file` and `-config-dir`
 //! (a directory's `*.json` and `*.hcl` files in lexical order; other files are skipped).
 //! Later files override earlier ones key by key; lists (`retry_join`, services, checks) are
 //! appended. Command-line flags override files (the caller applies them). A key this agent
@@ -13,6 +13,9 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
+
+pub mod hcl1;
+pub mod keys;
 
 /// Where configuration comes from: `-config-file` and `-config-dir`, in the order given, then
 /// the `-hcl` fragments.
@@ -42,8 +45,8 @@ pub struct Ports {
     pub http: Option<i32>,
     /// `serf_lan`.
     pub serf_lan: Option<u16>,
-    /// `serf_wan`.
-    pub serf_wan: Option<u16>,
+    /// `serf_wan` (-1 keeps a server out of the WAN pool).
+    pub serf_wan: Option<i32>,
     /// `server`.
     pub server: Option<u16>,
     /// `dns` (-1 disables).
@@ -181,29 +184,61 @@ pub struct FileConfig {
     pub default_query_time: Option<String>,
     /// `max_query_time` (Go duration text).
     pub max_query_time: Option<String>,
+    /// `addresses.http`: where the HTTP API listens instead of `client_addr`.
+    pub addresses_http: Vec<IpAddr>,
+    /// `addresses.dns`: where DNS listens instead of `client_addr`.
+    pub addresses_dns: Vec<IpAddr>,
+    /// `performance.raft_multiplier`: Raft's timings scaled, 1 (fastest) to 10.
+    pub raft_multiplier: Option<u8>,
+    /// What the table of keys had to say about keys muster accepts but does not act on yet
+    /// (and Consul's deprecation warnings), each naming its source: logged once at start.
+    pub warnings: Vec<String>,
     /// Service definitions, each with the file it came from.
     pub services: Vec<(PathBuf, Value)>,
     /// Check definitions, each with the file it came from.
     pub checks: Vec<(PathBuf, Value)>,
 }
 
-/// Reads every file the sources name, in order, into one configuration.
+/// Reads every file the sources name, in order, into one configuration. Each source is first
+/// checked against Consul's table of keys ([`keys`]): a key Consul does not know, a value of the
+/// wrong type or a value asking for protection muster does not give is refused in Consul's
+/// words; a key muster does not act on yet is kept as a warning for the agent to log.
 pub fn load(sources: &Sources) -> Result<FileConfig, String> {
     let mut config = FileConfig::default();
     for file in files(sources)? {
-        let value = read(&file, sources.format)?;
-        merge(&mut config, &file, value)
-            .map_err(|reason| format!("failed to parse {}: {reason}", file.display()))?;
+        let (map, origin) = read(&file, sources.format)?;
+        let name = file.display().to_string();
+        let checked = checked(&name, map, origin)?;
+        config.warnings.extend(checked.warnings.into_iter().map(|warning| format!("{name}: {warning}")));
+        merge(&mut config, &file, checked.config)
+            .map_err(|reason| format!("failed to parse {name}: {reason}"))?;
     }
-    for fragment in &sources.fragments {
-        let parsed = hcl::from_str::<Value>(fragment).map_err(|e| format!("failed to parse -hcl: {e}"))?;
-        let Value::Object(map) = parsed else {
-            return Err("failed to parse -hcl: expected HCL attributes".into());
-        };
-        merge(&mut config, Path::new("-hcl"), map)
-            .map_err(|reason| format!("failed to parse -hcl: {reason}"))?;
+    for (index, fragment) in sources.fragments.iter().enumerate() {
+        // Consul names each -hcl fragment as a source of its own.
+        let name = format!("flags-{index}.hcl");
+        let map = hcl1::parse(fragment).map_err(|e| format!("failed to parse {name}: {e}"))?;
+        let checked = checked(&name, map, keys::Origin::Hcl)?;
+        config.warnings.extend(checked.warnings.into_iter().map(|warning| format!("{name}: {warning}")));
+        merge(&mut config, Path::new(&name), checked.config)
+            .map_err(|reason| format!("failed to parse {name}: {reason}"))?;
     }
     Ok(config)
+}
+
+/// One source checked against the table, its errors in Consul's words: `failed to parse
+/// <source>: 1 error occurred:` and one `* <error>` line each (go-multierror's format).
+pub fn checked(name: &str, map: Map<String, Value>, origin: keys::Origin) -> Result<keys::Checked, String> {
+    keys::check_from(map, origin).map_err(|errors| format!("failed to parse {name}: {}", multierror(&errors)))
+}
+
+/// go-multierror's text for a list of errors.
+pub fn multierror(errors: &[String]) -> String {
+    let count = match errors.len() {
+        1 => "1 error occurred:".to_owned(),
+        n => format!("{n} errors occurred:"),
+    };
+    let lines: String = errors.iter().map(|error| format!("\n\t* {error}")).collect();
+    format!("{count}{lines}\n\n")
 }
 
 /// What the configuration looks like on disk: each file's path, length and modification time,
@@ -283,17 +318,17 @@ fn format_of(path: &Path) -> Option<Format> {
     }
 }
 
-/// A file's contents as a JSON object (HCL blocks become objects, repeated blocks lists).
-fn read(path: &Path, forced: Option<Format>) -> Result<Map<String, Value>, String> {
+/// A file's contents as a JSON object, and which parser read it.
+fn read(path: &Path, forced: Option<Format>) -> Result<(Map<String, Value>, keys::Origin), String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("Error reading {}: {e}", path.display()))?;
-    let parsed = match format_of(path).or(forced) {
-        Some(Format::Json) => serde_json::from_str::<Value>(&text).map_err(|e| e.to_string()),
-        Some(Format::Hcl) => hcl::from_str::<Value>(&text).map_err(|e| e.to_string()),
+    let failed = |e: &dyn std::fmt::Display| format!("failed to parse {}: {e}", path.display());
+    match format_of(path).or(forced) {
+        Some(Format::Json) => match serde_json::from_str::<Value>(&text).map_err(|e| failed(&e))? {
+            Value::Object(map) => Ok((map, keys::Origin::Json)),
+            _ => Err(failed(&"the top level must be an object")),
+        },
+        Some(Format::Hcl) => Ok((hcl1::parse(&text).map_err(|e| failed(&e))?, keys::Origin::Hcl)),
         None => unreachable!("only .json and .hcl files, or those of -config-format, are read"),
-    };
-    match parsed.map_err(|e| format!("failed to parse {}: {e}", path.display()))? {
-        Value::Object(map) => Ok(map),
-        _ => Err(format!("failed to parse {}: the top level must be an object", path.display())),
     }
 }
 
@@ -364,7 +399,8 @@ fn merge(config: &mut FileConfig, file: &Path, map: Map<String, Value>) -> Resul
                         "content_path" | "dir" => {
                             string(&name, &field_value)?;
                         }
-                        _ => return Err(format!("invalid config key {name}")),
+                        // Checked against the table already: accepted, not acted on yet.
+                        _ => {}
                     }
                 }
             }
@@ -383,13 +419,17 @@ fn merge(config: &mut FileConfig, file: &Path, map: Map<String, Value>) -> Resul
             "alt_domain" => config.alt_domain = Some(string(&key, &value)?),
             "recursors" | "recursor" => config.recursors.extend(strings(&key, &value)?),
             "dns_config" => merge_dns(&mut config.dns, &value)?,
+            "performance" => merge_performance(config, &value)?,
+            "addresses" => merge_addresses(config, &value)?,
             "service" | "services" => {
                 config.services.extend(objects(&key, value)?.into_iter().map(|v| (file.to_owned(), v)))
             }
             "check" | "checks" => {
                 config.checks.extend(objects(&key, value)?.into_iter().map(|v| (file.to_owned(), v)))
             }
-            _ => return Err(format!("invalid config key {key}")),
+            // Every other key was checked against the table already: accepted, and either not
+            // acted on yet (the table's warning says so) or read elsewhere.
+            _ => {}
         }
     }
     Ok(())
@@ -408,7 +448,13 @@ fn merge_ports(ports: &mut Ports, value: &Value) -> Result<(), String> {
                 ports.http = Some(i32::try_from(port).expect("bounded above"));
             }
             "serf_lan" => ports.serf_lan = Some(number(&name, value)?),
-            "serf_wan" => ports.serf_wan = Some(number(&name, value)?),
+            "serf_wan" => {
+                let port = value
+                    .as_i64()
+                    .filter(|p| (-1..=65535).contains(p))
+                    .ok_or(format!("{name}: expected a port or -1"))?;
+                ports.serf_wan = Some(i32::try_from(port).expect("bounded above"));
+            }
             "server" => ports.server = Some(number(&name, value)?),
             "grpc" | "https" | "grpc_tls" => {
                 let port = value
@@ -429,8 +475,51 @@ fn merge_ports(ports: &mut Ports, value: &Value) -> Result<(), String> {
                     .ok_or(format!("{name}: expected a port or -1"))?;
                 ports.dns = Some(i32::try_from(port).expect("bounded above"));
             }
-            _ => return Err(format!("invalid config key {name}")),
+            _ => {}
         }
+    }
+    Ok(())
+}
+
+/// `addresses { http, dns }`: each a space-separated list of IPs or go-sockaddr templates, as
+/// `client_addr`. A `unix://` socket is refused: muster serves none yet, and serving the API on
+/// TCP instead would expose it wider than the file asks.
+fn merge_addresses(config: &mut FileConfig, value: &Value) -> Result<(), String> {
+    let Value::Object(map) = value else { return Err("addresses: expected an object".to_owned()) };
+    for (key, target) in [("http", &mut config.addresses_http), ("dns", &mut config.addresses_dns)] {
+        let Some(text) = map.get(key).and_then(Value::as_str) else { continue };
+        if text.contains("unix://") {
+            return Err(format!(
+                "addresses.{key}: muster does not serve on unix sockets yet, and serving on TCP instead would \
+                 expose it wider than asked; muster will not run less secure than this configuration asks"
+            ));
+        }
+        *target = addresses(&format!("addresses.{key}"), text)?;
+    }
+    Ok(())
+}
+
+/// A space-separated list of addresses, each an IP or a template.
+fn addresses(key: &str, text: &str) -> Result<Vec<IpAddr>, String> {
+    text.split_whitespace()
+        .map(|one| resolve_address(one).map_err(|reason| format!("{key}: {reason}")))
+        .collect()
+}
+
+/// The largest `performance.raft_multiplier` Consul takes.
+pub const RAFT_MULTIPLIER_MAX: u8 = 10;
+
+fn merge_performance(config: &mut FileConfig, value: &Value) -> Result<(), String> {
+    let Value::Object(map) = value else { return Err("performance: expected an object".to_owned()) };
+    if let Some(multiplier) = map.get("raft_multiplier") {
+        let multiplier = multiplier.as_i64().ok_or("performance.raft_multiplier: expected a number")?;
+        config.raft_multiplier = Some(
+            u8::try_from(multiplier).ok().filter(|m| (1..=RAFT_MULTIPLIER_MAX).contains(m)).ok_or_else(|| {
+                format!(
+                    "performance.raft_multiplier cannot be {multiplier}. Must be between 1 and {RAFT_MULTIPLIER_MAX}"
+                )
+            })?,
+        );
     }
     Ok(())
 }
@@ -456,9 +545,6 @@ fn merge_dns(dns: &mut DnsConfig, value: &Value) -> Result<(), String> {
                 let Value::Object(fields) = value else { return Err(format!("{name}: expected an object")) };
                 for (field, number_value) in fields {
                     let field_name = format!("{name}.{field}");
-                    if !matches!(field.as_str(), "refresh" | "retry" | "expire" | "min_ttl") {
-                        return Err(format!("invalid config key {field_name}"));
-                    }
                     dns.soa.insert(field.clone(), number(&field_name, number_value)?);
                 }
             }
@@ -482,7 +568,7 @@ fn merge_dns(dns: &mut DnsConfig, value: &Value) -> Result<(), String> {
             "max_stale" => {
                 string(&name, value)?;
             }
-            _ => return Err(format!("invalid config key {name}")),
+            _ => {}
         }
     }
     Ok(())
@@ -597,6 +683,22 @@ mod tests {
         dir
     }
 
+    /// `docs/config-keys.md` is the table of keys as [`keys::markdown`] renders it; run with
+    /// `MUSTER_BLESS=1` to write it anew after changing the table.
+    #[test]
+    fn the_config_key_reference_is_the_table() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/config-keys.md");
+        let rendered = keys::markdown();
+        if std::env::var_os("MUSTER_BLESS").is_some() {
+            std::fs::write(&path, &rendered).unwrap();
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == rendered,
+            "docs/config-keys.md is stale: run MUSTER_BLESS=1 cargo test -p muster --lib config"
+        );
+    }
+
     #[test]
     fn files_merge_in_lexical_order_and_lists_append() {
         let dir = dir(
@@ -608,7 +710,7 @@ mod tests {
                     "datacenter = \"west\"\nretry_join = [\"10.0.0.2\"]\nservice {\n  name = \"web\"\n  tags = [\"rails\"]\n  port = 80\n}\n",
                 ),
                 ("30-db.json", r#"{"services": [{"name": "db", "port": 5432}, {"name": "cache"}]}"#),
-                ("40-two.hcl", "service {\n  name = \"a\"\n}\nservice {\n  name = \"b\"\n  check {\n    ttl = \"30s\"\n  }\n}\n"),
+                ("40-two.hcl", "services {\n  name = \"a\"\n}\nservices {\n  name = \"b\"\n  check {\n    ttl = \"30s\"\n  }\n}\n"),
                 ("notes.txt", "not configuration"),
             ],
         );
@@ -617,7 +719,7 @@ mod tests {
         assert_eq!(config.retry_join, vec!["10.0.0.1".to_owned(), "10.0.0.2".to_owned()]);
         assert_eq!(config.ports.http, Some(8501));
         let names: Vec<&str> = config.services.iter().map(|(_, s)| s["name"].as_str().unwrap()).collect();
-        assert_eq!(names, vec!["web", "db", "cache", "a", "b"], "repeated HCL blocks are a list");
+        assert_eq!(names, vec!["web", "db", "cache", "a", "b"], "repeated `services` blocks are a list");
         assert_eq!(config.services[4].1["check"]["ttl"], "30s");
         assert_eq!(config.services[0].1["tags"], serde_json::json!(["rails"]));
         assert_eq!(config.services[0].0, dir.join("20-web.hcl"));
@@ -665,7 +767,10 @@ mod tests {
         assert_eq!((config.raft_protocol, config.disable_keyring_file), (Some(3), Some(true)));
         assert_eq!(config.retry_interval.as_deref(), Some("5s"));
         let bad = Sources { fragments: vec!["node_meta = 3".to_owned()], ..Sources::default() };
-        assert_eq!(load(&bad).unwrap_err(), "failed to parse -hcl: node_meta: expected an object");
+        assert_eq!(
+            load(&bad).unwrap_err(),
+            "failed to parse flags-0.hcl: 1 error occurred:\n\t* 'node_meta' expected a map, got 'int'\n\n"
+        );
         assert_eq!(Format::parse("yaml").unwrap_err(), "Invalid config format \"yaml\": must be json or hcl");
     }
 
@@ -722,7 +827,7 @@ mod tests {
         std::fs::write(dir.join("b.json"), r#"{"dns_config": {"only_passin": true}}"#).unwrap();
         let refused = load(&Sources { paths: vec![Source::File(dir.join("b.json"))], ..Sources::default() })
             .unwrap_err();
-        assert!(refused.ends_with("invalid config key dns_config.only_passin"), "{refused}");
+        assert!(refused.ends_with("* invalid config key dns_config.only_passin\n\n"), "{refused}");
         std::fs::write(dir.join("c.json"), r#"{"dns_config": {"recursor_strategy": "fastest"}}"#).unwrap();
         let refused = load(&Sources { paths: vec![Source::File(dir.join("c.json"))], ..Sources::default() })
             .unwrap_err();
@@ -750,15 +855,24 @@ mod tests {
         };
         assert_eq!(
             one("a.json"),
-            format!("failed to parse {}: invalid config key datacentre", dir.join("a.json").display())
+            format!(
+                "failed to parse {}: 1 error occurred:\n\t* invalid config key datacentre\n\n",
+                dir.join("a.json").display()
+            )
         );
         assert_eq!(
             one("b.json"),
-            format!("failed to parse {}: invalid config key ports.htp", dir.join("b.json").display())
+            format!(
+                "failed to parse {}: 1 error occurred:\n\t* invalid config key ports.htp\n\n",
+                dir.join("b.json").display()
+            )
         );
         assert_eq!(
             one("c.hcl"),
-            format!("failed to parse {}: server: expected true or false", dir.join("c.hcl").display())
+            format!(
+                "failed to parse {}: 1 error occurred:\n\t* 'server' expected type 'bool', got unconvertible type 'string', value: 'yes'\n\n",
+                dir.join("c.hcl").display()
+            )
         );
         std::fs::write(dir.join("d.json"), "{not json").unwrap();
         assert!(one("d.json").starts_with(&format!("failed to parse {}: ", dir.join("d.json").display())));

@@ -702,7 +702,7 @@ pub fn definitions(config: &crate::config::FileConfig, scripts: bool) -> Result<
     let mut checks = Vec::new();
     for (file, value) in &config.checks {
         let object = Object::from_value(value, "check").map_err(|e| named(file, e))?;
-        checks.push(check_definition(&object, scripts).map_err(|e| named(file, e))?);
+        checks.push(file_check_definition(&object, scripts).map_err(|e| named(file, e))?);
     }
     Ok((services, checks))
 }
@@ -847,6 +847,20 @@ pub fn check_definition(object: &Object, scripts: bool) -> Result<Check, HttpErr
     }
     if check.check_id.is_empty() {
         check.check_id = check.name.clone();
+    }
+    Ok(check)
+}
+
+/// A check definition from a configuration file: as [`check_definition`], except that a name
+/// is not required where an ID is given (Consul asks for a name only over HTTP; its own
+/// documentation defines `{"check": {"id": "web-alias", "alias_service": "web"}}`).
+fn file_check_definition(object: &Object, scripts: bool) -> Result<Check, HttpError> {
+    let check = parse_agent_check(object, scripts)?;
+    if check.name.is_empty() && check.check_id.is_empty() {
+        return Err(HttpError::bad_request("Missing check name"));
+    }
+    if check.check_id.is_empty() {
+        return Ok(Check { check_id: check.name.clone(), ..check });
     }
     Ok(check)
 }
