@@ -129,8 +129,21 @@ async fn serve_connection(api: &Api, settings: &Settings, mut stream: TcpStream)
     }
 }
 
-/// The answer to `packet`, or `None` to send nothing.
+/// The answer to `packet`, or `None` to send nothing; timed as Consul times its DNS answers.
 async fn answer(api: &Api, settings: &Settings, packet: &Bytes, transport: Transport) -> Option<Vec<u8>> {
+    let started = std::time::Instant::now();
+    let answer = answer_untimed(api, settings, packet, transport).await;
+    let config = &settings.answers;
+    crate::telemetry::dns_answered(packet, &config.domain, &config.alt_domain, &api.node_name, started);
+    answer
+}
+
+async fn answer_untimed(
+    api: &Api,
+    settings: &Settings,
+    packet: &Bytes,
+    transport: Transport,
+) -> Option<Vec<u8>> {
     // One seed for both passes, so the second draws the instances whose names were looked up.
     let seed = fresh_seed();
     let mut handled = handle(api, &settings.answers, packet, transport, seed, None).await;

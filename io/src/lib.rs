@@ -43,6 +43,8 @@ pub mod storage;
 pub mod store;
 #[cfg(all(feature = "agent", not(madsim)))]
 pub mod syslog;
+#[cfg(all(feature = "agent", not(madsim)))]
+pub mod telemetry;
 pub mod version;
 #[cfg(not(madsim))]
 pub mod wal;

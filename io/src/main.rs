@@ -137,6 +137,10 @@ struct FromFiles {
     /// `addresses.http`, `addresses.dns`.
     addresses_http: Vec<IpAddr>,
     addresses_dns: Vec<IpAddr>,
+    /// Every address `client_addr` named in the files.
+    client_addrs: Vec<IpAddr>,
+    /// The `telemetry` block's settings.
+    telemetry: muster::telemetry::TelemetryConfig,
     /// What the files and flags set that muster accepts but does not act on yet, to log at start.
     warnings: Vec<String>,
 }
@@ -176,6 +180,11 @@ fn apply_config_files(
     let mut file = config::load(&sources)?;
     let mut warnings = std::mem::take(&mut file.warnings);
     warnings.extend(flag_warnings(args)?);
+    let telemetry =
+        muster::telemetry::parse_config(&serde_json::Value::Object(std::mem::take(&mut file.telemetry)))
+            .map_err(|errors| format!("failed to parse telemetry: {}", config::multierror(&errors)))?;
+    warnings.extend(telemetry.warnings);
+    let telemetry = telemetry.config;
     // Flags win over files; `enable_local_script_checks` follows `enable_script_checks` unless
     // set, as in Consul.
     args.enable_script_checks = args.enable_script_checks.or(file.enable_script_checks);
@@ -261,6 +270,8 @@ fn apply_config_files(
         raft_multiplier: file.raft_multiplier,
         addresses_http: file.addresses_http,
         addresses_dns: file.addresses_dns,
+        client_addrs: file.client_addrs.clone(),
+        telemetry,
         warnings,
     })
 }
@@ -643,6 +654,10 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
             tracing::warn!("agent: remote exec is enabled (disable_remote_exec = false)");
             tokio::spawn(http::run_remote_exec(api.clone()));
         }
+        // Consul's metric names; gauge names carry the machine's host name (not the node name)
+        // when a sink is configured, as go-metrics names them.
+        muster::telemetry::start(files.telemetry.clone(), hostname().unwrap_or_default());
+        tokio::spawn(muster::telemetry::run_usage_metrics(api.clone()));
         tokio::spawn(reload_on_sighup(api.clone()));
         if args.auto_reload_config == Some(true) {
             tokio::spawn(auto_reload(api.clone()));
@@ -659,7 +674,12 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
             }
         }
         // `addresses.http` and `addresses.dns` replace client_addr for their listener, as in Consul.
-        let listen_on = |ips: &[IpAddr]| if ips.is_empty() { vec![client_ip] } else { ips.to_vec() };
+        let listen_on = |ips: &[IpAddr]| match (ips.is_empty(), files.client_addrs.len() > 1 && args.client == files.client_addrs.first().copied()) {
+            (false, _) => ips.to_vec(),
+            // `client_addr` naming several addresses: each listener binds every one.
+            (true, true) => files.client_addrs.clone(),
+            (true, false) => vec![client_ip],
+        };
         for ip in http_port.map(|_| listen_on(&files.addresses_http)).unwrap_or_default() {
             let addr = SocketAddr::new(ip, http_port.expect("only with a port"));
             let listener =
@@ -1393,7 +1413,7 @@ fn node_tags(plan: &TagPlan<'_>) -> bytes::Bytes {
 /// Logs a pool's events as serf and memberlist word them, under Consul's logger name for the pool
 /// (`agent.server.serf.lan`, `agent.client.serf.lan`, `agent.server.serf.wan`).
 fn event_logger(module: String, me: String, left: mpsc::Sender<()>) -> impl FnMut(Event) {
-    move |event: Event| match event {
+    move |event: Event| match muster::telemetry::serf_event(&module, event) {
         // serf's and memberlist's words: names must be unique, and the claim is ignored.
         Event::Member(member) if member.kind == muster_core::swim::MemberEventKind::Conflict => {
             if member.node.name == me {

@@ -409,11 +409,15 @@ async fn run_server<S: StateMachine>(
         applied: 0,
         writes: BTreeMap::new(),
         reads: BTreeMap::new(),
+        contacts: BTreeMap::new(),
+        contacts_sampled: tokio::time::Instant::now(),
         next_read: 0,
         status: ends.status,
         membership: ends.membership,
         changes: BTreeMap::new(),
     };
+    // hashicorp/raft counts every start in the follower state.
+    metrics::incr_counter("raft.state.follower", &[], 1.0);
     server.run(inbound, durable_rx, ends.commands).await;
 }
 
@@ -444,10 +448,14 @@ struct Server<S: StateMachine> {
     state_machine: S,
     persist_tx: std_mpsc::Sender<Persist>,
     applied: Index,
-    /// Proposals waiting for their entry: index → (term, caller).
-    writes: BTreeMap<Index, (Term, WriteReply<S::Output>)>,
-    /// Reads waiting for their index: ctx → caller.
-    reads: BTreeMap<u64, oneshot::Sender<Result<Index, WriteError>>>,
+    /// Proposals waiting for their entry: index → (term, caller, when proposed).
+    writes: BTreeMap<Index, (Term, WriteReply<S::Output>, std::time::Instant)>,
+    /// Reads waiting for their index: ctx → (caller, when asked).
+    reads: BTreeMap<u64, (oneshot::Sender<Result<Index, WriteError>>, std::time::Instant)>,
+    /// When each peer was last heard from, for `raft.leader.lastContact`.
+    contacts: BTreeMap<ServerId, tokio::time::Instant>,
+    /// When the leader last sampled its contacts.
+    contacts_sampled: tokio::time::Instant,
     next_read: u64,
     status: watch::Sender<Status>,
     membership: watch::Sender<Membership>,
@@ -456,19 +464,30 @@ struct Server<S: StateMachine> {
 }
 
 /// A role change, in the words of hashicorp/raft and Consul's leader loop, which operators grep
-/// for (`entering leader state`, `cluster leadership acquired`).
+/// for (`entering leader state`, `cluster leadership acquired`), counted as hashicorp/raft
+/// counts them (`raft.state.*`; a pre-vote and the vote after it are one election there).
 fn log_role(previous: Role, role: Role, term: Term, leader: Option<ServerId>) {
     let leader_id = leader.map(|id| id.to_string()).unwrap_or_default();
     match role {
         Role::Leader => {
             tracing::info!(term, "agent.server.raft: entering leader state");
             tracing::info!("agent.server: cluster leadership acquired");
+            if previous != Role::Leader {
+                metrics::incr_counter("raft.state.leader", &[], 1.0);
+            }
         }
         Role::Follower => {
             tracing::info!(term, leader_id, "agent.server.raft: entering follower state");
+            // A follower's event for a new term or leader is no new follower state.
+            if previous != Role::Follower {
+                metrics::incr_counter("raft.state.follower", &[], 1.0);
+            }
         }
         Role::PreCandidate | Role::Candidate => {
             tracing::info!(term, "agent.server.raft: entering candidate state");
+            if !(previous == Role::PreCandidate && role == Role::Candidate) {
+                metrics::incr_counter("raft.state.candidate", &[], 1.0);
+            }
         }
     }
     if previous == Role::Leader && role != Role::Leader {
@@ -489,6 +508,7 @@ impl<S: StateMachine> Server<S> {
             tokio::select! {
                 Some((from, message)) = inbound.recv() => {
                     let now = core_now(self.origin);
+                    self.contacts.insert(from, tokio::time::Instant::now());
                     self.raft.handle_message(now, from, message);
                 }
                 Some(result) = durable.recv() => match result {
@@ -516,7 +536,8 @@ impl<S: StateMachine> Server<S> {
             Command::SetPeer(id, addr) => self.transport.set_peer(id, addr),
             Command::Propose(bytes, reply) => match self.raft.propose(now, bytes) {
                 Ok((index, term)) => {
-                    self.writes.insert(index, (term, reply));
+                    metrics::incr_counter("raft.apply", &[], 1.0);
+                    self.writes.insert(index, (term, reply, std::time::Instant::now()));
                 }
                 Err(error) => {
                     let _ = reply.send(Err(error.into()));
@@ -541,7 +562,7 @@ impl<S: StateMachine> Server<S> {
                 self.next_read += 1;
                 match self.raft.read_index(now, self.next_read) {
                     Ok(()) => {
-                        self.reads.insert(self.next_read, reply);
+                        self.reads.insert(self.next_read, (reply, std::time::Instant::now()));
                     }
                     Err(error) => {
                         let _ = reply.send(Err(error.into()));
@@ -569,12 +590,15 @@ impl<S: StateMachine> Server<S> {
             while let Some(event) = self.raft.poll_event() {
                 match event {
                     Event::ReadReady { ctx, index } => {
-                        if let Some(reply) = self.reads.remove(&ctx) {
+                        if let Some((reply, asked)) = self.reads.remove(&ctx) {
+                            // Consul's time to confirm the leadership before a read.
+                            metrics::measure_since("rpc.consistentRead", &[], asked);
                             let _ = reply.send(Ok(index));
                         }
                     }
                     Event::ReadFailed { ctx } => {
-                        if let Some(reply) = self.reads.remove(&ctx) {
+                        if let Some((reply, asked)) = self.reads.remove(&ctx) {
+                            metrics::measure_since("rpc.consistentRead", &[], asked);
                             let leader_hint = self.raft.leader();
                             let _ = reply.send(Err(ProposeError::NotLeader { leader_hint }.into()));
                         }
@@ -613,6 +637,7 @@ impl<S: StateMachine> Server<S> {
             },
         };
         self.status.send_if_modified(|old| std::mem::replace(old, status) != status);
+        self.sample_contacts();
         let membership = self.raft.membership();
         self.membership.send_if_modified(|old| {
             let changed = old != membership;
@@ -621,6 +646,22 @@ impl<S: StateMachine> Server<S> {
             }
             changed
         });
+    }
+
+    /// hashicorp/raft's `raft.leader.lastContact`: while leading, every
+    /// [`LEADER_CONTACT_SAMPLE_INTERVAL`], how long ago each other voter was last heard from.
+    fn sample_contacts(&mut self) {
+        let now = tokio::time::Instant::now();
+        if self.raft.role() != Role::Leader || now < self.contacts_sampled + LEADER_CONTACT_SAMPLE_INTERVAL {
+            return;
+        }
+        self.contacts_sampled = now;
+        let me = self.raft.id();
+        for voter in self.raft.membership().voters.iter().filter(|&&voter| voter != me) {
+            if let Some(&heard) = self.contacts.get(voter) {
+                metrics::add_sample("raft.leader.lastContact", &[], (now - heard).as_millis() as f32);
+            }
+        }
     }
 
     fn apply(&mut self, apply: Apply) {
@@ -633,10 +674,19 @@ impl<S: StateMachine> Server<S> {
                 }
                 let waiting = self.writes.remove(&entry.index);
                 let output = match &entry.payload {
-                    Payload::Command(command) => Some(self.state_machine.apply(entry.index, command)),
+                    Payload::Command(command) => {
+                        let started = std::time::Instant::now();
+                        let output = self.state_machine.apply(entry.index, command);
+                        metrics::measure_since("raft.fsm.apply", &[], started);
+                        Some(output)
+                    }
                     Payload::Noop | Payload::Membership(_) => None,
                 };
-                if let Some((term, reply)) = waiting {
+                if let Some((term, reply, proposed)) = waiting {
+                    if term == entry.term {
+                        // Committed and applied in the same step: proposal to commit.
+                        metrics::measure_since("raft.commitTime", &[], proposed);
+                    }
                     let result = match output {
                         Some(output) if term == entry.term => Ok(output),
                         _ => Err(WriteError::Lost),
@@ -646,11 +696,14 @@ impl<S: StateMachine> Server<S> {
             }
             Apply::Snapshot(snapshot) => {
                 self.applied = snapshot.meta.index;
+                let started = std::time::Instant::now();
                 self.state_machine.restore(&snapshot.data);
+                let restored_ms = started.elapsed().as_millis() as f32;
+                metrics::set_gauge("raft.fsm.lastRestoreDuration", &[], restored_ms);
                 let covered: Vec<Index> =
                     self.writes.range(..=snapshot.meta.index).map(|(&i, _)| i).collect();
                 for index in covered {
-                    let (_, reply) = self.writes.remove(&index).expect("listed");
+                    let (_, reply, _) = self.writes.remove(&index).expect("listed");
                     let _ = reply.send(Err(WriteError::Unknown));
                 }
                 let covered: Vec<Index> =
@@ -662,4 +715,27 @@ impl<S: StateMachine> Server<S> {
             }
         }
     }
+}
+
+/// How often a leader samples its contacts (hashicorp/raft checks its lease this often by
+/// default: `LeaderLeaseTimeout`).
+const LEADER_CONTACT_SAMPLE_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Consul's Raft metrics, recorded by the agent's `telemetry` module; nothing without it (the
+/// simulator builds this server without the agent's telemetry).
+mod metrics {
+    #[cfg(feature = "agent")]
+    pub(super) use crate::telemetry::{add_sample, incr_counter, measure_since, set_gauge};
+
+    #[cfg(not(feature = "agent"))]
+    pub(super) fn incr_counter(_name: &str, _labels: &[(&'static str, &str)], _n: f32) {}
+
+    #[cfg(not(feature = "agent"))]
+    pub(super) fn set_gauge(_name: &str, _labels: &[(&'static str, &str)], _value: f32) {}
+
+    #[cfg(not(feature = "agent"))]
+    pub(super) fn add_sample(_name: &str, _labels: &[(&'static str, &str)], _value: f32) {}
+
+    #[cfg(not(feature = "agent"))]
+    pub(super) fn measure_since(_name: &str, _labels: &[(&'static str, &str)], _start: std::time::Instant) {}
 }

@@ -170,6 +170,15 @@ impl Pool {
     /// that turns out closed (the server dropped it while idle) is replaced by a new one once;
     /// a new connection's failure is the answer.
     pub async fn call(&self, addr: SocketAddr, request: &Request) -> Result<Reply, RpcError> {
+        let result = self.call_uncounted(addr, request).await;
+        // Only client agents send `Request::Server` (Consul's `client.rpc`).
+        if matches!(request, Request::Server(_)) {
+            crate::telemetry::client_rpc(addr, result.is_err());
+        }
+        result
+    }
+
+    async fn call_uncounted(&self, addr: SocketAddr, request: &Request) -> Result<Reply, RpcError> {
         let encoded = postcard::to_allocvec(request).map_err(|e| RpcError::Malformed(e.to_string()))?;
         let mut frame = Vec::with_capacity(encoded.len() + 4);
         write_frame(&mut frame, &encoded)?;
@@ -258,6 +267,7 @@ pub trait Handler: Send + Sync + 'static {
 pub async fn serve<H: Handler>(mut connections: mpsc::Receiver<(TcpStream, SocketAddr)>, handler: Arc<H>) {
     let slots = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS_MAX));
     while let Some((mut stream, from)) = connections.recv().await {
+        crate::telemetry::incr_counter("rpc.accept_conn", &[], 1.0);
         let Ok(slot) = slots.clone().acquire_owned().await else { return };
         let handler = handler.clone();
         tokio::spawn(async move {
@@ -279,10 +289,12 @@ async fn answer_one<H: Handler>(stream: &mut TcpStream, from: SocketAddr, handle
         Ok(request) => request,
         Err(error) => {
             tracing::debug!(%from, %error, "agent.server.rpc: malformed request dropped");
+            crate::telemetry::incr_counter("rpc.request_error", &[], 1.0);
             return None;
         }
     };
-    let reply = handler.handle(request).await;
+    let reply = crate::telemetry::answering_rpc(handler.handle(request)).await;
+    crate::telemetry::incr_counter("rpc.request", &[], 1.0);
     let mut out = Vec::new();
     let written = match postcard::to_allocvec(&reply) {
         Ok(encoded) => write_frame(&mut out, &encoded),

@@ -460,11 +460,11 @@ fn validate_refuses_what_consul_refuses_and_names_what_muster_ignores() {
 
     let hcl = "dns_config { enable_truncate = true, only_passing = true }\n\
                performance { raft_multiplier = 1 }\nports { grpc = -1, http = 8500 }\n\
-               telemetry { statsite_address = \"127.0.0.1:2180\" }\n";
+               telemetry { circonus_api_token = \"t\" }\n";
     let (code, stdout, stderr) = validate("docs.hcl", hcl);
     assert_eq!((code, stdout.as_str()), (Some(0), "Configuration is valid!\n"), "{stderr}");
     assert!(
-        stderr.contains("telemetry.statsite_address: accepted, but muster does not act on it yet"),
+        stderr.contains("telemetry.circonus_api_token: accepted, but muster does not act on it yet"),
         "{stderr}"
     );
     assert!(!stderr.contains("ports.grpc"), "Consul's default (-1) asks for nothing: {stderr}");

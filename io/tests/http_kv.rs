@@ -262,3 +262,17 @@ async fn transactions_commit_all_or_nothing_with_consul_results_and_errors() {
     assert_eq!(garbage.status, 400);
     assert!(garbage.body.starts_with("Failed to parse body: "), "{}", garbage.body);
 }
+
+/// A release names a session that holds nothing here, unknown or expired: Consul answers false
+/// and writes nothing; an acquire with it is refused (500 `invalid session`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_with_an_unknown_session_answers_false() {
+    let addr = start("release-unknown").await;
+    let url = move |path: &str| format!("http://{addr}{path}");
+    let session = "c1a1f1f1-0000-4000-8000-000000000000";
+    let released = call("PUT", url(&format!("/v1/kv/k?release={session}")), b"v").await;
+    assert_eq!((released.status, released.body.as_str()), (200, "false"));
+    assert_eq!(call("GET", url("/v1/kv/k"), b"").await.status, 404, "nothing written");
+    let acquired = call("PUT", url(&format!("/v1/kv/k?acquire={session}")), b"v").await;
+    assert_eq!((acquired.status, acquired.body), (500, format!("invalid session \"{session}\"")));
+}

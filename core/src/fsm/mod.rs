@@ -699,9 +699,11 @@ impl Fsm {
                     Locked::HeldByOther | Locked::Delayed => Response::Bool(false),
                 },
             },
-            Command::KvUnlock(KvUnlock { set, session }) => match self.session_of(session) {
-                Err(error) => Response::Rejected(error.into()),
-                Ok(_) => {
+            // A release names a session, but not necessarily a live one: one that expired or
+            // never existed simply does not hold the lock (Consul's `kvsUnlockTxn`).
+            Command::KvUnlock(KvUnlock { set, session }) => match session.is_empty() {
+                true => Response::Rejected(LockError::MissingSession.into()),
+                false => {
                     let ok = self.kv.unlock(index, &set.key, set.value.clone(), set.flags, session);
                     if ok {
                         touched.keys.push(set.key.clone());

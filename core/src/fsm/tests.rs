@@ -740,8 +740,9 @@ impl Model {
                 Response::Bool(true)
             }
             Command::KvUnlock(u) => {
-                if !self.sessions.contains_key(&u.session) {
-                    return Response::Rejected(LockError::InvalidSession(u.session.clone()).into());
+                // Consul's release: an unknown session holds nothing, so the answer is false.
+                if u.session.is_empty() {
+                    return Response::Rejected(LockError::MissingSession.into());
                 }
                 match self.entries.get(&u.set.key) {
                     Some(e) if e.5.as_ref() == Some(&u.session) => {

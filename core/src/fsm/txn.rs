@@ -10,7 +10,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::catalog::{Check, Node, Service};
-use super::kv::{KvEntry, Locked};
+use super::kv::{KvEntry, LockError, Locked};
 
 /// The most operations one transaction may carry (Consul's `maxTxnOps`).
 pub const TXN_OPS_MAX: usize = 128;
@@ -319,7 +319,9 @@ impl super::Fsm {
                 results.push(stripped(&stored(self).expect("just written")));
             }
             KvVerb::Unlock => {
-                self.session_of(&op.session).map_err(|error| error.to_string())?;
+                if op.session.is_empty() {
+                    return Err(LockError::MissingSession.to_string());
+                }
                 if !self.kv.unlock(index, key, op.value.clone(), op.flags, &op.session) {
                     return Err(format!(
                         "failed to unlock key {key:?}, lock isn't held, or is held by another session"

@@ -577,7 +577,9 @@ const NO_ACL: Status = Status::NotYet("muster has no ACL system yet");
 const NO_TLS: Status = Status::NotYet("muster has no TLS on its APIs or RPC yet");
 const NO_MESH: Status = Status::NotYet("muster has no service mesh (Connect) yet");
 const NO_UI: Status = Status::NotYet("muster has no web UI yet");
-const NO_METRICS: Status = Status::NotYet("muster sends no metrics to external sinks yet");
+const NO_METRICS: Status = Status::NotYet(
+    "muster sends no metrics to Circonus, and keeps the other telemetry settings at their defaults",
+);
 const NO_AUTO_CONFIG: Status = Status::NotYet("muster has no auto-config or auto-encrypt yet");
 const NO_HCP: Status = Status::NotYet("muster does not link to HCP");
 const NO_CONFIG_ENTRIES: Status = Status::NotYet("muster has no configuration entries yet");
@@ -967,18 +969,18 @@ const TELEMETRY: &[Key] = &[
     // A string Consul hands to the Circonus library as it is.
     Key::new("circonus_submission_interval", Kind::Str, NO_METRICS).or("10s"),
     Key::new("circonus_submission_url", Kind::Str, NO_METRICS),
-    Key::new("disable_hostname", Kind::Bool, NO_METRICS).or("false"),
+    Key::new("disable_hostname", Kind::Bool, IMPL).or("false"),
     Key::new("disable_per_tenancy_usage_metrics", Kind::Bool, NO_METRICS).or("false"),
-    Key::new("dogstatsd_addr", Kind::Str, NO_METRICS),
-    Key::new("dogstatsd_tags", Kind::StrList, NO_METRICS),
+    Key::new("dogstatsd_addr", Kind::Str, IMPL),
+    Key::new("dogstatsd_tags", Kind::StrList, IMPL),
     Key::new("enable_host_metrics", Kind::Bool, NO_METRICS).or("false"),
-    Key::new("filter_default", Kind::Bool, NO_METRICS).or("true"),
-    Key::new("metrics_prefix", Kind::Str, NO_METRICS).or("consul"),
-    Key::new("prefix_filter", Kind::StrList, NO_METRICS),
-    Key::new("prometheus_retention_time", Kind::Duration, NO_METRICS).or("0s"),
+    Key::new("filter_default", Kind::Bool, IMPL).or("true"),
+    Key::new("metrics_prefix", Kind::Str, IMPL).or("consul"),
+    Key::new("prefix_filter", Kind::StrList, IMPL),
+    Key::new("prometheus_retention_time", Kind::Duration, IMPL).or("0s"),
     Key::new("retry_failed_connection", Kind::Bool, NO_METRICS).go("retryfailedconfiguration").or("true"),
-    Key::new("statsd_address", Kind::Str, NO_METRICS).go("statsdaddr"),
-    Key::new("statsite_address", Kind::Str, NO_METRICS).go("statsiteaddr"),
+    Key::new("statsd_address", Kind::Str, IMPL).go("statsdaddr"),
+    Key::new("statsite_address", Kind::Str, IMPL).go("statsiteaddr"),
 ];
 
 const TLS: &[Key] = &[
@@ -2481,7 +2483,6 @@ mod tests {
             "The 'acl.tokens.master' field is deprecated. Use the 'acl.tokens.initial_management' field instead.",
             "The 'start_join' field is deprecated. Use the 'retry_join' field instead.",
             "acl.tokens.agent: accepted, but muster does not act on it yet: muster has no ACL system yet",
-            "telemetry.prometheus_retention_time: accepted, but muster does not act on it yet: muster sends no metrics to external sinks yet",
             "watches: accepted, but muster does not act on it yet: muster runs no watch handlers from its configuration",
         ];
         for warning in expected {
@@ -2716,14 +2717,14 @@ mod tests {
     #[test]
     fn keys_muster_does_not_act_on_yet_warn_naming_the_key() {
         let checked = passes(json!({
-            "telemetry": {"statsd_address": "127.0.0.1:8125"},
+            "telemetry": {"circonus_api_token": "c"},
             "services": [{"name": "a", "token": "t"}, {"name": "b", "token": "u"}],
             "segment": "", "partition": "p1",
         }));
         assert_eq!(
             checked.warnings,
             [
-                "telemetry.statsd_address: accepted, but muster does not act on it yet: muster sends no metrics to external sinks yet",
+                "telemetry.circonus_api_token: accepted, but muster does not act on it yet: muster sends no metrics to Circonus, and keeps the other telemetry settings at their defaults",
                 "services[].token: accepted, but muster does not act on it yet: muster has no ACL system yet",
                 "\"partition\" is a Consul Enterprise configuration and will have no effect",
             ],

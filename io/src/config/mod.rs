@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 
 pub mod hcl1;
 pub mod keys;
+pub mod sockaddr;
 
 /// Where configuration comes from: `-config-file` and `-config-dir`, in the order given, then
 /// the `-hcl` fragments.
@@ -101,8 +102,10 @@ pub struct FileConfig {
     pub bind_addr: Option<IpAddr>,
     /// `advertise_addr`.
     pub advertise_addr: Option<IpAddr>,
-    /// `client_addr`.
+    /// `client_addr` (the first of them).
     pub client_addr: Option<IpAddr>,
+    /// `client_addr`: every address it names (the HTTP and DNS listeners bind each).
+    pub client_addrs: Vec<IpAddr>,
     /// `encrypt`.
     pub encrypt: Option<String>,
     /// `start_join` and `retry_join`, appended.
@@ -188,6 +191,8 @@ pub struct FileConfig {
     pub addresses_http: Vec<IpAddr>,
     /// `addresses.dns`: where DNS listens instead of `client_addr`.
     pub addresses_dns: Vec<IpAddr>,
+    /// `telemetry`, merged key by key (read by `telemetry::parse_config`).
+    pub telemetry: Map<String, Value>,
     /// `performance.raft_multiplier`: Raft's timings scaled, 1 (fastest) to 10.
     pub raft_multiplier: Option<u8>,
     /// What the table of keys had to say about keys muster accepts but does not act on yet
@@ -355,9 +360,16 @@ fn merge(config: &mut FileConfig, file: &Path, map: Map<String, Value>) -> Resul
             "retry_max" => config.retry_max = Some(number(&key, &value)?),
             "bootstrap" => config.bootstrap = Some(boolean(&key, &value)?),
             "bootstrap_expect" => config.bootstrap_expect = Some(number(&key, &value)?),
-            "bind_addr" => config.bind_addr = Some(address(&key, &value)?),
-            "advertise_addr" => config.advertise_addr = Some(address(&key, &value)?),
-            "client_addr" => config.client_addr = Some(address(&key, &value)?),
+            "bind_addr" => {
+                let bind = optional_address(&key, &value)?;
+                config.bind_addr = Some(bind.ok_or("bind_addr cannot be empty")?);
+            }
+            "advertise_addr" => config.advertise_addr = optional_address(&key, &value)?,
+            "client_addr" => {
+                let all = addresses(&key, &string(&key, &value)?)?;
+                config.client_addr = all.first().copied();
+                config.client_addrs = all;
+            }
             "encrypt" => config.encrypt = Some(string(&key, &value)?),
             "start_join" | "retry_join" => config.retry_join.extend(strings(&key, &value)?),
             "start_join_wan" | "retry_join_wan" => config.retry_join_wan.extend(strings(&key, &value)?),
@@ -381,9 +393,9 @@ fn merge(config: &mut FileConfig, file: &Path, map: Map<String, Value>) -> Resul
                 }
             }
             "node_id" => config.node_id = Some(string(&key, &value)?),
-            "advertise_addr_wan" => config.advertise_addr_wan = Some(address(&key, &value)?),
-            "serf_lan" | "serf_lan_bind" => config.serf_lan = Some(address(&key, &value)?),
-            "serf_wan" | "serf_wan_bind" => config.serf_wan = Some(address(&key, &value)?),
+            "advertise_addr_wan" => config.advertise_addr_wan = optional_address(&key, &value)?,
+            "serf_lan" | "serf_lan_bind" => config.serf_lan = optional_address(&key, &value)?,
+            "serf_wan" | "serf_wan_bind" => config.serf_wan = optional_address(&key, &value)?,
             "disable_keyring_file" => config.disable_keyring_file = Some(boolean(&key, &value)?),
             "serf_lan_allowed_cidrs" => config.serf_lan_allowed_cidrs.extend(strings(&key, &value)?),
             "serf_wan_allowed_cidrs" => config.serf_wan_allowed_cidrs.extend(strings(&key, &value)?),
@@ -421,6 +433,10 @@ fn merge(config: &mut FileConfig, file: &Path, map: Map<String, Value>) -> Resul
             "dns_config" => merge_dns(&mut config.dns, &value)?,
             "performance" => merge_performance(config, &value)?,
             "addresses" => merge_addresses(config, &value)?,
+            "telemetry" => {
+                let Value::Object(fields) = value else { return Err("telemetry: expected an object".into()) };
+                config.telemetry.extend(fields);
+            }
             "service" | "services" => {
                 config.services.extend(objects(&key, value)?.into_iter().map(|v| (file.to_owned(), v)))
             }
@@ -501,9 +517,7 @@ fn merge_addresses(config: &mut FileConfig, value: &Value) -> Result<(), String>
 
 /// A space-separated list of addresses, each an IP or a template.
 fn addresses(key: &str, text: &str) -> Result<Vec<IpAddr>, String> {
-    text.split_whitespace()
-        .map(|one| resolve_address(one).map_err(|reason| format!("{key}: {reason}")))
-        .collect()
+    resolve_addresses(text).map_err(|reason| format!("{key}: {reason}"))
 }
 
 /// The largest `performance.raft_multiplier` Consul takes.
@@ -593,30 +607,44 @@ fn number<T: TryFrom<u64>>(key: &str, value: &Value) -> Result<T, String> {
     value.as_u64().and_then(|n| T::try_from(n).ok()).ok_or(format!("{key}: expected a number in range"))
 }
 
-fn address(key: &str, value: &Value) -> Result<IpAddr, String> {
-    resolve_address(&string(key, value)?).map_err(|reason| format!("{key}: {reason}"))
+/// One address, or none when a template yields nothing (Consul's `expandOptionalAddr`: an
+/// `advertise_addr` of `{{ GetInterfaceIP "en0" }}` on a machine without en0 is as if unset).
+fn optional_address(key: &str, value: &Value) -> Result<Option<IpAddr>, String> {
+    let text = string(key, value)?;
+    match resolve_addresses(&text).map_err(|reason| format!("{key}: {reason}"))?.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(*one)),
+        _ => resolve_address(&text).map(Some).map_err(|reason| format!("{key}: {reason}")),
+    }
 }
 
-/// An address as Consul's `bind_addr`, `advertise_addr` and `client_addr` take it: an IP, or one
-/// of go-sockaddr's common templates, `{{ GetPrivateIP }}` and `{{ GetInterfaceIP "eth0" }}`.
+/// One address as Consul's `bind_addr`, `advertise_addr` and `serf_lan` take it: an IP, or a
+/// go-sockaddr template ([`sockaddr`]) that yields exactly one, with Consul's words otherwise.
 pub fn resolve_address(text: &str) -> Result<IpAddr, String> {
-    let text = text.trim();
-    let Some(template) = text.strip_prefix("{{").and_then(|t| t.strip_suffix("}}")) else {
-        return text.parse().map_err(|_| format!("expected an IP address or a template, not {text:?}"));
-    };
-    let words: Vec<&str> = template.split_whitespace().collect();
-    match words.as_slice() {
-        ["GetPrivateIP"] => private_ipv4(&interfaces()?).map(IpAddr::V4),
-        ["GetInterfaceIP", name] => {
-            let name = name.trim_matches('"');
-            interfaces()?
-                .into_iter()
-                .find(|(interface, ip)| interface == name && ip.is_ipv4())
-                .map(|(_, ip)| ip)
-                .ok_or_else(|| format!("no IPv4 address on interface {name:?}"))
+    match resolve_addresses(text)?.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(format!("no address found in {:?}", text.trim())),
+        many => {
+            let listed: Vec<String> = many.iter().map(ToString::to_string).collect();
+            Err(format!("multiple addresses found: {}", listed.join(" ")))
         }
-        _ => Err(format!("unsupported address template {text:?}: muster knows {{{{ GetPrivateIP }}}} and {{{{ GetInterfaceIP \"<name>\" }}}}")),
     }
+}
+
+/// Addresses as `client_addr` and `addresses.*` take them: IPs or go-sockaddr templates,
+/// separated by spaces (a template may itself yield several).
+pub fn resolve_addresses(text: &str) -> Result<Vec<IpAddr>, String> {
+    let rendered = if text.contains("{{") {
+        let interfaces = sockaddr::system_interfaces()
+            .map_err(|e| format!("Error reading the network interfaces: {e}"))?;
+        sockaddr::render(text, &interfaces).map_err(|e| format!("error parsing {:?}: {e}", text.trim()))?
+    } else {
+        text.to_owned()
+    };
+    rendered
+        .split_whitespace()
+        .map(|one| one.parse().map_err(|_| format!("expected an IP address or a template, not {one:?}")))
+        .collect()
 }
 
 /// This machine's interface addresses, by interface name.
@@ -791,10 +819,15 @@ mod tests {
             .unwrap_err()
             .starts_with("Multiple private IPv4"));
         assert_eq!(resolve_address(" 10.0.0.9 "), Ok([10, 0, 0, 9].into()));
-        assert_eq!(resolve_address("{{ GetInterfaceIP \"lo\" }}"), Ok([127, 0, 0, 1].into()));
-        assert!(resolve_address("{{ GetAllInterfaces }}")
-            .unwrap_err()
-            .starts_with("unsupported address template"));
+        // go-sockaddr's templates: loopback is not forwardable, so GetInterfaceIP finds nothing
+        // on lo; a filter finds it.
+        assert_eq!(
+            resolve_address("{{ GetAllInterfaces | include \"flags\" \"loopback\" | include \"type\" \"ipv4\" | attr \"address\" }}"),
+            Ok([127, 0, 0, 1].into())
+        );
+        assert!(resolve_address("{{ GetInterfaceIP \"lo\" }}").unwrap_err().starts_with("no address found"));
+        assert!(resolve_address("{{ Bogus }}").unwrap_err().starts_with("error parsing"));
+        assert!(resolve_address("127.0.0.1 127.0.0.2").unwrap_err().starts_with("multiple addresses found"));
         assert!(resolve_address("nonsense").unwrap_err().starts_with("expected an IP address"));
     }
 

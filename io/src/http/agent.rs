@@ -23,7 +23,7 @@ use muster_core::health::ttl_expired_output;
 use serde_json::{json as value, Map, Value};
 
 use super::body::{decode_failed, Object};
-use super::catalog::{check_json, duration_ns, integer, parse_service};
+use super::catalog::{check_json, duration_ns, integer, parse_service, tagged_service_addresses};
 use super::filter::Filter;
 use super::timers::Clocked;
 use super::{json, Api, HttpError, Query};
@@ -179,8 +179,9 @@ async fn push_rows(api: &Api, rows: &[Row]) -> Result<(), HttpError> {
 
 fn local_error(error: LocalError) -> HttpError {
     let status = match error {
-        LocalError::UnknownCheck(_) => StatusCode::NOT_FOUND,
-        LocalError::UnknownService(_) | LocalError::Reserved(_) => StatusCode::BAD_REQUEST,
+        // Consul 1.20 answers a check for a service the agent lacks with 404, as an unknown check.
+        LocalError::UnknownCheck(_) | LocalError::UnknownService(_) => StatusCode::NOT_FOUND,
+        LocalError::Reserved(_) => StatusCode::BAD_REQUEST,
     };
     HttpError { status, reason: error.to_string() }
 }
@@ -242,10 +243,14 @@ pub(super) fn routes() -> Router<Arc<Api>> {
         .route("/v1/agent/reload", put(reload_endpoint))
         .route("/v1/agent/service/maintenance/{id}", put(service_maintenance))
         .route("/v1/agent/monitor", get(monitor))
+        .route("/v1/agent/health/service/id/{id}", get(health_by_id))
+        .route("/v1/agent/health/service/name/{name}", get(health_by_name))
 }
 
 /// The node maintenance check's ID (Consul's `structs.NodeMaint`).
 const NODE_MAINTENANCE: &str = "_node_maintenance";
+/// The prefix of a service's maintenance check ID (`_service_maintenance:<id>`).
+const SERVICE_MAINTENANCE_PREFIX: &str = "_service_maintenance:";
 
 /// `?enable=` as Go's `strconv.ParseBool` reads it, with Consul's refusals.
 fn enable(query: &Query) -> Result<bool, HttpError> {
@@ -289,7 +294,7 @@ async fn service_maintenance(
             });
         }
         let check = Check {
-            check_id: format!("_service_maintenance:{id}"),
+            check_id: format!("{SERVICE_MAINTENANCE_PREFIX}{id}"),
             name: "Service Maintenance Mode".to_owned(),
             notes: maintenance_notes(&query, "service"),
             service_id: id.clone(),
@@ -485,6 +490,9 @@ fn agent_service_json(service: &Service, datacenter: &str) -> Value {
     out.insert("Meta".into(), value!(service.meta));
     out.insert("Port".into(), value!(service.port));
     out.insert("Address".into(), value!(service.address));
+    if let Some(tagged) = tagged_service_addresses(service) {
+        out.insert("TaggedAddresses".into(), tagged);
+    }
     out.insert(
         "Weights".into(),
         value!({"Passing": service.weights.passing, "Warning": service.weights.warning}),
@@ -535,6 +543,125 @@ async fn service(State(api): State<Arc<Api>>, Path(id): Path<String>, RawQuery(r
         }
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// A service's health on this agent, as `/v1/agent/health/service/...` sums it up for load
+/// balancers and orchestrators: the worst of its checks and the node's (maintenance first), and
+/// the status code they poll for, 200 passing, 429 warning, 503 critical or maintenance.
+fn local_health(
+    state: &LocalState,
+    service: &Service,
+    datacenter: &str,
+) -> (StatusCode, &'static str, Value) {
+    let checks: Vec<&Check> = state
+        .checks()
+        .values()
+        .filter(|check| check.service_id.is_empty() || check.service_id == service.id)
+        .map(AsRef::as_ref)
+        .collect();
+    let maintenance = checks
+        .iter()
+        .any(|c| c.check_id == NODE_MAINTENANCE || c.check_id.starts_with(SERVICE_MAINTENANCE_PREFIX));
+    let worst = checks.iter().map(|check| check.status).max_by_key(|status| match status {
+        Health::Passing => 0,
+        Health::Warning => 1,
+        Health::Critical => 2,
+    });
+    let (code, status) = match (maintenance, worst) {
+        (true, _) => (StatusCode::SERVICE_UNAVAILABLE, "maintenance"),
+        (false, Some(Health::Critical)) => (StatusCode::SERVICE_UNAVAILABLE, "critical"),
+        (false, Some(Health::Warning)) => (StatusCode::TOO_MANY_REQUESTS, "warning"),
+        (false, _) => (StatusCode::OK, "passing"),
+    };
+    let body = value!({
+        "AggregatedStatus": status,
+        "Service": agent_service_json(service, datacenter),
+        "Checks": checks.iter().map(|check| agent_health_check_json(check)).collect::<Vec<_>>(),
+    });
+    (code, status, body)
+}
+
+/// A check as these endpoints show it (the api package's `HealthCheck`, its identity fields).
+fn agent_health_check_json(check: &Check) -> Value {
+    let mut full = check_json(check);
+    let object = full.as_object_mut().expect("a check is an object");
+    object.retain(|key, _| {
+        matches!(
+            key.as_str(),
+            "Node"
+                | "CheckID"
+                | "Name"
+                | "Status"
+                | "Notes"
+                | "Output"
+                | "ServiceID"
+                | "ServiceName"
+                | "ServiceTags"
+        )
+    });
+    full
+}
+
+/// Whether the client asked for the status alone, as text (`Accept: text/plain`, `?format=text`).
+fn wants_text(headers: &axum::http::HeaderMap, query: &Query) -> bool {
+    let accept = headers.get(axum::http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    accept.starts_with("text/plain") || query.get("format") == Some("text")
+}
+
+/// An answer of these endpoints: `status` as text, or `body` as JSON, with `code`.
+fn health_answer(code: StatusCode, text: String, body: Value, as_text: bool, query: &Query) -> Response {
+    if as_text {
+        return (code, [(axum::http::header::CONTENT_TYPE, "text/plain")], text).into_response();
+    }
+    let (headers, bytes) = json(query, &body);
+    (code, headers, bytes).into_response()
+}
+
+/// `GET /v1/agent/health/service/id/<id>`.
+async fn health_by_id(
+    State(api): State<Arc<Api>>,
+    Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let query = Query::parse(raw.as_deref());
+    let as_text = wants_text(&headers, &query);
+    let state = api.local.state();
+    match state.services().get(&id) {
+        Some(service) => {
+            let (code, status, body) = local_health(&state, service, &api.datacenter);
+            health_answer(code, status.to_owned(), body, as_text, &query)
+        }
+        None => {
+            let reason = format!("ServiceId {id} not found");
+            let body = value!({"AggregatedStatus": "critical", "Service": null, "Checks": null});
+            health_answer(StatusCode::NOT_FOUND, reason, body, as_text, &query)
+        }
+    }
+}
+
+/// `GET /v1/agent/health/service/name/<name>`: every instance of the service on this agent, and
+/// the worst status among them.
+async fn health_by_name(
+    State(api): State<Arc<Api>>,
+    Path(name): Path<String>,
+    headers: axum::http::HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let query = Query::parse(raw.as_deref());
+    let state = api.local.state();
+    let mut code = StatusCode::NOT_FOUND;
+    let mut status = format!("ServiceName {name} Not Found");
+    let mut instances = Vec::new();
+    for service in state.services().values().filter(|service| service.service == name) {
+        let (instance_code, instance_status, body) = local_health(&state, service, &api.datacenter);
+        // The worst wins: 200 < 429 < 503 (and anything found beats not found).
+        if code == StatusCode::NOT_FOUND || code < instance_code {
+            (code, status) = (instance_code, instance_status.to_owned());
+        }
+        instances.push(body);
+    }
+    health_answer(code, status, Value::Array(instances), wants_text(&headers, &query), &query)
 }
 
 /// A service's content hash: 16 hex digits of a fixed-key hash of its JSON, so the same content

@@ -79,7 +79,7 @@ fn weights_json(weights: Weights) -> Value {
     value!({"Passing": weights.passing, "Warning": weights.warning})
 }
 
-fn tagged_service_addresses(service: &Service) -> Option<Value> {
+pub(super) fn tagged_service_addresses(service: &Service) -> Option<Value> {
     (!service.tagged_addresses.is_empty()).then(|| {
         let map: Map<String, Value> = service
             .tagged_addresses
@@ -414,7 +414,10 @@ async fn register(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery, body: By
         if register.node.datacenter.is_empty() {
             register.node.datacenter = api.datacenter.clone();
         }
-        api.write(&Command::Register(Box::new(register))).await?;
+        let started = std::time::Instant::now();
+        let written = api.write(&Command::Register(Box::new(register))).await;
+        crate::telemetry::measure_since("catalog.register", &[], started);
+        written?;
         Ok::<_, HttpError>(json(&query, &true).into_response())
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
@@ -431,7 +434,10 @@ async fn deregister(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery, body: 
             service_id: nonempty(object.string("ServiceID")?),
             check_id: nonempty(object.string("CheckID")?),
         };
-        api.write(&Command::Deregister(deregister)).await?;
+        let started = std::time::Instant::now();
+        let written = api.write(&Command::Deregister(deregister)).await;
+        crate::telemetry::measure_since("catalog.deregister", &[], started);
+        written?;
         Ok::<_, HttpError>(json(&query, &true).into_response())
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
@@ -509,6 +515,7 @@ async fn service_nodes(
     Path(name): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Response {
+    count_service_query(["catalog.service.query", "catalog.service.query-tag"], &name, raw.as_deref());
     let target = WatchTarget::Service(name.clone());
     answer(
         api,
@@ -621,6 +628,7 @@ async fn health_service(
         (_, Some(Some(passing))) => passing,
         _ => return HttpError::bad_request("Invalid value for ?passing").into_response(),
     };
+    count_service_query(["health.service.query", "health.service.query-tag"], &name, raw.as_deref());
     let target = WatchTarget::Service(name.clone());
     answer(
         api,
@@ -644,6 +652,19 @@ async fn health_service(
         },
     )
     .await
+}
+
+/// Counts a query for service `name` as Consul's endpoints count it: `<what>.query`, or
+/// `<what>.query-tag` with the tag when one is asked (Consul labels every tag `tag`; a label
+/// holds one value, so the last of the sorted tags is the one kept, as its Prometheus sink keeps).
+fn count_service_query([query_counter, tag_counter]: [&str; 2], name: &str, raw: Option<&str>) {
+    let query = Query::parse(raw);
+    let mut tags: Vec<&str> = query.all("tag").collect();
+    tags.sort_unstable();
+    match tags.last() {
+        None => crate::telemetry::incr_counter(query_counter, &[("service", name)], 1.0),
+        Some(tag) => crate::telemetry::incr_counter(tag_counter, &[("service", name), ("tag", tag)], 1.0),
+    }
 }
 
 async fn checks_in_state(

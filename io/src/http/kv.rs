@@ -182,7 +182,10 @@ async fn put_kv_inner(
     } else {
         (Command::KvSet(set), true)
     };
-    let response = api.write(&command).await?;
+    let started = std::time::Instant::now();
+    let response = api.write(&command).await;
+    crate::telemetry::measure_since("kvs.apply", &[], started);
+    let response = response?;
     // A plain PUT answers `true` whatever happened; the others say whether they took effect.
     let ok = plain || response == FsmResponse::Bool(true);
     Ok(bool_body(query, ok))
@@ -240,7 +243,10 @@ async fn delete_kv_inner(api: &Api, key: String, query: &Query) -> Result<Respon
         None if recurse => Command::KvDeleteTree(KvDeleteTree { prefix: key }),
         None => Command::KvDelete(KvDelete { key }),
     };
-    let response = api.write(&command).await?;
+    let started = std::time::Instant::now();
+    let response = api.write(&command).await;
+    crate::telemetry::measure_since("kvs.apply", &[], started);
+    let response = response?;
     let ok = cas.is_none() || response == FsmResponse::Bool(true);
     Ok(bool_body(query, ok))
 }

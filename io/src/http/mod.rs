@@ -364,7 +364,11 @@ pub fn router(api: Arc<Api>) -> Router {
             }
         })
         .layer(axum::extract::DefaultBodyLimit::disable())
+        // Telemetry: reads counted where they are answered (inside), each request timed where
+        // it arrived (outside).
+        .layer(axum::middleware::from_fn(crate::telemetry::count_reads))
         .layer(axum::middleware::from_fn_with_state(api.clone(), forward_to_leader))
+        .layer(axum::middleware::from_fn(crate::telemetry::track_http))
         .with_state(api)
 }
 

@@ -1,9 +1,8 @@
 //! `/v1/operator/raft/...`, `/v1/coordinate/...` and `/v1/agent/metrics`
 //! (`../shared/reference/consul-behaviour.md` §1.5, §1.7): the Raft servers as Consul lists
 //! them, peer removal and leadership transfer; coordinates (none are computed yet, so the lists are empty, as on a fresh Consul);
-//! and the agent's gauges as JSON or Prometheus text.
+//! and the agent's metrics as JSON or Prometheus text.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use axum::extract::{RawQuery, State};
@@ -11,7 +10,7 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::Router;
-use muster_core::raft::{MembershipChange, Role, ServerId};
+use muster_core::raft::{MembershipChange, ServerId};
 use serde_json::{json as value, Value};
 
 use super::{json, write_error, Api, HttpError, Query};
@@ -131,74 +130,19 @@ async fn coordinate_nodes(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) 
     }
 }
 
-/// The gauges: (Consul-style name, value). A client agent has only its own.
-fn gauges(api: &Api) -> Vec<(&'static str, f64)> {
-    let (local_services, local_checks) = {
-        let state = api.local.state();
-        (state.services().len(), state.checks().len())
-    };
-    let mut gauges =
-        vec![("consul.agent.services", local_services as f64), ("consul.agent.checks", local_checks as f64)];
-    let Some(consensus) = &api.consensus else { return gauges };
-    let status = consensus.raft.status();
-    let (keys, tombstones, services, nodes, sessions) = consensus.store.read(|fsm| {
-        (
-            fsm.kv().len(),
-            fsm.kv().tombstones(),
-            fsm.catalog().services().1.len(),
-            fsm.catalog().nodes().1.len(),
-            fsm.sessions().len(),
-        )
-    });
-    gauges.extend([
-        ("consul.raft.commit_index", status.commit as f64),
-        ("consul.raft.applied_index", status.applied as f64),
-        ("consul.raft.term", status.term as f64),
-        ("consul.raft.leader", f64::from(u8::from(status.role == Role::Leader))),
-        ("consul.kvs.entries", keys as f64),
-        ("consul.kvs.tombstones", tombstones as f64),
-        ("consul.catalog.services", services as f64),
-        ("consul.catalog.nodes", nodes as f64),
-        ("consul.session.count", sessions as f64),
-        ("consul.http.blocked_readers", consensus.store.watching() as f64),
-    ]);
-    gauges
-}
-
+/// `/v1/agent/metrics`: the telemetry registry's latest finished interval as JSON, or its
+/// Prometheus text (`?format=prometheus`, or an `Accept` Consul takes for it), the server's
+/// state gauges refreshed first ([`crate::telemetry`]).
 async fn metrics(State(api): State<Arc<Api>>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
     let query = Query::parse(raw.as_deref());
-    let prometheus = query.get("format") == Some("prometheus")
-        || headers
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|accept| accept.contains("application/openmetrics-text"));
-    let gauges = gauges(&api);
-    if prometheus {
-        let mut text = String::new();
-        for (name, value) in &gauges {
-            let name = name.replace('.', "_");
-            let _ = writeln!(text, "# HELP {name} {name}\n# TYPE {name} gauge\n{name} {value}");
-        }
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-        );
-        return (headers, text).into_response();
-    }
-    let timestamp = humantime_utc();
-    let body = value!({
-        "Timestamp": timestamp,
-        "Gauges": gauges.iter().map(|(name, value)| value!({"Name": name, "Value": value, "Labels": {}})).collect::<Vec<_>>(),
-        "Points": [],
-        "Counters": [],
-        "Samples": [],
-    });
-    json(&query, &body).into_response()
-}
-
-/// Now as Go prints a UTC time (`2026-11-30 06:05:00 +0000 UTC`), Consul's metrics timestamp.
-fn humantime_utc() -> String {
-    let rfc3339 = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    format!("{} +0000 UTC", rfc3339.trim_end_matches('Z').replace('T', " "))
+    crate::telemetry::refresh_server_gauges(&api).await;
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let (content_type, body) = if crate::telemetry::prometheus_requested(query.get("format"), accept) {
+        (crate::telemetry::PROMETHEUS_CONTENT_TYPE, crate::telemetry::prometheus_text())
+    } else {
+        ("application/json", crate::telemetry::metrics_json(query.has("pretty")))
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    (headers, body).into_response()
 }

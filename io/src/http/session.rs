@@ -114,7 +114,10 @@ pub async fn run_ttl_timers(api: Arc<Api>) {
                 for id in consensus.session_ttl.expired().await {
                     tracing::info!(session = %id, "agent.server.session: TTL expired, invalidating");
                     let destroy = Command::SessionDestroy(SessionDestroy { id: id.clone() });
-                    if let Err(error) = api.write_here(&destroy).await {
+                    let started = std::time::Instant::now();
+                    let written = api.write_here(&destroy).await;
+                    crate::telemetry::measure_since("session_ttl.invalidate", &[], started);
+                    if let Err(error) = written {
                         tracing::warn!(session = %id, reason = %error.reason, "agent.server.session: invalidation failed");
                     }
                 }
@@ -198,7 +201,10 @@ async fn create_inner(api: &Api, query: &Query, body: &[u8]) -> Result<Response,
         service_checks,
         ..Session::default()
     };
-    api.write(&Command::SessionCreate(session.clone())).await?;
+    let started = std::time::Instant::now();
+    let written = api.write(&Command::SessionCreate(session.clone())).await;
+    crate::telemetry::measure_since("session.apply", &[], started);
+    written?;
     reset_timer(api, &session);
     #[derive(Serialize)]
     struct Created<'a> {
@@ -212,7 +218,10 @@ async fn destroy(State(api): State<Arc<Api>>, Path(id): Path<String>, RawQuery(r
     let query = Query::parse(raw.as_deref());
     let result = async {
         api.check_datacenter(&query)?;
-        api.write(&Command::SessionDestroy(SessionDestroy { id: id.clone() })).await?;
+        let started = std::time::Instant::now();
+        let written = api.write(&Command::SessionDestroy(SessionDestroy { id: id.clone() })).await;
+        crate::telemetry::measure_since("session.apply", &[], started);
+        written?;
         if let Some(consensus) = &api.consensus {
             consensus.session_ttl.update(|timers, _| timers.remove(&id));
         }
@@ -224,6 +233,7 @@ async fn destroy(State(api): State<Arc<Api>>, Path(id): Path<String>, RawQuery(r
 /// Renewal restarts the leader's timer; it never reaches the log.
 async fn renew(State(api): State<Arc<Api>>, Path(id): Path<String>, RawQuery(raw): RawQuery) -> Response {
     let query = Query::parse(raw.as_deref());
+    let started = std::time::Instant::now();
     let result = async {
         api.prepare_read(&query).await?;
         let session = api.consensus()?.store.read(|fsm| fsm.sessions().get(&id).cloned());
@@ -236,7 +246,9 @@ async fn renew(State(api): State<Arc<Api>>, Path(id): Path<String>, RawQuery(raw
         reset_timer(&api, &session);
         Ok(json(&query, &[SessionJson::from(&session)]).into_response())
     };
-    result.await.unwrap_or_else(IntoResponse::into_response)
+    let response = result.await.unwrap_or_else(IntoResponse::into_response);
+    crate::telemetry::measure_since("session.renew", &[], started);
+    response
 }
 
 async fn info(State(api): State<Arc<Api>>, Path(id): Path<String>, RawQuery(raw): RawQuery) -> Response {

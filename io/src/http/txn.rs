@@ -139,6 +139,15 @@ fn results_json(outcome: &TxnOutcome) -> (StatusCode, Value) {
     }
 }
 
+/// Records a timer when dropped, whichever way the read ends (Consul's deferred `MeasureSince`).
+struct Timed(&'static str, std::time::Instant);
+
+impl Drop for Timed {
+    fn drop(&mut self) {
+        crate::telemetry::measure_since(self.0, &[], self.1);
+    }
+}
+
 fn errors_json(errors: &[TxnError]) -> Vec<Value> {
     errors.iter().map(|e| value!({"OpIndex": e.op_index, "What": e.what})).collect()
 }
@@ -170,14 +179,18 @@ async fn txn(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery, body: Bytes) 
             return Ok((status, json(&query, &body)).into_response());
         }
         let txn = Txn { ops };
+        let started = std::time::Instant::now();
         if txn.ops.iter().all(TxnOp::reads_only) {
+            let _timed = Timed("txn.read", started);
             api.prepare_read(&query).await?;
             let (index, outcome) =
                 api.consensus()?.store.read(|fsm| (fsm.applied(), fsm.read_txn(&txn).expect("reads only")));
             let (status, body) = results_json(&outcome);
             return Ok((status, api.meta_headers(index), json(&query, &body)).into_response());
         }
-        let outcome = match api.write(&Command::Txn(txn)).await? {
+        let written = api.write(&Command::Txn(txn)).await;
+        crate::telemetry::measure_since("txn.apply", &[], started);
+        let outcome = match written? {
             FsmResponse::Txn(outcome) => outcome,
             other => {
                 return Err(HttpError::internal(format!("unexpected answer to a transaction: {other:?}")))
