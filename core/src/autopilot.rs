@@ -23,28 +23,47 @@
 //! alone: after a leader change gossip may not have caught up yet, and absence proves nothing.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 
 use crate::raft::{Index, Membership, MembershipChange, ServerId};
 use crate::swim::Status;
 use crate::Instant;
 
-/// Autopilot's settings (Consul's `autopilot` block and its defaults).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Autopilot's settings: Consul's `autopilot` block, kept in the replicated state once the
+/// first leader writes it (`/v1/operator/autopilot/configuration` changes it there).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Config {
     /// Remove servers gossip declares failed.
     pub cleanup_dead_servers: bool,
-    /// How long a learner must stay healthy before it votes.
-    pub server_stabilization: core::time::Duration,
+    /// How long a server may go unheard by the leader and stay healthy.
+    pub last_contact_threshold: Duration,
     /// How many entries a healthy server may trail the leader's log by.
     pub max_trailing_logs: u64,
+    /// The fewest voters autopilot leaves when it removes failed ones (0: no floor).
+    pub min_quorum: u32,
+    /// How long a learner must stay healthy before it votes.
+    pub server_stabilization: Duration,
+    /// Consul Enterprise's redundancy zones: kept and shown, not acted on.
+    pub redundancy_zone_tag: String,
+    /// Consul Enterprise's upgrade migrations: kept and shown, not acted on.
+    pub disable_upgrade_migration: bool,
+    /// Consul Enterprise's upgrade version tag: kept and shown, not acted on.
+    pub upgrade_version_tag: String,
 }
 
 impl Default for Config {
     fn default() -> Config {
         Config {
             cleanup_dead_servers: true,
-            server_stabilization: core::time::Duration::from_secs(10),
+            last_contact_threshold: Duration::from_millis(200),
             max_trailing_logs: 250,
+            min_quorum: 0,
+            server_stabilization: Duration::from_secs(10),
+            redundancy_zone_tag: String::new(),
+            disable_upgrade_migration: false,
+            upgrade_version_tag: String::new(),
         }
     }
 }
@@ -71,39 +90,104 @@ pub struct View<'a> {
     pub last_index: Index,
     /// How far each other member's log matches the leader's.
     pub matched: &'a BTreeMap<ServerId, Index>,
+    /// How long ago the leader last heard from each other member (missing: never).
+    pub last_contact: &'a BTreeMap<ServerId, Duration>,
 }
 
-/// Autopilot's memory between steps: since when each learner has been healthy.
+/// Autopilot's memory between steps: since when each member has been healthy, or unhealthy.
 #[derive(Debug, Clone, Default)]
 pub struct Autopilot {
     config: Config,
-    healthy_since: BTreeMap<ServerId, Instant>,
+    health: BTreeMap<ServerId, Stability>,
+    /// The learners when last observed (their promotions are what [`Autopilot::poll_timeout`] waits for).
+    learners: Vec<ServerId>,
+}
+
+/// A member's health as autopilot last judged it, and since when it has been so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stability {
+    /// Alive in gossip, heard within [`Config::last_contact_threshold`] and within
+    /// [`Config::max_trailing_logs`] of the leader's log (the leader itself: alive).
+    pub healthy: bool,
+    /// When `healthy` last changed (Consul's `StableSince`).
+    pub since: Instant,
+}
+
+/// The cluster's health as the leader judges it (Consul's `/v1/operator/autopilot/health`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    /// Every member healthy.
+    pub healthy: bool,
+    /// How many healthy voters could fail with a quorum left.
+    pub failure_tolerance: usize,
+    /// Each member's health.
+    pub servers: BTreeMap<ServerId, Stability>,
 }
 
 impl Autopilot {
     /// Autopilot with `config`.
     pub fn new(config: Config) -> Autopilot {
-        Autopilot { config, healthy_since: BTreeMap::new() }
+        Autopilot { config, health: BTreeMap::new(), learners: Vec::new() }
+    }
+
+    /// Its settings.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Takes new settings (the replicated ones changed); what it learned of health stays.
+    pub fn set_config(&mut self, config: Config) {
+        self.config = config;
+    }
+
+    /// Judges every member's health at `now` and returns it with the cluster's.
+    pub fn health(&mut self, now: Instant, view: &View<'_>) -> Health {
+        self.observe(now, view);
+        let voters = &view.membership.voters;
+        let healthy_voters =
+            voters.iter().filter(|id| self.health.get(id).is_some_and(|s| s.healthy)).count();
+        let quorum = voters.len() / 2 + 1;
+        Health {
+            healthy: self.health.values().all(|s| s.healthy),
+            failure_tolerance: healthy_voters.saturating_sub(quorum),
+            servers: self.health.clone(),
+        }
+    }
+
+    /// Records each member's health at `now`; a server that is no member any more is forgotten.
+    fn observe(&mut self, now: Instant, view: &View<'_>) {
+        let members: Vec<ServerId> =
+            view.membership.voters.iter().chain(&view.membership.learners).copied().collect();
+        self.health.retain(|id, _| members.contains(id));
+        self.learners = view.membership.learners.iter().copied().collect();
+        for id in members {
+            let healthy = self.is_healthy(id, view);
+            let stability = self.health.entry(id).or_insert(Stability { healthy, since: now });
+            if stability.healthy != healthy {
+                *stability = Stability { healthy, since: now };
+            }
+        }
+    }
+
+    fn is_healthy(&self, id: ServerId, view: &View<'_>) -> bool {
+        let alive = view.servers.iter().any(|s| s.id == id && s.status == Status::Alive);
+        if id == view.leader {
+            return alive;
+        }
+        let caught_up = view
+            .matched
+            .get(&id)
+            .is_some_and(|&matched| matched.saturating_add(self.config.max_trailing_logs) >= view.last_index);
+        let heard = view.last_contact.get(&id).is_some_and(|&ago| ago <= self.config.last_contact_threshold);
+        alive && caught_up && heard
     }
 
     /// The next membership change to make at `now`, if any. Called again after each change
     /// is committed (or refused), and whenever gossip or time moves.
     pub fn next_change(&mut self, now: Instant, view: &View<'_>) -> Option<MembershipChange> {
+        self.observe(now, view);
         let status_of = |id: ServerId| view.servers.iter().find(|s| s.id == id).map(|s| s.status);
         let members = view.membership.voters.iter().chain(&view.membership.learners);
-
-        // Track each learner's health; a server that is no learner any more is forgotten.
-        self.healthy_since.retain(|id, _| view.membership.learners.contains(id));
-        for &id in &view.membership.learners {
-            let caught_up = view.matched.get(&id).is_some_and(|&matched| {
-                matched.saturating_add(self.config.max_trailing_logs) >= view.last_index
-            });
-            if status_of(id) == Some(Status::Alive) && caught_up {
-                self.healthy_since.entry(id).or_insert(now);
-            } else {
-                self.healthy_since.remove(&id);
-            }
-        }
 
         let left = members.clone().find(|&&id| id != view.leader && status_of(id) == Some(Status::Left));
         if let Some(&id) = left {
@@ -114,17 +198,19 @@ impl Autopilot {
             return Some(MembershipChange::AddLearner(server.id));
         }
         let failed = |id: &&ServerId| **id != view.leader && status_of(**id) == Some(Status::Failed);
-        let stable = self
-            .healthy_since
-            .iter()
-            .find(|(_, &since)| now.saturating_duration_since(since) >= self.config.server_stabilization);
-        if let Some((&id, _)) = stable {
+        if let Some(id) = self.stable_learner(now, view) {
             // A dead voter makes room first: promoting beside it would only raise the quorum.
             let failed_voters: Vec<ServerId> =
                 view.membership.voters.iter().filter(failed).copied().collect();
             let removable = (view.membership.voters.len() - 1) / 2;
+            let floor = usize::try_from(self.config.min_quorum).unwrap_or(usize::MAX);
+            let above_floor = view.membership.voters.len() > floor;
             return match failed_voters.first() {
-                Some(&dead) if self.config.cleanup_dead_servers && failed_voters.len() <= removable => {
+                Some(&dead)
+                    if self.config.cleanup_dead_servers
+                        && failed_voters.len() <= removable
+                        && above_floor =>
+                {
                     Some(MembershipChange::Remove(dead))
                 }
                 _ => Some(MembershipChange::Promote(id)),
@@ -136,10 +222,23 @@ impl Autopilot {
         view.membership.learners.iter().find(failed).map(|&id| MembershipChange::Remove(id))
     }
 
+    /// A learner healthy for [`Config::server_stabilization`] at `now`, if one is.
+    fn stable_learner(&self, now: Instant, view: &View<'_>) -> Option<ServerId> {
+        view.membership.learners.iter().copied().find(|id| {
+            self.health.get(id).is_some_and(|s| {
+                s.healthy && now.saturating_duration_since(s.since) >= self.config.server_stabilization
+            })
+        })
+    }
+
     /// When the next promotion falls due, if a learner is on its way to one (the caller's
     /// wake-up: nothing else changes without an input).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.healthy_since.values().map(|&since| since + self.config.server_stabilization).min()
+        self.health
+            .iter()
+            .filter(|(id, s)| s.healthy && self.learners.contains(id))
+            .map(|(_, s)| s.since + self.config.server_stabilization)
+            .min()
     }
 }
 
@@ -160,6 +259,11 @@ mod tests {
         list.iter().map(|&(id, status)| GossipServer { id, status }).collect()
     }
 
+    /// Every server of 1..=9 heard from just now.
+    fn heard_now() -> BTreeMap<ServerId, Duration> {
+        (1..=9).map(|id| (id, Duration::ZERO)).collect()
+    }
+
     fn at(secs: u64) -> Instant {
         Instant::ZERO + Duration::from_secs(secs)
     }
@@ -167,12 +271,19 @@ mod tests {
     #[test]
     fn a_new_server_joins_as_a_learner_and_votes_after_stabilizing() {
         let mut autopilot = Autopilot::default();
+        let heard = heard_now();
         let gossip =
             servers(&[(1, Status::Alive), (2, Status::Alive), (3, Status::Alive), (4, Status::Alive)]);
         let matched: BTreeMap<ServerId, Index> = [(2, 100), (3, 100)].into_iter().collect();
         let three = membership(&[1, 2, 3], &[]);
-        let view =
-            View { leader: 1, membership: &three, servers: &gossip, last_index: 100, matched: &matched };
+        let view = View {
+            leader: 1,
+            membership: &three,
+            servers: &gossip,
+            last_index: 100,
+            matched: &matched,
+            last_contact: &heard,
+        };
         assert_eq!(autopilot.next_change(at(0), &view), Some(MembershipChange::AddLearner(4)));
 
         let with_learner = membership(&[1, 2, 3], &[4]);
@@ -191,12 +302,19 @@ mod tests {
     #[test]
     fn an_unhealthy_moment_restarts_the_stabilization_clock() {
         let mut autopilot = Autopilot::default();
+        let heard = heard_now();
         let members = membership(&[1, 2, 3], &[4]);
         let matched: BTreeMap<ServerId, Index> = [(2, 10), (3, 10), (4, 10)].into_iter().collect();
         let alive =
             servers(&[(1, Status::Alive), (2, Status::Alive), (3, Status::Alive), (4, Status::Alive)]);
-        let view =
-            View { leader: 1, membership: &members, servers: &alive, last_index: 10, matched: &matched };
+        let view = View {
+            leader: 1,
+            membership: &members,
+            servers: &alive,
+            last_index: 10,
+            matched: &matched,
+            last_contact: &heard,
+        };
         assert_eq!(autopilot.next_change(at(0), &view), None);
         let mut suspect = alive.clone();
         suspect[3].status = Status::Failed;
@@ -212,6 +330,7 @@ mod tests {
     #[test]
     fn left_servers_go_first_and_dead_voters_only_make_room_for_a_stable_learner() {
         let mut autopilot = Autopilot::default();
+        let heard = heard_now();
         let five = membership(&[1, 2, 3, 4, 5], &[]);
         let matched: BTreeMap<ServerId, Index> = [(6, 10)].into_iter().collect();
         let gossip = servers(&[
@@ -221,7 +340,14 @@ mod tests {
             (4, Status::Left),
             (5, Status::Alive),
         ]);
-        let view = View { leader: 1, membership: &five, servers: &gossip, last_index: 10, matched: &matched };
+        let view = View {
+            leader: 1,
+            membership: &five,
+            servers: &gossip,
+            last_index: 10,
+            matched: &matched,
+            last_contact: &heard,
+        };
         assert_eq!(autopilot.next_change(at(0), &view), Some(MembershipChange::Remove(4)), "left first");
         let four = membership(&[1, 2, 3, 5], &[]);
         let view = View { membership: &four, ..view };
@@ -261,23 +387,102 @@ mod tests {
     #[test]
     fn a_dead_learner_is_removed() {
         let mut autopilot = Autopilot::default();
+        let heard = heard_now();
         let members = membership(&[1, 2, 3], &[4]);
         let matched = BTreeMap::new();
         let gossip =
             servers(&[(1, Status::Alive), (2, Status::Alive), (3, Status::Alive), (4, Status::Failed)]);
-        let view =
-            View { leader: 1, membership: &members, servers: &gossip, last_index: 10, matched: &matched };
+        let view = View {
+            leader: 1,
+            membership: &members,
+            servers: &gossip,
+            last_index: 10,
+            matched: &matched,
+            last_contact: &heard,
+        };
         assert_eq!(autopilot.next_change(at(0), &view), Some(MembershipChange::Remove(4)));
     }
 
     #[test]
     fn absent_servers_and_the_leader_itself_are_never_removed() {
         let mut autopilot = Autopilot::default();
+        let heard = heard_now();
         let three = membership(&[1, 2, 3], &[]);
         let matched = BTreeMap::new();
         let gossip = servers(&[(1, Status::Left)]);
-        let view =
-            View { leader: 1, membership: &three, servers: &gossip, last_index: 10, matched: &matched };
+        let view = View {
+            leader: 1,
+            membership: &three,
+            servers: &gossip,
+            last_index: 10,
+            matched: &matched,
+            last_contact: &heard,
+        };
         assert_eq!(autopilot.next_change(at(0), &view), None);
+    }
+
+    #[test]
+    fn health_counts_silence_past_the_threshold_and_failure_tolerance_counts_healthy_voters() {
+        let mut autopilot = Autopilot::default();
+        let five = membership(&[1, 2, 3, 4, 5], &[]);
+        let matched: BTreeMap<ServerId, Index> = (2..=5).map(|id| (id, 10)).collect();
+        let gossip = servers(&[
+            (1, Status::Alive),
+            (2, Status::Alive),
+            (3, Status::Alive),
+            (4, Status::Alive),
+            (5, Status::Failed),
+        ]);
+        let mut heard = heard_now();
+        heard.insert(4, Duration::from_millis(201));
+        let view = View {
+            leader: 1,
+            membership: &five,
+            servers: &gossip,
+            last_index: 10,
+            matched: &matched,
+            last_contact: &heard,
+        };
+        let health = autopilot.health(at(3), &view);
+        let healthy: Vec<ServerId> =
+            health.servers.iter().filter(|(_, s)| s.healthy).map(|(&id, _)| id).collect();
+        assert_eq!(healthy, [1, 2, 3], "4 unheard for 201 ms, 5 failed");
+        assert!(!health.healthy);
+        assert_eq!(health.failure_tolerance, 0, "three healthy voters of five: none to spare");
+        assert_eq!(health.servers[&4].since, at(3));
+
+        let mut heard_again = heard.clone();
+        heard_again.insert(4, Duration::from_millis(200));
+        let view = View { last_contact: &heard_again, ..view };
+        let health = autopilot.health(at(5), &view);
+        assert_eq!(health.failure_tolerance, 1);
+        assert_eq!(health.servers[&4], Stability { healthy: true, since: at(5) });
+        assert_eq!(health.servers[&2].since, at(3), "unchanged health keeps its time");
+    }
+
+    #[test]
+    fn min_quorum_keeps_failed_voters_seated() {
+        let mut autopilot = Autopilot::new(Config { min_quorum: 3, ..Config::default() });
+        let heard = heard_now();
+        let with_learner = membership(&[1, 2, 3], &[4]);
+        let matched: BTreeMap<ServerId, Index> = [(2, 10), (3, 10), (4, 10)].into_iter().collect();
+        let gossip =
+            servers(&[(1, Status::Alive), (2, Status::Alive), (3, Status::Failed), (4, Status::Alive)]);
+        let view = View {
+            leader: 1,
+            membership: &with_learner,
+            servers: &gossip,
+            last_index: 10,
+            matched: &matched,
+            last_contact: &heard,
+        };
+        assert_eq!(autopilot.next_change(at(0), &view), None);
+        assert_eq!(
+            autopilot.next_change(at(10), &view),
+            Some(MembershipChange::Promote(4)),
+            "3 voters: at the floor"
+        );
+        autopilot.set_config(Config::default());
+        assert_eq!(autopilot.next_change(at(10), &view), Some(MembershipChange::Remove(3)));
     }
 }

@@ -30,6 +30,7 @@ pub mod deadlines;
 pub mod dns;
 pub mod duration;
 pub mod fsm;
+pub mod go_quote;
 pub mod health;
 pub mod keyring;
 mod limits;

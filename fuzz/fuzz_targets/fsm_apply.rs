@@ -17,8 +17,8 @@ use arbitrary::Arbitrary;
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use muster_core::fsm::{
-    Behavior, CatalogVerb, Check, Command, Deregister, Fsm, Health, KvCas, KvDelete, KvDeleteCas,
-    KvDeleteTree, KvLock, KvOperand, KvSet, KvUnlock, KvVerb, Node, Register, Response, Restore,
+    AutopilotSet, Behavior, CatalogVerb, Check, Command, Deregister, Fsm, Health, KvCas, KvDelete,
+    KvDeleteCas, KvDeleteTree, KvLock, KvOperand, KvSet, KvUnlock, KvVerb, Node, Register, Response, Restore,
     RestoreAbort, RestoreChunk, Service, Session, SessionDestroy, Stamped, TombstoneReap, Txn, TxnOp,
 };
 
@@ -59,6 +59,7 @@ enum Op {
     RestoreRaw(Vec<u8>),
     Piece { slot: u8, id: u8, piece_bytes: u8, nth: u8 },
     Abort(u8),
+    Autopilot { cleanup: bool, trailing: u8, cas: Option<u8> },
 }
 
 #[derive(Debug, Arbitrary)]
@@ -207,6 +208,14 @@ fuzz_target!(|ops: Vec<Op>| {
             }
             Op::RestoreRaw(bytes) => Command::Restore(Restore { state: Bytes::from(bytes) }),
             Op::Abort(id) => Command::RestoreAbort(RestoreAbort { id: u64::from(id % 4) }),
+            Op::Autopilot { cleanup, trailing, cas } => Command::AutopilotSet(AutopilotSet {
+                config: muster_core::autopilot::Config {
+                    cleanup_dead_servers: cleanup,
+                    max_trailing_logs: u64::from(trailing),
+                    ..Default::default()
+                },
+                cas: cas.map(u64::from),
+            }),
             Op::Piece { slot, id, piece_bytes, nth } => {
                 let state = saved
                     .get(usize::from(slot) % saved.len().max(1))
@@ -223,8 +232,14 @@ fuzz_target!(|ops: Vec<Op>| {
                 })
             }
         };
-        let twin =
-            !matches!(command, Command::Restore(_) | Command::RestoreChunk(_) | Command::RestoreAbort(_));
+        // A CAS on autopilot's settings compares indexes, which differ in the twin.
+        let twin = !matches!(
+            command,
+            Command::Restore(_)
+                | Command::RestoreChunk(_)
+                | Command::RestoreAbort(_)
+                | Command::AutopilotSet(_)
+        );
         let encoded = command.encode(now_ms);
         assert_eq!(Command::decode(&encoded), Ok(Some(Stamped { now_ms, command })));
         fsm.apply(index, &encoded).expect("a well-formed command applies");

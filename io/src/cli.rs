@@ -1,8 +1,8 @@
 //! The command line, in Consul's dialect.
 //!
 //! Consul's flags are Go-style: one dash for long names (`-dev`, `-http-addr=...`), with two
-//! dashes accepted too. clap speaks GNU style, so [`normalize`] rewrites a single-dash long flag
-//! into its two-dash form before clap sees it; `-h` stays the short help flag.
+//! dashes accepted too. clap speaks GNU style, so [`normalize`] rewrites the command line into
+//! clap's canonical form first ([`crate::goflag`], which the fuzz crate compiles in alone).
 
 use std::ffi::OsString;
 use std::net::IpAddr;
@@ -62,7 +62,7 @@ pub(crate) enum Subcommands {
     /// Lists the catalog's datacenters, nodes and services.
     #[command(subcommand)]
     Catalog(cmd::catalog::CatalogCommand),
-    /// Operator tools: Raft's peers and leadership.
+    /// Operator tools: Raft's peers and leadership, Autopilot.
     #[command(subcommand)]
     Operator(cmd::catalog::OperatorCommand),
     /// Saves, restores and inspects snapshots of the servers' state.
@@ -74,6 +74,11 @@ pub(crate) enum Subcommands {
     Lock(cmd::lock::LockArgs),
     /// Runs a command on the nodes (agents with `disable_remote_exec = false`).
     Exec(cmd::exec::ExecArgs),
+    /// Records a debugging archive of an agent for operators.
+    Debug(cmd::debug::DebugArgs),
+    /// Registers and deregisters services of the local agent.
+    #[command(subcommand)]
+    Services(cmd::services::ServicesCommand),
 }
 
 /// Arguments of `muster validate`.
@@ -299,163 +304,17 @@ pub(crate) struct AgentArgs {
     pub(crate) disable_host_node_id: Option<bool>,
 }
 
-/// A command line Go's `flag` package would refuse, in its words (`flag provided but not
-/// defined: -bogus`), which Consul prints before its usage text.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum FlagError {
-    /// `---x` or `-=x`.
-    #[error("bad flag syntax: {0}")]
-    Syntax(String),
-    /// A flag the command does not have.
-    #[error("flag provided but not defined: -{0}")]
-    Undefined(String),
-    /// A flag that takes a value, last on the line.
-    #[error("flag needs an argument: -{0}")]
-    NeedsArgument(String),
-    /// A boolean flag given something `strconv.ParseBool` refuses.
-    #[error("invalid boolean value {value:?} for -{name}: parse error")]
-    Boolean {
-        /// The flag, as written.
-        name: String,
-        /// The value.
-        value: String,
-    },
-}
+pub(crate) use crate::goflag::FlagError;
+#[cfg(test)]
+use crate::goflag::{find_flag, kind, FlagKind};
 
-/// Rewrites a command line as Go's `flag` package reads it into the canonical form clap reads
-/// unambiguously, so that every form a Consul user writes parses:
-/// - `-f`, `--f`: one dash or two;
-/// - `-f=v`, `-f v`: a flag that takes a value takes the next argument whatever it looks like
-///   (`-http-port -1`, `-retry-join 10.0.0.1`); it becomes `--f=v`;
-/// - booleans never take the next argument: `-f`, `-f=true`, `-f=false`, and every spelling
-///   `strconv.ParseBool` knows (`1`, `t`, `TRUE`, `0`, `F`...). A flag clap sets to true
-///   becomes `--f` or is dropped for false; a flag with an optional value (`-shell=false`,
-///   the agent's flags that override files) gets `--f=true` or `--f=false`;
-/// - flag parsing ends at the first positional argument of the command, or at `--`: a `--` is
-///   put before it, so what follows is taken as it stands (`muster kv put k -Xmx512m` stores
-///   `-Xmx512m`; `muster lock app ./run -verbose` passes `-verbose` to `./run`).
-///
-/// Which flags exist, take a value, or are booleans, and which words are subcommands, comes from
-/// the clap definition itself, so the two can never disagree.
+/// Rewrites a command line as Go's `flag` package reads it, for muster's commands
+/// ([`crate::goflag::normalize`]).
 pub(crate) fn normalize(args: impl IntoIterator<Item = OsString>) -> Result<Vec<OsString>, FlagError> {
     let mut root = <Cli as clap::CommandFactory>::command();
     // Built, so that the generated `-h`/`-help` flags are among each command's arguments.
     root.build();
-    let mut command = &root;
-    let mut args = args.into_iter();
-    let mut out: Vec<OsString> = args.next().into_iter().collect();
-    while let Some(arg) = args.next() {
-        let Some(text) = arg.to_str().map(str::to_owned) else {
-            out.push("--".into());
-            out.push(arg);
-            break;
-        };
-        if text == "--" {
-            out.push(arg);
-            break;
-        }
-        if text.len() > 1 && text.starts_with('-') {
-            out.extend(flag(command, &text, &mut args)?);
-            continue;
-        }
-        if let Some(sub) = command.find_subcommand(&text) {
-            command = sub;
-            out.push(arg);
-            continue;
-        }
-        // The command's first positional argument: flag parsing ends here.
-        out.push("--".into());
-        out.push(arg);
-        break;
-    }
-    out.extend(args);
-    Ok(out)
-}
-
-/// One flag (`text` starts with `-`), in clap's canonical form; a flag that takes its value
-/// from the next argument takes it from `rest`.
-fn flag(
-    command: &clap::Command,
-    text: &str,
-    rest: &mut impl Iterator<Item = OsString>,
-) -> Result<Option<OsString>, FlagError> {
-    let bare = text.strip_prefix("--").unwrap_or(&text[1..]);
-    if bare.is_empty() || bare.starts_with('-') || bare.starts_with('=') {
-        return Err(FlagError::Syntax(text.to_owned()));
-    }
-    let (name, inline) = match bare.split_once('=') {
-        Some((name, value)) => (name, Some(value)),
-        None => (bare, None),
-    };
-    let Some(arg) = find_flag(command, name) else {
-        return Err(FlagError::Undefined(name.to_owned()));
-    };
-    let long = arg.get_long().unwrap_or(name);
-    let boolean = |value: &str| {
-        parse_go_bool(value)
-            .ok_or_else(|| FlagError::Boolean { name: name.to_owned(), value: value.to_owned() })
-    };
-    Ok(match kind(arg) {
-        FlagKind::Help => Some("--help".into()),
-        FlagKind::Switch => match inline.map(boolean).transpose()? {
-            Some(false) => None,
-            _ => Some(format!("--{long}").into()),
-        },
-        FlagKind::OptionalBool => {
-            let on = inline.map(boolean).transpose()?.unwrap_or(true);
-            Some(format!("--{long}={on}").into())
-        }
-        FlagKind::Value => {
-            let value = match inline {
-                Some(value) => OsString::from(value),
-                None => rest.next().ok_or_else(|| FlagError::NeedsArgument(name.to_owned()))?,
-            };
-            let mut canonical = OsString::from(format!("--{long}="));
-            canonical.push(value);
-            Some(canonical)
-        }
-    })
-}
-
-/// How Go's `flag` package treats a flag, read off its clap definition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum FlagKind {
-    /// `-h`, `-help`.
-    Help,
-    /// A boolean clap sets to true when present.
-    Switch,
-    /// A boolean with an optional value (`-shell=false`; the agent's flags that override files).
-    OptionalBool,
-    /// A flag that takes a value.
-    Value,
-}
-
-fn kind(arg: &clap::Arg) -> FlagKind {
-    match arg.get_action() {
-        clap::ArgAction::Help | clap::ArgAction::HelpShort | clap::ArgAction::HelpLong => FlagKind::Help,
-        clap::ArgAction::SetTrue => FlagKind::Switch,
-        _ if arg.get_num_args().is_some_and(|range| range.min_values() == 0) => FlagKind::OptionalBool,
-        _ => FlagKind::Value,
-    }
-}
-
-/// `command`'s flag named `name`: by its long name, an alias, or (Go has no short flags, so `-n`
-/// is the long flag `n`) a one-letter short name.
-fn find_flag<'c>(command: &'c clap::Command, name: &str) -> Option<&'c clap::Arg> {
-    command.get_arguments().filter(|arg| !arg.is_positional()).find(|arg| {
-        arg.get_long() == Some(name)
-            || arg.get_all_aliases().is_some_and(|aliases| aliases.contains(&name))
-            || (name.chars().count() == 1 && arg.get_short() == name.chars().next())
-    })
-}
-
-/// Go's `strconv.ParseBool`.
-pub(crate) fn parse_go_bool(text: &str) -> Option<bool> {
-    match text {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-        _ => None,
-    }
+    crate::goflag::normalize(&root, args)
 }
 
 /// What Consul prints for a value Go's `flag` package refuses, if clap refused one: `invalid
@@ -468,8 +327,18 @@ pub(crate) fn consul_usage_error(error: &clap::Error) -> Option<String> {
     let Some(ContextValue::String(arg)) = error.get(ContextKind::InvalidArg) else { return None };
     let Some(ContextValue::String(value)) = error.get(ContextKind::InvalidValue) else { return None };
     let name = arg.trim_start_matches('-').split(['=', ' ', '<']).next().unwrap_or_default();
-    Some(format!("invalid value {value:?} for flag -{name}: parse error"))
+    // A flag of Consul's own `flag.Value` types says why; Go's built-in types say `parse error`.
+    let why = std::error::Error::source(error)
+        .and_then(|source| source.downcast_ref::<GoSetError>())
+        .map_or("parse error", |set| set.0.as_str());
+    Some(format!("invalid value {value:?} for flag -{name}: {why}"))
 }
+
+/// Why a Consul `flag.Value`'s `Set` refused a value, in its words (`Missing "=" value in
+/// argument: x`), for [`consul_usage_error`] to print instead of `parse error`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct GoSetError(pub(crate) String);
 
 #[cfg(test)]
 mod tests {
@@ -748,5 +617,416 @@ mod tests {
         .unwrap();
         let Subcommands::Agent(agent) = cli.command else { panic!("not agent") };
         assert_eq!((agent.node.as_deref(), agent.server), (Some("b"), Some(true)));
+    }
+
+    /// The shared flags of Consul's HTTP commands (`command/flags/http.go`): `ClientFlags`.
+    const CLIENT: &[(&str, Option<&str>)] = &[
+        ("http-addr", Some("127.0.0.1:8500")),
+        ("token", Some("secret")),
+        ("token-file", Some("/etc/consul.token")),
+        ("ca-file", Some("/etc/ca.pem")),
+        ("ca-path", Some("/etc/ca")),
+        ("client-cert", Some("/etc/cert.pem")),
+        ("client-key", Some("/etc/key.pem")),
+        ("tls-server-name", Some("consul.example")),
+    ];
+    /// `ServerFlags`.
+    const SERVER: &[(&str, Option<&str>)] = &[("datacenter", Some("dc2")), ("stale", None)];
+    /// `MultiTenancyFlags` (Enterprise namespaces and partitions; Consul CE defines them too).
+    const TENANCY: &[(&str, Option<&str>)] = &[("namespace", Some("ns")), ("partition", Some("part"))];
+    /// `PartitionFlag`.
+    const PARTITION: &[(&str, Option<&str>)] = &[("partition", Some("part"))];
+
+    /// One command of Consul 1.20 that muster has: its words, the groups of shared flags it
+    /// merges, its own flags (a value muster's parsers take, or `None` for a boolean), and the
+    /// positional arguments a parse needs.
+    struct Flags {
+        path: &'static [&'static str],
+        shared: &'static [&'static [(&'static str, Option<&'static str>)]],
+        own: &'static [(&'static str, Option<&'static str>)],
+        tail: &'static [&'static str],
+    }
+
+    const KEY: &str = "pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s=";
+
+    /// Every client command muster has, with Consul 1.20's flags for it: the shared groups from
+    /// `command/flags/http.go`; each command's own from its `command/<path>` source
+    /// (`../shared/reference/consul-behaviour.md` §4 lists them).
+    const CONSUL_COMMANDS: &[Flags] = &[
+        Flags {
+            path: &["members"],
+            shared: &[CLIENT, SERVER, PARTITION],
+            own: &[
+                ("detailed", None),
+                ("wan", None),
+                ("status", Some("alive")),
+                ("segment", Some("alpha")),
+                ("filter", Some("Name == x")),
+            ],
+            tail: &[],
+        },
+        Flags { path: &["info"], shared: &[CLIENT, SERVER], own: &[], tail: &[] },
+        Flags { path: &["join"], shared: &[CLIENT, SERVER, PARTITION], own: &[("wan", None)], tail: &[] },
+        Flags { path: &["leave"], shared: &[CLIENT, SERVER], own: &[], tail: &[] },
+        Flags {
+            path: &["force-leave"],
+            shared: &[CLIENT, SERVER, PARTITION],
+            own: &[("prune", None), ("wan", None)],
+            tail: &[],
+        },
+        Flags { path: &["reload"], shared: &[CLIENT, SERVER], own: &[], tail: &[] },
+        Flags {
+            path: &["monitor"],
+            shared: &[CLIENT, SERVER],
+            own: &[("log-level", Some("debug")), ("log-json", None)],
+            tail: &[],
+        },
+        Flags {
+            path: &["maint"],
+            shared: &[CLIENT, SERVER],
+            own: &[
+                ("enable", None),
+                ("disable", None),
+                ("reason", Some("upgrade")),
+                ("service", Some("web")),
+            ],
+            tail: &[],
+        },
+        Flags {
+            path: &["event"],
+            shared: &[CLIENT, SERVER],
+            own: &[
+                ("name", Some("deploy")),
+                ("node", Some("n1")),
+                ("service", Some("web")),
+                ("tag", Some("v1")),
+            ],
+            tail: &[],
+        },
+        Flags {
+            path: &["keyring"],
+            shared: &[CLIENT, SERVER],
+            own: &[
+                ("install", Some(KEY)),
+                ("use", Some(KEY)),
+                ("remove", Some(KEY)),
+                ("list", None),
+                ("list-primary", None),
+                ("relay-factor", Some("2")),
+                ("local-only", None),
+            ],
+            tail: &[],
+        },
+        Flags {
+            path: &["kv", "get"],
+            shared: &[CLIENT, SERVER, TENANCY],
+            own: &[
+                ("base64", None),
+                ("detailed", None),
+                ("keys", None),
+                ("recurse", None),
+                ("separator", Some("/")),
+            ],
+            tail: &[],
+        },
+        Flags {
+            path: &["kv", "put"],
+            shared: &[CLIENT, SERVER, TENANCY],
+            own: &[
+                ("acquire", None),
+                ("base64", None),
+                ("cas", None),
+                ("flags", Some("42")),
+                ("modify-index", Some("3")),
+                ("release", None),
+                ("session", Some("s1")),
+            ],
+            tail: &[],
+        },
+        Flags {
+            path: &["kv", "delete"],
+            shared: &[CLIENT, SERVER, TENANCY],
+            own: &[("cas", None), ("modify-index", Some("3")), ("recurse", None)],
+            tail: &[],
+        },
+        Flags { path: &["kv", "export"], shared: &[CLIENT, SERVER, TENANCY], own: &[], tail: &[] },
+        Flags {
+            path: &["kv", "import"],
+            shared: &[CLIENT, SERVER, TENANCY],
+            own: &[("prefix", Some("app/"))],
+            tail: &[],
+        },
+        Flags { path: &["catalog", "datacenters"], shared: &[CLIENT, SERVER], own: &[], tail: &[] },
+        Flags {
+            path: &["catalog", "nodes"],
+            shared: &[CLIENT, SERVER, PARTITION],
+            own: &[
+                ("detailed", None),
+                ("filter", Some("Node == x")),
+                ("near", Some("_agent")),
+                ("node-meta", Some("rack:r1")),
+                ("service", Some("web")),
+            ],
+            tail: &[],
+        },
+        Flags {
+            path: &["catalog", "services"],
+            shared: &[CLIENT, SERVER, TENANCY],
+            own: &[("node", Some("n1")), ("node-meta", Some("rack:r1")), ("tags", None)],
+            tail: &[],
+        },
+        Flags { path: &["operator", "raft", "list-peers"], shared: &[CLIENT, SERVER], own: &[], tail: &[] },
+        Flags {
+            path: &["operator", "raft", "remove-peer"],
+            shared: &[CLIENT, SERVER],
+            own: &[("address", Some("10.0.0.1:8300")), ("id", Some("abc"))],
+            tail: &[],
+        },
+        Flags {
+            path: &["operator", "raft", "transfer-leader"],
+            shared: &[CLIENT, SERVER],
+            own: &[("id", Some("abc"))],
+            tail: &[],
+        },
+        Flags {
+            path: &["operator", "autopilot", "get-config"],
+            shared: &[CLIENT, SERVER],
+            own: &[],
+            tail: &[],
+        },
+        Flags {
+            path: &["operator", "autopilot", "set-config"],
+            shared: &[CLIENT, SERVER],
+            own: &[
+                ("cleanup-dead-servers", None),
+                ("max-trailing-logs", Some("250")),
+                ("min-quorum", Some("3")),
+                ("last-contact-threshold", Some("200ms")),
+                ("server-stabilization-time", Some("10s")),
+                ("redundancy-zone-tag", Some("zone")),
+                ("disable-upgrade-migration", None),
+                ("upgrade-version-tag", Some("build")),
+            ],
+            tail: &[],
+        },
+        Flags {
+            path: &["operator", "autopilot", "state"],
+            shared: &[CLIENT, SERVER],
+            own: &[("format", Some("json"))],
+            tail: &[],
+        },
+        Flags {
+            path: &["snapshot", "save"],
+            shared: &[CLIENT, SERVER],
+            own: &[("append-filename", Some("version,dc"))],
+            tail: &[],
+        },
+        Flags { path: &["snapshot", "restore"], shared: &[CLIENT, SERVER], own: &[], tail: &[] },
+        Flags {
+            path: &["snapshot", "inspect"],
+            shared: &[],
+            own: &[
+                ("kvdetails", None),
+                ("kvdepth", Some("2")),
+                ("kvfilter", Some("app")),
+                ("format", Some("json")),
+            ],
+            tail: &[],
+        },
+        Flags {
+            path: &["watch"],
+            shared: &[CLIENT, SERVER, TENANCY],
+            own: &[
+                ("type", Some("key")),
+                ("key", Some("a")),
+                ("prefix", Some("a/")),
+                ("service", Some("web")),
+                ("tag", Some("v1")),
+                ("passingonly", Some("true")),
+                ("state", Some("passing")),
+                ("name", Some("deploy")),
+                ("filter", Some("Node == x")),
+                ("shell", None),
+            ],
+            tail: &[],
+        },
+        Flags {
+            path: &["lock"],
+            shared: &[CLIENT, SERVER],
+            own: &[
+                ("n", Some("2")),
+                ("name", Some("job")),
+                ("pass-stdin", None),
+                ("shell", None),
+                ("timeout", Some("10s")),
+                ("monitor-retry", Some("3")),
+                ("try", Some("5s")),
+                ("verbose", None),
+                ("child-exit-code", None),
+            ],
+            tail: &[],
+        },
+        Flags {
+            path: &["exec"],
+            shared: &[CLIENT, SERVER],
+            own: &[
+                ("node", Some("n1")),
+                ("service", Some("web")),
+                ("tag", Some("v1")),
+                ("prefix", Some("_rexec")),
+                ("shell", None),
+                ("wait", Some("2s")),
+                ("wait-repl", Some("200ms")),
+                ("verbose", None),
+            ],
+            tail: &[],
+        },
+        Flags {
+            path: &["services", "register"],
+            shared: &[CLIENT, SERVER, TENANCY],
+            own: &[
+                ("id", Some("web-1")),
+                ("name", Some("web")),
+                ("address", Some("10.0.0.1")),
+                ("port", Some("8080")),
+                ("socket", Some("/run/web.sock")),
+                ("meta", Some("a=b")),
+                ("tag", Some("v1")),
+                ("tagged-address", Some("lan=10.0.0.1:80")),
+                ("kind", Some("connect-proxy")),
+            ],
+            tail: &[],
+        },
+        Flags {
+            path: &["services", "deregister"],
+            shared: &[CLIENT, SERVER, TENANCY],
+            own: &[("id", Some("web-1"))],
+            tail: &[],
+        },
+        Flags {
+            path: &["debug"],
+            shared: &[CLIENT],
+            own: &[
+                ("capture", Some("agent")),
+                ("interval", Some("30s")),
+                ("duration", Some("2m")),
+                ("archive", None),
+                ("output", Some("/tmp/out")),
+            ],
+            tail: &[],
+        },
+        Flags {
+            path: &["validate"],
+            shared: &[],
+            own: &[("quiet", None), ("config-format", Some("json"))],
+            tail: &["consul.d"],
+        },
+        Flags { path: &["version"], shared: &[], own: &[("format", Some("json"))], tail: &[] },
+        Flags { path: &["keygen"], shared: &[], own: &[], tail: &[] },
+    ];
+
+    /// The shared flags muster has on no command: TLS (its agents serve plain HTTP), the token
+    /// file, and Enterprise's namespaces and partitions.
+    const LACKING_EVERYWHERE: &[&str] = &[
+        "ca-file",
+        "ca-path",
+        "client-cert",
+        "client-key",
+        "namespace",
+        "partition",
+        "tls-server-name",
+        "token-file",
+    ];
+
+    /// The flags of Consul 1.20 muster lacks besides those, by command.
+    const LACKING: &[&str] = &[
+        "lock -try",
+        "members -filter",
+        "members -segment",
+        "monitor -log-json",
+        "snapshot inspect -format",
+        "snapshot inspect -kvdepth",
+        "snapshot inspect -kvdetails",
+        "snapshot inspect -kvfilter",
+        "snapshot save -append-filename",
+        "validate -config-format",
+        "version -format",
+        "watch -filter",
+    ];
+
+    /// Parses `-name` in each form under `path`: `Err(())` if muster has no such flag there.
+    fn parse_every_form(command: &Flags, name: &str, value: Option<&str>) -> Result<(), ()> {
+        let mut sub = <Cli as clap::CommandFactory>::command();
+        sub.build();
+        let mut sub = &sub;
+        for word in command.path {
+            sub = sub.find_subcommand(word).unwrap_or_else(|| panic!("muster has no {word}"));
+        }
+        let arg = find_flag(sub, name).ok_or(())?;
+        let id = arg.get_id().clone();
+        let switch = kind(arg) == FlagKind::Switch;
+        for form in forms(name, value) {
+            let argv: Vec<String> = std::iter::once("muster")
+                .chain(command.path.iter().copied())
+                .map(str::to_owned)
+                .chain(form.iter().cloned())
+                .chain(command.tail.iter().map(|t| (*t).to_owned()))
+                .collect();
+            let normalized =
+                normalize(argv.iter().map(OsString::from)).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+            let matches = <Cli as clap::CommandFactory>::command()
+                .try_get_matches_from(&normalized)
+                .unwrap_or_else(|e| panic!("{argv:?} -> {normalized:?}: {e}"));
+            let mut matches = &matches;
+            for word in command.path {
+                matches = matches.subcommand_matches(word).expect("the path parsed");
+            }
+            let off =
+                form.last().is_some_and(|f| f.ends_with("=false") || f.ends_with("=0") || f.ends_with("=F"));
+            let given = matches.value_source(id.as_str()) == Some(clap::parser::ValueSource::CommandLine);
+            assert_eq!(given, !(off && switch), "{argv:?} -> {normalized:?}");
+            if let Some(value) = value {
+                let raw: Vec<_> = matches.get_raw(id.as_str()).expect("a value").collect();
+                assert_eq!(raw, [OsString::from(value).as_os_str()], "{argv:?}");
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn every_consul_flag_of_every_command_parses_in_every_form() {
+        let mut lacking = std::collections::BTreeSet::new();
+        for command in CONSUL_COMMANDS {
+            let flags = command.shared.iter().flat_map(|group| group.iter()).chain(command.own);
+            for &(name, value) in flags {
+                if parse_every_form(command, name, value).is_err() && !LACKING_EVERYWHERE.contains(&name) {
+                    lacking.insert(format!("{} -{name}", command.path.join(" ")));
+                }
+            }
+        }
+        assert_eq!(lacking.iter().map(String::as_str).collect::<Vec<_>>(), LACKING);
+        // What muster lacks everywhere, it has nowhere (a flag added to one command leaves the list).
+        for command in CONSUL_COMMANDS {
+            for name in LACKING_EVERYWHERE {
+                let value = Some("x");
+                assert!(parse_every_form(command, name, value).is_err(), "{:?} has -{name}", command.path);
+            }
+        }
+    }
+
+    #[test]
+    fn every_flag_has_a_long_name() {
+        // `normalize` writes each flag as `--long`: a flag with only a short name would be lost.
+        fn walk(command: &clap::Command, path: &str) {
+            for arg in command.get_arguments().filter(|arg| !arg.is_positional()) {
+                assert!(arg.get_long().is_some(), "{path}: {:?} has no long name", arg.get_id());
+            }
+            for sub in command.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()));
+            }
+        }
+        let mut root = <Cli as clap::CommandFactory>::command();
+        root.build();
+        walk(&root, "muster");
     }
 }

@@ -25,6 +25,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod cli;
 mod cmd;
+mod goflag;
 
 fn main() -> ExitCode {
     let args = match cli::normalize(std::env::args_os()) {
@@ -95,6 +96,8 @@ fn main() -> ExitCode {
         cli::Subcommands::Watch(args) => finish(cmd::watch::watch(&args)),
         cli::Subcommands::Lock(args) => finish(cmd::lock::lock(&args)),
         cli::Subcommands::Exec(args) => finish(cmd::exec::exec(&args)),
+        cli::Subcommands::Services(command) => finish(cmd::services::run(command)),
+        cli::Subcommands::Debug(args) => finish(cmd::debug::debug(&args)),
         cli::Subcommands::Agent(mut args) => {
             match apply_config_files(&mut args, matches.subcommand_matches("agent")) {
                 Err(message) => {
@@ -134,6 +137,8 @@ struct FromFiles {
     skip_leave_on_interrupt: Option<bool>,
     disable_remote_exec: Option<bool>,
     raft_multiplier: Option<u8>,
+    /// The `autopilot` block, over Consul's defaults.
+    autopilot: muster_core::autopilot::Config,
     /// `addresses.http`, `addresses.dns`.
     addresses_http: Vec<IpAddr>,
     addresses_dns: Vec<IpAddr>,
@@ -268,6 +273,7 @@ fn apply_config_files(
         skip_leave_on_interrupt: file.skip_leave_on_interrupt,
         disable_remote_exec: file.disable_remote_exec,
         raft_multiplier: file.raft_multiplier,
+        autopilot: file.autopilot.clone(),
         addresses_http: file.addresses_http,
         addresses_dns: file.addresses_dns,
         client_addrs: file.client_addrs.clone(),
@@ -627,6 +633,7 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
                 raft_id,
                 rpc_addr: server_addr,
                 session_ttl: http::SessionTtl::default(),
+                autopilot: http::AutopilotShared::new(files.autopilot.clone()),
             }),
             datacenter: args.datacenter.clone(),
             node_name: node_name.clone(),
@@ -680,8 +687,11 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
             (true, true) => files.client_addrs.clone(),
             (true, false) => vec![client_ip],
         };
+        let mut http_addrs = Vec::new();
+        let mut dns_addrs = Vec::new();
         for ip in http_port.map(|_| listen_on(&files.addresses_http)).unwrap_or_default() {
             let addr = SocketAddr::new(ip, http_port.expect("only with a port"));
+            http_addrs.push(addr);
             let listener =
                 TcpListener::bind(addr).await.map_err(|e| format!("Error binding HTTP {addr}: {e}"))?;
             let api = api.clone();
@@ -693,12 +703,53 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
         }
         for ip in dns_port.map(|_| listen_on(&files.addresses_dns)).unwrap_or_default() {
             let addr = SocketAddr::new(ip, dns_port.expect("only with a port"));
+            dns_addrs.push(addr);
             let udp =
                 UdpSocket::bind(addr).await.map_err(|e| format!("Error binding DNS {addr} (udp): {e}"))?;
             let tcp =
                 TcpListener::bind(addr).await.map_err(|e| format!("Error binding DNS {addr} (tcp): {e}"))?;
             tokio::spawn(muster::dns::serve(api.clone(), dns_settings.clone(), udp, tcp));
         }
+
+        api.config.set_runtime(http::RuntimeConfig {
+            dev_mode: args.dev,
+            bootstrap,
+            bootstrap_expect: args.bootstrap_expect,
+            data_dir: args.data_dir.clone(),
+            bind_addr: Some(bind_ip),
+            advertise_addr_lan: Some(advertise_ip),
+            advertise_addr_wan: Some(args.advertise_wan.unwrap_or(advertise_ip)),
+            client_addrs: listen_on(&[]),
+            http_addrs,
+            dns_addrs,
+            ports: http::Ports {
+                http: args.http_port,
+                https: args.https_port.unwrap_or(-1),
+                grpc: args.grpc_port.unwrap_or(-1),
+                grpc_tls: args.grpc_tls_port.unwrap_or(-1),
+                dns: args.dns_port,
+                serf_lan: i32::from(args.serf_lan_port),
+                serf_wan: wan_port.filter(|_| server).map_or(-1, i32::from),
+                server: i32::from(args.server_port),
+            },
+            retry_join_lan: args.join.clone(),
+            retry_join_wan: args.join_wan.clone(),
+            retry_join_interval_lan: args.retry_interval.as_deref().and_then(|t| muster_core::duration::parse(t).ok()).unwrap_or(std::time::Duration::from_secs(30)),
+            retry_join_interval_wan: args.retry_interval_wan.as_deref().and_then(|t| muster_core::duration::parse(t).ok()).unwrap_or(std::time::Duration::from_secs(30)),
+            retry_join_max_attempts_lan: args.retry_max.unwrap_or(0),
+            retry_join_max_attempts_wan: args.retry_max_wan.unwrap_or(0),
+            log_level: args.log_level.clone().unwrap_or_else(|| "info".to_owned()).to_uppercase(),
+            log_json: args.log_json == Some(true),
+            node_meta: args.node_meta.iter().filter_map(|pair| pair.split_once(':')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
+            dns_domain: format!("{}.", args.domain.trim_end_matches('.')),
+            dns_alt_domain: args.alt_domain.clone().unwrap_or_default(),
+            dns_recursors: args.recursor.clone(),
+            disable_remote_exec: files.disable_remote_exec.unwrap_or(true),
+            leave_on_terminate: files.leave_on_terminate.unwrap_or(!server),
+            skip_leave_on_interrupt: files.skip_leave_on_interrupt.unwrap_or(server),
+            rejoin_after_leave: args.rejoin == Some(true),
+            disable_keyring_file: args.disable_keyring_file == Some(true),
+        });
 
         // With -log-json the banner is left out, as Consul leaves it out, so stdout is JSON lines.
         if args.log_json == Some(true) {
@@ -751,7 +802,8 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
                     Err(std::io::Error::other(format!("{label}: Retry join failed after {attempts} attempts")))
                 });
             }
-            let joiner = tokio::spawn(join_all(tx.clone(), plan.joins.clone(), plan.label));
+            let joiner =
+                tokio::spawn(join_all(tx.clone(), plan.joins.clone(), plan.label, members.clone()));
             // Names are looked up here, again every retry interval until they resolve (DNS may
             // not know the servers yet when an agent starts), then joined like addresses.
             let resolver = tokio::spawn(join_by_name(
@@ -759,6 +811,7 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
                 plan.join_names.clone(),
                 plan.swim.join_retry_interval,
                 plan.label,
+                members.clone(),
             ));
             leavers.push(tx);
             let role = if server { "server" } else { "client" };
@@ -813,7 +866,12 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
                         Signal::Interrupt => leave_on_interrupt,
                         Signal::Terminate => leave_on_terminate,
                     };
-                    tracing::info!("agent: caught signal: {signal:?}");
+                    // Go's names for the signals, as Consul logs them.
+                    let name = match signal {
+                        Signal::Interrupt => "interrupt",
+                        Signal::Terminate => "terminated",
+                    };
+                    tracing::info!(signal = name, "agent: Caught");
                     leave
                 }
                 () = gossip.leave.notified() => {
@@ -826,7 +884,9 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
                 drop(leavers);
                 return;
             }
-            tracing::info!("agent: gracefully leaving");
+            tracing::info!("agent: Gracefully shutting down agent...");
+            let role = if server { "server" } else { "client" };
+            tracing::info!("agent.{role}: {role} starting leave");
             for tx in &leavers {
                 let (reply, _) = oneshot::channel();
                 let _ = tx.send((Command::Leave, reply)).await;
@@ -836,7 +896,10 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
                     let _ = left_rx.recv().await;
                 }
             };
-            let _ = tokio::time::timeout(LEAVE_GRACE, all_left).await;
+            match tokio::time::timeout(LEAVE_GRACE, all_left).await {
+                Ok(()) => tracing::info!("agent: Graceful leave complete"),
+                Err(_) => tracing::warn!("agent: Timeout waiting for leave to complete"),
+            }
             // A leave is remembered: the next start does not rejoin without -rejoin.
             for (task, dir) in remembering {
                 task.abort();
@@ -849,6 +912,7 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
                     tracing::warn!(%error, "agent: cannot record the leave");
                 }
             }
+            tracing::info!("agent: Requesting shutdown");
             drop(leavers);
         });
         let mut result = Ok(());
@@ -1518,6 +1582,7 @@ async fn join_by_name(
     names: Vec<(String, u16)>,
     retry: std::time::Duration,
     pool: &'static str,
+    members: Arc<http::Members>,
 ) {
     for (host, port) in names {
         let peers = loop {
@@ -1535,7 +1600,7 @@ async fn join_by_name(
             }
             tokio::time::sleep(retry).await;
         };
-        join_all(commands.clone(), peers, pool).await;
+        join_all(commands.clone(), peers, pool, members.clone()).await;
     }
 }
 
@@ -1567,19 +1632,68 @@ const RETRY_MAX_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 /// How long a leaving agent waits for its leave to go out (Consul: a 5 s broadcast timeout).
 const LEAVE_GRACE: std::time::Duration = std::time::Duration::from_secs(6);
 
-async fn join_all(commands: mpsc::Sender<CommandRequest>, peers: Vec<SocketAddr>, pool: &'static str) {
+/// Joins `peers` and logs it in Consul's words: `Joining cluster...`, `(LAN) joining`, then,
+/// once gossip shows another member, `(LAN) joined` and `Join cluster completed`.
+async fn join_all(
+    commands: mpsc::Sender<CommandRequest>,
+    peers: Vec<SocketAddr>,
+    pool: &'static str,
+    members: Arc<http::Members>,
+) {
+    if peers.is_empty() {
+        return;
+    }
+    let (cluster, which) = match pool {
+        "serf.wan" => ("WAN", http::Pool::Wan),
+        _ => ("LAN", http::Pool::Lan),
+    };
+    let addresses = format!("[{}]", peers.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "));
+    tracing::info!(cluster, "agent: Joining cluster...");
+    match which {
+        http::Pool::Wan => tracing::info!(wan_addresses = %addresses, "agent: (WAN) joining"),
+        http::Pool::Lan => tracing::info!(lan_addresses = %addresses, "agent: (LAN) joining"),
+    }
+    let mut requested = 0;
     for peer in peers {
         let (reply_tx, reply_rx) = oneshot::channel();
         if commands.send((Command::Join { peer }, reply_tx)).await.is_err() {
             return;
         }
         match reply_rx.await {
-            Ok(Ok(())) => tracing::info!(%peer, "agent: {pool}: join requested"),
+            Ok(Ok(())) => requested += 1,
             Ok(Err(error)) => tracing::warn!(%peer, %error, "agent: {pool}: join refused"),
             Err(_) => return,
         }
     }
+    if requested == 0 {
+        return;
+    }
+    // A join is a gossip exchange: it is done when the pool shows someone else.
+    let mut published = members.subscribe();
+    let joined = tokio::time::timeout(JOIN_REPORT_WAIT, async {
+        loop {
+            let count = members.list(which).len();
+            if count > 1 {
+                return count;
+            }
+            if published.changed().await.is_err() {
+                return count;
+            }
+        }
+    });
+    if let Ok(count) = joined.await {
+        let others = count - 1;
+        tracing::info!(number_of_nodes = others, "agent: ({cluster}) joined");
+        tracing::info!(
+            cluster,
+            num_agents = others,
+            "agent: Join cluster completed. Synced with initial agents"
+        );
+    }
 }
+
+/// How long a join's outcome is watched for, to report it (the join goes on regardless).
+const JOIN_REPORT_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Decodes `-encrypt`: base64 of 16, 24 or 32 bytes, as Consul's `encrypt`.
 fn decode_key(text: &str) -> Result<bytes::Bytes, String> {

@@ -124,6 +124,10 @@ pub struct Replication {
     pub last_index: Index,
     /// The highest index known to match, by server; empty on a server that does not lead.
     pub matched: std::collections::BTreeMap<ServerId, Index>,
+    /// When each other server was last heard from (on a follower: the leader, among others).
+    pub heard: std::collections::BTreeMap<ServerId, tokio::time::Instant>,
+    /// The server's term.
+    pub term: Term,
 }
 
 /// Owns a running server: stopping it, or dropping it with every [`RaftClient`], ends it.
@@ -139,7 +143,12 @@ pub struct RaftClient<O> {
     commands: mpsc::Sender<Command<O>>,
     status: watch::Receiver<Status>,
     membership: watch::Receiver<Membership>,
+    leader_contact: LeaderContact,
 }
+
+/// When the server last heard from the leader it follows: written on every message from it,
+/// so kept out of [`Status`], whose every change wakes its watchers.
+type LeaderContact = std::sync::Arc<std::sync::Mutex<Option<tokio::time::Instant>>>;
 
 impl<O> Clone for RaftClient<O> {
     fn clone(&self) -> Self {
@@ -147,6 +156,7 @@ impl<O> Clone for RaftClient<O> {
             commands: self.commands.clone(),
             status: self.status.clone(),
             membership: self.membership.clone(),
+            leader_contact: self.leader_contact.clone(),
         }
     }
 }
@@ -234,6 +244,16 @@ impl<O: Send + 'static> RaftClient<O> {
         self.commands.send(Command::SetPeer(id, addr)).await.map_err(|_| WriteError::Stopped)
     }
 
+    /// How long since this server last heard from the leader it follows (`None`: never; a
+    /// leader hears from itself now): Consul's `X-Consul-LastContact`.
+    pub fn last_leader_contact(&self) -> Option<Duration> {
+        if self.status().role == Role::Leader {
+            return Some(Duration::ZERO);
+        }
+        let heard = *self.leader_contact.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        heard.map(|at| at.elapsed())
+    }
+
     /// The server's latest status.
     pub fn status(&self) -> Status {
         *self.status.borrow()
@@ -308,6 +328,7 @@ struct Ends<O> {
     commands: mpsc::Receiver<Command<O>>,
     status: watch::Sender<Status>,
     membership: watch::Sender<Membership>,
+    leader_contact: LeaderContact,
 }
 
 /// A client and the server task's ends, starting from `status` and `membership`.
@@ -315,8 +336,14 @@ fn channels<O>(status: Status, membership: Membership) -> (RaftClient<O>, Ends<O
     let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE_MAX);
     let (status_tx, status_rx) = watch::channel(status);
     let (membership_tx, membership_rx) = watch::channel(membership);
-    let client = RaftClient { commands: commands_tx, status: status_rx, membership: membership_rx };
-    (client, Ends { commands: commands_rx, status: status_tx, membership: membership_tx })
+    let leader_contact = LeaderContact::default();
+    let client = RaftClient {
+        commands: commands_tx,
+        status: status_rx,
+        membership: membership_rx,
+        leader_contact: leader_contact.clone(),
+    };
+    (client, Ends { commands: commands_rx, status: status_tx, membership: membership_tx, leader_contact })
 }
 
 /// What a server that has not applied anything yet reports.
@@ -414,6 +441,7 @@ async fn run_server<S: StateMachine>(
         next_read: 0,
         status: ends.status,
         membership: ends.membership,
+        leader_contact: ends.leader_contact,
         changes: BTreeMap::new(),
     };
     // hashicorp/raft counts every start in the follower state.
@@ -456,6 +484,8 @@ struct Server<S: StateMachine> {
     contacts: BTreeMap<ServerId, tokio::time::Instant>,
     /// When the leader last sampled its contacts.
     contacts_sampled: tokio::time::Instant,
+    /// When the leader this server follows was last heard from, for its clients.
+    leader_contact: LeaderContact,
     next_read: u64,
     status: watch::Sender<Status>,
     membership: watch::Sender<Membership>,
@@ -508,7 +538,11 @@ impl<S: StateMachine> Server<S> {
             tokio::select! {
                 Some((from, message)) = inbound.recv() => {
                     let now = core_now(self.origin);
-                    self.contacts.insert(from, tokio::time::Instant::now());
+                    let heard = tokio::time::Instant::now();
+                    self.contacts.insert(from, heard);
+                    if self.raft.leader() == Some(from) {
+                        *self.leader_contact.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(heard);
+                    }
                     self.raft.handle_message(now, from, message);
                 }
                 Some(result) = durable.recv() => match result {
@@ -555,8 +589,12 @@ impl<S: StateMachine> Server<S> {
                 let _ = reply.send(self.raft.transfer_leadership(now, target).map_err(WriteError::from));
             }
             Command::Replication(reply) => {
-                let _ = reply
-                    .send(Replication { last_index: self.raft.last_index(), matched: self.raft.matched() });
+                let _ = reply.send(Replication {
+                    last_index: self.raft.last_index(),
+                    matched: self.raft.matched(),
+                    heard: self.contacts.clone(),
+                    term: self.raft.term(),
+                });
             }
             Command::Read(reply) => {
                 self.next_read += 1;

@@ -542,6 +542,23 @@ pub fn metrics_json(pretty: bool) -> String {
     global().json(now_ns(), pretty)
 }
 
+/// The interval running now, in intervals of [`METRICS_INTERVAL`] since the epoch (begun in
+/// the registry, as a record would begin it).
+pub fn current_interval() -> u64 {
+    let now = now_ns();
+    global().begin_interval(now / INTERVAL_NS);
+    now / INTERVAL_NS
+}
+
+/// The `/v1/agent/metrics` JSON of interval `interval` (as [`current_interval`] numbers them),
+/// once it has finished: what `/v1/agent/metrics/stream` sends for it.
+pub fn interval_json(interval: u64, pretty: bool) -> String {
+    global().interval_json(interval, pretty)
+}
+
+/// How long each interval of the in-memory view lasts (go-metrics' `NewInmemSink(10s, 1m)`).
+pub const METRICS_INTERVAL: Duration = INTERVAL;
+
 /// The Prometheus text (format 0.0.4) of every live series, Consul's declared ones, and the
 /// process collector's.
 pub fn prometheus_text() -> String {
@@ -850,6 +867,11 @@ impl Registry {
                 n => intervals[n - 2],
             }
         };
+        self.interval_json(shown, pretty)
+    }
+
+    /// The JSON summary of interval `shown` (in intervals since the epoch).
+    fn interval_json(&self, shown: u64, pretty: bool) -> String {
         let settings = self.settings();
         let (mut gauges, mut counters, mut samples) = (Vec::new(), Vec::new(), Vec::new());
         for series in self.all() {

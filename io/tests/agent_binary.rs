@@ -69,7 +69,7 @@ fn ping(port: u16, seq: u32) -> Message {
 #[test]
 fn dev_agent_answers_on_lan_and_wan_gossips_its_tags_and_stops_on_sigterm() {
     let (lan, wan, http, server) = (free_port(), free_port(), free_port(), free_port());
-    let (mut agent, banner, _) = start_dev_agent(lan, wan, http, server);
+    let (mut agent, banner, lines) = start_dev_agent(lan, wan, http, server);
     assert!(banner.iter().any(|l| l.trim() == "Server: true (Bootstrap: true)"), "{banner:?}");
     assert!(
         banner
@@ -148,6 +148,8 @@ fn dev_agent_answers_on_lan_and_wan_gossips_its_tags_and_stops_on_sigterm() {
         status.success(),
         "a server stops on SIGTERM (without leaving, as Consul's) and exits 0, got {status:?}"
     );
+    let logged: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(logged.iter().any(|l| l.ends_with("[INFO]  agent: Caught: signal=terminated")), "{logged:?}");
 }
 
 #[test]
@@ -243,6 +245,23 @@ fn consul_guide_command_lines_start_the_agent_and_log_in_consuls_shape() {
     assert_eq!(me["Name"], "guide");
     assert_eq!(me["Port"], lan);
     assert_eq!(me["DelegateCur"], 4);
+
+    // Anti-entropy and checks log in Consul's words, which operators grep for.
+    let (sender, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || lines.map_while(Result::ok).try_for_each(|line| sender.send(line)));
+    let service = br#"{"Name": "web", "Check": {"CheckID": "web-ttl", "TTL": "1s"}}"#;
+    assert_eq!(http("PUT", &format!("{base}/v1/agent/service/register"), service).unwrap().0, 200);
+    let mut wanted = vec![
+        "[INFO]  agent: Synced service: service=web",
+        "[WARN]  agent: Check missed TTL, is now critical: check=web-ttl",
+        "[INFO]  agent: Synced check: check=web-ttl",
+    ];
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !wanted.is_empty() {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = received.recv_timeout(left).unwrap_or_else(|_| panic!("never logged: {wanted:?}"));
+        wanted.retain(|want| !line.ends_with(want));
+    }
 }
 
 /// Whether a line is go-hclog's: `2026-12-05T07:15:12.123Z [INFO]  agent: message`.
@@ -480,4 +499,74 @@ fn validate_refuses_what_consul_refuses_and_names_what_muster_ignores() {
     assert_eq!(code, Some(1));
     assert!(stderr.contains("acl.enabled: muster has no ACL system yet"), "{stderr}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `/v1/operator/autopilot/*` as Consul answers them: the `autopilot` block is what the first
+/// leader stores; a plain PUT replaces the settings whole and answers `true`, a CAS answers
+/// whether it matched; bad input is refused in Consul's words and changes nothing; the health
+/// of a one-server cluster is its leader's.
+#[test]
+fn autopilot_settings_start_from_the_config_block_and_change_by_put_and_cas() {
+    let hcl = "autopilot { max_trailing_logs = 300, server_stabilization_time = \"15s\" }";
+    let agent = common::DevAgent::start("pilot", &["-hcl", hcl]);
+    let url = |path: &str| agent.url(path);
+    let config_url = url("/v1/operator/autopilot/configuration");
+    let stored = wait_for(&config_url, |_| true);
+    let stored: serde_json::Value = serde_json::from_str(&stored).unwrap();
+    assert_eq!(stored["CleanupDeadServers"], true);
+    assert_eq!(stored["LastContactThreshold"], "200ms");
+    assert_eq!(stored["MaxTrailingLogs"], 300, "from the autopilot block");
+    assert_eq!(stored["ServerStabilizationTime"], "15s");
+    assert_eq!(stored["MinQuorum"], 0);
+    let modify = stored["ModifyIndex"].as_u64().unwrap();
+    assert!(modify > 0 && stored["CreateIndex"] == stored["ModifyIndex"]);
+
+    let changed = br#"{"cleanupdeadservers": false, "LastContactThreshold": "1s", "MaxTrailingLogs": 50}"#;
+    let stale_cas = format!("{config_url}?cas={}", modify - 1);
+    assert_eq!(http("PUT", &stale_cas, changed).unwrap(), (200, "false".into()));
+    assert_eq!(http("PUT", &format!("{config_url}?cas={modify}"), changed).unwrap(), (200, "true".into()));
+    let now: serde_json::Value = serde_json::from_str(&http("GET", &config_url, b"").unwrap().1).unwrap();
+    assert_eq!(
+        (&now["CleanupDeadServers"], &now["LastContactThreshold"], &now["MaxTrailingLogs"]),
+        (&serde_json::json!(false), &serde_json::json!("1s"), &serde_json::json!(50))
+    );
+    assert_eq!(now["ServerStabilizationTime"], "0s", "a PUT replaces the settings whole, as in Consul");
+    assert_eq!(now["CreateIndex"], stored["CreateIndex"]);
+
+    for (path, body, reason) in [
+        (
+            "",
+            &br#"{"CleanupDeadServers": "yes"}"#[..],
+            "Error parsing autopilot config: json: cannot unmarshal",
+        ),
+        ("", b"{", "Error parsing autopilot config: "),
+        ("?cas=x", b"{}", "Error parsing cas value: strconv.ParseUint: parsing \"x\": invalid syntax"),
+    ] {
+        let (status, text) = http("PUT", &format!("{config_url}{path}"), body).unwrap();
+        assert_eq!(status, 400, "{text}");
+        assert!(text.starts_with(reason), "{text}");
+    }
+    let after: serde_json::Value = serde_json::from_str(&http("GET", &config_url, b"").unwrap().1).unwrap();
+    assert_eq!(after, now, "refused writes change nothing");
+
+    let health = wait_for(&url("/v1/operator/autopilot/health"), |body| body.contains("\"Healthy\":true"));
+    let health: serde_json::Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(health["FailureTolerance"], 0);
+    let me = &health["Servers"][0];
+    assert_eq!(
+        (&me["Name"], &me["Leader"], &me["Voter"], &me["SerfStatus"]),
+        (
+            &serde_json::json!("pilot"),
+            &serde_json::json!(true),
+            &serde_json::json!(true),
+            &serde_json::json!("alive")
+        )
+    );
+    assert!(me["StableSince"].as_str().unwrap().ends_with('Z'));
+    let state: serde_json::Value =
+        serde_json::from_str(&http("GET", &url("/v1/operator/autopilot/state"), b"").unwrap().1).unwrap();
+    let leader = state["Leader"].as_str().unwrap();
+    assert_eq!(state["Voters"], serde_json::json!([leader]));
+    assert_eq!(state["Servers"][leader]["Status"], "leader");
+    assert_eq!(state["Servers"][leader]["NodeType"], "voter");
 }

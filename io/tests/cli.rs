@@ -86,10 +86,16 @@ struct Run {
 
 /// `muster <args>` against `agent`, through `CONSUL_HTTP_ADDR`, with `stdin` as its input.
 fn muster_with_input(agent: &Agent, args: &[&str], stdin: &str) -> Run {
+    muster_with_env(agent, args, stdin, &[])
+}
+
+/// `muster <args>` against `agent`, with `stdin` as its input and `env` set.
+fn muster_with_env(agent: &Agent, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Run {
     use std::io::Write;
     let mut child = Command::new(env!("CARGO_BIN_EXE_muster"))
         .args(args)
         .env("CONSUL_HTTP_ADDR", &agent.http)
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -991,4 +997,335 @@ fn retry_join_takes_a_dns_name() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// `services register` and `deregister` in every form a Consul user writes them: flags (each
+/// in its Go forms), JSON and HCL files; bad input gets Consul's words and exit 1
+/// (`command/services/register/register.go`, `deregister/deregister.go`).
+#[test]
+fn services_register_and_deregister_as_consuls_do() {
+    let agent = ready_agent("services");
+    let dir = agent.dir.clone().unwrap();
+    let services = || http_get(&agent, "/v1/agent/services");
+
+    ok(
+        muster(
+            &agent,
+            &[
+                "services",
+                "register",
+                "-name=web",
+                "-tag",
+                "a",
+                "-tag=b",
+                "--tag",
+                "c",
+                "-port",
+                "8080",
+                "-meta",
+                "version=1",
+                "-meta=team=x=y",
+                "-tagged-address",
+                "lan=10.0.0.1:80",
+                "-address=10.0.0.2",
+            ],
+        ),
+        "Registered service: web\n",
+    );
+    let web = &services()["web"];
+    assert_eq!(web["Tags"], serde_json::json!(["a", "b", "c"]), "{web}");
+    assert_eq!((web["Port"].clone(), web["Address"].clone()), (8080.into(), "10.0.0.2".into()));
+    assert_eq!(web["Meta"], serde_json::json!({"version": "1", "team": "x=y"}));
+    assert_eq!(web["TaggedAddresses"]["lan"], serde_json::json!({"Address": "10.0.0.1", "Port": 80}));
+    ok(muster(&agent, &["services", "register", "--name", "api", "--id=api-1"]), "Registered service: api\n");
+    assert_eq!(services()["api-1"]["Service"], "api");
+
+    let json = dir.join("db.json");
+    std::fs::write(&json, r#"{"service": {"name": "db", "port": 5432, "tags": ["primary"]}}"#).unwrap();
+    let hcl = dir.join("cache.hcl");
+    std::fs::write(&hcl, "services {\n  name = \"cache\"\n  id = \"cache-1\"\n  port = 6379\n}\n").unwrap();
+    ok(muster(&agent, &["services", "register", json.to_str().unwrap()]), "Registered service: db\n");
+    ok(muster(&agent, &["services", "register", hcl.to_str().unwrap()]), "Registered service: cache\n");
+    let all = services();
+    assert_eq!(
+        (all["db"]["Port"].clone(), all["db"]["Tags"].clone()),
+        (5432.into(), serde_json::json!(["primary"]))
+    );
+    assert_eq!(all["cache-1"]["Service"], "cache");
+
+    // Bad input: Consul's messages, exit 1, nothing registered.
+    fails(
+        muster(&agent, &["services", "register"]),
+        1,
+        "Service registration requires at least one argument or flags.",
+    );
+    fails(
+        muster(&agent, &["services", "register", "-name=x", json.to_str().unwrap()]),
+        1,
+        "Service registration requires arguments or -id, not both.",
+    );
+    fails(
+        muster(&agent, &["services", "register", "-name=x", "-meta", "novalue"]),
+        1,
+        "invalid value \"novalue\" for flag -meta: Missing \"=\" value in argument: novalue",
+    );
+    fails(
+        muster(&agent, &["services", "register", "-name=x", "-tagged-address=lan=10.0.0.1"]),
+        1,
+        "Invalid Tagged Address: address 10.0.0.1: missing port in address",
+    );
+    fails(
+        muster(&agent, &["services", "register", "-name=x", "-bogus"]),
+        1,
+        "flag provided but not defined: -bogus",
+    );
+    let broken = dir.join("broken.json");
+    std::fs::write(&broken, r#"{"service": {"name": "#).unwrap();
+    let run = muster(&agent, &["services", "register", broken.to_str().unwrap()]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.starts_with(&format!("Error: failed to parse {}", broken.display())), "{run:?}");
+    let run = muster(&agent, &["services", "register", "/nonexistent/web.json"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.starts_with("Error: "), "{run:?}");
+    let nameless = dir.join("nameless.json");
+    std::fs::write(&nameless, r#"{"service": {"port": 1}}"#).unwrap();
+    assert_eq!(muster(&agent, &["services", "register", nameless.to_str().unwrap()]).code, 1);
+    let ids = |all: serde_json::Value| all.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(ids(services()), ["api-1", "cache-1", "db", "web"]);
+
+    // Deregistration by -id or from the same files.
+    fails(
+        muster(&agent, &["services", "deregister"]),
+        1,
+        "Service deregistration requires at least one argument or -id.",
+    );
+    fails(
+        muster(&agent, &["services", "deregister", "-id=web", json.to_str().unwrap()]),
+        1,
+        "Service deregistration requires arguments or -id, not both.",
+    );
+    ok(muster(&agent, &["services", "deregister", "-id", "api-1"]), "Deregistered service: api-1\n");
+    ok(muster(&agent, &["services", "deregister", json.to_str().unwrap()]), "Deregistered service: db\n");
+    ok(muster(&agent, &["services", "deregister", hcl.to_str().unwrap()]), "Deregistered service: cache-1\n");
+    assert_eq!(ids(services()), ["web"]);
+}
+
+/// Unpacks a `.tar.gz`: each entry's path and, for files, contents.
+fn untar(path: &Path) -> Vec<(String, Option<String>)> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).unwrap();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let mut entries = Vec::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().display().to_string().trim_end_matches('/').to_owned();
+        let contents = entry.header().entry_type().is_file().then(|| {
+            let mut text = String::new();
+            entry.read_to_string(&mut text).unwrap();
+            text
+        });
+        entries.push((name, contents));
+    }
+    entries
+}
+
+/// `muster debug` writes Consul's layout (`command/debug/debug.go`) into `<output>.tar.gz`:
+/// agent, host and members once, the log and metrics over the whole duration, and the index.
+#[test]
+fn debug_archives_what_consuls_debug_archives() {
+    let agent = ready_agent("debug");
+    let dir = agent.dir.clone().unwrap();
+    let output = dir.join("capture");
+    let output_arg = format!("-output={}", output.display());
+    let short = [("MUSTER_DEBUG_VALIDATE_TIMING", "false")];
+
+    // Consul's floors, unless a test lifts them.
+    fails(
+        muster(&agent, &["debug", "-duration=2s", "-interval=1s", &output_arg]),
+        1,
+        "==> Capture validation failed: duration must be longer than 10s",
+    );
+    fails(
+        muster(&agent, &["debug", "-duration=20s", "-interval=1s", &output_arg]),
+        1,
+        "==> Capture validation failed: interval must be longer than 10s",
+    );
+    fails(
+        muster(&agent, &["debug", "-duration=20s", "-interval=30s", &output_arg]),
+        1,
+        "==> Capture validation failed: duration (20s) must be longer than interval (30s)",
+    );
+    fails(
+        muster_with_env(&agent, &["debug", "-capture=disk", &output_arg], "", &short),
+        1,
+        "==> Capture validation failed: target not found: disk",
+    );
+    fails(muster(&agent, &["debug", "extra"]), 1, "==> debug: Too many arguments provided, expected 0");
+    assert!(!output.exists(), "a refused capture writes nothing");
+
+    let run =
+        muster_with_env(&agent, &["debug", "-duration", "2s", "--interval=1s", &output_arg], "", &short);
+    assert_eq!(run.code, 0, "{run:?}");
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines[0], "==> Starting debugger and capturing static information...");
+    assert!(lines[1].starts_with("     Agent Version: '"), "{run:?}");
+    assert_eq!(
+        lines[2..5],
+        [
+            "          Interval: '1s'",
+            "          Duration: '2s'",
+            &format!("            Output: '{}.tar.gz'", output.display())
+        ]
+    );
+    assert_eq!(lines[5], "           Capture: 'metrics, logs, host, agent, members'");
+    assert!(
+        lines[6].starts_with("==> Beginning capture interval ") && lines[6].ends_with(" +0000 UTC (0)"),
+        "{run:?}"
+    );
+    assert!(lines.iter().any(|l| l.starts_with("==> Capture successful ") && l.ends_with(" (2)")), "{run:?}");
+    assert_eq!(lines.last(), Some(&format!("    Saved debug archive: {}.tar.gz", output.display()).as_str()));
+    assert!(!output.exists(), "the directory goes once archived");
+
+    let entries = untar(&dir.join("capture.tar.gz"));
+    let names: Vec<&str> = entries.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "capture",
+            "capture/agent.json",
+            "capture/consul.log",
+            "capture/host.json",
+            "capture/index.json",
+            "capture/members.json",
+            "capture/metrics.json"
+        ]
+    );
+    let file = |name: &str| entries.iter().find(|(n, _)| n == name).unwrap().1.clone().unwrap();
+    let index: serde_json::Value = serde_json::from_str(&file("capture/index.json")).unwrap();
+    assert_eq!(index["Version"], 1);
+    assert_eq!((index["Interval"].clone(), index["Duration"].clone()), ("1s".into(), "4s".into()));
+    assert_eq!(index["Targets"], serde_json::json!(["metrics", "logs", "host", "agent", "members"]));
+    assert!(file("capture/index.json").starts_with("{\n\t\"Version\": 1,"), "tab-indented as Go's");
+    let self_: serde_json::Value = serde_json::from_str(&file("capture/agent.json")).unwrap();
+    assert_eq!(self_["Config"]["NodeName"], "walkthrough");
+    assert_eq!(index["AgentVersion"], self_["Config"]["Version"]);
+    let members: serde_json::Value = serde_json::from_str(&file("capture/members.json")).unwrap();
+    assert_eq!(members[0]["Name"], "walkthrough.dc1", "the WAN pool's members");
+    // The stream's summaries, one per finished metrics interval (10 s: none, or one, here).
+    let metrics = file("capture/metrics.json");
+    for summary in serde_json::Deserializer::from_str(&metrics).into_iter::<serde_json::Value>() {
+        assert!(summary.unwrap().get("Gauges").is_some(), "{metrics}");
+    }
+    // host.json holds the agent's answer, or `null` with a warning where it has none.
+    let host: serde_json::Value = serde_json::from_str(&file("capture/host.json")).unwrap();
+    assert!(
+        host.get("Host").is_some() || (host.is_null() && run.stderr.starts_with("Static capture failed: ")),
+        "{run:?}"
+    );
+
+    // `-capture pprof` is taken and skipped; `-archive=false` leaves the directory.
+    let run = muster_with_env(
+        &agent,
+        &[
+            "debug",
+            "-duration=1s",
+            "-interval=1s",
+            "-capture",
+            "agent",
+            "-capture=pprof",
+            "-archive=false",
+            &output_arg,
+        ],
+        "",
+        &short,
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stderr.starts_with("[WARN] Unable to capture pprof: "), "{run:?}");
+    assert!(run.stdout.contains("           Capture: 'agent'\n"), "{run:?}");
+    assert!(run.stdout.ends_with(&format!("    Saved debug archive: {}\n", output.display())), "{run:?}");
+    let mut files: Vec<String> =
+        std::fs::read_dir(&output).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    files.sort();
+    assert_eq!(files, ["agent.json", "index.json"]);
+    fails(
+        muster_with_env(&agent, &["debug", &output_arg], "", &short),
+        1,
+        &format!("==> Capture validation failed: output directory already exists: {}", output.display()),
+    );
+}
+
+/// `operator autopilot`: the configuration as Consul's lines, a check-and-set update, and the
+/// state as Consul's pretty text or JSON (`command/operator/autopilot/*`).
+#[test]
+fn autopilot_reads_and_sets_its_configuration_as_consuls_does() {
+    let agent = ready_agent("autopilot");
+    ok(
+        muster(&agent, &["operator", "autopilot", "get-config"]),
+        "CleanupDeadServers = true\nLastContactThreshold = 200ms\nMaxTrailingLogs = 250\nMinQuorum = 0\n\
+         ServerStabilizationTime = 10s\nRedundancyZoneTag = \"\"\nDisableUpgradeMigration = false\n\
+         UpgradeVersionTag = \"\"\n",
+    );
+    ok(
+        muster(
+            &agent,
+            &[
+                "operator",
+                "autopilot",
+                "set-config",
+                "-cleanup-dead-servers=false",
+                "-max-trailing-logs",
+                "100",
+                "--min-quorum=3",
+                "-last-contact-threshold=1s500ms",
+                "-server-stabilization-time",
+                "30s",
+                "-upgrade-version-tag=build",
+            ],
+        ),
+        "Configuration updated!\n",
+    );
+    ok(
+        muster(&agent, &["operator", "autopilot", "get-config", "-stale"]),
+        "CleanupDeadServers = false\nLastContactThreshold = 1.5s\nMaxTrailingLogs = 100\nMinQuorum = 3\n\
+         ServerStabilizationTime = 30s\nRedundancyZoneTag = \"\"\nDisableUpgradeMigration = false\n\
+         UpgradeVersionTag = \"build\"\n",
+    );
+    // A boolean alone is true; what was not given stays.
+    ok(
+        muster(&agent, &["operator", "autopilot", "set-config", "-cleanup-dead-servers"]),
+        "Configuration updated!\n",
+    );
+    let config = muster(&agent, &["operator", "autopilot", "get-config"]).stdout;
+    assert!(
+        config.starts_with("CleanupDeadServers = true\n") && config.contains("MinQuorum = 3\n"),
+        "{config}"
+    );
+    fails(
+        muster(&agent, &["operator", "autopilot", "set-config", "-last-contact-threshold=5"]),
+        1,
+        "invalid value \"5\" for flag -last-contact-threshold: time: missing unit in duration \"5\"",
+    );
+    fails(
+        muster(&agent, &["operator", "autopilot", "set-config", "-max-trailing-logs=-1"]),
+        1,
+        "invalid value \"-1\" for flag -max-trailing-logs: strconv.ParseUint: parsing \"-1\": invalid syntax",
+    );
+
+    let state = muster(&agent, &["operator", "autopilot", "state"]);
+    assert_eq!(state.code, 0, "{state:?}");
+    let lines: Vec<&str> = state.stdout.lines().collect();
+    assert_eq!(lines[0], "Healthy:                      true", "{state:?}");
+    assert!(lines[3].starts_with("Leader:                       "), "{state:?}");
+    assert_eq!(lines[4], "Voters:");
+    assert!(
+        lines.contains(&"Servers:") && lines.contains(&"      Name:            walkthrough"),
+        "{state:?}"
+    );
+    assert!(state.stdout.ends_with("\n\n"), "Consul's Info adds a line end to the text's own");
+    let json = muster(&agent, &["operator", "autopilot", "state", "-format=json"]);
+    assert!(json.stdout.starts_with("{\n    \"Healthy\": true,\n"), "{json:?}");
+    let parsed: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let leader = parsed["Leader"].as_str().unwrap();
+    assert_eq!(parsed["Servers"][leader]["Status"], "leader", "{parsed}");
+    fails(muster(&agent, &["operator", "autopilot", "state", "-format=xml"]), 1, "Unknown format: xml");
 }

@@ -183,6 +183,21 @@ fn three_servers_bootstrap_from_gossip_and_survive_the_loss_of_their_leader() {
     let mut expected: Vec<String> = servers.iter().map(Server::rpc_addr).collect();
     expected.sort();
     assert_eq!(peers, expected, "the three bootstrapped as voters");
+    // A retry-join logs in Consul's words, which operators grep for.
+    let joined = eventually("s2 logging its join", Duration::from_secs(10), || {
+        let log = std::fs::read_to_string(servers[1].log_path()).ok()?;
+        log.contains(
+            "[INFO]  agent: Join cluster completed. Synced with initial agents: cluster=LAN num_agents=",
+        )
+        .then_some(log)
+    });
+    for line in [
+        "[INFO]  agent: Joining cluster...: cluster=LAN",
+        &format!("[INFO]  agent: (LAN) joining: lan_addresses=[127.0.0.1:{seed}]"),
+        "[INFO]  agent: (LAN) joined: number_of_nodes=",
+    ] {
+        assert!(joined.contains(line), "{line} not logged");
+    }
 
     // A fourth server expecting three sees four, asks the others, finds their configuration,
     // and does not bootstrap a second cluster: it waits, without voters, and the leader's
@@ -318,6 +333,25 @@ fn three_servers_bootstrap_from_gossip_and_survive_the_loss_of_their_leader() {
         });
         assert_eq!(value, "uno", "{}", server.name);
     }
+    // A stale read says how long ago its server heard from the leader; the leader, zero.
+    let last_contact_ms = |server: &Server| {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let response = agent.get(&server.url("/v1/kv/cluster/a?stale")).call().unwrap();
+        response.headers()["x-consul-lastcontact"].to_str().unwrap().parse::<u64>().unwrap()
+    };
+    assert_eq!(last_contact_ms(&servers[leader]), 0);
+    let follower_contact = last_contact_ms(&servers[follower]);
+    assert!(follower_contact < 5_000, "a follower heard from its leader {follower_contact} ms ago");
+    // Autopilot on the leader: three healthy voters, one of which may fail.
+    let health = eventually("autopilot finds three healthy servers", Duration::from_secs(30), || {
+        let (status, body) = http("GET", &servers[leader].url("/v1/operator/autopilot/health"), b"")?;
+        let health: serde_json::Value = serde_json::from_str(&body).ok()?;
+        (status == 200 && health["Servers"].as_array()?.len() == 3).then_some(health)
+    });
+    assert_eq!(
+        (&health["Healthy"], &health["FailureTolerance"]),
+        (&serde_json::json!(true), &serde_json::json!(1))
+    );
 
     // kill -9 the leader: the other two elect one of their own, which takes writes.
     servers[leader].kill();
@@ -335,6 +369,16 @@ fn three_servers_bootstrap_from_gossip_and_survive_the_loss_of_their_leader() {
 
     // SIGTERM: the client leaves gracefully, and the leader removes its node and services.
     clients[0].terminate();
+    let log = std::fs::read_to_string(clients[0].log_path()).unwrap();
+    let leaving = [
+        "[INFO]  agent: Caught: signal=terminated",
+        "[INFO]  agent: Gracefully shutting down agent...",
+        "[INFO]  agent.client: client starting leave",
+        "[INFO]  agent: Graceful leave complete",
+        "[INFO]  agent: Requesting shutdown",
+    ];
+    let at: Vec<Option<usize>> = leaving.iter().map(|line| log.find(line)).collect();
+    assert!(at.iter().all(Option::is_some) && at.is_sorted(), "Consul's leave lines in order: {at:?}");
     eventually("the client that left removed from the catalog", Duration::from_secs(20), || {
         let (_, body) = http("GET", &servers[survivor].url("/v1/catalog/nodes"), b"")?;
         let nodes: Vec<serde_json::Value> = serde_json::from_str(&body).ok()?;

@@ -70,6 +70,11 @@ async fn services_with_ttl_checks_are_registered_updated_and_found_healthy() {
     );
 
     assert_eq!(call("PUT", url("/v1/agent/service/deregister/web"), b"").await.status, 200);
+    let again = call("PUT", url("/v1/agent/service/deregister/web"), b"").await;
+    assert_eq!(
+        (again.status, again.body.as_str()),
+        (404, "Unknown service ID \"web\". Ensure that the service ID is passed, not the service name.")
+    );
     assert_eq!(parse(&call("GET", url("/v1/agent/services"), b"").await.body), json!({}));
     assert_eq!(
         parse(&call("GET", url("/v1/agent/checks"), b"").await.body),

@@ -94,8 +94,10 @@ const HEADER_BYTES: usize = 2 + 8;
 /// Postcard's varint length prefix of a byte string shorter than 2^28 bytes.
 const LENGTH_PREFIX_BYTES_MAX: usize = 4;
 const SNAPSHOT_MAGIC: &[u8; 4] = b"MFSM";
-/// A snapshot with a staged restore.
-const SNAPSHOT_VERSION: u8 = 4;
+/// A snapshot with autopilot's settings (and a staged restore, if any).
+const SNAPSHOT_VERSION: u8 = 5;
+/// A snapshot with a staged restore and no autopilot settings.
+const SNAPSHOT_VERSION_STAGED: u8 = 4;
 /// A snapshot without one (as every snapshot was before staged restores).
 const SNAPSHOT_VERSION_UNSTAGED: u8 = 3;
 
@@ -235,6 +237,28 @@ pub struct RestoreAbort {
     pub id: u64,
 }
 
+/// Sets autopilot's settings (Consul's `PUT /v1/operator/autopilot/configuration`, and the
+/// first leader's write of the agent's `autopilot` block). With `cas`, only if the settings
+/// stored have that `ModifyIndex`; none stored never matches, as in Consul.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AutopilotSet {
+    /// The settings, whole.
+    pub config: crate::autopilot::Config,
+    /// The `ModifyIndex` expected.
+    pub cas: Option<Index>,
+}
+
+/// Autopilot's settings as the replicated state holds them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AutopilotEntry {
+    /// The settings.
+    pub config: crate::autopilot::Config,
+    /// The index that first wrote them.
+    pub create_index: Index,
+    /// The index that last wrote them.
+    pub modify_index: Index,
+}
+
 /// The pieces of a restore received so far.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct StagedRestore {
@@ -281,6 +305,8 @@ pub enum Command {
     RestoreChunk(RestoreChunk),
     /// [`RestoreAbort`].
     RestoreAbort(RestoreAbort),
+    /// [`AutopilotSet`].
+    AutopilotSet(AutopilotSet),
 }
 
 /// A command with the time its leader stamped on it.
@@ -337,6 +363,7 @@ commands! {
     14 => Restore,
     15 => RestoreChunk,
     16 => RestoreAbort,
+    17 => AutopilotSet,
 }
 
 impl Command {
@@ -427,7 +454,7 @@ impl Command {
                 }
                 Ok(())
             }
-            Command::RestoreAbort(_) => Ok(()),
+            Command::RestoreAbort(_) | Command::AutopilotSet(_) => Ok(()),
         }
     }
 }
@@ -570,6 +597,8 @@ pub struct Fsm {
     applied: Index,
     /// A restore arriving in pieces ([`RestoreChunk`]).
     staged: Option<StagedRestore>,
+    /// Autopilot's settings, once a leader wrote them.
+    autopilot: Option<AutopilotEntry>,
 }
 
 /// Why a committed entry could not be applied. Fatal for the server: its state would diverge
@@ -587,7 +616,7 @@ pub struct ApplyError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum SnapshotError {
     /// Not a state machine snapshot, or of a version this server does not read.
-    #[error("not a muster state snapshot of version {SNAPSHOT_VERSION_UNSTAGED} or {SNAPSHOT_VERSION}")]
+    #[error("not a muster state snapshot of version {SNAPSHOT_VERSION_UNSTAGED} to {SNAPSHOT_VERSION}")]
     Format,
     /// It does not decode.
     #[error("malformed state snapshot: {0}")]
@@ -624,6 +653,11 @@ impl Fsm {
     /// The sessions.
     pub fn sessions(&self) -> &Sessions {
         &self.sessions
+    }
+
+    /// Autopilot's settings, once a leader wrote them.
+    pub fn autopilot(&self) -> Option<&AutopilotEntry> {
+        self.autopilot.as_ref()
     }
 
     /// The index of the last entry applied.
@@ -757,9 +791,22 @@ impl Fsm {
                 }
                 Response::Bool(true)
             }
+            Command::AutopilotSet(set) => Response::Bool(self.set_autopilot(index, set)),
         };
         self.check_invariants();
         Applied { response, touched }
+    }
+
+    /// Stores autopilot's settings unless `set.cas` does not match; whether it stored them.
+    fn set_autopilot(&mut self, index: Index, set: &AutopilotSet) -> bool {
+        let stored = self.autopilot.as_ref();
+        if set.cas.is_some_and(|cas| stored.is_none_or(|entry| entry.modify_index != cas)) {
+            return false;
+        }
+        let create_index = stored.map_or(index, |entry| entry.create_index);
+        self.autopilot =
+            Some(AutopilotEntry { config: set.config.clone(), create_index, modify_index: index });
+        true
     }
 
     /// Adds `chunk` to the restore staged: the whole snapshot when it was the last piece (the
@@ -811,6 +858,10 @@ impl Fsm {
         restored.kv.clamp(index);
         restored.catalog.clamp(index);
         restored.sessions.clamp(index);
+        if let Some(entry) = &mut restored.autopilot {
+            clamp_index(&mut entry.create_index, index);
+            clamp_index(&mut entry.modify_index, index);
+        }
         restored.applied = index;
         assert!(restored.kv.index() <= index, "KV index lowered");
         assert!(restored.catalog.index() <= index, "catalog indexes lowered");
@@ -924,8 +975,9 @@ impl Fsm {
         }
     }
 
-    /// The whole state, encoded: identical states give identical bytes. Without a staged
-    /// restore it is version 3, which servers from before staged restores read too.
+    /// The whole state, encoded: identical states give identical bytes. It is written in the
+    /// oldest version that can hold it (3: neither a staged restore nor autopilot settings; 4:
+    /// a staged restore), so servers from before either read what does not use it.
     pub fn snapshot(&self) -> Bytes {
         let mut out = SNAPSHOT_MAGIC.to_vec();
         let body = SnapshotBody {
@@ -934,14 +986,18 @@ impl Fsm {
             catalog: &self.catalog,
             sessions: &self.sessions,
         };
-        let encoded = match &self.staged {
-            None => {
+        let encoded = match (&self.staged, &self.autopilot) {
+            (None, None) => {
                 out.push(SNAPSHOT_VERSION_UNSTAGED);
                 postcard::to_extend(&body, out)
             }
-            Some(staged) => {
-                out.push(SNAPSHOT_VERSION);
+            (Some(staged), None) => {
+                out.push(SNAPSHOT_VERSION_STAGED);
                 postcard::to_extend(&(body, staged), out)
+            }
+            (staged, Some(autopilot)) => {
+                out.push(SNAPSHOT_VERSION);
+                postcard::to_extend(&(body, staged, autopilot), out)
             }
         };
         Bytes::from(encoded.expect("encoding into a Vec cannot fail"))
@@ -958,12 +1014,17 @@ impl Fsm {
             Some([version, body @ ..]) => (*version, body),
             _ => return Err(SnapshotError::Format),
         };
-        let (body, staged): (SnapshotBody<Kv, Catalog, Sessions>, Option<StagedRestore>) = match version {
+        type Body = SnapshotBody<Kv, Catalog, Sessions>;
+        let (body, staged, autopilot): (Body, Option<StagedRestore>, Option<AutopilotEntry>) = match version {
             SNAPSHOT_VERSION => {
-                let (body, staged) = whole(body)?;
-                (body, Some(staged))
+                let (body, staged, autopilot) = whole(body)?;
+                (body, staged, Some(autopilot))
             }
-            SNAPSHOT_VERSION_UNSTAGED => (whole(body)?, None),
+            SNAPSHOT_VERSION_STAGED => {
+                let (body, staged) = whole(body)?;
+                (body, Some(staged), None)
+            }
+            SNAPSHOT_VERSION_UNSTAGED => (whole(body)?, None, None),
             _ => return Err(SnapshotError::Format),
         };
         if let Some(staged) = &staged {
@@ -981,6 +1042,7 @@ impl Fsm {
             sessions: body.sessions,
             applied: body.applied,
             staged,
+            autopilot,
         };
         fsm.kv.rebuild();
         fsm.catalog.rebuild();
@@ -994,6 +1056,11 @@ impl Fsm {
         self.kv.validate(self.applied)?;
         self.catalog.validate(self.applied)?;
         self.sessions.validate(self.applied)?;
+        if let Some(entry) = &self.autopilot {
+            if entry.create_index > entry.modify_index || entry.modify_index > self.applied {
+                return Err("autopilot settings' indexes out of order");
+            }
+        }
         for session in self.sessions.list().1 {
             if self.catalog.node(&session.node).is_none() {
                 return Err("a session is bound to a missing node");

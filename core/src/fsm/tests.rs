@@ -1322,7 +1322,7 @@ fn a_restore_of_a_bad_snapshot_is_refused_and_changes_nothing_but_the_applied_in
     assert_eq!(apply(&mut fsm, &restore(largest)).response, Response::Bool(true));
     assert_eq!(
         CommandError::Restore(SnapshotError::Format).to_string(),
-        "failed to restore snapshot: not a muster state snapshot of version 3 or 4"
+        "failed to restore snapshot: not a muster state snapshot of version 3 to 5"
     );
 }
 
@@ -1503,7 +1503,7 @@ fn a_snapshot_is_version_3_unless_a_restore_is_staged_and_an_abort_drops_the_sta
     assert_eq!(Fsm::restore(&staged), Ok(fsm.clone()));
     assert_eq!(fsm.without_staged_restore().snapshot()[4], 3, "what a user saves");
     let mut unknown = staged.to_vec();
-    unknown[4] = 5;
+    unknown[4] = 6;
     assert_eq!(Fsm::restore(&unknown), Err(SnapshotError::Format));
     // An abort of another restore leaves the staging; its own drops it.
     index += 1;
@@ -1517,4 +1517,36 @@ fn a_snapshot_is_version_3_unless_a_restore_is_staged_and_an_abort_drops_the_sta
         late.response,
         Response::Rejected(CommandError::RestoreOutOfOrder { offset: 1 << 20, staged: 0 })
     );
+}
+
+fn autopilot_set(cleanup: bool, cas: Option<Index>) -> Command {
+    let config = crate::autopilot::Config { cleanup_dead_servers: cleanup, ..Default::default() };
+    Command::AutopilotSet(AutopilotSet { config, cas })
+}
+
+#[test]
+fn autopilot_settings_are_set_whole_or_by_cas_and_snapshots_carry_them() {
+    let mut fsm = catalog();
+    let first = fsm.applied() + 1;
+    let responses = run(&mut fsm, &[autopilot_set(false, Some(0)), autopilot_set(false, None)]);
+    assert_eq!(responses, [Response::Bool(false), Response::Bool(true)], "a CAS finds nothing stored");
+    let stored = fsm.autopilot().cloned().unwrap();
+    assert_eq!((stored.create_index, stored.modify_index), (first + 1, first + 1));
+    assert!(!stored.config.cleanup_dead_servers);
+
+    let responses = run(&mut fsm, &[autopilot_set(true, Some(first)), autopilot_set(true, Some(first + 1))]);
+    assert_eq!(responses, [Response::Bool(false), Response::Bool(true)]);
+    let stored = fsm.autopilot().cloned().unwrap();
+    assert_eq!((stored.create_index, stored.modify_index), (first + 1, first + 3));
+    assert!(stored.config.cleanup_dead_servers);
+
+    let snapshot = fsm.snapshot();
+    assert_eq!(snapshot[4], 5);
+    assert_eq!(Fsm::restore(&snapshot), Ok(fsm.clone()));
+    // Restored into a younger cluster, the settings' indexes come down to the restore's.
+    let mut young = Fsm::new();
+    let restored = young.apply_command(2, 0, &Command::Restore(Restore { state: snapshot }));
+    assert_eq!(restored.response, Response::Bool(true));
+    let entry = young.autopilot().unwrap();
+    assert_eq!((entry.create_index, entry.modify_index), (2, 2));
 }

@@ -1,5 +1,6 @@
 //! `muster catalog datacenters|nodes|services` and `muster operator raft
-//! list-peers|remove-peer|transfer-leader` (`../shared/reference/consul-behaviour.md` §4.2).
+//! list-peers|remove-peer|transfer-leader` (`../shared/reference/consul-behaviour.md` §4.2);
+//! `operator autopilot` is in [`super::autopilot`].
 
 use std::collections::BTreeMap;
 
@@ -221,6 +222,9 @@ pub(crate) enum OperatorCommand {
     /// Raft's configuration and leadership.
     #[command(subcommand)]
     Raft(RaftCommand),
+    /// Autopilot's configuration and its view of the servers.
+    #[command(subcommand)]
+    Autopilot(super::autopilot::AutopilotCommand),
 }
 
 /// `muster operator raft <subcommand>`.
@@ -266,6 +270,7 @@ pub(crate) fn operator(command: OperatorCommand) -> Outcome {
         OperatorCommand::Raft(RaftCommand::ListPeers(args)) => list_peers(&args),
         OperatorCommand::Raft(RaftCommand::RemovePeer(args)) => remove_peer(&args),
         OperatorCommand::Raft(RaftCommand::TransferLeader(args)) => transfer_leader(&args),
+        OperatorCommand::Autopilot(command) => super::autopilot::run(command),
     }
 }
 

@@ -8,13 +8,16 @@
 //! The HTTP client is ureq: these commands make a handful of blocking requests and exit, so
 //! they need no runtime.
 
+pub(crate) mod autopilot;
 pub(crate) mod catalog;
 pub(crate) mod cluster;
+pub(crate) mod debug;
 pub(crate) mod exec;
 pub(crate) mod keyring;
 pub(crate) mod kv;
 pub(crate) mod lock;
 pub(crate) mod monitor;
+pub(crate) mod services;
 pub(crate) mod snapshot;
 pub(crate) mod watch;
 
@@ -44,6 +47,31 @@ pub(crate) struct HttpArgs {
     /// Lets any server answer a read, not only the leader.
     #[arg(long = "stale")]
     pub(crate) stale: bool,
+}
+
+/// The flags of a command that talks to its own agent only (Consul's `HTTPFlags.ClientFlags`
+/// without `ServerFlags`: no `-datacenter`, no `-stale`).
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ClientArgs {
+    /// The agent's HTTP address (`host:port` or `http://host:port`). Defaults to
+    /// `CONSUL_HTTP_ADDR`, then 127.0.0.1:8500.
+    #[arg(long = "http-addr")]
+    pub(crate) http_addr: Option<String>,
+    /// The ACL token to send. Defaults to `CONSUL_HTTP_TOKEN`.
+    #[arg(long = "token")]
+    pub(crate) token: Option<String>,
+}
+
+impl ClientArgs {
+    /// The same flags as [`HttpArgs`], the server flags unset.
+    pub(crate) fn http(&self) -> HttpArgs {
+        HttpArgs {
+            http_addr: self.http_addr.clone(),
+            token: self.token.clone(),
+            datacenter: None,
+            stale: false,
+        }
+    }
 }
 
 /// A blocking client of one agent's HTTP API.
@@ -186,6 +214,25 @@ impl Client {
     ) -> Result<(u16, impl std::io::Read), String> {
         let url = self.url("GET", path, query);
         let response = with_token(self.agent.get(&url), self.token.as_deref())
+            .call()
+            .map_err(|error| go_transport_error("GET", &url, &error))?;
+        let status = response.status().as_u16();
+        Ok((status, response.into_body().into_with_config().limit(u64::MAX).reader()))
+    }
+
+    /// A `GET` whose body is read as it arrives, for at most `limit` in all (`debug`'s log and
+    /// metrics streams): reading past it fails with a timeout, which ends the stream.
+    pub(crate) fn get_stream_for(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        limit: std::time::Duration,
+    ) -> Result<(u16, impl std::io::Read), String> {
+        let url = self.url("GET", path, query);
+        let response = with_token(self.agent.get(&url), self.token.as_deref())
+            .config()
+            .timeout_global(Some(limit))
+            .build()
             .call()
             .map_err(|error| go_transport_error("GET", &url, &error))?;
         let status = response.status().as_u16();

@@ -732,17 +732,15 @@ const AUTO_ENCRYPT: &[Key] = &[
 ];
 
 const AUTOPILOT: &[Key] = &[
-    Key::new("cleanup_dead_servers", Kind::Bool, AUTOPILOT_DEFAULTS).or("true"),
+    Key::new("cleanup_dead_servers", Kind::Bool, IMPL).or("true"),
     Key::new("disable_upgrade_migration", Kind::Bool, Status::Enterprise),
-    Key::new("last_contact_threshold", Kind::Duration, AUTOPILOT_DEFAULTS).or("200ms"),
-    Key::new("max_trailing_logs", Kind::Int, AUTOPILOT_DEFAULTS).or("250"),
-    Key::new("min_quorum", Kind::Uint("uint"), AUTOPILOT_DEFAULTS).or("0"),
+    Key::new("last_contact_threshold", Kind::Duration, IMPL).or("200ms"),
+    Key::new("max_trailing_logs", Kind::Int, IMPL).or("250"),
+    Key::new("min_quorum", Kind::Uint("uint"), IMPL).or("0"),
     Key::new("redundancy_zone_tag", Kind::Str, Status::Enterprise),
-    Key::new("server_stabilization_time", Kind::Duration, AUTOPILOT_DEFAULTS).or("10s"),
+    Key::new("server_stabilization_time", Kind::Duration, IMPL).or("10s"),
     Key::new("upgrade_version_tag", Kind::Str, Status::Enterprise),
 ];
-
-const AUTOPILOT_DEFAULTS: Status = Status::NotYet("muster's autopilot runs with Consul's defaults");
 
 const CACHE: &[Key] = &[
     Key::new("entry_fetch_max_burst", Kind::Int, NO_CACHE).or("2"),
@@ -1656,7 +1654,10 @@ impl Build<'_> {
             (Kind::MapOf(&Kind::Duration), Value::Object(map)) => {
                 for (name, text) in map {
                     if let Some(text) = text.as_str() {
-                        self.duration(&format!("{}[{}]", at.consul, go_quote(name)), text);
+                        self.duration(
+                            &format!("{}[{}]", at.consul, muster_core::go_quote::quote(name)),
+                            text,
+                        );
                     }
                 }
             }
@@ -1702,7 +1703,10 @@ impl Build<'_> {
             Ok(duration) => Some(duration),
             Err(DurationError::Negative(_)) => None,
             Err(error) => {
-                self.errors.push(format!("{label}: invalid duration: {}: {error}", go_quote(text)));
+                self.errors.push(format!(
+                    "{label}: invalid duration: {}: {error}",
+                    muster_core::go_quote::quote(text)
+                ));
                 None
             }
         };
@@ -1747,7 +1751,10 @@ fn enterprise_applies(path: &str, value: &Value) -> bool {
 fn enterprise_warning(path: &str) -> String {
     let key =
         if path == "read_replica" { "read_replica (or the deprecated non_voting_server)" } else { path };
-    format!("{} is a Consul Enterprise configuration and will have no effect", go_quote(key))
+    format!(
+        "{} is a Consul Enterprise configuration and will have no effect",
+        muster_core::go_quote::quote(key)
+    )
 }
 
 /// Whether `value` is the key's default as the table writes it (`-1`, `false`, `"5s"`).
@@ -1852,30 +1859,6 @@ fn go_float(float: f64) -> String {
     } else {
         format!("{sign}{whole}.{fraction}")
     }
-}
-
-/// Go's `%q` of a string (`strconv.Quote`).
-fn go_quote(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2797,7 +2780,7 @@ mod tests {
         ] {
             assert_eq!(go_float(float), text, "{float}");
         }
-        assert_eq!(go_quote("a\"b\n\u{1}"), "\"a\\\"b\\n\\x01\"");
+        assert_eq!(muster_core::go_quote::quote("a\"b\n\u{1}"), "\"a\\\"b\\n\\x01\"");
         assert_eq!(go_value(Origin::Json, &json!({"b": [1, "x"], "a": true})), "map[a:true b:[1 x]]");
     }
 

@@ -195,6 +195,8 @@ pub struct FileConfig {
     pub telemetry: Map<String, Value>,
     /// `performance.raft_multiplier`: Raft's timings scaled, 1 (fastest) to 10.
     pub raft_multiplier: Option<u8>,
+    /// The `autopilot` block over Consul's defaults: what the first leader stores.
+    pub autopilot: muster_core::autopilot::Config,
     /// What the table of keys had to say about keys muster accepts but does not act on yet
     /// (and Consul's deprecation warnings), each naming its source: logged once at start.
     pub warnings: Vec<String>,
@@ -432,6 +434,7 @@ fn merge(config: &mut FileConfig, file: &Path, map: Map<String, Value>) -> Resul
             "recursors" | "recursor" => config.recursors.extend(strings(&key, &value)?),
             "dns_config" => merge_dns(&mut config.dns, &value)?,
             "performance" => merge_performance(config, &value)?,
+            "autopilot" => merge_autopilot(&mut config.autopilot, &value)?,
             "addresses" => merge_addresses(config, &value)?,
             "telemetry" => {
                 let Value::Object(fields) = value else { return Err("telemetry: expected an object".into()) };
@@ -534,6 +537,28 @@ fn merge_performance(config: &mut FileConfig, value: &Value) -> Result<(), Strin
                 )
             })?,
         );
+    }
+    Ok(())
+}
+
+fn merge_autopilot(autopilot: &mut muster_core::autopilot::Config, value: &Value) -> Result<(), String> {
+    let Value::Object(map) = value else { return Err("autopilot: expected an object".to_owned()) };
+    for (key, value) in map {
+        let name = format!("autopilot.{key}");
+        let duration = |value: &Value| {
+            muster_core::duration::parse(&string(&name, value)?).map_err(|e| format!("{name}: {e}"))
+        };
+        match key.as_str() {
+            "cleanup_dead_servers" => autopilot.cleanup_dead_servers = boolean(&name, value)?,
+            "last_contact_threshold" => autopilot.last_contact_threshold = duration(value)?,
+            "max_trailing_logs" => autopilot.max_trailing_logs = number(&name, value)?,
+            "min_quorum" => autopilot.min_quorum = number(&name, value)?,
+            "server_stabilization_time" => autopilot.server_stabilization = duration(value)?,
+            "redundancy_zone_tag" => autopilot.redundancy_zone_tag = string(&name, value)?,
+            "disable_upgrade_migration" => autopilot.disable_upgrade_migration = boolean(&name, value)?,
+            "upgrade_version_tag" => autopilot.upgrade_version_tag = string(&name, value)?,
+            _ => {}
+        }
     }
     Ok(())
 }

@@ -160,7 +160,7 @@ pub fn render(template: &str, interfaces: &[IfAddr]) -> Result<String, Error> {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let quoted = go_quote(&self.template, true);
+        let quoted = muster_core::go_quote::quote_ascii(&self.template);
         match self.stage {
             Stage::Parse => write!(f, "unable to parse template {quoted}: {}", self.why),
             Stage::Execute => write!(f, "unable to execute sockaddr input {quoted}: {}", self.why),
@@ -607,12 +607,12 @@ fn parse_go_int(text: &str) -> Result<i64, String> {
         return Err("floating-point numbers are not supported".into());
     }
     if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
-        return Err(format!("illegal number syntax: {}", go_quote(text, false)));
+        return Err(format!("illegal number syntax: {}", muster_core::go_quote::quote(text)));
     }
     let magnitude = u64::from_str_radix(&digits, radix)
-        .map_err(|_| format!("integer overflow: {}", go_quote(text, false)))?;
+        .map_err(|_| format!("integer overflow: {}", muster_core::go_quote::quote(text)))?;
     let value = if neg { 0i64.checked_sub_unsigned(magnitude) } else { i64::try_from(magnitude).ok() };
-    value.ok_or_else(|| format!("integer overflow: {}", go_quote(text, false)))
+    value.ok_or_else(|| format!("integer overflow: {}", muster_core::go_quote::quote(text)))
 }
 
 struct Parser<'a> {
@@ -765,11 +765,14 @@ impl Func {
             "urlquery", "eq", "ge", "gt", "le", "lt", "ne",
         ];
         if CONTROL.contains(&word) {
-            Err(format!("{} is not supported in sockaddr templates", go_quote(word, false)))
+            Err(format!("{} is not supported in sockaddr templates", muster_core::go_quote::quote(word)))
         } else if GO_BUILTINS.contains(&word) {
-            Err(format!("function {} is not supported in sockaddr templates", go_quote(word, false)))
+            Err(format!(
+                "function {} is not supported in sockaddr templates",
+                muster_core::go_quote::quote(word)
+            ))
         } else {
-            Err(format!("function {} not defined", go_quote(word, false)))
+            Err(format!("function {} not defined", muster_core::go_quote::quote(word)))
         }
     }
 
@@ -1058,7 +1061,7 @@ impl<'a> Eval<'a> {
                     let cidr = parse_network(net).ok_or_else(|| {
                         format!(
                             "unable to create an IP address from {}: invalid IPAddr {net}",
-                            go_quote(net, true)
+                            muster_core::go_quote::quote_ascii(net)
                         )
                     })?;
                     list.iter().for_each(|a| split(cidr.contains(a), a));
@@ -1067,7 +1070,7 @@ impl<'a> Eval<'a> {
             "rfc" | "rfcs" => {
                 for number in arg.split('|') {
                     let nets = rfc_networks(number).map_err(|e| {
-                        format!("unable to lookup RFC number {}: {e}", go_quote(number, false))
+                        format!("unable to lookup RFC number {}: {e}", muster_core::go_quote::quote(number))
                     })?;
                     list.iter().for_each(|a| split(in_rfc(nets, a), a));
                 }
@@ -1076,7 +1079,7 @@ impl<'a> Eval<'a> {
                 let size: u64 = arg.parse().map_err(|_| {
                     format!(
                         "invalid exclude size argument ({}): {}",
-                        go_quote(arg, false),
+                        muster_core::go_quote::quote(arg),
                         parse_uint_error(arg)
                     )
                 })?;
@@ -1098,8 +1101,8 @@ impl<'a> Eval<'a> {
                 if let Some(bad) = types.iter().find(|t| !matches!(**t, "ip" | "ipv4" | "ipv6" | "unix")) {
                     return Err(format!(
                         "unsupported type {} {}",
-                        go_quote(bad, false),
-                        go_quote(arg, false)
+                        muster_core::go_quote::quote(bad),
+                        muster_core::go_quote::quote(arg)
                     ));
                 }
                 for a in list {
@@ -1114,7 +1117,7 @@ impl<'a> Eval<'a> {
                     }
                 }
             }
-            _ => return Err(format!("invalid {verb} selector {}", go_quote(selector, false))),
+            _ => return Err(format!("invalid {verb} selector {}", muster_core::go_quote::quote(selector))),
         }
         Ok((matched, rest))
     }
@@ -1138,7 +1141,7 @@ impl<'a> Eval<'a> {
                 "private" => Box::new(cmp_private),
                 "size" => Box::new(cmp_size),
                 "type" => Box::new(cmp_type),
-                _ => return Err(format!("unknown sort type: {}", go_quote(clause, false))),
+                _ => return Err(format!("unknown sort type: {}", muster_core::go_quote::quote(clause))),
             };
             cmps.push(if descending { Box::new(move |p, q| cmp(p, q).reverse()) } else { cmp });
         }
@@ -1187,7 +1190,7 @@ fn compile(what: &str, pattern: &str) -> Result<Regex, String> {
     build(true).or_else(|first| build(false).map_err(|_| first)).map_err(|e| {
         let why =
             e.to_string().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ");
-        format!("unable to compile {what} regexp {}: {why}", go_quote(pattern, true))
+        format!("unable to compile {what} regexp {}: {why}", muster_core::go_quote::quote_ascii(pattern))
     })
 }
 
@@ -1224,7 +1227,12 @@ impl FlagTest {
                 "point-to-point" => (t.check_flags, t.mask) = (true, t.mask | GO_FLAG_POINT_TO_POINT),
                 "unspecified" => t.attrs.push(is_unspecified),
                 "up" => (t.check_flags, t.mask) = (true, t.mask | GO_FLAG_UP),
-                _ => return Err(format!("unknown interface flag: {}", go_quote(name, true))),
+                _ => {
+                    return Err(format!(
+                        "unknown interface flag: {}",
+                        muster_core::go_quote::quote_ascii(name)
+                    ))
+                }
             }
         }
         Ok(t)
@@ -1245,7 +1253,12 @@ fn unique(attr: &str, list: &[IfAddr]) -> Result<Vec<IfAddr>, String> {
         let key = match lower.as_str() {
             "address" => sockaddr_string(a),
             "name" => a.name.clone(),
-            _ => return Err(format!("unsupported unique constraint {}", go_quote(attr, true))),
+            _ => {
+                return Err(format!(
+                    "unsupported unique constraint {}",
+                    muster_core::go_quote::quote_ascii(attr)
+                ))
+            }
         };
         if last.is_empty() || last != key {
             last = key;
@@ -1279,15 +1292,15 @@ fn math(op: &str, value: &str, a: &IfAddr) -> Result<IfAddr, String> {
     let op_lower = op.to_lowercase();
     let parse_signed = |max_bits: u32| -> Result<i64, String> {
         if !value.trim_start().starts_with(['+', '-']) {
-            return Err(format!("sign (+/-) is required for operation {}", go_quote(op, false)));
+            return Err(format!("sign (+/-) is required for operation {}", muster_core::go_quote::quote(op)));
         }
         let parsed: Option<i64> = value.parse().ok();
         let limit = 1i128 << (max_bits - 1);
         parsed.filter(|v| i128::from(*v) >= -limit && i128::from(*v) < limit).ok_or_else(|| {
             format!(
                 "unable to convert {} to int for operation {}: {}",
-                go_quote(value, false),
-                go_quote(op, false),
+                muster_core::go_quote::quote(value),
+                muster_core::go_quote::quote(op),
                 parse_int_error(value)
             )
         })
@@ -1322,8 +1335,8 @@ fn math(op: &str, value: &str, a: &IfAddr) -> Result<IfAddr, String> {
             let n: u32 = value.parse().map_err(|_| {
                 fail(format!(
                     "unable to convert {} to int for operation {}: {}",
-                    go_quote(value, false),
-                    go_quote(op, false),
+                    muster_core::go_quote::quote(value),
+                    muster_core::go_quote::quote(op),
                     parse_uint_error(value)
                 ))
             })?;
@@ -1334,12 +1347,15 @@ fn math(op: &str, value: &str, a: &IfAddr) -> Result<IfAddr, String> {
                 } else {
                     "ipv6 addresses must be between 0 and 64"
                 };
-                return Err(fail(format!("parameter for operation {} on {range}", go_quote(op, false))));
+                return Err(fail(format!(
+                    "parameter for operation {} on {range}",
+                    muster_core::go_quote::quote(op)
+                )));
             }
             let n = n as u8;
             (n.min(a.prefix_len), addr & prefix_mask(n, bits))
         }
-        _ => return Err(fail(format!("unsupported math operation: {}", go_quote(op, false)))),
+        _ => return Err(fail(format!("unsupported math operation: {}", muster_core::go_quote::quote(op)))),
     };
     Ok(IfAddr { addr: from_bits(result.1, bits), prefix_len: result.0, ..a.clone() })
 }
@@ -1381,7 +1397,7 @@ fn attribute(attr: &str, a: &IfAddr) -> Result<String, String> {
         "uint128" if !v4 => addr.to_string(),
         "string" => sockaddr_string(a),
         "type" => if v4 { "IPv4" } else { "IPv6" }.to_string(),
-        _ => return Err(format!("unsupported attribute name {}", go_quote(attr, false))),
+        _ => return Err(format!("unsupported attribute name {}", muster_core::go_quote::quote(attr))),
     })
 }
 
@@ -1422,7 +1438,11 @@ fn in_rfc(nets: &[Cidr], a: &IfAddr) -> bool {
 
 fn rfc_networks(number: &str) -> Result<&'static [Cidr], String> {
     let n: u64 = number.parse().map_err(|_| {
-        format!("unable to parse RFC number {}: {}", go_quote(number, false), parse_uint_error(number))
+        format!(
+            "unable to parse RFC number {}: {}",
+            muster_core::go_quote::quote(number),
+            parse_uint_error(number)
+        )
     })?;
     RFCS.iter()
         .find(|(rfc, _)| u64::from(*rfc) == n)
@@ -1658,32 +1678,6 @@ fn merge_sort(mut items: Vec<IfAddr>, cmp: &dyn Fn(&IfAddr, &IfAddr) -> Ordering
 // ---------------------------------------------------------------------------------------------
 // Go formatting helpers.
 
-/// Go's `%q` (`ascii_only` false) or `%+q` (true) of a string.
-fn go_quote(s: &str, ascii_only: bool) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\x07' => out.push_str("\\a"),
-            '\x08' => out.push_str("\\b"),
-            '\x0c' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\x0b' => out.push_str("\\v"),
-            ' '..='~' => out.push(c),
-            c if !ascii_only && !c.is_control() => out.push(c),
-            c if (c as u32) < 0x80 => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c if (c as u32) < 0x10000 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push_str(&format!("\\U{:08x}", c as u32)),
-        }
-    }
-    out.push('"');
-    out
-}
-
 /// Go's `%#U`-like rendering of a character for lexer errors: `U+0040 '@'`.
 fn go_char(c: char) -> String {
     format!("U+{:04X} '{c}'", c as u32)
@@ -1695,7 +1689,7 @@ fn parse_uint_error(s: &str) -> String {
     } else {
         "invalid syntax"
     };
-    format!("strconv.ParseUint: parsing {}: {kind}", go_quote(s, false))
+    format!("strconv.ParseUint: parsing {}: {kind}", muster_core::go_quote::quote(s))
 }
 
 fn parse_int_error(s: &str) -> String {
@@ -1705,7 +1699,7 @@ fn parse_int_error(s: &str) -> String {
     } else {
         "invalid syntax"
     };
-    format!("strconv.ParseInt: parsing {}: {kind}", go_quote(s, false))
+    format!("strconv.ParseInt: parsing {}: {kind}", muster_core::go_quote::quote(s))
 }
 
 // ---------------------------------------------------------------------------------------------

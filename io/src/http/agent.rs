@@ -18,12 +18,13 @@ use axum::routing::{get, put};
 use axum::Router;
 use muster_core::agent::{LocalError, LocalState, Row};
 use muster_core::deadlines::Deadlines;
-use muster_core::fsm::{Check, CheckDefinition, Health, Service};
+use muster_core::fsm::{Check, Health, Service};
 use muster_core::health::ttl_expired_output;
 use serde_json::{json as value, Map, Value};
 
-use super::body::{decode_failed, Object};
-use super::catalog::{check_json, duration_ns, integer, parse_service, tagged_service_addresses};
+pub use super::body::{check_definition, service_definition};
+use super::body::{file_check_definition, Object, Refusal};
+use super::catalog::{check_json, tagged_service_addresses};
 use super::filter::Filter;
 use super::timers::Clocked;
 use super::{json, Api, HttpError, Query};
@@ -48,7 +49,7 @@ pub async fn run_check_ttl_timers(api: Arc<Api>) {
     reset_timers(&api, &existing);
     loop {
         for id in api.check_ttl.expired().await {
-            tracing::info!(check = %id, "agent: check TTL expired, marking it critical");
+            tracing::warn!(check = %id, "agent: Check missed TTL, is now critical");
             let expire = |state: &mut LocalState| {
                 let output = state.checks().get(&id).map(|c| ttl_expired_output(&c.output));
                 let rows = Some(vec![Row::Check(id.clone())]);
@@ -77,7 +78,32 @@ async fn sync_local(api: &Api) -> Result<(), HttpError> {
     let rows = api.node_rows(&api.node_name).await?;
     let plan = api.local.state().plan(rows.node.as_ref(), &rows.services, &rows.checks);
     for command in plan {
-        api.write(&command).await?;
+        write_logged(api, &command).await?;
+    }
+    Ok(())
+}
+
+/// Writes one sync command and logs it in the words Consul's anti-entropy uses
+/// (`agent: Synced service: service=web`), so operators' greps keep working.
+async fn write_logged(api: &Api, command: &muster_core::fsm::Command) -> Result<(), HttpError> {
+    use muster_core::fsm::Command;
+    api.write(command).await?;
+    match command {
+        Command::Register(register) => match &register.service {
+            Some(service) => tracing::info!(service = %service.id, "agent: Synced service"),
+            None if register.checks.is_empty() => tracing::info!("agent: Synced node info"),
+            None => {
+                for check in &register.checks {
+                    tracing::info!(check = %check.check_id, "agent: Synced check");
+                }
+            }
+        },
+        Command::Deregister(deregister) => match (&deregister.service_id, &deregister.check_id) {
+            (Some(service), _) => tracing::info!(service = %service, "agent: Deregistered service"),
+            (None, Some(check)) => tracing::info!(check = %check, "agent: Deregistered check"),
+            (None, None) => {}
+        },
+        _ => {}
     }
     Ok(())
 }
@@ -172,7 +198,7 @@ async fn push_rows(api: &Api, rows: &[Row]) -> Result<(), HttpError> {
         rows.iter().map(|row| state.push(row)).collect()
     };
     for command in commands {
-        api.write(&command).await?;
+        write_logged(api, &command).await?;
     }
     Ok(())
 }
@@ -341,9 +367,9 @@ async fn agent_self(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Res
             "Server": api.consensus.is_some(),
             "Revision": crate::version::GIT_REVISION,
             "Version": crate::version::CONSUL_COMPATIBLE_VERSION,
-            "BuildDate": "",
+            "BuildDate": super::host::BUILD_DATE,
         },
-        "DebugConfig": {},
+        "DebugConfig": super::runtime::debug_config(&api, &api.config.runtime()),
         "Coord": null,
         // The agent's own LAN member, as `/v1/agent/members` shows it, so a client finds itself
         // there by equality.
@@ -391,50 +417,42 @@ async fn monitor(RawQuery(raw): RawQuery) -> Response {
         .into_response()
 }
 
-/// `Stats` of `/v1/agent/self`, what `muster info` prints: Consul's sections and keys, every
-/// value a string, for what muster has (`../shared/reference/consul-behaviour.md` §4.2).
+/// `Stats` of `/v1/agent/self`, what `muster info` prints: every section and key `consul info`
+/// prints on a Consul 1.20 server (`agent`, `build`, `consul`, `raft`, `runtime`, `serf_lan`,
+/// `serf_wan`) or client (`agent`, `build`, `consul`, `runtime`, `serf_lan`), every value a
+/// string (`../shared/reference/consul-behaviour.md` §4.2). Values muster does not track (serf's
+/// queues and Lamport clocks, memberlist's health score, a follower's last contact) are the ones
+/// an idle, healthy agent shows.
 fn stats(api: &Api) -> Value {
     let local = api.local.state();
     let checks = local.checks();
     let kind = |wanted: &str| checks.values().filter(|c| c.kind == wanted).count().to_string();
     let agent = value!({
-        "checks": checks.len().to_string(),
         "check_monitors": kind("script"),
         "check_ttls": kind("ttl"),
+        "checks": checks.len().to_string(),
         "services": local.services().len().to_string(),
     });
     drop(local);
-    let pool_stats = |pool: super::Pool| {
-        let members = api.members.list(pool);
-        let count = |status: muster_core::swim::Status| members.iter().filter(|m| m.status == status).count();
-        value!({
-            "members": members.len().to_string(),
-            "failed": count(muster_core::swim::Status::Failed).to_string(),
-            "left": count(muster_core::swim::Status::Left).to_string(),
-            "encrypted": api.gossip.encrypted.to_string(),
-        })
-    };
     let mut stats = value!({
         "agent": agent,
         "build": {
             "prerelease": "",
             "revision": crate::version::GIT_REVISION,
             "version": crate::version::CONSUL_COMPATIBLE_VERSION,
+            "version_metadata": "",
         },
-        "runtime": {
-            // Go's names for the architectures, as Consul reports them.
-            "arch": match std::env::consts::ARCH {
-                "x86_64" => "amd64",
-                "aarch64" => "arm64",
-                "x86" => "386",
-                other => other,
-            },
-            "os": std::env::consts::OS,
-            "cpu_count": std::thread::available_parallelism().map_or(1, |n| n.get()).to_string(),
-        },
-        "serf_lan": pool_stats(super::Pool::Lan),
+        "runtime": runtime_stats(),
+        "serf_lan": serf_stats(api, super::Pool::Lan),
     });
-    let Some(consensus) = &api.consensus else { return stats };
+    let Some(consensus) = &api.consensus else {
+        stats["consul"] = value!({
+            "acl": "disabled",
+            "known_servers": api.members.alive_lan_servers().iter().filter(|s| s.datacenter == api.datacenter).count().to_string(),
+            "server": "false",
+        });
+        return stats;
+    };
     let status = consensus.raft.status();
     let membership = consensus.raft.membership();
     let servers = api.servers();
@@ -452,30 +470,112 @@ fn stats(api: &Api) -> Value {
             format!("{{Suffrage:{suffrage} ID:{node_id} Address:{addr}}}")
         })
         .collect();
+    let leads = status.role == muster_core::raft::Role::Leader;
     let state = match status.role {
         muster_core::raft::Role::Leader => "Leader",
         muster_core::raft::Role::Follower => "Follower",
         muster_core::raft::Role::PreCandidate | muster_core::raft::Role::Candidate => "Candidate",
     };
+    // hashicorp/raft counts the other voters, and none when this server is not one of them.
+    let num_peers =
+        if membership.voters.contains(&consensus.raft_id) { membership.voters.len() - 1 } else { 0 };
+    let datacenters: std::collections::BTreeSet<String> = api
+        .members
+        .list(super::Pool::Wan)
+        .into_iter()
+        .filter_map(|member| member.tags.get("dc").cloned())
+        .chain(std::iter::once(api.datacenter.clone()))
+        .collect();
     stats["consul"] = value!({
-        "server": "true",
-        "leader": (status.role == muster_core::raft::Role::Leader).to_string(),
-        "leader_addr": leader_addr,
-        "known_datacenters": "1",
         "acl": "disabled",
+        "bootstrap": api.config.runtime().bootstrap.to_string(),
+        "known_datacenters": datacenters.len().to_string(),
+        "leader": leads.to_string(),
+        "leader_addr": leader_addr,
+        "server": "true",
     });
+    // The leader's log ends at its commit index once its term's first entry is committed; a
+    // follower's log may run past its commit index by what it has not heard committed yet.
+    let last_log_index = status.commit.max(status.applied);
     stats["raft"] = value!({
         "applied_index": status.applied.to_string(),
         "commit_index": status.commit.to_string(),
+        "fsm_pending": "0",
+        // hashicorp/raft's words: "0" on the leader, "never", or how long ago.
+        "last_contact": match consensus.raft.last_leader_contact() {
+            _ if leads => "0".to_owned(),
+            None => "never".to_owned(),
+            Some(ago) => muster_core::duration::format(ago),
+        },
+        "last_log_index": last_log_index.to_string(),
+        "last_log_term": status.term.to_string(),
         "last_snapshot_index": status.snapshot_index.to_string(),
-        "term": status.term.to_string(),
-        "state": state,
-        "num_peers": membership.voters.len().saturating_sub(1).to_string(),
+        "last_snapshot_term": "0",
         "latest_configuration": format!("[{}]", configuration.join(" ")),
+        "latest_configuration_index": "0",
+        "num_peers": num_peers.to_string(),
         "protocol_version": "3",
+        "protocol_version_max": "3",
+        "protocol_version_min": "0",
+        "snapshot_version_max": "1",
+        "snapshot_version_min": "0",
+        "state": state,
+        "term": status.term.to_string(),
     });
-    stats["serf_wan"] = pool_stats(super::Pool::Wan);
+    if api.gossip.pools.iter().any(|(pool, _, _)| *pool == super::Pool::Wan)
+        || !api.members.list(super::Pool::Wan).is_empty()
+    {
+        stats["serf_wan"] = serf_stats(api, super::Pool::Wan);
+    }
     stats
+}
+
+/// serf's `Stats()` for a pool.
+fn serf_stats(api: &Api, pool: super::Pool) -> Value {
+    let members = api.members.list(pool);
+    let count = |status: muster_core::swim::Status| members.iter().filter(|m| m.status == status).count();
+    // serf's event clock stands one past the newest event it witnessed (user events travel
+    // on the LAN pool only).
+    let event_time = match pool {
+        super::Pool::Lan => api.gossip.events_after(None).iter().map(|e| e.ltime + 1).max().unwrap_or(1),
+        super::Pool::Wan => 1,
+    };
+    value!({
+        "coordinate_resets": "0",
+        "encrypted": api.gossip.encrypted.to_string(),
+        "event_queue": "0",
+        "event_time": event_time.to_string(),
+        "failed": count(muster_core::swim::Status::Failed).to_string(),
+        "health_score": "0",
+        "intent_queue": "0",
+        "left": count(muster_core::swim::Status::Left).to_string(),
+        "member_time": "1",
+        "members": members.len().to_string(),
+        "query_queue": "0",
+        "query_time": "1",
+    })
+}
+
+/// Consul's `runtimeStats()`, for this process: Go's names for the architecture, the tasks alive
+/// on the runtime (Go's goroutines) and its worker threads (`GOMAXPROCS`). There is no Go
+/// runtime, so `version` is empty.
+fn runtime_stats() -> Value {
+    let (tasks, workers) = tokio::runtime::Handle::try_current()
+        .map_or((0, 1), |handle| (handle.metrics().num_alive_tasks(), handle.metrics().num_workers()));
+    value!({
+        // Go's names for the architectures, as Consul reports them.
+        "arch": match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            "x86" => "386",
+            other => other,
+        },
+        "cpu_count": std::thread::available_parallelism().map_or(1, |n| n.get()).to_string(),
+        "goroutines": tasks.to_string(),
+        "max_procs": workers.to_string(),
+        "os": std::env::consts::OS,
+        "version": "",
+    })
 }
 
 /// Consul's `AgentService`.
@@ -692,104 +792,6 @@ fn filtered(query: &Query, answer: Value) -> Response {
     }
 }
 
-/// A check definition as the agent API takes one (Consul's `CheckType`). Script checks are
-/// refused unless `scripts` allows them (`enable_script_checks`, or for configuration files
-/// also `enable_local_script_checks`).
-fn parse_agent_check(object: &Object, scripts: bool) -> Result<Check, HttpError> {
-    let mut args = object.strings("Args")?;
-    if args.is_empty() {
-        args = object.strings("ScriptArgs")?;
-    }
-    let shell = object.string("Script")?;
-    if args.is_empty() && !shell.is_empty() {
-        // The legacy form: one command line, run by the shell.
-        args = vec!["/bin/sh".to_owned(), "-c".to_owned(), shell];
-    }
-    if !args.is_empty() && !scripts {
-        return Err(HttpError::bad_request(
-            "Scripts are disabled on this agent; to enable, configure 'enable_script_checks' or \
-             'enable_local_script_checks' to true",
-        ));
-    }
-    let duration = |name: &str| duration_ns(object, name);
-    let threshold = |name: &str| integer::<u32>(object, name).map(Option::unwrap_or_default);
-    let failures_before_critical = threshold("FailuresBeforeCritical")?;
-    let definition = CheckDefinition {
-        args,
-        success_before_passing: threshold("SuccessBeforePassing")?,
-        failures_before_critical,
-        // Consul: unset, it is the same as FailuresBeforeCritical.
-        failures_before_warning: integer::<u32>(object, "FailuresBeforeWarning")?
-            .unwrap_or(failures_before_critical),
-        http: object.string("HTTP")?,
-        method: object.string("Method")?,
-        header: super::catalog::header_map(object, "Header")?,
-        body: object.string("Body")?,
-        disable_redirects: super::catalog::boolean(object, "DisableRedirects")?,
-        tls_server_name: object.string("TLSServerName")?,
-        tls_skip_verify: super::catalog::boolean(object, "TLSSkipVerify")?,
-        tcp: object.string("TCP")?,
-        tcp_use_tls: super::catalog::boolean(object, "TCPUseTLS")?,
-        udp: object.string("UDP")?,
-        grpc: object.string("GRPC")?,
-        grpc_use_tls: super::catalog::boolean(object, "GRPCUseTLS")?,
-        h2ping: object.string("H2PING")?,
-        // Consul: unset, an H2PING check uses TLS.
-        h2ping_use_tls: !object.has("H2PingUseTLS") || super::catalog::boolean(object, "H2PingUseTLS")?,
-        alias_node: object.string("AliasNode")?,
-        alias_service: object.string("AliasService")?,
-        interval_ns: duration("Interval")?,
-        timeout_ns: duration("Timeout")?,
-        ttl_ns: duration("TTL")?,
-        deregister_critical_service_after_ns: duration("DeregisterCriticalServiceAfter")?,
-    };
-    let kind = if definition.ttl_ns > 0 {
-        "ttl"
-    } else if !definition.args.is_empty() {
-        "script"
-    } else if !definition.http.is_empty() {
-        "http"
-    } else if !definition.tcp.is_empty() {
-        "tcp"
-    } else if !definition.udp.is_empty() {
-        "udp"
-    } else if !definition.grpc.is_empty() {
-        "grpc"
-    } else if !definition.h2ping.is_empty() {
-        "h2ping"
-    } else if !definition.alias_service.is_empty() || !definition.alias_node.is_empty() {
-        "alias"
-    } else {
-        return Err(HttpError::bad_request(
-            "Invalid check: TTL or Script/HTTP/TCP/UDP/GRPC/H2PING/alias must be set",
-        ));
-    };
-    if !matches!(kind, "ttl" | "alias") && definition.interval_ns == 0 {
-        return Err(HttpError::bad_request(
-            "Interval must be > 0 for Script, HTTP, H2PING, TCP, UDP or GRPC checks",
-        ));
-    }
-    let status = match object.string("Status")?.as_str() {
-        "" => Health::Critical,
-        text => Health::parse(text)
-            .ok_or_else(|| HttpError::bad_request(format!("Invalid check status: '{text}'")))?,
-    };
-    let id = match object.string("CheckID")? {
-        id if id.is_empty() => object.string("ID")?,
-        id => id,
-    };
-    Ok(Check {
-        check_id: id,
-        name: object.string("Name")?,
-        status,
-        notes: object.string("Notes")?,
-        service_id: object.string("ServiceID")?,
-        kind: kind.to_owned(),
-        definition,
-        ..Check::default()
-    })
-}
-
 /// The configuration files the agent reads, and which of its services and checks came from
 /// them (a reload replaces those and leaves the ones registered over HTTP alone).
 #[derive(Debug, Default)]
@@ -797,6 +799,8 @@ pub struct ConfigFiles {
     /// `-config-file` and `-config-dir`, in order.
     pub sources: crate::config::Sources,
     owned: std::sync::Mutex<Owned>,
+    /// The settings the agent started with, for `DebugConfig` in `/v1/agent/self`.
+    runtime: std::sync::Mutex<super::RuntimeConfig>,
 }
 
 #[derive(Debug, Default)]
@@ -808,7 +812,17 @@ struct Owned {
 impl ConfigFiles {
     /// The agent's configuration sources.
     pub fn new(sources: crate::config::Sources) -> ConfigFiles {
-        ConfigFiles { sources, owned: std::sync::Mutex::default() }
+        ConfigFiles { sources, ..ConfigFiles::default() }
+    }
+
+    /// Records the settings the agent started with (shown as `DebugConfig`).
+    pub fn set_runtime(&self, runtime: super::RuntimeConfig) {
+        *self.runtime.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = runtime;
+    }
+
+    /// The settings the agent started with.
+    pub fn runtime(&self) -> super::RuntimeConfig {
+        self.runtime.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 }
 
@@ -818,7 +832,7 @@ pub type Definitions = (Vec<(Service, Vec<Check>)>, Vec<Check>);
 /// Decodes the service and check definitions of a configuration; the first bad one is the
 /// error, naming its file.
 pub fn definitions(config: &crate::config::FileConfig, scripts: bool) -> Result<Definitions, String> {
-    let named = |file: &std::path::Path, error: HttpError| {
+    let named = |file: &std::path::Path, error: Refusal| {
         format!("failed to parse {}: {}", file.display(), error.reason)
     };
     let mut services = Vec::new();
@@ -911,87 +925,6 @@ async fn reload_endpoint(State(api): State<Arc<Api>>) -> Response {
     }
 }
 
-/// A service definition as the agent takes one, from `/v1/agent/service/register` or a
-/// configuration file: the service and its own checks, with Consul's defaults (ID from the
-/// name; checks `service:<id>` or `service:<id>:<n>`, named `Service '<name>' check`).
-pub fn service_definition(object: &Object, scripts: bool) -> Result<(Service, Vec<Check>), HttpError> {
-    let name = object.string("Name")?;
-    if name.is_empty() {
-        return Err(HttpError::bad_request("Missing service name"));
-    }
-    // The agent API names the service `Name`; the catalog's shape calls it `Service`.
-    let mut service = parse_service(object)?;
-    service.service = name.clone();
-    if service.id.is_empty() {
-        service.id = name.clone();
-    }
-    if let Some(weights) = object.get("Weights") {
-        let weights = Object::from_value(weights, "Weights")?;
-        if integer::<u32>(&weights, "Passing")?.unwrap_or(1) == 0 {
-            return Err(HttpError::bad_request("Passing must be greater than 0"));
-        }
-    }
-    let mut definitions = Vec::new();
-    if let Some(check) = object.get("Check") {
-        definitions.push(Object::from_value(check, "Check")?);
-    }
-    match object.get("Checks") {
-        None => {}
-        Some(Value::Array(items)) => {
-            for item in items {
-                definitions.push(Object::from_value(item, "Checks")?);
-            }
-        }
-        Some(_) => return Err(decode_failed("Checks: expected a list")),
-    }
-    let several = definitions.len() > 1;
-    let mut checks = Vec::new();
-    for (n, definition) in definitions.iter().enumerate() {
-        let mut check = parse_agent_check(definition, scripts)?;
-        // Consul's generated IDs and name for a service's own checks.
-        if check.check_id.is_empty() {
-            check.check_id = if several {
-                format!("service:{}:{}", service.id, n + 1)
-            } else {
-                format!("service:{}", service.id)
-            };
-        }
-        if check.name.is_empty() {
-            check.name = format!("Service '{name}' check");
-        }
-        check.service_id = service.id.clone();
-        checks.push(check);
-    }
-    Ok((service, checks))
-}
-
-/// A check definition as the agent takes one, from `/v1/agent/check/register` or a
-/// configuration file (ID from the name).
-pub fn check_definition(object: &Object, scripts: bool) -> Result<Check, HttpError> {
-    let mut check = parse_agent_check(object, scripts)?;
-    if check.name.is_empty() {
-        return Err(HttpError::bad_request("Missing check name"));
-    }
-    if check.check_id.is_empty() {
-        check.check_id = check.name.clone();
-    }
-    Ok(check)
-}
-
-/// A check definition from a configuration file: as [`check_definition`], except that a name
-/// is not required where an ID is given (Consul asks for a name only over HTTP; its own
-/// documentation defines `{"check": {"id": "web-alias", "alias_service": "web"}}`).
-fn file_check_definition(object: &Object, scripts: bool) -> Result<Check, HttpError> {
-    let check = parse_agent_check(object, scripts)?;
-    if check.name.is_empty() && check.check_id.is_empty() {
-        return Err(HttpError::bad_request("Missing check name"));
-    }
-    if check.check_id.is_empty() {
-        return Ok(Check { check_id: check.name.clone(), ..check });
-    }
-    Ok(check)
-}
-
 async fn register_service(State(api): State<Arc<Api>>, body: Bytes) -> Response {
     let result = async {
         let (service, checks) = service_definition(&Object::parse(&body)?, api.script_checks.from_api)?;
@@ -1022,6 +955,13 @@ fn forget_timers(api: &Api, checks: &[String]) {
 
 /// Removes a service and its checks; an unknown ID is a no-op, as in Consul.
 async fn deregister_service(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Response {
+    // Consul 1.20 answers a service the agent does not have with 404 (its
+    // `vetServiceUpdateWithAuthorizer`); clients look for "Unknown service".
+    if !api.local.state().services().contains_key(&id) {
+        let reason =
+            format!("Unknown service ID {id:?}. Ensure that the service ID is passed, not the service name.");
+        return HttpError { status: StatusCode::NOT_FOUND, reason }.into_response();
+    }
     match remove_service(&api, &id).await {
         Ok(()) => StatusCode::OK.into_response(),
         Err(error) => error.into_response(),

@@ -19,7 +19,7 @@ use muster_core::fsm::{
 use serde::Serialize;
 use serde_json::{json as value, Map, Value};
 
-use super::body::{decode_failed, Object};
+use super::body::{boolean, decode_failed, parse_check, parse_service, string_map, Object};
 use super::filter::Filter;
 use super::{json, Api, HttpError, Query};
 
@@ -222,155 +222,6 @@ pub(super) fn check_json(check: &Check) -> Value {
 
 // --- request bodies -----------------------------------------------------------------------------
 
-pub(super) fn string_map(object: &Object, name: &str) -> Result<BTreeMap<String, String>, HttpError> {
-    match object.get(name) {
-        None => Ok(BTreeMap::new()),
-        Some(Value::Object(map)) => map
-            .iter()
-            .map(|(key, value)| match value {
-                Value::String(text) => Ok((key.clone(), text.clone())),
-                _ => Err(decode_failed(format!("{name}.{key}: expected a string"))),
-            })
-            .collect(),
-        Some(_) => Err(decode_failed(format!("{name}: expected an object"))),
-    }
-}
-
-/// An HTTP check's `Header`: each name with its list of values.
-pub(super) fn header_map(object: &Object, what: &str) -> Result<BTreeMap<String, Vec<String>>, HttpError> {
-    match object.get("Header") {
-        None => Ok(BTreeMap::new()),
-        Some(value) => {
-            serde_json::from_value(value.clone()).map_err(|e| decode_failed(format!("{what}: {e}")))
-        }
-    }
-}
-
-pub(super) fn boolean(object: &Object, name: &str) -> Result<bool, HttpError> {
-    match object.get(name) {
-        None => Ok(false),
-        Some(Value::Bool(set)) => Ok(*set),
-        Some(_) => Err(decode_failed(format!("{name}: expected a boolean"))),
-    }
-}
-
-pub(super) fn integer<T: TryFrom<u64>>(object: &Object, name: &str) -> Result<Option<T>, HttpError> {
-    match object.get(name) {
-        None => Ok(None),
-        Some(Value::Number(number)) => number
-            .as_u64()
-            .and_then(|n| T::try_from(n).ok())
-            .map(Some)
-            .ok_or_else(|| decode_failed(format!("{name}: {number} is out of range"))),
-        Some(_) => Err(decode_failed(format!("{name}: expected a number"))),
-    }
-}
-
-pub(super) fn duration_ns(object: &Object, name: &str) -> Result<u64, HttpError> {
-    match object.get(name) {
-        None => Ok(0),
-        Some(v) => super::body::duration(v)
-            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-            .map_err(|reason| decode_failed(format!("{name}: {reason}"))),
-    }
-}
-
-/// A `Service` object of a registration.
-pub(super) fn parse_service(object: &Object) -> Result<Service, HttpError> {
-    let tagged_addresses = match object.get("TaggedAddresses") {
-        None => BTreeMap::new(),
-        Some(Value::Object(map)) => map
-            .iter()
-            .map(|(name, value)| {
-                let address = Object::from_value(value, "TaggedAddresses")?;
-                let entry = muster_core::fsm::catalog::ServiceAddress {
-                    address: address.string("Address")?,
-                    port: integer(&address, "Port")?.unwrap_or(0),
-                };
-                Ok((name.clone(), entry))
-            })
-            .collect::<Result<_, HttpError>>()?,
-        Some(_) => return Err(decode_failed("TaggedAddresses: expected an object")),
-    };
-    let weights = match object.get("Weights") {
-        None => Weights::default(),
-        Some(value) => {
-            let weights = Object::from_value(value, "Weights")?;
-            Weights {
-                passing: integer(&weights, "Passing")?.unwrap_or(1),
-                warning: integer(&weights, "Warning")?.unwrap_or(1),
-            }
-        }
-    };
-    Ok(Service {
-        kind: object.string("Kind")?,
-        id: object.string("ID")?,
-        service: object.string("Service")?,
-        tags: object.strings("Tags")?,
-        address: object.string("Address")?,
-        tagged_addresses,
-        meta: string_map(object, "Meta")?,
-        port: integer(object, "Port")?.unwrap_or(0),
-        socket_path: object.string("SocketPath")?,
-        weights,
-        enable_tag_override: boolean(object, "EnableTagOverride")?,
-        ..Service::default()
-    })
-}
-
-/// A `Check` object of a registration: its status must be one of Consul's three (critical
-/// when absent).
-pub(super) fn parse_check(object: &Object) -> Result<Check, HttpError> {
-    let status = match object.string("Status")?.as_str() {
-        "" => Health::Critical,
-        text => Health::parse(text)
-            .ok_or_else(|| HttpError::bad_request(format!("Invalid check status: '{text}'")))?,
-    };
-    let definition = match object.get("Definition") {
-        None => CheckDefinition::default(),
-        Some(value) => {
-            let d = Object::from_value(value, "Definition")?;
-            let header = header_map(&d, "Definition.Header")?;
-            CheckDefinition {
-                http: d.string("HTTP")?,
-                method: d.string("Method")?,
-                header,
-                body: d.string("Body")?,
-                disable_redirects: boolean(&d, "DisableRedirects")?,
-                tls_server_name: d.string("TLSServerName")?,
-                tls_skip_verify: boolean(&d, "TLSSkipVerify")?,
-                tcp: d.string("TCP")?,
-                tcp_use_tls: boolean(&d, "TCPUseTLS")?,
-                udp: d.string("UDP")?,
-                grpc: d.string("GRPC")?,
-                grpc_use_tls: boolean(&d, "GRPCUseTLS")?,
-                h2ping: d.string("H2PING")?,
-                h2ping_use_tls: boolean(&d, "H2PingUseTLS")?,
-                alias_node: d.string("AliasNode")?,
-                alias_service: d.string("AliasService")?,
-                interval_ns: duration_ns(&d, "Interval")?,
-                timeout_ns: duration_ns(&d, "Timeout")?,
-                ttl_ns: duration_ns(&d, "TTL")?,
-                deregister_critical_service_after_ns: duration_ns(&d, "DeregisterCriticalServiceAfter")?,
-                // The catalog keeps what the agent runs; it never runs a check itself.
-                ..CheckDefinition::default()
-            }
-        }
-    };
-    Ok(Check {
-        node: object.string("Node")?,
-        check_id: object.string("CheckID")?,
-        name: object.string("Name")?,
-        status,
-        notes: object.string("Notes")?,
-        output: object.string("Output")?,
-        service_id: object.string("ServiceID")?,
-        kind: object.string("Type")?,
-        definition,
-        ..Check::default()
-    })
-}
-
 fn parse_register(body: &[u8]) -> Result<Register, HttpError> {
     let object = Object::parse(body)?;
     let node = Node {
@@ -448,10 +299,22 @@ async fn datacenters(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Re
     json(&query, &[&api.datacenter]).into_response()
 }
 
-/// A blocking catalog read answered as JSON.
+/// A blocking catalog read answered as JSON, `?filter` applied to the whole answer (a list).
 async fn answer(
     api: Arc<Api>,
     raw: Option<String>,
+    targets: impl Fn() -> Vec<WatchTarget>,
+    read: impl Fn(&Fsm, &Query) -> (Index, Value),
+) -> Response {
+    answer_filtered_at(api, raw, None, targets, read).await
+}
+
+/// The same, `?filter` applied to the answer's `field` when given (a node's `Services`, which
+/// is what Consul filters there), else to the whole answer.
+async fn answer_filtered_at(
+    api: Arc<Api>,
+    raw: Option<String>,
+    field: Option<&str>,
     targets: impl Fn() -> Vec<WatchTarget>,
     read: impl Fn(&Fsm, &Query) -> (Index, Value),
 ) -> Response {
@@ -462,14 +325,19 @@ async fn answer(
         Ok(prepared) => prepared,
         Err(error) => return error.into_response(),
     };
-    let (index, body) = api.read(options, targets, |fsm| read(fsm, &query)).await;
-    let body = match filter {
-        None => body,
-        Some(filter) => match filter.apply_to(body) {
-            Ok(body) => body,
-            Err(error) => return error.into_response(),
-        },
-    };
+    let (index, mut body) = api.read(options, targets, |fsm| read(fsm, &query)).await;
+    if let Some(filter) = filter {
+        let filtered = match field {
+            None => filter.apply_to(std::mem::take(&mut body)).map(|filtered| body = filtered),
+            Some(field) => match body.get_mut(field) {
+                Some(part) => filter.apply_to(std::mem::take(part)).map(|filtered| *part = filtered),
+                None => Ok(()),
+            },
+        };
+        if let Err(error) = filtered {
+            return error.into_response();
+        }
+    }
     (api.meta_headers(index), json(&query, &body)).into_response()
 }
 
@@ -495,19 +363,63 @@ async fn nodes(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response
     .await
 }
 
+/// `GET /v1/catalog/services`: each service name with its instances' tags. With `?filter` or
+/// `?node-meta`, Consul (`Catalog.ListServices`) first selects among the instances, as its
+/// state store keeps them (`ServiceNode`s naming their node and nothing else of it), and then
+/// groups what is left by name; so does this.
 async fn services(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response {
-    answer(
-        api,
-        raw,
-        || vec![WatchTarget::Table(Table::Services)],
-        |fsm, _| {
-            let (index, names) = fsm.catalog().services();
-            let map: Map<String, Value> =
-                names.into_iter().map(|(name, tags)| (name.to_owned(), value!(tags))).collect();
-            (index, Value::Object(map))
-        },
-    )
-    .await
+    let query = Query::parse(raw.as_deref());
+    let prepared =
+        async { Ok::<_, HttpError>((Filter::from_query(&query)?, api.prepare_read(&query).await?)) };
+    let (filter, options) = match prepared.await {
+        Ok(prepared) => prepared,
+        Err(error) => return error.into_response(),
+    };
+    let selecting = filter.is_some() || query.has("node-meta");
+    let (index, body) = api
+        .read(
+            options,
+            || vec![WatchTarget::Table(Table::Services)],
+            |fsm| {
+                let catalog = fsm.catalog();
+                let (index, names) = catalog.services();
+                if !selecting {
+                    let map: Map<String, Value> =
+                        names.into_iter().map(|(name, tags)| (name.to_owned(), value!(tags))).collect();
+                    return (index, Ok(Value::Object(map)));
+                }
+                let instances: Vec<Value> = names
+                    .keys()
+                    .flat_map(|name| catalog.service_nodes(name, &[]).1)
+                    .filter(|(node, _)| node_meta_matches(&query, node))
+                    .map(|(node, service)| {
+                        let stored = Node { node: node.node.clone(), ..Node::default() };
+                        service_node_json(&stored, service)
+                    })
+                    .collect();
+                let kept = match &filter {
+                    Some(filter) => filter.apply(instances).map_err(HttpError::bad_request),
+                    None => Ok(instances),
+                };
+                (index, kept.map(services_tags_by_name))
+            },
+        )
+        .await;
+    match body {
+        Ok(body) => (api.meta_headers(index), json(&query, &body)).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+/// Consul's `servicesTagsByName`: each name among `instances` with the union of their tags.
+fn services_tags_by_name(instances: Vec<Value>) -> Value {
+    let mut names: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for instance in instances {
+        let name = instance["ServiceName"].as_str().unwrap_or_default().to_owned();
+        let tags = instance["ServiceTags"].as_array().into_iter().flatten().filter_map(Value::as_str);
+        names.entry(name).or_default().extend(tags.map(str::to_owned));
+    }
+    Value::Object(names.into_iter().map(|(name, tags)| (name, value!(tags))).collect())
 }
 
 async fn service_nodes(
@@ -562,9 +474,11 @@ async fn node_services(
     shape: fn(&[&Service]) -> Value,
 ) -> Response {
     let target = WatchTarget::Node(node.clone());
-    answer(
+    // Consul filters the node's services, not the answer around them.
+    answer_filtered_at(
         api,
         raw,
+        Some("Services"),
         move || vec![target.clone()],
         move |fsm, _| {
             let (index, found) = fsm.catalog().node_services(&node);

@@ -29,11 +29,18 @@ pub struct Filter {
     root: Expr,
 }
 
+/// An expression tree. `or` and `and` chains are lists, not nested pairs, so that only
+/// parentheses and `not` deepen the tree, and they are bounded by [`NESTING_MAX`]: parsing,
+/// evaluating and dropping it recurse no deeper than that, whatever the text.
 #[derive(Debug, Clone)]
 enum Expr {
-    Or(Box<Expr>, Box<Expr>),
-    And(Box<Expr>, Box<Expr>),
+    /// Holds if any term does (at least two).
+    Or(Vec<Expr>),
+    /// Holds if every term does (at least two).
+    And(Vec<Expr>),
+    /// Holds if the inner expression does not.
     Not(Box<Expr>),
+    /// A selector's values put to a test.
     Match { selector: Vec<String>, test: Test, negated: bool },
 }
 
@@ -156,6 +163,8 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
 struct Parser {
     tokens: Vec<Token>,
     at: usize,
+    /// How many `not`s and parentheses enclose the current position.
+    depth: usize,
 }
 
 impl Parser {
@@ -174,37 +183,49 @@ impl Parser {
     }
 
     fn or(&mut self) -> Result<Expr, String> {
-        let mut left = self.and()?;
+        let mut terms = vec![self.and()?];
         while self.keyword("or") {
             self.at += 1;
-            left = Expr::Or(Box::new(left), Box::new(self.and()?));
+            terms.push(self.and()?);
         }
-        Ok(left)
+        Ok(if terms.len() == 1 { terms.pop().expect("one term") } else { Expr::Or(terms) })
     }
 
     fn and(&mut self) -> Result<Expr, String> {
-        let mut left = self.unary()?;
+        let mut terms = vec![self.unary()?];
         while self.keyword("and") {
             self.at += 1;
-            left = Expr::And(Box::new(left), Box::new(self.unary()?));
+            terms.push(self.unary()?);
         }
-        Ok(left)
+        Ok(if terms.len() == 1 { terms.pop().expect("one term") } else { Expr::And(terms) })
     }
 
     fn unary(&mut self) -> Result<Expr, String> {
+        if !self.keyword("not") && self.peek() != Some(&Token::Open) {
+            return self.matcher();
+        }
+        // Each level recurses: bound them, or a long enough `((((…` overflows the stack.
+        if self.depth == NESTING_MAX {
+            return Err(format!("expression nested deeper than {NESTING_MAX} levels"));
+        }
+        self.depth += 1;
+        let nested = self.unary_nested();
+        self.depth -= 1;
+        nested
+    }
+
+    /// `not X` or `(X)`, one level deeper.
+    fn unary_nested(&mut self) -> Result<Expr, String> {
         if self.keyword("not") {
             self.at += 1;
             return Ok(Expr::Not(Box::new(self.unary()?)));
         }
-        if self.peek() == Some(&Token::Open) {
-            self.at += 1;
-            let inner = self.or()?;
-            if self.next() != Some(Token::Close) {
-                return Err("expected ')'".into());
-            }
-            return Ok(inner);
+        assert_eq!(self.next(), Some(Token::Open), "unary_nested starts at 'not' or '('");
+        let inner = self.or()?;
+        if self.next() != Some(Token::Close) {
+            return Err("expected ')'".into());
         }
-        self.matcher()
+        Ok(inner)
     }
 
     fn matcher(&mut self) -> Result<Expr, String> {
@@ -306,7 +327,7 @@ impl Filter {
     /// Parses an expression.
     pub fn parse(text: &str) -> Result<Filter, String> {
         let tokens = tokenize(text).map_err(error)?;
-        let mut parser = Parser { tokens, at: 0 };
+        let mut parser = Parser { tokens, at: 0, depth: 0 };
         let root = parser.or().map_err(error)?;
         if parser.at < parser.tokens.len() {
             return Err(error(format!("unexpected {:?}", parser.tokens[parser.at])));
@@ -348,9 +369,8 @@ impl Filter {
 impl Expr {
     fn check_selectors(&self, sample: &Value) -> Result<(), String> {
         match self {
-            Expr::Or(a, b) | Expr::And(a, b) => {
-                a.check_selectors(sample)?;
-                b.check_selectors(sample)
+            Expr::Or(terms) | Expr::And(terms) => {
+                terms.iter().try_for_each(|term| term.check_selectors(sample))
             }
             Expr::Not(inner) => inner.check_selectors(sample),
             Expr::Match { selector, .. } => match sample {
@@ -364,8 +384,8 @@ impl Expr {
 
     fn holds(&self, item: &Value) -> bool {
         match self {
-            Expr::Or(a, b) => a.holds(item) || b.holds(item),
-            Expr::And(a, b) => a.holds(item) && b.holds(item),
+            Expr::Or(terms) => terms.iter().any(|term| term.holds(item)),
+            Expr::And(terms) => terms.iter().all(|term| term.holds(item)),
             Expr::Not(inner) => !inner.holds(item),
             Expr::Match { selector, test, negated } => {
                 let mut values = Vec::new();
@@ -440,6 +460,11 @@ fn contains(value: &Value, literal: &Literal) -> bool {
     }
 }
 
+/// How deeply `not`s and parentheses may nest. Filters written by hand nest a few levels; the
+/// bound keeps the parser's recursion (a few stack frames a level) far from the 2 MiB stack of
+/// the runtime's worker threads.
+const NESTING_MAX: usize = 64;
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -498,5 +523,24 @@ mod tests {
             filter.apply(instances()).unwrap_err(),
             "Failed to create boolean expression evaluator: Selector \"Servcie.Port\" is not valid"
         );
+    }
+
+    /// Found by fuzz_targets/filter.rs: `?filter=((((…` a hundred thousand levels deep, or a
+    /// chain of a hundred thousand `and`s, overflowed the stack (parsing, evaluating and
+    /// dropping the tree all recursed once a level) and took the agent down.
+    #[test]
+    fn deep_nesting_is_refused_and_long_chains_do_not_recurse() {
+        let deep = format!("{}Node.Node == \"a\"{}", "(".repeat(100_000), ")".repeat(100_000));
+        assert_eq!(
+            Filter::parse(&deep).unwrap_err(),
+            "Failed to create boolean expression evaluator: expression nested deeper than 64 levels"
+        );
+        assert!(Filter::parse(&format!("{}Node.Node == \"a\"", "not ".repeat(100_000))).is_err());
+        let nested = format!("{}Node.Node == \"a\"{}", "(".repeat(64), ")".repeat(64));
+        assert_eq!(nodes(&nested), ["a"], "64 levels are allowed");
+        let chain = vec![r#"Node.Node != "c""#; 100_000].join(" and ");
+        assert_eq!(nodes(&chain), ["a", "b"]);
+        let chain = vec![r#"Node.Node == "c""#; 100_000].join(" or ");
+        assert!(nodes(&chain).is_empty());
     }
 }

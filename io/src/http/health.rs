@@ -195,8 +195,11 @@ pub(super) async fn record(api: &Api, id: String, status: Health, output: String
         Some((was, previous))
             if was != status || (api.checks.update_interval.is_zero() && previous != output) =>
         {
-            if was != status {
-                tracing::info!(check = %id, status = status.as_str(), "agent: check status changed");
+            // Consul's words for a status change (its checks' `StatusHandler`).
+            match status {
+                _ if was == status => {}
+                Health::Critical => tracing::warn!(check = %id, "agent: Check is now critical"),
+                _ => tracing::debug!(check = %id, status = status.as_str(), "agent: Check status updated"),
             }
             let row = muster_core::agent::Row::Check(id.clone());
             let update = |state: &mut muster_core::agent::LocalState| {

@@ -3,6 +3,12 @@
 //! in, LAN and (on servers) WAN. Each operation is the core's keyring query
 //! (`Command::Keyring`); its answer arrives as `Event::Keyring`, which the pool's drive loop
 //! hands to [`KeyringWaiters::finished`] and the waiting request reads.
+//!
+//! A pool whose query failed anywhere (a member refused, or did not answer) makes the whole
+//! request fail, a list included, with Consul's `keyringErrorsOrNil` text in go-multierror's
+//! format (the agent's 500). A member without gossip encryption refuses in serf's words: `Keyring
+//! is empty (encryption not enabled)` for a list, `No keyring to modify (encryption not
+//! enabled)` for a change.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -115,23 +121,11 @@ async fn operate_inner(
             .map_err(|_| HttpError::internal("the agent is stopping"))?;
         results.push((pool, result));
     }
-    let errors: Vec<String> = results
-        .iter()
-        .flat_map(|(pool, result)| {
-            result
-                .errors
-                .iter()
-                .map(move |(node, error)| format!("{} error: {node}: {error}", pool_name(*pool)))
-        })
-        .collect();
+    // Consul (`keyringErrorsOrNil`) answers any pool's failure as the error, a list included.
+    if let Some(errors) = keyring_errors(&api.datacenter, &results) {
+        return Err(HttpError::internal(errors));
+    }
     if op != KeyringOp::List {
-        if !errors.is_empty() {
-            return Err(HttpError::internal(format!(
-                "{} error(s) occurred:\n\t* {}",
-                errors.len(),
-                errors.join("\n\t* ")
-            )));
-        }
         return Ok(None);
     }
     let list: Vec<Value> = results
@@ -153,16 +147,105 @@ async fn operate_inner(
                 "NumNodes": result.members,
                 "NumResp": result.responses,
                 "NumErr": result.errors.len(),
-                "Messages": result.errors,
+                "Messages": messages(result),
             })
         })
         .collect();
     Ok(Some(Value::Array(list)))
 }
 
-fn pool_name(pool: Pool) -> &'static str {
-    match pool {
-        Pool::Lan => "LAN",
-        Pool::Wan => "WAN",
+/// The members' errors in serf's words: a member without encryption answers as serf's
+/// internal queries do (the core words it its own way).
+fn messages(result: &KeyringResult) -> BTreeMap<String, String> {
+    let serf_words = |message: &str| match message {
+        ENCRYPTION_DISABLED if result.op == KeyringOp::List => {
+            "Keyring is empty (encryption not enabled)".to_owned()
+        }
+        ENCRYPTION_DISABLED => "No keyring to modify (encryption not enabled)".to_owned(),
+        other => other.to_owned(),
+    };
+    result.errors.iter().map(|(node, message)| (node.clone(), serf_words(message))).collect()
+}
+
+/// Consul's `keyringErrorsOrNil` over the pools' results, in go-multierror's format: for each
+/// pool whose query failed, serf's summary (`<pool> error: 1/3 nodes reported failure`, or
+/// `... 2/3 nodes reported success` when some did not answer), then each member's message.
+fn keyring_errors(datacenter: &str, results: &[(Pool, KeyringResult)]) -> Option<String> {
+    let mut errors = Vec::new();
+    for (pool, result) in results {
+        let failure = if !result.errors.is_empty() {
+            format!("{}/{} nodes reported failure", result.errors.len(), result.members)
+        } else if result.responses != result.members {
+            format!("{}/{} nodes reported success", result.responses, result.members)
+        } else {
+            continue;
+        };
+        let name = match pool {
+            Pool::Wan => "WAN".to_owned(),
+            Pool::Lan => format!("{datacenter} (LAN)"),
+        };
+        errors.push(format!("{name} error: {failure}"));
+        errors.extend(messages(result).into_iter().map(|(node, message)| format!("{node}: {message}")));
+    }
+    match errors.len() {
+        0 => None,
+        1 => Some(format!("1 error occurred:\n\t* {}\n\n", errors[0])),
+        n => Some(format!("{n} errors occurred:\n\t* {}\n\n", errors.join("\n\t* "))),
+    }
+}
+
+/// What the core's keyring answers when the member has no keyring.
+const ENCRYPTION_DISABLED: &str = "encryption is not enabled on this agent";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed(op: KeyringOp, member: &str) -> KeyringResult {
+        KeyringResult {
+            op,
+            key: Bytes::new(),
+            members: 1,
+            responses: 1,
+            errors: [(member.to_owned(), ENCRYPTION_DISABLED.to_owned())].into(),
+            keys: BTreeMap::new(),
+            primary_keys: BTreeMap::new(),
+        }
+    }
+
+    /// Consul with gossip encryption off: every member refuses, in serf's words, and the
+    /// HTTP answer is the multierror (the agent's 500), WAN first.
+    #[test]
+    fn without_encryption_every_pool_reports_serfs_refusal() {
+        let results = [
+            (Pool::Wan, failed(KeyringOp::List, "node1.dc1")),
+            (Pool::Lan, failed(KeyringOp::List, "node1")),
+        ];
+        assert_eq!(
+            keyring_errors("dc1", &results).unwrap(),
+            "4 errors occurred:\n\t* WAN error: 1/1 nodes reported failure\n\t* node1.dc1: Keyring is empty \
+             (encryption not enabled)\n\t* dc1 (LAN) error: 1/1 nodes reported failure\n\t* node1: Keyring is \
+             empty (encryption not enabled)\n\n"
+        );
+        let install = [(Pool::Lan, failed(KeyringOp::Install, "node1"))];
+        assert_eq!(
+            keyring_errors("dc1", &install).unwrap(),
+            "2 errors occurred:\n\t* dc1 (LAN) error: 1/1 nodes reported failure\n\t* node1: No keyring to \
+             modify (encryption not enabled)\n\n"
+        );
+    }
+
+    #[test]
+    fn a_member_that_did_not_answer_fails_the_operation_and_all_answering_is_success() {
+        let mut silent = failed(KeyringOp::Use, "node1");
+        silent.errors.clear();
+        silent.members = 3;
+        silent.responses = 2;
+        assert_eq!(
+            keyring_errors("dc1", &[(Pool::Lan, silent.clone())]).unwrap(),
+            "1 error occurred:\n\t* dc1 (LAN) error: 2/3 nodes reported success\n\n"
+        );
+        silent.responses = 3;
+        assert_eq!(keyring_errors("dc1", &[(Pool::Lan, silent)]), None);
     }
 }

@@ -1,4 +1,4 @@
-//! `/v1/agent/members` (`?wan`): the gossip pools as this agent sees them, in Consul's shape
+//! `/v1/agent/members` (`?wan`, `?filter`): the gossip pools as this agent sees them, in Consul's shape
 //! (`../shared/reference/consul-behaviour.md` §1.5). Each pool's drive loop publishes a fresh
 //! list whenever a member event changed it; the endpoint reads the latest.
 
@@ -14,6 +14,7 @@ use bytes::Bytes;
 use muster_core::tags::Tags;
 use muster_core::Node;
 
+use super::filter::Filter;
 use super::{json, Api, Query};
 
 /// A gossip pool.
@@ -159,9 +160,22 @@ impl From<Member> for MemberBody {
     }
 }
 
+/// `GET /v1/agent/members`, `?filter` applied to the members as Consul 1.20 does (after the
+/// pool is chosen).
 async fn members(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response {
     let query = Query::parse(raw.as_deref());
     let pool = if query.go_bool("wan").flatten().unwrap_or(false) { Pool::Wan } else { Pool::Lan };
     let shaped: Vec<MemberBody> = api.members.list(pool).into_iter().map(MemberBody::from).collect();
-    json(&query, &shaped).into_response()
+    let filtered = Filter::from_query(&query).and_then(|filter| match filter {
+        None => Ok(None),
+        Some(filter) => {
+            let members = serde_json::to_value(&shaped).expect("members serialize");
+            filter.apply_to(members).map(Some)
+        }
+    });
+    match filtered {
+        Ok(None) => json(&query, &shaped).into_response(),
+        Ok(Some(kept)) => json(&query, &kept).into_response(),
+        Err(error) => error.into_response(),
+    }
 }

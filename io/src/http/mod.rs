@@ -4,11 +4,14 @@
 //! the endpoints live in their own modules.
 
 mod agent;
+mod autopilot;
 mod body;
 mod catalog;
+pub mod endpoints;
 mod filter;
 mod gossip;
 mod health;
+mod host;
 mod keyring;
 mod kv;
 mod leader;
@@ -17,6 +20,7 @@ mod members;
 mod operator;
 mod query;
 mod rexec;
+mod runtime;
 mod session;
 mod snapshot;
 mod status;
@@ -47,11 +51,14 @@ pub use self::body::Object;
 pub use self::gossip::{Gossip, UserEvent, EVENTS_KEPT};
 pub use self::health::{run_alias_checks, run_checks, CheckRunner};
 pub use self::keyring::KeyringWaiters;
-pub use self::leader::{run_leader_duties, RECONCILE_INTERVAL};
+pub use self::leader::{
+    run_leader_duties, AutopilotReport, AutopilotShared, ServerReport, RECONCILE_INTERVAL,
+};
 pub use self::limit::HTTP_CONNS_PER_CLIENT_MAX;
 pub use self::members::{Member, Members, Pool};
 pub use self::query::Query;
 pub use self::rexec::run_remote_exec;
+pub use self::runtime::{Ports, RuntimeConfig};
 pub use self::session::{run_ttl_timers, SessionTtl};
 pub use self::snapshot::{inspect_archive, ArchiveInfo};
 
@@ -137,6 +144,8 @@ pub struct Consensus {
     pub rpc_addr: SocketAddr,
     /// The leader's session TTL timers.
     pub session_ttl: SessionTtl,
+    /// Autopilot's configured settings and the leader's latest findings.
+    pub autopilot: AutopilotShared,
 }
 
 /// Serves the API on `listener` until the task is dropped, with Consul's default limit of
@@ -345,8 +354,10 @@ fn error_reply(status: u16, reason: &str) -> crate::rpc::HttpReply {
 pub fn router(api: Arc<Api>) -> Router {
     Router::new()
         .merge(agent::routes())
+        .merge(autopilot::routes())
         .merge(catalog::routes())
         .merge(gossip::routes())
+        .merge(host::routes())
         .merge(keyring::routes())
         .merge(kv::routes())
         .merge(members::routes())
@@ -367,6 +378,7 @@ pub fn router(api: Arc<Api>) -> Router {
         // Telemetry: reads counted where they are answered (inside), each request timed where
         // it arrived (outside).
         .layer(axum::middleware::from_fn(crate::telemetry::count_reads))
+        .layer(axum::middleware::from_fn(effective_consistency))
         .layer(axum::middleware::from_fn_with_state(api.clone(), forward_to_leader))
         .layer(axum::middleware::from_fn(crate::telemetry::track_http))
         .with_state(api)
@@ -430,6 +442,66 @@ pub enum Consistency {
     Stale,
     /// The leader confirms its leadership with a quorum first (ReadIndex).
     Consistent,
+}
+
+impl Consistency {
+    /// The mode a read's query asks for, as Consul's `parseConsistency` reads it (`?max_stale`
+    /// with a positive duration allows stale reads too); both `?stale` and `?consistent` is a
+    /// refusal [`Api::prepare_read`] answers.
+    pub fn of(query: &Query) -> Consistency {
+        Consistency::parse(query).unwrap_or(Consistency::Default)
+    }
+
+    /// The same, refusing what Consul's `parseConsistency` refuses, in its words.
+    pub fn parse(query: &Query) -> Result<Consistency, HttpError> {
+        let max_stale = match query.get("max_stale").filter(|text| !text.is_empty()) {
+            None => false,
+            Some(text) => !muster_core::duration::parse(text)
+                .map_err(|_| HttpError::bad_request(format!("Invalid max_stale value {text:?}")))?
+                .is_zero(),
+        };
+        match (query.has("stale") || max_stale, query.has("consistent")) {
+            (true, true) => {
+                Err(HttpError::bad_request("Cannot specify ?stale with ?consistent, conflicting semantics."))
+            }
+            (false, true) => Ok(Consistency::Consistent),
+            (true, false) => Ok(Consistency::Stale),
+            (false, false) => Ok(Consistency::Default),
+        }
+    }
+
+    /// Its name in `X-Consul-Effective-Consistency` (Consul's `QueryOptions.ConsistencyLevel`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Consistency::Default => "leader",
+            Consistency::Stale => "stale",
+            Consistency::Consistent => "consistent",
+        }
+    }
+}
+
+/// Adds `X-Consul-Effective-Consistency` to every read answered with Consul's query metadata
+/// (the answers that carry `X-Consul-KnownLeader`, which only [`Api::meta_headers`] writes), as
+/// Consul's `setMeta` does: `leader`, `stale` or `consistent`, the mode the read was served in.
+/// A read the leader answered for a follower already carries it.
+async fn effective_consistency(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let consistency = Consistency::of(&Query::parse(request.uri().query()));
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    if headers.contains_key("X-Consul-KnownLeader") && !headers.contains_key(EFFECTIVE_CONSISTENCY) {
+        headers.insert(EFFECTIVE_CONSISTENCY, HeaderValue::from_static(consistency.as_str()));
+    }
+    response
+}
+
+/// The header naming the consistency mode a read was served in.
+const EFFECTIVE_CONSISTENCY: &str = "X-Consul-Effective-Consistency";
+
+/// How long ago a server last heard from its leader (hashicorp/raft's `LastContact`, which
+/// Consul's `setQueryMeta` reports): zero on the leader itself; Go's largest duration when it
+/// never heard from one (`time.Since` of the zero time).
+fn last_contact(raft: &RaftClient<Output>) -> Duration {
+    raft.last_leader_contact().unwrap_or(muster_core::duration::GO_DURATION_MAX)
 }
 
 /// A read's common parameters.
@@ -579,16 +651,7 @@ impl Api {
     pub async fn prepare_read(&self, query: &Query) -> Result<ReadOptions, HttpError> {
         self.check_datacenter(query)?;
         let raft = &self.consensus()?.raft;
-        let consistency = match (query.has("stale"), query.has("consistent")) {
-            (true, true) => {
-                return Err(HttpError::bad_request(
-                    "Cannot specify ?stale with ?consistent, conflicting semantics.",
-                ))
-            }
-            (true, false) => Consistency::Stale,
-            (false, true) => Consistency::Consistent,
-            (false, false) => Consistency::Default,
-        };
+        let consistency = Consistency::parse(query)?;
         let blocking = match query.get("index") {
             None => None,
             Some(text) => {
@@ -653,16 +716,19 @@ impl Api {
         }
     }
 
-    /// The headers every indexed read carries.
+    /// The headers every indexed read carries (Consul's `setMeta`): the index, whether a leader
+    /// is known, and how long ago this server last heard from it. The consistency mode the read
+    /// was served in is added on the way out ([`effective_consistency`]), from its query.
     pub fn meta_headers(&self, index: Index) -> HeaderMap {
-        let leader = self.consensus.as_ref().and_then(|c| c.raft.status().leader);
+        let status = self.consensus.as_ref().map(|c| c.raft.status());
         let mut headers = HeaderMap::new();
         // Never 0: clients treat 0 as "no index" and would not block on it.
         headers.insert("X-Consul-Index", HeaderValue::from(index.max(1)));
-        let known = if leader.is_some() { "true" } else { "false" };
+        let known = if status.is_some_and(|s| s.leader.is_some()) { "true" } else { "false" };
         headers.insert("X-Consul-KnownLeader", HeaderValue::from_static(known));
-        // Only leaders answer non-stale reads yet, and a leader's last contact is now.
-        headers.insert("X-Consul-LastContact", HeaderValue::from_static("0"));
+        let last_contact = self.consensus.as_ref().map_or(Duration::ZERO, |c| last_contact(&c.raft));
+        let millis = u64::try_from(last_contact.as_millis()).unwrap_or(u64::MAX);
+        headers.insert("X-Consul-LastContact", HeaderValue::from(millis));
         headers
     }
 

@@ -1,7 +1,8 @@
-//! `/v1/operator/raft/...`, `/v1/coordinate/...` and `/v1/agent/metrics`
-//! (`../shared/reference/consul-behaviour.md` §1.5, §1.7): the Raft servers as Consul lists
-//! them, peer removal and leadership transfer; coordinates (none are computed yet, so the lists are empty, as on a fresh Consul);
-//! and the agent's metrics as JSON or Prometheus text.
+//! `/v1/operator/raft/...`, `/v1/operator/usage`, `/v1/coordinate/...` and
+//! `/v1/agent/metrics[/stream]` (`../shared/reference/consul-behaviour.md` §1.5, §1.7): the
+//! Raft servers as Consul lists them, peer removal and leadership transfer; the catalog's usage
+//! counts; coordinates (none are computed yet, so the lists are empty, as on a fresh Consul);
+//! and the agent's metrics as JSON or Prometheus text, or streamed one interval at a time.
 
 use std::sync::Arc;
 
@@ -10,6 +11,7 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::Router;
+use muster_core::fsm::{Table, WatchTarget};
 use muster_core::raft::{MembershipChange, ServerId};
 use serde_json::{json as value, Value};
 
@@ -20,9 +22,11 @@ pub(super) fn routes() -> Router<Arc<Api>> {
         .route("/v1/operator/raft/configuration", get(raft_configuration))
         .route("/v1/operator/raft/peer", delete(remove_peer))
         .route("/v1/operator/raft/transfer-leader", post(transfer_leader))
+        .route("/v1/operator/usage", get(usage))
         .route("/v1/coordinate/datacenters", get(coordinate_datacenters))
         .route("/v1/coordinate/nodes", get(coordinate_nodes))
         .route("/v1/agent/metrics", get(metrics))
+        .route("/v1/agent/metrics/stream", get(metrics_stream))
 }
 
 async fn raft_configuration(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response {
@@ -145,4 +149,103 @@ async fn metrics(State(api): State<Arc<Api>>, headers: HeaderMap, RawQuery(raw):
     let mut headers = HeaderMap::new();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     (headers, body).into_response()
+}
+
+/// `/v1/agent/metrics/stream`: each interval's metrics once it finishes (every
+/// [`crate::telemetry::METRICS_INTERVAL`]), as go-metrics' `InmemSink.Stream` writes them through
+/// Consul's encoder: indented by four spaces, one object and a newline each, until the client goes
+/// away. Go sends no content type of its own, so its server names the empty first write's:
+/// `text/plain; charset=utf-8`.
+async fn metrics_stream() -> Response {
+    let first = crate::telemetry::current_interval();
+    let stream = futures_util::stream::unfold(first, |interval| async move {
+        let interval_len = crate::telemetry::METRICS_INTERVAL;
+        let end_secs = interval.saturating_add(1).saturating_mul(interval_len.as_secs());
+        let end = std::time::UNIX_EPOCH + std::time::Duration::from_secs(end_secs);
+        let wait = end.duration_since(std::time::SystemTime::now()).unwrap_or_default();
+        tokio::time::sleep(wait).await;
+        // The next interval is the one running now (go-metrics' `getInterval`), which a slow
+        // reader may have let pass by more than one.
+        let next = crate::telemetry::current_interval().max(interval + 1);
+        let summary = crate::telemetry::interval_json(interval, true);
+        Some((Ok::<_, std::convert::Infallible>(summary), next))
+    });
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"))],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+/// The kinds of Connect instances Consul 1.20 counts in `ConnectServiceInstances`, every one
+/// listed even at zero (`state.allConnectKind`).
+const CONNECT_KINDS: [&str; 6] = [
+    "api-gateway",
+    "connect-native",
+    "connect-proxy",
+    "ingress-gateway",
+    "mesh-gateway",
+    "terminating-gateway",
+];
+
+/// The service name Consul's servers register themselves under; its instances are not billable.
+const CONSUL_SERVICE: &str = "consul";
+
+/// `GET /v1/operator/usage` (consul `Operator.Usage`): the catalog's counts for this datacenter,
+/// a blocking read on the services, indexed as Consul indexes it (the services' usage entry).
+/// Billable instances are the typical ones (no kind) other than `consul`'s.
+async fn usage(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response {
+    let query = Query::parse(raw.as_deref());
+    let options = match api.prepare_read(&query).await {
+        Ok(options) => options,
+        Err(error) => return error.into_response(),
+    };
+    let targets = || vec![WatchTarget::Table(Table::Services), WatchTarget::Table(Table::Nodes)];
+    let datacenter = api.datacenter.clone();
+    let (index, body) = api
+        .read(options, targets, |fsm| {
+            let catalog = fsm.catalog();
+            let (index, names) = catalog.services();
+            let mut connect: serde_json::Map<String, Value> =
+                CONNECT_KINDS.iter().map(|kind| ((*kind).to_owned(), value!(0))).collect();
+            let (mut instances, mut billable) = (0_u64, 0_u64);
+            for name in names.keys() {
+                for (_, service) in catalog.service_nodes(name, &[]).1 {
+                    instances += 1;
+                    if service.kind.is_empty() {
+                        billable += u64::from(*name != CONSUL_SERVICE);
+                    } else if let Some(count) = connect.get_mut(&service.kind) {
+                        *count = value!(count.as_u64().unwrap_or(0) + 1);
+                    }
+                }
+            }
+            let usage = value!({
+                "Services": names.len(),
+                "ServiceInstances": instances,
+                "ConnectServiceInstances": connect,
+                "BillableServiceInstances": billable,
+                "Nodes": catalog.nodes().1.len(),
+            });
+            let mut by_datacenter = serde_json::Map::new();
+            by_datacenter.insert(datacenter.clone(), usage);
+            (index, value!({"Usage": by_datacenter}))
+        })
+        .await;
+    // `structs.Usage` embeds the query's metadata, so the body repeats the headers' values.
+    let headers = api.meta_headers(index);
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let mut body = body;
+    let last_contact_ms: u64 = header("X-Consul-LastContact").parse().unwrap_or(0);
+    for (name, field) in [
+        ("Index", value!(index)),
+        ("LastContact", value!(last_contact_ms.saturating_mul(1_000_000))),
+        ("KnownLeader", value!(header("X-Consul-KnownLeader") == "true")),
+        ("ConsistencyLevel", value!(options.consistency.as_str())),
+        ("NotModified", value!(false)),
+        ("Backend", value!(0)),
+        ("ResultsFilteredByACLs", value!(false)),
+    ] {
+        body[name] = field;
+    }
+    (headers, json(&query, &body)).into_response()
 }

@@ -10,15 +10,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::put;
 use axum::Router;
-use base64::Engine;
 use muster_core::fsm::{
-    CatalogVerb, Command, KvOperand, KvVerb, Node, Response as FsmResponse, Txn, TxnError, TxnOp, TxnOutcome,
-    TxnResult, TXN_OPS_MAX, VALUE_BYTES_MAX,
+    Command, Response as FsmResponse, Txn, TxnError, TxnOp, TxnOutcome, TxnResult, TXN_OPS_MAX,
 };
 use serde_json::{json as value, Value};
 
-use super::body::Object;
-use super::catalog::{check_json, integer, node_json, parse_check, parse_service, service_json, string_map};
+use super::body::txn_op;
+use super::catalog::{check_json, node_json, service_json};
 use super::kv::DirEntry;
 use super::{json, Api, HttpError, Query};
 
@@ -27,98 +25,7 @@ pub(super) fn routes() -> Router<Arc<Api>> {
 }
 
 fn parse_failed(reason: impl std::fmt::Display) -> HttpError {
-    HttpError::bad_request(format!("Failed to parse body: {reason}"))
-}
-
-/// One operation, or the error Consul reports for it at its position.
-fn parse_op(item: &Value) -> Result<Result<TxnOp, String>, HttpError> {
-    let op = Object::from_value(item, "operation").map_err(|e| parse_failed(e.reason))?;
-    if let Some(kv) = op.get("KV") {
-        let kv = Object::from_value(kv, "KV").map_err(|e| parse_failed(e.reason))?;
-        let verb_text = kv.string("Verb").map_err(|e| parse_failed(e.reason))?;
-        let Some(verb) = KvVerb::parse(&verb_text) else {
-            return Ok(Err(format!("unknown KV verb {verb_text:?}")));
-        };
-        let value = match kv.string("Value").map_err(|e| parse_failed(e.reason))? {
-            text if text.is_empty() => Bytes::new(),
-            text => Bytes::from(
-                base64::engine::general_purpose::STANDARD
-                    .decode(text)
-                    .map_err(|e| parse_failed(format!("Value: {e}")))?,
-            ),
-        };
-        let key = kv.string("Key").map_err(|e| parse_failed(e.reason))?;
-        if value.len() > VALUE_BYTES_MAX {
-            return Err(HttpError {
-                status: StatusCode::PAYLOAD_TOO_LARGE,
-                reason: format!(
-                    "Value for key {key:?} is too large ({} > {VALUE_BYTES_MAX} bytes)",
-                    value.len()
-                ),
-            });
-        }
-        let operand = KvOperand {
-            key,
-            value,
-            flags: integer(&kv, "Flags").map_err(|e| parse_failed(e.reason))?.unwrap_or(0),
-            index: integer(&kv, "Index").map_err(|e| parse_failed(e.reason))?.unwrap_or(0),
-            session: kv.string("Session").map_err(|e| parse_failed(e.reason))?,
-        };
-        return Ok(Ok(TxnOp::Kv(verb, operand)));
-    }
-    let catalog_verb = |object: &Object, kind: &str| -> Result<Result<CatalogVerb, String>, HttpError> {
-        let text = object.string("Verb").map_err(|e| parse_failed(e.reason))?;
-        Ok(CatalogVerb::parse(&text).ok_or_else(|| format!("unknown {kind} verb {text:?}")))
-    };
-    if let Some(node_op) = op.get("Node") {
-        let node_op = Object::from_value(node_op, "Node").map_err(|e| parse_failed(e.reason))?;
-        let verb = match catalog_verb(&node_op, "Node")? {
-            Ok(verb) => verb,
-            Err(error) => return Ok(Err(error)),
-        };
-        let node = Object::from_value(node_op.get("Node").unwrap_or(&Value::Null), "Node.Node")
-            .map_err(|e| parse_failed(e.reason))?;
-        let parsed = Node {
-            id: node.string("ID").map_err(|e| parse_failed(e.reason))?,
-            node: node.string("Node").map_err(|e| parse_failed(e.reason))?,
-            address: node.string("Address").map_err(|e| parse_failed(e.reason))?,
-            datacenter: node.string("Datacenter").map_err(|e| parse_failed(e.reason))?,
-            tagged_addresses: string_map(&node, "TaggedAddresses").map_err(|e| parse_failed(e.reason))?,
-            meta: string_map(&node, "Meta").map_err(|e| parse_failed(e.reason))?,
-            modify_index: integer(&node, "ModifyIndex").map_err(|e| parse_failed(e.reason))?.unwrap_or(0),
-            ..Node::default()
-        };
-        return Ok(Ok(TxnOp::Node(verb, Box::new(parsed))));
-    }
-    if let Some(service_op) = op.get("Service") {
-        let service_op = Object::from_value(service_op, "Service").map_err(|e| parse_failed(e.reason))?;
-        let verb = match catalog_verb(&service_op, "Service")? {
-            Ok(verb) => verb,
-            Err(error) => return Ok(Err(error)),
-        };
-        let node = service_op.string("Node").map_err(|e| parse_failed(e.reason))?;
-        let service =
-            Object::from_value(service_op.get("Service").unwrap_or(&Value::Null), "Service.Service")
-                .map_err(|e| parse_failed(e.reason))?;
-        let mut parsed = parse_service(&service).map_err(|e| parse_failed(e.reason))?;
-        parsed.modify_index =
-            integer(&service, "ModifyIndex").map_err(|e| parse_failed(e.reason))?.unwrap_or(0);
-        return Ok(Ok(TxnOp::Service(verb, node, Box::new(parsed))));
-    }
-    if let Some(check_op) = op.get("Check") {
-        let check_op = Object::from_value(check_op, "Check").map_err(|e| parse_failed(e.reason))?;
-        let verb = match catalog_verb(&check_op, "Check")? {
-            Ok(verb) => verb,
-            Err(error) => return Ok(Err(error)),
-        };
-        let check = Object::from_value(check_op.get("Check").unwrap_or(&Value::Null), "Check.Check")
-            .map_err(|e| parse_failed(e.reason))?;
-        let mut parsed = parse_check(&check)?;
-        parsed.modify_index =
-            integer(&check, "ModifyIndex").map_err(|e| parse_failed(e.reason))?.unwrap_or(0);
-        return Ok(Ok(TxnOp::Check(verb, Box::new(parsed))));
-    }
-    Ok(Err("no operation specified".to_owned()))
+    super::body::txn_parse_failed(reason).into()
 }
 
 fn results_json(outcome: &TxnOutcome) -> (StatusCode, Value) {
@@ -169,7 +76,7 @@ async fn txn(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery, body: Bytes) 
         let mut ops = Vec::with_capacity(items.len());
         let mut errors = Vec::new();
         for (op_index, item) in items.iter().enumerate() {
-            match parse_op(item)? {
+            match txn_op(item)? {
                 Ok(op) => ops.push(op),
                 Err(what) => errors.push(TxnError { op_index, what }),
             }

@@ -87,6 +87,7 @@ async fn start_configured(
             raft_id: 1,
             rpc_addr: "127.0.0.1:8300".parse().unwrap(),
             session_ttl: http::SessionTtl::default(),
+            autopilot: http::AutopilotShared::default(),
         }),
         datacenter: "dc1".into(),
         node_name: "node1".into(),
@@ -201,4 +202,40 @@ pub fn stand_in_recursor() -> u16 {
         }
     });
     port
+}
+
+/// A `muster agent -dev` process on free ports, killed when dropped; its output is dropped.
+pub struct DevAgent {
+    child: std::process::Child,
+    /// Its HTTP port.
+    pub http_port: u16,
+}
+
+impl DevAgent {
+    /// Starts one named `node`, with `extra` flags.
+    pub fn start(node: &str, extra: &[&str]) -> DevAgent {
+        let (lan, wan, http_port, server) = (free_port(), free_port(), free_port(), free_port());
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_muster"))
+            .args(["agent", "-dev", &format!("-node={node}"), "-dns-port=-1"])
+            .args(extra)
+            .args([format!("-serf-lan-port={lan}"), format!("-serf-wan-port={wan}")])
+            .args([format!("-http-port={http_port}"), format!("-server-port={server}")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the binary starts");
+        DevAgent { child, http_port }
+    }
+
+    /// The URL of `path` on it.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.http_port)
+    }
+}
+
+impl Drop for DevAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

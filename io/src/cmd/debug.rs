@@ -1,0 +1,480 @@
+//! `muster debug`: records what an operator needs to debug an agent into an archive, as Consul
+//! 1.20's `command/debug/debug.go` does, with its lines, checks and layout:
+//!
+//! ```text
+//! <output>/agent.json     /v1/agent/self                  (static, once)
+//! <output>/host.json      /v1/agent/host                  (static, once)
+//! <output>/members.json   /v1/agent/members?wan=1         (static, once)
+//! <output>/consul.log     /v1/agent/monitor?loglevel=TRACE for the whole duration
+//! <output>/metrics.json   /v1/agent/metrics/stream         for the whole duration
+//! <output>/index.json     Version, AgentVersion, Interval, Duration, Targets
+//! ```
+//!
+//! then `<output>.tar.gz` (unless `-archive=false`). Consul's per-interval directories hold Go
+//! profiles only (`pprof`: heap, goroutines, CPU, trace); muster is not a Go program and has
+//! none, so `-capture pprof` is accepted and skipped with a warning, and no interval directory is
+//! made. Where the agent serves no metrics stream (404), `/v1/agent/metrics` is polled every
+//! interval instead, each summary written as the stream writes them.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use clap::Args;
+use serde_json::Value;
+
+use super::{Client, ClientArgs, Outcome};
+
+#[derive(Debug, Args)]
+pub(crate) struct DebugArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// What to capture: metrics, logs, pprof, host, agent, members (cluster, its old name).
+    /// Repeatable; everything when absent.
+    #[arg(long)]
+    capture: Vec<String>,
+    /// How often dynamic information is captured.
+    #[arg(long, default_value = "30s", value_parser = go_duration)]
+    interval: Duration,
+    /// How long to record in all.
+    #[arg(long, default_value = "5m", value_parser = go_duration)]
+    duration: Duration,
+    /// Archives and compresses the files; false leaves the directory.
+    #[arg(
+        long,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "true",
+        default_missing_value = "true"
+    )]
+    archive: bool,
+    /// The directory (and, archived, `<output>.tar.gz`) to write; `consul-debug-<time>` by
+    /// default.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    args: Vec<String>,
+}
+
+/// A Go duration flag (`time.ParseDuration`; Go's `flag` says only `parse error`).
+fn go_duration(text: &str) -> Result<Duration, String> {
+    muster_core::duration::parse(text).map_err(|error| error.to_string())
+}
+
+/// What `debug` prints: Consul's `PrefixedUi` (`==> ` before output and errors, four spaces
+/// before information, nothing before warnings on stderr).
+fn output(line: &str) {
+    println!("==> {line}");
+}
+
+fn info(line: &str) {
+    println!("    {line}");
+}
+
+fn warn(line: &str) {
+    eprintln!("{line}");
+}
+
+pub(crate) fn debug(args: &DebugArgs) -> Outcome {
+    if !args.args.is_empty() {
+        return Err("==> debug: Too many arguments provided, expected 0".into());
+    }
+    let client = Client::new(&args.client.http())
+        .map_err(|error| format!("==> Error connecting to Consul agent: {error}"))?;
+    let output_dir = args
+        .output
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("consul-debug-{}", name_timestamp(SystemTime::now()))));
+    let (version, targets) = prepare(&client, args, &output_dir)
+        .map_err(|error| format!("==> Capture validation failed: {error}"))?;
+    let archive_name = if args.archive {
+        format!("{}{ARCHIVE_EXTENSION}", output_dir.display())
+    } else {
+        output_dir.display().to_string()
+    };
+    output("Starting debugger and capturing static information...");
+    info(&format!(" Agent Version: '{version}'"));
+    info(&format!("      Interval: '{}'", muster_core::duration::format(args.interval)));
+    info(&format!("      Duration: '{}'", muster_core::duration::format(args.duration)));
+    info(&format!("        Output: '{archive_name}'"));
+    info(&format!("       Capture: '{}'", targets.join(", ")));
+    // Consul's grace period, so that the last interval is captured within the time allotted.
+    let duration = args.duration + DURATION_GRACE;
+    let capture =
+        |target: &str| targets.iter().any(|t| t == target || (target == "members" && t == "cluster"));
+
+    if let Err(errors) = capture_static(&client, &output_dir, &capture) {
+        warn(&format!("Static capture failed: {}", muster::config::multierror(&errors)));
+    }
+    if capture("metrics") || capture("logs") {
+        let shutdown = super::shutdown_signals();
+        let deadline = Instant::now() + duration;
+        let stop = AtomicBool::new(false);
+        let collected = std::thread::scope(|scope| {
+            let logs = capture("logs").then(|| {
+                scope.spawn(|| capture_logs(&client, &output_dir.join("consul.log"), duration, &stop))
+            });
+            let metrics = capture("metrics").then(|| {
+                scope.spawn(|| {
+                    capture_metrics(&client, &output_dir.join("metrics.json"), duration, args.interval, &stop)
+                })
+            });
+            let intervals = capture_intervals(args.interval, deadline, &shutdown);
+            // Interrupted, the streams are told to stop at their next line.
+            stop.store(true, Ordering::SeqCst);
+            let mut first = intervals.err();
+            for handle in [logs, metrics].into_iter().flatten() {
+                let result = handle.join().expect("a capture thread does not panic");
+                first = first.or(result.err());
+            }
+            first
+        });
+        if let Some(error) = collected {
+            eprintln!("==> Error encountered during collection: {error}");
+        }
+    }
+
+    let index = serde_json::json!({
+        "Version": PROTOCOL_VERSION,
+        "AgentVersion": version,
+        "Interval": muster_core::duration::format(args.interval),
+        "Duration": muster_core::duration::format(duration),
+        "Targets": targets,
+    });
+    write_json(&output_dir.join("index.json"), &index)
+        .map_err(|error| format!("==> Error creating index document: {error}"))?;
+    if args.archive {
+        if let Err(error) = create_archive(&output_dir) {
+            warn(&format!("Archive creation failed: {error}"));
+            return Ok(1);
+        }
+    }
+    info(&format!("Saved debug archive: {archive_name}"));
+    Ok(0)
+}
+
+/// Consul's `prepare`: checks the timings, asks the agent its version, settles the targets and
+/// makes the output directory.
+fn prepare(client: &Client, args: &DebugArgs, output_dir: &Path) -> Result<(String, Vec<String>), String> {
+    // Consul's own tests skip these checks; muster's do with this variable.
+    let validate_timing = std::env::var("MUSTER_DEBUG_VALIDATE_TIMING").as_deref() != Ok("false");
+    if validate_timing {
+        let format = muster_core::duration::format;
+        if args.duration < DURATION_MIN {
+            return Err(format!("duration must be longer than {}", format(DURATION_MIN)));
+        }
+        if args.interval < INTERVAL_MIN {
+            // Consul names the minimum duration here, not the minimum interval.
+            return Err(format!("interval must be longer than {}", format(DURATION_MIN)));
+        }
+        if args.duration < args.interval {
+            return Err(format!(
+                "duration ({}) must be longer than interval ({})",
+                format(args.duration),
+                format(args.interval)
+            ));
+        }
+    }
+    let agent: Value = client.get("/v1/agent/self", &[]).and_then(|reply| reply.json()).map_err(|error| {
+        format!("error querying target agent: {error}. verify connectivity and agent address")
+    })?;
+    let version =
+        agent["Config"]["Version"].as_str().ok_or("agent response did not contain version key")?.to_owned();
+    let mut targets: Vec<String> = if args.capture.is_empty() {
+        // Consul's default targets, but for profiles, which muster has none of to capture.
+        TARGETS_DEFAULT.iter().filter(|t| **t != "pprof").map(|t| (*t).to_owned()).collect()
+    } else {
+        args.capture.clone()
+    };
+    if targets.iter().any(|t| t == "pprof") {
+        targets.retain(|t| t != "pprof");
+        warn("[WARN] Unable to capture pprof: muster is not a Go program and serves no profiles.");
+    }
+    if let Some(unknown) = targets.iter().find(|t| !TARGETS_DEFAULT.contains(&t.as_str()) && *t != "cluster")
+    {
+        return Err(format!("target not found: {unknown}"));
+    }
+    if output_dir.exists() {
+        return Err(format!("output directory already exists: {}", output_dir.display()));
+    }
+    std::fs::create_dir_all(output_dir)
+        .map_err(|error| format!("could not create output directory: {}", go_error(&error, output_dir)))?;
+    Ok((version, targets))
+}
+
+/// Consul's `captureStatic`: host, agent and members, each written even when its request
+/// failed (as `null`); the errors, if any.
+fn capture_static(
+    client: &Client,
+    output_dir: &Path,
+    capture: &dyn Fn(&str) -> bool,
+) -> Result<(), Vec<String>> {
+    let mut errors = Vec::new();
+    let wan = [("wan", "1")];
+    let targets = [
+        ("host", "/v1/agent/host", &[][..]),
+        ("agent", "/v1/agent/self", &[][..]),
+        // Consul's `Members(true)`: the WAN pool.
+        ("members", "/v1/agent/members", &wan[..]),
+    ];
+    for (target, path, query) in targets {
+        if !capture(target) {
+            continue;
+        }
+        let value = client.get(path, query).and_then(|reply| reply.json::<Value>()).unwrap_or_else(|error| {
+            errors.push(error);
+            Value::Null
+        });
+        if let Err(error) = write_json(&output_dir.join(format!("{target}.json")), &value) {
+            errors.push(error);
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+/// Consul's `captureInterval`: a line per interval until the deadline; profiles would be
+/// captured at each (muster has none). An interruption ends it with Consul's error.
+fn capture_intervals(interval: Duration, deadline: Instant, shutdown: &AtomicBool) -> Result<(), String> {
+    let mut count = 0u64;
+    output(&format!("Beginning capture interval {} ({count})", go_utc(SystemTime::now())));
+    output(&format!("Capture successful {} ({count})", go_utc(SystemTime::now())));
+    let mut next_tick = Instant::now() + interval;
+    loop {
+        if shutdown.load(Ordering::SeqCst) {
+            return Err("stopping collection due to shutdown signal".into());
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(());
+        }
+        if now >= next_tick {
+            count += 1;
+            next_tick += interval;
+            output(&format!("Capture successful {} ({count})", go_utc(SystemTime::now())));
+        }
+        std::thread::sleep(POLL_INTERVAL.min(deadline.saturating_duration_since(now)));
+    }
+}
+
+/// Consul's `captureLogs`: the agent's log at TRACE, a line at a time, for `duration`.
+fn capture_logs(client: &Client, file: &Path, duration: Duration, stop: &AtomicBool) -> Result<(), String> {
+    let (status, body) = client.get_stream_for("/v1/agent/monitor", &[("loglevel", "TRACE")], duration)?;
+    if status != 200 {
+        return Err(unexpected(status, body));
+    }
+    let mut log = std::fs::File::create(file).map_err(|error| go_error(&error, file))?;
+    let mut reader = BufReader::new(body);
+    let mut line = Vec::new();
+    while !stop.load(Ordering::SeqCst) {
+        line.clear();
+        // The end of the stream, or the time limit: the capture is over.
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        if !line.ends_with(b"\n") {
+            line.push(b'\n');
+        }
+        log.write_all(&line).map_err(|error| go_error(&error, file))?;
+    }
+    Ok(())
+}
+
+/// Consul's `captureMetrics`: the agent's metrics stream, copied for `duration`; where the agent
+/// has no stream, `/v1/agent/metrics` every `interval`, one summary a line, as the stream
+/// writes them.
+fn capture_metrics(
+    client: &Client,
+    file: &Path,
+    duration: Duration,
+    interval: Duration,
+    stop: &AtomicBool,
+) -> Result<(), String> {
+    let deadline = Instant::now() + duration;
+    let (status, mut body) = client.get_stream_for("/v1/agent/metrics/stream", &[], duration)?;
+    if status != 404 {
+        if status != 200 {
+            return Err(unexpected(status, body));
+        }
+        let mut metrics = std::fs::File::create(file)
+            .map_err(|error| format!("failed to create metrics file: {}", go_error(&error, file)))?;
+        let mut piece = vec![0u8; 64 << 10];
+        while !stop.load(Ordering::SeqCst) {
+            match body.read(&mut piece) {
+                Ok(0) | Err(_) => break,
+                Ok(read) => metrics
+                    .write_all(&piece[..read])
+                    .map_err(|error| format!("failed to copy metrics to file: {error}"))?,
+            }
+        }
+        return Ok(());
+    }
+    let mut metrics = std::fs::File::create(file)
+        .map_err(|error| format!("failed to create metrics file: {}", go_error(&error, file)))?;
+    loop {
+        let summary: Value = client.get("/v1/agent/metrics", &[]).and_then(|reply| reply.json())?;
+        // As the stream encodes each summary: indented by four spaces, then a line end.
+        let mut line = Vec::new();
+        let formatter = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+        serde::Serialize::serialize(
+            &summary,
+            &mut serde_json::Serializer::with_formatter(&mut line, formatter),
+        )
+        .expect("a JSON value serializes");
+        line.push(b'\n');
+        metrics.write_all(&line).map_err(|error| format!("failed to copy metrics to file: {error}"))?;
+        let next = Instant::now() + interval;
+        while Instant::now() < next.min(deadline) {
+            if stop.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+        if Instant::now() >= deadline {
+            return Ok(());
+        }
+    }
+}
+
+/// The error Consul's client makes of a status other than 200.
+fn unexpected(status: u16, body: impl Read) -> String {
+    let mut text = String::new();
+    let _ = body.take(4096).read_to_string(&mut text);
+    format!("Unexpected response code: {status} ({})", text.trim_end())
+}
+
+/// Consul's `writeJSONFile`: indented with tabs.
+fn write_json(file: &Path, value: &Value) -> Result<(), String> {
+    let mut bytes = Vec::new();
+    let formatter = serde_json::ser::PrettyFormatter::with_indent(b"\t");
+    let mut serializer = serde_json::Serializer::with_formatter(&mut bytes, formatter);
+    serde::Serialize::serialize(value, &mut serializer).expect("a JSON value serializes");
+    std::fs::write(file, bytes).map_err(|error| go_error(&error, file))
+}
+
+/// Consul's `createArchive`: the directory as `<dir>.tar.gz` (written aside, then renamed),
+/// then the directory removed.
+fn create_archive(dir: &Path) -> Result<(), String> {
+    let path = PathBuf::from(format!("{}{ARCHIVE_EXTENSION}", dir.display()));
+    let temp = PathBuf::from(format!("{}.tmp{}", path.display(), std::process::id()));
+    let written = write_archive(dir, &temp);
+    if let Err(error) = written {
+        let _ = std::fs::remove_file(&temp);
+        return Err(error);
+    }
+    std::fs::rename(&temp, &path).map_err(|error| error.to_string())?;
+    std::fs::remove_dir_all(dir).map_err(|error| format!("failed to remove archived directory: {error}"))
+}
+
+fn write_archive(dir: &Path, temp: &Path) -> Result<(), String> {
+    let file = std::fs::File::create(temp)
+        .map_err(|error| format!("failed to create compressed temp archive: {error}"))?;
+    let gzip = flate2::write::GzEncoder::new(file, flate2::Compression::default());
+    let mut tar = tar::Builder::new(gzip);
+    tar.follow_symlinks(false);
+    let base = PathBuf::from(dir.file_name().ok_or("the output path names no directory")?);
+    // Go's `filepath.Walk`: the directory, then its entries in lexical order, depth first.
+    let mut pending = vec![(dir.to_path_buf(), base)];
+    while let Some((path, name)) = pending.pop() {
+        tar.append_path_with_name(&path, &name)
+            .map_err(|error| format!("failed to write compressed archive header: {error}"))?;
+        if path.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(&path)
+                .and_then(|entries| entries.map(|entry| entry.map(|e| e.path())).collect())
+                .map_err(|error| format!("failed to walk filepath for archive: {error}"))?;
+            entries.sort();
+            for entry in entries.into_iter().rev() {
+                let entry_name = name.join(entry.file_name().expect("a directory entry has a name"));
+                pending.push((entry, entry_name));
+            }
+        }
+    }
+    let gzip = tar.into_inner().map_err(|error| error.to_string())?;
+    let file = gzip.finish().map_err(|error| error.to_string())?;
+    file.sync_all().map_err(|error| error.to_string())
+}
+
+/// A file error as Go's `os` package words it.
+fn go_error(error: &std::io::Error, path: &Path) -> String {
+    super::go_io(error, &path.display().to_string())
+}
+
+/// `time.Now().UTC().String()`: `2024-06-01 10:00:00.123456789 +0000 UTC`, the fraction's
+/// trailing zeros dropped.
+fn go_utc(time: SystemTime) -> String {
+    let since = time.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let (date, clock) = civil(since.as_secs());
+    let nanos = since.subsec_nanos();
+    let fraction =
+        if nanos == 0 { String::new() } else { format!(".{nanos:09}").trim_end_matches('0').to_owned() };
+    format!("{date} {clock}{fraction} +0000 UTC")
+}
+
+/// The default output's timestamp, Consul's `2006-01-02T15-04-05Z0700` (in UTC: a `Z`).
+fn name_timestamp(time: SystemTime) -> String {
+    let since = time.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let (date, clock) = civil(since.as_secs());
+    format!("{date}T{}Z", clock.replace(':', "-"))
+}
+
+/// `YYYY-MM-DD` and `hh:mm:ss` of Unix seconds (Howard Hinnant's days-to-civil).
+fn civil(unix_seconds: u64) -> (String, String) {
+    let days = (unix_seconds / 86_400) as i64;
+    let seconds = unix_seconds % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (
+        format!("{year:04}-{month:02}-{day:02}"),
+        format!("{:02}:{:02}:{:02}", seconds / 3600, seconds / 60 % 60, seconds % 60),
+    )
+}
+
+/// Consul's targets, in its order.
+const TARGETS_DEFAULT: &[&str] = &["metrics", "logs", "pprof", "host", "agent", "members"];
+
+/// Consul's `debugDurationGrace`: added to the duration so the last interval is captured.
+const DURATION_GRACE: Duration = Duration::from_secs(2);
+
+/// Consul's `debugMinDuration`: long enough to collect everything.
+const DURATION_MIN: Duration = Duration::from_secs(10);
+
+/// Consul's `debugMinInterval`: a floor against hammering the agent.
+const INTERVAL_MIN: Duration = Duration::from_secs(5);
+
+/// Consul's `debugArchiveExtension`.
+const ARCHIVE_EXTENSION: &str = ".tar.gz";
+
+/// Consul's `debugProtocolVersion`: the layout's version, in `index.json`.
+const PROTOCOL_VERSION: u32 = 1;
+
+/// How often the waits look at the clock and for an interruption: short enough that Ctrl-C is
+/// answered at once, long enough to cost nothing.
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_print_as_go_prints_them() {
+        let at = SystemTime::UNIX_EPOCH + Duration::new(1_717_236_000, 120_000_000);
+        assert_eq!(go_utc(at), "2024-06-01 10:00:00.12 +0000 UTC");
+        assert_eq!(
+            go_utc(SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "2000-02-29 00:00:00 +0000 UTC"
+        );
+        assert_eq!(name_timestamp(at), "2024-06-01T10-00-00Z");
+    }
+}

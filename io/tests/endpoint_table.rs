@@ -1,0 +1,45 @@
+//! The endpoint table (`io/src/http/endpoints.rs`, `docs/http-endpoints.md`) against a running
+//! `muster agent -dev`: every row served is routed with every method Consul serves on it (a
+//! `PATCH`, which no Consul endpoint takes, answers 405 with those methods in `Allow`, so no
+//! handler runs and nothing changes), and every row not served answers Go's `404 page not
+//! found`, as Consul CE answers an endpoint it lacks.
+
+use std::time::Duration;
+
+use muster::http::endpoints::{Status, ENDPOINTS};
+
+mod common;
+
+#[test]
+fn the_agent_serves_what_the_endpoint_table_says_and_nothing_else() {
+    let agent = common::DevAgent::start("table", &[]);
+    let client: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let patch = |path: &str| {
+        let mut response = client.patch(&agent.url(path)).send(&b""[..]).ok()?;
+        let allow =
+            response.headers().get("allow").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+        Some((response.status().as_u16(), allow, response.body_mut().read_to_string().unwrap()))
+    };
+    common::eventually("the agent answers", Duration::from_secs(30), || patch("/v1/status/leader"));
+
+    let mut wrong = Vec::new();
+    for endpoint in ENDPOINTS {
+        // A path that takes an argument is asked with one.
+        let path = match endpoint.path.ends_with('/') {
+            true => format!("{}web", endpoint.path),
+            false => endpoint.path.to_owned(),
+        };
+        let (status, allow, body) = patch(&path).unwrap();
+        let allowed: Vec<&str> = allow.split(',').collect();
+        let ok = match endpoint.status.served() {
+            true => status == 405 && endpoint.methods.iter().all(|method| allowed.contains(method)),
+            false => (status, body.as_str()) == (404, "404 page not found\n"),
+        };
+        if !ok {
+            wrong.push(format!("{path} ({:?}): {status} allow={allow:?} {body:?}", endpoint.status));
+        }
+    }
+    assert!(wrong.is_empty(), "the agent and the table disagree:\n{}", wrong.join("\n"));
+    let served = ENDPOINTS.iter().filter(|e| e.status.served()).count();
+    assert!(served > 50 && ENDPOINTS.iter().any(|e| e.status == Status::Enterprise));
+}
