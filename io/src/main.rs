@@ -634,6 +634,7 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
                 rpc_addr: server_addr,
                 session_ttl: http::SessionTtl::default(),
                 autopilot: http::AutopilotShared::new(files.autopilot.clone()),
+                tombstone_ttl: muster_core::fsm::tombstone_gc::TOMBSTONE_TTL,
             }),
             datacenter: args.datacenter.clone(),
             node_name: node_name.clone(),

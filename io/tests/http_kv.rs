@@ -276,3 +276,25 @@ async fn a_release_with_an_unknown_session_answers_false() {
     let acquired = call("PUT", url(&format!("/v1/kv/k?acquire={session}")), b"v").await;
     assert_eq!((acquired.status, acquired.body), (500, format!("invalid session \"{session}\"")));
 }
+
+/// The leader reaps deleted keys' tombstones once they are older than the tombstone TTL
+/// (Consul's 15 min, one second here): a prefix's index keeps the delete until then, and the
+/// tombstones do not pile up forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_reaps_tombstones_past_their_ttl() {
+    let (addr, api) = common::start_leading("kv-tombstones", Duration::from_secs(1)).await;
+    let url = |path: &str| format!("http://{addr}{path}");
+    for key in ["gc/a", "gc/b", "gc/c"] {
+        assert_eq!(call("PUT", url(&format!("/v1/kv/{key}")), b"x").await.status, 200);
+    }
+    assert_eq!(call("DELETE", url("/v1/kv/gc/a"), b"").await.status, 200);
+    assert_eq!(call("DELETE", url("/v1/kv/gc?recurse"), b"").await.status, 200);
+    let store = &api.consensus.as_ref().unwrap().store;
+    let tombstones = || store.read(|fsm| fsm.kv().tombstones());
+    assert_eq!(tombstones(), 2, "gc/a, and one for the prefix gc");
+    let started = std::time::Instant::now();
+    common::eventually("the tombstones reaped", Duration::from_secs(15), || {
+        (tombstones() == 0).then_some(())
+    });
+    assert!(started.elapsed() >= Duration::from_millis(500), "not before their TTL");
+}

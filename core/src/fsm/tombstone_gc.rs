@@ -19,22 +19,37 @@ pub const TOMBSTONE_TTL: Duration = Duration::from_secs(15 * 60);
 pub const GRANULARITY: Duration = Duration::from_secs(30);
 
 /// Expiry buckets: the end of each bucket → the newest index hinted into it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct TombstoneGc {
     buckets: BTreeMap<Instant, Index>,
+    ttl: Duration,
+    granularity: Duration,
+}
+
+impl Default for TombstoneGc {
+    fn default() -> TombstoneGc {
+        TombstoneGc::new()
+    }
 }
 
 impl TombstoneGc {
-    /// Nothing to collect.
+    /// Nothing to collect, with Consul's [`TOMBSTONE_TTL`] and [`GRANULARITY`].
     pub fn new() -> TombstoneGc {
-        TombstoneGc::default()
+        TombstoneGc::with_ttl(TOMBSTONE_TTL)
+    }
+
+    /// Nothing to collect, keeping tombstones `ttl` in buckets of a thirtieth of it (Consul's
+    /// ratio; tests shorten the wait this way).
+    pub fn with_ttl(ttl: Duration) -> TombstoneGc {
+        let granularity = (ttl / 30).max(Duration::from_millis(1));
+        TombstoneGc { buckets: BTreeMap::new(), ttl, granularity }
     }
 
     /// Records that the entry at `index` was applied at `now`: tombstones at or below it may
-    /// go once [`TOMBSTONE_TTL`] has passed (rounded up to the bucket's end).
+    /// go once the TTL has passed (rounded up to the bucket's end).
     pub fn hint(&mut self, index: Index, now: Instant) {
-        let expiry = now + TOMBSTONE_TTL;
-        let granularity = GRANULARITY.as_nanos() as u64;
+        let expiry = now + self.ttl;
+        let granularity = self.granularity.as_nanos() as u64;
         let bucket = Instant::from_nanos(expiry.as_nanos().div_ceil(granularity).saturating_mul(granularity));
         let newest = self.buckets.entry(bucket).or_insert(index);
         *newest = (*newest).max(index);
@@ -98,5 +113,11 @@ mod tests {
         gc.hint(30, at(5000));
         gc.reset();
         assert_eq!(gc.next_deadline(), None);
+    }
+
+    #[test]
+    fn consuls_ttl_has_consuls_granularity() {
+        let gc = TombstoneGc::new();
+        assert_eq!((gc.ttl, gc.granularity), (TOMBSTONE_TTL, GRANULARITY));
     }
 }

@@ -18,7 +18,7 @@ use muster_core::swim::Status;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::{json, Api, AutopilotReport, HttpError, Query, ServerReport};
+use super::{json, Api, AutopilotReport, ConsensusError, HttpError, Query, ServerReport};
 
 pub(super) fn routes() -> Router<Arc<Api>> {
     Router::new()
@@ -165,7 +165,7 @@ fn decode_config(body: &[u8]) -> Result<Config, String> {
 /// stale read elsewhere, finds none).
 fn latest_report(api: &Api, query: &Query) -> Result<AutopilotReport, HttpError> {
     api.check_datacenter(query)?;
-    api.consensus()?.autopilot.report().ok_or_else(|| HttpError::internal("No cluster leader"))
+    api.consensus()?.autopilot.report().ok_or_else(|| ConsensusError::NoLeader.into())
 }
 
 /// What Consul's `api.ServerHealth` and `api.AutopilotServer` both show of a server.

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use muster_core::autopilot::{self, Autopilot, GossipServer, View};
-use muster_core::fsm::{AutopilotSet, Command};
+use muster_core::fsm::{AutopilotSet, Command, TombstoneGc, TombstoneReap};
 use muster_core::raft::{Role, ServerId};
 use muster_core::reconcile::{reconcile, GossipMember};
 use muster_core::swim::Status;
@@ -121,10 +121,13 @@ pub async fn run_leader_duties(api: Arc<Api>) {
         );
         // A new term starts a new autopilot: learners stabilize again under this leader.
         let mut autopilot = Autopilot::new(stored_autopilot_config(&api, consensus).await);
+        // Tombstones are this leader's to reap, from its own hints (Consul's `TombstoneGC`).
+        let mut tombstones = TombstoneGc::with_ttl(consensus.tombstone_ttl);
         let mut reconciled_at = tokio::time::Instant::now();
         reconcile_once(&api).await;
         while api.leads() {
             autopilot_once(&api, consensus, &mut autopilot, origin).await;
+            collect_tombstones(&api, consensus, &mut tombstones, origin).await;
             if let Some(entry) = consensus.store.read(|fsm| fsm.autopilot().cloned()) {
                 autopilot.set_config(entry.config);
             }
@@ -147,6 +150,28 @@ pub async fn run_leader_duties(api: Arc<Api>) {
     }
 }
 
+/// One pass of the tombstone collector: every tombstone at or below the index applied now may
+/// go once the TTL has passed (hinting the applied index each pass is Consul's hint on each
+/// delete, bucketed alike), and what has expired is reaped through the log, lock delays over
+/// with it.
+async fn collect_tombstones(
+    api: &Api,
+    consensus: &Consensus,
+    gc: &mut TombstoneGc,
+    origin: tokio::time::Instant,
+) {
+    let now = crate::drive::core_now(origin);
+    gc.hint(consensus.store.read(|fsm| fsm.applied()), now);
+    let Some(up_to) = gc.expired(now) else { return };
+    match api.write_here(&Command::TombstoneReap(TombstoneReap { up_to })).await {
+        Ok(muster_core::fsm::Response::Reaped(count)) if count > 0 => {
+            tracing::debug!(count, up_to, "agent.server.state: reaped tombstones");
+        }
+        Ok(_) => {}
+        Err(error) => tracing::warn!(reason = %error, "agent.leader: reaping tombstones failed"),
+    }
+}
+
 /// Autopilot's settings as stored, after storing the agent's own when none are (Consul's
 /// leader does so as it takes office); the agent's own if that write fails.
 async fn stored_autopilot_config(api: &Api, consensus: &Consensus) -> autopilot::Config {
@@ -156,7 +181,7 @@ async fn stored_autopilot_config(api: &Api, consensus: &Consensus) -> autopilot:
     let defaults = consensus.autopilot.defaults.clone();
     let set = Command::AutopilotSet(AutopilotSet { config: defaults.clone(), cas: None });
     if let Err(error) = api.write_here(&set).await {
-        tracing::warn!(reason = %error.reason, "agent.server.autopilot: storing the autopilot configuration failed");
+        tracing::warn!(reason = %error, "agent.server.autopilot: storing the autopilot configuration failed");
     }
     defaults
 }
@@ -272,7 +297,7 @@ async fn reconcile_once(api: &Api) {
         if let Err(error) = api.write_here(&command).await {
             // A member whose tags clash with the catalog (a duplicate node ID) is refused here
             // each pass, and reported each time: an operator must act.
-            tracing::warn!(reason = %error.reason, ?command, "agent.leader: reconciling a member failed");
+            tracing::warn!(reason = %error, ?command, "agent.leader: reconciling a member failed");
         }
     }
 }

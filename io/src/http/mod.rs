@@ -7,6 +7,7 @@ mod agent;
 mod autopilot;
 mod body;
 mod catalog;
+mod consensus;
 pub mod endpoints;
 mod filter;
 mod gossip;
@@ -48,6 +49,7 @@ pub use self::agent::{
     service_definition, CheckTtl, ConfigFiles, Definitions, ANTI_ENTROPY_INTERVAL,
 };
 pub use self::body::Object;
+pub use self::consensus::ConsensusError;
 pub use self::gossip::{Gossip, UserEvent, EVENTS_KEPT};
 pub use self::health::{run_alias_checks, run_checks, CheckRunner};
 pub use self::keyring::KeyringWaiters;
@@ -146,6 +148,9 @@ pub struct Consensus {
     pub session_ttl: SessionTtl,
     /// Autopilot's configured settings and the leader's latest findings.
     pub autopilot: AutopilotShared,
+    /// How long the leader keeps a deleted key's tombstone before reaping it (Consul's 15 min,
+    /// [`muster_core::fsm::tombstone_gc::TOMBSTONE_TTL`]; tests shorten it).
+    pub tombstone_ttl: Duration,
 }
 
 /// Serves the API on `listener` until the task is dropped, with Consul's default limit of
@@ -276,7 +281,9 @@ impl crate::rpc::Handler for RpcHandler {
         match call {
             Call::Propose(bytes) => {
                 let result = match Command::decode(&bytes) {
-                    Ok(Some(stamped)) if at_leader => self.api.write_here(&stamped.command).await,
+                    Ok(Some(stamped)) if at_leader => {
+                        self.api.write_here(&stamped.command).await.map_err(HttpError::from)
+                    }
                     Ok(Some(stamped)) => self.api.write(&stamped.command).await,
                     Ok(None) => Err(HttpError::bad_request("unknown command type")),
                     Err(error) => Err(HttpError::bad_request(error.to_string())),
@@ -835,14 +842,14 @@ impl Api {
         if self.consensus.is_some() {
             // `write_here` validates; a follower's refusal for want of leadership goes on below.
             match self.write_here(command).await {
-                Err(refused) if refused.reason == no_leader().reason && !self.leads() => {}
-                other => return other,
+                Err(ConsensusError::NotLeader { .. } | ConsensusError::NoLeader) if !self.leads() => {}
+                other => return other.map_err(HttpError::from),
             }
         } else if let Err(error) = command.validate() {
             // A client agent refuses bad input itself rather than ship it to a server.
-            return Err(rejected(error));
+            return Err(ConsensusError::Rejected(error).into());
         }
-        let Some(hop) = self.next_hop().await? else { return self.write_here(command).await };
+        let Some(hop) = self.next_hop().await? else { return Ok(self.write_here(command).await?) };
         match self.send(hop, crate::rpc::Call::Propose(command.encode(0)), false).await? {
             crate::rpc::Reply::Propose(result) => result.map_err(refusal),
             _ => Err(unexpected_reply()),
@@ -851,18 +858,17 @@ impl Api {
 
     /// Proposes a command through Raft on this server, stamped with its clock, and waits for
     /// the state machine's answer.
-    pub async fn write_here(&self, command: &Command) -> Result<FsmResponse, HttpError> {
-        if let Err(error) = command.validate() {
-            return Err(rejected(error));
-        }
+    pub async fn write_here(&self, command: &Command) -> Result<FsmResponse, ConsensusError> {
+        command.validate().map_err(ConsensusError::Rejected)?;
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX));
-        match self.consensus()?.raft.propose(command.encode(now_ms)).await {
-            Ok(Ok(FsmResponse::Rejected(error))) => Err(rejected(error)),
+        let consensus = self.consensus.as_ref().ok_or(ConsensusError::NotServer)?;
+        match consensus.raft.propose(command.encode(now_ms)).await {
+            Ok(Ok(FsmResponse::Rejected(error))) => Err(ConsensusError::Rejected(error)),
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(error)) => Err(HttpError::internal(error.to_string())),
-            Err(error) => Err(write_error(error)),
+            Ok(Err(error)) => Err(ConsensusError::Apply(error.to_string())),
+            Err(error) => Err(error.into()),
         }
     }
 }
@@ -871,14 +877,14 @@ impl Api {
 /// write committed before (ReadIndex). A leader elected a moment ago has not committed in its
 /// term yet and cannot say what is committed: the read waits for that, up to
 /// [`RPC_HOLD_TIMEOUT`], as Consul's hold a request while a leader settles.
-async fn read_barrier(raft: &RaftClient<Output>) -> Result<Index, HttpError> {
+async fn read_barrier(raft: &RaftClient<Output>) -> Result<Index, ConsensusError> {
     let deadline = tokio::time::Instant::now() + RPC_HOLD_TIMEOUT;
     loop {
         match raft.read_barrier().await {
             Err(WriteError::Refused(ProposeError::NotReady)) if tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            other => return other.map_err(write_error),
+            other => return other.map_err(ConsensusError::from),
         }
     }
 }
@@ -892,34 +898,9 @@ fn unexpected_reply() -> HttpError {
     HttpError::internal("rpc error: unexpected reply")
 }
 
-/// A refused command, with Consul's status for it.
-fn rejected(error: muster_core::fsm::CommandError) -> HttpError {
-    use muster_core::fsm::CommandError;
-    let status = match error {
-        CommandError::ValueTooLarge { .. }
-        | CommandError::TooManyOps { .. }
-        | CommandError::SnapshotTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-        CommandError::MissingKey
-        | CommandError::Catalog(_)
-        | CommandError::Restore(_)
-        | CommandError::RestoreChunkMalformed => StatusCode::BAD_REQUEST,
-        CommandError::Lock(_) | CommandError::Session(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        // Another restore started while this one's pieces were going in.
-        CommandError::RestoreOutOfOrder { .. } => StatusCode::CONFLICT,
-    };
-    HttpError { status, reason: error.to_string() }
-}
-
 /// Consul's answer when no leader can take a request.
 fn no_leader() -> HttpError {
-    HttpError::internal("No cluster leader")
-}
-
-pub(super) fn write_error(error: WriteError) -> HttpError {
-    match error {
-        WriteError::Refused(ProposeError::NotLeader { .. }) => no_leader(),
-        other => HttpError::internal(other.to_string()),
-    }
+    ConsensusError::NoLeader.into()
 }
 
 /// A random number below `n` (0 when `n` is 0), from the OS-seeded hasher.

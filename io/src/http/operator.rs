@@ -15,7 +15,7 @@ use muster_core::fsm::{Table, WatchTarget};
 use muster_core::raft::{MembershipChange, ServerId};
 use serde_json::{json as value, Value};
 
-use super::{json, write_error, Api, HttpError, Query};
+use super::{json, Api, ConsensusError, HttpError, Query};
 
 pub(super) fn routes() -> Router<Arc<Api>> {
     Router::new()
@@ -96,7 +96,7 @@ async fn remove_peer(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Re
             .raft
             .change_membership(MembershipChange::Remove(server))
             .await
-            .map_err(write_error)?;
+            .map_err(ConsensusError::from)?;
         Ok::<_, HttpError>(axum::http::StatusCode::OK.into_response())
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
@@ -111,7 +111,7 @@ async fn transfer_leader(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -
             Some(_) => named_server(&api, &query)?,
             None => return Err(HttpError::bad_request("Must specify ?id with the server's ID")),
         };
-        api.consensus()?.raft.transfer_leadership(server).await.map_err(write_error)?;
+        api.consensus()?.raft.transfer_leadership(server).await.map_err(ConsensusError::from)?;
         Ok(json(&query, &value!({"Success": true})).into_response())
     };
     result.await.unwrap_or_else(IntoResponse::into_response)

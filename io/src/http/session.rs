@@ -118,7 +118,7 @@ pub async fn run_ttl_timers(api: Arc<Api>) {
                     let written = api.write_here(&destroy).await;
                     crate::telemetry::measure_since("session_ttl.invalidate", &[], started);
                     if let Err(error) = written {
-                        tracing::warn!(session = %id, reason = %error.reason, "agent.server.session: invalidation failed");
+                        tracing::warn!(session = %id, reason = %error, "agent.server.session: invalidation failed");
                     }
                 }
             }

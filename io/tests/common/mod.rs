@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use muster::http::{self, Api};
 use muster::store;
+use muster_core::fsm::tombstone_gc::TOMBSTONE_TTL;
 use muster_core::fsm::{Check, Command, Health, Node, Register, SERF_HEALTH};
 use muster_core::raft::Config;
 use tokio::net::TcpListener;
@@ -54,19 +55,29 @@ pub async fn start_with_api(name: &str) -> (SocketAddr, Arc<Api>) {
 
 /// The same, allowing each client `conns_per_client` connections at once.
 pub async fn start_limited(name: &str, conns_per_client: usize) -> (SocketAddr, Arc<Api>) {
-    start_configured(name, conns_per_client, http::ScriptChecks::default()).await
+    start_configured(name, conns_per_client, http::ScriptChecks::default(), TOMBSTONE_TTL).await
 }
 
 /// The same, accepting script checks from the API (`-enable-script-checks`).
 pub async fn start_with_scripts(name: &str) -> (SocketAddr, Arc<Api>) {
     let scripts = http::ScriptChecks { from_api: true, from_files: true };
-    start_configured(name, http::HTTP_CONNS_PER_CLIENT_MAX, scripts).await
+    start_configured(name, http::HTTP_CONNS_PER_CLIENT_MAX, scripts, TOMBSTONE_TTL).await
+}
+
+/// The same, with the leader's duties running (reconciliation, autopilot, the tombstone
+/// collector), tombstones kept `tombstone_ttl`.
+pub async fn start_leading(name: &str, tombstone_ttl: Duration) -> (SocketAddr, Arc<Api>) {
+    let scripts = http::ScriptChecks::default();
+    let (addr, api) = start_configured(name, http::HTTP_CONNS_PER_CLIENT_MAX, scripts, tombstone_ttl).await;
+    tokio::spawn(http::run_leader_duties(api.clone()));
+    (addr, api)
 }
 
 async fn start_configured(
     name: &str,
     conns_per_client: usize,
     script_checks: http::ScriptChecks,
+    tombstone_ttl: Duration,
 ) -> (SocketAddr, Arc<Api>) {
     let dir = std::env::temp_dir().join(format!("muster-http-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -88,6 +99,7 @@ async fn start_configured(
             rpc_addr: "127.0.0.1:8300".parse().unwrap(),
             session_ttl: http::SessionTtl::default(),
             autopilot: http::AutopilotShared::default(),
+            tombstone_ttl,
         }),
         datacenter: "dc1".into(),
         node_name: "node1".into(),

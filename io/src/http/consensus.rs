@@ -1,0 +1,101 @@
+//! Why consensus did not take or answer a request, as a type: the one place its failures meet
+//! Consul's statuses and words (`From<ConsensusError> for HttpError`), so no caller decides
+//! what happened by reading an error's text.
+
+use axum::http::StatusCode;
+use muster_core::fsm::CommandError;
+use muster_core::raft::{ProposeError, ServerId};
+
+use super::HttpError;
+use crate::raft_server::WriteError;
+
+/// Why a write or a read through consensus failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConsensusError {
+    /// No leader is known.
+    #[error("No cluster leader")]
+    NoLeader,
+    /// This server does not lead; `leader` is the one it knows, if any (the request may be
+    /// sent on there).
+    #[error("No cluster leader")]
+    NotLeader {
+        /// The leader this server knows.
+        leader: Option<ServerId>,
+    },
+    /// The state machine refused the command; nothing changed.
+    #[error(transparent)]
+    Rejected(CommandError),
+    /// The Raft server could not see the write through: its entry was replaced by another
+    /// leader's, compacted before its outcome was known, or the server stopped.
+    #[error(transparent)]
+    Write(WriteError),
+    /// The state machine could not apply the entry (fatal for the server).
+    #[error("{0}")]
+    Apply(String),
+    /// This agent keeps no replicated state (a client agent's router sends such requests to a
+    /// server, so reaching this is a routing bug, answered as one).
+    #[error("rpc error: this agent is not a server")]
+    NotServer,
+}
+
+impl From<WriteError> for ConsensusError {
+    fn from(error: WriteError) -> ConsensusError {
+        match error {
+            WriteError::Refused(ProposeError::NotLeader { leader_hint }) => {
+                ConsensusError::NotLeader { leader: leader_hint }
+            }
+            other => ConsensusError::Write(other),
+        }
+    }
+}
+
+impl From<ConsensusError> for HttpError {
+    fn from(error: ConsensusError) -> HttpError {
+        let status = match &error {
+            ConsensusError::Rejected(refused) => rejected_status(refused),
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        HttpError { status, reason: error.to_string() }
+    }
+}
+
+/// Consul's status for a refused command.
+fn rejected_status(error: &CommandError) -> StatusCode {
+    match error {
+        CommandError::ValueTooLarge { .. }
+        | CommandError::TooManyOps { .. }
+        | CommandError::SnapshotTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        CommandError::MissingKey
+        | CommandError::Catalog(_)
+        | CommandError::Restore(_)
+        | CommandError::RestoreChunkMalformed => StatusCode::BAD_REQUEST,
+        CommandError::Lock(_) | CommandError::Session(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        // Another restore started while this one's pieces were going in.
+        CommandError::RestoreOutOfOrder { .. } => StatusCode::CONFLICT,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_failure_has_consuls_status_and_words() {
+        let answer = |error: ConsensusError| {
+            let http = HttpError::from(error);
+            (http.status.as_u16(), http.reason)
+        };
+        assert_eq!(answer(ConsensusError::NoLeader), (500, "No cluster leader".into()));
+        let not_leader =
+            ConsensusError::from(WriteError::Refused(ProposeError::NotLeader { leader_hint: Some(2) }));
+        assert_eq!(not_leader, ConsensusError::NotLeader { leader: Some(2) });
+        assert_eq!(answer(not_leader), (500, "No cluster leader".into()));
+        assert_eq!(
+            answer(ConsensusError::Rejected(CommandError::MissingKey)),
+            (400, "Missing key name".into())
+        );
+        let large = CommandError::TooManyOps { count: 129, max: 128 };
+        assert_eq!(answer(ConsensusError::Rejected(large)).0, 413);
+        assert_eq!(answer(ConsensusError::from(WriteError::Lost)).0, 500);
+    }
+}
