@@ -52,6 +52,56 @@ pub fn for_each_seed(replay: Replay, default: Range<u64>, mut body: impl FnMut(u
     count
 }
 
+/// Runs `body` for each seed on every core (seeds dealt out in turn, one thread a core), and
+/// returns what each gave, in seed order: each seed's run is deterministic on its own, so the
+/// threads change only the wall time. The first failure found stops the others from taking
+/// new seeds; its seed and replay command are printed before the panic carries on.
+pub fn map_seeds<T: Send>(replay: Replay, default: Range<u64>, body: impl Fn(u64) -> T + Sync) -> Vec<T> {
+    let range = seeds(default);
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let next = std::sync::atomic::AtomicU64::new(range.start);
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let mut results: Vec<(u64, T)> = Vec::new();
+    let mut panics = Vec::new();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    while !failed.load(std::sync::atomic::Ordering::Relaxed) {
+                        let seed = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if seed >= range.end {
+                            break;
+                        }
+                        println!("[{}] seed={seed}", replay.test);
+                        match catch_unwind(AssertUnwindSafe(|| body(seed))) {
+                            Ok(result) => done.push((seed, result)),
+                            Err(panic) => {
+                                failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                                return Err((seed, panic));
+                            }
+                        }
+                    }
+                    Ok(done)
+                })
+            })
+            .collect();
+        for worker in workers {
+            match worker.join().expect("a seed's panic is caught in its thread") {
+                Ok(done) => results.extend(done),
+                Err(failure) => panics.push(failure),
+            }
+        }
+    });
+    if let Some((seed, panic)) = panics.into_iter().min_by_key(|(seed, _)| *seed) {
+        eprintln!("\n[{}] FAILED at seed={seed}", replay.test);
+        eprintln!("replay with:\n    {}\n", replay.command_for(seed));
+        resume_unwind(panic);
+    }
+    results.sort_by_key(|(seed, _)| *seed);
+    results.into_iter().map(|(_, result)| result).collect()
+}
+
 fn env_u64(name: &str) -> Option<u64> {
     let text = std::env::var(name).ok()?;
     Some(text.trim().parse().unwrap_or_else(|_| panic!("{name}={text:?} is not a number")))
@@ -77,5 +127,14 @@ mod tests {
             replay.command_for(42),
             "MUSTER_SEED=42 cargo test -p muster-sim --test harness -- sweep --exact --nocapture"
         );
+    }
+
+    #[test]
+    fn seeds_mapped_on_every_core_come_back_in_seed_order_and_a_failure_names_its_seed() {
+        let replay = Replay { command: "cargo test", test: "map" };
+        assert_eq!(map_seeds(replay, 0..50, |seed| seed * 2), (0..50).map(|s| s * 2).collect::<Vec<_>>());
+        let failed = catch_unwind(|| map_seeds(replay, 0..50, |seed| assert!(seed != 17, "seed 17 fails")));
+        let message = failed.unwrap_err();
+        assert_eq!(message.downcast_ref::<&str>(), Some(&"seed 17 fails"));
     }
 }

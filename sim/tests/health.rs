@@ -21,7 +21,7 @@ use muster_core::reconcile::{reconcile, GossipMember};
 use muster_core::swim;
 use muster_sim::harness::{Cluster, NetConfig};
 use muster_sim::health::{Behaviour, HealthSim, Target};
-use muster_sim::seed::{for_each_seed, Replay};
+use muster_sim::seed::{map_seeds, Replay};
 
 const CARGO: &str = "cargo test -p muster-sim --test health";
 
@@ -69,9 +69,8 @@ fn last_results(sim: &HealthSim, id: &str, at: Duration, n: usize) -> Vec<Health
 
 #[test]
 fn a_flapping_check_behind_thresholds_never_flaps_the_catalog() {
-    let mut control_changes = 0;
-    let ran =
-        for_each_seed(replay("a_flapping_check_behind_thresholds_never_flaps_the_catalog"), 0..40, |seed| {
+    let controls =
+        map_seeds(replay("a_flapping_check_behind_thresholds_never_flaps_the_catalog"), 0..40, |seed| {
             let mut sim = HealthSim::new(seed, "agent-one");
             let interval = Duration::from_millis(1_000 + seed % 9 * 1_000);
             sim.add_check(
@@ -101,7 +100,6 @@ fn a_flapping_check_behind_thresholds_never_flaps_the_catalog() {
             // The control, undamped, flaps the catalog on every run: the property is not vacuous.
             let control = changes_of(&sim, "control");
             assert!(control.len() as u64 >= sim.runs("control") - 1, "{} changes", control.len());
-            control_changes += control.len();
 
             // Flaky: every change follows a full streak of results that agree with it...
             let flaky = changes_of(&sim, "flaky");
@@ -129,71 +127,66 @@ fn a_flapping_check_behind_thresholds_never_flaps_the_catalog() {
                     );
                 }
             }
+            control.len()
         });
+    let (ran, control_changes) = (controls.len(), controls.iter().sum::<usize>());
     println!("flapping: {ran} seeds, 10 simulated minutes each; damped checks changed the catalog once after registration, the undamped controls {control_changes} times in all");
 }
 
 #[test]
 fn ttl_checks_expire_exactly_one_ttl_after_their_last_update() {
-    let ran =
-        for_each_seed(replay("ttl_checks_expire_exactly_one_ttl_after_their_last_update"), 0..40, |seed| {
-            let mut sim = HealthSim::new(seed, "agent-one");
-            let ttl = secs(30);
-            let check = Check {
-                check_id: "service:web".into(),
-                name: "web heartbeat".into(),
-                kind: "ttl".into(),
-                status: Health::Critical,
-                definition: CheckDefinition { ttl_ns: ttl.as_nanos() as u64, ..CheckDefinition::default() },
-                ..Check::default()
-            };
-            sim.add_service(service("web"), vec![(check, None)]);
-            // Heartbeats at seeded gaps shorter than the TTL, then silence.
-            let mut rng = muster_core::Rng::from_seed(seed);
-            let beats = 1 + rng.next_u64() % 20;
-            let mut at = Duration::ZERO;
-            for beat in 0..beats {
-                at += rng.duration_between(secs(1), ttl - Duration::from_millis(1));
-                sim.run_until(at);
-                sim.ttl_update("service:web", Health::Passing, &format!("beat {beat}"));
-                assert_eq!(sim.catalog_status("service:web"), Some(Health::Passing), "beat {beat} at {at:?}");
-            }
-            let last = at;
-            sim.run_until(last + ttl - Duration::from_nanos(1));
-            assert_eq!(
-                sim.catalog_status("service:web"),
-                Some(Health::Passing),
-                "alive until the TTL runs out"
-            );
-            sim.run_until(last + ttl);
-            assert_eq!(
-                sim.catalog_status("service:web"),
-                Some(Health::Critical),
-                "expired one TTL after {last:?}"
-            );
-            assert_eq!(
-                sim.catalog_output("service:web").as_deref(),
-                Some(
-                    format!("TTL expired (last output before timeout follows): beat {}", beats - 1).as_str()
-                )
-            );
-            let changes = changes_of(&sim, "service:web");
-            assert_eq!(changes.last(), Some(&(last + ttl, Some(Health::Critical))));
-            assert_eq!(changes.len(), 3, "registered, first beat, expiry: {changes:?}");
-            // An update after expiry revives it, and the TTL counts again from then.
-            sim.run_until(last + ttl + secs(5));
-            sim.ttl_update("service:web", Health::Warning, "back");
-            assert_eq!(sim.catalog_status("service:web"), Some(Health::Warning));
-            sim.run_until(last + ttl * 2 + secs(5));
-            assert_eq!(sim.catalog_status("service:web"), Some(Health::Critical));
-        });
+    let ran = map_seeds(replay("ttl_checks_expire_exactly_one_ttl_after_their_last_update"), 0..40, |seed| {
+        let mut sim = HealthSim::new(seed, "agent-one");
+        let ttl = secs(30);
+        let check = Check {
+            check_id: "service:web".into(),
+            name: "web heartbeat".into(),
+            kind: "ttl".into(),
+            status: Health::Critical,
+            definition: CheckDefinition { ttl_ns: ttl.as_nanos() as u64, ..CheckDefinition::default() },
+            ..Check::default()
+        };
+        sim.add_service(service("web"), vec![(check, None)]);
+        // Heartbeats at seeded gaps shorter than the TTL, then silence.
+        let mut rng = muster_core::Rng::from_seed(seed);
+        let beats = 1 + rng.next_u64() % 20;
+        let mut at = Duration::ZERO;
+        for beat in 0..beats {
+            at += rng.duration_between(secs(1), ttl - Duration::from_millis(1));
+            sim.run_until(at);
+            sim.ttl_update("service:web", Health::Passing, &format!("beat {beat}"));
+            assert_eq!(sim.catalog_status("service:web"), Some(Health::Passing), "beat {beat} at {at:?}");
+        }
+        let last = at;
+        sim.run_until(last + ttl - Duration::from_nanos(1));
+        assert_eq!(sim.catalog_status("service:web"), Some(Health::Passing), "alive until the TTL runs out");
+        sim.run_until(last + ttl);
+        assert_eq!(
+            sim.catalog_status("service:web"),
+            Some(Health::Critical),
+            "expired one TTL after {last:?}"
+        );
+        assert_eq!(
+            sim.catalog_output("service:web").as_deref(),
+            Some(format!("TTL expired (last output before timeout follows): beat {}", beats - 1).as_str())
+        );
+        let changes = changes_of(&sim, "service:web");
+        assert_eq!(changes.last(), Some(&(last + ttl, Some(Health::Critical))));
+        assert_eq!(changes.len(), 3, "registered, first beat, expiry: {changes:?}");
+        // An update after expiry revives it, and the TTL counts again from then.
+        sim.run_until(last + ttl + secs(5));
+        sim.ttl_update("service:web", Health::Warning, "back");
+        assert_eq!(sim.catalog_status("service:web"), Some(Health::Warning));
+        sim.run_until(last + ttl * 2 + secs(5));
+        assert_eq!(sim.catalog_status("service:web"), Some(Health::Critical));
+    })
+    .len();
     println!("TTL: {ran} seeds; every check expired exactly one TTL after its last heartbeat");
 }
 
 #[test]
 fn the_reaper_deregisters_a_service_critical_past_its_limit_and_spares_a_shorter_outage() {
-    let mut lateness = Vec::new();
-    let ran = for_each_seed(
+    let mut lateness = map_seeds(
         replay("the_reaper_deregisters_a_service_critical_past_its_limit_and_spares_a_shorter_outage"),
         0..40,
         |seed| {
@@ -234,11 +227,12 @@ fn the_reaper_deregisters_a_service_critical_past_its_limit_and_spares_a_shorter
                 late <= effective + REAP_INTERVAL,
                 "reaped {late:?} after turning critical (limit {effective:?})"
             );
-            lateness.push(late - effective);
             assert!(sim.catalog_has_service("api"), "api's outage was shorter than its limit");
             assert_eq!(sim.catalog_status("api-check"), Some(Health::Passing));
+            late - effective
         },
     );
+    let ran = lateness.len();
     lateness.sort();
     println!(
         "reaper: {ran} seeds; services reaped between {:?} and {:?} past their limit (reap interval {REAP_INTERVAL:?})",
@@ -258,8 +252,7 @@ fn a_crashed_nodes_services_turn_critical_within_the_detection_bound() {
     const NODES: usize = 8;
     const CRASHED: usize = 5;
     let min = Duration::from_secs(4);
-    let mut detection = Vec::new();
-    let ran = for_each_seed(
+    let mut detection = map_seeds(
         replay("a_crashed_nodes_services_turn_critical_within_the_detection_bound"),
         0..12,
         |seed| {
@@ -324,9 +317,10 @@ fn a_crashed_nodes_services_turn_critical_within_the_detection_bound() {
                 (serf.status, serf.output.as_str()),
                 (Health::Critical, "Agent not live or unreachable")
             );
-            detection.push(took);
+            took
         },
     );
+    let ran = detection.len();
     detection.sort();
     println!(
         "node crash, {NODES} nodes, {ran} seeds: the crashed node's service left ?passing after {:?} (min) to {:?} (max); bound {:?} to {:?}",

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use muster_core::raft::{PlantedBug, Role};
 use muster_sim::raft::{nemesis, RaftCluster, RaftNet, Violation};
-use muster_sim::seed::{for_each_seed, Replay};
+use muster_sim::seed::{for_each_seed, map_seeds, Replay};
 
 fn replay(test: &'static str) -> Replay {
     Replay { command: "cargo test -p muster-sim --test raft", test }
@@ -21,23 +21,27 @@ fn cluster_for(seed: u64, bug: Option<PlantedBug>) -> RaftCluster {
 
 #[test]
 fn nemesis_never_breaks_safety_and_the_cluster_always_recovers() {
-    let mut faults = 0;
-    let mut ops = 0;
-    let (mut taken, mut installed) = (0, 0);
-    let ran =
-        for_each_seed(replay("nemesis_never_breaks_safety_and_the_cluster_always_recovers"), 0..20, |seed| {
+    let per_seed =
+        map_seeds(replay("nemesis_never_breaks_safety_and_the_cluster_always_recovers"), 0..20, |seed| {
             let mut cluster = cluster_for(seed, None);
-            match nemesis(&mut cluster, Duration::from_secs(20), Duration::from_secs(30)) {
-                Ok(count) => faults += count,
+            let faults = match nemesis(&mut cluster, Duration::from_secs(20), Duration::from_secs(30)) {
+                Ok(count) => count,
                 Err(violation) => panic!("seed {seed}: {violation:?}"),
-            }
+            };
             // Some seeds spend most of their time without a majority; the liveness check inside
             // `nemesis` is what each seed must pass.
-            assert!(cluster.stats().ops_completed > 0, "clients made progress: {:?}", cluster.stats());
-            ops += cluster.stats().ops_completed;
-            taken += cluster.stats().snapshots_taken;
-            installed += cluster.stats().snapshots_installed;
+            let stats = cluster.stats();
+            assert!(stats.ops_completed > 0, "clients made progress: {stats:?}");
+            (faults, stats.ops_completed, stats.snapshots_taken, stats.snapshots_installed)
         });
+    let ran = per_seed.len() as u64;
+    let (mut faults, mut ops, mut taken, mut installed) = (0, 0, 0, 0);
+    for (seed_faults, seed_ops, seed_taken, seed_installed) in per_seed {
+        faults += seed_faults;
+        ops += seed_ops;
+        taken += seed_taken;
+        installed += seed_installed;
+    }
     println!(
         "raft nemesis: {ran} seeds, {faults} faults, {ops} client operations checked linearizable, \
          {taken} snapshots taken, {installed} installed from a leader"
@@ -116,10 +120,8 @@ fn every_planted_bug_is_caught_within_a_bounded_number_of_seeds() {
 #[test]
 fn leader_loss_3_and_5_servers() {
     for servers in [3, 5] {
-        let mut to_leader = Vec::new();
-        let mut to_write = Vec::new();
         let test = "leader_loss_3_and_5_servers";
-        for_each_seed(replay(test), 0..100, |seed| {
+        let timings = map_seeds(replay(test), 0..100, |seed| {
             let mut cluster = RaftCluster::new(seed, servers, RaftNet::lan(), None);
             cluster.run_until(Duration::from_secs(10), |c| c.leader().is_some()).expect("a first leader");
             cluster.run_with_clients(Duration::from_secs(1), Duration::from_millis(10));
@@ -139,10 +141,10 @@ fn leader_loss_3_and_5_servers() {
                 cluster.run_with_clients(Duration::from_millis(5), Duration::from_millis(2));
             }
             let first_write = cluster.writes_acked[acked].0.saturating_duration_since(killed);
-            to_leader.push(elected);
-            to_write.push(first_write);
             assert_eq!(cluster.check(), Ok(()));
+            (elected, first_write)
         });
+        let (mut to_leader, mut to_write): (Vec<Duration>, Vec<Duration>) = timings.into_iter().unzip();
         to_leader.sort();
         to_write.sort();
         let pct = |v: &[Duration], p: usize| v[(v.len() * p / 100).min(v.len() - 1)];
@@ -213,7 +215,7 @@ fn a_minority_leader_steps_down_and_its_uncommitted_entries_vanish_after_heal() 
 
 #[test]
 fn a_full_cluster_restart_keeps_every_acknowledged_write() {
-    for_each_seed(replay("a_full_cluster_restart_keeps_every_acknowledged_write"), 0..20, |seed| {
+    map_seeds(replay("a_full_cluster_restart_keeps_every_acknowledged_write"), 0..20, |seed| {
         let servers = if seed % 2 == 0 { 3 } else { 5 };
         let mut cluster = RaftCluster::new(seed, servers, RaftNet::lan(), None);
         cluster.run_with_clients(Duration::from_secs(5), Duration::from_millis(5));
