@@ -64,10 +64,7 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        cli::Subcommands::Version => {
-            print!("{}", version::version_text());
-            ExitCode::SUCCESS
-        }
+        cli::Subcommands::Version(args) => finish(cmd::version::version(&args)),
         cli::Subcommands::Keygen => match keygen() {
             Ok(key) => {
                 println!("{key}");
@@ -333,7 +330,10 @@ fn validate(args: &cli::ValidateArgs) -> ExitCode {
         .iter()
         .map(|p| if p.is_dir() { config::Source::Dir(p.clone()) } else { config::Source::File(p.clone()) })
         .collect();
-    let checked = config::load(&config::Sources { paths, ..config::Sources::default() }).and_then(|file| {
+    let format = args.config_format.as_deref().map(config::Format::parse).transpose();
+    let checked = format
+        .and_then(|format| config::load(&config::Sources { paths, format, ..config::Sources::default() }));
+    let checked = checked.and_then(|file| {
         let scripts =
             file.enable_script_checks.unwrap_or(false) || file.enable_local_script_checks.unwrap_or(false);
         Ok((file.warnings.clone(), http::definitions(&file, scripts)?))

@@ -24,6 +24,8 @@ pub struct Line {
     pub level: Level,
     /// The line, without a newline.
     pub text: String,
+    /// The same line as a JSON object (`?logjson`), without a newline.
+    pub json: String,
 }
 
 static LINES: OnceLock<broadcast::Sender<Line>> = OnceLock::new();
@@ -93,8 +95,9 @@ impl<S: Subscriber> Layer<S> for MonitorLayer {
             return;
         }
         let record = Record::of(event);
-        let text = record.plain(Some(std::time::SystemTime::now()));
-        let _ = self.lines.send(Line { level: record.level, text });
+        let now = std::time::SystemTime::now();
+        let (text, json) = (record.plain(Some(now)), record.json(now));
+        let _ = self.lines.send(Line { level: record.level, text, json });
     }
 }
 

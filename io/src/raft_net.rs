@@ -7,6 +7,8 @@
 //! Raft loop: each peer has a bounded queue, and a message that finds it full, or a peer that
 //! cannot be reached, is dropped, as the network may drop it; Raft retransmits what matters.
 //!
+//! The bytes on the wire are [`burst`]'s, which the fuzz crate compiles alone.
+//!
 //! Inbound connections go through the same accept loop as gossip streams (bounded in number
 //! overall and per source address, frame bodies bounded in size and time). A frame that does
 //! not decode is dropped and counted; it changes nothing.
@@ -20,21 +22,19 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use muster_core::raft::{wire, Message, ServerId};
-use muster_core::wire::frame_prefix;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use self::burst::Burst;
+pub use self::burst::RPC_PROTOCOL_BYTE;
 use crate::drive::{accept_streams, STREAMS_INBOUND_MAX};
+
+mod burst;
 
 /// Consul's server RPC port.
 pub const DEFAULT_PORT: u16 = 8300;
-
-/// The first byte of an RPC connection on the server port. A Raft stream opens with a frame's
-/// four-byte big-endian length, at most 16 MiB, so its first byte is 0 or 1: never this one.
-pub const RPC_PROTOCOL_BYTE: u8 = 0xF0;
-const _: () = assert!(muster_core::STREAM_FRAME_BYTES_MAX >> 24 < RPC_PROTOCOL_BYTE as usize);
 
 /// Messages queued for one peer before new ones are dropped. A leader's pipeline to a follower
 /// holds at most `inflight_appends_max` appends plus heartbeats, far below this.
@@ -166,17 +166,14 @@ impl Drop for RaftTransport {
 async fn peer_link(addr: SocketAddr, mut frames: mpsc::Receiver<Bytes>, stats: Arc<TransportStats>) {
     let mut stream: Option<TcpStream> = None;
     let mut retry_at = tokio::time::Instant::now();
-    let mut burst = Vec::new();
+    let mut burst = Burst::default();
     while let Some(frame) = frames.recv().await {
         burst.clear();
-        let mut count = 1;
-        burst.extend_from_slice(&frame_prefix(frame.len()));
-        burst.extend_from_slice(&frame);
+        burst.push(&frame);
         while let Ok(frame) = frames.try_recv() {
-            burst.extend_from_slice(&frame_prefix(frame.len()));
-            burst.extend_from_slice(&frame);
-            count += 1;
+            burst.push(&frame);
         }
+        let count = burst.count();
         if stream.is_none() && tokio::time::Instant::now() >= retry_at {
             match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
                 Ok(Ok(connected)) => {
@@ -193,7 +190,7 @@ async fn peer_link(addr: SocketAddr, mut frames: mpsc::Receiver<Bytes>, stats: A
             stats.dropped.fetch_add(count, Ordering::Relaxed);
             continue;
         };
-        let written = tokio::time::timeout(WRITE_TIMEOUT, connected.write_all(&burst)).await;
+        let written = tokio::time::timeout(WRITE_TIMEOUT, connected.write_all(burst.as_bytes())).await;
         if !matches!(written, Ok(Ok(()))) {
             tracing::debug!(%addr, "agent.server.raft: connection lost");
             stats.dropped.fetch_add(count, Ordering::Relaxed);

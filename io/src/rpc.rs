@@ -2,7 +2,8 @@
 //! request to the one that does (`../shared/reference/consul-behaviour.md` §7, "RPC path").
 //!
 //! A connection opens with [`RPC_PROTOCOL_BYTE`], then carries one request and its reply,
-//! each a four-byte big-endian length and a postcard body. Three calls exist:
+//! each a four-byte big-endian length and a postcard body ([`codec`], which the fuzz crate
+//! compiles alone). Four calls exist:
 //! - [`Call::Http`]: an HTTP request the receiver answers through its own router, exactly as
 //!   if its client had sent it there (writes, default and `?consistent` reads, blocking
 //!   queries); the reply is the HTTP answer, headers included.
@@ -24,16 +25,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
+use self::codec::{decode_body, encode_body, encode_frame, FrameError, FrameReader};
+pub use self::codec::{
+    Call, DnsQuery, HttpReply, HttpRequest, NodeRows, Reply, Request, RPC_FRAME_BYTES_MAX,
+};
 pub use crate::raft_net::RPC_PROTOCOL_BYTE;
 
-/// The largest request or reply: a snapshot restore archive (64 MiB) with room for its headers.
-pub const RPC_FRAME_BYTES_MAX: usize = 65 << 20;
+mod codec;
 
 /// How long connecting to a server may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -45,95 +47,11 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(11 * 60);
 /// idle connections for reuse; one the server closed meanwhile is replaced on the next call.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The most bytes one read of a frame asks the socket for.
+const READ_CHUNK_BYTES: usize = 64 << 10;
+
 /// RPC connections served at once; more wait for a slot.
 const CONNECTIONS_MAX: usize = 4096;
-
-/// A call, with the hop it is on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Request {
-    /// From a client agent to any server: answered as the server's own API would answer it,
-    /// sent on to the leader when it needs one.
-    Server(Call),
-    /// From a server to the one it takes for the leader: answered there, never sent on.
-    Leader(Call),
-}
-
-/// What one agent asks a server.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Call {
-    /// An HTTP request, to be answered as the receiving server's API answers it.
-    Http(HttpRequest),
-    /// A command encoded by [`muster_core::fsm::Command::encode`], to be proposed.
-    Propose(Bytes),
-    /// The catalog's rows for the node of this name.
-    NodeRows(String),
-    /// A DNS query, answered from the receiving server's catalog with the sender's settings.
-    Dns(DnsQuery),
-}
-
-/// A DNS query a client agent forwards.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DnsQuery {
-    /// The query as the client sent it.
-    pub packet: Bytes,
-    /// How it arrived (the answer is cut to fit).
-    pub transport: muster_core::dns::Transport,
-    /// The forwarding agent's DNS settings.
-    pub config: muster_core::dns::Config,
-    /// Shuffles the instances (the same on both passes of one query).
-    pub seed: u64,
-    /// The forwarding agent's recursors' replies, on a second pass.
-    pub resolved: Option<muster_core::dns::Resolved>,
-}
-
-/// A node's rows in the catalog, as [`muster_core::agent::LocalState::plan`] compares them.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeRows {
-    /// The node, if the catalog has it.
-    pub node: Option<muster_core::fsm::Node>,
-    /// Its services.
-    pub services: Vec<muster_core::fsm::Service>,
-    /// Its checks.
-    pub checks: Vec<muster_core::fsm::Check>,
-}
-
-/// An HTTP request, whole.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HttpRequest {
-    /// The method.
-    pub method: String,
-    /// The path and query, as the client sent them.
-    pub uri: String,
-    /// Every header.
-    pub headers: Vec<(String, Bytes)>,
-    /// The body.
-    pub body: Bytes,
-}
-
-/// An HTTP answer, whole.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HttpReply {
-    /// The status code.
-    pub status: u16,
-    /// Every header.
-    pub headers: Vec<(String, Bytes)>,
-    /// The body.
-    pub body: Bytes,
-}
-
-/// What the receiving server answers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Reply {
-    /// To [`Call::Http`].
-    Http(HttpReply),
-    /// To [`Call::Propose`]: the state machine's answer, or the HTTP status and reason of
-    /// the refusal.
-    Propose(Result<muster_core::fsm::Response, (u16, String)>),
-    /// To [`Call::NodeRows`]: the rows, or the HTTP status and reason of the refusal.
-    NodeRows(Result<NodeRows, (u16, String)>),
-    /// To [`Call::Dns`]: what to do with the query, or the HTTP status and reason of the refusal.
-    Dns(Result<muster_core::dns::Handled, (u16, String)>),
-}
 
 /// The extension the receiving server puts on a forwarded HTTP request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,9 +97,9 @@ impl Pool {
     }
 
     async fn call_uncounted(&self, addr: SocketAddr, request: &Request) -> Result<Reply, RpcError> {
-        let encoded = postcard::to_allocvec(request).map_err(|e| RpcError::Malformed(e.to_string()))?;
-        let mut frame = Vec::with_capacity(encoded.len() + 4);
-        write_frame(&mut frame, &encoded)?;
+        let encoded = encode_body(request).map_err(|error| RpcError::Malformed(error.to_string()))?;
+        let frame =
+            encode_frame(&encoded).map_err(|error| frame_error(error, std::io::ErrorKind::InvalidInput))?;
         loop {
             let reused = self.take(addr);
             let fresh = reused.is_none();
@@ -192,7 +110,7 @@ impl Pool {
             match exchange(&mut stream, &frame).await {
                 Ok(reply) => {
                     self.give_back(addr, stream);
-                    return postcard::from_bytes(&reply).map_err(|e| RpcError::Malformed(e.to_string()));
+                    return decode_body(&reply).map_err(|error| RpcError::Malformed(error.to_string()));
                 }
                 Err(error) if fresh => return Err(error.into()),
                 Err(_) => continue,
@@ -231,29 +149,37 @@ async fn exchange(stream: &mut TcpStream, frame: &[u8]) -> std::io::Result<Vec<u
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no reply in time"))?
 }
 
-fn write_frame(out: &mut Vec<u8>, body: &[u8]) -> std::io::Result<()> {
-    if body.len() > RPC_FRAME_BYTES_MAX {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "rpc frame over the limit"));
+/// One frame; its buffer grows with what arrives rather than with what its length announces
+/// ([`FrameReader`]), and nothing past the frame's end is read.
+async fn read_frame(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut reader = FrameReader::new();
+    let mut chunk = vec![0u8; READ_CHUNK_BYTES];
+    loop {
+        let wanted = reader.wanted().min(READ_CHUNK_BYTES);
+        let read = stream.read(&mut chunk[..wanted]).await?;
+        if read == 0 {
+            let error = reader.end().unwrap_or(FrameError::PrefixCutShort);
+            return Err(frame_error(error, std::io::ErrorKind::InvalidData));
+        }
+        if let Some(body) = reader
+            .push(&chunk[..read])
+            .map_err(|error| frame_error(error, std::io::ErrorKind::InvalidData))?
+        {
+            return Ok(body);
+        }
     }
-    out.extend_from_slice(&u32::try_from(body.len()).expect("bounded above").to_be_bytes());
-    out.extend_from_slice(body);
-    Ok(())
 }
 
-/// One frame; its buffer grows with what arrives rather than with what its length announces.
-async fn read_frame(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
-    let mut prefix = [0u8; 4];
-    stream.read_exact(&mut prefix).await?;
-    let len = u32::from_be_bytes(prefix) as usize;
-    if len > RPC_FRAME_BYTES_MAX {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "rpc frame over the limit"));
-    }
-    let mut body = Vec::with_capacity(len.min(1 << 20));
-    (&mut *stream).take(len as u64).read_to_end(&mut body).await?;
-    if body.len() != len {
-        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "rpc frame cut short"));
-    }
-    Ok(body)
+/// A framing error as the I/O error it was before the framing moved to [`codec`]: an
+/// oversized frame is `too_large` (invalid input when written, invalid data when read), a cut
+/// one an unexpected end.
+fn frame_error(error: FrameError, too_large: std::io::ErrorKind) -> std::io::Error {
+    let kind = match error {
+        FrameError::TooLarge => too_large,
+        FrameError::PrefixCutShort | FrameError::BodyCutShort => std::io::ErrorKind::UnexpectedEof,
+        FrameError::Malformed(_) => std::io::ErrorKind::Other,
+    };
+    std::io::Error::new(kind, error.to_string())
 }
 
 /// What answers requests: the agent's HTTP API.
@@ -285,7 +211,7 @@ pub async fn serve<H: Handler>(mut connections: mpsc::Receiver<(TcpStream, Socke
 /// (closed, idle too long, or a request that does not decode).
 async fn answer_one<H: Handler>(stream: &mut TcpStream, from: SocketAddr, handler: &H) -> Option<Vec<u8>> {
     let request = tokio::time::timeout(IDLE_TIMEOUT, read_frame(stream)).await.ok()?.ok()?;
-    let request: Request = match postcard::from_bytes(&request) {
+    let request: Request = match decode_body(&request) {
         Ok(request) => request,
         Err(error) => {
             tracing::debug!(%from, %error, "agent.server.rpc: malformed request dropped");
@@ -295,13 +221,9 @@ async fn answer_one<H: Handler>(stream: &mut TcpStream, from: SocketAddr, handle
     };
     let reply = crate::telemetry::answering_rpc(handler.handle(request)).await;
     crate::telemetry::incr_counter("rpc.request", &[], 1.0);
-    let mut out = Vec::new();
-    let written = match postcard::to_allocvec(&reply) {
-        Ok(encoded) => write_frame(&mut out, &encoded),
-        Err(error) => Err(std::io::Error::other(error.to_string())),
-    };
+    let written = encode_body(&reply).and_then(|encoded| encode_frame(&encoded));
     match written {
-        Ok(()) => Some(out),
+        Ok(frame) => Some(frame),
         Err(error) => {
             tracing::warn!(%from, %error, "agent.server.rpc: reply not sent");
             None
@@ -311,6 +233,8 @@ async fn answer_one<H: Handler>(stream: &mut TcpStream, from: SocketAddr, handle
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+
     use super::*;
 
     /// Echoes HTTP requests back as replies and answers every proposal `Bool(true)`.

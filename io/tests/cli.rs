@@ -454,16 +454,16 @@ fn a_snapshot_saved_restores_what_it_held() {
         saved.stdout.strip_prefix("Saved and verified snapshot to index ").unwrap().trim().parse().unwrap();
     assert!(index > 0);
     let inspected = muster(&agent, &["snapshot", "inspect", file]);
-    let fields: Vec<(&str, &str)> = inspected.stdout.lines().filter_map(|l| l.split_once(' ')).collect();
-    assert_eq!(
-        fields.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
-        [
-            "ID", "Size", "Index", "Term", "Version", "Type", "----", "Node", "Service", "Check", "KVS",
-            "Session", "----", "Total"
-        ]
-    );
-    assert_eq!(fields[2].1.trim(), index.to_string());
-    assert_eq!(fields[10].1.trim(), "1", "one key, kept");
+    let fields: Vec<Vec<&str>> = inspected.stdout.lines().map(|l| l.split_whitespace().collect()).collect();
+    let names: Vec<&str> = fields.iter().filter_map(|f| f.first().copied()).collect();
+    assert_eq!(names[..6], ["ID", "Size", "Index", "Term", "Version", "Type"], "{inspected:?}");
+    assert_eq!(fields[2][1], index.to_string());
+    // Consul's table: only the kinds the state holds, largest first, each with its size.
+    let kvs = fields.iter().find(|f| f.first() == Some(&"KVS")).expect("a KVS row");
+    assert_eq!(kvs[1], "1", "one key, kept");
+    assert!(kvs[2].ends_with('B'), "{kvs:?}");
+    assert!(!names.contains(&"Session"), "no sessions, no row");
+    assert_eq!(names.last(), Some(&"Total"));
 
     ok(muster(&agent, &["kv", "put", "kept", "after"]), "Success! Data written to: kept\n");
     ok(muster(&agent, &["snapshot", "restore", file]), "Restored snapshot\n");
@@ -1328,4 +1328,185 @@ fn autopilot_reads_and_sets_its_configuration_as_consuls_does() {
     let leader = parsed["Leader"].as_str().unwrap();
     assert_eq!(parsed["Servers"][leader]["Status"], "leader", "{parsed}");
     fails(muster(&agent, &["operator", "autopilot", "state", "-format=xml"]), 1, "Unknown format: xml");
+}
+
+/// A stand-in agent that answers one request with `answer` and hands back the request's head,
+/// to see what a command sends.
+fn one_request(answer: &'static str) -> (String, std::thread::JoinHandle<String>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let served = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap() == 1 {
+            head.push(byte[0]);
+        }
+        let reply = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{answer}", answer.len());
+        stream.write_all(reply.as_bytes()).unwrap();
+        String::from_utf8(head).unwrap()
+    });
+    (addr, served)
+}
+
+/// The flags Consul 1.20's client commands have beyond the basics: `-token-file`, Enterprise's
+/// `-namespace`/`-partition`/`-segment` refused as Consul CE refuses them, the TLS flags checked
+/// as Consul checks them (muster's CLI speaks plain HTTP only), `members -filter`, `lock -try`,
+/// `version -format`, `validate -config-format`, `snapshot save -append-filename` and
+/// `snapshot inspect -kvdetails -kvdepth -kvfilter -format`.
+#[test]
+fn consul_1_20s_newer_client_flags_do_what_consuls_do() {
+    let agent = ready_agent("newer-flags");
+    let dir = agent.dir.clone().expect("a directory of its own");
+
+    // -token-file (and CONSUL_HTTP_TOKEN_FILE): its trimmed content is the token, over -token.
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, "  s3cret\n").unwrap();
+    let token_file = token_file.to_str().unwrap();
+    let (addr, served) = one_request("[]");
+    let run = muster(&agent, &["members", "-http-addr", &addr, "-token=other", "-token-file", token_file]);
+    assert_eq!(run.code, 2, "no members: {run:?}");
+    let head = served.join().unwrap();
+    assert!(head.starts_with("GET /v1/agent/members?segment=_all HTTP/1.1\r\n"), "{head}");
+    assert!(head.to_ascii_lowercase().contains("x-consul-token: s3cret\r\n"), "{head}");
+    let (addr, served) = one_request("[]");
+    let run = muster_with_env(
+        &agent,
+        &["members", "-http-addr", &addr],
+        "",
+        &[("CONSUL_HTTP_TOKEN_FILE", token_file)],
+    );
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(served.join().unwrap().to_ascii_lowercase().contains("x-consul-token: s3cret\r\n"));
+    fails(
+        muster(&agent, &["members", "-token-file=/nonexistent/token"]),
+        1,
+        "Error connecting to Consul agent: Error loading token file: open /nonexistent/token: no such file or directory",
+    );
+
+    // Namespaces and partitions: sent as Consul CE's client sends them, refused as its agent does.
+    fails(
+        muster(&agent, &["kv", "get", "-namespace=team", "k"]),
+        1,
+        "Error querying Consul agent: Unexpected response code: 400 (Invalid query parameter: \"ns\" - \
+         Namespaces are a Consul Enterprise feature)",
+    );
+    fails(
+        muster(&agent, &["members", "-partition=team"]),
+        1,
+        "Error retrieving members: Unexpected response code: 400 (Invalid query parameter: \"partition\" - \
+         Partitions are a Consul Enterprise feature)",
+    );
+    let refused = muster_with_env(&agent, &["kv", "put", "k", "v"], "", &[("CONSUL_NAMESPACE", "team")]);
+    assert!(refused.stderr.contains("Namespaces are a Consul Enterprise feature"), "{refused:?}");
+    fails(
+        muster(&agent, &["members", "-segment=alpha"]),
+        1,
+        "Error retrieving members: Unexpected response code: 500 (Network segments are not supported in \
+         this version of Consul)",
+    );
+
+    // TLS: checked as Consul's client checks it; an HTTPS address is refused plainly.
+    fails(
+        muster(&agent, &["members", "-client-cert=/etc/cert.pem"]),
+        1,
+        "Error connecting to Consul agent: both client cert and client key must be provided",
+    );
+    fails(
+        muster(&agent, &["kv", "get", "-ca-file=/nonexistent/ca.pem", "k"]),
+        1,
+        "Error connecting to Consul agent: Error loading CA File: open /nonexistent/ca.pem: no such file or directory",
+    );
+    let https = muster(&agent, &["members", "-http-addr=https://127.0.0.1:8501"]);
+    assert!(https.stderr.contains("muster's CLI does not speak HTTPS yet"), "{https:?}");
+    let https = muster_with_env(&agent, &["members"], "", &[("CONSUL_HTTP_SSL", "true")]);
+    assert!(https.stderr.contains("muster's CLI does not speak HTTPS yet"), "{https:?}");
+
+    // members -filter: the agent filters; nothing left is exit 2, as a status that matches none.
+    let only = muster(&agent, &["members", "-filter", "Name == \"walkthrough\""]);
+    assert_eq!((only.code, only.stdout.lines().count()), (0, 2), "{only:?}");
+    assert!(only.stdout.lines().nth(1).unwrap().starts_with("walkthrough "), "{only:?}");
+    assert_eq!(muster(&agent, &["members", "-filter", "Name == \"nobody\""]).code, 2);
+
+    // lock -try: Consul's deprecated name of -timeout.
+    ok(muster(&agent, &["lock", "-try=2s", "app", "echo held"]), "held\n");
+    let mut holder = Command::new(env!("CARGO_BIN_EXE_muster"))
+        .args(["lock", "busy", "sleep 30"])
+        .env("CONSUL_HTTP_ADDR", &agent.http)
+        .spawn()
+        .unwrap();
+    eventually("the first holder has the lock", Duration::from_secs(10), || {
+        let held = muster(&agent, &["kv", "get", "-detailed", "busy/.lock"]);
+        held.stdout.lines().any(|l| l.starts_with("Session") && !l.ends_with('-')).then_some(())
+    });
+    let started = Instant::now();
+    fails(
+        muster(&agent, &["lock", "-try", "500ms", "busy", "echo never"]),
+        1,
+        "Shutdown triggered or timeout during lock acquisition",
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let _ = holder.kill();
+    let _ = holder.wait();
+
+    // version -format.
+    let version = muster(&agent, &["version", "-format=json"]);
+    let info: serde_json::Value = serde_json::from_str(&version.stdout).unwrap();
+    assert_eq!(
+        (version.code, info["Version"].as_str(), info["RPC"]["Max"].as_u64()),
+        (0, Some("1.20.0"), Some(3))
+    );
+    fails(muster(&agent, &["version", "-format=xml"]), 1, "Unknown format: xml");
+
+    // validate -config-format: a file of any name read as the format given.
+    let conf = dir.join("agent.conf");
+    std::fs::write(&conf, r#"{"datacenter": "east"}"#).unwrap();
+    let conf = conf.to_str().unwrap();
+    ok(muster(&agent, &["validate", "-config-format=json", conf]), "Configuration is valid!\n");
+    fails(
+        muster(&agent, &["validate", "-config-format=yaml", conf]),
+        1,
+        "Config validation failed: Invalid config format \"yaml\": must be json or hcl",
+    );
+
+    // snapshot save -append-filename: the agent's version, datacenter, node and role, in that
+    // order whatever the order asked, before the extension.
+    for key in ["app/one/a", "app/one/b", "app/two/a", "other"] {
+        assert_eq!(muster(&agent, &["kv", "put", key, "value"]).code, 0);
+    }
+    let file = dir.join("backup.snap");
+    let saved = muster(
+        &agent,
+        &["snapshot", "save", "-append-filename=status,dc,version,node", file.to_str().unwrap()],
+    );
+    assert_eq!(saved.code, 0, "{saved:?}");
+    let file = dir.join("backup-1.20.0-dc1-walkthrough-leader.snap");
+    assert!(file.exists() && !dir.join("backup.snap").exists(), "{saved:?}");
+    let file = file.to_str().unwrap();
+
+    // snapshot inspect -kvdetails: the keys by prefix, -kvdepth parts deep, under -kvfilter.
+    let inspected = muster(&agent, &["snapshot", "inspect", "-kvdetails", file]);
+    let lines: Vec<Vec<&str>> = inspected.stdout.lines().map(|l| l.split_whitespace().collect()).collect();
+    let from = lines.iter().position(|l| l.starts_with(&["Key", "Name"])).expect("a key table");
+    let prefixes: Vec<(&str, &str)> =
+        lines[from + 2..].iter().take_while(|l| l[0] != "----").map(|l| (l[0], l[1])).collect();
+    // The killed holder's `busy/.lock` stays until its session expires.
+    for expected in [("app/one", "2"), ("app/two", "1"), ("other", "1"), ("busy/.lock", "1")] {
+        assert!(prefixes.contains(&expected), "{expected:?} in {inspected:?}");
+    }
+    assert_eq!(prefixes.len(), 4, "{inspected:?}");
+    let json = muster(
+        &agent,
+        &["snapshot", "inspect", "-kvdetails", "-kvdepth=1", "-kvfilter=app", "-format=json", file],
+    );
+    let stats: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(stats["StatsKV"][0]["Name"], "app", "{json:?}");
+    assert_eq!(stats["StatsKV"][0]["Count"], 3);
+    assert_eq!(stats["StatsKV"].as_array().unwrap().len(), 1);
+    assert!(stats["Meta"]["Index"].as_u64().unwrap() > 0);
+    let plain: serde_json::Value =
+        serde_json::from_str(&muster(&agent, &["snapshot", "inspect", "-format", "json", file]).stdout)
+            .unwrap();
+    assert!(plain["StatsKV"].is_null());
 }

@@ -169,7 +169,7 @@ impl Configuration {
 }
 
 fn get_config(args: &GetConfigArgs) -> Outcome {
-    let client = Client::new(&args.http).map_err(|error| format!("Error initializing client: {error}"))?;
+    let client = Client::build(&args.http).map_err(|error| format!("Error initializing client: {error}"))?;
     let configuration: Configuration = client
         .get("/v1/operator/autopilot/configuration", &[])
         .and_then(|reply| reply.json())
@@ -180,7 +180,7 @@ fn get_config(args: &GetConfigArgs) -> Outcome {
 
 fn set_config(args: &SetConfigArgs) -> Outcome {
     // Consul reads the configuration without `-stale`, whatever the flag says.
-    let client = Client::new(&HttpArgs { stale: false, ..args.http.clone() })
+    let client = Client::build(&HttpArgs { stale: false, ..args.http.clone() })
         .map_err(|error| format!("Error initializing client: {error}"))?;
     let mut configuration: Configuration = client
         .get("/v1/operator/autopilot/configuration", &[])
@@ -344,7 +344,7 @@ fn zero_time() -> String {
 }
 
 fn state(args: &StateArgs) -> Outcome {
-    let client = Client::new(&args.http).map_err(|error| format!("Error initializing client: {error}"))?;
+    let client = Client::build(&args.http).map_err(|error| format!("Error initializing client: {error}"))?;
     let state: State = client
         .get("/v1/operator/autopilot/state", &[])
         .and_then(|reply| reply.json())

@@ -31,6 +31,8 @@ pub(crate) struct DatacentersArgs {
 pub(crate) struct NodesArgs {
     #[command(flatten)]
     http: HttpArgs,
+    #[command(flatten)]
+    partition: super::PartitionArgs,
     /// Shows full IDs, tagged addresses and meta.
     #[arg(long)]
     detailed: bool,
@@ -53,6 +55,8 @@ pub(crate) struct NodesArgs {
 pub(crate) struct ServicesArgs {
     #[command(flatten)]
     http: HttpArgs,
+    #[command(flatten)]
+    tenancy: super::TenancyArgs,
     /// Shows each service's tags.
     #[arg(long)]
     tags: bool,
@@ -107,7 +111,7 @@ struct CatalogNode {
 
 fn nodes(args: &NodesArgs) -> Outcome {
     at_most(&args.args, 0)?;
-    let client = Client::new(&args.http)?;
+    let client = Client::new(&args.http.in_partition(&args.partition))?;
     let mut query: Vec<(&str, &str)> = args.node_meta.iter().map(|m| ("node-meta", m.as_str())).collect();
     if !args.near.is_empty() {
         query.push(("near", &args.near));
@@ -167,7 +171,7 @@ fn node_rows(nodes: &[CatalogNode], detailed: bool) -> Vec<String> {
 
 fn services(args: &ServicesArgs) -> Outcome {
     at_most(&args.args, 0)?;
-    let client = Client::new(&args.http)?;
+    let client = Client::new(&args.http.in_tenancy(&args.tenancy))?;
     let query: Vec<(&str, &str)> = args.node_meta.iter().map(|m| ("node-meta", m.as_str())).collect();
     let listing = |error: String| format!("Error listing services: {error}");
     let services: BTreeMap<String, Vec<String>> = if args.node.is_empty() {

@@ -13,6 +13,8 @@ use super::{at_most, columnize, Client, HttpArgs, Outcome};
 pub(crate) struct MembersArgs {
     #[command(flatten)]
     http: HttpArgs,
+    #[command(flatten)]
+    partition: super::PartitionArgs,
     /// Shows every tag instead of the standard columns.
     #[arg(long)]
     detailed: bool,
@@ -22,12 +24,21 @@ pub(crate) struct MembersArgs {
     /// Shows only members whose status matches this regular expression.
     #[arg(long, default_value = ".*")]
     status: String,
+    /// Consul Enterprise's network segment to list; `_all` (the default) lists every one. A
+    /// Consul CE agent, as muster's, has none and refuses any other name.
+    #[arg(long, default_value = "_all")]
+    segment: String,
+    /// A filter expression the agent applies to the members (`?filter`).
+    #[arg(long, default_value = "")]
+    filter: String,
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct JoinArgs {
     #[command(flatten)]
     http: HttpArgs,
+    #[command(flatten)]
+    partition: super::PartitionArgs,
     /// Joins the WAN pool (servers only).
     #[arg(long)]
     wan: bool,
@@ -46,6 +57,8 @@ pub(crate) struct LeaveArgs {
 pub(crate) struct ForceLeaveArgs {
     #[command(flatten)]
     http: HttpArgs,
+    #[command(flatten)]
+    partition: super::PartitionArgs,
     /// Removes the node from the member list at once instead of marking it left.
     #[arg(long)]
     prune: bool,
@@ -137,10 +150,17 @@ fn host_port(addr: &str, port: u16) -> String {
 pub(crate) fn members(args: &MembersArgs) -> Outcome {
     let status = regex::Regex::new(&args.status)
         .map_err(|error| format!("Failed to compile status regexp: {error}"))?;
-    let client = Client::new(&args.http)?;
-    let query: &[(&str, &str)] = if args.wan { &[("wan", "1")] } else { &[] };
+    let client = Client::new(&args.http.in_partition(&args.partition))?;
+    // Consul's `MembersOpts`: the segment always, the filter when given.
+    let mut query = vec![("segment", args.segment.as_str())];
+    if args.wan {
+        query.push(("wan", "1"));
+    }
+    if !args.filter.is_empty() {
+        query.push(("filter", args.filter.as_str()));
+    }
     let members: Vec<Member> = client
-        .get("/v1/agent/members", query)
+        .get("/v1/agent/members", &query)
         .and_then(|reply| reply.json())
         .map_err(|error| format!("Error retrieving members: {error}"))?;
     let mut shown: Vec<Member> =
@@ -149,14 +169,44 @@ pub(crate) fn members(args: &MembersArgs) -> Outcome {
         // Consul's exit code for "nothing matched", with nothing printed.
         return Ok(2);
     }
-    // Servers first, then by name (Consul's ByMemberNameAndSegment without segments).
+    // Consul fills in the partition and segment before it sorts and prints.
+    for member in &mut shown {
+        label_partition_and_segment(member, &args.segment);
+    }
+    // Consul's `ByMemberNamePartitionAndSegment`: servers first, then the default partition,
+    // then by segment, partition and name.
     shown.sort_by(|a, b| {
-        let server = |m: &Member| m.tags.get("role").map(String::as_str) != Some("consul");
-        (server(a), &a.name).cmp(&(server(b), &b.name))
+        let tag = |m: &Member, name: &str| m.tags.get(name).cloned().unwrap_or_default();
+        let key = |m: &Member| {
+            let partition = tag(m, "ap");
+            let default = partition.is_empty() || partition == "default";
+            (tag(m, "role") != "consul", !default, tag(m, "segment"), partition, m.name.clone())
+        };
+        key(a).cmp(&key(b))
     });
     let rows = if args.detailed { detailed_rows(&shown) } else { standard_rows(&shown) };
     print!("{}", columnize(&rows));
     Ok(0)
+}
+
+/// The `ap` and `segment` tags as Consul's `members` sets them before printing: `default` for
+/// no partition; in the default partition, `<all>` for a server when every segment was asked
+/// for and `<default>` for a member of no segment; outside it, no segment.
+fn label_partition_and_segment(member: &mut Member, segment_asked: &str) {
+    let partition = member.tags.entry("ap".to_owned()).or_default();
+    if partition.is_empty() {
+        *partition = "default".to_owned();
+    }
+    let default_partition = partition == "default";
+    let server = member.tags.get("role").is_some_and(|role| role == "consul");
+    let segment = member.tags.entry("segment".to_owned()).or_default();
+    if !default_partition {
+        segment.clear();
+    } else if segment_asked == "_all" && server {
+        *segment = "<all>".to_owned();
+    } else if segment.is_empty() {
+        *segment = "<default>".to_owned();
+    }
 }
 
 /// Consul's standard columns.
@@ -170,18 +220,24 @@ fn standard_rows(members: &[Member]) -> Vec<String> {
             Some(build) => build.split(':').next().unwrap_or_default(),
         };
         let tag = |name: &str| m.tags.get(name).map_or("", String::as_str);
-        let (kind, segment) = match tag("role") {
-            "consul" => ("server", "<all>"),
-            "node" => ("client", "<default>"),
-            _ => ("unknown", ""),
+        let address = host_port(&m.addr, m.port);
+        let status = status_name(m.status);
+        let kind = match tag("role") {
+            "consul" => "server",
+            "node" => "client",
+            // Consul prints nothing past the type of a member it cannot place.
+            _ => {
+                rows.push(format!("{}\x1f{address}\x1f{status}\x1funknown\x1f\x1f\x1f\x1f\x1f", m.name));
+                continue;
+            }
         };
         rows.push(format!(
-            "{}\x1f{}\x1f{}\x1f{kind}\x1f{build}\x1f{}\x1f{}\x1fdefault\x1f{segment}",
+            "{}\x1f{address}\x1f{status}\x1f{kind}\x1f{build}\x1f{}\x1f{}\x1f{}\x1f{}",
             m.name,
-            host_port(&m.addr, m.port),
-            status_name(m.status),
             tag("vsn"),
             tag("dc"),
+            tag("ap"),
+            tag("segment"),
         ));
     }
     rows
@@ -236,7 +292,7 @@ pub(crate) fn join(args: &JoinArgs) -> Outcome {
     if args.addresses.is_empty() {
         return Err("At least one address to join must be specified.".into());
     }
-    let client = Client::new(&args.http)?;
+    let client = Client::new(&args.http.in_partition(&args.partition))?;
     let query: &[(&str, &str)] = if args.wan { &[("wan", "1")] } else { &[] };
     let mut joined = 0;
     for address in &args.addresses {
@@ -269,7 +325,7 @@ pub(crate) fn force_leave(args: &ForceLeaveArgs) -> Outcome {
     let [node] = args.args.as_slice() else {
         return Err("A single node name must be specified to force leave.".into());
     };
-    let client = Client::new(&args.http)?;
+    let client = Client::new(&args.http.in_partition(&args.partition))?;
     let mut query = Vec::new();
     if args.prune {
         query.push(("prune", "1"));
@@ -408,7 +464,9 @@ mod tests {
 
     #[test]
     fn members_print_consuls_columns() {
-        let rows = standard_rows(&[member("s1", "consul", 1), member("c1", "node", 4)]);
+        let mut members = [member("s1", "consul", 1), member("c1", "node", 4)];
+        members.iter_mut().for_each(|m| label_partition_and_segment(m, "_all"));
+        let rows = standard_rows(&members);
         assert_eq!(
             columnize(&rows),
             "Node  Address         Status  Type    Build   Protocol  DC   Partition  Segment\n\
@@ -421,6 +479,15 @@ mod tests {
             "Node  Address         Status  Tags\n\
              s1    127.0.0.1:8301  left    build=1.20.0:muster,dc=dc1,id=x,role=consul,vsn=2\n"
         );
+        // A segment asked for by name (here the empty one) shows servers in `<default>`, as
+        // Consul does; a member of another partition shows no segment.
+        let mut server = member("s1", "consul", 1);
+        label_partition_and_segment(&mut server, "");
+        assert_eq!(server.tags["segment"], "<default>");
+        let mut other = member("c2", "node", 1);
+        other.tags.insert("ap".into(), "team".into());
+        label_partition_and_segment(&mut other, "_all");
+        assert_eq!((other.tags["ap"].as_str(), other.tags["segment"].as_str()), ("team", ""));
     }
 
     #[test]

@@ -80,7 +80,7 @@ pub(crate) fn debug(args: &DebugArgs) -> Outcome {
     if !args.args.is_empty() {
         return Err("==> debug: Too many arguments provided, expected 0".into());
     }
-    let client = Client::new(&args.client.http())
+    let client = Client::build(&args.client.http())
         .map_err(|error| format!("==> Error connecting to Consul agent: {error}"))?;
     let output_dir = args
         .output

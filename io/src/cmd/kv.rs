@@ -26,6 +26,8 @@ pub(crate) enum KvCommand {
 pub(crate) struct GetArgs {
     #[command(flatten)]
     http: HttpArgs,
+    #[command(flatten)]
+    tenancy: super::TenancyArgs,
     /// Prints every key and value under the prefix, as `key:value`.
     #[arg(long)]
     recurse: bool,
@@ -49,6 +51,8 @@ pub(crate) struct GetArgs {
 pub(crate) struct PutArgs {
     #[command(flatten)]
     http: HttpArgs,
+    #[command(flatten)]
+    tenancy: super::TenancyArgs,
     /// An opaque number stored with the value.
     #[arg(long, default_value_t = 0)]
     flags: u64,
@@ -79,6 +83,8 @@ pub(crate) struct PutArgs {
 pub(crate) struct DeleteArgs {
     #[command(flatten)]
     http: HttpArgs,
+    #[command(flatten)]
+    tenancy: super::TenancyArgs,
     /// Deletes every key under the prefix.
     #[arg(long)]
     recurse: bool,
@@ -96,6 +102,8 @@ pub(crate) struct DeleteArgs {
 pub(crate) struct ExportArgs {
     #[command(flatten)]
     http: HttpArgs,
+    #[command(flatten)]
+    tenancy: super::TenancyArgs,
     /// PREFIX (all keys when absent).
     args: Vec<String>,
 }
@@ -104,6 +112,8 @@ pub(crate) struct ExportArgs {
 pub(crate) struct ImportArgs {
     #[command(flatten)]
     http: HttpArgs,
+    #[command(flatten)]
+    tenancy: super::TenancyArgs,
     /// Prepended to every imported key.
     #[arg(long, default_value = "")]
     prefix: String,
@@ -166,7 +176,7 @@ fn get(args: &GetArgs) -> Outcome {
     if key.is_empty() && !(args.recurse || args.keys) {
         return Err("Error! Missing KEY argument".into());
     }
-    let client = Client::new(&args.http)?;
+    let client = Client::new(&args.http.in_tenancy(&args.tenancy))?;
     let querying = |error: String| format!("Error querying Consul agent: {error}");
     let shown = |value: &[u8]| {
         if args.base64 {
@@ -255,7 +265,7 @@ fn put(args: &PutArgs) -> Outcome {
     if args.cas && args.modify_index == 0 {
         return Err("Must specify -modify-index with -cas!".into());
     }
-    let client = Client::new(&args.http)?;
+    let client = Client::new(&args.http.in_tenancy(&args.tenancy))?;
     let flags = args.flags.to_string();
     let mut query = vec![];
     if args.flags != 0 {
@@ -325,7 +335,7 @@ fn delete(args: &DeleteArgs) -> Outcome {
     if args.recurse && args.cas {
         return Err("Cannot specify both -cas and -recurse!".into());
     }
-    let client = Client::new(&args.http)?;
+    let client = Client::new(&args.http.in_tenancy(&args.tenancy))?;
     if args.recurse {
         client
             .delete(&kv_path(key), &[("recurse", "")])
@@ -357,7 +367,7 @@ fn delete(args: &DeleteArgs) -> Outcome {
 fn export(args: &ExportArgs) -> Outcome {
     at_most(&args.args, 1)?;
     let prefix = strip_slash(args.args.first().map_or("", String::as_str));
-    let client = Client::new(&args.http)?;
+    let client = Client::new(&args.http.in_tenancy(&args.tenancy))?;
     let querying = |error: String| format!("Error querying Consul agent: {error}");
     let reply = client.get(&kv_path(prefix), &[("recurse", "")]).map_err(querying)?;
     let pairs = if reply.status == 404 { Vec::new() } else { reply.json::<Vec<Pair>>().map_err(querying)? };
@@ -407,7 +417,7 @@ fn import(args: &ImportArgs) -> Outcome {
             .map_err(|error| format!("Error base 64 decoding value for key {}: {error}", entry.key))?;
         pairs.push((join_prefix(&args.prefix, &entry.key), entry));
     }
-    let client = Client::new(&args.http)?;
+    let client = Client::new(&args.http.in_tenancy(&args.tenancy))?;
     let mut progress = Progress::new();
     let mut written = 0;
     for chunk in batches(&pairs) {

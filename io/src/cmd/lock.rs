@@ -49,8 +49,9 @@ pub(crate) struct LockArgs {
     /// Runs the command through `sh -c` (the default).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     shell: bool,
-    /// Gives up acquiring after this long (`0s`: wait for ever).
-    #[arg(long, default_value = "0s")]
+    /// Gives up acquiring after this long (`0s`: wait for ever). `-try` is its deprecated
+    /// name, which Consul still takes.
+    #[arg(long, alias = "try", default_value = "0s")]
     timeout: String,
     /// Exits 2 when the child fails, rather than 0.
     #[arg(long = "child-exit-code")]

@@ -19,6 +19,7 @@ pub(crate) mod lock;
 pub(crate) mod monitor;
 pub(crate) mod services;
 pub(crate) mod snapshot;
+pub(crate) mod version;
 pub(crate) mod watch;
 
 use std::io::IsTerminal;
@@ -31,27 +32,27 @@ const HTTP_ADDR_DEFAULT: &str = "127.0.0.1:8500";
 /// What a command ends with: its exit code, or a message for stderr and exit code 1.
 pub(crate) type Outcome = Result<u8, String>;
 
-/// The flags every HTTP-based command takes (Consul's `flags.HTTPFlags`).
-#[derive(Debug, Clone, Args)]
+/// The flags every HTTP-based command takes (Consul's `flags.HTTPFlags`: `ClientFlags` and
+/// `ServerFlags`).
+#[derive(Debug, Clone, Default, Args)]
 pub(crate) struct HttpArgs {
-    /// The agent's HTTP address (`host:port` or `http://host:port`). Defaults to
-    /// `CONSUL_HTTP_ADDR`, then 127.0.0.1:8500.
-    #[arg(long = "http-addr")]
-    pub(crate) http_addr: Option<String>,
-    /// The ACL token to send. Defaults to `CONSUL_HTTP_TOKEN`.
-    #[arg(long = "token")]
-    pub(crate) token: Option<String>,
+    #[command(flatten)]
+    pub(crate) client: ClientArgs,
     /// The datacenter to ask. Defaults to the agent's.
     #[arg(long = "datacenter")]
     pub(crate) datacenter: Option<String>,
     /// Lets any server answer a read, not only the leader.
     #[arg(long = "stale")]
     pub(crate) stale: bool,
+    /// `-namespace` and `-partition`, for the commands that take them ([`TenancyArgs`],
+    /// [`PartitionArgs`]); never flags of their own here.
+    #[arg(skip)]
+    pub(crate) tenancy: TenancyArgs,
 }
 
 /// The flags of a command that talks to its own agent only (Consul's `HTTPFlags.ClientFlags`
 /// without `ServerFlags`: no `-datacenter`, no `-stale`).
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub(crate) struct ClientArgs {
     /// The agent's HTTP address (`host:port` or `http://host:port`). Defaults to
     /// `CONSUL_HTTP_ADDR`, then 127.0.0.1:8500.
@@ -60,17 +61,63 @@ pub(crate) struct ClientArgs {
     /// The ACL token to send. Defaults to `CONSUL_HTTP_TOKEN`.
     #[arg(long = "token")]
     pub(crate) token: Option<String>,
+    /// A file holding the ACL token to send, instead of -token (`CONSUL_HTTP_TOKEN_FILE`).
+    #[arg(long = "token-file")]
+    pub(crate) token_file: Option<String>,
+    /// A CA certificate file for HTTPS (`CONSUL_CACERT`).
+    #[arg(long = "ca-file")]
+    pub(crate) ca_file: Option<String>,
+    /// A directory of CA certificates for HTTPS (`CONSUL_CAPATH`).
+    #[arg(long = "ca-path")]
+    pub(crate) ca_path: Option<String>,
+    /// A client certificate for HTTPS, for agents with `verify_incoming` (`CONSUL_CLIENT_CERT`).
+    #[arg(long = "client-cert")]
+    pub(crate) client_cert: Option<String>,
+    /// The client certificate's key (`CONSUL_CLIENT_KEY`).
+    #[arg(long = "client-key")]
+    pub(crate) client_key: Option<String>,
+    /// The server name (SNI) for HTTPS (`CONSUL_TLS_SERVER_NAME`).
+    #[arg(long = "tls-server-name")]
+    pub(crate) tls_server_name: Option<String>,
 }
 
 impl ClientArgs {
     /// The same flags as [`HttpArgs`], the server flags unset.
     pub(crate) fn http(&self) -> HttpArgs {
-        HttpArgs {
-            http_addr: self.http_addr.clone(),
-            token: self.token.clone(),
-            datacenter: None,
-            stale: false,
-        }
+        HttpArgs { client: self.clone(), ..HttpArgs::default() }
+    }
+}
+
+/// Consul's `MultiTenancyFlags`: Enterprise's namespace and admin partition. Consul CE's client
+/// sends them (`?ns=`, `?partition=`) and its agent refuses them, as muster's does.
+#[derive(Debug, Clone, Default, Args)]
+pub(crate) struct TenancyArgs {
+    /// The namespace to ask (`CONSUL_NAMESPACE`; a Consul Enterprise feature).
+    #[arg(long = "namespace")]
+    pub(crate) namespace: Option<String>,
+    /// The admin partition to ask (`CONSUL_PARTITION`; a Consul Enterprise feature).
+    #[arg(long = "partition")]
+    pub(crate) partition: Option<String>,
+}
+
+/// Consul's `PartitionFlag`: `-partition` alone.
+#[derive(Debug, Clone, Default, Args)]
+pub(crate) struct PartitionArgs {
+    /// The admin partition to ask (`CONSUL_PARTITION`; a Consul Enterprise feature).
+    #[arg(long = "partition")]
+    pub(crate) partition: Option<String>,
+}
+
+impl HttpArgs {
+    /// These flags with a command's `-namespace` and `-partition`.
+    pub(crate) fn in_tenancy(&self, tenancy: &TenancyArgs) -> HttpArgs {
+        HttpArgs { tenancy: tenancy.clone(), ..self.clone() }
+    }
+
+    /// These flags with a command's `-partition`.
+    pub(crate) fn in_partition(&self, partition: &PartitionArgs) -> HttpArgs {
+        let tenancy = TenancyArgs { namespace: None, partition: partition.partition.clone() };
+        HttpArgs { tenancy, ..self.clone() }
     }
 }
 
@@ -82,6 +129,10 @@ pub(crate) struct Client {
     token: Option<String>,
     datacenter: Option<String>,
     stale: bool,
+    /// `?ns=` on every request (Consul's `Config.Namespace`), when not empty.
+    namespace: String,
+    /// `?partition=` on every request (Consul's `Config.Partition`), when not empty.
+    partition: String,
 }
 
 /// An answer: its status, body and `X-Consul-Index`.
@@ -117,18 +168,61 @@ impl Reply {
 const REPLY_BYTES_MAX: u64 = 1 << 30;
 
 impl Client {
-    /// A client for the agent the flags (or the environment) name.
+    /// A client for the agent the flags (or the environment) name, or why there is none in
+    /// the words Consul's commands use (`Error connecting to Consul agent: ...`).
     pub(crate) fn new(args: &HttpArgs) -> Result<Client, String> {
-        let env = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
-        let addr = args.http_addr.clone().or_else(|| env("CONSUL_HTTP_ADDR"));
-        let base = base_url(addr.as_deref().unwrap_or(HTTP_ADDR_DEFAULT))?;
+        Client::build(args).map_err(|error| format!("Error connecting to Consul agent: {error}"))
+    }
+
+    /// The same, the reason bare (as Consul's `api.NewClient` says it), for the commands that
+    /// word it their own way.
+    pub(crate) fn build(args: &HttpArgs) -> Result<Client, String> {
+        let flags = &args.client;
+        // Consul's `api.DefaultConfig` reads the environment; a flag given wins, even empty.
+        let setting = |flag: &Option<String>, name: &str| {
+            flag.clone().or_else(|| std::env::var(name).ok().filter(|value| !value.is_empty()))
+        };
+        let addr = setting(&flags.http_addr, "CONSUL_HTTP_ADDR").filter(|addr| !addr.is_empty());
+        let tls = Tls {
+            ca_file: setting(&flags.ca_file, "CONSUL_CACERT").unwrap_or_default(),
+            ca_path: setting(&flags.ca_path, "CONSUL_CAPATH").unwrap_or_default(),
+            cert_file: setting(&flags.client_cert, "CONSUL_CLIENT_CERT").unwrap_or_default(),
+            key_file: setting(&flags.client_key, "CONSUL_CLIENT_KEY").unwrap_or_default(),
+        };
+        // `NewHttpClient` sets TLS up whatever the scheme: its refusals come first.
+        tls.check()?;
+        let mut base = base_url(addr.as_deref().unwrap_or(HTTP_ADDR_DEFAULT))?;
+        if env_bool("CONSUL_HTTP_SSL") == Some(true) {
+            base = base.replacen("http://", "https://", 1);
+        }
+        // Read for its warning; it only matters to TLS, which is refused below.
+        let _ = env_bool("CONSUL_HTTP_SSL_VERIFY");
+        if base.starts_with("https://") {
+            return Err(format!(
+                "{base}: muster's CLI does not speak HTTPS yet (its HTTP client is built without \
+                 TLS); give the agent's plain-HTTP address (http://host:port)"
+            ));
+        }
+        let mut token = setting(&flags.token, "CONSUL_HTTP_TOKEN").filter(|token| !token.is_empty());
+        // A token file wins over -token whenever it holds one (Consul's `NewClient`).
+        let token_file = setting(&flags.token_file, "CONSUL_HTTP_TOKEN_FILE").unwrap_or_default();
+        if !token_file.is_empty() {
+            let text = std::fs::read_to_string(&token_file)
+                .map_err(|error| format!("Error loading token file: {}", go_io(&error, &token_file)))?;
+            if !text.trim().is_empty() {
+                token = Some(text.trim().to_owned());
+            }
+        }
+        let tenancy = &args.tenancy;
         let agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
         Ok(Client {
             base,
             agent,
-            token: args.token.clone().or_else(|| env("CONSUL_HTTP_TOKEN")),
+            token,
             datacenter: args.datacenter.clone(),
             stale: args.stale,
+            namespace: setting(&tenancy.namespace, "CONSUL_NAMESPACE").unwrap_or_default(),
+            partition: setting(&tenancy.partition, "CONSUL_PARTITION").unwrap_or_default(),
         })
     }
 
@@ -189,6 +283,12 @@ impl Client {
     fn url(&self, method: &str, path: &str, query: &[(&str, &str)]) -> String {
         let mut url = format!("{}{}", self.base, escape_path(path));
         let mut pairs: Vec<(&str, &str)> = query.to_vec();
+        if !self.namespace.is_empty() {
+            pairs.push(("ns", &self.namespace));
+        }
+        if !self.partition.is_empty() {
+            pairs.push(("partition", &self.partition));
+        }
         if let Some(dc) = &self.datacenter {
             pairs.push(("dc", dc));
         }
@@ -285,21 +385,80 @@ fn with_token<B>(request: ureq::RequestBuilder<B>, token: Option<&str>) -> ureq:
     }
 }
 
-/// `http://host:port` from what `-http-addr` takes: `host:port`, `http://host:port`.
+/// `http://host:port` (or `https://`) from what `-http-addr` takes: `host:port`,
+/// `http://host:port`, `https://host:port`.
 fn base_url(addr: &str) -> Result<String, String> {
     let addr = addr.trim_end_matches('/');
-    if let Some(rest) = addr.strip_prefix("http://") {
-        return Ok(format!("http://{rest}"));
+    match addr.split_once("://") {
+        None => Ok(format!("http://{addr}")),
+        Some(("http" | "https", _)) => Ok(addr.to_owned()),
+        Some(("unix", _)) => Err(format!("{addr}: muster's CLI does not speak HTTP over Unix sockets yet")),
+        Some((scheme, _)) => Err(format!("Unknown protocol scheme: {scheme}")),
     }
-    if addr.starts_with("https://") || addr.starts_with("unix://") {
-        return Err(format!(
-            "Error: {addr}: muster's agents serve plain HTTP only (no HTTPS or Unix sockets yet)"
-        ));
+}
+
+/// A boolean environment variable as Consul's client reads it: unset or empty is `None`; a
+/// value `strconv.ParseBool` refuses is false, with Consul's warning.
+fn env_bool(name: &str) -> Option<bool> {
+    let value = std::env::var(name).ok().filter(|value| !value.is_empty())?;
+    let parsed = crate::goflag::parse_go_bool(&value);
+    if parsed.is_none() {
+        eprintln!(
+            "[WARN]  consul-api: could not parse {name}: error=\"strconv.ParseBool: parsing {value:?}: \
+             invalid syntax\""
+        );
     }
-    if addr.contains("://") {
-        return Err(format!("Error: unknown protocol scheme in {addr:?}"));
+    Some(parsed.unwrap_or(false))
+}
+
+/// The TLS settings of Consul's client (`api.TLSConfig`): checked as `SetupTLSConfig` checks
+/// them, so that a command refuses what Consul's refuses, although muster's CLI speaks plain
+/// HTTP only (its HTTP client is built without TLS).
+struct Tls {
+    ca_file: String,
+    ca_path: String,
+    cert_file: String,
+    key_file: String,
+}
+
+impl Tls {
+    /// Consul's refusals, in its words: a certificate without its key (or the reverse), files
+    /// that cannot be read, and files without PEM data.
+    fn check(&self) -> Result<(), String> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let read = |path: &str| std::fs::read(path).map_err(|error| go_io(&error, path));
+        let certificates = |pem: &[u8]| CertificateDer::pem_slice_iter(pem).filter(Result::is_ok).count();
+        match (self.cert_file.is_empty(), self.key_file.is_empty()) {
+            (true, true) => {}
+            (false, false) => {
+                if certificates(&read(&self.cert_file)?) == 0 {
+                    return Err("tls: failed to find any PEM data in certificate input".into());
+                }
+                if PrivateKeyDer::from_pem_slice(&read(&self.key_file)?).is_err() {
+                    return Err("tls: failed to find any PEM data in key input".into());
+                }
+            }
+            _ => return Err("both client cert and client key must be provided".into()),
+        }
+        if !self.ca_file.is_empty() {
+            let pem = read(&self.ca_file).map_err(|error| format!("Error loading CA File: {error}"))?;
+            if certificates(&pem) == 0 {
+                return Err(format!("Error loading CA File: Couldn't parse PEM in: {}", self.ca_file));
+            }
+        } else if !self.ca_path.is_empty() {
+            let entries = std::fs::read_dir(&self.ca_path)
+                .map_err(|error| format!("Error loading CA Path: {}", go_io(&error, &self.ca_path)))?;
+            for entry in entries.flatten().filter(|entry| entry.path().is_file()) {
+                let path = entry.path().display().to_string();
+                let pem = read(&path).map_err(|error| format!("Error loading file from CAPath: {error}"))?;
+                if certificates(&pem) == 0 {
+                    return Err(format!("Error loading CA Path: Couldn't parse PEM in: {path}"));
+                }
+            }
+        }
+        Ok(())
     }
-    Ok(format!("http://{addr}"))
 }
 
 /// A path with the bytes a URL path cannot carry percent-escaped (Go's `url.PathEscape` rules
@@ -535,8 +694,9 @@ mod tests {
     fn addresses_take_consuls_forms() {
         assert_eq!(base_url("127.0.0.1:8500").unwrap(), "http://127.0.0.1:8500");
         assert_eq!(base_url("http://10.0.0.1:8500/").unwrap(), "http://10.0.0.1:8500");
-        assert!(base_url("https://10.0.0.1:8501").unwrap_err().contains("plain HTTP only"));
-        assert!(base_url("ftp://x").unwrap_err().contains("unknown protocol scheme"));
+        assert_eq!(base_url("https://10.0.0.1:8501").unwrap(), "https://10.0.0.1:8501");
+        assert!(base_url("unix:///run/consul.sock").unwrap_err().contains("Unix sockets"));
+        assert_eq!(base_url("ftp://x").unwrap_err(), "Unknown protocol scheme: ftp");
     }
 
     #[test]

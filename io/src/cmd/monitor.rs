@@ -1,4 +1,4 @@
-//! `muster monitor [-log-level=info]`: the agent's log, streamed from `/v1/agent/monitor`
+//! `muster monitor [-log-level=info] [-log-json]`: the agent's log, streamed from `/v1/agent/monitor`
 //! until Ctrl-C or until the agent goes away.
 
 use std::io::{BufRead, BufReader, Write};
@@ -14,14 +14,21 @@ pub(crate) struct MonitorArgs {
     /// The least severe level shown: trace, debug, info, warn or err.
     #[arg(long = "log-level", default_value = "info")]
     log_level: String,
+    /// Streams the log as JSON lines (`?logjson`), as the agent's `-log-json` writes them.
+    #[arg(long = "log-json")]
+    log_json: bool,
     args: Vec<String>,
 }
 
 pub(crate) fn monitor(args: &MonitorArgs) -> Outcome {
     super::at_most(&args.args, 0)?;
     let client = Client::new(&args.http)?;
+    let mut query = vec![("loglevel", args.log_level.as_str())];
+    if args.log_json {
+        query.push(("logjson", "true"));
+    }
     let (status, body) = client
-        .get_stream("/v1/agent/monitor", &[("loglevel", &args.log_level)])
+        .get_stream("/v1/agent/monitor", &query)
         .map_err(|error| format!("Error starting monitor: {error}"))?;
     if status != 200 {
         let mut text = String::new();

@@ -31,6 +31,8 @@ pub(crate) enum ServicesCommand {
 pub(crate) struct RegisterArgs {
     #[command(flatten)]
     http: HttpArgs,
+    #[command(flatten)]
+    tenancy: super::TenancyArgs,
     /// The service's ID; defaults to -name.
     #[arg(long, default_value = "")]
     id: String,
@@ -66,6 +68,8 @@ pub(crate) struct RegisterArgs {
 pub(crate) struct DeregisterArgs {
     #[command(flatten)]
     http: HttpArgs,
+    #[command(flatten)]
+    tenancy: super::TenancyArgs,
     /// The ID of the service to deregister; not with file arguments.
     #[arg(long, default_value = "")]
     id: String,
@@ -105,8 +109,7 @@ fn register(args: &RegisterArgs) -> Outcome {
     } else {
         services_from_files(&args.files)?.into_iter().map(|s| (s.name, s.definition)).collect()
     };
-    let client =
-        Client::new(&args.http).map_err(|error| format!("Error connecting to Consul agent: {error}"))?;
+    let client = Client::new(&args.http.in_tenancy(&args.tenancy))?;
     for (name, definition) in services {
         let body = serde_json::to_vec(&definition).expect("a JSON value serializes");
         client
@@ -167,8 +170,7 @@ fn deregister(args: &DeregisterArgs) -> Outcome {
     } else {
         services_from_files(&args.files)?.into_iter().map(|s| (s.name, s.id)).collect()
     };
-    let client =
-        Client::new(&args.http).map_err(|error| format!("Error connecting to Consul agent: {error}"))?;
+    let client = Client::new(&args.http.in_tenancy(&args.tenancy))?;
     for (name, id) in services {
         if id.is_empty() {
             continue;

@@ -21,6 +21,8 @@ const RETRY_BACKOFF: std::time::Duration = std::time::Duration::from_secs(5);
 pub(crate) struct WatchArgs {
     #[command(flatten)]
     http: HttpArgs,
+    #[command(flatten)]
+    tenancy: super::TenancyArgs,
     /// What to watch: key, keyprefix, services, nodes, service, checks or event.
     #[arg(long = "type", default_value = "")]
     kind: String,
@@ -45,6 +47,9 @@ pub(crate) struct WatchArgs {
     /// The event name of an `event` watch.
     #[arg(long, default_value = "")]
     name: String,
+    /// A filter expression the agent applies to the view (`?filter`).
+    #[arg(long, default_value = "")]
+    filter: String,
     /// Runs the handler through `sh -c` (the default) rather than directly.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     shell: bool,
@@ -111,8 +116,11 @@ fn endpoint(args: &WatchArgs) -> Result<Endpoint, String> {
 }
 
 pub(crate) fn watch(args: &WatchArgs) -> Outcome {
-    let (path, base_query) = endpoint(args)?;
-    let client = Client::new(&args.http)?;
+    let (path, mut base_query) = endpoint(args)?;
+    if !args.filter.is_empty() {
+        base_query.push(("filter", args.filter.clone()));
+    }
+    let client = Client::new(&args.http.in_tenancy(&args.tenancy))?;
     // The index of the last answer (Consul's `lastParamVal`): none before the first.
     let mut last_index: Option<u64> = None;
     let mut last: Option<Value> = None;

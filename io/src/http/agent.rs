@@ -386,12 +386,13 @@ async fn agent_self(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Res
     json(&query, &body).into_response()
 }
 
-/// `GET /v1/agent/monitor?loglevel=`: the agent's log lines from now on, at the level asked
-/// (info by default) and above, whatever the agent's own `-log-level`, streamed until the
-/// client goes away.
+/// `GET /v1/agent/monitor?loglevel=[&logjson]`: the agent's log lines from now on, at the level
+/// asked (info by default) and above, whatever the agent's own `-log-level`, as text or (with
+/// `?logjson`, as Consul takes it: present) JSON lines, streamed until the client goes away.
 async fn monitor(RawQuery(raw): RawQuery) -> Response {
     use tokio::sync::broadcast::error::RecvError;
     let query = Query::parse(raw.as_deref());
+    let json = query.has("logjson");
     let level = match query.get("loglevel") {
         None | Some("") => tracing::Level::INFO,
         Some(text) => match crate::monitor::parse_level(text) {
@@ -403,7 +404,7 @@ async fn monitor(RawQuery(raw): RawQuery) -> Response {
     let stream = futures_util::stream::unfold(watcher, move |mut watcher| async move {
         loop {
             let text = match watcher.lines.recv().await {
-                Ok(line) if line.level <= level => format!("{}\n", line.text),
+                Ok(line) if line.level <= level => format!("{}\n", if json { line.json } else { line.text }),
                 Ok(_) => continue,
                 Err(RecvError::Lagged(lost)) => {
                     format!("[WARN]  monitor: {lost} log lines dropped: the reader fell behind\n")

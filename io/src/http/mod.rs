@@ -387,8 +387,39 @@ pub fn router(api: Arc<Api>) -> Router {
         .layer(axum::middleware::from_fn(crate::telemetry::count_reads))
         .layer(axum::middleware::from_fn(effective_consistency))
         .layer(axum::middleware::from_fn_with_state(api.clone(), forward_to_leader))
+        .layer(axum::middleware::from_fn(refuse_enterprise_tenancy))
         .layer(axum::middleware::from_fn(crate::telemetry::track_http))
         .with_state(api)
+}
+
+/// Consul CE's `parseEntMeta`: a namespace or an admin partition, by header or query, is a
+/// Consul Enterprise feature, refused with 400 before the request goes anywhere. (Consul CE
+/// checks per endpoint, and a few of its endpoints never look; muster checks them all.)
+async fn refuse_enterprise_tenancy(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match enterprise_tenancy_refusal(&request) {
+        Some(reason) => HttpError::bad_request(reason).into_response(),
+        None => next.run(request).await,
+    }
+}
+
+/// Why Consul CE would refuse `request`'s namespace or partition, if it names one.
+fn enterprise_tenancy_refusal(request: &axum::extract::Request) -> Option<&'static str> {
+    let query = Query::parse(request.uri().query());
+    let header = |name: &str| request.headers().get(name).is_some_and(|value| !value.is_empty());
+    if header("X-Consul-Namespace") {
+        Some("Invalid header: \"X-Consul-Namespace\" - Namespaces are a Consul Enterprise feature")
+    } else if query.get("ns").is_some_and(|ns| !ns.is_empty()) {
+        Some("Invalid query parameter: \"ns\" - Namespaces are a Consul Enterprise feature")
+    } else if header("X-Consul-Partition") {
+        Some("Invalid header: \"X-Consul-Partition\" - Partitions are a Consul Enterprise feature")
+    } else if query.get("partition").is_some_and(|partition| !partition.is_empty()) {
+        Some("Invalid query parameter: \"partition\" - Partitions are a Consul Enterprise feature")
+    } else {
+        None
+    }
 }
 
 /// An error as Consul writes one: a status and a plain-text reason.
