@@ -299,6 +299,11 @@ async fn datacenters(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Re
     json(&query, &[&api.datacenter]).into_response()
 }
 
+/// A read's `?filter`, parsed, and its consistency and blocking options.
+async fn filtered_read(api: &Api, query: &Query) -> Result<(Option<Filter>, super::ReadOptions), HttpError> {
+    Ok((Filter::from_query(query)?, api.prepare_read(query).await?))
+}
+
 /// A blocking catalog read answered as JSON, `?filter` applied to the whole answer (a list).
 async fn answer(
     api: Arc<Api>,
@@ -319,9 +324,7 @@ async fn answer_filtered_at(
     read: impl Fn(&Fsm, &Query) -> (Index, Value),
 ) -> Response {
     let query = Query::parse(raw.as_deref());
-    let prepared =
-        async { Ok::<_, HttpError>((Filter::from_query(&query)?, api.prepare_read(&query).await?)) };
-    let (filter, options) = match prepared.await {
+    let (filter, options) = match filtered_read(&api, &query).await {
         Ok(prepared) => prepared,
         Err(error) => return error.into_response(),
     };
@@ -369,9 +372,7 @@ async fn nodes(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response
 /// groups what is left by name; so does this.
 async fn services(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response {
     let query = Query::parse(raw.as_deref());
-    let prepared =
-        async { Ok::<_, HttpError>((Filter::from_query(&query)?, api.prepare_read(&query).await?)) };
-    let (filter, options) = match prepared.await {
+    let (filter, options) = match filtered_read(&api, &query).await {
         Ok(prepared) => prepared,
         Err(error) => return error.into_response(),
     };
