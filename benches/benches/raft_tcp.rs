@@ -34,8 +34,8 @@ impl StateMachine for Counter {
         Bytes::copy_from_slice(&self.0.to_be_bytes())
     }
 
-    fn restore(&mut self, snapshot: &Bytes) {
-        self.0 = u64::from_be_bytes(snapshot[..8].try_into().expect("8 bytes"));
+    fn restore(&mut self, snapshot: &muster_core::raft::Snapshot) {
+        self.0 = u64::from_be_bytes(snapshot.data[..8].try_into().expect("8 bytes"));
     }
 }
 

@@ -35,9 +35,12 @@ pub mod health;
 pub mod keyring;
 mod limits;
 mod node;
+#[doc(hidden)]
+pub mod planted;
 pub mod raft;
 pub mod reconcile;
 mod rng;
+pub mod server;
 pub mod servers;
 pub mod swim;
 pub mod tags;

@@ -1,13 +1,15 @@
-//! A Raft server on real parts: the core's [`Raft`] driven by a tokio task, its writes made
+//! A Raft server on real parts: the core's [`CoreServer`] (Raft, the application's
+//! [`StateMachine`] and the callers waiting on them) driven by a tokio task, its writes made
 //! durable by the write-ahead log on a thread of its own (group commit), its messages carried
-//! by [`RaftTransport`], its committed entries applied to the application's [`StateMachine`].
+//! by [`RaftTransport`].
 //!
-//! The task owns the `Raft` and the state machine, so neither needs a lock: inputs (messages,
-//! timer, fsync acknowledgements, commands from [`RaftHandle`]) arrive one at a time, and after
-//! each the task drains every output. A proposal's caller waits until its entry is applied and
-//! gets the state machine's answer; a consistent read's caller waits until its read index is
-//! applied. If the log writer fails, the server stops: what was acknowledged stays
-//! acknowledged, but nothing more may be.
+//! This module is an adapter: the task owns the core server, so nothing needs a lock; inputs
+//! (messages, timer, fsync acknowledgements, commands from [`RaftHandle`]) arrive one at a time,
+//! and after each the task hands every output to its destination: persists to the log writer,
+//! messages to the transport, replies to the oneshot channel each caller waits on. Everything
+//! decided (what is applied, who is answered what, when a snapshot is taken) is decided in the
+//! core, which the simulator drives too. If the log writer fails, the server stops: what was
+//! acknowledged stays acknowledged, but nothing more may be.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -16,9 +18,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use muster_core::raft::{
-    Apply, Config, ConfigError, Event, Index, Membership, MembershipChange, Message, Payload, Persist,
-    PersistId, ProposeError, Raft, Role, ServerId, Stats, Term,
+    Config, ConfigError, Index, Membership, MembershipChange, Message, Persist, PersistId, ProposeError,
+    Role, ServerId, Snapshot, Stats, Term,
 };
+use muster_core::server::{Done, Lease as CoreLease, Reply, RoleChange, Server as CoreServer};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -26,37 +29,12 @@ use crate::drive::core_now;
 use crate::raft_net::RaftTransport;
 use crate::wal::{GroupCommit, Wal, WalError};
 
-/// The application's replicated state.
-pub trait StateMachine: Send + 'static {
-    /// What applying a command answers its proposer.
-    type Output: Send + 'static;
+pub use muster_core::server::{StateMachine, WriteError};
 
-    /// Applies the committed command at `index`.
-    fn apply(&mut self, index: Index, command: &Bytes) -> Self::Output;
+/// A state machine the server task can own: sent to its task, answering across threads.
+pub trait Machine: StateMachine<Output: Send + 'static> + Send + 'static {}
 
-    /// The whole state, encoded (taken when Raft asks, to compact the log).
-    fn snapshot(&self) -> Bytes;
-
-    /// Replaces the whole state with a snapshot's.
-    fn restore(&mut self, snapshot: &Bytes);
-}
-
-/// Why a write did not take effect, or may not have.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum WriteError {
-    /// Raft refused it; nothing changed.
-    #[error(transparent)]
-    Refused(#[from] ProposeError),
-    /// Its entry was replaced by another leader's: it did not take effect.
-    #[error("leadership changed before the write committed")]
-    Lost,
-    /// A snapshot from the leader covered its entry here: it may or may not have taken effect.
-    #[error("outcome unknown: the entry was compacted into a snapshot")]
-    Unknown,
-    /// The server stopped.
-    #[error("the Raft server stopped")]
-    Stopped,
-}
+impl<S: StateMachine<Output: Send + 'static> + Send + 'static> Machine for S {}
 
 /// What a server reports about itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,10 +86,13 @@ type WriteReply<O> = oneshot::Sender<Result<O, WriteError>>;
 /// Where a membership change's caller waits for its entry to be applied.
 type ChangeReply = oneshot::Sender<Result<(), WriteError>>;
 
+/// Where a consistent read's caller waits for its read index.
+type ReadReply = oneshot::Sender<Result<Index, WriteError>>;
+
 enum Command<O> {
     SetPeer(ServerId, std::net::SocketAddr),
     Propose(Bytes, WriteReply<O>),
-    Read(oneshot::Sender<Result<Index, WriteError>>),
+    Read(ReadReply),
     ChangeMembership(MembershipChange, ChangeReply),
     TransferLeadership(ServerId, oneshot::Sender<Result<(), WriteError>>),
     Replication(oneshot::Sender<Replication>),
@@ -123,9 +104,9 @@ pub struct Replication {
     /// The leader's last log index.
     pub last_index: Index,
     /// The highest index known to match, by server; empty on a server that does not lead.
-    pub matched: std::collections::BTreeMap<ServerId, Index>,
+    pub matched: BTreeMap<ServerId, Index>,
     /// When each other server was last heard from (on a follower: the leader, among others).
-    pub heard: std::collections::BTreeMap<ServerId, tokio::time::Instant>,
+    pub heard: BTreeMap<ServerId, tokio::time::Instant>,
     /// The server's term.
     pub term: Term,
 }
@@ -283,7 +264,7 @@ pub enum StartError {
 
 /// Starts a server: opens the log in `dir`, restores the state machine from its snapshot and
 /// runs until stopped.
-pub fn start<S: StateMachine>(
+pub fn start<S: Machine>(
     config: Config,
     dir: impl Into<PathBuf>,
     transport: RaftTransport,
@@ -292,11 +273,12 @@ pub fn start<S: StateMachine>(
 ) -> Result<RaftHandle<S::Output>, StartError> {
     let Opened { wal, restored } = open(dir)?;
     let origin = tokio::time::Instant::now();
-    let raft = Raft::new(config, restored, core_now(origin))?;
+    let core = CoreServer::new(config, restored, Timed(state_machine), core_now(origin))?;
+    let raft = core.raft();
     let status = initial_status(raft.term(), raft.snapshot_index(), raft.stats());
     let (client, ends) = channels(status, raft.membership().clone());
     let task = tokio::spawn(async move {
-        run_server(wal, raft, origin, transport, inbound, state_machine, ends).await;
+        run_server(wal, core, origin, transport, inbound, ends).await;
     });
     Ok(RaftHandle { client, task })
 }
@@ -364,7 +346,7 @@ fn initial_status(term: Term, snapshot_index: Index, stats: Stats) -> Status {
 /// for `-bootstrap-expect` servers before it knows its voters). Until the configuration is
 /// sent, the server answers every request as a follower that knows no leader, and takes
 /// peer addresses. A configuration Raft refuses stops the server, with the reason logged.
-pub fn start_opened<S: StateMachine>(
+pub fn start_opened<S: Machine>(
     opened: Opened,
     transport: RaftTransport,
     inbound: mpsc::Receiver<(ServerId, Message)>,
@@ -390,59 +372,52 @@ pub fn start_opened<S: StateMachine>(
         };
         let Opened { wal, restored } = opened;
         let origin = tokio::time::Instant::now();
-        let raft = match Raft::new(config, restored, core_now(origin)) {
-            Ok(raft) => raft,
+        let core = match CoreServer::new(config, restored, Timed(state_machine), core_now(origin)) {
+            Ok(core) => core,
             Err(error) => {
                 tracing::error!(%error, "agent.server.raft: cannot start");
                 return;
             }
         };
-        run_server(wal, raft, origin, transport, inbound, state_machine, ends).await;
+        run_server(wal, core, origin, transport, inbound, ends).await;
     });
     (RaftHandle { client, task }, configure_tx)
 }
 
 /// Runs a configured server until it stops.
-async fn run_server<S: StateMachine>(
+async fn run_server<S: Machine>(
     mut wal: Wal,
-    raft: Raft,
+    core: CoreServer<Timed<S>, Waiter<S::Output>>,
     origin: tokio::time::Instant,
     transport: RaftTransport,
     inbound: mpsc::Receiver<(ServerId, Message)>,
-    state_machine: S,
     ends: Ends<S::Output>,
 ) {
     let (persist_tx, persist_rx) = std_mpsc::channel();
     let (durable_tx, durable_rx) = mpsc::unbounded_channel();
     // The log writer blocks on the disk: a thread of its own, group-committing what queues up.
-    let spawned = std::thread::Builder::new().name(format!("raft-wal-{}", raft.id())).spawn(move || {
-        let result = GroupCommit::run(&mut wal, persist_rx, |id, _| {
-            let _ = durable_tx.send(Ok(id));
+    let spawned =
+        std::thread::Builder::new().name(format!("raft-wal-{}", core.raft().id())).spawn(move || {
+            let result = GroupCommit::run(&mut wal, persist_rx, |id, _| {
+                let _ = durable_tx.send(Ok(id));
+            });
+            if let Err(error) = result {
+                let _ = durable_tx.send(Err(error));
+            }
         });
-        if let Err(error) = result {
-            let _ = durable_tx.send(Err(error));
-        }
-    });
     if let Err(error) = spawned {
         tracing::error!(%error, "agent.server.raft: cannot start the log writer");
         return;
     }
     let server = Server {
-        raft,
+        core,
         origin,
         transport,
-        state_machine,
         persist_tx,
-        applied: 0,
-        writes: BTreeMap::new(),
-        reads: BTreeMap::new(),
-        contacts: BTreeMap::new(),
         contacts_sampled: tokio::time::Instant::now(),
-        next_read: 0,
         status: ends.status,
         membership: ends.membership,
         leader_contact: ends.leader_contact,
-        changes: BTreeMap::new(),
     };
     // hashicorp/raft counts every start in the follower state.
     metrics::incr_counter("raft.state.follower", &[], 1.0);
@@ -469,34 +444,90 @@ fn refuse_unconfigured<O>(transport: &mut RaftTransport, command: Command<O>) {
     }
 }
 
-struct Server<S: StateMachine> {
-    raft: Raft,
+/// A server task's state: the core [`CoreServer`] and the shell around it.
+struct Server<S: Machine> {
+    core: CoreServer<Timed<S>, Waiter<S::Output>>,
     origin: tokio::time::Instant,
     transport: RaftTransport,
-    state_machine: S,
     persist_tx: std_mpsc::Sender<Persist>,
-    applied: Index,
-    /// Proposals waiting for their entry: index → (term, caller, when proposed).
-    writes: BTreeMap<Index, (Term, WriteReply<S::Output>, std::time::Instant)>,
-    /// Reads waiting for their index: ctx → (caller, when asked).
-    reads: BTreeMap<u64, (oneshot::Sender<Result<Index, WriteError>>, std::time::Instant)>,
-    /// When each peer was last heard from, for `raft.leader.lastContact`.
-    contacts: BTreeMap<ServerId, tokio::time::Instant>,
     /// When the leader last sampled its contacts.
     contacts_sampled: tokio::time::Instant,
     /// When the leader this server follows was last heard from, for its clients.
     leader_contact: LeaderContact,
-    next_read: u64,
     status: watch::Sender<Status>,
     membership: watch::Sender<Membership>,
-    /// Membership changes waiting for their entry: index → (term, caller).
-    changes: BTreeMap<Index, (Term, ChangeReply)>,
+}
+
+/// Where a caller waits: the core hands it back in a [`Reply`].
+enum Waiter<O> {
+    Write(WriteReply<O>),
+    Read(ReadReply),
+    Change(ChangeReply),
+}
+
+impl<O> Waiter<O> {
+    /// Sends `reply`'s outcome to its caller, with Consul's timing metric for its kind.
+    fn answer(reply: Reply<Waiter<O>, O>) {
+        let waited_ms = reply.waited.as_secs_f32() * 1000.0;
+        match (reply.waiter, reply.outcome) {
+            (Waiter::Write(to), Ok(Done::Applied { output, .. })) => {
+                // Proposal to commit and apply, on the leader.
+                metrics::add_sample("raft.commitTime", &[], waited_ms);
+                let _ = to.send(Ok(output));
+            }
+            (Waiter::Read(to), Ok(Done::Read { index })) => {
+                // Consul's time to confirm the leadership before a read.
+                metrics::add_sample("rpc.consistentRead", &[], waited_ms);
+                let _ = to.send(Ok(index));
+            }
+            (Waiter::Change(to), Ok(Done::Changed)) => {
+                let _ = to.send(Ok(()));
+            }
+            (Waiter::Write(to), Err(error)) => {
+                let _ = to.send(Err(error));
+            }
+            (Waiter::Read(to), Err(error)) => {
+                let _ = to.send(Err(error));
+            }
+            (Waiter::Change(to), Err(error)) => {
+                let _ = to.send(Err(error));
+            }
+            (_, Ok(done)) => {
+                unreachable!("a reply of another request's kind: {:?}", std::mem::discriminant(&done))
+            }
+        }
+    }
+}
+
+/// The application's state machine, with Consul's timings of applying and restoring it.
+struct Timed<S>(S);
+
+impl<S: StateMachine> StateMachine for Timed<S> {
+    type Output = S::Output;
+
+    fn apply(&mut self, index: Index, command: &Bytes) -> S::Output {
+        let started = std::time::Instant::now();
+        let output = self.0.apply(index, command);
+        metrics::measure_since("raft.fsm.apply", &[], started);
+        output
+    }
+
+    fn snapshot(&self) -> Bytes {
+        self.0.snapshot()
+    }
+
+    fn restore(&mut self, snapshot: &Snapshot) {
+        let started = std::time::Instant::now();
+        self.0.restore(snapshot);
+        let restored_ms = started.elapsed().as_secs_f32() * 1000.0;
+        metrics::set_gauge("raft.fsm.lastRestoreDuration", &[], restored_ms);
+    }
 }
 
 /// A role change, in the words of hashicorp/raft and Consul's leader loop, which operators grep
 /// for (`entering leader state`, `cluster leadership acquired`), counted as hashicorp/raft
 /// counts them (`raft.state.*`; a pre-vote and the vote after it are one election there).
-fn log_role(previous: Role, role: Role, term: Term, leader: Option<ServerId>) {
+fn log_role(RoleChange { previous, role, term, leader }: RoleChange) {
     let leader_id = leader.map(|id| id.to_string()).unwrap_or_default();
     match role {
         Role::Leader => {
@@ -525,7 +556,7 @@ fn log_role(previous: Role, role: Role, term: Term, leader: Option<ServerId>) {
     }
 }
 
-impl<S: StateMachine> Server<S> {
+impl<S: Machine> Server<S> {
     async fn run(
         mut self,
         mut inbound: mpsc::Receiver<(ServerId, Message)>,
@@ -534,19 +565,17 @@ impl<S: StateMachine> Server<S> {
     ) {
         self.drain();
         loop {
-            let deadline = self.origin + Duration::from_nanos(self.raft.poll_timeout().as_nanos());
+            let deadline = self.origin + Duration::from_nanos(self.core.poll_timeout().as_nanos());
             tokio::select! {
                 Some((from, message)) = inbound.recv() => {
-                    let now = core_now(self.origin);
-                    let heard = tokio::time::Instant::now();
-                    self.contacts.insert(from, heard);
-                    if self.raft.leader() == Some(from) {
+                    if self.core.raft().leader() == Some(from) {
+                        let heard = tokio::time::Instant::now();
                         *self.leader_contact.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(heard);
                     }
-                    self.raft.handle_message(now, from, message);
+                    self.core.handle_message(core_now(self.origin), from, message);
                 }
                 Some(result) = durable.recv() => match result {
-                    Ok(id) => self.raft.on_persisted(core_now(self.origin), id),
+                    Ok(id) => self.core.on_persisted(core_now(self.origin), id),
                     Err(error) => {
                         tracing::error!(%error, "agent.server.raft: the log writer failed; stopping this server");
                         return;
@@ -557,7 +586,7 @@ impl<S: StateMachine> Server<S> {
                     None => return,
                 },
                 () = tokio::time::sleep_until(deadline) => {
-                    self.raft.handle_timeout(core_now(self.origin));
+                    self.core.handle_timeout(core_now(self.origin));
                 }
             }
             self.drain();
@@ -568,107 +597,63 @@ impl<S: StateMachine> Server<S> {
         let now = core_now(self.origin);
         match command {
             Command::SetPeer(id, addr) => self.transport.set_peer(id, addr),
-            Command::Propose(bytes, reply) => match self.raft.propose(now, bytes) {
-                Ok((index, term)) => {
-                    metrics::incr_counter("raft.apply", &[], 1.0);
-                    self.writes.insert(index, (term, reply, std::time::Instant::now()));
-                }
-                Err(error) => {
-                    let _ = reply.send(Err(error.into()));
-                }
-            },
-            Command::ChangeMembership(change, reply) => match self.raft.change_membership(now, change) {
-                Ok(index) => {
-                    self.changes.insert(index, (self.raft.term(), reply));
-                }
-                Err(error) => {
-                    let _ = reply.send(Err(error.into()));
-                }
-            },
+            Command::Propose(bytes, reply) => {
+                metrics::incr_counter("raft.apply", &[], 1.0);
+                self.core.propose(now, bytes, Waiter::Write(reply));
+            }
+            Command::ChangeMembership(change, reply) => {
+                self.core.change_membership(now, change, Waiter::Change(reply));
+            }
             Command::TransferLeadership(target, reply) => {
-                let _ = reply.send(self.raft.transfer_leadership(now, target).map_err(WriteError::from));
+                let _ = reply.send(self.core.transfer_leadership(now, target));
             }
             Command::Replication(reply) => {
+                let raft = self.core.raft();
+                let heard = self.core.heard().iter().map(|(&id, &at)| (id, self.tokio_instant(at))).collect();
                 let _ = reply.send(Replication {
-                    last_index: self.raft.last_index(),
-                    matched: self.raft.matched(),
-                    heard: self.contacts.clone(),
-                    term: self.raft.term(),
+                    last_index: raft.last_index(),
+                    matched: raft.matched(),
+                    heard,
+                    term: raft.term(),
                 });
             }
-            Command::Read(reply) => {
-                self.next_read += 1;
-                match self.raft.read_index(now, self.next_read) {
-                    Ok(()) => {
-                        self.reads.insert(self.next_read, (reply, std::time::Instant::now()));
-                    }
-                    Err(error) => {
-                        let _ = reply.send(Err(error.into()));
-                    }
-                }
-            }
+            Command::Read(reply) => self.core.read(now, Waiter::Read(reply)),
         }
     }
 
-    /// Hands every output of the core to its destination, until there are none.
+    /// The tokio instant of the core's `at`.
+    fn tokio_instant(&self, at: muster_core::Instant) -> tokio::time::Instant {
+        self.origin + Duration::from_nanos(at.as_nanos())
+    }
+
+    /// Hands every output of the core to its destination.
     fn drain(&mut self) {
-        loop {
-            let mut moved = false;
-            while let Some(persist) = self.raft.poll_persist() {
-                moved = true;
-                // The writer thread only stops on an I/O error, reported on `durable`.
-                let _ = self.persist_tx.send(persist);
-            }
-            while let Some(transmit) = self.raft.poll_transmit() {
-                self.transport.send(transmit.to, &transmit.message);
-            }
-            while let Some(apply) = self.raft.poll_apply() {
-                self.apply(apply);
-            }
-            while let Some(event) = self.raft.poll_event() {
-                match event {
-                    Event::ReadReady { ctx, index } => {
-                        if let Some((reply, asked)) = self.reads.remove(&ctx) {
-                            // Consul's time to confirm the leadership before a read.
-                            metrics::measure_since("rpc.consistentRead", &[], asked);
-                            let _ = reply.send(Ok(index));
-                        }
-                    }
-                    Event::ReadFailed { ctx } => {
-                        if let Some((reply, asked)) = self.reads.remove(&ctx) {
-                            metrics::measure_since("rpc.consistentRead", &[], asked);
-                            let leader_hint = self.raft.leader();
-                            let _ = reply.send(Err(ProposeError::NotLeader { leader_hint }.into()));
-                        }
-                    }
-                    Event::SnapshotDue { .. } => {
-                        moved = true;
-                        let data = self.state_machine.snapshot();
-                        let now = core_now(self.origin);
-                        // Stale only if a leader's snapshot arrived meanwhile: nothing to do.
-                        let _ = self.raft.snapshot_taken(now, self.applied, data);
-                    }
-                    Event::Role { role, term, leader } => {
-                        log_role(self.status.borrow().role, role, term, leader)
-                    }
-                }
-            }
-            if !moved {
-                break;
-            }
+        while let Some(persist) = self.core.poll_persist() {
+            // The writer thread only stops on an I/O error, reported on `durable`.
+            let _ = self.persist_tx.send(persist);
         }
+        while let Some(transmit) = self.core.poll_transmit() {
+            self.transport.send(transmit.to, &transmit.message);
+        }
+        while let Some(reply) = self.core.poll_reply() {
+            Waiter::answer(reply);
+        }
+        while let Some(change) = self.core.poll_role() {
+            log_role(change);
+        }
+        let raft = self.core.raft();
         let status = Status {
-            role: self.raft.role(),
-            term: self.raft.term(),
-            leader: self.raft.leader(),
-            commit: self.raft.commit_index(),
-            applied: self.applied,
-            snapshot_index: self.raft.snapshot_index(),
-            stats: self.raft.stats(),
-            lease: match self.raft.lease_until() {
-                None => Lease::None,
-                Some(None) => Lease::Always,
-                Some(Some(until)) => self
+            role: raft.role(),
+            term: raft.term(),
+            leader: raft.leader(),
+            commit: raft.commit_index(),
+            applied: self.core.applied(),
+            snapshot_index: raft.snapshot_index(),
+            stats: raft.stats(),
+            lease: match self.core.lease() {
+                CoreLease::None => Lease::None,
+                CoreLease::Always => Lease::Always,
+                CoreLease::Until(until) => self
                     .origin
                     .checked_add(Duration::from_nanos(until.as_nanos()))
                     .map_or(Lease::None, Lease::Until),
@@ -676,7 +661,7 @@ impl<S: StateMachine> Server<S> {
         };
         self.status.send_if_modified(|old| std::mem::replace(old, status) != status);
         self.sample_contacts();
-        let membership = self.raft.membership();
+        let membership = self.core.membership();
         self.membership.send_if_modified(|old| {
             let changed = old != membership;
             if changed {
@@ -690,66 +675,18 @@ impl<S: StateMachine> Server<S> {
     /// [`LEADER_CONTACT_SAMPLE_INTERVAL`], how long ago each other voter was last heard from.
     fn sample_contacts(&mut self) {
         let now = tokio::time::Instant::now();
-        if self.raft.role() != Role::Leader || now < self.contacts_sampled + LEADER_CONTACT_SAMPLE_INTERVAL {
+        if self.core.raft().role() != Role::Leader
+            || now < self.contacts_sampled + LEADER_CONTACT_SAMPLE_INTERVAL
+        {
             return;
         }
         self.contacts_sampled = now;
-        let me = self.raft.id();
-        for voter in self.raft.membership().voters.iter().filter(|&&voter| voter != me) {
-            if let Some(&heard) = self.contacts.get(voter) {
-                metrics::add_sample("raft.leader.lastContact", &[], (now - heard).as_millis() as f32);
-            }
-        }
-    }
-
-    fn apply(&mut self, apply: Apply) {
-        match apply {
-            Apply::Entry(entry) => {
-                self.applied = entry.index;
-                if let Some((term, reply)) = self.changes.remove(&entry.index) {
-                    let done = matches!(entry.payload, Payload::Membership(_)) && term == entry.term;
-                    let _ = reply.send(if done { Ok(()) } else { Err(WriteError::Lost) });
-                }
-                let waiting = self.writes.remove(&entry.index);
-                let output = match &entry.payload {
-                    Payload::Command(command) => {
-                        let started = std::time::Instant::now();
-                        let output = self.state_machine.apply(entry.index, command);
-                        metrics::measure_since("raft.fsm.apply", &[], started);
-                        Some(output)
-                    }
-                    Payload::Noop | Payload::Membership(_) => None,
-                };
-                if let Some((term, reply, proposed)) = waiting {
-                    if term == entry.term {
-                        // Committed and applied in the same step: proposal to commit.
-                        metrics::measure_since("raft.commitTime", &[], proposed);
-                    }
-                    let result = match output {
-                        Some(output) if term == entry.term => Ok(output),
-                        _ => Err(WriteError::Lost),
-                    };
-                    let _ = reply.send(result);
-                }
-            }
-            Apply::Snapshot(snapshot) => {
-                self.applied = snapshot.meta.index;
-                let started = std::time::Instant::now();
-                self.state_machine.restore(&snapshot.data);
-                let restored_ms = started.elapsed().as_millis() as f32;
-                metrics::set_gauge("raft.fsm.lastRestoreDuration", &[], restored_ms);
-                let covered: Vec<Index> =
-                    self.writes.range(..=snapshot.meta.index).map(|(&i, _)| i).collect();
-                for index in covered {
-                    let (_, reply, _) = self.writes.remove(&index).expect("listed");
-                    let _ = reply.send(Err(WriteError::Unknown));
-                }
-                let covered: Vec<Index> =
-                    self.changes.range(..=snapshot.meta.index).map(|(&i, _)| i).collect();
-                for index in covered {
-                    let (_, reply) = self.changes.remove(&index).expect("listed");
-                    let _ = reply.send(Err(WriteError::Unknown));
-                }
+        let core_now = core_now(self.origin);
+        let me = self.core.raft().id();
+        for voter in self.core.membership().voters.iter().filter(|&&voter| voter != me) {
+            if let Some(&heard) = self.core.heard().get(voter) {
+                let ago_ms = core_now.saturating_duration_since(heard).as_millis() as f32;
+                metrics::add_sample("raft.leader.lastContact", &[], ago_ms);
             }
         }
     }

@@ -201,8 +201,8 @@ impl StateMachine for StoreMachine {
         self.0.snapshot()
     }
 
-    fn restore(&mut self, snapshot: &Bytes) {
-        if let Err(error) = self.0.restore(snapshot) {
+    fn restore(&mut self, snapshot: &muster_core::raft::Snapshot) {
+        if let Err(error) = self.0.restore(&snapshot.data) {
             tracing::error!(%error, "state machine: a snapshot from the leader cannot be restored");
         }
     }

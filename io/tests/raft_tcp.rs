@@ -32,8 +32,8 @@ impl StateMachine for Log {
         Bytes::from(log.iter().map(|c| std::str::from_utf8(c).unwrap()).collect::<Vec<_>>().join("\n"))
     }
 
-    fn restore(&mut self, snapshot: &Bytes) {
-        let commands = match &snapshot[..] {
+    fn restore(&mut self, snapshot: &muster_core::raft::Snapshot) {
+        let commands = match &snapshot.data[..] {
             [] => Vec::new(),
             data => data.split(|&b| b == b'\n').map(Bytes::copy_from_slice).collect(),
         };

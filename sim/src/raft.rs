@@ -1,5 +1,7 @@
-//! The Raft simulation: a cluster of [`Raft`] servers over a virtual network, disks and clocks,
-//! with clients, a nemesis and checkers, all driven from one seed.
+//! The Raft simulation: a cluster of servers over a virtual network, disks and clocks, with
+//! clients, a nemesis and checkers, all driven from one seed. Each server is the core's
+//! [`muster_core::server::Server`], the type the `muster` binary runs (Raft, the state machine
+//! and the callers waiting on them), over a register state machine.
 //!
 //! - **Network**: each message takes a random latency, so messages reorder; some are lost, some
 //!   duplicated. Partitions drop messages on blocked links at send time.
@@ -26,11 +28,13 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::Bytes;
+use muster_core::fsm::{Command, Fsm, KvCas, KvSet, Response};
 use muster_core::raft::{
-    wire, Apply, Config, Entry, Event, HardState, Index, MembershipChange, Message, Payload, Persist,
-    PlantedBug, ProposeError, Raft, Restored, Role, ServerId, Snapshot, Term,
+    wire, Config, Entry, HardState, Index, MembershipChange, Message, Payload, Persist, PlantedBug,
+    ProposeError, Raft, Restored, Role, ServerId, Snapshot, Term,
 };
+use muster_core::server::{self, Done, StateMachine, WriteError};
 use muster_core::{Instant, Rng};
 
 use crate::linearizability::{self, Kind, Op};
@@ -137,6 +141,26 @@ pub enum Violation {
     Linearizability(linearizability::Violation),
     /// A server panicked (an invariant or assertion in the core).
     Panic(String),
+    /// The healed cluster did not serve a write in time. Never a safety finding: a planted
+    /// safety bug caught only this way counts as missed.
+    Liveness(String),
+}
+
+impl Violation {
+    /// The checker that found it, in the words a failing run prints (`caught by ...`).
+    pub fn checker(&self) -> &'static str {
+        match self {
+            Violation::ElectionSafety { .. } => "election safety",
+            Violation::DoubleVote { .. } => "one vote per term",
+            Violation::LeaderCompleteness { .. } => "leader completeness",
+            Violation::StateMachineSafety { .. } => "state machine safety",
+            Violation::CommittedTruncated { .. } => "committed entries stay",
+            Violation::LogMatching { .. } => "log matching",
+            Violation::Linearizability(_) => "linearizability",
+            Violation::Panic(_) => "invariants",
+            Violation::Liveness(_) => "liveness",
+        }
+    }
 }
 
 /// Counts of what happened, for scenario reports.
@@ -194,29 +218,31 @@ impl Disk {
     }
 }
 
+/// A server as the agent runs it: the core server over the registers, answering the client
+/// operation (its number in the history) each caller waits on.
+type Core = server::Server<Replica, usize>;
+
 #[derive(Debug)]
 struct Server {
-    raft: Option<Raft>,
+    core: Option<Core>,
     disk: Disk,
     /// The log as the server has written it: durable entries and writes in flight.
     log: Vec<Entry>,
-    /// The register state machine, rebuilt from the snapshot and the log on restart.
-    kv: BTreeMap<u64, u64>,
-    /// The last index applied to `kv`.
-    applied: Index,
+    /// How much of its replica's [`Replica::log`] the checkers have seen.
+    seen: usize,
     /// Parts per million this clock runs fast (or slow, negative).
     drift_ppm: i64,
     timer: Option<Instant>,
     boots: u64,
 }
 
-/// A client operation in flight.
+/// A client operation in flight: its number in the history, the server it waits on and the
+/// client that asked.
 #[derive(Debug, Clone)]
 struct Pending {
     op: usize,
     server: usize,
-    /// What completes it: a write at (index, term), or a read confirmed by ctx.
-    wait: Wait,
+    client: usize,
     deadline: Instant,
 }
 
@@ -224,13 +250,91 @@ struct Pending {
 enum Request {
     Propose(Kind, Bytes),
     LeaseRead,
-    ReadIndex(u64),
+    ReadIndex,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Wait {
-    Entry(Index, Term),
-    Read(u64),
+/// The state machine each server applies its log to: the agent's own [`Fsm`], whose KV store
+/// holds the clients' registers (register `k` is the key `k<k>`, its value eight bytes), and a
+/// record of what it applied, for the checkers.
+#[derive(Debug, Default)]
+struct Replica {
+    fsm: Fsm,
+    /// Planted in `fsm`, and again in every state it restores.
+    planted_bug: Option<PlantedBug>,
+    /// Every entry applied and snapshot restored since the server booted, in order.
+    log: Vec<Applied>,
+    /// Snapshots taken of this state.
+    snapshots_taken: std::cell::Cell<u64>,
+}
+
+#[derive(Debug, Clone)]
+enum Applied {
+    Entry(Entry),
+    Snapshot(Snapshot),
+}
+
+impl Replica {
+    fn new(planted_bug: Option<PlantedBug>) -> Replica {
+        let mut replica = Replica { planted_bug, ..Replica::default() };
+        replica.plant();
+        replica
+    }
+
+    fn plant(&mut self) {
+        #[cfg(feature = "invariants")]
+        self.fsm.plant(self.planted_bug);
+    }
+
+    /// Register `key`'s value.
+    fn get(&self, key: u64) -> Option<u64> {
+        let (_, entry) = self.fsm.kv().get(&register_key(key));
+        entry.map(|entry| register_value(&entry.value))
+    }
+}
+
+impl StateMachine for Replica {
+    /// Whether the command took effect (a compare-and-set's comparison held).
+    type Output = bool;
+
+    fn apply(&mut self, index: Index, command: &Bytes) -> bool {
+        let applied = self.fsm.apply(index, command).expect("the clients' commands decode");
+        matches!(applied.response, Response::Bool(true))
+    }
+
+    fn snapshot(&self) -> Bytes {
+        self.snapshots_taken.set(self.snapshots_taken.get() + 1);
+        self.fsm.snapshot()
+    }
+
+    fn restore(&mut self, snapshot: &Snapshot) {
+        self.fsm = Fsm::restore(&snapshot.data).expect("a snapshot of this state machine restores");
+        self.plant();
+        self.log.push(Applied::Snapshot(snapshot.clone()));
+    }
+
+    fn applying(&mut self, entry: &Entry) {
+        self.log.push(Applied::Entry(entry.clone()));
+    }
+}
+
+/// Register `key`'s name in the KV store.
+fn register_key(key: u64) -> String {
+    format!("k{key}")
+}
+
+fn register_value(bytes: &[u8]) -> u64 {
+    u64::from_be_bytes(bytes.try_into().expect("the clients write eight-byte values"))
+}
+
+/// A client's write of `value` to register `key`: a plain PUT, or a check-and-set on the index
+/// of the write it expects to find (0: the key must not exist), as Consul's `?cas=` is.
+fn register_write(key: u64, cas: Option<Index>, value: u64, now: Instant) -> Bytes {
+    let set = KvSet { key: register_key(key), value: Bytes::copy_from_slice(&value.to_be_bytes()), flags: 0 };
+    let command = match cas {
+        None => Command::KvSet(set),
+        Some(index) => Command::KvCas(KvCas { set, index }),
+    };
+    command.encode(now.as_nanos() / 1_000_000)
 }
 
 /// Clients, each with its own idea of who leads.
@@ -249,6 +353,9 @@ pub struct RaftCluster {
     net: RaftNet,
     servers: Vec<Server>,
     base_config: Config,
+    /// The bug planted in every server, if any (in Raft through `base_config`, in the state
+    /// machine through each [`Replica`]).
+    planted_bug: Option<PlantedBug>,
     in_flight: BTreeMap<(Instant, u64), (usize, usize, Message)>,
     sends: u64,
     timers: BTreeSet<(Instant, usize)>,
@@ -277,12 +384,14 @@ pub struct RaftCluster {
     history: Vec<Op>,
     pending: Vec<Pending>,
     next_value: u64,
-    last_written: BTreeMap<u64, u64>,
-    /// Operations known not to have happened (their entry lost its index to another).
+    /// The last acknowledged write of each register: its value and its index, which is the
+    /// key's `ModifyIndex` for as long as that value stands.
+    acked: BTreeMap<u64, (u64, Index)>,
+    /// Operations known not to have happened (refused, or their entry lost its index to
+    /// another).
     void: BTreeSet<usize>,
-    /// What each operation of the history waited for, if anything.
-    waits: Vec<Option<Wait>>,
-    next_ctx: u64,
+    /// Where each write of the history sits in the log, if Raft took it.
+    waits: Vec<Option<(Index, Term)>>,
     /// The server each client believes leads. Clients learn only from the answers they get,
     /// so while a deposed leader still believes it leads, some clients talk to it and others
     /// to its successor, as Consul's agents do.
@@ -328,11 +437,10 @@ impl RaftCluster {
         let drift_max = net.drift_ppm_max as i64;
         let servers = (0..servers)
             .map(|_| Server {
-                raft: None,
+                core: None,
                 disk: Disk::default(),
                 log: Vec::new(),
-                kv: BTreeMap::new(),
-                applied: 0,
+                seen: 0,
                 drift_ppm: rng.below(2 * drift_max as u64 + 1) as i64 - drift_max,
                 timer: None,
                 boots: 0,
@@ -344,6 +452,7 @@ impl RaftCluster {
             net,
             servers,
             base_config,
+            planted_bug,
             in_flight: BTreeMap::new(),
             sends: 0,
             timers: BTreeSet::new(),
@@ -361,10 +470,9 @@ impl RaftCluster {
             history: Vec::new(),
             pending: Vec::new(),
             next_value: 1,
-            last_written: BTreeMap::new(),
+            acked: BTreeMap::new(),
             void: BTreeSet::new(),
             waits: Vec::new(),
-            next_ctx: 1,
             leader_guess: [0; CLIENTS],
             leader_log: Vec::new(),
             writes_acked: Vec::new(),
@@ -382,7 +490,7 @@ impl RaftCluster {
     /// Crashes server `index`: unsynced writes are lost, the oldest perhaps torn.
     pub fn crash(&mut self, index: usize) {
         let server = &mut self.servers[index];
-        assert!(server.raft.take().is_some(), "server {index} is already down");
+        assert!(server.core.take().is_some(), "server {index} is already down");
         if let Some(timer) = server.timer.take() {
             self.timers.remove(&(timer, index));
         }
@@ -419,13 +527,13 @@ impl RaftCluster {
 
     /// Restarts crashed server `index` from its disk.
     pub fn restart(&mut self, index: usize) {
-        assert!(self.servers[index].raft.is_none(), "server {index} is up");
+        assert!(self.servers[index].core.is_none(), "server {index} is up");
         self.boot(index);
     }
 
     /// Whether server `index` is up.
     pub fn is_up(&self, index: usize) -> bool {
-        self.servers[index].raft.is_some()
+        self.servers[index].core.is_some()
     }
 
     /// Blocks every link between servers of different groups.
@@ -463,8 +571,8 @@ impl RaftCluster {
     pub fn transfer_leadership(&mut self, target: usize) {
         if let Some(leader) = self.leader() {
             let id = target as ServerId + 1;
-            self.input(leader, |raft, now| {
-                let _ = raft.transfer_leadership(now, id);
+            self.input(leader, |core, now| {
+                let _ = core.transfer_leadership(now, id);
             });
             self.trace.record(self.now.as_nanos(), leader, &("transfer", id));
         }
@@ -474,7 +582,7 @@ impl RaftCluster {
     /// learner, promote a learner, or remove a learner or (while more than three vote) a voter.
     pub fn change_membership(&mut self) {
         let Some(leader) = self.leader() else { return };
-        let membership = self.servers[leader].raft.as_ref().expect("up").membership().clone();
+        let membership = self.raft(leader).expect("up").membership().clone();
         let all: Vec<ServerId> = (1..=self.servers.len() as ServerId).collect();
         let mut options = Vec::new();
         options.extend(
@@ -489,9 +597,8 @@ impl RaftCluster {
             return;
         }
         let change = options[self.rng.below(options.len() as u64) as usize];
-        self.input(leader, |raft, now| {
-            let _ = raft.change_membership(now, change);
-        });
+        // The change's outcome shows in the membership; no client waits on it.
+        self.input(leader, |core, now| core.change_membership(now, change, usize::MAX));
         self.trace.record(self.now.as_nanos(), leader, &("membership", change));
     }
 
@@ -510,7 +617,7 @@ impl RaftCluster {
         let choice = self.rng.below(100);
         let client = self.rng.below(CLIENTS as u64) as usize;
         let server = self.leader_guess[client];
-        if self.servers[server].raft.is_none() {
+        if self.servers[server].core.is_none() {
             self.leader_guess[client] = self.rng.below(self.servers.len() as u64) as usize;
             return;
         }
@@ -518,70 +625,72 @@ impl RaftCluster {
         // 40 % writes, 20 % compare-and-sets, 20 % lease reads, 20 % ReadIndex reads.
         let request = match choice {
             0..40 => {
-                let value = self.fresh_value(key);
-                Request::Propose(Kind::Write(value), encode_command(key, None, value))
+                let value = self.fresh_value();
+                Request::Propose(Kind::Write(value), register_write(key, None, value, self.now))
             }
             40..60 => {
-                // Expect the value last written, so that compare-and-sets often succeed.
-                let expected = self.last_written.get(&key).copied();
-                let new = self.fresh_value(key);
+                // Expect the value last acknowledged, so that compare-and-sets often succeed:
+                // its write's index is the key's ModifyIndex exactly while the value stands
+                // (values are unique and nothing deletes).
+                let (expected, index) = match self.acked.get(&key) {
+                    Some(&(value, index)) => (Some(value), index),
+                    None => (None, 0),
+                };
+                let new = self.fresh_value();
                 Request::Propose(
                     Kind::Cas { expected, new, ok: false },
-                    encode_command(key, Some(expected), new),
+                    register_write(key, Some(index), new, self.now),
                 )
             }
             60..80 => Request::LeaseRead,
-            _ => {
-                self.next_ctx += 1;
-                Request::ReadIndex(self.next_ctx)
-            }
+            _ => Request::ReadIndex,
         };
-        // The request runs first and the server is drained only once the client is waiting, so
-        // an entry applied within the same step still finds its client.
-        let mut outcome = None;
-        self.call(server, |raft, now| {
-            outcome = Some(match &request {
-                Request::Propose(_, command) => {
-                    raft.propose(now, command.clone()).map(|(index, term)| Some(Wait::Entry(index, term)))
-                }
-                Request::LeaseRead => raft.lease_read(now).map(|_| None),
-                Request::ReadIndex(ctx) => raft.read_index(now, *ctx).map(|()| Some(Wait::Read(*ctx))),
-            })
-        });
         let kind = match &request {
             Request::Propose(kind, _) => *kind,
-            Request::LeaseRead | Request::ReadIndex(_) => Kind::Read(None),
+            Request::LeaseRead | Request::ReadIndex => Kind::Read(None),
         };
-        match outcome {
-            // A lease read is served at once, from the server's applied state.
-            Some(Ok(None)) => {
-                let seen = self.servers[server].kv.get(&key).copied();
-                self.history.push(Op { key, call, ret: Some(call), kind: Kind::Read(seen) });
-                self.waits.push(None);
-                self.stats.ops_completed += 1;
+        // The operation enters the history before the server sees it: an answer given within
+        // the same step finds it.
+        let op = self.history.len();
+        self.history.push(Op { key, call, ret: None, kind });
+        self.waits.push(None);
+        if let Request::LeaseRead = request {
+            // A lease read is served at once, from the server's applied state, or refused.
+            let now = local_time(self.now, self.servers[server].drift_ppm);
+            let core = self.servers[server].core.as_ref().expect("up");
+            match core.raft().lease_read(now) {
+                Ok(_) => {
+                    let seen = core.state_machine().get(key);
+                    self.history[op] = Op { key, call, ret: Some(call), kind: Kind::Read(seen) };
+                    self.stats.ops_completed += 1;
+                }
+                Err(error) => self.refused(op, client, &error),
             }
-            Some(Ok(Some(wait))) => {
-                self.history.push(Op { key, call, ret: None, kind });
-                self.waits.push(Some(wait));
-                let op = self.history.len() - 1;
-                self.pending.push(Pending { op, server, wait, deadline: self.now + CLIENT_TIMEOUT });
-            }
-            Some(Err(ProposeError::NotLeader { leader_hint: Some(hint) })) => {
-                self.leader_guess[client] = hint as usize - 1
-            }
-            Some(Err(_)) | None => {
-                self.leader_guess[client] = self.rng.below(self.servers.len() as u64) as usize
-            }
+            return;
         }
-        if self.servers[server].raft.is_some() && self.violation.is_none() {
-            self.after_input(server);
-        }
+        self.pending.push(Pending { op, server, client, deadline: self.now + CLIENT_TIMEOUT });
+        let mut taken = None;
+        self.input(server, |core, now| match request {
+            Request::Propose(_, command) => taken = core.propose(now, command, op),
+            Request::ReadIndex => core.read(now, op),
+            Request::LeaseRead => unreachable!("served above"),
+        });
+        self.waits[op] = taken;
     }
 
-    fn fresh_value(&mut self, key: u64) -> u64 {
+    /// Operation `op` of `client` was refused: it never happened; the client looks for the
+    /// leader elsewhere.
+    fn refused(&mut self, op: usize, client: usize, error: &ProposeError) {
+        self.void.insert(op);
+        self.leader_guess[client] = match error {
+            ProposeError::NotLeader { leader_hint: Some(hint) } => *hint as usize - 1,
+            _ => self.rng.below(self.servers.len() as u64) as usize,
+        };
+    }
+
+    fn fresh_value(&mut self) -> u64 {
         let value = self.next_value;
         self.next_value += 1;
-        self.last_written.insert(key, value);
         value
     }
 
@@ -634,8 +743,8 @@ impl RaftCluster {
     /// The current leader, if exactly one server believes it leads in the highest term.
     pub fn leader(&self) -> Option<usize> {
         let mut best: Option<(Term, usize)> = None;
-        for (i, server) in self.servers.iter().enumerate() {
-            if let Some(raft) = &server.raft {
+        for i in 0..self.servers.len() {
+            if let Some(raft) = self.raft(i) {
                 if raft.role() == Role::Leader && best.is_none_or(|(t, _)| raft.term() > t) {
                     best = Some((raft.term(), i));
                 }
@@ -646,7 +755,7 @@ impl RaftCluster {
 
     /// Server `index`'s Raft, if up.
     pub fn raft(&self, index: usize) -> Option<&Raft> {
-        self.servers[index].raft.as_ref()
+        self.servers[index].core.as_ref().map(Core::raft)
     }
 
     /// The durable log of server `index`.
@@ -698,16 +807,12 @@ impl RaftCluster {
     /// call, and the search grows exponentially with their number.
     fn resolved_history(&self) -> Vec<Op> {
         // Replay the committed log once for the outcome of every compare-and-set.
-        let mut kv: BTreeMap<u64, u64> = BTreeMap::new();
+        // The real rules, not a planted bug's: the outcome the clients should have seen.
+        let mut replay = Replica::default();
         let mut outcomes: BTreeMap<Index, bool> = BTreeMap::new();
         for (&index, entry) in &self.committed {
             if let Payload::Command(command) = &entry.payload {
-                let (key, expected, value) = decode_command(command);
-                let ok = expected.is_none_or(|expected| expected == kv.get(&key).copied());
-                if ok {
-                    kv.insert(key, value);
-                }
-                outcomes.insert(index, ok);
+                outcomes.insert(index, replay.apply(index, command));
             }
         }
         let mut history = Vec::with_capacity(self.history.len());
@@ -716,7 +821,7 @@ impl RaftCluster {
             if self.void.contains(&i) {
                 continue;
             }
-            if let (None, Some(Wait::Entry(index, term))) = (op.ret, self.waits[i]) {
+            if let (None, Some((index, term))) = (op.ret, self.waits[i]) {
                 match self.committed.get(&index) {
                     Some(entry) if entry.term == term => {
                         op.ret = Some(self.first_applied[&index].as_nanos());
@@ -749,11 +854,11 @@ impl RaftCluster {
             snapshot: server.disk.snapshot.clone(),
             entries: server.disk.entries.clone(),
         };
-        server.kv.clear();
-        server.applied = 0;
+        server.seen = 0;
         server.log = server.disk.entries.clone();
         let now = local_time(self.now, server.drift_ppm);
-        server.raft = Some(Raft::new(config, restored, now).expect("valid config"));
+        let replica = Replica::new(self.planted_bug);
+        server.core = Some(Core::new(config, restored, replica, now).expect("valid config"));
         self.trace.record(self.now.as_nanos(), index, &("boot", server.boots));
         self.after_input(index);
     }
@@ -787,8 +892,8 @@ impl RaftCluster {
             }
             self.timers.remove(&(when, index));
             self.servers[index].timer = None;
-            if self.servers[index].raft.is_some() {
-                self.input(index, |raft, now| raft.handle_timeout(now));
+            if self.servers[index].core.is_some() {
+                self.input(index, |core, now| core.handle_timeout(now));
             }
         }
     }
@@ -817,8 +922,8 @@ impl RaftCluster {
         }
         let Some(id) = newest else { return };
         self.stats.fsyncs += 1;
-        if server.raft.is_some() {
-            self.input(index, |raft, now| raft.on_persisted(now, id));
+        if server.core.is_some() {
+            self.input(index, |core, now| core.on_persisted(now, id));
         }
     }
 
@@ -827,27 +932,27 @@ impl RaftCluster {
         let frame = wire::encode(from as ServerId + 1, &message);
         let (sender, message) = wire::decode(&frame).expect("what a server sends decodes");
         assert_eq!(sender, from as ServerId + 1);
-        if self.servers[to].raft.is_none() {
+        if self.servers[to].core.is_none() {
             self.stats.dropped += 1;
             return;
         }
         self.stats.delivered += 1;
-        self.input(to, |raft, now| raft.handle_message(now, from as ServerId + 1, message));
+        self.input(to, |core, now| core.handle_message(now, from as ServerId + 1, message));
     }
 
     /// Feeds server `index` one input at its local time, then drains it. A panic in the core
     /// (an invariant, an assertion) is a finding, not a crash of the simulator.
-    fn input(&mut self, index: usize, input: impl FnOnce(&mut Raft, Instant)) {
+    fn input(&mut self, index: usize, input: impl FnOnce(&mut Core, Instant)) {
         if self.call(index, input) {
             self.after_input(index);
         }
     }
 
     /// Like [`RaftCluster::input`], without draining; `false` if the input panicked.
-    fn call(&mut self, index: usize, input: impl FnOnce(&mut Raft, Instant)) -> bool {
+    fn call(&mut self, index: usize, input: impl FnOnce(&mut Core, Instant)) -> bool {
         let now = local_time(self.now, self.servers[index].drift_ppm);
-        let raft = self.servers[index].raft.as_mut().expect("up");
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| input(raft, now)));
+        let core = self.servers[index].core.as_mut().expect("up");
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| input(core, now)));
         self.record_panic(result)
     }
 
@@ -871,74 +976,39 @@ impl RaftCluster {
 
     fn drain(&mut self, index: usize) {
         let mut persists = Vec::new();
-        let mut applied = Vec::new();
-        let mut installed = 0;
-        let mut events = Vec::new();
+        let mut replies = Vec::new();
+        let mut roles = Vec::new();
         let mut transmits = Vec::new();
         let deadline;
         {
-            let raft = self.servers[index].raft.as_mut().expect("only live servers take input");
-            while let Some(persist) = raft.poll_persist() {
+            let core = self.servers[index].core.as_mut().expect("only live servers take input");
+            while let Some(persist) = core.poll_persist() {
                 persists.push(persist);
             }
-            while let Some(apply) = raft.poll_apply() {
-                if let Apply::Snapshot(_) = apply {
-                    // Loading a snapshot from disk at boot is not an install.
-                    installed += u64::from(raft.stats().snapshots_installed > 0);
-                }
-                applied.push(apply);
+            while let Some(reply) = core.poll_reply() {
+                replies.push(reply);
             }
-            while let Some(event) = raft.poll_event() {
-                events.push(event);
+            while let Some(change) = core.poll_role() {
+                roles.push(change);
             }
-            while let Some(transmit) = raft.poll_transmit() {
+            while let Some(transmit) = core.poll_transmit() {
                 transmits.push(transmit);
             }
-            deadline = raft.poll_timeout();
+            deadline = core.poll_timeout();
         }
         for persist in persists {
-            // No server ever truncates a committed entry: only entries that conflict with a
-            // leader's can go, and a committed one never does (leader completeness).
-            // Entries a snapshot in the same write covers are not lost but compacted.
-            let held = self.servers[index].raft.as_ref().map_or(0, Raft::snapshot_index);
-            let shadow = &mut self.servers[index].log;
-            let covered = persist.snapshot.as_ref().map_or(held, |s| s.meta.index.max(held));
-            if let Some(from) = persist.truncate_from {
-                let mut dropped = shadow.iter().filter(|e| e.index >= from && e.index > covered);
-                if let Some(entry) = dropped.find(|e| self.committed.get(&e.index) == Some(e)) {
-                    let server = index as ServerId + 1;
-                    self.violation
-                        .get_or_insert(Violation::CommittedTruncated { server, index: entry.index });
-                }
-            }
-            let mut image = Disk { entries: std::mem::take(shadow), ..Disk::default() };
-            image.apply_entries(persist.truncate_from, &persist.entries);
-            self.servers[index].log = image.entries;
-            let latency = self.rng.duration_between(self.net.fsync_min, self.net.fsync_max);
-            let disk = &mut self.servers[index].disk;
-            let done = disk.pending.back().map_or(self.now, |(at, _)| *at).max(self.now + latency);
-            if disk.pending.is_empty() {
-                self.fsyncs.insert((done, index));
-            }
-            disk.pending.push_back((done, persist));
+            self.write(index, persist);
         }
-        self.stats.snapshots_installed += installed;
-        for apply in applied {
-            match apply {
-                Apply::Entry(entry) => self.apply(index, entry),
-                Apply::Snapshot(snapshot) => self.load_snapshot(index, snapshot),
+        self.check_applied(index);
+        for change in roles {
+            self.trace.record(self.now.as_nanos(), index, &change);
+            if change.role == Role::Leader {
+                self.on_leader(index, change.term);
             }
         }
-        let mut snapshot_due = false;
-        for event in events {
-            self.trace.record(self.now.as_nanos(), index, &event);
-            match event {
-                Event::Role { role: Role::Leader, term, .. } => self.on_leader(index, term),
-                Event::ReadReady { ctx, .. } => self.complete_read(index, ctx, true),
-                Event::ReadFailed { ctx } => self.complete_read(index, ctx, false),
-                Event::SnapshotDue { .. } => snapshot_due = true,
-                Event::Role { .. } => {}
-            }
+        for reply in replies {
+            self.trace.record(self.now.as_nanos(), index, &(reply.waiter, &reply.outcome));
+            self.answered(index, reply.waiter, reply.outcome);
         }
         let mut trap_sprung = None;
         for transmit in transmits {
@@ -970,42 +1040,124 @@ impl RaftCluster {
         }
         let global = global_time(deadline, self.servers[index].drift_ppm);
         let server = &mut self.servers[index];
-        if server.timer != Some(global) && server.raft.is_some() {
+        if server.timer != Some(global) && server.core.is_some() {
             if let Some(old) = server.timer.take() {
                 self.timers.remove(&(old, index));
             }
             self.timers.insert((global, index));
             server.timer = Some(global);
         }
-        if snapshot_due {
-            // The application snapshots its state at once (it is small) and hands it over.
-            let (applied, data) = (server.applied, encode_kv(&server.kv));
-            self.stats.snapshots_taken += 1;
-            self.input(index, |raft, now| {
-                // Stale only if a leader's snapshot was installed since: nothing to do then.
-                let _ = raft.snapshot_taken(now, applied, data);
-            });
+    }
+
+    /// Queues `persist` on server `index`'s disk, checking first that it truncates no
+    /// committed entry: only entries that conflict with a leader's can go, and a committed one
+    /// never does (leader completeness). Entries a snapshot in the same write covers are not
+    /// lost but compacted.
+    fn write(&mut self, index: usize, persist: Persist) {
+        let held = self.raft(index).map_or(0, Raft::snapshot_index);
+        let shadow = &mut self.servers[index].log;
+        let covered = persist.snapshot.as_ref().map_or(held, |s| s.meta.index.max(held));
+        if let Some(from) = persist.truncate_from {
+            let mut dropped = shadow.iter().filter(|e| e.index >= from && e.index > covered);
+            if let Some(entry) = dropped.find(|e| self.committed.get(&e.index) == Some(e)) {
+                let server = index as ServerId + 1;
+                self.violation.get_or_insert(Violation::CommittedTruncated { server, index: entry.index });
+            }
+        }
+        let mut image = Disk { entries: std::mem::take(shadow), ..Disk::default() };
+        image.apply_entries(persist.truncate_from, &persist.entries);
+        self.servers[index].log = image.entries;
+        let latency = self.rng.duration_between(self.net.fsync_min, self.net.fsync_max);
+        let disk = &mut self.servers[index].disk;
+        let done = disk.pending.back().map_or(self.now, |(at, _)| *at).max(self.now + latency);
+        if disk.pending.is_empty() {
+            self.fsyncs.insert((done, index));
+        }
+        disk.pending.push_back((done, persist));
+    }
+
+    /// Checks every entry and snapshot server `index` applied since the last look.
+    fn check_applied(&mut self, index: usize) {
+        let seen = self.servers[index].seen;
+        let core = self.servers[index].core.as_ref().expect("up");
+        let installed = core.raft().stats().snapshots_installed > 0;
+        let fresh: Vec<Applied> = core.state_machine().log[seen..]
+            .iter()
+            .map(|applied| match applied {
+                Applied::Entry(entry) => Applied::Entry(entry.clone()),
+                Applied::Snapshot(snapshot) => Applied::Snapshot(snapshot.clone()),
+            })
+            .collect();
+        self.stats.snapshots_taken += core.state_machine().snapshots_taken.take();
+        self.servers[index].seen += fresh.len();
+        for applied in fresh {
+            match applied {
+                Applied::Entry(entry) => self.check_entry(index, entry),
+                Applied::Snapshot(snapshot) => {
+                    // Loading a snapshot from disk at boot is not an install.
+                    self.stats.snapshots_installed += u64::from(installed);
+                    self.check_snapshot(index, snapshot);
+                }
+            }
         }
     }
 
-    /// Replaces server `index`'s state with a snapshot's, checking it against every other
-    /// snapshot and entry known at its index.
-    fn load_snapshot(&mut self, index: usize, snapshot: Snapshot) {
+    /// Client operation `op` got its answer from server `index`.
+    fn answered(&mut self, index: usize, op: usize, outcome: Result<Done<bool>, WriteError>) {
+        let Some(at) = self.pending.iter().position(|p| p.op == op && p.server == index) else {
+            // A membership change's answer, or one given up on already.
+            return;
+        };
+        let pending = self.pending.swap_remove(at);
+        match outcome {
+            Ok(Done::Applied { output: ok, index: at }) => {
+                let op = &mut self.history[op];
+                op.ret = Some(self.now.as_nanos());
+                let written = match &mut op.kind {
+                    Kind::Cas { ok: outcome, new, .. } => {
+                        *outcome = ok;
+                        ok.then_some(*new)
+                    }
+                    Kind::Write(value) => Some(*value),
+                    Kind::Read(_) => None,
+                };
+                if let Some(value) = written {
+                    let latest = self.acked.entry(op.key).or_insert((value, at));
+                    if latest.1 < at {
+                        *latest = (value, at);
+                    }
+                }
+                self.stats.ops_completed += 1;
+                self.writes_acked.push((self.now, index));
+            }
+            Ok(Done::Read { .. }) => {
+                let replica = self.servers[index].core.as_ref().expect("up").state_machine();
+                let op = &mut self.history[op];
+                op.kind = Kind::Read(replica.get(op.key));
+                op.ret = Some(self.now.as_nanos());
+                self.stats.ops_completed += 1;
+            }
+            Ok(Done::Changed) => unreachable!("clients change no membership"),
+            Err(WriteError::Refused(error)) => self.refused(op, pending.client, &error),
+            // Another entry took its index: it never happened.
+            Err(WriteError::Lost) => {
+                self.void.insert(op);
+            }
+            // Inside a snapshot from the leader: the log may still tell.
+            Err(WriteError::Unknown | WriteError::Stopped) => self.stats.ops_unknown += 1,
+        }
+    }
+
+    /// Checks a snapshot server `index` restored against every other snapshot and entry known
+    /// at its index.
+    fn check_snapshot(&mut self, index: usize, snapshot: Snapshot) {
         let meta = &snapshot.meta;
         let server = index as ServerId + 1;
         let known = self.snapshots.entry(meta.index).or_insert_with(|| snapshot.data.clone());
         let term_agrees = self.committed.get(&meta.index).is_none_or(|e| e.term == meta.term);
         if *known != snapshot.data || !term_agrees {
             self.violation.get_or_insert(Violation::StateMachineSafety { index: meta.index, server });
-            return;
         }
-        self.servers[index].kv = decode_kv(&snapshot.data);
-        self.servers[index].applied = meta.index;
-        // Writes this server was to report on are now inside the snapshot: outcome unknown.
-        let before = self.pending.len();
-        self.pending
-            .retain(|p| !(p.server == index && matches!(p.wait, Wait::Entry(i, _) if i <= meta.index)));
-        self.stats.ops_unknown += (before - self.pending.len()) as u64;
     }
 
     fn send(&mut self, from: usize, to: usize, message: Message) {
@@ -1038,7 +1190,7 @@ impl RaftCluster {
             }
         }
         self.leaders.insert(term, id);
-        let raft = self.servers[index].raft.as_ref().expect("up");
+        let raft = self.raft(index).expect("up");
         // Only entries known committed in an earlier term count: a stale leader (its votes
         // delayed past a later election) need not hold what a later term committed. The term
         // of the server that first applied an entry bounds the term that committed it.
@@ -1057,72 +1209,21 @@ impl RaftCluster {
         }
     }
 
-    fn apply(&mut self, index: usize, entry: Entry) {
+    /// Checks an entry server `index` applied against what every other server applied there.
+    fn check_entry(&mut self, index: usize, entry: Entry) {
         match self.committed.get(&entry.index) {
             Some(known) if *known != entry => {
                 let violation =
                     Violation::StateMachineSafety { index: entry.index, server: index as ServerId + 1 };
                 self.violation.get_or_insert(violation);
-                return;
             }
             Some(_) => {}
             None => {
                 self.committed.insert(entry.index, entry.clone());
                 self.first_applied.insert(entry.index, self.now);
-                let term = self.servers[index].raft.as_ref().map_or(0, Raft::term);
+                let term = self.raft(index).map_or(0, Raft::term);
                 self.committed_by_term.insert(entry.index, term);
             }
-        }
-        self.servers[index].applied = entry.index;
-        let Payload::Command(command) = &entry.payload else { return };
-        let (key, expected, value) = decode_command(command);
-        let kv = &mut self.servers[index].kv;
-        let current = kv.get(&key).copied();
-        let ok = expected.is_none_or(|expected| expected == current);
-        if ok {
-            kv.insert(key, value);
-        }
-        // The client that proposed this entry here learns its outcome now.
-        let wait = Wait::Entry(entry.index, entry.term);
-        if let Some(at) = self.pending.iter().position(|p| p.server == index && p.wait == wait) {
-            let pending = self.pending.swap_remove(at);
-            let op = &mut self.history[pending.op];
-            op.ret = Some(self.now.as_nanos());
-            if let Kind::Cas { ok: outcome, .. } = &mut op.kind {
-                *outcome = ok;
-            }
-            self.stats.ops_completed += 1;
-            self.writes_acked.push((self.now, index));
-        }
-        // Another entry at an index a client waits on here: that client's command lost.
-        let lost: Vec<usize> = self
-            .pending
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| {
-                p.server == index
-                    && matches!(p.wait, Wait::Entry(i, t) if i == entry.index && t != entry.term)
-            })
-            .map(|(at, _)| at)
-            .collect();
-        for at in lost.into_iter().rev() {
-            let pending = self.pending.swap_remove(at);
-            self.void.insert(pending.op);
-        }
-    }
-
-    fn complete_read(&mut self, index: usize, ctx: u64, ready: bool) {
-        let Some(at) = self.pending.iter().position(|p| p.server == index && p.wait == Wait::Read(ctx))
-        else {
-            return;
-        };
-        let pending = self.pending.swap_remove(at);
-        let op = &mut self.history[pending.op];
-        if ready {
-            let seen = self.servers[index].kv.get(&op.key).copied();
-            op.kind = Kind::Read(seen);
-            op.ret = Some(self.now.as_nanos());
-            self.stats.ops_completed += 1;
         }
     }
 
@@ -1132,7 +1233,7 @@ impl RaftCluster {
         let now = self.now;
         let servers = &self.servers;
         let before = self.pending.len();
-        self.pending.retain(|p| p.deadline > now && servers[p.server].raft.is_some());
+        self.pending.retain(|p| p.deadline > now && servers[p.server].core.is_some());
         self.stats.ops_unknown += (before - self.pending.len()) as u64;
     }
 
@@ -1171,24 +1272,6 @@ fn entry_at(log: &[Entry], index: Index) -> Option<&Entry> {
     log.get(usize::try_from(index.checked_sub(first)?).ok()?)
 }
 
-/// The register state as a snapshot: (key, value) pairs, ascending.
-fn encode_kv(kv: &BTreeMap<u64, u64>) -> Bytes {
-    let mut buf = BytesMut::with_capacity(kv.len() * 16);
-    for (&key, &value) in kv {
-        buf.put_u64(key);
-        buf.put_u64(value);
-    }
-    buf.freeze()
-}
-
-fn decode_kv(mut data: &[u8]) -> BTreeMap<u64, u64> {
-    let mut kv = BTreeMap::new();
-    while data.has_remaining() {
-        kv.insert(data.get_u64(), data.get_u64());
-    }
-    kv
-}
-
 /// A server's local clock at global instant `at`.
 fn local_time(at: Instant, drift_ppm: i64) -> Instant {
     let nanos = at.as_nanos() as i128;
@@ -1203,32 +1286,6 @@ fn global_time(local: Instant, drift_ppm: i64) -> Instant {
         global = Instant::from_nanos(global.as_nanos() + 1);
     }
     global
-}
-
-/// A register command: key, an optional expected value (a compare-and-set), the new value.
-fn encode_command(key: u64, expected: Option<Option<u64>>, value: u64) -> Bytes {
-    let mut buf = BytesMut::with_capacity(26);
-    buf.put_u64(key);
-    match expected {
-        None => buf.put_u8(0),
-        Some(None) => buf.put_u8(1),
-        Some(Some(v)) => {
-            buf.put_u8(2);
-            buf.put_u64(v);
-        }
-    }
-    buf.put_u64(value);
-    buf.freeze()
-}
-
-fn decode_command(mut bytes: &[u8]) -> (u64, Option<Option<u64>>, u64) {
-    let key = bytes.get_u64();
-    let expected = match bytes.get_u8() {
-        0 => None,
-        1 => Some(None),
-        _ => Some(Some(bytes.get_u64())),
-    };
-    (key, expected, bytes.get_u64())
 }
 
 /// The nemesis: for `duration`, with clients running, a fault drawn from the seed every 0.2 to
@@ -1303,10 +1360,10 @@ pub fn nemesis(cluster: &mut RaftCluster, duration: Duration, recovery: Duration
     let start = cluster.now;
     while cluster.violation.is_none() && cluster.writes_acked.len() == acked {
         if cluster.now >= start + recovery {
-            panic!(
-                "no write acknowledged within {recovery:?} after healing (leader: {:?})",
-                cluster.leader()
-            );
+            let leader = cluster.leader();
+            let stuck =
+                format!("no write acknowledged within {recovery:?} after healing (leader: {leader:?})");
+            return Err(Violation::Liveness(stuck));
         }
         cluster.run_with_clients(Duration::from_millis(100), Duration::from_millis(10));
     }

@@ -19,7 +19,9 @@ pub struct Replay {
 impl Replay {
     /// The shell command that replays `seed`.
     pub fn command_for(&self, seed: u64) -> String {
-        format!("MUSTER_SEED={seed} {} -- {} --exact --nocapture", self.command, self.test)
+        // A planted bug is part of what is replayed.
+        let bug = planted_bug().map(|bug| format!("MUSTER_PLANTED_BUG={bug} ")).unwrap_or_default();
+        format!("{bug}MUSTER_SEED={seed} {} -- {} --exact --nocapture", self.command, self.test)
     }
 }
 
@@ -111,6 +113,15 @@ fn parse_range(text: &str) -> Option<Range<u64>> {
     let (start, end) = text.trim().split_once("..")?;
     let range = start.trim().parse().ok()?..end.trim().parse().ok()?;
     (range.start < range.end).then_some(range)
+}
+
+/// The bug `MUSTER_PLANTED_BUG` names, if set (see [`muster_core::planted`]).
+///
+/// # Panics
+/// If it names no planted bug: the run would otherwise pass without the bug it was asked for.
+pub fn planted_bug() -> Option<muster_core::planted::PlantedBug> {
+    let name = std::env::var("MUSTER_PLANTED_BUG").ok().filter(|name| !name.is_empty())?;
+    Some(name.parse().unwrap_or_else(|unknown| panic!("MUSTER_PLANTED_BUG: {unknown}")))
 }
 
 #[cfg(test)]

@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
-use muster_core::raft::{PlantedBug, Role};
+use muster_core::planted::PlantedBug;
+use muster_core::raft::Role;
 use muster_sim::raft::{nemesis, RaftCluster, RaftNet, Violation};
-use muster_sim::seed::{for_each_seed, map_seeds, Replay};
+use muster_sim::seed::{for_each_seed, map_seeds, planted_bug, Replay};
 
 fn replay(test: &'static str) -> Replay {
     Replay { command: "cargo test -p muster-sim --test raft", test }
@@ -19,14 +20,17 @@ fn cluster_for(seed: u64, bug: Option<PlantedBug>) -> RaftCluster {
     RaftCluster::with_spares(seed, voters, 1, net, bug)
 }
 
+/// With `MUSTER_PLANTED_BUG=<name>`, every server runs with that bug and the sweep must fail,
+/// naming the checker that caught it.
 #[test]
 fn nemesis_never_breaks_safety_and_the_cluster_always_recovers() {
+    let bug = planted_bug();
     let per_seed =
         map_seeds(replay("nemesis_never_breaks_safety_and_the_cluster_always_recovers"), 0..20, |seed| {
-            let mut cluster = cluster_for(seed, None);
+            let mut cluster = cluster_for(seed, bug);
             let faults = match nemesis(&mut cluster, Duration::from_secs(20), Duration::from_secs(30)) {
                 Ok(count) => count,
-                Err(violation) => panic!("seed {seed}: {violation:?}"),
+                Err(violation) => panic!("seed {seed}: caught by {}: {violation:?}", violation.checker()),
             };
             // Some seeds spend most of their time without a majority; the liveness check inside
             // `nemesis` is what each seed must pass.
@@ -34,6 +38,9 @@ fn nemesis_never_breaks_safety_and_the_cluster_always_recovers() {
             assert!(stats.ops_completed > 0, "clients made progress: {stats:?}");
             (faults, stats.ops_completed, stats.snapshots_taken, stats.snapshots_installed)
         });
+    if let Some(bug) = bug {
+        panic!("planted bug {bug} went uncaught in {} seeds", per_seed.len());
+    }
     let ran = per_seed.len() as u64;
     let (mut faults, mut ops, mut taken, mut installed) = (0, 0, 0, 0);
     for (seed_faults, seed_ops, seed_taken, seed_installed) in per_seed {
@@ -66,17 +73,14 @@ fn same_seed_same_trace() {
     assert_ne!(run(7), run(8));
 }
 
-/// Seeds until a planted bug is caught, at most `budget`.
+/// Seeds until a planted bug is caught by a safety checker, at most `budget`. A run that only
+/// stops making progress has not caught it.
 fn seeds_to_catch(bug: PlantedBug, budget: u64) -> Option<(u64, Violation)> {
     for seed in 0..budget {
         let mut cluster = cluster_for(seed, Some(bug));
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            nemesis(&mut cluster, Duration::from_secs(20), Duration::from_secs(30))
-        }));
-        match outcome {
-            Ok(Err(violation)) => return Some((seed + 1, violation)),
-            Err(_) => return Some((seed + 1, Violation::Panic("liveness".into()))),
-            Ok(Ok(_)) => {}
+        match nemesis(&mut cluster, Duration::from_secs(20), Duration::from_secs(30)) {
+            Err(Violation::Liveness(_)) | Ok(_) => {}
+            Err(violation) => return Some((seed + 1, violation)),
         }
     }
     None
@@ -85,9 +89,9 @@ fn seeds_to_catch(bug: PlantedBug, budget: u64) -> Option<(u64, Violation)> {
 fn summary(violation: &Violation) -> String {
     match violation {
         Violation::Linearizability(v) => {
-            format!("Linearizability (key {}, {} operations)", v.key, v.ops.len())
+            format!("linearizability (key {}, {} operations)", v.key, v.ops.len())
         }
-        other => format!("{other:?}"),
+        other => format!("{}: {other:?}", other.checker()),
     }
 }
 
@@ -96,24 +100,40 @@ fn summary(violation: &Violation) -> String {
 /// have taken about 200 seeds; the bound leaves room for traces to shift.
 const PLANTED_BUG_SEEDS_MAX: u64 = 1000;
 
+/// Which checkers may catch each planted bug: the ones that see what the bug breaks.
+fn right_checkers(bug: PlantedBug) -> &'static [&'static str] {
+    match bug {
+        // Servers apply entries a majority never stored, which a new leader replaces.
+        PlantedBug::CommitWithoutQuorum => {
+            &["state machine safety", "leader completeness", "committed entries stay"]
+        }
+        PlantedBug::VoteBeforeFsync => &["one vote per term", "election safety"],
+        // A stale leader's append overwrites newer entries: the log's own invariant, or a
+        // replica applying something else at a committed index.
+        PlantedBug::AcceptStaleTermAppend => {
+            &["invariants", "state machine safety", "committed entries stay"]
+        }
+        PlantedBug::ReadWithoutReadIndex => &["linearizability"],
+        PlantedBug::CasIgnoresIndex => &["linearizability"],
+    }
+}
+
 #[test]
-fn every_planted_bug_is_caught_within_a_bounded_number_of_seeds() {
-    let bugs = [
-        PlantedBug::CommitWithoutMajority,
-        PlantedBug::VoteBeforeFsync,
-        PlantedBug::AcceptStaleTermAppend,
-        PlantedBug::ReadWithoutReadIndex,
-    ];
-    println!("planted bug                | seeds until caught | caught by");
-    for bug in bugs {
+fn every_planted_bug_is_caught_by_the_right_checker_within_a_bounded_number_of_seeds() {
+    println!("planted bug              | seeds until caught | caught by");
+    for bug in PlantedBug::ALL {
         let caught = seeds_to_catch(bug, PLANTED_BUG_SEEDS_MAX);
         match &caught {
-            Some((seeds, violation)) => {
-                println!("{:<26} | {seeds:>18} | {}", format!("{bug:?}"), summary(violation))
-            }
-            None => println!("{:<26} | not within {PLANTED_BUG_SEEDS_MAX} seeds", format!("{bug:?}")),
+            Some((seeds, violation)) => println!("{:<24} | {seeds:>18} | {}", bug.name(), summary(violation)),
+            None => println!("{:<24} | not within {PLANTED_BUG_SEEDS_MAX} seeds", bug.name()),
         }
-        assert!(caught.is_some(), "{bug:?} went unnoticed for {PLANTED_BUG_SEEDS_MAX} seeds");
+        let (_, violation) =
+            caught.unwrap_or_else(|| panic!("{bug} went unnoticed for {PLANTED_BUG_SEEDS_MAX} seeds"));
+        assert!(
+            right_checkers(bug).contains(&violation.checker()),
+            "{bug} was caught by {}, which does not see what it breaks: {violation:?}",
+            violation.checker()
+        );
     }
 }
 

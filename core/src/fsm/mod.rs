@@ -599,6 +599,9 @@ pub struct Fsm {
     staged: Option<StagedRestore>,
     /// Autopilot's settings, once a leader wrote them.
     autopilot: Option<AutopilotEntry>,
+    /// A deliberately broken rule ([`crate::planted`]); not part of the state.
+    #[cfg(any(test, feature = "invariants"))]
+    planted_bug: Option<crate::planted::PlantedBug>,
 }
 
 /// Why a committed entry could not be applied. Fatal for the server: its state would diverge
@@ -638,6 +641,26 @@ impl Fsm {
     /// An empty state.
     pub fn new() -> Fsm {
         Fsm::default()
+    }
+
+    /// Breaks a rule on purpose, to prove the simulator's checkers catch it (a restored state
+    /// needs planting again).
+    #[cfg(any(test, feature = "invariants"))]
+    #[doc(hidden)]
+    pub fn plant(&mut self, bug: Option<crate::planted::PlantedBug>) {
+        self.planted_bug = bug;
+    }
+
+    fn bug(&self, bug: crate::planted::PlantedBug) -> bool {
+        #[cfg(any(test, feature = "invariants"))]
+        {
+            self.planted_bug == Some(bug)
+        }
+        #[cfg(not(any(test, feature = "invariants")))]
+        {
+            let _ = bug;
+            false
+        }
     }
 
     /// The KV store.
@@ -694,7 +717,8 @@ impl Fsm {
                 Response::Bool(true)
             }
             Command::KvCas(KvCas { set, index: expected }) => {
-                let ok = self.kv.modify_index_of(&set.key) == *expected;
+                let ok = self.kv.modify_index_of(&set.key) == *expected
+                    || self.bug(crate::planted::PlantedBug::CasIgnoresIndex);
                 if ok && self.kv.set(index, &set.key, set.value.clone(), set.flags) {
                     touched.keys.push(set.key.clone());
                 }
@@ -1043,6 +1067,8 @@ impl Fsm {
             applied: body.applied,
             staged,
             autopilot,
+            #[cfg(any(test, feature = "invariants"))]
+            planted_bug: None,
         };
         fsm.kv.rebuild();
         fsm.catalog.rebuild();

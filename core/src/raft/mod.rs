@@ -112,21 +112,7 @@ pub struct Config {
     pub planted_bug: Option<PlantedBug>,
 }
 
-/// Known bugs the simulator must catch (issue 4's "planted bugs"). Only test, simulation and
-/// fuzz builds can switch one on: the `planted_bug` field exists only there, and elsewhere
-/// every check below is a constant `false`.
-#[doc(hidden)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PlantedBug {
-    /// The leader commits as soon as it has appended, without a majority.
-    CommitWithoutMajority,
-    /// Votes leave before the vote is durable.
-    VoteBeforeFsync,
-    /// Appends from an older term are accepted.
-    AcceptStaleTermAppend,
-    /// A consistent read is answered without confirming leadership.
-    ReadWithoutReadIndex,
-}
+pub use crate::planted::PlantedBug;
 
 impl Config {
     /// Consul's timings at `raft_multiplier` 1 (Consul's production default is 5): election
@@ -1866,7 +1852,7 @@ impl Raft {
         self.log.append(std::slice::from_ref(&entry));
         self.note_memberships(std::slice::from_ref(&entry));
         self.pending_persist().entries.push(entry);
-        if self.config.bug(PlantedBug::CommitWithoutMajority) {
+        if self.config.bug(PlantedBug::CommitWithoutQuorum) {
             self.commit = index;
         }
         index
@@ -2163,7 +2149,7 @@ impl Raft {
                 let term = self.log.term_at(snapshot.meta.index);
                 assert!(term.is_none_or(|t| t == snapshot.meta.term), "the log agrees with its snapshot");
             }
-            if !self.config.bug(PlantedBug::CommitWithoutMajority) {
+            if !self.config.bug(PlantedBug::CommitWithoutQuorum) {
                 assert!(self.commit <= self.log.last_index(), "the commit index is in the log");
             }
             assert!(self.durable_index <= self.log.last_index());

@@ -1,0 +1,80 @@
+//! Known bugs the simulator must catch, each planted where it would live in the real code.
+//!
+//! Only test, simulation and fuzz builds can switch one on: the fields that hold a planted bug
+//! exist only there, and elsewhere every check for one is a constant `false`. A simulation run
+//! picks one by name (`MUSTER_PLANTED_BUG=cas_ignores_index`); the simulator's test of the
+//! whole matrix asserts which checker catches each, within how many seeds.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A deliberately broken rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PlantedBug {
+    /// Raft: the leader commits as soon as it has appended, without a majority.
+    CommitWithoutQuorum,
+    /// Raft: votes leave before the vote is durable, so a crash lets a server vote twice in
+    /// one term.
+    VoteBeforeFsync,
+    /// Raft: appends from an older term are accepted.
+    AcceptStaleTermAppend,
+    /// Raft: a consistent read is answered without confirming leadership.
+    ReadWithoutReadIndex,
+    /// The state machine: a KV check-and-set writes whatever the key's `ModifyIndex`.
+    CasIgnoresIndex,
+}
+
+impl PlantedBug {
+    /// Every planted bug.
+    pub const ALL: [PlantedBug; 5] = [
+        PlantedBug::CommitWithoutQuorum,
+        PlantedBug::VoteBeforeFsync,
+        PlantedBug::AcceptStaleTermAppend,
+        PlantedBug::ReadWithoutReadIndex,
+        PlantedBug::CasIgnoresIndex,
+    ];
+
+    /// Its name in `MUSTER_PLANTED_BUG`.
+    pub fn name(self) -> &'static str {
+        match self {
+            PlantedBug::CommitWithoutQuorum => "commit_without_quorum",
+            PlantedBug::VoteBeforeFsync => "vote_before_fsync",
+            PlantedBug::AcceptStaleTermAppend => "accept_stale_term_append",
+            PlantedBug::ReadWithoutReadIndex => "read_without_read_index",
+            PlantedBug::CasIgnoresIndex => "cas_ignores_index",
+        }
+    }
+}
+
+impl fmt::Display for PlantedBug {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A name no planted bug has.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no planted bug is named {0:?}; the names are: {names}", names = PlantedBug::ALL.map(PlantedBug::name).join(", "))]
+pub struct UnknownBug(pub String);
+
+impl FromStr for PlantedBug {
+    type Err = UnknownBug;
+
+    fn from_str(name: &str) -> Result<PlantedBug, UnknownBug> {
+        PlantedBug::ALL.into_iter().find(|bug| bug.name() == name).ok_or_else(|| UnknownBug(name.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_bug_is_found_by_its_name_and_no_other() {
+        for bug in PlantedBug::ALL {
+            assert_eq!(bug.name().parse(), Ok(bug));
+        }
+        let unknown = "stale_reads".parse::<PlantedBug>().unwrap_err();
+        assert!(unknown.to_string().contains("cas_ignores_index"), "{unknown}");
+    }
+}
