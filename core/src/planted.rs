@@ -16,21 +16,39 @@ pub enum PlantedBug {
     /// Raft: votes leave before the vote is durable, so a crash lets a server vote twice in
     /// one term.
     VoteBeforeFsync,
+    /// Raft: a server grants its vote in a term in which it already voted for another.
+    VoteTwiceInTerm,
     /// Raft: appends from an older term are accepted.
     AcceptStaleTermAppend,
     /// Raft: a consistent read is answered without confirming leadership.
     ReadWithoutReadIndex,
+    /// Raft: a default-mode read is served while the leader believes it leads, lease expired
+    /// or not.
+    StaleLeaseRead,
+    /// Raft: a follower whose entry conflicts with the leader's keeps its own and reports a
+    /// match.
+    KeepConflictingSuffix,
+    /// Raft: the leader counts its own entries toward a majority before they are durable, so a
+    /// write is acknowledged before its fsync.
+    AckBeforeFsync,
+    /// The server: entries handed out together are applied in the wrong order.
+    ApplyOutOfOrder,
     /// The state machine: a KV check-and-set writes whatever the key's `ModifyIndex`.
     CasIgnoresIndex,
 }
 
 impl PlantedBug {
     /// Every planted bug.
-    pub const ALL: [PlantedBug; 5] = [
+    pub const ALL: [PlantedBug; 10] = [
         PlantedBug::CommitWithoutQuorum,
         PlantedBug::VoteBeforeFsync,
+        PlantedBug::VoteTwiceInTerm,
         PlantedBug::AcceptStaleTermAppend,
         PlantedBug::ReadWithoutReadIndex,
+        PlantedBug::StaleLeaseRead,
+        PlantedBug::KeepConflictingSuffix,
+        PlantedBug::AckBeforeFsync,
+        PlantedBug::ApplyOutOfOrder,
         PlantedBug::CasIgnoresIndex,
     ];
 
@@ -39,8 +57,13 @@ impl PlantedBug {
         match self {
             PlantedBug::CommitWithoutQuorum => "commit_without_quorum",
             PlantedBug::VoteBeforeFsync => "vote_before_fsync",
+            PlantedBug::VoteTwiceInTerm => "vote_twice_in_term",
             PlantedBug::AcceptStaleTermAppend => "accept_stale_term_append",
             PlantedBug::ReadWithoutReadIndex => "read_without_read_index",
+            PlantedBug::StaleLeaseRead => "stale_lease_read",
+            PlantedBug::KeepConflictingSuffix => "keep_conflicting_suffix",
+            PlantedBug::AckBeforeFsync => "ack_before_fsync",
+            PlantedBug::ApplyOutOfOrder => "apply_out_of_order",
             PlantedBug::CasIgnoresIndex => "cas_ignores_index",
         }
     }

@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::planted::PlantedBug;
 use crate::raft::{
     Apply, Config, ConfigError, Entry, Event, Index, Membership, MembershipChange, Message, Payload, Persist,
     PersistId, ProposeError, Raft, Restored, Role, ServerId, Snapshot, Term, Transmit,
@@ -345,6 +346,13 @@ impl<S: StateMachine, W> Server<S, W> {
         self.now = self.now.max(now);
         loop {
             let mut moved = false;
+            if self.raft.planted(PlantedBug::ApplyOutOfOrder) {
+                let mut batch: Vec<Apply> = std::iter::from_fn(|| self.raft.poll_apply()).collect();
+                if let [.., a, b] = &mut batch[..] {
+                    std::mem::swap(a, b);
+                }
+                batch.into_iter().for_each(|apply| self.apply(apply));
+            }
             while let Some(apply) = self.raft.poll_apply() {
                 self.apply(apply);
             }
@@ -393,8 +401,10 @@ impl<S: StateMachine, W> Server<S, W> {
     fn apply(&mut self, apply: Apply) {
         match apply {
             Apply::Entry(entry) => {
-                assert_eq!(entry.index, self.applied + 1, "entries are applied in order, once");
-                self.applied = entry.index;
+                if !self.raft.planted(PlantedBug::ApplyOutOfOrder) {
+                    assert_eq!(entry.index, self.applied + 1, "entries are applied in order, once");
+                }
+                self.applied = self.applied.max(entry.index);
                 self.state_machine.applying(&entry);
                 if let Some(waiting) = self.changes.remove(&entry.index) {
                     let done = matches!(entry.payload, Payload::Membership(_)) && waiting.term == entry.term;

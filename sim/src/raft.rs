@@ -230,6 +230,8 @@ struct Server {
     log: Vec<Entry>,
     /// How much of its replica's [`Replica::log`] the checkers have seen.
     seen: usize,
+    /// The index of the last entry (or snapshot) its replica applied, as the checkers saw it.
+    applied: Index,
     /// Parts per million this clock runs fast (or slow, negative).
     drift_ppm: i64,
     timer: Option<Instant>,
@@ -364,6 +366,10 @@ pub struct RaftCluster {
     /// Until then, every server that grants a vote crashes right after its answer leaves, and
     /// restarts at once.
     vote_trap_until: Option<Instant>,
+    /// Until then, a leader that acknowledges a write crashes at once, before its next
+    /// messages leave, and restarts: the window in which an acknowledgement before the
+    /// leader's own fsync loses the write.
+    ack_trap_until: Option<Instant>,
     /// Links whose messages take seconds longer until an instant (a stalled TCP connection, a
     /// paused process): messages of a deposed leader arrive in a later term.
     stalled: BTreeMap<(usize, usize), (Instant, Duration)>,
@@ -441,6 +447,7 @@ impl RaftCluster {
                 disk: Disk::default(),
                 log: Vec::new(),
                 seen: 0,
+                applied: 0,
                 drift_ppm: rng.below(2 * drift_max as u64 + 1) as i64 - drift_max,
                 timer: None,
                 boots: 0,
@@ -459,6 +466,7 @@ impl RaftCluster {
             fsyncs: BTreeSet::new(),
             blocked: BTreeSet::new(),
             vote_trap_until: None,
+            ack_trap_until: None,
             stalled: BTreeMap::new(),
             leaders: BTreeMap::new(),
             votes: BTreeMap::new(),
@@ -550,6 +558,12 @@ impl RaftCluster {
     /// have two leaders.
     pub fn crash_after_votes(&mut self, duration: Duration) {
         self.vote_trap_until = Some(self.now + duration);
+    }
+
+    /// For `duration`, a leader that acknowledges a client's write crashes that instant and
+    /// restarts at once.
+    pub fn crash_after_acks(&mut self, duration: Duration) {
+        self.ack_trap_until = Some(self.now + duration);
     }
 
     /// For `duration`, each directed link stalls with probability `fraction`: each of its
@@ -855,6 +869,7 @@ impl RaftCluster {
             entries: server.disk.entries.clone(),
         };
         server.seen = 0;
+        server.applied = 0;
         server.log = server.disk.entries.clone();
         let now = local_time(self.now, server.drift_ppm);
         let replica = Replica::new(self.planted_bug);
@@ -1006,9 +1021,17 @@ impl RaftCluster {
                 self.on_leader(index, change.term);
             }
         }
+        let mut acked = false;
         for reply in replies {
             self.trace.record(self.now.as_nanos(), index, &(reply.waiter, &reply.outcome));
+            acked |= matches!(reply.outcome, Ok(Done::Applied { .. }));
             self.answered(index, reply.waiter, reply.outcome);
+        }
+        if acked && self.ack_trap_until.is_some_and(|until| self.now < until) {
+            // Power lost the instant the answer left: the messages polled with it never did.
+            self.crash(index);
+            self.restart(index);
+            return;
         }
         let mut trap_sprung = None;
         for transmit in transmits {
@@ -1092,10 +1115,20 @@ impl RaftCluster {
         self.servers[index].seen += fresh.len();
         for applied in fresh {
             match applied {
-                Applied::Entry(entry) => self.check_entry(index, entry),
+                Applied::Entry(entry) => {
+                    // Every replica applies the log in order: the same states in the same order.
+                    if entry.index != self.servers[index].applied + 1 {
+                        let server = index as ServerId + 1;
+                        self.violation
+                            .get_or_insert(Violation::StateMachineSafety { index: entry.index, server });
+                    }
+                    self.servers[index].applied = entry.index;
+                    self.check_entry(index, entry);
+                }
                 Applied::Snapshot(snapshot) => {
                     // Loading a snapshot from disk at boot is not an install.
                     self.stats.snapshots_installed += u64::from(installed);
+                    self.servers[index].applied = snapshot.meta.index;
                     self.check_snapshot(index, snapshot);
                 }
             }
@@ -1291,9 +1324,9 @@ fn global_time(local: Instant, drift_ppm: i64) -> Instant {
 /// The nemesis: for `duration`, with clients running, a fault drawn from the seed every 0.2 to
 /// 3 s: a partition (majority/minority, or the leader isolated), a crash of any server or of the
 /// leader, a restart, a heal, seconds of extra delay on some links, a leadership transfer, a
-/// membership change, or a leader crash whose
-/// election runs while every voter crashes right after voting (and the winner's next messages
-/// to it straggle). Then everything heals and restarts, and the cluster must elect a
+/// membership change, a leader crash whose election runs while every voter crashes right after
+/// voting (and the winner's next messages to it straggle), or two seconds in which a leader
+/// crashes the moment it acknowledges a write. Then everything heals and restarts, and the cluster must elect a
 /// leader and serve writes again within `recovery`. Returns the number of faults injected.
 pub fn nemesis(cluster: &mut RaftCluster, duration: Duration, recovery: Duration) -> Result<u64, Violation> {
     let n = cluster.servers.len();
@@ -1305,7 +1338,7 @@ pub fn nemesis(cluster: &mut RaftCluster, duration: Duration, recovery: Duration
         faults += 1;
         let up: Vec<usize> = (0..n).filter(|&i| cluster.is_up(i)).collect();
         let down: Vec<usize> = (0..n).filter(|&i| !cluster.is_up(i)).collect();
-        match cluster.rng.below(10) {
+        match cluster.rng.below(11) {
             0 => {
                 let mut order: Vec<usize> = (0..n).collect();
                 cluster.rng.shuffle(&mut order);
@@ -1346,6 +1379,8 @@ pub fn nemesis(cluster: &mut RaftCluster, duration: Duration, recovery: Duration
                     cluster.crash(leader);
                 }
             }
+            // Leaders crash the moment they acknowledge a write.
+            9 => cluster.crash_after_acks(Duration::from_secs(2)),
             _ => cluster.heal(),
         }
     }

@@ -113,7 +113,16 @@ fn right_checkers(bug: PlantedBug) -> &'static [&'static str] {
         PlantedBug::AcceptStaleTermAppend => {
             &["invariants", "state machine safety", "committed entries stay"]
         }
-        PlantedBug::ReadWithoutReadIndex => &["linearizability"],
+        PlantedBug::VoteTwiceInTerm => &["one vote per term", "election safety"],
+        PlantedBug::ReadWithoutReadIndex | PlantedBug::StaleLeaseRead => &["linearizability"],
+        // The follower reports a match it does not hold: what it applies there differs.
+        PlantedBug::KeepConflictingSuffix => &["state machine safety", "log matching", "invariants"],
+        // The leader's crash loses entries it acknowledged: another is committed in their place.
+        PlantedBug::AckBeforeFsync => {
+            &["leader completeness", "state machine safety", "committed entries stay", "linearizability"]
+        }
+        // The state machine itself refuses an index lower than its last, or a replica's order differs.
+        PlantedBug::ApplyOutOfOrder => &["invariants", "state machine safety"],
         PlantedBug::CasIgnoresIndex => &["linearizability"],
     }
 }

@@ -1022,7 +1022,9 @@ impl Raft {
             return Err(ProposeError::NotReady);
         }
         let leader = self.leader_state.as_ref().expect("leader");
-        let holds = self.is_sole_voter() || leader.lease_until.is_some_and(|until| now < until);
+        let holds = self.is_sole_voter()
+            || leader.lease_until.is_some_and(|until| now < until)
+            || self.config.bug(PlantedBug::StaleLeaseRead);
         if holds {
             Ok(self.commit)
         } else {
@@ -1161,6 +1163,11 @@ impl Raft {
         self.hard.term
     }
 
+    /// Whether `bug` is planted in this server (only test, simulation and fuzz builds have any).
+    pub(crate) fn planted(&self, bug: PlantedBug) -> bool {
+        self.config.bug(bug)
+    }
+
     /// The leader it knows of.
     pub fn leader(&self) -> Option<ServerId> {
         self.leader
@@ -1265,7 +1272,8 @@ impl Raft {
                 self.handle_pre_vote_response(now, from, term, granted)
             }
             Message::RequestVote { term, last_index, last_term, .. } => {
-                let free = self.hard.vote.is_none_or(|vote| vote == from);
+                let free = self.hard.vote.is_none_or(|vote| vote == from)
+                    || self.config.bug(PlantedBug::VoteTwiceInTerm);
                 let granted = free && self.log.is_up_to_date(last_index, last_term);
                 if granted {
                     self.hard.vote = Some(from);
@@ -1407,6 +1415,7 @@ impl Raft {
         for (i, entry) in entries.iter().enumerate() {
             match self.log.term_at(entry.index) {
                 Some(held) if held == entry.term => continue,
+                Some(_) if self.config.bug(PlantedBug::KeepConflictingSuffix) => continue,
                 Some(_) => {
                     assert!(entry.index > self.commit, "a committed entry never conflicts (log matching)");
                     self.log.truncate_from(entry.index);
@@ -1945,7 +1954,12 @@ impl Raft {
     /// Commits the highest index a majority holds durably, if it is of this term (§5.4.2).
     fn maybe_commit(&mut self) {
         let now = self.clock.last();
-        let quorum_index = self.quorum_value(self.durable_index, |p| p.match_index);
+        let own = if self.config.bug(PlantedBug::AckBeforeFsync) {
+            self.log.last_index()
+        } else {
+            self.durable_index
+        };
+        let quorum_index = self.quorum_value(own, |p| p.match_index);
         if quorum_index > self.commit && self.log.term_at(quorum_index) == Some(self.hard.term) {
             self.commit = quorum_index;
             self.release_reads();
