@@ -35,11 +35,15 @@ pub enum PlantedBug {
     ApplyOutOfOrder,
     /// The state machine: a KV check-and-set writes whatever the key's `ModifyIndex`.
     CasIgnoresIndex,
+    /// The state machine: a destroyed session's locks stay held.
+    LockSurvivesSessionExpiry,
+    /// The leader's duties: a session's timer runs out at a twentieth of its TTL.
+    SessionExpiresEarly,
 }
 
 impl PlantedBug {
     /// Every planted bug.
-    pub const ALL: [PlantedBug; 10] = [
+    pub const ALL: [PlantedBug; 12] = [
         PlantedBug::CommitWithoutQuorum,
         PlantedBug::VoteBeforeFsync,
         PlantedBug::VoteTwiceInTerm,
@@ -50,6 +54,8 @@ impl PlantedBug {
         PlantedBug::AckBeforeFsync,
         PlantedBug::ApplyOutOfOrder,
         PlantedBug::CasIgnoresIndex,
+        PlantedBug::LockSurvivesSessionExpiry,
+        PlantedBug::SessionExpiresEarly,
     ];
 
     /// Its name in `MUSTER_PLANTED_BUG`.
@@ -65,6 +71,8 @@ impl PlantedBug {
             PlantedBug::AckBeforeFsync => "ack_before_fsync",
             PlantedBug::ApplyOutOfOrder => "apply_out_of_order",
             PlantedBug::CasIgnoresIndex => "cas_ignores_index",
+            PlantedBug::LockSurvivesSessionExpiry => "lock_survives_session_expiry",
+            PlantedBug::SessionExpiresEarly => "session_expires_early",
         }
     }
 }

@@ -29,7 +29,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use bytes::Bytes;
-use muster_core::fsm::{Command, Fsm, KvCas, KvSet, Response};
+use muster_core::fsm::{Command, Fsm, KvCas, KvSet, LeaderDuties, Response};
 use muster_core::raft::{
     wire, Config, Entry, HardState, Index, MembershipChange, Message, Payload, Persist, PlantedBug,
     ProposeError, Raft, Restored, Role, ServerId, Snapshot, Term,
@@ -39,6 +39,11 @@ use muster_core::{Instant, Rng};
 
 use crate::linearizability::{self, Kind, Op};
 use crate::trace::Trace;
+
+mod locks;
+
+pub use self::locks::Hold;
+use self::locks::{Locker, LOCKERS, LOCKER_WAITER_BASE};
 
 /// How the virtual network, disks and clocks behave.
 #[derive(Debug, Clone)]
@@ -141,6 +146,20 @@ pub enum Violation {
     Linearizability(linearizability::Violation),
     /// A server panicked (an invariant or assertion in the core).
     Panic(String),
+    /// Two lockers counted themselves the lock's holder at once.
+    LockShared {
+        /// The hold found first.
+        first: Hold,
+        /// The one that overlaps it.
+        second: Hold,
+    },
+    /// A replica shows the lock held by a session that does not exist.
+    LockHeldByDeadSession {
+        /// The server.
+        server: ServerId,
+        /// The session.
+        session: String,
+    },
     /// The healed cluster did not serve a write in time. Never a safety finding: a planted
     /// safety bug caught only this way counts as missed.
     Liveness(String),
@@ -157,6 +176,7 @@ impl Violation {
             Violation::CommittedTruncated { .. } => "committed entries stay",
             Violation::LogMatching { .. } => "log matching",
             Violation::Linearizability(_) => "linearizability",
+            Violation::LockShared { .. } | Violation::LockHeldByDeadSession { .. } => "locks",
             Violation::Panic(_) => "invariants",
             Violation::Liveness(_) => "liveness",
         }
@@ -182,6 +202,12 @@ pub struct RaftStats {
     pub snapshots_taken: u64,
     /// Snapshots servers loaded from a leader's chunks.
     pub snapshots_installed: u64,
+    /// Times a locker acquired the lock.
+    pub locks_taken: u64,
+    /// Lockers that died holding it, leaving their session to expire.
+    pub lockers_died: u64,
+    /// Sessions the leader destroyed when their TTL ran out.
+    pub sessions_expired: u64,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -236,7 +262,25 @@ struct Server {
     drift_ppm: i64,
     timer: Option<Instant>,
     boots: u64,
+    /// What time decides while it leads: session TTLs, tombstone expiry.
+    duties: LeaderDuties,
 }
+
+/// How long tombstones are kept in the simulation: short enough that runs reap them.
+const TOMBSTONE_TTL: Duration = Duration::from_secs(5);
+
+/// A server's leader duties, with the bug planted in them if any.
+fn duties(planted_bug: Option<PlantedBug>) -> LeaderDuties {
+    let mut duties = LeaderDuties::new(TOMBSTONE_TTL);
+    #[cfg(feature = "invariants")]
+    duties.plant(planted_bug);
+    #[cfg(not(feature = "invariants"))]
+    let _ = planted_bug;
+    duties
+}
+
+/// The waiter of a leader duty's proposal: nobody waits on it.
+const DUTY_WAITER: usize = usize::MAX;
 
 /// A client operation in flight: its number in the history, the server it waits on and the
 /// client that asked.
@@ -370,6 +414,8 @@ pub struct RaftCluster {
     /// messages leave, and restarts: the window in which an acknowledgement before the
     /// leader's own fsync loses the write.
     ack_trap_until: Option<Instant>,
+    /// Disks that stall: each write on them takes this much longer, until an instant.
+    slow_disks: BTreeMap<usize, (Instant, Duration)>,
     /// Links whose messages take seconds longer until an instant (a stalled TCP connection, a
     /// paused process): messages of a deposed leader arrive in a later term.
     stalled: BTreeMap<(usize, usize), (Instant, Duration)>,
@@ -407,6 +453,11 @@ pub struct RaftCluster {
     /// Completed writes: (return time, server).
     pub writes_acked: Vec<(Instant, usize)>,
     trace: Trace,
+    // Lockers.
+    lockers: Vec<Locker>,
+    /// Every closed span in which a locker held the lock.
+    holds: Vec<Hold>,
+    next_locker_waiter: usize,
     stats: RaftStats,
 }
 
@@ -451,6 +502,7 @@ impl RaftCluster {
                 drift_ppm: rng.below(2 * drift_max as u64 + 1) as i64 - drift_max,
                 timer: None,
                 boots: 0,
+                duties: duties(planted_bug),
             })
             .collect();
         let mut cluster = RaftCluster {
@@ -467,6 +519,7 @@ impl RaftCluster {
             blocked: BTreeSet::new(),
             vote_trap_until: None,
             ack_trap_until: None,
+            slow_disks: BTreeMap::new(),
             stalled: BTreeMap::new(),
             leaders: BTreeMap::new(),
             votes: BTreeMap::new(),
@@ -484,6 +537,9 @@ impl RaftCluster {
             leader_guess: [0; CLIENTS],
             leader_log: Vec::new(),
             writes_acked: Vec::new(),
+            lockers: (0..LOCKERS).map(|_| Locker::default()).collect(),
+            holds: Vec::new(),
+            next_locker_waiter: 0,
             trace: Trace::default(),
             stats: RaftStats::default(),
         };
@@ -562,8 +618,18 @@ impl RaftCluster {
 
     /// For `duration`, a leader that acknowledges a client's write crashes that instant and
     /// restarts at once.
+    /// The power goes: the messages still on their way from it are lost, and so is what it had
+    /// not made durable; with servers that had not yet received a write it acknowledged, it
+    /// can form a majority without it.
+    ///
+    /// Meanwhile the leader's disk stalls (each write 10 to 50 ms longer), so that its own
+    /// writes are the last to become durable.
     pub fn crash_after_acks(&mut self, duration: Duration) {
         self.ack_trap_until = Some(self.now + duration);
+        if let Some(leader) = self.leader() {
+            let stall = self.rng.duration_between(Duration::from_millis(10), Duration::from_millis(50));
+            self.slow_disks.insert(leader, (self.now + duration, stall));
+        }
     }
 
     /// For `duration`, each directed link stalls with probability `fraction`: each of its
@@ -716,6 +782,9 @@ impl RaftCluster {
             self.run_for(gap.min(until.saturating_duration_since(self.now)));
             if self.now < until {
                 self.client_op();
+                if self.rng.chance(0.25) {
+                    self.locker_step();
+                }
             }
         }
     }
@@ -805,6 +874,10 @@ impl RaftCluster {
     /// The first violation found, if any; then runs the end-of-run checks (log matching and
     /// linearizability) when none was found during the run.
     pub fn check(&mut self) -> Result<(), Violation> {
+        // Holds still open end now.
+        for l in 0..self.lockers.len() {
+            self.close_hold(l);
+        }
         if let Some(violation) = self.violation.clone() {
             return Err(violation);
         }
@@ -870,6 +943,7 @@ impl RaftCluster {
         };
         server.seen = 0;
         server.applied = 0;
+        server.duties = duties(self.planted_bug);
         server.log = server.disk.entries.clone();
         let now = local_time(self.now, server.drift_ppm);
         let replica = Replica::new(self.planted_bug);
@@ -1017,6 +1091,7 @@ impl RaftCluster {
         self.check_applied(index);
         for change in roles {
             self.trace.record(self.now.as_nanos(), index, &change);
+            self.office(index, change.previous, change.role);
             if change.role == Role::Leader {
                 self.on_leader(index, change.term);
             }
@@ -1024,11 +1099,21 @@ impl RaftCluster {
         let mut acked = false;
         for reply in replies {
             self.trace.record(self.now.as_nanos(), index, &(reply.waiter, &reply.outcome));
-            acked |= matches!(reply.outcome, Ok(Done::Applied { .. }));
-            self.answered(index, reply.waiter, reply.outcome);
+            match reply.waiter {
+                DUTY_WAITER => {}
+                waiter if waiter >= LOCKER_WAITER_BASE => self.locker_answered(index, waiter, reply.outcome),
+                op => {
+                    acked |= matches!(reply.outcome, Ok(Done::Applied { .. }));
+                    self.answered(index, op, reply.outcome);
+                }
+            }
         }
         if acked && self.ack_trap_until.is_some_and(|until| self.now < until) {
-            // Power lost the instant the answer left: the messages polled with it never did.
+            // Power lost the instant the answer left: the messages polled with it never did,
+            // nor those still on the way.
+            let lost = self.in_flight.len();
+            self.in_flight.retain(|_, (from, _, _)| *from != index);
+            self.stats.dropped += (lost - self.in_flight.len()) as u64;
             self.crash(index);
             self.restart(index);
             return;
@@ -1061,14 +1146,77 @@ impl RaftCluster {
             self.restart(index);
             return;
         }
+        self.run_duties(index);
+        let Some(core) = self.servers[index].core.as_ref() else { return };
+        let _ = deadline;
+        let deadline = [Some(core.poll_timeout()), self.servers[index].duties.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
+            .expect("Raft always has a deadline");
         let global = global_time(deadline, self.servers[index].drift_ppm);
         let server = &mut self.servers[index];
-        if server.timer != Some(global) && server.core.is_some() {
+        if server.timer != Some(global) {
             if let Some(old) = server.timer.take() {
                 self.timers.remove(&(old, index));
             }
             self.timers.insert((global, index));
             server.timer = Some(global);
+        }
+    }
+
+    /// Proposes what fell due among leader `index`'s duties (sessions whose TTL ran out,
+    /// tombstones past theirs), stamped with its own clock as the agent's leader stamps them.
+    fn run_duties(&mut self, index: usize) {
+        let Some(core) = self.servers[index].core.as_ref() else { return };
+        if core.raft().role() != Role::Leader {
+            return;
+        }
+        let now = local_time(self.now, self.servers[index].drift_ppm);
+        for command in self.servers[index].duties.due(now) {
+            if self.servers[index].core.is_none() {
+                break;
+            }
+            let bytes = command.encode(now.as_nanos() / 1_000_000);
+            self.input(index, |core, now| {
+                core.propose(now, bytes, DUTY_WAITER);
+            });
+        }
+    }
+
+    /// Server `index` took or left the leadership: its duties start from the state it holds,
+    /// or stop.
+    fn office(&mut self, index: usize, previous: Role, role: Role) {
+        let now = local_time(self.now, self.servers[index].drift_ppm);
+        let Server { core, duties, .. } = &mut self.servers[index];
+        let Some(core) = core.as_ref() else { return };
+        if role == Role::Leader && previous != Role::Leader {
+            duties.take_office(&core.state_machine().fsm, now);
+        } else if role != Role::Leader && previous == Role::Leader {
+            duties.leave_office();
+        }
+    }
+
+    /// What leader `index` applied that its duties follow: sessions created and destroyed,
+    /// and the index applied, for the tombstones.
+    fn follow_duties(&mut self, index: usize, entry: &Entry) {
+        let now = local_time(self.now, self.servers[index].drift_ppm);
+        let Server { core, duties, .. } = &mut self.servers[index];
+        let Some(core) = core.as_ref() else { return };
+        if core.raft().role() != Role::Leader {
+            return;
+        }
+        duties.applied(entry.index, now);
+        let Payload::Command(bytes) = &entry.payload else { return };
+        if let Ok(Some(stamped)) = Command::decode(bytes) {
+            match stamped.command {
+                Command::SessionCreate(session) => duties.session_created(&session, now),
+                Command::SessionDestroy(destroy) => {
+                    duties.session_destroyed(&destroy.id);
+                    self.stats.sessions_expired += 1;
+                }
+                _ => {}
+            }
         }
     }
 
@@ -1090,7 +1238,12 @@ impl RaftCluster {
         let mut image = Disk { entries: std::mem::take(shadow), ..Disk::default() };
         image.apply_entries(persist.truncate_from, &persist.entries);
         self.servers[index].log = image.entries;
-        let latency = self.rng.duration_between(self.net.fsync_min, self.net.fsync_max);
+        let mut latency = self.rng.duration_between(self.net.fsync_min, self.net.fsync_max);
+        if let Some(&(until, stall)) = self.slow_disks.get(&index) {
+            if self.now < until {
+                latency += stall;
+            }
+        }
         let disk = &mut self.servers[index].disk;
         let done = disk.pending.back().map_or(self.now, |(at, _)| *at).max(self.now + latency);
         if disk.pending.is_empty() {
@@ -1123,7 +1276,9 @@ impl RaftCluster {
                             .get_or_insert(Violation::StateMachineSafety { index: entry.index, server });
                     }
                     self.servers[index].applied = entry.index;
+                    self.follow_duties(index, &entry);
                     self.check_entry(index, entry);
+                    self.check_lock_state(index);
                 }
                 Applied::Snapshot(snapshot) => {
                     // Loading a snapshot from disk at boot is not an install.

@@ -35,6 +35,7 @@
 //! timers that propose what time decides (`SessionTimers`, [`TombstoneGc`]).
 
 pub mod catalog;
+mod duties;
 pub mod kv;
 pub mod session;
 #[cfg(test)]
@@ -49,6 +50,7 @@ use serde::{Deserialize, Serialize};
 pub use self::catalog::{
     Catalog, CatalogError, Check, CheckDefinition, Health, Instance, Node, Service, Weights,
 };
+pub use self::duties::LeaderDuties;
 pub use self::kv::{Kv, KvEntry, LockError, VALUE_BYTES_MAX};
 pub use self::session::{Behavior, Session, SessionError, SessionTimers, Sessions};
 pub use self::tombstone_gc::TombstoneGc;
@@ -993,6 +995,9 @@ impl Fsm {
         let delay_ms = session.lock_delay_ms.min(session::LOCK_DELAY_MAX_MS);
         let until_ms = (delay_ms > 0).then(|| now_ms.saturating_add(delay_ms));
         let delete = session.behavior == Behavior::Delete;
+        if self.bug(crate::planted::PlantedBug::LockSurvivesSessionExpiry) {
+            return;
+        }
         touched.keys.extend(self.kv.invalidate(index, id, delete, until_ms));
         if !touched.tables.contains(&Table::Sessions) {
             touched.tables.push(Table::Sessions);
