@@ -1068,7 +1068,6 @@ impl RaftCluster {
         let mut replies = Vec::new();
         let mut roles = Vec::new();
         let mut transmits = Vec::new();
-        let deadline;
         {
             let core = self.servers[index].core.as_mut().expect("only live servers take input");
             while let Some(persist) = core.poll_persist() {
@@ -1083,7 +1082,6 @@ impl RaftCluster {
             while let Some(transmit) = core.poll_transmit() {
                 transmits.push(transmit);
             }
-            deadline = core.poll_timeout();
         }
         for persist in persists {
             self.write(index, persist);
@@ -1101,7 +1099,7 @@ impl RaftCluster {
             self.trace.record(self.now.as_nanos(), index, &(reply.waiter, &reply.outcome));
             match reply.waiter {
                 DUTY_WAITER => {}
-                waiter if waiter >= LOCKER_WAITER_BASE => self.locker_answered(index, waiter, reply.outcome),
+                waiter if waiter >= LOCKER_WAITER_BASE => self.locker_answered(waiter, reply.outcome),
                 op => {
                     acked |= matches!(reply.outcome, Ok(Done::Applied { .. }));
                     self.answered(index, op, reply.outcome);
@@ -1148,7 +1146,6 @@ impl RaftCluster {
         }
         self.run_duties(index);
         let Some(core) = self.servers[index].core.as_ref() else { return };
-        let _ = deadline;
         let deadline = [Some(core.poll_timeout()), self.servers[index].duties.next_deadline()]
             .into_iter()
             .flatten()

@@ -180,18 +180,12 @@ impl RaftCluster {
         });
     }
 
-    /// A locker's proposal was answered by server `s`.
-    pub(super) fn locker_answered(
-        &mut self,
-        s: usize,
-        waiter: usize,
-        outcome: Result<Done<bool>, WriteError>,
-    ) {
+    /// A locker's proposal was answered.
+    pub(super) fn locker_answered(&mut self, waiter: usize, outcome: Result<Done<bool>, WriteError>) {
         let Some(l) = self.lockers.iter().position(|l| l.waiting.is_some_and(|(w, ..)| w == waiter)) else {
             return;
         };
         let (_, intent, _) = self.lockers[l].waiting.take().expect("found");
-        let _ = s;
         match (intent, outcome) {
             (Intent::Register, Ok(Done::Applied { output: true, .. })) => self.lockers[l].registered = true,
             (Intent::Create, Ok(Done::Applied { output: true, .. })) => {}
