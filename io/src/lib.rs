@@ -45,6 +45,8 @@ pub mod store;
 pub mod syslog;
 #[cfg(all(feature = "agent", not(madsim)))]
 pub mod telemetry;
+#[cfg(not(madsim))]
+pub mod timers;
 pub mod version;
 #[cfg(not(madsim))]
 pub mod wal;

@@ -632,9 +632,7 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
                 raft: handle.client(),
                 raft_id,
                 rpc_addr: server_addr,
-                session_ttl: http::SessionTtl::default(),
                 autopilot: http::AutopilotShared::new(files.autopilot.clone()),
-                tombstone_ttl: muster_core::fsm::tombstone_gc::TOMBSTONE_TTL,
             }),
             datacenter: args.datacenter.clone(),
             node_name: node_name.clone(),
@@ -675,7 +673,7 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
         tokio::spawn(http::run_checks(api.clone()));
         tokio::spawn(http::run_alias_checks(api.clone()));
         if let Some((_, _, rpc_connections)) = &mut consensus {
-            tokio::spawn(http::run_ttl_timers(api.clone()));
+            tokio::spawn(http::run_duties(api.clone()));
             tokio::spawn(http::run_leader_duties(api.clone()));
             if let Some(connections) = rpc_connections.take() {
                 tokio::spawn(muster::rpc::serve(connections, Arc::new(http::RpcHandler::new(api.clone()))));

@@ -10,20 +10,28 @@
 //! was replaced ([`Wake::Replaced`]): its answer may have changed while its index went back, so
 //! it answers at once, as Consul answers every blocked query when a restore abandons its state
 //! store.
+//!
+//! The leader's duties (core's [`LeaderDuties`]: session TTLs, tombstone expiry) live beside
+//! the state and follow every entry as it is applied, under the same lock, so what they time is
+//! what the state holds; the agent's duty task (`http/leader.rs`) takes office, and proposes
+//! what falls due.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use muster_core::fsm::{ApplyError, Fsm, Response, WatchId, WatchTarget, Watches};
+use muster_core::fsm::{ApplyError, Fsm, LeaderDuties, Response, Touched, WatchId, WatchTarget, Watches};
 use tokio::sync::Notify;
 
 use crate::raft_server::StateMachine;
+use crate::timers::Clocked;
 
-/// The state machine and its blocked readers.
+/// The state machine, its blocked readers and the leader's duties.
 #[derive(Debug, Default)]
 pub struct Store {
     inner: Mutex<Inner>,
+    /// Locked only inside `inner`'s lock, or alone: never the other way round.
+    duties: Clocked<LeaderDuties>,
 }
 
 #[derive(Debug, Default)]
@@ -40,6 +48,33 @@ impl Store {
     /// An empty state.
     pub fn new() -> Arc<Store> {
         Arc::new(Store::default())
+    }
+
+    /// An empty state whose leader keeps tombstones `ttl` (tests shorten Consul's 15 minutes).
+    pub fn with_tombstone_ttl(ttl: std::time::Duration) -> Arc<Store> {
+        Arc::new(Store { duties: Clocked::new(LeaderDuties::new(ttl)), ..Store::default() })
+    }
+
+    /// The leader's duties, on this process's clock.
+    pub fn duties(&self) -> &Clocked<LeaderDuties> {
+        &self.duties
+    }
+
+    /// This server took the leadership: its duties start from the state as it stands.
+    pub fn take_office(&self) {
+        let inner = self.lock();
+        self.duties.update(|duties, now| duties.take_office(&inner.fsm, now));
+    }
+
+    /// This server lost the leadership: its duties stop.
+    pub fn leave_office(&self) {
+        self.duties.update(|duties, _| duties.leave_office());
+    }
+
+    /// A client renews session `id` here: its TTL timer restarts, if one runs.
+    pub fn renew(&self, id: &str) -> bool {
+        let inner = self.lock();
+        self.duties.update(|duties, now| duties.renew(&inner.fsm, id, now))
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -82,6 +117,7 @@ impl Store {
     pub fn apply(&self, index: u64, entry: &[u8]) -> Result<Response, ApplyError> {
         let mut inner = self.lock();
         let applied = inner.fsm.apply(index, entry)?;
+        self.duties.update(|duties, now| duties.follow(&inner.fsm, &applied.touched, index, now));
         if applied.touched.all {
             inner.replaced += 1;
         }
@@ -106,6 +142,8 @@ impl Store {
         let mut inner = self.lock();
         inner.fsm = fsm;
         inner.replaced += 1;
+        let (state, applied) = (&inner.fsm, inner.fsm.applied());
+        self.duties.update(|duties, now| duties.follow(state, &Touched::everything(), applied, now));
         for notify in std::mem::take(&mut inner.waiting).into_values() {
             notify.notify_one();
         }
@@ -163,19 +201,21 @@ impl Drop for Waiter {
 }
 
 /// Starts a one-server cluster (-dev, -bootstrap): Raft as server `id`, the only voter, over
-/// its log in `dir`, listening for peers on `bind`, applying to a new store.
+/// its log in `dir`, listening for peers on `bind`, applying to a new store whose leader keeps
+/// tombstones `tombstone_ttl`.
 pub async fn bootstrap_single(
     id: muster_core::raft::ServerId,
     mut config: muster_core::raft::Config,
     bind: std::net::SocketAddr,
     dir: &std::path::Path,
+    tombstone_ttl: std::time::Duration,
 ) -> Result<(crate::raft_server::RaftHandle<<StoreMachine as StateMachine>::Output>, Arc<Store>), String> {
     let (transport, inbound) = crate::raft_net::RaftTransport::bind(id, bind)
         .await
         .map_err(|e| format!("Error binding the server port {bind}: {e}"))?;
     config.id = id;
     config.voters = [id].into_iter().collect();
-    let store = Store::new();
+    let store = Store::with_tombstone_ttl(tombstone_ttl);
     let handle = crate::raft_server::start(config, dir, transport, inbound, StoreMachine(store.clone()))
         .map_err(|e| format!("Error starting Raft in {}: {e}", dir.display()))?;
     Ok((handle, store))

@@ -466,21 +466,21 @@ pub async fn refresh_server_gauges(api: &Api) {
     if let Some(replication) = &replication {
         set_gauge("raft.last_index", &[], replication.last_index as f32);
     }
-    let (nodes, services, instances, kv_entries, ttl_sessions) = consensus.store.read(|fsm| {
+    let (nodes, services, instances, kv_entries) = consensus.store.read(|fsm| {
         let catalog = fsm.catalog();
         let names = catalog.services().1;
         let instances: usize = names.keys().map(|name| catalog.service_nodes(name, &[]).1.len()).sum();
-        let ttl_sessions = fsm.sessions().list().1.iter().filter(|session| session.ttl().is_some()).count();
-        (catalog.nodes().1.len(), names.len(), instances, fsm.kv().len(), ttl_sessions)
+        (catalog.nodes().1.len(), names.len(), instances, fsm.kv().len())
     });
+    let ttl_sessions = consensus.store.duties().read(muster_core::fsm::LeaderDuties::sessions_timed);
     let datacenter = [("datacenter", api.datacenter.as_str())];
     set_gauge("state.nodes", &datacenter, nodes as f32);
     set_gauge("state.peerings", &datacenter, 0.0);
     set_gauge("state.services", &datacenter, services as f32);
     set_gauge("state.service_instances", &datacenter, instances as f32);
     set_gauge("state.kv_entries", &datacenter, kv_entries as f32);
-    // Only the leader times sessions.
-    set_gauge("session_ttl.active", &[], if leads { ttl_sessions as f32 } else { 0.0 });
+    // Only the leader times sessions (a follower's duties time none).
+    set_gauge("session_ttl.active", &[], ttl_sessions as f32);
     let alive: Vec<_> = api
         .members
         .list(Pool::Lan)

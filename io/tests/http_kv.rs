@@ -298,3 +298,43 @@ async fn the_leader_reaps_tombstones_past_their_ttl() {
     });
     assert!(started.elapsed() >= Duration::from_millis(500), "not before their TTL");
 }
+
+/// A session nobody renews ends twice its TTL after its last renewal (Consul's grace), not
+/// before, and the lock it held is released: the leader's duties time the session from the
+/// entry that created it, a renewal restarts the timer, and the destroy goes through the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_nobody_renews_ends_at_twice_its_ttl_and_releases_its_lock() {
+    let (addr, api) = common::start_leading("kv-session-ttl", Duration::from_secs(900)).await;
+    let url = |path: &str| format!("http://{addr}{path}");
+    let duties = || api.consensus.as_ref().unwrap().store.duties();
+    let created = call("PUT", url("/v1/session/create"), br#"{"TTL": "10s", "LockDelay": "0s"}"#).await;
+    let id =
+        serde_json::from_str::<serde_json::Value>(&created.body).unwrap()["ID"].as_str().unwrap().to_owned();
+    assert!(duties().read(|duties| duties.times(&id)), "the leader times it from its entry");
+    let untimed = call("PUT", url("/v1/session/create"), br#"{"LockDelay": "0s"}"#).await;
+    let untimed: serde_json::Value = serde_json::from_str(&untimed.body).unwrap();
+    assert!(!duties().read(|duties| duties.times(untimed["ID"].as_str().unwrap())), "no TTL, no timer");
+    let acquired = call("PUT", url(&format!("/v1/kv/service/leader?acquire={id}")), b"me").await;
+    assert_eq!(acquired.body, "true");
+
+    // Renewed after 3 s: the session must outlive 3 s + 2 × 10 s.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let renewed_at = std::time::Instant::now();
+    assert_eq!(call("PUT", url(&format!("/v1/session/renew/{id}")), b"").await.status, 200);
+    let info = |id: String| {
+        let url = url(&format!("/v1/session/info/{id}"));
+        async move { call("GET", url, b"").await.body }
+    };
+    tokio::time::sleep(Duration::from_secs(19)).await;
+    assert_ne!(info(id.clone()).await, "[]", "alive before twice its TTL after the renewal");
+    let deadline = renewed_at + Duration::from_secs(26);
+    while info(id.clone()).await != "[]" {
+        assert!(std::time::Instant::now() < deadline, "the session outlived twice its TTL by seconds");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(renewed_at.elapsed() >= Duration::from_secs(20), "ended before twice its TTL");
+    assert!(!duties().read(|duties| duties.times(&id)), "its timer stopped");
+    let key = call("GET", url("/v1/kv/service/leader"), b"").await;
+    assert!(!key.body.contains(r#""Session""#), "the lock is released: {}", key.body);
+    assert_eq!(call("PUT", url(&format!("/v1/session/renew/{id}")), b"").await.status, 404);
+}

@@ -129,7 +129,7 @@ async fn a_restore_brings_back_exactly_what_was_saved() {
     let later = r#"{"Node": "later", "Address": "10.0.0.6", "Service": {"Service": "db", "Port": 5432}}"#;
     assert_eq!(call("PUT", url("/v1/catalog/register"), later).await.body, "true");
     assert_eq!(call("PUT", url(&format!("/v1/session/destroy/{session_id}")), "").await.body, "true");
-    assert!(!api.consensus.as_ref().unwrap().session_ttl.update(|timers, _| timers.contains(&session_id)));
+    assert!(!api.consensus.as_ref().unwrap().store.duties().read(|duties| duties.times(&session_id)));
 
     let restored = call("PUT", url("/v1/snapshot"), saved.archive.clone()).await;
     assert_eq!((restored.status, restored.body.as_str()), (200, ""));
@@ -148,7 +148,7 @@ async fn a_restore_brings_back_exactly_what_was_saved() {
         assert_eq!(fsm.sessions(), saved_state.sessions());
     });
     assert!(
-        api.consensus.as_ref().unwrap().session_ttl.update(|timers, _| timers.contains(&session_id)),
+        api.consensus.as_ref().unwrap().store.duties().read(|duties| duties.times(&session_id)),
         "its TTL timer runs again"
     );
 

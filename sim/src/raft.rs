@@ -29,7 +29,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use bytes::Bytes;
-use muster_core::fsm::{Command, Fsm, KvCas, KvSet, LeaderDuties, Response};
+use muster_core::fsm::{Command, Fsm, KvCas, KvSet, LeaderDuties, Response, Touched};
 use muster_core::raft::{
     wire, Config, Entry, HardState, Index, MembershipChange, Message, Payload, Persist, PlantedBug,
     ProposeError, Raft, Restored, Role, ServerId, Snapshot, Term,
@@ -315,7 +315,8 @@ struct Replica {
 
 #[derive(Debug, Clone)]
 enum Applied {
-    Entry(Entry),
+    /// An entry, and what applying it changed (nothing for Raft's own entries).
+    Entry(Entry, Touched),
     Snapshot(Snapshot),
 }
 
@@ -344,6 +345,10 @@ impl StateMachine for Replica {
 
     fn apply(&mut self, index: Index, command: &Bytes) -> bool {
         let applied = self.fsm.apply(index, command).expect("the clients' commands decode");
+        if let Some(Applied::Entry(entry, touched)) = self.log.last_mut() {
+            assert_eq!(entry.index, index, "applying() saw this entry first");
+            *touched = applied.touched;
+        }
         matches!(applied.response, Response::Bool(true))
     }
 
@@ -359,7 +364,7 @@ impl StateMachine for Replica {
     }
 
     fn applying(&mut self, entry: &Entry) {
-        self.log.push(Applied::Entry(entry.clone()));
+        self.log.push(Applied::Entry(entry.clone(), Touched::default()));
     }
 }
 
@@ -1194,27 +1199,18 @@ impl RaftCluster {
         }
     }
 
-    /// What leader `index` applied that its duties follow: sessions created and destroyed,
-    /// and the index applied, for the tombstones.
-    fn follow_duties(&mut self, index: usize, entry: &Entry) {
+    /// What server `index` applied, for its duties to follow (if it leads): sessions created
+    /// and ended, and the index applied, for the tombstones.
+    fn follow_duties(&mut self, index: usize, entry: &Entry, touched: &Touched) {
         let now = local_time(self.now, self.servers[index].drift_ppm);
         let Server { core, duties, .. } = &mut self.servers[index];
         let Some(core) = core.as_ref() else { return };
-        if core.raft().role() != Role::Leader {
-            return;
+        let fsm = &core.state_machine().fsm;
+        if duties.in_office() {
+            let ended = touched.sessions.iter().filter(|id| fsm.sessions().get(id).is_none()).count();
+            self.stats.sessions_expired += ended as u64;
         }
-        duties.applied(entry.index, now);
-        let Payload::Command(bytes) = &entry.payload else { return };
-        if let Ok(Some(stamped)) = Command::decode(bytes) {
-            match stamped.command {
-                Command::SessionCreate(session) => duties.session_created(&session, now),
-                Command::SessionDestroy(destroy) => {
-                    duties.session_destroyed(&destroy.id);
-                    self.stats.sessions_expired += 1;
-                }
-                _ => {}
-            }
-        }
+        duties.follow(fsm, touched, entry.index, now);
     }
 
     /// Queues `persist` on server `index`'s disk, checking first that it truncates no
@@ -1257,7 +1253,7 @@ impl RaftCluster {
         let fresh: Vec<Applied> = core.state_machine().log[seen..]
             .iter()
             .map(|applied| match applied {
-                Applied::Entry(entry) => Applied::Entry(entry.clone()),
+                Applied::Entry(entry, touched) => Applied::Entry(entry.clone(), touched.clone()),
                 Applied::Snapshot(snapshot) => Applied::Snapshot(snapshot.clone()),
             })
             .collect();
@@ -1265,7 +1261,7 @@ impl RaftCluster {
         self.servers[index].seen += fresh.len();
         for applied in fresh {
             match applied {
-                Applied::Entry(entry) => {
+                Applied::Entry(entry, touched) => {
                     // Every replica applies the log in order: the same states in the same order.
                     if entry.index != self.servers[index].applied + 1 {
                         let server = index as ServerId + 1;
@@ -1273,7 +1269,7 @@ impl RaftCluster {
                             .get_or_insert(Violation::StateMachineSafety { index: entry.index, server });
                     }
                     self.servers[index].applied = entry.index;
-                    self.follow_duties(index, &entry);
+                    self.follow_duties(index, &entry, &touched);
                     self.check_entry(index, entry);
                     self.check_lock_state(index);
                 }

@@ -1,15 +1,16 @@
 //! What time decides on the leader, sans-IO: sessions whose TTL ran out are destroyed, and
 //! tombstones past their TTL are reaped (Consul's `session_ttl.go` and `TombstoneGC`).
 //!
-//! The driver tells the duties when its server takes office, when a session is created or
-//! renewed through it and what it applied; it sleeps until [`LeaderDuties::next_deadline`] and
-//! proposes every command [`LeaderDuties::due`] returns. Both the agent and the simulator drive
-//! this type, so the decisions the simulator checks (a session lives at least its TTL after a
-//! renewal and ends by twice it; a new leader restarts every timer) are the agent's.
+//! The driver tells the duties when its server takes and leaves office, what each applied entry
+//! changed ([`LeaderDuties::follow`]) and when a client renews a session; it sleeps until
+//! [`LeaderDuties::next_deadline`] and proposes every command [`LeaderDuties::due`] returns.
+//! Both the agent (`io/src/http/duties.rs`) and the simulator drive this type, so the decisions
+//! the simulator checks (a session lives at least its TTL after a renewal and ends by twice it;
+//! a new leader restarts every timer) are the agent's.
 
 use std::time::Duration;
 
-use super::{Command, Fsm, Session, SessionDestroy, SessionTimers, TombstoneGc, TombstoneReap};
+use super::{Command, Fsm, Session, SessionDestroy, SessionTimers, TombstoneGc, TombstoneReap, Touched};
 use crate::planted::PlantedBug;
 use crate::raft::Index;
 use crate::Instant;
@@ -17,6 +18,8 @@ use crate::Instant;
 /// The leader's timers: session TTLs and tombstone expiry.
 #[derive(Debug)]
 pub struct LeaderDuties {
+    /// Whether this server leads: out of office, nothing is timed and nothing falls due.
+    in_office: bool,
     sessions: SessionTimers,
     tombstones: TombstoneGc,
     tombstone_ttl: Duration,
@@ -25,10 +28,18 @@ pub struct LeaderDuties {
     planted_bug: Option<PlantedBug>,
 }
 
+impl Default for LeaderDuties {
+    /// Consul's tombstone TTL.
+    fn default() -> LeaderDuties {
+        LeaderDuties::new(super::tombstone_gc::TOMBSTONE_TTL)
+    }
+}
+
 impl LeaderDuties {
     /// Duties that keep tombstones for `tombstone_ttl` (Consul's `tombstone_ttl`, 15 minutes).
     pub fn new(tombstone_ttl: Duration) -> LeaderDuties {
         LeaderDuties {
+            in_office: false,
             sessions: SessionTimers::new(),
             tombstones: TombstoneGc::with_ttl(tombstone_ttl),
             tombstone_ttl,
@@ -53,35 +64,62 @@ impl LeaderDuties {
         ttl
     }
 
+    /// Whether this server's duties run (it leads).
+    pub fn in_office(&self) -> bool {
+        self.in_office
+    }
+
     /// This server took the leadership at `now`, over `fsm` as it stands: every TTL session's
     /// timer restarts at a full period (the old leader's renewals are unknown here), and the
     /// tombstones this leader may reap are those it sees applied from now on.
     pub fn take_office(&mut self, fsm: &Fsm, now: Instant) {
-        self.sessions = SessionTimers::new();
-        for session in fsm.sessions().list().1 {
-            if let Some(ttl) = session.ttl() {
-                self.sessions.reset(&session.id, self.timed(ttl), now);
-            }
-        }
+        self.in_office = true;
+        self.time_every_session(fsm, now);
         self.tombstones = TombstoneGc::with_ttl(self.tombstone_ttl);
         self.tombstones.hint(fsm.applied(), now);
     }
 
     /// The leadership is lost: the next leader keeps its own timers.
     pub fn leave_office(&mut self) {
+        self.in_office = false;
         self.sessions = SessionTimers::new();
         self.tombstones.reset();
     }
 
-    /// A session was created (its entry applied here, on the leader): its timer starts.
-    pub fn session_created(&mut self, session: &Session, now: Instant) {
-        if let Some(ttl) = session.ttl() {
-            self.sessions.reset(&session.id, self.timed(ttl), now);
+    /// Restarts every TTL session's timer from `fsm`, and forgets the timers of the rest.
+    fn time_every_session(&mut self, fsm: &Fsm, now: Instant) {
+        self.sessions = SessionTimers::new();
+        for session in fsm.sessions().list().1 {
+            if let Some(ttl) = session.ttl() {
+                self.sessions.reset(&session.id, self.timed(ttl), now);
+            }
+        }
+    }
+
+    /// The entry at `index` was applied at `now`, changing what `touched` lists, leaving `fsm`:
+    /// a session created starts its timer, one ended stops it (destroyed, or invalidated by a
+    /// failing check or a node leaving), a replaced state (a restore) restarts them all, and
+    /// tombstones at or below `index` may be reaped once the TTL has passed. Nothing out of
+    /// office.
+    pub fn follow(&mut self, fsm: &Fsm, touched: &Touched, index: Index, now: Instant) {
+        if !self.in_office {
+            return;
+        }
+        self.tombstones.hint(index, now);
+        if touched.all {
+            self.time_every_session(fsm, now);
+            return;
+        }
+        for id in &touched.sessions {
+            match fsm.sessions().get(id).and_then(Session::ttl) {
+                Some(ttl) => self.sessions.reset(id, self.timed(ttl), now),
+                None => self.sessions.remove(id),
+            }
         }
     }
 
     /// A client renews session `id` through this leader: its timer restarts. `false` if no
-    /// timer runs for it (destroyed, expired, or without a TTL): Consul's 404 to the renewal.
+    /// timer runs for it (destroyed, expired, without a TTL, or this server does not lead).
     pub fn renew(&mut self, fsm: &Fsm, id: &str, now: Instant) -> bool {
         let Some(ttl) = fsm.sessions().get(id).and_then(Session::ttl) else { return false };
         if !self.sessions.contains(id) {
@@ -89,17 +127,6 @@ impl LeaderDuties {
         }
         self.sessions.reset(id, self.timed(ttl), now);
         true
-    }
-
-    /// Session `id` was destroyed: its timer stops.
-    pub fn session_destroyed(&mut self, id: &str) {
-        self.sessions.remove(id);
-    }
-
-    /// The entry at `index` was applied at `now`: tombstones at or below it may be reaped
-    /// once the TTL has passed.
-    pub fn applied(&mut self, index: Index, now: Instant) {
-        self.tombstones.hint(index, now);
     }
 
     /// When something next falls due.
@@ -126,26 +153,43 @@ impl LeaderDuties {
     pub fn sessions_timed(&self) -> usize {
         self.sessions.len()
     }
+
+    /// Whether a timer runs for session `id`.
+    pub fn times(&self, id: &str) -> bool {
+        self.sessions.contains(id)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fsm::Behavior;
+    use crate::fsm::{Applied, Behavior, Deregister, Node, Register};
 
-    fn session(id: &str, ttl: &str) -> Session {
-        Session {
+    /// A state with node `n`, as every session needs one.
+    fn state() -> Fsm {
+        let mut fsm = Fsm::new();
+        let node = Node { node: "n".into(), address: "10.0.0.1".into(), ..Node::default() };
+        let register = Register { node, skip_node_update: false, service: None, checks: Vec::new() };
+        fsm.apply_command(1, 0, &Command::Register(Box::new(register)));
+        fsm
+    }
+
+    fn create(id: &str, ttl: &str) -> Command {
+        Command::SessionCreate(Session {
             id: id.into(),
-            name: String::new(),
             node: "n".into(),
-            lock_delay_ms: 0,
             behavior: Behavior::Release,
             ttl: ttl.into(),
-            node_checks: Vec::new(),
-            service_checks: Vec::new(),
-            create_index: 0,
-            modify_index: 0,
-        }
+            ..Session::default()
+        })
+    }
+
+    /// Applies `command` as the next entry and lets `duties` follow it at `now`.
+    fn apply(fsm: &mut Fsm, duties: &mut LeaderDuties, command: &Command, now: Instant) -> Applied {
+        let index = fsm.applied() + 1;
+        let applied = fsm.apply_command(index, 0, command);
+        duties.follow(fsm, &applied.touched, index, now);
+        applied
     }
 
     fn at(secs: u64) -> Instant {
@@ -154,31 +198,52 @@ mod tests {
 
     #[test]
     fn a_session_ends_at_twice_its_ttl_after_its_last_renewal_and_not_before() {
-        let mut duties = LeaderDuties::new(Duration::from_secs(900));
-        duties.session_created(&session("s", "10s"), at(0));
-        duties.session_created(&session("none", ""), at(0));
+        let (mut fsm, mut duties) = (state(), LeaderDuties::new(Duration::from_secs(900)));
+        duties.take_office(&fsm, at(0));
+        apply(&mut fsm, &mut duties, &create("s", "10s"), at(0));
+        apply(&mut fsm, &mut duties, &create("none", ""), at(0));
         assert_eq!(duties.sessions_timed(), 1, "a session without a TTL has no timer");
-        assert!(duties.due(at(19)).is_empty());
-        assert_eq!(duties.due(at(20)), [Command::SessionDestroy(SessionDestroy { id: "s".into() })]);
-        assert!(duties.due(at(40)).is_empty(), "destroyed once");
+        assert!(duties.renew(&fsm, "s", at(5)));
+        assert!(!duties.renew(&fsm, "none", at(5)), "nothing to renew without a TTL");
+        assert!(duties.due(at(24)).is_empty());
+        assert_eq!(duties.due(at(25)), [Command::SessionDestroy(SessionDestroy { id: "s".into() })]);
+        assert!(duties.due(at(60)).is_empty(), "destroyed once");
     }
 
     #[test]
-    fn leaving_office_stops_every_timer_and_the_tombstone_clock() {
-        let mut duties = LeaderDuties::new(Duration::from_secs(30));
-        duties.session_created(&session("s", "10s"), at(0));
-        duties.applied(5, at(0));
+    fn a_session_ended_by_its_node_leaving_stops_its_timer() {
+        let (mut fsm, mut duties) = (state(), LeaderDuties::new(Duration::from_secs(900)));
+        duties.take_office(&fsm, at(0));
+        apply(&mut fsm, &mut duties, &create("s", "10s"), at(0));
+        assert!(duties.times("s"));
+        let leave = Command::Deregister(Deregister { node: "n".into(), service_id: None, check_id: None });
+        let applied = apply(&mut fsm, &mut duties, &leave, at(1));
+        assert_eq!(applied.touched.sessions, ["s"], "the node's session ends with it");
+        assert!(!duties.times("s"));
+    }
+
+    #[test]
+    fn out_of_office_nothing_is_timed_and_a_new_leader_times_every_session_afresh() {
+        let (mut fsm, mut duties) = (state(), LeaderDuties::new(Duration::from_secs(900)));
+        apply(&mut fsm, &mut duties, &create("s", "10s"), at(0));
+        assert_eq!((duties.sessions_timed(), duties.next_deadline()), (0, None), "a follower times nothing");
+        duties.take_office(&fsm, at(100));
+        assert!(duties.due(at(119)).is_empty(), "a full period from taking office");
+        assert_eq!(duties.due(at(120)).len(), 1);
         duties.leave_office();
-        assert_eq!(duties.next_deadline(), None);
-        assert!(duties.due(at(100)).is_empty());
+        apply(&mut fsm, &mut duties, &create("t", "10s"), at(130));
+        assert_eq!((duties.sessions_timed(), duties.next_deadline()), (0, None));
+        assert!(duties.due(at(1000)).is_empty());
     }
 
     #[test]
     fn tombstones_are_reaped_up_to_what_was_applied_once_the_ttl_passes() {
-        let mut duties = LeaderDuties::new(Duration::from_secs(30));
-        duties.applied(7, at(1));
+        let (mut fsm, mut duties) = (state(), LeaderDuties::new(Duration::from_secs(30)));
+        duties.take_office(&fsm, at(1));
+        let delete = Command::KvDelete(crate::fsm::KvDelete { key: "k".into() });
+        apply(&mut fsm, &mut duties, &delete, at(1));
         assert!(duties.due(at(2)).is_empty());
         let deadline = duties.next_deadline().expect("a bucket waits");
-        assert_eq!(duties.due(deadline), [Command::TombstoneReap(TombstoneReap { up_to: 7 })]);
+        assert_eq!(duties.due(deadline), [Command::TombstoneReap(TombstoneReap { up_to: 2 })]);
     }
 }

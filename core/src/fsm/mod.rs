@@ -782,6 +782,7 @@ impl Fsm {
             Command::SessionCreate(session) => match self.create_session(index, session) {
                 Ok(()) => {
                     touched.tables.push(Table::Sessions);
+                    touched.sessions.push(session.id.clone());
                     Response::Bool(true)
                 }
                 Err(error) => Response::Rejected(error.into()),
@@ -992,6 +993,7 @@ impl Fsm {
     /// locks for its lock delay (at most a minute). An unknown session is a no-op.
     fn invalidate_session(&mut self, index: Index, now_ms: u64, id: &str, touched: &mut Touched) {
         let Some(session) = self.sessions.remove(index, id) else { return };
+        touched.sessions.push(session.id.clone());
         let delay_ms = session.lock_delay_ms.min(session::LOCK_DELAY_MAX_MS);
         let until_ms = (delay_ms > 0).then(|| now_ms.saturating_add(delay_ms));
         let delete = session.behavior == Behavior::Delete;

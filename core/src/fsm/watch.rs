@@ -54,6 +54,8 @@ pub struct Touched {
     pub services: Vec<String>,
     /// Nodes whose row, services or checks changed.
     pub nodes: Vec<String>,
+    /// Sessions created or ended (the leader's TTL timers follow them).
+    pub sessions: Vec<String>,
     /// The whole state was replaced (a restore): any answer may have changed, so every reader
     /// wakes, whatever else is listed.
     pub all: bool,
@@ -67,6 +69,7 @@ impl Touched {
             && self.tables.is_empty()
             && self.services.is_empty()
             && self.nodes.is_empty()
+            && self.sessions.is_empty()
     }
 
     /// Everything changed: the state was replaced.

@@ -26,8 +26,8 @@ pub use super::body::{check_definition, service_definition};
 use super::body::{file_check_definition, Object, Refusal};
 use super::catalog::{check_json, tagged_service_addresses};
 use super::filter::Filter;
-use super::timers::Clocked;
 use super::{json, Api, HttpError, Query};
+use crate::timers::Clocked;
 
 /// The agent's TTL check timers: reset by every registration and update of a TTL check; a
 /// check not updated within its TTL turns critical with Consul's "TTL expired" output.

@@ -1,6 +1,7 @@
 //! What only the leader does, run by every server and active while it leads: reconciling LAN
-//! gossip into the catalog ([`muster_core::reconcile`]) and managing the Raft membership from
-//! gossip ([`muster_core::autopilot`]).
+//! gossip into the catalog ([`muster_core::reconcile`]), managing the Raft membership from
+//! gossip ([`muster_core::autopilot`]), and what time decides ([`run_duties`]: core's
+//! [`muster_core::fsm::LeaderDuties`], which the simulator drives too).
 //!
 //! Both run when the server takes the leadership (the previous leader's work may be half
 //! done) and whenever the member list changes; reconciliation also every
@@ -14,7 +15,7 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use muster_core::autopilot::{self, Autopilot, GossipServer, View};
-use muster_core::fsm::{AutopilotSet, Command, TombstoneGc, TombstoneReap};
+use muster_core::fsm::{AutopilotSet, Command, Response};
 use muster_core::raft::{Role, ServerId};
 use muster_core::reconcile::{reconcile, GossipMember};
 use muster_core::swim::Status;
@@ -121,13 +122,10 @@ pub async fn run_leader_duties(api: Arc<Api>) {
         );
         // A new term starts a new autopilot: learners stabilize again under this leader.
         let mut autopilot = Autopilot::new(stored_autopilot_config(&api, consensus).await);
-        // Tombstones are this leader's to reap, from its own hints (Consul's `TombstoneGC`).
-        let mut tombstones = TombstoneGc::with_ttl(consensus.tombstone_ttl);
         let mut reconciled_at = tokio::time::Instant::now();
         reconcile_once(&api).await;
         while api.leads() {
             autopilot_once(&api, consensus, &mut autopilot, origin).await;
-            collect_tombstones(&api, consensus, &mut tombstones, origin).await;
             if let Some(entry) = consensus.store.read(|fsm| fsm.autopilot().cloned()) {
                 autopilot.set_config(entry.config);
             }
@@ -150,25 +148,58 @@ pub async fn run_leader_duties(api: Arc<Api>) {
     }
 }
 
-/// One pass of the tombstone collector: every tombstone at or below the index applied now may
-/// go once the TTL has passed (hinting the applied index each pass is Consul's hint on each
-/// delete, bucketed alike), and what has expired is reaped through the log, lock delays over
-/// with it.
-async fn collect_tombstones(
-    api: &Api,
-    consensus: &Consensus,
-    gc: &mut TombstoneGc,
-    origin: tokio::time::Instant,
-) {
-    let now = crate::drive::core_now(origin);
-    gc.hint(consensus.store.read(|fsm| fsm.applied()), now);
-    let Some(up_to) = gc.expired(now) else { return };
-    match api.write_here(&Command::TombstoneReap(TombstoneReap { up_to })).await {
-        Ok(muster_core::fsm::Response::Reaped(count)) if count > 0 => {
-            tracing::debug!(count, up_to, "agent.server.state: reaped tombstones");
+/// Runs the leader's timers on a server, for as long as the agent runs: while it leads, it
+/// proposes what [`muster_core::fsm::LeaderDuties`] finds due (a destroy for each session whose
+/// TTL ran out, twice the TTL after its last renewal as in Consul; a reap of the tombstones past
+/// theirs). The duties follow the state as entries apply ([`crate::store::Store`]); this task
+/// only tells them when the leadership comes and goes.
+pub async fn run_duties(api: Arc<Api>) {
+    let Some(consensus) = &api.consensus else { return };
+    let mut raft = consensus.raft.clone();
+    loop {
+        if raft.wait_for(|status| status.role == Role::Leader).await.is_err() {
+            return;
         }
-        Ok(_) => {}
-        Err(error) => tracing::warn!(reason = %error, "agent.leader: reaping tombstones failed"),
+        consensus.store.take_office();
+        let propose_due = async {
+            loop {
+                for command in consensus.store.duties().expired().await {
+                    propose_duty(&api, &command).await;
+                }
+            }
+        };
+        let mut status = consensus.raft.clone();
+        tokio::select! {
+            lost = status.wait_for(|status| status.role != Role::Leader) => {
+                consensus.store.leave_office();
+                if lost.is_err() {
+                    return;
+                }
+            }
+            () = propose_due => {}
+        }
+    }
+}
+
+/// Proposes one duty, in Consul's log lines and metric.
+async fn propose_duty(api: &Api, command: &Command) {
+    let started = std::time::Instant::now();
+    if let Command::SessionDestroy(destroy) = command {
+        tracing::info!(session = %destroy.id, "agent.server.session: TTL expired, invalidating");
+    }
+    let written = api.write_here(command).await;
+    match (command, written) {
+        (Command::SessionDestroy(destroy), written) => {
+            crate::telemetry::measure_since("session_ttl.invalidate", &[], started);
+            if let Err(error) = written {
+                tracing::warn!(session = %destroy.id, reason = %error, "agent.server.session: invalidation failed");
+            }
+        }
+        (Command::TombstoneReap(reap), Ok(Response::Reaped(count))) if count > 0 => {
+            tracing::debug!(count, up_to = reap.up_to, "agent.server.state: reaped tombstones");
+        }
+        (_, Err(error)) => tracing::warn!(reason = %error, "agent.leader: reaping tombstones failed"),
+        (_, Ok(_)) => {}
     }
 }
 

@@ -25,7 +25,6 @@ mod runtime;
 mod session;
 mod snapshot;
 mod status;
-mod timers;
 mod txn;
 
 use std::net::SocketAddr;
@@ -54,14 +53,13 @@ pub use self::gossip::{Gossip, UserEvent, EVENTS_KEPT};
 pub use self::health::{run_alias_checks, run_checks, CheckRunner};
 pub use self::keyring::KeyringWaiters;
 pub use self::leader::{
-    run_leader_duties, AutopilotReport, AutopilotShared, ServerReport, RECONCILE_INTERVAL,
+    run_duties, run_leader_duties, AutopilotReport, AutopilotShared, ServerReport, RECONCILE_INTERVAL,
 };
 pub use self::limit::HTTP_CONNS_PER_CLIENT_MAX;
 pub use self::members::{Member, Members, Pool};
 pub use self::query::Query;
 pub use self::rexec::run_remote_exec;
 pub use self::runtime::{Ports, RuntimeConfig};
-pub use self::session::{run_ttl_timers, SessionTtl};
 pub use self::snapshot::{inspect_archive, ArchiveInfo};
 
 /// What a proposal answers, as the Raft server hands it back.
@@ -144,13 +142,8 @@ pub struct Consensus {
     /// The address it serves RPC and Raft on; the other servers' are learned from gossip
     /// ([`Api::servers`]).
     pub rpc_addr: SocketAddr,
-    /// The leader's session TTL timers.
-    pub session_ttl: SessionTtl,
     /// Autopilot's configured settings and the leader's latest findings.
     pub autopilot: AutopilotShared,
-    /// How long the leader keeps a deleted key's tombstone before reaping it (Consul's 15 min,
-    /// [`muster_core::fsm::tombstone_gc::TOMBSTONE_TTL`]; tests shorten it).
-    pub tombstone_ttl: Duration,
 }
 
 /// Serves the API on `listener` until the task is dropped, with Consul's default limit of

@@ -1,6 +1,6 @@
 //! `/v1/session/...`: create, destroy, info, node, list, renew
-//! (`../shared/reference/consul-behaviour.md` §1.6), and the leader's TTL timers that destroy
-//! sessions nobody renewed (core's `SessionTimers`, driven here by the clock).
+//! (`../shared/reference/consul-behaviour.md` §1.6). The leader's TTL timers follow the sessions
+//! the state holds ([`crate::store`]); a renewal restarts one.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,12 +11,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::Router;
-use muster_core::fsm::{Behavior, Command, Session, SessionDestroy, SessionTimers, Table, WatchTarget};
+use muster_core::fsm::{Behavior, Command, Session, SessionDestroy, Table, WatchTarget};
 use serde::Serialize;
 use serde_json::Value;
 
 use super::body::{decode_failed, Object};
-use super::timers::Clocked;
 use super::{json, Api, HttpError, Query};
 
 /// Consul's lock delay when a session names none.
@@ -74,62 +73,6 @@ impl<'a> From<&'a Session> for SessionJson<'a> {
             }),
             create_index: session.create_index,
             modify_index: session.modify_index,
-        }
-    }
-}
-
-/// The leader's session TTL timers.
-pub type SessionTtl = Clocked<SessionTimers>;
-
-/// Restarts a session's timer, if it has a TTL.
-fn reset_timer(api: &Api, session: &Session) {
-    if let (Some(ttl), Some(consensus)) = (session.ttl(), &api.consensus) {
-        consensus.session_ttl.update(|timers, now| timers.reset(&session.id, ttl, now));
-    }
-}
-
-/// Restarts every timer from the sessions in the state: on start, and after a restore replaced
-/// them.
-pub(super) fn rearm_ttl_timers(consensus: &super::Consensus) {
-    let timers = &consensus.session_ttl;
-    consensus.store.read(|fsm| timers.update(|timers, now| timers.reset_all(fsm.sessions(), now)));
-}
-
-/// Runs the leader's TTL timers: starts one for every session with a TTL, then destroys each
-/// session whose timer runs out (TTL × 2 without a renewal, as Consul).
-pub async fn run_ttl_timers(api: Arc<Api>) {
-    // Expiring sessions is the leader's duty (a follower's timers are never renewed: renewals
-    // go to the leader). A server that takes over re-arms every timer from its state, since
-    // the old leader's timers went with it.
-    let Some(consensus) = &api.consensus else { return };
-    let mut raft = consensus.raft.clone();
-    loop {
-        if raft.wait_for(|status| status.role == muster_core::raft::Role::Leader).await.is_err() {
-            return;
-        }
-        rearm_ttl_timers(consensus);
-        let mut status = consensus.raft.clone();
-        let expire = async {
-            loop {
-                for id in consensus.session_ttl.expired().await {
-                    tracing::info!(session = %id, "agent.server.session: TTL expired, invalidating");
-                    let destroy = Command::SessionDestroy(SessionDestroy { id: id.clone() });
-                    let started = std::time::Instant::now();
-                    let written = api.write_here(&destroy).await;
-                    crate::telemetry::measure_since("session_ttl.invalidate", &[], started);
-                    if let Err(error) = written {
-                        tracing::warn!(session = %id, reason = %error, "agent.server.session: invalidation failed");
-                    }
-                }
-            }
-        };
-        tokio::select! {
-            lost = status.wait_for(|status| status.role != muster_core::raft::Role::Leader) => {
-                if lost.is_err() {
-                    return;
-                }
-            }
-            () = expire => {}
         }
     }
 }
@@ -205,7 +148,6 @@ async fn create_inner(api: &Api, query: &Query, body: &[u8]) -> Result<Response,
     let written = api.write(&Command::SessionCreate(session.clone())).await;
     crate::telemetry::measure_since("session.apply", &[], started);
     written?;
-    reset_timer(api, &session);
     #[derive(Serialize)]
     struct Created<'a> {
         #[serde(rename = "ID")]
@@ -222,28 +164,27 @@ async fn destroy(State(api): State<Arc<Api>>, Path(id): Path<String>, RawQuery(r
         let written = api.write(&Command::SessionDestroy(SessionDestroy { id: id.clone() })).await;
         crate::telemetry::measure_since("session.apply", &[], started);
         written?;
-        if let Some(consensus) = &api.consensus {
-            consensus.session_ttl.update(|timers, _| timers.remove(&id));
-        }
         Ok::<_, HttpError>(json(&query, &true).into_response())
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
 }
 
-/// Renewal restarts the leader's timer; it never reaches the log.
+/// Renewal restarts the leader's timer; it never reaches the log. Consul answers the session
+/// whether or not a timer ran (one without a TTL has none).
 async fn renew(State(api): State<Arc<Api>>, Path(id): Path<String>, RawQuery(raw): RawQuery) -> Response {
     let query = Query::parse(raw.as_deref());
     let started = std::time::Instant::now();
     let result = async {
         api.prepare_read(&query).await?;
-        let session = api.consensus()?.store.read(|fsm| fsm.sessions().get(&id).cloned());
+        let store = &api.consensus()?.store;
+        let session = store.read(|fsm| fsm.sessions().get(&id).cloned());
         let Some(session) = session else {
             return Err(HttpError {
                 status: StatusCode::NOT_FOUND,
                 reason: format!("Session id '{id}' not found"),
             });
         };
-        reset_timer(&api, &session);
+        store.renew(&id);
         Ok(json(&query, &[SessionJson::from(&session)]).into_response())
     };
     let response = result.await.unwrap_or_else(IntoResponse::into_response);

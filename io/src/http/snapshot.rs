@@ -106,11 +106,6 @@ async fn restore_inner(api: &Api, query: &Query, headers: &HeaderMap, body: Body
     } else {
         write_in_pieces(api, &state).await?;
     }
-    // The leader's session timers follow the restored sessions, each from a full period (as on
-    // gaining leadership: renewals before the restore say nothing about these sessions).
-    if let Some(consensus) = &api.consensus {
-        super::session::rearm_ttl_timers(consensus);
-    }
     Ok(())
 }
 

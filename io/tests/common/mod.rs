@@ -86,7 +86,9 @@ async fn start_configured(
     config.heartbeat_interval = Duration::from_millis(20);
     config.leader_lease = Duration::from_millis(50);
     let (handle, store) =
-        store::bootstrap_single(1, config, "127.0.0.1:0".parse().unwrap(), &dir).await.unwrap();
+        store::bootstrap_single(1, config, "127.0.0.1:0".parse().unwrap(), &dir, tombstone_ttl)
+            .await
+            .unwrap();
     let mut raft = handle.client();
     raft.wait_for(|status| status.leader == Some(1)).await.unwrap();
     let node = Node { node: "node1".into(), address: "127.0.0.1".into(), ..Node::default() };
@@ -97,9 +99,7 @@ async fn start_configured(
             raft,
             raft_id: 1,
             rpc_addr: "127.0.0.1:8300".parse().unwrap(),
-            session_ttl: http::SessionTtl::default(),
             autopilot: http::AutopilotShared::default(),
-            tombstone_ttl,
         }),
         datacenter: "dc1".into(),
         node_name: "node1".into(),
@@ -120,7 +120,7 @@ async fn start_configured(
     api.write(&Command::Register(Box::new(register))).await.unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(http::run_ttl_timers(api.clone()));
+    tokio::spawn(http::run_duties(api.clone()));
     tokio::spawn(http::run_check_ttl_timers(api.clone()));
     tokio::spawn(http::run_anti_entropy(api.clone()));
     tokio::spawn(http::run_checks(api.clone()));

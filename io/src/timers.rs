@@ -1,34 +1,42 @@
-//! The clock side of the core's timers (session TTLs, TTL checks): the timers behind a lock,
-//! read against this process's monotonic clock, with a wait that ends at the earliest deadline
-//! or when a timer changes.
+//! The clock side of the core's timers (the leader's duties, TTL checks): the timers behind a
+//! lock, read against this process's monotonic clock, with a wait that ends at the earliest
+//! deadline or when a change brings it closer.
 
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use muster_core::deadlines::Deadlines;
-use muster_core::fsm::SessionTimers;
+use muster_core::fsm::{Command, LeaderDuties};
 use muster_core::Instant;
 use tokio::sync::Notify;
 
-/// Timers that know their earliest deadline and give up the names that passed.
+/// Timers that know their earliest deadline and give up what fell due.
 pub trait Expiring {
+    /// What falls due.
+    type Due;
     /// The earliest deadline.
     fn next_deadline(&self) -> Option<Instant>;
-    /// The names whose deadline is at or before `now`; their timers stop.
-    fn expire(&mut self, now: Instant) -> Vec<String>;
+    /// What fell due at or before `now`; those timers stop.
+    fn expire(&mut self, now: Instant) -> Vec<Self::Due>;
 }
 
-impl Expiring for SessionTimers {
+impl Expiring for LeaderDuties {
+    /// Commands for the leader to propose.
+    type Due = Command;
+
     fn next_deadline(&self) -> Option<Instant> {
-        SessionTimers::next_deadline(self)
+        LeaderDuties::next_deadline(self)
     }
 
-    fn expire(&mut self, now: Instant) -> Vec<String> {
-        self.expired(now)
+    fn expire(&mut self, now: Instant) -> Vec<Command> {
+        self.due(now)
     }
 }
 
 impl Expiring for Deadlines {
+    /// The names of the checks whose TTL ran out.
+    type Due = String;
+
     fn next_deadline(&self) -> Option<Instant> {
         self.next()
     }
@@ -51,7 +59,14 @@ pub struct Clocked<T> {
 
 impl<T: Default> Default for Clocked<T> {
     fn default() -> Clocked<T> {
-        Clocked { timers: Mutex::default(), changed: Notify::new(), origin: tokio::time::Instant::now() }
+        Clocked::new(T::default())
+    }
+}
+
+impl<T> Clocked<T> {
+    /// `timers` on the clock, which starts now.
+    pub fn new(timers: T) -> Clocked<T> {
+        Clocked { timers: Mutex::new(timers), changed: Notify::new(), origin: tokio::time::Instant::now() }
     }
 }
 
@@ -64,17 +79,30 @@ impl<T: Expiring> Clocked<T> {
         self.timers.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Changes the timers (given the time now) and wakes the waiting task.
+    /// Changes the timers (given the time now), and wakes the waiting task if the change
+    /// brought the earliest deadline closer (a later one it finds when it wakes: the leader's
+    /// timers follow every write, which must not wake it each time).
     pub fn update<R>(&self, change: impl FnOnce(&mut T, Instant) -> R) -> R {
         let now = self.now();
-        let result = change(&mut self.lock(), now);
-        self.changed.notify_one();
+        let mut timers = self.lock();
+        let before = timers.next_deadline();
+        let result = change(&mut timers, now);
+        let after = timers.next_deadline();
+        drop(timers);
+        if after.is_some_and(|after| before.is_none_or(|before| after < before)) {
+            self.changed.notify_one();
+        }
         result
+    }
+
+    /// Reads the timers.
+    pub fn read<R>(&self, read: impl FnOnce(&T) -> R) -> R {
+        read(&self.lock())
     }
 
     /// Waits for the earliest deadline, or a change, and returns what expired by then (often
     /// nothing after a change).
-    pub async fn expired(&self) -> Vec<String> {
+    pub async fn expired(&self) -> Vec<T::Due> {
         let next = self.lock().next_deadline();
         let sleep = match next {
             Some(deadline) => Duration::from_nanos(deadline.as_nanos()).saturating_sub(self.origin.elapsed()),
