@@ -14,7 +14,9 @@
 //!   from the seed, small enough that servers snapshot, compact and send snapshots in chunks to
 //!   followers that fell behind.
 //! - **Clocks**: each server's clock runs fast or slow by a fixed drift, within
-//!   [`RaftNet::drift_ppm_max`].
+//!   [`RaftNet::drift_ppm_max`], or exactly as a scenario sets it ([`RaftNet::clock_drift_ppm`]).
+//!   The history can be checked with every read or with `?consistent` reads only
+//!   ([`Reads`]): lease reads trust the clocks, ReadIndex reads do not.
 //! - **Clients** send writes, compare-and-sets, lease reads and ReadIndex reads to whichever
 //!   server they believe leads, and record each operation's call and return in a history.
 //! - **Checkers**, run as the simulation goes: *election safety* (one leader per term, and one
@@ -62,6 +64,10 @@ pub struct RaftNet {
     pub fsync_max: Duration,
     /// Clocks run fast or slow by up to this much, in parts per million.
     pub drift_ppm_max: u64,
+    /// Server `i`'s clock runs fast (or slow, negative) by exactly `clock_drift_ppm[i]` parts per
+    /// million, overriding the draw within [`RaftNet::drift_ppm_max`]: scenarios that put the
+    /// clocks beyond a bound the code relies on.
+    pub clock_drift_ppm: Vec<i64>,
 }
 
 impl RaftNet {
@@ -76,6 +82,7 @@ impl RaftNet {
             fsync_min: Duration::from_micros(500),
             fsync_max: Duration::from_millis(3),
             drift_ppm_max: 1_000,
+            clock_drift_ppm: Vec::new(),
         }
     }
 
@@ -89,6 +96,7 @@ impl RaftNet {
             fsync_min: Duration::from_millis(1),
             fsync_max: Duration::from_millis(30),
             drift_ppm_max: 10_000,
+            clock_drift_ppm: Vec::new(),
         }
     }
 }
@@ -292,6 +300,15 @@ struct Pending {
     deadline: Instant,
 }
 
+/// Which reads a check holds to linearizability.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reads {
+    /// Every read: default-mode (lease) reads and `?consistent` (ReadIndex) reads.
+    All,
+    /// `?consistent` reads only: what holds whatever the clocks do.
+    Consistent,
+}
+
 /// What a client asks.
 enum Request {
     Propose(Kind, Bytes),
@@ -447,6 +464,8 @@ pub struct RaftCluster {
     /// Operations known not to have happened (refused, or their entry lost its index to
     /// another).
     void: BTreeSet<usize>,
+    /// The operations that are default-mode (lease) reads.
+    lease_reads: BTreeSet<usize>,
     /// Where each write of the history sits in the log, if Raft took it.
     waits: Vec<Option<(Index, Term)>>,
     /// The server each client believes leads. Clients learn only from the answers they get,
@@ -498,13 +517,16 @@ impl RaftCluster {
         base_config.snapshot_chunk_bytes = [16, 100, 4096][rng.below(3) as usize];
         let drift_max = net.drift_ppm_max as i64;
         let servers = (0..servers)
-            .map(|_| Server {
+            .map(|index| Server {
                 core: None,
                 disk: Disk::default(),
                 log: Vec::new(),
                 seen: 0,
                 applied: 0,
-                drift_ppm: rng.below(2 * drift_max as u64 + 1) as i64 - drift_max,
+                drift_ppm: {
+                    let drawn = rng.below(2 * drift_max as u64 + 1) as i64 - drift_max;
+                    net.clock_drift_ppm.get(index).copied().unwrap_or(drawn)
+                },
                 timer: None,
                 boots: 0,
                 duties: duties(planted_bug),
@@ -538,6 +560,7 @@ impl RaftCluster {
             next_value: 1,
             acked: BTreeMap::new(),
             void: BTreeSet::new(),
+            lease_reads: BTreeSet::new(),
             waits: Vec::new(),
             leader_guess: [0; CLIENTS],
             leader_log: Vec::new(),
@@ -740,6 +763,7 @@ impl RaftCluster {
         self.history.push(Op { key, call, ret: None, kind });
         self.waits.push(None);
         if let Request::LeaseRead = request {
+            self.lease_reads.insert(op);
             // A lease read is served at once, from the server's applied state, or refused.
             let now = local_time(self.now, self.servers[server].drift_ppm);
             let core = self.servers[server].core.as_ref().expect("up");
@@ -879,6 +903,11 @@ impl RaftCluster {
     /// The first violation found, if any; then runs the end-of-run checks (log matching and
     /// linearizability) when none was found during the run.
     pub fn check(&mut self) -> Result<(), Violation> {
+        self.check_reads(Reads::All)
+    }
+
+    /// [`RaftCluster::check`], holding only `reads` to linearizability (writes always).
+    pub fn check_reads(&mut self, reads: Reads) -> Result<(), Violation> {
         // Holds still open end now.
         for l in 0..self.lockers.len() {
             self.close_hold(l);
@@ -887,7 +916,7 @@ impl RaftCluster {
             return Err(violation);
         }
         self.check_log_matching()?;
-        let history = self.resolved_history();
+        let history = self.resolved_history(reads);
         linearizability::check(&history).map_err(Violation::Linearizability)
     }
 
@@ -897,7 +926,7 @@ impl RaftCluster {
     /// compare-and-set's outcome is replayed from the log); one whose index went to another
     /// entry never happened. Left unresolved, each such write could fall anywhere after its
     /// call, and the search grows exponentially with their number.
-    fn resolved_history(&self) -> Vec<Op> {
+    fn resolved_history(&self, reads: Reads) -> Vec<Op> {
         // Replay the committed log once for the outcome of every compare-and-set.
         // The real rules, not a planted bug's: the outcome the clients should have seen.
         let mut replay = Replica::default();
@@ -910,7 +939,7 @@ impl RaftCluster {
         let mut history = Vec::with_capacity(self.history.len());
         for (i, op) in self.history.iter().enumerate() {
             let mut op = *op;
-            if self.void.contains(&i) {
+            if self.void.contains(&i) || (reads == Reads::Consistent && self.lease_reads.contains(&i)) {
                 continue;
             }
             if let (None, Some((index, term))) = (op.ret, self.waits[i]) {
