@@ -48,5 +48,4 @@ pub mod telemetry;
 #[cfg(not(madsim))]
 pub mod timers;
 pub mod version;
-#[cfg(not(madsim))]
 pub mod wal;

@@ -21,11 +21,17 @@
 //! Group commit: [`GroupCommit::run`] takes every persist queued while the previous fdatasync
 //! ran, writes them all, and covers them with one fdatasync, then acknowledges the newest. Under
 //! load, one fsync serves many proposals; idle, a single write is synced at once.
+//!
+//! The log reaches its files through [`LogDir`]: a real directory in the agent, an in-memory one
+//! that tears unsynced writes at each crash in the simulator.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+mod dir;
+
+use std::io;
+use std::path::PathBuf;
 use std::sync::mpsc;
+
+pub use self::dir::{FsDir, LogDir};
 
 use bytes::BytesMut;
 use muster_core::raft::{journal, HardState, Index, Persist, PersistId, Restored, Snapshot};
@@ -67,9 +73,8 @@ pub enum WalError {
 
 /// An open log, positioned to append.
 #[derive(Debug)]
-pub struct Wal {
-    dir: PathBuf,
-    file: File,
+pub struct Wal<D: LogDir = FsDir> {
+    dir: D,
     segment_seq: u64,
     segment_bytes: u64,
     segment_bytes_max: u64,
@@ -95,41 +100,41 @@ impl Wal {
         dir: impl Into<PathBuf>,
         segment_bytes_max: u64,
     ) -> Result<(Wal, Restored), WalError> {
-        let dir = dir.into();
-        fs::create_dir_all(&dir)?;
+        Wal::open_in(FsDir::open(dir)?, segment_bytes_max)
+    }
+}
+
+impl<D: LogDir> Wal<D> {
+    /// Opens the log in `dir`, segments of `segment_bytes_max` bytes, and recovers what it holds.
+    pub fn open_in(mut dir: D, segment_bytes_max: u64) -> Result<(Wal<D>, Restored), WalError> {
         let segments = list_segments(&dir)?;
-        let mut restored = Restored { snapshot: read_snapshot(&dir)?, ..Restored::default() };
+        let mut restored = Restored { snapshot: read_snapshot(&mut dir)?, ..Restored::default() };
         let mut last = None;
         let mut sealed = Vec::new();
-        for (i, &(seq, ref path)) in segments.iter().enumerate() {
+        for (i, &(seq, ref name)) in segments.iter().enumerate() {
             let is_last = i + 1 == segments.len();
-            let valid_bytes = replay_segment(path, is_last, &mut restored)?;
+            let (length, valid_bytes) = replay_segment(&dir, name, is_last, &mut restored)?;
             let log_end = restored.entries.last().map_or(0, |e| e.index);
             if !is_last {
                 sealed.push((seq, log_end));
             }
-            last = Some((seq, path.clone(), valid_bytes));
+            last = Some((seq, name.clone(), length, valid_bytes));
         }
-        let (segment_seq, file, segment_bytes) = match last {
-            Some((seq, path, valid_bytes)) => {
-                let file = OpenOptions::new().read(true).write(true).open(&path)?;
-                if file.metadata()?.len() > valid_bytes {
-                    tracing::warn!(segment = %path.display(), valid_bytes, "agent.server.raft.wal: cutting off a torn tail");
-                    file.set_len(valid_bytes)?;
-                    file.sync_all()?;
+        let (segment_seq, segment_bytes) = match last {
+            Some((seq, name, length, valid_bytes)) => {
+                if length > valid_bytes {
+                    tracing::warn!(segment = %dir.path(&name).display(), valid_bytes, "agent.server.raft.wal: cutting off a torn tail");
+                    dir.truncate(&name, valid_bytes)?;
                 }
-                let mut file = file;
-                file.seek(SeekFrom::End(0))?;
-                (seq, file, valid_bytes)
+                (seq, valid_bytes)
             }
             None => {
-                let file = create_segment(&dir, 1)?;
-                (1, file, 0)
+                create_segment(&mut dir, 1)?;
+                (1, 0)
             }
         };
         let wal = Wal {
             dir,
-            file,
             segment_seq,
             segment_bytes,
             segment_bytes_max,
@@ -140,6 +145,11 @@ impl Wal {
             syncs: 0,
         };
         Ok((wal, restored))
+    }
+
+    /// The directory, given back (the simulator keeps it across its server's crash).
+    pub fn into_dir(self) -> D {
+        self.dir
     }
 
     /// Stores the snapshot of `persist`, if any (durably, before anything else), then appends
@@ -153,7 +163,7 @@ impl Wal {
         if self.segment_bytes > 0 && self.segment_bytes + self.buf.len() as u64 > self.segment_bytes_max {
             self.rotate()?;
         }
-        self.file.write_all(&self.buf)?;
+        self.dir.append(&segment_name(self.segment_seq), &self.buf)?;
         self.segment_bytes += self.buf.len() as u64;
         if let Some(hard) = persist.hard_state {
             self.hard = hard;
@@ -176,27 +186,29 @@ impl Wal {
     /// segments whose log ends at or before it, and the snapshots beyond [`SNAPSHOTS_KEPT`].
     fn write_snapshot(&mut self, snapshot: &Snapshot) -> io::Result<()> {
         let index = snapshot.meta.index;
-        let tmp = self.dir.join(SNAPSHOT_TMP);
-        let mut file = File::create(&tmp)?;
-        file.write_all(&journal::encode_snapshot(snapshot))?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&tmp, self.dir.join(snapshot_name(index)))?;
-        File::open(&self.dir)?.sync_all()?;
+        // A temporary file left by a crash mid-write goes first.
+        if self.dir.list()?.iter().any(|name| name == SNAPSHOT_TMP) {
+            self.dir.remove(SNAPSHOT_TMP)?;
+        }
+        self.dir.create(SNAPSHOT_TMP)?;
+        self.dir.append(SNAPSHOT_TMP, &journal::encode_snapshot(snapshot))?;
+        self.dir.sync(SNAPSHOT_TMP)?;
+        self.dir.rename(SNAPSHOT_TMP, &snapshot_name(index))?;
+        self.dir.sync_dir()?;
         // From here on, the snapshot stands in for everything it covers.
         let deletable = self.sealed.iter().take_while(|&&(_, log_end)| log_end <= index).count();
         for (seq, _) in self.sealed.drain(..deletable) {
-            fs::remove_file(self.dir.join(segment_name(seq)))?;
+            self.dir.remove(&segment_name(seq))?;
         }
-        for (_, path) in list_snapshots(&self.dir)?.into_iter().skip(SNAPSHOTS_KEPT) {
-            fs::remove_file(path)?;
+        for (_, name) in list_snapshots(&self.dir)?.into_iter().skip(SNAPSHOTS_KEPT) {
+            self.dir.remove(&name)?;
         }
         Ok(())
     }
 
     /// Makes everything appended durable (fdatasync).
     pub fn sync(&mut self) -> io::Result<()> {
-        self.file.sync_data()?;
+        self.dir.sync(&segment_name(self.segment_seq))?;
         self.syncs += 1;
         Ok(())
     }
@@ -209,16 +221,17 @@ impl Wal {
     /// Closes the current segment (synced) and starts the next; the directory entry of the new
     /// segment is made durable before anything is written to it.
     fn rotate(&mut self) -> io::Result<()> {
-        self.file.sync_data()?;
+        self.dir.sync(&segment_name(self.segment_seq))?;
         self.sealed.push((self.segment_seq, self.log_end));
         self.segment_seq += 1;
-        self.file = create_segment(&self.dir, self.segment_seq)?;
+        let name = segment_name(self.segment_seq);
+        create_segment(&mut self.dir, self.segment_seq)?;
         let mut head = BytesMut::new();
         journal::encode_hard_state(self.hard, &mut head);
-        self.file.write_all(&head)?;
+        self.dir.append(&name, &head)?;
         // Durable before anything else: a snapshot in this same batch may delete the segment
         // just sealed, the only other copy of the hard state.
-        self.file.sync_data()?;
+        self.dir.sync(&name)?;
         self.segment_bytes = head.len() as u64;
         Ok(())
     }
@@ -234,8 +247,8 @@ pub struct GroupCommit;
 
 impl GroupCommit {
     /// The loop; run it on a thread of its own (it blocks on the disk).
-    pub fn run(
-        wal: &mut Wal,
+    pub fn run<D: LogDir>(
+        wal: &mut Wal<D>,
         persists: mpsc::Receiver<Persist>,
         mut on_durable: impl FnMut(PersistId, usize),
     ) -> io::Result<()> {
@@ -255,24 +268,32 @@ impl GroupCommit {
     }
 }
 
-/// Replays one segment file into `restored`; returns how many bytes of it are valid.
-fn replay_segment(path: &Path, is_last: bool, restored: &mut Restored) -> Result<u64, WalError> {
-    let mut bytes = Vec::new();
-    File::open(path)?.read_to_end(&mut bytes)?;
-    journal::replay(&bytes, is_last, restored).map_err(|(offset, why)| corrupt(path, offset, why))
-}
-
-fn corrupt(path: &Path, offset: usize, why: String) -> WalError {
-    WalError::Corrupt { segment: path.to_owned(), offset: offset as u64, why }
+/// Replays segment `name` into `restored`; returns its length and how many bytes of it are valid.
+fn replay_segment<D: LogDir>(
+    dir: &D,
+    name: &str,
+    is_last: bool,
+    restored: &mut Restored,
+) -> Result<(u64, u64), WalError> {
+    let bytes = dir.read(name)?;
+    let valid = journal::replay(&bytes, is_last, restored).map_err(|(offset, why)| WalError::Corrupt {
+        segment: dir.path(name),
+        offset: offset as u64,
+        why,
+    })?;
+    Ok((bytes.len() as u64, valid))
 }
 
 /// The newest snapshot that reads back whole; a damaged newer one is skipped with a warning
 /// (its fallback is only usable while the log reaches back to it, which `Raft::new` checks).
-fn read_snapshot(dir: &Path) -> Result<Option<Snapshot>, WalError> {
-    let _ = fs::remove_file(dir.join(SNAPSHOT_TMP));
+fn read_snapshot<D: LogDir>(dir: &mut D) -> Result<Option<Snapshot>, WalError> {
+    if dir.list()?.iter().any(|name| name == SNAPSHOT_TMP) {
+        dir.remove(SNAPSHOT_TMP)?;
+    }
     let mut first_damage = None;
-    for (index, path) in list_snapshots(dir)? {
-        match journal::decode_snapshot(&fs::read(&path)?) {
+    for (index, name) in list_snapshots(dir)? {
+        let path = dir.path(&name);
+        match journal::decode_snapshot(&dir.read(&name)?) {
             Ok(snapshot) if snapshot.meta.index == index => return Ok(Some(snapshot)),
             Ok(_) => first_damage.get_or_insert(format!("{} is misnamed", path.display())),
             Err(why) => {
@@ -282,23 +303,21 @@ fn read_snapshot(dir: &Path) -> Result<Option<Snapshot>, WalError> {
         };
     }
     match first_damage {
-        Some(why) => Err(WalError::Snapshot { dir: dir.to_owned(), why }),
+        Some(why) => Err(WalError::Snapshot { dir: dir.path(""), why }),
         None => Ok(None),
     }
 }
 
 /// The snapshot files, newest first.
-fn list_snapshots(dir: &Path) -> io::Result<Vec<(Index, PathBuf)>> {
-    let mut snapshots = Vec::new();
-    for entry in fs::read_dir(dir)? {
-        let path = entry?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        if let Some(index) = name.strip_prefix("snapshot-").and_then(|n| n.strip_suffix(".snap")) {
-            if let Ok(index) = index.parse::<Index>() {
-                snapshots.push((index, path));
-            }
-        }
-    }
+fn list_snapshots<D: LogDir>(dir: &D) -> io::Result<Vec<(Index, String)>> {
+    let mut snapshots: Vec<(Index, String)> = dir
+        .list()?
+        .into_iter()
+        .filter_map(|name| {
+            let index = name.strip_prefix("snapshot-")?.strip_suffix(".snap")?.parse::<Index>().ok()?;
+            Some((index, name))
+        })
+        .collect();
     snapshots.sort_by(|a, b| b.cmp(a));
     Ok(snapshots)
 }
@@ -311,31 +330,30 @@ fn segment_name(seq: u64) -> String {
     format!("wal-{seq:016}.log")
 }
 
-fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
-    let mut segments = Vec::new();
-    for entry in fs::read_dir(dir)? {
-        let path = entry?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        if let Some(seq) = name.strip_prefix("wal-").and_then(|n| n.strip_suffix(".log")) {
-            if let Ok(seq) = seq.parse::<u64>() {
-                segments.push((seq, path));
-            }
-        }
-    }
+/// The segment files, oldest first.
+fn list_segments<D: LogDir>(dir: &D) -> io::Result<Vec<(u64, String)>> {
+    let mut segments: Vec<(u64, String)> = dir
+        .list()?
+        .into_iter()
+        .filter_map(|name| {
+            let seq = name.strip_prefix("wal-")?.strip_suffix(".log")?.parse::<u64>().ok()?;
+            Some((seq, name))
+        })
+        .collect();
     segments.sort();
     Ok(segments)
 }
 
-fn create_segment(dir: &Path, seq: u64) -> io::Result<File> {
-    let path = dir.join(segment_name(seq));
-    let file = OpenOptions::new().read(true).write(true).create_new(true).open(path)?;
+fn create_segment<D: LogDir>(dir: &mut D, seq: u64) -> io::Result<()> {
+    dir.create(&segment_name(seq))?;
     // The new name must survive a crash before any record in it is acknowledged.
-    File::open(dir)?.sync_all()?;
-    Ok(file)
+    dir.sync_dir()
 }
 
 #[cfg(test)]
 mod tests {
+    use std::fs::{self, OpenOptions};
+
     use bytes::Bytes;
     use muster_core::raft::{Entry, Membership, Payload, SnapshotMeta};
 
@@ -432,7 +450,7 @@ mod tests {
         }
         wal.sync().unwrap();
         drop(wal);
-        assert!(list_segments(&dir).unwrap().len() > 2);
+        assert!(list_segments(&FsDir::open(&dir).unwrap()).unwrap().len() > 2);
         let (_, restored) = Wal::open_with_segment_size(&dir, 100).unwrap();
         assert_eq!(restored.entries.len(), 20);
         assert!(restored.entries.iter().enumerate().all(|(i, e)| e.index == i as u64 + 1));
@@ -455,16 +473,16 @@ mod tests {
         for i in 2..=40 {
             wal.append(&persist(i, None, None, vec![entry(i, 1, "0123456789")])).unwrap();
         }
-        let before = list_segments(&dir).unwrap().len();
+        let before = list_segments(&FsDir::open(&dir).unwrap()).unwrap().len();
         for (index, text) in [(10, "first"), (20, "second"), (30, "third")] {
             let mut with_snapshot = persist(40 + index, None, None, vec![]);
             with_snapshot.snapshot = Some(snapshot(index, text));
             wal.append(&with_snapshot).unwrap();
         }
         wal.sync().unwrap();
-        let after = list_segments(&dir).unwrap().len();
+        let after = list_segments(&FsDir::open(&dir).unwrap()).unwrap().len();
         assert!(after < before - 10, "segments up to the snapshot went: {before} -> {after}");
-        assert_eq!(list_snapshots(&dir).unwrap().len(), SNAPSHOTS_KEPT);
+        assert_eq!(list_snapshots(&FsDir::open(&dir).unwrap()).unwrap().len(), SNAPSHOTS_KEPT);
         drop(wal);
         let (_, restored) = Wal::open_with_segment_size(&dir, 100).unwrap();
         assert_eq!(restored.hard_state, hard, "carried into every new segment");

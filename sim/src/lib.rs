@@ -12,6 +12,7 @@
 //! command that replays a failing seed. Runs are summarised by a [`trace::Trace`] hash: the same
 //! seed gives the same hash.
 
+pub mod disk;
 pub mod harness;
 pub mod health;
 pub mod linearizability;

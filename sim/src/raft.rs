@@ -5,11 +5,13 @@
 //!
 //! - **Network**: each message takes a random latency, so messages reorder; some are lost, some
 //!   duplicated. Partitions drop messages on blocked links at send time.
-//! - **Disks**: each write becomes durable after a random fsync latency, in order. A crash loses
-//!   every write not yet durable, except that the oldest may be *torn*: its snapshot (written
-//!   and renamed first), its hard state and a prefix of its entries survive (a write-ahead log
-//!   cut mid-record recovers to its last whole record). Once a snapshot is durable, the entries
-//!   it covers may be dropped from the disk, as deleted log segments are.
+//! - **Disks**: each server writes the agent's own write-ahead log (`muster::wal::Wal`) to a
+//!   simulated directory ([`SimDir`]); each write is acknowledged after a random fsync latency,
+//!   in order, and one fdatasync covers everything appended before it. A crash keeps what was
+//!   synced and a random prefix of the rest (a record torn anywhere, or lost whole), and the
+//!   restarted server recovers from what the log's own recovery reads back; the *durability*
+//!   checker holds that to everything the last fdatasync covered. Segments are small (drawn
+//!   from the seed), so logs rotate, and snapshots delete the segments they cover.
 //! - **Snapshots**: each cluster draws its snapshot threshold, trailing entries and chunk size
 //!   from the seed, small enough that servers snapshot, compact and send snapshots in chunks to
 //!   followers that fell behind.
@@ -31,6 +33,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use bytes::Bytes;
+use muster::wal::Wal;
 use muster_core::fsm::{Command, Fsm, KvCas, KvSet, LeaderDuties, Response, Touched};
 use muster_core::raft::{
     wire, Config, Entry, HardState, Index, MembershipChange, Message, Payload, Persist, PlantedBug,
@@ -39,6 +42,7 @@ use muster_core::raft::{
 use muster_core::server::{self, Done, StateMachine, WriteError};
 use muster_core::{Instant, Rng};
 
+use crate::disk::SimDir;
 use crate::linearizability::{self, Kind, Op};
 use crate::trace::Trace;
 
@@ -143,6 +147,14 @@ pub enum Violation {
         /// The first committed index it dropped.
         index: Index,
     },
+    /// A server's write-ahead log came back without something its last fdatasync covered, or
+    /// would not open after a crash.
+    Durability {
+        /// The server.
+        server: ServerId,
+        /// What was lost, or why the log would not open.
+        why: String,
+    },
     /// Two logs hold the same (index, term) but differ before it.
     LogMatching {
         /// The servers.
@@ -182,6 +194,7 @@ impl Violation {
             Violation::LeaderCompleteness { .. } => "leader completeness",
             Violation::StateMachineSafety { .. } => "state machine safety",
             Violation::CommittedTruncated { .. } => "committed entries stay",
+            Violation::Durability { .. } => "durability",
             Violation::LogMatching { .. } => "log matching",
             Violation::Linearizability(_) => "linearizability",
             Violation::LockShared { .. } | Violation::LockHeldByDeadSession { .. } => "locks",
@@ -216,16 +229,23 @@ pub struct RaftStats {
     pub lockers_died: u64,
     /// Sessions the leader destroyed when their TTL ran out.
     pub sessions_expired: u64,
+    /// Bytes of unsynced log writes crashes lost (the rest of each torn write survived).
+    pub bytes_torn: u64,
 }
 
+/// What a server's log must hold after a crash, whatever else it holds: every write the last
+/// fdatasync covered. The log itself (the agent's `Wal` over a [`SimDir`]) is what a restarted
+/// server recovers from; this model is what the durability checker holds it to.
 #[derive(Debug, Default, Clone)]
 struct Disk {
     hard: HardState,
     snapshot: Option<Snapshot>,
     /// The durable log: contiguous, starting at 1 or anywhere a snapshot covers what precedes.
     entries: Vec<Entry>,
-    /// Writes in progress, each durable at its instant, in order.
+    /// Writes in progress, each acknowledged at its instant, in order.
     pending: VecDeque<(Instant, Persist)>,
+    /// Writes appended to the log since its last fdatasync.
+    unsynced: Vec<Persist>,
 }
 
 impl Disk {
@@ -272,6 +292,10 @@ struct Server {
     boots: u64,
     /// What time decides while it leads: session TTLs, tombstone expiry.
     duties: LeaderDuties,
+    /// Its disk, which outlives its crashes.
+    dir: SimDir,
+    /// The write-ahead log open on it while the server is up.
+    wal: Option<Wal<SimDir>>,
 }
 
 /// How long tombstones are kept in the simulation: short enough that runs reap them.
@@ -421,6 +445,8 @@ pub struct RaftCluster {
     net: RaftNet,
     servers: Vec<Server>,
     base_config: Config,
+    /// Log segments roll over past this size (small, so that runs rotate and delete them).
+    segment_bytes_max: u64,
     /// The bug planted in every server, if any (in Raft through `base_config`, in the state
     /// machine through each [`Replica`]).
     planted_bug: Option<PlantedBug>,
@@ -515,6 +541,7 @@ impl RaftCluster {
         base_config.snapshot_threshold = [16, 64, 256, 1024][rng.below(4) as usize];
         base_config.snapshot_trailing = [0, 4, 32][rng.below(3) as usize];
         base_config.snapshot_chunk_bytes = [16, 100, 4096][rng.below(3) as usize];
+        let segment_bytes_max = [512, 4096, 1 << 20][rng.below(3) as usize];
         let drift_max = net.drift_ppm_max as i64;
         let servers = (0..servers)
             .map(|index| Server {
@@ -530,6 +557,8 @@ impl RaftCluster {
                 timer: None,
                 boots: 0,
                 duties: duties(planted_bug),
+                dir: SimDir::default(),
+                wal: None,
             })
             .collect();
         let mut cluster = RaftCluster {
@@ -538,6 +567,7 @@ impl RaftCluster {
             net,
             servers,
             base_config,
+            segment_bytes_max,
             planted_bug,
             in_flight: BTreeMap::new(),
             sends: 0,
@@ -579,7 +609,7 @@ impl RaftCluster {
 
     // --- faults ------------------------------------------------------------------------------
 
-    /// Crashes server `index`: unsynced writes are lost, the oldest perhaps torn.
+    /// Crashes server `index`: what its log had not synced is lost, perhaps torn mid-record.
     pub fn crash(&mut self, index: usize) {
         let server = &mut self.servers[index];
         assert!(server.core.take().is_some(), "server {index} is already down");
@@ -589,31 +619,13 @@ impl RaftCluster {
         if let Some(&(at, _)) = server.disk.pending.front() {
             self.fsyncs.remove(&(at, index));
         }
-        let mut lost = std::mem::take(&mut server.disk.pending);
+        let lost = std::mem::take(&mut server.disk.pending);
         self.stats.writes_lost += lost.len() as u64;
-        if let Some((_, torn)) = lost.pop_front() {
-            // Half the time the oldest write is torn: its hard state and some of its entries
-            // reached the disk whole.
-            if self.rng.chance(0.5) {
-                let keep = self.rng.below(torn.entries.len() as u64 + 1) as usize;
-                if let Some(snapshot) = torn.snapshot {
-                    server.disk.snapshot = Some(snapshot);
-                }
-                if let Some(hard) = torn.hard_state {
-                    server.disk.hard = hard;
-                }
-                server.disk.apply_entries(torn.truncate_from, &torn.entries[..keep]);
-            }
-        }
-        // A snapshot file is synced when the log writer reaches its persist, before the batch's
-        // fdatasync: a later write's snapshot may survive while the records before it are lost.
-        for (_, persist) in lost {
-            if let Some(snapshot) = persist.snapshot {
-                if self.rng.chance(0.5) {
-                    server.disk.snapshot = Some(snapshot);
-                }
-            }
-        }
+        server.disk.unsynced.clear();
+        // The open log goes with the process; the disk keeps what was synced and perhaps some
+        // of the rest, torn anywhere.
+        server.wal = None;
+        self.stats.bytes_torn += server.dir.crash(&mut self.rng);
         self.trace.record(self.now.as_nanos(), index, &"crash");
     }
 
@@ -970,11 +982,22 @@ impl RaftCluster {
             // A spare: it learns its membership from a leader's log.
             config.voters.clear();
         }
-        let restored = Restored {
-            hard_state: server.disk.hard,
-            snapshot: server.disk.snapshot.clone(),
-            entries: server.disk.entries.clone(),
+        let restored = match Wal::open_in(server.dir.clone(), self.segment_bytes_max) {
+            Ok((wal, restored)) => {
+                server.wal = Some(wal);
+                restored
+            }
+            Err(error) => {
+                let why = error.to_string();
+                self.violation.get_or_insert(Violation::Durability { server: config.id, why });
+                return;
+            }
         };
+        self.check_durable(index, &restored);
+        let server = &mut self.servers[index];
+        server.disk.hard = restored.hard_state;
+        server.disk.snapshot = restored.snapshot.clone();
+        server.disk.entries = restored.entries.clone();
         server.seen = 0;
         server.applied = 0;
         server.duties = duties(self.planted_bug);
@@ -1031,14 +1054,16 @@ impl RaftCluster {
                 break;
             }
             let (_, persist) = server.disk.pending.pop_front().expect("checked");
-            server.disk.apply(&persist);
-            if let Some(snapshot) = &persist.snapshot {
-                // Half the time the log segments the snapshot covers are deleted at once.
-                if self.rng.chance(0.5) {
-                    server.disk.entries.retain(|e| e.index > snapshot.meta.index);
-                }
-            }
             newest = Some(persist.id);
+        }
+        if newest.is_some() {
+            // One fdatasync covers everything appended so far, as the agent's group commit.
+            if let Some(wal) = server.wal.as_mut() {
+                wal.sync().expect("the simulated disk does not fail");
+            }
+            for persist in std::mem::take(&mut server.disk.unsynced) {
+                server.disk.apply(&persist);
+            }
         }
         if let Some(&(next, _)) = server.disk.pending.front() {
             self.fsyncs.insert((next, index));
@@ -1266,12 +1291,51 @@ impl RaftCluster {
                 latency += stall;
             }
         }
-        let disk = &mut self.servers[index].disk;
+        let server = &mut self.servers[index];
+        if let Some(wal) = server.wal.as_mut() {
+            wal.append(&persist).expect("the simulated disk does not fail");
+        }
+        let disk = &mut server.disk;
         let done = disk.pending.back().map_or(self.now, |(at, _)| *at).max(self.now + latency);
         if disk.pending.is_empty() {
             self.fsyncs.insert((done, index));
         }
+        disk.unsynced.push(persist.clone());
         disk.pending.push_back((done, persist));
+    }
+
+    /// Server `index` restarted with what its log recovered: it must hold everything the last
+    /// fdatasync covered (the hard state, the snapshot, every committed entry).
+    fn check_durable(&mut self, index: usize, restored: &Restored) {
+        let model = &self.servers[index].disk;
+        let (hard, kept) = (model.hard, restored.hard_state);
+        let covered = restored.snapshot.as_ref().map_or(0, |s| s.meta.index);
+        let why = if kept.term < hard.term
+            || (kept.term == hard.term && hard.vote.is_some() && kept.vote != hard.vote)
+        {
+            Some(format!("hard state {hard:?} came back as {kept:?}"))
+        } else if model.snapshot.as_ref().is_some_and(|s| s.meta.index > covered) {
+            Some(format!(
+                "the snapshot at {} came back at {covered}",
+                model.snapshot.as_ref().unwrap().meta.index
+            ))
+        } else {
+            let found = |entry: &Entry| {
+                restored
+                    .entries
+                    .binary_search_by_key(&entry.index, |e| e.index)
+                    .is_ok_and(|at| restored.entries[at] == *entry)
+            };
+            model
+                .entries
+                .iter()
+                .filter(|e| e.index > covered && self.committed.get(&e.index) == Some(*e))
+                .find(|e| !found(e))
+                .map(|e| format!("committed entry {} (term {}) is gone", e.index, e.term))
+        };
+        if let Some(why) = why {
+            self.violation.get_or_insert(Violation::Durability { server: index as ServerId + 1, why });
+        }
     }
 
     /// Checks every entry and snapshot server `index` applied since the last look.

@@ -1,0 +1,117 @@
+//! The simulator's disk under the agent's write-ahead log: a directory of files in memory that
+//! keeps what was synced and, when its server crashes, a random prefix of what was not (a write
+//! torn mid-record, or lost whole), so that the log's own recovery (`muster::wal`) is what
+//! brings a crashed server back.
+//!
+//! Names (create, rename, remove) are durable at once: the model tears data, not directory
+//! entries, so a log that forgot to sync its directory would go unnoticed here.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::io;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use muster::wal::LogDir;
+use muster_core::Rng;
+
+/// A directory shared between a server's open log and the simulator, which tears it at each
+/// crash. Cloning shares it.
+#[derive(Debug, Clone, Default)]
+pub struct SimDir(Rc<RefCell<Files>>);
+
+#[derive(Debug, Default)]
+struct Files {
+    files: BTreeMap<String, SimFile>,
+}
+
+#[derive(Debug, Default)]
+struct SimFile {
+    data: Vec<u8>,
+    /// The bytes of `data` on the disk; the rest is in the page cache.
+    durable: usize,
+}
+
+impl SimDir {
+    /// The power goes: each file keeps what was synced and a random prefix of the rest.
+    /// Returns how many bytes were lost.
+    pub fn crash(&self, rng: &mut Rng) -> u64 {
+        let mut lost = 0;
+        for file in self.0.borrow_mut().files.values_mut() {
+            let unsynced = file.data.len() - file.durable;
+            let kept = rng.below(unsynced as u64 + 1) as usize;
+            lost += (unsynced - kept) as u64;
+            file.data.truncate(file.durable + kept);
+            file.durable = file.data.len();
+        }
+        lost
+    }
+
+    /// The bytes on it, synced or not.
+    pub fn bytes(&self) -> u64 {
+        self.0.borrow().files.values().map(|file| file.data.len() as u64).sum()
+    }
+}
+
+fn not_found(name: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::NotFound, format!("no file {name}"))
+}
+
+impl LogDir for SimDir {
+    fn path(&self, name: &str) -> PathBuf {
+        PathBuf::from("sim").join(name)
+    }
+
+    fn list(&self) -> io::Result<Vec<String>> {
+        Ok(self.0.borrow().files.keys().cloned().collect())
+    }
+
+    fn read(&self, name: &str) -> io::Result<Vec<u8>> {
+        self.0.borrow().files.get(name).map(|file| file.data.clone()).ok_or_else(|| not_found(name))
+    }
+
+    fn create(&mut self, name: &str) -> io::Result<()> {
+        let mut files = self.0.borrow_mut();
+        if files.files.contains_key(name) {
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{name} exists")));
+        }
+        files.files.insert(name.to_owned(), SimFile::default());
+        Ok(())
+    }
+
+    fn append(&mut self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        let mut files = self.0.borrow_mut();
+        files.files.get_mut(name).ok_or_else(|| not_found(name))?.data.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn sync(&mut self, name: &str) -> io::Result<()> {
+        let mut files = self.0.borrow_mut();
+        let file = files.files.get_mut(name).ok_or_else(|| not_found(name))?;
+        file.durable = file.data.len();
+        Ok(())
+    }
+
+    fn truncate(&mut self, name: &str, len: u64) -> io::Result<()> {
+        let mut files = self.0.borrow_mut();
+        let file = files.files.get_mut(name).ok_or_else(|| not_found(name))?;
+        file.data.truncate(len as usize);
+        file.durable = file.data.len();
+        Ok(())
+    }
+
+    fn rename(&mut self, from: &str, to: &str) -> io::Result<()> {
+        let mut files = self.0.borrow_mut();
+        let file = files.files.remove(from).ok_or_else(|| not_found(from))?;
+        files.files.insert(to.to_owned(), file);
+        Ok(())
+    }
+
+    fn remove(&mut self, name: &str) -> io::Result<()> {
+        self.0.borrow_mut().files.remove(name).map(drop).ok_or_else(|| not_found(name))
+    }
+
+    fn sync_dir(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
