@@ -12,7 +12,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use muster::wal::{GroupCommit, Wal};
+use muster::wal::{GroupCommit, Wal, Written};
 use muster_core::raft::{Entry, Payload, Persist, PersistId};
 
 const PAYLOAD_BYTES: usize = 128;
@@ -46,8 +46,10 @@ fn run(dir: &PathBuf, writes: u64, depth: usize) -> (f64, f64, Duration) {
     let (persist_tx, persist_rx) = mpsc::channel::<Persist>();
     let (ack_tx, ack_rx) = mpsc::channel::<u64>();
     let writer = std::thread::spawn(move || {
-        GroupCommit::run(&mut wal, persist_rx, |id, _| {
-            let _ = ack_tx.send(id.get());
+        GroupCommit::run(&mut wal, persist_rx, |written| {
+            if let Written::Durable { newest, .. } = written {
+                let _ = ack_tx.send(newest.get());
+            }
         })
         .expect("disk");
         wal.syncs()

@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use muster_core::raft::{
-    Config, ConfigError, Index, Membership, MembershipChange, Message, Persist, PersistId, ProposeError,
-    Role, ServerId, Snapshot, Stats, Term,
+    Config, ConfigError, Index, Membership, MembershipChange, Message, Persist, ProposeError, Role, ServerId,
+    Snapshot, Stats, Term,
 };
 use muster_core::server::{Done, Lease as CoreLease, Reply, RoleChange, Server as CoreServer};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -27,7 +27,7 @@ use tokio::task::JoinHandle;
 
 use crate::drive::core_now;
 use crate::raft_net::RaftTransport;
-use crate::wal::{GroupCommit, Wal, WalError};
+use crate::wal::{GroupCommit, Wal, WalError, Written};
 
 pub use muster_core::server::{StateMachine, WriteError};
 
@@ -55,6 +55,8 @@ pub struct Status {
     pub stats: Stats,
     /// Whether this leader may serve a default-mode read from its state as it stands.
     pub lease: Lease,
+    /// The disk under the log is full: what this server writes waits until space is freed.
+    pub disk_full: bool,
 }
 
 /// A leader's read lease ([`muster_core::raft::Raft::lease_until`]), on the tokio clock.
@@ -339,6 +341,7 @@ fn initial_status(term: Term, snapshot_index: Index, stats: Stats) -> Status {
         snapshot_index,
         stats,
         lease: Lease::None,
+        disk_full: false,
     }
 }
 
@@ -398,8 +401,8 @@ async fn run_server<S: Machine>(
     // The log writer blocks on the disk: a thread of its own, group-committing what queues up.
     let spawned =
         std::thread::Builder::new().name(format!("raft-wal-{}", core.raft().id())).spawn(move || {
-            let result = GroupCommit::run(&mut wal, persist_rx, |id, _| {
-                let _ = durable_tx.send(Ok(id));
+            let result = GroupCommit::run(&mut wal, persist_rx, |written| {
+                let _ = durable_tx.send(Ok(written));
             });
             if let Err(error) = result {
                 let _ = durable_tx.send(Err(error));
@@ -415,6 +418,7 @@ async fn run_server<S: Machine>(
         transport,
         persist_tx,
         contacts_sampled: tokio::time::Instant::now(),
+        disk_full: false,
         status: ends.status,
         membership: ends.membership,
         leader_contact: ends.leader_contact,
@@ -454,6 +458,8 @@ struct Server<S: Machine> {
     contacts_sampled: tokio::time::Instant,
     /// When the leader this server follows was last heard from, for its clients.
     leader_contact: LeaderContact,
+    /// The log writer waits for space.
+    disk_full: bool,
     status: watch::Sender<Status>,
     membership: watch::Sender<Membership>,
 }
@@ -560,7 +566,7 @@ impl<S: Machine> Server<S> {
     async fn run(
         mut self,
         mut inbound: mpsc::Receiver<(ServerId, Message)>,
-        mut durable: mpsc::UnboundedReceiver<std::io::Result<PersistId>>,
+        mut durable: mpsc::UnboundedReceiver<std::io::Result<Written>>,
         mut commands: mpsc::Receiver<Command<S::Output>>,
     ) {
         self.drain();
@@ -575,7 +581,8 @@ impl<S: Machine> Server<S> {
                     self.core.handle_message(core_now(self.origin), from, message);
                 }
                 Some(result) = durable.recv() => match result {
-                    Ok(id) => self.core.on_persisted(core_now(self.origin), id),
+                    Ok(Written::Durable { newest, .. }) => self.core.on_persisted(core_now(self.origin), newest),
+                    Ok(Written::Full(full)) => self.disk_full = full,
                     Err(error) => {
                         tracing::error!(%error, "agent.server.raft: the log writer failed; stopping this server");
                         return;
@@ -658,6 +665,7 @@ impl<S: Machine> Server<S> {
                     .checked_add(Duration::from_nanos(until.as_nanos()))
                     .map_or(Lease::None, Lease::Until),
             },
+            disk_full: self.disk_full,
         };
         self.status.send_if_modified(|old| std::mem::replace(old, status) != status);
         self.sample_contacts();

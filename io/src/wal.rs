@@ -24,6 +24,11 @@
 //!
 //! The log reaches its files through [`LogDir`]: a real directory in the agent, an in-memory one
 //! that tears unsynced writes at each crash in the simulator.
+//!
+//! A full disk is waited out: [`Wal::append`] cuts off whatever part of a refused write went
+//! in, so the same persist is appended again, whole, once space returns ([`retryable`]). Every
+//! other failure stops the writer: after a failed fsync the kernel may have dropped the very
+//! pages it was to make durable, and carrying on could acknowledge what no disk holds.
 
 mod dir;
 
@@ -44,6 +49,15 @@ pub const SEGMENT_BYTES_MAX: u64 = 64 << 20;
 pub const SNAPSHOTS_KEPT: usize = 2;
 
 const SNAPSHOT_TMP: &str = "snapshot.tmp";
+
+/// How often the log writer tries again while the disk is full.
+pub const DISK_FULL_RETRY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Whether a failed write may be tried again once space returns (the disk or the quota is full:
+/// [`Wal::append`] left nothing of it behind), or must stop the server (anything else).
+pub fn retryable(error: &io::Error) -> bool {
+    matches!(error.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded)
+}
 
 /// Why a log could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -153,7 +167,8 @@ impl<D: LogDir> Wal<D> {
     }
 
     /// Stores the snapshot of `persist`, if any (durably, before anything else), then appends
-    /// its records (written, not yet synced).
+    /// its records (written, not yet synced). If the records cannot be written, whatever part
+    /// of them went in is cut off again, so that the same persist may be appended later.
     pub fn append(&mut self, persist: &Persist) -> io::Result<()> {
         if let Some(snapshot) = &persist.snapshot {
             self.write_snapshot(snapshot)?;
@@ -163,7 +178,11 @@ impl<D: LogDir> Wal<D> {
         if self.segment_bytes > 0 && self.segment_bytes + self.buf.len() as u64 > self.segment_bytes_max {
             self.rotate()?;
         }
-        self.dir.append(&segment_name(self.segment_seq), &self.buf)?;
+        let name = segment_name(self.segment_seq);
+        if let Err(error) = self.dir.append(&name, &self.buf) {
+            self.dir.truncate(&name, self.segment_bytes)?;
+            return Err(error);
+        }
         self.segment_bytes += self.buf.len() as u64;
         if let Some(hard) = persist.hard_state {
             self.hard = hard;
@@ -220,28 +239,48 @@ impl<D: LogDir> Wal<D> {
 
     /// Closes the current segment (synced) and starts the next; the directory entry of the new
     /// segment is made durable before anything is written to it.
+    /// A new segment that cannot be started (the disk is full) is removed again, and the
+    /// current one stays open.
     fn rotate(&mut self) -> io::Result<()> {
         self.dir.sync(&segment_name(self.segment_seq))?;
-        self.sealed.push((self.segment_seq, self.log_end));
-        self.segment_seq += 1;
-        let name = segment_name(self.segment_seq);
-        create_segment(&mut self.dir, self.segment_seq)?;
+        let seq = self.segment_seq + 1;
+        let name = segment_name(seq);
+        create_segment(&mut self.dir, seq)?;
         let mut head = BytesMut::new();
         journal::encode_hard_state(self.hard, &mut head);
-        self.dir.append(&name, &head)?;
         // Durable before anything else: a snapshot in this same batch may delete the segment
         // just sealed, the only other copy of the hard state.
-        self.dir.sync(&name)?;
+        if let Err(error) = self.dir.append(&name, &head).and_then(|()| self.dir.sync(&name)) {
+            self.dir.remove(&name)?;
+            return Err(error);
+        }
+        self.sealed.push((self.segment_seq, self.log_end));
+        self.segment_seq = seq;
         self.segment_bytes = head.len() as u64;
         Ok(())
     }
 }
 
+/// What the log writer reports as it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// Everything up to `newest` is durable: `covered` persists rode one fdatasync.
+    Durable {
+        /// The newest persist made durable.
+        newest: PersistId,
+        /// How many persists the sync covered.
+        covered: usize,
+    },
+    /// The disk is full (`true`: writes wait, tried again every [`DISK_FULL_RETRY_INTERVAL`])
+    /// or has room again (`false`).
+    Full(bool),
+}
+
 /// Runs group commit over a log: persists arrive on a channel; each round writes every persist
 /// queued so far, syncs once, and reports the newest id made durable with the number of
-/// persists it covered. Returns when the channel closes (after a final sync), or on the first
-/// I/O error, which the caller must treat as fatal: what was acknowledged stays acknowledged,
-/// but nothing more may be.
+/// persists it covered. While the disk is full it waits, and says so. Returns when the channel
+/// closes (after a final sync), or on the first other I/O error, which the caller must treat
+/// as fatal: what was acknowledged stays acknowledged, but nothing more may be.
 #[derive(Debug)]
 pub struct GroupCommit;
 
@@ -250,19 +289,47 @@ impl GroupCommit {
     pub fn run<D: LogDir>(
         wal: &mut Wal<D>,
         persists: mpsc::Receiver<Persist>,
-        mut on_durable: impl FnMut(PersistId, usize),
+        mut report: impl FnMut(Written),
     ) -> io::Result<()> {
         while let Ok(first) = persists.recv() {
             let mut newest = first.id;
-            wal.append(&first)?;
+            GroupCommit::append(wal, &first, &mut report)?;
             let mut covered = 1;
             while let Ok(next) = persists.try_recv() {
                 newest = next.id;
-                wal.append(&next)?;
+                GroupCommit::append(wal, &next, &mut report)?;
                 covered += 1;
             }
             wal.sync()?;
-            on_durable(newest, covered);
+            report(Written::Durable { newest, covered });
+        }
+        Ok(())
+    }
+
+    /// Appends `persist`, waiting out a full disk.
+    fn append<D: LogDir>(
+        wal: &mut Wal<D>,
+        persist: &Persist,
+        report: &mut impl FnMut(Written),
+    ) -> io::Result<()> {
+        let mut full = false;
+        loop {
+            match wal.append(persist) {
+                Ok(()) => break,
+                Err(error) if retryable(&error) => {
+                    if !full {
+                        tracing::error!(%error, "agent.server.raft.wal: the disk is full; writes wait until space is freed");
+                        full = true;
+                        report(Written::Full(true));
+                    }
+                    std::thread::sleep(DISK_FULL_RETRY_INTERVAL);
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        if full {
+            tracing::info!("agent.server.raft.wal: space freed; writing again");
+            report(Written::Full(false));
         }
         Ok(())
     }
@@ -513,7 +580,12 @@ mod tests {
         }
         drop(tx);
         let mut acks = Vec::new();
-        GroupCommit::run(&mut wal, rx, |id, covered| acks.push((id.get(), covered))).unwrap();
+        GroupCommit::run(&mut wal, rx, |written| {
+            if let Written::Durable { newest, covered } = written {
+                acks.push((newest.get(), covered));
+            }
+        })
+        .unwrap();
         assert_eq!(acks, [(50, 50)], "everything queued rode one fdatasync");
         assert_eq!(wal.syncs(), 1);
     }

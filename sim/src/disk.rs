@@ -3,6 +3,9 @@
 //! torn mid-record, or lost whole), so that the log's own recovery (`muster::wal`) is what
 //! brings a crashed server back.
 //!
+//! It also fails as disks do: it fills up (an append that does not fit writes what fits, then
+//! fails with `StorageFull`) and an fsync can fail (`EIO`).
+//!
 //! Names (create, rename, remove) are durable at once: the model tears data, not directory
 //! entries, so a log that forgot to sync its directory would go unnoticed here.
 
@@ -23,6 +26,16 @@ pub struct SimDir(Rc<RefCell<Files>>);
 #[derive(Debug, Default)]
 struct Files {
     files: BTreeMap<String, SimFile>,
+    /// The most bytes the files may hold, when the disk is full.
+    capacity: Option<u64>,
+    /// The next fsync fails.
+    fail_next_sync: bool,
+}
+
+impl Files {
+    fn bytes(&self) -> u64 {
+        self.files.values().map(|file| file.data.len() as u64).sum()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -49,7 +62,24 @@ impl SimDir {
 
     /// The bytes on it, synced or not.
     pub fn bytes(&self) -> u64 {
-        self.0.borrow().files.values().map(|file| file.data.len() as u64).sum()
+        self.0.borrow().bytes()
+    }
+
+    /// The disk fills up: `room` more bytes fit until [`SimDir::free`] (an append that needs
+    /// more writes what fits).
+    pub fn fill(&self, room: u64) {
+        let mut files = self.0.borrow_mut();
+        files.capacity = Some(files.bytes() + room);
+    }
+
+    /// Space returns.
+    pub fn free(&self) {
+        self.0.borrow_mut().capacity = None;
+    }
+
+    /// The next fsync fails with an I/O error.
+    pub fn fail_next_sync(&self) {
+        self.0.borrow_mut().fail_next_sync = true;
     }
 }
 
@@ -81,12 +111,20 @@ impl LogDir for SimDir {
 
     fn append(&mut self, name: &str, bytes: &[u8]) -> io::Result<()> {
         let mut files = self.0.borrow_mut();
-        files.files.get_mut(name).ok_or_else(|| not_found(name))?.data.extend_from_slice(bytes);
+        let room = files.capacity.map_or(u64::MAX, |capacity| capacity.saturating_sub(files.bytes()));
+        let fits = bytes.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+        files.files.get_mut(name).ok_or_else(|| not_found(name))?.data.extend_from_slice(&bytes[..fits]);
+        if fits < bytes.len() {
+            return Err(io::Error::new(io::ErrorKind::StorageFull, "no space left on device"));
+        }
         Ok(())
     }
 
     fn sync(&mut self, name: &str) -> io::Result<()> {
         let mut files = self.0.borrow_mut();
+        if std::mem::take(&mut files.fail_next_sync) {
+            return Err(io::Error::other("input/output error"));
+        }
         let file = files.files.get_mut(name).ok_or_else(|| not_found(name))?;
         file.durable = file.data.len();
         Ok(())

@@ -33,7 +33,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use bytes::Bytes;
-use muster::wal::Wal;
+use muster::wal::{self, Wal};
 use muster_core::fsm::{Command, Fsm, KvCas, KvSet, LeaderDuties, Response, Touched};
 use muster_core::raft::{
     wire, Config, Entry, HardState, Index, MembershipChange, Message, Payload, Persist, PlantedBug,
@@ -231,6 +231,10 @@ pub struct RaftStats {
     pub sessions_expired: u64,
     /// Bytes of unsynced log writes crashes lost (the rest of each torn write survived).
     pub bytes_torn: u64,
+    /// Appends a full disk refused (each tried again later).
+    pub disk_full_waits: u64,
+    /// Log writes or fsyncs that failed (EIO), each stopping its server.
+    pub writer_failures: u64,
 }
 
 /// What a server's log must hold after a crash, whatever else it holds: every write the last
@@ -296,6 +300,11 @@ struct Server {
     dir: SimDir,
     /// The write-ahead log open on it while the server is up.
     wal: Option<Wal<SimDir>>,
+    /// Writes the full disk refused, in order, tried again every
+    /// [`wal::DISK_FULL_RETRY_INTERVAL`].
+    waiting_for_space: VecDeque<Persist>,
+    /// Until when its disk stays full.
+    full_until: Option<Instant>,
 }
 
 /// How long tombstones are kept in the simulation: short enough that runs reap them.
@@ -454,6 +463,10 @@ pub struct RaftCluster {
     sends: u64,
     timers: BTreeSet<(Instant, usize)>,
     fsyncs: BTreeSet<(Instant, usize)>,
+    /// When each server's log writer tries the writes a full disk refused again.
+    space_retries: BTreeSet<(Instant, usize)>,
+    /// Servers whose log writer failed: each stops, and is started again, at the next step.
+    failed_writers: BTreeSet<usize>,
     blocked: BTreeSet<(usize, usize)>,
     /// Until then, every server that grants a vote crashes right after its answer leaves, and
     /// restarts at once.
@@ -559,6 +572,8 @@ impl RaftCluster {
                 duties: duties(planted_bug),
                 dir: SimDir::default(),
                 wal: None,
+                waiting_for_space: VecDeque::new(),
+                full_until: None,
             })
             .collect();
         let mut cluster = RaftCluster {
@@ -573,6 +588,8 @@ impl RaftCluster {
             sends: 0,
             timers: BTreeSet::new(),
             fsyncs: BTreeSet::new(),
+            space_retries: BTreeSet::new(),
+            failed_writers: BTreeSet::new(),
             blocked: BTreeSet::new(),
             vote_trap_until: None,
             ack_trap_until: None,
@@ -620,7 +637,9 @@ impl RaftCluster {
             self.fsyncs.remove(&(at, index));
         }
         let lost = std::mem::take(&mut server.disk.pending);
-        self.stats.writes_lost += lost.len() as u64;
+        self.stats.writes_lost += (lost.len() + server.waiting_for_space.len()) as u64;
+        server.waiting_for_space.clear();
+        self.space_retries.retain(|&(_, i)| i != index);
         server.disk.unsynced.clear();
         // The open log goes with the process; the disk keeps what was synced and perhaps some
         // of the rest, torn anywhere.
@@ -638,6 +657,21 @@ impl RaftCluster {
     /// Whether server `index` is up.
     pub fn is_up(&self, index: usize) -> bool {
         self.servers[index].core.is_some()
+    }
+
+    /// Fills server `index`'s disk for `duration`, short of a few bytes, so that the write that
+    /// meets it goes in part: its log writer waits for space meanwhile.
+    pub fn fill_disk(&mut self, index: usize, duration: Duration) {
+        let room = self.rng.below(256);
+        self.servers[index].dir.fill(room);
+        self.servers[index].full_until = Some(self.now + duration);
+        self.trace.record(self.now.as_nanos(), index, &("disk full", duration.as_millis()));
+    }
+
+    /// Server `index`'s next fsync fails: the server stops, and is started again.
+    pub fn fail_next_sync(&mut self, index: usize) {
+        self.servers[index].dir.fail_next_sync();
+        self.trace.record(self.now.as_nanos(), index, &"fsync fails");
     }
 
     /// Blocks every link between servers of different groups.
@@ -726,6 +760,11 @@ impl RaftCluster {
     pub fn heal(&mut self) {
         self.blocked.clear();
         self.stalled.clear();
+        for server in &mut self.servers {
+            if server.full_until.take().is_some() {
+                server.dir.free();
+            }
+        }
         self.trace.record(self.now.as_nanos(), 0, &"heal");
     }
 
@@ -1013,17 +1052,34 @@ impl RaftCluster {
         let delivery = self.in_flight.keys().next().map(|&(at, _)| at);
         let timer = self.timers.first().map(|&(at, _)| at);
         let fsync = self.fsyncs.first().map(|&(at, _)| at);
-        [delivery, timer, fsync].into_iter().flatten().min().map(|at| at.max(self.now))
+        let retry = self.space_retries.first().map(|&(at, _)| at);
+        let stop = (!self.failed_writers.is_empty()).then_some(self.now);
+        [delivery, timer, fsync, retry, stop].into_iter().flatten().min().map(|at| at.max(self.now))
     }
 
     fn step(&mut self, at: Instant) {
         self.now = at;
+        // A failed log writer stops its server (never carry on after a failed write or fsync,
+        // as the agent's server task does); its supervisor starts it again.
+        for index in std::mem::take(&mut self.failed_writers) {
+            if self.servers[index].core.is_some() {
+                self.crash(index);
+                self.restart(index);
+            }
+        }
         while let Some(&(done, index)) = self.fsyncs.first() {
             if done > at {
                 break;
             }
             self.fsyncs.remove(&(done, index));
             self.complete_fsync(index);
+        }
+        while let Some(&(when, index)) = self.space_retries.first() {
+            if when > at {
+                break;
+            }
+            self.space_retries.remove(&(when, index));
+            self.retry_waiting_writes(index);
         }
         while let Some((&(when, seq), _)) = self.in_flight.first_key_value() {
             if when > at {
@@ -1057,9 +1113,12 @@ impl RaftCluster {
             newest = Some(persist.id);
         }
         if newest.is_some() {
-            // One fdatasync covers everything appended so far, as the agent's group commit.
-            if let Some(wal) = server.wal.as_mut() {
-                wal.sync().expect("the simulated disk does not fail");
+            // One fdatasync covers everything appended so far, as the agent's group commit. A
+            // failed one stops the server, as the agent's log writer does (never carry on after
+            // a failed fsync); its supervisor starts it again.
+            if let Some(Err(_)) = server.wal.as_mut().map(Wal::sync) {
+                self.writer_failed(index);
+                return;
             }
             for persist in std::mem::take(&mut server.disk.unsynced) {
                 server.disk.apply(&persist);
@@ -1285,23 +1344,83 @@ impl RaftCluster {
         let mut image = Disk { entries: std::mem::take(shadow), ..Disk::default() };
         image.apply_entries(persist.truncate_from, &persist.entries);
         self.servers[index].log = image.entries;
+        self.free_space_if_due(index);
+        if self.servers[index].waiting_for_space.is_empty() {
+            if let Some(persist) = self.append(index, persist) {
+                self.wait_for_space(index, persist);
+            }
+        } else {
+            self.servers[index].waiting_for_space.push_back(persist);
+        }
+    }
+
+    /// Appends `persist` to server `index`'s log and queues its fsync; a full disk hands it
+    /// back (the log cut off what part of it went in), as the agent's log writer sees it.
+    /// A failed write stops the server (at the next step) and drops the persist.
+    fn append(&mut self, index: usize, persist: Persist) -> Option<Persist> {
+        let server = &mut self.servers[index];
+        if self.failed_writers.contains(&index) {
+            return None; // the writer is gone: nothing more is written, or acknowledged
+        }
+        let wal = server.wal.as_mut().expect("a server that writes is up");
+        match wal.append(&persist) {
+            Ok(()) => {}
+            Err(error) if wal::retryable(&error) => return Some(persist),
+            Err(_) => {
+                self.writer_failed(index);
+                return None;
+            }
+        }
         let mut latency = self.rng.duration_between(self.net.fsync_min, self.net.fsync_max);
         if let Some(&(until, stall)) = self.slow_disks.get(&index) {
             if self.now < until {
                 latency += stall;
             }
         }
-        let server = &mut self.servers[index];
-        if let Some(wal) = server.wal.as_mut() {
-            wal.append(&persist).expect("the simulated disk does not fail");
-        }
-        let disk = &mut server.disk;
+        let disk = &mut self.servers[index].disk;
         let done = disk.pending.back().map_or(self.now, |(at, _)| *at).max(self.now + latency);
         if disk.pending.is_empty() {
             self.fsyncs.insert((done, index));
         }
         disk.unsynced.push(persist.clone());
         disk.pending.push_back((done, persist));
+        None
+    }
+
+    /// Server `index`'s log writer failed: the server stops at the next step.
+    fn writer_failed(&mut self, index: usize) {
+        self.stats.writer_failures += 1;
+        self.failed_writers.insert(index);
+    }
+
+    /// The disk is full: `persist` waits, first in line, and the writer tries again later.
+    fn wait_for_space(&mut self, index: usize, persist: Persist) {
+        self.stats.disk_full_waits += 1;
+        self.servers[index].waiting_for_space.push_front(persist);
+        self.space_retries.insert((self.now + wal::DISK_FULL_RETRY_INTERVAL, index));
+    }
+
+    /// Tries the writes waiting for space on server `index` again, in order.
+    fn retry_waiting_writes(&mut self, index: usize) {
+        if self.servers[index].core.is_none() {
+            return;
+        }
+        self.free_space_if_due(index);
+        while let Some(persist) = self.servers[index].waiting_for_space.pop_front() {
+            if let Some(persist) = self.append(index, persist) {
+                self.wait_for_space(index, persist);
+                return;
+            }
+        }
+    }
+
+    /// Frees server `index`'s disk once its time of being full is over.
+    fn free_space_if_due(&mut self, index: usize) {
+        let server = &mut self.servers[index];
+        if server.full_until.is_some_and(|until| self.now >= until) {
+            server.full_until = None;
+            server.dir.free();
+        }
     }
 
     /// Server `index` restarted with what its log recovered: it must hold everything the last
@@ -1579,7 +1698,7 @@ pub fn nemesis(cluster: &mut RaftCluster, duration: Duration, recovery: Duration
         faults += 1;
         let up: Vec<usize> = (0..n).filter(|&i| cluster.is_up(i)).collect();
         let down: Vec<usize> = (0..n).filter(|&i| !cluster.is_up(i)).collect();
-        match cluster.rng.below(11) {
+        match cluster.rng.below(13) {
             0 => {
                 let mut order: Vec<usize> = (0..n).collect();
                 cluster.rng.shuffle(&mut order);
@@ -1622,6 +1741,15 @@ pub fn nemesis(cluster: &mut RaftCluster, duration: Duration, recovery: Duration
             }
             // Leaders crash the moment they acknowledge a write.
             9 => cluster.crash_after_acks(Duration::from_secs(2)),
+            10 if !up.is_empty() => {
+                let victim = up[cluster.rng.below(up.len() as u64) as usize];
+                let full_for = cluster.rng.duration_between(Duration::from_secs(1), Duration::from_secs(5));
+                cluster.fill_disk(victim, full_for);
+            }
+            11 if !up.is_empty() => {
+                let victim = up[cluster.rng.below(up.len() as u64) as usize];
+                cluster.fail_next_sync(victim);
+            }
             _ => cluster.heal(),
         }
     }

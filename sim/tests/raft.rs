@@ -58,7 +58,7 @@ fn nemesis_never_breaks_safety_and_the_cluster_always_recovers() {
     }
     let ran = per_seed.len() as u64;
     let (mut faults, mut ops, mut taken, mut installed) = (0, 0, 0, 0);
-    let (mut locks, mut died, mut expired, mut torn) = (0, 0, 0, 0);
+    let (mut locks, mut died, mut expired, mut torn, mut full, mut failed) = (0, 0, 0, 0, 0, 0);
     for (seed_faults, seed_ops, seed_taken, seed_installed, stats) in per_seed {
         faults += seed_faults;
         ops += seed_ops;
@@ -68,12 +68,15 @@ fn nemesis_never_breaks_safety_and_the_cluster_always_recovers() {
         died += stats.lockers_died;
         expired += stats.sessions_expired;
         torn += stats.bytes_torn;
+        full += stats.disk_full_waits;
+        failed += stats.writer_failures;
     }
     println!(
         "raft nemesis: {ran} seeds, {faults} faults, {ops} client operations checked linearizable, \
          {taken} snapshots taken, {installed} installed from a leader; {locks} locks taken, \
          {died} lockers died holding one, {expired} sessions expired; crashes tore {torn} unsynced \
-         bytes off the write-ahead logs, which recovered every synced write"
+         bytes off the write-ahead logs, which recovered every synced write; {full} appends waited \
+         for a full disk, {failed} failed log writes stopped their server"
     );
     assert!(ops >= 100 * ran, "clients made progress overall: {ops} operations in {ran} seeds");
     if ran >= 20 {
@@ -196,7 +199,9 @@ fn right_checkers(bug: PlantedBug) -> &'static [&'static str] {
         PlantedBug::AcceptStaleTermAppend => {
             &["invariants", "state machine safety", "committed entries stay"]
         }
-        PlantedBug::VoteTwiceInTerm => &["one vote per term", "election safety"],
+        // A second vote in the term: seen by the vote checker, or by the invariant that a
+        // leader's vote stays its own when the second vote is cast by a leader.
+        PlantedBug::VoteTwiceInTerm => &["one vote per term", "election safety", "invariants"],
         PlantedBug::ReadWithoutReadIndex | PlantedBug::StaleLeaseRead => &["linearizability"],
         // The follower reports a match it does not hold: what it applies there differs.
         PlantedBug::KeepConflictingSuffix => &["state machine safety", "log matching", "invariants"],

@@ -11,6 +11,7 @@
 use std::time::Duration;
 
 use super::{Command, Fsm, Session, SessionDestroy, SessionTimers, TombstoneGc, TombstoneReap, Touched};
+#[cfg(any(test, feature = "invariants"))]
 use crate::planted::PlantedBug;
 use crate::raft::Index;
 use crate::Instant;

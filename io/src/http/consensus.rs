@@ -32,6 +32,11 @@ pub enum ConsensusError {
     /// The state machine could not apply the entry (fatal for the server).
     #[error("{0}")]
     Apply(String),
+    /// This server leads, and the disk under its log is full: it takes no writes until space is
+    /// freed (reads go on). hashicorp/raft's leader answers a failed log write with the file
+    /// system's error, as this does.
+    #[error("failed to append to the Raft log: no space left on device")]
+    DiskFull,
     /// This agent keeps no replicated state (a client agent's router sends such requests to a
     /// server, so reaching this is a routing bug, answered as one).
     #[error("rpc error: this agent is not a server")]
@@ -97,5 +102,9 @@ mod tests {
         let large = CommandError::TooManyOps { count: 129, max: 128 };
         assert_eq!(answer(ConsensusError::Rejected(large)).0, 413);
         assert_eq!(answer(ConsensusError::from(WriteError::Lost)).0, 500);
+        assert_eq!(
+            answer(ConsensusError::DiskFull),
+            (500, "failed to append to the Raft log: no space left on device".into())
+        );
     }
 }

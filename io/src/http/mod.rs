@@ -888,6 +888,10 @@ impl Api {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX));
         let consensus = self.consensus.as_ref().ok_or(ConsensusError::NotServer)?;
+        let status = consensus.raft.status();
+        if status.disk_full && status.role == Role::Leader {
+            return Err(ConsensusError::DiskFull);
+        }
         match consensus.raft.propose(command.encode(now_ms)).await {
             Ok(Ok(FsmResponse::Rejected(error))) => Err(ConsensusError::Rejected(error)),
             Ok(Ok(response)) => Ok(response),
