@@ -58,6 +58,10 @@ impl From<ConsensusError> for HttpError {
     fn from(error: ConsensusError) -> HttpError {
         let status = match &error {
             ConsensusError::Rejected(refused) => rejected_status(refused),
+            // An entry over Raft's limit: the request was too large, as a body over Consul's is.
+            ConsensusError::Write(WriteError::Refused(ProposeError::TooLarge { .. })) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         HttpError { status, reason: error.to_string() }
@@ -102,6 +106,8 @@ mod tests {
         let large = CommandError::TooManyOps { count: 129, max: 128 };
         assert_eq!(answer(ConsensusError::Rejected(large)).0, 413);
         assert_eq!(answer(ConsensusError::from(WriteError::Lost)).0, 500);
+        let too_large = WriteError::Refused(ProposeError::TooLarge { size: 5 << 20, max: 4 << 20 });
+        assert_eq!(answer(ConsensusError::from(too_large)).0, 413);
         assert_eq!(
             answer(ConsensusError::DiskFull),
             (500, "failed to append to the Raft log: no space left on device".into())
