@@ -40,6 +40,7 @@ fn nemesis_then_calm(cluster: &mut RaftCluster, faults_for: Duration) -> Result<
 #[test]
 fn nemesis_never_breaks_safety_and_the_cluster_always_recovers() {
     let bug = planted_bug();
+    let started = std::time::Instant::now();
     let per_seed =
         map_seeds(replay("nemesis_never_breaks_safety_and_the_cluster_always_recovers"), 0..20, |seed| {
             let mut cluster = cluster_for(seed, bug);
@@ -51,15 +52,25 @@ fn nemesis_never_breaks_safety_and_the_cluster_always_recovers() {
             // `nemesis` is what each seed must pass.
             let stats = cluster.stats();
             assert!(stats.ops_completed > 0, "clients made progress: {stats:?}");
-            (faults, stats.ops_completed, stats.snapshots_taken, stats.snapshots_installed, stats)
+            let simulated = cluster.now().saturating_duration_since(muster_core::Instant::ZERO);
+            (
+                faults,
+                stats.ops_completed,
+                stats.snapshots_taken,
+                stats.snapshots_installed,
+                (stats, simulated),
+            )
         });
+    let wall = started.elapsed();
     if let Some(bug) = bug {
         panic!("planted bug {bug} went uncaught in {} seeds", per_seed.len());
     }
     let ran = per_seed.len() as u64;
     let (mut faults, mut ops, mut taken, mut installed) = (0, 0, 0, 0);
     let (mut locks, mut died, mut expired, mut torn, mut full, mut failed) = (0, 0, 0, 0, 0, 0);
-    for (seed_faults, seed_ops, seed_taken, seed_installed, stats) in per_seed {
+    let mut simulated = Duration::ZERO;
+    for (seed_faults, seed_ops, seed_taken, seed_installed, (stats, seed_simulated)) in per_seed {
+        simulated += seed_simulated;
         faults += seed_faults;
         ops += seed_ops;
         taken += seed_taken;
@@ -76,7 +87,12 @@ fn nemesis_never_breaks_safety_and_the_cluster_always_recovers() {
          {taken} snapshots taken, {installed} installed from a leader; {locks} locks taken, \
          {died} lockers died holding one, {expired} sessions expired; crashes tore {torn} unsynced \
          bytes off the write-ahead logs, which recovered every synced write; {full} appends waited \
-         for a full disk, {failed} failed log writes stopped their server"
+         for a full disk, {failed} failed log writes stopped their server; {:.0} simulated seconds in {:.1} s \
+         on {} threads ({:.0}x real time per thread)",
+        simulated.as_secs_f64(),
+        wall.as_secs_f64(),
+        std::thread::available_parallelism().map_or(1, usize::from),
+        simulated.as_secs_f64() / wall.as_secs_f64() / std::thread::available_parallelism().map_or(1, usize::from) as f64,
     );
     assert!(ops >= 100 * ran, "clients made progress overall: {ops} operations in {ran} seeds");
     if ran >= 20 {
