@@ -377,16 +377,23 @@ fn read_snapshot<D: LogDir>(dir: &mut D) -> Result<Option<Snapshot>, WalError> {
 
 /// The snapshot files, newest first.
 fn list_snapshots<D: LogDir>(dir: &D) -> io::Result<Vec<(Index, String)>> {
-    let mut snapshots: Vec<(Index, String)> = dir
+    let mut snapshots = numbered(dir, "snapshot-", ".snap")?;
+    snapshots.reverse();
+    Ok(snapshots)
+}
+
+/// The files named `<prefix><number><suffix>`, by number, lowest first.
+fn numbered<D: LogDir>(dir: &D, prefix: &str, suffix: &str) -> io::Result<Vec<(u64, String)>> {
+    let mut files: Vec<(u64, String)> = dir
         .list()?
         .into_iter()
         .filter_map(|name| {
-            let index = name.strip_prefix("snapshot-")?.strip_suffix(".snap")?.parse::<Index>().ok()?;
-            Some((index, name))
+            let number = name.strip_prefix(prefix)?.strip_suffix(suffix)?.parse::<u64>().ok()?;
+            Some((number, name))
         })
         .collect();
-    snapshots.sort_by(|a, b| b.cmp(a));
-    Ok(snapshots)
+    files.sort();
+    Ok(files)
 }
 
 fn snapshot_name(index: Index) -> String {
@@ -399,16 +406,7 @@ fn segment_name(seq: u64) -> String {
 
 /// The segment files, oldest first.
 fn list_segments<D: LogDir>(dir: &D) -> io::Result<Vec<(u64, String)>> {
-    let mut segments: Vec<(u64, String)> = dir
-        .list()?
-        .into_iter()
-        .filter_map(|name| {
-            let seq = name.strip_prefix("wal-")?.strip_suffix(".log")?.parse::<u64>().ok()?;
-            Some((seq, name))
-        })
-        .collect();
-    segments.sort();
-    Ok(segments)
+    numbered(dir, "wal-", ".log")
 }
 
 fn create_segment<D: LogDir>(dir: &mut D, seq: u64) -> io::Result<()> {

@@ -314,19 +314,9 @@ fn wait_for(url: &str, ready: impl Fn(&str) -> bool) -> String {
 fn a_server_keeps_its_services_and_check_states_across_a_restart() {
     let dir = std::env::temp_dir().join(format!("muster-keep-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let (lan, wan, http_port, server) = (free_port(), free_port(), free_port(), free_port());
-    let start = || {
-        let child = Command::new(env!("CARGO_BIN_EXE_muster"))
-            .args(["agent", "-server", "-bootstrap", "-bind=127.0.0.1", "-node=keeper", "-dns-port=-1"])
-            .arg(format!("-data-dir={}", dir.display()))
-            .args([format!("-serf-lan-port={lan}"), format!("-serf-wan-port={wan}")])
-            .args([format!("-http-port={http_port}"), format!("-server-port={server}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the binary starts");
-        Agent { child }
-    };
+    let ports = common::Ports::free();
+    let http_port = ports.http;
+    let start = || Agent { child: common::bootstrap_server("keeper", &dir, ports) };
     let url = |path: &str| format!("http://127.0.0.1:{http_port}{path}");
 
     let agent = start();

@@ -8,7 +8,7 @@
 //! that is missing; under `CI=true` it fails instead, since CI must not skip.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use common::{eventually, free_port, http};
@@ -68,17 +68,8 @@ impl Drop for Agent {
 }
 
 fn start(data_dir: &Path, http_port: u16) -> Agent {
-    let (lan, wan, server) = (free_port(), free_port(), free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_muster"))
-        .args(["agent", "-server", "-bootstrap", "-bind=127.0.0.1", "-node=full", "-dns-port=-1"])
-        .arg(format!("-data-dir={}", data_dir.display()))
-        .args([format!("-serf-lan-port={lan}"), format!("-serf-wan-port={wan}")])
-        .args([format!("-http-port={http_port}"), format!("-server-port={server}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the binary starts");
-    Agent(child)
+    let ports = common::Ports { http: http_port, ..common::Ports::free() };
+    Agent(common::bootstrap_server("full", data_dir, ports))
 }
 
 /// A value of 64 KiB, different for each `i`.

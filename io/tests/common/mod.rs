@@ -42,6 +42,37 @@ pub fn free_port() -> u16 {
     panic!("no free loopback port between {FIRST} and {}", FIRST + COUNT);
 }
 
+/// The ports one agent listens on.
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    pub lan: u16,
+    pub wan: u16,
+    pub http: u16,
+    pub server: u16,
+}
+
+impl Ports {
+    /// Four free loopback ports ([`free_port`]).
+    pub fn free() -> Ports {
+        Ports { lan: free_port(), wan: free_port(), http: free_port(), server: free_port() }
+    }
+}
+
+/// `muster agent -server -bootstrap` as node `node` on loopback, on `ports`, its data in
+/// `data_dir`, no DNS, its output discarded.
+pub fn bootstrap_server(node: &str, data_dir: &std::path::Path, ports: Ports) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_muster"))
+        .args(["agent", "-server", "-bootstrap", "-bind=127.0.0.1", "-dns-port=-1"])
+        .arg(format!("-node={node}"))
+        .arg(format!("-data-dir={}", data_dir.display()))
+        .args([format!("-serf-lan-port={}", ports.lan), format!("-serf-wan-port={}", ports.wan)])
+        .args([format!("-http-port={}", ports.http), format!("-server-port={}", ports.server)])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the binary starts")
+}
+
 /// A running one-server agent's HTTP address; everything stops with the runtime.
 pub async fn start(name: &str) -> SocketAddr {
     start_with_api(name).await.0
