@@ -190,7 +190,13 @@ async fn peer_link(addr: SocketAddr, mut frames: mpsc::Receiver<Bytes>, stats: A
             stats.dropped.fetch_add(count, Ordering::Relaxed);
             continue;
         };
-        let written = tokio::time::timeout(WRITE_TIMEOUT, connected.write_all(burst.as_bytes())).await;
+        // Flushed, not only written: a stream that buffers (TLS, or madsim's, which sends only
+        // on flush) would otherwise hold the burst back.
+        let written = tokio::time::timeout(WRITE_TIMEOUT, async {
+            connected.write_all(burst.as_bytes()).await?;
+            connected.flush().await
+        })
+        .await;
         if !matches!(written, Ok(Ok(()))) {
             tracing::debug!(%addr, "agent.server.raft: connection lost");
             stats.dropped.fetch_add(count, Ordering::Relaxed);
