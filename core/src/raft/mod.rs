@@ -1018,17 +1018,11 @@ impl Raft {
     /// answered within the lease). The caller serves the read once that index is applied.
     pub fn lease_read(&self, now: Instant) -> Result<Index, ProposeError> {
         self.check_leader()?;
-        if !self.committed_in_term() {
-            return Err(ProposeError::NotReady);
-        }
-        let leader = self.leader_state.as_ref().expect("leader");
-        let holds = self.is_sole_voter()
-            || leader.lease_until.is_some_and(|until| now < until)
-            || self.config.bug(PlantedBug::StaleLeaseRead);
-        if holds {
-            Ok(self.commit)
-        } else {
-            Err(ProposeError::NotReady)
+        match self.lease_until() {
+            Some(None) => Ok(self.commit),
+            Some(Some(until)) if now < until => Ok(self.commit),
+            // No lease, or not committed in its term yet.
+            _ => Err(ProposeError::NotReady),
         }
     }
 
@@ -1040,7 +1034,9 @@ impl Raft {
         if self.role != Role::Leader || !self.committed_in_term() {
             return None;
         }
-        if self.is_sole_voter() {
+        // The planted bug lives here, where both drivers decide: the agent's facade reads this
+        // through the server's status, the in-process simulator through `lease_read`.
+        if self.is_sole_voter() || self.config.bug(PlantedBug::StaleLeaseRead) {
             return Some(None);
         }
         Some(Some(self.leader_state.as_ref()?.lease_until?))
