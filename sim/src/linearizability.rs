@@ -8,9 +8,11 @@
 //! may place it anywhere after its call, or leave it out.
 //!
 //! Written values are unique per register (the clients' contract), so an unanswered write whose
-//! value no operation observed is dropped before the search: leaving it out is always a valid
-//! choice (nothing read its value, so nothing depends on its place), and keeping it would
-//! double the search for nothing. A leader fault leaves dozens of such writes behind.
+//! value no operation observed is dropped before the search: leaving it out is a valid choice
+//! when nothing depends on it (nothing read its value), and keeping it would double the search
+//! for nothing. A leader fault leaves dozens of such writes behind. A failed compare-and-set
+//! does depend on it (the value was not the one expected, and such a write may be why), so the
+//! writes invoked before the last failed one returned are kept.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -22,6 +24,8 @@ pub type Value = Option<u64>;
 pub enum Kind {
     /// Set the value.
     Write(u64),
+    /// Removed the value (a KV delete).
+    Delete,
     /// Observed this value.
     Read(Value),
     /// Set `new` if the value was `expected`; `ok` says whether it did (unknown if the outcome
@@ -88,10 +92,21 @@ pub fn check(history: &[Op]) -> Result<(), Violation> {
             .filter_map(|op| match op.kind {
                 Kind::Read(seen) => seen,
                 Kind::Cas { expected, .. } => expected,
-                Kind::Write(_) => None,
+                Kind::Write(_) | Kind::Delete => None,
             })
             .collect();
-        ops.retain(|op| !matches!(op.kind, Kind::Write(v) if op.ret.is_none() && !observed.contains(&v)));
+        // A failed comparison observes that the value was *not* what it expected, which an
+        // unanswered write may be all that explains: such writes, invoked before it returned,
+        // stay.
+        let last_failed_cas = ops
+            .iter()
+            .filter(|op| matches!(op.kind, Kind::Cas { ok: false, .. }))
+            .filter_map(|op| op.ret)
+            .max();
+        ops.retain(|op| {
+            let explains_a_failure = last_failed_cas.is_some_and(|ret| op.call < ret);
+            !matches!(op.kind, Kind::Write(v) if op.ret.is_none() && !observed.contains(&v) && !explains_a_failure)
+        });
         // A value nobody observed matches no later read or comparison: any two such values are
         // the same state to the search, which then tries each order of those writes once.
         for op in &mut ops {
@@ -115,6 +130,7 @@ pub fn check(history: &[Op]) -> Result<(), Violation> {
 fn step(value: Value, kind: Kind, outcome_known: bool) -> Option<Value> {
     match kind {
         Kind::Write(v) => Some(Some(v)),
+        Kind::Delete => Some(None),
         Kind::Read(seen) => (seen == value).then_some(value),
         Kind::Cas { expected, new, ok } => {
             let matches = value == expected;
@@ -270,6 +286,27 @@ mod tests {
         // A read of the old value once every write has returned is still caught, for sure.
         history.push(op(200, 201, Kind::Read(Some(1))));
         assert!(!check(&history).unwrap_err().inconclusive);
+    }
+
+    #[test]
+    fn a_delete_empties_the_register_and_a_read_of_the_old_value_after_it_is_caught() {
+        let history = [op(0, 1, Kind::Write(1)), op(2, 3, Kind::Delete), op(4, 5, Kind::Read(None))];
+        assert_eq!(check(&history), Ok(()));
+        let stale = [op(0, 1, Kind::Write(1)), op(2, 3, Kind::Delete), op(4, 5, Kind::Read(Some(1)))];
+        assert!(check(&stale).is_err());
+        let cas = Kind::Cas { expected: None, new: 2, ok: true };
+        assert_eq!(check(&[op(0, 1, Kind::Write(1)), op(2, 3, Kind::Delete), op(4, 5, cas)]), Ok(()));
+    }
+
+    #[test]
+    fn an_unanswered_write_may_be_why_a_comparison_failed() {
+        // 1 stands, then a compare-and-set expecting 1 fails: only the unanswered write of 2
+        // (which nobody read) can have changed it.
+        let unknown = Op { key: 1, call: 2, ret: None, kind: Kind::Write(2) };
+        let failed = op(4, 5, Kind::Cas { expected: Some(1), new: 3, ok: false });
+        assert_eq!(check(&[op(0, 1, Kind::Write(1)), unknown, failed]), Ok(()));
+        // Without it, the failure has no explanation.
+        assert!(check(&[op(0, 1, Kind::Write(1)), failed]).is_err());
     }
 
     #[test]

@@ -1512,7 +1512,7 @@ impl RaftCluster {
                         ok.then_some(*new)
                     }
                     Kind::Write(value) => Some(*value),
-                    Kind::Read(_) => None,
+                    Kind::Read(_) | Kind::Delete => None,
                 };
                 if let Some(value) = written {
                     let latest = self.acked.entry(op.key).or_insert((value, at));
