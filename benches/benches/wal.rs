@@ -8,7 +8,6 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -42,18 +41,10 @@ fn main() {
 /// Writes `writes` one-entry persists keeping `depth` of them unacknowledged; returns writes/s,
 /// fsyncs per 1,000 writes and the mean time from submission to acknowledgement.
 fn run(dir: &PathBuf, writes: u64, depth: usize) -> (f64, f64, Duration) {
-    let (mut wal, _) = Wal::open(dir).expect("open the log");
-    let (persist_tx, persist_rx) = mpsc::channel::<Persist>();
-    let (ack_tx, ack_rx) = mpsc::channel::<u64>();
-    let writer = std::thread::spawn(move || {
-        GroupCommit::run(&mut wal, persist_rx, |written| {
-            if let Written::Durable { newest, .. } = written {
-                let _ = ack_tx.send(newest.get());
-            }
-        })
-        .expect("disk");
-        wal.syncs()
-    });
+    let (wal, _) = Wal::open(dir).expect("open the log");
+    // The writer the Raft server runs: its own thread, one fdatasync per round.
+    let (persist_tx, mut written_rx) = GroupCommit::spawn(wal, "bench-wal".into()).expect("writer");
+    let mut syncs = 0u64;
     let payload = Bytes::from(vec![7u8; PAYLOAD_BYTES]);
     let start = Instant::now();
     let mut submitted: VecDeque<(u64, Instant)> = VecDeque::new();
@@ -74,7 +65,13 @@ fn run(dir: &PathBuf, writes: u64, depth: usize) -> (f64, f64, Duration) {
             submitted.push_back((next, Instant::now()));
             next += 1;
         }
-        let durable = ack_rx.recv().expect("writer alive");
+        let durable = match written_rx.blocking_recv().expect("writer alive").expect("disk") {
+            Written::Durable { newest, .. } => {
+                syncs += 1;
+                newest.get()
+            }
+            Written::Full(_) => continue,
+        };
         while submitted.front().is_some_and(|&(id, _)| id <= durable) {
             let (_, at) = submitted.pop_front().expect("checked");
             latency_total += at.elapsed();
@@ -83,7 +80,6 @@ fn run(dir: &PathBuf, writes: u64, depth: usize) -> (f64, f64, Duration) {
     }
     let elapsed = start.elapsed();
     drop(persist_tx);
-    let syncs = writer.join().expect("writer");
     (
         writes as f64 / elapsed.as_secs_f64(),
         syncs as f64 * 1000.0 / writes as f64,

@@ -5,7 +5,8 @@
 //! simulated network and clock. [`storage`] makes the gossip node's state durable on a real file
 //! system; [`wal`] is Raft's write-ahead log and snapshot files, [`raft_net`] its TCP transport
 //! on 8300, and [`raft_server`] runs a Raft server on them. [`store`] holds the replicated state
-//! machine a server applies and its HTTP readers block on; `http` is the API on 8500, and
+//! machine a server applies and its HTTP readers block on, and [`consensus`] is the one way into
+//! it, for the HTTP API and the simulator's clients alike; `http` is the API on 8500, and
 //! `local` the agent's own services and checks, kept on disk and synced into the catalog.
 
 #![forbid(unsafe_code)]
@@ -15,6 +16,7 @@
 pub mod checks;
 #[cfg(all(feature = "agent", not(madsim)))]
 pub mod config;
+pub mod consensus;
 #[cfg(all(feature = "agent", not(madsim)))]
 pub mod dns;
 pub mod drive;
@@ -31,7 +33,6 @@ pub mod logfile;
 #[cfg(all(feature = "agent", not(madsim)))]
 pub mod monitor;
 pub mod raft_net;
-#[cfg(not(madsim))]
 pub mod raft_server;
 #[cfg(all(feature = "agent", not(madsim)))]
 pub mod rejoin;
@@ -39,13 +40,11 @@ pub mod rejoin;
 pub mod rpc;
 #[cfg(not(madsim))]
 pub mod storage;
-#[cfg(not(madsim))]
 pub mod store;
 #[cfg(all(feature = "agent", not(madsim)))]
 pub mod syslog;
 #[cfg(all(feature = "agent", not(madsim)))]
 pub mod telemetry;
-#[cfg(not(madsim))]
 pub mod timers;
 pub mod version;
 pub mod wal;

@@ -1,6 +1,6 @@
 //! A Raft server on real parts: the core's [`CoreServer`] (Raft, the application's
 //! [`StateMachine`] and the callers waiting on them) driven by a tokio task, its writes made
-//! durable by the write-ahead log on a thread of its own (group commit), its messages carried
+//! durable by the write-ahead log on a thread of its own (group commit; a task in the simulator), its messages carried
 //! by [`RaftTransport`].
 //!
 //! This module is an adapter: the task owns the core server, so nothing needs a lock; inputs
@@ -13,7 +13,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -27,7 +26,7 @@ use tokio::task::JoinHandle;
 
 use crate::drive::core_now;
 use crate::raft_net::RaftTransport;
-use crate::wal::{GroupCommit, Wal, WalError, Written};
+use crate::wal::{FsDir, GroupCommit, LogDir, Wal, WalError, Written};
 
 pub use muster_core::server::{StateMachine, WriteError};
 
@@ -237,6 +236,11 @@ impl<O: Send + 'static> RaftClient<O> {
         heard.map(|at| at.elapsed())
     }
 
+    /// Whether the server stopped (its log writer failed, or it was stopped).
+    pub fn is_stopped(&self) -> bool {
+        self.commands.is_closed()
+    }
+
     /// The server's latest status.
     pub fn status(&self) -> Status {
         *self.status.borrow()
@@ -273,7 +277,18 @@ pub fn start<S: Machine>(
     inbound: mpsc::Receiver<(ServerId, Message)>,
     state_machine: S,
 ) -> Result<RaftHandle<S::Output>, StartError> {
-    let Opened { wal, restored } = open(dir)?;
+    start_in(config, open(dir)?, transport, inbound, state_machine)
+}
+
+/// Starts a server over a log already opened (in any [`LogDir`]: the simulator's is memory).
+pub fn start_in<S: Machine, D: LogDir + Send + 'static>(
+    config: Config,
+    opened: Opened<D>,
+    transport: RaftTransport,
+    inbound: mpsc::Receiver<(ServerId, Message)>,
+    state_machine: S,
+) -> Result<RaftHandle<S::Output>, StartError> {
+    let Opened { wal, restored } = opened;
     let origin = tokio::time::Instant::now();
     let core = CoreServer::new(config, restored, Timed(state_machine), core_now(origin))?;
     let raft = core.raft();
@@ -287,12 +302,17 @@ pub fn start<S: Machine>(
 
 /// A server's log, opened, waiting for its configuration.
 #[derive(Debug)]
-pub struct Opened {
-    wal: Wal,
+pub struct Opened<D: LogDir = FsDir> {
+    wal: Wal<D>,
     restored: muster_core::raft::Restored,
 }
 
-impl Opened {
+impl<D: LogDir> Opened<D> {
+    /// The log `wal`, which replayed as `restored`.
+    pub fn new(wal: Wal<D>, restored: muster_core::raft::Restored) -> Opened<D> {
+        Opened { wal, restored }
+    }
+
     /// Whether the log holds anything (a term, an entry or a snapshot): a server with Raft data
     /// must not bootstrap a new cluster (Consul's "Raft data found, disabling bootstrap mode").
     pub fn has_data(&self) -> bool {
@@ -349,8 +369,8 @@ fn initial_status(term: Term, snapshot_index: Index, stats: Stats) -> Status {
 /// for `-bootstrap-expect` servers before it knows its voters). Until the configuration is
 /// sent, the server answers every request as a follower that knows no leader, and takes
 /// peer addresses. A configuration Raft refuses stops the server, with the reason logged.
-pub fn start_opened<S: Machine>(
-    opened: Opened,
+pub fn start_opened<S: Machine, D: LogDir + Send + 'static>(
+    opened: Opened<D>,
     transport: RaftTransport,
     inbound: mpsc::Receiver<(ServerId, Message)>,
     state_machine: S,
@@ -363,6 +383,7 @@ pub fn start_opened<S: Machine>(
         let mut transport = transport;
         let config = loop {
             tokio::select! {
+                biased;
                 config = &mut configure_rx => match config {
                     Ok(config) => break config,
                     Err(_) => return,
@@ -388,30 +409,21 @@ pub fn start_opened<S: Machine>(
 }
 
 /// Runs a configured server until it stops.
-async fn run_server<S: Machine>(
-    mut wal: Wal,
+async fn run_server<S: Machine, D: LogDir + Send + 'static>(
+    wal: Wal<D>,
     core: CoreServer<Timed<S>, Waiter<S::Output>>,
     origin: tokio::time::Instant,
     transport: RaftTransport,
     inbound: mpsc::Receiver<(ServerId, Message)>,
     ends: Ends<S::Output>,
 ) {
-    let (persist_tx, persist_rx) = std_mpsc::channel();
-    let (durable_tx, durable_rx) = mpsc::unbounded_channel();
-    // The log writer blocks on the disk: a thread of its own, group-committing what queues up.
-    let spawned =
-        std::thread::Builder::new().name(format!("raft-wal-{}", core.raft().id())).spawn(move || {
-            let result = GroupCommit::run(&mut wal, persist_rx, |written| {
-                let _ = durable_tx.send(Ok(written));
-            });
-            if let Err(error) = result {
-                let _ = durable_tx.send(Err(error));
-            }
-        });
-    if let Err(error) = spawned {
-        tracing::error!(%error, "agent.server.raft: cannot start the log writer");
-        return;
-    }
+    let (persist_tx, durable_rx) = match GroupCommit::spawn(wal, format!("raft-wal-{}", core.raft().id())) {
+        Ok(ends) => ends,
+        Err(error) => {
+            tracing::error!(%error, "agent.server.raft: cannot start the log writer");
+            return;
+        }
+    };
     let server = Server {
         core,
         origin,
@@ -453,7 +465,7 @@ struct Server<S: Machine> {
     core: CoreServer<Timed<S>, Waiter<S::Output>>,
     origin: tokio::time::Instant,
     transport: RaftTransport,
-    persist_tx: std_mpsc::Sender<Persist>,
+    persist_tx: mpsc::UnboundedSender<Persist>,
     /// When the leader last sampled its contacts.
     contacts_sampled: tokio::time::Instant,
     /// When the leader this server follows was last heard from, for its clients.
@@ -572,14 +584,14 @@ impl<S: Machine> Server<S> {
         self.drain();
         loop {
             let deadline = self.origin + Duration::from_nanos(self.core.poll_timeout().as_nanos());
+            // Biased, for two reasons. The order is deterministic: an unbiased select draws its
+            // order from a thread-local generator, which makes the simulator's seeds replay
+            // differently in one thread than in another. And this order cannot starve: the log
+            // writer's reports release acknowledgements; the timer carries heartbeats and
+            // elections; a command's caller waits for consensus, so commands stop coming while
+            // messages are starved, and messages then go through.
             tokio::select! {
-                Some((from, message)) = inbound.recv() => {
-                    if self.core.raft().leader() == Some(from) {
-                        let heard = tokio::time::Instant::now();
-                        *self.leader_contact.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(heard);
-                    }
-                    self.core.handle_message(core_now(self.origin), from, message);
-                }
+                biased;
                 Some(result) = durable.recv() => match result {
                     Ok(Written::Durable { newest, .. }) => self.core.on_persisted(core_now(self.origin), newest),
                     Ok(Written::Full(full)) => self.disk_full = full,
@@ -588,12 +600,19 @@ impl<S: Machine> Server<S> {
                         return;
                     }
                 },
+                () = tokio::time::sleep_until(deadline) => {
+                    self.core.handle_timeout(core_now(self.origin));
+                }
                 command = commands.recv() => match command {
                     Some(command) => self.command(command),
                     None => return,
                 },
-                () = tokio::time::sleep_until(deadline) => {
-                    self.core.handle_timeout(core_now(self.origin));
+                Some((from, message)) = inbound.recv() => {
+                    if self.core.raft().leader() == Some(from) {
+                        let heard = tokio::time::Instant::now();
+                        *self.leader_contact.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(heard);
+                    }
+                    self.core.handle_message(core_now(self.origin), from, message);
                 }
             }
             self.drain();

@@ -42,6 +42,9 @@ struct Inner {
     waiting: BTreeMap<WatchId, Arc<Notify>>,
     /// How many times the whole state was replaced.
     replaced: u64,
+    /// A bug planted in the state machine, planted again in each state that replaces it.
+    #[cfg(feature = "invariants")]
+    planted: Option<muster_core::planted::PlantedBug>,
 }
 
 impl Store {
@@ -75,6 +78,17 @@ impl Store {
     pub fn renew(&self, id: &str) -> bool {
         let inner = self.lock();
         self.duties.update(|duties, now| duties.renew(&inner.fsm, id, now))
+    }
+
+    /// Breaks a rule of the state machine and the leader's duties on purpose, to prove the
+    /// simulator's checkers catch it ([`muster_core::planted`]).
+    #[cfg(feature = "invariants")]
+    #[doc(hidden)]
+    pub fn plant(&self, bug: Option<muster_core::planted::PlantedBug>) {
+        let mut inner = self.lock();
+        inner.planted = bug;
+        inner.fsm.plant(bug);
+        self.duties.update(|duties, _| duties.plant(bug));
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -141,6 +155,11 @@ impl Store {
         let fsm = Fsm::restore(snapshot)?;
         let mut inner = self.lock();
         inner.fsm = fsm;
+        #[cfg(feature = "invariants")]
+        {
+            let bug = inner.planted;
+            inner.fsm.plant(bug);
+        }
         inner.replaced += 1;
         let (state, applied) = (&inner.fsm, inner.fsm.applied());
         self.duties.update(|duties, now| duties.follow(state, &Touched::everything(), applied, now));

@@ -34,12 +34,12 @@ mod dir;
 
 use std::io;
 use std::path::PathBuf;
-use std::sync::mpsc;
 
 pub use self::dir::{FsDir, LogDir};
 
 use bytes::BytesMut;
 use muster_core::raft::{journal, HardState, Index, Persist, PersistId, Restored, Snapshot};
+use tokio::sync::mpsc;
 
 /// A segment is closed and a new one started past this size.
 pub const SEGMENT_BYTES_MAX: u64 = 64 << 20;
@@ -279,26 +279,62 @@ pub enum Written {
 /// Runs group commit over a log: persists arrive on a channel; each round writes every persist
 /// queued so far, syncs once, and reports the newest id made durable with the number of
 /// persists it covered. While the disk is full it waits, and says so. Returns when the channel
-/// closes (after a final sync), or on the first other I/O error, which the caller must treat
-/// as fatal: what was acknowledged stays acknowledged, but nothing more may be.
+/// closes, or on the first other I/O error, which the caller must treat as fatal: what was
+/// acknowledged stays acknowledged, but nothing more may be.
 #[derive(Debug)]
 pub struct GroupCommit;
 
+/// The server's ends of a running log writer: persists go in; what became durable, or the
+/// error that stopped the writer, comes out.
+pub type WriterEnds = (mpsc::UnboundedSender<Persist>, mpsc::UnboundedReceiver<io::Result<Written>>);
+
 impl GroupCommit {
-    /// The loop; run it on a thread of its own (it blocks on the disk).
-    pub fn run<D: LogDir>(
+    /// Starts the writer of `wal`, named `name`: on a thread of its own in the agent (it blocks
+    /// on the disk, and must not block the runtime's workers), as a task in the simulator
+    /// (madsim runs no threads; its disk is memory, and says how long each sync takes).
+    pub fn spawn<D: LogDir + Send + 'static>(wal: Wal<D>, name: String) -> io::Result<WriterEnds> {
+        let (persist_tx, mut persist_rx) = mpsc::unbounded_channel();
+        let (written_tx, written_rx) = mpsc::unbounded_channel();
+        let writer = async move {
+            let mut wal = wal;
+            let report = |written| {
+                let _ = written_tx.send(Ok(written));
+            };
+            if let Err(error) = GroupCommit::run(&mut wal, &mut persist_rx, report).await {
+                let _ = written_tx.send(Err(error));
+            }
+        };
+        #[cfg(not(madsim))]
+        {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
+            std::thread::Builder::new().name(name).spawn(move || runtime.block_on(writer))?;
+        }
+        #[cfg(madsim)]
+        {
+            let _ = name;
+            tokio::spawn(writer);
+        }
+        Ok((persist_tx, written_rx))
+    }
+
+    /// The loop, over `persists` until it closes.
+    pub async fn run<D: LogDir>(
         wal: &mut Wal<D>,
-        persists: mpsc::Receiver<Persist>,
+        persists: &mut mpsc::UnboundedReceiver<Persist>,
         mut report: impl FnMut(Written),
     ) -> io::Result<()> {
-        while let Ok(first) = persists.recv() {
+        while let Some(first) = persists.recv().await {
             let mut newest = first.id;
-            GroupCommit::append(wal, &first, &mut report)?;
+            GroupCommit::append(wal, &first, &mut report).await?;
             let mut covered = 1;
             while let Ok(next) = persists.try_recv() {
                 newest = next.id;
-                GroupCommit::append(wal, &next, &mut report)?;
+                GroupCommit::append(wal, &next, &mut report).await?;
                 covered += 1;
+            }
+            let delay = wal.dir.sync_delay();
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
             }
             wal.sync()?;
             report(Written::Durable { newest, covered });
@@ -307,7 +343,7 @@ impl GroupCommit {
     }
 
     /// Appends `persist`, waiting out a full disk.
-    fn append<D: LogDir>(
+    async fn append<D: LogDir>(
         wal: &mut Wal<D>,
         persist: &Persist,
         report: &mut impl FnMut(Written),
@@ -322,7 +358,7 @@ impl GroupCommit {
                         full = true;
                         report(Written::Full(true));
                     }
-                    std::thread::sleep(DISK_FULL_RETRY_INTERVAL);
+                    tokio::time::sleep(DISK_FULL_RETRY_INTERVAL).await;
                 }
                 Err(error) => return Err(error),
             }
@@ -572,18 +608,20 @@ mod tests {
     fn group_commit_covers_everything_queued_with_one_sync() {
         let dir = temp_dir("group");
         let (mut wal, _) = Wal::open(&dir).unwrap();
-        let (tx, rx) = mpsc::channel();
+        let (tx, mut rx) = mpsc::unbounded_channel();
         for i in 1..=50 {
             tx.send(persist(i, None, None, vec![entry(i, 1, "x")])).unwrap();
         }
         drop(tx);
         let mut acks = Vec::new();
-        GroupCommit::run(&mut wal, rx, |written| {
-            if let Written::Durable { newest, covered } = written {
-                acks.push((newest.get(), covered));
-            }
-        })
-        .unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        runtime
+            .block_on(GroupCommit::run(&mut wal, &mut rx, |written| {
+                if let Written::Durable { newest, covered } = written {
+                    acks.push((newest.get(), covered));
+                }
+            }))
+            .unwrap();
         assert_eq!(acks, [(50, 50)], "everything queued rode one fdatasync");
         assert_eq!(wal.syncs(), 1);
     }

@@ -165,7 +165,7 @@ fn decode_config(body: &[u8]) -> Result<Config, String> {
 /// stale read elsewhere, finds none).
 fn latest_report(api: &Api, query: &Query) -> Result<AutopilotReport, HttpError> {
     api.check_datacenter(query)?;
-    api.consensus()?.autopilot.report().ok_or_else(|| ConsensusError::NoLeader.into())
+    api.autopilot.report().ok_or_else(|| ConsensusError::NoLeader.into())
 }
 
 /// What Consul's `api.ServerHealth` and `api.AutopilotServer` both show of a server.

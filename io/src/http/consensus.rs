@@ -1,58 +1,13 @@
-//! Why consensus did not take or answer a request, as a type: the one place its failures meet
-//! Consul's statuses and words (`From<ConsensusError> for HttpError`), so no caller decides
-//! what happened by reading an error's text.
+//! The one place consensus's failures ([`ConsensusError`]) meet Consul's statuses and words,
+//! so no caller decides what happened by reading an error's text.
 
 use axum::http::StatusCode;
 use muster_core::fsm::CommandError;
-use muster_core::raft::{ProposeError, ServerId};
+use muster_core::raft::ProposeError;
 
 use super::HttpError;
+use crate::consensus::ConsensusError;
 use crate::raft_server::WriteError;
-
-/// Why a write or a read through consensus failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ConsensusError {
-    /// No leader is known.
-    #[error("No cluster leader")]
-    NoLeader,
-    /// This server does not lead; `leader` is the one it knows, if any (the request may be
-    /// sent on there).
-    #[error("No cluster leader")]
-    NotLeader {
-        /// The leader this server knows.
-        leader: Option<ServerId>,
-    },
-    /// The state machine refused the command; nothing changed.
-    #[error(transparent)]
-    Rejected(CommandError),
-    /// The Raft server could not see the write through: its entry was replaced by another
-    /// leader's, compacted before its outcome was known, or the server stopped.
-    #[error(transparent)]
-    Write(WriteError),
-    /// The state machine could not apply the entry (fatal for the server).
-    #[error("{0}")]
-    Apply(String),
-    /// This server leads, and the disk under its log is full: it takes no writes until space is
-    /// freed (reads go on). hashicorp/raft's leader answers a failed log write with the file
-    /// system's error, as this does.
-    #[error("failed to append to the Raft log: no space left on device")]
-    DiskFull,
-    /// This agent keeps no replicated state (a client agent's router sends such requests to a
-    /// server, so reaching this is a routing bug, answered as one).
-    #[error("rpc error: this agent is not a server")]
-    NotServer,
-}
-
-impl From<WriteError> for ConsensusError {
-    fn from(error: WriteError) -> ConsensusError {
-        match error {
-            WriteError::Refused(ProposeError::NotLeader { leader_hint }) => {
-                ConsensusError::NotLeader { leader: leader_hint }
-            }
-            other => ConsensusError::Write(other),
-        }
-    }
-}
 
 impl From<ConsensusError> for HttpError {
     fn from(error: ConsensusError) -> HttpError {

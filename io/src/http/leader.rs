@@ -144,7 +144,7 @@ pub async fn run_leader_duties(api: Arc<Api>) {
                 }
             }
         }
-        consensus.autopilot.publish(None);
+        api.autopilot.publish(None);
     }
 }
 
@@ -209,7 +209,7 @@ async fn stored_autopilot_config(api: &Api, consensus: &Consensus) -> autopilot:
     if let Some(entry) = consensus.store.read(|fsm| fsm.autopilot().cloned()) {
         return entry.config;
     }
-    let defaults = consensus.autopilot.defaults.clone();
+    let defaults = api.autopilot.defaults.clone();
     let set = Command::AutopilotSet(AutopilotSet { config: defaults.clone(), cas: None });
     if let Err(error) = api.write_here(&set).await {
         tracing::warn!(reason = %error, "agent.server.autopilot: storing the autopilot configuration failed");
@@ -250,7 +250,7 @@ async fn autopilot_once(
         };
         if pass == 0 {
             let health = autopilot.health(crate::drive::core_now(origin), &view);
-            consensus.autopilot.publish(Some(report(api, &view, &health, replication.term, origin)));
+            api.autopilot.publish(Some(report(api, &view, &health, replication.term, origin)));
         }
         let Some(change) = autopilot.next_change(crate::drive::core_now(origin), &view) else { return };
         let name = |id: u64| api.servers().get(&id).map_or_else(|| format!("{id:016x}"), |s| s.name.clone());

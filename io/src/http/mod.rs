@@ -35,20 +35,18 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use bytes::Bytes;
-use muster_core::fsm::{ApplyError, Command, Fsm, Index, Response as FsmResponse, WatchTarget};
-use muster_core::raft::{ProposeError, Role};
+use muster_core::fsm::{Command, Fsm, Index, Response as FsmResponse, WatchTarget};
+use muster_core::raft::Role;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
-use crate::raft_server::{RaftClient, WriteError};
-use crate::store::{Store, Wake};
+use crate::consensus::{jitter, random_u64};
 
 pub use self::agent::{
     apply_definitions, check_definition, definitions, reload, run_anti_entropy, run_check_ttl_timers,
     service_definition, CheckTtl, ConfigFiles, Definitions, ANTI_ENTROPY_INTERVAL,
 };
 pub use self::body::Object;
-pub use self::consensus::ConsensusError;
 pub use self::gossip::{Gossip, UserEvent, EVENTS_KEPT};
 pub use self::health::{run_alias_checks, run_checks, CheckRunner};
 pub use self::keyring::KeyringWaiters;
@@ -61,9 +59,7 @@ pub use self::query::Query;
 pub use self::rexec::run_remote_exec;
 pub use self::runtime::{Ports, RuntimeConfig};
 pub use self::snapshot::{inspect_archive, ArchiveInfo};
-
-/// What a proposal answers, as the Raft server hands it back.
-pub type Output = Result<FsmResponse, ApplyError>;
+pub use crate::consensus::{Consensus, ConsensusError, Consistency, Output, RPC_HOLD_TIMEOUT};
 
 /// The longest a blocking query waits (Consul's cap); longer `wait`s are cut to it.
 pub const BLOCKING_WAIT_MAX: Duration = Duration::from_secs(600);
@@ -76,6 +72,8 @@ pub struct Api {
     /// The replicated state and its Raft server, on a server agent; a client agent keeps
     /// none and sends every request that needs them to a server ([`Api::forward`]).
     pub consensus: Option<Consensus>,
+    /// Autopilot's configured settings and, on the leader, its latest findings.
+    pub autopilot: AutopilotShared,
     /// The agent's datacenter.
     pub datacenter: String,
     /// The agent's node name.
@@ -130,22 +128,6 @@ pub struct ScriptChecks {
     pub from_files: bool,
 }
 
-/// What a server agent has that a client agent does not.
-#[derive(Debug)]
-pub struct Consensus {
-    /// The replicated state this server holds.
-    pub store: Arc<Store>,
-    /// Its Raft server.
-    pub raft: RaftClient<Output>,
-    /// Its Raft ID.
-    pub raft_id: u64,
-    /// The address it serves RPC and Raft on; the other servers' are learned from gossip
-    /// ([`Api::servers`]).
-    pub rpc_addr: SocketAddr,
-    /// Autopilot's configured settings and the leader's latest findings.
-    pub autopilot: AutopilotShared,
-}
-
 /// Serves the API on `listener` until the task is dropped, with Consul's default limit of
 /// connections per client.
 pub async fn serve(listener: TcpListener, api: Arc<Api>) -> std::io::Result<()> {
@@ -160,10 +142,6 @@ pub async fn serve_limited(
 ) -> std::io::Result<()> {
     axum::serve(limit::LimitedListener::new(listener, conns_per_client), router(api)).await
 }
-
-/// How long a server holds a request that needs the leader while none is known (Consul's
-/// `rpc_hold_timeout`); then it answers `No cluster leader`.
-pub const RPC_HOLD_TIMEOUT: Duration = Duration::from_secs(7);
 
 /// The most bytes of a request body a server forwards (a snapshot archive is the largest).
 const FORWARD_BODY_BYTES_MAX: usize = 64 << 20;
@@ -464,17 +442,6 @@ pub fn json<T: Serialize>(query: &Query, value: &T) -> (HeaderMap, Bytes) {
     (headers, Bytes::from(body))
 }
 
-/// How a read may be served (`?stale`, `?consistent`, or neither).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Consistency {
-    /// The leader answers from its state (its lease vouches for it).
-    Default,
-    /// Any server answers from its state.
-    Stale,
-    /// The leader confirms its leadership with a quorum first (ReadIndex).
-    Consistent,
-}
-
 impl Consistency {
     /// The mode a read's query asks for, as Consul's `parseConsistency` reads it (`?max_stale`
     /// with a positive duration allows stale reads too); both `?stale` and `?consistent` is a
@@ -527,13 +494,6 @@ async fn effective_consistency(request: axum::extract::Request, next: axum::midd
 
 /// The header naming the consistency mode a read was served in.
 const EFFECTIVE_CONSISTENCY: &str = "X-Consul-Effective-Consistency";
-
-/// How long ago a server last heard from its leader (hashicorp/raft's `LastContact`, which
-/// Consul's `setQueryMeta` reports): zero on the leader itself; Go's largest duration when it
-/// never heard from one (`time.Since` of the zero time).
-fn last_contact(raft: &RaftClient<Output>) -> Duration {
-    raft.last_leader_contact().unwrap_or(muster_core::duration::GO_DURATION_MAX)
-}
 
 /// A read's common parameters.
 #[derive(Debug, Clone, Copy)]
@@ -681,7 +641,7 @@ impl Api {
     /// Parses a read's parameters and waits until this server may answer in its mode.
     pub async fn prepare_read(&self, query: &Query) -> Result<ReadOptions, HttpError> {
         self.check_datacenter(query)?;
-        let raft = &self.consensus()?.raft;
+        let consensus = self.consensus()?;
         let consistency = Consistency::parse(query)?;
         let blocking = match query.get("index") {
             None => None,
@@ -691,25 +651,11 @@ impl Api {
                 (index > 0).then_some((index, wait))
             }
         };
-        match consistency {
-            Consistency::Stale => {}
-            Consistency::Default => {
-                let status = raft.status();
-                if status.role != Role::Leader {
-                    return Err(no_leader());
-                }
-                // The lease vouches that no other leader can have been elected yet. Without it
-                // (a leader paused, or cut off, that has not noticed yet), the leadership is
-                // confirmed by a round of heartbeats first (ReadIndex), so the read can never
-                // return a state a newer leader has moved past.
-                if !status.lease.holds(tokio::time::Instant::now()) {
-                    read_barrier(raft).await?;
-                }
-            }
-            Consistency::Consistent => {
-                read_barrier(raft).await?;
-            }
-        }
+        consensus.ready(consistency).await.map_err(|error| match error {
+            // A follower asked for the leader's view: Consul's words when none can answer here.
+            ConsensusError::NotLeader { .. } => no_leader(),
+            other => other.into(),
+        })?;
         Ok(ReadOptions { consistency, blocking })
     }
 
@@ -722,29 +668,8 @@ impl Api {
         targets: impl Fn() -> Vec<WatchTarget>,
         read: impl Fn(&Fsm) -> (Index, R),
     ) -> (Index, R) {
-        let store = &self.consensus.as_ref().expect("ReadOptions come from prepare_read, on a server").store;
-        let Some((min_index, wait)) = options.blocking else {
-            return store.read(&read);
-        };
-        let deadline = tokio::time::Instant::now() + wait + jitter(wait / 16);
-        loop {
-            let attempt = store.read_or_watch(
-                |fsm| {
-                    let (index, answer) = read(fsm);
-                    ((index, answer), index > min_index)
-                },
-                &targets,
-            );
-            match attempt {
-                Ok(answer) => return answer,
-                Err((answer, waiter)) => match tokio::time::timeout_at(deadline, waiter.changed()).await {
-                    Err(_) => return answer,
-                    // A restore: the new state's index may be at or below the one waited on.
-                    Ok(Wake::Replaced) => return store.read(&read),
-                    Ok(Wake::Touched) => {}
-                },
-            }
-        }
+        let consensus = self.consensus.as_ref().expect("ReadOptions come from prepare_read, on a server");
+        consensus.read(options.blocking, targets, read).await
     }
 
     /// The headers every indexed read carries (Consul's `setMeta`): the index, whether a leader
@@ -757,7 +682,7 @@ impl Api {
         headers.insert("X-Consul-Index", HeaderValue::from(index.max(1)));
         let known = if status.is_some_and(|s| s.leader.is_some()) { "true" } else { "false" };
         headers.insert("X-Consul-KnownLeader", HeaderValue::from_static(known));
-        let last_contact = self.consensus.as_ref().map_or(Duration::ZERO, |c| last_contact(&c.raft));
+        let last_contact = self.consensus.as_ref().map_or(Duration::ZERO, Consensus::last_contact);
         let millis = u64::try_from(last_contact.as_millis()).unwrap_or(u64::MAX);
         headers.insert("X-Consul-LastContact", HeaderValue::from(millis));
         headers
@@ -883,36 +808,9 @@ impl Api {
     /// Proposes a command through Raft on this server, stamped with its clock, and waits for
     /// the state machine's answer.
     pub async fn write_here(&self, command: &Command) -> Result<FsmResponse, ConsensusError> {
-        command.validate().map_err(ConsensusError::Rejected)?;
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX));
-        let consensus = self.consensus.as_ref().ok_or(ConsensusError::NotServer)?;
-        let status = consensus.raft.status();
-        if status.disk_full && status.role == Role::Leader {
-            return Err(ConsensusError::DiskFull);
-        }
-        match consensus.raft.propose(command.encode(now_ms)).await {
-            Ok(Ok(FsmResponse::Rejected(error))) => Err(ConsensusError::Rejected(error)),
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(error)) => Err(ConsensusError::Apply(error.to_string())),
-            Err(error) => Err(error.into()),
-        }
-    }
-}
-
-/// Confirms the leadership with a round of heartbeats and waits until the state includes every
-/// write committed before (ReadIndex). A leader elected a moment ago has not committed in its
-/// term yet and cannot say what is committed: the read waits for that, up to
-/// [`RPC_HOLD_TIMEOUT`], as Consul's hold a request while a leader settles.
-async fn read_barrier(raft: &RaftClient<Output>) -> Result<Index, ConsensusError> {
-    let deadline = tokio::time::Instant::now() + RPC_HOLD_TIMEOUT;
-    loop {
-        match raft.read_barrier().await {
-            Err(WriteError::Refused(ProposeError::NotReady)) if tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            other => return other.map_err(ConsensusError::from),
+        match &self.consensus {
+            Some(consensus) => consensus.write(command).await,
+            None => Err(ConsensusError::NotServer),
         }
     }
 }
@@ -931,20 +829,7 @@ fn no_leader() -> HttpError {
     ConsensusError::NoLeader.into()
 }
 
-/// A random number below `n` (0 when `n` is 0), from the OS-seeded hasher.
+/// A random number below `n` (0 when `n` is 0).
 fn random_below(n: usize) -> usize {
-    use std::hash::{BuildHasher, RandomState};
-    let draw = RandomState::new().hash_one(std::time::SystemTime::now());
-    usize::try_from(draw % u64::try_from(n.max(1)).unwrap_or(u64::MAX)).unwrap_or(0)
-}
-
-/// A random duration up to `max`, from the OS-seeded hasher (the shell's only randomness).
-fn jitter(max: Duration) -> Duration {
-    use std::hash::{BuildHasher, RandomState};
-    let max_nanos = u64::try_from(max.as_nanos()).unwrap_or(u64::MAX);
-    if max_nanos == 0 {
-        return Duration::ZERO;
-    }
-    let draw = RandomState::new().hash_one(std::time::SystemTime::now());
-    Duration::from_nanos(draw % max_nanos)
+    usize::try_from(random_u64() % u64::try_from(n.max(1)).unwrap_or(u64::MAX)).unwrap_or(0)
 }

@@ -30,6 +30,12 @@ pub trait LogDir {
     fn remove(&mut self, name: &str) -> io::Result<()>;
     /// Makes the directory's names durable (fsync of the directory).
     fn sync_dir(&mut self) -> io::Result<()>;
+    /// How long the next sync should be made to take, where the disk is simulated and its
+    /// syncs cost nothing (the writer waits this long first, so a crash can land in between).
+    /// A real disk takes its own time: zero.
+    fn sync_delay(&mut self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
 }
 
 /// A real directory. The file last appended to stays open, so that appending to the newest

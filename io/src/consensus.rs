@@ -1,0 +1,228 @@
+//! The one way into consensus on a server: writes through Raft, reads in each of Consul's
+//! consistency modes (blocking or not), and the typed reasons either fails.
+//!
+//! The HTTP handlers reach the replicated state only through [`Consensus`], and so do the
+//! simulator's clients: this module is compiled without the agent's HTTP stack, so that what
+//! `cargo simtest` breaks is the code a request runs, from the mode check to the watch that
+//! wakes a blocked reader. Failures are [`ConsensusError`]s; `http` maps them to Consul's
+//! statuses and words in one place, and nothing decides what happened by reading a message.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use muster_core::fsm::{ApplyError, Command, CommandError, Fsm, Index, Response as FsmResponse, WatchTarget};
+use muster_core::raft::{ProposeError, Role, ServerId};
+
+use crate::raft_server::{RaftClient, WriteError};
+use crate::store::{Store, Wake};
+
+/// What a proposal answers, as the Raft server hands it back.
+pub type Output = Result<FsmResponse, ApplyError>;
+
+/// How long a server holds a request that needs the leader while none is known (Consul's
+/// `rpc_hold_timeout`); then it answers `No cluster leader`.
+pub const RPC_HOLD_TIMEOUT: Duration = Duration::from_secs(7);
+
+/// How often a read that waits for a new leader to commit in its term looks again.
+const READ_RETRY_INTERVAL: Duration = Duration::from_millis(5);
+
+/// A server's consensus: its replicated state and its Raft server.
+#[derive(Debug)]
+pub struct Consensus {
+    /// The replicated state this server holds.
+    pub store: Arc<Store>,
+    /// Its Raft server.
+    pub raft: RaftClient<Output>,
+    /// Its Raft ID.
+    pub raft_id: ServerId,
+    /// The address it serves RPC and Raft on.
+    pub rpc_addr: SocketAddr,
+}
+
+/// How a read may be served (`?stale`, `?consistent`, or neither).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consistency {
+    /// The leader answers from its state (its lease vouches for it).
+    Default,
+    /// Any server answers from its state.
+    Stale,
+    /// The leader confirms its leadership with a quorum first (ReadIndex).
+    Consistent,
+}
+
+/// Why a write or a read through consensus failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConsensusError {
+    /// No leader is known.
+    #[error("No cluster leader")]
+    NoLeader,
+    /// This server does not lead; `leader` is the one it knows, if any (the request may be
+    /// sent on there).
+    #[error("No cluster leader")]
+    NotLeader {
+        /// The leader this server knows.
+        leader: Option<ServerId>,
+    },
+    /// The state machine refused the command; nothing changed.
+    #[error(transparent)]
+    Rejected(CommandError),
+    /// The Raft server could not see the write through: its entry was replaced by another
+    /// leader's, compacted before its outcome was known, or the server stopped.
+    #[error(transparent)]
+    Write(WriteError),
+    /// The state machine could not apply the entry (fatal for the server).
+    #[error("{0}")]
+    Apply(String),
+    /// This server leads, and the disk under its log is full: it takes no writes until space is
+    /// freed (reads go on). hashicorp/raft's leader answers a failed log write with the file
+    /// system's error, as this does.
+    #[error("failed to append to the Raft log: no space left on device")]
+    DiskFull,
+    /// This agent keeps no replicated state (a client agent's router sends such requests to a
+    /// server, so reaching this is a routing bug, answered as one).
+    #[error("rpc error: this agent is not a server")]
+    NotServer,
+}
+
+impl From<WriteError> for ConsensusError {
+    fn from(error: WriteError) -> ConsensusError {
+        match error {
+            WriteError::Refused(ProposeError::NotLeader { leader_hint }) => {
+                ConsensusError::NotLeader { leader: leader_hint }
+            }
+            other => ConsensusError::Write(other),
+        }
+    }
+}
+
+impl Consensus {
+    /// Whether this server leads.
+    pub fn leads(&self) -> bool {
+        self.raft.status().role == Role::Leader
+    }
+
+    /// Proposes `command` through Raft on this server (it must lead), stamped with its clock,
+    /// and waits for the state machine's answer.
+    pub async fn write(&self, command: &Command) -> Result<FsmResponse, ConsensusError> {
+        command.validate().map_err(ConsensusError::Rejected)?;
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX));
+        let status = self.raft.status();
+        if status.disk_full && status.role == Role::Leader {
+            return Err(ConsensusError::DiskFull);
+        }
+        match self.raft.propose(command.encode(now_ms)).await {
+            Ok(Ok(FsmResponse::Rejected(error))) => Err(ConsensusError::Rejected(error)),
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(error)) => Err(ConsensusError::Apply(error.to_string())),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Waits until this server may answer a read in `consistency`'s mode from its own state.
+    pub async fn ready(&self, consistency: Consistency) -> Result<(), ConsensusError> {
+        match consistency {
+            Consistency::Stale => {}
+            Consistency::Default => {
+                let status = self.raft.status();
+                if status.role != Role::Leader {
+                    return Err(ConsensusError::NotLeader { leader: status.leader });
+                }
+                // The lease vouches that no other leader can have been elected yet. Without it
+                // (a leader paused, or cut off, that has not noticed yet), the leadership is
+                // confirmed by a round of heartbeats first (ReadIndex), so the read can never
+                // return a state a newer leader has moved past.
+                if !status.lease.holds(tokio::time::Instant::now()) {
+                    self.read_barrier().await?;
+                }
+            }
+            Consistency::Consistent => {
+                self.read_barrier().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Answers a read: at once, or (`blocking`: an index and a wait) once its index passes the
+    /// one the reader holds or its wait runs out (with a random extra of up to 1/16 of the
+    /// wait, as Consul, so readers that started together do not all return together).
+    /// `targets` names what the answer depends on, for the watch that wakes it.
+    pub async fn read<R>(
+        &self,
+        blocking: Option<(Index, Duration)>,
+        targets: impl Fn() -> Vec<WatchTarget>,
+        read: impl Fn(&Fsm) -> (Index, R),
+    ) -> (Index, R) {
+        let Some((min_index, wait)) = blocking else {
+            return self.store.read(&read);
+        };
+        let deadline = tokio::time::Instant::now() + wait + jitter(wait / 16);
+        loop {
+            let attempt = self.store.read_or_watch(
+                |fsm| {
+                    let (index, answer) = read(fsm);
+                    ((index, answer), index > min_index)
+                },
+                &targets,
+            );
+            match attempt {
+                Ok(answer) => return answer,
+                // (`timeout`, not `timeout_at`: madsim's clock has only the former.)
+                Err((answer, waiter)) => match tokio::time::timeout(
+                    deadline.saturating_duration_since(tokio::time::Instant::now()),
+                    waiter.changed(),
+                )
+                .await
+                {
+                    Err(_) => return answer,
+                    // A restore: the new state's index may be at or below the one waited on.
+                    Ok(Wake::Replaced) => return self.store.read(&read),
+                    Ok(Wake::Touched) => {}
+                },
+            }
+        }
+    }
+
+    /// How long ago this server last heard from its leader (hashicorp/raft's `LastContact`,
+    /// which Consul's `setQueryMeta` reports): zero on the leader itself; Go's largest duration
+    /// when it never heard from one (`time.Since` of the zero time).
+    pub fn last_contact(&self) -> Duration {
+        self.raft.last_leader_contact().unwrap_or(muster_core::duration::GO_DURATION_MAX)
+    }
+
+    /// Confirms the leadership with a round of heartbeats and waits until the state includes
+    /// every write committed before (ReadIndex). A leader elected a moment ago has not
+    /// committed in its term yet and cannot say what is committed: the read waits for that, up
+    /// to [`RPC_HOLD_TIMEOUT`], as Consul's hold a request while a leader settles.
+    async fn read_barrier(&self) -> Result<Index, ConsensusError> {
+        let deadline = tokio::time::Instant::now() + RPC_HOLD_TIMEOUT;
+        loop {
+            match self.raft.read_barrier().await {
+                Err(WriteError::Refused(ProposeError::NotReady))
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(READ_RETRY_INTERVAL).await;
+                }
+                other => return other.map_err(ConsensusError::from),
+            }
+        }
+    }
+}
+
+/// A random duration up to `max`, from [`random_u64`].
+pub(crate) fn jitter(max: Duration) -> Duration {
+    let max_nanos = u64::try_from(max.as_nanos()).unwrap_or(u64::MAX);
+    if max_nanos == 0 {
+        return Duration::ZERO;
+    }
+    Duration::from_nanos(random_u64() % max_nanos)
+}
+
+/// A random number from the OS-seeded hasher: the shell's only randomness (madsim seeds it in
+/// the simulator).
+pub(crate) fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::time::SystemTime::now())
+}
