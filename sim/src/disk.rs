@@ -9,19 +9,20 @@
 //! Names (create, rename, remove) are durable at once: the model tears data, not directory
 //! entries, so a log that forgot to sync its directory would go unnoticed here.
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::io;
 use std::path::PathBuf;
-use std::rc::Rc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use muster::wal::LogDir;
 use muster_core::Rng;
 
 /// A directory shared between a server's open log and the simulator, which tears it at each
-/// crash. Cloning shares it.
+/// crash. Cloning shares it; it is `Send`, for the madsim tier's servers, whose log writer is
+/// a task.
 #[derive(Debug, Clone, Default)]
-pub struct SimDir(Rc<RefCell<Files>>);
+pub struct SimDir(Arc<Mutex<Files>>);
 
 #[derive(Debug, Default)]
 struct Files {
@@ -30,6 +31,8 @@ struct Files {
     capacity: Option<u64>,
     /// The next fsync fails.
     fail_next_sync: bool,
+    /// How long each sync is made to take.
+    sync_delay: Duration,
 }
 
 impl Files {
@@ -46,11 +49,21 @@ struct SimFile {
 }
 
 impl SimDir {
+    fn files(&self) -> MutexGuard<'_, Files> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Each sync is made to take `delay` of simulated time (the log writer waits it out before
+    /// syncing, so a crash can fall between a write and its sync).
+    pub fn set_sync_delay(&self, delay: Duration) {
+        self.files().sync_delay = delay;
+    }
+
     /// The power goes: each file keeps what was synced and a random prefix of the rest.
     /// Returns how many bytes were lost.
     pub fn crash(&self, rng: &mut Rng) -> u64 {
         let mut lost = 0;
-        for file in self.0.borrow_mut().files.values_mut() {
+        for file in self.files().files.values_mut() {
             let unsynced = file.data.len() - file.durable;
             let kept = rng.below(unsynced as u64 + 1) as usize;
             lost += (unsynced - kept) as u64;
@@ -60,26 +73,28 @@ impl SimDir {
         lost
     }
 
-    /// The bytes on it, synced or not.
-    pub fn bytes(&self) -> u64 {
-        self.0.borrow().bytes()
-    }
-
     /// The disk fills up: `room` more bytes fit until [`SimDir::free`] (an append that needs
     /// more writes what fits).
     pub fn fill(&self, room: u64) {
-        let mut files = self.0.borrow_mut();
+        let mut files = self.files();
         files.capacity = Some(files.bytes() + room);
     }
 
     /// Space returns.
     pub fn free(&self) {
-        self.0.borrow_mut().capacity = None;
+        self.files().capacity = None;
+    }
+
+    /// Space returns and no fsync is set to fail.
+    pub fn clear_faults(&self) {
+        let mut files = self.files();
+        files.capacity = None;
+        files.fail_next_sync = false;
     }
 
     /// The next fsync fails with an I/O error.
     pub fn fail_next_sync(&self) {
-        self.0.borrow_mut().fail_next_sync = true;
+        self.files().fail_next_sync = true;
     }
 }
 
@@ -93,15 +108,15 @@ impl LogDir for SimDir {
     }
 
     fn list(&self) -> io::Result<Vec<String>> {
-        Ok(self.0.borrow().files.keys().cloned().collect())
+        Ok(self.files().files.keys().cloned().collect())
     }
 
     fn read(&self, name: &str) -> io::Result<Vec<u8>> {
-        self.0.borrow().files.get(name).map(|file| file.data.clone()).ok_or_else(|| not_found(name))
+        self.files().files.get(name).map(|file| file.data.clone()).ok_or_else(|| not_found(name))
     }
 
     fn create(&mut self, name: &str) -> io::Result<()> {
-        let mut files = self.0.borrow_mut();
+        let mut files = self.files();
         if files.files.contains_key(name) {
             return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{name} exists")));
         }
@@ -110,7 +125,7 @@ impl LogDir for SimDir {
     }
 
     fn append(&mut self, name: &str, bytes: &[u8]) -> io::Result<()> {
-        let mut files = self.0.borrow_mut();
+        let mut files = self.files();
         let room = files.capacity.map_or(u64::MAX, |capacity| capacity.saturating_sub(files.bytes()));
         let fits = bytes.len().min(usize::try_from(room).unwrap_or(usize::MAX));
         files.files.get_mut(name).ok_or_else(|| not_found(name))?.data.extend_from_slice(&bytes[..fits]);
@@ -121,7 +136,7 @@ impl LogDir for SimDir {
     }
 
     fn sync(&mut self, name: &str) -> io::Result<()> {
-        let mut files = self.0.borrow_mut();
+        let mut files = self.files();
         if std::mem::take(&mut files.fail_next_sync) {
             return Err(io::Error::other("input/output error"));
         }
@@ -131,7 +146,7 @@ impl LogDir for SimDir {
     }
 
     fn truncate(&mut self, name: &str, len: u64) -> io::Result<()> {
-        let mut files = self.0.borrow_mut();
+        let mut files = self.files();
         let file = files.files.get_mut(name).ok_or_else(|| not_found(name))?;
         file.data.truncate(len as usize);
         file.durable = file.data.len();
@@ -139,17 +154,21 @@ impl LogDir for SimDir {
     }
 
     fn rename(&mut self, from: &str, to: &str) -> io::Result<()> {
-        let mut files = self.0.borrow_mut();
+        let mut files = self.files();
         let file = files.files.remove(from).ok_or_else(|| not_found(from))?;
         files.files.insert(to.to_owned(), file);
         Ok(())
     }
 
     fn remove(&mut self, name: &str) -> io::Result<()> {
-        self.0.borrow_mut().files.remove(name).map(drop).ok_or_else(|| not_found(name))
+        self.files().files.remove(name).map(drop).ok_or_else(|| not_found(name))
     }
 
     fn sync_dir(&mut self) -> io::Result<()> {
         Ok(())
+    }
+
+    fn sync_delay(&mut self) -> Duration {
+        self.files().sync_delay
     }
 }

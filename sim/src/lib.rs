@@ -6,7 +6,9 @@
 //!   partitions, crashes that lose unsynced writes, and restarts.
 //! - [`world`] (only with `--cfg madsim`, through `cargo simtest`): N nodes each running the real
 //!   async [`muster::drive::run`] loop over madsim's simulated UDP, TCP and time, with madsim's
-//!   partitions (clog/unclog), kills and restarts.
+//!   partitions (clog/unclog), kills and restarts; and [`servers`], clusters of Raft servers
+//!   built from what the binary runs (Raft server task, write-ahead log, TCP transport, store,
+//!   the consensus facade), broken by a nemesis, their clients' histories checked.
 //!
 //! Both tiers take every random choice from one seed ([`seed`]), print it, and print the exact
 //! command that replays a failing seed. Runs are summarised by a [`trace::Trace`] hash: the same
@@ -18,6 +20,8 @@ pub mod health;
 pub mod linearizability;
 pub mod raft;
 pub mod seed;
+#[cfg(madsim)]
+pub mod servers;
 pub mod trace;
 #[cfg(madsim)]
 pub mod world;

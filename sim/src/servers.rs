@@ -1,0 +1,709 @@
+//! The madsim tier's servers: clusters of 3 and 5 built from the code the `muster` binary runs,
+//! broken by a nemesis, their clients' histories checked. Compiled only with `--cfg madsim`.
+//!
+//! Each server is a madsim host running what a server agent runs: the core's Raft server
+//! driven by `muster::raft_server`, its write-ahead log (`muster::wal`, group commit, its
+//! writer a task here) over a simulated disk ([`SimDir`]: a crash keeps what was synced and a
+//! random prefix of the rest, it fills up, an fsync fails), Raft's TCP transport
+//! (`muster::raft_net`, its framing and accept loop) over madsim's network, and the replicated
+//! store. Clients call the facade the HTTP handlers call ([`Consensus`]): KV put, delete and
+//! check-and-set, and reads in the default (lease) and `?consistent` modes.
+//!
+//! The nemesis draws its faults from the seed: symmetric and one-way partitions, the leader
+//! cut off, crash-restarts with torn writes, pauses longer than the election timeout, a full
+//! disk, a failed fsync (the server stops, and is restarted, as a supervisor would). Then it
+//! heals everything, and the cluster must take a write again (`liveness`) and every key is
+//! read back in the consistent mode. The whole history must be linearizable
+//! (`linearizability`): madsim's hosts share one clock, so the default mode is held to it too.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use madsim::net::NetSim;
+use madsim::rand::Rng as _;
+use madsim::runtime::{Handle, NodeHandle, Runtime};
+use madsim::task::NodeId;
+use muster::consensus::{Consensus, ConsensusError, Consistency};
+use muster::raft_net::RaftTransport;
+use muster::raft_server::{self, Opened, WriteError};
+use muster::store::{Store, StoreMachine};
+use muster::wal::Wal;
+use muster_core::fsm::{Command, KvCas, KvDelete, KvSet, Response};
+use muster_core::planted::PlantedBug;
+use muster_core::raft::{Config, ServerId};
+
+use crate::disk::SimDir;
+use crate::linearizability::{self, Kind, Op};
+
+/// How a run is set up.
+#[derive(Debug, Clone)]
+pub struct ServersConfig {
+    /// Servers (voters).
+    pub servers: usize,
+    /// Clients, each with one operation in flight.
+    pub clients: usize,
+    /// How long the clients and the nemesis run, in simulated time.
+    pub run_for: Duration,
+    /// Whether the nemesis acts.
+    pub faults: bool,
+    /// A bug planted in every server.
+    pub bug: Option<PlantedBug>,
+}
+
+impl ServersConfig {
+    /// `servers` servers, ten clients, 20 s of faults.
+    pub fn new(servers: usize) -> ServersConfig {
+        ServersConfig { servers, clients: 10, run_for: Duration::from_secs(20), faults: true, bug: None }
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Operations the clients started.
+    pub ops: usize,
+    /// Operations whose outcome the clients learned.
+    pub completed: usize,
+    /// Faults the nemesis injected.
+    pub faults: usize,
+    /// Simulated time the run took, the final checks included.
+    pub simulated: Duration,
+}
+
+/// A checker's finding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// The history has no valid order.
+    Linearizability(linearizability::Violation),
+    /// A state machine's own check failed (an assertion in the core, run after every step in
+    /// simulation builds), with its message.
+    Invariants(String),
+    /// After every fault healed, the cluster took no write in time.
+    Liveness(String),
+}
+
+impl Failure {
+    /// The checker that found it, as the planted-bug matrix names it.
+    pub fn checker(&self) -> &'static str {
+        match self {
+            Failure::Linearizability(_) => "linearizability",
+            Failure::Invariants(_) => "invariants",
+            Failure::Liveness(_) => "liveness",
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Linearizability(violation) => write!(
+                f,
+                "key {} has no linearizable order{}: {:?}",
+                violation.key,
+                if violation.inconclusive { " (search gave up)" } else { "" },
+                violation.ops
+            ),
+            Failure::Invariants(why) | Failure::Liveness(why) => f.write_str(why),
+        }
+    }
+}
+
+/// Keys the clients use: few enough to collide, enough to keep each key's history short.
+const KEYS: u64 = 100;
+
+/// How long a client waits for an answer before giving the operation up as unknown.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long the cluster has to take a write once every fault is healed.
+const RECOVERY_LIMIT: Duration = Duration::from_secs(30);
+
+/// How long a pause lasts: past the election timeout (1 s, up to 2 s with its jitter).
+const PAUSE_MS: std::ops::Range<u64> = 1500..4000;
+
+/// How many times the final read of a key is tried once the cluster took a write again.
+const FINAL_READ_TRIES: usize = 20;
+
+/// How long each server's disk takes to sync, drawn once per server.
+const SYNC_DELAY_US: std::ops::Range<u64> = 200..10_000;
+
+/// Segments this small rotate often, so the crashes tear segment heads too.
+const SEGMENT_BYTES: u64 = 4096;
+
+/// The servers' Raft port.
+const RAFT_PORT: u16 = 8300;
+
+/// Runs one seed: a cluster, its clients and the nemesis, then the checks.
+pub fn simulate_servers(seed: u64, config: ServersConfig) -> Result<Report, Failure> {
+    let mut madsim_config = madsim::Config::default();
+    madsim_config.net.send_latency = Duration::from_millis(1)..Duration::from_millis(5);
+    let runtime = Runtime::with_seed_and_config(seed, madsim_config);
+    // A panic on any host ends the run: the core's invariant checks assert.
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.block_on(run(config)))) {
+        Ok(outcome) => outcome,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|text| (*text).to_owned()))
+                .unwrap_or_else(|| "a panic without a message".to_owned());
+            Err(Failure::Invariants(message))
+        }
+    }
+}
+
+/// What the supervisor shares with the server hosts: each live server's facade.
+#[derive(Default)]
+struct Facades(Mutex<Vec<Option<Arc<Consensus>>>>);
+
+impl Facades {
+    fn get(&self, index: usize) -> Option<Arc<Consensus>> {
+        self.0.lock().unwrap()[index].clone()
+    }
+
+    fn set(&self, index: usize, facade: Option<Arc<Consensus>>) {
+        self.0.lock().unwrap()[index] = facade;
+    }
+}
+
+async fn run(config: ServersConfig) -> Result<Report, Failure> {
+    let started = madsim::time::Instant::now();
+    let mut cluster = Cluster::start(&config);
+    let history = History::default();
+    let values = Arc::new(AtomicU64::new(1));
+    let until = started + config.run_for;
+    let clients: Vec<_> = (0..config.clients)
+        .map(|client| {
+            let client = Client::new(&cluster, client % cluster.len(), history.clone(), started);
+            madsim::task::spawn(client.run(until, values.clone()))
+        })
+        .collect();
+    let mut faults = 0;
+    while madsim::time::Instant::now() < until {
+        madsim::time::sleep(Duration::from_millis(madsim::rand::thread_rng().gen_range(500..2500))).await;
+        if config.faults {
+            cluster.heal_some();
+            cluster.inject();
+            faults += 1;
+        }
+    }
+    for client in clients {
+        client.await.expect("a client task ends on its own");
+    }
+    cluster.heal_all();
+    let recovered = cluster.recover(Client::new(&cluster, 0, history.clone(), started)).await;
+    let history = std::mem::take(&mut *history.lock().unwrap());
+    recovered?;
+    let report = Report {
+        ops: history.len(),
+        completed: history.iter().filter(|op| op.ret.is_some()).count(),
+        faults,
+        simulated: started.elapsed(),
+    };
+    linearizability::check(&history).map_err(Failure::Linearizability)?;
+    Ok(report)
+}
+
+/// The servers, as the supervisor (and its nemesis) sees them.
+struct Cluster {
+    handle: Handle,
+    hosts: Vec<NodeHandle>,
+    dirs: Vec<SimDir>,
+    facades: Arc<Facades>,
+    /// Servers killed and not yet restarted.
+    down: BTreeSet<usize>,
+    /// Servers paused.
+    paused: BTreeSet<usize>,
+    /// Disks full.
+    full: BTreeSet<usize>,
+    /// Directed links cut.
+    cut: BTreeSet<(usize, usize)>,
+    /// Where the disks' crashes draw what they keep.
+    rng: muster_core::Rng,
+}
+
+impl Cluster {
+    fn start(config: &ServersConfig) -> Cluster {
+        let handle = Handle::current();
+        let facades = Arc::new(Facades(Mutex::new(vec![None; config.servers])));
+        let dirs: Vec<SimDir> = (0..config.servers).map(|_| SimDir::default()).collect();
+        let hosts = (0..config.servers)
+            .map(|index| {
+                let (dir, facades, servers, bug) =
+                    (dirs[index].clone(), facades.clone(), config.servers, config.bug);
+                dir.set_sync_delay(Duration::from_micros(
+                    madsim::rand::thread_rng().gen_range(SYNC_DELAY_US),
+                ));
+                handle
+                    .create_node()
+                    .name(format!("s{index}"))
+                    .ip(addr(index).ip())
+                    .init(move || server_main(index, servers, dir.clone(), facades.clone(), bug))
+                    .build()
+            })
+            .collect();
+        let rng = muster_core::Rng::from_seed(madsim::rand::thread_rng().gen());
+        Cluster {
+            handle,
+            hosts,
+            dirs,
+            facades,
+            down: BTreeSet::new(),
+            paused: BTreeSet::new(),
+            full: BTreeSet::new(),
+            cut: BTreeSet::new(),
+            rng,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.hosts.len()
+    }
+
+    /// The server that leads, as the live ones see it.
+    fn leader(&self) -> Option<usize> {
+        (0..self.len()).find(|&index| self.facades.get(index).is_some_and(|facade| facade.leads()))
+    }
+
+    /// One fault, drawn from the seed.
+    fn inject(&mut self) {
+        let mut rng = madsim::rand::thread_rng();
+        let target = rng.gen_range(0..self.len());
+        let leader_or_any = self.leader().unwrap_or(target);
+        match rng.gen_range(0..8) {
+            0 => self.partition_minority(),
+            1 => self.isolate(leader_or_any),
+            2 => {
+                let other = (target + rng.gen_range(1..self.len())) % self.len();
+                self.cut_link(target, other);
+            }
+            3 | 4 => self.crash(if rng.gen_bool(0.5) { leader_or_any } else { target }),
+            5 => self.pause(leader_or_any),
+            6 => self.fill_disk(target),
+            _ => {
+                // A failed fsync stops the server; a supervisor restarts it later.
+                self.dirs[target].fail_next_sync();
+            }
+        }
+    }
+
+    /// Heals about half of what is broken.
+    fn heal_some(&mut self) {
+        let mut rng = madsim::rand::thread_rng();
+        if rng.gen_bool(0.5) {
+            self.heal_network();
+        }
+        self.paused.clear();
+        for index in std::mem::take(&mut self.full) {
+            self.dirs[index].free();
+        }
+        // A server stopped by its log writer, or crashed, comes back.
+        let stopped: Vec<usize> =
+            (0..self.len()).filter(|&i| self.facades.get(i).is_some_and(|f| f.raft.is_stopped())).collect();
+        for index in stopped {
+            self.crash(index);
+        }
+        if rng.gen_bool(0.7) {
+            for index in std::mem::take(&mut self.down) {
+                self.handle.restart(self.hosts[index].id());
+            }
+        }
+    }
+
+    /// Heals every fault and brings every server back.
+    fn heal_all(&mut self) {
+        self.heal_network();
+        for index in std::mem::take(&mut self.paused) {
+            self.handle.resume(self.hosts[index].id());
+        }
+        for index in std::mem::take(&mut self.full) {
+            self.dirs[index].free();
+        }
+        for index in 0..self.len() {
+            self.dirs[index].clear_faults();
+        }
+        let stopped: Vec<usize> =
+            (0..self.len()).filter(|&i| self.facades.get(i).is_some_and(|f| f.raft.is_stopped())).collect();
+        for index in stopped {
+            self.crash(index);
+        }
+        for index in std::mem::take(&mut self.down) {
+            self.handle.restart(self.hosts[index].id());
+        }
+    }
+
+    fn heal_network(&mut self) {
+        let net = NetSim::current();
+        for (from, to) in std::mem::take(&mut self.cut) {
+            net.unclog_link(self.hosts[from].id(), self.hosts[to].id());
+        }
+    }
+
+    fn cut_link(&mut self, from: usize, to: usize) {
+        NetSim::current().clog_link(self.hosts[from].id(), self.hosts[to].id());
+        self.cut.insert((from, to));
+    }
+
+    /// Splits off a random minority, both ways.
+    fn partition_minority(&mut self) {
+        let mut rng = madsim::rand::thread_rng();
+        let minority = rng.gen_range(1..=(self.len() - 1) / 2);
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        for i in (1..order.len()).rev() {
+            order.swap(i, rng.gen_range(0..=i));
+        }
+        let (small, large) = order.split_at(minority);
+        for (from, to) in crate::links_across(&[small, large]) {
+            self.cut_link(from, to);
+        }
+    }
+
+    /// Cuts `index` off from every other server, both ways.
+    fn isolate(&mut self, index: usize) {
+        for other in (0..self.len()).filter(|&other| other != index) {
+            self.cut_link(index, other);
+            self.cut_link(other, index);
+        }
+    }
+
+    /// Kills `index` (it loses what it had not synced, tearing the last write) until healed.
+    fn crash(&mut self, index: usize) {
+        self.handle.resume(self.hosts[index].id());
+        self.handle.kill(self.hosts[index].id());
+        self.facades.set(index, None);
+        self.dirs[index].crash(&mut self.rng);
+        self.down.insert(index);
+    }
+
+    /// Stops `index`'s every task (a SIGSTOP) for longer than an election timeout.
+    fn pause(&mut self, index: usize) {
+        if self.down.contains(&index) || !self.paused.insert(index) {
+            return;
+        }
+        let (handle, id) = (self.handle.clone(), self.hosts[index].id());
+        handle.pause(id);
+        let pause = Duration::from_millis(madsim::rand::thread_rng().gen_range(PAUSE_MS));
+        madsim::task::spawn(async move {
+            madsim::time::sleep(pause).await;
+            handle.resume(id);
+        });
+    }
+
+    /// Leaves `index`'s disk room for a few hundred bytes more, until healed.
+    fn fill_disk(&mut self, index: usize) {
+        self.dirs[index].fill(madsim::rand::thread_rng().gen_range(0..512));
+        self.full.insert(index);
+    }
+
+    /// Once healed: the cluster takes a write within [`RECOVERY_LIMIT`], then every key is read
+    /// back in the consistent mode, into the history (so a lost write shows as a violation).
+    async fn recover(&self, mut client: Client) -> Result<(), Failure> {
+        let deadline = madsim::time::Instant::now() + RECOVERY_LIMIT;
+        let probe = Command::KvSet(KvSet { key: "liveness".into(), value: Bytes::new(), flags: 0 });
+        let mut index = 0;
+        loop {
+            if madsim::time::Instant::now() >= deadline {
+                return Err(Failure::Liveness(format!(
+                    "no write was taken within {RECOVERY_LIMIT:?} of healing every fault"
+                )));
+            }
+            if let Some(facade) = self.facades.get(index % self.len()) {
+                let write = madsim::time::timeout(CLIENT_TIMEOUT, facade.write(&probe)).await;
+                if matches!(write, Ok(Ok(_))) {
+                    break;
+                }
+            }
+            index += 1;
+            madsim::time::sleep(Duration::from_millis(50)).await;
+        }
+        client.guess = self.leader().expect("a server just took a write");
+        for key in 0..KEYS {
+            let mut tries = 0;
+            while !client.read(key, Consistency::Consistent).await {
+                tries += 1;
+                if tries == FINAL_READ_TRIES {
+                    return Err(Failure::Liveness(format!("key {key} could not be read back after healing")));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The clients' history, shared: each operation enters it when called.
+type History = Arc<Mutex<Vec<Op>>>;
+
+/// A client: one operation at a time, against the server it believes leads.
+struct Client {
+    facades: Arc<Facades>,
+    /// The servers' hosts: a call runs on its server's host, as an HTTP handler runs in its
+    /// agent, so a pause or a crash there holds or ends it.
+    hosts: Vec<NodeId>,
+    servers: usize,
+    guess: usize,
+    history: History,
+    /// The instant operation times count from.
+    origin: madsim::time::Instant,
+}
+
+/// What an operation's facade call came to.
+enum Outcome<T> {
+    Done(T),
+    /// Known not to have happened.
+    Refused,
+    /// May or may not have happened.
+    Unknown,
+}
+
+impl Client {
+    fn new(cluster: &Cluster, guess: usize, history: History, origin: madsim::time::Instant) -> Client {
+        let hosts = cluster.hosts.iter().map(NodeHandle::id).collect();
+        Client { facades: cluster.facades.clone(), hosts, servers: cluster.len(), guess, history, origin }
+    }
+
+    /// Runs operations until `until`, each on a random key, writing values from `values`.
+    async fn run(mut self, until: madsim::time::Instant, values: Arc<AtomicU64>) {
+        while madsim::time::Instant::now() < until {
+            let (key, choice) = {
+                let mut rng = madsim::rand::thread_rng();
+                (rng.gen_range(0..KEYS), rng.gen_range(0..100))
+            };
+            // 30 % writes, 10 % deletes, 20 % check-and-sets, 20 % default and 20 %
+            // consistent reads.
+            match choice {
+                0..30 => self.write(key, values.fetch_add(1, Ordering::Relaxed)).await,
+                30..40 => self.delete(key).await,
+                40..60 => self.cas(key, values.fetch_add(1, Ordering::Relaxed)).await,
+                60..80 => drop(self.read(key, Consistency::Default).await),
+                _ => drop(self.read(key, Consistency::Consistent).await),
+            }
+            let think = madsim::rand::thread_rng().gen_range(0..50);
+            madsim::time::sleep(Duration::from_millis(think)).await;
+        }
+    }
+
+    /// The facade of the server this client believes leads, if it is up.
+    fn facade(&mut self) -> Option<Arc<Consensus>> {
+        let facade = self.facades.get(self.guess);
+        if facade.is_none() {
+            self.guess_again(None);
+        }
+        facade
+    }
+
+    /// After a refusal: the leader the server named, or another server at random.
+    fn guess_again(&mut self, leader: Option<ServerId>) {
+        self.guess = match leader {
+            Some(id) => index_of(id),
+            None => madsim::rand::thread_rng().gen_range(0..self.servers),
+        };
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Calls `call` on the believed leader's facade with the client's timeout.
+    async fn call<T, F>(&mut self, call: impl FnOnce(Arc<Consensus>) -> F) -> Outcome<T>
+    where
+        F: std::future::Future<Output = Result<T, ConsensusError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let Some(facade) = self.facade() else {
+            madsim::time::sleep(Duration::from_millis(20)).await;
+            return Outcome::Refused;
+        };
+        // The host as it is now: a handle taken before a restart spawns into the dead life.
+        let host = Handle::current().get_node(self.hosts[self.guess]).expect("every server has a host");
+        let on_host = host.spawn(call(facade));
+        match madsim::time::timeout(CLIENT_TIMEOUT, on_host).await {
+            Ok(Ok(Ok(done))) => Outcome::Done(done),
+            Ok(Ok(Err(error))) => self.failed(error).await,
+            // The host was killed with the call in flight, or it did not answer in time.
+            Ok(Err(_)) | Err(_) => {
+                self.guess_again(None);
+                Outcome::Unknown
+            }
+        }
+    }
+
+    /// What an error says about the operation, and where to go next.
+    async fn failed<T>(&mut self, error: ConsensusError) -> Outcome<T> {
+        match error {
+            ConsensusError::NotLeader { leader } => {
+                self.guess_again(leader);
+                if leader.is_none() {
+                    madsim::time::sleep(Duration::from_millis(20)).await;
+                }
+                Outcome::Refused
+            }
+            ConsensusError::NoLeader | ConsensusError::DiskFull | ConsensusError::Rejected(_) => {
+                self.guess_again(None);
+                Outcome::Refused
+            }
+            // Replaced by another leader's entry, or refused by Raft: it never happened.
+            ConsensusError::Write(WriteError::Lost | WriteError::Refused(_)) => {
+                self.guess_again(None);
+                Outcome::Refused
+            }
+            ConsensusError::Write(_) | ConsensusError::Apply(_) | ConsensusError::NotServer => {
+                self.guess_again(None);
+                Outcome::Unknown
+            }
+        }
+    }
+
+    /// Records `kind` on `key` as called now; `finish` sets what came of it.
+    fn start(&self, key: u64, kind: Kind) -> usize {
+        let mut history = self.history.lock().unwrap();
+        history.push(Op { key, call: self.now(), ret: None, kind });
+        history.len() - 1
+    }
+
+    fn finish<T>(&self, at: usize, outcome: Outcome<T>, kind: impl FnOnce(T, Kind) -> Kind) {
+        match outcome {
+            Outcome::Done(done) => {
+                let ret = self.now();
+                let op = &mut self.history.lock().unwrap()[at];
+                op.kind = kind(done, op.kind);
+                op.ret = Some(ret);
+            }
+            // Known not to have happened: left in as a read nobody answered, which the
+            // checker skips.
+            Outcome::Refused => {
+                let op = &mut self.history.lock().unwrap()[at];
+                op.kind = Kind::Read(None);
+                op.ret = None;
+            }
+            Outcome::Unknown => {}
+        }
+    }
+
+    async fn write(&mut self, key: u64, value: u64) {
+        let at = self.start(key, Kind::Write(value));
+        let command = Command::KvSet(set(key, value));
+        let outcome = self.call(|facade| async move { facade.write(&command).await }).await;
+        self.finish(at, outcome, |_, kind| kind);
+    }
+
+    async fn delete(&mut self, key: u64) {
+        let at = self.start(key, Kind::Delete);
+        let command = Command::KvDelete(KvDelete { key: key_name(key) });
+        let outcome = self.call(|facade| async move { facade.write(&command).await }).await;
+        self.finish(at, outcome, |_, kind| kind);
+    }
+
+    /// A check-and-set on the value a stale read finds, by its `ModifyIndex`, as a client of
+    /// Consul's `?cas=` does: values are unique, so a value stands exactly while the key's
+    /// `ModifyIndex` is the one its write set.
+    async fn cas(&mut self, key: u64, new: u64) {
+        let found = self
+            .call(|facade| async move {
+                Ok(facade.read(None, Vec::new, |fsm| (fsm.applied(), lookup(fsm, key))).await.1)
+            })
+            .await;
+        let Outcome::Done((expected, index)) = found else { return };
+        let at = self.start(key, Kind::Cas { expected, new, ok: false });
+        let command = Command::KvCas(KvCas { set: set(key, new), index });
+        let outcome = self.call(|facade| async move { facade.write(&command).await }).await;
+        self.finish(at, outcome, |response, kind| match (kind, response) {
+            (Kind::Cas { expected, new, .. }, Response::Bool(ok)) => Kind::Cas { expected, new, ok },
+            (kind, response) => panic!("a check-and-set answered {response:?} for {kind:?}"),
+        });
+    }
+
+    /// Reads `key` in `consistency`'s mode; whether an answer came.
+    async fn read(&mut self, key: u64, consistency: Consistency) -> bool {
+        let at = self.start(key, Kind::Read(None));
+        let outcome = self
+            .call(|facade| async move {
+                facade.ready(consistency).await?;
+                let (_, (value, _)) =
+                    facade.read(None, Vec::new, |fsm| (fsm.applied(), lookup(fsm, key))).await;
+                Ok(value)
+            })
+            .await;
+        let answered = matches!(outcome, Outcome::Done(_));
+        self.finish(at, outcome, |value, _| Kind::Read(value));
+        answered
+    }
+}
+
+/// The value of `key` and the `ModifyIndex` a check-and-set on it names (0: absent).
+fn lookup(fsm: &muster_core::fsm::Fsm, key: u64) -> (Option<u64>, u64) {
+    match fsm.kv().get(&key_name(key)).1 {
+        Some(entry) => {
+            let bytes: [u8; 8] =
+                entry.value.as_ref().try_into().expect("the clients write eight-byte values");
+            (Some(u64::from_be_bytes(bytes)), entry.modify_index)
+        }
+        None => (None, 0),
+    }
+}
+
+fn set(key: u64, value: u64) -> KvSet {
+    KvSet { key: key_name(key), value: Bytes::copy_from_slice(&value.to_be_bytes()), flags: 0 }
+}
+
+fn key_name(key: u64) -> String {
+    format!("k{key}")
+}
+
+/// What server `index` runs; madsim runs it again at each restart, over the disk as the crash
+/// left it.
+async fn server_main(
+    index: usize,
+    servers: usize,
+    dir: SimDir,
+    facades: Arc<Facades>,
+    bug: Option<PlantedBug>,
+) {
+    let id = server_id(index);
+    let (wal, restored) = Wal::open_in(dir, SEGMENT_BYTES).expect("the log opens after any crash");
+    let mut config = Config::new(id, (0..servers).map(server_id), madsim::rand::thread_rng().gen());
+    // Snapshots every few dozen entries, so installs and compaction happen under faults.
+    config.snapshot_threshold = 48;
+    config.snapshot_trailing = 16;
+    let (mut transport, inbound) = RaftTransport::bind(id, addr(index)).await.expect("the Raft port binds");
+    for peer in 0..servers {
+        transport.set_peer(server_id(peer), addr(peer));
+    }
+    let store = Store::new();
+    #[cfg(feature = "invariants")]
+    {
+        config.planted_bug = bug;
+        store.plant(bug);
+    }
+    #[cfg(not(feature = "invariants"))]
+    assert!(bug.is_none(), "planted bugs need muster-sim's `invariants` feature");
+    let handle = raft_server::start_in(
+        config,
+        Opened::new(wal, restored),
+        transport,
+        inbound,
+        StoreMachine(store.clone()),
+    )
+    .expect("the server starts from what its log holds");
+    let facade = Consensus { store, raft: handle.client(), raft_id: id, rpc_addr: addr(index) };
+    facades.set(index, Some(Arc::new(facade)));
+    // The handle owns the server: it lives as long as this host.
+    std::future::pending::<()>().await;
+    drop(handle);
+}
+
+fn server_id(index: usize) -> ServerId {
+    index as ServerId + 1
+}
+
+fn index_of(id: ServerId) -> usize {
+    usize::try_from(id - 1).expect("server IDs start at 1")
+}
+
+fn addr(index: usize) -> SocketAddr {
+    assert!(index < 250, "10.0.1.x addresses up to 250 servers");
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 1, index as u8 + 1)), RAFT_PORT)
+}
