@@ -11,9 +11,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use muster_core::fsm::{ApplyError, Command, CommandError, Fsm, Index, Response as FsmResponse, WatchTarget};
+use muster_core::fsm::{
+    ApplyError, Command, CommandError, Fsm, Index, Response as FsmResponse, Session, WatchTarget,
+};
 use muster_core::raft::{ProposeError, Role, ServerId};
 
+use crate::metrics;
 use crate::raft_server::{RaftClient, WriteError};
 use crate::store::{Store, Wake};
 
@@ -182,6 +185,76 @@ impl Consensus {
                     Ok(Wake::Touched) => {}
                 },
             }
+        }
+    }
+
+    /// Renews session `id` as Consul's leader does: its TTL timer restarts; nothing reaches the
+    /// log. `None`: no such session. Consul answers the session whether or not a timer ran (one
+    /// without a TTL has none, and a leader that has not taken office yet starts every timer
+    /// afresh when it does).
+    pub async fn renew(&self, id: &str) -> Result<Option<Session>, ConsensusError> {
+        self.ready(Consistency::Default).await?;
+        let session = self.store.read(|fsm| fsm.sessions().get(id).cloned());
+        if session.is_some() {
+            self.store.renew(id);
+        }
+        Ok(session)
+    }
+
+    /// Runs the leader's timers for as long as the server runs: while it leads, it proposes
+    /// what [`muster_core::fsm::LeaderDuties`] finds due (a destroy for each session whose TTL
+    /// ran out, twice the TTL after its last renewal as in Consul; a reap of the tombstones past
+    /// theirs). The duties follow the state as entries apply ([`Store`]); this task only tells
+    /// them when the leadership comes and goes.
+    pub async fn run_duties(&self) {
+        let mut raft = self.raft.clone();
+        loop {
+            if raft.wait_for(|status| status.role == Role::Leader).await.is_err() {
+                return;
+            }
+            self.store.take_office();
+            let propose_due = async {
+                loop {
+                    for command in self.store.duties().expired().await {
+                        self.propose_duty(&command).await;
+                    }
+                }
+            };
+            let mut status = self.raft.clone();
+            // Biased: deterministic in the simulator (see the Raft server's loop).
+            tokio::select! {
+                biased;
+                lost = status.wait_for(|status| status.role != Role::Leader) => {
+                    self.store.leave_office();
+                    if lost.is_err() {
+                        return;
+                    }
+                }
+                () = propose_due => {}
+            }
+        }
+    }
+
+    /// Proposes one duty, in Consul's log lines and metric.
+    async fn propose_duty(&self, command: &Command) {
+        let started = std::time::Instant::now();
+        match command {
+            Command::SessionDestroy(destroy) => {
+                tracing::info!(session = %destroy.id, "agent.server.session: TTL expired, invalidating");
+                let written = self.write(command).await;
+                metrics::measure_since("session_ttl.invalidate", &[], started);
+                if let Err(error) = written {
+                    tracing::warn!(session = %destroy.id, reason = %error, "agent.server.session: invalidation failed");
+                }
+            }
+            Command::TombstoneReap(reap) => match self.write(command).await {
+                Ok(FsmResponse::Reaped(count)) if count > 0 => {
+                    tracing::debug!(count, up_to = reap.up_to, "agent.server.state: reaped tombstones");
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(reason = %error, "agent.leader: reaping tombstones failed"),
+            },
+            other => unreachable!("the leader's duties propose destroys and reaps only, not {other:?}"),
         }
     }
 

@@ -30,6 +30,7 @@ pub mod local;
 pub mod log_format;
 #[cfg(all(feature = "agent", not(madsim)))]
 pub mod logfile;
+mod metrics;
 #[cfg(all(feature = "agent", not(madsim)))]
 pub mod monitor;
 pub mod raft_net;

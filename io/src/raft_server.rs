@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::drive::core_now;
+use crate::metrics;
 use crate::raft_net::RaftTransport;
 use crate::wal::{FsDir, GroupCommit, LogDir, Wal, WalError, Written};
 
@@ -722,22 +723,3 @@ impl<S: Machine> Server<S> {
 /// How often a leader samples its contacts (hashicorp/raft checks its lease this often by
 /// default: `LeaderLeaseTimeout`).
 const LEADER_CONTACT_SAMPLE_INTERVAL: Duration = Duration::from_millis(500);
-
-/// Consul's Raft metrics, recorded by the agent's `telemetry` module; nothing without it (the
-/// simulator builds this server without the agent's telemetry).
-mod metrics {
-    #[cfg(feature = "agent")]
-    pub(super) use crate::telemetry::{add_sample, incr_counter, measure_since, set_gauge};
-
-    #[cfg(not(feature = "agent"))]
-    pub(super) fn incr_counter(_name: &str, _labels: &[(&'static str, &str)], _n: f32) {}
-
-    #[cfg(not(feature = "agent"))]
-    pub(super) fn set_gauge(_name: &str, _labels: &[(&'static str, &str)], _value: f32) {}
-
-    #[cfg(not(feature = "agent"))]
-    pub(super) fn add_sample(_name: &str, _labels: &[(&'static str, &str)], _value: f32) {}
-
-    #[cfg(not(feature = "agent"))]
-    pub(super) fn measure_since(_name: &str, _labels: &[(&'static str, &str)], _start: std::time::Instant) {}
-}

@@ -75,9 +75,9 @@ impl Store {
     }
 
     /// A client renews session `id` here: its TTL timer restarts, if one runs.
-    pub fn renew(&self, id: &str) -> bool {
+    pub fn renew(&self, id: &str) {
         let inner = self.lock();
-        self.duties.update(|duties, now| duties.renew(&inner.fsm, id, now))
+        self.duties.update(|duties, now| duties.renew(&inner.fsm, id, now));
     }
 
     /// Breaks a rule of the state machine and the leader's duties on purpose, to prove the

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use muster_core::autopilot::{self, Autopilot, GossipServer, View};
-use muster_core::fsm::{AutopilotSet, Command, Response};
+use muster_core::fsm::{AutopilotSet, Command};
 use muster_core::raft::{Role, ServerId};
 use muster_core::reconcile::{reconcile, GossipMember};
 use muster_core::swim::Status;
@@ -148,58 +148,11 @@ pub async fn run_leader_duties(api: Arc<Api>) {
     }
 }
 
-/// Runs the leader's timers on a server, for as long as the agent runs: while it leads, it
-/// proposes what [`muster_core::fsm::LeaderDuties`] finds due (a destroy for each session whose
-/// TTL ran out, twice the TTL after its last renewal as in Consul; a reap of the tombstones past
-/// theirs). The duties follow the state as entries apply ([`crate::store::Store`]); this task
-/// only tells them when the leadership comes and goes.
+/// Runs the leader's timers on a server ([`Consensus::run_duties`]), for as long as the agent
+/// runs; nothing on a client agent.
 pub async fn run_duties(api: Arc<Api>) {
-    let Some(consensus) = &api.consensus else { return };
-    let mut raft = consensus.raft.clone();
-    loop {
-        if raft.wait_for(|status| status.role == Role::Leader).await.is_err() {
-            return;
-        }
-        consensus.store.take_office();
-        let propose_due = async {
-            loop {
-                for command in consensus.store.duties().expired().await {
-                    propose_duty(&api, &command).await;
-                }
-            }
-        };
-        let mut status = consensus.raft.clone();
-        tokio::select! {
-            lost = status.wait_for(|status| status.role != Role::Leader) => {
-                consensus.store.leave_office();
-                if lost.is_err() {
-                    return;
-                }
-            }
-            () = propose_due => {}
-        }
-    }
-}
-
-/// Proposes one duty, in Consul's log lines and metric.
-async fn propose_duty(api: &Api, command: &Command) {
-    let started = std::time::Instant::now();
-    if let Command::SessionDestroy(destroy) = command {
-        tracing::info!(session = %destroy.id, "agent.server.session: TTL expired, invalidating");
-    }
-    let written = api.write_here(command).await;
-    match (command, written) {
-        (Command::SessionDestroy(destroy), written) => {
-            crate::telemetry::measure_since("session_ttl.invalidate", &[], started);
-            if let Err(error) = written {
-                tracing::warn!(session = %destroy.id, reason = %error, "agent.server.session: invalidation failed");
-            }
-        }
-        (Command::TombstoneReap(reap), Ok(Response::Reaped(count))) if count > 0 => {
-            tracing::debug!(count, up_to = reap.up_to, "agent.server.state: reaped tombstones");
-        }
-        (_, Err(error)) => tracing::warn!(reason = %error, "agent.leader: reaping tombstones failed"),
-        (_, Ok(_)) => {}
+    if let Some(consensus) = &api.consensus {
+        consensus.run_duties().await;
     }
 }
 

@@ -175,16 +175,13 @@ async fn renew(State(api): State<Arc<Api>>, Path(id): Path<String>, RawQuery(raw
     let query = Query::parse(raw.as_deref());
     let started = std::time::Instant::now();
     let result = async {
-        api.prepare_read(&query).await?;
-        let store = &api.consensus()?.store;
-        let session = store.read(|fsm| fsm.sessions().get(&id).cloned());
-        let Some(session) = session else {
+        api.check_datacenter(&query)?;
+        let Some(session) = api.consensus()?.renew(&id).await? else {
             return Err(HttpError {
                 status: StatusCode::NOT_FOUND,
                 reason: format!("Session id '{id}' not found"),
             });
         };
-        store.renew(&id);
         Ok(json(&query, &[SessionJson::from(&session)]).into_response())
     };
     let response = result.await.unwrap_or_else(IntoResponse::into_response);

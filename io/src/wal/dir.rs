@@ -5,7 +5,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// A directory of named files, with the durability a log needs: data written is durable once
 /// its file is synced; a name created, renamed or removed is durable once the directory is.
@@ -52,11 +52,6 @@ impl FsDir {
         let dir = dir.into();
         fs::create_dir_all(&dir)?;
         Ok(FsDir { dir, open: None })
-    }
-
-    /// Where it is.
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// File `name`, opened for appending (the open one if it is that).
