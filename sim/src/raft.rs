@@ -312,9 +312,13 @@ const TOMBSTONE_TTL: Duration = Duration::from_secs(5);
 
 /// A server's leader duties, with the bug planted in them if any.
 fn duties(planted_bug: Option<PlantedBug>) -> LeaderDuties {
-    let mut duties = LeaderDuties::new(TOMBSTONE_TTL);
+    let duties = LeaderDuties::new(TOMBSTONE_TTL);
     #[cfg(feature = "invariants")]
-    duties.plant(planted_bug);
+    let duties = {
+        let mut duties = duties;
+        duties.plant(planted_bug);
+        duties
+    };
     #[cfg(not(feature = "invariants"))]
     let _ = planted_bug;
     duties
@@ -380,6 +384,9 @@ impl Replica {
     fn plant(&mut self) {
         #[cfg(feature = "invariants")]
         self.fsm.plant(self.planted_bug);
+        // Without the feature no bug can be planted (`RaftCluster::new` refuses one).
+        #[cfg(not(feature = "invariants"))]
+        let _ = self.planted_bug;
     }
 
     /// Register `key`'s value.

@@ -104,6 +104,33 @@ pub fn map_seeds<T: Send>(replay: Replay, default: Range<u64>, body: impl Fn(u64
     results.into_iter().map(|(_, result)| result).collect()
 }
 
+/// The lowest seed of `range` for which `find` finds something, with what it found, searched
+/// on every core (each seed's run is deterministic on its own, so the answer does not depend
+/// on the threads: a seed is skipped only once a lower one has been found).
+pub fn first_seed<T: Send>(range: Range<u64>, find: impl Fn(u64) -> Option<T> + Sync) -> Option<(u64, T)> {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let next = std::sync::atomic::AtomicU64::new(range.start);
+    let best: std::sync::Mutex<Option<(u64, T)>> = std::sync::Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let seed = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let beaten = || best.lock().unwrap().as_ref().is_some_and(|(found, _)| *found < seed);
+                if seed >= range.end || beaten() {
+                    return;
+                }
+                if let Some(found) = find(seed) {
+                    let mut best = best.lock().unwrap();
+                    if best.as_ref().is_none_or(|(lowest, _)| seed < *lowest) {
+                        *best = Some((seed, found));
+                    }
+                }
+            });
+        }
+    });
+    best.into_inner().unwrap()
+}
+
 fn env_u64(name: &str) -> Option<u64> {
     let text = std::env::var(name).ok()?;
     Some(text.trim().parse().unwrap_or_else(|_| panic!("{name}={text:?} is not a number")))

@@ -33,9 +33,12 @@ use muster::raft_net::RaftTransport;
 use muster::raft_server::{self, Opened, WriteError};
 use muster::store::{Store, StoreMachine};
 use muster::wal::Wal;
-use muster_core::fsm::{Command, KvCas, KvDelete, KvSet, Response};
+use muster_core::fsm::{
+    Behavior, Command, KvCas, KvDelete, KvLock, KvOperand, KvSet, KvUnlock, KvVerb, Node, Register, Response,
+    Session, Txn, TxnOp,
+};
 use muster_core::planted::PlantedBug;
-use muster_core::raft::{Config, ServerId};
+use muster_core::raft::{Config, Role, ServerId};
 
 use crate::disk::SimDir;
 use crate::linearizability::{self, Kind, Op};
@@ -56,6 +59,11 @@ pub struct ServersConfig {
 }
 
 impl ServersConfig {
+    /// The keys its clients use.
+    fn keys(&self) -> u64 {
+        (self.clients as u64 * KEYS_PER_CLIENT).max(100)
+    }
+
     /// `servers` servers, ten clients, 20 s of faults.
     pub fn new(servers: usize) -> ServersConfig {
         ServersConfig { servers, clients: 10, run_for: Duration::from_secs(20), faults: true, bug: None }
@@ -71,6 +79,8 @@ pub struct Report {
     pub completed: usize,
     /// Faults the nemesis injected.
     pub faults: usize,
+    /// Times a locker took the lock.
+    pub locks_taken: usize,
     /// Simulated time the run took, the final checks included.
     pub simulated: Duration,
 }
@@ -83,6 +93,9 @@ pub enum Failure {
     /// A state machine's own check failed (an assertion in the core, run after every step in
     /// simulation builds), with its message.
     Invariants(String),
+    /// Two lockers held the lock at once, or a server showed it held by a session that does
+    /// not exist.
+    Locks(String),
     /// After every fault healed, the cluster took no write in time.
     Liveness(String),
 }
@@ -93,6 +106,7 @@ impl Failure {
         match self {
             Failure::Linearizability(_) => "linearizability",
             Failure::Invariants(_) => "invariants",
+            Failure::Locks(_) => "locks",
             Failure::Liveness(_) => "liveness",
         }
     }
@@ -108,13 +122,14 @@ impl fmt::Display for Failure {
                 if violation.inconclusive { " (search gave up)" } else { "" },
                 violation.ops
             ),
-            Failure::Invariants(why) | Failure::Liveness(why) => f.write_str(why),
+            Failure::Invariants(why) | Failure::Locks(why) | Failure::Liveness(why) => f.write_str(why),
         }
     }
 }
 
-/// Keys the clients use: few enough to collide, enough to keep each key's history short.
-const KEYS: u64 = 100;
+/// Keys the clients use per client: few enough to collide, enough to keep each key's history
+/// well under the checker's bound.
+const KEYS_PER_CLIENT: u64 = 10;
 
 /// How long a client waits for an answer before giving the operation up as unknown.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -122,14 +137,20 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long the cluster has to take a write once every fault is healed.
 const RECOVERY_LIMIT: Duration = Duration::from_secs(30);
 
+/// How long the nemesis watches for an election after crashing a leader.
+const ELECTION_WATCH: Duration = Duration::from_secs(3);
+
 /// How long a pause lasts: past the election timeout (1 s, up to 2 s with its jitter).
 const PAUSE_MS: std::ops::Range<u64> = 1500..4000;
+
+/// How long tombstones are kept: short enough that runs reap them.
+const TOMBSTONE_TTL: Duration = Duration::from_secs(5);
 
 /// How many times the final read of a key is tried once the cluster took a write again.
 const FINAL_READ_TRIES: usize = 20;
 
 /// How long each server's disk takes to sync, drawn once per server.
-const SYNC_DELAY_US: std::ops::Range<u64> = 200..10_000;
+const SYNC_DELAY_US: std::ops::Range<u64> = 1_000..40_000;
 
 /// Segments this small rotate often, so the crashes tear segment heads too.
 const SEGMENT_BYTES: u64 = 4096;
@@ -182,12 +203,20 @@ async fn run(config: ServersConfig) -> Result<Report, Failure> {
             madsim::task::spawn(client.run(until, values.clone()))
         })
         .collect();
+    let locks = Arc::new(Locks::default());
+    let lockers: Vec<_> = (0..LOCKERS)
+        .map(|l| {
+            let client = Client::new(&cluster, l % cluster.len(), history.clone(), started);
+            madsim::task::spawn(Locker::new(l, client, locks.clone()).run(until + LOCKERS_TAIL))
+        })
+        .collect();
+    let sampler = madsim::task::spawn(sample_lock_state(cluster.facades.clone(), locks.clone()));
     let mut faults = 0;
     while madsim::time::Instant::now() < until {
         madsim::time::sleep(Duration::from_millis(madsim::rand::thread_rng().gen_range(500..2500))).await;
         if config.faults {
             cluster.heal_some();
-            cluster.inject();
+            cluster.inject().await;
             faults += 1;
         }
     }
@@ -196,12 +225,18 @@ async fn run(config: ServersConfig) -> Result<Report, Failure> {
     }
     cluster.heal_all();
     let recovered = cluster.recover(Client::new(&cluster, 0, history.clone(), started)).await;
+    // The lockers go on past the faults, long enough for an abandoned session to expire.
+    for locker in lockers {
+        locker.await.expect("a locker ends on its own");
+    }
+    sampler.abort();
     let history = std::mem::take(&mut *history.lock().unwrap());
     recovered?;
     let report = Report {
         ops: history.len(),
         completed: history.iter().filter(|op| op.ret.is_some()).count(),
         faults,
+        locks_taken: locks.check(started.elapsed()).map_err(Failure::Locks)?,
         simulated: started.elapsed(),
     };
     linearizability::check(&history).map_err(Failure::Linearizability)?;
@@ -224,6 +259,8 @@ struct Cluster {
     cut: BTreeSet<(usize, usize)>,
     /// Where the disks' crashes draw what they keep.
     rng: muster_core::Rng,
+    /// The keys the clients use.
+    keys: u64,
 }
 
 impl Cluster {
@@ -257,6 +294,7 @@ impl Cluster {
             full: BTreeSet::new(),
             cut: BTreeSet::new(),
             rng,
+            keys: config.keys(),
         }
     }
 
@@ -270,24 +308,51 @@ impl Cluster {
     }
 
     /// One fault, drawn from the seed.
-    fn inject(&mut self) {
-        let mut rng = madsim::rand::thread_rng();
-        let target = rng.gen_range(0..self.len());
+    async fn inject(&mut self) {
+        let (target, fault, crash_leader) = {
+            let mut rng = madsim::rand::thread_rng();
+            (rng.gen_range(0..self.len()), rng.gen_range(0..9), rng.gen_bool(0.5))
+        };
         let leader_or_any = self.leader().unwrap_or(target);
-        match rng.gen_range(0..8) {
+        match fault {
+            8 => self.crash_a_voter(leader_or_any).await,
             0 => self.partition_minority(),
             1 => self.isolate(leader_or_any),
             2 => {
-                let other = (target + rng.gen_range(1..self.len())) % self.len();
+                let other = (target + madsim::rand::thread_rng().gen_range(1..self.len())) % self.len();
                 self.cut_link(target, other);
             }
-            3 | 4 => self.crash(if rng.gen_bool(0.5) { leader_or_any } else { target }),
+            3 | 4 => self.crash(if crash_leader { leader_or_any } else { target }),
             5 => self.pause(leader_or_any),
             6 => self.fill_disk(target),
             _ => {
                 // A failed fsync stops the server; a supervisor restarts it later.
                 self.dirs[target].fail_next_sync();
             }
+        }
+    }
+
+    /// Crashes `leader`, waits for a candidate to ask for votes, and crashes another server a
+    /// moment later: a voter that may have answered before its vote was durable.
+    async fn crash_a_voter(&mut self, leader: usize) {
+        self.crash(leader);
+        let deadline = madsim::time::Instant::now() + ELECTION_WATCH;
+        while madsim::time::Instant::now() < deadline {
+            madsim::time::sleep(Duration::from_millis(1)).await;
+            let candidate = (0..self.len()).find(|&index| {
+                self.facades.get(index).is_some_and(|facade| facade.raft.status().role == Role::Candidate)
+            });
+            let Some(candidate) = candidate else { continue };
+            let (voter, after) = {
+                let mut rng = madsim::rand::thread_rng();
+                let offset = rng.gen_range(1..self.len());
+                ((candidate + offset) % self.len(), Duration::from_micros(rng.gen_range(0..5_000)))
+            };
+            madsim::time::sleep(after).await;
+            if voter != leader && !self.down.contains(&voter) {
+                self.crash(voter);
+            }
+            return;
         }
     }
 
@@ -421,7 +486,7 @@ impl Cluster {
             madsim::time::sleep(Duration::from_millis(50)).await;
         }
         client.guess = self.leader().expect("a server just took a write");
-        for key in 0..KEYS {
+        for key in 0..client.keys {
             let mut tries = 0;
             while !client.read(key, Consistency::Consistent).await {
                 tries += 1;
@@ -444,6 +509,8 @@ struct Client {
     /// agent, so a pause or a crash there holds or ends it.
     hosts: Vec<NodeId>,
     servers: usize,
+    /// How many keys the clients spread over.
+    keys: u64,
     guess: usize,
     history: History,
     /// The instant operation times count from.
@@ -451,6 +518,7 @@ struct Client {
 }
 
 /// What an operation's facade call came to.
+#[derive(Debug, Clone)]
 enum Outcome<T> {
     Done(T),
     /// Known not to have happened.
@@ -462,7 +530,15 @@ enum Outcome<T> {
 impl Client {
     fn new(cluster: &Cluster, guess: usize, history: History, origin: madsim::time::Instant) -> Client {
         let hosts = cluster.hosts.iter().map(NodeHandle::id).collect();
-        Client { facades: cluster.facades.clone(), hosts, servers: cluster.len(), guess, history, origin }
+        Client {
+            facades: cluster.facades.clone(),
+            hosts,
+            servers: cluster.len(),
+            keys: cluster.keys,
+            guess,
+            history,
+            origin,
+        }
     }
 
     /// Runs operations until `until`, each on a random key, writing values from `values`.
@@ -470,12 +546,20 @@ impl Client {
         while madsim::time::Instant::now() < until {
             let (key, choice) = {
                 let mut rng = madsim::rand::thread_rng();
-                (rng.gen_range(0..KEYS), rng.gen_range(0..100))
+                (rng.gen_range(0..self.keys), rng.gen_range(0..100))
             };
-            // 30 % writes, 10 % deletes, 20 % check-and-sets, 20 % default and 20 %
-            // consistent reads.
+            // 25 % writes, 5 % transactions of two writes, 10 % deletes, 20 % check-and-sets,
+            // 20 % default and 20 % consistent reads.
             match choice {
-                0..30 => self.write(key, values.fetch_add(1, Ordering::Relaxed)).await,
+                0..25 => self.write(key, values.fetch_add(1, Ordering::Relaxed)).await,
+                25..30 => {
+                    let other = (key + 1) % self.keys;
+                    let written = [
+                        (key, values.fetch_add(1, Ordering::Relaxed)),
+                        (other, values.fetch_add(1, Ordering::Relaxed)),
+                    ];
+                    self.txn(written).await;
+                }
                 30..40 => self.delete(key).await,
                 40..60 => self.cas(key, values.fetch_add(1, Ordering::Relaxed)).await,
                 60..80 => drop(self.read(key, Consistency::Default).await),
@@ -590,6 +674,30 @@ impl Client {
         self.finish(at, outcome, |_, kind| kind);
     }
 
+    /// Writes both keys in one transaction (`PUT /v1/txn`): each is a write in its key's
+    /// history, called and answered together.
+    async fn txn(&mut self, writes: [(u64, u64); 2]) {
+        let at = writes.map(|(key, value)| self.start(key, Kind::Write(value)));
+        let ops = writes
+            .iter()
+            .map(|&(key, value)| {
+                let set = set(key, value);
+                let operand = KvOperand { key: set.key, value: set.value, ..KvOperand::default() };
+                TxnOp::Kv(KvVerb::Set, operand)
+            })
+            .collect();
+        let command = Command::Txn(Txn { ops });
+        let outcome = self.call(|facade| async move { facade.write(&command).await }).await;
+        let outcome = match outcome {
+            Outcome::Done(Response::Txn(Ok(_))) => Outcome::Done(()),
+            Outcome::Done(response) => panic!("a transaction of two writes answered {response:?}"),
+            Outcome::Refused => Outcome::Refused,
+            Outcome::Unknown => Outcome::Unknown,
+        };
+        self.finish(at[0], outcome.clone(), |(), kind| kind);
+        self.finish(at[1], outcome, |(), kind| kind);
+    }
+
     async fn delete(&mut self, key: u64) {
         let at = self.start(key, Kind::Delete);
         let command = Command::KvDelete(KvDelete { key: key_name(key) });
@@ -672,7 +780,7 @@ async fn server_main(
     for peer in 0..servers {
         transport.set_peer(server_id(peer), addr(peer));
     }
-    let store = Store::new();
+    let store = Store::with_tombstone_ttl(TOMBSTONE_TTL);
     #[cfg(feature = "invariants")]
     {
         config.planted_bug = bug;
@@ -688,8 +796,11 @@ async fn server_main(
         StoreMachine(store.clone()),
     )
     .expect("the server starts from what its log holds");
-    let facade = Consensus { store, raft: handle.client(), raft_id: id, rpc_addr: addr(index) };
-    facades.set(index, Some(Arc::new(facade)));
+    let facade = Arc::new(Consensus { store, raft: handle.client(), raft_id: id, rpc_addr: addr(index) });
+    // The leader's duties, as the agent runs them: session TTLs, tombstone reaping.
+    let duties = facade.clone();
+    tokio::spawn(async move { duties.run_duties().await });
+    facades.set(index, Some(facade));
     // The handle owns the server: it lives as long as this host.
     std::future::pending::<()>().await;
     drop(handle);
@@ -706,4 +817,228 @@ fn index_of(id: ServerId) -> usize {
 fn addr(index: usize) -> SocketAddr {
     assert!(index < 250, "10.0.1.x addresses up to 250 servers");
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 1, index as u8 + 1)), RAFT_PORT)
+}
+
+/// Lockers contending for the lock.
+const LOCKERS: usize = 2;
+
+/// How long the lockers go on after the other clients stop: past twice a session's TTL, so a
+/// session a dead locker left behind expires within the run.
+const LOCKERS_TAIL: Duration = Duration::from_secs(25);
+
+/// The key they lock.
+const LOCK_KEY: &str = "lock";
+
+/// Their sessions' TTL: Consul's shortest.
+const SESSION_TTL: Duration = Duration::from_secs(10);
+const SESSION_TTL_TEXT: &str = "10s";
+
+/// How long the lock stays closed after a session holding it ends.
+const LOCK_DELAY_MS: u64 = 2_000;
+
+/// How often a locker renews its session: half the TTL, as Consul's API client
+/// (`Session.RenewPeriodic`) does.
+const RENEW_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How long a locker holds the lock: from a moment to well past the lock delay, as a leader
+/// elected through the lock holds it.
+const HOLD_MS: std::ops::Range<u64> = 200..8_000;
+
+/// How often a locker looks at its state.
+const LOCKER_STEP: Duration = Duration::from_millis(100);
+
+/// The chance that a locker holding the lock dies at a step, as a killed `consul lock` does:
+/// its session is left to expire, and the lock to be released by the leader.
+const DEATH_CHANCE: f64 = 0.01;
+
+/// A span in which a locker counted itself the lock's holder, in nanoseconds of the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Hold {
+    locker: usize,
+    from: u64,
+    to: u64,
+}
+
+/// What the lockers saw, and what the servers showed.
+#[derive(Default)]
+struct Locks {
+    holds: Mutex<Vec<Hold>>,
+    /// Each locker's hold in progress: since when.
+    open: Mutex<[Option<u64>; LOCKERS]>,
+    /// A server that showed the lock held by a session it does not have.
+    dead_holder: Mutex<Option<String>>,
+}
+
+impl Locks {
+    /// No two lockers' holds overlap, and no server showed a dead session holding the lock;
+    /// returns how many holds there were. Holds still open end at `end`.
+    fn check(&self, end: Duration) -> Result<usize, String> {
+        if let Some(found) = self.dead_holder.lock().unwrap().clone() {
+            return Err(found);
+        }
+        let end = u64::try_from(end.as_nanos()).unwrap_or(u64::MAX);
+        let mut holds = self.holds.lock().unwrap().clone();
+        for (locker, from) in self.open.lock().unwrap().iter().enumerate() {
+            holds.extend(from.map(|from| Hold { locker, from, to: end }));
+        }
+        for (i, a) in holds.iter().enumerate() {
+            if let Some(b) =
+                holds[i + 1..].iter().find(|b| b.locker != a.locker && b.from < a.to && a.from < b.to)
+            {
+                return Err(format!("two lockers held the lock at once: {a:?} and {b:?}"));
+            }
+        }
+        Ok(holds.len())
+    }
+}
+
+/// Every 50 ms, each live server's state: the lock, if held, is held by a session it has.
+async fn sample_lock_state(facades: Arc<Facades>, locks: Arc<Locks>) {
+    loop {
+        madsim::time::sleep(Duration::from_millis(50)).await;
+        let servers = facades.0.lock().unwrap().clone();
+        for (index, facade) in servers.iter().enumerate() {
+            let Some(facade) = facade else { continue };
+            let dead = facade.store.read(|fsm| {
+                let holder = fsm.kv().get(LOCK_KEY).1.and_then(|entry| entry.session.clone())?;
+                fsm.sessions().get(&holder).is_none().then_some(holder)
+            });
+            if let Some(session) = dead {
+                let found = format!(
+                    "server {index} shows the lock held by session {session}, which it does not have"
+                );
+                locks.dead_holder.lock().unwrap().get_or_insert(found);
+            }
+        }
+    }
+}
+
+/// A client that takes the lock through sessions, as `consul lock` and leader-election
+/// libraries do. It counts itself the holder from the acquisition's answer until it asks to
+/// release, or until its session's TTL has passed since its last renewal without another: a
+/// session lives at least its TTL after a renewal (the leader ends it at twice that), so no
+/// other session can take the lock before then.
+struct Locker {
+    id: usize,
+    client: Client,
+    locks: Arc<Locks>,
+    registered: bool,
+    sessions_made: u64,
+}
+
+impl Locker {
+    fn new(id: usize, client: Client, locks: Arc<Locks>) -> Locker {
+        Locker { id, client, locks, registered: false, sessions_made: 0 }
+    }
+
+    async fn run(mut self, until: madsim::time::Instant) {
+        while madsim::time::Instant::now() < until {
+            madsim::time::sleep(LOCKER_STEP).await;
+            if !self.registered {
+                let register = register(self.id);
+                let done = self.client.call(|facade| async move { facade.write(&register).await }).await;
+                self.registered = matches!(done, Outcome::Done(_));
+                continue;
+            }
+            self.sessions_made += 1;
+            let id = format!("session-{}-{}", self.id, self.sessions_made);
+            let asked = self.client.now();
+            let create = create_session(self.id, id.clone());
+            // The session's TTL runs from its creation, which is after `asked`.
+            if let Outcome::Done(_) =
+                self.client.call(|facade| async move { facade.write(&create).await }).await
+            {
+                self.hold_with(&id, asked, until).await;
+            }
+        }
+    }
+
+    /// Takes, holds and releases the lock with session `id` until the session is lost, the
+    /// locker dies, or the run ends.
+    async fn hold_with(&mut self, id: &str, mut renewed_at: u64, until: madsim::time::Instant) {
+        let ttl = u64::try_from(SESSION_TTL.as_nanos()).expect("small");
+        let renew_every = u64::try_from(RENEW_INTERVAL.as_nanos()).expect("small");
+        let mut release_at = None;
+        while madsim::time::Instant::now() < until {
+            madsim::time::sleep(LOCKER_STEP).await;
+            let now = self.client.now();
+            if now >= renewed_at + ttl {
+                // Not renewed in time: the session may end any moment from then.
+                self.end_hold(renewed_at + ttl);
+                return;
+            }
+            if now >= renewed_at + renew_every {
+                let session = id.to_owned();
+                match self.client.call(|facade| async move { facade.renew(&session).await }).await {
+                    Outcome::Done(Some(_)) => renewed_at = now,
+                    // Consul's 404: the session is gone.
+                    Outcome::Done(None) => {
+                        self.end_hold(now);
+                        return;
+                    }
+                    Outcome::Refused | Outcome::Unknown => {}
+                }
+                continue;
+            }
+            match release_at {
+                Some(at) if now >= at => {
+                    self.end_hold(now);
+                    release_at = None;
+                    let unlock = Command::KvUnlock(KvUnlock { set: lock_value(), session: id.to_owned() });
+                    let _ = self.client.call(|facade| async move { facade.write(&unlock).await }).await;
+                }
+                Some(_) if madsim::rand::thread_rng().gen_bool(DEATH_CHANCE) => {
+                    // Gone without a word: its session is left to expire.
+                    self.end_hold(now);
+                    return;
+                }
+                Some(_) => {}
+                None => {
+                    let lock = Command::KvLock(KvLock { set: lock_value(), session: id.to_owned() });
+                    let taken = self.client.call(|facade| async move { facade.write(&lock).await }).await;
+                    if let Outcome::Done(Response::Bool(true)) = taken {
+                        let from = self.client.now();
+                        self.locks.open.lock().unwrap()[self.id] = Some(from);
+                        let hold = madsim::rand::thread_rng().gen_range(HOLD_MS);
+                        release_at = Some(from + hold * 1_000_000);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Closes this locker's hold, if it has one, at `to`.
+    fn end_hold(&self, to: u64) {
+        if let Some(from) = self.locks.open.lock().unwrap()[self.id].take() {
+            self.locks.holds.lock().unwrap().push(Hold { locker: self.id, from, to: to.max(from) });
+        }
+    }
+}
+
+fn register(l: usize) -> Command {
+    let node = Node { node: locker_node(l), address: format!("10.0.2.{}", l + 1), ..Node::default() };
+    Command::Register(Box::new(Register { node, ..Register::default() }))
+}
+
+fn create_session(l: usize, id: String) -> Command {
+    Command::SessionCreate(Session {
+        id,
+        name: "lock".into(),
+        node: locker_node(l),
+        lock_delay_ms: LOCK_DELAY_MS,
+        behavior: Behavior::Release,
+        ttl: SESSION_TTL_TEXT.into(),
+        node_checks: Vec::new(),
+        service_checks: Vec::new(),
+        create_index: 0,
+        modify_index: 0,
+    })
+}
+
+fn lock_value() -> KvSet {
+    KvSet { key: LOCK_KEY.into(), value: Bytes::from_static(b"held"), flags: 0 }
+}
+
+fn locker_node(l: usize) -> String {
+    format!("locker-{l}")
 }

@@ -20,7 +20,7 @@ mod madsim_tier {
     use std::time::Duration;
 
     use muster_core::swim::State;
-    use muster_sim::seed::{for_each_seed, map_seeds, planted_bug, Replay};
+    use muster_sim::seed::{first_seed, for_each_seed, map_seeds, planted_bug, Replay};
     use muster_sim::servers::{simulate_servers, ServersConfig};
     use muster_sim::world::{simulate, World, WorldConfig};
 
@@ -239,17 +239,21 @@ mod madsim_tier {
         let ops: usize = reports.iter().map(|(r, _)| r.ops).sum();
         let completed: usize = reports.iter().map(|(r, _)| r.completed).sum();
         let faults: usize = reports.iter().map(|(r, _)| r.faults).sum();
+        let locks: usize = reports.iter().map(|(r, _)| r.locks_taken).sum();
         let simulated: Duration = reports.iter().map(|(r, _)| r.simulated).sum();
         let wall: Duration = reports.iter().map(|(_, w)| *w).sum();
         println!(
             "servers under the nemesis: {} seeds, {faults} faults, {ops} operations ({completed} answered), \
-             linearizable; {:.0} simulated s in {:.1} wall s ({:.0}x real time per thread)",
+             linearizable; the lock taken {locks} times, never by two; {:.0} simulated s in {:.1} wall s \
+             ({:.0}x real time per thread)",
             reports.len(),
             simulated.as_secs_f64(),
             wall.as_secs_f64(),
             simulated.as_secs_f64() / wall.as_secs_f64().max(1e-9),
         );
-        assert!(completed * 2 > ops, "most operations were answered: {completed} of {ops}");
+        // Refusals (no leader yet, a server down) count as unanswered: under this nemesis about
+        // half the operations are answered; a quarter is the floor of a run that did real work.
+        assert!(completed * 4 > ops, "a quarter of the operations were answered: {completed} of {ops}");
     }
 
     /// Each bug planted in the production server is caught within a bounded number of seeds,
@@ -259,34 +263,40 @@ mod madsim_tier {
     #[test]
     fn madsim_every_planted_server_bug_is_caught_by_its_checker() {
         use muster_core::planted::PlantedBug::{self, *};
-        // Not here: the session bugs (this tier's clients take no sessions yet); the in-process
-        // tier catches them.
-        let matrix: [(PlantedBug, &str, u64); 10] = [
-            (CommitWithoutQuorum, "linearizability", 40),   // seed 2
-            (CasIgnoresIndex, "linearizability", 20),       // seed 0
-            (ApplyOutOfOrder, "invariants", 20),            // seed 0
-            (VoteTwiceInTerm, "invariants", 64),            // seed 12
-            (ReadWithoutReadIndex, "linearizability", 130), // seed 43
-            (KeepConflictingSuffix, "linearizability", 50), // seed 5
-            (StaleLeaseRead, "linearizability", 400),       // seed 173
-            (VoteBeforeFsync, "linearizability", 900),      // seed 426
-            (AckBeforeFsync, "linearizability", 560),       // seed 258
-            (AcceptStaleTermAppend, "invariants", 230),     // seed 92
+        // Not here: `vote_before_fsync`. Its double vote needs two candidates in one term, which this
+        // tier's faults (pre-vote on) almost never produce: no catch in 1,000 seeds, even with a
+        // voter crashed during an election. The in-process tier's election fault catches it.
+        const LINEARIZABILITY: &[&str] = &["linearizability"];
+        const INVARIANTS: &[&str] = &["invariants"];
+        let matrix: [(PlantedBug, &[&str], u64); 11] = [
+            (CommitWithoutQuorum, LINEARIZABILITY, 40),   // seed 1
+            (CasIgnoresIndex, LINEARIZABILITY, 40),       // seed 0
+            (ApplyOutOfOrder, INVARIANTS, 40),            // seed 0
+            (VoteTwiceInTerm, INVARIANTS, 80),            // seed 18
+            (ReadWithoutReadIndex, LINEARIZABILITY, 800), // seed 381
+            (KeepConflictingSuffix, LINEARIZABILITY, 40), // seed 2
+            // A deposed leader also renews sessions on its stale lease, so the real leader's
+            // timer ends a session whose locker still holds the lock.
+            (StaleLeaseRead, &["linearizability", "locks"], 1000), // seed 510
+            (AckBeforeFsync, LINEARIZABILITY, 40),                 // seed 2
+            (AcceptStaleTermAppend, INVARIANTS, 40),               // seed 0
+            (LockSurvivesSessionExpiry, INVARIANTS, 40),           // seed 1
+            (SessionExpiresEarly, &["locks"], 40),                 // seed 0
         ];
-        for (bug, checker, within) in matrix {
-            let caught = (0..within).find_map(|seed| {
+        for (bug, checkers, within) in matrix {
+            // A run the bug only stalled is not a catch: liveness never counts for a safety bug.
+            let caught = first_seed(0..within, |seed| {
                 let servers = if seed % 2 == 0 { 3 } else { 5 };
                 let config = ServersConfig { bug: Some(bug), ..ServersConfig::new(servers) };
-                simulate_servers(seed, config).err().map(|failure| (seed, failure))
+                simulate_servers(seed, config).err().filter(|failure| failure.checker() != "liveness")
             });
             let Some((seed, failure)) = caught else {
                 panic!("{bug} went uncaught in seeds 0..{within}");
             };
             println!("{bug}: caught by {} at seed {seed}", failure.checker());
-            assert_eq!(
-                failure.checker(),
-                checker,
-                "{bug} at seed {seed} (replay: MUSTER_PLANTED_BUG={bug} MUSTER_SEED={seed} {CARGO} -- \
+            assert!(
+                checkers.contains(&failure.checker()),
+                "{bug} at seed {seed}, expected {checkers:?} (replay: MUSTER_PLANTED_BUG={bug} MUSTER_SEED={seed} {CARGO} -- \
                  madsim_tier::madsim_servers_stay_linearizable_under_the_nemesis --exact): {failure}"
             );
         }
@@ -302,5 +312,26 @@ mod madsim_tier {
         assert_eq!(run(1), first, "seed 1 replays");
         assert_eq!(run(1), first, "seed 1 replays again");
         assert_ne!(run(2), first, "seed 2 differs");
+    }
+
+    /// The issue's speed figure: 5 servers and 50 clients under the nemesis, two seeds. Prints
+    /// simulated seconds per wall second; checks the run as the nemesis test does.
+    #[test]
+    fn madsim_servers_speed_with_50_clients() {
+        let mut simulated = Duration::ZERO;
+        let wall = std::time::Instant::now();
+        for_each_seed(replay("madsim_tier::madsim_servers_speed_with_50_clients"), 0..2, |seed| {
+            let config = ServersConfig { clients: 50, ..ServersConfig::new(5) };
+            match simulate_servers(seed, config) {
+                Ok(report) => simulated += report.simulated,
+                Err(failure) => panic!("seed {seed}: caught by {}: {failure}", failure.checker()),
+            }
+        });
+        println!(
+            "5 servers, 50 clients: {:.0} simulated s in {:.1} wall s ({:.0}x real time)",
+            simulated.as_secs_f64(),
+            wall.elapsed().as_secs_f64(),
+            simulated.as_secs_f64() / wall.elapsed().as_secs_f64().max(1e-9)
+        );
     }
 }
