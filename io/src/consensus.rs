@@ -151,15 +151,20 @@ impl Consensus {
     /// Answers a read: at once, or (`blocking`: an index and a wait) once its index passes the
     /// one the reader holds or its wait runs out (with a random extra of up to 1/16 of the
     /// wait, as Consul, so readers that started together do not all return together).
-    /// `targets` names what the answer depends on, for the watch that wakes it.
+    /// `targets` names what the answer depends on, for the watch that wakes it. The caller has
+    /// made the server [`Consensus::ready`] for `consistency`; a consistent read confirms the
+    /// leadership again each time it wakes, before it reads again (Consul's `blockingQuery`
+    /// runs `consistentRead` at every `RUN_QUERY`), so its answer is linearizable however long
+    /// it waited.
     pub async fn read<R>(
         &self,
+        consistency: Consistency,
         blocking: Option<(Index, Duration)>,
         targets: impl Fn() -> Vec<WatchTarget>,
         read: impl Fn(&Fsm) -> (Index, R),
-    ) -> (Index, R) {
+    ) -> Result<(Index, R), ConsensusError> {
         let Some((min_index, wait)) = blocking else {
-            return self.store.read(&read);
+            return Ok(self.store.read(&read));
         };
         let deadline = tokio::time::Instant::now() + wait + jitter(wait / 16);
         loop {
@@ -170,20 +175,21 @@ impl Consensus {
                 },
                 &targets,
             );
-            match attempt {
-                Ok(answer) => return answer,
-                // (`timeout`, not `timeout_at`: madsim's clock has only the former.)
-                Err((answer, waiter)) => match tokio::time::timeout(
-                    deadline.saturating_duration_since(tokio::time::Instant::now()),
-                    waiter.changed(),
-                )
-                .await
-                {
-                    Err(_) => return answer,
-                    // A restore: the new state's index may be at or below the one waited on.
-                    Ok(Wake::Replaced) => return self.store.read(&read),
-                    Ok(Wake::Touched) => {}
-                },
+            let (answer, waiter) = match attempt {
+                Ok(answer) => return Ok(answer),
+                Err(waiting) => waiting,
+            };
+            // (`timeout`, not `timeout_at`: madsim's clock has only the former.)
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let Ok(wake) = tokio::time::timeout(left, waiter.changed()).await else {
+                return Ok(answer);
+            };
+            if consistency == Consistency::Consistent {
+                self.read_barrier().await?;
+            }
+            // A restore: the new state's index may be at or below the one waited on.
+            if wake == Wake::Replaced {
+                return Ok(self.store.read(&read));
             }
         }
     }

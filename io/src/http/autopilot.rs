@@ -49,7 +49,11 @@ async fn configuration(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> 
         Ok(options) => options,
         Err(error) => return error.into_response(),
     };
-    let (index, entry) = api.read(options, Vec::new, |fsm| (fsm.applied(), fsm.autopilot().cloned())).await;
+    let (index, entry) =
+        match api.read(options, Vec::new, |fsm| (fsm.applied(), fsm.autopilot().cloned())).await {
+            Ok(read) => read,
+            Err(error) => return error.into_response(),
+        };
     let Some(entry) = entry else {
         return HttpError::internal("autopilot config not initialized yet").into_response();
     };

@@ -328,7 +328,10 @@ async fn answer_filtered_at(
         Ok(prepared) => prepared,
         Err(error) => return error.into_response(),
     };
-    let (index, mut body) = api.read(options, targets, |fsm| read(fsm, &query)).await;
+    let (index, mut body) = match api.read(options, targets, |fsm| read(fsm, &query)).await {
+        Ok(read) => read,
+        Err(error) => return error.into_response(),
+    };
     if let Some(filter) = filter {
         let filtered = match field {
             None => filter.apply_to(std::mem::take(&mut body)).map(|filtered| body = filtered),
@@ -377,7 +380,7 @@ async fn services(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Respo
         Err(error) => return error.into_response(),
     };
     let selecting = filter.is_some() || query.has("node-meta");
-    let (index, body) = api
+    let (index, body) = match api
         .read(
             options,
             || vec![WatchTarget::Table(Table::Services)],
@@ -405,7 +408,11 @@ async fn services(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Respo
                 (index, kept.map(services_tags_by_name))
             },
         )
-        .await;
+        .await
+    {
+        Ok(read) => read,
+        Err(error) => return error.into_response(),
+    };
     match body {
         Ok(body) => (api.meta_headers(index), json(&query, &body)).into_response(),
         Err(error) => error.into_response(),

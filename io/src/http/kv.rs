@@ -113,7 +113,7 @@ async fn get_kv_inner(api: &Api, key: String, query: &Query) -> Result<Response,
                 }
             },
         )
-        .await;
+        .await?;
     let headers = api.meta_headers(index);
     let response = match found {
         // The root answers an empty list; any other prefix without keys is not found.

@@ -659,17 +659,17 @@ impl Api {
         Ok(ReadOptions { consistency, blocking })
     }
 
-    /// Answers a read: at once, or (blocking) once its index passes the one the reader holds
-    /// or its wait runs out (with a random extra of up to 1/16 of the wait, as Consul, so
-    /// readers that started together do not all return together).
+    /// Answers a read ([`Consensus::read`]): at once, or (blocking) once its index passes the
+    /// one the reader holds or its wait runs out; a consistent one that lost the leadership
+    /// while it waited answers Consul's error.
     pub async fn read<R>(
         &self,
         options: ReadOptions,
         targets: impl Fn() -> Vec<WatchTarget>,
         read: impl Fn(&Fsm) -> (Index, R),
-    ) -> (Index, R) {
+    ) -> Result<(Index, R), HttpError> {
         let consensus = self.consensus.as_ref().expect("ReadOptions come from prepare_read, on a server");
-        consensus.read(options.blocking, targets, read).await
+        Ok(consensus.read(options.consistency, options.blocking, targets, read).await?)
     }
 
     /// The headers every indexed read carries (Consul's `setMeta`): the index, whether a leader

@@ -202,7 +202,7 @@ async fn usage(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response
     };
     let targets = || vec![WatchTarget::Table(Table::Services), WatchTarget::Table(Table::Nodes)];
     let datacenter = api.datacenter.clone();
-    let (index, body) = api
+    let (index, body) = match api
         .read(options, targets, |fsm| {
             let catalog = fsm.catalog();
             let (index, names) = catalog.services();
@@ -230,7 +230,11 @@ async fn usage(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response
             by_datacenter.insert(datacenter.clone(), usage);
             (index, value!({"Usage": by_datacenter}))
         })
-        .await;
+        .await
+    {
+        Ok(read) => read,
+        Err(error) => return error.into_response(),
+    };
     // `structs.Usage` embeds the query's metadata, so the body repeats the headers' values.
     let headers = api.meta_headers(index);
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();

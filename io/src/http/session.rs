@@ -224,7 +224,11 @@ async fn sessions(
         Ok(options) => options,
         Err(error) => return error.into_response(),
     };
-    let (index, sessions) = api.read(options, || vec![WatchTarget::Table(Table::Sessions)], read).await;
+    let (index, sessions) = match api.read(options, || vec![WatchTarget::Table(Table::Sessions)], read).await
+    {
+        Ok(read) => read,
+        Err(error) => return error.into_response(),
+    };
     let shaped: Vec<SessionJson<'_>> = sessions.iter().map(SessionJson::from).collect();
     (api.meta_headers(index), json(&query, &shaped)).into_response()
 }
