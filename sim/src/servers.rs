@@ -34,8 +34,8 @@ use muster::raft_server::{self, Opened, WriteError};
 use muster::store::{Store, StoreMachine};
 use muster::wal::Wal;
 use muster_core::fsm::{
-    Behavior, Command, KvCas, KvDelete, KvLock, KvOperand, KvSet, KvUnlock, KvVerb, Node, Register, Response,
-    Session, Txn, TxnOp,
+    Behavior, Command, Fsm, KvCas, KvDelete, KvLock, KvOperand, KvSet, KvUnlock, KvVerb, Node, Register,
+    Response, Session, Txn, TxnOp, WatchTarget,
 };
 use muster_core::planted::PlantedBug;
 use muster_core::raft::{Config, Role, ServerId};
@@ -136,6 +136,9 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// How long the cluster has to take a write once every fault is healed.
 const RECOVERY_LIMIT: Duration = Duration::from_secs(30);
+
+/// How long a blocking read waits for a change (within the client's timeout).
+const WATCH_WAIT_MS: std::ops::Range<u64> = 200..2_000;
 
 /// How long the nemesis watches for an election after crashing a leader.
 const ELECTION_WATCH: Duration = Duration::from_secs(3);
@@ -549,7 +552,7 @@ impl Client {
                 (rng.gen_range(0..self.keys), rng.gen_range(0..100))
             };
             // 25 % writes, 5 % transactions of two writes, 10 % deletes, 20 % check-and-sets,
-            // 20 % default and 20 % consistent reads.
+            // 20 % default, 15 % consistent and 5 % blocking consistent reads.
             match choice {
                 0..25 => self.write(key, values.fetch_add(1, Ordering::Relaxed)).await,
                 25..30 => {
@@ -563,7 +566,8 @@ impl Client {
                 30..40 => self.delete(key).await,
                 40..60 => self.cas(key, values.fetch_add(1, Ordering::Relaxed)).await,
                 60..80 => drop(self.read(key, Consistency::Default).await),
-                _ => drop(self.read(key, Consistency::Consistent).await),
+                80..95 => drop(self.read(key, Consistency::Consistent).await),
+                _ => self.watch(key).await,
             }
             let think = madsim::rand::thread_rng().gen_range(0..50);
             madsim::time::sleep(Duration::from_millis(think)).await;
@@ -711,7 +715,8 @@ impl Client {
     async fn cas(&mut self, key: u64, new: u64) {
         let found = self
             .call(|facade| async move {
-                Ok(facade.read(None, Vec::new, |fsm| (fsm.applied(), lookup(fsm, key))).await.1)
+                let stale = Consistency::Stale;
+                Ok(facade.read(stale, None, Vec::new, |fsm| (fsm.applied(), lookup(fsm, key))).await?.1)
             })
             .await;
         let Outcome::Done((expected, index)) = found else { return };
@@ -731,7 +736,7 @@ impl Client {
             .call(|facade| async move {
                 facade.ready(consistency).await?;
                 let (_, (value, _)) =
-                    facade.read(None, Vec::new, |fsm| (fsm.applied(), lookup(fsm, key))).await;
+                    facade.read(consistency, None, Vec::new, |fsm| (fsm.applied(), lookup(fsm, key))).await?;
                 Ok(value)
             })
             .await;
@@ -739,10 +744,31 @@ impl Client {
         self.finish(at, outcome, |value, _| Kind::Read(value));
         answered
     }
+
+    /// A blocking `?consistent` read, as a watcher issues it: the key's index now, then a wait
+    /// for a change past it, or for the wait's end. Its answer is the value it ends with, which
+    /// must be linearizable however long it waited (the leadership is confirmed again at each
+    /// wake).
+    async fn watch(&mut self, key: u64) {
+        let at = self.start(key, Kind::Read(None));
+        let wait = Duration::from_millis(madsim::rand::thread_rng().gen_range(WATCH_WAIT_MS));
+        let outcome = self
+            .call(move |facade| async move {
+                let consistent = Consistency::Consistent;
+                let name = key_name(key);
+                let targets = || vec![WatchTarget::Key(name.clone())];
+                let read = |fsm: &Fsm| (fsm.kv().get(&name).0, lookup(fsm, key).0);
+                facade.ready(consistent).await?;
+                let (index, _) = facade.read(consistent, None, targets, read).await?;
+                Ok(facade.read(consistent, Some((index, wait)), targets, read).await?.1)
+            })
+            .await;
+        self.finish(at, outcome, |value, _| Kind::Read(value));
+    }
 }
 
 /// The value of `key` and the `ModifyIndex` a check-and-set on it names (0: absent).
-fn lookup(fsm: &muster_core::fsm::Fsm, key: u64) -> (Option<u64>, u64) {
+fn lookup(fsm: &Fsm, key: u64) -> (Option<u64>, u64) {
     match fsm.kv().get(&key_name(key)).1 {
         Some(entry) => {
             let bytes: [u8; 8] =
