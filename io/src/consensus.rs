@@ -299,9 +299,17 @@ pub(crate) fn jitter(max: Duration) -> Duration {
     Duration::from_nanos(random_u64() % max_nanos)
 }
 
-/// A random number from the OS-seeded hasher: the shell's only randomness (madsim seeds it in
-/// the simulator).
+/// A random number: the shell's only randomness. From the OS-seeded hasher in the agent; from
+/// madsim's seeded generator in the simulator (std's `RandomState` keeps per-thread state, so a
+/// seed would replay differently after another run on the same thread).
 pub(crate) fn random_u64() -> u64 {
-    use std::hash::{BuildHasher, RandomState};
-    RandomState::new().hash_one(std::time::SystemTime::now())
+    #[cfg(madsim)]
+    {
+        madsim::rand::random()
+    }
+    #[cfg(not(madsim))]
+    {
+        use std::hash::{BuildHasher, RandomState};
+        RandomState::new().hash_one(std::time::SystemTime::now())
+    }
 }
