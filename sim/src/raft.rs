@@ -46,7 +46,7 @@ use crate::disk::SimDir;
 use crate::linearizability::{self, Kind, Op};
 use crate::trace::Trace;
 
-mod locks;
+pub(crate) mod locks;
 
 pub use self::locks::Hold;
 use self::locks::{Locker, LOCKERS, LOCKER_WAITER_BASE};

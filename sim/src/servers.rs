@@ -34,14 +34,15 @@ use muster::raft_server::{self, Opened, WriteError};
 use muster::store::{Store, StoreMachine};
 use muster::wal::Wal;
 use muster_core::fsm::{
-    Behavior, Command, Fsm, KvCas, KvDelete, KvLock, KvOperand, KvSet, KvUnlock, KvVerb, Node, Register,
-    Response, Session, Txn, TxnOp, WatchTarget,
+    Command, Fsm, KvCas, KvDelete, KvOperand, KvSet, KvVerb, Response, Txn, TxnOp, WatchTarget,
 };
 use muster_core::planted::PlantedBug;
 use muster_core::raft::{Config, Role, ServerId};
 
 use crate::disk::SimDir;
+// The lockers' commands and constants are the in-process tier's: one locker, two drivers.
 use crate::linearizability::{self, Kind, Op};
+use crate::raft::locks::{acquire, create_session, register, release, LOCK_KEY, SESSION_TTL};
 
 /// How a run is set up.
 #[derive(Debug, Clone)]
@@ -149,8 +150,9 @@ const PAUSE_MS: std::ops::Range<u64> = 1500..4000;
 /// How long tombstones are kept: short enough that runs reap them.
 const TOMBSTONE_TTL: Duration = Duration::from_secs(5);
 
-/// How many times the final read of a key is tried once the cluster took a write again.
-const FINAL_READ_TRIES: usize = 20;
+/// How long the final reads may take, all keys together, once the cluster took a write again
+/// (a restarted server can still call an election then).
+const FINAL_READS_LIMIT: Duration = Duration::from_secs(60);
 
 /// How long each server's disk takes to sync, drawn once per server.
 const SYNC_DELAY_US: std::ops::Range<u64> = 1_000..40_000;
@@ -488,14 +490,17 @@ impl Cluster {
             index += 1;
             madsim::time::sleep(Duration::from_millis(50)).await;
         }
-        client.guess = self.leader().expect("a server just took a write");
+        // The server that took it, unless leadership has moved on already.
+        client.guess = self.leader().unwrap_or(index % self.len());
+        let reads_deadline = madsim::time::Instant::now() + FINAL_READS_LIMIT;
         for key in 0..client.keys {
-            let mut tries = 0;
             while !client.read(key, Consistency::Consistent).await {
-                tries += 1;
-                if tries == FINAL_READ_TRIES {
-                    return Err(Failure::Liveness(format!("key {key} could not be read back after healing")));
+                if madsim::time::Instant::now() >= reads_deadline {
+                    return Err(Failure::Liveness(format!(
+                        "key {key} could not be read back within {FINAL_READS_LIMIT:?} of the cluster taking a write"
+                    )));
                 }
+                madsim::time::sleep(Duration::from_millis(50)).await;
             }
         }
         Ok(())
@@ -852,16 +857,6 @@ const LOCKERS: usize = 2;
 /// session a dead locker left behind expires within the run.
 const LOCKERS_TAIL: Duration = Duration::from_secs(25);
 
-/// The key they lock.
-const LOCK_KEY: &str = "lock";
-
-/// Their sessions' TTL: Consul's shortest.
-const SESSION_TTL: Duration = Duration::from_secs(10);
-const SESSION_TTL_TEXT: &str = "10s";
-
-/// How long the lock stays closed after a session holding it ends.
-const LOCK_DELAY_MS: u64 = 2_000;
-
 /// How often a locker renews its session: half the TTL, as Consul's API client
 /// (`Session.RenewPeriodic`) does.
 const RENEW_INTERVAL: Duration = Duration::from_secs(5);
@@ -1010,7 +1005,7 @@ impl Locker {
                 Some(at) if now >= at => {
                     self.end_hold(now);
                     release_at = None;
-                    let unlock = Command::KvUnlock(KvUnlock { set: lock_value(), session: id.to_owned() });
+                    let unlock = release(id);
                     let _ = self.client.call(|facade| async move { facade.write(&unlock).await }).await;
                 }
                 Some(_) if madsim::rand::thread_rng().gen_bool(DEATH_CHANCE) => {
@@ -1020,7 +1015,7 @@ impl Locker {
                 }
                 Some(_) => {}
                 None => {
-                    let lock = Command::KvLock(KvLock { set: lock_value(), session: id.to_owned() });
+                    let lock = acquire(id);
                     let taken = self.client.call(|facade| async move { facade.write(&lock).await }).await;
                     if let Outcome::Done(Response::Bool(true)) = taken {
                         let from = self.client.now();
@@ -1039,32 +1034,4 @@ impl Locker {
             self.locks.holds.lock().unwrap().push(Hold { locker: self.id, from, to: to.max(from) });
         }
     }
-}
-
-fn register(l: usize) -> Command {
-    let node = Node { node: locker_node(l), address: format!("10.0.2.{}", l + 1), ..Node::default() };
-    Command::Register(Box::new(Register { node, ..Register::default() }))
-}
-
-fn create_session(l: usize, id: String) -> Command {
-    Command::SessionCreate(Session {
-        id,
-        name: "lock".into(),
-        node: locker_node(l),
-        lock_delay_ms: LOCK_DELAY_MS,
-        behavior: Behavior::Release,
-        ttl: SESSION_TTL_TEXT.into(),
-        node_checks: Vec::new(),
-        service_checks: Vec::new(),
-        create_index: 0,
-        modify_index: 0,
-    })
-}
-
-fn lock_value() -> KvSet {
-    KvSet { key: LOCK_KEY.into(), value: Bytes::from_static(b"held"), flags: 0 }
-}
-
-fn locker_node(l: usize) -> String {
-    format!("locker-{l}")
 }

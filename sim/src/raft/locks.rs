@@ -25,10 +25,10 @@ use super::{local_time, RaftCluster, Violation};
 pub(super) const LOCKERS: usize = 2;
 
 /// The key they lock.
-const LOCK_KEY: &str = "lock";
+pub(crate) const LOCK_KEY: &str = "lock";
 
 /// Their sessions' TTL: Consul's shortest.
-const SESSION_TTL: Duration = Duration::from_secs(10);
+pub(crate) const SESSION_TTL: Duration = Duration::from_secs(10);
 const SESSION_TTL_TEXT: &str = "10s";
 
 /// How long the lock stays closed after a session holding it ends.
@@ -115,10 +115,10 @@ impl RaftCluster {
                     self.stats.lockers_died += 1;
                 } else if now >= release_at {
                     self.end_hold(l, now);
-                    self.locker_propose(l, Intent::Release, lock_command(Intent::Release, &session));
+                    self.locker_propose(l, Intent::Release, release(&session));
                 }
             } else {
-                self.locker_propose(l, Intent::Acquire, lock_command(Intent::Acquire, &session));
+                self.locker_propose(l, Intent::Acquire, acquire(&session));
             }
         } else if !locker.registered {
             self.locker_propose(l, Intent::Register, register(l));
@@ -244,12 +244,14 @@ impl RaftCluster {
     }
 }
 
-fn register(l: usize) -> Command {
+/// Registers locker `l`'s node, which its sessions name.
+pub(crate) fn register(l: usize) -> Command {
     let node = Node { node: node_name(l), address: format!("10.0.0.{}", l + 1), ..Node::default() };
     Command::Register(Box::new(Register { node, ..Register::default() }))
 }
 
-fn create_session(l: usize, id: String) -> Command {
+/// Creates session `id` for locker `l`: Consul's shortest TTL, a lock delay, release on end.
+pub(crate) fn create_session(l: usize, id: String) -> Command {
     Command::SessionCreate(Session {
         id,
         name: "lock".into(),
@@ -264,13 +266,18 @@ fn create_session(l: usize, id: String) -> Command {
     })
 }
 
-fn lock_command(intent: Intent, session: &str) -> Command {
-    let set = KvSet { key: LOCK_KEY.into(), value: Bytes::from_static(b"held"), flags: 0 };
-    let session = session.to_owned();
-    match intent {
-        Intent::Acquire => Command::KvLock(KvLock { set, session }),
-        _ => Command::KvUnlock(KvUnlock { set, session }),
-    }
+/// Takes the lock with `session` (`?acquire=`).
+pub(crate) fn acquire(session: &str) -> Command {
+    Command::KvLock(KvLock { set: lock_value(), session: session.to_owned() })
+}
+
+/// Releases the lock `session` holds (`?release=`).
+pub(crate) fn release(session: &str) -> Command {
+    Command::KvUnlock(KvUnlock { set: lock_value(), session: session.to_owned() })
+}
+
+fn lock_value() -> KvSet {
+    KvSet { key: LOCK_KEY.into(), value: Bytes::from_static(b"held"), flags: 0 }
 }
 
 fn node_name(l: usize) -> String {
