@@ -25,6 +25,8 @@ pub enum PlantedBug {
     /// Raft: a default-mode read is served while the leader believes it leads, lease expired
     /// or not.
     StaleLeaseRead,
+    /// Raft: a follower reports contact with its leader from any message, caught up or not.
+    ContactWithoutCatchingUp,
     /// Raft: a follower whose entry conflicts with the leader's keeps its own and reports a
     /// match.
     KeepConflictingSuffix,
@@ -43,13 +45,14 @@ pub enum PlantedBug {
 
 impl PlantedBug {
     /// Every planted bug.
-    pub const ALL: [PlantedBug; 12] = [
+    pub const ALL: [PlantedBug; 13] = [
         PlantedBug::CommitWithoutQuorum,
         PlantedBug::VoteBeforeFsync,
         PlantedBug::VoteTwiceInTerm,
         PlantedBug::AcceptStaleTermAppend,
         PlantedBug::ReadWithoutReadIndex,
         PlantedBug::StaleLeaseRead,
+        PlantedBug::ContactWithoutCatchingUp,
         PlantedBug::KeepConflictingSuffix,
         PlantedBug::AckBeforeFsync,
         PlantedBug::ApplyOutOfOrder,
@@ -67,6 +70,7 @@ impl PlantedBug {
             PlantedBug::AcceptStaleTermAppend => "accept_stale_term_append",
             PlantedBug::ReadWithoutReadIndex => "read_without_read_index",
             PlantedBug::StaleLeaseRead => "stale_lease_read",
+            PlantedBug::ContactWithoutCatchingUp => "contact_without_catching_up",
             PlantedBug::KeepConflictingSuffix => "keep_conflicting_suffix",
             PlantedBug::AckBeforeFsync => "ack_before_fsync",
             PlantedBug::ApplyOutOfOrder => "apply_out_of_order",

@@ -129,8 +129,9 @@ pub struct RaftClient<O> {
     leader_contact: LeaderContact,
 }
 
-/// When the server last heard from the leader it follows: written on every message from it,
-/// so kept out of [`Status`], whose every change wakes its watchers.
+/// When the server last caught up with the leader it follows ([`muster_core::raft::Raft::caught_up_at`]):
+/// it moves with every append, so it is kept out of [`Status`], whose every change wakes its
+/// watchers.
 type LeaderContact = std::sync::Arc<std::sync::Mutex<Option<tokio::time::Instant>>>;
 
 impl<O> Clone for RaftClient<O> {
@@ -227,10 +228,14 @@ impl<O: Send + 'static> RaftClient<O> {
         self.commands.send(Command::SetPeer(id, addr)).await.map_err(|_| WriteError::Stopped)
     }
 
-    /// How long since this server last heard from the leader it follows (`None`: never; a
-    /// leader hears from itself now): Consul's `X-Consul-LastContact`.
+    /// How long since this server last caught up with the leader it follows: its state then held
+    /// everything the leader had committed (`None`: not yet in this life). Zero on a leader
+    /// whose lease holds; one whose lease lapsed (paused, or cut off and not yet stepped down)
+    /// counts from its last round a majority acknowledged.
+    /// Consul's `X-Consul-LastContact`, which in hashicorp/raft counts from any append instead.
     pub fn last_leader_contact(&self) -> Option<Duration> {
-        if self.status().role == Role::Leader {
+        let status = self.status();
+        if status.role == Role::Leader && status.lease.holds(tokio::time::Instant::now()) {
             return Some(Duration::ZERO);
         }
         let heard = *self.leader_contact.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -435,6 +440,7 @@ async fn run_server<S: Machine, D: LogDir + Send + 'static>(
         status: ends.status,
         membership: ends.membership,
         leader_contact: ends.leader_contact,
+        caught_up_seen: None,
     };
     // hashicorp/raft counts every start in the follower state.
     metrics::incr_counter("raft.state.follower", &[], 1.0);
@@ -469,8 +475,10 @@ struct Server<S: Machine> {
     persist_tx: mpsc::UnboundedSender<Persist>,
     /// When the leader last sampled its contacts.
     contacts_sampled: tokio::time::Instant,
-    /// When the leader this server follows was last heard from, for its clients.
+    /// When this server last caught up with the leader it follows, for its clients.
     leader_contact: LeaderContact,
+    /// The core's instant behind `leader_contact`, so the lock is taken only when it moves.
+    caught_up_seen: Option<muster_core::Instant>,
     /// The log writer waits for space.
     disk_full: bool,
     status: watch::Sender<Status>,
@@ -609,10 +617,6 @@ impl<S: Machine> Server<S> {
                     None => return,
                 },
                 Some((from, message)) = inbound.recv() => {
-                    if self.core.raft().leader() == Some(from) {
-                        let heard = tokio::time::Instant::now();
-                        *self.leader_contact.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(heard);
-                    }
                     self.core.handle_message(core_now(self.origin), from, message);
                 }
             }
@@ -688,6 +692,7 @@ impl<S: Machine> Server<S> {
             disk_full: self.disk_full,
         };
         self.status.send_if_modified(|old| std::mem::replace(old, status) != status);
+        self.publish_contact();
         self.sample_contacts();
         let membership = self.core.membership();
         self.membership.send_if_modified(|old| {
@@ -697,6 +702,17 @@ impl<S: Machine> Server<S> {
             }
             changed
         });
+    }
+
+    /// Publishes when this server last caught up with its leader, if that moved.
+    fn publish_contact(&mut self) {
+        let caught_up = self.core.raft().caught_up_at();
+        if caught_up == self.caught_up_seen {
+            return;
+        }
+        self.caught_up_seen = caught_up;
+        let at = caught_up.map(|at| self.tokio_instant(at));
+        *self.leader_contact.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = at;
     }
 
     /// hashicorp/raft's `raft.leader.lastContact`: while leading, every

@@ -22,6 +22,7 @@ pub mod raft;
 pub mod seed;
 #[cfg(madsim)]
 pub mod servers;
+pub mod staleness;
 pub mod trace;
 #[cfg(madsim)]
 pub mod world;

@@ -7,7 +7,7 @@
 //! random prefix of the rest, it fills up, an fsync fails), Raft's TCP transport
 //! (`muster::raft_net`, its framing and accept loop) over madsim's network, and the replicated
 //! store. Clients call the facade the HTTP handlers call ([`Consensus`]): KV put, delete and
-//! check-and-set, and reads in the default (lease) and `?consistent` modes.
+//! check-and-set, transactions, sessions and locks, and reads in all three modes.
 //!
 //! The nemesis draws its faults from the seed: symmetric and one-way partitions, the leader
 //! cut off, crash-restarts with torn writes, pauses longer than the election timeout, a full
@@ -15,6 +15,8 @@
 //! heals everything, and the cluster must take a write again (`liveness`) and every key is
 //! read back in the consistent mode. The whole history must be linearizable
 //! (`linearizability`): madsim's hosts share one clock, so the default mode is held to it too.
+//! `?stale` reads from any server must be no older than the contact they report
+//! ([`staleness`]).
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -43,6 +45,7 @@ use crate::disk::SimDir;
 // The lockers' commands and constants are the in-process tier's: one locker, two drivers.
 use crate::linearizability::{self, Kind, Op};
 use crate::raft::locks::{acquire, create_session, register, release, LOCK_KEY, SESSION_TTL};
+use crate::staleness::{self, StaleRead};
 
 /// How a run is set up.
 #[derive(Debug, Clone)]
@@ -82,6 +85,8 @@ pub struct Report {
     pub faults: usize,
     /// Times a locker took the lock.
     pub locks_taken: usize,
+    /// `?stale` reads whose answer the staleness checker bounded.
+    pub stale_reads_checked: usize,
     /// Simulated time the run took, the final checks included.
     pub simulated: Duration,
 }
@@ -99,6 +104,8 @@ pub enum Failure {
     Locks(String),
     /// After every fault healed, the cluster took no write in time.
     Liveness(String),
+    /// A `?stale` read's answer was older than the contact its server reported.
+    Staleness(staleness::TooOld),
 }
 
 impl Failure {
@@ -109,6 +116,7 @@ impl Failure {
             Failure::Invariants(_) => "invariants",
             Failure::Locks(_) => "locks",
             Failure::Liveness(_) => "liveness",
+            Failure::Staleness(_) => "staleness",
         }
     }
 }
@@ -124,6 +132,15 @@ impl fmt::Display for Failure {
                 violation.ops
             ),
             Failure::Invariants(why) | Failure::Locks(why) | Failure::Liveness(why) => f.write_str(why),
+            Failure::Staleness(too_old) => write!(
+                f,
+                "a ?stale read of key {} from server {} reported {:?} of contact, yet missed {:?}: {:?}",
+                too_old.read.key,
+                too_old.read.server,
+                Duration::from_nanos(too_old.read.last_contact_ns),
+                too_old.missed,
+                too_old.read
+            ),
         }
     }
 }
@@ -131,6 +148,13 @@ impl fmt::Display for Failure {
 /// Keys the clients use per client: few enough to collide, enough to keep each key's history
 /// well under the checker's bound.
 const KEYS_PER_CLIENT: u64 = 10;
+
+/// What a `?stale` answer may miss beyond the contact it reports: a deposed leader's appends
+/// still carry its commit index until its quorum check lapses, up to two election timeouts
+/// after a majority last answered it, while a new leader can commit one election timeout
+/// after that (voters refuse to elect another while they hear from a leader); plus the
+/// network's delay and a step's scheduling.
+const STALE_MARGIN: Duration = Duration::from_millis(1_100);
 
 /// How long a client waits for an answer before giving the operation up as unknown.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -235,16 +259,23 @@ async fn run(config: ServersConfig) -> Result<Report, Failure> {
         locker.await.expect("a locker ends on its own");
     }
     sampler.abort();
-    let history = std::mem::take(&mut *history.lock().unwrap());
+    let stale = std::mem::take(&mut *history.stale.lock().unwrap());
+    let history = std::mem::take(&mut *history.ops.lock().unwrap());
     recovered?;
+    let locks_taken = locks.check(started.elapsed()).map_err(Failure::Locks)?;
+    linearizability::check(&history).map_err(Failure::Linearizability)?;
+    // After linearizability: a lost write leaves stale reads behind too, and the matrix names
+    // the checker that sees the cause.
+    let stale_reads_checked =
+        staleness::check(&history, &stale, nanos(STALE_MARGIN)).map_err(Failure::Staleness)?;
     let report = Report {
         ops: history.len(),
         completed: history.iter().filter(|op| op.ret.is_some()).count(),
         faults,
-        locks_taken: locks.check(started.elapsed()).map_err(Failure::Locks)?,
+        locks_taken,
+        stale_reads_checked,
         simulated: started.elapsed(),
     };
-    linearizability::check(&history).map_err(Failure::Linearizability)?;
     Ok(report)
 }
 
@@ -507,8 +538,16 @@ impl Cluster {
     }
 }
 
-/// The clients' history, shared: each operation enters it when called.
-type History = Arc<Mutex<Vec<Op>>>;
+/// The clients' histories, shared: each operation enters one when called.
+#[derive(Default)]
+struct Histories {
+    /// Operations for the linearizability checker.
+    ops: Mutex<Vec<Op>>,
+    /// `?stale` reads, answered, for the staleness checker.
+    stale: Mutex<Vec<StaleRead>>,
+}
+
+type History = Arc<Histories>;
 
 /// A client: one operation at a time, against the server it believes leads.
 struct Client {
@@ -557,7 +596,7 @@ impl Client {
                 (rng.gen_range(0..self.keys), rng.gen_range(0..100))
             };
             // 25 % writes, 5 % transactions of two writes, 10 % deletes, 20 % check-and-sets,
-            // 20 % default, 15 % consistent and 5 % blocking consistent reads.
+            // 15 % default, 5 % stale, 15 % consistent and 5 % blocking consistent reads.
             match choice {
                 0..25 => self.write(key, values.fetch_add(1, Ordering::Relaxed)).await,
                 25..30 => {
@@ -570,7 +609,8 @@ impl Client {
                 }
                 30..40 => self.delete(key).await,
                 40..60 => self.cas(key, values.fetch_add(1, Ordering::Relaxed)).await,
-                60..80 => drop(self.read(key, Consistency::Default).await),
+                60..75 => drop(self.read(key, Consistency::Default).await),
+                75..80 => self.stale_read(key).await,
                 80..95 => drop(self.read(key, Consistency::Consistent).await),
                 _ => self.watch(key).await,
             }
@@ -597,7 +637,7 @@ impl Client {
     }
 
     fn now(&self) -> u64 {
-        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        nanos(self.origin.elapsed())
     }
 
     /// Calls `call` on the believed leader's facade with the client's timeout.
@@ -610,8 +650,22 @@ impl Client {
             madsim::time::sleep(Duration::from_millis(20)).await;
             return Outcome::Refused;
         };
+        self.call_on(self.guess, facade, call).await
+    }
+
+    /// Calls `call` on server `index`'s `facade`, on its host, with the client's timeout.
+    async fn call_on<T, F>(
+        &mut self,
+        index: usize,
+        facade: Arc<Consensus>,
+        call: impl FnOnce(Arc<Consensus>) -> F,
+    ) -> Outcome<T>
+    where
+        F: std::future::Future<Output = Result<T, ConsensusError>> + Send + 'static,
+        T: Send + 'static,
+    {
         // The host as it is now: a handle taken before a restart spawns into the dead life.
-        let host = Handle::current().get_node(self.hosts[self.guess]).expect("every server has a host");
+        let host = Handle::current().get_node(self.hosts[index]).expect("every server has a host");
         let on_host = host.spawn(call(facade));
         match madsim::time::timeout(CLIENT_TIMEOUT, on_host).await {
             Ok(Ok(Ok(done))) => Outcome::Done(done),
@@ -652,7 +706,7 @@ impl Client {
 
     /// Records `kind` on `key` as called now; `finish` sets what came of it.
     fn start(&self, key: u64, kind: Kind) -> usize {
-        let mut history = self.history.lock().unwrap();
+        let mut history = self.history.ops.lock().unwrap();
         history.push(Op { key, call: self.now(), ret: None, kind });
         history.len() - 1
     }
@@ -661,14 +715,14 @@ impl Client {
         match outcome {
             Outcome::Done(done) => {
                 let ret = self.now();
-                let op = &mut self.history.lock().unwrap()[at];
+                let op = &mut self.history.ops.lock().unwrap()[at];
                 op.kind = kind(done, op.kind);
                 op.ret = Some(ret);
             }
             // Known not to have happened: left in as a read nobody answered, which the
             // checker skips.
             Outcome::Refused => {
-                let op = &mut self.history.lock().unwrap()[at];
+                let op = &mut self.history.ops.lock().unwrap()[at];
                 op.kind = Kind::Read(None);
                 op.ret = None;
             }
@@ -750,6 +804,25 @@ impl Client {
         answered
     }
 
+    /// A `?stale` read from a random server, as DNS and `?stale` HTTP reads are served: what it
+    /// found and the contact its server reported, for the staleness checker.
+    async fn stale_read(&mut self, key: u64) {
+        let server = madsim::rand::thread_rng().gen_range(0..self.servers);
+        let Some(facade) = self.facades.get(server) else { return };
+        let call = self.now();
+        let outcome = self
+            .call_on(server, facade, |facade| async move {
+                let read = |fsm: &Fsm| (fsm.applied(), lookup(fsm, key).0);
+                let (_, value) = facade.read(Consistency::Stale, None, Vec::new, read).await?;
+                Ok((value, facade.last_contact()))
+            })
+            .await;
+        if let Outcome::Done((value, contact)) = outcome {
+            let read = StaleRead { key, call, last_contact_ns: nanos(contact), value, server };
+            self.history.stale.lock().unwrap().push(read);
+        }
+    }
+
     /// A blocking `?consistent` read, as a watcher issues it: the key's index now, then a wait
     /// for a change past it, or for the wait's end. Its answer is the value it ends with, which
     /// must be linearizable however long it waited (the leadership is confirmed again at each
@@ -782,6 +855,11 @@ fn lookup(fsm: &Fsm, key: u64) -> (Option<u64>, u64) {
         }
         None => (None, 0),
     }
+}
+
+/// `duration` in nanoseconds, saturating.
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
 fn set(key: u64, value: u64) -> KvSet {
@@ -1006,7 +1084,14 @@ impl Locker {
                     self.end_hold(now);
                     release_at = None;
                     let unlock = release(id);
-                    let _ = self.client.call(|facade| async move { facade.write(&unlock).await }).await;
+                    let released =
+                        self.client.call(|facade| async move { facade.write(&unlock).await }).await;
+                    // A release whose outcome is unknown may still apply after a later acquire
+                    // with this session, and free that lock under its holder: a careful client
+                    // starts over with a new session (found by seed 224).
+                    if let Outcome::Unknown = released {
+                        return;
+                    }
                 }
                 Some(_) if madsim::rand::thread_rng().gen_bool(DEATH_CHANCE) => {
                     // Gone without a word: its session is left to expire.

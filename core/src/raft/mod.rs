@@ -67,6 +67,11 @@ pub const UNCOMMITTED_ENTRIES_MAX: u64 = 64 * 1024;
 /// Reads waiting for their heartbeat round; more are refused.
 pub const PENDING_READS_MAX: usize = 64 * 1024;
 
+/// Heartbeat answers a follower remembers the time of, and leader commit indexes it remembers
+/// while it applies through them ([`Raft::caught_up_at`]); past it the oldest are dropped,
+/// which only makes the follower report older contact.
+pub const ANSWERED_ROUNDS_MAX: usize = 64;
+
 /// The largest chunk of a snapshot one message carries (the configured size must be below).
 pub const SNAPSHOT_CHUNK_BYTES_MAX: usize = 8 << 20;
 
@@ -480,6 +485,10 @@ pub enum Message {
         commit: Index,
         /// The read round it confirms.
         round: u64,
+        /// The newest round the leader had heard this follower answer, when `commit` is the
+        /// leader's whole commit index in its own term; 0 otherwise. It dates the follower's
+        /// freshness ([`Raft::caught_up_at`]).
+        acked: u64,
     },
     /// The answer to a [`Message::Heartbeat`].
     HeartbeatResponse {
@@ -758,6 +767,14 @@ pub struct Raft {
     election_deadline: Instant,
     /// When a leader was last heard from, for leader stickiness.
     leader_contact: Option<Instant>,
+    /// Heartbeat rounds this follower answered lately: term, round, when.
+    answered: VecDeque<(Term, u64, Instant)>,
+    /// Leaders' whole commit indexes, each with the answer time that vouches for it (see
+    /// [`Raft::caught_up_at`]), oldest first, until this server has applied through them.
+    caught_up_pending: VecDeque<(Index, Instant)>,
+    /// The latest instant at which this server's applied state held everything its leader had
+    /// committed ([`Raft::caught_up_at`]).
+    caught_up_at: Option<Instant>,
     /// The log write under construction in this step.
     pending: Option<Persist>,
     persists: VecDeque<Persist>,
@@ -835,6 +852,9 @@ impl Raft {
             // and that leader may be serving reads under a lease that counts on it: refuse
             // votes for one election timeout, as if the leader had just been heard.
             leader_contact: Some(now),
+            answered: VecDeque::new(),
+            caught_up_pending: VecDeque::new(),
+            caught_up_at: None,
             pending: None,
             persists: VecDeque::new(),
             persist_issued: 0,
@@ -1112,12 +1132,14 @@ impl Raft {
     /// once.
     pub fn poll_apply(&mut self) -> Option<Apply> {
         if let Some(snapshot) = self.snapshot_to_apply.take() {
+            self.settle_caught_up();
             return Some(Apply::Snapshot(snapshot));
         }
         if self.applied >= self.commit {
             return None;
         }
         self.applied += 1;
+        self.settle_caught_up();
         let entry = self.log.get(self.applied).expect("committed entries are in the log").clone();
         if self.role == Role::Leader {
             self.release_reads();
@@ -1167,6 +1189,23 @@ impl Raft {
     /// The leader it knows of.
     pub fn leader(&self) -> Option<ServerId> {
         self.leader
+    }
+
+    /// The latest instant at which this server's applied state held everything committed. As a
+    /// leader: when it sent the latest heartbeat round a majority answered. As a follower: when
+    /// it answered a heartbeat round that a later heartbeat from the leader names, with the
+    /// leader's whole commit index, once it has applied through that index (the leader sent
+    /// it after hearing the answer, so its commit index then covers everything committed
+    /// when the answer left). `X-Consul-LastContact` counts from here, so a `?stale` read's
+    /// answer is at most that old, give or take a deposed leader's last moments. hashicorp/raft
+    /// counts from any append's arrival, so a follower far behind, or reading a backlog,
+    /// reports fresh contact; this one does not. `None` before it has caught up once in this
+    /// life.
+    pub fn caught_up_at(&self) -> Option<Instant> {
+        if self.config.bug(PlantedBug::ContactWithoutCatchingUp) {
+            return self.leader_contact;
+        }
+        self.caught_up_at
     }
 
     /// The highest index known committed.
@@ -1302,13 +1341,14 @@ impl Raft {
                     self.handle_append_response(now, from, prev_index, result);
                 }
             }
-            Message::Heartbeat { commit, round, .. } => {
+            Message::Heartbeat { commit, round, acked, .. } => {
                 if !self.follow(now, from, term) {
                     return;
                 }
                 // The leader sends at most what this follower is known to hold.
                 self.commit = self.commit.max(commit.min(self.log.last_index()));
                 self.send(from, Message::HeartbeatResponse { term: self.hard.term, round });
+                self.note_leader_commit(now, commit, round, acked);
             }
             Message::HeartbeatResponse { round, .. } => {
                 if self.role == Role::Leader && self.tracks(from) {
@@ -1450,6 +1490,44 @@ impl Raft {
                 result: AppendResult::Accepted { match_index: last_new },
             },
         );
+    }
+
+    /// Takes a leader's word that `commit` is its whole commit index, in its own term, and
+    /// that it had heard this follower's answer to `acked` when it said so: once applied
+    /// through `commit`, this server's state is as fresh as when it sent that answer. An
+    /// answer's time, not a message's arrival, because a message can arrive long after it was
+    /// sent (TCP retransmits a backlog when a partition heals) while an answer cannot be heard
+    /// before it was sent.
+    fn note_leader_commit(&mut self, now: Instant, commit: Index, round: u64, acked: u64) {
+        let term = self.hard.term;
+        if self.answered.len() == ANSWERED_ROUNDS_MAX {
+            self.answered.pop_front();
+        }
+        self.answered.push_back((term, round, now));
+        if acked == 0 {
+            return;
+        }
+        let Some(&(_, _, answered_at)) = self.answered.iter().find(|&&(t, r, _)| t == term && r == acked)
+        else {
+            return;
+        };
+        self.answered.retain(|&(t, r, _)| t == term && r > acked);
+        if self.caught_up_pending.len() == ANSWERED_ROUNDS_MAX {
+            self.caught_up_pending.pop_front();
+        }
+        self.caught_up_pending.push_back((commit, answered_at));
+        self.settle_caught_up();
+    }
+
+    /// Moves `caught_up_at` on past every announced commit this server has applied through.
+    fn settle_caught_up(&mut self) {
+        while let Some(&(commit, at)) = self.caught_up_pending.front() {
+            if commit > self.applied {
+                break;
+            }
+            self.caught_up_pending.pop_front();
+            self.caught_up_at = Some(at);
+        }
     }
 
     fn handle_append_response(
@@ -1974,12 +2052,15 @@ impl Raft {
         leader.round += 1;
         let round = leader.round;
         leader.rounds_sent.push_back((round, now));
+        let committed_in_term = self.log.term_at(self.commit) == Some(self.hard.term);
         let mut sends = Vec::new();
         for (&peer, progress) in &leader.progress {
             let commit = self.commit.min(progress.match_index);
+            let whole = committed_in_term && commit == self.commit;
+            let acked = if whole { progress.round_acked } else { 0 };
             sends.push(Transmit {
                 to: peer,
-                message: Message::Heartbeat { term: self.hard.term, commit, round },
+                message: Message::Heartbeat { term: self.hard.term, commit, round, acked },
             });
         }
         self.ready.extend(sends);
@@ -1991,6 +2072,7 @@ impl Raft {
         let own_round = self.leader_state.as_ref().expect("leader").round;
         let confirmed = self.quorum_value(own_round, |p| p.round_acked);
         let leader = self.leader_state.as_mut().expect("leader");
+        let mut confirmed_sent_at = None;
         while let Some(&(round, sent_at)) = leader.rounds_sent.front() {
             if round > confirmed {
                 break;
@@ -2000,6 +2082,7 @@ impl Raft {
             // vote for another before `sent_at + election_timeout`.
             let until = sent_at + self.config.leader_lease;
             leader.lease_until = Some(leader.lease_until.map_or(until, |u| u.max(until)));
+            confirmed_sent_at = Some(sent_at);
         }
         while leader.reads.front().is_some_and(|&(round, _, _)| round <= confirmed) {
             let (_, ctx, index) = leader.reads.pop_front().expect("checked");
@@ -2008,6 +2091,12 @@ impl Raft {
         let waiting = leader.reads.front().is_some_and(|&(round, _, _)| round > leader.round);
         if waiting && leader.rounds_sent.is_empty() {
             self.broadcast_heartbeat(now);
+        }
+        // No other leader can have been elected, let alone committed, before a majority
+        // acknowledged this one's round, so a leader that has committed in its term is as
+        // fresh as the round it sent (its `?stale` answers' contact once the lease lapses).
+        if self.log.term_at(self.commit) == Some(self.hard.term) {
+            self.caught_up_at = self.caught_up_at.max(confirmed_sent_at);
         }
         self.release_reads();
     }

@@ -851,7 +851,7 @@ fn impossible_messages_from_a_confused_or_forged_peer_are_ignored_not_asserted_o
     let ignored = net.server(leader).stats().messages_ignored;
     let ignored_by_other = net.server(other).stats().messages_ignored;
     // A second "leader" of this term, and an append whose entries skip an index.
-    net.server(leader).handle_message(now, other, Message::Heartbeat { term, commit: 0, round: 1 });
+    net.server(leader).handle_message(now, other, Message::Heartbeat { term, commit: 0, round: 1, acked: 0 });
     let gap = vec![Entry::command(3, term, cmd("a")), Entry::command(5, term, cmd("b"))];
     let append = Message::AppendEntries { term, prev_index: 2, prev_term: term, entries: gap, commit: 0 };
     net.server(other).handle_message(now, leader, append);

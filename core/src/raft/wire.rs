@@ -11,7 +11,7 @@
 //! kind 4  VoteResponse       granted:u8
 //! kind 5  AppendEntries      prev_index:u64 prev_term:u64 commit:u64 count:u32 entry*
 //! kind 6  AppendResponse     prev_index:u64 (0 match_index:u64 | 1 conflict_index:u64 has_term:u8 conflict_term:u64)
-//! kind 7  Heartbeat          commit:u64 round:u64
+//! kind 7  Heartbeat          commit:u64 round:u64 acked:u64
 //! kind 8  HeartbeatResponse  round:u64
 //! kind 9  TimeoutNow
 //! kind 10 InstallSnapshot    index:u64 snapshot_term:u64 len:u32 membership offset:u64 done:u8 len:u32 data[len]
@@ -97,9 +97,10 @@ pub fn encode(from: ServerId, message: &Message) -> Bytes {
                 }
             }
         }
-        Message::Heartbeat { commit, round, .. } => {
+        Message::Heartbeat { commit, round, acked, .. } => {
             buf.put_u64(*commit);
             buf.put_u64(*round);
+            buf.put_u64(*acked);
         }
         Message::HeartbeatResponse { round, .. } => buf.put_u64(*round),
         Message::TimeoutNow { .. } => {}
@@ -182,7 +183,7 @@ pub fn decode(bytes: &[u8]) -> Result<(ServerId, Message), DecodeError> {
             };
             Message::AppendResponse { term, prev_index, result }
         }
-        7 => Message::Heartbeat { term, commit: reader.u64()?, round: reader.u64()? },
+        7 => Message::Heartbeat { term, commit: reader.u64()?, round: reader.u64()?, acked: reader.u64()? },
         8 => Message::HeartbeatResponse { term, round: reader.u64()? },
         9 => Message::TimeoutNow { term },
         10 => {
@@ -299,7 +300,7 @@ mod tests {
                 prev_index: 9,
                 result: AppendResult::Rejected { conflict_index: 7, conflict_term: None },
             },
-            Message::Heartbeat { term: 4, commit: 11, round: 77 },
+            Message::Heartbeat { term: 4, commit: 11, round: 77, acked: 76 },
             Message::HeartbeatResponse { term: 4, round: 77 },
             Message::TimeoutNow { term: 4 },
             Message::InstallSnapshot {
