@@ -5,7 +5,7 @@
 //! prints the exact command that replays it before the panic carries on.
 
 use std::ops::Range;
-use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::panic::resume_unwind;
 
 /// How to re-run one test of one test target.
 #[derive(Debug, Clone, Copy)]
@@ -38,14 +38,26 @@ pub fn seeds(default: Range<u64>) -> Range<u64> {
     }
 }
 
+/// Runs `run` on a thread of its own and returns what it gave, or its panic.
+///
+/// Each seed runs so, alone or in a sweep, because a thread keeps state from one run to the
+/// next that a run can observe: std's `RandomState` draws its keys once per thread and then
+/// counts up, so the iteration order of every `HashMap` a run builds depends on how many the
+/// thread built before. A sweep deals seeds to threads as they free up, by wall time; without a
+/// fresh thread, a seed that failed in a sweep could pass alone, and a change that only moved
+/// wall times changed what the seeds of a sweep did.
+pub fn on_fresh_thread<T: Send>(run: impl FnOnce() -> T + Send) -> std::thread::Result<T> {
+    std::thread::scope(|scope| scope.spawn(run).join())
+}
+
 /// Runs `body` for each seed, printing each and the replay command for the first that fails.
 /// Returns how many seeds ran.
-pub fn for_each_seed(replay: Replay, default: Range<u64>, mut body: impl FnMut(u64)) -> u64 {
+pub fn for_each_seed(replay: Replay, default: Range<u64>, mut body: impl FnMut(u64) + Send) -> u64 {
     let range = seeds(default);
     let count = range.end.saturating_sub(range.start);
     for seed in range {
         println!("[{}] seed={seed}", replay.test);
-        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| body(seed))) {
+        if let Err(panic) = on_fresh_thread(|| body(seed)) {
             eprintln!("\n[{}] FAILED at seed={seed}", replay.test);
             eprintln!("replay with:\n    {}\n", replay.command_for(seed));
             resume_unwind(panic);
@@ -54,9 +66,9 @@ pub fn for_each_seed(replay: Replay, default: Range<u64>, mut body: impl FnMut(u
     count
 }
 
-/// Runs `body` for each seed on every core (seeds dealt out in turn, one thread a core), and
-/// returns what each gave, in seed order: each seed's run is deterministic on its own, so the
-/// threads change only the wall time. The first failure found stops the others from taking
+/// Runs `body` for each seed on every core (seeds dealt out in turn, one worker a core, each
+/// seed on a fresh thread), and returns what each gave, in seed order: each seed's run is
+/// deterministic on its own, so the workers change only the wall time. The first failure found stops the others from taking
 /// new seeds; its seed and replay command are printed before the panic carries on.
 pub fn map_seeds<T: Send>(replay: Replay, default: Range<u64>, body: impl Fn(u64) -> T + Sync) -> Vec<T> {
     let range = seeds(default);
@@ -76,7 +88,7 @@ pub fn map_seeds<T: Send>(replay: Replay, default: Range<u64>, body: impl Fn(u64
                             break;
                         }
                         println!("[{}] seed={seed}", replay.test);
-                        match catch_unwind(AssertUnwindSafe(|| body(seed))) {
+                        match on_fresh_thread(|| body(seed)) {
                             Ok(result) => done.push((seed, result)),
                             Err(panic) => {
                                 failed.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -105,7 +117,7 @@ pub fn map_seeds<T: Send>(replay: Replay, default: Range<u64>, body: impl Fn(u64
 }
 
 /// The lowest seed of `range` for which `find` finds something, with what it found, searched
-/// on every core (each seed's run is deterministic on its own, so the answer does not depend
+/// on every core, each seed on a fresh thread (each seed's run is deterministic on its own, so the answer does not depend
 /// on the threads: a seed is skipped only once a lower one has been found).
 pub fn first_seed<T: Send>(range: Range<u64>, find: impl Fn(u64) -> Option<T> + Sync) -> Option<(u64, T)> {
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
@@ -119,7 +131,8 @@ pub fn first_seed<T: Send>(range: Range<u64>, find: impl Fn(u64) -> Option<T> + 
                 if seed >= range.end || beaten() {
                     return;
                 }
-                if let Some(found) = find(seed) {
+                let found = on_fresh_thread(|| find(seed)).unwrap_or_else(|panic| resume_unwind(panic));
+                if let Some(found) = found {
                     let mut best = best.lock().unwrap();
                     if best.as_ref().is_none_or(|(lowest, _)| seed < *lowest) {
                         *best = Some((seed, found));
@@ -153,6 +166,9 @@ pub fn planted_bug() -> Option<muster_core::planted::PlantedBug> {
 
 #[cfg(test)]
 mod tests {
+    use std::cell::Cell;
+    use std::panic::catch_unwind;
+
     use super::*;
 
     #[test]
@@ -174,5 +190,17 @@ mod tests {
         let failed = catch_unwind(|| map_seeds(replay, 0..50, |seed| assert!(seed != 17, "seed 17 fails")));
         let message = failed.unwrap_err();
         assert_eq!(message.downcast_ref::<&str>(), Some(&"seed 17 fails"));
+    }
+
+    #[test]
+    fn every_seed_starts_on_a_thread_that_ran_nothing_before() {
+        thread_local!(static RUNS_BEFORE: Cell<u32> = const { Cell::new(0) });
+        let runs_before = |_| RUNS_BEFORE.with(|runs| runs.replace(runs.get() + 1));
+        let replay = Replay { command: "cargo test", test: "fresh" };
+        assert_eq!(map_seeds(replay, 0..20, runs_before), vec![0; 20]);
+        let mut seen = Vec::new();
+        for_each_seed(replay, 0..5, |seed| seen.push(runs_before(seed)));
+        assert_eq!(seen, vec![0; 5]);
+        assert_eq!(first_seed(0..20, |seed| (runs_before(seed) > 0).then_some(seed)), None);
     }
 }
