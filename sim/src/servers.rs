@@ -215,6 +215,12 @@ impl Facades {
         self.0.lock().unwrap()[index].clone()
     }
 
+    /// Each live server's index and facade.
+    fn live(&self) -> Vec<(usize, Arc<Consensus>)> {
+        let facades = self.0.lock().unwrap();
+        facades.iter().enumerate().filter_map(|(index, facade)| Some((index, facade.clone()?))).collect()
+    }
+
     fn set(&self, index: usize, facade: Option<Arc<Consensus>>) {
         self.0.lock().unwrap()[index] = facade;
     }
@@ -399,19 +405,9 @@ impl Cluster {
             self.heal_network();
         }
         self.paused.clear();
-        for index in std::mem::take(&mut self.full) {
-            self.dirs[index].free();
-        }
-        // A server stopped by its log writer, or crashed, comes back.
-        let stopped: Vec<usize> =
-            (0..self.len()).filter(|&i| self.facades.get(i).is_some_and(|f| f.raft.is_stopped())).collect();
-        for index in stopped {
-            self.crash(index);
-        }
+        self.free_disks_and_reap_stopped();
         if rng.gen_bool(0.7) {
-            for index in std::mem::take(&mut self.down) {
-                self.handle.restart(self.hosts[index].id());
-            }
+            self.restart_down();
         }
     }
 
@@ -421,17 +417,28 @@ impl Cluster {
         for index in std::mem::take(&mut self.paused) {
             self.handle.resume(self.hosts[index].id());
         }
+        for dir in &self.dirs {
+            dir.clear_faults();
+        }
+        self.free_disks_and_reap_stopped();
+        self.restart_down();
+    }
+
+    /// Frees the full disks, and takes down the servers their log writer stopped (as a
+    /// supervisor sees a process that exited), to be restarted with the crashed ones.
+    fn free_disks_and_reap_stopped(&mut self) {
         for index in std::mem::take(&mut self.full) {
             self.dirs[index].free();
-        }
-        for index in 0..self.len() {
-            self.dirs[index].clear_faults();
         }
         let stopped: Vec<usize> =
             (0..self.len()).filter(|&i| self.facades.get(i).is_some_and(|f| f.raft.is_stopped())).collect();
         for index in stopped {
             self.crash(index);
         }
+    }
+
+    /// Restarts every server that is down, over its disk as the crash left it.
+    fn restart_down(&mut self) {
         for index in std::mem::take(&mut self.down) {
             self.handle.restart(self.hosts[index].id());
         }
@@ -995,9 +1002,7 @@ impl Locks {
 async fn sample_lock_state(facades: Arc<Facades>, locks: Arc<Locks>) {
     loop {
         madsim::time::sleep(Duration::from_millis(50)).await;
-        let servers = facades.0.lock().unwrap().clone();
-        for (index, facade) in servers.iter().enumerate() {
-            let Some(facade) = facade else { continue };
+        for (index, facade) in facades.live() {
             let dead = facade.store.read(|fsm| {
                 let holder = fsm.kv().get(LOCK_KEY).1.and_then(|entry| entry.session.clone())?;
                 fsm.sessions().get(&holder).is_none().then_some(holder)
