@@ -13,6 +13,8 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,7 +26,6 @@ use muster_core::server::{Done, Lease as CoreLease, Reply, RoleChange, Server as
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::drive::core_now;
 use crate::metrics;
 use crate::raft_net::RaftTransport;
 use crate::wal::{FsDir, GroupCommit, LogDir, Wal, WalError, Written};
@@ -283,25 +284,27 @@ pub fn start<S: Machine>(
     inbound: mpsc::Receiver<(ServerId, Message)>,
     state_machine: S,
 ) -> Result<RaftHandle<S::Output>, StartError> {
-    start_in(config, open(dir)?, transport, inbound, state_machine)
+    start_in(config, open(dir)?, Arc::default(), transport, inbound, state_machine)
 }
 
-/// Starts a server over a log already opened (in any [`LogDir`]: the simulator's is memory).
+/// Starts a server over a log already opened (in any [`LogDir`]: the simulator's is memory),
+/// its Raft timing on a clock that departs from real time as `skew` says.
 pub fn start_in<S: Machine, D: LogDir + Send + 'static>(
     config: Config,
     opened: Opened<D>,
+    skew: Arc<ClockSkew>,
     transport: RaftTransport,
     inbound: mpsc::Receiver<(ServerId, Message)>,
     state_machine: S,
 ) -> Result<RaftHandle<S::Output>, StartError> {
     let Opened { wal, restored } = opened;
-    let origin = tokio::time::Instant::now();
-    let core = CoreServer::new(config, restored, Timed(state_machine), core_now(origin))?;
+    let mut clock = Clock::start(skew);
+    let core = CoreServer::new(config, restored, Timed(state_machine), clock.now())?;
     let raft = core.raft();
     let status = initial_status(raft.term(), raft.snapshot_index(), raft.stats());
     let (client, ends) = channels(status, raft.membership().clone());
     let task = tokio::spawn(async move {
-        run_server(wal, core, origin, transport, inbound, ends).await;
+        run_server(wal, core, clock, transport, inbound, ends).await;
     });
     Ok(RaftHandle { client, task })
 }
@@ -401,15 +404,15 @@ pub fn start_opened<S: Machine, D: LogDir + Send + 'static>(
             }
         };
         let Opened { wal, restored } = opened;
-        let origin = tokio::time::Instant::now();
-        let core = match CoreServer::new(config, restored, Timed(state_machine), core_now(origin)) {
+        let mut clock = Clock::start(Arc::default());
+        let core = match CoreServer::new(config, restored, Timed(state_machine), clock.now()) {
             Ok(core) => core,
             Err(error) => {
                 tracing::error!(%error, "agent.server.raft: cannot start");
                 return;
             }
         };
-        run_server(wal, core, origin, transport, inbound, ends).await;
+        run_server(wal, core, clock, transport, inbound, ends).await;
     });
     (RaftHandle { client, task }, configure_tx)
 }
@@ -418,7 +421,7 @@ pub fn start_opened<S: Machine, D: LogDir + Send + 'static>(
 async fn run_server<S: Machine, D: LogDir + Send + 'static>(
     wal: Wal<D>,
     core: CoreServer<Timed<S>, Waiter<S::Output>>,
-    origin: tokio::time::Instant,
+    clock: Clock,
     transport: RaftTransport,
     inbound: mpsc::Receiver<(ServerId, Message)>,
     ends: Ends<S::Output>,
@@ -432,7 +435,7 @@ async fn run_server<S: Machine, D: LogDir + Send + 'static>(
     };
     let server = Server {
         core,
-        origin,
+        clock,
         transport,
         persist_tx,
         contacts_sampled: tokio::time::Instant::now(),
@@ -467,10 +470,98 @@ fn refuse_unconfigured<O>(transport: &mut RaftTransport, command: Command<O>) {
     }
 }
 
+/// How a server's clock departs from real time: a rate, in parts per million fast (positive)
+/// or slow (negative), and forward jumps. The agent's never departs: it trusts its machine's
+/// monotonic clock. The simulator holds each server's and changes it under the running server,
+/// to show what the leader lease survives: it is safe while no clock runs twice as fast as
+/// another (the lease is half the minimum election timeout) and none jumps.
+#[derive(Debug, Default)]
+pub struct ClockSkew {
+    rate_ppm: AtomicI32,
+    jumped_ns: AtomicU64,
+}
+
+impl ClockSkew {
+    /// The most a rate departs: a clock that stands still, or runs twice as fast.
+    pub const RATE_MAX_PPM: i32 = 1_000_000;
+
+    /// The clock runs `ppm` fast (or slow, if negative) from now on.
+    pub fn set_rate_ppm(&self, ppm: i32) {
+        self.rate_ppm.store(ppm.clamp(1 - Self::RATE_MAX_PPM, Self::RATE_MAX_PPM), Ordering::Relaxed);
+    }
+
+    /// The clock leaps `by` ahead, at once.
+    pub fn jump(&self, by: Duration) {
+        let by_ns = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
+        self.jumped_ns.fetch_add(by_ns, Ordering::Relaxed);
+    }
+
+    /// Its rate, in clock nanoseconds per million real ones, and its jumps so far.
+    fn read(&self) -> (u64, u64) {
+        let rate_ppm = 1_000_000 + i64::from(self.rate_ppm.load(Ordering::Relaxed));
+        (u64::try_from(rate_ppm).expect("clamped above zero"), self.jumped_ns.load(Ordering::Relaxed))
+    }
+}
+
+/// Where a clock reading too far ahead to represent is placed (the core's "never").
+const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 86_400);
+
+/// The Raft server's clock: the core's time since the server started, as a clock with its
+/// [`ClockSkew`] counts it, and back to tokio's instants for its timers. A change of skew
+/// takes effect from the moment the server next reads the clock, so its readings never go
+/// back.
+#[derive(Debug)]
+struct Clock {
+    skew: Arc<ClockSkew>,
+    /// A real instant and the clock's reading then: the rate counts from here.
+    base_real: tokio::time::Instant,
+    base_ns: u64,
+    /// The skew in effect since the base.
+    rate_ppm: u64,
+    jumped_ns: u64,
+}
+
+impl Clock {
+    fn start(skew: Arc<ClockSkew>) -> Clock {
+        let (rate_ppm, jumped_ns) = skew.read();
+        Clock { skew, base_real: tokio::time::Instant::now(), base_ns: 0, rate_ppm, jumped_ns }
+    }
+
+    /// The core's time now.
+    fn now(&mut self) -> muster_core::Instant {
+        self.now_at(tokio::time::Instant::now())
+    }
+
+    /// The core's time at the real instant `now`, which is never before the last one asked.
+    fn now_at(&mut self, now: tokio::time::Instant) -> muster_core::Instant {
+        let (rate_ppm, jumped_ns) = self.skew.read();
+        if (rate_ppm, jumped_ns) != (self.rate_ppm, self.jumped_ns) {
+            self.base_ns = self.reading_at(now).saturating_add(jumped_ns - self.jumped_ns);
+            (self.base_real, self.rate_ppm, self.jumped_ns) = (now, rate_ppm, jumped_ns);
+        }
+        muster_core::Instant::from_nanos(self.reading_at(now))
+    }
+
+    fn reading_at(&self, real: tokio::time::Instant) -> u64 {
+        let since = real.saturating_duration_since(self.base_real).as_nanos();
+        let ticked = u64::try_from(since * u128::from(self.rate_ppm) / 1_000_000).unwrap_or(u64::MAX);
+        self.base_ns.saturating_add(ticked)
+    }
+
+    /// When the clock will read `at`, at its present rate (now, if it has already).
+    fn tokio_instant(&self, at: muster_core::Instant) -> tokio::time::Instant {
+        let ahead = u128::from(at.as_nanos().saturating_sub(self.base_ns));
+        let real = Duration::from_nanos(
+            u64::try_from(ahead * 1_000_000 / u128::from(self.rate_ppm)).unwrap_or(u64::MAX),
+        );
+        self.base_real.checked_add(real).unwrap_or(self.base_real + FAR_FUTURE)
+    }
+}
+
 /// A server task's state: the core [`CoreServer`] and the shell around it.
 struct Server<S: Machine> {
     core: CoreServer<Timed<S>, Waiter<S::Output>>,
-    origin: tokio::time::Instant,
+    clock: Clock,
     transport: RaftTransport,
     persist_tx: mpsc::UnboundedSender<Persist>,
     /// When the leader last sampled its contacts.
@@ -592,7 +683,7 @@ impl<S: Machine> Server<S> {
     ) {
         self.drain();
         loop {
-            let deadline = self.origin + Duration::from_nanos(self.core.poll_timeout().as_nanos());
+            let deadline = self.clock.tokio_instant(self.core.poll_timeout());
             // Biased, for two reasons. The order is deterministic: an unbiased select draws its
             // order from a thread-local generator, which makes the simulator's seeds replay
             // differently in one thread than in another. And this order cannot starve: the log
@@ -602,7 +693,7 @@ impl<S: Machine> Server<S> {
             tokio::select! {
                 biased;
                 Some(result) = durable.recv() => match result {
-                    Ok(Written::Durable { newest, .. }) => self.core.on_persisted(core_now(self.origin), newest),
+                    Ok(Written::Durable { newest, .. }) => self.core.on_persisted(self.clock.now(), newest),
                     Ok(Written::Full(full)) => self.disk_full = full,
                     Err(error) => {
                         tracing::error!(%error, "agent.server.raft: the log writer failed; stopping this server");
@@ -610,14 +701,14 @@ impl<S: Machine> Server<S> {
                     }
                 },
                 () = tokio::time::sleep_until(deadline) => {
-                    self.core.handle_timeout(core_now(self.origin));
+                    self.core.handle_timeout(self.clock.now());
                 }
                 command = commands.recv() => match command {
                     Some(command) => self.command(command),
                     None => return,
                 },
                 Some((from, message)) = inbound.recv() => {
-                    self.core.handle_message(core_now(self.origin), from, message);
+                    self.core.handle_message(self.clock.now(), from, message);
                 }
             }
             self.drain();
@@ -625,7 +716,7 @@ impl<S: Machine> Server<S> {
     }
 
     fn command(&mut self, command: Command<S::Output>) {
-        let now = core_now(self.origin);
+        let now = self.clock.now();
         match command {
             Command::SetPeer(id, addr) => self.transport.set_peer(id, addr),
             Command::Propose(bytes, reply) => {
@@ -654,7 +745,7 @@ impl<S: Machine> Server<S> {
 
     /// The tokio instant of the core's `at`.
     fn tokio_instant(&self, at: muster_core::Instant) -> tokio::time::Instant {
-        self.origin + Duration::from_nanos(at.as_nanos())
+        self.clock.tokio_instant(at)
     }
 
     /// Hands every output of the core to its destination.
@@ -684,10 +775,7 @@ impl<S: Machine> Server<S> {
             lease: match self.core.lease() {
                 CoreLease::None => Lease::None,
                 CoreLease::Always => Lease::Always,
-                CoreLease::Until(until) => self
-                    .origin
-                    .checked_add(Duration::from_nanos(until.as_nanos()))
-                    .map_or(Lease::None, Lease::Until),
+                CoreLease::Until(until) => Lease::Until(self.clock.tokio_instant(until)),
             },
             disk_full: self.disk_full,
         };
@@ -725,7 +813,7 @@ impl<S: Machine> Server<S> {
             return;
         }
         self.contacts_sampled = now;
-        let core_now = core_now(self.origin);
+        let core_now = self.clock.now();
         let me = self.core.raft().id();
         for voter in self.core.membership().voters.iter().filter(|&&voter| voter != me) {
             if let Some(&heard) = self.core.heard().get(voter) {
@@ -739,3 +827,45 @@ impl<S: Machine> Server<S> {
 /// How often a leader samples its contacts (hashicorp/raft checks its lease this often by
 /// default: `LeaderLeaseTimeout`).
 const LEADER_CONTACT_SAMPLE_INTERVAL: Duration = Duration::from_millis(500);
+
+#[cfg(test)]
+mod clock_tests {
+    use super::*;
+
+    /// A clock on `skew`, and a function that reads it `real_ms` after it started.
+    fn started(skew: &Arc<ClockSkew>) -> (Clock, impl Fn(&mut Clock, u64) -> Duration) {
+        let clock = Clock::start(skew.clone());
+        let start = clock.base_real;
+        let read = move |clock: &mut Clock, real_ms| {
+            Duration::from_nanos(clock.now_at(start + Duration::from_millis(real_ms)).as_nanos())
+        };
+        (clock, read)
+    }
+
+    #[test]
+    fn a_fast_clock_reads_ahead_and_its_timers_fire_early() {
+        let skew = Arc::new(ClockSkew::default());
+        skew.set_rate_ppm(500_000);
+        let (mut clock, read) = started(&skew);
+        let start = clock.base_real;
+        assert_eq!(read(&mut clock, 1_000), Duration::from_millis(1_500));
+        let fires = clock.tokio_instant(muster_core::Instant::from_nanos(3_000_000_000));
+        assert_eq!(fires - start, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn a_change_of_rate_or_a_jump_counts_from_when_it_is_seen_and_never_goes_back() {
+        let skew = Arc::new(ClockSkew::default());
+        let (mut clock, read) = started(&skew);
+        assert_eq!(read(&mut clock, 1_000), Duration::from_secs(1));
+        skew.set_rate_ppm(-500_000);
+        assert_eq!(read(&mut clock, 1_000), Duration::from_secs(1));
+        assert_eq!(read(&mut clock, 3_000), Duration::from_secs(2));
+        skew.jump(Duration::from_secs(5));
+        assert_eq!(read(&mut clock, 3_000), Duration::from_secs(7));
+        assert_eq!(read(&mut clock, 5_000), Duration::from_secs(8));
+        // A clock told to stand still or run backwards is held to a crawl.
+        skew.set_rate_ppm(-5_000_000);
+        assert!(read(&mut clock, 9_000) > Duration::from_secs(8));
+    }
+}

@@ -11,10 +11,12 @@
 //!
 //! The nemesis draws its faults from the seed: symmetric and one-way partitions, the leader
 //! cut off, crash-restarts with torn writes, pauses longer than the election timeout, a full
-//! disk, a failed fsync (the server stops, and is restarted, as a supervisor would). Then it
+//! disk, a failed fsync (the server stops, and is restarted, as a supervisor would), clocks
+//! that drift (each server's runs within ±20 %, redrawn as the run goes; [`ClockFaults`]). Then it
 //! heals everything, and the cluster must take a write again (`liveness`) and every key is
 //! read back in the consistent mode. The whole history must be linearizable
-//! (`linearizability`): madsim's hosts share one clock, so the default mode is held to it too.
+//! (`linearizability`), the default mode's lease reads included, while the clocks drift within
+//! the lease's bound.
 //! `?stale` reads from any server must be no older than the contact they report
 //! ([`staleness`]).
 
@@ -32,7 +34,7 @@ use madsim::runtime::{Handle, NodeHandle, Runtime};
 use madsim::task::NodeId;
 use muster::consensus::{Consensus, ConsensusError, Consistency};
 use muster::raft_net::RaftTransport;
-use muster::raft_server::{self, Opened, WriteError};
+use muster::raft_server::{self, ClockSkew, Opened, WriteError};
 use muster::store::{Store, StoreMachine};
 use muster::wal::Wal;
 use muster_core::fsm::{
@@ -60,6 +62,20 @@ pub struct ServersConfig {
     pub faults: bool,
     /// A bug planted in every server.
     pub bug: Option<PlantedBug>,
+    /// What the nemesis does to the servers' clocks (Raft's timers and the leader lease run on
+    /// them).
+    pub clocks: ClockFaults,
+}
+
+/// What the nemesis does to the servers' clocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClockFaults {
+    /// Each runs up to [`DRIFT_MAX_PPM`] fast or slow, a rate drawn at the start and drawn
+    /// again as the run goes: inside the lease's bound.
+    WithinTheLease,
+    /// Besides, a leader's clock slows to a hundredth to a twentieth of real time while it is cut
+    /// off: past what the lease assumes.
+    PastTheLease,
 }
 
 impl ServersConfig {
@@ -68,9 +84,16 @@ impl ServersConfig {
         (self.clients as u64 * KEYS_PER_CLIENT).max(100)
     }
 
-    /// `servers` servers, ten clients, 20 s of faults.
+    /// `servers` servers, ten clients, 20 s of faults, clocks within the lease's bound.
     pub fn new(servers: usize) -> ServersConfig {
-        ServersConfig { servers, clients: 10, run_for: Duration::from_secs(20), faults: true, bug: None }
+        ServersConfig {
+            servers,
+            clients: 10,
+            run_for: Duration::from_secs(20),
+            faults: true,
+            bug: None,
+            clocks: ClockFaults::WithinTheLease,
+        }
     }
 }
 
@@ -155,6 +178,11 @@ const KEYS_PER_CLIENT: u64 = 10;
 /// after that (voters refuse to elect another while they hear from a leader); plus the
 /// network's delay and a step's scheduling.
 const STALE_MARGIN: Duration = Duration::from_millis(1_100);
+
+/// How far each server's clock may drift by default: ±20 %, so the fastest clock runs at most
+/// 1.5 times as fast as the slowest, inside the lease's bound of 2 (the lease is half the
+/// minimum election timeout).
+pub const DRIFT_MAX_PPM: i32 = 200_000;
 
 /// How long a client waits for an answer before giving the operation up as unknown.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -290,6 +318,9 @@ struct Cluster {
     handle: Handle,
     hosts: Vec<NodeHandle>,
     dirs: Vec<SimDir>,
+    /// Each server's clock (its machine's: it survives restarts).
+    clocks: Vec<Arc<ClockSkew>>,
+    clock_faults: ClockFaults,
     facades: Arc<Facades>,
     /// Servers killed and not yet restarted.
     down: BTreeSet<usize>,
@@ -310,18 +341,23 @@ impl Cluster {
         let handle = Handle::current();
         let facades = Arc::new(Facades(Mutex::new(vec![None; config.servers])));
         let dirs: Vec<SimDir> = (0..config.servers).map(|_| SimDir::default()).collect();
+        let clocks: Vec<Arc<ClockSkew>> = (0..config.servers).map(|_| Arc::default()).collect();
         let hosts = (0..config.servers)
             .map(|index| {
-                let (dir, facades, servers, bug) =
-                    (dirs[index].clone(), facades.clone(), config.servers, config.bug);
-                dir.set_sync_delay(Duration::from_micros(
-                    madsim::rand::thread_rng().gen_range(SYNC_DELAY_US),
-                ));
+                let (dir, facades) = (dirs[index].clone(), facades.clone());
+                let (sync_delay_us, rate_ppm) = {
+                    let mut rng = madsim::rand::thread_rng();
+                    (rng.gen_range(SYNC_DELAY_US), rng.gen_range(-DRIFT_MAX_PPM..=DRIFT_MAX_PPM))
+                };
+                dir.set_sync_delay(Duration::from_micros(sync_delay_us));
+                clocks[index].set_rate_ppm(rate_ppm);
+                let spec =
+                    Spec { index, servers: config.servers, bug: config.bug, clock: clocks[index].clone() };
                 handle
                     .create_node()
                     .name(format!("s{index}"))
                     .ip(addr(index).ip())
-                    .init(move || server_main(index, servers, dir.clone(), facades.clone(), bug))
+                    .init(move || server_main(spec.clone(), dir.clone(), facades.clone()))
                     .build()
             })
             .collect();
@@ -330,6 +366,8 @@ impl Cluster {
             handle,
             hosts,
             dirs,
+            clocks,
+            clock_faults: config.clocks,
             facades,
             down: BTreeSet::new(),
             paused: BTreeSet::new(),
@@ -353,10 +391,11 @@ impl Cluster {
     async fn inject(&mut self) {
         let (target, fault, crash_leader) = {
             let mut rng = madsim::rand::thread_rng();
-            (rng.gen_range(0..self.len()), rng.gen_range(0..9), rng.gen_bool(0.5))
+            (rng.gen_range(0..self.len()), rng.gen_range(0..10), rng.gen_bool(0.5))
         };
         let leader_or_any = self.leader().unwrap_or(target);
         match fault {
+            9 => self.skew_a_clock(target, self.leader()),
             8 => self.crash_a_voter(leader_or_any).await,
             0 => self.partition_minority(),
             1 => self.isolate(leader_or_any),
@@ -395,6 +434,34 @@ impl Cluster {
                 self.crash(voter);
             }
             return;
+        }
+    }
+
+    /// Draws `target`'s clock rate again, within [`DRIFT_MAX_PPM`]. Past the lease's bound, it
+    /// may instead slow the leader's clock to a hundredth to a twentieth of real time and cut the
+    /// leader off: a follower's clock leaping ahead, or a slow leader that still hears from
+    /// the next, does no harm (pre-vote and stickiness hold elections off while the leader is
+    /// heard; a newer term reaches it at once), so the lease breaks only on a slow clock that
+    /// hears nothing.
+    fn skew_a_clock(&mut self, target: usize, leader: Option<usize>) {
+        let (past_the_lease, rate_ppm) = {
+            let mut rng = madsim::rand::thread_rng();
+            let past = self.clock_faults == ClockFaults::PastTheLease;
+            (
+                past,
+                if past {
+                    rng.gen_range(-990_000..=-950_000)
+                } else {
+                    rng.gen_range(-DRIFT_MAX_PPM..=DRIFT_MAX_PPM)
+                },
+            )
+        };
+        match leader {
+            Some(leader) if past_the_lease => {
+                self.clocks[leader].set_rate_ppm(rate_ppm);
+                self.isolate(leader);
+            }
+            _ => self.clocks[target].set_rate_ppm(rate_ppm.max(-DRIFT_MAX_PPM)),
         }
     }
 
@@ -877,15 +944,21 @@ fn key_name(key: u64) -> String {
     format!("k{key}")
 }
 
+/// What a server's host is, across its restarts.
+#[derive(Debug, Clone)]
+struct Spec {
+    index: usize,
+    /// Servers in the cluster.
+    servers: usize,
+    bug: Option<PlantedBug>,
+    /// Its clock, which the nemesis skews.
+    clock: Arc<ClockSkew>,
+}
+
 /// What server `index` runs; madsim runs it again at each restart, over the disk as the crash
 /// left it.
-async fn server_main(
-    index: usize,
-    servers: usize,
-    dir: SimDir,
-    facades: Arc<Facades>,
-    bug: Option<PlantedBug>,
-) {
+async fn server_main(spec: Spec, dir: SimDir, facades: Arc<Facades>) {
+    let Spec { index, servers, bug, clock } = spec;
     let id = server_id(index);
     let (wal, restored) = Wal::open_in(dir, SEGMENT_BYTES).expect("the log opens after any crash");
     let mut config = Config::new(id, (0..servers).map(server_id), madsim::rand::thread_rng().gen());
@@ -907,6 +980,7 @@ async fn server_main(
     let handle = raft_server::start_in(
         config,
         Opened::new(wal, restored),
+        clock,
         transport,
         inbound,
         StoreMachine(store.clone()),
