@@ -31,6 +31,8 @@ struct Files {
     capacity: Option<u64>,
     /// The next fsync fails.
     fail_next_sync: bool,
+    /// The next append fails with an I/O error, half written.
+    fail_next_append: bool,
     /// How long each sync is made to take.
     sync_delay: Duration,
 }
@@ -85,11 +87,18 @@ impl SimDir {
         self.files().capacity = None;
     }
 
-    /// Space returns and no fsync is set to fail.
+    /// Space returns and no fsync or append is set to fail.
     pub fn clear_faults(&self) {
         let mut files = self.files();
         files.capacity = None;
         files.fail_next_sync = false;
+        files.fail_next_append = false;
+    }
+
+    /// The next append writes half its bytes and fails with an I/O error (EIO: a bad sector, a
+    /// detached volume).
+    pub fn fail_next_append(&self) {
+        self.files().fail_next_append = true;
     }
 
     /// The next fsync fails with an I/O error.
@@ -126,6 +135,11 @@ impl LogDir for SimDir {
 
     fn append(&mut self, name: &str, bytes: &[u8]) -> io::Result<()> {
         let mut files = self.files();
+        if std::mem::take(&mut files.fail_next_append) {
+            let file = files.files.get_mut(name).ok_or_else(|| not_found(name))?;
+            file.data.extend_from_slice(&bytes[..bytes.len() / 2]);
+            return Err(io::Error::other("input/output error"));
+        }
         let room = files.capacity.map_or(u64::MAX, |capacity| capacity.saturating_sub(files.bytes()));
         let fits = bytes.len().min(usize::try_from(room).unwrap_or(usize::MAX));
         files.files.get_mut(name).ok_or_else(|| not_found(name))?.data.extend_from_slice(&bytes[..fits]);

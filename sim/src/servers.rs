@@ -11,7 +11,8 @@
 //!
 //! The nemesis draws its faults from the seed: symmetric and one-way partitions, the leader
 //! cut off, crash-restarts with torn writes, pauses longer than the election timeout, a full
-//! disk, a failed fsync (the server stops, and is restarted, as a supervisor would), clocks
+//! disk, a failed fsync or append (EIO: the server stops, and is restarted, as a supervisor
+//! would), clocks
 //! that drift (each server's runs within ±20 %, redrawn as the run goes; [`ClockFaults`]). Then it
 //! heals everything, and the cluster must take a write again (`liveness`) and every key is
 //! read back in the consistent mode. The whole history must be linearizable
@@ -234,6 +235,71 @@ pub fn simulate_servers(seed: u64, config: ServersConfig) -> Result<Report, Fail
     }
 }
 
+/// A disk fault of [`disk_error_stops_the_server`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskError {
+    /// An append fails with EIO, half written.
+    Append,
+    /// An fsync fails.
+    Sync,
+}
+
+/// The outcome the issue defines for an I/O error under the log: the server whose `error` it
+/// is stops, rather than carry on over a log it can no longer trust; the others go on taking
+/// writes; restarted, it catches up with every write acknowledged meanwhile. A follower or the
+/// leader (`leader`) is hit, in a calm 3-server cluster; returns how long it took to stop.
+pub fn disk_error_stops_the_server(seed: u64, error: DiskError, leader: bool) -> Result<Duration, String> {
+    let runtime = Runtime::with_seed_and_config(seed, madsim::Config::default());
+    runtime.block_on(async move {
+        let config = ServersConfig { faults: false, ..ServersConfig::new(3) };
+        let mut cluster = Cluster::start(&config);
+        let first = cluster.wait_for_leader().await.ok_or("no leader in a calm cluster")?;
+        let victim = if leader { first } else { (first + 1) % cluster.len() };
+        match error {
+            DiskError::Append => cluster.dirs[victim].fail_next_append(),
+            DiskError::Sync => cluster.dirs[victim].fail_next_sync(),
+        }
+        let hit = madsim::time::Instant::now();
+        let mut written = 0;
+        while !cluster.facades.get(victim).is_some_and(|facade| facade.raft.is_stopped()) {
+            if hit.elapsed() > RECOVERY_LIMIT {
+                return Err(format!("server {victim} went on for {RECOVERY_LIMIT:?} after its disk failed"));
+            }
+            written += cluster.write_somewhere(written).await;
+        }
+        let stopped_after = hit.elapsed();
+        // The others go on (a new leader first, if the leader stopped).
+        let deadline = madsim::time::Instant::now() + RECOVERY_LIMIT;
+        let acked = loop {
+            if cluster.write_somewhere(written).await == 1 {
+                break written;
+            }
+            if madsim::time::Instant::now() > deadline {
+                return Err(format!(
+                    "the others took no write within {RECOVERY_LIMIT:?} of server {victim} stopping"
+                ));
+            }
+        };
+        cluster.heal_all();
+        let deadline = madsim::time::Instant::now() + RECOVERY_LIMIT;
+        loop {
+            madsim::time::sleep(Duration::from_millis(50)).await;
+            let caught_up = cluster
+                .facades
+                .get(victim)
+                .is_some_and(|facade| facade.store.read(|fsm| fsm.kv().get(&key_name(acked)).1.is_some()));
+            if caught_up {
+                return Ok(stopped_after);
+            }
+            if madsim::time::Instant::now() > deadline {
+                return Err(format!(
+                    "server {victim}, restarted, did not catch up within {RECOVERY_LIMIT:?}"
+                ));
+            }
+        }
+    })
+}
+
 /// What the supervisor shares with the server hosts: each live server's facade.
 #[derive(Default)]
 struct Facades(Mutex<Vec<Option<Arc<Consensus>>>>);
@@ -387,6 +453,33 @@ impl Cluster {
         (0..self.len()).find(|&index| self.facades.get(index).is_some_and(|facade| facade.leads()))
     }
 
+    /// Waits up to [`RECOVERY_LIMIT`] for a leader.
+    async fn wait_for_leader(&self) -> Option<usize> {
+        let deadline = madsim::time::Instant::now() + RECOVERY_LIMIT;
+        while madsim::time::Instant::now() < deadline {
+            if let Some(leader) = self.leader() {
+                return Some(leader);
+            }
+            madsim::time::sleep(Duration::from_millis(10)).await;
+        }
+        None
+    }
+
+    /// Writes key `key` through whichever running server leads, if one does: 1 if it was
+    /// acknowledged (else a pause, so that a retry loop lets time pass).
+    async fn write_somewhere(&self, key: u64) -> u64 {
+        let leader =
+            self.facades.live().into_iter().find(|(_, facade)| facade.leads() && !facade.raft.is_stopped());
+        if let Some((_, facade)) = leader {
+            let command = Command::KvSet(set(key, key));
+            if let Ok(Ok(_)) = madsim::time::timeout(CLIENT_TIMEOUT, facade.write(&command)).await {
+                return 1;
+            }
+        }
+        madsim::time::sleep(Duration::from_millis(10)).await;
+        0
+    }
+
     /// One fault, drawn from the seed.
     async fn inject(&mut self) {
         let (target, fault, crash_leader) = {
@@ -407,8 +500,12 @@ impl Cluster {
             5 => self.pause(leader_or_any),
             6 => self.fill_disk(target),
             _ => {
-                // A failed fsync stops the server; a supervisor restarts it later.
-                self.dirs[target].fail_next_sync();
+                // A failed fsync or append stops the server; a supervisor restarts it later.
+                if madsim::rand::thread_rng().gen_bool(0.5) {
+                    self.dirs[target].fail_next_sync();
+                } else {
+                    self.dirs[target].fail_next_append();
+                }
             }
         }
     }
