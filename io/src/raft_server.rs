@@ -548,13 +548,21 @@ impl Clock {
         self.base_ns.saturating_add(ticked)
     }
 
-    /// When the clock will read `at`, at its present rate (now, if it has already).
+    /// The real instant at which the clock reads (or read) `at`, at its present rate: exact
+    /// since the last change of skew, and close for the recent past (a lease's end, the last
+    /// time the server caught up) when the rate changed since.
     fn tokio_instant(&self, at: muster_core::Instant) -> tokio::time::Instant {
-        let ahead = u128::from(at.as_nanos().saturating_sub(self.base_ns));
-        let real = Duration::from_nanos(
-            u64::try_from(ahead * 1_000_000 / u128::from(self.rate_ppm)).unwrap_or(u64::MAX),
-        );
-        self.base_real.checked_add(real).unwrap_or(self.base_real + FAR_FUTURE)
+        let to_real = |clock_ns: u64| {
+            let real_ns = u128::from(clock_ns) * 1_000_000 / u128::from(self.rate_ppm);
+            Duration::from_nanos(u64::try_from(real_ns).unwrap_or(u64::MAX))
+        };
+        match at.as_nanos().checked_sub(self.base_ns) {
+            Some(ahead) => self.base_real.checked_add(to_real(ahead)).unwrap_or(self.base_real + FAR_FUTURE),
+            None => {
+                let ago = to_real(self.base_ns - at.as_nanos());
+                self.base_real.checked_sub(ago).unwrap_or(self.base_real)
+            }
+        }
     }
 }
 
@@ -864,6 +872,10 @@ mod clock_tests {
         skew.jump(Duration::from_secs(5));
         assert_eq!(read(&mut clock, 3_000), Duration::from_secs(7));
         assert_eq!(read(&mut clock, 5_000), Duration::from_secs(8));
+        // An instant before the last change (the jump, read at 7 s) maps back at the present
+        // rate: a second of the clock is two real ones at half speed.
+        let earlier = clock.tokio_instant(muster_core::Instant::from_nanos(6_000_000_000));
+        assert_eq!(clock.base_real - earlier, Duration::from_secs(2));
         // A clock told to stand still or run backwards is held to a crawl.
         skew.set_rate_ppm(-5_000_000);
         assert!(read(&mut clock, 9_000) > Duration::from_secs(8));
