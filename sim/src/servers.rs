@@ -12,9 +12,10 @@
 //! The nemesis draws its faults from the seed: symmetric and one-way partitions, the leader
 //! cut off, crash-restarts with torn writes, pauses longer than the election timeout, a full
 //! disk, a failed fsync or append (EIO: the server stops, and is restarted, as a supervisor
-//! would), clocks
-//! that drift (each server's runs within ±20 %, redrawn as the run goes; [`ClockFaults`]). Then it
-//! heals everything, and the cluster must take a write again (`liveness`) and every key is
+//! would), clocks that drift (each server's runs within ±20 %, redrawn as the run goes;
+//! [`ClockFaults`]), a server taken out of the membership and brought back (five-server
+//! clusters keep at least three voters). Then it heals everything and brings every server
+//! back into the membership, and the cluster must take a write again (`liveness`) and every key is
 //! read back in the consistent mode. The whole history must be linearizable
 //! (`linearizability`), the default mode's lease reads included, while the clocks drift within
 //! the lease's bound.
@@ -42,7 +43,7 @@ use muster_core::fsm::{
     Command, Fsm, KvCas, KvDelete, KvOperand, KvSet, KvVerb, Response, Txn, TxnOp, WatchTarget,
 };
 use muster_core::planted::PlantedBug;
-use muster_core::raft::{Config, Role, ServerId};
+use muster_core::raft::{Config, MembershipChange, Role, ServerId};
 
 use crate::disk::SimDir;
 // The lockers' commands and constants are the in-process tier's: one locker, two drivers.
@@ -353,7 +354,10 @@ async fn run(config: ServersConfig) -> Result<Report, Failure> {
         client.await.expect("a client task ends on its own");
     }
     cluster.heal_all();
-    let recovered = cluster.recover(Client::new(&cluster, 0, history.clone(), started)).await;
+    let recovered = match cluster.restore_membership().await {
+        Ok(()) => cluster.recover(Client::new(&cluster, 0, history.clone(), started)).await,
+        Err(failure) => Err(failure),
+    };
     // The lockers go on past the faults, long enough for an abandoned session to expire.
     for locker in lockers {
         locker.await.expect("a locker ends on its own");
@@ -453,6 +457,48 @@ impl Cluster {
         (0..self.len()).find(|&index| self.facades.get(index).is_some_and(|facade| facade.leads()))
     }
 
+    /// Changes the membership through the leader, as `consul operator raft remove-peer` and
+    /// a server joining do: a server taken out earlier comes back (a learner, then a voter),
+    /// else `target` is taken out if it follows and at least three voters would remain. A
+    /// change the leader refuses, or does not commit in time, is left as it is. `true` once
+    /// every server votes.
+    async fn reconfigure(&self, target: usize) -> bool {
+        let Some(leader) = self.leader() else { return false };
+        let Some(facade) = self.facades.get(leader) else { return false };
+        let membership = facade.raft.membership();
+        let out = (0..self.len()).map(server_id).find(|id| !membership.voters.contains(id));
+        match out {
+            Some(id) if membership.learners.contains(&id) => {
+                changed(&facade, MembershipChange::Promote(id)).await;
+            }
+            Some(id) => {
+                if changed(&facade, MembershipChange::AddLearner(id)).await {
+                    changed(&facade, MembershipChange::Promote(id)).await;
+                }
+            }
+            None if target < self.len() && target != leader && membership.voters.len() > 3 => {
+                changed(&facade, MembershipChange::Remove(server_id(target))).await;
+            }
+            None => return true,
+        }
+        false
+    }
+
+    /// Brings every server taken out back into the membership, within [`RECOVERY_LIMIT`].
+    async fn restore_membership(&self) -> Result<(), Failure> {
+        let deadline = madsim::time::Instant::now() + RECOVERY_LIMIT;
+        // `usize::MAX`: no server is taken out meanwhile.
+        while !self.reconfigure(usize::MAX).await {
+            if madsim::time::Instant::now() >= deadline {
+                return Err(Failure::Liveness(format!(
+                    "the servers taken out could not rejoin within {RECOVERY_LIMIT:?} of healing every fault"
+                )));
+            }
+            madsim::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
     /// Waits up to [`RECOVERY_LIMIT`] for a leader.
     async fn wait_for_leader(&self) -> Option<usize> {
         let deadline = madsim::time::Instant::now() + RECOVERY_LIMIT;
@@ -484,10 +530,11 @@ impl Cluster {
     async fn inject(&mut self) {
         let (target, fault, crash_leader) = {
             let mut rng = madsim::rand::thread_rng();
-            (rng.gen_range(0..self.len()), rng.gen_range(0..10), rng.gen_bool(0.5))
+            (rng.gen_range(0..self.len()), rng.gen_range(0..11), rng.gen_bool(0.5))
         };
         let leader_or_any = self.leader().unwrap_or(target);
         match fault {
+            10 => drop(self.reconfigure(target).await),
             9 => self.skew_a_clock(target, self.leader()),
             8 => self.crash_a_voter(leader_or_any).await,
             0 => self.partition_minority(),
@@ -1026,6 +1073,11 @@ fn lookup(fsm: &Fsm, key: u64) -> (Option<u64>, u64) {
         }
         None => (None, 0),
     }
+}
+
+/// Whether the leader behind `facade` committed `change` within the client's timeout.
+async fn changed(facade: &Consensus, change: MembershipChange) -> bool {
+    matches!(madsim::time::timeout(CLIENT_TIMEOUT, facade.raft.change_membership(change)).await, Ok(Ok(())))
 }
 
 /// `duration` in nanoseconds, saturating.
