@@ -2047,12 +2047,12 @@ impl Raft {
     }
 
     fn broadcast_heartbeat(&mut self, now: Instant) {
+        let committed_in_term = self.committed_in_term();
         let leader = self.leader_state.as_mut().expect("leader");
         leader.heartbeat_next = now + self.config.heartbeat_interval;
         leader.round += 1;
         let round = leader.round;
         leader.rounds_sent.push_back((round, now));
-        let committed_in_term = self.log.term_at(self.commit) == Some(self.hard.term);
         let mut sends = Vec::new();
         for (&peer, progress) in &leader.progress {
             let commit = self.commit.min(progress.match_index);
@@ -2095,7 +2095,7 @@ impl Raft {
         // No other leader can have been elected, let alone committed, before a majority
         // acknowledged this one's round, so a leader that has committed in its term is as
         // fresh as the round it sent (its `?stale` answers' contact once the lease lapses).
-        if self.log.term_at(self.commit) == Some(self.hard.term) {
+        if self.committed_in_term() {
             self.caught_up_at = self.caught_up_at.max(confirmed_sent_at);
         }
         self.release_reads();
