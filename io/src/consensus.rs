@@ -27,6 +27,12 @@ pub type Output = Result<FsmResponse, ApplyError>;
 /// `rpc_hold_timeout`); then it answers `No cluster leader`.
 pub const RPC_HOLD_TIMEOUT: Duration = Duration::from_secs(7);
 
+/// How long a write waits for its outcome before it answers [`ConsensusError::Timeout`]:
+/// Consul's `limits.rpc_client_timeout`, the bound a forwarded write meets in Consul. A leader
+/// cut off from its quorum steps down but keeps the entry, which a later leader may yet commit
+/// or replace; without a bound its writer would wait for that as long as the outage lasts.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// How often a read that waits for a new leader to commit in its term looks again.
 const READ_RETRY_INTERVAL: Duration = Duration::from_millis(5);
 
@@ -41,6 +47,8 @@ pub struct Consensus {
     pub raft_id: ServerId,
     /// The address it serves RPC and Raft on.
     pub rpc_addr: SocketAddr,
+    /// How long a write waits for its outcome ([`WRITE_TIMEOUT`] in the agent).
+    pub write_timeout: Duration,
 }
 
 /// How a read may be served (`?stale`, `?consistent`, or neither).
@@ -82,6 +90,9 @@ pub enum ConsensusError {
     /// system's error, as this does.
     #[error("failed to append to the Raft log: no space left on device")]
     DiskFull,
+    /// The write's outcome was not known within the write timeout: it may yet take effect.
+    #[error("timed out waiting for the write to commit; it may still take effect")]
+    Timeout,
     /// This agent keeps no replicated state (a client agent's router sends such requests to a
     /// server, so reaching this is a routing bug, answered as one).
     #[error("rpc error: this agent is not a server")]
@@ -106,7 +117,7 @@ impl Consensus {
     }
 
     /// Proposes `command` through Raft on this server (it must lead), stamped with its clock,
-    /// and waits for the state machine's answer.
+    /// and waits for the state machine's answer, up to the write timeout.
     pub async fn write(&self, command: &Command) -> Result<FsmResponse, ConsensusError> {
         command.validate().map_err(ConsensusError::Rejected)?;
         let now_ms = std::time::SystemTime::now()
@@ -116,7 +127,8 @@ impl Consensus {
         if status.disk_full && status.role == Role::Leader {
             return Err(ConsensusError::DiskFull);
         }
-        match self.raft.propose(command.encode(now_ms)).await {
+        let proposed = tokio::time::timeout(self.write_timeout, self.raft.propose(command.encode(now_ms)));
+        match proposed.await.map_err(|_| ConsensusError::Timeout)? {
             Ok(Ok(FsmResponse::Rejected(error))) => Err(ConsensusError::Rejected(error)),
             Ok(Ok(response)) => Ok(response),
             Ok(Err(error)) => Err(ConsensusError::Apply(error.to_string())),

@@ -632,6 +632,7 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
                 raft: handle.client(),
                 raft_id,
                 rpc_addr: server_addr,
+                write_timeout: http::WRITE_TIMEOUT,
             }),
             autopilot: http::AutopilotShared::new(files.autopilot.clone()),
             datacenter: args.datacenter.clone(),

@@ -189,6 +189,11 @@ pub const DRIFT_MAX_PPM: i32 = 200_000;
 /// How long a client waits for an answer before giving the operation up as unknown.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// The servers' write timeout: shorter than the clients' patience, so a write stuck on a leader
+/// that lost its quorum comes back as the facade's `Timeout` (an unknown outcome), not as a
+/// client giving up.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// How long the cluster has to take a write once every fault is healed.
 const RECOVERY_LIMIT: Duration = Duration::from_secs(30);
 
@@ -297,6 +302,28 @@ pub fn disk_error_stops_the_server(seed: u64, error: DiskError, leader: bool) ->
                     "server {victim}, restarted, did not catch up within {RECOVERY_LIMIT:?}"
                 ));
             }
+        }
+    })
+}
+
+/// A write on a leader cut off from its quorum answers the facade's `Timeout` once the write
+/// timeout runs out (its outcome is unknown: a later leader may commit or replace the entry),
+/// rather than wait as long as the partition lasts. Returns how long it waited.
+pub fn write_without_quorum_times_out(seed: u64) -> Result<Duration, String> {
+    let runtime = Runtime::with_seed_and_config(seed, madsim::Config::default());
+    runtime.block_on(async move {
+        let config = ServersConfig { faults: false, ..ServersConfig::new(3) };
+        let mut cluster = Cluster::start(&config);
+        let leader = cluster.wait_for_leader().await.ok_or("no leader in a calm cluster")?;
+        let facade = cluster.facades.get(leader).ok_or("the leader has no facade")?;
+        cluster.isolate(leader);
+        let started = madsim::time::Instant::now();
+        let written = madsim::time::timeout(RECOVERY_LIMIT, facade.write(&Command::KvSet(set(0, 1))))
+            .await
+            .map_err(|_| format!("the write still waited after {RECOVERY_LIMIT:?}"))?;
+        match written {
+            Err(ConsensusError::Timeout) => Ok(started.elapsed()),
+            other => Err(format!("the isolated leader answered {other:?}, not a timeout")),
         }
     })
 }
@@ -915,7 +942,10 @@ impl Client {
                 self.guess_again(None);
                 Outcome::Refused
             }
-            ConsensusError::Write(_) | ConsensusError::Apply(_) | ConsensusError::NotServer => {
+            ConsensusError::Write(_)
+            | ConsensusError::Timeout
+            | ConsensusError::Apply(_)
+            | ConsensusError::NotServer => {
                 self.guess_again(None);
                 Outcome::Unknown
             }
@@ -1135,7 +1165,13 @@ async fn server_main(spec: Spec, dir: SimDir, facades: Arc<Facades>) {
         StoreMachine(store.clone()),
     )
     .expect("the server starts from what its log holds");
-    let facade = Arc::new(Consensus { store, raft: handle.client(), raft_id: id, rpc_addr: addr(index) });
+    let facade = Arc::new(Consensus {
+        store,
+        raft: handle.client(),
+        raft_id: id,
+        rpc_addr: addr(index),
+        write_timeout: WRITE_TIMEOUT,
+    });
     // The leader's duties, as the agent runs them: session TTLs, tombstone reaping.
     let duties = facade.clone();
     tokio::spawn(async move { duties.run_duties().await });

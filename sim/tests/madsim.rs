@@ -22,7 +22,8 @@ mod madsim_tier {
     use muster_core::swim::State;
     use muster_sim::seed::{first_seed, for_each_seed, map_seeds, planted_bug, Replay};
     use muster_sim::servers::{
-        disk_error_stops_the_server, simulate_servers, ClockFaults, DiskError, ServersConfig,
+        disk_error_stops_the_server, simulate_servers, write_without_quorum_times_out, ClockFaults,
+        DiskError, ServersConfig,
     };
 
     /// Seeds within which clocks drifting past the lease's bound are caught.
@@ -359,6 +360,16 @@ mod madsim_tier {
                 },
             );
         }
+    }
+
+    #[test]
+    fn madsim_a_write_without_a_quorum_times_out() {
+        for_each_seed(replay("madsim_tier::madsim_a_write_without_a_quorum_times_out"), 0..2, |seed| {
+            match write_without_quorum_times_out(seed) {
+                Ok(waited) => println!("seed {seed}: timed out after {waited:?}"),
+                Err(why) => panic!("seed {seed}: {why}"),
+            }
+        });
     }
 
     /// A seed replays the same run in any thread and after any other run in the same thread

@@ -67,5 +67,10 @@ mod tests {
             answer(ConsensusError::DiskFull),
             (500, "failed to append to the Raft log: no space left on device".into())
         );
+        let timeout = answer(ConsensusError::Timeout);
+        assert_eq!(
+            timeout,
+            (500, "timed out waiting for the write to commit; it may still take effect".into())
+        );
     }
 }

@@ -130,6 +130,7 @@ async fn start_configured(
             raft,
             raft_id: 1,
             rpc_addr: "127.0.0.1:8300".parse().unwrap(),
+            write_timeout: http::WRITE_TIMEOUT,
         }),
         autopilot: http::AutopilotShared::default(),
         datacenter: "dc1".into(),
