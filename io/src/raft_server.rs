@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -471,13 +471,18 @@ fn refuse_unconfigured<O>(transport: &mut RaftTransport, command: Command<O>) {
 }
 
 /// How a server's clock departs from real time: a rate, in parts per million fast (positive)
-/// or slow (negative). The agent's never departs: it trusts its machine's
-/// monotonic clock. The simulator holds each server's and changes it under the running server,
-/// to show what the leader lease survives: it is safe while no clock runs twice as fast as
-/// another (the lease is half the minimum election timeout) and none jumps.
+/// or slow (negative), and leaps ahead (a VM's clock after its host stalled or migrated it).
+/// The agent's never departs: it trusts its machine's monotonic clock. The simulator holds
+/// each server's and changes it under the running server, to show what the leader lease
+/// survives: it is safe while no clock runs twice as fast as another (the lease is half the
+/// minimum election timeout) and none leaps.
 #[derive(Debug, Default)]
 pub struct ClockSkew {
     rate_ppm: AtomicI32,
+    jumped_ns: AtomicU64,
+    /// Wakes the server at each change, to arm its timer again: a timer whose deadline a leap
+    /// passed fires at once, as a real monotonic clock's does.
+    changed: tokio::sync::Notify,
 }
 
 impl ClockSkew {
@@ -487,12 +492,20 @@ impl ClockSkew {
     /// The clock runs `ppm` fast (or slow, if negative) from now on.
     pub fn set_rate_ppm(&self, ppm: i32) {
         self.rate_ppm.store(ppm.clamp(1 - Self::RATE_MAX_PPM, Self::RATE_MAX_PPM), Ordering::Relaxed);
+        self.changed.notify_one();
     }
 
-    /// Its rate, in clock nanoseconds per million real ones.
-    fn rate_ppm(&self) -> u64 {
+    /// The clock leaps `by` ahead, at once (a monotonic clock never goes back).
+    pub fn jump(&self, by: Duration) {
+        let by_ns = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
+        self.jumped_ns.fetch_add(by_ns, Ordering::Relaxed);
+        self.changed.notify_one();
+    }
+
+    /// Its rate, in clock nanoseconds per million real ones, and its leaps so far.
+    fn read(&self) -> (u64, u64) {
         let rate_ppm = 1_000_000 + i64::from(self.rate_ppm.load(Ordering::Relaxed));
-        u64::try_from(rate_ppm).expect("clamped above zero")
+        (u64::try_from(rate_ppm).expect("clamped above zero"), self.jumped_ns.load(Ordering::Relaxed))
     }
 }
 
@@ -500,7 +513,7 @@ impl ClockSkew {
 const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 86_400);
 
 /// The Raft server's clock: the core's time since the server started, as a clock with its
-/// [`ClockSkew`] counts it, and back to tokio's instants for its timers. A change of rate
+/// [`ClockSkew`] counts it, and back to tokio's instants for its timers. A change of skew
 /// takes effect from the moment the server next reads the clock, so its readings never go
 /// back.
 #[derive(Debug)]
@@ -509,14 +522,15 @@ struct Clock {
     /// A real instant and the clock's reading then: the rate counts from here.
     base_real: tokio::time::Instant,
     base_ns: u64,
-    /// The rate in effect since the base.
+    /// The skew in effect since the base.
     rate_ppm: u64,
+    jumped_ns: u64,
 }
 
 impl Clock {
     fn start(skew: Arc<ClockSkew>) -> Clock {
-        let rate_ppm = skew.rate_ppm();
-        Clock { skew, base_real: tokio::time::Instant::now(), base_ns: 0, rate_ppm }
+        let (rate_ppm, jumped_ns) = skew.read();
+        Clock { skew, base_real: tokio::time::Instant::now(), base_ns: 0, rate_ppm, jumped_ns }
     }
 
     /// The core's time now.
@@ -526,10 +540,10 @@ impl Clock {
 
     /// The core's time at the real instant `now`, which is never before the last one asked.
     fn now_at(&mut self, now: tokio::time::Instant) -> muster_core::Instant {
-        let rate_ppm = self.skew.rate_ppm();
-        if rate_ppm != self.rate_ppm {
-            self.base_ns = self.reading_at(now);
-            (self.base_real, self.rate_ppm) = (now, rate_ppm);
+        let (rate_ppm, jumped_ns) = self.skew.read();
+        if (rate_ppm, jumped_ns) != (self.rate_ppm, self.jumped_ns) {
+            self.base_ns = self.reading_at(now).saturating_add(jumped_ns - self.jumped_ns);
+            (self.base_real, self.rate_ppm, self.jumped_ns) = (now, rate_ppm, jumped_ns);
         }
         muster_core::Instant::from_nanos(self.reading_at(now))
     }
@@ -541,7 +555,7 @@ impl Clock {
     }
 
     /// The real instant at which the clock reads (or read) `at`, at its present rate: exact
-    /// since the last change of rate, and close for the recent past (a lease's end, the last
+    /// since the last change of skew, and close for the recent past (a lease's end, the last
     /// time the server caught up) when the rate changed since.
     fn tokio_instant(&self, at: muster_core::Instant) -> tokio::time::Instant {
         let to_real = |clock_ns: u64| {
@@ -682,6 +696,7 @@ impl<S: Machine> Server<S> {
         mut commands: mpsc::Receiver<Command<S::Output>>,
     ) {
         self.drain();
+        let skew = self.clock.skew.clone();
         loop {
             let deadline = self.clock.tokio_instant(self.core.poll_timeout());
             // Biased, for two reasons. The order is deterministic: an unbiased select draws its
@@ -702,6 +717,11 @@ impl<S: Machine> Server<S> {
                 },
                 () = tokio::time::sleep_until(deadline) => {
                     self.core.handle_timeout(self.clock.now());
+                }
+                // The skew changed (only ever in the simulator): the clock is read, to count
+                // from the change, and the timer is armed again.
+                () = skew.changed.notified() => {
+                    self.clock.now();
                 }
                 command = commands.recv() => match command {
                     Some(command) => self.command(command),
@@ -850,19 +870,22 @@ mod clock_tests {
     }
 
     #[test]
-    fn a_change_of_rate_counts_from_when_it_is_seen_and_never_goes_back() {
+    fn a_change_of_rate_or_a_jump_counts_from_when_it_is_seen_and_never_goes_back() {
         let skew = Arc::new(ClockSkew::default());
         let (mut clock, read) = started(&skew);
         assert_eq!(read(&mut clock, 1_000), Duration::from_secs(1));
         skew.set_rate_ppm(-500_000);
         assert_eq!(read(&mut clock, 1_000), Duration::from_secs(1));
         assert_eq!(read(&mut clock, 3_000), Duration::from_secs(2));
-        // An instant before the last change (read at 1 s) maps back at the present rate: a
-        // clock's second is two real ones at half speed.
-        let earlier = clock.tokio_instant(muster_core::Instant::from_nanos(500_000_000));
-        assert_eq!(clock.base_real - earlier, Duration::from_secs(1));
+        skew.jump(Duration::from_secs(5));
+        assert_eq!(read(&mut clock, 3_000), Duration::from_secs(7));
+        assert_eq!(read(&mut clock, 5_000), Duration::from_secs(8));
+        // An instant before the last change (the jump, read at 7 s) maps back at the present
+        // rate: a clock's second is two real ones at half speed.
+        let earlier = clock.tokio_instant(muster_core::Instant::from_nanos(6_000_000_000));
+        assert_eq!(clock.base_real - earlier, Duration::from_secs(2));
         // A clock told to stand still or run backwards is held to a crawl.
         skew.set_rate_ppm(-5_000_000);
-        assert!(read(&mut clock, 9_000) > Duration::from_secs(2));
+        assert!(read(&mut clock, 9_000) > Duration::from_secs(8));
     }
 }

@@ -67,17 +67,34 @@ pub struct ServersConfig {
     /// What the nemesis does to the servers' clocks (Raft's timers and the leader lease run on
     /// them).
     pub clocks: ClockFaults,
+    /// What the clients ask for.
+    pub workload: Workload,
+}
+
+/// What the clients ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// Every consistency mode, and locks held through sessions.
+    AllModes,
+    /// Only what rests on no clock: writes and `?consistent` reads (ReadIndex), no default or
+    /// `?stale` reads and no locks (whose sessions a leader renews on its lease).
+    ClockFree,
 }
 
 /// What the nemesis does to the servers' clocks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClockFaults {
     /// Each runs up to [`DRIFT_MAX_PPM`] fast or slow, a rate drawn at the start and drawn
-    /// again as the run goes: inside the lease's bound.
+    /// again as the run goes, and a leader's clock leaps ahead (which only cuts its lease
+    /// short): inside the lease's bound.
     WithinTheLease,
     /// Besides, a leader's clock slows to a hundredth to a twentieth of real time while it is cut
     /// off: past what the lease assumes.
-    PastTheLease,
+    SlowLeader,
+    /// Besides, a follower whose answers renewed the leader's lease loses the leader and its
+    /// clock leaps ahead, so it stops deferring to the leader at once: past what the lease
+    /// assumes.
+    LeapingFollower,
 }
 
 impl ServersConfig {
@@ -95,6 +112,7 @@ impl ServersConfig {
             faults: true,
             bug: None,
             clocks: ClockFaults::WithinTheLease,
+            workload: Workload::AllModes,
         }
     }
 }
@@ -185,6 +203,10 @@ const STALE_MARGIN: Duration = Duration::from_millis(1_100);
 /// 1.5 times as fast as the slowest, inside the lease's bound of 2 (the lease is half the
 /// minimum election timeout).
 pub const DRIFT_MAX_PPM: i32 = 200_000;
+
+/// How far a clock leaps ahead: past the longest election timeout (2 s), up to a VM stalled
+/// for a while.
+const LEAP_MS: std::ops::Range<u64> = 2_000..10_000;
 
 /// How long a client waits for an answer before giving the operation up as unknown.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -328,6 +350,58 @@ pub fn write_without_quorum_times_out(seed: u64) -> Result<Duration, String> {
     })
 }
 
+/// What a deposed leader answered in [`leaping_follower_breaks_the_lease`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeposedReads {
+    /// A default read of the key the next leader had just overwritten.
+    pub default: Result<Option<u64>, ConsensusError>,
+    /// A `?consistent` read of it.
+    pub consistent: Result<Option<u64>, ConsensusError>,
+}
+
+/// The lease's edge, shown step by step: in a calm 3-server cluster a key is written; the
+/// nemesis cuts the leader off and leaps the clock of the follower that renewed its lease
+/// ([`Cluster::leap_a_follower`]); the next leader overwrites the key; then the deposed leader
+/// is asked for the key in the default mode and in `?consistent`.
+pub fn leaping_follower_breaks_the_lease(seed: u64) -> Result<DeposedReads, String> {
+    let runtime = Runtime::with_seed_and_config(seed, madsim::Config::default());
+    runtime.block_on(async move {
+        let config = ServersConfig { faults: false, ..ServersConfig::new(3) };
+        let mut cluster = Cluster::start(&config);
+        let old = cluster.wait_for_leader().await.ok_or("no leader in a calm cluster")?;
+        let deposed = cluster.facades.get(old).ok_or("the leader has no facade")?;
+        deposed.write(&Command::KvSet(set(0, 1))).await.map_err(|e| format!("first write: {e}"))?;
+        cluster.leap_a_follower(old, Duration::from_secs(5)).await;
+        let deadline = madsim::time::Instant::now() + ELECTION_WATCH;
+        let next = loop {
+            let next = cluster
+                .facades
+                .live()
+                .into_iter()
+                .find(|(index, facade)| *index != old && facade.raft.status().role == Role::Leader);
+            if let Some((_, next)) = next {
+                break next;
+            }
+            if madsim::time::Instant::now() > deadline {
+                return Err(format!("no other leader within {ELECTION_WATCH:?} of the leap"));
+            }
+            madsim::time::sleep(Duration::from_millis(1)).await;
+        };
+        next.write(&Command::KvSet(set(0, 2))).await.map_err(|e| format!("second write: {e}"))?;
+        let read = |consistency| {
+            let deposed = deposed.clone();
+            async move {
+                deposed.ready(consistency).await?;
+                Ok(deposed.store.read(|fsm| lookup(fsm, 0).0))
+            }
+        };
+        Ok(DeposedReads {
+            default: read(Consistency::Default).await,
+            consistent: read(Consistency::Consistent).await,
+        })
+    })
+}
+
 /// What the supervisor shares with the server hosts: each live server's facade.
 #[derive(Default)]
 struct Facades(Mutex<Vec<Option<Arc<Consensus>>>>);
@@ -357,11 +431,12 @@ async fn run(config: ServersConfig) -> Result<Report, Failure> {
     let clients: Vec<_> = (0..config.clients)
         .map(|client| {
             let client = Client::new(&cluster, client % cluster.len(), history.clone(), started);
-            madsim::task::spawn(client.run(until, values.clone()))
+            madsim::task::spawn(client.run(until, values.clone(), config.workload))
         })
         .collect();
     let locks = Arc::new(Locks::default());
-    let lockers: Vec<_> = (0..LOCKERS)
+    let lockers = if config.workload == Workload::ClockFree { 0 } else { LOCKERS };
+    let lockers: Vec<_> = (0..lockers)
         .map(|l| {
             let client = Client::new(&cluster, l % cluster.len(), history.clone(), started);
             madsim::task::spawn(Locker::new(l, client, locks.clone()).run(until + LOCKERS_TAIL))
@@ -423,6 +498,8 @@ struct Cluster {
     down: BTreeSet<usize>,
     /// Servers paused.
     paused: BTreeSet<usize>,
+    /// Servers whose clock the nemesis slowed past the lease's bound.
+    slowed: BTreeSet<usize>,
     /// Disks full.
     full: BTreeSet<usize>,
     /// Directed links cut.
@@ -468,6 +545,7 @@ impl Cluster {
             facades,
             down: BTreeSet::new(),
             paused: BTreeSet::new(),
+            slowed: BTreeSet::new(),
             full: BTreeSet::new(),
             cut: BTreeSet::new(),
             rng,
@@ -562,7 +640,7 @@ impl Cluster {
         let leader_or_any = self.leader().unwrap_or(target);
         match fault {
             10 => drop(self.reconfigure(target).await),
-            9 => self.skew_a_clock(target, self.leader()),
+            9 => self.skew_a_clock(target, self.leader()).await,
             8 => self.crash_a_voter(leader_or_any).await,
             0 => self.partition_minority(),
             1 => self.isolate(leader_or_any),
@@ -608,32 +686,47 @@ impl Cluster {
         }
     }
 
-    /// Draws `target`'s clock rate again, within [`DRIFT_MAX_PPM`]. Past the lease's bound, it
-    /// may instead slow the leader's clock to a hundredth to a twentieth of real time and cut the
-    /// leader off: a follower's clock leaping ahead, or a slow leader that still hears from
-    /// the next, does no harm (pre-vote and stickiness hold elections off while the leader is
-    /// heard; a newer term reaches it at once), so the lease breaks only on a slow clock that
-    /// hears nothing.
-    fn skew_a_clock(&mut self, target: usize, leader: Option<usize>) {
-        let (past_the_lease, rate_ppm) = {
+    /// Within the lease's bound: draws `target`'s clock rate again, within [`DRIFT_MAX_PPM`], or
+    /// leaps the leader's clock ahead. Past it, breaks what the lease assumes as
+    /// [`ClockFaults`] says. A slow leader that still hears from the next, or a follower that
+    /// leaps while it hears the leader, does no harm (pre-vote and stickiness hold elections
+    /// off while the leader is heard, and each heartbeat renews that on the leaped clock; a
+    /// newer term reaches the leader at once), so the lease breaks only on a clock that hears
+    /// nothing.
+    async fn skew_a_clock(&mut self, target: usize, leader: Option<usize>) {
+        let (rate_ppm, leap) = {
             let mut rng = madsim::rand::thread_rng();
-            let past = self.clock_faults == ClockFaults::PastTheLease;
-            (
-                past,
-                if past {
-                    rng.gen_range(-990_000..=-950_000)
-                } else {
-                    rng.gen_range(-DRIFT_MAX_PPM..=DRIFT_MAX_PPM)
-                },
-            )
+            (rng.gen_range(-DRIFT_MAX_PPM..=DRIFT_MAX_PPM), Duration::from_millis(rng.gen_range(LEAP_MS)))
         };
-        match leader {
-            Some(leader) if past_the_lease => {
-                self.clocks[leader].set_rate_ppm(rate_ppm);
+        match (self.clock_faults, leader) {
+            (ClockFaults::SlowLeader, Some(leader)) => {
+                let slow_ppm = madsim::rand::thread_rng().gen_range(-990_000..=-950_000);
+                self.clocks[leader].set_rate_ppm(slow_ppm);
+                self.slowed.insert(leader);
                 self.isolate(leader);
             }
-            _ => self.clocks[target].set_rate_ppm(rate_ppm.max(-DRIFT_MAX_PPM)),
+            (ClockFaults::LeapingFollower, Some(leader)) => self.leap_a_follower(leader, leap).await,
+            (_, Some(leader)) if rate_ppm % 2 == 0 => self.clocks[leader].jump(leap),
+            _ => self.clocks[target].set_rate_ppm(rate_ppm),
         }
+    }
+
+    /// Shrinks `leader`'s quorum to the fewest followers that still renew its lease, the rest
+    /// cut off from it long enough to stop deferring to it; then cuts the leader off from
+    /// those too, and leaps one's clock ahead by `leap`. That follower no longer defers to
+    /// the leader it heard a moment ago, and joins the rest in electing a new leader while the
+    /// old one's lease, which its answers renewed, still runs.
+    async fn leap_a_follower(&mut self, leader: usize, leap: Duration) {
+        let servers = self.len();
+        let followers: Vec<usize> = (1..servers).map(|offset| (leader + offset) % servers).collect();
+        let (quorum, rest) = followers.split_at(servers / 2);
+        for &other in rest {
+            self.cut_link(leader, other);
+            self.cut_link(other, leader);
+        }
+        madsim::time::sleep(ELECTION_WATCH).await;
+        self.isolate(leader);
+        self.clocks[quorum[0]].jump(leap);
     }
 
     /// Heals about half of what is broken.
@@ -652,6 +745,9 @@ impl Cluster {
     /// Heals every fault and brings every server back.
     fn heal_all(&mut self) {
         self.heal_network();
+        for index in std::mem::take(&mut self.slowed) {
+            self.clocks[index].set_rate_ppm(0);
+        }
         for index in std::mem::take(&mut self.paused) {
             self.handle.resume(self.hosts[index].id());
         }
@@ -834,12 +930,15 @@ impl Client {
     }
 
     /// Runs operations until `until`, each on a random key, writing values from `values`.
-    async fn run(mut self, until: madsim::time::Instant, values: Arc<AtomicU64>) {
+    async fn run(mut self, until: madsim::time::Instant, values: Arc<AtomicU64>, workload: Workload) {
         while madsim::time::Instant::now() < until {
-            let (key, choice) = {
+            let (key, mut choice) = {
                 let mut rng = madsim::rand::thread_rng();
                 (rng.gen_range(0..self.keys), rng.gen_range(0..100))
             };
+            if workload == Workload::ClockFree && (60..80).contains(&choice) {
+                choice = 80;
+            }
             // 25 % writes, 5 % transactions of two writes, 10 % deletes, 20 % check-and-sets,
             // 15 % default, 5 % stale, 15 % consistent and 5 % blocking consistent reads.
             match choice {
