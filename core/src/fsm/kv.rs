@@ -412,6 +412,25 @@ impl Kv {
         Ok(())
     }
 
+    /// [`Kv::validate`]'s rules for the one key `key`, and its lock's bookkeeping: what a step
+    /// that wrote or deleted it must leave.
+    #[cfg(any(test, feature = "invariants"))]
+    pub(super) fn check_key(&self, key: &str) {
+        let deleted = self.tombstones.get(key).copied().unwrap_or_default();
+        assert!(deleted <= self.index, "KV invariant: a tombstone is past the KV index");
+        let Some(entry) = self.entries.get(key) else { return };
+        assert_eq!(entry.key, key, "KV invariant: an entry is filed under another key");
+        assert!(
+            entry.create_index <= entry.modify_index && entry.modify_index <= self.index,
+            "KV invariant: an entry's indexes are out of order"
+        );
+        assert!(entry.value.len() <= VALUE_BYTES_MAX, "KV invariant: a value is over the size limit");
+        if let Some(session) = &entry.session {
+            let filed = self.held.get(session).is_some_and(|keys| keys.contains(key));
+            assert!(filed, "KV invariant: a locked key is not filed under its session");
+        }
+    }
+
     #[cfg(any(test, feature = "invariants"))]
     pub(super) fn check(&self, applied: Index) {
         if let Err(broken) = self.validate(applied) {
