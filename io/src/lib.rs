@@ -37,7 +37,6 @@ pub mod raft_net;
 pub mod raft_server;
 #[cfg(all(feature = "agent", not(madsim)))]
 pub mod rejoin;
-#[cfg(all(feature = "agent", not(madsim)))]
 pub mod rpc;
 #[cfg(not(madsim))]
 pub mod storage;

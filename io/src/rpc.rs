@@ -71,27 +71,34 @@ pub enum RpcError {
     Malformed(String),
 }
 
+/// How long a connection may sit in the pool and still be used: well inside the server's
+/// [`IDLE_TIMEOUT`], so a call does not meet a connection the server is closing.
+const REUSE_IDLE_MAX: Duration = Duration::from_secs(30);
+
 /// Connections to other servers, kept open between calls: a connection carries one request
 /// at a time, and goes back to the pool once its reply is read, so a busy follower reuses a
 /// few connections instead of opening one per request (which would run a machine out of
 /// ports at tens of thousands of requests a second).
 #[derive(Debug, Default)]
 pub struct Pool {
-    idle: std::sync::Mutex<std::collections::BTreeMap<SocketAddr, Vec<TcpStream>>>,
+    /// Per server, its idle connections and when each went idle.
+    idle: std::sync::Mutex<std::collections::BTreeMap<SocketAddr, Vec<(TcpStream, tokio::time::Instant)>>>,
 }
 
 /// Idle connections kept per server; more are closed when their call ends.
 const IDLE_PER_SERVER_MAX: usize = 64;
 
 impl Pool {
-    /// Sends `request` to the server at `addr` and waits for its reply. A reused connection
-    /// that turns out closed (the server dropped it while idle) is replaced by a new one once;
-    /// a new connection's failure is the answer.
+    /// Sends `request` to the server at `addr` and waits for its reply, on an idle connection
+    /// that still looks open, else on a new one. A failure once the request is sent is the
+    /// answer, on a reused connection as on a new one: the server may have carried the request
+    /// out before the connection broke, so only the caller may decide to send it again (the
+    /// simulator caught a forwarded write applied although its caller was told it never left).
     pub async fn call(&self, addr: SocketAddr, request: &Request) -> Result<Reply, RpcError> {
         let result = self.call_uncounted(addr, request).await;
         // Only client agents send `Request::Server` (Consul's `client.rpc`).
         if matches!(request, Request::Server(_)) {
-            crate::telemetry::client_rpc(addr, result.is_err());
+            crate::metrics::client_rpc(addr, result.is_err());
         }
         result
     }
@@ -100,34 +107,47 @@ impl Pool {
         let encoded = encode_body(request).map_err(|error| RpcError::Malformed(error.to_string()))?;
         let frame =
             encode_frame(&encoded).map_err(|error| frame_error(error, std::io::ErrorKind::InvalidInput))?;
-        loop {
-            let reused = self.take(addr);
-            let fresh = reused.is_none();
-            let mut stream = match reused {
-                Some(stream) => stream,
-                None => connect(addr).await.map_err(RpcError::Connect)?,
-            };
-            match exchange(&mut stream, &frame).await {
-                Ok(reply) => {
-                    self.give_back(addr, stream);
-                    return decode_body(&reply).map_err(|error| RpcError::Malformed(error.to_string()));
-                }
-                Err(error) if fresh => return Err(error.into()),
-                Err(_) => continue,
-            }
-        }
+        let mut stream = match self.take(addr) {
+            Some(stream) => stream,
+            None => connect(addr).await.map_err(RpcError::Connect)?,
+        };
+        let reply = exchange(&mut stream, &frame).await?;
+        self.give_back(addr, stream);
+        decode_body(&reply).map_err(|error| RpcError::Malformed(error.to_string()))
     }
 
+    /// An idle connection to `addr` that has not sat too long and that the server has not
+    /// closed, as far as can be seen without waiting; the others are dropped.
     fn take(&self, addr: SocketAddr) -> Option<TcpStream> {
-        self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get_mut(&addr)?.pop()
+        let mut idle = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let kept = idle.get_mut(&addr)?;
+        while let Some((stream, idle_since)) = kept.pop() {
+            if idle_since.elapsed() < REUSE_IDLE_MAX {
+                if let Some(stream) = still_open(stream) {
+                    return Some(stream);
+                }
+            }
+        }
+        None
     }
 
     fn give_back(&self, addr: SocketAddr, stream: TcpStream) {
         let mut idle = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let kept = idle.entry(addr).or_default();
         if kept.len() < IDLE_PER_SERVER_MAX {
-            kept.push(stream);
+            kept.push((stream, tokio::time::Instant::now()));
         }
+    }
+}
+
+/// `stream`, if it looks open: an idle connection has nothing to read, so an end (the server
+/// closed it) or stray bytes rule it out. (madsim's `try_read_buf` takes `&mut self`.)
+#[cfg_attr(not(madsim), allow(unused_mut))]
+fn still_open(mut stream: TcpStream) -> Option<TcpStream> {
+    let mut probe = [0u8; 1];
+    match stream.try_read_buf(&mut &mut probe[..]) {
+        Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => Some(stream),
+        _ => None,
     }
 }
 
@@ -143,7 +163,10 @@ async fn connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
 
 /// Writes one request frame and reads its reply frame.
 async fn exchange(stream: &mut TcpStream, frame: &[u8]) -> std::io::Result<Vec<u8>> {
+    // Flushed, not only written: a stream that buffers (madsim's sends only on flush) would
+    // hold the request back, and the protocol byte a new connection opens with goes with it.
     stream.write_all(frame).await?;
+    stream.flush().await?;
     tokio::time::timeout(REPLY_TIMEOUT, read_frame(stream))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no reply in time"))?
@@ -193,12 +216,16 @@ pub trait Handler: Send + Sync + 'static {
 pub async fn serve<H: Handler>(mut connections: mpsc::Receiver<(TcpStream, SocketAddr)>, handler: Arc<H>) {
     let slots = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS_MAX));
     while let Some((mut stream, from)) = connections.recv().await {
-        crate::telemetry::incr_counter("rpc.accept_conn", &[], 1.0);
+        crate::metrics::incr_counter("rpc.accept_conn", &[], 1.0);
         let Ok(slot) = slots.clone().acquire_owned().await else { return };
         let handler = handler.clone();
         tokio::spawn(async move {
             while let Some(reply) = answer_one(&mut stream, from, &*handler).await {
-                if stream.write_all(&reply).await.is_err() {
+                let written = async {
+                    stream.write_all(&reply).await?;
+                    stream.flush().await
+                };
+                if written.await.is_err() {
                     break;
                 }
             }
@@ -215,12 +242,12 @@ async fn answer_one<H: Handler>(stream: &mut TcpStream, from: SocketAddr, handle
         Ok(request) => request,
         Err(error) => {
             tracing::debug!(%from, %error, "agent.server.rpc: malformed request dropped");
-            crate::telemetry::incr_counter("rpc.request_error", &[], 1.0);
+            crate::metrics::incr_counter("rpc.request_error", &[], 1.0);
             return None;
         }
     };
-    let reply = crate::telemetry::answering_rpc(handler.handle(request)).await;
-    crate::telemetry::incr_counter("rpc.request", &[], 1.0);
+    let reply = crate::metrics::answering_rpc(handler.handle(request)).await;
+    crate::metrics::incr_counter("rpc.request", &[], 1.0);
     let written = encode_body(&reply).and_then(|encoded| encode_frame(&encoded));
     match written {
         Ok(frame) => Some(frame),
@@ -286,6 +313,35 @@ mod tests {
             pool.call(addr, &Request::Server(Call::Propose(Bytes::from_static(b"\x01")))).await.unwrap();
         assert_eq!(proposed, Reply::Propose(Ok(muster_core::fsm::Response::Bool(true))));
         assert_eq!(pool.idle.lock().unwrap()[&addr].len(), 1, "one connection served both calls");
+    }
+
+    /// A server that answers each connection's first request and then closes it.
+    async fn one_answer_per_connection() -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut stream, from)) = listener.accept().await {
+                let mut protocol = [0u8; 1];
+                stream.read_exact(&mut protocol).await.unwrap();
+                let reply = answer_one(&mut stream, from, &Echo).await.unwrap();
+                stream.write_all(&reply).await.unwrap();
+            }
+        });
+        addr
+    }
+
+    /// A pooled connection the server has since closed is not used again: the next call goes
+    /// on a new connection and is answered; it is never sent on a dead one and then sent again.
+    #[tokio::test]
+    async fn a_connection_the_server_closed_is_not_reused() {
+        let addr = one_answer_per_connection().await;
+        let pool = Pool::default();
+        let propose = Request::Leader(Call::Propose(Bytes::from_static(b"\x01")));
+        let answered = Reply::Propose(Ok(muster_core::fsm::Response::Bool(true)));
+        assert_eq!(pool.call(addr, &propose).await.unwrap(), answered);
+        // The server's end of the first connection is closed by now.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(pool.call(addr, &propose).await.unwrap(), answered, "the call went on a new connection");
     }
 
     #[tokio::test]
