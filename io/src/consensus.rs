@@ -4,8 +4,9 @@
 //! The HTTP handlers reach the replicated state only through [`Consensus`], and so do the
 //! simulator's clients: this module is compiled without the agent's HTTP stack, so that what
 //! `cargo simtest` breaks is the code a request runs, from the mode check to the watch that
-//! wakes a blocked reader. Failures are [`ConsensusError`]s; `http` maps them to Consul's
-//! statuses and words in one place, and nothing decides what happened by reading a message.
+//! wakes a blocked reader. Failures are [`ConsensusError`]s, each with Consul's status
+//! ([`ConsensusError::status`]) and words, and nothing decides what happened by reading a
+//! message.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,7 +18,8 @@ use muster_core::fsm::{
 use muster_core::raft::{ProposeError, Role, ServerId};
 
 use crate::metrics;
-use crate::raft_server::{RaftClient, WriteError};
+use crate::raft_server::{RaftClient, Status, WriteError};
+use crate::rpc::{Call, Pool, Reply, Request, RpcError};
 use crate::store::{Store, Wake};
 
 /// What a proposal answers, as the Raft server hands it back.
@@ -49,6 +51,8 @@ pub struct Consensus {
     pub rpc_addr: SocketAddr,
     /// How long a write waits for its outcome ([`WRITE_TIMEOUT`] in the agent).
     pub write_timeout: Duration,
+    /// The connections it sends calls for the leader on.
+    pub pool: Arc<Pool>,
 }
 
 /// How a read may be served (`?stale`, `?consistent`, or neither).
@@ -90,9 +94,28 @@ pub enum ConsensusError {
     /// system's error, as this does.
     #[error("failed to append to the Raft log: no space left on device")]
     DiskFull,
+    /// A command forwarded here did not decode (a newer server's, or a broken peer's); nothing
+    /// changed.
+    #[error("{0}")]
+    Undecodable(String),
     /// The write's outcome was not known within the write timeout: it may yet take effect.
     #[error("timed out waiting for the write to commit; it may still take effect")]
     Timeout,
+    /// No connection to the leader could be made: nothing was sent.
+    #[error("{0}")]
+    LeaderUnreachable(String),
+    /// The connection to the leader broke, or its answer did not decode, after the call was
+    /// sent: it may have been carried out.
+    #[error("{0}")]
+    Forward(String),
+    /// The leader answered the forwarded call with this status and reason.
+    #[error("{reason}")]
+    Refused {
+        /// Consul's HTTP status.
+        status: u16,
+        /// Consul's words.
+        reason: String,
+    },
     /// This agent keeps no replicated state (a client agent's router sends such requests to a
     /// server, so reaching this is a routing bug, answered as one).
     #[error("rpc error: this agent is not a server")]
@@ -107,6 +130,36 @@ impl From<WriteError> for ConsensusError {
             }
             other => ConsensusError::Write(other),
         }
+    }
+}
+
+impl ConsensusError {
+    /// Consul's HTTP status for it, which RPC carries too.
+    pub fn status(&self) -> u16 {
+        match self {
+            ConsensusError::Rejected(refused) => rejected_status(refused),
+            // An entry over Raft's limit: the request was too large, as a body over Consul's is.
+            ConsensusError::Write(WriteError::Refused(ProposeError::TooLarge { .. })) => 413,
+            ConsensusError::Undecodable(_) => 400,
+            ConsensusError::Refused { status, .. } => *status,
+            _ => 500,
+        }
+    }
+}
+
+/// Consul's status for a refused command.
+fn rejected_status(error: &CommandError) -> u16 {
+    match error {
+        CommandError::ValueTooLarge { .. }
+        | CommandError::TooManyOps { .. }
+        | CommandError::SnapshotTooLarge { .. } => 413,
+        CommandError::MissingKey
+        | CommandError::Catalog(_)
+        | CommandError::Restore(_)
+        | CommandError::RestoreChunkMalformed => 400,
+        CommandError::Lock(_) | CommandError::Session(_) => 500,
+        // Another restore started while this one's pieces were going in.
+        CommandError::RestoreOutOfOrder { .. } => 409,
     }
 }
 
@@ -133,6 +186,46 @@ impl Consensus {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(error)) => Err(ConsensusError::Apply(error.to_string())),
             Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Writes `command` from any server, as Consul's RPC layer does: proposed here when this
+    /// server leads, else sent to the leader over server RPC ([`Consensus::leader_hop`]).
+    pub async fn write_via_leader(&self, command: &Command) -> Result<FsmResponse, ConsensusError> {
+        command.validate().map_err(ConsensusError::Rejected)?;
+        let Some(leader) = self.leader_hop().await? else { return self.write(command).await };
+        match self.pool.call(leader, &Request::Leader(Call::Propose(command.encode(0)))).await {
+            Ok(Reply::Propose(Ok(response))) => Ok(response),
+            Ok(Reply::Propose(Err((status, reason)))) => Err(ConsensusError::Refused { status, reason }),
+            Ok(_) => Err(ConsensusError::Forward("rpc error: unexpected reply".to_owned())),
+            Err(error @ RpcError::Connect(_)) => Err(ConsensusError::LeaderUnreachable(error.to_string())),
+            Err(error) => Err(ConsensusError::Forward(error.to_string())),
+        }
+    }
+
+    /// Where a call that needs the leader goes from this server: `None` when it leads, else
+    /// the leader's RPC address. While no leader (or none whose address is known) is, the
+    /// call is held up to [`RPC_HOLD_TIMEOUT`], as Consul holds it, then answered
+    /// `No cluster leader`.
+    pub async fn leader_hop(&self) -> Result<Option<SocketAddr>, ConsensusError> {
+        let known = |status: &Status| status.role == Role::Leader || status.leader_addr.is_some();
+        let mut raft = self.raft.clone();
+        let status = match tokio::time::timeout(RPC_HOLD_TIMEOUT, raft.wait_for(known)).await {
+            Ok(status) => status?,
+            Err(_) => return Err(ConsensusError::NoLeader),
+        };
+        Ok(if status.role == Role::Leader { None } else { status.leader_addr })
+    }
+
+    /// Answers a command another server forwarded here for the leader (RPC's
+    /// [`crate::rpc::Call::Propose`] on its [`crate::rpc::Request::Leader`] hop): proposed here,
+    /// stamped with this server's clock, never sent on (a server that lost the leadership
+    /// meanwhile answers `No cluster leader`).
+    pub async fn write_forwarded(&self, encoded: &[u8]) -> Result<FsmResponse, ConsensusError> {
+        match Command::decode(encoded) {
+            Ok(Some(stamped)) => self.write(&stamped.command).await,
+            Ok(None) => Err(ConsensusError::Undecodable("unknown command type".to_owned())),
+            Err(error) => Err(ConsensusError::Undecodable(error.to_string())),
         }
     }
 

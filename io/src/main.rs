@@ -626,6 +626,9 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
         let local_dir = args.data_dir.clone().filter(|_| !dev);
         let local = local::LocalAgent::open(node, local_dir)
             .map_err(|e| format!("Error reading the agent's services and checks: {e}"))?;
+        // One pool of RPC connections: a server's consensus forwards writes to the leader on
+        // it, the HTTP API the requests it sends on.
+        let rpc = Arc::new(muster::rpc::Pool::default());
         let api = Arc::new(http::Api {
             consensus: consensus.as_ref().map(|(handle, store, _)| http::Consensus {
                 store: store.clone(),
@@ -633,6 +636,7 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
                 raft_id,
                 rpc_addr: server_addr,
                 write_timeout: http::WRITE_TIMEOUT,
+                pool: rpc.clone(),
             }),
             autopilot: http::AutopilotShared::new(files.autopilot.clone()),
             datacenter: args.datacenter.clone(),
@@ -643,7 +647,7 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
             check_ttl: http::CheckTtl::default(),
             local: Arc::new(local),
             config: http::ConfigFiles::new(files.sources.clone()),
-            rpc: muster::rpc::Pool::default(),
+            rpc,
             chosen_server: http::ChosenServer::default(),
             checks: match files.check_update_interval {
                 Some(interval) => http::CheckRunner::new(seed_from_os()).with_update_interval(interval),

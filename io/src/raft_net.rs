@@ -140,6 +140,16 @@ impl RaftTransport {
         self.peers.insert(id, (addr, tx));
     }
 
+    /// Where server `id` listens, if known (this server's own address for itself). Raft and
+    /// RPC share the port, so this is also where a call for the leader goes, as
+    /// hashicorp/raft's `Leader()` gives Consul the address it forwards to.
+    pub fn peer_addr(&self, id: ServerId) -> Option<SocketAddr> {
+        if id == self.id {
+            return Some(self.local_addr);
+        }
+        self.peers.get(&id).map(|(addr, _)| *addr)
+    }
+
     /// Queues `message` for `to`; dropped if the peer is unknown or its queue is full.
     pub fn send(&self, to: ServerId, message: &Message) {
         let queued = match self.peers.get(&to) {

@@ -46,6 +46,8 @@ pub struct Status {
     pub term: Term,
     /// The leader it knows.
     pub leader: Option<ServerId>,
+    /// Where that leader serves RPC, if its address is known.
+    pub leader_addr: Option<std::net::SocketAddr>,
     /// The commit index.
     pub commit: Index,
     /// The last index applied to the state machine.
@@ -365,6 +367,7 @@ fn initial_status(term: Term, snapshot_index: Index, stats: Stats) -> Status {
         role: Role::Follower,
         term,
         leader: None,
+        leader_addr: None,
         commit: 0,
         applied: 0,
         snapshot_index,
@@ -784,6 +787,7 @@ impl<S: Machine> Server<S> {
             role: raft.role(),
             term: raft.term(),
             leader: raft.leader(),
+            leader_addr: raft.leader().and_then(|leader| self.transport.peer_addr(leader)),
             commit: raft.commit_index(),
             applied: self.core.applied(),
             snapshot_index: raft.snapshot_index(),

@@ -37,6 +37,7 @@ use madsim::task::NodeId;
 use muster::consensus::{Consensus, ConsensusError, Consistency};
 use muster::raft_net::RaftTransport;
 use muster::raft_server::{self, ClockSkew, Opened, WriteError};
+use muster::rpc;
 use muster::store::{Store, StoreMachine};
 use muster::wal::Wal;
 use muster_core::fsm::{
@@ -222,6 +223,10 @@ const RECOVERY_LIMIT: Duration = Duration::from_secs(30);
 /// How long a blocking read waits for a change (within the client's timeout).
 const WATCH_WAIT_MS: std::ops::Range<u64> = 200..2_000;
 
+/// Longer than any message stays on the simulated wire (madsim's default latency is at most
+/// 10 ms; the nemesis runs use at most 5).
+const IN_FLIGHT_MAX: Duration = Duration::from_millis(20);
+
 /// How long the nemesis watches for an election after crashing a leader.
 const ELECTION_WATCH: Duration = Duration::from_secs(3);
 
@@ -241,8 +246,11 @@ const SYNC_DELAY_US: std::ops::Range<u64> = 1_000..40_000;
 /// Segments this small rotate often, so the crashes tear segment heads too.
 const SEGMENT_BYTES: u64 = 4096;
 
-/// The servers' Raft port.
+/// The servers' Raft port, which carries their RPC too, as Consul's server port does.
 const RAFT_PORT: u16 = 8300;
+
+/// RPC connections a server's port hands over before it takes them up.
+const RPC_QUEUE: usize = 64;
 
 /// Runs one seed: a cluster, its clients and the nemesis, then the checks.
 pub fn simulate_servers(seed: u64, config: ServersConfig) -> Result<Report, Failure> {
@@ -359,9 +367,9 @@ pub struct DeposedReads {
     pub consistent: Result<Option<u64>, ConsensusError>,
 }
 
-/// The lease's edge, shown step by step: in a calm 3-server cluster a key is written; the
-/// nemesis cuts the leader off and leaps the clock of the follower that renewed its lease
-/// ([`Cluster::leap_a_follower`]); the next leader overwrites the key; then the deposed leader
+/// The lease's edge, shown step by step: in a calm 3-server cluster the leader's quorum is
+/// shrunk to one follower and a key is written; the nemesis cuts the leader off and leaps
+/// that follower's clock ([`Cluster::leap_a_follower`]); the next leader overwrites the key; then the deposed leader
 /// is asked for the key in the default mode and in `?consistent`.
 pub fn leaping_follower_breaks_the_lease(seed: u64) -> Result<DeposedReads, String> {
     let runtime = Runtime::with_seed_and_config(seed, madsim::Config::default());
@@ -370,8 +378,11 @@ pub fn leaping_follower_breaks_the_lease(seed: u64) -> Result<DeposedReads, Stri
         let mut cluster = Cluster::start(&config);
         let old = cluster.wait_for_leader().await.ok_or("no leader in a calm cluster")?;
         let deposed = cluster.facades.get(old).ok_or("the leader has no facade")?;
+        let follower = cluster.shrink_the_quorum(old);
+        // Written while the leader's quorum is shrunk, so that only the follower that will
+        // leap holds it: no other can win a vote against it, and none splits the vote.
         deposed.write(&Command::KvSet(set(0, 1))).await.map_err(|e| format!("first write: {e}"))?;
-        cluster.leap_a_follower(old, Duration::from_secs(5)).await;
+        cluster.leap_once_the_rest_stop_deferring(old, follower, Duration::from_secs(5)).await;
         let deadline = madsim::time::Instant::now() + ELECTION_WATCH;
         let next = loop {
             let next = cluster
@@ -419,6 +430,22 @@ impl Facades {
 
     fn set(&self, index: usize, facade: Option<Arc<Consensus>>) {
         self.0.lock().unwrap()[index] = facade;
+    }
+}
+
+/// Answers server RPC as the agent's handler does for what the simulated servers send each
+/// other: a command forwarded to the leader.
+struct RpcHandler(Arc<Consensus>);
+
+impl rpc::Handler for RpcHandler {
+    async fn handle(&self, request: rpc::Request) -> rpc::Reply {
+        match request {
+            rpc::Request::Leader(rpc::Call::Propose(encoded)) => {
+                let written = self.0.write_forwarded(&encoded).await;
+                rpc::Reply::Propose(written.map_err(|error| (error.status(), error.to_string())))
+            }
+            other => unreachable!("the simulated servers forward proposals only, not {other:?}"),
+        }
     }
 }
 
@@ -717,6 +744,13 @@ impl Cluster {
     /// the leader it heard a moment ago, and joins the rest in electing a new leader while the
     /// old one's lease, which its answers renewed, still runs.
     async fn leap_a_follower(&mut self, leader: usize, leap: Duration) {
+        let follower = self.shrink_the_quorum(leader);
+        self.leap_once_the_rest_stop_deferring(leader, follower, leap).await;
+    }
+
+    /// Cuts `leader` off from all but the fewest followers that renew its lease, and returns
+    /// one of those.
+    fn shrink_the_quorum(&mut self, leader: usize) -> usize {
         let servers = self.len();
         let followers: Vec<usize> = (1..servers).map(|offset| (leader + offset) % servers).collect();
         let (quorum, rest) = followers.split_at(servers / 2);
@@ -724,9 +758,18 @@ impl Cluster {
             self.cut_link(leader, other);
             self.cut_link(other, leader);
         }
+        quorum[0]
+    }
+
+    /// Once the followers cut off from `leader` stopped deferring to it, cuts it off from the
+    /// rest too and leaps `follower`'s clock ahead by `leap`.
+    async fn leap_once_the_rest_stop_deferring(&mut self, leader: usize, follower: usize, leap: Duration) {
         madsim::time::sleep(ELECTION_WATCH).await;
         self.isolate(leader);
-        self.clocks[quorum[0]].jump(leap);
+        // A heartbeat already on the wire would still land after the leap and restart the
+        // follower's election timer from its leapt clock: the leap waits for the wire to clear.
+        madsim::time::sleep(IN_FLIGHT_MAX).await;
+        self.clocks[follower].jump(leap);
     }
 
     /// Heals about half of what is broken.
@@ -939,10 +982,12 @@ impl Client {
             if workload == Workload::ClockFree && (60..80).contains(&choice) {
                 choice = 80;
             }
-            // 25 % writes, 5 % transactions of two writes, 10 % deletes, 20 % check-and-sets,
-            // 15 % default, 5 % stale, 15 % consistent and 5 % blocking consistent reads.
+            // 25 % writes (a fifth of them forwarded by another server), 5 % transactions of
+            // two writes, 10 % deletes, 20 % check-and-sets, 15 % default, 5 % stale, 15 %
+            // consistent and 5 % blocking consistent reads.
             match choice {
-                0..25 => self.write(key, values.fetch_add(1, Ordering::Relaxed)).await,
+                0..20 => self.write(key, values.fetch_add(1, Ordering::Relaxed)).await,
+                20..25 => self.write_via_any(key, values.fetch_add(1, Ordering::Relaxed)).await,
                 25..30 => {
                     let other = (key + 1) % self.keys;
                     let written = [
@@ -1032,7 +1077,11 @@ impl Client {
                 }
                 Outcome::Refused
             }
-            ConsensusError::NoLeader | ConsensusError::DiskFull | ConsensusError::Rejected(_) => {
+            ConsensusError::NoLeader
+            | ConsensusError::DiskFull
+            | ConsensusError::Rejected(_)
+            | ConsensusError::Undecodable(_)
+            | ConsensusError::LeaderUnreachable(_) => {
                 self.guess_again(None);
                 Outcome::Refused
             }
@@ -1041,9 +1090,13 @@ impl Client {
                 self.guess_again(None);
                 Outcome::Refused
             }
+            // A leader's refusal cannot tell `No cluster leader` from a write whose outcome is
+            // unknown (both are 500), so it may have happened.
             ConsensusError::Write(_)
             | ConsensusError::Timeout
             | ConsensusError::Apply(_)
+            | ConsensusError::Forward(_)
+            | ConsensusError::Refused { .. }
             | ConsensusError::NotServer => {
                 self.guess_again(None);
                 Outcome::Unknown
@@ -1082,6 +1135,27 @@ impl Client {
         let command = Command::KvSet(set(key, value));
         let outcome = self.call(|facade| async move { facade.write(&command).await }).await;
         self.finish(at, outcome, |_, kind| kind);
+    }
+
+    /// Writes `key` through any server, as the HTTP API does: a server that does not lead
+    /// sends it over server RPC to the leader it knows ([`Consensus::write_via_leader`]).
+    async fn write_via_any(&mut self, key: u64, value: u64) {
+        let via = madsim::rand::thread_rng().gen_range(0..self.servers);
+        let Some(facade) = self.facades.get(via) else { return self.write(key, value).await };
+        let at = self.start(key, Kind::Write(value));
+        let command = Command::KvSet(set(key, value));
+        // On the server's host, so that its connections meet the partitions its own do.
+        let host = Handle::current().get_node(self.hosts[via]).expect("every server has a host");
+        let written = host.spawn(async move { facade.write_via_leader(&command).await });
+        let outcome = match madsim::time::timeout(CLIENT_TIMEOUT, written).await {
+            Ok(Ok(Ok(_))) => Outcome::Done(()),
+            Ok(Ok(Err(error))) => self.failed(error).await,
+            Ok(Err(_)) | Err(_) => {
+                self.guess_again(None);
+                Outcome::Unknown
+            }
+        };
+        self.finish(at, outcome, |(), kind| kind);
     }
 
     /// Writes both keys in one transaction (`PUT /v1/txn`): each is a write in its key's
@@ -1243,7 +1317,9 @@ async fn server_main(spec: Spec, dir: SimDir, facades: Arc<Facades>) {
     // Snapshots every few dozen entries, so installs and compaction happen under faults.
     config.snapshot_threshold = 48;
     config.snapshot_trailing = 16;
-    let (mut transport, inbound) = RaftTransport::bind(id, addr(index)).await.expect("the Raft port binds");
+    let (rpc_tx, rpc_rx) = tokio::sync::mpsc::channel(RPC_QUEUE);
+    let (mut transport, inbound) =
+        RaftTransport::bind_with_rpc(id, addr(index), Some(rpc_tx)).await.expect("the Raft port binds");
     for peer in 0..servers {
         transport.set_peer(server_id(peer), addr(peer));
     }
@@ -1270,10 +1346,12 @@ async fn server_main(spec: Spec, dir: SimDir, facades: Arc<Facades>) {
         raft_id: id,
         rpc_addr: addr(index),
         write_timeout: WRITE_TIMEOUT,
+        pool: Arc::default(),
     });
     // The leader's duties, as the agent runs them: session TTLs, tombstone reaping.
     let duties = facade.clone();
     tokio::spawn(async move { duties.run_duties().await });
+    tokio::spawn(rpc::serve(rpc_rx, Arc::new(RpcHandler(facade.clone()))));
     facades.set(index, Some(facade));
     // The handle owns the server: it lives as long as this host.
     std::future::pending::<()>().await;

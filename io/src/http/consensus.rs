@@ -1,47 +1,26 @@
-//! The one place consensus's failures ([`ConsensusError`]) meet Consul's statuses and words,
-//! so no caller decides what happened by reading an error's text.
+//! Consensus's failures ([`ConsensusError`]) as HTTP errors: Consul's status from
+//! [`ConsensusError::status`] (which server RPC carries too), its words from the error, so no
+//! caller decides what happened by reading an error's text.
 
 use axum::http::StatusCode;
-use muster_core::fsm::CommandError;
-use muster_core::raft::ProposeError;
 
 use super::HttpError;
 use crate::consensus::ConsensusError;
-use crate::raft_server::WriteError;
 
 impl From<ConsensusError> for HttpError {
     fn from(error: ConsensusError) -> HttpError {
-        let status = match &error {
-            ConsensusError::Rejected(refused) => rejected_status(refused),
-            // An entry over Raft's limit: the request was too large, as a body over Consul's is.
-            ConsensusError::Write(WriteError::Refused(ProposeError::TooLarge { .. })) => {
-                StatusCode::PAYLOAD_TOO_LARGE
-            }
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
+        let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         HttpError { status, reason: error.to_string() }
-    }
-}
-
-/// Consul's status for a refused command.
-fn rejected_status(error: &CommandError) -> StatusCode {
-    match error {
-        CommandError::ValueTooLarge { .. }
-        | CommandError::TooManyOps { .. }
-        | CommandError::SnapshotTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-        CommandError::MissingKey
-        | CommandError::Catalog(_)
-        | CommandError::Restore(_)
-        | CommandError::RestoreChunkMalformed => StatusCode::BAD_REQUEST,
-        CommandError::Lock(_) | CommandError::Session(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        // Another restore started while this one's pieces were going in.
-        CommandError::RestoreOutOfOrder { .. } => StatusCode::CONFLICT,
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use muster_core::fsm::CommandError;
+    use muster_core::raft::ProposeError;
+
     use super::*;
+    use crate::raft_server::WriteError;
 
     #[test]
     fn each_failure_has_consuls_status_and_words() {

@@ -90,8 +90,8 @@ pub struct Api {
     pub local: Arc<crate::local::LocalAgent>,
     /// The configuration files it reads, for reloads.
     pub config: ConfigFiles,
-    /// Connections to servers, for forwarding.
-    pub rpc: crate::rpc::Pool,
+    /// Connections to servers, for forwarding (a server's [`Consensus`] holds the same).
+    pub rpc: Arc<crate::rpc::Pool>,
     /// The server a client agent sends its requests to.
     pub chosen_server: ChosenServer,
     /// When its checks run, and the services they may deregister.
@@ -250,11 +250,15 @@ impl crate::rpc::Handler for RpcHandler {
         };
         let refusal = |e: HttpError| (e.status.as_u16(), e.reason);
         match call {
+            Call::Propose(bytes) if at_leader => {
+                let result = match &self.api.consensus {
+                    Some(consensus) => consensus.write_forwarded(&bytes).await,
+                    None => Err(ConsensusError::NotServer),
+                };
+                Reply::Propose(result.map_err(|error| (error.status(), error.to_string())))
+            }
             Call::Propose(bytes) => {
                 let result = match Command::decode(&bytes) {
-                    Ok(Some(stamped)) if at_leader => {
-                        self.api.write_here(&stamped.command).await.map_err(HttpError::from)
-                    }
                     Ok(Some(stamped)) => self.api.write(&stamped.command).await,
                     Ok(None) => Err(HttpError::bad_request("unknown command type")),
                     Err(error) => Err(HttpError::bad_request(error.to_string())),
@@ -688,36 +692,14 @@ impl Api {
         headers
     }
 
-    /// The leader's RPC address, waiting up to [`RPC_HOLD_TIMEOUT`] for a leader to be known;
-    /// `None` if none is (or this agent is not a server).
-    pub async fn leader_addr(&self) -> Option<SocketAddr> {
-        let raft = &self.consensus.as_ref()?.raft;
-        let deadline = tokio::time::Instant::now() + RPC_HOLD_TIMEOUT;
-        loop {
-            let leader = raft.status().leader.and_then(|id| self.servers().remove(&id));
-            if let Some(leader) = leader {
-                return Some(leader.addr);
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
     /// Where a call that needs the leader goes from here: `None` when this server leads; the
     /// leader, from a follower (held up to [`RPC_HOLD_TIMEOUT`] while none is known, then
     /// `No cluster leader`); any server, from a client agent.
     pub async fn next_hop(&self) -> Result<Option<NextHop>, HttpError> {
-        if self.consensus.is_none() {
-            return Ok(Some(NextHop::Server));
+        match &self.consensus {
+            None => Ok(Some(NextHop::Server)),
+            Some(consensus) => Ok(consensus.leader_hop().await?.map(NextHop::Leader)),
         }
-        if self.leads() {
-            return Ok(None);
-        }
-        let leader = self.leader_addr().await.ok_or_else(no_leader)?;
-        // It may have won an election itself meanwhile.
-        Ok((!self.leads()).then_some(NextHop::Leader(leader)))
     }
 
     /// Sends `call` one hop. From a client agent, a call that could not reach its server goes
@@ -788,18 +770,12 @@ impl Api {
 
     /// Writes a command: proposed here when this server leads, else sent towards the leader.
     pub async fn write(&self, command: &Command) -> Result<FsmResponse, HttpError> {
-        if self.consensus.is_some() {
-            // `write_here` validates; a follower's refusal for want of leadership goes on below.
-            match self.write_here(command).await {
-                Err(ConsensusError::NotLeader { .. } | ConsensusError::NoLeader) if !self.leads() => {}
-                other => return other.map_err(HttpError::from),
-            }
-        } else if let Err(error) = command.validate() {
-            // A client agent refuses bad input itself rather than ship it to a server.
-            return Err(ConsensusError::Rejected(error).into());
+        if let Some(consensus) = &self.consensus {
+            return Ok(consensus.write_via_leader(command).await?);
         }
-        let Some(hop) = self.next_hop().await? else { return Ok(self.write_here(command).await?) };
-        match self.send(hop, crate::rpc::Call::Propose(command.encode(0)), false).await? {
+        // A client agent refuses bad input itself rather than ship it to a server.
+        command.validate().map_err(ConsensusError::Rejected)?;
+        match self.send(NextHop::Server, crate::rpc::Call::Propose(command.encode(0)), false).await? {
             crate::rpc::Reply::Propose(result) => result.map_err(refusal),
             _ => Err(unexpected_reply()),
         }
