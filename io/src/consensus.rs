@@ -18,7 +18,7 @@ use muster_core::fsm::{
 use muster_core::raft::{ProposeError, Role, ServerId};
 
 use crate::metrics;
-use crate::raft_server::{RaftClient, Status, WriteError};
+use crate::raft_server::{RaftClient, WriteError};
 use crate::rpc::{Call, Pool, Reply, Request, RpcError};
 use crate::store::{Store, Wake};
 
@@ -34,6 +34,9 @@ pub const RPC_HOLD_TIMEOUT: Duration = Duration::from_secs(7);
 /// cut off from its quorum steps down but keeps the entry, which a later leader may yet commit
 /// or replace; without a bound its writer would wait for that as long as the outage lasts.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How often a call held for want of a leader looks for one.
+pub const LEADER_POLL_INTERVAL: Duration = Duration::from_millis(50);
 
 /// How often a read that waits for a new leader to commit in its term looks again.
 const READ_RETRY_INTERVAL: Duration = Duration::from_millis(5);
@@ -205,16 +208,27 @@ impl Consensus {
 
     /// Where a call that needs the leader goes from this server: `None` when it leads, else
     /// the leader's RPC address. While no leader (or none whose address is known) is, the
-    /// call is held up to [`RPC_HOLD_TIMEOUT`], as Consul holds it, then answered
-    /// `No cluster leader`.
+    /// call is held up to [`RPC_HOLD_TIMEOUT`], looking again every
+    /// [`LEADER_POLL_INTERVAL`], as Consul holds it; then it is answered `No cluster leader`.
+    ///
+    /// It polls rather than waits on the status channel: tokio's watch channel wakes its many
+    /// waiters in an order drawn from a process-wide counter, so in the simulator a seed's run
+    /// would depend on the runs before it in the process (the replay test caught this).
     pub async fn leader_hop(&self) -> Result<Option<SocketAddr>, ConsensusError> {
-        let known = |status: &Status| status.role == Role::Leader || status.leader_addr.is_some();
-        let mut raft = self.raft.clone();
-        let status = match tokio::time::timeout(RPC_HOLD_TIMEOUT, raft.wait_for(known)).await {
-            Ok(status) => status?,
-            Err(_) => return Err(ConsensusError::NoLeader),
-        };
-        Ok(if status.role == Role::Leader { None } else { status.leader_addr })
+        let deadline = tokio::time::Instant::now() + RPC_HOLD_TIMEOUT;
+        loop {
+            let status = self.raft.status();
+            if status.role == Role::Leader {
+                return Ok(None);
+            }
+            if let Some(leader) = status.leader_addr {
+                return Ok(Some(leader));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ConsensusError::NoLeader);
+            }
+            tokio::time::sleep(LEADER_POLL_INTERVAL).await;
+        }
     }
 
     /// Answers a command another server forwarded here for the leader (RPC's

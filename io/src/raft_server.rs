@@ -261,6 +261,9 @@ impl<O: Send + 'static> RaftClient<O> {
     }
 
     /// Waits until the status satisfies `ready`.
+    ///
+    /// Code the simulator runs keeps to one waiter per server: tokio's watch channel wakes
+    /// several in an order drawn from a process-wide counter, which no seed fixes.
     pub async fn wait_for(&mut self, ready: impl FnMut(&Status) -> bool) -> Result<Status, WriteError> {
         self.status.wait_for(ready).await.map(|s| *s).map_err(|_| WriteError::Stopped)
     }
