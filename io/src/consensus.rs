@@ -52,8 +52,12 @@ pub struct Consensus {
     pub raft_id: ServerId,
     /// The address it serves RPC and Raft on.
     pub rpc_addr: SocketAddr,
-    /// How long a write waits for its outcome ([`WRITE_TIMEOUT`] in the agent).
+    /// How long a write waits for its outcome (`limits.rpc_client_timeout`, [`WRITE_TIMEOUT`]
+    /// by default; `Duration::MAX` for no bound).
     pub write_timeout: Duration,
+    /// How long a call for the leader is held while none is known
+    /// (`performance.rpc_hold_timeout`, [`RPC_HOLD_TIMEOUT`] by default).
+    pub hold_timeout: Duration,
     /// The connections it sends calls for the leader on.
     pub pool: Arc<Pool>,
 }
@@ -208,14 +212,14 @@ impl Consensus {
 
     /// Where a call that needs the leader goes from this server: `None` when it leads, else
     /// the leader's RPC address. While no leader (or none whose address is known) is, the
-    /// call is held up to [`RPC_HOLD_TIMEOUT`], looking again every
+    /// call is held up to the hold timeout, looking again every
     /// [`LEADER_POLL_INTERVAL`], as Consul holds it; then it is answered `No cluster leader`.
     ///
     /// It polls rather than waits on the status channel: tokio's watch channel wakes its many
     /// waiters in an order drawn from a process-wide counter, so in the simulator a seed's run
     /// would depend on the runs before it in the process (the replay test caught this).
     pub async fn leader_hop(&self) -> Result<Option<SocketAddr>, ConsensusError> {
-        let deadline = tokio::time::Instant::now() + RPC_HOLD_TIMEOUT;
+        let deadline = tokio::time::Instant::now() + self.hold_timeout;
         loop {
             let status = self.raft.status();
             if status.role == Role::Leader {

@@ -134,6 +134,9 @@ struct FromFiles {
     skip_leave_on_interrupt: Option<bool>,
     disable_remote_exec: Option<bool>,
     raft_multiplier: Option<u8>,
+    /// `limits.rpc_client_timeout`, `performance.rpc_hold_timeout`.
+    rpc_client_timeout: Option<std::time::Duration>,
+    rpc_hold_timeout: Option<std::time::Duration>,
     /// The `autopilot` block, over Consul's defaults.
     autopilot: muster_core::autopilot::Config,
     /// `addresses.http`, `addresses.dns`.
@@ -270,6 +273,8 @@ fn apply_config_files(
         skip_leave_on_interrupt: file.skip_leave_on_interrupt,
         disable_remote_exec: file.disable_remote_exec,
         raft_multiplier: file.raft_multiplier,
+        rpc_client_timeout: file.rpc_client_timeout,
+        rpc_hold_timeout: file.rpc_hold_timeout,
         autopilot: file.autopilot.clone(),
         addresses_http: file.addresses_http,
         addresses_dns: file.addresses_dns,
@@ -635,7 +640,12 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
                 raft: handle.client(),
                 raft_id,
                 rpc_addr: server_addr,
-                write_timeout: http::WRITE_TIMEOUT,
+                write_timeout: match files.rpc_client_timeout {
+                    // Consul's 0: no bound.
+                    Some(std::time::Duration::ZERO) => std::time::Duration::MAX,
+                    configured => configured.unwrap_or(http::WRITE_TIMEOUT),
+                },
+                hold_timeout: files.rpc_hold_timeout.unwrap_or(http::RPC_HOLD_TIMEOUT),
                 pool: rpc.clone(),
             }),
             autopilot: http::AutopilotShared::new(files.autopilot.clone()),

@@ -1346,6 +1346,7 @@ async fn server_main(spec: Spec, dir: SimDir, facades: Arc<Facades>) {
         raft_id: id,
         rpc_addr: addr(index),
         write_timeout: WRITE_TIMEOUT,
+        hold_timeout: muster::consensus::RPC_HOLD_TIMEOUT,
         pool: Arc::default(),
     });
     // The leader's duties, as the agent runs them: session TTLs, tombstone reaping.

@@ -862,7 +862,7 @@ const LIMITS: &[Key] = &[
     Key::new("https_handshake_timeout", Kind::Duration, NO_GRPC).or("5s"),
     Key::new("kv_max_value_size", Kind::Uint("uint64"), DEFAULT_LIMITS).or("524288"),
     Key::new("request_limits", Kind::Block(REQUEST_LIMITS), CONTAINER),
-    Key::new("rpc_client_timeout", Kind::Duration, NO_RPC_TUNING).or("60s"),
+    Key::new("rpc_client_timeout", Kind::Duration, IMPL).or("60s"),
     Key::new("rpc_handshake_timeout", Kind::Duration, NO_RPC_TUNING).or("5s"),
     Key::new("rpc_max_burst", Kind::Int, RATE_LIMITS).or("1000"),
     Key::new("rpc_max_conns_per_client", Kind::Int, DEFAULT_LIMITS).or("100"),
@@ -891,7 +891,7 @@ const PERFORMANCE: &[Key] = &[
     Key::new("grpc_keepalive_timeout", Kind::Duration, NO_GRPC).or("20s"),
     Key::new("leave_drain_time", Kind::Duration, NO_RPC_TUNING).or("5s"),
     Key::new("raft_multiplier", Kind::Int, IMPL).or("5"),
-    Key::new("rpc_hold_timeout", Kind::Duration, NO_RPC_TUNING).or("7s"),
+    Key::new("rpc_hold_timeout", Kind::Duration, IMPL).or("7s"),
 ];
 
 const PORTS: &[Key] = &[

@@ -195,6 +195,11 @@ pub struct FileConfig {
     pub telemetry: Map<String, Value>,
     /// `performance.raft_multiplier`: Raft's timings scaled, 1 (fastest) to 10.
     pub raft_multiplier: Option<u8>,
+    /// `performance.rpc_hold_timeout`: how long a server holds a call for the leader while
+    /// none is known.
+    pub rpc_hold_timeout: Option<std::time::Duration>,
+    /// `limits.rpc_client_timeout`: how long a write waits for its outcome (0: no bound).
+    pub rpc_client_timeout: Option<std::time::Duration>,
     /// The `autopilot` block over Consul's defaults: what the first leader stores.
     pub autopilot: muster_core::autopilot::Config,
     /// What the table of keys had to say about keys muster accepts but does not act on yet
@@ -434,6 +439,7 @@ fn merge(config: &mut FileConfig, file: &Path, map: Map<String, Value>) -> Resul
             "recursors" | "recursor" => config.recursors.extend(strings(&key, &value)?),
             "dns_config" => merge_dns(&mut config.dns, &value)?,
             "performance" => merge_performance(config, &value)?,
+            "limits" => merge_limits(config, &value)?,
             "autopilot" => merge_autopilot(&mut config.autopilot, &value)?,
             "addresses" => merge_addresses(config, &value)?,
             "telemetry" => {
@@ -528,6 +534,9 @@ pub const RAFT_MULTIPLIER_MAX: u8 = 10;
 
 fn merge_performance(config: &mut FileConfig, value: &Value) -> Result<(), String> {
     let Value::Object(map) = value else { return Err("performance: expected an object".to_owned()) };
+    if let Some(hold) = map.get("rpc_hold_timeout") {
+        config.rpc_hold_timeout = Some(duration("performance.rpc_hold_timeout", hold)?);
+    }
     if let Some(multiplier) = map.get("raft_multiplier") {
         let multiplier = multiplier.as_i64().ok_or("performance.raft_multiplier: expected a number")?;
         config.raft_multiplier = Some(
@@ -539,6 +548,20 @@ fn merge_performance(config: &mut FileConfig, value: &Value) -> Result<(), Strin
         );
     }
     Ok(())
+}
+
+/// `limits`: only what muster acts on; the table accepted the rest.
+fn merge_limits(config: &mut FileConfig, value: &Value) -> Result<(), String> {
+    let Value::Object(map) = value else { return Err("limits: expected an object".to_owned()) };
+    if let Some(timeout) = map.get("rpc_client_timeout") {
+        config.rpc_client_timeout = Some(duration("limits.rpc_client_timeout", timeout)?);
+    }
+    Ok(())
+}
+
+/// A duration in Go's notation (`"60s"`, `"1m30s"`).
+fn duration(name: &str, value: &Value) -> Result<std::time::Duration, String> {
+    muster_core::duration::parse(&string(name, value)?).map_err(|e| format!("{name}: {e}"))
 }
 
 fn merge_autopilot(autopilot: &mut muster_core::autopilot::Config, value: &Value) -> Result<(), String> {
@@ -854,6 +877,19 @@ mod tests {
         assert!(resolve_address("{{ Bogus }}").unwrap_err().starts_with("error parsing"));
         assert!(resolve_address("127.0.0.1 127.0.0.2").unwrap_err().starts_with("multiple addresses found"));
         assert!(resolve_address("nonsense").unwrap_err().starts_with("expected an IP address"));
+    }
+
+    #[test]
+    fn the_rpc_timeouts_are_read_and_a_malformed_one_is_refused() {
+        let text =
+            "limits {\n  rpc_client_timeout = \"1m30s\"\n}\nperformance {\n  rpc_hold_timeout = \"3s\"\n}\n";
+        let good = dir("rpc_timeouts", &[("a.hcl", text)]);
+        let config = load(&Sources { paths: vec![Source::Dir(good)], ..Sources::default() }).unwrap();
+        assert_eq!(config.rpc_client_timeout, Some(std::time::Duration::from_secs(90)));
+        assert_eq!(config.rpc_hold_timeout, Some(std::time::Duration::from_secs(3)));
+        let bad = dir("rpc_timeouts_bad", &[("a.json", r#"{"limits": {"rpc_client_timeout": "soon"}}"#)]);
+        let error = load(&Sources { paths: vec![Source::Dir(bad)], ..Sources::default() }).unwrap_err();
+        assert!(error.contains("limits.rpc_client_timeout"), "{error}");
     }
 
     #[test]

@@ -131,6 +131,7 @@ async fn start_configured(
             raft_id: 1,
             rpc_addr: "127.0.0.1:8300".parse().unwrap(),
             write_timeout: http::WRITE_TIMEOUT,
+            hold_timeout: http::RPC_HOLD_TIMEOUT,
             pool: Arc::default(),
         }),
         autopilot: http::AutopilotShared::default(),
