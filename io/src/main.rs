@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod agent;
 mod cli;
 mod cmd;
 mod goflag;
@@ -101,7 +102,7 @@ fn main() -> ExitCode {
                     eprintln!("==> {message}");
                     ExitCode::from(1)
                 }
-                Ok(files) => match agent(*args, files) {
+                Ok(files) => match agent::agent(*args, files) {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(message) => {
                         eprintln!("==> {message}");
@@ -196,74 +197,7 @@ fn apply_config_files(
     args.enable_local_script_checks =
         args.enable_local_script_checks.or(file.enable_local_script_checks).or(args.enable_script_checks);
     let definitions = http::definitions(&file, args.enable_local_script_checks == Some(true))?;
-    if !given("datacenter") {
-        args.datacenter = file.datacenter.unwrap_or(args.datacenter.clone());
-    }
-    args.data_dir = args.data_dir.take().or(file.data_dir);
-    args.node = args.node.take().or(file.node_name);
-    args.bind = args.bind.or(file.bind_addr);
-    args.advertise = args.advertise.or(file.advertise_addr);
-    args.client = args.client.or(file.client_addr);
-    args.encrypt = args.encrypt.take().or(file.encrypt);
-    args.server = args.server.or(file.server);
-    args.bootstrap = args.bootstrap.or(file.bootstrap);
-    if !given("bootstrap_expect") {
-        args.bootstrap_expect = file.bootstrap_expect.unwrap_or(args.bootstrap_expect);
-    }
-    if !given("http_port") {
-        args.http_port = file.ports.http.unwrap_or(args.http_port);
-    }
-    if !given("serf_lan_port") {
-        args.serf_lan_port = file.ports.serf_lan.unwrap_or(args.serf_lan_port);
-    }
-    if !given("serf_wan_port") {
-        args.serf_wan_port = file.ports.serf_wan.unwrap_or(args.serf_wan_port);
-    }
-    if !given("server_port") {
-        args.server_port = file.ports.server.unwrap_or(args.server_port);
-    }
-    if !given("dns_port") {
-        args.dns_port = file.ports.dns.unwrap_or(args.dns_port);
-    }
-    if !given("domain") {
-        args.domain = file.domain.unwrap_or(args.domain.clone());
-    }
-    args.alt_domain = args.alt_domain.take().or(file.alt_domain);
-    args.recursor.extend(file.recursors);
-    args.rejoin = args.rejoin.or(file.rejoin_after_leave);
-    args.retry_interval = args.retry_interval.take().or(file.retry_interval);
-    args.auto_reload_config = args.auto_reload_config.or(file.auto_reload_config);
-    args.retry_interval_wan = args.retry_interval_wan.take().or(file.retry_interval_wan);
-    args.retry_max = args.retry_max.or(file.retry_max);
-    args.log_level = args.log_level.take().or(file.log_level);
-    args.log_json = args.log_json.or(file.log_json);
-    args.log_file = args.log_file.take().or(file.log_file);
-    args.syslog = args.syslog.or(file.enable_syslog);
-    if let Some(facility) = file.syslog_facility {
-        args.syslog_facility = facility;
-    }
-    args.log_rotate_bytes = args.log_rotate_bytes.or(file.log_rotate_bytes);
-    args.log_rotate_duration = args.log_rotate_duration.take().or(file.log_rotate_duration);
-    args.log_rotate_max_files = args.log_rotate_max_files.or(file.log_rotate_max_files);
-    args.pid_file = args.pid_file.take().or(file.pid_file);
-    args.node_id = args.node_id.take().or(file.node_id);
-    args.advertise_wan = args.advertise_wan.or(file.advertise_addr_wan);
-    args.serf_lan_bind = args.serf_lan_bind.or(file.serf_lan);
-    args.serf_wan_bind = args.serf_wan_bind.or(file.serf_wan);
-    args.disable_keyring_file = args.disable_keyring_file.or(file.disable_keyring_file);
-    args.serf_lan_allowed_cidrs.extend(file.serf_lan_allowed_cidrs);
-    args.serf_wan_allowed_cidrs.extend(file.serf_wan_allowed_cidrs);
-    args.ui = args.ui.or(file.ui);
-    args.grpc_port = args.grpc_port.or(file.ports.grpc);
-    args.https_port = args.https_port.or(file.ports.https);
-    args.raft_protocol = args.raft_protocol.or(file.raft_protocol);
-    args.default_query_time = args.default_query_time.take().or(file.default_query_time);
-    args.max_query_time = args.max_query_time.take().or(file.max_query_time);
-    // Flags after files: a -node-meta key given on the command line wins.
-    let flag_meta = std::mem::take(&mut args.node_meta);
-    args.node_meta = file.node_meta.iter().map(|(k, v)| format!("{k}:{v}")).chain(flag_meta).collect();
-    args.join.extend(file.retry_join);
-    args.join_wan.extend(file.retry_join_wan);
+    flags_over_files(args, &mut file, given);
     Ok(FromFiles {
         sources,
         check_update_interval: file.check_update_interval,
@@ -282,6 +216,79 @@ fn apply_config_files(
         telemetry,
         warnings,
     })
+}
+
+/// Fills in each setting the command line left out from the files (flags win over files; join
+/// lists are appended), taking what it uses out of `file`.
+fn flags_over_files(args: &mut cli::AgentArgs, file: &mut config::FileConfig, given: impl Fn(&str) -> bool) {
+    if !given("datacenter") {
+        args.datacenter = file.datacenter.take().unwrap_or(args.datacenter.clone());
+    }
+    args.data_dir = args.data_dir.take().or(file.data_dir.take());
+    args.node = args.node.take().or(file.node_name.take());
+    args.bind = args.bind.or(file.bind_addr.take());
+    args.advertise = args.advertise.or(file.advertise_addr.take());
+    args.client = args.client.or(file.client_addr.take());
+    args.encrypt = args.encrypt.take().or(file.encrypt.take());
+    args.server = args.server.or(file.server.take());
+    args.bootstrap = args.bootstrap.or(file.bootstrap.take());
+    if !given("bootstrap_expect") {
+        args.bootstrap_expect = file.bootstrap_expect.take().unwrap_or(args.bootstrap_expect);
+    }
+    if !given("http_port") {
+        args.http_port = file.ports.http.take().unwrap_or(args.http_port);
+    }
+    if !given("serf_lan_port") {
+        args.serf_lan_port = file.ports.serf_lan.take().unwrap_or(args.serf_lan_port);
+    }
+    if !given("serf_wan_port") {
+        args.serf_wan_port = file.ports.serf_wan.take().unwrap_or(args.serf_wan_port);
+    }
+    if !given("server_port") {
+        args.server_port = file.ports.server.take().unwrap_or(args.server_port);
+    }
+    if !given("dns_port") {
+        args.dns_port = file.ports.dns.take().unwrap_or(args.dns_port);
+    }
+    if !given("domain") {
+        args.domain = file.domain.take().unwrap_or(args.domain.clone());
+    }
+    args.alt_domain = args.alt_domain.take().or(file.alt_domain.take());
+    args.recursor.extend(std::mem::take(&mut file.recursors));
+    args.rejoin = args.rejoin.or(file.rejoin_after_leave.take());
+    args.retry_interval = args.retry_interval.take().or(file.retry_interval.take());
+    args.auto_reload_config = args.auto_reload_config.or(file.auto_reload_config.take());
+    args.retry_interval_wan = args.retry_interval_wan.take().or(file.retry_interval_wan.take());
+    args.retry_max = args.retry_max.or(file.retry_max.take());
+    args.log_level = args.log_level.take().or(file.log_level.take());
+    args.log_json = args.log_json.or(file.log_json.take());
+    args.log_file = args.log_file.take().or(file.log_file.take());
+    args.syslog = args.syslog.or(file.enable_syslog.take());
+    if let Some(facility) = file.syslog_facility.take() {
+        args.syslog_facility = facility;
+    }
+    args.log_rotate_bytes = args.log_rotate_bytes.or(file.log_rotate_bytes.take());
+    args.log_rotate_duration = args.log_rotate_duration.take().or(file.log_rotate_duration.take());
+    args.log_rotate_max_files = args.log_rotate_max_files.or(file.log_rotate_max_files.take());
+    args.pid_file = args.pid_file.take().or(file.pid_file.take());
+    args.node_id = args.node_id.take().or(file.node_id.take());
+    args.advertise_wan = args.advertise_wan.or(file.advertise_addr_wan.take());
+    args.serf_lan_bind = args.serf_lan_bind.or(file.serf_lan.take());
+    args.serf_wan_bind = args.serf_wan_bind.or(file.serf_wan.take());
+    args.disable_keyring_file = args.disable_keyring_file.or(file.disable_keyring_file.take());
+    args.serf_lan_allowed_cidrs.extend(std::mem::take(&mut file.serf_lan_allowed_cidrs));
+    args.serf_wan_allowed_cidrs.extend(std::mem::take(&mut file.serf_wan_allowed_cidrs));
+    args.ui = args.ui.or(file.ui.take());
+    args.grpc_port = args.grpc_port.or(file.ports.grpc.take());
+    args.https_port = args.https_port.or(file.ports.https.take());
+    args.raft_protocol = args.raft_protocol.or(file.raft_protocol.take());
+    args.default_query_time = args.default_query_time.take().or(file.default_query_time.take());
+    args.max_query_time = args.max_query_time.take().or(file.max_query_time.take());
+    // Flags after files: a -node-meta key given on the command line wins.
+    let flag_meta = std::mem::take(&mut args.node_meta);
+    args.node_meta = file.node_meta.iter().map(|(k, v)| format!("{k}:{v}")).chain(flag_meta).collect();
+    args.join.extend(std::mem::take(&mut file.retry_join));
+    args.join_wan.extend(std::mem::take(&mut file.retry_join_wan));
 }
 
 /// The agent flags muster accepts but does not act on yet, checked as the config keys they set
@@ -359,600 +366,6 @@ fn validate(args: &cli::ValidateArgs) -> ExitCode {
             ExitCode::from(1)
         }
     }
-}
-
-fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
-    init_logging(&args)?;
-    let _pid_file = args.pid_file.as_deref().map(PidFile::write).transpose()?;
-    // Each setting muster accepts but does not act on yet, once, naming where it came from.
-    for warning in &files.warnings {
-        tracing::warn!("agent: {warning}");
-    }
-    if let Some(version) = args.raft_protocol.filter(|&v| v != 3) {
-        return Err(format!(
-            "raft_protocol version {version} is not supported by this version of muster (only 3)"
-        ));
-    }
-    if let Some(version) = args.protocol.filter(|v| !(2..=3).contains(v)) {
-        return Err(format!("Protocol version {version} is not supported: muster speaks 2 to 3"));
-    }
-    let node_meta = parse_node_meta(&args.node_meta)?;
-
-    if muster_core::INVARIANT_CHECKS {
-        tracing::warn!(
-            "agent: built with invariant checks after every step (a test build); expect it to be slow"
-        );
-    }
-    let bind_ip = match (args.bind, args.dev) {
-        (Some(ip), _) => ip,
-        (None, true) => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        (None, false) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-    };
-    // Bound to every address, the agent advertises this machine's one private IPv4, as Consul
-    // does (and refuses to guess among several).
-    let advertise_ip = match args.advertise.unwrap_or(bind_ip) {
-        ip if ip.is_unspecified() => IpAddr::V4(config::private_ipv4(&config::interfaces()?)?),
-        ip => ip,
-    };
-    let server = args.server.unwrap_or(args.dev);
-    let node_name = args.node.clone().unwrap_or_else(|| hostname().unwrap_or_else(|| "muster".into()));
-    let encrypt_key = args.encrypt.as_deref().map(decode_key).transpose()?;
-    if !args.dev && args.data_dir.is_none() {
-        return Err("data_dir cannot be empty".to_owned());
-    }
-    if args.datacenter.is_empty()
-        || !args.datacenter.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        return Err(format!("Invalid datacenter {:?}: use letters, digits, '-' and '_'", args.datacenter));
-    }
-    if args.bootstrap_expect > 0 && !server {
-        return Err("'bootstrap_expect > 0' requires 'server = true'".to_owned());
-    }
-    if args.bootstrap_expect > 0 && args.dev {
-        return Err("'bootstrap_expect' not allowed in dev mode".to_owned());
-    }
-    if args.bootstrap_expect > 0 && args.bootstrap == Some(true) {
-        return Err("'bootstrap_expect' and 'bootstrap' are mutually exclusive".to_owned());
-    }
-    let node_id = match &args.node_id {
-        Some(id) => {
-            muster_core::fsm::catalog::parse_uuid(id).map_err(|reason| format!("node_id: {reason}"))?;
-            id.to_lowercase()
-        }
-        None => node_id(args.data_dir.as_deref().filter(|_| !args.dev))?,
-    };
-    // Consul: an expectation of one is bootstrap mode.
-    let expect = match args.bootstrap_expect {
-        1 => {
-            tracing::warn!("BootstrapExpect is set to 1; this is the same as Bootstrap mode.");
-            0
-        }
-        n => n,
-    };
-    let bootstrap = args.bootstrap.unwrap_or(args.dev) || args.bootstrap_expect == 1;
-    let tags = node_tags(&TagPlan {
-        server,
-        datacenter: &args.datacenter,
-        node_id: &node_id,
-        server_port: args.server_port,
-        expect,
-        bootstrap,
-    });
-    let lan = PoolPlan {
-        label: "serf.lan",
-        name: node_name.clone(),
-        port: args.serf_lan_port,
-        bind: args.serf_lan_bind,
-        advertise: None,
-        allowed: parse_cidrs(&args.serf_lan_allowed_cidrs, "serf_lan_allowed_cidrs")?,
-        joins: parse_joins(&args.join, args.serf_lan_port, "-join")?,
-        join_names: join_names(&args.join, args.serf_lan_port, "-join")?,
-        swim: if args.dev { swim::Config::dev() } else { swim::Config::lan() },
-        dir: args.data_dir.clone(),
-    };
-    // Servers also gossip with the servers of every datacenter, as "<node>.<dc>" (Consul's WAN
-    // pool); clients only ever join their own LAN.
-    // `ports.serf_wan` of -1 (or 0) keeps a server out of the WAN pool, as in Consul.
-    let wan_port = u16::try_from(args.serf_wan_port).ok().filter(|port| *port > 0);
-    let wan = wan_port.filter(|_| server).map(|wan_port| -> Result<PoolPlan, String> {
-        Ok(PoolPlan {
-            label: "serf.wan",
-            name: format!("{node_name}.{}", args.datacenter),
-            port: wan_port,
-            bind: args.serf_wan_bind,
-            advertise: args.advertise_wan,
-            allowed: parse_cidrs(&args.serf_wan_allowed_cidrs, "serf_wan_allowed_cidrs")?,
-            joins: parse_joins(&args.join_wan, wan_port, "-join-wan")?,
-            join_names: join_names(&args.join_wan, wan_port, "-join-wan")?,
-            swim: if args.dev { swim::Config::dev() } else { swim::Config::wan() },
-            dir: args.data_dir.as_ref().map(|dir| dir.join("wan")),
-        })
-    });
-    let wan = wan.transpose()?;
-    let mut plans: Vec<PoolPlan> = std::iter::once(lan).chain(wan).collect();
-    let positive = |text: &str, flag: &str| {
-        muster_core::duration::parse(text)
-            .ok()
-            .filter(|interval| !interval.is_zero())
-            .ok_or_else(|| format!("Invalid {flag} {text:?}: want a positive duration such as 30s"))
-    };
-    for (flag, text, label) in [
-        ("-retry-interval", &args.retry_interval, "serf.lan"),
-        ("-retry-interval-wan", &args.retry_interval_wan, "serf.wan"),
-    ] {
-        let Some(text) = text else { continue };
-        let interval = positive(text, flag)?;
-        for plan in plans.iter_mut().filter(|p| p.label == label) {
-            plan.swim.join_retry_interval = interval;
-        }
-    }
-    let retry_max = args.retry_max;
-    // A restarted agent joins the members it last knew, unless it had left.
-    for plan in &mut plans {
-        let Some(dir) = plan.dir.as_deref() else { continue };
-        let remembered = muster::rejoin::read(dir)?;
-        if remembered.left && args.rejoin != Some(true) {
-            tracing::info!(
-                "agent: {}: left before; not rejoining the known members (use -rejoin)",
-                plan.label
-            );
-            continue;
-        }
-        let known: Vec<SocketAddr> =
-            remembered.peers.into_iter().filter(|p| !plan.joins.contains(p)).collect();
-        if !known.is_empty() {
-            tracing::info!("agent: {}: rejoining {} known members", plan.label, known.len());
-        }
-        plan.joins.extend(known);
-    }
-    // Consul's defaults: a client leaves gracefully on SIGTERM and SIGINT; a server on
-    // neither, since its leave takes it out of the Raft configuration and a restart should not.
-    let leave_on_terminate = files.leave_on_terminate.unwrap_or(!server);
-    let leave_on_interrupt = !files.skip_leave_on_interrupt.unwrap_or(server);
-
-    if args.bootstrap == Some(true) && !server {
-        return Err("bootstrap mode requires server mode (-server)".to_owned());
-    }
-    let client_ip = args.client.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
-    let http_port = match args.http_port {
-        -1 => None,
-        port => Some(u16::try_from(port).map_err(|_| format!("Invalid -http-port {port}"))?),
-    };
-    let dns_port = match args.dns_port {
-        -1 => None,
-        port => Some(u16::try_from(port).map_err(|_| format!("Invalid -dns-port {port}"))?),
-    };
-    let dns_settings = Arc::new(dns_settings(&args, &files.dns)?);
-    let query_time = |text: &Option<String>, flag: &str, default: std::time::Duration| match text {
-        None => Ok(default),
-        Some(text) => muster_core::duration::parse(text)
-            .ok()
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| format!("Invalid {flag} {text:?}: want a positive duration such as 300s")),
-    };
-    let query_times = http::QueryTimes {
-        default: query_time(&args.default_query_time, "-default-query-time", http::BLOCKING_WAIT_DEFAULT)?,
-        max: query_time(&args.max_query_time, "-max-query-time", http::BLOCKING_WAIT_MAX)?,
-    };
-    // -dev keeps nothing: its Raft log lives in a directory of its own, removed at exit.
-    let raft_dir = match (&args.data_dir, args.dev) {
-        (_, true) => std::env::temp_dir().join(format!("muster-dev-{}", std::process::id())),
-        (Some(dir), false) => dir.join("raft"),
-        (None, false) => unreachable!("checked above"),
-    };
-
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("Error starting runtime: {e}"))?;
-    let dev = args.dev;
-    let disable_keyring_file = args.disable_keyring_file == Some(true);
-    let dev_dir = raft_dir.clone();
-    let result = runtime.block_on(async move {
-        let origin = tokio::time::Instant::now();
-        let mut pools = Vec::new();
-        for plan in plans {
-            let bind = SocketAddr::new(plan.bind.unwrap_or(bind_ip), plan.port);
-            let advertise = SocketAddr::new(plan.advertise.unwrap_or(advertise_ip), plan.port);
-            let udp = UdpSocket::bind(bind).await.map_err(|e| format!("Error binding UDP {bind}: {e}"))?;
-            let tcp = TcpListener::bind(bind).await.map_err(|e| format!("Error binding TCP {bind}: {e}"))?;
-            let (storage, restored) = match &plan.dir {
-                None => (AgentStorage::Memory(MemoryStorage::default()), None),
-                Some(dir) => {
-                    let storage = FileStorage::open(dir)
-                        .map_err(|e| format!("Error opening data dir {}: {e}", dir.display()))?;
-                    let restored = storage.load().map_err(|e| format!("Error reading data dir: {e}"))?;
-                    (AgentStorage::File(storage), restored)
-                }
-            };
-            let mut config = Config::new(&plan.name, advertise, seed_from_os());
-            config.swim = plan.swim.clone();
-            config.allowed_sources = plan.allowed.clone();
-            config.meta = tags.clone();
-            // A keyring file from an earlier run wins over -encrypt, as in Consul: it carries
-            // every rotation since.
-            let from_file = match plan.dir.as_deref().filter(|_| !disable_keyring_file) {
-                Some(dir) => muster::keyring_file::read(dir)?,
-                None => None,
-            };
-            config.encrypt_keys = match from_file {
-                Some(keys) => {
-                    if encrypt_key.is_some() {
-                        tracing::warn!(
-                            "agent: {}: a keyring file exists; ignoring -encrypt (use `muster keyring` to change keys)",
-                            plan.label
-                        );
-                    }
-                    keys
-                }
-                None => encrypt_key.iter().cloned().collect(),
-            };
-            let node = Node::new(config, restored, Instant::ZERO).map_err(|e| format!("Error: {e}"))?;
-            pools.push((plan, Sockets { udp, tcp }, storage, node));
-        }
-
-        // Each pool's drive loop publishes its member list for /v1/agent/members, takes the
-        // API's joins, leaves and events on its command queue, and reports user events to it.
-        let members = Arc::new(http::Members::default());
-        let channels: Vec<_> = pools.iter().map(|_| mpsc::channel::<CommandRequest>(16)).collect();
-        let mut gossip = http::Gossip::new(
-            pools
-                .iter()
-                .zip(&channels)
-                .map(|((plan, ..), (tx, _))| (pool_of(plan), plan.port, tx.downgrade()))
-                .collect(),
-        );
-        gossip.encrypted = pools.iter().any(|(_, _, _, node)| !node.keys().is_empty());
-        let gossip = Arc::new(gossip);
-
-        // A bootstrapping server runs Raft and the state machine, and serves the HTTP API.
-        let server_addr = SocketAddr::new(advertise_ip, args.server_port);
-        let raft_id = muster_core::servers::raft_id(&node_id).ok_or_else(|| {
-            format!("Node ID {node_id:?} cannot name a Raft server (its first 64 bits are zero)")
-        })?;
-        let mut consensus = match server {
-            false => None,
-            true => {
-                let plan = ServerPlan {
-                    dev,
-                    bootstrap,
-                    expect,
-                    raft_id,
-                    bind: SocketAddr::new(bind_ip, args.server_port),
-                    dir: raft_dir.clone(),
-                    datacenter: args.datacenter.clone(),
-                    raft_multiplier: files.raft_multiplier.unwrap_or(RAFT_MULTIPLIER_DEFAULT),
-                };
-                Some(start_consensus(plan, members.clone()).await?)
-            }
-        };
-        let mut node = own_node(&node_id, &node_name, &args.datacenter, advertise_ip);
-        node.meta.extend(node_meta);
-        let local_dir = args.data_dir.clone().filter(|_| !dev);
-        let local = local::LocalAgent::open(node, local_dir)
-            .map_err(|e| format!("Error reading the agent's services and checks: {e}"))?;
-        // One pool of RPC connections: a server's consensus forwards writes to the leader on
-        // it, the HTTP API the requests it sends on.
-        let rpc = Arc::new(muster::rpc::Pool::default());
-        let api = Arc::new(http::Api {
-            consensus: consensus.as_ref().map(|(handle, store, _)| http::Consensus {
-                store: store.clone(),
-                raft: handle.client(),
-                raft_id,
-                rpc_addr: server_addr,
-                write_timeout: match files.rpc_client_timeout {
-                    // Consul's 0: no bound.
-                    Some(std::time::Duration::ZERO) => std::time::Duration::MAX,
-                    configured => configured.unwrap_or(http::WRITE_TIMEOUT),
-                },
-                hold_timeout: files.rpc_hold_timeout.unwrap_or(http::RPC_HOLD_TIMEOUT),
-                pool: rpc.clone(),
-            }),
-            autopilot: http::AutopilotShared::new(files.autopilot.clone()),
-            datacenter: args.datacenter.clone(),
-            node_name: node_name.clone(),
-            node_id: node_id.clone(),
-            members: members.clone(),
-            gossip: gossip.clone(),
-            check_ttl: http::CheckTtl::default(),
-            local: Arc::new(local),
-            config: http::ConfigFiles::new(files.sources.clone()),
-            rpc,
-            chosen_server: http::ChosenServer::default(),
-            checks: match files.check_update_interval {
-                Some(interval) => http::CheckRunner::new(seed_from_os()).with_update_interval(interval),
-                None => http::CheckRunner::new(seed_from_os()),
-            },
-            script_checks: http::ScriptChecks {
-                from_api: args.enable_script_checks == Some(true),
-                from_files: args.enable_local_script_checks == Some(true),
-            },
-            query_times,
-        });
-        http::apply_definitions(&api, files.definitions.clone()).await?;
-        // Remote execution runs what any client asks: off unless a file turns it on.
-        if !files.disable_remote_exec.unwrap_or(true) {
-            tracing::warn!("agent: remote exec is enabled (disable_remote_exec = false)");
-            tokio::spawn(http::run_remote_exec(api.clone()));
-        }
-        // Consul's metric names; gauge names carry the machine's host name (not the node name)
-        // when a sink is configured, as go-metrics names them.
-        muster::telemetry::start(files.telemetry.clone(), hostname().unwrap_or_default());
-        tokio::spawn(muster::telemetry::run_usage_metrics(api.clone()));
-        tokio::spawn(reload_on_sighup(api.clone()));
-        if args.auto_reload_config == Some(true) {
-            tokio::spawn(auto_reload(api.clone()));
-        }
-        tokio::spawn(http::run_anti_entropy(api.clone()));
-        tokio::spawn(http::run_check_ttl_timers(api.clone()));
-        tokio::spawn(http::run_checks(api.clone()));
-        tokio::spawn(http::run_alias_checks(api.clone()));
-        if let Some((_, _, rpc_connections)) = &mut consensus {
-            tokio::spawn(http::run_duties(api.clone()));
-            tokio::spawn(http::run_leader_duties(api.clone()));
-            if let Some(connections) = rpc_connections.take() {
-                tokio::spawn(muster::rpc::serve(connections, Arc::new(http::RpcHandler::new(api.clone()))));
-            }
-        }
-        // `addresses.http` and `addresses.dns` replace client_addr for their listener, as in Consul.
-        let listen_on = |ips: &[IpAddr]| match (ips.is_empty(), files.client_addrs.len() > 1 && args.client == files.client_addrs.first().copied()) {
-            (false, _) => ips.to_vec(),
-            // `client_addr` naming several addresses: each listener binds every one.
-            (true, true) => files.client_addrs.clone(),
-            (true, false) => vec![client_ip],
-        };
-        let mut http_addrs = Vec::new();
-        let mut dns_addrs = Vec::new();
-        for ip in http_port.map(|_| listen_on(&files.addresses_http)).unwrap_or_default() {
-            let addr = SocketAddr::new(ip, http_port.expect("only with a port"));
-            http_addrs.push(addr);
-            let listener =
-                TcpListener::bind(addr).await.map_err(|e| format!("Error binding HTTP {addr}: {e}"))?;
-            let api = api.clone();
-            tokio::spawn(async move {
-                if let Err(error) = http::serve(listener, api).await {
-                    tracing::error!(%error, "agent: the HTTP server stopped");
-                }
-            });
-        }
-        for ip in dns_port.map(|_| listen_on(&files.addresses_dns)).unwrap_or_default() {
-            let addr = SocketAddr::new(ip, dns_port.expect("only with a port"));
-            dns_addrs.push(addr);
-            let udp =
-                UdpSocket::bind(addr).await.map_err(|e| format!("Error binding DNS {addr} (udp): {e}"))?;
-            let tcp =
-                TcpListener::bind(addr).await.map_err(|e| format!("Error binding DNS {addr} (tcp): {e}"))?;
-            tokio::spawn(muster::dns::serve(api.clone(), dns_settings.clone(), udp, tcp));
-        }
-
-        api.config.set_runtime(http::RuntimeConfig {
-            dev_mode: args.dev,
-            bootstrap,
-            bootstrap_expect: args.bootstrap_expect,
-            data_dir: args.data_dir.clone(),
-            bind_addr: Some(bind_ip),
-            advertise_addr_lan: Some(advertise_ip),
-            advertise_addr_wan: Some(args.advertise_wan.unwrap_or(advertise_ip)),
-            client_addrs: listen_on(&[]),
-            http_addrs,
-            dns_addrs,
-            ports: http::Ports {
-                http: args.http_port,
-                https: args.https_port.unwrap_or(-1),
-                grpc: args.grpc_port.unwrap_or(-1),
-                grpc_tls: args.grpc_tls_port.unwrap_or(-1),
-                dns: args.dns_port,
-                serf_lan: i32::from(args.serf_lan_port),
-                serf_wan: wan_port.filter(|_| server).map_or(-1, i32::from),
-                server: i32::from(args.server_port),
-            },
-            retry_join_lan: args.join.clone(),
-            retry_join_wan: args.join_wan.clone(),
-            retry_join_interval_lan: args.retry_interval.as_deref().and_then(|t| muster_core::duration::parse(t).ok()).unwrap_or(std::time::Duration::from_secs(30)),
-            retry_join_interval_wan: args.retry_interval_wan.as_deref().and_then(|t| muster_core::duration::parse(t).ok()).unwrap_or(std::time::Duration::from_secs(30)),
-            retry_join_max_attempts_lan: args.retry_max.unwrap_or(0),
-            retry_join_max_attempts_wan: args.retry_max_wan.unwrap_or(0),
-            log_level: args.log_level.clone().unwrap_or_else(|| "info".to_owned()).to_uppercase(),
-            log_json: args.log_json == Some(true),
-            node_meta: args.node_meta.iter().filter_map(|pair| pair.split_once(':')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
-            dns_domain: format!("{}.", args.domain.trim_end_matches('.')),
-            dns_alt_domain: args.alt_domain.clone().unwrap_or_default(),
-            dns_recursors: args.recursor.clone(),
-            disable_remote_exec: files.disable_remote_exec.unwrap_or(true),
-            leave_on_terminate: files.leave_on_terminate.unwrap_or(!server),
-            skip_leave_on_interrupt: files.skip_leave_on_interrupt.unwrap_or(server),
-            rejoin_after_leave: args.rejoin == Some(true),
-            disable_keyring_file: args.disable_keyring_file == Some(true),
-        });
-
-        // With -log-json the banner is left out, as Consul leaves it out, so stdout is JSON lines.
-        if args.log_json == Some(true) {
-            tracing::info!("agent: muster agent running!");
-        } else {
-            println!("==> Starting muster agent...");
-            println!("               Version: '{}'", version::MUSTER_VERSION);
-            println!("             Node name: '{node_name}'");
-            println!("            Datacenter: '{}'", args.datacenter);
-            println!("                Server: {server} (Bootstrap: {bootstrap})");
-            let http = http_port.map_or("-1".to_owned(), |port| port.to_string());
-            let dns = dns_port.map_or("-1".to_owned(), |port| port.to_string());
-            println!("           Client Addr: [{client_ip}] (HTTP: {http}, HTTPS: -1, gRPC: -1, DNS: {dns})");
-            let wan_port = wan_port.filter(|_| server).map_or("-1".to_owned(), |port| port.to_string());
-            println!("          Cluster Addr: {advertise_ip} (LAN: {}, WAN: {wan_port})", args.serf_lan_port);
-            println!("     Gossip Encryption: {}", encrypt_key.is_some());
-            println!();
-            println!("==> muster agent running!");
-        }
-
-        // SIGINT or SIGTERM: every pool leaves gracefully (Consul's default for agents); the
-        // agent stops once every leave has gone out, or after a grace period.
-        let (left_tx, mut left_rx) = mpsc::channel::<()>(pools.len());
-        let mut leavers = Vec::new();
-        let mut running = tokio::task::JoinSet::new();
-        let mut remembering = Vec::new();
-        for ((plan, sockets, storage, node), (tx, rx)) in pools.into_iter().zip(channels) {
-            if let Some(dir) = plan.dir.clone() {
-                let task = tokio::spawn(muster::rejoin::remember(
-                    members.clone(),
-                    pool_of(&plan),
-                    plan.name.clone(),
-                    dir.clone(),
-                ));
-                remembering.push((task, dir));
-            }
-            // -retry-max: a pool that joined nobody after that many attempts stops the agent
-            // (the first attempt at start, then one every retry interval), as Consul's does.
-            let joining = !plan.joins.is_empty() || !plan.join_names.is_empty();
-            if let Some(attempts) = retry_max.filter(|&n| n > 0 && joining) {
-                let (members, pool, label) = (members.clone(), pool_of(&plan), plan.label);
-                let give_up_after = plan.swim.join_retry_interval * (attempts - 1) + RETRY_MAX_GRACE;
-                running.spawn(async move {
-                    tokio::time::sleep(give_up_after).await;
-                    if members.list(pool).len() > 1 {
-                        // Joined: from here on the pool runs as any other.
-                        return std::future::pending().await;
-                    }
-                    tracing::error!("agent: {label}: Retry join is exiting after max attempts: {attempts}");
-                    Err(std::io::Error::other(format!("{label}: Retry join failed after {attempts} attempts")))
-                });
-            }
-            let joiner =
-                tokio::spawn(join_all(tx.clone(), plan.joins.clone(), plan.label, members.clone()));
-            // Names are looked up here, again every retry interval until they resolve (DNS may
-            // not know the servers yet when an agent starts), then joined like addresses.
-            let resolver = tokio::spawn(join_by_name(
-                tx.clone(),
-                plan.join_names.clone(),
-                plan.swim.join_retry_interval,
-                plan.label,
-                members.clone(),
-            ));
-            leavers.push(tx);
-            let role = if server { "server" } else { "client" };
-            let mut log_event =
-                event_logger(format!("agent.{role}.{}", plan.label), plan.name.clone(), left_tx.clone());
-            // A member event marks the list stale; the next step publishes it.
-            let stale = Arc::new(std::sync::atomic::AtomicBool::new(true));
-            let marked = stale.clone();
-            let pool = pool_of(&plan);
-            let events = gossip.clone();
-            let on_event = move |event: Event| {
-                match &event {
-                    Event::Member(_) => marked.store(true, std::sync::atomic::Ordering::Relaxed),
-                    Event::User(user) if pool == http::Pool::Lan => {
-                        events.received(&user.name, user.ltime, &user.payload);
-                    }
-                    Event::Keyring(result) => events.keyring.finished(pool, result.clone()),
-                    _ => {}
-                }
-                log_event(event);
-            };
-            let (published, own_tags) = (members.clone(), tags.clone());
-            let keyring_dir = plan.dir.clone().filter(|_| !disable_keyring_file);
-            let mut saved_version = node.keyring_version();
-            let on_step = move |node: &Node| {
-                if stale.swap(false, std::sync::atomic::Ordering::Relaxed) {
-                    published.publish(pool, node, &own_tags);
-                }
-                // A keyring operation changed the keys: keep them for the next start.
-                if node.keyring_version() != saved_version {
-                    let written = keyring_dir.as_deref().map_or(Ok(()), |dir| muster::keyring_file::write(dir, &node.keys()));
-                    // Once per change: a failure is reported, not retried at every step.
-                    if let Err(error) = written {
-                        tracing::error!("agent: writing the keyring file: {error}; a restart will use the old keys");
-                    }
-                    saved_version = node.keyring_version();
-                }
-            };
-            running.spawn(async move {
-                let result = drive::run(node, origin, sockets, storage, rx, on_event, on_step).await;
-                joiner.abort();
-                resolver.abort();
-                result
-            });
-        }
-        drop(left_tx);
-        let pool_count = leavers.len();
-        let shutdown = tokio::spawn(async move {
-            let leave = tokio::select! {
-                signal = wait_for_signal() => {
-                    let leave = match signal {
-                        Signal::Interrupt => leave_on_interrupt,
-                        Signal::Terminate => leave_on_terminate,
-                    };
-                    // Go's names for the signals, as Consul logs them.
-                    let name = match signal {
-                        Signal::Interrupt => "interrupt",
-                        Signal::Terminate => "terminated",
-                    };
-                    tracing::info!(signal = name, "agent: Caught");
-                    leave
-                }
-                () = gossip.leave.notified() => {
-                    tracing::info!("agent: leave requested over HTTP");
-                    true
-                }
-            };
-            if !leave {
-                tracing::info!("agent: graceful shutdown disabled; exiting without leaving");
-                drop(leavers);
-                return;
-            }
-            tracing::info!("agent: Gracefully shutting down agent...");
-            let role = if server { "server" } else { "client" };
-            tracing::info!("agent.{role}: {role} starting leave");
-            for tx in &leavers {
-                let (reply, _) = oneshot::channel();
-                let _ = tx.send((Command::Leave, reply)).await;
-            }
-            let all_left = async {
-                for _ in 0..pool_count {
-                    let _ = left_rx.recv().await;
-                }
-            };
-            match tokio::time::timeout(LEAVE_GRACE, all_left).await {
-                Ok(()) => tracing::info!("agent: Graceful leave complete"),
-                Err(_) => tracing::warn!("agent: Timeout waiting for leave to complete"),
-            }
-            // A leave is remembered: the next start does not rejoin without -rejoin.
-            for (task, dir) in remembering {
-                task.abort();
-                let _ = task.await;
-                let left = muster::rejoin::Remembered {
-                    left: true,
-                    ..muster::rejoin::read(&dir).unwrap_or_default()
-                };
-                if let Err(error) = muster::rejoin::write(&dir, &left) {
-                    tracing::warn!(%error, "agent: cannot record the leave");
-                }
-            }
-            tracing::info!("agent: Requesting shutdown");
-            drop(leavers);
-        });
-        let mut result = Ok(());
-        while let Some(joined) = running.join_next().await {
-            let outcome = match joined {
-                Ok(outcome) => outcome,
-                // Aborted below, after the first failure, which is the one to report.
-                Err(error) if error.is_cancelled() && result.is_err() => continue,
-                Err(error) => return Err(format!("agent stopped: {error}")),
-            };
-            if let Err(error) = outcome {
-                // One pool failing stops the agent: a half-present server misleads everyone.
-                result = Err(format!("agent stopped: {error}"));
-                running.abort_all();
-            }
-        }
-        shutdown.abort();
-        if let Some((handle, ..)) = consensus {
-            handle.stop().await;
-        }
-        result
-    });
-    if dev {
-        let _ = std::fs::remove_dir_all(&dev_dir);
-    }
-    result
 }
 
 /// How often `-auto-reload-config` looks at the configuration files.

@@ -357,11 +357,7 @@ fn merge(config: &mut FileConfig, file: &Path, map: Map<String, Value>) -> Resul
             "rejoin_after_leave" => config.rejoin_after_leave = Some(boolean(&key, &value)?),
             "enable_script_checks" => config.enable_script_checks = Some(boolean(&key, &value)?),
             "enable_local_script_checks" => config.enable_local_script_checks = Some(boolean(&key, &value)?),
-            "check_update_interval" => {
-                let text = string(&key, &value)?;
-                let interval = muster_core::duration::parse(&text).map_err(|e| format!("{key}: {e}"))?;
-                config.check_update_interval = Some(interval);
-            }
+            "check_update_interval" => config.check_update_interval = Some(duration(&key, &value)?),
             "retry_interval" => config.retry_interval = Some(string(&key, &value)?),
             "retry_interval_wan" => config.retry_interval_wan = Some(string(&key, &value)?),
             "retry_max" => config.retry_max = Some(number(&key, &value)?),
@@ -409,20 +405,7 @@ fn merge(config: &mut FileConfig, file: &Path, map: Map<String, Value>) -> Resul
             "disable_remote_exec" => config.disable_remote_exec = Some(boolean(&key, &value)?),
             "auto_reload_config" => config.auto_reload_config = Some(boolean(&key, &value)?),
             "ui" => config.ui = Some(boolean(&key, &value)?),
-            "ui_config" => {
-                let Value::Object(fields) = value else { return Err("ui_config: expected an object".into()) };
-                for (field, field_value) in fields {
-                    let name = format!("ui_config.{field}");
-                    match field.as_str() {
-                        "enabled" => config.ui = Some(boolean(&name, &field_value)?),
-                        "content_path" | "dir" => {
-                            string(&name, &field_value)?;
-                        }
-                        // Checked against the table already: accepted, not acted on yet.
-                        _ => {}
-                    }
-                }
-            }
+            "ui_config" => merge_ui_config(config, value)?,
             "raft_protocol" => config.raft_protocol = Some(number(&key, &value)?),
             "default_query_time" => config.default_query_time = Some(string(&key, &value)?),
             "max_query_time" => config.max_query_time = Some(string(&key, &value)?),
@@ -546,6 +529,23 @@ fn merge_performance(config: &mut FileConfig, value: &Value) -> Result<(), Strin
                 )
             })?,
         );
+    }
+    Ok(())
+}
+
+/// `ui_config`: `enabled`, and the paths (checked, not acted on yet); the table accepted the
+/// rest.
+fn merge_ui_config(config: &mut FileConfig, value: Value) -> Result<(), String> {
+    let Value::Object(fields) = value else { return Err("ui_config: expected an object".into()) };
+    for (field, field_value) in fields {
+        let name = format!("ui_config.{field}");
+        match field.as_str() {
+            "enabled" => config.ui = Some(boolean(&name, &field_value)?),
+            "content_path" | "dir" => {
+                string(&name, &field_value)?;
+            }
+            _ => {}
+        }
     }
     Ok(())
 }

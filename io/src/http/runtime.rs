@@ -103,22 +103,7 @@ pub struct Ports {
 
 /// `DebugConfig`: `runtime` with what `api` holds, sanitized as Consul sanitizes it.
 pub(super) fn debug_config(api: &Api, runtime: &RuntimeConfig) -> Value {
-    let ip = |addr: Option<IpAddr>| addr.map_or_else(String::new, |ip| ip.to_string());
-    let listener =
-        |scheme: &str, addr: Option<SocketAddr>| addr.map_or_else(String::new, |a| format!("{scheme}://{a}"));
-    let with_port = |ip: Option<IpAddr>, port: i32| {
-        u16::try_from(port)
-            .ok()
-            .filter(|port| *port > 0)
-            .and_then(|port| ip.map(|ip| SocketAddr::new(ip, port)))
-    };
-    let bind = runtime.bind_addr;
-    let dns_addrs: Vec<String> = runtime
-        .dns_addrs
-        .iter()
-        .flat_map(|addr| [format!("tcp://{addr}"), format!("udp://{addr}")])
-        .collect();
-    let fields: Vec<(&str, Value)> = vec![
+    let mut fields: Vec<(&str, Value)> = vec![
         (
             "ACLTokens",
             value!({
@@ -131,13 +116,8 @@ pub(super) fn debug_config(api: &Api, runtime: &RuntimeConfig) -> Value {
             }),
         ),
         ("ACLsEnabled", value!(false)),
-        ("AdvertiseAddrLAN", value!(ip(runtime.advertise_addr_lan))),
-        ("AdvertiseAddrWAN", value!(ip(runtime.advertise_addr_wan.or(runtime.advertise_addr_lan)))),
-        ("BindAddr", value!(ip(bind))),
         ("Bootstrap", value!(runtime.bootstrap)),
         ("BootstrapExpect", value!(runtime.bootstrap_expect)),
-        ("ClientAddrs", value!(runtime.client_addrs.iter().map(ToString::to_string).collect::<Vec<_>>())),
-        ("DNSAddrs", value!(dns_addrs)),
         ("DNSAltDomain", value!(runtime.dns_alt_domain)),
         ("DNSDomain", value!(runtime.dns_domain)),
         ("DNSPort", value!(runtime.ports.dns)),
@@ -156,7 +136,6 @@ pub(super) fn debug_config(api: &Api, runtime: &RuntimeConfig) -> Value {
         ("EncryptKey", value!("hidden")),
         ("GRPCPort", value!(runtime.ports.grpc)),
         ("GRPCTLSPort", value!(runtime.ports.grpc_tls)),
-        ("HTTPAddrs", value!(runtime.http_addrs.iter().map(|a| format!("tcp://{a}")).collect::<Vec<_>>())),
         ("HTTPPort", value!(runtime.ports.http)),
         ("HTTPSPort", value!(runtime.ports.https)),
         ("LeaveOnTerm", value!(runtime.leave_on_terminate)),
@@ -167,8 +146,6 @@ pub(super) fn debug_config(api: &Api, runtime: &RuntimeConfig) -> Value {
         ("NodeMeta", value!(runtime.node_meta)),
         ("NodeName", value!(api.node_name)),
         ("PrimaryDatacenter", value!(api.datacenter)),
-        ("RPCAdvertiseAddr", value!(listener("tcp", api.consensus.as_ref().map(|c| c.rpc_addr)))),
-        ("RPCBindAddr", value!(listener("tcp", with_port(bind, runtime.ports.server)))),
         ("RejoinAfterLeave", value!(runtime.rejoin_after_leave)),
         ("RetryJoinIntervalLAN", value!(go_duration(runtime.retry_join_interval_lan))),
         ("RetryJoinIntervalWAN", value!(go_duration(runtime.retry_join_interval_wan))),
@@ -183,6 +160,47 @@ pub(super) fn debug_config(api: &Api, runtime: &RuntimeConfig) -> Value {
             value!(runtime.retry_join_wan.iter().map(|entry| clean_retry_join(entry)).collect::<Vec<_>>()),
         ),
         ("Revision", value!(crate::version::GIT_REVISION)),
+        ("SerfPortLAN", value!(runtime.ports.serf_lan)),
+        ("SerfPortWAN", value!(runtime.ports.serf_wan)),
+        ("ServerMode", value!(api.consensus.is_some())),
+        ("ServerPort", value!(runtime.ports.server)),
+        ("SkipLeaveOnInt", value!(runtime.skip_leave_on_interrupt)),
+        ("Version", value!(crate::version::CONSUL_COMPATIBLE_VERSION)),
+        ("VersionMetadata", value!("")),
+        ("VersionPrerelease", value!("")),
+    ];
+    fields.extend(addresses(api, runtime));
+    // Consul's order: by name.
+    fields.sort_by_key(|(name, _)| *name);
+    Value::Object(fields.into_iter().map(|(name, field)| (name.to_owned(), field)).collect())
+}
+
+/// The addresses `DebugConfig` shows, with their schemes as Consul writes them.
+fn addresses(api: &Api, runtime: &RuntimeConfig) -> Vec<(&'static str, Value)> {
+    let ip = |addr: Option<IpAddr>| addr.map_or_else(String::new, |ip| ip.to_string());
+    let listener =
+        |scheme: &str, addr: Option<SocketAddr>| addr.map_or_else(String::new, |a| format!("{scheme}://{a}"));
+    let with_port = |ip: Option<IpAddr>, port: i32| {
+        u16::try_from(port)
+            .ok()
+            .filter(|port| *port > 0)
+            .and_then(|port| ip.map(|ip| SocketAddr::new(ip, port)))
+    };
+    let bind = runtime.bind_addr;
+    let dns_addrs: Vec<String> = runtime
+        .dns_addrs
+        .iter()
+        .flat_map(|addr| [format!("tcp://{addr}"), format!("udp://{addr}")])
+        .collect();
+    vec![
+        ("AdvertiseAddrLAN", value!(ip(runtime.advertise_addr_lan))),
+        ("AdvertiseAddrWAN", value!(ip(runtime.advertise_addr_wan.or(runtime.advertise_addr_lan)))),
+        ("BindAddr", value!(ip(bind))),
+        ("ClientAddrs", value!(runtime.client_addrs.iter().map(ToString::to_string).collect::<Vec<_>>())),
+        ("DNSAddrs", value!(dns_addrs)),
+        ("HTTPAddrs", value!(runtime.http_addrs.iter().map(|a| format!("tcp://{a}")).collect::<Vec<_>>())),
+        ("RPCAdvertiseAddr", value!(listener("tcp", api.consensus.as_ref().map(|c| c.rpc_addr)))),
+        ("RPCBindAddr", value!(listener("tcp", with_port(bind, runtime.ports.server)))),
         (
             "SerfAdvertiseAddrLAN",
             value!(listener("tcp", with_port(runtime.advertise_addr_lan, runtime.ports.serf_lan))),
@@ -196,16 +214,7 @@ pub(super) fn debug_config(api: &Api, runtime: &RuntimeConfig) -> Value {
         ),
         ("SerfBindAddrLAN", value!(listener("tcp", with_port(bind, runtime.ports.serf_lan)))),
         ("SerfBindAddrWAN", value!(listener("tcp", with_port(bind, runtime.ports.serf_wan)))),
-        ("SerfPortLAN", value!(runtime.ports.serf_lan)),
-        ("SerfPortWAN", value!(runtime.ports.serf_wan)),
-        ("ServerMode", value!(api.consensus.is_some())),
-        ("ServerPort", value!(runtime.ports.server)),
-        ("SkipLeaveOnInt", value!(runtime.skip_leave_on_interrupt)),
-        ("Version", value!(crate::version::CONSUL_COMPATIBLE_VERSION)),
-        ("VersionMetadata", value!("")),
-        ("VersionPrerelease", value!("")),
-    ];
-    Value::Object(fields.into_iter().map(|(name, field)| (name.to_owned(), field)).collect())
+    ]
 }
 
 /// Go's `time.Duration.String()`.
