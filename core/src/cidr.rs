@@ -10,15 +10,26 @@ pub struct Cidr {
     prefix_bits: u8,
 }
 
+/// Why a range did not parse: the text, quoted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CidrError {
+    /// The part before the `/` is not an IP address.
+    #[error("invalid CIDR address {0:?}")]
+    Address(String),
+    /// The prefix is not a number of bits the address has.
+    #[error("invalid CIDR prefix in {0:?}")]
+    Prefix(String),
+}
+
 impl Cidr {
     /// Parses `address/bits` (an address alone is the one address), refusing a prefix longer
     /// than the address.
-    pub fn parse(text: &str) -> Result<Cidr, String> {
+    pub fn parse(text: &str) -> Result<Cidr, CidrError> {
         let (address, bits) = match text.trim().split_once('/') {
             Some((address, bits)) => (address, Some(bits)),
             None => (text.trim(), None),
         };
-        let network: IpAddr = address.parse().map_err(|_| format!("invalid CIDR address {text:?}"))?;
+        let network: IpAddr = address.parse().map_err(|_| CidrError::Address(text.to_owned()))?;
         let width = if network.is_ipv4() { 32 } else { 128 };
         let prefix_bits = match bits {
             None => width,
@@ -26,7 +37,7 @@ impl Cidr {
                 .parse::<u8>()
                 .ok()
                 .filter(|&b| b <= width)
-                .ok_or(format!("invalid CIDR prefix in {text:?}"))?,
+                .ok_or_else(|| CidrError::Prefix(text.to_owned()))?,
         };
         Ok(Cidr { network, prefix_bits })
     }

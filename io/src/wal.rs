@@ -81,7 +81,7 @@ pub enum WalError {
         /// Where the bad record starts.
         offset: u64,
         /// What is wrong with it.
-        why: String,
+        why: muster_core::raft::journal::Corruption,
     },
 }
 

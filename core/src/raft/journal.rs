@@ -94,33 +94,92 @@ pub fn encode_snapshot(snapshot: &Snapshot) -> BytesMut {
     buf
 }
 
+/// What is wrong with a record of the log or a snapshot file: damage a crash cannot explain
+/// (a torn tail is not reported, see [`replay`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Corruption {
+    /// Shorter than a snapshot's checksum.
+    #[error("snapshot file too short")]
+    SnapshotTooShort,
+    /// The snapshot's checksum does not match.
+    #[error("snapshot checksum mismatch")]
+    SnapshotChecksum,
+    /// Another magic number or version.
+    #[error("not a snapshot of version {}", SNAPSHOT_VERSION)]
+    SnapshotVersion,
+    /// The membership does not decode.
+    #[error("malformed snapshot membership")]
+    SnapshotMembership,
+    /// The data's length, which does not fill the file (or is over the limit).
+    #[error("snapshot data of {0} bytes does not fill the file")]
+    SnapshotData(u64),
+    /// A field cut short.
+    #[error("short field")]
+    ShortField,
+    /// Fewer bytes than a record header.
+    #[error("truncated header")]
+    TruncatedHeader,
+    /// A record length of zero or over the limit.
+    #[error("record length {0} out of range")]
+    RecordLength(usize),
+    /// A record longer than what follows it.
+    #[error("record runs past the end")]
+    RecordPastEnd,
+    /// A record's checksum does not match.
+    #[error("checksum mismatch")]
+    RecordChecksum,
+    /// A hard state record that does not decode.
+    #[error("malformed hard state")]
+    HardState,
+    /// A truncation past the end of the log.
+    #[error("truncation at {0} beyond the log")]
+    TruncationBeyondLog(Index),
+    /// A membership entry that does not decode.
+    #[error("malformed membership")]
+    Membership,
+    /// An entry whose payload does not decode.
+    #[error("malformed entry payload")]
+    EntryPayload,
+    /// An entry that does not follow the last one.
+    #[error("entry {index} does not continue a log ending at {last}")]
+    OutOfSequence {
+        /// The entry's index.
+        index: Index,
+        /// The log's last index.
+        last: Index,
+    },
+    /// A record kind this version does not write.
+    #[error("unknown record kind {0}")]
+    UnknownKind(u8),
+}
+
 /// The inverse of [`encode_snapshot`]; any damage is an error, never a panic.
-pub fn decode_snapshot(bytes: &[u8]) -> Result<Snapshot, String> {
-    let (content, crc) = bytes.split_last_chunk::<4>().ok_or("snapshot file too short")?;
+pub fn decode_snapshot(bytes: &[u8]) -> Result<Snapshot, Corruption> {
+    let (content, crc) = bytes.split_last_chunk::<4>().ok_or(Corruption::SnapshotTooShort)?;
     if crc32c::crc32c(content) != u32::from_be_bytes(*crc) {
-        return Err("snapshot checksum mismatch".into());
+        return Err(Corruption::SnapshotChecksum);
     }
     let mut body = content;
     let magic = u32::from_be_bytes(*take::<4>(&mut body)?);
     let version = take::<1>(&mut body)?[0];
     if magic != SNAPSHOT_MAGIC || version != SNAPSHOT_VERSION {
-        return Err(format!("not a snapshot of version {SNAPSHOT_VERSION}"));
+        return Err(Corruption::SnapshotVersion);
     }
     let index = u64_field(&mut body)?;
     let term = u64_field(&mut body)?;
     let len = u32::from_be_bytes(*take::<4>(&mut body)?) as usize;
-    let membership = body.get(..len).and_then(Membership::decode).ok_or("malformed snapshot membership")?;
+    let membership = body.get(..len).and_then(Membership::decode).ok_or(Corruption::SnapshotMembership)?;
     body = &body[len..];
     let data_len = u64_field(&mut body)?;
     if data_len > SNAPSHOT_BYTES_MAX || data_len != body.len() as u64 {
-        return Err(format!("snapshot data of {data_len} bytes does not fill the file"));
+        return Err(Corruption::SnapshotData(data_len));
     }
     let data = Bytes::copy_from_slice(body);
     Ok(Snapshot { meta: SnapshotMeta { index, term, membership }, data })
 }
 
-fn take<'a, const N: usize>(body: &mut &'a [u8]) -> Result<&'a [u8; N], String> {
-    let (head, rest) = body.split_first_chunk::<N>().ok_or("short field")?;
+fn take<'a, const N: usize>(body: &mut &'a [u8]) -> Result<&'a [u8; N], Corruption> {
+    let (head, rest) = body.split_first_chunk::<N>().ok_or(Corruption::ShortField)?;
     *body = rest;
     Ok(head)
 }
@@ -142,7 +201,7 @@ fn encode_record(buf: &mut BytesMut, kind: u8, body: impl FnOnce(&mut BytesMut))
 /// valid. In the last segment, a damaged record with nothing after it but zeros, or one cut
 /// short by the end of the file, is a torn tail; anywhere else damage is corruption, reported
 /// as (offset, why). Never panics, whatever the bytes (a fuzz target holds it to that).
-pub fn replay(bytes: &[u8], is_last: bool, restored: &mut Restored) -> Result<u64, (usize, String)> {
+pub fn replay(bytes: &[u8], is_last: bool, restored: &mut Restored) -> Result<u64, (usize, Corruption)> {
     let mut offset = 0usize;
     while offset < bytes.len() {
         let damage = match decode_record(&bytes[offset..]) {
@@ -166,7 +225,7 @@ pub fn replay(bytes: &[u8], is_last: bool, restored: &mut Restored) -> Result<u6
 }
 
 struct Damage {
-    why: String,
+    why: Corruption,
     /// The record runs to (or past) the end of the file: a write cut short.
     reaches_end: bool,
 }
@@ -174,32 +233,32 @@ struct Damage {
 /// One record at the start of `bytes`: (its total length, kind, body).
 fn decode_record(bytes: &[u8]) -> Result<(usize, u8, &[u8]), Damage> {
     let Some(header) = bytes.get(..HEADER_BYTES) else {
-        return Err(Damage { why: "truncated header".into(), reaches_end: true });
+        return Err(Damage { why: Corruption::TruncatedHeader, reaches_end: true });
     };
     let len = u32::from_be_bytes(header[..4].try_into().expect("4 bytes")) as usize;
     let crc = u32::from_be_bytes(header[4..8].try_into().expect("4 bytes"));
     if len == 0 || len > RECORD_BYTES_MAX {
-        return Err(Damage { why: format!("record length {len} out of range"), reaches_end: false });
+        return Err(Damage { why: Corruption::RecordLength(len), reaches_end: false });
     }
     let Some(content) = bytes.get(HEADER_BYTES..HEADER_BYTES + len) else {
-        return Err(Damage { why: "record runs past the end".into(), reaches_end: true });
+        return Err(Damage { why: Corruption::RecordPastEnd, reaches_end: true });
     };
     if crc32c::crc32c(content) != crc {
         let reaches_end = HEADER_BYTES + len == bytes.len();
-        return Err(Damage { why: "checksum mismatch".into(), reaches_end });
+        return Err(Damage { why: Corruption::RecordChecksum, reaches_end });
     }
     Ok((HEADER_BYTES + len, content[0], &content[1..]))
 }
 
-fn apply_record(kind: u8, mut body: &[u8], restored: &mut Restored) -> Result<(), String> {
+fn apply_record(kind: u8, mut body: &[u8], restored: &mut Restored) -> Result<(), Corruption> {
     match kind {
         KIND_HARD_STATE => {
             let term = u64_field(&mut body)?;
-            let (&voted, rest) = body.split_first().ok_or("short vote flag")?;
+            let (&voted, rest) = body.split_first().ok_or(Corruption::HardState)?;
             body = rest;
             let vote = u64_field(&mut body)?;
             if !body.is_empty() || voted > 1 {
-                return Err("malformed hard state".into());
+                return Err(Corruption::HardState);
             }
             restored.hard_state = HardState { term, vote: (voted == 1).then_some(vote) };
         }
@@ -207,7 +266,7 @@ fn apply_record(kind: u8, mut body: &[u8], restored: &mut Restored) -> Result<()
             let from = u64_field(&mut body)?;
             let end = restored.entries.last().map_or(Index::MAX, |e| e.index + 1);
             if !body.is_empty() || from == 0 || from > end {
-                return Err(format!("truncation at {from} beyond the log"));
+                return Err(Corruption::TruncationBeyondLog(from));
             }
             let first = restored.entries.first().map_or(from, |e| e.index);
             restored.entries.truncate(from.saturating_sub(first) as usize);
@@ -215,26 +274,26 @@ fn apply_record(kind: u8, mut body: &[u8], restored: &mut Restored) -> Result<()
         KIND_ENTRY => {
             let index = u64_field(&mut body)?;
             let term = u64_field(&mut body)?;
-            let (&payload_kind, rest) = body.split_first().ok_or("short entry")?;
+            let (&payload_kind, rest) = body.split_first().ok_or(Corruption::EntryPayload)?;
             let payload = match payload_kind {
                 0 if rest.is_empty() => Payload::Noop,
                 1 => Payload::Command(Bytes::copy_from_slice(rest)),
-                2 => Payload::Membership(Membership::decode(rest).ok_or("malformed membership")?),
-                _ => return Err("malformed entry payload".into()),
+                2 => Payload::Membership(Membership::decode(rest).ok_or(Corruption::Membership)?),
+                _ => return Err(Corruption::EntryPayload),
             };
             let next = restored.entries.last().map_or(index, |e| e.index + 1);
             if index == 0 || index != next {
-                return Err(format!("entry {index} does not continue a log ending at {}", next - 1));
+                return Err(Corruption::OutOfSequence { index, last: next - 1 });
             }
             restored.entries.push(Entry { index, term, payload });
         }
-        other => return Err(format!("unknown record kind {other}")),
+        other => return Err(Corruption::UnknownKind(other)),
     }
     Ok(())
 }
 
-fn u64_field(body: &mut &[u8]) -> Result<u64, String> {
-    let (head, rest) = body.split_first_chunk::<8>().ok_or("short field")?;
+fn u64_field(body: &mut &[u8]) -> Result<u64, Corruption> {
+    let (head, rest) = body.split_first_chunk::<8>().ok_or(Corruption::ShortField)?;
     *body = rest;
     Ok(u64::from_be_bytes(*head))
 }
@@ -298,7 +357,7 @@ mod tests {
         }
         let second = buf.len() / 2;
         let error = replay(&buf, true, &mut Restored::default()).unwrap_err();
-        assert_eq!(error, (second, "entry 5 does not continue a log ending at 1".to_owned()));
+        assert_eq!(error, (second, Corruption::OutOfSequence { index: 5, last: 1 }));
     }
 
     #[test]
