@@ -108,7 +108,12 @@ impl<T: Expiring> Clocked<T> {
             Some(deadline) => Duration::from_nanos(deadline.as_nanos()).saturating_sub(self.origin.elapsed()),
             None => IDLE_WAIT,
         };
+        // Biased: an unbiased select draws its order from tokio's thread-local generator,
+        // seeded from a process-wide counter, and when both are ready the order decides whether
+        // a change's wake-up is spent now or later; in the simulator that made a seed's run
+        // depend on the runs before it in the process.
         tokio::select! {
+            biased;
             () = tokio::time::sleep(sleep) => {}
             () = self.changed.notified() => {}
         }
