@@ -890,6 +890,17 @@ mod tests {
         let bad = dir("rpc_timeouts_bad", &[("a.json", r#"{"limits": {"rpc_client_timeout": "soon"}}"#)]);
         let error = load(&Sources { paths: vec![Source::Dir(bad)], ..Sources::default() }).unwrap_err();
         assert!(error.contains("limits.rpc_client_timeout"), "{error}");
+        // The other format of each: JSON read, HCL refused.
+        let json =
+            r#"{"limits": {"rpc_client_timeout": "0s"}, "performance": {"rpc_hold_timeout": "500ms"}}"#;
+        let good = dir("rpc_timeouts_json", &[("a.json", json)]);
+        let config = load(&Sources { paths: vec![Source::Dir(good)], ..Sources::default() }).unwrap();
+        assert_eq!(config.rpc_client_timeout, Some(std::time::Duration::ZERO));
+        assert_eq!(config.rpc_hold_timeout, Some(std::time::Duration::from_millis(500)));
+        let bad =
+            dir("rpc_timeouts_bad_hcl", &[("a.hcl", "performance {\n  rpc_hold_timeout = \"later\"\n}\n")]);
+        let error = load(&Sources { paths: vec![Source::Dir(bad)], ..Sources::default() }).unwrap_err();
+        assert!(error.contains("performance.rpc_hold_timeout"), "{error}");
     }
 
     #[test]
