@@ -34,19 +34,41 @@
 //!   [`Raft::snapshot_taken`]; the log then keeps a trailing 10240 entries. A follower behind the
 //!   leader's log receives the snapshot in chunks ([`Message::InstallSnapshot`]), stop-and-wait,
 //!   and a restarted server resumes from its snapshot and the entries after it.
+//!
+//! Where each part lives: [`Raft`] (here) holds a role and the state every role shares
+//! (`shared.rs`), apart, so that a leader's handlers borrow both and no code asks whether a
+//! leader has its followers' progress; the role's own state is `RoleState`, the leader's in
+//! `leader.rs`. The concerns: `election.rs` (terms, votes, role changes), `replication.rs`
+//! (appends both ways, the commit rule), `read.rs` (ReadIndex, the lease, freshness),
+//! `snapshot.rs`, `membership.rs`; `message.rs` and `wire.rs` (messages and their bytes),
+//! `log.rs` (the in-memory log), `journal.rs` (its records on disk), `config.rs`.
 
+mod config;
+mod election;
 pub mod journal;
+mod leader;
 mod log;
+mod membership;
+mod message;
+mod read;
+mod replication;
+mod shared;
+mod snapshot;
 #[cfg(test)]
 mod tests;
 pub mod wire;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::time::Duration;
 
 use bytes::Bytes;
 
+pub use self::config::{Config, ConfigError, PlantedBug};
+use self::leader::{Lead, Leader};
 use self::log::Log;
+use self::membership::latest_membership;
+use self::message::well_formed;
+pub use self::message::{AppendResult, Message, Transmit};
+use self::shared::Shared;
 use crate::{Instant, Monotonic, Rng};
 
 /// A server's id, unique in the cluster.
@@ -78,131 +100,6 @@ pub const SNAPSHOT_CHUNK_BYTES_MAX: usize = 8 << 20;
 /// The largest snapshot a follower assembles from a leader's chunks; past it the transfer is
 /// refused rather than allowed to exhaust memory.
 pub const SNAPSHOT_BYTES_MAX: u64 = 4 << 30;
-
-/// Timings and limits of one server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Config {
-    /// This server.
-    pub id: ServerId,
-    /// The voters the cluster bootstraps with, this one included; empty for a server that
-    /// joins a running cluster (it learns the membership from the leader's log). Once the log
-    /// holds a membership entry, the latest one rules.
-    pub voters: BTreeSet<ServerId>,
-    /// The minimum election timeout; each timer is drawn from `[min, 2 × min)`.
-    pub election_timeout: Duration,
-    /// How often a leader sends heartbeats.
-    pub heartbeat_interval: Duration,
-    /// How long after a majority last answered a leader may serve reads without asking again.
-    /// Must be below `election_timeout`.
-    pub leader_lease: Duration,
-    /// The most entries in one append.
-    pub entries_per_append_max: usize,
-    /// The most payload bytes in one append (one entry always goes, whatever its size).
-    pub append_bytes_max: usize,
-    /// Appends in flight to one follower before the leader waits for answers.
-    pub inflight_appends_max: usize,
-    /// Applied entries since the last snapshot before Raft asks for a new one
-    /// ([`Event::SnapshotDue`]).
-    pub snapshot_threshold: u64,
-    /// Entries the log keeps behind a snapshot taken here, so that a follower a little behind
-    /// catches up from the log rather than by a whole snapshot.
-    pub snapshot_trailing: u64,
-    /// The bytes of a snapshot sent in one [`Message::InstallSnapshot`].
-    pub snapshot_chunk_bytes: usize,
-    /// Seeds the election timers.
-    pub rng_seed: u64,
-    /// A deliberately broken rule, for proving that the simulator's checkers catch it.
-    #[cfg(any(test, feature = "invariants"))]
-    #[doc(hidden)]
-    pub planted_bug: Option<PlantedBug>,
-}
-
-pub use crate::planted::PlantedBug;
-
-impl Config {
-    /// Consul's timings at `raft_multiplier` 1 (Consul's production default is 5): election
-    /// timeout 1 s, heartbeats every 100 ms, lease 500 ms; and Consul's snapshot policy: a
-    /// snapshot every 16384 entries, 10240 kept behind it.
-    pub fn new(id: ServerId, voters: impl IntoIterator<Item = ServerId>, rng_seed: u64) -> Config {
-        Config {
-            id,
-            voters: voters.into_iter().collect(),
-            election_timeout: Duration::from_secs(1),
-            heartbeat_interval: Duration::from_millis(100),
-            leader_lease: Duration::from_millis(500),
-            entries_per_append_max: 64,
-            append_bytes_max: 1 << 20,
-            inflight_appends_max: 64,
-            snapshot_threshold: 16384,
-            snapshot_trailing: 10240,
-            snapshot_chunk_bytes: 1 << 20,
-            rng_seed,
-            #[cfg(any(test, feature = "invariants"))]
-            planted_bug: None,
-        }
-    }
-
-    /// Checks the relations the protocol relies on.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        // No voters: a server that joins an existing cluster and learns its membership from
-        // the leader's log. Otherwise this server is one of the voters it bootstraps with.
-        if !self.voters.is_empty() && !self.voters.contains(&self.id) {
-            return Err(ConfigError::NotAVoter(self.id));
-        }
-        if self.voters.len() > SERVERS_MAX {
-            return Err(ConfigError::Timing("more voters than SERVERS_MAX"));
-        }
-        if self.heartbeat_interval.is_zero() || self.heartbeat_interval * 2 > self.election_timeout {
-            return Err(ConfigError::Timing(
-                "heartbeat_interval must be positive and at most half the election timeout",
-            ));
-        }
-        // A tenth of the election timeout is left for clocks that run at different rates.
-        if self.leader_lease * 10 > self.election_timeout * 9 {
-            return Err(ConfigError::Timing("leader_lease must be at most 90 % of the election timeout"));
-        }
-        if self.entries_per_append_max == 0 || self.inflight_appends_max == 0 {
-            return Err(ConfigError::Timing(
-                "entries_per_append_max and inflight_appends_max must be positive",
-            ));
-        }
-        if self.snapshot_threshold == 0
-            || self.snapshot_chunk_bytes == 0
-            || self.snapshot_chunk_bytes > SNAPSHOT_CHUNK_BYTES_MAX
-        {
-            return Err(ConfigError::Timing(
-                "snapshot_threshold must be positive and snapshot_chunk_bytes within 1..=SNAPSHOT_CHUNK_BYTES_MAX",
-            ));
-        }
-        Ok(())
-    }
-
-    fn bug(&self, bug: PlantedBug) -> bool {
-        #[cfg(any(test, feature = "invariants"))]
-        {
-            self.planted_bug == Some(bug)
-        }
-        #[cfg(not(any(test, feature = "invariants")))]
-        {
-            let _ = bug;
-            false
-        }
-    }
-}
-
-/// A configuration Raft cannot run with.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ConfigError {
-    /// The server must be one of the voters.
-    #[error("server {0} is not among the voters")]
-    NotAVoter(ServerId),
-    /// A timing relation is broken.
-    #[error("{0}")]
-    Timing(&'static str),
-    /// What storage restored does not form a log (a bug of the storage, or damage it missed).
-    #[error("stored Raft state is inconsistent: {0}")]
-    Restore(&'static str),
-}
 
 /// One log entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -250,55 +147,6 @@ pub struct Membership {
     pub voters: BTreeSet<ServerId>,
     /// The non-voting servers.
     pub learners: BTreeSet<ServerId>,
-}
-
-impl Membership {
-    /// Whether `id` is a voter or a learner.
-    pub fn contains(&self, id: ServerId) -> bool {
-        self.voters.contains(&id) || self.learners.contains(&id)
-    }
-
-    /// `voters:u16 id:u64* learners:u16 id:u64*`, ids ascending.
-    pub(crate) fn encode(&self, buf: &mut bytes::BytesMut) {
-        use bytes::BufMut;
-        for set in [&self.voters, &self.learners] {
-            buf.put_u16(set.len() as u16);
-            for &id in set {
-                buf.put_u64(id);
-            }
-        }
-    }
-
-    /// The inverse of `encode`, strict: ascending ids, no server in both sets, at most
-    /// [`SERVERS_MAX`] in all, nothing left over. `None` otherwise.
-    pub(crate) fn decode(mut bytes: &[u8]) -> Option<Membership> {
-        let mut sets = [BTreeSet::new(), BTreeSet::new()];
-        for set in &mut sets {
-            let (count, rest) = bytes.split_first_chunk::<2>()?;
-            bytes = rest;
-            let count = usize::from(u16::from_be_bytes(*count));
-            if count > SERVERS_MAX {
-                return None;
-            }
-            for _ in 0..count {
-                let (id, rest) = bytes.split_first_chunk::<8>()?;
-                bytes = rest;
-                let id = u64::from_be_bytes(*id);
-                if set.last().is_some_and(|&last| last >= id) {
-                    return None;
-                }
-                set.insert(id);
-            }
-        }
-        let [voters, learners] = sets;
-        let valid =
-            bytes.is_empty() && voters.is_disjoint(&learners) && voters.len() + learners.len() <= SERVERS_MAX;
-        valid.then_some(Membership { voters, learners })
-    }
-
-    pub(crate) fn encoded_len(&self) -> usize {
-        4 + 8 * (self.voters.len() + self.learners.len())
-    }
 }
 
 /// What a snapshot stands for: the application's state after every entry through `index`.
@@ -417,165 +265,6 @@ pub struct Persist {
     pub entries: Vec<Entry>,
 }
 
-/// The messages servers exchange. Every one carries the sender's term.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Message {
-    /// "Could I win an election for `term`?" Sent without raising the sender's term.
-    PreVote {
-        /// The term the sender would stand in.
-        term: Term,
-        /// The sender's last log index.
-        last_index: Index,
-        /// The sender's last log term.
-        last_term: Term,
-    },
-    /// The answer to a [`Message::PreVote`].
-    PreVoteResponse {
-        /// The asked term when granted; the responder's term otherwise.
-        term: Term,
-        /// Whether the responder would vote.
-        granted: bool,
-    },
-    /// A candidate asks for a vote.
-    RequestVote {
-        /// The candidate's term.
-        term: Term,
-        /// The candidate's last log index.
-        last_index: Index,
-        /// The candidate's last log term.
-        last_term: Term,
-        /// The leader handed over to this candidate ([`Message::TimeoutNow`]): voters set
-        /// leader stickiness aside.
-        transfer: bool,
-    },
-    /// The answer to a [`Message::RequestVote`].
-    VoteResponse {
-        /// The responder's term.
-        term: Term,
-        /// Whether it voted for the candidate.
-        granted: bool,
-    },
-    /// The leader replicates entries following (`prev_index`, `prev_term`).
-    AppendEntries {
-        /// The leader's term.
-        term: Term,
-        /// The index just before the entries.
-        prev_index: Index,
-        /// Its term.
-        prev_term: Term,
-        /// The entries, possibly none.
-        entries: Vec<Entry>,
-        /// The leader's commit index.
-        commit: Index,
-    },
-    /// The answer to a [`Message::AppendEntries`].
-    AppendResponse {
-        /// The responder's term.
-        term: Term,
-        /// The `prev_index` of the append answered, so the leader can ignore stale answers.
-        prev_index: Index,
-        /// What became of it.
-        result: AppendResult,
-    },
-    /// The leader asserts its leadership and confirms reads; carries no entries.
-    Heartbeat {
-        /// The leader's term.
-        term: Term,
-        /// The commit index, limited to what the follower is known to hold.
-        commit: Index,
-        /// The read round it confirms.
-        round: u64,
-        /// The newest round the leader had heard this follower answer, when `commit` is the
-        /// leader's whole commit index in its own term; 0 otherwise. It dates the follower's
-        /// freshness ([`Raft::caught_up_at`]).
-        acked: u64,
-    },
-    /// The answer to a [`Message::Heartbeat`].
-    HeartbeatResponse {
-        /// The responder's term.
-        term: Term,
-        /// The round answered.
-        round: u64,
-    },
-    /// The leader hands over: the receiver, whose log is up to date, stands for election at
-    /// once (thesis §3.10).
-    TimeoutNow {
-        /// The leader's term.
-        term: Term,
-    },
-    /// One chunk of the leader's snapshot, for a follower behind the leader's log (§7).
-    InstallSnapshot {
-        /// The leader's term.
-        term: Term,
-        /// What the snapshot covers.
-        meta: SnapshotMeta,
-        /// Where this chunk starts in the snapshot's data.
-        offset: u64,
-        /// The chunk.
-        data: Bytes,
-        /// Whether it is the last chunk.
-        done: bool,
-    },
-    /// The answer to a [`Message::InstallSnapshot`].
-    SnapshotResponse {
-        /// The responder's term.
-        term: Term,
-        /// The index of the snapshot answered.
-        index: Index,
-        /// The bytes the responder holds: where the next chunk must start.
-        received: u64,
-        /// The snapshot is installed (durably: the answer waited), or the responder already
-        /// held everything it covers.
-        installed: bool,
-    },
-}
-
-impl Message {
-    /// The sender's term.
-    pub fn term(&self) -> Term {
-        match self {
-            Message::PreVote { term, .. }
-            | Message::PreVoteResponse { term, .. }
-            | Message::RequestVote { term, .. }
-            | Message::VoteResponse { term, .. }
-            | Message::AppendEntries { term, .. }
-            | Message::AppendResponse { term, .. }
-            | Message::Heartbeat { term, .. }
-            | Message::HeartbeatResponse { term, .. }
-            | Message::TimeoutNow { term }
-            | Message::InstallSnapshot { term, .. }
-            | Message::SnapshotResponse { term, .. } => *term,
-        }
-    }
-}
-
-/// The outcome of an append at a follower.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AppendResult {
-    /// The log now matches the leader's through `match_index` (durably: the answer waited).
-    Accepted {
-        /// The last index known to match.
-        match_index: Index,
-    },
-    /// The entry before the append did not match.
-    Rejected {
-        /// Where the leader should look next: the first index of the conflicting term, or the
-        /// follower's last index + 1 if its log is shorter.
-        conflict_index: Index,
-        /// The term of the follower's entry at `prev_index`, if it has one.
-        conflict_term: Option<Term>,
-    },
-}
-
-/// A message to send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Transmit {
-    /// The destination.
-    pub to: ServerId,
-    /// The message.
-    pub message: Message,
-}
-
 /// A server's role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Role {
@@ -656,139 +345,46 @@ pub enum ProposeError {
     NotReady,
 }
 
-/// A follower as the leader tracks it (raft-rs's `Progress`).
-#[derive(Debug, Clone)]
-struct Progress {
-    /// The highest index known to match.
-    match_index: Index,
-    /// The next index to send.
-    next_index: Index,
-    /// Probing: one append at a time until one is accepted. Replicating: pipelined.
-    probing: bool,
-    /// While probing: an append is out and unanswered.
-    probe_sent: bool,
-    /// While replicating: the last index of each append in flight.
-    inflight: VecDeque<Index>,
-    /// Answered anything since the last check-quorum.
-    active: bool,
-    /// The newest heartbeat round it answered.
-    round_acked: u64,
-    /// Behind the log's base: receiving the snapshot instead of entries.
-    snapshot: Option<SnapshotSend>,
-}
-
-/// A snapshot on its way to one follower, a chunk at a time.
-#[derive(Debug, Clone)]
-struct SnapshotSend {
-    /// The snapshot being sent. A newer one taken meanwhile waits for this transfer to finish:
-    /// restarting at every snapshot could starve a follower that needs longer than the
-    /// threshold's worth of writes to receive one.
-    snapshot: Snapshot,
-    /// The bytes the follower acknowledged: the next chunk starts here.
-    offset: u64,
-    /// When the chunk now out left, if one is.
-    sent_at: Option<Instant>,
-}
-
-/// A snapshot a follower is assembling from the leader's chunks.
-#[derive(Debug)]
-struct Incoming {
-    meta: SnapshotMeta,
-    /// The term of the leader sending it: another leader's snapshot at the same index may hold
-    /// other bytes (an application's encoding need not be canonical), so its chunks never
-    /// continue this one.
-    term: Term,
-    data: bytes::BytesMut,
-}
-
-impl Progress {
-    fn new(next_index: Index) -> Progress {
-        Progress {
-            match_index: 0,
-            next_index,
-            probing: true,
-            probe_sent: false,
-            inflight: VecDeque::new(),
-            active: false,
-            round_acked: 0,
-            snapshot: None,
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-struct Leader {
-    progress: BTreeMap<ServerId, Progress>,
-    heartbeat_next: Instant,
-    check_quorum_next: Instant,
-    /// The newest heartbeat round started, and when each unconfirmed one was sent.
-    round: u64,
-    rounds_sent: VecDeque<(u64, Instant)>,
-    /// Reads waiting for their round: (round, ctx, read index).
-    reads: VecDeque<(u64, u64, Index)>,
-    /// Reads whose round is confirmed, waiting for their index to be applied.
-    reads_confirmed: VecDeque<(u64, Index)>,
-    /// The lease holds until this instant.
-    lease_until: Option<Instant>,
-    /// A leadership transfer under way: the target, and when to give up on it.
-    transfer: Option<(ServerId, Instant)>,
-}
-
-/// One Raft server.
+/// One Raft server: its role, with the state only that role holds, and the state every role
+/// shares. The two are apart so that a leader's handlers borrow both at once, and a leader
+/// without its followers' progress cannot be written down.
 #[derive(Debug)]
 pub struct Raft {
-    config: Config,
-    clock: Monotonic,
-    rng: Rng,
-    hard: HardState,
-    role: Role,
-    leader: Option<ServerId>,
-    leader_state: Option<Leader>,
-    /// Votes granted to this (pre-)candidate.
-    votes: BTreeSet<ServerId>,
-    log: Log,
-    /// The latest membership in the log (or the bootstrap one), and the index of its entry
-    /// (0 for the bootstrap one).
-    membership: Membership,
-    membership_index: Index,
-    commit: Index,
-    /// Entries through this index have been handed to the application.
-    applied: Index,
-    /// Entries through this index are durable here.
-    durable_index: Index,
-    /// The latest snapshot, taken here or installed from a leader: what lagging followers get.
-    snapshot: Option<Snapshot>,
-    /// A snapshot the application has yet to load (it precedes any entry in `poll_apply`).
-    snapshot_to_apply: Option<Snapshot>,
-    /// [`Event::SnapshotDue`] was emitted and no snapshot has come since.
-    snapshot_asked: bool,
-    /// The snapshot a leader is sending this follower, as far as it arrived.
-    incoming: Option<Incoming>,
-    election_deadline: Instant,
-    /// When a leader was last heard from, for leader stickiness.
-    leader_contact: Option<Instant>,
-    /// Heartbeat rounds this follower answered lately: term, round, when.
-    answered: VecDeque<(Term, u64, Instant)>,
-    /// Leaders' whole commit indexes, each with the answer time that vouches for it (see
-    /// [`Raft::caught_up_at`]), oldest first, until this server has applied through them.
-    caught_up_pending: VecDeque<(Index, Instant)>,
-    /// The latest instant at which this server's applied state held everything its leader had
-    /// committed ([`Raft::caught_up_at`]).
-    caught_up_at: Option<Instant>,
-    /// The log write under construction in this step.
-    pending: Option<Persist>,
-    persists: VecDeque<Persist>,
-    persist_issued: u64,
-    persist_durable: u64,
-    /// For each persist not yet acknowledged, the last log index it leaves durable.
-    persist_log_ends: VecDeque<(u64, Index)>,
-    /// Messages waiting for a persist, each behind the newest persist issued when it was made.
-    held: VecDeque<(u64, Transmit)>,
-    ready: VecDeque<Transmit>,
-    events: VecDeque<Event>,
-    /// The role, term and leader last reported in an [`Event::Role`].
-    reported: (Role, Term, Option<ServerId>),
-    stats: Stats,
+    role: RoleState,
+    shared: Shared,
+}
+
+/// A role and what only it holds.
+#[derive(Debug)]
+enum RoleState {
+    /// Following `leader`, or waiting for one.
+    Follower { leader: Option<ServerId> },
+    /// Asking whether it could win; `votes` granted so far, its own included.
+    PreCandidate { votes: BTreeSet<ServerId> },
+    /// Standing for election; `votes` granted so far, its own included.
+    Candidate { votes: BTreeSet<ServerId> },
+    /// Leading (boxed: a leader's state is large and a follower's is a word).
+    Leader(Box<Leader>),
+}
+
+impl RoleState {
+    fn role(&self) -> Role {
+        match self {
+            RoleState::Follower { .. } => Role::Follower,
+            RoleState::PreCandidate { .. } => Role::PreCandidate,
+            RoleState::Candidate { .. } => Role::Candidate,
+            RoleState::Leader(_) => Role::Leader,
+        }
+    }
+
+    /// The leader's state, or the refusal a non-leader gives, naming the leader it follows.
+    fn leader(&self) -> Result<&Leader, ProposeError> {
+        match self {
+            RoleState::Leader(leader) => Ok(leader),
+            RoleState::Follower { leader } => Err(ProposeError::NotLeader { leader_hint: *leader }),
+            _ => Err(ProposeError::NotLeader { leader_hint: None }),
+        }
+    }
 }
 
 /// Counters of what the server did.
@@ -829,14 +425,10 @@ impl Raft {
         }
         let election_deadline =
             now + rng.duration_between(config.election_timeout, config.election_timeout * 2);
-        let mut raft = Raft {
+        let shared = Shared {
             clock: Monotonic::new(now),
             rng,
             hard,
-            role: Role::Follower,
-            leader: None,
-            leader_state: None,
-            votes: BTreeSet::new(),
             log,
             membership,
             membership_index,
@@ -867,10 +459,11 @@ impl Raft {
             stats: Stats::default(),
             config,
         };
+        let mut raft = Raft { role: RoleState::Follower { leader: None }, shared };
         if drop_durable_log {
             // The durable log conflicts with the snapshot or stops short of it: it must go from
             // the disk too, or the entries appended after the snapshot would not continue it.
-            raft.pending_persist().truncate_from = Some(1);
+            raft.shared.pending_persist().truncate_from = Some(1);
             raft.finish_step();
         }
         raft.check_invariants();
@@ -881,9 +474,9 @@ impl Raft {
 
     /// Feeds a message from server `from`.
     pub fn handle_message(&mut self, now: Instant, from: ServerId, message: Message) {
-        self.clock.advance(now);
-        if from == self.config.id {
-            self.stats.messages_ignored += 1;
+        self.shared.clock.advance(now);
+        if from == self.shared.config.id {
+            self.shared.stats.messages_ignored += 1;
             return;
         }
         self.step(now, from, message);
@@ -892,23 +485,22 @@ impl Raft {
 
     /// Runs the timers due at or before `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.clock.advance(now);
-        if self.role == Role::Leader {
-            let leader = self.leader_state.as_ref().expect("a leader has leader state");
-            let (heartbeat_due, check_due) = (leader.heartbeat_next <= now, leader.check_quorum_next <= now);
-            if check_due {
-                self.check_quorum(now);
-            }
-            if let Some(leader) = self.leader_state.as_mut() {
+        self.shared.clock.advance(now);
+        match &mut self.role {
+            RoleState::Leader(leader) => {
+                let (heartbeat_due, check_due) =
+                    (leader.heartbeat_next <= now, leader.check_quorum_next <= now);
                 if leader.transfer.is_some_and(|(_, deadline)| deadline <= now) {
                     leader.transfer = None;
                 }
+                if check_due && leader.check_quorum(now, &mut self.shared) == Lead::StepDown {
+                    self.step_down(now);
+                } else if heartbeat_due {
+                    leader.broadcast_heartbeat(now, &mut self.shared);
+                }
             }
-            if self.role == Role::Leader && heartbeat_due {
-                self.broadcast_heartbeat(now);
-            }
-        } else if self.election_deadline <= now {
-            self.start_pre_vote(now);
+            _ if self.shared.election_deadline <= now => self.start_pre_vote(now),
+            _ => {}
         }
         self.finish_step();
     }
@@ -916,196 +508,61 @@ impl Raft {
     /// Appends a command to the log, if this server leads. Returns the entry's index: the
     /// command took effect when an entry at that index *and this term* is committed.
     pub fn propose(&mut self, now: Instant, command: Bytes) -> Result<(Index, Term), ProposeError> {
-        self.clock.advance(now);
-        self.check_leader()?;
+        self.shared.clock.advance(now);
+        let (leader, shared) = self.as_leader()?;
         if command.len() > ENTRY_BYTES_MAX {
             return Err(ProposeError::TooLarge { size: command.len(), max: ENTRY_BYTES_MAX });
         }
-        if self.log.last_index() - self.commit >= UNCOMMITTED_ENTRIES_MAX {
+        if shared.log.last_index() - shared.commit >= UNCOMMITTED_ENTRIES_MAX {
             return Err(ProposeError::Busy("uncommitted entries"));
         }
-        if self.leader_state.as_ref().is_some_and(|l| l.transfer.is_some()) {
+        if leader.transfer.is_some() {
             // New entries would only delay the target's catching up (thesis §3.10).
             return Err(ProposeError::Busy("leadership transfer"));
         }
-        let index = self.append_as_leader(Payload::Command(command));
-        self.replicate_all(now);
+        let index = leader.append(shared, Payload::Command(command));
+        leader.replicate_all(now, shared);
+        let term = shared.hard.term;
         self.finish_step();
-        Ok((index, self.hard.term))
-    }
-
-    /// Asks for a consistent read (ReadIndex): answered by [`Event::ReadReady`] once a
-    /// heartbeat round confirms this server still leads and the commit index it read is
-    /// applied, or [`Event::ReadFailed`] if leadership is lost first.
-    pub fn read_index(&mut self, now: Instant, ctx: u64) -> Result<(), ProposeError> {
-        self.clock.advance(now);
-        self.check_leader()?;
-        if !self.committed_in_term() {
-            return Err(ProposeError::NotReady);
-        }
-        let sole_voter = self.is_sole_voter();
-        let leader = self.leader_state.as_mut().expect("leader");
-        if leader.reads.len() >= PENDING_READS_MAX {
-            return Err(ProposeError::Busy("pending reads"));
-        }
-        let commit = self.commit;
-        if sole_voter || self.config.bug(PlantedBug::ReadWithoutReadIndex) {
-            leader.reads_confirmed.push_back((ctx, commit));
-        } else {
-            // The read waits for the next round sent. One round is out at a time, and each
-            // confirms every read asked before it left: reads batch themselves under load.
-            leader.reads.push_back((leader.round + 1, ctx, commit));
-            if leader.rounds_sent.is_empty() {
-                self.broadcast_heartbeat(now);
-            }
-        }
-        self.release_reads();
-        self.finish_step();
-        Ok(())
+        Ok((index, term))
     }
 
     /// Hands leadership to `target` (Consul's `operator raft transfer-leader`): once its log is
     /// up to date, it is told to stand for election at once, and wins it. Proposals are refused
     /// meanwhile; the transfer is abandoned after an election timeout.
     pub fn transfer_leadership(&mut self, now: Instant, target: ServerId) -> Result<(), ProposeError> {
-        self.clock.advance(now);
-        self.check_leader()?;
-        if target == self.config.id || !self.membership.voters.contains(&target) {
+        self.shared.clock.advance(now);
+        let (leader, shared) = self.as_leader()?;
+        if target == shared.config.id || !shared.membership.voters.contains(&target) {
             return Err(ProposeError::NotAVoter(target));
         }
-        let leader = self.leader_state.as_mut().expect("leader");
-        leader.transfer = Some((target, now + self.config.election_timeout));
-        self.maybe_hand_over(target);
-        self.replicate(now, target);
-        self.finish_step();
-        Ok(())
-    }
-
-    /// Proposes one membership change (thesis §4.1): at most one may be uncommitted at a time,
-    /// and only once this leader has committed an entry of its term (the rule that makes
-    /// single-server changes safe across leader changes). Returns the entry's index.
-    pub fn change_membership(
-        &mut self,
-        now: Instant,
-        change: MembershipChange,
-    ) -> Result<Index, ProposeError> {
-        self.clock.advance(now);
-        self.check_leader()?;
-        if !self.committed_in_term() {
-            return Err(ProposeError::NotReady);
-        }
-        if self.membership_index > self.commit {
-            return Err(ProposeError::Membership("another change is not committed yet"));
-        }
-        let mut next = self.membership.clone();
-        match change {
-            MembershipChange::AddLearner(id) if next.contains(id) => {
-                return Err(ProposeError::Membership("already a member"));
-            }
-            MembershipChange::AddLearner(_) if next.voters.len() + next.learners.len() >= SERVERS_MAX => {
-                return Err(ProposeError::Membership("too many servers"));
-            }
-            MembershipChange::AddLearner(id) => {
-                next.learners.insert(id);
-            }
-            MembershipChange::Promote(id) => {
-                if !next.learners.remove(&id) {
-                    return Err(ProposeError::Membership("not a learner"));
-                }
-                next.voters.insert(id);
-            }
-            MembershipChange::Remove(id) => {
-                if next.voters.contains(&id) && next.voters.len() == 1 {
-                    return Err(ProposeError::Membership("cannot remove the last voter"));
-                }
-                if !next.voters.remove(&id) && !next.learners.remove(&id) {
-                    return Err(ProposeError::Membership("not a member"));
-                }
-            }
-        }
-        let index = self.append_as_leader(Payload::Membership(next));
-        self.replicate_all(now);
-        self.finish_step();
-        Ok(index)
-    }
-
-    /// The membership in effect: the latest in the log, committed or not.
-    pub fn membership(&self) -> &Membership {
-        &self.membership
-    }
-
-    /// A default-mode read: the commit index, if this leader's lease still holds (a majority
-    /// answered within the lease). The caller serves the read once that index is applied.
-    pub fn lease_read(&self, now: Instant) -> Result<Index, ProposeError> {
-        self.check_leader()?;
-        match self.lease_until() {
-            Some(None) => Ok(self.commit),
-            Some(Some(until)) if now < until => Ok(self.commit),
-            // No lease, or not committed in its term yet.
-            _ => Err(ProposeError::NotReady),
-        }
-    }
-
-    /// Until when this leader may serve default-mode reads from its state without a round of
-    /// messages ([`Raft::lease_read`] at any earlier `now` succeeds): `None` when it does not
-    /// lead, has not committed in its term, or holds no lease; `Some(None)` when it is the only
-    /// voter, whose lease never ends.
-    pub fn lease_until(&self) -> Option<Option<Instant>> {
-        if self.role != Role::Leader || !self.committed_in_term() {
-            return None;
-        }
-        // The planted bug lives here, where both drivers decide: the agent's facade reads this
-        // through the server's status, the in-process simulator through `lease_read`.
-        if self.is_sole_voter() || self.config.bug(PlantedBug::StaleLeaseRead) {
-            return Some(None);
-        }
-        Some(Some(self.leader_state.as_ref()?.lease_until?))
-    }
-
-    /// Takes the application's snapshot of its state through `index` (an applied entry, usually
-    /// after [`Event::SnapshotDue`]): it is persisted, sent to followers too far behind, and the
-    /// log is compacted up to `snapshot_trailing` entries before it.
-    pub fn snapshot_taken(&mut self, now: Instant, index: Index, data: Bytes) -> Result<(), SnapshotError> {
-        self.clock.advance(now);
-        assert!(index <= self.applied, "a snapshot covers only applied entries");
-        let held = self.snapshot_index();
-        if index <= held {
-            return Err(SnapshotError::Stale { index, held });
-        }
-        let term = self.log.term_at(index).expect("entries after the snapshot are held");
-        let membership = match self.log.membership_at(index) {
-            Some((membership, _)) => membership,
-            None => latest_membership(&Log::default(), self.snapshot.as_ref(), &self.config).0,
-        };
-        let snapshot = Snapshot { meta: SnapshotMeta { index, term, membership }, data };
-        let compact_to = index.saturating_sub(self.config.snapshot_trailing);
-        if compact_to > self.log.base().0 {
-            self.log.compact_through(compact_to);
-        }
-        self.snapshot = Some(snapshot.clone());
-        self.snapshot_asked = false;
-        self.pending_persist().snapshot = Some(snapshot);
+        leader.transfer = Some((target, now + shared.config.election_timeout));
+        leader.maybe_hand_over(shared, target);
+        leader.replicate(now, shared, target);
         self.finish_step();
         Ok(())
     }
 
     /// Reports that the persist `id`, and so every persist before it, is durable.
     pub fn on_persisted(&mut self, now: Instant, id: PersistId) {
-        self.clock.advance(now);
+        let shared = &mut self.shared;
+        shared.clock.advance(now);
         assert!(
-            id.0 > self.persist_durable && id.0 <= self.persist_issued,
+            id.0 > shared.persist_durable && id.0 <= shared.persist_issued,
             "persist {id:?} acknowledged out of order"
         );
-        self.persist_durable = id.0;
-        while let Some(&(persist, end)) = self.persist_log_ends.front() {
+        shared.persist_durable = id.0;
+        while let Some(&(persist, end)) = shared.persist_log_ends.front() {
             if persist > id.0 {
                 break;
             }
-            self.persist_log_ends.pop_front();
-            self.durable_index = end;
+            shared.persist_log_ends.pop_front();
+            shared.durable_index = end;
         }
-        if self.role == Role::Leader {
-            self.maybe_commit();
+        if let RoleState::Leader(leader) = &mut self.role {
+            if leader.maybe_commit(&mut self.shared) == Lead::StepDown {
+                self.step_down(now);
+            }
         }
         self.finish_step();
     }
@@ -1114,16 +571,19 @@ impl Raft {
 
     /// The next write to make durable.
     pub fn poll_persist(&mut self) -> Option<Persist> {
-        self.persists.pop_front()
+        self.shared.persists.pop_front()
     }
 
     /// The next message to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        if let Some(transmit) = self.ready.pop_front() {
+        let shared = &mut self.shared;
+        if let Some(transmit) = shared.ready.pop_front() {
             return Some(transmit);
         }
-        match self.held.front() {
-            Some(&(barrier, _)) if barrier <= self.persist_durable => self.held.pop_front().map(|(_, t)| t),
+        match shared.held.front() {
+            Some(&(barrier, _)) if barrier <= shared.persist_durable => {
+                shared.held.pop_front().map(|(_, t)| t)
+            }
             _ => None,
         }
     }
@@ -1131,36 +591,39 @@ impl Raft {
     /// What to apply next: a snapshot to load, or the next committed entry in log order, each
     /// once.
     pub fn poll_apply(&mut self) -> Option<Apply> {
-        if let Some(snapshot) = self.snapshot_to_apply.take() {
-            self.settle_caught_up();
+        let shared = &mut self.shared;
+        if let Some(snapshot) = shared.snapshot_to_apply.take() {
+            shared.settle_caught_up();
             return Some(Apply::Snapshot(snapshot));
         }
-        if self.applied >= self.commit {
+        if shared.applied >= shared.commit {
             return None;
         }
-        self.applied += 1;
-        self.settle_caught_up();
-        let entry = self.log.get(self.applied).expect("committed entries are in the log").clone();
-        if self.role == Role::Leader {
-            self.release_reads();
+        shared.applied += 1;
+        shared.settle_caught_up();
+        let entry = shared.log.get(shared.applied).expect("committed entries are in the log").clone();
+        if let RoleState::Leader(leader) = &mut self.role {
+            leader.release_reads(shared);
         }
-        if !self.snapshot_asked && self.applied - self.snapshot_index() >= self.config.snapshot_threshold {
-            self.snapshot_asked = true;
-            self.events.push_back(Event::SnapshotDue { index: self.applied });
+        if !shared.snapshot_asked
+            && shared.applied - shared.snapshot_index() >= shared.config.snapshot_threshold
+        {
+            shared.snapshot_asked = true;
+            shared.events.push_back(Event::SnapshotDue { index: shared.applied });
         }
         Some(Apply::Entry(entry))
     }
 
     /// The next event.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        self.shared.events.pop_front()
     }
 
     /// When [`Raft::handle_timeout`] must next run.
     pub fn poll_timeout(&self) -> Instant {
-        match &self.leader_state {
-            Some(leader) => leader.heartbeat_next.min(leader.check_quorum_next),
-            None => self.election_deadline,
+        match &self.role {
+            RoleState::Leader(leader) => leader.heartbeat_next.min(leader.check_quorum_next),
+            _ => self.shared.election_deadline,
         }
     }
 
@@ -1168,78 +631,68 @@ impl Raft {
 
     /// This server's id.
     pub fn id(&self) -> ServerId {
-        self.config.id
+        self.shared.config.id
     }
 
     /// Its role.
     pub fn role(&self) -> Role {
-        self.role
+        self.role.role()
     }
 
     /// Its current term.
     pub fn term(&self) -> Term {
-        self.hard.term
+        self.shared.hard.term
     }
 
     /// Whether `bug` is planted in this server (only test, simulation and fuzz builds have any).
     pub(crate) fn planted(&self, bug: PlantedBug) -> bool {
-        self.config.bug(bug)
+        self.shared.config.bug(bug)
     }
 
     /// The leader it knows of.
     pub fn leader(&self) -> Option<ServerId> {
-        self.leader
+        match &self.role {
+            RoleState::Leader(_) => Some(self.shared.config.id),
+            RoleState::Follower { leader } => *leader,
+            RoleState::PreCandidate { .. } | RoleState::Candidate { .. } => None,
+        }
     }
 
-    /// The latest instant at which this server's applied state held everything committed. As a
-    /// leader: when it sent the latest heartbeat round a majority answered. As a follower: when
-    /// it answered a heartbeat round that a later heartbeat from the leader names, with the
-    /// leader's whole commit index, once it has applied through that index (the leader sent
-    /// it after hearing the answer, so its commit index then covers everything committed
-    /// when the answer left). `X-Consul-LastContact` counts from here, so a `?stale` read's
-    /// answer is at most that old, give or take a deposed leader's last moments. hashicorp/raft
-    /// counts from any append's arrival, so a follower far behind, or reading a backlog,
-    /// reports fresh contact; this one does not. `None` before it has caught up once in this
-    /// life.
-    pub fn caught_up_at(&self) -> Option<Instant> {
-        if self.config.bug(PlantedBug::ContactWithoutCatchingUp) {
-            return self.leader_contact;
-        }
-        self.caught_up_at
+    /// The membership in effect: the latest in the log, committed or not.
+    pub fn membership(&self) -> &Membership {
+        &self.shared.membership
     }
 
     /// The highest index known committed.
     pub fn commit_index(&self) -> Index {
-        self.commit
+        self.shared.commit
     }
 
     /// The last index in its log.
     pub fn last_index(&self) -> Index {
-        self.log.last_index()
+        self.shared.log.last_index()
     }
 
     /// The entry at `index`, if held.
     pub fn entry(&self, index: Index) -> Option<&Entry> {
-        self.log.get(index)
+        self.shared.log.get(index)
     }
 
     /// How far each other server's log is known to match this leader's, by server (what
     /// autopilot judges a new server's catch-up by); empty on a server that does not lead.
     pub fn matched(&self) -> BTreeMap<ServerId, Index> {
-        self.leader_state
-            .iter()
-            .flat_map(|leader| leader.progress.iter().map(|(id, progress)| (*id, progress.match_index)))
-            .collect()
+        let Ok(leader) = self.role.leader() else { return BTreeMap::new() };
+        leader.progress.iter().map(|(id, progress)| (*id, progress.match_index)).collect()
     }
 
     /// The index of the latest snapshot (0 without one): entries through it may be compacted.
     pub fn snapshot_index(&self) -> Index {
-        self.snapshot.as_ref().map_or(0, |s| s.meta.index)
+        self.shared.snapshot_index()
     }
 
     /// Its counters.
     pub fn stats(&self) -> Stats {
-        self.stats
+        self.shared.stats
     }
 
     // --- message handling --------------------------------------------------------------------
@@ -1247,990 +700,110 @@ impl Raft {
     fn step(&mut self, now: Instant, from: ServerId, message: Message) {
         if !well_formed(&message) {
             // Decodable but impossible from a correct peer: ignored, never asserted on.
-            self.stats.messages_ignored += 1;
+            self.shared.stats.messages_ignored += 1;
+            return;
+        }
+        if self.refuse_while_led(now, from, &message) || !self.observe_term(now, from, &message) {
             return;
         }
         let term = message.term();
-        // Leader stickiness: while a leader is heard from, requests for votes are ignored, so a
-        // server that was cut off cannot depose a healthy leader on its return.
-        if let Message::PreVote { .. } | Message::RequestVote { transfer: false, .. } = message {
-            if self.in_leader_lease(now) {
-                self.stats.messages_ignored += 1;
-                if let Message::PreVote { .. } = message {
-                    self.send(from, Message::PreVoteResponse { term: self.hard.term, granted: false });
-                }
-                return;
-            }
-        }
-        match &message {
-            // A pre-vote does not raise anyone's term; an answer granting one carries the asked
-            // term, not a term anyone is in.
-            Message::PreVote { .. } => {}
-            Message::PreVoteResponse { granted: true, .. } => {}
-            _ if term > self.hard.term => {
-                let leader = match message {
-                    Message::AppendEntries { .. }
-                    | Message::Heartbeat { .. }
-                    | Message::InstallSnapshot { .. } => Some(from),
-                    _ => None,
-                };
-                self.become_follower(now, term, leader);
-            }
-            _ if term < self.hard.term => {
-                let stale_append = matches!(message, Message::AppendEntries { .. });
-                if !(stale_append && self.config.bug(PlantedBug::AcceptStaleTermAppend)) {
-                    self.stats.messages_ignored += 1;
-                    // Tell a stale leader or candidate about the newer term, so it steps down.
-                    match message {
-                        Message::AppendEntries { .. }
-                        | Message::Heartbeat { .. }
-                        | Message::InstallSnapshot { .. } => {
-                            self.send(from, Message::HeartbeatResponse { term: self.hard.term, round: 0 })
-                        }
-                        Message::RequestVote { .. } => {
-                            self.send(from, Message::VoteResponse { term: self.hard.term, granted: false })
-                        }
-                        _ => {}
-                    }
-                    return;
-                }
-            }
-            _ => {}
-        }
         match message {
             Message::PreVote { term, last_index, last_term } => {
-                let granted = term > self.hard.term && self.log.is_up_to_date(last_index, last_term);
-                let term = if granted { term } else { self.hard.term };
-                self.send(from, Message::PreVoteResponse { term, granted });
+                self.handle_pre_vote(from, term, last_index, last_term)
             }
             Message::PreVoteResponse { term, granted } => {
                 self.handle_pre_vote_response(now, from, term, granted)
             }
             Message::RequestVote { term, last_index, last_term, .. } => {
-                let free = self.hard.vote.is_none_or(|vote| vote == from)
-                    || self.config.bug(PlantedBug::VoteTwiceInTerm);
-                let granted = free && self.log.is_up_to_date(last_index, last_term);
-                if granted {
-                    self.hard.vote = Some(from);
-                    self.hard_state_changed();
-                    self.reset_election_timer(now);
-                }
-                let response = Message::VoteResponse { term, granted };
-                if self.config.bug(PlantedBug::VoteBeforeFsync) {
-                    self.ready.push_back(Transmit { to: from, message: response });
-                } else {
-                    self.send(from, response);
-                }
+                self.handle_request_vote(now, from, term, last_index, last_term)
             }
-            Message::VoteResponse { granted, .. } => {
-                if self.role == Role::Candidate && granted {
-                    self.votes.insert(from);
-                    if self.has_quorum(&self.votes) {
-                        self.become_leader(now);
-                    }
-                }
-            }
+            Message::VoteResponse { granted, .. } => self.handle_vote_response(now, from, granted),
             Message::AppendEntries { prev_index, prev_term, entries, commit, .. } => {
-                if !self.follow(now, from, term) {
-                    return;
+                if self.follow(now, from, term) {
+                    self.shared.handle_append(from, prev_index, prev_term, entries, commit);
                 }
-                self.handle_append(from, prev_index, prev_term, entries, commit);
             }
             Message::AppendResponse { prev_index, result, .. } => {
-                if self.role == Role::Leader && self.tracks(from) {
-                    self.handle_append_response(now, from, prev_index, result);
+                if let Some((leader, shared)) = self.leader_tracking(from) {
+                    let lead = leader.handle_append_response(now, shared, from, prev_index, result);
+                    self.step_down_if(now, lead);
                 }
             }
             Message::Heartbeat { commit, round, acked, .. } => {
-                if !self.follow(now, from, term) {
-                    return;
+                if self.follow(now, from, term) {
+                    self.handle_heartbeat(now, from, commit, round, acked);
                 }
-                // The leader sends at most what this follower is known to hold.
-                self.commit = self.commit.max(commit.min(self.log.last_index()));
-                self.send(from, Message::HeartbeatResponse { term: self.hard.term, round });
-                self.note_leader_commit(now, commit, round, acked);
             }
             Message::HeartbeatResponse { round, .. } => {
-                if self.role == Role::Leader && self.tracks(from) {
-                    self.handle_heartbeat_response(now, from, round);
+                if let Some((leader, shared)) = self.leader_tracking(from) {
+                    leader.handle_heartbeat_response(now, shared, from, round);
                 }
             }
             Message::InstallSnapshot { meta, offset, data, done, .. } => {
-                if !self.follow(now, from, term) {
-                    return;
+                if self.follow(now, from, term) {
+                    self.shared.handle_snapshot_chunk(from, meta, offset, data, done);
                 }
-                self.handle_snapshot_chunk(from, meta, offset, data, done);
             }
             Message::SnapshotResponse { index, received, installed, .. } => {
-                if self.role == Role::Leader && self.tracks(from) {
-                    self.handle_snapshot_response(now, from, index, received, installed);
+                if let Some((leader, shared)) = self.leader_tracking(from) {
+                    let lead = leader.handle_snapshot_response(now, shared, from, index, received, installed);
+                    self.step_down_if(now, lead);
                 }
             }
-            Message::TimeoutNow { .. } => {
-                // From the leader of our term (a stale one was refused above): stand at once,
-                // skipping pre-vote, which the leader's followers would refuse. Only a voter
-                // stands; a learner told to (its promotion lost, say) ignores it.
-                if self.role != Role::Leader && self.membership.voters.contains(&self.config.id) {
-                    self.leader_contact = None;
-                    self.start_election(now, true);
-                }
-            }
+            Message::TimeoutNow { .. } => self.handle_timeout_now(now),
         }
     }
 
-    fn handle_pre_vote_response(&mut self, now: Instant, from: ServerId, term: Term, granted: bool) {
-        if self.role != Role::PreCandidate {
-            return;
-        }
-        if !granted {
-            if term > self.hard.term {
-                self.become_follower(now, term, None);
-            }
-            return;
-        }
-        if term != self.hard.term + 1 {
-            return;
-        }
-        self.votes.insert(from);
-        if self.has_quorum(&self.votes) {
-            self.start_election(now, false);
+    /// A follower's side of a heartbeat: the commit index as far as it holds the log, an
+    /// answer, and the leader's word on how fresh this server is.
+    fn handle_heartbeat(&mut self, now: Instant, from: ServerId, commit: Index, round: u64, acked: u64) {
+        let shared = &mut self.shared;
+        // The leader sends at most what this follower is known to hold.
+        shared.commit = shared.commit.max(commit.min(shared.log.last_index()));
+        shared.send(from, Message::HeartbeatResponse { term: shared.hard.term, round });
+        shared.note_leader_commit(now, commit, round, acked);
+    }
+
+    /// The leader's state and the shared state, apart, if this server leads; or the refusal.
+    fn as_leader(&mut self) -> Result<(&mut Leader, &mut Shared), ProposeError> {
+        match &mut self.role {
+            RoleState::Leader(leader) => Ok((leader, &mut self.shared)),
+            role => Err(role.leader().expect_err("not a leader")),
         }
     }
 
-    fn handle_append(
-        &mut self,
-        from: ServerId,
-        prev_index: Index,
-        prev_term: Term,
-        entries: Vec<Entry>,
-        commit: Index,
-    ) {
-        let term = self.hard.term;
-        let reject = |conflict_index, conflict_term| Message::AppendResponse {
-            term,
-            prev_index,
-            result: AppendResult::Rejected { conflict_index, conflict_term },
-        };
-        if prev_index < self.commit {
-            // Everything through the commit index matches the leader's log already; answer from
-            // there so the leader moves on.
-            let skip = (self.commit - prev_index) as usize;
-            if skip >= entries.len() {
-                let match_index = self.commit;
-                self.send(
-                    from,
-                    Message::AppendResponse {
-                        term,
-                        prev_index,
-                        result: AppendResult::Accepted { match_index },
-                    },
-                );
-                return;
-            }
-            let prev_index = self.commit;
-            let prev_term = self.log.term_at(prev_index).expect("committed entries are held");
-            let entries = entries[skip..].to_vec();
-            return self.handle_append(from, prev_index, prev_term, entries, commit);
+    /// The leader's state and the shared state, apart, if this server leads and replicates to
+    /// `from`. An answer from a server removed from (or never in) the membership is counted
+    /// and ignored.
+    fn leader_tracking(&mut self, from: ServerId) -> Option<(&mut Leader, &mut Shared)> {
+        let RoleState::Leader(leader) = &mut self.role else { return None };
+        if !leader.progress.contains_key(&from) {
+            self.shared.stats.messages_ignored += 1;
+            return None;
         }
-        match self.log.term_at(prev_index) {
-            None => {
-                self.stats.appends_rejected += 1;
-                self.send(from, reject(self.log.last_index() + 1, None));
-                return;
-            }
-            Some(held) if held != prev_term => {
-                self.stats.appends_rejected += 1;
-                let first = self.log.first_index_of_term_at(prev_index);
-                self.send(from, reject(first, Some(held)));
-                return;
-            }
-            Some(_) => {}
-        }
-        // Skip what is already there; truncate at the first conflict; append the rest.
-        let mut new_from = entries.len();
-        for (i, entry) in entries.iter().enumerate() {
-            match self.log.term_at(entry.index) {
-                Some(held) if held == entry.term => continue,
-                Some(_) if self.config.bug(PlantedBug::KeepConflictingSuffix) => continue,
-                Some(_) => {
-                    assert!(entry.index > self.commit, "a committed entry never conflicts (log matching)");
-                    self.log.truncate_from(entry.index);
-                    if self.membership_index >= entry.index {
-                        // The membership in effect came from a dropped entry: back to the one before.
-                        (self.membership, self.membership_index) =
-                            latest_membership(&self.log, self.snapshot.as_ref(), &self.config);
-                    }
-                    // Writes in flight that end past the cut leave only what precedes it.
-                    self.durable_index = self.durable_index.min(entry.index - 1);
-                    for (_, end) in self.persist_log_ends.iter_mut() {
-                        *end = (*end).min(entry.index - 1);
-                    }
-                    let pending = self.pending_persist();
-                    pending.truncate_from =
-                        Some(pending.truncate_from.map_or(entry.index, |t| t.min(entry.index)));
-                    pending.entries.retain(|e| e.index < entry.index);
-                    new_from = i;
-                }
-                None => new_from = i,
-            }
-            break;
-        }
-        let last_new = prev_index + entries.len() as Index;
-        if new_from < entries.len() {
-            self.log.append(&entries[new_from..]);
-            self.note_memberships(&entries[new_from..]);
-            self.pending_persist().entries.extend_from_slice(&entries[new_from..]);
-        }
-        self.commit = self.commit.max(commit.min(last_new));
-        self.send(
-            from,
-            Message::AppendResponse {
-                term,
-                prev_index,
-                result: AppendResult::Accepted { match_index: last_new },
-            },
-        );
+        Some((leader, &mut self.shared))
     }
 
-    /// Takes a leader's word that `commit` is its whole commit index, in its own term, and
-    /// that it had heard this follower's answer to `acked` when it said so: once applied
-    /// through `commit`, this server's state is as fresh as when it sent that answer. An
-    /// answer's time, not a message's arrival, because a message can arrive long after it was
-    /// sent (TCP retransmits a backlog when a partition heals) while an answer cannot be heard
-    /// before it was sent.
-    fn note_leader_commit(&mut self, now: Instant, commit: Index, round: u64, acked: u64) {
-        let term = self.hard.term;
-        if self.answered.len() == ANSWERED_ROUNDS_MAX {
-            self.answered.pop_front();
-        }
-        self.answered.push_back((term, round, now));
-        if acked == 0 {
-            return;
-        }
-        let Some(&(_, _, answered_at)) = self.answered.iter().find(|&&(t, r, _)| t == term && r == acked)
-        else {
-            return;
-        };
-        self.answered.retain(|&(t, r, _)| t == term && r > acked);
-        if self.caught_up_pending.len() == ANSWERED_ROUNDS_MAX {
-            self.caught_up_pending.pop_front();
-        }
-        self.caught_up_pending.push_back((commit, answered_at));
-        self.settle_caught_up();
+    /// Becomes a follower in the same term, with no leader known.
+    fn step_down(&mut self, now: Instant) {
+        self.become_follower(now, self.shared.hard.term, None);
     }
 
-    /// Moves `caught_up_at` on past every announced commit this server has applied through.
-    fn settle_caught_up(&mut self) {
-        while let Some(&(commit, at)) = self.caught_up_pending.front() {
-            if commit > self.applied {
-                break;
-            }
-            self.caught_up_pending.pop_front();
-            self.caught_up_at = Some(at);
+    fn step_down_if(&mut self, now: Instant, lead: Lead) {
+        if lead == Lead::StepDown {
+            self.step_down(now);
         }
     }
 
-    fn handle_append_response(
-        &mut self,
-        now: Instant,
-        from: ServerId,
-        prev_index: Index,
-        result: AppendResult,
-    ) {
-        let last_index = self.log.last_index();
-        let leader = self.leader_state.as_mut().expect("leader");
-        let progress = leader.progress.get_mut(&from).expect("checked by tracks()");
-        progress.active = true;
-        match result {
-            AppendResult::Accepted { match_index } => {
-                if match_index > last_index {
-                    // Only a confused follower claims entries this leader never sent.
-                    self.stats.messages_ignored += 1;
-                    return;
-                }
-                if match_index > progress.match_index {
-                    progress.match_index = match_index;
-                }
-                if progress.snapshot.is_some() && match_index >= self.log.base().0 {
-                    // An append in flight before the transfer began reached it: the log will do.
-                    progress.snapshot = None;
-                    progress.probing = true;
-                }
-                progress.next_index = progress.next_index.max(match_index + 1);
-                while progress.inflight.front().is_some_and(|&end| end <= match_index) {
-                    progress.inflight.pop_front();
-                }
-                if progress.probing {
-                    progress.probing = false;
-                    progress.probe_sent = false;
-                    progress.inflight.clear();
-                    progress.next_index = progress.match_index + 1;
-                }
-                self.maybe_commit();
-                if self.role != Role::Leader {
-                    // Its own removal committed: it stepped down.
-                    return;
-                }
-                self.maybe_hand_over(from);
-            }
-            AppendResult::Rejected { conflict_index, conflict_term } => {
-                // Stale: an answer to an append sent before the follower matched further, or to
-                // one other than the probe now out, or from before a snapshot transfer began.
-                let stale = if progress.snapshot.is_some() {
-                    true
-                } else if progress.probing {
-                    prev_index + 1 != progress.next_index
-                } else {
-                    prev_index <= progress.match_index
-                };
-                if stale {
-                    self.stats.messages_ignored += 1;
-                    return;
-                }
-                let hinted = match conflict_term {
-                    Some(term) => match self.log.last_index_of_term(term) {
-                        Some(last) => last + 1,
-                        None => conflict_index,
-                    },
-                    None => conflict_index,
-                };
-                progress.next_index =
-                    hinted.clamp(progress.match_index + 1, prev_index.max(progress.match_index + 1));
-                progress.probing = true;
-                progress.probe_sent = false;
-                progress.inflight.clear();
-            }
-        }
-        self.replicate(now, from);
-    }
-
-    fn handle_heartbeat_response(&mut self, now: Instant, from: ServerId, round: u64) {
-        let last_index = self.log.last_index();
-        let leader = self.leader_state.as_mut().expect("leader");
-        let progress = leader.progress.get_mut(&from).expect("checked by tracks()");
-        progress.active = true;
-        progress.round_acked = progress.round_acked.max(round);
-        // A lost append leaves a follower behind with nothing in flight to reveal it: a probe
-        // (possibly empty) makes it answer with where it stands.
-        let behind = progress.match_index < last_index;
-        let mut probe = None;
-        if let Some(send) = progress.snapshot.as_mut() {
-            // A chunk unanswered for two heartbeats was lost (or its answer was): send it again.
-            if send.sent_at.is_some_and(|at| now >= at + self.config.heartbeat_interval * 2) {
-                send.sent_at = None;
-            }
-        } else if behind && progress.probing {
-            progress.probe_sent = false;
-        } else if behind {
-            // An empty append at the pipeline's end: accepted if what is in flight arrived,
-            // rejected (and so probed) if some of it was lost. (If the log was compacted past
-            // it, `replicate` below turns to the snapshot instead.)
-            let prev_index = progress.next_index - 1;
-            if let Some(prev_term) = self.log.term_at(prev_index) {
-                probe = Some(Message::AppendEntries {
-                    term: self.hard.term,
-                    prev_index,
-                    prev_term,
-                    entries: Vec::new(),
-                    commit: self.commit,
-                });
-            }
-        }
-        if let Some(message) = probe {
-            self.ready.push_back(Transmit { to: from, message });
-        }
-        self.confirm_rounds(now);
-        self.replicate(now, from);
-    }
-
-    /// A chunk of the leader's snapshot. Chunks are taken in order only; anything else is
-    /// answered with where the transfer stands, so the leader resumes from there.
-    fn handle_snapshot_chunk(
-        &mut self,
-        from: ServerId,
-        meta: SnapshotMeta,
-        offset: u64,
-        data: Bytes,
-        done: bool,
-    ) {
-        let term = self.hard.term;
-        let index = meta.index;
-        if index <= self.commit {
-            // Everything it covers is committed here already (an earlier transfer finished, or
-            // appends overtook it): the log serves from here.
-            self.incoming = None;
-            let message = Message::SnapshotResponse { term, index, received: offset, installed: true };
-            return self.send(from, message);
-        }
-        let mut incoming = match self.incoming.take() {
-            Some(incoming) if incoming.meta == meta && incoming.term == term => incoming,
-            _ => Incoming { meta, term, data: bytes::BytesMut::new() },
-        };
-        let received = incoming.data.len() as u64;
-        let size = offset.saturating_add(data.len() as u64);
-        if offset != received || size > SNAPSHOT_BYTES_MAX {
-            self.stats.messages_ignored += 1;
-            if received > 0 {
-                self.incoming = Some(incoming);
-            }
-            // Progress only: nothing here needs to be durable first.
-            let message = Message::SnapshotResponse { term, index, received, installed: false };
-            return self.ready.push_back(Transmit { to: from, message });
-        }
-        incoming.data.extend_from_slice(&data);
-        if !done {
-            let message = Message::SnapshotResponse { term, index, received: size, installed: false };
-            self.incoming = Some(incoming);
-            return self.ready.push_back(Transmit { to: from, message });
-        }
-        self.install_snapshot(Snapshot { meta: incoming.meta, data: incoming.data.freeze() });
-        // Held until the snapshot is durable: the leader counts this server as holding it.
-        self.send(from, Message::SnapshotResponse { term, index, received: size, installed: true });
-    }
-
-    /// Replaces the log's committed prefix with a leader's snapshot (§7): a log that holds the
-    /// snapshot's last entry keeps what follows it; any other log is dropped whole.
-    fn install_snapshot(&mut self, snapshot: Snapshot) {
-        let meta = &snapshot.meta;
-        assert!(meta.index > self.commit, "only a snapshot past the commit index is installed");
-        self.stats.snapshots_installed += 1;
-        if self.log.term_at(meta.index) == Some(meta.term) {
-            self.log.compact_through(meta.index);
-        } else {
-            self.log.reset((meta.index, meta.term));
-            // Writes in flight may extend the log the snapshot replaces; the truncation below
-            // drops them with the rest, so nothing past the snapshot counts as durable.
-            self.durable_index = self.durable_index.min(meta.index);
-            for (_, end) in self.persist_log_ends.iter_mut() {
-                *end = (*end).min(meta.index);
-            }
-            let pending = self.pending_persist();
-            pending.truncate_from = Some(1);
-            pending.entries.clear();
-        }
-        self.commit = meta.index;
-        self.applied = meta.index;
-        (self.membership, self.membership_index) =
-            latest_membership(&self.log, Some(&snapshot), &self.config);
-        self.incoming = None;
-        self.snapshot_asked = false;
-        self.snapshot = Some(snapshot.clone());
-        self.snapshot_to_apply = Some(snapshot.clone());
-        self.pending_persist().snapshot = Some(snapshot);
-    }
-
-    fn handle_snapshot_response(
-        &mut self,
-        now: Instant,
-        from: ServerId,
-        index: Index,
-        received: u64,
-        installed: bool,
-    ) {
-        let leader = self.leader_state.as_mut().expect("leader");
-        let progress = leader.progress.get_mut(&from).expect("checked by tracks()");
-        progress.active = true;
-        if installed {
-            if index <= progress.match_index || index > self.log.last_index() {
-                self.stats.messages_ignored += 1;
-                return;
-            }
-            progress.match_index = index;
-            progress.next_index = index + 1;
-            progress.snapshot = None;
-            progress.probing = true;
-            progress.probe_sent = false;
-            progress.inflight.clear();
-            self.maybe_commit();
-            if self.role != Role::Leader {
-                return;
-            }
-            self.maybe_hand_over(from);
-        } else {
-            let current = progress.snapshot.as_mut().filter(|send| send.snapshot.meta.index == index);
-            match current {
-                // The follower stands where the chunk out started: an answer to a duplicate, or
-                // a refusal. The chunk out (or its resend after two heartbeats) will do.
-                Some(send) if received == send.offset && send.sent_at.is_some() => {
-                    self.stats.messages_ignored += 1;
-                    return;
-                }
-                Some(send) if received <= send.snapshot.data.len() as u64 => {
-                    send.offset = received;
-                    send.sent_at = None;
-                }
-                _ => {
-                    self.stats.messages_ignored += 1;
-                    return;
-                }
-            }
-        }
-        self.replicate(now, from);
-    }
-
-    /// Sends `peer` the next chunk of the snapshot, unless one is out.
-    fn send_snapshot_chunk(&mut self, now: Instant, peer: ServerId) {
-        let latest = self.snapshot.as_ref().expect("the log is compacted only behind a snapshot");
-        let leader = self.leader_state.as_mut().expect("leader");
-        let progress = leader.progress.get_mut(&peer).expect("peer");
-        if progress.snapshot.is_none() {
-            progress.snapshot = Some(SnapshotSend { snapshot: latest.clone(), offset: 0, sent_at: None });
-            progress.probing = true;
-            progress.probe_sent = false;
-            progress.inflight.clear();
-        }
-        let send = progress.snapshot.as_mut().expect("set above");
-        if send.sent_at.is_some() {
-            return;
-        }
-        if send.offset == 0 && send.snapshot.meta.index < latest.meta.index {
-            // Nothing of it has arrived (the follower was down, say): send the newest instead.
-            send.snapshot = latest.clone();
-        }
-        send.sent_at = Some(now);
-        let snapshot = &send.snapshot;
-        let len = snapshot.data.len();
-        let start = usize::try_from(send.offset).expect("within the data, checked on the answer");
-        let end = (start + self.config.snapshot_chunk_bytes).min(len);
-        let message = Message::InstallSnapshot {
-            term: self.hard.term,
-            meta: snapshot.meta.clone(),
-            offset: send.offset,
-            data: snapshot.data.slice(start..end),
-            done: end == len,
-        };
-        self.stats.snapshot_chunks_sent += 1;
-        self.ready.push_back(Transmit { to: peer, message });
-    }
-
-    // --- roles -------------------------------------------------------------------------------
-
-    fn start_pre_vote(&mut self, now: Instant) {
-        self.reset_election_timer(now);
-        // Learners and removed servers never stand.
-        if !self.membership.voters.contains(&self.config.id) {
-            return;
-        }
-        if self.is_sole_voter() {
-            return self.start_election(now, false);
-        }
-        self.set_role(Role::PreCandidate, None);
-        self.votes = BTreeSet::from([self.config.id]);
-        let message = Message::PreVote {
-            term: self.hard.term + 1,
-            last_index: self.log.last_index(),
-            last_term: self.log.last_term(),
-        };
-        for peer in self.voter_peers() {
-            self.send(peer, message.clone());
-        }
-    }
-
-    fn start_election(&mut self, now: Instant, transfer: bool) {
-        self.stats.elections += 1;
-        self.reset_election_timer(now);
-        self.hard = HardState { term: self.hard.term + 1, vote: Some(self.config.id) };
-        self.hard_state_changed();
-        self.set_role(Role::Candidate, None);
-        self.votes = BTreeSet::from([self.config.id]);
-        if self.has_quorum(&self.votes) {
-            return self.become_leader(now);
-        }
-        let message = Message::RequestVote {
-            term: self.hard.term,
-            last_index: self.log.last_index(),
-            last_term: self.log.last_term(),
-            transfer,
-        };
-        for peer in self.voter_peers() {
-            self.send(peer, message.clone());
-        }
-    }
-
-    fn become_follower(&mut self, now: Instant, term: Term, leader: Option<ServerId>) {
-        if term > self.hard.term {
-            self.hard = HardState { term, vote: None };
-            self.hard_state_changed();
-        }
-        self.step_down_reads();
-        self.leader_state = None;
-        self.votes.clear();
-        self.reset_election_timer(now);
-        if leader.is_some() {
-            self.leader_contact = Some(now);
-        }
-        self.set_role(Role::Follower, leader);
-    }
-
-    /// Follows `leader`, which claims this term (an append, heartbeat or snapshot chunk). `false` (and the message is ignored) if this
-    /// server leads the term itself: a correct cluster never has two leaders in a term (the
-    /// simulator's election-safety checker holds it to that), so the claim comes from a
-    /// confused or forged peer and must not crash this one.
-    fn follow(&mut self, now: Instant, leader: ServerId, term: Term) -> bool {
-        if self.role == Role::Leader {
-            if term < self.hard.term && self.config.bug(PlantedBug::AcceptStaleTermAppend) {
-                // The planted bug, whole: with no term check, a leader yields to any append.
-                self.become_follower(now, self.hard.term, Some(leader));
-            } else {
-                self.stats.messages_ignored += 1;
-                return false;
-            }
-        }
-        self.leader_contact = Some(now);
-        self.reset_election_timer(now);
-        if self.role != Role::Follower || self.leader != Some(leader) {
-            self.votes.clear();
-            self.set_role(Role::Follower, Some(leader));
-        }
-        true
-    }
-
-    fn become_leader(&mut self, now: Instant) {
-        self.stats.leaderships += 1;
-        let next = self.log.last_index() + 1;
-        let progress = self.peers().map(|peer| (peer, Progress::new(next))).collect();
-        self.leader_state = Some(Leader {
-            progress,
-            heartbeat_next: now,
-            check_quorum_next: now + self.config.election_timeout,
-            round: 0,
-            rounds_sent: VecDeque::new(),
-            reads: VecDeque::new(),
-            reads_confirmed: VecDeque::new(),
-            lease_until: None,
-            transfer: None,
-        });
-        self.votes.clear();
-        self.set_role(Role::Leader, Some(self.config.id));
-        self.append_as_leader(Payload::Noop);
-        self.replicate_all(now);
-        self.broadcast_heartbeat(now);
-    }
-
-    fn set_role(&mut self, role: Role, leader: Option<ServerId>) {
-        self.role = role;
-        self.leader = leader;
-    }
-
-    fn check_quorum(&mut self, now: Instant) {
-        let leader = self.leader_state.as_mut().expect("leader");
-        leader.check_quorum_next = now + self.config.election_timeout;
-        let mut active = BTreeSet::from([self.config.id]);
-        for (&peer, progress) in leader.progress.iter_mut() {
-            if std::mem::take(&mut progress.active) {
-                active.insert(peer);
-            }
-        }
-        if !self.has_quorum(&active) {
-            self.stats.quorum_lost += 1;
-            self.become_follower(now, self.hard.term, None);
-        }
-    }
-
-    // --- replication -------------------------------------------------------------------------
-
-    fn append_as_leader(&mut self, payload: Payload) -> Index {
-        let entry = Entry { index: self.log.last_index() + 1, term: self.hard.term, payload };
-        let index = entry.index;
-        self.log.append(std::slice::from_ref(&entry));
-        self.note_memberships(std::slice::from_ref(&entry));
-        self.pending_persist().entries.push(entry);
-        if self.config.bug(PlantedBug::CommitWithoutQuorum) {
-            self.commit = index;
-        }
-        index
-    }
-
-    /// Adopts the last membership among newly appended entries; a leader starts or stops
-    /// tracking the servers it adds or removes.
-    fn note_memberships(&mut self, appended: &[Entry]) {
-        let latest = appended.iter().rev().find_map(|e| match &e.payload {
-            Payload::Membership(membership) => Some((membership.clone(), e.index)),
-            _ => None,
-        });
-        let Some((membership, index)) = latest else { return };
-        self.membership = membership;
-        self.membership_index = index;
-        let members: BTreeSet<ServerId> = self.peers().collect();
-        let next = self.log.last_index() + 1;
-        if let Some(leader) = self.leader_state.as_mut() {
-            leader.progress.retain(|id, _| members.contains(id));
-            for id in members {
-                leader.progress.entry(id).or_insert_with(|| Progress::new(next));
-            }
-        }
-    }
-
-    fn replicate_all(&mut self, now: Instant) {
-        for peer in self.peers().collect::<Vec<_>>() {
-            self.replicate(now, peer);
-        }
-    }
-
-    /// Sends `peer` what it lacks, as far as its state allows: one append while probing, a
-    /// pipeline of appends while replicating.
-    fn replicate(&mut self, now: Instant, peer: ServerId) {
-        let last_index = self.log.last_index();
-        let base = self.log.base().0;
-        loop {
-            let leader = self.leader_state.as_mut().expect("leader");
-            let progress = leader.progress.get_mut(&peer).expect("peer");
-            if progress.snapshot.is_some() || progress.next_index <= base {
-                // What it lacks is compacted away: the snapshot instead.
-                return self.send_snapshot_chunk(now, peer);
-            }
-            if progress.probing {
-                if progress.probe_sent {
-                    return;
-                }
-            } else if progress.next_index > last_index
-                || progress.inflight.len() >= self.config.inflight_appends_max
-            {
-                return;
-            }
-            let prev_index = progress.next_index - 1;
-            let prev_term = self.log.term_at(prev_index).expect("next_index is past the base");
-            let entries = self.log.slice(
-                progress.next_index,
-                self.config.entries_per_append_max,
-                self.config.append_bytes_max,
-            );
-            let sent_through = prev_index + entries.len() as Index;
-            if progress.probing {
-                progress.probe_sent = true;
-            } else {
-                progress.inflight.push_back(sent_through);
-                progress.next_index = sent_through + 1;
-            }
-            let commit = self.commit;
-            let message =
-                Message::AppendEntries { term: self.hard.term, prev_index, prev_term, entries, commit };
-            self.ready.push_back(Transmit { to: peer, message });
-            let leader = self.leader_state.as_ref().expect("leader");
-            if leader.progress[&peer].probing {
-                return;
-            }
-        }
-    }
-
-    /// Sends `TimeoutNow` to the transfer's target once its log matches this leader's.
-    fn maybe_hand_over(&mut self, peer: ServerId) {
-        let last_index = self.log.last_index();
-        let leader = self.leader_state.as_ref().expect("leader");
-        if leader.transfer.is_some_and(|(target, _)| target == peer)
-            && leader.progress[&peer].match_index == last_index
-        {
-            self.ready
-                .push_back(Transmit { to: peer, message: Message::TimeoutNow { term: self.hard.term } });
-        }
-    }
-
-    /// Commits the highest index a majority holds durably, if it is of this term (§5.4.2).
-    fn maybe_commit(&mut self) {
-        let now = self.clock.last();
-        let own = if self.config.bug(PlantedBug::AckBeforeFsync) {
-            self.log.last_index()
-        } else {
-            self.durable_index
-        };
-        let quorum_index = self.quorum_value(own, |p| p.match_index);
-        if quorum_index > self.commit && self.log.term_at(quorum_index) == Some(self.hard.term) {
-            self.commit = quorum_index;
-            self.release_reads();
-            // A leader the committed membership leaves out hands over by stepping down; the
-            // remaining voters elect one of their own (thesis §4.2.2).
-            if self.membership_index <= self.commit && !self.membership.voters.contains(&self.config.id) {
-                let term = self.hard.term;
-                self.become_follower(now, term, None);
-            }
-        }
-    }
-
-    fn broadcast_heartbeat(&mut self, now: Instant) {
-        let committed_in_term = self.committed_in_term();
-        let leader = self.leader_state.as_mut().expect("leader");
-        leader.heartbeat_next = now + self.config.heartbeat_interval;
-        leader.round += 1;
-        let round = leader.round;
-        leader.rounds_sent.push_back((round, now));
-        let mut sends = Vec::new();
-        for (&peer, progress) in &leader.progress {
-            let commit = self.commit.min(progress.match_index);
-            let whole = committed_in_term && commit == self.commit;
-            let acked = if whole { progress.round_acked } else { 0 };
-            sends.push(Transmit {
-                to: peer,
-                message: Message::Heartbeat { term: self.hard.term, commit, round, acked },
-            });
-        }
-        self.ready.extend(sends);
-    }
-
-    /// Confirms the heartbeat rounds a majority has answered: they extend the lease and release
-    /// the reads waiting for them.
-    fn confirm_rounds(&mut self, now: Instant) {
-        let own_round = self.leader_state.as_ref().expect("leader").round;
-        let confirmed = self.quorum_value(own_round, |p| p.round_acked);
-        let leader = self.leader_state.as_mut().expect("leader");
-        let mut confirmed_sent_at = None;
-        while let Some(&(round, sent_at)) = leader.rounds_sent.front() {
-            if round > confirmed {
-                break;
-            }
-            leader.rounds_sent.pop_front();
-            // A majority heard from this leader no earlier than `sent_at`, so none of them will
-            // vote for another before `sent_at + election_timeout`.
-            let until = sent_at + self.config.leader_lease;
-            leader.lease_until = Some(leader.lease_until.map_or(until, |u| u.max(until)));
-            confirmed_sent_at = Some(sent_at);
-        }
-        while leader.reads.front().is_some_and(|&(round, _, _)| round <= confirmed) {
-            let (_, ctx, index) = leader.reads.pop_front().expect("checked");
-            leader.reads_confirmed.push_back((ctx, index));
-        }
-        let waiting = leader.reads.front().is_some_and(|&(round, _, _)| round > leader.round);
-        if waiting && leader.rounds_sent.is_empty() {
-            self.broadcast_heartbeat(now);
-        }
-        // No other leader can have been elected, let alone committed, before a majority
-        // acknowledged this one's round, so a leader that has committed in its term is as
-        // fresh as the round it sent (its `?stale` answers' contact once the lease lapses).
-        if self.committed_in_term() {
-            self.caught_up_at = self.caught_up_at.max(confirmed_sent_at);
-        }
-        self.release_reads();
-    }
-
-    /// Emits the confirmed reads whose index has been handed to the application.
-    fn release_reads(&mut self) {
-        let Some(leader) = self.leader_state.as_mut() else { return };
-        while leader.reads_confirmed.front().is_some_and(|&(_, index)| index <= self.applied) {
-            let (ctx, index) = leader.reads_confirmed.pop_front().expect("checked");
-            self.events.push_back(Event::ReadReady { ctx, index });
-        }
-    }
-
-    fn step_down_reads(&mut self) {
-        if let Some(leader) = self.leader_state.take() {
-            for (_, ctx, _) in leader.reads {
-                self.events.push_back(Event::ReadFailed { ctx });
-            }
-            for (ctx, _) in leader.reads_confirmed {
-                self.events.push_back(Event::ReadFailed { ctx });
-            }
-        }
-    }
-
-    // --- helpers -----------------------------------------------------------------------------
-
-    fn check_leader(&self) -> Result<(), ProposeError> {
-        if self.role == Role::Leader {
-            Ok(())
-        } else {
-            Err(ProposeError::NotLeader { leader_hint: self.leader })
-        }
-    }
-
-    /// Whether this leader has committed an entry of its own term, and so knows the commit
-    /// index (its no-op is the first such entry).
-    fn committed_in_term(&self) -> bool {
-        self.log.term_at(self.commit) == Some(self.hard.term)
-    }
-
-    /// Whether a leader may still hold a lease that counted on this server: it heard from one
-    /// within the minimum election timeout. Contact alone decides, not whether a leader is
-    /// known now: a higher term learned from a stray answer forgets the leader but not the
-    /// promise made to it, and a restart counts as contact (see [`Raft::new`]).
-    fn in_leader_lease(&self, now: Instant) -> bool {
-        self.role == Role::Leader
-            || self.leader_contact.is_some_and(|at| now < at + self.config.election_timeout)
-    }
-
-    fn has_quorum(&self, servers: &BTreeSet<ServerId>) -> bool {
-        let voters = &self.membership.voters;
-        !voters.is_empty() && servers.intersection(voters).count() > voters.len() / 2
-    }
-
-    /// The largest value a majority of voters has reached: this server's own value, if it
-    /// votes, and each other voter's from its progress.
-    fn quorum_value(&self, own: u64, value: impl Fn(&Progress) -> u64) -> u64 {
-        let leader = self.leader_state.as_ref().expect("leader");
-        // On every acknowledgement: no allocation, memberships hold at most SERVERS_MAX.
-        let mut values = [0u64; SERVERS_MAX];
-        let voters = self.membership.voters.len();
-        for (slot, &id) in values.iter_mut().zip(&self.membership.voters) {
-            *slot = if id == self.config.id { own } else { leader.progress.get(&id).map_or(0, &value) };
-        }
-        let values = &mut values[..voters];
-        values.sort_unstable_by(|a, b| b.cmp(a));
-        values[voters / 2]
-    }
-
-    /// Whether this leader replicates to `from`; an answer from a server removed from (or never
-    /// in) the membership is counted and ignored.
-    fn tracks(&mut self, from: ServerId) -> bool {
-        let known = self.leader_state.as_ref().is_some_and(|l| l.progress.contains_key(&from));
-        if !known {
-            self.stats.messages_ignored += 1;
-        }
-        known
-    }
-
-    fn is_sole_voter(&self) -> bool {
-        self.membership.voters.len() == 1 && self.membership.voters.contains(&self.config.id)
-    }
-
-    /// Every other member, voter or learner: whom a leader replicates to.
-    fn peers(&self) -> impl Iterator<Item = ServerId> + '_ {
-        let members = self.membership.voters.iter().chain(&self.membership.learners);
-        members.copied().filter(move |&id| id != self.config.id)
-    }
-
-    /// Every other voter: whom a candidate asks.
-    fn voter_peers(&self) -> Vec<ServerId> {
-        self.membership.voters.iter().copied().filter(|&id| id != self.config.id).collect()
-    }
-
-    fn reset_election_timer(&mut self, now: Instant) {
-        let timeout =
-            self.rng.duration_between(self.config.election_timeout, self.config.election_timeout * 2);
-        self.election_deadline = now + timeout;
-    }
-
-    /// Queues a message that may only leave once everything persisted so far is durable.
-    fn send(&mut self, to: ServerId, message: Message) {
-        self.held
-            .push_back((self.persist_issued + u64::from(self.pending.is_some()), Transmit { to, message }));
-    }
-
-    fn pending_persist(&mut self) -> &mut Persist {
-        let id = self.persist_issued + 1;
-        self.pending.get_or_insert_with(|| Persist {
-            id: PersistId(id),
-            hard_state: None,
-            snapshot: None,
-            truncate_from: None,
-            entries: Vec::new(),
-        })
-    }
-
-    fn hard_state_changed(&mut self) {
-        let hard = self.hard;
-        self.pending_persist().hard_state = Some(hard);
-    }
-
-    /// Issues this step's write, if any, then checks invariants. Runs at the end of every input.
+    /// Issues this step's write, if any, reports a change of role, term or leader, then checks
+    /// invariants. Runs at the end of every input.
     fn finish_step(&mut self) {
-        let now = (self.role, self.hard.term, self.leader);
-        if self.reported != now {
-            self.reported = now;
-            self.events.push_back(Event::Role { role: now.0, term: now.1, leader: now.2 });
+        let now = (self.role(), self.shared.hard.term, self.leader());
+        if self.shared.reported != now {
+            self.shared.reported = now;
+            self.shared.events.push_back(Event::Role { role: now.0, term: now.1, leader: now.2 });
         }
-        if let Some(persist) = self.pending.take() {
-            self.persist_issued = persist.id.0;
-            self.persist_log_ends.push_back((persist.id.0, self.log.last_index()));
-            self.persists.push_back(persist);
-        }
+        self.shared.issue_persist();
         self.check_invariants();
     }
 
@@ -2238,84 +811,39 @@ impl Raft {
     pub fn check_invariants(&self) {
         #[cfg(any(test, feature = "invariants"))]
         {
-            self.log.check();
-            assert!(self.hard.term >= self.log.last_term(), "no entry is from a future term");
-            assert!(self.applied <= self.commit, "only committed entries are applied");
-            let base = self.log.base();
-            assert!(base.0 <= self.snapshot_index(), "only a snapshot lets the log be compacted");
-            assert!(self.snapshot_index() <= self.applied, "a snapshot covers applied entries only");
-            if let Some(snapshot) = &self.snapshot {
-                let term = self.log.term_at(snapshot.meta.index);
+            let shared = &self.shared;
+            shared.log.check();
+            assert!(shared.hard.term >= shared.log.last_term(), "no entry is from a future term");
+            assert!(shared.applied <= shared.commit, "only committed entries are applied");
+            let base = shared.log.base();
+            assert!(base.0 <= shared.snapshot_index(), "only a snapshot lets the log be compacted");
+            assert!(shared.snapshot_index() <= shared.applied, "a snapshot covers applied entries only");
+            if let Some(snapshot) = &shared.snapshot {
+                let term = shared.log.term_at(snapshot.meta.index);
                 assert!(term.is_none_or(|t| t == snapshot.meta.term), "the log agrees with its snapshot");
             }
-            if !self.config.bug(PlantedBug::CommitWithoutQuorum) {
-                assert!(self.commit <= self.log.last_index(), "the commit index is in the log");
+            if !shared.config.bug(PlantedBug::CommitWithoutQuorum) {
+                assert!(shared.commit <= shared.log.last_index(), "the commit index is in the log");
             }
-            assert!(self.durable_index <= self.log.last_index());
-            assert!(self.persist_durable <= self.persist_issued);
-            assert!(self.pending.is_none(), "every step issues its write");
-            assert_eq!(self.role == Role::Leader, self.leader_state.is_some());
-            if self.role == Role::Leader {
-                assert_eq!(self.leader, Some(self.config.id));
-                assert_eq!(self.hard.vote, Some(self.config.id), "a leader voted for itself");
-                let leader = self.leader_state.as_ref().expect("checked");
+            assert!(shared.durable_index <= shared.log.last_index());
+            assert!(shared.persist_durable <= shared.persist_issued);
+            assert!(shared.pending.is_none(), "every step issues its write");
+            if let RoleState::Leader(leader) = &self.role {
+                assert_eq!(shared.hard.vote, Some(shared.config.id), "a leader voted for itself");
+                let peers: BTreeSet<ServerId> = shared.peers().collect();
+                assert!(leader.progress.keys().eq(&peers), "a leader tracks every member");
                 for progress in leader.progress.values() {
                     assert!(progress.match_index < progress.next_index, "next is past match");
-                    assert!(progress.match_index <= self.log.last_index());
+                    assert!(progress.match_index <= shared.log.last_index());
                 }
             }
             let mut previous = 0;
-            for &(barrier, _) in &self.held {
-                assert!(barrier >= previous && barrier <= self.persist_issued);
+            for &(barrier, _) in &shared.held {
+                assert!(barrier >= previous && barrier <= shared.persist_issued);
                 previous = barrier;
             }
         }
     }
-}
-
-/// Indexes past this are refused on the wire: far beyond any real log, and far enough from
-/// `u64::MAX` that index arithmetic cannot overflow.
-const INDEX_MAX: Index = 1 << 62;
-
-/// Whether a message is one a correct peer could send: an append's entries follow its
-/// `prev_index` one by one with terms that never decrease and never pass the sender's; a
-/// snapshot is from no later term than its sender's. The core asserts these shapes, so a
-/// message without them is dropped before it reaches the log.
-fn well_formed(message: &Message) -> bool {
-    match message {
-        Message::AppendEntries { term, prev_index, prev_term, entries, commit } => {
-            let mut previous = (*prev_index, *prev_term);
-            let entries_fit = entries.iter().all(|entry| {
-                let fits = entry.index == previous.0 + 1 && entry.term >= previous.1 && entry.term <= *term;
-                previous = (entry.index, entry.term);
-                fits
-            });
-            *prev_index < INDEX_MAX - ENTRIES_PER_APPEND_LIMIT
-                && *commit < INDEX_MAX
-                && prev_term <= term
-                && entries_fit
-        }
-        Message::InstallSnapshot { term, meta, offset, .. } => {
-            meta.index < INDEX_MAX && meta.term <= *term && *offset < SNAPSHOT_BYTES_MAX
-        }
-        Message::PreVote { last_index, .. } | Message::RequestVote { last_index, .. } => {
-            *last_index < INDEX_MAX
-        }
-        Message::Heartbeat { commit, .. } => *commit < INDEX_MAX,
-        _ => true,
-    }
-}
-
-/// The most entries one append can carry on the wire (the decoder's bound).
-const ENTRIES_PER_APPEND_LIMIT: Index = wire::ENTRIES_PER_MESSAGE_MAX as Index;
-
-/// The last membership in `log`, else the snapshot's, else the bootstrap one from `config`,
-/// with the index it took effect at.
-fn latest_membership(log: &Log, snapshot: Option<&Snapshot>, config: &Config) -> (Membership, Index) {
-    log.last_membership().unwrap_or_else(|| match snapshot {
-        Some(snapshot) => (snapshot.meta.membership.clone(), snapshot.meta.index),
-        None => (Membership { voters: config.voters.clone(), learners: BTreeSet::new() }, 0),
-    })
 }
 
 /// The log a server restarts with: the restored entries after its snapshot. The snapshot is

@@ -2,6 +2,7 @@
 //! messages, roles and logs. The randomized, fault-injecting runs live in `muster-sim`.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use super::*;
 
@@ -511,7 +512,7 @@ fn messages_of_an_older_term_change_nothing_and_are_told_the_newer_one() {
     let ignored = net.server(follower).stats().messages_ignored;
 
     // An append from a deposed leader: had it been taken, its entry would replace the first.
-    let first_term = net.server(follower).log.term_at(1);
+    let first_term = net.server(follower).shared.log.term_at(1);
     let entries = vec![Entry::command(1, term - 1, cmd("stale"))];
     let append = Message::AppendEntries { term: term - 1, prev_index: 0, prev_term: 0, entries, commit: 1 };
     net.server(follower).handle_message(now, stranger, append);
@@ -519,7 +520,7 @@ fn messages_of_an_older_term_change_nothing_and_are_told_the_newer_one() {
     net.server(follower).handle_message(now, stranger, vote);
 
     assert_eq!(net.server(follower).last_index(), last, "its log is untouched");
-    assert_eq!(net.server(follower).log.term_at(1), first_term);
+    assert_eq!(net.server(follower).shared.log.term_at(1), first_term);
     assert_eq!(net.server(follower).term(), term);
     assert_eq!(net.server(follower).leader(), Some(leader));
     assert_eq!(net.server(follower).stats().messages_ignored, ignored + 2);
