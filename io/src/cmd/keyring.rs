@@ -126,6 +126,18 @@ fn list_text(pools: &[PoolKeys], primary: bool) -> String {
     out
 }
 
+/// `muster keygen`: 32 random bytes from the operating system, base64 encoded.
+pub(crate) fn keygen() -> Outcome {
+    use base64::Engine;
+    use std::io::Read;
+    let mut key = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut random| random.read_exact(&mut key))
+        .map_err(|error| format!("Error reading random data: {error}"))?;
+    println!("{}", base64::engine::general_purpose::STANDARD.encode(key));
+    Ok(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

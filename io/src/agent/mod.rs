@@ -3,8 +3,48 @@
 //! pools, [`start_consensus`] starts a server's Raft and state machine, [`build_api`] builds
 //! the API every task shares, [`spawn_tasks`] starts the agent's loops, [`serve_listeners`]
 //! binds HTTP and DNS, and [`run_pools`] drives gossip until a signal or a failure stops it.
+//!
+//! The steps' parts: `settings.rs` (files, then flags over them, checked), `logging.rs`,
+//! `gossip.rs` (tags and joins), `consensus.rs` (a server's Raft, bootstrapped or joined),
+//! `process.rs` (signals, reloads, the PID file).
 
-use super::*;
+mod consensus;
+mod gossip;
+mod logging;
+mod process;
+mod settings;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use muster::config;
+use muster::drive::{self, CommandRequest, Sockets};
+use muster::http;
+use muster::local;
+use muster::raft_server::RaftHandle;
+use muster::storage::{AgentStorage, FileStorage, MemoryStorage};
+use muster::store::Store;
+use muster::version;
+use muster_core::raft;
+use muster_core::{swim, Command, Config, Event, Instant, Node};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{mpsc, oneshot};
+
+use self::consensus::{start_consensus, RpcConnection, ServerPlan};
+use self::gossip::{
+    hostname, join_all, join_by_name, join_names, node_tags, parse_joins, pool_of, seed_from_os, PoolPlan,
+    TagPlan, LEAVE_GRACE, RETRY_MAX_GRACE,
+};
+use self::logging::{event_logger, init_logging};
+use self::process::{auto_reload, reload_on_sighup, wait_for_signal, PidFile, Signal};
+use self::settings::{decode_key, dns_settings, node_id, own_node, parse_cidrs, parse_node_meta, FromFiles};
+use crate::cli;
+
+/// muster's `performance.raft_multiplier` when none is set: 1, the value Consul's documentation
+/// recommends for production, where Consul's own default of 5 is tuned for the smallest cloud
+/// instances. A user who sets it gets Consul's scaling.
+const RAFT_MULTIPLIER_DEFAULT: u8 = 1;
 
 /// Everything the agent's flags and files decide, checked, before anything is bound.
 struct Plan {
@@ -34,7 +74,20 @@ struct Plan {
 }
 
 /// Runs the agent until a signal or a failure stops it.
-pub(crate) fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
+/// `muster agent`: the files read and laid under the flags, then the agent run until it stops.
+/// What stops it early is printed in Consul's `==> ` form, and the exit code is 1.
+pub(crate) fn main(mut args: cli::AgentArgs, matches: Option<&clap::ArgMatches>) -> ExitCode {
+    let outcome = settings::apply_config_files(&mut args, matches).and_then(|files| agent(args, files));
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("==> {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
     init_logging(&args)?;
     let _pid_file = args.pid_file.as_deref().map(PidFile::write).transpose()?;
     // Each setting muster accepts but does not act on yet, once, naming where it came from.
