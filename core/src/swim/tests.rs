@@ -2,7 +2,7 @@
 //! state reached.
 
 use super::*;
-use crate::wire::decode_datagram;
+use crate::wire::{decode_datagram, PushPullEvent, PushPullMember, SerfState};
 
 fn node(name: &str) -> NodeAddr {
     let last = name.as_bytes()[0] - b'a' + 1;
