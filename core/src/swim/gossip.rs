@@ -86,7 +86,7 @@ impl Swim {
         };
         // The frame must stay within its limit however many (and however large) members are
         // known: this node first, then live members, then dead and left ones, until it is full.
-        let serf = self.serf_state();
+        let serf = self.serf.state();
         let serf_bytes: usize = serf.events.iter().map(|e| push_pull_event_bytes(&e.name, &e.payload)).sum();
         let mut budget =
             STREAM_FRAME_BYTES_MAX - PUSH_PULL_HEADER_BYTES_MAX - serf_bytes - push_pull_member_bytes(&me);

@@ -39,15 +39,14 @@ use bytes::Bytes;
 
 use self::awareness::Awareness;
 use self::broadcast::BroadcastQueue;
-use self::events::{PendingQuery, SeenEvents, SeenQueries, QUERY_BUFFER};
+use self::events::Serf;
+#[cfg(any(test, feature = "invariants"))]
+use self::events::EVENT_BROADCASTS_MAX;
 use self::gossip::push_pull_scale;
 use self::probe::{Probe, Relay};
 use self::suspicion::Suspicion;
-#[cfg(any(test, feature = "invariants"))]
-use crate::limits::USER_EVENTS_PER_LTIME_MAX;
 use crate::limits::{
-    DATAGRAM_BYTES_TARGET, MEMBERS_MAX, META_BYTES_MAX, NODE_NAME_BYTES_MAX, RELAYS_MAX, USER_EVENT_BUFFER,
-    USER_EVENT_BYTES_MAX,
+    DATAGRAM_BYTES_TARGET, MEMBERS_MAX, META_BYTES_MAX, NODE_NAME_BYTES_MAX, RELAYS_MAX, USER_EVENT_BYTES_MAX,
 };
 use crate::node::{Channel, Transmit};
 use crate::wire::{MemberState, Message, NodeAddr};
@@ -481,24 +480,8 @@ pub(crate) struct Swim {
     /// The (name, address) pairs already reported as conflicts, so a claim gossiped again and
     /// again is reported once; at most [`CONFLICTS_REPORTED_MAX`].
     conflicts_reported: BTreeSet<(String, SocketAddr)>,
-    /// The Lamport clock of user events: the time the next event fired here gets.
-    event_clock: u64,
-    /// Events before this Lamport time are not delivered: they happened before this node joined.
-    event_min_time: u64,
-    /// The events seen at each of the last [`USER_EVENT_BUFFER`] Lamport times, by
-    /// `ltime % USER_EVENT_BUFFER`, to drop duplicates (serf's `eventBuffer`).
-    events_seen: Vec<Option<SeenEvents>>,
-    user_events: VecDeque<UserEvent>,
-    /// The Lamport clock of queries.
-    query_clock: u64,
-    /// The queries seen at each of the last [`QUERY_BUFFER`] Lamport times, as (asker, id).
-    queries_seen: Vec<Option<SeenQueries>>,
-    /// Queries asked here, waiting for answers until their deadline.
-    queries_pending: BTreeMap<u32, PendingQuery>,
-    query_deadlines: BTreeSet<(Instant, u32)>,
-    query_id_next: u32,
-    query_requests: VecDeque<QueryRequest>,
-    query_results: VecDeque<QueryResult>,
+    /// serf's user events and queries, above the failure detector.
+    serf: Serf,
     stats: Stats,
 }
 
@@ -572,28 +555,18 @@ impl Swim {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             conflicts_reported: BTreeSet::new(),
-            event_clock: 0,
-            event_min_time: 0,
-            events_seen: vec![None; USER_EVENT_BUFFER as usize],
-            user_events: VecDeque::new(),
-            query_clock: 0,
-            queries_seen: vec![None; QUERY_BUFFER as usize],
-            queries_pending: BTreeMap::new(),
-            query_deadlines: BTreeSet::new(),
-            query_id_next: 0,
-            query_requests: VecDeque::new(),
-            query_results: VecDeque::new(),
+            serf: Serf::new(),
             stats: Stats::default(),
             config,
         }
     }
 
     pub(crate) fn poll_query_request(&mut self) -> Option<QueryRequest> {
-        self.query_requests.pop_front()
+        self.serf.poll_query_request()
     }
 
     pub(crate) fn poll_query_result(&mut self) -> Option<QueryResult> {
-        self.query_results.pop_front()
+        self.serf.poll_query_result()
     }
 
     /// Joins through `seed`: a push/pull of full state with whatever node answers there, tried
@@ -713,15 +686,7 @@ impl Swim {
             self.suspicion_deadlines.pop_first();
             self.handle_timeout_suspicion(now, name);
         }
-        while let Some(&(deadline, id)) = self.query_deadlines.first() {
-            if deadline > now {
-                break;
-            }
-            self.query_deadlines.pop_first();
-            let pending = self.queries_pending.remove(&id).expect("a query deadline has a query");
-            let PendingQuery { name, responses, members, .. } = pending;
-            self.query_results.push_back(QueryResult { id, name, responses, members });
-        }
+        self.serf.expire_queries(now);
         while let Some(&(deadline, seq)) = self.relay_deadlines.first() {
             if deadline > now {
                 break;
@@ -795,7 +760,7 @@ impl Swim {
     }
 
     pub(crate) fn poll_user_event(&mut self) -> Option<UserEvent> {
-        self.user_events.pop_front()
+        self.serf.poll_user_event()
     }
 
     /// The next instant at which [`Swim::handle_timeout`] has work.
@@ -808,7 +773,7 @@ impl Swim {
         };
         let suspicion = self.suspicion_deadlines.first().map(|(at, _)| *at);
         let relay = self.relay_deadlines.first().map(|&(at, _)| at);
-        let query = self.query_deadlines.first().map(|&(at, _)| at);
+        let query = self.serf.next_deadline();
         let direct = self.probe.as_ref().and_then(|p| p.direct_deadline);
         let periodic =
             [self.probe_next, self.gossip_next, self.push_pull_next, self.reconnect_next, self.reap_next];
@@ -957,13 +922,9 @@ impl Swim {
             "retries only while joins are pending"
         );
         self.broadcasts.check_invariants();
-        let events_max = (USER_EVENT_BUFFER + QUERY_BUFFER) as usize * USER_EVENTS_PER_LTIME_MAX;
-        assert!(self.broadcasts.len() <= self.members.len() + 1 + events_max, "one broadcast per subject");
-        assert_eq!(self.events_seen.len(), USER_EVENT_BUFFER as usize);
-        assert_eq!(self.queries_pending.len(), self.query_deadlines.len(), "one deadline per pending query");
-        for &(deadline, id) in &self.query_deadlines {
-            assert_eq!(self.queries_pending[&id].deadline, deadline);
-        }
+        let broadcasts_max = self.members.len() + 1 + EVENT_BROADCASTS_MAX;
+        assert!(self.broadcasts.len() <= broadcasts_max, "one broadcast per subject");
+        self.serf.check_invariants();
     }
 }
 

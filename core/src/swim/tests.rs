@@ -616,7 +616,7 @@ fn a_join_takes_the_clusters_clocks_and_skips_the_events_before_it() {
     assert_eq!(swim.stats().user_events_too_old, 2);
     swim.trigger_user_event("restart".into(), Bytes::new()).unwrap();
     assert_eq!(swim.poll_user_event().map(|e| e.ltime), Some(700), "fired after everything seen");
-    assert_eq!(swim.query_clock, 40);
+    assert_eq!(swim.serf.query_clock, 40);
 }
 
 #[test]
