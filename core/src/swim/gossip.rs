@@ -136,6 +136,21 @@ impl Swim {
             self.send_push_pull(addr, false, false);
         }
     }
+
+    /// The periodic push/pull: full state exchanged with one random live member.
+    pub(super) fn push_pull_random(&mut self) {
+        if let Some(peer) = self.random_members(1, |m| m.state == MemberState::Alive).pop() {
+            let addr = self.members[&peer].addr;
+            self.send_push_pull(addr, false, false);
+        }
+    }
+
+    /// Sends every join still unanswered again (Consul's `retry_join`).
+    pub(super) fn retry_joins(&mut self) {
+        for seed in self.joins_pending.clone() {
+            self.send_push_pull(seed, true, false);
+        }
+    }
 }
 
 /// The push/pull interval for `nodes` members: memberlist's `pushPullScale`, which stretches it

@@ -30,6 +30,7 @@ mod gossip;
 mod probe;
 mod state;
 mod suspicion;
+mod timer;
 
 use core::net::SocketAddr;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -45,6 +46,7 @@ use self::events::EVENT_BROADCASTS_MAX;
 use self::gossip::push_pull_scale;
 use self::probe::{Probe, Relay};
 use self::suspicion::Suspicion;
+use self::timer::{Timer, TimerTable};
 use crate::limits::{
     DATAGRAM_BYTES_TARGET, MEMBERS_MAX, META_BYTES_MAX, NODE_NAME_BYTES_MAX, RELAYS_MAX, USER_EVENT_BYTES_MAX,
 };
@@ -456,15 +458,13 @@ pub(crate) struct Swim {
     suspicion_deadlines: BTreeSet<(Instant, String)>,
     broadcasts: BroadcastQueue,
     awareness: Awareness,
-    probe_next: Instant,
-    gossip_next: Instant,
-    push_pull_next: Instant,
-    reconnect_next: Instant,
-    reap_next: Instant,
+    /// The fixed timers: probe rounds, gossip, push/pull, reconnect, join retries and reaping.
+    /// Deadlines there can be many of (suspicions, relays, queries) are keyed sets instead; see
+    /// [`timer`].
+    timers: TimerTable,
     /// Seeds joined through that have not answered yet; retried until one push/pull reply
-    /// arrives from anyone (Consul's `retry_join`).
+    /// arrives from anyone (Consul's `retry_join`). [`Timer::JoinRetry`] is armed while any is.
     joins_pending: BTreeSet<SocketAddr>,
-    join_retry_next: Option<Instant>,
     leave: Leave,
     /// A boot epoch adopted to outrank a previous life, not yet taken by the node to persist.
     epoch_adopted: Option<u32>,
@@ -518,11 +518,7 @@ impl Swim {
         assert!(datagram_budget <= DATAGRAM_BYTES_TARGET);
         assert!(me.name.len() <= NODE_NAME_BYTES_MAX);
         assert!(meta.len() <= META_BYTES_MAX);
-        // Stagger the periodic work so nodes started together do not act in lockstep.
-        let probe_next = now + rng.duration_between(Duration::ZERO, config.probe_interval);
-        let gossip_next = now + rng.duration_between(Duration::ZERO, config.gossip_interval);
-        let push_pull_next = now + rng.duration_between(Duration::ZERO, config.push_pull_interval);
-        let reconnect_next = now + rng.duration_between(Duration::ZERO, config.reconnect_interval);
+        let timers = periodic_timers(&config, &mut rng, now);
         Swim {
             awareness: Awareness::new(config.awareness_max_multiplier),
             me,
@@ -538,13 +534,8 @@ impl Swim {
             suspicions: BTreeMap::new(),
             suspicion_deadlines: BTreeSet::new(),
             broadcasts: BroadcastQueue::default(),
-            probe_next,
-            gossip_next,
-            push_pull_next,
-            reconnect_next,
-            reap_next: now + REAP_INTERVAL,
+            timers,
             joins_pending: BTreeSet::new(),
-            join_retry_next: None,
             leave: Leave::Staying,
             epoch_adopted: None,
             datagram_budget,
@@ -576,7 +567,9 @@ impl Swim {
             return;
         }
         self.joins_pending.insert(seed);
-        self.join_retry_next.get_or_insert(now + self.config.join_retry_interval);
+        if self.timers.get(Timer::JoinRetry).is_none() {
+            self.timers.set(Timer::JoinRetry, now + self.config.join_retry_interval);
+        }
         self.send_push_pull(seed, true, false);
     }
 
@@ -664,7 +657,7 @@ impl Swim {
                 let joined = reply && !self.joins_pending.is_empty();
                 if reply {
                     self.joins_pending.clear();
-                    self.join_retry_next = None;
+                    self.timers.stop(Timer::JoinRetry);
                 }
                 self.merge_remote_state(now, &source, members);
                 self.merge_serf_state(serf, joined);
@@ -675,29 +668,17 @@ impl Swim {
         }
     }
 
+    /// Runs whatever is due at `now`, in a fixed order so that a simulation seed means one run:
+    /// suspicions that time out (earliest first, ties by name), then queries, then relayed
+    /// pings; then a leave completes if it can; then the direct ping's deadline; then the fixed
+    /// timers in [`Timer::VALUES`] order, each at most once.
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
         if self.leave == Leave::Left {
             return;
         }
-        while let Some((deadline, name)) = self.suspicion_deadlines.first().cloned() {
-            if deadline > now {
-                break;
-            }
-            self.suspicion_deadlines.pop_first();
-            self.handle_timeout_suspicion(now, name);
-        }
+        self.expire_suspicions(now);
         self.serf.expire_queries(now);
-        while let Some(&(deadline, seq)) = self.relay_deadlines.first() {
-            if deadline > now {
-                break;
-            }
-            self.relay_deadlines.pop_first();
-            let relay = self.relays.remove(&seq).expect("a relay deadline has a relay");
-            if relay.nack {
-                self.send(relay.requester, Channel::Datagram, Message::Nack { seq: relay.seq });
-                self.stats.nacks_sent += 1;
-            }
-        }
+        self.expire_relays(now);
         self.check_leave_complete(now);
         if self.leave == Leave::Left {
             return;
@@ -705,33 +686,39 @@ impl Swim {
         if self.probe.as_ref().and_then(|p| p.direct_deadline).is_some_and(|d| d <= now) {
             self.handle_timeout_direct_probe();
         }
-        if self.probe_next <= now {
-            self.handle_timeout_probe_round(now);
-        }
-        if self.gossip_next <= now {
-            self.gossip_next = now + self.config.gossip_interval;
-            self.gossip(now);
-        }
-        if self.push_pull_next <= now {
-            self.push_pull_next = now + push_pull_scale(self.config.push_pull_interval, self.live_members());
-            if let Some(peer) = self.random_members(1, |m| m.state == MemberState::Alive).pop() {
-                let addr = self.members[&peer].addr;
-                self.send_push_pull(addr, false, false);
+        for timer in Timer::VALUES {
+            if self.timers.expire(timer, now) {
+                self.handle_timer(now, timer);
             }
         }
-        if self.reconnect_next <= now {
-            self.reconnect_next = now + self.config.reconnect_interval;
-            self.reconnect();
-        }
-        if self.join_retry_next.is_some_and(|at| at <= now) {
-            self.join_retry_next = Some(now + self.config.join_retry_interval);
-            for seed in self.joins_pending.clone() {
-                self.send_push_pull(seed, true, false);
+    }
+
+    /// Runs `timer`, which was due at `now`, re-arming it if it is periodic. The probe round
+    /// re-arms itself: its interval depends on the health score after the previous probe ends.
+    fn handle_timer(&mut self, now: Instant, timer: Timer) {
+        match timer {
+            Timer::Probe => self.handle_timeout_probe_round(now),
+            Timer::Gossip => {
+                self.timers.set(Timer::Gossip, now + self.config.gossip_interval);
+                self.gossip(now);
             }
-        }
-        if self.reap_next <= now {
-            self.reap_next = now + REAP_INTERVAL;
-            self.reap(now);
+            Timer::PushPull => {
+                let interval = push_pull_scale(self.config.push_pull_interval, self.live_members());
+                self.timers.set(Timer::PushPull, now + interval);
+                self.push_pull_random();
+            }
+            Timer::Reconnect => {
+                self.timers.set(Timer::Reconnect, now + self.config.reconnect_interval);
+                self.reconnect();
+            }
+            Timer::JoinRetry => {
+                self.timers.set(Timer::JoinRetry, now + self.config.join_retry_interval);
+                self.retry_joins();
+            }
+            Timer::Reap => {
+                self.timers.set(Timer::Reap, now + REAP_INTERVAL);
+                self.reap(now);
+            }
         }
     }
 
@@ -775,10 +762,9 @@ impl Swim {
         let relay = self.relay_deadlines.first().map(|&(at, _)| at);
         let query = self.serf.next_deadline();
         let direct = self.probe.as_ref().and_then(|p| p.direct_deadline);
-        let periodic =
-            [self.probe_next, self.gossip_next, self.push_pull_next, self.reconnect_next, self.reap_next];
-        let timers = [suspicion, relay, query, direct, leave, self.join_retry_next];
-        periodic.into_iter().chain(timers.into_iter().flatten()).min()
+        // The deadlines kept outside the timer table (see the `timer` module for why).
+        let outside_table = [suspicion, relay, query, direct, leave];
+        self.timers.next_timeout().into_iter().chain(outside_table.into_iter().flatten()).min()
     }
 
     pub(crate) fn incarnation(&self) -> u64 {
@@ -883,6 +869,9 @@ impl Swim {
         assert_eq!(self.suspicions.len(), self.suspicion_deadlines.len(), "one deadline per suspicion");
         assert_eq!(self.relays.len(), self.relay_deadlines.len());
         assert!(self.awareness.score() < self.config.awareness_max_multiplier);
+        for timer in [Timer::Probe, Timer::Gossip, Timer::PushPull, Timer::Reconnect, Timer::Reap] {
+            assert!(self.timers.get(timer).is_some(), "{timer:?} is periodic, always armed");
+        }
         let checks = self.invariant_checks.get() + 1;
         self.invariant_checks.set(checks);
         if self.members.len() > FULL_CHECK_MEMBERS_MAX && !checks.is_multiple_of(FULL_CHECK_EVERY) {
@@ -918,7 +907,7 @@ impl Swim {
         assert!(self.awareness.score() < self.config.awareness_max_multiplier);
         assert_eq!(
             self.joins_pending.is_empty(),
-            self.join_retry_next.is_none(),
+            self.timers.get(Timer::JoinRetry).is_none(),
             "retries only while joins are pending"
         );
         self.broadcasts.check_invariants();
@@ -926,6 +915,26 @@ impl Swim {
         assert!(self.broadcasts.len() <= broadcasts_max, "one broadcast per subject");
         self.serf.check_invariants();
     }
+}
+
+/// The fixed timers of a node started at `now`: the periodic ones armed, their first rounds
+/// staggered at random within one interval so that nodes started together do not act in
+/// lockstep. Reaping is not staggered (it never was, and so draws nothing from `rng`); no join
+/// waits yet.
+fn periodic_timers(config: &Config, rng: &mut Rng, now: Instant) -> TimerTable {
+    let mut timers = TimerTable::default();
+    // The draws are made in this order, as before the timer table, so a seed keeps its meaning.
+    let staggered = [
+        (Timer::Probe, config.probe_interval),
+        (Timer::Gossip, config.gossip_interval),
+        (Timer::PushPull, config.push_pull_interval),
+        (Timer::Reconnect, config.reconnect_interval),
+    ];
+    for (timer, interval) in staggered {
+        timers.set(timer, now + rng.duration_between(Duration::ZERO, interval));
+    }
+    timers.set(Timer::Reap, now + REAP_INTERVAL);
+    timers
 }
 
 /// The most name conflicts one node reports in its life (each a distinct name and address).

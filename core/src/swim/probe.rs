@@ -5,6 +5,7 @@
 
 use core::net::SocketAddr;
 
+use super::timer::Timer;
 use super::{Swim, RELAYS_MAX};
 use crate::node::Channel;
 use crate::wire::{MemberState, Message, NodeAddr};
@@ -43,7 +44,7 @@ impl Swim {
         if let Some(probe) = self.probe.take() {
             self.handle_probe_failed(now, probe);
         }
-        self.probe_next = now + self.awareness.scale(self.config.probe_interval);
+        self.timers.set(Timer::Probe, now + self.awareness.scale(self.config.probe_interval));
         let Some(target) = self.next_probe_target() else { return };
         let seq = self.next_seq();
         let member = &self.members[&target];
@@ -167,5 +168,21 @@ impl Swim {
             }
         }
         None
+    }
+
+    /// Ends every relayed ping whose deadline is at or before `now`, earliest first, nacking
+    /// it to its requester if asked to (Lifeguard).
+    pub(super) fn expire_relays(&mut self, now: Instant) {
+        while let Some(&(deadline, seq)) = self.relay_deadlines.first() {
+            if deadline > now {
+                break;
+            }
+            self.relay_deadlines.pop_first();
+            let relay = self.relays.remove(&seq).expect("a relay deadline has a relay");
+            if relay.nack {
+                self.send(relay.requester, Channel::Datagram, Message::Nack { seq: relay.seq });
+                self.stats.nacks_sent += 1;
+            }
+        }
     }
 }

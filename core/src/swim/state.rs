@@ -151,7 +151,7 @@ impl Swim {
         }
     }
 
-    pub(super) fn handle_timeout_suspicion(&mut self, now: Instant, name: String) {
+    fn handle_timeout_suspicion(&mut self, now: Instant, name: String) {
         let suspicion = self.suspicions.remove(&name).expect("a suspicion deadline has a suspicion");
         let member = &self.members[&name];
         assert_eq!(member.state, MemberState::Suspect, "a suspicion is cancelled when its member changes");
@@ -350,5 +350,17 @@ impl Swim {
         let node = NodeAddr { name: name.to_owned(), addr: member.addr };
         let kind = MemberEventKind::Reap;
         self.events.push_back(MemberEvent { kind, node, incarnation: member.incarnation });
+    }
+
+    /// Declares dead every suspect whose suspicion times out at or before `now`, earliest
+    /// first, ties by name.
+    pub(super) fn expire_suspicions(&mut self, now: Instant) {
+        while let Some((deadline, name)) = self.suspicion_deadlines.first().cloned() {
+            if deadline > now {
+                break;
+            }
+            self.suspicion_deadlines.pop_first();
+            self.handle_timeout_suspicion(now, name);
+        }
     }
 }
