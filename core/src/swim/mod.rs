@@ -22,6 +22,14 @@
 //! node's first message (see [`crate::Node`]), and the low 32 bits count refutations within one
 //! life. A restarted node therefore always outranks every claim about its previous lives, without
 //! an fsync on the refutation path.
+//!
+//! The code is split by concern. This file holds the public types, the [`Swim`] struct with its
+//! entry points (`handle_*`, `poll_*`, `trigger_*`) and `check_invariants`. The failure
+//! detector, after memberlist: `probe.rs` (probing, indirect pings, acks), `state.rs` (alive,
+//! suspect and dead claims, refutation, merging push/pulls, reaping), `gossip.rs` (gossip,
+//! piggybacking, push/pull, reconnect), with `suspicion.rs`, `awareness.rs` and `broadcast.rs`
+//! beneath them. serf's layer above it: `events.rs` (user events and queries, in their own
+//! struct). `timer.rs` holds the fixed timers and says which deadlines live elsewhere.
 
 mod awareness;
 mod broadcast;

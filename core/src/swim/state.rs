@@ -12,6 +12,9 @@ use crate::wire::{MemberState, Message, NodeAddr, PushPullMember};
 use crate::Instant;
 
 impl Swim {
+    /// memberlist's `aliveNode`: a claim that `node` is alive at `incarnation`. About this node,
+    /// it is refuted if it outranks us; about a new name, the member is learned; about a known
+    /// one, it applies if newer, or if it reclaims the name of a member long dead or left.
     pub(super) fn handle_alive(&mut self, now: Instant, message: Message) {
         let Message::Alive { incarnation, node, meta } = &message else { unreachable!("alive only") };
         if node.name == self.me.name {
@@ -28,30 +31,7 @@ impl Swim {
             return;
         }
         let Some(member) = self.members.get(&node.name) else {
-            if self.members.len() >= MEMBERS_MAX {
-                self.stats.refused_full += 1;
-                return;
-            }
-            self.members.insert(
-                node.name.clone(),
-                Member {
-                    addr: node.addr,
-                    meta: meta.clone(),
-                    incarnation: *incarnation,
-                    state: MemberState::Alive,
-                    state_change: now,
-                },
-            );
-            self.live_others += 1;
-            // A new member goes to a random place in the probe order.
-            let at = self.rng.below(self.probe_order.len() as u64 + 1) as usize;
-            self.probe_order.insert(at, node.name.clone());
-            if at < self.probe_index {
-                self.probe_index += 1;
-            }
-            self.broadcasts.push(&node.name, message.encode_entry());
-            let kind = MemberEventKind::Join;
-            self.events.push_back(MemberEvent { kind, node: node.clone(), incarnation: *incarnation });
+            self.add_member(now, &message);
             return;
         };
         let gone = matches!(member.state, MemberState::Dead | MemberState::Left);
@@ -96,6 +76,36 @@ impl Swim {
         if let Some(kind) = kind {
             self.events.push_back(MemberEvent { kind, node: node.clone(), incarnation: *incarnation });
         }
+    }
+
+    /// Learns a member first heard of in `message`, an alive claim: announced with a `Join`
+    /// event, gossiped on, and placed at random in the probe order. Refused if the table is full.
+    fn add_member(&mut self, now: Instant, message: &Message) {
+        let Message::Alive { incarnation, node, meta } = message else { unreachable!("alive only") };
+        if self.members.len() >= MEMBERS_MAX {
+            self.stats.refused_full += 1;
+            return;
+        }
+        self.members.insert(
+            node.name.clone(),
+            Member {
+                addr: node.addr,
+                meta: meta.clone(),
+                incarnation: *incarnation,
+                state: MemberState::Alive,
+                state_change: now,
+            },
+        );
+        self.live_others += 1;
+        // A new member goes to a random place in the probe order.
+        let at = self.rng.below(self.probe_order.len() as u64 + 1) as usize;
+        self.probe_order.insert(at, node.name.clone());
+        if at < self.probe_index {
+            self.probe_index += 1;
+        }
+        self.broadcasts.push(&node.name, message.encode_entry());
+        let kind = MemberEventKind::Join;
+        self.events.push_back(MemberEvent { kind, node: node.clone(), incarnation: *incarnation });
     }
 
     pub(super) fn handle_suspect(&mut self, now: Instant, message: Message) {
