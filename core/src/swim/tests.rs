@@ -2,7 +2,7 @@
 //! state reached.
 
 use super::*;
-use crate::wire::decode_datagram;
+use crate::wire::{decode_datagram, PushPullEvent, PushPullMember, SerfState};
 
 fn node(name: &str) -> NodeAddr {
     let last = name.as_bytes()[0] - b'a' + 1;
@@ -97,7 +97,7 @@ fn new_members_are_announced_with_a_join_event_and_gossiped() {
 fn unanswered_probe_goes_indirect_and_over_the_stream_then_suspects() {
     // Reference: SWIM §4 (probe, ping-req) and memberlist's TCP fallback.
     let mut swim = swim_with(&["b", "c", "d", "e"]);
-    let t0 = swim.probe_next;
+    let t0 = swim.timers.get(Timer::Probe).expect("probing is periodic");
     let (sent, _) = tick(&mut swim, t0);
     let probe = swim.probe.clone().expect("probing");
     let target = probe.target.clone();
@@ -149,13 +149,13 @@ fn unanswered_probe_goes_indirect_and_over_the_stream_then_suspects() {
 fn an_ack_ends_the_probe_and_improves_health() {
     let mut swim = swim_with(&["b"]);
     swim.awareness.apply(3);
-    let t0 = swim.probe_next;
+    let t0 = swim.timers.get(Timer::Probe).expect("probing is periodic");
     tick(&mut swim, t0);
     let seq = swim.probe.as_ref().unwrap().seq;
     swim.handle_message(t0, Channel::Datagram, Message::Ack { seq });
     assert!(swim.probe.is_none());
     assert_eq!(swim.awareness_score(), 2);
-    let next = swim.probe_next;
+    let next = swim.timers.get(Timer::Probe).expect("probing is periodic");
     assert_eq!(next, t0 + Duration::from_secs(4), "the round was scaled by the score at its start");
     tick(&mut swim, next);
     assert_eq!(swim.member("b").unwrap().state, State::Alive);
@@ -251,7 +251,7 @@ fn a_node_refutes_suspicion_and_death_of_itself() {
     );
     assert_eq!(swim.incarnation(), INC_A + 8);
     // The refutation is gossiped on the next datagram.
-    let t = swim.gossip_next;
+    let t = swim.timers.get(Timer::Gossip).expect("gossip is periodic");
     let (sent, _) = tick(&mut swim, t);
     let refutation = alive("a", INC_A + 8);
     assert!(sent.iter().any(|(_, _, m)| m.contains(&refutation)), "{sent:?}");
@@ -287,7 +287,7 @@ fn probing_a_suspect_tells_it_so_it_can_refute() {
         Message::Suspect { incarnation: 1 << 32, node: "b".into(), from: "c".into() },
     );
     swim.broadcasts = BroadcastQueue::default();
-    let next = swim.probe_next;
+    let next = swim.timers.get(Timer::Probe).expect("probing is periodic");
     let (sent, _) = tick(&mut swim, next);
     let seq = swim.probe.as_ref().unwrap().seq;
     assert_eq!(
@@ -460,7 +460,7 @@ fn gossip_goes_to_live_members_and_the_recently_dead_within_the_datagram_target(
             Message::Suspect { incarnation: 1 << 32, node: (*name).into(), from: "z".into() },
         );
     }
-    let t = swim.gossip_next;
+    let t = swim.timers.get(Timer::Gossip).expect("gossip is periodic");
     let (sent, _) = tick(&mut swim, t);
     let gossip: Vec<_> = sent.iter().filter(|(_, _, m)| matches!(m[0], Message::Suspect { .. })).collect();
     assert_eq!(gossip.len(), 3, "gossip_nodes datagrams");
@@ -522,7 +522,7 @@ fn user_events_are_delivered_once_stamped_by_a_lamport_clock_and_gossiped() {
     );
     assert_eq!(swim.poll_user_event().map(|e| e.payload), Some(Bytes::from_static(b"x")));
     // All of them are gossiped on.
-    let t = swim.gossip_next;
+    let t = swim.timers.get(Timer::Gossip).expect("gossip is periodic");
     let (sent, _) = tick(&mut swim, t);
     let gossiped: Vec<u64> = sent
         .iter()
@@ -616,7 +616,7 @@ fn a_join_takes_the_clusters_clocks_and_skips_the_events_before_it() {
     assert_eq!(swim.stats().user_events_too_old, 2);
     swim.trigger_user_event("restart".into(), Bytes::new()).unwrap();
     assert_eq!(swim.poll_user_event().map(|e| e.ltime), Some(700), "fired after everything seen");
-    assert_eq!(swim.query_clock, 40);
+    assert_eq!(swim.serf.query_clock, 40);
 }
 
 #[test]
