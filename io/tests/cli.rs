@@ -52,7 +52,19 @@ fn ready_agent(name: &str) -> Agent {
         let run = muster(&agent, &["operator", "raft", "list-peers"]);
         (run.code == 0 && run.stdout.contains("leader")).then_some(())
     });
+    await_serf_health(&agent);
     agent
+}
+
+/// Waits until the leader has registered the agent's `serfHealth` check, which a session
+/// (and so `exec` and `lock`) needs: the leader reconciles its members after it is elected,
+/// so there is a moment, as in Consul, when the node leads without the check.
+fn await_serf_health(agent: &Agent) {
+    eventually("serfHealth is registered", Duration::from_secs(30), || {
+        let checks = http_get(agent, "/v1/health/node/walkthrough");
+        let has = checks.as_array()?.iter().any(|check| check["CheckID"] == "serfHealth");
+        has.then_some(())
+    });
 }
 
 fn start_agent(dir: &Path) -> Agent {
@@ -887,6 +899,7 @@ fn exec_runs_a_command_only_where_remote_exec_is_enabled() {
     eventually("the dev agent leads", Duration::from_secs(30), || {
         (muster(&on, &["kv", "put", "ready", "1"]).code == 0).then_some(())
     });
+    await_serf_health(&on);
     ok(
         muster(&on, &["exec", "-wait=5s", "echo hello; echo world"]),
         "    walkthrough: hello\n    walkthrough: world\n==> walkthrough: finished with exit code 0\n\
