@@ -10,6 +10,7 @@ use muster::store::{self, Store};
 use muster_core::raft;
 use tokio::sync::{mpsc, oneshot};
 
+use super::error::{AgentError, FileAction, Listener};
 use super::gossip::seed_from_os;
 
 /// How this server starts Raft.
@@ -35,7 +36,7 @@ pub(crate) struct ServerPlan {
 pub(crate) async fn start_consensus(
     plan: ServerPlan,
     members: Arc<http::Members>,
-) -> Result<(RaftHandle<http::Output>, Arc<Store>, Option<mpsc::Receiver<RpcConnection>>), String> {
+) -> Result<(RaftHandle<http::Output>, Arc<Store>, Option<mpsc::Receiver<RpcConnection>>), AgentError> {
     use muster::raft_server;
     let mut config = raft::Config::new(plan.raft_id, [], seed_from_os());
     if plan.dev {
@@ -57,9 +58,11 @@ pub(crate) async fn start_consensus(
     let (transport, inbound) =
         muster::raft_net::RaftTransport::bind_with_rpc(plan.raft_id, plan.bind, Some(rpc_tx))
             .await
-            .map_err(|e| format!("Error binding the server port {}: {e}", plan.bind))?;
-    let opened = raft_server::open(&plan.dir)
-        .map_err(|e| format!("Error opening Raft in {}: {e}", plan.dir.display()))?;
+            .map_err(AgentError::bind(Listener::Server, plan.bind))?;
+    let opened = raft_server::open(&plan.dir).map_err(|e| AgentError::Storage {
+        what: format!("Raft in {}", plan.dir.display()),
+        reason: e.to_string(),
+    })?;
     let voters_file = plan.dir.join(BOOTSTRAP_VOTERS_FILE);
     let store = Store::new();
     let machine = store::StoreMachine(store.clone());
@@ -212,15 +215,15 @@ pub(crate) async fn follow_server_addresses(
 /// The voters a server bootstrapped with (none if it never bootstrapped with others).
 pub(crate) fn read_voters(
     path: &std::path::Path,
-) -> Result<std::collections::BTreeSet<raft::ServerId>, String> {
+) -> Result<std::collections::BTreeSet<raft::ServerId>, AgentError> {
     match std::fs::read_to_string(path) {
         Ok(text) => text
             .split_whitespace()
             .map(|id| u64::from_str_radix(id, 16))
             .collect::<Result<_, _>>()
-            .map_err(|e| format!("Error reading {}: {e}", path.display())),
+            .map_err(|e| AgentError::Damaged { path: path.to_owned(), reason: e.to_string() }),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Default::default()),
-        Err(error) => Err(format!("Error reading {}: {error}", path.display())),
+        Err(error) => Err(AgentError::file(FileAction::Reading, path)(error)),
     }
 }
 

@@ -4,6 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+use super::error::AgentError;
 use muster::drive::CommandRequest;
 use muster::http;
 use muster::version;
@@ -74,7 +75,7 @@ pub(crate) fn parse_joins(
     texts: &[String],
     default_port: u16,
     flag: &str,
-) -> Result<Vec<SocketAddr>, String> {
+) -> Result<Vec<SocketAddr>, AgentError> {
     // The names, and their errors (cloud auto-join among them), are join_names's to report.
     join_names(texts, default_port, flag)?;
     texts
@@ -90,13 +91,13 @@ pub(crate) fn join_names(
     texts: &[String],
     default_port: u16,
     flag: &str,
-) -> Result<Vec<(String, u16)>, String> {
+) -> Result<Vec<(String, u16)>, AgentError> {
     let mut names = Vec::new();
     for text in texts {
         if text.contains("provider=") {
-            return Err(format!(
+            return Err(AgentError::Setting(format!(
                 "Error parsing {flag} address {text:?}: cloud auto-join is not supported; give the servers' addresses or DNS names"
-            ));
+            )));
         }
         if let Some(name) = join_name(text, default_port) {
             names.push(name?);
@@ -106,14 +107,18 @@ pub(crate) fn join_names(
 }
 
 /// `text` as a DNS name and port, if it is not an address: `None` for an address.
-pub(crate) fn join_name(text: &str, default_port: u16) -> Option<Result<(String, u16), String>> {
+pub(crate) fn join_name(text: &str, default_port: u16) -> Option<Result<(String, u16), AgentError>> {
     if text.parse::<SocketAddr>().is_ok() || text.parse::<IpAddr>().is_ok() || text.contains("provider=") {
         return None;
     }
     let (host, port) = match text.rsplit_once(':') {
         Some((host, port)) => match port.parse::<u16>() {
             Ok(port) => (host, port),
-            Err(_) => return Some(Err(format!("Error parsing join address {text:?}: bad port"))),
+            Err(_) => {
+                return Some(Err(AgentError::Setting(format!(
+                    "Error parsing join address {text:?}: bad port"
+                ))))
+            }
         },
         None => (text, default_port),
     };
@@ -127,7 +132,9 @@ pub(crate) fn join_name(text: &str, default_port: u16) -> Option<Result<(String,
     Some(if valid {
         Ok((host.to_owned(), port))
     } else {
-        Err(format!("Error parsing join address {text:?}: expected an IP, IP:port or a DNS name"))
+        Err(AgentError::Setting(format!(
+            "Error parsing join address {text:?}: expected an IP, IP:port or a DNS name"
+        )))
     })
 }
 
@@ -230,10 +237,12 @@ pub(crate) async fn join_all(
 /// How long a join's outcome is watched for, to report it (the join goes on regardless).
 pub(crate) const JOIN_REPORT_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
-pub(crate) fn parse_join(text: &str, default_port: u16, flag: &str) -> Result<SocketAddr, String> {
+pub(crate) fn parse_join(text: &str, default_port: u16, flag: &str) -> Result<SocketAddr, AgentError> {
     text.parse::<SocketAddr>()
         .or_else(|_| text.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, default_port)))
-        .map_err(|_| format!("Error parsing {flag} address {text:?}: expected IP or IP:port"))
+        .map_err(|_| {
+            AgentError::Setting(format!("Error parsing {flag} address {text:?}: expected IP or IP:port"))
+        })
 }
 
 pub(crate) fn hostname() -> Option<String> {

@@ -4,11 +4,12 @@
 use muster_core::Event;
 use tokio::sync::mpsc;
 
+use super::error::{AgentError, FileAction};
 use crate::cli;
 
 /// The tracing subscriber: `-log-level` (or `MUSTER_LOG`, a full tracing filter, which wins),
 /// text or `-log-json` lines, on stdout and, with `-log-file`, appended to a file too.
-pub(crate) fn init_logging(args: &cli::AgentArgs) -> Result<(), String> {
+pub(crate) fn init_logging(args: &cli::AgentArgs) -> Result<(), AgentError> {
     use tracing_subscriber::fmt::writer::MakeWriterExt;
     let level = match args.log_level.as_deref().map(str::to_ascii_lowercase).as_deref() {
         None => "info",
@@ -21,10 +22,10 @@ pub(crate) fn init_logging(args: &cli::AgentArgs) -> Result<(), String> {
         },
         Some("err") => "error",
         Some(_) => {
-            return Err(format!(
+            return Err(AgentError::Setting(format!(
                 "Invalid log level: {:?}. Valid log levels are: [TRACE DEBUG INFO WARN ERR]",
                 args.log_level.as_deref().unwrap_or_default()
-            ))
+            )))
         }
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("MUSTER_LOG")
@@ -41,11 +42,11 @@ pub(crate) fn init_logging(args: &cli::AgentArgs) -> Result<(), String> {
                 path.clone()
             };
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| format!("Error creating {}: {e}", dir.display()))?;
+                std::fs::create_dir_all(dir).map_err(AgentError::file(FileAction::Creating, dir))?;
             }
             let rotation = log_rotation(args)?;
             let file = muster::logfile::RotatingFile::open(&path, rotation)
-                .map_err(|e| format!("Error opening log file {}: {e}", path.display()))?;
+                .map_err(AgentError::file(FileAction::Opening, &path))?;
             Some(std::sync::Mutex::new(file))
         }
     };
@@ -90,7 +91,7 @@ pub(crate) fn init_logging(args: &cli::AgentArgs) -> Result<(), String> {
 }
 
 /// `-log-rotate-bytes`, `-log-rotate-duration` and `-log-rotate-max-files`.
-pub(crate) fn log_rotation(args: &cli::AgentArgs) -> Result<muster::logfile::Rotation, String> {
+pub(crate) fn log_rotation(args: &cli::AgentArgs) -> Result<muster::logfile::Rotation, AgentError> {
     let mut rotation = muster::logfile::Rotation::default();
     if let Some(bytes) = args.log_rotate_bytes {
         rotation.max_bytes = bytes;
@@ -103,9 +104,9 @@ pub(crate) fn log_rotation(args: &cli::AgentArgs) -> Result<muster::logfile::Rot
     }
     if let Some(files) = args.log_rotate_max_files {
         if files < -1 {
-            return Err(format!(
+            return Err(AgentError::Setting(format!(
                 "Invalid -log-rotate-max-files {files}: want -1 (keep none), 0 (keep all) or more"
-            ));
+            )));
         }
         rotation.max_files = files;
     }

@@ -9,6 +9,7 @@
 //! `process.rs` (signals, reloads, the PID file).
 
 mod consensus;
+mod error;
 mod gossip;
 mod logging;
 mod process;
@@ -32,6 +33,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 
 use self::consensus::{start_consensus, RpcConnection, ServerPlan};
+use self::error::{AgentError, Listener};
 use self::gossip::{
     hostname, join_all, join_by_name, join_names, node_tags, parse_joins, pool_of, seed_from_os, PoolPlan,
     TagPlan, LEAVE_GRACE, RETRY_MAX_GRACE,
@@ -87,7 +89,7 @@ pub(crate) fn main(mut args: cli::AgentArgs, matches: Option<&clap::ArgMatches>)
     }
 }
 
-fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
+fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), AgentError> {
     init_logging(&args)?;
     let _pid_file = args.pid_file.as_deref().map(PidFile::write).transpose()?;
     // Each setting muster accepts but does not act on yet, once, naming where it came from.
@@ -100,10 +102,8 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
             "agent: built with invariant checks after every step (a test build); expect it to be slow"
         );
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("Error starting runtime: {e}"))?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(AgentError::Runtime)?;
     let dev_dir = args.dev.then(|| plan.raft_dir.clone());
     let result = runtime.block_on(run(args, files, plan));
     if let Some(dir) = dev_dir {
@@ -113,7 +113,7 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), String> {
 }
 
 impl Plan {
-    fn new(args: &cli::AgentArgs, files: &FromFiles) -> Result<Plan, String> {
+    fn new(args: &cli::AgentArgs, files: &FromFiles) -> Result<Plan, AgentError> {
         check_args(args)?;
         let server = args.server.unwrap_or(args.dev);
         let bind_ip = match (args.bind, args.dev) {
@@ -145,7 +145,7 @@ impl Plan {
         };
         let bootstrap = args.bootstrap.unwrap_or(args.dev) || args.bootstrap_expect == 1;
         if args.bootstrap == Some(true) && !server {
-            return Err("bootstrap mode requires server mode (-server)".to_owned());
+            return Err(AgentError::Setting("bootstrap mode requires server mode (-server)".to_owned()));
         }
         let tags = node_tags(&TagPlan {
             server,
@@ -195,37 +195,44 @@ impl Plan {
 }
 
 /// The checks on the flags alone, in Consul's words.
-fn check_args(args: &cli::AgentArgs) -> Result<(), String> {
+fn check_args(args: &cli::AgentArgs) -> Result<(), AgentError> {
     if let Some(version) = args.raft_protocol.filter(|&v| v != 3) {
-        return Err(format!(
+        return Err(AgentError::Setting(format!(
             "raft_protocol version {version} is not supported by this version of muster (only 3)"
-        ));
+        )));
     }
     if let Some(version) = args.protocol.filter(|v| !(2..=3).contains(v)) {
-        return Err(format!("Protocol version {version} is not supported: muster speaks 2 to 3"));
+        return Err(AgentError::Setting(format!(
+            "Protocol version {version} is not supported: muster speaks 2 to 3"
+        )));
     }
     if !args.dev && args.data_dir.is_none() {
-        return Err("data_dir cannot be empty".to_owned());
+        return Err(AgentError::Setting("data_dir cannot be empty".to_owned()));
     }
     if args.datacenter.is_empty()
         || !args.datacenter.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     {
-        return Err(format!("Invalid datacenter {:?}: use letters, digits, '-' and '_'", args.datacenter));
+        return Err(AgentError::Setting(format!(
+            "Invalid datacenter {:?}: use letters, digits, '-' and '_'",
+            args.datacenter
+        )));
     }
     if args.bootstrap_expect > 0 && !args.server.unwrap_or(args.dev) {
-        return Err("'bootstrap_expect > 0' requires 'server = true'".to_owned());
+        return Err(AgentError::Setting("'bootstrap_expect > 0' requires 'server = true'".to_owned()));
     }
     if args.bootstrap_expect > 0 && args.dev {
-        return Err("'bootstrap_expect' not allowed in dev mode".to_owned());
+        return Err(AgentError::Setting("'bootstrap_expect' not allowed in dev mode".to_owned()));
     }
     if args.bootstrap_expect > 0 && args.bootstrap == Some(true) {
-        return Err("'bootstrap_expect' and 'bootstrap' are mutually exclusive".to_owned());
+        return Err(AgentError::Setting(
+            "'bootstrap_expect' and 'bootstrap' are mutually exclusive".to_owned(),
+        ));
     }
     Ok(())
 }
 
 /// `-default-query-time` and `-max-query-time`, each a positive duration.
-fn query_times(args: &cli::AgentArgs) -> Result<http::QueryTimes, String> {
+fn query_times(args: &cli::AgentArgs) -> Result<http::QueryTimes, AgentError> {
     let query_time = |text: &Option<String>, flag: &str, default: std::time::Duration| match text {
         None => Ok(default),
         Some(text) => muster_core::duration::parse(text)
@@ -246,7 +253,7 @@ fn gossip_plans(
     args: &cli::AgentArgs,
     node_name: &str,
     wan_port: Option<u16>,
-) -> Result<Vec<PoolPlan>, String> {
+) -> Result<Vec<PoolPlan>, AgentError> {
     let lan = PoolPlan {
         label: "serf.lan",
         name: node_name.to_owned(),
@@ -259,7 +266,7 @@ fn gossip_plans(
         swim: if args.dev { swim::Config::dev() } else { swim::Config::lan() },
         dir: args.data_dir.clone(),
     };
-    let wan = wan_port.map(|wan_port| -> Result<PoolPlan, String> {
+    let wan = wan_port.map(|wan_port| -> Result<PoolPlan, AgentError> {
         Ok(PoolPlan {
             label: "serf.wan",
             name: format!("{node_name}.{}", args.datacenter),
@@ -295,7 +302,7 @@ fn gossip_plans(
 
 /// Adds the members `plan`'s pool last knew to its joins, unless it had left (and `-rejoin`
 /// does not ask to rejoin anyway).
-fn rejoin_remembered(plan: &mut PoolPlan, rejoin: bool) -> Result<(), String> {
+fn rejoin_remembered(plan: &mut PoolPlan, rejoin: bool) -> Result<(), AgentError> {
     let Some(dir) = plan.dir.as_deref() else { return Ok(()) };
     let remembered = muster::rejoin::read(dir)?;
     if remembered.left && !rejoin {
@@ -318,7 +325,7 @@ type OpenPool = (PoolPlan, Sockets, AgentStorage, Node);
 type Server = (RaftHandle<http::Output>, Arc<Store>, Option<mpsc::Receiver<RpcConnection>>);
 
 /// The agent on the runtime: each step in turn, then the pools until they stop.
-async fn run(args: cli::AgentArgs, files: FromFiles, mut plan: Plan) -> Result<(), String> {
+async fn run(args: cli::AgentArgs, files: FromFiles, mut plan: Plan) -> Result<(), AgentError> {
     let origin = tokio::time::Instant::now();
     let mut pools = Vec::new();
     for pool in std::mem::take(&mut plan.pools) {
@@ -360,17 +367,22 @@ async fn run(args: cli::AgentArgs, files: FromFiles, mut plan: Plan) -> Result<(
 
 /// Binds one gossip pool's sockets and restores its node from its data directory, with the
 /// keys of its keyring file, else `-encrypt`'s.
-async fn open_pool(pool: PoolPlan, plan: &Plan, disable_keyring_file: bool) -> Result<OpenPool, String> {
+async fn open_pool(pool: PoolPlan, plan: &Plan, disable_keyring_file: bool) -> Result<OpenPool, AgentError> {
     let bind = SocketAddr::new(pool.bind.unwrap_or(plan.bind_ip), pool.port);
     let advertise = SocketAddr::new(pool.advertise.unwrap_or(plan.advertise_ip), pool.port);
-    let udp = UdpSocket::bind(bind).await.map_err(|e| format!("Error binding UDP {bind}: {e}"))?;
-    let tcp = TcpListener::bind(bind).await.map_err(|e| format!("Error binding TCP {bind}: {e}"))?;
+    let udp = UdpSocket::bind(bind).await.map_err(AgentError::bind(Listener::GossipUdp, bind))?;
+    let tcp = TcpListener::bind(bind).await.map_err(AgentError::bind(Listener::GossipTcp, bind))?;
     let (storage, restored) = match &pool.dir {
         None => (AgentStorage::Memory(MemoryStorage::default()), None),
         Some(dir) => {
-            let storage = FileStorage::open(dir)
-                .map_err(|e| format!("Error opening data dir {}: {e}", dir.display()))?;
-            let restored = storage.load().map_err(|e| format!("Error reading data dir: {e}"))?;
+            let storage = FileStorage::open(dir).map_err(|e| AgentError::Storage {
+                what: format!("data dir {}", dir.display()),
+                reason: e.to_string(),
+            })?;
+            let restored = storage.load().map_err(|e| AgentError::Storage {
+                what: format!("gossip state in {}", dir.display()),
+                reason: e.to_string(),
+            })?;
             (AgentStorage::File(storage), restored)
         }
     };
@@ -396,7 +408,8 @@ async fn open_pool(pool: PoolPlan, plan: &Plan, disable_keyring_file: bool) -> R
         }
         None => plan.encrypt_key.iter().cloned().collect(),
     };
-    let node = Node::new(config, restored, Instant::ZERO).map_err(|e| format!("Error: {e}"))?;
+    let node =
+        Node::new(config, restored, Instant::ZERO).map_err(|e| AgentError::Setting(format!("Error: {e}")))?;
     Ok((pool, Sockets { udp, tcp }, storage, node))
 }
 
@@ -424,7 +437,7 @@ fn build_api(
     server: Option<&Server>,
     members: Arc<http::Members>,
     gossip: Arc<http::Gossip>,
-) -> Result<Arc<http::Api>, String> {
+) -> Result<Arc<http::Api>, AgentError> {
     let mut node = own_node(&plan.node_id, &plan.node_name, &args.datacenter, plan.advertise_ip);
     node.meta.extend(plan.node_meta.clone());
     let local_dir = args.data_dir.clone().filter(|_| !args.dev);
@@ -517,15 +530,14 @@ async fn serve_listeners(
     args: &cli::AgentArgs,
     files: &FromFiles,
     plan: &Plan,
-) -> Result<(Vec<SocketAddr>, Vec<SocketAddr>), String> {
+) -> Result<(Vec<SocketAddr>, Vec<SocketAddr>), AgentError> {
     let mut http_addrs = Vec::new();
     let mut dns_addrs = Vec::new();
     if let Some(port) = plan.http_port {
         for ip in listen_on(args, files, plan, &files.addresses_http) {
             let addr = SocketAddr::new(ip, port);
             http_addrs.push(addr);
-            let listener =
-                TcpListener::bind(addr).await.map_err(|e| format!("Error binding HTTP {addr}: {e}"))?;
+            let listener = TcpListener::bind(addr).await.map_err(AgentError::bind(Listener::Http, addr))?;
             let api = api.clone();
             tokio::spawn(async move {
                 if let Err(error) = http::serve(listener, api).await {
@@ -538,10 +550,8 @@ async fn serve_listeners(
         for ip in listen_on(args, files, plan, &files.addresses_dns) {
             let addr = SocketAddr::new(ip, port);
             dns_addrs.push(addr);
-            let udp =
-                UdpSocket::bind(addr).await.map_err(|e| format!("Error binding DNS {addr} (udp): {e}"))?;
-            let tcp =
-                TcpListener::bind(addr).await.map_err(|e| format!("Error binding DNS {addr} (tcp): {e}"))?;
+            let udp = UdpSocket::bind(addr).await.map_err(AgentError::bind(Listener::DnsUdp, addr))?;
+            let tcp = TcpListener::bind(addr).await.map_err(AgentError::bind(Listener::DnsTcp, addr))?;
             tokio::spawn(muster::dns::serve(api.clone(), plan.dns_settings.clone(), udp, tcp));
         }
     }
@@ -643,7 +653,7 @@ async fn run_pools(
     pools: Vec<(OpenPool, Queue)>,
     args: &cli::AgentArgs,
     plan: &Plan,
-) -> Result<(), String> {
+) -> Result<(), AgentError> {
     // SIGINT or SIGTERM: every pool leaves gracefully (Consul's default for agents); the agent
     // stops once every leave has gone out, or after a grace period.
     let (left_tx, left_rx) = mpsc::channel::<()>(pools.len());
@@ -689,10 +699,10 @@ async fn run_pools(
             Ok(outcome) => outcome,
             // Aborted below, after the first failure, which is the one to report.
             Err(error) if error.is_cancelled() && result.is_err() => continue,
-            Err(error) => return Err(format!("agent stopped: {error}")),
+            Err(error) => return Err(AgentError::Stopped(error.to_string())),
         };
         if let Err(error) = outcome {
-            result = Err(format!("agent stopped: {error}"));
+            result = Err(AgentError::Stopped(error.to_string()));
             running.abort_all();
         }
     }

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::error::{AgentError, FileAction};
 use muster::config;
 use muster::http;
 
@@ -46,9 +47,9 @@ pub(crate) async fn reload_on_sighup(api: Arc<http::Api>) {
 pub(crate) struct PidFile(std::path::PathBuf);
 
 impl PidFile {
-    pub(crate) fn write(path: &std::path::Path) -> Result<PidFile, String> {
+    pub(crate) fn write(path: &std::path::Path) -> Result<PidFile, AgentError> {
         std::fs::write(path, std::process::id().to_string())
-            .map_err(|e| format!("Could not write PID file {}: {e}", path.display()))?;
+            .map_err(AgentError::file(FileAction::Writing, path))?;
         Ok(PidFile(path.to_owned()))
     }
 }

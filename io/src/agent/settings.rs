@@ -6,6 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use muster::config;
 use muster::http;
 
+use super::error::{AgentError, FileAction};
 use crate::cli;
 
 /// What the configuration files gave the agent: where they are, and their services and checks.
@@ -39,7 +40,7 @@ pub(crate) struct FromFiles {
 pub(crate) fn apply_config_files(
     args: &mut cli::AgentArgs,
     matches: Option<&clap::ArgMatches>,
-) -> Result<FromFiles, String> {
+) -> Result<FromFiles, AgentError> {
     let given =
         |id: &str| matches.and_then(|m| m.value_source(id)) == Some(clap::parser::ValueSource::CommandLine);
     // -config-file and -config-dir are read in the order they were given, as Consul does.
@@ -181,7 +182,7 @@ pub(crate) fn flags_over_files(
 /// The agent flags muster accepts but does not act on yet, checked as the config keys they set
 /// (`-grpc-port` is `ports.grpc`), so a flag draws the same warning as its key in a file, and
 /// one asking for protection muster does not give (`-allow-write-http-from`) stops the agent.
-pub(crate) fn flag_warnings(args: &cli::AgentArgs) -> Result<Vec<String>, String> {
+pub(crate) fn flag_warnings(args: &cli::AgentArgs) -> Result<Vec<String>, AgentError> {
     use serde_json::{json, Map, Value};
     let mut keys = Map::new();
     let mut set = |path: &str, value: Value| {
@@ -223,42 +224,49 @@ pub(crate) fn flag_warnings(args: &cli::AgentArgs) -> Result<Vec<String>, String
 }
 
 /// `-serf-lan-allowed-cidrs` and friends: each flag may hold several ranges, comma-separated.
-pub(crate) fn parse_cidrs(texts: &[String], key: &str) -> Result<Vec<muster_core::cidr::Cidr>, String> {
+pub(crate) fn parse_cidrs(texts: &[String], key: &str) -> Result<Vec<muster_core::cidr::Cidr>, AgentError> {
     texts
         .iter()
         .flat_map(|text| text.split(','))
         .filter(|part| !part.trim().is_empty())
-        .map(|part| muster_core::cidr::Cidr::parse(part).map_err(|reason| format!("{key}: {reason}")))
+        .map(|part| {
+            muster_core::cidr::Cidr::parse(part)
+                .map_err(|reason| AgentError::Setting(format!("{key}: {reason}")))
+        })
         .collect()
 }
 
 /// `-node-meta key:value` pairs, checked as Consul checks them.
 pub(crate) fn parse_node_meta(
     pairs: &[String],
-) -> Result<std::collections::BTreeMap<String, String>, String> {
+) -> Result<std::collections::BTreeMap<String, String>, AgentError> {
     let mut meta = std::collections::BTreeMap::new();
     for pair in pairs {
         let (key, value) = pair.split_once(':').unwrap_or((pair.as_str(), ""));
         if key.is_empty() {
-            return Err(format!("Invalid node metadata {pair:?}: key cannot be blank"));
+            return Err(AgentError::Setting(format!("Invalid node metadata {pair:?}: key cannot be blank")));
         }
         if key.len() > NODE_META_KEY_BYTES_MAX || value.len() > NODE_META_VALUE_BYTES_MAX {
-            return Err(format!(
+            return Err(AgentError::Setting(format!(
                 "Invalid node metadata {pair:?}: keys are at most {NODE_META_KEY_BYTES_MAX} bytes, values {NODE_META_VALUE_BYTES_MAX}"
-            ));
+            )));
         }
         if !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            return Err(format!("Invalid node metadata {pair:?}: key contains invalid characters"));
+            return Err(AgentError::Setting(format!(
+                "Invalid node metadata {pair:?}: key contains invalid characters"
+            )));
         }
         if key.starts_with("consul-") {
-            return Err(format!(
+            return Err(AgentError::Setting(format!(
                 "Invalid node metadata {pair:?}: key prefix \"consul-\" is reserved for internal use"
-            ));
+            )));
         }
         meta.insert(key.to_owned(), value.to_owned());
     }
     if meta.len() > NODE_META_PAIRS_MAX {
-        return Err(format!("Node metadata cannot contain more than {NODE_META_PAIRS_MAX} key/value pairs"));
+        return Err(AgentError::Setting(format!(
+            "Node metadata cannot contain more than {NODE_META_PAIRS_MAX} key/value pairs"
+        )));
     }
     Ok(meta)
 }
@@ -280,34 +288,37 @@ pub(crate) fn own_node(id: &str, name: &str, datacenter: &str, address: IpAddr) 
 
 /// The node's ID: a random UUID, kept in `<data-dir>/node-id` so it survives restarts (Consul's
 /// file and format); -dev makes a new one each run.
-pub(crate) fn node_id(data_dir: Option<&std::path::Path>) -> Result<String, String> {
+pub(crate) fn node_id(data_dir: Option<&std::path::Path>) -> Result<String, AgentError> {
     let Some(dir) = data_dir else { return Ok(uuid::Uuid::new_v4().to_string()) };
     let path = dir.join("node-id");
     match std::fs::read_to_string(&path) {
         Ok(text) => {
             let id = text.trim().to_owned();
             muster_core::fsm::catalog::parse_uuid(&id)
-                .map_err(|reason| format!("Error reading {}: {reason}", path.display()))?;
+                .map_err(|reason| AgentError::Damaged { path: path.clone(), reason: reason.to_string() })?;
             Ok(id)
         }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             let id = uuid::Uuid::new_v4().to_string();
-            std::fs::create_dir_all(dir).map_err(|e| format!("Error creating {}: {e}", dir.display()))?;
-            std::fs::write(&path, &id).map_err(|e| format!("Error writing {}: {e}", path.display()))?;
+            std::fs::create_dir_all(dir).map_err(AgentError::file(FileAction::Creating, dir))?;
+            std::fs::write(&path, &id).map_err(AgentError::file(FileAction::Writing, &path))?;
             Ok(id)
         }
-        Err(error) => Err(format!("Error reading {}: {error}", path.display())),
+        Err(error) => Err(AgentError::file(FileAction::Reading, path)(error)),
     }
 }
 
 /// Decodes `-encrypt`: base64 of 16, 24 or 32 bytes, as Consul's `encrypt`.
-pub(crate) fn decode_key(text: &str) -> Result<bytes::Bytes, String> {
+pub(crate) fn decode_key(text: &str) -> Result<bytes::Bytes, AgentError> {
     use base64::Engine;
     let key = base64::engine::general_purpose::STANDARD
         .decode(text.trim())
         .map_err(|e| format!("Error decoding the encryption key: {e}"))?;
     if ![16, 24, 32].contains(&key.len()) {
-        return Err(format!("Error: the encryption key must be 16, 24 or 32 bytes, not {}", key.len()));
+        return Err(AgentError::Setting(format!(
+            "Error: the encryption key must be 16, 24 or 32 bytes, not {}",
+            key.len()
+        )));
     }
     Ok(bytes::Bytes::from(key))
 }
@@ -316,7 +327,7 @@ pub(crate) fn decode_key(text: &str) -> Result<bytes::Bytes, String> {
 pub(crate) fn dns_settings(
     args: &cli::AgentArgs,
     file: &config::DnsConfig,
-) -> Result<muster::dns::Settings, String> {
+) -> Result<muster::dns::Settings, AgentError> {
     let domain_of = |text: &str| text.trim_end_matches('.').to_ascii_lowercase();
     let defaults = muster_core::dns::Config::default();
     let soa = |field: &str, default: u32| file.soa.get(field).copied().unwrap_or(default);
@@ -340,7 +351,7 @@ pub(crate) fn dns_settings(
         },
     };
     if answers.domain.is_empty() {
-        return Err("-domain must not be empty".to_owned());
+        return Err(AgentError::Setting("-domain must not be empty".to_owned()));
     }
     let recursors = args
         .recursor
