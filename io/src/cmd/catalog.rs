@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use clap::{Args, Subcommand};
 use serde::Deserialize;
 
-use super::{at_most, columnize, Client, HttpArgs, Outcome};
+use super::{at_most, columnize, Client, ClientError, HttpArgs, Outcome};
 
 /// `muster catalog <subcommand>`.
 #[derive(Debug, Subcommand)]
@@ -173,7 +173,7 @@ fn services(args: &ServicesArgs) -> Outcome {
     at_most(&args.args, 0)?;
     let client = Client::new(&args.http.in_tenancy(&args.tenancy))?;
     let query: Vec<(&str, &str)> = args.node_meta.iter().map(|m| ("node-meta", m.as_str())).collect();
-    let listing = |error: String| format!("Error listing services: {error}");
+    let listing = |error: ClientError| format!("Error listing services: {error}");
     let services: BTreeMap<String, Vec<String>> = if args.node.is_empty() {
         client.get("/v1/catalog/services", &query).and_then(|reply| reply.json()).map_err(listing)?
     } else {
@@ -189,7 +189,7 @@ fn services(args: &ServicesArgs) -> Outcome {
             #[serde(rename = "Services", default)]
             services: BTreeMap<String, NodeService>,
         }
-        let for_node = |error: String| format!("Error listing services for node: {error}");
+        let for_node = |error: ClientError| format!("Error listing services for node: {error}");
         let reply = client.get(&format!("/v1/catalog/node/{}", args.node), &query).map_err(for_node)?;
         let found: Option<NodeServices> =
             if reply.status == 404 { None } else { reply.json().map_err(for_node)? };

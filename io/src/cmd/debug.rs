@@ -223,7 +223,7 @@ fn capture_static(
             continue;
         }
         let value = client.get(path, query).and_then(|reply| reply.json::<Value>()).unwrap_or_else(|error| {
-            errors.push(error);
+            errors.push(error.to_string());
             Value::Null
         });
         if let Err(error) = write_json(&output_dir.join(format!("{target}.json")), &value) {

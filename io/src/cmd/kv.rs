@@ -5,7 +5,7 @@ use base64::Engine;
 use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 
-use super::{at_most, data_argument, Client, HttpArgs, Outcome, Progress};
+use super::{at_most, data_argument, Client, ClientError, HttpArgs, Outcome, Progress};
 
 /// `muster kv <subcommand>`.
 #[derive(Debug, Subcommand)]
@@ -177,7 +177,7 @@ fn get(args: &GetArgs) -> Outcome {
         return Err("Error! Missing KEY argument".into());
     }
     let client = Client::new(&args.http.in_tenancy(&args.tenancy))?;
-    let querying = |error: String| format!("Error querying Consul agent: {error}");
+    let querying = |error: ClientError| format!("Error querying Consul agent: {error}");
     let shown = |value: &[u8]| {
         if args.base64 {
             base64::engine::general_purpose::STANDARD.encode(value)
@@ -368,7 +368,7 @@ fn export(args: &ExportArgs) -> Outcome {
     at_most(&args.args, 1)?;
     let prefix = strip_slash(args.args.first().map_or("", String::as_str));
     let client = Client::new(&args.http.in_tenancy(&args.tenancy))?;
-    let querying = |error: String| format!("Error querying Consul agent: {error}");
+    let querying = |error: ClientError| format!("Error querying Consul agent: {error}");
     let reply = client.get(&kv_path(prefix), &[("recurse", "")]).map_err(querying)?;
     let pairs = if reply.status == 404 { Vec::new() } else { reply.json::<Vec<Pair>>().map_err(querying)? };
     let entries: Vec<ExportEntry> = pairs

@@ -122,6 +122,35 @@ impl HttpArgs {
     }
 }
 
+/// Why a request to the agent failed, in the words of Consul's Go client (`api.Client`).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ClientError {
+    /// No client could be made from the flags and the environment.
+    #[error("{0}")]
+    Setup(String),
+    /// The request got no answer: Go's `Get "url": dial tcp ...: connection refused`.
+    #[error("{0}")]
+    Transport(String),
+    /// The agent answered with a status other than 200.
+    #[error("Unexpected response code: {status} ({body})")]
+    Status {
+        /// The status.
+        status: u16,
+        /// The body, trailing whitespace trimmed.
+        body: String,
+    },
+    /// The answer was not the JSON expected.
+    #[error("decoding the agent's answer: {0}")]
+    Decode(#[source] serde_json::Error),
+}
+
+/// A command's error is the line it prints: the client's, as is.
+impl From<ClientError> for String {
+    fn from(error: ClientError) -> String {
+        error.to_string()
+    }
+}
+
 /// A blocking client of one agent's HTTP API.
 pub(crate) struct Client {
     /// `http://host:port`, no trailing slash.
@@ -146,22 +175,19 @@ pub(crate) struct Reply {
 
 impl Reply {
     /// The body of a 200, or the error Consul's Go client makes of anything else.
-    pub(crate) fn ok(self) -> Result<Vec<u8>, String> {
+    pub(crate) fn ok(self) -> Result<Vec<u8>, ClientError> {
         if self.status == 200 {
             Ok(self.body)
         } else {
-            Err(format!(
-                "Unexpected response code: {} ({})",
-                self.status,
-                String::from_utf8_lossy(&self.body).trim_end()
-            ))
+            let body = String::from_utf8_lossy(&self.body).trim_end().to_owned();
+            Err(ClientError::Status { status: self.status, body })
         }
     }
 
     /// The body of a 200 as JSON of type `T`.
-    pub(crate) fn json<T: serde::de::DeserializeOwned>(self) -> Result<T, String> {
+    pub(crate) fn json<T: serde::de::DeserializeOwned>(self) -> Result<T, ClientError> {
         let body = self.ok()?;
-        serde_json::from_slice(&body).map_err(|error| format!("decoding the agent's answer: {error}"))
+        serde_json::from_slice(&body).map_err(ClientError::Decode)
     }
 }
 
@@ -177,7 +203,7 @@ impl Client {
 
     /// The same, the reason bare (as Consul's `api.NewClient` says it), for the commands that
     /// word it their own way.
-    pub(crate) fn build(args: &HttpArgs) -> Result<Client, String> {
+    pub(crate) fn build(args: &HttpArgs) -> Result<Client, ClientError> {
         let flags = &args.client;
         // Consul's `api.DefaultConfig` reads the environment; a flag given wins, even empty.
         let setting = |flag: &Option<String>, name: &str| {
@@ -191,25 +217,26 @@ impl Client {
             key_file: setting(&flags.client_key, "CONSUL_CLIENT_KEY").unwrap_or_default(),
         };
         // `NewHttpClient` sets TLS up whatever the scheme: its refusals come first.
-        tls.check()?;
-        let mut base = base_url(addr.as_deref().unwrap_or(HTTP_ADDR_DEFAULT))?;
+        tls.check().map_err(ClientError::Setup)?;
+        let mut base = base_url(addr.as_deref().unwrap_or(HTTP_ADDR_DEFAULT)).map_err(ClientError::Setup)?;
         if env_bool("CONSUL_HTTP_SSL") == Some(true) {
             base = base.replacen("http://", "https://", 1);
         }
         // Read for its warning; it only matters to TLS, which is refused below.
         let _ = env_bool("CONSUL_HTTP_SSL_VERIFY");
         if base.starts_with("https://") {
-            return Err(format!(
+            return Err(ClientError::Setup(format!(
                 "{base}: muster's CLI does not speak HTTPS yet (its HTTP client is built without \
                  TLS); give the agent's plain-HTTP address (http://host:port)"
-            ));
+            )));
         }
         let mut token = setting(&flags.token, "CONSUL_HTTP_TOKEN").filter(|token| !token.is_empty());
         // A token file wins over -token whenever it holds one (Consul's `NewClient`).
         let token_file = setting(&flags.token_file, "CONSUL_HTTP_TOKEN_FILE").unwrap_or_default();
         if !token_file.is_empty() {
-            let text = std::fs::read_to_string(&token_file)
-                .map_err(|error| format!("Error loading token file: {}", go_io(&error, &token_file)))?;
+            let text = std::fs::read_to_string(&token_file).map_err(|error| {
+                ClientError::Setup(format!("Error loading token file: {}", go_io(&error, &token_file)))
+            })?;
             if !text.trim().is_empty() {
                 token = Some(text.trim().to_owned());
             }
@@ -227,7 +254,7 @@ impl Client {
         })
     }
 
-    pub(crate) fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<Reply, String> {
+    pub(crate) fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<Reply, ClientError> {
         self.call("GET", path, query, None)
     }
 
@@ -238,7 +265,7 @@ impl Client {
         path: &str,
         query: &[(&str, &str)],
         mut received: impl FnMut(u64),
-    ) -> Result<Reply, String> {
+    ) -> Result<Reply, ClientError> {
         use std::io::Read;
         let url = self.url("GET", path, query);
         let go_error = |error: ureq::Error| go_transport_error("GET", &url, &error);
@@ -258,23 +285,23 @@ impl Client {
         }
     }
 
-    pub(crate) fn put(&self, path: &str, query: &[(&str, &str)], body: &[u8]) -> Result<Reply, String> {
+    pub(crate) fn put(&self, path: &str, query: &[(&str, &str)], body: &[u8]) -> Result<Reply, ClientError> {
         self.call("PUT", path, query, Some(body))
     }
 
-    pub(crate) fn post(&self, path: &str, query: &[(&str, &str)]) -> Result<Reply, String> {
+    pub(crate) fn post(&self, path: &str, query: &[(&str, &str)]) -> Result<Reply, ClientError> {
         self.call("POST", path, query, Some(&[]))
     }
 
-    pub(crate) fn delete(&self, path: &str, query: &[(&str, &str)]) -> Result<Reply, String> {
+    pub(crate) fn delete(&self, path: &str, query: &[(&str, &str)]) -> Result<Reply, ClientError> {
         self.call("DELETE", path, query, None)
     }
 
-    pub(crate) fn post_body(&self, path: &str, body: &[u8]) -> Result<Reply, String> {
+    pub(crate) fn post_body(&self, path: &str, body: &[u8]) -> Result<Reply, ClientError> {
         self.call("POST", path, &[], Some(body))
     }
 
-    pub(crate) fn delete_body(&self, path: &str, body: &[u8]) -> Result<Reply, String> {
+    pub(crate) fn delete_body(&self, path: &str, body: &[u8]) -> Result<Reply, ClientError> {
         self.call("DELETE", path, &[], Some(body))
     }
 
@@ -312,7 +339,7 @@ impl Client {
         &self,
         path: &str,
         query: &[(&str, &str)],
-    ) -> Result<(u16, impl std::io::Read), String> {
+    ) -> Result<(u16, impl std::io::Read), ClientError> {
         let url = self.url("GET", path, query);
         let response = with_token(self.agent.get(&url), self.token.as_deref())
             .call()
@@ -328,7 +355,7 @@ impl Client {
         path: &str,
         query: &[(&str, &str)],
         limit: std::time::Duration,
-    ) -> Result<(u16, impl std::io::Read), String> {
+    ) -> Result<(u16, impl std::io::Read), ClientError> {
         let url = self.url("GET", path, query);
         let response = with_token(self.agent.get(&url), self.token.as_deref())
             .config()
@@ -348,7 +375,7 @@ impl Client {
         path: &str,
         query: &[(&str, &str)],
         body: Option<&[u8]>,
-    ) -> Result<Reply, String> {
+    ) -> Result<Reply, ClientError> {
         let url = self.url(method, path, query);
         let go_error = |error: ureq::Error| go_transport_error(method, &url, &error);
         let mut response = {
@@ -480,7 +507,7 @@ fn escape_path(path: &str) -> String {
 /// A transport failure as Go's `net/http` words it, which Consul's messages embed:
 /// `Get "http://127.0.0.1:8500/v1/agent/members": dial tcp 127.0.0.1:8500: connect: connection
 /// refused`.
-fn go_transport_error(method: &str, url: &str, error: &ureq::Error) -> String {
+fn go_transport_error(method: &str, url: &str, error: &ureq::Error) -> ClientError {
     let verb = match method {
         "GET" => "Get",
         "PUT" => "Put",
@@ -499,7 +526,7 @@ fn go_transport_error(method: &str, url: &str, error: &ureq::Error) -> String {
         }
         other => other.to_string(),
     };
-    format!("{verb} \"{url}\": {reason}")
+    ClientError::Transport(format!("{verb} \"{url}\": {reason}"))
 }
 
 /// Rows aligned as Consul's `columnize.SimpleFormat` aligns them: fields split on `\x1f`, each
@@ -711,7 +738,7 @@ mod tests {
     fn a_refused_connection_reads_as_gos() {
         let refused = ureq::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
         assert_eq!(
-            go_transport_error("GET", "http://127.0.0.1:8500/v1/agent/members", &refused),
+            go_transport_error("GET", "http://127.0.0.1:8500/v1/agent/members", &refused).to_string(),
             "Get \"http://127.0.0.1:8500/v1/agent/members\": dial tcp 127.0.0.1:8500: connect: connection refused"
         );
     }
@@ -719,6 +746,6 @@ mod tests {
     #[test]
     fn unexpected_statuses_read_as_consuls_client_says_them() {
         let reply = Reply { status: 500, body: b"Invalid node\n".to_vec(), index: None };
-        assert_eq!(reply.ok().unwrap_err(), "Unexpected response code: 500 (Invalid node)");
+        assert_eq!(reply.ok().unwrap_err().to_string(), "Unexpected response code: 500 (Invalid node)");
     }
 }

@@ -135,7 +135,7 @@ pub(crate) fn watch(args: &WatchArgs) -> Outcome {
             query.push(("index", &index_text));
             query.push(("wait", WATCH_WAIT));
         }
-        let answer = client.get(&path, &query).and_then(|reply| view(args, reply));
+        let answer = client.get(&path, &query).map_err(String::from).and_then(|reply| view(args, reply));
         let (new_index, data) = match answer {
             Ok(answer) => answer,
             // The agent cannot be reached at all: say so now rather than wait for ever.
