@@ -402,7 +402,7 @@ async fn services(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Respo
                     })
                     .collect();
                 let kept = match &filter {
-                    Some(filter) => filter.apply(instances).map_err(HttpError::bad_request),
+                    Some(filter) => filter.apply(instances).map_err(HttpError::from),
                     None => Ok(instances),
                 };
                 (index, kept.map(services_tags_by_name))

@@ -72,12 +72,63 @@ enum Token {
     Index(String),
 }
 
-/// Why a filter is refused (Consul answers 400 with this prefix).
-pub fn error(reason: impl std::fmt::Display) -> String {
-    format!("Failed to create boolean expression evaluator: {reason}")
+/// Why a filter is refused: Consul answers 400 with this text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("Failed to create boolean expression evaluator: {0}")]
+pub struct FilterError(Reason);
+
+/// What is wrong with an expression, or with a selector for the data it filters.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum Reason {
+    /// A character no token starts with, or `=`/`!` without `=`, at a byte offset.
+    #[error("unexpected {found:?} at {at}")]
+    UnexpectedChar { found: char, at: usize },
+    /// A quoted string with no closing quote.
+    #[error("unterminated string starting at {at}")]
+    UnterminatedString { at: usize },
+    /// `[` not followed by a quoted key.
+    #[error("expected a quoted key after '[' at {at}")]
+    IndexNotQuoted { at: usize },
+    /// `["key` with no closing quote.
+    #[error("unterminated index at {at}")]
+    UnterminatedIndex { at: usize },
+    /// `["key"` with no `]`.
+    #[error("expected ']' after the index at {at}")]
+    IndexNotClosed { at: usize },
+    /// More than [`NESTING_MAX`] levels of `not` and parentheses.
+    #[error("expression nested deeper than {NESTING_MAX} levels")]
+    TooDeep,
+    /// A keyword or token the grammar needs at this point is missing.
+    #[error("expected {0}")]
+    Missing(&'static str),
+    /// Something else stands where the grammar wants `wanted`.
+    #[error("expected {wanted}, found {found}")]
+    Expected { wanted: &'static str, found: String },
+    /// Tokens left after a whole expression.
+    #[error("unexpected {0}")]
+    Trailing(String),
+    /// A `matches` pattern that is not a regular expression.
+    #[error("{0}")]
+    Regex(String),
+    /// A selector naming a field the data does not have.
+    #[error("Selector {0:?} is not valid")]
+    UnknownSelector(String),
 }
 
-fn tokenize(text: &str) -> Result<Vec<Token>, String> {
+impl Reason {
+    /// `wanted` was expected where `found` (a token, or the end) stands.
+    fn expected(wanted: &'static str, found: Option<Token>) -> Reason {
+        Reason::Expected { wanted, found: format!("{found:?}") }
+    }
+}
+
+impl From<FilterError> for super::HttpError {
+    fn from(error: FilterError) -> super::HttpError {
+        super::HttpError::bad_request(error.to_string())
+    }
+}
+
+fn tokenize(text: &str) -> Result<Vec<Token>, Reason> {
     let mut tokens = Vec::new();
     let mut chars = text.char_indices().peekable();
     while let Some(&(at, c)) = chars.peek() {
@@ -96,7 +147,7 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
             '=' | '!' => {
                 chars.next();
                 if chars.next().map(|(_, c)| c) != Some('=') {
-                    return Err(format!("unexpected {c:?} at {at}"));
+                    return Err(Reason::UnexpectedChar { found: c, at });
                 }
                 tokens.push(if c == '=' { Token::Equal } else { Token::NotEqual });
             }
@@ -105,10 +156,10 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
                 let mut out = String::new();
                 loop {
                     match chars.next() {
-                        None => return Err(format!("unterminated string starting at {at}")),
+                        None => return Err(Reason::UnterminatedString { at }),
                         Some((_, '\\')) if c == '"' => match chars.next() {
                             Some((_, escaped)) => out.push(escaped),
-                            None => return Err(format!("unterminated string starting at {at}")),
+                            None => return Err(Reason::UnterminatedString { at }),
                         },
                         Some((_, end)) if end == c => break,
                         Some((_, other)) => out.push(other),
@@ -119,18 +170,18 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
             '[' => {
                 chars.next();
                 let Some((_, quote @ ('"' | '`'))) = chars.next() else {
-                    return Err(format!("expected a quoted key after '[' at {at}"));
+                    return Err(Reason::IndexNotQuoted { at });
                 };
                 let mut key = String::new();
                 loop {
                     match chars.next() {
-                        None => return Err(format!("unterminated index at {at}")),
+                        None => return Err(Reason::UnterminatedIndex { at }),
                         Some((_, end)) if end == quote => break,
                         Some((_, other)) => key.push(other),
                     }
                 }
                 if chars.next().map(|(_, c)| c) != Some(']') {
-                    return Err(format!("expected ']' after the index at {at}"));
+                    return Err(Reason::IndexNotClosed { at });
                 }
                 tokens.push(Token::Index(key));
             }
@@ -154,7 +205,7 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
                 }
                 tokens.push(Token::Word(word));
             }
-            other => return Err(format!("unexpected {other:?} at {at}")),
+            other => return Err(Reason::UnexpectedChar { found: other, at }),
         }
     }
     Ok(tokens)
@@ -182,7 +233,7 @@ impl Parser {
         token
     }
 
-    fn or(&mut self) -> Result<Expr, String> {
+    fn or(&mut self) -> Result<Expr, Reason> {
         let mut terms = vec![self.and()?];
         while self.keyword("or") {
             self.at += 1;
@@ -191,7 +242,7 @@ impl Parser {
         Ok(if terms.len() == 1 { terms.pop().expect("one term") } else { Expr::Or(terms) })
     }
 
-    fn and(&mut self) -> Result<Expr, String> {
+    fn and(&mut self) -> Result<Expr, Reason> {
         let mut terms = vec![self.unary()?];
         while self.keyword("and") {
             self.at += 1;
@@ -200,13 +251,13 @@ impl Parser {
         Ok(if terms.len() == 1 { terms.pop().expect("one term") } else { Expr::And(terms) })
     }
 
-    fn unary(&mut self) -> Result<Expr, String> {
+    fn unary(&mut self) -> Result<Expr, Reason> {
         if !self.keyword("not") && self.peek() != Some(&Token::Open) {
             return self.matcher();
         }
         // Each level recurses: bound them, or a long enough `((((…` overflows the stack.
         if self.depth == NESTING_MAX {
-            return Err(format!("expression nested deeper than {NESTING_MAX} levels"));
+            return Err(Reason::TooDeep);
         }
         self.depth += 1;
         let nested = self.unary_nested();
@@ -215,7 +266,7 @@ impl Parser {
     }
 
     /// `not X` or `(X)`, one level deeper.
-    fn unary_nested(&mut self) -> Result<Expr, String> {
+    fn unary_nested(&mut self) -> Result<Expr, Reason> {
         if self.keyword("not") {
             self.at += 1;
             return Ok(Expr::Not(Box::new(self.unary()?)));
@@ -223,12 +274,12 @@ impl Parser {
         assert_eq!(self.next(), Some(Token::Open), "unary_nested starts at 'not' or '('");
         let inner = self.or()?;
         if self.next() != Some(Token::Close) {
-            return Err("expected ')'".into());
+            return Err(Reason::Missing("')'"));
         }
         Ok(inner)
     }
 
-    fn matcher(&mut self) -> Result<Expr, String> {
+    fn matcher(&mut self) -> Result<Expr, Reason> {
         // `value [not] in selector` starts with a literal; everything else with a selector.
         let word = |offset: usize, wanted: &str| matches!(self.tokens.get(self.at + offset), Some(Token::Word(w)) if w == wanted);
         let starts_with_value = match self.peek() {
@@ -245,7 +296,7 @@ impl Parser {
                 self.at += 1;
             }
             if !self.keyword("in") {
-                return Err("expected 'in' after a value".into());
+                return Err(Reason::Missing("'in' after a value"));
             }
             self.at += 1;
             let selector = self.selector()?;
@@ -260,7 +311,7 @@ impl Parser {
             Some(Token::Word(w)) if w == "not" => match self.next() {
                 Some(Token::Word(w)) if w == "contains" => (Test::Contains(self.literal()?), true),
                 Some(Token::Word(w)) if w == "matches" => (Test::Matches(self.regex()?), true),
-                _ => return Err("expected 'contains' or 'matches' after 'not'".into()),
+                _ => return Err(Reason::Missing("'contains' or 'matches' after 'not'")),
             },
             Some(Token::Word(w)) if w == "is" => {
                 let negated = self.keyword("not");
@@ -268,20 +319,20 @@ impl Parser {
                     self.at += 1;
                 }
                 if !self.keyword("empty") {
-                    return Err("expected 'empty' after 'is'".into());
+                    return Err(Reason::Missing("'empty' after 'is'"));
                 }
                 self.at += 1;
                 (Test::Empty, negated)
             }
-            other => return Err(format!("expected an operator, found {other:?}")),
+            other => return Err(Reason::expected("an operator", other)),
         };
         Ok(Expr::Match { selector, test, negated })
     }
 
-    fn selector(&mut self) -> Result<Vec<String>, String> {
+    fn selector(&mut self) -> Result<Vec<String>, Reason> {
         let mut path = match self.next() {
             Some(Token::Word(name)) => vec![name],
-            other => return Err(format!("expected a selector, found {other:?}")),
+            other => return Err(Reason::expected("a selector", other)),
         };
         loop {
             match self.peek() {
@@ -289,7 +340,7 @@ impl Parser {
                     self.at += 1;
                     match self.next() {
                         Some(Token::Word(name)) => path.push(name),
-                        other => return Err(format!("expected a name after '.', found {other:?}")),
+                        other => return Err(Reason::expected("a name after '.'", other)),
                     }
                 }
                 Some(Token::Index(key)) => {
@@ -301,7 +352,7 @@ impl Parser {
         }
     }
 
-    fn literal(&mut self) -> Result<Literal, String> {
+    fn literal(&mut self) -> Result<Literal, Reason> {
         match self.next() {
             Some(Token::Text(text)) => Ok(Literal::Text(text)),
             Some(Token::Word(w)) if w == "true" => Ok(Literal::Bool(true)),
@@ -311,44 +362,44 @@ impl Parser {
                 // go-bexpr takes a bare word as a string value.
                 Err(_) => Ok(Literal::Text(w)),
             },
-            other => Err(format!("expected a value, found {other:?}")),
+            other => Err(Reason::expected("a value", other)),
         }
     }
 
-    fn regex(&mut self) -> Result<Regex, String> {
+    fn regex(&mut self) -> Result<Regex, Reason> {
         match self.literal()? {
-            Literal::Text(pattern) => Regex::new(&pattern).map_err(|e| e.to_string()),
-            other => Err(format!("expected a regular expression, found {other:?}")),
+            Literal::Text(pattern) => Regex::new(&pattern).map_err(|e| Reason::Regex(e.to_string())),
+            other => Err(Reason::Expected { wanted: "a regular expression", found: format!("{other:?}") }),
         }
     }
 }
 
 impl Filter {
     /// Parses an expression.
-    pub fn parse(text: &str) -> Result<Filter, String> {
-        let tokens = tokenize(text).map_err(error)?;
+    pub fn parse(text: &str) -> Result<Filter, FilterError> {
+        let tokens = tokenize(text).map_err(FilterError)?;
         let mut parser = Parser { tokens, at: 0, depth: 0 };
-        let root = parser.or().map_err(error)?;
+        let root = parser.or().map_err(FilterError)?;
         if parser.at < parser.tokens.len() {
-            return Err(error(format!("unexpected {:?}", parser.tokens[parser.at])));
+            return Err(FilterError(Reason::Trailing(format!("{:?}", parser.tokens[parser.at]))));
         }
         Ok(Filter { root })
     }
 
     /// Parses `?filter`, if the query has one (a bad one is Consul's 400).
     pub fn from_query(query: &super::Query) -> Result<Option<Filter>, super::HttpError> {
-        query.get("filter").map(Filter::parse).transpose().map_err(super::HttpError::bad_request)
+        Ok(query.get("filter").map(Filter::parse).transpose()?)
     }
 
     /// Filters an answer: the elements of a list, or the values of a map (the agent's services
     /// and checks); anything else is left as it is.
     pub fn apply_to(&self, answer: Value) -> Result<Value, super::HttpError> {
         match answer {
-            Value::Array(items) => self.apply(items).map(Value::Array).map_err(super::HttpError::bad_request),
+            Value::Array(items) => Ok(Value::Array(self.apply(items)?)),
             Value::Object(map) => {
                 let (keys, values): (Vec<String>, Vec<Value>) = map.into_iter().unzip();
                 let Some(first) = values.first() else { return Ok(Value::Object(serde_json::Map::new())) };
-                self.root.check_selectors(first).map_err(error).map_err(super::HttpError::bad_request)?;
+                self.root.check_selectors(first).map_err(FilterError)?;
                 let kept = keys.into_iter().zip(values).filter(|(_, v)| self.root.holds(v)).collect();
                 Ok(Value::Object(kept))
             }
@@ -358,16 +409,16 @@ impl Filter {
 
     /// Keeps the elements of `items` the expression holds for; a selector naming a field the
     /// first element lacks is an error.
-    pub fn apply(&self, items: Vec<Value>) -> Result<Vec<Value>, String> {
+    pub fn apply(&self, items: Vec<Value>) -> Result<Vec<Value>, FilterError> {
         if let Some(first) = items.first() {
-            self.root.check_selectors(first).map_err(error)?;
+            self.root.check_selectors(first).map_err(FilterError)?;
         }
         Ok(items.into_iter().filter(|item| self.root.holds(item)).collect())
     }
 }
 
 impl Expr {
-    fn check_selectors(&self, sample: &Value) -> Result<(), String> {
+    fn check_selectors(&self, sample: &Value) -> Result<(), Reason> {
         match self {
             Expr::Or(terms) | Expr::And(terms) => {
                 terms.iter().try_for_each(|term| term.check_selectors(sample))
@@ -375,7 +426,7 @@ impl Expr {
             Expr::Not(inner) => inner.check_selectors(sample),
             Expr::Match { selector, .. } => match sample {
                 Value::Object(fields) if !fields.contains_key(&selector[0]) => {
-                    Err(format!("Selector {:?} is not valid", selector.join(".")))
+                    Err(Reason::UnknownSelector(selector.join(".")))
                 }
                 _ => Ok(()),
             },
@@ -512,7 +563,7 @@ mod tests {
             "\"a\" Node",
             "Node.Node matches \"(\"",
         ] {
-            let refused = Filter::parse(bad).unwrap_err();
+            let refused = Filter::parse(bad).unwrap_err().to_string();
             assert!(
                 refused.starts_with("Failed to create boolean expression evaluator: "),
                 "{bad}: {refused}"
@@ -520,7 +571,7 @@ mod tests {
         }
         let filter = Filter::parse(r#"Servcie.Port == 80"#).unwrap();
         assert_eq!(
-            filter.apply(instances()).unwrap_err(),
+            filter.apply(instances()).unwrap_err().to_string(),
             "Failed to create boolean expression evaluator: Selector \"Servcie.Port\" is not valid"
         );
     }
@@ -532,7 +583,7 @@ mod tests {
     fn deep_nesting_is_refused_and_long_chains_do_not_recurse() {
         let deep = format!("{}Node.Node == \"a\"{}", "(".repeat(100_000), ")".repeat(100_000));
         assert_eq!(
-            Filter::parse(&deep).unwrap_err(),
+            Filter::parse(&deep).unwrap_err().to_string(),
             "Failed to create boolean expression evaluator: expression nested deeper than 64 levels"
         );
         assert!(Filter::parse(&format!("{}Node.Node == \"a\"", "not ".repeat(100_000))).is_err());
