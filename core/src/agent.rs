@@ -479,7 +479,7 @@ fn row_of_check(check: &Check) -> Check {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fsm::{Fsm, Response};
+    use crate::fsm::{CheckKind, Fsm, Response};
 
     fn node() -> Node {
         Node {
@@ -506,7 +506,7 @@ mod tests {
             check_id: id.into(),
             name: id.into(),
             service_id: service_id.into(),
-            kind: "ttl".into(),
+            kind: CheckKind::Ttl,
             ..Check::default()
         }
     }

@@ -22,7 +22,7 @@
 use libfuzzer_sys::fuzz_target;
 use muster_core::agent::LocalState;
 use muster_core::fsm::{
-    Check, Command, Fsm, KvSet, Node, Register, Response, Service, Txn, TxnOp, TXN_OPS_MAX,
+    Check, CheckKind, Command, Fsm, KvSet, Node, Register, Response, Service, Txn, TxnOp, TXN_OPS_MAX,
 };
 use serde_json::{Map, Value};
 
@@ -105,7 +105,7 @@ fn check(object: &Object, respelled: Option<&Object>) {
         Ok(check) => check,
         Err(refusal) => return refused(&refusal),
     };
-    assert!(!check.check_id.is_empty() && !check.kind.is_empty(), "{check:?}");
+    assert!(!check.check_id.is_empty() && check.kind != CheckKind::Unset, "{check:?}");
     round_trip(&check);
     let mut state = LocalState::new(node());
     let before = state.clone();
@@ -217,7 +217,7 @@ fn unchanged(fsm: &Fsm, before: &Fsm) {
 
 fn well_formed(check: &Check) {
     assert!(!check.check_id.is_empty() && !check.name.is_empty(), "{check:?}");
-    assert!(!check.kind.is_empty(), "{check:?}");
+    assert!(check.kind != CheckKind::Unset, "{check:?}");
 }
 
 fn refused(refusal: &Refusal) {

@@ -148,7 +148,7 @@ fn read_rows<T: serde::de::DeserializeOwned>(dir: &Path) -> std::io::Result<Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use muster_core::fsm::Health;
+    use muster_core::fsm::{CheckKind, Health};
 
     fn node() -> Node {
         Node { node: "n1".into(), address: "127.0.0.1".into(), ..Node::default() }
@@ -163,7 +163,7 @@ mod tests {
         let check = Check {
             check_id: "web-ttl".into(),
             service_id: "web/1".into(),
-            kind: "ttl".into(),
+            kind: CheckKind::Ttl,
             status: Health::Passing,
             ..Check::default()
         };

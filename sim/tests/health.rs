@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use muster_core::fsm::CheckKind;
 use muster_core::fsm::{Check, CheckDefinition, Command, Fsm, Health, Node, Register, Service};
 use muster_core::health::{DEREGISTER_AFTER_MIN, REAP_INTERVAL};
 use muster_core::reconcile::{reconcile, GossipMember};
@@ -43,7 +44,7 @@ fn run_check(id: &str, interval: Duration, thresholds: (u32, u32, u32)) -> Check
     Check {
         check_id: id.into(),
         name: id.into(),
-        kind: "script".into(),
+        kind: CheckKind::Script,
         status: Health::Critical,
         definition: CheckDefinition {
             interval_ns: interval.as_nanos() as u64,
@@ -141,7 +142,7 @@ fn ttl_checks_expire_exactly_one_ttl_after_their_last_update() {
         let check = Check {
             check_id: "service:web".into(),
             name: "web heartbeat".into(),
-            kind: "ttl".into(),
+            kind: CheckKind::Ttl,
             status: Health::Critical,
             definition: CheckDefinition { ttl_ns: ttl.as_nanos() as u64, ..CheckDefinition::default() },
             ..Check::default()

@@ -219,6 +219,100 @@ pub struct CheckDefinition {
     pub h2ping_use_tls: bool,
 }
 
+/// A check's type, Consul's `Type`: how the agent that owns it runs it. Stored and sent as
+/// Consul's string, so the catalog keeps whatever type a client registers, known or not.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum CheckKind {
+    /// No type: the gossip pool's `serfHealth`, and checks registered through the catalog
+    /// without one.
+    #[default]
+    Unset,
+    /// Passing while its owner reports within the TTL (`ttl`).
+    Ttl,
+    /// An HTTP request's status (`http`).
+    Http,
+    /// A TCP connection (`tcp`).
+    Tcp,
+    /// A UDP datagram answered (`udp`).
+    Udp,
+    /// A script's exit code (`script`).
+    Script,
+    /// The gRPC health protocol (`grpc`).
+    Grpc,
+    /// An HTTP/2 PING (`h2ping`).
+    H2ping,
+    /// Another check's or service's health (`alias`).
+    Alias,
+    /// A command inside a container (`docker`).
+    Docker,
+    /// An operating-system service's state (`os_service`).
+    OsService,
+    /// A node or service put into maintenance (`maintenance`).
+    Maintenance,
+    /// A type muster does not know, kept as given.
+    Other(String),
+}
+
+impl CheckKind {
+    /// Consul's name for it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            CheckKind::Unset => "",
+            CheckKind::Ttl => "ttl",
+            CheckKind::Http => "http",
+            CheckKind::Tcp => "tcp",
+            CheckKind::Udp => "udp",
+            CheckKind::Script => "script",
+            CheckKind::Grpc => "grpc",
+            CheckKind::H2ping => "h2ping",
+            CheckKind::Alias => "alias",
+            CheckKind::Docker => "docker",
+            CheckKind::OsService => "os_service",
+            CheckKind::Maintenance => "maintenance",
+            CheckKind::Other(other) => other,
+        }
+    }
+}
+
+impl From<&str> for CheckKind {
+    fn from(name: &str) -> CheckKind {
+        match name {
+            "" => CheckKind::Unset,
+            "ttl" => CheckKind::Ttl,
+            "http" => CheckKind::Http,
+            "tcp" => CheckKind::Tcp,
+            "udp" => CheckKind::Udp,
+            "script" => CheckKind::Script,
+            "grpc" => CheckKind::Grpc,
+            "h2ping" => CheckKind::H2ping,
+            "alias" => CheckKind::Alias,
+            "docker" => CheckKind::Docker,
+            "os_service" => CheckKind::OsService,
+            "maintenance" => CheckKind::Maintenance,
+            other => CheckKind::Other(other.to_owned()),
+        }
+    }
+}
+
+impl From<String> for CheckKind {
+    fn from(name: String) -> CheckKind {
+        CheckKind::from(name.as_str())
+    }
+}
+
+impl From<CheckKind> for String {
+    fn from(kind: CheckKind) -> String {
+        kind.as_str().to_owned()
+    }
+}
+
+impl std::fmt::Display for CheckKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A health check, as Consul's `HealthCheck`: node-level when `service_id` is empty.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Check {
@@ -240,8 +334,8 @@ pub struct Check {
     pub service_name: String,
     /// That service's tags (filled in by the catalog).
     pub service_tags: Vec<String>,
-    /// `http`, `tcp`, `ttl`, `script`, ... (Consul's `Type`).
-    pub kind: String,
+    /// How it runs (Consul's `Type`).
+    pub kind: CheckKind,
     /// How it runs.
     pub definition: CheckDefinition,
     /// The index that created it.
@@ -927,5 +1021,41 @@ pub fn parse_uuid(text: &str) -> Result<(), &'static str> {
         Ok(())
     } else {
         Err("uuid is improperly formatted")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A check's type travels as Consul's string: every name, known or not, comes back as it
+    /// went, and the stored bytes are those of the string, so logs and snapshots written
+    /// before the type was an enum still decode.
+    #[test]
+    fn check_kinds_travel_as_consuls_strings() {
+        let names = [
+            "",
+            "ttl",
+            "http",
+            "tcp",
+            "udp",
+            "script",
+            "grpc",
+            "h2ping",
+            "alias",
+            "docker",
+            "os_service",
+            "maintenance",
+            "something-new",
+        ];
+        for name in names {
+            let kind = CheckKind::from(name);
+            assert_eq!(kind.as_str(), name);
+            let stored = postcard::to_allocvec(&kind).unwrap();
+            assert_eq!(stored, postcard::to_allocvec(&name.to_owned()).unwrap(), "{name}");
+            assert_eq!(postcard::from_bytes::<CheckKind>(&stored).unwrap(), kind);
+        }
+        assert_eq!(CheckKind::from("ttl"), CheckKind::Ttl);
+        assert_eq!(CheckKind::from("Ttl"), CheckKind::Other("Ttl".into()), "Consul's types are lower case");
     }
 }

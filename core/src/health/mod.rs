@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use crate::fsm::{Check, Health};
+use crate::fsm::{Check, CheckKind, Health};
 use crate::{Instant, Rng};
 
 /// The shortest interval a check runs at; shorter ones are raised to it (Consul's
@@ -72,7 +72,7 @@ pub fn alias_status<'a>(
     let mut service_found = false;
     for check in checks {
         let matches = check.service_id == service;
-        let node_level_alias = check.service_id.is_empty() && check.kind == "alias";
+        let node_level_alias = check.service_id.is_empty() && check.kind == CheckKind::Alias;
         if (!check.service_id.is_empty() && !matches) || node_level_alias {
             continue;
         }
@@ -395,7 +395,7 @@ mod tests {
         );
         // Node-level aliases do not feed each other.
         let aliases = [
-            Check { kind: "alias".into(), ..check("other-alias", "", Health::Critical) },
+            Check { kind: CheckKind::Alias, ..check("other-alias", "", Health::Critical) },
             check("web-up", "web", Health::Passing),
         ];
         assert_eq!(alias_status(&aliases, "n1", "web", true).0, Health::Passing);

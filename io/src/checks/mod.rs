@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
+use muster_core::fsm::CheckKind;
 use muster_core::fsm::{Check, Health};
 use muster_core::health::{capped_output, SCRIPT_TIMEOUT_DEFAULT, TIMEOUT_DEFAULT};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
@@ -36,14 +37,21 @@ impl Outcome {
 /// The checks the agent runs on an interval (TTL checks are updated from outside; alias checks
 /// follow the checks they mirror).
 pub fn is_runnable(check: &Check) -> bool {
-    matches!(check.kind.as_str(), "script" | "http" | "tcp" | "udp" | "grpc" | "h2ping")
-        && check.definition.interval_ns > 0
+    matches!(
+        check.kind,
+        CheckKind::Script
+            | CheckKind::Http
+            | CheckKind::Tcp
+            | CheckKind::Udp
+            | CheckKind::Grpc
+            | CheckKind::H2ping
+    ) && check.definition.interval_ns > 0
 }
 
 /// How long one run of `check` may take: its `Timeout`, else Consul's default for its kind.
 pub fn timeout_of(check: &Check) -> Duration {
     match check.definition.timeout_ns {
-        0 if check.kind == "script" => SCRIPT_TIMEOUT_DEFAULT,
+        0 if check.kind == CheckKind::Script => SCRIPT_TIMEOUT_DEFAULT,
         0 => TIMEOUT_DEFAULT,
         ns => Duration::from_nanos(ns),
     }
@@ -52,12 +60,12 @@ pub fn timeout_of(check: &Check) -> Duration {
 /// Runs `check` once, within `timeout`.
 pub async fn execute(check: &Check, timeout: Duration) -> Outcome {
     let definition = &check.definition;
-    match check.kind.as_str() {
-        "script" => script(&definition.args, timeout).await,
-        "http" => http(check, timeout).await,
-        "tcp" => tcp(check, timeout).await,
-        "udp" => udp(&definition.udp, timeout).await,
-        "grpc" => {
+    match &check.kind {
+        CheckKind::Script => script(&definition.args, timeout).await,
+        CheckKind::Http => http(check, timeout).await,
+        CheckKind::Tcp => tcp(check, timeout).await,
+        CheckKind::Udp => udp(&definition.udp, timeout).await,
+        CheckKind::Grpc => {
             within(timeout, h2::grpc(check), || {
                 format!(
                     "rpc error: code = DeadlineExceeded desc = context deadline exceeded ({})",
@@ -66,13 +74,16 @@ pub async fn execute(check: &Check, timeout: Duration) -> Outcome {
             })
             .await
         }
-        "h2ping" => {
+        CheckKind::H2ping => {
             within(timeout, h2::h2ping(check), || {
                 format!("HTTP2 ping failed: context deadline exceeded ({})", go_duration(timeout))
             })
             .await
         }
-        other => Outcome::new(Health::Critical, format!("check type {other:?} is not run by this agent")),
+        other => Outcome::new(
+            Health::Critical,
+            format!("check type {:?} is not run by this agent", other.as_str()),
+        ),
     }
 }
 

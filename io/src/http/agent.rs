@@ -18,6 +18,7 @@ use axum::routing::{get, put};
 use axum::Router;
 use muster_core::agent::{LocalError, LocalState, Row};
 use muster_core::deadlines::Deadlines;
+use muster_core::fsm::CheckKind;
 use muster_core::fsm::{Check, Health, Service};
 use muster_core::health::ttl_expired_output;
 use serde_json::{json as value, Map, Value};
@@ -36,7 +37,7 @@ pub type CheckTtl = Clocked<Deadlines>;
 /// Restarts the timer of each TTL check among `checks`.
 fn reset_timers(api: &Api, checks: &[Check]) {
     api.check_ttl.update(|timers, now| {
-        for check in checks.iter().filter(|c| c.kind == "ttl" && c.definition.ttl_ns > 0) {
+        for check in checks.iter().filter(|c| c.kind == CheckKind::Ttl && c.definition.ttl_ns > 0) {
             timers.set(&check.check_id, now + std::time::Duration::from_nanos(check.definition.ttl_ns));
         }
     });
@@ -296,7 +297,7 @@ async fn node_maintenance(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) 
             check_id: NODE_MAINTENANCE.to_owned(),
             name: "Node Maintenance Mode".to_owned(),
             notes: maintenance_notes(&query, "node"),
-            kind: "maintenance".to_owned(),
+            kind: CheckKind::Maintenance,
             ..Check::default()
         };
         set_maintenance(&api, enable(&query)?, check).await
@@ -324,7 +325,7 @@ async fn service_maintenance(
             name: "Service Maintenance Mode".to_owned(),
             notes: maintenance_notes(&query, "service"),
             service_id: id.clone(),
-            kind: "maintenance".to_owned(),
+            kind: CheckKind::Maintenance,
             ..Check::default()
         };
         set_maintenance(&api, enabled, check).await
@@ -427,10 +428,10 @@ async fn monitor(RawQuery(raw): RawQuery) -> Response {
 fn stats(api: &Api) -> Value {
     let local = api.local.state();
     let checks = local.checks();
-    let kind = |wanted: &str| checks.values().filter(|c| c.kind == wanted).count().to_string();
+    let kind = |wanted: CheckKind| checks.values().filter(|c| c.kind == wanted).count().to_string();
     let agent = value!({
-        "check_monitors": kind("script"),
-        "check_ttls": kind("ttl"),
+        "check_monitors": kind(CheckKind::Script),
+        "check_ttls": kind(CheckKind::Ttl),
         "checks": checks.len().to_string(),
         "services": local.services().len().to_string(),
     });
@@ -1038,7 +1039,7 @@ async fn set_ttl_status(api: &Api, id: &str, status: Health, output: String) -> 
     let kind = api.local.state().checks().get(id).map(|c| c.kind.clone());
     match kind {
         None => return Err(local_error(LocalError::UnknownCheck(id.to_owned()))),
-        Some(kind) if kind != "ttl" => {
+        Some(kind) if kind != CheckKind::Ttl => {
             return Err(HttpError::internal(format!("CheckID \"{id}\" does not have associated TTL")))
         }
         Some(_) => {}

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use muster_core::agent::Rows;
 use muster_core::deadlines::Deadlines;
+use muster_core::fsm::CheckKind;
 use muster_core::fsm::{Check, Health};
 use muster_core::health::{
     alias_status, Reaper, Run, Runner, Schedule, Thresholds, CHECK_UPDATE_INTERVAL, REAP_INTERVAL,
@@ -260,7 +261,7 @@ pub async fn run_alias_checks(api: Arc<Api>) {
     let mut failures: BTreeMap<String, u32> = BTreeMap::new();
     loop {
         let aliases: Vec<Arc<Check>> =
-            api.local.state().checks().values().filter(|c| c.kind == "alias").cloned().collect();
+            api.local.state().checks().values().filter(|c| c.kind == CheckKind::Alias).cloned().collect();
         let mut remote: BTreeMap<String, Result<crate::rpc::NodeRows, String>> = BTreeMap::new();
         for node in aliases.iter().map(|a| &a.definition.alias_node).filter(|n| !n.is_empty()) {
             if !remote.contains_key(node) {

@@ -13,6 +13,7 @@ use std::time::Duration;
 use base64::Engine;
 use bytes::Bytes;
 use muster_core::fsm::catalog::ServiceAddress;
+use muster_core::fsm::CheckKind;
 use muster_core::fsm::{
     CatalogVerb, Check, CheckDefinition, Health, KvOperand, KvVerb, Node, Service, TxnOp, Weights,
     VALUE_BYTES_MAX,
@@ -282,7 +283,7 @@ pub fn parse_check(object: &Object) -> Result<Check, Refusal> {
         notes: object.string("Notes")?,
         output: object.string("Output")?,
         service_id: object.string("ServiceID")?,
-        kind: object.string("Type")?,
+        kind: CheckKind::from(object.string("Type")?),
         definition,
         ..Check::default()
     })
@@ -423,27 +424,27 @@ fn parse_agent_check(object: &Object, scripts: bool) -> Result<Check, Refusal> {
         deregister_critical_service_after_ns: duration("DeregisterCriticalServiceAfter")?,
     };
     let kind = if definition.ttl_ns > 0 {
-        "ttl"
+        CheckKind::Ttl
     } else if !definition.args.is_empty() {
-        "script"
+        CheckKind::Script
     } else if !definition.http.is_empty() {
-        "http"
+        CheckKind::Http
     } else if !definition.tcp.is_empty() {
-        "tcp"
+        CheckKind::Tcp
     } else if !definition.udp.is_empty() {
-        "udp"
+        CheckKind::Udp
     } else if !definition.grpc.is_empty() {
-        "grpc"
+        CheckKind::Grpc
     } else if !definition.h2ping.is_empty() {
-        "h2ping"
+        CheckKind::H2ping
     } else if !definition.alias_service.is_empty() || !definition.alias_node.is_empty() {
-        "alias"
+        CheckKind::Alias
     } else {
         return Err(Refusal::bad_request(
             "Invalid check: TTL or Script/HTTP/TCP/UDP/GRPC/H2PING/alias must be set",
         ));
     };
-    if !matches!(kind, "ttl" | "alias") && definition.interval_ns == 0 {
+    if !matches!(kind, CheckKind::Ttl | CheckKind::Alias) && definition.interval_ns == 0 {
         return Err(Refusal::bad_request(
             "Interval must be > 0 for Script, HTTP, H2PING, TCP, UDP or GRPC checks",
         ));
@@ -463,7 +464,7 @@ fn parse_agent_check(object: &Object, scripts: bool) -> Result<Check, Refusal> {
         status,
         notes: object.string("Notes")?,
         service_id: object.string("ServiceID")?,
-        kind: kind.to_owned(),
+        kind,
         definition,
         ..Check::default()
     })
