@@ -207,7 +207,7 @@ fn services_from_files(paths: &[PathBuf]) -> Result<Vec<FileService>, String> {
         ..config::Sources::default()
     };
     let error = |message: String| format!("Error: {message}");
-    let file = config::load(&sources).map_err(error)?;
+    let file = config::load(&sources).map_err(|e| error(e.to_string()))?;
     for warning in &file.warnings {
         eprintln!("{warning}");
     }

@@ -65,8 +65,9 @@ use serde_json::{Map, Number, Value};
 
 /// A parse error: where and what, displayed as HCL1 displays it: `At 3:7: <message>` (line and
 /// column 1-based).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Error {
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("At {line}:{column}: {message}")]
+pub struct ParseError {
     /// The line of the offending character or token, from 1.
     pub line: usize,
     /// The column of the offending character or token, counted in characters from 1.
@@ -75,19 +76,11 @@ pub struct Error {
     pub message: String,
 }
 
-impl Error {
+impl ParseError {
     fn at(pos: Pos, message: impl Into<String>) -> Self {
         Self { line: pos.line, column: pos.column, message: message.into() }
     }
 }
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "At {}:{}: {}", self.line, self.column, self.message)
-    }
-}
-
-impl std::error::Error for Error {}
 
 /// Parses an HCL1 document into a JSON object.
 ///
@@ -97,7 +90,7 @@ impl std::error::Error for Error {}
 ///
 /// Any syntax error, worded and placed as HCL1 does; for a JSON document, `serde_json`'s
 /// message and position.
-pub fn parse(text: &str) -> Result<Map<String, Value>, Error> {
+pub fn parse(text: &str) -> Result<Map<String, Value>, ParseError> {
     if text.trim_start().starts_with('{') {
         return parse_json(text);
     }
@@ -107,13 +100,13 @@ pub fn parse(text: &str) -> Result<Map<String, Value>, Error> {
     Parser::new(&text).document()
 }
 
-fn parse_json(text: &str) -> Result<Map<String, Value>, Error> {
+fn parse_json(text: &str) -> Result<Map<String, Value>, ParseError> {
     serde_json::from_str(text).map_err(|error| {
         // serde_json ends its message with the position, which has fields of its own here.
         let message = error.to_string();
         let suffix = format!(" at line {} column {}", error.line(), error.column());
         let message = message.strip_suffix(&suffix).unwrap_or(&message).to_owned();
-        Error { line: error.line(), column: error.column(), message }
+        ParseError { line: error.line(), column: error.column(), message }
     })
 }
 
@@ -151,7 +144,7 @@ impl<'a> Parser<'a> {
         Self { scanner: Scanner::new(text), peeked: None, scan_failed: false, error_at_brace: false }
     }
 
-    fn document(mut self) -> Result<Map<String, Value>, Error> {
+    fn document(mut self) -> Result<Map<String, Value>, ParseError> {
         let mut body = Body::default();
         self.items(0, Until::EndOfInput, &mut body)?;
         match self.scanner.undecodable {
@@ -162,7 +155,7 @@ impl<'a> Parser<'a> {
 
     /// Parses object items into `body`. An item may be followed by one comma, the last one
     /// included. On error, `body` keeps the items before the failing one.
-    fn items(&mut self, depth: usize, until: Until, body: &mut Body) -> Result<(), Error> {
+    fn items(&mut self, depth: usize, until: Until, body: &mut Body) -> Result<(), ParseError> {
         loop {
             if until == Until::ClosingBrace && self.peek()?.kind == Kind::RBrace {
                 return Ok(());
@@ -179,7 +172,7 @@ impl<'a> Parser<'a> {
 
     /// Parses one item: keys, then `= value` or `{ body }`. Returns `None` at the end of input,
     /// also after a dangling `key =`, which HCL1 ignores.
-    fn item(&mut self, depth: usize) -> Result<Option<(String, Slot)>, Error> {
+    fn item(&mut self, depth: usize) -> Result<Option<(String, Slot)>, ParseError> {
         let mut keys = Vec::new();
         // Each key opens a level: the first holds the value, each label an object around it.
         let mut inner = depth;
@@ -199,11 +192,11 @@ impl<'a> Parser<'a> {
                         "key '{}' expected start of object ('{{') or assignment ('=')",
                         excerpt(&names.join(" "))
                     );
-                    return Err(Error::at(token.pos, message));
+                    return Err(ParseError::at(token.pos, message));
                 }
                 kind => {
                     let message = format!("expected: IDENT | STRING | ASSIGN | LBRACE got: {kind}");
-                    return Err(Error::at(token.pos, message));
+                    return Err(ParseError::at(token.pos, message));
                 }
             }
         }
@@ -215,12 +208,12 @@ impl<'a> Parser<'a> {
         depth: usize,
         mut keys: Vec<Token<'a>>,
         assign: Pos,
-    ) -> Result<Option<(String, Slot)>, Error> {
+    ) -> Result<Option<(String, Slot)>, ParseError> {
         if keys.len() > 1 {
-            return Err(Error::at(assign, "nested object expected: LBRACE got: ASSIGN"));
+            return Err(ParseError::at(assign, "nested object expected: LBRACE got: ASSIGN"));
         }
         let Some(key) = keys.pop() else {
-            return Err(Error::at(assign, "no object keys found!"));
+            return Err(ParseError::at(assign, "no object keys found!"));
         };
         let token = self.next()?;
         let slot = match token.kind {
@@ -234,10 +227,10 @@ impl<'a> Parser<'a> {
 
     /// Parses a block whose `{` (at `open`) has been read. The keys after the first are labels,
     /// each an object around the block's body.
-    fn block(&mut self, depth: usize, keys: Vec<Token<'a>>, open: Pos) -> Result<(String, Slot), Error> {
+    fn block(&mut self, depth: usize, keys: Vec<Token<'a>>, open: Pos) -> Result<(String, Slot), ParseError> {
         let mut keys = keys.into_iter().rev().map(Token::into_key);
         let Some(mut key) = keys.next() else {
-            return Err(Error::at(open, "expected: IDENT | STRING got: LBRACE"));
+            return Err(ParseError::at(open, "expected: IDENT | STRING got: LBRACE"));
         };
         let mut slot = Slot::Object(self.object(depth)?);
         for outer in keys {
@@ -248,7 +241,7 @@ impl<'a> Parser<'a> {
     }
 
     /// Parses the inside of an object whose `{` has been read, and its closing `}`.
-    fn object(&mut self, depth: usize) -> Result<Map<String, Value>, Error> {
+    fn object(&mut self, depth: usize) -> Result<Map<String, Value>, ParseError> {
         let mut body = Body::default();
         if let Err(error) = self.items(depth, Until::ClosingBrace, &mut body) {
             if !self.error_at_brace {
@@ -259,14 +252,14 @@ impl<'a> Parser<'a> {
         let token = self.next()?;
         if token.kind != Kind::RBrace {
             let message = format!("object expected closing RBRACE got: {}", token.kind);
-            return Err(Error::at(token.pos, message));
+            return Err(ParseError::at(token.pos, message));
         }
         Ok(body.finish())
     }
 
     /// Parses the items of a list whose `[` has been read, and its closing `]`. As in HCL1, a
     /// comma must follow each item but a nested list, and extra commas are ignored.
-    fn list(&mut self, depth: usize) -> Result<Value, Error> {
+    fn list(&mut self, depth: usize) -> Result<Value, ParseError> {
         let mut items = Vec::new();
         let mut comma_expected = false;
         loop {
@@ -302,7 +295,7 @@ impl<'a> Parser<'a> {
     }
 
     /// The value of a literal token; any other token is an `Unknown token` error.
-    fn literal(&mut self, token: Token<'a>) -> Result<Value, Error> {
+    fn literal(&mut self, token: Token<'a>) -> Result<Value, ParseError> {
         if !token.kind.is_literal() {
             let message = format!("Unknown token: {} {} {}", token.pos, token.kind, excerpt(token.text));
             return Err(self.error_at(&token, message));
@@ -311,21 +304,21 @@ impl<'a> Parser<'a> {
     }
 
     /// An error about `token`, where a value or a list item should be.
-    fn error_at(&mut self, token: &Token<'a>, message: String) -> Error {
+    fn error_at(&mut self, token: &Token<'a>, message: String) -> ParseError {
         self.error_at_brace = token.kind == Kind::RBrace;
-        Error::at(token.pos, message)
+        ParseError::at(token.pos, message)
     }
 
     /// `error` as the cause of a failure to parse the `what` (object or list) that starts at
     /// `pos` inside a list: HCL1 reports a parse error in a list's items so, once per level.
-    fn within_list(&self, error: Error, pos: Pos, what: &str) -> Error {
+    fn within_list(&self, error: ParseError, pos: Pos, what: &str) -> ParseError {
         if self.scan_failed {
             return error;
         }
-        Error::at(pos, format!("error while trying to parse {what} within list: {error}"))
+        ParseError::at(pos, format!("error while trying to parse {what} within list: {error}"))
     }
 
-    fn next(&mut self) -> Result<Token<'a>, Error> {
+    fn next(&mut self) -> Result<Token<'a>, ParseError> {
         if let Some(token) = self.peeked.take() {
             return Ok(token);
         }
@@ -334,16 +327,19 @@ impl<'a> Parser<'a> {
         token
     }
 
-    fn peek(&mut self) -> Result<&Token<'a>, Error> {
+    fn peek(&mut self) -> Result<&Token<'a>, ParseError> {
         let token = self.next()?;
         Ok(self.peeked.insert(token))
     }
 }
 
 /// The depth inside a container that opens at `pos` in one at `depth`.
-fn nest(depth: usize, pos: Pos) -> Result<usize, Error> {
+fn nest(depth: usize, pos: Pos) -> Result<usize, ParseError> {
     if depth >= NESTING_MAX {
-        return Err(Error::at(pos, format!("objects, lists and labels nested deeper than {NESTING_MAX}")));
+        return Err(ParseError::at(
+            pos,
+            format!("objects, lists and labels nested deeper than {NESTING_MAX}"),
+        ));
     }
     Ok(depth + 1)
 }
@@ -448,12 +444,12 @@ struct Scanner<'a> {
     pos: Pos,
     /// The error for a character HCL1 forbids anywhere (NUL, U+E123). Such a character ends the
     /// input, and its error replaces whatever the scan made of that end.
-    forbidden: Option<Error>,
+    forbidden: Option<ParseError>,
     /// The first literal that HCL1 scans but cannot decode: an integer out of range, a float
     /// without exponent digits, an escape past a byte or past Unicode (on which HCL1 panics).
     /// HCL1 decodes literals only once the whole document has parsed, so a syntax error anywhere
     /// takes precedence: the parser reports this only if none occurs.
-    undecodable: Option<Error>,
+    undecodable: Option<ParseError>,
     /// How many times HCL1's scanner would have read past the end of input. Each such read moves
     /// its column on by one, and an EOF token takes the column reached, so that HCL1 reports an
     /// unclosed `{` at the end of `a {` at 1:5. Reproducing this keeps such messages identical
@@ -467,7 +463,7 @@ impl<'a> Scanner<'a> {
         Self { text, offset: 0, pos, forbidden: None, undecodable: None, eof_reads: 0 }
     }
 
-    fn next_token(&mut self) -> Result<Token<'a>, Error> {
+    fn next_token(&mut self) -> Result<Token<'a>, ParseError> {
         let token = self.scan();
         match self.forbidden.take() {
             Some(error) => Err(error),
@@ -475,7 +471,7 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    fn scan(&mut self) -> Result<Token<'a>, Error> {
+    fn scan(&mut self) -> Result<Token<'a>, ParseError> {
         loop {
             self.eat_while(is_whitespace);
             let start = self.offset;
@@ -523,7 +519,7 @@ impl<'a> Scanner<'a> {
                 ',' => Kind::Comma,
                 '=' => Kind::Assign,
                 '+' => Kind::Add,
-                _ => return Err(Error::at(pos, "illegal char")),
+                _ => return Err(ParseError::at(pos, "illegal char")),
             };
             let text = self.since(start);
             if self.rest().is_empty() {
@@ -540,20 +536,20 @@ impl<'a> Scanner<'a> {
     }
 
     /// The value of the literal at `pos`, or null in place of one that HCL1 cannot decode.
-    fn decoded(&mut self, pos: Pos, value: Result<Value, String>) -> Value {
-        value.unwrap_or_else(|message| {
-            self.undecodable(pos, message);
+    fn decoded(&mut self, pos: Pos, value: Result<Value, LiteralError>) -> Value {
+        value.unwrap_or_else(|error| {
+            self.undecodable(pos, error.to_string());
             Value::Null
         })
     }
 
     fn undecodable(&mut self, pos: Pos, message: impl Into<String>) {
-        self.undecodable.get_or_insert(Error::at(pos, message));
+        self.undecodable.get_or_insert(ParseError::at(pos, message));
     }
 
     /// Skips a `#`, `//` or `/* */` comment whose first character (at `pos`) has been read.
     /// `/* */` does not nest.
-    fn skip_comment(&mut self, first: char, pos: Pos) -> Result<(), Error> {
+    fn skip_comment(&mut self, first: char, pos: Pos) -> Result<(), ParseError> {
         match (first, self.peek()) {
             ('#', _) | ('/', Some('/')) => {
                 self.eat_while(|c| c != '\n');
@@ -567,13 +563,13 @@ impl<'a> Scanner<'a> {
                 let mut star = false;
                 loop {
                     match self.bump() {
-                        None => return Err(Error::at(self.pos, "comment not terminated")),
+                        None => return Err(ParseError::at(self.pos, "comment not terminated")),
                         Some('/') if star => break,
                         Some(c) => star = c == '*',
                     }
                 }
             }
-            _ => return Err(Error::at(pos, "expected '/' for comment")),
+            _ => return Err(ParseError::at(pos, "expected '/' for comment")),
         }
         Ok(())
     }
@@ -581,10 +577,10 @@ impl<'a> Scanner<'a> {
     /// Scans a number whose first digit (after any `-`) has been read. As in HCL1, `0x` starts
     /// a hex integer and another leading `0` an octal one, and a `.` or an exponent makes a
     /// float.
-    fn scan_number(&mut self, first: char) -> Result<Kind, Error> {
+    fn scan_number(&mut self, first: char) -> Result<Kind, ParseError> {
         if first == '0' && self.eat(|c| c == 'x' || c == 'X') {
             if !self.eat_while(|c| c.is_ascii_hexdigit()) {
-                return Err(Error::at(self.pos, "illegal hexadecimal number"));
+                return Err(ParseError::at(self.pos, "illegal hexadecimal number"));
             }
             return Ok(Kind::Number);
         }
@@ -606,7 +602,7 @@ impl<'a> Scanner<'a> {
             // HCL1 checks each digit it reads after the first: `089` is an error here, while `09`
             // is left for the conversion to refuse.
             _ if first == '0' && self.since(digits).chars().skip(1).any(|c| c == '8' || c == '9') => {
-                Err(Error::at(self.pos, "illegal octal number"))
+                Err(ParseError::at(self.pos, "illegal octal number"))
             }
             _ => Ok(Kind::Number),
         }
@@ -637,7 +633,7 @@ impl<'a> Scanner<'a> {
     /// Scans and decodes a string whose `"` has been read. A string holds no raw newline, except
     /// inside `${ }`: that text is kept as written (Consul does not interpolate), may hold quotes,
     /// and has its escapes checked but not decoded.
-    fn scan_string(&mut self) -> Result<String, Error> {
+    fn scan_string(&mut self) -> Result<String, ParseError> {
         // Bytes rather than characters: `\x` and octal escapes stand for bytes, as in Go.
         let mut bytes = Vec::new();
         let mut braces = 0_usize;
@@ -645,11 +641,11 @@ impl<'a> Scanner<'a> {
             let pos = self.pos;
             let start = self.offset;
             let Some(ch) = self.bump() else {
-                return Err(Error::at(self.pos, "literal not terminated"));
+                return Err(ParseError::at(self.pos, "literal not terminated"));
             };
             match ch {
                 '"' if braces == 0 => return Ok(String::from_utf8_lossy(&bytes).into_owned()),
-                '\n' if braces == 0 => return Err(Error::at(pos, "literal not terminated")),
+                '\n' if braces == 0 => return Err(ParseError::at(pos, "literal not terminated")),
                 '\\' if braces == 0 => self.scan_escape(pos, &mut bytes)?,
                 '\\' => {
                     self.scan_escape(pos, &mut Vec::new())?;
@@ -673,7 +669,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// Scans an escape whose `\` (at `backslash`) has been read, and appends what it stands for.
-    fn scan_escape(&mut self, backslash: Pos, out: &mut Vec<u8>) -> Result<(), Error> {
+    fn scan_escape(&mut self, backslash: Pos, out: &mut Vec<u8>) -> Result<(), ParseError> {
         let pos = self.pos;
         let Some(ch) = self.bump() else {
             return Err(self.unterminated_escape());
@@ -708,20 +704,20 @@ impl<'a> Scanner<'a> {
                 // A surrogate is no character; Go encodes it as U+FFFD.
                 push_char(out, char::from_u32(value).unwrap_or(char::REPLACEMENT_CHARACTER));
             }
-            _ => return Err(Error::at(pos, "illegal char escape")),
+            _ => return Err(ParseError::at(pos, "illegal char escape")),
         }
         Ok(())
     }
 
     /// Reads `count` more digits in `radix` after `first` and returns the number they make.
-    fn scan_digits(&mut self, first: char, radix: u32, count: usize) -> Result<u32, Error> {
+    fn scan_digits(&mut self, first: char, radix: u32, count: usize) -> Result<u32, ParseError> {
         let mut value = first.to_digit(radix).unwrap_or(0);
         for _ in 0..count {
             let Some(ch) = self.peek() else {
                 return Err(self.unterminated_escape());
             };
             let Some(digit) = ch.to_digit(radix) else {
-                return Err(Error::at(self.pos, "illegal char escape"));
+                return Err(ParseError::at(self.pos, "illegal char escape"));
             };
             self.bump();
             value = value.saturating_mul(radix).saturating_add(digit);
@@ -731,16 +727,16 @@ impl<'a> Scanner<'a> {
 
     /// The error for a string that ends inside an escape. HCL1 reads the end of input once in the
     /// escape and once more in the string, and reports the second read.
-    fn unterminated_escape(&self) -> Error {
-        Error::at(self.past_end(2), "literal not terminated")
+    fn unterminated_escape(&self) -> ParseError {
+        ParseError::at(self.past_end(2), "literal not terminated")
     }
 
     /// Scans a heredoc whose first `<` has been read: `<<ANCHOR` or `<<-ANCHOR`, a newline, then
     /// lines up to one holding the anchor alone. As in HCL1, that line must end in a newline.
-    fn scan_heredoc(&mut self) -> Result<String, Error> {
+    fn scan_heredoc(&mut self) -> Result<String, ParseError> {
         let pos = self.pos;
         if self.bump() != Some('<') {
-            return Err(Error::at(pos, "heredoc expected second '<', didn't see it"));
+            return Err(ParseError::at(pos, "heredoc expected second '<', didn't see it"));
         }
         let anchor_start = self.offset;
         self.eat(|c| c == '-');
@@ -753,18 +749,18 @@ impl<'a> Scanner<'a> {
         let newline = self.pos;
         match self.bump() {
             Some('\n') => {}
-            None => return Err(Error::at(self.pos, "heredoc not terminated")),
-            Some(_) => return Err(Error::at(newline, "invalid characters in heredoc anchor")),
+            None => return Err(ParseError::at(self.pos, "heredoc not terminated")),
+            Some(_) => return Err(ParseError::at(newline, "invalid characters in heredoc anchor")),
         }
         if anchor.is_empty() || anchor == "-" {
-            return Err(Error::at(newline, "zero-length heredoc anchor"));
+            return Err(ParseError::at(newline, "zero-length heredoc anchor"));
         }
         let body_start = self.offset;
         let mut line_start = self.offset;
         loop {
             let line_end = self.offset;
             match self.bump() {
-                None => return Err(Error::at(self.pos, "heredoc not terminated")),
+                None => return Err(ParseError::at(self.pos, "heredoc not terminated")),
                 Some('\n') => {
                     let line = self.text.get(line_start..line_end).unwrap_or_default();
                     if closes_heredoc(line, anchor) {
@@ -796,7 +792,7 @@ impl<'a> Scanner<'a> {
     fn bump(&mut self) -> Option<char> {
         let ch = self.rest().chars().next()?;
         if let Some(message) = forbidden(ch) {
-            self.forbidden = Some(Error::at(self.pos, message));
+            self.forbidden = Some(ParseError::at(self.pos, message));
             self.text = self.text.get(..self.offset).unwrap_or_default();
             return None;
         }
@@ -1002,10 +998,34 @@ fn unindent(body: &[u8], indent: &[u8]) -> Vec<u8> {
     bytes
 }
 
+/// A NUMBER or FLOAT token that Go's `strconv` cannot convert, in its words:
+/// `strconv.ParseInt: parsing "09": invalid syntax`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("strconv.{function}: parsing {text:?}: {reason}")]
+struct LiteralError {
+    /// `ParseInt` or `ParseFloat`.
+    function: &'static str,
+    /// The token.
+    text: String,
+    /// Why it does not convert.
+    reason: LiteralFault,
+}
+
+/// Why a literal does not convert, as Go's `strconv.NumError` says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum LiteralFault {
+    /// Not a number in the base its prefix names (`09` is octal).
+    #[error("invalid syntax")]
+    Syntax,
+    /// Beyond `i64`, or an infinite float.
+    #[error("value out of range")]
+    Range,
+}
+
 /// Converts a NUMBER token as Go's `strconv.ParseInt(text, 0, 64)` does, for what the scanner
 /// makes: an optional `-`, then `0x` and hex digits, `0` and octal digits, or decimal digits.
-fn parse_integer(text: &str) -> Result<i64, String> {
-    let failure = |reason: &str| format!("strconv.ParseInt: parsing {text:?}: {reason}");
+fn parse_integer(text: &str) -> Result<i64, LiteralError> {
+    let failure = |reason| LiteralError { function: "ParseInt", text: text.to_owned(), reason };
     let (negative, unsigned) = match text.strip_prefix('-') {
         Some(unsigned) => (true, unsigned),
         None => (false, text),
@@ -1018,19 +1038,19 @@ fn parse_integer(text: &str) -> Result<i64, String> {
         (10, unsigned)
     };
     let magnitude = u64::from_str_radix(digits, radix).map_err(|error| match error.kind() {
-        std::num::IntErrorKind::PosOverflow => failure("value out of range"),
-        _ => failure("invalid syntax"),
+        std::num::IntErrorKind::PosOverflow => failure(LiteralFault::Range),
+        _ => failure(LiteralFault::Syntax),
     })?;
     let value = if negative { 0_i64.checked_sub_unsigned(magnitude) } else { i64::try_from(magnitude).ok() };
-    value.ok_or_else(|| failure("value out of range"))
+    value.ok_or_else(|| failure(LiteralFault::Range))
 }
 
 /// Converts a FLOAT token as Go's `strconv.ParseFloat(text, 64)` does.
-fn parse_float(text: &str) -> Result<Number, String> {
-    let failure = |reason: &str| format!("strconv.ParseFloat: parsing {text:?}: {reason}");
-    let value: f64 = text.parse().map_err(|_| failure("invalid syntax"))?;
+fn parse_float(text: &str) -> Result<Number, LiteralError> {
+    let failure = |reason| LiteralError { function: "ParseFloat", text: text.to_owned(), reason };
+    let value: f64 = text.parse().map_err(|_| failure(LiteralFault::Syntax))?;
     // Only an infinity has no JSON number; Go reports those as out of range.
-    Number::from_f64(value).ok_or_else(|| failure("value out of range"))
+    Number::from_f64(value).ok_or_else(|| failure(LiteralFault::Range))
 }
 
 /// A quotation of source text for an error message, cut short at `ERROR_QUOTE_MAX` characters.
@@ -1502,7 +1522,7 @@ service {
 
     #[test]
     fn errors_display_as_hcl1_displays_them() {
-        let error = Error { line: 3, column: 7, message: "oops".to_owned() };
+        let error = ParseError { line: 3, column: 7, message: "oops".to_owned() };
         assert_eq!(error.to_string(), "At 3:7: oops");
     }
 }

@@ -14,9 +14,12 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
+mod error;
 pub mod hcl1;
 pub mod keys;
 pub mod sockaddr;
+
+pub use error::{AddressError, ConfigError, ValueError};
 
 /// Where configuration comes from: `-config-file` and `-config-dir`, in the order given, then
 /// the `-hcl` fragments.
@@ -215,32 +218,45 @@ pub struct FileConfig {
 /// checked against Consul's table of keys ([`keys`]): a key Consul does not know, a value of the
 /// wrong type or a value asking for protection muster does not give is refused in Consul's
 /// words; a key muster does not act on yet is kept as a warning for the agent to log.
-pub fn load(sources: &Sources) -> Result<FileConfig, String> {
+pub fn load(sources: &Sources) -> Result<FileConfig, ConfigError> {
     let mut config = FileConfig::default();
     for file in files(sources)? {
         let (map, origin) = read(&file, sources.format)?;
         let name = file.display().to_string();
-        let checked = checked(&name, map, origin)?;
-        config.warnings.extend(checked.warnings.into_iter().map(|warning| format!("{name}: {warning}")));
-        merge(&mut config, &file, checked.config)
-            .map_err(|reason| format!("failed to parse {name}: {reason}"))?;
+        fold(&mut config, &name, &file, map, origin)?;
     }
     for (index, fragment) in sources.fragments.iter().enumerate() {
         // Consul names each -hcl fragment as a source of its own.
         let name = format!("flags-{index}.hcl");
-        let map = hcl1::parse(fragment).map_err(|e| format!("failed to parse {name}: {e}"))?;
-        let checked = checked(&name, map, keys::Origin::Hcl)?;
-        config.warnings.extend(checked.warnings.into_iter().map(|warning| format!("{name}: {warning}")));
-        merge(&mut config, Path::new(&name), checked.config)
-            .map_err(|reason| format!("failed to parse {name}: {reason}"))?;
+        let map = hcl1::parse(fragment).map_err(|source| ConfigError::Hcl { file: name.clone(), source })?;
+        fold(&mut config, &name, Path::new(&name), map, keys::Origin::Hcl)?;
     }
     Ok(config)
 }
 
+/// Checks one source named `name` (read from `file`) against the table and folds it into
+/// `config`, its warnings prefixed with its name.
+fn fold(
+    config: &mut FileConfig,
+    name: &str,
+    file: &Path,
+    map: Map<String, Value>,
+    origin: keys::Origin,
+) -> Result<(), ConfigError> {
+    let checked = checked(name, map, origin)?;
+    config.warnings.extend(checked.warnings.into_iter().map(|warning| format!("{name}: {warning}")));
+    merge(config, file, checked.config)
+        .map_err(|source| ConfigError::Value { file: name.to_owned(), source: Box::new(source) })
+}
+
 /// One source checked against the table, its errors in Consul's words: `failed to parse
 /// <source>: 1 error occurred:` and one `* <error>` line each (go-multierror's format).
-pub fn checked(name: &str, map: Map<String, Value>, origin: keys::Origin) -> Result<keys::Checked, String> {
-    keys::check_from(map, origin).map_err(|errors| format!("failed to parse {name}: {}", multierror(&errors)))
+pub fn checked(
+    name: &str,
+    map: Map<String, Value>,
+    origin: keys::Origin,
+) -> Result<keys::Checked, ConfigError> {
+    keys::check_from(map, origin).map_err(|errors| ConfigError::Keys { file: name.to_owned(), errors })
 }
 
 /// go-multierror's text for a list of errors.
@@ -269,37 +285,36 @@ pub fn fingerprint(sources: &Sources) -> Vec<(PathBuf, u64, Option<std::time::Sy
 }
 
 /// The files the sources name, directories expanded.
-fn files(sources: &Sources) -> Result<Vec<PathBuf>, String> {
+fn files(sources: &Sources) -> Result<Vec<PathBuf>, ConfigError> {
     let mut files = Vec::new();
     for source in &sources.paths {
         match source {
             Source::File(path) => {
                 if format_of(path).or(sources.format).is_none() {
-                    return Err(format!(
-                        "Error loading {}: config file must have a .json or .hcl extension",
-                        path.display()
-                    ));
+                    return Err(ConfigError::UnknownExtension { path: path.clone() });
                 }
                 files.push(path.clone());
             }
-            Source::Dir(dir) => {
-                let entries =
-                    std::fs::read_dir(dir).map_err(|e| format!("Error reading {}: {e}", dir.display()))?;
-                let mut found: Vec<PathBuf> = Vec::new();
-                for entry in entries {
-                    let path = entry.map_err(|e| format!("Error reading {}: {e}", dir.display()))?.path();
-                    if path.is_file() && format_of(&path).is_some() {
-                        found.push(path);
-                    } else if path.is_file() {
-                        tracing::warn!(file = %path.display(), "agent.config: skipping a file: its extension must be .json or .hcl");
-                    }
-                }
-                found.sort();
-                files.extend(found);
-            }
+            Source::Dir(dir) => files.extend(dir_files(dir)?),
         }
     }
     Ok(files)
+}
+
+/// A `-config-dir`'s `*.json` and `*.hcl` files, in lexical order.
+fn dir_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    let unreadable = |source| ConfigError::Read { path: dir.to_owned(), source };
+    let mut found: Vec<PathBuf> = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(unreadable)? {
+        let path = entry.map_err(unreadable)?.path();
+        if path.is_file() && format_of(&path).is_some() {
+            found.push(path);
+        } else if path.is_file() {
+            tracing::warn!(file = %path.display(), "agent.config: skipping a file: its extension must be .json or .hcl");
+        }
+    }
+    found.sort();
+    Ok(found)
 }
 
 /// A configuration file's format.
@@ -313,11 +328,11 @@ pub enum Format {
 
 impl Format {
     /// `-config-format`'s value: `json` or `hcl`.
-    pub fn parse(text: &str) -> Result<Format, String> {
+    pub fn parse(text: &str) -> Result<Format, ConfigError> {
         match text {
             "json" => Ok(Format::Json),
             "hcl" => Ok(Format::Hcl),
-            other => Err(format!("Invalid config format {other:?}: must be json or hcl")),
+            other => Err(ConfigError::UnknownFormat(other.to_owned())),
         }
     }
 }
@@ -331,21 +346,26 @@ fn format_of(path: &Path) -> Option<Format> {
 }
 
 /// A file's contents as a JSON object, and which parser read it.
-fn read(path: &Path, forced: Option<Format>) -> Result<(Map<String, Value>, keys::Origin), String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("Error reading {}: {e}", path.display()))?;
-    let failed = |e: &dyn std::fmt::Display| format!("failed to parse {}: {e}", path.display());
+fn read(path: &Path, forced: Option<Format>) -> Result<(Map<String, Value>, keys::Origin), ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    let file = path.display().to_string();
     match format_of(path).or(forced) {
-        Some(Format::Json) => match serde_json::from_str::<Value>(&text).map_err(|e| failed(&e))? {
-            Value::Object(map) => Ok((map, keys::Origin::Json)),
-            _ => Err(failed(&"the top level must be an object")),
+        Some(Format::Json) => match serde_json::from_str::<Value>(&text) {
+            Ok(Value::Object(map)) => Ok((map, keys::Origin::Json)),
+            Ok(_) => Err(ConfigError::NotAnObject { file }),
+            Err(source) => Err(ConfigError::Json { file, source }),
         },
-        Some(Format::Hcl) => Ok((hcl1::parse(&text).map_err(|e| failed(&e))?, keys::Origin::Hcl)),
+        Some(Format::Hcl) => match hcl1::parse(&text) {
+            Ok(map) => Ok((map, keys::Origin::Hcl)),
+            Err(source) => Err(ConfigError::Hcl { file, source }),
+        },
         None => unreachable!("only .json and .hcl files, or those of -config-format, are read"),
     }
 }
 
 /// Folds one file's keys into `config`.
-fn merge(config: &mut FileConfig, file: &Path, map: Map<String, Value>) -> Result<(), String> {
+fn merge(config: &mut FileConfig, file: &Path, map: Map<String, Value>) -> Result<(), ValueError> {
     for (key, value) in map {
         match key.as_str() {
             "datacenter" => config.datacenter = Some(string(&key, &value)?),
@@ -365,7 +385,7 @@ fn merge(config: &mut FileConfig, file: &Path, map: Map<String, Value>) -> Resul
             "bootstrap_expect" => config.bootstrap_expect = Some(number(&key, &value)?),
             "bind_addr" => {
                 let bind = optional_address(&key, &value)?;
-                config.bind_addr = Some(bind.ok_or("bind_addr cannot be empty")?);
+                config.bind_addr = Some(bind.ok_or(ValueError::Empty { key })?);
             }
             "advertise_addr" => config.advertise_addr = optional_address(&key, &value)?,
             "client_addr" => {
@@ -386,12 +406,11 @@ fn merge(config: &mut FileConfig, file: &Path, map: Map<String, Value>) -> Resul
             "log_rotate_bytes" => config.log_rotate_bytes = Some(number(&key, &value)?),
             "log_rotate_duration" => config.log_rotate_duration = Some(string(&key, &value)?),
             "log_rotate_max_files" => {
-                config.log_rotate_max_files =
-                    Some(value.as_i64().filter(|n| *n >= -1).ok_or(format!("{key}: expected -1 or more"))?);
+                let count = value.as_i64().filter(|n| *n >= -1);
+                config.log_rotate_max_files = Some(count.ok_or(ValueError::BelowMinusOne { key })?);
             }
             "node_meta" => {
-                let Value::Object(pairs) = value else { return Err("node_meta: expected an object".into()) };
-                for (name, text) in pairs {
+                for (name, text) in object(&key, value)? {
                     config.node_meta.insert(name.clone(), string(&format!("node_meta.{name}"), &text)?);
                 }
             }
@@ -425,10 +444,7 @@ fn merge(config: &mut FileConfig, file: &Path, map: Map<String, Value>) -> Resul
             "limits" => merge_limits(config, &value)?,
             "autopilot" => merge_autopilot(&mut config.autopilot, &value)?,
             "addresses" => merge_addresses(config, &value)?,
-            "telemetry" => {
-                let Value::Object(fields) = value else { return Err("telemetry: expected an object".into()) };
-                config.telemetry.extend(fields);
-            }
+            "telemetry" => config.telemetry.extend(object(&key, value)?),
             "service" | "services" => {
                 config.services.extend(objects(&key, value)?.into_iter().map(|v| (file.to_owned(), v)))
             }
@@ -443,101 +459,71 @@ fn merge(config: &mut FileConfig, file: &Path, map: Map<String, Value>) -> Resul
     Ok(())
 }
 
-fn merge_ports(ports: &mut Ports, value: &Value) -> Result<(), String> {
-    let Value::Object(map) = value else { return Err("ports: expected an object".to_owned()) };
-    for (key, value) in map {
+fn merge_ports(ports: &mut Ports, value: &Value) -> Result<(), ValueError> {
+    for (key, value) in object_ref("ports", value)? {
         let name = format!("ports.{key}");
         match key.as_str() {
-            "http" => {
-                let port = value
-                    .as_i64()
-                    .filter(|p| (-1..=65535).contains(p))
-                    .ok_or(format!("{name}: expected a port or -1"))?;
-                ports.http = Some(i32::try_from(port).expect("bounded above"));
-            }
+            "http" => ports.http = Some(port_or_off(name, value)?),
             "serf_lan" => ports.serf_lan = Some(number(&name, value)?),
-            "serf_wan" => {
-                let port = value
-                    .as_i64()
-                    .filter(|p| (-1..=65535).contains(p))
-                    .ok_or(format!("{name}: expected a port or -1"))?;
-                ports.serf_wan = Some(i32::try_from(port).expect("bounded above"));
-            }
+            "serf_wan" => ports.serf_wan = Some(port_or_off(name, value)?),
             "server" => ports.server = Some(number(&name, value)?),
-            "grpc" | "https" | "grpc_tls" => {
-                let port = value
-                    .as_i64()
-                    .filter(|p| (-1..=65535).contains(p))
-                    .ok_or(format!("{name}: expected a port or -1"))?;
-                let port = Some(i32::try_from(port).expect("bounded above"));
-                if key == "https" {
-                    ports.https = port;
-                } else {
-                    ports.grpc = port;
-                }
-            }
-            "dns" => {
-                let port = value
-                    .as_i64()
-                    .filter(|p| (-1..=65535).contains(p))
-                    .ok_or(format!("{name}: expected a port or -1"))?;
-                ports.dns = Some(i32::try_from(port).expect("bounded above"));
-            }
+            "https" => ports.https = Some(port_or_off(name, value)?),
+            "grpc" | "grpc_tls" => ports.grpc = Some(port_or_off(name, value)?),
+            "dns" => ports.dns = Some(port_or_off(name, value)?),
             _ => {}
         }
     }
     Ok(())
 }
 
+/// A port, or -1 for a listener turned off.
+fn port_or_off(key: String, value: &Value) -> Result<i32, ValueError> {
+    let port = value.as_i64().filter(|p| (-1..=65535).contains(p)).ok_or(ValueError::NotAPort { key })?;
+    Ok(i32::try_from(port).expect("bounded above"))
+}
+
 /// `addresses { http, dns }`: each a space-separated list of IPs or go-sockaddr templates, as
 /// `client_addr`. A `unix://` socket is refused: muster serves none yet, and serving the API on
 /// TCP instead would expose it wider than the file asks.
-fn merge_addresses(config: &mut FileConfig, value: &Value) -> Result<(), String> {
-    let Value::Object(map) = value else { return Err("addresses: expected an object".to_owned()) };
+fn merge_addresses(config: &mut FileConfig, value: &Value) -> Result<(), ValueError> {
+    let map = object_ref("addresses", value)?;
     for (key, target) in [("http", &mut config.addresses_http), ("dns", &mut config.addresses_dns)] {
         let Some(text) = map.get(key).and_then(Value::as_str) else { continue };
+        let name = format!("addresses.{key}");
         if text.contains("unix://") {
-            return Err(format!(
-                "addresses.{key}: muster does not serve on unix sockets yet, and serving on TCP instead would \
-                 expose it wider than asked; muster will not run less secure than this configuration asks"
-            ));
+            return Err(ValueError::UnixSocket { key: name });
         }
-        *target = addresses(&format!("addresses.{key}"), text)?;
+        *target = addresses(&name, text)?;
     }
     Ok(())
 }
 
 /// A space-separated list of addresses, each an IP or a template.
-fn addresses(key: &str, text: &str) -> Result<Vec<IpAddr>, String> {
-    resolve_addresses(text).map_err(|reason| format!("{key}: {reason}"))
+fn addresses(key: &str, text: &str) -> Result<Vec<IpAddr>, ValueError> {
+    resolve_addresses(text).map_err(|source| ValueError::Address { key: key.to_owned(), source })
 }
 
 /// The largest `performance.raft_multiplier` Consul takes.
 pub const RAFT_MULTIPLIER_MAX: u8 = 10;
 
-fn merge_performance(config: &mut FileConfig, value: &Value) -> Result<(), String> {
-    let Value::Object(map) = value else { return Err("performance: expected an object".to_owned()) };
+fn merge_performance(config: &mut FileConfig, value: &Value) -> Result<(), ValueError> {
+    let map = object_ref("performance", value)?;
     if let Some(hold) = map.get("rpc_hold_timeout") {
         config.rpc_hold_timeout = Some(duration("performance.rpc_hold_timeout", hold)?);
     }
     if let Some(multiplier) = map.get("raft_multiplier") {
-        let multiplier = multiplier.as_i64().ok_or("performance.raft_multiplier: expected a number")?;
-        config.raft_multiplier = Some(
-            u8::try_from(multiplier).ok().filter(|m| (1..=RAFT_MULTIPLIER_MAX).contains(m)).ok_or_else(|| {
-                format!(
-                    "performance.raft_multiplier cannot be {multiplier}. Must be between 1 and {RAFT_MULTIPLIER_MAX}"
-                )
-            })?,
-        );
+        let key = "performance.raft_multiplier".to_owned();
+        let multiplier = multiplier.as_i64().ok_or(ValueError::NotANumber { key })?;
+        let in_range = u8::try_from(multiplier).ok().filter(|m| (1..=RAFT_MULTIPLIER_MAX).contains(m));
+        config.raft_multiplier = Some(in_range.ok_or(ValueError::RaftMultiplier(multiplier))?);
     }
     Ok(())
 }
 
 /// `ui_config`: `enabled`, and the paths (checked, not acted on yet); the table accepted the
 /// rest.
-fn merge_ui_config(config: &mut FileConfig, value: Value) -> Result<(), String> {
-    let Value::Object(fields) = value else { return Err("ui_config: expected an object".into()) };
-    for (field, field_value) in fields {
+fn merge_ui_config(config: &mut FileConfig, value: Value) -> Result<(), ValueError> {
+    for (field, field_value) in object("ui_config", value)? {
         let name = format!("ui_config.{field}");
         match field.as_str() {
             "enabled" => config.ui = Some(boolean(&name, &field_value)?),
@@ -551,8 +537,8 @@ fn merge_ui_config(config: &mut FileConfig, value: Value) -> Result<(), String> 
 }
 
 /// `limits`: only what muster acts on; the table accepted the rest.
-fn merge_limits(config: &mut FileConfig, value: &Value) -> Result<(), String> {
-    let Value::Object(map) = value else { return Err("limits: expected an object".to_owned()) };
+fn merge_limits(config: &mut FileConfig, value: &Value) -> Result<(), ValueError> {
+    let map = object_ref("limits", value)?;
     if let Some(timeout) = map.get("rpc_client_timeout") {
         config.rpc_client_timeout = Some(duration("limits.rpc_client_timeout", timeout)?);
     }
@@ -560,23 +546,20 @@ fn merge_limits(config: &mut FileConfig, value: &Value) -> Result<(), String> {
 }
 
 /// A duration in Go's notation (`"60s"`, `"1m30s"`).
-fn duration(name: &str, value: &Value) -> Result<std::time::Duration, String> {
-    muster_core::duration::parse(&string(name, value)?).map_err(|e| format!("{name}: {e}"))
+fn duration(key: &str, value: &Value) -> Result<std::time::Duration, ValueError> {
+    muster_core::duration::parse(&string(key, value)?)
+        .map_err(|source| ValueError::Duration { key: key.to_owned(), source })
 }
 
-fn merge_autopilot(autopilot: &mut muster_core::autopilot::Config, value: &Value) -> Result<(), String> {
-    let Value::Object(map) = value else { return Err("autopilot: expected an object".to_owned()) };
-    for (key, value) in map {
+fn merge_autopilot(autopilot: &mut muster_core::autopilot::Config, value: &Value) -> Result<(), ValueError> {
+    for (key, value) in object_ref("autopilot", value)? {
         let name = format!("autopilot.{key}");
-        let duration = |value: &Value| {
-            muster_core::duration::parse(&string(&name, value)?).map_err(|e| format!("{name}: {e}"))
-        };
         match key.as_str() {
             "cleanup_dead_servers" => autopilot.cleanup_dead_servers = boolean(&name, value)?,
-            "last_contact_threshold" => autopilot.last_contact_threshold = duration(value)?,
+            "last_contact_threshold" => autopilot.last_contact_threshold = duration(&name, value)?,
             "max_trailing_logs" => autopilot.max_trailing_logs = number(&name, value)?,
             "min_quorum" => autopilot.min_quorum = number(&name, value)?,
-            "server_stabilization_time" => autopilot.server_stabilization = duration(value)?,
+            "server_stabilization_time" => autopilot.server_stabilization = duration(&name, value)?,
             "redundancy_zone_tag" => autopilot.redundancy_zone_tag = string(&name, value)?,
             "disable_upgrade_migration" => autopilot.disable_upgrade_migration = boolean(&name, value)?,
             "upgrade_version_tag" => autopilot.upgrade_version_tag = string(&name, value)?,
@@ -586,9 +569,8 @@ fn merge_autopilot(autopilot: &mut muster_core::autopilot::Config, value: &Value
     Ok(())
 }
 
-fn merge_dns(dns: &mut DnsConfig, value: &Value) -> Result<(), String> {
-    let Value::Object(map) = value else { return Err("dns_config: expected an object".to_owned()) };
-    for (key, value) in map {
+fn merge_dns(dns: &mut DnsConfig, value: &Value) -> Result<(), ValueError> {
+    for (key, value) in object_ref("dns_config", value)? {
         let name = format!("dns_config.{key}");
         match key.as_str() {
             "only_passing" => dns.only_passing = Some(boolean(&name, value)?),
@@ -598,30 +580,23 @@ fn merge_dns(dns: &mut DnsConfig, value: &Value) -> Result<(), String> {
             "enable_additional_node_meta_txt" => dns.node_meta_txt = Some(boolean(&name, value)?),
             "node_ttl" => dns.node_ttl_secs = Some(seconds(&name, value)?),
             "service_ttl" => {
-                let Value::Object(ttls) = value else { return Err(format!("{name}: expected an object")) };
-                for (service, ttl) in ttls {
+                for (service, ttl) in object_ref(&name, value)? {
                     dns.service_ttl_secs.insert(service.clone(), seconds(&format!("{name}.{service}"), ttl)?);
                 }
             }
             "soa" => {
-                let Value::Object(fields) = value else { return Err(format!("{name}: expected an object")) };
-                for (field, number_value) in fields {
-                    let field_name = format!("{name}.{field}");
-                    dns.soa.insert(field.clone(), number(&field_name, number_value)?);
+                for (field, number_value) in object_ref(&name, value)? {
+                    dns.soa.insert(field.clone(), number(&format!("{name}.{field}"), number_value)?);
                 }
             }
             "recursor_strategy" => {
                 let strategy = string(&name, value)?;
                 if !matches!(strategy.as_str(), "sequential" | "random") {
-                    return Err(format!("{name}: expected \"sequential\" or \"random\", not {strategy:?}"));
+                    return Err(ValueError::RecursorStrategy { key: name, strategy });
                 }
                 dns.recursor_strategy = Some(strategy);
             }
-            "recursor_timeout" => {
-                let text = string(&name, value)?;
-                let timeout = muster_core::duration::parse(&text).map_err(|e| format!("{name}: {e}"))?;
-                dns.recursor_timeout = Some(timeout);
-            }
+            "recursor_timeout" => dns.recursor_timeout = Some(duration(&name, value)?),
             // muster always answers from the local replica (Consul's default allow_stale), so
             // these are accepted and have nothing to change.
             "allow_stale" => {
@@ -637,74 +612,85 @@ fn merge_dns(dns: &mut DnsConfig, value: &Value) -> Result<(), String> {
 }
 
 /// A Go duration string, whole seconds.
-fn seconds(key: &str, value: &Value) -> Result<u32, String> {
-    let text = string(key, value)?;
-    let duration = muster_core::duration::parse(&text).map_err(|e| format!("{key}: {e}"))?;
-    u32::try_from(duration.as_secs()).map_err(|_| format!("{key}: too long"))
+fn seconds(key: &str, value: &Value) -> Result<u32, ValueError> {
+    let duration = duration(key, value)?;
+    u32::try_from(duration.as_secs()).map_err(|_| ValueError::TooLong { key: key.to_owned() })
 }
 
-fn string(key: &str, value: &Value) -> Result<String, String> {
-    value.as_str().map(str::to_owned).ok_or(format!("{key}: expected a string"))
+fn string(key: &str, value: &Value) -> Result<String, ValueError> {
+    value.as_str().map(str::to_owned).ok_or_else(|| ValueError::NotAString { key: key.to_owned() })
 }
 
-fn boolean(key: &str, value: &Value) -> Result<bool, String> {
-    value.as_bool().ok_or(format!("{key}: expected true or false"))
+fn boolean(key: &str, value: &Value) -> Result<bool, ValueError> {
+    value.as_bool().ok_or_else(|| ValueError::NotABool { key: key.to_owned() })
 }
 
-fn number<T: TryFrom<u64>>(key: &str, value: &Value) -> Result<T, String> {
-    value.as_u64().and_then(|n| T::try_from(n).ok()).ok_or(format!("{key}: expected a number in range"))
+fn number<T: TryFrom<u64>>(key: &str, value: &Value) -> Result<T, ValueError> {
+    let fitting = value.as_u64().and_then(|n| T::try_from(n).ok());
+    fitting.ok_or_else(|| ValueError::NumberOutOfRange { key: key.to_owned() })
+}
+
+/// An object's fields, taken.
+fn object(key: &str, value: Value) -> Result<Map<String, Value>, ValueError> {
+    match value {
+        Value::Object(fields) => Ok(fields),
+        _ => Err(ValueError::NotAnObject { key: key.to_owned() }),
+    }
+}
+
+/// An object's fields, borrowed.
+fn object_ref<'v>(key: &str, value: &'v Value) -> Result<&'v Map<String, Value>, ValueError> {
+    value.as_object().ok_or_else(|| ValueError::NotAnObject { key: key.to_owned() })
 }
 
 /// One address, or none when a template yields nothing (Consul's `expandOptionalAddr`: an
 /// `advertise_addr` of `{{ GetInterfaceIP "en0" }}` on a machine without en0 is as if unset).
-fn optional_address(key: &str, value: &Value) -> Result<Option<IpAddr>, String> {
+fn optional_address(key: &str, value: &Value) -> Result<Option<IpAddr>, ValueError> {
     let text = string(key, value)?;
-    match resolve_addresses(&text).map_err(|reason| format!("{key}: {reason}"))?.as_slice() {
+    let invalid = |source| ValueError::Address { key: key.to_owned(), source };
+    match resolve_addresses(&text).map_err(invalid)?.as_slice() {
         [] => Ok(None),
         [one] => Ok(Some(*one)),
-        _ => resolve_address(&text).map(Some).map_err(|reason| format!("{key}: {reason}")),
+        _ => resolve_address(&text).map(Some).map_err(invalid),
     }
 }
 
 /// One address as Consul's `bind_addr`, `advertise_addr` and `serf_lan` take it: an IP, or a
 /// go-sockaddr template ([`sockaddr`]) that yields exactly one, with Consul's words otherwise.
-pub fn resolve_address(text: &str) -> Result<IpAddr, String> {
+pub fn resolve_address(text: &str) -> Result<IpAddr, AddressError> {
     match resolve_addresses(text)?.as_slice() {
         [one] => Ok(*one),
-        [] => Err(format!("no address found in {:?}", text.trim())),
-        many => {
-            let listed: Vec<String> = many.iter().map(ToString::to_string).collect();
-            Err(format!("multiple addresses found: {}", listed.join(" ")))
-        }
+        [] => Err(AddressError::NoneFound(text.trim().to_owned())),
+        many => Err(AddressError::Multiple(many.to_vec())),
     }
 }
 
 /// Addresses as `client_addr` and `addresses.*` take them: IPs or go-sockaddr templates,
 /// separated by spaces (a template may itself yield several).
-pub fn resolve_addresses(text: &str) -> Result<Vec<IpAddr>, String> {
+pub fn resolve_addresses(text: &str) -> Result<Vec<IpAddr>, AddressError> {
     let rendered = if text.contains("{{") {
-        let interfaces = sockaddr::system_interfaces()
-            .map_err(|e| format!("Error reading the network interfaces: {e}"))?;
-        sockaddr::render(text, &interfaces).map_err(|e| format!("error parsing {:?}: {e}", text.trim()))?
+        let interfaces = sockaddr::system_interfaces().map_err(AddressError::Interfaces)?;
+        sockaddr::render(text, &interfaces)
+            .map_err(|source| AddressError::Template { template: text.trim().to_owned(), source })?
     } else {
         text.to_owned()
     };
     rendered
         .split_whitespace()
-        .map(|one| one.parse().map_err(|_| format!("expected an IP address or a template, not {one:?}")))
+        .map(|one| one.parse().map_err(|_| AddressError::NotAnAddress(one.to_owned())))
         .collect()
 }
 
 /// This machine's interface addresses, by interface name.
-pub fn interfaces() -> Result<Vec<(String, IpAddr)>, String> {
-    let found = if_addrs::get_if_addrs().map_err(|e| format!("Error reading the network interfaces: {e}"))?;
+pub fn interfaces() -> Result<Vec<(String, IpAddr)>, AddressError> {
+    let found = if_addrs::get_if_addrs().map_err(AddressError::Interfaces)?;
     Ok(found.into_iter().map(|interface| (interface.name.clone(), interface.ip())).collect())
 }
 
 /// The one private IPv4 address among `interfaces` (RFC 1918 and RFC 6598, as go-sockaddr's
 /// `GetPrivateIP`), which Consul advertises when bound to 0.0.0.0; an error in Consul's words
 /// when there is none or more than one.
-pub fn private_ipv4(interfaces: &[(String, IpAddr)]) -> Result<std::net::Ipv4Addr, String> {
+pub fn private_ipv4(interfaces: &[(String, IpAddr)]) -> Result<std::net::Ipv4Addr, AddressError> {
     let mut private: Vec<std::net::Ipv4Addr> = interfaces
         .iter()
         .filter_map(|(_, ip)| match ip {
@@ -719,29 +705,26 @@ pub fn private_ipv4(interfaces: &[(String, IpAddr)]) -> Result<std::net::Ipv4Add
     private.sort();
     private.dedup();
     match private.as_slice() {
-        [] => Err("No private IPv4 address found".to_owned()),
+        [] => Err(AddressError::NoPrivateIpv4),
         [one] => Ok(*one),
-        _ => {
-            Err("Multiple private IPv4 addresses found. Please configure one with 'bind' and/or 'advertise'."
-                .to_owned())
-        }
+        _ => Err(AddressError::MultiplePrivateIpv4),
     }
 }
 
-fn strings(key: &str, value: &Value) -> Result<Vec<String>, String> {
+fn strings(key: &str, value: &Value) -> Result<Vec<String>, ValueError> {
     match value {
         Value::String(one) => Ok(vec![one.clone()]),
         Value::Array(items) => items.iter().map(|item| string(key, item)).collect(),
-        _ => Err(format!("{key}: expected a list of strings")),
+        _ => Err(ValueError::NotStrings { key: key.to_owned() }),
     }
 }
 
 /// One object or a list of them (`service { }` once, twice, or `services = [...]`).
-fn objects(key: &str, value: Value) -> Result<Vec<Value>, String> {
+fn objects(key: &str, value: Value) -> Result<Vec<Value>, ValueError> {
     match value {
         Value::Object(_) => Ok(vec![value]),
         Value::Array(items) if items.iter().all(Value::is_object) => Ok(items),
-        _ => Err(format!("{key}: expected an object or a list of objects")),
+        _ => Err(ValueError::NotObjects { key: key.to_owned() }),
     }
 }
 
@@ -816,7 +799,8 @@ mod tests {
             )],
         );
         let file = Source::File(dir.join("agent.conf"));
-        let refused = load(&Sources { paths: vec![file.clone()], ..Sources::default() }).unwrap_err();
+        let refused =
+            load(&Sources { paths: vec![file.clone()], ..Sources::default() }).unwrap_err().to_string();
         assert!(refused.contains("config file must have a .json or .hcl extension"), "{refused}");
         let sources = Sources {
             paths: vec![file],
@@ -844,10 +828,13 @@ mod tests {
         assert_eq!(config.retry_interval.as_deref(), Some("5s"));
         let bad = Sources { fragments: vec!["node_meta = 3".to_owned()], ..Sources::default() };
         assert_eq!(
-            load(&bad).unwrap_err(),
+            load(&bad).unwrap_err().to_string(),
             "failed to parse flags-0.hcl: 1 error occurred:\n\t* 'node_meta' expected a map, got 'int'\n\n"
         );
-        assert_eq!(Format::parse("yaml").unwrap_err(), "Invalid config format \"yaml\": must be json or hcl");
+        assert_eq!(
+            Format::parse("yaml").unwrap_err().to_string(),
+            "Invalid config format \"yaml\": must be json or hcl"
+        );
     }
 
     #[test]
@@ -855,28 +842,35 @@ mod tests {
         let list =
             |ips: &[&str]| ips.iter().map(|ip| ("eth0".to_owned(), ip.parse().unwrap())).collect::<Vec<_>>();
         assert_eq!(
-            private_ipv4(&list(&["127.0.0.1", "10.1.2.3", "192.0.2.2", "fe80::1"])),
-            Ok([10, 1, 2, 3].into())
+            private_ipv4(&list(&["127.0.0.1", "10.1.2.3", "192.0.2.2", "fe80::1"])).unwrap(),
+            std::net::Ipv4Addr::new(10, 1, 2, 3)
         );
-        assert_eq!(private_ipv4(&list(&["100.64.0.7"])), Ok([100, 64, 0, 7].into()));
+        assert_eq!(private_ipv4(&list(&["100.64.0.7"])).unwrap(), std::net::Ipv4Addr::new(100, 64, 0, 7));
         assert_eq!(
-            private_ipv4(&list(&["127.0.0.1", "192.0.2.2"])).unwrap_err(),
+            private_ipv4(&list(&["127.0.0.1", "192.0.2.2"])).unwrap_err().to_string(),
             "No private IPv4 address found"
         );
         assert!(private_ipv4(&list(&["10.0.0.1", "192.168.1.1"]))
             .unwrap_err()
+            .to_string()
             .starts_with("Multiple private IPv4"));
-        assert_eq!(resolve_address(" 10.0.0.9 "), Ok([10, 0, 0, 9].into()));
+        assert_eq!(resolve_address(" 10.0.0.9 ").unwrap(), IpAddr::from([10, 0, 0, 9]));
         // go-sockaddr's templates: loopback is not forwardable, so GetInterfaceIP finds nothing
         // on lo; a filter finds it.
         assert_eq!(
-            resolve_address("{{ GetAllInterfaces | include \"flags\" \"loopback\" | include \"type\" \"ipv4\" | attr \"address\" }}"),
-            Ok([127, 0, 0, 1].into())
+            resolve_address("{{ GetAllInterfaces | include \"flags\" \"loopback\" | include \"type\" \"ipv4\" | attr \"address\" }}").unwrap(),
+            IpAddr::from([127, 0, 0, 1])
         );
-        assert!(resolve_address("{{ GetInterfaceIP \"lo\" }}").unwrap_err().starts_with("no address found"));
-        assert!(resolve_address("{{ Bogus }}").unwrap_err().starts_with("error parsing"));
-        assert!(resolve_address("127.0.0.1 127.0.0.2").unwrap_err().starts_with("multiple addresses found"));
-        assert!(resolve_address("nonsense").unwrap_err().starts_with("expected an IP address"));
+        assert!(resolve_address("{{ GetInterfaceIP \"lo\" }}")
+            .unwrap_err()
+            .to_string()
+            .starts_with("no address found"));
+        assert!(resolve_address("{{ Bogus }}").unwrap_err().to_string().starts_with("error parsing"));
+        assert!(resolve_address("127.0.0.1 127.0.0.2")
+            .unwrap_err()
+            .to_string()
+            .starts_with("multiple addresses found"));
+        assert!(resolve_address("nonsense").unwrap_err().to_string().starts_with("expected an IP address"));
     }
 
     #[test]
@@ -888,7 +882,8 @@ mod tests {
         assert_eq!(config.rpc_client_timeout, Some(std::time::Duration::from_secs(90)));
         assert_eq!(config.rpc_hold_timeout, Some(std::time::Duration::from_secs(3)));
         let bad = dir("rpc_timeouts_bad", &[("a.json", r#"{"limits": {"rpc_client_timeout": "soon"}}"#)]);
-        let error = load(&Sources { paths: vec![Source::Dir(bad)], ..Sources::default() }).unwrap_err();
+        let error =
+            load(&Sources { paths: vec![Source::Dir(bad)], ..Sources::default() }).unwrap_err().to_string();
         assert!(error.contains("limits.rpc_client_timeout"), "{error}");
         // The other format of each: JSON read, HCL refused.
         let json =
@@ -899,7 +894,8 @@ mod tests {
         assert_eq!(config.rpc_hold_timeout, Some(std::time::Duration::from_millis(500)));
         let bad =
             dir("rpc_timeouts_bad_hcl", &[("a.hcl", "performance {\n  rpc_hold_timeout = \"later\"\n}\n")]);
-        let error = load(&Sources { paths: vec![Source::Dir(bad)], ..Sources::default() }).unwrap_err();
+        let error =
+            load(&Sources { paths: vec![Source::Dir(bad)], ..Sources::default() }).unwrap_err().to_string();
         assert!(error.contains("performance.rpc_hold_timeout"), "{error}");
     }
 
@@ -931,11 +927,13 @@ mod tests {
         assert_eq!(config.dns.node_meta_txt, Some(false));
         std::fs::write(dir.join("b.json"), r#"{"dns_config": {"only_passin": true}}"#).unwrap();
         let refused = load(&Sources { paths: vec![Source::File(dir.join("b.json"))], ..Sources::default() })
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(refused.ends_with("* invalid config key dns_config.only_passin\n\n"), "{refused}");
         std::fs::write(dir.join("c.json"), r#"{"dns_config": {"recursor_strategy": "fastest"}}"#).unwrap();
         let refused = load(&Sources { paths: vec![Source::File(dir.join("c.json"))], ..Sources::default() })
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(
             refused.ends_with(
                 r#"dns_config.recursor_strategy: expected "sequential" or "random", not "fastest""#
@@ -956,7 +954,9 @@ mod tests {
             ],
         );
         let one = |file: &str| {
-            load(&Sources { paths: vec![Source::File(dir.join(file))], ..Sources::default() }).unwrap_err()
+            load(&Sources { paths: vec![Source::File(dir.join(file))], ..Sources::default() })
+                .unwrap_err()
+                .to_string()
         };
         assert_eq!(
             one("a.json"),

@@ -31,6 +31,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use muster_core::go_quote::{quote, quote_ascii};
 use regex::{Regex, RegexBuilder};
 
 /// One address of one network interface, as go-sockaddr's IfAddr sees it.
@@ -70,17 +71,24 @@ pub struct Flags {
 /// Displays as Consul words it: `unable to parse template "<t>": <why>` or
 /// `unable to execute sockaddr input "<t>": <why>`, where `<why>` follows Go's `text/template`
 /// (`template: sockaddr.Parse:1: function "Foo" not defined`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Error {
-    stage: Stage,
-    template: String,
-    why: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stage {
-    Parse,
-    Execute,
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    /// Not a template: bad syntax, or beyond the subset and the limits this module takes.
+    #[error("unable to parse template {}: {why}", quote_ascii(template))]
+    Parse {
+        /// The template.
+        template: String,
+        /// Go's `text/template` message, with the line.
+        why: String,
+    },
+    /// A template that parsed but failed while running (a function refused its arguments).
+    #[error("unable to execute sockaddr input {}: {why}", quote_ascii(template))]
+    Execute {
+        /// The template.
+        template: String,
+        /// Go's `text/template` message, with the line, column and failing node.
+        why: String,
+    },
 }
 
 /// This machine's interfaces: if-addrs for names, addresses and netmasks; the default-route
@@ -124,23 +132,25 @@ pub fn system_interfaces() -> std::io::Result<Vec<IfAddr>> {
 
 /// Evaluates a template (text and `{{ }}` actions mixed, as Go's text/template; a string with no
 /// `{{` is returned as is) against `interfaces`; the caller splits the output on whitespace.
-pub fn render(template: &str, interfaces: &[IfAddr]) -> Result<String, Error> {
+pub fn render(template: &str, interfaces: &[IfAddr]) -> Result<String, TemplateError> {
     if !template.contains("{{") {
         return Ok(template.to_string());
     }
-    let fail =
-        |stage, fault: Fault| Error { stage, template: template.to_string(), why: fault.render(template) };
+    let unparsable =
+        |f: Fault| TemplateError::Parse { template: template.to_string(), why: f.render(template) };
+    let failed =
+        |f: Fault| TemplateError::Execute { template: template.to_string(), why: f.render(template) };
     if template.len() > TEMPLATE_LEN_MAX {
         let msg = format!("template is {} bytes long; the limit is {TEMPLATE_LEN_MAX}", template.len());
-        return Err(fail(Stage::Parse, Fault { pos: 0, node: None, msg }));
+        return Err(unparsable(Fault { pos: 0, node: None, msg }));
     }
-    let nodes = parse(template).map_err(|f| fail(Stage::Parse, f))?;
+    let nodes = parse(template).map_err(unparsable)?;
     let eval = Eval::new(interfaces);
     let mut out = String::new();
     for node in &nodes {
         match node {
             Node::Text(text) => out.push_str(text),
-            Node::Action(pipeline) => match eval.pipeline(pipeline).map_err(|f| fail(Stage::Execute, f))? {
+            Node::Action(pipeline) => match eval.pipeline(pipeline).map_err(failed)? {
                 Value::Str(s) => out.push_str(&s),
                 Value::Int(i) => out.push_str(&i.to_string()),
                 Value::Bool(b) => out.push_str(if b { "true" } else { "false" }),
@@ -150,25 +160,13 @@ pub fn render(template: &str, interfaces: &[IfAddr]) -> Result<String, Error> {
                         node: Some(pipeline.to_string()),
                         msg: "cannot print a list of interface addresses; pipe it to attr or join".into(),
                     };
-                    return Err(fail(Stage::Execute, fault));
+                    return Err(failed(fault));
                 }
             },
         }
     }
     Ok(out)
 }
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let quoted = muster_core::go_quote::quote_ascii(&self.template);
-        match self.stage {
-            Stage::Parse => write!(f, "unable to parse template {quoted}: {}", self.why),
-            Stage::Execute => write!(f, "unable to execute sockaddr input {quoted}: {}", self.why),
-        }
-    }
-}
-
-impl std::error::Error for Error {}
 
 // ---------------------------------------------------------------------------------------------
 // Interfaces from the operating system.
@@ -247,8 +245,8 @@ struct Fault {
 }
 
 impl Fault {
-    fn parse(pos: usize, msg: impl Into<String>) -> Fault {
-        Fault { pos, node: None, msg: msg.into() }
+    fn parse(pos: usize, msg: impl fmt::Display) -> Fault {
+        Fault { pos, node: None, msg: msg.to_string() }
     }
 
     /// Go's wording: `template: NAME:LINE: msg` when parsing, and
@@ -267,6 +265,226 @@ impl Fault {
                 )
             }
         }
+    }
+}
+
+/// A template's text that does not lex or parse, in Go's `text/template` words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum SyntaxError {
+    /// A quoted string's escape that Go does not take.
+    #[error("invalid syntax")]
+    Escape,
+    /// A double-quoted string with no closing quote on its line.
+    #[error("unterminated quoted string")]
+    UnterminatedString,
+    /// A number with a fraction or an exponent.
+    #[error("floating-point numbers are not supported")]
+    Float,
+    /// A number whose digits do not fit its base.
+    #[error("illegal number syntax: {}", quote(.0))]
+    Number(String),
+    /// A number beyond `i64`.
+    #[error("integer overflow: {}", quote(.0))]
+    Overflow(String),
+    /// A control word (`if`, `range`, ...) this module does not run.
+    #[error("{} is not supported in sockaddr templates", quote(.0))]
+    Control(String),
+    /// One of Go's builtin functions, which this module does not run.
+    #[error("function {} is not supported in sockaddr templates", quote(.0))]
+    Builtin(String),
+    /// A word that names no function.
+    #[error("function {} not defined", quote(.0))]
+    Undefined(String),
+}
+
+/// An argument of the wrong type, in Go's two wordings.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum TypeError {
+    /// A literal argument (its source text) where another type is wanted.
+    #[error("expected {expected}; found {found}")]
+    Literal {
+        /// What the parameter takes, in words.
+        expected: &'static str,
+        /// The literal as written.
+        found: String,
+    },
+    /// A computed argument of another Go type.
+    #[error("wrong type for value; expected {expected}; got {got}")]
+    Value {
+        /// The parameter's Go type.
+        expected: &'static str,
+        /// The argument's Go type.
+        got: &'static str,
+    },
+}
+
+/// A go-sockaddr function that refused its arguments, in go-sockaddr's words; Go prefixes it
+/// with `error calling <function>: `.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum CallError {
+    /// `GetDefaultInterfaces` with no default route.
+    #[error("no default interface found")]
+    NoDefaultInterface,
+    /// A selector regexp that does not compile.
+    #[error("unable to compile {what} regexp {}: {why}", quote_ascii(pattern))]
+    Regexp {
+        /// Which selector: `name`, `address` or `port`.
+        what: &'static str,
+        /// The pattern.
+        pattern: String,
+        /// The regex crate's complaint, on one line.
+        why: String,
+    },
+    /// A `network` selector argument that is not an address or a CIDR.
+    #[error("unable to create an IP address from {}: invalid IPAddr {}", quote_ascii(.0), .0)]
+    Network(String),
+    /// An `rfc` selector argument that names no known RFC.
+    #[error("unable to lookup RFC number {}: {source}", quote(number))]
+    Rfc {
+        /// The argument.
+        number: String,
+        /// Why it names none.
+        source: RfcError,
+    },
+    /// A `size` selector argument that is not an unsigned number.
+    #[error("invalid exclude size argument ({}): {}", quote(.0), parse_uint_error(.0))]
+    Size(String),
+    /// A `size` selector beyond an IPv4 prefix.
+    #[error("mask size out of bounds for IPv4 address: {0}")]
+    MaskSizeIpv4(u64),
+    /// A `size` selector beyond an IPv6 prefix.
+    #[error("mask size out of bounds for IPv6 address: {0}")]
+    MaskSizeIpv6(u64),
+    /// A `type` selector argument naming an unknown type.
+    #[error("unsupported type {} {}", quote(bad), quote(arg))]
+    Type {
+        /// The unknown type.
+        bad: String,
+        /// The whole argument.
+        arg: String,
+    },
+    /// An `include` or `exclude` selector that does not exist.
+    #[error("invalid {verb} selector {}", quote(selector))]
+    Selector {
+        /// `include` or `exclude`.
+        verb: &'static str,
+        /// The selector.
+        selector: String,
+    },
+    /// A `sort` key that does not exist.
+    #[error("unknown sort type: {}", quote(.0))]
+    SortKey(String),
+    /// A `flag` selector argument naming an unknown flag.
+    #[error("unknown interface flag: {}", quote_ascii(.0))]
+    Flag(String),
+    /// A `unique` attribute other than `address` or `name`.
+    #[error("unsupported unique constraint {}", quote_ascii(.0))]
+    Unique(String),
+    /// An `offset` beyond the list.
+    #[error(
+        "unable to seek past the end of the interface array: offset ({offset}) exceeds the number of \
+         interfaces ({count})"
+    )]
+    Offset {
+        /// The offset's magnitude.
+        offset: usize,
+        /// How many interface addresses the list holds.
+        count: usize,
+    },
+    /// A `math` operation that cannot be done on one address.
+    #[error("unable to perform an IPMath operation on {address} {interface}: {source}")]
+    Math {
+        /// The address with its prefix length.
+        address: String,
+        /// Its interface's name.
+        interface: String,
+        /// What is wrong with the operation.
+        source: MathError,
+    },
+    /// An `attr` or `join` attribute that does not exist.
+    #[error("unsupported attribute name {}", quote(.0))]
+    Attribute(String),
+    /// `attr` applied to something other than a list of interface addresses.
+    #[error("unable to obtain attribute {attr} from type {go_type} ({shown})")]
+    AttributeOfNonList {
+        /// The attribute.
+        attr: String,
+        /// The value's Go type.
+        go_type: &'static str,
+        /// The value as Go prints it.
+        shown: String,
+    },
+    /// Arguments that reached a function unchecked: a bug in this module, never the template's.
+    #[error("internal error: arguments of {0} not checked")]
+    Unchecked(&'static str),
+}
+
+/// An `rfc` selector argument that names no known RFC.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum RfcError {
+    /// Not an unsigned number.
+    #[error("unable to parse RFC number {}: {}", quote(.0), parse_uint_error(.0))]
+    NotANumber(String),
+    /// A number go-sockaddr has no table for.
+    #[error("unsupported RFC {0}")]
+    Unknown(u64),
+}
+
+/// A `math` operation or operand that go-sockaddr's `IfAddrMath` refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum MathError {
+    /// `address` and `network` take a signed offset.
+    #[error("sign (+/-) is required for operation {}", quote(op))]
+    Unsigned {
+        /// The operation.
+        op: String,
+    },
+    /// A signed offset that is not a number, or beyond the address family.
+    #[error(
+        "unable to convert {} to int for operation {}: {}",
+        quote(value),
+        quote(op),
+        parse_int_error(value)
+    )]
+    NotAnInt {
+        /// The operand.
+        value: String,
+        /// The operation.
+        op: String,
+    },
+    /// A `mask` length that is not an unsigned number.
+    #[error(
+        "unable to convert {} to int for operation {}: {}",
+        quote(value),
+        quote(op),
+        parse_uint_error(value)
+    )]
+    NotAUint {
+        /// The operand.
+        value: String,
+        /// The operation.
+        op: String,
+    },
+    /// A `mask` length beyond the address family.
+    #[error("parameter for operation {} on {}", quote(op), mask_range(*ipv4))]
+    MaskLength {
+        /// The operation.
+        op: String,
+        /// Whether the address is IPv4.
+        ipv4: bool,
+    },
+    /// An operation go-sockaddr does not have.
+    #[error("unsupported math operation: {}", quote(.0))]
+    Unsupported(String),
+}
+
+/// The range a `mask` length must lie in, in go-sockaddr's words (its IPv6 message really says
+/// 64).
+fn mask_range(ipv4: bool) -> &'static str {
+    if ipv4 {
+        "ipv4 addresses must be between 0 and 32"
+    } else {
+        "ipv6 addresses must be between 0 and 64"
     }
 }
 
@@ -530,7 +748,7 @@ fn lex_action(src: &str, start: usize) -> Result<(Vec<Token>, usize, bool), Faul
 }
 
 /// Lexes a Go double-quoted string at the start of `s`; returns its value and source length.
-fn lex_quoted(s: &str) -> Result<(String, usize), String> {
+fn lex_quoted(s: &str) -> Result<(String, usize), SyntaxError> {
     let mut out = String::new();
     let mut chars = s.char_indices().skip(1);
     while let Some((i, c)) = chars.next() {
@@ -560,12 +778,12 @@ fn lex_quoted(s: &str) -> Result<(String, usize), String> {
                     'u' => (4, 16),
                     'U' => (8, 16),
                     '0'..='7' => (2, 8),
-                    _ => return Err("invalid syntax".into()),
+                    _ => return Err(SyntaxError::Escape),
                 };
                 let mut code = if radix == 8 { e.to_digit(8).unwrap_or(0) } else { 0 };
                 for _ in 0..digits {
                     let Some(d) = chars.next().and_then(|(_, d)| d.to_digit(radix)) else {
-                        return Err("invalid syntax".into());
+                        return Err(SyntaxError::Escape);
                     };
                     code = code.saturating_mul(radix).saturating_add(d);
                 }
@@ -574,17 +792,17 @@ fn lex_quoted(s: &str) -> Result<(String, usize), String> {
                 match char::from_u32(code) {
                     Some(ch) if !byte_escape || code < 0x80 => out.push(ch),
                     _ if byte_escape && code <= 0xff => out.push(char::REPLACEMENT_CHARACTER),
-                    _ => return Err("invalid syntax".into()),
+                    _ => return Err(SyntaxError::Escape),
                 }
             }
             c => out.push(c),
         }
     }
-    Err("unterminated quoted string".into())
+    Err(SyntaxError::UnterminatedString)
 }
 
 /// Parses an integer as Go's `strconv.ParseInt(s, 0, 64)`: sign, `0x`/`0o`/`0b`/leading-0 octal.
-fn parse_go_int(text: &str) -> Result<i64, String> {
+fn parse_go_int(text: &str) -> Result<i64, SyntaxError> {
     let (neg, body) = match text.as_bytes().first() {
         Some(b'-') => (true, &text[1..]),
         Some(b'+') => (false, &text[1..]),
@@ -604,15 +822,15 @@ fn parse_go_int(text: &str) -> Result<i64, String> {
     };
     let digits = digits.replace('_', "");
     if digits.contains(['.', 'e', 'p']) && radix != 16 || digits.contains('.') {
-        return Err("floating-point numbers are not supported".into());
+        return Err(SyntaxError::Float);
     }
     if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
-        return Err(format!("illegal number syntax: {}", muster_core::go_quote::quote(text)));
+        return Err(SyntaxError::Number(text.to_owned()));
     }
-    let magnitude = u64::from_str_radix(&digits, radix)
-        .map_err(|_| format!("integer overflow: {}", muster_core::go_quote::quote(text)))?;
+    let overflow = || SyntaxError::Overflow(text.to_owned());
+    let magnitude = u64::from_str_radix(&digits, radix).map_err(|_| overflow())?;
     let value = if neg { 0i64.checked_sub_unsigned(magnitude) } else { i64::try_from(magnitude).ok() };
-    value.ok_or_else(|| format!("integer overflow: {}", muster_core::go_quote::quote(text)))
+    value.ok_or_else(overflow)
 }
 
 struct Parser<'a> {
@@ -754,7 +972,7 @@ impl Func {
         Func::Join,
     ];
 
-    fn resolve(word: &str) -> Result<Func, String> {
+    fn resolve(word: &str) -> Result<Func, SyntaxError> {
         if let Some(f) = Func::ALL.into_iter().find(|f| f.name() == word) {
             return Ok(f);
         }
@@ -765,14 +983,11 @@ impl Func {
             "urlquery", "eq", "ge", "gt", "le", "lt", "ne",
         ];
         if CONTROL.contains(&word) {
-            Err(format!("{} is not supported in sockaddr templates", muster_core::go_quote::quote(word)))
+            Err(SyntaxError::Control(word.to_owned()))
         } else if GO_BUILTINS.contains(&word) {
-            Err(format!(
-                "function {} is not supported in sockaddr templates",
-                muster_core::go_quote::quote(word)
-            ))
+            Err(SyntaxError::Builtin(word.to_owned()))
         } else {
-            Err(format!("function {} not defined", muster_core::go_quote::quote(word)))
+            Err(SyntaxError::Undefined(word.to_owned()))
         }
     }
 
@@ -910,27 +1125,27 @@ impl<'a> Eval<'a> {
         for (op, &param) in args.iter().zip(params) {
             let value = self.operand(op)?;
             let literal = if op.kind.is_literal() { Some(op.kind.to_string()) } else { None };
-            values.push(check_type(value, param, literal).map_err(|msg| Fault {
+            values.push(check_type(value, param, literal).map_err(|e| Fault {
                 pos: op.pos,
                 node: Some(op.kind.to_string()),
-                msg,
+                msg: e.to_string(),
             })?);
         }
         if let (Some(value), Some(&param)) = (piped, params.last()) {
             let node = if cmd.operands.is_empty() { f.name().to_string() } else { cmd.to_string() };
-            values.push(check_type(value, param, None).map_err(|msg| Fault {
+            values.push(check_type(value, param, None).map_err(|e| Fault {
                 pos,
                 node: Some(node),
-                msg,
+                msg: e.to_string(),
             })?);
         }
-        self.apply(f, values).map_err(|msg| {
+        self.apply(f, values).map_err(|e| {
             let node = if cmd.operands.is_empty() { f.name().to_string() } else { cmd.to_string() };
-            Fault { pos, node: Some(node), msg: format!("error calling {}: {msg}", f.name()) }
+            Fault { pos, node: Some(node), msg: format!("error calling {}: {e}", f.name()) }
         })
     }
 
-    fn apply(&self, f: Func, values: Vec<Value>) -> Result<Value, String> {
+    fn apply(&self, f: Func, values: Vec<Value>) -> Result<Value, CallError> {
         use Value::{Int, List, Str};
         let out = match (f, values.as_slice()) {
             (Func::GetAllInterfaces, []) => List(self.all.to_vec()),
@@ -971,23 +1186,24 @@ impl<'a> Eval<'a> {
                     Value::Bool(b) => b.to_string(),
                     List(_) => String::new(),
                 };
-                return Err(format!(
-                    "unable to obtain attribute {attr} from type {} ({shown})",
-                    other.go_type()
-                ));
+                return Err(CallError::AttributeOfNonList {
+                    attr: attr.clone(),
+                    go_type: other.go_type(),
+                    shown,
+                });
             }
             (Func::Join, [Str(attr), Str(sep), List(l)]) => {
                 Str(l.iter().map(|a| attribute(attr, a)).collect::<Result<Vec<_>, _>>()?.join(sep))
             }
             // SAFETY-INVARIANT: `call` checked the count and types against `params()`.
-            (f, _) => return Err(format!("internal error: arguments of {} not checked", f.name())),
+            (f, _) => return Err(CallError::Unchecked(f.name())),
         };
         Ok(out)
     }
 
-    fn default_interfaces(&self) -> Result<Vec<IfAddr>, String> {
+    fn default_interfaces(&self) -> Result<Vec<IfAddr>, CallError> {
         if self.default_names.is_empty() {
-            return Err("no default interface found".into());
+            return Err(CallError::NoDefaultInterface);
         }
         Ok(self.all.iter().filter(|a| self.default_names.contains(a.name.as_str())).cloned().collect())
     }
@@ -1015,7 +1231,7 @@ impl<'a> Eval<'a> {
 
     /// go-sockaddr's GetInterfaceIP(s): interfaces whose name matches `re`, sorted `+type,+size`;
     /// the singular form keeps forwardable addresses only.
-    fn interface_ips(&self, re: &str, forwardable_only: bool) -> Result<Vec<IfAddr>, String> {
+    fn interface_ips(&self, re: &str, forwardable_only: bool) -> Result<Vec<IfAddr>, CallError> {
         let re = compile("name", re)?;
         let matched: Vec<IfAddr> = self
             .all
@@ -1029,11 +1245,11 @@ impl<'a> Eval<'a> {
     /// `include`/`exclude`: returns (matched, remainder) as go-sockaddr's `IfBy*` functions do.
     fn filter(
         &self,
-        verb: &str,
+        verb: &'static str,
         selector: &str,
         arg: &str,
         list: &[IfAddr],
-    ) -> Result<(Vec<IfAddr>, Vec<IfAddr>), String> {
+    ) -> Result<(Vec<IfAddr>, Vec<IfAddr>), CallError> {
         let mut matched = Vec::new();
         let mut rest = Vec::new();
         let mut split =
@@ -1058,39 +1274,23 @@ impl<'a> Eval<'a> {
             }
             "network" => {
                 for net in arg.split('|') {
-                    let cidr = parse_network(net).ok_or_else(|| {
-                        format!(
-                            "unable to create an IP address from {}: invalid IPAddr {net}",
-                            muster_core::go_quote::quote_ascii(net)
-                        )
-                    })?;
+                    let cidr = parse_network(net).ok_or_else(|| CallError::Network(net.to_owned()))?;
                     list.iter().for_each(|a| split(cidr.contains(a), a));
                 }
             }
             "rfc" | "rfcs" => {
                 for number in arg.split('|') {
-                    let nets = rfc_networks(number).map_err(|e| {
-                        format!("unable to lookup RFC number {}: {e}", muster_core::go_quote::quote(number))
-                    })?;
+                    let nets = rfc_networks(number)
+                        .map_err(|source| CallError::Rfc { number: number.to_owned(), source })?;
                     list.iter().for_each(|a| split(in_rfc(nets, a), a));
                 }
             }
             "size" => {
-                let size: u64 = arg.parse().map_err(|_| {
-                    format!(
-                        "invalid exclude size argument ({}): {}",
-                        muster_core::go_quote::quote(arg),
-                        parse_uint_error(arg)
-                    )
-                })?;
+                let size: u64 = arg.parse().map_err(|_| CallError::Size(arg.to_owned()))?;
                 for a in list {
                     match a.addr {
-                        IpAddr::V4(_) if size > 32 => {
-                            return Err(format!("mask size out of bounds for IPv4 address: {size}"));
-                        }
-                        IpAddr::V6(_) if size > 128 => {
-                            return Err(format!("mask size out of bounds for IPv6 address: {size}"));
-                        }
+                        IpAddr::V4(_) if size > 32 => return Err(CallError::MaskSizeIpv4(size)),
+                        IpAddr::V6(_) if size > 128 => return Err(CallError::MaskSizeIpv6(size)),
                         _ => split(u64::from(a.prefix_len) == size, a),
                     }
                 }
@@ -1099,11 +1299,7 @@ impl<'a> Eval<'a> {
                 let lower = arg.to_lowercase();
                 let types: Vec<&str> = lower.split('|').collect();
                 if let Some(bad) = types.iter().find(|t| !matches!(**t, "ip" | "ipv4" | "ipv6" | "unix")) {
-                    return Err(format!(
-                        "unsupported type {} {}",
-                        muster_core::go_quote::quote(bad),
-                        muster_core::go_quote::quote(arg)
-                    ));
+                    return Err(CallError::Type { bad: (*bad).to_owned(), arg: arg.to_owned() });
                 }
                 for a in list {
                     for t in &types {
@@ -1117,13 +1313,13 @@ impl<'a> Eval<'a> {
                     }
                 }
             }
-            _ => return Err(format!("invalid {verb} selector {}", muster_core::go_quote::quote(selector))),
+            _ => return Err(CallError::Selector { verb, selector: selector.to_owned() }),
         }
         Ok((matched, rest))
     }
 
     /// `sort "k1,-k2"`.
-    fn sort_by_keys(&self, keys: &str, list: Vec<IfAddr>) -> Result<Vec<IfAddr>, String> {
+    fn sort_by_keys(&self, keys: &str, list: Vec<IfAddr>) -> Result<Vec<IfAddr>, CallError> {
         type Cmp<'e> = Box<dyn Fn(&IfAddr, &IfAddr) -> Ordering + 'e>;
         let mut cmps: Vec<Cmp<'_>> = Vec::new();
         for clause in keys.split(',') {
@@ -1141,7 +1337,7 @@ impl<'a> Eval<'a> {
                 "private" => Box::new(cmp_private),
                 "size" => Box::new(cmp_size),
                 "type" => Box::new(cmp_type),
-                _ => return Err(format!("unknown sort type: {}", muster_core::go_quote::quote(clause))),
+                _ => return Err(CallError::SortKey(clause.to_owned())),
             };
             cmps.push(if descending { Box::new(move |p, q| cmp(p, q).reverse()) } else { cmp });
         }
@@ -1159,7 +1355,7 @@ impl<'a> Eval<'a> {
 
 /// A parameter's type check. `literal` is the source text when the argument is a literal, for
 /// Go's two wordings (`expected string; found 3` vs `wrong type for value; ...`).
-fn check_type(value: Value, param: Param, literal: Option<String>) -> Result<Value, String> {
+fn check_type(value: Value, param: Param, literal: Option<String>) -> Result<Value, TypeError> {
     let ok = match (&value, param) {
         (_, Param::Any) | (Value::Str(_), Param::Str) | (Value::Int(_), Param::Int) => true,
         (Value::List(_), Param::List) => true,
@@ -1176,21 +1372,21 @@ fn check_type(value: Value, param: Param, literal: Option<String>) -> Result<Val
         Param::List | Param::Any => ("sockaddr.IfAddrs", "sockaddr.IfAddrs"),
     };
     match literal {
-        Some(text) if param != Param::List => Err(format!("expected {expected}; found {text}")),
-        _ => Err(format!("wrong type for value; expected {go_name}; got {}", value.go_type())),
+        Some(found) if param != Param::List => Err(TypeError::Literal { expected, found }),
+        _ => Err(TypeError::Value { expected: go_name, got: value.go_type() }),
     }
 }
 
 /// Compiles a selector regexp. Go's RE2 syntax is close to the regex crate's; patterns needing
 /// Unicode tables this build leaves out (such as `(?i)`) are retried in ASCII mode, which suits
 /// interface names and addresses.
-fn compile(what: &str, pattern: &str) -> Result<Regex, String> {
+fn compile(what: &'static str, pattern: &str) -> Result<Regex, CallError> {
     let build =
         |unicode: bool| RegexBuilder::new(pattern).unicode(unicode).size_limit(REGEX_SIZE_MAX).build();
     build(true).or_else(|first| build(false).map_err(|_| first)).map_err(|e| {
         let why =
             e.to_string().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ");
-        format!("unable to compile {what} regexp {}: {why}", muster_core::go_quote::quote_ascii(pattern))
+        CallError::Regexp { what, pattern: pattern.to_owned(), why }
     })
 }
 
@@ -1204,7 +1400,7 @@ struct FlagTest {
 }
 
 impl FlagTest {
-    fn parse(spec: &str) -> Result<FlagTest, String> {
+    fn parse(spec: &str) -> Result<FlagTest, CallError> {
         let mut t = FlagTest { check_flags: false, mask: 0, attrs: Vec::new(), forwardable: false };
         for name in spec.to_lowercase().split('|') {
             match name {
@@ -1227,12 +1423,7 @@ impl FlagTest {
                 "point-to-point" => (t.check_flags, t.mask) = (true, t.mask | GO_FLAG_POINT_TO_POINT),
                 "unspecified" => t.attrs.push(is_unspecified),
                 "up" => (t.check_flags, t.mask) = (true, t.mask | GO_FLAG_UP),
-                _ => {
-                    return Err(format!(
-                        "unknown interface flag: {}",
-                        muster_core::go_quote::quote_ascii(name)
-                    ))
-                }
+                _ => return Err(CallError::Flag(name.to_owned())),
             }
         }
         Ok(t)
@@ -1245,7 +1436,7 @@ impl FlagTest {
     }
 }
 
-fn unique(attr: &str, list: &[IfAddr]) -> Result<Vec<IfAddr>, String> {
+fn unique(attr: &str, list: &[IfAddr]) -> Result<Vec<IfAddr>, CallError> {
     let lower = attr.to_lowercase();
     let mut out: Vec<IfAddr> = Vec::new();
     let mut last = String::new();
@@ -1253,12 +1444,7 @@ fn unique(attr: &str, list: &[IfAddr]) -> Result<Vec<IfAddr>, String> {
         let key = match lower.as_str() {
             "address" => sockaddr_string(a),
             "name" => a.name.clone(),
-            _ => {
-                return Err(format!(
-                    "unsupported unique constraint {}",
-                    muster_core::go_quote::quote_ascii(attr)
-                ))
-            }
+            _ => return Err(CallError::Unique(attr.to_owned())),
         };
         if last.is_empty() || last != key {
             last = key;
@@ -1268,60 +1454,57 @@ fn unique(attr: &str, list: &[IfAddr]) -> Result<Vec<IfAddr>, String> {
     Ok(out)
 }
 
-fn offset(n: i64, list: &[IfAddr]) -> Result<Vec<IfAddr>, String> {
+fn offset(n: i64, list: &[IfAddr]) -> Result<Vec<IfAddr>, CallError> {
     let magnitude = usize::try_from(n.unsigned_abs()).unwrap_or(usize::MAX);
     if magnitude > list.len() {
-        return Err(format!(
-            "unable to seek past the end of the interface array: \
-             offset ({magnitude}) exceeds the number of interfaces ({})",
-            list.len()
-        ));
+        return Err(CallError::Offset { offset: magnitude, count: list.len() });
     }
     let start = if n < 0 { list.len() - magnitude } else { magnitude };
     Ok(list[start..].to_vec())
 }
 
 /// go-sockaddr's `IfAddrMath`.
-fn math(op: &str, value: &str, a: &IfAddr) -> Result<IfAddr, String> {
+fn math(op: &str, value: &str, a: &IfAddr) -> Result<IfAddr, CallError> {
+    let (prefix_len, bits) = math_bits(op, value, a).map_err(|source| CallError::Math {
+        address: sockaddr_string(a),
+        interface: a.name.clone(),
+        source,
+    })?;
+    Ok(IfAddr { addr: from_bits(bits, family_bits(a.addr)), prefix_len, ..a.clone() })
+}
+
+/// The prefix length and address bits `op` with `value` makes of `a`.
+fn math_bits(op: &str, value: &str, a: &IfAddr) -> Result<(u8, u128), MathError> {
     let bits = family_bits(a.addr);
     let mask = prefix_mask(a.prefix_len, bits);
     let addr = addr_bits(a.addr);
-    let fail = |why: String| {
-        format!("unable to perform an IPMath operation on {} {}: {why}", sockaddr_string(a), a.name)
-    };
-    let op_lower = op.to_lowercase();
-    let parse_signed = |max_bits: u32| -> Result<i64, String> {
+    let parse_signed = |max_bits: u32| -> Result<i64, MathError> {
         if !value.trim_start().starts_with(['+', '-']) {
-            return Err(format!("sign (+/-) is required for operation {}", muster_core::go_quote::quote(op)));
+            return Err(MathError::Unsigned { op: op.to_owned() });
         }
         let parsed: Option<i64> = value.parse().ok();
         let limit = 1i128 << (max_bits - 1);
-        parsed.filter(|v| i128::from(*v) >= -limit && i128::from(*v) < limit).ok_or_else(|| {
-            format!(
-                "unable to convert {} to int for operation {}: {}",
-                muster_core::go_quote::quote(value),
-                muster_core::go_quote::quote(op),
-                parse_int_error(value)
-            )
-        })
+        parsed
+            .filter(|v| i128::from(*v) >= -limit && i128::from(*v) < limit)
+            .ok_or_else(|| MathError::NotAnInt { value: value.to_owned(), op: op.to_owned() })
     };
-    let result = match op_lower.as_str() {
+    Ok(match op.to_lowercase().as_str() {
         "address" if bits == 32 => {
-            let i = parse_signed(33).map_err(fail)?;
+            let i = parse_signed(33)?;
             (a.prefix_len, u128::from((addr as u32).wrapping_add(i as u32)))
         }
         "address" => {
-            let i = parse_signed(64).map_err(fail)?;
+            let i = parse_signed(64)?;
             (a.prefix_len, addr.wrapping_add(i128::from(i) as u128))
         }
         "network" if bits == 32 => {
-            let i = parse_signed(33).map_err(fail)?;
+            let i = parse_signed(33)?;
             let (net, mask32) = ((addr & mask) as u32, mask as u32);
             let wrapped = if i >= 0 { i } else { 1 + i + i64::from(!mask32) };
             (a.prefix_len, u128::from(net.wrapping_add(wrapped as u32 & !mask32)))
         }
         "network" => {
-            let i = parse_signed(64).map_err(fail)?;
+            let i = parse_signed(64)?;
             let net = addr & mask;
             if i > 0 {
                 (a.prefix_len, net.wrapping_add(i as u128 & !mask))
@@ -1332,36 +1515,21 @@ fn math(op: &str, value: &str, a: &IfAddr) -> Result<IfAddr, String> {
             }
         }
         "mask" => {
-            let n: u32 = value.parse().map_err(|_| {
-                fail(format!(
-                    "unable to convert {} to int for operation {}: {}",
-                    muster_core::go_quote::quote(value),
-                    muster_core::go_quote::quote(op),
-                    parse_uint_error(value)
-                ))
-            })?;
+            let n: u32 = value
+                .parse()
+                .map_err(|_| MathError::NotAUint { value: value.to_owned(), op: op.to_owned() })?;
             if n > bits {
-                // go-sockaddr's IPv6 message really says 64.
-                let range = if bits == 32 {
-                    "ipv4 addresses must be between 0 and 32"
-                } else {
-                    "ipv6 addresses must be between 0 and 64"
-                };
-                return Err(fail(format!(
-                    "parameter for operation {} on {range}",
-                    muster_core::go_quote::quote(op)
-                )));
+                return Err(MathError::MaskLength { op: op.to_owned(), ipv4: bits == 32 });
             }
             let n = n as u8;
             (n.min(a.prefix_len), addr & prefix_mask(n, bits))
         }
-        _ => return Err(fail(format!("unsupported math operation: {}", muster_core::go_quote::quote(op)))),
-    };
-    Ok(IfAddr { addr: from_bits(result.1, bits), prefix_len: result.0, ..a.clone() })
+        _ => return Err(MathError::Unsupported(op.to_owned())),
+    })
 }
 
 /// go-sockaddr's attribute lookup for one interface address.
-fn attribute(attr: &str, a: &IfAddr) -> Result<String, String> {
+fn attribute(attr: &str, a: &IfAddr) -> Result<String, CallError> {
     let lower = attr.to_lowercase();
     let bits = family_bits(a.addr);
     let mask = prefix_mask(a.prefix_len, bits);
@@ -1397,7 +1565,7 @@ fn attribute(attr: &str, a: &IfAddr) -> Result<String, String> {
         "uint128" if !v4 => addr.to_string(),
         "string" => sockaddr_string(a),
         "type" => if v4 { "IPv4" } else { "IPv6" }.to_string(),
-        _ => return Err(format!("unsupported attribute name {}", muster_core::go_quote::quote(attr))),
+        _ => return Err(CallError::Attribute(attr.to_owned())),
     })
 }
 
@@ -1436,18 +1604,9 @@ fn in_rfc(nets: &[Cidr], a: &IfAddr) -> bool {
     nets.iter().any(|n| n.contains(a))
 }
 
-fn rfc_networks(number: &str) -> Result<&'static [Cidr], String> {
-    let n: u64 = number.parse().map_err(|_| {
-        format!(
-            "unable to parse RFC number {}: {}",
-            muster_core::go_quote::quote(number),
-            parse_uint_error(number)
-        )
-    })?;
-    RFCS.iter()
-        .find(|(rfc, _)| u64::from(*rfc) == n)
-        .map(|(_, nets)| *nets)
-        .ok_or_else(|| format!("unsupported RFC {n}"))
+fn rfc_networks(number: &str) -> Result<&'static [Cidr], RfcError> {
+    let n: u64 = number.parse().map_err(|_| RfcError::NotANumber(number.to_owned()))?;
+    RFCS.iter().find(|(rfc, _)| u64::from(*rfc) == n).map(|(_, nets)| *nets).ok_or(RfcError::Unknown(n))
 }
 
 /// go-sockaddr's "forwardable": outside its non-forwardable blocks taken from RFC 6890.
