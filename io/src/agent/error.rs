@@ -11,6 +11,16 @@ pub(crate) enum AgentError {
     /// Consul's words where it has them.
     #[error("{0}")]
     Setting(String),
+    /// A configuration file, fragment or format the agent cannot read, in Consul's words.
+    #[error(transparent)]
+    Config(#[from] muster::config::ConfigError),
+    /// An address setting that names no usable address (a template, `0.0.0.0` without a
+    /// private IPv4 address), in Consul's words.
+    #[error(transparent)]
+    Address(#[from] muster::config::AddressError),
+    /// The files' services and checks could not be registered, in the agent API's words.
+    #[error(transparent)]
+    Definitions(#[from] muster::http::DefinitionError),
     /// A file or directory the agent keeps could not be read, written or created.
     #[error("Error {action} {}: {source}", path.display())]
     File {

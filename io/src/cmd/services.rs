@@ -206,13 +206,13 @@ fn services_from_files(paths: &[PathBuf]) -> Result<Vec<FileService>, String> {
             .collect(),
         ..config::Sources::default()
     };
-    let error = |message: String| format!("Error: {message}");
-    let file = config::load(&sources).map_err(|e| error(e.to_string()))?;
+    let error = |message: &dyn std::fmt::Display| format!("Error: {message}");
+    let file = config::load(&sources).map_err(|e| error(&e))?;
     for warning in &file.warnings {
         eprintln!("{warning}");
     }
     // Script checks are the agent's to refuse: the definitions are checked as if allowed.
-    let (decoded, _checks) = muster::http::definitions(&file, true).map_err(error)?;
+    let (decoded, _checks) = muster::http::definitions(&file, true).map_err(|e| error(&e))?;
     assert_eq!(decoded.len(), file.services.len(), "one decoded service per definition");
     Ok(decoded
         .into_iter()

@@ -15,7 +15,7 @@ pub(crate) fn validate(args: &cli::ValidateArgs) -> Outcome {
     let format = args.config_format.as_deref().map(config::Format::parse).transpose();
     let checked = format
         .and_then(|format| config::load(&config::Sources { paths, format, ..config::Sources::default() }))
-        .map_err(|e| e.to_string());
+        .map_err(http::DefinitionError::from);
     let checked = checked.and_then(|file| {
         let scripts =
             file.enable_script_checks.unwrap_or(false) || file.enable_local_script_checks.unwrap_or(false);

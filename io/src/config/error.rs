@@ -210,21 +210,6 @@ pub enum AddressError {
     MultiplePrivateIpv4,
 }
 
-/// The agent and the HTTP reload still report errors as text; until their errors are typed,
-/// `?` turns a configuration error into its Consul text.
-impl From<ConfigError> for String {
-    fn from(error: ConfigError) -> String {
-        error.to_string()
-    }
-}
-
-/// As for [`ConfigError`]: the agent's start-up still reports errors as text.
-impl From<AddressError> for String {
-    fn from(error: AddressError) -> String {
-        error.to_string()
-    }
-}
-
 fn spaced(addresses: &[IpAddr]) -> String {
     addresses.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")
 }

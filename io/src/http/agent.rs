@@ -831,11 +831,34 @@ impl ConfigFiles {
 /// The services and checks a configuration defines, decoded as the agent API decodes them.
 pub type Definitions = (Vec<(Service, Vec<Check>)>, Vec<Check>);
 
+/// Why a configuration's services and checks were not applied. Nothing changed.
+#[derive(Debug, thiserror::Error)]
+pub enum DefinitionError {
+    /// The files could not be read again (a reload).
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// A service or check definition is refused, in the agent API's words.
+    #[error("failed to parse {}: {reason}", file.display())]
+    Invalid {
+        /// The file that defines it.
+        file: std::path::PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The local state refused the change, or it could not be kept on disk.
+    #[error("{0}")]
+    Refused(String),
+}
+
 /// Decodes the service and check definitions of a configuration; the first bad one is the
 /// error, naming its file.
-pub fn definitions(config: &crate::config::FileConfig, scripts: bool) -> Result<Definitions, String> {
-    let named = |file: &std::path::Path, error: Refusal| {
-        format!("failed to parse {}: {}", file.display(), error.reason)
+pub fn definitions(
+    config: &crate::config::FileConfig,
+    scripts: bool,
+) -> Result<Definitions, DefinitionError> {
+    let named = |file: &std::path::Path, error: Refusal| DefinitionError::Invalid {
+        file: file.to_owned(),
+        reason: error.reason,
     };
     let mut services = Vec::new();
     for (file, value) in &config.services {
@@ -853,7 +876,7 @@ pub fn definitions(config: &crate::config::FileConfig, scripts: bool) -> Result<
 /// Puts a configuration's services and checks in the local state, in place of the ones the
 /// previous configuration defined, and syncs the catalog. Nothing changes if any definition
 /// is refused.
-pub async fn apply_definitions(api: &Api, definitions: Definitions) -> Result<(), String> {
+pub async fn apply_definitions(api: &Api, definitions: Definitions) -> Result<(), DefinitionError> {
     let (services, checks) = definitions;
     let new_services: std::collections::BTreeSet<String> =
         services.iter().map(|(s, _)| s.id.clone()).collect();
@@ -897,13 +920,13 @@ pub async fn apply_definitions(api: &Api, definitions: Definitions) -> Result<()
         Ok(removed)
     })
     .await
-    .map_err(|error| error.reason)?;
+    .map_err(|error| DefinitionError::Refused(error.reason))?;
     forget_timers(api, &removed);
     for id in &removed {
-        persist_check(api, id).map_err(|e| e.reason)?;
+        persist_check(api, id).map_err(|e| DefinitionError::Refused(e.reason))?;
     }
     for id in old_services.iter().filter(|id| !new_services.contains(*id)) {
-        api.local.forget_service(id).map_err(|e| e.to_string())?;
+        api.local.forget_service(id).map_err(|e| DefinitionError::Refused(e.to_string()))?;
     }
     reset_timers(api, &all_checks);
     let mut owned = api.config.owned.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -914,7 +937,7 @@ pub async fn apply_definitions(api: &Api, definitions: Definitions) -> Result<()
 /// Reads the configuration files again and applies their services and checks (Consul's
 /// reload; SIGHUP and `PUT /v1/agent/reload` both come here). Other settings take effect at
 /// the next start.
-pub async fn reload(api: &Api) -> Result<(), String> {
+pub async fn reload(api: &Api) -> Result<(), DefinitionError> {
     tracing::info!("agent: Reloading configuration...");
     let config = crate::config::load(&api.config.sources)?;
     apply_definitions(api, definitions(&config, api.script_checks.from_files)?).await

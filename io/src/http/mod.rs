@@ -44,7 +44,7 @@ use crate::consensus::{jitter, random_u64};
 
 pub use self::agent::{
     apply_definitions, check_definition, definitions, reload, run_anti_entropy, run_check_ttl_timers,
-    service_definition, CheckTtl, ConfigFiles, Definitions, ANTI_ENTROPY_INTERVAL,
+    service_definition, CheckTtl, ConfigFiles, DefinitionError, Definitions, ANTI_ENTROPY_INTERVAL,
 };
 pub use self::body::Object;
 pub use self::gossip::{Gossip, UserEvent, EVENTS_KEPT};
