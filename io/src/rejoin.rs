@@ -27,25 +27,51 @@ pub struct Remembered {
     pub peers: Vec<SocketAddr>,
 }
 
+/// Why what a pool remembers could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum RememberedError {
+    /// The file could not be read.
+    #[error("Error reading {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A first line muster never writes: it is `left` or `alive`.
+    #[error("Error reading {}: unexpected {line:?}", path.display())]
+    BadState {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The line.
+        line: String,
+    },
+    /// A later line that is not a member's address.
+    #[error("Error reading {}: bad address {line:?}", path.display())]
+    BadAddress {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The line.
+        line: String,
+    },
+}
+
 /// Reads what the pool in `dir` remembers (nothing, if it never wrote).
-pub fn read(dir: &Path) -> Result<Remembered, String> {
+pub fn read(dir: &Path) -> Result<Remembered, RememberedError> {
     let path = dir.join(PEERS_FILE);
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Remembered::default()),
-        Err(error) => return Err(format!("Error reading {}: {error}", path.display())),
+        Err(source) => return Err(RememberedError::Read { path, source }),
     };
     let mut lines = text.lines();
     let left = match lines.next() {
         Some("left") => true,
         Some("alive") | None => false,
-        Some(other) => return Err(format!("Error reading {}: unexpected {other:?}", path.display())),
+        Some(other) => return Err(RememberedError::BadState { path, line: other.to_owned() }),
     };
-    let peers = lines
-        .map(|line| {
-            line.parse().map_err(|_| format!("Error reading {}: bad address {line:?}", path.display()))
-        })
-        .collect::<Result<_, _>>()?;
+    let bad_address = |line: &str| RememberedError::BadAddress { path: path.clone(), line: line.to_owned() };
+    let peers = lines.map(|line| line.parse().map_err(|_| bad_address(line))).collect::<Result<_, _>>()?;
     Ok(Remembered { left, peers })
 }
 
@@ -104,7 +130,7 @@ mod tests {
         write(&dir, &remembered).unwrap();
         assert_eq!(read(&dir).unwrap(), remembered);
         std::fs::write(dir.join(PEERS_FILE), "alive\nnot-an-address").unwrap();
-        assert!(read(&dir).unwrap_err().contains("bad address \"not-an-address\""));
+        assert!(read(&dir).unwrap_err().to_string().contains("bad address \"not-an-address\""));
         std::fs::write(dir.join(PEERS_FILE), "gone").unwrap();
         assert!(read(&dir).is_err());
         std::fs::remove_dir_all(&dir).unwrap();

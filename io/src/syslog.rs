@@ -11,8 +11,19 @@ use tracing_subscriber::fmt::MakeWriter;
 /// Where syslog daemons listen, in the order tried.
 const SOCKETS: [&str; 3] = ["/dev/log", "/var/run/syslog", "/var/run/log"];
 
+/// Why syslog cannot be written to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SyslogError {
+    /// `syslog_facility` names no facility.
+    #[error("Invalid syslog facility {0:?}")]
+    Facility(String),
+    /// No syslog socket accepts a connection (Consul's words).
+    #[error("Syslog setup failed: Unix syslog delivery error")]
+    NoDaemon,
+}
+
 /// syslog's facility numbers by Consul's names (`syslog_facility`, LOCAL0 by default).
-pub fn facility(name: &str) -> Result<u8, String> {
+pub fn facility(name: &str) -> Result<u8, SyslogError> {
     let number = match name.to_ascii_uppercase().as_str() {
         "KERN" => 0,
         "USER" => 1,
@@ -34,7 +45,7 @@ pub fn facility(name: &str) -> Result<u8, String> {
         "LOCAL5" => 21,
         "LOCAL6" => 22,
         "LOCAL7" => 23,
-        _ => return Err(format!("Invalid syslog facility {name:?}")),
+        _ => return Err(SyslogError::Facility(name.to_owned())),
     };
     Ok(number)
 }
@@ -48,14 +59,14 @@ pub struct Syslog {
 
 impl Syslog {
     /// Connects to the first syslog socket there is, in Consul's words when there is none.
-    pub fn connect(facility: u8) -> Result<Syslog, String> {
+    pub fn connect(facility: u8) -> Result<Syslog, SyslogError> {
         for path in SOCKETS {
             let Ok(socket) = UnixDatagram::unbound() else { continue };
             if socket.connect(path).is_ok() {
                 return Ok(Syslog { socket: Arc::new(socket), facility });
             }
         }
-        Err("Syslog setup failed: Unix syslog delivery error".to_owned())
+        Err(SyslogError::NoDaemon)
     }
 }
 

@@ -21,6 +21,12 @@ pub(crate) enum AgentError {
     /// The files' services and checks could not be registered, in the agent API's words.
     #[error(transparent)]
     Definitions(#[from] muster::http::DefinitionError),
+    /// What a gossip pool remembers of its last life could not be read.
+    #[error(transparent)]
+    Remembered(#[from] muster::rejoin::RememberedError),
+    /// `-syslog` was asked for and cannot be had.
+    #[error(transparent)]
+    Syslog(#[from] muster::syslog::SyslogError),
     /// A file or directory the agent keeps could not be read, written or created.
     #[error("Error {action} {}: {source}", path.display())]
     File {

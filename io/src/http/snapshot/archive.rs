@@ -329,37 +329,52 @@ fn member_buffer(declared: u64) -> Vec<u8> {
     Vec::with_capacity(capacity)
 }
 
+/// Why `SHA256SUMS` does not vouch for the members, in Consul's `DecodeAndVerify` words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum SumsError {
+    #[error("SHA256SUMS is not text")]
+    NotText,
+    #[error("malformed line {0:?}")]
+    Malformed(String),
+    #[error("list missing hash for {0:?}")]
+    Unlisted(String),
+    #[error("hash check failed for {0:?}")]
+    Mismatch(String),
+    #[error("file missing for {0:?}")]
+    Missing(&'static str),
+}
+
 /// Checks `SHA256SUMS` against the members, as Consul's `DecodeAndVerify`: every line names a
 /// member and its sum, and both members are listed.
-fn verify(members: &Members) -> Result<(), String> {
+fn verify(members: &Members) -> Result<(), SumsError> {
     let meta = members.meta.as_ref().map_or(&[][..], |(_, bytes)| &bytes[..]);
     let state = members.state.as_deref().unwrap_or_default();
     let sums = members.sums.as_deref().unwrap_or_default();
-    let text = std::str::from_utf8(sums).map_err(|_| "SHA256SUMS is not text".to_owned())?;
+    let text = std::str::from_utf8(sums).map_err(|_| SumsError::NotText)?;
     let mut seen = [false, false];
     for line in text.lines() {
         let (sum, name) = match line.split_whitespace().collect::<Vec<_>>()[..] {
             [sum, name] if sum.len() == 64 && sum.bytes().all(|b| b.is_ascii_hexdigit()) => (sum, name),
-            _ => return Err(format!("malformed line {line:?}")),
+            _ => return Err(SumsError::Malformed(line.to_owned())),
         };
         let (slot, data) = match name {
             META => (0, meta),
             STATE => (1, state),
-            other => return Err(format!("list missing hash for {other:?}")),
+            other => return Err(SumsError::Unlisted(other.to_owned())),
         };
         if !sum.eq_ignore_ascii_case(&sha256_hex(data)) {
-            return Err(format!("hash check failed for {name:?}"));
+            return Err(SumsError::Mismatch(name.to_owned()));
         }
         seen[slot] = true;
     }
     for (listed, name) in seen.into_iter().zip([META, STATE]) {
         if !listed {
-            return Err(format!("file missing for {name:?}"));
+            return Err(SumsError::Missing(name));
         }
     }
     if members.meta.is_none() || members.state.is_none() {
         let name = if members.meta.is_none() { META } else { STATE };
-        return Err(format!("file missing for {name:?}"));
+        return Err(SumsError::Missing(name));
     }
     Ok(())
 }
