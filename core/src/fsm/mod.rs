@@ -48,7 +48,8 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 pub use self::catalog::{
-    Catalog, CatalogError, Check, CheckDefinition, CheckKind, Health, Instance, Node, Service, Weights,
+    Catalog, CatalogError, Check, CheckDefinition, CheckKind, Health, Instance, Node, Service,
+    ServiceAddress, Weights,
 };
 pub use self::duties::LeaderDuties;
 pub use self::kv::{Kv, KvEntry, LockError, VALUE_BYTES_MAX};

@@ -11,16 +11,14 @@ use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::Router;
-use muster_core::duration;
 use muster_core::fsm::{
-    Check, CheckDefinition, Command, Deregister, Fsm, Health, Index, Node, Register, Service, Table,
-    WatchTarget, Weights,
+    Check, Command, Deregister, Fsm, Health, Index, Node, Register, Service, Table, WatchTarget,
 };
-use serde::Serialize;
 use serde_json::{json as value, Map, Value};
 
 use super::body::{boolean, decode_failed, parse_check, parse_service, string_map, Object};
 use super::filter::Filter;
+use super::shapes::{self, HealthCheckJson, NodeJson, NodeServiceJson, ServiceNodeJson};
 use super::{json, Api, HttpError, Query};
 
 pub(super) fn routes() -> Router<Arc<Api>> {
@@ -53,32 +51,11 @@ async fn missing(reason: &'static str) -> HttpError {
 
 // --- Consul's JSON shapes ---------------------------------------------------------------------
 
-/// A map, or `null` when empty (how Consul's Go maps without entries come out).
-fn map_or_null<V: Serialize>(map: &BTreeMap<String, V>) -> Value {
-    if map.is_empty() {
-        Value::Null
-    } else {
-        serde_json::to_value(map).expect("maps serialize")
-    }
-}
-
 pub(super) fn node_json(node: &Node) -> Value {
-    value!({
-        "ID": node.id,
-        "Node": node.node,
-        "Address": node.address,
-        "Datacenter": node.datacenter,
-        "TaggedAddresses": map_or_null(&node.tagged_addresses),
-        "Meta": map_or_null(&node.meta),
-        "CreateIndex": node.create_index,
-        "ModifyIndex": node.modify_index,
-    })
+    shapes::to_value(NodeJson::from(node))
 }
 
-fn weights_json(weights: Weights) -> Value {
-    value!({"Passing": weights.passing, "Warning": weights.warning})
-}
-
+/// A service's tagged addresses as Consul shows them, if it has any.
 pub(super) fn tagged_service_addresses(service: &Service) -> Option<Value> {
     (!service.tagged_addresses.is_empty()).then(|| {
         let map: Map<String, Value> = service
@@ -92,132 +69,17 @@ pub(super) fn tagged_service_addresses(service: &Service) -> Option<Value> {
 
 /// Consul's `NodeService` (`AgentService` in the agent endpoints).
 pub(super) fn service_json(service: &Service) -> Value {
-    let mut out = Map::new();
-    if !service.kind.is_empty() {
-        out.insert("Kind".into(), value!(service.kind));
-    }
-    out.insert("ID".into(), value!(service.id));
-    out.insert("Service".into(), value!(service.service));
-    out.insert("Tags".into(), value!(service.tags));
-    out.insert("Address".into(), value!(service.address));
-    if let Some(tagged) = tagged_service_addresses(service) {
-        out.insert("TaggedAddresses".into(), tagged);
-    }
-    out.insert("Meta".into(), map_or_null(&service.meta));
-    out.insert("Port".into(), value!(service.port));
-    if !service.socket_path.is_empty() {
-        out.insert("SocketPath".into(), value!(service.socket_path));
-    }
-    out.insert("Weights".into(), weights_json(service.weights));
-    out.insert("EnableTagOverride".into(), value!(service.enable_tag_override));
-    out.insert("Proxy".into(), value!({"Mode": "", "MeshGateway": {}, "Expose": {}}));
-    out.insert("Connect".into(), value!({}));
-    out.insert("CreateIndex".into(), value!(service.create_index));
-    out.insert("ModifyIndex".into(), value!(service.modify_index));
-    Value::Object(out)
+    shapes::to_value(NodeServiceJson::from(service))
 }
 
 /// Consul's `ServiceNode`: one instance flattened with its node (`/v1/catalog/service/...`).
 fn service_node_json(node: &Node, service: &Service) -> Value {
-    let mut out = Map::new();
-    out.insert("ID".into(), value!(node.id));
-    out.insert("Node".into(), value!(node.node));
-    out.insert("Address".into(), value!(node.address));
-    out.insert("Datacenter".into(), value!(node.datacenter));
-    out.insert("TaggedAddresses".into(), map_or_null(&node.tagged_addresses));
-    out.insert("NodeMeta".into(), map_or_null(&node.meta));
-    out.insert("ServiceKind".into(), value!(service.kind));
-    out.insert("ServiceID".into(), value!(service.id));
-    out.insert("ServiceName".into(), value!(service.service));
-    out.insert("ServiceTags".into(), value!(service.tags));
-    out.insert("ServiceAddress".into(), value!(service.address));
-    if let Some(tagged) = tagged_service_addresses(service) {
-        out.insert("ServiceTaggedAddresses".into(), tagged);
-    }
-    out.insert("ServiceWeights".into(), weights_json(service.weights));
-    out.insert("ServiceMeta".into(), map_or_null(&service.meta));
-    out.insert("ServicePort".into(), value!(service.port));
-    out.insert("ServiceSocketPath".into(), value!(service.socket_path));
-    out.insert("ServiceEnableTagOverride".into(), value!(service.enable_tag_override));
-    out.insert("ServiceProxy".into(), value!({"Mode": "", "MeshGateway": {}, "Expose": {}}));
-    out.insert("ServiceConnect".into(), value!({}));
-    out.insert("CreateIndex".into(), value!(service.create_index));
-    out.insert("ModifyIndex".into(), value!(service.modify_index));
-    Value::Object(out)
-}
-
-/// Consul's `HealthCheckDefinition`: only what is set, durations as Go strings.
-fn definition_json(definition: &CheckDefinition) -> Value {
-    let mut out = Map::new();
-    let mut text = |name: &str, text: &str| {
-        if !text.is_empty() {
-            out.insert(name.into(), value!(text));
-        }
-    };
-    text("HTTP", &definition.http);
-    text("Method", &definition.method);
-    text("Body", &definition.body);
-    text("TLSServerName", &definition.tls_server_name);
-    text("TCP", &definition.tcp);
-    text("UDP", &definition.udp);
-    text("GRPC", &definition.grpc);
-    text("H2PING", &definition.h2ping);
-    text("AliasNode", &definition.alias_node);
-    text("AliasService", &definition.alias_service);
-    if !definition.header.is_empty() {
-        out.insert("Header".into(), value!(definition.header));
-    }
-    for (name, set) in [
-        ("TLSSkipVerify", definition.tls_skip_verify),
-        ("TCPUseTLS", definition.tcp_use_tls),
-        ("GRPCUseTLS", definition.grpc_use_tls),
-        ("H2PingUseTLS", definition.h2ping_use_tls && !definition.h2ping.is_empty()),
-        ("DisableRedirects", definition.disable_redirects),
-    ] {
-        if set {
-            out.insert(name.into(), value!(true));
-        }
-    }
-    for (name, nanos) in [
-        ("Interval", definition.interval_ns),
-        ("Timeout", definition.timeout_ns),
-        ("TTL", definition.ttl_ns),
-        ("DeregisterCriticalServiceAfter", definition.deregister_critical_service_after_ns),
-    ] {
-        if nanos > 0 {
-            out.insert(name.into(), value!(duration::format(std::time::Duration::from_nanos(nanos))));
-        }
-    }
-    Value::Object(out)
+    shapes::to_value(ServiceNodeJson::new(node, service))
 }
 
 /// Consul's `HealthCheck`.
 pub(super) fn check_json(check: &Check) -> Value {
-    let go = |nanos: u64| {
-        if nanos == 0 {
-            String::new()
-        } else {
-            duration::format(std::time::Duration::from_nanos(nanos))
-        }
-    };
-    value!({
-        "Node": check.node,
-        "CheckID": check.check_id,
-        "Name": check.name,
-        "Status": check.status.as_str(),
-        "Notes": check.notes,
-        "Output": check.output,
-        "ServiceID": check.service_id,
-        "ServiceName": check.service_name,
-        "ServiceTags": check.service_tags,
-        "Type": check.kind,
-        "Interval": go(check.definition.interval_ns),
-        "Timeout": go(check.definition.timeout_ns),
-        "ExposedPort": 0,
-        "Definition": definition_json(&check.definition),
-        "CreateIndex": check.create_index,
-        "ModifyIndex": check.modify_index,
-    })
+    shapes::to_value(HealthCheckJson::from(check))
 }
 
 // --- request bodies -----------------------------------------------------------------------------
@@ -611,4 +473,104 @@ async fn checks_in_state(
         },
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use muster_core::fsm::{CheckKind, ServiceAddress, Weights};
+
+    fn samples() -> (Vec<Node>, Vec<Service>, Vec<Check>) {
+        let bare_node = Node { node: "a".into(), ..Node::default() };
+        let full_node = Node {
+            id: "0b6c4a5c-2f4c-4d43-9c55-0cd0b0b8f4a1".into(),
+            node: "web-1".into(),
+            address: "10.0.0.1".into(),
+            datacenter: "dc1".into(),
+            tagged_addresses: [("lan".to_owned(), "10.0.0.1".to_owned())].into_iter().collect(),
+            meta: [("env".to_owned(), "prod".to_owned())].into_iter().collect(),
+            create_index: 5,
+            modify_index: 7,
+        };
+        let bare_service = Service { id: "s".into(), service: "s".into(), ..Service::default() };
+        let full_service = Service {
+            kind: "connect-proxy".into(),
+            id: "web/1".into(),
+            service: "web".into(),
+            tags: vec!["v1".into(), "rails".into()],
+            address: "10.0.0.2".into(),
+            tagged_addresses: [("lan".to_owned(), ServiceAddress { address: "10.0.0.2".into(), port: 81 })]
+                .into_iter()
+                .collect(),
+            meta: [("version".to_owned(), "1".to_owned())].into_iter().collect(),
+            port: 80,
+            socket_path: "/run/web.sock".into(),
+            weights: Weights { passing: 3, warning: 1 },
+            enable_tag_override: true,
+            create_index: 9,
+            modify_index: 11,
+        };
+        let bare_check = Check { check_id: "serfHealth".into(), ..Check::default() };
+        let mut full_check = Check {
+            node: "web-1".into(),
+            check_id: "web-http".into(),
+            name: "web http".into(),
+            status: Health::Warning,
+            notes: "n".into(),
+            output: "HTTP GET: 429".into(),
+            service_id: "web/1".into(),
+            service_name: "web".into(),
+            service_tags: vec!["v1".into()],
+            kind: CheckKind::Http,
+            create_index: 12,
+            modify_index: 13,
+            ..Check::default()
+        };
+        let d = &mut full_check.definition;
+        d.http = "http://localhost/health".into();
+        d.method = "POST".into();
+        d.body = "{}".into();
+        d.tls_server_name = "web".into();
+        d.header = [("X".to_owned(), vec!["1".to_owned()])].into_iter().collect();
+        d.tls_skip_verify = true;
+        d.disable_redirects = true;
+        d.interval_ns = 10_000_000_000;
+        d.timeout_ns = 1_500_000_000;
+        d.deregister_critical_service_after_ns = 90_000_000_000;
+        let mut h2 = Check { check_id: "h2".into(), kind: CheckKind::H2ping, ..Check::default() };
+        h2.definition.h2ping = "localhost:443".into();
+        h2.definition.h2ping_use_tls = true;
+        h2.definition.ttl_ns = 30_000_000_000;
+        let mut tls_without_h2 = Check { check_id: "t".into(), kind: CheckKind::Tcp, ..Check::default() };
+        tls_without_h2.definition.tcp = "localhost:22".into();
+        tls_without_h2.definition.h2ping_use_tls = true;
+        tls_without_h2.definition.tcp_use_tls = true;
+        tls_without_h2.definition.grpc_use_tls = true;
+        (
+            vec![bare_node, full_node],
+            vec![bare_service, full_service],
+            vec![bare_check, full_check, h2, tls_without_h2],
+        )
+    }
+
+    /// The answers' bytes, pinned: Consul's field order, `null` for an empty map, `omitempty`
+    /// fields left out, a TLS flag shown only with its check, durations as Go writes them.
+    #[test]
+    fn the_catalogs_answers_keep_consuls_shapes() {
+        let (nodes, services, checks) = samples();
+        let mut out = Vec::new();
+        for node in &nodes {
+            out.push(serde_json::to_string(&node_json(node)).unwrap());
+            for service in &services {
+                out.push(serde_json::to_string(&service_node_json(node, service)).unwrap());
+            }
+        }
+        for service in &services {
+            out.push(serde_json::to_string(&service_json(service)).unwrap());
+        }
+        for check in &checks {
+            out.push(serde_json::to_string(&check_json(check)).unwrap());
+        }
+        assert_eq!(out.join("\n"), include_str!("testdata/catalog_shapes.golden"));
+    }
 }

@@ -23,6 +23,7 @@ mod query;
 mod rexec;
 mod runtime;
 mod session;
+mod shapes;
 mod snapshot;
 mod status;
 mod txn;

@@ -1,0 +1,353 @@
+//! The catalog's answers in Consul's shapes, as serde structs: `Node`, `NodeService`,
+//! `ServiceNode`, `HealthCheck` and its `Definition`. Field order is Consul's (Go encodes a
+//! struct's fields in declaration order, and so does serde), and so are its quirks: a Go map
+//! without entries is `null`, a field tagged `omitempty` is left out when empty, and the
+//! service mesh fields muster does not implement are their zero values.
+//!
+//! They borrow from the catalog's rows and are turned into a `Value` by the handlers, because
+//! `?filter` evaluates on values.
+
+use std::collections::BTreeMap;
+
+use muster_core::duration;
+use muster_core::fsm::{Check, CheckDefinition, Node, Service, ServiceAddress, Weights};
+use serde::{Serialize, Serializer};
+use serde_json::Value;
+
+/// Consul's `Node`.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct NodeJson<'a> {
+    #[serde(rename = "ID")]
+    id: &'a str,
+    node: &'a str,
+    address: &'a str,
+    datacenter: &'a str,
+    #[serde(serialize_with = "map_or_null")]
+    tagged_addresses: &'a BTreeMap<String, String>,
+    #[serde(serialize_with = "map_or_null")]
+    meta: &'a BTreeMap<String, String>,
+    create_index: u64,
+    modify_index: u64,
+}
+
+impl<'a> From<&'a Node> for NodeJson<'a> {
+    fn from(node: &'a Node) -> NodeJson<'a> {
+        NodeJson {
+            id: &node.id,
+            node: &node.node,
+            address: &node.address,
+            datacenter: &node.datacenter,
+            tagged_addresses: &node.tagged_addresses,
+            meta: &node.meta,
+            create_index: node.create_index,
+            modify_index: node.modify_index,
+        }
+    }
+}
+
+/// Consul's `NodeService` (`AgentService` in the agent endpoints).
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct NodeServiceJson<'a> {
+    #[serde(skip_serializing_if = "str::is_empty")]
+    kind: &'a str,
+    #[serde(rename = "ID")]
+    id: &'a str,
+    service: &'a str,
+    tags: &'a [String],
+    address: &'a str,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", serialize_with = "service_addresses")]
+    tagged_addresses: &'a BTreeMap<String, ServiceAddress>,
+    #[serde(serialize_with = "map_or_null")]
+    meta: &'a BTreeMap<String, String>,
+    port: u16,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    socket_path: &'a str,
+    weights: WeightsJson,
+    enable_tag_override: bool,
+    proxy: ProxyJson,
+    connect: Empty,
+    create_index: u64,
+    modify_index: u64,
+}
+
+impl<'a> From<&'a Service> for NodeServiceJson<'a> {
+    fn from(service: &'a Service) -> NodeServiceJson<'a> {
+        NodeServiceJson {
+            kind: &service.kind,
+            id: &service.id,
+            service: &service.service,
+            tags: &service.tags,
+            address: &service.address,
+            tagged_addresses: &service.tagged_addresses,
+            meta: &service.meta,
+            port: service.port,
+            socket_path: &service.socket_path,
+            weights: service.weights.into(),
+            enable_tag_override: service.enable_tag_override,
+            proxy: ProxyJson::default(),
+            connect: Empty {},
+            create_index: service.create_index,
+            modify_index: service.modify_index,
+        }
+    }
+}
+
+/// Consul's `ServiceNode`: one instance flattened with its node (`/v1/catalog/service/...`).
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct ServiceNodeJson<'a> {
+    #[serde(rename = "ID")]
+    id: &'a str,
+    node: &'a str,
+    address: &'a str,
+    datacenter: &'a str,
+    #[serde(serialize_with = "map_or_null")]
+    tagged_addresses: &'a BTreeMap<String, String>,
+    #[serde(serialize_with = "map_or_null")]
+    node_meta: &'a BTreeMap<String, String>,
+    service_kind: &'a str,
+    #[serde(rename = "ServiceID")]
+    service_id: &'a str,
+    service_name: &'a str,
+    service_tags: &'a [String],
+    service_address: &'a str,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", serialize_with = "service_addresses")]
+    service_tagged_addresses: &'a BTreeMap<String, ServiceAddress>,
+    service_weights: WeightsJson,
+    #[serde(serialize_with = "map_or_null")]
+    service_meta: &'a BTreeMap<String, String>,
+    service_port: u16,
+    service_socket_path: &'a str,
+    service_enable_tag_override: bool,
+    service_proxy: ProxyJson,
+    service_connect: Empty,
+    create_index: u64,
+    modify_index: u64,
+}
+
+impl<'a> ServiceNodeJson<'a> {
+    /// `service` on `node`; the indexes are the service's.
+    pub(super) fn new(node: &'a Node, service: &'a Service) -> ServiceNodeJson<'a> {
+        ServiceNodeJson {
+            id: &node.id,
+            node: &node.node,
+            address: &node.address,
+            datacenter: &node.datacenter,
+            tagged_addresses: &node.tagged_addresses,
+            node_meta: &node.meta,
+            service_kind: &service.kind,
+            service_id: &service.id,
+            service_name: &service.service,
+            service_tags: &service.tags,
+            service_address: &service.address,
+            service_tagged_addresses: &service.tagged_addresses,
+            service_weights: service.weights.into(),
+            service_meta: &service.meta,
+            service_port: service.port,
+            service_socket_path: &service.socket_path,
+            service_enable_tag_override: service.enable_tag_override,
+            service_proxy: ProxyJson::default(),
+            service_connect: Empty {},
+            create_index: service.create_index,
+            modify_index: service.modify_index,
+        }
+    }
+}
+
+/// Consul's `HealthCheck`.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct HealthCheckJson<'a> {
+    node: &'a str,
+    #[serde(rename = "CheckID")]
+    check_id: &'a str,
+    name: &'a str,
+    status: &'a str,
+    notes: &'a str,
+    output: &'a str,
+    #[serde(rename = "ServiceID")]
+    service_id: &'a str,
+    service_name: &'a str,
+    service_tags: &'a [String],
+    #[serde(rename = "Type")]
+    kind: &'a str,
+    /// A Go duration, empty when unset (not `omitempty` in Consul).
+    interval: String,
+    timeout: String,
+    /// Connect's exposed path port; muster exposes none.
+    exposed_port: u16,
+    definition: DefinitionJson<'a>,
+    create_index: u64,
+    modify_index: u64,
+}
+
+impl<'a> From<&'a Check> for HealthCheckJson<'a> {
+    fn from(check: &'a Check) -> HealthCheckJson<'a> {
+        HealthCheckJson {
+            node: &check.node,
+            check_id: &check.check_id,
+            name: &check.name,
+            status: check.status.as_str(),
+            notes: &check.notes,
+            output: &check.output,
+            service_id: &check.service_id,
+            service_name: &check.service_name,
+            service_tags: &check.service_tags,
+            kind: check.kind.as_str(),
+            interval: go_duration_or_empty(check.definition.interval_ns),
+            timeout: go_duration_or_empty(check.definition.timeout_ns),
+            exposed_port: 0,
+            definition: DefinitionJson::from(&check.definition),
+            create_index: check.create_index,
+            modify_index: check.modify_index,
+        }
+    }
+}
+
+/// Consul's `HealthCheckDefinition`: only what is set (every field `omitempty`), durations as
+/// Go strings.
+#[derive(Serialize)]
+pub(super) struct DefinitionJson<'a> {
+    #[serde(rename = "HTTP", skip_serializing_if = "str::is_empty")]
+    http: &'a str,
+    #[serde(rename = "Method", skip_serializing_if = "str::is_empty")]
+    method: &'a str,
+    #[serde(rename = "Body", skip_serializing_if = "str::is_empty")]
+    body: &'a str,
+    #[serde(rename = "TLSServerName", skip_serializing_if = "str::is_empty")]
+    tls_server_name: &'a str,
+    #[serde(rename = "TCP", skip_serializing_if = "str::is_empty")]
+    tcp: &'a str,
+    #[serde(rename = "UDP", skip_serializing_if = "str::is_empty")]
+    udp: &'a str,
+    #[serde(rename = "GRPC", skip_serializing_if = "str::is_empty")]
+    grpc: &'a str,
+    #[serde(rename = "H2PING", skip_serializing_if = "str::is_empty")]
+    h2ping: &'a str,
+    #[serde(rename = "AliasNode", skip_serializing_if = "str::is_empty")]
+    alias_node: &'a str,
+    #[serde(rename = "AliasService", skip_serializing_if = "str::is_empty")]
+    alias_service: &'a str,
+    #[serde(rename = "Header", skip_serializing_if = "BTreeMap::is_empty")]
+    header: &'a BTreeMap<String, Vec<String>>,
+    #[serde(rename = "TLSSkipVerify", skip_serializing_if = "is_false")]
+    tls_skip_verify: bool,
+    #[serde(rename = "TCPUseTLS", skip_serializing_if = "is_false")]
+    tcp_use_tls: bool,
+    #[serde(rename = "GRPCUseTLS", skip_serializing_if = "is_false")]
+    grpc_use_tls: bool,
+    #[serde(rename = "H2PingUseTLS", skip_serializing_if = "is_false")]
+    h2ping_use_tls: bool,
+    #[serde(rename = "DisableRedirects", skip_serializing_if = "is_false")]
+    disable_redirects: bool,
+    #[serde(rename = "Interval", skip_serializing_if = "String::is_empty")]
+    interval: String,
+    #[serde(rename = "Timeout", skip_serializing_if = "String::is_empty")]
+    timeout: String,
+    #[serde(rename = "TTL", skip_serializing_if = "String::is_empty")]
+    ttl: String,
+    #[serde(rename = "DeregisterCriticalServiceAfter", skip_serializing_if = "String::is_empty")]
+    deregister_critical_service_after: String,
+}
+
+impl<'a> From<&'a CheckDefinition> for DefinitionJson<'a> {
+    fn from(definition: &'a CheckDefinition) -> DefinitionJson<'a> {
+        DefinitionJson {
+            http: &definition.http,
+            method: &definition.method,
+            body: &definition.body,
+            tls_server_name: &definition.tls_server_name,
+            tcp: &definition.tcp,
+            udp: &definition.udp,
+            grpc: &definition.grpc,
+            h2ping: &definition.h2ping,
+            alias_node: &definition.alias_node,
+            alias_service: &definition.alias_service,
+            header: &definition.header,
+            tls_skip_verify: definition.tls_skip_verify,
+            tcp_use_tls: definition.tcp_use_tls,
+            grpc_use_tls: definition.grpc_use_tls,
+            // Consul's default for an H2PING check; meaningless, and so not shown, without one.
+            h2ping_use_tls: definition.h2ping_use_tls && !definition.h2ping.is_empty(),
+            disable_redirects: definition.disable_redirects,
+            interval: go_duration_or_empty(definition.interval_ns),
+            timeout: go_duration_or_empty(definition.timeout_ns),
+            ttl: go_duration_or_empty(definition.ttl_ns),
+            deregister_critical_service_after: go_duration_or_empty(
+                definition.deregister_critical_service_after_ns,
+            ),
+        }
+    }
+}
+
+/// Consul's `Weights`.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct WeightsJson {
+    passing: u32,
+    warning: u32,
+}
+
+impl From<Weights> for WeightsJson {
+    fn from(weights: Weights) -> WeightsJson {
+        WeightsJson { passing: weights.passing, warning: weights.warning }
+    }
+}
+
+/// Consul's `ServiceAddress`.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ServiceAddressJson<'a> {
+    address: &'a str,
+    port: u16,
+}
+
+/// A service's `Proxy` as Consul shows it for a service that is not a proxy: its zero value.
+#[derive(Serialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct ProxyJson {
+    mode: &'static str,
+    mesh_gateway: Empty,
+    expose: Empty,
+}
+
+/// A Go struct of zero values whose fields are all `omitempty`: `{}`.
+#[derive(Serialize, Default)]
+struct Empty {}
+
+/// A `Value` of one of these shapes.
+pub(super) fn to_value(shape: impl Serialize) -> Value {
+    serde_json::to_value(shape).expect("the catalog's shapes serialize")
+}
+
+fn is_false(value: &bool) -> bool {
+    !value
+}
+
+fn go_duration_or_empty(nanos: u64) -> String {
+    if nanos == 0 {
+        String::new()
+    } else {
+        duration::format(std::time::Duration::from_nanos(nanos))
+    }
+}
+
+/// A Go map: `null` when it has no entries.
+fn map_or_null<S: Serializer, V: Serialize>(map: &&BTreeMap<String, V>, out: S) -> Result<S::Ok, S::Error> {
+    if map.is_empty() {
+        out.serialize_none()
+    } else {
+        map.serialize(out)
+    }
+}
+
+fn service_addresses<S: Serializer>(
+    addresses: &&BTreeMap<String, ServiceAddress>,
+    out: S,
+) -> Result<S::Ok, S::Error> {
+    out.collect_map(
+        addresses.iter().map(|(name, a)| (name, ServiceAddressJson { address: &a.address, port: a.port })),
+    )
+}
