@@ -411,23 +411,22 @@ impl super::Fsm {
         } else {
             self.catalog.node_by_id(&node.id).cloned()
         };
+        let what = || format!("node {:?}", node.node);
         if verb == CatalogVerb::Get {
-            let found = existing.ok_or_else(|| format!("node {:?} doesn't exist", node.node))?;
-            results.push(TxnResult::Node(Box::new(found)));
+            results.push(TxnResult::Node(Box::new(found(existing, what)?)));
             return Ok(());
         }
         if node.node.is_empty() {
             return Err("Must provide node".into());
         }
+        // A `Cas` compares with the row of that name, the one it writes; a delete with the row
+        // found, by ID when the op gives one.
+        let current =
+            if verb == CatalogVerb::Cas { self.catalog.node(&node.node) } else { existing.as_ref() };
+        check_cas(verb, current.map(|n| n.modify_index), node.modify_index, what)?;
         match verb {
             CatalogVerb::Get => unreachable!("answered above"),
             CatalogVerb::Set | CatalogVerb::Cas => {
-                if verb == CatalogVerb::Cas {
-                    let current = self.catalog.node(&node.node).map_or(0, |n| n.modify_index);
-                    if current != node.modify_index {
-                        return Err(format!("failed to set node {:?}, index is stale", node.node));
-                    }
-                }
                 let register = super::Register { node: node.clone(), ..super::Register::default() };
                 self.register(index, now_ms, &register, touched).map_err(|error| error.to_string())?;
                 results.push(TxnResult::Node(Box::new(
@@ -435,11 +434,6 @@ impl super::Fsm {
                 )));
             }
             CatalogVerb::Delete | CatalogVerb::DeleteCas => {
-                if verb == CatalogVerb::DeleteCas
-                    && existing.as_ref().is_none_or(|found| found.modify_index != node.modify_index)
-                {
-                    return Err(format!("failed to delete node {:?}, index is stale", node.node));
-                }
                 let deregister =
                     super::Deregister { node: node.node.clone(), ..super::Deregister::default() };
                 self.deregister(index, now_ms, &deregister, touched);
@@ -461,37 +455,18 @@ impl super::Fsm {
     ) -> Result<(), String> {
         let id = super::catalog::service_id(service).to_owned();
         let existing = self.catalog.service(node, &id).cloned();
+        let what = || format!("service {id:?} on node {node:?}");
+        check_cas(verb, existing.as_ref().map(|s| s.modify_index), service.modify_index, what)?;
         match verb {
             CatalogVerb::Get => {
-                let found =
-                    existing.ok_or_else(|| format!("service {id:?} on node {node:?} doesn't exist"))?;
-                results.push(TxnResult::Service(node.to_owned(), Box::new(found)));
+                results.push(TxnResult::Service(node.to_owned(), Box::new(found(existing, what)?)))
             }
             CatalogVerb::Set | CatalogVerb::Cas => {
-                if verb == CatalogVerb::Cas
-                    && existing.as_ref().map_or(0, |s| s.modify_index) != service.modify_index
-                {
-                    return Err(format!("failed to set service {id:?} on node {node:?}, index is stale"));
-                }
-                let Some(found) = self.catalog.node(node).cloned() else {
-                    return Err("Missing node registration".into());
-                };
-                let register = super::Register {
-                    node: found,
-                    skip_node_update: true,
-                    service: Some(service.clone()),
-                    checks: Vec::new(),
-                };
-                self.register(index, now_ms, &register, touched).map_err(|error| error.to_string())?;
+                self.register_on_node(index, now_ms, node, Some(service.clone()), Vec::new(), touched)?;
                 let stored = self.catalog.service(node, &id).expect("registered").clone();
                 results.push(TxnResult::Service(node.to_owned(), Box::new(stored)));
             }
             CatalogVerb::Delete | CatalogVerb::DeleteCas => {
-                if verb == CatalogVerb::DeleteCas
-                    && existing.as_ref().is_none_or(|found| found.modify_index != service.modify_index)
-                {
-                    return Err(format!("failed to delete service {id:?} on node {node:?}, index is stale"));
-                }
                 let deregister =
                     super::Deregister { node: node.to_owned(), service_id: Some(id), check_id: None };
                 self.deregister(index, now_ms, &deregister, touched);
@@ -512,37 +487,17 @@ impl super::Fsm {
         let id = super::catalog::check_id(check).to_owned();
         let node = check.node.as_str();
         let existing = self.catalog.check(node, &id).cloned();
+        let what = || format!("check {id:?} on node {node:?}");
+        check_cas(verb, existing.as_ref().map(|c| c.modify_index), check.modify_index, what)?;
         match verb {
-            CatalogVerb::Get => {
-                let found = existing.ok_or_else(|| format!("check {id:?} on node {node:?} doesn't exist"))?;
-                results.push(TxnResult::Check(Box::new(found)));
-            }
+            CatalogVerb::Get => results.push(TxnResult::Check(Box::new(found(existing, what)?))),
             CatalogVerb::Set | CatalogVerb::Cas => {
-                if verb == CatalogVerb::Cas
-                    && existing.as_ref().map_or(0, |c| c.modify_index) != check.modify_index
-                {
-                    return Err(format!("failed to set check {id:?} on node {node:?}, index is stale"));
-                }
-                let Some(found) = self.catalog.node(node).cloned() else {
-                    return Err("Missing node registration".into());
-                };
-                let register = super::Register {
-                    node: found,
-                    skip_node_update: true,
-                    service: None,
-                    checks: vec![check.clone()],
-                };
-                self.register(index, now_ms, &register, touched).map_err(|error| error.to_string())?;
+                self.register_on_node(index, now_ms, node, None, vec![check.clone()], touched)?;
                 results.push(TxnResult::Check(Box::new(
                     self.catalog.check(node, &id).expect("registered").clone(),
                 )));
             }
             CatalogVerb::Delete | CatalogVerb::DeleteCas => {
-                if verb == CatalogVerb::DeleteCas
-                    && existing.as_ref().is_none_or(|found| found.modify_index != check.modify_index)
-                {
-                    return Err(format!("failed to delete check {id:?} on node {node:?}, index is stale"));
-                }
                 let deregister =
                     super::Deregister { node: node.to_owned(), service_id: None, check_id: Some(id) };
                 self.deregister(index, now_ms, &deregister, touched);
@@ -550,4 +505,47 @@ impl super::Fsm {
         }
         Ok(())
     }
+
+    /// Registers `service` or `checks` on `node`, which a transaction needs registered already;
+    /// the node's own row is left as it is.
+    fn register_on_node(
+        &mut self,
+        index: u64,
+        now_ms: u64,
+        node: &str,
+        service: Option<Service>,
+        checks: Vec<Check>,
+        touched: &mut super::Touched,
+    ) -> Result<(), String> {
+        let Some(found) = self.catalog.node(node).cloned() else {
+            return Err("Missing node registration".into());
+        };
+        let register = super::Register { node: found, skip_node_update: true, service, checks };
+        self.register(index, now_ms, &register, touched).map_err(|error| error.to_string())
+    }
+}
+
+/// The row a transaction's `Get` read, or Consul's error naming it (`what`) when there is none.
+fn found<T>(existing: Option<T>, what: impl Fn() -> String) -> Result<T, String> {
+    existing.ok_or_else(|| format!("{} doesn't exist", what()))
+}
+
+/// Refuses a `Cas` or `DeleteCas` op whose index is not the stored row's. `current` is that
+/// row's modify index (`None`: no row), `given` the op's, `what` names the row in the error. A
+/// `Cas` on no row expects index 0 (it creates); a `DeleteCas` needs the row.
+fn check_cas(
+    verb: CatalogVerb,
+    current: Option<u64>,
+    given: u64,
+    what: impl Fn() -> String,
+) -> Result<(), String> {
+    let (stale, action) = match verb {
+        CatalogVerb::Cas => (current.unwrap_or(0) != given, "set"),
+        CatalogVerb::DeleteCas => (current != Some(given), "delete"),
+        CatalogVerb::Get | CatalogVerb::Set | CatalogVerb::Delete => return Ok(()),
+    };
+    if stale {
+        return Err(format!("failed to {action} {}, index is stale", what()));
+    }
+    Ok(())
 }
