@@ -389,78 +389,38 @@ impl LocalState {
     }
 }
 
-/// Whether the catalog's row holds what the agent's does (Raft indexes aside). Written field
-/// by field, without copying: a sync compares every row of the node. The patterns name every
-/// field, so a field added to a row does not go unnoticed here.
-fn same_node(remote: &Node, local: &Node) -> bool {
-    let Node { id, node, address, datacenter, tagged_addresses, meta, create_index: _, modify_index: _ } =
-        remote;
-    *id == local.id
-        && *node == local.node
-        && *address == local.address
-        && *datacenter == local.datacenter
-        && *tagged_addresses == local.tagged_addresses
-        && *meta == local.meta
+/// Whether the catalog's row `$remote` holds what the agent's `$local` does: every listed field
+/// equal. Written field by field, without copying: a sync compares every row of the node. The
+/// pattern must name every field but the Raft indexes (and those `ignoring`), so a field added
+/// to a row does not go unnoticed here. A macro because only a pattern can enumerate fields.
+macro_rules! same_row {
+    ($remote:expr, $local:expr; $row:ident { $($field:ident),+ $(,)? } $(ignoring { $($skip:ident),+ })?) => {{
+        let $row { $($field,)+ $($($skip: _,)+)? create_index: _, modify_index: _ } = $remote;
+        $(*$field == $local.$field)&&+
+    }};
 }
 
+/// Whether the catalog's node row `remote` matches `local`.
+fn same_node(remote: &Node, local: &Node) -> bool {
+    same_row!(remote, local; Node { id, node, address, datacenter, tagged_addresses, meta })
+}
+
+/// Whether the catalog's row `remote` matches `local`.
 fn same_service(remote: &Service, local: &Service) -> bool {
-    let Service {
-        kind,
-        id,
-        service,
-        tags,
-        address,
-        tagged_addresses,
-        meta,
-        port,
-        socket_path,
-        weights,
+    same_row!(remote, local; Service {
+        kind, id, service, tags, address, tagged_addresses, meta, port, socket_path, weights,
         enable_tag_override,
-        create_index: _,
-        modify_index: _,
-    } = remote;
-    *kind == local.kind
-        && *id == local.id
-        && *service == local.service
-        && *tags == local.tags
-        && *address == local.address
-        && *tagged_addresses == local.tagged_addresses
-        && *meta == local.meta
-        && *port == local.port
-        && *socket_path == local.socket_path
-        && *weights == local.weights
-        && *enable_tag_override == local.enable_tag_override
+    })
 }
 
 /// Whether the catalog's row `remote` matches `local`; with `ignore_output`, whatever their
 /// outputs say.
 fn same_check(remote: &Check, local: &Check, ignore_output: bool) -> bool {
-    let Check {
-        node,
-        check_id,
-        name,
-        status,
-        notes,
-        output,
-        service_id,
-        service_name,
-        service_tags,
-        kind,
-        definition,
-        create_index: _,
-        modify_index: _,
-    } = remote;
-    *node == local.node
-        && *check_id == local.check_id
-        && *name == local.name
-        && *status == local.status
-        && *notes == local.notes
-        && (ignore_output || *output == local.output)
-        && *service_id == local.service_id
-        && *service_name == local.service_name
-        && *service_tags == local.service_tags
-        && *kind == local.kind
-        && *definition == local.definition
+    (ignore_output || remote.output == local.output)
+        && same_row!(remote, local; Check {
+            node, check_id, name, status, notes, service_id, service_name, service_tags, kind,
+            definition,
+        } ignoring { output })
 }
 
 /// A row with its Raft indexes cleared, as the agent keeps it.

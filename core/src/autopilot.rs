@@ -268,6 +268,16 @@ mod tests {
         Instant::ZERO + Duration::from_secs(secs)
     }
 
+    /// What leader 1 sees with its log at index 10.
+    fn view_of<'a>(
+        membership: &'a Membership,
+        servers: &'a [GossipServer],
+        matched: &'a BTreeMap<ServerId, Index>,
+        last_contact: &'a BTreeMap<ServerId, Duration>,
+    ) -> View<'a> {
+        View { leader: 1, membership, servers, last_index: 10, matched, last_contact }
+    }
+
     #[test]
     fn a_new_server_joins_as_a_learner_and_votes_after_stabilizing() {
         let mut autopilot = Autopilot::default();
@@ -276,14 +286,7 @@ mod tests {
             servers(&[(1, Status::Alive), (2, Status::Alive), (3, Status::Alive), (4, Status::Alive)]);
         let matched: BTreeMap<ServerId, Index> = [(2, 100), (3, 100)].into_iter().collect();
         let three = membership(&[1, 2, 3], &[]);
-        let view = View {
-            leader: 1,
-            membership: &three,
-            servers: &gossip,
-            last_index: 100,
-            matched: &matched,
-            last_contact: &heard,
-        };
+        let view = View { last_index: 100, ..view_of(&three, &gossip, &matched, &heard) };
         assert_eq!(autopilot.next_change(at(0), &view), Some(MembershipChange::AddLearner(4)));
 
         let with_learner = membership(&[1, 2, 3], &[4]);
@@ -307,14 +310,7 @@ mod tests {
         let matched: BTreeMap<ServerId, Index> = [(2, 10), (3, 10), (4, 10)].into_iter().collect();
         let alive =
             servers(&[(1, Status::Alive), (2, Status::Alive), (3, Status::Alive), (4, Status::Alive)]);
-        let view = View {
-            leader: 1,
-            membership: &members,
-            servers: &alive,
-            last_index: 10,
-            matched: &matched,
-            last_contact: &heard,
-        };
+        let view = view_of(&members, &alive, &matched, &heard);
         assert_eq!(autopilot.next_change(at(0), &view), None);
         let mut suspect = alive.clone();
         suspect[3].status = Status::Failed;
@@ -340,14 +336,7 @@ mod tests {
             (4, Status::Left),
             (5, Status::Alive),
         ]);
-        let view = View {
-            leader: 1,
-            membership: &five,
-            servers: &gossip,
-            last_index: 10,
-            matched: &matched,
-            last_contact: &heard,
-        };
+        let view = view_of(&five, &gossip, &matched, &heard);
         assert_eq!(autopilot.next_change(at(0), &view), Some(MembershipChange::Remove(4)), "left first");
         let four = membership(&[1, 2, 3, 5], &[]);
         let view = View { membership: &four, ..view };
@@ -392,14 +381,7 @@ mod tests {
         let matched = BTreeMap::new();
         let gossip =
             servers(&[(1, Status::Alive), (2, Status::Alive), (3, Status::Alive), (4, Status::Failed)]);
-        let view = View {
-            leader: 1,
-            membership: &members,
-            servers: &gossip,
-            last_index: 10,
-            matched: &matched,
-            last_contact: &heard,
-        };
+        let view = view_of(&members, &gossip, &matched, &heard);
         assert_eq!(autopilot.next_change(at(0), &view), Some(MembershipChange::Remove(4)));
     }
 
@@ -410,14 +392,7 @@ mod tests {
         let three = membership(&[1, 2, 3], &[]);
         let matched = BTreeMap::new();
         let gossip = servers(&[(1, Status::Left)]);
-        let view = View {
-            leader: 1,
-            membership: &three,
-            servers: &gossip,
-            last_index: 10,
-            matched: &matched,
-            last_contact: &heard,
-        };
+        let view = view_of(&three, &gossip, &matched, &heard);
         assert_eq!(autopilot.next_change(at(0), &view), None);
     }
 
@@ -435,14 +410,7 @@ mod tests {
         ]);
         let mut heard = heard_now();
         heard.insert(4, Duration::from_millis(201));
-        let view = View {
-            leader: 1,
-            membership: &five,
-            servers: &gossip,
-            last_index: 10,
-            matched: &matched,
-            last_contact: &heard,
-        };
+        let view = view_of(&five, &gossip, &matched, &heard);
         let health = autopilot.health(at(3), &view);
         let healthy: Vec<ServerId> =
             health.servers.iter().filter(|(_, s)| s.healthy).map(|(&id, _)| id).collect();
@@ -468,14 +436,7 @@ mod tests {
         let matched: BTreeMap<ServerId, Index> = [(2, 10), (3, 10), (4, 10)].into_iter().collect();
         let gossip =
             servers(&[(1, Status::Alive), (2, Status::Alive), (3, Status::Failed), (4, Status::Alive)]);
-        let view = View {
-            leader: 1,
-            membership: &with_learner,
-            servers: &gossip,
-            last_index: 10,
-            matched: &matched,
-            last_contact: &heard,
-        };
+        let view = view_of(&with_learner, &gossip, &matched, &heard);
         assert_eq!(autopilot.next_change(at(0), &view), None);
         assert_eq!(
             autopilot.next_change(at(10), &view),

@@ -142,6 +142,13 @@ fn fails(run: Run, code: i32, stderr: &str) {
     );
 }
 
+/// Asserts `muster <args>` against `agent` is refused as Consul's commands refuse: exit 1,
+/// `stderr` its first line.
+#[track_caller]
+fn refuses(agent: &Agent, args: &[&str], stderr: &str) {
+    fails(muster(agent, args), 1, stderr);
+}
+
 /// Polls `probe` every 100 ms until it gives a value, for at most `limit`.
 #[track_caller]
 fn eventually<T>(what: &str, limit: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
@@ -256,7 +263,7 @@ fn the_seeds_walkthrough_runs_as_consuls_does() {
         muster(&agent, &["kv", "get", "-keys", "redis/config/"]),
         "redis/config/maxconns\nredis/config/minconns\nredis/config/users/\n",
     );
-    fails(muster(&agent, &["kv", "get", "redis/missing"]), 1, "Error! No key exists at: redis/missing");
+    refuses(&agent, &["kv", "get", "redis/missing"], "Error! No key exists at: redis/missing");
 
     // CAS: the index just read succeeds once; the same index a second time fails.
     let cas =
@@ -347,13 +354,9 @@ fn the_seeds_walkthrough_runs_as_consuls_does() {
     let elsewhere = muster(&agent, &["members", &format!("-http-addr={}", agent.http)]);
     assert_eq!(elsewhere.code, 0);
     let gone = free_port();
-    fails(
-        muster(&agent, &["kv", "get", &format!("-http-addr=127.0.0.1:{gone}"), "a"]),
-        1,
-        &format!(
+    refuses(&agent, &["kv", "get", &format!("-http-addr=127.0.0.1:{gone}"), "a"], &format!(
             "Error querying Consul agent: Get \"http://127.0.0.1:{gone}/v1/kv/a\": dial tcp 127.0.0.1:{gone}: connect: connection refused"
-        ),
-    );
+        ));
     drop(agent);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -363,89 +366,69 @@ fn the_seeds_walkthrough_runs_as_consuls_does() {
 fn wrong_arguments_are_refused_in_consuls_words_and_write_nothing() {
     let agent = ready_agent("bad");
 
-    fails(muster(&agent, &["kv", "get"]), 1, "Error! Missing KEY argument");
-    fails(muster(&agent, &["kv", "put"]), 1, "Error! Missing KEY argument");
-    fails(
-        muster(&agent, &["kv", "put", "a", "b", "c"]),
-        1,
-        "Error! Too many arguments (expected 1 or 2, got 3)",
-    );
-    fails(muster(&agent, &["kv", "put", "-cas", "a", "b"]), 1, "Must specify -modify-index with -cas!");
-    fails(
-        muster(&agent, &["kv", "put", "-acquire", "a", "b"]),
-        1,
+    refuses(&agent, &["kv", "get"], "Error! Missing KEY argument");
+    refuses(&agent, &["kv", "put"], "Error! Missing KEY argument");
+    refuses(&agent, &["kv", "put", "a", "b", "c"], "Error! Too many arguments (expected 1 or 2, got 3)");
+    refuses(&agent, &["kv", "put", "-cas", "a", "b"], "Must specify -modify-index with -cas!");
+    refuses(
+        &agent,
+        &["kv", "put", "-acquire", "a", "b"],
         "Error! Missing -session (required with -acquire and -release)",
     );
-    fails(
-        muster(&agent, &["kv", "put", "-base64", "a", "!!"]),
-        1,
+    refuses(
+        &agent,
+        &["kv", "put", "-base64", "a", "!!"],
         "Error! Cannot base 64 decode data: Invalid symbol 33, offset 0.",
     );
-    fails(
-        muster(&agent, &["kv", "put", "a", "@/nonexistent/file"]),
-        1,
+    refuses(
+        &agent,
+        &["kv", "put", "a", "@/nonexistent/file"],
         "Error! Failed to read file: open /nonexistent/file: no such file or directory",
     );
-    fails(
-        muster(&agent, &["kv", "delete", "-cas", "a"]),
-        1,
+    refuses(
+        &agent,
+        &["kv", "delete", "-cas", "a"],
         "Cannot delete a key that does not exist. Provide a -modify-index greater than than 0.",
     );
-    fails(
-        muster(&agent, &["kv", "delete", "-modify-index=3", "a"]),
-        1,
-        "Cannot specify -modify-index without -cas!",
-    );
-    fails(
-        muster(&agent, &["kv", "delete", "-cas", "-modify-index=3", "-recurse", "a"]),
-        1,
+    refuses(&agent, &["kv", "delete", "-modify-index=3", "a"], "Cannot specify -modify-index without -cas!");
+    refuses(
+        &agent,
+        &["kv", "delete", "-cas", "-modify-index=3", "-recurse", "a"],
         "Cannot specify both -cas and -recurse!",
     );
-    fails(
-        muster(&agent, &["kv", "import", "not json"]),
-        1,
+    refuses(
+        &agent,
+        &["kv", "import", "not json"],
         "Cannot unmarshal data: expected ident at line 1 column 2",
     );
     // One bad value among good ones: nothing is imported.
     let bad = r#"[{"key": "good", "flags": 0, "value": "MQ=="}, {"key": "bad", "flags": 0, "value": "%%%"}]"#;
-    fails(
-        muster(&agent, &["kv", "import", bad]),
-        1,
+    refuses(
+        &agent,
+        &["kv", "import", bad],
         "Error base 64 decoding value for key bad: Invalid symbol 37, offset 0.",
     );
-    fails(muster(&agent, &["kv", "get", "good"]), 1, "Error! No key exists at: good");
-    fails(
-        muster(&agent, &["kv", "put", "-flags=x", "a", "b"]),
-        1,
-        "invalid value \"x\" for flag -flags: parse error",
-    );
-    fails(muster(&agent, &["kv", "get", "-bogus", "a"]), 1, "flag provided but not defined: -bogus");
-    fails(muster(&agent, &["force-leave"]), 1, "A single node name must be specified to force leave.");
-    fails(muster(&agent, &["join"]), 1, "At least one address to join must be specified.");
-    fails(muster(&agent, &["leave", "extra"]), 1, "The leave command expects no arguments");
-    fails(
-        muster(&agent, &["maint", "-enable", "-disable"]),
-        1,
-        "Only one of -enable or -disable may be provided",
-    );
-    fails(muster(&agent, &["maint", "-reason=x"]), 1, "Reason may only be provided with -enable");
-    fails(muster(&agent, &["event"]), 1, "Event name must be specified");
-    fails(muster(&agent, &["snapshot", "save"]), 1, "Missing FILE argument");
-    fails(
-        muster(&agent, &["snapshot", "inspect", "/nonexistent.snap"]),
-        1,
+    refuses(&agent, &["kv", "get", "good"], "Error! No key exists at: good");
+    refuses(&agent, &["kv", "put", "-flags=x", "a", "b"], "invalid value \"x\" for flag -flags: parse error");
+    refuses(&agent, &["kv", "get", "-bogus", "a"], "flag provided but not defined: -bogus");
+    refuses(&agent, &["force-leave"], "A single node name must be specified to force leave.");
+    refuses(&agent, &["join"], "At least one address to join must be specified.");
+    refuses(&agent, &["leave", "extra"], "The leave command expects no arguments");
+    refuses(&agent, &["maint", "-enable", "-disable"], "Only one of -enable or -disable may be provided");
+    refuses(&agent, &["maint", "-reason=x"], "Reason may only be provided with -enable");
+    refuses(&agent, &["event"], "Event name must be specified");
+    refuses(&agent, &["snapshot", "save"], "Missing FILE argument");
+    refuses(
+        &agent,
+        &["snapshot", "inspect", "/nonexistent.snap"],
         "Error opening snapshot file: open /nonexistent.snap: no such file or directory",
     );
-    fails(
-        muster(&agent, &["operator", "raft", "remove-peer"]),
-        1,
+    refuses(
+        &agent,
+        &["operator", "raft", "remove-peer"],
         "Error removing peer: an address or id is required for the peer to remove",
     );
-    fails(
-        muster(&agent, &["members", "-status=("]),
-        1,
-        "Failed to compile status regexp: regex parse error:",
-    );
+    refuses(&agent, &["members", "-status=("], "Failed to compile status regexp: regex parse error:");
     assert_eq!(muster(&agent, &["kv"]).code, 1, "a missing subcommand is a usage error");
 
     // Nothing above wrote a key.
@@ -563,7 +546,7 @@ fn lock_runs_its_child_alone_and_stops_it_when_the_lock_is_lost() {
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut holder.stderr.take().unwrap(), &mut stderr).unwrap();
     assert_eq!(stderr, "Lock lost, killed child\n");
-    fails(muster(&agent, &["lock", "app"]), 1, "Key prefix and child command must be specified");
+    refuses(&agent, &["lock", "app"], "Key prefix and child command must be specified");
 
     // SIGTERM to `muster lock`: the child is stopped, the lock released, the key gone.
     let mut holder = Command::new(env!("CARGO_BIN_EXE_muster"))
@@ -643,7 +626,7 @@ fn watch_hands_each_change_to_its_handler() {
     assert_eq!(keys(&second[3]), ["cfg/a", "cfg/b"]);
     let index = |line: &str| line.strip_prefix("index=").unwrap().parse::<u64>().unwrap();
     assert!(index(&second[2]) > index(&second[0]), "{second:?}");
-    fails(muster(&agent, &["watch", "-type=nope"]), 1, "Error parsing watch: Unsupported watch type: nope");
+    refuses(&agent, &["watch", "-type=nope"], "Error parsing watch: Unsupported watch type: nope");
 }
 
 /// `keyring`: a new key installed, made primary and the old one removed on every member; the
@@ -710,13 +693,13 @@ fn keys_rotate_with_keyring_and_survive_a_restart() {
         muster(&agent, &["keyring", "-list", "-local-only"]),
         &format!("==> Gathering installed encryption keys...\n\ndc1 (LAN):\n  {new_key} [1/1]\n"),
     );
-    fails(
-        muster(&agent, &["keyring", "-local-only", &format!("-use={new_key}")]),
-        1,
+    refuses(
+        &agent,
+        &["keyring", "-local-only", &format!("-use={new_key}")],
         "Cannot use -local-only with anything but -list or -list-primary",
     );
-    fails(muster(&agent, &["keyring"]), 1, "Must specify one action");
-    fails(muster(&agent, &["keyring", "-list", "-install=x"]), 1, "Only a single action is allowed");
+    refuses(&agent, &["keyring"], "Must specify one action");
+    refuses(&agent, &["keyring", "-list", "-install=x"], "Only a single action is allowed");
     drop(agent); // SIGKILL
 
     // Started again with the old -encrypt: the kept keyring wins.
@@ -840,9 +823,9 @@ fn agent_flags_from_consuls_docs_are_honoured() {
 #[test]
 fn monitor_streams_the_log_until_the_agent_leaves() {
     let mut agent = ready_agent("monitor");
-    fails(
-        muster(&agent, &["monitor", "-log-level=loud"]),
-        1,
+    refuses(
+        &agent,
+        &["monitor", "-log-level=loud"],
         "Error starting monitor: Unexpected response code: 400 (Unknown log level: loud)",
     );
     let mut monitor = Command::new(env!("CARGO_BIN_EXE_muster"))
@@ -918,8 +901,8 @@ fn exec_runs_a_command_only_where_remote_exec_is_enabled() {
     assert_eq!(script.stdout.lines().next(), Some("    walkthrough: big script"), "{}", script.stderr);
     ok(muster(&on, &["exec", "-node=nobody", "uptime"]), "0 / 0 node(s) completed / acknowledged\n");
     ok(muster(&on, &["kv", "get", "-recurse", "_rexec"]), "");
-    fails(muster(&on, &["exec"]), 1, "Must specify a command to execute");
-    fails(muster(&on, &["exec", "-tag=x", "uptime"]), 1, "Cannot provide tag filter without service filter.");
+    refuses(&on, &["exec"], "Must specify a command to execute");
+    refuses(&on, &["exec", "-tag=x", "uptime"], "Cannot provide tag filter without service filter.");
 }
 
 /// `-retry-max`: an agent that joined nobody after that many attempts exits 1, in Consul's
@@ -1067,31 +1050,27 @@ fn services_register_and_deregister_as_consuls_do() {
     assert_eq!(all["cache-1"]["Service"], "cache");
 
     // Bad input: Consul's messages, exit 1, nothing registered.
-    fails(
-        muster(&agent, &["services", "register"]),
-        1,
+    refuses(
+        &agent,
+        &["services", "register"],
         "Service registration requires at least one argument or flags.",
     );
-    fails(
-        muster(&agent, &["services", "register", "-name=x", json.to_str().unwrap()]),
-        1,
+    refuses(
+        &agent,
+        &["services", "register", "-name=x", json.to_str().unwrap()],
         "Service registration requires arguments or -id, not both.",
     );
-    fails(
-        muster(&agent, &["services", "register", "-name=x", "-meta", "novalue"]),
-        1,
+    refuses(
+        &agent,
+        &["services", "register", "-name=x", "-meta", "novalue"],
         "invalid value \"novalue\" for flag -meta: Missing \"=\" value in argument: novalue",
     );
-    fails(
-        muster(&agent, &["services", "register", "-name=x", "-tagged-address=lan=10.0.0.1"]),
-        1,
+    refuses(
+        &agent,
+        &["services", "register", "-name=x", "-tagged-address=lan=10.0.0.1"],
         "Invalid Tagged Address: address 10.0.0.1: missing port in address",
     );
-    fails(
-        muster(&agent, &["services", "register", "-name=x", "-bogus"]),
-        1,
-        "flag provided but not defined: -bogus",
-    );
+    refuses(&agent, &["services", "register", "-name=x", "-bogus"], "flag provided but not defined: -bogus");
     let broken = dir.join("broken.json");
     std::fs::write(&broken, r#"{"service": {"name": "#).unwrap();
     let run = muster(&agent, &["services", "register", broken.to_str().unwrap()]);
@@ -1107,14 +1086,14 @@ fn services_register_and_deregister_as_consuls_do() {
     assert_eq!(ids(services()), ["api-1", "cache-1", "db", "web"]);
 
     // Deregistration by -id or from the same files.
-    fails(
-        muster(&agent, &["services", "deregister"]),
-        1,
+    refuses(
+        &agent,
+        &["services", "deregister"],
         "Service deregistration requires at least one argument or -id.",
     );
-    fails(
-        muster(&agent, &["services", "deregister", "-id=web", json.to_str().unwrap()]),
-        1,
+    refuses(
+        &agent,
+        &["services", "deregister", "-id=web", json.to_str().unwrap()],
         "Service deregistration requires arguments or -id, not both.",
     );
     ok(muster(&agent, &["services", "deregister", "-id", "api-1"]), "Deregistered service: api-1\n");
@@ -1153,19 +1132,19 @@ fn debug_archives_what_consuls_debug_archives() {
     let short = [("MUSTER_DEBUG_VALIDATE_TIMING", "false")];
 
     // Consul's floors, unless a test lifts them.
-    fails(
-        muster(&agent, &["debug", "-duration=2s", "-interval=1s", &output_arg]),
-        1,
+    refuses(
+        &agent,
+        &["debug", "-duration=2s", "-interval=1s", &output_arg],
         "==> Capture validation failed: duration must be longer than 10s",
     );
-    fails(
-        muster(&agent, &["debug", "-duration=20s", "-interval=1s", &output_arg]),
-        1,
+    refuses(
+        &agent,
+        &["debug", "-duration=20s", "-interval=1s", &output_arg],
         "==> Capture validation failed: interval must be longer than 10s",
     );
-    fails(
-        muster(&agent, &["debug", "-duration=20s", "-interval=30s", &output_arg]),
-        1,
+    refuses(
+        &agent,
+        &["debug", "-duration=20s", "-interval=30s", &output_arg],
         "==> Capture validation failed: duration (20s) must be longer than interval (30s)",
     );
     fails(
@@ -1173,7 +1152,7 @@ fn debug_archives_what_consuls_debug_archives() {
         1,
         "==> Capture validation failed: target not found: disk",
     );
-    fails(muster(&agent, &["debug", "extra"]), 1, "==> debug: Too many arguments provided, expected 0");
+    refuses(&agent, &["debug", "extra"], "==> debug: Too many arguments provided, expected 0");
     assert!(!output.exists(), "a refused capture writes nothing");
 
     let run =
@@ -1313,14 +1292,14 @@ fn autopilot_reads_and_sets_its_configuration_as_consuls_does() {
         config.starts_with("CleanupDeadServers = true\n") && config.contains("MinQuorum = 3\n"),
         "{config}"
     );
-    fails(
-        muster(&agent, &["operator", "autopilot", "set-config", "-last-contact-threshold=5"]),
-        1,
+    refuses(
+        &agent,
+        &["operator", "autopilot", "set-config", "-last-contact-threshold=5"],
         "invalid value \"5\" for flag -last-contact-threshold: time: missing unit in duration \"5\"",
     );
-    fails(
-        muster(&agent, &["operator", "autopilot", "set-config", "-max-trailing-logs=-1"]),
-        1,
+    refuses(
+        &agent,
+        &["operator", "autopilot", "set-config", "-max-trailing-logs=-1"],
         "invalid value \"-1\" for flag -max-trailing-logs: strconv.ParseUint: parsing \"-1\": invalid syntax",
     );
 
@@ -1340,7 +1319,7 @@ fn autopilot_reads_and_sets_its_configuration_as_consuls_does() {
     let parsed: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     let leader = parsed["Leader"].as_str().unwrap();
     assert_eq!(parsed["Servers"][leader]["Status"], "leader", "{parsed}");
-    fails(muster(&agent, &["operator", "autopilot", "state", "-format=xml"]), 1, "Unknown format: xml");
+    refuses(&agent, &["operator", "autopilot", "state", "-format=xml"], "Unknown format: xml");
 }
 
 /// A stand-in agent that answers one request with `answer` and hands back the request's head,
@@ -1392,45 +1371,37 @@ fn consul_1_20s_newer_client_flags_do_what_consuls_do() {
     );
     assert_eq!(run.code, 2, "{run:?}");
     assert!(served.join().unwrap().to_ascii_lowercase().contains("x-consul-token: s3cret\r\n"));
-    fails(
-        muster(&agent, &["members", "-token-file=/nonexistent/token"]),
-        1,
-        "Error connecting to Consul agent: Error loading token file: open /nonexistent/token: no such file or directory",
-    );
+    refuses(&agent, &["members", "-token-file=/nonexistent/token"], "Error connecting to Consul agent: Error loading token file: open /nonexistent/token: no such file or directory");
 
     // Namespaces and partitions: sent as Consul CE's client sends them, refused as its agent does.
-    fails(
-        muster(&agent, &["kv", "get", "-namespace=team", "k"]),
-        1,
+    refuses(
+        &agent,
+        &["kv", "get", "-namespace=team", "k"],
         "Error querying Consul agent: Unexpected response code: 400 (Invalid query parameter: \"ns\" - \
          Namespaces are a Consul Enterprise feature)",
     );
-    fails(
-        muster(&agent, &["members", "-partition=team"]),
-        1,
+    refuses(
+        &agent,
+        &["members", "-partition=team"],
         "Error retrieving members: Unexpected response code: 400 (Invalid query parameter: \"partition\" - \
          Partitions are a Consul Enterprise feature)",
     );
     let refused = muster_with_env(&agent, &["kv", "put", "k", "v"], "", &[("CONSUL_NAMESPACE", "team")]);
     assert!(refused.stderr.contains("Namespaces are a Consul Enterprise feature"), "{refused:?}");
-    fails(
-        muster(&agent, &["members", "-segment=alpha"]),
-        1,
+    refuses(
+        &agent,
+        &["members", "-segment=alpha"],
         "Error retrieving members: Unexpected response code: 500 (Network segments are not supported in \
          this version of Consul)",
     );
 
     // TLS: checked as Consul's client checks it; an HTTPS address is refused plainly.
-    fails(
-        muster(&agent, &["members", "-client-cert=/etc/cert.pem"]),
-        1,
+    refuses(
+        &agent,
+        &["members", "-client-cert=/etc/cert.pem"],
         "Error connecting to Consul agent: both client cert and client key must be provided",
     );
-    fails(
-        muster(&agent, &["kv", "get", "-ca-file=/nonexistent/ca.pem", "k"]),
-        1,
-        "Error connecting to Consul agent: Error loading CA File: open /nonexistent/ca.pem: no such file or directory",
-    );
+    refuses(&agent, &["kv", "get", "-ca-file=/nonexistent/ca.pem", "k"], "Error connecting to Consul agent: Error loading CA File: open /nonexistent/ca.pem: no such file or directory");
     let https = muster(&agent, &["members", "-http-addr=https://127.0.0.1:8501"]);
     assert!(https.stderr.contains("muster's CLI does not speak HTTPS yet"), "{https:?}");
     let https = muster_with_env(&agent, &["members"], "", &[("CONSUL_HTTP_SSL", "true")]);
@@ -1454,9 +1425,9 @@ fn consul_1_20s_newer_client_flags_do_what_consuls_do() {
         held.stdout.lines().any(|l| l.starts_with("Session") && !l.ends_with('-')).then_some(())
     });
     let started = Instant::now();
-    fails(
-        muster(&agent, &["lock", "-try", "500ms", "busy", "echo never"]),
-        1,
+    refuses(
+        &agent,
+        &["lock", "-try", "500ms", "busy", "echo never"],
         "Shutdown triggered or timeout during lock acquisition",
     );
     assert!(started.elapsed() < Duration::from_secs(10));
@@ -1470,16 +1441,16 @@ fn consul_1_20s_newer_client_flags_do_what_consuls_do() {
         (version.code, info["Version"].as_str(), info["RPC"]["Max"].as_u64()),
         (0, Some("1.20.0"), Some(3))
     );
-    fails(muster(&agent, &["version", "-format=xml"]), 1, "Unknown format: xml");
+    refuses(&agent, &["version", "-format=xml"], "Unknown format: xml");
 
     // validate -config-format: a file of any name read as the format given.
     let conf = dir.join("agent.conf");
     std::fs::write(&conf, r#"{"datacenter": "east"}"#).unwrap();
     let conf = conf.to_str().unwrap();
     ok(muster(&agent, &["validate", "-config-format=json", conf]), "Configuration is valid!\n");
-    fails(
-        muster(&agent, &["validate", "-config-format=yaml", conf]),
-        1,
+    refuses(
+        &agent,
+        &["validate", "-config-format=yaml", conf],
         "Config validation failed: Invalid config format \"yaml\": must be json or hcl",
     );
 

@@ -3,6 +3,7 @@
 //! Each test takes its seeds from `muster_sim::seed` and prints the command that replays a
 //! failing one.
 
+use std::ops::Range;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,6 +16,20 @@ const CARGO: &str = "cargo test -p muster-sim --test harness";
 
 fn replay(test: &'static str) -> Replay {
     Replay { command: CARGO, test }
+}
+
+/// A cluster of `size` nodes on `net`, each joined to node 0, run until every node knows every
+/// other.
+fn converged_cluster(seed: u64, size: usize, net: NetConfig) -> Cluster {
+    let mut cluster = Cluster::new(seed, size, net);
+    cluster.join_all_to(0);
+    cluster.run_until(Duration::from_secs(10), Cluster::converged).expect("converges");
+    cluster
+}
+
+/// Whether every node of `observers` sees node `about` in `state` (`None`: forgotten).
+fn all_see(cluster: &Cluster, mut observers: Range<usize>, about: usize, state: Option<State>) -> bool {
+    observers.all(|i| cluster.state(i, about) == state)
 }
 
 fn member_events(cluster: &Cluster, observer: usize, kind: MemberEventKind, about: usize) -> usize {
@@ -57,13 +72,11 @@ fn isolated_node_is_declared_failed_and_rejoins_by_itself_after_heal() {
         0..20,
         |seed| {
             let net = NetConfig { loss: 0.05, ..NetConfig::lan() };
-            let mut cluster = Cluster::new(seed, 5, net);
-            cluster.join_all_to(0);
-            cluster.run_until(Duration::from_secs(10), Cluster::converged).expect("converges");
+            let mut cluster = converged_cluster(seed, 5, net);
 
             cluster.isolate(4);
             cluster
-                .run_until(Duration::from_secs(60), |c| (0..4).all(|i| c.state(i, 4) == Some(State::Dead)))
+                .run_until(Duration::from_secs(60), |c| all_see(c, 0..4, 4, Some(State::Dead)))
                 .expect("the isolated node is declared dead");
             assert_eq!(cluster.state(0, 1), Some(State::Alive), "the rest stays alive");
             assert!(cluster.stats().partitioned > 0);
@@ -83,34 +96,32 @@ fn leave_shows_left_crash_shows_failed_force_leave_and_restart_rejoins() {
         replay("leave_shows_left_crash_shows_failed_force_leave_and_restart_rejoins"),
         0..10,
         |seed| {
-            let mut cluster = Cluster::new(seed, 5, NetConfig::lan());
-            cluster.join_all_to(0);
-            cluster.run_until(Duration::from_secs(10), Cluster::converged).expect("converges");
+            let mut cluster = converged_cluster(seed, 5, NetConfig::lan());
 
             cluster.command(3, Command::Leave);
             cluster
                 .run_until(Duration::from_secs(10), |c| {
-                    c.node(3).unwrap().has_left() && (0..3).all(|i| c.state(i, 3) == Some(State::Left))
+                    c.node(3).unwrap().has_left() && all_see(c, 0..3, 3, Some(State::Left))
                 })
                 .expect("the leave completes and everyone sees it");
             assert_eq!(member_events(&cluster, 0, MemberEventKind::Failed, 3), 0, "a leave is not a failure");
 
             cluster.crash(4);
             cluster
-                .run_until(Duration::from_secs(60), |c| (0..3).all(|i| c.state(i, 4) == Some(State::Dead)))
+                .run_until(Duration::from_secs(60), |c| all_see(c, 0..3, 4, Some(State::Dead)))
                 .expect("failed");
             assert_eq!(member_events(&cluster, 0, MemberEventKind::Leave, 4), 0);
 
             cluster.command(0, Command::ForceLeave { name: cluster.name(4).to_owned(), prune: false });
             cluster
-                .run_until(Duration::from_secs(10), |c| (0..3).all(|i| c.state(i, 4) == Some(State::Left)))
+                .run_until(Duration::from_secs(10), |c| all_see(c, 0..3, 4, Some(State::Left)))
                 .expect("force-left");
 
             // The crashed node restarts with the same name: a higher boot epoch outranks every claim
             // about its previous life, so it is alive again without waiting for any reclaim time.
             cluster.restart(4);
             cluster
-                .run_until(Duration::from_secs(10), |c| (0..3).all(|i| c.state(i, 4) == Some(State::Alive)))
+                .run_until(Duration::from_secs(10), |c| all_see(c, 0..3, 4, Some(State::Alive)))
                 .expect("rejoins alive");
             assert_eq!(cluster.view(0, 4).unwrap().incarnation >> 32, 2, "boot epoch 2");
         },
@@ -123,21 +134,19 @@ fn force_leave_with_prune_makes_every_member_forget_the_node_at_once() {
         replay("force_leave_with_prune_makes_every_member_forget_the_node_at_once"),
         0..10,
         |seed| {
-            let mut cluster = Cluster::new(seed, 5, NetConfig::lan());
-            cluster.join_all_to(0);
-            cluster.run_until(Duration::from_secs(10), Cluster::converged).expect("converges");
+            let mut cluster = converged_cluster(seed, 5, NetConfig::lan());
             cluster.crash(4);
             cluster
-                .run_until(Duration::from_secs(60), |c| (0..4).all(|i| c.state(i, 4) == Some(State::Dead)))
+                .run_until(Duration::from_secs(60), |c| all_see(c, 0..4, 4, Some(State::Dead)))
                 .expect("failed");
             // Pruning a live member is refused, and changes nothing.
             let alive = cluster.name(3).to_owned();
             assert!(cluster.try_command(1, Command::ForceLeave { name: alive, prune: true }).is_err());
             cluster.command(1, Command::ForceLeave { name: cluster.name(4).to_owned(), prune: true });
             cluster
-                .run_until(Duration::from_secs(10), |c| (0..4).all(|i| c.state(i, 4).is_none()))
+                .run_until(Duration::from_secs(10), |c| all_see(c, 0..4, 4, None))
                 .expect("every live member forgets it, long before the reap");
-            assert!((0..3).all(|i| cluster.state(i, 3) == Some(State::Alive)), "the others are untouched");
+            assert!(all_see(&cluster, 0..3, 3, Some(State::Alive)), "the others are untouched");
             assert_eq!(member_events(&cluster, 2, MemberEventKind::Reap, 4), 1, "reported as a reap");
         },
     );
@@ -151,9 +160,7 @@ fn a_node_back_with_a_wiped_data_dir_is_alive_again_whether_or_not_it_was_failed
         replay("a_node_back_with_a_wiped_data_dir_is_alive_again_whether_or_not_it_was_failed"),
         0..10,
         |seed| {
-            let mut cluster = Cluster::new(seed, 5, NetConfig::lan());
-            cluster.join_all_to(0);
-            cluster.run_until(Duration::from_secs(10), Cluster::converged).expect("converges");
+            let mut cluster = converged_cluster(seed, 5, NetConfig::lan());
             // A plain restart first, so the remembered life (epoch 2) is above a fresh boot's.
             cluster.crash(4);
             cluster.restart(4);
@@ -164,9 +171,7 @@ fn a_node_back_with_a_wiped_data_dir_is_alive_again_whether_or_not_it_was_failed
                 cluster.crash(4);
                 if wait_for_failure {
                     cluster
-                        .run_until(Duration::from_secs(60), |c| {
-                            (0..4).all(|i| c.state(i, 4) == Some(State::Dead))
-                        })
+                        .run_until(Duration::from_secs(60), |c| all_see(c, 0..4, 4, Some(State::Dead)))
                         .expect("failed");
                 }
                 cluster.wipe(4);
@@ -196,9 +201,7 @@ fn crash_before_fsync_loses_the_new_boot_epoch_and_the_next_boot_reuses_it_safel
         |seed| {
             let slow_disk = Duration::from_millis(300);
             let net = NetConfig { fsync_min: slow_disk, fsync_max: slow_disk, ..NetConfig::lan() };
-            let mut cluster = Cluster::new(seed, 3, net);
-            cluster.join_all_to(0);
-            cluster.run_until(Duration::from_secs(10), Cluster::converged).expect("converges");
+            let mut cluster = converged_cluster(seed, 3, net);
 
             cluster.crash(2);
             cluster.run_for(Duration::from_secs(1));
@@ -219,9 +222,7 @@ fn crash_before_fsync_loses_the_new_boot_epoch_and_the_next_boot_reuses_it_safel
 #[test]
 fn tag_updates_reach_everyone() {
     for_each_seed(replay("tag_updates_reach_everyone"), 0..10, |seed| {
-        let mut cluster = Cluster::new(seed, 10, NetConfig::lan());
-        cluster.join_all_to(0);
-        cluster.run_until(Duration::from_secs(10), Cluster::converged).expect("converges");
+        let mut cluster = converged_cluster(seed, 10, NetConfig::lan());
         let tags = Bytes::from_static(b"role=web");
         cluster.command(7, Command::UpdateMeta { meta: tags.clone() });
         cluster

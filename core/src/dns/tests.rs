@@ -610,6 +610,15 @@ fn resolved_db() -> Resolved {
     resolved
 }
 
+/// The answer to `name` over both passes through the recursors: the first must ask them for
+/// `db.example.com.`, the second gets [`resolved_db`].
+fn answered_in_two_passes(fsm: &Fsm, name: &str, qtype: RecordType) -> Message {
+    let config = recursing();
+    let first = pass(fsm, name, qtype, &config, None);
+    assert_eq!(first, Handled::Resolve(vec!["db.example.com.".to_owned()]));
+    answered(pass(fsm, name, qtype, &config, Some(&resolved_db())))
+}
+
 /// `(owner, data)` of each record, in order.
 fn rows(records: &[Record]) -> Vec<(String, String)> {
     records.iter().map(|r| (r.name.to_ascii(), r.data.to_string())).collect()
@@ -619,12 +628,9 @@ fn rows(records: &[Record]) -> Vec<(String, String)> {
 fn a_hostname_outside_the_domain_is_looked_up_through_the_recursors_in_a_second_pass() {
     let fsm = external_catalog();
     let config = recursing();
-    // First pass: the names to look up, nothing answered yet.
-    let first = pass(&fsm, "rds.service.consul.", RecordType::A, &config, None);
-    assert_eq!(first, Handled::Resolve(vec!["db.example.com.".to_owned()]));
-    // Second pass: the CNAME, then what the recursor said, with the service's TTL.
-    let resolved = resolved_db();
-    let answer = answered(pass(&fsm, "rds.service.consul.", RecordType::A, &config, Some(&resolved)));
+    // First pass: the names to look up, nothing answered yet. Second pass: the CNAME, then what
+    // the recursor said, with the service's TTL.
+    let answer = answered_in_two_passes(&fsm, "rds.service.consul.", RecordType::A);
     assert_eq!(
         rows(&answer.answers),
         [
@@ -646,11 +652,7 @@ fn a_hostname_outside_the_domain_is_looked_up_through_the_recursors_in_a_second_
     let answer = answered(pass(&fsm, "rds.service.consul.", RecordType::A, &Config::default(), None));
     assert_eq!(rows(&answer.answers), [("rds.service.consul.".to_owned(), "db.example.com.".to_owned())]);
     // A node with a hostname for an address is followed the same way.
-    assert_eq!(
-        pass(&fsm, "aws.node.consul.", RecordType::A, &config, None),
-        Handled::Resolve(vec!["db.example.com.".to_owned()])
-    );
-    let answer = answered(pass(&fsm, "aws.node.consul.", RecordType::A, &config, Some(&resolved)));
+    let answer = answered_in_two_passes(&fsm, "aws.node.consul.", RecordType::A);
     assert_eq!(answer.answers.len(), 3, "{answer:?}");
     // The query the recursors are sent: type A for the name, recursion desired.
     let sent = Message::from_vec(&address_query("db.example.com.", 77).unwrap()).unwrap();
@@ -662,11 +664,7 @@ fn a_hostname_outside_the_domain_is_looked_up_through_the_recursors_in_a_second_
 #[test]
 fn an_srv_target_that_is_a_hostname_gets_the_recursors_records_in_additional() {
     let fsm = external_catalog();
-    let config = recursing();
-    let first = pass(&fsm, "rds.service.consul.", RecordType::SRV, &config, None);
-    assert_eq!(first, Handled::Resolve(vec!["db.example.com.".to_owned()]));
-    let resolved = resolved_db();
-    let answer = answered(pass(&fsm, "rds.service.consul.", RecordType::SRV, &config, Some(&resolved)));
+    let answer = answered_in_two_passes(&fsm, "rds.service.consul.", RecordType::SRV);
     assert_eq!(
         rows(&answer.answers),
         [("rds.service.consul.".to_owned(), "1 1 5432 db.example.com.".to_owned())]

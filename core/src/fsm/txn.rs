@@ -212,6 +212,15 @@ pub struct TxnError {
 /// A transaction's outcome: every result, or every error (and nothing changed).
 pub type TxnOutcome = Result<Vec<TxnResult>, Vec<TxnError>>;
 
+/// What every operation of one transaction shares: the Raft index and time it runs at, and
+/// where its results and the rows it touches (for watches) are gathered.
+struct TxnRun<'a> {
+    index: u64,
+    now_ms: u64,
+    results: &'a mut Vec<TxnResult>,
+    touched: &'a mut super::Touched,
+}
+
 impl super::Fsm {
     /// Runs a transaction at `index` (already advanced to), rolling everything back if any
     /// operation fails.
@@ -226,8 +235,9 @@ impl super::Fsm {
         let mut results = Vec::new();
         let mut errors = Vec::new();
         let mut effects = super::Touched::default();
+        let mut run = TxnRun { index, now_ms, results: &mut results, touched: &mut effects };
         for (op_index, op) in txn.ops.iter().enumerate() {
-            if let Err(what) = self.txn_op(index, now_ms, op, &mut results, &mut effects) {
+            if let Err(what) = self.txn_op(&mut run, op) {
                 errors.push(TxnError { op_index, what });
             }
         }
@@ -249,8 +259,10 @@ impl super::Fsm {
         let mut results = Vec::new();
         let mut errors = Vec::new();
         let mut effects = super::Touched::default();
+        let mut run =
+            TxnRun { index: self.applied + 1, now_ms: 0, results: &mut results, touched: &mut effects };
         for (op_index, op) in txn.ops.iter().enumerate() {
-            if let Err(what) = scratch.txn_op(self.applied + 1, 0, op, &mut results, &mut effects) {
+            if let Err(what) = scratch.txn_op(&mut run, op) {
                 errors.push(TxnError { op_index, what });
             }
         }
@@ -258,33 +270,16 @@ impl super::Fsm {
         Some(if errors.is_empty() { Ok(results) } else { Err(errors) })
     }
 
-    fn txn_op(
-        &mut self,
-        index: u64,
-        now_ms: u64,
-        op: &TxnOp,
-        results: &mut Vec<TxnResult>,
-        touched: &mut super::Touched,
-    ) -> Result<(), String> {
+    fn txn_op(&mut self, run: &mut TxnRun<'_>, op: &TxnOp) -> Result<(), String> {
         match op {
-            TxnOp::Kv(verb, operand) => self.txn_kv(index, now_ms, *verb, operand, results, touched),
-            TxnOp::Node(verb, node) => self.txn_node(index, now_ms, *verb, node, results, touched),
-            TxnOp::Service(verb, node, service) => {
-                self.txn_service(index, now_ms, *verb, node, service, results, touched)
-            }
-            TxnOp::Check(verb, check) => self.txn_check(index, now_ms, *verb, check, results, touched),
+            TxnOp::Kv(verb, operand) => self.txn_kv(run, *verb, operand),
+            TxnOp::Node(verb, node) => self.txn_node(run, *verb, node),
+            TxnOp::Service(verb, node, service) => self.txn_service(run, *verb, node, service),
+            TxnOp::Check(verb, check) => self.txn_check(run, *verb, check),
         }
     }
 
-    fn txn_kv(
-        &mut self,
-        index: u64,
-        now_ms: u64,
-        verb: KvVerb,
-        op: &KvOperand,
-        results: &mut Vec<TxnResult>,
-        touched: &mut super::Touched,
-    ) -> Result<(), String> {
+    fn txn_kv(&mut self, run: &mut TxnRun<'_>, verb: KvVerb, op: &KvOperand) -> Result<(), String> {
         let key = op.key.as_str();
         if key.is_empty() && verb != KvVerb::DeleteTree {
             return Err("Must provide key".into());
@@ -293,46 +288,46 @@ impl super::Fsm {
         let stored = |fsm: &super::Fsm| fsm.kv.get(key).1.cloned();
         match verb {
             KvVerb::Set => {
-                if self.kv.set(index, key, op.value.clone(), op.flags) {
-                    touched.keys.push(key.to_owned());
+                if self.kv.set(run.index, key, op.value.clone(), op.flags) {
+                    run.touched.keys.push(key.to_owned());
                 }
-                results.push(stripped(&stored(self).expect("just written")));
+                run.results.push(stripped(&stored(self).expect("just written")));
             }
             KvVerb::Cas => {
                 if self.kv.modify_index_of(key) != op.index {
                     return Err(format!("failed to set key {key:?}, index is stale"));
                 }
-                if self.kv.set(index, key, op.value.clone(), op.flags) {
-                    touched.keys.push(key.to_owned());
+                if self.kv.set(run.index, key, op.value.clone(), op.flags) {
+                    run.touched.keys.push(key.to_owned());
                 }
-                results.push(stripped(&stored(self).expect("just written")));
+                run.results.push(stripped(&stored(self).expect("just written")));
             }
             KvVerb::Lock => {
                 self.session_of(&op.session).map_err(|error| error.to_string())?;
-                match self.kv.lock(index, now_ms, key, op.value.clone(), op.flags, &op.session) {
-                    Locked::Held => touched.keys.push(key.to_owned()),
+                match self.kv.lock(run.index, run.now_ms, key, op.value.clone(), op.flags, &op.session) {
+                    Locked::Held => run.touched.keys.push(key.to_owned()),
                     Locked::HeldByOther => {
                         return Err(format!("failed to lock key {key:?}, lock is already held"))
                     }
                     Locked::Delayed => return Err(format!("failed to lock key {key:?} due to lock delay")),
                 }
-                results.push(stripped(&stored(self).expect("just written")));
+                run.results.push(stripped(&stored(self).expect("just written")));
             }
             KvVerb::Unlock => {
                 if op.session.is_empty() {
                     return Err(LockError::MissingSession.to_string());
                 }
-                if !self.kv.unlock(index, key, op.value.clone(), op.flags, &op.session) {
+                if !self.kv.unlock(run.index, key, op.value.clone(), op.flags, &op.session) {
                     return Err(format!(
                         "failed to unlock key {key:?}, lock isn't held, or is held by another session"
                     ));
                 }
-                touched.keys.push(key.to_owned());
-                results.push(stripped(&stored(self).expect("just written")));
+                run.touched.keys.push(key.to_owned());
+                run.results.push(stripped(&stored(self).expect("just written")));
             }
             KvVerb::Get => {
                 let entry = stored(self).ok_or_else(|| format!("key {key:?} doesn't exist"))?;
-                results.push(TxnResult::Kv(entry));
+                run.results.push(TxnResult::Kv(entry));
             }
             KvVerb::GetOrEmpty => {
                 let entry = stored(self).unwrap_or_else(|| KvEntry {
@@ -344,10 +339,10 @@ impl super::Fsm {
                     create_index: 0,
                     modify_index: op.index,
                 });
-                results.push(TxnResult::Kv(entry));
+                run.results.push(TxnResult::Kv(entry));
             }
             KvVerb::GetTree => {
-                results.extend(self.kv.list(key).1.into_iter().map(|entry| TxnResult::Kv(entry.clone())));
+                run.results.extend(self.kv.list(key).1.into_iter().map(|entry| TxnResult::Kv(entry.clone())));
             }
             KvVerb::CheckIndex => {
                 let entry = stored(self)
@@ -358,7 +353,7 @@ impl super::Fsm {
                         entry.modify_index, op.index
                     ));
                 }
-                results.push(stripped(&entry));
+                run.results.push(stripped(&entry));
             }
             KvVerb::CheckSession => {
                 let entry = stored(self)
@@ -370,7 +365,7 @@ impl super::Fsm {
                         op.session
                     ));
                 }
-                results.push(stripped(&entry));
+                run.results.push(stripped(&entry));
             }
             KvVerb::CheckNotExists => {
                 if stored(self).is_some() {
@@ -378,176 +373,153 @@ impl super::Fsm {
                 }
             }
             KvVerb::Delete => {
-                if self.kv.delete(index, key) {
-                    touched.keys.push(key.to_owned());
+                if self.kv.delete(run.index, key) {
+                    run.touched.keys.push(key.to_owned());
                 }
             }
-            KvVerb::DeleteTree => touched.keys.extend(self.kv.delete_tree(index, key)),
+            KvVerb::DeleteTree => run.touched.keys.extend(self.kv.delete_tree(run.index, key)),
             KvVerb::DeleteCas => {
                 // A missing key is already deleted: success, as in Consul.
                 if let Some(entry) = stored(self) {
                     if entry.modify_index != op.index {
                         return Err(format!("failed to delete key {key:?}, index is stale"));
                     }
-                    self.kv.delete(index, key);
-                    touched.keys.push(key.to_owned());
+                    self.kv.delete(run.index, key);
+                    run.touched.keys.push(key.to_owned());
                 }
             }
         }
         Ok(())
     }
 
-    fn txn_node(
-        &mut self,
-        index: u64,
-        now_ms: u64,
-        verb: CatalogVerb,
-        node: &Node,
-        results: &mut Vec<TxnResult>,
-        touched: &mut super::Touched,
-    ) -> Result<(), String> {
+    fn txn_node(&mut self, run: &mut TxnRun<'_>, verb: CatalogVerb, node: &Node) -> Result<(), String> {
         let existing = if node.id.is_empty() {
             self.catalog.node(&node.node).cloned()
         } else {
             self.catalog.node_by_id(&node.id).cloned()
         };
+        let what = || format!("node {:?}", node.node);
         if verb == CatalogVerb::Get {
-            let found = existing.ok_or_else(|| format!("node {:?} doesn't exist", node.node))?;
-            results.push(TxnResult::Node(Box::new(found)));
+            run.results.push(TxnResult::Node(Box::new(found(existing, what)?)));
             return Ok(());
         }
         if node.node.is_empty() {
             return Err("Must provide node".into());
         }
+        // A `Cas` compares with the row of that name, the one it writes; a delete with the row
+        // found, by ID when the op gives one.
+        let current =
+            if verb == CatalogVerb::Cas { self.catalog.node(&node.node) } else { existing.as_ref() };
+        check_cas(verb, current.map(|n| n.modify_index), node.modify_index, what)?;
         match verb {
             CatalogVerb::Get => unreachable!("answered above"),
             CatalogVerb::Set | CatalogVerb::Cas => {
-                if verb == CatalogVerb::Cas {
-                    let current = self.catalog.node(&node.node).map_or(0, |n| n.modify_index);
-                    if current != node.modify_index {
-                        return Err(format!("failed to set node {:?}, index is stale", node.node));
-                    }
-                }
                 let register = super::Register { node: node.clone(), ..super::Register::default() };
-                self.register(index, now_ms, &register, touched).map_err(|error| error.to_string())?;
-                results.push(TxnResult::Node(Box::new(
+                self.register(run.index, run.now_ms, &register, run.touched)
+                    .map_err(|error| error.to_string())?;
+                run.results.push(TxnResult::Node(Box::new(
                     self.catalog.node(&node.node).expect("registered").clone(),
                 )));
             }
             CatalogVerb::Delete | CatalogVerb::DeleteCas => {
-                if verb == CatalogVerb::DeleteCas
-                    && existing.as_ref().is_none_or(|found| found.modify_index != node.modify_index)
-                {
-                    return Err(format!("failed to delete node {:?}, index is stale", node.node));
-                }
                 let deregister =
                     super::Deregister { node: node.node.clone(), ..super::Deregister::default() };
-                self.deregister(index, now_ms, &deregister, touched);
+                self.deregister(run.index, run.now_ms, &deregister, run.touched);
             }
         }
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn txn_service(
         &mut self,
-        index: u64,
-        now_ms: u64,
+        run: &mut TxnRun<'_>,
         verb: CatalogVerb,
         node: &str,
         service: &Service,
-        results: &mut Vec<TxnResult>,
-        touched: &mut super::Touched,
     ) -> Result<(), String> {
         let id = super::catalog::service_id(service).to_owned();
         let existing = self.catalog.service(node, &id).cloned();
+        let what = || format!("service {id:?} on node {node:?}");
+        check_cas(verb, existing.as_ref().map(|s| s.modify_index), service.modify_index, what)?;
         match verb {
             CatalogVerb::Get => {
-                let found =
-                    existing.ok_or_else(|| format!("service {id:?} on node {node:?} doesn't exist"))?;
-                results.push(TxnResult::Service(node.to_owned(), Box::new(found)));
+                run.results.push(TxnResult::Service(node.to_owned(), Box::new(found(existing, what)?)))
             }
             CatalogVerb::Set | CatalogVerb::Cas => {
-                if verb == CatalogVerb::Cas
-                    && existing.as_ref().map_or(0, |s| s.modify_index) != service.modify_index
-                {
-                    return Err(format!("failed to set service {id:?} on node {node:?}, index is stale"));
-                }
-                let Some(found) = self.catalog.node(node).cloned() else {
-                    return Err("Missing node registration".into());
-                };
-                let register = super::Register {
-                    node: found,
-                    skip_node_update: true,
-                    service: Some(service.clone()),
-                    checks: Vec::new(),
-                };
-                self.register(index, now_ms, &register, touched).map_err(|error| error.to_string())?;
+                self.register_on_node(run, node, Some(service.clone()), Vec::new())?;
                 let stored = self.catalog.service(node, &id).expect("registered").clone();
-                results.push(TxnResult::Service(node.to_owned(), Box::new(stored)));
+                run.results.push(TxnResult::Service(node.to_owned(), Box::new(stored)));
             }
             CatalogVerb::Delete | CatalogVerb::DeleteCas => {
-                if verb == CatalogVerb::DeleteCas
-                    && existing.as_ref().is_none_or(|found| found.modify_index != service.modify_index)
-                {
-                    return Err(format!("failed to delete service {id:?} on node {node:?}, index is stale"));
-                }
                 let deregister =
                     super::Deregister { node: node.to_owned(), service_id: Some(id), check_id: None };
-                self.deregister(index, now_ms, &deregister, touched);
+                self.deregister(run.index, run.now_ms, &deregister, run.touched);
             }
         }
         Ok(())
     }
 
-    fn txn_check(
-        &mut self,
-        index: u64,
-        now_ms: u64,
-        verb: CatalogVerb,
-        check: &Check,
-        results: &mut Vec<TxnResult>,
-        touched: &mut super::Touched,
-    ) -> Result<(), String> {
+    fn txn_check(&mut self, run: &mut TxnRun<'_>, verb: CatalogVerb, check: &Check) -> Result<(), String> {
         let id = super::catalog::check_id(check).to_owned();
         let node = check.node.as_str();
         let existing = self.catalog.check(node, &id).cloned();
+        let what = || format!("check {id:?} on node {node:?}");
+        check_cas(verb, existing.as_ref().map(|c| c.modify_index), check.modify_index, what)?;
         match verb {
-            CatalogVerb::Get => {
-                let found = existing.ok_or_else(|| format!("check {id:?} on node {node:?} doesn't exist"))?;
-                results.push(TxnResult::Check(Box::new(found)));
-            }
+            CatalogVerb::Get => run.results.push(TxnResult::Check(Box::new(found(existing, what)?))),
             CatalogVerb::Set | CatalogVerb::Cas => {
-                if verb == CatalogVerb::Cas
-                    && existing.as_ref().map_or(0, |c| c.modify_index) != check.modify_index
-                {
-                    return Err(format!("failed to set check {id:?} on node {node:?}, index is stale"));
-                }
-                let Some(found) = self.catalog.node(node).cloned() else {
-                    return Err("Missing node registration".into());
-                };
-                let register = super::Register {
-                    node: found,
-                    skip_node_update: true,
-                    service: None,
-                    checks: vec![check.clone()],
-                };
-                self.register(index, now_ms, &register, touched).map_err(|error| error.to_string())?;
-                results.push(TxnResult::Check(Box::new(
+                self.register_on_node(run, node, None, vec![check.clone()])?;
+                run.results.push(TxnResult::Check(Box::new(
                     self.catalog.check(node, &id).expect("registered").clone(),
                 )));
             }
             CatalogVerb::Delete | CatalogVerb::DeleteCas => {
-                if verb == CatalogVerb::DeleteCas
-                    && existing.as_ref().is_none_or(|found| found.modify_index != check.modify_index)
-                {
-                    return Err(format!("failed to delete check {id:?} on node {node:?}, index is stale"));
-                }
                 let deregister =
                     super::Deregister { node: node.to_owned(), service_id: None, check_id: Some(id) };
-                self.deregister(index, now_ms, &deregister, touched);
+                self.deregister(run.index, run.now_ms, &deregister, run.touched);
             }
         }
         Ok(())
     }
+
+    /// Registers `service` or `checks` on `node`, which a transaction needs registered already;
+    /// the node's own row is left as it is.
+    fn register_on_node(
+        &mut self,
+        run: &mut TxnRun<'_>,
+        node: &str,
+        service: Option<Service>,
+        checks: Vec<Check>,
+    ) -> Result<(), String> {
+        let Some(found) = self.catalog.node(node).cloned() else {
+            return Err("Missing node registration".into());
+        };
+        let register = super::Register { node: found, skip_node_update: true, service, checks };
+        self.register(run.index, run.now_ms, &register, run.touched).map_err(|error| error.to_string())
+    }
+}
+
+/// The row a transaction's `Get` read, or Consul's error naming it (`what`) when there is none.
+fn found<T>(existing: Option<T>, what: impl Fn() -> String) -> Result<T, String> {
+    existing.ok_or_else(|| format!("{} doesn't exist", what()))
+}
+
+/// Refuses a `Cas` or `DeleteCas` op whose index is not the stored row's. `current` is that
+/// row's modify index (`None`: no row), `given` the op's, `what` names the row in the error. A
+/// `Cas` on no row expects index 0 (it creates); a `DeleteCas` needs the row.
+fn check_cas(
+    verb: CatalogVerb,
+    current: Option<u64>,
+    given: u64,
+    what: impl Fn() -> String,
+) -> Result<(), String> {
+    let (stale, action) = match verb {
+        CatalogVerb::Cas => (current.unwrap_or(0) != given, "set"),
+        CatalogVerb::DeleteCas => (current != Some(given), "delete"),
+        CatalogVerb::Get | CatalogVerb::Set | CatalogVerb::Delete => return Ok(()),
+    };
+    if stale {
+        return Err(format!("failed to {action} {}, index is stale", what()));
+    }
+    Ok(())
 }

@@ -140,27 +140,24 @@ pub fn decode(bytes: &[u8]) -> Result<(ServerId, Message), DecodeError> {
     let term = reader.u64()?;
     let message = match kind {
         1 => Message::PreVote { term, last_index: reader.u64()?, last_term: reader.u64()? },
-        2 => Message::PreVoteResponse { term, granted: flag(&mut reader)? },
+        2 => Message::PreVoteResponse { term, granted: reader.flag()? },
         3 => Message::RequestVote {
             term,
             last_index: reader.u64()?,
             last_term: reader.u64()?,
-            transfer: flag(&mut reader)?,
+            transfer: reader.flag()?,
         },
-        4 => Message::VoteResponse { term, granted: flag(&mut reader)? },
+        4 => Message::VoteResponse { term, granted: reader.flag()? },
         5 => {
             let prev_index = reader.u64()?;
             let prev_term = reader.u64()?;
             let commit = reader.u64()?;
-            let count = reader.u32()? as usize;
-            if count > ENTRIES_PER_MESSAGE_MAX {
-                return Err(too_large("entries in an append", count, ENTRIES_PER_MESSAGE_MAX));
-            }
-            // Refuse counts the input cannot hold before reserving room for them.
-            if count > reader.remaining() / ENTRY_BYTES_MIN {
-                return Err(DecodeError::Truncated { needed: count * ENTRY_BYTES_MIN - reader.remaining() });
-            }
-            let entries = (0..count).map(|_| decode_entry(&mut reader)).collect::<Result<_, _>>()?;
+            let entries = reader.list(
+                "entries in an append",
+                ENTRIES_PER_MESSAGE_MAX,
+                ENTRY_BYTES_MIN,
+                decode_entry,
+            )?;
             Message::AppendEntries { term, prev_index, prev_term, entries, commit }
         }
         6 => {
@@ -169,7 +166,7 @@ pub fn decode(bytes: &[u8]) -> Result<(ServerId, Message), DecodeError> {
                 0 => AppendResult::Accepted { match_index: reader.u64()? },
                 1 => {
                     let conflict_index = reader.u64()?;
-                    let has_term = flag(&mut reader)?;
+                    let has_term = reader.flag()?;
                     let conflict_term = reader.u64()?;
                     if !has_term && conflict_term != 0 {
                         return Err(DecodeError::InvalidFlags(0));
@@ -193,7 +190,7 @@ pub fn decode(bytes: &[u8]) -> Result<(ServerId, Message), DecodeError> {
             let membership = Membership::decode(reader.take(len)?).ok_or(DecodeError::InvalidFlags(2))?;
             let meta = SnapshotMeta { index, term: snapshot_term, membership };
             let offset = reader.u64()?;
-            let done = flag(&mut reader)?;
+            let done = reader.flag()?;
             let len = reader.u32()? as usize;
             if len > SNAPSHOT_CHUNK_BYTES_MAX {
                 return Err(too_large("snapshot chunk", len, SNAPSHOT_CHUNK_BYTES_MAX));
@@ -205,7 +202,7 @@ pub fn decode(bytes: &[u8]) -> Result<(ServerId, Message), DecodeError> {
             term,
             index: reader.u64()?,
             received: reader.u64()?,
-            installed: flag(&mut reader)?,
+            installed: reader.flag()?,
         },
         other => return Err(DecodeError::UnknownKind(other)),
     };
@@ -246,14 +243,6 @@ fn kind(message: &Message) -> u8 {
         Message::TimeoutNow { .. } => 9,
         Message::InstallSnapshot { .. } => 10,
         Message::SnapshotResponse { .. } => 11,
-    }
-}
-
-fn flag(reader: &mut Reader<'_>) -> Result<bool, DecodeError> {
-    match reader.u8()? {
-        0 => Ok(false),
-        1 => Ok(true),
-        other => Err(DecodeError::InvalidFlags(other)),
     }
 }
 

@@ -498,11 +498,7 @@ fn decode_body(kind: u8, reader: &mut Reader<'_>) -> Result<Message, DecodeError
         2 => Message::IndirectPing {
             seq: reader.u32()?,
             target: reader.node()?,
-            nack: match reader.u8()? {
-                0 => false,
-                1 => true,
-                other => return Err(DecodeError::InvalidFlags(other)),
-            },
+            nack: reader.flag()?,
             source: reader.node()?,
         },
         3 => Message::Ack { seq: reader.u32()? },
@@ -540,41 +536,24 @@ fn decode_body(kind: u8, reader: &mut Reader<'_>) -> Result<Message, DecodeError
                 return Err(DecodeError::InvalidFlags(flags));
             }
             let source = reader.node()?;
-            let count = reader.u32()? as usize;
-            if count > MEMBERS_MAX {
-                return Err(too_large("push/pull member list", count, MEMBERS_MAX));
-            }
-            // Each member takes at least MEMBER_BYTES_MIN bytes: refuse counts the input cannot
-            // hold before reserving room for them.
-            if count > reader.bytes.len() / MEMBER_BYTES_MIN {
-                return Err(DecodeError::Truncated { needed: count * MEMBER_BYTES_MIN - reader.bytes.len() });
-            }
-            let mut members = Vec::with_capacity(count);
-            for _ in 0..count {
-                members.push(PushPullMember {
+            let members = reader.list("push/pull member list", MEMBERS_MAX, MEMBER_BYTES_MIN, |reader| {
+                Ok(PushPullMember {
                     node: reader.node()?,
                     meta: reader.bytes("meta", META_BYTES_MAX)?,
                     incarnation: reader.u64()?,
                     state: member_state(reader.u8()?)?,
-                });
-            }
+                })
+            })?;
             let event_clock = reader.u64()?;
             let query_clock = reader.u64()?;
-            let count = reader.u32()? as usize;
-            if count > PUSH_PULL_EVENTS_MAX {
-                return Err(too_large("push/pull event list", count, PUSH_PULL_EVENTS_MAX));
-            }
-            if count > reader.bytes.len() / EVENT_BYTES_MIN {
-                return Err(DecodeError::Truncated { needed: count * EVENT_BYTES_MIN - reader.bytes.len() });
-            }
-            let mut events = Vec::with_capacity(count);
-            for _ in 0..count {
-                events.push(PushPullEvent {
-                    ltime: reader.u64()?,
-                    name: reader.str()?,
-                    payload: reader.bytes("user event payload", USER_EVENT_BYTES_MAX)?,
-                });
-            }
+            let events =
+                reader.list("push/pull event list", PUSH_PULL_EVENTS_MAX, EVENT_BYTES_MIN, |reader| {
+                    Ok(PushPullEvent {
+                        ltime: reader.u64()?,
+                        name: reader.str()?,
+                        payload: reader.bytes("user event payload", USER_EVENT_BYTES_MAX)?,
+                    })
+                })?;
             let serf = SerfState { event_clock, query_clock, events };
             Message::PushPull { join: flags & 1 != 0, reply: flags & 2 != 0, source, members, serf }
         }
@@ -683,6 +662,15 @@ impl<'a> Reader<'a> {
         Ok(u64::from_be_bytes(self.array()?))
     }
 
+    /// A byte that must be 0 (false) or 1 (true).
+    pub(crate) fn flag(&mut self) -> Result<bool, DecodeError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            other => Err(DecodeError::InvalidFlags(other)),
+        }
+    }
+
     pub(crate) fn str(&mut self) -> Result<String, DecodeError> {
         let len = usize::from(self.u8()?);
         let raw = self.take(len)?;
@@ -695,6 +683,30 @@ impl<'a> Reader<'a> {
             return Err(too_large(what, len, max));
         }
         Ok(Bytes::copy_from_slice(self.take(len)?))
+    }
+
+    /// A `u32` count, then that many items read by `item`. The count is bounded by `max`
+    /// (`what` names the list in the error) and, since each item takes at least `item_bytes_min`
+    /// bytes, by what the input can hold: refused before room is reserved for it.
+    pub(crate) fn list<T>(
+        &mut self,
+        what: &'static str,
+        max: usize,
+        item_bytes_min: usize,
+        mut item: impl FnMut(&mut Self) -> Result<T, DecodeError>,
+    ) -> Result<Vec<T>, DecodeError> {
+        let count = self.u32()? as usize;
+        if count > max {
+            return Err(too_large(what, count, max));
+        }
+        if count > self.remaining() / item_bytes_min {
+            return Err(DecodeError::Truncated { needed: count * item_bytes_min - self.remaining() });
+        }
+        let mut items = Vec::with_capacity(count);
+        for _ in 0..count {
+            items.push(item(self)?);
+        }
+        Ok(items)
     }
 
     fn node(&mut self) -> Result<NodeAddr, DecodeError> {

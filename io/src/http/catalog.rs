@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::Router;
 use muster_core::fsm::{
-    Check, Command, Deregister, Fsm, Health, Index, Node, Register, Service, Table, WatchTarget,
+    Catalog, Check, Command, Deregister, Fsm, Health, Index, Node, Register, Service, Table, WatchTarget,
 };
 use serde_json::{json as value, Map, Value};
 
@@ -368,17 +368,7 @@ async fn node_checks(
     Path(node): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let target = WatchTarget::Node(node.clone());
-    answer(
-        api,
-        raw,
-        move || vec![target.clone()],
-        move |fsm, _| {
-            let (index, checks) = fsm.catalog().node_checks(&node);
-            (index, Value::Array(checks.into_iter().map(check_json).collect()))
-        },
-    )
-    .await
+    answer_checks(api, raw, WatchTarget::Node(node.clone()), node, Catalog::node_checks).await
 }
 
 async fn service_checks(
@@ -386,13 +376,23 @@ async fn service_checks(
     Path(name): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let target = WatchTarget::Service(name.clone());
+    answer_checks(api, raw, WatchTarget::Service(name.clone()), name, Catalog::service_checks).await
+}
+
+/// Answers with the checks `read` finds in the catalog for `name`, blocking on `target`.
+async fn answer_checks(
+    api: Arc<Api>,
+    raw: Option<String>,
+    target: WatchTarget,
+    name: String,
+    read: for<'a> fn(&'a Catalog, &str) -> (Index, Vec<&'a Check>),
+) -> Response {
     answer(
         api,
         raw,
         move || vec![target.clone()],
         move |fsm, _| {
-            let (index, checks) = fsm.catalog().service_checks(&name);
+            let (index, checks) = read(fsm.catalog(), &name);
             (index, Value::Array(checks.into_iter().map(check_json).collect()))
         },
     )
