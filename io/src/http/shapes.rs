@@ -14,10 +14,10 @@ use muster_core::fsm::{Check, CheckDefinition, Node, Service, ServiceAddress, We
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 
-/// Consul's `Node`.
+/// The fields that name a node, first in both `Node` and `ServiceNode`.
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
-pub(super) struct NodeJson<'a> {
+struct NodeNameJson<'a> {
     #[serde(rename = "ID")]
     id: &'a str,
     node: &'a str,
@@ -25,6 +25,26 @@ pub(super) struct NodeJson<'a> {
     datacenter: &'a str,
     #[serde(serialize_with = "map_or_null")]
     tagged_addresses: &'a BTreeMap<String, String>,
+}
+
+impl<'a> From<&'a Node> for NodeNameJson<'a> {
+    fn from(node: &'a Node) -> NodeNameJson<'a> {
+        NodeNameJson {
+            id: &node.id,
+            node: &node.node,
+            address: &node.address,
+            datacenter: &node.datacenter,
+            tagged_addresses: &node.tagged_addresses,
+        }
+    }
+}
+
+/// Consul's `Node`.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct NodeJson<'a> {
+    #[serde(flatten)]
+    name: NodeNameJson<'a>,
     #[serde(serialize_with = "map_or_null")]
     meta: &'a BTreeMap<String, String>,
     create_index: u64,
@@ -34,11 +54,7 @@ pub(super) struct NodeJson<'a> {
 impl<'a> From<&'a Node> for NodeJson<'a> {
     fn from(node: &'a Node) -> NodeJson<'a> {
         NodeJson {
-            id: &node.id,
-            node: &node.node,
-            address: &node.address,
-            datacenter: &node.datacenter,
-            tagged_addresses: &node.tagged_addresses,
+            name: NodeNameJson::from(node),
             meta: &node.meta,
             create_index: node.create_index,
             modify_index: node.modify_index,
@@ -98,13 +114,8 @@ impl<'a> From<&'a Service> for NodeServiceJson<'a> {
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub(super) struct ServiceNodeJson<'a> {
-    #[serde(rename = "ID")]
-    id: &'a str,
-    node: &'a str,
-    address: &'a str,
-    datacenter: &'a str,
-    #[serde(serialize_with = "map_or_null")]
-    tagged_addresses: &'a BTreeMap<String, String>,
+    #[serde(flatten)]
+    node: NodeNameJson<'a>,
     #[serde(serialize_with = "map_or_null")]
     node_meta: &'a BTreeMap<String, String>,
     service_kind: &'a str,
@@ -131,11 +142,7 @@ impl<'a> ServiceNodeJson<'a> {
     /// `service` on `node`; the indexes are the service's.
     pub(super) fn new(node: &'a Node, service: &'a Service) -> ServiceNodeJson<'a> {
         ServiceNodeJson {
-            id: &node.id,
-            node: &node.node,
-            address: &node.address,
-            datacenter: &node.datacenter,
-            tagged_addresses: &node.tagged_addresses,
+            node: NodeNameJson::from(node),
             node_meta: &node.meta,
             service_kind: &service.kind,
             service_id: &service.id,
