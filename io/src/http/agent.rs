@@ -25,8 +25,9 @@ use serde_json::{json as value, Map, Value};
 
 pub use super::body::{check_definition, service_definition};
 use super::body::{file_check_definition, Object, Refusal};
-use super::catalog::{check_json, tagged_service_addresses};
+use super::catalog::check_json;
 use super::filter::Filter;
+use super::shapes::{self, AgentServiceJson};
 use super::{json, Api, HttpError, Query};
 use crate::timers::Clocked;
 
@@ -582,26 +583,7 @@ fn runtime_stats() -> Value {
 
 /// Consul's `AgentService`.
 fn agent_service_json(service: &Service, datacenter: &str) -> Value {
-    let mut out = Map::new();
-    if !service.kind.is_empty() {
-        out.insert("Kind".into(), value!(service.kind));
-    }
-    out.insert("ID".into(), value!(service.id));
-    out.insert("Service".into(), value!(service.service));
-    out.insert("Tags".into(), value!(service.tags));
-    out.insert("Meta".into(), value!(service.meta));
-    out.insert("Port".into(), value!(service.port));
-    out.insert("Address".into(), value!(service.address));
-    if let Some(tagged) = tagged_service_addresses(service) {
-        out.insert("TaggedAddresses".into(), tagged);
-    }
-    out.insert(
-        "Weights".into(),
-        value!({"Passing": service.weights.passing, "Warning": service.weights.warning}),
-    );
-    out.insert("EnableTagOverride".into(), value!(service.enable_tag_override));
-    out.insert("Datacenter".into(), value!(datacenter));
-    Value::Object(out)
+    shapes::to_value(AgentServiceJson::new(service, datacenter))
 }
 
 async fn services(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response {

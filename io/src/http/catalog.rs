@@ -55,19 +55,7 @@ pub(super) fn node_json(node: &Node) -> Value {
     shapes::to_value(NodeJson::from(node))
 }
 
-/// A service's tagged addresses as Consul shows them, if it has any.
-pub(super) fn tagged_service_addresses(service: &Service) -> Option<Value> {
-    (!service.tagged_addresses.is_empty()).then(|| {
-        let map: Map<String, Value> = service
-            .tagged_addresses
-            .iter()
-            .map(|(name, a)| (name.clone(), value!({"Address": a.address, "Port": a.port})))
-            .collect();
-        Value::Object(map)
-    })
-}
-
-/// Consul's `NodeService` (`AgentService` in the agent endpoints).
+/// Consul's `NodeService`.
 pub(super) fn service_json(service: &Service) -> Value {
     shapes::to_value(NodeServiceJson::from(service))
 }
@@ -567,9 +555,14 @@ mod tests {
         }
         for service in &services {
             out.push(serde_json::to_string(&service_json(service)).unwrap());
+            let agent_service = shapes::to_value(shapes::AgentServiceJson::new(service, "dc1"));
+            out.push(serde_json::to_string(&agent_service).unwrap());
         }
         for check in &checks {
             out.push(serde_json::to_string(&check_json(check)).unwrap());
+        }
+        if std::env::var_os("MUSTER_BLESS").is_some() {
+            std::fs::write("src/http/testdata/catalog_shapes.golden", out.join("\n")).unwrap();
         }
         assert_eq!(out.join("\n"), include_str!("testdata/catalog_shapes.golden"));
     }

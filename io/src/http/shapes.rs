@@ -110,6 +110,46 @@ impl<'a> From<&'a Service> for NodeServiceJson<'a> {
     }
 }
 
+/// Consul's `AgentService`: a service as its own agent shows it (`/v1/agent/services`).
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct AgentServiceJson<'a> {
+    #[serde(skip_serializing_if = "str::is_empty")]
+    kind: &'a str,
+    #[serde(rename = "ID")]
+    id: &'a str,
+    service: &'a str,
+    tags: &'a [String],
+    /// Not a Go map left nil here: the agent's copy always has one.
+    meta: &'a BTreeMap<String, String>,
+    port: u16,
+    address: &'a str,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", serialize_with = "service_addresses")]
+    tagged_addresses: &'a BTreeMap<String, ServiceAddress>,
+    weights: WeightsJson,
+    enable_tag_override: bool,
+    datacenter: &'a str,
+}
+
+impl<'a> AgentServiceJson<'a> {
+    /// `service`, registered with the agent of `datacenter`.
+    pub(super) fn new(service: &'a Service, datacenter: &'a str) -> AgentServiceJson<'a> {
+        AgentServiceJson {
+            kind: &service.kind,
+            id: &service.id,
+            service: &service.service,
+            tags: &service.tags,
+            meta: &service.meta,
+            port: service.port,
+            address: &service.address,
+            tagged_addresses: &service.tagged_addresses,
+            weights: service.weights.into(),
+            enable_tag_override: service.enable_tag_override,
+            datacenter,
+        }
+    }
+}
+
 /// Consul's `ServiceNode`: one instance flattened with its node (`/v1/catalog/service/...`).
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
