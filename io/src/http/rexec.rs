@@ -113,17 +113,49 @@ fn meant_for_us(api: &Api, event: &UserEvent) -> bool {
     })
 }
 
-async fn run_job(api: &Arc<Api>, event: &UserEvent) -> Result<(), String> {
+/// Why a remote-exec job could not be run or reported; logged, as Consul's agent logs it.
+#[derive(Debug, thiserror::Error)]
+enum JobError {
+    /// The event's payload is not a job's base64 JSON.
+    #[error("bad event payload: {0}")]
+    Payload(String),
+    /// No job spec is stored where the event points.
+    #[error("no job at {dir}/job ({status})")]
+    NoJob { dir: String, status: u16 },
+    /// The stored job spec is not one.
+    #[error("bad job spec: {0}")]
+    Spec(#[source] serde_json::Error),
+    /// A job that names nothing to run.
+    #[error("the job names no command")]
+    NoCommand,
+    /// The job's script is not base64.
+    #[error("bad script: {0}")]
+    BadScript(#[source] base64::DecodeError),
+    /// The script could not be written to its file.
+    #[error("writing the script: {0}")]
+    Script(#[source] std::io::Error),
+    /// The command ran, but could not be waited for.
+    #[error("waiting for the command: {0}")]
+    Wait(#[source] std::io::Error),
+    /// An acknowledgement, output chunk or exit code was not stored.
+    #[error("writing {key}: {reason}")]
+    Write { key: String, reason: String },
+    /// The request to this agent's own API failed.
+    #[error("{0}")]
+    Call(String),
+}
+
+async fn run_job(api: &Arc<Api>, event: &UserEvent) -> Result<(), JobError> {
     let payload = base64::engine::general_purpose::STANDARD
         .decode(event.payload.as_deref().unwrap_or_default())
-        .map_err(|e| format!("bad event payload: {e}"))?;
-    let job: Job = serde_json::from_slice(&payload).map_err(|e| format!("bad event payload: {e}"))?;
+        .map_err(|e| JobError::Payload(e.to_string()))?;
+    let job: Job = serde_json::from_slice(&payload).map_err(|e| JobError::Payload(e.to_string()))?;
     let dir = format!("{}/{}", job.prefix.trim_end_matches('/'), job.session);
     let (status, body) = call(api, Method::GET, &format!("/v1/kv/{dir}/job?raw"), Bytes::new()).await?;
     if status != 200 {
-        return Err(format!("no job at {dir}/job ({status})"));
+        return Err(JobError::NoJob { dir, status });
     }
-    let spec: Spec = serde_json::from_slice(&body).map_err(|e| format!("bad job spec: {e}"))?;
+    let spec: Spec = serde_json::from_slice(&body).map_err(JobError::Spec)?;
     let node = api.node_name.clone();
     let write = |key: String, value: Bytes| {
         let api = api.clone();
@@ -132,11 +164,12 @@ async fn run_job(api: &Arc<Api>, event: &UserEvent) -> Result<(), String> {
             let uri = format!("/v1/kv/{key}?acquire={session}");
             match tokio::time::timeout(WRITE_TIMEOUT, call(&api, Method::PUT, &uri, value)).await {
                 Ok(Ok((200, _))) => Ok(()),
-                Ok(Ok((status, body))) => {
-                    Err(format!("writing {key}: {status} {}", String::from_utf8_lossy(&body)))
-                }
-                Ok(Err(reason)) => Err(reason),
-                Err(_) => Err(format!("writing {key}: timed out")),
+                Ok(Ok((status, body))) => Err(JobError::Write {
+                    key,
+                    reason: format!("{status} {}", String::from_utf8_lossy(&body)),
+                }),
+                Ok(Err(error)) => Err(error),
+                Err(_) => Err(JobError::Write { key, reason: "timed out".into() }),
             }
         }
     };
@@ -153,10 +186,10 @@ async fn run_job(api: &Arc<Api>, event: &UserEvent) -> Result<(), String> {
 }
 
 /// Runs the job's command, writing its output in chunks; its exit code.
-async fn run_command<W, F>(spec: &Spec, dir: &str, node: &str, write: &W) -> Result<i32, String>
+async fn run_command<W, F>(spec: &Spec, dir: &str, node: &str, write: &W) -> Result<i32, JobError>
 where
     W: Fn(String, Bytes) -> F,
-    F: std::future::Future<Output = Result<(), String>>,
+    F: std::future::Future<Output = Result<(), JobError>>,
 {
     let mut script_path = None;
     let mut command = match (&spec.args, &spec.command, &spec.script) {
@@ -171,18 +204,17 @@ where
             command
         }
         (_, _, Some(script)) => {
-            let script = base64::engine::general_purpose::STANDARD
-                .decode(script)
-                .map_err(|e| format!("bad script: {e}"))?;
+            let script =
+                base64::engine::general_purpose::STANDARD.decode(script).map_err(JobError::BadScript)?;
             // A file, as Consul's agent writes it: a script as an argument would be bounded by
             // the kernel's argument size.
-            let file = script_file(&script).map_err(|e| format!("writing the script: {e}"))?;
+            let file = script_file(&script).map_err(JobError::Script)?;
             let mut command = tokio::process::Command::new("/bin/sh");
             command.arg(&file);
             script_path = Some(file);
             command
         }
-        _ => return Err("the job names no command".into()),
+        _ => return Err(JobError::NoCommand),
     };
     command
         .stdin(std::process::Stdio::null())
@@ -245,7 +277,7 @@ where
                     flush_at = tokio::time::Instant::now() + tick;
                 }
             }
-            let status = child.wait().await.map_err(|e| format!("waiting for the command: {e}"))?;
+            let status = child.wait().await.map_err(JobError::Wait)?;
             status.code().unwrap_or(1)
         }
     };
@@ -273,15 +305,20 @@ impl Drop for ScriptFile {
 }
 
 /// One request to this agent's own API, in-process.
-async fn call(api: &Arc<Api>, method: Method, uri: &str, body: Bytes) -> Result<(u16, Bytes), String> {
-    let request =
-        Request::builder().method(method).uri(uri).body(Body::from(body)).map_err(|e| e.to_string())?;
+async fn call(api: &Arc<Api>, method: Method, uri: &str, body: Bytes) -> Result<(u16, Bytes), JobError> {
+    let request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(Body::from(body))
+        .map_err(|e| JobError::Call(e.to_string()))?;
     let response = match tower::ServiceExt::oneshot(router(api.clone()), request).await {
         Ok(response) => response,
         Err(never) => match never {},
     };
     let status = response.status().as_u16();
-    let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.map_err(|e| e.to_string())?;
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .map_err(|e| JobError::Call(e.to_string()))?;
     Ok((status, body))
 }
 
