@@ -6,19 +6,19 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use muster_core::wire::{DatagramBuilder, Message, NodeAddr};
-use muster_core::{Config, Instant, Node, DATAGRAM_BYTES_TARGET};
+use muster_core::{Config, Gossip, Instant, DATAGRAM_BYTES_TARGET};
 use muster_sim::harness::{Cluster, NetConfig};
 
-fn booted_node() -> Node {
+fn booted_node() -> Gossip {
     let mut node =
-        Node::new(Config::new("n0", "10.0.0.1:8301".parse().unwrap(), 1), None, Instant::ZERO).unwrap();
+        Gossip::new(Config::new("n0", "10.0.0.1:8301".parse().unwrap(), 1), None, Instant::ZERO).unwrap();
     let persist = node.poll_persist().unwrap();
     node.on_persisted(Instant::ZERO, persist.id);
     node
 }
 
 /// A node that knows `members` alive peers.
-fn node_with_members(members: u32) -> Node {
+fn node_with_members(members: u32) -> Gossip {
     let mut node = booted_node();
     let mut datagram = DatagramBuilder::new(muster_core::DATAGRAM_BYTES_MAX);
     for i in 0..members {

@@ -1,18 +1,19 @@
 //! The sans-IO core of muster.
 //!
 //! Everything muster decides is decided here, and nothing here touches the outside world: no
-//! sockets, no files, no clocks, no threads, no global randomness, no async. A [`Node`] takes
-//! inputs (datagrams, stream frames, the expiry of its own deadline, commands), each stamped with
-//! the current [`Instant`], and yields outputs (state to persist, messages to send, events, the
-//! next deadline). Two drivers run it: the tokio shell in the `muster` crate, over real sockets
+//! sockets, no files, no clocks, no threads, no global randomness, no async. A [`Gossip`] (one
+//! node in one gossip pool) and a [`server::Server`] (a Raft server and its state machine) take
+//! inputs (datagrams, stream frames, the expiry of their own deadline, commands), each stamped
+//! with the current [`Instant`], and yield outputs (state to persist, messages to send, events,
+//! the next deadline). Two drivers run it: the tokio shell in the `muster` crate, over real sockets
 //! and disks, and the simulator in `muster-sim`, over a virtual network, disk and clock in which
 //! any run can be replayed from its seed.
 //!
-//! The drive contract is written once, on [`Node`]. In short:
+//! The drive contract is written once, on [`Gossip`] (and followed by `server::Server`). In short:
 //!
 //! ```text
 //!            handle_datagram / handle_stream_frame / handle_timeout / handle_command
-//!   driver ─────────────────────────────────────────────────────────────────────────▶ Node
+//!   driver ───────────────────────────────────────────────────────────────────────▶ Gossip
 //!     ▲  ◀── poll_persist ── write + fsync ── on_persisted ──▶                         │
 //!     └──────────── poll_transmit / poll_event / poll_timeout ◀────────────────────────┘
 //! ```
@@ -31,10 +32,10 @@ pub mod dns;
 pub mod duration;
 pub mod fsm;
 pub mod go_quote;
+mod gossip;
 pub mod health;
 pub mod keyring;
 mod limits;
-mod node;
 #[doc(hidden)]
 pub mod planted;
 pub mod raft;
@@ -52,10 +53,10 @@ pub mod wire;
 /// correct but slow, and says so at start.
 pub const INVARIANT_CHECKS: bool = cfg!(any(test, feature = "invariants"));
 
-pub use limits::*;
-pub use node::{
-    Channel, Command, CommandError, Config, ConfigError, Event, KeyringOp, KeyringResult, Node, Persist,
+pub use gossip::{
+    Channel, Command, CommandError, Config, ConfigError, Event, Gossip, KeyringOp, KeyringResult, Persist,
     PersistId, StableState, Stats, Transmit,
 };
+pub use limits::*;
 pub use rng::Rng;
 pub use time::{Instant, Monotonic};

@@ -16,7 +16,7 @@ use muster_core::wire::{
     SerfState,
 };
 use muster_core::{
-    Channel, Command, Config, Instant, KeyringOp, Node, Persist, StableState, DATAGRAM_BYTES_TARGET,
+    Channel, Command, Config, Gossip, Instant, KeyringOp, Persist, StableState, DATAGRAM_BYTES_TARGET,
 };
 
 #[derive(Debug, Arbitrary)]
@@ -193,7 +193,7 @@ fuzz_target!(|ops: Vec<Op>| {
     let me = node(0);
     let mut now = Instant::ZERO;
     let Ok(mut subject) =
-        Node::new(Config::new(&me.name, me.addr, 7), Some(StableState { boot_epoch: 3 }), now)
+        Gossip::new(Config::new(&me.name, me.addr, 7), Some(StableState { boot_epoch: 3 }), now)
     else {
         return;
     };

@@ -1,4 +1,4 @@
-//! The drive loop: feeds a [`Node`] its inputs and carries out its outputs.
+//! The drive loop: feeds a [`Gossip`] its inputs and carries out its outputs.
 //!
 //! Two layers, so that every driver shares the part that matters:
 //!
@@ -19,7 +19,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use muster_core::wire::{frame_len, frame_prefix, FRAME_PREFIX_BYTES};
 use muster_core::{
-    Channel, Command, CommandError, Event, Instant, Node, Persist, PersistId, StableState, Transmit,
+    Channel, Command, CommandError, Event, Gossip, Instant, Persist, PersistId, StableState, Transmit,
     DATAGRAM_BYTES_MAX,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 /// Where a node's outputs go. Implemented by [`run`] over sockets and by the simulator's harness
 /// over its virtual network.
 pub trait Host {
-    /// Begin making `persist` durable; acknowledge it with [`Node::on_persisted`] when done.
+    /// Begin making `persist` durable; acknowledge it with [`Gossip::on_persisted`] when done.
     fn persist(&mut self, persist: Persist);
     /// Send `transmit`. Loss is allowed: the protocols above tolerate it.
     fn transmit(&mut self, transmit: Transmit);
@@ -41,7 +41,7 @@ pub trait Host {
 ///
 /// Call after every input. Persists are handed over before transmits, so a host that makes them
 /// durable synchronously and acknowledges at once still sends in a correct order.
-pub fn drain(node: &mut Node, host: &mut impl Host) -> Option<Instant> {
+pub fn drain(node: &mut Gossip, host: &mut impl Host) -> Option<Instant> {
     while let Some(persist) = node.poll_persist() {
         host.persist(persist);
     }
@@ -80,13 +80,13 @@ pub struct Sockets {
 /// every event, in order, on the loop's task; `on_step` after every input, with the node, for
 /// whoever needs to look at its state (the simulator's views, later the agent's API).
 pub async fn run<S: Storage>(
-    mut node: Node,
+    mut node: Gossip,
     origin: tokio::time::Instant,
     sockets: Sockets,
     storage: S,
     mut commands: mpsc::Receiver<CommandRequest>,
     mut on_event: impl FnMut(Event),
-    mut on_step: impl FnMut(&Node),
+    mut on_step: impl FnMut(&Gossip),
 ) -> io::Result<()> {
     let now = move || core_now(origin);
     let Sockets { udp, tcp } = sockets;

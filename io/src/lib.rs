@@ -1,4 +1,4 @@
-//! The muster agent's shell: it drives [`muster_core::Node`] over real sockets, disks and clocks.
+//! The muster agent's shell: it drives [`muster_core::Gossip`] over real sockets, disks and clocks.
 //!
 //! [`drive`] holds the one drive loop, written against `tokio` through `madsim-tokio`, so the
 //! simulator (`muster-sim`, compiled with `--cfg madsim`) runs this very loop over madsim's

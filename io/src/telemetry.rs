@@ -646,7 +646,7 @@ pub fn serf_event(module: &str, event: muster_core::Event) -> muster_core::Event
 
 /// Records a gossip pool's Lifeguard health score (`memberlist.health.score`, labeled
 /// `network`), as memberlist does when it changes. Not yet called: the score lives in the
-/// drive loop's node ([`muster_core::Node::health_score`]), whose step hook is where to call it.
+/// drive loop's node ([`muster_core::Gossip::health_score`]), whose step hook is where to call it.
 pub fn memberlist_health_score(network: &str, score: u32) {
     set_gauge("memberlist.health.score", &[("network", network)], score as f32);
 }

@@ -8,7 +8,7 @@ use muster::drive::{self, CommandRequest, Sockets};
 use muster::storage::FileStorage;
 use muster_core::swim::{self, MemberEvent, MemberEventKind};
 use muster_core::wire::{frame_len, frame_prefix, Message, NodeAddr, FRAME_PREFIX_BYTES};
-use muster_core::{Command, Config, Event, Instant, Node};
+use muster_core::{Command, Config, Event, Gossip, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
@@ -54,7 +54,7 @@ fn start_with(
     let mut config = Config::new(name, addr, 1);
     config.swim = swim::Config::dev();
     configure(&mut config);
-    let node = Node::new(config, restored, Instant::ZERO).unwrap();
+    let node = Gossip::new(config, restored, Instant::ZERO).unwrap();
     let (commands, receiver) = mpsc::channel(8);
     let (event_tx, events) = mpsc::unbounded_channel();
     let origin = tokio::time::Instant::now();

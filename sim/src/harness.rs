@@ -7,7 +7,7 @@
 //! The network delivers each datagram after a random latency, so datagrams reorder; it may lose
 //! or duplicate them. Streams are reliable (no loss, no duplication) but share the latency
 //! model. Partitions drop everything on a blocked directed link at send time. A crash discards
-//! the node and every write it had not yet synced; a restart boots a new [`Node`] from what was
+//! the node and every write it had not yet synced; a restart boots a new [`Gossip`] from what was
 //! durable. A *slow* node takes 1 to 3 s extra to process each message it receives, like a
 //! process starved of CPU: the situation Lifeguard is designed for.
 //!
@@ -24,7 +24,7 @@ use bytes::Bytes;
 use muster::drive::{drain, Outbox};
 use muster_core::swim::{self, MemberView, State};
 use muster_core::wire::{self, Message};
-use muster_core::{Channel, Command, Config, Event, Instant, Node, PersistId, Rng, StableState, Transmit};
+use muster_core::{Channel, Command, Config, Event, Gossip, Instant, PersistId, Rng, StableState, Transmit};
 
 use crate::trace::Trace;
 
@@ -127,7 +127,7 @@ struct Member {
     name: String,
     addr: SocketAddr,
     /// `None` while crashed.
-    node: Option<Node>,
+    node: Option<Gossip>,
     /// The deadline registered in `timers`.
     timer: Option<Instant>,
     disk: Disk,
@@ -392,7 +392,7 @@ impl Cluster {
             (0..self.len()).filter(|&peer| peer != observer).all(|peer| match self.view(observer, peer) {
                 Some(view) if self.is_up(peer) => {
                     view.state == State::Alive
-                        && view.incarnation == self.node(peer).map_or(0, Node::incarnation)
+                        && view.incarnation == self.node(peer).map_or(0, Gossip::incarnation)
                 }
                 Some(view) => view.state != State::Alive,
                 None => !self.is_up(peer),
@@ -401,7 +401,7 @@ impl Cluster {
     }
 
     /// Node `index`, if up.
-    pub fn node(&self, index: usize) -> Option<&Node> {
+    pub fn node(&self, index: usize) -> Option<&Gossip> {
         self.members[index].node.as_ref()
     }
 
@@ -435,7 +435,7 @@ impl Cluster {
         let member = &mut self.members[index];
         member.boot += 1;
         let config = Config { swim: self.swim.clone(), ..Config::new(&member.name, member.addr, rng_seed) };
-        let node = Node::new(config, member.disk.durable, self.now).expect("harness config is valid");
+        let node = Gossip::new(config, member.disk.durable, self.now).expect("harness config is valid");
         self.trace.record(self.now.as_nanos(), index, &("boot", member.boot, node.boot_epoch()));
         member.node = Some(node);
         self.after_input(index);

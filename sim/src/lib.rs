@@ -1,6 +1,6 @@
 //! Deterministic simulation of muster, in two tiers.
 //!
-//! - [`harness`]: an in-process cluster of [`muster_core::Node`]s over a virtual network, disk
+//! - [`harness`]: an in-process cluster of [`muster_core::Gossip`]s over a virtual network, disk
 //!   and clock, driven through the same [`muster::drive::drain`] step as the agent. Needs no
 //!   special build; runs under plain `cargo test`. Latency, loss, duplication, reordering,
 //!   partitions, crashes that lose unsynced writes, and restarts.

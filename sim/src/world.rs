@@ -22,7 +22,7 @@ use madsim::rand::Rng as _;
 use madsim::runtime::{Handle, NodeHandle, Runtime};
 use muster::drive::{self, CommandRequest, Sockets, Storage};
 use muster_core::swim::State;
-use muster_core::{Command, Config, Event, Instant, Node, StableState};
+use muster_core::{Command, Config, Event, Gossip, Instant, StableState};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 
@@ -286,7 +286,7 @@ impl Shared {
     /// Copies host `index`'s member table after each of its steps: the world's views are the
     /// nodes' own tables, not a reconstruction from events (some changes, a refutation for one,
     /// raise no event).
-    fn on_step(&self, index: usize, node: &Node) {
+    fn on_step(&self, index: usize, node: &Gossip) {
         let mut views = self.views.lock().unwrap();
         let view = &mut views[index];
         view.clear();
@@ -303,7 +303,8 @@ async fn host_main(index: usize, shared: Arc<Shared>, fsync: Range<Duration>, jo
     let tcp = TcpListener::bind(me).await.expect("bind tcp");
     let restored = shared.disks.lock().unwrap()[index];
     let seed = madsim::rand::thread_rng().gen::<u64>();
-    let node = Node::new(Config::new(&name(index), me, seed), restored, Instant::ZERO).expect("valid config");
+    let node =
+        Gossip::new(Config::new(&name(index), me, seed), restored, Instant::ZERO).expect("valid config");
     shared.epochs.lock().unwrap()[index] = node.boot_epoch();
     shared.record(index, &("boot", node.boot_epoch()));
 
@@ -317,7 +318,7 @@ async fn host_main(index: usize, shared: Arc<Shared>, fsync: Range<Duration>, jo
     let origin = tokio::time::Instant::now();
     let views = shared.clone();
     let on_event = move |event| events.on_event(index, event);
-    let on_step = move |node: &Node| views.on_step(index, node);
+    let on_step = move |node: &Gossip| views.on_step(index, node);
     let result = drive::run(node, origin, Sockets { udp, tcp }, storage, receiver, on_event, on_step).await;
     drop(commands);
     panic!("host {index}'s drive loop ended: {result:?}");

@@ -1,7 +1,7 @@
 //! Raft consensus (Ongaro and Ousterhout, 2014; Ongaro's thesis for pre-vote, check-quorum,
 //! leases and ReadIndex), as a sans-IO state machine.
 //!
-//! A [`Raft`] is one server. Like [`crate::Node`], it takes inputs stamped with `now`
+//! A [`Raft`] is one server. Like [`crate::Gossip`], it takes inputs stamped with `now`
 //! (`handle_message`, `handle_timeout`, and the commands `propose` and `read_index`) and yields
 //! outputs through `poll_*`: log writes to make durable ([`Persist`]), messages to send, committed
 //! entries to apply, and events. Persistence ordering is enforced here, not left to the driver:

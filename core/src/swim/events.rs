@@ -13,11 +13,11 @@ use bytes::Bytes;
 use super::broadcast::{self, Subject};
 use super::gossip::push_pull_event_bytes;
 use super::{FireError, QueryRequest, QueryResult, Swim, UserEvent};
+use crate::gossip::Channel;
 use crate::limits::{
     MEMBERS_MAX, NODE_NAME_BYTES_MAX, PUSH_PULL_EVENT_BYTES_MAX, USER_EVENTS_PER_LTIME_MAX,
     USER_EVENT_BUFFER, USER_EVENT_BYTES_MAX,
 };
-use crate::node::Channel;
 use crate::wire::{Message, PushPullEvent, SerfState};
 use crate::Instant;
 

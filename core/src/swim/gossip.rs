@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use super::broadcast::retransmit_limit;
 use super::{Leave, Swim};
+use crate::gossip::{Channel, Transmit};
 use crate::limits::{NODE_NAME_BYTES_MAX, STREAM_FRAME_BYTES_MAX};
-use crate::node::{Channel, Transmit};
 use crate::wire::{DatagramBuilder, MemberState, Message, NodeAddr, PushPullMember};
 use crate::Instant;
 

@@ -55,10 +55,10 @@ use self::gossip::push_pull_scale;
 use self::probe::{Probe, Relay};
 use self::suspicion::Suspicion;
 use self::timer::{Timer, TimerTable};
+use crate::gossip::{Channel, Transmit};
 use crate::limits::{
     DATAGRAM_BYTES_TARGET, MEMBERS_MAX, META_BYTES_MAX, NODE_NAME_BYTES_MAX, RELAYS_MAX, USER_EVENT_BYTES_MAX,
 };
-use crate::node::{Channel, Transmit};
 use crate::wire::{MemberState, Message, NodeAddr};
 use crate::{Instant, Rng};
 

@@ -7,7 +7,7 @@ use core::net::SocketAddr;
 
 use super::timer::Timer;
 use super::{Swim, RELAYS_MAX};
-use crate::node::Channel;
+use crate::gossip::Channel;
 use crate::wire::{MemberState, Message, NodeAddr};
 use crate::Instant;
 

@@ -28,7 +28,7 @@ use muster::storage::{AgentStorage, FileStorage, MemoryStorage};
 use muster::store::Store;
 use muster::version;
 use muster_core::raft;
-use muster_core::{swim, Command, Config, Event, Instant, Node};
+use muster_core::{swim, Command, Config, Event, Gossip, Instant};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 
@@ -318,7 +318,7 @@ fn rejoin_remembered(plan: &mut PoolPlan, rejoin: bool) -> Result<(), AgentError
 }
 
 /// A gossip pool, bound and restored, ready to run.
-type OpenPool = (PoolPlan, Sockets, AgentStorage, Node);
+type OpenPool = (PoolPlan, Sockets, AgentStorage, Gossip);
 
 /// What a server runs besides the API: its Raft server, its state, and the RPC connections
 /// its port hands over.
@@ -335,7 +335,7 @@ async fn run(args: cli::AgentArgs, files: FromFiles, mut plan: Plan) -> Result<(
     // joins, leaves and events on its command queue, and reports user events to it.
     let members = Arc::new(http::Members::default());
     let channels: Vec<_> = pools.iter().map(|_| mpsc::channel::<CommandRequest>(16)).collect();
-    let mut gossip = http::Gossip::new(
+    let mut gossip = http::GossipApi::new(
         pools
             .iter()
             .zip(&channels)
@@ -408,8 +408,8 @@ async fn open_pool(pool: PoolPlan, plan: &Plan, disable_keyring_file: bool) -> R
         }
         None => plan.encrypt_key.iter().cloned().collect(),
     };
-    let node =
-        Node::new(config, restored, Instant::ZERO).map_err(|e| AgentError::Setting(format!("Error: {e}")))?;
+    let node = Gossip::new(config, restored, Instant::ZERO)
+        .map_err(|e| AgentError::Setting(format!("Error: {e}")))?;
     Ok((pool, Sockets { udp, tcp }, storage, node))
 }
 
@@ -436,7 +436,7 @@ fn build_api(
     raft_id: raft::ServerId,
     server: Option<&Server>,
     members: Arc<http::Members>,
-    gossip: Arc<http::Gossip>,
+    gossip: Arc<http::GossipApi>,
 ) -> Result<Arc<http::Api>, AgentError> {
     let mut node = own_node(&plan.node_id, &plan.node_name, &args.datacenter, plan.advertise_ip);
     node.meta.extend(plan.node_meta.clone());
@@ -638,7 +638,7 @@ fn print_banner(args: &cli::AgentArgs, plan: &Plan) {
 struct Pooled {
     origin: tokio::time::Instant,
     members: Arc<http::Members>,
-    gossip: Arc<http::Gossip>,
+    gossip: Arc<http::GossipApi>,
     server: bool,
     tags: bytes::Bytes,
 }
@@ -738,7 +738,7 @@ fn give_up_joining(
 fn drive_pool(
     pooled: &Pooled,
     pool: PoolPlan,
-    (sockets, storage, node): (Sockets, AgentStorage, Node),
+    (sockets, storage, node): (Sockets, AgentStorage, Gossip),
     (tx, rx): Queue,
     left_tx: mpsc::Sender<()>,
     disable_keyring_file: bool,
@@ -775,7 +775,7 @@ fn drive_pool(
     let own_tags = pooled.tags.clone();
     let keyring_dir = pool.dir.clone().filter(|_| !disable_keyring_file);
     let mut saved_version = node.keyring_version();
-    let on_step = move |node: &Node| {
+    let on_step = move |node: &Gossip| {
         if stale.swap(false, std::sync::atomic::Ordering::Relaxed) {
             members.publish(which, node, &own_tags);
         }
@@ -813,7 +813,7 @@ struct Leaving {
 /// Waits for SIGINT, SIGTERM or a leave asked over HTTP; then, unless the signal's setting
 /// says not to, every pool leaves, and the leave is remembered so that the next start does not
 /// rejoin without -rejoin. Dropping the queues then ends the pools.
-async fn leave_on_signal(mut leaving: Leaving, gossip: Arc<http::Gossip>) {
+async fn leave_on_signal(mut leaving: Leaving, gossip: Arc<http::GossipApi>) {
     let leave = tokio::select! {
         signal = wait_for_signal() => {
             // Go's names for the signals, as Consul logs them.

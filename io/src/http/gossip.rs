@@ -26,7 +26,7 @@ pub const EVENTS_KEPT: usize = 256;
 
 /// The pools' command queues, and the events received.
 #[derive(Debug, Default)]
-pub struct Gossip {
+pub struct GossipApi {
     /// Each pool's drive loop, with its default port. Weak: the API must not keep a drive
     /// loop alive once the agent drops its own sender to stop it.
     pub pools: Vec<(Pool, u16, mpsc::WeakSender<CommandRequest>)>,
@@ -58,10 +58,10 @@ pub struct UserEvent {
     pub(super) ltime: u64,
 }
 
-impl Gossip {
+impl GossipApi {
     /// The API's side of the agent's pools.
-    pub fn new(pools: Vec<(Pool, u16, mpsc::WeakSender<CommandRequest>)>) -> Gossip {
-        Gossip { pools, ..Gossip::default() }
+    pub fn new(pools: Vec<(Pool, u16, mpsc::WeakSender<CommandRequest>)>) -> GossipApi {
+        GossipApi { pools, ..GossipApi::default() }
     }
 
     /// Records an event the LAN pool delivered (its gossip payload is the event's JSON; other
@@ -223,7 +223,7 @@ async fn fire(
 
 /// The events named `name` (all without one), and their index: the newest one's Lamport time,
 /// meaningful against this agent only, as Consul's is.
-fn matching(gossip: &Gossip, name: Option<&str>) -> (u64, Vec<UserEvent>) {
+fn matching(gossip: &GossipApi, name: Option<&str>) -> (u64, Vec<UserEvent>) {
     let events = gossip.events.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let matching: Vec<UserEvent> =
         events.iter().filter(|e| name.is_none_or(|name| e.name == name)).cloned().collect();

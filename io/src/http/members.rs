@@ -12,7 +12,7 @@ use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
 use muster_core::tags::Tags;
-use muster_core::Node;
+use muster_core::Gossip;
 
 use super::filter::Filter;
 use super::{json, Api, Query};
@@ -93,7 +93,7 @@ impl Members {
 
     /// Replaces a pool's list with `node`'s view: itself (with `own_tags`) and every member it
     /// knows, by name.
-    pub fn publish(&self, pool: Pool, node: &Node, own_tags: &Bytes) {
+    pub fn publish(&self, pool: Pool, node: &Gossip, own_tags: &Bytes) {
         let decode = |meta: &[u8]| Tags::decode(meta).map(|tags| tags.0).unwrap_or_default();
         let me = Member {
             name: node.name().to_owned(),

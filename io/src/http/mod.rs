@@ -48,7 +48,7 @@ pub use self::agent::{
     service_definition, CheckTtl, ConfigFiles, DefinitionError, Definitions, ANTI_ENTROPY_INTERVAL,
 };
 pub use self::body::Object;
-pub use self::gossip::{Gossip, UserEvent, EVENTS_KEPT};
+pub use self::gossip::{GossipApi, UserEvent, EVENTS_KEPT};
 pub use self::health::{run_alias_checks, run_checks, CheckRunner};
 pub use self::keyring::KeyringWaiters;
 pub use self::leader::{
@@ -84,7 +84,7 @@ pub struct Api {
     /// The gossip pools' latest member lists.
     pub members: Arc<Members>,
     /// The gossip pools' command queues and the user events received.
-    pub gossip: Arc<Gossip>,
+    pub gossip: Arc<GossipApi>,
     /// This agent's TTL check timers.
     pub check_ttl: CheckTtl,
     /// This agent's services and checks, the authority for its node in the catalog.

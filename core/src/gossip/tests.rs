@@ -8,9 +8,9 @@ fn addr(last: u8) -> SocketAddr {
     SocketAddr::from(([10, 0, 0, last], 8301))
 }
 
-fn booted(name: &str, last: u8, restored: Option<StableState>) -> Node {
+fn booted(name: &str, last: u8, restored: Option<StableState>) -> Gossip {
     let mut node =
-        Node::new(Config::new(name, addr(last), u64::from(last)), restored, Instant::ZERO).unwrap();
+        Gossip::new(Config::new(name, addr(last), u64::from(last)), restored, Instant::ZERO).unwrap();
     let persist = node.poll_persist().expect("boot persist");
     node.on_persisted(Instant::ZERO, persist.id);
     node
@@ -18,7 +18,7 @@ fn booted(name: &str, last: u8, restored: Option<StableState>) -> Node {
 
 /// Delivers every transmit between `nodes` (indexed by the last address byte minus one) until
 /// none is left.
-fn exchange(now: Instant, nodes: &mut [Node]) {
+fn exchange(now: Instant, nodes: &mut [Gossip]) {
     loop {
         let mut moved = false;
         for i in 0..nodes.len() {
@@ -40,7 +40,7 @@ fn exchange(now: Instant, nodes: &mut [Node]) {
 
 #[test]
 fn nothing_is_sent_before_the_boot_epoch_is_durable() {
-    let mut node = Node::new(Config::new("a", addr(1), 5), None, Instant::ZERO).unwrap();
+    let mut node = Gossip::new(Config::new("a", addr(1), 5), None, Instant::ZERO).unwrap();
     let persist = node.poll_persist().expect("boot persist");
     assert_eq!(persist.state, StableState { boot_epoch: 1 });
     assert_eq!(node.poll_persist(), None);
@@ -68,7 +68,7 @@ fn a_restarted_node_takes_the_next_boot_epoch_and_outranks_its_past() {
     assert_eq!(node.boot_epoch(), 42);
     assert_eq!(node.incarnation(), 42 << 32);
     let exhausted =
-        Node::new(Config::new("a", addr(1), 5), Some(StableState { boot_epoch: u32::MAX }), Instant::ZERO);
+        Gossip::new(Config::new("a", addr(1), 5), Some(StableState { boot_epoch: u32::MAX }), Instant::ZERO);
     assert_eq!(exhausted.unwrap_err(), ConfigError::BootEpochExhausted);
 }
 
@@ -138,7 +138,7 @@ fn join_exchanges_state_both_ways() {
     nodes[2].handle_command(Instant::ZERO, Command::Join { peer: addr(1) }).unwrap();
     exchange(Instant::ZERO, &mut nodes);
     // c learned b from a's push/pull reply; b learns c by gossip later.
-    let names = |n: &Node| n.members().map(|m| m.node.name).collect::<Vec<_>>();
+    let names = |n: &Gossip| n.members().map(|m| m.node.name).collect::<Vec<_>>();
     assert_eq!(names(&nodes[0]), ["b", "c"]);
     assert_eq!(names(&nodes[2]), ["a", "b"]);
     let events: Vec<_> = std::iter::from_fn(|| nodes[2].poll_event()).collect();
@@ -173,16 +173,16 @@ fn garbage_input_is_counted_and_changes_nothing() {
 fn invalid_config_is_refused() {
     let mut config = Config::new("a", addr(1), 5);
     config.swim.probe_timeout = Duration::ZERO;
-    assert!(matches!(Node::new(config, None, Instant::ZERO), Err(ConfigError::Swim(_))));
+    assert!(matches!(Gossip::new(config, None, Instant::ZERO), Err(ConfigError::Swim(_))));
     let nameless = Config::new("", addr(1), 5);
     assert_eq!(
-        Node::new(nameless, None, Instant::ZERO).unwrap_err(),
+        Gossip::new(nameless, None, Instant::ZERO).unwrap_err(),
         ConfigError::NodeName { len: 0, max: 255 }
     );
     let mut fat = Config::new("a", addr(1), 5);
     fat.meta = Bytes::from(vec![0u8; 513]);
     assert_eq!(
-        Node::new(fat, None, Instant::ZERO).unwrap_err(),
+        Gossip::new(fat, None, Instant::ZERO).unwrap_err(),
         ConfigError::MetaTooLarge { len: 513, max: 512 }
     );
 }
@@ -222,7 +222,7 @@ fn leave_is_gossiped_and_peers_see_left() {
     assert_eq!(nodes[1].status(), Status::Leaving, "while the leave goes out");
     let mut now = Instant::ZERO;
     while !nodes[1].has_left() {
-        now = nodes.iter().filter_map(Node::poll_timeout).min().unwrap();
+        now = nodes.iter().filter_map(Gossip::poll_timeout).min().unwrap();
         for node in nodes.iter_mut() {
             if node.poll_timeout().is_some_and(|t| t <= now) {
                 node.handle_timeout(now);
@@ -248,16 +248,16 @@ fn time_going_backwards_is_a_driver_bug() {
 #[test]
 #[should_panic(expected = "acknowledged in order")]
 fn acknowledging_a_persist_twice_is_a_driver_bug() {
-    let mut node = Node::new(Config::new("a", addr(1), 5), None, Instant::ZERO).unwrap();
+    let mut node = Gossip::new(Config::new("a", addr(1), 5), None, Instant::ZERO).unwrap();
     let persist = node.poll_persist().unwrap();
     node.on_persisted(Instant::ZERO, persist.id);
     node.on_persisted(Instant::ZERO, persist.id);
 }
 
-fn booted_with_keys(name: &str, last: u8, keys: &[&[u8]]) -> Node {
+fn booted_with_keys(name: &str, last: u8, keys: &[&[u8]]) -> Gossip {
     let mut config = Config::new(name, addr(last), u64::from(last));
     config.encrypt_keys = keys.iter().map(|k| Bytes::copy_from_slice(k)).collect();
-    let mut node = Node::new(config, None, Instant::ZERO).unwrap();
+    let mut node = Gossip::new(config, None, Instant::ZERO).unwrap();
     let persist = node.poll_persist().unwrap();
     node.on_persisted(Instant::ZERO, persist.id);
     node
@@ -297,8 +297,8 @@ fn encrypted_nodes_with_a_shared_key_join_and_a_wrong_key_cannot() {
 }
 
 /// Runs every node's timers and deliveries up to `end`.
-fn run_until(nodes: &mut [Node], mut now: Instant, end: Instant) -> Instant {
-    while let Some(next) = nodes.iter().filter_map(Node::poll_timeout).min().filter(|t| *t <= end) {
+fn run_until(nodes: &mut [Gossip], mut now: Instant, end: Instant) -> Instant {
+    while let Some(next) = nodes.iter().filter_map(Gossip::poll_timeout).min().filter(|t| *t <= end) {
         assert!(
             next >= now,
             "a deadline in the past: {next:?} < {now:?}: {:?}",
@@ -318,7 +318,7 @@ fn run_until(nodes: &mut [Node], mut now: Instant, end: Instant) -> Instant {
 #[test]
 fn keyring_operations_reach_every_member_and_report_their_answers() {
     let (k1, k2) = ([1u8; 32], [2u8; 16]);
-    let mut nodes: Vec<Node> = (1..=3).map(|i| booted_with_keys(&format!("n{i}"), i, &[&k1])).collect();
+    let mut nodes: Vec<Gossip> = (1..=3).map(|i| booted_with_keys(&format!("n{i}"), i, &[&k1])).collect();
     for i in 1..3 {
         nodes[i].handle_command(Instant::ZERO, Command::Join { peer: addr(1) }).unwrap();
         exchange(Instant::ZERO, &mut nodes);
@@ -327,7 +327,7 @@ fn keyring_operations_reach_every_member_and_report_their_answers() {
     for node in nodes.iter_mut() {
         while node.poll_event().is_some() {}
     }
-    let keyring_events = |node: &mut Node| -> Vec<KeyringResult> {
+    let keyring_events = |node: &mut Gossip| -> Vec<KeyringResult> {
         std::iter::from_fn(|| node.poll_event())
             .filter_map(|e| match e {
                 Event::Keyring(result) => Some(result),
@@ -389,7 +389,7 @@ fn full_state_is_never_accepted_over_a_datagram() {
 fn gossip_from_outside_the_allowed_sources_is_dropped_unread() {
     let mut config = Config::new("b", addr(2), 2);
     config.allowed_sources = vec![crate::cidr::Cidr::parse("10.0.0.0/30").unwrap()];
-    let mut b = Node::new(config, None, Instant::ZERO).unwrap();
+    let mut b = Gossip::new(config, None, Instant::ZERO).unwrap();
     let persist = b.poll_persist().expect("boot persist");
     b.on_persisted(Instant::ZERO, persist.id);
     let ping = |source: SocketAddr| {

@@ -1,4 +1,6 @@
-//! [`Node`]: the one input/output surface of the core.
+//! [`Gossip`]: one node in one gossip pool (LAN or WAN): SWIM, serf's events and queries, the
+//! keyring, and what must survive a restart. The core's input/output surface for gossip, as
+//! [`crate::server::Server`] is for consensus.
 
 use core::net::SocketAddr;
 use std::collections::VecDeque;
@@ -23,7 +25,7 @@ use crate::{Instant, Rng};
 ///
 /// - **getters** take `&self` and change nothing;
 /// - **`handle_*`** feed an input: a datagram, a stream frame, the expiry of the deadline
-///   returned by [`poll_timeout`](Node::poll_timeout), or a [`Command`] from the application;
+///   returned by [`poll_timeout`](Gossip::poll_timeout), or a [`Command`] from the application;
 /// - **`on_persisted`** reports that the driver made a [`Persist`] durable;
 /// - **`poll_*`** drain outputs: [`Persist`]s to make durable, [`Transmit`]s to send,
 ///   [`Event`]s to report, and the next deadline.
@@ -36,7 +38,7 @@ use crate::{Instant, Rng};
 /// # Persistence before sending
 ///
 /// A [`Persist`] must be made durable (written and fsynced) and then acknowledged with
-/// [`on_persisted`](Node::on_persisted), in the order the persists were polled. The node does
+/// [`on_persisted`](Gossip::on_persisted), in the order the persists were polled. The node does
 /// not hand out a transmit produced after a persist until that persist is acknowledged, so a
 /// driver cannot send a message that claims state a crash could still lose. Persists and
 /// transmits may therefore be polled in any order; only the acknowledgement unlocks sends.
@@ -46,14 +48,14 @@ use crate::{Instant, Rng};
 /// Two nodes wired back to back, with "disk" and "network" done by hand:
 ///
 /// ```
-/// use muster_core::{Channel, Command, Config, Event, Instant, Node};
+/// use muster_core::{Channel, Command, Config, Event, Instant, Gossip};
 /// use muster_core::swim::MemberEventKind;
 ///
 /// let a_addr = "10.0.0.1:8301".parse().unwrap();
 /// let b_addr = "10.0.0.2:8301".parse().unwrap();
 /// let now = Instant::ZERO;
-/// let mut a = Node::new(Config::new("a", a_addr, 1), None, now).unwrap();
-/// let mut b = Node::new(Config::new("b", b_addr, 2), None, now).unwrap();
+/// let mut a = Gossip::new(Config::new("a", a_addr, 1), None, now).unwrap();
+/// let mut b = Gossip::new(Config::new("b", b_addr, 2), None, now).unwrap();
 ///
 /// // Each node first persists its boot epoch; nothing is sent before that is durable.
 /// for node in [&mut a, &mut b] {
@@ -71,7 +73,7 @@ use crate::{Instant, Rng};
 /// b.handle_stream_frame(now, a_addr, &reply.payload);
 ///
 /// // Each now knows the other.
-/// let joined = |node: &mut Node| match node.poll_event() {
+/// let joined = |node: &mut Gossip| match node.poll_event() {
 ///     Some(Event::Member(event)) => (event.kind, event.node.name),
 ///     other => panic!("{other:?}"),
 /// };
@@ -79,14 +81,14 @@ use crate::{Instant, Rng};
 /// assert_eq!(joined(&mut b), (MemberEventKind::Join, "a".to_owned()));
 /// ```
 #[derive(Debug)]
-pub struct Node {
+pub struct Gossip {
     config: Config,
     clock: Monotonic,
     boot_epoch: u32,
     swim: Swim,
     /// Encrypts everything sent and decrypts everything received, when configured.
     keyring: Option<Keyring>,
-    /// Changes to `keyring` since start ([`Node::keyring_version`]).
+    /// Changes to `keyring` since start ([`Gossip::keyring_version`]).
     keyring_version: u64,
     /// Draws the encryption nonces.
     nonce_rng: Rng,
@@ -107,13 +109,13 @@ pub struct Node {
     stats: Stats,
 }
 
-impl Node {
+impl Gossip {
     /// A node starting at `now`, from the durable state of its previous life if there was one.
     ///
     /// Its first output is a [`Persist`] of its new boot epoch (one above the restored one), and
     /// it sends nothing before that is acknowledged. Its gossip incarnation starts at
     /// `boot_epoch << 32`, above every incarnation of its previous lives.
-    pub fn new(config: Config, restored: Option<StableState>, now: Instant) -> Result<Node, ConfigError> {
+    pub fn new(config: Config, restored: Option<StableState>, now: Instant) -> Result<Gossip, ConfigError> {
         config.validate()?;
         let boot_epoch = match restored {
             None => 1,
@@ -136,7 +138,7 @@ impl Node {
         let budget = DATAGRAM_BYTES_TARGET - if keyring.is_some() { ENVELOPE_OVERHEAD_BYTES } else { 0 };
         let swim =
             Swim::new(config.swim.clone(), me, config.meta.clone(), incarnation, budget, rng.fork(), now);
-        let mut node = Node {
+        let mut node = Gossip {
             config,
             clock: Monotonic::new(now),
             boot_epoch,
@@ -246,7 +248,7 @@ impl Node {
     }
 
     /// The next state write to make durable, then acknowledge with
-    /// [`on_persisted`](Node::on_persisted).
+    /// [`on_persisted`](Gossip::on_persisted).
     pub fn poll_persist(&mut self) -> Option<Persist> {
         self.persists.pop_front()
     }
@@ -279,7 +281,7 @@ impl Node {
         None
     }
 
-    /// The instant at which [`handle_timeout`](Node::handle_timeout) must next be called;
+    /// The instant at which [`handle_timeout`](Gossip::handle_timeout) must next be called;
     /// `None` once the node has left and has nothing more to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.swim.poll_timeout()
@@ -376,7 +378,7 @@ impl Node {
         })
     }
 
-    /// Applies a change to the keyring, counting it in [`Node::keyring_version`].
+    /// Applies a change to the keyring, counting it in [`Gossip::keyring_version`].
     fn change_keys(
         &mut self,
         change: impl FnOnce(&mut Keyring) -> Result<(), KeyringError>,
@@ -597,7 +599,7 @@ impl PersistId {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use = "a persist must be made durable and acknowledged, or the node sends nothing more"]
 pub struct Persist {
-    /// Acknowledge with [`Node::on_persisted`] once durable.
+    /// Acknowledge with [`Gossip::on_persisted`] once durable.
     pub id: PersistId,
     /// The whole stable state, to replace the previous one atomically.
     pub state: StableState,
