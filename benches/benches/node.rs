@@ -5,8 +5,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use muster_core::gossip::Config;
 use muster_core::wire::{DatagramBuilder, Message, NodeAddr};
-use muster_core::{Config, Gossip, Instant, DATAGRAM_BYTES_TARGET};
+use muster_core::{Gossip, Instant, DATAGRAM_BYTES_TARGET};
 use muster_sim::harness::{Cluster, NetConfig};
 
 fn booted_node() -> Gossip {

@@ -48,7 +48,8 @@ use crate::{Instant, Rng};
 /// Two nodes wired back to back, with "disk" and "network" done by hand:
 ///
 /// ```
-/// use muster_core::{Channel, Command, Config, Event, Instant, Gossip};
+/// use muster_core::gossip::{Channel, Command, Config, Event, Gossip};
+/// use muster_core::Instant;
 /// use muster_core::swim::MemberEventKind;
 ///
 /// let a_addr = "10.0.0.1:8301".parse().unwrap();

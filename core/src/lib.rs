@@ -32,7 +32,7 @@ pub mod dns;
 pub mod duration;
 pub mod fsm;
 pub mod go_quote;
-mod gossip;
+pub mod gossip;
 pub mod health;
 pub mod keyring;
 mod limits;
@@ -53,10 +53,7 @@ pub mod wire;
 /// correct but slow, and says so at start.
 pub const INVARIANT_CHECKS: bool = cfg!(any(test, feature = "invariants"));
 
-pub use gossip::{
-    Channel, Command, CommandError, Config, ConfigError, Event, Gossip, KeyringOp, KeyringResult, Persist,
-    PersistId, StableState, Stats, Transmit,
-};
+pub use gossip::Gossip;
 pub use limits::*;
 pub use rng::Rng;
 pub use time::{Instant, Monotonic};

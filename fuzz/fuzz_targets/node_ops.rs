@@ -11,13 +11,12 @@ use std::time::Duration;
 use arbitrary::Arbitrary;
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
+use muster_core::gossip::{Channel, Command, Config, KeyringOp, Persist, StableState};
 use muster_core::wire::{
     decode_datagram, DatagramBuilder, MemberState, Message, NodeAddr, PushPullEvent, PushPullMember,
     SerfState,
 };
-use muster_core::{
-    Channel, Command, Config, Gossip, Instant, KeyringOp, Persist, StableState, DATAGRAM_BYTES_TARGET,
-};
+use muster_core::{Gossip, Instant, DATAGRAM_BYTES_TARGET};
 
 #[derive(Debug, Arbitrary)]
 enum Op {

@@ -17,11 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use muster_core::gossip::{Channel, Command, CommandError, Event, Persist, PersistId, StableState, Transmit};
 use muster_core::wire::{frame_len, frame_prefix, FRAME_PREFIX_BYTES};
-use muster_core::{
-    Channel, Command, CommandError, Event, Gossip, Instant, Persist, PersistId, StableState, Transmit,
-    DATAGRAM_BYTES_MAX,
-};
+use muster_core::{Gossip, Instant, DATAGRAM_BYTES_MAX};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot, Semaphore};

@@ -9,7 +9,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use muster_core::StableState;
+use muster_core::gossip::StableState;
 
 use crate::drive::Storage;
 

@@ -639,7 +639,7 @@ pub async fn answering_rpc<F: Future>(answer: F) -> F::Output {
 /// `serf.events.<name>`, labeled `network` `lan` or `wan` after the pool's logger name
 /// `module`), and hands it back, so a logger can count inline:
 /// `match telemetry::serf_event(&module, event) {`.
-pub fn serf_event(module: &str, event: muster_core::Event) -> muster_core::Event {
+pub fn serf_event(module: &str, event: muster_core::gossip::Event) -> muster_core::gossip::Event {
     global().serf_event(module, &event, now_ns());
     event
 }
@@ -1024,11 +1024,11 @@ impl Registry {
         text
     }
 
-    fn serf_event(&self, module: &str, event: &muster_core::Event, now: u64) {
+    fn serf_event(&self, module: &str, event: &muster_core::gossip::Event, now: u64) {
         let network = if module.ends_with(".wan") { "wan" } else { "lan" };
         let labels = [("network", network)];
         match event {
-            muster_core::Event::Member(member) => {
+            muster_core::gossip::Event::Member(member) => {
                 use muster_core::swim::MemberEventKind;
                 let key = (network, member.node.name.clone());
                 let name = match member.kind {
@@ -1057,11 +1057,11 @@ impl Registry {
                 };
                 self.record(Kind::Counter, name, &labels, 1.0, now);
             }
-            muster_core::Event::User(user) => {
+            muster_core::gossip::Event::User(user) => {
                 self.record(Kind::Counter, "serf.events", &labels, 1.0, now);
                 self.record(Kind::Counter, &format!("serf.events.{}", user.name), &labels, 1.0, now);
             }
-            muster_core::Event::Keyring(_) | muster_core::Event::Left => {}
+            muster_core::gossip::Event::Keyring(_) | muster_core::gossip::Event::Left => {}
         }
     }
 
@@ -2486,7 +2486,7 @@ mod tests {
         use muster_core::wire::NodeAddr;
         let registry = configured(TelemetryConfig::default(), "");
         let member = |kind| {
-            muster_core::Event::Member(MemberEvent {
+            muster_core::gossip::Event::Member(MemberEvent {
                 kind,
                 node: NodeAddr { name: "n2".into(), addr: "10.0.0.2:8301".parse().unwrap() },
                 incarnation: 1,

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use muster::drive::{self, CommandRequest, Sockets};
 use muster::storage::FileStorage;
+use muster_core::gossip::{Command, Config, Event};
 use muster_core::swim::{self, MemberEvent, MemberEventKind};
 use muster_core::wire::{frame_len, frame_prefix, Message, NodeAddr, FRAME_PREFIX_BYTES};
-use muster_core::{Command, Config, Event, Gossip, Instant};
+use muster_core::{Gossip, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};

@@ -136,7 +136,7 @@ async fn rpc(api: &Arc<muster::http::Api>) {
 fn gossip() {
     use muster_core::swim::{MemberEvent, MemberEventKind};
     let member = |kind| {
-        muster_core::Event::Member(MemberEvent {
+        muster_core::gossip::Event::Member(MemberEvent {
             kind,
             node: muster_core::wire::NodeAddr { name: "n3".into(), addr: "10.0.0.3:8301".parse().unwrap() },
             incarnation: 1,
@@ -152,7 +152,7 @@ fn gossip() {
         telemetry::serf_event("agent.server.serf.lan", member(kind));
     }
     let user = muster_core::swim::UserEvent { ltime: 1, name: "deploy".into(), payload: Bytes::new() };
-    telemetry::serf_event("agent.server.serf.lan", muster_core::Event::User(user));
+    telemetry::serf_event("agent.server.serf.lan", muster_core::gossip::Event::User(user));
 }
 
 /// The Prometheus name of a table entry (`serf.events.<name>` as the workload's `deploy`).

@@ -22,9 +22,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use muster::drive::{drain, Outbox};
+use muster_core::gossip::{Channel, Command, Config, Event, PersistId, StableState, Transmit};
 use muster_core::swim::{self, MemberView, State};
 use muster_core::wire::{self, Message};
-use muster_core::{Channel, Command, Config, Event, Gossip, Instant, PersistId, Rng, StableState, Transmit};
+use muster_core::{Gossip, Instant, Rng};
 
 use crate::trace::Trace;
 
@@ -243,7 +244,11 @@ impl Cluster {
     }
 
     /// Sends `command` to node `index`, which must be up: the node's answer.
-    pub fn try_command(&mut self, index: usize, command: Command) -> Result<(), muster_core::CommandError> {
+    pub fn try_command(
+        &mut self,
+        index: usize,
+        command: Command,
+    ) -> Result<(), muster_core::gossip::CommandError> {
         let now = self.now;
         let node = self.members[index].node.as_mut().expect("commands go to live nodes");
         let result = node.handle_command(now, command);

@@ -21,8 +21,9 @@ use madsim::net::NetSim;
 use madsim::rand::Rng as _;
 use madsim::runtime::{Handle, NodeHandle, Runtime};
 use muster::drive::{self, CommandRequest, Sockets, Storage};
+use muster_core::gossip::{Command, Config, Event, StableState};
 use muster_core::swim::State;
-use muster_core::{Command, Config, Event, Gossip, Instant, StableState};
+use muster_core::{Gossip, Instant};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 

@@ -6,8 +6,9 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use muster_core::gossip::{Command, Event};
 use muster_core::swim::{self, MemberEventKind, State};
-use muster_core::{Command, Event, Instant};
+use muster_core::Instant;
 use muster_sim::harness::{Cluster, NetConfig};
 use muster_sim::seed::{for_each_seed, map_seeds, Replay};
 

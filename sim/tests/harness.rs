@@ -7,8 +7,9 @@ use std::ops::Range;
 use std::time::Duration;
 
 use bytes::Bytes;
+use muster_core::gossip::{Command, Event};
 use muster_core::swim::{MemberEventKind, State};
-use muster_core::{Command, Event, Rng};
+use muster_core::Rng;
 use muster_sim::harness::{Cluster, NetConfig};
 use muster_sim::seed::{for_each_seed, map_seeds, Replay};
 

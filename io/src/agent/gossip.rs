@@ -8,8 +8,9 @@ use super::error::AgentError;
 use muster::drive::CommandRequest;
 use muster::http;
 use muster::version;
+use muster_core::gossip::Command;
+use muster_core::swim;
 use muster_core::tags::Tags;
-use muster_core::{swim, Command};
 use tokio::sync::{mpsc, oneshot};
 
 pub(crate) fn pool_of(plan: &PoolPlan) -> http::Pool {

@@ -1,7 +1,7 @@
 //! What the agent logs and where: the tracing subscriber, its file and rotation, and the
 //! gossip events in Consul's words.
 
-use muster_core::Event;
+use muster_core::gossip::Event;
 use tokio::sync::mpsc;
 
 use super::error::{AgentError, FileAction};

@@ -27,8 +27,9 @@ use muster::raft_server::RaftHandle;
 use muster::storage::{AgentStorage, FileStorage, MemoryStorage};
 use muster::store::Store;
 use muster::version;
+use muster_core::gossip::{Command, Config, Event};
 use muster_core::raft;
-use muster_core::{swim, Command, Config, Event, Gossip, Instant};
+use muster_core::{swim, Gossip, Instant};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 

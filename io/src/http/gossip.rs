@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::Router;
 use base64::Engine;
-use muster_core::Command;
+use muster_core::gossip::Command;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 

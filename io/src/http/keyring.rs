@@ -20,7 +20,7 @@ use axum::routing::get;
 use axum::Router;
 use base64::Engine;
 use bytes::Bytes;
-use muster_core::{Command, KeyringOp, KeyringResult};
+use muster_core::gossip::{Command, KeyringOp, KeyringResult};
 use serde_json::{json as value, Value};
 use tokio::sync::oneshot;
 
