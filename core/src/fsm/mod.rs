@@ -56,7 +56,7 @@ pub use self::kv::{Kv, KvEntry, LockError, VALUE_BYTES_MAX};
 pub use self::session::{Behavior, Session, SessionError, SessionTimers, Sessions};
 pub use self::tombstone_gc::TombstoneGc;
 pub use self::txn::{
-    CatalogVerb, KvOperand, KvVerb, Txn, TxnError, TxnOp, TxnOutcome, TxnResult, TXN_OPS_MAX,
+    CatalogVerb, KvOperand, KvVerb, Txn, TxnError, TxnOp, TxnOpError, TxnOutcome, TxnResult, TXN_OPS_MAX,
 };
 pub use self::watch::{Table, Touched, WatchId, WatchTarget, Watches};
 

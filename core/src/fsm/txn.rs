@@ -209,6 +209,89 @@ pub struct TxnError {
     pub what: String,
 }
 
+/// Why one operation of a transaction failed, in Consul's words: the `What` of its
+/// [`TxnError`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TxnOpError {
+    /// A KV operation other than `delete-tree` without a key.
+    #[error("Must provide key")]
+    MissingKey,
+    /// A node operation without a node name.
+    #[error("Must provide node")]
+    MissingNode,
+    /// A `cas` or `delete-cas` whose index is not the key's.
+    #[error("failed to {action} key {key:?}, index is stale")]
+    StaleKey {
+        /// `set` or `delete`.
+        action: &'static str,
+        /// The key.
+        key: String,
+    },
+    /// A `lock` on a key another session holds.
+    #[error("failed to lock key {0:?}, lock is already held")]
+    LockHeld(String),
+    /// A `lock` within the lock delay of the key's last release.
+    #[error("failed to lock key {0:?} due to lock delay")]
+    LockDelayed(String),
+    /// An `unlock` by a session that does not hold the lock.
+    #[error("failed to unlock key {0:?}, lock isn't held, or is held by another session")]
+    NotHolder(String),
+    /// A `get` of a missing key.
+    #[error("key {0:?} doesn't exist")]
+    NoKey(String),
+    /// A `check-index` or `check-session` of a missing key.
+    #[error("failed to check {check}, key {key:?} doesn't exist")]
+    NoKeyToCheck {
+        /// `index` or `session`.
+        check: &'static str,
+        /// The key.
+        key: String,
+    },
+    /// A `check-index` that found another index.
+    #[error("failed index check for key {key:?}, current modify index {current} != {given}")]
+    IndexMismatch {
+        /// The key.
+        key: String,
+        /// Its modify index.
+        current: u64,
+        /// The operation's.
+        given: u64,
+    },
+    /// A `check-session` that found another holder.
+    #[error("failed session check for key {key:?}, current session {current:?} != {given:?}")]
+    SessionMismatch {
+        /// The key.
+        key: String,
+        /// Its holder, empty when unlocked.
+        current: String,
+        /// The operation's.
+        given: String,
+    },
+    /// A `check-not-exists` of a key that exists.
+    #[error("key {0:?} exists")]
+    KeyExists(String),
+    /// A catalog `get` of a row that is not there; names the row (`node "a"`).
+    #[error("{0} doesn't exist")]
+    NoRow(String),
+    /// A catalog `cas` or `delete-cas` whose index is not the row's.
+    #[error("failed to {action} {row}, index is stale")]
+    StaleRow {
+        /// `set` or `delete`.
+        action: &'static str,
+        /// The row (`service "web" on node "a"`).
+        row: String,
+    },
+    /// A service or check on a node the catalog does not have.
+    #[error("Missing node registration")]
+    NoNodeRegistration,
+    /// A lock operation's session is missing or unknown.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// The catalog refused the registration.
+    #[error(transparent)]
+    Register(#[from] super::CommandError),
+}
+
 /// A transaction's outcome: every result, or every error (and nothing changed).
 pub type TxnOutcome = Result<Vec<TxnResult>, Vec<TxnError>>;
 
@@ -237,8 +320,8 @@ impl super::Fsm {
         let mut effects = super::Touched::default();
         let mut run = TxnRun { index, now_ms, results: &mut results, touched: &mut effects };
         for (op_index, op) in txn.ops.iter().enumerate() {
-            if let Err(what) = self.txn_op(&mut run, op) {
-                errors.push(TxnError { op_index, what });
+            if let Err(error) = self.txn_op(&mut run, op) {
+                errors.push(TxnError { op_index, what: error.to_string() });
             }
         }
         if !errors.is_empty() {
@@ -262,15 +345,15 @@ impl super::Fsm {
         let mut run =
             TxnRun { index: self.applied + 1, now_ms: 0, results: &mut results, touched: &mut effects };
         for (op_index, op) in txn.ops.iter().enumerate() {
-            if let Err(what) = scratch.txn_op(&mut run, op) {
-                errors.push(TxnError { op_index, what });
+            if let Err(error) = scratch.txn_op(&mut run, op) {
+                errors.push(TxnError { op_index, what: error.to_string() });
             }
         }
         debug_assert!(effects.is_empty(), "reads change nothing");
         Some(if errors.is_empty() { Ok(results) } else { Err(errors) })
     }
 
-    fn txn_op(&mut self, run: &mut TxnRun<'_>, op: &TxnOp) -> Result<(), String> {
+    fn txn_op(&mut self, run: &mut TxnRun<'_>, op: &TxnOp) -> Result<(), TxnOpError> {
         match op {
             TxnOp::Kv(verb, operand) => self.txn_kv(run, *verb, operand),
             TxnOp::Node(verb, node) => self.txn_node(run, *verb, node),
@@ -279,10 +362,10 @@ impl super::Fsm {
         }
     }
 
-    fn txn_kv(&mut self, run: &mut TxnRun<'_>, verb: KvVerb, op: &KvOperand) -> Result<(), String> {
+    fn txn_kv(&mut self, run: &mut TxnRun<'_>, verb: KvVerb, op: &KvOperand) -> Result<(), TxnOpError> {
         let key = op.key.as_str();
         if key.is_empty() && verb != KvVerb::DeleteTree {
-            return Err("Must provide key".into());
+            return Err(TxnOpError::MissingKey);
         }
         let stripped = |entry: &KvEntry| TxnResult::Kv(KvEntry { value: Bytes::new(), ..entry.clone() });
         let stored = |fsm: &super::Fsm| fsm.kv.get(key).1.cloned();
@@ -295,7 +378,7 @@ impl super::Fsm {
             }
             KvVerb::Cas => {
                 if self.kv.modify_index_of(key) != op.index {
-                    return Err(format!("failed to set key {key:?}, index is stale"));
+                    return Err(TxnOpError::StaleKey { action: "set", key: key.to_owned() });
                 }
                 if self.kv.set(run.index, key, op.value.clone(), op.flags) {
                     run.touched.keys.push(key.to_owned());
@@ -303,30 +386,26 @@ impl super::Fsm {
                 run.results.push(stripped(&stored(self).expect("just written")));
             }
             KvVerb::Lock => {
-                self.session_of(&op.session).map_err(|error| error.to_string())?;
+                self.session_of(&op.session)?;
                 match self.kv.lock(run.index, run.now_ms, key, op.value.clone(), op.flags, &op.session) {
                     Locked::Held => run.touched.keys.push(key.to_owned()),
-                    Locked::HeldByOther => {
-                        return Err(format!("failed to lock key {key:?}, lock is already held"))
-                    }
-                    Locked::Delayed => return Err(format!("failed to lock key {key:?} due to lock delay")),
+                    Locked::HeldByOther => return Err(TxnOpError::LockHeld(key.to_owned())),
+                    Locked::Delayed => return Err(TxnOpError::LockDelayed(key.to_owned())),
                 }
                 run.results.push(stripped(&stored(self).expect("just written")));
             }
             KvVerb::Unlock => {
                 if op.session.is_empty() {
-                    return Err(LockError::MissingSession.to_string());
+                    return Err(LockError::MissingSession.into());
                 }
                 if !self.kv.unlock(run.index, key, op.value.clone(), op.flags, &op.session) {
-                    return Err(format!(
-                        "failed to unlock key {key:?}, lock isn't held, or is held by another session"
-                    ));
+                    return Err(TxnOpError::NotHolder(key.to_owned()));
                 }
                 run.touched.keys.push(key.to_owned());
                 run.results.push(stripped(&stored(self).expect("just written")));
             }
             KvVerb::Get => {
-                let entry = stored(self).ok_or_else(|| format!("key {key:?} doesn't exist"))?;
+                let entry = stored(self).ok_or_else(|| TxnOpError::NoKey(key.to_owned()))?;
                 run.results.push(TxnResult::Kv(entry));
             }
             KvVerb::GetOrEmpty => {
@@ -346,30 +425,26 @@ impl super::Fsm {
             }
             KvVerb::CheckIndex => {
                 let entry = stored(self)
-                    .ok_or_else(|| format!("failed to check index, key {key:?} doesn't exist"))?;
+                    .ok_or_else(|| TxnOpError::NoKeyToCheck { check: "index", key: key.to_owned() })?;
                 if entry.modify_index != op.index {
-                    return Err(format!(
-                        "failed index check for key {key:?}, current modify index {} != {}",
-                        entry.modify_index, op.index
-                    ));
+                    let (current, given) = (entry.modify_index, op.index);
+                    return Err(TxnOpError::IndexMismatch { key: key.to_owned(), current, given });
                 }
                 run.results.push(stripped(&entry));
             }
             KvVerb::CheckSession => {
                 let entry = stored(self)
-                    .ok_or_else(|| format!("failed to check session, key {key:?} doesn't exist"))?;
+                    .ok_or_else(|| TxnOpError::NoKeyToCheck { check: "session", key: key.to_owned() })?;
                 let holder = entry.session.as_deref().unwrap_or("");
                 if holder != op.session {
-                    return Err(format!(
-                        "failed session check for key {key:?}, current session {holder:?} != {:?}",
-                        op.session
-                    ));
+                    let (current, given) = (holder.to_owned(), op.session.clone());
+                    return Err(TxnOpError::SessionMismatch { key: key.to_owned(), current, given });
                 }
                 run.results.push(stripped(&entry));
             }
             KvVerb::CheckNotExists => {
                 if stored(self).is_some() {
-                    return Err(format!("key {key:?} exists"));
+                    return Err(TxnOpError::KeyExists(key.to_owned()));
                 }
             }
             KvVerb::Delete => {
@@ -382,7 +457,7 @@ impl super::Fsm {
                 // A missing key is already deleted: success, as in Consul.
                 if let Some(entry) = stored(self) {
                     if entry.modify_index != op.index {
-                        return Err(format!("failed to delete key {key:?}, index is stale"));
+                        return Err(TxnOpError::StaleKey { action: "delete", key: key.to_owned() });
                     }
                     self.kv.delete(run.index, key);
                     run.touched.keys.push(key.to_owned());
@@ -392,7 +467,7 @@ impl super::Fsm {
         Ok(())
     }
 
-    fn txn_node(&mut self, run: &mut TxnRun<'_>, verb: CatalogVerb, node: &Node) -> Result<(), String> {
+    fn txn_node(&mut self, run: &mut TxnRun<'_>, verb: CatalogVerb, node: &Node) -> Result<(), TxnOpError> {
         let existing = if node.id.is_empty() {
             self.catalog.node(&node.node).cloned()
         } else {
@@ -404,7 +479,7 @@ impl super::Fsm {
             return Ok(());
         }
         if node.node.is_empty() {
-            return Err("Must provide node".into());
+            return Err(TxnOpError::MissingNode);
         }
         // A `Cas` compares with the row of that name, the one it writes; a delete with the row
         // found, by ID when the op gives one.
@@ -415,8 +490,7 @@ impl super::Fsm {
             CatalogVerb::Get => unreachable!("answered above"),
             CatalogVerb::Set | CatalogVerb::Cas => {
                 let register = super::Register { node: node.clone(), ..super::Register::default() };
-                self.register(run.index, run.now_ms, &register, run.touched)
-                    .map_err(|error| error.to_string())?;
+                self.register(run.index, run.now_ms, &register, run.touched)?;
                 run.results.push(TxnResult::Node(Box::new(
                     self.catalog.node(&node.node).expect("registered").clone(),
                 )));
@@ -436,7 +510,7 @@ impl super::Fsm {
         verb: CatalogVerb,
         node: &str,
         service: &Service,
-    ) -> Result<(), String> {
+    ) -> Result<(), TxnOpError> {
         let id = super::catalog::service_id(service).to_owned();
         let existing = self.catalog.service(node, &id).cloned();
         let what = || format!("service {id:?} on node {node:?}");
@@ -459,7 +533,12 @@ impl super::Fsm {
         Ok(())
     }
 
-    fn txn_check(&mut self, run: &mut TxnRun<'_>, verb: CatalogVerb, check: &Check) -> Result<(), String> {
+    fn txn_check(
+        &mut self,
+        run: &mut TxnRun<'_>,
+        verb: CatalogVerb,
+        check: &Check,
+    ) -> Result<(), TxnOpError> {
         let id = super::catalog::check_id(check).to_owned();
         let node = check.node.as_str();
         let existing = self.catalog.check(node, &id).cloned();
@@ -490,18 +569,18 @@ impl super::Fsm {
         node: &str,
         service: Option<Service>,
         checks: Vec<Check>,
-    ) -> Result<(), String> {
+    ) -> Result<(), TxnOpError> {
         let Some(found) = self.catalog.node(node).cloned() else {
-            return Err("Missing node registration".into());
+            return Err(TxnOpError::NoNodeRegistration);
         };
         let register = super::Register { node: found, skip_node_update: true, service, checks };
-        self.register(run.index, run.now_ms, &register, run.touched).map_err(|error| error.to_string())
+        Ok(self.register(run.index, run.now_ms, &register, run.touched)?)
     }
 }
 
 /// The row a transaction's `Get` read, or Consul's error naming it (`what`) when there is none.
-fn found<T>(existing: Option<T>, what: impl Fn() -> String) -> Result<T, String> {
-    existing.ok_or_else(|| format!("{} doesn't exist", what()))
+fn found<T>(existing: Option<T>, what: impl Fn() -> String) -> Result<T, TxnOpError> {
+    existing.ok_or_else(|| TxnOpError::NoRow(what()))
 }
 
 /// Refuses a `Cas` or `DeleteCas` op whose index is not the stored row's. `current` is that
@@ -512,14 +591,14 @@ fn check_cas(
     current: Option<u64>,
     given: u64,
     what: impl Fn() -> String,
-) -> Result<(), String> {
+) -> Result<(), TxnOpError> {
     let (stale, action) = match verb {
         CatalogVerb::Cas => (current.unwrap_or(0) != given, "set"),
         CatalogVerb::DeleteCas => (current != Some(given), "delete"),
         CatalogVerb::Get | CatalogVerb::Set | CatalogVerb::Delete => return Ok(()),
     };
     if stale {
-        return Err(format!("failed to {action} {}, index is stale", what()));
+        return Err(TxnOpError::StaleRow { action, row: what() });
     }
     Ok(())
 }
