@@ -377,13 +377,22 @@ impl RoleState {
         }
     }
 
-    /// The leader's state, or the refusal a non-leader gives, naming the leader it follows.
+    /// The leader's state, or the refusal a non-leader gives.
     fn leader(&self) -> Result<&Leader, ProposeError> {
         match self {
             RoleState::Leader(leader) => Ok(leader),
-            RoleState::Follower { leader } => Err(ProposeError::NotLeader { leader_hint: *leader }),
-            _ => Err(ProposeError::NotLeader { leader_hint: None }),
+            other => Err(other.not_leader()),
         }
+    }
+
+    /// The refusal a server gives a proposal or read while it does not lead: it names the
+    /// leader it follows, if it knows one.
+    fn not_leader(&self) -> ProposeError {
+        let leader_hint = match self {
+            RoleState::Follower { leader } => *leader,
+            _ => None,
+        };
+        ProposeError::NotLeader { leader_hint }
     }
 }
 
@@ -768,7 +777,7 @@ impl Raft {
     fn as_leader(&mut self) -> Result<(&mut Leader, &mut Shared), ProposeError> {
         match &mut self.role {
             RoleState::Leader(leader) => Ok((leader, &mut self.shared)),
-            role => Err(role.leader().expect_err("not a leader")),
+            role => Err(role.not_leader()),
         }
     }
 
