@@ -110,7 +110,7 @@ impl Leader {
         prev_index: Index,
         result: AppendResult,
     ) -> Lead {
-        let progress = self.progress.get_mut(&from).expect("checked by Raft::tracking_leader");
+        let progress = self.progress.get_mut(&from).expect("checked by Raft::leader_tracking");
         progress.active = true;
         match result {
             AppendResult::Accepted { match_index } => {
@@ -175,7 +175,7 @@ impl Leader {
         from: ServerId,
         round: u64,
     ) {
-        let progress = self.progress.get_mut(&from).expect("checked by Raft::tracking_leader");
+        let progress = self.progress.get_mut(&from).expect("checked by Raft::leader_tracking");
         progress.active = true;
         progress.round_acked = progress.round_acked.max(round);
         // A lost append leaves a follower behind with nothing in flight to reveal it: a probe

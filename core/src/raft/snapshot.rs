@@ -155,7 +155,7 @@ impl Leader {
         received: u64,
         installed: bool,
     ) -> Lead {
-        let progress = self.progress.get_mut(&from).expect("checked by Raft::tracking_leader");
+        let progress = self.progress.get_mut(&from).expect("checked by Raft::leader_tracking");
         progress.active = true;
         if installed {
             if index <= progress.match_index || index > shared.log.last_index() {
