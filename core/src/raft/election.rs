@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use super::leader::Leader;
-use super::{HardState, Message, PlantedBug, Raft, RoleState, ServerId, Term, Transmit};
+use super::{HardState, Index, Message, PlantedBug, Raft, RoleState, ServerId, Term, Transmit};
 use crate::Instant;
 
 impl Raft {
@@ -59,7 +59,7 @@ impl Raft {
         }
     }
 
-    pub(super) fn handle_pre_vote(&mut self, from: ServerId, term: Term, last_index: u64, last_term: Term) {
+    pub(super) fn handle_pre_vote(&mut self, from: ServerId, term: Term, last_index: Index, last_term: Term) {
         let shared = &mut self.shared;
         let granted = term > shared.hard.term && shared.log.is_up_to_date(last_index, last_term);
         let term = if granted { term } else { shared.hard.term };
@@ -94,7 +94,7 @@ impl Raft {
         now: Instant,
         from: ServerId,
         term: Term,
-        last_index: u64,
+        last_index: Index,
         last_term: Term,
     ) {
         let shared = &mut self.shared;
