@@ -44,6 +44,8 @@ pub mod store;
 #[cfg(all(feature = "agent", not(madsim)))]
 pub mod syslog;
 #[cfg(all(feature = "agent", not(madsim)))]
+pub mod tasks;
+#[cfg(all(feature = "agent", not(madsim)))]
 pub mod telemetry;
 pub mod timers;
 pub mod version;

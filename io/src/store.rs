@@ -13,7 +13,7 @@
 //!
 //! The leader's duties (core's [`LeaderDuties`]: session TTLs, tombstone expiry) live beside
 //! the state and follow every entry as it is applied, under the same lock, so what they time is
-//! what the state holds; the agent's duty task (`http/leader.rs`) takes office, and proposes
+//! what the state holds; the agent's duty task (`tasks/leader.rs`) takes office, and proposes
 //! what falls due.
 
 use std::collections::BTreeMap;

@@ -1,7 +1,7 @@
 //! Simulated health checking: one agent's checks against seeded targets, on a virtual clock.
 //!
 //! The agent is the core's pieces, composed as the io shell composes them
-//! (`io/src/http/health.rs` and the TTL timers of `io/src/http/agent.rs`): [`Runner`] starts
+//! (`io/src/tasks/checks.rs` and the TTL timers of `io/src/tasks/check_ttl.rs`): [`Runner`] starts
 //! runs, [`Damper`](muster_core::health::Damper) (inside the runner) judges results, [`Reaper`]
 //! deregisters services critical for too long, [`Deadlines`] expires TTL checks, and
 //! [`LocalState::push`] syncs each status change into the catalog's state machine ([`Fsm`]),

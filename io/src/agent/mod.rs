@@ -490,7 +490,7 @@ fn spawn_tasks(api: &Arc<http::Api>, args: &cli::AgentArgs, files: &FromFiles, s
     // Remote execution runs what any client asks: off unless a file turns it on.
     if !files.disable_remote_exec.unwrap_or(true) {
         tracing::warn!("agent: remote exec is enabled (disable_remote_exec = false)");
-        tokio::spawn(http::run_remote_exec(api.clone()));
+        tokio::spawn(muster::tasks::remote_exec::run_remote_exec(api.clone()));
     }
     // Consul's metric names; gauge names carry the machine's host name (not the node name)
     // when a sink is configured, as go-metrics names them.
@@ -500,13 +500,10 @@ fn spawn_tasks(api: &Arc<http::Api>, args: &cli::AgentArgs, files: &FromFiles, s
     if args.auto_reload_config == Some(true) {
         tokio::spawn(auto_reload(api.clone()));
     }
-    tokio::spawn(http::run_anti_entropy(api.clone()));
-    tokio::spawn(http::run_check_ttl_timers(api.clone()));
-    tokio::spawn(http::run_checks(api.clone()));
-    tokio::spawn(http::run_alias_checks(api.clone()));
+    muster::tasks::spawn_agent_loops(api);
     if let Some((_, _, rpc_connections)) = server {
-        tokio::spawn(http::run_duties(api.clone()));
-        tokio::spawn(http::run_leader_duties(api.clone()));
+        tokio::spawn(muster::tasks::leader::run_duties(api.clone()));
+        tokio::spawn(muster::tasks::leader::run_leader_duties(api.clone()));
         if let Some(connections) = rpc_connections.take() {
             tokio::spawn(muster::rpc::serve(connections, Arc::new(http::RpcHandler::new(api.clone()))));
         }

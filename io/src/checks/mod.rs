@@ -1,6 +1,6 @@
 //! The agent's health checks on real parts (`../shared/reference/consul-behaviour.md` §3): the
 //! executors (script, HTTP and HTTPS, TCP and TCP+TLS, UDP, gRPC, H2PING; the task that runs them
-//! on the core's schedule is [`crate::http::health`]).
+//! on the core's schedule is [`crate::tasks::checks`]).
 //!
 //! What a result changes (a status at once, an output after `check_update_interval`) is the
 //! task's business, not the executors'.

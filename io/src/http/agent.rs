@@ -1,12 +1,10 @@
 //! `/v1/agent/...` (`../shared/reference/consul-behaviour.md` §1.5), first part: `self`, the
-//! services and checks of this agent (register, deregister, list, one), TTL check updates,
-//! maintenance, and anti-entropy.
+//! services and checks of this agent (register, deregister, list, one), TTL check updates and
+//! maintenance.
 //!
 //! The agent is the authority for its own node: registrations change its local state
-//! ([`crate::local::LocalAgent`]) and are then synced into the catalog (Consul's anti-entropy:
-//! at once after each change, and in full every [`ANTI_ENTROPY_INTERVAL`]). The agent's lists
-//! answer from the local state. Only TTL checks change state yet (through the update
-//! endpoints and their expiry): the executors are issue 8.
+//! ([`crate::local::LocalAgent`]) and anti-entropy ([`crate::tasks::anti_entropy`]) syncs
+//! them into the catalog. The agent's lists answer from the local state.
 
 use std::sync::Arc;
 
@@ -17,10 +15,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::Router;
 use muster_core::agent::{LocalError, LocalState, Row};
-use muster_core::deadlines::Deadlines;
 use muster_core::fsm::CheckKind;
 use muster_core::fsm::{Check, Health, Service};
-use muster_core::health::ttl_expired_output;
 use serde_json::{json as value, Map, Value};
 
 pub use super::body::{check_definition, service_definition};
@@ -29,183 +25,11 @@ use super::catalog::check_json;
 use super::filter::Filter;
 use super::shapes::{self, AgentServiceJson};
 use super::{json, Api, HttpError, Query};
-use crate::timers::Clocked;
+use crate::tasks::anti_entropy::{change_and_push, change_and_sync};
+use crate::tasks::check_ttl::reset_timers;
 
-/// The agent's TTL check timers: reset by every registration and update of a TTL check; a
-/// check not updated within its TTL turns critical with Consul's "TTL expired" output.
-pub type CheckTtl = Clocked<Deadlines>;
-
-/// Restarts the timer of each TTL check among `checks`.
-fn reset_timers(api: &Api, checks: &[Check]) {
-    api.check_ttl.update(|timers, now| {
-        for check in checks.iter().filter(|c| c.kind == CheckKind::Ttl && c.definition.ttl_ns > 0) {
-            timers.set(&check.check_id, now + std::time::Duration::from_nanos(check.definition.ttl_ns));
-        }
-    });
-}
-
-/// Runs the agent's TTL timers: starts one for every TTL check it has, then marks each check
-/// critical once its TTL passes without an update.
-pub async fn run_check_ttl_timers(api: Arc<Api>) {
-    let existing: Vec<Check> = api.local.state().checks().values().map(|c| Check::clone(c)).collect();
-    reset_timers(&api, &existing);
-    loop {
-        for id in api.check_ttl.expired().await {
-            tracing::warn!(check = %id, "agent: Check missed TTL, is now critical");
-            let expire = |state: &mut LocalState| {
-                let output = state.checks().get(&id).map(|c| ttl_expired_output(&c.output));
-                let rows = Some(vec![Row::Check(id.clone())]);
-                match output {
-                    Some(output) => state.update_check(&id, Health::Critical, output).map(|_| ((), rows)),
-                    None => Ok(((), None)),
-                }
-            };
-            let marked = change_and_push(&api, None, expire).await.and_then(|()| persist_check(&api, &id));
-            if let Err(error) = marked {
-                tracing::warn!(check = %id, reason = %error.reason, "agent: marking an expired check failed");
-            }
-        }
-    }
-}
-
-/// How often the agent compares its whole node in the catalog with its local state and fixes
-/// any drift (Consul's 1 minute for clusters up to 128 nodes).
-pub const ANTI_ENTROPY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
-/// How soon a failed sync is tried again (Consul's 15 seconds).
-const SYNC_RETRY: std::time::Duration = std::time::Duration::from_secs(15);
-
-/// Makes the catalog's rows for this agent's node match its local state. The caller holds the
-/// local agent's turn ([`crate::local::LocalAgent::serialize`]).
-async fn sync_local(api: &Api) -> Result<(), HttpError> {
-    let rows = api.node_rows(&api.node_name).await?;
-    let plan = api.local.state().plan(rows.node.as_ref(), &rows.services, &rows.checks);
-    for command in plan {
-        write_logged(api, &command).await?;
-    }
-    Ok(())
-}
-
-/// Writes one sync command and logs it in the words Consul's anti-entropy uses
-/// (`agent: Synced service: service=web`), so operators' greps keep working.
-async fn write_logged(api: &Api, command: &muster_core::fsm::Command) -> Result<(), HttpError> {
-    use muster_core::fsm::Command;
-    api.write(command).await?;
-    match command {
-        Command::Register(register) => match &register.service {
-            Some(service) => tracing::info!(service = %service.id, "agent: Synced service"),
-            None if register.checks.is_empty() => tracing::info!("agent: Synced node info"),
-            None => {
-                for check in &register.checks {
-                    tracing::info!(check = %check.check_id, "agent: Synced check");
-                }
-            }
-        },
-        Command::Deregister(deregister) => match (&deregister.service_id, &deregister.check_id) {
-            (Some(service), _) => tracing::info!(service = %service, "agent: Deregistered service"),
-            (None, Some(check)) => tracing::info!(check = %check, "agent: Deregistered check"),
-            (None, None) => {}
-        },
-        _ => {}
-    }
-    Ok(())
-}
-
-/// Anti-entropy: a full sync at start (once there is a leader), then every
-/// [`ANTI_ENTROPY_INTERVAL`] (plus up to as much again at random, so agents started together
-/// spread out), sooner after a change whose own sync failed.
-pub async fn run_anti_entropy(api: Arc<Api>) {
-    api.wait_for_route().await;
-    loop {
-        let result = {
-            let _turn = api.local.serialize().await;
-            sync_local(&api).await
-        };
-        let pause = match result {
-            Ok(()) => ANTI_ENTROPY_INTERVAL + super::jitter(ANTI_ENTROPY_INTERVAL),
-            Err(error) => {
-                tracing::warn!(reason = %error.reason, "agent: failed to sync remote state");
-                SYNC_RETRY + super::jitter(SYNC_RETRY)
-            }
-        };
-        tokio::select! {
-            () = tokio::time::sleep(pause) => {}
-            () = api.local.changed.notified() => {}
-        }
-    }
-}
-
-/// Applies one change to the local state and syncs the whole node into the catalog (a full
-/// plan), one change at a time; see [`change_and_push`].
-pub(super) async fn change_and_sync<R>(
-    api: &Api,
-    undo: Option<LocalState>,
-    change: impl FnOnce(&mut LocalState) -> Result<R, LocalError>,
-) -> Result<R, HttpError> {
-    change_and_push(api, undo, |state| change(state).map(|changed| (changed, None))).await
-}
-
-/// Applies one change to the local state and syncs it into the catalog, one change at a time:
-/// by writing just the rows the change names (Consul's partial sync: one write, whatever the
-/// number of services and checks the agent has), or, when it names none or a write of them
-/// fails, by a full plan. If the catalog refuses the full sync too (bad input it alone can
-/// judge), the state goes back to `undo` (taken before the change) and the refusal is the
-/// answer; if the sync fails for want of a leader, the change stands and anti-entropy syncs it
-/// later, as Consul does.
-pub(super) async fn change_and_push<R>(
-    api: &Api,
-    undo: Option<LocalState>,
-    change: impl FnOnce(&mut LocalState) -> Result<(R, Option<Vec<Row>>), LocalError>,
-) -> Result<R, HttpError> {
-    let _turn = api.local.serialize().await;
-    let (changed, rows) = change(&mut api.local.state()).map_err(local_error)?;
-    api.local.bump();
-    if !api.has_route() {
-        // Nothing to sync with yet: anti-entropy syncs once there is a leader. Waiting here
-        // would hold the caller (an HTTP client, or the agent starting) for no purpose.
-        api.local.changed.notify_one();
-        return Ok(changed);
-    }
-    let pushed = match rows {
-        Some(rows) => push_rows(api, &rows).await,
-        None => Err(HttpError::internal("no rows named")),
-    };
-    let synced = match pushed {
-        Ok(()) => Ok(()),
-        // The catalog may lack what a row depends on (a check's service): the full plan
-        // writes everything in order.
-        Err(_) => sync_local(api).await,
-    };
-    match synced {
-        Ok(()) => Ok(changed),
-        Err(refused) if refused.status.is_client_error() && undo.is_some() => {
-            *api.local.state() = undo.expect("checked");
-            api.local.bump();
-            if let Err(error) = sync_local(api).await {
-                tracing::warn!(reason = %error.reason, "agent: failed to sync remote state");
-            }
-            Err(refused)
-        }
-        Err(error) => {
-            tracing::warn!(reason = %error.reason, "agent: failed to sync remote state; retrying");
-            api.local.changed.notify_one();
-            Ok(changed)
-        }
-    }
-}
-
-/// Writes each of `rows` as the agent has it now.
-async fn push_rows(api: &Api, rows: &[Row]) -> Result<(), HttpError> {
-    let commands: Vec<muster_core::fsm::Command> = {
-        let state = api.local.state();
-        rows.iter().map(|row| state.push(row)).collect()
-    };
-    for command in commands {
-        write_logged(api, &command).await?;
-    }
-    Ok(())
-}
-
-fn local_error(error: LocalError) -> HttpError {
+/// A refusal of the local state, as the HTTP API answers it.
+pub(crate) fn local_error(error: LocalError) -> HttpError {
     let status = match error {
         // Consul 1.20 answers a check for a service the agent lacks with 404, as an unknown check.
         LocalError::UnknownCheck(_) | LocalError::UnknownService(_) => StatusCode::NOT_FOUND,
@@ -242,7 +66,7 @@ fn persist_service(api: &Api, id: &str, dropped: &[String]) -> Result<(), HttpEr
 }
 
 /// Writes a check's row (or forgets it, if it is gone).
-pub(super) fn persist_check(api: &Api, id: &str) -> Result<(), HttpError> {
+pub(crate) fn persist_check(api: &Api, id: &str) -> Result<(), HttpError> {
     let check = api.local.state().checks().get(id).cloned();
     match check {
         Some(check) => api.local.save_check(&check).map_err(persist_error),
@@ -976,7 +800,7 @@ async fn deregister_service(State(api): State<Arc<Api>>, Path(id): Path<String>)
 }
 
 /// Removes service `id` and its checks from the agent, the catalog and the disk.
-pub(super) async fn remove_service(api: &Api, id: &str) -> Result<(), HttpError> {
+pub(crate) async fn remove_service(api: &Api, id: &str) -> Result<(), HttpError> {
     let removed = change_and_push(api, None, |state| {
         let removed = state.remove_service(id);
         let dropped = removed.iter().flatten().cloned().map(Row::Check);
@@ -1053,7 +877,7 @@ async fn set_ttl_status(api: &Api, id: &str, status: Health, output: String) -> 
     let same_status = api.local.state().checks().get(id).is_some_and(|c| c.status == status);
     if same_status {
         // Output only: held back from the catalog like a run's (Consul's check_update_interval).
-        super::health::record(api, id.to_owned(), status, output).await;
+        crate::tasks::checks::record(api, id.to_owned(), status, output).await;
         let check = api.local.state().checks().get(id).map(|c| Check::clone(c));
         reset_timers(api, check.as_slice());
         persist_check(api, id)?;

@@ -281,7 +281,6 @@ mod tests {
             include_str!("autopilot.rs"),
             include_str!("catalog.rs"),
             include_str!("gossip.rs"),
-            include_str!("health.rs"),
             include_str!("keyring.rs"),
             include_str!("kv.rs"),
             include_str!("members.rs"),

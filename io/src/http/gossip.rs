@@ -46,16 +46,16 @@ pub struct GossipApi {
 #[serde(rename_all = "PascalCase")]
 pub struct UserEvent {
     #[serde(rename = "ID")]
-    pub(super) id: String,
-    pub(super) name: String,
+    pub(crate) id: String,
+    pub(crate) name: String,
     /// Base64, or `null` when empty.
-    pub(super) payload: Option<String>,
-    pub(super) node_filter: String,
-    pub(super) service_filter: String,
-    pub(super) tag_filter: String,
+    pub(crate) payload: Option<String>,
+    pub(crate) node_filter: String,
+    pub(crate) service_filter: String,
+    pub(crate) tag_filter: String,
     version: u8,
     #[serde(rename = "LTime")]
-    pub(super) ltime: u64,
+    pub(crate) ltime: u64,
 }
 
 impl GossipApi {
@@ -88,13 +88,13 @@ impl GossipApi {
     }
 
     /// A receiver that sees every later arrival of an event.
-    pub(super) fn subscribe_arrivals(&self) -> tokio::sync::watch::Receiver<u64> {
+    pub(crate) fn subscribe_arrivals(&self) -> tokio::sync::watch::Receiver<u64> {
         self.arrivals.subscribe()
     }
 
     /// The events kept with a Lamport time after `ltime` (all of them for `None`), oldest
     /// first.
-    pub(super) fn events_after(&self, ltime: Option<u64>) -> Vec<UserEvent> {
+    pub(crate) fn events_after(&self, ltime: Option<u64>) -> Vec<UserEvent> {
         let events = self.events.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         events.iter().filter(|e| ltime.is_none_or(|seen| e.ltime > seen)).cloned().collect()
     }

@@ -11,16 +11,13 @@ mod consensus;
 pub mod endpoints;
 mod filter;
 mod gossip;
-mod health;
 mod host;
 mod keyring;
 mod kv;
-mod leader;
 mod limit;
 mod members;
 mod operator;
 mod query;
-mod rexec;
 mod runtime;
 mod session;
 mod shapes;
@@ -44,23 +41,22 @@ use tokio::net::TcpListener;
 use crate::consensus::{jitter, random_u64};
 
 pub use self::agent::{
-    apply_definitions, check_definition, definitions, reload, run_anti_entropy, run_check_ttl_timers,
-    service_definition, CheckTtl, ConfigFiles, DefinitionError, Definitions, ANTI_ENTROPY_INTERVAL,
+    apply_definitions, check_definition, definitions, reload, service_definition, ConfigFiles,
+    DefinitionError, Definitions,
 };
+pub(crate) use self::agent::{local_error, persist_check, remove_service};
 pub use self::body::Object;
 pub use self::gossip::{GossipApi, UserEvent, EVENTS_KEPT};
-pub use self::health::{run_alias_checks, run_checks, CheckRunner};
 pub use self::keyring::KeyringWaiters;
-pub use self::leader::{
-    run_duties, run_leader_duties, AutopilotReport, AutopilotShared, ServerReport, RECONCILE_INTERVAL,
-};
 pub use self::limit::HTTP_CONNS_PER_CLIENT_MAX;
 pub use self::members::{Member, Members, Pool};
 pub use self::query::Query;
-pub use self::rexec::run_remote_exec;
 pub use self::runtime::{Ports, RuntimeConfig};
 pub use self::snapshot::{inspect_archive, ArchiveInfo};
 pub use crate::consensus::{Consensus, ConsensusError, Consistency, Output, RPC_HOLD_TIMEOUT, WRITE_TIMEOUT};
+pub use crate::tasks::check_ttl::CheckTtl;
+pub use crate::tasks::checks::CheckRunner;
+pub use crate::tasks::leader::{AutopilotReport, AutopilotShared, ServerReport};
 
 /// The longest a blocking query waits (Consul's cap); longer `wait`s are cut to it.
 pub const BLOCKING_WAIT_MAX: Duration = Duration::from_secs(600);

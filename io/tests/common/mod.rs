@@ -100,7 +100,7 @@ pub async fn start_with_scripts(name: &str) -> (SocketAddr, Arc<Api>) {
 pub async fn start_leading(name: &str, tombstone_ttl: Duration) -> (SocketAddr, Arc<Api>) {
     let scripts = http::ScriptChecks::default();
     let (addr, api) = start_configured(name, http::HTTP_CONNS_PER_CLIENT_MAX, scripts, tombstone_ttl).await;
-    tokio::spawn(http::run_leader_duties(api.clone()));
+    tokio::spawn(muster::tasks::leader::run_leader_duties(api.clone()));
     (addr, api)
 }
 
@@ -154,11 +154,8 @@ async fn start_configured(
     api.write(&Command::Register(Box::new(register))).await.unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(http::run_duties(api.clone()));
-    tokio::spawn(http::run_check_ttl_timers(api.clone()));
-    tokio::spawn(http::run_anti_entropy(api.clone()));
-    tokio::spawn(http::run_checks(api.clone()));
-    tokio::spawn(http::run_alias_checks(api.clone()));
+    tokio::spawn(muster::tasks::leader::run_duties(api.clone()));
+    muster::tasks::spawn_agent_loops(&api);
     let served = api.clone();
     tokio::spawn(async move {
         let _keep = handle;

@@ -20,7 +20,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use tokio::io::AsyncReadExt;
 
-use super::{router, Api, UserEvent};
+use crate::http::{router, Api, UserEvent};
 
 /// The user event that starts a job.
 pub const REXEC_EVENT: &str = "_rexec";

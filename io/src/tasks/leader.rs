@@ -20,7 +20,7 @@ use muster_core::raft::{Role, ServerId};
 use muster_core::reconcile::{reconcile, GossipMember};
 use muster_core::swim::Status;
 
-use super::{Api, Consensus, Pool};
+use crate::http::{Api, Consensus, Pool};
 
 /// How often the leader reconciles without a membership change (Consul's
 /// `reconcile_interval`).

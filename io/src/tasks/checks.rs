@@ -15,7 +15,8 @@ use muster_core::health::{
     alias_status, Reaper, Run, Runner, Schedule, Thresholds, CHECK_UPDATE_INTERVAL, REAP_INTERVAL,
 };
 
-use super::Api;
+use super::anti_entropy::change_and_push;
+use crate::http::{persist_check, remove_service, Api, HttpError};
 
 /// The agent's check schedule and reaper, shared by the task and the runs it starts.
 #[derive(Debug)]
@@ -38,6 +39,16 @@ struct Inner {
     /// The rows the runner and reaper were set up from, to notice changes of definition (the
     /// rows are shared with the local state: this holds pointers, not copies).
     known: BTreeMap<String, Arc<Check>>,
+}
+
+/// What [`CheckRunner::poll`] found due.
+struct Due {
+    /// Checks to run now.
+    runs: Vec<Run>,
+    /// Checks whose held-back output is due in the catalog.
+    outputs: Vec<String>,
+    /// When the next run or output falls due.
+    next: Option<muster_core::Instant>,
 }
 
 impl CheckRunner {
@@ -70,6 +81,25 @@ impl CheckRunner {
 
     fn now(&self) -> muster_core::Instant {
         crate::drive::core_now(self.origin)
+    }
+
+    /// What falls due now (the core's [`Runner`] and the held-back outputs), and when the next
+    /// does.
+    fn poll(&self) -> Due {
+        let now = self.now();
+        let mut inner = self.lock();
+        let runs: Vec<Run> = std::iter::from_fn(|| inner.runner.poll_run(now)).collect();
+        let outputs = inner.deferred.expired(now);
+        let next = [inner.runner.poll_timeout(), inner.deferred.next()].into_iter().flatten().min();
+        Due { runs, outputs, next }
+    }
+
+    /// Sleeps until the core's instant `at`; forever when nothing is due.
+    async fn sleep_until(&self, at: Option<muster_core::Instant>) {
+        match at {
+            Some(due) => tokio::time::sleep_until(self.origin + Duration::from_nanos(due.as_nanos())).await,
+            None => std::future::pending().await,
+        }
     }
 
     /// Brings the runner and reaper in line with the local state's checks, from the rows that
@@ -136,31 +166,15 @@ pub async fn run_checks(api: Arc<Api>) {
             api.checks.refresh(&before, &after);
             before = after;
         }
-        let (runs, due_outputs, next) = {
-            let now = api.checks.now();
-            let mut inner = api.checks.lock();
-            let runs: Vec<Run> = std::iter::from_fn(|| inner.runner.poll_run(now)).collect();
-            let due_outputs = inner.deferred.expired(now);
-            let next = [inner.runner.poll_timeout(), inner.deferred.next()].into_iter().flatten().min();
-            (runs, due_outputs, next)
-        };
-        for run in runs {
+        let due = api.checks.poll();
+        for run in due.runs {
             tokio::spawn(run_one(api.clone(), run));
         }
-        if !due_outputs.is_empty() {
-            tokio::spawn(sync_deferred_outputs(api.clone(), due_outputs));
+        if !due.outputs.is_empty() {
+            tokio::spawn(sync_deferred_outputs(api.clone(), due.outputs));
         }
-        let sleep = async {
-            match next {
-                Some(due) => {
-                    let at = api.checks.origin + std::time::Duration::from_nanos(due.as_nanos());
-                    tokio::time::sleep_until(at).await;
-                }
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
-            () = sleep => {}
+            () = api.checks.sleep_until(due.next) => {}
             () = api.checks.wake.notified() => {}
             changed = changes.changed() => {
                 if changed.is_err() {
@@ -189,7 +203,7 @@ async fn run_one(api: Arc<Api>, run: Run) {
 /// Gives check `id` `status` and `output`: a status change is synced to the catalog at once
 /// and persisted; an output-only change is kept here, and reaches the catalog after
 /// [`CHECK_UPDATE_INTERVAL`] (with the first such change) or with the next status change.
-pub(super) async fn record(api: &Api, id: String, status: Health, output: String) {
+pub(crate) async fn record(api: &Api, id: String, status: Health, output: String) {
     let current = api.local.state().checks().get(&id).map(|c| (c.status, c.output.clone()));
     match current {
         None => {}
@@ -206,8 +220,8 @@ pub(super) async fn record(api: &Api, id: String, status: Health, output: String
             let update = |state: &mut muster_core::agent::LocalState| {
                 state.update_check(&id, status, output).map(|_| ((), Some(vec![row])))
             };
-            let result = super::agent::change_and_push(api, None, update).await;
-            if let Err(error) = result.and_then(|()| super::agent::persist_check(api, &id)) {
+            let result = change_and_push(api, None, update).await;
+            if let Err(error) = result.and_then(|()| persist_check(api, &id)) {
                 tracing::warn!(check = %id, reason = %error.reason, "agent: updating a check failed");
             }
         }
@@ -241,7 +255,7 @@ async fn sync_deferred_outputs(api: Arc<Api>, due: Vec<String>) {
         return;
     }
     let count = rows.len();
-    if let Err(error) = super::agent::change_and_push(&api, None, |_| Ok(((), Some(rows)))).await {
+    if let Err(error) = change_and_push(&api, None, |_| Ok(((), Some(rows)))).await {
         tracing::warn!(checks = count, reason = %error.reason, "agent: syncing check outputs failed");
     }
 }
@@ -258,43 +272,15 @@ pub async fn run_alias_checks(api: Arc<Api>) {
     let mut changes = api.local.subscribe();
     let mut poll = tokio::time::interval(ALIAS_POLL_INTERVAL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut failures: BTreeMap<String, u32> = BTreeMap::new();
+    let mut remote = RemoteNodes::default();
     loop {
         let aliases: Vec<Arc<Check>> =
             api.local.state().checks().values().filter(|c| c.kind == CheckKind::Alias).cloned().collect();
-        let mut remote: BTreeMap<String, Result<crate::rpc::NodeRows, String>> = BTreeMap::new();
-        for node in aliases.iter().map(|a| &a.definition.alias_node).filter(|n| !n.is_empty()) {
-            if !remote.contains_key(node) {
-                let rows = api.node_rows(node).await.map_err(|e| e.reason);
-                let failed = failures.entry(node.clone()).or_default();
-                *failed = if rows.is_ok() { 0 } else { failed.saturating_add(1) };
-                remote.insert(node.clone(), rows);
-            }
-        }
+        remote.read(&api, aliases.iter().map(|a| a.definition.alias_node.as_str())).await;
         for alias in aliases {
-            let d = &alias.definition;
-            let (status, output) = if d.alias_node.is_empty() {
-                let state = api.local.state();
-                let exists = state.services().contains_key(&d.alias_service);
-                let others = state.checks().values().filter(|c| c.check_id != alias.check_id);
-                alias_status(others.map(AsRef::as_ref), "", &d.alias_service, exists)
-            } else {
-                match &remote[&d.alias_node] {
-                    Ok(rows) => {
-                        let exists = rows.services.iter().any(|s| s.id == d.alias_service);
-                        let others = rows
-                            .checks
-                            .iter()
-                            .filter(|c| c.node != alias.node || c.check_id != alias.check_id);
-                        alias_status(others, &d.alias_node, &d.alias_service, exists)
-                    }
-                    Err(_) if failures.get(&d.alias_node).copied().unwrap_or(0) < 2 => continue,
-                    Err(error) => {
-                        (Health::Critical, format!("Failure checking aliased node or service: {error}"))
-                    }
-                }
-            };
-            record(&api, alias.check_id.clone(), status, output).await;
+            if let Some((status, output)) = alias_check_status(&api, &alias, &remote) {
+                record(&api, alias.check_id.clone(), status, output).await;
+            }
         }
         tokio::select! {
             changed = changes.changed() => {
@@ -303,6 +289,53 @@ pub async fn run_alias_checks(api: Arc<Api>) {
                 }
             }
             _ = poll.tick() => {}
+        }
+    }
+}
+
+/// The catalog's rows of the nodes alias checks mirror, read once a pass, and how many reads
+/// of each have failed in a row.
+#[derive(Default)]
+struct RemoteNodes {
+    rows: BTreeMap<String, Result<crate::rpc::NodeRows, HttpError>>,
+    failures: BTreeMap<String, u32>,
+}
+
+impl RemoteNodes {
+    /// Reads each of `nodes` once (an empty name is the agent's own node, read locally).
+    async fn read(&mut self, api: &Api, nodes: impl Iterator<Item = &str>) {
+        self.rows.clear();
+        for node in nodes.filter(|n| !n.is_empty()) {
+            if self.rows.contains_key(node) {
+                continue;
+            }
+            let rows = api.node_rows(node).await;
+            let failed = self.failures.entry(node.to_owned()).or_default();
+            *failed = if rows.is_ok() { 0 } else { failed.saturating_add(1) };
+            self.rows.insert(node.to_owned(), rows);
+        }
+    }
+}
+
+/// What `alias` reports now, from the local state or the mirrored node's rows; `None` while a
+/// failed read may be a passing fault (fewer than two in a row), so the check keeps its status.
+fn alias_check_status(api: &Api, alias: &Check, remote: &RemoteNodes) -> Option<(Health, String)> {
+    let d = &alias.definition;
+    if d.alias_node.is_empty() {
+        let state = api.local.state();
+        let exists = state.services().contains_key(&d.alias_service);
+        let others = state.checks().values().filter(|c| c.check_id != alias.check_id);
+        return Some(alias_status(others.map(AsRef::as_ref), "", &d.alias_service, exists));
+    }
+    match &remote.rows[&d.alias_node] {
+        Ok(rows) => {
+            let exists = rows.services.iter().any(|s| s.id == d.alias_service);
+            let others = rows.checks.iter().filter(|c| c.node != alias.node || c.check_id != alias.check_id);
+            Some(alias_status(others, &d.alias_node, &d.alias_service, exists))
+        }
+        Err(_) if remote.failures.get(&d.alias_node).copied().unwrap_or(0) < 2 => None,
+        Err(error) => {
+            Some((Health::Critical, format!("Failure checking aliased node or service: {}", error.reason)))
         }
     }
 }
@@ -316,7 +349,7 @@ async fn reap_services(api: &Api) {
     };
     for service in due {
         tracing::info!(service = %service, "agent: check critical for too long; deregistering service");
-        if let Err(error) = super::agent::remove_service(api, &service).await {
+        if let Err(error) = remove_service(api, &service).await {
             tracing::warn!(service = %service, reason = %error.reason, "agent: deregistering failed");
         }
     }
