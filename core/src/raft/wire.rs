@@ -35,6 +35,22 @@ pub const ENTRIES_PER_MESSAGE_MAX: usize = 65_536;
 /// The smallest encoding of an entry: index, term, type.
 const ENTRY_BYTES_MIN: usize = 8 + 8 + 1;
 
+/// The kind byte of each message, numbered as in the frame diagram above: the one source for
+/// [`encode`] and [`decode`].
+mod kind {
+    pub(super) const PRE_VOTE: u8 = 1;
+    pub(super) const PRE_VOTE_RESPONSE: u8 = 2;
+    pub(super) const REQUEST_VOTE: u8 = 3;
+    pub(super) const VOTE_RESPONSE: u8 = 4;
+    pub(super) const APPEND_ENTRIES: u8 = 5;
+    pub(super) const APPEND_RESPONSE: u8 = 6;
+    pub(super) const HEARTBEAT: u8 = 7;
+    pub(super) const HEARTBEAT_RESPONSE: u8 = 8;
+    pub(super) const TIMEOUT_NOW: u8 = 9;
+    pub(super) const INSTALL_SNAPSHOT: u8 = 10;
+    pub(super) const SNAPSHOT_RESPONSE: u8 = 11;
+}
+
 /// Encodes `message` from server `from` as one frame body (without the length prefix).
 ///
 /// The sender keeps appends within [`STREAM_FRAME_BYTES_MAX`] (its `append_bytes_max` is far
@@ -42,7 +58,7 @@ const ENTRY_BYTES_MIN: usize = 8 + 8 + 1;
 pub fn encode(from: ServerId, message: &Message) -> Bytes {
     let mut buf = BytesMut::with_capacity(64);
     buf.put_u8(WIRE_VERSION);
-    buf.put_u8(kind(message));
+    buf.put_u8(kind_of(message));
     buf.put_u64(from);
     buf.put_u64(message.term());
     match message {
@@ -139,16 +155,16 @@ pub fn decode(bytes: &[u8]) -> Result<(ServerId, Message), DecodeError> {
     let from = reader.u64()?;
     let term = reader.u64()?;
     let message = match kind {
-        1 => Message::PreVote { term, last_index: reader.u64()?, last_term: reader.u64()? },
-        2 => Message::PreVoteResponse { term, granted: reader.flag()? },
-        3 => Message::RequestVote {
+        kind::PRE_VOTE => Message::PreVote { term, last_index: reader.u64()?, last_term: reader.u64()? },
+        kind::PRE_VOTE_RESPONSE => Message::PreVoteResponse { term, granted: reader.flag()? },
+        kind::REQUEST_VOTE => Message::RequestVote {
             term,
             last_index: reader.u64()?,
             last_term: reader.u64()?,
             transfer: reader.flag()?,
         },
-        4 => Message::VoteResponse { term, granted: reader.flag()? },
-        5 => {
+        kind::VOTE_RESPONSE => Message::VoteResponse { term, granted: reader.flag()? },
+        kind::APPEND_ENTRIES => {
             let prev_index = reader.u64()?;
             let prev_term = reader.u64()?;
             let commit = reader.u64()?;
@@ -160,7 +176,7 @@ pub fn decode(bytes: &[u8]) -> Result<(ServerId, Message), DecodeError> {
             )?;
             Message::AppendEntries { term, prev_index, prev_term, entries, commit }
         }
-        6 => {
+        kind::APPEND_RESPONSE => {
             let prev_index = reader.u64()?;
             let result = match reader.u8()? {
                 0 => AppendResult::Accepted { match_index: reader.u64()? },
@@ -180,10 +196,12 @@ pub fn decode(bytes: &[u8]) -> Result<(ServerId, Message), DecodeError> {
             };
             Message::AppendResponse { term, prev_index, result }
         }
-        7 => Message::Heartbeat { term, commit: reader.u64()?, round: reader.u64()?, acked: reader.u64()? },
-        8 => Message::HeartbeatResponse { term, round: reader.u64()? },
-        9 => Message::TimeoutNow { term },
-        10 => {
+        kind::HEARTBEAT => {
+            Message::Heartbeat { term, commit: reader.u64()?, round: reader.u64()?, acked: reader.u64()? }
+        }
+        kind::HEARTBEAT_RESPONSE => Message::HeartbeatResponse { term, round: reader.u64()? },
+        kind::TIMEOUT_NOW => Message::TimeoutNow { term },
+        kind::INSTALL_SNAPSHOT => {
             let index = reader.u64()?;
             let snapshot_term = reader.u64()?;
             let len = reader.u32()? as usize;
@@ -198,7 +216,7 @@ pub fn decode(bytes: &[u8]) -> Result<(ServerId, Message), DecodeError> {
             let data = Bytes::copy_from_slice(reader.take(len)?);
             Message::InstallSnapshot { term, meta, offset, data, done }
         }
-        11 => Message::SnapshotResponse {
+        kind::SNAPSHOT_RESPONSE => Message::SnapshotResponse {
             term,
             index: reader.u64()?,
             received: reader.u64()?,
@@ -230,19 +248,20 @@ fn decode_entry(reader: &mut Reader<'_>) -> Result<Entry, DecodeError> {
     Ok(Entry { index, term, payload })
 }
 
-fn kind(message: &Message) -> u8 {
+/// The kind byte `message` goes by on the wire.
+fn kind_of(message: &Message) -> u8 {
     match message {
-        Message::PreVote { .. } => 1,
-        Message::PreVoteResponse { .. } => 2,
-        Message::RequestVote { .. } => 3,
-        Message::VoteResponse { .. } => 4,
-        Message::AppendEntries { .. } => 5,
-        Message::AppendResponse { .. } => 6,
-        Message::Heartbeat { .. } => 7,
-        Message::HeartbeatResponse { .. } => 8,
-        Message::TimeoutNow { .. } => 9,
-        Message::InstallSnapshot { .. } => 10,
-        Message::SnapshotResponse { .. } => 11,
+        Message::PreVote { .. } => kind::PRE_VOTE,
+        Message::PreVoteResponse { .. } => kind::PRE_VOTE_RESPONSE,
+        Message::RequestVote { .. } => kind::REQUEST_VOTE,
+        Message::VoteResponse { .. } => kind::VOTE_RESPONSE,
+        Message::AppendEntries { .. } => kind::APPEND_ENTRIES,
+        Message::AppendResponse { .. } => kind::APPEND_RESPONSE,
+        Message::Heartbeat { .. } => kind::HEARTBEAT,
+        Message::HeartbeatResponse { .. } => kind::HEARTBEAT_RESPONSE,
+        Message::TimeoutNow { .. } => kind::TIMEOUT_NOW,
+        Message::InstallSnapshot { .. } => kind::INSTALL_SNAPSHOT,
+        Message::SnapshotResponse { .. } => kind::SNAPSHOT_RESPONSE,
     }
 }
 
