@@ -726,14 +726,7 @@ impl Fsm {
                 }
                 Response::Bool(true)
             }
-            Command::KvCas(KvCas { set, index: expected }) => {
-                let ok = self.kv.modify_index_of(&set.key) == *expected
-                    || self.bug(crate::planted::PlantedBug::CasIgnoresIndex);
-                if ok && self.kv.set(index, &set.key, set.value.clone(), set.flags) {
-                    touched.keys.push(set.key.clone());
-                }
-                Response::Bool(ok)
-            }
+            Command::KvCas(cas) => Response::Bool(self.kv_cas(index, cas, &mut touched)),
             Command::KvDelete(KvDelete { key }) => {
                 if self.kv.delete(index, key) {
                     touched.keys.push(key.clone());
@@ -741,17 +734,7 @@ impl Fsm {
                 // Consul answers `true` whether or not the key existed.
                 Response::Bool(true)
             }
-            Command::KvDeleteCas(KvDeleteCas { key, index: expected }) => {
-                // A missing key counts as deleted (Consul's `kvsDeleteCASTxn`); a present one
-                // never has ModifyIndex 0, so 0 never deletes it.
-                let current = self.kv.modify_index_of(key);
-                let ok = current == 0 || current == *expected;
-                if current != 0 && ok {
-                    self.kv.delete(index, key);
-                    touched.keys.push(key.clone());
-                }
-                Response::Bool(ok)
-            }
+            Command::KvDeleteCas(cas) => Response::Bool(self.kv_delete_cas(index, cas, &mut touched)),
             Command::KvDeleteTree(KvDeleteTree { prefix }) => {
                 touched.keys = self.kv.delete_tree(index, prefix);
                 Response::Bool(true)
@@ -800,25 +783,11 @@ impl Fsm {
                 Response::Bool(true)
             }
             Command::Txn(txn) => Response::Txn(self.apply_txn(index, now_ms, txn, &mut touched)),
-            Command::Restore(Restore { state }) => match Fsm::restore(state) {
-                Ok(restored) => {
-                    self.install(index, restored);
-                    touched = Touched::everything();
-                    Response::Bool(true)
-                }
-                Err(error) => Response::Rejected(CommandError::Restore(error)),
-            },
+            Command::Restore(Restore { state }) => self.restore_from(index, state, &mut touched),
             Command::RestoreChunk(chunk) => match self.stage(chunk) {
                 Err(error) => Response::Rejected(error),
                 Ok(None) => Response::Bool(true),
-                Ok(Some(whole)) => match Fsm::restore(&whole) {
-                    Ok(restored) => {
-                        self.install(index, restored);
-                        touched = Touched::everything();
-                        Response::Bool(true)
-                    }
-                    Err(error) => Response::Rejected(CommandError::Restore(error)),
-                },
+                Ok(Some(whole)) => self.restore_from(index, &whole, &mut touched),
             },
             Command::RestoreAbort(RestoreAbort { id }) => {
                 if self.staged.as_ref().is_some_and(|staged| staged.id == *id) {
@@ -830,6 +799,44 @@ impl Fsm {
         };
         self.check_step(before, &touched);
         Applied { response, touched }
+    }
+
+    /// Sets the key if its `ModifyIndex` is the one expected; whether it did.
+    fn kv_cas(&mut self, index: Index, cas: &KvCas, touched: &mut Touched) -> bool {
+        let KvCas { set, index: expected } = cas;
+        let ok = self.kv.modify_index_of(&set.key) == *expected
+            || self.bug(crate::planted::PlantedBug::CasIgnoresIndex);
+        if ok && self.kv.set(index, &set.key, set.value.clone(), set.flags) {
+            touched.keys.push(set.key.clone());
+        }
+        ok
+    }
+
+    /// Deletes the key if its `ModifyIndex` is the one expected; whether it counts as deleted.
+    /// A missing key does (Consul's `kvsDeleteCASTxn`); a present one never has ModifyIndex 0,
+    /// so 0 never deletes it.
+    fn kv_delete_cas(&mut self, index: Index, cas: &KvDeleteCas, touched: &mut Touched) -> bool {
+        let KvDeleteCas { key, index: expected } = cas;
+        let current = self.kv.modify_index_of(key);
+        let ok = current == 0 || current == *expected;
+        if current != 0 && ok {
+            self.kv.delete(index, key);
+            touched.keys.push(key.clone());
+        }
+        ok
+    }
+
+    /// Replaces the whole state with the snapshot `state` (`consul snapshot restore`); every
+    /// table and key is touched.
+    fn restore_from(&mut self, index: Index, state: &[u8], touched: &mut Touched) -> Response {
+        match Fsm::restore(state) {
+            Ok(restored) => {
+                self.install(index, restored);
+                *touched = Touched::everything();
+                Response::Bool(true)
+            }
+            Err(error) => Response::Rejected(CommandError::Restore(error)),
+        }
     }
 
     /// Stores autopilot's settings unless `set.cas` does not match; whether it stored them.

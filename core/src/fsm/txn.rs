@@ -409,16 +409,7 @@ impl super::Fsm {
                 run.results.push(TxnResult::Kv(entry));
             }
             KvVerb::GetOrEmpty => {
-                let entry = stored(self).unwrap_or_else(|| KvEntry {
-                    key: key.to_owned(),
-                    value: Bytes::new(),
-                    flags: op.flags,
-                    lock_index: 0,
-                    session: None,
-                    create_index: 0,
-                    modify_index: op.index,
-                });
-                run.results.push(TxnResult::Kv(entry));
+                run.results.push(TxnResult::Kv(stored(self).unwrap_or_else(|| missing_entry(op))));
             }
             KvVerb::GetTree => {
                 run.results.extend(self.kv.list(key).1.into_iter().map(|entry| TxnResult::Kv(entry.clone())));
@@ -601,4 +592,18 @@ fn check_cas(
         return Err(TxnOpError::StaleRow { action, row: what() });
     }
     Ok(())
+}
+
+/// What `get-or-empty` answers for a missing key (Consul's `KVGetOrEmpty`): an empty entry
+/// carrying the operation's flags and index.
+fn missing_entry(op: &KvOperand) -> KvEntry {
+    KvEntry {
+        key: op.key.clone(),
+        value: Bytes::new(),
+        flags: op.flags,
+        lock_index: 0,
+        session: None,
+        create_index: 0,
+        modify_index: op.index,
+    }
 }
