@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde_json::{json as value, Value};
 
-use super::Api;
+use super::{Api, QueryTimes, ScriptChecks};
 
 /// What the agent was started with, beyond what [`Api`] holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -103,6 +103,29 @@ pub struct Ports {
 
 /// `DebugConfig`: `runtime` with what `api` holds, sanitized as Consul sanitizes it.
 pub(super) fn debug_config(api: &Api, runtime: &RuntimeConfig) -> Value {
+    let settings = AgentSettings {
+        datacenter: &api.datacenter,
+        node_id: &api.node_id,
+        node_name: &api.node_name,
+        query_times: api.query_times,
+        script_checks: api.script_checks,
+        rpc_addr: api.consensus.as_ref().map(|consensus| consensus.rpc_addr),
+    };
+    debug_config_of(&settings, runtime)
+}
+
+/// What `DebugConfig` shows of what [`Api`] holds.
+struct AgentSettings<'a> {
+    datacenter: &'a str,
+    node_id: &'a str,
+    node_name: &'a str,
+    query_times: QueryTimes,
+    script_checks: ScriptChecks,
+    /// A server's RPC address; `None` on a client agent.
+    rpc_addr: Option<SocketAddr>,
+}
+
+fn debug_config_of(api: &AgentSettings<'_>, runtime: &RuntimeConfig) -> Value {
     let mut fields: Vec<(&str, Value)> = vec![
         (
             "ACLTokens",
@@ -162,7 +185,7 @@ pub(super) fn debug_config(api: &Api, runtime: &RuntimeConfig) -> Value {
         ("Revision", value!(crate::version::GIT_REVISION)),
         ("SerfPortLAN", value!(runtime.ports.serf_lan)),
         ("SerfPortWAN", value!(runtime.ports.serf_wan)),
-        ("ServerMode", value!(api.consensus.is_some())),
+        ("ServerMode", value!(api.rpc_addr.is_some())),
         ("ServerPort", value!(runtime.ports.server)),
         ("SkipLeaveOnInt", value!(runtime.skip_leave_on_interrupt)),
         ("Version", value!(crate::version::CONSUL_COMPATIBLE_VERSION)),
@@ -176,7 +199,7 @@ pub(super) fn debug_config(api: &Api, runtime: &RuntimeConfig) -> Value {
 }
 
 /// The addresses `DebugConfig` shows, with their schemes as Consul writes them.
-fn addresses(api: &Api, runtime: &RuntimeConfig) -> Vec<(&'static str, Value)> {
+fn addresses(api: &AgentSettings<'_>, runtime: &RuntimeConfig) -> Vec<(&'static str, Value)> {
     let ip = |addr: Option<IpAddr>| addr.map_or_else(String::new, |ip| ip.to_string());
     let listener =
         |scheme: &str, addr: Option<SocketAddr>| addr.map_or_else(String::new, |a| format!("{scheme}://{a}"));
@@ -199,7 +222,7 @@ fn addresses(api: &Api, runtime: &RuntimeConfig) -> Vec<(&'static str, Value)> {
         ("ClientAddrs", value!(runtime.client_addrs.iter().map(ToString::to_string).collect::<Vec<_>>())),
         ("DNSAddrs", value!(dns_addrs)),
         ("HTTPAddrs", value!(runtime.http_addrs.iter().map(|a| format!("tcp://{a}")).collect::<Vec<_>>())),
-        ("RPCAdvertiseAddr", value!(listener("tcp", api.consensus.as_ref().map(|c| c.rpc_addr)))),
+        ("RPCAdvertiseAddr", value!(listener("tcp", api.rpc_addr))),
         ("RPCBindAddr", value!(listener("tcp", with_port(bind, runtime.ports.server)))),
         (
             "SerfAdvertiseAddrLAN",
@@ -263,5 +286,66 @@ mod tests {
         assert_eq!(go_duration(Duration::from_secs(600)), "10m0s");
         assert_eq!(go_duration(Duration::from_secs(30)), "30s");
         assert_eq!(go_duration(Duration::ZERO), "0s");
+    }
+
+    /// `DebugConfig`'s bytes for a client and for a server with every setting given, pinned:
+    /// Consul's names, sorted as Go sorts a map's keys, and its sanitized values.
+    #[test]
+    fn debug_config_keeps_consuls_names_and_values() {
+        let client = AgentSettings {
+            datacenter: "dc1",
+            node_id: "0b6c4a5c-2f4c-4d43-9c55-0cd0b0b8f4a1",
+            node_name: "web-1",
+            query_times: QueryTimes::default(),
+            script_checks: ScriptChecks::default(),
+            rpc_addr: None,
+        };
+        let server = AgentSettings {
+            script_checks: ScriptChecks { from_api: true, from_files: true },
+            rpc_addr: Some("10.0.0.1:8300".parse().unwrap()),
+            ..client
+        };
+        let full = RuntimeConfig {
+            dev_mode: true,
+            bootstrap: true,
+            bootstrap_expect: 3,
+            data_dir: Some("/var/lib/consul".into()),
+            bind_addr: Some("0.0.0.0".parse().unwrap()),
+            advertise_addr_lan: Some("10.0.0.1".parse().unwrap()),
+            advertise_addr_wan: Some("192.0.2.1".parse().unwrap()),
+            client_addrs: vec!["127.0.0.1".parse().unwrap()],
+            http_addrs: vec!["127.0.0.1:8500".parse().unwrap()],
+            dns_addrs: vec!["127.0.0.1:8600".parse().unwrap()],
+            ports: Ports {
+                http: 8500,
+                https: -1,
+                grpc: 8502,
+                grpc_tls: -1,
+                dns: 8600,
+                serf_lan: 8301,
+                serf_wan: 8302,
+                server: 8300,
+            },
+            retry_join_lan: vec!["provider=aws tag_key=consul secret_access_key=s3cr3t".into()],
+            retry_join_wan: vec!["10.1.0.1".into()],
+            retry_join_interval_lan: Duration::from_secs(30),
+            retry_join_interval_wan: Duration::from_secs(90),
+            retry_join_max_attempts_lan: 3,
+            retry_join_max_attempts_wan: 4,
+            log_level: "INFO".into(),
+            log_json: true,
+            node_meta: [("env".to_owned(), "prod".to_owned())].into_iter().collect(),
+            dns_domain: "consul.".into(),
+            dns_alt_domain: "alt.".into(),
+            dns_recursors: vec!["8.8.8.8".into()],
+            disable_remote_exec: true,
+            leave_on_terminate: true,
+            skip_leave_on_interrupt: true,
+            rejoin_after_leave: true,
+            disable_keyring_file: true,
+        };
+        let lines = [debug_config_of(&client, &RuntimeConfig::default()), debug_config_of(&server, &full)]
+            .map(|config| serde_json::to_string(&config).unwrap());
+        super::super::shapes::assert_golden("debug_config.golden", &lines);
     }
 }

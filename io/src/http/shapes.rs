@@ -398,3 +398,20 @@ fn service_addresses<S: Serializer>(
         addresses.iter().map(|(name, a)| (name, ServiceAddressJson { address: &a.address, port: a.port })),
     )
 }
+
+/// Compares `lines` with the golden file `testdata/<name>`, or writes them there when
+/// `MUSTER_BLESS` is set. The build's revision is written `<revision>`, so that a commit does not
+/// change the file.
+#[cfg(test)]
+pub(super) fn assert_golden(name: &str, lines: &[String]) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http/testdata").join(name);
+    let mut got = lines.join("\n");
+    if !crate::version::GIT_REVISION.is_empty() {
+        got = got.replace(&format!("\"{}\"", crate::version::GIT_REVISION), "\"<revision>\"");
+    }
+    if std::env::var_os("MUSTER_BLESS").is_some() {
+        std::fs::write(&path, &got).expect("the golden file is writable");
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_default();
+    assert_eq!(got, want, "{} differs: MUSTER_BLESS=1 rewrites it", path.display());
+}

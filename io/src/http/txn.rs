@@ -108,3 +108,38 @@ async fn txn(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery, body: Bytes) 
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
 }
+
+#[cfg(test)]
+mod tests {
+    use muster_core::fsm::{Check, KvEntry, Node, Service};
+
+    use super::*;
+
+    /// The answers' bytes, pinned: Consul's `TxnResponse`, each result an object with one field
+    /// named for its kind, and `null` for the half that is empty.
+    #[test]
+    fn txn_answers_keep_consuls_shapes() {
+        let entry = KvEntry {
+            key: "k".into(),
+            value: "v".into(),
+            flags: 7,
+            lock_index: 1,
+            session: Some("s1".into()),
+            create_index: 3,
+            modify_index: 4,
+        };
+        let node = Node { node: "n".into(), address: "10.0.0.1".into(), ..Node::default() };
+        let service = Service { id: "s".into(), service: "s".into(), ..Service::default() };
+        let check = Check { check_id: "c".into(), ..Check::default() };
+        let results = vec![
+            TxnResult::Kv(entry),
+            TxnResult::Node(Box::new(node)),
+            TxnResult::Service("n".into(), Box::new(service)),
+            TxnResult::Check(Box::new(check)),
+        ];
+        let errors = vec![TxnError { op_index: 1, what: "failed".into() }];
+        let lines = [results_json(&Ok(results)), results_json(&Err(errors))]
+            .map(|(status, body)| format!("{} {}", status.as_u16(), serde_json::to_string(&body).unwrap()));
+        super::super::shapes::assert_golden("txn_shapes.golden", &lines);
+    }
+}
