@@ -255,7 +255,7 @@ const CHECK_OUTPUT_BYTES_MAX: usize = 4096;
 
 pub(super) fn routes() -> Router<Arc<Api>> {
     Router::new()
-        .route("/v1/agent/self", get(agent_self))
+        .route("/v1/agent/self", get(super::agent_self::agent_self))
         .route("/v1/agent/services", get(services))
         .route("/v1/agent/service/{id}", get(service))
         .route("/v1/agent/service/register", put(register_service))
@@ -358,36 +358,6 @@ async fn set_maintenance(api: &Api, enabled: bool, check: Check) -> Result<Respo
     Ok(StatusCode::OK.into_response())
 }
 
-async fn agent_self(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response {
-    let query = Query::parse(raw.as_deref());
-    let body = value!({
-        "Config": {
-            "Datacenter": api.datacenter,
-            "PrimaryDatacenter": api.datacenter,
-            "NodeName": api.node_name,
-            "NodeID": api.node_id,
-            "Server": api.consensus.is_some(),
-            "Revision": crate::version::GIT_REVISION,
-            "Version": crate::version::CONSUL_COMPATIBLE_VERSION,
-            "BuildDate": super::host::BUILD_DATE,
-        },
-        "DebugConfig": super::runtime::debug_config(&api, &api.config.runtime()),
-        "Coord": null,
-        // The agent's own LAN member, as `/v1/agent/members` shows it, so a client finds itself
-        // there by equality.
-        "Member": api
-            .members
-            .list(super::members::Pool::Lan)
-            .into_iter()
-            .find(|member| member.name == api.node_name)
-            .map(super::members::MemberBody::from),
-        "Stats": stats(&api),
-        "Meta": {},
-        "xDS": null,
-    });
-    json(&query, &body).into_response()
-}
-
 /// `GET /v1/agent/monitor?loglevel=[&logjson]`: the agent's log lines from now on, at the level
 /// asked (info by default) and above, whatever the agent's own `-log-level`, as text or (with
 /// `?logjson`, as Consul takes it: present) JSON lines, streamed until the client goes away.
@@ -418,167 +388,6 @@ async fn monitor(RawQuery(raw): RawQuery) -> Response {
     });
     ([(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")], axum::body::Body::from_stream(stream))
         .into_response()
-}
-
-/// `Stats` of `/v1/agent/self`, what `muster info` prints: every section and key `consul info`
-/// prints on a Consul 1.20 server (`agent`, `build`, `consul`, `raft`, `runtime`, `serf_lan`,
-/// `serf_wan`) or client (`agent`, `build`, `consul`, `runtime`, `serf_lan`), every value a
-/// string (`../shared/reference/consul-behaviour.md` §4.2). Values muster does not track (serf's
-/// queues and Lamport clocks, memberlist's health score, a follower's last contact) are the ones
-/// an idle, healthy agent shows.
-fn stats(api: &Api) -> Value {
-    let local = api.local.state();
-    let checks = local.checks();
-    let kind = |wanted: CheckKind| checks.values().filter(|c| c.kind == wanted).count().to_string();
-    let agent = value!({
-        "check_monitors": kind(CheckKind::Script),
-        "check_ttls": kind(CheckKind::Ttl),
-        "checks": checks.len().to_string(),
-        "services": local.services().len().to_string(),
-    });
-    drop(local);
-    let mut stats = value!({
-        "agent": agent,
-        "build": {
-            "prerelease": "",
-            "revision": crate::version::GIT_REVISION,
-            "version": crate::version::CONSUL_COMPATIBLE_VERSION,
-            "version_metadata": "",
-        },
-        "runtime": runtime_stats(),
-        "serf_lan": serf_stats(api, super::Pool::Lan),
-    });
-    let Some(consensus) = &api.consensus else {
-        stats["consul"] = value!({
-            "acl": "disabled",
-            "known_servers": api.members.alive_lan_servers().iter().filter(|s| s.datacenter == api.datacenter).count().to_string(),
-            "server": "false",
-        });
-        return stats;
-    };
-    let status = consensus.raft.status();
-    let membership = consensus.raft.membership();
-    let servers = api.servers();
-    let leader_addr =
-        status.leader.and_then(|id| servers.get(&id)).map(|s| s.addr.to_string()).unwrap_or_default();
-    let configuration: Vec<String> = membership
-        .voters
-        .iter()
-        .map(|id| (id, "Voter"))
-        .chain(membership.learners.iter().map(|id| (id, "Nonvoter")))
-        .map(|(id, suffrage)| {
-            let (node_id, addr) = servers
-                .get(id)
-                .map_or((format!("{id:016x}"), String::new()), |s| (s.node_id.clone(), s.addr.to_string()));
-            format!("{{Suffrage:{suffrage} ID:{node_id} Address:{addr}}}")
-        })
-        .collect();
-    let leads = status.role == muster_core::raft::Role::Leader;
-    let state = match status.role {
-        muster_core::raft::Role::Leader => "Leader",
-        muster_core::raft::Role::Follower => "Follower",
-        muster_core::raft::Role::PreCandidate | muster_core::raft::Role::Candidate => "Candidate",
-    };
-    // hashicorp/raft counts the other voters, and none when this server is not one of them.
-    let num_peers =
-        if membership.voters.contains(&consensus.raft_id) { membership.voters.len() - 1 } else { 0 };
-    let datacenters: std::collections::BTreeSet<String> = api
-        .members
-        .list(super::Pool::Wan)
-        .into_iter()
-        .filter_map(|member| member.tags.get("dc").cloned())
-        .chain(std::iter::once(api.datacenter.clone()))
-        .collect();
-    stats["consul"] = value!({
-        "acl": "disabled",
-        "bootstrap": api.config.runtime().bootstrap.to_string(),
-        "known_datacenters": datacenters.len().to_string(),
-        "leader": leads.to_string(),
-        "leader_addr": leader_addr,
-        "server": "true",
-    });
-    // The leader's log ends at its commit index once its term's first entry is committed; a
-    // follower's log may run past its commit index by what it has not heard committed yet.
-    let last_log_index = status.commit.max(status.applied);
-    stats["raft"] = value!({
-        "applied_index": status.applied.to_string(),
-        "commit_index": status.commit.to_string(),
-        "fsm_pending": "0",
-        // hashicorp/raft's words: "0" on the leader, "never", or how long ago.
-        "last_contact": match consensus.raft.last_leader_contact() {
-            _ if leads => "0".to_owned(),
-            None => "never".to_owned(),
-            Some(ago) => muster_core::duration::format(ago),
-        },
-        "last_log_index": last_log_index.to_string(),
-        "last_log_term": status.term.to_string(),
-        "last_snapshot_index": status.snapshot_index.to_string(),
-        "last_snapshot_term": "0",
-        "latest_configuration": format!("[{}]", configuration.join(" ")),
-        "latest_configuration_index": "0",
-        "num_peers": num_peers.to_string(),
-        "protocol_version": "3",
-        "protocol_version_max": "3",
-        "protocol_version_min": "0",
-        "snapshot_version_max": "1",
-        "snapshot_version_min": "0",
-        "state": state,
-        "term": status.term.to_string(),
-    });
-    if api.gossip.pools.iter().any(|(pool, _, _)| *pool == super::Pool::Wan)
-        || !api.members.list(super::Pool::Wan).is_empty()
-    {
-        stats["serf_wan"] = serf_stats(api, super::Pool::Wan);
-    }
-    stats
-}
-
-/// serf's `Stats()` for a pool.
-fn serf_stats(api: &Api, pool: super::Pool) -> Value {
-    let members = api.members.list(pool);
-    let count = |status: muster_core::swim::Status| members.iter().filter(|m| m.status == status).count();
-    // serf's event clock stands one past the newest event it witnessed (user events travel
-    // on the LAN pool only).
-    let event_time = match pool {
-        super::Pool::Lan => api.gossip.events_after(None).iter().map(|e| e.ltime + 1).max().unwrap_or(1),
-        super::Pool::Wan => 1,
-    };
-    value!({
-        "coordinate_resets": "0",
-        "encrypted": api.gossip.encrypted.to_string(),
-        "event_queue": "0",
-        "event_time": event_time.to_string(),
-        "failed": count(muster_core::swim::Status::Failed).to_string(),
-        "health_score": "0",
-        "intent_queue": "0",
-        "left": count(muster_core::swim::Status::Left).to_string(),
-        "member_time": "1",
-        "members": members.len().to_string(),
-        "query_queue": "0",
-        "query_time": "1",
-    })
-}
-
-/// Consul's `runtimeStats()`, for this process: Go's names for the architecture, the tasks alive
-/// on the runtime (Go's goroutines) and its worker threads (`GOMAXPROCS`). There is no Go
-/// runtime, so `version` is empty.
-fn runtime_stats() -> Value {
-    let (tasks, workers) = tokio::runtime::Handle::try_current()
-        .map_or((0, 1), |handle| (handle.metrics().num_alive_tasks(), handle.metrics().num_workers()));
-    value!({
-        // Go's names for the architectures, as Consul reports them.
-        "arch": match std::env::consts::ARCH {
-            "x86_64" => "amd64",
-            "aarch64" => "arm64",
-            "x86" => "386",
-            other => other,
-        },
-        "cpu_count": std::thread::available_parallelism().map_or(1, |n| n.get()).to_string(),
-        "goroutines": tasks.to_string(),
-        "max_procs": workers.to_string(),
-        "os": std::env::consts::OS,
-        "version": "",
-    })
 }
 
 /// Consul's `AgentService`.

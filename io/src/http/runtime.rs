@@ -302,6 +302,22 @@ impl<'a> DebugConfig<'a> {
     }
 }
 
+#[cfg(test)]
+impl DebugConfig<'_> {
+    /// A client agent's, started with `runtime`, for other modules' tests.
+    pub(super) fn sample(runtime: &RuntimeConfig) -> DebugConfig<'_> {
+        let settings = AgentSettings {
+            datacenter: "dc1",
+            node_id: "",
+            node_name: "",
+            query_times: QueryTimes::default(),
+            script_checks: ScriptChecks::default(),
+            rpc_addr: None,
+        };
+        DebugConfig::new(&settings, runtime)
+    }
+}
+
 /// Consul's `ACLTokens`, every one hidden, set or not.
 #[derive(Serialize, Default)]
 struct AclTokens {
@@ -441,16 +457,8 @@ mod tests {
     /// Go writes a map's keys sorted by their bytes; the struct's fields must be declared so.
     #[test]
     fn debug_config_fields_are_in_gos_map_order() {
-        let settings = AgentSettings {
-            datacenter: "dc1",
-            node_id: "",
-            node_name: "",
-            query_times: QueryTimes::default(),
-            script_checks: ScriptChecks::default(),
-            rpc_addr: None,
-        };
         let runtime = RuntimeConfig::default();
-        let value = serde_json::to_value(DebugConfig::new(&settings, &runtime)).unwrap();
+        let value = serde_json::to_value(DebugConfig::sample(&runtime)).unwrap();
         for object in [&value, &value["ACLTokens"]] {
             let keys: Vec<&String> = object.as_object().unwrap().keys().collect();
             assert!(keys.windows(2).all(|pair| pair[0] < pair[1]), "{keys:?}");

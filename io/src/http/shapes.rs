@@ -360,9 +360,10 @@ struct ProxyJson {
     expose: Empty,
 }
 
-/// A Go struct of zero values whose fields are all `omitempty`: `{}`.
+/// A Go struct of zero values whose fields are all `omitempty`, or a Go map without entries
+/// that is not nil: `{}`.
 #[derive(Serialize, Default)]
-struct Empty {}
+pub(super) struct Empty {}
 
 /// A `Value` of one of these shapes.
 pub(super) fn to_value(shape: impl Serialize) -> Value {
