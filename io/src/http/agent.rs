@@ -21,13 +21,14 @@ use muster_core::deadlines::Deadlines;
 use muster_core::fsm::CheckKind;
 use muster_core::fsm::{Check, Health, Service};
 use muster_core::health::ttl_expired_output;
-use serde_json::{json as value, Map, Value};
+use serde::Serialize;
+use serde_json::{Map, Value};
 
 pub use super::body::{check_definition, service_definition};
 use super::body::{file_check_definition, Object, Refusal};
 use super::catalog::check_json;
 use super::filter::Filter;
-use super::shapes::{self, AgentServiceJson};
+use super::shapes::{self, AgentServiceJson, CheckNameJson};
 use super::{json, Api, HttpError, Query};
 use crate::timers::Clocked;
 
@@ -424,12 +425,11 @@ async fn service(State(api): State<Arc<Api>>, Path(id): Path<String>, RawQuery(r
                     reason: format!("unknown service ID: {id}"),
                 });
             };
-            let mut body = agent_service_json(&service, &api.datacenter);
-            let hash = content_hash(&body);
+            let shape = AgentServiceJson::new(&service, &api.datacenter);
+            let hash = content_hash(&shape);
             let unchanged = query.get("hash").is_some_and(|held| held == hash);
             if !unchanged || tokio::time::timeout_at(deadline, changes.changed()).await.is_err() {
-                body.as_object_mut().expect("an object").insert("ContentHash".into(), value!(hash));
-                let (mut headers, bytes) = json(&query, &body);
+                let (mut headers, bytes) = json(&query, &shape.with_content_hash(hash.clone()));
                 headers.insert("X-Consul-ContentHash", hash.parse().expect("hex is a header value"));
                 return Ok((headers, bytes).into_response());
             }
@@ -441,11 +441,11 @@ async fn service(State(api): State<Arc<Api>>, Path(id): Path<String>, RawQuery(r
 /// A service's health on this agent, as `/v1/agent/health/service/...` sums it up for load
 /// balancers and orchestrators: the worst of its checks and the node's (maintenance first), and
 /// the status code they poll for, 200 passing, 429 warning, 503 critical or maintenance.
-fn local_health(
-    state: &LocalState,
-    service: &Service,
-    datacenter: &str,
-) -> (StatusCode, &'static str, Value) {
+fn local_health<'a>(
+    state: &'a LocalState,
+    service: &'a Service,
+    datacenter: &'a str,
+) -> (StatusCode, &'static str, ServiceHealth<'a>) {
     let checks: Vec<&Check> = state
         .checks()
         .values()
@@ -466,33 +466,23 @@ fn local_health(
         (false, Some(Health::Warning)) => (StatusCode::TOO_MANY_REQUESTS, "warning"),
         (false, _) => (StatusCode::OK, "passing"),
     };
-    let body = value!({
-        "AggregatedStatus": status,
-        "Service": agent_service_json(service, datacenter),
-        "Checks": checks.iter().map(|check| agent_health_check_json(check)).collect::<Vec<_>>(),
-    });
+    let body = ServiceHealth {
+        aggregated_status: status,
+        service: Some(AgentServiceJson::new(service, datacenter)),
+        checks: Some(checks.into_iter().map(CheckNameJson::from).collect()),
+    };
     (code, status, body)
 }
 
-/// A check as these endpoints show it (the api package's `HealthCheck`, its identity fields).
-fn agent_health_check_json(check: &Check) -> Value {
-    let mut full = check_json(check);
-    let object = full.as_object_mut().expect("a check is an object");
-    object.retain(|key, _| {
-        matches!(
-            key.as_str(),
-            "Node"
-                | "CheckID"
-                | "Name"
-                | "Status"
-                | "Notes"
-                | "Output"
-                | "ServiceID"
-                | "ServiceName"
-                | "ServiceTags"
-        )
-    });
-    full
+/// Consul's `AgentServiceChecksInfo`: a service's health on this agent, its checks as the api
+/// package's `HealthCheck` shows them (only the fields that name them and say how they fare).
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ServiceHealth<'a> {
+    aggregated_status: &'static str,
+    /// `null`, as are the checks, for a service the agent does not have.
+    service: Option<AgentServiceJson<'a>>,
+    checks: Option<Vec<CheckNameJson<'a>>>,
 }
 
 /// Whether the client asked for the status alone, as text (`Accept: text/plain`, `?format=text`).
@@ -502,11 +492,17 @@ fn wants_text(headers: &axum::http::HeaderMap, query: &Query) -> bool {
 }
 
 /// An answer of these endpoints: `status` as text, or `body` as JSON, with `code`.
-fn health_answer(code: StatusCode, text: String, body: Value, as_text: bool, query: &Query) -> Response {
+fn health_answer(
+    code: StatusCode,
+    text: String,
+    body: &impl Serialize,
+    as_text: bool,
+    query: &Query,
+) -> Response {
     if as_text {
         return (code, [(axum::http::header::CONTENT_TYPE, "text/plain")], text).into_response();
     }
-    let (headers, bytes) = json(query, &body);
+    let (headers, bytes) = json(query, body);
     (code, headers, bytes).into_response()
 }
 
@@ -523,12 +519,12 @@ async fn health_by_id(
     match state.services().get(&id) {
         Some(service) => {
             let (code, status, body) = local_health(&state, service, &api.datacenter);
-            health_answer(code, status.to_owned(), body, as_text, &query)
+            health_answer(code, status.to_owned(), &body, as_text, &query)
         }
         None => {
             let reason = format!("ServiceId {id} not found");
-            let body = value!({"AggregatedStatus": "critical", "Service": null, "Checks": null});
-            health_answer(StatusCode::NOT_FOUND, reason, body, as_text, &query)
+            let body = ServiceHealth { aggregated_status: "critical", service: None, checks: None };
+            health_answer(StatusCode::NOT_FOUND, reason, &body, as_text, &query)
         }
     }
 }
@@ -554,15 +550,15 @@ async fn health_by_name(
         }
         instances.push(body);
     }
-    health_answer(code, status, Value::Array(instances), wants_text(&headers, &query), &query)
+    health_answer(code, status, &instances, wants_text(&headers, &query), &query)
 }
 
 /// A service's content hash: 16 hex digits of a fixed-key hash of its JSON, so the same content
 /// gives the same hash on every request this binary answers.
-fn content_hash(body: &Value) -> String {
+fn content_hash(body: &impl Serialize) -> String {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::hash::DefaultHasher::new();
-    body.to_string().hash(&mut hasher);
+    serde_json::to_string(body).expect("a service serializes").hash(&mut hasher);
     format!("{:016x}", hasher.finish())
 }
 
@@ -887,4 +883,43 @@ fn truncate_output(output: String) -> String {
         cut -= 1;
     }
     format!("{} ... (captured {cut} of {} bytes)", &output[..cut], output.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `/v1/agent/health/service/...`'s bytes, pinned: a service with its checks' names and
+    /// states, one the agent lacks, and `/v1/agent/service/<id>` with its hash (Consul's
+    /// `ContentHash` comes before `Datacenter`).
+    #[test]
+    fn the_agents_service_answers_keep_consuls_shapes() {
+        let service = Service { id: "web1".into(), service: "web".into(), port: 80, ..Service::default() };
+        let check = Check {
+            node: "node1".into(),
+            check_id: "service:web1".into(),
+            name: "web".into(),
+            status: Health::Warning,
+            output: "slow".into(),
+            service_id: "web1".into(),
+            service_name: "web".into(),
+            kind: CheckKind::Ttl,
+            ..Check::default()
+        };
+        let found = ServiceHealth {
+            aggregated_status: "warning",
+            service: Some(AgentServiceJson::new(&service, "dc1")),
+            checks: Some(vec![CheckNameJson::from(&check)]),
+        };
+        let missing = ServiceHealth { aggregated_status: "critical", service: None, checks: None };
+        let hashed = AgentServiceJson::new(&service, "dc1");
+        let hash = content_hash(&hashed);
+        assert_eq!(hash.len(), 16);
+        let lines = [
+            serde_json::to_string(&found).unwrap(),
+            serde_json::to_string(&missing).unwrap(),
+            serde_json::to_string(&hashed.with_content_hash("0123456789abcdef".into())).unwrap(),
+        ];
+        shapes::assert_golden("agent_service.golden", &lines);
+    }
 }

@@ -128,6 +128,9 @@ pub(super) struct AgentServiceJson<'a> {
     tagged_addresses: &'a BTreeMap<String, ServiceAddress>,
     weights: WeightsJson,
     enable_tag_override: bool,
+    /// `/v1/agent/service/<id>`'s hash of the rest, for hash-based blocking; empty elsewhere.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    content_hash: String,
     datacenter: &'a str,
 }
 
@@ -145,8 +148,14 @@ impl<'a> AgentServiceJson<'a> {
             tagged_addresses: &service.tagged_addresses,
             weights: service.weights.into(),
             enable_tag_override: service.enable_tag_override,
+            content_hash: String::new(),
             datacenter,
         }
+    }
+
+    /// The same, with the hash of its content.
+    pub(super) fn with_content_hash(self, content_hash: String) -> AgentServiceJson<'a> {
+        AgentServiceJson { content_hash, ..self }
     }
 }
 
@@ -203,10 +212,11 @@ impl<'a> ServiceNodeJson<'a> {
     }
 }
 
-/// Consul's `HealthCheck`.
+/// The fields that say which check it is and how it fares, first in `HealthCheck`, and all
+/// that the agent's service health endpoints show of one.
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
-pub(super) struct HealthCheckJson<'a> {
+pub(super) struct CheckNameJson<'a> {
     node: &'a str,
     #[serde(rename = "CheckID")]
     check_id: &'a str,
@@ -218,6 +228,30 @@ pub(super) struct HealthCheckJson<'a> {
     service_id: &'a str,
     service_name: &'a str,
     service_tags: &'a [String],
+}
+
+impl<'a> From<&'a Check> for CheckNameJson<'a> {
+    fn from(check: &'a Check) -> CheckNameJson<'a> {
+        CheckNameJson {
+            node: &check.node,
+            check_id: &check.check_id,
+            name: &check.name,
+            status: check.status.as_str(),
+            notes: &check.notes,
+            output: &check.output,
+            service_id: &check.service_id,
+            service_name: &check.service_name,
+            service_tags: &check.service_tags,
+        }
+    }
+}
+
+/// Consul's `HealthCheck`.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct HealthCheckJson<'a> {
+    #[serde(flatten)]
+    name: CheckNameJson<'a>,
     #[serde(rename = "Type")]
     kind: &'a str,
     /// A Go duration, empty when unset (not `omitempty` in Consul).
@@ -233,15 +267,7 @@ pub(super) struct HealthCheckJson<'a> {
 impl<'a> From<&'a Check> for HealthCheckJson<'a> {
     fn from(check: &'a Check) -> HealthCheckJson<'a> {
         HealthCheckJson {
-            node: &check.node,
-            check_id: &check.check_id,
-            name: &check.name,
-            status: check.status.as_str(),
-            notes: &check.notes,
-            output: &check.output,
-            service_id: &check.service_id,
-            service_name: &check.service_name,
-            service_tags: &check.service_tags,
+            name: CheckNameJson::from(check),
             kind: check.kind.as_str(),
             interval: go_duration_or_empty(check.definition.interval_ns),
             timeout: go_duration_or_empty(check.definition.timeout_ns),
