@@ -13,11 +13,12 @@ use axum::Router;
 use muster_core::fsm::{
     Command, Response as FsmResponse, Txn, TxnError, TxnOp, TxnOutcome, TxnResult, TXN_OPS_MAX,
 };
-use serde_json::{json as value, Value};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::body::txn_op;
-use super::catalog::{check_json, node_json, service_json};
 use super::kv::DirEntry;
+use super::shapes::{HealthCheckJson, NodeJson, NodeServiceJson};
 use super::{json, Api, HttpError, Query};
 
 pub(super) fn routes() -> Router<Arc<Api>> {
@@ -28,21 +29,57 @@ fn parse_failed(reason: impl std::fmt::Display) -> HttpError {
     super::body::txn_parse_failed(reason).into()
 }
 
-fn results_json(outcome: &TxnOutcome) -> (StatusCode, Value) {
+/// Consul's `TxnResponse`: every result, or every error.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct TxnResponse<'a> {
+    results: Option<Vec<TxnResultJson<'a>>>,
+    errors: Option<Vec<TxnErrorJson<'a>>>,
+}
+
+/// Consul's `TxnResult`: an object with one field, named for what the operation read or wrote
+/// (serde's encoding of an enum).
+#[derive(Serialize)]
+enum TxnResultJson<'a> {
+    #[serde(rename = "KV")]
+    Kv(DirEntry<'a>),
+    Node(NodeJson<'a>),
+    Service(NodeServiceJson<'a>),
+    /// Boxed: a check's shape is several times the size of the others'.
+    Check(Box<HealthCheckJson<'a>>),
+}
+
+/// Consul's `TxnError`.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct TxnErrorJson<'a> {
+    op_index: usize,
+    what: &'a str,
+}
+
+fn results_json(outcome: &TxnOutcome) -> (StatusCode, TxnResponse<'_>) {
     match outcome {
         Ok(results) => {
-            let shaped: Vec<Value> = results
+            let shaped = results
                 .iter()
                 .map(|result| match result {
-                    TxnResult::Kv(entry) => value!({"KV": serde_json::to_value(DirEntry::from(entry)).expect("entries serialize")}),
-                    TxnResult::Node(node) => value!({"Node": node_json(node)}),
-                    TxnResult::Service(_, service) => value!({"Service": service_json(service)}),
-                    TxnResult::Check(check) => value!({"Check": check_json(check)}),
+                    TxnResult::Kv(entry) => TxnResultJson::Kv(DirEntry::from(entry)),
+                    TxnResult::Node(node) => TxnResultJson::Node(NodeJson::from(&**node)),
+                    TxnResult::Service(_, service) => {
+                        TxnResultJson::Service(NodeServiceJson::from(&**service))
+                    }
+                    TxnResult::Check(check) => {
+                        TxnResultJson::Check(Box::new(HealthCheckJson::from(&**check)))
+                    }
                 })
                 .collect();
-            (StatusCode::OK, value!({"Results": shaped, "Errors": null}))
+            (StatusCode::OK, TxnResponse { results: Some(shaped), errors: None })
         }
-        Err(errors) => (StatusCode::CONFLICT, value!({"Results": null, "Errors": errors_json(errors)})),
+        Err(errors) => {
+            let shaped =
+                errors.iter().map(|e| TxnErrorJson { op_index: e.op_index, what: &e.what }).collect();
+            (StatusCode::CONFLICT, TxnResponse { results: None, errors: Some(shaped) })
+        }
     }
 }
 
@@ -53,10 +90,6 @@ impl Drop for Timed {
     fn drop(&mut self) {
         crate::telemetry::measure_since(self.0, &[], self.1);
     }
-}
-
-fn errors_json(errors: &[TxnError]) -> Vec<Value> {
-    errors.iter().map(|e| value!({"OpIndex": e.op_index, "What": e.what})).collect()
 }
 
 async fn txn(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery, body: Bytes) -> Response {
@@ -82,7 +115,8 @@ async fn txn(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery, body: Bytes) 
             }
         }
         if !errors.is_empty() {
-            let (status, body) = results_json(&Err(errors));
+            let outcome = Err(errors);
+            let (status, body) = results_json(&outcome);
             return Ok((status, json(&query, &body)).into_response());
         }
         let txn = Txn { ops };
