@@ -1,16 +1,20 @@
 //! The catalog's answers in Consul's shapes, as serde structs: `Node`, `NodeService`,
-//! `ServiceNode`, `HealthCheck` and its `Definition`. Field order is Consul's (Go encodes a
+//! `ServiceNode`, `HealthCheck` and its `Definition`, and what is built of them (`NodeServices`,
+//! `CheckServiceNode`, the agent's `AgentService`). Field order is Consul's (Go encodes a
 //! struct's fields in declaration order, and so does serde), and so are its quirks: a Go map
 //! without entries is `null`, a field tagged `omitempty` is left out when empty, and the
 //! service mesh fields muster does not implement are their zero values.
 //!
-//! They borrow from the catalog's rows and are turned into a `Value` by the handlers, because
-//! `?filter` evaluates on values.
+//! They borrow from the catalog's rows. The handlers turn them into a `Value` where `?filter`
+//! applies, as it evaluates on values, and serialize them directly elsewhere. A shape only one
+//! endpoint answers with is declared beside its handler instead (`DebugConfig` in `runtime.rs`,
+//! `RaftConfiguration` in `operator.rs`, ...); each is pinned by a golden file in `testdata/`
+//! through `assert_golden`.
 
 use std::collections::BTreeMap;
 
 use muster_core::duration;
-use muster_core::fsm::{Check, CheckDefinition, Node, Service, ServiceAddress, Weights};
+use muster_core::fsm::{Check, CheckDefinition, Instance, Node, Service, ServiceAddress, Weights};
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 
@@ -351,6 +355,42 @@ impl<'a> From<&'a CheckDefinition> for DefinitionJson<'a> {
             deregister_critical_service_after: go_duration_or_empty(
                 definition.deregister_critical_service_after_ns,
             ),
+        }
+    }
+}
+
+/// Consul's `NodeServices` (`/v1/catalog/node/<node>`, its services by ID) and
+/// `NodeServiceList` (`/v1/catalog/node-services/<node>`, a list).
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct NodeServicesJson<'a> {
+    node: NodeJson<'a>,
+    /// A `Value`, the map or the list, because `?filter` applies to it.
+    services: Value,
+}
+
+impl<'a> NodeServicesJson<'a> {
+    /// `node` with its `services`, shaped.
+    pub(super) fn new(node: &'a Node, services: Value) -> NodeServicesJson<'a> {
+        NodeServicesJson { node: NodeJson::from(node), services }
+    }
+}
+
+/// Consul's `CheckServiceNode`: an instance with its node and checks (`/v1/health/service/...`).
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct CheckServiceNodeJson<'a> {
+    node: NodeJson<'a>,
+    service: NodeServiceJson<'a>,
+    checks: Vec<HealthCheckJson<'a>>,
+}
+
+impl<'a> From<Instance<'a>> for CheckServiceNodeJson<'a> {
+    fn from(instance: Instance<'a>) -> CheckServiceNodeJson<'a> {
+        CheckServiceNodeJson {
+            node: NodeJson::from(instance.node),
+            service: NodeServiceJson::from(instance.service),
+            checks: instance.checks.into_iter().map(HealthCheckJson::from).collect(),
         }
     }
 }
