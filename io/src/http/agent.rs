@@ -1,4 +1,4 @@
-//! `/v1/agent/...` (`../shared/reference/consul-behaviour.md` §1.5), first part: `self`, the
+//! `/v1/agent/...` (`../shared/reference/consul-behaviour.md` §1.5), first part: `self` (answered by `agent_self.rs`), the
 //! services and checks of this agent (register, deregister, list, one), TTL check updates and
 //! maintenance.
 //!
@@ -17,13 +17,14 @@ use axum::Router;
 use muster_core::agent::{LocalError, LocalState, Row};
 use muster_core::fsm::CheckKind;
 use muster_core::fsm::{Check, Health, Service};
-use serde_json::{json as value, Map, Value};
+use serde::Serialize;
+use serde_json::{Map, Value};
 
 pub use super::body::{check_definition, service_definition};
 use super::body::{file_check_definition, Object, Refusal};
 use super::catalog::check_json;
 use super::filter::Filter;
-use super::shapes::{self, AgentServiceJson};
+use super::shapes::{self, AgentServiceJson, CheckNameJson};
 use super::{json, Api, HttpError, Query};
 use crate::tasks::anti_entropy::{change_and_push, change_and_sync};
 use crate::tasks::check_ttl::reset_timers;
@@ -79,7 +80,7 @@ const CHECK_OUTPUT_BYTES_MAX: usize = 4096;
 
 pub(super) fn routes() -> Router<Arc<Api>> {
     Router::new()
-        .route("/v1/agent/self", get(agent_self))
+        .route("/v1/agent/self", get(super::agent_self::agent_self))
         .route("/v1/agent/services", get(services))
         .route("/v1/agent/service/{id}", get(service))
         .route("/v1/agent/service/register", put(register_service))
@@ -182,36 +183,6 @@ async fn set_maintenance(api: &Api, enabled: bool, check: Check) -> Result<Respo
     Ok(StatusCode::OK.into_response())
 }
 
-async fn agent_self(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response {
-    let query = Query::parse(raw.as_deref());
-    let body = value!({
-        "Config": {
-            "Datacenter": api.datacenter,
-            "PrimaryDatacenter": api.datacenter,
-            "NodeName": api.node_name,
-            "NodeID": api.node_id,
-            "Server": api.consensus.is_some(),
-            "Revision": crate::version::GIT_REVISION,
-            "Version": crate::version::CONSUL_COMPATIBLE_VERSION,
-            "BuildDate": super::host::BUILD_DATE,
-        },
-        "DebugConfig": super::runtime::debug_config(&api, &api.config.runtime()),
-        "Coord": null,
-        // The agent's own LAN member, as `/v1/agent/members` shows it, so a client finds itself
-        // there by equality.
-        "Member": api
-            .members
-            .list(super::members::Pool::Lan)
-            .into_iter()
-            .find(|member| member.name == api.node_name)
-            .map(super::members::MemberBody::from),
-        "Stats": stats(&api),
-        "Meta": {},
-        "xDS": null,
-    });
-    json(&query, &body).into_response()
-}
-
 /// `GET /v1/agent/monitor?loglevel=[&logjson]`: the agent's log lines from now on, at the level
 /// asked (info by default) and above, whatever the agent's own `-log-level`, as text or (with
 /// `?logjson`, as Consul takes it: present) JSON lines, streamed until the client goes away.
@@ -242,167 +213,6 @@ async fn monitor(RawQuery(raw): RawQuery) -> Response {
     });
     ([(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")], axum::body::Body::from_stream(stream))
         .into_response()
-}
-
-/// `Stats` of `/v1/agent/self`, what `muster info` prints: every section and key `consul info`
-/// prints on a Consul 1.20 server (`agent`, `build`, `consul`, `raft`, `runtime`, `serf_lan`,
-/// `serf_wan`) or client (`agent`, `build`, `consul`, `runtime`, `serf_lan`), every value a
-/// string (`../shared/reference/consul-behaviour.md` §4.2). Values muster does not track (serf's
-/// queues and Lamport clocks, memberlist's health score, a follower's last contact) are the ones
-/// an idle, healthy agent shows.
-fn stats(api: &Api) -> Value {
-    let local = api.local.state();
-    let checks = local.checks();
-    let kind = |wanted: CheckKind| checks.values().filter(|c| c.kind == wanted).count().to_string();
-    let agent = value!({
-        "check_monitors": kind(CheckKind::Script),
-        "check_ttls": kind(CheckKind::Ttl),
-        "checks": checks.len().to_string(),
-        "services": local.services().len().to_string(),
-    });
-    drop(local);
-    let mut stats = value!({
-        "agent": agent,
-        "build": {
-            "prerelease": "",
-            "revision": crate::version::GIT_REVISION,
-            "version": crate::version::CONSUL_COMPATIBLE_VERSION,
-            "version_metadata": "",
-        },
-        "runtime": runtime_stats(),
-        "serf_lan": serf_stats(api, super::Pool::Lan),
-    });
-    let Some(consensus) = &api.consensus else {
-        stats["consul"] = value!({
-            "acl": "disabled",
-            "known_servers": api.members.alive_lan_servers().iter().filter(|s| s.datacenter == api.datacenter).count().to_string(),
-            "server": "false",
-        });
-        return stats;
-    };
-    let status = consensus.raft.status();
-    let membership = consensus.raft.membership();
-    let servers = api.servers();
-    let leader_addr =
-        status.leader.and_then(|id| servers.get(&id)).map(|s| s.addr.to_string()).unwrap_or_default();
-    let configuration: Vec<String> = membership
-        .voters
-        .iter()
-        .map(|id| (id, "Voter"))
-        .chain(membership.learners.iter().map(|id| (id, "Nonvoter")))
-        .map(|(id, suffrage)| {
-            let (node_id, addr) = servers
-                .get(id)
-                .map_or((format!("{id:016x}"), String::new()), |s| (s.node_id.clone(), s.addr.to_string()));
-            format!("{{Suffrage:{suffrage} ID:{node_id} Address:{addr}}}")
-        })
-        .collect();
-    let leads = status.role == muster_core::raft::Role::Leader;
-    let state = match status.role {
-        muster_core::raft::Role::Leader => "Leader",
-        muster_core::raft::Role::Follower => "Follower",
-        muster_core::raft::Role::PreCandidate | muster_core::raft::Role::Candidate => "Candidate",
-    };
-    // hashicorp/raft counts the other voters, and none when this server is not one of them.
-    let num_peers =
-        if membership.voters.contains(&consensus.raft_id) { membership.voters.len() - 1 } else { 0 };
-    let datacenters: std::collections::BTreeSet<String> = api
-        .members
-        .list(super::Pool::Wan)
-        .into_iter()
-        .filter_map(|member| member.tags.get("dc").cloned())
-        .chain(std::iter::once(api.datacenter.clone()))
-        .collect();
-    stats["consul"] = value!({
-        "acl": "disabled",
-        "bootstrap": api.config.runtime().bootstrap.to_string(),
-        "known_datacenters": datacenters.len().to_string(),
-        "leader": leads.to_string(),
-        "leader_addr": leader_addr,
-        "server": "true",
-    });
-    // The leader's log ends at its commit index once its term's first entry is committed; a
-    // follower's log may run past its commit index by what it has not heard committed yet.
-    let last_log_index = status.commit.max(status.applied);
-    stats["raft"] = value!({
-        "applied_index": status.applied.to_string(),
-        "commit_index": status.commit.to_string(),
-        "fsm_pending": "0",
-        // hashicorp/raft's words: "0" on the leader, "never", or how long ago.
-        "last_contact": match consensus.raft.last_leader_contact() {
-            _ if leads => "0".to_owned(),
-            None => "never".to_owned(),
-            Some(ago) => muster_core::duration::format(ago),
-        },
-        "last_log_index": last_log_index.to_string(),
-        "last_log_term": status.term.to_string(),
-        "last_snapshot_index": status.snapshot_index.to_string(),
-        "last_snapshot_term": "0",
-        "latest_configuration": format!("[{}]", configuration.join(" ")),
-        "latest_configuration_index": "0",
-        "num_peers": num_peers.to_string(),
-        "protocol_version": "3",
-        "protocol_version_max": "3",
-        "protocol_version_min": "0",
-        "snapshot_version_max": "1",
-        "snapshot_version_min": "0",
-        "state": state,
-        "term": status.term.to_string(),
-    });
-    if api.gossip.pools.iter().any(|(pool, _, _)| *pool == super::Pool::Wan)
-        || !api.members.list(super::Pool::Wan).is_empty()
-    {
-        stats["serf_wan"] = serf_stats(api, super::Pool::Wan);
-    }
-    stats
-}
-
-/// serf's `Stats()` for a pool.
-fn serf_stats(api: &Api, pool: super::Pool) -> Value {
-    let members = api.members.list(pool);
-    let count = |status: muster_core::swim::Status| members.iter().filter(|m| m.status == status).count();
-    // serf's event clock stands one past the newest event it witnessed (user events travel
-    // on the LAN pool only).
-    let event_time = match pool {
-        super::Pool::Lan => api.gossip.events_after(None).iter().map(|e| e.ltime + 1).max().unwrap_or(1),
-        super::Pool::Wan => 1,
-    };
-    value!({
-        "coordinate_resets": "0",
-        "encrypted": api.gossip.encrypted.to_string(),
-        "event_queue": "0",
-        "event_time": event_time.to_string(),
-        "failed": count(muster_core::swim::Status::Failed).to_string(),
-        "health_score": "0",
-        "intent_queue": "0",
-        "left": count(muster_core::swim::Status::Left).to_string(),
-        "member_time": "1",
-        "members": members.len().to_string(),
-        "query_queue": "0",
-        "query_time": "1",
-    })
-}
-
-/// Consul's `runtimeStats()`, for this process: Go's names for the architecture, the tasks alive
-/// on the runtime (Go's goroutines) and its worker threads (`GOMAXPROCS`). There is no Go
-/// runtime, so `version` is empty.
-fn runtime_stats() -> Value {
-    let (tasks, workers) = tokio::runtime::Handle::try_current()
-        .map_or((0, 1), |handle| (handle.metrics().num_alive_tasks(), handle.metrics().num_workers()));
-    value!({
-        // Go's names for the architectures, as Consul reports them.
-        "arch": match std::env::consts::ARCH {
-            "x86_64" => "amd64",
-            "aarch64" => "arm64",
-            "x86" => "386",
-            other => other,
-        },
-        "cpu_count": std::thread::available_parallelism().map_or(1, |n| n.get()).to_string(),
-        "goroutines": tasks.to_string(),
-        "max_procs": workers.to_string(),
-        "os": std::env::consts::OS,
-        "version": "",
-    })
 }
 
 /// Consul's `AgentService`.
@@ -439,12 +249,11 @@ async fn service(State(api): State<Arc<Api>>, Path(id): Path<String>, RawQuery(r
                     reason: format!("unknown service ID: {id}"),
                 });
             };
-            let mut body = agent_service_json(&service, &api.datacenter);
-            let hash = content_hash(&body);
+            let shape = AgentServiceJson::new(&service, &api.datacenter);
+            let hash = content_hash(&shape);
             let unchanged = query.get("hash").is_some_and(|held| held == hash);
             if !unchanged || tokio::time::timeout_at(deadline, changes.changed()).await.is_err() {
-                body.as_object_mut().expect("an object").insert("ContentHash".into(), value!(hash));
-                let (mut headers, bytes) = json(&query, &body);
+                let (mut headers, bytes) = json(&query, &shape.with_content_hash(hash.clone()));
                 headers.insert("X-Consul-ContentHash", hash.parse().expect("hex is a header value"));
                 return Ok((headers, bytes).into_response());
             }
@@ -456,11 +265,11 @@ async fn service(State(api): State<Arc<Api>>, Path(id): Path<String>, RawQuery(r
 /// A service's health on this agent, as `/v1/agent/health/service/...` sums it up for load
 /// balancers and orchestrators: the worst of its checks and the node's (maintenance first), and
 /// the status code they poll for, 200 passing, 429 warning, 503 critical or maintenance.
-fn local_health(
-    state: &LocalState,
-    service: &Service,
-    datacenter: &str,
-) -> (StatusCode, &'static str, Value) {
+fn local_health<'a>(
+    state: &'a LocalState,
+    service: &'a Service,
+    datacenter: &'a str,
+) -> (StatusCode, &'static str, ServiceHealth<'a>) {
     let checks: Vec<&Check> = state
         .checks()
         .values()
@@ -481,33 +290,23 @@ fn local_health(
         (false, Some(Health::Warning)) => (StatusCode::TOO_MANY_REQUESTS, "warning"),
         (false, _) => (StatusCode::OK, "passing"),
     };
-    let body = value!({
-        "AggregatedStatus": status,
-        "Service": agent_service_json(service, datacenter),
-        "Checks": checks.iter().map(|check| agent_health_check_json(check)).collect::<Vec<_>>(),
-    });
+    let body = ServiceHealth {
+        aggregated_status: status,
+        service: Some(AgentServiceJson::new(service, datacenter)),
+        checks: Some(checks.into_iter().map(CheckNameJson::from).collect()),
+    };
     (code, status, body)
 }
 
-/// A check as these endpoints show it (the api package's `HealthCheck`, its identity fields).
-fn agent_health_check_json(check: &Check) -> Value {
-    let mut full = check_json(check);
-    let object = full.as_object_mut().expect("a check is an object");
-    object.retain(|key, _| {
-        matches!(
-            key.as_str(),
-            "Node"
-                | "CheckID"
-                | "Name"
-                | "Status"
-                | "Notes"
-                | "Output"
-                | "ServiceID"
-                | "ServiceName"
-                | "ServiceTags"
-        )
-    });
-    full
+/// Consul's `AgentServiceChecksInfo`: a service's health on this agent, its checks as the api
+/// package's `HealthCheck` shows them (only the fields that name them and say how they fare).
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ServiceHealth<'a> {
+    aggregated_status: &'static str,
+    /// `null`, as are the checks, for a service the agent does not have.
+    service: Option<AgentServiceJson<'a>>,
+    checks: Option<Vec<CheckNameJson<'a>>>,
 }
 
 /// Whether the client asked for the status alone, as text (`Accept: text/plain`, `?format=text`).
@@ -517,11 +316,17 @@ fn wants_text(headers: &axum::http::HeaderMap, query: &Query) -> bool {
 }
 
 /// An answer of these endpoints: `status` as text, or `body` as JSON, with `code`.
-fn health_answer(code: StatusCode, text: String, body: Value, as_text: bool, query: &Query) -> Response {
+fn health_answer(
+    code: StatusCode,
+    text: String,
+    body: &impl Serialize,
+    as_text: bool,
+    query: &Query,
+) -> Response {
     if as_text {
         return (code, [(axum::http::header::CONTENT_TYPE, "text/plain")], text).into_response();
     }
-    let (headers, bytes) = json(query, &body);
+    let (headers, bytes) = json(query, body);
     (code, headers, bytes).into_response()
 }
 
@@ -538,12 +343,12 @@ async fn health_by_id(
     match state.services().get(&id) {
         Some(service) => {
             let (code, status, body) = local_health(&state, service, &api.datacenter);
-            health_answer(code, status.to_owned(), body, as_text, &query)
+            health_answer(code, status.to_owned(), &body, as_text, &query)
         }
         None => {
             let reason = format!("ServiceId {id} not found");
-            let body = value!({"AggregatedStatus": "critical", "Service": null, "Checks": null});
-            health_answer(StatusCode::NOT_FOUND, reason, body, as_text, &query)
+            let body = ServiceHealth { aggregated_status: "critical", service: None, checks: None };
+            health_answer(StatusCode::NOT_FOUND, reason, &body, as_text, &query)
         }
     }
 }
@@ -569,15 +374,15 @@ async fn health_by_name(
         }
         instances.push(body);
     }
-    health_answer(code, status, Value::Array(instances), wants_text(&headers, &query), &query)
+    health_answer(code, status, &instances, wants_text(&headers, &query), &query)
 }
 
 /// A service's content hash: 16 hex digits of a fixed-key hash of its JSON, so the same content
 /// gives the same hash on every request this binary answers.
-fn content_hash(body: &Value) -> String {
+fn content_hash(body: &impl Serialize) -> String {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::hash::DefaultHasher::new();
-    body.to_string().hash(&mut hasher);
+    serde_json::to_string(body).expect("a service serializes").hash(&mut hasher);
     format!("{:016x}", hasher.finish())
 }
 
@@ -902,4 +707,43 @@ fn truncate_output(output: String) -> String {
         cut -= 1;
     }
     format!("{} ... (captured {cut} of {} bytes)", &output[..cut], output.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `/v1/agent/health/service/...`'s bytes, pinned: a service with its checks' names and
+    /// states, one the agent lacks, and `/v1/agent/service/<id>` with its hash (Consul's
+    /// `ContentHash` comes before `Datacenter`).
+    #[test]
+    fn the_agents_service_answers_keep_consuls_shapes() {
+        let service = Service { id: "web1".into(), service: "web".into(), port: 80, ..Service::default() };
+        let check = Check {
+            node: "node1".into(),
+            check_id: "service:web1".into(),
+            name: "web".into(),
+            status: Health::Warning,
+            output: "slow".into(),
+            service_id: "web1".into(),
+            service_name: "web".into(),
+            kind: CheckKind::Ttl,
+            ..Check::default()
+        };
+        let found = ServiceHealth {
+            aggregated_status: "warning",
+            service: Some(AgentServiceJson::new(&service, "dc1")),
+            checks: Some(vec![CheckNameJson::from(&check)]),
+        };
+        let missing = ServiceHealth { aggregated_status: "critical", service: None, checks: None };
+        let hashed = AgentServiceJson::new(&service, "dc1");
+        let hash = content_hash(&hashed);
+        assert_eq!(hash.len(), 16);
+        let lines = [
+            serde_json::to_string(&found).unwrap(),
+            serde_json::to_string(&missing).unwrap(),
+            serde_json::to_string(&hashed.with_content_hash("0123456789abcdef".into())).unwrap(),
+        ];
+        shapes::assert_golden("agent_service.golden", &lines);
+    }
 }

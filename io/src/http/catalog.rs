@@ -3,7 +3,7 @@
 //! without their checks, a node's services and checks, checks by state; in Consul's JSON shapes,
 //! blocking on exactly what each answer depends on.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -14,11 +14,13 @@ use axum::Router;
 use muster_core::fsm::{
     Catalog, Check, Command, Deregister, Fsm, Health, Index, Node, Register, Service, Table, WatchTarget,
 };
-use serde_json::{json as value, Map, Value};
+use serde_json::Value;
 
 use super::body::{boolean, decode_failed, parse_check, parse_service, string_map, Object};
 use super::filter::Filter;
-use super::shapes::{self, HealthCheckJson, NodeJson, NodeServiceJson, ServiceNodeJson};
+use super::shapes::{
+    self, CheckServiceNodeJson, HealthCheckJson, NodeJson, NodeServiceJson, NodeServicesJson, ServiceNodeJson,
+};
 use super::{json, Api, HttpError, Query};
 
 pub(super) fn routes() -> Router<Arc<Api>> {
@@ -238,9 +240,11 @@ async fn services(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Respo
                 let catalog = fsm.catalog();
                 let (index, names) = catalog.services();
                 if !selecting {
-                    let map: Map<String, Value> =
-                        names.into_iter().map(|(name, tags)| (name.to_owned(), value!(tags))).collect();
-                    return (index, Ok(Value::Object(map)));
+                    let tags_by_name = names
+                        .into_iter()
+                        .map(|(name, tags)| (name.to_owned(), tags.into_iter().map(str::to_owned).collect()))
+                        .collect();
+                    return (index, Ok(tags_by_name));
                 }
                 let instances: Vec<Value> = names
                     .keys()
@@ -270,15 +274,19 @@ async fn services(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Respo
 }
 
 /// Consul's `servicesTagsByName`: each name among `instances` with the union of their tags.
-fn services_tags_by_name(instances: Vec<Value>) -> Value {
-    let mut names: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+fn services_tags_by_name(instances: Vec<Value>) -> TagsByName {
+    let mut names = TagsByName::new();
     for instance in instances {
         let name = instance["ServiceName"].as_str().unwrap_or_default().to_owned();
         let tags = instance["ServiceTags"].as_array().into_iter().flatten().filter_map(Value::as_str);
         names.entry(name).or_default().extend(tags.map(str::to_owned));
     }
-    Value::Object(names.into_iter().map(|(name, tags)| (name, value!(tags))).collect())
+    names
 }
+
+/// `/v1/catalog/services`: each service name with its instances' tags, sorted and without
+/// repeats (Consul's `map[string][]string`).
+type TagsByName = BTreeMap<String, BTreeSet<String>>;
 
 async fn service_nodes(
     State(api): State<Arc<Api>>,
@@ -343,7 +351,7 @@ async fn node_services(
             let body = match found {
                 // An unknown node is `200 null`, as in Consul.
                 None => Value::Null,
-                Some((node, services)) => value!({"Node": node_json(node), "Services": shape(&services)}),
+                Some((node, services)) => shapes::to_value(NodeServicesJson::new(node, shape(&services))),
             };
             (index, body)
         },
@@ -412,13 +420,7 @@ async fn health_service(
             let shaped = instances
                 .into_iter()
                 .filter(|instance| node_meta_matches(query, instance.node))
-                .map(|instance| {
-                    value!({
-                        "Node": node_json(instance.node),
-                        "Service": service_json(instance.service),
-                        "Checks": instance.checks.into_iter().map(check_json).collect::<Vec<_>>(),
-                    })
-                })
+                .map(|instance| shapes::to_value(CheckServiceNodeJson::from(instance)))
                 .collect();
             (index, Value::Array(shaped))
         },
@@ -466,7 +468,7 @@ async fn checks_in_state(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use muster_core::fsm::{CheckKind, ServiceAddress, Weights};
+    use muster_core::fsm::{CheckKind, Instance, ServiceAddress, Weights};
 
     fn samples() -> (Vec<Node>, Vec<Service>, Vec<Check>) {
         let bare_node = Node { node: "a".into(), ..Node::default() };
@@ -561,9 +563,11 @@ mod tests {
         for check in &checks {
             out.push(serde_json::to_string(&check_json(check)).unwrap());
         }
-        if std::env::var_os("MUSTER_BLESS").is_some() {
-            std::fs::write("src/http/testdata/catalog_shapes.golden", out.join("\n")).unwrap();
-        }
-        assert_eq!(out.join("\n"), include_str!("testdata/catalog_shapes.golden"));
+        let (node, service) = (&nodes[1], &services[1]);
+        let instance = Instance { node, service, checks: checks.iter().collect() };
+        out.push(serde_json::to_string(&CheckServiceNodeJson::from(instance)).unwrap());
+        let listed = Value::Array(vec![service_json(service)]);
+        out.push(serde_json::to_string(&NodeServicesJson::new(node, listed)).unwrap());
+        shapes::assert_golden("catalog_shapes.golden", &out);
     }
 }

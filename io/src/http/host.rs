@@ -3,11 +3,11 @@
 //! `debug.HostInfo` (gopsutil's `host.InfoStat`, `mem.VirtualMemoryStat`, `cpu.InfoStat` and
 //! `disk.UsageStat`, their JSON names), and the build.
 //!
-//! Everything is read from `/proc`, `/sys` and `/etc` with `std`, as gopsutil reads it on Linux;
-//! a field that cannot be known is left at Go's zero value. The disk's usage needs `statvfs(2)`,
-//! which `std` does not offer and the crate's `rustix` is not built with (its `fs` feature), so
-//! the disk is reported as gopsutil reports a failed `disk.Usage`: `Disk` null and an entry in
-//! `Errors`, which Go's encoder writes as `{}` (an `error` has no exported fields).
+//! Everything is read from `/proc`, `/sys` and `/etc` with `std`, as gopsutil reads it on Linux,
+//! and the disk's usage with `rustix`'s `statvfs`; a field that cannot be known is left at Go's
+//! zero value. A part that cannot be read at all is reported as gopsutil reports a failure:
+//! `null` and an entry in `Errors`, which Go's encoder writes as `{}` (an `error` has no exported
+//! fields).
 
 use std::sync::Arc;
 
@@ -15,22 +15,23 @@ use axum::extract::RawQuery;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use serde_json::{json as value, Map, Value};
+use serde::Serialize;
 
+use super::shapes::Empty;
 use super::{json, Api, Query};
 
 pub(super) fn routes() -> Router<Arc<Api>> {
     Router::new().route("/v1/agent/host", get(host)).route("/v1/agent/version", get(version))
 }
 
-/// What `/v1/agent/version` answers: Consul's `version.BuildInfo`.
-pub(super) fn build_info() -> Value {
-    value!({
-        "SHA": crate::version::GIT_REVISION,
-        "BuildDate": BUILD_DATE,
-        "HumanVersion": crate::version::CONSUL_COMPATIBLE_VERSION,
-        "FIPS": "",
-    })
+/// What `/v1/agent/version` answers.
+pub(super) fn build_info() -> BuildInfo {
+    BuildInfo {
+        sha: crate::version::GIT_REVISION,
+        build_date: BUILD_DATE,
+        human_version: crate::version::CONSUL_COMPATIBLE_VERSION,
+        fips: "",
+    }
 }
 
 async fn version(RawQuery(raw): RawQuery) -> Response {
@@ -40,37 +41,157 @@ async fn version(RawQuery(raw): RawQuery) -> Response {
 async fn host(RawQuery(raw): RawQuery) -> Response {
     let query = Query::parse(raw.as_deref());
     // The files are small, but a blocking read has no place on the runtime's threads.
-    let info = tokio::task::spawn_blocking(collect_host_info).await.unwrap_or_else(|_| {
-        value!({"Memory": null, "CPU": null, "Host": null, "Disk": null, "CollectionTime": 0, "Errors": [{}]})
+    let info = tokio::task::spawn_blocking(collect_host_info).await.unwrap_or_else(|_| HostInfo {
+        memory: None,
+        cpu: None,
+        host: None,
+        disk: None,
+        collection_time: 0,
+        errors: Some(vec![Empty {}]),
     });
     json(&query, &info).into_response()
 }
 
 /// Consul's `debug.CollectHostInfo`: each part, or an error in its place.
-pub(super) fn collect_host_info() -> Value {
+fn collect_host_info() -> HostInfo {
     let collection_time = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |since| i64::try_from(since.as_nanos()).unwrap_or(i64::MAX));
-    let mut errors = Vec::new();
-    let mut part = |found: Option<Value>| {
-        found.unwrap_or_else(|| {
-            // Go writes an `error` as `{}`.
-            errors.push(Value::Object(Map::new()));
-            Value::Null
-        })
-    };
-    let host = part(host_info());
-    let memory = part(memory_info());
-    let disk = part(disk_usage(DISK_USAGE_PATH));
-    let cpu = part(cpu_info());
-    value!({
-        "Memory": memory,
-        "CPU": cpu,
-        "Host": host,
-        "Disk": disk,
-        "CollectionTime": collection_time,
-        "Errors": if errors.is_empty() { Value::Null } else { Value::Array(errors) },
-    })
+    let host = host_info();
+    let memory = memory_info();
+    let disk = disk_usage(DISK_USAGE_PATH);
+    let cpu = cpu_info();
+    let failed = [host.is_none(), memory.is_none(), disk.is_none(), cpu.is_none()];
+    let errors: Vec<Empty> = failed.into_iter().filter(|failed| *failed).map(|_| Empty {}).collect();
+    HostInfo { memory, cpu, host, disk, collection_time, errors: (!errors.is_empty()).then_some(errors) }
+}
+
+/// Consul's `version.BuildInfo` (`/v1/agent/version`).
+#[derive(Serialize)]
+pub(super) struct BuildInfo {
+    #[serde(rename = "SHA")]
+    sha: &'static str,
+    #[serde(rename = "BuildDate")]
+    build_date: &'static str,
+    #[serde(rename = "HumanVersion")]
+    human_version: &'static str,
+    #[serde(rename = "FIPS")]
+    fips: &'static str,
+}
+
+/// Consul's `debug.HostInfo`: each part, or `null` and an entry in `Errors` when it could not
+/// be read.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct HostInfo {
+    memory: Option<MemoryStat>,
+    #[serde(rename = "CPU")]
+    cpu: Option<Vec<CpuStat>>,
+    host: Option<HostStat>,
+    disk: Option<DiskStat>,
+    /// Nanoseconds since the Unix epoch.
+    collection_time: i64,
+    /// Go writes an `error` as `{}`; `null` when there is none.
+    errors: Option<Vec<Empty>>,
+}
+
+/// gopsutil's `host.InfoStat`.
+#[derive(Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct HostStat {
+    hostname: String,
+    uptime: u64,
+    boot_time: u64,
+    procs: usize,
+    os: &'static str,
+    platform: String,
+    platform_family: String,
+    platform_version: String,
+    kernel_version: String,
+    kernel_arch: &'static str,
+    virtualization_system: &'static str,
+    virtualization_role: &'static str,
+    host_id: String,
+}
+
+/// gopsutil's `mem.VirtualMemoryStat`, in bytes (`/proc/meminfo` counts kB).
+#[derive(Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct MemoryStat {
+    total: u64,
+    available: u64,
+    used: u64,
+    used_percent: f64,
+    free: u64,
+    active: u64,
+    inactive: u64,
+    wired: u64,
+    laundry: u64,
+    buffers: u64,
+    cached: u64,
+    write_back: u64,
+    dirty: u64,
+    write_back_tmp: u64,
+    shared: u64,
+    slab: u64,
+    sreclaimable: u64,
+    sunreclaim: u64,
+    page_tables: u64,
+    swap_cached: u64,
+    commit_limit: u64,
+    #[serde(rename = "committedAS")]
+    committed_as: u64,
+    high_total: u64,
+    high_free: u64,
+    low_total: u64,
+    low_free: u64,
+    swap_total: u64,
+    swap_free: u64,
+    mapped: u64,
+    vmalloc_total: u64,
+    vmalloc_used: u64,
+    vmalloc_chunk: u64,
+    huge_pages_total: u64,
+    huge_pages_free: u64,
+    huge_pages_rsvd: u64,
+    huge_pages_surp: u64,
+    huge_page_size: u64,
+    anon_huge_pages: u64,
+}
+
+/// gopsutil's `cpu.InfoStat`.
+#[derive(Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct CpuStat {
+    cpu: i32,
+    vendor_id: String,
+    family: String,
+    model: String,
+    stepping: i32,
+    physical_id: String,
+    core_id: String,
+    cores: i32,
+    model_name: String,
+    mhz: f64,
+    cache_size: i32,
+    flags: Vec<String>,
+    microcode: String,
+}
+
+/// gopsutil's `disk.UsageStat`.
+#[derive(Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct DiskStat {
+    path: String,
+    fstype: String,
+    total: u64,
+    free: u64,
+    used: u64,
+    used_percent: f64,
+    inodes_total: u64,
+    inodes_used: u64,
+    inodes_free: u64,
+    inodes_used_percent: f64,
 }
 
 fn read(path: &str) -> Option<String> {
@@ -82,7 +203,7 @@ fn first_line(path: &str) -> String {
 }
 
 /// gopsutil's `host.InfoStat`.
-fn host_info() -> Option<Value> {
+fn host_info() -> Option<HostStat> {
     let uptime_secs = read("/proc/uptime")?
         .split_whitespace()
         .next()
@@ -106,21 +227,21 @@ fn host_info() -> Option<Value> {
         id if !id.is_empty() => id.to_lowercase(),
         _ => first_line("/proc/sys/kernel/random/boot_id").to_lowercase(),
     };
-    Some(value!({
-        "hostname": first_line("/proc/sys/kernel/hostname"),
-        "uptime": uptime_secs,
-        "bootTime": boot_time,
-        "procs": procs,
-        "os": std::env::consts::OS,
-        "platform": platform,
-        "platformFamily": family,
-        "platformVersion": platform_version,
-        "kernelVersion": first_line("/proc/sys/kernel/osrelease"),
-        "kernelArch": std::env::consts::ARCH,
-        "virtualizationSystem": virtualization_system,
-        "virtualizationRole": virtualization_role,
-        "hostId": host_id,
-    }))
+    Some(HostStat {
+        hostname: first_line("/proc/sys/kernel/hostname"),
+        uptime: uptime_secs,
+        boot_time,
+        procs,
+        os: std::env::consts::OS,
+        platform,
+        platform_family: family,
+        platform_version,
+        kernel_version: first_line("/proc/sys/kernel/osrelease"),
+        kernel_arch: std::env::consts::ARCH,
+        virtualization_system,
+        virtualization_role,
+        host_id,
+    })
 }
 
 /// The distribution (`/etc/os-release` `ID` and `VERSION_ID`) and its family, with gopsutil's
@@ -185,7 +306,7 @@ fn virtualization() -> (&'static str, &'static str) {
 }
 
 /// gopsutil's `mem.VirtualMemoryStat` from `/proc/meminfo` (kB there, bytes here).
-fn memory_info() -> Option<Value> {
+fn memory_info() -> Option<MemoryStat> {
     let text = read("/proc/meminfo")?;
     let kb = |name: &str| -> u64 {
         text.lines()
@@ -207,53 +328,54 @@ fn memory_info() -> Option<Value> {
     };
     let used = total.saturating_sub(free).saturating_sub(buffers).saturating_sub(cached);
     let used_percent = if total == 0 { 0.0 } else { used as f64 / total as f64 * 100.0 };
-    Some(value!({
-        "total": total,
-        "available": available,
-        "used": used,
-        "usedPercent": used_percent,
-        "free": free,
-        "active": kb("Active"),
-        "inactive": kb("Inactive"),
-        "wired": 0,
-        "laundry": 0,
-        "buffers": buffers,
-        "cached": cached,
-        "writeBack": kb("Writeback"),
-        "dirty": kb("Dirty"),
-        "writeBackTmp": kb("WritebackTmp"),
-        "shared": kb("Shmem"),
-        "slab": kb("Slab"),
-        "sreclaimable": sreclaimable,
-        "sunreclaim": kb("SUnreclaim"),
-        "pageTables": kb("PageTables"),
-        "swapCached": kb("SwapCached"),
-        "commitLimit": kb("CommitLimit"),
-        "committedAS": kb("Committed_AS"),
-        "highTotal": kb("HighTotal"),
-        "highFree": kb("HighFree"),
-        "lowTotal": kb("LowTotal"),
-        "lowFree": kb("LowFree"),
-        "swapTotal": kb("SwapTotal"),
-        "swapFree": kb("SwapFree"),
-        "mapped": kb("Mapped"),
-        "vmallocTotal": kb("VmallocTotal"),
-        "vmallocUsed": kb("VmallocUsed"),
-        "vmallocChunk": kb("VmallocChunk"),
-        "hugePagesTotal": kb("HugePages_Total") / 1024,
-        "hugePagesFree": kb("HugePages_Free") / 1024,
-        "hugePagesRsvd": kb("HugePages_Rsvd") / 1024,
-        "hugePagesSurp": kb("HugePages_Surp") / 1024,
-        "hugePageSize": kb("Hugepagesize"),
-        "anonHugePages": kb("AnonHugePages"),
-    }))
+    Some(MemoryStat {
+        total,
+        available,
+        used,
+        used_percent,
+        free,
+        active: kb("Active"),
+        inactive: kb("Inactive"),
+        wired: 0,
+        laundry: 0,
+        buffers,
+        cached,
+        write_back: kb("Writeback"),
+        dirty: kb("Dirty"),
+        write_back_tmp: kb("WritebackTmp"),
+        shared: kb("Shmem"),
+        slab: kb("Slab"),
+        sreclaimable,
+        sunreclaim: kb("SUnreclaim"),
+        page_tables: kb("PageTables"),
+        swap_cached: kb("SwapCached"),
+        commit_limit: kb("CommitLimit"),
+        committed_as: kb("Committed_AS"),
+        high_total: kb("HighTotal"),
+        high_free: kb("HighFree"),
+        low_total: kb("LowTotal"),
+        low_free: kb("LowFree"),
+        swap_total: kb("SwapTotal"),
+        swap_free: kb("SwapFree"),
+        mapped: kb("Mapped"),
+        vmalloc_total: kb("VmallocTotal"),
+        vmalloc_used: kb("VmallocUsed"),
+        vmalloc_chunk: kb("VmallocChunk"),
+        // /proc/meminfo counts huge pages, not kB: undo the factor `kb` applied.
+        huge_pages_total: kb("HugePages_Total") / 1024,
+        huge_pages_free: kb("HugePages_Free") / 1024,
+        huge_pages_rsvd: kb("HugePages_Rsvd") / 1024,
+        huge_pages_surp: kb("HugePages_Surp") / 1024,
+        huge_page_size: kb("Hugepagesize"),
+        anon_huge_pages: kb("AnonHugePages"),
+    })
 }
 
 /// gopsutil's `cpu.InfoStat` for each logical CPU of `/proc/cpuinfo` (each counts one core, as
 /// gopsutil counts them on Linux).
-fn cpu_info() -> Option<Value> {
+fn cpu_info() -> Option<Vec<CpuStat>> {
     let text = read("/proc/cpuinfo")?;
-    let cpus: Vec<Value> = text
+    let cpus = text
         .split("\n\n")
         .filter(|block| block.lines().any(|line| line.starts_with("processor")))
         .map(|block| {
@@ -280,32 +402,29 @@ fn cpu_info() -> Option<Value> {
                 .and_then(|kb| kb.parse::<i32>().ok())
                 .unwrap_or(0);
             let flags: Vec<String> = field("flags").split_whitespace().map(str::to_owned).collect();
-            value!({
-                "cpu": cpu,
-                "vendorId": field("vendor_id"),
-                "family": field("cpu family"),
-                "model": field("model"),
-                "stepping": number("stepping"),
-                "physicalId": field("physical id"),
-                "coreId": field("core id"),
-                "cores": 1,
-                "modelName": field("model name"),
-                "mhz": mhz,
-                "cacheSize": cache_size,
-                "flags": flags,
-                "microcode": field("microcode"),
-            })
+            CpuStat {
+                cpu,
+                vendor_id: field("vendor_id"),
+                family: field("cpu family"),
+                model: field("model"),
+                stepping: number("stepping"),
+                physical_id: field("physical id"),
+                core_id: field("core id"),
+                cores: 1,
+                model_name: field("model name"),
+                mhz,
+                cache_size,
+                flags,
+                microcode: field("microcode"),
+            }
         })
         .collect();
-    Some(Value::Array(cpus))
+    Some(cpus)
 }
 
-/// gopsutil's `disk.UsageStat` for `path`: needs `statvfs(2)`, out of reach without `unsafe`
-/// or `rustix`'s `fs` feature (see the module documentation), so it is the failure gopsutil
-/// would report.
 /// gopsutil's `disk.UsageStat` of the filesystem holding `path`, from `statvfs(3)` and the
 /// mount table.
-fn disk_usage(path: &str) -> Option<Value> {
+fn disk_usage(path: &str) -> Option<DiskStat> {
     let stat = rustix::fs::statvfs(path).ok()?;
     let block = stat.f_frsize;
     let total = stat.f_blocks.saturating_mul(block);
@@ -324,19 +443,19 @@ fn disk_usage(path: &str) -> Option<Value> {
         })
         .max_by_key(|(len, _)| *len)
         .map_or("", |(_, kind)| kind);
-    Some(value!({
-        "path": path,
-        "fstype": fstype,
-        "total": total,
-        "free": free,
-        "used": used,
+    Some(DiskStat {
+        path: path.to_owned(),
+        fstype: fstype.to_owned(),
+        total,
+        free,
+        used,
         // gopsutil's: used over what is usable by an unprivileged user.
-        "usedPercent": percent(used, used + free),
-        "inodesTotal": stat.f_files,
-        "inodesUsed": inodes_used,
-        "inodesFree": stat.f_ffree,
-        "inodesUsedPercent": percent(inodes_used, stat.f_files),
-    }))
+        used_percent: percent(used, used + free),
+        inodes_total: stat.f_files,
+        inodes_used,
+        inodes_free: stat.f_ffree,
+        inodes_used_percent: percent(inodes_used, stat.f_files),
+    })
 }
 
 /// Consul's `BuildDate` when none is stamped into the build (`version.BuildDate`'s default).
@@ -347,11 +466,13 @@ const DISK_USAGE_PATH: &str = "/";
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+
     use super::*;
 
     #[test]
     fn host_info_has_consuls_parts_and_gopsutils_names() {
-        let info = collect_host_info();
+        let info = serde_json::to_value(collect_host_info()).unwrap();
         for part in ["Memory", "CPU", "Host", "Disk", "CollectionTime", "Errors"] {
             assert!(info.get(part).is_some(), "{part} missing: {info}");
         }
@@ -382,10 +503,38 @@ mod tests {
 
     #[test]
     fn version_is_consuls_build_info() {
-        let info = build_info();
+        let info = serde_json::to_value(build_info()).unwrap();
         let keys: Vec<&String> = info.as_object().unwrap().keys().collect();
         assert_eq!(keys.len(), 4);
         assert_eq!(info["HumanVersion"], crate::version::CONSUL_COMPATIBLE_VERSION);
         assert_eq!(info["FIPS"], "");
+    }
+
+    /// The answers' names, pinned: Consul's parts and gopsutil's fields, all of them (at their
+    /// zero values here), and the answer when collecting failed.
+    #[test]
+    fn host_answers_keep_consuls_and_gopsutils_names() {
+        let parts = HostInfo {
+            memory: Some(MemoryStat::default()),
+            cpu: Some(vec![CpuStat::default()]),
+            host: Some(HostStat::default()),
+            disk: Some(DiskStat::default()),
+            collection_time: 1,
+            errors: None,
+        };
+        let failed = HostInfo {
+            memory: None,
+            cpu: None,
+            host: None,
+            disk: None,
+            collection_time: 0,
+            errors: Some(vec![Empty {}]),
+        };
+        let lines = [
+            serde_json::to_string(&build_info()).unwrap(),
+            serde_json::to_string(&parts).unwrap(),
+            serde_json::to_string(&failed).unwrap(),
+        ];
+        super::super::shapes::assert_golden("host_shapes.golden", &lines);
     }
 }

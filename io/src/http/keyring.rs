@@ -21,7 +21,7 @@ use axum::Router;
 use base64::Engine;
 use bytes::Bytes;
 use muster_core::gossip::{Command, KeyringOp, KeyringResult};
-use serde_json::{json as value, Value};
+use serde::Serialize;
 use tokio::sync::oneshot;
 
 use super::{json, Api, HttpError, Pool, Query};
@@ -85,7 +85,7 @@ async fn operate_inner(
     body: &[u8],
     op: KeyringOp,
     local_only: bool,
-) -> Result<Option<Value>, HttpError> {
+) -> Result<Option<Vec<KeyringResponse>>, HttpError> {
     if local_only && op != KeyringOp::List {
         return Err(HttpError::bad_request("local-only can only be set for list requests"));
     }
@@ -128,30 +128,48 @@ async fn operate_inner(
     if op != KeyringOp::List {
         return Ok(None);
     }
-    let list: Vec<Value> = results
-        .iter()
-        .map(|(pool, result)| {
-            let encoded = |keys: &BTreeMap<Bytes, usize>| -> BTreeMap<String, usize> {
-                keys.iter()
-                    .map(|(key, count)| (base64::engine::general_purpose::STANDARD.encode(key), *count))
-                    .collect()
-            };
-            let (keys, primary_keys) = (encoded(&result.keys), encoded(&result.primary_keys));
-            value!({
-                "WAN": *pool == Pool::Wan,
-                "Datacenter": api.datacenter,
-                "Segment": "",
-                "Partition": "",
-                "Keys": keys,
-                "PrimaryKeys": primary_keys,
-                "NumNodes": result.members,
-                "NumResp": result.responses,
-                "NumErr": result.errors.len(),
-                "Messages": messages(result),
-            })
-        })
-        .collect();
-    Ok(Some(Value::Array(list)))
+    let list =
+        results.iter().map(|(pool, result)| KeyringResponse::new(*pool, &api.datacenter, result)).collect();
+    Ok(Some(list))
+}
+
+/// Consul's `KeyringResponse`: one pool's answer to a list, the keys in base64.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct KeyringResponse {
+    #[serde(rename = "WAN")]
+    wan: bool,
+    datacenter: String,
+    segment: &'static str,
+    partition: &'static str,
+    messages: BTreeMap<String, String>,
+    keys: BTreeMap<String, usize>,
+    primary_keys: BTreeMap<String, usize>,
+    num_nodes: usize,
+    num_resp: usize,
+    num_err: usize,
+}
+
+impl KeyringResponse {
+    fn new(pool: Pool, datacenter: &str, result: &KeyringResult) -> KeyringResponse {
+        let encoded = |keys: &BTreeMap<Bytes, usize>| -> BTreeMap<String, usize> {
+            keys.iter()
+                .map(|(key, count)| (base64::engine::general_purpose::STANDARD.encode(key), *count))
+                .collect()
+        };
+        KeyringResponse {
+            wan: pool == Pool::Wan,
+            datacenter: datacenter.to_owned(),
+            segment: "",
+            partition: "",
+            messages: messages(result),
+            keys: encoded(&result.keys),
+            primary_keys: encoded(&result.primary_keys),
+            num_nodes: result.members,
+            num_resp: result.responses,
+            num_err: result.errors.len(),
+        }
+    }
 }
 
 /// The members' errors in serf's words: a member without encryption answers as serf's
@@ -247,5 +265,23 @@ mod tests {
         );
         silent.responses = 3;
         assert_eq!(keyring_errors("dc1", &[(Pool::Lan, silent)]), None);
+    }
+
+    /// A list's bytes, pinned: Consul's `KeyringResponse` for each pool, WAN first.
+    #[test]
+    fn a_list_keeps_consuls_shape() {
+        let listed = |members| KeyringResult {
+            op: KeyringOp::List,
+            key: Bytes::new(),
+            members,
+            responses: members,
+            errors: BTreeMap::new(),
+            keys: [(Bytes::from_static(b"old"), members), (Bytes::from_static(b"new"), 1)].into(),
+            primary_keys: [(Bytes::from_static(b"old"), members)].into(),
+        };
+        let lines = [(Pool::Wan, listed(1)), (Pool::Lan, listed(3))].map(|(pool, result)| {
+            serde_json::to_string(&KeyringResponse::new(pool, "dc1", &result)).unwrap()
+        });
+        super::super::shapes::assert_golden("keyring_shapes.golden", &lines);
     }
 }

@@ -4,6 +4,7 @@
 //! the endpoints live in their own modules.
 
 mod agent;
+mod agent_self;
 mod autopilot;
 mod body;
 mod catalog;

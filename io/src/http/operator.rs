@@ -4,6 +4,7 @@
 //! counts; coordinates (none are computed yet, so the lists are empty, as on a fresh Consul);
 //! and the agent's metrics as JSON or Prometheus text, or streamed one interval at a time.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::{RawQuery, State};
@@ -13,7 +14,7 @@ use axum::routing::{delete, get, post};
 use axum::Router;
 use muster_core::fsm::{Table, WatchTarget};
 use muster_core::raft::{MembershipChange, ServerId};
-use serde_json::{json as value, Value};
+use serde::Serialize;
 
 use super::{json, Api, ConsensusError, HttpError, Query};
 
@@ -40,26 +41,49 @@ async fn raft_configuration(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery
     let known = api.servers();
     let members =
         membership.voters.iter().map(|id| (id, true)).chain(membership.learners.iter().map(|id| (id, false)));
-    let servers: Vec<Value> = members
+    let servers = members
         .map(|(id, voter)| {
             // Consul's Raft IDs are node IDs; a server gossip has not shown yet is "(unknown)".
             let (node_id, node, address) = match known.get(id) {
                 Some(server) => (server.node_id.clone(), server.name.clone(), server.addr.to_string()),
                 None => (format!("{id:016x}"), "(unknown)".to_owned(), String::new()),
             };
-            value!({
-                "ID": node_id,
-                "Node": node,
-                "Address": address,
-                "Leader": status.leader == Some(*id),
-                "Voter": voter,
-                "ProtocolVersion": "3",
-                "LastIndex": status.applied,
-            })
+            RaftServer {
+                id: node_id,
+                node,
+                address,
+                leader: status.leader == Some(*id),
+                protocol_version: "3",
+                voter,
+                last_index: status.applied,
+            }
         })
         .collect();
-    let body = value!({"Servers": servers, "Index": status.commit});
+    let body = RaftConfiguration { servers, index: status.commit };
     (api.meta_headers(status.commit), json(&query, &body)).into_response()
+}
+
+/// Consul's `RaftConfigurationResponse`.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct RaftConfiguration {
+    servers: Vec<RaftServer>,
+    index: u64,
+}
+
+/// Consul's `RaftServer`.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct RaftServer {
+    #[serde(rename = "ID")]
+    id: String,
+    node: String,
+    address: String,
+    leader: bool,
+    protocol_version: &'static str,
+    voter: bool,
+    /// The last index this server knows of: the applied index of the one answering.
+    last_index: u64,
 }
 
 /// The Raft server a request names by `?id` (its node ID) or `?address` (its RPC address),
@@ -112,23 +136,47 @@ async fn transfer_leader(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -
             None => return Err(HttpError::bad_request("Must specify ?id with the server's ID")),
         };
         api.consensus()?.raft.transfer_leadership(server).await.map_err(ConsensusError::from)?;
-        Ok(json(&query, &value!({"Success": true})).into_response())
+        Ok(json(&query, &TransferLeaderResponse { success: true }).into_response())
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
 }
 
+/// Consul's `TransferLeaderResponse`.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct TransferLeaderResponse {
+    success: bool,
+}
+
 async fn coordinate_datacenters(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response {
     let query = Query::parse(raw.as_deref());
-    let body = value!([{"Datacenter": api.datacenter, "AreaID": "WAN", "Coordinates": []}]);
+    let body = [DatacenterMap { datacenter: &api.datacenter, area_id: "WAN", coordinates: NO_COORDINATES }];
     json(&query, &body).into_response()
 }
+
+/// Consul's `DatacenterMap`: a datacenter's servers' coordinates in a network area.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct DatacenterMap<'a> {
+    datacenter: &'a str,
+    #[serde(rename = "AreaID")]
+    area_id: &'static str,
+    coordinates: [Coordinate; 0],
+}
+
+/// A node's network coordinate, of which none are computed yet.
+#[derive(Serialize)]
+enum Coordinate {}
+
+/// A list of coordinates, as none are computed yet: `[]`, as on a fresh Consul.
+const NO_COORDINATES: [Coordinate; 0] = [];
 
 async fn coordinate_nodes(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response {
     let query = Query::parse(raw.as_deref());
     match api.consensus() {
         Ok(consensus) => {
             let index = consensus.store.read(|fsm| fsm.applied());
-            (api.meta_headers(index), json(&query, &value!([]))).into_response()
+            (api.meta_headers(index), json(&query, &NO_COORDINATES)).into_response()
         }
         Err(error) => error.into_response(),
     }
@@ -201,34 +249,31 @@ async fn usage(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response
         Err(error) => return error.into_response(),
     };
     let targets = || vec![WatchTarget::Table(Table::Services), WatchTarget::Table(Table::Nodes)];
-    let datacenter = api.datacenter.clone();
-    let (index, body) = match api
+    let (index, usage) = match api
         .read(options, targets, |fsm| {
             let catalog = fsm.catalog();
             let (index, names) = catalog.services();
-            let mut connect: serde_json::Map<String, Value> =
-                CONNECT_KINDS.iter().map(|kind| ((*kind).to_owned(), value!(0))).collect();
+            let mut connect: BTreeMap<&'static str, u64> =
+                CONNECT_KINDS.iter().map(|kind| (*kind, 0)).collect();
             let (mut instances, mut billable) = (0_u64, 0_u64);
             for name in names.keys() {
                 for (_, service) in catalog.service_nodes(name, &[]).1 {
                     instances += 1;
                     if service.kind.is_empty() {
                         billable += u64::from(*name != CONSUL_SERVICE);
-                    } else if let Some(count) = connect.get_mut(&service.kind) {
-                        *count = value!(count.as_u64().unwrap_or(0) + 1);
+                    } else if let Some(count) = connect.get_mut(service.kind.as_str()) {
+                        *count += 1;
                     }
                 }
             }
-            let usage = value!({
-                "Services": names.len(),
-                "ServiceInstances": instances,
-                "ConnectServiceInstances": connect,
-                "BillableServiceInstances": billable,
-                "Nodes": catalog.nodes().1.len(),
-            });
-            let mut by_datacenter = serde_json::Map::new();
-            by_datacenter.insert(datacenter.clone(), usage);
-            (index, value!({"Usage": by_datacenter}))
+            let usage = ServiceUsage {
+                services: names.len(),
+                service_instances: instances,
+                connect_service_instances: connect,
+                billable_service_instances: billable,
+                nodes: catalog.nodes().1.len(),
+            };
+            (index, usage)
         })
         .await
     {
@@ -238,18 +283,106 @@ async fn usage(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response
     // `structs.Usage` embeds the query's metadata, so the body repeats the headers' values.
     let headers = api.meta_headers(index);
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-    let mut body = body;
     let last_contact_ms: u64 = header("X-Consul-LastContact").parse().unwrap_or(0);
-    for (name, field) in [
-        ("Index", value!(index)),
-        ("LastContact", value!(last_contact_ms.saturating_mul(1_000_000))),
-        ("KnownLeader", value!(header("X-Consul-KnownLeader") == "true")),
-        ("ConsistencyLevel", value!(options.consistency.as_str())),
-        ("NotModified", value!(false)),
-        ("Backend", value!(0)),
-        ("ResultsFilteredByACLs", value!(false)),
-    ] {
-        body[name] = field;
-    }
+    let body = Usage {
+        usage: BTreeMap::from([(api.datacenter.as_str(), usage)]),
+        meta: QueryMeta {
+            index,
+            last_contact: last_contact_ms.saturating_mul(1_000_000),
+            known_leader: header("X-Consul-KnownLeader") == "true",
+            consistency_level: options.consistency.as_str(),
+            not_modified: false,
+            backend: 0,
+            results_filtered_by_acls: false,
+        },
+    };
     (headers, json(&query, &body)).into_response()
+}
+
+/// Consul's `Usage`: the catalog's counts by datacenter, and the read's metadata.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Usage<'a> {
+    usage: BTreeMap<&'a str, ServiceUsage>,
+    #[serde(flatten)]
+    meta: QueryMeta,
+}
+
+/// Consul's `ServiceUsage`.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ServiceUsage {
+    services: usize,
+    service_instances: u64,
+    /// By kind, each of [`CONNECT_KINDS`] even at zero.
+    connect_service_instances: BTreeMap<&'static str, u64>,
+    billable_service_instances: u64,
+    nodes: usize,
+}
+
+/// Consul's `QueryMeta`, the headers of a read as fields.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct QueryMeta {
+    index: u64,
+    /// Nanoseconds (a Go `time.Duration`).
+    last_contact: u64,
+    known_leader: bool,
+    consistency_level: &'static str,
+    not_modified: bool,
+    /// The storage backend; 0 is Consul's in-memory store.
+    backend: u8,
+    #[serde(rename = "ResultsFilteredByACLs")]
+    results_filtered_by_acls: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The answers' bytes, pinned: the Raft configuration, a leadership transfer, the
+    /// coordinates (none) and the usage counts with their query metadata.
+    #[test]
+    fn the_operators_answers_keep_consuls_shapes() {
+        let configuration = RaftConfiguration {
+            servers: vec![RaftServer {
+                id: "0b6c4a5c-2f4c-4d43-9c55-0cd0b0b8f4a1".into(),
+                node: "server-1".into(),
+                address: "10.0.0.1:8300".into(),
+                leader: true,
+                protocol_version: "3",
+                voter: true,
+                last_index: 12,
+            }],
+            index: 11,
+        };
+        let usage = ServiceUsage {
+            services: 2,
+            service_instances: 3,
+            connect_service_instances: CONNECT_KINDS.iter().map(|kind| (*kind, 0)).collect(),
+            billable_service_instances: 1,
+            nodes: 2,
+        };
+        let usage = Usage {
+            usage: BTreeMap::from([("dc1", usage)]),
+            meta: QueryMeta {
+                index: 9,
+                last_contact: 0,
+                known_leader: true,
+                consistency_level: "leader",
+                not_modified: false,
+                backend: 0,
+                results_filtered_by_acls: false,
+            },
+        };
+        let datacenters = [DatacenterMap { datacenter: "dc1", area_id: "WAN", coordinates: NO_COORDINATES }];
+        let lines = [
+            serde_json::to_string(&configuration).unwrap(),
+            serde_json::to_string(&TransferLeaderResponse { success: true }).unwrap(),
+            serde_json::to_string(&datacenters).unwrap(),
+            serde_json::to_string(&NO_COORDINATES).unwrap(),
+            serde_json::to_string(&usage).unwrap(),
+        ];
+        super::super::shapes::assert_golden("operator_shapes.golden", &lines);
+    }
 }

@@ -1,16 +1,20 @@
 //! The catalog's answers in Consul's shapes, as serde structs: `Node`, `NodeService`,
-//! `ServiceNode`, `HealthCheck` and its `Definition`. Field order is Consul's (Go encodes a
+//! `ServiceNode`, `HealthCheck` and its `Definition`, and what is built of them (`NodeServices`,
+//! `CheckServiceNode`, the agent's `AgentService`). Field order is Consul's (Go encodes a
 //! struct's fields in declaration order, and so does serde), and so are its quirks: a Go map
 //! without entries is `null`, a field tagged `omitempty` is left out when empty, and the
 //! service mesh fields muster does not implement are their zero values.
 //!
-//! They borrow from the catalog's rows and are turned into a `Value` by the handlers, because
-//! `?filter` evaluates on values.
+//! They borrow from the catalog's rows. The handlers turn them into a `Value` where `?filter`
+//! applies, as it evaluates on values, and serialize them directly elsewhere. A shape only one
+//! endpoint answers with is declared beside its handler instead (`DebugConfig` in `runtime.rs`,
+//! `RaftConfiguration` in `operator.rs`, ...); each is pinned by a golden file in `testdata/`
+//! through `assert_golden`.
 
 use std::collections::BTreeMap;
 
 use muster_core::duration;
-use muster_core::fsm::{Check, CheckDefinition, Node, Service, ServiceAddress, Weights};
+use muster_core::fsm::{Check, CheckDefinition, Instance, Node, Service, ServiceAddress, Weights};
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 
@@ -128,6 +132,9 @@ pub(super) struct AgentServiceJson<'a> {
     tagged_addresses: &'a BTreeMap<String, ServiceAddress>,
     weights: WeightsJson,
     enable_tag_override: bool,
+    /// `/v1/agent/service/<id>`'s hash of the rest, for hash-based blocking; empty elsewhere.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    content_hash: String,
     datacenter: &'a str,
 }
 
@@ -145,8 +152,14 @@ impl<'a> AgentServiceJson<'a> {
             tagged_addresses: &service.tagged_addresses,
             weights: service.weights.into(),
             enable_tag_override: service.enable_tag_override,
+            content_hash: String::new(),
             datacenter,
         }
+    }
+
+    /// The same, with the hash of its content.
+    pub(super) fn with_content_hash(self, content_hash: String) -> AgentServiceJson<'a> {
+        AgentServiceJson { content_hash, ..self }
     }
 }
 
@@ -203,10 +216,11 @@ impl<'a> ServiceNodeJson<'a> {
     }
 }
 
-/// Consul's `HealthCheck`.
+/// The fields that say which check it is and how it fares, first in `HealthCheck`, and all
+/// that the agent's service health endpoints show of one.
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
-pub(super) struct HealthCheckJson<'a> {
+pub(super) struct CheckNameJson<'a> {
     node: &'a str,
     #[serde(rename = "CheckID")]
     check_id: &'a str,
@@ -218,6 +232,30 @@ pub(super) struct HealthCheckJson<'a> {
     service_id: &'a str,
     service_name: &'a str,
     service_tags: &'a [String],
+}
+
+impl<'a> From<&'a Check> for CheckNameJson<'a> {
+    fn from(check: &'a Check) -> CheckNameJson<'a> {
+        CheckNameJson {
+            node: &check.node,
+            check_id: &check.check_id,
+            name: &check.name,
+            status: check.status.as_str(),
+            notes: &check.notes,
+            output: &check.output,
+            service_id: &check.service_id,
+            service_name: &check.service_name,
+            service_tags: &check.service_tags,
+        }
+    }
+}
+
+/// Consul's `HealthCheck`.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct HealthCheckJson<'a> {
+    #[serde(flatten)]
+    name: CheckNameJson<'a>,
     #[serde(rename = "Type")]
     kind: &'a str,
     /// A Go duration, empty when unset (not `omitempty` in Consul).
@@ -233,15 +271,7 @@ pub(super) struct HealthCheckJson<'a> {
 impl<'a> From<&'a Check> for HealthCheckJson<'a> {
     fn from(check: &'a Check) -> HealthCheckJson<'a> {
         HealthCheckJson {
-            node: &check.node,
-            check_id: &check.check_id,
-            name: &check.name,
-            status: check.status.as_str(),
-            notes: &check.notes,
-            output: &check.output,
-            service_id: &check.service_id,
-            service_name: &check.service_name,
-            service_tags: &check.service_tags,
+            name: CheckNameJson::from(check),
             kind: check.kind.as_str(),
             interval: go_duration_or_empty(check.definition.interval_ns),
             timeout: go_duration_or_empty(check.definition.timeout_ns),
@@ -329,6 +359,42 @@ impl<'a> From<&'a CheckDefinition> for DefinitionJson<'a> {
     }
 }
 
+/// Consul's `NodeServices` (`/v1/catalog/node/<node>`, its services by ID) and
+/// `NodeServiceList` (`/v1/catalog/node-services/<node>`, a list).
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct NodeServicesJson<'a> {
+    node: NodeJson<'a>,
+    /// A `Value`, the map or the list, because `?filter` applies to it.
+    services: Value,
+}
+
+impl<'a> NodeServicesJson<'a> {
+    /// `node` with its `services`, shaped.
+    pub(super) fn new(node: &'a Node, services: Value) -> NodeServicesJson<'a> {
+        NodeServicesJson { node: NodeJson::from(node), services }
+    }
+}
+
+/// Consul's `CheckServiceNode`: an instance with its node and checks (`/v1/health/service/...`).
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct CheckServiceNodeJson<'a> {
+    node: NodeJson<'a>,
+    service: NodeServiceJson<'a>,
+    checks: Vec<HealthCheckJson<'a>>,
+}
+
+impl<'a> From<Instance<'a>> for CheckServiceNodeJson<'a> {
+    fn from(instance: Instance<'a>) -> CheckServiceNodeJson<'a> {
+        CheckServiceNodeJson {
+            node: NodeJson::from(instance.node),
+            service: NodeServiceJson::from(instance.service),
+            checks: instance.checks.into_iter().map(HealthCheckJson::from).collect(),
+        }
+    }
+}
+
 /// Consul's `Weights`.
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
@@ -360,9 +426,10 @@ struct ProxyJson {
     expose: Empty,
 }
 
-/// A Go struct of zero values whose fields are all `omitempty`: `{}`.
+/// A Go struct of zero values whose fields are all `omitempty`, or a Go map without entries
+/// that is not nil: `{}`.
 #[derive(Serialize, Default)]
-struct Empty {}
+pub(super) struct Empty {}
 
 /// A `Value` of one of these shapes.
 pub(super) fn to_value(shape: impl Serialize) -> Value {
@@ -397,4 +464,21 @@ fn service_addresses<S: Serializer>(
     out.collect_map(
         addresses.iter().map(|(name, a)| (name, ServiceAddressJson { address: &a.address, port: a.port })),
     )
+}
+
+/// Compares `lines` with the golden file `testdata/<name>`, or writes them there when
+/// `MUSTER_BLESS` is set. The build's revision is written `<revision>`, so that a commit does not
+/// change the file.
+#[cfg(test)]
+pub(super) fn assert_golden(name: &str, lines: &[String]) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http/testdata").join(name);
+    let mut got = lines.join("\n");
+    if !crate::version::GIT_REVISION.is_empty() {
+        got = got.replace(&format!("\"{}\"", crate::version::GIT_REVISION), "\"<revision>\"");
+    }
+    if std::env::var_os("MUSTER_BLESS").is_some() {
+        std::fs::write(&path, &got).expect("the golden file is writable");
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_default();
+    assert_eq!(got, want, "{} differs: MUSTER_BLESS=1 rewrites it", path.display());
 }

@@ -13,11 +13,12 @@ use axum::Router;
 use muster_core::fsm::{
     Command, Response as FsmResponse, Txn, TxnError, TxnOp, TxnOutcome, TxnResult, TXN_OPS_MAX,
 };
-use serde_json::{json as value, Value};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::body::txn_op;
-use super::catalog::{check_json, node_json, service_json};
 use super::kv::DirEntry;
+use super::shapes::{HealthCheckJson, NodeJson, NodeServiceJson};
 use super::{json, Api, HttpError, Query};
 
 pub(super) fn routes() -> Router<Arc<Api>> {
@@ -28,21 +29,57 @@ fn parse_failed(reason: impl std::fmt::Display) -> HttpError {
     super::body::txn_parse_failed(reason).into()
 }
 
-fn results_json(outcome: &TxnOutcome) -> (StatusCode, Value) {
+/// Consul's `TxnResponse`: every result, or every error.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct TxnResponse<'a> {
+    results: Option<Vec<TxnResultJson<'a>>>,
+    errors: Option<Vec<TxnErrorJson<'a>>>,
+}
+
+/// Consul's `TxnResult`: an object with one field, named for what the operation read or wrote
+/// (serde's encoding of an enum).
+#[derive(Serialize)]
+enum TxnResultJson<'a> {
+    #[serde(rename = "KV")]
+    Kv(DirEntry<'a>),
+    Node(NodeJson<'a>),
+    Service(NodeServiceJson<'a>),
+    /// Boxed: a check's shape is several times the size of the others'.
+    Check(Box<HealthCheckJson<'a>>),
+}
+
+/// Consul's `TxnError`.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct TxnErrorJson<'a> {
+    op_index: usize,
+    what: &'a str,
+}
+
+fn results_json(outcome: &TxnOutcome) -> (StatusCode, TxnResponse<'_>) {
     match outcome {
         Ok(results) => {
-            let shaped: Vec<Value> = results
+            let shaped = results
                 .iter()
                 .map(|result| match result {
-                    TxnResult::Kv(entry) => value!({"KV": serde_json::to_value(DirEntry::from(entry)).expect("entries serialize")}),
-                    TxnResult::Node(node) => value!({"Node": node_json(node)}),
-                    TxnResult::Service(_, service) => value!({"Service": service_json(service)}),
-                    TxnResult::Check(check) => value!({"Check": check_json(check)}),
+                    TxnResult::Kv(entry) => TxnResultJson::Kv(DirEntry::from(entry)),
+                    TxnResult::Node(node) => TxnResultJson::Node(NodeJson::from(&**node)),
+                    TxnResult::Service(_, service) => {
+                        TxnResultJson::Service(NodeServiceJson::from(&**service))
+                    }
+                    TxnResult::Check(check) => {
+                        TxnResultJson::Check(Box::new(HealthCheckJson::from(&**check)))
+                    }
                 })
                 .collect();
-            (StatusCode::OK, value!({"Results": shaped, "Errors": null}))
+            (StatusCode::OK, TxnResponse { results: Some(shaped), errors: None })
         }
-        Err(errors) => (StatusCode::CONFLICT, value!({"Results": null, "Errors": errors_json(errors)})),
+        Err(errors) => {
+            let shaped =
+                errors.iter().map(|e| TxnErrorJson { op_index: e.op_index, what: &e.what }).collect();
+            (StatusCode::CONFLICT, TxnResponse { results: None, errors: Some(shaped) })
+        }
     }
 }
 
@@ -53,10 +90,6 @@ impl Drop for Timed {
     fn drop(&mut self) {
         crate::telemetry::measure_since(self.0, &[], self.1);
     }
-}
-
-fn errors_json(errors: &[TxnError]) -> Vec<Value> {
-    errors.iter().map(|e| value!({"OpIndex": e.op_index, "What": e.what})).collect()
 }
 
 async fn txn(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery, body: Bytes) -> Response {
@@ -82,7 +115,8 @@ async fn txn(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery, body: Bytes) 
             }
         }
         if !errors.is_empty() {
-            let (status, body) = results_json(&Err(errors));
+            let outcome = Err(errors);
+            let (status, body) = results_json(&outcome);
             return Ok((status, json(&query, &body)).into_response());
         }
         let txn = Txn { ops };
@@ -107,4 +141,39 @@ async fn txn(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery, body: Bytes) 
         Ok((status, json(&query, &body)).into_response())
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+#[cfg(test)]
+mod tests {
+    use muster_core::fsm::{Check, KvEntry, Node, Service};
+
+    use super::*;
+
+    /// The answers' bytes, pinned: Consul's `TxnResponse`, each result an object with one field
+    /// named for its kind, and `null` for the half that is empty.
+    #[test]
+    fn txn_answers_keep_consuls_shapes() {
+        let entry = KvEntry {
+            key: "k".into(),
+            value: "v".into(),
+            flags: 7,
+            lock_index: 1,
+            session: Some("s1".into()),
+            create_index: 3,
+            modify_index: 4,
+        };
+        let node = Node { node: "n".into(), address: "10.0.0.1".into(), ..Node::default() };
+        let service = Service { id: "s".into(), service: "s".into(), ..Service::default() };
+        let check = Check { check_id: "c".into(), ..Check::default() };
+        let results = vec![
+            TxnResult::Kv(entry),
+            TxnResult::Node(Box::new(node)),
+            TxnResult::Service("n".into(), Box::new(service)),
+            TxnResult::Check(Box::new(check)),
+        ];
+        let errors = vec![TxnError { op_index: 1, what: "failed".into() }];
+        let lines = [results_json(&Ok(results)), results_json(&Err(errors))]
+            .map(|(status, body)| format!("{} {}", status.as_u16(), serde_json::to_string(&body).unwrap()));
+        super::super::shapes::assert_golden("txn_shapes.golden", &lines);
+    }
 }
