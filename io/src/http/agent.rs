@@ -1,6 +1,6 @@
-//! `/v1/agent/...` (`../shared/reference/consul-behaviour.md` §1.5), first part: `self` (answered by `agent_self.rs`), the
-//! services and checks of this agent (register, deregister, list, one), TTL check updates and
-//! maintenance.
+//! `/v1/agent/...` (`../shared/reference/consul-behaviour.md` §1.5), first part: the services
+//! and checks of this agent (register, deregister, list, one), TTL check updates and
+//! maintenance; `self` is answered by `agent_self.rs`.
 //!
 //! The agent is the authority for its own node: registrations change its local state
 //! ([`crate::local::LocalAgent`]) and anti-entropy ([`crate::tasks::anti_entropy`]) syncs
