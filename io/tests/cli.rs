@@ -752,6 +752,11 @@ fn agent_flags_from_consuls_docs_are_honoured() {
         node["Meta"],
         serde_json::json!({"consul-network-segment": "", "env": "test", "rack": "r1", "zone": "a"})
     );
+    // `/v1/agent/self` shows the same meta (Consul's `State.Metadata()`).
+    let agent_self = ureq::get(&format!("http://{agent_http}/v1/agent/self")).call().unwrap();
+    let agent_self: serde_json::Value =
+        serde_json::from_str(&agent_self.into_body().read_to_string().unwrap()).unwrap();
+    assert_eq!(agent_self["Meta"], node["Meta"]);
     assert_eq!(std::fs::read_to_string(&pid_file).unwrap(), child.id().to_string());
     // A blocking query without ?wait returns after -default-query-time (1 s), not Consul's 300 s.
     let catalog = format!("http://{agent_http}/v1/catalog/nodes");

@@ -41,8 +41,7 @@ pub(super) async fn agent_self(State(api): State<Arc<Api>>, RawQuery(raw): RawQu
             .find(|m| m.name == api.node_name)
             .map(MemberBody::from),
         stats: stats(&api),
-        meta: super::shapes::Empty {},
-        xds: (),
+        meta: api.local.state().node().meta.clone(),
     };
     json(&query, &body).into_response()
 }
@@ -57,11 +56,10 @@ struct AgentSelf<'a> {
     coord: (),
     member: Option<MemberBody>,
     stats: Stats,
-    /// The agent's node meta: none is shown.
-    meta: super::shapes::Empty,
-    /// Consul's xDS server: `null`, as there is none.
-    #[serde(rename = "xDS")]
-    xds: (),
+    /// The agent's node meta (`node_meta` and Consul's `consul-network-segment`), as its
+    /// catalog node carries it. Consul's `xDS` section follows only where an xDS server runs;
+    /// muster runs none, so it is left out.
+    meta: std::collections::BTreeMap<String, String>,
 }
 
 /// `Config` of `/v1/agent/self`: who the agent is.
@@ -466,8 +464,7 @@ mod tests {
                 coord: (),
                 member: Some(MemberBody::from(member.clone())),
                 stats,
-                meta: super::super::shapes::Empty {},
-                xds: (),
+                meta: runtime.node_meta.clone(),
             };
             let mut value = serde_json::to_value(answer).unwrap();
             let stats = &value["Stats"];
