@@ -59,7 +59,7 @@ pub use self::members::{Member, Members, Pool};
 pub use self::query::Query;
 pub use self::rexec::run_remote_exec;
 pub use self::runtime::{Ports, RuntimeConfig};
-pub use self::snapshot::{inspect_archive, ArchiveInfo};
+pub use self::snapshot::{inspect_archive, ArchiveInfo, InspectError};
 pub use crate::consensus::{Consensus, ConsensusError, Consistency, Output, RPC_HOLD_TIMEOUT, WRITE_TIMEOUT};
 
 /// The longest a blocking query waits (Consul's cap); longer `wait`s are cut to it.
