@@ -15,7 +15,7 @@ use muster_core::health::{
     alias_status, Reaper, Run, Runner, Schedule, Thresholds, CHECK_UPDATE_INTERVAL, REAP_INTERVAL,
 };
 
-use super::Api;
+use super::{Api, HttpError};
 
 /// The agent's check schedule and reaper, shared by the task and the runs it starts.
 #[derive(Debug)]
@@ -262,10 +262,10 @@ pub async fn run_alias_checks(api: Arc<Api>) {
     loop {
         let aliases: Vec<Arc<Check>> =
             api.local.state().checks().values().filter(|c| c.kind == CheckKind::Alias).cloned().collect();
-        let mut remote: BTreeMap<String, Result<crate::rpc::NodeRows, String>> = BTreeMap::new();
+        let mut remote: BTreeMap<String, Result<crate::rpc::NodeRows, HttpError>> = BTreeMap::new();
         for node in aliases.iter().map(|a| &a.definition.alias_node).filter(|n| !n.is_empty()) {
             if !remote.contains_key(node) {
-                let rows = api.node_rows(node).await.map_err(|e| e.reason);
+                let rows = api.node_rows(node).await;
                 let failed = failures.entry(node.clone()).or_default();
                 *failed = if rows.is_ok() { 0 } else { failed.saturating_add(1) };
                 remote.insert(node.clone(), rows);
@@ -289,9 +289,10 @@ pub async fn run_alias_checks(api: Arc<Api>) {
                         alias_status(others, &d.alias_node, &d.alias_service, exists)
                     }
                     Err(_) if failures.get(&d.alias_node).copied().unwrap_or(0) < 2 => continue,
-                    Err(error) => {
-                        (Health::Critical, format!("Failure checking aliased node or service: {error}"))
-                    }
+                    Err(error) => (
+                        Health::Critical,
+                        format!("Failure checking aliased node or service: {}", error.reason),
+                    ),
                 }
             };
             record(&api, alias.check_id.clone(), status, output).await;
