@@ -125,7 +125,7 @@ fn txn(items: &[Value]) {
     for item in items {
         match decode::txn_op(item) {
             Ok(Ok(op)) => ops.push(op),
-            Ok(Err(what)) => assert!(!what.is_empty()),
+            Ok(Err(invalid)) => assert!(!invalid.to_string().is_empty()),
             Err(refusal) => {
                 let prefixed = refusal.reason.starts_with("Failed to parse body: ")
                     || refusal.reason.starts_with("Request decode failed: ")

@@ -11,7 +11,7 @@
 //! - a boolean is Go's `strconv.ParseBool`;
 //! - a duration that parses prints (`duration::format`) as text that parses to it again.
 //!
-//! The query module is compiled in by path: it needs only form_urlencoded.
+//! The query module is compiled in by path: it needs only form_urlencoded and thiserror.
 
 #![no_main]
 
@@ -76,7 +76,7 @@ fn check_parameter(query: &Query, name: &str) {
         Err(reason) => {
             let text = text.expect("an error needs a value");
             assert!(text.parse::<u64>().is_err());
-            assert_eq!(reason, format!("strconv.ParseUint: parsing {text:?}: invalid syntax"));
+            assert_eq!(reason.to_string(), format!("strconv.ParseUint: parsing {text:?}: invalid syntax"));
         }
     }
     let go = |t: &str| match t {

@@ -48,7 +48,9 @@ fuzz_target!(|data: &[u8]| {
     }
     let inspected = archive::inspect_archive(data);
     match &restore {
-        Err(refusal) => assert_eq!(inspected.as_ref().err(), Some(&refusal.reason)),
+        Err(refusal) => {
+            assert_eq!(inspected.as_ref().err(), Some(&archive::InspectError::Archive(refusal.clone())))
+        }
         Ok((meta, state)) => {
             let restored = Fsm::restore(state);
             match (&inspected, &restored) {
@@ -57,7 +59,8 @@ fuzz_target!(|data: &[u8]| {
                     assert_eq!((info.size_bytes, info.version), (meta.size, meta.version));
                 }
                 (Err(reason), Err(error)) => {
-                    assert_eq!(reason, &format!("failed to decode the state: {error}"))
+                    assert_eq!(reason, &archive::InspectError::State(error.clone()));
+                    assert_eq!(reason.to_string(), format!("failed to decode the state: {error}"));
                 }
                 _ => panic!("inspect {inspected:?} disagrees with the restore {restored:?}"),
             }

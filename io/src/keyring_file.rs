@@ -15,25 +15,53 @@ fn path(dir: &Path) -> PathBuf {
     dir.join(KEYRING_FILE)
 }
 
+/// Why the keyring file could not be read, or holds no keyring.
+#[derive(Debug, thiserror::Error)]
+#[error("Error reading keyring file {}: {reason}", path.display())]
+pub struct KeyringFileError {
+    /// The file.
+    pub path: PathBuf,
+    /// What went wrong.
+    pub reason: KeyringFileReason,
+}
+
+/// What is wrong with the keyring file.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyringFileReason {
+    /// It could not be read.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// It is not a JSON array of strings.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// A key is not base64.
+    #[error(transparent)]
+    Base64(#[from] base64::DecodeError),
+    /// The array is empty.
+    #[error("no keys")]
+    NoKeys,
+}
+
 /// The keys the file holds, primary first; `None` when there is no file.
-pub fn read(dir: &Path) -> Result<Option<Vec<Bytes>>, String> {
+pub fn read(dir: &Path) -> Result<Option<Vec<Bytes>>, KeyringFileError> {
     let file = path(dir);
-    let text = match std::fs::read(&file) {
-        Ok(text) => text,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(error) => return Err(format!("Error reading keyring file {}: {error}", file.display())),
-    };
-    let invalid = |reason: String| format!("Error reading keyring file {}: {reason}", file.display());
-    let encoded: Vec<String> = serde_json::from_slice(&text).map_err(|e| invalid(e.to_string()))?;
+    match decode(&file) {
+        Err(KeyringFileReason::Io(error)) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(reason) => Err(KeyringFileError { path: file, reason }),
+        Ok(keys) => Ok(Some(keys)),
+    }
+}
+
+fn decode(file: &Path) -> Result<Vec<Bytes>, KeyringFileReason> {
+    let encoded: Vec<String> = serde_json::from_slice(&std::fs::read(file)?)?;
     let keys = encoded
         .iter()
         .map(|key| base64::engine::general_purpose::STANDARD.decode(key).map(Bytes::from))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| invalid(e.to_string()))?;
+        .collect::<Result<Vec<_>, _>>()?;
     if keys.is_empty() {
-        return Err(invalid("no keys".to_owned()));
+        return Err(KeyringFileReason::NoKeys);
     }
-    Ok(Some(keys))
+    Ok(keys)
 }
 
 /// Replaces the file with `keys` (atomically, fsynced).
@@ -57,9 +85,9 @@ mod tests {
         write(&dir, &keys).unwrap();
         assert_eq!(read(&dir).unwrap(), Some(keys));
         std::fs::write(dir.join(KEYRING_FILE), "[\"not base64!\"]").unwrap();
-        assert!(read(&dir).unwrap_err().contains("Error reading keyring file"));
+        assert!(read(&dir).unwrap_err().to_string().contains("Error reading keyring file"));
         std::fs::write(dir.join(KEYRING_FILE), "[]").unwrap();
-        assert!(read(&dir).unwrap_err().ends_with("no keys"));
+        assert!(read(&dir).unwrap_err().to_string().ends_with("no keys"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -75,12 +75,13 @@ fn main() -> ExitCode {
     }
 }
 
-/// A client command's exit: its code, or its message on stderr and 1 (Consul's `UI.Error`).
+/// A client command's exit: its code, or why it failed on stderr and 1 (Consul's `UI.Error`).
+/// The one place a command's error is printed.
 fn finish(outcome: cmd::Outcome) -> ExitCode {
     match outcome {
         Ok(code) => ExitCode::from(code),
-        Err(message) => {
-            eprintln!("{message}");
+        Err(error) => {
+            eprintln!("{error}");
             ExitCode::from(1)
         }
     }

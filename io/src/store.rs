@@ -219,6 +219,27 @@ impl Drop for Waiter {
     }
 }
 
+/// Why [`bootstrap_single`] could not start its cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    /// The server port could not be bound.
+    #[error("Error binding the server port {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: std::net::SocketAddr,
+        /// Why it could not.
+        source: std::io::Error,
+    },
+    /// Raft did not start over its log.
+    #[error("Error starting Raft in {}: {source}", dir.display())]
+    Raft {
+        /// The log's directory.
+        dir: std::path::PathBuf,
+        /// Why it did not.
+        source: crate::raft_server::StartError,
+    },
+}
+
 /// Starts a one-server cluster (-dev, -bootstrap): Raft as server `id`, the only voter, over
 /// its log in `dir`, listening for peers on `bind`, applying to a new store whose leader keeps
 /// tombstones `tombstone_ttl`.
@@ -228,15 +249,18 @@ pub async fn bootstrap_single(
     bind: std::net::SocketAddr,
     dir: &std::path::Path,
     tombstone_ttl: std::time::Duration,
-) -> Result<(crate::raft_server::RaftHandle<<StoreMachine as StateMachine>::Output>, Arc<Store>), String> {
+) -> Result<
+    (crate::raft_server::RaftHandle<<StoreMachine as StateMachine>::Output>, Arc<Store>),
+    BootstrapError,
+> {
     let (transport, inbound) = crate::raft_net::RaftTransport::bind(id, bind)
         .await
-        .map_err(|e| format!("Error binding the server port {bind}: {e}"))?;
+        .map_err(|source| BootstrapError::Bind { addr: bind, source })?;
     config.id = id;
     config.voters = [id].into_iter().collect();
     let store = Store::with_tombstone_ttl(tombstone_ttl);
     let handle = crate::raft_server::start(config, dir, transport, inbound, StoreMachine(store.clone()))
-        .map_err(|e| format!("Error starting Raft in {}: {e}", dir.display()))?;
+        .map_err(|source| BootstrapError::Raft { dir: dir.to_path_buf(), source })?;
     Ok((handle, store))
 }
 

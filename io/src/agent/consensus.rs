@@ -113,9 +113,9 @@ pub(crate) async fn await_bootstrap(
                 let voters: std::collections::BTreeSet<raft::ServerId> =
                     servers.iter().map(|s| s.raft_id).collect();
                 match existing_voters(&servers, plan.raft_id).await {
-                    Err(unreachable) => {
+                    Err(unanswered) => {
                         // Every server must have answered before deciding; ask again shortly.
-                        tracing::info!("agent: cannot ask {unreachable} for its Raft configuration yet");
+                        tracing::info!("agent: {unanswered}");
                         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                         continue;
                     }
@@ -152,13 +152,18 @@ pub(crate) async fn await_bootstrap(
     }
 }
 
+/// A server that did not answer for its Raft configuration (by name), or not with one.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot ask {0} for its Raft configuration yet")]
+pub(crate) struct Unanswered(String);
+
 /// The voters of the Raft configuration another of `servers` already has, if one has any
 /// (Consul asks its peers the same before bootstrapping); `Err` names a server that did not
 /// answer.
 pub(crate) async fn existing_voters(
     servers: &[muster_core::servers::ServerInfo],
     me: raft::ServerId,
-) -> Result<Option<std::collections::BTreeSet<raft::ServerId>>, String> {
+) -> Result<Option<std::collections::BTreeSet<raft::ServerId>>, Unanswered> {
     use muster::rpc::{Call, HttpRequest, Pool, Reply, Request};
     let pool = Pool::default();
     for server in servers.iter().filter(|s| s.raft_id != me) {
@@ -170,10 +175,10 @@ pub(crate) async fn existing_voters(
         }));
         let body = match pool.call(server.rpc_addr, &ask).await {
             Ok(Reply::Http(reply)) if reply.status == 200 => reply.body,
-            _ => return Err(server.name.clone()),
+            _ => return Err(Unanswered(server.name.clone())),
         };
         let configuration: serde_json::Value =
-            serde_json::from_slice(&body).map_err(|_| server.name.clone())?;
+            serde_json::from_slice(&body).map_err(|_| Unanswered(server.name.clone()))?;
         let ids: std::collections::BTreeSet<raft::ServerId> = configuration["Servers"]
             .as_array()
             .map(|servers| {

@@ -24,6 +24,9 @@ pub(crate) enum AgentError {
     /// What a gossip pool remembers of its last life could not be read.
     #[error(transparent)]
     Remembered(#[from] muster::rejoin::RememberedError),
+    /// A gossip pool's keyring file could not be read.
+    #[error(transparent)]
+    Keyring(#[from] muster::keyring_file::KeyringFileError),
     /// `-syslog` was asked for and cannot be had.
     #[error(transparent)]
     Syslog(#[from] muster::syslog::SyslogError),

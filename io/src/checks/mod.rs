@@ -166,15 +166,32 @@ pub(crate) trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
 
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 
+/// Why a check could not connect, in the words of Go's dialer (or of its TLS).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DialError {
+    /// The target's name did not resolve.
+    #[error("dial tcp {target}: {source}")]
+    Lookup { target: String, source: std::io::Error },
+    /// The target's name resolved to no address.
+    #[error("dial tcp {0}: no addresses")]
+    NoAddresses(String),
+    /// No resolved address answered; the last one tried, and why.
+    #[error("dial tcp {addr}: connect: {}", go_errno(source))]
+    Connect { addr: SocketAddr, source: std::io::Error },
+    /// The connection was made, its TLS handshake was not.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+}
+
 /// A connection to `target` (`host:port`): to the first of its resolved addresses that answers,
 /// then, with `tls`, a TLS handshake verified as it says, offering its ALPN protocol. Errors
 /// read as Go's dialer's.
-async fn dial(target: &str, tls: Option<(Verify<'_>, Alpn)>) -> Result<Box<dyn Io>, String> {
+async fn dial(target: &str, tls: Option<(Verify<'_>, Alpn)>) -> Result<Box<dyn Io>, DialError> {
     let addrs: Vec<SocketAddr> = match tokio::net::lookup_host(target).await {
         Ok(addrs) => addrs.collect(),
-        Err(error) => return Err(format!("dial tcp {target}: {error}")),
+        Err(source) => return Err(DialError::Lookup { target: target.to_owned(), source }),
     };
-    let mut last = format!("dial tcp {target}: no addresses");
+    let mut last = DialError::NoAddresses(target.to_owned());
     for addr in addrs {
         match tokio::net::TcpStream::connect(addr).await {
             Ok(stream) => {
@@ -183,7 +200,7 @@ async fn dial(target: &str, tls: Option<(Verify<'_>, Alpn)>) -> Result<Box<dyn I
                 let host = host.trim_start_matches('[').trim_end_matches(']');
                 return Ok(Box::new(tls::connect(stream, host, verify, alpn).await?));
             }
-            Err(error) => last = format!("dial tcp {addr}: connect: {}", go_errno(&error)),
+            Err(source) => last = DialError::Connect { addr, source },
         }
     }
     Err(last)
@@ -223,7 +240,7 @@ async fn tcp(check: &Check, timeout: Duration) -> Outcome {
     let attempt = async {
         match dial(target, tls).await {
             Ok(_) => Outcome::new(Health::Passing, format!("{kind} connect {target}: Success")),
-            Err(error) => Outcome::new(Health::Critical, error),
+            Err(error) => Outcome::new(Health::Critical, error.to_string()),
         }
     };
     within(timeout, attempt, || format!("dial tcp {target}: i/o timeout")).await
@@ -272,7 +289,7 @@ async fn http(check: &Check, timeout: Duration) -> Outcome {
                 None => return Ok((status, reason, body)),
             }
         }
-        Err(format!("stopped after {REDIRECTS_MAX} redirects"))
+        Err(HttpCheckError::Redirects)
     };
     let original = &definition.http;
     match tokio::time::timeout(timeout, exchange).await {
@@ -308,29 +325,53 @@ fn join_url(base: &str, location: &str) -> String {
     }
 }
 
+/// Why an HTTP check got no answer, in the words of Go's client.
+#[derive(Debug, thiserror::Error)]
+enum HttpCheckError {
+    /// The URL does not parse.
+    #[error("invalid URL: {0}")]
+    Url(#[source] axum::http::uri::InvalidUri),
+    /// Neither `http` nor `https`.
+    #[error("unsupported protocol scheme")]
+    Scheme,
+    /// No host to connect to.
+    #[error("missing host in URL")]
+    NoHost,
+    /// The connection failed.
+    #[error(transparent)]
+    Dial(#[from] DialError),
+    /// The request could not be made from the definition (a header Go would refuse too).
+    #[error("{0}")]
+    Request(#[from] axum::http::Error),
+    /// The exchange failed.
+    #[error("{0}")]
+    Exchange(#[from] hyper::Error),
+    /// Redirects did not end.
+    #[error("stopped after {REDIRECTS_MAX} redirects")]
+    Redirects,
+}
+
 /// One request and its answer: (status, reason, Location, body up to the output cap).
 async fn http_once(
     method: &str,
     url: &str,
     check: &Check,
-) -> Result<(u16, String, Option<String>, Bytes), String> {
-    let uri: axum::http::Uri = url.parse().map_err(|e| format!("invalid URL: {e}"))?;
+) -> Result<(u16, String, Option<String>, Bytes), HttpCheckError> {
+    let uri: axum::http::Uri = url.parse().map_err(HttpCheckError::Url)?;
     let (default_port, alpn) = match uri.scheme_str() {
         Some("http") => (80, None),
         Some("https") => (443, Some(Alpn::Http1)),
-        _ => return Err("unsupported protocol scheme".to_owned()),
+        _ => return Err(HttpCheckError::Scheme),
     };
     let host =
-        uri.host().ok_or("missing host in URL")?.trim_start_matches('[').trim_end_matches(']').to_owned();
+        uri.host().ok_or(HttpCheckError::NoHost)?.trim_start_matches('[').trim_end_matches(']').to_owned();
     let port = uri.port_u16().unwrap_or(default_port);
     let target = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
     let definition = &check.definition;
     let verify = Verify { server_name: &definition.tls_server_name, skip: definition.tls_skip_verify };
     let stream = dial(&target, alpn.map(|alpn| (verify, alpn))).await?;
     let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| e.to_string())?;
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     let mut request = axum::http::Request::builder().method(method).uri(path);
     let mut has_host = false;
@@ -348,10 +389,9 @@ async fn http_once(
         .header("User-Agent", "Consul Health Check")
         .header("Accept", "text/plain, text/*, */*")
         .header("Connection", "close")
-        .body(http_body_util::Full::new(Bytes::from(check.definition.body.clone())))
-        .map_err(|e| e.to_string())?;
+        .body(http_body_util::Full::new(Bytes::from(check.definition.body.clone())))?;
     let exchange = async move {
-        let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
+        let response = sender.send_request(request).await?;
         let status = response.status();
         let reason = status.canonical_reason().unwrap_or("").to_owned();
         let location = response.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_owned);

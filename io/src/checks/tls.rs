@@ -31,18 +31,34 @@ pub struct Verify<'a> {
     pub skip: bool,
 }
 
+/// Why a check's TLS connection failed, in the words its output carries.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// The name to verify is not a DNS name or an IP address.
+    #[error("tls: invalid server name {name:?}: {source}")]
+    ServerName {
+        /// The name.
+        name: String,
+        /// Why it is not one.
+        source: rustls::pki_types::InvalidDnsNameError,
+    },
+    /// The handshake failed (a certificate refused, the peer not speaking TLS).
+    #[error("tls: {0}")]
+    Handshake(#[source] std::io::Error),
+}
+
 /// A TLS connection over `stream` to `host`, verified as `verify` says.
 pub async fn connect(
     stream: TcpStream,
     host: &str,
     verify: Verify<'_>,
     alpn: Alpn,
-) -> Result<TlsStream<TcpStream>, String> {
+) -> Result<TlsStream<TcpStream>, TlsError> {
     let name = if verify.server_name.is_empty() { host } else { verify.server_name };
     let name = ServerName::try_from(name.to_owned())
-        .map_err(|e| format!("tls: invalid server name {name:?}: {e}"))?;
+        .map_err(|source| TlsError::ServerName { name: name.to_owned(), source })?;
     let connector = tokio_rustls::TlsConnector::from(config(verify.skip, alpn));
-    connector.connect(name, stream).await.map_err(|e| format!("tls: {e}"))
+    connector.connect(name, stream).await.map_err(TlsError::Handshake)
 }
 
 /// The client configuration for one (verification, ALPN) pair, built once per process (the

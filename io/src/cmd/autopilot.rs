@@ -14,7 +14,7 @@ use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Client, HttpArgs, Outcome};
+use super::{CliError, Client, HttpArgs, Outcome};
 use crate::cli::GoSetError;
 
 /// `muster operator autopilot <subcommand>`.
@@ -169,11 +169,11 @@ impl Configuration {
 }
 
 fn get_config(args: &GetConfigArgs) -> Outcome {
-    let client = Client::build(&args.http).map_err(|error| format!("Error initializing client: {error}"))?;
+    let client = Client::build(&args.http).map_err(CliError::client("Error initializing client"))?;
     let configuration: Configuration = client
         .get("/v1/operator/autopilot/configuration", &[])
         .and_then(|reply| reply.json())
-        .map_err(|error| format!("Error querying Autopilot configuration: {error}"))?;
+        .map_err(CliError::client("Error querying Autopilot configuration"))?;
     print!("{}", configuration.lines());
     Ok(0)
 }
@@ -181,18 +181,18 @@ fn get_config(args: &GetConfigArgs) -> Outcome {
 fn set_config(args: &SetConfigArgs) -> Outcome {
     // Consul reads the configuration without `-stale`, whatever the flag says.
     let client = Client::build(&HttpArgs { stale: false, ..args.http.clone() })
-        .map_err(|error| format!("Error initializing client: {error}"))?;
+        .map_err(CliError::client("Error initializing client"))?;
     let mut configuration: Configuration = client
         .get("/v1/operator/autopilot/configuration", &[])
         .and_then(|reply| reply.json())
-        .map_err(|error| format!("Error querying Autopilot configuration: {error}"))?;
+        .map_err(CliError::client("Error querying Autopilot configuration"))?;
     apply(args, &mut configuration);
     let body = serde_json::to_vec(&configuration).expect("the configuration serializes");
     let cas = configuration.modify_index.to_string();
     let reply = client
         .put("/v1/operator/autopilot/configuration", &[("cas", &cas)], &body)
         .and_then(|reply| reply.ok())
-        .map_err(|error| format!("Error setting Autopilot configuration: {error}"))?;
+        .map_err(CliError::client("Error setting Autopilot configuration"))?;
     // Consul's client looks for `true` anywhere in the answer.
     if String::from_utf8_lossy(&reply).contains("true") {
         println!("Configuration updated!");
@@ -344,11 +344,11 @@ fn zero_time() -> String {
 }
 
 fn state(args: &StateArgs) -> Outcome {
-    let client = Client::build(&args.http).map_err(|error| format!("Error initializing client: {error}"))?;
+    let client = Client::build(&args.http).map_err(CliError::client("Error initializing client"))?;
     let state: State = client
         .get("/v1/operator/autopilot/state", &[])
         .and_then(|reply| reply.json())
-        .map_err(|error| format!("Error querying Autopilot state: {error}"))?;
+        .map_err(CliError::client("Error querying Autopilot state"))?;
     let text = match args.format.as_str() {
         "pretty" => pretty(&state),
         "json" => {
@@ -356,10 +356,10 @@ fn state(args: &StateArgs) -> Outcome {
             let mut bytes = Vec::new();
             let formatter = serde_json::ser::PrettyFormatter::with_indent(b"    ");
             let mut serializer = serde_json::Serializer::with_formatter(&mut bytes, formatter);
-            state.serialize(&mut serializer).map_err(|error| format!("Failed to marshal token: {error}"))?;
+            state.serialize(&mut serializer).expect("the state serializes");
             String::from_utf8(bytes).expect("JSON is UTF-8")
         }
-        other => return Err(format!("Unknown format: {other}")),
+        other => return Err(CliError::Usage(format!("Unknown format: {other}"))),
     };
     // Consul's `UI.Info` adds a line end to what may already end with one.
     if !text.is_empty() {

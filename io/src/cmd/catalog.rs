@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use clap::{Args, Subcommand};
 use serde::Deserialize;
 
-use super::{at_most, columnize, Client, ClientError, HttpArgs, Outcome};
+use super::{at_most, columnize, CliError, Client, HttpArgs, Outcome};
 
 /// `muster catalog <subcommand>`.
 #[derive(Debug, Subcommand)]
@@ -83,9 +83,9 @@ fn datacenters(args: &DatacentersArgs) -> Outcome {
     let names: Vec<String> = client
         .get("/v1/catalog/datacenters", &[])
         .and_then(|reply| reply.json())
-        .map_err(|error| format!("Error listing datacenters: {error}"))?;
+        .map_err(CliError::client("Error listing datacenters"))?;
     if names.is_empty() {
-        return Err("No datacenters found".into());
+        return Err(CliError::refused("No datacenters found"));
     }
     for name in names {
         println!("{name}");
@@ -127,7 +127,7 @@ fn nodes(args: &NodesArgs) -> Outcome {
     let mut nodes: Vec<CatalogNode> = client
         .get(&path, &query)
         .and_then(|reply| reply.json())
-        .map_err(|error| format!("Error listing nodes: {error}"))?;
+        .map_err(CliError::client("Error listing nodes"))?;
     // A service's instances can share a node; the first answer for each node stands.
     let mut listed = std::collections::BTreeSet::new();
     nodes.retain(|node| listed.insert(node.node.clone()));
@@ -173,9 +173,11 @@ fn services(args: &ServicesArgs) -> Outcome {
     at_most(&args.args, 0)?;
     let client = Client::new(&args.http.in_tenancy(&args.tenancy))?;
     let query: Vec<(&str, &str)> = args.node_meta.iter().map(|m| ("node-meta", m.as_str())).collect();
-    let listing = |error: ClientError| format!("Error listing services: {error}");
     let services: BTreeMap<String, Vec<String>> = if args.node.is_empty() {
-        client.get("/v1/catalog/services", &query).and_then(|reply| reply.json()).map_err(listing)?
+        client
+            .get("/v1/catalog/services", &query)
+            .and_then(|reply| reply.json())
+            .map_err(CliError::client("Error listing services"))?
     } else {
         #[derive(Deserialize)]
         struct NodeService {
@@ -189,10 +191,12 @@ fn services(args: &ServicesArgs) -> Outcome {
             #[serde(rename = "Services", default)]
             services: BTreeMap<String, NodeService>,
         }
-        let for_node = |error: ClientError| format!("Error listing services for node: {error}");
-        let reply = client.get(&format!("/v1/catalog/node/{}", args.node), &query).map_err(for_node)?;
+        let for_node = "Error listing services for node";
+        let reply = client
+            .get(&format!("/v1/catalog/node/{}", args.node), &query)
+            .map_err(CliError::client(for_node))?;
         let found: Option<NodeServices> =
-            if reply.status == 404 { None } else { reply.json().map_err(for_node)? };
+            if reply.status == 404 { None } else { reply.json().map_err(CliError::client(for_node))? };
         let mut services: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for service in found.map(|f| f.services).unwrap_or_default().into_values() {
             services.entry(service.service).or_default().extend(service.tags.unwrap_or_default());
@@ -303,7 +307,7 @@ fn list_peers(args: &ListPeersArgs) -> Outcome {
     let configuration: Configuration = client
         .get("/v1/operator/raft/configuration", &[])
         .and_then(|reply| reply.json())
-        .map_err(|error| format!("Error getting peers: {error}"))?;
+        .map_err(CliError::client("Error getting peers"))?;
     print!("{}", columnize(&peer_rows(&configuration.servers)));
     Ok(0)
 }
@@ -337,9 +341,13 @@ fn peer_rows(servers: &[RaftServer]) -> Vec<String> {
 fn remove_peer(args: &RemovePeerArgs) -> Outcome {
     let query = match (args.address.is_empty(), args.id.is_empty()) {
         (true, true) => {
-            return Err("Error removing peer: an address or id is required for the peer to remove".into())
+            return Err(CliError::usage(
+                "Error removing peer: an address or id is required for the peer to remove",
+            ))
         }
-        (false, false) => return Err("Error removing peer: cannot give both an address and id".into()),
+        (false, false) => {
+            return Err(CliError::usage("Error removing peer: cannot give both an address and id"))
+        }
         (false, true) => ("address", args.address.as_str()),
         (true, false) => ("id", args.id.as_str()),
     };
@@ -347,7 +355,7 @@ fn remove_peer(args: &RemovePeerArgs) -> Outcome {
     client
         .delete("/v1/operator/raft/peer", &[query])
         .and_then(|reply| reply.ok())
-        .map_err(|error| format!("Error removing peer: {error}"))?;
+        .map_err(CliError::client("Error removing peer"))?;
     println!("Removed peer with {} {:?}", query.0, query.1);
     Ok(0)
 }
@@ -358,7 +366,7 @@ fn transfer_leader(args: &TransferLeaderArgs) -> Outcome {
     client
         .post("/v1/operator/raft/transfer-leader", &query)
         .and_then(|reply| reply.ok())
-        .map_err(|error| format!("Error transferring leadership: {error}"))?;
+        .map_err(CliError::client("Error transferring leadership"))?;
     println!("Success");
     Ok(0)
 }

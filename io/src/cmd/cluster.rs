@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use clap::Args;
 use serde::Deserialize;
 
-use super::{at_most, columnize, Client, HttpArgs, Outcome};
+use super::{at_most, columnize, CliError, Client, ClientError, HttpArgs, Outcome};
 
 #[derive(Debug, Args)]
 pub(crate) struct MembersArgs {
@@ -148,8 +148,8 @@ fn host_port(addr: &str, port: u16) -> String {
 }
 
 pub(crate) fn members(args: &MembersArgs) -> Outcome {
-    let status = regex::Regex::new(&args.status)
-        .map_err(|error| format!("Failed to compile status regexp: {error}"))?;
+    let status =
+        regex::Regex::new(&args.status).map_err(|source| CliError::Regex { what: "status", source })?;
     let client = Client::new(&args.http.in_partition(&args.partition))?;
     // Consul's `MembersOpts`: the segment always, the filter when given.
     let mut query = vec![("segment", args.segment.as_str())];
@@ -162,7 +162,7 @@ pub(crate) fn members(args: &MembersArgs) -> Outcome {
     let members: Vec<Member> = client
         .get("/v1/agent/members", &query)
         .and_then(|reply| reply.json())
-        .map_err(|error| format!("Error retrieving members: {error}"))?;
+        .map_err(CliError::client("Error retrieving members"))?;
     let mut shown: Vec<Member> =
         members.into_iter().filter(|m| status.is_match(status_name(m.status))).collect();
     if shown.is_empty() {
@@ -271,7 +271,7 @@ pub(crate) fn info(args: &InfoArgs) -> Outcome {
     let agent: AgentSelf = client
         .get("/v1/agent/self", &[])
         .and_then(|reply| reply.json())
-        .map_err(|error| format!("Error querying agent: {error}"))?;
+        .map_err(CliError::client("Error querying agent"))?;
     print!("{}", info_text(&agent.stats));
     Ok(0)
 }
@@ -290,7 +290,7 @@ fn info_text(stats: &BTreeMap<String, BTreeMap<String, serde_json::Value>>) -> S
 
 pub(crate) fn join(args: &JoinArgs) -> Outcome {
     if args.addresses.is_empty() {
-        return Err("At least one address to join must be specified.".into());
+        return Err(CliError::usage("At least one address to join must be specified."));
     }
     let client = Client::new(&args.http.in_partition(&args.partition))?;
     let query: &[(&str, &str)] = if args.wan { &[("wan", "1")] } else { &[] };
@@ -302,7 +302,7 @@ pub(crate) fn join(args: &JoinArgs) -> Outcome {
         }
     }
     if joined == 0 {
-        return Err("Failed to join any nodes.".into());
+        return Err(CliError::refused("Failed to join any nodes."));
     }
     println!("Successfully joined cluster by contacting {joined} nodes.");
     Ok(0)
@@ -310,20 +310,20 @@ pub(crate) fn join(args: &JoinArgs) -> Outcome {
 
 pub(crate) fn leave(args: &LeaveArgs) -> Outcome {
     if !args.args.is_empty() {
-        return Err("The leave command expects no arguments".into());
+        return Err(CliError::usage("The leave command expects no arguments"));
     }
     let client = Client::new(&args.http)?;
     client
         .put("/v1/agent/leave", &[], b"")
         .and_then(|reply| reply.ok())
-        .map_err(|error| format!("Error leaving: {error}"))?;
+        .map_err(CliError::client("Error leaving"))?;
     println!("Graceful leave complete");
     Ok(0)
 }
 
 pub(crate) fn force_leave(args: &ForceLeaveArgs) -> Outcome {
     let [node] = args.args.as_slice() else {
-        return Err("A single node name must be specified to force leave.".into());
+        return Err(CliError::usage("A single node name must be specified to force leave."));
     };
     let client = Client::new(&args.http.in_partition(&args.partition))?;
     let mut query = Vec::new();
@@ -336,7 +336,7 @@ pub(crate) fn force_leave(args: &ForceLeaveArgs) -> Outcome {
     client
         .put(&format!("/v1/agent/force-leave/{node}"), &query, b"")
         .and_then(|reply| reply.ok())
-        .map_err(|error| format!("Error force leaving: {error}"))?;
+        .map_err(CliError::client("Error force leaving"))?;
     Ok(0)
 }
 
@@ -346,7 +346,7 @@ pub(crate) fn reload(args: &ReloadArgs) -> Outcome {
     client
         .put("/v1/agent/reload", &[], b"")
         .and_then(|reply| reply.ok())
-        .map_err(|error| format!("Error reloading: {error}"))?;
+        .map_err(CliError::client("Error reloading"))?;
     println!("Configuration reload triggered");
     Ok(0)
 }
@@ -364,7 +364,7 @@ struct AgentCheck {
 }
 
 /// The node's name, from `/v1/agent/self`.
-fn node_name(client: &Client) -> Result<String, String> {
+fn node_name(client: &Client) -> Result<String, ClientError> {
     #[derive(Deserialize)]
     struct SelfConfig {
         #[serde(rename = "NodeName")]
@@ -381,21 +381,21 @@ fn node_name(client: &Client) -> Result<String, String> {
 
 pub(crate) fn maint(args: &MaintArgs) -> Outcome {
     if args.enable && args.disable {
-        return Err("Only one of -enable or -disable may be provided".into());
+        return Err(CliError::usage("Only one of -enable or -disable may be provided"));
     }
     if !args.enable && !args.reason.is_empty() {
-        return Err("Reason may only be provided with -enable".into());
+        return Err(CliError::usage("Reason may only be provided with -enable"));
     }
     if !args.enable && !args.disable && !args.service.is_empty() {
-        return Err("Service requires either -enable or -disable".into());
+        return Err(CliError::usage("Service requires either -enable or -disable"));
     }
     let client = Client::new(&args.http)?;
-    let node = node_name(&client).map_err(|error| format!("Error querying Consul agent: {error}"))?;
+    let node = node_name(&client).map_err(CliError::client("Error querying Consul agent"))?;
     if !args.enable && !args.disable {
         let checks: BTreeMap<String, AgentCheck> = client
             .get("/v1/agent/checks", &[])
             .and_then(|reply| reply.json())
-            .map_err(|error| format!("Error getting checks: {error}"))?;
+            .map_err(CliError::client("Error getting checks"))?;
         for check in checks.values() {
             if check.check_id == "_node_maintenance" {
                 println!("Node:\n  Name:   {node}\n  Reason: {}\n", check.notes);
@@ -419,7 +419,7 @@ pub(crate) fn maint(args: &MaintArgs) -> Outcome {
     client
         .put(&path, &query, b"")
         .and_then(|reply| reply.ok())
-        .map_err(|error| format!("Error {verb} {what} maintenance: {error}"))?;
+        .map_err(CliError::client(format!("Error {verb} {what} maintenance")))?;
     let state = if args.enable { "enabled" } else { "disabled" };
     if args.service.is_empty() {
         println!("Node maintenance is now {state}");
@@ -431,18 +431,23 @@ pub(crate) fn maint(args: &MaintArgs) -> Outcome {
 
 pub(crate) fn event(args: &EventArgs) -> Outcome {
     if args.name.is_empty() {
-        return Err("Event name must be specified".into());
+        return Err(CliError::usage("Event name must be specified"));
     }
     args.filters.check()?;
     let payload = match args.args.as_slice() {
         [] => &[][..],
         [payload] => payload.as_bytes(),
-        more => return Err(format!("Too many command line arguments (expected 0 or 1, got {})", more.len())),
+        more => {
+            return Err(CliError::Usage(format!(
+                "Too many command line arguments (expected 0 or 1, got {})",
+                more.len()
+            )))
+        }
     };
     let client = Client::new(&args.http)?;
-    node_name(&client).map_err(|error| format!("Error querying Consul agent: {error}"))?;
+    node_name(&client).map_err(CliError::client("Error querying Consul agent"))?;
     let id = super::fire_event(&client, &args.name, &args.filters, payload)
-        .map_err(|error| format!("Error firing event: {error}"))?;
+        .map_err(CliError::client("Error firing event"))?;
     println!("Event ID: {id}");
     Ok(0)
 }

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant, SystemTime};
 use clap::Args;
 use serde_json::Value;
 
-use super::{Client, ClientArgs, Outcome};
+use super::{Client, ClientArgs, ClientError, FileError, Outcome};
 
 #[derive(Debug, Args)]
 pub(crate) struct DebugArgs {
@@ -35,10 +35,11 @@ pub(crate) struct DebugArgs {
     #[arg(long)]
     capture: Vec<String>,
     /// How often dynamic information is captured.
-    #[arg(long, default_value = "30s", value_parser = go_duration)]
+    // A Go duration flag: Go's `flag` says only `parse error` of a bad one, as clap's does here.
+    #[arg(long, default_value = "30s", value_parser = muster_core::duration::parse)]
     interval: Duration,
     /// How long to record in all.
-    #[arg(long, default_value = "5m", value_parser = go_duration)]
+    #[arg(long, default_value = "5m", value_parser = muster_core::duration::parse)]
     duration: Duration,
     /// Archives and compresses the files; false leaves the directory.
     #[arg(
@@ -57,9 +58,106 @@ pub(crate) struct DebugArgs {
     args: Vec<String>,
 }
 
-/// A Go duration flag (`time.ParseDuration`; Go's `flag` says only `parse error`).
-fn go_duration(text: &str) -> Result<Duration, String> {
-    muster_core::duration::parse(text).map_err(|error| error.to_string())
+/// Why `debug` failed, with the `==> ` of Consul's `PrefixedUi` where Consul prints one.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DebugError {
+    /// Positional arguments were given.
+    #[error("==> debug: Too many arguments provided, expected 0")]
+    TooManyArguments,
+    /// No client could be made from the flags and the environment.
+    #[error("==> Error connecting to Consul agent: {0}")]
+    Connect(#[source] ClientError),
+    /// The timings, the agent or the output directory do not allow a capture.
+    #[error("==> Capture validation failed: {0}")]
+    Validation(#[source] PrepareError),
+    /// `index.json` could not be written.
+    #[error("==> Error creating index document: {0}")]
+    Index(#[source] FileError),
+    /// The archive could not be made (a warning in Consul's words, without `==> `).
+    #[error("Archive creation failed: {0}")]
+    Archive(#[source] ArchiveError),
+}
+
+/// Why [`prepare`] refused a capture, in Consul's words.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PrepareError {
+    /// `-duration` is under the minimum.
+    #[error("duration must be longer than {}", muster_core::duration::format(DURATION_MIN))]
+    DurationTooShort,
+    /// `-interval` is under the minimum (Consul names the minimum duration here, not the
+    /// minimum interval).
+    #[error("interval must be longer than {}", muster_core::duration::format(DURATION_MIN))]
+    IntervalTooShort,
+    /// `-duration` is shorter than one `-interval`.
+    #[error(
+        "duration ({}) must be longer than interval ({})",
+        muster_core::duration::format(*duration),
+        muster_core::duration::format(*interval)
+    )]
+    DurationUnderInterval {
+        /// `-duration`.
+        duration: Duration,
+        /// `-interval`.
+        interval: Duration,
+    },
+    /// The agent did not answer `/v1/agent/self`.
+    #[error("error querying target agent: {0}. verify connectivity and agent address")]
+    Agent(#[source] ClientError),
+    /// The agent's answer names no version.
+    #[error("agent response did not contain version key")]
+    NoVersion,
+    /// `-capture` names a target Consul does not know.
+    #[error("target not found: {0}")]
+    UnknownTarget(String),
+    /// The output directory is there already.
+    #[error("output directory already exists: {}", .0.display())]
+    OutputExists(PathBuf),
+    /// The output directory could not be made.
+    #[error("could not create output directory: {0}")]
+    CreateOutput(#[source] FileError),
+}
+
+/// Why capturing one of the agent's streams (or its static information) failed.
+#[derive(Debug, thiserror::Error)]
+enum CaptureError {
+    /// A request failed, or was answered with an error.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// A capture file could not be written.
+    #[error(transparent)]
+    File(#[from] FileError),
+    /// `metrics.json` could not be made.
+    #[error("failed to create metrics file: {0}")]
+    MetricsFile(#[source] FileError),
+    /// `metrics.json` could not be written.
+    #[error("failed to copy metrics to file: {0}")]
+    MetricsCopy(#[source] std::io::Error),
+    /// SIGINT or SIGTERM came before the duration was over.
+    #[error("stopping collection due to shutdown signal")]
+    Shutdown,
+}
+
+/// Why [`create_archive`] failed, in Consul's words.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ArchiveError {
+    /// The temporary archive could not be made.
+    #[error("failed to create compressed temp archive: {0}")]
+    Create(#[source] std::io::Error),
+    /// The output path ends in no directory name (`..`).
+    #[error("the output path names no directory")]
+    NoName,
+    /// A member could not be added.
+    #[error("failed to write compressed archive header: {0}")]
+    Header(#[source] std::io::Error),
+    /// A directory could not be listed.
+    #[error("failed to walk filepath for archive: {0}")]
+    Walk(#[source] std::io::Error),
+    /// The archive could not be finished, synced or renamed into place.
+    #[error("{0}")]
+    Finish(#[source] std::io::Error),
+    /// The directory archived could not be removed.
+    #[error("failed to remove archived directory: {0}")]
+    Remove(#[source] std::io::Error),
 }
 
 /// What `debug` prints: Consul's `PrefixedUi` (`==> ` before output and errors, four spaces
@@ -78,16 +176,14 @@ fn warn(line: &str) {
 
 pub(crate) fn debug(args: &DebugArgs) -> Outcome {
     if !args.args.is_empty() {
-        return Err("==> debug: Too many arguments provided, expected 0".into());
+        return Err(DebugError::TooManyArguments.into());
     }
-    let client = Client::build(&args.client.http())
-        .map_err(|error| format!("==> Error connecting to Consul agent: {error}"))?;
+    let client = Client::build(&args.client.http()).map_err(DebugError::Connect)?;
     let output_dir = args
         .output
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("consul-debug-{}", name_timestamp(SystemTime::now()))));
-    let (version, targets) = prepare(&client, args, &output_dir)
-        .map_err(|error| format!("==> Capture validation failed: {error}"))?;
+    let (version, targets) = prepare(&client, args, &output_dir).map_err(DebugError::Validation)?;
     let archive_name = if args.archive {
         format!("{}{ARCHIVE_EXTENSION}", output_dir.display())
     } else {
@@ -105,6 +201,7 @@ pub(crate) fn debug(args: &DebugArgs) -> Outcome {
         |target: &str| targets.iter().any(|t| t == target || (target == "members" && t == "cluster"));
 
     if let Err(errors) = capture_static(&client, &output_dir, &capture) {
+        let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
         warn(&format!("Static capture failed: {}", muster::config::multierror(&errors)));
     }
     if capture("metrics") || capture("logs") {
@@ -142,13 +239,9 @@ pub(crate) fn debug(args: &DebugArgs) -> Outcome {
         "Duration": muster_core::duration::format(duration),
         "Targets": targets,
     });
-    write_json(&output_dir.join("index.json"), &index)
-        .map_err(|error| format!("==> Error creating index document: {error}"))?;
+    write_json(&output_dir.join("index.json"), &index).map_err(DebugError::Index)?;
     if args.archive {
-        if let Err(error) = create_archive(&output_dir) {
-            warn(&format!("Archive creation failed: {error}"));
-            return Ok(1);
-        }
+        create_archive(&output_dir).map_err(DebugError::Archive)?;
     }
     info(&format!("Saved debug archive: {archive_name}"));
     Ok(0)
@@ -156,31 +249,30 @@ pub(crate) fn debug(args: &DebugArgs) -> Outcome {
 
 /// Consul's `prepare`: checks the timings, asks the agent its version, settles the targets and
 /// makes the output directory.
-fn prepare(client: &Client, args: &DebugArgs, output_dir: &Path) -> Result<(String, Vec<String>), String> {
+fn prepare(
+    client: &Client,
+    args: &DebugArgs,
+    output_dir: &Path,
+) -> Result<(String, Vec<String>), PrepareError> {
     // Consul's own tests skip these checks; muster's do with this variable.
     let validate_timing = std::env::var("MUSTER_DEBUG_VALIDATE_TIMING").as_deref() != Ok("false");
     if validate_timing {
-        let format = muster_core::duration::format;
         if args.duration < DURATION_MIN {
-            return Err(format!("duration must be longer than {}", format(DURATION_MIN)));
+            return Err(PrepareError::DurationTooShort);
         }
         if args.interval < INTERVAL_MIN {
-            // Consul names the minimum duration here, not the minimum interval.
-            return Err(format!("interval must be longer than {}", format(DURATION_MIN)));
+            return Err(PrepareError::IntervalTooShort);
         }
         if args.duration < args.interval {
-            return Err(format!(
-                "duration ({}) must be longer than interval ({})",
-                format(args.duration),
-                format(args.interval)
-            ));
+            return Err(PrepareError::DurationUnderInterval {
+                duration: args.duration,
+                interval: args.interval,
+            });
         }
     }
-    let agent: Value = client.get("/v1/agent/self", &[]).and_then(|reply| reply.json()).map_err(|error| {
-        format!("error querying target agent: {error}. verify connectivity and agent address")
-    })?;
-    let version =
-        agent["Config"]["Version"].as_str().ok_or("agent response did not contain version key")?.to_owned();
+    let agent: Value =
+        client.get("/v1/agent/self", &[]).and_then(|reply| reply.json()).map_err(PrepareError::Agent)?;
+    let version = agent["Config"]["Version"].as_str().ok_or(PrepareError::NoVersion)?.to_owned();
     let mut targets: Vec<String> = if args.capture.is_empty() {
         // Consul's default targets, but for profiles, which muster has none of to capture.
         TARGETS_DEFAULT.iter().filter(|t| **t != "pprof").map(|t| (*t).to_owned()).collect()
@@ -193,13 +285,13 @@ fn prepare(client: &Client, args: &DebugArgs, output_dir: &Path) -> Result<(Stri
     }
     if let Some(unknown) = targets.iter().find(|t| !TARGETS_DEFAULT.contains(&t.as_str()) && *t != "cluster")
     {
-        return Err(format!("target not found: {unknown}"));
+        return Err(PrepareError::UnknownTarget(unknown.clone()));
     }
     if output_dir.exists() {
-        return Err(format!("output directory already exists: {}", output_dir.display()));
+        return Err(PrepareError::OutputExists(output_dir.to_path_buf()));
     }
     std::fs::create_dir_all(output_dir)
-        .map_err(|error| format!("could not create output directory: {}", go_error(&error, output_dir)))?;
+        .map_err(|error| PrepareError::CreateOutput(FileError::at(output_dir)(error)))?;
     Ok((version, targets))
 }
 
@@ -209,7 +301,7 @@ fn capture_static(
     client: &Client,
     output_dir: &Path,
     capture: &dyn Fn(&str) -> bool,
-) -> Result<(), Vec<String>> {
+) -> Result<(), Vec<CaptureError>> {
     let mut errors = Vec::new();
     let wan = [("wan", "1")];
     let targets = [
@@ -223,11 +315,11 @@ fn capture_static(
             continue;
         }
         let value = client.get(path, query).and_then(|reply| reply.json::<Value>()).unwrap_or_else(|error| {
-            errors.push(error.to_string());
+            errors.push(error.into());
             Value::Null
         });
         if let Err(error) = write_json(&output_dir.join(format!("{target}.json")), &value) {
-            errors.push(error);
+            errors.push(error.into());
         }
     }
     if errors.is_empty() {
@@ -239,14 +331,18 @@ fn capture_static(
 
 /// Consul's `captureInterval`: a line per interval until the deadline; profiles would be
 /// captured at each (muster has none). An interruption ends it with Consul's error.
-fn capture_intervals(interval: Duration, deadline: Instant, shutdown: &AtomicBool) -> Result<(), String> {
+fn capture_intervals(
+    interval: Duration,
+    deadline: Instant,
+    shutdown: &AtomicBool,
+) -> Result<(), CaptureError> {
     let mut count = 0u64;
     output(&format!("Beginning capture interval {} ({count})", go_utc(SystemTime::now())));
     output(&format!("Capture successful {} ({count})", go_utc(SystemTime::now())));
     let mut next_tick = Instant::now() + interval;
     loop {
         if shutdown.load(Ordering::SeqCst) {
-            return Err("stopping collection due to shutdown signal".into());
+            return Err(CaptureError::Shutdown);
         }
         let now = Instant::now();
         if now >= deadline {
@@ -262,12 +358,17 @@ fn capture_intervals(interval: Duration, deadline: Instant, shutdown: &AtomicBoo
 }
 
 /// Consul's `captureLogs`: the agent's log at TRACE, a line at a time, for `duration`.
-fn capture_logs(client: &Client, file: &Path, duration: Duration, stop: &AtomicBool) -> Result<(), String> {
+fn capture_logs(
+    client: &Client,
+    file: &Path,
+    duration: Duration,
+    stop: &AtomicBool,
+) -> Result<(), CaptureError> {
     let (status, body) = client.get_stream_for("/v1/agent/monitor", &[("loglevel", "TRACE")], duration)?;
     if status != 200 {
-        return Err(unexpected(status, body));
+        return Err(ClientError::unexpected(status, body).into());
     }
-    let mut log = std::fs::File::create(file).map_err(|error| go_error(&error, file))?;
+    let mut log = std::fs::File::create(file).map_err(FileError::at(file))?;
     let mut reader = BufReader::new(body);
     let mut line = Vec::new();
     while !stop.load(Ordering::SeqCst) {
@@ -280,7 +381,7 @@ fn capture_logs(client: &Client, file: &Path, duration: Duration, stop: &AtomicB
         if !line.ends_with(b"\n") {
             line.push(b'\n');
         }
-        log.write_all(&line).map_err(|error| go_error(&error, file))?;
+        log.write_all(&line).map_err(FileError::at(file))?;
     }
     Ok(())
 }
@@ -294,28 +395,24 @@ fn capture_metrics(
     duration: Duration,
     interval: Duration,
     stop: &AtomicBool,
-) -> Result<(), String> {
+) -> Result<(), CaptureError> {
     let deadline = Instant::now() + duration;
     let (status, mut body) = client.get_stream_for("/v1/agent/metrics/stream", &[], duration)?;
     if status != 404 {
         if status != 200 {
-            return Err(unexpected(status, body));
+            return Err(ClientError::unexpected(status, body).into());
         }
-        let mut metrics = std::fs::File::create(file)
-            .map_err(|error| format!("failed to create metrics file: {}", go_error(&error, file)))?;
+        let mut metrics = create_metrics(file)?;
         let mut piece = vec![0u8; 64 << 10];
         while !stop.load(Ordering::SeqCst) {
             match body.read(&mut piece) {
                 Ok(0) | Err(_) => break,
-                Ok(read) => metrics
-                    .write_all(&piece[..read])
-                    .map_err(|error| format!("failed to copy metrics to file: {error}"))?,
+                Ok(read) => metrics.write_all(&piece[..read]).map_err(CaptureError::MetricsCopy)?,
             }
         }
         return Ok(());
     }
-    let mut metrics = std::fs::File::create(file)
-        .map_err(|error| format!("failed to create metrics file: {}", go_error(&error, file)))?;
+    let mut metrics = create_metrics(file)?;
     loop {
         let summary: Value = client.get("/v1/agent/metrics", &[]).and_then(|reply| reply.json())?;
         // As the stream encodes each summary: indented by four spaces, then a line end.
@@ -327,7 +424,7 @@ fn capture_metrics(
         )
         .expect("a JSON value serializes");
         line.push(b'\n');
-        metrics.write_all(&line).map_err(|error| format!("failed to copy metrics to file: {error}"))?;
+        metrics.write_all(&line).map_err(CaptureError::MetricsCopy)?;
         let next = Instant::now() + interval;
         while Instant::now() < next.min(deadline) {
             if stop.load(Ordering::SeqCst) {
@@ -341,25 +438,22 @@ fn capture_metrics(
     }
 }
 
-/// The error Consul's client makes of a status other than 200.
-fn unexpected(status: u16, body: impl Read) -> String {
-    let mut text = String::new();
-    let _ = body.take(4096).read_to_string(&mut text);
-    format!("Unexpected response code: {status} ({})", text.trim_end())
+fn create_metrics(file: &Path) -> Result<std::fs::File, CaptureError> {
+    std::fs::File::create(file).map_err(|error| CaptureError::MetricsFile(FileError::at(file)(error)))
 }
 
 /// Consul's `writeJSONFile`: indented with tabs.
-fn write_json(file: &Path, value: &Value) -> Result<(), String> {
+fn write_json(file: &Path, value: &Value) -> Result<(), FileError> {
     let mut bytes = Vec::new();
     let formatter = serde_json::ser::PrettyFormatter::with_indent(b"\t");
     let mut serializer = serde_json::Serializer::with_formatter(&mut bytes, formatter);
     serde::Serialize::serialize(value, &mut serializer).expect("a JSON value serializes");
-    std::fs::write(file, bytes).map_err(|error| go_error(&error, file))
+    std::fs::write(file, bytes).map_err(FileError::at(file))
 }
 
 /// Consul's `createArchive`: the directory as `<dir>.tar.gz` (written aside, then renamed),
 /// then the directory removed.
-fn create_archive(dir: &Path) -> Result<(), String> {
+fn create_archive(dir: &Path) -> Result<(), ArchiveError> {
     let path = PathBuf::from(format!("{}{ARCHIVE_EXTENSION}", dir.display()));
     let temp = PathBuf::from(format!("{}.tmp{}", path.display(), std::process::id()));
     let written = write_archive(dir, &temp);
@@ -367,26 +461,24 @@ fn create_archive(dir: &Path) -> Result<(), String> {
         let _ = std::fs::remove_file(&temp);
         return Err(error);
     }
-    std::fs::rename(&temp, &path).map_err(|error| error.to_string())?;
-    std::fs::remove_dir_all(dir).map_err(|error| format!("failed to remove archived directory: {error}"))
+    std::fs::rename(&temp, &path).map_err(ArchiveError::Finish)?;
+    std::fs::remove_dir_all(dir).map_err(ArchiveError::Remove)
 }
 
-fn write_archive(dir: &Path, temp: &Path) -> Result<(), String> {
-    let file = std::fs::File::create(temp)
-        .map_err(|error| format!("failed to create compressed temp archive: {error}"))?;
+fn write_archive(dir: &Path, temp: &Path) -> Result<(), ArchiveError> {
+    let file = std::fs::File::create(temp).map_err(ArchiveError::Create)?;
     let gzip = flate2::write::GzEncoder::new(file, flate2::Compression::default());
     let mut tar = tar::Builder::new(gzip);
     tar.follow_symlinks(false);
-    let base = PathBuf::from(dir.file_name().ok_or("the output path names no directory")?);
+    let base = PathBuf::from(dir.file_name().ok_or(ArchiveError::NoName)?);
     // Go's `filepath.Walk`: the directory, then its entries in lexical order, depth first.
     let mut pending = vec![(dir.to_path_buf(), base)];
     while let Some((path, name)) = pending.pop() {
-        tar.append_path_with_name(&path, &name)
-            .map_err(|error| format!("failed to write compressed archive header: {error}"))?;
+        tar.append_path_with_name(&path, &name).map_err(ArchiveError::Header)?;
         if path.is_dir() {
             let mut entries: Vec<PathBuf> = std::fs::read_dir(&path)
                 .and_then(|entries| entries.map(|entry| entry.map(|e| e.path())).collect())
-                .map_err(|error| format!("failed to walk filepath for archive: {error}"))?;
+                .map_err(ArchiveError::Walk)?;
             entries.sort();
             for entry in entries.into_iter().rev() {
                 let entry_name = name.join(entry.file_name().expect("a directory entry has a name"));
@@ -394,14 +486,9 @@ fn write_archive(dir: &Path, temp: &Path) -> Result<(), String> {
             }
         }
     }
-    let gzip = tar.into_inner().map_err(|error| error.to_string())?;
-    let file = gzip.finish().map_err(|error| error.to_string())?;
-    file.sync_all().map_err(|error| error.to_string())
-}
-
-/// A file error as Go's `os` package words it.
-fn go_error(error: &std::io::Error, path: &Path) -> String {
-    super::go_io(error, &path.display().to_string())
+    let gzip = tar.into_inner().map_err(ArchiveError::Finish)?;
+    let file = gzip.finish().map_err(ArchiveError::Finish)?;
+    file.sync_all().map_err(ArchiveError::Finish)
 }
 
 /// `time.Now().UTC().String()`: `2024-06-01 10:00:00.123456789 +0000 UTC`, the fraction's

@@ -12,7 +12,7 @@ use base64::Engine;
 use clap::Args;
 use serde::Deserialize;
 
-use super::{fire_event, Client, EventFilters, HttpArgs, Outcome};
+use super::{fire_event, CliError, Client, ClientError, EventFilters, HttpArgs, Outcome};
 
 /// The session's TTL and how often it is renewed (Consul's `rExecTTL`, `rExecRenewInterval`).
 const SESSION_TTL: &str = "15s";
@@ -51,16 +51,22 @@ pub(crate) struct ExecArgs {
 pub(crate) fn exec(args: &ExecArgs) -> Outcome {
     args.filters.check()?;
     if args.args.is_empty() {
-        return Err("Must specify a command to execute".into());
+        return Err(CliError::usage("Must specify a command to execute"));
     }
-    let duration = |flag: &str, text: &str| {
-        muster_core::duration::parse(text).map_err(|e| format!("Invalid -{flag} {text:?}: {e}"))
+    let duration = |flag: &'static str, text: &str| {
+        muster_core::duration::parse(text).map_err(|source| CliError::Duration {
+            flag,
+            text: text.to_owned(),
+            source,
+        })
     };
     let wait = duration("wait", &args.wait)?.max(WAIT_MIN);
     let wait_repl = duration("wait-repl", &args.wait_repl)?;
     let mut spec = serde_json::Map::new();
     if args.args == ["-"] {
-        let script = super::data_argument("-").map_err(|e| format!("Failed to read stdin: {e}"))?;
+        // The reason already says `Failed to read stdin`; muster has always said it twice.
+        let script = super::data_argument("-")
+            .map_err(|source| CliError::Data { prefix: "Failed to read stdin: ", source })?;
         spec.insert("Script".into(), base64::engine::general_purpose::STANDARD.encode(script).into());
     } else if args.shell {
         spec.insert("Command".into(), args.args.join(" ").into());
@@ -80,7 +86,7 @@ pub(crate) fn exec(args: &ExecArgs) -> Outcome {
     let session = client
         .put("/v1/session/create", &[], body.as_bytes())
         .and_then(|reply| reply.json::<Created>())
-        .map_err(|e| format!("Failed to create session: {e}"))?
+        .map_err(CliError::client("Failed to create session"))?
         .id;
     if args.verbose {
         println!("Created remote execution session: {session}");
@@ -121,9 +127,9 @@ fn run(
     let written = client
         .put(&format!("/v1/kv/{dir}/job"), &[("acquire", session)], spec.to_string().as_bytes())
         .and_then(|reply| reply.json::<bool>())
-        .map_err(|e| format!("Failed to upload payload: {e}"))?;
+        .map_err(CliError::client("Failed to upload payload"))?;
     if !written {
-        return Err(format!("Failed to upload payload: failed to acquire key {dir}/job"));
+        return Err(CliError::Refused(format!("Failed to upload payload: failed to acquire key {dir}/job")));
     }
     if args.verbose {
         println!("Uploaded remote execution spec");
@@ -131,7 +137,7 @@ fn run(
     std::thread::sleep(wait_repl);
     let payload = serde_json::json!({"Prefix": args.prefix, "Session": session}).to_string();
     let fired = fire_event(client, "_rexec", &args.filters, payload.as_bytes())
-        .map_err(|e| format!("Failed to fire event: {e}"))?;
+        .map_err(CliError::client("Failed to fire event"))?;
     if args.verbose {
         println!("Fired remote execution event: {fired}");
     }
@@ -149,15 +155,10 @@ fn run(
         if index > 0 {
             query.push(("index", index_text.as_str()));
         }
-        let reply = client
-            .get(&format!("/v1/kv/{prefix}"), &query)
-            .map_err(|e| format!("Failed to read results: {e}"))?;
+        let reply = client.get(&format!("/v1/kv/{prefix}"), &query).map_err(reading_results)?;
         let new_index = reply.index.unwrap_or(index);
-        let mut keys: Vec<String> = if reply.status == 404 {
-            Vec::new()
-        } else {
-            reply.json().map_err(|e| format!("Failed to read results: {e}"))?
-        };
+        let mut keys: Vec<String> =
+            if reply.status == 404 { Vec::new() } else { reply.json().map_err(reading_results)? };
         // A node's exit last: its key sorts before its output's, and one window can hold both
         // when the command ran quickly (Consul prints them in key order).
         keys.sort_by_key(|key| key.ends_with("/exit"));
@@ -210,9 +211,14 @@ fn run(
 }
 
 /// A key's raw value (empty when it is gone).
-fn raw(client: &Client, key: &str) -> Result<Vec<u8>, String> {
+fn raw(client: &Client, key: &str) -> Result<Vec<u8>, CliError> {
     let reply = client
         .get(&format!("/v1/kv/{key}"), &[("raw", "")])
-        .map_err(|e| format!("Failed to read key '{key}': {e}"))?;
+        .map_err(CliError::client(format!("Failed to read key '{key}'")))?;
     Ok(if reply.status == 200 { reply.body } else { Vec::new() })
+}
+
+/// A read of the nodes' results that failed, in Consul's words.
+fn reading_results(source: ClientError) -> CliError {
+    CliError::Client { doing: "Failed to read results".into(), source }
 }

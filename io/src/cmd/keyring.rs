@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use clap::Args;
 use serde::Deserialize;
 
-use super::{Client, HttpArgs, Outcome};
+use super::{CliError, Client, HttpArgs, Outcome};
 
 #[derive(Debug, Args)]
 pub(crate) struct KeyringArgs {
@@ -56,12 +56,14 @@ struct PoolKeys {
 
 pub(crate) fn keyring(args: &KeyringArgs) -> Outcome {
     if !args.args.is_empty() {
-        return Err(format!("Too many arguments (expected 0, got {})", args.args.len()));
+        return Err(CliError::Usage(format!("Too many arguments (expected 0, got {})", args.args.len())));
     }
     match args.relay_factor.parse::<u8>() {
         Ok(factor) if factor <= 5 => {}
-        Ok(_) => return Err("Error parsing relay factor: Relay factor must be in range: [0, 5]".into()),
-        Err(error) => return Err(format!("Error parsing relay factor: {error}")),
+        Ok(_) => {
+            return Err(CliError::usage("Error parsing relay factor: Relay factor must be in range: [0, 5]"))
+        }
+        Err(error) => return Err(CliError::Usage(format!("Error parsing relay factor: {error}"))),
     }
     let actions = [
         args.list || args.list_primary,
@@ -70,12 +72,12 @@ pub(crate) fn keyring(args: &KeyringArgs) -> Outcome {
         !args.remove.is_empty(),
     ];
     match actions.iter().filter(|&&a| a).count() {
-        0 => return Err("Must specify one action".into()),
+        0 => return Err(CliError::usage("Must specify one action")),
         1 => {}
-        _ => return Err("Only a single action is allowed".into()),
+        _ => return Err(CliError::usage("Only a single action is allowed")),
     }
     if args.local_only && !(args.list || args.list_primary) {
-        return Err("Cannot use -local-only with anything but -list or -list-primary".into());
+        return Err(CliError::usage("Cannot use -local-only with anything but -list or -list-primary"));
     }
     let client = Client::new(&args.http)?;
     if args.list || args.list_primary {
@@ -84,7 +86,7 @@ pub(crate) fn keyring(args: &KeyringArgs) -> Outcome {
         let pools: Vec<PoolKeys> = client
             .get("/v1/operator/keyring", query)
             .and_then(|reply| reply.json())
-            .map_err(|error| format!("error: {error}"))?;
+            .map_err(CliError::client("error"))?;
         print!("{}", list_text(&pools, args.list_primary));
         // A member that failed or did not answer: Consul's exit code 1 (its listing may miss keys).
         let incomplete = pools.iter().any(|p| !p.messages.is_empty() || p.num_resp < p.num_nodes);
@@ -104,7 +106,7 @@ pub(crate) fn keyring(args: &KeyringArgs) -> Outcome {
         "PUT" => client.put("/v1/operator/keyring", &[], body.as_bytes()),
         _ => client.delete_body("/v1/operator/keyring", body.as_bytes()),
     };
-    reply.and_then(|reply| reply.ok()).map_err(|error| format!("error: {error}"))?;
+    reply.and_then(|reply| reply.ok()).map_err(CliError::client("error"))?;
     Ok(0)
 }
 
@@ -133,7 +135,7 @@ pub(crate) fn keygen() -> Outcome {
     let mut key = [0u8; 32];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut random| random.read_exact(&mut key))
-        .map_err(|error| format!("Error reading random data: {error}"))?;
+        .map_err(CliError::io("Error reading random data"))?;
     println!("{}", base64::engine::general_purpose::STANDARD.encode(key));
     Ok(0)
 }

@@ -5,7 +5,7 @@ use base64::Engine;
 use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 
-use super::{at_most, data_argument, Client, ClientError, HttpArgs, Outcome, Progress};
+use super::{at_most, data_argument, CliError, Client, ClientError, HttpArgs, Outcome, Progress};
 
 /// `muster kv <subcommand>`.
 #[derive(Debug, Subcommand)]
@@ -161,6 +161,11 @@ pub(crate) fn run(command: KvCommand) -> Outcome {
     }
 }
 
+/// A data argument that could not be read, as `kv` words it.
+fn kv_data(source: super::DataError) -> CliError {
+    CliError::Data { prefix: "Error! ", source }
+}
+
 /// Pairs cannot start with a `/`, but users will type `/` or `/foo`; Consul strips it for them.
 fn strip_slash(key: &str) -> &str {
     key.strip_prefix('/').unwrap_or(key)
@@ -170,14 +175,18 @@ fn kv_path(key: &str) -> String {
     format!("/v1/kv/{key}")
 }
 
+/// A read of the store that failed, in Consul's words.
+fn querying(source: ClientError) -> CliError {
+    CliError::Client { doing: "Error querying Consul agent".into(), source }
+}
+
 fn get(args: &GetArgs) -> Outcome {
     at_most(&args.args, 1)?;
     let key = strip_slash(args.args.first().map_or("", String::as_str));
     if key.is_empty() && !(args.recurse || args.keys) {
-        return Err("Error! Missing KEY argument".into());
+        return Err(CliError::usage("Error! Missing KEY argument"));
     }
     let client = Client::new(&args.http.in_tenancy(&args.tenancy))?;
-    let querying = |error: ClientError| format!("Error querying Consul agent: {error}");
     let shown = |value: &[u8]| {
         if args.base64 {
             base64::engine::general_purpose::STANDARD.encode(value)
@@ -214,10 +223,12 @@ fn get(args: &GetArgs) -> Outcome {
     }
     let reply = client.get(&kv_path(key), &[]).map_err(querying)?;
     if reply.status == 404 {
-        return Err(format!("Error! No key exists at: {key}"));
+        return Err(CliError::Refused(format!("Error! No key exists at: {key}")));
     }
     let pairs = reply.json::<Vec<Pair>>().map_err(querying)?;
-    let Some(pair) = pairs.first() else { return Err(format!("Error! No key exists at: {key}")) };
+    let Some(pair) = pairs.first() else {
+        return Err(CliError::Refused(format!("Error! No key exists at: {key}")));
+    };
     if args.detailed {
         println!("{}", detailed(pair, &shown(&pair.value())));
     } else {
@@ -244,26 +255,31 @@ fn detailed(pair: &Pair, value: &str) -> String {
 
 fn put(args: &PutArgs) -> Outcome {
     let (key, data) = match args.args.as_slice() {
-        [] => return Err("Error! Missing KEY argument".into()),
+        [] => return Err(CliError::usage("Error! Missing KEY argument")),
         [key] => (key.as_str(), Vec::new()),
         [key, data] if data.is_empty() => (key.as_str(), Vec::new()),
-        [key, data] => (key.as_str(), data_argument(data).map_err(|error| format!("Error! {error}"))?),
-        more => return Err(format!("Error! Too many arguments (expected 1 or 2, got {})", more.len())),
+        [key, data] => (key.as_str(), data_argument(data).map_err(kv_data)?),
+        more => {
+            return Err(CliError::Usage(format!(
+                "Error! Too many arguments (expected 1 or 2, got {})",
+                more.len()
+            )))
+        }
     };
     let key = strip_slash(key);
     let data = if args.base64 {
         let text = String::from_utf8_lossy(&data);
         base64::engine::general_purpose::STANDARD
             .decode(text.trim_end_matches('\n'))
-            .map_err(|error| format!("Error! Cannot base 64 decode data: {error}"))?
+            .map_err(CliError::base64("Error! Cannot base 64 decode data"))?
     } else {
         data
     };
     if (args.release || args.acquire) && args.session.is_empty() {
-        return Err("Error! Missing -session (required with -acquire and -release)".into());
+        return Err(CliError::usage("Error! Missing -session (required with -acquire and -release)"));
     }
     if args.cas && args.modify_index == 0 {
-        return Err("Must specify -modify-index with -cas!".into());
+        return Err(CliError::usage("Must specify -modify-index with -cas!"));
     }
     let client = Client::new(&args.http.in_tenancy(&args.tenancy))?;
     let flags = args.flags.to_string();
@@ -309,8 +325,8 @@ fn put(args: &PutArgs) -> Outcome {
         )
     };
     match written {
-        Err(error) => Err(format!("{failed}: {error}")),
-        Ok(false) => Err(refused),
+        Err(source) => Err(CliError::Client { doing: failed, source }),
+        Ok(false) => Err(CliError::Refused(refused)),
         Ok(true) => {
             println!("{done}: {key}");
             Ok(0)
@@ -322,25 +338,25 @@ fn delete(args: &DeleteArgs) -> Outcome {
     at_most(&args.args, 1)?;
     let key = strip_slash(args.args.first().map_or("", String::as_str));
     if key.is_empty() && !args.recurse {
-        return Err("Error! Missing KEY argument".into());
+        return Err(CliError::usage("Error! Missing KEY argument"));
     }
     if args.cas && args.modify_index == 0 {
-        return Err(
-            "Cannot delete a key that does not exist. Provide a -modify-index greater than than 0.".into()
-        );
+        return Err(CliError::usage(
+            "Cannot delete a key that does not exist. Provide a -modify-index greater than than 0.",
+        ));
     }
     if args.modify_index != 0 && !args.cas {
-        return Err("Cannot specify -modify-index without -cas!".into());
+        return Err(CliError::usage("Cannot specify -modify-index without -cas!"));
     }
     if args.recurse && args.cas {
-        return Err("Cannot specify both -cas and -recurse!".into());
+        return Err(CliError::usage("Cannot specify both -cas and -recurse!"));
     }
     let client = Client::new(&args.http.in_tenancy(&args.tenancy))?;
     if args.recurse {
         client
             .delete(&kv_path(key), &[("recurse", "")])
             .and_then(|reply| reply.ok())
-            .map_err(|error| format!("Error! Did not delete prefix {key}: {error}"))?;
+            .map_err(CliError::client(format!("Error! Did not delete prefix {key}")))?;
         println!("Success! Deleted keys with prefix: {key}");
         return Ok(0);
     }
@@ -348,8 +364,10 @@ fn delete(args: &DeleteArgs) -> Outcome {
         let index = args.modify_index.to_string();
         let deleted = client.delete(&kv_path(key), &[("cas", &index)]).and_then(|reply| reply.json::<bool>());
         return match deleted {
-            Err(error) => Err(format!("Error! Did not delete key {key}: {error}")),
-            Ok(false) => Err(format!("Error! Did not delete key {key}: CAS failed")),
+            Err(source) => {
+                Err(CliError::Client { doing: format!("Error! Did not delete key {key}"), source })
+            }
+            Ok(false) => Err(CliError::Refused(format!("Error! Did not delete key {key}: CAS failed"))),
             Ok(true) => {
                 println!("Success! Deleted key: {key}");
                 Ok(0)
@@ -359,7 +377,7 @@ fn delete(args: &DeleteArgs) -> Outcome {
     client
         .delete(&kv_path(key), &[])
         .and_then(|reply| reply.ok())
-        .map_err(|error| format!("Error deleting key {key}: {error}"))?;
+        .map_err(CliError::client(format!("Error deleting key {key}")))?;
     println!("Success! Deleted key: {key}");
     Ok(0)
 }
@@ -368,7 +386,6 @@ fn export(args: &ExportArgs) -> Outcome {
     at_most(&args.args, 1)?;
     let prefix = strip_slash(args.args.first().map_or("", String::as_str));
     let client = Client::new(&args.http.in_tenancy(&args.tenancy))?;
-    let querying = |error: ClientError| format!("Error querying Consul agent: {error}");
     let reply = client.get(&kv_path(prefix), &[("recurse", "")]).map_err(querying)?;
     let pairs = if reply.status == 404 { Vec::new() } else { reply.json::<Vec<Pair>>().map_err(querying)? };
     let entries: Vec<ExportEntry> = pairs
@@ -404,17 +421,22 @@ const IMPORT_BATCH_BYTES: usize = 1 << 20;
 /// entries before a bad one), then writes them 64 to a transaction.
 fn import(args: &ImportArgs) -> Outcome {
     let data = match args.args.as_slice() {
-        [] => return Err("Error! Missing DATA argument".into()),
-        [data] => data_argument(data).map_err(|error| format!("Error! {error}"))?,
-        more => return Err(format!("Error! Too many arguments (expected 1, got {})", more.len())),
+        [] => return Err(CliError::usage("Error! Missing DATA argument")),
+        [data] => data_argument(data).map_err(kv_data)?,
+        more => {
+            return Err(CliError::Usage(format!(
+                "Error! Too many arguments (expected 1, got {})",
+                more.len()
+            )))
+        }
     };
     let entries: Vec<ExportEntry> =
-        serde_json::from_slice(&data).map_err(|error| format!("Cannot unmarshal data: {error}"))?;
+        serde_json::from_slice(&data).map_err(CliError::json("Cannot unmarshal data"))?;
     let mut pairs = Vec::with_capacity(entries.len());
     for entry in &entries {
         base64::engine::general_purpose::STANDARD
             .decode(&entry.value)
-            .map_err(|error| format!("Error base 64 decoding value for key {}: {error}", entry.key))?;
+            .map_err(CliError::base64(format!("Error base 64 decoding value for key {}", entry.key)))?;
         pairs.push((join_prefix(&args.prefix, &entry.key), entry));
     }
     let client = Client::new(&args.http.in_tenancy(&args.tenancy))?;
@@ -430,7 +452,7 @@ fn import(args: &ImportArgs) -> Outcome {
                 client
                     .put(&kv_path(key), &[("flags", flags.as_str())], &value)
                     .and_then(|reply| reply.ok())
-                    .map_err(|error| format!("Error! Failed writing data for key {key}: {error}"))?;
+                    .map_err(CliError::client(format!("Error! Failed writing data for key {key}")))?;
                 progress.done();
                 println!("Imported: {key}");
                 written += 1;
@@ -444,9 +466,9 @@ fn import(args: &ImportArgs) -> Outcome {
             })
             .collect();
         let body = serde_json::to_vec(&ops).expect("operations serialize");
-        client.put("/v1/txn", &[], &body).and_then(|reply| reply.ok()).map_err(|error| {
+        client.put("/v1/txn", &[], &body).and_then(|reply| reply.ok()).map_err(|source| {
             let keys = chunk.iter().map(|(key, _)| key.as_str()).collect::<Vec<_>>().join(", ");
-            format!("Error! Failed writing data for keys {keys}: {error}")
+            CliError::Client { doing: format!("Error! Failed writing data for keys {keys}"), source }
         })?;
         progress.done();
         for (key, _) in chunk {

@@ -15,7 +15,7 @@ use base64::Engine;
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
-use super::{Client, HttpArgs, Outcome};
+use super::{CliError, Client, ClientError, HandlerError, HttpArgs, Outcome};
 
 /// The session's TTL (Consul's lock default); it is renewed every half of it.
 const SESSION_TTL: Duration = Duration::from_secs(15);
@@ -94,17 +94,20 @@ struct Holders {
 
 pub(crate) fn lock(args: &LockArgs) -> Outcome {
     let (prefix, command) = match args.args.as_slice() {
-        [] | [_] => return Err("Key prefix and child command must be specified".into()),
+        [] | [_] => return Err(CliError::usage("Key prefix and child command must be specified")),
         [prefix, command @ ..] => (prefix.trim_start_matches('/').trim_end_matches('/').to_owned(), command),
     };
     if prefix.is_empty() {
-        return Err("Key prefix and child command must be specified".into());
+        return Err(CliError::usage("Key prefix and child command must be specified"));
     }
     if args.limit == 0 {
-        return Err("Lock holder limit must be positive".into());
+        return Err(CliError::usage("Lock holder limit must be positive"));
     }
-    let timeout = muster_core::duration::parse(&args.timeout)
-        .map_err(|error| format!("Invalid -timeout {:?}: {error}", args.timeout))?;
+    let timeout = muster_core::duration::parse(&args.timeout).map_err(|source| CliError::Duration {
+        flag: "timeout",
+        text: args.timeout.clone(),
+        source,
+    })?;
     let client = Arc::new(Client::new(&args.http)?);
     let say = |text: &str| {
         if args.verbose {
@@ -116,8 +119,7 @@ pub(crate) fn lock(args: &LockArgs) -> Outcome {
     } else {
         args.name.clone()
     };
-    let session =
-        create_session(&client, &name).map_err(|error| format!("Lock acquisition failed: {error}"))?;
+    let session = create_session(&client, &name).map_err(|error| CliError::Lock(error.into()))?;
     // SIGINT or SIGTERM: stop the child (if any), release, destroy the session, exit 1.
     let interrupted = super::shutdown_signals();
     let lost = Arc::new(AtomicBool::new(false));
@@ -131,16 +133,15 @@ pub(crate) fn lock(args: &LockArgs) -> Outcome {
     say("Attempting lock acquisition");
     let deadline = (!timeout.is_zero()).then(|| Instant::now() + timeout);
     let acquired = held.acquire(deadline, &interrupted);
-    let code = match acquired {
+    // Not acquired: the error is the outcome, printed once the session is destroyed.
+    let outcome = match acquired {
         Err(error) => {
-            eprintln!("Lock acquisition failed: {error}");
             held.abandon();
-            1
+            Err(CliError::Lock(error))
         }
         Ok(false) => {
-            eprintln!("Shutdown triggered or timeout during lock acquisition");
             held.abandon();
-            1
+            Err(CliError::LockAbandoned)
         }
         Ok(true) => {
             let monitor = {
@@ -149,6 +150,8 @@ pub(crate) fn lock(args: &LockArgs) -> Outcome {
                 std::thread::spawn(move || held.monitor(&lost, &stop, retries))
             };
             say("Starting handler");
+            // The child's failure is reported now, not as the outcome: what the release says
+            // must follow it.
             let code = match run_child(args, command, &lost, &interrupted) {
                 Ok(code) => code,
                 Err(error) => {
@@ -167,16 +170,44 @@ pub(crate) fn lock(args: &LockArgs) -> Outcome {
                 eprintln!("Lock release failed: {error}");
             }
             let _ = monitor.join();
-            code
+            Ok(code)
         }
     };
     stop.store(true, Ordering::SeqCst);
     let _ = renewer.join();
     let _ = client.put(&format!("/v1/session/destroy/{session}"), &[], b"");
-    Ok(code)
+    outcome
 }
 
-fn create_session(client: &Client, name: &str) -> Result<String, String> {
+/// Why the lock (or a semaphore slot) could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LockError {
+    /// A request to the agent failed.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The semaphore's contender key could not be written.
+    #[error("failed to make contender entry")]
+    NoContender,
+    /// The lock's key is there, written by something other than a lock (its flags differ).
+    #[error("Existing key does not match lock use")]
+    NotALock,
+    /// The semaphore's key is there, written by something other than a semaphore.
+    #[error("Existing key does not match semaphore use")]
+    NotASemaphore,
+    /// The semaphore's holder list does not decode.
+    #[error("failed to decode lock: {0}")]
+    Holders(#[source] serde_json::Error),
+    /// The semaphore was made with another `-n`.
+    #[error("semaphore limit conflict (lock: {held}, local: {local})")]
+    LimitConflict {
+        /// The holder list's limit.
+        held: u32,
+        /// This command's `-n`.
+        local: u32,
+    },
+}
+
+fn create_session(client: &Client, name: &str) -> Result<String, ClientError> {
     #[derive(Deserialize)]
     struct Created {
         #[serde(rename = "ID")]
@@ -233,7 +264,7 @@ impl Held {
     }
 
     /// Tries until acquired (`true`), or past `deadline` or interrupted (`false`).
-    fn acquire(&self, deadline: Option<Instant>, interrupted: &AtomicBool) -> Result<bool, String> {
+    fn acquire(&self, deadline: Option<Instant>, interrupted: &AtomicBool) -> Result<bool, LockError> {
         if self.limit > 1 {
             let flags = SEMAPHORE_FLAG.to_string();
             let query = [("acquire", self.session.as_str()), ("flags", flags.as_str())];
@@ -242,7 +273,7 @@ impl Held {
                 .put(&format!("/v1/kv/{}", self.contender_key()), &query, b"")
                 .and_then(|r| r.json::<bool>())?;
             if !contended {
-                return Err("failed to make contender entry".into());
+                return Err(LockError::NoContender);
             }
         }
         let mut index = 0u64;
@@ -262,7 +293,7 @@ impl Held {
     /// One attempt at the single lock: `(acquired, the key's index)`. The key is read before
     /// the attempt, so a release after the read moves the index past the one returned and
     /// wakes the wait that follows a failed attempt.
-    fn try_lock(&self) -> Result<(bool, u64), String> {
+    fn try_lock(&self) -> Result<(bool, u64), LockError> {
         let path = format!("/v1/kv/{}", self.lock_key());
         let reply = self.client.get(&path, &[])?;
         let index = reply.index.unwrap_or(0);
@@ -270,7 +301,7 @@ impl Held {
             let pairs: Vec<Pair> = reply.json()?;
             // A semaphore's holder list, or some other use of the key, is not a lock to take.
             if pairs.first().is_some_and(|p| p.flags != LOCK_FLAG) {
-                return Err("Existing key does not match lock use".into());
+                return Err(LockError::NotALock);
             }
             if pairs.first().is_some_and(|p| p.session.as_deref().is_some_and(|s| !s.is_empty())) {
                 return Ok((false, index));
@@ -284,25 +315,24 @@ impl Held {
 
     /// One attempt at a semaphore slot: prunes holders whose contender entry lost its session,
     /// then adds this session if there is room, by check-and-set on the holder list.
-    fn try_semaphore(&self) -> Result<(bool, u64), String> {
+    fn try_semaphore(&self) -> Result<(bool, u64), LockError> {
         let reply = self.client.get(&format!("/v1/kv/{}/", self.prefix), &[("recurse", "")])?;
         let index = reply.index.unwrap_or(0);
         let pairs: Vec<Pair> = if reply.status == 404 { Vec::new() } else { reply.json()? };
         let lock_key = self.lock_key();
         let lock = pairs.iter().find(|p| p.key == lock_key);
         if lock.is_some_and(|p| p.flags != SEMAPHORE_FLAG) {
-            return Err("Existing key does not match semaphore use".into());
+            return Err(LockError::NotASemaphore);
         }
         let mut holders = match lock.and_then(|p| p.value.as_deref()) {
             Some(value) => {
                 let raw = base64::engine::general_purpose::STANDARD.decode(value).unwrap_or_default();
-                serde_json::from_slice::<Holders>(&raw)
-                    .map_err(|error| format!("failed to decode lock: {error}"))?
+                serde_json::from_slice::<Holders>(&raw).map_err(LockError::Holders)?
             }
             None => Holders { limit: self.limit, holders: BTreeMap::new() },
         };
         if holders.limit != self.limit {
-            return Err(format!("semaphore limit conflict (lock: {}, local: {})", holders.limit, self.limit));
+            return Err(LockError::LimitConflict { held: holders.limit, local: self.limit });
         }
         let live: Vec<&str> = pairs
             .iter()
@@ -326,7 +356,7 @@ impl Held {
 
     /// Blocks until the lock's key (or the semaphore's prefix) moves past `index`, or the
     /// wait or the deadline runs out; the index seen.
-    fn wait_for_change(&self, index: u64, deadline: Option<Instant>) -> Result<u64, String> {
+    fn wait_for_change(&self, index: u64, deadline: Option<Instant>) -> Result<u64, ClientError> {
         // Short waits, so that a signal or the deadline is noticed soon.
         let left = deadline
             .map_or(ACQUIRE_WAIT, |at| at.saturating_duration_since(Instant::now()).min(ACQUIRE_WAIT));
@@ -346,7 +376,7 @@ impl Held {
     }
 
     /// Whether this session still holds the lock (or its semaphore slot).
-    fn still_held(&self, index: u64, wait: bool) -> Result<(bool, u64), String> {
+    fn still_held(&self, index: u64, wait: bool) -> Result<(bool, u64), ClientError> {
         let index_text = index.to_string();
         let mut query = Vec::new();
         if wait && index > 0 {
@@ -402,7 +432,7 @@ impl Held {
 
     /// Gives the lock (or slot) back, and deletes the lock's key if nobody else holds it
     /// (Consul's `Unlock` then `Destroy`).
-    fn release(&self) -> Result<(), String> {
+    fn release(&self) -> Result<(), ClientError> {
         let lock_path = format!("/v1/kv/{}", self.lock_key());
         if self.limit == 1 {
             // The flags go with the release: a write without them would set them to 0.
@@ -474,7 +504,7 @@ fn run_child(
     command: &[String],
     lost: &AtomicBool,
     interrupted: &AtomicBool,
-) -> Result<u8, String> {
+) -> Result<u8, HandlerError> {
     let mut child = if args.shell {
         let mut child = Command::new("/bin/sh");
         child.arg("-c").arg(command.join(" "));
@@ -488,12 +518,10 @@ fn run_child(
     if !args.pass_stdin {
         child.stdin(Stdio::null());
     }
-    let mut child = child.spawn().map_err(|error| format!("Error executing handler: {error}"))?;
+    let mut child = child.spawn().map_err(HandlerError::Execute)?;
     let mut terminated: Option<Instant> = None;
     let status = loop {
-        if let Some(status) =
-            child.try_wait().map_err(|error| format!("Error waiting for handler: {error}"))?
-        {
+        if let Some(status) = child.try_wait().map_err(HandlerError::Wait)? {
             break status;
         }
         if lost.load(Ordering::SeqCst) || interrupted.load(Ordering::SeqCst) {

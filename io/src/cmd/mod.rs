@@ -3,8 +3,8 @@
 //! against `consul` read the same lines and exit codes (`../shared/reference/consul-behaviour.md`
 //! §4).
 //!
-//! A command returns `Ok(exit code)` after printing its output, or `Err(message)`, which
-//! [`run`]'s caller prints to stderr and exits 1 on, as Consul's `UI.Error` then `return 1`.
+//! A command returns `Ok(exit code)` after printing its output, or `Err(`[`CliError`]`)`, which
+//! `main` prints to stderr and exits 1 on, as Consul's `UI.Error` then `return 1`.
 //! The HTTP client is ureq: these commands make a handful of blocking requests and exit, so
 //! they need no runtime.
 
@@ -12,6 +12,7 @@ pub(crate) mod autopilot;
 pub(crate) mod catalog;
 pub(crate) mod cluster;
 pub(crate) mod debug;
+mod error;
 pub(crate) mod exec;
 pub(crate) mod keyring;
 pub(crate) mod kv;
@@ -27,11 +28,10 @@ use std::io::IsTerminal;
 
 use clap::Args;
 
+pub(crate) use self::error::{CliError, DataError, FileError, HandlerError, Outcome};
+
 /// The agent address when neither `-http-addr` nor `CONSUL_HTTP_ADDR` names one.
 const HTTP_ADDR_DEFAULT: &str = "127.0.0.1:8500";
-
-/// What a command ends with: its exit code, or a message for stderr and exit code 1.
-pub(crate) type Outcome = Result<u8, String>;
 
 /// The flags every HTTP-based command takes (Consul's `flags.HTTPFlags`: `ClientFlags` and
 /// `ServerFlags`).
@@ -125,9 +125,24 @@ impl HttpArgs {
 /// Why a request to the agent failed, in the words of Consul's Go client (`api.Client`).
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ClientError {
-    /// No client could be made from the flags and the environment.
-    #[error("{0}")]
-    Setup(String),
+    /// `-http-addr` names a scheme Go's `net/http` does not speak.
+    #[error("Unknown protocol scheme: {0}")]
+    UnknownScheme(String),
+    /// `-http-addr` is a Unix socket, which Consul's client speaks and muster's does not yet.
+    #[error("{0}: muster's CLI does not speak HTTP over Unix sockets yet")]
+    UnixSocket(String),
+    /// The address is HTTPS, which muster's client does not speak yet.
+    #[error(
+        "{0}: muster's CLI does not speak HTTPS yet (its HTTP client is built without TLS); give \
+         the agent's plain-HTTP address (http://host:port)"
+    )]
+    Https(String),
+    /// The TLS flags are refused, as Consul's `SetupTLSConfig` refuses them.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// `-token-file` could not be read.
+    #[error("Error loading token file: {0}")]
+    TokenFile(#[source] FileError),
     /// The request got no answer: Go's `Get "url": dial tcp ...: connection refused`.
     #[error("{0}")]
     Transport(String),
@@ -144,10 +159,13 @@ pub(crate) enum ClientError {
     Decode(#[source] serde_json::Error),
 }
 
-/// A command's error is the line it prints: the client's, as is.
-impl From<ClientError> for String {
-    fn from(error: ClientError) -> String {
-        error.to_string()
+impl ClientError {
+    /// The error Consul's client makes of a streamed answer with a status other than 200: the
+    /// status and the start of the body.
+    pub(crate) fn unexpected(status: u16, body: impl std::io::Read) -> ClientError {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut std::io::Read::take(body, 4096), &mut text);
+        ClientError::Status { status, body: text.trim_end().to_owned() }
     }
 }
 
@@ -197,8 +215,8 @@ const REPLY_BYTES_MAX: u64 = 1 << 30;
 impl Client {
     /// A client for the agent the flags (or the environment) name, or why there is none in
     /// the words Consul's commands use (`Error connecting to Consul agent: ...`).
-    pub(crate) fn new(args: &HttpArgs) -> Result<Client, String> {
-        Client::build(args).map_err(|error| format!("Error connecting to Consul agent: {error}"))
+    pub(crate) fn new(args: &HttpArgs) -> Result<Client, CliError> {
+        Client::build(args).map_err(CliError::client("Error connecting to Consul agent"))
     }
 
     /// The same, the reason bare (as Consul's `api.NewClient` says it), for the commands that
@@ -217,26 +235,22 @@ impl Client {
             key_file: setting(&flags.client_key, "CONSUL_CLIENT_KEY").unwrap_or_default(),
         };
         // `NewHttpClient` sets TLS up whatever the scheme: its refusals come first.
-        tls.check().map_err(ClientError::Setup)?;
-        let mut base = base_url(addr.as_deref().unwrap_or(HTTP_ADDR_DEFAULT)).map_err(ClientError::Setup)?;
+        tls.check()?;
+        let mut base = base_url(addr.as_deref().unwrap_or(HTTP_ADDR_DEFAULT))?;
         if env_bool("CONSUL_HTTP_SSL") == Some(true) {
             base = base.replacen("http://", "https://", 1);
         }
         // Read for its warning; it only matters to TLS, which is refused below.
         let _ = env_bool("CONSUL_HTTP_SSL_VERIFY");
         if base.starts_with("https://") {
-            return Err(ClientError::Setup(format!(
-                "{base}: muster's CLI does not speak HTTPS yet (its HTTP client is built without \
-                 TLS); give the agent's plain-HTTP address (http://host:port)"
-            )));
+            return Err(ClientError::Https(base));
         }
         let mut token = setting(&flags.token, "CONSUL_HTTP_TOKEN").filter(|token| !token.is_empty());
         // A token file wins over -token whenever it holds one (Consul's `NewClient`).
         let token_file = setting(&flags.token_file, "CONSUL_HTTP_TOKEN_FILE").unwrap_or_default();
         if !token_file.is_empty() {
-            let text = std::fs::read_to_string(&token_file).map_err(|error| {
-                ClientError::Setup(format!("Error loading token file: {}", go_io(&error, &token_file)))
-            })?;
+            let text = std::fs::read_to_string(&token_file)
+                .map_err(|error| ClientError::TokenFile(FileError::at(&token_file)(error)))?;
             if !text.trim().is_empty() {
                 token = Some(text.trim().to_owned());
             }
@@ -415,13 +429,13 @@ fn with_token<B>(request: ureq::RequestBuilder<B>, token: Option<&str>) -> ureq:
 
 /// `http://host:port` (or `https://`) from what `-http-addr` takes: `host:port`,
 /// `http://host:port`, `https://host:port`.
-fn base_url(addr: &str) -> Result<String, String> {
+fn base_url(addr: &str) -> Result<String, ClientError> {
     let addr = addr.trim_end_matches('/');
     match addr.split_once("://") {
         None => Ok(format!("http://{addr}")),
         Some(("http" | "https", _)) => Ok(addr.to_owned()),
-        Some(("unix", _)) => Err(format!("{addr}: muster's CLI does not speak HTTP over Unix sockets yet")),
-        Some((scheme, _)) => Err(format!("Unknown protocol scheme: {scheme}")),
+        Some(("unix", _)) => Err(ClientError::UnixSocket(addr.to_owned())),
+        Some((scheme, _)) => Err(ClientError::UnknownScheme(scheme.to_owned())),
     }
 }
 
@@ -449,39 +463,71 @@ struct Tls {
     key_file: String,
 }
 
+/// Why the TLS flags are refused, in the words of Consul's `SetupTLSConfig`.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TlsError {
+    /// A certificate without its key, or a key without its certificate.
+    #[error("both client cert and client key must be provided")]
+    HalfPair,
+    /// The certificate or key file could not be read.
+    #[error(transparent)]
+    Read(#[from] FileError),
+    /// The certificate file holds no certificate.
+    #[error("tls: failed to find any PEM data in certificate input")]
+    NoCertificate,
+    /// The key file holds no key.
+    #[error("tls: failed to find any PEM data in key input")]
+    NoKey,
+    /// `-ca-file` could not be read.
+    #[error("Error loading CA File: {0}")]
+    CaFile(#[source] FileError),
+    /// `-ca-file` holds no certificate.
+    #[error("Error loading CA File: Couldn't parse PEM in: {0}")]
+    CaFilePem(String),
+    /// `-ca-path` could not be listed.
+    #[error("Error loading CA Path: {0}")]
+    CaPath(#[source] FileError),
+    /// A file in `-ca-path` could not be read.
+    #[error("Error loading file from CAPath: {0}")]
+    CaPathFile(#[source] FileError),
+    /// A file in `-ca-path` holds no certificate.
+    #[error("Error loading CA Path: Couldn't parse PEM in: {0}")]
+    CaPathPem(String),
+}
+
 impl Tls {
     /// Consul's refusals, in its words: a certificate without its key (or the reverse), files
     /// that cannot be read, and files without PEM data.
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), TlsError> {
         use rustls::pki_types::pem::PemObject;
         use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-        let read = |path: &str| std::fs::read(path).map_err(|error| go_io(&error, path));
+        let read = |path: &str| std::fs::read(path).map_err(FileError::at(path));
         let certificates = |pem: &[u8]| CertificateDer::pem_slice_iter(pem).filter(Result::is_ok).count();
         match (self.cert_file.is_empty(), self.key_file.is_empty()) {
             (true, true) => {}
             (false, false) => {
                 if certificates(&read(&self.cert_file)?) == 0 {
-                    return Err("tls: failed to find any PEM data in certificate input".into());
+                    return Err(TlsError::NoCertificate);
                 }
                 if PrivateKeyDer::from_pem_slice(&read(&self.key_file)?).is_err() {
-                    return Err("tls: failed to find any PEM data in key input".into());
+                    return Err(TlsError::NoKey);
                 }
             }
-            _ => return Err("both client cert and client key must be provided".into()),
+            _ => return Err(TlsError::HalfPair),
         }
         if !self.ca_file.is_empty() {
-            let pem = read(&self.ca_file).map_err(|error| format!("Error loading CA File: {error}"))?;
+            let pem = read(&self.ca_file).map_err(TlsError::CaFile)?;
             if certificates(&pem) == 0 {
-                return Err(format!("Error loading CA File: Couldn't parse PEM in: {}", self.ca_file));
+                return Err(TlsError::CaFilePem(self.ca_file.clone()));
             }
         } else if !self.ca_path.is_empty() {
             let entries = std::fs::read_dir(&self.ca_path)
-                .map_err(|error| format!("Error loading CA Path: {}", go_io(&error, &self.ca_path)))?;
+                .map_err(|error| TlsError::CaPath(FileError::at(&self.ca_path)(error)))?;
             for entry in entries.flatten().filter(|entry| entry.path().is_file()) {
                 let path = entry.path().display().to_string();
-                let pem = read(&path).map_err(|error| format!("Error loading file from CAPath: {error}"))?;
+                let pem = read(&path).map_err(TlsError::CaPathFile)?;
                 if certificates(&pem) == 0 {
-                    return Err(format!("Error loading CA Path: Couldn't parse PEM in: {path}"));
+                    return Err(TlsError::CaPathPem(path));
                 }
             }
         }
@@ -603,15 +649,17 @@ impl EventFilters {
     }
 
     /// Consul's checks: each a valid regular expression, and no tag without a service.
-    pub(crate) fn check(&self) -> Result<(), String> {
-        for (what, pattern) in self.pairs() {
+    pub(crate) fn check(&self) -> Result<(), CliError> {
+        // Consul's message names each flag as `<flag> filter`.
+        let filters =
+            [("node filter", &self.node), ("service filter", &self.service), ("tag filter", &self.tag)];
+        for (what, pattern) in filters {
             if !pattern.is_empty() {
-                regex::Regex::new(pattern)
-                    .map_err(|e| format!("Failed to compile {what} filter regexp: {e}"))?;
+                regex::Regex::new(pattern).map_err(|source| CliError::Regex { what, source })?;
             }
         }
         if !self.tag.is_empty() && self.service.is_empty() {
-            return Err("Cannot provide tag filter without service filter.".into());
+            return Err(CliError::usage("Cannot provide tag filter without service filter."));
         }
         Ok(())
     }
@@ -623,7 +671,7 @@ pub(crate) fn fire_event(
     name: &str,
     filters: &EventFilters,
     payload: &[u8],
-) -> Result<String, String> {
+) -> Result<String, ClientError> {
     #[derive(serde::Deserialize)]
     struct Fired {
         #[serde(rename = "ID")]
@@ -637,9 +685,9 @@ pub(crate) fn fire_event(
 }
 
 /// Consul's `Too many arguments (expected N, got M)` when more positional arguments came.
-pub(crate) fn at_most(args: &[String], expected: usize) -> Result<(), String> {
+pub(crate) fn at_most(args: &[String], expected: usize) -> Result<(), CliError> {
     if args.len() > expected {
-        return Err(format!("Too many arguments (expected {expected}, got {})", args.len()));
+        return Err(CliError::Usage(format!("Too many arguments (expected {expected}, got {})", args.len())));
     }
     Ok(())
 }
@@ -679,27 +727,17 @@ impl Drop for Progress {
 
 /// Reads a command's data argument as Consul does: `@file` reads the file, `-` reads stdin, and
 /// anything else is the data itself.
-pub(crate) fn data_argument(data: &str) -> Result<Vec<u8>, String> {
+pub(crate) fn data_argument(data: &str) -> Result<Vec<u8>, DataError> {
     use std::io::Read;
     if let Some(path) = data.strip_prefix('@') {
-        return std::fs::read(path).map_err(|error| format!("Failed to read file: {}", go_io(&error, path)));
+        return Ok(std::fs::read(path).map_err(FileError::at(path))?);
     }
     if data == "-" {
         let mut bytes = Vec::new();
-        std::io::stdin().read_to_end(&mut bytes).map_err(|error| format!("Failed to read stdin: {error}"))?;
+        std::io::stdin().read_to_end(&mut bytes).map_err(DataError::Stdin)?;
         return Ok(bytes);
     }
     Ok(data.as_bytes().to_vec())
-}
-
-/// A file error as Go's `os` package words it: `open x: no such file or directory`.
-pub(crate) fn go_io(error: &std::io::Error, path: &str) -> String {
-    let reason = match error.kind() {
-        std::io::ErrorKind::NotFound => "no such file or directory".to_owned(),
-        std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
-        _ => error.to_string(),
-    };
-    format!("open {path}: {reason}")
 }
 
 #[cfg(test)]
@@ -723,8 +761,8 @@ mod tests {
         assert_eq!(base_url("127.0.0.1:8500").unwrap(), "http://127.0.0.1:8500");
         assert_eq!(base_url("http://10.0.0.1:8500/").unwrap(), "http://10.0.0.1:8500");
         assert_eq!(base_url("https://10.0.0.1:8501").unwrap(), "https://10.0.0.1:8501");
-        assert!(base_url("unix:///run/consul.sock").unwrap_err().contains("Unix sockets"));
-        assert_eq!(base_url("ftp://x").unwrap_err(), "Unknown protocol scheme: ftp");
+        assert!(base_url("unix:///run/consul.sock").unwrap_err().to_string().contains("Unix sockets"));
+        assert_eq!(base_url("ftp://x").unwrap_err().to_string(), "Unknown protocol scheme: ftp");
     }
 
     #[test]

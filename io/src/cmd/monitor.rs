@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader, Write};
 
 use clap::Args;
 
-use super::{Client, HttpArgs, Outcome};
+use super::{CliError, Client, ClientError, HttpArgs, Outcome};
 
 #[derive(Debug, Args)]
 pub(crate) struct MonitorArgs {
@@ -27,16 +27,10 @@ pub(crate) fn monitor(args: &MonitorArgs) -> Outcome {
     if args.log_json {
         query.push(("logjson", "true"));
     }
-    let (status, body) = client
-        .get_stream("/v1/agent/monitor", &query)
-        .map_err(|error| format!("Error starting monitor: {error}"))?;
+    let (status, body) =
+        client.get_stream("/v1/agent/monitor", &query).map_err(CliError::client("Error starting monitor"))?;
     if status != 200 {
-        let mut text = String::new();
-        let _ = std::io::Read::read_to_string(&mut std::io::Read::take(body, 4096), &mut text);
-        return Err(format!(
-            "Error starting monitor: Unexpected response code: {status} ({})",
-            text.trim_end()
-        ));
+        return Err(CliError::client("Error starting monitor")(ClientError::unexpected(status, body)));
     }
     let mut stdout = std::io::stdout().lock();
     let mut reader = BufReader::new(body);

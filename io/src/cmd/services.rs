@@ -15,7 +15,7 @@ use clap::{Args, Subcommand};
 use muster::config;
 use serde_json::{Map, Value};
 
-use super::{Client, HttpArgs, Outcome};
+use super::{CliError, Client, HttpArgs, Outcome};
 use crate::cli::GoSetError;
 
 /// `muster services <subcommand>`.
@@ -93,16 +93,15 @@ fn register(args: &RegisterArgs) -> Outcome {
         .collect::<BTreeMap<_, _>>()
         .into_iter()
         .map(|(name, address)| {
-            let (host, port) =
-                parse_service_address(&address).map_err(|e| format!("Invalid Tagged Address: {e}"))?;
+            let (host, port) = parse_service_address(&address).map_err(CliError::TaggedAddress)?;
             Ok((name, serde_json::json!({ "Address": host, "Port": port })))
         })
-        .collect::<Result<Map<String, Value>, String>>()?;
+        .collect::<Result<Map<String, Value>, CliError>>()?;
     if args.files.is_empty() && args.name.is_empty() {
-        return Err("Service registration requires at least one argument or flags.".into());
+        return Err(CliError::usage("Service registration requires at least one argument or flags."));
     }
     if !args.files.is_empty() && !args.name.is_empty() {
-        return Err("Service registration requires arguments or -id, not both.".into());
+        return Err(CliError::usage("Service registration requires arguments or -id, not both."));
     }
     let services = if args.files.is_empty() {
         vec![(args.name.clone(), from_flags(args, tagged_addresses))]
@@ -115,7 +114,7 @@ fn register(args: &RegisterArgs) -> Outcome {
         client
             .put("/v1/agent/service/register", &[], &body)
             .and_then(|reply| reply.ok())
-            .map_err(|error| format!("Error registering service {name:?}: {error}"))?;
+            .map_err(CliError::client(format!("Error registering service {name:?}")))?;
         println!("Registered service: {name}");
     }
     Ok(0)
@@ -159,10 +158,10 @@ fn from_flags(args: &RegisterArgs, tagged_addresses: Map<String, Value>) -> Valu
 
 fn deregister(args: &DeregisterArgs) -> Outcome {
     if args.files.is_empty() && args.id.is_empty() {
-        return Err("Service deregistration requires at least one argument or -id.".into());
+        return Err(CliError::usage("Service deregistration requires at least one argument or -id."));
     }
     if !args.files.is_empty() && !args.id.is_empty() {
-        return Err("Service deregistration requires arguments or -id, not both.".into());
+        return Err(CliError::usage("Service deregistration requires arguments or -id, not both."));
     }
     // (name, ID): the name only words an error, as in Consul (empty for -id).
     let services: Vec<(String, String)> = if args.files.is_empty() {
@@ -178,7 +177,7 @@ fn deregister(args: &DeregisterArgs) -> Outcome {
         client
             .put(&format!("/v1/agent/service/deregister/{id}"), &[], &[])
             .and_then(|reply| reply.ok())
-            .map_err(|error| format!("Error deregistering service {name:?}: {error}"))?;
+            .map_err(CliError::client(format!("Error deregistering service {name:?}")))?;
         println!("Deregistered service: {id}");
     }
     Ok(0)
@@ -196,7 +195,7 @@ struct FileService {
 
 /// Every service the files (or directories of them) define, in order, read and checked as the
 /// agent reads its configuration; the warnings go to stderr, as Consul's `ui.Warn`.
-fn services_from_files(paths: &[PathBuf]) -> Result<Vec<FileService>, String> {
+fn services_from_files(paths: &[PathBuf]) -> Result<Vec<FileService>, CliError> {
     let sources = config::Sources {
         paths: paths
             .iter()
@@ -206,13 +205,13 @@ fn services_from_files(paths: &[PathBuf]) -> Result<Vec<FileService>, String> {
             .collect(),
         ..config::Sources::default()
     };
-    let error = |message: &dyn std::fmt::Display| format!("Error: {message}");
-    let file = config::load(&sources).map_err(|e| error(&e))?;
+    let refused = |source: muster::http::DefinitionError| CliError::Definitions { doing: "Error", source };
+    let file = config::load(&sources).map_err(|error| refused(error.into()))?;
     for warning in &file.warnings {
         eprintln!("{warning}");
     }
     // Script checks are the agent's to refuse: the definitions are checked as if allowed.
-    let (decoded, _checks) = muster::http::definitions(&file, true).map_err(|e| error(&e))?;
+    let (decoded, _checks) = muster::http::definitions(&file, true).map_err(refused)?;
     assert_eq!(decoded.len(), file.services.len(), "one decoded service per definition");
     Ok(decoded
         .into_iter()
@@ -233,16 +232,38 @@ pub(crate) fn key_value(text: &str) -> Result<(String, String), GoSetError> {
     }
 }
 
+/// Why a service address is not `host:port`, in Go's words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum AddressError {
+    /// `net.SplitHostPort` refused it.
+    #[error("address {text}: {why}")]
+    Split {
+        /// The address.
+        text: String,
+        /// Go's reason (`missing port in address`).
+        why: &'static str,
+    },
+    /// `strconv.Atoi` refused the port.
+    #[error("strconv.Atoi: parsing {port:?}: {why}")]
+    Port {
+        /// The port's text.
+        port: String,
+        /// Go's reason (`invalid syntax`, `value out of range`).
+        why: &'static str,
+    },
+}
+
 /// Consul's `api.ParseServiceAddr`: `host:port` split as Go's `net.SplitHostPort` splits it,
 /// the port read by `strconv.Atoi`; the error in Go's words.
-fn parse_service_address(text: &str) -> Result<(String, i64), String> {
-    let (host, port) = split_host_port(text).map_err(|why| format!("address {text}: {why}"))?;
+fn parse_service_address(text: &str) -> Result<(String, i64), AddressError> {
+    let (host, port) =
+        split_host_port(text).map_err(|why| AddressError::Split { text: text.to_owned(), why })?;
     let port = port.parse::<i64>().map_err(|error| {
         let why = match error.kind() {
             std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow => "value out of range",
             _ => "invalid syntax",
         };
-        format!("strconv.Atoi: parsing {port:?}: {why}")
+        AddressError::Port { port: port.to_owned(), why }
     })?;
     Ok((host.to_owned(), port))
 }
@@ -287,14 +308,29 @@ mod tests {
         assert_eq!(parse_service_address("10.0.0.1:80"), Ok(("10.0.0.1".to_owned(), 80)));
         assert_eq!(parse_service_address("[::1]:8080"), Ok(("::1".to_owned(), 8080)));
         assert_eq!(
-            parse_service_address("10.0.0.1").unwrap_err(),
+            parse_service_address("10.0.0.1").unwrap_err().to_string(),
             "address 10.0.0.1: missing port in address"
         );
-        assert_eq!(parse_service_address("a:b:1").unwrap_err(), "address a:b:1: too many colons in address");
-        assert_eq!(parse_service_address("[::1").unwrap_err(), "address [::1: missing ']' in address");
-        assert_eq!(parse_service_address("[::1]").unwrap_err(), "address [::1]: missing port in address");
-        assert_eq!(parse_service_address("h:x").unwrap_err(), "strconv.Atoi: parsing \"x\": invalid syntax");
-        assert_eq!(parse_service_address("h:").unwrap_err(), "strconv.Atoi: parsing \"\": invalid syntax");
+        assert_eq!(
+            parse_service_address("a:b:1").unwrap_err().to_string(),
+            "address a:b:1: too many colons in address"
+        );
+        assert_eq!(
+            parse_service_address("[::1").unwrap_err().to_string(),
+            "address [::1: missing ']' in address"
+        );
+        assert_eq!(
+            parse_service_address("[::1]").unwrap_err().to_string(),
+            "address [::1]: missing port in address"
+        );
+        assert_eq!(
+            parse_service_address("h:x").unwrap_err().to_string(),
+            "strconv.Atoi: parsing \"x\": invalid syntax"
+        );
+        assert_eq!(
+            parse_service_address("h:").unwrap_err().to_string(),
+            "strconv.Atoi: parsing \"\": invalid syntax"
+        );
     }
 
     #[test]

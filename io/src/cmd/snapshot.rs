@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 
-use super::{go_io, Client, HttpArgs, Outcome, Progress};
+use super::{CliError, Client, FileError, HttpArgs, Outcome, Progress};
 
 /// `muster snapshot <subcommand>`.
 #[derive(Debug, Subcommand)]
@@ -66,11 +66,11 @@ pub(crate) fn run(command: SnapshotCommand) -> Outcome {
 }
 
 /// The one FILE argument, in Consul's words when it is missing or not alone.
-fn file_argument(args: &[String]) -> Result<&str, String> {
+fn file_argument(args: &[String]) -> Result<&str, CliError> {
     match args {
-        [] => Err("Missing FILE argument".into()),
+        [] => Err(CliError::usage("Missing FILE argument")),
         [file] => Ok(file),
-        more => Err(format!("Too many arguments (expected 1, got {})", more.len())),
+        more => Err(CliError::Usage(format!("Too many arguments (expected 1, got {})", more.len()))),
     }
 }
 
@@ -92,17 +92,17 @@ fn save(args: &SaveArgs) -> Outcome {
         .get_counted("/v1/snapshot", &[], |bytes| {
             progress.show(&format!("Saving snapshot: {} received", size(bytes)))
         })
-        .map_err(|error| format!("Error saving snapshot: {error}"))?;
+        .map_err(CliError::client("Error saving snapshot"))?;
     let index = reply.index.unwrap_or(0);
-    let archive = reply.ok().map_err(|error| format!("Error saving snapshot: {error}"))?;
+    let archive = reply.ok().map_err(CliError::client("Error saving snapshot"))?;
     progress.show(&format!("Saving snapshot: {} received, writing {file}", size(archive.len() as u64)));
     let part = PathBuf::from(format!("{file}.part"));
-    write_synced(&part, &archive).map_err(|error| format!("Error writing snapshot file: {error}"))?;
-    if let Err(reason) = muster::http::inspect_archive(&archive) {
+    write_synced(&part, &archive).map_err(CliError::io("Error writing snapshot file"))?;
+    if let Err(source) = muster::http::inspect_archive(&archive) {
         let _ = std::fs::remove_file(&part);
-        return Err(format!("Error verifying snapshot file: {reason}"));
+        return Err(CliError::Archive { doing: "Error verifying snapshot file", source });
     }
-    std::fs::rename(&part, file).map_err(|error| format!("Error writing snapshot file: {error}"))?;
+    std::fs::rename(&part, file).map_err(CliError::io("Error writing snapshot file"))?;
     progress.done();
     println!("Saved and verified snapshot to index {index}");
     Ok(0)
@@ -111,11 +111,11 @@ fn save(args: &SaveArgs) -> Outcome {
 /// `file` with what `-append-filename` asks for put before its extension, from the agent's
 /// `/v1/agent/self` (Consul's `snapshot save`): `backup.snap` with `version,dc` becomes
 /// `backup-1.20.0-dc1.snap`.
-fn appended_name(client: &Client, file: &str, wanted: &str) -> Result<String, String> {
-    let agent: serde_json::Value =
-        client.get("/v1/agent/self", &[]).and_then(|reply| reply.json()).map_err(|error| {
-            format!("Error connecting to Consul agent and fetching datacenter/version: {error}")
-        })?;
+fn appended_name(client: &Client, file: &str, wanted: &str) -> Result<String, CliError> {
+    let agent: serde_json::Value = client
+        .get("/v1/agent/self", &[])
+        .and_then(|reply| reply.json())
+        .map_err(CliError::client("Error connecting to Consul agent and fetching datacenter/version"))?;
     let wanted: Vec<&str> = wanted.split(',').collect();
     // Go's `filepath.Ext`: from the last dot of the last path element.
     let name_start = file.rfind('/').map_or(0, |slash| slash + 1);
@@ -165,17 +165,17 @@ fn restore(args: &FileArgs) -> Outcome {
     client
         .put("/v1/snapshot", &[], &archive)
         .and_then(|reply| reply.ok())
-        .map_err(|error| format!("Error restoring snapshot: {error}"))?;
+        .map_err(CliError::client("Error restoring snapshot"))?;
     progress.done();
     println!("Restored snapshot");
     Ok(0)
 }
 
-fn read_file(file: &str) -> Result<Vec<u8>, String> {
+fn read_file(file: &str) -> Result<Vec<u8>, CliError> {
     let mut bytes = Vec::new();
-    std::fs::File::open(file)
-        .and_then(|mut f| f.read_to_end(&mut bytes))
-        .map_err(|error| format!("Error opening snapshot file: {}", go_io(&error, file)))?;
+    std::fs::File::open(file).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(|error| {
+        CliError::File { doing: "Error opening snapshot file", source: FileError::at(file)(error) }
+    })?;
     Ok(bytes)
 }
 
@@ -183,12 +183,16 @@ fn inspect(args: &InspectArgs) -> Outcome {
     let file = file_argument(&args.args)?;
     let archive = read_file(file)?;
     let info = muster::http::inspect_archive(&archive)
-        .map_err(|reason| format!("Error extracting snapshot data: {reason}"))?;
+        .map_err(|source| CliError::Archive { doing: "Error extracting snapshot data", source })?;
     let stats = Stats::of(&info, args);
     let text = match args.format.as_str() {
         "pretty" => stats.pretty(),
         "json" => stats.json(),
-        other => return Err(format!("Error outputting enhanced snapshot data: Unknown format: {other}")),
+        other => {
+            return Err(CliError::Usage(format!(
+                "Error outputting enhanced snapshot data: Unknown format: {other}"
+            )))
+        }
     };
     println!("{text}");
     Ok(0)
@@ -455,8 +459,8 @@ mod tests {
 
     #[test]
     fn one_file_argument_is_required() {
-        assert_eq!(file_argument(&[]).unwrap_err(), "Missing FILE argument");
+        assert_eq!(file_argument(&[]).unwrap_err().to_string(), "Missing FILE argument");
         let two = ["a".to_owned(), "b".to_owned()];
-        assert_eq!(file_argument(&two).unwrap_err(), "Too many arguments (expected 1, got 2)");
+        assert_eq!(file_argument(&two).unwrap_err().to_string(), "Too many arguments (expected 1, got 2)");
     }
 }

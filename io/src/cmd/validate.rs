@@ -2,7 +2,7 @@
 
 use muster::{config, http};
 
-use super::Outcome;
+use super::{CliError, Outcome};
 use crate::cli;
 
 /// `muster validate`: reads the files as the agent would and says whether they are usable.
@@ -32,6 +32,6 @@ pub(crate) fn validate(args: &cli::ValidateArgs) -> Outcome {
             }
             Ok(0)
         }
-        Err(message) => Err(format!("Config validation failed: {message}")),
+        Err(source) => Err(CliError::Definitions { doing: "Config validation failed", source }),
     }
 }

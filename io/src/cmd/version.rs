@@ -5,7 +5,7 @@
 use clap::Args;
 use muster::version;
 
-use super::Outcome;
+use super::{CliError, Outcome};
 
 #[derive(Debug, Args)]
 pub(crate) struct VersionArgs {
@@ -18,7 +18,7 @@ pub(crate) fn version(args: &VersionArgs) -> Outcome {
     match args.format.as_str() {
         "pretty" => print!("{}", version::version_text()),
         "json" => println!("{}", version_json()),
-        other => return Err(format!("Unknown format: {other}")),
+        other => return Err(CliError::Usage(format!("Unknown format: {other}"))),
     }
     Ok(0)
 }

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use clap::Args;
 use serde_json::Value;
 
-use super::{Client, HttpArgs, Outcome};
+use super::{CliError, Client, ClientError, HandlerError, HttpArgs, Outcome};
 
 /// How long each blocking query may wait (Consul's watch default).
 const WATCH_WAIT: &str = "5m";
@@ -62,16 +62,16 @@ pub(crate) struct WatchArgs {
 type Endpoint = (String, Vec<(&'static str, String)>);
 
 /// The endpoint and query a watch asks, from its flags (Consul's `watch/funcs.go`).
-fn endpoint(args: &WatchArgs) -> Result<Endpoint, String> {
+fn endpoint(args: &WatchArgs) -> Result<Endpoint, CliError> {
     let required = |value: &str, name: &str| {
         if value.is_empty() {
-            Err(format!("Error parsing watch: Must specify a single {name} to watch"))
+            Err(CliError::Usage(format!("Error parsing watch: Must specify a single {name} to watch")))
         } else {
             Ok(())
         }
     };
     Ok(match args.kind.as_str() {
-        "" => return Err("Must specify watch type".into()),
+        "" => return Err(CliError::usage("Must specify watch type")),
         "key" => {
             required(&args.key, "key")?;
             (format!("/v1/kv/{}", args.key), vec![])
@@ -89,9 +89,9 @@ fn endpoint(args: &WatchArgs) -> Result<Endpoint, String> {
                 "true" | "1" | "t" | "T" | "TRUE" | "True" => true,
                 "false" | "0" | "f" | "F" | "FALSE" | "False" => false,
                 other => {
-                    return Err(format!(
+                    return Err(CliError::Usage(format!(
                     "Failed to parse passingonly flag: strconv.ParseBool: parsing {other:?}: invalid syntax"
-                ))
+                )))
                 }
             };
             if passing {
@@ -100,7 +100,9 @@ fn endpoint(args: &WatchArgs) -> Result<Endpoint, String> {
             (format!("/v1/health/service/{}", args.service), query)
         }
         "checks" => match (args.service.is_empty(), args.state.is_empty()) {
-            (false, false) => return Err("Error parsing watch: Cannot specify service and state".into()),
+            (false, false) => {
+                return Err(CliError::usage("Error parsing watch: Cannot specify service and state"))
+            }
             (false, true) => (format!("/v1/health/checks/{}", args.service), vec![]),
             (true, _) => {
                 let state = if args.state.is_empty() { "any" } else { args.state.as_str() };
@@ -111,7 +113,9 @@ fn endpoint(args: &WatchArgs) -> Result<Endpoint, String> {
             let query = if args.name.is_empty() { vec![] } else { vec![("name", args.name.clone())] };
             ("/v1/event/list".to_owned(), query)
         }
-        other => return Err(format!("Error parsing watch: Unsupported watch type: {other}")),
+        other => {
+            return Err(CliError::Usage(format!("Error parsing watch: Unsupported watch type: {other}")))
+        }
     })
 }
 
@@ -135,13 +139,11 @@ pub(crate) fn watch(args: &WatchArgs) -> Outcome {
             query.push(("index", &index_text));
             query.push(("wait", WATCH_WAIT));
         }
-        let answer = client.get(&path, &query).map_err(String::from).and_then(|reply| view(args, reply));
+        let answer = client.get(&path, &query).map_err(ViewError::from).and_then(|reply| view(args, reply));
         let (new_index, data) = match answer {
             Ok(answer) => answer,
             // The agent cannot be reached at all: say so now rather than wait for ever.
-            Err(error) if last_index.is_none() => {
-                return Err(format!("Error querying Consul agent: {error}"))
-            }
+            Err(error) if last_index.is_none() => return Err(CliError::Watch(error)),
             // Later, any failure (an election, a restart) is waited out, as Consul's watch plan
             // does.
             Err(error) => {
@@ -176,16 +178,26 @@ pub(crate) fn watch(args: &WatchArgs) -> Outcome {
     }
 }
 
+/// Why a watch's query got no view.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ViewError {
+    /// The agent could not be reached, or answered with an error.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The answer is not JSON.
+    #[error("decoding the answer: {0}")]
+    Decode(#[source] serde_json::Error),
+}
+
 /// One answer as the handler gets it, with its index: a missing key is `null`, and a key
 /// watch hands over the entry rather than the one-entry list the endpoint answers.
-fn view(args: &WatchArgs, reply: super::Reply) -> Result<(u64, Value), String> {
+fn view(args: &WatchArgs, reply: super::Reply) -> Result<(u64, Value), ViewError> {
     let index = reply.index.unwrap_or(0);
     if reply.status == 404 {
         return Ok((index, Value::Null));
     }
     let body = reply.ok()?;
-    let value: Value =
-        serde_json::from_slice(&body).map_err(|error| format!("decoding the answer: {error}"))?;
+    let value: Value = serde_json::from_slice(&body).map_err(ViewError::Decode)?;
     Ok(match (args.kind.as_str(), value) {
         ("key", Value::Array(mut entries)) if !entries.is_empty() => (index, entries.swap_remove(0)),
         (_, value) => (index, value),
@@ -194,7 +206,7 @@ fn view(args: &WatchArgs, reply: super::Reply) -> Result<(u64, Value), String> {
 
 /// Runs the handler once with `data` on its stdin, as Consul does; a handler that fails ends
 /// the watch with exit code 1.
-fn run_handler(args: &WatchArgs, data: &Value, index: u64) -> Result<(), String> {
+fn run_handler(args: &WatchArgs, data: &Value, index: u64) -> Result<(), HandlerError> {
     let mut command = if args.shell {
         let mut command = Command::new("/bin/sh");
         command.arg("-c").arg(args.handler.join(" "));
@@ -208,14 +220,14 @@ fn run_handler(args: &WatchArgs, data: &Value, index: u64) -> Result<(), String>
         .env("CONSUL_INDEX", index.to_string())
         .stdin(Stdio::piped())
         .spawn()
-        .map_err(|error| format!("Error starting handler: {error}"))?;
+        .map_err(HandlerError::Start)?;
     let mut input = serde_json::to_vec(data).expect("JSON values serialize");
     input.push(b'\n');
     // A handler that does not read its input is not an error.
     let _ = child.stdin.take().expect("stdin is piped").write_all(&input);
-    let status = child.wait().map_err(|error| format!("Error executing handler: {error}"))?;
+    let status = child.wait().map_err(HandlerError::Execute)?;
     if !status.success() {
-        return Err(format!("Error executing handler: {}", go_exit(&status)));
+        return Err(HandlerError::Failed(status));
     }
     Ok(())
 }
@@ -255,7 +267,9 @@ mod tests {
 
     #[test]
     fn each_type_asks_its_endpoint() {
-        let ask = |args: &[&str]| endpoint(&parse(args)).map(|(path, query)| (path, query.len()));
+        let ask = |args: &[&str]| {
+            endpoint(&parse(args)).map(|(path, query)| (path, query.len())).map_err(|error| error.to_string())
+        };
         assert_eq!(ask(&["-type=key", "-key=a/b"]).unwrap(), ("/v1/kv/a/b".to_owned(), 0));
         assert_eq!(ask(&["-type=keyprefix", "-prefix=a/"]).unwrap(), ("/v1/kv/a/".to_owned(), 1));
         assert_eq!(ask(&["-type=service", "-service=web", "-passingonly=true", "-tag=rails"]).unwrap().1, 2);

@@ -113,37 +113,56 @@ fn go_parse_uint_error(text: &str, error: &std::num::ParseIntError) -> String {
     format!("strconv.ParseUint: parsing {text:?}: {why}")
 }
 
+/// Why a body is not an `api.AutopilotConfiguration`, in the words of Go's `encoding/json`.
+#[derive(Debug, thiserror::Error)]
+enum ConfigDecodeError {
+    /// Not JSON.
+    #[error("{0}")]
+    Syntax(#[from] serde_json::Error),
+    /// JSON, but not an object.
+    #[error("json: cannot unmarshal into Go value of type api.AutopilotConfiguration")]
+    NotAnObject,
+    /// A field of the wrong type.
+    #[error("json: cannot unmarshal into Go struct field AutopilotConfiguration.{field} of type {kind}")]
+    Mistyped {
+        /// The field, as Go names it.
+        field: &'static str,
+        /// Its Go type.
+        kind: &'static str,
+    },
+    /// A duration string that is not Go's syntax.
+    #[error(transparent)]
+    Duration(#[from] muster_core::duration::DurationError),
+}
+
 /// The body as Go's `encoding/json` decodes `api.AutopilotConfiguration`: keys matched without
 /// regard to case, unknown ones ignored, absent ones zero; durations as Go strings or numbers
 /// of nanoseconds.
-fn decode_config(body: &[u8]) -> Result<Config, String> {
-    let map: Map<String, Value> = match serde_json::from_slice(body) {
-        Ok(Value::Object(map)) => map,
-        Ok(_) => return Err("json: cannot unmarshal into Go value of type api.AutopilotConfiguration".into()),
-        Err(error) => return Err(error.to_string()),
+fn decode_config(body: &[u8]) -> Result<Config, ConfigDecodeError> {
+    let map: Map<String, Value> = match serde_json::from_slice(body)? {
+        Value::Object(map) => map,
+        _ => return Err(ConfigDecodeError::NotAnObject),
     };
     let field =
         |name: &str| map.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value);
-    let mistyped = |name: &str, kind: &str| {
-        format!("json: cannot unmarshal into Go struct field AutopilotConfiguration.{name} of type {kind}")
-    };
-    let boolean = |name: &str| match field(name) {
+    let mistyped = |field: &'static str, kind: &'static str| ConfigDecodeError::Mistyped { field, kind };
+    let boolean = |name: &'static str| match field(name) {
         None | Some(Value::Null) => Ok(false),
         Some(Value::Bool(value)) => Ok(*value),
         Some(_) => Err(mistyped(name, "bool")),
     };
-    let string = |name: &str| match field(name) {
+    let string = |name: &'static str| match field(name) {
         None | Some(Value::Null) => Ok(String::new()),
         Some(Value::String(value)) => Ok(value.clone()),
         Some(_) => Err(mistyped(name, "string")),
     };
-    let unsigned = |name: &str, kind: &str| match field(name) {
+    let unsigned = |name: &'static str, kind: &'static str| match field(name) {
         None | Some(Value::Null) => Ok(0),
         Some(value) => value.as_u64().ok_or_else(|| mistyped(name, kind)),
     };
-    let duration = |name: &str| match field(name) {
+    let duration = |name: &'static str| match field(name) {
         None | Some(Value::Null) => Ok(Duration::ZERO),
-        Some(Value::String(text)) => muster_core::duration::parse(text).map_err(|error| error.to_string()),
+        Some(Value::String(text)) => Ok(muster_core::duration::parse(text)?),
         Some(Value::Number(nanos)) => nanos
             .as_f64()
             .filter(|nanos| *nanos >= 0.0 && nanos.is_finite())

@@ -169,8 +169,8 @@ async fn put_kv_inner(
     if let Some(conflict) = query.conflicting(&["cas", "acquire", "release"]) {
         return Err(HttpError::bad_request(conflict));
     }
-    let flags = query.u64("flags").map_err(HttpError::bad_request)?.unwrap_or(0);
-    let cas = query.u64("cas").map_err(HttpError::bad_request)?;
+    let flags = query.u64("flags").map_err(|error| HttpError::bad_request(error.to_string()))?.unwrap_or(0);
+    let cas = query.u64("cas").map_err(|error| HttpError::bad_request(error.to_string()))?;
     let value = read_value(headers, body).await?;
     let set = KvSet { key, value, flags };
     let (command, plain) = if let Some(index) = cas {
@@ -237,7 +237,7 @@ async fn delete_kv_inner(api: &Api, key: String, query: &Query) -> Result<Respon
     if key.is_empty() && !recurse {
         return Err(HttpError::bad_request("Missing key name"));
     }
-    let cas = query.u64("cas").map_err(HttpError::bad_request)?;
+    let cas = query.u64("cas").map_err(|error| HttpError::bad_request(error.to_string()))?;
     let command = match cas {
         Some(index) => Command::KvDeleteCas(KvDeleteCas { key, index }),
         None if recurse => Command::KvDeleteTree(KvDeleteTree { prefix: key }),

@@ -53,7 +53,7 @@ pub use self::limit::HTTP_CONNS_PER_CLIENT_MAX;
 pub use self::members::{Member, Members, Pool};
 pub use self::query::Query;
 pub use self::runtime::{Ports, RuntimeConfig};
-pub use self::snapshot::{inspect_archive, ArchiveInfo};
+pub use self::snapshot::{inspect_archive, ArchiveInfo, InspectError};
 pub use crate::consensus::{Consensus, ConsensusError, Consistency, Output, RPC_HOLD_TIMEOUT, WRITE_TIMEOUT};
 pub use crate::tasks::check_ttl::CheckTtl;
 pub use crate::tasks::checks::CheckRunner;

@@ -1,6 +1,11 @@
 //! Query strings as Go's `url.Values` reads them: a parameter may be present without a value
 //! (`?recurse`), `Get` answers the first value, and `Encode` sorts by name.
 
+/// A parameter's value that is not an unsigned integer (the value), in Go's words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("strconv.ParseUint: parsing {0:?}: invalid syntax")]
+pub struct NotUnsigned(pub String);
+
 /// A request's query parameters, in order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Query {
@@ -35,15 +40,12 @@ impl Query {
         self.pairs.iter().filter(move |(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
-    /// `name`'s value as an unsigned integer; `Ok(None)` when absent. The error is Go's
-    /// `strconv.ParseUint` text, which Consul answers with.
-    pub fn u64(&self, name: &str) -> Result<Option<u64>, String> {
+    /// `name`'s value as an unsigned integer; `Ok(None)` when absent. The error says it as
+    /// Go's `strconv.ParseUint` does, which Consul answers with.
+    pub fn u64(&self, name: &str) -> Result<Option<u64>, NotUnsigned> {
         match self.get(name) {
             None => Ok(None),
-            Some(text) => text
-                .parse()
-                .map(Some)
-                .map_err(|_| format!("strconv.ParseUint: parsing {text:?}: invalid syntax")),
+            Some(text) => text.parse().map(Some).map_err(|_| NotUnsigned(text.to_owned())),
         }
     }
 
@@ -89,8 +91,8 @@ mod tests {
             Some("Conflicting flags: acquire=s&cas=7&recurse=&separator=%2F&tag=a&tag=b\n")
         );
         assert_eq!(
-            Query::parse(Some("flags=x")).u64("flags"),
-            Err("strconv.ParseUint: parsing \"x\": invalid syntax".into())
+            Query::parse(Some("flags=x")).u64("flags").map_err(|error| error.to_string()),
+            Err("strconv.ParseUint: parsing \"x\": invalid syntax".to_owned())
         );
         assert!(!Query::parse(None).has("anything"));
     }

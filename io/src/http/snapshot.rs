@@ -31,7 +31,7 @@ use muster_core::fsm::{
     Command, Fsm, Restore, RestoreAbort, RestoreChunk, RESTORE_BYTES_MAX, RESTORE_CHUNK_BYTES_MAX,
 };
 
-pub use self::archive::{inspect_archive, ArchiveInfo};
+pub use self::archive::{inspect_archive, ArchiveInfo, InspectError};
 use self::archive::{read_archive, write_archive, Limits, Meta, Refusal, META_VERSION};
 use super::{Api, HttpError, Query};
 

@@ -111,7 +111,7 @@ async fn txn(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery, body: Bytes) 
         for (op_index, item) in items.iter().enumerate() {
             match txn_op(item)? {
                 Ok(op) => ops.push(op),
-                Err(what) => errors.push(TxnError { op_index, what }),
+                Err(invalid) => errors.push(TxnError { op_index, what: invalid.to_string() }),
             }
         }
         if !errors.is_empty() {

@@ -123,14 +123,29 @@ impl Object {
     }
 }
 
+/// Why a JSON value is not a duration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationValueError {
+    /// A string that is not Go's syntax.
+    #[error(transparent)]
+    Syntax(#[from] muster_core::duration::DurationError),
+    /// A number that is not a non-negative integer.
+    #[error("invalid duration {0}: expected a non-negative integer of nanoseconds")]
+    Nanoseconds(serde_json::Number),
+    /// Neither a string nor a number (the kind it is).
+    #[error("expected a duration, got {0}")]
+    Kind(&'static str),
+}
+
 /// A JSON value as a duration: Go's syntax, or integer nanoseconds.
-pub fn duration(value: &Value) -> Result<Duration, String> {
+pub fn duration(value: &Value) -> Result<Duration, DurationValueError> {
     match value {
-        Value::String(text) => muster_core::duration::parse(text).map_err(|error| error.to_string()),
-        Value::Number(number) => number.as_u64().map(Duration::from_nanos).ok_or_else(|| {
-            format!("invalid duration {number}: expected a non-negative integer of nanoseconds")
-        }),
-        other => Err(format!("expected a duration, got {}", kind(other))),
+        Value::String(text) => Ok(muster_core::duration::parse(text)?),
+        Value::Number(number) => number
+            .as_u64()
+            .map(Duration::from_nanos)
+            .ok_or_else(|| DurationValueError::Nanoseconds(number.clone())),
+        other => Err(DurationValueError::Kind(kind(other))),
     }
 }
 
@@ -472,15 +487,35 @@ fn parse_agent_check(object: &Object, scripts: bool) -> Result<Check, Refusal> {
 
 // --- transactions -------------------------------------------------------------------------------
 
-/// One `/v1/txn` operation: `Ok(Err(what))` is an error Consul reports at the operation's
+/// Why a `/v1/txn` operation names nothing muster can run, in Consul's words: an error reported
+/// at the operation's position (the transaction then answers 409), not a refusal of the body.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TxnOpInvalid {
+    /// A KV operation with a verb Consul does not know.
+    #[error("unknown KV verb {0:?}")]
+    KvVerb(String),
+    /// A node, service or check operation with a verb Consul does not know.
+    #[error("unknown {kind} verb {verb:?}")]
+    CatalogVerb {
+        /// `Node`, `Service` or `Check`.
+        kind: &'static str,
+        /// The verb given.
+        verb: String,
+    },
+    /// An operation of no kind Consul knows (or of none).
+    #[error("no operation specified")]
+    NoOperation,
+}
+
+/// One `/v1/txn` operation: `Ok(Err(invalid))` is an error Consul reports at the operation's
 /// position (the transaction then answers 409); `Err` refuses the whole body.
-pub fn txn_op(item: &Value) -> Result<Result<TxnOp, String>, Refusal> {
+pub fn txn_op(item: &Value) -> Result<Result<TxnOp, TxnOpInvalid>, Refusal> {
     let op = Object::from_value(item, "operation").map_err(|e| txn_parse_failed(e.reason))?;
     if let Some(kv) = op.get("KV") {
         let kv = Object::from_value(kv, "KV").map_err(|e| txn_parse_failed(e.reason))?;
         let verb_text = kv.string("Verb").map_err(|e| txn_parse_failed(e.reason))?;
         let Some(verb) = KvVerb::parse(&verb_text) else {
-            return Ok(Err(format!("unknown KV verb {verb_text:?}")));
+            return Ok(Err(TxnOpInvalid::KvVerb(verb_text)));
         };
         let value = match kv.string("Value").map_err(|e| txn_parse_failed(e.reason))? {
             text if text.is_empty() => Bytes::new(),
@@ -509,10 +544,11 @@ pub fn txn_op(item: &Value) -> Result<Result<TxnOp, String>, Refusal> {
         };
         return Ok(Ok(TxnOp::Kv(verb, operand)));
     }
-    let catalog_verb = |object: &Object, kind: &str| -> Result<Result<CatalogVerb, String>, Refusal> {
-        let text = object.string("Verb").map_err(|e| txn_parse_failed(e.reason))?;
-        Ok(CatalogVerb::parse(&text).ok_or_else(|| format!("unknown {kind} verb {text:?}")))
-    };
+    let catalog_verb =
+        |object: &Object, kind: &'static str| -> Result<Result<CatalogVerb, TxnOpInvalid>, Refusal> {
+            let text = object.string("Verb").map_err(|e| txn_parse_failed(e.reason))?;
+            Ok(CatalogVerb::parse(&text).ok_or(TxnOpInvalid::CatalogVerb { kind, verb: text }))
+        };
     if let Some(node_op) = op.get("Node") {
         let node_op = Object::from_value(node_op, "Node").map_err(|e| txn_parse_failed(e.reason))?;
         let verb = match catalog_verb(&node_op, "Node")? {
@@ -561,7 +597,7 @@ pub fn txn_op(item: &Value) -> Result<Result<TxnOp, String>, Refusal> {
             integer(&check, "ModifyIndex").map_err(|e| txn_parse_failed(e.reason))?.unwrap_or(0);
         return Ok(Ok(TxnOp::Check(verb, Box::new(parsed))));
     }
-    Ok(Err("no operation specified".to_owned()))
+    Ok(Err(TxnOpInvalid::NoOperation))
 }
 
 /// Consul's refusal of a transaction body it cannot decode.

@@ -40,7 +40,8 @@ pub struct Meta {
 }
 
 /// Why an archive is refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
 pub struct Refusal {
     /// The status Consul answers with.
     pub status: Status,
@@ -131,11 +132,22 @@ pub fn write_archive(meta: &Meta, state: &[u8], mtime: u64) -> std::io::Result<V
     archive.into_inner()?.finish()
 }
 
+/// Why [`inspect_archive`] found an archive a restore would refuse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InspectError {
+    /// The archive itself: its compression, members, sums, metadata or sizes.
+    #[error(transparent)]
+    Archive(#[from] Refusal),
+    /// The state it holds does not decode.
+    #[error("failed to decode the state: {0}")]
+    State(#[from] muster_core::fsm::SnapshotError),
+}
+
 /// Reads and verifies an archive as a restore would (bounds, sums, metadata) without
 /// restoring it: its metadata, or the reason a restore would refuse it.
-pub fn inspect_archive(archive: &[u8]) -> Result<ArchiveInfo, String> {
-    let (meta, state) = read_archive(archive, Limits::RESTORE).map_err(|refusal| refusal.reason)?;
-    let fsm = Fsm::restore(&state).map_err(|error| format!("failed to decode the state: {error}"))?;
+pub fn inspect_archive(archive: &[u8]) -> Result<ArchiveInfo, InspectError> {
+    let (meta, state) = read_archive(archive, Limits::RESTORE)?;
+    let fsm = Fsm::restore(&state)?;
     let catalog = fsm.catalog();
     // The bytes a row takes encoded, as the state holds it.
     fn encoded<T: Serialize>(row: &T) -> u64 {
