@@ -64,9 +64,8 @@ pub(crate) fn exec(args: &ExecArgs) -> Outcome {
     let wait_repl = duration("wait-repl", &args.wait_repl)?;
     let mut spec = serde_json::Map::new();
     if args.args == ["-"] {
-        // The reason already says `Failed to read stdin`; muster has always said it twice.
-        let script = super::data_argument("-")
-            .map_err(|source| CliError::Data { prefix: "Failed to read stdin: ", source })?;
+        // The reason says `Failed to read stdin` (Consul's words), once.
+        let script = super::data_argument("-").map_err(|source| CliError::Data { prefix: "", source })?;
         spec.insert("Script".into(), base64::engine::general_purpose::STANDARD.encode(script).into());
     } else if args.shell {
         spec.insert("Command".into(), args.args.join(" ").into());
