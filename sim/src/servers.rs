@@ -280,16 +280,68 @@ pub enum DiskError {
     Sync,
 }
 
+/// Why a scripted scenario did not reach the outcome it shows.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// The calm cluster elected no leader.
+    #[error("no leader in a calm cluster")]
+    NoLeader,
+    /// The leader's server runs no facade.
+    #[error("the leader has no facade")]
+    NoFacade,
+    /// The server whose disk failed went on.
+    #[error("server {server} went on for {RECOVERY_LIMIT:?} after its disk failed")]
+    DidNotStop {
+        /// The server hit.
+        server: usize,
+    },
+    /// With that server stopped, the others took no write.
+    #[error("the others took no write within {RECOVERY_LIMIT:?} of server {server} stopping")]
+    OthersStuck {
+        /// The server that stopped.
+        server: usize,
+    },
+    /// Restarted, the server did not catch up.
+    #[error("server {server}, restarted, did not catch up within {RECOVERY_LIMIT:?}")]
+    NoCatchUp {
+        /// The server restarted.
+        server: usize,
+    },
+    /// A write on a leader without a quorum waited past the limit.
+    #[error("the write still waited after {RECOVERY_LIMIT:?}")]
+    WriteWaited,
+    /// The isolated leader answered something other than a timeout.
+    #[error("the isolated leader answered {0:?}, not a timeout")]
+    NotATimeout(Result<Response, ConsensusError>),
+    /// No other server took the leadership after the leap.
+    #[error("no other leader within {ELECTION_WATCH:?} of the leap")]
+    NoNewLeader,
+    /// A write the scenario needs failed.
+    #[error("{which} write: {source}")]
+    Write {
+        /// Which of the scenario's writes.
+        which: &'static str,
+        /// Why.
+        source: ConsensusError,
+    },
+}
+
+impl ScenarioError {
+    fn write(which: &'static str) -> impl FnOnce(ConsensusError) -> ScenarioError {
+        move |source| ScenarioError::Write { which, source }
+    }
+}
+
 /// The outcome the issue defines for an I/O error under the log: the server whose `error` it
 /// is stops, rather than carry on over a log it can no longer trust; the others go on taking
 /// writes; restarted, it catches up with every write acknowledged meanwhile. A follower or the
 /// leader (`leader`) is hit, in a calm 3-server cluster; returns how long it took to stop.
-pub fn disk_error_stops_the_server(seed: u64, error: DiskError, leader: bool) -> Result<Duration, String> {
+pub fn disk_error_stops_the_server(seed: u64, error: DiskError, leader: bool) -> Result<Duration, ScenarioError> {
     let runtime = Runtime::with_seed_and_config(seed, madsim::Config::default());
     runtime.block_on(async move {
         let config = ServersConfig { faults: false, ..ServersConfig::new(3) };
         let mut cluster = Cluster::start(&config);
-        let first = cluster.wait_for_leader().await.ok_or("no leader in a calm cluster")?;
+        let first = cluster.wait_for_leader().await.ok_or(ScenarioError::NoLeader)?;
         let victim = if leader { first } else { (first + 1) % cluster.len() };
         match error {
             DiskError::Append => cluster.dirs[victim].fail_next_append(),
@@ -299,7 +351,7 @@ pub fn disk_error_stops_the_server(seed: u64, error: DiskError, leader: bool) ->
         let mut written = 0;
         while !cluster.facades.get(victim).is_some_and(|facade| facade.raft.is_stopped()) {
             if hit.elapsed() > RECOVERY_LIMIT {
-                return Err(format!("server {victim} went on for {RECOVERY_LIMIT:?} after its disk failed"));
+                return Err(ScenarioError::DidNotStop { server: victim });
             }
             written += cluster.write_somewhere(written).await;
         }
@@ -311,9 +363,7 @@ pub fn disk_error_stops_the_server(seed: u64, error: DiskError, leader: bool) ->
                 break written;
             }
             if madsim::time::Instant::now() > deadline {
-                return Err(format!(
-                    "the others took no write within {RECOVERY_LIMIT:?} of server {victim} stopping"
-                ));
+                return Err(ScenarioError::OthersStuck { server: victim });
             }
         };
         cluster.heal_all();
@@ -328,9 +378,7 @@ pub fn disk_error_stops_the_server(seed: u64, error: DiskError, leader: bool) ->
                 return Ok(stopped_after);
             }
             if madsim::time::Instant::now() > deadline {
-                return Err(format!(
-                    "server {victim}, restarted, did not catch up within {RECOVERY_LIMIT:?}"
-                ));
+                return Err(ScenarioError::NoCatchUp { server: victim });
             }
         }
     })
@@ -339,21 +387,21 @@ pub fn disk_error_stops_the_server(seed: u64, error: DiskError, leader: bool) ->
 /// A write on a leader cut off from its quorum answers the facade's `Timeout` once the write
 /// timeout runs out (its outcome is unknown: a later leader may commit or replace the entry),
 /// rather than wait as long as the partition lasts. Returns how long it waited.
-pub fn write_without_quorum_times_out(seed: u64) -> Result<Duration, String> {
+pub fn write_without_quorum_times_out(seed: u64) -> Result<Duration, ScenarioError> {
     let runtime = Runtime::with_seed_and_config(seed, madsim::Config::default());
     runtime.block_on(async move {
         let config = ServersConfig { faults: false, ..ServersConfig::new(3) };
         let mut cluster = Cluster::start(&config);
-        let leader = cluster.wait_for_leader().await.ok_or("no leader in a calm cluster")?;
-        let facade = cluster.facades.get(leader).ok_or("the leader has no facade")?;
+        let leader = cluster.wait_for_leader().await.ok_or(ScenarioError::NoLeader)?;
+        let facade = cluster.facades.get(leader).ok_or(ScenarioError::NoFacade)?;
         cluster.isolate(leader);
         let started = madsim::time::Instant::now();
         let written = madsim::time::timeout(RECOVERY_LIMIT, facade.write(&Command::KvSet(set(0, 1))))
             .await
-            .map_err(|_| format!("the write still waited after {RECOVERY_LIMIT:?}"))?;
+            .map_err(|_| ScenarioError::WriteWaited)?;
         match written {
             Err(ConsensusError::Timeout) => Ok(started.elapsed()),
-            other => Err(format!("the isolated leader answered {other:?}, not a timeout")),
+            other => Err(ScenarioError::NotATimeout(other)),
         }
     })
 }
@@ -371,17 +419,17 @@ pub struct DeposedReads {
 /// shrunk to one follower and a key is written; the nemesis cuts the leader off and leaps
 /// that follower's clock ([`Cluster::leap_a_follower`]); the next leader overwrites the key; then the deposed leader
 /// is asked for the key in the default mode and in `?consistent`.
-pub fn leaping_follower_breaks_the_lease(seed: u64) -> Result<DeposedReads, String> {
+pub fn leaping_follower_breaks_the_lease(seed: u64) -> Result<DeposedReads, ScenarioError> {
     let runtime = Runtime::with_seed_and_config(seed, madsim::Config::default());
     runtime.block_on(async move {
         let config = ServersConfig { faults: false, ..ServersConfig::new(3) };
         let mut cluster = Cluster::start(&config);
-        let old = cluster.wait_for_leader().await.ok_or("no leader in a calm cluster")?;
-        let deposed = cluster.facades.get(old).ok_or("the leader has no facade")?;
+        let old = cluster.wait_for_leader().await.ok_or(ScenarioError::NoLeader)?;
+        let deposed = cluster.facades.get(old).ok_or(ScenarioError::NoFacade)?;
         let follower = cluster.shrink_the_quorum(old);
         // Written while the leader's quorum is shrunk, so that only the follower that will
         // leap holds it: no other can win a vote against it, and none splits the vote.
-        deposed.write(&Command::KvSet(set(0, 1))).await.map_err(|e| format!("first write: {e}"))?;
+        deposed.write(&Command::KvSet(set(0, 1))).await.map_err(ScenarioError::write("first"))?;
         cluster.leap_once_the_rest_stop_deferring(old, follower, Duration::from_secs(5)).await;
         let deadline = madsim::time::Instant::now() + ELECTION_WATCH;
         let next = loop {
@@ -394,11 +442,11 @@ pub fn leaping_follower_breaks_the_lease(seed: u64) -> Result<DeposedReads, Stri
                 break next;
             }
             if madsim::time::Instant::now() > deadline {
-                return Err(format!("no other leader within {ELECTION_WATCH:?} of the leap"));
+                return Err(ScenarioError::NoNewLeader);
             }
             madsim::time::sleep(Duration::from_millis(1)).await;
         };
-        next.write(&Command::KvSet(set(0, 2))).await.map_err(|e| format!("second write: {e}"))?;
+        next.write(&Command::KvSet(set(0, 2))).await.map_err(ScenarioError::write("second"))?;
         let read = |consistency| {
             let deposed = deposed.clone();
             async move {
@@ -495,7 +543,7 @@ async fn run(config: ServersConfig) -> Result<Report, Failure> {
     let stale = std::mem::take(&mut *history.stale.lock().unwrap());
     let history = std::mem::take(&mut *history.ops.lock().unwrap());
     recovered?;
-    let locks_taken = locks.check(started.elapsed()).map_err(Failure::Locks)?;
+    let locks_taken = locks.check(started.elapsed())?;
     linearizability::check(&history).map_err(Failure::Linearizability)?;
     // After linearizability: a lost write leaves stale reads behind too, and the matrix names
     // the checker that sees the cause.
@@ -1415,9 +1463,9 @@ struct Locks {
 impl Locks {
     /// No two lockers' holds overlap, and no server showed a dead session holding the lock;
     /// returns how many holds there were. Holds still open end at `end`.
-    fn check(&self, end: Duration) -> Result<usize, String> {
+    fn check(&self, end: Duration) -> Result<usize, Failure> {
         if let Some(found) = self.dead_holder.lock().unwrap().clone() {
-            return Err(found);
+            return Err(Failure::Locks(found));
         }
         let end = u64::try_from(end.as_nanos()).unwrap_or(u64::MAX);
         let mut holds = self.holds.lock().unwrap().clone();
@@ -1428,7 +1476,7 @@ impl Locks {
             if let Some(b) =
                 holds[i + 1..].iter().find(|b| b.locker != a.locker && b.from < a.to && a.from < b.to)
             {
-                return Err(format!("two lockers held the lock at once: {a:?} and {b:?}"));
+                return Err(Failure::Locks(format!("two lockers held the lock at once: {a:?} and {b:?}")));
             }
         }
         Ok(holds.len())
