@@ -79,7 +79,8 @@ pub async fn refresh_server_gauges(api: &Api) {
 }
 
 /// Refreshes [`refresh_server_gauges`] every 10 s (Consul's reporting interval), for as long as
-/// the agent runs; returns at once on a client agent. The integrator spawns it beside [`start`].
+/// the agent runs; returns at once on a client agent. The integrator spawns it beside
+/// [`start`](super::start).
 pub async fn run_usage_metrics(api: Arc<Api>) {
     if api.consensus.is_none() {
         return;
