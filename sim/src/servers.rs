@@ -336,7 +336,11 @@ impl ScenarioError {
 /// is stops, rather than carry on over a log it can no longer trust; the others go on taking
 /// writes; restarted, it catches up with every write acknowledged meanwhile. A follower or the
 /// leader (`leader`) is hit, in a calm 3-server cluster; returns how long it took to stop.
-pub fn disk_error_stops_the_server(seed: u64, error: DiskError, leader: bool) -> Result<Duration, ScenarioError> {
+pub fn disk_error_stops_the_server(
+    seed: u64,
+    error: DiskError,
+    leader: bool,
+) -> Result<Duration, ScenarioError> {
     let runtime = Runtime::with_seed_and_config(seed, madsim::Config::default());
     runtime.block_on(async move {
         let config = ServersConfig { faults: false, ..ServersConfig::new(3) };

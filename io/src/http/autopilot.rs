@@ -1,7 +1,7 @@
 //! `/v1/operator/autopilot/{configuration,health,state}`: autopilot's settings as the
 //! replicated state holds them (read in any consistency mode, set whole or by check-and-set),
 //! and the servers' health as the leader's autopilot last judged it
-//! (`muster_core::autopilot`, run by [`super::leader`]).
+//! (`muster_core::autopilot`, run by [`crate::tasks::leader`]).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

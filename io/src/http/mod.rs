@@ -68,7 +68,7 @@ pub const BLOCKING_WAIT_DEFAULT: Duration = Duration::from_secs(300);
 #[derive(Debug)]
 pub struct Api {
     /// The replicated state and its Raft server, on a server agent; a client agent keeps
-    /// none and sends every request that needs them to a server ([`Api::forward`]).
+    /// none and sends every request that needs them to a server (`forward_to_leader`).
     pub consensus: Option<Consensus>,
     /// Autopilot's configured settings and, on the leader, its latest findings.
     pub autopilot: AutopilotShared,

@@ -7,7 +7,7 @@ use super::{Flags, IfAddr};
 
 /// This machine's interfaces: if-addrs for names, addresses and netmasks; the default-route
 /// interface from /proc/net/route (IPv4) and /proc/net/ipv6_route; flags from
-/// /sys/class/net/<if>/flags (IFF_UP=0x1, BROADCAST=0x2, LOOPBACK=0x8, POINTOPOINT=0x10,
+/// `/sys/class/net/<if>/flags` (IFF_UP=0x1, BROADCAST=0x2, LOOPBACK=0x8, POINTOPOINT=0x10,
 /// MULTICAST=0x1000); missing files degrade gracefully (up = true, others from if-addrs).
 ///
 /// Like go-sockaddr (which asks `ip route`), only one interface is the default-route one: the
