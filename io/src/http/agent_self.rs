@@ -14,7 +14,8 @@ use serde::Serialize;
 
 use super::members::{MemberBody, Pool};
 use super::runtime::DebugConfig;
-use super::{json, Api, Query};
+use super::{json, Api, Consensus, Query};
+use crate::raft_server::Status as RaftStatus;
 
 pub(super) async fn agent_self(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response {
     let query = Query::parse(raw.as_deref());
@@ -190,18 +191,8 @@ struct SerfStats {
     query_time: &'static str,
 }
 
+/// Consul's `Stats()`: what `consul info` prints.
 fn stats(api: &Api) -> Stats {
-    let agent = {
-        let local = api.local.state();
-        let checks = local.checks();
-        let kind = |wanted: CheckKind| checks.values().filter(|c| c.kind == wanted).count().to_string();
-        AgentStats {
-            check_monitors: kind(CheckKind::Script),
-            check_ttls: kind(CheckKind::Ttl),
-            checks: checks.len().to_string(),
-            services: local.services().len().to_string(),
-        }
-    };
     let build = BuildStats {
         prerelease: "",
         revision: crate::version::GIT_REVISION,
@@ -212,7 +203,7 @@ fn stats(api: &Api) -> Stats {
         let known_servers =
             api.members.alive_lan_servers().iter().filter(|s| s.datacenter == api.datacenter).count();
         return Stats {
-            agent,
+            agent: agent_stats(api),
             build,
             consul: ConsulStats::Client {
                 acl: "disabled",
@@ -226,10 +217,52 @@ fn stats(api: &Api) -> Stats {
         };
     };
     let status = consensus.raft.status();
+    let leader_addr =
+        status.leader.and_then(|id| api.servers().get(&id).map(|s| s.addr.to_string())).unwrap_or_default();
+    let datacenters: BTreeSet<String> = api
+        .members
+        .list(Pool::Wan)
+        .into_iter()
+        .filter_map(|member| member.tags.get("dc").cloned())
+        .chain(std::iter::once(api.datacenter.clone()))
+        .collect();
+    let in_wan = api.gossip.pools.iter().any(|(pool, _, _)| *pool == Pool::Wan)
+        || !api.members.list(Pool::Wan).is_empty();
+    Stats {
+        agent: agent_stats(api),
+        build,
+        consul: ConsulStats::Server {
+            acl: "disabled",
+            bootstrap: api.config.runtime().bootstrap.to_string(),
+            known_datacenters: datacenters.len().to_string(),
+            leader: (status.role == Role::Leader).to_string(),
+            leader_addr,
+            server: "true",
+        },
+        raft: Some(raft_stats(api, consensus, &status)),
+        runtime: runtime_stats(),
+        serf_lan: serf_stats(api, Pool::Lan),
+        serf_wan: in_wan.then(|| serf_stats(api, Pool::Wan)),
+    }
+}
+
+/// The agent's services and checks, counted.
+fn agent_stats(api: &Api) -> AgentStats {
+    let local = api.local.state();
+    let checks = local.checks();
+    let kind = |wanted: CheckKind| checks.values().filter(|c| c.kind == wanted).count().to_string();
+    AgentStats {
+        check_monitors: kind(CheckKind::Script),
+        check_ttls: kind(CheckKind::Ttl),
+        checks: checks.len().to_string(),
+        services: local.services().len().to_string(),
+    }
+}
+
+/// hashicorp/raft's `Stats()` for this server, whose Raft status is `status`.
+fn raft_stats(api: &Api, consensus: &Consensus, status: &RaftStatus) -> RaftStats {
     let membership = consensus.raft.membership();
     let servers = api.servers();
-    let leader_addr =
-        status.leader.and_then(|id| servers.get(&id)).map(|s| s.addr.to_string()).unwrap_or_default();
     let configuration: Vec<String> = membership
         .voters
         .iter()
@@ -242,26 +275,18 @@ fn stats(api: &Api) -> Stats {
             format!("{{Suffrage:{suffrage} ID:{node_id} Address:{addr}}}")
         })
         .collect();
-    let leads = status.role == Role::Leader;
     // hashicorp/raft counts the other voters, and none when this server is not one of them.
     let num_peers =
         if membership.voters.contains(&consensus.raft_id) { membership.voters.len() - 1 } else { 0 };
-    let datacenters: BTreeSet<String> = api
-        .members
-        .list(Pool::Wan)
-        .into_iter()
-        .filter_map(|member| member.tags.get("dc").cloned())
-        .chain(std::iter::once(api.datacenter.clone()))
-        .collect();
     // The leader's log ends at its commit index once its term's first entry is committed; a
     // follower's log may run past its commit index by what it has not heard committed yet.
     let last_log_index = status.commit.max(status.applied);
-    let raft = RaftStats {
+    RaftStats {
         applied_index: status.applied.to_string(),
         commit_index: status.commit.to_string(),
         fsm_pending: "0",
         last_contact: match consensus.raft.last_leader_contact() {
-            _ if leads => "0".to_owned(),
+            _ if status.role == Role::Leader => "0".to_owned(),
             None => "never".to_owned(),
             Some(ago) => muster_core::duration::format(ago),
         },
@@ -283,24 +308,6 @@ fn stats(api: &Api) -> Stats {
             Role::PreCandidate | Role::Candidate => "Candidate",
         },
         term: status.term.to_string(),
-    };
-    let in_wan = api.gossip.pools.iter().any(|(pool, _, _)| *pool == Pool::Wan)
-        || !api.members.list(Pool::Wan).is_empty();
-    Stats {
-        agent,
-        build,
-        consul: ConsulStats::Server {
-            acl: "disabled",
-            bootstrap: api.config.runtime().bootstrap.to_string(),
-            known_datacenters: datacenters.len().to_string(),
-            leader: leads.to_string(),
-            leader_addr,
-            server: "true",
-        },
-        raft: Some(raft),
-        runtime: runtime_stats(),
-        serf_lan: serf_stats(api, Pool::Lan),
-        serf_wan: in_wan.then(|| serf_stats(api, Pool::Wan)),
     }
 }
 
