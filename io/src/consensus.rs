@@ -425,7 +425,7 @@ pub(crate) fn jitter(max: Duration) -> Duration {
 /// A random number: the shell's only randomness. From the OS-seeded hasher in the agent; from
 /// madsim's seeded generator in the simulator (std's `RandomState` keeps per-thread state, so a
 /// seed would replay differently after another run on the same thread).
-pub(crate) fn random_u64() -> u64 {
+pub fn random_u64() -> u64 {
     #[cfg(madsim)]
     {
         madsim::rand::random()

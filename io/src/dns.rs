@@ -145,7 +145,8 @@ async fn answer_untimed(
     transport: Transport,
 ) -> Option<Vec<u8>> {
     // One seed for both passes, so the second draws the instances whose names were looked up.
-    let seed = fresh_seed();
+    // It need not be reproducible in the agent (the core's tests pin theirs).
+    let seed = crate::consensus::random_u64();
     let mut handled = handle(api, &settings.answers, packet, transport, seed, None).await;
     if let Ok(Handled::Resolve(names)) = &handled {
         let resolved = resolve(settings, names).await;
@@ -213,20 +214,11 @@ fn status_code(status: u16) -> axum::http::StatusCode {
     axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR)
 }
 
-/// A seed for one query's shuffle (answers need not be reproducible in the agent; the core's
-/// tests pin theirs).
-fn fresh_seed() -> u64 {
-    use std::hash::{BuildHasher, RandomState};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    RandomState::new().hash_one(COUNTER.fetch_add(1, Ordering::Relaxed))
-}
-
 /// Each of `names` looked up (type A) through the recursors, at once; a name none answers is
 /// recorded with an empty reply, so the second pass leaves its CNAME alone.
 async fn resolve(settings: &Settings, names: &[String]) -> Resolved {
     let lookups = names.iter().map(|name| async move {
-        let id = (fresh_seed() & u64::from(u16::MAX)) as u16;
+        let id = (crate::consensus::random_u64() & u64::from(u16::MAX)) as u16;
         let reply = match dns::address_query(name, id) {
             Some(query) => recurse(settings, &query).await.unwrap_or_default(),
             None => Vec::new(),
@@ -248,7 +240,7 @@ async fn recurse(settings: &Settings, packet: &[u8]) -> Option<Vec<u8>> {
     }
     let start = match settings.strategy {
         RecursorStrategy::Sequential => 0,
-        RecursorStrategy::Random => (fresh_seed() % count as u64) as usize,
+        RecursorStrategy::Random => (crate::consensus::random_u64() % count as u64) as usize,
     };
     for offset in 0..count {
         let recursor = settings.recursors[(start + offset) % count];

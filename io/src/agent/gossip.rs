@@ -256,8 +256,7 @@ pub(crate) fn hostname() -> Option<String> {
 /// The agent's randomness is seeded from the OS once, here at the edge; the core only ever sees
 /// the seed. Logged so a surprising run can be reasoned about.
 pub(crate) fn seed_from_os() -> u64 {
-    use std::hash::{BuildHasher, RandomState};
-    let seed = RandomState::new().hash_one(std::process::id());
+    let seed = muster::consensus::random_u64();
     tracing::debug!(seed, "agent: rng seed");
     seed
 }

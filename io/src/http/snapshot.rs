@@ -138,8 +138,7 @@ async fn write_in_pieces(api: &Api, state: &Bytes) -> Result<(), HttpError> {
 
 /// An ID for one restore's pieces: distinct from another restore's with overwhelming odds.
 fn restore_id() -> u64 {
-    use std::hash::{BuildHasher, RandomState};
-    RandomState::new().hash_one(unix_ms())
+    crate::consensus::random_u64()
 }
 
 /// Reads a whole archive, refusing one over [`ARCHIVE_BYTES_MAX`].
