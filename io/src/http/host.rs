@@ -41,14 +41,7 @@ async fn version(RawQuery(raw): RawQuery) -> Response {
 async fn host(RawQuery(raw): RawQuery) -> Response {
     let query = Query::parse(raw.as_deref());
     // The files are small, but a blocking read has no place on the runtime's threads.
-    let info = tokio::task::spawn_blocking(collect_host_info).await.unwrap_or_else(|_| HostInfo {
-        memory: None,
-        cpu: None,
-        host: None,
-        disk: None,
-        collection_time: 0,
-        errors: Some(vec![Empty {}]),
-    });
+    let info = tokio::task::spawn_blocking(collect_host_info).await.unwrap_or_else(|_| HostInfo::failed());
     json(&query, &info).into_response()
 }
 
@@ -93,6 +86,20 @@ pub(super) struct HostInfo {
     collection_time: i64,
     /// Go writes an `error` as `{}`; `null` when there is none.
     errors: Option<Vec<Empty>>,
+}
+
+impl HostInfo {
+    /// The answer when the collection itself failed: nothing, and one error.
+    fn failed() -> HostInfo {
+        HostInfo {
+            memory: None,
+            cpu: None,
+            host: None,
+            disk: None,
+            collection_time: 0,
+            errors: Some(vec![Empty {}]),
+        }
+    }
 }
 
 /// gopsutil's `host.InfoStat`.
@@ -522,14 +529,7 @@ mod tests {
             collection_time: 1,
             errors: None,
         };
-        let failed = HostInfo {
-            memory: None,
-            cpu: None,
-            host: None,
-            disk: None,
-            collection_time: 0,
-            errors: Some(vec![Empty {}]),
-        };
+        let failed = HostInfo::failed();
         let lines = [
             serde_json::to_string(&build_info()).unwrap(),
             serde_json::to_string(&parts).unwrap(),
