@@ -53,11 +53,9 @@ impl Drop for CountedStream {
     }
 }
 
-impl axum::serve::Listener for LimitedListener {
-    type Io = CountedStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (CountedStream, SocketAddr) {
+impl LimitedListener {
+    /// The next connection within its client's limit.
+    pub async fn accept(&mut self) -> (CountedStream, SocketAddr) {
         loop {
             let (stream, peer) = match self.listener.accept().await {
                 Ok(accepted) => accepted,
@@ -83,9 +81,11 @@ impl axum::serve::Listener for LimitedListener {
             return (CountedStream { stream, client, open: self.open.clone() }, peer);
         }
     }
+}
 
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+impl super::server::Socket for CountedStream {
+    fn tcp(&self) -> &TcpStream {
+        &self.stream
     }
 }
 

@@ -20,6 +20,7 @@ mod members;
 mod operator;
 mod query;
 mod runtime;
+mod server;
 mod session;
 mod shapes;
 mod snapshot;
@@ -138,7 +139,12 @@ pub async fn serve_limited(
     api: Arc<Api>,
     conns_per_client: usize,
 ) -> std::io::Result<()> {
-    axum::serve(limit::LimitedListener::new(listener, conns_per_client), router(api)).await
+    let router = router(api);
+    let mut listener = limit::LimitedListener::new(listener, conns_per_client);
+    loop {
+        let (stream, _) = listener.accept().await;
+        tokio::spawn(server::serve_connection(stream, router.clone()));
+    }
 }
 
 /// The most bytes of a request body a server forwards (a snapshot archive is the largest).
