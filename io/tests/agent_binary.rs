@@ -560,3 +560,36 @@ fn autopilot_settings_start_from_the_config_block_and_change_by_put_and_cas() {
     assert_eq!(state["Servers"][leader]["Status"], "leader");
     assert_eq!(state["Servers"][leader]["NodeType"], "voter");
 }
+
+/// The soft and hard limits on open files, from the process's `/proc` entry.
+fn open_file_limits(pid: u32) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits.lines().find(|l| l.starts_with("Max open files")).expect("a Max open files line");
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    (fields[3].to_owned(), fields[4].to_owned())
+}
+
+#[test]
+fn the_open_file_soft_limit_is_raised_to_the_hard_one_as_go_does() {
+    // Started with a soft limit of 256 (below any hard limit), as a shell with `ulimit -Sn`.
+    let mut child = Command::new("sh")
+        .args(["-c", "ulimit -Sn 256 && exec \"$0\" \"$@\"", env!("CARGO_BIN_EXE_muster")])
+        .args(["agent", "-dev", "-node=limits", "-dns-port=-1", "-http-port=-1"])
+        .arg(format!("-serf-lan-port={}", free_port()))
+        .arg(format!("-serf-wan-port={}", free_port()))
+        .arg(format!("-server-port={}", free_port()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the binary starts");
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let agent = Agent { child };
+    for line in lines {
+        if line.unwrap().contains("agent running") {
+            break;
+        }
+    }
+    let (soft, hard) = open_file_limits(agent.child.id());
+    assert_ne!(soft, "256", "the agent kept the soft limit it was started with");
+    assert_eq!(soft, hard);
+}

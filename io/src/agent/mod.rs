@@ -103,6 +103,7 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), AgentError> {
             "agent: built with invariant checks after every step (a test build); expect it to be slow"
         );
     }
+    raise_open_file_limit();
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(AgentError::Runtime)?;
     let dev_dir = args.dev.then(|| plan.raft_dir.clone());
@@ -111,6 +112,25 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), AgentError> {
         let _ = std::fs::remove_dir_all(&dir);
     }
     result
+}
+
+/// Raises the open-file soft limit to the hard limit, as Go's runtime does at start-up (and so
+/// Consul): every HTTP connection, blocking query included, holds a descriptor, and the usual
+/// soft limit of 1,024 would refuse a fleet of watchers long before memory runs short.
+fn raise_open_file_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    /// Linux's default `fs.nr_open`, the most an unlimited hard limit lets a process have.
+    const NR_OPEN_DEFAULT: u64 = 1 << 20;
+    let limit = getrlimit(Resource::Nofile);
+    let target = match (limit.current, limit.maximum) {
+        (Some(current), Some(maximum)) if current < maximum => maximum,
+        (Some(current), None) if current < NR_OPEN_DEFAULT => NR_OPEN_DEFAULT,
+        _ => return,
+    };
+    let raised = Rlimit { current: Some(target), maximum: limit.maximum };
+    if let Err(error) = setrlimit(Resource::Nofile, raised) {
+        tracing::warn!(%error, "agent: could not raise the open-file limit");
+    }
 }
 
 impl Plan {
