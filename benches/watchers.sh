@@ -7,6 +7,10 @@
 #
 #   bash benches/watchers.sh                    # 10,000 watchers from 100 addresses
 #   WATCHERS=1000 bash benches/watchers.sh      # quick mode (CI)
+#   KEEP=1 bash benches/watchers.sh             # keeps the agent's log in /tmp/watchers-agent.log
+#
+# It fails (exit 1) if a watcher answers before a write, or a write wakes a watcher it should
+# not or misses one it should; the memory and latency goals are printed beside the figures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WATCHERS=${WATCHERS:-10000}
