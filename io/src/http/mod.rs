@@ -173,24 +173,27 @@ fn answered_by_client(request: &axum::extract::Request) -> bool {
 /// Sends a request that needs the leader towards it, when this agent is not the leader, and
 /// relays the answer: a follower holds it up to [`RPC_HOLD_TIMEOUT`] while no leader is known,
 /// then sends it to the leader; a client agent sends it to a server, which does the same.
-async fn forward_to_leader(
-    axum::extract::State(api): axum::extract::State<Arc<Api>>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let hop = match &api.consensus {
-        None if answered_by_client(&request) => return next.run(request).await,
-        None => NextHop::Server,
-        // The leader's own role is checked first: it answers everything, without parsing the query.
-        Some(consensus) if consensus.raft.status().role == Role::Leader || answered_here(&request) => {
-            return next.run(request).await
-        }
-        Some(_) => match api.next_hop().await {
-            Ok(Some(hop)) => hop,
-            Ok(None) => return next.run(request).await,
-            Err(error) => return error.into_response(),
-        },
-    };
+/// Where a request must go instead of being answered here: `None` when this agent answers it
+/// (`here`: see [`answers_here`]).
+async fn forward_hop(api: &Api, here: bool) -> Result<Option<NextHop>, HttpError> {
+    match &api.consensus {
+        _ if here => Ok(None),
+        None => Ok(Some(NextHop::Server)),
+        Some(_) => api.next_hop().await,
+    }
+}
+
+/// Whether this agent answers `request` itself: a client agent what is about the agent; a
+/// server all it may answer as a follower; the leader everything, without parsing the query.
+fn answers_here(api: &Api, request: &axum::extract::Request) -> bool {
+    match &api.consensus {
+        None => answered_by_client(request),
+        Some(consensus) => consensus.raft.status().role == Role::Leader || answered_here(request),
+    }
+}
+
+/// Sends `request` whole to `hop` over server RPC and answers with its reply.
+async fn forward_to_leader(api: &Api, hop: NextHop, request: axum::extract::Request) -> Response {
     let retry = request.method() == axum::http::Method::GET;
     let (parts, body) = request.into_parts();
     let Ok(body) = axum::body::to_bytes(body, FORWARD_BODY_BYTES_MAX).await else {
@@ -363,28 +366,52 @@ pub fn router(api: Arc<Api>) -> Router {
         .layer(axum::extract::DefaultBodyLimit::disable())
         // Telemetry: reads counted where they are answered (inside), each request timed where
         // it arrived (outside).
-        .layer(axum::middleware::from_fn(crate::telemetry::count_reads))
-        .layer(axum::middleware::from_fn(effective_consistency))
-        .layer(axum::middleware::from_fn_with_state(api.clone(), forward_to_leader))
-        .layer(axum::middleware::from_fn(refuse_enterprise_tenancy))
-        .layer(axum::middleware::from_fn(crate::telemetry::track_http))
+        .layer(axum::middleware::from_fn_with_state(api.clone(), every_request))
         .with_state(api)
 }
 
-/// Consul CE's `parseEntMeta`: a namespace or an admin partition, by header or query, is a
-/// Consul Enterprise feature, refused with 400 before the request goes anywhere. (Consul CE
-/// checks per endpoint, and a few of its endpoints never look; muster checks them all.)
-async fn refuse_enterprise_tenancy(
+/// What every request passes through, as one layer: each `from_fn` layer boxes its future
+/// (about 1 KB a request, held as long as a blocking query waits), so the five concerns share
+/// one. In order: the request is timed where it arrived (`api.http`); a namespace or partition
+/// is refused; a server that is not the leader forwards it ([`forward_to_leader`]); a read is
+/// counted where it is answered (`rpc.query`); the answer carries the consistency it was
+/// served in ([`add_effective_consistency`]).
+async fn every_request(
+    axum::extract::State(api): axum::extract::State<Arc<Api>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    match enterprise_tenancy_refusal(&request) {
-        Some(reason) => HttpError::bad_request(reason).into_response(),
-        None => next.run(request).await,
+    let timing = crate::telemetry::HttpTiming::start(&request);
+    let response = route(&api, request, next).await;
+    if let Some(timing) = timing {
+        timing.finish();
     }
+    response
 }
 
-/// Why Consul CE would refuse `request`'s namespace or partition, if it names one.
+async fn route(api: &Arc<Api>, request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if let Some(reason) = enterprise_tenancy_refusal(&request) {
+        return HttpError::bad_request(reason).into_response();
+    }
+    let hop = match forward_hop(api, answers_here(api, &request)).await {
+        Ok(None) => None,
+        Ok(Some(hop)) => Some(hop),
+        Err(error) => return error.into_response(),
+    };
+    if let Some(hop) = hop {
+        return forward_to_leader(api, hop, request).await;
+    }
+    let consistency = Consistency::of(&Query::parse(request.uri().query()));
+    let _counted = crate::telemetry::count_read(&request);
+    let mut response = next.run(request).await;
+    add_effective_consistency(&mut response, consistency);
+    response
+}
+
+/// Why Consul CE would refuse `request`'s namespace or partition, if it names one: its
+/// `parseEntMeta` refuses either, by header or query, with 400 before the request goes
+/// anywhere as a Consul Enterprise feature. (Consul CE checks per endpoint, and a few of its
+/// endpoints never look; muster checks them all.)
 fn enterprise_tenancy_refusal(request: &axum::extract::Request) -> Option<&'static str> {
     let query = Query::parse(request.uri().query());
     let header = |name: &str| request.headers().get(name).is_some_and(|value| !value.is_empty());
@@ -490,14 +517,11 @@ impl Consistency {
 /// (the answers that carry `X-Consul-KnownLeader`, which only [`Api::meta_headers`] writes), as
 /// Consul's `setMeta` does: `leader`, `stale` or `consistent`, the mode the read was served in.
 /// A read the leader answered for a follower already carries it.
-async fn effective_consistency(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let consistency = Consistency::of(&Query::parse(request.uri().query()));
-    let mut response = next.run(request).await;
+fn add_effective_consistency(response: &mut Response, consistency: Consistency) {
     let headers = response.headers_mut();
     if headers.contains_key("X-Consul-KnownLeader") && !headers.contains_key(EFFECTIVE_CONSISTENCY) {
         headers.insert(EFFECTIVE_CONSISTENCY, HeaderValue::from_static(consistency.as_str()));
     }
-    response
 }
 
 /// The header naming the consistency mode a read was served in.
@@ -682,7 +706,7 @@ impl Api {
 
     /// The headers every indexed read carries (Consul's `setMeta`): the index, whether a leader
     /// is known, and how long ago this server last heard from it. The consistency mode the read
-    /// was served in is added on the way out ([`effective_consistency`]), from its query.
+    /// was served in is added on the way out ([`add_effective_consistency`]), from its query.
     pub fn meta_headers(&self, index: Index) -> HeaderMap {
         let status = self.consensus.as_ref().map(|c| c.raft.status());
         let mut headers = HeaderMap::new();

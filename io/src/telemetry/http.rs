@@ -1,59 +1,66 @@
-//! HTTP middleware: `api.http` timing, `rpc.query` counting, and the RPC scope that exempts
-//! answers for other agents.
+//! What the HTTP layer reports: `api.http` timing, `rpc.query` counting, and the RPC scope that
+//! exempts answers for other agents.
 
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
-use axum::middleware::Next;
-use axum::response::Response;
 
 use super::registry::{elapsed_ms, global, Registry};
 use super::{add_sample, incr_counter, set_gauge, PATH_LABEL_BYTES_MAX};
 
-/// Middleware timing each HTTP request the agent answers as `api.http`, labeled with its method
-/// and its route as Consul names its mux patterns (`/v1/kv/` → `v1_kv_`, `/v1/agent/self` →
-/// `v1_agent_self`: the pattern without its leading slash, `/` → `_`). Requests matching no
-/// route (Consul's index handler) are not timed, nor requests answered for another agent's RPC
-/// (those are that agent's HTTP requests, and this server's `rpc.request`).
-pub async fn track_http(request: Request, next: Next) -> Response {
-    if IN_RPC.try_with(|_| ()).is_ok() {
-        return next.run(request).await;
-    }
-    let Some(matched) = request.extensions().get::<MatchedPath>().cloned() else {
-        return next.run(request).await;
-    };
-    let method = request.method().clone();
-    let start = Instant::now();
-    let response = next.run(request).await;
-    let elapsed = elapsed_ms(start);
-    with_path_label(matched.as_str(), |path| {
-        add_sample("api.http", &[("method", method.as_str()), ("path", path)], elapsed);
-    });
-    response
+/// The timing of an HTTP request the agent answers, reported as `api.http` when it is
+/// answered, labeled with its method and its route as Consul names its mux patterns
+/// (`/v1/kv/` → `v1_kv_`, `/v1/agent/self` → `v1_agent_self`: the pattern without its leading
+/// slash, `/` → `_`). Requests matching no route (Consul's index handler) are not timed, nor
+/// requests answered for another agent's RPC (those are that agent's HTTP requests, and this
+/// server's `rpc.request`).
+pub struct HttpTiming {
+    method: axum::http::Method,
+    matched: MatchedPath,
+    start: Instant,
 }
 
-/// Middleware counting the reads of replicated state this server answers (`rpc.query`, each
-/// one an RPC query in Consul), and setting `rpc.queries_blocking` when a blocking one (with an
-/// `index`) begins, as Consul's `blockingquery.Query` does. It sits behind the forwarding to the
-/// leader, so a read counts where it is answered.
-pub async fn count_reads(request: Request, next: Next) -> Response {
+impl HttpTiming {
+    /// Starts timing `request`, if it is timed.
+    pub fn start(request: &Request) -> Option<HttpTiming> {
+        if IN_RPC.try_with(|_| ()).is_ok() {
+            return None;
+        }
+        let matched = request.extensions().get::<MatchedPath>()?.clone();
+        Some(HttpTiming { method: request.method().clone(), matched, start: Instant::now() })
+    }
+
+    /// Reports the request answered.
+    pub fn finish(self) {
+        let elapsed = elapsed_ms(self.start);
+        with_path_label(self.matched.as_str(), |path| {
+            add_sample("api.http", &[("method", self.method.as_str()), ("path", path)], elapsed);
+        });
+    }
+}
+
+/// Counts a read of replicated state this server answers (`rpc.query`, each one an RPC query
+/// in Consul), and sets `rpc.queries_blocking` when a blocking one (with an `index`) begins,
+/// as Consul's `blockingquery.Query` does; the guard returned keeps it counted in flight until
+/// it is dropped. Called behind the forwarding to the leader, so a read counts where it is
+/// answered.
+pub fn count_read(request: &Request) -> Option<impl Drop> {
     if request.method() != axum::http::Method::GET || !reads_state(request.uri().path()) {
-        return next.run(request).await;
+        return None;
     }
     incr_counter("rpc.query", &[], 1.0);
     if !blocking_index(request.uri().query()) {
-        return next.run(request).await;
+        return None;
     }
     let registry = global();
     let in_flight = registry.blocking.fetch_add(1, Ordering::SeqCst) + 1;
     set_gauge("rpc.queries_blocking", &[], in_flight as f32);
-    let _done = BlockingQuery(registry);
-    next.run(request).await
+    Some(BlockingQuery(registry))
 }
 
-/// Runs `answer` as the answer to another agent's RPC: [`track_http`] leaves its HTTP requests
+/// Runs `answer` as the answer to another agent's RPC: [`HttpTiming`] leaves its HTTP requests
 /// to the agent that received them.
 pub async fn answering_rpc<F: Future>(answer: F) -> F::Output {
     IN_RPC.scope((), answer).await
