@@ -298,14 +298,17 @@ impl Consensus {
                 },
                 &targets,
             );
-            let (answer, waiter) = match attempt {
+            // The answer is not held while waiting: a fleet of watchers would each keep a copy
+            // of theirs (a whole service list, say) for minutes. It is read again when the
+            // wait runs out, unchanged unless a write touched it in the same instant.
+            let waiter = match attempt {
                 Ok(answer) => return Ok(answer),
-                Err(waiting) => waiting,
+                Err((_, waiter)) => waiter,
             };
             // (`timeout`, not `timeout_at`: madsim's clock has only the former.)
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let Ok(wake) = tokio::time::timeout(left, waiter.changed()).await else {
-                return Ok(answer);
+                return Ok(self.store.read(&read));
             };
             if consistency == Consistency::Consistent {
                 self.read_barrier().await?;
