@@ -2,13 +2,8 @@
 
 use std::process::ExitCode;
 
-/// mimalloc rather than glibc's malloc: with 10,000 checks glibc kept from 38 to 92 MiB
-/// resident by chance, mimalloc a steady 37 MiB (`benches/checks_load.sh`). Its arenas are
-/// committed on use, not when reserved (`.cargo/config.toml`): 10 MB less for an idle agent.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 mod agent;
+mod allocator;
 mod cli;
 mod cmd;
 mod goflag;

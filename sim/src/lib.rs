@@ -14,6 +14,8 @@
 //! command that replays a failing seed. Runs are summarised by a [`trace::Trace`] hash: the same
 //! seed gives the same hash.
 
+#![forbid(unsafe_code)]
+
 pub mod disk;
 pub mod harness;
 pub mod health;

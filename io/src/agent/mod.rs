@@ -104,8 +104,11 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), AgentError> {
         );
     }
     raise_open_file_limit();
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(AgentError::Runtime)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_park(crate::allocator::release_freed_memory)
+        .build()
+        .map_err(AgentError::Runtime)?;
     let dev_dir = args.dev.then(|| plan.raft_dir.clone());
     let result = runtime.block_on(run(args, files, plan));
     if let Some(dir) = dev_dir {
