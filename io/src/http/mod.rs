@@ -173,11 +173,10 @@ fn answered_by_client(request: &axum::extract::Request) -> bool {
 /// Sends a request that needs the leader towards it, when this agent is not the leader, and
 /// relays the answer: a follower holds it up to [`RPC_HOLD_TIMEOUT`] while no leader is known,
 /// then sends it to the leader; a client agent sends it to a server, which does the same.
-/// Where a request must go instead of being answered here: `None` when this agent answers it
-/// (`here`: see [`answers_here`]).
-async fn forward_hop(api: &Api, here: bool) -> Result<Option<NextHop>, HttpError> {
+/// Where a request this agent does not answer itself ([`answers_here`]) goes: `None` when
+/// this server has become the leader meanwhile.
+async fn forward_hop(api: &Api) -> Result<Option<NextHop>, HttpError> {
     match &api.consensus {
-        _ if here => Ok(None),
         None => Ok(Some(NextHop::Server)),
         Some(_) => api.next_hop().await,
     }
@@ -393,13 +392,14 @@ async fn route(api: &Arc<Api>, request: axum::extract::Request, next: axum::midd
     if let Some(reason) = enterprise_tenancy_refusal(&request) {
         return HttpError::bad_request(reason).into_response();
     }
-    let hop = match forward_hop(api, answers_here(api, &request)).await {
-        Ok(None) => None,
-        Ok(Some(hop)) => Some(hop),
-        Err(error) => return error.into_response(),
-    };
-    if let Some(hop) = hop {
-        return forward_to_leader(api, hop, request).await;
+    if !answers_here(api, &request) {
+        // Boxed: held inline, the forwarding futures would size every request's future,
+        // blocking queries' included (1.7 KB more each), for a path a leader never takes.
+        match Box::pin(forward_hop(api)).await {
+            Ok(None) => {}
+            Ok(Some(hop)) => return Box::pin(forward_to_leader(api, hop, request)).await,
+            Err(error) => return error.into_response(),
+        }
     }
     let consistency = Consistency::of(&Query::parse(request.uri().query()));
     let _counted = crate::telemetry::count_read(&request);
