@@ -465,13 +465,14 @@ impl Catalog {
     /// Every service name with the union of its instances' tags, and the `services` table
     /// index.
     pub fn services(&self) -> (Index, BTreeMap<&str, BTreeSet<&str>>) {
+        // Every instance, walked where it is stored: through `by_name`, each one would cost two
+        // lookups by string key.
         let mut names: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-        for (name, instances) in &self.by_name {
-            let tags = names.entry(name.as_str()).or_default();
-            for (node, id) in instances {
-                let service = &self.services[node][id];
-                tags.extend(service.tags.iter().map(String::as_str));
-            }
+        for service in self.services.values().flat_map(OrdMap::values) {
+            names
+                .entry(service.service.as_str())
+                .or_default()
+                .extend(service.tags.iter().map(String::as_str));
         }
         (self.services_index, names)
     }

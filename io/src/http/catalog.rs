@@ -273,11 +273,7 @@ async fn services(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Respo
                 let catalog = fsm.catalog();
                 let (index, names) = catalog.services();
                 if !selecting {
-                    let tags_by_name = names
-                        .into_iter()
-                        .map(|(name, tags)| (name.to_owned(), tags.into_iter().map(str::to_owned).collect()))
-                        .collect();
-                    return (index, Ok(tags_by_name));
+                    return (index, Ok(json(&query, &names)));
                 }
                 let instances: Vec<Value> = names
                     .keys()
@@ -292,7 +288,7 @@ async fn services(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Respo
                     Some(filter) => filter.apply(instances).map_err(HttpError::from),
                     None => Ok(instances),
                 };
-                (index, kept.map(services_tags_by_name))
+                (index, kept.map(|kept| json(&query, &services_tags_by_name(kept))))
             },
         )
         .await
@@ -301,7 +297,7 @@ async fn services(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Respo
         Err(error) => return error.into_response(),
     };
     match body {
-        Ok(body) => (api.meta_headers(index), json(&query, &body)).into_response(),
+        Ok(body) => (api.meta_headers(index), body).into_response(),
         Err(error) => error.into_response(),
     }
 }
