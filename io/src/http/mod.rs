@@ -10,6 +10,7 @@ mod body;
 mod catalog;
 mod consensus;
 pub mod endpoints;
+mod every_request;
 mod filter;
 mod gossip;
 mod host;
@@ -170,9 +171,6 @@ fn answered_by_client(request: &axum::extract::Request) -> bool {
     path.starts_with("/v1/agent/") || path.starts_with("/v1/event/")
 }
 
-/// Sends a request that needs the leader towards it, when this agent is not the leader, and
-/// relays the answer: a follower holds it up to [`RPC_HOLD_TIMEOUT`] while no leader is known,
-/// then sends it to the leader; a client agent sends it to a server, which does the same.
 /// Where a request this agent does not answer itself ([`answers_here`]) goes: `None` when
 /// this server has become the leader meanwhile.
 async fn forward_hop(api: &Api) -> Result<Option<NextHop>, HttpError> {
@@ -362,50 +360,8 @@ pub fn router(api: Arc<Api>) -> Router {
                 reason: format!("method {method} not allowed"),
             }
         })
-        .layer(axum::extract::DefaultBodyLimit::disable())
-        // Telemetry: reads counted where they are answered (inside), each request timed where
-        // it arrived (outside).
-        .layer(axum::middleware::from_fn_with_state(api.clone(), every_request))
+        .layer(every_request::EveryRequestLayer { api: api.clone() })
         .with_state(api)
-}
-
-/// What every request passes through, as one layer: each `from_fn` layer boxes its future
-/// (about 1 KB a request, held as long as a blocking query waits), so the five concerns share
-/// one. In order: the request is timed where it arrived (`api.http`); a namespace or partition
-/// is refused; a server that is not the leader forwards it ([`forward_to_leader`]); a read is
-/// counted where it is answered (`rpc.query`); the answer carries the consistency it was
-/// served in ([`add_effective_consistency`]).
-async fn every_request(
-    axum::extract::State(api): axum::extract::State<Arc<Api>>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let timing = crate::telemetry::HttpTiming::start(&request);
-    let response = route(&api, request, next).await;
-    if let Some(timing) = timing {
-        timing.finish();
-    }
-    response
-}
-
-async fn route(api: &Arc<Api>, request: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    if let Some(reason) = enterprise_tenancy_refusal(&request) {
-        return HttpError::bad_request(reason).into_response();
-    }
-    if !answers_here(api, &request) {
-        // Boxed: held inline, the forwarding futures would size every request's future,
-        // blocking queries' included (1.7 KB more each), for a path a leader never takes.
-        match Box::pin(forward_hop(api)).await {
-            Ok(None) => {}
-            Ok(Some(hop)) => return Box::pin(forward_to_leader(api, hop, request)).await,
-            Err(error) => return error.into_response(),
-        }
-    }
-    let consistency = Consistency::of(&Query::parse(request.uri().query()));
-    let _counted = crate::telemetry::count_read(&request);
-    let mut response = next.run(request).await;
-    add_effective_consistency(&mut response, consistency);
-    response
 }
 
 /// Why Consul CE would refuse `request`'s namespace or partition, if it names one: its

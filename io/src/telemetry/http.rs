@@ -46,7 +46,7 @@ impl HttpTiming {
 /// as Consul's `blockingquery.Query` does; the guard returned keeps it counted in flight until
 /// it is dropped. Called behind the forwarding to the leader, so a read counts where it is
 /// answered.
-pub fn count_read(request: &Request) -> Option<impl Drop> {
+pub fn count_read(request: &Request) -> Option<ReadInFlight> {
     if request.method() != axum::http::Method::GET || !reads_state(request.uri().path()) {
         return None;
     }
@@ -57,7 +57,7 @@ pub fn count_read(request: &Request) -> Option<impl Drop> {
     let registry = global();
     let in_flight = registry.blocking.fetch_add(1, Ordering::SeqCst) + 1;
     set_gauge("rpc.queries_blocking", &[], in_flight as f32);
-    Some(BlockingQuery(registry))
+    Some(ReadInFlight(registry))
 }
 
 /// Runs `answer` as the answer to another agent's RPC: [`HttpTiming`] leaves its HTTP requests
@@ -66,10 +66,10 @@ pub async fn answering_rpc<F: Future>(answer: F) -> F::Output {
     IN_RPC.scope((), answer).await
 }
 
-/// Decrements the blocking queries in flight when one ends (or is dropped).
-struct BlockingQuery(&'static Registry);
+/// A blocking read in flight: decrements `rpc.queries_blocking` when it ends (or is dropped).
+pub struct ReadInFlight(&'static Registry);
 
-impl Drop for BlockingQuery {
+impl Drop for ReadInFlight {
     fn drop(&mut self) {
         self.0.blocking.fetch_sub(1, Ordering::SeqCst);
     }

@@ -82,7 +82,7 @@ mod usage;
 mod window;
 
 pub use self::config::{parse_config, ParsedTelemetry, TelemetryConfig};
-pub use self::http::{answering_rpc, count_read, HttpTiming};
+pub use self::http::{answering_rpc, count_read, HttpTiming, ReadInFlight};
 pub use self::metrics::{Kind, Metric, METRICS};
 pub use self::usage::{refresh_server_gauges, run_usage_metrics};
 
