@@ -23,7 +23,9 @@ pub enum Framing {
 /// A parsed head: the request (its body still to come) and what the connection must know.
 #[derive(Debug)]
 pub struct Head {
-    pub request: Request<()>,
+    /// Boxed: a connection's future holds the head's slots for as long as it lives, a blocking
+    /// query's included, though the request moves on to the router (224 bytes inline).
+    pub request: Box<Request<()>>,
     pub framing: Framing,
     /// `Expect: 100-continue`: the client waits for a `100 Continue` before the body.
     pub expects_continue: bool,
@@ -106,7 +108,7 @@ fn build(parsed: &httparse::Request<'_, '_>) -> Result<Head, HeadError> {
     *request.uri_mut() = uri;
     *request.version_mut() = version;
     *request.headers_mut() = headers;
-    Ok(Head { request, framing, expects_continue, keep_alive })
+    Ok(Head { request: Box::new(request), framing, expects_continue, keep_alive })
 }
 
 /// The body's framing. A `Transfer-Encoding` other than `chunked` is refused, as Go refuses

@@ -22,7 +22,7 @@ mod head;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -163,15 +163,19 @@ impl<S: Socket> Connection<S> {
         let is_head = request.method() == Method::HEAD;
         let version = request.version();
         let mut body = BodyFeed::new(framing, expects_continue);
-        let request = request.map(|()| body.take_body());
-        let answer = router.clone().oneshot(request);
-        let Some(answer) = self.answer_while_feeding(answer, &mut body).await? else {
-            return Ok(false); // the client went away
+        // In a block, so that the router's future and the answer's head are gone from the
+        // connection's future before the answer is written.
+        let (outgoing, keep_alive) = {
+            let answer = pin!(router.clone().oneshot((*request).map(|()| body.take_body())));
+            let Some(answer) = self.answer_while_feeding(answer, &mut body).await? else {
+                return Ok(false); // the client went away
+            };
+            // A client told to wait for `100 Continue` that never came sends no body: what it
+            // sends next is not known to be a request.
+            let reusable = keep_alive && (body.decoder.done() || !body.expects_continue);
+            frame_answer(answer, is_head, version, reusable)
         };
-        // A client told to wait for `100 Continue` that never came sends no body: what it
-        // sends next is not known to be a request.
-        let reusable = keep_alive && (body.decoder.done() || !body.expects_continue);
-        let keep_alive = self.write_answer(answer, is_head, version, reusable).await?;
+        self.write_answer(outgoing).await?;
         let keep_alive = keep_alive && self.finish_body(&mut body).await?;
         self.release();
         Ok(keep_alive)
@@ -181,10 +185,9 @@ impl<S: Socket> Connection<S> {
     /// client to go away; `None` if it did.
     async fn answer_while_feeding(
         &mut self,
-        answer: impl Future<Output = Result<Response<Body>, Infallible>>,
+        mut answer: Pin<&mut impl Future<Output = Result<Response<Body>, Infallible>>>,
         body: &mut BodyFeed,
     ) -> Result<Option<Response<Body>>, ConnectionError> {
-        let mut answer = pin!(answer);
         loop {
             tokio::select! {
                 biased;
@@ -202,7 +205,9 @@ impl<S: Socket> Connection<S> {
     /// waits for the client to close (`false`) or to send more (kept for the next request).
     async fn feed_or_watch(&mut self, body: &mut BodyFeed) -> Result<bool, ConnectionError> {
         if body.wanted() {
-            self.feed(body).await?;
+            // Boxed: inline, feeding would size every waiting request's future (a blocking
+            // query's included) for what only a request with a body does.
+            Box::pin(self.feed(body)).await?;
             return Ok(true);
         }
         if self.read_closed || !self.buf.is_empty() {
@@ -267,39 +272,22 @@ impl<S: Socket> Connection<S> {
         }
     }
 
-    /// Writes the answer; whether the connection stays open.
-    async fn write_answer(
-        &mut self,
-        answer: Response<Body>,
-        is_head: bool,
-        version: Version,
-        keep_alive: bool,
-    ) -> Result<bool, ConnectionError> {
-        let (parts, body) = answer.into_parts();
-        let bodiless = is_head
-            || parts.status.is_informational()
-            || parts.status == StatusCode::NO_CONTENT
-            || parts.status == StatusCode::NOT_MODIFIED;
-        let mut headers = parts.headers;
-        let exact = axum::body::HttpBody::size_hint(&body).exact();
-        // Streaming without chunked coding (HTTP/1.0) ends the body by closing.
-        let chunked = !bodiless && exact.is_none() && version == Version::HTTP_11;
-        let keep_alive = keep_alive && (bodiless || exact.is_some() || chunked);
-        frame_headers(&mut headers, exact, chunked, bodiless, keep_alive, version);
-        let mut out = Vec::with_capacity(256);
-        write_head(&mut out, parts.status, &headers);
-        if bodiless {
-            self.socket.write_all(&out).await?;
-        } else if exact.is_some_and(|n| n <= WHOLE_BODY_BYTES_MAX as u64) {
-            let whole = body.collect().await.map_err(ConnectionError::Answer)?.to_bytes();
-            out.extend_from_slice(&whole);
-            self.socket.write_all(&out).await?;
-        } else {
-            self.socket.write_all(&out).await?;
-            drop(out);
-            self.stream_body(body, chunked).await?;
+    /// Writes the answer.
+    async fn write_answer(&mut self, outgoing: Outgoing) -> Result<(), ConnectionError> {
+        match outgoing {
+            Outgoing::Bodiless(head) => self.socket.write_all(&head).await?,
+            Outgoing::Whole(mut out, body) => {
+                let whole = body.collect().await.map_err(ConnectionError::Answer)?.to_bytes();
+                out.extend_from_slice(&whole);
+                self.socket.write_all(&out).await?;
+            }
+            Outgoing::Streamed { head, body, chunked } => {
+                self.socket.write_all(&head).await?;
+                drop(head);
+                self.stream_body(body, chunked).await?;
+            }
         }
-        Ok(keep_alive)
+        Ok(())
     }
 
     /// Writes a body frame by frame as the handler yields it (a monitor's log lines, a
@@ -324,6 +312,47 @@ impl<S: Socket> Connection<S> {
         }
         Ok(())
     }
+}
+
+/// An answer ready to write: its head, and how its body follows.
+enum Outgoing {
+    /// The head alone.
+    Bodiless(Vec<u8>),
+    /// The head, to be written with the whole body in one write.
+    Whole(Vec<u8>, Body),
+    /// The head, then the body as it comes.
+    Streamed { head: Vec<u8>, body: Body, chunked: bool },
+}
+
+/// Frames `answer` for a request (`is_head`: a HEAD request) in `version`, kept alive after it
+/// if `keep_alive` allows: what to write, and whether the connection stays open.
+fn frame_answer(
+    answer: Response<Body>,
+    is_head: bool,
+    version: Version,
+    keep_alive: bool,
+) -> (Outgoing, bool) {
+    let (parts, body) = answer.into_parts();
+    let bodiless = is_head
+        || parts.status.is_informational()
+        || parts.status == StatusCode::NO_CONTENT
+        || parts.status == StatusCode::NOT_MODIFIED;
+    let mut headers = parts.headers;
+    let exact = axum::body::HttpBody::size_hint(&body).exact();
+    // Streaming without chunked coding (HTTP/1.0) ends the body by closing.
+    let chunked = !bodiless && exact.is_none() && version == Version::HTTP_11;
+    let keep_alive = keep_alive && (bodiless || exact.is_some() || chunked);
+    frame_headers(&mut headers, exact, chunked, bodiless, keep_alive, version);
+    let mut head = Vec::with_capacity(256);
+    write_head(&mut head, parts.status, &headers);
+    let outgoing = if bodiless {
+        Outgoing::Bodiless(head)
+    } else if exact.is_some_and(|n| n <= WHOLE_BODY_BYTES_MAX as u64) {
+        Outgoing::Whole(head, body)
+    } else {
+        Outgoing::Streamed { head, body, chunked }
+    };
+    (outgoing, keep_alive)
 }
 
 /// The framing headers of an answer: its length or chunked coding, `Date` as Go's server adds
