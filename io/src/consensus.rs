@@ -298,12 +298,11 @@ impl Consensus {
                 },
                 &targets,
             );
-            // The answer is not held while waiting: a fleet of watchers would each keep a copy
-            // of theirs (a whole service list, say) for minutes. It is read again when the
-            // wait runs out, unchanged unless a write touched it in the same instant.
+            // The answer is read again when the wait runs out, unchanged unless a write
+            // touched it in the same instant.
             let waiter = match attempt {
                 Ok(answer) => return Ok(answer),
-                Err((_, waiter)) => waiter,
+                Err(waiter) => waiter,
             };
             // (`timeout`, not `timeout_at`: madsim's clock has only the former.)
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());

@@ -104,17 +104,19 @@ impl Store {
 
     /// Reads the state and, if `ready` says the answer is not yet newer than what the reader
     /// waits past, registers `targets` in the same critical section. `Err(waiter)`: await it,
-    /// then read again.
+    /// then read again. The answer not given is dropped here: a fleet of watchers would each
+    /// keep a copy of theirs (a whole service list, say) for as long as they wait.
     pub fn read_or_watch<R>(
         self: &Arc<Self>,
         read: impl FnOnce(&Fsm) -> (R, bool),
         targets: impl FnOnce() -> Vec<WatchTarget>,
-    ) -> Result<R, (R, Waiter)> {
+    ) -> Result<R, Waiter> {
         let mut inner = self.lock();
         let (answer, ready) = read(&inner.fsm);
         if ready {
             return Ok(answer);
         }
+        drop(answer);
         let notify = Arc::new(Notify::new());
         let mut ids = Vec::new();
         for target in targets() {
@@ -123,7 +125,7 @@ impl Store {
             ids.push(id);
         }
         let replaced = inner.replaced;
-        Err((answer, Waiter { store: self.clone(), ids, notify, replaced }))
+        Err(Waiter { store: self.clone(), ids, notify, replaced })
     }
 
     /// Applies a committed entry and wakes the readers it concerns (all of them when it
