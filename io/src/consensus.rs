@@ -261,11 +261,11 @@ impl Consensus {
                 // confirmed by a round of heartbeats first (ReadIndex), so the read can never
                 // return a state a newer leader has moved past.
                 if !status.lease.holds(tokio::time::Instant::now()) {
-                    self.read_barrier().await?;
+                    Box::pin(self.read_barrier()).await?;
                 }
             }
             Consistency::Consistent => {
-                self.read_barrier().await?;
+                Box::pin(self.read_barrier()).await?;
             }
         }
         Ok(())
@@ -291,16 +291,13 @@ impl Consensus {
         };
         let deadline = tokio::time::Instant::now() + wait + jitter(wait / 16);
         loop {
-            let attempt = self.store.read_or_watch(
-                |fsm| {
-                    let (index, answer) = read(fsm);
-                    ((index, answer), index > min_index)
-                },
-                &targets,
-            );
             // The answer is read again when the wait runs out, unchanged unless a write
             // touched it in the same instant.
-            let waiter = match attempt {
+            let ready = |fsm: &Fsm| {
+                let (index, answer) = read(fsm);
+                ((index, answer), index > min_index)
+            };
+            let waiter = match self.store.read_or_watch(ready, &targets) {
                 Ok(answer) => return Ok(answer),
                 Err(waiter) => waiter,
             };
@@ -310,7 +307,7 @@ impl Consensus {
                 return Ok(self.store.read(&read));
             };
             if consistency == Consistency::Consistent {
-                self.read_barrier().await?;
+                Box::pin(self.read_barrier()).await?;
             }
             // A restore: the new state's index may be at or below the one waited on.
             if wake == Wake::Replaced {
@@ -400,6 +397,9 @@ impl Consensus {
     /// every write committed before (ReadIndex). A leader elected a moment ago has not
     /// committed in its term yet and cannot say what is committed: the read waits for that, up
     /// to [`RPC_HOLD_TIMEOUT`], as Consul's hold a request while a leader settles.
+    ///
+    /// Boxed where it is awaited: inline, its future (a round of heartbeats, a hold) would size
+    /// every read's, and a blocking query holds its read's future for as long as it waits.
     async fn read_barrier(&self) -> Result<Index, ConsensusError> {
         let deadline = tokio::time::Instant::now() + RPC_HOLD_TIMEOUT;
         loop {

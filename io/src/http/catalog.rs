@@ -4,6 +4,7 @@
 //! blocking on exactly what each answer depends on.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -181,13 +182,15 @@ impl Shaper<'_> {
 }
 
 /// A blocking catalog read answered as JSON, `?filter` applied to the whole answer (a list).
-async fn answer(
+/// (Not `async`: a wrapper's future would hold a second copy of every argument while the
+/// read waits.)
+fn answer(
     api: Arc<Api>,
     raw: Option<String>,
     targets: impl Fn() -> Vec<WatchTarget>,
     read: impl Fn(&Fsm, &Shaper<'_>) -> (Index, Shaped),
-) -> Response {
-    answer_filtered_at(api, raw, None, targets, read).await
+) -> impl Future<Output = Response> {
+    answer_filtered_at(api, raw, None, targets, read)
 }
 
 /// The same, `?filter` applied to the answer's `field` when given (a node's `Services`, which

@@ -28,6 +28,7 @@ mod snapshot;
 mod status;
 mod txn;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +37,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use bytes::Bytes;
+use futures_util::FutureExt;
 use muster_core::fsm::{Command, Fsm, Index, Response as FsmResponse, WatchTarget};
 use muster_core::raft::Role;
 use serde::Serialize;
@@ -650,14 +652,17 @@ impl Api {
     /// Answers a read ([`Consensus::read`]): at once, or (blocking) once its index passes the
     /// one the reader holds or its wait runs out; a consistent one that lost the leadership
     /// while it waited answers Consul's error.
-    pub async fn read<R>(
-        &self,
+    ///
+    /// Not `async`: a wrapper's future would hold a second copy of the closures while the read
+    /// waits, in every blocking query.
+    pub fn read<'a, R: 'a>(
+        &'a self,
         options: ReadOptions,
-        targets: impl Fn() -> Vec<WatchTarget>,
-        read: impl Fn(&Fsm) -> (Index, R),
-    ) -> Result<(Index, R), HttpError> {
+        targets: impl Fn() -> Vec<WatchTarget> + 'a,
+        read: impl Fn(&Fsm) -> (Index, R) + 'a,
+    ) -> impl Future<Output = Result<(Index, R), HttpError>> + 'a {
         let consensus = self.consensus.as_ref().expect("ReadOptions come from prepare_read, on a server");
-        Ok(consensus.read(options.consistency, options.blocking, targets, read).await?)
+        consensus.read(options.consistency, options.blocking, targets, read).map(|read| Ok(read?))
     }
 
     /// The headers every indexed read carries (Consul's `setMeta`): the index, whether a leader
