@@ -291,8 +291,6 @@ impl Consensus {
         };
         let deadline = tokio::time::Instant::now() + wait + jitter(wait / 16);
         loop {
-            // The answer is read again when the wait runs out, unchanged unless a write
-            // touched it in the same instant.
             let ready = |fsm: &Fsm| {
                 let (index, answer) = read(fsm);
                 ((index, answer), index > min_index)
@@ -304,6 +302,8 @@ impl Consensus {
             // (`timeout`, not `timeout_at`: madsim's clock has only the former.)
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let Ok(wake) = tokio::time::timeout(left, waiter.changed()).await else {
+                // Read again (the answer is not held while waiting): unchanged unless a write
+                // touched it in the same instant.
                 return Ok(self.store.read(&read));
             };
             if consistency == Consistency::Consistent {

@@ -5,13 +5,12 @@
 //! run side by side and never hold up the entries being applied. A blocking query whose answer
 //! is not newer than the index it waits past registers what its answer depends on under the
 //! lock, and only if no entry was applied since its clone was taken (else it reads again): no
-//! change is missed. Each applied
-//! entry wakes exactly the readers its touched set names ([`Watches::wake`]); a woken reader
-//! reads again, and answers or waits again. When the whole state is replaced (a Raft snapshot
-//! installed, or a snapshot restored through the log) every reader wakes and learns that it
-//! was replaced ([`Wake::Replaced`]): its answer may have changed while its index went back, so
-//! it answers at once, as Consul answers every blocked query when a restore abandons its state
-//! store.
+//! change is missed. Each applied entry wakes exactly the readers its touched set names
+//! ([`Watches::wake`]); a woken reader reads again, and answers or waits again. When the whole
+//! state is replaced (a Raft snapshot installed, or a snapshot restored through the log) every
+//! reader wakes and learns that it was replaced ([`Wake::Replaced`]): its answer may have
+//! changed while its index went back, so it answers at once, as Consul answers every blocked
+//! query when a restore abandons its state store.
 //!
 //! The leader's duties (core's [`LeaderDuties`]: session TTLs, tombstone expiry) live beside
 //! the state and follow every entry as it is applied, under the same lock, so what they time is
