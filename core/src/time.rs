@@ -21,6 +21,9 @@ impl Instant {
     /// The driver's origin.
     pub const ZERO: Instant = Instant { nanos: 0 };
 
+    /// The end of time: the deadline of a timer that is not armed.
+    pub const NEVER: Instant = Instant { nanos: u64::MAX };
+
     /// The instant `nanos` nanoseconds after the origin.
     pub const fn from_nanos(nanos: u64) -> Instant {
         Instant { nanos }

@@ -408,3 +408,30 @@ fn gossip_from_outside_the_allowed_sources_is_dropped_unread() {
     assert_eq!(ack.dst, addr(1));
     assert_eq!(b.stats().sources_refused, 1);
 }
+
+#[test]
+fn a_node_alone_is_not_woken_to_probe_or_gossip_and_probes_its_first_member_in_time() {
+    let mut nodes = vec![booted("a", 1, None)];
+    // Off the reaping grid (every 15 s), so the probe and gossip deadlines last set by a
+    // wake-up are past when the first member arrives.
+    let first_member_at = Instant::ZERO + Duration::from_millis(67_500);
+    let mut wakeups = 0;
+    while let Some(next) = nodes[0].poll_timeout().filter(|&t| t <= first_member_at) {
+        nodes[0].handle_timeout(next);
+        wakeups += 1;
+    }
+    // Push/pull, reconnect and reaping (each a few times a minute) may wake it; a probe each
+    // second and a gossip round each 200 ms would make 360.
+    assert!(wakeups <= 10, "a node alone woke {wakeups} times in a first_member_at");
+    assert_eq!(nodes[0].stats().swim.pings_sent, 0);
+
+    let mut b = Gossip::new(Config::new("b", addr(2), 2), None, first_member_at).unwrap();
+    let persist = b.poll_persist().expect("boot persist");
+    b.on_persisted(first_member_at, persist.id);
+    nodes.push(b);
+    nodes[1].handle_command(first_member_at, Command::Join { peer: addr(1) }).unwrap();
+    exchange(first_member_at, &mut nodes);
+    let probe_interval = Duration::from_secs(1);
+    run_until(&mut nodes, first_member_at, first_member_at + probe_interval);
+    assert!(nodes[0].stats().swim.pings_sent >= 1, "the first member is probed within a probe interval");
+}

@@ -144,6 +144,14 @@ impl Leader {
     pub(super) fn track_members(&mut self, shared: &Shared) {
         let members: BTreeSet<ServerId> = shared.peers().collect();
         let next = shared.log.last_index() + 1;
+        if self.progress.is_empty() && !members.is_empty() {
+            // Alone, its timers were not armed (`Raft::poll_timeout`): they start now, as
+            // when it was elected, so the first peer hears a heartbeat at once and has a whole
+            // election timeout to answer before the quorum is checked.
+            let now = shared.clock.last();
+            self.heartbeat_next = now;
+            self.check_quorum_next = now + shared.config.election_timeout;
+        }
         self.progress.retain(|id, _| members.contains(id));
         for id in members {
             self.progress.entry(id).or_insert_with(|| Progress::new(next));

@@ -631,6 +631,9 @@ impl Raft {
     /// When [`Raft::handle_timeout`] must next run.
     pub fn poll_timeout(&self) -> Instant {
         match &self.role {
+            // A leader alone has no one to send heartbeats to, and its quorum is itself: an
+            // idle single-server agent (`-dev`) then sleeps until something happens.
+            RoleState::Leader(leader) if leader.progress.is_empty() => Instant::NEVER,
             RoleState::Leader(leader) => leader.heartbeat_next.min(leader.check_quorum_next),
             _ => self.shared.election_deadline,
         }

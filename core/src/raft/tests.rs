@@ -674,6 +674,35 @@ fn a_server_joins_as_a_learner_catches_up_is_promoted_and_then_votes() {
 }
 
 #[test]
+fn a_leader_alone_arms_no_timer_until_a_server_joins() {
+    // One voter (1) and a spare (2) with no membership: 1 leads alone.
+    let mut net = Net::new(1);
+    let spare = Config { voters: BTreeSet::new(), ..Config::new(2, [], 2) };
+    net.servers.push(Raft::new(spare, Restored::default(), at(0)).unwrap());
+    net.state.push(Vec::new());
+    net.applied.push(0);
+    net.events.push(Vec::new());
+    net.run_until(at(3000));
+    assert_eq!(net.leaders(), [1]);
+    assert_eq!(net.server(1).poll_timeout(), Instant::NEVER, "no one to heartbeat, no quorum to check");
+
+    net.propose(1, cmd("a")).unwrap();
+    net.settle();
+    assert_eq!(net.server(1).poll_timeout(), Instant::NEVER, "a write arms nothing either");
+
+    let now = net.now;
+    net.server(1).change_membership(now, MembershipChange::AddLearner(2)).unwrap();
+    assert!(net.server(1).poll_timeout() <= now + Duration::from_millis(200), "heartbeats start with a peer");
+    net.run_until(net.now + Duration::from_millis(500));
+    assert_eq!(net.commands_applied(2), [cmd("a")], "the learner received the log");
+    let now = net.now;
+    net.server(1).change_membership(now, MembershipChange::Promote(2)).unwrap();
+    net.run_until(net.now + Duration::from_secs(10));
+    assert_eq!(net.leaders(), [1], "the pair keeps its leader: the newcomer was heard in time");
+    assert_eq!(net.server(1).membership().voters, BTreeSet::from([1, 2]));
+}
+
+#[test]
 fn a_removed_leader_steps_down_once_its_removal_commits_and_the_rest_carry_on() {
     let mut net = Net::new(3);
     net.run_until(at(3000));

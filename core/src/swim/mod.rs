@@ -772,7 +772,34 @@ impl Swim {
         let direct = self.probe.as_ref().and_then(|p| p.direct_deadline);
         // The deadlines kept outside the timer table (see the `timer` module for why).
         let outside_table = [suspicion, relay, query, direct, leave];
-        self.timers.next_timeout().into_iter().chain(outside_table.into_iter().flatten()).min()
+        // A node that knows no one has no one to probe or gossip to: while it is alone those
+        // two timers do not wake it (an idle `-dev` agent probes ten times a second
+        // otherwise). They resume on their grid when the first member arrives
+        // (`Swim::resume_lonely_timers`).
+        let table = if self.members.is_empty() {
+            self.timers.next_timeout_skipping(&[Timer::Probe, Timer::Gossip])
+        } else {
+            self.timers.next_timeout()
+        };
+        table.into_iter().chain(outside_table.into_iter().flatten()).min()
+    }
+
+    /// Moves the probe and gossip deadlines that passed while this node was alone (and so did
+    /// not wake it) to their next tick on the same grid: the first member is probed and
+    /// gossiped to within an interval, as if the timers had ticked all along.
+    fn resume_lonely_timers(&mut self, now: Instant) {
+        let lonely =
+            [(Timer::Probe, self.config.probe_interval), (Timer::Gossip, self.config.gossip_interval)];
+        for (timer, interval) in lonely {
+            let Some(due) = self.timers.get(timer).filter(|&due| due < now) else { continue };
+            let interval_ns = u64::try_from(interval.as_nanos()).unwrap_or(u64::MAX).max(1);
+            let behind_ns = now.as_nanos() - due.as_nanos();
+            let ticks = behind_ns.div_ceil(interval_ns);
+            self.timers.set(
+                timer,
+                Instant::from_nanos(due.as_nanos().saturating_add(ticks.saturating_mul(interval_ns))),
+            );
+        }
     }
 
     pub(crate) fn incarnation(&self) -> u64 {

@@ -86,6 +86,9 @@ impl Swim {
             self.stats.refused_full += 1;
             return;
         }
+        if self.members.is_empty() {
+            self.resume_lonely_timers(now);
+        }
         self.members.insert(
             node.name.clone(),
             Member {

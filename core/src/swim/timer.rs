@@ -71,6 +71,13 @@ impl TimerTable {
         self.deadlines.iter().flatten().min().copied()
     }
 
+    /// The earliest deadline of the armed timers other than `skipped`: those keep their
+    /// deadlines, and fire at the first `handle_timeout` after they count again.
+    pub(super) fn next_timeout_skipping(&self, skipped: &[Timer]) -> Option<Instant> {
+        let counted = Timer::VALUES.into_iter().filter(|timer| !skipped.contains(timer));
+        counted.filter_map(|timer| self.get(timer)).min()
+    }
+
     /// Disarms `timer` if it is due at or before `now`, and returns whether it was: the caller
     /// then runs it (and re-arms it if it is periodic).
     ///
