@@ -24,6 +24,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod acl;
 pub mod agent;
 pub mod autopilot;
 pub mod cidr;

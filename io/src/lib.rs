@@ -13,6 +13,8 @@
 #![warn(missing_docs)]
 
 #[cfg(all(feature = "agent", not(madsim)))]
+pub mod acl;
+#[cfg(all(feature = "agent", not(madsim)))]
 pub mod checks;
 #[cfg(all(feature = "agent", not(madsim)))]
 pub mod config;
