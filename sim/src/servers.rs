@@ -47,6 +47,8 @@ use muster_core::planted::PlantedBug;
 use muster_core::raft::{Config, MembershipChange, Role, ServerId};
 
 use crate::disk::SimDir;
+
+pub mod catalog_scale;
 // The lockers' commands and constants are the in-process tier's: one locker, two drivers.
 use crate::linearizability::{self, Kind, Op};
 use crate::raft::locks::{acquire, create_session, register, release, LOCK_KEY, SESSION_TTL};
@@ -70,6 +72,9 @@ pub struct ServersConfig {
     pub clocks: ClockFaults,
     /// What the clients ask for.
     pub workload: Workload,
+    /// Entries between snapshots: a few dozen, so that installs and compaction happen under
+    /// the faults; the agent's default for runs that load a large state.
+    pub snapshot_threshold: u64,
 }
 
 /// What the clients ask for.
@@ -114,6 +119,7 @@ impl ServersConfig {
             bug: None,
             clocks: ClockFaults::WithinTheLease,
             workload: Workload::AllModes,
+            snapshot_threshold: SNAPSHOT_THRESHOLD_UNDER_FAULTS,
         }
     }
 }
@@ -248,6 +254,9 @@ const SEGMENT_BYTES: u64 = 4096;
 
 /// The servers' Raft port, which carries their RPC too, as Consul's server port does.
 const RAFT_PORT: u16 = 8300;
+
+/// Entries between snapshots in the fault runs ([`ServersConfig::snapshot_threshold`]).
+const SNAPSHOT_THRESHOLD_UNDER_FAULTS: u64 = 48;
 
 /// RPC connections a server's port hands over before it takes them up.
 const RPC_QUEUE: usize = 64;
@@ -604,8 +613,13 @@ impl Cluster {
                 };
                 dir.set_sync_delay(Duration::from_micros(sync_delay_us));
                 clocks[index].set_rate_ppm(rate_ppm);
-                let spec =
-                    Spec { index, servers: config.servers, bug: config.bug, clock: clocks[index].clone() };
+                let spec = Spec {
+                    index,
+                    servers: config.servers,
+                    bug: config.bug,
+                    clock: clocks[index].clone(),
+                    snapshot_threshold: config.snapshot_threshold,
+                };
                 handle
                     .create_node()
                     .name(format!("s{index}"))
@@ -1357,18 +1371,19 @@ struct Spec {
     bug: Option<PlantedBug>,
     /// Its clock, which the nemesis skews.
     clock: Arc<ClockSkew>,
+    snapshot_threshold: u64,
 }
 
 /// What server `index` runs; madsim runs it again at each restart, over the disk as the crash
 /// left it.
 async fn server_main(spec: Spec, dir: SimDir, facades: Arc<Facades>) {
-    let Spec { index, servers, bug, clock } = spec;
+    let Spec { index, servers, bug, clock, snapshot_threshold } = spec;
     let id = server_id(index);
     let (wal, restored) = Wal::open_in(dir, SEGMENT_BYTES).expect("the log opens after any crash");
     let mut config = Config::new(id, (0..servers).map(server_id), madsim::rand::thread_rng().gen());
-    // Snapshots every few dozen entries, so installs and compaction happen under faults.
-    config.snapshot_threshold = 48;
-    config.snapshot_trailing = 16;
+    // A third of the interval stays behind a snapshot, for followers a little behind.
+    config.snapshot_threshold = snapshot_threshold;
+    config.snapshot_trailing = snapshot_threshold / 3;
     let (rpc_tx, rpc_rx) = tokio::sync::mpsc::channel(RPC_QUEUE);
     let (mut transport, inbound) =
         RaftTransport::bind_with_rpc(id, addr(index), Some(rpc_tx)).await.expect("the Raft port binds");

@@ -21,6 +21,7 @@ mod madsim_tier {
 
     use muster_core::swim::State;
     use muster_sim::seed::{first_seed, for_each_seed, map_seeds, planted_bug, Replay};
+    use muster_sim::servers::catalog_scale::{simulate_catalog_scale, ScaleConfig};
     use muster_sim::servers::{
         disk_error_stops_the_server, leaping_follower_breaks_the_lease, simulate_servers,
         write_without_quorum_times_out, ClockFaults, DiskError, ServersConfig, Workload,
@@ -429,6 +430,44 @@ mod madsim_tier {
         assert_eq!(run(1), first, "seed 1 replays");
         assert_eq!(run(1), first, "seed 1 replays again");
         assert_ne!(run(2), first, "seed 2 differs");
+    }
+
+    /// Consul's Global Scale Benchmark, scaled to CI: 5 servers, 1,000 nodes × 10 instances
+    /// registered through the leader, 100 blocking queries on each server; every one of 20
+    /// changes must reach every watcher within a second of simulated time (the benchmark's
+    /// claim). `MUSTER_SCALE_NODES` sets the nodes (`benches/catalog_scale_sim.sh` runs the
+    /// curve to 10,000).
+    #[test]
+    fn madsim_catalog_changes_are_seen_on_every_server_within_a_second() {
+        let nodes = std::env::var("MUSTER_SCALE_NODES").ok().and_then(|n| n.parse().ok()).unwrap_or(1_000);
+        // One seed, `MUSTER_SEED` or 0: a sweep's MUSTER_SEEDS does not multiply it.
+        let seed = std::env::var("MUSTER_SEED").ok().and_then(|seed| seed.parse().ok()).unwrap_or(0);
+        let wall = std::time::Instant::now();
+        let report = simulate_catalog_scale(seed, ScaleConfig::new(nodes)).unwrap_or_else(|error| {
+            panic!(
+                "seed {seed}: {error}\nreplay with: MUSTER_SEED={seed} {CARGO} -- \
+                 madsim_tier::madsim_catalog_changes_are_seen_on_every_server_within_a_second --exact --nocapture"
+            )
+        });
+        let (p50, p99, max) =
+            (report.seen_quantile(0.5), report.seen_quantile(0.99), report.seen_quantile(1.0));
+        println!(
+            "catalog at scale (seed {seed}): 5 servers, {} instances loaded in {:.1} simulated s; \
+             {} changes seen by all 500 watchers: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} wakes; {:.1} wall s",
+            report.instances,
+            report.loaded_in.as_secs_f64(),
+            report.seen_everywhere.len(),
+            p50.as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3,
+            max.as_secs_f64() * 1e3,
+            report.wakes,
+            wall.elapsed().as_secs_f64(),
+        );
+        assert!(
+            max < Duration::from_secs(1),
+            "seed {seed}: a change took {max:?} to be seen everywhere\nreplay with: MUSTER_SEED={seed} {CARGO} -- \
+             madsim_tier::madsim_catalog_changes_are_seen_on_every_server_within_a_second --exact --nocapture"
+        );
     }
 
     /// The issue's speed figure: 5 servers and 50 clients under the nemesis, seeds 0 and 1
