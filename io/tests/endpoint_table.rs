@@ -40,6 +40,34 @@ fn the_agent_serves_what_the_endpoint_table_says_and_nothing_else() {
         }
     }
     assert!(wrong.is_empty(), "the agent and the table disagree:\n{}", wrong.join("\n"));
+
+    // The ACL endpoints, with ACLs off, answer every method Consul serves on them as Consul
+    // does, with or without an argument.
+    let send = |method: &str, path: &str| {
+        let request = ureq::http::Request::builder().method(method).uri(agent.url(path)).body(()).unwrap();
+        let mut response = client.run(request).unwrap();
+        (response.status().as_u16(), response.body_mut().read_to_string().unwrap())
+    };
+    let mut asked = 0;
+    for endpoint in ENDPOINTS.iter().filter(|endpoint| endpoint.status == muster::http::endpoints::ACL) {
+        let paths = match endpoint.path.ends_with('/') {
+            true => vec![
+                format!("{}web", endpoint.path),
+                format!("{}web/clone", endpoint.path),
+                endpoint.path.to_owned(),
+            ],
+            false => vec![endpoint.path.to_owned()],
+        };
+        for (path, method) in paths.iter().flat_map(|path| endpoint.methods.iter().map(move |m| (path, *m))) {
+            let answer = send(method, path);
+            asked += 1;
+            if answer != (401, muster::http::acl::ACL_DISABLED.to_owned()) {
+                wrong.push(format!("{method} {path}: {answer:?}"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "ACL endpoints with ACLs off:\n{}", wrong.join("\n"));
+    assert!(asked > 60, "every ACL endpoint and method was asked ({asked})");
     let served = ENDPOINTS.iter().filter(|e| e.status.served()).count();
     assert!(served > 50 && ENDPOINTS.iter().any(|e| e.status == Status::Enterprise));
 }

@@ -57,7 +57,10 @@ const ANY: &[&str] = &["GET", "PUT", "POST", "DELETE"];
 
 use Status::{Enterprise, Mesh, Served};
 
-const ACL: Status = Status::Later(24, "ACLs");
+/// The ACL endpoints: answered as Consul answers them with ACLs off (`http/acl.rs`).
+pub const ACL: Status = Status::Partial(
+    "answers `401 ACL support disabled`, as Consul with ACLs off: the ACL system is issue 24",
+);
 const DCS: Status = Status::Later(25, "multiple datacenters, coordinates and prepared queries");
 const UI: Status = Status::Later(26, "the web UI");
 

@@ -3,6 +3,7 @@
 //! blocking queries, `X-Consul-*` headers, errors as plain text with Consul's status codes);
 //! the endpoints live in their own modules.
 
+pub mod acl;
 mod agent;
 mod agent_self;
 mod autopilot;
@@ -341,6 +342,7 @@ fn error_reply(status: u16, reason: &str) -> crate::rpc::HttpReply {
 /// Every route.
 pub fn router(api: Arc<Api>) -> Router {
     Router::new()
+        .merge(acl::routes())
         .merge(agent::routes())
         .merge(autopilot::routes())
         .merge(catalog::routes())

@@ -94,4 +94,11 @@ for _ in range(100):
 assert [e["ID"] for e in events] == [fired["ID"]], events
 assert events[0]["Payload"] == b"v2", events  # py-consul decodes the base64
 
+# ACLs off, Consul's default: the ACL API says so, and the library raises its ACLDisabled.
+try:
+    c.acl.token.list()
+    raise AssertionError("the ACL API answered with ACLs off")
+except consul.ACLDisabled as disabled:
+    assert "ACL support disabled" in str(disabled), disabled
+
 print("py-consul: every step answered as Consul answers")
