@@ -79,6 +79,9 @@ pub(crate) enum Subcommands {
     /// Registers and deregisters services of the local agent.
     #[command(subcommand)]
     Services(cmd::services::ServicesCommand),
+    /// Builtin helpers for creating CAs and certificates.
+    #[command(subcommand, after_help = cmd::tls::TLS_EXAMPLES)]
+    Tls(cmd::tls::TlsCommand),
 }
 
 /// Arguments of `muster validate`.
@@ -926,6 +929,37 @@ mod tests {
         },
         Flags { path: &["version"], shared: &[], own: &[("format", Some("json"))], tail: &[] },
         Flags { path: &["keygen"], shared: &[], own: &[], tail: &[] },
+        Flags {
+            path: &["tls", "ca", "create"],
+            shared: &[],
+            own: &[
+                ("days", Some("365")),
+                ("domain", Some("foo")),
+                ("name-constraint", None),
+                ("additional-name-constraint", Some("example.test")),
+                ("cluster-id", Some("uuid")),
+                ("common-name", Some("foo")),
+            ],
+            tail: &[],
+        },
+        Flags {
+            path: &["tls", "cert", "create"],
+            shared: &[],
+            own: &[
+                ("server", None),
+                ("client", None),
+                ("cli", None),
+                ("node", Some("n1")),
+                ("dc", Some("dc2")),
+                ("domain", Some("nomad")),
+                ("days", Some("30")),
+                ("additional-dnsname", Some("x.example")),
+                ("additional-ipaddress", Some("10.0.0.9")),
+                ("ca", Some("my-ca.pem")),
+                ("key", Some("my-ca-key.pem")),
+            ],
+            tail: &[],
+        },
     ];
 
     /// The flags of Consul 1.20 muster lacks, by command (`"kv get -namespace"`): none now. A

@@ -20,6 +20,7 @@ pub(crate) mod lock;
 pub(crate) mod monitor;
 pub(crate) mod services;
 pub(crate) mod snapshot;
+pub(crate) mod tls;
 pub(crate) mod validate;
 pub(crate) mod version;
 pub(crate) mod watch;
