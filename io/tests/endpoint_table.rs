@@ -1,8 +1,8 @@
 //! The endpoint table (`io/src/http/endpoints.rs`, `docs/http-endpoints.md`) against a running
 //! `muster agent -dev`: every row served is routed with every method Consul serves on it (a
 //! `PATCH`, which no Consul endpoint takes, answers 405 with those methods in `Allow`, so no
-//! handler runs and nothing changes), and every row not served answers Go's `404 page not
-//! found`, as Consul CE answers an endpoint it lacks.
+//! handler runs and nothing changes), and every row not served answers Consul's `404 Invalid URL
+//! path: not a recognized HTTP API endpoint`, as Consul CE answers an endpoint it lacks.
 
 use std::time::Duration;
 
@@ -33,7 +33,14 @@ fn the_agent_serves_what_the_endpoint_table_says_and_nothing_else() {
         let allowed: Vec<&str> = allow.split(',').collect();
         let ok = match endpoint.status.served() {
             true => status == 405 && endpoint.methods.iter().all(|method| allowed.contains(method)),
-            false => (status, body.as_str()) == (404, "404 page not found\n"),
+            // The UI's `/ui/` is outside the API, and Consul's hint says so.
+            false if path.contains("/v1/") => {
+                (status, body.as_str()) == (404, "Invalid URL path: not a recognized HTTP API endpoint\n")
+            }
+            false => {
+                let hint = "Invalid URL path: if attempting to use the HTTP API, ensure the path starts with '/v1/'\n";
+                (status, body.as_str()) == (404, hint)
+            }
         };
         if !ok {
             wrong.push(format!("{path} ({:?}): {status} allow={allow:?} {body:?}", endpoint.status));

@@ -160,7 +160,20 @@ async fn bad_registrations_are_refused_with_consul_messages_and_change_nothing()
         assert_eq!((answer.status, answer.body.as_str()), (400, reason), "{path}");
     }
     let unknown = call("GET", url("/v1/nonsense"), b"").await;
-    assert_eq!((unknown.status, unknown.body.as_str()), (404, "404 page not found\n"));
+    assert_eq!(
+        (unknown.status, unknown.body.as_str()),
+        (404, "Invalid URL path: not a recognized HTTP API endpoint\n")
+    );
+    let outside = call("GET", url("/favicon.ico"), b"").await;
+    assert_eq!(
+        (outside.status, outside.body.as_str()),
+        (404, "Invalid URL path: if attempting to use the HTTP API, ensure the path starts with '/v1/'\n")
+    );
+    // Consul's index answers the root whatever the method, with its UI off.
+    for method in ["GET", "PUT", "POST", "DELETE"] {
+        let root = call(method, url("/"), b"").await;
+        assert_eq!((root.status, root.body.as_str()), (200, muster::http::UI_DISABLED), "{method} /");
+    }
     let wrong_method = call("DELETE", url("/v1/catalog/nodes"), b"").await;
     assert_eq!((wrong_method.status, wrong_method.body.as_str()), (405, "method DELETE not allowed"));
 }

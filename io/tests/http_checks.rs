@@ -100,6 +100,8 @@ async fn http_tcp_udp_and_script_checks_report_consuls_statuses_and_outputs() {
         ("agent", format!(r#""HTTP": "{}""#, url("/agent"))),
         ("moved", format!(r#""HTTP": "{}""#, url("/moved"))),
         ("unmoved", format!(r#""HTTP": "{}", "DisableRedirects": true"#, url("/moved"))),
+        // A health check of the agent itself, at its root, as people point one at Consul.
+        ("root", format!(r#""HTTP": "{base}/""#)),
         ("tcp-open", format!(r#""TCP": "127.0.0.1:{open_port}""#)),
         ("tcp-closed", format!(r#""TCP": "127.0.0.1:{closed}""#)),
         ("udp-closed", format!(r#""UDP": "127.0.0.1:{udp_closed}""#)),
@@ -122,6 +124,7 @@ async fn http_tcp_udp_and_script_checks_report_consuls_statuses_and_outputs() {
         ("agent", "passing", format!("HTTP GET {}: 200 OK Output: ua", url("/agent"))),
         ("moved", "passing", format!("HTTP GET {}: 200 OK Output: fine", url("/moved"))),
         ("unmoved", "critical", format!("HTTP GET {}: 302 Found Output: ", url("/moved"))),
+        ("root", "passing", format!("HTTP GET {base}/: 200 OK Output: {}", muster::http::UI_DISABLED)),
         ("tcp-open", "passing", format!("TCP connect 127.0.0.1:{open_port}: Success")),
         ("exit0", "passing", "hello\n".to_owned()),
         ("exit1", "warning", "careful\n".to_owned()),

@@ -2,8 +2,8 @@
 //! ones Consul CE answers 404 to), with what muster does with it. `docs/http-endpoints.md` is
 //! generated from this table (`MUSTER_BLESS=1 cargo test -p muster --lib endpoints` rewrites
 //! it), and `io/tests/endpoint_table.rs` holds the running agent to it: a row served is routed
-//! with its methods, a row not served answers Go's `404 page not found`, as Consul CE answers
-//! an endpoint it lacks.
+//! with its methods, a row not served answers Consul's `404 Invalid URL path: not a recognized
+//! HTTP API endpoint`, as Consul CE answers an endpoint it lacks.
 
 /// One path of Consul's API. A path ending in `/` takes the rest of the URL as its argument,
 /// as Consul registers it (`/v1/kv/` serves `/v1/kv/<key>`).
@@ -218,8 +218,8 @@ pub fn reference() -> String {
     );
     out.push_str(&format!(
         "{} endpoints: {} served ({} with gaps noted), {} for later issues, {} of Consul's service mesh, \
-         {} Consul Enterprise only. Every endpoint muster does not serve answers Go's `404 page not found`, \
-         as Consul CE answers one it lacks.\n\n",
+         {} Consul Enterprise only. Every endpoint muster does not serve answers Consul's `404 Invalid URL path: \
+         not a recognized HTTP API endpoint`, as Consul CE answers one it lacks.\n\n",
         ENDPOINTS.len(),
         count(Status::served),
         count(|s| matches!(s, Status::Partial(_))),

@@ -356,8 +356,9 @@ pub fn router(api: Arc<Api>) -> Router {
         .merge(snapshot::routes())
         .merge(status::routes())
         .merge(txn::routes())
-        // Go's answers for an unknown path, and Consul's for a known path with the wrong method.
-        .fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found\n") })
+        // Consul's answers for a path no endpoint serves, and for a known path with the wrong
+        // method.
+        .fallback(index)
         .method_not_allowed_fallback(|method: axum::http::Method| async move {
             HttpError {
                 status: StatusCode::METHOD_NOT_ALLOWED,
@@ -366,6 +367,28 @@ pub fn router(api: Arc<Api>) -> Router {
         })
         .layer(every_request::EveryRequestLayer { api: api.clone() })
         .with_state(api)
+}
+
+/// What Consul answers at `/` with its UI off, which muster has none of yet (issue 26): an HTTP
+/// check pointed at an agent's root passes, as it does against Consul.
+pub const UI_DISABLED: &str =
+    "Consul Agent: UI disabled. To enable, set ui_config.enabled=true in the agent configuration and restart.";
+
+/// Consul's `Index` (`agent/http.go`), which its router gives every path no endpoint serves,
+/// whatever the method: the root answers [`UI_DISABLED`], anything else 404 with a hint that
+/// depends on whether the path looks like the API's.
+async fn index(uri: axum::http::Uri) -> Response {
+    let (status, text) = match uri.path() {
+        "/" => (StatusCode::OK, UI_DISABLED),
+        path if path.contains("/v1/") => {
+            (StatusCode::NOT_FOUND, "Invalid URL path: not a recognized HTTP API endpoint\n")
+        }
+        _ => (
+            StatusCode::NOT_FOUND,
+            "Invalid URL path: if attempting to use the HTTP API, ensure the path starts with '/v1/'\n",
+        ),
+    };
+    HttpError { status, reason: text.to_owned() }.into_response()
 }
 
 /// Why Consul CE would refuse `request`'s namespace or partition, if it names one: its
