@@ -167,6 +167,10 @@ fn rejected_status(error: &CommandError) -> u16 {
         CommandError::Lock(_) | CommandError::Session(_) => 500,
         // Another restore started while this one's pieces were going in.
         CommandError::RestoreOutOfOrder { .. } => 409,
+        // Consul: a used-up bootstrap and a root token's update are permission denials, every
+        // other ACL refusal a plain RPC error. (The ACL endpoints will word the 403s.)
+        CommandError::Acl(refused) if refused.is_permission_denied() => 403,
+        CommandError::Acl(_) => 500,
     }
 }
 

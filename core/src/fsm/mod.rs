@@ -17,8 +17,12 @@
 //! type    >= 0x80: may be skipped by a server that does not know it (forward compatibility)
 //! snapshot = "MFSM" 3 postcard(applied index, kv, catalog, sessions)
 //!          | "MFSM" 4 postcard(applied index, kv, catalog, sessions, staged restore)
+//!          | "MFSM" 5 postcard((applied index, kv, catalog, sessions), staged?, autopilot)
+//!          | "MFSM" 6 postcard((applied index, kv, catalog, sessions), staged?, autopilot?, acl)
 //! ```
-//! (Version 4 only while a restore is staged, so servers from before it read the rest.)
+//! (Each snapshot is written in the oldest version that can hold it: 4 only while a restore is
+//! staged, 5 once autopilot settings exist, 6 once the ACL state is not empty; so servers from
+//! before each read what does not use it.)
 //!
 //! A [`Restore`] command carries a whole snapshot through the log (Consul's `PUT
 //! /v1/snapshot`), so every server replaces its state at the same index. The snapshot may come
@@ -30,10 +34,14 @@
 //! the last one restores the whole, up to [`RESTORE_STAGED_BYTES_MAX`].
 //!
 //! The state: the KV store ([`kv`]), the catalog of nodes, services and checks ([`catalog`]),
-//! sessions ([`session`]); transactions over all of them ([`txn`]); the watch registry that
-//! tells the shell which blocked readers an applied entry wakes ([`watch`]); and the leader's
-//! timers that propose what time decides (`SessionTimers`, [`TombstoneGc`]).
+//! sessions ([`session`]), ACL policies and tokens ([`acl`]); transactions over all of them
+//! ([`txn`]); the watch registry that tells the shell which blocked readers an applied entry
+//! wakes ([`watch`]); and the leader's timers that propose what time decides
+//! (`SessionTimers`, [`TombstoneGc`]).
 
+pub mod acl;
+#[cfg(test)]
+mod acl_tests;
 pub mod catalog;
 mod duties;
 pub mod kv;
@@ -47,6 +55,10 @@ pub mod watch;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+pub use self::acl::{
+    AclError, AclState, NodeIdentity, Policy, ResolveError, ResolvedToken, ServiceIdentity, Token,
+    DESCRIPTION_BYTES_MAX,
+};
 pub use self::catalog::{
     Catalog, CatalogError, Check, CheckDefinition, CheckKind, Health, Instance, Node, Service,
     ServiceAddress, Weights,
@@ -97,8 +109,10 @@ const HEADER_BYTES: usize = 2 + 8;
 /// Postcard's varint length prefix of a byte string shorter than 2^28 bytes.
 const LENGTH_PREFIX_BYTES_MAX: usize = 4;
 const SNAPSHOT_MAGIC: &[u8; 4] = b"MFSM";
-/// A snapshot with autopilot's settings (and a staged restore, if any).
-const SNAPSHOT_VERSION: u8 = 5;
+/// A snapshot with ACL state (and autopilot's settings and a staged restore, if any).
+const SNAPSHOT_VERSION: u8 = 6;
+/// A snapshot with autopilot's settings (and a staged restore, if any) and no ACL state.
+const SNAPSHOT_VERSION_AUTOPILOT: u8 = 5;
 /// A snapshot with a staged restore and no autopilot settings.
 const SNAPSHOT_VERSION_STAGED: u8 = 4;
 /// A snapshot without one (as every snapshot was before staged restores).
@@ -251,6 +265,66 @@ pub struct AutopilotSet {
     pub cas: Option<Index>,
 }
 
+/// What the leader proposes on taking office with ACLs on (Consul's `initializeACLs`): creates
+/// the built-in policies (`global-management`, `builtin/global-read-only`) and the anonymous
+/// token if they are missing, and puts back a built-in's rules if they are not this binary's.
+/// Idempotent: answers whether it changed anything. The anonymous token's CreateTime is the
+/// entry's stamp.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclInitialize {}
+
+/// The one-time bootstrap (Consul's `ACL.BootstrapTokens`): creates `token` (the proposer made
+/// it: its IDs, `Bootstrap Token (Global Management)`, the `global-management` link, its
+/// CreateTime) and marks the cluster bootstrapped at this entry's index. Refused once the
+/// cluster is bootstrapped, unless `reset_index` names the index it was bootstrapped at (the
+/// operator's `acl-bootstrap-reset` file).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclBootstrap {
+    /// The token to create.
+    pub token: Token,
+    /// The reset index the operator gave, if any.
+    pub reset_index: Option<Index>,
+}
+
+/// Creates a token (`create`: its AccessorID and SecretID unused as either) or updates one
+/// (which must exist and not have expired at the entry's stamp; an empty SecretID or a missing
+/// ExpirationTime keeps the stored one; SecretID, Local and ExpirationTime cannot change, and
+/// CreateTime and CreateIndex stay). Every policy link must resolve. Indexes in `token` are
+/// ignored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclTokenSet {
+    /// The token, whole.
+    pub token: Token,
+    /// Create rather than update.
+    pub create: bool,
+}
+
+/// Deletes a token by AccessorID (answers whether it existed); never the anonymous token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclTokenDelete {
+    /// The token.
+    pub accessor_id: String,
+}
+
+/// Creates a policy (`create`: its ID and name unused) or updates one (which must exist; a new
+/// name must be unused; a built-in's rules and datacenters cannot change). Its typed rules are
+/// the proposer's parse of its text; indexes in `policy` are ignored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclPolicySet {
+    /// The policy, whole.
+    pub policy: Policy,
+    /// Create rather than update.
+    pub create: bool,
+}
+
+/// Deletes a policy by ID, and every token's link to it (answers whether it existed); never a
+/// built-in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclPolicyDelete {
+    /// The policy.
+    pub id: String,
+}
+
 /// Autopilot's settings as the replicated state holds them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AutopilotEntry {
@@ -310,6 +384,18 @@ pub enum Command {
     RestoreAbort(RestoreAbort),
     /// [`AutopilotSet`].
     AutopilotSet(AutopilotSet),
+    /// [`AclInitialize`].
+    AclInitialize(AclInitialize),
+    /// [`AclBootstrap`].
+    AclBootstrap(Box<AclBootstrap>),
+    /// [`AclTokenSet`].
+    AclTokenSet(Box<AclTokenSet>),
+    /// [`AclTokenDelete`].
+    AclTokenDelete(AclTokenDelete),
+    /// [`AclPolicySet`].
+    AclPolicySet(Box<AclPolicySet>),
+    /// [`AclPolicyDelete`].
+    AclPolicyDelete(AclPolicyDelete),
 }
 
 /// A command with the time its leader stamped on it.
@@ -367,6 +453,12 @@ commands! {
     15 => RestoreChunk,
     16 => RestoreAbort,
     17 => AutopilotSet,
+    18 => AclInitialize,
+    19 => AclBootstrap,
+    20 => AclTokenSet,
+    21 => AclTokenDelete,
+    22 => AclPolicySet,
+    23 => AclPolicyDelete,
 }
 
 impl Command {
@@ -457,7 +549,17 @@ impl Command {
                 }
                 Ok(())
             }
-            Command::RestoreAbort(_) | Command::AutopilotSet(_) => Ok(()),
+            Command::RestoreAbort(_) | Command::AutopilotSet(_) | Command::AclInitialize(_) => Ok(()),
+            Command::AclBootstrap(bootstrap) => Ok(bootstrap.token.validate(true)?),
+            Command::AclTokenSet(set) => Ok(set.token.validate(set.create)?),
+            Command::AclTokenDelete(AclTokenDelete { accessor_id }) if accessor_id.is_empty() => {
+                Err(AclError::MissingAccessorId.into())
+            }
+            Command::AclPolicySet(set) => Ok(set.policy.validate()?),
+            Command::AclPolicyDelete(AclPolicyDelete { id }) if id.is_empty() => {
+                Err(AclError::MissingPolicyId.into())
+            }
+            Command::AclTokenDelete(_) | Command::AclPolicyDelete(_) => Ok(()),
         }
     }
 }
@@ -563,6 +665,9 @@ pub enum CommandError {
     /// A [`RestoreChunk`] that is empty, too large, or past its total.
     #[error("failed to restore snapshot: malformed snapshot piece")]
     RestoreChunkMalformed,
+    /// An ACL write that breaks the ACL rules.
+    #[error(transparent)]
+    Acl(#[from] AclError),
 }
 
 /// What applying a command answers its proposer.
@@ -608,6 +713,8 @@ pub struct Fsm {
     staged: Option<StagedRestore>,
     /// Autopilot's settings, once a leader wrote them.
     autopilot: Option<AutopilotEntry>,
+    /// ACL policies and tokens.
+    acl: AclState,
     /// A deliberately broken rule ([`crate::planted`]); not part of the state.
     #[cfg(any(test, feature = "invariants"))]
     planted_bug: Option<crate::planted::PlantedBug>,
@@ -690,6 +797,11 @@ impl Fsm {
     /// Autopilot's settings, once a leader wrote them.
     pub fn autopilot(&self) -> Option<&AutopilotEntry> {
         self.autopilot.as_ref()
+    }
+
+    /// The ACL policies and tokens.
+    pub fn acl(&self) -> &AclState {
+        &self.acl
     }
 
     /// The index of the last entry applied.
@@ -796,6 +908,27 @@ impl Fsm {
                 Response::Bool(true)
             }
             Command::AutopilotSet(set) => Response::Bool(self.set_autopilot(index, set)),
+            Command::AclInitialize(_) => acl_changes(self.acl.initialize(index, now_ms), &mut touched),
+            Command::AclBootstrap(bootstrap) => {
+                let AclBootstrap { token, reset_index } = bootstrap.as_ref();
+                let done = self.acl.bootstrap(index, token, *reset_index).map(|()| true);
+                acl_response(done, Table::AclTokens, &mut touched)
+            }
+            Command::AclTokenSet(set) => {
+                let done = self.acl.set_token(index, now_ms, &set.token, set.create).map(|()| true);
+                acl_response(done, Table::AclTokens, &mut touched)
+            }
+            Command::AclTokenDelete(AclTokenDelete { accessor_id }) => {
+                let done = self.acl.delete_token(index, accessor_id);
+                acl_response(done, Table::AclTokens, &mut touched)
+            }
+            Command::AclPolicySet(set) => {
+                let done = self.acl.set_policy(index, &set.policy, set.create).map(|()| true);
+                acl_response(done, Table::AclPolicies, &mut touched)
+            }
+            Command::AclPolicyDelete(AclPolicyDelete { id }) => {
+                acl_changes(self.acl.delete_policy(index, id), &mut touched)
+            }
         };
         self.check_step(before, &touched);
         Applied { response, touched }
@@ -900,6 +1033,7 @@ impl Fsm {
         restored.kv.clamp(index);
         restored.catalog.clamp(index);
         restored.sessions.clamp(index);
+        restored.acl.clamp(index);
         if let Some(entry) = &mut restored.autopilot {
             clamp_index(&mut entry.create_index, index);
             clamp_index(&mut entry.modify_index, index);
@@ -1022,8 +1156,9 @@ impl Fsm {
     }
 
     /// The whole state, encoded: identical states give identical bytes. It is written in the
-    /// oldest version that can hold it (3: neither a staged restore nor autopilot settings; 4:
-    /// a staged restore), so servers from before either read what does not use it.
+    /// oldest version that can hold it (3: neither a staged restore nor autopilot settings nor
+    /// ACL state; 4: a staged restore; 5: autopilot settings; 6: ACL state), so servers from
+    /// before each read what does not use it.
     pub fn snapshot(&self) -> Bytes {
         let mut out = SNAPSHOT_MAGIC.to_vec();
         let body = SnapshotBody {
@@ -1032,6 +1167,11 @@ impl Fsm {
             catalog: &self.catalog,
             sessions: &self.sessions,
         };
+        if !self.acl.is_empty() {
+            out.push(SNAPSHOT_VERSION);
+            let encoded = postcard::to_extend(&(body, &self.staged, &self.autopilot, &self.acl), out);
+            return Bytes::from(encoded.expect("encoding into a Vec cannot fail"));
+        }
         let encoded = match (&self.staged, &self.autopilot) {
             (None, None) => {
                 out.push(SNAPSHOT_VERSION_UNSTAGED);
@@ -1042,7 +1182,7 @@ impl Fsm {
                 postcard::to_extend(&(body, staged), out)
             }
             (staged, Some(autopilot)) => {
-                out.push(SNAPSHOT_VERSION);
+                out.push(SNAPSHOT_VERSION_AUTOPILOT);
                 postcard::to_extend(&(body, staged, autopilot), out)
             }
         };
@@ -1061,16 +1201,24 @@ impl Fsm {
             _ => return Err(SnapshotError::Format),
         };
         type Body = SnapshotBody<Kv, Catalog, Sessions>;
-        let (body, staged, autopilot): (Body, Option<StagedRestore>, Option<AutopilotEntry>) = match version {
+        type Parts = (Body, Option<StagedRestore>, Option<AutopilotEntry>, AclState);
+        let (body, staged, autopilot, acl): Parts = match version {
             SNAPSHOT_VERSION => {
+                let (body, staged, autopilot, acl): Parts = whole(body)?;
+                if acl.is_empty() {
+                    return Err(SnapshotError::Inconsistent("a version 6 snapshot without ACL state".into()));
+                }
+                (body, staged, autopilot, acl)
+            }
+            SNAPSHOT_VERSION_AUTOPILOT => {
                 let (body, staged, autopilot) = whole(body)?;
-                (body, staged, Some(autopilot))
+                (body, staged, Some(autopilot), AclState::default())
             }
             SNAPSHOT_VERSION_STAGED => {
                 let (body, staged) = whole(body)?;
-                (body, Some(staged), None)
+                (body, Some(staged), None, AclState::default())
             }
-            SNAPSHOT_VERSION_UNSTAGED => (whole(body)?, None, None),
+            SNAPSHOT_VERSION_UNSTAGED => (whole(body)?, None, None, AclState::default()),
             _ => return Err(SnapshotError::Format),
         };
         if let Some(staged) = &staged {
@@ -1089,12 +1237,14 @@ impl Fsm {
             applied: body.applied,
             staged,
             autopilot,
+            acl,
             #[cfg(any(test, feature = "invariants"))]
             planted_bug: None,
         };
         fsm.kv.rebuild();
         fsm.catalog.rebuild();
         fsm.sessions.rebuild();
+        fsm.acl.rebuild();
         fsm.validate().map_err(|broken| SnapshotError::Inconsistent(broken.to_owned()))?;
         Ok(fsm)
     }
@@ -1104,6 +1254,7 @@ impl Fsm {
         self.kv.validate(self.applied)?;
         self.catalog.validate(self.applied)?;
         self.sessions.validate(self.applied)?;
+        self.acl.validate(self.applied)?;
         self.validate_links()
     }
 
@@ -1143,6 +1294,9 @@ impl Fsm {
                 return;
             }
             assert!(self.kv.index <= self.applied, "KV invariant: the KV index is past the applied index");
+            if touched.tables.iter().any(|table| matches!(table, Table::AclTokens | Table::AclPolicies)) {
+                self.acl.check(self.applied);
+            }
             for key in &touched.keys {
                 self.kv.check_key(key);
                 let holder = self.kv.entries.get(key).and_then(|entry| entry.session.as_deref());
@@ -1179,11 +1333,42 @@ impl Fsm {
             self.kv.check(self.applied);
             self.catalog.check_invariants(self.applied);
             self.sessions.check(self.applied);
+            self.acl.check(self.applied);
             // The parts' own rules were checked above.
             if let Err(broken) = self.validate_links() {
                 panic!("state invariant: {broken}");
             }
         }
+    }
+}
+
+/// An ACL command's answer: whether it changed something, with its table touched if it did; a
+/// refusal changed nothing.
+fn acl_response(done: Result<bool, AclError>, table: Table, touched: &mut Touched) -> Response {
+    match done {
+        Ok(changed) => {
+            if changed {
+                touched.tables.push(table);
+            }
+            Response::Bool(changed)
+        }
+        Err(error) => Response::Rejected(error.into()),
+    }
+}
+
+/// The answer of an ACL command that may change both tables: whether it changed anything, with
+/// the tables it changed touched; a refusal changed nothing.
+fn acl_changes(changed: Result<(bool, bool), AclError>, touched: &mut Touched) -> Response {
+    match changed {
+        Ok((policies, tokens)) => {
+            for (changed, table) in [(policies, Table::AclPolicies), (tokens, Table::AclTokens)] {
+                if changed {
+                    touched.tables.push(table);
+                }
+            }
+            Response::Bool(policies || tokens)
+        }
+        Err(error) => Response::Rejected(error.into()),
     }
 }
 

@@ -947,6 +947,8 @@ enum Answer {
     Services(Vec<(String, Vec<String>)>),
     Checks(Vec<Check>),
     Sessions(Vec<Session>),
+    AclTokens(Vec<Token>),
+    AclPolicies(Vec<Policy>),
     Service(Vec<(Node, Service, Vec<Check>)>),
     Node(Option<(Node, Vec<Service>)>, Vec<Check>),
 }
@@ -981,6 +983,14 @@ fn answer(fsm: &Fsm, target: &WatchTarget) -> (Index, Answer) {
             let (index, sessions) = fsm.sessions().list();
             (index, Answer::Sessions(sessions.into_iter().cloned().collect()))
         }
+        WatchTarget::Table(Table::AclTokens) => {
+            let (index, tokens) = fsm.acl().tokens();
+            (index, Answer::AclTokens(tokens.into_iter().cloned().collect()))
+        }
+        WatchTarget::Table(Table::AclPolicies) => {
+            let (index, policies) = fsm.acl().policies();
+            (index, Answer::AclPolicies(policies.into_iter().cloned().collect()))
+        }
         WatchTarget::Service(name) => {
             let (index, instances) = catalog.health_service(name, &[], false);
             let instances = instances
@@ -1001,7 +1011,9 @@ fn targets() -> Vec<WatchTarget> {
     let mut targets: Vec<WatchTarget> =
         ["a", "b", "a/b"].iter().map(|k| WatchTarget::Key((*k).into())).collect();
     targets.extend(["", "a"].iter().map(|p| WatchTarget::Prefix((*p).into())));
-    targets.extend([Table::Nodes, Table::Services, Table::Checks, Table::Sessions].map(WatchTarget::Table));
+    let tables =
+        [Table::Nodes, Table::Services, Table::Checks, Table::Sessions, Table::AclTokens, Table::AclPolicies];
+    targets.extend(tables.map(WatchTarget::Table));
     targets.extend(["web", "db"].iter().map(|s| WatchTarget::Service((*s).into())));
     targets.extend(["n1", "n2"].iter().map(|n| WatchTarget::Node((*n).into())));
     targets
@@ -1039,6 +1051,7 @@ fn catalog_command() -> impl Strategy<Value = Command> {
         6 => registration,
         2 => removal,
         2 => command(),
+        2 => super::acl_tests::acl_command(),
     ]
 }
 
@@ -1322,7 +1335,7 @@ fn a_restore_of_a_bad_snapshot_is_refused_and_changes_nothing_but_the_applied_in
     assert_eq!(apply(&mut fsm, &restore(largest)).response, Response::Bool(true));
     assert_eq!(
         CommandError::Restore(SnapshotError::Format).to_string(),
-        "failed to restore snapshot: not a muster state snapshot of version 3 to 5"
+        "failed to restore snapshot: not a muster state snapshot of version 3 to 6"
     );
 }
 
@@ -1503,7 +1516,7 @@ fn a_snapshot_is_version_3_unless_a_restore_is_staged_and_an_abort_drops_the_sta
     assert_eq!(Fsm::restore(&staged), Ok(fsm.clone()));
     assert_eq!(fsm.without_staged_restore().snapshot()[4], 3, "what a user saves");
     let mut unknown = staged.to_vec();
-    unknown[4] = 6;
+    unknown[4] = 7;
     assert_eq!(Fsm::restore(&unknown), Err(SnapshotError::Format));
     // An abort of another restore leaves the staging; its own drops it.
     index += 1;

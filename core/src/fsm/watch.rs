@@ -26,6 +26,10 @@ pub enum Table {
     Checks,
     /// Sessions (`/v1/session/list`, ...).
     Sessions,
+    /// ACL tokens (`/v1/acl/tokens`, `/v1/acl/token/:id`).
+    AclTokens,
+    /// ACL policies (`/v1/acl/policies`, `/v1/acl/policy/:id`).
+    AclPolicies,
 }
 
 /// What a reader's result depends on.
