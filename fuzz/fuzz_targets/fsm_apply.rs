@@ -1,6 +1,6 @@
 //! The state machine on arbitrary log entries: raw bytes (the command decoder must refuse or
 //! decode, never panic) and well-formed command sequences over KV, locks, sessions, the
-//! catalog and transactions (applied with invariants checked after each, feature
+//! catalog, ACL policies and tokens, and transactions (applied with invariants checked after each, feature
 //! `invariants`). Names come from small alphabets so operations collide. Restores through the
 //! log replace the state with a snapshot saved earlier (`Save`, then `Restore`: indexes behind
 //! ours), with the state of a twin that applies the same commands 1,000 indexes ahead
@@ -16,10 +16,13 @@
 use arbitrary::Arbitrary;
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
+use muster_core::acl::{Rules, GLOBAL_MANAGEMENT_POLICY_ID, GLOBAL_READ_ONLY_POLICY_ID};
 use muster_core::fsm::{
-    AutopilotSet, Behavior, CatalogVerb, Check, Command, Deregister, Fsm, Health, KvCas, KvDelete,
-    KvDeleteCas, KvDeleteTree, KvLock, KvOperand, KvSet, KvUnlock, KvVerb, Node, Register, Response, Restore,
-    RestoreAbort, RestoreChunk, Service, Session, SessionDestroy, Stamped, TombstoneReap, Txn, TxnOp,
+    AclBootstrap, AclInitialize, AclPolicyDelete, AclPolicySet, AclTokenDelete, AclTokenSet, AutopilotSet,
+    Behavior, CatalogVerb, Check, Command, Deregister, Fsm, Health, KvCas, KvDelete, KvDeleteCas,
+    KvDeleteTree, KvLock, KvOperand, KvSet, KvUnlock, KvVerb, Node, Policy, Register, Response, Restore,
+    RestoreAbort, RestoreChunk, Service, ServiceIdentity, Session, SessionDestroy, Stamped, Token,
+    TombstoneReap, Txn, TxnOp,
 };
 
 const NAMES: [&str; 4] = ["a", "a/b", "b", "serfHealth"];
@@ -29,6 +32,19 @@ const AHEAD: u64 = 1_000;
 
 /// Snapshots kept for later restores.
 const SAVED_MAX: usize = 4;
+
+/// ACL object IDs: a few of muster's own and the built-ins' (whose changes are refused).
+const ACL_IDS: [&str; 5] = [
+    "5f1b2c3d-0000-4000-8000-000000000001",
+    "5f1b2c3d-0000-4000-8000-000000000002",
+    "5f1b2c3d-0000-4000-8000-000000000003",
+    GLOBAL_MANAGEMENT_POLICY_ID,
+    GLOBAL_READ_ONLY_POLICY_ID, // also the anonymous token's AccessorID
+];
+
+fn acl_id(n: u8) -> String {
+    ACL_IDS[usize::from(n) % ACL_IDS.len()].to_owned()
+}
 
 fn name(n: u8) -> String {
     NAMES[usize::from(n) % NAMES.len()].to_owned()
@@ -41,25 +57,92 @@ fn health(n: u8) -> Health {
 #[derive(Debug, Arbitrary)]
 enum Op {
     Raw(Vec<u8>),
-    Set { key: String, value: Vec<u8>, flags: u64 },
-    Cas { key: String, value: Vec<u8>, index: u8 },
+    Set {
+        key: String,
+        value: Vec<u8>,
+        flags: u64,
+    },
+    Cas {
+        key: String,
+        value: Vec<u8>,
+        index: u8,
+    },
     Delete(String),
-    DeleteCas { key: String, index: u8 },
+    DeleteCas {
+        key: String,
+        index: u8,
+    },
     DeleteTree(String),
     Reap(u8),
-    Lock { key: u8, session: u8, value: u8 },
-    Unlock { key: u8, session: u8 },
-    SessionCreate { id: u8, node: u8, delete: bool, lock_delay_ms: u8, check: Option<u8> },
+    Lock {
+        key: u8,
+        session: u8,
+        value: u8,
+    },
+    Unlock {
+        key: u8,
+        session: u8,
+    },
+    SessionCreate {
+        id: u8,
+        node: u8,
+        delete: bool,
+        lock_delay_ms: u8,
+        check: Option<u8>,
+    },
     SessionDestroy(u8),
-    Register { node: u8, address: bool, service: Option<(u8, u8)>, check: Option<(u8, bool, u8)>, skip: bool },
-    Deregister { node: u8, service: Option<u8>, check: Option<u8> },
+    Register {
+        node: u8,
+        address: bool,
+        service: Option<(u8, u8)>,
+        check: Option<(u8, bool, u8)>,
+        skip: bool,
+    },
+    Deregister {
+        node: u8,
+        service: Option<u8>,
+        check: Option<u8>,
+    },
     Txn(Vec<TxnPart>),
     Save,
-    Restore { slot: u8, ahead: bool },
+    Restore {
+        slot: u8,
+        ahead: bool,
+    },
     RestoreRaw(Vec<u8>),
-    Piece { slot: u8, id: u8, piece_bytes: u8, nth: u8 },
+    Piece {
+        slot: u8,
+        id: u8,
+        piece_bytes: u8,
+        nth: u8,
+    },
     Abort(u8),
-    Autopilot { cleanup: bool, trailing: u8, cas: Option<u8> },
+    Autopilot {
+        cleanup: bool,
+        trailing: u8,
+        cas: Option<u8>,
+    },
+    AclInit,
+    AclBootstrap {
+        accessor: u8,
+        secret: u8,
+        reset: Option<u8>,
+    },
+    AclTokenSet {
+        accessor: u8,
+        secret: u8,
+        policies: Vec<u8>,
+        service: Option<u8>,
+        create: bool,
+        expires: Option<u8>,
+    },
+    AclTokenDelete(u8),
+    AclPolicySet {
+        id: u8,
+        name: u8,
+        create: bool,
+    },
+    AclPolicyDelete(u8),
 }
 
 #[derive(Debug, Arbitrary)]
@@ -216,6 +299,50 @@ fuzz_target!(|ops: Vec<Op>| {
                 },
                 cas: cas.map(u64::from),
             }),
+            Op::AclInit => Command::AclInitialize(AclInitialize {}),
+            Op::AclBootstrap { accessor, secret, reset } => Command::AclBootstrap(Box::new(AclBootstrap {
+                token: Token {
+                    accessor_id: acl_id(accessor),
+                    secret_id: name(secret),
+                    policies: vec![GLOBAL_MANAGEMENT_POLICY_ID.to_owned()],
+                    create_time_ms: now_ms,
+                    ..Token::default()
+                },
+                reset_index: reset.map(u64::from),
+            })),
+            Op::AclTokenSet { accessor, secret, policies, service, create, expires } => {
+                Command::AclTokenSet(Box::new(AclTokenSet {
+                    token: Token {
+                        accessor_id: acl_id(accessor),
+                        secret_id: name(secret),
+                        policies: policies.into_iter().take(4).map(acl_id).collect(),
+                        service_identities: service
+                            .map(|s| ServiceIdentity { service_name: name(s), datacenters: Vec::new() })
+                            .into_iter()
+                            .collect(),
+                        create_time_ms: now_ms,
+                        expiration_time_ms: expires.map(|ms| now_ms + u64::from(ms)),
+                        ..Token::default()
+                    },
+                    create,
+                }))
+            }
+            Op::AclTokenDelete(accessor) => {
+                Command::AclTokenDelete(AclTokenDelete { accessor_id: acl_id(accessor) })
+            }
+            Op::AclPolicySet { id, name: policy_name, create } => {
+                Command::AclPolicySet(Box::new(AclPolicySet {
+                    policy: Policy {
+                        id: acl_id(id),
+                        name: format!("p{}", policy_name % 3),
+                        rules_text: String::new(),
+                        rules: Rules::default(),
+                        ..Policy::default()
+                    },
+                    create,
+                }))
+            }
+            Op::AclPolicyDelete(id) => Command::AclPolicyDelete(AclPolicyDelete { id: acl_id(id) }),
             Op::Piece { slot, id, piece_bytes, nth } => {
                 let state = saved
                     .get(usize::from(slot) % saved.len().max(1))
@@ -232,13 +359,15 @@ fuzz_target!(|ops: Vec<Op>| {
                 })
             }
         };
-        // A CAS on autopilot's settings compares indexes, which differ in the twin.
+        // A CAS on autopilot's settings and a bootstrap's reset index compare indexes, which
+        // differ in the twin.
         let twin = !matches!(
             command,
             Command::Restore(_)
                 | Command::RestoreChunk(_)
                 | Command::RestoreAbort(_)
                 | Command::AutopilotSet(_)
+                | Command::AclBootstrap(_)
         );
         let encoded = command.encode(now_ms);
         assert_eq!(Command::decode(&encoded), Ok(Some(Stamped { now_ms, command })));
