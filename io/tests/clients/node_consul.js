@@ -60,6 +60,13 @@ async function main() {
   assert.strictEqual(result.Results[1].KV.Value, Buffer.from("1").toString("base64"));
 
   assert.strictEqual(await consul.kv.del({ key: "app", recurse: true }), true);
+
+  // ACLs off, Consul's default: the ACL API says so, with its status and words.
+  await assert.rejects(consul.acl.bootstrap(), (error) => {
+    assert.strictEqual(error.statusCode, 401);
+    assert.strictEqual(error.message, "ACL support disabled");
+    return true;
+  });
   console.log("node consul: every step answered as Consul answers");
 }
 
