@@ -28,6 +28,7 @@ pub mod acl;
 pub mod agent;
 pub mod autopilot;
 pub mod cidr;
+pub mod coordinate;
 pub mod deadlines;
 pub mod dns;
 pub mod duration;
