@@ -509,23 +509,10 @@ fn name_timestamp(time: SystemTime) -> String {
     format!("{date}T{}Z", clock.replace(':', "-"))
 }
 
-/// `YYYY-MM-DD` and `hh:mm:ss` of Unix seconds (Howard Hinnant's days-to-civil).
+/// `YYYY-MM-DD` and `hh:mm:ss` of Unix seconds, in UTC.
 fn civil(unix_seconds: u64) -> (String, String) {
-    let days = (unix_seconds / 86_400) as i64;
-    let seconds = unix_seconds % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (
-        format!("{year:04}-{month:02}-{day:02}"),
-        format!("{:02}:{:02}:{:02}", seconds / 3600, seconds / 60 % 60, seconds % 60),
-    )
+    let text = super::rfc3339(i64::try_from(unix_seconds).unwrap_or(i64::MAX));
+    (text[..10].to_owned(), text[11..19].to_owned())
 }
 
 /// Consul's targets, in its order.

@@ -741,6 +741,26 @@ pub(crate) fn data_argument(data: &str) -> Result<Vec<u8>, DataError> {
     Ok(data.as_bytes().to_vec())
 }
 
+/// `seconds` since the Unix epoch as Go's `time.RFC3339` writes a UTC time (Go writes the
+/// current time in the local zone; here it is UTC too). Proleptic Gregorian calendar, any year
+/// (Howard Hinnant's `civil_from_days`), so no time a certificate holds can make it fail.
+/// Shared by `tls` (validity in errors) and `debug` (its capture's names and times).
+pub(crate) fn rfc3339(seconds: i64) -> String {
+    let days = seconds.div_euclid(86_400);
+    let second = seconds.rem_euclid(86_400);
+    let shifted = days + 719_468; // Days from 0000-03-01 to 1970-01-01.
+    let era = shifted.div_euclid(146_097);
+    let day_of_era = shifted.rem_euclid(146_097);
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let month = if month_from_march < 10 { month_from_march + 3 } else { month_from_march - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    let (hour, minute, second) = (second / 3600, second / 60 % 60, second % 60);
+    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
