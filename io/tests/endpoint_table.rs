@@ -78,3 +78,27 @@ fn the_agent_serves_what_the_endpoint_table_says_and_nothing_else() {
     let served = ENDPOINTS.iter().filter(|e| e.status.served()).count();
     assert!(served > 50 && ENDPOINTS.iter().any(|e| e.status == Status::Enterprise));
 }
+
+/// Every answer of the API carries the agent's `acl.default_policy`, ACLs on or off, as
+/// Consul's do (`X-Consul-Default-Acl-Policy`, as Go writes the name); Consul's index (a path
+/// no endpoint serves) does not.
+#[test]
+fn every_api_answer_reports_the_default_acl_policy() {
+    let client: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let policy_at = |agent: &common::DevAgent, path: &str| {
+        let response = client.get(&agent.url(path)).call().ok()?;
+        Some(response.headers().get("X-Consul-Default-Acl-Policy").map(|v| v.to_str().unwrap().to_owned()))
+    };
+    for (policy, extra) in [("allow", vec![]), ("deny", vec!["-hcl", r#"acl { default_policy = "deny" }"#])] {
+        let agent = common::DevAgent::start(&format!("policy-{policy}"), &extra);
+        common::eventually("the agent answers", Duration::from_secs(30), || {
+            policy_at(&agent, "/v1/status/leader")
+        });
+        for path in ["/v1/status/leader", "/v1/kv/missing", "/v1/acl/tokens", "/v1/catalog/nodes?stale"] {
+            assert_eq!(policy_at(&agent, path), Some(Some(policy.to_owned())), "{path}");
+        }
+        for path in ["/", "/v1/nonsense"] {
+            assert_eq!(policy_at(&agent, path), Some(None), "{path}: Consul's index sets no policy");
+        }
+    }
+}

@@ -504,6 +504,7 @@ fn build_api(
             from_files: args.enable_local_script_checks == Some(true),
         },
         query_times: plan.query_times,
+        acl_default_policy: files.acl_default_policy.clone().unwrap_or_else(|| "allow".to_owned()),
     }))
 }
 

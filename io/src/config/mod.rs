@@ -180,6 +180,9 @@ pub struct FileConfig {
     pub serf_wan_allowed_cidrs: Vec<String>,
     /// `ui` or `ui_config.enabled` (muster has no web UI yet; the agent says so).
     pub ui: Option<bool>,
+    /// `acl.default_policy` (or `acl_default_policy`): reported in every answer's
+    /// `X-Consul-Default-ACL-Policy`, ACLs on or off, as Consul reports it.
+    pub acl_default_policy: Option<String>,
     /// `raft_protocol` (only 3 is spoken).
     pub raft_protocol: Option<u8>,
     /// `auto_reload_config`.
@@ -425,6 +428,7 @@ fn merge(config: &mut FileConfig, file: &Path, map: Map<String, Value>) -> Resul
             "auto_reload_config" => config.auto_reload_config = Some(boolean(&key, &value)?),
             "ui" => config.ui = Some(boolean(&key, &value)?),
             "ui_config" => merge_ui_config(config, value)?,
+            "acl" => merge_acl(config, value)?,
             "raft_protocol" => config.raft_protocol = Some(number(&key, &value)?),
             "default_query_time" => config.default_query_time = Some(string(&key, &value)?),
             "max_query_time" => config.max_query_time = Some(string(&key, &value)?),
@@ -531,6 +535,16 @@ fn merge_ui_config(config: &mut FileConfig, value: Value) -> Result<(), ValueErr
                 string(&name, &field_value)?;
             }
             _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// `acl`: only what muster acts on (the table refuses `enabled` and warns of the rest).
+fn merge_acl(config: &mut FileConfig, value: Value) -> Result<(), ValueError> {
+    for (field, field_value) in object("acl", value)? {
+        if field == "default_policy" {
+            config.acl_default_policy = Some(string("acl.default_policy", &field_value)?);
         }
     }
     Ok(())

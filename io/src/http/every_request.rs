@@ -2,8 +2,9 @@
 //! where it arrived (`api.http`); a namespace or partition is refused; a server that is not the
 //! leader forwards it ([`super::forward_to_leader`]); a read is counted where it is answered
 //! (`rpc.query`); the answer carries the consistency it was served in
-//! ([`super::add_effective_consistency`]); request bodies have no default size limit (each
-//! endpoint applies Consul's own).
+//! ([`super::add_effective_consistency`]) and, as every answer of Consul's API does, ACLs on or
+//! off, the agent's `acl.default_policy` (`X-Consul-Default-ACL-Policy`); request bodies have no
+//! default size limit (each endpoint applies Consul's own).
 //!
 //! A hand-written service and future rather than `axum::middleware::from_fn`: a blocking query
 //! holds its request's future for as long as it waits, and `from_fn` boxes an `async` block
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use tower::{Layer, Service, ServiceExt};
 
@@ -26,6 +28,10 @@ use super::{
 };
 use crate::consensus::Consistency;
 use crate::telemetry::{count_read, HttpTiming, ReadInFlight};
+
+/// Consul's header with the agent's `acl.default_policy` (Go writes it
+/// `X-Consul-Default-Acl-Policy`; HTTP/1.1 names are case-insensitive).
+const DEFAULT_ACL_POLICY: HeaderName = HeaderName::from_static("x-consul-default-acl-policy");
 
 /// Puts [`EveryRequest`] around each route.
 #[derive(Clone)]
@@ -72,7 +78,9 @@ where
             // blocking queries' included, for a path a leader never takes.
             Step::Forwarded(Box::pin(forward(self.api.clone(), self.route.clone(), request)))
         };
-        Answering { timing, step }
+        let policy =
+            HeaderValue::from_str(&self.api.acl_default_policy).unwrap_or(HeaderValue::from_static("allow"));
+        Answering { timing, step, policy }
     }
 }
 
@@ -95,7 +103,8 @@ where
     match forward_hop(&api).await {
         Ok(None) => {
             let Ok(route) = route.ready().await;
-            let answering = Answering { timing: None, step: answer_here(route, request) };
+            let policy = HeaderValue::from_static("allow"); // The caller's layer sets the header.
+            let answering = Answering { timing: None, step: answer_here(route, request), policy };
             let Ok(response) = answering.await;
             response
         }
@@ -109,6 +118,8 @@ pub(super) struct Answering<F> {
     /// `None` once reported, or for a request that is not timed.
     timing: Option<HttpTiming>,
     step: Step<F>,
+    /// The agent's `acl.default_policy`, for the answer's header.
+    policy: HeaderValue,
 }
 
 enum Step<F> {
@@ -140,6 +151,11 @@ where
                 response
             }
         };
+        let mut response = response;
+        // Consul's index (a path no endpoint serves) is outside the wrapper that sets it.
+        if response.extensions().get::<super::Unwrapped>().is_none() {
+            response.headers_mut().insert(DEFAULT_ACL_POLICY, this.policy.clone());
+        }
         // Ends the read's count before the answer goes out, as the request's end.
         this.step = Step::Answered(None);
         if let Some(timing) = this.timing.take() {

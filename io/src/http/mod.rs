@@ -103,6 +103,8 @@ pub struct Api {
     pub script_checks: ScriptChecks,
     /// How long blocking queries wait.
     pub query_times: QueryTimes,
+    /// `acl.default_policy`, which every answer reports (`X-Consul-Default-ACL-Policy`).
+    pub acl_default_policy: String,
 }
 
 /// How long a blocking query waits: `?wait` when given, at most `max`; `default` otherwise
@@ -388,8 +390,15 @@ async fn index(uri: axum::http::Uri) -> Response {
             "Invalid URL path: if attempting to use the HTTP API, ensure the path starts with '/v1/'\n",
         ),
     };
-    HttpError { status, reason: text.to_owned() }.into_response()
+    let mut response = HttpError { status, reason: text.to_owned() }.into_response();
+    response.extensions_mut().insert(Unwrapped);
+    response
 }
+
+/// Marks an answer of Consul's index, which its API wrapper does not touch (no
+/// `X-Consul-Default-ACL-Policy`).
+#[derive(Debug, Clone, Copy)]
+struct Unwrapped;
 
 /// Why Consul CE would refuse `request`'s namespace or partition, if it names one: its
 /// `parseEntMeta` refuses either, by header or query, with 400 before the request goes

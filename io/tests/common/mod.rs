@@ -148,6 +148,7 @@ async fn start_configured(
         checks: http::CheckRunner::new(7),
         script_checks,
         query_times: http::QueryTimes::default(),
+        acl_default_policy: "allow".to_owned(),
     });
     let serf = Check { check_id: SERF_HEALTH.into(), status: Health::Passing, ..Check::default() };
     let register = Register { node, skip_node_update: false, service: None, checks: vec![serf] };
