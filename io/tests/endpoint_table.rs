@@ -89,7 +89,8 @@ fn every_api_answer_reports_the_default_acl_policy() {
         let response = client.get(&agent.url(path)).call().ok()?;
         Some(response.headers().get("X-Consul-Default-Acl-Policy").map(|v| v.to_str().unwrap().to_owned()))
     };
-    for (policy, extra) in [("allow", vec![]), ("deny", vec!["-hcl", r#"acl { default_policy = "deny" }"#])] {
+    let deny_and_cors = r#"acl { default_policy = "deny" } http_config { response_headers { "Access-Control-Allow-Origin" = "*" } }"#;
+    for (policy, extra) in [("allow", vec![]), ("deny", vec!["-hcl", deny_and_cors])] {
         let agent = common::DevAgent::start(&format!("policy-{policy}"), &extra);
         common::eventually("the agent answers", Duration::from_secs(30), || {
             policy_at(&agent, "/v1/status/leader")
@@ -99,6 +100,14 @@ fn every_api_answer_reports_the_default_acl_policy() {
         }
         for path in ["/", "/v1/nonsense"] {
             assert_eq!(policy_at(&agent, path), Some(None), "{path}: Consul's index sets no policy");
+        }
+        // `http_config.response_headers` on every answer, the index's too (Consul's setHeaders).
+        for path in ["/", "/v1/status/leader", "/v1/acl/tokens"] {
+            let response = client.get(&agent.url(path)).call().unwrap();
+            let cors =
+                response.headers().get("Access-Control-Allow-Origin").map(|v| v.to_str().unwrap().to_owned());
+            let want = (policy == "deny").then(|| "*".to_owned());
+            assert_eq!(cors, want, "{path}");
         }
     }
 }

@@ -505,7 +505,23 @@ fn build_api(
         },
         query_times: plan.query_times,
         acl_default_policy: files.acl_default_policy.clone().unwrap_or_else(|| "allow".to_owned()),
+        response_headers: response_headers(&files.response_headers),
     }))
+}
+
+/// `http_config.response_headers` as HTTP answers carry them; a name or value HTTP cannot carry
+/// is left out with a warning (Consul starts with it, and Go writes it as it is).
+fn response_headers(
+    configured: &std::collections::BTreeMap<String, String>,
+) -> Vec<(axum::http::HeaderName, axum::http::HeaderValue)> {
+    let valid = |(name, value): (&String, &String)| match (name.parse(), value.parse()) {
+        (Ok(name), Ok(value)) => Some((name, value)),
+        _ => {
+            tracing::warn!(header = %name, "agent: http_config.response_headers: not a valid HTTP header; left out");
+            None
+        }
+    };
+    configured.iter().filter_map(valid).collect()
 }
 
 /// Starts the agent's loops: telemetry, reloads, anti-entropy, checks, and on a server the

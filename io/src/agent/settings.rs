@@ -19,6 +19,7 @@ pub(crate) struct FromFiles {
     pub(crate) skip_leave_on_interrupt: Option<bool>,
     pub(crate) disable_remote_exec: Option<bool>,
     pub(crate) acl_default_policy: Option<String>,
+    pub(crate) response_headers: std::collections::BTreeMap<String, String>,
     pub(crate) raft_multiplier: Option<u8>,
     /// `limits.rpc_client_timeout`, `performance.rpc_hold_timeout`.
     pub(crate) rpc_client_timeout: Option<std::time::Duration>,
@@ -92,6 +93,7 @@ pub(crate) fn apply_config_files(
         skip_leave_on_interrupt: file.skip_leave_on_interrupt,
         disable_remote_exec: file.disable_remote_exec,
         acl_default_policy: file.acl_default_policy,
+        response_headers: file.response_headers,
         raft_multiplier: file.raft_multiplier,
         rpc_client_timeout: file.rpc_client_timeout,
         rpc_hold_timeout: file.rpc_hold_timeout,

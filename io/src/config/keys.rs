@@ -853,7 +853,7 @@ const HTTP_CONFIG: &[Key] = &[
         Status::Guarded { why: "muster does not block HTTP endpoints yet", refuses: non_empty_list },
     ),
     Key::new("max_header_bytes", Kind::Int, DEFAULT_LIMITS).or("1 MiB"),
-    Key::new("response_headers", Kind::StrMap, Status::NotYet("muster adds no configured response headers")),
+    Key::new("response_headers", Kind::StrMap, IMPL),
     Key::new("use_cache", Kind::Bool, NO_CACHE).or("true"),
 ];
 

@@ -183,6 +183,8 @@ pub struct FileConfig {
     /// `acl.default_policy` (or `acl_default_policy`): reported in every answer's
     /// `X-Consul-Default-ACL-Policy`, ACLs on or off, as Consul reports it.
     pub acl_default_policy: Option<String>,
+    /// `http_config.response_headers`: added to every HTTP answer, later files over earlier.
+    pub response_headers: std::collections::BTreeMap<String, String>,
     /// `raft_protocol` (only 3 is spoken).
     pub raft_protocol: Option<u8>,
     /// `auto_reload_config`.
@@ -429,6 +431,7 @@ fn merge(config: &mut FileConfig, file: &Path, map: Map<String, Value>) -> Resul
             "ui" => config.ui = Some(boolean(&key, &value)?),
             "ui_config" => merge_ui_config(config, value)?,
             "acl" => merge_acl(config, value)?,
+            "http_config" => merge_http_config(config, value)?,
             "raft_protocol" => config.raft_protocol = Some(number(&key, &value)?),
             "default_query_time" => config.default_query_time = Some(string(&key, &value)?),
             "max_query_time" => config.max_query_time = Some(string(&key, &value)?),
@@ -535,6 +538,22 @@ fn merge_ui_config(config: &mut FileConfig, value: Value) -> Result<(), ValueErr
                 string(&name, &field_value)?;
             }
             _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// `http_config`: only what muster acts on; the table accepted the rest.
+fn merge_http_config(config: &mut FileConfig, value: Value) -> Result<(), ValueError> {
+    for (field, field_value) in object("http_config", value)? {
+        if field != "response_headers" {
+            continue;
+        }
+        for (name, text) in object("http_config.response_headers", field_value)? {
+            let key = format!("http_config.response_headers.{name}");
+            // A name or value HTTP cannot carry is left out, with a warning, when the agent
+            // starts: Consul starts with it.
+            config.response_headers.insert(name, string(&key, &text)?);
         }
     }
     Ok(())

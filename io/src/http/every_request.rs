@@ -78,9 +78,7 @@ where
             // blocking queries' included, for a path a leader never takes.
             Step::Forwarded(Box::pin(forward(self.api.clone(), self.route.clone(), request)))
         };
-        let policy =
-            HeaderValue::from_str(&self.api.acl_default_policy).unwrap_or(HeaderValue::from_static("allow"));
-        Answering { timing, step, policy }
+        Answering { timing, step, api: Some(self.api.clone()) }
     }
 }
 
@@ -103,8 +101,8 @@ where
     match forward_hop(&api).await {
         Ok(None) => {
             let Ok(route) = route.ready().await;
-            let policy = HeaderValue::from_static("allow"); // The caller's layer sets the header.
-            let answering = Answering { timing: None, step: answer_here(route, request), policy };
+            // The headers every answer carries are added by the layer this came through.
+            let answering = Answering { timing: None, step: answer_here(route, request), api: None };
             let Ok(response) = answering.await;
             response
         }
@@ -118,8 +116,9 @@ pub(super) struct Answering<F> {
     /// `None` once reported, or for a request that is not timed.
     timing: Option<HttpTiming>,
     step: Step<F>,
-    /// The agent's `acl.default_policy`, for the answer's header.
-    policy: HeaderValue,
+    /// For the headers every answer carries; `None` inside a forwarding, whose outer layer
+    /// adds them.
+    api: Option<Arc<Api>>,
 }
 
 enum Step<F> {
@@ -142,7 +141,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        let response = match &mut this.step {
+        let mut response = match &mut this.step {
             Step::Answered(answer) => answer.take().expect("an answered request is polled once more"),
             Step::Forwarded(forwarding) => ready!(forwarding.as_mut().poll(cx)),
             Step::Here { answer, consistency, .. } => {
@@ -151,10 +150,8 @@ where
                 response
             }
         };
-        let mut response = response;
-        // Consul's index (a path no endpoint serves) is outside the wrapper that sets it.
-        if response.extensions().get::<super::Unwrapped>().is_none() {
-            response.headers_mut().insert(DEFAULT_ACL_POLICY, this.policy.clone());
+        if let Some(api) = &this.api {
+            add_agent_headers(api, &mut response);
         }
         // Ends the read's count before the answer goes out, as the request's end.
         this.step = Step::Answered(None);
@@ -162,5 +159,19 @@ where
             timing.finish();
         }
         Poll::Ready(Ok(response))
+    }
+}
+
+/// What Consul's wrapper adds to every answer of its API: the agent's `acl.default_policy`
+/// (not on its index: a path no endpoint serves), and `http_config.response_headers` (its
+/// `setHeaders`, on the index too).
+fn add_agent_headers(api: &Api, response: &mut Response) {
+    if response.extensions().get::<super::Unwrapped>().is_none() {
+        let policy =
+            HeaderValue::from_str(&api.acl_default_policy).unwrap_or(HeaderValue::from_static("allow"));
+        response.headers_mut().insert(DEFAULT_ACL_POLICY, policy);
+    }
+    for (name, value) in &api.response_headers {
+        response.headers_mut().insert(name.clone(), value.clone());
     }
 }

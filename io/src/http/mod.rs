@@ -105,6 +105,8 @@ pub struct Api {
     pub query_times: QueryTimes,
     /// `acl.default_policy`, which every answer reports (`X-Consul-Default-ACL-Policy`).
     pub acl_default_policy: String,
+    /// `http_config.response_headers`, added to every answer (checked when read).
+    pub response_headers: Vec<(axum::http::HeaderName, HeaderValue)>,
 }
 
 /// How long a blocking query waits: `?wait` when given, at most `max`; `default` otherwise

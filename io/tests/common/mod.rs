@@ -149,6 +149,7 @@ async fn start_configured(
         script_checks,
         query_times: http::QueryTimes::default(),
         acl_default_policy: "allow".to_owned(),
+        response_headers: Vec::new(),
     });
     let serf = Check { check_id: SERF_HEALTH.into(), status: Health::Passing, ..Check::default() };
     let register = Register { node, skip_node_update: false, service: None, checks: vec![serf] };
