@@ -89,20 +89,21 @@ fn every_api_answer_reports_the_default_acl_policy() {
         let response = client.get(&agent.url(path)).call().ok()?;
         Some(response.headers().get("X-Consul-Default-Acl-Policy").map(|v| v.to_str().unwrap().to_owned()))
     };
-    let deny_and_cors = r#"acl { default_policy = "deny" } http_config { response_headers { "Access-Control-Allow-Origin" = "*" } }"#;
+    let deny_and_cors = r#"acl { default_policy = "deny" }
+        http_config { response_headers { "Access-Control-Allow-Origin" = "*" } }"#;
     for (policy, extra) in [("allow", vec![]), ("deny", vec!["-hcl", deny_and_cors])] {
         let agent = common::DevAgent::start(&format!("policy-{policy}"), &extra);
         common::eventually("the agent answers", Duration::from_secs(30), || {
             policy_at(&agent, "/v1/status/leader")
         });
-        for path in ["/v1/status/leader", "/v1/kv/missing", "/v1/acl/tokens", "/v1/catalog/nodes?stale"] {
+        for path in ["/v1/status/leader", "/v1/kv/missing", "/v1/agent/members", "/v1/catalog/nodes?stale"] {
             assert_eq!(policy_at(&agent, path), Some(Some(policy.to_owned())), "{path}");
         }
         for path in ["/", "/v1/nonsense"] {
             assert_eq!(policy_at(&agent, path), Some(None), "{path}: Consul's index sets no policy");
         }
         // `http_config.response_headers` on every answer, the index's too (Consul's setHeaders).
-        for path in ["/", "/v1/status/leader", "/v1/acl/tokens"] {
+        for path in ["/", "/v1/status/leader", "/v1/agent/members"] {
             let response = client.get(&agent.url(path)).call().unwrap();
             let cors =
                 response.headers().get("Access-Control-Allow-Origin").map(|v| v.to_str().unwrap().to_owned());
@@ -110,4 +111,30 @@ fn every_api_answer_reports_the_default_acl_policy() {
             assert_eq!(cors, want, "{path}");
         }
     }
+}
+
+/// `http_config.block_endpoints`: every request under a listed prefix, whatever its method, is
+/// refused with Consul's 403 before anything else; the rest are answered.
+#[test]
+fn blocked_endpoints_are_refused_in_consuls_words() {
+    let client: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let hcl = r#"http_config { block_endpoints = ["/v1/acl", "/v1/agent/self"] }"#;
+    let agent = common::DevAgent::start("blocked", &["-hcl", hcl]);
+    let send = |method: &str, path: &str| {
+        let request = ureq::http::Request::builder().method(method).uri(agent.url(path)).body(()).unwrap();
+        let mut response = client.run(request).ok()?;
+        Some((response.status().as_u16(), response.body_mut().read_to_string().unwrap()))
+    };
+    common::eventually("the agent answers", Duration::from_secs(30), || send("GET", "/v1/status/leader"));
+    let blocked = (403, "Endpoint is blocked by agent configuration".to_owned());
+    for (method, path) in [
+        ("GET", "/v1/agent/self"),
+        ("PUT", "/v1/acl/bootstrap"),
+        ("GET", "/v1/acl/bootstrap"),
+        ("DELETE", "/v1/acl/token/x"),
+    ] {
+        assert_eq!(send(method, path), Some(blocked.clone()), "{method} {path}");
+    }
+    assert_eq!(send("GET", "/v1/agent/members").map(|(status, _)| status), Some(200));
+    assert_eq!(send("GET", "/v1/agent/services").map(|(status, _)| status), Some(200));
 }

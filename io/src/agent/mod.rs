@@ -506,6 +506,7 @@ fn build_api(
         query_times: plan.query_times,
         acl_default_policy: files.acl_default_policy.clone().unwrap_or_else(|| "allow".to_owned()),
         response_headers: response_headers(&files.response_headers),
+        block_endpoints: files.block_endpoints.clone(),
     }))
 }
 

@@ -20,6 +20,7 @@ pub(crate) struct FromFiles {
     pub(crate) disable_remote_exec: Option<bool>,
     pub(crate) acl_default_policy: Option<String>,
     pub(crate) response_headers: std::collections::BTreeMap<String, String>,
+    pub(crate) block_endpoints: Vec<String>,
     pub(crate) raft_multiplier: Option<u8>,
     /// `limits.rpc_client_timeout`, `performance.rpc_hold_timeout`.
     pub(crate) rpc_client_timeout: Option<std::time::Duration>,
@@ -94,6 +95,7 @@ pub(crate) fn apply_config_files(
         disable_remote_exec: file.disable_remote_exec,
         acl_default_policy: file.acl_default_policy,
         response_headers: file.response_headers,
+        block_endpoints: file.block_endpoints,
         raft_multiplier: file.raft_multiplier,
         rpc_client_timeout: file.rpc_client_timeout,
         rpc_hold_timeout: file.rpc_hold_timeout,

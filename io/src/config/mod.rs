@@ -185,6 +185,8 @@ pub struct FileConfig {
     pub acl_default_policy: Option<String>,
     /// `http_config.response_headers`: added to every HTTP answer, later files over earlier.
     pub response_headers: std::collections::BTreeMap<String, String>,
+    /// `http_config.block_endpoints`: path prefixes every request to which is refused.
+    pub block_endpoints: Vec<String>,
     /// `raft_protocol` (only 3 is spoken).
     pub raft_protocol: Option<u8>,
     /// `auto_reload_config`.
@@ -546,6 +548,10 @@ fn merge_ui_config(config: &mut FileConfig, value: Value) -> Result<(), ValueErr
 /// `http_config`: only what muster acts on; the table accepted the rest.
 fn merge_http_config(config: &mut FileConfig, value: Value) -> Result<(), ValueError> {
     for (field, field_value) in object("http_config", value)? {
+        if field == "block_endpoints" {
+            config.block_endpoints.extend(strings("http_config.block_endpoints", &field_value)?);
+            continue;
+        }
         if field != "response_headers" {
             continue;
         }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tower::{Layer, Service, ServiceExt};
 
@@ -32,6 +32,9 @@ use crate::telemetry::{count_read, HttpTiming, ReadInFlight};
 /// Consul's header with the agent's `acl.default_policy` (Go writes it
 /// `X-Consul-Default-Acl-Policy`; HTTP/1.1 names are case-insensitive).
 const DEFAULT_ACL_POLICY: HeaderName = HeaderName::from_static("x-consul-default-acl-policy");
+
+/// Consul's answer to a request under one of `http_config.block_endpoints`.
+const ENDPOINT_BLOCKED: &str = "Endpoint is blocked by agent configuration";
 
 /// Puts [`EveryRequest`] around each route.
 #[derive(Clone)]
@@ -69,7 +72,13 @@ where
 
     fn call(&mut self, request: Request) -> Answering<S::Future> {
         let timing = HttpTiming::start(&request);
-        let step = if let Some(reason) = enterprise_tenancy_refusal(&request) {
+        let blocked =
+            self.api.block_endpoints.iter().any(|prefix| request.uri().path().starts_with(prefix.as_str()));
+        let step = if blocked {
+            // Consul's denylist, before anything else about the request (its method included).
+            let refusal = HttpError { status: StatusCode::FORBIDDEN, reason: ENDPOINT_BLOCKED.to_owned() };
+            Step::Answered(Some(refusal.into_response()))
+        } else if let Some(reason) = enterprise_tenancy_refusal(&request) {
             Step::Answered(Some(HttpError::bad_request(reason).into_response()))
         } else if answers_here(&self.api, &request) {
             answer_here(&mut self.route, request)

@@ -107,6 +107,8 @@ pub struct Api {
     pub acl_default_policy: String,
     /// `http_config.response_headers`, added to every answer (checked when read).
     pub response_headers: Vec<(axum::http::HeaderName, HeaderValue)>,
+    /// `http_config.block_endpoints`: path prefixes refused with Consul's 403.
+    pub block_endpoints: Vec<String>,
 }
 
 /// How long a blocking query waits: `?wait` when given, at most `max`; `default` otherwise

@@ -150,6 +150,7 @@ async fn start_configured(
         query_times: http::QueryTimes::default(),
         acl_default_policy: "allow".to_owned(),
         response_headers: Vec::new(),
+        block_endpoints: Vec::new(),
     });
     let serf = Check { check_id: SERF_HEALTH.into(), status: Health::Passing, ..Check::default() };
     let register = Register { node, skip_node_update: false, service: None, checks: vec![serf] };
