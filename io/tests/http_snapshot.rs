@@ -246,7 +246,7 @@ async fn damaged_or_oversized_archives_are_refused_and_change_nothing() {
             "a state that is not a muster snapshot",
             not_ours,
             400,
-            "failed to restore snapshot: not a muster state snapshot of version 3 to 5".into(),
+            "failed to restore snapshot: not a muster state snapshot of version 3 to 6".into(),
         ),
         ("the gzip trailer cut off", trailer_cut, 400, "failed to decompress snapshot: unexpected EOF".into()),
         (
