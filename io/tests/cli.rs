@@ -18,6 +18,8 @@ struct Agent {
     child: Child,
     log: PathBuf,
     http: String,
+    /// Its gossip port, which tells it from another agent answering on its HTTP port.
+    lan: u16,
     dir: Option<PathBuf>,
 }
 
@@ -44,16 +46,30 @@ fn test_dir(name: &str) -> PathBuf {
 }
 
 /// A dev agent in a fresh directory of its own, once it leads.
+///
+/// Another process may bind one of its ports between [`free_port`]'s check and the agent's
+/// bind, and then answer its requests; an agent that exits before it leads is started again on
+/// other ports.
 fn ready_agent(name: &str) -> Agent {
-    let dir = test_dir(name);
-    let mut agent = start_agent(&dir);
-    agent.dir = Some(dir);
-    eventually("the dev agent leads", Duration::from_secs(30), || {
-        let run = muster(&agent, &["operator", "raft", "list-peers"]);
-        (run.code == 0 && run.stdout.contains("leader")).then_some(())
-    });
-    await_serf_health(&agent);
-    agent
+    const ATTEMPTS: usize = 5;
+    for _ in 0..ATTEMPTS {
+        let dir = test_dir(name);
+        let mut agent = start_agent(&dir);
+        agent.dir = Some(dir);
+        let led = eventually("the dev agent leads", Duration::from_secs(30), || {
+            if agent.child.try_wait().unwrap().is_some() {
+                return Some(false);
+            }
+            let run = muster(&agent, &["operator", "raft", "list-peers"]);
+            let leads = run.code == 0 && run.stdout.contains("leader");
+            (leads && http_get(&agent, "/v1/agent/self")["Member"]["Port"] == agent.lan).then_some(true)
+        });
+        if led {
+            await_serf_health(&agent);
+            return agent;
+        }
+    }
+    panic!("the dev agent exited before it led, {ATTEMPTS} times (ports taken?)");
 }
 
 /// Waits until the leader has registered the agent's `serfHealth` check, which a session
@@ -85,7 +101,7 @@ fn start_agent_with(dir: &Path, extra: &[&str]) -> Agent {
         .stderr(Stdio::from(std::fs::File::options().append(true).open(&log).unwrap()))
         .spawn()
         .expect("the binary starts");
-    Agent { child, log, http: format!("127.0.0.1:{http}"), dir: None }
+    Agent { child, log, http: format!("127.0.0.1:{http}"), lan, dir: None }
 }
 
 /// What a command printed and how it exited.
@@ -649,7 +665,7 @@ fn keys_rotate_with_keyring_and_survive_a_restart() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        Agent { child, log, http: format!("127.0.0.1:{http}"), dir: None }
+        Agent { child, log, http: format!("127.0.0.1:{http}"), lan, dir: None }
     };
     let listed = |agent: &Agent| {
         let run = muster(agent, &["keyring", "-list"]);
@@ -967,7 +983,7 @@ fn retry_join_takes_a_dns_name() {
         .spawn()
         .unwrap();
     let server_agent =
-        Agent { child: server_agent, log, http: format!("127.0.0.1:{http}"), dir: Some(dir.clone()) };
+        Agent { child: server_agent, log, http: format!("127.0.0.1:{http}"), lan, dir: Some(dir.clone()) };
     let (client_lan, client_http) = (free_port(), free_port());
     let client_log = dir.join("client.log");
     let client = Command::new(env!("CARGO_BIN_EXE_muster"))
@@ -982,8 +998,13 @@ fn retry_join_takes_a_dns_name() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let _client =
-        Agent { child: client, log: client_log, http: format!("127.0.0.1:{client_http}"), dir: None };
+    let _client = Agent {
+        child: client,
+        log: client_log,
+        http: format!("127.0.0.1:{client_http}"),
+        lan: client_lan,
+        dir: None,
+    };
     eventually("the client joined through the name", Duration::from_secs(20), || {
         let run = muster(&server_agent, &["members"]);
         (run.stdout.contains("named-client") && run.stdout.contains("alive   client")).then_some(())

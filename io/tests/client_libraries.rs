@@ -2,52 +2,11 @@
 //! and the `consul` npm package. Each needs its library installed (`.ci/run` installs them);
 //! without it the test says so and skips, except in CI, where a missing library is a failure.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 mod common;
-use common::free_port;
-
-struct Agent(Child);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A dev agent on free ports; returns it with its HTTP port once its API has a leader.
-fn dev_agent() -> (Agent, u16) {
-    let (http, server, lan, wan) = (free_port(), free_port(), free_port(), free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_muster"))
-        .args(["agent", "-dev", "-node=client-test", "-dns-port=-1"])
-        .args([
-            format!("-http-port={http}"),
-            format!("-server-port={server}"),
-            format!("-serf-lan-port={lan}"),
-            format!("-serf-wan-port={wan}"),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the binary starts");
-    let agent = Agent(child);
-    let api: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-    for _ in 0..600 {
-        let ready = api
-            .get(format!("http://127.0.0.1:{http}/v1/catalog/services"))
-            .call()
-            .ok()
-            .and_then(|mut r| r.body_mut().read_to_string().ok())
-            .is_some_and(|body| body.contains("consul"));
-        if ready {
-            return (agent, http);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("the dev agent did not register itself within 30 s");
-}
+use common::dev_agent;
 
 /// Whether `python3` can import `module`; outside CI a missing one skips the test.
 fn python_has(module: &str) -> bool {
@@ -70,7 +29,7 @@ fn py_consul_works_unmodified() {
     if !python_has("consul") {
         return;
     }
-    let (_agent, http) = dev_agent();
+    let (_agent, http) = dev_agent(&[]);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/py_consul.py");
     let output = Command::new("python3").arg(script).arg(http.to_string()).output().expect("python3 runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -103,7 +62,7 @@ fn the_node_consul_package_works_unmodified() {
     if !node_has_consul() {
         return;
     }
-    let (_agent, http) = dev_agent();
+    let (_agent, http) = dev_agent(&[]);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/node_consul.js");
     let output = Command::new("node")
         .arg(script)
@@ -119,12 +78,12 @@ fn the_node_consul_package_works_unmodified() {
 
 #[test]
 fn a_leave_over_http_stops_the_agent() {
-    let (mut agent, http) = dev_agent();
+    let (mut agent, http) = dev_agent(&[]);
     let api: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let response = api.put(format!("http://127.0.0.1:{http}/v1/agent/leave")).send_empty().unwrap();
     assert_eq!(response.status(), 200);
     for _ in 0..200 {
-        if let Some(status) = agent.0.try_wait().unwrap() {
+        if let Some(status) = agent.child.try_wait().unwrap() {
             assert!(status.success(), "a graceful leave exits 0: {status}");
             return;
         }

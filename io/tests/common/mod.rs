@@ -151,6 +151,7 @@ async fn start_configured(
         acl_default_policy: "allow".to_owned(),
         response_headers: Vec::new(),
         block_endpoints: Vec::new(),
+        acl: None,
     });
     let serf = Check { check_id: SERF_HEALTH.into(), status: Health::Passing, ..Check::default() };
     let register = Register { node, skip_node_update: false, service: None, checks: vec![serf] };
@@ -252,7 +253,8 @@ pub fn stand_in_recursor() -> u16 {
 
 /// A `muster agent -dev` process on free ports, killed when dropped; its output is dropped.
 pub struct DevAgent {
-    child: std::process::Child,
+    /// The process.
+    pub child: std::process::Child,
     /// Its HTTP port.
     pub http_port: u16,
 }
@@ -284,4 +286,73 @@ impl Drop for DevAgent {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `muster agent -dev` with `extra` arguments on free ports; returns it with its HTTP port once
+/// its API has a leader and has registered the agent's node.
+///
+/// Another process may bind one of the ports between [`free_port`]'s check and the agent's bind
+/// (a second test run on the same machine did, and its agent answered this test's requests). So
+/// the agent counts as up only when the agent answering is this one (its gossip port is the one
+/// it was given), and one that exits before that is started again on other ports.
+pub fn dev_agent(extra: &[&str]) -> (DevAgent, u16) {
+    const ATTEMPTS: usize = 5;
+    for _ in 0..ATTEMPTS {
+        let (http, server, lan, wan) = (free_port(), free_port(), free_port(), free_port());
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_muster"))
+            .args(["agent", "-dev", "-node=client-test", "-dns-port=-1"])
+            .args([
+                format!("-http-port={http}"),
+                format!("-server-port={server}"),
+                format!("-serf-lan-port={lan}"),
+                format!("-serf-wan-port={wan}"),
+            ])
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the binary starts");
+        let mut agent = DevAgent { child, http_port: http };
+        if await_own_agent(&mut agent, http, lan) {
+            return (agent, http);
+        }
+    }
+    panic!("the dev agent exited before it answered, {ATTEMPTS} times (ports taken?)");
+}
+
+/// Waits until `agent` answers on `http` with a leader and its own node registered; false if it
+/// exited first (as it does when another process holds one of its ports, and that process may
+/// answer on `http` meanwhile). Needs no ACL token: it asks `/v1/status/leader` and, once that
+/// names a leader, checks the gossip port through `/v1/agent/self` when it may.
+fn await_own_agent(agent: &mut DevAgent, http: u16, lan: u16) -> bool {
+    let api: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let get = |path: &str| {
+        let mut response = api.get(format!("http://127.0.0.1:{http}{path}")).call().ok()?;
+        let status = response.status().as_u16();
+        Some((status, response.body_mut().read_to_string().ok()?))
+    };
+    for _ in 0..600 {
+        if agent.child.try_wait().expect("the agent's status").is_some() {
+            return false;
+        }
+        let leads = get("/v1/status/leader").is_some_and(|(status, body)| status == 200 && body.len() > 2);
+        let registered = get("/v1/catalog/services");
+        let this = get("/v1/agent/self");
+        match (leads, registered, this) {
+            // ACLs on, no token: the answering agent cannot be told apart; its process is ours
+            // if it still runs once its leader is known.
+            (true, Some((403, _)), _) => {
+                return agent.child.try_wait().expect("the agent's status").is_none()
+            }
+            (true, Some((200, services)), Some((200, this))) if services.contains("consul") => {
+                let this: serde_json::Value = serde_json::from_str(&this).unwrap_or_default();
+                if this["Member"]["Port"] == lan {
+                    return true;
+                }
+            }
+            _ => {}
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("the dev agent did not register itself within 30 s");
 }
