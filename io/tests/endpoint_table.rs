@@ -56,7 +56,8 @@ fn the_agent_serves_what_the_endpoint_table_says_and_nothing_else() {
         (response.status().as_u16(), response.body_mut().read_to_string().unwrap())
     };
     let mut asked = 0;
-    for endpoint in ENDPOINTS.iter().filter(|endpoint| endpoint.status == muster::http::endpoints::ACL) {
+    let acl = [muster::http::endpoints::ACL, muster::http::endpoints::ACL_SERVED];
+    for endpoint in ENDPOINTS.iter().filter(|endpoint| acl.contains(&endpoint.status)) {
         let paths = match endpoint.path.ends_with('/') {
             true => vec![
                 format!("{}web", endpoint.path),

@@ -470,6 +470,7 @@ fn build_api(
     // One pool of RPC connections: a server's consensus forwards writes to the leader on it,
     // the HTTP API the requests it sends on.
     let rpc = Arc::new(muster::rpc::Pool::default());
+    let acl = acl_settings(files, server.is_some())?;
     Ok(Arc::new(http::Api {
         consensus: server.map(|(handle, store, _)| http::Consensus {
             store: store.clone(),
@@ -507,6 +508,33 @@ fn build_api(
         acl_default_policy: files.acl_default_policy.clone().unwrap_or_else(|| "allow".to_owned()),
         response_headers: response_headers(&files.response_headers),
         block_endpoints: files.block_endpoints.clone(),
+        acl,
+    }))
+}
+
+/// The `acl` block, when ACLs are on. A client agent refuses them: it answers its agent
+/// endpoints itself and cannot resolve tokens without the servers yet, so it would either
+/// answer everyone or no one.
+fn acl_settings(files: &FromFiles, server: bool) -> Result<Option<http::AclSettings>, AgentError> {
+    if !files.acl_enabled {
+        return Ok(None);
+    }
+    if !server {
+        return Err(
+            "acl.enabled: muster enforces ACLs on servers only yet; a client agent would answer its \
+                    agent endpoints to every token, which is less secure than this configuration asks"
+                .to_owned()
+                .into(),
+        );
+    }
+    let policy = files.acl_default_policy.as_deref().unwrap_or("allow");
+    let default_policy = muster_core::acl::DefaultPolicy::parse(policy).ok_or_else(|| {
+        format!("acl.default_policy: invalid value {policy:?}: must be \"allow\" or \"deny\"")
+    })?;
+    Ok(Some(http::AclSettings {
+        default_policy,
+        default_token: files.acl_default_token.clone().unwrap_or_default(),
+        initial_management: files.acl_initial_management.clone(),
     }))
 }
 

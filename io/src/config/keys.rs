@@ -573,7 +573,7 @@ pub static CHECK_FIELDS: &[Key] = &[
 /// The status of a block: what muster does is said by its keys.
 const CONTAINER: Status = Status::Implemented;
 const IMPL: Status = Status::Implemented;
-const NO_ACL: Status = Status::NotYet("muster has no ACL system yet");
+const NO_ACL: Status = Status::NotYet("muster does not act on this ACL setting yet");
 const NO_TLS: Status = Status::NotYet("muster has no TLS on its APIs or RPC yet");
 const NO_MESH: Status = Status::NotYet("muster has no service mesh (Connect) yet");
 const NO_UI: Status = Status::NotYet("muster has no web UI yet");
@@ -597,20 +597,12 @@ const NO_RPC_TUNING: Status = Status::NotYet("muster's RPC runs with its own fix
 const NO_GRPC: Status = Status::NotYet("muster serves no gRPC or HTTPS API yet");
 
 const ACL: &[Key] = &[
-    Key::new("default_policy", Kind::Str, NO_ACL).or("allow"),
+    Key::new("default_policy", Kind::Str, IMPL).or("allow"),
     Key::new("down_policy", Kind::Str, NO_ACL).or("extend-cache"),
     Key::new("enable_key_list_policy", Kind::Bool, NO_ACL).or("false"),
     Key::new("enable_token_persistence", Kind::Bool, NO_ACL).or("false"),
     Key::new("enable_token_replication", Kind::Bool, NO_ACL).go("tokenreplication").or("false"),
-    Key::new(
-        "enabled",
-        Kind::Bool,
-        Status::Guarded {
-            why: "muster has no ACL system yet, so every request would be allowed",
-            refuses: is_true,
-        },
-    )
-    .or("false"),
+    Key::new("enabled", Kind::Bool, IMPL).or("false"),
     Key::new("msp_disable_bootstrap", Kind::Bool, Status::Enterprise),
     Key::new("policy_ttl", Kind::Duration, NO_ACL).or("30s"),
     Key::new("role_ttl", Kind::Duration, NO_ACL).or("30s"),
@@ -623,9 +615,9 @@ const ACL_TOKENS: &[Key] = &[
     Key::new("agent_master", Kind::Str, Status::Deprecated { new: "acl.tokens.agent_recovery" }),
     Key::new("agent_recovery", Kind::Str, NO_ACL),
     Key::new("config_file_service_registration", Kind::Str, NO_ACL).go("configfileregistration"),
-    Key::new("default", Kind::Str, NO_ACL),
+    Key::new("default", Kind::Str, IMPL),
     Key::new("dns", Kind::Str, NO_ACL),
-    Key::new("initial_management", Kind::Str, NO_ACL),
+    Key::new("initial_management", Kind::Str, IMPL),
     Key::new("managed_service_provider", Kind::BlockList(MSP_TOKEN), Status::Enterprise),
     Key::new("master", Kind::Str, Status::Deprecated { new: "acl.tokens.initial_management" }),
     Key::new("replication", Kind::Str, NO_ACL),
@@ -1999,8 +1991,6 @@ mod tests {
     fn sample_block(table: &'static [Key], depth: usize) -> Value {
         let map = table
             .iter()
-            // It implies `acl.enabled = true`, which muster refuses (see the guarded test).
-            .filter(|key| key.name != "acl_datacenter")
             .filter_map(|key| sample(key, depth).map(|value| (key.name.to_owned(), value)))
             .collect();
         Value::Object(map)
@@ -2461,7 +2451,7 @@ mod tests {
             "\"read_replica (or the deprecated non_voting_server)\" is a Consul Enterprise configuration and will have no effect",
             "The 'acl.tokens.master' field is deprecated. Use the 'acl.tokens.initial_management' field instead.",
             "The 'start_join' field is deprecated. Use the 'retry_join' field instead.",
-            "acl.tokens.agent: accepted, but muster does not act on it yet: muster has no ACL system yet",
+            "acl.tokens.agent: accepted, but muster does not act on it yet: muster does not act on this ACL setting yet",
             "watches: accepted, but muster does not act on it yet: muster runs no watch handlers from its configuration",
         ];
         for warning in expected {
@@ -2642,26 +2632,15 @@ mod tests {
 
     #[test]
     fn guarded_keys_refuse_what_muster_cannot_protect_and_accept_the_rest() {
-        let refused = errors(json!({"acl": {"enabled": true}}));
-        assert_eq!(
-            refused,
-            ["acl.enabled: muster has no ACL system yet, so every request would be allowed; muster will not run less secure than this configuration asks"]
-        );
         let accepted =
-            passes(json!({"acl": {"enabled": false}, "http_config": {"allow_write_http_from": []}}));
-        // Consul's default asks for nothing: no warning. Another harmless value draws one.
+            passes(json!({"acl": {"enabled": true}, "http_config": {"allow_write_http_from": []}}));
         assert!(!accepted.warnings.iter().any(|w| w.starts_with("acl.enabled")), "{:?}", accepted.warnings);
-        let warned = passes(
-            json!({"http_config": {"allow_write_http_from": []}, "acl": {"enabled": false, "default_policy": "deny"}}),
-        );
+        let warned =
+            passes(json!({"http_config": {"allow_write_http_from": []}, "acl": {"down_policy": "deny"}}));
         assert!(warned
             .warnings
             .iter()
-            .any(|w| w.starts_with("acl.default_policy: accepted, but muster does not act on it yet")));
-        // What an old key implies is guarded too: `acl_datacenter` turned ACLs on.
-        let implied = errors(json!({"acl_datacenter": "dc1"}));
-        assert_eq!(implied.len(), 1);
-        assert!(implied[0].starts_with("acl.enabled: muster has no ACL system yet"), "{implied:?}");
+            .any(|w| w.starts_with("acl.down_policy: accepted, but muster does not act on it yet")));
         let deprecated_tls = errors(json!({"verify_incoming": true, "verify_server_hostname": true}));
         assert_eq!(deprecated_tls.len(), 2, "{deprecated_tls:?}");
         assert!(deprecated_tls[0].starts_with("tls.defaults.verify_incoming: "));
@@ -2703,7 +2682,7 @@ mod tests {
             checked.warnings,
             [
                 "telemetry.circonus_api_token: accepted, but muster does not act on it yet: muster sends no metrics to Circonus, and keeps the other telemetry settings at their defaults",
-                "services[].token: accepted, but muster does not act on it yet: muster has no ACL system yet",
+                "services[].token: accepted, but muster does not act on it yet: muster does not act on this ACL setting yet",
                 "\"partition\" is a Consul Enterprise configuration and will have no effect",
             ],
             "once per key, not per service; an empty segment draws no warning, as in Consul"

@@ -183,6 +183,12 @@ pub struct FileConfig {
     /// `acl.default_policy` (or `acl_default_policy`): reported in every answer's
     /// `X-Consul-Default-ACL-Policy`, ACLs on or off, as Consul reports it.
     pub acl_default_policy: Option<String>,
+    /// `acl.enabled` (or an old key that implies it).
+    pub acl_enabled: Option<bool>,
+    /// `acl.tokens.initial_management` (or `acl_master_token`, `acl.tokens.master`).
+    pub acl_initial_management: Option<String>,
+    /// `acl.tokens.default` (or `acl_token`).
+    pub acl_default_token: Option<String>,
     /// `http_config.response_headers`: added to every HTTP answer, later files over earlier.
     pub response_headers: std::collections::BTreeMap<String, String>,
     /// `http_config.block_endpoints`: path prefixes every request to which is refused.
@@ -565,11 +571,25 @@ fn merge_http_config(config: &mut FileConfig, value: Value) -> Result<(), ValueE
     Ok(())
 }
 
-/// `acl`: only what muster acts on (the table refuses `enabled` and warns of the rest).
+/// `acl`: only what muster acts on (the table warns of the rest).
 fn merge_acl(config: &mut FileConfig, value: Value) -> Result<(), ValueError> {
     for (field, field_value) in object("acl", value)? {
-        if field == "default_policy" {
-            config.acl_default_policy = Some(string("acl.default_policy", &field_value)?);
+        match field.as_str() {
+            "default_policy" => config.acl_default_policy = Some(string("acl.default_policy", &field_value)?),
+            "enabled" => config.acl_enabled = Some(boolean("acl.enabled", &field_value)?),
+            "tokens" => {
+                for (name, token) in object("acl.tokens", field_value)? {
+                    match name.as_str() {
+                        "initial_management" => {
+                            config.acl_initial_management =
+                                Some(string("acl.tokens.initial_management", &token)?);
+                        }
+                        "default" => config.acl_default_token = Some(string("acl.tokens.default", &token)?),
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
         }
     }
     Ok(())

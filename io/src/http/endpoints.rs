@@ -59,21 +59,27 @@ use Status::{Enterprise, Mesh, Served};
 
 /// The ACL endpoints: answered as Consul answers them with ACLs off (`http/acl.rs`).
 pub const ACL: Status = Status::Partial(
-    "answers `401 ACL support disabled`, as Consul with ACLs off: the ACL system is issue 24",
+    "answers `401 ACL support disabled` with ACLs off, as Consul; with them on, 501 until roles, auth \
+     methods, binding rules, templated policies, login and replication exist (issue 24)",
+);
+/// The ACL endpoints served with ACLs on (`http/acl/`): the bootstrap, tokens and policies.
+pub const ACL_SERVED: Status = Status::Partial(
+    "served with ACLs on (`acl { enabled = true }`), on servers; `401 ACL support disabled` with them \
+     off, as Consul",
 );
 const DCS: Status = Status::Later(25, "multiple datacenters, coordinates and prepared queries");
 const UI: Status = Status::Later(26, "the web UI");
 
 /// Consul 1.20's endpoints, in the order of its `http_register.go`, then Enterprise's.
 pub const ENDPOINTS: &[Endpoint] = &[
-    at("/v1/acl/bootstrap", PUT, ACL),
+    at("/v1/acl/bootstrap", PUT, ACL_SERVED),
     at("/v1/acl/login", POST, ACL),
     at("/v1/acl/logout", POST, ACL),
     at("/v1/acl/replication", GET, ACL),
-    at("/v1/acl/policies", GET, ACL),
-    at("/v1/acl/policy", PUT, ACL),
-    at("/v1/acl/policy/", CRUD, ACL),
-    at("/v1/acl/policy/name/", GET, ACL),
+    at("/v1/acl/policies", GET, ACL_SERVED),
+    at("/v1/acl/policy", PUT, ACL_SERVED),
+    at("/v1/acl/policy/", CRUD, ACL_SERVED),
+    at("/v1/acl/policy/name/", GET, ACL_SERVED),
     at("/v1/acl/roles", GET, ACL),
     at("/v1/acl/role", PUT, ACL),
     at("/v1/acl/role/name/", GET, ACL),
@@ -84,10 +90,10 @@ pub const ENDPOINTS: &[Endpoint] = &[
     at("/v1/acl/auth-methods", GET, ACL),
     at("/v1/acl/auth-method", PUT, ACL),
     at("/v1/acl/auth-method/", CRUD, ACL),
-    at("/v1/acl/tokens", GET, ACL),
-    at("/v1/acl/token", PUT, ACL),
-    at("/v1/acl/token/self", GET, ACL),
-    at("/v1/acl/token/", CRUD, ACL),
+    at("/v1/acl/tokens", GET, ACL_SERVED),
+    at("/v1/acl/token", PUT, ACL_SERVED),
+    at("/v1/acl/token/self", GET, ACL_SERVED),
+    at("/v1/acl/token/", CRUD, ACL_SERVED),
     at("/v1/acl/templated-policies", GET, ACL),
     at("/v1/acl/templated-policy/name/", GET, ACL),
     at("/v1/acl/templated-policy/preview/", POST, ACL),

@@ -81,7 +81,7 @@ where
         } else if let Some(reason) = enterprise_tenancy_refusal(&request) {
             Step::Answered(Some(HttpError::bad_request(reason).into_response()))
         } else if answers_here(&self.api, &request) {
-            answer_here(&mut self.route, request)
+            answer_here(&self.api, &mut self.route, request)
         } else {
             // Boxed: held inline, the forwarding futures would size every request's future,
             // blocking queries' included, for a path a leader never takes.
@@ -91,8 +91,12 @@ where
     }
 }
 
-/// The request answered by the route here, counted as a read where it is one.
-fn answer_here<S: Service<Request>>(route: &mut S, request: Request) -> Step<S::Future> {
+/// The request answered by the route here, counted as a read where it is one, once its token
+/// allows it ([`super::acl::gate`]).
+fn answer_here<S: Service<Request>>(api: &Api, route: &mut S, mut request: Request) -> Step<S::Future> {
+    if let Err(refusal) = super::acl::gate(api, &mut request) {
+        return Step::Answered(Some(refusal.into_response()));
+    }
     let consistency = Consistency::of(&Query::parse(request.uri().query()));
     let in_flight = count_read(&request);
     Step::Here { answer: route.call(request), consistency, _in_flight: in_flight }
@@ -111,7 +115,7 @@ where
         Ok(None) => {
             let Ok(route) = route.ready().await;
             // The headers every answer carries are added by the layer this came through.
-            let answering = Answering { timing: None, step: answer_here(route, request), api: None };
+            let answering = Answering { timing: None, step: answer_here(&api, route, request), api: None };
             let Ok(response) = answering.await;
             response
         }

@@ -46,6 +46,7 @@ use tokio::net::TcpListener;
 
 use crate::consensus::{jitter, random_u64};
 
+pub use self::acl::{AclSettings, Caller};
 pub use self::agent::{
     apply_definitions, check_definition, definitions, reload, service_definition, ConfigFiles,
     DefinitionError, Definitions,
@@ -109,6 +110,8 @@ pub struct Api {
     pub response_headers: Vec<(axum::http::HeaderName, HeaderValue)>,
     /// `http_config.block_endpoints`: path prefixes refused with Consul's 403.
     pub block_endpoints: Vec<String>,
+    /// The `acl` block when ACLs are on; `None` when off.
+    pub acl: Option<AclSettings>,
 }
 
 /// How long a blocking query waits: `?wait` when given, at most `max`; `default` otherwise

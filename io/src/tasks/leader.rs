@@ -122,6 +122,9 @@ pub async fn run_leader_duties(api: Arc<Api>) {
         );
         // A new term starts a new autopilot: learners stabilize again under this leader.
         let mut autopilot = Autopilot::new(stored_autopilot_config(&api, consensus).await);
+        if let Err(error) = crate::http::acl::initialize_acls(&api).await {
+            tracing::warn!(reason = %error.reason, "agent.server.acl: initializing ACLs failed");
+        }
         let mut reconciled_at = tokio::time::Instant::now();
         reconcile_once(&api).await;
         while api.leads() {

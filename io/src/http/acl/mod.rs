@@ -1,0 +1,278 @@
+//! Consul's ACL system over HTTP: which token a request carries and what it may do
+//! ([`gate`], run for every request a server answers), and the `/v1/acl/*` endpoints
+//! (`../shared/reference/consul-wave2.md` §1; consul `agent/acl_endpoint.go`, `agent/http.go`).
+//!
+//! With ACLs off (`acl.enabled = false`, Consul's default) every ACL endpoint answers
+//! `401 ACL support disabled`, whatever its argument (`checkACLDisabled`, before anything is
+//! read), and a method it does not serve 405 first, as Consul's router refuses it. Client
+//! libraries and tools read that answer to tell "ACLs are off" from "this token may not".
+//!
+//! With ACLs on, the bootstrap, tokens and policies are served as Consul serves them; roles,
+//! auth methods, binding rules, templated policies, login and replication answer 501 until they
+//! exist. Enforcement is per endpoint where an endpoint checks its own permissions (the ACL
+//! endpoints); every other endpoint, until it has its own checks, asks of the caller every
+//! permission outside `acl` ([`Caller::may_do_everything`]): stricter than Consul (a token that
+//! may write `app/` cannot write `app/x` yet), never looser. Requests the agent makes of itself
+//! (anti-entropy, the leader's reconciliation) do not pass through HTTP and are not checked.
+//!
+//! ACLs are on only on servers (and `-dev`): a client agent answers agent endpoints itself and
+//! would need the servers to resolve tokens, so one configured with ACLs refuses to start.
+
+mod policies;
+mod tokens;
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, MethodRouter};
+use axum::Router;
+use muster_core::acl::{Authorizer, DefaultPolicy, Permission, PermissionDenied};
+use muster_core::fsm::{CommandError, ResolveError};
+
+use super::endpoints::{Endpoint, ACL, ACL_SERVED, ENDPOINTS};
+use super::{Api, HttpError, Query};
+use crate::consensus::ConsensusError;
+
+pub(crate) use tokens::initialize_acls;
+
+/// Consul's words for a request to an ACL endpoint while ACLs are off.
+pub const ACL_DISABLED: &str = "ACL support disabled";
+
+/// The most bytes an ACL request body may have (a policy's rules text is the largest part).
+const BODY_BYTES_MAX: usize = 512 * 1024;
+
+/// The agent's `acl` block, when ACLs are on.
+#[derive(Debug, Clone)]
+pub struct AclSettings {
+    /// `acl.default_policy`: what no rule decides.
+    pub default_policy: DefaultPolicy,
+    /// `acl.tokens.default`: the token of a request that carries none (else the anonymous one).
+    pub default_token: String,
+    /// `acl.tokens.initial_management`: the SecretID of a management token the leader creates.
+    pub initial_management: Option<String>,
+}
+
+/// Who made a request, once its token resolved: put in the request's extensions by [`gate`].
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The token's AccessorID (the anonymous token's when the request carried none).
+    pub accessor_id: String,
+    /// What the token may do.
+    pub authorizer: Authorizer,
+}
+
+impl Caller {
+    /// The check, as Consul's 403.
+    pub fn check(&self, permission: Permission<'_>) -> Result<(), HttpError> {
+        self.authorizer.check(permission, &self.accessor_id).map_err(denied)
+    }
+
+    /// Whether the caller holds every permission outside `acl`: what an endpoint without its
+    /// own checks asks (see the module's note). `Err` names the first one missing.
+    pub fn may_do_everything(&self) -> Result<(), HttpError> {
+        const EVERYTHING: [Permission<'static>; 11] = [
+            Permission::OperatorWrite,
+            Permission::KeyWritePrefix(""),
+            Permission::NodeWrite(""),
+            Permission::NodeReadAll,
+            Permission::ServiceWrite(""),
+            Permission::ServiceReadAll,
+            Permission::SessionWrite(""),
+            Permission::AgentWrite(""),
+            Permission::EventWrite(""),
+            Permission::QueryWrite(""),
+            Permission::KeyringWrite,
+        ];
+        EVERYTHING.into_iter().try_for_each(|permission| self.check(permission))
+    }
+}
+
+/// A permission denial as Consul sends it: 403 and the text.
+pub fn denied(denial: PermissionDenied) -> HttpError {
+    HttpError { status: StatusCode::FORBIDDEN, reason: denial.to_string() }
+}
+
+/// What may pass without a token resolving: Consul's status endpoints check nothing, and the
+/// bootstrap is what makes the first token.
+fn needs_no_token(path: &str) -> bool {
+    path.starts_with("/v1/status/") || path == "/v1/acl/bootstrap"
+}
+
+/// Whether the endpoint checks its own permissions (else [`Caller::may_do_everything`]).
+fn checks_its_own(path: &str) -> bool {
+    path.starts_with("/v1/acl/")
+}
+
+/// The secret a request presents, where Consul looks for it, in its order: `?token=`, then
+/// `X-Consul-Token`, then `Authorization: Bearer` (`agent/http.go` `parseTokenInternal`).
+pub fn presented_token(query: Option<&str>, headers: &HeaderMap) -> Option<String> {
+    let from_query = Query::parse(query).get("token").filter(|token| !token.is_empty()).map(str::to_owned);
+    let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok()).map(str::trim);
+    let from_header = header("x-consul-token").filter(|token| !token.is_empty()).map(str::to_owned);
+    let from_bearer = header("authorization")
+        .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
+        .map(|token| token.trim().to_owned())
+        .filter(|token| !token.is_empty());
+    from_query.or(from_header).or(from_bearer)
+}
+
+/// Resolves the request's token on a server that answers it here, and lets it through (with
+/// its [`Caller`] in its extensions) or answers Consul's 403. Nothing to do with ACLs off.
+pub(super) fn gate(api: &Api, request: &mut Request) -> Result<(), HttpError> {
+    let Some(settings) = &api.acl else { return Ok(()) };
+    let path = request.uri().path();
+    if needs_no_token(path) {
+        return Ok(());
+    }
+    let Some(consensus) = &api.consensus else {
+        return Err(HttpError::internal("rpc error: this agent is not a server"));
+    };
+    let secret = presented_token(request.uri().query(), request.headers())
+        .unwrap_or_else(|| settings.default_token.clone());
+    let now_ms = unix_ms();
+    let resolved = consensus
+        .store
+        .read(|fsm| fsm.acl().resolve(&secret, now_ms, &api.datacenter, settings.default_policy));
+    let caller = match resolved {
+        Ok(token) => Caller { accessor_id: token.accessor_id, authorizer: token.authorizer },
+        Err(error @ (ResolveError::NotFound | ResolveError::RootDenied)) => {
+            return Err(HttpError { status: StatusCode::FORBIDDEN, reason: error.to_string() });
+        }
+    };
+    if !checks_its_own(path) {
+        caller.may_do_everything()?;
+    }
+    request.extensions_mut().insert(caller);
+    Ok(())
+}
+
+/// The clock as ACL writes stamp it, Unix milliseconds.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
+}
+
+pub(super) fn routes() -> Router<Arc<Api>> {
+    ENDPOINTS.iter().filter(|endpoint| [ACL, ACL_SERVED].contains(&endpoint.status)).fold(
+        Router::new(),
+        |router, endpoint| {
+            let methods = methods(endpoint);
+            match endpoint.path.strip_suffix('/') {
+                // A path that takes an argument answers with one and without (`/v1/acl/token/`).
+                Some(base) => router
+                    .route(endpoint.path, methods.clone())
+                    .route(&format!("{base}/{{*argument}}"), methods),
+                None => router.route(endpoint.path, methods),
+            }
+        },
+    )
+}
+
+/// The methods Consul serves on `endpoint`, each answering through [`dispatch`].
+fn methods(endpoint: &Endpoint) -> MethodRouter<Arc<Api>> {
+    endpoint.methods.iter().fold(MethodRouter::new(), |router, method| {
+        let method = Method::from_bytes(method.as_bytes()).expect("the table names HTTP methods");
+        let filter = MethodFilter::try_from(method).expect("the table names methods axum routes");
+        router.on(filter, dispatch)
+    })
+}
+
+/// One ACL request, taken apart for the handlers.
+struct AclRequest {
+    method: Method,
+    /// The path after `/v1/acl/` (or `/v1/agent/`, `/v1/internal/acl/`).
+    path: String,
+    query: Query,
+    caller: Option<Caller>,
+    body: bytes::Bytes,
+}
+
+async fn dispatch(State(api): State<Arc<Api>>, request: Request) -> Response {
+    if api.acl.is_none() {
+        return HttpError { status: StatusCode::UNAUTHORIZED, reason: ACL_DISABLED.to_owned() }
+            .into_response();
+    }
+    let (mut parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, BODY_BYTES_MAX).await else {
+        return HttpError { status: StatusCode::PAYLOAD_TOO_LARGE, reason: "Request body too large".into() }
+            .into_response();
+    };
+    let path = parts.uri.path();
+    let path = path.strip_prefix("/v1/acl/").unwrap_or(path).to_owned();
+    let request = AclRequest {
+        method: parts.method.clone(),
+        path,
+        query: Query::parse(parts.uri.query()),
+        caller: parts.extensions.remove::<Caller>(),
+        body,
+    };
+    match answer(&api, request).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn answer(api: &Api, request: AclRequest) -> Result<Response, HttpError> {
+    api.check_datacenter(&request.query)?;
+    let segments: Vec<&str> = request.path.split('/').collect();
+    match (&request.method, segments.as_slice()) {
+        (&Method::PUT, ["bootstrap"]) => tokens::bootstrap(api, &request).await,
+        (&Method::GET, ["tokens"]) => tokens::list(api, &request).await,
+        (&Method::PUT, ["token"]) => tokens::create(api, &request).await,
+        (&Method::GET, ["token", "self"]) => tokens::read_self(api, &request).await,
+        (&Method::PUT, ["token", accessor, "clone"]) => tokens::clone(api, &request, accessor).await,
+        (&Method::GET, ["token", accessor]) => tokens::read(api, &request, accessor).await,
+        (&Method::PUT, ["token", accessor]) => tokens::update(api, &request, accessor).await,
+        (&Method::DELETE, ["token", accessor]) => tokens::delete(api, &request, accessor).await,
+        (&Method::GET, ["policies"]) => policies::list(api, &request).await,
+        (&Method::PUT, ["policy"]) => policies::create(api, &request).await,
+        (&Method::GET, ["policy", "name", name]) => policies::read_by_name(api, &request, name).await,
+        (&Method::GET, ["policy", id]) => policies::read(api, &request, id).await,
+        (&Method::PUT, ["policy", id]) => policies::update(api, &request, id).await,
+        (&Method::DELETE, ["policy", id]) => policies::delete(api, &request, id).await,
+        _ => Err(HttpError {
+            status: StatusCode::NOT_IMPLEMENTED,
+            reason: format!("muster does not serve {} {} yet", request.method, request.path),
+        }),
+    }
+}
+
+impl AclRequest {
+    /// The caller, which [`gate`] resolved (every ACL endpoint but the bootstrap has one).
+    fn caller(&self) -> Result<&Caller, HttpError> {
+        self.caller.as_ref().ok_or_else(|| HttpError::internal("the request's token was not resolved"))
+    }
+}
+
+/// An ACL write's refusal in Consul's words: a permission denial as a 403 that says so, and
+/// the rest as the state machine worded them.
+fn refused(error: HttpError, written: Result<(), ConsensusError>) -> HttpError {
+    match written {
+        Err(ConsensusError::Rejected(CommandError::Acl(refusal))) if refusal.is_permission_denied() => {
+            denied(PermissionDenied::Cause(refusal.to_string()))
+        }
+        _ => error,
+    }
+}
+
+/// Proposes an ACL command and maps its refusal ([`refused`]).
+async fn write(api: &Api, command: &muster_core::fsm::Command) -> Result<(), HttpError> {
+    match &api.consensus {
+        Some(consensus) => {
+            let written = consensus.write_via_leader(command).await.map(drop);
+            match written {
+                Ok(()) => Ok(()),
+                Err(error) => {
+                    let status =
+                        StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                    let plain = HttpError { status, reason: error.to_string() };
+                    Err(refused(plain, Err(error)))
+                }
+            }
+        }
+        None => api.write(command).await.map(drop),
+    }
+}

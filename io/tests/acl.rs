@@ -1,0 +1,194 @@
+//! ACLs on, through the real binary as an operator turns them on: `acl { enabled = true
+//! default_policy = "deny" }` in a config, the first token from `initial_management` or from
+//! `/v1/acl/bootstrap`, then policies and tokens over HTTP and the CLI with `CONSUL_HTTP_TOKEN`.
+//! Answers and texts are Consul's (`../shared/reference/consul-wave2.md` §1).
+
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+mod common;
+use common::dev_agent;
+
+/// The initial management token's secret in these tests.
+const MANAGEMENT: &str = "6d1d0c4f-3a52-4b1e-9a43-7b1f2b0c9e11";
+
+/// `method path` with `token` (none when empty) and `body`: the status and the body's text.
+fn call(http: u16, method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, String) {
+    let api: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let url = format!("http://127.0.0.1:{http}{path}");
+    let mut response = match (method, body) {
+        ("GET", _) => api.get(&url).header("X-Consul-Token", token).call(),
+        ("DELETE", _) => api.delete(&url).header("X-Consul-Token", token).call(),
+        (_, Some(body)) => api.put(&url).header("X-Consul-Token", token).send(body.to_string()),
+        (_, None) => api.put(&url).header("X-Consul-Token", token).send_empty(),
+    }
+    .expect("the agent answers");
+    (response.status().as_u16(), response.body_mut().read_to_string().unwrap())
+}
+
+fn ok_json(answer: (u16, String)) -> Value {
+    assert_eq!(answer.0, 200, "{}", answer.1);
+    serde_json::from_str(&answer.1).unwrap()
+}
+
+fn acl_on(extra: &str) -> String {
+    format!("-hcl=acl {{ enabled = true default_policy = \"deny\" {extra} }}")
+}
+
+/// `muster <args>` against the agent with `CONSUL_HTTP_TOKEN` set: exit code, stdout, stderr.
+fn muster(http: u16, token: &str, args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_muster"))
+        .args(args)
+        .env("CONSUL_HTTP_ADDR", format!("127.0.0.1:{http}"))
+        .env("CONSUL_HTTP_TOKEN", token)
+        .output()
+        .unwrap();
+    let text = |bytes: Vec<u8>| String::from_utf8(bytes).unwrap();
+    (output.status.code().unwrap_or(-1), text(output.stdout), text(output.stderr))
+}
+
+#[test]
+fn a_deny_by_default_agent_lets_only_the_tokens_its_policies_allow() {
+    let (_agent, http) =
+        dev_agent(&[&acl_on(&format!("tokens {{ initial_management = \"{MANAGEMENT}\" }}"))]);
+
+    // No token is the anonymous token, which holds nothing; a made-up one is not found.
+    let (status, text) = call(http, "GET", "/v1/kv/app/a", "", None);
+    assert_eq!(status, 403);
+    assert!(text.starts_with("Permission denied: anonymous token lacks permission '"), "{text}");
+    assert!(text.ends_with("The anonymous token is used implicitly when a request does not specify a token."));
+    let unknown = "0f5c3e2a-9c1b-4d7e-8a6f-1b2c3d4e5f60";
+    assert_eq!(call(http, "GET", "/v1/kv/app/a", unknown, None), (403, "ACL not found".to_owned()));
+    assert_eq!(
+        call(http, "GET", "/v1/kv/app/a", "manage", None),
+        (403, "Cannot resolve root ACL".to_owned())
+    );
+    // The status endpoints need no token.
+    assert_eq!(call(http, "GET", "/v1/status/leader", "", None).0, 200);
+
+    // The initial management token, made by the leader through the bootstrap.
+    let me = ok_json(call(http, "GET", "/v1/acl/token/self", MANAGEMENT, None));
+    assert_eq!(me["SecretID"], MANAGEMENT);
+    assert_eq!(me["Description"], "Initial Management Token");
+    assert_eq!(
+        me["Policies"],
+        json!([{"ID": "00000000-0000-0000-0000-000000000001", "Name": "global-management"}])
+    );
+    assert!(me["CreateTime"].as_str().unwrap().ends_with('Z'));
+    let (status, text) = call(http, "PUT", "/v1/acl/bootstrap", "", None);
+    assert_eq!(status, 403, "{text}");
+    assert!(text.starts_with("Permission denied: ACL bootstrap no longer allowed (reset index: "), "{text}");
+
+    // A policy that reads app/, and a token holding it (linked by name).
+    let rules = r#"key_prefix "app/" { policy = "read" }"#;
+    let policy = ok_json(call(
+        http,
+        "PUT",
+        "/v1/acl/policy",
+        MANAGEMENT,
+        Some(json!({"Name": "app-read", "Description": "reads app", "Rules": rules})),
+    ));
+    assert_eq!((policy["Name"].as_str(), policy["Rules"].as_str()), (Some("app-read"), Some(rules)));
+    let id = policy["ID"].as_str().unwrap();
+    let by_name = ok_json(call(http, "GET", "/v1/acl/policy/name/app-read", MANAGEMENT, None));
+    assert_eq!(by_name["ID"], id);
+    let token = ok_json(call(
+        http,
+        "PUT",
+        "/v1/acl/token",
+        MANAGEMENT,
+        Some(json!({"Description": "reader", "Policies": [{"Name": "app-read"}], "ExpirationTTL": "1h"})),
+    ));
+    assert_eq!(token["Policies"], json!([{"ID": id, "Name": "app-read"}]));
+    assert!(token["ExpirationTime"].as_str().is_some(), "{token}");
+    let reader = token["SecretID"].as_str().unwrap();
+
+    // The token may not use the ACL API; the list shows it, with the secret, to management.
+    let (status, text) = call(http, "GET", "/v1/acl/tokens", reader, None);
+    let accessor = token["AccessorID"].as_str().unwrap();
+    assert_eq!(
+        (status, text),
+        (403, format!("Permission denied: token with AccessorID '{accessor}' lacks permission 'acl:read'"))
+    );
+    let tokens = ok_json(call(http, "GET", &format!("/v1/acl/tokens?policy={id}"), MANAGEMENT, None));
+    assert_eq!(tokens.as_array().unwrap().len(), 1, "{tokens}");
+    assert_eq!(tokens[0]["SecretID"], reader);
+
+    // Out-of-range TTLs and bad rules are refused in Consul's words; nothing is created.
+    let (status, text) =
+        call(http, "PUT", "/v1/acl/token", MANAGEMENT, Some(json!({"ExpirationTTL": "30s"})));
+    assert_eq!(
+        (status, text.as_str()),
+        (500, "Invalid Token: Token Expiration TTL '30s' should be > than 1m0s")
+    );
+    let (status, text) = call(
+        http,
+        "PUT",
+        "/v1/acl/policy",
+        MANAGEMENT,
+        Some(json!({"Name": "bad", "Rules": "key \"a\" { policy = \"nope\" }"})),
+    );
+    assert_eq!(status, 500, "{text}");
+    assert!(text.starts_with("Invalid key policy: "), "{text}");
+    assert_eq!(ok_json(call(http, "GET", "/v1/acl/tokens", MANAGEMENT, None)).as_array().unwrap().len(), 3);
+
+    // Management writes KV, through the CLI with CONSUL_HTTP_TOKEN as users do.
+    assert_eq!(muster(http, MANAGEMENT, &["kv", "put", "app/a", "1"]).0, 0);
+    let (code, _, stderr) = muster(http, "", &["kv", "get", "app/a"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("Permission denied: anonymous token lacks permission"), "{stderr}");
+
+    // Deleting the policy unlinks it; deleting the token makes its secret unknown.
+    assert_eq!(
+        call(http, "DELETE", &format!("/v1/acl/policy/{id}"), MANAGEMENT, None),
+        (200, "true".to_owned())
+    );
+    assert_eq!(
+        ok_json(call(http, "GET", &format!("/v1/acl/token/{accessor}"), MANAGEMENT, None))["Policies"],
+        Value::Null
+    );
+    assert_eq!(
+        call(http, "DELETE", &format!("/v1/acl/token/{accessor}"), MANAGEMENT, None),
+        (200, "true".to_owned())
+    );
+    assert_eq!(call(http, "GET", "/v1/acl/token/self", reader, None), (403, "ACL not found".to_owned()));
+}
+
+#[test]
+fn the_bootstrap_answers_once_with_a_management_token() {
+    let (_agent, http) = dev_agent(&[&acl_on("")]);
+    let first = ok_json(call(http, "PUT", "/v1/acl/bootstrap", "", None));
+    assert_eq!(first["Description"], "Bootstrap Token (Global Management)");
+    assert_eq!(first["ID"], first["SecretID"]);
+    let secret = first["SecretID"].as_str().unwrap();
+    let (status, text) = call(http, "PUT", "/v1/acl/bootstrap", "", None);
+    assert_eq!(status, 403);
+    assert!(text.starts_with("Permission denied: ACL bootstrap no longer allowed (reset index: "), "{text}");
+    // The new token manages; the anonymous token is listed beside it.
+    let tokens = ok_json(call(http, "GET", "/v1/acl/tokens", secret, None));
+    let descriptions: Vec<&str> =
+        tokens.as_array().unwrap().iter().map(|t| t["Description"].as_str().unwrap()).collect();
+    assert!(
+        descriptions.contains(&"Anonymous Token")
+            && descriptions.contains(&"Bootstrap Token (Global Management)")
+    );
+    let policies = ok_json(call(http, "GET", "/v1/acl/policies", secret, None));
+    assert_eq!(policies[0]["Name"], "global-management");
+    assert!(policies[0].get("Rules").is_none(), "the list leaves rules out: {policies}");
+}
+
+#[test]
+fn a_client_agent_refuses_acls_it_could_not_enforce() {
+    let data = std::env::temp_dir().join(format!("muster-acl-client-{}", std::process::id()));
+    let output = Command::new(env!("CARGO_BIN_EXE_muster"))
+        .args(["agent", "-bind=127.0.0.1", "-dns-port=-1", "-http-port=-1"])
+        .arg(format!("-data-dir={}", data.display()))
+        .arg(acl_on(""))
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&data);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("acl.enabled: muster enforces ACLs on servers only yet"), "{stderr}");
+}
