@@ -293,8 +293,9 @@ impl Drop for DevAgent {
 ///
 /// Another process may bind one of the ports between [`free_port`]'s check and the agent's bind
 /// (a second test run on the same machine did, and its agent answered this test's requests). So
-/// the agent counts as up only when the agent answering is this one (its gossip port is the one
-/// it was given), and one that exits before that is started again on other ports.
+/// the agent counts as up only when the agent answering is this one (the leader it names is at
+/// the server port it was given), and one that exits before that is started again on other
+/// ports.
 pub fn dev_agent(extra: &[&str]) -> (DevAgent, u16) {
     const ATTEMPTS: usize = 5;
     for _ in 0..ATTEMPTS {
@@ -313,44 +314,34 @@ pub fn dev_agent(extra: &[&str]) -> (DevAgent, u16) {
             .spawn()
             .expect("the binary starts");
         let mut agent = DevAgent { child, http_port: http };
-        if await_own_agent(&mut agent, http, lan) {
+        if await_own_agent(&mut agent, http, server) {
             return (agent, http);
         }
     }
     panic!("the dev agent exited before it answered, {ATTEMPTS} times (ports taken?)");
 }
 
-/// Waits until `agent` answers on `http` with a leader and its own node registered; false if it
-/// exited first (as it does when another process holds one of its ports, and that process may
-/// answer on `http` meanwhile). Needs no ACL token: it asks `/v1/status/leader` and, once that
-/// names a leader, checks the gossip port through `/v1/agent/self` when it may.
-fn await_own_agent(agent: &mut DevAgent, http: u16, lan: u16) -> bool {
+/// Waits until `agent` answers on `http` as the leader at its own server port, with its node
+/// registered (or, with ACLs denying the anonymous token, refusing to say); false if it exited
+/// first (as it does when another process holds one of its ports, and that process may answer
+/// on `http` meanwhile). `/v1/status/leader` needs no token, and names the server port.
+fn await_own_agent(agent: &mut DevAgent, http: u16, server: u16) -> bool {
     let api: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let get = |path: &str| {
         let mut response = api.get(format!("http://127.0.0.1:{http}{path}")).call().ok()?;
         let status = response.status().as_u16();
         Some((status, response.body_mut().read_to_string().ok()?))
     };
+    let own_leader = format!("\"127.0.0.1:{server}\"");
     for _ in 0..600 {
         if agent.child.try_wait().expect("the agent's status").is_some() {
             return false;
         }
-        let leads = get("/v1/status/leader").is_some_and(|(status, body)| status == 200 && body.len() > 2);
-        let registered = get("/v1/catalog/services");
-        let this = get("/v1/agent/self");
-        match (leads, registered, this) {
-            // ACLs on, no token: the answering agent cannot be told apart; its process is ours
-            // if it still runs once its leader is known.
-            (true, Some((403, _)), _) => {
-                return agent.child.try_wait().expect("the agent's status").is_none()
+        if get("/v1/status/leader").is_some_and(|(status, body)| status == 200 && body == own_leader) {
+            let registered = get("/v1/catalog/services").is_some_and(|(_, body)| body.contains("consul"));
+            if registered || get("/v1/agent/self").is_some_and(|(status, _)| status == 403) {
+                return true;
             }
-            (true, Some((200, services)), Some((200, this))) if services.contains("consul") => {
-                let this: serde_json::Value = serde_json::from_str(&this).unwrap_or_default();
-                if this["Member"]["Port"] == lan {
-                    return true;
-                }
-            }
-            _ => {}
         }
         std::thread::sleep(Duration::from_millis(50));
     }
