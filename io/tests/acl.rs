@@ -139,6 +139,29 @@ fn a_deny_by_default_agent_lets_only_the_tokens_its_policies_allow() {
     assert_eq!(code, 1);
     assert!(stderr.contains("Permission denied: anonymous token lacks permission"), "{stderr}");
 
+    // The reader reads app/ and nothing else: one key is refused, a list is filtered (and says so).
+    assert_eq!(muster(http, MANAGEMENT, &["kv", "put", "other/b", "2"]).0, 0);
+    assert_eq!(call(http, "GET", "/v1/kv/app/a?raw", reader, None), (200, "1".to_owned()));
+    let refused = |permission: &str, key: &str| {
+        (403, format!("Permission denied: token with AccessorID '{accessor}' lacks permission '{permission}' on \"{key}\""))
+    };
+    assert_eq!(call(http, "GET", "/v1/kv/other/b", reader, None), refused("key:read", "other/b"));
+    assert_eq!(call(http, "PUT", "/v1/kv/app/a", reader, Some(json!(2))), refused("key:write", "app/a"));
+    assert_eq!(call(http, "DELETE", "/v1/kv/app?recurse", reader, None), refused("key:write", "app"));
+    let api: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut listed = api
+        .get(format!("http://127.0.0.1:{http}/v1/kv/?keys"))
+        .header("X-Consul-Token", reader)
+        .call()
+        .unwrap();
+    assert_eq!(
+        listed.headers().get("X-Consul-Results-Filtered-By-ACLs").map(|v| v.to_str().unwrap()),
+        Some("true")
+    );
+    assert_eq!(listed.body_mut().read_to_string().unwrap(), r#"["app/a"]"#);
+    let everything = ok_json(call(http, "GET", "/v1/kv/?recurse", MANAGEMENT, None));
+    assert_eq!(everything.as_array().unwrap().len(), 2);
+
     // Deleting the policy unlinks it; deleting the token makes its secret unknown.
     assert_eq!(
         call(http, "DELETE", &format!("/v1/acl/policy/{id}"), MANAGEMENT, None),
@@ -191,4 +214,74 @@ fn a_client_agent_refuses_acls_it_could_not_enforce() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("acl.enabled: muster enforces ACLs on servers only yet"), "{stderr}");
+}
+
+/// Consul filters catalog, health and session reads by what the token may read rather than
+/// refusing them, and says so in `X-Consul-Results-Filtered-By-ACLs`; operator and session
+/// writes are refused with the permission they lack.
+#[test]
+fn reads_are_filtered_to_what_the_token_may_read() {
+    let (_agent, http) =
+        dev_agent(&[&acl_on(&format!("tokens {{ initial_management = \"{MANAGEMENT}\" }}"))]);
+    for name in ["web", "db"] {
+        let body = json!({"Name": name, "Port": 80});
+        assert_eq!(call(http, "PUT", "/v1/agent/service/register", MANAGEMENT, Some(body)).0, 200);
+    }
+    let rules = r#"service "web" { policy = "read" }  node_prefix "" { policy = "read" }"#;
+    let policy = json!({"Name": "web-read", "Rules": rules});
+    assert_eq!(call(http, "PUT", "/v1/acl/policy", MANAGEMENT, Some(policy)).0, 200);
+    let token = json!({"Policies": [{"Name": "web-read"}]});
+    let token = ok_json(call(http, "PUT", "/v1/acl/token", MANAGEMENT, Some(token)));
+    let (reader, accessor) = (token["SecretID"].as_str().unwrap(), token["AccessorID"].as_str().unwrap());
+    common::eventually("both services are in the catalog", std::time::Duration::from_secs(15), || {
+        let services = ok_json(call(http, "GET", "/v1/catalog/services", MANAGEMENT, None));
+        (services.get("web").is_some() && services.get("db").is_some()).then_some(())
+    });
+
+    let api: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut services = api
+        .get(format!("http://127.0.0.1:{http}/v1/catalog/services"))
+        .header("X-Consul-Token", reader)
+        .call()
+        .unwrap();
+    let filtered =
+        services.headers().get("X-Consul-Results-Filtered-By-ACLs").map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(filtered.as_deref(), Some("true"));
+    assert_eq!(services.body_mut().read_to_string().unwrap(), r#"{"web":[]}"#);
+    assert_eq!(
+        ok_json(call(http, "GET", "/v1/health/service/web", reader, None)).as_array().unwrap().len(),
+        1
+    );
+    assert_eq!(ok_json(call(http, "GET", "/v1/health/service/db", reader, None)), json!([]));
+    assert_eq!(ok_json(call(http, "GET", "/v1/catalog/service/db", reader, None)), json!([]));
+    let node = ok_json(call(http, "GET", "/v1/catalog/node/client-test", reader, None));
+    let services: Vec<&String> = node["Services"].as_object().unwrap().keys().collect();
+    assert_eq!(services, ["web"], "{node}");
+    // The anonymous token reads nothing, and is not told that anything was left out.
+    let mut anonymous = api.get(format!("http://127.0.0.1:{http}/v1/catalog/nodes")).call().unwrap();
+    assert!(anonymous.headers().get("X-Consul-Results-Filtered-By-ACLs").is_none());
+    assert_eq!(anonymous.body_mut().read_to_string().unwrap(), "[]");
+
+    let lacks = |permission: &str, on: &str| {
+        let on = if on.is_empty() { String::new() } else { format!(" on \"{on}\"") };
+        (
+            403,
+            format!(
+                "Permission denied: token with AccessorID '{accessor}' lacks permission '{permission}'{on}"
+            ),
+        )
+    };
+    assert_eq!(
+        call(http, "GET", "/v1/operator/raft/configuration", reader, None),
+        lacks("operator:read", "")
+    );
+    assert_eq!(call(http, "PUT", "/v1/session/create", reader, None), lacks("session:write", "client-test"));
+    assert_eq!(call(http, "PUT", "/v1/event/fire/deploy", reader, None), lacks("event:write", "deploy"));
+    assert_eq!(call(http, "GET", "/v1/agent/self", reader, None), lacks("agent:read", "client-test"));
+    // Management may do all of it.
+    assert_eq!(call(http, "GET", "/v1/operator/raft/configuration", MANAGEMENT, None).0, 200);
+    let session = ok_json(call(http, "PUT", "/v1/session/create", MANAGEMENT, None));
+    assert_eq!(ok_json(call(http, "GET", "/v1/session/list", reader, None)), json!([]));
+    let id = session["ID"].as_str().unwrap();
+    assert_eq!(ok_json(call(http, "GET", "/v1/session/list", MANAGEMENT, None))[0]["ID"], id);
 }

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -13,6 +14,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::Router;
+use muster_core::acl::Permission;
 use muster_core::fsm::{
     Catalog, Check, Command, Deregister, Fsm, Health, Index, Node, Register, Service, Table, WatchTarget,
 };
@@ -24,7 +26,7 @@ use super::filter::Filter;
 use super::shapes::{
     self, CheckServiceNodeJson, HealthCheckJson, NodeJson, NodeServiceJson, NodeServicesJson, ServiceNodeJson,
 };
-use super::{json, Api, HttpError, Query};
+use super::{json, Access, Api, HttpError, Query};
 
 pub(super) fn routes() -> Router<Arc<Api>> {
     Router::new()
@@ -163,14 +165,37 @@ enum Shaped {
     Tree(Value),
 }
 
-/// How a catalog reader shapes its answer: the request's query, and whether `?filter` needs a
-/// tree.
+/// How a catalog reader shapes its answer: the request's query, whether `?filter` needs a
+/// tree, and what the caller may read (Consul filters catalog answers by ACLs rather than
+/// refusing them; `removed` records that something was left out).
 struct Shaper<'q> {
     query: &'q Query,
     tree: bool,
+    access: &'q Access,
+    removed: AtomicBool,
 }
 
 impl Shaper<'_> {
+    /// Whether the caller may see `permission`'s subject; a refusal is recorded.
+    fn allows(&self, permission: Permission<'_>) -> bool {
+        let allowed = self.access.allows(permission);
+        if !allowed {
+            self.removed.store(true, Ordering::Relaxed);
+        }
+        allowed
+    }
+
+    /// A service instance is seen with `node:read` on its node and `service:read` on it.
+    fn sees_instance(&self, node: &str, service: &str) -> bool {
+        self.allows(Permission::NodeRead(node)) && self.allows(Permission::ServiceRead(service))
+    }
+
+    /// A check is seen with `node:read` on its node and, for a service's, `service:read`.
+    fn sees_check(&self, check: &Check) -> bool {
+        self.allows(Permission::NodeRead(&check.node))
+            && (check.service_name.is_empty() || self.allows(Permission::ServiceRead(&check.service_name)))
+    }
+
     fn shape(&self, answer: &impl Serialize) -> Shaped {
         if self.tree {
             Shaped::Tree(shapes::to_value(answer))
@@ -186,17 +211,19 @@ impl Shaper<'_> {
 /// read waits.)
 fn answer(
     api: Arc<Api>,
+    access: Access,
     raw: Option<String>,
     targets: impl Fn() -> Vec<WatchTarget>,
     read: impl Fn(&Fsm, &Shaper<'_>) -> (Index, Shaped),
 ) -> impl Future<Output = Response> {
-    answer_filtered_at(api, raw, None, targets, read)
+    answer_filtered_at(api, access, raw, None, targets, read)
 }
 
 /// The same, `?filter` applied to the answer's `field` when given (a node's `Services`, which
 /// is what Consul filters there), else to the whole answer.
 async fn answer_filtered_at(
     api: Arc<Api>,
+    access: Access,
     raw: Option<String>,
     field: Option<&str>,
     targets: impl Fn() -> Vec<WatchTarget>,
@@ -207,13 +234,16 @@ async fn answer_filtered_at(
         Ok(prepared) => prepared,
         Err(error) => return error.into_response(),
     };
-    let shaper = Shaper { query: &query, tree: filter.is_some() };
+    let shaper =
+        Shaper { query: &query, tree: filter.is_some(), access: &access, removed: Default::default() };
     let (index, shaped) = match api.read(options, targets, |fsm| read(fsm, &shaper)).await {
         Ok(read) => read,
         Err(error) => return error.into_response(),
     };
+    let mut meta = api.meta_headers(index);
+    access.filtered_header(shaper.removed.load(Ordering::Relaxed), &mut meta);
     let mut tree = match shaped {
-        Shaped::Json(headers, body) => return (api.meta_headers(index), headers, body).into_response(),
+        Shaped::Json(headers, body) => return (meta, headers, body).into_response(),
         Shaped::Tree(tree) => tree,
     };
     if let Some(filter) = filter {
@@ -228,7 +258,7 @@ async fn answer_filtered_at(
             return error.into_response();
         }
     }
-    (api.meta_headers(index), json(&query, &tree)).into_response()
+    (meta, json(&query, &tree)).into_response()
 }
 
 /// `?node-meta=key:value` (repeatable): every pair must match.
@@ -239,16 +269,19 @@ fn node_meta_matches(query: &Query, node: &Node) -> bool {
     })
 }
 
-async fn nodes(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response {
+async fn nodes(State(api): State<Arc<Api>>, access: Access, RawQuery(raw): RawQuery) -> Response {
     answer(
         api,
+        access,
         raw,
         || vec![WatchTarget::Table(Table::Nodes)],
         |fsm, shaper| {
             let (index, nodes) = fsm.catalog().nodes();
             let shaped: Vec<NodeJson<'_>> = nodes
                 .into_iter()
-                .filter(|n| node_meta_matches(shaper.query, n))
+                .filter(|n| {
+                    node_meta_matches(shaper.query, n) && shaper.allows(Permission::NodeRead(&n.node))
+                })
                 .map(NodeJson::from)
                 .collect();
             (index, shaper.shape(&shaped))
@@ -261,20 +294,27 @@ async fn nodes(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response
 /// `?node-meta`, Consul (`Catalog.ListServices`) first selects among the instances, as its
 /// state store keeps them (`ServiceNode`s naming their node and nothing else of it), and then
 /// groups what is left by name; so does this.
-async fn services(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response {
+async fn services(State(api): State<Arc<Api>>, access: Access, RawQuery(raw): RawQuery) -> Response {
     let query = Query::parse(raw.as_deref());
     let (filter, options) = match filtered_read(&api, &query).await {
         Ok(prepared) => prepared,
         Err(error) => return error.into_response(),
     };
     let selecting = filter.is_some() || query.has("node-meta");
+    let removed = AtomicBool::new(false);
+    let readable = |name: &str| {
+        let allowed = access.allows(Permission::ServiceRead(name));
+        removed.fetch_or(!allowed, Ordering::Relaxed);
+        allowed
+    };
     let (index, body) = match api
         .read(
             options,
             || vec![WatchTarget::Table(Table::Services)],
             |fsm| {
                 let catalog = fsm.catalog();
-                let (index, names) = catalog.services();
+                let (index, mut names) = catalog.services();
+                names.retain(|name, _| readable(name));
                 if !selecting {
                     return (index, Ok(json(&query, &names)));
                 }
@@ -299,8 +339,10 @@ async fn services(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Respo
         Ok(read) => read,
         Err(error) => return error.into_response(),
     };
+    let mut meta = api.meta_headers(index);
+    access.filtered_header(removed.load(Ordering::Relaxed), &mut meta);
     match body {
-        Ok(body) => (api.meta_headers(index), body).into_response(),
+        Ok(body) => (meta, body).into_response(),
         Err(error) => error.into_response(),
     }
 }
@@ -322,6 +364,7 @@ type TagsByName = BTreeMap<String, BTreeSet<String>>;
 
 async fn service_nodes(
     State(api): State<Arc<Api>>,
+    access: Access,
     Path(name): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Response {
@@ -329,6 +372,7 @@ async fn service_nodes(
     let target = WatchTarget::Service(name.clone());
     answer(
         api,
+        access,
         raw,
         move || vec![target.clone()],
         move |fsm, shaper| {
@@ -336,7 +380,10 @@ async fn service_nodes(
             let (index, instances) = fsm.catalog().service_nodes(&name, &tags);
             let shaped: Vec<ServiceNodeJson<'_>> = instances
                 .into_iter()
-                .filter(|(node, _)| node_meta_matches(shaper.query, node))
+                .filter(|(node, service)| {
+                    node_meta_matches(shaper.query, node)
+                        && shaper.sees_instance(&node.node, &service.service)
+                })
                 .map(|(node, service)| ServiceNodeJson::new(node, service))
                 .collect();
             (index, shaper.shape(&shaped))
@@ -347,10 +394,11 @@ async fn service_nodes(
 
 async fn node_services_map(
     State(api): State<Arc<Api>>,
+    access: Access,
     Path(node): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    node_services(api, node, raw, |services| {
+    node_services(api, access, node, raw, |services| {
         Value::Object(services.iter().map(|s| (s.id.clone(), service_json(s))).collect())
     })
     .await
@@ -358,15 +406,19 @@ async fn node_services_map(
 
 async fn node_services_list(
     State(api): State<Arc<Api>>,
+    access: Access,
     Path(node): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    node_services(api, node, raw, |services| Value::Array(services.iter().map(|s| service_json(s)).collect()))
-        .await
+    node_services(api, access, node, raw, |services| {
+        Value::Array(services.iter().map(|s| service_json(s)).collect())
+    })
+    .await
 }
 
 async fn node_services(
     api: Arc<Api>,
+    access: Access,
     node: String,
     raw: Option<String>,
     shape: fn(&[&Service]) -> Value,
@@ -375,13 +427,18 @@ async fn node_services(
     // Consul filters the node's services, not the answer around them.
     answer_filtered_at(
         api,
+        access,
         raw,
         Some("Services"),
         move || vec![target.clone()],
         move |fsm, shaper| {
             let (index, found) = fsm.catalog().node_services(&node);
-            // An unknown node is `200 null`, as in Consul.
-            let shaped = found.map(|(node, services)| NodeServicesJson::new(node, shape(&services)));
+            // An unknown node is `200 null`, as in Consul; so is one the caller may not read.
+            let found = found.filter(|(node, _)| shaper.allows(Permission::NodeRead(&node.node)));
+            let shaped = found.map(|(node, mut services)| {
+                services.retain(|service| shaper.allows(Permission::ServiceRead(&service.service)));
+                NodeServicesJson::new(node, shape(&services))
+            });
             (index, shaper.shape(&shaped))
         },
     )
@@ -390,23 +447,26 @@ async fn node_services(
 
 async fn node_checks(
     State(api): State<Arc<Api>>,
+    access: Access,
     Path(node): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    answer_checks(api, raw, WatchTarget::Node(node.clone()), node, Catalog::node_checks).await
+    answer_checks(api, access, raw, WatchTarget::Node(node.clone()), node, Catalog::node_checks).await
 }
 
 async fn service_checks(
     State(api): State<Arc<Api>>,
+    access: Access,
     Path(name): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    answer_checks(api, raw, WatchTarget::Service(name.clone()), name, Catalog::service_checks).await
+    answer_checks(api, access, raw, WatchTarget::Service(name.clone()), name, Catalog::service_checks).await
 }
 
 /// Answers with the checks `read` finds in the catalog for `name`, blocking on `target`.
 async fn answer_checks(
     api: Arc<Api>,
+    access: Access,
     raw: Option<String>,
     target: WatchTarget,
     name: String,
@@ -414,11 +474,16 @@ async fn answer_checks(
 ) -> Response {
     answer(
         api,
+        access,
         raw,
         move || vec![target.clone()],
         move |fsm, shaper| {
             let (index, checks) = read(fsm.catalog(), &name);
-            let shaped: Vec<HealthCheckJson<'_>> = checks.into_iter().map(HealthCheckJson::from).collect();
+            let shaped: Vec<HealthCheckJson<'_>> = checks
+                .into_iter()
+                .filter(|check| shaper.sees_check(check))
+                .map(HealthCheckJson::from)
+                .collect();
             (index, shaper.shape(&shaped))
         },
     )
@@ -427,6 +492,7 @@ async fn answer_checks(
 
 async fn health_service(
     State(api): State<Arc<Api>>,
+    access: Access,
     Path(name): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Response {
@@ -442,6 +508,7 @@ async fn health_service(
     let target = WatchTarget::Service(name.clone());
     answer(
         api,
+        access,
         raw,
         move || vec![target.clone()],
         move |fsm, shaper| {
@@ -449,7 +516,10 @@ async fn health_service(
             let (index, instances) = fsm.catalog().health_service(&name, &tags, passing);
             let shaped: Vec<CheckServiceNodeJson<'_>> = instances
                 .into_iter()
-                .filter(|instance| node_meta_matches(shaper.query, instance.node))
+                .filter(|instance| {
+                    node_meta_matches(shaper.query, instance.node)
+                        && shaper.sees_instance(&instance.node.node, &instance.service.service)
+                })
                 .map(CheckServiceNodeJson::from)
                 .collect();
             (index, shaper.shape(&shaped))
@@ -473,6 +543,7 @@ fn count_service_query([query_counter, tag_counter]: [&str; 2], name: &str, raw:
 
 async fn checks_in_state(
     State(api): State<Arc<Api>>,
+    access: Access,
     Path(state): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Response {
@@ -485,11 +556,16 @@ async fn checks_in_state(
     };
     answer(
         api,
+        access,
         raw,
         || vec![WatchTarget::Table(Table::Checks)],
         move |fsm, shaper| {
             let (index, checks) = fsm.catalog().checks_in_state(wanted);
-            let shaped: Vec<HealthCheckJson<'_>> = checks.into_iter().map(HealthCheckJson::from).collect();
+            let shaped: Vec<HealthCheckJson<'_>> = checks
+                .into_iter()
+                .filter(|check| shaper.sees_check(check))
+                .map(HealthCheckJson::from)
+                .collect();
             (index, shaper.shape(&shaped))
         },
     )

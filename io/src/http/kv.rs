@@ -12,13 +12,14 @@ use axum::routing::get;
 use axum::Router;
 use base64::Engine;
 use bytes::Bytes;
+use muster_core::acl::Permission;
 use muster_core::fsm::{
     Command, KvCas, KvDelete, KvDeleteCas, KvDeleteTree, KvEntry, KvLock, KvSet, KvUnlock,
     Response as FsmResponse, WatchTarget, VALUE_BYTES_MAX,
 };
 use serde::Serialize;
 
-use super::{json, Api, HttpError, Query};
+use super::{json, Access, Api, HttpError, Query};
 
 /// The largest refused body still read to its end before answering (see `read_value`).
 const OVERSIZED_DRAIN_BYTES_MAX: u64 = 4 << 20;
@@ -29,11 +30,15 @@ const VALUE_SIZE_DOCS: &str =
 
 pub(super) fn routes() -> Router<Arc<Api>> {
     // The empty key (`/v1/kv/?recurse`, `/v1/kv/?keys`) has no path segment to capture.
-    let root = get(|state: State<Arc<Api>>, query: RawQuery| get_kv(state, Path(String::new()), query))
-        .put(|state: State<Arc<Api>>, headers: HeaderMap, query: RawQuery, body: Body| {
-            put_kv(state, Path(String::new()), headers, query, body)
-        })
-        .delete(|state: State<Arc<Api>>, query: RawQuery| delete_kv(state, Path(String::new()), query));
+    let root = get(|state: State<Arc<Api>>, access: Access, query: RawQuery| {
+        get_kv(state, access, Path(String::new()), query)
+    })
+    .put(|state: State<Arc<Api>>, access: Access, headers: HeaderMap, query: RawQuery, body: Body| {
+        put_kv(state, access, Path(String::new()), headers, query, body)
+    })
+    .delete(|state: State<Arc<Api>>, access: Access, query: RawQuery| {
+        delete_kv(state, access, Path(String::new()), query)
+    });
     Router::new()
         .route("/v1/kv", root.clone())
         .route("/v1/kv/", root)
@@ -76,19 +81,48 @@ enum Found {
     Keys(Vec<String>),
 }
 
-async fn get_kv(State(api): State<Arc<Api>>, Path(key): Path<String>, RawQuery(raw): RawQuery) -> Response {
+impl Found {
+    /// Only what the caller may read (Consul filters lists rather than refusing them), and
+    /// whether anything was left out.
+    fn readable(self, access: &Access) -> (Found, bool) {
+        match self {
+            Found::Entries(mut entries) => {
+                let before = entries.len();
+                entries.retain(|entry| access.allows(Permission::KeyRead(&entry.key)));
+                let removed = entries.len() != before;
+                (Found::Entries(entries), removed)
+            }
+            Found::Keys(mut keys) => {
+                let before = keys.len();
+                keys.retain(|key| access.allows(Permission::KeyRead(key)));
+                let removed = keys.len() != before;
+                (Found::Keys(keys), removed)
+            }
+        }
+    }
+}
+
+async fn get_kv(
+    State(api): State<Arc<Api>>,
+    access: Access,
+    Path(key): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
     let query = Query::parse(raw.as_deref());
-    match get_kv_inner(&api, key, &query).await {
+    match get_kv_inner(&api, &access, key, &query).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     }
 }
 
-async fn get_kv_inner(api: &Api, key: String, query: &Query) -> Result<Response, HttpError> {
+async fn get_kv_inner(api: &Api, access: &Access, key: String, query: &Query) -> Result<Response, HttpError> {
     let keys = query.has("keys");
     let recurse = query.has("recurse");
     if key.is_empty() && !keys && !recurse {
         return Err(HttpError::bad_request("Missing key name"));
+    }
+    if !keys && !recurse {
+        access.require(Permission::KeyRead(&key))?;
     }
     let options = api.prepare_read(query).await?;
     // Go's `Get` of the historic misspelling first, then the right one wins.
@@ -114,7 +148,9 @@ async fn get_kv_inner(api: &Api, key: String, query: &Query) -> Result<Response,
             },
         )
         .await?;
-    let headers = api.meta_headers(index);
+    let (found, removed) = found.readable(access);
+    let mut headers = api.meta_headers(index);
+    access.filtered_header(removed, &mut headers);
     let response = match found {
         // The root answers an empty list; any other prefix without keys is not found.
         Found::Keys(keys) if keys.is_empty() && !key.is_empty() => {
@@ -143,12 +179,16 @@ async fn get_kv_inner(api: &Api, key: String, query: &Query) -> Result<Response,
 
 async fn put_kv(
     State(api): State<Arc<Api>>,
+    access: Access,
     Path(key): Path<String>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
     body: Body,
 ) -> Response {
     let query = Query::parse(raw.as_deref());
+    if let Err(denied) = access.require(Permission::KeyWrite(&key)) {
+        return denied.into_response();
+    }
     match put_kv_inner(&api, key, &headers, &query, body).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
@@ -218,10 +258,16 @@ async fn read_value(headers: &HeaderMap, body: Body) -> Result<Bytes, HttpError>
 
 async fn delete_kv(
     State(api): State<Arc<Api>>,
+    access: Access,
     Path(key): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Response {
     let query = Query::parse(raw.as_deref());
+    let permission =
+        if query.has("recurse") { Permission::KeyWritePrefix(&key) } else { Permission::KeyWrite(&key) };
+    if let Err(denied) = access.require(permission) {
+        return denied.into_response();
+    }
     match delete_kv_inner(&api, key, &query).await {
         Ok(response) => response,
         Err(error) => error.into_response(),

@@ -11,12 +11,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::Router;
+use muster_core::acl::Permission;
 use muster_core::fsm::{Behavior, Command, Session, SessionDestroy, Table, WatchTarget};
 use serde::Serialize;
 use serde_json::Value;
 
 use super::body::{decode_failed, Object};
-use super::{json, Api, HttpError, Query};
+use super::{json, Access, Api, HttpError, Query};
 
 /// Consul's lock delay when a session names none.
 const LOCK_DELAY_DEFAULT: Duration = Duration::from_secs(15);
@@ -77,21 +78,27 @@ impl<'a> From<&'a Session> for SessionJson<'a> {
     }
 }
 
-async fn create(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery, body: Bytes) -> Response {
+async fn create(
+    State(api): State<Arc<Api>>,
+    access: Access,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> Response {
     let query = Query::parse(raw.as_deref());
-    match create_inner(&api, &query, &body).await {
+    match create_inner(&api, &access, &query, &body).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     }
 }
 
-async fn create_inner(api: &Api, query: &Query, body: &[u8]) -> Result<Response, HttpError> {
+async fn create_inner(api: &Api, access: &Access, query: &Query, body: &[u8]) -> Result<Response, HttpError> {
     api.check_datacenter(query)?;
     let object = Object::parse(body)?;
     let node = match object.string("Node")? {
         node if node.is_empty() => api.node_name.clone(),
         node => node,
     };
+    access.require(Permission::SessionWrite(&node))?;
     // Consul binds a session to the node's serfHealth unless the client names the checks.
     let node_checks = if object.has("NodeChecks") || object.has("Checks") {
         let mut checks = object.strings("NodeChecks")?;
@@ -156,10 +163,16 @@ async fn create_inner(api: &Api, query: &Query, body: &[u8]) -> Result<Response,
     Ok(json(query, &Created { id: &session.id }).into_response())
 }
 
-async fn destroy(State(api): State<Arc<Api>>, Path(id): Path<String>, RawQuery(raw): RawQuery) -> Response {
+async fn destroy(
+    State(api): State<Arc<Api>>,
+    access: Access,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
     let query = Query::parse(raw.as_deref());
     let result = async {
         api.check_datacenter(&query)?;
+        may_write(&api, &access, &id)?;
         let started = std::time::Instant::now();
         let written = api.write(&Command::SessionDestroy(SessionDestroy { id: id.clone() })).await;
         crate::telemetry::measure_since("session.apply", &[], started);
@@ -171,11 +184,17 @@ async fn destroy(State(api): State<Arc<Api>>, Path(id): Path<String>, RawQuery(r
 
 /// Renewal restarts the leader's timer; it never reaches the log. Consul answers the session
 /// whether or not a timer ran (one without a TTL has none).
-async fn renew(State(api): State<Arc<Api>>, Path(id): Path<String>, RawQuery(raw): RawQuery) -> Response {
+async fn renew(
+    State(api): State<Arc<Api>>,
+    access: Access,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
     let query = Query::parse(raw.as_deref());
     let started = std::time::Instant::now();
     let result = async {
         api.check_datacenter(&query)?;
+        may_write(&api, &access, &id)?;
         let Some(session) = api.consensus()?.renew(&id).await? else {
             return Err(HttpError {
                 status: StatusCode::NOT_FOUND,
@@ -189,33 +208,52 @@ async fn renew(State(api): State<Arc<Api>>, Path(id): Path<String>, RawQuery(raw
     response
 }
 
-async fn info(State(api): State<Arc<Api>>, Path(id): Path<String>, RawQuery(raw): RawQuery) -> Response {
-    sessions(api, raw, move |fsm| {
+/// `session:write` on the node of session `id`, as Consul's destroy and renew ask (nothing to
+/// check for a session that does not exist: the answer says so).
+fn may_write(api: &Api, access: &Access, id: &str) -> Result<(), HttpError> {
+    let node = api.consensus()?.store.read(|fsm| fsm.sessions().get(id).map(|session| session.node.clone()));
+    node.map_or(Ok(()), |node| access.require(Permission::SessionWrite(&node)))
+}
+
+async fn info(
+    State(api): State<Arc<Api>>,
+    access: Access,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    sessions(api, access, raw, move |fsm| {
         let (index, session) = fsm.sessions().info(&id);
         (index, session.into_iter().cloned().collect())
     })
     .await
 }
 
-async fn of_node(State(api): State<Arc<Api>>, Path(node): Path<String>, RawQuery(raw): RawQuery) -> Response {
-    sessions(api, raw, move |fsm| {
+async fn of_node(
+    State(api): State<Arc<Api>>,
+    access: Access,
+    Path(node): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    sessions(api, access, raw, move |fsm| {
         let (index, sessions) = fsm.sessions().of_node(&node);
         (index, sessions.into_iter().cloned().collect())
     })
     .await
 }
 
-async fn list(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response {
-    sessions(api, raw, |fsm| {
+async fn list(State(api): State<Arc<Api>>, access: Access, RawQuery(raw): RawQuery) -> Response {
+    sessions(api, access, raw, |fsm| {
         let (index, sessions) = fsm.sessions().list();
         (index, sessions.into_iter().cloned().collect())
     })
     .await
 }
 
-/// A session read: blocking on the session table, answered as a list (`[]` when empty).
+/// A session read: blocking on the session table, answered as a list (`[]` when empty) of the
+/// sessions the caller may read (`session:read` on their node).
 async fn sessions(
     api: Arc<Api>,
+    access: Access,
     raw: Option<String>,
     read: impl Fn(&muster_core::fsm::Fsm) -> (u64, Vec<Session>),
 ) -> Response {
@@ -229,6 +267,12 @@ async fn sessions(
         Ok(read) => read,
         Err(error) => return error.into_response(),
     };
-    let shaped: Vec<SessionJson<'_>> = sessions.iter().map(SessionJson::from).collect();
-    (api.meta_headers(index), json(&query, &shaped)).into_response()
+    let shaped: Vec<SessionJson<'_>> = sessions
+        .iter()
+        .filter(|session| access.allows(Permission::SessionRead(&session.node)))
+        .map(SessionJson::from)
+        .collect();
+    let mut meta = api.meta_headers(index);
+    access.filtered_header(shaped.len() != sessions.len(), &mut meta);
+    (meta, json(&query, &shaped)).into_response()
 }

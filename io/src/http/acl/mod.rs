@@ -1,5 +1,5 @@
 //! Consul's ACL system over HTTP: which token a request carries and what it may do
-//! ([`gate`], run for every request a server answers), and the `/v1/acl/*` endpoints
+//! (`gate`, run for every request a server answers), and the `/v1/acl/*` endpoints
 //! (`../shared/reference/consul-wave2.md` §1; consul `agent/acl_endpoint.go`, `agent/http.go`).
 //!
 //! With ACLs off (`acl.enabled = false`, Consul's default) every ACL endpoint answers
@@ -9,11 +9,19 @@
 //!
 //! With ACLs on, the bootstrap, tokens and policies are served as Consul serves them; roles,
 //! auth methods, binding rules, templated policies, login and replication answer 501 until they
-//! exist. Enforcement is per endpoint where an endpoint checks its own permissions (the ACL
-//! endpoints); every other endpoint, until it has its own checks, asks of the caller every
-//! permission outside `acl` ([`Caller::may_do_everything`]): stricter than Consul (a token that
-//! may write `app/` cannot write `app/x` yet), never looser. Requests the agent makes of itself
-//! (anti-entropy, the leader's reconciliation) do not pass through HTTP and are not checked.
+//! exist. Consul's own checks are made by:
+//! - the handlers that know what they touch ([`Access`]): KV (one key refused, lists filtered),
+//!   catalog and health reads (filtered by `node:read` and `service:read`, never refused),
+//!   sessions (`session:write` on the node, lists filtered by `session:read`);
+//! - `gate`, for endpoints whose check is one permission the path names
+//!   (`one_permission`: operator, keyring, snapshot, the agent's self, reload, join, leave,
+//!   maintenance, event fire).
+//!
+//! Every other endpoint, until it has its own check, asks of the caller every permission
+//! outside `acl` ([`Caller::may_do_everything`]): stricter than Consul (a token that may write
+//! service `web` cannot register it through the agent yet), never looser. Requests the agent
+//! makes of itself (anti-entropy, the leader's reconciliation) do not pass through HTTP and
+//! are not checked.
 //!
 //! ACLs are on only on servers (and `-dev`): a client agent answers agent endpoints itself and
 //! would need the servers to resolve tokens, so one configured with ACLs refuses to start.
@@ -28,7 +36,9 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter};
 use axum::Router;
-use muster_core::acl::{Authorizer, DefaultPolicy, Permission, PermissionDenied};
+use muster_core::acl::{
+    Authorizer, DefaultPolicy, Permission, PermissionDenied, ANONYMOUS_TOKEN_ACCESSOR_ID,
+};
 use muster_core::fsm::{CommandError, ResolveError};
 
 use super::endpoints::{Endpoint, ACL, ACL_SERVED, ENDPOINTS};
@@ -54,7 +64,7 @@ pub struct AclSettings {
     pub initial_management: Option<String>,
 }
 
-/// Who made a request, once its token resolved: put in the request's extensions by [`gate`].
+/// Who made a request, once its token resolved: put in the request's extensions by `gate`.
 #[derive(Debug, Clone)]
 pub struct Caller {
     /// The token's AccessorID (the anonymous token's when the request carried none).
@@ -100,9 +110,47 @@ fn needs_no_token(path: &str) -> bool {
     path.starts_with("/v1/status/") || path == "/v1/acl/bootstrap"
 }
 
-/// Whether the endpoint checks its own permissions (else [`Caller::may_do_everything`]).
+/// The endpoints that check their own permissions, as Consul's do; every other asks for
+/// [`Caller::may_do_everything`].
+const CHECKING_THEIR_OWN: &[&str] = &[
+    "/v1/acl/",
+    "/v1/kv",
+    "/v1/catalog/nodes",
+    "/v1/catalog/services",
+    "/v1/catalog/service/",
+    "/v1/catalog/node/",
+    "/v1/catalog/node-services/",
+    "/v1/catalog/datacenters",
+    "/v1/health/",
+    "/v1/session/",
+];
+
+/// The endpoints whose whole check is one permission that the path names, as Consul's
+/// endpoints check them (`node` is the agent's own).
+fn one_permission<'a>(method: &Method, path: &'a str, node: &'a str) -> Option<Permission<'a>> {
+    let read = method == Method::GET;
+    let permission = match path {
+        "/v1/operator/keyring" if read => Permission::KeyringRead,
+        "/v1/operator/keyring" => Permission::KeyringWrite,
+        _ if path.starts_with("/v1/operator/") && read => Permission::OperatorRead,
+        _ if path.starts_with("/v1/operator/") => Permission::OperatorWrite,
+        "/v1/snapshot" => Permission::Snapshot,
+        "/v1/agent/self" | "/v1/agent/metrics" | "/v1/agent/monitor" => Permission::AgentRead(node),
+        "/v1/agent/host" => Permission::OperatorRead,
+        "/v1/agent/reload" | "/v1/agent/leave" => Permission::AgentWrite(node),
+        _ if path.starts_with("/v1/agent/join/") => Permission::AgentWrite(node),
+        _ if path.starts_with("/v1/agent/force-leave/") => Permission::OperatorWrite,
+        "/v1/agent/maintenance" => Permission::NodeWrite(node),
+        _ => match path.strip_prefix("/v1/event/fire/") {
+            Some(name) => Permission::EventWrite(name),
+            None => return None,
+        },
+    };
+    Some(permission)
+}
+
 fn checks_its_own(path: &str) -> bool {
-    path.starts_with("/v1/acl/")
+    CHECKING_THEIR_OWN.iter().any(|prefix| path.starts_with(prefix))
 }
 
 /// The secret a request presents, where Consul looks for it, in its order: `?token=`, then
@@ -141,11 +189,50 @@ pub(super) fn gate(api: &Api, request: &mut Request) -> Result<(), HttpError> {
             return Err(HttpError { status: StatusCode::FORBIDDEN, reason: error.to_string() });
         }
     };
-    if !checks_its_own(path) {
+    if let Some(permission) = one_permission(request.method(), path, &api.node_name) {
+        caller.check(permission)?;
+    } else if !checks_its_own(path) {
         caller.may_do_everything()?;
     }
-    request.extensions_mut().insert(caller);
+    request.extensions_mut().insert(Arc::new(caller));
     Ok(())
+}
+
+/// What a handler that checks its own permissions knows of the caller (an extractor): the
+/// [`Caller`] that `gate` resolved, or nothing with ACLs off, when everything is allowed.
+#[derive(Debug, Clone, Default)]
+pub struct Access(Option<Arc<Caller>>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Access {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Access, Self::Rejection> {
+        Ok(Access(parts.extensions.get::<Arc<Caller>>().cloned()))
+    }
+}
+
+impl Access {
+    /// Whether the caller holds `permission` (always, with ACLs off).
+    pub fn allows(&self, permission: Permission<'_>) -> bool {
+        self.0.as_ref().is_none_or(|caller| caller.authorizer.allowed(permission))
+    }
+
+    /// `permission`, or Consul's 403.
+    pub fn require(&self, permission: Permission<'_>) -> Result<(), HttpError> {
+        self.0.as_ref().map_or(Ok(()), |caller| caller.check(permission))
+    }
+
+    /// Consul's `X-Consul-Results-Filtered-By-ACLs: true` when `removed` (never to the
+    /// anonymous token, which would learn what exists).
+    pub fn filtered_header(&self, removed: bool, headers: &mut HeaderMap) {
+        let named = self.0.as_ref().is_some_and(|caller| caller.accessor_id != ANONYMOUS_TOKEN_ACCESSOR_ID);
+        if removed && named {
+            headers.insert("X-Consul-Results-Filtered-By-ACLs", axum::http::HeaderValue::from_static("true"));
+        }
+    }
 }
 
 /// The clock as ACL writes stamp it, Unix milliseconds.
@@ -186,7 +273,7 @@ struct AclRequest {
     /// The path after `/v1/acl/` (or `/v1/agent/`, `/v1/internal/acl/`).
     path: String,
     query: Query,
-    caller: Option<Caller>,
+    caller: Option<Arc<Caller>>,
     body: bytes::Bytes,
 }
 
@@ -206,7 +293,7 @@ async fn dispatch(State(api): State<Arc<Api>>, request: Request) -> Response {
         method: parts.method.clone(),
         path,
         query: Query::parse(parts.uri.query()),
-        caller: parts.extensions.remove::<Caller>(),
+        caller: parts.extensions.remove::<Arc<Caller>>(),
         body,
     };
     match answer(&api, request).await {
@@ -241,9 +328,9 @@ async fn answer(api: &Api, request: AclRequest) -> Result<Response, HttpError> {
 }
 
 impl AclRequest {
-    /// The caller, which [`gate`] resolved (every ACL endpoint but the bootstrap has one).
+    /// The caller, which `gate` resolved (every ACL endpoint but the bootstrap has one).
     fn caller(&self) -> Result<&Caller, HttpError> {
-        self.caller.as_ref().ok_or_else(|| HttpError::internal("the request's token was not resolved"))
+        self.caller.as_deref().ok_or_else(|| HttpError::internal("the request's token was not resolved"))
     }
 }
 
