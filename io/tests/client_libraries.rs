@@ -38,6 +38,22 @@ fn py_consul_works_unmodified() {
     assert!(stdout.contains("every step answered as Consul answers"), "{stdout}");
 }
 
+/// py-consul's ACL calls against an agent with ACLs on and deny by default: the bootstrap,
+/// policies, tokens (expiry, update, clone, delete) and what a token may then do.
+#[test]
+fn py_consul_manages_acls_unmodified() {
+    if !python_has("consul") {
+        return;
+    }
+    let (_agent, http) = dev_agent(&["-hcl=acl { enabled = true default_policy = \"deny\" }"]);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/py_consul_acl.py");
+    let output = Command::new("python3").arg(script).arg(http.to_string()).output().expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "py-consul failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("every step answered as Consul answers"), "{stdout}");
+}
+
 /// Where `.ci/run` installs the npm client (`npm install --prefix io/tests/clients consul@2`).
 const NODE_MODULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/node_modules");
 

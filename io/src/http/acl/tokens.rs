@@ -320,7 +320,7 @@ pub(super) async fn update(api: &Api, request: &AclRequest, accessor: &str) -> R
     if !token.accessor_id.is_empty() && token.accessor_id != accessor {
         return Err(HttpError::bad_request("Token Accessor ID in URL and payload do not match"));
     }
-    if object.has("ExpirationTTL") {
+    if object.get("ExpirationTTL").is_some() {
         return Err(invalid_token("Cannot change expiration time"));
     }
     token.accessor_id = accessor.to_owned();
@@ -415,15 +415,29 @@ fn token_from(object: &Object, acl: &AclState) -> Result<Token, HttpError> {
     })
 }
 
-/// A new token's expiry from `ExpirationTTL`, within Consul's bounds.
+/// A new token's expiry, from `ExpirationTTL` or `ExpirationTime` (RFC 3339), within Consul's
+/// bounds.
 fn expiration(object: &Object, create_time_ms: u64) -> Result<Option<u64>, HttpError> {
-    if object.has("ExpirationTime") && object.has("ExpirationTTL") {
-        return Err(invalid_token("Token Expiration TTL and Expiration Time cannot both be set"));
-    }
-    let Some(value) = object.get("ExpirationTTL") else { return Ok(None) };
-    let ttl = body::duration(value)
-        .map_err(|reason| decoding_failed("Token", format!("ExpirationTTL: {reason}")))?;
-    if ttl.is_zero() {
+    let ttl = match (object.get("ExpirationTTL"), object.get("ExpirationTime")) {
+        (Some(_), Some(_)) => {
+            return Err(invalid_token("Token Expiration TTL and Expiration Time cannot both be set"))
+        }
+        (Some(value), None) => body::duration(value)
+            .map_err(|reason| decoding_failed("Token", format!("ExpirationTTL: {reason}")))?,
+        (None, Some(Value::String(time))) => {
+            let at = humantime::parse_rfc3339_weak(time)
+                .map_err(|reason| decoding_failed("Token", format!("ExpirationTime: {reason}")))?;
+            let at_ms = at.duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_millis());
+            let at_ms = u64::try_from(at_ms).unwrap_or(u64::MAX);
+            if at_ms < create_time_ms {
+                return Err(invalid_token("ExpirationTime cannot be in the past"));
+            }
+            Duration::from_millis(at_ms - create_time_ms)
+        }
+        (None, Some(_)) => return Err(decoding_failed("Token", "ExpirationTime: expected a string")),
+        (None, None) => return Ok(None),
+    };
+    if ttl.is_zero() && object.get("ExpirationTTL").is_some() {
         return Ok(None);
     }
     let shown = muster_core::duration::format(ttl);
