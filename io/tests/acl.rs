@@ -285,3 +285,89 @@ fn reads_are_filtered_to_what_the_token_may_read() {
     let id = session["ID"].as_str().unwrap();
     assert_eq!(ok_json(call(http, "GET", "/v1/session/list", MANAGEMENT, None))[0]["ID"], id);
 }
+
+/// Writes through the agent, the catalog and transactions ask for the permission of what they
+/// touch, as Consul's endpoints do; a transaction with one refused operation changes nothing.
+#[test]
+fn writes_need_the_permission_of_what_they_touch() {
+    let (_agent, http) =
+        dev_agent(&[&acl_on(&format!("tokens {{ initial_management = \"{MANAGEMENT}\" }}"))]);
+    let rules = r#"service "web" { policy = "write" }  node_prefix "" { policy = "read" }  key_prefix "app/" { policy = "write" }"#;
+    assert_eq!(
+        call(http, "PUT", "/v1/acl/policy", MANAGEMENT, Some(json!({"Name": "web", "Rules": rules}))).0,
+        200
+    );
+    let token =
+        ok_json(call(http, "PUT", "/v1/acl/token", MANAGEMENT, Some(json!({"Policies": [{"Name": "web"}]}))));
+    let (web, accessor) = (token["SecretID"].as_str().unwrap(), token["AccessorID"].as_str().unwrap());
+    let lacks = |permission: &str, on: &str| {
+        format!("Permission denied: token with AccessorID '{accessor}' lacks permission '{permission}' on \"{on}\"")
+    };
+
+    // The agent's services and checks.
+    let register = |name: &str, token: &str| {
+        call(
+            http,
+            "PUT",
+            "/v1/agent/service/register",
+            token,
+            Some(json!({"Name": name, "Check": {"TTL": "30s"}})),
+        )
+    };
+    assert_eq!(register("web", web).0, 200);
+    assert_eq!(register("db", web), (403, lacks("service:write", "db")));
+    assert_eq!(register("db", MANAGEMENT).0, 200);
+    assert_eq!(call(http, "PUT", "/v1/agent/check/pass/service:web", web, None).0, 200);
+    assert_eq!(
+        call(http, "PUT", "/v1/agent/check/pass/service:db", web, None),
+        (403, lacks("service:write", "db"))
+    );
+    let node_check = json!({"Name": "disk", "TTL": "30s"});
+    assert_eq!(
+        call(http, "PUT", "/v1/agent/check/register", web, Some(node_check)),
+        (403, lacks("node:write", "client-test"))
+    );
+    assert_eq!(
+        call(http, "PUT", "/v1/agent/service/deregister/db", web, None),
+        (403, lacks("service:write", "db"))
+    );
+    let services = ok_json(call(http, "GET", "/v1/agent/services", web, None));
+    assert_eq!(services.as_object().unwrap().keys().collect::<Vec<_>>(), ["web"], "{services}");
+    let checks = ok_json(call(http, "GET", "/v1/agent/checks", web, None));
+    assert_eq!(checks.as_object().unwrap().keys().collect::<Vec<_>>(), ["service:web"], "{checks}");
+    let members = ok_json(call(http, "GET", "/v1/agent/members", web, None));
+    assert_eq!(members[0]["Name"], "client-test");
+
+    // The catalog: a new node needs node:write on it.
+    let external = json!({"Node": "ext", "Address": "10.0.0.9", "Service": {"Service": "web", "Port": 80}});
+    assert_eq!(
+        call(http, "PUT", "/v1/catalog/register", web, Some(external.clone())),
+        (403, lacks("node:write", "ext"))
+    );
+    assert_eq!(call(http, "PUT", "/v1/catalog/register", MANAGEMENT, Some(external)).0, 200);
+    let deregister = json!({"Node": "ext", "ServiceID": "web"});
+    assert_eq!(call(http, "PUT", "/v1/catalog/deregister", web, Some(deregister)).0, 200);
+    assert_eq!(
+        call(http, "PUT", "/v1/catalog/deregister", web, Some(json!({"Node": "ext"}))),
+        (403, lacks("node:write", "ext"))
+    );
+
+    // A transaction: every operation checked, none applied when one is refused.
+    let value = "dg==";
+    let ops = json!([
+        {"KV": {"Verb": "set", "Key": "app/x", "Value": value}},
+        {"KV": {"Verb": "set", "Key": "other/y", "Value": value}},
+    ]);
+    let (status, text) = call(http, "PUT", "/v1/txn", web, Some(ops));
+    assert_eq!(status, 409, "{text}");
+    let errors: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(errors["Errors"], json!([{"OpIndex": 1, "What": lacks("key:write", "other/y")}]));
+    assert_eq!(call(http, "GET", "/v1/kv/app/x", MANAGEMENT, None).0, 404);
+    let ops = json!([{"KV": {"Verb": "set", "Key": "app/x", "Value": value}}]);
+    assert_eq!(call(http, "PUT", "/v1/txn", web, Some(ops)).0, 200);
+
+    // User events: firing needs event:write, the list shows what event:read allows.
+    assert_eq!(call(http, "PUT", "/v1/event/fire/deploy", MANAGEMENT, None).0, 200);
+    assert_eq!(ok_json(call(http, "GET", "/v1/event/list", web, None)), json!([]));
+    assert_eq!(ok_json(call(http, "GET", "/v1/event/list", MANAGEMENT, None))[0]["Name"], "deploy");
+}

@@ -14,6 +14,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::Router;
+use muster_core::acl::Permission;
 use muster_core::agent::{LocalError, LocalState, Row};
 use muster_core::fsm::CheckKind;
 use muster_core::fsm::{Check, Health, Service};
@@ -25,7 +26,7 @@ use super::body::{file_check_definition, Object, Refusal};
 use super::catalog::check_json;
 use super::filter::Filter;
 use super::shapes::{self, AgentServiceJson, CheckNameJson};
-use super::{json, Api, HttpError, Query};
+use super::{json, Access, Api, HttpError, Query};
 use crate::tasks::anti_entropy::{change_and_push, change_and_sync};
 use crate::tasks::check_ttl::reset_timers;
 
@@ -37,6 +38,33 @@ pub(crate) fn local_error(error: LocalError) -> HttpError {
         LocalError::Reserved(_) => StatusCode::BAD_REQUEST,
     };
     HttpError { status, reason: error.to_string() }
+}
+
+/// `service:write` on the agent's service `id`, as Consul's `vetServiceUpdate` asks; nothing to
+/// check for a service the agent lacks (the handler answers that).
+fn may_write_service(api: &Api, access: &Access, id: &str) -> Result<(), HttpError> {
+    let name = api.local.state().services().get(id).map(|service| service.service.clone());
+    name.map_or(Ok(()), |name| access.require(Permission::ServiceWrite(&name)))
+}
+
+/// What changing the agent's check `id` asks (Consul's `vetCheckUpdate`): `service:write` on
+/// its service's name, or `node:write` on the agent's node for a node check.
+fn may_write_check(api: &Api, access: &Access, id: &str) -> Result<(), HttpError> {
+    let service_id = api.local.state().checks().get(id).map(|check| check.service_id.clone());
+    match service_id {
+        None => Ok(()),
+        Some(service_id) if service_id.is_empty() => access.require(Permission::NodeWrite(&api.node_name)),
+        Some(service_id) => may_write_service(api, access, &service_id),
+    }
+}
+
+/// Whether the caller may see the agent's check: `service:read` on its service, or `node:read`
+/// on the agent's node for a node check.
+fn sees_check(api: &Api, access: &Access, state: &LocalState, check: &Check) -> bool {
+    match state.services().get(&check.service_id) {
+        Some(service) => access.allows(Permission::ServiceRead(&service.service)),
+        None => access.allows(Permission::NodeRead(&api.node_name)),
+    }
 }
 
 /// A failure to keep a change on disk (it stands in memory and in the catalog).
@@ -88,9 +116,9 @@ pub(super) fn routes() -> Router<Arc<Api>> {
         .route("/v1/agent/checks", get(checks))
         .route("/v1/agent/check/register", put(register_check))
         .route("/v1/agent/check/deregister/{id}", put(deregister_check))
-        .route("/v1/agent/check/pass/{id}", put(|s, p, q| ttl_update(s, p, q, Health::Passing)))
-        .route("/v1/agent/check/warn/{id}", put(|s, p, q| ttl_update(s, p, q, Health::Warning)))
-        .route("/v1/agent/check/fail/{id}", put(|s, p, q| ttl_update(s, p, q, Health::Critical)))
+        .route("/v1/agent/check/pass/{id}", put(|s, a, p, q| ttl_update(s, a, p, q, Health::Passing)))
+        .route("/v1/agent/check/warn/{id}", put(|s, a, p, q| ttl_update(s, a, p, q, Health::Warning)))
+        .route("/v1/agent/check/fail/{id}", put(|s, a, p, q| ttl_update(s, a, p, q, Health::Critical)))
         .route("/v1/agent/check/update/{id}", put(update_check))
         .route("/v1/agent/maintenance", put(node_maintenance))
         .route("/v1/agent/reload", put(reload_endpoint))
@@ -134,12 +162,14 @@ async fn node_maintenance(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) 
 /// The same for one service (`_service_maintenance:<id>`).
 async fn service_maintenance(
     State(api): State<Arc<Api>>,
+    access: Access,
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Response {
     let query = Query::parse(raw.as_deref());
     let result = async {
         let enabled = enable(&query)?;
+        may_write_service(&api, &access, &id)?;
         if !api.local.state().services().contains_key(&id) {
             return Err(HttpError {
                 status: StatusCode::NOT_FOUND,
@@ -220,13 +250,14 @@ fn agent_service_json(service: &Service, datacenter: &str) -> Value {
     shapes::to_value(AgentServiceJson::new(service, datacenter))
 }
 
-async fn services(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response {
+async fn services(State(api): State<Arc<Api>>, access: Access, RawQuery(raw): RawQuery) -> Response {
     let query = Query::parse(raw.as_deref());
     let map: Map<String, Value> = api
         .local
         .state()
         .services()
         .values()
+        .filter(|s| access.allows(Permission::ServiceRead(&s.service)))
         .map(|s| (s.id.clone(), agent_service_json(s, &api.datacenter)))
         .collect();
     filtered(&query, Value::Object(map))
@@ -234,9 +265,18 @@ async fn services(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Respo
 
 /// One service of this agent, with Consul's `ContentHash`; `?hash=<that hash>` blocks until
 /// the service differs from it (or `?wait` passes), as Consul's hash-based blocking query.
-async fn service(State(api): State<Arc<Api>>, Path(id): Path<String>, RawQuery(raw): RawQuery) -> Response {
+async fn service(
+    State(api): State<Arc<Api>>,
+    access: Access,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
     let query = Query::parse(raw.as_deref());
     let result = async {
+        let name = api.local.state().services().get(&id).map(|service| service.service.clone());
+        if let Some(name) = name {
+            access.require(Permission::ServiceRead(&name))?;
+        }
         let wait = api.blocking_wait(&query)?;
         let deadline = tokio::time::Instant::now() + wait;
         let mut changes = api.local.subscribe();
@@ -333,6 +373,7 @@ fn health_answer(
 /// `GET /v1/agent/health/service/id/<id>`.
 async fn health_by_id(
     State(api): State<Arc<Api>>,
+    access: Access,
     Path(id): Path<String>,
     headers: axum::http::HeaderMap,
     RawQuery(raw): RawQuery,
@@ -342,6 +383,9 @@ async fn health_by_id(
     let state = api.local.state();
     match state.services().get(&id) {
         Some(service) => {
+            if let Err(denied) = access.require(Permission::ServiceRead(&service.service)) {
+                return denied.into_response();
+            }
             let (code, status, body) = local_health(&state, service, &api.datacenter);
             health_answer(code, status.to_owned(), &body, as_text, &query)
         }
@@ -357,11 +401,15 @@ async fn health_by_id(
 /// the worst status among them.
 async fn health_by_name(
     State(api): State<Arc<Api>>,
+    access: Access,
     Path(name): Path<String>,
     headers: axum::http::HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
     let query = Query::parse(raw.as_deref());
+    if let Err(denied) = access.require(Permission::ServiceRead(&name)) {
+        return denied.into_response();
+    }
     let state = api.local.state();
     let mut code = StatusCode::NOT_FOUND;
     let mut status = format!("ServiceName {name} Not Found");
@@ -386,10 +434,15 @@ fn content_hash(body: &impl Serialize) -> String {
     format!("{:016x}", hasher.finish())
 }
 
-async fn checks(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response {
+async fn checks(State(api): State<Arc<Api>>, access: Access, RawQuery(raw): RawQuery) -> Response {
     let query = Query::parse(raw.as_deref());
-    let checks: Map<String, Value> =
-        api.local.state().checks().values().map(|c| (c.check_id.clone(), check_json(c))).collect();
+    let state = api.local.state();
+    let checks: Map<String, Value> = state
+        .checks()
+        .values()
+        .filter(|c| sees_check(&api, &access, &state, c))
+        .map(|c| (c.check_id.clone(), check_json(c)))
+        .collect();
     filtered(&query, Value::Object(checks))
 }
 
@@ -561,9 +614,12 @@ async fn reload_endpoint(State(api): State<Arc<Api>>) -> Response {
     }
 }
 
-async fn register_service(State(api): State<Arc<Api>>, body: Bytes) -> Response {
+async fn register_service(State(api): State<Arc<Api>>, access: Access, body: Bytes) -> Response {
     let result = async {
         let (service, checks) = service_definition(&Object::parse(&body)?, api.script_checks.from_api)?;
+        access.require(Permission::ServiceWrite(&service.service))?;
+        // Replacing another service under the same ID needs its name's permission too.
+        may_write_service(&api, &access, &service.id)?;
         reset_timers(&api, &checks);
         let id = service.id.clone();
         let undo = api.local.state().clone();
@@ -590,13 +646,16 @@ fn forget_timers(api: &Api, checks: &[String]) {
 }
 
 /// Removes a service and its checks; an unknown ID is a no-op, as in Consul.
-async fn deregister_service(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Response {
+async fn deregister_service(State(api): State<Arc<Api>>, access: Access, Path(id): Path<String>) -> Response {
     // Consul 1.20 answers a service the agent does not have with 404 (its
     // `vetServiceUpdateWithAuthorizer`); clients look for "Unknown service".
     if !api.local.state().services().contains_key(&id) {
         let reason =
             format!("Unknown service ID {id:?}. Ensure that the service ID is passed, not the service name.");
         return HttpError { status: StatusCode::NOT_FOUND, reason }.into_response();
+    }
+    if let Err(denied) = may_write_service(&api, &access, &id) {
+        return denied.into_response();
     }
     match remove_service(&api, &id).await {
         Ok(()) => StatusCode::OK.into_response(),
@@ -620,9 +679,14 @@ pub(crate) async fn remove_service(api: &Api, id: &str) -> Result<(), HttpError>
     Ok(())
 }
 
-async fn register_check(State(api): State<Arc<Api>>, body: Bytes) -> Response {
+async fn register_check(State(api): State<Arc<Api>>, access: Access, body: Bytes) -> Response {
     let result = async {
         let check = check_definition(&Object::parse(&body)?, api.script_checks.from_api)?;
+        match check.service_id.as_str() {
+            "" => access.require(Permission::NodeWrite(&api.node_name))?,
+            service_id => may_write_service(&api, &access, service_id)?,
+        }
+        may_write_check(&api, &access, &check.check_id)?;
         reset_timers(&api, std::slice::from_ref(&check));
         let id = check.check_id.clone();
         let undo = api.local.state().clone();
@@ -635,8 +699,9 @@ async fn register_check(State(api): State<Arc<Api>>, body: Bytes) -> Response {
     result.await.unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn deregister_check(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Response {
+async fn deregister_check(State(api): State<Arc<Api>>, access: Access, Path(id): Path<String>) -> Response {
     let result = async {
+        may_write_check(&api, &access, &id)?;
         forget_timers(&api, std::slice::from_ref(&id));
         let row = Row::Check(id.clone());
         change_and_push(&api, None, |state| Ok((state.remove_check(&id), Some(vec![row])))).await?;
@@ -648,17 +713,27 @@ async fn deregister_check(State(api): State<Arc<Api>>, Path(id): Path<String>) -
 
 async fn ttl_update(
     State(api): State<Arc<Api>>,
+    access: Access,
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
     status: Health,
 ) -> Response {
     let query = Query::parse(raw.as_deref());
+    if let Err(denied) = may_write_check(&api, &access, &id) {
+        return denied.into_response();
+    }
     let note = query.get("note").unwrap_or("").to_owned();
     set_ttl_status(&api, &id, status, note).await.unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn update_check(State(api): State<Arc<Api>>, Path(id): Path<String>, body: Bytes) -> Response {
+async fn update_check(
+    State(api): State<Arc<Api>>,
+    access: Access,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
     let result = async {
+        may_write_check(&api, &access, &id)?;
         let object = Object::parse(&body)?;
         let status = object.string("Status")?;
         let status = Health::parse(&status)

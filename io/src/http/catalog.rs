@@ -110,11 +110,19 @@ fn parse_register(body: &[u8]) -> Result<Register, HttpError> {
 
 // --- handlers -----------------------------------------------------------------------------------
 
-async fn register(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery, body: Bytes) -> Response {
+async fn register(
+    State(api): State<Arc<Api>>,
+    access: Access,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> Response {
     let query = Query::parse(raw.as_deref());
     let result = async {
         api.check_datacenter(&query)?;
         let mut register = parse_register(&body)?;
+        if access.is_on() {
+            api.consensus()?.store.read(|fsm| may_register(fsm.catalog(), &access, &register))?;
+        }
         if register.node.datacenter.is_empty() {
             register.node.datacenter = api.datacenter.clone();
         }
@@ -127,7 +135,12 @@ async fn register(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery, body: By
     result.await.unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn deregister(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery, body: Bytes) -> Response {
+async fn deregister(
+    State(api): State<Arc<Api>>,
+    access: Access,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> Response {
     let query = Query::parse(raw.as_deref());
     let result = async {
         api.check_datacenter(&query)?;
@@ -138,6 +151,9 @@ async fn deregister(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery, body: 
             service_id: nonempty(object.string("ServiceID")?),
             check_id: nonempty(object.string("CheckID")?),
         };
+        if access.is_on() {
+            api.consensus()?.store.read(|fsm| may_deregister(fsm.catalog(), &access, &deregister))?;
+        }
         let started = std::time::Instant::now();
         let written = api.write(&Command::Deregister(deregister)).await;
         crate::telemetry::measure_since("catalog.deregister", &[], started);
@@ -145,6 +161,69 @@ async fn deregister(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery, body: 
         Ok::<_, HttpError>(json(&query, &true).into_response())
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// What a registration asks, as Consul's `vetRegisterWithACL`: `node:write` when it changes the
+/// node (a new one, or other fields), `service:write` on its service and on the service it
+/// replaces under the same ID, and for each check its service's `service:write` or, for a node
+/// check, `node:write`.
+fn may_register(catalog: &Catalog, access: &Access, register: &Register) -> Result<(), HttpError> {
+    let node = &register.node;
+    let changes_node = match catalog.node(&node.node) {
+        None => true,
+        Some(_) if register.skip_node_update => false,
+        Some(stored) => {
+            (&stored.id, &stored.address, &stored.datacenter, &stored.tagged_addresses, &stored.meta)
+                != (&node.id, &node.address, &node.datacenter, &node.tagged_addresses, &node.meta)
+        }
+    };
+    if changes_node {
+        access.require(Permission::NodeWrite(&node.node))?;
+    }
+    if let Some(service) = &register.service {
+        access.require(Permission::ServiceWrite(&service.service))?;
+        if let Some(replaced) = catalog.service(&node.node, &service.id) {
+            access.require(Permission::ServiceWrite(&replaced.service))?;
+        }
+    }
+    for check in &register.checks {
+        may_write_check(catalog, access, &node.node, &check.service_id, register.service.as_ref())?;
+    }
+    Ok(())
+}
+
+/// What changing a check asks: `service:write` on its service (in the request or the catalog),
+/// else `node:write` on its node.
+fn may_write_check(
+    catalog: &Catalog,
+    access: &Access,
+    node: &str,
+    service_id: &str,
+    registering: Option<&Service>,
+) -> Result<(), HttpError> {
+    if service_id.is_empty() {
+        return access.require(Permission::NodeWrite(node));
+    }
+    let name = match registering.filter(|service| service.id == service_id) {
+        Some(service) => Some(service.service.as_str()),
+        None => catalog.service(node, service_id).map(|service| service.service.as_str()),
+    };
+    name.map_or(Ok(()), |name| access.require(Permission::ServiceWrite(name)))
+}
+
+/// What a deregistration asks, as Consul's `vetDeregisterWithACL`: `service:write` on the
+/// service, the check's as for a change, else `node:write` on the node.
+fn may_deregister(catalog: &Catalog, access: &Access, deregister: &Deregister) -> Result<(), HttpError> {
+    let node = &deregister.node;
+    if let Some(service_id) = &deregister.service_id {
+        let name = catalog.service(node, service_id).map(|service| service.service.as_str());
+        return name.map_or(Ok(()), |name| access.require(Permission::ServiceWrite(name)));
+    }
+    if let Some(check_id) = &deregister.check_id {
+        let check = catalog.node_checks(node).1.into_iter().find(|check| &check.check_id == check_id);
+        return check.map_or(Ok(()), |check| may_write_check(catalog, access, node, &check.service_id, None));
+    }
+    access.require(Permission::NodeWrite(node))
 }
 
 async fn datacenters(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response {

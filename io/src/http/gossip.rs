@@ -232,7 +232,7 @@ fn matching(gossip: &GossipApi, name: Option<&str>) -> (u64, Vec<UserEvent>) {
 
 /// The events received, newest last; `?index` blocks until a newer one arrives or `?wait`
 /// runs out.
-async fn list(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response {
+async fn list(State(api): State<Arc<Api>>, access: super::Access, RawQuery(raw): RawQuery) -> Response {
     let query = Query::parse(raw.as_deref());
     let min_index = match query.get("index").map(str::parse::<u64>).transpose() {
         Ok(index) => index.unwrap_or(0),
@@ -257,7 +257,11 @@ async fn list(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response 
             Err(_) | Ok(Err(_)) => break (index, events),
         }
     };
+    // Consul lists the events the caller may read (`event:read` on the name).
+    let readable: Vec<&UserEvent> =
+        events.iter().filter(|e| access.allows(muster_core::acl::Permission::EventRead(&e.name))).collect();
     let mut headers = HeaderMap::new();
     headers.insert("X-Consul-Index", HeaderValue::from(index));
-    (headers, json(&query, &events)).into_response()
+    access.filtered_header(readable.len() != events.len(), &mut headers);
+    (headers, json(&query, &readable)).into_response()
 }

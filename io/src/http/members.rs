@@ -163,7 +163,7 @@ impl From<Member> for MemberBody {
 /// `GET /v1/agent/members`, `?filter` applied to the members as Consul 1.20 does (after the
 /// pool is chosen). `?segment` is Consul Enterprise's: like Consul CE, muster knows only `_all`
 /// (what `consul members` sends) and the empty name, and refuses any other as CE does.
-async fn members(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Response {
+async fn members(State(api): State<Arc<Api>>, access: super::Access, RawQuery(raw): RawQuery) -> Response {
     let query = Query::parse(raw.as_deref());
     let pool = if query.go_bool("wan").flatten().unwrap_or(false) { Pool::Wan } else { Pool::Lan };
     if !matches!(query.get("segment").unwrap_or_default(), "" | "_all") {
@@ -175,7 +175,10 @@ async fn members(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery) -> Respon
         }
         .into_response();
     }
-    let shaped: Vec<MemberBody> = api.members.list(pool).into_iter().map(MemberBody::from).collect();
+    // Consul lists the members whose node the caller may read (`filterMembers`).
+    let readable = |member: &Member| access.allows(muster_core::acl::Permission::NodeRead(&member.name));
+    let shaped: Vec<MemberBody> =
+        api.members.list(pool).into_iter().filter(readable).map(MemberBody::from).collect();
     let filtered = Filter::from_query(&query).and_then(|filter| match filter {
         None => Ok(None),
         Some(filter) => {

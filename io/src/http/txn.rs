@@ -10,8 +10,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::put;
 use axum::Router;
+use muster_core::acl::Permission;
 use muster_core::fsm::{
-    Command, Response as FsmResponse, Txn, TxnError, TxnOp, TxnOutcome, TxnResult, TXN_OPS_MAX,
+    CatalogVerb, Command, KvVerb, Response as FsmResponse, Txn, TxnError, TxnOp, TxnOutcome, TxnResult,
+    TXN_OPS_MAX,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -19,7 +21,7 @@ use serde_json::Value;
 use super::body::txn_op;
 use super::kv::DirEntry;
 use super::shapes::{HealthCheckJson, NodeJson, NodeServiceJson};
-use super::{json, Api, HttpError, Query};
+use super::{json, Access, Api, HttpError, Query};
 
 pub(super) fn routes() -> Router<Arc<Api>> {
     Router::new().route("/v1/txn", put(txn))
@@ -92,7 +94,25 @@ impl Drop for Timed {
     }
 }
 
-async fn txn(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery, body: Bytes) -> Response {
+/// The permission operation `op` needs (Consul's `vetTxnOps`): a key's read or write (write
+/// on the prefix for a tree delete), a node's, a service's by name, a check's node or service.
+fn permission(op: &TxnOp) -> Permission<'_> {
+    match op {
+        TxnOp::Kv(KvVerb::DeleteTree, operand) => Permission::KeyWritePrefix(&operand.key),
+        TxnOp::Kv(verb, operand) if verb.reads_only() => Permission::KeyRead(&operand.key),
+        TxnOp::Kv(_, operand) => Permission::KeyWrite(&operand.key),
+        TxnOp::Node(CatalogVerb::Get, node) => Permission::NodeRead(&node.node),
+        TxnOp::Node(_, node) => Permission::NodeWrite(&node.node),
+        TxnOp::Service(CatalogVerb::Get, _, service) => Permission::ServiceRead(&service.service),
+        TxnOp::Service(_, _, service) => Permission::ServiceWrite(&service.service),
+        TxnOp::Check(_, check) if !check.service_name.is_empty() => {
+            Permission::ServiceWrite(&check.service_name)
+        }
+        TxnOp::Check(_, check) => Permission::NodeWrite(&check.node),
+    }
+}
+
+async fn txn(State(api): State<Arc<Api>>, access: Access, RawQuery(raw): RawQuery, body: Bytes) -> Response {
     let query = Query::parse(raw.as_deref());
     let result = async {
         api.check_datacenter(&query)?;
@@ -110,7 +130,10 @@ async fn txn(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery, body: Bytes) 
         let mut errors = Vec::new();
         for (op_index, item) in items.iter().enumerate() {
             match txn_op(item)? {
-                Ok(op) => ops.push(op),
+                Ok(op) => match access.require(permission(&op)) {
+                    Ok(()) => ops.push(op),
+                    Err(denied) => errors.push(TxnError { op_index, what: denied.reason }),
+                },
                 Err(invalid) => errors.push(TxnError { op_index, what: invalid.to_string() }),
             }
         }

@@ -12,14 +12,16 @@
 //! exist. Consul's own checks are made by:
 //! - the handlers that know what they touch ([`Access`]): KV (one key refused, lists filtered),
 //!   catalog and health reads (filtered by `node:read` and `service:read`, never refused),
-//!   sessions (`session:write` on the node, lists filtered by `session:read`);
+//!   catalog registrations (Consul's `vetRegisterWithACL`), the agent's services and checks
+//!   (`service:write` on the service, `node:write` for a node check; lists filtered), members,
+//!   user events listed, sessions (`session:write` on the node, lists filtered by
+//!   `session:read`), and transactions (each operation, refused ones as Consul's 409 errors);
 //! - `gate`, for endpoints whose check is one permission the path names
 //!   (`one_permission`: operator, keyring, snapshot, the agent's self, reload, join, leave,
 //!   maintenance, event fire).
 //!
 //! Every other endpoint, until it has its own check, asks of the caller every permission
-//! outside `acl` ([`Caller::may_do_everything`]): stricter than Consul (a token that may write
-//! service `web` cannot register it through the agent yet), never looser. Requests the agent
+//! outside `acl` ([`Caller::may_do_everything`]): stricter than Consul, never looser. Requests the agent
 //! makes of itself (anti-entropy, the leader's reconciliation) do not pass through HTTP and
 //! are not checked.
 //!
@@ -115,6 +117,8 @@ fn needs_no_token(path: &str) -> bool {
 const CHECKING_THEIR_OWN: &[&str] = &[
     "/v1/acl/",
     "/v1/kv",
+    "/v1/catalog/register",
+    "/v1/catalog/deregister",
     "/v1/catalog/nodes",
     "/v1/catalog/services",
     "/v1/catalog/service/",
@@ -123,6 +127,14 @@ const CHECKING_THEIR_OWN: &[&str] = &[
     "/v1/catalog/datacenters",
     "/v1/health/",
     "/v1/session/",
+    "/v1/agent/services",
+    "/v1/agent/service/",
+    "/v1/agent/checks",
+    "/v1/agent/check/",
+    "/v1/agent/health/service/",
+    "/v1/agent/members",
+    "/v1/event/list",
+    "/v1/txn",
 ];
 
 /// The endpoints whose whole check is one permission that the path names, as Consul's
@@ -215,6 +227,11 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Access {
 }
 
 impl Access {
+    /// Whether ACLs are on (a caller was resolved).
+    pub fn is_on(&self) -> bool {
+        self.0.is_some()
+    }
+
     /// Whether the caller holds `permission` (always, with ACLs off).
     pub fn allows(&self, permission: Permission<'_>) -> bool {
         self.0.as_ref().is_none_or(|caller| caller.authorizer.allowed(permission))
