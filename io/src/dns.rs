@@ -191,9 +191,11 @@ pub async fn handle(
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
-        return Ok(consensus
-            .store
-            .read(|fsm| dns::handle(packet, transport, fsm.catalog(), config, &mut rng, now, resolved)));
+        return Ok(consensus.store.read(|fsm| {
+            let authorizer = api.acl.as_ref().map(|acl| dns_authorizer(fsm, acl, &api.datacenter));
+            let catalog = fsm.catalog();
+            dns::handle_as(packet, transport, catalog, config, &mut rng, now, resolved, authorizer.as_ref())
+        }));
     }
     let call = crate::rpc::Call::Dns(crate::rpc::DnsQuery {
         packet: Bytes::copy_from_slice(packet),
@@ -207,6 +209,27 @@ pub async fn handle(
             handled.map_err(|(status, reason)| HttpError { status: status_code(status), reason })
         }
         _ => Err(HttpError::internal("unexpected reply to a DNS query")),
+    }
+}
+
+/// What DNS answers may show with ACLs on: the `dns` token's permissions, else the `default`
+/// token's, else the anonymous token's (Consul's order); nothing when that token does not
+/// resolve.
+fn dns_authorizer(
+    fsm: &muster_core::fsm::Fsm,
+    acl: &crate::http::AclSettings,
+    datacenter: &str,
+) -> muster_core::acl::Authorizer {
+    let secret = if acl.dns_token.is_empty() { &acl.default_token } else { &acl.dns_token };
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX));
+    match fsm.acl().resolve(secret, now_ms, datacenter, acl.default_policy) {
+        Ok(token) => token.authorizer,
+        Err(error) => {
+            tracing::warn!(reason = %error, "agent.dns: the DNS token does not resolve; answering nothing");
+            muster_core::acl::Authorizer::from_policies([], muster_core::acl::DefaultPolicy::Deny)
+        }
     }
 }
 

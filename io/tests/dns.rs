@@ -279,3 +279,43 @@ fn names_outside_the_domain_go_to_the_recursors_and_servfail_when_none_answers()
     let failed = over_udp(stranded.dns, "example.com.", RecordType::A);
     assert_eq!((failed.metadata.id, failed.metadata.response_code), (0xbeef, ResponseCode::ServFail));
 }
+
+/// With ACLs on, DNS answers with the `dns` token's permissions (else the `default` token's):
+/// the anonymous token under `deny` sees no node, a management token sees the agent's own.
+#[test]
+fn acls_decide_what_dns_answers() {
+    const MANAGEMENT: &str = "0a4f5b3c-7d2e-4f1a-9b8c-6e5d4c3b2a10";
+    let acl = |tokens: &str| {
+        format!("-hcl=acl {{ enabled = true default_policy = \"deny\" tokens {{ initial_management = \"{MANAGEMENT}\" {tokens} }} }}")
+    };
+    // The default token (management) lets HTTP see the node; DNS reads as anonymous.
+    let hidden = spawn_agent("hidden", &[acl(&format!("default = \"{MANAGEMENT}\" dns = \"anonymous\""))]);
+    let registered = |agent: &Agent, node: &str| {
+        let mut stream = TcpStream::connect(("127.0.0.1", agent.http)).unwrap();
+        let request = format!("GET /v1/catalog/node/{node} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer.contains("\"Address\"")
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !registered(&hidden, "hidden") {
+        assert!(std::time::Instant::now() < deadline, "the node was never registered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let answer = over_udp(hidden.dns, "hidden.node.consul.", RecordType::A);
+    assert_eq!(answer.metadata.response_code, ResponseCode::NXDomain, "{answer:?}");
+    let answer = over_udp(hidden.dns, "consul.service.consul.", RecordType::A);
+    assert_eq!(answer.metadata.response_code, ResponseCode::NXDomain, "{answer:?}");
+
+    let shown = spawn_agent("shown", &[acl(&format!("dns = \"{MANAGEMENT}\""))]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let answer = over_udp(shown.dns, "shown.node.consul.", RecordType::A);
+        if addresses(&answer) == ["127.0.0.1"] {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the DNS token never saw the node: {answer:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

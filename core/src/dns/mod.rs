@@ -31,6 +31,7 @@ use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
 use serde::{Deserialize, Serialize};
 
+use crate::acl::Authorizer;
 use crate::fsm::{Catalog, Health, Instance};
 use crate::Rng;
 
@@ -233,6 +234,23 @@ pub fn handle(
     now_unix_secs: u32,
     resolved: Option<&Resolved>,
 ) -> Handled {
+    handle_as(packet, transport, catalog, config, rng, now_unix_secs, resolved, None)
+}
+
+/// [`handle`], answering only with what `authorizer` may read when ACLs are on (Consul's DNS
+/// token): a node with `node:read`, a service instance with `node:read` on its node and
+/// `service:read` on it. What it may not read does not exist (NXDOMAIN), as in Consul.
+#[allow(clippy::too_many_arguments, reason = "handle's arguments and the one it adds")]
+pub fn handle_as(
+    packet: &[u8],
+    transport: Transport,
+    catalog: &Catalog,
+    config: &Config,
+    rng: &mut Rng,
+    now_unix_secs: u32,
+    resolved: Option<&Resolved>,
+    authorizer: Option<&Authorizer>,
+) -> Handled {
     let request = match Message::from_vec(packet) {
         Ok(request) => request,
         Err(_) => return error_for_bytes(packet, ResponseCode::FormErr),
@@ -258,7 +276,8 @@ pub fn handle(
         return encode(response, Transport::Tcp, config, &request);
     };
     response.add_query(query.clone());
-    let context = Context { catalog, config, now_unix_secs, resolved, edns: request.edns.is_some() };
+    let context =
+        Context { catalog, config, now_unix_secs, resolved, edns: request.edns.is_some(), authorizer };
     let lookup = Lookup::new(&context, query.clone(), CHASE_DEPTH_MAX);
     let mut chases = Chases::default();
     let outcome = lookup.answer(rng, &mut chases);
@@ -341,6 +360,19 @@ struct Context<'a> {
     resolved: Option<&'a Resolved>,
     /// The query carried EDNS (followed hostnames may then add more records).
     edns: bool,
+    /// What the DNS token may read, with ACLs on.
+    authorizer: Option<&'a Authorizer>,
+}
+
+impl Context<'_> {
+    fn sees_node(&self, node: &str) -> bool {
+        self.authorizer.is_none_or(|authorizer| authorizer.node_read(node))
+    }
+
+    fn sees_instance(&self, instance: &Instance<'_>) -> bool {
+        self.sees_node(&instance.node.node)
+            && self.authorizer.is_none_or(|authorizer| authorizer.service_read(&instance.service.service))
+    }
 }
 
 struct Lookup<'a> {
@@ -485,7 +517,8 @@ impl<'a> Lookup<'a> {
         let mut ns = Vec::new();
         let mut addrs = Vec::new();
         let (_, servers) = self.catalog.health_service(crate::reconcile::SERVER_SERVICE, &[], false);
-        let mut servers: Vec<&Instance<'_>> = servers.iter().filter(|i| is_dns_label(&i.node.node)).collect();
+        let mut servers: Vec<&Instance<'_>> =
+            servers.iter().filter(|i| is_dns_label(&i.node.node) && self.context.sees_instance(i)).collect();
         shuffle(&mut servers, rng);
         for instance in servers.into_iter().take(NAME_SERVERS_MAX) {
             let target = self.fqdn(&format!(
@@ -527,7 +560,9 @@ impl<'a> Lookup<'a> {
             // Names are matched case-insensitively, as Consul's catalog does.
             self.catalog.nodes().1.into_iter().find(|n| n.node.eq_ignore_ascii_case(name))
         });
-        let Some(node) = found else { return Outcome::NxDomain };
+        let Some(node) = found.filter(|node| self.context.sees_node(&node.node)) else {
+            return Outcome::NxDomain;
+        };
         let owner = self.query.name().clone();
         let ttl = self.config.node_ttl_secs;
         let mut answers = Vec::new();
@@ -641,6 +676,7 @@ impl<'a> Lookup<'a> {
         let mut seen = BTreeSet::new();
         let mut healthy: Vec<&Instance<'_>> = instances
             .iter()
+            .filter(|i| self.context.sees_instance(i))
             .filter(|i| {
                 !i.checks.iter().any(|c| {
                     c.status == Health::Critical || (self.config.only_passing && c.status == Health::Warning)
@@ -749,7 +785,7 @@ impl<'a> Lookup<'a> {
             .nodes()
             .1
             .into_iter()
-            .filter(|n| n.address == text)
+            .filter(|n| n.address == text && self.context.sees_node(&n.node))
             .map(|n| {
                 let target = self.fqdn(&format!("{}.node.{dc}.{domain}", n.node));
                 Record::from_rdata(owner.clone(), ttl, RData::PTR(PTR(target)))

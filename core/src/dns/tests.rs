@@ -805,3 +805,53 @@ fn the_names_looked_up_are_the_first_drawn_and_at_most_chased_names_max() {
         .collect();
     assert_eq!(cnamed, names.iter().cloned().collect::<BTreeSet<String>>());
 }
+
+/// With ACLs on, the DNS token's permissions decide what exists: an instance needs
+/// `node:read` on its node and `service:read` on it, a node `node:read`, a PTR its node's.
+#[test]
+fn answers_show_only_what_the_dns_token_may_read() {
+    use crate::acl::{AccessLevel, Authorizer, DefaultPolicy, Match, Rules, ServiceAccess};
+    let mut rules = Rules::default();
+    rules.service.insert(Match::Prefix, "", ServiceAccess::new(AccessLevel::Read));
+    rules.node.insert(Match::Exact, "n1", AccessLevel::Read);
+    rules.node.insert(Match::Exact, "n2", AccessLevel::Read);
+    let authorizer = Authorizer::from_policies([&rules], DefaultPolicy::Deny);
+    let fsm = catalog();
+    let ask = |name: &str, qtype: RecordType, authorizer: Option<&Authorizer>| {
+        let packet = query(name, qtype, false);
+        let handled = handle_as(
+            &packet,
+            Transport::Udp,
+            fsm.catalog(),
+            &Config::default(),
+            &mut Rng::from_seed(1),
+            0,
+            None,
+            authorizer,
+        );
+        let Handled::Answer(bytes) = handled else { panic!("{name}: {handled:?}") };
+        Message::from_vec(&bytes).unwrap()
+    };
+    let addresses = |message: &Message| {
+        let mut found: Vec<String> = message.answers.iter().map(|r| r.data.to_string()).collect();
+        found.sort();
+        found
+    };
+    // n3 (warning) and n5 pass too without ACLs (three of the four fit Consul's UDP answer
+    // limit); the token sees web on n1 and n2 only.
+    assert_eq!(addresses(&ask("web.service.consul.", RecordType::A, None)).len(), 3);
+    assert_eq!(
+        addresses(&ask("web.service.consul.", RecordType::A, Some(&authorizer))),
+        ["10.0.0.1", "10.0.0.2"]
+    );
+    let hidden = ask("n3.node.consul.", RecordType::A, Some(&authorizer));
+    assert_eq!(hidden.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(addresses(&ask("n1.node.consul.", RecordType::A, Some(&authorizer))), ["10.0.0.1"]);
+    let nothing = Authorizer::from_policies([], DefaultPolicy::Deny);
+    assert_eq!(
+        ask("web.service.consul.", RecordType::A, Some(&nothing)).metadata.response_code,
+        ResponseCode::NXDomain
+    );
+    assert_eq!(ask("2.0.0.10.in-addr.arpa.", RecordType::PTR, Some(&authorizer)).answers.len(), 1);
+    assert_eq!(ask("3.0.0.10.in-addr.arpa.", RecordType::PTR, Some(&authorizer)).answers.len(), 0);
+}

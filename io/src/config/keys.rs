@@ -616,7 +616,7 @@ const ACL_TOKENS: &[Key] = &[
     Key::new("agent_recovery", Kind::Str, NO_ACL),
     Key::new("config_file_service_registration", Kind::Str, NO_ACL).go("configfileregistration"),
     Key::new("default", Kind::Str, IMPL),
-    Key::new("dns", Kind::Str, NO_ACL),
+    Key::new("dns", Kind::Str, IMPL),
     Key::new("initial_management", Kind::Str, IMPL),
     Key::new("managed_service_provider", Kind::BlockList(MSP_TOKEN), Status::Enterprise),
     Key::new("master", Kind::Str, Status::Deprecated { new: "acl.tokens.initial_management" }),

@@ -189,6 +189,8 @@ pub struct FileConfig {
     pub acl_initial_management: Option<String>,
     /// `acl.tokens.default` (or `acl_token`).
     pub acl_default_token: Option<String>,
+    /// `acl.tokens.dns`.
+    pub acl_dns_token: Option<String>,
     /// `http_config.response_headers`: added to every HTTP answer, later files over earlier.
     pub response_headers: std::collections::BTreeMap<String, String>,
     /// `http_config.block_endpoints`: path prefixes every request to which is refused.
@@ -585,6 +587,7 @@ fn merge_acl(config: &mut FileConfig, value: Value) -> Result<(), ValueError> {
                                 Some(string("acl.tokens.initial_management", &token)?);
                         }
                         "default" => config.acl_default_token = Some(string("acl.tokens.default", &token)?),
+                        "dns" => config.acl_dns_token = Some(string("acl.tokens.dns", &token)?),
                         _ => {}
                     }
                 }

@@ -62,6 +62,8 @@ pub struct AclSettings {
     pub default_policy: DefaultPolicy,
     /// `acl.tokens.default`: the token of a request that carries none (else the anonymous one).
     pub default_token: String,
+    /// `acl.tokens.dns`: the token DNS answers are read with (else `default_token`).
+    pub dns_token: String,
     /// `acl.tokens.initial_management`: the SecretID of a management token the leader creates.
     pub initial_management: Option<String>,
 }
