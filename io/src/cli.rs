@@ -79,6 +79,9 @@ pub(crate) enum Subcommands {
     /// Registers and deregisters services of the local agent.
     #[command(subcommand)]
     Services(cmd::services::ServicesCommand),
+    /// Manages ACLs: the bootstrap, tokens and policies.
+    #[command(subcommand)]
+    Acl(cmd::acl::AclCommand),
     /// Builtin helpers for creating CAs and certificates.
     #[command(subcommand, after_help = cmd::tls::TLS_EXAMPLES)]
     Tls(cmd::tls::TlsCommand),

@@ -67,6 +67,7 @@ fn main() -> ExitCode {
         cli::Subcommands::Exec(args) => finish(cmd::exec::exec(&args)),
         cli::Subcommands::Services(command) => finish(cmd::services::run(command)),
         cli::Subcommands::Tls(command) => finish(cmd::tls::run(command)),
+        cli::Subcommands::Acl(command) => finish(cmd::acl::run(command)),
         cli::Subcommands::Debug(args) => finish(cmd::debug::debug(&args)),
         cli::Subcommands::Agent(args) => agent::main(*args, matches.subcommand_matches("agent")),
     }

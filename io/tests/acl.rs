@@ -371,3 +371,81 @@ fn writes_need_the_permission_of_what_they_touch() {
     assert_eq!(ok_json(call(http, "GET", "/v1/event/list", web, None)), json!([]));
     assert_eq!(ok_json(call(http, "GET", "/v1/event/list", MANAGEMENT, None))[0]["Name"], "deploy");
 }
+
+/// `muster acl` as an operator types it on the first day: bootstrap, a policy from a rules
+/// file, a token with it, read, list, update and delete, in Consul's layout and words.
+#[test]
+fn the_acl_commands_print_consuls_layout() {
+    let (_agent, http) = dev_agent(&[&acl_on("")]);
+    let (code, out, err) = muster(http, "", &["acl", "bootstrap"]);
+    assert_eq!(code, 0, "{err}");
+    let field = |text: &str, name: &str| {
+        let line = text.lines().find(|line| line.starts_with(&format!("{name}:"))).unwrap_or_default();
+        line.split_once(':').map(|(_, value)| value.trim().to_owned()).unwrap_or_default()
+    };
+    let root = field(&out, "SecretID");
+    assert_eq!(field(&out, "Description"), "Bootstrap Token (Global Management)");
+    assert!(
+        out.contains("Policies:\n   00000000-0000-0000-0000-000000000001 - global-management\n"),
+        "{out}"
+    );
+    assert!(field(&out, "Create Time").ends_with(" +0000 UTC"), "{out}");
+    let (code, _, err) = muster(http, "", &["acl", "bootstrap"]);
+    assert_eq!(code, 1);
+    assert!(err.starts_with("Failed ACL bootstrapping: Unexpected response code: 403 (Permission denied: ACL bootstrap no longer allowed"), "{err}");
+
+    let rules = std::env::temp_dir().join(format!("muster-acl-rules-{}.hcl", std::process::id()));
+    std::fs::write(&rules, "key_prefix \"app/\" {\n  policy = \"write\"\n}\n").unwrap();
+    let rules_arg = format!("@{}", rules.display());
+    let (code, out, err) = muster(
+        http,
+        &root,
+        &["acl", "policy", "create", "-name", "app", "-description", "app keys", "-rules", &rules_arg],
+    );
+    let _ = std::fs::remove_file(&rules);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(
+            "\nName:         app\nDescription:  app keys\nDatacenters:  \nRules:\nkey_prefix \"app/\""
+        ),
+        "{out}"
+    );
+
+    let (code, out, err) =
+        muster(http, &root, &["acl", "token", "create", "-description=app token", "-policy-name=app"]);
+    assert_eq!(code, 0, "{err}");
+    let (accessor, secret) = (field(&out, "AccessorID"), field(&out, "SecretID"));
+    assert!(out.contains("Policies:\n   ") && out.ends_with(" - app\n\n"), "{out:?}");
+    let (_, out, _) = muster(http, &secret, &["acl", "token", "read", "-self"]);
+    assert_eq!(field(&out, "AccessorID"), accessor);
+    let (code, _, err) = muster(http, &root, &["acl", "token", "create", "-description", "nothing"]);
+    assert_eq!(code, 1);
+    assert!(err.starts_with("Cannot create a token without specifying -policy-name"), "{err}");
+
+    // A unique prefix names a token; update keeps the policies unless told otherwise.
+    let (code, out, err) = muster(
+        http,
+        &root,
+        &["acl", "token", "update", "-accessor-id", &accessor[..8], "-description", "renamed"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(field(&out, "Description"), "renamed");
+    assert!(out.contains(" - app\n"), "{out}");
+    let (_, list, _) = muster(http, &root, &["acl", "token", "list"]);
+    assert_eq!(list.matches("AccessorID:").count(), 3, "{list}");
+    let (_, json, _) = muster(http, &root, &["acl", "token", "read", "-id", &accessor, "-format=json"]);
+    let json: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json["Description"], "renamed");
+    let (code, out, _) = muster(http, &root, &["acl", "token", "delete", "-accessor-id", &accessor]);
+    assert_eq!((code, out), (0, format!("Token \"{accessor}\" deleted successfully\n")));
+    let (code, _, err) = muster(http, &root, &["acl", "policy", "read", "-name", "app", "-format", "yaml"]);
+    assert_eq!((code, err.as_str()), (1, "Unknown format: yaml\n"));
+    let (_, list, _) = muster(http, &root, &["acl", "policy", "list"]);
+    assert!(
+        list.starts_with("global-management:\n   ID:           00000000-0000-0000-0000-000000000001\n"),
+        "{list}"
+    );
+    let (code, out, err) = muster(http, &root, &["acl", "policy", "delete", "-name", "app"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("Policy \"") && out.ends_with("\" deleted successfully\n"), "{out}");
+}

@@ -8,6 +8,7 @@
 //! The HTTP client is ureq: these commands make a handful of blocking requests and exit, so
 //! they need no runtime.
 
+pub(crate) mod acl;
 pub(crate) mod autopilot;
 pub(crate) mod catalog;
 pub(crate) mod cluster;
