@@ -47,6 +47,7 @@ pub mod server;
 pub mod servers;
 pub mod swim;
 pub mod tags;
+pub mod template;
 mod time;
 pub mod wire;
 
