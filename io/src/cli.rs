@@ -79,6 +79,8 @@ pub(crate) enum Subcommands {
     /// Registers and deregisters services of the local agent.
     #[command(subcommand)]
     Services(cmd::services::ServicesCommand),
+    /// Renders consul-template templates from the catalog and KV, again at every change.
+    Template(cmd::template::TemplateArgs),
     /// Manages ACLs: the bootstrap, tokens and policies.
     #[command(subcommand)]
     Acl(cmd::acl::AclCommand),

@@ -68,6 +68,7 @@ fn main() -> ExitCode {
         cli::Subcommands::Services(command) => finish(cmd::services::run(command)),
         cli::Subcommands::Tls(command) => finish(cmd::tls::run(command)),
         cli::Subcommands::Acl(command) => finish(cmd::acl::run(command)),
+        cli::Subcommands::Template(args) => finish(cmd::template::run(&args)),
         cli::Subcommands::Debug(args) => finish(cmd::debug::debug(&args)),
         cli::Subcommands::Agent(args) => agent::main(*args, matches.subcommand_matches("agent")),
     }

@@ -21,6 +21,7 @@ pub(crate) mod lock;
 pub(crate) mod monitor;
 pub(crate) mod services;
 pub(crate) mod snapshot;
+pub(crate) mod template;
 pub(crate) mod tls;
 pub(crate) mod validate;
 pub(crate) mod version;
@@ -172,6 +173,7 @@ impl ClientError {
 }
 
 /// A blocking client of one agent's HTTP API.
+#[derive(Clone)]
 pub(crate) struct Client {
     /// `http://host:port`, no trailing slash.
     base: String,

@@ -1,0 +1,676 @@
+//! `muster template`: consul-template's command line over the language in
+//! `muster_core::template` (`../shared/reference/consul-wave2.md` §7).
+//!
+//! Each `-template "in:out[:command]"` is parsed once, then rendered whenever the data it uses
+//! changes. Every dependency a render asks for gets a watcher thread that runs the agent's
+//! blocking query for it (`?index=`) and sends each new answer to the main loop; a render that
+//! still misses data writes nothing. A rendered file is written atomically (a temporary file
+//! beside it, fsync, rename; the old file's mode kept) and only when its contents change, and
+//! only then is its command run. `-once` stops after every template has rendered once, `-dry`
+//! prints instead of writing (`> destination` then the contents, as consul-template does), and
+//! `-wait=min[:max]` waits for `min` of quiet (at most `max`) before rendering after a change.
+//!
+//! Where this departs from consul-template: one agent address and token for every query
+//! (no per-template Vault or Nomad), no `-exec` supervision and no `-config` file yet.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use clap::Args;
+use muster_core::template::{Answer, Dependency, HealthFilter, RenderOptions, Source, Template, Value};
+use serde_json::Value as Json;
+
+use super::{CliError, Client, ClientArgs, HttpArgs, Outcome};
+
+/// How long one blocking query waits at the agent before it asks again.
+const BLOCKING_WAIT: &str = "60s";
+
+/// How long a watcher whose query failed waits before it asks again.
+const RETRY_PAUSE: Duration = Duration::from_secs(1);
+
+/// How often a `file` dependency is read again.
+const FILE_POLL: Duration = Duration::from_secs(1);
+
+/// How long a template's command may run (consul-template's `command_timeout` default).
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Arguments of `muster template`.
+#[derive(Debug, Args)]
+pub(crate) struct TemplateArgs {
+    /// `source:destination[:command]`: a template file, where to render it, and a command to
+    /// run after each change. Repeatable.
+    #[arg(long = "template")]
+    templates: Vec<String>,
+    /// Renders every template once, then exits.
+    #[arg(long)]
+    once: bool,
+    /// Prints the rendered templates to stdout instead of writing them.
+    #[arg(long)]
+    dry: bool,
+    /// The agent's HTTP address. Defaults to `CONSUL_HTTP_ADDR`, then 127.0.0.1:8500.
+    #[arg(long = "consul-addr")]
+    consul_addr: Option<String>,
+    /// The ACL token. Defaults to `CONSUL_TOKEN`, then `CONSUL_HTTP_TOKEN`.
+    #[arg(long = "consul-token")]
+    consul_token: Option<String>,
+    /// `min[:max]`: how long the data must stay unchanged before a render (max defaults to
+    /// four times min).
+    #[arg(long, default_value = "")]
+    wait: String,
+    /// How stale an answer may be: any server may answer when above zero.
+    #[arg(long = "max-stale", default_value = "2s")]
+    max_stale: String,
+    /// Log level (accepted for consul-template's command lines).
+    #[arg(long = "log-level", default_value = "info")]
+    log_level: String,
+}
+
+/// One `-template`.
+struct Spec {
+    source: PathBuf,
+    destination: PathBuf,
+    command: Option<String>,
+    template: Template,
+    /// What was last written (or printed), to skip unchanged renders.
+    last: Option<String>,
+}
+
+/// An answer a watcher sends: the dependency, its data, and whether it is an error.
+type Update = (Dependency, Result<Value, String>);
+
+pub(crate) fn run(args: &TemplateArgs) -> Outcome {
+    if args.templates.is_empty() {
+        return Err(CliError::usage("No templates given: use -template \"in.ctmpl:out.conf\""));
+    }
+    let quiet = wait_times(&args.wait)?;
+    let stale = !muster_core::duration::parse(&args.max_stale).unwrap_or_default().is_zero();
+    let mut specs = args.templates.iter().map(|text| spec(text)).collect::<Result<Vec<_>, _>>()?;
+    let client = client(args)?;
+    let (sender, updates) = mpsc::channel::<Update>();
+    let mut data: BTreeMap<Dependency, Value> = BTreeMap::new();
+    let mut watched: BTreeSet<Dependency> = BTreeSet::new();
+    loop {
+        let mut missing = false;
+        for spec in &mut specs {
+            let rendered = render(spec, &data)?;
+            for dependency in &rendered.used {
+                if watched.insert(dependency.clone()) {
+                    watch(&client, dependency.clone(), stale, sender.clone());
+                }
+            }
+            if rendered.missing.is_empty() {
+                emit(spec, rendered.output, args.dry)?;
+            } else {
+                missing = true;
+            }
+        }
+        if args.once && !missing {
+            return Ok(0);
+        }
+        apply(&updates, &mut data, quiet)?;
+    }
+}
+
+/// `in:out[:command]` parsed, the template read and parsed.
+fn spec(text: &str) -> Result<Spec, CliError> {
+    let mut parts = text.splitn(3, ':');
+    let (source, destination) = match (parts.next(), parts.next()) {
+        (Some(source), Some(destination)) if !source.is_empty() && !destination.is_empty() => {
+            (source, destination)
+        }
+        _ => return Err(CliError::usage(format!("invalid template declaration format: {text:?}"))),
+    };
+    let command = parts.next().filter(|command| !command.is_empty()).map(str::to_owned);
+    let contents = std::fs::read_to_string(source)
+        .map_err(|error| CliError::refused(format!("failed reading template {source}: {error}")))?;
+    let template =
+        Template::parse(source, &contents, ("", "")).map_err(|error| CliError::refused(error.to_string()))?;
+    Ok(Spec { source: source.into(), destination: destination.into(), command, template, last: None })
+}
+
+/// `-wait=min[:max]`: the quiet time and its bound.
+fn wait_times(text: &str) -> Result<Option<(Duration, Duration)>, CliError> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let parse = |part: &str| {
+        muster_core::duration::parse(part).map_err(|source| CliError::Duration {
+            flag: "wait",
+            text: text.to_owned(),
+            source,
+        })
+    };
+    let (min, max) = match text.split_once(':') {
+        Some((min, max)) => (parse(min)?, parse(max)?),
+        None => {
+            let min = parse(text)?;
+            (min, min * 4)
+        }
+    };
+    if max < min {
+        return Err(CliError::usage(format!("wait: max ({max:?}) must be larger than min ({min:?})")));
+    }
+    Ok(Some((min, max)))
+}
+
+/// The agent's client: `-consul-addr`, `-consul-token`, `CONSUL_TOKEN` over the CLI's own
+/// variables.
+fn client(args: &TemplateArgs) -> Result<Client, CliError> {
+    let token =
+        args.consul_token.clone().or_else(|| std::env::var("CONSUL_TOKEN").ok()).filter(|t| !t.is_empty());
+    let client = ClientArgs { http_addr: args.consul_addr.clone(), token, ..ClientArgs::default() };
+    Client::new(&HttpArgs { client, ..HttpArgs::default() })
+}
+
+fn render(
+    spec: &Spec,
+    data: &BTreeMap<Dependency, Value>,
+) -> Result<muster_core::template::Rendered, CliError> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let options = RenderOptions {
+        now_unix_nanos: i64::try_from(now.as_nanos()).unwrap_or(i64::MAX),
+        ..RenderOptions::default()
+    };
+    let mut source = Known { data };
+    spec.template
+        .render(&Value::Nil, &mut source, &options)
+        .map_err(|error| CliError::refused(error.to_string()))
+}
+
+/// The data fetched so far, as the template's [`Source`].
+struct Known<'a> {
+    data: &'a BTreeMap<Dependency, Value>,
+}
+
+impl Source for Known<'_> {
+    fn query(&mut self, dependency: &Dependency) -> Answer {
+        self.data.get(dependency).map_or(Answer::Pending, |value| Answer::Ready(value.clone()))
+    }
+
+    fn env(&mut self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+/// Waits for the next answer, then (with `-wait`) for the data to stay quiet, and applies them.
+fn apply(
+    updates: &mpsc::Receiver<Update>,
+    data: &mut BTreeMap<Dependency, Value>,
+    quiet: Option<(Duration, Duration)>,
+) -> Result<(), CliError> {
+    let mut store = |(dependency, answer): Update| match answer {
+        Ok(value) => {
+            data.insert(dependency, value);
+        }
+        Err(reason) => eprintln!("[WARN] (view) {dependency}: {reason} (retrying)"),
+    };
+    let first = updates.recv().map_err(|_| CliError::refused("every watcher stopped"))?;
+    store(first);
+    let Some((min, max)) = quiet else {
+        while let Ok(update) = updates.try_recv() {
+            store(update);
+        }
+        return Ok(());
+    };
+    let started = Instant::now();
+    while let Ok(update) = updates.recv_timeout(min.min(max.saturating_sub(started.elapsed()))) {
+        store(update);
+        if started.elapsed() >= max {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Writes (or with `-dry` prints) a render that changed, then runs its command.
+fn emit(spec: &mut Spec, output: String, dry: bool) -> Result<(), CliError> {
+    if spec.last.as_deref() == Some(output.as_str()) {
+        return Ok(());
+    }
+    if dry {
+        println!("> {}\n{output}", spec.destination.display());
+    } else {
+        let unchanged = std::fs::read_to_string(&spec.destination).is_ok_and(|current| current == output);
+        if !unchanged {
+            write_atomically(&spec.destination, output.as_bytes()).map_err(|error| {
+                CliError::refused(format!("failed writing {}: {error}", spec.destination.display()))
+            })?;
+            if let Some(command) = &spec.command {
+                run_command(command, &spec.source);
+            }
+        }
+    }
+    spec.last = Some(output);
+    Ok(())
+}
+
+/// A temporary file beside `path`, written and synced, renamed over it; the old file's mode is
+/// kept (0644 for a new one).
+fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mode = std::fs::metadata(path).map_or(0o644, |meta| meta.permissions().mode());
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let temporary = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let mut file = std::fs::File::create(&temporary)?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(mode))?;
+    std::fs::rename(&temporary, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Runs a template's command through the shell, up to [`COMMAND_TIMEOUT`]; a failure is
+/// reported, never fatal (consul-template goes on watching).
+fn run_command(command: &str, source: &Path) {
+    let child = std::process::Command::new("sh").args(["-c", command]).spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(error) => return eprintln!("[ERR] (runner) {}: running {command:?}: {error}", source.display()),
+    };
+    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return,
+            Ok(Some(status)) => {
+                return eprintln!("[ERR] (runner) {}: {command:?} exited with {status}", source.display())
+            }
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                return eprintln!(
+                    "[ERR] (runner) {}: {command:?} timed out after {COMMAND_TIMEOUT:?}",
+                    source.display()
+                );
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(error) => return eprintln!("[ERR] (runner) {}: {error}", source.display()),
+        }
+    }
+}
+
+// --- watchers -----------------------------------------------------------------------------------
+
+/// Starts the thread that keeps `dependency`'s data current: a blocking query per answer (a
+/// file is read again every [`FILE_POLL`]); it ends with the process.
+fn watch(client: &Client, dependency: Dependency, stale: bool, updates: mpsc::Sender<Update>) {
+    let client = client.clone();
+    std::thread::spawn(move || {
+        let mut index = 0;
+        let mut last: Option<Value> = None;
+        loop {
+            match fetch(&client, &dependency, index, stale) {
+                Ok((value, next)) => {
+                    let changed = last.as_ref() != Some(&value);
+                    if changed && updates.send((dependency.clone(), Ok(value.clone()))).is_err() {
+                        return;
+                    }
+                    last = Some(value);
+                    match next {
+                        // An index that went back (a restore) starts over.
+                        Some(next) if next > index => index = next,
+                        Some(_) => index = 0,
+                        None => std::thread::sleep(FILE_POLL),
+                    }
+                }
+                Err(reason) => {
+                    if updates.send((dependency.clone(), Err(reason))).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(RETRY_PAUSE);
+                }
+            }
+        }
+    });
+}
+
+/// One read of `dependency` (blocking past `index` when above zero): its data as the template
+/// sees it, and the index to block on next (`None` for what is polled).
+fn fetch(
+    client: &Client,
+    dependency: &Dependency,
+    index: u64,
+    stale: bool,
+) -> Result<(Value, Option<u64>), String> {
+    if let Dependency::File { path } = dependency {
+        return std::fs::read_to_string(path)
+            .map(|text| (Value::String(text), None))
+            .map_err(|e| e.to_string());
+    }
+    let (path, mut query) = endpoint(client, dependency)?;
+    let index_text = index.to_string();
+    if index > 0 {
+        query.push(("index".into(), index_text));
+        query.push(("wait".into(), BLOCKING_WAIT.into()));
+    }
+    if stale {
+        query.push(("stale".into(), String::new()));
+    }
+    let pairs: Vec<(&str, &str)> = query.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let reply = client.get(&path, &pairs).map_err(|error| error.to_string())?;
+    let next = reply.index;
+    if reply.status == 404 {
+        return Ok((absent(dependency), next));
+    }
+    let body: Json = reply.json().map_err(|error| error.to_string())?;
+    Ok((shape(dependency, &body), next))
+}
+
+/// The API path and parameters that answer `dependency`.
+fn endpoint(client: &Client, dependency: &Dependency) -> Result<(String, Vec<(String, String)>), String> {
+    let mut query: Vec<(String, String)> = Vec::new();
+    let mut dc = |dc: &Option<String>| {
+        if let Some(dc) = dc {
+            query.push(("dc".into(), dc.clone()));
+        }
+    };
+    let path = match dependency {
+        Dependency::Service { name, tag, dc: at, near, connect, .. } => {
+            dc(at);
+            if let Some(tag) = tag {
+                query.push(("tag".into(), tag.clone()));
+            }
+            if let Some(near) = near {
+                query.push(("near".into(), near.clone()));
+            }
+            let kind = if *connect { "connect" } else { "service" };
+            format!("/v1/health/{kind}/{name}")
+        }
+        Dependency::Services { dc: at, .. } => {
+            dc(at);
+            "/v1/catalog/services".to_owned()
+        }
+        Dependency::Node { name, dc: at, .. } => {
+            dc(at);
+            let name = match name {
+                Some(name) => name.clone(),
+                None => own_node(client)?,
+            };
+            format!("/v1/catalog/node/{name}")
+        }
+        Dependency::Nodes { dc: at, near, .. } => {
+            dc(at);
+            if let Some(near) = near {
+                query.push(("near".into(), near.clone()));
+            }
+            "/v1/catalog/nodes".to_owned()
+        }
+        Dependency::Key { path, dc: at } => {
+            dc(at);
+            format!("/v1/kv/{path}")
+        }
+        Dependency::KeyPrefix { prefix, dc: at } => {
+            dc(at);
+            query.push(("recurse".into(), String::new()));
+            format!("/v1/kv/{prefix}")
+        }
+        Dependency::Datacenters { .. } => "/v1/catalog/datacenters".to_owned(),
+        Dependency::File { .. } => return Err("a file is read, not queried".to_owned()),
+    };
+    Ok((path, query))
+}
+
+/// The agent's own node name (`node` without a name).
+fn own_node(client: &Client) -> Result<String, String> {
+    let this: Json =
+        client.get("/v1/agent/self", &[]).and_then(|reply| reply.json()).map_err(|e| e.to_string())?;
+    this["Config"]["NodeName"].as_str().map(str::to_owned).ok_or_else(|| "the agent names no node".to_owned())
+}
+
+/// What a dependency's data is when the agent has none (404).
+fn absent(dependency: &Dependency) -> Value {
+    match dependency {
+        Dependency::Key { .. } | Dependency::Node { .. } => Value::Nil,
+        _ => Value::list(Vec::new()),
+    }
+}
+
+/// The API's answer in the shape consul-template's dependency types give it.
+fn shape(dependency: &Dependency, body: &Json) -> Value {
+    let items = || body.as_array().map(Vec::as_slice).unwrap_or_default();
+    match dependency {
+        Dependency::Service { status_filter, near, .. } => {
+            health_services(items(), status_filter, near.is_some())
+        }
+        Dependency::Services { .. } => {
+            let names = body.as_object().into_iter().flatten();
+            Value::list(
+                names
+                    .map(|(name, tags)| {
+                        Value::record(
+                            "*dependency.CatalogSnippet",
+                            vec![("Name", Value::string(name)), ("Tags", strings(tags))],
+                        )
+                    })
+                    .collect(),
+            )
+        }
+        Dependency::Node { .. } if body.is_null() => Value::Nil,
+        Dependency::Node { .. } => catalog_node(body),
+        Dependency::Nodes { near, .. } => {
+            let mut nodes: Vec<&Json> = items().iter().collect();
+            if near.is_none() {
+                nodes.sort_by(|a, b| text(&a["Node"]).cmp(&text(&b["Node"])));
+            }
+            Value::list(nodes.into_iter().map(node).collect())
+        }
+        Dependency::Key { .. } => {
+            items().first().map_or(Value::Nil, |entry| Value::String(decoded(&entry["Value"])))
+        }
+        Dependency::KeyPrefix { prefix, .. } => {
+            Value::list(items().iter().map(|entry| key_pair(entry, prefix)).collect())
+        }
+        Dependency::Datacenters { .. } => {
+            Value::list(items().iter().map(|dc| Value::string(text(dc))).collect())
+        }
+        Dependency::File { .. } => Value::Nil,
+    }
+}
+
+fn text(value: &Json) -> String {
+    value.as_str().unwrap_or_default().to_owned()
+}
+
+fn int(value: &Json) -> Value {
+    Value::Int(value.as_i64().unwrap_or_default())
+}
+
+fn strings(value: &Json) -> Value {
+    Value::list(value.as_array().into_iter().flatten().map(|item| Value::string(text(item))).collect())
+}
+
+fn string_map(value: &Json) -> Value {
+    let entries = value.as_object().into_iter().flatten().map(|(k, v)| (k.clone(), Value::string(text(v))));
+    Value::map(entries.collect())
+}
+
+/// A KV value: base64 in the API, text in the template.
+fn decoded(value: &Json) -> String {
+    let bytes = base64::engine::general_purpose::STANDARD.decode(text(value)).unwrap_or_default();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// consul-template's `KeyPair`: `Key` is relative to the prefix.
+fn key_pair(entry: &Json, prefix: &str) -> Value {
+    let path = text(&entry["Key"]);
+    let key = path.strip_prefix(prefix).unwrap_or(&path).trim_start_matches('/').to_owned();
+    Value::record(
+        "*dependency.KeyPair",
+        vec![
+            ("Path", Value::string(path.clone())),
+            ("Key", Value::string(key)),
+            ("Value", Value::string(decoded(&entry["Value"]))),
+            ("CreateIndex", int(&entry["CreateIndex"])),
+            ("ModifyIndex", int(&entry["ModifyIndex"])),
+            ("LockIndex", int(&entry["LockIndex"])),
+            ("Flags", int(&entry["Flags"])),
+            ("Session", Value::string(text(&entry["Session"]))),
+        ],
+    )
+}
+
+fn node(node: &Json) -> Value {
+    Value::record(
+        "*dependency.Node",
+        vec![
+            ("ID", Value::string(text(&node["ID"]))),
+            ("Node", Value::string(text(&node["Node"]))),
+            ("Address", Value::string(text(&node["Address"]))),
+            ("Datacenter", Value::string(text(&node["Datacenter"]))),
+            ("TaggedAddresses", string_map(&node["TaggedAddresses"])),
+            ("Meta", string_map(&node["Meta"])),
+        ],
+    )
+}
+
+/// `node`: the node and its services (sorted by ID).
+fn catalog_node(body: &Json) -> Value {
+    let mut services: Vec<&Json> =
+        body["Services"].as_object().into_iter().flatten().map(|(_, s)| s).collect();
+    services.sort_by(|a, b| text(&a["ID"]).cmp(&text(&b["ID"])));
+    let services = services
+        .into_iter()
+        .map(|service| {
+            Value::record(
+                "*dependency.CatalogNodeService",
+                vec![
+                    ("ID", Value::string(text(&service["ID"]))),
+                    ("Service", Value::string(text(&service["Service"]))),
+                    ("Tags", strings(&service["Tags"])),
+                    ("Meta", string_map(&service["Meta"])),
+                    ("Port", int(&service["Port"])),
+                    ("Address", Value::string(text(&service["Address"]))),
+                ],
+            )
+        })
+        .collect();
+    Value::record(
+        "*dependency.CatalogNode",
+        vec![("Node", node(&body["Node"])), ("Services", Value::list(services))],
+    )
+}
+
+/// `service`: the instances whose aggregated status the filters accept, sorted by node then
+/// ID unless `~near` sorted them.
+fn health_services(entries: &[Json], filters: &[HealthFilter], near: bool) -> Value {
+    let mut kept: Vec<(String, String, Value)> = entries
+        .iter()
+        .filter_map(|entry| {
+            let status = aggregated_status(&entry["Checks"]);
+            HealthFilter::accepts(filters, status).then(|| {
+                let (node, service) = (&entry["Node"], &entry["Service"]);
+                (
+                    text(&node["Node"]),
+                    text(&service["ID"]),
+                    health_service(node, service, &entry["Checks"], status),
+                )
+            })
+        })
+        .collect();
+    if !near {
+        kept.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    }
+    Value::list(kept.into_iter().map(|(_, _, value)| value).collect())
+}
+
+/// Consul's `AggregatedStatus`: maintenance, then critical, then warning, else passing.
+fn aggregated_status(checks: &Json) -> &'static str {
+    let checks = checks.as_array().map(Vec::as_slice).unwrap_or_default();
+    let has = |status: &str| checks.iter().any(|check| check["Status"] == status);
+    let maintenance = checks.iter().any(|check| {
+        let id = check["CheckID"].as_str().unwrap_or_default();
+        id == "_node_maintenance" || id.starts_with("_service_maintenance:")
+    });
+    if maintenance {
+        "maintenance"
+    } else if has("critical") {
+        "critical"
+    } else if has("warning") {
+        "warning"
+    } else {
+        "passing"
+    }
+}
+
+fn health_service(node: &Json, service: &Json, checks: &Json, status: &str) -> Value {
+    let address = match text(&service["Address"]) {
+        address if address.is_empty() => text(&node["Address"]),
+        address => address,
+    };
+    let checks = checks
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|check| {
+            let field = |name: &'static str| (name, Value::string(text(&check[name])));
+            Value::record(
+                "*api.HealthCheck",
+                vec![
+                    field("Node"),
+                    field("CheckID"),
+                    field("Name"),
+                    field("Status"),
+                    field("Notes"),
+                    field("Output"),
+                    field("ServiceID"),
+                    field("ServiceName"),
+                    ("ServiceTags", strings(&check["ServiceTags"])),
+                ],
+            )
+        })
+        .collect();
+    Value::record(
+        "*dependency.HealthService",
+        vec![
+            ("Node", Value::string(text(&node["Node"]))),
+            ("NodeID", Value::string(text(&node["ID"]))),
+            ("Kind", Value::string(text(&service["Kind"]))),
+            ("NodeAddress", Value::string(text(&node["Address"]))),
+            ("NodeDatacenter", Value::string(text(&node["Datacenter"]))),
+            ("NodeTaggedAddresses", string_map(&node["TaggedAddresses"])),
+            ("NodeMeta", string_map(&node["Meta"])),
+            ("ServiceMeta", string_map(&service["Meta"])),
+            ("Address", Value::string(address)),
+            ("ID", Value::string(text(&service["ID"]))),
+            ("Name", Value::string(text(&service["Service"]))),
+            ("Tags", strings(&service["Tags"])),
+            ("Checks", Value::list(checks)),
+            ("Status", Value::string(status)),
+            ("Port", int(&service["Port"])),
+            ("Namespace", Value::string(text(&service["Namespace"]))),
+        ],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_takes_min_or_min_and_max() {
+        assert_eq!(wait_times("").unwrap(), None);
+        assert_eq!(wait_times("2s").unwrap(), Some((Duration::from_secs(2), Duration::from_secs(8))));
+        assert_eq!(wait_times("1s:3s").unwrap(), Some((Duration::from_secs(1), Duration::from_secs(3))));
+        assert!(wait_times("3s:1s").is_err());
+    }
+
+    #[test]
+    fn the_aggregated_status_is_the_worst_check() {
+        let checks = |statuses: &[(&str, &str)]| {
+            Json::Array(
+                statuses
+                    .iter()
+                    .map(|(id, status)| serde_json::json!({"CheckID": id, "Status": status}))
+                    .collect(),
+            )
+        };
+        assert_eq!(aggregated_status(&checks(&[("a", "passing")])), "passing");
+        assert_eq!(aggregated_status(&checks(&[("a", "passing"), ("b", "warning")])), "warning");
+        assert_eq!(aggregated_status(&checks(&[("a", "critical"), ("b", "warning")])), "critical");
+        assert_eq!(aggregated_status(&checks(&[("_node_maintenance", "critical")])), "maintenance");
+    }
+}

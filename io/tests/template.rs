@@ -1,0 +1,117 @@
+//! `muster template` as consul-template users run it, against `muster agent -dev`: an nginx-like
+//! upstream list from `service`, values from `key` and `ls`, `-once`, `-dry`, a render held
+//! until a key exists, and a watching process that re-renders and runs its command on a change.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+mod common;
+use common::dev_agent;
+
+fn put(http: u16, path: &str, body: &str) {
+    let api: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut response = api.put(format!("http://127.0.0.1:{http}{path}")).send(body).unwrap();
+    assert_eq!(response.status(), 200, "{path}: {}", response.body_mut().read_to_string().unwrap());
+}
+
+fn dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("muster-template-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn template(http: u16, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_muster"));
+    command.arg("template").args(args).env("CONSUL_HTTP_ADDR", format!("127.0.0.1:{http}"));
+    command
+}
+
+/// Polls until `path` holds `wanted`, for up to 10 s.
+fn eventually_holds(path: &Path, wanted: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = std::fs::read_to_string(path).unwrap_or_default();
+        if now == wanted {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{} holds {now:?}, not {wanted:?}", path.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+const UPSTREAMS: &str =
+    "upstream web {\n{{- range service \"web\" }}\n  server {{ .Address }}:{{ .Port }};\n{{- end }}\n}\n\
+db={{ key \"app/config/db\" }}\n{{ range ls \"app/config\" }}{{ .Key }}={{ .Value }}\n{{ end }}";
+
+fn seed(http: u16) {
+    for (node, address, port) in [("b-node", "10.0.0.2", 8080), ("a-node", "10.0.0.1", 8081)] {
+        let body = format!(
+            r#"{{"Node": "{node}", "Address": "{address}", "Service": {{"Service": "web", "Port": {port}}}}}"#
+        );
+        put(http, "/v1/catalog/register", &body);
+    }
+    put(http, "/v1/kv/app/config/db", "postgres://db:5432");
+    put(http, "/v1/kv/app/config/cache", "redis");
+}
+
+#[test]
+fn once_renders_services_and_keys_as_consul_template_does() {
+    let (_agent, http) = dev_agent(&[]);
+    seed(http);
+    let dir = dir("once");
+    let (source, destination) = (dir.join("in.ctmpl"), dir.join("out.conf"));
+    std::fs::write(&source, UPSTREAMS).unwrap();
+    let spec = format!("{}:{}", source.display(), destination.display());
+    let output = template(http, &["-once", "-template", &spec]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let expected = "upstream web {\n  server 10.0.0.1:8081;\n  server 10.0.0.2:8080;\n}\n\
+                    db=postgres://db:5432\ncache=redis\ndb=postgres://db:5432\n";
+    assert_eq!(std::fs::read_to_string(&destination).unwrap(), expected);
+
+    // -dry prints instead of writing.
+    let dry = dir.join("dry.conf");
+    let spec = format!("{}:{}", source.display(), dry.display());
+    let output = template(http, &["-once", "-dry", "-template", &spec]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stdout), format!("> {}\n{expected}\n", dry.display()));
+    assert!(!dry.exists());
+
+    // A template that does not parse is refused with Go's words.
+    std::fs::write(&source, "{{ range }}").unwrap();
+    let output = template(http, &["-once", "-template", &format!("{}:{}", source.display(), dry.display())])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.starts_with(&format!("template: {}:1: missing value for range", source.display())),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn key_holds_the_render_and_a_change_renders_again_and_runs_the_command() {
+    let (_agent, http) = dev_agent(&[]);
+    let dir = dir("watch");
+    let (source, destination, marker) = (dir.join("in.ctmpl"), dir.join("out.conf"), dir.join("reloaded"));
+    std::fs::write(&source, "mode={{ key \"feature/mode\" }}\n").unwrap();
+    let spec = format!("{}:{}:echo reload >> {}", source.display(), destination.display(), marker.display());
+    let mut watching = template(http, &["-template", &spec]).stdout(Stdio::null()).spawn().unwrap();
+    // Nothing is written while the key does not exist.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!destination.exists());
+    put(http, "/v1/kv/feature/mode", "blue");
+    eventually_holds(&destination, "mode=blue\n");
+    put(http, "/v1/kv/feature/mode", "green");
+    eventually_holds(&destination, "mode=green\n");
+    eventually_holds(&marker, "reload\nreload\n");
+    // A write that changes nothing renders nothing new and runs nothing.
+    put(http, "/v1/kv/feature/mode", "green");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "reload\nreload\n");
+    let _ = watching.kill();
+    let _ = watching.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
