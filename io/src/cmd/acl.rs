@@ -395,31 +395,30 @@ fn pretty_token(token: &Token, meta: bool) -> String {
 }
 
 fn pretty_policy(policy: &Policy, meta: bool) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "ID:           {}", policy.id);
-    let _ = writeln!(out, "Name:         {}", policy.name);
-    let _ = writeln!(out, "Description:  {}", policy.description);
-    let _ = writeln!(out, "Datacenters:  {}", policy.datacenters.join(", "));
-    if meta {
-        let _ = writeln!(out, "Hash:         {}", hex_hash(&policy.hash));
-        let _ = writeln!(out, "Create Index: {}", policy.create_index);
-        let _ = writeln!(out, "Modify Index: {}", policy.modify_index);
-    }
+    let mut out = policy_lines(policy, meta, "", true);
     out.push_str("Rules:\n");
     out.push_str(&policy.rules);
     out
 }
 
 fn pretty_policy_entry(policy: &Policy, meta: bool) -> String {
+    format!("{}:\n{}", policy.name, policy_lines(policy, meta, "   ", false))
+}
+
+/// A policy's fields as Consul's formatter prints them, each line after `indent`; the list
+/// entry names the policy in its heading rather than in a `Name:` line.
+fn policy_lines(policy: &Policy, meta: bool, indent: &str, with_name: bool) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "{}:", policy.name);
-    let _ = writeln!(out, "   ID:           {}", policy.id);
-    let _ = writeln!(out, "   Description:  {}", policy.description);
-    let _ = writeln!(out, "   Datacenters:  {}", policy.datacenters.join(", "));
+    let _ = writeln!(out, "{indent}ID:           {}", policy.id);
+    if with_name {
+        let _ = writeln!(out, "{indent}Name:         {}", policy.name);
+    }
+    let _ = writeln!(out, "{indent}Description:  {}", policy.description);
+    let _ = writeln!(out, "{indent}Datacenters:  {}", policy.datacenters.join(", "));
     if meta {
-        let _ = writeln!(out, "   Hash:         {}", hex_hash(&policy.hash));
-        let _ = writeln!(out, "   Create Index: {}", policy.create_index);
-        let _ = writeln!(out, "   Modify Index: {}", policy.modify_index);
+        let _ = writeln!(out, "{indent}Hash:         {}", hex_hash(&policy.hash));
+        let _ = writeln!(out, "{indent}Create Index: {}", policy.create_index);
+        let _ = writeln!(out, "{indent}Modify Index: {}", policy.modify_index);
     }
     out
 }

@@ -233,19 +233,21 @@ pub(crate) async fn initialize_acls(api: &Api) -> Result<(), HttpError> {
     write(api, &command).await
 }
 
-/// `GET /v1/acl/tokens` (`?policy=`, `?servicename=`): every token, sorted by AccessorID.
-pub(super) async fn list(api: &Api, request: &AclRequest) -> Result<Response, HttpError> {
+/// The token table for a reader with `acl:read` (blocking as the request asks), and whether
+/// the reader may see secrets (`acl:write`).
+async fn read_tokens(api: &Api, request: &AclRequest) -> Result<(u64, AclState, bool), HttpError> {
     let caller = request.caller()?;
     caller.check(Permission::AclRead)?;
     let show_secrets = caller.authorizer.acl_write();
     let options = api.prepare_read(&request.query).await?;
-    let (index, acl) = api
-        .read(
-            options,
-            || vec![WatchTarget::Table(Table::AclTokens)],
-            |fsm| (fsm.acl().tokens().0, fsm.acl().clone()),
-        )
-        .await?;
+    let targets = || vec![WatchTarget::Table(Table::AclTokens)];
+    let (index, acl) = api.read(options, targets, |fsm| (fsm.acl().tokens().0, fsm.acl().clone())).await?;
+    Ok((index, acl, show_secrets))
+}
+
+/// `GET /v1/acl/tokens` (`?policy=`, `?servicename=`): every token, sorted by AccessorID.
+pub(super) async fn list(api: &Api, request: &AclRequest) -> Result<Response, HttpError> {
+    let (index, acl, show_secrets) = read_tokens(api, request).await?;
     let policy = request.query.get("policy");
     let service = request.query.get("servicename");
     let (_, tokens) = acl.tokens();
@@ -262,17 +264,7 @@ pub(super) async fn list(api: &Api, request: &AclRequest) -> Result<Response, Ht
 
 /// `GET /v1/acl/token/<accessor>`.
 pub(super) async fn read(api: &Api, request: &AclRequest, accessor: &str) -> Result<Response, HttpError> {
-    let caller = request.caller()?;
-    caller.check(Permission::AclRead)?;
-    let show_secret = caller.authorizer.acl_write();
-    let options = api.prepare_read(&request.query).await?;
-    let (index, acl) = api
-        .read(
-            options,
-            || vec![WatchTarget::Table(Table::AclTokens)],
-            |fsm| (fsm.acl().tokens().0, fsm.acl().clone()),
-        )
-        .await?;
+    let (index, acl, show_secret) = read_tokens(api, request).await?;
     let Some(token) = acl.token(accessor).filter(|token| !token.is_expired(unix_ms())) else {
         return Err(not_found("Requested token does not exist: ACL not found"));
     };
