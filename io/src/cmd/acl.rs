@@ -447,6 +447,19 @@ fn print_as<T>(format: &str, raw: &Value, typed: &T, pretty: impl Fn(&T) -> Stri
     println!("{text}");
 }
 
+/// An API answer printed as `-format` asks; `doing` names the failure in Consul's words.
+fn print_reply<T: serde::de::DeserializeOwned>(
+    reply: Result<super::Reply, super::ClientError>,
+    doing: &str,
+    format: &str,
+    pretty: impl Fn(&T) -> String,
+) -> Outcome {
+    let raw: Value = reply.and_then(|reply| reply.json()).map_err(CliError::client(doing))?;
+    let (raw, typed) = decoded::<T>(raw, doing)?;
+    print_as(format, &raw, &typed, pretty);
+    Ok(0)
+}
+
 /// A reply decoded twice: as the typed object, and kept raw for `-format json`.
 fn decoded<T: serde::de::DeserializeOwned>(raw: Value, doing: &str) -> Result<(Value, T), CliError> {
     let typed = serde_json::from_value(raw.clone())
@@ -470,13 +483,12 @@ fn bootstrap(args: &BootstrapArgs) -> Outcome {
     };
     let client = Client::new(&args.http)?;
     let doing = "Failed ACL bootstrapping";
-    let raw: Value = client
-        .put("/v1/acl/bootstrap", &[], body.as_bytes())
-        .and_then(|reply| reply.json())
-        .map_err(CliError::client(doing))?;
-    let (raw, token) = decoded::<Token>(raw, doing)?;
-    print_as(&args.format, &raw, &token, |token| pretty_token(token, false));
-    Ok(0)
+    print_reply::<Token>(
+        client.put("/v1/acl/bootstrap", &[], body.as_bytes()),
+        doing,
+        &args.format,
+        |token| pretty_token(token, false),
+    )
 }
 
 /// Consul's `GetTokenIDFromPartial`: `anonymous`, a whole UUID, or a prefix that one token's
@@ -601,13 +613,12 @@ fn token_create(args: &TokenCreateArgs) -> Outcome {
         body["ExpirationTTL"] = json!(muster_core::duration::format(ttl));
     }
     let doing = "Failed to create new token";
-    let raw: Value = client
-        .put("/v1/acl/token", &[], body.to_string().as_bytes())
-        .and_then(|reply| reply.json())
-        .map_err(CliError::client(doing))?;
-    let (raw, token) = decoded::<Token>(raw, doing)?;
-    print_as(&args.output.format, &raw, &token, |token| pretty_token(token, args.output.meta));
-    Ok(0)
+    print_reply::<Token>(
+        client.put("/v1/acl/token", &[], body.to_string().as_bytes()),
+        doing,
+        &args.output.format,
+        |token| pretty_token(token, args.output.meta),
+    )
 }
 
 fn token_read(args: &TokenReadArgs) -> Outcome {
@@ -625,25 +636,19 @@ fn token_read(args: &TokenReadArgs) -> Outcome {
         let id = token_id(&client, given)?;
         (format!("/v1/acl/token/{id}"), format!("Error reading token {id:?}"))
     };
-    let raw: Value =
-        client.get(&path, &[]).and_then(|reply| reply.json()).map_err(CliError::client(&doing))?;
-    let (raw, token) = decoded::<Token>(raw, &doing)?;
-    print_as(&args.output.format, &raw, &token, |token| pretty_token(token, args.output.meta));
-    Ok(0)
+    print_reply::<Token>(client.get(&path, &[]), &doing, &args.output.format, |token| {
+        pretty_token(token, args.output.meta)
+    })
 }
 
 fn token_list(args: &ListArgs) -> Outcome {
     check_format(&args.output.format)?;
     let client = Client::new(&args.http)?;
     let doing = "Failed to retrieve the token list";
-    let raw: Value =
-        client.get("/v1/acl/tokens", &[]).and_then(|reply| reply.json()).map_err(CliError::client(doing))?;
-    let (raw, tokens) = decoded::<Vec<Token>>(raw, doing)?;
-    print_as(&args.output.format, &raw, &tokens, |tokens| {
+    print_reply::<Vec<Token>>(client.get("/v1/acl/tokens", &[]), doing, &args.output.format, |tokens| {
         let entries: Vec<String> = tokens.iter().map(|token| pretty_token(token, args.output.meta)).collect();
         entries.join("\n")
-    });
-    Ok(0)
+    })
 }
 
 fn token_update(args: &TokenUpdateArgs) -> Outcome {
@@ -683,13 +688,12 @@ fn token_update(args: &TokenUpdateArgs) -> Outcome {
     current["ServiceIdentities"] = json!(services);
     current["NodeIdentities"] = json!(nodes);
     let doing = format!("Failed to update token {id}");
-    let raw: Value = client
-        .put(&format!("/v1/acl/token/{id}"), &[], current.to_string().as_bytes())
-        .and_then(|reply| reply.json())
-        .map_err(CliError::client(&doing))?;
-    let (raw, token) = decoded::<Token>(raw, &doing)?;
-    print_as(&args.output.format, &raw, &token, |token| pretty_token(token, args.output.meta));
-    Ok(0)
+    print_reply::<Token>(
+        client.put(&format!("/v1/acl/token/{id}"), &[], current.to_string().as_bytes()),
+        &doing,
+        &args.output.format,
+        |token| pretty_token(token, args.output.meta),
+    )
 }
 
 fn token_clone(args: &TokenCloneArgs) -> Outcome {
@@ -701,13 +705,12 @@ fn token_clone(args: &TokenCloneArgs) -> Outcome {
     let id = token_id(&client, given)?;
     let body = json!({"Description": args.description}).to_string();
     let doing = "Failed to clone token";
-    let raw: Value = client
-        .put(&format!("/v1/acl/token/{id}/clone"), &[], body.as_bytes())
-        .and_then(|reply| reply.json())
-        .map_err(CliError::client(doing))?;
-    let (raw, token) = decoded::<Token>(raw, doing)?;
-    print_as(&args.output.format, &raw, &token, |token| pretty_token(token, args.output.meta));
-    Ok(0)
+    print_reply::<Token>(
+        client.put(&format!("/v1/acl/token/{id}/clone"), &[], body.as_bytes()),
+        doing,
+        &args.output.format,
+        |token| pretty_token(token, args.output.meta),
+    )
 }
 
 fn token_delete(args: &TokenIdArgs) -> Outcome {
@@ -741,13 +744,12 @@ fn policy_create(args: &PolicyCreateArgs) -> Outcome {
         "Name": args.name, "Description": args.description, "Rules": rules, "Datacenters": args.datacenters,
     });
     let doing = "Failed to create new policy";
-    let raw: Value = client
-        .put("/v1/acl/policy", &[], body.to_string().as_bytes())
-        .and_then(|reply| reply.json())
-        .map_err(CliError::client(doing))?;
-    let (raw, policy) = decoded::<Policy>(raw, doing)?;
-    print_as(&args.output.format, &raw, &policy, |policy| pretty_policy(policy, args.output.meta));
-    Ok(0)
+    print_reply::<Policy>(
+        client.put("/v1/acl/policy", &[], body.to_string().as_bytes()),
+        doing,
+        &args.output.format,
+        |policy| pretty_policy(policy, args.output.meta),
+    )
 }
 
 /// The policy `-id` (or a prefix) or `-name` names, and its path.
@@ -767,26 +769,18 @@ fn policy_read(args: &PolicyIdArgs) -> Outcome {
     let client = Client::new(&args.http)?;
     let (path, named) = policy_path(&client, args)?;
     let doing = format!("Error reading policy {named:?}");
-    let raw: Value =
-        client.get(&path, &[]).and_then(|reply| reply.json()).map_err(CliError::client(&doing))?;
-    let (raw, policy) = decoded::<Policy>(raw, &doing)?;
-    print_as(&args.output.format, &raw, &policy, |policy| pretty_policy(policy, args.output.meta));
-    Ok(0)
+    print_reply::<Policy>(client.get(&path, &[]), &doing, &args.output.format, |policy| {
+        pretty_policy(policy, args.output.meta)
+    })
 }
 
 fn policy_list(args: &ListArgs) -> Outcome {
     check_format(&args.output.format)?;
     let client = Client::new(&args.http)?;
     let doing = "Failed to retrieve the policy list";
-    let raw: Value = client
-        .get("/v1/acl/policies", &[])
-        .and_then(|reply| reply.json())
-        .map_err(CliError::client(doing))?;
-    let (raw, policies) = decoded::<Vec<Policy>>(raw, doing)?;
-    print_as(&args.output.format, &raw, &policies, |policies| {
+    print_reply::<Vec<Policy>>(client.get("/v1/acl/policies", &[]), doing, &args.output.format, |policies| {
         policies.iter().map(|policy| pretty_policy_entry(policy, args.output.meta)).collect()
-    });
-    Ok(0)
+    })
 }
 
 fn policy_delete(args: &PolicyIdArgs) -> Outcome {
