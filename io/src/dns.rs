@@ -220,7 +220,8 @@ fn dns_authorizer(
     acl: &crate::http::AclSettings,
     datacenter: &str,
 ) -> muster_core::acl::Authorizer {
-    let secret = if acl.dns_token.is_empty() { &acl.default_token } else { &acl.dns_token };
+    let tokens = acl.tokens();
+    let secret = if tokens.dns.is_empty() { &tokens.default } else { &tokens.dns };
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX));

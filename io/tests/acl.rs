@@ -32,6 +32,16 @@ fn ok_json(answer: (u16, String)) -> Value {
     serde_json::from_str(&answer.1).unwrap()
 }
 
+/// A dev agent with ACLs on, deny by default, once the leader has made the [`MANAGEMENT`]
+/// token (it does so after taking office, a moment after the agent answers).
+fn managed_agent() -> (common::DevAgent, u16) {
+    let (agent, http) = dev_agent(&[&acl_on(&format!("tokens {{ initial_management = \"{MANAGEMENT}\" }}"))]);
+    common::eventually("the initial management token", std::time::Duration::from_secs(15), || {
+        (call(http, "GET", "/v1/acl/token/self", MANAGEMENT, None).0 == 200).then_some(())
+    });
+    (agent, http)
+}
+
 fn acl_on(extra: &str) -> String {
     format!("-hcl=acl {{ enabled = true default_policy = \"deny\" {extra} }}")
 }
@@ -50,8 +60,7 @@ fn muster(http: u16, token: &str, args: &[&str]) -> (i32, String, String) {
 
 #[test]
 fn a_deny_by_default_agent_lets_only_the_tokens_its_policies_allow() {
-    let (_agent, http) =
-        dev_agent(&[&acl_on(&format!("tokens {{ initial_management = \"{MANAGEMENT}\" }}"))]);
+    let (_agent, http) = managed_agent();
 
     // No token is the anonymous token, which holds nothing; a made-up one is not found.
     let (status, text) = call(http, "GET", "/v1/kv/app/a", "", None);
@@ -221,8 +230,7 @@ fn a_client_agent_refuses_acls_it_could_not_enforce() {
 /// writes are refused with the permission they lack.
 #[test]
 fn reads_are_filtered_to_what_the_token_may_read() {
-    let (_agent, http) =
-        dev_agent(&[&acl_on(&format!("tokens {{ initial_management = \"{MANAGEMENT}\" }}"))]);
+    let (_agent, http) = managed_agent();
     for name in ["web", "db"] {
         let body = json!({"Name": name, "Port": 80});
         assert_eq!(call(http, "PUT", "/v1/agent/service/register", MANAGEMENT, Some(body)).0, 200);
@@ -290,8 +298,7 @@ fn reads_are_filtered_to_what_the_token_may_read() {
 /// touch, as Consul's endpoints do; a transaction with one refused operation changes nothing.
 #[test]
 fn writes_need_the_permission_of_what_they_touch() {
-    let (_agent, http) =
-        dev_agent(&[&acl_on(&format!("tokens {{ initial_management = \"{MANAGEMENT}\" }}"))]);
+    let (_agent, http) = managed_agent();
     let rules = r#"service "web" { policy = "write" }  node_prefix "" { policy = "read" }  key_prefix "app/" { policy = "write" }"#;
     assert_eq!(
         call(http, "PUT", "/v1/acl/policy", MANAGEMENT, Some(json!({"Name": "web", "Rules": rules}))).0,
@@ -448,4 +455,21 @@ fn the_acl_commands_print_consuls_layout() {
     let (code, out, err) = muster(http, &root, &["acl", "policy", "delete", "-name", "app"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("Policy \"") && out.ends_with("\" deleted successfully\n"), "{out}");
+}
+
+/// `acl set-agent-token`: a token set while the agent runs is used from then on, as the
+/// `default` token of requests without one.
+#[test]
+fn an_agent_token_set_at_runtime_is_used() {
+    let (_agent, http) = managed_agent();
+    assert_eq!(call(http, "GET", "/v1/kv/?keys", "", None).0, 200, "a list is filtered, not refused");
+    assert_eq!(call(http, "GET", "/v1/operator/raft/configuration", "", None).0, 403);
+    let (code, out, err) = muster(http, MANAGEMENT, &["acl", "set-agent-token", "default", MANAGEMENT]);
+    assert_eq!((code, out.as_str()), (0, "ACL token \"default\" set successfully\n"), "{err}");
+    assert_eq!(call(http, "GET", "/v1/operator/raft/configuration", "", None).0, 200);
+    let (code, _, err) = muster(http, MANAGEMENT, &["acl", "set-agent-token", "nope", "x"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("Unexpected response code: 404 (Token \"nope\" is unknown)"), "{err}");
+    let (code, _, err) = muster(http, MANAGEMENT, &["acl", "set-agent-token", "default"]);
+    assert_eq!((code, err.as_str()), (1, "Missing TOKEN argument\n"));
 }

@@ -533,8 +533,11 @@ fn acl_settings(files: &FromFiles, server: bool) -> Result<Option<http::AclSetti
     })?;
     Ok(Some(http::AclSettings {
         default_policy,
-        default_token: files.acl_default_token.clone().unwrap_or_default(),
-        dns_token: files.acl_dns_token.clone().unwrap_or_default(),
+        tokens: std::sync::RwLock::new(http::AgentTokens {
+            default: files.acl_default_token.clone().unwrap_or_default(),
+            dns: files.acl_dns_token.clone().unwrap_or_default(),
+            ..http::AgentTokens::default()
+        }),
         initial_management: files.acl_initial_management.clone(),
     }))
 }

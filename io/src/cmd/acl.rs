@@ -30,6 +30,17 @@ pub(crate) enum AclCommand {
     /// Creates, reads, lists and deletes policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Sets one of the agent's own tokens (default, agent, agent_recovery, dns, replication,
+    /// config_file_service_registration) while it runs.
+    SetAgentToken(SetAgentTokenArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SetAgentTokenArgs {
+    #[command(flatten)]
+    http: HttpArgs,
+    /// TYPE then TOKEN.
+    args: Vec<String>,
 }
 
 /// `muster acl token <subcommand>`.
@@ -262,6 +273,7 @@ pub(crate) fn run(command: AclCommand) -> Outcome {
         AclCommand::Policy(PolicyCommand::Read(args)) => policy_read(&args),
         AclCommand::Policy(PolicyCommand::List(args)) => policy_list(&args),
         AclCommand::Policy(PolicyCommand::Delete(args)) => policy_delete(&args),
+        AclCommand::SetAgentToken(args) => set_agent_token(&args),
     }
 }
 
@@ -800,6 +812,25 @@ fn policy_delete(args: &PolicyIdArgs) -> Outcome {
         .and_then(|reply| reply.ok())
         .map_err(CliError::client(format!("Error deleting policy {id:?}")))?;
     println!("Policy {id:?} deleted successfully");
+    Ok(0)
+}
+
+/// `acl set-agent-token TYPE TOKEN` (consul `command/acl/agenttokens`).
+fn set_agent_token(args: &SetAgentTokenArgs) -> Outcome {
+    let [kind, token] = args.args.as_slice() else {
+        return Err(CliError::usage(match args.args.len() {
+            0 => "Missing TYPE and TOKEN arguments",
+            1 => "Missing TOKEN argument",
+            _ => "Too many arguments, expected 2",
+        }));
+    };
+    let client = Client::new(&args.http)?;
+    let body = json!({"Token": token}).to_string();
+    client
+        .put(&format!("/v1/agent/token/{kind}"), &[], body.as_bytes())
+        .and_then(|reply| reply.ok())
+        .map_err(CliError::client(format!("Failed to set ACL token {kind:?}")))?;
+    println!("ACL token {kind:?} set successfully");
     Ok(0)
 }
 

@@ -56,16 +56,53 @@ pub const ACL_DISABLED: &str = "ACL support disabled";
 const BODY_BYTES_MAX: usize = 512 * 1024;
 
 /// The agent's `acl` block, when ACLs are on.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct AclSettings {
     /// `acl.default_policy`: what no rule decides.
     pub default_policy: DefaultPolicy,
-    /// `acl.tokens.default`: the token of a request that carries none (else the anonymous one).
-    pub default_token: String,
-    /// `acl.tokens.dns`: the token DNS answers are read with (else `default_token`).
-    pub dns_token: String,
+    /// `acl.tokens.*`, which `PUT /v1/agent/token/<kind>` changes while the agent runs.
+    pub tokens: std::sync::RwLock<AgentTokens>,
     /// `acl.tokens.initial_management`: the SecretID of a management token the leader creates.
     pub initial_management: Option<String>,
+}
+
+impl AclSettings {
+    /// The agent's tokens as they are now.
+    pub fn tokens(&self) -> AgentTokens {
+        self.tokens.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+}
+
+/// The agent's own tokens (`acl.tokens`; empty when not set).
+#[derive(Debug, Clone, Default)]
+pub struct AgentTokens {
+    /// `default`: the token of a request that carries none (else the anonymous one).
+    pub default: String,
+    /// `agent`: the agent's own work.
+    pub agent: String,
+    /// `agent_recovery`: agent endpoints when the servers cannot be reached.
+    pub agent_recovery: String,
+    /// `dns`: what DNS answers are read with (else `default`).
+    pub dns: String,
+    /// `replication`: secondary datacenters' replication.
+    pub replication: String,
+    /// `config_file_service_registration`: services and checks from configuration files.
+    pub config_file_service_registration: String,
+}
+
+impl AgentTokens {
+    /// The token `kind` names in `/v1/agent/token/<kind>`, Consul's legacy names included.
+    fn slot(&mut self, kind: &str) -> Option<&mut String> {
+        Some(match kind {
+            "default" | "acl_token" => &mut self.default,
+            "agent" | "acl_agent_token" => &mut self.agent,
+            "agent_recovery" | "agent_master" | "acl_agent_master_token" => &mut self.agent_recovery,
+            "dns" => &mut self.dns,
+            "replication" | "acl_replication_token" => &mut self.replication,
+            "config_file_service_registration" => &mut self.config_file_service_registration,
+            _ => return None,
+        })
+    }
 }
 
 /// Who made a request, once its token resolved: put in the request's extensions by `gate`.
@@ -137,6 +174,7 @@ const CHECKING_THEIR_OWN: &[&str] = &[
     "/v1/agent/members",
     "/v1/event/list",
     "/v1/txn",
+    "/v1/agent/token/",
 ];
 
 /// The endpoints whose whole check is one permission that the path names, as Consul's
@@ -192,7 +230,7 @@ pub(super) fn gate(api: &Api, request: &mut Request) -> Result<(), HttpError> {
         return Err(HttpError::internal("rpc error: this agent is not a server"));
     };
     let secret = presented_token(request.uri().query(), request.headers())
-        .unwrap_or_else(|| settings.default_token.clone());
+        .unwrap_or_else(|| settings.tokens().default);
     let now_ms = unix_ms();
     let resolved = consensus
         .store
@@ -339,11 +377,30 @@ async fn answer(api: &Api, request: AclRequest) -> Result<Response, HttpError> {
         (&Method::GET, ["policy", id]) => policies::read(api, &request, id).await,
         (&Method::PUT, ["policy", id]) => policies::update(api, &request, id).await,
         (&Method::DELETE, ["policy", id]) => policies::delete(api, &request, id).await,
+        (&Method::PUT, ["", "v1", "agent", "token", kind]) => set_agent_token(api, &request, kind),
         _ => Err(HttpError {
             status: StatusCode::NOT_IMPLEMENTED,
             reason: format!("muster does not serve {} {} yet", request.method, request.path),
         }),
     }
+}
+
+/// `PUT /v1/agent/token/<kind>` with `{"Token": "..."}`: the agent uses it from now on (kept in
+/// memory only: `acl.enable_token_persistence` is not acted on yet).
+fn set_agent_token(api: &Api, request: &AclRequest, kind: &str) -> Result<Response, HttpError> {
+    request.caller()?.check(Permission::AclWrite)?;
+    let object = tokens::decode(&request.body, "Token")?;
+    let token = object.string("Token")?;
+    let settings = api.acl.as_ref().ok_or_else(|| HttpError::internal(ACL_DISABLED))?;
+    let mut tokens = settings.tokens.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Some(slot) = tokens.slot(kind) else {
+        return Err(HttpError {
+            status: StatusCode::NOT_FOUND,
+            reason: format!("Token {kind:?} is unknown"),
+        });
+    };
+    *slot = token;
+    Ok(StatusCode::OK.into_response())
 }
 
 impl AclRequest {
