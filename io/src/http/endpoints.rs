@@ -97,7 +97,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
     at("/v1/acl/templated-policies", GET, ACL),
     at("/v1/acl/templated-policy/name/", GET, ACL),
     at("/v1/acl/templated-policy/preview/", POST, ACL),
-    at("/v1/agent/token/", PUT, ACL),
+    at("/v1/agent/token/", PUT, ACL_SERVED),
     at("/v1/agent/self", GET, Served),
     at("/v1/agent/host", GET, Served),
     at("/v1/agent/version", GET, Served),
