@@ -73,8 +73,10 @@ fn a_deny_by_default_agent_lets_only_the_tokens_its_policies_allow() {
         call(http, "GET", "/v1/kv/app/a", "manage", None),
         (403, "Cannot resolve root ACL".to_owned())
     );
-    // The status endpoints need no token.
-    assert_eq!(call(http, "GET", "/v1/status/leader", "", None).0, 200);
+    // The status endpoints, the agent's version and the index need no token.
+    for open in ["/v1/status/leader", "/v1/agent/version", "/"] {
+        assert_eq!(call(http, "GET", open, "", None).0, 200, "{open}");
+    }
 
     // The initial management token, made by the leader through the bootstrap.
     let me = ok_json(call(http, "GET", "/v1/acl/token/self", MANAGEMENT, None));
@@ -472,4 +474,45 @@ fn an_agent_token_set_at_runtime_is_used() {
     assert!(err.contains("Unexpected response code: 404 (Token \"nope\" is unknown)"), "{err}");
     let (code, _, err) = muster(http, MANAGEMENT, &["acl", "set-agent-token", "default"]);
     assert_eq!((code, err.as_str()), (1, "Missing TOKEN argument\n"));
+}
+
+/// With `acl.enable_token_persistence`, a token set through the API survives a restart.
+#[test]
+fn persisted_agent_tokens_survive_a_restart() {
+    let dir = std::env::temp_dir().join(format!("muster-acl-persist-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let ports = common::Ports::free();
+    let hcl = format!(
+        "-hcl=acl {{ enabled = true default_policy = \"deny\" enable_token_persistence = true \
+         tokens {{ initial_management = \"{MANAGEMENT}\" }} }}"
+    );
+    let start = || {
+        let child = Command::new(env!("CARGO_BIN_EXE_muster"))
+            .args(["agent", "-server", "-bootstrap", "-bind=127.0.0.1", "-dns-port=-1", "-node=persist"])
+            .arg(format!("-data-dir={}", dir.display()))
+            .args([format!("-serf-lan-port={}", ports.lan), format!("-serf-wan-port={}", ports.wan)])
+            .args([format!("-http-port={}", ports.http), format!("-server-port={}", ports.server)])
+            .arg(&hcl)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let agent = common::DevAgent { child, http_port: ports.http };
+        common::eventually("the management token", std::time::Duration::from_secs(30), || {
+            let answer =
+                std::panic::catch_unwind(|| call(ports.http, "GET", "/v1/acl/token/self", MANAGEMENT, None));
+            answer.is_ok_and(|(status, _)| status == 200).then_some(())
+        });
+        agent
+    };
+    let agent = start();
+    assert_eq!(call(ports.http, "GET", "/v1/operator/raft/configuration", "", None).0, 403);
+    let (code, _, err) = muster(ports.http, MANAGEMENT, &["acl", "set-agent-token", "default", MANAGEMENT]);
+    assert_eq!(code, 0, "{err}");
+    let kept = std::fs::read_to_string(dir.join("acl-tokens.json")).unwrap();
+    assert_eq!(kept, format!("{{\"default\":\"{MANAGEMENT}\"}}"));
+    drop(agent);
+    let _agent = start();
+    assert_eq!(call(ports.http, "GET", "/v1/operator/raft/configuration", "", None).0, 200);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -470,7 +470,8 @@ fn build_api(
     // One pool of RPC connections: a server's consensus forwards writes to the leader on it,
     // the HTTP API the requests it sends on.
     let rpc = Arc::new(muster::rpc::Pool::default());
-    let acl = acl_settings(files, server.is_some())?;
+    let tokens_file = args.data_dir.as_ref().filter(|_| files.acl_token_persistence && !args.dev);
+    let acl = acl_settings(files, server.is_some(), tokens_file.map(|dir| dir.join(http::ACL_TOKENS_FILE)))?;
     Ok(Arc::new(http::Api {
         consensus: server.map(|(handle, store, _)| http::Consensus {
             store: store.clone(),
@@ -515,7 +516,11 @@ fn build_api(
 /// The `acl` block, when ACLs are on. A client agent refuses them: it answers its agent
 /// endpoints itself and cannot resolve tokens without the servers yet, so it would either
 /// answer everyone or no one.
-fn acl_settings(files: &FromFiles, server: bool) -> Result<Option<http::AclSettings>, AgentError> {
+fn acl_settings(
+    files: &FromFiles,
+    server: bool,
+    persist_to: Option<std::path::PathBuf>,
+) -> Result<Option<http::AclSettings>, AgentError> {
     if !files.acl_enabled {
         return Ok(None);
     }
@@ -531,13 +536,20 @@ fn acl_settings(files: &FromFiles, server: bool) -> Result<Option<http::AclSetti
     let default_policy = muster_core::acl::DefaultPolicy::parse(policy).ok_or_else(|| {
         format!("acl.default_policy: invalid value {policy:?}: must be \"allow\" or \"deny\"")
     })?;
+    let mut tokens = http::AgentTokens {
+        default: files.acl_default_token.clone().unwrap_or_default(),
+        dns: files.acl_dns_token.clone().unwrap_or_default(),
+        ..http::AgentTokens::default()
+    };
+    if let Some(path) = &persist_to {
+        tokens
+            .load(path)
+            .map_err(|error| format!("Error loading persisted tokens from {}: {error}", path.display()))?;
+    }
     Ok(Some(http::AclSettings {
         default_policy,
-        tokens: std::sync::RwLock::new(http::AgentTokens {
-            default: files.acl_default_token.clone().unwrap_or_default(),
-            dns: files.acl_dns_token.clone().unwrap_or_default(),
-            ..http::AgentTokens::default()
-        }),
+        persist_to,
+        tokens: std::sync::RwLock::new(tokens),
         initial_management: files.acl_initial_management.clone(),
     }))
 }

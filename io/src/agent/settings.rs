@@ -21,6 +21,7 @@ pub(crate) struct FromFiles {
     pub(crate) acl_default_policy: Option<String>,
     /// `acl.enabled`, `acl.tokens.initial_management`, `acl.tokens.default`.
     pub(crate) acl_enabled: bool,
+    pub(crate) acl_token_persistence: bool,
     pub(crate) acl_initial_management: Option<String>,
     pub(crate) acl_default_token: Option<String>,
     pub(crate) acl_dns_token: Option<String>,
@@ -100,6 +101,7 @@ pub(crate) fn apply_config_files(
         disable_remote_exec: file.disable_remote_exec,
         acl_default_policy: file.acl_default_policy,
         acl_enabled: file.acl_enabled == Some(true),
+        acl_token_persistence: file.acl_token_persistence == Some(true),
         acl_initial_management: file.acl_initial_management,
         acl_default_token: file.acl_default_token,
         acl_dns_token: file.acl_dns_token,

@@ -600,7 +600,7 @@ const ACL: &[Key] = &[
     Key::new("default_policy", Kind::Str, IMPL).or("allow"),
     Key::new("down_policy", Kind::Str, NO_ACL).or("extend-cache"),
     Key::new("enable_key_list_policy", Kind::Bool, NO_ACL).or("false"),
-    Key::new("enable_token_persistence", Kind::Bool, NO_ACL).or("false"),
+    Key::new("enable_token_persistence", Kind::Bool, IMPL).or("false"),
     Key::new("enable_token_replication", Kind::Bool, NO_ACL).go("tokenreplication").or("false"),
     Key::new("enabled", Kind::Bool, IMPL).or("false"),
     Key::new("msp_disable_bootstrap", Kind::Bool, Status::Enterprise),

@@ -185,6 +185,8 @@ pub struct FileConfig {
     pub acl_default_policy: Option<String>,
     /// `acl.enabled` (or an old key that implies it).
     pub acl_enabled: Option<bool>,
+    /// `acl.enable_token_persistence`.
+    pub acl_token_persistence: Option<bool>,
     /// `acl.tokens.initial_management` (or `acl_master_token`, `acl.tokens.master`).
     pub acl_initial_management: Option<String>,
     /// `acl.tokens.default` (or `acl_token`).
@@ -579,6 +581,9 @@ fn merge_acl(config: &mut FileConfig, value: Value) -> Result<(), ValueError> {
         match field.as_str() {
             "default_policy" => config.acl_default_policy = Some(string("acl.default_policy", &field_value)?),
             "enabled" => config.acl_enabled = Some(boolean("acl.enabled", &field_value)?),
+            "enable_token_persistence" => {
+                config.acl_token_persistence = Some(boolean("acl.enable_token_persistence", &field_value)?);
+            }
             "tokens" => {
                 for (name, token) in object("acl.tokens", field_value)? {
                     match name.as_str() {

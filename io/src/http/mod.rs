@@ -46,7 +46,7 @@ use tokio::net::TcpListener;
 
 use crate::consensus::{jitter, random_u64};
 
-pub use self::acl::{Access, AclSettings, AgentTokens, Caller};
+pub use self::acl::{Access, AclSettings, AgentTokens, Caller, ACL_TOKENS_FILE};
 pub use self::agent::{
     apply_definitions, check_definition, definitions, reload, service_definition, ConfigFiles,
     DefinitionError, Definitions,

@@ -62,6 +62,8 @@ pub struct AclSettings {
     pub default_policy: DefaultPolicy,
     /// `acl.tokens.*`, which `PUT /v1/agent/token/<kind>` changes while the agent runs.
     pub tokens: std::sync::RwLock<AgentTokens>,
+    /// Where the tokens set through the API are kept (`acl.enable_token_persistence`).
+    pub persist_to: Option<std::path::PathBuf>,
     /// `acl.tokens.initial_management`: the SecretID of a management token the leader creates.
     pub initial_management: Option<String>,
 }
@@ -90,7 +92,76 @@ pub struct AgentTokens {
     pub config_file_service_registration: String,
 }
 
+/// The file in the data directory that keeps the tokens set through the API (Consul's name).
+pub const ACL_TOKENS_FILE: &str = "acl-tokens.json";
+
+/// The persisted tokens, as Consul's `agent/token/persistence.go` writes them.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Persisted {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    agent: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    agent_recovery: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    default: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    replication: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    config_file_service_registration: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    dns: String,
+}
+
 impl AgentTokens {
+    /// Lays the tokens persisted at `path` over these (a missing file is none).
+    pub fn load(&mut self, path: &std::path::Path) -> std::io::Result<()> {
+        let text = match std::fs::read(path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(error) => return Err(error),
+        };
+        let persisted: Persisted = serde_json::from_slice(&text).map_err(std::io::Error::other)?;
+        for (kind, token) in [
+            ("agent", persisted.agent),
+            ("agent_recovery", persisted.agent_recovery),
+            ("default", persisted.default),
+            ("replication", persisted.replication),
+            ("config_file_service_registration", persisted.config_file_service_registration),
+            ("dns", persisted.dns),
+        ] {
+            if !token.is_empty() {
+                *self.slot(kind).expect("every persisted kind has a slot") = token;
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps these tokens at `path`: a temporary file beside it, synced, renamed over it,
+    /// readable by the owner only.
+    fn persist(&self, path: &std::path::Path) -> std::io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let persisted = Persisted {
+            agent: self.agent.clone(),
+            agent_recovery: self.agent_recovery.clone(),
+            default: self.default.clone(),
+            replication: self.replication.clone(),
+            config_file_service_registration: self.config_file_service_registration.clone(),
+            dns: self.dns.clone(),
+        };
+        let temporary = path.with_extension("json.tmp");
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temporary)?;
+        file.write_all(&serde_json::to_vec(&persisted).map_err(std::io::Error::other)?)?;
+        file.sync_all()?;
+        std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o600))?;
+        std::fs::rename(&temporary, path)
+    }
+
     /// The token `kind` names in `/v1/agent/token/<kind>`, Consul's legacy names included.
     fn slot(&mut self, kind: &str) -> Option<&mut String> {
         Some(match kind {
@@ -145,10 +216,12 @@ pub fn denied(denial: PermissionDenied) -> HttpError {
     HttpError { status: StatusCode::FORBIDDEN, reason: denial.to_string() }
 }
 
-/// What may pass without a token resolving: Consul's status endpoints check nothing, and the
-/// bootstrap is what makes the first token.
+/// What may pass without a token resolving: what is not the API (the index, `/ui/`), the
+/// endpoints Consul checks nothing on (status, the agent's version, the datacenters), and the
+/// bootstrap, which makes the first token.
 fn needs_no_token(path: &str) -> bool {
-    path.starts_with("/v1/status/") || path == "/v1/acl/bootstrap"
+    const OPEN: [&str; 3] = ["/v1/acl/bootstrap", "/v1/agent/version", "/v1/coordinate/datacenters"];
+    !path.starts_with("/v1/") || path.starts_with("/v1/status/") || OPEN.contains(&path)
 }
 
 /// The endpoints that check their own permissions, as Consul's do; every other asks for
@@ -385,8 +458,8 @@ async fn answer(api: &Api, request: AclRequest) -> Result<Response, HttpError> {
     }
 }
 
-/// `PUT /v1/agent/token/<kind>` with `{"Token": "..."}`: the agent uses it from now on (kept in
-/// memory only: `acl.enable_token_persistence` is not acted on yet).
+/// `PUT /v1/agent/token/<kind>` with `{"Token": "..."}`: the agent uses it from now on, and with
+/// `acl.enable_token_persistence` after a restart too (`<data_dir>/acl-tokens.json`).
 fn set_agent_token(api: &Api, request: &AclRequest, kind: &str) -> Result<Response, HttpError> {
     request.caller()?.check(Permission::AclWrite)?;
     let object = tokens::decode(&request.body, "Token")?;
@@ -400,6 +473,11 @@ fn set_agent_token(api: &Api, request: &AclRequest, kind: &str) -> Result<Respon
         });
     };
     *slot = token;
+    if let Some(path) = &settings.persist_to {
+        tokens
+            .persist(path)
+            .map_err(|error| HttpError::internal(format!("Failed to persist tokens - {error}")))?;
+    }
     Ok(StatusCode::OK.into_response())
 }
 
