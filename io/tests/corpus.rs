@@ -5,7 +5,7 @@
 //! Each file's expected outcome is in the manifest:
 //! - `start`: Consul 1.20 starts with it, so muster must accept it;
 //! - `refuse: <text>`: Consul refuses it with this text, and so must muster;
-//! - `secure: <what>`: it asks for protection muster does not give yet (ACLs, TLS verification,
+//! - `secure: <what>`: it asks for protection muster does not give yet (TLS verification,
 //!   auto-encrypt...), so muster refuses to start rather than run less secure than asked.
 
 use std::path::Path;

@@ -98,6 +98,14 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), AgentError> {
         tracing::warn!("agent: {warning}");
     }
     let plan = Plan::new(&args, &files)?;
+    if files.acl_enabled {
+        // Consul's servers check the token of every RPC; muster's do not yet (no mTLS either).
+        tracing::warn!(
+            "agent: acl.enabled: requests over HTTP and DNS are checked, but server RPC (port {}) does not \
+             check tokens yet; keep it reachable by cluster members only",
+            args.server_port
+        );
+    }
     if muster_core::INVARIANT_CHECKS {
         tracing::warn!(
             "agent: built with invariant checks after every step (a test build); expect it to be slow"
