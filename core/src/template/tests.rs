@@ -691,12 +691,9 @@ fn deep_nesting_across_template_calls_is_bounded() {
         "{{if 1}}".repeat(150),
         "{{end}}".repeat(150)
     );
-    let err = std::thread::Builder::new()
-        .stack_size(2 * 1024 * 1024)
-        .spawn(move || render_err(&nested))
-        .expect("thread starts")
-        .join()
-        .expect("no stack overflow");
+    // On the test harness's own thread (2 MiB of stack unless RUST_MIN_STACK says more): the
+    // executor's nesting bound, not a larger stack, is what keeps this from overflowing.
+    let err = render_err(&nested);
     assert!(err.contains("exceeded maximum nesting depth (1000)"), "{err}");
     let deep_key = format!("{{{{ explodeMap (parseJSON `{{\"{}x\": 1}}`) }}}}", "a/".repeat(200));
     assert!(render_err(&deep_key).contains("explodeMap: "));
