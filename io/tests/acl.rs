@@ -191,7 +191,11 @@ fn a_deny_by_default_agent_lets_only_the_tokens_its_policies_allow() {
 
 #[test]
 fn the_bootstrap_answers_once_with_a_management_token() {
-    let (_agent, http) = dev_agent(&[&acl_on("")]);
+    // ACLs turned on by a JSON file, as most of the corpus's ACL configs do.
+    let config = std::env::temp_dir().join(format!("muster-acl-{}.json", std::process::id()));
+    std::fs::write(&config, r#"{"acl": {"enabled": true, "default_policy": "deny"}}"#).unwrap();
+    let (_agent, http) = dev_agent(&[&format!("-config-file={}", config.display())]);
+    let _ = std::fs::remove_file(&config);
     let first = ok_json(call(http, "PUT", "/v1/acl/bootstrap", "", None));
     assert_eq!(first["Description"], "Bootstrap Token (Global Management)");
     assert_eq!(first["ID"], first["SecretID"]);

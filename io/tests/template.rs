@@ -9,6 +9,16 @@ use std::time::{Duration, Instant};
 mod common;
 use common::dev_agent;
 
+/// A process killed when dropped.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn put(http: u16, path: &str, body: &str) {
     let api: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let mut response = api.put(format!("http://127.0.0.1:{http}{path}")).send(body).unwrap();
@@ -73,7 +83,8 @@ fn once_renders_services_and_keys_as_consul_template_does() {
     // -dry prints instead of writing.
     let dry = dir.join("dry.conf");
     let spec = format!("{}:{}", source.display(), dry.display());
-    let output = template(http, &["-once", "-dry", "-template", &spec]).output().unwrap();
+    // Go's other flag forms: `--once`, `-dry=true`, `-template=...`.
+    let output = template(http, &["--once", "-dry=true", &format!("-template={spec}")]).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&output.stdout), format!("> {}\n{expected}\n", dry.display()));
     assert!(!dry.exists());
 
@@ -96,9 +107,13 @@ fn key_holds_the_render_and_a_change_renders_again_and_runs_the_command() {
     let (_agent, http) = dev_agent(&[]);
     let dir = dir("watch");
     let (source, destination, marker) = (dir.join("in.ctmpl"), dir.join("out.conf"), dir.join("reloaded"));
-    std::fs::write(&source, "mode={{ key \"feature/mode\" }}\n").unwrap();
+    // `feature/unused` is read but changes nothing in the output.
+    let text = "mode={{ key \"feature/mode\" }}\n{{ with keyOrDefault \"feature/unused\" \"\" }}{{ end }}";
+    std::fs::write(&source, text).unwrap();
     let spec = format!("{}:{}:echo reload >> {}", source.display(), destination.display(), marker.display());
-    let mut watching = template(http, &["-template", &spec]).stdout(Stdio::null()).spawn().unwrap();
+    // Killed when dropped, so a failing assertion leaves no process behind.
+    let watching = template(http, &["-template", &spec]).stdout(Stdio::null()).spawn().unwrap();
+    let _watching = Killed(watching);
     // Nothing is written while the key does not exist.
     std::thread::sleep(Duration::from_millis(500));
     assert!(!destination.exists());
@@ -107,11 +122,11 @@ fn key_holds_the_render_and_a_change_renders_again_and_runs_the_command() {
     put(http, "/v1/kv/feature/mode", "green");
     eventually_holds(&destination, "mode=green\n");
     eventually_holds(&marker, "reload\nreload\n");
-    // A write that changes nothing renders nothing new and runs nothing.
+    // A write that changes nothing, or changes data the output does not show, renders nothing
+    // new and runs nothing.
     put(http, "/v1/kv/feature/mode", "green");
+    put(http, "/v1/kv/feature/unused", "x");
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(std::fs::read_to_string(&marker).unwrap(), "reload\nreload\n");
-    let _ = watching.kill();
-    let _ = watching.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
