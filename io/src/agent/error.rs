@@ -105,6 +105,8 @@ pub(crate) enum Listener {
     Server,
     /// The HTTP API.
     Http,
+    /// The HTTPS API.
+    Https,
     /// The DNS interface over UDP.
     DnsUdp,
     /// The DNS interface over TCP.
@@ -118,6 +120,7 @@ impl std::fmt::Display for Listener {
             Listener::GossipTcp => "TCP",
             Listener::Server => "the server port",
             Listener::Http => "HTTP",
+            Listener::Https => "HTTPS",
             Listener::DnsUdp => "DNS (udp)",
             Listener::DnsTcp => "DNS (tcp)",
         })

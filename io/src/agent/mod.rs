@@ -69,6 +69,8 @@ struct Plan {
     leave_on_interrupt: bool,
     client_ip: IpAddr,
     http_port: Option<u16>,
+    /// `ports.https` with the TLS it serves, when HTTPS is on.
+    https: Option<(u16, http::tls::Https)>,
     dns_port: Option<u16>,
     dns_settings: Arc<muster::dns::Settings>,
     query_times: http::QueryTimes,
@@ -214,6 +216,7 @@ impl Plan {
             leave_on_interrupt: !files.skip_leave_on_interrupt.unwrap_or(server),
             client_ip: args.client.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
             http_port: port(args.http_port, "-http-port")?,
+            https: https_plan(args, files)?,
             dns_port: port(args.dns_port, "-dns-port")?,
             dns_settings: Arc::new(dns_settings(args, &files.dns)?),
             query_times: query_times(args)?,
@@ -223,6 +226,32 @@ impl Plan {
                 (None, false) => unreachable!("checked by check_args"),
             },
         })
+    }
+}
+
+/// HTTPS when `ports.https` (or `-https-port`) is above 0 and a certificate is configured;
+/// without one the agent warns and serves no HTTPS, since there is nothing it could present.
+fn https_plan(
+    args: &cli::AgentArgs,
+    files: &FromFiles,
+) -> Result<Option<(u16, http::tls::Https)>, AgentError> {
+    let Some(port) = args.https_port.and_then(|port| u16::try_from(port).ok()).filter(|port| *port > 0)
+    else {
+        return Ok(None);
+    };
+    let timeout = files.https_handshake_timeout.unwrap_or(http::tls::HANDSHAKE_TIMEOUT_DEFAULT);
+    match http::tls::Https::new(&files.tls_https, port, timeout) {
+        Ok((https, warnings)) => {
+            for warning in warnings {
+                tracing::warn!("agent: {warning}");
+            }
+            Ok(Some((port, https)))
+        }
+        Err(error @ http::tls::HttpsError::NoCertificate { .. }) => {
+            tracing::warn!("agent: {error}; serving no HTTPS");
+            Ok(None)
+        }
+        Err(error) => Err(AgentError::Setting(error.to_string())),
     }
 }
 
@@ -635,6 +664,13 @@ async fn serve_listeners(
                     tracing::error!(%error, "agent: the HTTP server stopped");
                 }
             });
+        }
+    }
+    if let Some((port, https)) = &plan.https {
+        for ip in listen_on(args, files, plan, &files.addresses_https) {
+            let addr = SocketAddr::new(ip, *port);
+            let listener = TcpListener::bind(addr).await.map_err(AgentError::bind(Listener::Https, addr))?;
+            tokio::spawn(https.clone().serve(listener, api.clone(), http::HTTP_CONNS_PER_CLIENT_MAX));
         }
     }
     if let Some(port) = plan.dns_port {

@@ -33,8 +33,13 @@ pub(crate) struct FromFiles {
     pub(crate) rpc_hold_timeout: Option<std::time::Duration>,
     /// The `autopilot` block, over Consul's defaults.
     pub(crate) autopilot: muster_core::autopilot::Config,
-    /// `addresses.http`, `addresses.dns`.
+    /// `tls.https` over `tls.defaults`: the HTTPS listener's TLS.
+    pub(crate) tls_https: config::TlsStanza,
+    /// `limits.https_handshake_timeout`.
+    pub(crate) https_handshake_timeout: Option<std::time::Duration>,
+    /// `addresses.http`, `addresses.https`, `addresses.dns`.
     pub(crate) addresses_http: Vec<IpAddr>,
+    pub(crate) addresses_https: Vec<IpAddr>,
     pub(crate) addresses_dns: Vec<IpAddr>,
     /// Every address `client_addr` named in the files.
     pub(crate) client_addrs: Vec<IpAddr>,
@@ -111,7 +116,10 @@ pub(crate) fn apply_config_files(
         rpc_client_timeout: file.rpc_client_timeout,
         rpc_hold_timeout: file.rpc_hold_timeout,
         autopilot: file.autopilot.clone(),
+        tls_https: file.tls_https.over(&file.tls_defaults),
+        https_handshake_timeout: file.https_handshake_timeout,
         addresses_http: file.addresses_http,
+        addresses_https: file.addresses_https,
         addresses_dns: file.addresses_dns,
         client_addrs: file.client_addrs.clone(),
         telemetry,
@@ -218,12 +226,11 @@ pub(crate) fn flag_warnings(args: &cli::AgentArgs) -> Result<Vec<String>, AgentE
     if !args.primary_gateway.is_empty() {
         set("primary_gateways", json!(args.primary_gateway));
     }
-    let scalars: [(&str, Option<Value>); 11] = [
+    let scalars: [(&str, Option<Value>); 10] = [
         ("ui_config.enabled", args.ui.filter(|on| *on).map(Value::from)),
         ("check_output_max_size", args.check_output_max_size.map(Value::from)),
         ("ports.grpc", args.grpc_port.filter(|port| *port > 0).map(Value::from)),
         ("ports.grpc_tls", args.grpc_tls_port.filter(|port| *port > 0).map(Value::from)),
-        ("ports.https", args.https_port.filter(|port| *port > 0).map(Value::from)),
         ("read_replica", args.read_replica.map(Value::from)),
         ("retry_max_wan", args.retry_max_wan.map(Value::from)),
         ("segment", args.segment.clone().map(Value::from)),

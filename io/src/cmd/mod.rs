@@ -134,12 +134,6 @@ pub(crate) enum ClientError {
     /// `-http-addr` is a Unix socket, which Consul's client speaks and muster's does not yet.
     #[error("{0}: muster's CLI does not speak HTTP over Unix sockets yet")]
     UnixSocket(String),
-    /// The address is HTTPS, which muster's client does not speak yet.
-    #[error(
-        "{0}: muster's CLI does not speak HTTPS yet (its HTTP client is built without TLS); give \
-         the agent's plain-HTTP address (http://host:port)"
-    )]
-    Https(String),
     /// The TLS flags are refused, as Consul's `SetupTLSConfig` refuses them.
     #[error(transparent)]
     Tls(#[from] TlsError),
@@ -244,10 +238,11 @@ impl Client {
         if env_bool("CONSUL_HTTP_SSL") == Some(true) {
             base = base.replacen("http://", "https://", 1);
         }
-        // Read for its warning; it only matters to TLS, which is refused below.
-        let _ = env_bool("CONSUL_HTTP_SSL_VERIFY");
+        // Read whatever the scheme, for its warning, as Consul's `DefaultConfig` reads it.
+        let verify = env_bool("CONSUL_HTTP_SSL_VERIFY") != Some(false);
+        let mut agent = ureq::Agent::config_builder().http_status_as_error(false);
         if base.starts_with("https://") {
-            return Err(ClientError::Https(base));
+            agent = agent.tls_config(tls.client_config(verify)?);
         }
         let mut token = setting(&flags.token, "CONSUL_HTTP_TOKEN").filter(|token| !token.is_empty());
         // A token file wins over -token whenever it holds one (Consul's `NewClient`).
@@ -260,7 +255,7 @@ impl Client {
             }
         }
         let tenancy = &args.tenancy;
-        let agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let agent = agent.build().into();
         Ok(Client {
             base,
             agent,
@@ -458,8 +453,8 @@ fn env_bool(name: &str) -> Option<bool> {
 }
 
 /// The TLS settings of Consul's client (`api.TLSConfig`): checked as `SetupTLSConfig` checks
-/// them, so that a command refuses what Consul's refuses, although muster's CLI speaks plain
-/// HTTP only (its HTTP client is built without TLS).
+/// them whatever the scheme, so that a command refuses what Consul's refuses, and used for
+/// `https://` addresses.
 struct Tls {
     ca_file: String,
     ca_path: String,
@@ -539,6 +534,63 @@ impl Tls {
     }
 }
 
+impl Tls {
+    /// The HTTPS client's TLS: the CA of `-ca-file`, else of every file in `-ca-path`, else the
+    /// system's roots; the client certificate when one is given; no verification at all when
+    /// `CONSUL_HTTP_SSL_VERIFY` is false (Go's `InsecureSkipVerify`).
+    fn client_config(&self, verify: bool) -> Result<ureq::tls::TlsConfig, TlsError> {
+        use ureq::tls::{ClientCert, PrivateKey, RootCerts, TlsConfig, TlsProvider};
+        let roots = self.roots()?;
+        let client_cert = match (self.cert_file.is_empty(), self.key_file.is_empty()) {
+            (false, false) => {
+                let read = |path: &str| std::fs::read(path).map_err(FileError::at(path));
+                let chain = pem_certificates(&read(&self.cert_file)?);
+                let key = PrivateKey::from_pem(&read(&self.key_file)?).map_err(|_| TlsError::NoKey)?;
+                Some(ClientCert::new_with_certs(&chain, key))
+            }
+            _ => None,
+        };
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        Ok(TlsConfig::builder()
+            .provider(TlsProvider::Rustls)
+            .unversioned_rustls_crypto_provider(provider)
+            .root_certs(RootCerts::from(roots))
+            .client_cert(client_cert)
+            .disable_verification(!verify)
+            .build())
+    }
+
+    /// The certificate authorities a server's certificate is checked against.
+    fn roots(&self) -> Result<Vec<ureq::tls::Certificate<'static>>, TlsError> {
+        let read = |path: &str| std::fs::read(path).map_err(FileError::at(path));
+        if !self.ca_file.is_empty() {
+            return Ok(pem_certificates(&read(&self.ca_file).map_err(TlsError::CaFile)?));
+        }
+        if !self.ca_path.is_empty() {
+            let entries = std::fs::read_dir(&self.ca_path)
+                .map_err(|error| TlsError::CaPath(FileError::at(&self.ca_path)(error)))?;
+            let mut roots = Vec::new();
+            for entry in entries.flatten().filter(|entry| entry.path().is_file()) {
+                let path = entry.path().display().to_string();
+                roots.extend(pem_certificates(&read(&path).map_err(TlsError::CaPathFile)?));
+            }
+            return Ok(roots);
+        }
+        let found = rustls_native_certs::load_native_certs();
+        Ok(found.certs.iter().map(|der| ureq::tls::Certificate::from_der(der).to_owned()).collect())
+    }
+}
+
+/// The certificates in PEM text, in order (anything else in it is skipped).
+fn pem_certificates(pem: &[u8]) -> Vec<ureq::tls::Certificate<'static>> {
+    ureq::tls::parse_pem(pem)
+        .filter_map(|item| match item {
+            Ok(ureq::tls::PemItem::Certificate(certificate)) => Some(certificate),
+            _ => None,
+        })
+        .collect()
+}
+
 /// A path with the bytes a URL path cannot carry percent-escaped (Go's `url.PathEscape` rules
 /// per segment: keys may hold spaces, `?` and `#`).
 fn escape_path(path: &str) -> String {
@@ -570,6 +622,7 @@ fn go_transport_error(method: &str, url: &str, error: &ureq::Error) -> ClientErr
         ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
             format!("dial tcp {host}: connect: connection refused")
         }
+        ureq::Error::Io(io) if tls_error(io).is_some() => go_tls_reason(tls_error(io).expect("checked")),
         ureq::Error::ConnectionFailed => format!("dial tcp {host}: connect: connection refused"),
         ureq::Error::HostNotFound => {
             format!("dial tcp: lookup {}: no such host", host.rsplit_once(':').map_or(host, |(h, _)| h))
@@ -577,6 +630,45 @@ fn go_transport_error(method: &str, url: &str, error: &ureq::Error) -> ClientErr
         other => other.to_string(),
     };
     ClientError::Transport(format!("{verb} \"{url}\": {reason}"))
+}
+
+/// The TLS failure inside an I/O error, if that is what it is.
+fn tls_error(io: &std::io::Error) -> Option<&rustls::Error> {
+    io.get_ref()?.downcast_ref::<rustls::Error>()
+}
+
+/// A TLS failure as Go's `crypto/tls` and `crypto/x509` word the common ones.
+fn go_tls_reason(error: &rustls::Error) -> String {
+    use rustls::{AlertDescription, CertificateError};
+    let verify = |reason: &str| format!("tls: failed to verify certificate: x509: {reason}");
+    match error {
+        rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => {
+            verify("certificate signed by unknown authority")
+        }
+        rustls::Error::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+        ) => verify("certificate is not valid for the name asked for"),
+        rustls::Error::InvalidCertificate(
+            CertificateError::Expired
+            | CertificateError::ExpiredContext { .. }
+            | CertificateError::NotValidYet
+            | CertificateError::NotValidYetContext { .. },
+        ) => verify("certificate has expired or is not yet valid"),
+        rustls::Error::AlertReceived(AlertDescription::CertificateRequired) => {
+            "remote error: tls: certificate required".to_owned()
+        }
+        rustls::Error::AlertReceived(AlertDescription::BadCertificate) => {
+            "remote error: tls: bad certificate".to_owned()
+        }
+        rustls::Error::AlertReceived(AlertDescription::UnknownCA) => {
+            "remote error: tls: unknown certificate authority".to_owned()
+        }
+        // What a plain-HTTP server answers to a ClientHello is no TLS record at all.
+        rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType) => {
+            "http: server gave HTTP response to HTTPS client".to_owned()
+        }
+        other => format!("tls: {other}"),
+    }
 }
 
 /// Rows aligned as Consul's `columnize.SimpleFormat` aligns them: fields split on `\x1f`, each

@@ -574,7 +574,7 @@ pub static CHECK_FIELDS: &[Key] = &[
 const CONTAINER: Status = Status::Implemented;
 const IMPL: Status = Status::Implemented;
 const NO_ACL: Status = Status::NotYet("muster does not act on this ACL setting yet");
-const NO_TLS: Status = Status::NotYet("muster has no TLS on its APIs or RPC yet");
+const NO_TLS: Status = Status::NotYet("muster has no TLS on server RPC or gRPC yet");
 const NO_MESH: Status = Status::NotYet("muster has no service mesh (Connect) yet");
 const NO_UI: Status = Status::NotYet("muster has no web UI yet");
 const NO_METRICS: Status = Status::NotYet(
@@ -594,7 +594,7 @@ const GOSSIP_VERIFY: Status = Status::NotYet("muster always encrypts and verifie
 const DEFAULT_LIMITS: Status = Status::NotYet("muster keeps Consul's default limits");
 const RATE_LIMITS: Status = Status::NotYet("muster does not rate-limit requests yet");
 const NO_RPC_TUNING: Status = Status::NotYet("muster's RPC runs with its own fixed timeouts");
-const NO_GRPC: Status = Status::NotYet("muster serves no gRPC or HTTPS API yet");
+const NO_GRPC: Status = Status::NotYet("muster serves no gRPC API yet");
 
 const ACL: &[Key] = &[
     Key::new("default_policy", Kind::Str, IMPL).or("allow"),
@@ -638,7 +638,7 @@ const ADDRESSES: &[Key] = &[
     Key::new("grpc", Kind::Str, NO_GRPC).or("client_addr"),
     Key::new("grpc_tls", Kind::Str, NO_GRPC).or("client_addr"),
     Key::new("http", Kind::Str, IMPL).or("client_addr"),
-    Key::new("https", Kind::Str, NO_GRPC).or("client_addr"),
+    Key::new("https", Kind::Str, IMPL).or("client_addr"),
 ];
 
 const AUDIT: &[Key] = &[
@@ -847,7 +847,7 @@ const HTTP_CONFIG: &[Key] = &[
 
 const LIMITS: &[Key] = &[
     Key::new("http_max_conns_per_client", Kind::Int, DEFAULT_LIMITS).or("200"),
-    Key::new("https_handshake_timeout", Kind::Duration, NO_GRPC).or("5s"),
+    Key::new("https_handshake_timeout", Kind::Duration, IMPL).or("5s"),
     Key::new("kv_max_value_size", Kind::Uint("uint64"), DEFAULT_LIMITS).or("524288"),
     Key::new("request_limits", Kind::Block(REQUEST_LIMITS), CONTAINER),
     Key::new("rpc_client_timeout", Kind::Duration, IMPL).or("60s"),
@@ -889,7 +889,7 @@ const PORTS: &[Key] = &[
     Key::new("grpc", Kind::Int, NO_GRPC).or("-1"),
     Key::new("grpc_tls", Kind::Int, NO_GRPC).or("-1"),
     Key::new("http", Kind::Int, IMPL).or("8500"),
-    Key::new("https", Kind::Int, NO_GRPC).or("-1"),
+    Key::new("https", Kind::Int, IMPL).or("-1"),
     Key::new("proxy_max_port", Kind::Int, NO_MESH).or("20255"),
     Key::new("proxy_min_port", Kind::Int, NO_MESH).or("20000"),
     Key::new("serf_lan", Kind::Int, IMPL).or("8301"),
@@ -977,7 +977,7 @@ const TLS: &[Key] = &[
 ];
 
 const VERIFY_INCOMING: Status = Status::Guarded {
-    why: "muster does not verify clients' certificates yet, so it would serve any client",
+    why: "muster does not verify certificates on server RPC or gRPC yet, so it would serve any client there",
     refuses: is_true,
 };
 const VERIFY_OUTGOING: Status = Status::Guarded {
@@ -993,12 +993,12 @@ const ONLY_INTERNAL_RPC: Status =
 const ONLY_GRPC: Status = Status::Rejected("use_auto_cert is only valid in the tls.grpc stanza");
 
 const TLS_DEFAULTS: &[Key] = &[
-    Key::new("ca_file", Kind::Str, NO_TLS),
-    Key::new("ca_path", Kind::Str, NO_TLS),
-    Key::new("cert_file", Kind::Str, NO_TLS),
-    Key::new("key_file", Kind::Str, NO_TLS),
-    Key::new("tls_cipher_suites", Kind::Str, NO_TLS),
-    Key::new("tls_min_version", Kind::Str, NO_TLS).or("TLSv1_2"),
+    Key::new("ca_file", Kind::Str, IMPL),
+    Key::new("ca_path", Kind::Str, IMPL),
+    Key::new("cert_file", Kind::Str, IMPL),
+    Key::new("key_file", Kind::Str, IMPL),
+    Key::new("tls_cipher_suites", Kind::Str, IMPL),
+    Key::new("tls_min_version", Kind::Str, IMPL).or("TLSv1_2"),
     Key::new("use_auto_cert", Kind::Bool, ONLY_GRPC),
     Key::new("verify_incoming", Kind::Bool, VERIFY_INCOMING).or("false"),
     Key::new("verify_outgoing", Kind::Bool, VERIFY_OUTGOING).or("false"),
@@ -1019,14 +1019,14 @@ const TLS_INTERNAL_RPC: &[Key] = &[
 ];
 
 const TLS_HTTPS: &[Key] = &[
-    Key::new("ca_file", Kind::Str, NO_TLS).or("tls.defaults"),
-    Key::new("ca_path", Kind::Str, NO_TLS).or("tls.defaults"),
-    Key::new("cert_file", Kind::Str, NO_TLS).or("tls.defaults"),
-    Key::new("key_file", Kind::Str, NO_TLS).or("tls.defaults"),
-    Key::new("tls_cipher_suites", Kind::Str, NO_TLS).or("tls.defaults"),
-    Key::new("tls_min_version", Kind::Str, NO_TLS).or("tls.defaults"),
+    Key::new("ca_file", Kind::Str, IMPL).or("tls.defaults"),
+    Key::new("ca_path", Kind::Str, IMPL).or("tls.defaults"),
+    Key::new("cert_file", Kind::Str, IMPL).or("tls.defaults"),
+    Key::new("key_file", Kind::Str, IMPL).or("tls.defaults"),
+    Key::new("tls_cipher_suites", Kind::Str, IMPL).or("tls.defaults"),
+    Key::new("tls_min_version", Kind::Str, IMPL).or("tls.defaults"),
     Key::new("use_auto_cert", Kind::Bool, ONLY_GRPC),
-    Key::new("verify_incoming", Kind::Bool, VERIFY_INCOMING).or("tls.defaults"),
+    Key::new("verify_incoming", Kind::Bool, IMPL).or("tls.defaults"),
     Key::new("verify_outgoing", Kind::Bool, VERIFY_OUTGOING).or("tls.defaults"),
     Key::new("verify_server_hostname", Kind::Bool, ONLY_INTERNAL_RPC),
 ];

@@ -57,8 +57,66 @@ pub struct Ports {
     pub dns: Option<i32>,
     /// `grpc` (-1: none; muster serves no gRPC API yet).
     pub grpc: Option<i32>,
-    /// `https` (-1: none; muster serves no HTTPS API yet).
+    /// `https` (-1: none).
     pub https: Option<i32>,
+}
+
+/// One stanza of the `tls` block (`defaults`, `https`): what the files set in it. A listener's
+/// settings are its own stanza over `defaults` ([`TlsStanza::over`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsStanza {
+    /// `ca_file`: the certificate authorities that sign clients' certificates.
+    pub ca_file: Option<String>,
+    /// `ca_path`: a directory of them (`ca_file` wins when both are set, as in Consul).
+    pub ca_path: Option<String>,
+    /// `cert_file`: the agent's certificate chain, PEM.
+    pub cert_file: Option<String>,
+    /// `key_file`: its private key, PEM.
+    pub key_file: Option<String>,
+    /// `tls_min_version` (`TLSv1_2`, or the pre-1.12 `tls12`).
+    pub tls_min_version: Option<String>,
+    /// `tls_cipher_suites`, comma-separated.
+    pub tls_cipher_suites: Option<String>,
+    /// `verify_incoming`: clients must present a certificate a CA here signed.
+    pub verify_incoming: Option<bool>,
+}
+
+impl TlsStanza {
+    /// This stanza's settings, each one it leaves unset taken from `defaults`.
+    pub fn over(&self, defaults: &TlsStanza) -> TlsStanza {
+        let pick = |own: &Option<String>, default: &Option<String>| own.clone().or_else(|| default.clone());
+        TlsStanza {
+            ca_file: pick(&self.ca_file, &defaults.ca_file),
+            ca_path: pick(&self.ca_path, &defaults.ca_path),
+            cert_file: pick(&self.cert_file, &defaults.cert_file),
+            key_file: pick(&self.key_file, &defaults.key_file),
+            tls_min_version: pick(&self.tls_min_version, &defaults.tls_min_version),
+            tls_cipher_suites: pick(&self.tls_cipher_suites, &defaults.tls_cipher_suites),
+            verify_incoming: self.verify_incoming.or(defaults.verify_incoming),
+        }
+    }
+
+    /// Lays what `file` sets over what earlier files set.
+    fn merge(&mut self, stanza: &str, file: Map<String, Value>) -> Result<(), ValueError> {
+        for (name, value) in file {
+            let key = format!("tls.{stanza}.{name}");
+            let field = match name.as_str() {
+                "ca_file" => &mut self.ca_file,
+                "ca_path" => &mut self.ca_path,
+                "cert_file" => &mut self.cert_file,
+                "key_file" => &mut self.key_file,
+                "tls_min_version" => &mut self.tls_min_version,
+                "tls_cipher_suites" => &mut self.tls_cipher_suites,
+                "verify_incoming" => {
+                    self.verify_incoming = Some(boolean(&key, &value)?);
+                    continue;
+                }
+                _ => continue,
+            };
+            *field = Some(string(&key, &value)?);
+        }
+        Ok(())
+    }
 }
 
 /// `dns_config`: what the files set.
@@ -180,6 +238,14 @@ pub struct FileConfig {
     pub serf_wan_allowed_cidrs: Vec<String>,
     /// `ui` or `ui_config.enabled` (muster has no web UI yet; the agent says so).
     pub ui: Option<bool>,
+    /// `tls.defaults` (and the pre-1.12 top-level keys, read as its keys).
+    pub tls_defaults: TlsStanza,
+    /// `tls.https`.
+    pub tls_https: TlsStanza,
+    /// `addresses.https`.
+    pub addresses_https: Vec<IpAddr>,
+    /// `limits.https_handshake_timeout`.
+    pub https_handshake_timeout: Option<std::time::Duration>,
     /// `acl.default_policy` (or `acl_default_policy`): reported in every answer's
     /// `X-Consul-Default-ACL-Policy`, ACLs on or off, as Consul reports it.
     pub acl_default_policy: Option<String>,
@@ -443,6 +509,7 @@ fn merge(config: &mut FileConfig, file: &Path, map: Map<String, Value>) -> Resul
             "ui" => config.ui = Some(boolean(&key, &value)?),
             "ui_config" => merge_ui_config(config, value)?,
             "acl" => merge_acl(config, value)?,
+            "tls" => merge_tls(config, value)?,
             "http_config" => merge_http_config(config, value)?,
             "raft_protocol" => config.raft_protocol = Some(number(&key, &value)?),
             "default_query_time" => config.default_query_time = Some(string(&key, &value)?),
@@ -506,7 +573,12 @@ fn port_or_off(key: String, value: &Value) -> Result<i32, ValueError> {
 /// TCP instead would expose it wider than the file asks.
 fn merge_addresses(config: &mut FileConfig, value: &Value) -> Result<(), ValueError> {
     let map = object_ref("addresses", value)?;
-    for (key, target) in [("http", &mut config.addresses_http), ("dns", &mut config.addresses_dns)] {
+    let targets = [
+        ("http", &mut config.addresses_http),
+        ("https", &mut config.addresses_https),
+        ("dns", &mut config.addresses_dns),
+    ];
+    for (key, target) in targets {
         let Some(text) = map.get(key).and_then(Value::as_str) else { continue };
         let name = format!("addresses.{key}");
         if text.contains("unix://") {
@@ -575,6 +647,19 @@ fn merge_http_config(config: &mut FileConfig, value: Value) -> Result<(), ValueE
     Ok(())
 }
 
+/// `tls`: the stanzas muster acts on (the table warns of the rest).
+fn merge_tls(config: &mut FileConfig, value: Value) -> Result<(), ValueError> {
+    for (stanza, fields) in object("tls", value)? {
+        let target = match stanza.as_str() {
+            "defaults" => &mut config.tls_defaults,
+            "https" => &mut config.tls_https,
+            _ => continue,
+        };
+        target.merge(&stanza, object(&format!("tls.{stanza}"), fields)?)?;
+    }
+    Ok(())
+}
+
 /// `acl`: only what muster acts on (the table warns of the rest).
 fn merge_acl(config: &mut FileConfig, value: Value) -> Result<(), ValueError> {
     for (field, field_value) in object("acl", value)? {
@@ -608,6 +693,9 @@ fn merge_limits(config: &mut FileConfig, value: &Value) -> Result<(), ValueError
     let map = object_ref("limits", value)?;
     if let Some(timeout) = map.get("rpc_client_timeout") {
         config.rpc_client_timeout = Some(duration("limits.rpc_client_timeout", timeout)?);
+    }
+    if let Some(timeout) = map.get("https_handshake_timeout") {
+        config.https_handshake_timeout = Some(duration("limits.https_handshake_timeout", timeout)?);
     }
     Ok(())
 }

@@ -84,8 +84,14 @@ impl LimitedListener {
 }
 
 impl super::server::Socket for CountedStream {
-    fn tcp(&self) -> &TcpStream {
-        &self.stream
+    async fn read_into(&mut self, buf: &mut bytes::BytesMut) -> std::io::Result<usize> {
+        super::server::read_when_ready(&self.stream, buf).await
+    }
+}
+
+impl super::server::Socket for tokio_rustls::server::TlsStream<CountedStream> {
+    async fn read_into(&mut self, buf: &mut bytes::BytesMut) -> std::io::Result<usize> {
+        super::server::read_reserving(self, buf).await
     }
 }
 

@@ -27,6 +27,7 @@ mod session;
 mod shapes;
 mod snapshot;
 mod status;
+pub mod tls;
 mod txn;
 
 use std::future::Future;

@@ -48,11 +48,42 @@ const DRAIN_BYTES_MAX: u64 = 1 << 20;
 /// write; a larger or streaming one is written as it comes.
 const WHOLE_BODY_BYTES_MAX: usize = 64 * 1024;
 
-/// A connection the server reads requests from: a socket it can wait on for readiness, so an
-/// idle connection holds no buffer.
+/// A connection the server reads requests from.
 pub trait Socket: AsyncWrite + Unpin + Send + 'static {
-    /// The socket underneath.
-    fn tcp(&self) -> &TcpStream;
+    /// Reads what has arrived into `buf`; the number of bytes read (0: end of file).
+    fn read_into(&mut self, buf: &mut BytesMut) -> impl Future<Output = io::Result<usize>> + Send;
+}
+
+/// A plain socket's read: it waits for readiness before it reserves room, so a connection
+/// waiting for a request holds no buffer.
+pub async fn read_when_ready(tcp: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+    loop {
+        tcp.readable().await?;
+        buf.reserve(READ_BYTES);
+        match tcp.try_read_buf(buf) {
+            Ok(n) => return Ok(n),
+            // Readiness was stale: wait again without holding the room reserved.
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => release(buf),
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// A TLS session's read. Its records are decrypted through the session's own buffers, which
+/// readiness of the socket underneath cannot see into, so room is reserved before waiting.
+pub async fn read_reserving<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+) -> io::Result<usize> {
+    buf.reserve(READ_BYTES);
+    tokio::io::AsyncReadExt::read_buf(stream, buf).await
+}
+
+/// Gives back a buffer's memory when it holds nothing.
+fn release(buf: &mut BytesMut) {
+    if buf.is_empty() {
+        *buf = BytesMut::new();
+    }
 }
 
 /// Serves requests on `socket` until the client closes it, asks to, or breaks the protocol.
@@ -93,33 +124,19 @@ enum ConnectionError {
 }
 
 impl<S: Socket> Connection<S> {
-    /// Reads into `buf` once the socket is readable; the number of bytes read (0: end of
-    /// file). Only then is room reserved, so a connection waiting for a request holds none.
+    /// Reads more into `buf`; the number of bytes read (0: end of file).
     async fn read_more(&mut self) -> io::Result<usize> {
         if self.read_closed {
             return Ok(0);
         }
-        loop {
-            self.socket.tcp().readable().await?;
-            self.buf.reserve(READ_BYTES);
-            match self.socket.tcp().try_read_buf(&mut self.buf) {
-                Ok(0) => {
-                    self.read_closed = true;
-                    return Ok(0);
-                }
-                Ok(n) => return Ok(n),
-                // Readiness was stale: wait again without holding the room reserved.
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => self.release(),
-                Err(error) => return Err(error),
-            }
-        }
+        let read = self.socket.read_into(&mut self.buf).await?;
+        self.read_closed = read == 0;
+        Ok(read)
     }
 
     /// Gives back the buffer's memory when it holds nothing.
     fn release(&mut self) {
-        if self.buf.is_empty() {
-            self.buf = BytesMut::new();
-        }
+        release(&mut self.buf);
     }
 
     /// The next request's head; `None` when the client closed the connection between requests.

@@ -12,8 +12,8 @@ use super::head::HEAD_BYTES_MAX;
 use super::*;
 
 impl Socket for TcpStream {
-    fn tcp(&self) -> &TcpStream {
-        self
+    async fn read_into(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        read_when_ready(self, buf).await
     }
 }
 
