@@ -276,3 +276,72 @@ print("https answered as Consul answers")
     assert!(output.status.success(), "py-consul failed:\n{}\n{}", stdout(&output), stderr(&output));
     assert!(stdout(&output).contains("https answered as Consul answers"), "{}", stdout(&output));
 }
+
+/// A reload (`muster reload`, as SIGHUP) reads the certificate files again: a new CA and server
+/// certificate put where the old ones were serve the next connections; files that do not load
+/// fail the reload in Consul's words and leave the ones in use serving.
+#[test]
+fn a_reload_replaces_the_certificates_and_a_bad_one_changes_nothing() {
+    let certs = Certificates::make("reload");
+    let output = Command::new(env!("CARGO_BIN_EXE_muster"))
+        .args(["tls", "cert", "create", "-server", "-domain", "other"])
+        .current_dir(&certs.0)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let install = |ca: &str, cert: &str, key: &str| {
+        for (from, to) in [(ca, "ca.pem"), (cert, "server.pem"), (key, "server-key.pem")] {
+            std::fs::copy(certs.0.join(from), certs.0.join(to)).unwrap();
+        }
+    };
+    install("consul-agent-ca.pem", "dc1-server-consul-0.pem", "dc1-server-consul-0-key.pem");
+    let https = free_port();
+    let file = certs.0.join("agent.json");
+    let json = serde_json::json!({
+        "ports": {"https": https},
+        "tls": {
+            "defaults": {"ca_file": certs.path("ca.pem"), "cert_file": certs.path("server.pem"), "key_file": certs.path("server-key.pem")},
+            "https": {"verify_incoming": true},
+        },
+    });
+    std::fs::write(&file, json.to_string()).unwrap();
+    let (_agent, http) = dev_agent(&[&format!("-config-file={}", file.display())]);
+    let addr = format!("https://127.0.0.1:{https}");
+    let members = |domain: &str| {
+        let (ca, cert, key) = (
+            certs.path(&format!("{domain}-agent-ca.pem")),
+            certs.path(&format!("dc1-cli-{domain}-0.pem")),
+            certs.path(&format!("dc1-cli-{domain}-0-key.pem")),
+        );
+        muster(
+            &["members", "-http-addr", &addr, "-ca-file", &ca, "-client-cert", &cert, "-client-key", &key],
+            &[],
+        )
+    };
+    let reload = || muster(&["reload", &format!("-http-addr=127.0.0.1:{http}")], &[]);
+    assert!(members("consul").status.success(), "{}", stderr(&members("consul")));
+    assert!(!members("other").status.success());
+
+    install("other-agent-ca.pem", "dc1-server-other-0.pem", "dc1-server-other-0-key.pem");
+    let reloaded = reload();
+    assert_eq!(stdout(&reloaded), "Configuration reload triggered\n", "{}", stderr(&reloaded));
+    assert!(members("other").status.success(), "{}", stderr(&members("other")));
+    let old = members("consul");
+    assert!(stderr(&old).ends_with("certificate signed by unknown authority\n"), "{}", stderr(&old));
+
+    std::fs::write(certs.0.join("server.pem"), "not a certificate\n").unwrap();
+    let refused = reload();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains(
+            "Failed reloading tls configuration: Failed to load cert/key pair: tls: failed to find any PEM data in certificate input"
+        ),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(
+        members("other").status.success(),
+        "the certificates in use keep serving: {}",
+        stderr(&members("other"))
+    );
+}

@@ -547,6 +547,7 @@ fn build_api(
         response_headers: response_headers(&files.response_headers),
         block_endpoints: files.block_endpoints.clone(),
         acl,
+        https: plan.https.as_ref().map(|(_, https)| https.clone()),
     }))
 }
 

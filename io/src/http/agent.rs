@@ -512,6 +512,9 @@ pub enum DefinitionError {
     /// The local state refused the change, or it could not be kept on disk.
     #[error("{0}")]
     Refused(String),
+    /// The HTTPS listener's new certificates or settings are refused (the old ones stay).
+    #[error("Failed reloading tls configuration: {0}")]
+    Tls(#[from] super::tls::HttpsError),
 }
 
 /// Decodes the service and check definitions of a configuration; the first bad one is the
@@ -598,13 +601,19 @@ pub async fn apply_definitions(api: &Api, definitions: Definitions) -> Result<()
     Ok(())
 }
 
-/// Reads the configuration files again and applies their services and checks (Consul's
-/// reload; SIGHUP and `PUT /v1/agent/reload` both come here). Other settings take effect at
-/// the next start.
+/// Reads the configuration files again and applies their services and checks and the HTTPS
+/// listener's certificates (Consul's reload; SIGHUP and `PUT /v1/agent/reload` both come
+/// here). Other settings take effect at the next start.
 pub async fn reload(api: &Api) -> Result<(), DefinitionError> {
     tracing::info!("agent: Reloading configuration...");
     let config = crate::config::load(&api.config.sources)?;
-    apply_definitions(api, definitions(&config, api.script_checks.from_files)?).await
+    let definitions = definitions(&config, api.script_checks.from_files)?;
+    if let Some(https) = &api.https {
+        for warning in https.reload(&config.tls_https.over(&config.tls_defaults))? {
+            tracing::warn!("agent: {warning}");
+        }
+    }
+    apply_definitions(api, definitions).await
 }
 
 async fn reload_endpoint(State(api): State<Arc<Api>>) -> Response {

@@ -113,6 +113,8 @@ pub struct Api {
     pub block_endpoints: Vec<String>,
     /// The `acl` block when ACLs are on; `None` when off.
     pub acl: Option<AclSettings>,
+    /// The HTTPS listener's TLS, when it serves HTTPS (a reload replaces its certificates).
+    pub https: Option<tls::Https>,
 }
 
 /// How long a blocking query waits: `?wait` when given, at most `max`; `default` otherwise

@@ -10,7 +10,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rustls::crypto::CryptoProvider;
@@ -88,16 +88,19 @@ pub enum HttpsError {
     Verifier(#[from] rustls::server::VerifierBuilderError),
 }
 
-/// The HTTPS listener's configuration, built once at start.
+/// The HTTPS listener's configuration: built at start, replaced on reload (SIGHUP, `muster
+/// reload`), as Consul's `tlsutil.Configurator.Update` replaces its certificates; a
+/// connection keeps the configuration it was accepted with.
 #[derive(Clone)]
 pub struct Https {
-    acceptor: TlsAcceptor,
+    acceptor: Arc<RwLock<TlsAcceptor>>,
+    port: u16,
     handshake_timeout: Duration,
 }
 
 impl std::fmt::Debug for Https {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Https").field("handshake_timeout", &self.handshake_timeout).finish_non_exhaustive()
+        f.debug_struct("Https").field("port", &self.port).finish_non_exhaustive()
     }
 }
 
@@ -109,31 +112,16 @@ impl Https {
         port: u16,
         handshake_timeout: Duration,
     ) -> Result<(Https, Vec<String>), HttpsError> {
-        let mut warnings = Vec::new();
-        let (Some(cert_file), Some(key_file)) =
-            (non_empty(&settings.cert_file), non_empty(&settings.key_file))
-        else {
-            return Err(HttpsError::NoCertificate { port });
-        };
-        let chain = certificates(cert_file).map_err(HttpsError::KeyPair)?;
-        let key = PrivateKeyDer::from_pem_file(key_file)
-            .map_err(|error| HttpsError::KeyPair(pem_reason(key_file, &error)))?;
-        let provider = Arc::new(provider_for(settings, &mut warnings)?);
-        let versions = versions(settings.tls_min_version.as_deref().unwrap_or_default(), &mut warnings)?;
-        let builder =
-            ServerConfig::builder_with_provider(provider.clone()).with_protocol_versions(versions)?;
-        let roots = roots(settings)?;
-        let builder = match (settings.verify_incoming == Some(true), roots) {
-            (false, _) => builder.with_no_client_auth(),
-            (true, None) => return Err(HttpsError::VerifyWithoutCa),
-            (true, Some(roots)) => builder.with_client_cert_verifier(
-                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider).build()?,
-            ),
-        };
-        let mut config = builder.with_single_cert(chain, key)?;
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let acceptor = TlsAcceptor::from(Arc::new(config));
-        Ok((Https { acceptor, handshake_timeout }, warnings))
+        let (acceptor, warnings) = acceptor(settings, port)?;
+        Ok((Https { acceptor: Arc::new(RwLock::new(acceptor)), port, handshake_timeout }, warnings))
+    }
+
+    /// Replaces the configuration with one built from `settings`, for the connections accepted
+    /// from now on; on an error the one in use stays.
+    pub fn reload(&self, settings: &TlsStanza) -> Result<Vec<String>, HttpsError> {
+        let (acceptor, warnings) = acceptor(settings, self.port)?;
+        *self.acceptor.write().unwrap_or_else(std::sync::PoisonError::into_inner) = acceptor;
+        Ok(warnings)
     }
 
     /// Serves the API over TLS on `listener` until the task is dropped, each client address
@@ -143,10 +131,11 @@ impl Https {
         let mut listener = LimitedListener::new(listener, conns_per_client);
         loop {
             let (stream, peer) = listener.accept().await;
-            let https = self.clone();
+            let acceptor = self.acceptor.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+            let handshake_timeout = self.handshake_timeout;
             let router = router.clone();
             tokio::spawn(async move {
-                match tokio::time::timeout(https.handshake_timeout, https.acceptor.accept(stream)).await {
+                match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                     Ok(Ok(session)) => server::serve_connection(session, router).await,
                     Ok(Err(error)) => log_handshake(peer, &error),
                     Err(_) => tracing::debug!(%peer, "agent.http: TLS handshake timed out"),
@@ -154,6 +143,32 @@ impl Https {
             });
         }
     }
+}
+
+/// The acceptor for `settings`, and what to warn of.
+fn acceptor(settings: &TlsStanza, port: u16) -> Result<(TlsAcceptor, Vec<String>), HttpsError> {
+    let mut warnings = Vec::new();
+    let (Some(cert_file), Some(key_file)) = (non_empty(&settings.cert_file), non_empty(&settings.key_file))
+    else {
+        return Err(HttpsError::NoCertificate { port });
+    };
+    let chain = certificates(cert_file).map_err(HttpsError::KeyPair)?;
+    let key = PrivateKeyDer::from_pem_file(key_file)
+        .map_err(|error| HttpsError::KeyPair(pem_reason(key_file, &error)))?;
+    let provider = Arc::new(provider_for(settings, &mut warnings)?);
+    let versions = versions(settings.tls_min_version.as_deref().unwrap_or_default(), &mut warnings)?;
+    let builder = ServerConfig::builder_with_provider(provider.clone()).with_protocol_versions(versions)?;
+    let roots = roots(settings)?;
+    let builder = match (settings.verify_incoming == Some(true), roots) {
+        (false, _) => builder.with_no_client_auth(),
+        (true, None) => return Err(HttpsError::VerifyWithoutCa),
+        (true, Some(roots)) => builder.with_client_cert_verifier(
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider).build()?,
+        ),
+    };
+    let mut config = builder.with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok((TlsAcceptor::from(Arc::new(config)), warnings))
 }
 
 /// Go's server logs a failed handshake at debug level (`http: TLS handshake error from ...`):
