@@ -24,6 +24,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
+use crate::secure::{Secure, ServerStream, TLS_PROTOCOL_BYTE};
+
 /// Where a node's outputs go. Implemented by [`run`] over sockets and by the simulator's harness
 /// over its virtual network.
 pub trait Host {
@@ -92,7 +94,7 @@ pub async fn run<S: Storage>(
     let (persisted_tx, mut persisted_rx) = mpsc::channel::<io::Result<PersistId>>(CHANNEL_CAPACITY);
     let (frame_tx, mut frame_rx) = mpsc::channel::<(SocketAddr, Bytes)>(CHANNEL_CAPACITY);
     let storage_task = tokio::spawn(persist_in_order(storage, persist_rx, persisted_tx));
-    let accept_task = tokio::spawn(accept_streams(tcp, frame_tx, None, STREAMS_PER_SOURCE_MAX));
+    let accept_task = tokio::spawn(accept_streams(tcp, frame_tx, None, None, STREAMS_PER_SOURCE_MAX));
     let outbound = Arc::new(Semaphore::new(STREAMS_OUTBOUND_MAX));
     let mut outbox = Outbox::default();
     let mut datagram = vec![0u8; DATAGRAM_BYTES_MAX];
@@ -241,11 +243,15 @@ async fn send_datagram(udp: &UdpSocket, dst: SocketAddr, payload: &[u8]) -> io::
 ///
 /// With `divert`, a connection whose first byte is the divert byte is handed over whole (after
 /// that byte) instead of being read as frames: the server port carries Raft's frames and RPC
-/// connections side by side. A frame's length prefix never starts with the divert byte.
+/// connections side by side. A frame's length prefix never starts with the divert byte. With
+/// `secure`, a connection that opens with [`TLS_PROTOCOL_BYTE`] is routed the same way once
+/// its handshake is done, by the first byte inside the session; one that does not is refused
+/// when `secure` refuses plain connections.
 pub(crate) async fn accept_streams(
     listener: TcpListener,
     frames: mpsc::Sender<(SocketAddr, Bytes)>,
     divert: Option<Divert>,
+    secure: Option<Arc<dyn Secure>>,
     per_source_max: usize,
 ) {
     let permits = Arc::new(Semaphore::new(STREAMS_INBOUND_MAX));
@@ -270,22 +276,20 @@ pub(crate) async fn accept_streams(
         };
         let frames = frames.clone();
         let divert = divert.clone();
+        let secure = secure.clone();
         tokio::spawn(async move {
-            let mut stream = stream;
-            let mut first = None;
-            if let Some((byte, diverted)) = divert {
-                let mut read = [0u8; 1];
-                match tokio::time::timeout(STREAM_IDLE_TIMEOUT, stream.read_exact(&mut read)).await {
-                    Ok(Ok(_)) if read[0] == byte => {
-                        // The diverted connection keeps neither this loop's slot nor its permit:
-                        // its receiver bounds its own connections.
-                        drop(slot);
-                        drop(permit);
-                        let _ = diverted.send((stream, from)).await;
-                        return;
-                    }
-                    Ok(Ok(_)) => first = Some(read[0]),
-                    _ => return,
+            let route = divert.is_some() || secure.is_some();
+            let Some((stream, first)) = open_stream(stream, from, route, secure.as_deref()).await else {
+                return;
+            };
+            if let (Some((byte, diverted)), Some(first)) = (divert, first) {
+                if first == byte {
+                    // The diverted connection keeps neither this loop's slot nor its permit:
+                    // its receiver bounds its own connections.
+                    drop(slot);
+                    drop(permit);
+                    let _ = diverted.send((stream, from)).await;
+                    return;
                 }
             }
             if let Err(error) = read_frames(stream, from, &frames, first).await {
@@ -294,6 +298,48 @@ pub(crate) async fn accept_streams(
             drop(slot);
             drop(permit);
         });
+    }
+}
+
+/// The stream to read a new connection on, and its first byte when it was read to route it
+/// (it is, with `route`); `None` when the connection is refused or fails before that byte.
+async fn open_stream(
+    mut stream: TcpStream,
+    from: SocketAddr,
+    route: bool,
+    secure: Option<&dyn Secure>,
+) -> Option<(ServerStream, Option<u8>)> {
+    if !route {
+        return Some((Box::new(stream), None));
+    }
+    let first = read_first(&mut stream).await?;
+    match secure {
+        Some(secure) if first == TLS_PROTOCOL_BYTE => {
+            let mut session = match tokio::time::timeout(STREAM_IDLE_TIMEOUT, secure.accept(stream)).await {
+                Ok(Ok(session)) => session,
+                Ok(Err(error)) => {
+                    tracing::error!(conn = %from, %error, "agent.server.rpc: TLS handshake failed");
+                    return None;
+                }
+                Err(_) => return None,
+            };
+            let first = read_first(&mut session).await?;
+            Some((session, Some(first)))
+        }
+        Some(secure) if secure.refuses_plain() => {
+            tracing::warn!(conn = %from, "agent.server.rpc: Non-TLS connection attempted with VerifyIncoming set");
+            None
+        }
+        _ => Some((Box::new(stream), Some(first))),
+    }
+}
+
+/// A connection's first byte, if it comes in time.
+async fn read_first<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> Option<u8> {
+    let mut read = [0u8; 1];
+    match tokio::time::timeout(STREAM_IDLE_TIMEOUT, stream.read_exact(&mut read)).await {
+        Ok(Ok(_)) => Some(read[0]),
+        _ => None,
     }
 }
 
@@ -331,10 +377,10 @@ impl Drop for SourceSlot {
 }
 
 /// Where diverted connections go, and the first byte that diverts them.
-pub(crate) type Divert = (u8, mpsc::Sender<(TcpStream, SocketAddr)>);
+pub(crate) type Divert = (u8, mpsc::Sender<(ServerStream, SocketAddr)>);
 
 async fn read_frames(
-    mut stream: TcpStream,
+    mut stream: ServerStream,
     from: SocketAddr,
     frames: &mpsc::Sender<(SocketAddr, Bytes)>,
     mut first: Option<u8>,

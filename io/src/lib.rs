@@ -40,6 +40,9 @@ pub mod raft_server;
 #[cfg(all(feature = "agent", not(madsim)))]
 pub mod rejoin;
 pub mod rpc;
+#[cfg(all(feature = "agent", not(madsim)))]
+pub mod rpc_tls;
+pub mod secure;
 #[cfg(not(madsim))]
 pub mod storage;
 pub mod store;

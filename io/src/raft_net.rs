@@ -30,6 +30,7 @@ use tokio::task::JoinHandle;
 use self::burst::Burst;
 pub use self::burst::RPC_PROTOCOL_BYTE;
 use crate::drive::{accept_streams, STREAMS_INBOUND_MAX};
+use crate::secure::{Secure, ServerStream};
 
 mod burst;
 
@@ -69,6 +70,8 @@ pub struct RaftTransport {
     local_addr: SocketAddr,
     peers: BTreeMap<ServerId, (SocketAddr, mpsc::Sender<Bytes>)>,
     stats: Arc<TransportStats>,
+    /// How connections to peers are secured, if at all.
+    secure: Option<Arc<dyn Secure>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -79,15 +82,17 @@ impl RaftTransport {
         id: ServerId,
         addr: SocketAddr,
     ) -> io::Result<(RaftTransport, mpsc::Receiver<(ServerId, Message)>)> {
-        RaftTransport::bind_with_rpc(id, addr, None).await
+        RaftTransport::bind_with_rpc(id, addr, None, None).await
     }
 
     /// [`RaftTransport::bind`], also handing every connection that opens with
-    /// [`RPC_PROTOCOL_BYTE`] to `rpc` (the server RPC that shares Consul's server port).
+    /// [`RPC_PROTOCOL_BYTE`] to `rpc` (the server RPC that shares Consul's server port), and
+    /// securing connections both ways as `secure` asks.
     pub async fn bind_with_rpc(
         id: ServerId,
         addr: SocketAddr,
-        rpc: Option<mpsc::Sender<(TcpStream, SocketAddr)>>,
+        rpc: Option<mpsc::Sender<(ServerStream, SocketAddr)>>,
+        secure: Option<Arc<dyn Secure>>,
     ) -> io::Result<(RaftTransport, mpsc::Receiver<(ServerId, Message)>)> {
         let listener = TcpListener::bind(addr).await?;
         let local_addr = listener.local_addr()?;
@@ -97,7 +102,8 @@ impl RaftTransport {
         let divert = rpc.map(|rpc| (RPC_PROTOCOL_BYTE, rpc));
         // Servers (and, through RPC, the agents of a whole datacenter behind one NAT) may open
         // many connections from one address: only the overall bound applies here.
-        let accept = tokio::spawn(accept_streams(listener, frame_tx, divert, STREAMS_INBOUND_MAX));
+        let accept =
+            tokio::spawn(accept_streams(listener, frame_tx, divert, secure.clone(), STREAMS_INBOUND_MAX));
         let decode_stats = stats.clone();
         let decode = tokio::spawn(async move {
             while let Some((source, frame)) = frame_rx.recv().await {
@@ -114,8 +120,14 @@ impl RaftTransport {
                 }
             }
         });
-        let transport =
-            RaftTransport { id, local_addr, peers: BTreeMap::new(), stats, tasks: vec![accept, decode] };
+        let transport = RaftTransport {
+            id,
+            local_addr,
+            peers: BTreeMap::new(),
+            stats,
+            secure,
+            tasks: vec![accept, decode],
+        };
         Ok((transport, message_rx))
     }
 
@@ -135,7 +147,7 @@ impl RaftTransport {
             return;
         }
         let (tx, rx) = mpsc::channel(PEER_QUEUE_MAX);
-        self.tasks.push(tokio::spawn(peer_link(addr, rx, self.stats.clone())));
+        self.tasks.push(tokio::spawn(peer_link(addr, rx, self.stats.clone(), self.secure.clone())));
         // The old link's task ends when its queue's sender is dropped here.
         self.peers.insert(id, (addr, tx));
     }
@@ -171,10 +183,22 @@ impl Drop for RaftTransport {
     }
 }
 
+/// A connection to the peer at `addr`, secured as `secure` asks.
+async fn connect(addr: SocketAddr, secure: Option<&dyn Secure>) -> io::Result<ServerStream> {
+    let tcp = TcpStream::connect(addr).await?;
+    let _ = tcp.set_nodelay(true);
+    crate::secure::dial(tcp, secure).await
+}
+
 /// Writes the frames queued for one peer to a connection kept open to it, reconnecting after
 /// failures. Everything queued when a write starts goes out in one burst and one flush.
-async fn peer_link(addr: SocketAddr, mut frames: mpsc::Receiver<Bytes>, stats: Arc<TransportStats>) {
-    let mut stream: Option<TcpStream> = None;
+async fn peer_link(
+    addr: SocketAddr,
+    mut frames: mpsc::Receiver<Bytes>,
+    stats: Arc<TransportStats>,
+    secure: Option<Arc<dyn Secure>>,
+) {
+    let mut stream: Option<ServerStream> = None;
     let mut retry_at = tokio::time::Instant::now();
     let mut burst = Burst::default();
     while let Some(frame) = frames.recv().await {
@@ -185,12 +209,13 @@ async fn peer_link(addr: SocketAddr, mut frames: mpsc::Receiver<Bytes>, stats: A
         }
         let count = burst.count();
         if stream.is_none() && tokio::time::Instant::now() >= retry_at {
-            match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-                Ok(Ok(connected)) => {
-                    let _ = connected.set_nodelay(true);
-                    stream = Some(connected);
+            match tokio::time::timeout(CONNECT_TIMEOUT, connect(addr, secure.as_deref())).await {
+                Ok(Ok(connected)) => stream = Some(connected),
+                Ok(Err(error)) => {
+                    tracing::debug!(%addr, %error, "agent.server.raft: peer unreachable");
+                    retry_at = tokio::time::Instant::now() + RECONNECT_BACKOFF;
                 }
-                _ => {
+                Err(_) => {
                     tracing::debug!(%addr, "agent.server.raft: peer unreachable");
                     retry_at = tokio::time::Instant::now() + RECONNECT_BACKOFF;
                 }

@@ -25,7 +25,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
@@ -34,6 +34,7 @@ pub use self::codec::{
     Call, DnsQuery, HttpReply, HttpRequest, NodeRows, Reply, Request, RPC_FRAME_BYTES_MAX,
 };
 pub use crate::raft_net::RPC_PROTOCOL_BYTE;
+use crate::secure::{Secure, ServerStream};
 
 mod codec;
 
@@ -82,13 +83,20 @@ const REUSE_IDLE_MAX: Duration = Duration::from_secs(30);
 #[derive(Debug, Default)]
 pub struct Pool {
     /// Per server, its idle connections and when each went idle.
-    idle: std::sync::Mutex<std::collections::BTreeMap<SocketAddr, Vec<(TcpStream, tokio::time::Instant)>>>,
+    idle: std::sync::Mutex<std::collections::BTreeMap<SocketAddr, Vec<(ServerStream, tokio::time::Instant)>>>,
+    /// How new connections are secured, if at all.
+    secure: Option<Arc<dyn Secure>>,
 }
 
 /// Idle connections kept per server; more are closed when their call ends.
 const IDLE_PER_SERVER_MAX: usize = 64;
 
 impl Pool {
+    /// A pool whose connections are secured as `secure` asks.
+    pub fn secured(secure: Option<Arc<dyn Secure>>) -> Pool {
+        Pool { secure, ..Pool::default() }
+    }
+
     /// Sends `request` to the server at `addr` and waits for its reply, on an idle connection
     /// that still looks open, else on a new one. A failure once the request is sent is the
     /// answer, on a reused connection as on a new one: the server may have carried the request
@@ -109,7 +117,7 @@ impl Pool {
             encode_frame(&encoded).map_err(|error| frame_error(error, std::io::ErrorKind::InvalidInput))?;
         let mut stream = match self.take(addr) {
             Some(stream) => stream,
-            None => connect(addr).await.map_err(RpcError::Connect)?,
+            None => connect(addr, self.secure.as_deref()).await.map_err(RpcError::Connect)?,
         };
         let reply = exchange(&mut stream, &frame).await?;
         self.give_back(addr, stream);
@@ -118,20 +126,18 @@ impl Pool {
 
     /// An idle connection to `addr` that has not sat too long and that the server has not
     /// closed, as far as can be seen without waiting; the others are dropped.
-    fn take(&self, addr: SocketAddr) -> Option<TcpStream> {
+    fn take(&self, addr: SocketAddr) -> Option<ServerStream> {
         let mut idle = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let kept = idle.get_mut(&addr)?;
-        while let Some((stream, idle_since)) = kept.pop() {
-            if idle_since.elapsed() < REUSE_IDLE_MAX {
-                if let Some(stream) = still_open(stream) {
-                    return Some(stream);
-                }
+        while let Some((mut stream, idle_since)) = kept.pop() {
+            if idle_since.elapsed() < REUSE_IDLE_MAX && stream.still_open() {
+                return Some(stream);
             }
         }
         None
     }
 
-    fn give_back(&self, addr: SocketAddr, stream: TcpStream) {
+    fn give_back(&self, addr: SocketAddr, stream: ServerStream) {
         let mut idle = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let kept = idle.entry(addr).or_default();
         if kept.len() < IDLE_PER_SERVER_MAX {
@@ -140,29 +146,22 @@ impl Pool {
     }
 }
 
-/// `stream`, if it looks open: an idle connection has nothing to read, so an end (the server
-/// closed it) or stray bytes rule it out. (madsim's `try_read_buf` takes `&mut self`.)
-#[cfg_attr(not(madsim), allow(unused_mut))]
-fn still_open(mut stream: TcpStream) -> Option<TcpStream> {
-    let mut probe = [0u8; 1];
-    match stream.try_read_buf(&mut &mut probe[..]) {
-        Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => Some(stream),
-        _ => None,
-    }
-}
-
-/// A new RPC connection to `addr`, its protocol byte sent.
-async fn connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
-    let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+/// A new RPC connection to `addr`, secured as `secure` asks, its protocol byte sent.
+async fn connect(addr: SocketAddr, secure: Option<&dyn Secure>) -> std::io::Result<ServerStream> {
+    let connecting = async {
+        let tcp = TcpStream::connect(addr).await?;
+        let _ = tcp.set_nodelay(true);
+        crate::secure::dial(tcp, secure).await
+    };
+    let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
-    let _ = stream.set_nodelay(true);
     stream.write_all(&[RPC_PROTOCOL_BYTE]).await?;
     Ok(stream)
 }
 
 /// Writes one request frame and reads its reply frame.
-async fn exchange(stream: &mut TcpStream, frame: &[u8]) -> std::io::Result<Vec<u8>> {
+async fn exchange(stream: &mut ServerStream, frame: &[u8]) -> std::io::Result<Vec<u8>> {
     // Flushed, not only written: a stream that buffers (madsim's sends only on flush) would
     // hold the request back, and the protocol byte a new connection opens with goes with it.
     stream.write_all(frame).await?;
@@ -174,7 +173,7 @@ async fn exchange(stream: &mut TcpStream, frame: &[u8]) -> std::io::Result<Vec<u
 
 /// One frame; its buffer grows with what arrives rather than with what its length announces
 /// ([`FrameReader`]), and nothing past the frame's end is read.
-async fn read_frame(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+async fn read_frame<S: AsyncRead + Unpin>(stream: &mut S) -> std::io::Result<Vec<u8>> {
     let mut reader = FrameReader::new();
     let mut chunk = vec![0u8; READ_CHUNK_BYTES];
     loop {
@@ -213,7 +212,7 @@ pub trait Handler: Send + Sync + 'static {
 
 /// Serves the RPC connections the server port hands over, each on a task of its own that
 /// answers its requests one after another until the caller closes it or it sits idle.
-pub async fn serve<H: Handler>(mut connections: mpsc::Receiver<(TcpStream, SocketAddr)>, handler: Arc<H>) {
+pub async fn serve<H: Handler>(mut connections: mpsc::Receiver<(ServerStream, SocketAddr)>, handler: Arc<H>) {
     let slots = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS_MAX));
     while let Some((mut stream, from)) = connections.recv().await {
         crate::metrics::incr_counter("rpc.accept_conn", &[], 1.0);
@@ -236,7 +235,11 @@ pub async fn serve<H: Handler>(mut connections: mpsc::Receiver<(TcpStream, Socke
 
 /// Reads one request and returns its reply frame; `None` when the connection should close
 /// (closed, idle too long, or a request that does not decode).
-async fn answer_one<H: Handler>(stream: &mut TcpStream, from: SocketAddr, handler: &H) -> Option<Vec<u8>> {
+async fn answer_one<H: Handler, S: AsyncRead + Unpin>(
+    stream: &mut S,
+    from: SocketAddr,
+    handler: &H,
+) -> Option<Vec<u8>> {
     let request = tokio::time::timeout(IDLE_TIMEOUT, read_frame(stream)).await.ok()?.ok()?;
     let request: Request = match decode_body(&request) {
         Ok(request) => request,
@@ -284,7 +287,7 @@ mod tests {
     async fn server() -> (SocketAddr, crate::raft_net::RaftTransport) {
         let (tx, rx) = mpsc::channel(8);
         let (transport, _inbound) =
-            crate::raft_net::RaftTransport::bind_with_rpc(1, "127.0.0.1:0".parse().unwrap(), Some(tx))
+            crate::raft_net::RaftTransport::bind_with_rpc(1, "127.0.0.1:0".parse().unwrap(), Some(tx), None)
                 .await
                 .unwrap();
         tokio::spawn(serve(rx, Arc::new(Echo)));

@@ -555,3 +555,81 @@ fn a_resumed_leader_whose_lease_ran_out_never_serves_a_stale_read() {
         assert_ne!(answer, Some((200, "old".to_owned())), "a stale read from the resumed leader");
     }
 }
+
+/// Certificates made by `muster tls` in `dir`: the CA, `servers` server certificates
+/// (`dc1-server-consul-<n>.pem`) and a client one (`dc1-client-consul-0.pem`).
+fn make_certificates(dir: &std::path::Path, servers: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut runs = vec![vec!["tls", "ca", "create"]];
+    runs.extend((0..servers).map(|_| vec!["tls", "cert", "create", "-server"]));
+    runs.push(vec!["tls", "cert", "create", "-client"]);
+    for args in runs {
+        let output =
+            Command::new(env!("CARGO_BIN_EXE_muster")).args(&args).current_dir(dir).output().unwrap();
+        assert!(output.status.success(), "muster {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    }
+}
+
+/// The `tls` block Consul's production guide gives every agent: mutual TLS on the server
+/// port, servers' names checked, with the agent's own certificate `stem`.
+fn tls_block(dir: &std::path::Path, stem: &str) -> String {
+    let path = |file: String| dir.join(file).display().to_string();
+    format!(
+        "-hcl=tls {{ defaults {{ ca_file = \"{}\" cert_file = \"{}\" key_file = \"{}\" verify_incoming = true \
+         verify_outgoing = true }} internal_rpc {{ verify_server_hostname = true }} }}",
+        path("consul-agent-ca.pem".to_owned()),
+        path(format!("{stem}.pem")),
+        path(format!("{stem}-key.pem")),
+    )
+}
+
+/// Three servers and a client agent with Consul's production TLS: Raft and RPC run over
+/// mutual TLS (the servers elect a leader, a client's write reaches it), and a client agent
+/// without a certificate joins gossip but is refused on the server port, so its write fails.
+#[test]
+fn mutual_tls_on_the_server_port_carries_the_cluster_and_keeps_out_an_agent_without_a_certificate() {
+    let certs = std::env::temp_dir().join(format!("muster-cluster-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&certs);
+    make_certificates(&certs, 3);
+    let mut servers: Vec<Server> = (1..=3).map(Server::new).collect();
+    let seed = servers[0].lan;
+    for (n, server) in servers.iter_mut().enumerate() {
+        let tls = tls_block(&certs, &format!("dc1-server-consul-{n}"));
+        server.start_with((n > 0).then_some(seed), &[&tls]);
+    }
+    eventually("one leader all three agree on, over TLS", Duration::from_secs(30), || {
+        agreed_leader(&servers)
+    });
+
+    let mut client = Server::client(1);
+    client.start_with(Some(seed), &[&tls_block(&certs, "dc1-client-consul-0")]);
+    let written = eventually("the client's write through the servers", Duration::from_secs(20), || {
+        let (status, body) = http("PUT", &client.url("/v1/kv/tls/written"), b"over mutual TLS")?;
+        (status == 200).then_some(body)
+    });
+    assert_eq!(written, "true");
+    eventually("the write on every server", Duration::from_secs(10), || {
+        servers
+            .iter()
+            .all(|s| stale_value(s, "tls/written").as_deref() == Some("over mutual TLS"))
+            .then_some(())
+    });
+
+    let mut plain = Server::client(2);
+    plain.start(Some(seed));
+    eventually("the plain client in gossip", Duration::from_secs(20), || {
+        (lan_members(&servers[0])? == 5).then_some(())
+    });
+    for _ in 0..3 {
+        let answer = http("PUT", &plain.url("/v1/kv/tls/plain"), b"refused");
+        assert!(answer.as_ref().is_some_and(|(status, _)| *status != 200), "a plain agent wrote: {answer:?}");
+    }
+    assert_eq!(stale_value(&servers[0], "tls/plain"), None);
+    eventually("a server logging the refusal", Duration::from_secs(10), || {
+        servers.iter().find_map(|s| {
+            let log = std::fs::read_to_string(s.log_path()).ok()?;
+            log.contains("Non-TLS connection attempted with VerifyIncoming set").then_some(())
+        })
+    });
+    let _ = std::fs::remove_dir_all(&certs);
+}

@@ -107,7 +107,9 @@ async fn rpc(api: &Arc<muster::http::Api>) {
     tokio::spawn(async move {
         while let Ok((mut stream, from)) = listener.accept().await {
             let mut byte = [0u8; 1];
-            if stream.read_exact(&mut byte).await.is_ok() && tx.send((stream, from)).await.is_err() {
+            let stream_ok = stream.read_exact(&mut byte).await.is_ok();
+            let boxed: muster::secure::ServerStream = Box::new(stream);
+            if stream_ok && tx.send((boxed, from)).await.is_err() {
                 return;
             }
         }

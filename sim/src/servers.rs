@@ -1386,7 +1386,7 @@ async fn server_main(spec: Spec, dir: SimDir, facades: Arc<Facades>) {
     config.snapshot_trailing = snapshot_threshold / 3;
     let (rpc_tx, rpc_rx) = tokio::sync::mpsc::channel(RPC_QUEUE);
     let (mut transport, inbound) =
-        RaftTransport::bind_with_rpc(id, addr(index), Some(rpc_tx)).await.expect("the Raft port binds");
+        RaftTransport::bind_with_rpc(id, addr(index), Some(rpc_tx), None).await.expect("the Raft port binds");
     for peer in 0..servers {
         transport.set_peer(server_id(peer), addr(peer));
     }

@@ -26,6 +26,8 @@ pub(crate) struct ServerPlan {
     pub(crate) datacenter: String,
     /// `performance.raft_multiplier`.
     pub(crate) raft_multiplier: u8,
+    /// TLS on the server port, both ways.
+    pub(crate) secure: Option<Arc<dyn muster::secure::Secure>>,
 }
 
 /// Starts this server's Raft over its log and the state machine it applies to. A lone
@@ -55,10 +57,14 @@ pub(crate) async fn start_consensus(
     }
     // RPC shares the server port with Raft: connections opening with the RPC byte come here.
     let (rpc_tx, rpc_rx) = mpsc::channel(RPC_ACCEPT_QUEUE);
-    let (transport, inbound) =
-        muster::raft_net::RaftTransport::bind_with_rpc(plan.raft_id, plan.bind, Some(rpc_tx))
-            .await
-            .map_err(AgentError::bind(Listener::Server, plan.bind))?;
+    let (transport, inbound) = muster::raft_net::RaftTransport::bind_with_rpc(
+        plan.raft_id,
+        plan.bind,
+        Some(rpc_tx),
+        plan.secure.clone(),
+    )
+    .await
+    .map_err(AgentError::bind(Listener::Server, plan.bind))?;
     let opened = raft_server::open(&plan.dir).map_err(|e| AgentError::Storage {
         what: format!("Raft in {}", plan.dir.display()),
         reason: e.to_string(),
@@ -112,7 +118,7 @@ pub(crate) async fn await_bootstrap(
             Bootstrap::Ready(servers) => {
                 let voters: std::collections::BTreeSet<raft::ServerId> =
                     servers.iter().map(|s| s.raft_id).collect();
-                match existing_voters(&servers, plan.raft_id).await {
+                match existing_voters(&servers, plan.raft_id, plan.secure.clone()).await {
                     Err(unanswered) => {
                         // Every server must have answered before deciding; ask again shortly.
                         tracing::info!("agent: {unanswered}");
@@ -163,9 +169,10 @@ pub(crate) struct Unanswered(String);
 pub(crate) async fn existing_voters(
     servers: &[muster_core::servers::ServerInfo],
     me: raft::ServerId,
+    secure: Option<Arc<dyn muster::secure::Secure>>,
 ) -> Result<Option<std::collections::BTreeSet<raft::ServerId>>, Unanswered> {
     use muster::rpc::{Call, HttpRequest, Pool, Reply, Request};
-    let pool = Pool::default();
+    let pool = Pool::secured(secure);
     for server in servers.iter().filter(|s| s.raft_id != me) {
         let ask = Request::Leader(Call::Http(HttpRequest {
             method: "GET".into(),
@@ -247,7 +254,7 @@ pub(crate) fn write_voters(
 pub(crate) const BOOTSTRAP_VOTERS_FILE: &str = "bootstrap-voters";
 
 /// An RPC connection the server port handed over.
-pub(crate) type RpcConnection = (tokio::net::TcpStream, SocketAddr);
+pub(crate) type RpcConnection = (muster::secure::ServerStream, SocketAddr);
 
 /// RPC connections waiting for their handler task.
 pub(crate) const RPC_ACCEPT_QUEUE: usize = 256;

@@ -71,6 +71,8 @@ struct Plan {
     http_port: Option<u16>,
     /// `ports.https` with the TLS it serves, when HTTPS is on.
     https: Option<(u16, http::tls::Https)>,
+    /// TLS on the server port, for Raft and RPC both ways, when the files ask for it.
+    internal_tls: Option<Arc<dyn muster::secure::Secure>>,
     dns_port: Option<u16>,
     dns_settings: Arc<muster::dns::Settings>,
     query_times: http::QueryTimes,
@@ -101,10 +103,11 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), AgentError> {
     }
     let plan = Plan::new(&args, &files)?;
     if files.acl_enabled {
-        // Consul's servers check the token of every RPC; muster's do not yet (no mTLS either).
+        // Consul's servers check the token of every RPC; muster's do not yet.
         tracing::warn!(
             "agent: acl.enabled: requests over HTTP and DNS are checked, but server RPC (port {}) does not \
-             check tokens yet; keep it reachable by cluster members only",
+             check tokens yet; keep it reachable by cluster members only (tls verify_incoming admits only \
+             holders of a certificate the CA signed)",
             args.server_port
         );
     }
@@ -217,6 +220,7 @@ impl Plan {
             client_ip: args.client.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
             http_port: port(args.http_port, "-http-port")?,
             https: https_plan(args, files)?,
+            internal_tls: internal_tls(args, files)?,
             dns_port: port(args.dns_port, "-dns-port")?,
             dns_settings: Arc::new(dns_settings(args, &files.dns)?),
             query_times: query_times(args)?,
@@ -253,6 +257,20 @@ fn https_plan(
         }
         Err(error) => Err(AgentError::Setting(error.to_string())),
     }
+}
+
+/// The server port's TLS (`tls.internal_rpc` over `tls.defaults`), when the files ask for it.
+fn internal_tls(
+    args: &cli::AgentArgs,
+    files: &FromFiles,
+) -> Result<Option<Arc<dyn muster::secure::Secure>>, AgentError> {
+    let (tls, warnings) =
+        muster::rpc_tls::InternalTls::new(&files.tls_internal_rpc, &args.datacenter, &args.domain)
+            .map_err(|error| AgentError::Setting(error.to_string()))?;
+    for warning in warnings {
+        tracing::warn!("agent: {warning}");
+    }
+    Ok(tls.map(|tls| Arc::new(tls) as Arc<dyn muster::secure::Secure>))
 }
 
 /// The checks on the flags alone, in Consul's words.
@@ -485,6 +503,7 @@ fn server_plan(args: &cli::AgentArgs, files: &FromFiles, plan: &Plan, raft_id: r
         dir: plan.raft_dir.clone(),
         datacenter: args.datacenter.clone(),
         raft_multiplier: files.raft_multiplier.unwrap_or(RAFT_MULTIPLIER_DEFAULT),
+        secure: plan.internal_tls.clone(),
     }
 }
 
@@ -506,7 +525,7 @@ fn build_api(
         .map_err(|e| format!("Error reading the agent's services and checks: {e}"))?;
     // One pool of RPC connections: a server's consensus forwards writes to the leader on it,
     // the HTTP API the requests it sends on.
-    let rpc = Arc::new(muster::rpc::Pool::default());
+    let rpc = Arc::new(muster::rpc::Pool::secured(plan.internal_tls.clone()));
     let tokens_file = args.data_dir.as_ref().filter(|_| files.acl_token_persistence && !args.dev);
     let acl = acl_settings(files, server.is_some(), tokens_file.map(|dir| dir.join(http::ACL_TOKENS_FILE)))?;
     Ok(Arc::new(http::Api {

@@ -35,6 +35,8 @@ pub(crate) struct FromFiles {
     pub(crate) autopilot: muster_core::autopilot::Config,
     /// `tls.https` over `tls.defaults`: the HTTPS listener's TLS.
     pub(crate) tls_https: config::TlsStanza,
+    /// `tls.internal_rpc` over `tls.defaults`: the server port's TLS.
+    pub(crate) tls_internal_rpc: config::TlsStanza,
     /// `limits.https_handshake_timeout`.
     pub(crate) https_handshake_timeout: Option<std::time::Duration>,
     /// `addresses.http`, `addresses.https`, `addresses.dns`.
@@ -117,6 +119,7 @@ pub(crate) fn apply_config_files(
         rpc_hold_timeout: file.rpc_hold_timeout,
         autopilot: file.autopilot.clone(),
         tls_https: file.tls_https.over(&file.tls_defaults),
+        tls_internal_rpc: file.tls_internal_rpc.over(&file.tls_defaults),
         https_handshake_timeout: file.https_handshake_timeout,
         addresses_http: file.addresses_http,
         addresses_https: file.addresses_https,

@@ -79,6 +79,11 @@ pub struct TlsStanza {
     pub tls_cipher_suites: Option<String>,
     /// `verify_incoming`: clients must present a certificate a CA here signed.
     pub verify_incoming: Option<bool>,
+    /// `verify_outgoing` (server RPC): connections this agent opens use TLS.
+    pub verify_outgoing: Option<bool>,
+    /// `verify_server_hostname` (server RPC): a server's certificate must name
+    /// `server.<datacenter>.<domain>`.
+    pub verify_server_hostname: Option<bool>,
 }
 
 impl TlsStanza {
@@ -93,6 +98,8 @@ impl TlsStanza {
             tls_min_version: pick(&self.tls_min_version, &defaults.tls_min_version),
             tls_cipher_suites: pick(&self.tls_cipher_suites, &defaults.tls_cipher_suites),
             verify_incoming: self.verify_incoming.or(defaults.verify_incoming),
+            verify_outgoing: self.verify_outgoing.or(defaults.verify_outgoing),
+            verify_server_hostname: self.verify_server_hostname.or(defaults.verify_server_hostname),
         }
     }
 
@@ -107,8 +114,13 @@ impl TlsStanza {
                 "key_file" => &mut self.key_file,
                 "tls_min_version" => &mut self.tls_min_version,
                 "tls_cipher_suites" => &mut self.tls_cipher_suites,
-                "verify_incoming" => {
-                    self.verify_incoming = Some(boolean(&key, &value)?);
+                "verify_incoming" | "verify_outgoing" | "verify_server_hostname" => {
+                    let flag = Some(boolean(&key, &value)?);
+                    match name.as_str() {
+                        "verify_incoming" => self.verify_incoming = flag,
+                        "verify_outgoing" => self.verify_outgoing = flag,
+                        _ => self.verify_server_hostname = flag,
+                    }
                     continue;
                 }
                 _ => continue,
@@ -242,6 +254,8 @@ pub struct FileConfig {
     pub tls_defaults: TlsStanza,
     /// `tls.https`.
     pub tls_https: TlsStanza,
+    /// `tls.internal_rpc` (server RPC and Raft, port 8300).
+    pub tls_internal_rpc: TlsStanza,
     /// `addresses.https`.
     pub addresses_https: Vec<IpAddr>,
     /// `limits.https_handshake_timeout`.
@@ -653,6 +667,7 @@ fn merge_tls(config: &mut FileConfig, value: Value) -> Result<(), ValueError> {
         let target = match stanza.as_str() {
             "defaults" => &mut config.tls_defaults,
             "https" => &mut config.tls_https,
+            "internal_rpc" => &mut config.tls_internal_rpc,
             _ => continue,
         };
         target.merge(&stanza, object(&format!("tls.{stanza}"), fields)?)?;

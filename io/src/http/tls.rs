@@ -72,6 +72,14 @@ pub enum HttpsError {
     /// `verify_incoming` without a CA to verify against.
     #[error("VerifyIncoming set but no CA certificates were provided")]
     VerifyWithoutCa,
+    /// `verify_incoming` without a certificate to present.
+    #[error(
+        "VerifyIncoming requires either a Cert and Key pair in the configuration file, or auto_encrypt/auto_config be enabled"
+    )]
+    VerifyWithoutCertificate,
+    /// `verify_outgoing` without a CA to verify servers against.
+    #[error("VerifyOutgoing set but no CA certificates were provided")]
+    VerifyOutgoingWithoutCa,
     /// `tls_min_version` names no version.
     #[error(
         "TLSMinVersion: value {0} not supported, please specify one of [TLSv1_0, TLSv1_1, TLSv1_2, TLSv1_3]"
@@ -148,27 +156,57 @@ impl Https {
 /// The acceptor for `settings`, and what to warn of.
 fn acceptor(settings: &TlsStanza, port: u16) -> Result<(TlsAcceptor, Vec<String>), HttpsError> {
     let mut warnings = Vec::new();
+    let verify_incoming = settings.verify_incoming == Some(true);
+    let Some(mut config) = server_config(settings, verify_incoming, &mut warnings)? else {
+        return Err(HttpsError::NoCertificate { port });
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok((TlsAcceptor::from(Arc::new(config)), warnings))
+}
+
+/// The server side of TLS for `settings`: its certificate, and with `verify_incoming` the
+/// clients' certificates required and checked against its CAs; `None` without a certificate
+/// (which `verify_incoming` refuses, as Consul's `loadProtocolConfig` does).
+pub(crate) fn server_config(
+    settings: &TlsStanza,
+    verify_incoming: bool,
+    warnings: &mut Vec<String>,
+) -> Result<Option<ServerConfig>, HttpsError> {
+    let roots = roots(settings)?;
+    let pair = key_pair(settings)?;
+    if verify_incoming {
+        if roots.is_none() {
+            return Err(HttpsError::VerifyWithoutCa);
+        }
+        if pair.is_none() {
+            return Err(HttpsError::VerifyWithoutCertificate);
+        }
+    }
+    let Some((chain, key)) = pair else { return Ok(None) };
+    let provider = Arc::new(provider_for(settings, warnings)?);
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(versions(settings, warnings)?)?;
+    let builder = match roots.filter(|_| verify_incoming) {
+        None => builder.with_no_client_auth(),
+        Some(roots) => builder.with_client_cert_verifier(
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider).build()?,
+        ),
+    };
+    Ok(Some(builder.with_single_cert(chain, key)?))
+}
+
+/// The certificate chain and key of `settings`, when both are set.
+pub(crate) fn key_pair(
+    settings: &TlsStanza,
+) -> Result<Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>, HttpsError> {
     let (Some(cert_file), Some(key_file)) = (non_empty(&settings.cert_file), non_empty(&settings.key_file))
     else {
-        return Err(HttpsError::NoCertificate { port });
+        return Ok(None);
     };
     let chain = certificates(cert_file).map_err(HttpsError::KeyPair)?;
     let key = PrivateKeyDer::from_pem_file(key_file)
         .map_err(|error| HttpsError::KeyPair(pem_reason(key_file, &error)))?;
-    let provider = Arc::new(provider_for(settings, &mut warnings)?);
-    let versions = versions(settings.tls_min_version.as_deref().unwrap_or_default(), &mut warnings)?;
-    let builder = ServerConfig::builder_with_provider(provider.clone()).with_protocol_versions(versions)?;
-    let roots = roots(settings)?;
-    let builder = match (settings.verify_incoming == Some(true), roots) {
-        (false, _) => builder.with_no_client_auth(),
-        (true, None) => return Err(HttpsError::VerifyWithoutCa),
-        (true, Some(roots)) => builder.with_client_cert_verifier(
-            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider).build()?,
-        ),
-    };
-    let mut config = builder.with_single_cert(chain, key)?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok((TlsAcceptor::from(Arc::new(config)), warnings))
+    Ok(Some((chain, key)))
 }
 
 /// Go's server logs a failed handshake at debug level (`http: TLS handshake error from ...`):
@@ -177,7 +215,7 @@ fn log_handshake(peer: SocketAddr, error: &io::Error) {
     tracing::debug!(%peer, %error, "agent.http: TLS handshake error");
 }
 
-fn non_empty(value: &Option<String>) -> Option<&str> {
+pub(crate) fn non_empty(value: &Option<String>) -> Option<&str> {
     value.as_deref().filter(|text| !text.is_empty())
 }
 
@@ -210,7 +248,7 @@ fn go_open_error(path: &str, error: &io::Error) -> String {
 
 /// The certificate authorities of `ca_file`, else of every file under `ca_path`; `None` when
 /// neither is set (Consul's `LoadCAs`).
-fn roots(settings: &TlsStanza) -> Result<Option<RootCertStore>, HttpsError> {
+pub(crate) fn roots(settings: &TlsStanza) -> Result<Option<RootCertStore>, HttpsError> {
     let files = if let Some(file) = non_empty(&settings.ca_file) {
         vec![file.to_owned()]
     } else if let Some(dir) = non_empty(&settings.ca_path) {
@@ -252,11 +290,12 @@ fn files_under(dir: &Path) -> io::Result<Vec<String>> {
     Ok(files)
 }
 
-/// The protocol versions from `tls_min_version` (empty: TLS 1.2, Consul's default).
-fn versions(
-    min_version: &str,
+/// The protocol versions from `tls_min_version` (unset: TLS 1.2, Consul's default).
+pub(crate) fn versions(
+    settings: &TlsStanza,
     warnings: &mut Vec<String>,
 ) -> Result<&'static [&'static SupportedProtocolVersion], HttpsError> {
+    let min_version = settings.tls_min_version.as_deref().unwrap_or_default();
     static BOTH: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13, &rustls::version::TLS12];
     static ONLY_13: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13];
     match min_version {
@@ -274,7 +313,10 @@ fn versions(
 
 /// ring's provider, its TLS 1.2 suites narrowed to `tls_cipher_suites` when set (TLS 1.3's
 /// suites are not configurable, as in Go).
-fn provider_for(settings: &TlsStanza, warnings: &mut Vec<String>) -> Result<CryptoProvider, HttpsError> {
+pub(crate) fn provider_for(
+    settings: &TlsStanza,
+    warnings: &mut Vec<String>,
+) -> Result<CryptoProvider, HttpsError> {
     let mut provider = rustls::crypto::ring::default_provider();
     let Some(names) = non_empty(&settings.tls_cipher_suites) else { return Ok(provider) };
     let mut chosen: Vec<SupportedCipherSuite> =

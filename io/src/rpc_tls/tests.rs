@@ -1,0 +1,125 @@
+//! Raft and RPC over the server port with TLS: two transports exchange a message over
+//! mutual TLS; a plain peer, a peer from another CA and a server certificate without the
+//! expected name are each kept out, as Consul keeps them out.
+
+use std::time::Duration;
+
+use muster_core::raft::{Message, ServerId};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+
+use super::*;
+use crate::raft_net::RaftTransport;
+
+/// A CA and certificates it signs, written to a scratch directory.
+struct Pki {
+    dir: std::path::PathBuf,
+    ca: rcgen::Certificate,
+    ca_key: KeyPair,
+}
+
+impl Pki {
+    fn new(name: &str) -> Pki {
+        let dir = std::env::temp_dir().join(format!("muster-rpc-tls-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, format!("{name} CA"));
+        let ca_key = KeyPair::generate().unwrap();
+        let ca = params.self_signed(&ca_key).unwrap();
+        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+        Pki { dir, ca, ca_key }
+    }
+
+    /// A certificate for `names`, as (cert, key) paths.
+    fn issue(&self, stem: &str, names: &[&str]) -> (String, String) {
+        let params =
+            CertificateParams::new(names.iter().map(|name| (*name).to_owned()).collect::<Vec<_>>()).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.ca, &self.ca_key).unwrap();
+        let (cert_path, key_path) =
+            (self.dir.join(format!("{stem}.pem")), self.dir.join(format!("{stem}-key.pem")));
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        (cert_path.display().to_string(), key_path.display().to_string())
+    }
+
+    fn settings(&self, (cert, key): (String, String), verify_hostname: bool) -> TlsStanza {
+        TlsStanza {
+            ca_file: Some(self.dir.join("ca.pem").display().to_string()),
+            cert_file: Some(cert),
+            key_file: Some(key),
+            verify_incoming: Some(true),
+            verify_outgoing: Some(true),
+            verify_server_hostname: Some(verify_hostname),
+            ..TlsStanza::default()
+        }
+    }
+}
+
+fn secure(settings: &TlsStanza) -> Option<Arc<dyn Secure>> {
+    let (tls, _) = InternalTls::new(settings, "dc1", "consul.").unwrap();
+    Some(Arc::new(tls.expect("TLS is asked for")) as Arc<dyn Secure>)
+}
+
+/// Whether server 2 hears server 1's message within a second.
+async fn delivered(from: Option<Arc<dyn Secure>>, to: Option<Arc<dyn Secure>>) -> bool {
+    let local = "127.0.0.1:0".parse().unwrap();
+    let (mut sender, _) = RaftTransport::bind_with_rpc(1, local, None, from).await.unwrap();
+    let (receiver, mut inbound) = RaftTransport::bind_with_rpc(2, local, None, to).await.unwrap();
+    sender.set_peer(2 as ServerId, receiver.local_addr());
+    let message = Message::TimeoutNow { term: 7 };
+    for _ in 0..10 {
+        sender.send(2, &message);
+        if let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(100), inbound.recv()).await {
+            return true;
+        }
+    }
+    false
+}
+
+#[tokio::test]
+async fn raft_crosses_mutual_tls_and_keeps_out_who_may_not_join() {
+    let pki = Pki::new("one");
+    let server = pki.settings(pki.issue("server", &["server.dc1.consul", "localhost"]), true);
+    let other_server = pki.settings(pki.issue("server2", &["server.dc1.consul"]), true);
+    assert!(delivered(secure(&server), secure(&other_server)).await, "two servers of one CA talk");
+
+    // A plain peer is refused by a server that verifies incoming connections.
+    assert!(!delivered(None, secure(&server)).await, "a plain connection was read");
+
+    // A peer whose certificate another CA signed is refused.
+    let stranger_pki = Pki::new("two");
+    let stranger = stranger_pki.settings(stranger_pki.issue("stranger", &["server.dc1.consul"]), true);
+    assert!(!delivered(secure(&stranger), secure(&server)).await, "another CA's peer was read");
+
+    // A certificate without server.dc1.consul passes the chain check but not the name check.
+    let client_named = pki.settings(pki.issue("client", &["client.dc1.consul"]), true);
+    assert!(
+        !delivered(secure(&server), secure(&client_named)).await,
+        "a client's certificate served as a server's"
+    );
+    let lax = TlsStanza { verify_server_hostname: Some(false), ..server.clone() };
+    assert!(
+        delivered(secure(&lax), secure(&client_named)).await,
+        "without verify_server_hostname the chain is enough"
+    );
+}
+
+#[test]
+fn tlsutil_refusals_and_a_plain_port_without_settings() {
+    let pki = Pki::new("refusals");
+    let pair = pki.issue("server", &["server.dc1.consul"]);
+    let refused = |settings: &TlsStanza| InternalTls::new(settings, "dc1", "consul").unwrap_err().to_string();
+    let no_ca = TlsStanza { ca_file: None, ..pki.settings(pair.clone(), false) };
+    assert_eq!(refused(&no_ca), "VerifyIncoming set but no CA certificates were provided");
+    let no_cert = TlsStanza { cert_file: None, ..pki.settings(pair.clone(), false) };
+    assert_eq!(
+        refused(&no_cert),
+        "VerifyIncoming requires either a Cert and Key pair in the configuration file, or auto_encrypt/auto_config be enabled"
+    );
+    let outgoing_only = TlsStanza { ca_file: None, verify_outgoing: Some(true), ..TlsStanza::default() };
+    assert_eq!(refused(&outgoing_only), "VerifyOutgoing set but no CA certificates were provided");
+    let (none, _) = InternalTls::new(&TlsStanza::default(), "dc1", "consul").unwrap();
+    assert!(none.is_none(), "no settings, no TLS");
+}
