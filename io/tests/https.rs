@@ -345,3 +345,63 @@ fn a_reload_replaces_the_certificates_and_a_bad_one_changes_nothing() {
         stderr(&members("other"))
     );
 }
+
+/// `muster template` with consul-template's `-consul-ssl*` flags renders from an agent that
+/// serves HTTPS only to holders of a client certificate.
+#[test]
+fn muster_template_renders_over_https_with_consul_templates_flags() {
+    let certs = Certificates::make("template");
+    let https = free_port();
+    let (_agent, http) = dev_agent(&[&format!("-https-port={https}"), &certs.hcl(true)]);
+    let put =
+        muster(&["kv", "put", &format!("-http-addr=127.0.0.1:{http}"), "app/upstream", "10.0.0.7:8080"], &[]);
+    assert!(put.status.success(), "{}", stderr(&put));
+    let source = certs.0.join("in.ctmpl");
+    std::fs::write(&source, "server {{ key \"app/upstream\" }};\n").unwrap();
+    let template = format!("-template={}:{}", source.display(), certs.0.join("out.conf").display());
+    let (ca, cert, key) = (
+        certs.path("consul-agent-ca.pem"),
+        certs.path("dc1-cli-consul-0.pem"),
+        certs.path("dc1-cli-consul-0-key.pem"),
+    );
+    let addr = format!("127.0.0.1:{https}");
+    let rendered = muster(
+        &[
+            "template",
+            "-once",
+            "-dry",
+            "-consul-addr",
+            &addr,
+            "-consul-ssl",
+            "-consul-ssl-ca-cert",
+            &ca,
+            "-consul-ssl-cert",
+            &cert,
+            "-consul-ssl-key",
+            &key,
+            &template,
+        ],
+        &[],
+    );
+    let expected = format!("> {}\nserver 10.0.0.7:8080;\n\n", certs.0.join("out.conf").display());
+    assert_eq!(stdout(&rendered), expected, "{}", stderr(&rendered));
+    // -consul-ssl-verify=false: no CA needed.
+    let unverified = muster(
+        &[
+            "template",
+            "-once",
+            "-dry",
+            "-consul-addr",
+            &addr,
+            "-consul-ssl",
+            "-consul-ssl-verify=false",
+            "-consul-ssl-cert",
+            &cert,
+            "-consul-ssl-key",
+            &key,
+            &template,
+        ],
+        &[],
+    );
+    assert_eq!(stdout(&unverified), expected, "{}", stderr(&unverified));
+}

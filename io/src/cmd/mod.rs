@@ -34,7 +34,7 @@ use clap::Args;
 pub(crate) use self::error::{CliError, DataError, FileError, HandlerError, Outcome};
 
 /// The agent address when neither `-http-addr` nor `CONSUL_HTTP_ADDR` names one.
-const HTTP_ADDR_DEFAULT: &str = "127.0.0.1:8500";
+pub(crate) const HTTP_ADDR_DEFAULT: &str = "127.0.0.1:8500";
 
 /// The flags every HTTP-based command takes (Consul's `flags.HTTPFlags`: `ClientFlags` and
 /// `ServerFlags`).
@@ -83,6 +83,10 @@ pub(crate) struct ClientArgs {
     /// The server name (SNI) for HTTPS (`CONSUL_TLS_SERVER_NAME`).
     #[arg(long = "tls-server-name")]
     pub(crate) tls_server_name: Option<String>,
+    /// Whether the agent's certificate is checked, when a command says (`muster template`'s
+    /// `-consul-ssl-verify`); else `CONSUL_HTTP_SSL_VERIFY` decides.
+    #[arg(skip)]
+    pub(crate) ssl_verify: Option<bool>,
 }
 
 impl ClientArgs {
@@ -239,7 +243,7 @@ impl Client {
             base = base.replacen("http://", "https://", 1);
         }
         // Read whatever the scheme, for its warning, as Consul's `DefaultConfig` reads it.
-        let verify = env_bool("CONSUL_HTTP_SSL_VERIFY") != Some(false);
+        let verify = flags.ssl_verify.or_else(|| env_bool("CONSUL_HTTP_SSL_VERIFY")) != Some(false);
         let mut agent = ureq::Agent::config_builder().http_status_as_error(false);
         if base.starts_with("https://") {
             agent = agent.tls_config(tls.client_config(verify)?);

@@ -57,6 +57,28 @@ pub(crate) struct TemplateArgs {
     /// The ACL token. Defaults to `CONSUL_TOKEN`, then `CONSUL_HTTP_TOKEN`.
     #[arg(long = "consul-token")]
     consul_token: Option<String>,
+    /// Talks to the agent over HTTPS.
+    #[arg(long = "consul-ssl", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    consul_ssl: Option<bool>,
+    /// Checks the agent's certificate (default true).
+    #[arg(long = "consul-ssl-verify", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    consul_ssl_verify: Option<bool>,
+    /// The CA certificate to check the agent's certificate with.
+    #[arg(long = "consul-ssl-ca-cert")]
+    consul_ssl_ca_cert: Option<String>,
+    /// A directory of CA certificates.
+    #[arg(long = "consul-ssl-ca-path")]
+    consul_ssl_ca_path: Option<String>,
+    /// The client certificate, for agents with `verify_incoming`.
+    #[arg(long = "consul-ssl-cert")]
+    consul_ssl_cert: Option<String>,
+    /// The client certificate's key.
+    #[arg(long = "consul-ssl-key")]
+    consul_ssl_key: Option<String>,
+    /// The server name to check the agent's certificate for (accepted; the address's host is
+    /// checked).
+    #[arg(long = "consul-ssl-server-name")]
+    consul_ssl_server_name: Option<String>,
     /// `min[:max]`: how long the data must stay unchanged before a render (max defaults to
     /// four times min).
     #[arg(long, default_value = "")]
@@ -157,12 +179,29 @@ fn wait_times(text: &str) -> Result<Option<(Duration, Duration)>, CliError> {
     Ok(Some((min, max)))
 }
 
-/// The agent's client: `-consul-addr`, `-consul-token`, `CONSUL_TOKEN` over the CLI's own
-/// variables.
+/// The agent's client: `-consul-addr`, `-consul-token`, `CONSUL_TOKEN` and the `-consul-ssl*`
+/// flags over the CLI's own variables. `-consul-ssl` makes an address without a scheme HTTPS.
 fn client(args: &TemplateArgs) -> Result<Client, CliError> {
     let token =
         args.consul_token.clone().or_else(|| std::env::var("CONSUL_TOKEN").ok()).filter(|t| !t.is_empty());
-    let client = ClientArgs { http_addr: args.consul_addr.clone(), token, ..ClientArgs::default() };
+    let mut http_addr = args.consul_addr.clone();
+    if args.consul_ssl == Some(true) {
+        let addr = http_addr
+            .or_else(|| std::env::var("CONSUL_HTTP_ADDR").ok().filter(|addr| !addr.is_empty()))
+            .unwrap_or_else(|| super::HTTP_ADDR_DEFAULT.to_owned());
+        http_addr = Some(if addr.contains("://") { addr } else { format!("https://{addr}") });
+    }
+    let client = ClientArgs {
+        http_addr,
+        token,
+        ca_file: args.consul_ssl_ca_cert.clone(),
+        ca_path: args.consul_ssl_ca_path.clone(),
+        client_cert: args.consul_ssl_cert.clone(),
+        client_key: args.consul_ssl_key.clone(),
+        tls_server_name: args.consul_ssl_server_name.clone(),
+        ssl_verify: args.consul_ssl_verify,
+        ..ClientArgs::default()
+    };
     Client::new(&HttpArgs { client, ..HttpArgs::default() })
 }
 
