@@ -9,11 +9,11 @@
 //!   it has one. `verify_server_hostname` alone implies `verify_outgoing` here (asking for the
 //!   name to be checked is asking for the check).
 //!
-//! Without any of these settings the port stays plain, as before.
+//! Without any of these settings the port stays plain; a reload may secure it.
 
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll, Waker};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -28,53 +28,83 @@ use crate::config::TlsStanza;
 use crate::http::tls::{key_pair, provider_for, roots, server_config, versions, HttpsError};
 use crate::secure::{Secure, Securing, ServerIo, ServerStream, TLS_PROTOCOL_BYTE};
 
-/// The server port's TLS.
+/// The server port's TLS: built at start, replaced on reload (SIGHUP, `muster reload`), as
+/// Consul's `tlsutil.Configurator.Update` replaces it; a connection keeps what it was opened
+/// with. Without settings it is off: plain connections both ways.
 pub struct InternalTls {
+    state: RwLock<Arc<State>>,
+    /// `server.<datacenter>.<domain>`: the name sent and, with `verify_server_hostname`, checked.
+    server_name: ServerName<'static>,
+}
+
+/// Settings built for a reload, not yet in use.
+pub struct Prepared(State);
+
+/// What one set of settings builds.
+struct State {
     /// Serves TLS sessions; `None` without a certificate (a TLS connection then fails).
     acceptor: Option<TlsAcceptor>,
     /// Opens this agent's sessions, with `verify_outgoing`.
     connector: Option<TlsConnector>,
-    /// The name sent and, with `verify_server_hostname`, checked: `server.<dc>.<domain>`.
-    server_name: ServerName<'static>,
     verify_incoming: bool,
 }
 
 impl std::fmt::Debug for InternalTls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.state();
         f.debug_struct("InternalTls")
-            .field("serves_tls", &self.acceptor.is_some())
-            .field("verify_incoming", &self.verify_incoming)
-            .field("verify_outgoing", &self.connector.is_some())
+            .field("serves_tls", &state.acceptor.is_some())
+            .field("verify_incoming", &state.verify_incoming)
+            .field("verify_outgoing", &state.connector.is_some())
             .field("server_name", &self.server_name)
             .finish()
     }
 }
 
 impl InternalTls {
-    /// The port's TLS for `settings` (the `internal_rpc` stanza over `defaults`); `None` when
-    /// they ask for none. Refusals are `tlsutil`'s.
+    /// The port's TLS for `settings` (the `internal_rpc` stanza over `defaults`). Refusals
+    /// are `tlsutil`'s.
     pub fn new(
         settings: &TlsStanza,
         datacenter: &str,
         domain: &str,
-    ) -> Result<(Option<InternalTls>, Vec<String>), HttpsError> {
+    ) -> Result<(InternalTls, Vec<String>), HttpsError> {
+        let name = format!("server.{datacenter}.{}", domain.trim_end_matches('.'));
+        let server_name = ServerName::try_from(name.clone())
+            .map_err(|_| HttpsError::KeyPair(format!("{name} is not a name a certificate can carry")))?;
+        let (state, warnings) = State::new(settings)?;
+        Ok((InternalTls { state: RwLock::new(Arc::new(state)), server_name }, warnings))
+    }
+
+    /// What `settings` build, to [`InternalTls::install`] once every other part of a reload
+    /// has been built too.
+    pub fn prepare(&self, settings: &TlsStanza) -> Result<(Prepared, Vec<String>), HttpsError> {
+        State::new(settings).map(|(state, warnings)| (Prepared(state), warnings))
+    }
+
+    /// Secures the connections opened from now on as `prepared` says.
+    pub fn install(&self, prepared: Prepared) {
+        *self.state.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(prepared.0);
+    }
+
+    fn state(&self) -> Arc<State> {
+        self.state.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+}
+
+impl State {
+    fn new(settings: &TlsStanza) -> Result<(State, Vec<String>), HttpsError> {
         let mut warnings = Vec::new();
         let verify_incoming = settings.verify_incoming == Some(true);
         let verify_hostname = settings.verify_server_hostname == Some(true);
         let verify_outgoing = settings.verify_outgoing == Some(true) || verify_hostname;
         let acceptor = server_config(settings, verify_incoming, &mut warnings)?
             .map(|config| TlsAcceptor::from(Arc::new(config)));
-        if acceptor.is_none() && !verify_outgoing {
-            return Ok((None, warnings));
-        }
-        let name = format!("server.{datacenter}.{}", domain.trim_end_matches('.'));
-        let server_name = ServerName::try_from(name.clone())
-            .map_err(|_| HttpsError::KeyPair(format!("{name} is not a name a certificate can carry")))?;
         let connector = verify_outgoing
             .then(|| client_config(settings, verify_hostname, &mut warnings))
             .transpose()?
             .map(|config| TlsConnector::from(Arc::new(config)));
-        Ok((Some(InternalTls { acceptor, connector, server_name, verify_incoming }), warnings))
+        Ok((State { acceptor, connector, verify_incoming }, warnings))
     }
 }
 
@@ -104,11 +134,11 @@ fn client_config(
 
 impl Secure for InternalTls {
     fn refuses_plain(&self) -> bool {
-        self.verify_incoming
+        self.state().verify_incoming
     }
 
     fn accept(&self, tcp: TcpStream) -> Securing {
-        let acceptor = self.acceptor.clone();
+        let acceptor = self.state().acceptor.clone();
         Box::pin(async move {
             let Some(acceptor) = acceptor else {
                 return Err(io::Error::other(
@@ -121,13 +151,14 @@ impl Secure for InternalTls {
     }
 
     fn secures_outgoing(&self) -> bool {
-        self.connector.is_some()
+        self.state().connector.is_some()
     }
 
     fn dial(&self, mut tcp: TcpStream) -> Securing {
-        let connector = self.connector.clone().expect("dial is called only when secures_outgoing");
+        let connector = self.state().connector.clone();
         let name = self.server_name.clone();
         Box::pin(async move {
+            let Some(connector) = connector else { return Ok(Box::new(tcp) as ServerStream) };
             tcp.write_all(&[TLS_PROTOCOL_BYTE]).await?;
             let session = connector.connect(name, tcp).await?;
             Ok(Box::new(session) as ServerStream)

@@ -71,8 +71,8 @@ struct Plan {
     http_port: Option<u16>,
     /// `ports.https` with the TLS it serves, when HTTPS is on.
     https: Option<(u16, http::tls::Https)>,
-    /// TLS on the server port, for Raft and RPC both ways, when the files ask for it.
-    internal_tls: Option<Arc<dyn muster::secure::Secure>>,
+    /// TLS on the server port, for Raft and RPC both ways (off without settings).
+    internal_tls: Arc<muster::rpc_tls::InternalTls>,
     dns_port: Option<u16>,
     dns_settings: Arc<muster::dns::Settings>,
     query_times: http::QueryTimes,
@@ -259,18 +259,18 @@ fn https_plan(
     }
 }
 
-/// The server port's TLS (`tls.internal_rpc` over `tls.defaults`), when the files ask for it.
+/// The server port's TLS (`tls.internal_rpc` over `tls.defaults`); off without settings.
 fn internal_tls(
     args: &cli::AgentArgs,
     files: &FromFiles,
-) -> Result<Option<Arc<dyn muster::secure::Secure>>, AgentError> {
+) -> Result<Arc<muster::rpc_tls::InternalTls>, AgentError> {
     let (tls, warnings) =
         muster::rpc_tls::InternalTls::new(&files.tls_internal_rpc, &args.datacenter, &args.domain)
             .map_err(|error| AgentError::Setting(error.to_string()))?;
     for warning in warnings {
         tracing::warn!("agent: {warning}");
     }
-    Ok(tls.map(|tls| Arc::new(tls) as Arc<dyn muster::secure::Secure>))
+    Ok(Arc::new(tls))
 }
 
 /// The checks on the flags alone, in Consul's words.
@@ -503,7 +503,7 @@ fn server_plan(args: &cli::AgentArgs, files: &FromFiles, plan: &Plan, raft_id: r
         dir: plan.raft_dir.clone(),
         datacenter: args.datacenter.clone(),
         raft_multiplier: files.raft_multiplier.unwrap_or(RAFT_MULTIPLIER_DEFAULT),
-        secure: plan.internal_tls.clone(),
+        secure: Some(plan.internal_tls.clone()),
     }
 }
 
@@ -525,7 +525,7 @@ fn build_api(
         .map_err(|e| format!("Error reading the agent's services and checks: {e}"))?;
     // One pool of RPC connections: a server's consensus forwards writes to the leader on it,
     // the HTTP API the requests it sends on.
-    let rpc = Arc::new(muster::rpc::Pool::secured(plan.internal_tls.clone()));
+    let rpc = Arc::new(muster::rpc::Pool::secured(Some(plan.internal_tls.clone())));
     let tokens_file = args.data_dir.as_ref().filter(|_| files.acl_token_persistence && !args.dev);
     let acl = acl_settings(files, server.is_some(), tokens_file.map(|dir| dir.join(http::ACL_TOKENS_FILE)))?;
     Ok(Arc::new(http::Api {
@@ -567,6 +567,7 @@ fn build_api(
         block_endpoints: files.block_endpoints.clone(),
         acl,
         https: plan.https.as_ref().map(|(_, https)| https.clone()),
+        internal_tls: Some(plan.internal_tls.clone()),
     }))
 }
 

@@ -601,17 +601,35 @@ pub async fn apply_definitions(api: &Api, definitions: Definitions) -> Result<()
     Ok(())
 }
 
-/// Reads the configuration files again and applies their services and checks and the HTTPS
-/// listener's certificates (Consul's reload; SIGHUP and `PUT /v1/agent/reload` both come
+/// Reads the configuration files again and applies their services and checks and the TLS
+/// of the HTTPS listener and the server port (Consul's reload; SIGHUP and `PUT /v1/agent/reload` both come
 /// here). Other settings take effect at the next start.
 pub async fn reload(api: &Api) -> Result<(), DefinitionError> {
     tracing::info!("agent: Reloading configuration...");
     let config = crate::config::load(&api.config.sources)?;
     let definitions = definitions(&config, api.script_checks.from_files)?;
-    if let Some(https) = &api.https {
-        for warning in https.reload(&config.tls_https.over(&config.tls_defaults))? {
-            tracing::warn!("agent: {warning}");
+    // Every part is built before any is put in use, so a file that fails changes nothing.
+    let mut warnings = Vec::new();
+    let https = match &api.https {
+        Some(https) => Some((https, https.prepare(&config.tls_https.over(&config.tls_defaults))?)),
+        None => None,
+    };
+    let internal = match &api.internal_tls {
+        Some(internal) => {
+            Some((internal, internal.prepare(&config.tls_internal_rpc.over(&config.tls_defaults))?))
         }
+        None => None,
+    };
+    if let Some((https, (prepared, more))) = https {
+        https.install(prepared);
+        warnings.extend(more);
+    }
+    if let Some((internal, (prepared, more))) = internal {
+        internal.install(prepared);
+        warnings.extend(more);
+    }
+    for warning in warnings {
+        tracing::warn!("agent: {warning}");
     }
     apply_definitions(api, definitions).await
 }

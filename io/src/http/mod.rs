@@ -115,6 +115,8 @@ pub struct Api {
     pub acl: Option<AclSettings>,
     /// The HTTPS listener's TLS, when it serves HTTPS (a reload replaces its certificates).
     pub https: Option<tls::Https>,
+    /// The server port's TLS (a reload replaces it).
+    pub internal_tls: Option<Arc<crate::rpc_tls::InternalTls>>,
 }
 
 /// How long a blocking query waits: `?wait` when given, at most `max`; `default` otherwise

@@ -106,6 +106,9 @@ pub struct Https {
     handshake_timeout: Duration,
 }
 
+/// A configuration built for a reload, not yet in use.
+pub struct Prepared(TlsAcceptor);
+
 impl std::fmt::Debug for Https {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Https").field("port", &self.port).finish_non_exhaustive()
@@ -124,12 +127,15 @@ impl Https {
         Ok((Https { acceptor: Arc::new(RwLock::new(acceptor)), port, handshake_timeout }, warnings))
     }
 
-    /// Replaces the configuration with one built from `settings`, for the connections accepted
-    /// from now on; on an error the one in use stays.
-    pub fn reload(&self, settings: &TlsStanza) -> Result<Vec<String>, HttpsError> {
-        let (acceptor, warnings) = acceptor(settings, self.port)?;
-        *self.acceptor.write().unwrap_or_else(std::sync::PoisonError::into_inner) = acceptor;
-        Ok(warnings)
+    /// A configuration built from `settings`, to [`Https::install`] once every other part of
+    /// a reload has been built too.
+    pub fn prepare(&self, settings: &TlsStanza) -> Result<(Prepared, Vec<String>), HttpsError> {
+        acceptor(settings, self.port).map(|(acceptor, warnings)| (Prepared(acceptor), warnings))
+    }
+
+    /// Serves the connections accepted from now on with `prepared`.
+    pub fn install(&self, prepared: Prepared) {
+        *self.acceptor.write().unwrap_or_else(std::sync::PoisonError::into_inner) = prepared.0;
     }
 
     /// Serves the API over TLS on `listener` until the task is dropped, each client address

@@ -59,7 +59,7 @@ impl Pki {
 
 fn secure(settings: &TlsStanza) -> Option<Arc<dyn Secure>> {
     let (tls, _) = InternalTls::new(settings, "dc1", "consul.").unwrap();
-    Some(Arc::new(tls.expect("TLS is asked for")) as Arc<dyn Secure>)
+    Some(Arc::new(tls) as Arc<dyn Secure>)
 }
 
 /// Whether server 2 hears server 1's message within a second.
@@ -120,6 +120,24 @@ fn tlsutil_refusals_and_a_plain_port_without_settings() {
     );
     let outgoing_only = TlsStanza { ca_file: None, verify_outgoing: Some(true), ..TlsStanza::default() };
     assert_eq!(refused(&outgoing_only), "VerifyOutgoing set but no CA certificates were provided");
-    let (none, _) = InternalTls::new(&TlsStanza::default(), "dc1", "consul").unwrap();
-    assert!(none.is_none(), "no settings, no TLS");
+    let (off, _) = InternalTls::new(&TlsStanza::default(), "dc1", "consul").unwrap();
+    assert!(!off.refuses_plain() && !off.secures_outgoing(), "no settings, no TLS");
+}
+
+/// A reload turns TLS on for the connections opened after it: a port that served plain reads
+/// no TLS peer until the files give it a certificate, then reads it and refuses plain ones.
+#[tokio::test]
+async fn a_reload_secures_the_connections_opened_after_it() {
+    let pki = Pki::new("reload");
+    let sender = secure(&pki.settings(pki.issue("sender", &["server.dc1.consul"]), true));
+    let (receiver, _) = InternalTls::new(&TlsStanza::default(), "dc1", "consul").unwrap();
+    let receiver = Arc::new(receiver);
+    let as_secure = || Some(receiver.clone() as Arc<dyn Secure>);
+    assert!(delivered(None, as_secure()).await, "plain before the reload");
+    assert!(!delivered(sender.clone(), as_secure()).await, "no certificate to serve TLS with yet");
+    let (prepared, _) =
+        receiver.prepare(&pki.settings(pki.issue("receiver", &["server.dc1.consul"]), true)).unwrap();
+    receiver.install(prepared);
+    assert!(delivered(sender, as_secure()).await, "TLS after the reload");
+    assert!(!delivered(None, as_secure()).await, "plain refused after the reload");
 }

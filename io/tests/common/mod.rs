@@ -153,6 +153,7 @@ async fn start_configured(
         block_endpoints: Vec::new(),
         acl: None,
         https: None,
+        internal_tls: None,
     });
     let serf = Check { check_id: SERF_HEALTH.into(), status: Health::Passing, ..Check::default() };
     let register = Register { node, skip_node_update: false, service: None, checks: vec![serf] };
