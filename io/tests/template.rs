@@ -130,3 +130,48 @@ fn key_holds_the_render_and_a_change_renders_again_and_runs_the_command() {
     assert_eq!(std::fs::read_to_string(&marker).unwrap(), "reload\nreload\n");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// An agent that cannot be reached: each failed query is retried with consul-template's
+/// doubling pauses, then the run ends with its runner-error status (14) instead of waiting
+/// forever, as consul-template's `-consul-retry-attempts` has it; `-consul-retry=false`
+/// ends it at the first failure.
+#[test]
+fn a_dependency_out_of_retries_ends_the_run_with_consul_templates_status() {
+    let dir = dir("retries");
+    let source = dir.join("in.ctmpl");
+    std::fs::write(&source, "{{ key \"app/missing\" }}\n").unwrap();
+    let spec = format!("-template={}:{}", source.display(), dir.join("out").display());
+    let nobody = common::free_port();
+    let output = within(
+        Duration::from_secs(20),
+        template(nobody, &["-once", "-consul-retry-attempts=3", "-consul-retry-backoff", "20ms", &spec]),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(14), "{stderr}");
+    for (attempt, pause) in [(1, "20ms"), (2, "40ms"), (3, "80ms")] {
+        assert!(stderr.contains(&format!("(retry attempt {attempt} after \"{pause}\")")), "{stderr}");
+    }
+    assert!(!stderr.contains("retry attempt 4"), "{stderr}");
+    assert!(stderr.contains("(exceeded maximum retries)") && stderr.contains("[ERR] (cli) "), "{stderr}");
+
+    let output = within(Duration::from_secs(20), template(nobody, &["-once", "-consul-retry=false", &spec]));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(14), "{stderr}");
+    assert!(!stderr.contains("retry attempt"), "{stderr}");
+}
+
+/// `command`'s output once it exits; a failure if it is still running after `limit` (it is
+/// killed then).
+fn within(limit: Duration, mut command: Command) -> std::process::Output {
+    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let output = child.wait_with_output().unwrap();
+            panic!("still running after {limit:?}: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}

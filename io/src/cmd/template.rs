@@ -29,8 +29,8 @@ use super::{CliError, Client, ClientArgs, HttpArgs, Outcome};
 /// How long one blocking query waits at the agent before it asks again.
 const BLOCKING_WAIT: &str = "60s";
 
-/// How long a watcher whose query failed waits before it asks again.
-const RETRY_PAUSE: Duration = Duration::from_secs(1);
+/// consul-template's exit status when its runner fails (a dependency out of retries).
+const RUNNER_ERROR_EXIT: u8 = 14;
 
 /// How often a `file` dependency is read again.
 const FILE_POLL: Duration = Duration::from_secs(1);
@@ -86,6 +86,18 @@ pub(crate) struct TemplateArgs {
     /// How stale an answer may be: any server may answer when above zero.
     #[arg(long = "max-stale", default_value = "2s")]
     max_stale: String,
+    /// Retries a failed query (default true); without, the first failure ends the run.
+    #[arg(long = "consul-retry", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    consul_retry: Option<bool>,
+    /// How many times a failed query is retried before the run ends (0: without end).
+    #[arg(long = "consul-retry-attempts", default_value_t = 12)]
+    consul_retry_attempts: u32,
+    /// The first pause before a retry, doubled for each one after.
+    #[arg(long = "consul-retry-backoff", alias = "retry", default_value = "250ms")]
+    consul_retry_backoff: String,
+    /// The longest pause between retries (0: no bound).
+    #[arg(long = "consul-retry-max-backoff", default_value = "1m")]
+    consul_retry_max_backoff: String,
     /// Log level (accepted for consul-template's command lines).
     #[arg(long = "log-level", default_value = "info")]
     log_level: String,
@@ -102,7 +114,52 @@ struct Spec {
 }
 
 /// An answer a watcher sends: the dependency, its data, and whether it is an error.
-type Update = (Dependency, Result<Value, String>);
+type Update = (Dependency, Result<Value, Failure>);
+
+/// A query that failed.
+#[derive(Debug)]
+enum Failure {
+    /// It is asked again after a pause.
+    Retrying(String),
+    /// Out of retries: the run ends.
+    GaveUp(String),
+}
+
+/// consul-template's retry policy (`consul { retry { ... } }`): pauses that double from
+/// `backoff` up to `max_backoff`, for at most `attempts` retries in a row.
+#[derive(Debug, Clone, Copy)]
+struct Retry {
+    enabled: bool,
+    /// 0: without end.
+    attempts: u32,
+    backoff: Duration,
+    /// Zero: no bound.
+    max_backoff: Duration,
+}
+
+impl Retry {
+    fn from_args(args: &TemplateArgs) -> Result<Retry, CliError> {
+        let duration = |flag: &str, text: &str| {
+            muster_core::duration::parse(text)
+                .map_err(|_| CliError::usage(format!("invalid value {text:?} for flag -{flag}: parse error")))
+        };
+        Ok(Retry {
+            enabled: args.consul_retry != Some(false),
+            attempts: args.consul_retry_attempts,
+            backoff: duration("consul-retry-backoff", &args.consul_retry_backoff)?,
+            max_backoff: duration("consul-retry-max-backoff", &args.consul_retry_max_backoff)?,
+        })
+    }
+
+    /// The pause before retry number `retry` (from 0) in a row, or `None` to give up.
+    fn pause(&self, retry: u32) -> Option<Duration> {
+        if !self.enabled || (self.attempts > 0 && retry >= self.attempts) {
+            return None;
+        }
+        let doubled = self.backoff.saturating_mul(1u32.checked_shl(retry).unwrap_or(u32::MAX));
+        Some(if self.max_backoff.is_zero() { doubled } else { doubled.min(self.max_backoff) })
+    }
+}
 
 pub(crate) fn run(args: &TemplateArgs) -> Outcome {
     if args.templates.is_empty() {
@@ -112,6 +169,7 @@ pub(crate) fn run(args: &TemplateArgs) -> Outcome {
     let stale = !muster_core::duration::parse(&args.max_stale).unwrap_or_default().is_zero();
     let mut specs = args.templates.iter().map(|text| spec(text)).collect::<Result<Vec<_>, _>>()?;
     let client = client(args)?;
+    let retry = Retry::from_args(args)?;
     let (sender, updates) = mpsc::channel::<Update>();
     let mut data: BTreeMap<Dependency, Value> = BTreeMap::new();
     let mut watched: BTreeSet<Dependency> = BTreeSet::new();
@@ -121,7 +179,7 @@ pub(crate) fn run(args: &TemplateArgs) -> Outcome {
             let rendered = render(spec, &data)?;
             for dependency in &rendered.used {
                 if watched.insert(dependency.clone()) {
-                    watch(&client, dependency.clone(), stale, sender.clone());
+                    watch(&client, dependency.clone(), (stale, retry), sender.clone());
                 }
             }
             if rendered.missing.is_empty() {
@@ -133,7 +191,10 @@ pub(crate) fn run(args: &TemplateArgs) -> Outcome {
         if args.once && !missing {
             return Ok(0);
         }
-        apply(&updates, &mut data, quiet)?;
+        if let Err(reason) = apply(&updates, &mut data, quiet)? {
+            eprintln!("[ERR] (cli) {reason}");
+            return Ok(RUNNER_ERROR_EXIT);
+        }
     }
 }
 
@@ -235,34 +296,40 @@ impl Source for Known<'_> {
     }
 }
 
-/// Waits for the next answer, then (with `-wait`) for the data to stay quiet, and applies them.
+/// Waits for the next answer, then (with `-wait`) for the data to stay quiet, and applies them;
+/// the inner `Err` is a dependency that ran out of retries, which ends the run.
 fn apply(
     updates: &mpsc::Receiver<Update>,
     data: &mut BTreeMap<Dependency, Value>,
     quiet: Option<(Duration, Duration)>,
-) -> Result<(), CliError> {
+) -> Result<Result<(), String>, CliError> {
+    let mut gave_up = None;
     let mut store = |(dependency, answer): Update| match answer {
         Ok(value) => {
             data.insert(dependency, value);
         }
-        Err(reason) => eprintln!("[WARN] (view) {dependency}: {reason} (retrying)"),
+        Err(Failure::Retrying(message)) => eprintln!("[WARN] (view) {dependency}: {message}"),
+        Err(Failure::GaveUp(reason)) => {
+            eprintln!("[ERR] (view) {dependency}: {reason} (exceeded maximum retries)");
+            gave_up.get_or_insert(format!("{dependency}: {reason}"));
+        }
     };
     let first = updates.recv().map_err(|_| CliError::refused("every watcher stopped"))?;
     store(first);
-    let Some((min, max)) = quiet else {
+    if let Some((min, max)) = quiet {
+        let started = Instant::now();
+        while let Ok(update) = updates.recv_timeout(min.min(max.saturating_sub(started.elapsed()))) {
+            store(update);
+            if started.elapsed() >= max {
+                break;
+            }
+        }
+    } else {
         while let Ok(update) = updates.try_recv() {
             store(update);
         }
-        return Ok(());
-    };
-    let started = Instant::now();
-    while let Ok(update) = updates.recv_timeout(min.min(max.saturating_sub(started.elapsed()))) {
-        store(update);
-        if started.elapsed() >= max {
-            break;
-        }
     }
-    Ok(())
+    Ok(gave_up.map_or(Ok(()), Err))
 }
 
 /// Writes (or with `-dry` prints) a render that changed, then runs its command.
@@ -336,14 +403,21 @@ fn run_command(command: &str, source: &Path) {
 
 /// Starts the thread that keeps `dependency`'s data current: a blocking query per answer (a
 /// file is read again every [`FILE_POLL`]); it ends with the process.
-fn watch(client: &Client, dependency: Dependency, stale: bool, updates: mpsc::Sender<Update>) {
+fn watch(
+    client: &Client,
+    dependency: Dependency,
+    (stale, retry): (bool, Retry),
+    updates: mpsc::Sender<Update>,
+) {
     let client = client.clone();
     std::thread::spawn(move || {
         let mut index = 0;
         let mut last: Option<Value> = None;
+        let mut retries = 0;
         loop {
             match fetch(&client, &dependency, index, stale) {
                 Ok((value, next)) => {
+                    retries = 0;
                     let changed = last.as_ref() != Some(&value);
                     if changed && updates.send((dependency.clone(), Ok(value.clone()))).is_err() {
                         return;
@@ -357,10 +431,16 @@ fn watch(client: &Client, dependency: Dependency, stale: bool, updates: mpsc::Se
                     }
                 }
                 Err(reason) => {
-                    if updates.send((dependency.clone(), Err(reason))).is_err() {
+                    let Some(pause) = retry.pause(retries) else {
+                        let _ = updates.send((dependency.clone(), Err(Failure::GaveUp(reason))));
+                        return;
+                    };
+                    retries += 1;
+                    let message = format!("{reason} (retry attempt {retries} after \"{pause:?}\")");
+                    if updates.send((dependency.clone(), Err(Failure::Retrying(message)))).is_err() {
                         return;
                     }
-                    std::thread::sleep(RETRY_PAUSE);
+                    std::thread::sleep(pause);
                 }
             }
         }
