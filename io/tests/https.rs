@@ -405,3 +405,55 @@ fn muster_template_renders_over_https_with_consul_templates_flags() {
     );
     assert_eq!(stdout(&unverified), expected, "{}", stderr(&unverified));
 }
+
+/// Where `.ci/run` installs the npm client (`npm install --prefix io/tests/clients consul@2`).
+const NODE_MODULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/node_modules");
+
+/// The `consul` npm package (Node's https, OpenSSL) with `secure: true`, the CA, and a client
+/// certificate, unmodified; without the certificate its request fails.
+#[test]
+fn the_node_consul_package_speaks_https_unmodified() {
+    let found = Command::new("node")
+        .args(["-e", "require('consul')"])
+        .env("NODE_PATH", NODE_MODULES)
+        .status()
+        .is_ok_and(|status| status.success());
+    if !found {
+        assert!(std::env::var_os("CI").is_none(), "CI must install the npm package consul (.ci/run does)");
+        eprintln!(
+            "skipped: node cannot load the consul package (npm install --prefix io/tests/clients consul@2)"
+        );
+        return;
+    }
+    let certs = Certificates::make("node");
+    let https = free_port();
+    let (_agent, _) = dev_agent(&[&format!("-https-port={https}"), &certs.hcl(true)]);
+    let script = r#"
+const fs = require("fs");
+const assert = require("assert");
+const Consul = require("consul");
+const [port, ca, cert, key] = process.argv.slice(1);
+async function main() {
+  const tls = { ca: [fs.readFileSync(ca)], cert: fs.readFileSync(cert), key: fs.readFileSync(key) };
+  const consul = new Consul({ host: "127.0.0.1", port: Number(port), secure: true, ...tls });
+  assert.strictEqual(await consul.kv.set("node/tls", "yes"), true);
+  assert.strictEqual((await consul.kv.get("node/tls")).Value, "yes");
+  const anonymous = new Consul({ host: "127.0.0.1", port: Number(port), secure: true, ca: tls.ca });
+  await assert.rejects(anonymous.kv.get("node/tls"));
+  console.log("https answered as Consul answers");
+}
+main().catch((error) => { console.error(error); process.exit(1); });
+"#;
+    let output = Command::new("node")
+        .args(["-e", script, &https.to_string()])
+        .args([
+            certs.path("consul-agent-ca.pem"),
+            certs.path("dc1-cli-consul-0.pem"),
+            certs.path("dc1-cli-consul-0-key.pem"),
+        ])
+        .env("NODE_PATH", NODE_MODULES)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "node consul failed:\n{}\n{}", stdout(&output), stderr(&output));
+    assert!(stdout(&output).contains("https answered as Consul answers"), "{}", stdout(&output));
+}
