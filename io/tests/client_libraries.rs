@@ -6,23 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 mod common;
-use common::dev_agent;
-
-/// Whether `python3` can import `module`; outside CI a missing one skips the test.
-fn python_has(module: &str) -> bool {
-    let found = Command::new("python3")
-        .args(["-c", &format!("import {module}")])
-        .status()
-        .is_ok_and(|status| status.success());
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must install the Python module {module} (.ci/run does)"
-        );
-        eprintln!("skipped: python3 cannot import {module} (pip install py-consul)");
-    }
-    found
-}
+use common::{dev_agent, node_has_consul, python_has, NODE_MODULES};
 
 #[test]
 fn py_consul_works_unmodified() {
@@ -52,25 +36,6 @@ fn py_consul_manages_acls_unmodified() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "py-consul failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("every step answered as Consul answers"), "{stdout}");
-}
-
-/// Where `.ci/run` installs the npm client (`npm install --prefix io/tests/clients consul@2`).
-const NODE_MODULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/node_modules");
-
-/// Whether `node` can load the `consul` package; outside CI a missing one skips the test.
-fn node_has_consul() -> bool {
-    let found = Command::new("node")
-        .args(["-e", "require('consul')"])
-        .env("NODE_PATH", NODE_MODULES)
-        .status()
-        .is_ok_and(|status| status.success());
-    if !found {
-        assert!(std::env::var_os("CI").is_none(), "CI must install the npm package consul (.ci/run does)");
-        eprintln!(
-            "skipped: node cannot load the consul package (npm install --prefix io/tests/clients consul@2)"
-        );
-    }
-    found
 }
 
 #[test]

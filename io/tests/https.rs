@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{dev_agent, free_port};
+use common::{dev_agent, free_port, node_has_consul, python_has, NODE_MODULES};
 
 /// A directory holding a CA (`consul-agent-ca.pem`), a server certificate
 /// (`dc1-server-consul-0.pem`), a CLI certificate (`dc1-cli-consul-0.pem`), and a CLI
@@ -37,6 +37,12 @@ impl Certificates {
 
     fn path(&self, file: &str) -> String {
         self.0.join(file).display().to_string()
+    }
+
+    /// The CA, then the CLI certificate and its key: what a client needs.
+    fn cli(&self) -> [String; 3] {
+        ["consul-agent-ca.pem", "dc1-cli-consul-0.pem", "dc1-cli-consul-0-key.pem"]
+            .map(|file| self.path(file))
     }
 
     /// The `tls` block of an agent serving HTTPS with the server certificate; `verify` asks
@@ -80,11 +86,7 @@ fn the_cli_speaks_https_with_the_certificates_muster_tls_made() {
     let https = free_port();
     let (_agent, http) = dev_agent(&[&format!("-https-port={https}"), &certs.hcl(true)]);
     let addr = format!("https://127.0.0.1:{https}");
-    let (ca, cert, key) = (
-        certs.path("consul-agent-ca.pem"),
-        certs.path("dc1-cli-consul-0.pem"),
-        certs.path("dc1-cli-consul-0-key.pem"),
-    );
+    let [ca, cert, key] = certs.cli();
 
     // Flags, space and `=` forms.
     let put = muster(
@@ -223,22 +225,11 @@ fn the_older_top_level_keys_serve_https_and_a_silent_client_is_let_go() {
     assert!(waited < Duration::from_secs(5), "closed after {waited:?}, not the 300ms asked for");
 }
 
-/// Whether `python3` can import py-consul; outside CI a missing one skips the test.
-fn python_has_consul() -> bool {
-    let found =
-        Command::new("python3").args(["-c", "import consul"]).status().is_ok_and(|status| status.success());
-    if !found {
-        assert!(std::env::var_os("CI").is_none(), "CI must install py-consul (.ci/run does)");
-        eprintln!("skipped: python3 cannot import consul (pip install py-consul)");
-    }
-    found
-}
-
 /// py-consul (requests over OpenSSL) with `scheme="https"`, the CA to verify with, and a
 /// client certificate, unmodified.
 #[test]
 fn py_consul_speaks_https_unmodified() {
-    if !python_has_consul() {
+    if !python_has("consul") {
         return;
     }
     let certs = Certificates::make("py");
@@ -264,15 +255,8 @@ except requests.exceptions.SSLError:
     pass
 print("https answered as Consul answers")
 "#;
-    let output = Command::new("python3")
-        .args(["-c", script, &https.to_string()])
-        .args([
-            certs.path("consul-agent-ca.pem"),
-            certs.path("dc1-cli-consul-0.pem"),
-            certs.path("dc1-cli-consul-0-key.pem"),
-        ])
-        .output()
-        .unwrap();
+    let output =
+        Command::new("python3").args(["-c", script, &https.to_string()]).args(certs.cli()).output().unwrap();
     assert!(output.status.success(), "py-consul failed:\n{}\n{}", stdout(&output), stderr(&output));
     assert!(stdout(&output).contains("https answered as Consul answers"), "{}", stdout(&output));
 }
@@ -359,11 +343,7 @@ fn muster_template_renders_over_https_with_consul_templates_flags() {
     let source = certs.0.join("in.ctmpl");
     std::fs::write(&source, "server {{ key \"app/upstream\" }};\n").unwrap();
     let template = format!("-template={}:{}", source.display(), certs.0.join("out.conf").display());
-    let (ca, cert, key) = (
-        certs.path("consul-agent-ca.pem"),
-        certs.path("dc1-cli-consul-0.pem"),
-        certs.path("dc1-cli-consul-0-key.pem"),
-    );
+    let [ca, cert, key] = certs.cli();
     let addr = format!("127.0.0.1:{https}");
     let rendered = muster(
         &[
@@ -406,23 +386,11 @@ fn muster_template_renders_over_https_with_consul_templates_flags() {
     assert_eq!(stdout(&unverified), expected, "{}", stderr(&unverified));
 }
 
-/// Where `.ci/run` installs the npm client (`npm install --prefix io/tests/clients consul@2`).
-const NODE_MODULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/node_modules");
-
 /// The `consul` npm package (Node's https, OpenSSL) with `secure: true`, the CA, and a client
 /// certificate, unmodified; without the certificate its request fails.
 #[test]
 fn the_node_consul_package_speaks_https_unmodified() {
-    let found = Command::new("node")
-        .args(["-e", "require('consul')"])
-        .env("NODE_PATH", NODE_MODULES)
-        .status()
-        .is_ok_and(|status| status.success());
-    if !found {
-        assert!(std::env::var_os("CI").is_none(), "CI must install the npm package consul (.ci/run does)");
-        eprintln!(
-            "skipped: node cannot load the consul package (npm install --prefix io/tests/clients consul@2)"
-        );
+    if !node_has_consul() {
         return;
     }
     let certs = Certificates::make("node");
@@ -446,11 +414,7 @@ main().catch((error) => { console.error(error); process.exit(1); });
 "#;
     let output = Command::new("node")
         .args(["-e", script, &https.to_string()])
-        .args([
-            certs.path("consul-agent-ca.pem"),
-            certs.path("dc1-cli-consul-0.pem"),
-            certs.path("dc1-cli-consul-0-key.pem"),
-        ])
+        .args(certs.cli())
         .env("NODE_PATH", NODE_MODULES)
         .output()
         .unwrap();

@@ -349,3 +349,39 @@ fn await_own_agent(agent: &mut DevAgent, http: u16, server: u16) -> bool {
     }
     panic!("the dev agent did not register itself within 30 s");
 }
+
+/// Whether `python3` can import `module`; outside CI a missing one skips the test (it says
+/// so), in CI it is a failure (`.ci/run` installs py-consul).
+pub fn python_has(module: &str) -> bool {
+    let found = std::process::Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .status()
+        .is_ok_and(|status| status.success());
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install the Python module {module} (.ci/run does)"
+        );
+        eprintln!("skipped: python3 cannot import {module} (pip install py-consul)");
+    }
+    found
+}
+
+/// Where `.ci/run` installs the npm client (`npm install --prefix io/tests/clients consul@2`).
+pub const NODE_MODULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/node_modules");
+
+/// Whether `node` can load the `consul` package; outside CI a missing one skips the test.
+pub fn node_has_consul() -> bool {
+    let found = std::process::Command::new("node")
+        .args(["-e", "require('consul')"])
+        .env("NODE_PATH", NODE_MODULES)
+        .status()
+        .is_ok_and(|status| status.success());
+    if !found {
+        assert!(std::env::var_os("CI").is_none(), "CI must install the npm package consul (.ci/run does)");
+        eprintln!(
+            "skipped: node cannot load the consul package (npm install --prefix io/tests/clients consul@2)"
+        );
+    }
+    found
+}
