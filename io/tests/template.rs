@@ -175,3 +175,93 @@ fn within(limit: Duration, mut command: Command) -> std::process::Output {
     }
     child.wait_with_output().unwrap()
 }
+
+/// A consul-template configuration file, as its users keep them: the agent's address, retries
+/// and waits in a `consul` block, an inline template with its own delimiters, mode, command as
+/// a list and a directory to make, and a second template from a file with a backup. Flags win
+/// over the file; a key consul-template does not know is refused in its decoder's words.
+#[test]
+fn a_consul_template_config_file_renders_as_consul_template_does() {
+    let (_agent, http) = dev_agent(&[]);
+    seed(http);
+    let dir = dir("config");
+    let d = dir.display();
+    std::fs::write(dir.join("in.ctmpl"), "cache={{ key \"app/config/cache\" }}\n").unwrap();
+    std::fs::write(dir.join("second.conf"), "old\n").unwrap();
+    let config = format!(
+        r#"
+consul {{
+  address = "127.0.0.1:1"
+  retry {{
+    attempts = 2
+    backoff = "10ms"
+  }}
+}}
+max_stale = "0s"
+wait {{
+  min = "10ms"
+  max = "50ms"
+}}
+pid_file = "{d}/ct.pid"
+template {{
+  contents = "[[ key \"app/config/db\" ]] at [[ range service \"web\" ]][[ .Address ]]:[[ .Port ]] [[ end ]]"
+  left_delimiter = "[["
+  right_delimiter = "]]"
+  destination = "{d}/nested/out.conf"
+  perms = 0600
+  command = ["sh", "-c", "echo ran >> {d}/ran"]
+}}
+template {{
+  source = "{d}/in.ctmpl"
+  destination = "{d}/second.conf"
+  backup = true
+}}
+"#
+    );
+    let file = dir.join("ct.hcl");
+    std::fs::write(&file, config).unwrap();
+    // The file's address is wrong; the flag's wins.
+    let output = within(
+        Duration::from_secs(30),
+        template(
+            http,
+            &["-once", "-config", &file.display().to_string(), &format!("-consul-addr=127.0.0.1:{http}")],
+        ),
+    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let out = dir.join("nested/out.conf");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "postgres://db:5432 at 10.0.0.1:8081 10.0.0.2:8080 ");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::read_to_string(dir.join("ran")).unwrap(), "ran\n");
+    assert_eq!(std::fs::read_to_string(dir.join("second.conf")).unwrap(), "cache=redis\n");
+    assert_eq!(std::fs::read_to_string(dir.join("second.conf.bak")).unwrap(), "old\n");
+    assert!(!dir.join("ct.pid").exists(), "the pid file is removed at exit");
+
+    // Without the flag, the file's address is used: nothing answers there, and the retries
+    // the file asks for run out.
+    let output =
+        within(Duration::from_secs(30), template(http, &["-once", "-config", &file.display().to_string()]));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(14), "{stderr}");
+    assert!(
+        stderr.contains("retry attempt 2 after \"20ms\"") && !stderr.contains("retry attempt 3"),
+        "{stderr}"
+    );
+
+    // A directory of files; a key consul-template does not know.
+    let configs = dir.join("conf.d");
+    std::fs::create_dir_all(&configs).unwrap();
+    std::fs::write(
+        configs.join("a.hcl"),
+        "bogus = 1\ntemplate {\n  source = \"x\"\n  destination = \"y\"\n}\n",
+    )
+    .unwrap();
+    let output = within(
+        Duration::from_secs(30),
+        template(http, &["-once", "-config", &configs.display().to_string()]),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("1 error(s) decoding:\n\n* '' has invalid keys: bogus"), "{stderr}");
+}

@@ -10,8 +10,9 @@
 //! prints instead of writing (`> destination` then the contents, as consul-template does), and
 //! `-wait=min[:max]` waits for `min` of quiet (at most `max`) before rendering after a change.
 //!
-//! Where this departs from consul-template: one agent address and token for every query
-//! (no per-template Vault or Nomad), no `-exec` supervision and no `-config` file yet.
+//! `-config` reads consul-template's configuration files (`template/config.rs`); flags win over
+//! them. Where this departs from consul-template: one agent address and token for every query
+//! (no Vault or Nomad), no `-exec` supervision, and one `-wait` for every template.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
@@ -26,11 +27,17 @@ use serde_json::Value as Json;
 
 use super::{CliError, Client, ClientArgs, HttpArgs, Outcome};
 
+mod config;
+
 /// How long one blocking query waits at the agent before it asks again.
 const BLOCKING_WAIT: &str = "60s";
 
 /// consul-template's exit status when its runner fails (a dependency out of retries).
 const RUNNER_ERROR_EXIT: u8 = 14;
+
+/// consul-template's defaults for `-max-stale` and `-consul-retry-attempts`.
+const MAX_STALE_DEFAULT: &str = "2s";
+const RETRY_ATTEMPTS_DEFAULT: u32 = 12;
 
 /// How often a `file` dependency is read again.
 const FILE_POLL: Duration = Duration::from_secs(1);
@@ -39,8 +46,15 @@ const FILE_POLL: Duration = Duration::from_secs(1);
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Arguments of `muster template`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub(crate) struct TemplateArgs {
+    /// A consul-template configuration file (HCL or JSON), or a directory of them.
+    /// Repeatable; flags win over the files.
+    #[arg(long = "config")]
+    config: Vec<String>,
+    /// Writes the process ID here while it runs.
+    #[arg(long = "pid-file")]
+    pid_file: Option<String>,
     /// `source:destination[:command]`: a template file, where to render it, and a command to
     /// run after each change. Repeatable.
     #[arg(long = "template")]
@@ -81,33 +95,71 @@ pub(crate) struct TemplateArgs {
     consul_ssl_server_name: Option<String>,
     /// `min[:max]`: how long the data must stay unchanged before a render (max defaults to
     /// four times min).
-    #[arg(long, default_value = "")]
-    wait: String,
-    /// How stale an answer may be: any server may answer when above zero.
-    #[arg(long = "max-stale", default_value = "2s")]
-    max_stale: String,
+    #[arg(long)]
+    wait: Option<String>,
+    /// How stale an answer may be: any server may answer when above zero (default 2s).
+    #[arg(long = "max-stale")]
+    max_stale: Option<String>,
     /// Retries a failed query (default true); without, the first failure ends the run.
     #[arg(long = "consul-retry", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     consul_retry: Option<bool>,
-    /// How many times a failed query is retried before the run ends (0: without end).
-    #[arg(long = "consul-retry-attempts", default_value_t = 12)]
-    consul_retry_attempts: u32,
-    /// The first pause before a retry, doubled for each one after.
-    #[arg(long = "consul-retry-backoff", alias = "retry", default_value = "250ms")]
-    consul_retry_backoff: String,
-    /// The longest pause between retries (0: no bound).
-    #[arg(long = "consul-retry-max-backoff", default_value = "1m")]
-    consul_retry_max_backoff: String,
+    /// How many times a failed query is retried before the run ends (0: without end;
+    /// default 12).
+    #[arg(long = "consul-retry-attempts")]
+    consul_retry_attempts: Option<u32>,
+    /// The first pause before a retry, doubled for each one after (default 250ms).
+    #[arg(long = "consul-retry-backoff", alias = "retry")]
+    consul_retry_backoff: Option<String>,
+    /// The longest pause between retries (0: no bound; default 1m).
+    #[arg(long = "consul-retry-max-backoff")]
+    consul_retry_max_backoff: Option<String>,
     /// Log level (accepted for consul-template's command lines).
     #[arg(long = "log-level", default_value = "info")]
     log_level: String,
 }
 
-/// One `-template`.
+impl TemplateArgs {
+    /// These flags, each one not given taken from the `-config` files.
+    fn over(&self, files: &config::FileSettings) -> TemplateArgs {
+        let pick = |flag: &Option<String>, file: &Option<String>| flag.clone().or_else(|| file.clone());
+        TemplateArgs {
+            pid_file: pick(&self.pid_file, &files.pid_file),
+            consul_addr: pick(&self.consul_addr, &files.address),
+            consul_token: pick(&self.consul_token, &files.token),
+            consul_ssl: self.consul_ssl.or(files.ssl_enabled),
+            consul_ssl_verify: self.consul_ssl_verify.or(files.ssl_verify),
+            consul_ssl_ca_cert: pick(&self.consul_ssl_ca_cert, &files.ssl_ca_cert),
+            consul_ssl_ca_path: pick(&self.consul_ssl_ca_path, &files.ssl_ca_path),
+            consul_ssl_cert: pick(&self.consul_ssl_cert, &files.ssl_cert),
+            consul_ssl_key: pick(&self.consul_ssl_key, &files.ssl_key),
+            consul_ssl_server_name: pick(&self.consul_ssl_server_name, &files.ssl_server_name),
+            wait: pick(&self.wait, &files.wait),
+            max_stale: pick(&self.max_stale, &files.max_stale),
+            consul_retry: self.consul_retry.or(files.retry_enabled),
+            consul_retry_attempts: self.consul_retry_attempts.or(files.retry_attempts),
+            consul_retry_backoff: pick(&self.consul_retry_backoff, &files.retry_backoff),
+            consul_retry_max_backoff: pick(&self.consul_retry_max_backoff, &files.retry_max_backoff),
+            ..self.clone()
+        }
+    }
+}
+
+/// One template: from `-template`, or a `template` block of a `-config` file.
 struct Spec {
+    /// The template file, or `(contents)` for a block's inline `contents`.
     source: PathBuf,
     destination: PathBuf,
-    command: Option<String>,
+    /// The command and its arguments, run after each change; empty: none.
+    command: Vec<String>,
+    command_timeout: Duration,
+    /// The destination's mode; `None`: an existing file's, else 0644.
+    perms: Option<u32>,
+    /// The destination's previous contents are kept in `<destination>.bak`.
+    backup: bool,
+    /// Missing parent directories of the destination are made (else it is an error).
+    create_dest_dirs: bool,
+    /// `error_on_missing_key` and `function_denylist`.
+    options: RenderOptions,
     template: Template,
     /// What was last written (or printed), to skip unchanged renders.
     last: Option<String>,
@@ -145,9 +197,15 @@ impl Retry {
         };
         Ok(Retry {
             enabled: args.consul_retry != Some(false),
-            attempts: args.consul_retry_attempts,
-            backoff: duration("consul-retry-backoff", &args.consul_retry_backoff)?,
-            max_backoff: duration("consul-retry-max-backoff", &args.consul_retry_max_backoff)?,
+            attempts: args.consul_retry_attempts.unwrap_or(RETRY_ATTEMPTS_DEFAULT),
+            backoff: duration(
+                "consul-retry-backoff",
+                args.consul_retry_backoff.as_deref().unwrap_or("250ms"),
+            )?,
+            max_backoff: duration(
+                "consul-retry-max-backoff",
+                args.consul_retry_max_backoff.as_deref().unwrap_or("1m"),
+            )?,
         })
     }
 
@@ -162,13 +220,23 @@ impl Retry {
 }
 
 pub(crate) fn run(args: &TemplateArgs) -> Outcome {
-    if args.templates.is_empty() {
+    let files = config::load(&args.config)?;
+    for key in &files.ignored {
+        eprintln!("[WARN] (config) {key}: accepted, but muster does not act on it");
+    }
+    let args = &args.over(&files);
+    let mut specs = args.templates.iter().map(|text| spec(text)).collect::<Result<Vec<_>, _>>()?;
+    for block in &files.templates {
+        specs.push(block_spec(block)?);
+    }
+    if specs.is_empty() {
         return Err(CliError::usage("No templates given: use -template \"in.ctmpl:out.conf\""));
     }
-    let quiet = wait_times(&args.wait)?;
-    let stale = !muster_core::duration::parse(&args.max_stale).unwrap_or_default().is_zero();
-    let mut specs = args.templates.iter().map(|text| spec(text)).collect::<Result<Vec<_>, _>>()?;
+    let quiet = wait_times(args.wait.as_deref().unwrap_or_default())?;
+    let max_stale = args.max_stale.as_deref().unwrap_or(MAX_STALE_DEFAULT);
+    let stale = !muster_core::duration::parse(max_stale).unwrap_or_default().is_zero();
     let client = client(args)?;
+    let _pid_file = args.pid_file.as_deref().map(PidFile::write).transpose()?;
     let retry = Retry::from_args(args)?;
     let (sender, updates) = mpsc::channel::<Update>();
     let mut data: BTreeMap<Dependency, Value> = BTreeMap::new();
@@ -207,12 +275,76 @@ fn spec(text: &str) -> Result<Spec, CliError> {
         }
         _ => return Err(CliError::usage(format!("invalid template declaration format: {text:?}"))),
     };
-    let command = parts.next().filter(|command| !command.is_empty()).map(str::to_owned);
+    let command = parts.next().filter(|command| !command.is_empty());
     let contents = std::fs::read_to_string(source)
         .map_err(|error| CliError::refused(format!("failed reading template {source}: {error}")))?;
     let template =
         Template::parse(source, &contents, ("", "")).map_err(|error| CliError::refused(error.to_string()))?;
-    Ok(Spec { source: source.into(), destination: destination.into(), command, template, last: None })
+    Ok(Spec {
+        source: source.into(),
+        destination: destination.into(),
+        command: command
+            .map(|command| vec!["sh".to_owned(), "-c".to_owned(), command.to_owned()])
+            .unwrap_or_default(),
+        command_timeout: COMMAND_TIMEOUT,
+        perms: None,
+        backup: false,
+        create_dest_dirs: true,
+        options: RenderOptions::default(),
+        template,
+        last: None,
+    })
+}
+
+/// A `template` block of a `-config` file, its template read (or taken inline) and parsed.
+fn block_spec(block: &config::TemplateBlock) -> Result<Spec, CliError> {
+    let (name, contents) = match (&block.source, &block.contents) {
+        (Some(source), _) => {
+            let text = std::fs::read_to_string(source)
+                .map_err(|error| CliError::refused(format!("failed reading template {source}: {error}")))?;
+            (source.clone(), text)
+        }
+        (None, contents) => ("(contents)".to_owned(), contents.clone().unwrap_or_default()),
+    };
+    let delimiters = (
+        block.left_delimiter.as_deref().unwrap_or_default(),
+        block.right_delimiter.as_deref().unwrap_or_default(),
+    );
+    let template = Template::parse(&name, &contents, delimiters)
+        .map_err(|error| CliError::refused(error.to_string()))?;
+    Ok(Spec {
+        source: name.into(),
+        destination: block.destination.clone().into(),
+        command: block.command.clone(),
+        command_timeout: block.command_timeout.unwrap_or(COMMAND_TIMEOUT),
+        perms: block.perms,
+        backup: block.backup,
+        create_dest_dirs: block.create_dest_dirs,
+        options: RenderOptions {
+            error_on_missing_key: block.error_on_missing_key,
+            function_denylist: block.function_denylist.clone(),
+            ..RenderOptions::default()
+        },
+        template,
+        last: None,
+    })
+}
+
+/// `-pid-file`: the process ID, written at start and removed when the run ends.
+struct PidFile(PathBuf);
+
+impl PidFile {
+    fn write(path: &str) -> Result<PidFile, CliError> {
+        std::fs::write(path, std::process::id().to_string())
+            .map_err(|error| CliError::refused(format!("failed writing pid file {path}: {error}")))?;
+        Ok(PidFile(path.into()))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// `-wait=min[:max]`: the quiet time and its bound.
@@ -273,7 +405,7 @@ fn render(
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let options = RenderOptions {
         now_unix_nanos: i64::try_from(now.as_nanos()).unwrap_or(i64::MAX),
-        ..RenderOptions::default()
+        ..spec.options.clone()
     };
     let mut source = Known { data };
     spec.template
@@ -340,13 +472,20 @@ fn emit(spec: &mut Spec, output: String, dry: bool) -> Result<(), CliError> {
     if dry {
         println!("> {}\n{output}", spec.destination.display());
     } else {
-        let unchanged = std::fs::read_to_string(&spec.destination).is_ok_and(|current| current == output);
-        if !unchanged {
-            write_atomically(&spec.destination, output.as_bytes()).map_err(|error| {
+        let current = std::fs::read_to_string(&spec.destination).ok();
+        if current.as_deref() != Some(output.as_str()) {
+            let failed = |error: std::io::Error| {
                 CliError::refused(format!("failed writing {}: {error}", spec.destination.display()))
-            })?;
-            if let Some(command) = &spec.command {
-                run_command(command, &spec.source);
+            };
+            if spec.backup && current.is_some() {
+                let mut backup = spec.destination.clone().into_os_string();
+                backup.push(".bak");
+                std::fs::copy(&spec.destination, backup).map_err(failed)?;
+            }
+            write_atomically(&spec.destination, output.as_bytes(), spec.perms, spec.create_dest_dirs)
+                .map_err(failed)?;
+            if !spec.command.is_empty() {
+                run_command(&spec.command, spec.command_timeout, &spec.source);
             }
         }
     }
@@ -354,13 +493,21 @@ fn emit(spec: &mut Spec, output: String, dry: bool) -> Result<(), CliError> {
     Ok(())
 }
 
-/// A temporary file beside `path`, written and synced, renamed over it; the old file's mode is
-/// kept (0644 for a new one).
-fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+/// A temporary file beside `path`, written and synced, renamed over it, with mode `perms`, else
+/// the old file's (0644 for a new one); its directory is made when missing if `make_dirs`.
+fn write_atomically(
+    path: &Path,
+    contents: &[u8],
+    perms: Option<u32>,
+    make_dirs: bool,
+) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mode = std::fs::metadata(path).map_or(0o644, |meta| meta.permissions().mode());
+    if make_dirs {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mode =
+        perms.unwrap_or_else(|| std::fs::metadata(path).map_or(0o644, |meta| meta.permissions().mode()));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let temporary = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let mut file = std::fs::File::create(&temporary)?;
@@ -371,15 +518,15 @@ fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
-/// Runs a template's command through the shell, up to [`COMMAND_TIMEOUT`]; a failure is
+/// Runs a template's command (a string through `sh -c`), up to `timeout`; a failure is
 /// reported, never fatal (consul-template goes on watching).
-fn run_command(command: &str, source: &Path) {
-    let child = std::process::Command::new("sh").args(["-c", command]).spawn();
+fn run_command(command: &[String], timeout: Duration, source: &Path) {
+    let child = std::process::Command::new(&command[0]).args(&command[1..]).spawn();
     let mut child = match child {
         Ok(child) => child,
         Err(error) => return eprintln!("[ERR] (runner) {}: running {command:?}: {error}", source.display()),
     };
-    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    let deadline = Instant::now() + timeout;
     loop {
         match child.try_wait() {
             Ok(Some(status)) if status.success() => return,
@@ -389,7 +536,7 @@ fn run_command(command: &str, source: &Path) {
             Ok(None) if Instant::now() >= deadline => {
                 let _ = child.kill();
                 return eprintln!(
-                    "[ERR] (runner) {}: {command:?} timed out after {COMMAND_TIMEOUT:?}",
+                    "[ERR] (runner) {}: {command:?} timed out after {timeout:?}",
                     source.display()
                 );
             }
