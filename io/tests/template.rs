@@ -1,6 +1,7 @@
 //! `muster template` as consul-template users run it, against `muster agent -dev`: an nginx-like
 //! upstream list from `service`, values from `key` and `ls`, `-once`, `-dry`, a render held
-//! until a key exists, and a watching process that re-renders and runs its command on a change.
+//! until a key exists, and a watching process that re-renders and runs its command on a change;
+//! consul-template's configuration files and retries; and the agent's own `watches`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -264,4 +265,56 @@ template {{
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("1 error(s) decoding:\n\n* '' has invalid keys: bogus"), "{stderr}");
+}
+
+/// The agent's own `watches`, as a Consul agent config has them: each change of the key runs
+/// the handler (`args`, directly) with the entry as JSON on stdin and `CONSUL_INDEX` set; the
+/// older `handler` string runs through the shell; a watch plan that does not compile stops
+/// the agent in Consul's words.
+#[test]
+fn the_agents_watches_run_their_handlers_on_each_change() {
+    let dir = dir("watches");
+    let (seen, old_style) = (dir.join("seen"), dir.join("old-style"));
+    let hcl = format!(
+        "-hcl=watches = [{{ type = \"key\" key = \"w/k\" args = [\"sh\", \"-c\", \"cat >> {} && echo \\\" $CONSUL_INDEX\\\" >> {}\"] }}, \
+         {{ type = \"keyprefix\" prefix = \"w/\" handler = \"cat > {}\" }}]",
+        seen.display(),
+        seen.display(),
+        old_style.display()
+    );
+    let (_agent, http) = dev_agent(&[&hcl]);
+    put(http, "/v1/kv/w/k", "first");
+    let first = wait_for(&seen, |text| text.contains("Zmlyc3Q="));
+    put(http, "/v1/kv/w/k", "second");
+    let both = wait_for(&seen, |text| text.contains("c2Vjb25k"));
+    assert!(both.starts_with(&first), "{both}");
+    let index_line = both.lines().find(|line| line.trim_start().parse::<u64>().is_ok());
+    assert!(index_line.is_some(), "CONSUL_INDEX reached the handler: {both}");
+    wait_for(&old_style, |text| text.contains("\"Key\":\"w/k\""));
+
+    let output = Command::new(env!("CARGO_BIN_EXE_muster"))
+        .args(["agent", "-dev", "-hcl=watches = [{ type = \"key\" args = [\"true\"] }]"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(
+            "Failed to compile watch parameters: Error parsing watch: Must specify a single key to watch"
+        ),
+        "{stderr}"
+    );
+}
+
+/// The contents of `path` once `ready` holds for them (within 20 s).
+fn wait_for(path: &Path, ready: impl Fn(&str) -> bool) -> String {
+    let started = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if ready(&text) {
+            return text;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{} never got there: {text:?}", path.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -102,6 +102,12 @@ fn agent(args: cli::AgentArgs, files: FromFiles) -> Result<(), AgentError> {
         tracing::warn!("agent: {warning}");
     }
     let plan = Plan::new(&args, &files)?;
+    // Consul compiles its watch plans before it starts anything.
+    for entry in &files.watches {
+        let entry = entry.as_object().expect("config keeps only objects under watches");
+        crate::cmd::watch::from_config(entry, "127.0.0.1:8500")
+            .map_err(|error| AgentError::Setting(format!("Failed to compile watch parameters: {error}")))?;
+    }
     if files.acl_enabled {
         // Consul's servers check the token of every RPC; muster's do not yet.
         tracing::warn!(
@@ -434,6 +440,7 @@ async fn run(args: cli::AgentArgs, files: FromFiles, mut plan: Plan) -> Result<(
     http::apply_definitions(&api, files.definitions.clone()).await?;
     spawn_tasks(&api, &args, &files, &mut server);
     let (http_addrs, dns_addrs) = serve_listeners(&api, &args, &files, &plan).await?;
+    start_watches(&files.watches, http_addrs.first().copied());
     api.config.set_runtime(runtime_config(&args, &files, &plan, http_addrs, dns_addrs));
     print_banner(&args, &plan);
     let pooled = Pooled { origin, members, gossip, server: plan.server, tags: plan.tags.clone() };
@@ -650,6 +657,26 @@ fn spawn_tasks(api: &Arc<http::Api>, args: &cli::AgentArgs, files: &FromFiles, s
         if let Some(connections) = rpc_connections.take() {
             tokio::spawn(muster::rpc::serve(connections, Arc::new(http::RpcHandler::new(api.clone()))));
         }
+    }
+}
+
+/// Runs each of the configuration's watch plans on a thread of its own against the agent's
+/// HTTP API, as Consul's agent runs them against its own client.
+fn start_watches(watches: &[serde_json::Value], http: Option<SocketAddr>) {
+    if watches.is_empty() {
+        return;
+    }
+    let Some(mut http) = http else {
+        tracing::warn!("agent: watches need the HTTP API, which is off (ports.http = -1); none runs");
+        return;
+    };
+    if http.ip().is_unspecified() {
+        http.set_ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    }
+    for entry in watches.iter().filter_map(serde_json::Value::as_object) {
+        // Checked at start; an entry that no longer compiles here would be a bug.
+        let Ok(watch) = crate::cmd::watch::from_config(entry, &http.to_string()) else { continue };
+        std::thread::spawn(move || crate::cmd::watch::run_for_agent(&watch));
     }
 }
 

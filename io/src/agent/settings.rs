@@ -33,6 +33,8 @@ pub(crate) struct FromFiles {
     pub(crate) rpc_hold_timeout: Option<std::time::Duration>,
     /// The `autopilot` block, over Consul's defaults.
     pub(crate) autopilot: muster_core::autopilot::Config,
+    /// `watches`: the watch plans to run once the HTTP API is up.
+    pub(crate) watches: Vec<serde_json::Value>,
     /// `tls.https` over `tls.defaults`: the HTTPS listener's TLS.
     pub(crate) tls_https: config::TlsStanza,
     /// `tls.internal_rpc` over `tls.defaults`: the server port's TLS.
@@ -118,6 +120,7 @@ pub(crate) fn apply_config_files(
         rpc_client_timeout: file.rpc_client_timeout,
         rpc_hold_timeout: file.rpc_hold_timeout,
         autopilot: file.autopilot.clone(),
+        watches: file.watches,
         tls_https: file.tls_https.over(&file.tls_defaults),
         tls_internal_rpc: file.tls_internal_rpc.over(&file.tls_defaults),
         https_handshake_timeout: file.https_handshake_timeout,

@@ -120,6 +120,73 @@ fn endpoint(args: &WatchArgs) -> Result<Endpoint, CliError> {
 }
 
 pub(crate) fn watch(args: &WatchArgs) -> Outcome {
+    watch_loop(args, false)
+}
+
+/// Runs one of the agent's `watches` until the process ends: failures, the first one
+/// included, are waited out, and a handler that fails is logged, as Consul's agent does.
+pub(crate) fn run_for_agent(args: &WatchArgs) {
+    if let Err(error) = watch_loop(args, true) {
+        tracing::error!("agent: watch (type: {}) stopped: {error}", args.kind);
+    }
+}
+
+/// A watch from the agent's configuration (`watches = [{ type = "key", key = "...", args =
+/// [...] }]`), asking the agent at `http_addr`; Consul's words when it cannot be one.
+pub(crate) fn from_config(
+    entry: &serde_json::Map<String, Value>,
+    http_addr: &str,
+) -> Result<WatchArgs, String> {
+    let text = |key: &str| entry.get(key).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let tag = match entry.get("tag") {
+        Some(Value::String(tag)) => vec![tag.clone()],
+        Some(Value::Array(tags)) => tags.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+        _ => Vec::new(),
+    };
+    let passing_only = match entry.get("passingonly") {
+        Some(Value::Bool(flag)) => flag.to_string(),
+        Some(Value::String(text)) => text.clone(),
+        _ => "false".to_owned(),
+    };
+    let handler_type = text("handler_type");
+    if !handler_type.is_empty() && handler_type != "script" {
+        return Err(format!("Handler type '{handler_type}' not supported by muster yet (script only)"));
+    }
+    // `args` runs directly; the older `handler` string runs through the shell.
+    let (handler, shell) = match (entry.get("args"), entry.get("handler").and_then(Value::as_str)) {
+        (Some(Value::Array(args)), _) => {
+            (args.iter().filter_map(Value::as_str).map(str::to_owned).collect(), false)
+        }
+        (_, Some(handler)) => (vec![handler.to_owned()], true),
+        _ => (Vec::new(), false),
+    };
+    if handler.is_empty() {
+        return Err("Must define a watch handler".to_owned());
+    }
+    let mut client =
+        super::ClientArgs { http_addr: Some(http_addr.to_owned()), ..super::ClientArgs::default() };
+    client.token = entry.get("token").and_then(Value::as_str).map(str::to_owned);
+    let datacenter = entry.get("datacenter").and_then(Value::as_str).map(str::to_owned);
+    let args = WatchArgs {
+        http: HttpArgs { client, datacenter, ..HttpArgs::default() },
+        tenancy: super::TenancyArgs::default(),
+        kind: text("type"),
+        key: text("key"),
+        prefix: text("prefix"),
+        service: text("service"),
+        tag,
+        passing_only,
+        state: text("state"),
+        name: text("name"),
+        filter: text("filter"),
+        shell,
+        handler,
+    };
+    endpoint(&args).map_err(|error| error.to_string())?;
+    Ok(args)
+}
+
+fn watch_loop(args: &WatchArgs, agent: bool) -> Outcome {
     let (path, mut base_query) = endpoint(args)?;
     if !args.filter.is_empty() {
         base_query.push(("filter", args.filter.clone()));
@@ -142,12 +209,20 @@ pub(crate) fn watch(args: &WatchArgs) -> Outcome {
         let answer = client.get(&path, &query).map_err(ViewError::from).and_then(|reply| view(args, reply));
         let (new_index, data) = match answer {
             Ok(answer) => answer,
-            // The agent cannot be reached at all: say so now rather than wait for ever.
-            Err(error) if last_index.is_none() => return Err(CliError::Watch(error)),
+            // The agent cannot be reached at all: say so now rather than wait for ever (the
+            // agent's own watches wait for it).
+            Err(error) if last_index.is_none() && !agent => return Err(CliError::Watch(error)),
             // Later, any failure (an election, a restart) is waited out, as Consul's watch plan
             // does.
             Err(error) => {
-                eprintln!("Watch (type: {}) errored: {error}, retry in {RETRY_BACKOFF:?}", args.kind);
+                if agent {
+                    tracing::error!(
+                        "agent.watch: Watch errored: type={} error=\"{error}\" retry={RETRY_BACKOFF:?}",
+                        args.kind
+                    );
+                } else {
+                    eprintln!("Watch (type: {}) errored: {error}, retry in {RETRY_BACKOFF:?}", args.kind);
+                }
                 std::thread::sleep(RETRY_BACKOFF);
                 continue;
             }
@@ -174,7 +249,10 @@ pub(crate) fn watch(args: &WatchArgs) -> Outcome {
             println!("{}", indent4(&data_for_handler));
             return Ok(0);
         }
-        run_handler(args, &data_for_handler, new_index)?;
+        match run_handler(args, &data_for_handler, new_index) {
+            Err(error) if agent => tracing::error!("agent: Failed to run watch handler: {error}"),
+            result => result?,
+        }
     }
 }
 

@@ -250,6 +250,8 @@ pub struct FileConfig {
     pub serf_wan_allowed_cidrs: Vec<String>,
     /// `ui` or `ui_config.enabled` (muster has no web UI yet; the agent says so).
     pub ui: Option<bool>,
+    /// `watches`: the watch plans the agent runs, each as written.
+    pub watches: Vec<Value>,
     /// `tls.defaults` (and the pre-1.12 top-level keys, read as its keys).
     pub tls_defaults: TlsStanza,
     /// `tls.https`.
@@ -522,6 +524,7 @@ fn merge(config: &mut FileConfig, file: &Path, map: Map<String, Value>) -> Resul
             "auto_reload_config" => config.auto_reload_config = Some(boolean(&key, &value)?),
             "ui" => config.ui = Some(boolean(&key, &value)?),
             "ui_config" => merge_ui_config(config, value)?,
+            "watches" => config.watches.extend(objects(&key, value)?),
             "acl" => merge_acl(config, value)?,
             "tls" => merge_tls(config, value)?,
             "http_config" => merge_http_config(config, value)?,
