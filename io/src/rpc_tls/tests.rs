@@ -35,6 +35,19 @@ impl Pki {
     fn issue(&self, stem: &str, names: &[&str]) -> (String, String) {
         let params =
             CertificateParams::new(names.iter().map(|name| (*name).to_owned()).collect::<Vec<_>>()).unwrap();
+        self.sign(stem, params)
+    }
+
+    /// A certificate for `names` that expired in 2021.
+    fn issue_expired(&self, stem: &str, names: &[&str]) -> (String, String) {
+        let mut params =
+            CertificateParams::new(names.iter().map(|name| (*name).to_owned()).collect::<Vec<_>>()).unwrap();
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        self.sign(stem, params)
+    }
+
+    fn sign(&self, stem: &str, params: CertificateParams) -> (String, String) {
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.ca, &self.ca_key).unwrap();
         let (cert_path, key_path) =
@@ -140,4 +153,28 @@ async fn a_reload_secures_the_connections_opened_after_it() {
     receiver.install(prepared);
     assert!(delivered(sender, as_secure()).await, "TLS after the reload");
     assert!(!delivered(None, as_secure()).await, "plain refused after the reload");
+}
+
+/// An expired certificate is refused whether or not names are checked: without
+/// `verify_server_hostname` only a name mismatch is forgiven, never the chain's validity.
+#[tokio::test]
+async fn an_expired_server_certificate_is_refused_with_or_without_name_checks() {
+    let pki = Pki::new("expired");
+    let expired = pki.settings(pki.issue_expired("expired", &["server.dc1.consul"]), true);
+    for verify_hostname in [true, false] {
+        let sender = pki.settings(
+            pki.issue(&format!("sender-{verify_hostname}"), &["server.dc1.consul"]),
+            verify_hostname,
+        );
+        assert!(
+            !delivered(secure(&sender), secure(&expired)).await,
+            "an expired server certificate was accepted"
+        );
+    }
+    let current = pki.settings(pki.issue("current", &["server.dc1.consul"]), false);
+    let sender = pki.settings(pki.issue("sender", &["server.dc1.consul"]), false);
+    assert!(
+        delivered(secure(&sender), secure(&current)).await,
+        "the same set-up with a current certificate talks"
+    );
 }
